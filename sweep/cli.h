@@ -1,0 +1,41 @@
+/*
+ * cli.h — the command table behind `caddie <command> [args]` (git style).
+ *
+ * Each command is `int cmd_<name>(int argc, char **argv)` with argv[0] == "<name>",
+ * implemented in the subsystem that owns it (sweep/cmd_*.c, reports/cmd_*.c, ...) and
+ * listed once in the table in sweep/main.c. A command returns the process exit code:
+ * 0 ok, 1 failure, 2 usage error. Data goes to stdout, diagnostics to stderr, as
+ * "caddie <command>: <message>". `caddie help X` and `caddie X --help` print the usage
+ * text from the table; commands parse their options with getopt_long.
+ * Not here: any command's logic.
+ */
+#ifndef CADDIE_CLI_H
+#define CADDIE_CLI_H
+
+typedef int (*cli_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;    /* "data", "train", "sweep", ... */
+    cli_fn fn;
+    const char *summary; /* one line for `caddie help` */
+    const char *usage;   /* full usage text for `caddie help <name>` (ends with \n) */
+} cli_command;
+
+/* The table (defined in sweep/main.c) and a lookup by name. */
+extern const cli_command cli_commands[];
+const cli_command *cli_find(const char *name);
+
+/* Print "caddie <cmd>: <msg>" + usage hint to stderr and return 2 (usage error). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "caddie <cmd>: <msg>" to stderr and return 1 (failure). */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print the usage text of a command to stdout. */
+void cli_print_usage(const cli_command *c);
+/* True when argv has -h/--help anywhere before a "--". */
+int cli_wants_help(int argc, char **argv);
+
+/* ---- commands (one line each; keep sorted by subsystem) ----------------------------- */
+int cmd_help(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+#endif

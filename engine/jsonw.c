@@ -1,0 +1,32 @@
+/*
+ * jsonw.c — JSON string/number writing (see jsonw.h). Not a parser.
+ */
+#include "jsonw.h"
+
+#include <math.h>
+
+void cad_json_write_string(FILE *f, const char *s) {
+    if (!s) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+void cad_json_write_number(FILE *f, double v) {
+    if (!isfinite(v)) fputs("null", f);
+    else fprintf(f, "%.17g", v);
+}

@@ -32,7 +32,7 @@ LDLIBS   := -lsentencepiece -lsqlite3 -lyaml -lopenblas -lzstd -lz -lstdc++ -lpt
 DEB_PKGS := libsqlite3-dev sqlite3 libyaml-dev libsentencepiece-dev libopenblas-dev \
             zlib1g-dev libzstd-dev pkg-config
 # The page test renders the HTML report in headless Chromium.
-TEST_PKGS := chromium
+TEST_PKGS := chromium fonts-dejavu-core
 
 LIB_C   := $(filter-out sweep/main.c,$(wildcard engine/*.c sweep/*.c reports/*.c))
 LIB_CXX := $(wildcard engine/*.cc)

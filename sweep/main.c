@@ -20,6 +20,50 @@ const cli_command cli_commands[] = {
      "usage: caddie help [COMMAND]\n"},
     {"version", cmd_version, "print version, git commit, compiler and compiled-in backends",
      "usage: caddie version\n"},
+    {"data", cmd_data, "tokenize text into challenge shards (prepare), or report a shard set (stats)",
+     "usage: caddie data prepare --tokenizer MODEL --input FILE [--input FILE]... --out DIR\n"
+     "                           [--val-docs N] [--shard-tokens N]\n"
+     "       caddie data stats DIR --tokenizer MODEL [--seq-len N]\n"
+     "\n"
+     "prepare: tokenize documents into DIR/fineweb_{val,train}_NNNNNN.bin exactly like the\n"
+     "challenge exporter: each document is BOS (id 1) + sp.encode(text), no EOS; the first N\n"
+     "documents are val, the rest train; shards hold --shard-tokens tokens (the last of each\n"
+     "split is partial). Old fineweb_*.bin in DIR are removed first; each shard is written to a\n"
+     "temporary name and renamed. Output is deterministic.\n"
+     "  --tokenizer MODEL   SentencePiece .model (vocab <= 65536)\n"
+     "  --input FILE        input text, repeatable; more files may follow as plain arguments.\n"
+     "                      Read in order. FILE ending in .jsonl: one JSON object a line, the\n"
+     "                      document is its \"text\" field (blank lines are skipped). Any other\n"
+     "                      FILE: plain UTF-8 text, documents separated by one or more blank\n"
+     "                      lines (empty or whitespace-only); a document is its lines joined\n"
+     "                      with \\n (a \\r before a line end is dropped)\n"
+     "  --out DIR           output directory (created if missing)\n"
+     "  --val-docs N        documents in the val split (default 50000, the challenge's)\n"
+     "  --shard-tokens N    tokens per shard (default 100000000, the challenge's)\n"
+     "Prints per split: shards, documents, tokens (BOS included), UTF-8 bytes of the texts and\n"
+     "bytes/token; a progress line and the throughput on stderr.\n"
+     "\n"
+     "stats: per split (val, train): shards, tokens, documents (BOS count), lut_bytes = the byte\n"
+     "total by the official val_bpb rule (train_gpt.py's LUTs, over all tokens of the split\n"
+     "read as one stream), bytes/token = lut_bytes/tokens; for val also the eval window that\n"
+     "train_gpt.py keeps at --seq-len L: ((N-1)/L)*L+1 tokens, its targets and lut_bytes.\n"
+     "  --tokenizer MODEL   the model the shards were made with (ids are checked < its vocab)\n"
+     "  --seq-len N         eval sequence length for the val trim (default 1024)\n"},
+    {"tokenizer", cmd_tokenizer, "train a SentencePiece BPE model with the challenge's options",
+     "usage: caddie tokenizer train --vocab N --input FILE [--input FILE]... --out PREFIX\n"
+     "                              [--verbose]\n"
+     "\n"
+     "Trains a BPE model with exactly the challenge exporter's SentencePiece options\n"
+     "(character_coverage 0.999, byte_fallback, split_digits, nmt_nfkc, no dummy prefix,\n"
+     "pad 0 / bos 1 / eos 2 / unk 3, hard_vocab_limit false; other options at their defaults,\n"
+     "so documents longer than 4192 bytes are skipped) and writes PREFIX.model and\n"
+     "PREFIX.vocab. Documents are read like `caddie data prepare` reads them, then cleaned like\n"
+     "the exporter: NUL -> space, Python str.strip(), empty documents skipped.\n"
+     "  --vocab N           vocabulary size (the model may end up smaller: hard_vocab_limit false)\n"
+     "  --input FILE        input text (.jsonl or plain text, as for data prepare), repeatable;\n"
+     "                      more files may follow as plain arguments\n"
+     "  --out PREFIX        output prefix (its directory must exist)\n"
+     "  --verbose           show sentencepiece's training log on stderr\n"},
     {0, 0, 0, 0},
 };
 

@@ -1,0 +1,185 @@
+/*
+ * backend.h — the op seam between the model/optimizer code and the hardware.
+ *
+ * A cad_backend is a struct of function pointers (ggml's backend vtable idea): memory
+ * (alloc/free/copies/sync) plus one slot per op, forward and backward as separate slots
+ * where the op has a gradient. engine/model.c and the optimizers call ONLY these slots on
+ * tensor memory, never memcpy/BLAS/CUDA directly, so the CPU reference (backend_cpu.c) and
+ * the CUDA backend (kernels/) are interchangeable and can be checked against each other op
+ * by op. Every slot is mandatory (there is no "unsupported op" path).
+ *
+ * Not here: model structure (model.c decides which op runs on which buffer), optimizer
+ * policy (learning rates, schedules), host-side I/O. No slot allocates memory: scratch a
+ * slot needs is planned by the caller (see attention_scratch_bytes).
+ *
+ * Conventions (all slots)
+ * - Every pointer argument marked "tensor" is backend memory (from alloc). Host pointers
+ *   appear only in the copy slots and in results returned by value.
+ * - Row-major, contiguous unless a leading dimension (ld*) is given; ld is in floats.
+ * - Shape letters: B batch sequences, T sequence length, N = B*T token rows,
+ *   C model_dim, V vocab, H mlp hidden (mlp_mult*C), NH query heads, KV key/value heads,
+ *   HD head_dim = C/NH (even), QKV = (NH + 2*KV)*HD (the fused c_q|c_k|c_v output width).
+ *   Token row n = b*T + t; position t is n % T.
+ * - Gradient semantics are part of each slot's contract and are spelled out as (=) "written"
+ *   or (+=) "accumulated". Parameter gradients are ALWAYS accumulated (+=) so gradient
+ *   accumulation across micro-batches works; activation gradients are written (=) unless
+ *   they naturally sum into the residual stream, where (+=) saves a pass.
+ * - Aliasing: outputs never alias inputs unless the slot says "may alias".
+ * - Slots may run asynchronously (CUDA stream order); only the slots that return a host value
+ *   (sumsq) and copy_to_host/sync wait for completion.
+ * - Reductions over rows (parameter grads of vectors) are deterministic for a fixed thread
+ *   count, so CPU training is bit-reproducible with the same `threads`.
+ */
+#ifndef CADDIE_BACKEND_H
+#define CADDIE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cad_backend cad_backend;
+
+struct cad_backend {
+    const char *name; /* "cpu", "cuda": logged and recorded with results */
+    void *ctx;        /* backend-private state (CUDA: stream, cuBLAS handle); NULL for cpu */
+
+    /* ---- memory ------------------------------------------------------------------------ */
+    /* Zero-filled allocation of `bytes`, aligned to at least 64 bytes. NULL on failure
+     * (the caller reports CAD_ENOMEM naming what it was planning). */
+    void *(*alloc)(const cad_backend *be, size_t bytes);
+    void (*free)(const cad_backend *be, void *p); /* p may be NULL */
+    void (*copy_to_device)(const cad_backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*copy_to_host)(const cad_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(const cad_backend *be, void *dst, const void *src, size_t bytes); /* device->device, no overlap */
+    void (*memset_zero)(const cad_backend *be, void *p, size_t bytes);
+    void (*sync)(const cad_backend *be); /* wait until every queued slot finished */
+    /* Number of CPU threads the backend's ops use (cpu: OpenMP team size, BLAS stays single
+     * threaded per call and is parallelised by the backend itself). n <= 0 keeps the default.
+     * CUDA: ignored. Call before planning memory: attention_scratch_bytes depends on it. */
+    void (*set_threads)(const cad_backend *be, int n);
+
+    /* ---- dense linear algebra -------------------------------------------------------------- */
+    /* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm(CblasRowMajor, ...)).
+     * op(A) is [M,K]: A is [M,K] (lda >= K) or, with trans_a, [K,M] (lda >= M); likewise
+     * op(B) is [K,N]: B is [K,N] (ldb >= N) or, with trans_b, [N,K] (ldb >= K). ldc >= N.
+     * beta == 0 means C is not read (may hold garbage/NaN). Linear layers use it as
+     *   y[N,out] = x[N,in] W[out,in]^T          (trans_b, beta 0)
+     *   dx[N,in] = dy[N,out] W[out,in]          (beta 0)
+     *   dW[out,in] += dy[N,out]^T x[N,in]        (trans_a, beta 1)
+     * and the Muon Newton-Schulz iteration uses it on [rows,cols] matrices. */
+    void (*matmul)(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
+                   float alpha, const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc);
+
+    /* ---- embedding ------------------------------------------------------------------------ */
+    /* out[N,C] = wte[ids[n], :]. ids (tensor, int32) in [0,V); the caller validated them. */
+    void (*embedding_forward)(const cad_backend *be, float *out, const int32_t *ids,
+                              const float *wte, int N, int C);
+    /* dwte[V,C] (+=) scatter-add of dout[N,C] rows by ids[N]. */
+    void (*embedding_backward)(const cad_backend *be, float *dwte, const float *dout,
+                               const int32_t *ids, int N, int C);
+
+    /* ---- RMSNorm without weight (F.rms_norm(x, (C,), eps)) ------------------------------------ */
+    /* out[N,C] = in * rstd, rstd[N] = 1/sqrt(mean_c(in^2) + eps). out may alias in. */
+    void (*rmsnorm_forward)(const cad_backend *be, float *out, float *rstd, const float *in,
+                            int N, int C, float eps);
+    /* din[N,C] (+=) rstd * (dout - out * mean_c(dout*out)). Uses the forward OUTPUT and rstd
+     * (no need to keep the input). din must not alias dout or out. */
+    void (*rmsnorm_backward)(const cad_backend *be, float *din, const float *dout,
+                             const float *out, const float *rstd, int N, int C);
+
+    /* ---- attention pre-processing: per-head q/k RMSNorm, RoPE, q_gain ------------------------- */
+    /* Reads the q and k columns of qkv[N,QKV] (q: cols [0,NH*HD), k: [NH*HD,(NH+KV)*HD)).
+     * Per token and head: u = rmsnorm(x_head, eps); r = rope(u) with the half-split pairing
+     * (r1 = u1*cos + u2*sin, r2 = -u1*sin + u2*cos, halves of HD/2, cos/sin[T,HD/2] at position
+     * t); q_out[N,NH*HD] = q_gain[h] * r_q, k_out[N,KV*HD] = r_k.
+     * rstd_q[N,NH], rstd_k[N,KV] (=) the per-head 1/rms, kept for backward. */
+    void (*qk_norm_rope_forward)(const cad_backend *be, float *q_out, float *k_out,
+                                 float *rstd_q, float *rstd_k, const float *qkv,
+                                 const float *q_gain, const float *cos, const float *sin,
+                                 int B, int T, int NH, int KV, int HD, float eps);
+    /* dqkv[N,QKV]: q and k columns (=), v columns untouched (attention_backward writes them).
+     * dq_gain[NH] (+=). dq_out[N,NH*HD], dk_out[N,KV*HD] are the gradients of q_out/k_out. */
+    void (*qk_norm_rope_backward)(const cad_backend *be, float *dqkv, float *dq_gain,
+                                  const float *dq_out, const float *dk_out, const float *qkv,
+                                  const float *rstd_q, const float *rstd_k, const float *q_gain,
+                                  const float *cos, const float *sin,
+                                  int B, int T, int NH, int KV, int HD);
+
+    /* ---- causal self-attention with GQA -------------------------------------------------- */
+    /* Bytes of scratch attention_forward/backward need for these shapes (with the thread count
+     * set now). The caller plans it into its activation arena and passes it to every call. */
+    size_t (*attention_scratch_bytes)(const cad_backend *be, int B, int T, int NH, int KV, int HD);
+    /* y = softmax(scale * q k^T + causal mask) v per (b, h); query head h reads kv head
+     * h / (NH/KV) (torch repeat_interleave / enable_gqa semantics; kv is never materialised
+     * repeated). Rows: q[n*ldq + h*HD + d], k[n*ldk + g*HD + d], v[n*ldv + g*HD + d],
+     * y[n*ldy + h*HD + d]. lse[B,NH,T] (=) log-sum-exp of each scaled score row, kept for
+     * backward (probabilities are recomputed, never stored). */
+    void (*attention_forward)(const cad_backend *be, float *y, int ldy, float *lse,
+                              const float *q, int ldq, const float *k, int ldk,
+                              const float *v, int ldv, int B, int T, int NH, int KV, int HD,
+                              float scale, void *scratch, size_t scratch_bytes);
+    /* dq (=), dk (=), dv (=) with their own row strides (dk/dv sum over the NH/KV query heads of
+     * a group). dy[n*lddy + h*HD + d] is the gradient of y; y and lse are forward outputs. */
+    void (*attention_backward)(const cad_backend *be, float *dq, int lddq, float *dk, int lddk,
+                               float *dv, int lddv, const float *dy, int lddy, const float *y,
+                               int ldy, const float *lse, const float *q, int ldq,
+                               const float *k, int ldk, const float *v, int ldv,
+                               int B, int T, int NH, int KV, int HD, float scale,
+                               void *scratch, size_t scratch_bytes);
+
+    /* ---- MLP activation -------------------------------------------------------------------- */
+    /* out[n] = relu(in)^2 over n elements. out may alias in. */
+    void (*relu2_forward)(const cad_backend *be, float *out, const float *in, size_t n);
+    /* din[n] (=) dout * 2*relu(in). din may alias dout. */
+    void (*relu2_backward)(const cad_backend *be, float *din, const float *dout,
+                           const float *in, size_t n);
+
+    /* ---- residual stream --------------------------------------------------------------------- */
+    /* out[N,C] = mix[0,:] * x + mix[1,:] * x0 (Block.resid_mix, mix is [2,C]). out may alias x. */
+    void (*resid_mix_forward)(const cad_backend *be, float *out, const float *x,
+                              const float *x0, const float *mix, int N, int C);
+    /* dx (=) mix[0]*dout (dx may alias dout), dx0 (+=) mix[1]*dout, dmix[2,C] (+=)
+     * sum_n (dout*x, dout*x0). dx must not alias dx0. */
+    void (*resid_mix_backward)(const cad_backend *be, float *dx, float *dx0, float *dmix,
+                               const float *dout, const float *x, const float *x0,
+                               const float *mix, int N, int C);
+    /* out[N,C] = x + s[C] * y (attn_scale, mlp_scale, skip_weights[i]). out may alias x. */
+    void (*scale_add_forward)(const cad_backend *be, float *out, const float *x,
+                              const float *s, const float *y, int N, int C);
+    /* dy (=) s * dout, ds[C] (+=) sum_n dout*y. The x gradient is dout itself (identity), so
+     * callers keep dout as the residual gradient. dy must not alias dout. */
+    void (*scale_add_backward)(const cad_backend *be, float *dy, float *ds, const float *dout,
+                               const float *y, const float *s, int N, int C);
+
+    /* ---- logit softcap + cross-entropy (fused) ------------------------------------------------- */
+    /* In place on logits[N,V]: raw -> z = cap * tanh(raw / cap). lse[N] (=) logsumexp(z row).
+     * If targets (tensor, int32 [N], in [0,V)) is non-NULL, loss[N] (=) lse - z[target]
+     * (per-token NLL in nats, computed in fp32 like F.cross_entropy on float logits). */
+    void (*softcap_xent_forward)(const cad_backend *be, float *logits, float *lse, float *loss,
+                                 const int32_t *targets, int N, int V, float cap);
+    /* In place on logits[N,V]: z -> d raw = dloss * (softmax(z) - onehot(target)) * (1 - (z/cap)^2),
+     * the gradient of dloss * sum_n loss[n] w.r.t. the raw (pre-cap) logits (dloss = 1/N for a
+     * mean). Needs lse from the forward. */
+    void (*softcap_xent_backward)(const cad_backend *be, float *logits, const float *lse,
+                                  const int32_t *targets, int N, int V, float cap, float dloss);
+
+    /* ---- elementwise / reductions (optimizers, grad clipping) --------------------------------- */
+    /* y[n] = a*x + b*y (b == 0: y is not read). x may alias y. */
+    void (*axpby)(const cad_backend *be, size_t n, float a, const float *x, float b, float *y);
+    /* x[n] *= a. */
+    void (*scale)(const cad_backend *be, size_t n, float a, float *x);
+    /* Sum of squares of x[n], accumulated in double, returned to the host (waits). */
+    double (*sumsq)(const cad_backend *be, const float *x, size_t n);
+    /* torch.optim.Adam step (no weight decay), elementwise over n:
+     *   m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g;
+     *   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+     * with bc1 = 1 - beta1^step, bc2 = 1 - beta2^step computed by the caller. */
+    void (*adam_update)(const cad_backend *be, float *p, const float *g, float *m, float *v,
+                        size_t n, float lr, float beta1, float beta2, float eps, float bc1,
+                        float bc2);
+};
+
+/* The CPU reference backend (OpenMP + OpenBLAS sgemm). A static singleton: never freed. */
+const cad_backend *cad_backend_cpu(void);
+
+#endif

@@ -1,0 +1,671 @@
+/*
+ * backend_cpu.c — the CPU reference backend: every cad_backend slot in plain C11 with OpenMP,
+ * dense products through OpenBLAS sgemm.
+ *
+ * This is the backend every other backend is judged against (tests/unit/test_engine_ops.c
+ * checks each backward here against finite differences), and the one `make demo` trains with,
+ * so it is written to be both readable and fast enough on a 2-core box:
+ * - OpenBLAS runs single-threaded per call (openblas_set_num_threads(1) once) and this file
+ *   splits work across the OpenMP team itself. Two thread pools spinning on two cores starve
+ *   each other; one pool that hands each thread its own slab of rows does not.
+ * - Attention is flash-style: scores are computed in row blocks with sgemm, probabilities are
+ *   never stored across calls (only the log-sum-exp per row), and the backward recomputes them.
+ * - exp/tanh on the [N,V] logits use vectorisable polynomial approximations (Cephes
+ *   coefficients, ~1-2 ulp), because libm's scalar calls would dominate the loss.
+ * - Row reductions into parameter gradients partition columns (or fix the thread partition),
+ *   so results do not depend on scheduling: same thread count, same bits.
+ *
+ * Not here: anything about which op runs on which buffer (engine/model.c), optimizer policy
+ * (engine/optim.c), memory planning (callers pass every buffer, including scratch).
+ */
+#include "backend.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* OpenBLAS's <cblas.h> is not included: it needs cpu_set_t from the system <sched.h>, and the
+ * build's -Isweep makes <sched.h> resolve to sweep/sched.h. The two entry points used here are
+ * declared with the standard CBLAS ABI (enums are ints) instead. */
+enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(int order, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void openblas_set_num_threads(int num_threads);
+
+/* Threads the ops use; 0 until set_threads or first use (then omp_get_max_threads()). */
+static int cpu_threads;
+
+static int cpu_nthreads(void) {
+    if (cpu_threads <= 0) cpu_threads = omp_get_max_threads();
+    return cpu_threads;
+}
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+static void *cpu_alloc(const cad_backend *be, size_t bytes) {
+    (void)be;
+    if (bytes == 0) bytes = 64;
+    size_t rounded = (bytes + 63) & ~(size_t)63; /* aligned_alloc wants a multiple of the alignment */
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+static void cpu_free(const cad_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static void cpu_copy(const cad_backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_memset_zero(const cad_backend *be, void *p, size_t bytes) {
+    (void)be;
+    if (bytes) memset(p, 0, bytes);
+}
+
+static void cpu_sync(const cad_backend *be) { (void)be; }
+
+static void cpu_set_threads(const cad_backend *be, int n) {
+    (void)be;
+    if (n <= 0) n = omp_get_num_procs();
+    cpu_threads = n;
+    omp_set_num_threads(n);
+}
+
+/* ---- vectorisable math ------------------------------------------------------------------- */
+
+/* exp(x) for x in float range: Cephes expf polynomial on r = x - n*ln2, |r| <= ln2/2; the
+ * input is clamped to [-87.3, 88.7] so 2^n stays a normal float (exp(-87.3) ~ 1.2e-38 instead
+ * of a denormal: irrelevant for softmax sums, and denormals are slow). */
+static inline float fast_expf(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } two_n;
+    two_n.i = ((int32_t)n + 127) << 23;
+    return p * two_n.f;
+}
+
+/* tanh(x): Cephes tanhf (odd polynomial below 0.625, 1 - 2/(e^{2|x|}+1) above), branch-free
+ * so the loop vectorises. */
+static inline float fast_tanhf(float x) {
+    float ax = fabsf(x);
+    float z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+                    1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float e = fast_expf(2.0f * ax);
+    float big = 1.0f - 2.0f / (e + 1.0f);
+    big = x < 0.0f ? -big : big;
+    return ax < 0.625f ? small : big;
+}
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+/* Row-major sgemm, split over the OpenMP team along the larger of M and N (each thread runs
+ * a single-threaded sgemm on its slab). Small products and calls from inside a parallel
+ * region run directly. */
+static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
+                       float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                       float *C, int ldc) {
+    (void)be;
+    if (M <= 0 || N <= 0) return;
+    int ta = trans_a ? CblasTrans : CblasNoTrans;
+    int tb = trans_b ? CblasTrans : CblasNoTrans;
+    if (K <= 0) { /* op(A) op(B) is the zero matrix: C = beta*C (beta 0: C not read) */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    int nt = cpu_nthreads();
+    double flops = 2.0 * M * N * K;
+    if (nt == 1 || omp_in_parallel() || flops < 4e6) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int split_m = M >= N;
+    int dim = split_m ? M : N;
+    int chunk = (dim + nt - 1) / nt;
+    chunk = (chunk + 15) & ~15; /* keep slabs a multiple of the sgemm register tile */
+    int nchunks = (dim + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c = 0; c < nchunks; c++) {
+        int lo = c * chunk, len = dim - lo < chunk ? dim - lo : chunk;
+        if (split_m) {
+            const float *a = trans_a ? A + lo : A + (size_t)lo * lda;
+            cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha, a, lda, B, ldb, beta,
+                        C + (size_t)lo * ldc, ldc);
+        } else {
+            const float *b = trans_b ? B + (size_t)lo * ldb : B + lo;
+            cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, alpha, A, lda, b, ldb, beta, C + lo, ldc);
+        }
+    }
+}
+
+/* ---- embedding --------------------------------------------------------------------------- */
+
+static void cpu_embedding_forward(const cad_backend *be, float *out, const int32_t *ids,
+                                  const float *wte, int N, int C) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)ids[n] * C, sizeof(float) * C);
+}
+
+/* Columns are partitioned across threads so the scatter-add has no races and a fixed order. */
+#define COL_BLOCK 64
+static void cpu_embedding_backward(const cad_backend *be, float *dwte, const float *dout,
+                                   const int32_t *ids, int N, int C) {
+    (void)be;
+    int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int cb = 0; cb < nblk; cb++) {
+        int c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int n = 0; n < N; n++) {
+            float *dst = dwte + (size_t)ids[n] * C;
+            const float *src = dout + (size_t)n * C;
+            for (int c = c0; c < c1; c++) dst[c] += src[c];
+        }
+    }
+}
+
+/* ---- rmsnorm ----------------------------------------------------------------------------- */
+
+static void cpu_rmsnorm_forward(const cad_backend *be, float *out, float *rstd, const float *in,
+                                int N, int C, float eps) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        float r = 1.0f / sqrtf((float)(ss / C) + eps);
+        rstd[n] = r;
+        for (int c = 0; c < C; c++) y[c] = x[c] * r;
+    }
+}
+
+static void cpu_rmsnorm_backward(const cad_backend *be, float *din, const float *dout,
+                                 const float *out, const float *rstd, int N, int C) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *dy = dout + (size_t)n * C, *y = out + (size_t)n * C;
+        float *dx = din + (size_t)n * C;
+        double dot = 0.0;
+        for (int c = 0; c < C; c++) dot += (double)dy[c] * y[c];
+        float m = (float)(dot / C), r = rstd[n];
+        for (int c = 0; c < C; c++) dx[c] += r * (dy[c] - y[c] * m);
+    }
+}
+
+/* ---- q/k norm + rope + gain -------------------------------------------------------------- */
+
+/* Normalise one head vector x[HD] with eps, rotate by (cos, sin)[HD/2], scale by g. */
+static inline float head_norm_rope(float *out, const float *x, const float *cs, const float *sn,
+                                   int HD, float eps, float g) {
+    int half = HD / 2;
+    double ss = 0.0;
+    for (int d = 0; d < HD; d++) ss += (double)x[d] * x[d];
+    float r = 1.0f / sqrtf((float)(ss / HD) + eps);
+    for (int d = 0; d < half; d++) {
+        float u1 = x[d] * r, u2 = x[d + half] * r;
+        out[d] = g * (u1 * cs[d] + u2 * sn[d]);
+        out[d + half] = g * (-u1 * sn[d] + u2 * cs[d]);
+    }
+    return r;
+}
+
+static void cpu_qk_norm_rope_forward(const cad_backend *be, float *q_out, float *k_out,
+                                     float *rstd_q, float *rstd_k, const float *qkv,
+                                     const float *q_gain, const float *cos, const float *sin,
+                                     int B, int T, int NH, int KV, int HD, float eps) {
+    (void)be;
+    int N = B * T, ld = (NH + 2 * KV) * HD, half = HD / 2;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        int t = n % T;
+        const float *row = qkv + (size_t)n * ld;
+        const float *cs = cos + (size_t)t * half, *sn = sin + (size_t)t * half;
+        for (int h = 0; h < NH; h++)
+            rstd_q[(size_t)n * NH + h] = head_norm_rope(q_out + (size_t)n * NH * HD + h * HD,
+                                                        row + h * HD, cs, sn, HD, eps, q_gain[h]);
+        for (int g = 0; g < KV; g++)
+            rstd_k[(size_t)n * KV + g] = head_norm_rope(k_out + (size_t)n * KV * HD + g * HD,
+                                                        row + (NH + g) * HD, cs, sn, HD, eps, 1.0f);
+    }
+}
+
+/* Backward of head_norm_rope for gradient dr of the rotated (unscaled) vector: inverse
+ * rotation, then the rmsnorm backward with u = x*r recomputed from the input. */
+static inline void head_norm_rope_backward(float *dx, const float *dr, const float *x, float r,
+                                           const float *cs, const float *sn, int HD) {
+    int half = HD / 2;
+    double dot = 0.0;
+    for (int d = 0; d < half; d++) {
+        float du1 = dr[d] * cs[d] - dr[d + half] * sn[d];
+        float du2 = dr[d] * sn[d] + dr[d + half] * cs[d];
+        dx[d] = du1; /* park du in dx, finished below */
+        dx[d + half] = du2;
+        dot += (double)du1 * x[d] * r + (double)du2 * x[d + half] * r;
+    }
+    float m = (float)(dot / HD);
+    for (int d = 0; d < HD; d++) dx[d] = r * (dx[d] - x[d] * r * m);
+}
+
+static void cpu_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float *dq_gain,
+                                      const float *dq_out, const float *dk_out, const float *qkv,
+                                      const float *rstd_q, const float *rstd_k,
+                                      const float *q_gain, const float *cos, const float *sin,
+                                      int B, int T, int NH, int KV, int HD) {
+    (void)be;
+    int N = B * T, ld = (NH + 2 * KV) * HD, half = HD / 2;
+    int nt = cpu_nthreads();
+    /* q_gain partial sums per thread over a fixed row partition, summed in thread order. */
+    double part[nt][NH];
+    memset(part, 0, sizeof(part));
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        int lo = (int)((long)N * tid / team), hi = (int)((long)N * (tid + 1) / team);
+        float dr[HD];
+        for (int n = lo; n < hi; n++) {
+            int t = n % T;
+            const float *row = qkv + (size_t)n * ld;
+            float *drow = dqkv + (size_t)n * ld;
+            const float *cs = cos + (size_t)t * half, *sn = sin + (size_t)t * half;
+            for (int h = 0; h < NH; h++) {
+                const float *dqo = dq_out + (size_t)n * NH * HD + h * HD;
+                const float *x = row + h * HD;
+                float r = rstd_q[(size_t)n * NH + h], g = q_gain[h];
+                double gsum = 0.0;
+                for (int d = 0; d < half; d++) { /* rotated normalised q, for dq_gain */
+                    float u1 = x[d] * r, u2 = x[d + half] * r;
+                    gsum += (double)dqo[d] * (u1 * cs[d] + u2 * sn[d]) +
+                            (double)dqo[d + half] * (-u1 * sn[d] + u2 * cs[d]);
+                }
+                part[tid][h] += gsum;
+                for (int d = 0; d < HD; d++) dr[d] = g * dqo[d];
+                head_norm_rope_backward(drow + h * HD, dr, x, r, cs, sn, HD);
+            }
+            for (int g = 0; g < KV; g++)
+                head_norm_rope_backward(drow + (NH + g) * HD, dk_out + (size_t)n * KV * HD + g * HD,
+                                        row + (NH + g) * HD, rstd_k[(size_t)n * KV + g], cs, sn, HD);
+        }
+    }
+    for (int h = 0; h < NH; h++) {
+        double s = 0.0;
+        for (int i = 0; i < nt; i++) s += part[i][h];
+        dq_gain[h] += (float)s;
+    }
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+/* Query rows per block: scores for a block are [ATT_RB, T] in per-thread scratch. */
+#define ATT_RB 64
+
+static size_t cpu_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,
+                                          int HD) {
+    (void)be; (void)B; (void)NH; (void)KV; (void)HD;
+    /* per thread: S and dP blocks [ATT_RB, T] plus D[ATT_RB] */
+    return (size_t)cpu_nthreads() * (2 * (size_t)ATT_RB * T + ATT_RB) * sizeof(float);
+}
+
+static int att_threads(int T, size_t scratch_bytes) {
+    size_t per = (2 * (size_t)ATT_RB * T + ATT_RB) * sizeof(float);
+    int nt = cpu_nthreads();
+    int fit = (int)(scratch_bytes / per);
+    return fit < nt ? (fit < 1 ? 1 : fit) : nt;
+}
+
+static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, float *lse,
+                                  const float *q, int ldq, const float *k, int ldk,
+                                  const float *v, int ldv, int B, int T, int NH, int KV, int HD,
+                                  float scale, void *scratch, size_t scratch_bytes) {
+    (void)be;
+    int group = NH / KV, nrb = (T + ATT_RB - 1) / ATT_RB;
+    int ntasks = B * NH * nrb;
+    int nt = att_threads(T, scratch_bytes);
+    size_t per = 2 * (size_t)ATT_RB * T + ATT_RB;
+    /* dynamic: the causal triangle makes late row blocks cost more than early ones */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int task = ntasks - 1; task >= 0; task--) {
+        int rb = task % nrb, h = (task / nrb) % NH, b = task / (nrb * NH), g = h / group;
+        float *S = (float *)scratch + per * omp_get_thread_num();
+        int r0 = rb * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, nk = r1;
+        const float *qb = q + (size_t)(b * T + r0) * ldq + h * HD;
+        const float *kb = k + (size_t)b * T * ldk + g * HD;
+        const float *vb = v + (size_t)b * T * ldv + g * HD;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HD, scale, qb, ldq, kb, ldk,
+                    0.0f, S, nk);
+        for (int i = 0; i < nr; i++) {
+            float *s = S + (size_t)i * nk;
+            int nv = r0 + i + 1; /* keys 0..t visible */
+            float mx = -INFINITY;
+            for (int j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < nv; j++) {
+                float p = fast_expf(s[j] - mx);
+                s[j] = p;
+                sum += p;
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < nv; j++) s[j] *= inv;
+            for (int j = nv; j < nk; j++) s[j] = 0.0f;
+            lse[((size_t)b * NH + h) * T + r0 + i] = mx + logf(sum);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, nk, 1.0f, S, nk, vb, ldv,
+                    0.0f, y + (size_t)(b * T + r0) * ldy + h * HD, ldy);
+    }
+}
+
+static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, float *dk, int lddk,
+                                   float *dv, int lddv, const float *dy, int lddy, const float *y,
+                                   int ldy, const float *lse, const float *q, int ldq,
+                                   const float *k, int ldk, const float *v, int ldv, int B, int T,
+                                   int NH, int KV, int HD, float scale, void *scratch,
+                                   size_t scratch_bytes) {
+    (void)be;
+    int group = NH / KV, nrb = (T + ATT_RB - 1) / ATT_RB;
+    int nt = att_threads(T, scratch_bytes);
+    size_t per = 2 * (size_t)ATT_RB * T + ATT_RB;
+    /* one task per (b, kv head): the query heads of a group all add into the same dk/dv rows,
+     * so they run in one task, in order (no races, fixed summation order). */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int task = 0; task < B * KV; task++) {
+        int b = task / KV, g = task % KV;
+        float *S = (float *)scratch + per * omp_get_thread_num();
+        float *dP = S + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
+        const float *kb = k + (size_t)b * T * ldk + g * HD;
+        const float *vb = v + (size_t)b * T * ldv + g * HD;
+        float *dkb = dk + (size_t)b * T * lddk + g * HD;
+        float *dvb = dv + (size_t)b * T * lddv + g * HD;
+        for (int t = 0; t < T; t++) {
+            memset(dkb + (size_t)t * lddk, 0, sizeof(float) * HD);
+            memset(dvb + (size_t)t * lddv, 0, sizeof(float) * HD);
+        }
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            for (int rb = 0; rb < nrb; rb++) {
+                int r0 = rb * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, nk = r1;
+                const float *qb = q + (size_t)(b * T + r0) * ldq + h * HD;
+                const float *dyb = dy + (size_t)(b * T + r0) * lddy + h * HD;
+                const float *yb = y + (size_t)(b * T + r0) * ldy + h * HD;
+                const float *lrow = lse + ((size_t)b * NH + h) * T + r0;
+                /* P = exp(scale q k^T - lse), causal */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HD, scale, qb, ldq, kb,
+                            ldk, 0.0f, S, nk);
+                for (int i = 0; i < nr; i++) {
+                    float *s = S + (size_t)i * nk, l = lrow[i];
+                    int nv = r0 + i + 1;
+#pragma omp simd
+                    for (int j = 0; j < nv; j++) s[j] = fast_expf(s[j] - l);
+                    for (int j = nv; j < nk; j++) s[j] = 0.0f;
+                    double dd = 0.0; /* D_i = dy_i . y_i = sum_j P_ij dP_ij */
+                    for (int d = 0; d < HD; d++) dd += (double)dyb[(size_t)i * lddy + d] * yb[(size_t)i * ldy + d];
+                    D[i] = (float)dd;
+                }
+                /* dV[0:nk] += P^T dY */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, nr, 1.0f, S, nk, dyb,
+                            lddy, 1.0f, dvb, lddv);
+                /* dP = dY V^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HD, 1.0f, dyb, lddy, vb,
+                            ldv, 0.0f, dP, nk);
+                /* dS = P * (dP - D) * scale (zero where masked since P is zero there) */
+                for (int i = 0; i < nr; i++) {
+                    float *s = S + (size_t)i * nk, *dp = dP + (size_t)i * nk, di = D[i];
+#pragma omp simd
+                    for (int j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - di) * scale;
+                }
+                /* dQ = dS K ; dK[0:nk] += dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, nk, 1.0f, dP, nk, kb,
+                            ldk, 0.0f, dq + (size_t)(b * T + r0) * lddq + h * HD, lddq);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, nr, 1.0f, dP, nk, qb, ldq,
+                            1.0f, dkb, lddk);
+            }
+        }
+    }
+}
+
+/* ---- relu^2 ------------------------------------------------------------------------------ */
+
+static void cpu_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n) {
+    (void)be;
+#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float r = in[i] > 0.0f ? in[i] : 0.0f;
+        out[i] = r * r;
+    }
+}
+
+static void cpu_relu2_backward(const cad_backend *be, float *din, const float *dout,
+                               const float *in, size_t n) {
+    (void)be;
+#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
+    for (size_t i = 0; i < n; i++) din[i] = in[i] > 0.0f ? 2.0f * in[i] * dout[i] : 0.0f;
+}
+
+/* ---- residual stream --------------------------------------------------------------------- */
+
+static void cpu_resid_mix_forward(const cad_backend *be, float *out, const float *x,
+                                  const float *x0, const float *mix, int N, int C) {
+    (void)be;
+    const float *m0 = mix, *m1 = mix + C;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        size_t o = (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) out[o + c] = m0[c] * x[o + c] + m1[c] * x0[o + c];
+    }
+}
+
+static void cpu_resid_mix_backward(const cad_backend *be, float *dx, float *dx0, float *dmix,
+                                   const float *dout, const float *x, const float *x0,
+                                   const float *mix, int N, int C) {
+    (void)be;
+    const float *m0 = mix, *m1 = mix + C;
+    int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int cb = 0; cb < nblk; cb++) {
+        int c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        double a0[COL_BLOCK] = {0}, a1[COL_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            size_t o = (size_t)n * C;
+            for (int c = c0; c < c1; c++) {
+                float d = dout[o + c];
+                a0[c - c0] += (double)d * x[o + c];
+                a1[c - c0] += (double)d * x0[o + c];
+                dx0[o + c] += m1[c] * d;
+                dx[o + c] = m0[c] * d; /* last: dx may alias dout */
+            }
+        }
+        for (int c = c0; c < c1; c++) {
+            dmix[c] += (float)a0[c - c0];
+            dmix[C + c] += (float)a1[c - c0];
+        }
+    }
+}
+
+static void cpu_scale_add_forward(const cad_backend *be, float *out, const float *x,
+                                  const float *s, const float *y, int N, int C) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        size_t o = (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) out[o + c] = x[o + c] + s[c] * y[o + c];
+    }
+}
+
+static void cpu_scale_add_backward(const cad_backend *be, float *dy, float *ds, const float *dout,
+                                   const float *y, const float *s, int N, int C) {
+    (void)be;
+    int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int cb = 0; cb < nblk; cb++) {
+        int c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        double acc[COL_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            size_t o = (size_t)n * C;
+            for (int c = c0; c < c1; c++) {
+                acc[c - c0] += (double)dout[o + c] * y[o + c];
+                dy[o + c] = s[c] * dout[o + c];
+            }
+        }
+        for (int c = c0; c < c1; c++) ds[c] += (float)acc[c - c0];
+    }
+}
+
+/* ---- softcap + cross-entropy ------------------------------------------------------------- */
+
+static void cpu_softcap_xent_forward(const cad_backend *be, float *logits, float *lse, float *loss,
+                                     const int32_t *targets, int N, int V, float cap) {
+    (void)be;
+    float inv_cap = 1.0f / cap;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *z = logits + (size_t)n * V;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++) {
+            z[j] = cap * fast_tanhf(z[j] * inv_cap);
+            mx = z[j] > mx ? z[j] : mx;
+        }
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += fast_expf(z[j] - mx);
+        float l = mx + logf(sum);
+        lse[n] = l;
+        if (targets) loss[n] = l - z[targets[n]];
+    }
+}
+
+static void cpu_softcap_xent_backward(const cad_backend *be, float *logits, const float *lse,
+                                      const int32_t *targets, int N, int V, float cap, float dloss) {
+    (void)be;
+    float inv_cap = 1.0f / cap;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *z = logits + (size_t)n * V, l = lse[n];
+        int tgt = targets[n];
+#pragma omp simd
+        for (int j = 0; j < V; j++) {
+            float p = fast_expf(z[j] - l) - (j == tgt ? 1.0f : 0.0f);
+            float th = z[j] * inv_cap;
+            z[j] = dloss * p * (1.0f - th * th);
+        }
+    }
+}
+
+/* ---- elementwise / reductions ------------------------------------------------------------ */
+
+static void cpu_axpby(const cad_backend *be, size_t n, float a, const float *x, float b, float *y) {
+    (void)be;
+    if (b == 0.0f) {
+#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = a * x[i];
+    } else {
+#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b * y[i];
+    }
+}
+
+static void cpu_scale(const cad_backend *be, size_t n, float a, float *x) {
+    (void)be;
+#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] *= a;
+}
+
+/* Fixed partition by thread id and an in-order final sum: deterministic for a thread count. */
+static double cpu_sumsq(const cad_backend *be, const float *x, size_t n) {
+    (void)be;
+    int nt = cpu_nthreads();
+    if (n < 65536) nt = 1;
+    double part[nt];
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = n * tid / team, hi = n * (tid + 1) / team;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
+        part[tid] = s;
+        if (tid == 0)
+            for (int i = team; i < nt; i++) part[i] = 0.0;
+    }
+    double s = 0.0;
+    for (int i = 0; i < nt; i++) s += part[i];
+    return s;
+}
+
+static void cpu_adam_update(const cad_backend *be, float *p, const float *g, float *m, float *v,
+                            size_t n, float lr, float beta1, float beta2, float eps, float bc1,
+                            float bc2) {
+    (void)be;
+    float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2);
+#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+/* ---- the backend ------------------------------------------------------------------------- */
+
+static const cad_backend cpu_backend = {
+    .name = "cpu",
+    .ctx = NULL,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy_to_device = cpu_copy,
+    .copy_to_host = cpu_copy,
+    .copy = cpu_copy,
+    .memset_zero = cpu_memset_zero,
+    .sync = cpu_sync,
+    .set_threads = cpu_set_threads,
+    .matmul = cpu_matmul,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .qk_norm_rope_forward = cpu_qk_norm_rope_forward,
+    .qk_norm_rope_backward = cpu_qk_norm_rope_backward,
+    .attention_scratch_bytes = cpu_attention_scratch_bytes,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .relu2_forward = cpu_relu2_forward,
+    .relu2_backward = cpu_relu2_backward,
+    .resid_mix_forward = cpu_resid_mix_forward,
+    .resid_mix_backward = cpu_resid_mix_backward,
+    .scale_add_forward = cpu_scale_add_forward,
+    .scale_add_backward = cpu_scale_add_backward,
+    .softcap_xent_forward = cpu_softcap_xent_forward,
+    .softcap_xent_backward = cpu_softcap_xent_backward,
+    .axpby = cpu_axpby,
+    .scale = cpu_scale,
+    .sumsq = cpu_sumsq,
+    .adam_update = cpu_adam_update,
+};
+
+const cad_backend *cad_backend_cpu(void) {
+    static int blas_single;
+    if (!blas_single) {
+        /* this file parallelises around sgemm itself (see the header comment) */
+        openblas_set_num_threads(1);
+        blas_single = 1;
+    }
+    return &cpu_backend;
+}

@@ -1,0 +1,400 @@
+/*
+ * config.c — the key table, value parsing, YAML < env < --set resolution and validation of
+ * the run configuration (see config.h for the contract).
+ * Not here: meaning of the keys beyond range/combination checks.
+ */
+#include "config.h"
+
+#include "yamltree.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const cad_config_key config_keys[] = {
+#define CAD_CONFIG_ROW_(type, name, def, doc) \
+    {#name, CAD_KEY_##type, def, doc, offsetof(cad_config, name)},
+    CAD_CONFIG_KEYS(CAD_CONFIG_ROW_)
+#undef CAD_CONFIG_ROW_
+};
+#define N_KEYS ((int)(sizeof config_keys / sizeof config_keys[0]))
+_Static_assert(sizeof config_keys / sizeof config_keys[0] <= CAD_CONFIG_MAX_KEYS,
+               "raise CAD_CONFIG_MAX_KEYS in config.h");
+
+int cad_config_key_count(void) { return N_KEYS; }
+
+const cad_config_key *cad_config_key_at(int i) {
+    return i >= 0 && i < N_KEYS ? &config_keys[i] : NULL;
+}
+
+const cad_config_key *cad_config_key_find(const char *name) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (strcmp(config_keys[i].name, name) == 0) return &config_keys[i];
+    return NULL;
+}
+
+int cad_edit_distance(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    int *row = malloc((nb + 1) * sizeof *row);
+    if (!row) return (int)(na > nb ? na : nb);
+    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j];
+            int cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+            int best = diag + cost;
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    int d = row[nb];
+    free(row);
+    return d;
+}
+
+const cad_config_key *cad_config_key_closest_key(const char *name) {
+    int best = -1, best_d = 1 << 30;
+    for (int i = 0; i < N_KEYS; i++) {
+        int d = cad_edit_distance(name, config_keys[i].name);
+        if (d < best_d) best_d = d, best = i;
+    }
+    return &config_keys[best];
+}
+
+const char *cad_config_key_closest(const char *name) {
+    return cad_config_key_closest_key(name)->name;
+}
+
+const char *cad_config_type_name(cad_key_type t) {
+    switch (t) {
+    case CAD_KEY_INT: return "int";
+    case CAD_KEY_FLOAT: return "float";
+    case CAD_KEY_BOOL: return "bool";
+    case CAD_KEY_STR: return "string";
+    case CAD_KEY_LIST: return "list";
+    }
+    return "?";
+}
+
+static int key_index(const cad_config_key *k) { return (int)(k - config_keys); }
+
+static void *field_ptr(cad_config *c, const cad_config_key *k) { return (char *)c + k->offset; }
+static const void *field_cptr(const cad_config *c, const cad_config_key *k) {
+    return (const char *)c + k->offset;
+}
+
+/* Numbers may carry Python-style digit separators ("524_288"). */
+static void strip_underscores(const char *in, char *out, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; in[i] && j + 1 < cap; i++)
+        if (in[i] != '_') out[j++] = in[i];
+    out[j] = 0;
+}
+
+static int parse_value(const cad_config_key *k, const char *text, void *dst, cad_err *e) {
+    char buf[128];
+    switch (k->type) {
+    case CAD_KEY_INT: {
+        strip_underscores(text, buf, sizeof buf);
+        char *end;
+        errno = 0;
+        long v = strtol(buf, &end, 10);
+        if (!buf[0] || *end || errno)
+            return cad_fail(e, CAD_ECONFIG, "key '%s': integer expected, got '%s'", k->name, text);
+        *(long *)dst = v;
+        return CAD_OK;
+    }
+    case CAD_KEY_FLOAT: {
+        strip_underscores(text, buf, sizeof buf);
+        char *end;
+        errno = 0;
+        double v = strtod(buf, &end);
+        if (!buf[0] || *end || errno || !isfinite(v))
+            return cad_fail(e, CAD_ECONFIG, "key '%s': number expected, got '%s'", k->name, text);
+        *(double *)dst = v;
+        return CAD_OK;
+    }
+    case CAD_KEY_BOOL: {
+        static const char *const yes[] = {"1", "true", "True", "TRUE", "yes", "on"};
+        static const char *const no[] = {"0", "false", "False", "FALSE", "no", "off"};
+        for (size_t i = 0; i < 6; i++) {
+            if (strcmp(text, yes[i]) == 0) { *(int *)dst = 1; return CAD_OK; }
+            if (strcmp(text, no[i]) == 0) { *(int *)dst = 0; return CAD_OK; }
+        }
+        return cad_fail(e, CAD_ECONFIG, "key '%s': boolean expected (1/0/true/false), got '%s'",
+                        k->name, text);
+    }
+    case CAD_KEY_STR:
+    case CAD_KEY_LIST: {
+        char *s = strdup(text);
+        if (!s) return cad_fail(e, CAD_ENOMEM, "key '%s': out of memory", k->name);
+        free(*(char **)dst);
+        *(char **)dst = s;
+        return CAD_OK;
+    }
+    }
+    return cad_fail(e, CAD_ERR, "key '%s': bad type", k->name);
+}
+
+int cad_config_init(cad_config *c, cad_err *e) {
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < N_KEYS; i++) {
+        int rc = parse_value(&config_keys[i], config_keys[i].def, field_ptr(c, &config_keys[i]), e);
+        if (rc) return rc;
+        snprintf(c->origin[i], sizeof c->origin[i], "default");
+    }
+    return CAD_OK;
+}
+
+void cad_config_free(cad_config *c) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (config_keys[i].type == CAD_KEY_STR || config_keys[i].type == CAD_KEY_LIST) {
+            char **p = field_ptr(c, &config_keys[i]);
+            free(*p);
+            *p = NULL;
+        }
+}
+
+static int unknown_key(const char *key, const char *where, cad_err *e) {
+    return cad_fail(e, CAD_ECONFIG, "%s%sunknown key '%s' (did you mean '%s'?)", where ? where : "",
+                    where ? ": " : "", key, cad_config_key_closest(key));
+}
+
+int cad_config_set(cad_config *c, const char *key, const char *value, const char *origin,
+                   cad_err *e) {
+    const cad_config_key *k = cad_config_key_find(key);
+    if (!k) return unknown_key(key, origin, e);
+    int rc = parse_value(k, value, field_ptr(c, k), e);
+    if (rc) return origin ? cad_wrap(e, "%s", origin) : rc;
+    snprintf(c->origin[key_index(k)], sizeof c->origin[0], "%s", origin ? origin : "set");
+    return CAD_OK;
+}
+
+int cad_config_set_assignment(cad_config *c, const char *assignment, cad_err *e) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return cad_fail(e, CAD_EUSAGE, "--set '%s': expected key=value", assignment);
+    char key[128];
+    size_t n = (size_t)(eq - assignment);
+    if (n >= sizeof key) return cad_fail(e, CAD_EUSAGE, "--set '%s': key too long", assignment);
+    memcpy(key, assignment, n);
+    key[n] = 0;
+    return cad_config_set(c, key, eq + 1, "--set", e);
+}
+
+int cad_config_load_yaml(cad_config *c, const char *path, cad_err *e) {
+    yt_doc *d = NULL;
+    int rc = yt_load_file(path, &d, e);
+    if (rc) return rc;
+    const yt_node *root = d->root;
+    if (!root) goto done; /* an empty file changes nothing */
+    if (root->kind != YT_MAP) {
+        rc = yt_fail(e, CAD_ECONFIG, d, root, "a map of config keys expected");
+        goto done;
+    }
+    for (size_t i = 0; i < root->n; i++) {
+        const yt_node *kn = root->keys[i], *vn = root->vals[i];
+        const cad_config_key *k = cad_config_key_find(kn->value);
+        if (!k) {
+            rc = yt_fail(e, CAD_ECONFIG, d, kn, "unknown key '%s' (did you mean '%s'?)", kn->value,
+                         cad_config_key_closest(kn->value));
+            goto done;
+        }
+        char origin[96];
+        snprintf(origin, sizeof origin, "%s:%d:%d", d->path, vn->line, vn->col);
+        if (vn->kind == YT_SEQ && k->type == CAD_KEY_LIST) {
+            size_t len = 1;
+            for (size_t j = 0; j < vn->n; j++) {
+                if (vn->items[j]->kind != YT_SCALAR) {
+                    rc = yt_fail(e, CAD_ECONFIG, d, vn->items[j], "key '%s': list of strings expected",
+                                 k->name);
+                    goto done;
+                }
+                len += strlen(vn->items[j]->value) + 1;
+            }
+            char *joined = calloc(len, 1);
+            if (!joined) { rc = cad_fail(e, CAD_ENOMEM, "out of memory"); goto done; }
+            for (size_t j = 0; j < vn->n; j++) {
+                if (j) strcat(joined, ",");
+                strcat(joined, vn->items[j]->value);
+            }
+            rc = cad_config_set(c, k->name, joined, origin, e);
+            free(joined);
+            if (rc) goto done;
+            continue;
+        }
+        if (vn->kind != YT_SCALAR) {
+            rc = yt_fail(e, CAD_ECONFIG, d, vn, "key '%s': a single %s value expected", k->name,
+                         cad_config_type_name(k->type));
+            goto done;
+        }
+        cad_err sub = {0};
+        if (cad_config_set(c, k->name, vn->value, NULL, &sub)) {
+            rc = yt_fail(e, CAD_ECONFIG, d, vn, "%s", sub.msg);
+            goto done;
+        }
+        snprintf(c->origin[key_index(k)], sizeof c->origin[0], "%s", origin);
+    }
+done:
+    yt_doc_free(d);
+    return rc;
+}
+
+int cad_config_load_env(cad_config *c, cad_err *e) {
+    for (int i = 0; i < N_KEYS; i++) {
+        char env[64], origin[96];
+        size_t j = 0;
+        for (; config_keys[i].name[j] && j + 1 < sizeof env; j++)
+            env[j] = (char)toupper((unsigned char)config_keys[i].name[j]);
+        env[j] = 0;
+        const char *v = getenv(env);
+        if (!v) continue;
+        snprintf(origin, sizeof origin, "environment variable %s", env);
+        int rc = cad_config_set(c, config_keys[i].name, v, origin, e);
+        if (rc) return rc;
+    }
+    return CAD_OK;
+}
+
+int cad_config_resolve(cad_config *c, const char *path, int n_sets, char *const *sets, cad_err *e) {
+    int rc = cad_config_init(c, e);
+    if (!rc && path) rc = cad_config_load_yaml(c, path, e);
+    if (!rc) rc = cad_config_load_env(c, e);
+    for (int i = 0; !rc && i < n_sets; i++) rc = cad_config_set_assignment(c, sets[i], e);
+    if (!rc) rc = cad_config_validate(c, e);
+    return rc;
+}
+
+int cad_config_grad_accum(const cad_config *c) {
+    /* train_gpt.py: grad_accum_steps = 8 // world_size; caddie runs one rank (world 1). */
+    return c->grad_accum_steps > 0 ? (int)c->grad_accum_steps : 8;
+}
+
+long cad_config_local_tokens(const cad_config *c) {
+    return c->train_batch_tokens / cad_config_grad_accum(c);
+}
+
+#define CFG_REQUIRE(cond, ...) \
+    do {                        \
+        if (!(cond)) return cad_fail(e, CAD_ECONFIG, __VA_ARGS__); \
+    } while (0)
+
+int cad_config_validate(const cad_config *c, cad_err *e) {
+    CFG_REQUIRE(c->vocab_size > 0 && c->vocab_size <= 65536,
+                "vocab_size=%ld: expected 1..65536 (tokens are uint16)", c->vocab_size);
+    CFG_REQUIRE(c->num_layers > 0, "num_layers=%ld: expected > 0", c->num_layers);
+    CFG_REQUIRE(c->model_dim > 0, "model_dim=%ld: expected > 0", c->model_dim);
+    CFG_REQUIRE(c->num_heads > 0, "num_heads=%ld: expected > 0", c->num_heads);
+    CFG_REQUIRE(c->num_kv_heads > 0, "num_kv_heads=%ld: expected > 0", c->num_kv_heads);
+    CFG_REQUIRE(c->model_dim % c->num_heads == 0,
+                "model_dim=%ld must be divisible by num_heads=%ld", c->model_dim, c->num_heads);
+    CFG_REQUIRE(c->num_heads % c->num_kv_heads == 0,
+                "num_heads=%ld must be divisible by num_kv_heads=%ld", c->num_heads, c->num_kv_heads);
+    CFG_REQUIRE((c->model_dim / c->num_heads) % 2 == 0,
+                "head_dim = model_dim/num_heads = %ld must be even for RoPE",
+                c->model_dim / c->num_heads);
+    CFG_REQUIRE(c->mlp_mult > 0, "mlp_mult=%ld: expected > 0", c->mlp_mult);
+    CFG_REQUIRE(c->logit_softcap > 0, "logit_softcap=%g: must be positive", c->logit_softcap);
+    CFG_REQUIRE(c->rope_base > 0, "rope_base=%g: must be positive", c->rope_base);
+    CFG_REQUIRE(c->tied_embed_init_std >= 0, "tied_embed_init_std=%g: must be >= 0",
+                c->tied_embed_init_std);
+    CFG_REQUIRE(c->iterations >= 0, "iterations=%ld: expected >= 0", c->iterations);
+    CFG_REQUIRE(c->warmup_steps >= 0, "warmup_steps=%ld: expected >= 0", c->warmup_steps);
+    CFG_REQUIRE(c->max_wallclock_seconds >= 0, "max_wallclock_seconds=%g: expected >= 0",
+                c->max_wallclock_seconds);
+    CFG_REQUIRE(c->train_seq_len > 0, "train_seq_len=%ld: expected > 0", c->train_seq_len);
+    CFG_REQUIRE(c->grad_accum_steps >= 0 && c->grad_accum_steps <= 4096,
+                "grad_accum_steps=%ld: expected 0 (= 8) or 1..4096", c->grad_accum_steps);
+    int accum = cad_config_grad_accum(c);
+    CFG_REQUIRE(c->train_batch_tokens > 0, "train_batch_tokens=%ld: expected > 0",
+                c->train_batch_tokens);
+    long local = c->train_batch_tokens / accum;
+    CFG_REQUIRE(c->train_batch_tokens % accum == 0 && local % c->train_seq_len == 0 && local > 0,
+                "train_batch_tokens=%ld / grad_accum_steps=%d = %ld tokens per micro-step must be a "
+                "positive multiple of train_seq_len=%ld",
+                c->train_batch_tokens, accum, local, c->train_seq_len);
+    CFG_REQUIRE(c->val_batch_size / accum >= c->train_seq_len,
+                "val_batch_size=%ld must provide at least one sequence per micro-batch: "
+                "val_batch_size / grad_accum_steps(%d) >= train_seq_len(%ld)",
+                c->val_batch_size, accum, c->train_seq_len);
+    CFG_REQUIRE(c->val_loss_every >= 0, "val_loss_every=%ld: expected >= 0", c->val_loss_every);
+    CFG_REQUIRE(c->train_log_every >= 0, "train_log_every=%ld: expected >= 0", c->train_log_every);
+    CFG_REQUIRE(c->warmdown_iters >= 0, "warmdown_iters=%ld: expected >= 0", c->warmdown_iters);
+    CFG_REQUIRE(c->embed_lr >= 0 && c->head_lr >= 0 && c->tied_embed_lr >= 0 && c->matrix_lr >= 0 &&
+                    c->scalar_lr >= 0,
+                "learning rates must be >= 0");
+    CFG_REQUIRE(c->muon_backend_steps >= 0, "muon_backend_steps=%ld: expected >= 0",
+                c->muon_backend_steps);
+    CFG_REQUIRE(c->muon_momentum_warmup_steps >= 0, "muon_momentum_warmup_steps=%ld: expected >= 0",
+                c->muon_momentum_warmup_steps);
+    CFG_REQUIRE(c->beta1 >= 0 && c->beta1 < 1, "beta1=%g: expected in [0, 1)", c->beta1);
+    CFG_REQUIRE(c->beta2 >= 0 && c->beta2 < 1, "beta2=%g: expected in [0, 1)", c->beta2);
+    CFG_REQUIRE(c->adam_eps > 0, "adam_eps=%g: expected > 0", c->adam_eps);
+    CFG_REQUIRE(c->grad_clip_norm >= 0, "grad_clip_norm=%g: expected >= 0", c->grad_clip_norm);
+    CFG_REQUIRE(c->val_max_tokens >= 0, "val_max_tokens=%ld: expected >= 0 (0 = whole split)",
+                c->val_max_tokens);
+    CFG_REQUIRE(c->val_max_tokens == 0 || c->val_max_tokens >= c->train_seq_len,
+                "val_max_tokens=%ld must be 0 or at least train_seq_len=%ld", c->val_max_tokens,
+                c->train_seq_len);
+    CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
+    CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);
+    size_t tl = strlen(c->tokenizer_path);
+    CFG_REQUIRE(tl >= 6 && strcmp(c->tokenizer_path + tl - 6, ".model") == 0,
+                "tokenizer_path='%s': only SentencePiece .model files are supported",
+                c->tokenizer_path);
+    CFG_REQUIRE(c->data_path[0], "data_path is empty");
+    for (const char *p = c->run_id; *p; p++)
+        CFG_REQUIRE(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.',
+                    "run_id='%s': only letters, digits, '-', '_' and '.' are allowed", c->run_id);
+    return CAD_OK;
+}
+
+void cad_config_format(const cad_config *c, const cad_config_key *k, char *buf, size_t cap) {
+    const void *p = field_cptr(c, k);
+    switch (k->type) {
+    case CAD_KEY_INT: snprintf(buf, cap, "%ld", *(const long *)p); break;
+    case CAD_KEY_FLOAT: {
+        /* shortest text that parses back to the same double */
+        double v = *(const double *)p;
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, cap, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v) break;
+        }
+        if (!strpbrk(buf, ".eEn")) strncat(buf, ".0", cap - strlen(buf) - 1);
+        break;
+    }
+    case CAD_KEY_BOOL: snprintf(buf, cap, "%d", *(const int *)p); break;
+    case CAD_KEY_STR:
+    case CAD_KEY_LIST: snprintf(buf, cap, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
+    }
+}
+
+/* YAML double-quoted scalar (the values are paths and names: escape " and \ only). */
+static void write_quoted(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int cad_config_write_yaml(const cad_config *c, FILE *f) {
+    char buf[4096];
+    for (int i = 0; i < N_KEYS; i++) {
+        const cad_config_key *k = &config_keys[i];
+        cad_config_format(c, k, buf, sizeof buf);
+        fprintf(f, "%s: ", k->name);
+        if (k->type == CAD_KEY_STR || k->type == CAD_KEY_LIST) write_quoted(f, buf);
+        else fputs(buf, f);
+        fputc('\n', f);
+    }
+    return ferror(f) ? CAD_EIO : CAD_OK;
+}

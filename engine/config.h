@@ -1,0 +1,145 @@
+/*
+ * config.h — the run configuration of `caddie train` / `caddie eval`: one table of keys
+ * (every train_gpt.py hyperparameter under its own lower-case name, same default and type,
+ * plus caddie's extra keys), loaded from a YAML file, then upper-case environment variables,
+ * then `--set key=value` (later wins), and validated before any work starts.
+ *
+ * The key table is public so that other readers (the sweep spec validator) reject unknown
+ * engine keys with the same "did you mean" hint: cad_config_key_find / _closest / _at.
+ * Adding a key = one line in CAD_CONFIG_KEYS below (name, type, default text, doc); the struct
+ * field, YAML/env/--set parsing, the resolved config.yaml and the README table follow from it.
+ * Technique keys must default to "off" so that a config with no new keys is train_gpt.py.
+ *
+ * Not here: what the keys do (train.c, model.c, ...), sweep grids (sweep/).
+ */
+#ifndef CADDIE_CONFIG_H
+#define CADDIE_CONFIG_H
+
+#include "status.h"
+
+#include <stdio.h>
+
+typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LIST } cad_key_type;
+
+/* C field type per key type. LIST is stored as one comma-separated string (a YAML sequence
+ * is joined with ","), so the resolved config stays flat `key: value` lines. */
+#define CAD_CFIELD_INT long
+#define CAD_CFIELD_FLOAT double
+#define CAD_CFIELD_BOOL int
+#define CAD_CFIELD_STR char *
+#define CAD_CFIELD_LIST char *
+
+/* X(type, name, default text, one-line doc). Defaults are parsed by the same code as user
+ * values. The first block is train_gpt.py's Hyperparameters in its order. */
+#define CAD_CONFIG_KEYS(X)                                                                         \
+    X(STR, data_path, "./data/datasets/fineweb10B_sp1024",                                         \
+      "directory with fineweb_train_*.bin / fineweb_val_*.bin shards")                            \
+    X(STR, tokenizer_path, "./data/tokenizers/fineweb_1024_bpe.model",                             \
+      "SentencePiece .model used for the val_bpb byte tables")                                    \
+    X(STR, run_id, "", "run name; empty = a random uuid4 (like train_gpt.py)")                    \
+    X(INT, seed, "1337", "seed of the weight init")                                               \
+    X(INT, val_batch_size, "524288", "validation tokens per batch (over all ranks and accum)")    \
+    X(INT, val_loss_every, "1000", "validate every N steps (0 = only at the end)")                \
+    X(INT, train_log_every, "200", "log train_loss every N steps (and the first 10)")             \
+    X(INT, iterations, "20000", "number of training steps")                                       \
+    X(INT, warmdown_iters, "1200", "steps (or step-times under a wallclock cap) of LR warmdown")   \
+    X(INT, warmup_steps, "20", "priming steps whose effect is undone (weights/optim/loader)")      \
+    X(INT, train_batch_tokens, "524288", "tokens per optimizer step (all ranks, all micro-steps)") \
+    X(INT, train_seq_len, "1024", "sequence length of training and validation windows")           \
+    X(FLOAT, max_wallclock_seconds, "600.0", "training time cap in s (0 = none); drives warmdown") \
+    X(FLOAT, qk_gain_init, "1.5", "initial per-head query gain")                                  \
+    X(INT, vocab_size, "1024", "vocabulary size (must match the tokenizer)")                      \
+    X(INT, num_layers, "9", "transformer blocks")                                                 \
+    X(INT, num_kv_heads, "4", "key/value heads (GQA)")                                            \
+    X(INT, model_dim, "512", "residual width")                                                    \
+    X(INT, num_heads, "8", "query heads")                                                         \
+    X(INT, mlp_mult, "2", "MLP hidden = mlp_mult * model_dim")                                    \
+    X(BOOL, tie_embeddings, "1", "share tok_emb as the output head")                              \
+    X(FLOAT, rope_base, "10000.0", "RoPE base")                                                   \
+    X(FLOAT, logit_softcap, "30.0", "logits = c*tanh(z/c)")                                       \
+    X(FLOAT, embed_lr, "0.6", "Adam LR of tok_emb when untied")                                   \
+    X(FLOAT, head_lr, "0.008", "Adam LR of lm_head when untied")                                  \
+    X(FLOAT, tied_embed_lr, "0.05", "Adam LR of the tied embedding")                              \
+    X(FLOAT, tied_embed_init_std, "0.005", "std of the tied embedding init")                      \
+    X(FLOAT, matrix_lr, "0.04", "Muon LR of the block matrices")                                  \
+    X(FLOAT, scalar_lr, "0.04", "Adam LR of scales, gains, resid_mix, skip_weights")              \
+    X(FLOAT, muon_momentum, "0.95", "Muon momentum after warmup")                                 \
+    X(INT, muon_backend_steps, "5", "Newton-Schulz iterations")                                   \
+    X(FLOAT, muon_momentum_warmup_start, "0.85", "Muon momentum at step 0")                       \
+    X(INT, muon_momentum_warmup_steps, "500", "steps of linear momentum warmup")                  \
+    X(FLOAT, beta1, "0.9", "Adam beta1")                                                          \
+    X(FLOAT, beta2, "0.95", "Adam beta2")                                                         \
+    X(FLOAT, adam_eps, "1e-8", "Adam epsilon")                                                    \
+    X(FLOAT, grad_clip_norm, "0.0", "global grad-norm clip (0 = off)")                            \
+    /* ---- caddie keys (not in train_gpt.py) ---------------------------------------------- */ \
+    X(INT, grad_accum_steps, "0", "micro-steps per step; 0 = 8 // world_size as train_gpt.py")    \
+    X(INT, val_max_tokens, "0", "evaluate only this many val targets (prefix); result partial")   \
+    X(INT, threads, "0", "OpenMP/BLAS threads (0 = all cores)")                                   \
+    X(STR, run_dir, "", "output directory; empty = runs/<run_id>")                                \
+    X(STR, init_from, "", "load initial weights from this .safetensors (train_gpt.py names)")     \
+    X(STR, save_weights, "", "write final fp32 weights to this .safetensors ('' = none)")         \
+    X(LIST, code_files, "engine/*.c,engine/*.cc,engine/*.h,sweep/cmd_train.c",                    \
+      "globs of the code counted in artifact bytes (relative to the repo root)")                  \
+    X(INT, checkpoint_every, "0", "write run_dir/checkpoint.bin every N steps (0 = off)")         \
+    X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")
+
+#define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
+
+typedef struct cad_config {
+#define CAD_CONFIG_FIELD_(type, name, def, doc) CAD_CFIELD_##type name;
+    CAD_CONFIG_KEYS(CAD_CONFIG_FIELD_)
+#undef CAD_CONFIG_FIELD_
+    /* Where each key's value came from: "default", "file:line:col", "env NAME", "--set". */
+    char origin[CAD_CONFIG_MAX_KEYS][96];
+} cad_config;
+
+typedef struct cad_config_key {
+    const char *name;
+    cad_key_type type;
+    const char *def;  /* default, as text */
+    const char *doc;  /* one line */
+    size_t offset;    /* of the field in cad_config */
+} cad_config_key;
+
+/* The key table (in declaration order). */
+int cad_config_key_count(void);
+const cad_config_key *cad_config_key_at(int i);
+const cad_config_key *cad_config_key_find(const char *name);
+/* The known key with the smallest edit distance to name (never NULL). */
+const cad_config_key *cad_config_key_closest_key(const char *name);
+const char *cad_config_key_closest(const char *name);
+const char *cad_config_type_name(cad_key_type t);
+
+/* Fill c with the defaults (strings malloc'd; release with cad_config_free). */
+int cad_config_init(cad_config *c, cad_err *e);
+void cad_config_free(cad_config *c);
+
+/* Set one key from text (value parsed by the key's type); origin is recorded for messages.
+ * Unknown key -> CAD_ECONFIG "unknown key 'x' (did you mean 'y'?)". */
+int cad_config_set(cad_config *c, const char *key, const char *value, const char *origin,
+                   cad_err *e);
+/* Apply "key=value". */
+int cad_config_set_assignment(cad_config *c, const char *assignment, cad_err *e);
+/* Apply every key of a YAML map file (errors name file:line:col). */
+int cad_config_load_yaml(cad_config *c, const char *path, cad_err *e);
+/* Apply every key whose upper-case name is set in the environment. */
+int cad_config_load_env(cad_config *c, cad_err *e);
+/* The full resolution: defaults < file (may be NULL) < env < sets, then validate. */
+int cad_config_resolve(cad_config *c, const char *path, int n_sets, char *const *sets, cad_err *e);
+
+/* Range and combination checks (model_dim % num_heads, ...): CAD_ECONFIG naming the keys. */
+int cad_config_validate(const cad_config *c, cad_err *e);
+
+/* Derived values. */
+int cad_config_grad_accum(const cad_config *c);  /* grad_accum_steps or 8 (world 1) */
+long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
+
+/* Value of a key as text (as it would be written in config.yaml) into buf. */
+void cad_config_format(const cad_config *c, const cad_config_key *k, char *buf, size_t cap);
+/* Write every key as flat `key: value` lines (strings quoted), in table order. */
+int cad_config_write_yaml(const cad_config *c, FILE *f);
+
+/* Levenshtein distance (exported for the sweep spec's own hints). */
+int cad_edit_distance(const char *a, const char *b);
+
+#endif

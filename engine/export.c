@@ -1,0 +1,301 @@
+/*
+ * export.c — int8 quantization, the artifact container and zlib (see export.h).
+ * Not here: deciding which weights to export (the caller passes the model's tensors).
+ */
+#include "export.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define CONTAINER_MAGIC "CADQINT8"
+#define CONTAINER_VERSION 1u
+
+/* train_gpt.py CONTROL_TENSOR_NAME_PATTERNS (= INT8_KEEP_FLOAT_FP32_NAME_PATTERNS). */
+static const char *const control_patterns[] = {"attn_scale", "attn_scales", "mlp_scale",
+                                               "mlp_scales", "resid_mix", "resid_mixes",
+                                               "q_gain", "skip_weight", "skip_weights"};
+
+int cad_int8_is_control_name(const char *name) {
+    for (size_t i = 0; i < sizeof control_patterns / sizeof control_patterns[0]; i++)
+        if (strstr(name, control_patterns[i])) return 1;
+    return 0;
+}
+
+int cad_int8_scheme(const cad_named_tensor *t) {
+    if (t->numel <= CAD_INT8_KEEP_FLOAT_MAX_NUMEL)
+        return cad_int8_is_control_name(t->name) ? CAD_Q_FP32 : CAD_Q_FP16;
+    return t->ndim == 2 ? CAD_Q_PER_ROW : CAD_Q_PER_TENSOR;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+float cad_int8_quantile_abs(const float *x, size_t n, float q, float *work) {
+    if (n == 0) return 0.0f;
+    for (size_t i = 0; i < n; i++) work[i] = fabsf(x[i]);
+    qsort(work, n, sizeof *work, cmp_float);
+    /* torch.quantile (linear): rank = q * (n-1) in the input dtype; lerp(below, above, frac) */
+    float rank = q * (float)(n - 1);
+    size_t lo = (size_t)rank, hi = (size_t)ceilf(rank);
+    if (hi >= n) hi = n - 1;
+    float w = rank - (float)lo, a = work[lo], b = work[hi];
+    /* torch's CPU lerp: |w| < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
+    return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
+static int8_t quantize_one(float v, float clip, float scale) {
+    float c = v < clip ? v : clip;
+    c = c > -clip ? c : -clip;
+    float r = nearbyintf(c / scale); /* torch.round: half to even (default FE_TONEAREST) */
+    if (r > 127.0f) r = 127.0f;
+    if (r < -127.0f) r = -127.0f;
+    return (int8_t)r;
+}
+
+void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint16_t *scale_f16,
+                            float *work) {
+    const float q_clip = (float)CAD_INT8_CLIP_Q, min_scale = (float)(1.0 / 127.0);
+    for (int r = 0; r < rows; r++) {
+        const float *row = t + (size_t)r * cols;
+        float clip = cad_int8_quantile_abs(row, (size_t)cols, q_clip, work);
+        float scale = clip / 127.0f;
+        if (scale < min_scale) scale = min_scale;
+        for (int c = 0; c < cols; c++) q[(size_t)r * cols + c] = quantize_one(row[c], clip, scale);
+        scale_f16[r] = cad_f32_to_f16(scale);
+    }
+}
+
+/* ---- container writing -------------------------------------------------------------------- */
+
+static void put(FILE *f, const void *p, size_t n) { fwrite(p, 1, n, f); }
+static void put_u32(FILE *f, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    put(f, b, 4);
+}
+
+int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, cad_int8_stats *st,
+                    cad_err *e) {
+    memset(st, 0, sizeof *st);
+    char *raw = NULL;
+    size_t raw_len = 0;
+    FILE *f = open_memstream(&raw, &raw_len);
+    if (!f) return cad_fail(e, CAD_ENOMEM, "%s: cannot build the container", path);
+    put(f, CONTAINER_MAGIC, 8);
+    put_u32(f, CONTAINER_VERSION);
+    put_u32(f, (uint32_t)n);
+    size_t max_numel = 0;
+    for (int i = 0; i < n; i++) if (ts[i].numel > max_numel) max_numel = ts[i].numel;
+    float *work = malloc((max_numel ? max_numel : 1) * sizeof(float));
+    int8_t *qbuf = malloc(max_numel ? max_numel : 1);
+    uint16_t *hbuf = malloc((max_numel ? max_numel : 1) * sizeof(uint16_t));
+    if (!work || !qbuf || !hbuf) {
+        fclose(f), free(raw), free(work), free(qbuf), free(hbuf);
+        return cad_fail(e, CAD_ENOMEM, "%s: out of memory quantizing", path);
+    }
+    for (int i = 0; i < n; i++) {
+        const cad_named_tensor *t = &ts[i];
+        int scheme = cad_int8_scheme(t);
+        size_t name_len = strlen(t->name);
+        uint16_t nl = (uint16_t)name_len;
+        put(f, &nl, 2);
+        put(f, t->name, name_len);
+        unsigned char sc = (unsigned char)scheme, nd = (unsigned char)t->ndim;
+        put(f, &sc, 1);
+        put(f, &nd, 1);
+        for (int d = 0; d < t->ndim; d++) put(f, &t->shape[d], 8);
+        st->param_count += t->numel;
+        st->num_tensors++;
+        st->baseline_tensor_bytes += t->numel * 4;
+        if (scheme == CAD_Q_FP32) {
+            put(f, t->data, t->numel * 4);
+            st->int8_payload_bytes += t->numel * 4;
+        } else if (scheme == CAD_Q_FP16) {
+            for (size_t k = 0; k < t->numel; k++) hbuf[k] = cad_f32_to_f16(t->data[k]);
+            put(f, hbuf, t->numel * 2);
+            st->int8_payload_bytes += t->numel * 2;
+        } else if (scheme == CAD_Q_PER_ROW) {
+            int rows = (int)t->shape[0], cols = (int)t->shape[1];
+            cad_int8_quantize_rows(t->data, rows, cols, qbuf, hbuf, work);
+            put(f, hbuf, (size_t)rows * 2);
+            put(f, qbuf, t->numel);
+            st->num_float_tensors++;
+            st->int8_payload_bytes += t->numel + (size_t)rows * 2;
+        } else {
+            /* vectors/scalars: one scale; clip_abs/127 in double, stored as an fp32 tensor */
+            float clip = cad_int8_quantile_abs(t->data, t->numel, (float)CAD_INT8_CLIP_Q, work);
+            float scale = clip > 0 ? (float)((double)clip / 127.0) : 1.0f;
+            for (size_t k = 0; k < t->numel; k++) qbuf[k] = quantize_one(t->data[k], clip, scale);
+            put(f, &scale, 4);
+            put(f, qbuf, t->numel);
+            st->num_float_tensors++;
+            st->int8_payload_bytes += t->numel + 4;
+        }
+    }
+    free(work), free(qbuf), free(hbuf);
+    if (fclose(f)) { free(raw); return cad_fail(e, CAD_EIO, "%s: cannot build the container", path); }
+    st->raw_bytes = raw_len;
+
+    uLongf zlen = compressBound((uLong)raw_len);
+    unsigned char *z = malloc(zlen);
+    if (!z) { free(raw); return cad_fail(e, CAD_ENOMEM, "%s: out of memory compressing", path); }
+    int zrc = compress2(z, &zlen, (const Bytef *)raw, (uLong)raw_len, 9);
+    free(raw);
+    if (zrc != Z_OK) { free(z); return cad_fail(e, CAD_ERR, "%s: zlib compress failed (%d)", path, zrc); }
+    st->compressed_bytes = zlen;
+
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *out = fopen(tmp, "wb");
+    if (!out) { free(z); return cad_fail(e, CAD_EIO, "%s: cannot create: %s", tmp, strerror(errno)); }
+    size_t w = fwrite(z, 1, zlen, out);
+    free(z);
+    if (fclose(out) || w != zlen) { unlink(tmp); return cad_fail(e, CAD_EIO, "%s: write failed", tmp); }
+    if (rename(tmp, path)) { unlink(tmp); return cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno)); }
+    return CAD_OK;
+}
+
+/* ---- reading --------------------------------------------------------------------------------- */
+
+typedef struct rd {
+    const unsigned char *p, *end;
+} rd;
+
+static int take(rd *r, void *dst, size_t n) {
+    if ((size_t)(r->end - r->p) < n) return 0;
+    memcpy(dst, r->p, n);
+    r->p += n;
+    return 1;
+}
+
+static int inflate_all(const char *path, unsigned char **out, size_t *out_len, cad_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) { fclose(f); return cad_fail(e, CAD_ERR, "%s: zlib init failed", path); }
+    size_t cap = 1 << 20, len = 0;
+    unsigned char *buf = malloc(cap), in[1 << 16];
+    int rc = CAD_OK, zrc = Z_OK;
+    if (!buf) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); goto done; }
+    while (zrc != Z_STREAM_END) {
+        size_t got = fread(in, 1, sizeof in, f);
+        if (got == 0) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated zlib stream (not an int8 artifact?)", path); goto done; }
+        zs.next_in = in;
+        zs.avail_in = (uInt)got;
+        while (zs.avail_in > 0 && zrc != Z_STREAM_END) {
+            if (len == cap) {
+                cap *= 2;
+                unsigned char *nb = realloc(buf, cap);
+                if (!nb) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); goto done; }
+                buf = nb;
+            }
+            zs.next_out = buf + len;
+            zs.avail_out = (uInt)(cap - len);
+            zrc = inflate(&zs, Z_NO_FLUSH);
+            len = cap - zs.avail_out;
+            if (zrc != Z_OK && zrc != Z_STREAM_END) {
+                rc = cad_fail(e, CAD_EFORMAT, "%s: not a zlib stream (inflate error %d)", path, zrc);
+                goto done;
+            }
+        }
+    }
+done:
+    inflateEnd(&zs);
+    fclose(f);
+    if (rc) { free(buf); return rc; }
+    *out = buf;
+    *out_len = len;
+    return CAD_OK;
+}
+
+int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {
+    unsigned char *buf;
+    size_t len;
+    int rc = inflate_all(path, &buf, &len, e);
+    if (rc) return rc;
+    rd r = {buf, buf + len};
+    char magic[8];
+    uint32_t version = 0, count = 0;
+    char *seen = calloc((size_t)(n ? n : 1), 1);
+    if (!seen) { free(buf); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+    if (!take(&r, magic, 8) || memcmp(magic, CONTAINER_MAGIC, 8) != 0) {
+        rc = cad_fail(e, CAD_EFORMAT, "%s: bad magic (expected %s)", path, CONTAINER_MAGIC);
+        goto done;
+    }
+    if (!take(&r, &version, 4) || version != CONTAINER_VERSION) {
+        rc = cad_fail(e, CAD_EFORMAT, "%s: container version %u (expected %u)", path, version, CONTAINER_VERSION);
+        goto done;
+    }
+    if (!take(&r, &count, 4)) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated header", path); goto done; }
+    for (uint32_t k = 0; k < count; k++) {
+        uint16_t nl;
+        char name[1024];
+        unsigned char scheme, ndim;
+        int64_t shape[CAD_TENSOR_MAX_DIMS];
+        if (!take(&r, &nl, 2) || nl >= sizeof name || !take(&r, name, nl)) {
+            rc = cad_fail(e, CAD_EFORMAT, "%s: truncated tensor %u header", path, k);
+            goto done;
+        }
+        name[nl] = 0;
+        if (!take(&r, &scheme, 1) || !take(&r, &ndim, 1) || ndim > CAD_TENSOR_MAX_DIMS || scheme > CAD_Q_FP32 ||
+            !take(&r, shape, (size_t)ndim * 8)) {
+            rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': bad header", path, name);
+            goto done;
+        }
+        int i = 0;
+        while (i < n && strcmp(ts[i].name, name) != 0) i++;
+        if (i == n) { rc = cad_fail(e, CAD_EFORMAT, "%s: unexpected tensor '%s'", path, name); goto done; }
+        cad_named_tensor *t = &ts[i];
+        int same = t->ndim == ndim;
+        for (int d = 0; same && d < ndim; d++) same = shape[d] == t->shape[d];
+        if (!same) { rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': shape differs from the model", path, name); goto done; }
+        if (scheme == CAD_Q_PER_ROW && ndim != 2) { rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': per-row scheme needs 2-D", path, name); goto done; }
+        seen[i] = 1;
+        size_t numel = t->numel;
+        if (scheme == CAD_Q_FP32) {
+            if (!take(&r, t->data, numel * 4)) goto trunc;
+        } else if (scheme == CAD_Q_FP16) {
+            for (size_t j = 0; j < numel; j++) {
+                uint16_t h;
+                if (!take(&r, &h, 2)) goto trunc;
+                t->data[j] = cad_f16_to_f32(h);
+            }
+        } else if (scheme == CAD_Q_PER_ROW) {
+            size_t rows = (size_t)shape[0], cols = (size_t)shape[1];
+            const unsigned char *sc = r.p;
+            if ((size_t)(r.end - r.p) < rows * 2 + numel) goto trunc;
+            const int8_t *q = (const int8_t *)(r.p + rows * 2);
+            for (size_t row = 0; row < rows; row++) {
+                uint16_t h;
+                memcpy(&h, sc + 2 * row, 2);
+                float s = cad_f16_to_f32(h);
+                for (size_t c = 0; c < cols; c++) t->data[row * cols + c] = (float)q[row * cols + c] * s;
+            }
+            r.p += rows * 2 + numel;
+        } else {
+            float s;
+            if (!take(&r, &s, 4) || (size_t)(r.end - r.p) < numel) goto trunc;
+            const int8_t *q = (const int8_t *)r.p;
+            for (size_t j = 0; j < numel; j++) t->data[j] = (float)q[j] * s;
+            r.p += numel;
+        }
+        continue;
+    trunc:
+        rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': payload truncated", path, name);
+        goto done;
+    }
+    if (r.p != r.end) { rc = cad_fail(e, CAD_EFORMAT, "%s: %zu trailing bytes after the last tensor", path, (size_t)(r.end - r.p)); goto done; }
+    for (int i = 0; i < n; i++)
+        if (!seen[i]) { rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s' missing", path, ts[i].name); goto done; }
+done:
+    free(seen);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,66 @@
+/*
+ * export.h — the baseline int8+zlib artifact, exactly train_gpt.py's quantize_state_dict_int8 /
+ * dequantize_state_dict_int8, in caddie's own container:
+ *   - float tensors with more than 65,536 elements: int8 with the 99.99984th-percentile clip
+ *     (torch.quantile's linear interpolation, in fp32), per row with fp16 scales for 2-D
+ *     tensors, one fp32 scale otherwise;
+ *   - smaller tensors whose name contains a control pattern (attn_scale, mlp_scale, resid_mix,
+ *     q_gain, skip_weight, ...): kept fp32; other small tensors: stored fp16;
+ *   - then zlib level 9 over the whole container.
+ * Dequantizing reproduces what the PyTorch round trip loads (q * fp16 scale in fp32), and that
+ * round-tripped model is what the final score evaluates.
+ *
+ * Container (before zlib), little-endian:
+ *   "CADQINT8" | u32 version (1) | u32 n_tensors | per tensor:
+ *   u16 name_len | name | u8 scheme (0 per-row int8, 1 per-tensor int8, 2 fp16, 3 fp32) |
+ *   u8 ndim | i64 shape[ndim] | payload:
+ *     0: fp16 scale[rows] then int8 q[numel]; 1: f32 scale then int8 q[numel];
+ *     2: fp16 [numel]; 3: f32 [numel]
+ * Not here: code-byte accounting (train.c sums the counted files), torch.save compatibility.
+ */
+#ifndef CADDIE_EXPORT_H
+#define CADDIE_EXPORT_H
+
+#include "safetensors.h"
+#include "status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CAD_INT8_KEEP_FLOAT_MAX_NUMEL 65536
+#define CAD_INT8_CLIP_Q 0.9999984 /* INT8_CLIP_PERCENTILE / 100 */
+
+enum { CAD_Q_PER_ROW = 0, CAD_Q_PER_TENSOR = 1, CAD_Q_FP16 = 2, CAD_Q_FP32 = 3 };
+
+typedef struct cad_int8_stats {
+    size_t param_count, num_tensors, num_float_tensors;
+    size_t baseline_tensor_bytes; /* fp32 bytes of the inputs */
+    size_t int8_payload_bytes;    /* q + scales + passthrough bytes */
+    size_t raw_bytes;             /* container size before zlib */
+    size_t compressed_bytes;      /* the artifact file size */
+} cad_int8_stats;
+
+/* Is this name a control tensor (kept in fp32 when small)? Substring match like train_gpt.py. */
+int cad_int8_is_control_name(const char *name);
+
+/* The scheme a tensor gets. */
+int cad_int8_scheme(const cad_named_tensor *t);
+
+/* torch.quantile(|x|, q) over n values with linear interpolation, in fp32 like torch.
+ * work holds n floats. */
+float cad_int8_quantile_abs(const float *x, size_t n, float q, float *work);
+
+/* Per-row int8 of a [rows, cols] matrix: q[rows*cols], scale_f16[rows] (train_gpt.py's
+ * quantize_float_tensor for ndim == 2). work holds cols floats. */
+void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint16_t *scale_f16,
+                            float *work);
+
+/* Quantize + serialize + zlib-9 + write atomically to path. Fills stats. */
+int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, cad_int8_stats *stats,
+                    cad_err *e);
+
+/* Read an artifact and dequantize every tensor of ts (matched by name, shapes checked; every
+ * tensor must be present, and every tensor in the file must be in ts). */
+int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e);
+
+#endif

@@ -1,0 +1,527 @@
+/*
+ * model.c — the baseline GPT (model.h) as a sequence of cad_backend op calls: parameter
+ * table, memory plan, weight init, forward, backward.
+ *
+ * Layout decisions that the rest of the engine can rely on:
+ * - Parameters sit in param_mem in state_dict order; each block's c_q, c_k, c_v weights are
+ *   adjacent there, so they form ONE [(NH+2KV)*HD, C] matrix and q/k/v come out of a single
+ *   sgemm (and their gradients out of one).
+ * - Every forward buffer a backward step needs is kept per layer (model.h cad_model_layer);
+ *   cheap values (relu^2 output, rotated q/k) are recomputed in backward instead of stored.
+ * - All parameter gradients use += (gradient accumulation); activation gradients are
+ *   written into a small set of shared buffers reused by every layer.
+ *
+ * Not here: the op implementations (backend_cpu.c / kernels/), optimizers, training loop.
+ */
+#include "model.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* F.rms_norm(x, shape) with eps=None uses torch.finfo(x.dtype).eps. */
+#define RMS_EPS FLT_EPSILON
+
+static const char *const control_patterns[] = {
+    "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
+    "resid_mixes", "q_gain", "skip_weight", "skip_weights",
+};
+
+static int name_is_control(const char *name) {
+    for (size_t i = 0; i < sizeof(control_patterns) / sizeof(control_patterns[0]); i++)
+        if (strstr(name, control_patterns[i])) return 1;
+    return 0;
+}
+
+/* ---- deterministic RNG (splitmix64 -> uniform / Box-Muller normal) ----------------------- */
+
+typedef struct { uint64_t s; } model_rng;
+
+static uint64_t rng_next(model_rng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(model_rng *r) { /* (0,1) */
+    return ((double)(rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_normal(model_rng *r) {
+    double u1 = rng_uniform(r), u2 = rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* ---- config ------------------------------------------------------------------------------ */
+
+int cad_model_config_check(const cad_model_config *c, cad_err *e) {
+    if (c->vocab_size <= 0) return cad_fail(e, CAD_ECONFIG, "vocab_size must be positive, got %d", c->vocab_size);
+    if (c->num_layers <= 0) return cad_fail(e, CAD_ECONFIG, "num_layers must be positive, got %d", c->num_layers);
+    if (c->model_dim <= 0) return cad_fail(e, CAD_ECONFIG, "model_dim must be positive, got %d", c->model_dim);
+    if (c->num_heads <= 0) return cad_fail(e, CAD_ECONFIG, "num_heads must be positive, got %d", c->num_heads);
+    if (c->num_kv_heads <= 0)
+        return cad_fail(e, CAD_ECONFIG, "num_kv_heads must be positive, got %d", c->num_kv_heads);
+    if (c->mlp_mult <= 0) return cad_fail(e, CAD_ECONFIG, "mlp_mult must be positive, got %d", c->mlp_mult);
+    if (c->model_dim % c->num_heads != 0)
+        return cad_fail(e, CAD_ECONFIG, "model_dim (%d) must be divisible by num_heads (%d)", c->model_dim,
+                        c->num_heads);
+    if ((c->model_dim / c->num_heads) % 2 != 0)
+        return cad_fail(e, CAD_ECONFIG, "head_dim = model_dim/num_heads = %d/%d = %d must be even for RoPE",
+                        c->model_dim, c->num_heads, c->model_dim / c->num_heads);
+    if (c->num_heads % c->num_kv_heads != 0)
+        return cad_fail(e, CAD_ECONFIG, "num_heads (%d) must be divisible by num_kv_heads (%d)", c->num_heads,
+                        c->num_kv_heads);
+    if (c->tie_embeddings != 0 && c->tie_embeddings != 1)
+        return cad_fail(e, CAD_ECONFIG, "tie_embeddings must be 0 or 1, got %d", c->tie_embeddings);
+    if (!(c->logit_softcap > 0.0f))
+        return cad_fail(e, CAD_ECONFIG, "logit_softcap must be positive, got %g", (double)c->logit_softcap);
+    if (!(c->rope_base > 0.0f)) return cad_fail(e, CAD_ECONFIG, "rope_base must be positive, got %g", (double)c->rope_base);
+    if (!(c->tied_embed_init_std >= 0.0f))
+        return cad_fail(e, CAD_ECONFIG, "tied_embed_init_std must be >= 0, got %g", (double)c->tied_embed_init_std);
+    if (!isfinite(c->qk_gain_init))
+        return cad_fail(e, CAD_ECONFIG, "qk_gain_init must be finite, got %g", (double)c->qk_gain_init);
+    if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
+        return cad_fail(e, CAD_ECONFIG, "max_batch_seqs (%d) and max_seq_len (%d) must be positive",
+                        c->max_batch_seqs, c->max_seq_len);
+    if ((double)c->max_batch_seqs * c->max_seq_len * (double)c->vocab_size > 2147483647.0)
+        return cad_fail(e, CAD_ECONFIG,
+                        "max_batch_seqs*max_seq_len*vocab_size = %d*%d*%d exceeds 2^31 logits per forward",
+                        c->max_batch_seqs, c->max_seq_len, c->vocab_size);
+    return CAD_OK;
+}
+
+/* ---- parameter table --------------------------------------------------------------------- */
+
+/* Append one parameter; names are written into m->names (sized by a counting pass). */
+typedef struct {
+    cad_model *m;
+    size_t name_off, float_off;
+} param_builder;
+
+static int param_add(param_builder *pb, const char *name, int ndim, long d0, long d1, int group) {
+    cad_model *m = pb->m;
+    int i = m->n_params++;
+    size_t len = strlen(name) + 1;
+    if (m->params) {
+        cad_param *p = &m->params[i];
+        memcpy(m->names + pb->name_off, name, len);
+        p->name = m->names + pb->name_off;
+        p->ndim = ndim;
+        p->shape[0] = d0;
+        p->shape[1] = ndim > 1 ? d1 : 0;
+        p->numel = ndim > 1 ? d0 * d1 : d0;
+        p->group = group;
+        p->is_control = name_is_control(name);
+        p->data = m->param_mem ? m->param_mem + pb->float_off : NULL;
+        p->grad = m->grad_mem ? m->grad_mem + pb->float_off : NULL;
+    }
+    pb->name_off += len;
+    pb->float_off += (size_t)(ndim > 1 ? d0 * d1 : d0);
+    return i;
+}
+
+/* Walk the state_dict in order. Called twice: counting (params == NULL) and filling. */
+static void params_build(cad_model *m, size_t *name_bytes) {
+    const cad_model_config *c = &m->cfg;
+    long C = c->model_dim;
+    param_builder pb = {m, 0, 0};
+    char name[96];
+    m->n_params = 0;
+    m->p_lm_head = -1;
+    m->p_skip_weights = param_add(&pb, "skip_weights", 2, m->n_skip, C, CAD_PG_SCALAR);
+    m->p_tok_emb = param_add(&pb, "tok_emb.weight", 2, c->vocab_size, C, CAD_PG_EMBED);
+    for (int l = 0; l < c->num_layers; l++) {
+        cad_model_layer *L = m->layers ? &m->layers[l] : NULL;
+        int idx[10];
+        static const char *const suffix[10] = {
+            "attn_scale", "mlp_scale", "resid_mix", "attn.q_gain", "attn.c_q.weight",
+            "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight", "mlp.fc.weight", "mlp.proj.weight"};
+        const long shp[10][3] = {
+            /* ndim, d0, d1 */
+            {1, C, 0}, {1, C, 0}, {2, 2, C}, {1, c->num_heads, 0}, {2, C, C},
+            {2, m->kv_dim, C}, {2, m->kv_dim, C}, {2, C, C}, {2, m->hidden, C}, {2, C, m->hidden}};
+        for (int s = 0; s < 10; s++) {
+            snprintf(name, sizeof(name), "blocks.%d.%s", l, suffix[s]);
+            int matrix = shp[s][0] == 2 && !name_is_control(name);
+            idx[s] = param_add(&pb, name, (int)shp[s][0], shp[s][1], shp[s][2],
+                               matrix ? CAD_PG_MATRIX : CAD_PG_SCALAR);
+        }
+        if (L) {
+            L->p_attn_scale = idx[0], L->p_mlp_scale = idx[1], L->p_resid_mix = idx[2];
+            L->p_q_gain = idx[3], L->p_c_q = idx[4], L->p_proj = idx[7];
+            L->p_fc = idx[8], L->p_mlp_proj = idx[9];
+        }
+    }
+    if (!c->tie_embeddings) m->p_lm_head = param_add(&pb, "lm_head.weight", 2, c->vocab_size, C, CAD_PG_HEAD);
+    m->n_param_floats = pb.float_off;
+    if (name_bytes) *name_bytes = pb.name_off;
+}
+
+cad_param *cad_model_param(cad_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
+    return NULL;
+}
+
+/* ---- activation plan --------------------------------------------------------------------- */
+
+/* Carves 64-byte aligned slices out of the activation arena; with base == NULL it only
+ * measures, so the same code sizes the arena and then points into it. */
+typedef struct {
+    char *base;
+    size_t off;
+} act_planner;
+
+static void *act_take(act_planner *ap, size_t bytes) {
+    size_t off = ap->off;
+    ap->off += (bytes + 63) & ~(size_t)63;
+    return ap->base ? ap->base + off : NULL;
+}
+
+#define TAKE_F(ap, n) ((float *)act_take((ap), sizeof(float) * (size_t)(n)))
+
+static void act_plan(cad_model *m, act_planner *ap) {
+    const cad_model_config *c = &m->cfg;
+    size_t N = (size_t)c->max_batch_seqs * c->max_seq_len, C = c->model_dim;
+    int NH = c->num_heads, KV = c->num_kv_heads;
+    m->ids = (int32_t *)act_take(ap, sizeof(int32_t) * N);
+    m->targets = (int32_t *)act_take(ap, sizeof(int32_t) * N);
+    m->rope_cos = TAKE_F(ap, (size_t)c->max_seq_len * m->head_dim / 2);
+    m->rope_sin = TAKE_F(ap, (size_t)c->max_seq_len * m->head_dim / 2);
+    m->x0 = TAKE_F(ap, N * C);
+    m->rstd0 = TAKE_F(ap, N);
+    for (int l = 0; l < c->num_layers; l++) {
+        cad_model_layer *L = &m->layers[l];
+        L->out = TAKE_F(ap, N * C);
+        int dec = l - m->n_enc;
+        if (l == 0) L->xin = m->x0;
+        else if (dec >= 0 && dec < m->n_skip) L->xin = TAKE_F(ap, N * C); /* skip sum */
+        else L->xin = m->layers[l - 1].out;
+        L->xn1 = TAKE_F(ap, N * C);
+        L->rstd1 = TAKE_F(ap, N);
+        L->qkv = TAKE_F(ap, N * m->qkv_dim);
+        L->att_y = TAKE_F(ap, N * C);
+        L->att_lse = TAKE_F(ap, N * NH);
+        L->attn_out = TAKE_F(ap, N * C);
+        L->xn2 = TAKE_F(ap, N * C);
+        L->rstd2 = TAKE_F(ap, N);
+        L->hpre = TAKE_F(ap, N * m->hidden);
+        L->mlp_out = TAKE_F(ap, N * C);
+    }
+    m->xf = TAKE_F(ap, N * C);
+    m->rstdf = TAKE_F(ap, N);
+    m->logits = TAKE_F(ap, N * c->vocab_size);
+    m->logit_lse = TAKE_F(ap, N);
+    m->loss_dev = TAKE_F(ap, N);
+    m->q_r = TAKE_F(ap, N * C);
+    m->k_r = TAKE_F(ap, N * m->kv_dim);
+    m->rstd_q = TAKE_F(ap, N * NH);
+    m->rstd_k = TAKE_F(ap, N * KV);
+    m->act = TAKE_F(ap, N * m->hidden);
+    m->d_res = TAKE_F(ap, N * C);
+    m->d_x0 = TAKE_F(ap, N * C);
+    m->d_xn = TAKE_F(ap, N * C);
+    m->d_proj = TAKE_F(ap, N * C);
+    m->d_atty = TAKE_F(ap, N * C);
+    m->d_qkv = TAKE_F(ap, N * m->qkv_dim);
+    m->d_q = TAKE_F(ap, N * C);
+    m->d_k = TAKE_F(ap, N * m->kv_dim);
+    m->d_h = TAKE_F(ap, N * m->hidden);
+    for (int s = 0; s < m->n_skip; s++) m->d_skip[s] = TAKE_F(ap, N * C);
+    m->att_scratch = act_take(ap, m->att_scratch_bytes);
+}
+
+/* ---- init / free ------------------------------------------------------------------------- */
+
+static void fill_uniform(model_rng *r, float *h, size_t n, double bound) {
+    for (size_t i = 0; i < n; i++) h[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
+}
+
+static void weights_init(cad_model *m, float *host, uint64_t seed) {
+    const cad_model_config *c = &m->cfg;
+    model_rng r = {seed ^ 0x63616464696500ull}; /* "caddie" */
+    for (int i = 0; i < m->n_params; i++) {
+        cad_param *p = &m->params[i];
+        float *h = host + (p->data - m->param_mem);
+        const char *nm = p->name;
+        size_t n = (size_t)p->numel;
+        if (i == m->p_tok_emb) {
+            double std = c->tie_embeddings ? c->tied_embed_init_std : 1.0; /* nn.Embedding: N(0,1) */
+            for (size_t k = 0; k < n; k++) h[k] = (float)(std * rng_normal(&r));
+        } else if (i == m->p_lm_head || strstr(nm, ".proj.weight")) {
+            memset(h, 0, n * sizeof(float)); /* _zero_init */
+        } else if (strstr(nm, ".weight")) {
+            fill_uniform(&r, h, n, 1.0 / sqrt((double)p->shape[1])); /* nn.Linear default */
+        } else if (strstr(nm, "q_gain")) {
+            for (size_t k = 0; k < n; k++) h[k] = c->qk_gain_init;
+        } else if (strstr(nm, "resid_mix")) {
+            for (size_t k = 0; k < n; k++) h[k] = k < (size_t)c->model_dim ? 1.0f : 0.0f;
+        } else { /* attn_scale, mlp_scale, skip_weights */
+            for (size_t k = 0; k < n; k++) h[k] = 1.0f;
+        }
+    }
+}
+
+void cad_model_free(cad_model *m) {
+    if (!m) return;
+    if (m->be) {
+        m->be->free(m->be, m->param_mem);
+        m->be->free(m->be, m->grad_mem);
+        m->be->free(m->be, m->act_mem);
+    }
+    free(m->params);
+    free(m->names);
+    free(m->layers);
+    free(m->d_skip);
+    free(m->token_loss);
+    memset(m, 0, sizeof(*m));
+}
+
+int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *be, uint64_t seed,
+                   cad_err *e) {
+    memset(m, 0, sizeof(*m));
+    int rc = cad_model_config_check(c, e);
+    if (rc) return rc;
+    m->cfg = *c;
+    m->be = be;
+    m->head_dim = c->model_dim / c->num_heads;
+    m->kv_dim = c->num_kv_heads * m->head_dim;
+    m->qkv_dim = c->model_dim + 2 * m->kv_dim;
+    m->hidden = c->mlp_mult * c->model_dim;
+    m->n_enc = c->num_layers / 2;
+    m->n_dec = c->num_layers - m->n_enc;
+    m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
+
+    size_t name_bytes = 0;
+    params_build(m, &name_bytes); /* counting pass */
+    int np = m->n_params;
+    size_t N = (size_t)c->max_batch_seqs * c->max_seq_len;
+    m->params = calloc((size_t)np, sizeof(cad_param));
+    m->names = malloc(name_bytes);
+    m->layers = calloc((size_t)c->num_layers, sizeof(cad_model_layer));
+    m->d_skip = calloc((size_t)m->n_skip + 1, sizeof(float *));
+    m->token_loss = calloc(N, sizeof(float));
+    if (!m->params || !m->names || !m->layers || !m->d_skip || !m->token_loss) {
+        cad_model_free(m);
+        return cad_fail(e, CAD_ENOMEM, "model: out of host memory for the parameter table");
+    }
+    size_t pbytes = m->n_param_floats * sizeof(float);
+    m->param_mem = be->alloc(be, pbytes);
+    m->grad_mem = be->alloc(be, pbytes);
+    if (!m->param_mem || !m->grad_mem) {
+        cad_model_free(m);
+        return cad_fail(e, CAD_ENOMEM, "model: cannot allocate parameters + gradients (2 x %zu bytes) on %s",
+                        pbytes, be->name);
+    }
+    params_build(m, NULL); /* filling pass: names, shapes, slices */
+    /* the fused qkv sgemm relies on c_q|c_k|c_v being adjacent in the arena */
+    for (int l = 0; l < c->num_layers; l++) {
+        cad_model_layer *L = &m->layers[l];
+        CAD_ASSERT(m->params[L->p_c_q + 1].data == m->params[L->p_c_q].data + m->params[L->p_c_q].numel);
+        CAD_ASSERT(m->params[L->p_c_q + 2].data == m->params[L->p_c_q + 1].data + m->params[L->p_c_q + 1].numel);
+    }
+
+    m->att_scratch_bytes =
+        be->attention_scratch_bytes(be, c->max_batch_seqs, c->max_seq_len, c->num_heads, c->num_kv_heads, m->head_dim);
+    act_planner ap = {NULL, 0};
+    act_plan(m, &ap); /* measure */
+    m->act_bytes = ap.off;
+    m->act_mem = be->alloc(be, m->act_bytes);
+    if (!m->act_mem) {
+        size_t want = m->act_bytes;
+        cad_model_free(m);
+        return cad_fail(e, CAD_ENOMEM,
+                        "model: cannot allocate the activation arena (%zu bytes for max_batch_seqs=%d x "
+                        "max_seq_len=%d) on %s", want, c->max_batch_seqs, c->max_seq_len, be->name);
+    }
+    ap.base = m->act_mem;
+    ap.off = 0;
+    act_plan(m, &ap); /* point */
+
+    /* host staging: weights, then the RoPE tables (Rotary: fp32 inv_freq, fp32 outer product) */
+    size_t half = (size_t)m->head_dim / 2, tab = (size_t)c->max_seq_len * half;
+    size_t stage_floats = m->n_param_floats > 2 * tab ? m->n_param_floats : 2 * tab;
+    float *host = malloc((stage_floats ? stage_floats : 1) * sizeof(float));
+    if (!host) {
+        cad_model_free(m);
+        return cad_fail(e, CAD_ENOMEM, "model: out of host memory staging %zu floats", stage_floats);
+    }
+    weights_init(m, host, seed);
+    be->copy_to_device(be, m->param_mem, host, pbytes);
+    for (size_t i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)m->head_dim);
+        for (int t = 0; t < c->max_seq_len; t++) {
+            float f = (float)t * inv_freq;
+            host[(size_t)t * half + i] = cosf(f);
+            host[tab + (size_t)t * half + i] = sinf(f);
+        }
+    }
+    be->copy_to_device(be, m->rope_cos, host, tab * sizeof(float));
+    be->copy_to_device(be, m->rope_sin, host + tab, tab * sizeof(float));
+    free(host);
+    be->sync(be);
+    return CAD_OK;
+}
+
+void cad_model_zero_grad(cad_model *m) {
+    m->be->memset_zero(m->be, m->grad_mem, m->n_param_floats * sizeof(float));
+}
+
+/* ---- forward ----------------------------------------------------------------------------- */
+
+#define PD(i) (m->params[(i)].data)
+#define PG(i) (m->params[(i)].grad)
+
+/* Decoder layer l's skip source: decoder i pops encoder n_enc-1-i (LIFO). */
+static int skip_source(const cad_model *m, int l) { return m->n_enc - 1 - (l - m->n_enc); }
+
+int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, int T,
+                      float *mean_loss, cad_err *e) {
+    const cad_model_config *c = &m->cfg;
+    const cad_backend *be = m->be;
+    if (B <= 0 || T <= 0 || T > c->max_seq_len || (long)B * T > (long)c->max_batch_seqs * c->max_seq_len)
+        return cad_fail(e, CAD_ECONFIG,
+                        "forward: batch %d x %d tokens does not fit the plan (max_seq_len %d, max tokens %d)", B,
+                        T, c->max_seq_len, c->max_batch_seqs * c->max_seq_len);
+    int N = B * T, C = c->model_dim, V = c->vocab_size, NH = c->num_heads, KV = c->num_kv_heads;
+    int HD = m->head_dim, KVD = m->kv_dim, QKV = m->qkv_dim, H = m->hidden;
+    for (int n = 0; n < N; n++) {
+        if (x[n] < 0 || x[n] >= V)
+            return cad_fail(e, CAD_EFORMAT, "forward: input token %d at position %d is outside [0, %d)", x[n], n, V);
+        if (y && (y[n] < 0 || y[n] >= V))
+            return cad_fail(e, CAD_EFORMAT, "forward: target token %d at position %d is outside [0, %d)", y[n], n, V);
+    }
+    m->cur_B = B, m->cur_T = T, m->have_targets = y != NULL;
+    be->copy_to_device(be, m->ids, x, sizeof(int32_t) * N);
+    if (y) be->copy_to_device(be, m->targets, y, sizeof(int32_t) * N);
+
+    float att_scale = 1.0f / sqrtf((float)HD);
+    be->embedding_forward(be, m->x0, m->ids, PD(m->p_tok_emb), N, C);
+    be->rmsnorm_forward(be, m->x0, m->rstd0, m->x0, N, C, RMS_EPS);
+    for (int l = 0; l < c->num_layers; l++) {
+        cad_model_layer *L = &m->layers[l];
+        int dec = l - m->n_enc;
+        if (dec >= 0 && dec < m->n_skip) /* x = x + skip_weights[i] * skips.pop() */
+            be->scale_add_forward(be, L->xin, m->layers[l - 1].out, PD(m->p_skip_weights) + (size_t)dec * C,
+                                  m->layers[skip_source(m, l)].out, N, C);
+        be->resid_mix_forward(be, L->out, L->xin, m->x0, PD(L->p_resid_mix), N, C);
+        /* attention */
+        be->rmsnorm_forward(be, L->xn1, L->rstd1, L->out, N, C, RMS_EPS);
+        be->matmul(be, 0, 1, N, QKV, C, 1.0f, L->xn1, C, PD(L->p_c_q), C, 0.0f, L->qkv, QKV);
+        be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
+                                 m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
+        be->attention_forward(be, L->att_y, C, L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH,
+                              KV, HD, att_scale, m->att_scratch, m->att_scratch_bytes);
+        be->matmul(be, 0, 1, N, C, C, 1.0f, L->att_y, C, PD(L->p_proj), C, 0.0f, L->attn_out, C);
+        be->scale_add_forward(be, L->out, L->out, PD(L->p_attn_scale), L->attn_out, N, C);
+        /* mlp */
+        be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
+        be->matmul(be, 0, 1, N, H, C, 1.0f, L->xn2, C, PD(L->p_fc), C, 0.0f, L->hpre, H);
+        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H);
+        be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, PD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
+        be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
+    }
+    be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[c->num_layers - 1].out, N, C, RMS_EPS);
+    const float *w_head = PD(c->tie_embeddings ? m->p_tok_emb : m->p_lm_head);
+    be->matmul(be, 0, 1, N, V, C, 1.0f, m->xf, C, w_head, C, 0.0f, m->logits, V);
+    be->softcap_xent_forward(be, m->logits, m->logit_lse, m->loss_dev, y ? m->targets : NULL, N, V,
+                             c->logit_softcap);
+    if (!y) {
+        be->sync(be);
+        return CAD_OK;
+    }
+    be->copy_to_host(be, m->token_loss, m->loss_dev, sizeof(float) * N);
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) sum += m->token_loss[n];
+    float mean = (float)(sum / N);
+    if (!isfinite(mean)) return cad_fail(e, CAD_ENUMERIC, "forward: loss is %g (non-finite)", (double)mean);
+    if (mean_loss) *mean_loss = mean;
+    return CAD_OK;
+}
+
+/* ---- backward ---------------------------------------------------------------------------- */
+
+int cad_model_backward(cad_model *m, cad_err *e) {
+    const cad_model_config *c = &m->cfg;
+    const cad_backend *be = m->be;
+    if (!m->have_targets)
+        return cad_fail(e, CAD_ERR, "backward: the last forward had no targets (call forward with y first)");
+    m->have_targets = 0; /* the logits are consumed below */
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->model_dim, V = c->vocab_size;
+    int NH = c->num_heads, KV = c->num_kv_heads, HD = m->head_dim, KVD = m->kv_dim, QKV = m->qkv_dim;
+    int H = m->hidden;
+    float att_scale = 1.0f / sqrtf((float)HD);
+    size_t NC = (size_t)N * C;
+
+    /* head: logits -> d raw logits (in place), then dW_head and d xf */
+    be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap, 1.0f / (float)N);
+    int p_head = c->tie_embeddings ? m->p_tok_emb : m->p_lm_head;
+    be->matmul(be, 1, 0, V, C, N, 1.0f, m->logits, V, m->xf, C, 1.0f, PG(p_head), C);
+    be->matmul(be, 0, 0, N, C, V, 1.0f, m->logits, V, PD(p_head), C, 0.0f, m->d_xn, C);
+    be->memset_zero(be, m->d_res, NC * sizeof(float));
+    be->memset_zero(be, m->d_x0, NC * sizeof(float));
+    be->rmsnorm_backward(be, m->d_res, m->d_xn, m->xf, m->rstdf, N, C);
+
+    for (int l = c->num_layers - 1; l >= 0; l--) {
+        cad_model_layer *L = &m->layers[l];
+        /* d_res holds d(out[l]); an encoder's output also fed a decoder's skip */
+        if (l < m->n_enc) be->axpby(be, NC, 1.0f, m->d_skip[l], 1.0f, m->d_res);
+        /* mlp branch */
+        be->scale_add_backward(be, m->d_proj, PG(L->p_mlp_scale), m->d_res, L->mlp_out, PD(L->p_mlp_scale), N, C);
+        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H);
+        be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
+        be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, PD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
+        be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H);
+        be->matmul(be, 1, 0, H, C, N, 1.0f, m->d_h, H, L->xn2, C, 1.0f, PG(L->p_fc), C);
+        be->matmul(be, 0, 0, N, C, H, 1.0f, m->d_h, H, PD(L->p_fc), C, 0.0f, m->d_xn, C);
+        be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn2, L->rstd2, N, C);
+        /* attention branch */
+        be->scale_add_backward(be, m->d_proj, PG(L->p_attn_scale), m->d_res, L->attn_out, PD(L->p_attn_scale), N,
+                               C);
+        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, L->att_y, C, 1.0f, PG(L->p_proj), C);
+        be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, PD(L->p_proj), C, 0.0f, m->d_atty, C);
+        be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
+                                 m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
+        be->attention_backward(be, m->d_q, C, m->d_k, KVD, m->d_qkv + C + KVD, QKV, m->d_atty, C, L->att_y, C,
+                               L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH, KV, HD,
+                               att_scale, m->att_scratch, m->att_scratch_bytes);
+        be->qk_norm_rope_backward(be, m->d_qkv, PG(L->p_q_gain), m->d_q, m->d_k, L->qkv, m->rstd_q, m->rstd_k,
+                                  PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
+        be->matmul(be, 1, 0, QKV, C, N, 1.0f, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
+        be->matmul(be, 0, 0, N, C, QKV, 1.0f, m->d_qkv, QKV, PD(L->p_c_q), C, 0.0f, m->d_xn, C);
+        be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
+        /* resid_mix: d_res becomes d(xin), x0 collects its share */
+        be->resid_mix_backward(be, m->d_res, m->d_x0, PG(L->p_resid_mix), m->d_res, L->xin, m->x0,
+                               PD(L->p_resid_mix), N, C);
+        if (l == 0) {
+            be->axpby(be, NC, 1.0f, m->d_res, 1.0f, m->d_x0); /* block 0's input is x0 itself */
+        } else {
+            int dec = l - m->n_enc;
+            if (dec >= 0 && dec < m->n_skip) /* d skip source; d_res passes to out[l-1] unchanged */
+                be->scale_add_backward(be, m->d_skip[skip_source(m, l)], PG(m->p_skip_weights) + (size_t)dec * C,
+                                       m->d_res, m->layers[skip_source(m, l)].out,
+                                       PD(m->p_skip_weights) + (size_t)dec * C, N, C);
+        }
+    }
+    /* x0 = rmsnorm(tok_emb[ids]) */
+    be->memset_zero(be, m->d_res, NC * sizeof(float));
+    be->rmsnorm_backward(be, m->d_res, m->d_x0, m->x0, m->rstd0, N, C);
+    be->embedding_backward(be, PG(m->p_tok_emb), m->d_res, m->ids, N, C);
+    be->sync(be);
+    (void)e;
+    return CAD_OK;
+}
+
+/* ---- flops ------------------------------------------------------------------------------- */
+
+double cad_model_bench_flops(const cad_model_config *c, int B, int T) {
+    double N = (double)B * T, C = c->model_dim, V = c->vocab_size;
+    double HD = (double)c->model_dim / c->num_heads, KVD = c->num_kv_heads * HD, H = (double)c->mlp_mult * C;
+    double linear = 2.0 * N * (C * (C + 2 * KVD) + C * C + 2.0 * C * H);       /* per layer */
+    double attn = 2.0 * 2.0 * B * c->num_heads * HD * (double)T * (T + 1) / 2.0; /* QK^T and PV, causal */
+    double fwd = c->num_layers * (linear + attn) + 2.0 * N * C * V;
+    return 3.0 * fwd;
+}

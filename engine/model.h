@@ -1,0 +1,134 @@
+/*
+ * model.h — the train_gpt.py baseline GPT on a cad_backend: parameter table, memory plan,
+ * forward (loss + per-token NLL) and backward (gradients of the mean loss).
+ *
+ * The model is exactly train_gpt.py's GPT (techniques.md §1): token embedding (tied to the
+ * head, or an untied lm_head), weightless RMSNorm (eps = FLT_EPSILON, F.rms_norm's default),
+ * x0 anchor mixed back in every block by resid_mix, attention with per-head q/k RMSNorm, RoPE,
+ * q_gain and GQA, relu^2 MLP, attn_scale/mlp_scale, U-Net skips (the first L/2 blocks push
+ * their outputs, the others pop them LIFO weighted by skip_weights), final norm, logits
+ * softcap, fp32 cross-entropy. Parameter names, shapes and order are train_gpt.py's
+ * state_dict, so weights move between caddie and PyTorch by name.
+ *
+ * Memory is planned up front: one arena each for parameters, gradients and activations (all
+ * backend memory), sized from the config's max_batch_seqs x max_seq_len before anything is
+ * allocated; forward and backward never allocate.
+ *
+ * Not here: optimizers (optim.h), the training loop, data loading, serialization formats.
+ */
+#ifndef CADDIE_MODEL_H
+#define CADDIE_MODEL_H
+
+#include "backend.h"
+#include "status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cad_model_config {
+    int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings;
+    float rope_base, logit_softcap, qk_gain_init, tied_embed_init_std;
+    int max_batch_seqs, max_seq_len; /* activation planning: largest B and T a forward will see */
+} cad_model_config;
+
+/* Optimizer group, as train_gpt.py's optimizer split assigns it. */
+enum cad_param_group {
+    CAD_PG_EMBED,  /* tok_emb.weight: Adam, tied_embed_lr or embed_lr */
+    CAD_PG_HEAD,   /* lm_head.weight (untied only): Adam, head_lr */
+    CAD_PG_MATRIX, /* 2-D block matrices that are not control tensors: Muon, matrix_lr */
+    CAD_PG_SCALAR  /* block vectors/control tensors and skip_weights: Adam, scalar_lr */
+};
+
+typedef struct cad_param {
+    const char *name; /* state_dict key: "tok_emb.weight", "blocks.0.attn.c_q.weight", ... */
+    int ndim;
+    long shape[4];
+    long numel; /* may be 0: skip_weights of a 1-layer model is [0, C], as in torch */
+    int group;      /* enum cad_param_group */
+    int is_control; /* name matches CONTROL_TENSOR_NAME_PATTERNS (kept fp32 in the int8 export) */
+    float *data, *grad; /* slices of param_mem / grad_mem (backend memory) */
+} cad_param;
+
+/* Per-block activations saved by forward for backward (private to model.c). Shapes use
+ * N = max_batch_seqs*max_seq_len rows; see model.c's plan for the full list. */
+typedef struct cad_model_layer {
+    float *out;      /* (N,C) block output (the residual stream after the block) */
+    float *xin;      /* (N,C) block input: x0 (block 0), previous out, or the skip sum */
+    float *xn1;      /* (N,C) attn_norm output */
+    float *rstd1;    /* (N) */
+    float *qkv;      /* (N,QKV) fused c_q|c_k|c_v output */
+    float *att_y;    /* (N,C) attention output before proj */
+    float *att_lse;  /* (B,NH,T) */
+    float *attn_out; /* (N,C) proj output (before attn_scale) */
+    float *xn2;      /* (N,C) mlp_norm output */
+    float *rstd2;    /* (N) */
+    float *hpre;     /* (N,H) fc output (relu^2 is recomputed from it) */
+    float *mlp_out;  /* (N,C) mlp proj output (before mlp_scale) */
+    int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
+} cad_model_layer;
+
+typedef struct cad_model {
+    cad_model_config cfg;
+    const cad_backend *be;
+    int n_params;
+    cad_param *params; /* in train_gpt.py state_dict order */
+    size_t n_param_floats;
+    float *param_mem, *grad_mem; /* one arena each (backend memory), same layout */
+    size_t act_bytes;            /* activation arena size (logged by the trainer) */
+    float *token_loss;           /* HOST (B*T): per-position NLL of the last forward with targets */
+    float *logits;               /* backend (B*T, V): softcapped logits of the last forward; the
+                                  * backward overwrites them with their gradient */
+
+    /* ---- private: set by cad_model_init, used only by model.c ---- */
+    int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
+    int p_tok_emb, p_skip_weights, p_lm_head; /* indices into params (-1: absent) */
+    char *names;                              /* storage of the param names */
+    void *act_mem;                            /* activation arena */
+    cad_model_layer *layers;
+    int32_t *ids, *targets;                   /* (N) backend copies of the batch */
+    float *rope_cos, *rope_sin;               /* (max_seq_len, HD/2) */
+    float *x0, *rstd0;                        /* (N,C), (N) normalised embedding */
+    float *xf, *rstdf;                        /* (N,C), (N) final norm */
+    float *logit_lse, *loss_dev;              /* (N), (N) */
+    float *q_r, *k_r, *rstd_q, *rstd_k;       /* (N,C), (N,KVD), (N,NH), (N,KV) shared */
+    float *act;                               /* (N,H) relu^2 output, shared */
+    float *d_res, *d_x0, *d_xn, *d_proj, *d_atty, *d_qkv, *d_q, *d_k, *d_h; /* grads, shared */
+    float **d_skip;                           /* n_skip x (N,C) */
+    void *att_scratch;
+    size_t att_scratch_bytes;
+    int cur_B, cur_T, have_targets;
+} cad_model;
+
+/* Validate a config; the message names the offending key(s) and values. */
+int cad_model_config_check(const cad_model_config *c, cad_err *e);
+
+/* Plan and allocate every arena on be, and initialise the weights like train_gpt.py (tied
+ * embedding N(0, tied_embed_init_std), untied embedding N(0,1), zero-init attn/mlp proj and
+ * lm_head, default nn.Linear U(-1/sqrt(in), 1/sqrt(in)) otherwise, q_gain = qk_gain_init,
+ * scales 1, resid_mix (1,0), skip_weights 1) from caddie's own seeded RNG (deterministic, not
+ * bit-identical to torch). Grads start at zero. On failure m is left freed. */
+int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *be, uint64_t seed,
+                   cad_err *e);
+void cad_model_free(cad_model *m);
+
+/* The parameter with this state_dict name, or NULL. */
+cad_param *cad_model_param(cad_model *m, const char *name);
+
+/* Forward of B sequences of T tokens: x, y are HOST int32 arrays (B*T). y may be NULL (logits
+ * only; mean_loss is then not written and backward is refused). Needs T <= max_seq_len and
+ * B*T <= max_batch_seqs*max_seq_len; token ids must be in [0, vocab_size). Fills token_loss
+ * and *mean_loss (mean NLL in nats) when y is given. */
+int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, int T,
+                      float *mean_loss, cad_err *e);
+
+/* Backward of the last forward (which must have had targets). ACCUMULATES (+=) into every
+ * param's grad, scaled as gradients of mean_loss (the trainer scales for accumulation). */
+int cad_model_backward(cad_model *m, cad_err *e);
+
+void cad_model_zero_grad(cad_model *m);
+
+/* Floating point operations of one forward+backward over B x T tokens (matmuls and causal
+ * attention score/value products; elementwise work not counted): 3x the forward's FLOPs. */
+double cad_model_bench_flops(const cad_model_config *c, int B, int T);
+
+#endif

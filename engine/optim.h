@@ -1,0 +1,95 @@
+/*
+ * optim.h — train_gpt.py's optimizers and schedule on backend memory: Muon (Nesterov momentum,
+ * Newton–Schulz-5 orthogonalisation, √max(1,rows/cols) scale) for block matrices, Adam groups
+ * (embedding / head / scalars, each with its own LR), global grad-norm clipping, the lr_mul
+ * warmdown (by iterations or by wallclock) and the Muon momentum warmup.
+ *
+ * Every operation goes through the cad_backend slots (matmul, axpby, scale, sumsq,
+ * adam_update), so the same code drives the CPU reference and the CUDA backend. All optimizer
+ * state lives in ONE backend arena (m, v, momentum buffers) so checkpoints and the warmup
+ * restore are one copy.
+ *
+ * Deliberate differences from train_gpt.py on the CPU reference (documented, tested with
+ * tolerances): Newton–Schulz runs in fp32 rather than bf16, and the Muon update is applied in
+ * fp32 rather than through the bf16 `updates_flat` buffer. For rows > cols the iteration uses
+ * the equivalent right-multiplied form (A = XᵀX, X ← aX + X·B) instead of transposing, which
+ * is the same polynomial of the same matrix.
+ *
+ * Not here: which parameter is in which group (the model's cad_param.group decides, mapped in
+ * cad_optim_init_model), gradient computation, the training loop.
+ */
+#ifndef CADDIE_OPTIM_H
+#define CADDIE_OPTIM_H
+
+#include "backend.h"
+#include "config.h"
+#include "status.h"
+
+#include <stddef.h>
+
+typedef enum { CAD_OPT_ADAM = 0, CAD_OPT_MUON = 1 } cad_opt_kind;
+
+/* One parameter tensor as the optimizer sees it. data/grad are backend tensors owned by the
+ * caller (the model); rows/cols describe a 2-D view (Muon needs it; Adam ignores it). */
+typedef struct cad_optim_param {
+    const char *name;
+    cad_opt_kind kind;
+    int rows, cols;
+    size_t numel;
+    double base_lr;     /* lr before lr_mul */
+    float *data, *grad;
+    /* state (carved from the optimizer arena): Adam m, v; Muon momentum buffer in m */
+    float *m, *v;
+} cad_optim_param;
+
+typedef struct cad_optim_hparams {
+    double beta1, beta2, adam_eps;
+    int muon_backend_steps;
+} cad_optim_hparams;
+
+typedef struct cad_optim {
+    const cad_backend *be;
+    cad_optim_hparams hp;
+    int n;
+    cad_optim_param *params;
+    long adam_step;        /* torch Adam's per-param "step" (all Adam params step together) */
+    float *state;          /* backend arena: every m and v */
+    size_t state_floats;
+    float *ns_scratch;     /* backend scratch for Newton–Schulz: u, X, X2, A, B */
+    size_t ns_floats;
+    int max_rows, max_cols;
+} cad_optim;
+
+/* Take ownership of nothing: copies the params array (name pointers must outlive o).
+ * Plans and allocates the state arena and NS scratch on be. Muon params need rows*cols==numel. */
+int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams *hp, int n,
+                   const cad_optim_param *params, cad_err *e);
+void cad_optim_free(cad_optim *o);
+
+/* Bytes of optimizer state + scratch (logged with the memory plan). */
+size_t cad_optim_bytes(const cad_optim *o);
+
+/* Zero the state and the Adam step count (a fresh optimizer). */
+void cad_optim_reset(cad_optim *o);
+
+/* torch.nn.utils.clip_grad_norm_(params, max_norm): total = ‖all grads‖₂; every grad is
+ * multiplied by min(max_norm / (total + 1e-6), 1). Returns total. */
+double cad_optim_clip_grad_norm(cad_optim *o, double max_norm);
+
+/* One step of every optimizer with lr = base_lr * lr_mul and Muon momentum `momentum`. */
+void cad_optim_step(cad_optim *o, double lr_mul, double momentum);
+
+/* zeropower_via_newtonschulz5 on backend memory: out[rows,cols] = NS_steps(G / (‖G‖+1e-7)).
+ * scratch must hold cad_muon_ns_scratch_floats(rows, cols) floats. G is not modified; out
+ * must not alias G. */
+size_t cad_muon_ns_scratch_floats(int rows, int cols);
+void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, int rows, int cols,
+                            int steps, float *scratch);
+
+/* The schedule, exactly train_gpt.py's lr_mul(step, elapsed_ms): warmdown by iterations when
+ * max_wallclock_seconds == 0, else by the projected remaining wallclock. */
+double cad_lr_mul(const cad_config *c, long step, double elapsed_ms);
+/* Muon momentum warmup: linear from muon_momentum_warmup_start to muon_momentum. */
+double cad_muon_momentum_at(const cad_config *c, long step);
+
+#endif

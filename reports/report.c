@@ -1,0 +1,668 @@
+/*
+ * report.c — load run_summary/params into report_data: group by config, find the swept
+ * parameters, pick each sweep's reference group and compare every group with it.
+ * (The page itself is report_html.c; the terminal commands are cmd_report.c.)
+ *
+ * Why the statistics are computed here and not read from the sweep_groups view: the tests
+ * need every seed's value (Welch uses both variances), the bar is tested on val_loss in
+ * nats while the view aggregates val_bpb, and --runs may select a subset of a group.
+ * Not here: SQL that writes, HTML, option parsing.
+ */
+#include "report.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keys that identify a run rather than configure it: never "swept" even when they differ. */
+static const char *const per_run_keys[] = {"seed", "run_id", "run_dir", "run_name", "name", NULL};
+
+static char *dup_or_null(const unsigned char *s) {
+    return s ? strdup((const char *)s) : NULL;
+}
+
+static double col_num(sqlite3_stmt *st, int i) {
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static int str_null_cmp(const char *a, const char *b) {
+    if (!a && !b) return 0;
+    if (!a) return 1; /* NULL last */
+    if (!b) return -1;
+    return strcmp(a, b);
+}
+
+void report_data_free(report_data *d) {
+    for (int i = 0; i < d->n_runs; i++) {
+        report_run *r = &d->runs[i];
+        free(r->run_id); free(r->sweep); free(r->name); free(r->status); free(r->error);
+        free(r->run_dir); free(r->group_hash); free(r->config_hash); free(r->config);
+        free(r->started_at); free(r->ended_at);
+        for (int k = 0; k < r->n_params; k++) {
+            free(r->param_keys[k]);
+            free(r->param_texts[k]);
+        }
+        free(r->param_keys); free(r->param_texts); free(r->param_nums);
+    }
+    free(d->runs);
+    for (int g = 0; g < d->n_groups; g++) {
+        free(d->groups[g].sweep); free(d->groups[g].group_hash); free(d->groups[g].label);
+        free(d->groups[g].name); free(d->groups[g].runs);
+    }
+    free(d->groups);
+    for (int s = 0; s < d->n_sweeps; s++) {
+        free(d->sweeps[s].name);
+        for (int k = 0; k < d->sweeps[s].n_swept; k++) free(d->sweeps[s].swept_keys[k]);
+        free(d->sweeps[s].swept_keys);
+    }
+    free(d->sweeps);
+    memset(d, 0, sizeof *d);
+}
+
+/* ---- SQL ---------------------------------------------------------------------------------- */
+
+/* " WHERE 1 AND sweep IN (?1,..) AND (where)" for run_summary. */
+static char *filter_sql(const report_query *q) {
+    size_t cap = 64 + (q->where ? strlen(q->where) : 0) + 8 * (size_t)q->n_sweeps;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    size_t o = (size_t)snprintf(s, cap, " WHERE 1");
+    if (q->n_sweeps > 0) {
+        o += (size_t)snprintf(s + o, cap - o, " AND sweep IN (");
+        for (int i = 0; i < q->n_sweeps; i++) o += (size_t)snprintf(s + o, cap - o, "%s?%d", i ? "," : "", i + 1);
+        o += (size_t)snprintf(s + o, cap - o, ")");
+    }
+    if (q->where && *q->where) snprintf(s + o, cap - o, " AND (%s)", q->where);
+    return s;
+}
+
+static int prepare_filtered(sqlite3 *db, const char *head, const char *filter, const char *tail,
+                            const report_query *q, sqlite3_stmt **st, cad_err *e) {
+    size_t n = strlen(head) + strlen(filter) + strlen(tail) + 1;
+    char *sql = malloc(n);
+    if (!sql) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    snprintf(sql, n, "%s%s%s", head, filter, tail);
+    const char *rest = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, st, &rest);
+    if (rc != SQLITE_OK) {
+        cad_fail(e, CAD_EDB, "%s%s%s", sqlite3_errmsg(db),
+                 q->where ? " (in --runs '" : "", q->where ? q->where : "");
+        if (q->where) strncat(e->msg, "')", sizeof e->msg - strlen(e->msg) - 1);
+        free(sql);
+        return CAD_EDB;
+    }
+    while (rest && isspace((unsigned char)*rest)) rest++;
+    if (rest && *rest) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        cad_fail(e, CAD_EUSAGE, "--runs must be one SQL expression over run_summary columns, got trailing '%s'", rest);
+        free(sql);
+        return CAD_EUSAGE;
+    }
+    free(sql);
+    for (int i = 0; i < q->n_sweeps; i++) sqlite3_bind_text(*st, i + 1, q->sweeps[i], -1, SQLITE_STATIC);
+    return CAD_OK;
+}
+
+static int load_runs(sqlite3 *db, const report_query *q, const char *filter, report_data *d,
+                     cad_err *e) {
+    sqlite3_stmt *st;
+    int rc = prepare_filtered(db,
+        "SELECT run_id, sweep, name, status, seed, val_loss, val_bpb, prequant_val_bpb,"
+        " artifact_bytes, model_bytes, code_bytes, train_ms, eval_ms, steps, tokens, valid, partial,"
+        " config, config_hash, group_hash, error, attempts, started_at, ended_at, run_dir"
+        " FROM run_summary",
+        filter, " ORDER BY sweep, group_hash, seed, run_id", q, &st, e);
+    if (rc) return rc;
+    int cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (d->n_runs == cap) {
+            cap = cap ? cap * 2 : 64;
+            report_run *nr = realloc(d->runs, (size_t)cap * sizeof *nr);
+            if (!nr) { sqlite3_finalize(st); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+            d->runs = nr;
+        }
+        report_run *r = &d->runs[d->n_runs++];
+        memset(r, 0, sizeof *r);
+        r->run_id = dup_or_null(sqlite3_column_text(st, 0));
+        r->sweep = dup_or_null(sqlite3_column_text(st, 1));
+        r->name = dup_or_null(sqlite3_column_text(st, 2));
+        r->status = dup_or_null(sqlite3_column_text(st, 3));
+        r->has_seed = sqlite3_column_type(st, 4) != SQLITE_NULL;
+        r->seed = sqlite3_column_int64(st, 4);
+        r->val_loss = col_num(st, 5);
+        r->val_bpb = col_num(st, 6);
+        r->prequant_val_bpb = col_num(st, 7);
+        r->artifact_bytes = col_num(st, 8);
+        r->model_bytes = col_num(st, 9);
+        r->code_bytes = col_num(st, 10);
+        r->train_ms = col_num(st, 11);
+        r->eval_ms = col_num(st, 12);
+        r->steps = col_num(st, 13);
+        r->tokens = col_num(st, 14);
+        r->valid = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 15) != 0;
+        r->partial = sqlite3_column_int(st, 16) != 0;
+        r->config = dup_or_null(sqlite3_column_text(st, 17));
+        r->config_hash = dup_or_null(sqlite3_column_text(st, 18));
+        r->group_hash = dup_or_null(sqlite3_column_text(st, 19));
+        r->error = dup_or_null(sqlite3_column_text(st, 20));
+        r->attempts = sqlite3_column_int(st, 21);
+        r->started_at = dup_or_null(sqlite3_column_text(st, 22));
+        r->ended_at = dup_or_null(sqlite3_column_text(st, 23));
+        r->run_dir = dup_or_null(sqlite3_column_text(st, 24));
+        r->group = -1;
+        if (!r->run_id || !r->status) {
+            sqlite3_finalize(st);
+            return cad_fail(e, CAD_EDB, "run_summary row %d has no run_id or status", d->n_runs);
+        }
+        if (!r->group_hash) r->group_hash = strdup(r->config_hash ? r->config_hash : r->run_id);
+    }
+    if (rc != SQLITE_DONE) {
+        cad_fail(e, CAD_EDB, "reading run_summary: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return CAD_EDB;
+    }
+    sqlite3_finalize(st);
+    return CAD_OK;
+}
+
+static int cmp_run_id_idx(const void *a, const void *b, void *ctx) {
+    const report_data *d = ctx;
+    return strcmp(d->runs[*(const int *)a].run_id, d->runs[*(const int *)b].run_id);
+}
+
+static int find_run(const report_data *d, const int *by_id, const char *run_id) {
+    int lo = 0, hi = d->n_runs - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(d->runs[by_id[mid]].run_id, run_id);
+        if (c == 0) return by_id[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+static int load_params(sqlite3 *db, const report_query *q, const char *filter, report_data *d,
+                       cad_err *e) {
+    if (d->n_runs == 0) return CAD_OK;
+    int *by_id = malloc((size_t)d->n_runs * sizeof *by_id);
+    if (!by_id) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int i = 0; i < d->n_runs; i++) by_id[i] = i;
+    qsort_r(by_id, (size_t)d->n_runs, sizeof *by_id, cmp_run_id_idx, d);
+    sqlite3_stmt *st;
+    int rc = prepare_filtered(db, "SELECT run_id, key, num, text FROM params WHERE run_id IN (SELECT run_id FROM run_summary",
+                              filter, ") ORDER BY run_id, key", q, &st, e);
+    if (rc) { free(by_id); return rc; }
+    int *caps = calloc((size_t)d->n_runs, sizeof *caps);
+    if (!caps) { free(by_id); sqlite3_finalize(st); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *rid = (const char *)sqlite3_column_text(st, 0);
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        if (!rid || !key) continue;
+        int ri = find_run(d, by_id, rid);
+        if (ri < 0) continue;
+        report_run *r = &d->runs[ri];
+        if (r->n_params == caps[ri]) {
+            int nc = caps[ri] ? caps[ri] * 2 : 32;
+            char **k2 = realloc(r->param_keys, (size_t)nc * sizeof *k2);
+            if (k2) r->param_keys = k2;
+            char **t2 = realloc(r->param_texts, (size_t)nc * sizeof *t2);
+            if (t2) r->param_texts = t2;
+            double *n2 = realloc(r->param_nums, (size_t)nc * sizeof *n2);
+            if (n2) r->param_nums = n2;
+            if (!k2 || !t2 || !n2) { rc = SQLITE_NOMEM; break; }
+            caps[ri] = nc;
+        }
+        char text[64];
+        const char *val;
+        double num = NAN;
+        if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+            num = sqlite3_column_double(st, 2);
+            snprintf(text, sizeof text, "%.10g", num);
+            val = text;
+        } else {
+            val = (const char *)sqlite3_column_text(st, 3);
+            if (!val) val = "";
+        }
+        r->param_keys[r->n_params] = strdup(key);
+        r->param_texts[r->n_params] = strdup(val);
+        r->param_nums[r->n_params] = num;
+        r->n_params++;
+    }
+    free(caps);
+    free(by_id);
+    int ok = rc == SQLITE_DONE;
+    if (!ok) cad_fail(e, CAD_EDB, "reading params: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return ok ? CAD_OK : CAD_EDB;
+}
+
+/* ---- grouping ----------------------------------------------------------------------------- */
+
+static const char *run_param(const report_run *r, const char *key, double *num) {
+    int lo = 0, hi = r->n_params - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(r->param_keys[mid], key);
+        if (c == 0) {
+            if (num) *num = r->param_nums[mid];
+            return r->param_texts[mid];
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    if (num) *num = NAN;
+    return NULL;
+}
+
+static int run_counts(const report_run *r) {
+    return r->status && strcmp(r->status, "done") == 0 && isfinite(r->val_bpb);
+}
+
+static const char *sweep_key(const report_run *r) {
+    return r->sweep ? r->sweep : "";
+}
+
+static int add_sweep(report_data *d, const char *name) {
+    for (int s = 0; s < d->n_sweeps; s++)
+        if (strcmp(d->sweeps[s].name, name) == 0) return s;
+    report_sweep *ns = realloc(d->sweeps, (size_t)(d->n_sweeps + 1) * sizeof *ns);
+    if (!ns) return -1;
+    d->sweeps = ns;
+    report_sweep *s = &d->sweeps[d->n_sweeps];
+    memset(s, 0, sizeof *s);
+    s->name = strdup(name);
+    s->ref_group = -1;
+    return d->n_sweeps++;
+}
+
+int report_sweep_of_group(const report_data *d, int group) {
+    if (group < 0 || group >= d->n_groups) return -1;
+    for (int s = 0; s < d->n_sweeps; s++)
+        if (strcmp(d->sweeps[s].name, d->groups[group].sweep) == 0) return s;
+    return -1;
+}
+
+int report_group_values(const report_data *d, const report_group *g, int nats, double *out) {
+    int n = 0;
+    for (int i = 0; i < g->n_runs; i++) {
+        double v = nats ? d->runs[g->runs[i]].val_loss : d->runs[g->runs[i]].val_bpb;
+        if (isfinite(v)) out[n++] = v;
+    }
+    return n;
+}
+
+static int build_groups(report_data *d, cad_err *e) {
+    /* runs arrive ordered by sweep, group_hash: consecutive equal keys form a group */
+    for (int i = 0; i < d->n_runs; i++) {
+        report_run *r = &d->runs[i];
+        int s = add_sweep(d, sweep_key(r));
+        if (s < 0) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        report_sweep *sw = &d->sweeps[s];
+        sw->n_total++;
+        const char *st = r->status;
+        if (!strcmp(st, "done")) sw->n_done++;
+        else if (!strcmp(st, "failed") || !strcmp(st, "interrupted") || !strcmp(st, "cancelled")) sw->n_failed++;
+        else if (!strcmp(st, "running")) sw->n_running++;
+        else if (!strcmp(st, "queued")) sw->n_queued++;
+        else sw->n_other++;
+        if (!run_counts(r)) continue;
+        int g = -1;
+        for (int k = d->n_groups - 1; k >= 0; k--)
+            if (!strcmp(d->groups[k].sweep, sweep_key(r)) && !strcmp(d->groups[k].group_hash, r->group_hash)) {
+                g = k;
+                break;
+            }
+        if (g < 0) {
+            report_group *ng = realloc(d->groups, (size_t)(d->n_groups + 1) * sizeof *ng);
+            if (!ng) return cad_fail(e, CAD_ENOMEM, "out of memory");
+            d->groups = ng;
+            g = d->n_groups++;
+            report_group *grp = &d->groups[g];
+            memset(grp, 0, sizeof *grp);
+            grp->sweep = strdup(sweep_key(r));
+            grp->group_hash = strdup(r->group_hash);
+            grp->name = strdup(r->name ? r->name : r->run_id);
+            grp->runs = malloc((size_t)d->n_runs * sizeof *grp->runs);
+            if (!grp->sweep || !grp->group_hash || !grp->name || !grp->runs)
+                return cad_fail(e, CAD_ENOMEM, "out of memory");
+        }
+        report_group *grp = &d->groups[g];
+        grp->runs[grp->n_runs++] = i;
+        r->group = g;
+    }
+    for (int g = 0; g < d->n_groups; g++) {
+        report_group *grp = &d->groups[g];
+        double *v = malloc((size_t)(grp->n_runs + 1) * sizeof *v);
+        if (!v) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        stats_summarize(v, report_group_values(d, grp, 0, v), &grp->bpb);
+        stats_summarize(v, report_group_values(d, grp, 1, v), &grp->loss);
+        free(v);
+        double ratio = 0, step_ms = 0, tps = 0;
+        int n_ratio = 0, n_step = 0, n_tps = 0;
+        grp->max_artifact_bytes = grp->max_code_bytes = grp->max_train_ms = grp->max_eval_ms = NAN;
+        for (int i = 0; i < grp->n_runs; i++) {
+            const report_run *r = &d->runs[grp->runs[i]];
+            if (isfinite(r->val_loss) && r->val_bpb > 0) { ratio += r->val_loss / r->val_bpb; n_ratio++; }
+            if (r->train_ms > 0 && r->steps > 0) { step_ms += r->train_ms / r->steps; n_step++; }
+            if (r->train_ms > 0 && r->tokens > 0) { tps += r->tokens / (r->train_ms / 1000); n_tps++; }
+            if (isfinite(r->artifact_bytes) && !(r->artifact_bytes <= grp->max_artifact_bytes)) grp->max_artifact_bytes = r->artifact_bytes;
+            if (isfinite(r->code_bytes) && !(r->code_bytes <= grp->max_code_bytes)) grp->max_code_bytes = r->code_bytes;
+            if (isfinite(r->train_ms) && !(r->train_ms <= grp->max_train_ms)) grp->max_train_ms = r->train_ms;
+            if (isfinite(r->eval_ms) && !(r->eval_ms <= grp->max_eval_ms)) grp->max_eval_ms = r->eval_ms;
+            if (r->valid == 1) grp->n_valid++;
+            if (r->valid == 0) grp->n_invalid++;
+            if (r->partial) grp->n_partial++;
+        }
+        grp->nats_per_bpb = n_ratio ? ratio / n_ratio : NAN;
+        grp->mean_step_ms = n_step ? step_ms / n_step : NAN;
+        grp->mean_tokens_per_s = n_tps ? tps / n_tps : NAN;
+    }
+    return CAD_OK;
+}
+
+/* ---- swept parameters and labels ---------------------------------------------------------- */
+
+static int str_in(const char *s, const char *const *list) {
+    for (; *list; list++)
+        if (!strcmp(s, *list)) return 1;
+    return 0;
+}
+
+/* The value of key for group g ("(unset)" when absent), or NULL when it differs inside g. */
+static const char *group_param(const report_data *d, const report_group *g, const char *key) {
+    const char *first = NULL;
+    for (int i = 0; i < g->n_runs; i++) {
+        const char *v = run_param(&d->runs[g->runs[i]], key, NULL);
+        if (!v) v = "(unset)";
+        if (i == 0) first = v;
+        else if (strcmp(v, first) != 0) return NULL;
+    }
+    return first;
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Two keys are one bundle when their values determine each other across the groups
+ * (vocab_size with tokenizer_path and data_path): then one chart is enough. */
+static int keys_bijective(const report_data *d, const int *gs, int ng, const char *ka, const char *kb) {
+    for (int i = 0; i < ng; i++)
+        for (int j = i + 1; j < ng; j++) {
+            const char *a1 = group_param(d, &d->groups[gs[i]], ka), *a2 = group_param(d, &d->groups[gs[j]], ka);
+            const char *b1 = group_param(d, &d->groups[gs[i]], kb), *b2 = group_param(d, &d->groups[gs[j]], kb);
+            if ((strcmp(a1, a2) == 0) != (strcmp(b1, b2) == 0)) return 0;
+        }
+    return 1;
+}
+
+static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
+    int *gs = malloc((size_t)(d->n_groups + 1) * sizeof *gs), ng = 0;
+    if (!gs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name)) gs[ng++] = g;
+    /* candidate keys: union over the runs of these groups */
+    int nk = 0, capk = 0;
+    char **keys = NULL;
+    for (int i = 0; i < ng; i++) {
+        const report_group *g = &d->groups[gs[i]];
+        for (int r = 0; r < g->n_runs; r++) {
+            const report_run *run = &d->runs[g->runs[r]];
+            for (int k = 0; k < run->n_params; k++) {
+                const char *key = run->param_keys[k];
+                int seen = 0;
+                for (int j = 0; j < nk && !seen; j++) seen = !strcmp(keys[j], key);
+                if (seen || str_in(key, per_run_keys)) continue;
+                if (nk == capk) {
+                    capk = capk ? capk * 2 : 64;
+                    char **nkeys = realloc(keys, (size_t)capk * sizeof *nkeys);
+                    if (!nkeys) { free(keys); free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+                    keys = nkeys;
+                }
+                keys[nk++] = (char *)key;
+            }
+        }
+    }
+    if (nk > 1) qsort(keys, (size_t)nk, sizeof *keys, cmp_str_ptr);
+    sw->swept_keys = malloc((size_t)(nk + 1) * sizeof *sw->swept_keys);
+    if (!sw->swept_keys) { free(keys); free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+    for (int k = 0; k < nk; k++) {
+        int constant_inside = 1, differs = 0;
+        const char *first = NULL;
+        for (int i = 0; i < ng && constant_inside; i++) {
+            const char *v = group_param(d, &d->groups[gs[i]], keys[k]);
+            if (!v) constant_inside = 0;
+            else if (!first) first = v;
+            else if (strcmp(first, v) != 0) differs = 1;
+        }
+        if (!constant_inside || !differs) continue;
+        int bundled = 0;
+        for (int j = 0; j < sw->n_swept && !bundled; j++)
+            bundled = keys_bijective(d, gs, ng, sw->swept_keys[j], keys[k]);
+        if (!bundled) sw->swept_keys[sw->n_swept++] = strdup(keys[k]);
+    }
+    free(keys);
+    /* labels: "k=v k2=v2", paths shortened to their last component */
+    for (int i = 0; i < ng; i++) {
+        report_group *g = &d->groups[gs[i]];
+        char buf[512] = "";
+        size_t o = 0;
+        for (int k = 0; k < sw->n_swept && o < sizeof buf - 1; k++) {
+            const char *v = group_param(d, g, sw->swept_keys[k]);
+            const char *slash = strrchr(v, '/');
+            if (slash && slash[1]) v = slash + 1;
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s=%s", k ? " " : "", sw->swept_keys[k], v);
+        }
+        if (o >= sizeof buf) o = sizeof buf - 1;
+        g->label = strdup(o ? buf : g->name);
+        if (!g->label) { free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+    }
+    free(gs);
+    return CAD_OK;
+}
+
+/* ---- reference and comparisons ------------------------------------------------------------ */
+
+void report_group_compare(const report_data *d, report_group *g, const report_group *ref) {
+    memset(&g->cmp, 0, sizeof g->cmp);
+    g->cmp.clears_bar = g->cmp.frontier = -1;
+    g->cmp.delta_nats = NAN;
+    if (!ref || ref == g) return;
+    g->cmp.has = 1;
+    int cap = (g->n_runs > ref->n_runs ? g->n_runs : ref->n_runs) + 1;
+    double *a = malloc((size_t)cap * sizeof *a), *b = malloc((size_t)cap * sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        g->cmp.has = 0;
+        return;
+    }
+    int na = report_group_values(d, g, 0, a), nb = report_group_values(d, ref, 0, b);
+    stats_welch_test(a, na, b, nb, 0, &g->cmp.bpb);
+    if (g->cmp.bpb.ok) g->cmp.frontier = g->cmp.bpb.p < STATS_FRONTIER_ALPHA;
+    na = report_group_values(d, g, 1, a);
+    nb = report_group_values(d, ref, 1, b);
+    stats_welch_test(a, na, b, nb, STATS_BAR_NATS, &g->cmp.bar);
+    if (na > 0 && nb > 0) g->cmp.delta_nats = stats_mean(a, na) - stats_mean(b, nb);
+    /* the bar needs val_loss for every seed: a group with a missing one cannot be judged */
+    if (g->cmp.bar.ok && na == g->n_runs && nb == ref->n_runs) g->cmp.clears_bar = g->cmp.bar.p < STATS_BAR_ALPHA;
+    free(a);
+    free(b);
+}
+
+static int name_has_baseline(const char *s) {
+    if (!s) return 0;
+    for (; *s; s++)
+        if (strncasecmp(s, "baseline", 8) == 0) return 1;
+    return 0;
+}
+
+int report_group_find(const report_data *d, const char *what, cad_err *e) {
+    size_t n = strlen(what);
+    if (n == 0) return cad_fail(e, CAD_EUSAGE, "empty group or run name"), -1;
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strcmp(d->groups[g].group_hash, what)) return g;
+    int found = -1, count = 0;
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strncmp(d->groups[g].group_hash, what, n)) {
+            if (found < 0 || strcmp(d->groups[found].group_hash, d->groups[g].group_hash)) count++;
+            found = g;
+        }
+    if (count == 1) return found;
+    if (count > 1) return cad_fail(e, CAD_EUSAGE, "'%s' is an ambiguous group hash prefix (%d groups)", what, count), -1;
+    for (int i = 0; i < d->n_runs; i++) {
+        const report_run *r = &d->runs[i];
+        if (strcmp(r->run_id, what) && !(r->name && !strcmp(r->name, what))) continue;
+        if (r->group >= 0) return r->group;
+        cad_fail(e, CAD_ERR, "run '%s' has no result (status %s)", what, r->status);
+        return -1;
+    }
+    found = -1;
+    count = 0;
+    for (int g = 0; g < d->n_groups; g++)
+        if (d->groups[g].label && !strcmp(d->groups[g].label, what)) { found = g; count++; }
+    if (count == 1) return found;
+    if (count > 1) return cad_fail(e, CAD_EUSAGE, "'%s' names groups in %d sweeps: use the group hash", what, count), -1;
+    cad_fail(e, CAD_ERR, "no group or run matches '%s' (give a group hash or prefix, a run id, a run name or a group label)", what);
+    return -1;
+}
+
+/* Earliest start time of a group's runs (NULL when none has one) and its first run index. */
+static const char *group_first_start(const report_data *d, const report_group *g, int *first_idx) {
+    const char *best = NULL;
+    *first_idx = d->n_runs;
+    for (int i = 0; i < g->n_runs; i++) {
+        const report_run *r = &d->runs[g->runs[i]];
+        if (r->started_at && (!best || strcmp(r->started_at, best) < 0)) best = r->started_at;
+        if (g->runs[i] < *first_idx) *first_idx = g->runs[i];
+    }
+    return best;
+}
+
+static int pick_references(report_data *d, const report_query *q, cad_err *e) {
+    int global_ref = -1;
+    if (q->ref) {
+        global_ref = report_group_find(d, q->ref, e);
+        if (global_ref < 0) return cad_wrap(e, "--ref");
+    }
+    for (int s = 0; s < d->n_sweeps; s++) {
+        report_sweep *sw = &d->sweeps[s];
+        if (global_ref >= 0) {
+            sw->ref_group = global_ref;
+            snprintf(sw->ref_reason, sizeof sw->ref_reason, "chosen with --ref %.100s", q->ref);
+            continue;
+        }
+        int best = -1, best_idx = 0;
+        const char *best_start = NULL;
+        for (int g = 0; g < d->n_groups; g++) {
+            report_group *grp = &d->groups[g];
+            if (strcmp(grp->sweep, sw->name)) continue;
+            int named = name_has_baseline(grp->name) || name_has_baseline(grp->label);
+            if (named) {
+                best = g;
+                snprintf(sw->ref_reason, sizeof sw->ref_reason, "its name says baseline; --ref picks another");
+                break;
+            }
+            int idx;
+            const char *start = group_first_start(d, grp, &idx);
+            int c = best < 0 ? -1 : str_null_cmp(start, best_start);
+            if (best < 0 || c < 0 || (c == 0 && idx < best_idx)) {
+                best = g;
+                best_start = start;
+                best_idx = idx;
+                snprintf(sw->ref_reason, sizeof sw->ref_reason, "the first group that ran; --ref picks another");
+            }
+        }
+        sw->ref_group = best;
+    }
+    return CAD_OK;
+}
+
+/* Sort groups best first (mean val_bpb), keeping run->group and ref indices right. */
+static int cmp_group_mean(const void *a, const void *b, void *ctx) {
+    const report_group *g = ctx;
+    double x = g[*(const int *)a].bpb.mean, y = g[*(const int *)b].bpb.mean;
+    if (x < y) return -1;
+    if (x > y) return 1;
+    return strcmp(g[*(const int *)a].group_hash, g[*(const int *)b].group_hash);
+}
+
+static int sort_groups(report_data *d, cad_err *e) {
+    int n = d->n_groups;
+    if (n < 2) return CAD_OK;
+    int *order = malloc((size_t)n * sizeof *order), *where = malloc((size_t)n * sizeof *where);
+    report_group *sorted = malloc((size_t)n * sizeof *sorted);
+    if (!order || !where || !sorted) {
+        free(order); free(where); free(sorted);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) order[i] = i;
+    qsort_r(order, (size_t)n, sizeof *order, cmp_group_mean, d->groups);
+    for (int i = 0; i < n; i++) {
+        sorted[i] = d->groups[order[i]];
+        where[order[i]] = i;
+    }
+    free(d->groups);
+    d->groups = sorted;
+    for (int i = 0; i < d->n_runs; i++)
+        if (d->runs[i].group >= 0) d->runs[i].group = where[d->runs[i].group];
+    free(order);
+    free(where);
+    return CAD_OK;
+}
+
+int report_data_load(sqlite3 *db, const report_query *q, report_data *out, cad_err *e) {
+    memset(out, 0, sizeof *out);
+    char *filter = filter_sql(q);
+    if (!filter) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    int rc = load_runs(db, q, filter, out, e);
+    if (!rc) rc = load_params(db, q, filter, out, e);
+    free(filter);
+    if (!rc) rc = build_groups(out, e);
+    if (!rc) rc = sort_groups(out, e);
+    for (int s = 0; !rc && s < out->n_sweeps; s++) rc = find_swept(out, &out->sweeps[s], e);
+    if (!rc) rc = pick_references(out, q, e);
+    if (rc) {
+        report_data_free(out);
+        return rc;
+    }
+    for (int g = 0; g < out->n_groups; g++) {
+        int s = report_sweep_of_group(out, g);
+        int ref = s >= 0 ? out->sweeps[s].ref_group : -1;
+        out->groups[g].is_ref = ref == g;
+        report_group_compare(out, &out->groups[g], ref >= 0 ? &out->groups[ref] : NULL);
+    }
+    return CAD_OK;
+}
+
+/* ---- formatting shared with the terminal tables ------------------------------------------ */
+
+void report_fmt_p(char *buf, size_t n, double p) {
+    if (!isfinite(p)) snprintf(buf, n, "–");
+    else if (p < 1e-6) snprintf(buf, n, "<1e-6");
+    else if (p < 0.001) snprintf(buf, n, "%.1e", p);
+    else snprintf(buf, n, "%.4f", p);
+}
+
+void report_fmt_bytes(char *buf, size_t n, double bytes) {
+    if (!isfinite(bytes)) {
+        snprintf(buf, n, "–");
+        return;
+    }
+    char tmp[32], out[48];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)llround(fabs(bytes)));
+    size_t len = strlen(tmp), o = 0;
+    if (bytes < 0) out[o++] = '-';
+    for (size_t i = 0; i < len; i++) {
+        if (i > 0 && (len - i) % 3 == 0) out[o++] = ',';
+        out[o++] = tmp[i];
+    }
+    out[o] = 0;
+    snprintf(buf, n, "%s", out);
+}
+
+void report_fmt_signed(char *buf, size_t n, double v, int decimals) {
+    if (!isfinite(v)) snprintf(buf, n, "–");
+    else snprintf(buf, n, "%s%.*f", v < 0 ? "-" : "+", decimals, fabs(v));
+}

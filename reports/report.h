@@ -1,0 +1,131 @@
+/*
+ * report.h — results loaded from the database's public views, grouped by config (seeds
+ * aggregated), compared with a reference group, and written as one self-contained HTML page.
+ *
+ * Reads only the documented views run_summary and curves and the params table (see
+ * schema/): never a private table, never a write (the connection is set query_only).
+ * The same loaded report_data feeds the HTML page (report_html_write) and the terminal
+ * tables of `caddie top/compare/seeds-needed/export-submission` (reports/cmd_report.c), so
+ * both show the same statistics.
+ *
+ * Grouping: a group is (sweep, group_hash) — the resolved config without the seed. Its label
+ * is made of the swept parameters: keys whose value differs between groups of a sweep but is
+ * constant inside every group (so seeds, run ids and run dirs never count as swept).
+ * Statistics per group use runs with status 'done' and a val_bpb; failed, interrupted and
+ * cancelled runs are listed apart with their error text.
+ * Not here: HTML/SVG primitives (svg.c), the t distribution (stats.c), command lines.
+ */
+#ifndef CADDIE_REPORTS_REPORT_H
+#define CADDIE_REPORTS_REPORT_H
+
+#include "stats.h"
+#include "status.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+
+/* One row of run_summary. Missing numbers are NaN; missing text is NULL. */
+typedef struct report_run {
+    char *run_id, *sweep, *name, *status, *error, *run_dir, *group_hash, *config_hash, *config;
+    char *started_at, *ended_at;
+    long long seed;
+    int has_seed;
+    double val_loss, val_bpb, prequant_val_bpb;
+    double artifact_bytes, model_bytes, code_bytes, train_ms, eval_ms, steps, tokens;
+    int valid;   /* 1 fits all budgets, 0 over a budget, -1 unknown */
+    int partial; /* 1 when eval was limited to val_max_tokens */
+    int attempts;
+    int group;   /* index into report_data.groups, -1 for runs without a result */
+    /* typed params of this run (sorted by key) */
+    int n_params;
+    char **param_keys;
+    char **param_texts; /* canonical text of the value (numbers printed with %.10g) */
+    double *param_nums; /* NaN when not numeric */
+} report_run;
+
+/* A comparison of a group with the reference group. */
+typedef struct report_cmp {
+    int has;                 /* 0 for the reference itself or when there is no reference */
+    stats_welch bpb;         /* val_bpb, margin 0: the plain one-sided p and the frontier rule */
+    stats_welch bar;         /* val_loss nats, margin STATS_BAR_NATS: the record bar */
+    int clears_bar;          /* 1 yes, 0 no, -1 cannot tell (n < 2 or no val_loss) */
+    int frontier;            /* p_bpb < 0.25: 1 yes, 0 no, -1 cannot tell */
+    double delta_nats;       /* mean val_loss difference (negative = better) */
+} report_cmp;
+
+typedef struct report_group {
+    char *sweep;      /* "" for runs outside any sweep */
+    char *group_hash;
+    char *label;      /* "qk_gain_init=5.25 weight_decay=0.095", or the run name when none */
+    char *name;       /* name of the group's first run (without a trailing seed suffix) */
+    int *runs;        /* indices of done runs with a val_bpb, seed order */
+    int n_runs;
+    stats_summary bpb, loss;     /* val_bpb and val_loss (nats) over seeds */
+    double nats_per_bpb;         /* mean val_loss / val_bpb (ln2 · bytes per token) */
+    double max_artifact_bytes, max_code_bytes, max_train_ms, max_eval_ms;
+    double mean_step_ms, mean_tokens_per_s;
+    int n_valid, n_invalid, n_partial;
+    int is_ref;
+    report_cmp cmp;
+} report_group;
+
+/* Per sweep: its swept keys (for the parameter charts) and its reference group. */
+typedef struct report_sweep {
+    char *name;
+    char **swept_keys;
+    int n_swept;
+    int ref_group;       /* index into groups, -1 when none */
+    char ref_reason[160];
+    int n_total, n_done, n_failed, n_running, n_queued, n_other;
+} report_sweep;
+
+typedef struct report_query {
+    const char *const *sweeps; /* --sweep NAME..., NULL/0 = all */
+    int n_sweeps;
+    const char *where;         /* --runs SQL-WHERE over run_summary columns, or NULL */
+    const char *ref;           /* --ref: group hash (prefix), run id or run name, or NULL */
+} report_query;
+
+typedef struct report_data {
+    report_run *runs;
+    int n_runs;
+    report_group *groups; /* sorted by mean val_bpb, best first */
+    int n_groups;
+    report_sweep *sweeps;
+    int n_sweeps;
+} report_data;
+
+/* Load the runs the query selects, group them, pick references and compare. The filter in
+ * q->where is compiled inside a SELECT on run_summary; anything but one expression fails. */
+int report_data_load(sqlite3 *db, const report_query *q, report_data *out, cad_err *e);
+void report_data_free(report_data *d);
+
+/* Index of the sweep record for a group, or -1. */
+int report_sweep_of_group(const report_data *d, int group);
+/* Resolve a user's name for a group: group hash or unique prefix, run id, or run name.
+ * Returns the group index or -1 with e filled (unknown / ambiguous / run has no result). */
+int report_group_find(const report_data *d, const char *what, cad_err *e);
+/* Recompute g->cmp against ref (used by compare A B and when --ref changes). */
+void report_group_compare(const report_data *d, report_group *g, const report_group *ref);
+/* Collect the val_bpb (or val_loss when nats) values of a group's runs into out (size >=
+ * g->n_runs); returns the count. */
+int report_group_values(const report_data *d, const report_group *g, int nats, double *out);
+
+/* Opaque options of the page. */
+typedef struct report_html_options {
+    const char *db_path;   /* shown in the header */
+    int log_x;             /* log-scaled step axis for the loss curves */
+    int max_curve_groups;  /* groups drawn in the curve charts (best first + reference) */
+    const char *generated_at; /* timestamp text for the header (tests pin it) */
+} report_html_options;
+
+/* Write the whole page to f. Reads curves for the groups it draws. */
+int report_html_write(sqlite3 *db, const report_data *d, const report_html_options *o, FILE *f,
+                      cad_err *e);
+
+/* Formatting shared by the page and the terminal tables. */
+void report_fmt_p(char *buf, size_t n, double p);         /* "0.0031", "<1e-6", "–" */
+void report_fmt_bytes(char *buf, size_t n, double bytes); /* "15,992,694" */
+void report_fmt_signed(char *buf, size_t n, double v, int decimals); /* "+0.0012", "-0.0031" */
+
+#endif

@@ -1,0 +1,905 @@
+/*
+ * report_html.c — the one-file HTML report: per sweep a verdict line, the group summary table
+ * with the challenge's tests and budgets, loss curves with seed bands, val_bpb against each
+ * swept parameter (and a heatmap for two), budget bars, throughput, and failed runs.
+ *
+ * The page is self-contained on purpose (inline CSS and SVG, no script, no fonts or images
+ * fetched): it is mailed around and opened from disk the morning after. Element ids and
+ * classes are stable because the page test looks for them: section.sweep#sweep-<slug>,
+ * table.summary tr.group, svg.chart#<slug>-train-loss|-val-bpb|-param-<key>|-heatmap|
+ * -artifact|-time|-step-time|-tokens, table.failures.
+ * Not here: loading and statistics (report.c), chart primitives (svg.c).
+ */
+#include "report.h"
+#include "svg.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CURVE_BINS 120
+
+static void esc(FILE *f, const char *s) {
+    svg_write_escaped(f, s ? s : "");
+}
+
+static void slug_of(const char *s, char *buf, size_t n) {
+    size_t o = 0;
+    for (; s && *s && o + 1 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+        buf[o++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') ? (char)c
+                   : (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : '-';
+    }
+    if (o == 0 && n > 4) o = (size_t)snprintf(buf, n, "none");
+    buf[o] = 0;
+}
+
+/* Shorten a label for a chart axis or legend, keeping the end (the values) visible. */
+static void short_label(const char *s, char *buf, size_t n, size_t max_chars) {
+    size_t len = strlen(s);
+    if (len <= max_chars || max_chars < 8) snprintf(buf, n, "%s", s);
+    else snprintf(buf, n, "…%s", s + len - (max_chars - 1));
+}
+
+static const char *CSS =
+    "*{box-sizing:border-box}"
+    "body{margin:0;background:#f6f7f9;color:#1d1f23;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif}"
+    "main{max-width:1260px;margin:0 auto;padding:18px 24px 40px}"
+    "header.top{background:#1f2a44;color:#fff;padding:16px 24px}"
+    "header.top h1{margin:0;font-size:22px;font-weight:650;max-width:1212px;margin:0 auto}"
+    "header.top p{margin:4px auto 0;opacity:.85;max-width:1212px}"
+    "section.sweep{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:16px 20px;margin:18px 0}"
+    "h2{margin:0 0 4px;font-size:19px}h3{margin:20px 0 8px;font-size:16px}"
+    ".muted{color:#5b6270}"
+    ".verdict{border-left:5px solid #1f3a93;background:#eef2fb;padding:10px 14px;margin:12px 0;font-size:15px}"
+    ".verdict.good{border-color:#1b7f46;background:#eaf6ef}.verdict.bad{border-color:#b2182b;background:#fbeeee}"
+    "table{border-collapse:collapse;width:100%;font-size:13px}"
+    "th,td{padding:5px 8px;border-bottom:1px solid #e6e8ee;text-align:left;vertical-align:top}"
+    "th{background:#f1f3f7;font-weight:600;white-space:nowrap}"
+    "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+    "tr.ref td{background:#f3f6ff}tr.best td{background:#eef8f1}"
+    "tr.best td:first-child{box-shadow:inset 4px 0 #1b7f46}tr.ref td:first-child{box-shadow:inset 4px 0 #1f3a93}"
+    ".badge{display:inline-block;font-size:11px;font-weight:700;padding:0 6px;border-radius:9px;margin-left:6px;vertical-align:1px}"
+    ".b-ref{background:#1f3a93;color:#fff}.b-best{background:#1b7f46;color:#fff}"
+    ".yes{color:#1b7f46;font-weight:700}.no{color:#8a1c1c}.na{color:#8a8f99}"
+    ".bad{color:#b2182b;font-weight:700}"
+    ".charts{display:flex;flex-wrap:wrap;gap:14px;margin-top:8px}"
+    ".charts svg{border:1px solid #e3e6ec;border-radius:6px;background:#fff;max-width:100%;height:auto}"
+    "pre.err{white-space:pre-wrap;word-break:break-word;margin:0;font-size:12px;background:#fbf3f3;padding:6px 8px;border-radius:4px;max-height:12em;overflow:auto}"
+    "details{margin-top:10px}summary{cursor:pointer;font-weight:600}"
+    "code{font-size:12px;background:#f1f3f7;padding:0 4px;border-radius:3px}"
+    "footer{color:#5b6270;font-size:12px;margin-top:24px}";
+
+/* ---- summary table ------------------------------------------------------------------------ */
+
+static void td_num(FILE *f, const char *cls, const char *text) {
+    fprintf(f, "<td class=\"num%s%s\">", cls && *cls ? " " : "", cls ? cls : "");
+    esc(f, text);
+    fputs("</td>", f);
+}
+
+static void verdict_cell(FILE *f, int verdict, double p, const char *na_reason) {
+    char pb[32];
+    report_fmt_p(pb, sizeof pb, p);
+    if (verdict == 1) fprintf(f, "<td class=\"num\"><span class=\"yes\">✓ yes</span> <span class=\"muted\">p=%s</span></td>", pb);
+    else if (verdict == 0) fprintf(f, "<td class=\"num\"><span class=\"no\">✗ no</span> <span class=\"muted\">p=%s</span></td>", pb);
+    else fprintf(f, "<td class=\"num na\">– %s</td>", na_reason);
+}
+
+static void budget_cells(FILE *f, const report_group *g) {
+    char b[48];
+    report_fmt_bytes(b, sizeof b, g->max_artifact_bytes);
+    td_num(f, g->max_artifact_bytes > STATS_BUDGET_BYTES ? "bad" : "", b);
+    if (isfinite(g->max_train_ms)) snprintf(b, sizeof b, "%.0f", g->max_train_ms / 1000);
+    else snprintf(b, sizeof b, "–");
+    td_num(f, g->max_train_ms > STATS_BUDGET_MS ? "bad" : "", b);
+    if (isfinite(g->max_eval_ms)) snprintf(b, sizeof b, "%.0f", g->max_eval_ms / 1000);
+    else snprintf(b, sizeof b, "–");
+    td_num(f, g->max_eval_ms > STATS_BUDGET_MS ? "bad" : "", b);
+    if (g->n_invalid > 0) fprintf(f, "<td class=\"num bad\">✗ %d of %d over</td>", g->n_invalid, g->n_runs);
+    else if (g->n_valid == g->n_runs) fprintf(f, "<td class=\"num yes\">✓ all</td>");
+    else fprintf(f, "<td class=\"num na\">? unknown</td>");
+}
+
+static void summary_row(FILE *f, const report_data *d, int gi, int rank, int best, const char *note) {
+    const report_group *g = &d->groups[gi];
+    char b[64], b2[64];
+    fprintf(f, "<tr class=\"group%s%s\" data-group=\"", g->is_ref ? " ref" : "", best ? " best" : "");
+    esc(f, g->group_hash);
+    fprintf(f, "\"><td class=\"num\">%d</td><td>", rank);
+    esc(f, g->label);
+    if (g->is_ref) fputs("<span class=\"badge b-ref\">REF</span>", f);
+    if (best) fputs("<span class=\"badge b-best\">BEST</span>", f);
+    if (note) {
+        fputs(" <span class=\"muted\">", f);
+        esc(f, note);
+        fputs("</span>", f);
+    }
+    fputs("<br><code>", f);
+    esc(f, g->group_hash);
+    fputs("</code></td>", f);
+    fprintf(f, "<td class=\"num\">%d%s</td>", g->n_runs, g->n_partial ? " <span class=\"bad\" title=\"eval limited by val_max_tokens\">partial</span>" : "");
+    if (isfinite(g->bpb.std)) snprintf(b, sizeof b, "%.4f ± %.4f", g->bpb.mean, g->bpb.std);
+    else snprintf(b, sizeof b, "%.4f", g->bpb.mean);
+    fprintf(f, "<td class=\"num\"><b>%s</b></td>", b);
+    snprintf(b, sizeof b, "%.4f", g->bpb.min);
+    td_num(f, "", b);
+    if (g->cmp.has) {
+        report_fmt_signed(b, sizeof b, g->cmp.bpb.delta, 4);
+        report_fmt_signed(b2, sizeof b2, g->cmp.delta_nats, 4);
+        td_num(f, g->cmp.bpb.delta < 0 ? "yes" : "", b);
+        td_num(f, "", b2);
+        report_fmt_p(b, sizeof b, g->cmp.bpb.p);
+        td_num(f, g->cmp.bpb.ok ? "" : "na", g->cmp.bpb.ok ? b : "– n<2");
+        verdict_cell(f, g->cmp.clears_bar, g->cmp.bar.p, g->cmp.bar.ok ? "no val_loss" : "n<2");
+        verdict_cell(f, g->cmp.frontier, g->cmp.bpb.p, "n<2");
+    } else {
+        fputs("<td class=\"num na\">reference</td><td class=\"num na\">–</td><td class=\"num na\">–</td><td class=\"num na\">–</td><td class=\"num na\">–</td>", f);
+    }
+    budget_cells(f, g);
+    fputs("</tr>\n", f);
+}
+
+static void summary_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+    fprintf(f, "<table class=\"summary\" id=\"summary-%s\">\n<thead><tr>"
+               "<th class=\"num\">#</th><th>group (swept parameters) / group hash</th><th class=\"num\">seeds</th>"
+               "<th class=\"num\">val_bpb mean ± std</th><th class=\"num\">best</th>"
+               "<th class=\"num\">Δ bpb vs ref</th><th class=\"num\">Δ nats vs ref</th>"
+               "<th class=\"num\" title=\"one-sided Welch t-test, H1: group beats the reference\">p (Welch, 1-sided)</th>"
+               "<th class=\"num\" title=\"improvement of at least 0.005 nats of val_loss at p &lt; 0.01\">record bar<br>≥0.005 nats, p&lt;0.01</th>"
+               "<th class=\"num\" title=\"one-sided Welch p &lt; 0.25 vs the previous best (PR #1902)\">frontier rule<br>p&lt;0.25</th>"
+               "<th class=\"num\">artifact bytes<br>(max, ≤16,000,000)</th><th class=\"num\">train s<br>(max, ≤600)</th>"
+               "<th class=\"num\">eval s<br>(max, ≤600)</th><th class=\"num\">budget</th></tr></thead>\n<tbody>\n",
+            slug);
+    int rank = 0, best = -1, ref_here = 0;
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name)) {
+            if (best < 0) best = g;
+            if (g == sw->ref_group) ref_here = 1;
+        }
+    if (sw->ref_group >= 0 && !ref_here) {
+        char note[200];
+        snprintf(note, sizeof note, "(reference from sweep '%s')", d->groups[sw->ref_group].sweep);
+        summary_row(f, d, sw->ref_group, 0, 0, note);
+    }
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name)) summary_row(f, d, g, ++rank, g == best, NULL);
+    fputs("</tbody></table>\n", f);
+}
+
+/* ---- verdict -------------------------------------------------------------------------------- */
+
+static void verdict_line(FILE *f, const report_data *d, const report_sweep *sw) {
+    int best = -1;
+    for (int g = 0; g < d->n_groups && best < 0; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name)) best = g;
+    if (best < 0) {
+        fputs("<p class=\"verdict bad\">No finished run with a val_bpb in this selection yet.</p>\n", f);
+        return;
+    }
+    const report_group *g = &d->groups[best];
+    int fits = g->n_invalid == 0 && g->n_valid == g->n_runs;
+    const char *cls = g->cmp.clears_bar == 1 && fits ? "good" : g->n_invalid ? "bad" : "";
+    fprintf(f, "<p class=\"verdict %s\"><b>Best: ", cls);
+    esc(f, g->label);
+    fprintf(f, "</b> — val_bpb <b>%.4f</b>", g->bpb.mean);
+    if (isfinite(g->bpb.std)) fprintf(f, " ± %.4f", g->bpb.std);
+    fprintf(f, " over %d seed%s", g->n_runs, g->n_runs == 1 ? "" : "s");
+    if (g->cmp.has) {
+        char db[32], dn[32], p[32];
+        report_fmt_signed(db, sizeof db, g->cmp.bpb.delta, 4);
+        report_fmt_signed(dn, sizeof dn, g->cmp.delta_nats, 4);
+        report_fmt_p(p, sizeof p, g->cmp.bpb.p);
+        fprintf(f, "; %s bpb (%s nats) vs the reference, one-sided Welch p = %s", db, dn, p);
+        fprintf(f, "; record bar (0.005 nats at p&lt;0.01): %s",
+                g->cmp.clears_bar == 1 ? "<span class=\"yes\">✓ cleared</span>"
+                : g->cmp.clears_bar == 0 ? "<span class=\"no\">✗ not cleared</span>" : "<span class=\"na\">– needs ≥2 seeds each</span>");
+        fprintf(f, "; frontier rule (p&lt;0.25): %s",
+                g->cmp.frontier == 1 ? "<span class=\"yes\">✓</span>" : g->cmp.frontier == 0 ? "<span class=\"no\">✗</span>" : "<span class=\"na\">–</span>");
+    } else {
+        fputs(" (it is the reference group)", f);
+    }
+    char bytes[48];
+    report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
+    fprintf(f, "; budget: %s (artifact %s bytes", fits ? "<span class=\"yes\">✓ fits</span>" : g->n_invalid ? "<span class=\"bad\">✗ over</span>" : "<span class=\"na\">unknown</span>", bytes);
+    if (isfinite(g->max_train_ms)) fprintf(f, ", train %.0f s", g->max_train_ms / 1000);
+    if (isfinite(g->max_eval_ms)) fprintf(f, ", eval %.0f s", g->max_eval_ms / 1000);
+    fputs(").</p>\n", f);
+    if (sw->ref_group >= 0) {
+        const report_group *r = &d->groups[sw->ref_group];
+        fputs("<p class=\"muted\">Reference group: <b>", f);
+        esc(f, r->label);
+        fputs("</b> (", f);
+        esc(f, sw->ref_reason);
+        fputs(").", f);
+        if (isfinite(r->nats_per_bpb) && r->nats_per_bpb > 0)
+            fprintf(f, " For its tokenizer 0.005 nats of val_loss = %.4f bpb.", STATS_BAR_NATS / r->nats_per_bpb);
+        fputs(" The bar is tested as H1: improvement &gt; 0.005 nats (Welch, one-sided), so a ✓ means the improvement is significantly larger than the bar.</p>\n", f);
+    }
+}
+
+/* ---- curves ----------------------------------------------------------------------------- */
+
+typedef struct curve_series {
+    double *x, *mean, *lo, *hi;
+    int n;
+} curve_series;
+
+/* Read one metric of one run, ordered by step. */
+static int curve_read(sqlite3_stmt *st, const char *run_id, const char *metric, double **xs, double **ys, int *n) {
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
+    int cap = 0, rc;
+    *n = 0;
+    *xs = *ys = NULL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 256;
+            double *nx = realloc(*xs, (size_t)cap * sizeof *nx), *ny = realloc(*ys, (size_t)cap * sizeof *ny);
+            if (nx) *xs = nx;
+            if (ny) *ys = ny;
+            if (!nx || !ny) return CAD_ENOMEM;
+        }
+        (*xs)[*n] = sqlite3_column_double(st, 0);
+        (*ys)[*n] = sqlite3_column_double(st, 1);
+        if (isfinite((*ys)[*n])) (*n)++;
+    }
+    return rc == SQLITE_DONE ? CAD_OK : CAD_EDB;
+}
+
+/* Aggregate the seeds of one group: per bin (binned=1, train loss: noisy per step) or per
+ * exact step (binned=0, validation points line up across seeds): mean, min and max. */
+static void curve_aggregate(double **xs, double **ys, const int *ns, int nseeds, int binned, double x_max,
+                            int log_x, curve_series *out) {
+    memset(out, 0, sizeof *out);
+    if (binned) {
+        int nb = CURVE_BINS;
+        double *sum = calloc((size_t)nb * nseeds, sizeof *sum);
+        int *cnt = calloc((size_t)nb * nseeds, sizeof *cnt);
+        out->x = malloc((size_t)nb * sizeof(double));
+        out->mean = malloc((size_t)nb * sizeof(double));
+        out->lo = malloc((size_t)nb * sizeof(double));
+        out->hi = malloc((size_t)nb * sizeof(double));
+        if (!sum || !cnt || !out->x || !out->mean || !out->lo || !out->hi) {
+            free(sum); free(cnt);
+            return;
+        }
+        double lmax = log10(x_max > 1 ? x_max : 10);
+        for (int s = 0; s < nseeds; s++)
+            for (int i = 0; i < ns[s]; i++) {
+                double x = xs[s][i];
+                double t = log_x ? (x >= 1 ? log10(x) / lmax : 0) : x / x_max;
+                int b = (int)(t * nb);
+                if (b >= nb) b = nb - 1;
+                if (b < 0) b = 0;
+                sum[s * nb + b] += ys[s][i];
+                cnt[s * nb + b]++;
+            }
+        for (int b = 0; b < nb; b++) {
+            double m = 0, lo = INFINITY, hi = -INFINITY;
+            int k = 0;
+            for (int s = 0; s < nseeds; s++)
+                if (cnt[s * nb + b]) {
+                    double v = sum[s * nb + b] / cnt[s * nb + b];
+                    m += v;
+                    k++;
+                    if (v < lo) lo = v;
+                    if (v > hi) hi = v;
+                }
+            if (!k) continue;
+            double c = (b + 0.5) / nb;
+            out->x[out->n] = log_x ? pow(10, c * lmax) : c * x_max;
+            out->mean[out->n] = m / k;
+            out->lo[out->n] = lo;
+            out->hi[out->n] = hi;
+            out->n++;
+        }
+        free(sum);
+        free(cnt);
+        return;
+    }
+    int total = 0;
+    for (int s = 0; s < nseeds; s++) total += ns[s];
+    out->x = malloc((size_t)(total + 1) * sizeof(double));
+    out->mean = malloc((size_t)(total + 1) * sizeof(double));
+    out->lo = malloc((size_t)(total + 1) * sizeof(double));
+    out->hi = malloc((size_t)(total + 1) * sizeof(double));
+    int *pos = calloc((size_t)nseeds + 1, sizeof *pos);
+    if (!out->x || !out->mean || !out->lo || !out->hi || !pos) {
+        free(pos);
+        return;
+    }
+    /* merge the (sorted) step lists */
+    for (;;) {
+        double step = INFINITY;
+        for (int s = 0; s < nseeds; s++)
+            if (pos[s] < ns[s] && xs[s][pos[s]] < step) step = xs[s][pos[s]];
+        if (isinf(step)) break;
+        double m = 0, lo = INFINITY, hi = -INFINITY;
+        int k = 0;
+        for (int s = 0; s < nseeds; s++)
+            while (pos[s] < ns[s] && xs[s][pos[s]] == step) {
+                double v = ys[s][pos[s]++];
+                m += v;
+                k++;
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
+        out->x[out->n] = step;
+        out->mean[out->n] = m / k;
+        out->lo[out->n] = lo;
+        out->hi[out->n] = hi;
+        out->n++;
+    }
+    free(pos);
+}
+
+static void curve_series_free(curve_series *c) {
+    free(c->x); free(c->mean); free(c->lo); free(c->hi);
+    memset(c, 0, sizeof *c);
+}
+
+/* The groups drawn in curve charts: the best ones and the reference. */
+static int curve_groups(const report_data *d, const report_sweep *sw, int max_groups, int *out) {
+    int n = 0;
+    for (int g = 0; g < d->n_groups && n < max_groups; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name)) out[n++] = g;
+    if (sw->ref_group >= 0) {
+        int have = 0;
+        for (int i = 0; i < n; i++) have |= out[i] == sw->ref_group;
+        if (!have) {
+            if (n == max_groups) n--;
+            out[n++] = sw->ref_group;
+        }
+    }
+    return n;
+}
+
+static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_sweep *sw, const char *slug,
+                       const report_html_options *o, const char *metric, cad_err *e) {
+    int max_groups = o->max_curve_groups > 0 ? o->max_curve_groups : 8;
+    if (max_groups > SVG_N_STYLES) max_groups = SVG_N_STYLES;
+    int gs[SVG_N_STYLES];
+    int ng = curve_groups(d, sw, max_groups, gs);
+    int n_in_sweep = 0;
+    for (int g = 0; g < d->n_groups; g++) n_in_sweep += !strcmp(d->groups[g].sweep, sw->name);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT step, value FROM curves WHERE run_id = ?1 AND name = ?2 ORDER BY step", -1, &st, NULL) != SQLITE_OK)
+        return cad_fail(e, CAD_EDB, "preparing the curves query: %s", sqlite3_errmsg(db));
+    /* read every seed of every drawn group first: the bins need the overall step range */
+    struct { double **xs, **ys; int *ns, nseeds; } raw[SVG_N_STYLES];
+    memset(raw, 0, sizeof raw);
+    curve_series series[SVG_N_STYLES];
+    memset(series, 0, sizeof series);
+    double x_max = 0, y_lo = INFINITY, y_hi = -INFINITY;
+    int binned = !strcmp(metric, "train_loss"), rc = CAD_OK;
+    for (int i = 0; i < ng && !rc; i++) {
+        const report_group *g = &d->groups[gs[i]];
+        raw[i].nseeds = g->n_runs;
+        raw[i].xs = calloc((size_t)g->n_runs, sizeof *raw[i].xs);
+        raw[i].ys = calloc((size_t)g->n_runs, sizeof *raw[i].ys);
+        raw[i].ns = calloc((size_t)g->n_runs, sizeof *raw[i].ns);
+        if (!raw[i].xs || !raw[i].ys || !raw[i].ns) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+        for (int s = 0; s < g->n_runs && !rc; s++) {
+            if (curve_read(st, d->runs[g->runs[s]].run_id, metric, &raw[i].xs[s], &raw[i].ys[s], &raw[i].ns[s]))
+                rc = cad_fail(e, CAD_EDB, "reading curves of run '%s': %s", d->runs[g->runs[s]].run_id, sqlite3_errmsg(db));
+            for (int k = 0; k < raw[i].ns[s]; k++)
+                if (raw[i].xs[s][k] > x_max) x_max = raw[i].xs[s][k];
+        }
+    }
+    sqlite3_finalize(st);
+    int any = 0;
+    for (int i = 0; i < ng; i++) {
+        if (!rc && raw[i].xs && raw[i].ys && raw[i].ns)
+            curve_aggregate(raw[i].xs, raw[i].ys, raw[i].ns, raw[i].nseeds, binned, x_max > 0 ? x_max : 1, o->log_x, &series[i]);
+        for (int s = 0; s < raw[i].nseeds; s++) {
+            if (raw[i].xs) free(raw[i].xs[s]);
+            if (raw[i].ys) free(raw[i].ys[s]);
+        }
+        free(raw[i].xs); free(raw[i].ys); free(raw[i].ns);
+        for (int k = 0; k < series[i].n; k++) {
+            any = 1;
+            if (series[i].lo[k] < y_lo) y_lo = series[i].lo[k];
+            if (series[i].hi[k] > y_hi) y_hi = series[i].hi[k];
+        }
+    }
+    if (rc) {
+        for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
+        return rc;
+    }
+    char id[200], title[200];
+    int is_train = !strcmp(metric, "train_loss");
+    snprintf(id, sizeof id, "%s-%s", slug, is_train ? "train-loss" : "val-bpb");
+    snprintf(title, sizeof title, "%s", is_train ? "Training loss (mean of seeds, band = min–max)" : "Validation val_bpb during training (band = seed min–max)");
+    if (!any) {
+        fprintf(f, "<p class=\"muted\" id=\"%s\">No %s curve recorded for these runs.</p>\n", id, metric);
+        for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
+        return CAD_OK;
+    }
+    if (is_train && y_hi > y_lo) {
+        /* the first steps' loss (~ln V) would flatten everything else: clip the top at the
+         * highest value seen after the first tenth of the run */
+        double late_hi = -INFINITY;
+        for (int i = 0; i < ng; i++)
+            for (int k = 0; k < series[i].n; k++)
+                if (series[i].x[k] > 0.1 * x_max && series[i].hi[k] > late_hi) late_hi = series[i].hi[k];
+        if (isfinite(late_hi) && late_hi < y_hi) y_hi = late_hi + 0.15 * (late_hi - y_lo);
+    }
+    svg_plot p;
+    memset(&p, 0, sizeof p);
+    p.f = f;
+    p.id = id;
+    p.title = title;
+    p.x_label = o->log_x ? "step (log scale)" : "step";
+    p.y_label = is_train ? "train loss (nats/token)" : "val_bpb (bits/byte)";
+    p.width = 600;
+    p.height = 380;
+    p.log_x = o->log_x;
+    p.x_lo = o->log_x ? 1 : 0;
+    p.x_hi = x_max > 0 ? x_max : 1;
+    p.y_lo = y_lo;
+    p.y_hi = y_hi;
+    for (int i = 0; i < ng; i++) {
+        char lab[160], sl[120];
+        short_label(d->groups[gs[i]].label, sl, sizeof sl, 38);
+        snprintf(lab, sizeof lab, "%s%s (n=%d)", sl, d->groups[gs[i]].is_ref ? " [ref]" : "", d->groups[gs[i]].n_runs);
+        svg_plot_legend_add(&p, lab, i, is_train ? SVG_LEGEND_LINE : SVG_LEGEND_LINE_POINT);
+    }
+    if (n_in_sweep > ng) snprintf(p.note, sizeof p.note, "%d of %d groups shown: the best by mean val_bpb and the reference", ng, n_in_sweep);
+    svg_plot_begin(&p);
+    for (int i = 0; i < ng; i++) svg_plot_band(&p, series[i].x, series[i].lo, series[i].hi, series[i].n, i);
+    for (int i = 0; i < ng; i++) {
+        svg_plot_line(&p, series[i].x, series[i].mean, series[i].n, i, is_train ? 1.8 : 2.2);
+        if (!is_train) svg_plot_points(&p, series[i].x, series[i].mean, series[i].n, i, 3.5, 0);
+    }
+    svg_plot_end(&p);
+    for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
+    return CAD_OK;
+}
+
+/* ---- val_bpb against swept parameters ----------------------------------------------------- */
+
+/* Distinct values of key among the sweep's groups, sorted numerically when all are numbers. */
+typedef struct param_values {
+    char **texts;
+    double *nums;
+    int n, numeric;
+} param_values;
+
+static const char *group_value(const report_data *d, const report_group *g, const char *key, double *num) {
+    const report_run *r = &d->runs[g->runs[0]];
+    for (int k = 0; k < r->n_params; k++)
+        if (!strcmp(r->param_keys[k], key)) {
+            *num = r->param_nums[k];
+            return r->param_texts[k];
+        }
+    *num = NAN;
+    return "(unset)";
+}
+
+static void param_values_collect(const report_data *d, const report_sweep *sw, const char *key, param_values *pv) {
+    memset(pv, 0, sizeof *pv);
+    pv->texts = malloc((size_t)(d->n_groups + 1) * sizeof *pv->texts);
+    pv->nums = malloc((size_t)(d->n_groups + 1) * sizeof *pv->nums);
+    if (!pv->texts || !pv->nums) return;
+    pv->numeric = 1;
+    for (int g = 0; g < d->n_groups; g++) {
+        if (strcmp(d->groups[g].sweep, sw->name)) continue;
+        double num;
+        const char *t = group_value(d, &d->groups[g], key, &num);
+        int seen = 0;
+        for (int i = 0; i < pv->n && !seen; i++) seen = !strcmp(pv->texts[i], t);
+        if (seen) continue;
+        pv->texts[pv->n] = (char *)t;
+        pv->nums[pv->n] = num;
+        if (!isfinite(num)) pv->numeric = 0;
+        pv->n++;
+    }
+    /* insertion sort: numeric by value, else by text */
+    for (int i = 1; i < pv->n; i++)
+        for (int j = i; j > 0; j--) {
+            int swap = pv->numeric ? pv->nums[j] < pv->nums[j - 1] : strcmp(pv->texts[j], pv->texts[j - 1]) < 0;
+            if (!swap) break;
+            char *t = pv->texts[j]; pv->texts[j] = pv->texts[j - 1]; pv->texts[j - 1] = t;
+            double n = pv->nums[j]; pv->nums[j] = pv->nums[j - 1]; pv->nums[j - 1] = n;
+        }
+}
+
+static void param_values_free(param_values *pv) {
+    free(pv->texts);
+    free(pv->nums);
+}
+
+static int value_index(const param_values *pv, const char *t) {
+    for (int i = 0; i < pv->n; i++)
+        if (!strcmp(pv->texts[i], t)) return i;
+    return -1;
+}
+
+static void short_value(const char *v, char *buf, size_t n) {
+    const char *slash = strrchr(v, '/');
+    if (slash && slash[1]) v = slash + 1;
+    short_label(v, buf, n, 18);
+}
+
+static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, const char *slug, int k) {
+    const char *key = sw->swept_keys[k];
+    param_values pv, other;
+    param_values_collect(d, sw, key, &pv);
+    /* with exactly two swept keys, one line per value of the other key (interaction plot) */
+    const char *other_key = sw->n_swept == 2 ? sw->swept_keys[1 - k] : NULL;
+    memset(&other, 0, sizeof other);
+    if (other_key) param_values_collect(d, sw, other_key, &other);
+    int n_series = other_key ? other.n : 1;
+    if (n_series > SVG_N_STYLES) n_series = SVG_N_STYLES;
+    char **cats = NULL;
+    double lo = INFINITY, hi = -INFINITY;
+    int log_x = 0;
+    if (pv.numeric) {
+        double mn = pv.nums[0], mx = pv.nums[pv.n - 1];
+        log_x = mn > 0 && mx / mn >= 20;
+    } else {
+        cats = malloc((size_t)pv.n * sizeof *cats);
+        for (int i = 0; cats && i < pv.n; i++) {
+            cats[i] = malloc(64);
+            if (cats[i]) short_value(pv.texts[i], cats[i], 64);
+        }
+    }
+    for (int g = 0; g < d->n_groups; g++) {
+        const report_group *grp = &d->groups[g];
+        if (strcmp(grp->sweep, sw->name)) continue;
+        for (int i = 0; i < grp->n_runs; i++) {
+            double v = d->runs[grp->runs[i]].val_bpb;
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        if (isfinite(grp->bpb.std)) {
+            if (grp->bpb.mean - grp->bpb.std < lo) lo = grp->bpb.mean - grp->bpb.std;
+            if (grp->bpb.mean + grp->bpb.std > hi) hi = grp->bpb.mean + grp->bpb.std;
+        }
+    }
+    char id[200], title[200], xl[200], sk[80];
+    slug_of(key, sk, sizeof sk);
+    snprintf(id, sizeof id, "%s-param-%s", slug, sk);
+    snprintf(title, sizeof title, "val_bpb vs %s", key);
+    snprintf(xl, sizeof xl, "%s%s", key, log_x ? " (log scale)" : "");
+    svg_plot p;
+    memset(&p, 0, sizeof p);
+    p.f = f;
+    p.id = id;
+    p.title = title;
+    p.x_label = xl;
+    p.y_label = "final val_bpb (bits/byte)";
+    p.width = 600;
+    p.height = 380;
+    p.log_x = log_x;
+    if (cats) {
+        p.x_cats = (const char *const *)cats;
+        p.n_cats = pv.n;
+    } else {
+        double mn = pv.nums[0], mx = pv.nums[pv.n - 1], pad = log_x ? 0 : (mx - mn) * 0.06;
+        p.x_lo = log_x ? mn / 1.3 : mn - pad;
+        p.x_hi = log_x ? mx * 1.3 : mx + pad;
+    }
+    p.y_lo = lo;
+    p.y_hi = hi;
+    int ref_line = sw->ref_group >= 0;
+    for (int s = 0; s < n_series; s++) {
+        char lab[160], sv[64];
+        if (other_key) {
+            short_value(other.texts[s], sv, sizeof sv);
+            snprintf(lab, sizeof lab, "%s=%s: seeds, mean ± std", other_key, sv);
+        } else {
+            snprintf(lab, sizeof lab, "seeds (points), mean ± std (line, bars)");
+        }
+        svg_plot_legend_add(&p, lab, s, SVG_LEGEND_LINE_POINT);
+    }
+    if (ref_line) svg_plot_legend_add(&p, "reference mean", 0, SVG_LEGEND_REFLINE);
+    int any_invalid = 0;
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name) && d->groups[g].n_invalid) any_invalid = 1;
+    if (any_invalid) snprintf(p.note, sizeof p.note, "hollow markers: runs over a budget (invalid)");
+    svg_plot_begin(&p);
+    if (ref_line) svg_plot_hline(&p, d->groups[sw->ref_group].bpb.mean, "ref", "#b2182b", "6 3");
+    for (int s = 0; s < n_series; s++) {
+        double *mx = malloc((size_t)pv.n * sizeof *mx), *my = malloc((size_t)pv.n * sizeof *my);
+        if (!mx || !my) { free(mx); free(my); continue; }
+        int nm = 0;
+        for (int i = 0; i < pv.n; i++) {
+            double x = cats ? i : pv.nums[i];
+            /* slight horizontal offset per series on categorical axes so bars do not overlap */
+            if (cats && n_series > 1) x += (s - (n_series - 1) / 2.0) * 0.08;
+            /* the group with key = value i (and other = value s) */
+            for (int g = 0; g < d->n_groups; g++) {
+                const report_group *grp = &d->groups[g];
+                if (strcmp(grp->sweep, sw->name)) continue;
+                double num;
+                if (value_index(&pv, group_value(d, grp, key, &num)) != i) continue;
+                if (other_key && value_index(&other, group_value(d, grp, other_key, &num)) != s) continue;
+                for (int r = 0; r < grp->n_runs; r++) {
+                    const report_run *run = &d->runs[grp->runs[r]];
+                    double px = x, py = run->val_bpb;
+                    svg_plot_points(&p, &px, &py, 1, s, 3.6, run->valid == 0);
+                }
+                if (isfinite(grp->bpb.std))
+                    svg_plot_errorbar(&p, x, grp->bpb.mean - grp->bpb.std, grp->bpb.mean + grp->bpb.std, s);
+                mx[nm] = x;
+                my[nm] = grp->bpb.mean;
+                nm++;
+            }
+        }
+        svg_plot_line(&p, mx, my, nm, s, 2.2);
+        free(mx);
+        free(my);
+    }
+    svg_plot_end(&p);
+    if (cats) {
+        for (int i = 0; i < pv.n; i++) free(cats[i]);
+        free(cats);
+    }
+    param_values_free(&pv);
+    if (other_key) param_values_free(&other);
+}
+
+static void heatmap_chart(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+    param_values xv, yv;
+    param_values_collect(d, sw, sw->swept_keys[0], &xv);
+    param_values_collect(d, sw, sw->swept_keys[1], &yv);
+    int nx = xv.n, ny = yv.n;
+    double *vals = malloc((size_t)(nx * ny + 1) * sizeof *vals);
+    char **notes = calloc((size_t)(nx * ny + 1), sizeof *notes);
+    char **xc = calloc((size_t)nx + 1, sizeof *xc), **yc = calloc((size_t)ny + 1, sizeof *yc);
+    if (!vals || !notes || !xc || !yc) goto done;
+    for (int i = 0; i < nx * ny; i++) vals[i] = NAN;
+    for (int i = 0; i < nx; i++) if ((xc[i] = malloc(64))) short_value(xv.texts[i], xc[i], 64);
+    for (int i = 0; i < ny; i++) if ((yc[i] = malloc(64))) short_value(yv.texts[i], yc[i], 64);
+    for (int g = 0; g < d->n_groups; g++) {
+        const report_group *grp = &d->groups[g];
+        if (strcmp(grp->sweep, sw->name)) continue;
+        double num;
+        int ix = value_index(&xv, group_value(d, grp, sw->swept_keys[0], &num));
+        int iy = value_index(&yv, group_value(d, grp, sw->swept_keys[1], &num));
+        if (ix < 0 || iy < 0) continue;
+        vals[iy * nx + ix] = grp->bpb.mean;
+        if ((notes[iy * nx + ix] = malloc(48))) {
+            if (isfinite(grp->bpb.std)) snprintf(notes[iy * nx + ix], 48, "±%.4f n=%d", grp->bpb.std, grp->n_runs);
+            else snprintf(notes[iy * nx + ix], 48, "n=%d", grp->n_runs);
+        }
+    }
+    char id[200], title[200];
+    snprintf(id, sizeof id, "%s-heatmap", slug);
+    snprintf(title, sizeof title, "Mean val_bpb: %s × %s", sw->swept_keys[0], sw->swept_keys[1]);
+    svg_heatmap h = {f, id, title, sw->swept_keys[0], sw->swept_keys[1], "mean val_bpb", "%.4f",
+                     (const char *const *)xc, nx, (const char *const *)yc, ny, vals,
+                     (const char *const *)notes, 1};
+    svg_heatmap_write(&h);
+done:
+    for (int i = 0; notes && i < nx * ny; i++) free(notes[i]);
+    for (int i = 0; xc && i < nx; i++) free(xc[i]);
+    for (int i = 0; yc && i < ny; i++) free(yc[i]);
+    free(vals); free(notes); free(xc); free(yc);
+    param_values_free(&xv);
+    param_values_free(&yv);
+}
+
+/* ---- budget and throughput bars --------------------------------------------------------- */
+
+static void bar_charts(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+    int n = 0;
+    for (int g = 0; g < d->n_groups; g++) n += !strcmp(d->groups[g].sweep, sw->name);
+    if (n == 0) return;
+    char **labels = calloc((size_t)n, sizeof *labels);
+    double *mb = malloc((size_t)n * sizeof *mb), *secs = malloc((size_t)n * 2 * sizeof *secs);
+    double *step = malloc((size_t)n * sizeof *step), *tps = malloc((size_t)n * sizeof *tps);
+    if (!labels || !mb || !secs || !step || !tps) goto done;
+    int i = 0;
+    double tps_max = 0;
+    for (int g = 0; g < d->n_groups; g++) {
+        const report_group *grp = &d->groups[g];
+        if (strcmp(grp->sweep, sw->name)) continue;
+        labels[i] = malloc(48);
+        if (labels[i]) short_label(grp->label, labels[i], 48, 30);
+        mb[i] = grp->max_artifact_bytes / 1e6;
+        secs[2 * i] = grp->max_train_ms / 1000;
+        secs[2 * i + 1] = grp->max_eval_ms / 1000;
+        step[i] = grp->mean_step_ms;
+        tps[i] = grp->mean_tokens_per_s;
+        if (tps[i] > tps_max) tps_max = tps[i];
+        i++;
+    }
+    int millions = tps_max >= 1e6;
+    for (i = 0; i < n; i++) tps[i] /= millions ? 1e6 : 1e3;
+    char id[200];
+    snprintf(id, sizeof id, "%s-artifact", slug);
+    svg_hbar a = {f, id, "Artifact size per group (max over seeds)", "artifact = code + compressed model (MB, 10⁶ bytes)",
+                  (const char *const *)labels, n, mb, 1, NULL, 16.0, "16,000,000 bytes", "%.3f MB", 600};
+    svg_hbar_write(&a);
+    static const char *const time_names[] = {"train", "eval"};
+    snprintf(id, sizeof id, "%s-time", slug);
+    svg_hbar t = {f, id, "Wall-clock time per group (max over seeds)", "seconds",
+                  (const char *const *)labels, n, secs, 2, time_names, 600, "600 s cap", "%.0f s", 600};
+    svg_hbar_write(&t);
+    snprintf(id, sizeof id, "%s-step-time", slug);
+    svg_hbar s = {f, id, "Step time (mean over seeds)", "ms per training step",
+                  (const char *const *)labels, n, step, 1, NULL, 0, NULL, "%.1f ms", 600};
+    svg_hbar_write(&s);
+    snprintf(id, sizeof id, "%s-tokens", slug);
+    svg_hbar k = {f, id, "Training throughput (mean over seeds)",
+                  millions ? "million tokens per second" : "thousand tokens per second",
+                  (const char *const *)labels, n, tps, 1, NULL, 0, NULL, millions ? "%.2f M/s" : "%.1f k/s", 600};
+    svg_hbar_write(&k);
+done:
+    for (i = 0; labels && i < n; i++) free(labels[i]);
+    free(labels); free(mb); free(secs); free(step); free(tps);
+}
+
+/* ---- run tables ------------------------------------------------------------------------- */
+
+static void runs_table(FILE *f, const report_data *d, const report_sweep *sw) {
+    fputs("<details><summary>Every run of this sweep (per seed)</summary>\n<table class=\"runs\"><thead><tr>"
+          "<th>run</th><th>group</th><th class=\"num\">seed</th><th>status</th><th class=\"num\">val_bpb</th>"
+          "<th class=\"num\">val_loss</th><th class=\"num\">pre-quant bpb</th><th class=\"num\">artifact bytes</th>"
+          "<th class=\"num\">train s</th><th class=\"num\">eval s</th><th class=\"num\">steps</th><th>valid</th></tr></thead><tbody>\n", f);
+    for (int i = 0; i < d->n_runs; i++) {
+        const report_run *r = &d->runs[i];
+        if (strcmp(r->sweep ? r->sweep : "", sw->name)) continue;
+        char b[64];
+        fputs("<tr><td><code>", f);
+        esc(f, r->run_id);
+        fputs("</code> ", f);
+        esc(f, r->name);
+        fputs("</td><td>", f);
+        esc(f, r->group >= 0 ? d->groups[r->group].label : "");
+        fputs("</td>", f);
+        if (r->has_seed) fprintf(f, "<td class=\"num\">%lld</td>", r->seed);
+        else fputs("<td class=\"num na\">–</td>", f);
+        fprintf(f, "<td>%s", strcmp(r->status, "done") ? "<span class=\"bad\">" : "<span>");
+        esc(f, r->status);
+        fputs("</span></td>", f);
+        snprintf(b, sizeof b, isfinite(r->val_bpb) ? "%.5f" : "–", r->val_bpb);
+        td_num(f, "", b);
+        snprintf(b, sizeof b, isfinite(r->val_loss) ? "%.5f" : "–", r->val_loss);
+        td_num(f, "", b);
+        snprintf(b, sizeof b, isfinite(r->prequant_val_bpb) ? "%.5f" : "–", r->prequant_val_bpb);
+        td_num(f, "", b);
+        report_fmt_bytes(b, sizeof b, r->artifact_bytes);
+        td_num(f, r->artifact_bytes > STATS_BUDGET_BYTES ? "bad" : "", b);
+        snprintf(b, sizeof b, isfinite(r->train_ms) ? "%.1f" : "–", r->train_ms / 1000);
+        td_num(f, r->train_ms > STATS_BUDGET_MS ? "bad" : "", b);
+        snprintf(b, sizeof b, isfinite(r->eval_ms) ? "%.1f" : "–", r->eval_ms / 1000);
+        td_num(f, r->eval_ms > STATS_BUDGET_MS ? "bad" : "", b);
+        snprintf(b, sizeof b, isfinite(r->steps) ? "%.0f" : "–", r->steps);
+        td_num(f, "", b);
+        fprintf(f, "<td>%s%s</td></tr>\n",
+                r->valid == 1 ? "<span class=\"yes\">✓</span>" : r->valid == 0 ? "<span class=\"bad\">✗ invalid</span>" : "<span class=\"na\">–</span>",
+                r->partial ? " <span class=\"bad\">partial eval</span>" : "");
+    }
+    fputs("</tbody></table></details>\n", f);
+}
+
+static void failures_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+    int n = 0;
+    for (int i = 0; i < d->n_runs; i++) {
+        const report_run *r = &d->runs[i];
+        if (!strcmp(r->sweep ? r->sweep : "", sw->name) &&
+            (!strcmp(r->status, "failed") || !strcmp(r->status, "interrupted") || !strcmp(r->status, "cancelled")))
+            n++;
+    }
+    fprintf(f, "<h3>Failed and interrupted runs (%d)</h3>\n", n);
+    if (n == 0) {
+        fputs("<p class=\"muted\">None.</p>\n", f);
+        return;
+    }
+    fprintf(f, "<table class=\"failures\" id=\"failures-%s\"><thead><tr><th>run</th><th>status</th><th class=\"num\">attempts</th>"
+               "<th class=\"num\">seed</th><th>ended</th><th style=\"width:55%%\">error (last lines)</th></tr></thead><tbody>\n", slug);
+    for (int i = 0; i < d->n_runs; i++) {
+        const report_run *r = &d->runs[i];
+        if (strcmp(r->sweep ? r->sweep : "", sw->name) ||
+            !(!strcmp(r->status, "failed") || !strcmp(r->status, "interrupted") || !strcmp(r->status, "cancelled")))
+            continue;
+        fputs("<tr class=\"failure\"><td><code>", f);
+        esc(f, r->run_id);
+        fputs("</code><br>", f);
+        esc(f, r->name);
+        fprintf(f, "</td><td class=\"bad\">");
+        esc(f, r->status);
+        fprintf(f, "</td><td class=\"num\">%d</td>", r->attempts);
+        if (r->has_seed) fprintf(f, "<td class=\"num\">%lld</td>", r->seed);
+        else fputs("<td class=\"num\">–</td>", f);
+        fputs("<td>", f);
+        esc(f, r->ended_at ? r->ended_at : "–");
+        fputs("</td><td><pre class=\"err\">", f);
+        const char *err = r->error ? r->error : "(no error text recorded)";
+        size_t len = strlen(err);
+        if (len > 1500) {
+            fputs("…", f);
+            err += len - 1500;
+        }
+        esc(f, err);
+        fputs("</pre></td></tr>\n", f);
+    }
+    fputs("</tbody></table>\n", f);
+}
+
+/* ---- page -------------------------------------------------------------------------------- */
+
+static int sweep_section(FILE *f, sqlite3 *db, const report_data *d, const report_sweep *sw,
+                         const report_html_options *o, cad_err *e) {
+    char slug[160];
+    slug_of(sw->name, slug, sizeof slug);
+    fprintf(f, "<section class=\"sweep\" id=\"sweep-%s\">\n<h2>Sweep ", slug);
+    esc(f, sw->name[0] ? sw->name : "(runs outside any sweep)");
+    fputs("</h2>\n", f);
+    int ng = 0;
+    for (int g = 0; g < d->n_groups; g++) ng += !strcmp(d->groups[g].sweep, sw->name);
+    fprintf(f, "<p class=\"muted\">%d runs: %d done, %d failed or interrupted, %d running, %d queued%s · %d config groups",
+            sw->n_total, sw->n_done, sw->n_failed, sw->n_running, sw->n_queued, sw->n_other ? ", some other" : "", ng);
+    if (sw->n_swept) {
+        fputs(" · swept: ", f);
+        for (int k = 0; k < sw->n_swept; k++) {
+            fputs(k ? ", <code>" : "<code>", f);
+            esc(f, sw->swept_keys[k]);
+            fputs("</code>", f);
+        }
+    }
+    fputs("</p>\n", f);
+    verdict_line(f, d, sw);
+    if (ng > 0) {
+        summary_table(f, d, sw, slug);
+        runs_table(f, d, sw);
+        fputs("<h3>Curves</h3>\n<div class=\"charts\">\n", f);
+        int rc = curve_chart(f, db, d, sw, slug, o, "train_loss", e);
+        if (!rc) rc = curve_chart(f, db, d, sw, slug, o, "val_bpb", e);
+        if (rc) return rc;
+        fputs("</div>\n", f);
+        if (sw->n_swept > 0) {
+            fputs("<h3>val_bpb against the swept parameters</h3>\n<div class=\"charts\">\n", f);
+            for (int k = 0; k < sw->n_swept; k++) param_chart(f, d, sw, slug, k);
+            if (sw->n_swept == 2) heatmap_chart(f, d, sw, slug);
+            fputs("</div>\n", f);
+        }
+        fputs("<h3>Budgets and throughput</h3>\n<div class=\"charts\">\n", f);
+        bar_charts(f, d, sw, slug);
+        fputs("</div>\n", f);
+    }
+    failures_table(f, d, sw, slug);
+    fputs("</section>\n", f);
+    return CAD_OK;
+}
+
+int report_html_write(sqlite3 *db, const report_data *d, const report_html_options *o, FILE *f, cad_err *e) {
+    fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>caddie report", f);
+    for (int s = 0; s < d->n_sweeps && s < 4; s++) {
+        fputs(s ? ", " : " — ", f);
+        esc(f, d->sweeps[s].name[0] ? d->sweeps[s].name : "(no sweep)");
+    }
+    fprintf(f, "</title>\n<style>%s</style>\n</head><body>\n<header class=\"top\"><h1>caddie report", CSS);
+    fputs("</h1><p>", f);
+    int n_runs = d->n_runs;
+    fprintf(f, "%d sweep%s · %d runs · %d config groups · database <code style=\"color:#fff;background:transparent\">",
+            d->n_sweeps, d->n_sweeps == 1 ? "" : "s", n_runs, d->n_groups);
+    esc(f, o->db_path ? o->db_path : "?");
+    fputs("</code>", f);
+    if (o->generated_at) {
+        fputs(" · generated ", f);
+        esc(f, o->generated_at);
+    }
+    fputs("</p></header>\n<main>\n", f);
+    if (d->n_sweeps == 0)
+        fputs("<section class=\"sweep\"><h2>No runs</h2><p>The selection matched no run. Check --sweep / --runs, or queue a sweep with <code>caddie sweep add</code>.</p></section>\n", f);
+    for (int s = 0; s < d->n_sweeps; s++) {
+        int rc = sweep_section(f, db, d, &d->sweeps[s], o, e);
+        if (rc) return rc;
+    }
+    fputs("<footer>Statistics: groups are configs without the seed; std is the sample std (n−1). p is the one-sided "
+          "Welch t-test (Welch–Satterthwaite df) that the group's mean val_bpb is below the reference's. "
+          "Record bar: the same test on val_loss (nats) against an improvement of 0.005, at p &lt; 0.01 "
+          "(challenge README). Frontier rule: p &lt; 0.25 vs the previous best (parameter-golf PR #1902). "
+          "Budgets: artifact ≤ 16,000,000 bytes, train ≤ 600 s, eval ≤ 600 s. Generated by <code>caddie report</code>.</footer>\n"
+          "</main></body></html>\n", f);
+    if (ferror(f)) return cad_fail(e, CAD_EIO, "writing the report failed");
+    return CAD_OK;
+}

@@ -1,0 +1,228 @@
+/*
+ * test_engine_config.c — the run config: train_gpt.py defaults, file < env < --set precedence,
+ * unknown keys with the closest name, type errors with file:line:col, invalid combinations,
+ * the resolved config.yaml reading back to the same values, and the key-table API the sweep
+ * validator uses.
+ */
+#include "check.h"
+#include "config.h"
+
+#include <stdlib.h>
+
+static const char *write_file(const char *name, const char *text) {
+    static char path[4][4096];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(path[k], sizeof path[k], "%s/%s", check_tmpdir(), name);
+    FILE *f = fopen(path[k], "w");
+    fputs(text, f);
+    fclose(f);
+    return path[k];
+}
+
+static void test_defaults_are_train_gpt(void) {
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    CHECK_EQ_INT(c.num_layers, 9);
+    CHECK_EQ_INT(c.model_dim, 512);
+    CHECK_EQ_INT(c.num_heads, 8);
+    CHECK_EQ_INT(c.num_kv_heads, 4);
+    CHECK_EQ_INT(c.mlp_mult, 2);
+    CHECK_EQ_INT(c.vocab_size, 1024);
+    CHECK_EQ_INT(c.tie_embeddings, 1);
+    CHECK_EQ_INT(c.iterations, 20000);
+    CHECK_EQ_INT(c.warmdown_iters, 1200);
+    CHECK_EQ_INT(c.warmup_steps, 20);
+    CHECK_EQ_INT(c.train_batch_tokens, 524288);
+    CHECK_EQ_INT(c.train_seq_len, 1024);
+    CHECK_EQ_INT(c.val_batch_size, 524288);
+    CHECK_EQ_INT(c.val_loss_every, 1000);
+    CHECK_EQ_INT(c.train_log_every, 200);
+    CHECK_EQ_INT(c.seed, 1337);
+    CHECK_EQ_INT(c.muon_backend_steps, 5);
+    CHECK_EQ_INT(c.muon_momentum_warmup_steps, 500);
+    CHECK_NEAR(c.max_wallclock_seconds, 600.0, 0, 0);
+    CHECK_NEAR(c.qk_gain_init, 1.5, 0, 0);
+    CHECK_NEAR(c.rope_base, 10000.0, 0, 0);
+    CHECK_NEAR(c.logit_softcap, 30.0, 0, 0);
+    CHECK_NEAR(c.embed_lr, 0.6, 0, 0);
+    CHECK_NEAR(c.head_lr, 0.008, 0, 0);
+    CHECK_NEAR(c.tied_embed_lr, 0.05, 0, 0);
+    CHECK_NEAR(c.tied_embed_init_std, 0.005, 0, 0);
+    CHECK_NEAR(c.matrix_lr, 0.04, 0, 0);
+    CHECK_NEAR(c.scalar_lr, 0.04, 0, 0);
+    CHECK_NEAR(c.muon_momentum, 0.95, 0, 0);
+    CHECK_NEAR(c.muon_momentum_warmup_start, 0.85, 0, 0);
+    CHECK_NEAR(c.beta1, 0.9, 0, 0);
+    CHECK_NEAR(c.beta2, 0.95, 0, 0);
+    CHECK_NEAR(c.adam_eps, 1e-8, 0, 0);
+    CHECK_NEAR(c.grad_clip_norm, 0.0, 0, 0);
+    CHECK_STR(c.data_path, "./data/datasets/fineweb10B_sp1024");
+    CHECK_STR(c.tokenizer_path, "./data/tokenizers/fineweb_1024_bpe.model");
+    CHECK_EQ_INT(cad_config_grad_accum(&c), 8);
+    CHECK(cad_config_validate(&c, &e) == CAD_OK);
+    cad_config_free(&c);
+}
+
+static void test_precedence_file_env_set(void) {
+    const char *path = write_file("prec.yaml",
+                                  "# comment\n"
+                                  "num_layers: 4\n"
+                                  "model_dim: 256\n"
+                                  "qk_gain_init: 2.0\n"
+                                  "matrix_lr: 0.03\n"
+                                  "run_id: from_file\n");
+    setenv("QK_GAIN_INIT", "5.25", 1);
+    setenv("MATRIX_LR", "0.02", 1);
+    char *sets[] = {"matrix_lr=0.01", "train_batch_tokens=65_536"};
+    cad_config c;
+    cad_err e = {0};
+    int rc = cad_config_resolve(&c, path, 2, sets, &e);
+    unsetenv("QK_GAIN_INIT");
+    unsetenv("MATRIX_LR");
+    CHECK_MSG(rc == CAD_OK, "%s", e.msg);
+    CHECK_EQ_INT(c.num_layers, 4);           /* file over default */
+    CHECK_EQ_INT(c.model_dim, 256);
+    CHECK_NEAR(c.qk_gain_init, 5.25, 0, 0);  /* env over file */
+    CHECK_NEAR(c.matrix_lr, 0.01, 0, 0);     /* --set over env over file */
+    CHECK_EQ_INT(c.train_batch_tokens, 65536);
+    CHECK_STR(c.run_id, "from_file");
+    CHECK_EQ_INT(c.num_heads, 8);            /* untouched default */
+    const cad_config_key *k = cad_config_key_find("qk_gain_init");
+    CHECK(strstr(c.origin[k - cad_config_key_at(0)], "QK_GAIN_INIT") != NULL);
+    cad_config_free(&c);
+}
+
+static void test_unknown_key_closest_name(void) {
+    CHECK_STR(cad_config_key_closest("num_layer"), "num_layers");
+    CHECK_STR(cad_config_key_closest("matrx_lr"), "matrix_lr");
+    CHECK_STR(cad_config_key_closest("QK_GAIN"), "qk_gain_init");
+    CHECK(cad_config_key_find("nope") == NULL);
+
+    const char *path = write_file("unk.yaml", "num_layers: 4\nmodel_dmi: 256\n");
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "unk.yaml:2:1") && strstr(e.msg, "'model_dmi'") &&
+                  strstr(e.msg, "did you mean 'model_dim'"), "%s", e.msg);
+    cad_config_free(&c);
+
+    char *sets[] = {"warmup_step=3"};
+    CHECK(cad_config_resolve(&c, NULL, 1, sets, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "did you mean 'warmup_steps'"), "%s", e.msg);
+    cad_config_free(&c);
+
+    char *bad[] = {"noequals"};
+    CHECK(cad_config_resolve(&c, NULL, 1, bad, &e) == CAD_EUSAGE);
+    cad_config_free(&c);
+}
+
+static void test_type_errors_name_the_place(void) {
+    const char *path = write_file("type.yaml", "num_layers: 4\niterations: many\n");
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "type.yaml:2:13") && strstr(e.msg, "integer expected"), "%s", e.msg);
+    cad_config_free(&c);
+
+    path = write_file("type2.yaml", "tie_embeddings: maybe\n");
+    CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "boolean expected"), "%s", e.msg);
+    cad_config_free(&c);
+
+    path = write_file("type3.yaml", "num_layers: [1, 2]\n");
+    CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "type3.yaml:1:13"), "%s", e.msg);
+    cad_config_free(&c);
+
+    setenv("SEED", "1.5", 1);
+    CHECK(cad_config_resolve(&c, NULL, 0, NULL, &e) == CAD_ECONFIG);
+    unsetenv("SEED");
+    CHECK_MSG(strstr(e.msg, "SEED") && strstr(e.msg, "integer expected"), "%s", e.msg);
+    cad_config_free(&c);
+}
+
+static void expect_invalid(const char *set, const char *want) {
+    char *sets[] = {(char *)set};
+    cad_config c;
+    cad_err e = {0};
+    int rc = cad_config_resolve(&c, NULL, 1, sets, &e);
+    CHECK_MSG(rc == CAD_ECONFIG && strstr(e.msg, want), "--set %s: rc %d, msg '%s' (want '%s')", set,
+              rc, e.msg, want);
+    cad_config_free(&c);
+}
+
+static void test_invalid_combinations(void) {
+    expect_invalid("model_dim=500", "model_dim=500 must be divisible by num_heads=8");
+    expect_invalid("num_kv_heads=3", "num_heads=8 must be divisible by num_kv_heads=3");
+    expect_invalid("model_dim=24", "head_dim"); /* 24/8 = 3: odd */
+    expect_invalid("logit_softcap=0", "logit_softcap");
+    expect_invalid("train_batch_tokens=1000", "multiple of train_seq_len");
+    expect_invalid("val_batch_size=4096", "val_batch_size");
+    expect_invalid("tokenizer_path=tok.vocab", ".model");
+    expect_invalid("beta2=1.0", "beta2");
+    expect_invalid("val_max_tokens=10", "val_max_tokens");
+    expect_invalid("run_id=a/b", "run_id");
+    expect_invalid("vocab_size=70000", "vocab_size");
+}
+
+static void test_resolved_yaml_round_trips(void) {
+    char *sets[] = {"code_files=a.c,b/*.h", "rope_base=20000", "adam_eps=1e-10", "run_id=x1",
+                    "init_from=w \"q\".safetensors"};
+    cad_config c, d;
+    cad_err e = {0};
+    CHECK(cad_config_resolve(&c, NULL, 5, sets, &e) == CAD_OK);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/resolved.yaml", check_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(cad_config_write_yaml(&c, f) == CAD_OK);
+    fclose(f);
+    CHECK_MSG(cad_config_resolve(&d, path, 0, NULL, &e) == CAD_OK, "%s", e.msg);
+    for (int i = 0; i < cad_config_key_count(); i++) {
+        char a[4096], b[4096];
+        cad_config_format(&c, cad_config_key_at(i), a, sizeof a);
+        cad_config_format(&d, cad_config_key_at(i), b, sizeof b);
+        CHECK_MSG(strcmp(a, b) == 0, "key %s: '%s' vs '%s'", cad_config_key_at(i)->name, a, b);
+    }
+    CHECK_STR(d.code_files, "a.c,b/*.h");
+    CHECK_STR(d.init_from, "w \"q\".safetensors");
+    cad_config_free(&c);
+    cad_config_free(&d);
+}
+
+static void test_yaml_list_joins(void) {
+    const char *path = write_file("list.yaml", "code_files:\n  - engine/*.c\n  - sweep/cmd_train.c\n");
+    cad_config c;
+    cad_err e = {0};
+    CHECK_MSG(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_OK, "%s", e.msg);
+    CHECK_STR(c.code_files, "engine/*.c,sweep/cmd_train.c");
+    cad_config_free(&c);
+}
+
+static void test_key_table_api(void) {
+    int n = cad_config_key_count();
+    CHECK(n >= 45);
+    CHECK(cad_config_key_at(n) == NULL);
+    CHECK(cad_config_key_at(-1) == NULL);
+    for (int i = 0; i < n; i++) {
+        const cad_config_key *k = cad_config_key_at(i);
+        CHECK(cad_config_key_find(k->name) == k);
+        CHECK(k->doc && k->doc[0]);
+        for (const char *p = k->name; *p; p++) CHECK(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'));
+    }
+    CHECK(cad_edit_distance("kitten", "sitting") == 3);
+    CHECK(cad_edit_distance("", "abc") == 3);
+}
+
+int main(void) {
+    RUN(test_defaults_are_train_gpt);
+    RUN(test_precedence_file_env_set);
+    RUN(test_unknown_key_closest_name);
+    RUN(test_type_errors_name_the_place);
+    RUN(test_invalid_combinations);
+    RUN(test_resolved_yaml_round_trips);
+    RUN(test_yaml_list_joins);
+    RUN(test_key_table_api);
+    return check_report();
+}

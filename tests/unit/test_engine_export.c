@@ -1,0 +1,227 @@
+/*
+ * test_engine_export.c — the int8+zlib artifact: quantization bit-identical to train_gpt.py's
+ * quantize_float_tensor (fixture from tests/scripts/gen_optim_fixture.py), fp16 rounding like
+ * torch, round-trip error bounds per row, exact fp32 for control tensors, and format errors.
+ */
+#include "check.h"
+#include "export.h"
+#include "safetensors.h"
+
+#include <zlib.h>
+
+static cad_safetensors_file fx;
+static int fx_ok;
+
+static const cad_named_tensor *fx_get(const char *name) {
+    for (int i = 0; i < fx.n; i++)
+        if (strcmp(fx.tensors[i].name, name) == 0) return &fx.tensors[i];
+    fprintf(stdout, "fixture tensor '%s' missing\n", name);
+    exit(1);
+}
+
+static void test_f16_matches_torch(void) {
+    if (!fx_ok) return;
+    const cad_named_tensor *in = fx_get("f16_in"), *out = fx_get("f16_out");
+    for (size_t i = 0; i < in->numel; i++) {
+        float got = cad_f16_to_f32(cad_f32_to_f16(in->data[i]));
+        CHECK_MSG(memcmp(&got, &out->data[i], 4) == 0, "f16(%.9g) = %.9g, torch %.9g", in->data[i], got,
+                  out->data[i]);
+    }
+    /* every half value survives f16 -> f32 -> f16 */
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* NaN payloads */
+        CHECK_MSG(cad_f32_to_f16(cad_f16_to_f32((uint16_t)h)) == h, "half 0x%04x", h);
+    }
+}
+
+static void test_per_row_matches_torch(void) {
+    if (!fx_ok) return;
+    const cad_named_tensor *m = fx_get("q_mat"), *qref = fx_get("q_mat_q"), *sref = fx_get("q_mat_scale");
+    int rows = (int)m->shape[0], cols = (int)m->shape[1];
+    int8_t *q = malloc(m->numel);
+    uint16_t *s = malloc((size_t)rows * 2);
+    float *work = malloc((size_t)cols * 4);
+    cad_int8_quantize_rows(m->data, rows, cols, q, s, work);
+    int bad_q = 0, bad_s = 0;
+    for (size_t i = 0; i < m->numel; i++) bad_q += q[i] != (int8_t)qref->data[i];
+    for (int r = 0; r < rows; r++) bad_s += cad_f16_to_f32(s[r]) != sref->data[r];
+    /* bit-identical: same quantile interpolation, same fp32 division, same half-even rounding */
+    CHECK_MSG(bad_q == 0, "%d of %zu int8 codes differ from torch", bad_q, m->numel);
+    CHECK_MSG(bad_s == 0, "%d of %d row scales differ from torch", bad_s, rows);
+    CHECK_NEAR(cad_f16_to_f32(s[9]), 1.0 / 127.0, 1e-5, 0); /* zero row: clamp_min(1/127) */
+    free(q), free(s), free(work);
+}
+
+static const char *tmp_path(const char *name) {
+    static char p[4][4200];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(p[k], sizeof p[k], "%s/%s", check_tmpdir(), name);
+    return p[k];
+}
+
+static void test_per_tensor_matches_torch(void) {
+    if (!fx_ok) return;
+    const cad_named_tensor *v = fx_get("q_vec"), *qref = fx_get("q_vec_q");
+    float sref = fx_get("q_vec_scale")->data[0];
+    float *back = malloc(v->numel * 4);
+    cad_named_tensor t = {"blocks.0.big_vector", 1, {(int64_t)v->numel}, v->numel, v->data};
+    CHECK_EQ_INT(cad_int8_scheme(&t), CAD_Q_PER_TENSOR);
+    cad_int8_stats st;
+    cad_err e = {0};
+    CHECK(cad_int8_export(tmp_path("vec.ptz"), &t, 1, &st, &e) == CAD_OK);
+    cad_named_tensor r = t;
+    r.data = back;
+    CHECK_MSG(cad_int8_import(tmp_path("vec.ptz"), &r, 1, &e) == CAD_OK, "%s", e.msg);
+    int bad = 0;
+    for (size_t i = 0; i < v->numel; i++) bad += back[i] != qref->data[i] * sref;
+    CHECK_MSG(bad == 0, "%d of %zu dequantized values differ from torch's q*scale", bad, v->numel);
+    CHECK_EQ_INT(st.int8_payload_bytes, v->numel + 4);
+    free(back);
+}
+
+/* A small model-like state: a big matrix, a big embedding, control vectors, a small matrix. */
+typedef struct { cad_named_tensor t[5]; float *buf[5]; } state5;
+
+static void make_state(state5 *s, unsigned seed) {
+    static const char *names[5] = {"tok_emb.weight", "blocks.0.attn.c_q.weight", "blocks.0.attn_scale",
+                                   "skip_weights", "blocks.0.attn.c_k.weight"};
+    static const int64_t shapes[5][2] = {{512, 160}, {300, 256}, {256, 0}, {2, 256}, {64, 256}};
+    for (int i = 0; i < 5; i++) {
+        cad_named_tensor *t = &s->t[i];
+        t->name = names[i];
+        t->ndim = shapes[i][1] ? 2 : 1;
+        t->shape[0] = shapes[i][0];
+        t->shape[1] = shapes[i][1];
+        t->numel = (size_t)shapes[i][0] * (size_t)(shapes[i][1] ? shapes[i][1] : 1);
+        s->buf[i] = t->data = malloc(t->numel * 4);
+        for (size_t k = 0; k < t->numel; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            float u = (float)(seed >> 8) / 16777216.0f - 0.5f;
+            t->data[k] = (i == 2 ? 1.0f : 0.0f) + u * (i == 0 ? 0.02f : 0.1f);
+        }
+    }
+    s->t[1].data[77] = 3.0f; /* an outlier beyond the clip */
+}
+
+static void free_state(state5 *s) { for (int i = 0; i < 5; i++) free(s->buf[i]); }
+
+static void test_round_trip_bounds(void) {
+    state5 a, b;
+    make_state(&a, 1);
+    make_state(&b, 2); /* receives the round trip */
+    cad_int8_stats st;
+    cad_err e = {0};
+    const char *p = tmp_path("model.ptz");
+    CHECK_MSG(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(cad_int8_import(p, b.t, 5, &e) == CAD_OK, "%s", e.msg);
+    CHECK_EQ_INT(st.num_tensors, 5);
+    CHECK_EQ_INT(st.num_float_tensors, 2); /* 512x160 and 300x256 > 65536 elements */
+    CHECK_EQ_INT(cad_int8_scheme(&a.t[0]), CAD_Q_PER_ROW);
+    CHECK_EQ_INT(cad_int8_scheme(&a.t[2]), CAD_Q_FP32);
+    CHECK_EQ_INT(cad_int8_scheme(&a.t[3]), CAD_Q_FP32);
+    CHECK_EQ_INT(cad_int8_scheme(&a.t[4]), CAD_Q_FP16);
+    size_t want_payload = 512 * 160 + 512 * 2 + 300 * 256 + 300 * 2 + 256 * 4 + 512 * 4 + 64 * 256 * 2;
+    CHECK_EQ_INT(st.int8_payload_bytes, want_payload);
+    CHECK(st.compressed_bytes > 0 && st.compressed_bytes < st.raw_bytes);
+    /* control tensors come back bit-exact in fp32 */
+    CHECK(memcmp(a.t[2].data, b.t[2].data, a.t[2].numel * 4) == 0);
+    CHECK(memcmp(a.t[3].data, b.t[3].data, a.t[3].numel * 4) == 0);
+    /* small non-control tensor: exactly its fp16 rounding */
+    for (size_t k = 0; k < a.t[4].numel; k++)
+        CHECK_MSG(b.t[4].data[k] == cad_f16_to_f32(cad_f32_to_f16(a.t[4].data[k])), "c_k[%zu]", k);
+    /* per-row int8: |x - deq| <= scale/2 (rounding) + 127*|scale - fp16(scale)| for values
+     * inside the clip; clipped values land on +-round(clip/scale)*fp16(scale). Note that
+     * train_gpt.py clamps the scale to >= 1/127, so rows with |w| < 1 get coarse codes, and the
+     * 99.99984th percentile of a few hundred values is (nearly) the row max. */
+    for (int ti = 0; ti < 2; ti++) {
+        cad_named_tensor *x = &a.t[ti], *y = &b.t[ti];
+        int rows = (int)x->shape[0], cols = (int)x->shape[1];
+        float *work = malloc((size_t)cols * 4);
+        for (int r = 0; r < rows; r++) {
+            const float *row = x->data + (size_t)r * cols;
+            float clip = cad_int8_quantile_abs(row, (size_t)cols, (float)CAD_INT8_CLIP_Q, work);
+            float s32 = clip / 127.0f > 1.0f / 127.0f ? clip / 127.0f : 1.0f / 127.0f;
+            float s16 = cad_f16_to_f32(cad_f32_to_f16(s32));
+            double bound = s32 / 2 + 127 * fabs(s32 - s16) + 1e-7;
+            for (int c = 0; c < cols; c++) {
+                double v = row[c], d = y->data[(size_t)r * cols + c];
+                if (fabs(v) <= clip) CHECK_MSG(fabs(v - d) <= bound, "%s[%d,%d] %g -> %g (bound %g)", x->name, r, c, v, d, bound);
+                else CHECK_MSG(fabs(fabs(d) - nearbyintf(clip / s32) * s16) < 1e-7, "clipped %g -> %g", v, d);
+            }
+        }
+        free(work);
+    }
+    CHECK(fabsf(b.t[1].data[77] - 3.0f) < 0.02f); /* the row max sets its scale */
+    free_state(&a);
+    free_state(&b);
+}
+
+static void test_format_errors(void) {
+    state5 a;
+    make_state(&a, 3);
+    cad_err e = {0};
+    cad_int8_stats st;
+    char p[4200];
+    snprintf(p, sizeof p, "%s", tmp_path("ok.ptz"));
+    CHECK(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK);
+
+    /* missing file */
+    CHECK(cad_int8_import(tmp_path("nope.ptz"), a.t, 5, &e) == CAD_EIO);
+    /* not zlib */
+    const char *g = tmp_path("garbage.ptz");
+    FILE *f = fopen(g, "wb");
+    fputs("this is not a zlib stream at all", f);
+    fclose(f);
+    CHECK(cad_int8_import(g, a.t, 5, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "garbage.ptz"), "%s", e.msg);
+    /* zlib, wrong magic */
+    unsigned char z[128];
+    uLongf zl = sizeof z;
+    compress2(z, &zl, (const Bytef *)"NOTMAGIC\1\0\0\0\0\0\0\0", 16, 9);
+    const char *wm = tmp_path("magic.ptz");
+    f = fopen(wm, "wb");
+    fwrite(z, 1, zl, f);
+    fclose(f);
+    CHECK(cad_int8_import(wm, a.t, 5, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "bad magic"), "%s", e.msg);
+    /* truncated artifact */
+    f = fopen(p, "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)n);
+    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    const char *tr = tmp_path("trunc.ptz");
+    f = fopen(tr, "wb");
+    fwrite(buf, 1, (size_t)n / 2, f);
+    fclose(f);
+    free(buf);
+    CHECK(cad_int8_import(tr, a.t, 5, &e) == CAD_EFORMAT);
+    /* model lacks a tensor the file has; model has a tensor the file lacks; shape differs */
+    CHECK(cad_int8_import(p, a.t, 4, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "unexpected tensor 'blocks.0.attn.c_k.weight'"), "%s", e.msg);
+    CHECK(cad_int8_export(p, a.t, 4, &st, &e) == CAD_OK);
+    CHECK(cad_int8_import(p, a.t, 5, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "'blocks.0.attn.c_k.weight' missing"), "%s", e.msg);
+    a.t[4].shape[0] = 32, a.t[4].shape[1] = 512;
+    CHECK(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK);
+    a.t[4].shape[0] = 64, a.t[4].shape[1] = 256;
+    CHECK(cad_int8_import(p, a.t, 5, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "shape"), "%s", e.msg);
+    free_state(&a);
+}
+
+int main(void) {
+    cad_err e = {0};
+    fx_ok = cad_safetensors_load(check_src_path("tests/fixtures/engine/optim_ref.safetensors"), &fx, &e) == CAD_OK;
+    if (!fx_ok) printf("FAIL cannot load fixture: %s\n", e.msg);
+    RUN(test_f16_matches_torch);
+    RUN(test_per_row_matches_torch);
+    RUN(test_per_tensor_matches_torch);
+    RUN(test_round_trip_bounds);
+    RUN(test_format_errors);
+    cad_safetensors_file_free(&fx);
+    return check_report() || !fx_ok;
+}

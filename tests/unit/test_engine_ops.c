@@ -1,0 +1,584 @@
+/*
+ * test_engine_ops.c — every cad_backend op of the CPU reference backend on its own:
+ * forward against a plain double-precision reference written out here, and every backward
+ * slot against central finite differences of the forward.
+ *
+ * Method: for an op with output y = f(x), the scalar L = sum_k R_k * y_k (R fixed random
+ * weights, summed in double) has dL/dx = backward(dout = R). Central differences
+ * (L(x+h) - L(x-h)) / 2h are taken on a random sample of coordinates of every input.
+ * Tolerances: the forward runs in fp32, so L carries rounding noise of ~1e-7 * |y| * sqrt(n)
+ * and the difference quotient amplifies it by 1/2h; with h = 1e-2 (the ops are smooth, or
+ * sampled away from kinks) that noise and the O(h^2) truncation both stay below 1e-3 of the
+ * largest gradient entry, hence "atol = 2e-3 * max|grad|, rtol = 1e-2" unless a test says
+ * otherwise. Accumulating slots (+=) are called on gradients pre-filled with a constant that
+ * is subtracted before comparing, and written slots (=) on buffers pre-filled with garbage, so
+ * a wrong =/+= contract fails too.
+ *
+ * Not here: the whole model (test_engine_model.c), the optimizers (trainer tests).
+ */
+#include "backend.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const cad_backend *be;
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x1234567887654321ull;
+static double urand(void) { /* [0,1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+static float nrand(void) {
+    double u1 = urand() + 1e-12, u2 = urand();
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+static float *tensor(size_t n) { return (float *)be->alloc(be, n * sizeof(float)); }
+static float *randn(size_t n, float s) {
+    float *p = tensor(n);
+    for (size_t i = 0; i < n; i++) p[i] = s * nrand();
+    return p;
+}
+static void fill(float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+static void release(void *p) { be->free(be, p); }
+
+static double weighted_sum(const float *y, const float *R, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)R[i] * y[i];
+    return s;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Compare g (analytic dL/dx, g_offset already removed) with central differences on `samples`
+ * random coordinates of x[n] (all of them if n <= samples). skip(x) may veto a coordinate
+ * (kinks). Prints the worst error so a failing run shows how far off it is. */
+static void fd_check(const char *what, float *x, const float *g, float g_offset, size_t n, loss_fn f,
+                     void *ctx, float h, double atol_rel, double rtol, int samples, int (*skip)(float)) {
+    double gmax = 0.0;
+    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs((double)g[i] - g_offset));
+    double atol = atol_rel * gmax + 1e-7, worst = 0.0;
+    int bad = 0, checked = 0;
+    for (int s = 0; s < (n <= (size_t)samples ? (int)n : samples); s++) {
+        size_t i = n <= (size_t)samples ? (size_t)s : (size_t)(urand() * n);
+        if (skip && skip(x[i])) continue;
+        float x0 = x[i];
+        x[i] = x0 + h;
+        double lp = f(ctx);
+        x[i] = x0 - h;
+        double lm = f(ctx);
+        x[i] = x0;
+        double fd = (lp - lm) / (2.0 * h), an = (double)g[i] - g_offset;
+        double err = fabs(fd - an);
+        worst = fmax(worst, err / (atol + rtol * fabs(an)));
+        checked++;
+        if (err > atol + rtol * fabs(an) && bad++ < 3)
+            CHECK_MSG(0, "%s[%zu]: finite difference %.6g vs backward %.6g (atol %.3g rtol %.3g)", what, i, fd, an,
+                      atol, rtol);
+    }
+    f(ctx); /* leave the outputs as they are at the unperturbed point */
+    CHECK_MSG(checked > 0, "%s: no coordinate checked", what);
+    printf("    %-28s n=%-6zu checked=%-3d max|grad|=%-10.4g worst err/tol=%.3f\n", what, n, checked, gmax, worst);
+}
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+static void test_matmul_all_transposes(void) {
+    int M = 37, N = 45, K = 29, lda_pad = 3, ldb_pad = 5, ldc_pad = 2;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int big = 0; big < 2; big++) { /* big: large enough to be split across threads */
+                int m = big ? 300 : M, nn = big ? 260 : N, k = big ? 70 : K;
+                int lda = (ta ? m : k) + lda_pad, ldb = (tb ? k : nn) + ldb_pad, ldc = nn + ldc_pad;
+                float *A = randn((size_t)(ta ? k : m) * lda, 1.0f), *Bm = randn((size_t)(tb ? nn : k) * ldb, 1.0f);
+                float *Cm = randn((size_t)m * ldc, 1.0f);
+                float *C0 = tensor((size_t)m * ldc);
+                memcpy(C0, Cm, sizeof(float) * m * ldc);
+                float alpha = 0.75f, beta = big ? 0.0f : -0.5f;
+                if (beta == 0.0f) fill(Cm, (size_t)m * ldc, NAN); /* beta 0: C must not be read */
+                be->matmul(be, ta, tb, m, nn, k, alpha, A, lda, Bm, ldb, beta, Cm, ldc);
+                double worst = 0.0;
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < nn; j++) {
+                        double s = 0.0;
+                        for (int p = 0; p < k; p++) {
+                            double a = ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
+                            double b = tb ? Bm[(size_t)j * ldb + p] : Bm[(size_t)p * ldb + j];
+                            s += a * b;
+                        }
+                        double ref = alpha * s + (beta != 0.0f ? beta * C0[(size_t)i * ldc + j] : 0.0);
+                        worst = fmax(worst, fabs(ref - Cm[(size_t)i * ldc + j]));
+                    }
+                /* fp32 dot products of k ~ N(0,1) terms: error ~ k * 6e-8 * sqrt(k) << 1e-3 */
+                CHECK_MSG(worst < 1e-3, "matmul ta=%d tb=%d %dx%dx%d: max error %g", ta, tb, m, nn, k, worst);
+                /* padding columns of C are left alone */
+                if (beta != 0.0f)
+                    for (int i = 0; i < m; i++)
+                        for (int j = nn; j < ldc; j++) CHECK(Cm[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j]);
+                release(A), release(Bm), release(Cm), release(C0);
+            }
+}
+
+/* ---- embedding --------------------------------------------------------------------------- */
+
+typedef struct {
+    int N, C;
+    int32_t *ids;
+    float *wte, *out, *R;
+} emb_ctx;
+
+static double emb_loss(void *p) {
+    emb_ctx *c = p;
+    be->embedding_forward(be, c->out, c->ids, c->wte, c->N, c->C);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_embedding(void) {
+    emb_ctx c = {.N = 53, .C = 70};
+    int V = 11;
+    c.ids = (int32_t *)be->alloc(be, sizeof(int32_t) * c.N);
+    for (int n = 0; n < c.N; n++) c.ids[n] = (n * 7 + 3) % V; /* repeated ids: the scatter must add */
+    c.wte = randn((size_t)V * c.C, 1.0f);
+    c.out = tensor((size_t)c.N * c.C);
+    c.R = randn((size_t)c.N * c.C, 1.0f);
+    emb_loss(&c);
+    for (int n = 0; n < c.N; n++)
+        for (int k = 0; k < c.C; k++) CHECK(c.out[(size_t)n * c.C + k] == c.wte[(size_t)c.ids[n] * c.C + k]);
+    float *g = tensor((size_t)V * c.C);
+    fill(g, (size_t)V * c.C, 0.25f);
+    be->embedding_backward(be, g, c.R, c.ids, c.N, c.C);
+    /* linear op: differences are exact up to fp32 rounding of L */
+    fd_check("embedding dwte", c.wte, g, 0.25f, (size_t)V * c.C, emb_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
+    release(c.ids), release(c.wte), release(c.out), release(c.R), release(g);
+}
+
+/* ---- rmsnorm ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int N, C;
+    float *in, *out, *rstd, *R;
+} rms_ctx;
+
+static double rms_loss(void *p) {
+    rms_ctx *c = p;
+    be->rmsnorm_forward(be, c->out, c->rstd, c->in, c->N, c->C, 1.1920929e-7f);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_rmsnorm(void) {
+    rms_ctx c = {.N = 19, .C = 67};
+    size_t n = (size_t)c.N * c.C;
+    c.in = randn(n, 2.0f), c.out = tensor(n), c.rstd = tensor(c.N), c.R = randn(n, 1.0f);
+    rms_loss(&c);
+    for (int r = 0; r < c.N; r++) {
+        double ss = 0.0;
+        for (int k = 0; k < c.C; k++) ss += (double)c.in[r * c.C + k] * c.in[r * c.C + k];
+        double rs = 1.0 / sqrt(ss / c.C + 1.1920929e-7);
+        for (int k = 0; k < c.C; k++) CHECK_NEAR(c.out[r * c.C + k], c.in[r * c.C + k] * rs, 1e-6, 1e-5);
+    }
+    float *g = tensor(n);
+    fill(g, n, -1.5f);
+    be->rmsnorm_backward(be, g, c.R, c.out, c.rstd, c.N, c.C);
+    fd_check("rmsnorm din", c.in, g, -1.5f, n, rms_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    /* in-place forward (out aliases in) gives the same values */
+    float *copy = tensor(n), *rs2 = tensor(c.N);
+    memcpy(copy, c.in, n * sizeof(float));
+    be->rmsnorm_forward(be, copy, rs2, copy, c.N, c.C, 1.1920929e-7f);
+    CHECK(memcmp(copy, c.out, n * sizeof(float)) == 0);
+    release(c.in), release(c.out), release(c.rstd), release(c.R), release(g), release(copy), release(rs2);
+}
+
+/* ---- q/k norm + rope + gain -------------------------------------------------------------- */
+
+typedef struct {
+    int B, T, NH, KV, HD;
+    float *qkv, *gain, *cs, *sn, *qo, *ko, *rq, *rk, *Rq, *Rk;
+} qk_ctx;
+
+static double qk_loss(void *p) {
+    qk_ctx *c = p;
+    be->qk_norm_rope_forward(be, c->qo, c->ko, c->rq, c->rk, c->qkv, c->gain, c->cs, c->sn, c->B, c->T, c->NH,
+                             c->KV, c->HD, 1.1920929e-7f);
+    size_t N = (size_t)c->B * c->T;
+    return weighted_sum(c->qo, c->Rq, N * c->NH * c->HD) + weighted_sum(c->ko, c->Rk, N * c->KV * c->HD);
+}
+
+static void test_qk_norm_rope(void) {
+    qk_ctx c = {.B = 2, .T = 7, .NH = 4, .KV = 2, .HD = 6};
+    int N = c.B * c.T, QKV = (c.NH + 2 * c.KV) * c.HD, half = c.HD / 2;
+    c.qkv = randn((size_t)N * QKV, 1.5f);
+    c.gain = randn(c.NH, 1.0f);
+    c.cs = tensor((size_t)c.T * half), c.sn = tensor((size_t)c.T * half);
+    for (int t = 0; t < c.T; t++)
+        for (int i = 0; i < half; i++) {
+            double f = t * pow(10000.0, -2.0 * i / c.HD);
+            c.cs[t * half + i] = (float)cos(f), c.sn[t * half + i] = (float)sin(f);
+        }
+    c.qo = tensor((size_t)N * c.NH * c.HD), c.ko = tensor((size_t)N * c.KV * c.HD);
+    c.rq = tensor((size_t)N * c.NH), c.rk = tensor((size_t)N * c.KV);
+    c.Rq = randn((size_t)N * c.NH * c.HD, 1.0f), c.Rk = randn((size_t)N * c.KV * c.HD, 1.0f);
+    qk_loss(&c);
+    /* forward reference: x1*cos + x2*sin | -x1*sin + x2*cos on the normalised head, times gain */
+    double worst = 0.0;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < c.NH + c.KV; h++) {
+            const float *x = c.qkv + (size_t)n * QKV + h * c.HD;
+            double ss = 0.0;
+            for (int d = 0; d < c.HD; d++) ss += (double)x[d] * x[d];
+            double r = 1.0 / sqrt(ss / c.HD + 1.1920929e-7), g = h < c.NH ? c.gain[h] : 1.0;
+            const float *o = h < c.NH ? c.qo + (size_t)n * c.NH * c.HD + h * c.HD
+                                      : c.ko + (size_t)n * c.KV * c.HD + (h - c.NH) * c.HD;
+            int t = n % c.T;
+            for (int d = 0; d < half; d++) {
+                double u1 = x[d] * r, u2 = x[d + half] * r, co = c.cs[t * half + d], si = c.sn[t * half + d];
+                worst = fmax(worst, fabs(o[d] - g * (u1 * co + u2 * si)));
+                worst = fmax(worst, fabs(o[d + half] - g * (-u1 * si + u2 * co)));
+            }
+        }
+    CHECK_MSG(worst < 1e-5, "qk_norm_rope forward: max error %g", worst);
+    float *dqkv = tensor((size_t)N * QKV), *dg = tensor(c.NH);
+    fill(dqkv, (size_t)N * QKV, 7.0f); /* q/k columns must be overwritten, v columns kept */
+    fill(dg, c.NH, 0.5f);
+    be->qk_norm_rope_backward(be, dqkv, dg, c.Rq, c.Rk, c.qkv, c.rq, c.rk, c.gain, c.cs, c.sn, c.B, c.T, c.NH, c.KV,
+                              c.HD);
+    for (int n = 0; n < N; n++)
+        for (int j = (c.NH + c.KV) * c.HD; j < QKV; j++) CHECK(dqkv[(size_t)n * QKV + j] == 7.0f);
+    /* FD over the q and k columns only (v columns do not enter the op) */
+    float *gqk = tensor((size_t)N * QKV);
+    fill(gqk, (size_t)N * QKV, 0.0f);
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < (c.NH + c.KV) * c.HD; j++) gqk[(size_t)n * QKV + j] = dqkv[(size_t)n * QKV + j];
+    for (int s = 0; s < 60; s++) { /* sample (row, col) pairs inside the q|k columns */
+        int n = (int)(urand() * N), j = (int)(urand() * (c.NH + c.KV) * c.HD);
+        size_t i = (size_t)n * QKV + j;
+        float x0 = c.qkv[i], h = 1e-2f;
+        c.qkv[i] = x0 + h;
+        double lp = qk_loss(&c);
+        c.qkv[i] = x0 - h;
+        double lm = qk_loss(&c);
+        c.qkv[i] = x0;
+        double fd = (lp - lm) / (2 * h);
+        /* normalisation makes this op strongly curved near small rows: rtol 2e-2 */
+        CHECK_MSG(fabs(fd - gqk[i]) <= 3e-3 + 2e-2 * fabs(gqk[i]), "qk_norm_rope dqkv[%d,%d]: fd %.6g vs %.6g", n, j,
+                  fd, gqk[i]);
+    }
+    fd_check("qk_norm_rope dq_gain", c.gain, dg, 0.5f, c.NH, qk_loss, &c, 1e-2f, 2e-3, 1e-2, 8, NULL);
+    release(c.qkv), release(c.gain), release(c.cs), release(c.sn), release(c.qo), release(c.ko), release(c.rq);
+    release(c.rk), release(c.Rq), release(c.Rk), release(dqkv), release(dg), release(gqk);
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+typedef struct {
+    int B, T, NH, KV, HD, ldq, ldk, ldv, ldy;
+    float scale;
+    float *q, *k, *v, *y, *lse, *R;
+    void *scratch;
+    size_t scratch_bytes;
+} att_ctx;
+
+static double att_loss(void *p) {
+    att_ctx *c = p;
+    be->attention_forward(be, c->y, c->ldy, c->lse, c->q, c->ldq, c->k, c->ldk, c->v, c->ldv, c->B, c->T, c->NH,
+                          c->KV, c->HD, c->scale, c->scratch, c->scratch_bytes);
+    double s = 0.0;
+    for (int n = 0; n < c->B * c->T; n++)
+        for (int j = 0; j < c->NH * c->HD; j++) s += (double)c->R[(size_t)n * c->NH * c->HD + j] * c->y[(size_t)n * c->ldy + j];
+    return s;
+}
+
+static void attention_case(int B, int T, int NH, int KV, int HD) {
+    /* q/k/v/y live inside wider rows (like the fused qkv buffer) to exercise the strides */
+    att_ctx c = {.B = B, .T = T, .NH = NH, .KV = KV, .HD = HD};
+    c.ldq = NH * HD + 3, c.ldk = KV * HD + 1, c.ldv = KV * HD + 5, c.ldy = NH * HD + 2;
+    c.scale = 1.0f / sqrtf((float)HD);
+    int N = B * T;
+    c.q = randn((size_t)N * c.ldq, 1.2f), c.k = randn((size_t)N * c.ldk, 1.2f), c.v = randn((size_t)N * c.ldv, 1.0f);
+    c.y = tensor((size_t)N * c.ldy), c.lse = tensor((size_t)B * NH * T), c.R = randn((size_t)N * NH * HD, 1.0f);
+    c.scratch_bytes = be->attention_scratch_bytes(be, B, T, NH, KV, HD);
+    c.scratch = be->alloc(be, c.scratch_bytes);
+    att_loss(&c);
+    /* forward reference in double: softmax over keys 0..t, kv head h/(NH/KV) */
+    double worst = 0.0, *p = malloc(sizeof(double) * T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                int g = h / (NH / KV);
+                const float *qr = c.q + (size_t)(b * T + t) * c.ldq + h * HD;
+                double mx = -1e300, sum = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    const float *kr = c.k + (size_t)(b * T + j) * c.ldk + g * HD;
+                    double s = 0.0;
+                    for (int d = 0; d < HD; d++) s += (double)qr[d] * kr[d];
+                    p[j] = s * c.scale;
+                    mx = fmax(mx, p[j]);
+                }
+                for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
+                worst = fmax(worst, fabs(c.lse[((size_t)b * NH + h) * T + t] - (mx + log(sum))));
+                for (int d = 0; d < HD; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j <= t; j++) o += p[j] / sum * c.v[(size_t)(b * T + j) * c.ldv + g * HD + d];
+                    worst = fmax(worst, fabs(c.y[(size_t)(b * T + t) * c.ldy + h * HD + d] - o));
+                }
+            }
+    free(p);
+    CHECK_MSG(worst < 2e-5, "attention forward B=%d T=%d NH=%d KV=%d HD=%d: max error %g", B, T, NH, KV, HD, worst);
+
+    int lddq = NH * HD + 1, lddk = KV * HD + 2, lddv = KV * HD + 3;
+    float *dq = tensor((size_t)N * lddq), *dk = tensor((size_t)N * lddk), *dv = tensor((size_t)N * lddv);
+    float *dy = tensor((size_t)N * c.ldy);
+    fill(dq, (size_t)N * lddq, NAN), fill(dk, (size_t)N * lddk, NAN), fill(dv, (size_t)N * lddv, NAN);
+    for (int n = 0; n < N; n++) memcpy(dy + (size_t)n * c.ldy, c.R + (size_t)n * NH * HD, sizeof(float) * NH * HD);
+    be->attention_backward(be, dq, lddq, dk, lddk, dv, lddv, dy, c.ldy, c.y, c.ldy, c.lse, c.q, c.ldq, c.k, c.ldk,
+                           c.v, c.ldv, B, T, NH, KV, HD, c.scale, c.scratch, c.scratch_bytes);
+    /* gather the strided gradients into dense copies aligned with the inputs' layout */
+    float *gq = tensor((size_t)N * c.ldq), *gk = tensor((size_t)N * c.ldk), *gv = tensor((size_t)N * c.ldv);
+    for (int n = 0; n < N; n++) {
+        memcpy(gq + (size_t)n * c.ldq, dq + (size_t)n * lddq, sizeof(float) * NH * HD);
+        memcpy(gk + (size_t)n * c.ldk, dk + (size_t)n * lddk, sizeof(float) * KV * HD);
+        memcpy(gv + (size_t)n * c.ldv, dv + (size_t)n * lddv, sizeof(float) * KV * HD);
+        for (int j = 0; j < NH * HD; j++) CHECK(isfinite(gq[(size_t)n * c.ldq + j]));
+        for (int j = 0; j < KV * HD; j++) CHECK(isfinite(gk[(size_t)n * c.ldk + j]) && isfinite(gv[(size_t)n * c.ldv + j]));
+        /* padding columns carry no gradient: zero them so sampling them checks fd == 0 */
+        for (int j = NH * HD; j < c.ldq; j++) gq[(size_t)n * c.ldq + j] = 0.0f;
+        for (int j = KV * HD; j < c.ldk; j++) gk[(size_t)n * c.ldk + j] = 0.0f;
+        for (int j = KV * HD; j < c.ldv; j++) gv[(size_t)n * c.ldv + j] = 0.0f;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "attention dq T=%d %d/%d", T, NH, KV);
+    fd_check(name, c.q, gq, 0.0f, (size_t)N * c.ldq, att_loss, &c, 1e-2f, 2e-3, 1e-2, 40, NULL);
+    snprintf(name, sizeof name, "attention dk T=%d %d/%d", T, NH, KV);
+    fd_check(name, c.k, gk, 0.0f, (size_t)N * c.ldk, att_loss, &c, 1e-2f, 2e-3, 1e-2, 40, NULL);
+    snprintf(name, sizeof name, "attention dv T=%d %d/%d", T, NH, KV);
+    fd_check(name, c.v, gv, 0.0f, (size_t)N * c.ldv, att_loss, &c, 1e-2f, 2e-3, 1e-2, 40, NULL);
+    release(c.q), release(c.k), release(c.v), release(c.y), release(c.lse), release(c.R), release(c.scratch);
+    release(dq), release(dk), release(dv), release(dy), release(gq), release(gk), release(gv);
+}
+
+static void test_attention_gqa_odd_T(void) {
+    attention_case(2, 67, 4, 2, 8); /* GQA, T spans a partial second row block */
+    attention_case(1, 5, 3, 3, 4);  /* MHA, tiny odd T */
+    attention_case(3, 9, 4, 1, 2);  /* multi-query, HD = 2 */
+}
+
+/* ---- relu^2 ------------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t n;
+    float *in, *out, *R;
+} relu_ctx;
+
+static double relu_loss(void *p) {
+    relu_ctx *c = p;
+    be->relu2_forward(be, c->out, c->in, c->n);
+    return weighted_sum(c->out, c->R, c->n);
+}
+static int near_kink(float x) { return fabsf(x) < 3e-2f; } /* FD across relu's kink is meaningless */
+
+static void test_relu2(void) {
+    relu_ctx c = {.n = 301};
+    c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
+    relu_loss(&c);
+    for (size_t i = 0; i < c.n; i++) CHECK(c.out[i] == (c.in[i] > 0 ? c.in[i] * c.in[i] : 0.0f));
+    float *g = tensor(c.n);
+    fill(g, c.n, NAN);
+    be->relu2_backward(be, g, c.R, c.in, c.n);
+    fd_check("relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80, near_kink);
+    /* din may alias dout */
+    float *d2 = tensor(c.n);
+    memcpy(d2, c.R, c.n * sizeof(float));
+    be->relu2_backward(be, d2, d2, c.in, c.n);
+    CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
+    release(c.in), release(c.out), release(c.R), release(g), release(d2);
+}
+
+/* ---- residual ops ------------------------------------------------------------------------ */
+
+typedef struct {
+    int N, C;
+    float *x, *x0, *mix, *out, *R;
+} mix_ctx;
+
+static double mix_loss(void *p) {
+    mix_ctx *c = p;
+    be->resid_mix_forward(be, c->out, c->x, c->x0, c->mix, c->N, c->C);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_resid_mix(void) {
+    mix_ctx c = {.N = 23, .C = 131}; /* C spans a partial third column block */
+    size_t n = (size_t)c.N * c.C;
+    c.x = randn(n, 1.0f), c.x0 = randn(n, 1.0f), c.mix = randn(2 * (size_t)c.C, 1.0f), c.out = tensor(n);
+    c.R = randn(n, 1.0f);
+    mix_loss(&c);
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)(i % c.C);
+        CHECK_NEAR(c.out[i], c.mix[k] * c.x[i] + c.mix[c.C + k] * c.x0[i], 1e-6, 1e-6);
+    }
+    float *dx = tensor(n), *dx0 = tensor(n), *dmix = tensor(2 * (size_t)c.C);
+    memcpy(dx, c.R, n * sizeof(float)); /* dx aliases dout, as the model calls it */
+    fill(dx0, n, 2.0f), fill(dmix, 2 * (size_t)c.C, -1.0f);
+    be->resid_mix_backward(be, dx, dx0, dmix, dx, c.x, c.x0, c.mix, c.N, c.C);
+    fd_check("resid_mix dx", c.x, dx, 0.0f, n, mix_loss, &c, 1e-2f, 2e-3, 1e-2, 50, NULL);
+    fd_check("resid_mix dx0", c.x0, dx0, 2.0f, n, mix_loss, &c, 1e-2f, 2e-3, 1e-2, 50, NULL);
+    fd_check("resid_mix dmix", c.mix, dmix, -1.0f, 2 * (size_t)c.C, mix_loss, &c, 1e-2f, 2e-3, 1e-2, 50, NULL);
+    release(c.x), release(c.x0), release(c.mix), release(c.out), release(c.R), release(dx), release(dx0);
+    release(dmix);
+}
+
+typedef struct {
+    int N, C;
+    float *x, *s, *y, *out, *R;
+} sa_ctx;
+
+static double sa_loss(void *p) {
+    sa_ctx *c = p;
+    be->scale_add_forward(be, c->out, c->x, c->s, c->y, c->N, c->C);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_scale_add(void) {
+    sa_ctx c = {.N = 31, .C = 77};
+    size_t n = (size_t)c.N * c.C;
+    c.x = randn(n, 1.0f), c.s = randn(c.C, 1.0f), c.y = randn(n, 1.0f), c.out = tensor(n), c.R = randn(n, 1.0f);
+    sa_loss(&c);
+    for (size_t i = 0; i < n; i++) CHECK_NEAR(c.out[i], c.x[i] + c.s[i % c.C] * c.y[i], 1e-6, 1e-6);
+    float *dy = tensor(n), *ds = tensor(c.C);
+    fill(dy, n, NAN), fill(ds, c.C, 3.0f);
+    be->scale_add_backward(be, dy, ds, c.R, c.y, c.s, c.N, c.C);
+    fd_check("scale_add dy", c.y, dy, 0.0f, n, sa_loss, &c, 1e-2f, 2e-3, 1e-2, 50, NULL);
+    fd_check("scale_add ds", c.s, ds, 3.0f, c.C, sa_loss, &c, 1e-2f, 2e-3, 1e-2, 50, NULL);
+    /* dx is the identity: L is linear in x with coefficient R */
+    float *R_copy = tensor(n);
+    memcpy(R_copy, c.R, n * sizeof(float));
+    fd_check("scale_add dx (identity)", c.x, R_copy, 0.0f, n, sa_loss, &c, 1e-2f, 2e-3, 1e-2, 30, NULL);
+    /* in place (out aliases x) */
+    float *xc = tensor(n);
+    memcpy(xc, c.x, n * sizeof(float));
+    be->scale_add_forward(be, xc, xc, c.s, c.y, c.N, c.C);
+    CHECK(memcmp(xc, c.out, n * sizeof(float)) == 0);
+    release(c.x), release(c.s), release(c.y), release(c.out), release(c.R), release(dy), release(ds);
+    release(R_copy), release(xc);
+}
+
+/* ---- softcap + cross-entropy ------------------------------------------------------------- */
+
+typedef struct {
+    int N, V;
+    float cap;
+    int32_t *tgt;
+    float *raw, *work, *lse, *loss;
+} xent_ctx;
+
+static double xent_loss(void *p) { /* L = sum_n loss[n] (the op's dloss then is 1) */
+    xent_ctx *c = p;
+    memcpy(c->work, c->raw, sizeof(float) * c->N * c->V);
+    be->softcap_xent_forward(be, c->work, c->lse, c->loss, c->tgt, c->N, c->V, c->cap);
+    double s = 0.0;
+    for (int n = 0; n < c->N; n++) s += c->loss[n];
+    return s;
+}
+
+static void test_softcap_xent(void) {
+    xent_ctx c = {.N = 13, .V = 97, .cap = 30.0f};
+    size_t n = (size_t)c.N * c.V;
+    c.tgt = (int32_t *)be->alloc(be, sizeof(int32_t) * c.N);
+    for (int r = 0; r < c.N; r++) c.tgt[r] = (r * 31 + 5) % c.V;
+    c.raw = randn(n, 20.0f); /* spans the softcap's linear and saturating ranges */
+    c.raw[3] = 0.001f, c.raw[4] = -0.3f, c.raw[5] = 0.7f; /* both branches of the tanh approximation */
+    c.work = tensor(n), c.lse = tensor(c.N), c.loss = tensor(c.N);
+    xent_loss(&c);
+    double worst_z = 0.0, worst_l = 0.0;
+    for (int r = 0; r < c.N; r++) {
+        double mx = -1e300, sum = 0.0, zt = 0.0;
+        for (int j = 0; j < c.V; j++) {
+            double z = c.cap * tanh((double)c.raw[(size_t)r * c.V + j] / c.cap);
+            worst_z = fmax(worst_z, fabs(z - c.work[(size_t)r * c.V + j]));
+            mx = fmax(mx, z);
+            if (j == c.tgt[r]) zt = z;
+        }
+        for (int j = 0; j < c.V; j++) sum += exp(c.cap * tanh((double)c.raw[(size_t)r * c.V + j] / c.cap) - mx);
+        worst_l = fmax(worst_l, fabs(c.loss[r] - (mx + log(sum) - zt)));
+    }
+    /* fast tanh/exp are ~2 ulp: |z| <= 30 -> abs error ~ 30 * 2.4e-7 */
+    CHECK_MSG(worst_z < 1e-5, "softcap forward: max |z error| %g", worst_z);
+    CHECK_MSG(worst_l < 2e-5, "xent forward: max |loss error| %g", worst_l);
+    float *g = tensor(n);
+    memcpy(g, c.work, n * sizeof(float));
+    be->softcap_xent_backward(be, g, c.lse, c.tgt, c.N, c.V, c.cap, 1.0f);
+    fd_check("softcap_xent dlogits", c.raw, g, 0.0f, n, xent_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    /* logits-only forward (targets NULL) still softcaps and fills lse */
+    float *w2 = tensor(n), *lse2 = tensor(c.N);
+    memcpy(w2, c.raw, n * sizeof(float));
+    be->softcap_xent_forward(be, w2, lse2, NULL, NULL, c.N, c.V, c.cap);
+    CHECK(memcmp(w2, c.work, n * sizeof(float)) == 0 && memcmp(lse2, c.lse, c.N * sizeof(float)) == 0);
+    release(c.tgt), release(c.raw), release(c.work), release(c.lse), release(c.loss), release(g), release(w2);
+    release(lse2);
+}
+
+/* ---- elementwise / reductions ------------------------------------------------------------ */
+
+static void test_elementwise(void) {
+    size_t n = 100003; /* above the sumsq threading threshold, odd */
+    float *x = randn(n, 1.0f), *y = randn(n, 1.0f), *y0 = tensor(n);
+    memcpy(y0, y, n * sizeof(float));
+    be->axpby(be, n, 0.5f, x, -2.0f, y);
+    for (size_t i = 0; i < n; i += 997) CHECK(y[i] == 0.5f * x[i] + -2.0f * y0[i]);
+    fill(y, n, NAN);
+    be->axpby(be, n, 3.0f, x, 0.0f, y); /* b == 0: y not read */
+    for (size_t i = 0; i < n; i += 997) CHECK(y[i] == 3.0f * x[i]);
+    memcpy(y, x, n * sizeof(float));
+    be->scale(be, n, -0.25f, y);
+    for (size_t i = 0; i < n; i += 997) CHECK(y[i] == -0.25f * x[i]);
+    double ref = 0.0;
+    for (size_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
+    double s1 = be->sumsq(be, x, n), s2 = be->sumsq(be, x, n);
+    CHECK_NEAR(s1, ref, 0.0, 1e-12); /* double accumulation: only summation order differs */
+    CHECK(s1 == s2);                 /* deterministic */
+    CHECK(be->sumsq(be, x, 0) == 0.0);
+    release(x), release(y), release(y0);
+}
+
+static void test_adam_update(void) {
+    size_t n = 1001;
+    float *p = randn(n, 1.0f), *g = randn(n, 1.0f), *m = randn(n, 0.1f), *v = tensor(n), *p0 = tensor(n);
+    float *m0 = tensor(n), *v0 = tensor(n);
+    for (size_t i = 0; i < n; i++) v[i] = (float)urand() * 0.01f;
+    memcpy(p0, p, n * sizeof(float)), memcpy(m0, m, n * sizeof(float)), memcpy(v0, v, n * sizeof(float));
+    float lr = 0.05f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f;
+    int step = 3;
+    float bc1 = 1.0f - powf(b1, step), bc2 = 1.0f - powf(b2, step);
+    be->adam_update(be, p, g, m, v, n, lr, b1, b2, eps, bc1, bc2);
+    for (size_t i = 0; i < n; i++) {
+        double mm = b1 * (double)m0[i] + (1 - b1) * (double)g[i];
+        double vv = b2 * (double)v0[i] + (1 - b2) * (double)g[i] * g[i];
+        double pp = p0[i] - (lr / bc1) * mm / (sqrt(vv) / sqrt(bc2) + eps);
+        CHECK_NEAR(m[i], mm, 1e-6, 1e-5);
+        CHECK_NEAR(v[i], vv, 1e-7, 1e-5);
+        CHECK_NEAR(p[i], pp, 1e-6, 1e-5);
+    }
+    release(p), release(g), release(m), release(v), release(p0), release(m0), release(v0);
+}
+
+int main(void) {
+    be = cad_backend_cpu();
+    RUN(test_matmul_all_transposes);
+    RUN(test_embedding);
+    RUN(test_rmsnorm);
+    RUN(test_qk_norm_rope);
+    RUN(test_attention_gqa_odd_T);
+    RUN(test_relu2);
+    RUN(test_resid_mix);
+    RUN(test_scale_add);
+    RUN(test_softcap_xent);
+    RUN(test_elementwise);
+    RUN(test_adam_update);
+    return check_report();
+}

@@ -1,0 +1,213 @@
+/*
+ * test_engine_optim.c — Muon/Adam/clipping against PyTorch (tests/fixtures/engine/
+ * optim_ref.safetensors from tests/scripts/gen_optim_fixture.py) and the lr_mul / momentum
+ * schedules against values worked out by hand from train_gpt.py's formulas.
+ */
+#include "check.h"
+#include "backend.h"
+#include "config.h"
+#include "optim.h"
+#include "safetensors.h"
+
+static cad_safetensors_file fx;
+static int fx_ok;
+
+static const cad_named_tensor *fx_get(const char *name) {
+    for (int i = 0; i < fx.n; i++)
+        if (strcmp(fx.tensors[i].name, name) == 0) return &fx.tensors[i];
+    fprintf(stdout, "fixture tensor '%s' missing\n", name);
+    exit(1);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+static void test_fixture_version(void) {
+    CHECK(fx_ok);
+    if (!fx_ok) return;
+    CHECK_EQ_INT(fx_get("fixture_version")->data[0], 1);
+}
+
+static void check_ns(const char *tag) {
+    const cad_backend *be = cad_backend_cpu();
+    char in_name[32], out_name[32];
+    snprintf(in_name, sizeof in_name, "ns_in_%s", tag);
+    snprintf(out_name, sizeof out_name, "ns_out_%s", tag);
+    const cad_named_tensor *in = fx_get(in_name), *ref = fx_get(out_name);
+    int rows = (int)in->shape[0], cols = (int)in->shape[1];
+    float *out = calloc(in->numel, sizeof(float));
+    float *scratch = calloc(cad_muon_ns_scratch_floats(rows, cols), sizeof(float));
+    cad_muon_newton_schulz(be, out, in->data, rows, cols, 5, scratch);
+    /* fp32 on both sides; NS5 amplifies rounding (coefficients ~4.8) over 5 iterations and the
+     * tall case uses XᵀX instead of transposing: 2e-5 absolute on O(1) entries. */
+    double d = max_abs_diff(out, ref->data, in->numel);
+    CHECK_MSG(d < 2e-5, "NS5 %s: max |diff| %.3g", tag, d);
+    free(out);
+    free(scratch);
+}
+
+static void test_newton_schulz_wide(void) { if (fx_ok) check_ns("wide"); }
+static void test_newton_schulz_tall(void) { if (fx_ok) check_ns("tall"); }
+
+static void test_newton_schulz_orthogonalizes(void) {
+    /* Independent of the fixture: after NS5 the singular values of a random matrix lie in
+     * roughly [0.7, 1.2] (the quintic's fixed band), i.e. X Xᵀ is near the identity. */
+    const cad_backend *be = cad_backend_cpu();
+    int r = 8, c = 32;
+    float G[8 * 32], X[8 * 32], XXt[64];
+    unsigned s = 7;
+    for (int i = 0; i < r * c; i++) { s = s * 1103515245u + 12345u; G[i] = (float)((s >> 8) & 0xffff) / 65536.0f - 0.5f; }
+    float *scratch = calloc(cad_muon_ns_scratch_floats(r, c), sizeof(float));
+    cad_muon_newton_schulz(be, X, G, r, c, 5, scratch);
+    be->matmul(be, 0, 1, r, r, c, 1.0f, X, c, X, c, 0.0f, XXt, r);
+    for (int i = 0; i < r; i++) {
+        CHECK_MSG(XXt[i * r + i] > 0.45 && XXt[i * r + i] < 1.5, "diag %d = %g", i, XXt[i * r + i]);
+        for (int j = 0; j < r; j++)
+            if (i != j) CHECK_MSG(fabsf(XXt[i * r + j]) < 0.35f, "offdiag %d,%d = %g", i, j, XXt[i * r + j]);
+    }
+    free(scratch);
+}
+
+static void test_optimizer_steps_match_torch(void) {
+    if (!fx_ok) return;
+    const cad_backend *be = cad_backend_cpu();
+    static const char *names[4] = {"W1", "W2", "emb", "sc"};
+    float *data[4], *grad[4];
+    cad_optim_param ps[4];
+    memset(ps, 0, sizeof ps);
+    for (int k = 0; k < 4; k++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "init_%s", names[k]);
+        const cad_named_tensor *t = fx_get(nm);
+        data[k] = be->alloc(be, t->numel * 4);
+        grad[k] = be->alloc(be, t->numel * 4);
+        memcpy(data[k], t->data, t->numel * 4);
+        ps[k].name = names[k];
+        ps[k].numel = t->numel;
+        ps[k].rows = (int)t->shape[0];
+        ps[k].cols = t->ndim == 2 ? (int)t->shape[1] : 1;
+        ps[k].kind = k < 2 ? CAD_OPT_MUON : CAD_OPT_ADAM;
+        ps[k].base_lr = k < 2 ? 0.04 : k == 2 ? 0.05 : 0.04;
+        ps[k].data = data[k];
+        ps[k].grad = grad[k];
+    }
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, be, &hp, 4, ps, &e) == CAD_OK);
+    const float *lr_muls = fx_get("lr_muls")->data, *moms = fx_get("momentums")->data;
+    const float *norms = fx_get("clip_norms")->data;
+    for (int s = 0; s < 6; s++) {
+        for (int k = 0; k < 4; k++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "grad%d_%s", s, names[k]);
+            memcpy(grad[k], fx_get(nm)->data, ps[k].numel * 4);
+        }
+        double norm = cad_optim_clip_grad_norm(&o, 0.5);
+        /* torch sums fp32 per-tensor norms; we sum squares in double */
+        CHECK_NEAR(norm, norms[s], 1e-5, 1e-5);
+        cad_optim_step(&o, lr_muls[s], moms[s]);
+        for (int k = 0; k < 4; k++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "after%d_%s", s, names[k]);
+            const cad_named_tensor *ref = fx_get(nm);
+            double d = max_abs_diff(data[k], ref->data, ref->numel);
+            /* Adam divides by sqrt(v)+eps with v ~ g^2: fp32 rounding in m, v and the bias
+             * corrections gives ~1e-7 relative per step; Muon's NS5 ~1e-6 on updates of size
+             * lr*O(1)=0.04. 2e-6 absolute over 6 steps on weights of size <= 1.3. */
+            CHECK_MSG(d < 2e-6, "step %d %s: max |diff| %.3g", s, names[k], d);
+        }
+    }
+    /* the warmup restore path: reset gives a fresh optimizer */
+    cad_optim_reset(&o);
+    CHECK_EQ_INT(o.adam_step, 0);
+    CHECK(be->sumsq(be, o.state, o.state_floats) == 0.0);
+    cad_optim_free(&o);
+    for (int k = 0; k < 4; k++) be->free(be, data[k]), be->free(be, grad[k]);
+}
+
+static void test_muon_rejects_bad_shape(void) {
+    const cad_backend *be = cad_backend_cpu();
+    float d[6], g[6];
+    cad_optim_param p = {"bad", CAD_OPT_MUON, 4, 4, 6, 0.1, d, g, NULL, NULL};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, be, &hp, 1, &p, &e) == CAD_ECONFIG);
+    CHECK(strstr(e.msg, "'bad'") != NULL);
+    cad_optim_free(&o);
+}
+
+static void test_lr_mul_by_iterations(void) {
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    c.max_wallclock_seconds = 0;
+    c.iterations = 100;
+    c.warmdown_iters = 20;
+    /* warmdown_start = 80: 1.0 before, then (100-step)/20 */
+    CHECK_NEAR(cad_lr_mul(&c, 0, 0), 1.0, 0, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 79, 0), 1.0, 0, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 80, 0), 1.0, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 90, 0), 0.5, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 99, 0), 0.05, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 100, 0), 1.0, 0, 0); /* step == iterations: outside the window */
+    c.warmdown_iters = 150; /* longer than the run: start clamps to 0 */
+    CHECK_NEAR(cad_lr_mul(&c, 0, 0), 100.0 / 150.0, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 50.0 / 150.0, 1e-15, 0);
+    c.warmdown_iters = 0;
+    CHECK_NEAR(cad_lr_mul(&c, 99, 0), 1.0, 0, 0);
+    cad_config_free(&c);
+}
+
+static void test_lr_mul_by_wallclock(void) {
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    /* defaults: 600 s cap, warmdown 1200 step-times */
+    /* step 1000 at 300 s: step_ms 300, warmdown_ms 360000, remaining 300000 -> 300000/360000 */
+    CHECK_NEAR(cad_lr_mul(&c, 1000, 300000.0), 300000.0 / 360000.0, 1e-12, 0);
+    /* step 100 at 10 s: step_ms 100, warmdown 120000 < remaining 590000 -> 1 */
+    CHECK_NEAR(cad_lr_mul(&c, 100, 10000.0), 1.0, 0, 0);
+    /* step 0 uses max(step,1): 50 ms elapsed -> warmdown 60000 < remaining */
+    CHECK_NEAR(cad_lr_mul(&c, 0, 50.0), 1.0, 0, 0);
+    /* past the cap: remaining clamps to 0 */
+    CHECK_NEAR(cad_lr_mul(&c, 2000, 700000.0), 0.0, 0, 0);
+    cad_config_free(&c);
+}
+
+static void test_muon_momentum_warmup(void) {
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    CHECK_NEAR(cad_muon_momentum_at(&c, 0), 0.85, 1e-15, 0);
+    CHECK_NEAR(cad_muon_momentum_at(&c, 250), 0.90, 1e-12, 0);
+    CHECK_NEAR(cad_muon_momentum_at(&c, 500), 0.95, 1e-15, 0);
+    CHECK_NEAR(cad_muon_momentum_at(&c, 5000), 0.95, 1e-15, 0);
+    c.muon_momentum_warmup_steps = 0;
+    CHECK_NEAR(cad_muon_momentum_at(&c, 0), 0.95, 1e-15, 0);
+    cad_config_free(&c);
+}
+
+int main(void) {
+    cad_err e = {0};
+    fx_ok = cad_safetensors_load(check_src_path("tests/fixtures/engine/optim_ref.safetensors"), &fx, &e) == CAD_OK;
+    if (!fx_ok) printf("cannot load fixture: %s\n", e.msg);
+    RUN(test_fixture_version);
+    RUN(test_newton_schulz_wide);
+    RUN(test_newton_schulz_tall);
+    RUN(test_newton_schulz_orthogonalizes);
+    RUN(test_optimizer_steps_match_torch);
+    RUN(test_muon_rejects_bad_shape);
+    RUN(test_lr_mul_by_iterations);
+    RUN(test_lr_mul_by_wallclock);
+    RUN(test_muon_momentum_warmup);
+    cad_safetensors_file_free(&fx);
+    return check_report();
+}

@@ -1,0 +1,176 @@
+/*
+ * test_runner_proc.c — process groups and identity (sweep/proc.h) and the line tail
+ * (sweep/tail.h): a group kill reaches grandchildren, identity survives only while the
+ * same process lives, exec failures are named, partial lines wait for their newline and a
+ * truncated file is read again from the start.
+ */
+#include "check.h"
+#include "proc.h"
+#include "tail.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_boot_id_and_self_identity(void) {
+    proc_identity id = {0};
+    cad_err e = {0};
+    CHECK_EQ_INT(proc_boot_id(id.boot_id, &e), CAD_OK);
+    CHECK(strlen(id.boot_id) >= 32);
+    id.pid = getpid();
+    CHECK_EQ_INT(proc_start_ticks(id.pid, &id.start_ticks, &e), CAD_OK);
+    CHECK(proc_identity_alive(&id));
+    proc_identity other = id;
+    other.start_ticks += 1; /* same pid, different start: a reused pid */
+    CHECK(!proc_identity_alive(&other));
+    other = id;
+    other.boot_id[0] = other.boot_id[0] == 'a' ? 'b' : 'a'; /* another boot */
+    CHECK(!proc_identity_alive(&other));
+}
+
+static void test_group_kill_reaches_grandchild(void) {
+    char out[4096], pidfile[4096];
+    snprintf(out, sizeof out, "%s/group.out", check_tmpdir());
+    snprintf(pidfile, sizeof pidfile, "%s/grandchild.pid", check_tmpdir());
+    char script[8192];
+    /* the leader ignores TERM and so does its grandchild (inherited SIG_IGN) */
+    snprintf(script, sizeof script,
+             "trap '' TERM; sleep 300 & echo $! > '%s'; echo started; wait", pidfile);
+    char *argv[] = {"bash", "-c", script, NULL};
+    proc_spawn_opts o = {argv, environ, NULL, out, 0};
+    pid_t pid = 0;
+    cad_err e = {0};
+    CHECK_EQ_INT(proc_spawn_group(&o, &pid, &e), CAD_OK);
+    CHECK_EQ_INT(getpgid(pid), pid); /* its own process group */
+    int gpid = 0;
+    for (int i = 0; i < 200 && gpid == 0; i++) {
+        FILE *f = fopen(pidfile, "r");
+        if (f) {
+            if (fscanf(f, "%d", &gpid) != 1) gpid = 0;
+            fclose(f);
+        }
+        if (!gpid) sleep_ms(10);
+    }
+    CHECK(gpid > 0);
+    CHECK_EQ_INT(getpgid(gpid), pid);
+    proc_group_signal(pid, SIGTERM);
+    sleep_ms(100);
+    CHECK(proc_group_alive(pid)); /* TERM ignored */
+    proc_group_signal(pid, SIGKILL);
+    int st = 0;
+    CHECK_EQ_INT(waitpid(pid, &st, 0), pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    /* the grandchild was reparented (to us or init) and killed */
+    for (int i = 0; i < 200 && kill(gpid, 0) == 0; i++) {
+        waitpid(-1, NULL, WNOHANG);
+        sleep_ms(10);
+    }
+    CHECK_MSG(kill(gpid, 0) != 0, "grandchild %d survived the group KILL", gpid);
+}
+
+static void test_exec_failure_is_named(void) {
+    char out[4096];
+    snprintf(out, sizeof out, "%s/nope.out", check_tmpdir());
+    char *argv[] = {"caddie-no-such-engine-binary", NULL};
+    proc_spawn_opts o = {argv, environ, NULL, out, 0};
+    pid_t pid = 0;
+    cad_err e = {0};
+    CHECK_EQ_INT(proc_spawn_group(&o, &pid, &e), CAD_ECHILD);
+    CHECK(strstr(e.msg, "caddie-no-such-engine-binary") != NULL);
+    CHECK(strstr(e.msg, "No such file") != NULL);
+}
+
+static void test_identity_gone_after_exit(void) {
+    char out[4096];
+    snprintf(out, sizeof out, "%s/true.out", check_tmpdir());
+    char *argv[] = {"sleep", "0.2", NULL};
+    proc_spawn_opts o = {argv, environ, NULL, out, 0};
+    pid_t pid = 0;
+    cad_err e = {0};
+    CHECK_EQ_INT(proc_spawn_group(&o, &pid, &e), CAD_OK);
+    proc_identity id = {.pid = pid};
+    CHECK_EQ_INT(proc_boot_id(id.boot_id, &e), CAD_OK);
+    CHECK_EQ_INT(proc_start_ticks(pid, &id.start_ticks, &e), CAD_OK);
+    CHECK(proc_identity_alive(&id));
+    sleep_ms(400);
+    CHECK(!proc_identity_alive(&id)); /* a zombie is gone */
+    waitpid(pid, NULL, 0);
+    CHECK(!proc_identity_alive(&id));
+}
+
+typedef struct lines {
+    int n;
+    char got[8][64];
+} lines;
+
+static int collect(void *ctx, const char *line, size_t len) {
+    lines *l = ctx;
+    if (l->n < 8) snprintf(l->got[l->n], sizeof l->got[0], "%.*s", (int)len, line);
+    l->n++;
+    return 0;
+}
+
+static void test_tail_partial_and_truncate(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/t.jsonl", check_tmpdir());
+    tail_file t;
+    CHECK_EQ_INT(tail_init(&t, path), 0);
+    lines l = {0};
+    int restarted = 0;
+    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 0); /* missing file */
+    FILE *f = fopen(path, "w");
+    fputs("a\nb\npart", f);
+    fflush(f);
+    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 2);
+    CHECK_STR(l.got[1], "b");
+    fputs("ial\n", f);
+    fflush(f);
+    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 1);
+    CHECK_STR(l.got[2], "partial");
+    CHECK_EQ_INT(restarted, 0);
+    fclose(f);
+    f = fopen(path, "w"); /* truncated: the engine restarted from scratch */
+    fputs("x\n", f);
+    fclose(f);
+    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 1);
+    CHECK_EQ_INT(restarted, 1);
+    CHECK_STR(l.got[3], "x");
+    f = fopen(path, "a");
+    fputs("tail-without-newline", f);
+    fclose(f);
+    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 0);
+    CHECK_EQ_INT(tail_flush_partial(&t, collect, &l), 1);
+    CHECK_STR(l.got[4], "tail-without-newline");
+    tail_free(&t);
+    char *last = tail_last_lines(path, 1, 4096);
+    CHECK_STR(last, "tail-without-newline");
+    free(last);
+    f = fopen(path, "w");
+    fputs("1\n2\n3\n4\n\n", f);
+    fclose(f);
+    last = tail_last_lines(path, 2, 4096);
+    CHECK_STR(last, "3\n4");
+    free(last);
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    RUN(test_boot_id_and_self_identity);
+    RUN(test_group_kill_reaches_grandchild);
+    RUN(test_exec_failure_is_named);
+    RUN(test_identity_gone_after_exit);
+    RUN(test_tail_partial_and_truncate);
+    return check_report();
+}

@@ -52,6 +52,21 @@ void cad_bpb_luts_free(cad_bpb_luts *l) {
     memset(l, 0, sizeof *l);
 }
 
+int cad_bpb_luts_load(const char *model_path, int vocab_size, cad_bpb_luts *out, cad_err *e) {
+    memset(out, 0, sizeof *out);
+    cad_tokenizer *t;
+    int rc = cad_tokenizer_load(model_path, &t, e);
+    if (rc != CAD_OK) return rc;
+    int sp_vocab = cad_tokenizer_vocab_size(t);
+    if (sp_vocab != vocab_size)
+        rc = cad_fail(e, CAD_ECONFIG, "%s: vocab_size %d does not match the tokenizer's %d",
+                      model_path, vocab_size, sp_vocab);
+    else
+        rc = cad_bpb_luts_build(t, vocab_size, out, e);
+    cad_tokenizer_free(t);
+    return rc;
+}
+
 int cad_bpb_count_bytes(const cad_bpb_luts *l, const uint16_t *tokens, long n, int64_t *bytes,
                         cad_err *e) {
     int64_t total = 0;

@@ -26,6 +26,11 @@ typedef struct cad_bpb_luts {
 int cad_bpb_luts_build(const cad_tokenizer *t, int vocab_size, cad_bpb_luts *out, cad_err *e);
 void cad_bpb_luts_free(cad_bpb_luts *l);
 
+/* What the trainer calls: load MODEL, require its vocab to equal vocab_size (train_gpt.py
+ * raises "VOCAB_SIZE=... does not match tokenizer vocab_size=..." otherwise; here it is a
+ * CAD_ECONFIG naming the model) and build the tables. The tokenizer is not kept. */
+int cad_bpb_luts_load(const char *model_path, int vocab_size, cad_bpb_luts *out, cad_err *e);
+
 /* Bytes counted for target y whose input (previous) token is x_prev:
  * base_bytes[y] + (has_leading_space[y] && !is_boundary[x_prev]). Ids must be < l->size. */
 static inline int cad_bpb_token_bytes(const cad_bpb_luts *l, int x_prev, int y) {

@@ -388,6 +388,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
                         T, c->max_seq_len, c->max_batch_seqs * c->max_seq_len);
     int N = B * T, C = c->model_dim, V = c->vocab_size, NH = c->num_heads, KV = c->num_kv_heads;
     int HD = m->head_dim, KVD = m->kv_dim, QKV = m->qkv_dim, H = m->hidden;
+    m->have_targets = 0; /* a failed forward leaves nothing for backward to use */
     for (int n = 0; n < N; n++) {
         if (x[n] < 0 || x[n] >= V)
             return cad_fail(e, CAD_EFORMAT, "forward: input token %d at position %d is outside [0, %d)", x[n], n, V);

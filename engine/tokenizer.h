@@ -28,6 +28,9 @@ int cad_tokenizer_encode(const cad_tokenizer *t, const char *text, size_t len, i
                          cad_err *e);
 /* sp.decode(ids); *text is malloc'd and NUL-terminated, caller frees. */
 int cad_tokenizer_decode(const cad_tokenizer *t, const int *ids, int n, char **text, cad_err *e);
+/* The same, also giving the length (the text may contain NUL bytes, e.g. from "\0" input). */
+int cad_tokenizer_decode_len(const cad_tokenizer *t, const int *ids, int n, char **text,
+                             size_t *len, cad_err *e);
 /* sp.id_to_piece(id); valid until the tokenizer is freed; "" for an out-of-range id. */
 const char *cad_tokenizer_piece(const cad_tokenizer *t, int id);
 /* Piece flags (0 for an out-of-range id). */
@@ -42,16 +45,18 @@ int cad_tokenizer_is_byte(const cad_tokenizer *t, int id);
  * hard_vocab_limit false; everything else sentencepiece defaults. Documents are read from
  * the input files by textdocs.h (JSONL "text" field or plain text), in order; each goes
  * through text.replace("\0"," ").strip() and empty ones are skipped, like the exporter's
- * iterator. Writes out_prefix.model and out_prefix.vocab. */
-/* The same with the documents supplied by a callback instead of files (the shim's entry
- * point; cad_tokenizer_train in tokenizer_train.c feeds it from textdocs). next(ctx, ...)
- * returns 1 with a document (already cleaned: the shim passes it on unchanged), 0 at the
- * end, or a negative status with e filled. verbose != 0 lets sentencepiece log to stderr. */
+ * iterator. Writes out_prefix.model and out_prefix.vocab. verbose != 0 lets sentencepiece
+ * log its progress to stderr. Implemented in tokenizer_train.c. */
+int cad_tokenizer_train(const char *const *inputs, int n_inputs, int vocab_size,
+                        const char *out_prefix, int verbose, cad_err *e);
+
+/* The trainer proper (in the shim), with documents from a callback: next(ctx, ...) returns 1
+ * with a document (already cleaned; passed on unchanged), 0 at the end, or a negative status
+ * with e filled, which stops training and is returned. */
 typedef int (*cad_doc_iter_fn)(void *ctx, const char **text, size_t *len, cad_err *e);
 int cad_tokenizer_train_iter(cad_doc_iter_fn next, void *ctx, int vocab_size,
                              const char *out_prefix, int verbose, cad_err *e);
-int cad_tokenizer_train(const char *const *inputs, int n_inputs, int vocab_size,
-                        const char *out_prefix, int verbose, cad_err *e);
+
 /* Python's str.strip() (Unicode whitespace) on UTF-8 text: the [*start, *start+*len) range. */
 void cad_text_py_strip(const char *s, size_t n, size_t *start, size_t *len);
 

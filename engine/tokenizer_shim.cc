@@ -7,6 +7,10 @@
  * Not here: reading input files, text cleanup, byte LUTs (all C: textdocs.c,
  * tokenizer_train.c, bpb_luts.c).
  */
+/* status.h is a C header without extern "C" guards: give its functions C linkage here. */
+extern "C" {
+#include "status.h"
+}
 #include "tokenizer.h"
 
 #include <sentencepiece_processor.h>
@@ -98,7 +102,13 @@ extern "C" int cad_tokenizer_encode(const cad_tokenizer *t, const char *text, si
 
 extern "C" int cad_tokenizer_decode(const cad_tokenizer *t, const int *ids, int n, char **text,
                                     cad_err *e) {
+    return cad_tokenizer_decode_len(t, ids, n, text, nullptr, e);
+}
+
+extern "C" int cad_tokenizer_decode_len(const cad_tokenizer *t, const int *ids, int n,
+                                        char **text, size_t *len, cad_err *e) {
     *text = nullptr;
+    if (len) *len = 0;
     try {
         std::vector<int> v(ids, ids + n);
         for (int id : v)
@@ -113,6 +123,7 @@ extern "C" int cad_tokenizer_decode(const cad_tokenizer *t, const int *ids, int 
         std::memcpy(buf, s.data(), s.size());
         buf[s.size()] = 0;
         *text = buf;
+        if (len) *len = s.size();
         return CAD_OK;
     } catch (...) {
         return exception_fail(e, "decode failed", t->path);

@@ -86,11 +86,12 @@ static int prepare_filtered(sqlite3 *db, const char *head, const char *filter, c
     const char *rest = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, st, &rest);
     if (rc != SQLITE_OK) {
-        cad_fail(e, CAD_EDB, "%s%s%s", sqlite3_errmsg(db),
-                 q->where ? " (in --runs '" : "", q->where ? q->where : "");
-        if (q->where) strncat(e->msg, "')", sizeof e->msg - strlen(e->msg) - 1);
+        /* with a user expression in the statement, a compile error is almost surely theirs */
+        int code = q->where ? CAD_EUSAGE : CAD_EDB;
+        if (q->where) cad_fail(e, code, "--runs '%s': %s", q->where, sqlite3_errmsg(db));
+        else cad_fail(e, code, "%s", sqlite3_errmsg(db));
         free(sql);
-        return CAD_EDB;
+        return code;
     }
     while (rest && isspace((unsigned char)*rest)) rest++;
     if (rest && *rest) {
@@ -397,6 +398,15 @@ static int keys_bijective(const report_data *d, const int *gs, int ng, const cha
     return 1;
 }
 
+static int key_is_numeric(const report_data *d, const int *gs, int ng, const char *key) {
+    for (int i = 0; i < ng; i++) {
+        double num;
+        const report_group *g = &d->groups[gs[i]];
+        if (!run_param(&d->runs[g->runs[0]], key, &num) || !isfinite(num)) return 0;
+    }
+    return 1;
+}
+
 static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
     int *gs = malloc((size_t)(d->n_groups + 1) * sizeof *gs), ng = 0;
     if (!gs) return cad_fail(e, CAD_ENOMEM, "out of memory");
@@ -438,8 +448,15 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
         }
         if (!constant_inside || !differs) continue;
         int bundled = 0;
-        for (int j = 0; j < sw->n_swept && !bundled; j++)
-            bundled = keys_bijective(d, gs, ng, sw->swept_keys[j], keys[k]);
+        for (int j = 0; j < sw->n_swept && !bundled; j++) {
+            if (!keys_bijective(d, gs, ng, sw->swept_keys[j], keys[k])) continue;
+            bundled = 1;
+            /* name the bundle by a numeric key (vocab_size rather than tokenizer_path) */
+            if (!key_is_numeric(d, gs, ng, sw->swept_keys[j]) && key_is_numeric(d, gs, ng, keys[k])) {
+                free(sw->swept_keys[j]);
+                sw->swept_keys[j] = strdup(keys[k]);
+            }
+        }
         if (!bundled) sw->swept_keys[sw->n_swept++] = strdup(keys[k]);
     }
     free(keys);
@@ -467,7 +484,7 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
 void report_group_compare(const report_data *d, report_group *g, const report_group *ref) {
     memset(&g->cmp, 0, sizeof g->cmp);
     g->cmp.clears_bar = g->cmp.frontier = -1;
-    g->cmp.delta_nats = NAN;
+    g->cmp.delta_nats = g->cmp.bar_margin_bpb = NAN;
     if (!ref || ref == g) return;
     g->cmp.has = 1;
     int cap = (g->n_runs > ref->n_runs ? g->n_runs : ref->n_runs) + 1;
@@ -481,12 +498,22 @@ void report_group_compare(const report_data *d, report_group *g, const report_gr
     int na = report_group_values(d, g, 0, a), nb = report_group_values(d, ref, 0, b);
     stats_welch_test(a, na, b, nb, 0, &g->cmp.bpb);
     if (g->cmp.bpb.ok) g->cmp.frontier = g->cmp.bpb.p < STATS_FRONTIER_ALPHA;
-    na = report_group_values(d, g, 1, a);
-    nb = report_group_values(d, ref, 1, b);
-    stats_welch_test(a, na, b, nb, STATS_BAR_NATS, &g->cmp.bar);
-    if (na > 0 && nb > 0) g->cmp.delta_nats = stats_mean(a, na) - stats_mean(b, nb);
-    /* the bar needs val_loss for every seed: a group with a missing one cannot be judged */
-    if (g->cmp.bar.ok && na == g->n_runs && nb == ref->n_runs) g->cmp.clears_bar = g->cmp.bar.p < STATS_BAR_ALPHA;
+    /* The bar is 0.005 nats of val_loss. val_loss = val_bpb * (nats per bpb), a constant of
+     * the tokenizer and val set, so on one tokenizer testing val_bpb against 0.005/ratio is
+     * the same test as val_loss against 0.005 — and it stays meaningful when the tokenizers
+     * differ (nats per *token* are then not comparable): we take the smaller ratio, i.e. the
+     * larger, stricter margin in bpb. */
+    double ra = g->nats_per_bpb, rb = ref->nats_per_bpb;
+    if (isfinite(ra) && isfinite(rb) && ra > 0 && rb > 0) {
+        g->cmp.bar_margin_bpb = STATS_BAR_NATS / (ra < rb ? ra : rb);
+        g->cmp.delta_nats = g->cmp.bpb.delta * rb;
+        stats_welch_test(a, na, b, nb, g->cmp.bar_margin_bpb, &g->cmp.bar);
+        if (g->cmp.bar.ok) g->cmp.clears_bar = g->cmp.bar.p < STATS_BAR_ALPHA;
+    } else {
+        g->cmp.bar.ok = 0;
+        g->cmp.bar.p = g->cmp.bar.t = g->cmp.bar.df = g->cmp.bar.se = NAN;
+        g->cmp.bar.delta = g->cmp.bpb.delta;
+    }
     free(a);
     free(b);
 }

@@ -47,10 +47,13 @@ typedef struct report_run {
 typedef struct report_cmp {
     int has;                 /* 0 for the reference itself or when there is no reference */
     stats_welch bpb;         /* val_bpb, margin 0: the plain one-sided p and the frontier rule */
-    stats_welch bar;         /* val_loss nats, margin STATS_BAR_NATS: the record bar */
+    stats_welch bar;         /* val_bpb with margin bar_margin_bpb: the record bar */
+    double bar_margin_bpb;   /* 0.005 nats in bpb: 0.005 / (val_loss/val_bpb), the smaller
+                                ratio of the two groups when their tokenizers differ */
     int clears_bar;          /* 1 yes, 0 no, -1 cannot tell (n < 2 or no val_loss) */
     int frontier;            /* p_bpb < 0.25: 1 yes, 0 no, -1 cannot tell */
-    double delta_nats;       /* mean val_loss difference (negative = better) */
+    double delta_nats;       /* Δ val_bpb in the reference's nats (= Δ val_loss on one
+                                tokenizer); negative = better */
 } report_cmp;
 
 typedef struct report_group {

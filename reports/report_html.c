@@ -44,18 +44,18 @@ static void short_label(const char *s, char *buf, size_t n, size_t max_chars) {
 static const char *CSS =
     "*{box-sizing:border-box}"
     "body{margin:0;background:#f6f7f9;color:#1d1f23;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif}"
-    "main{max-width:1260px;margin:0 auto;padding:18px 24px 40px}"
+    "main{max-width:1340px;margin:0 auto;padding:18px 24px 40px}"
     "header.top{background:#1f2a44;color:#fff;padding:16px 24px}"
-    "header.top h1{margin:0;font-size:22px;font-weight:650;max-width:1212px;margin:0 auto}"
-    "header.top p{margin:4px auto 0;opacity:.85;max-width:1212px}"
+    "header.top h1{margin:0;font-size:22px;font-weight:650;max-width:1292px;margin:0 auto}"
+    "header.top p{margin:4px auto 0;opacity:.85;max-width:1292px}"
     "section.sweep{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:16px 20px;margin:18px 0}"
     "h2{margin:0 0 4px;font-size:19px}h3{margin:20px 0 8px;font-size:16px}"
     ".muted{color:#5b6270}"
     ".verdict{border-left:5px solid #1f3a93;background:#eef2fb;padding:10px 14px;margin:12px 0;font-size:15px}"
     ".verdict.good{border-color:#1b7f46;background:#eaf6ef}.verdict.bad{border-color:#b2182b;background:#fbeeee}"
-    "table{border-collapse:collapse;width:100%;font-size:13px}"
-    "th,td{padding:5px 8px;border-bottom:1px solid #e6e8ee;text-align:left;vertical-align:top}"
-    "th{background:#f1f3f7;font-weight:600;white-space:nowrap}"
+    "table{border-collapse:collapse;width:100%;font-size:13px}.scroll{overflow-x:auto}"
+    "th,td{padding:5px 6px;border-bottom:1px solid #e6e8ee;text-align:left;vertical-align:top}th.grp{min-width:230px}"
+    "th{background:#f1f3f7;font-weight:600;font-size:12px}"
     "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
     "tr.ref td{background:#f3f6ff}tr.best td{background:#eef8f1}"
     "tr.best td:first-child{box-shadow:inset 4px 0 #1b7f46}tr.ref td:first-child{box-shadow:inset 4px 0 #1f3a93}"
@@ -63,7 +63,7 @@ static const char *CSS =
     ".b-ref{background:#1f3a93;color:#fff}.b-best{background:#1b7f46;color:#fff}"
     ".yes{color:#1b7f46;font-weight:700}.no{color:#8a1c1c}.na{color:#8a8f99}"
     ".bad{color:#b2182b;font-weight:700}"
-    ".charts{display:flex;flex-wrap:wrap;gap:14px;margin-top:8px}"
+    ".charts{display:flex;flex-wrap:wrap;gap:14px;margin-top:8px;align-items:flex-start}"
     ".charts svg{border:1px solid #e3e6ec;border-radius:6px;background:#fff;max-width:100%;height:auto}"
     "pre.err{white-space:pre-wrap;word-break:break-word;margin:0;font-size:12px;background:#fbf3f3;padding:6px 8px;border-radius:4px;max-height:12em;overflow:auto}"
     "details{margin-top:10px}summary{cursor:pointer;font-weight:600}"
@@ -81,8 +81,8 @@ static void td_num(FILE *f, const char *cls, const char *text) {
 static void verdict_cell(FILE *f, int verdict, double p, const char *na_reason) {
     char pb[32];
     report_fmt_p(pb, sizeof pb, p);
-    if (verdict == 1) fprintf(f, "<td class=\"num\"><span class=\"yes\">✓ yes</span> <span class=\"muted\">p=%s</span></td>", pb);
-    else if (verdict == 0) fprintf(f, "<td class=\"num\"><span class=\"no\">✗ no</span> <span class=\"muted\">p=%s</span></td>", pb);
+    if (verdict == 1) fprintf(f, "<td class=\"num\"><span class=\"yes\">✓ yes</span><br><span class=\"muted\">p=%s</span></td>", pb);
+    else if (verdict == 0) fprintf(f, "<td class=\"num\"><span class=\"no\">✗ no</span><br><span class=\"muted\">p=%s</span></td>", pb);
     else fprintf(f, "<td class=\"num na\">– %s</td>", na_reason);
 }
 
@@ -90,13 +90,15 @@ static void budget_cells(FILE *f, const report_group *g) {
     char b[48];
     report_fmt_bytes(b, sizeof b, g->max_artifact_bytes);
     td_num(f, g->max_artifact_bytes > STATS_BUDGET_BYTES ? "bad" : "", b);
-    if (isfinite(g->max_train_ms)) snprintf(b, sizeof b, "%.0f", g->max_train_ms / 1000);
-    else snprintf(b, sizeof b, "–");
-    td_num(f, g->max_train_ms > STATS_BUDGET_MS ? "bad" : "", b);
-    if (isfinite(g->max_eval_ms)) snprintf(b, sizeof b, "%.0f", g->max_eval_ms / 1000);
-    else snprintf(b, sizeof b, "–");
-    td_num(f, g->max_eval_ms > STATS_BUDGET_MS ? "bad" : "", b);
-    if (g->n_invalid > 0) fprintf(f, "<td class=\"num bad\">✗ %d of %d over</td>", g->n_invalid, g->n_runs);
+    fputs("<td class=\"num\">", f);
+    for (int k = 0; k < 2; k++) {
+        double ms = k ? g->max_eval_ms : g->max_train_ms;
+        if (k) fputs(" / ", f);
+        if (isfinite(ms)) fprintf(f, "<span%s>%.0f</span>", ms > STATS_BUDGET_MS ? " class=\"bad\"" : "", ms / 1000);
+        else fputs("–", f);
+    }
+    fputs("</td>", f);
+    if (g->n_invalid > 0) fprintf(f, "<td class=\"num bad\">✗ %d/%d over</td>", g->n_invalid, g->n_runs);
     else if (g->n_valid == g->n_runs) fprintf(f, "<td class=\"num yes\">✓ all</td>");
     else fprintf(f, "<td class=\"num na\">? unknown</td>");
 }
@@ -121,35 +123,33 @@ static void summary_row(FILE *f, const report_data *d, int gi, int rank, int bes
     fprintf(f, "<td class=\"num\">%d%s</td>", g->n_runs, g->n_partial ? " <span class=\"bad\" title=\"eval limited by val_max_tokens\">partial</span>" : "");
     if (isfinite(g->bpb.std)) snprintf(b, sizeof b, "%.4f ± %.4f", g->bpb.mean, g->bpb.std);
     else snprintf(b, sizeof b, "%.4f", g->bpb.mean);
-    fprintf(f, "<td class=\"num\"><b>%s</b></td>", b);
-    snprintf(b, sizeof b, "%.4f", g->bpb.min);
-    td_num(f, "", b);
+    fprintf(f, "<td class=\"num\"><b>%s</b><br><span class=\"muted\">best %.4f</span></td>", b, g->bpb.min);
     if (g->cmp.has) {
         report_fmt_signed(b, sizeof b, g->cmp.bpb.delta, 4);
         report_fmt_signed(b2, sizeof b2, g->cmp.delta_nats, 4);
-        td_num(f, g->cmp.bpb.delta < 0 ? "yes" : "", b);
-        td_num(f, "", b2);
+        fprintf(f, "<td class=\"num\"><span class=\"%s\">%s</span><br><span class=\"muted\">%s nats</span></td>",
+                g->cmp.bpb.delta < 0 ? "yes" : "", b, b2);
         report_fmt_p(b, sizeof b, g->cmp.bpb.p);
         td_num(f, g->cmp.bpb.ok ? "" : "na", g->cmp.bpb.ok ? b : "– n<2");
         verdict_cell(f, g->cmp.clears_bar, g->cmp.bar.p, g->cmp.bar.ok ? "no val_loss" : "n<2");
         verdict_cell(f, g->cmp.frontier, g->cmp.bpb.p, "n<2");
     } else {
-        fputs("<td class=\"num na\">reference</td><td class=\"num na\">–</td><td class=\"num na\">–</td><td class=\"num na\">–</td><td class=\"num na\">–</td>", f);
+        fputs("<td class=\"num na\">reference</td><td class=\"num na\">–</td><td class=\"num na\">–</td><td class=\"num na\">–</td>", f);
     }
     budget_cells(f, g);
     fputs("</tr>\n", f);
 }
 
 static void summary_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
-    fprintf(f, "<table class=\"summary\" id=\"summary-%s\">\n<thead><tr>"
-               "<th class=\"num\">#</th><th>group (swept parameters) / group hash</th><th class=\"num\">seeds</th>"
-               "<th class=\"num\">val_bpb mean ± std</th><th class=\"num\">best</th>"
-               "<th class=\"num\">Δ bpb vs ref</th><th class=\"num\">Δ nats vs ref</th>"
-               "<th class=\"num\" title=\"one-sided Welch t-test, H1: group beats the reference\">p (Welch, 1-sided)</th>"
+    fprintf(f, "<div class=\"scroll\"><table class=\"summary\" id=\"summary-%s\">\n<thead><tr>"
+               "<th class=\"num\">#</th><th class=\"grp\">group (swept parameters)<br>group hash</th><th class=\"num\">seeds</th>"
+               "<th class=\"num\">val_bpb<br>mean ± std</th>"
+               "<th class=\"num\">Δ vs ref<br>bpb / nats</th>"
+               "<th class=\"num\" title=\"one-sided Welch t-test, H1: group beats the reference\">p<br>Welch 1-sided</th>"
                "<th class=\"num\" title=\"improvement of at least 0.005 nats of val_loss at p &lt; 0.01\">record bar<br>≥0.005 nats, p&lt;0.01</th>"
                "<th class=\"num\" title=\"one-sided Welch p &lt; 0.25 vs the previous best (PR #1902)\">frontier rule<br>p&lt;0.25</th>"
-               "<th class=\"num\">artifact bytes<br>(max, ≤16,000,000)</th><th class=\"num\">train s<br>(max, ≤600)</th>"
-               "<th class=\"num\">eval s<br>(max, ≤600)</th><th class=\"num\">budget</th></tr></thead>\n<tbody>\n",
+               "<th class=\"num\">artifact bytes<br>(max, ≤16,000,000)</th><th class=\"num\">train / eval s<br>(max, ≤600 each)</th>"
+               "<th class=\"num\">budget</th></tr></thead>\n<tbody>\n",
             slug);
     int rank = 0, best = -1, ref_here = 0;
     for (int g = 0; g < d->n_groups; g++)
@@ -164,7 +164,7 @@ static void summary_table(FILE *f, const report_data *d, const report_sweep *sw,
     }
     for (int g = 0; g < d->n_groups; g++)
         if (!strcmp(d->groups[g].sweep, sw->name)) summary_row(f, d, g, ++rank, g == best, NULL);
-    fputs("</tbody></table>\n", f);
+    fputs("</tbody></table></div>\n", f);
 }
 
 /* ---- verdict -------------------------------------------------------------------------------- */
@@ -190,7 +190,8 @@ static void verdict_line(FILE *f, const report_data *d, const report_sweep *sw) 
         report_fmt_signed(db, sizeof db, g->cmp.bpb.delta, 4);
         report_fmt_signed(dn, sizeof dn, g->cmp.delta_nats, 4);
         report_fmt_p(p, sizeof p, g->cmp.bpb.p);
-        fprintf(f, "; %s bpb (%s nats) vs the reference, one-sided Welch p = %s", db, dn, p);
+        if (g->cmp.bpb.ok) fprintf(f, "; %s bpb (%s nats) vs the reference, one-sided Welch p = %s", db, dn, p);
+        else fprintf(f, "; %s bpb (%s nats) vs the reference (the Welch test needs ≥2 seeds in both groups)", db, dn);
         fprintf(f, "; record bar (0.005 nats at p&lt;0.01): %s",
                 g->cmp.clears_bar == 1 ? "<span class=\"yes\">✓ cleared</span>"
                 : g->cmp.clears_bar == 0 ? "<span class=\"no\">✗ not cleared</span>" : "<span class=\"na\">– needs ≥2 seeds each</span>");
@@ -418,13 +419,13 @@ static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_
         for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
         return CAD_OK;
     }
-    if (is_train && y_hi > y_lo) {
+    if (y_hi > y_lo && !o->log_x) {
         /* the first steps' loss (~ln V) would flatten everything else: clip the top at the
-         * highest value seen after the first tenth of the run */
+         * highest value seen after the first fifth of the run (log-x shows the start) */
         double late_hi = -INFINITY;
         for (int i = 0; i < ng; i++)
             for (int k = 0; k < series[i].n; k++)
-                if (series[i].x[k] > 0.1 * x_max && series[i].hi[k] > late_hi) late_hi = series[i].hi[k];
+                if (series[i].x[k] > 0.2 * x_max && series[i].hi[k] > late_hi) late_hi = series[i].hi[k];
         if (isfinite(late_hi) && late_hi < y_hi) y_hi = late_hi + 0.15 * (late_hi - y_lo);
     }
     svg_plot p;
@@ -434,8 +435,8 @@ static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_
     p.title = title;
     p.x_label = o->log_x ? "step (log scale)" : "step";
     p.y_label = is_train ? "train loss (nats/token)" : "val_bpb (bits/byte)";
-    p.width = 600;
-    p.height = 380;
+    p.width = 590;
+    p.plot_height = 250;
     p.log_x = o->log_x;
     p.x_lo = o->log_x ? 1 : 0;
     p.x_hi = x_max > 0 ? x_max : 1;
@@ -572,8 +573,8 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     p.title = title;
     p.x_label = xl;
     p.y_label = "final val_bpb (bits/byte)";
-    p.width = 600;
-    p.height = 380;
+    p.width = 590;
+    p.plot_height = 250;
     p.log_x = log_x;
     if (cats) {
         p.x_cats = (const char *const *)cats;

@@ -17,7 +17,7 @@
 #define TEXT_COLOR "#222"
 #define GRID_COLOR "#e3e3e3"
 #define AXIS_COLOR "#555"
-#define CHAR_W 7.0 /* px per character at 12-13 px text */
+#define CHAR_W 7.4 /* px per character at 12-13 px text (DejaVu Sans is the widest common one) */
 
 /* Neighbouring styles differ in lightness (dark navy, light orange, mid green, ...), dash and
  * marker, so a greyscale print still tells them apart. */
@@ -262,9 +262,10 @@ double svg_plot_px_x(const svg_plot *p, double x) {
 }
 
 double svg_plot_px_y(const svg_plot *p, double y) {
+    /* values far outside are pulled in only enough to stay finite: the clip path cuts them */
     double t = axis_pos(y, p->y_lo, p->y_hi, 0);
-    if (t < -0.02) t = -0.02;
-    if (t > 1.02) t = 1.02;
+    if (t < -2) t = -2;
+    if (t > 3) t = 3;
     return p->px_bottom - t * (p->px_bottom - p->px_top);
 }
 
@@ -305,7 +306,6 @@ static void range_fix(double *lo, double *hi, int log_axis) {
 void svg_plot_begin(svg_plot *p) {
     FILE *f = p->f;
     if (p->width <= 0) p->width = 560;
-    if (p->height <= 0) p->height = 360;
     if (p->x_cats) {
         p->x_lo = -0.5;
         p->x_hi = p->n_cats - 0.5;
@@ -322,10 +322,15 @@ void svg_plot_begin(svg_plot *p) {
     }
     double legend_h = legend_rows(p->legend, p->n_legend, p->width - 20) * 20.0;
     double note_h = p->note[0] ? 18 : 0;
+    /* below the plot: tick labels + axis title (56 px, +40 for rotated category labels),
+     * then the legend rows and the note */
+    double below = 56 + (rotate ? 40 : 0) + legend_h + note_h;
     p->px_left = 72;
-    p->px_right = p->width - 18;
+    p->px_right = p->width - 30;
     p->px_top = 38;
-    p->px_bottom = p->height - 46 - (rotate ? 40 : 0) - legend_h - note_h;
+    if (p->plot_height > 0) p->height = p->px_top + p->plot_height + below;
+    if (p->height <= 0) p->height = 360;
+    p->px_bottom = p->height - below;
     if (p->px_bottom < p->px_top + 60) p->px_bottom = p->px_top + 60;
 
     fprintf(f, "<svg class=\"chart\" id=\"");
@@ -473,7 +478,7 @@ void svg_plot_end(svg_plot *p) {
         for (int i = 0; i < p->n_cats; i++)
             if (CHAR_W * (double)strlen(p->x_cats[i]) > slot - 6) rotate_extra = 40;
     }
-    double ly = p->px_bottom + 62 + rotate_extra;
+    double ly = p->px_bottom + 58 + rotate_extra;
     legend_write(p->f, p->legend, p->n_legend, 14, ly, p->width - 20);
     if (p->note[0]) {
         double ny = ly + legend_rows(p->legend, p->n_legend, p->width - 20) * 20.0 + 2;
@@ -514,7 +519,8 @@ void svg_heatmap_write(const svg_heatmap *h) {
     double left = 40 + CHAR_W * (double)(ylab_max > 24 ? 24 : ylab_max);
     double cell_w = h->nx <= 4 ? 110 : h->nx <= 8 ? 80 : 56, cell_h = 44;
     double top = 40, grid_w = cell_w * h->nx, grid_h = cell_h * h->ny;
-    double width = left + grid_w + 30, height = top + grid_h + 100;
+    double scale_w = grid_w < 240 ? 240 : grid_w;
+    double width = left + scale_w + 30, height = top + grid_h + 110;
     if (width < 420) width = 420;
     fprintf(f, "<svg class=\"chart heatmap\" id=\"");
     svg_write_escaped(f, h->id);
@@ -558,7 +564,7 @@ void svg_heatmap_write(const svg_heatmap *h) {
     snprintf(tr, sizeof tr, "transform=\"rotate(-90 14 %.1f)\" class=\"axis-title\"", top + grid_h / 2);
     text_at(f, 14, top + grid_h / 2, "middle", 13, tr, h->y_label);
     /* colour scale: a gradient bar from best to worst with both ends labelled */
-    double sy = top + grid_h + 56, sx = left, sw = grid_w < 240 ? 240 : grid_w;
+    double sy = top + grid_h + 56, sx = left, sw = scale_w;
     fprintf(f, "<g class=\"scale\">\n");
     for (int i = 0; i < 40; i++) {
         char col[16];
@@ -569,10 +575,10 @@ void svg_heatmap_write(const svg_heatmap *h) {
     char a[64], b[64], lab[200];
     snprintf(a, sizeof a, h->fmt, h->lower_is_better ? hi : lo);
     snprintf(b, sizeof b, h->fmt, h->lower_is_better ? lo : hi);
-    text_at(f, sx, sy + 26, "start", 12, NULL, a);
-    text_at(f, sx + sw, sy + 26, "end", 12, NULL, b);
+    text_at(f, sx, sy + 24, "start", 12, NULL, a);
+    text_at(f, sx + sw, sy + 24, "end", 12, NULL, b);
     snprintf(lab, sizeof lab, "%s (darker = %s)", h->value_label, h->lower_is_better ? "better" : "higher");
-    text_at(f, sx + sw / 2, sy + 26, "middle", 12, NULL, lab);
+    text_at(f, sx + sw / 2, sy + 40, "middle", 12, NULL, lab);
     fputs("</g>\n</svg>\n", f);
 }
 
@@ -595,7 +601,8 @@ void svg_hbar_write(const svg_hbar *b) {
         if (isfinite(b->values[i]) && b->values[i] > vmax) vmax = b->values[i];
     if (!(vmax > 0)) vmax = 1;
     double ticks[16];
-    int nt = svg_ticks_linear(0, vmax * 1.04, 6, ticks);
+    /* 12% headroom so the value labels of the longest bars stay clear of the budget line */
+    int nt = svg_ticks_linear(0, vmax * 1.12, 6, ticks);
     double step = nt > 1 ? ticks[1] - ticks[0] : vmax;
     double xmax = nt > 0 && ticks[nt - 1] >= vmax ? ticks[nt - 1] : ticks[nt - 1] + step;
     fprintf(f, "<svg class=\"chart hbar\" id=\"");

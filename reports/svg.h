@@ -63,6 +63,7 @@ typedef struct svg_plot {
     const char *x_label;  /* axis titles, with units: "step", "val_bpb (bits/byte)" */
     const char *y_label;
     double width, height; /* total px, legend included */
+    double plot_height;   /* > 0: height of the plotting area; the total grows with the legend */
     double x_lo, x_hi, y_lo, y_hi; /* data ranges (set before begin; widened to ticks) */
     int log_x;
     const char *const *x_cats; /* categorical x: labels at x = 0..n_cats-1 */
@@ -76,7 +77,8 @@ typedef struct svg_plot {
 
 /* Compute layout, write <svg>, title, grid, ticks and axis titles. */
 void svg_plot_begin(svg_plot *p);
-/* Data -> px (clamped to the plot area so out-of-range values do not leak). */
+/* Data -> px. x is clamped to the plot area; y is only kept finite (series are drawn inside
+ * a clip path, so a curve leaving the range is cut at the frame, not flattened on it). */
 double svg_plot_px_x(const svg_plot *p, double x);
 double svg_plot_px_y(const svg_plot *p, double y);
 /* A polyline through finite points (NaN breaks the line). width in px. */

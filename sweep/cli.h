@@ -39,5 +39,24 @@ int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_data(int argc, char **argv);      /* sweep/cmd_data.c */
 int cmd_tokenizer(int argc, char **argv); /* sweep/cmd_data.c */
+int cmd_train(int argc, char **argv);     /* sweep/cmd_train.c */
+int cmd_eval(int argc, char **argv);      /* sweep/cmd_train.c */
+int cmd_report(int argc, char **argv);            /* reports/cmd_report.c */
+int cmd_top(int argc, char **argv);               /* reports/cmd_report.c */
+int cmd_compare(int argc, char **argv);           /* reports/cmd_report.c */
+int cmd_seeds_needed(int argc, char **argv);      /* reports/cmd_report.c */
+int cmd_export_submission(int argc, char **argv); /* reports/cmd_report.c */
+int cmd_sweep(int argc, char **argv);      /* sweep/cmd_sweep.c */
+int cmd_db(int argc, char **argv);         /* sweep/cmd_db.c */
+int cmd_import_run(int argc, char **argv); /* sweep/cmd_db.c */
+int cmd_run(int argc, char **argv);    /* sweep/cmd_runs.c */
+int cmd_status(int argc, char **argv); /* sweep/cmd_runs.c */
+int cmd_ls(int argc, char **argv);     /* sweep/cmd_runs.c */
+int cmd_show(int argc, char **argv);   /* sweep/cmd_runs.c */
+int cmd_logs(int argc, char **argv);   /* sweep/cmd_runs.c */
+int cmd_cancel(int argc, char **argv); /* sweep/cmd_runs.c */
+int cmd_retry(int argc, char **argv);  /* sweep/cmd_runs.c */
+int cmd_import_log(int argc, char **argv);    /* sweep/cmd_import.c */
+int cmd_import_record(int argc, char **argv); /* sweep/cmd_import.c */
 
 #endif

@@ -168,13 +168,15 @@ static int prepare_run(const cad_tokenizer *tok, const char *const *inputs, int 
         return cad_fail(e, CAD_ECONFIG, "tokenizer vocab %d is too large for uint16 shards", vocab);
     if (bos < 0 || bos >= vocab)
         return cad_fail(e, CAD_ECONFIG, "tokenizer has no BOS id (documents start with BOS)");
-    int rc = mkdir_p(out, e);
-    if (rc == CAD_OK) rc = remove_shards(out, e);
-    if (rc != CAD_OK) return rc;
-
+    /* inputs are checked before anything in DIR is touched */
     cad_docs docs;
-    rc = cad_docs_open(&docs, inputs, n_inputs, e);
-    if (rc != CAD_OK) return rc;
+    int rc = cad_docs_open(&docs, inputs, n_inputs, e);
+    if (rc == CAD_OK) rc = mkdir_p(out, e);
+    if (rc == CAD_OK) rc = remove_shards(out, e);
+    if (rc != CAD_OK) {
+        cad_docs_close(&docs);
+        return rc;
+    }
     split_writer w[2] = {
         {.name = "val", .dir = out, .shard_tokens = shard_tokens},
         {.name = "train", .dir = out, .shard_tokens = shard_tokens},

@@ -55,7 +55,7 @@ const char *cad_db_path(const char *opt_db);
 int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e);
 void cad_db_close(cad_db *db);
 
-/* Apply pending migrations; *from/*to (may be NULL) receive user_version before/after.
+/* Apply pending migrations; from and to (may be NULL) receive user_version before/after.
  * Each migration runs in its own transaction; running it again is a no-op. */
 int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e);
 /* Newest migration compiled into this binary, and the DB's PRAGMA user_version. */
@@ -202,8 +202,9 @@ int cad_db_find_pending_by_hash(cad_db *db, const char *config_hash, char *run_i
 /* Move a run to status `to`, checking that the current status allows it (state machine
  * above): CAD_ERR "run X is running, cannot become queued" otherwise. Writes an events
  * row with reason, maintains started_at/ended_at (to running: started_at=now,
- * ended_at=NULL; to a final status: ended_at=now; to queued: queued_at=now and the
- * process columns cleared), then rewrites <run_dir>/run.json. */
+ * ended_at=NULL; to a final status: ended_at=now; to queued: the process columns
+ * cleared, queued_at kept so a requeued run keeps its place), then rewrites
+ * <run_dir>/run.json. */
 int cad_db_set_status(cad_db *db, const char *run_id, cad_run_status to, const char *reason,
                       cad_err *e);
 /* Same, but only if the current status is `from` (compare-and-set). */

@@ -64,6 +64,189 @@ const cli_command cli_commands[] = {
      "                      more files may follow as plain arguments\n"
      "  --out PREFIX        output prefix (its directory must exist)\n"
      "  --verbose           show sentencepiece's training log on stderr\n"},
+    {"train", cmd_train, "train a model as configured (train_gpt.py's loop), write the run dir",
+     "usage: caddie train CONFIG.yaml [--set KEY=VALUE]... [--print-config]\n"
+     "       caddie train --keys\n"
+     "\n"
+     "Resolves the config (YAML file < upper-case environment variables < --set; unknown keys\n"
+     "and invalid combinations are errors before any work), trains, validates, writes the\n"
+     "int8+zlib artifact and scores its round trip. stdout has train_gpt.py's log lines (also\n"
+     "RUN_DIR/log.txt); a progress line with tokens/s and ETA goes to stderr. Writes RUN_DIR\n"
+     "(default runs/<run_id>): config.yaml log.txt metrics.jsonl code_files.txt\n"
+     "final_model.int8.ptz [checkpoint.bin] and, only on success, result.json.\n"
+     "  --set KEY=VALUE     override a config key (repeatable; highest precedence)\n"
+     "  --print-config      print the resolved config as YAML and exit\n"
+     "  --keys              print the table of config keys (markdown) and exit\n"},
+    {"eval", cmd_eval, "evaluate .safetensors weights on the val split (val_loss, val_bpb)",
+     "usage: caddie eval CONFIG.yaml --weights W.safetensors [--set KEY=VALUE]... [--roundtrip]\n"
+     "\n"
+     "Builds the configured model, loads W (train_gpt.py tensor names; F32/F16/BF16) and prints\n"
+     "\"eval val_loss:X val_bpb:Y tokens:N bytes:N partial:P eval_time:Tms\".\n"
+     "  --weights W         the weights to evaluate (required)\n"
+     "  --set KEY=VALUE     override a config key (repeatable)\n"
+     "  --roundtrip         also quantize to int8+zlib and print the round-trip score\n"},
+    {"report", cmd_report, "write one self-contained HTML report: groups, seed statistics, curves, budgets",
+     "usage: caddie report [--sweep NAME]... [--runs SQL-WHERE] [--ref GROUP] [--out FILE.html]\n"
+     "                     [--log-x] [--max-groups N] [--db FILE]\n"
+     "\n"
+     "Groups runs by config (seeds aggregated) and writes one HTML file (inline SVG + CSS, no\n"
+     "network): per group n, mean ± std val_bpb, Δ vs the reference group, one-sided Welch p,\n"
+     "the record bar (0.005 nats at p < 0.01) and the frontier rule (p < 0.25), budgets\n"
+     "(16,000,000 bytes, 600 s train/eval); loss curves with seed bands; val_bpb against every\n"
+     "swept parameter (heatmap for two); artifact, time and throughput bars; failed runs.\n"
+     "  --sweep NAME        only this sweep (repeatable; default: every sweep)\n"
+     "  --runs SQL-WHERE    only runs matching an SQL expression over run_summary columns,\n"
+     "                      e.g. --runs \"started_at > '2026-04-20'\"\n"
+     "  --ref GROUP         reference group: group hash (or prefix), run id, run name or label\n"
+     "                      (default: a group named baseline, else the first group that ran)\n"
+     "  --out FILE.html     output file (default report.html; - for stdout)\n"
+     "  --log-x             log-scaled step axis for the loss curves\n"
+     "  --max-groups N      groups drawn in the curve charts, 1..8 (default 8)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"top", cmd_top, "the best config groups as an aligned table, with the same statistics as the report",
+     "usage: caddie top [--sweep NAME]... [-n N] [--runs SQL-WHERE] [--ref GROUP] [--db FILE]\n"
+     "  --sweep NAME        only this sweep (repeatable)\n"
+     "  -n N                show the N best groups (default 10)\n"
+     "  --runs SQL-WHERE    only runs matching an SQL expression over run_summary columns\n"
+     "  --ref GROUP         reference group for Δ and p (default as in 'caddie report')\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"compare", cmd_compare, "compare two runs or groups: means, Welch p, record bar, frontier rule",
+     "usage: caddie compare A B [--sweep NAME]... [--db FILE]\n"
+     "\n"
+     "A and B are run ids (one run) or groups (group hash or prefix, run name, or label: all\n"
+     "seeds). Prints both side by side, A - B in bpb and nats, the one-sided Welch test that A\n"
+     "is better, the record bar, the frontier rule, and same-seed pairs.\n"
+     "  --sweep NAME        look A and B up in this sweep only (repeatable)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"seeds-needed", cmd_seeds_needed, "how many seeds each comparison needs for p < 0.01",
+     "usage: caddie seeds-needed --sweep NAME [--delta NATS] [--ref GROUP] [--db FILE]\n"
+     "\n"
+     "From the observed seed std of val_loss (pooled when a group has one seed): the seeds per\n"
+     "side for a true improvement of --delta nats, for the observed Δ, and for the observed Δ\n"
+     "to clear the 0.005-nat record bar, each at one-sided p < 0.01.\n"
+     "  --sweep NAME        the sweep (required)\n"
+     "  --delta NATS        improvement to detect (default 0.005)\n"
+     "  --ref GROUP         reference group (default as in 'caddie report')\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"export-submission", cmd_export_submission, "write a record folder: submission.json, README.md, logs",
+     "usage: caddie export-submission RUN|GROUP --out DIR [--name NAME] [--author NAME]\n"
+     "                                [--github-id ID] [--blurb TEXT] [--track TRACK] [--db FILE]\n"
+     "\n"
+     "RUN exports one run; GROUP (hash or prefix, run name, label) exports all its seeds.\n"
+     "Writes DIR/submission.json in the challenge's format (val_bpb mean and std, seeds,\n"
+     "seed_results, bytes_total, bytes_code, compliance), DIR/README.md with the seed table,\n"
+     "DIR/train_seed<S>.log copied from each run dir's log.txt, and DIR/config.yaml.\n"
+     "  --out DIR           output directory (required; created)\n"
+     "  --name NAME         submission name (default: the group label)\n"
+     "  --author NAME       author (default: git config user.name, else $USER)\n"
+     "  --github-id ID      GitHub id (default empty)\n"
+     "  --blurb TEXT        one-paragraph description (default empty)\n"
+     "  --track TRACK       track (default 10min_16mb)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"sweep", cmd_sweep, "validate a sweep YAML and show its runs (plan), or queue them (add)",
+     "usage: caddie sweep plan FILE [--devices N] [--force] [--db FILE] [--runs-dir DIR]\n"
+     "       caddie sweep add FILE [--force] [--db FILE] [--runs-dir DIR]\n"
+     "\n"
+     "Validates the whole file first (errors are file:line:col: message). Expands grid x zip x\n"
+     "seeds into runs with resolved configs; a run whose config hash (+ engine version) is\n"
+     "already done is skipped, one already queued or running too.\n"
+     "plan: prints each run (queue | requeue | done | pending | duplicate), the counts and an\n"
+     "estimated duration on N devices (mean of finished runs of the sweep, else the timeout).\n"
+     "add: writes runs/<run_id>/config.yaml + run.json and queues the runs; start them with\n"
+     "'caddie run'.\n"
+     "  --devices N         devices to estimate for (plan; default 1)\n"
+     "  --force             queue runs whose config is already done or queued (new -rN ids)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
+     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"},
+    {"db", cmd_db, "migrate the results database, or rebuild it from the run directories",
+     "usage: caddie db migrate [--db FILE]\n"
+     "       caddie db rebuild [--runs-dir DIR] [--db FILE]\n"
+     "\n"
+     "migrate: apply the schema migrations compiled into caddie (also done on every open).\n"
+     "rebuild: empty the database and import every DIR/*/ holding run.json or config.yaml\n"
+     "(runs, sweeps, events, metrics, results, artifacts), all or nothing. The run\n"
+     "directories are the truth: a deleted database loses nothing.\n"
+     "  --runs-dir DIR      run directories to import (default $CADDIE_RUNS or ./runs)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"import-run", cmd_import_run, "import run directories (e.g. of a standalone caddie train) into the DB",
+     "usage: caddie import-run DIR... [--no-replace] [--db FILE]\n"
+     "\n"
+     "Imports each run directory: run.json when present (a queued/run sweep run), else\n"
+     "config.yaml (a standalone 'caddie train'; done when result.json exists, else failed),\n"
+     "then metrics.jsonl, result.json and the artifact files. Prints run id, status, dir.\n"
+     "  --no-replace        fail when the run is already in the DB (default: replace it)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"import-log", cmd_import_log, "import train_gpt.py-style training logs as runs (curves, score, params)",
+     "usage: caddie import-log FILE... [--sweep NAME] [--db FILE] [--runs-dir DIR] [--replace]\n"
+     "\n"
+     "Parses each log (any train_gpt.py dialect: printed source skipped, step lines, size\n"
+     "lines, final evaluation lines), writes a run directory DIR/imported/<run_id>/ (log.txt,\n"
+     "metrics.jsonl, result.json, config.yaml with the printed hyperparameters) and ingests\n"
+     "it. run_id is <sweep or parent folder>-<file name>. The score is the lowest val_bpb of\n"
+     "the final evaluations of the quantized model (see sweep/logparse.c). Prints one line\n"
+     "per run: run_id, status, val_bpb, claimed_val_bpb, score line, sweep.\n"
+     "  --sweep NAME        put the runs in this sweep (created when new)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
+     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"
+     "  --replace           re-import a run that is already in the DB\n"},
+    {"import-record", cmd_import_record, "import Parameter Golf record folders (README, submission.json, logs)",
+     "usage: caddie import-record DIR... [--db FILE] [--runs-dir DIR] [--replace]\n"
+     "\n"
+     "Each record folder becomes a sweep named after the folder, with one run per log file\n"
+     "(*.log, *.txt; files without training output are skipped). The submission's claimed\n"
+     "val_bpb for a log (seed_results.<seed>, or val_bpb of a single-log record) is kept as\n"
+     "the param claimed_val_bpb next to the parsed results.val_bpb; seed logs of one\n"
+     "configuration share a group (sweep_groups: mean and std over seeds).\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
+     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"
+     "  --replace           re-import runs that are already in the DB\n"},
+    {"run", cmd_run, "the runner: start queued runs on GPUs or CPU slots, record everything in the DB",
+     "usage: caddie run [--devices LIST | --cpu-slots N [--threads N]] [--until-empty]\n"
+     "                  [--grace SECONDS] [--poll SECONDS] [--db FILE]\n"
+     "\n"
+     "The one process that drives the queue (one per DB: a second one is refused and told\n"
+     "who runs). Runs start in priority order, each in its own process group with\n"
+     "CUDA_VISIBLE_DEVICES set to its devices; an 8-device run reserves devices as they free\n"
+     "up, 1-device runs backfill only where they end before it can start. Curves are\n"
+     "ingested live. Timeout: TERM to the run's group, KILL after the grace. Non-zero exit,\n"
+     "NaN loss or no final result: failed (reason + last log lines in runs.error), retried\n"
+     "up to the sweep's `retries`. Runs a killed runner left behind are requeued at start.\n"
+     "SIGINT/SIGTERM: no new runs, TERM to the running ones (marked interrupted), exit\n"
+     "128+signal; a second signal KILLs them.\n"
+     "  --devices LIST      GPU ids, e.g. 0-7 or 0,2,4-5 (default: every GPU the NVIDIA\n"
+     "                      driver lists, else one CPU slot)\n"
+     "  --cpu-slots N       run N runs at a time on the CPU (CUDA_VISIBLE_DEVICES empty)\n"
+     "  --threads N         OMP_NUM_THREADS per CPU run (default: cores / N)\n"
+     "  --until-empty       exit once nothing runs and nothing runnable is queued\n"
+     "  --grace SECONDS     between TERM and KILL (default 10)\n"
+     "  --poll SECONDS      tick of the loop (default 0.5; a run's exit wakes it at once)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"status", cmd_status, "is a runner active; runs per status; what runs now; recent failures",
+     "usage: caddie status [--db FILE]\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"ls", cmd_ls, "list runs: status, attempts, devices, val_bpb, bytes, duration",
+     "usage: caddie ls [--sweep NAME] [--status STATUS] [--db FILE]\n"
+     "  --sweep NAME        only the runs of this sweep\n"
+     "  --status STATUS     queued, running, done, failed, cancelled or interrupted\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"show", cmd_show, "everything about one run: summary, launch recipe, curves, events, error",
+     "usage: caddie show RUN [--db FILE]\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"logs", cmd_logs, "print what a run printed; -f follows it until the run ends",
+     "usage: caddie logs RUN [-f|--follow] [--db FILE]\n"
+     "Prints <run_dir>/log.txt (command engine) or console.txt (caddie engine: stdout and\n"
+     "stderr as captured by the runner).\n"
+     "  -f, --follow        keep printing new lines while the run is queued or running\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"cancel", cmd_cancel, "cancel a run, or every queued/running run of a sweep",
+     "usage: caddie cancel RUN|SWEEP [--db FILE]\n"
+     "A running run is stopped by the runner (TERM to its process group, KILL after the\n"
+     "grace) and stays cancelled.\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"retry", cmd_retry, "queue failed, cancelled or interrupted runs (of a run or a sweep) again",
+     "usage: caddie retry RUN|SWEEP [--db FILE]\n"
+     "Resets the attempt count, so the sweep's `retries` apply again.\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
     {0, 0, 0, 0},
 };
 

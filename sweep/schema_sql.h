@@ -1,5 +1,5 @@
 /*
- * schema_sql.h — the SQL migrations of schema/*.sql, compiled into the binary.
+ * schema_sql.h — the SQL migrations of schema/NNNN_name.sql, compiled into the binary.
  *
  * The Makefile generates build/gen/schema_sql.c from schema/NNNN_name.sql (sorted), so
  * caddie needs no schema files at run time. sweep/db.c applies them in order; the number

@@ -556,7 +556,8 @@ static void test_adam_update(void) {
     int step = 3;
     float bc1 = 1.0f - powf(b1, step), bc2 = 1.0f - powf(b2, step);
     be->adam_update(be, p, g, m, v, n, lr, b1, b2, eps, bc1, bc2);
-    for (size_t i = 0; i < n; i++) {
+    int failed_before = check_cur_failed;
+    for (size_t i = 0; i < n && check_cur_failed == failed_before; i++) { /* stop at the first bad element */
         double mm = b1 * (double)m0[i] + (1 - b1) * (double)g[i];
         double vv = b2 * (double)v0[i] + (1 - b2) * (double)g[i] * g[i];
         double pp = p0[i] - (lr / bc1) * mm / (sqrt(vv) / sqrt(bc2) + eps);

@@ -118,17 +118,26 @@ static void test_round_trip_and_errors(void) {
     CHECK_MSG(strstr(e.msg, "[16,16]") && strstr(e.msg, "[8,32]"), "%s", e.msg);
     back[2].shape[0] = 16, back[2].shape[1] = 16;
 
-    struct { const char *bytes; size_t n; const char *want; } cases[] = {
-        {"\x05\0\0", 3, "too short"},
-        {"\xff\0\0\0\0\0\0\0{}", 10, "exceeds the file"},
-        {"\x02\0\0\0\0\0\0\0[]", 10, "'{' expected"},
-        {"\x3e\0\0\0\0\0\0\0{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 70, "dtype I64"},
-        {"\x3e\0\0\0\0\0\0\0{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 70, "do not fit"},
-        {"\x1c\0\0\0\0\0\0\0{\"a\":{\"dtype\":\"F32\",\"shape\"", 36, "header"},
+    /* declared header length (-1: the JSON's length), JSON, data bytes after it, expected text */
+    struct { long hlen; const char *json; int data; const char *want; } cases[] = {
+        {-2, "", 0, "too short"},
+        {255, "{}", 0, "exceeds the file"},
+        {-1, "[]", 0, "'{' expected"},
+        {-1, "{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "dtype I64"},
+        {-1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "do not fit"},
+        {-1, "{\"a\":{\"dtype\":\"F32\",\"shape\"", 0, "header"},
+        {-1, "{\"a\":{\"dtype\":\"F32\"}}", 0, "lacks"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         FILE *f = fopen(bad, "wb");
-        fwrite(cases[i].bytes, 1, cases[i].n, f);
+        if (cases[i].hlen == -2) {
+            fwrite("\5\0\0", 1, 3, f);
+        } else {
+            uint64_t h = cases[i].hlen < 0 ? strlen(cases[i].json) : (uint64_t)cases[i].hlen;
+            fwrite(&h, 8, 1, f);
+            fputs(cases[i].json, f);
+            for (int k = 0; k < cases[i].data; k++) fputc(0, f);
+        }
         fclose(f);
         cad_safetensors_file sf;
         int rc = cad_safetensors_load(bad, &sf, &e);

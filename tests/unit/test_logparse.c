@@ -122,7 +122,7 @@ static void record_dir(const char *log_rel, char *out, size_t cap) {
             return;
         }
         *slash = 0;
-        char probe[4096];
+        char probe[1536];
         snprintf(probe, sizeof probe, "tests/fixtures/logs/%s/README.md", out);
         FILE *f = fopen(check_src_path(probe), "rb");
         if (f) {
@@ -157,7 +157,7 @@ static void test_fixture_scores_match_claims(void) {
         rows++;
 
         /* the claim, read from the record itself */
-        char rec[2048], path[4096];
+        char rec[1024], path[1536];
         record_dir(file, rec, sizeof rec);
         const char *colon = strchr(source, ':');
         snprintf(path, sizeof path, "tests/fixtures/logs/%s/%s", rec, colon ? colon + 1 : "");
@@ -275,7 +275,7 @@ static void test_random_chunks_identical(void) {
         char *tab = strchr(line, '\t');
         if (!tab) continue;
         *tab = 0;
-        char path[4096];
+        char path[1536];
         snprintf(path, sizeof path, "tests/fixtures/logs/%s", line);
         size_t len;
         char *log = read_file(check_src_path(path), &len);
@@ -435,7 +435,7 @@ static void test_code_block_skipped(void) {
     cad_logparse_free(p);
 
     /* the safety valve: output after code with no '=' separator is still parsed */
-    l.n = 0;
+    l = (metric_list){0};
     p = parse_text("import torch\nx = 1\nstep:1/10 train_loss:5.0 train_time:10ms step_avg:10.00ms\n", &l);
     CHECK(find_metric(&l, "train_loss", 1) != NULL);
     free(l.m);

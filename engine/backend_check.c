@@ -1,0 +1,537 @@
+/*
+ * backend_check.c — cad_backend_opcheck: every backend.h slot on the reference and on the
+ * backend under test with identical inputs, compared output by output (backend_check.h).
+ *
+ * Each tensor is a pair (ref copy, dut copy) allocated through the two backends with GUARD
+ * floats on both sides holding GUARD_VAL; written (=) outputs start as NaN so an element the
+ * DUT forgets to write shows as a NaN mismatch, accumulated (+=) outputs start random. Backward
+ * slots get random inputs (their formulas hold for any input) except where realism matters for
+ * range: attention backward uses the reference forward's y and lse, the softcap backward the
+ * reference forward's capped logits and lse.
+ *
+ * Not here: the backends, printing (the callback decides), process exit codes.
+ */
+#include "backend_check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GUARD 16
+#define GUARD_VAL 1234567.875f
+#define MAX_LIVE 64
+
+typedef struct ck {
+    const cad_backend *ref, *dut;
+    double max_nmse;
+    int large;
+    cad_opcheck_report_fn fn;
+    void *ud;
+    uint64_t rng;
+    int fails;
+    char shape[112];
+    struct {
+        const cad_backend *be;
+        void *base;
+    } live[MAX_LIVE];
+    int nlive;
+    int alloc_failed;
+} ck;
+
+typedef struct tpair {
+    float *r, *d; /* data pointers (GUARD floats after the allocation start) */
+    size_t n;
+} tpair;
+
+typedef struct ipair {
+    int32_t *r, *d;
+    size_t n;
+} ipair;
+
+/* side s: 0 = reference, 1 = backend under test */
+#define BE(s) ((s) ? c->dut : c->ref)
+#define P(t) ((s) ? (t).d : (t).r)
+
+/* ---- data ---------------------------------------------------------------------------------- */
+
+static uint64_t ck_next(ck *c) {
+    uint64_t z = (c->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float ck_uniform(ck *c, float lo, float hi) {
+    return lo + (hi - lo) * (float)((ck_next(c) >> 40) * (1.0 / 16777216.0));
+}
+
+/* Host scratch for building inputs; freed at the end of each op group. */
+static float *ck_host(ck *c, size_t n, float lo, float hi) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) return NULL;
+    for (size_t i = 0; i < n; i++) h[i] = ck_uniform(c, lo, hi);
+    return h;
+}
+
+/* ---- paired device tensors ------------------------------------------------------------------ */
+
+static void *ck_raw(ck *c, const cad_backend *be, size_t bytes) {
+    if (c->nlive == MAX_LIVE) { c->alloc_failed = 1; return NULL; }
+    void *p = be->alloc(be, bytes);
+    if (!p) { c->alloc_failed = 1; return NULL; }
+    c->live[c->nlive].be = be;
+    c->live[c->nlive].base = p;
+    c->nlive++;
+    return p;
+}
+
+static void ck_free_all(ck *c) {
+    for (int i = c->nlive - 1; i >= 0; i--) c->live[i].be->free(c->live[i].be, c->live[i].base);
+    c->nlive = 0;
+}
+
+/* A tensor pair holding host[n] (NULL: all NaN) with guard floats around it. */
+static tpair ck_tensor(ck *c, size_t n, const float *host) {
+    tpair t = {NULL, NULL, n};
+    float *buf = malloc((n + 2 * GUARD) * sizeof *buf);
+    if (!buf) { c->alloc_failed = 1; return t; }
+    for (size_t i = 0; i < n + 2 * GUARD; i++) buf[i] = GUARD_VAL;
+    for (size_t i = 0; i < n; i++) buf[GUARD + i] = host ? host[i] : NAN;
+    for (int s = 0; s < 2; s++) {
+        float *base = ck_raw(c, BE(s), (n + 2 * GUARD) * sizeof(float));
+        if (!base) break;
+        BE(s)->copy_to_device(BE(s), base, buf, (n + 2 * GUARD) * sizeof(float));
+        if (s) t.d = base + GUARD;
+        else t.r = base + GUARD;
+    }
+    free(buf);
+    return t;
+}
+
+static tpair ck_rand(ck *c, size_t n, float lo, float hi) {
+    float *h = ck_host(c, n, lo, hi);
+    if (!h) { c->alloc_failed = 1; tpair t = {NULL, NULL, n}; return t; }
+    tpair t = ck_tensor(c, n, h);
+    free(h);
+    return t;
+}
+
+static ipair ck_ids(ck *c, size_t n, int hi) {
+    ipair t = {NULL, NULL, n};
+    int32_t *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) { c->alloc_failed = 1; return t; }
+    for (size_t i = 0; i < n; i++) h[i] = (int32_t)(ck_next(c) % (uint64_t)hi);
+    for (int s = 0; s < 2; s++) {
+        int32_t *p = ck_raw(c, BE(s), (n ? n : 1) * sizeof *p);
+        if (!p) break;
+        BE(s)->copy_to_device(BE(s), p, h, n * sizeof *p);
+        if (s) t.d = p;
+        else t.r = p;
+    }
+    free(h);
+    return t;
+}
+
+/* Copy the reference side of t into a fresh pair (inputs derived from a reference output). */
+static tpair ck_from_ref(ck *c, tpair src) {
+    tpair t = {NULL, NULL, src.n};
+    float *h = malloc((src.n ? src.n : 1) * sizeof *h);
+    if (!h) { c->alloc_failed = 1; return t; }
+    c->ref->copy_to_host(c->ref, h, src.r, src.n * sizeof *h);
+    t = ck_tensor(c, src.n, h);
+    free(h);
+    return t;
+}
+
+/* ---- comparison ------------------------------------------------------------------------------ */
+
+static int ck_class(float v) { return isnan(v) ? 1 : isinf(v) ? (v > 0 ? 2 : 3) : 0; }
+
+static void ck_report(ck *c, cad_opcheck_result *r) {
+    if (!r->pass) c->fails++;
+    if (c->fn) c->fn(r, c->ud);
+}
+
+static void ck_compare(ck *c, const char *op, const char *tensor, tpair t) {
+    cad_opcheck_result r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    r.tensor = tensor;
+    snprintf(r.shape, sizeof r.shape, "%s", c->shape);
+    size_t tot = t.n + 2 * GUARD;
+    float *hr = malloc(tot * sizeof *hr), *hd = malloc(tot * sizeof *hd);
+    if (!hr || !hd || !t.r || !t.d) {
+        free(hr);
+        free(hd);
+        r.tensor = "allocation failed";
+        r.nmse = INFINITY;
+        ck_report(c, &r);
+        return;
+    }
+    c->ref->copy_to_host(c->ref, hr, t.r - GUARD, tot * sizeof *hr);
+    c->dut->copy_to_host(c->dut, hd, t.d - GUARD, tot * sizeof *hd);
+    for (size_t i = 0; i < GUARD; i++) {
+        r.guard_hits += hd[i] != GUARD_VAL;
+        r.guard_hits += hd[GUARD + t.n + i] != GUARD_VAL;
+        r.guard_hits += hr[i] != GUARD_VAL; /* the reference must not overflow either */
+        r.guard_hits += hr[GUARD + t.n + i] != GUARD_VAL;
+    }
+    double err = 0.0, ref2 = 0.0;
+    for (size_t i = GUARD; i < GUARD + t.n; i++) {
+        int a = ck_class(hd[i]), b = ck_class(hr[i]);
+        if (a != b) { r.nonfinite_mismatch++; continue; }
+        if (a) continue;
+        double d = (double)hd[i] - hr[i];
+        err += d * d;
+        ref2 += (double)hr[i] * hr[i];
+        if (fabs(d) > r.max_abs) r.max_abs = fabs(d);
+    }
+    r.nmse = ref2 > 0.0 ? err / ref2 : err; /* all-zero reference: the DUT must be zero too */
+    r.pass = r.nmse <= c->max_nmse && r.nonfinite_mismatch == 0 && r.guard_hits == 0;
+    free(hr);
+    free(hd);
+    ck_report(c, &r);
+}
+
+/* A scalar result (sumsq) compared like a one-element tensor. */
+static void ck_compare_scalar(ck *c, const char *op, double ref, double dut) {
+    cad_opcheck_result r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    r.tensor = "result";
+    snprintf(r.shape, sizeof r.shape, "%s", c->shape);
+    double d = dut - ref;
+    r.max_abs = fabs(d);
+    r.nmse = ref != 0.0 ? d * d / (ref * ref) : d * d;
+    r.nonfinite_mismatch = (isfinite(ref) != 0) != (isfinite(dut) != 0);
+    r.pass = r.nmse <= c->max_nmse && !r.nonfinite_mismatch;
+    ck_report(c, &r);
+}
+
+static void ck_alloc_failure(ck *c, const char *op) {
+    cad_opcheck_result r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    r.tensor = "allocation failed";
+    snprintf(r.shape, sizeof r.shape, "%s", c->shape);
+    r.nmse = INFINITY;
+    ck_report(c, &r);
+}
+
+/* End of an op group: report allocation trouble once, free everything. */
+static void ck_done(ck *c, const char *op) {
+    if (c->alloc_failed) ck_alloc_failure(c, op);
+    c->alloc_failed = 0;
+    ck_free_all(c);
+}
+
+/* ---- ops ------------------------------------------------------------------------------------- */
+
+static void check_matmul(ck *c, int ta, int tb, int M, int N, int K, float alpha, float beta,
+                         int pad) {
+    int arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K, bcols = tb ? K : N;
+    int lda = acols + pad, ldb = bcols + pad, ldc = N + pad;
+    snprintf(c->shape, sizeof c->shape, "ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d", ta,
+             tb, M, N, K, alpha, beta, pad);
+    tpair A = ck_rand(c, (size_t)arows * lda, -1, 1);
+    tpair B = ck_rand(c, (size_t)brows * ldb, -1, 1);
+    tpair C = beta == 0.0f ? ck_tensor(c, (size_t)M * ldc, NULL) : ck_rand(c, (size_t)M * ldc, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->matmul(BE(s), ta, tb, M, N, K, alpha, P(A), lda, P(B), ldb, beta, P(C), ldc);
+        ck_compare(c, "matmul", "C", C);
+    }
+    ck_done(c, "matmul");
+}
+
+static void check_embedding(ck *c, int V, int N, int C) {
+    snprintf(c->shape, sizeof c->shape, "V=%d N=%d C=%d", V, N, C);
+    ipair ids = ck_ids(c, (size_t)N, V);
+    tpair wte = ck_rand(c, (size_t)V * C, -1, 1);
+    tpair out = ck_tensor(c, (size_t)N * C, NULL);
+    tpair dout = ck_rand(c, (size_t)N * C, -1, 1);
+    tpair dwte = ck_rand(c, (size_t)V * C, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->embedding_forward(BE(s), P(out), P(ids), P(wte), N, C);
+            BE(s)->embedding_backward(BE(s), P(dwte), P(dout), P(ids), N, C);
+        }
+        ck_compare(c, "embedding_forward", "out", out);
+        ck_compare(c, "embedding_backward", "dwte", dwte);
+    }
+    ck_done(c, "embedding");
+}
+
+static void check_rmsnorm(ck *c, int N, int C, int alias) {
+    const float eps = 1.1920929e-07f; /* FLT_EPSILON, F.rms_norm's default for fp32 */
+    snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s", N, C, alias ? " out=in" : "");
+    tpair in = ck_rand(c, (size_t)N * C, -2, 2);
+    tpair out = alias ? in : ck_tensor(c, (size_t)N * C, NULL);
+    tpair rstd = ck_tensor(c, (size_t)N, NULL);
+    tpair y = ck_rand(c, (size_t)N * C, -2, 2), dy = ck_rand(c, (size_t)N * C, -1, 1);
+    tpair r = ck_rand(c, (size_t)N, 0.5f, 2.0f), din = ck_rand(c, (size_t)N * C, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->rmsnorm_forward(BE(s), P(out), P(rstd), P(in), N, C, eps);
+            BE(s)->rmsnorm_backward(BE(s), P(din), P(dy), P(y), P(r), N, C);
+        }
+        ck_compare(c, "rmsnorm_forward", "out", out);
+        ck_compare(c, "rmsnorm_forward", "rstd", rstd);
+        ck_compare(c, "rmsnorm_backward", "din", din);
+    }
+    ck_done(c, "rmsnorm");
+}
+
+/* RoPE tables as the model builds them: cos/sin(t * base^(-2i/HD)), [T, HD/2]. */
+static tpair ck_rope_table(ck *c, int T, int HD, int use_sin) {
+    int half = HD / 2;
+    float *h = malloc((size_t)T * half * sizeof *h + 1);
+    if (!h) { c->alloc_failed = 1; tpair t = {NULL, NULL, 0}; return t; }
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double th = t * pow(10000.0, -2.0 * i / HD);
+            h[(size_t)t * half + i] = (float)(use_sin ? sin(th) : cos(th));
+        }
+    tpair r = ck_tensor(c, (size_t)T * half, h);
+    free(h);
+    return r;
+}
+
+static void check_qk_norm_rope(ck *c, int B, int T, int NH, int KV, int HD) {
+    int N = B * T, QKV = (NH + 2 * KV) * HD;
+    snprintf(c->shape, sizeof c->shape, "B=%d T=%d NH=%d KV=%d HD=%d", B, T, NH, KV, HD);
+    tpair qkv = ck_rand(c, (size_t)N * QKV, -2, 2);
+    tpair gain = ck_rand(c, (size_t)NH, 0.5f, 2.0f);
+    tpair cs = ck_rope_table(c, T, HD, 0), sn = ck_rope_table(c, T, HD, 1);
+    tpair q_out = ck_tensor(c, (size_t)N * NH * HD, NULL), k_out = ck_tensor(c, (size_t)N * KV * HD, NULL);
+    tpair rq = ck_tensor(c, (size_t)N * NH, NULL), rk = ck_tensor(c, (size_t)N * KV, NULL);
+    tpair dq_out = ck_rand(c, (size_t)N * NH * HD, -1, 1), dk_out = ck_rand(c, (size_t)N * KV * HD, -1, 1);
+    tpair rq_in = ck_rand(c, (size_t)N * NH, 0.5f, 2.0f), rk_in = ck_rand(c, (size_t)N * KV, 0.5f, 2.0f);
+    tpair dqkv = ck_tensor(c, (size_t)N * QKV, NULL); /* v columns stay NaN on both sides */
+    tpair dgain = ck_rand(c, (size_t)NH, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->qk_norm_rope_forward(BE(s), P(q_out), P(k_out), P(rq), P(rk), P(qkv), P(gain),
+                                        P(cs), P(sn), B, T, NH, KV, HD, 1.1920929e-07f);
+            BE(s)->qk_norm_rope_backward(BE(s), P(dqkv), P(dgain), P(dq_out), P(dk_out), P(qkv),
+                                         P(rq_in), P(rk_in), P(gain), P(cs), P(sn), B, T, NH, KV,
+                                         HD);
+        }
+        ck_compare(c, "qk_norm_rope_forward", "q_out", q_out);
+        ck_compare(c, "qk_norm_rope_forward", "k_out", k_out);
+        ck_compare(c, "qk_norm_rope_forward", "rstd_q", rq);
+        ck_compare(c, "qk_norm_rope_forward", "rstd_k", rk);
+        ck_compare(c, "qk_norm_rope_backward", "dqkv", dqkv);
+        ck_compare(c, "qk_norm_rope_backward", "dq_gain", dgain);
+    }
+    ck_done(c, "qk_norm_rope");
+}
+
+/* q, k, v and the gradients live in strided views, as in the model: q in its own buffer with
+ * one padding column, k dense, v a column slice of a fused [N, QKV] buffer; y padded by two;
+ * dq/dk/dv slices of one fused gradient buffer. */
+static void check_attention(ck *c, int B, int T, int NH, int KV, int HD) {
+    int N = B * T, QKV = (NH + 2 * KV) * HD;
+    int ldq = NH * HD + 1, ldk = KV * HD, ldv = QKV, ldy = NH * HD + 2;
+    float scale = 1.0f / sqrtf((float)HD);
+    snprintf(c->shape, sizeof c->shape, "B=%d T=%d NH=%d KV=%d HD=%d", B, T, NH, KV, HD);
+    tpair q = ck_rand(c, (size_t)N * ldq, -2, 2), k = ck_rand(c, (size_t)N * ldk, -2, 2);
+    tpair vbuf = ck_rand(c, (size_t)N * QKV, -1, 1);
+    tpair y = ck_tensor(c, (size_t)N * ldy, NULL), lse = ck_tensor(c, (size_t)B * NH * T, NULL);
+    size_t sb[2];
+    void *scratch[2] = {NULL, NULL};
+    for (int s = 0; s < 2; s++) {
+        sb[s] = BE(s)->attention_scratch_bytes(BE(s), B, T, NH, KV, HD);
+        scratch[s] = ck_raw(c, BE(s), sb[s]);
+    }
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->attention_forward(BE(s), P(y), ldy, P(lse), P(q), ldq, P(k), ldk,
+                                     P(vbuf) + (size_t)(NH + KV) * HD, ldv, B, T, NH, KV, HD,
+                                     scale, scratch[s], sb[s]);
+        ck_compare(c, "attention_forward", "y", y);
+        ck_compare(c, "attention_forward", "lse", lse);
+        /* backward from the reference forward's y and lse */
+        tpair y_in = ck_from_ref(c, y), lse_in = ck_from_ref(c, lse);
+        tpair dy = ck_rand(c, (size_t)N * ldy, -1, 1);
+        tpair dqkv = ck_tensor(c, (size_t)N * QKV, NULL);
+        if (!c->alloc_failed) {
+            for (int s = 0; s < 2; s++)
+                BE(s)->attention_backward(BE(s), P(dqkv), QKV, P(dqkv) + (size_t)NH * HD, QKV,
+                                          P(dqkv) + (size_t)(NH + KV) * HD, QKV, P(dy), ldy,
+                                          P(y_in), ldy, P(lse_in), P(q), ldq, P(k), ldk,
+                                          P(vbuf) + (size_t)(NH + KV) * HD, ldv, B, T, NH, KV, HD,
+                                          scale, scratch[s], sb[s]);
+            ck_compare(c, "attention_backward", "dq|dk|dv", dqkv);
+        }
+    }
+    ck_done(c, "attention");
+}
+
+/* Elementwise ops get a few non-finite inputs: NaN/Inf must propagate identically. */
+static void ck_poison(ck *c, tpair t, size_t n) {
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < 3 && (size_t)(3 + 4 * i) < n; i++)
+            BE(s)->copy_to_device(BE(s), P(t) + 3 + 4 * i, &bad[i], sizeof(float));
+}
+
+static void check_relu2(ck *c, size_t n, int alias) {
+    snprintf(c->shape, sizeof c->shape, "n=%zu%s nonfinite", n, alias ? " in-place" : "");
+    tpair in = ck_rand(c, n, -2, 2);
+    ck_poison(c, in, n);
+    tpair out = alias ? ck_rand(c, n, -2, 2) : ck_tensor(c, n, NULL);
+    if (alias) ck_poison(c, out, n);
+    tpair dout = ck_rand(c, n, -1, 1);
+    tpair din = alias ? dout : ck_tensor(c, n, NULL);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->relu2_backward(BE(s), P(din), P(dout), P(in), n);
+            BE(s)->relu2_forward(BE(s), P(out), alias ? P(out) : P(in), n);
+        }
+        ck_compare(c, "relu2_forward", "out", out);
+        ck_compare(c, "relu2_backward", "din", din);
+    }
+    ck_done(c, "relu2");
+}
+
+static void check_resid(ck *c, int N, int C, int alias) {
+    snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s", N, C, alias ? " in-place" : "");
+    size_t n = (size_t)N * C;
+    tpair x = ck_rand(c, n, -2, 2), x0 = ck_rand(c, n, -2, 2), mix = ck_rand(c, 2 * (size_t)C, -1, 1);
+    tpair sv = ck_rand(c, (size_t)C, -1, 1), y = ck_rand(c, n, -2, 2);
+    tpair out_m = alias ? x : ck_tensor(c, n, NULL);
+    tpair out_s = ck_tensor(c, n, NULL);
+    tpair dout = ck_rand(c, n, -1, 1), dout2 = ck_rand(c, n, -1, 1);
+    tpair dx = alias ? dout : ck_tensor(c, n, NULL);
+    tpair dx0 = ck_rand(c, n, -1, 1), dmix = ck_rand(c, 2 * (size_t)C, -1, 1);
+    tpair dy = ck_tensor(c, n, NULL), ds = ck_rand(c, (size_t)C, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            /* scale_add reads x before resid_mix may overwrite it in place */
+            BE(s)->scale_add_forward(BE(s), P(out_s), P(x), P(sv), P(y), N, C);
+            BE(s)->resid_mix_backward(BE(s), P(dx), P(dx0), P(dmix), P(dout), P(x), P(x0), P(mix),
+                                      N, C);
+            BE(s)->scale_add_backward(BE(s), P(dy), P(ds), P(dout2), P(y), P(sv), N, C);
+            BE(s)->resid_mix_forward(BE(s), P(out_m), P(x), P(x0), P(mix), N, C);
+        }
+        ck_compare(c, "scale_add_forward", "out", out_s);
+        ck_compare(c, "resid_mix_backward", "dx", dx);
+        ck_compare(c, "resid_mix_backward", "dx0", dx0);
+        ck_compare(c, "resid_mix_backward", "dmix", dmix);
+        ck_compare(c, "scale_add_backward", "dy", dy);
+        ck_compare(c, "scale_add_backward", "ds", ds);
+        ck_compare(c, "resid_mix_forward", "out", out_m);
+    }
+    ck_done(c, "residual");
+}
+
+static void check_softcap_xent(ck *c, int N, int V, int with_targets) {
+    const float cap = 30.0f;
+    snprintf(c->shape, sizeof c->shape, "N=%d V=%d cap=%g%s", N, V, cap,
+             with_targets ? "" : " no-targets");
+    tpair logits = ck_rand(c, (size_t)N * V, -60, 60);
+    tpair lse = ck_tensor(c, (size_t)N, NULL), loss = ck_tensor(c, (size_t)N, NULL);
+    ipair tg = ck_ids(c, (size_t)N, V);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->softcap_xent_forward(BE(s), P(logits), P(lse), with_targets ? P(loss) : NULL,
+                                        with_targets ? P(tg) : NULL, N, V, cap);
+        ck_compare(c, "softcap_xent_forward", "logits", logits);
+        ck_compare(c, "softcap_xent_forward", "lse", lse);
+        if (with_targets) {
+            ck_compare(c, "softcap_xent_forward", "loss", loss);
+            tpair z = ck_from_ref(c, logits), l = ck_from_ref(c, lse);
+            if (!c->alloc_failed) {
+                for (int s = 0; s < 2; s++)
+                    BE(s)->softcap_xent_backward(BE(s), P(z), P(l), P(tg), N, V, cap, 1.0f / N);
+                ck_compare(c, "softcap_xent_backward", "dlogits", z);
+            }
+        }
+    }
+    ck_done(c, "softcap_xent");
+}
+
+static void check_vector_ops(ck *c, size_t n) {
+    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
+    tpair x = ck_rand(c, n, -2, 2), y0 = ck_tensor(c, n, NULL), y1 = ck_rand(c, n, -2, 2);
+    tpair xy = ck_rand(c, n, -2, 2), xs = ck_rand(c, n, -2, 2);
+    tpair p = ck_rand(c, n, -1, 1), g = ck_rand(c, n, -1, 1), m = ck_rand(c, n, -0.1f, 0.1f);
+    tpair v = ck_rand(c, n, 0.0f, 0.01f);
+    double sq[2] = {0, 0};
+    if (!c->alloc_failed) {
+        float bc1 = 1.0f - powf(0.9f, 3.0f), bc2 = 1.0f - powf(0.95f, 3.0f);
+        for (int s = 0; s < 2; s++) {
+            BE(s)->axpby(BE(s), n, 0.3f, P(x), 0.0f, P(y0)); /* y0 is NaN: must not be read */
+            BE(s)->axpby(BE(s), n, -1.5f, P(x), 0.9f, P(y1));
+            BE(s)->axpby(BE(s), n, 0.5f, P(xy), 0.9f, P(xy)); /* x aliases y */
+            BE(s)->scale(BE(s), n, -0.7f, P(xs));
+            BE(s)->adam_update(BE(s), P(p), P(g), P(m), P(v), n, 0.01f, 0.9f, 0.95f, 1e-8f, bc1,
+                               bc2);
+            sq[s] = BE(s)->sumsq(BE(s), P(x), n);
+        }
+        ck_compare(c, "axpby", "y (b=0)", y0);
+        ck_compare(c, "axpby", "y", y1);
+        ck_compare(c, "axpby", "y (x=y)", xy);
+        ck_compare(c, "scale", "x", xs);
+        ck_compare(c, "adam_update", "p", p);
+        ck_compare(c, "adam_update", "m", m);
+        ck_compare(c, "adam_update", "v", v);
+        ck_compare_scalar(c, "sumsq", sq[0], sq[1]);
+    }
+    ck_done(c, "vector ops");
+}
+
+int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
+                        cad_opcheck_report_fn fn, void *ud) {
+    ck cs;
+    memset(&cs, 0, sizeof cs);
+    ck *c = &cs;
+    c->ref = ref;
+    c->dut = dut;
+    c->max_nmse = o->max_nmse > 0 ? o->max_nmse : 1e-7;
+    c->large = o->large;
+    c->fn = fn;
+    c->ud = ud;
+    c->rng = o->seed * 0x2545F4914F6CDD1Dull + 1;
+
+    /* every transpose combination, odd sizes, padded leading dimensions, beta 0 and 1 */
+    check_matmul(c, 0, 1, 37, 45, 29, 1.0f, 0.0f, 3);
+    check_matmul(c, 0, 0, 37, 45, 29, 1.0f, 0.0f, 0);
+    check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
+    check_matmul(c, 1, 1, 17, 9, 33, 1.0f, 1.0f, 1);
+    check_matmul(c, 0, 0, 1, 1, 1, -2.0f, 0.5f, 0);
+    check_embedding(c, 50, 45, 70);
+    check_rmsnorm(c, 37, 70, 0);
+    check_rmsnorm(c, 5, 300, 1);
+    check_rmsnorm(c, 1, 1, 0);
+    check_qk_norm_rope(c, 2, 5, 4, 2, 16); /* GQA */
+    check_qk_norm_rope(c, 1, 3, 2, 1, 72); /* HD/2 > 32: lanes loop */
+    check_qk_norm_rope(c, 2, 4, 3, 3, 8);  /* no GQA, HD/2 < 32 */
+    check_attention(c, 2, 13, 4, 2, 8);    /* GQA */
+    check_attention(c, 1, 33, 2, 2, 16);   /* T > one warp */
+    check_attention(c, 2, 1, 4, 1, 8);     /* T = 1, one kv head */
+    check_relu2(c, 1000, 0);
+    check_relu2(c, 333, 1);
+    check_resid(c, 37, 70, 0);
+    check_resid(c, 6, 33, 1);
+    check_softcap_xent(c, 9, 300, 1);
+    check_softcap_xent(c, 3, 50, 0);
+    check_vector_ops(c, 1000);
+    check_vector_ops(c, 5000); /* sumsq over several blocks */
+    if (c->large) {
+        check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
+        check_matmul(c, 1, 0, 512, 1536, 2048, 1.0f, 1.0f, 0);
+        check_matmul(c, 0, 0, 512, 512, 512, 1.0f, 0.0f, 0);
+        check_embedding(c, 1024, 4096, 512);
+        check_rmsnorm(c, 4096, 512, 0);
+        check_qk_norm_rope(c, 4, 1024, 8, 4, 64);
+        check_attention(c, 4, 1024, 8, 4, 64);
+        check_relu2(c, (size_t)4096 * 1024, 0);
+        check_resid(c, 4096, 512, 0);
+        check_softcap_xent(c, 4096, 1024, 1);
+        check_vector_ops(c, (size_t)1 << 22);
+    }
+    return c->fails;
+}

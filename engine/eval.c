@@ -1,0 +1,74 @@
+/*
+ * eval.c — eval_val on the CPU/CUDA model (see eval.h).
+ * Not here: sliding-window or TTT evaluation (later technique keys).
+ */
+#include "eval.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,
+                 const cad_eval_spec *spec, int32_t *xbuf, int32_t *ybuf, cad_eval_result *r,
+                 cad_err *e) {
+    double t0 = now_ms();
+    memset(r, 0, sizeof *r);
+    const int L = spec->seq_len;
+    long local_batch_tokens = spec->val_batch_size / spec->grad_accum_steps;
+    if (local_batch_tokens < L)
+        return cad_fail(e, CAD_ECONFIG,
+                        "VAL_BATCH_SIZE must provide at least one sequence per rank; got "
+                        "val_batch_size=%ld, grad_accum_steps=%d, train_seq_len=%d",
+                        spec->val_batch_size, spec->grad_accum_steps, L);
+    long local_batch_seqs = local_batch_tokens / L;
+    long total_seqs = (n_tokens - 1) / L;
+    if (spec->val_max_tokens > 0 && spec->val_max_tokens / L < total_seqs) {
+        total_seqs = spec->val_max_tokens / L;
+        r->partial = 1;
+    }
+    if (total_seqs <= 0) return cad_fail(e, CAD_ECONFIG, "validation split shorter than one window of %d", L);
+    int chunk_max = m->cfg.max_batch_seqs;
+    if (L > m->cfg.max_seq_len)
+        return cad_fail(e, CAD_ECONFIG, "train_seq_len %d exceeds the model's planned %d", L, m->cfg.max_seq_len);
+    double loss_sum = 0, token_count = 0, byte_count = 0;
+    for (long bs = 0; bs < total_seqs; bs += local_batch_seqs) {
+        long be_ = bs + local_batch_seqs < total_seqs ? bs + local_batch_seqs : total_seqs;
+        for (long cs = bs; cs < be_; cs += chunk_max) {
+            long ce = cs + chunk_max < be_ ? cs + chunk_max : be_;
+            int B = (int)(ce - cs);
+            long n = (long)B * L;
+            const uint16_t *src = tokens + cs * L;
+            int64_t bytes = 0;
+            for (long i = 0; i < n; i++) {
+                xbuf[i] = src[i];
+                ybuf[i] = src[i + 1];
+                if (src[i] >= luts->size || src[i + 1] >= luts->size)
+                    return cad_fail(e, CAD_EFORMAT, "val token id %d >= LUT size %d",
+                                    src[i] > src[i + 1] ? src[i] : src[i + 1], luts->size);
+                bytes += cad_bpb_token_bytes(luts, src[i], src[i + 1]);
+            }
+            float mean_loss = 0;
+            int rc = cad_model_forward(m, xbuf, ybuf, B, L, &mean_loss, e);
+            if (rc) return cad_wrap(e, "val windows %ld..%ld", cs, ce);
+            loss_sum += (double)mean_loss * (double)n;
+            token_count += (double)n;
+            byte_count += (double)bytes;
+        }
+    }
+    r->n_seqs = total_seqs;
+    r->loss_sum = loss_sum;
+    r->token_count = token_count;
+    r->byte_count = byte_count;
+    r->val_loss = loss_sum / token_count;
+    if (byte_count <= 0)
+        return cad_fail(e, CAD_ENUMERIC, "validation prefix has 0 bytes (all targets are control tokens)");
+    r->val_bpb = r->val_loss / log(2.0) * (token_count / byte_count);
+    r->eval_ms = now_ms() - t0;
+    return CAD_OK;
+}

@@ -1,0 +1,45 @@
+/*
+ * eval.h — val_loss and val_bpb exactly as train_gpt.py's eval_val: the val stream cut into
+ * non-overlapping train_seq_len windows, batches of val_batch_size / grad_accum_steps tokens,
+ * loss_sum += mean_batch_loss * n_targets and byte_count += LUT bytes (base_bytes[y] +
+ * leading space unless the previous token is a boundary), all in float64;
+ * val_loss = loss_sum / token_count, val_bpb = val_loss / ln 2 * token_count / byte_count.
+ *
+ * When a val batch holds more sequences than the model's activation plan (max_batch_seqs), it
+ * is evaluated in chunks and each chunk contributes mean_chunk_loss * chunk_targets: the same
+ * sum up to fp32 rounding inside the mean. val_max_tokens > 0 evaluates only the first
+ * floor(val_max_tokens / seq_len) windows and marks the result partial.
+ *
+ * Not here: the model (model.h), the LUTs (bpb_luts.h), loading the val split (stream.h).
+ */
+#ifndef CADDIE_EVAL_H
+#define CADDIE_EVAL_H
+
+#include "bpb_luts.h"
+#include "model.h"
+#include "status.h"
+
+#include <stdint.h>
+
+typedef struct cad_eval_result {
+    double val_loss, val_bpb;
+    double loss_sum, token_count, byte_count; /* the float64 sums */
+    long n_seqs;                              /* windows evaluated */
+    int partial;                              /* 1 when val_max_tokens cut the split */
+    double eval_ms;
+} cad_eval_result;
+
+typedef struct cad_eval_spec {
+    int seq_len;           /* train_seq_len */
+    long val_batch_size;   /* tokens per val batch over all micro-steps */
+    int grad_accum_steps;  /* world 1: val batch = val_batch_size / grad_accum_steps */
+    long val_max_tokens;   /* 0 = the whole split */
+} cad_eval_spec;
+
+/* Evaluate m on tokens[0..n_tokens) (already trimmed to k*seq_len+1 by cad_val_tokens_load).
+ * xbuf/ybuf are host scratch of m->cfg.max_batch_seqs * seq_len int32 each. */
+int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,
+                 const cad_eval_spec *spec, int32_t *xbuf, int32_t *ybuf, cad_eval_result *r,
+                 cad_err *e);
+
+#endif

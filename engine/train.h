@@ -1,0 +1,37 @@
+/*
+ * train.h — `caddie train` and `caddie eval`: train_gpt.py's main() on a cad_backend.
+ *
+ * cad_train_run: resolve the run directory, plan memory, load tokenizer/LUTs/val split, build
+ * the model (or init_from a .safetensors), prime with warmup_steps and restore, train with
+ * gradient accumulation, Muon/Adam and the lr_mul warmdown, validate at val_loss_every and at
+ * the end, write the int8+zlib artifact, evaluate its round trip (the final score) and write
+ * result.json. stdout carries train_gpt.py's log lines (also in run_dir/log.txt); a progress
+ * line with tokens/s and ETA goes to stderr so stdout stays parseable like train_gpt.py's.
+ * Run dir contract: notes/common.md ("Run directory").
+ *
+ * Not here: option parsing (sweep/cmd_train.c), the model math (model.c), the optimizers
+ * (optim.c), the artifact format (export.c).
+ */
+#ifndef CADDIE_TRAIN_H
+#define CADDIE_TRAIN_H
+
+#include "config.h"
+#include "status.h"
+
+#include <stdio.h>
+
+/* Train as configured (c must be validated). Writes only c->run_dir (created if needed). */
+int cad_train_run(cad_config *c, cad_err *e);
+
+/* Evaluate weights (a .safetensors with train_gpt.py names) on the val split as configured.
+ * With roundtrip, also quantize to int8+zlib in memory-backed temp files and evaluate that.
+ * Prints "eval val_loss:X val_bpb:Y ..." lines to out. */
+int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *out, cad_err *e);
+
+/* Sum the bytes of the files matched by the comma-separated globs (code_files). Relative
+ * patterns are resolved against the current directory, else against the repository the
+ * running binary was built in (build/caddie -> ..). Every pattern must match something.
+ * If listing is non-NULL, writes "bytes path" lines to it. */
+int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, cad_err *e);
+
+#endif

@@ -1,0 +1,593 @@
+/*
+ * cuda_emu.c — the runtime behind cuda_emu.h: fibre scheduler, barriers, warp exchange, the
+ * host-memory CUDA runtime subset and a reference cuBLAS subset.
+ *
+ * One emulated launch at a time per OS thread. Within a launch the scheduler (running on the
+ * caller's stack) owns a table of fibres for the current block; a fibre gives control back only
+ * at a barrier/warp operation or at its end, so "run until blocked" in a random order is the
+ * whole scheduling policy. When no fibre is runnable the scheduler releases a barrier whose
+ * participants have all arrived (warps first, then the block), or aborts: nothing can ever
+ * release the fibres that wait, which on the GPU is a hang or undefined behaviour.
+ *
+ * Not compiled into libcaddie: the emulated-kernel tests #include this file (one translation
+ * unit with the kernels they check), so the product binary carries no emulation code.
+ * Not here: kernels, the choice of launch geometry (kernels/k_*.cuh do that).
+ */
+#include "cuda_emu.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+_Thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+enum emu_fibre_state { EMU_RUNNABLE, EMU_AT_BLOCK_BARRIER, EMU_AT_WARP_OP, EMU_DONE };
+enum emu_warp_op { EMU_OP_SYNCWARP = 100 }; /* shuffles use enum emu_shfl_kind (0..3) */
+enum emu_vtype { EMU_VF, EMU_VD, EMU_VI, EMU_VU };
+
+typedef union emu_value {
+    float f;
+    double d;
+    int i;
+    unsigned u;
+} emu_value;
+
+typedef struct emu_fibre {
+    ucontext_t ctx;
+    char *stack; /* usable stack (above the guard page) */
+    dim3 tid;
+    int linear, lane, warp;
+    int state;
+    const char *wait_file; /* where it waits (barrier or warp op) */
+    int wait_line;
+    /* warp operation in flight */
+    int op;
+    unsigned mask;
+    int arg, vtype;
+    emu_value val, result;
+    void *asan_fake_stack;
+} emu_fibre;
+
+/* Per-OS-thread scheduler state. */
+typedef struct emu_sched {
+    emu_fibre *fibres; /* capacity EMU_MAX_THREADS */
+    int nthreads;
+    int cur; /* index of the running fibre, -1 on the scheduler */
+    ucontext_t sched_ctx;
+    const void *sched_stack_bottom; /* learned from ASan at the first switch */
+    size_t sched_stack_size;
+    void *sched_fake_stack;
+    void (*entry)(const void *);
+    const void *params;
+    const char *kernel, *launch_file;
+    int launch_line;
+    unsigned char *dyn_shared;
+    size_t dyn_shared_bytes;
+    int *order; /* scratch permutation */
+} emu_sched;
+
+#define EMU_MAX_THREADS 1024
+#define EMU_STACK_BYTES (128 * 1024)
+#define EMU_MAX_DYN_SHARED (48 * 1024)
+
+static _Thread_local emu_sched sched;
+static _Thread_local uint64_t emu_rng_state;
+static _Thread_local int emu_rng_seeded;
+static unsigned long long emu_switches;
+
+/* ---- randomness ----------------------------------------------------------------------------- */
+
+void emu_set_seed(uint64_t seed) {
+    emu_rng_state = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    emu_rng_seeded = 1;
+}
+
+static uint64_t emu_rand(void) {
+    if (!emu_rng_seeded) {
+        const char *s = getenv("CADDIE_EMU_SEED");
+        emu_set_seed(s && *s ? strtoull(s, NULL, 10) : 1);
+    }
+    /* splitmix64 */
+    uint64_t z = (emu_rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void emu_shuffle(int *a, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(emu_rand() % (uint64_t)(i + 1));
+        int t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+unsigned long long emu_switch_count(void) { return emu_switches; }
+
+/* ---- diagnostics ---------------------------------------------------------------------------- */
+
+static void emu_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void emu_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cuda_emu: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (sched.kernel)
+        fprintf(stderr, " [kernel %s launched at %s:%d, block (%u,%u,%u)]", sched.kernel,
+                sched.launch_file, sched.launch_line, blockIdx.x, blockIdx.y, blockIdx.z);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+static const char *emu_state_name(const emu_fibre *f) {
+    switch (f->state) {
+    case EMU_RUNNABLE: return "runnable";
+    case EMU_AT_BLOCK_BARRIER: return "__syncthreads";
+    case EMU_AT_WARP_OP: return f->op == EMU_OP_SYNCWARP ? "__syncwarp" : "__shfl_*_sync";
+    default: return "exited";
+    }
+}
+
+/* ---- fibre switching ------------------------------------------------------------------------ */
+
+static emu_fibre *emu_self(void) {
+    if (sched.cur < 0) emu_die("barrier or warp operation called outside an emulated kernel");
+    return &sched.fibres[sched.cur];
+}
+
+static void emu_set_builtins(const emu_fibre *f) { threadIdx = f->tid; }
+
+/* Fibre -> scheduler. Returns when the scheduler resumes this fibre. */
+static void emu_yield(emu_fibre *f) {
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(&f->asan_fake_stack, sched.sched_stack_bottom,
+                                   sched.sched_stack_size);
+#endif
+    swapcontext(&f->ctx, &sched.sched_ctx);
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(f->asan_fake_stack, &sched.sched_stack_bottom,
+                                    &sched.sched_stack_size);
+#endif
+}
+
+static void emu_fibre_main(void) {
+    emu_fibre *f = &sched.fibres[sched.cur];
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &sched.sched_stack_bottom, &sched.sched_stack_size);
+#endif
+    sched.entry(sched.params);
+    f->state = EMU_DONE;
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(NULL, sched.sched_stack_bottom, sched.sched_stack_size);
+#endif
+    setcontext(&sched.sched_ctx);
+    emu_die("setcontext back to the scheduler failed");
+}
+
+/* Scheduler -> fibre i, until it blocks or ends. */
+static void emu_run_fibre(int i) {
+    emu_fibre *f = &sched.fibres[i];
+    sched.cur = i;
+    emu_set_builtins(f);
+    emu_switches++;
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(&sched.sched_fake_stack, f->stack, EMU_STACK_BYTES);
+#endif
+    swapcontext(&sched.sched_ctx, &f->ctx);
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(sched.sched_fake_stack, NULL, NULL);
+#endif
+    sched.cur = -1;
+}
+
+static void emu_sched_init(void) {
+    if (sched.fibres) return;
+    sched.fibres = calloc(EMU_MAX_THREADS, sizeof *sched.fibres);
+    sched.order = calloc(EMU_MAX_THREADS, sizeof *sched.order);
+    sched.dyn_shared = malloc(EMU_MAX_DYN_SHARED);
+    if (!sched.fibres || !sched.order || !sched.dyn_shared) emu_die("out of memory");
+    sched.cur = -1;
+}
+
+/* Stacks are mapped on first use and kept (a guard page below each catches overflow). */
+static char *emu_stack(int i) {
+    static _Thread_local char *stacks[EMU_MAX_THREADS];
+    if (!stacks[i]) {
+        long page = sysconf(_SC_PAGESIZE);
+        char *m = mmap(NULL, EMU_STACK_BYTES + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) emu_die("mmap of a %d KiB fibre stack failed", EMU_STACK_BYTES / 1024);
+        if (mprotect(m, page, PROT_NONE) != 0) emu_die("mprotect of a stack guard page failed");
+        stacks[i] = m + page;
+    }
+    return stacks[i];
+}
+
+/* ---- barriers ------------------------------------------------------------------------------- */
+
+void emu_syncthreads(const char *file, int line) {
+    emu_fibre *f = emu_self();
+    f->state = EMU_AT_BLOCK_BARRIER;
+    f->wait_file = file;
+    f->wait_line = line;
+    emu_yield(f);
+}
+
+static emu_value emu_warp_op(int op, unsigned mask, emu_value v, int vtype, int arg,
+                             const char *file, int line) {
+    emu_fibre *f = emu_self();
+    if (!(mask & (1u << f->lane)))
+        emu_die("%s:%d: thread %d (lane %d) calls a warp operation with mask 0x%08x that excludes "
+                "its own lane", file, line, f->linear, f->lane, mask);
+    f->state = EMU_AT_WARP_OP;
+    f->op = op;
+    f->mask = mask;
+    f->val = v;
+    f->vtype = vtype;
+    f->arg = arg;
+    f->wait_file = file;
+    f->wait_line = line;
+    emu_yield(f);
+    return f->result;
+}
+
+void emu_syncwarp(unsigned mask, const char *file, int line) {
+    emu_value v;
+    v.u = 0;
+    (void)emu_warp_op(EMU_OP_SYNCWARP, mask, v, EMU_VU, 0, file, line);
+}
+
+float emu_shfl_f(unsigned mask, float v, int arg, int kind, const char *file, int line) {
+    emu_value x;
+    x.f = v;
+    return emu_warp_op(kind, mask, x, EMU_VF, arg, file, line).f;
+}
+double emu_shfl_d(unsigned mask, double v, int arg, int kind, const char *file, int line) {
+    emu_value x;
+    x.d = v;
+    return emu_warp_op(kind, mask, x, EMU_VD, arg, file, line).d;
+}
+int emu_shfl_i(unsigned mask, int v, int arg, int kind, const char *file, int line) {
+    emu_value x;
+    x.i = v;
+    return emu_warp_op(kind, mask, x, EMU_VI, arg, file, line).i;
+}
+unsigned emu_shfl_u(unsigned mask, unsigned v, int arg, int kind, const char *file, int line) {
+    emu_value x;
+    x.u = v;
+    return emu_warp_op(kind, mask, x, EMU_VU, arg, file, line).u;
+}
+
+void *emu_dynamic_shared(void) {
+    if (sched.cur < 0) emu_die("dynamic shared memory used outside an emulated kernel");
+    return sched.dyn_shared_bytes ? sched.dyn_shared : NULL;
+}
+
+/* Try to complete the warp operation of warp w. Returns 1 when its lanes were released. */
+static int emu_release_warp(int w) {
+    emu_fibre *fs = sched.fibres;
+    int base = w * 32, n = sched.nthreads - base < 32 ? sched.nthreads - base : 32;
+    emu_fibre *first = NULL;
+    for (int l = 0; l < n; l++)
+        if (fs[base + l].state == EMU_AT_WARP_OP) { first = &fs[base + l]; break; }
+    if (!first) return 0;
+    unsigned mask = first->mask;
+    unsigned present = n == 32 ? 0xffffffffu : ((1u << n) - 1u);
+    if (mask & ~present)
+        emu_die("%s:%d: warp %d has %d threads but the mask 0x%08x names lanes that do not exist",
+                first->wait_file, first->wait_line, w, n, mask);
+    for (int l = 0; l < n; l++) {
+        if (!(mask & (1u << l))) continue;
+        emu_fibre *f = &fs[base + l];
+        if (f->state == EMU_RUNNABLE) return 0; /* not arrived yet */
+        if (f->state != EMU_AT_WARP_OP)
+            emu_die("%s:%d: warp operation of warp %d (mask 0x%08x) waits for lane %d, which is "
+                    "at %s (%s:%d)", first->wait_file, first->wait_line, w, mask, l,
+                    emu_state_name(f), f->state == EMU_DONE ? "end of kernel" : f->wait_file,
+                    f->state == EMU_DONE ? 0 : f->wait_line);
+        if (f->mask != mask || f->op != first->op || f->wait_line != first->wait_line ||
+            strcmp(f->wait_file, first->wait_file) != 0 || f->vtype != first->vtype)
+            emu_die("warp %d: lane %d is at %s %s:%d (mask 0x%08x) but lane %d is at %s:%d "
+                    "(mask 0x%08x): divergent warp operations", w, first->lane,
+                    emu_state_name(first), first->wait_file, first->wait_line, first->mask, l,
+                    f->wait_file, f->wait_line, f->mask);
+    }
+    /* everyone in the mask arrived: exchange at once (so a lane that runs ahead cannot
+     * overwrite a value another lane has yet to read) */
+    for (int l = 0; l < n; l++) {
+        if (!(mask & (1u << l))) continue;
+        emu_fibre *f = &fs[base + l];
+        int src = l;
+        switch (f->op) {
+        case EMU_SHFL_IDX: src = f->arg & 31; break;
+        case EMU_SHFL_XOR: src = l ^ f->arg; break;
+        case EMU_SHFL_DOWN: src = l + f->arg < 32 ? l + f->arg : l; break;
+        case EMU_SHFL_UP: src = l - f->arg >= 0 ? l - f->arg : l; break;
+        default: break; /* __syncwarp */
+        }
+        if (src < 0 || src > 31 || !(mask & (1u << src)))
+            emu_die("%s:%d: lane %d of warp %d reads lane %d, which is not in the mask 0x%08x "
+                    "(undefined value on the GPU)", f->wait_file, f->wait_line, l, w, src, mask);
+        f->result = fs[base + src].val;
+    }
+    for (int l = 0; l < n; l++)
+        if (mask & (1u << l)) fs[base + l].state = EMU_RUNNABLE;
+    return 1;
+}
+
+/* Release the block barrier if every live thread waits at the same one; abort if it can never
+ * be released. Called only when nothing is runnable and no warp could be released. */
+static void emu_release_block_or_die(void) {
+    emu_fibre *fs = sched.fibres;
+    int waiting = 0, done = 0, first_w = -1, first_d = -1;
+    for (int i = 0; i < sched.nthreads; i++) {
+        if (fs[i].state == EMU_AT_BLOCK_BARRIER) {
+            waiting++;
+            if (first_w < 0) first_w = i;
+        } else if (fs[i].state == EMU_DONE) {
+            done++;
+            if (first_d < 0) first_d = i;
+        }
+    }
+    if (waiting == 0 || waiting + done != sched.nthreads) {
+        /* somebody waits at a warp op that cannot complete */
+        for (int i = 0; i < sched.nthreads; i++)
+            if (fs[i].state == EMU_AT_WARP_OP)
+                emu_die("deadlock: thread %d waits at %s (%s:%d, mask 0x%08x) and its warp can "
+                        "never complete it (%d threads at __syncthreads, %d exited)", i,
+                        emu_state_name(&fs[i]), fs[i].wait_file, fs[i].wait_line, fs[i].mask,
+                        waiting, done);
+        emu_die("scheduler found no runnable thread and no waiting one");
+    }
+    if (done)
+        emu_die("barrier not reached by every thread: %d of %d threads wait at __syncthreads "
+                "(%s:%d) but %d exited (e.g. thread %d): a __syncthreads in divergent code",
+                waiting, sched.nthreads, fs[first_w].wait_file, fs[first_w].wait_line, done,
+                first_d);
+    for (int i = 0; i < sched.nthreads; i++)
+        if (fs[i].wait_line != fs[first_w].wait_line ||
+            strcmp(fs[i].wait_file, fs[first_w].wait_file) != 0)
+            emu_die("threads wait at different __syncthreads: thread %d at %s:%d, thread %d at "
+                    "%s:%d (divergent barrier)", first_w, fs[first_w].wait_file,
+                    fs[first_w].wait_line, i, fs[i].wait_file, fs[i].wait_line);
+    for (int i = 0; i < sched.nthreads; i++) fs[i].state = EMU_RUNNABLE;
+}
+
+/* ---- launches ------------------------------------------------------------------------------- */
+
+/* Fresh fibre i of the current block (its own function: getcontext returns twice, which would
+ * make the caller's loop variables "might be clobbered"). */
+static __attribute__((noinline)) void emu_fibre_setup(int i) {
+    emu_fibre *f = &sched.fibres[i];
+    memset(f, 0, sizeof *f);
+    f->linear = i;
+    f->lane = i % 32;
+    f->warp = i / 32;
+    f->tid.x = (unsigned)i % blockDim.x;
+    f->tid.y = ((unsigned)i / blockDim.x) % blockDim.y;
+    f->tid.z = (unsigned)i / (blockDim.x * blockDim.y);
+    f->state = EMU_RUNNABLE;
+    f->stack = emu_stack(i);
+#if EMU_ASAN
+    /* frames of the previous block's fibres never returned: clear their shadow */
+    __asan_unpoison_memory_region(f->stack, EMU_STACK_BYTES);
+#endif
+    if (getcontext(&f->ctx) != 0) emu_die("getcontext failed");
+    f->ctx.uc_stack.ss_sp = f->stack;
+    f->ctx.uc_stack.ss_size = EMU_STACK_BYTES;
+    f->ctx.uc_link = NULL;
+    makecontext(&f->ctx, emu_fibre_main, 0);
+}
+
+static void emu_run_block(void) {
+    emu_fibre *fs = sched.fibres;
+    int nt = sched.nthreads;
+    for (int i = 0; i < nt; i++) emu_fibre_setup(i);
+    if (sched.dyn_shared_bytes) memset(sched.dyn_shared, 0xff, sched.dyn_shared_bytes);
+    for (;;) {
+        int nr = 0;
+        for (int i = 0; i < nt; i++)
+            if (fs[i].state == EMU_RUNNABLE) sched.order[nr++] = i;
+        if (nr) {
+            emu_shuffle(sched.order, nr);
+            for (int k = 0; k < nr; k++) emu_run_fibre(sched.order[k]);
+            continue;
+        }
+        int live = 0;
+        for (int i = 0; i < nt; i++) live += fs[i].state != EMU_DONE;
+        if (!live) return;
+        int released = 0, nwarps = (nt + 31) / 32;
+        for (int w = 0; w < nwarps; w++) released += emu_release_warp(w);
+        if (!released) emu_release_block_or_die();
+    }
+}
+
+void emu_launch(void (*entry)(const void *), const void *params, dim3 grid, dim3 block,
+                size_t shmem, const char *kernel, const char *file, int line) {
+    emu_sched_init();
+    if (sched.kernel)
+        emu_die("kernel %s launched (%s:%d) from inside another emulated kernel", kernel, file,
+                line);
+    sched.kernel = kernel;
+    sched.launch_file = file;
+    sched.launch_line = line;
+    unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
+    if (nthreads == 0 || nthreads > EMU_MAX_THREADS || block.z > 64)
+        emu_die("invalid launch: block (%u,%u,%u) has %llu threads (1..1024, z <= 64)", block.x,
+                block.y, block.z, nthreads);
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 ||
+        grid.x > 2147483647u)
+        emu_die("invalid launch: grid (%u,%u,%u) (each >= 1, y,z <= 65535)", grid.x, grid.y,
+                grid.z);
+    if (shmem > EMU_MAX_DYN_SHARED)
+        emu_die("invalid launch: %zu bytes of dynamic shared memory (default limit %d)", shmem,
+                EMU_MAX_DYN_SHARED);
+    sched.entry = entry;
+    sched.params = params;
+    sched.nthreads = (int)nthreads;
+    sched.dyn_shared_bytes = shmem;
+    gridDim = grid;
+    blockDim = block;
+    /* blocks in a random order (a permutation, shuffled by Fisher-Yates over the linear ids) */
+    unsigned long long nblocks = (unsigned long long)grid.x * grid.y * grid.z;
+    uint64_t *perm = malloc(nblocks * sizeof *perm);
+    if (!perm) emu_die("out of memory for %llu blocks", nblocks);
+    for (unsigned long long b = 0; b < nblocks; b++) perm[b] = b;
+    for (unsigned long long b = nblocks; b > 1; b--) {
+        unsigned long long j = emu_rand() % b;
+        uint64_t t = perm[b - 1];
+        perm[b - 1] = perm[j];
+        perm[j] = t;
+    }
+    for (unsigned long long b = 0; b < nblocks; b++) {
+        uint64_t id = perm[b];
+        blockIdx.x = (unsigned)(id % grid.x);
+        blockIdx.y = (unsigned)((id / grid.x) % grid.y);
+        blockIdx.z = (unsigned)(id / ((uint64_t)grid.x * grid.y));
+        emu_run_block();
+    }
+    free(perm);
+    sched.kernel = NULL;
+}
+
+/* ---- runtime subset ------------------------------------------------------------------------- */
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    }
+    return "unknown error";
+}
+
+/* Launch errors abort inside emu_launch, so there is never a pending one. */
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    size_t rounded = (bytes + 255) & ~(size_t)255; /* cudaMalloc aligns to 256 bytes */
+    *p = aligned_alloc(256, rounded ? rounded : 256);
+    if (!*p) return cudaErrorMemoryAllocation;
+    /* device memory is not zeroed: make reading it before writing visible */
+    memset(*p, 0xff, rounded ? rounded : 256);
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
+cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+                            cudaStream_t s) {
+    (void)kind;
+    (void)s;
+    if (bytes) memcpy(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s) {
+    (void)s;
+    if (bytes) memset(p, value, bytes);
+    return cudaSuccess;
+}
+
+struct emu_stream { int unused; };
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+    *s = calloc(1, sizeof **s);
+    return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
+
+/* ---- cuBLAS subset -------------------------------------------------------------------------- */
+
+struct emu_cublas { cudaStream_t stream; };
+
+const char *cublasGetStatusString(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    }
+    return "CUBLAS_STATUS_UNKNOWN";
+}
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = calloc(1, sizeof **h);
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* Column-major C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C, fp32 accumulation in k order;
+ * beta == 0 does not read C (cuBLAS semantics). Argument checks are cuBLAS's. */
+static cublasStatus_t emu_sgemm_one(cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                    int k, float alpha, const float *A, int lda, const float *B,
+                                    int ldb, float beta, float *C, int ldc) {
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float acc = 0.0f;
+            if (alpha != 0.0f)
+                for (int p = 0; p < k; p++) {
+                    float a = ta == CUBLAS_OP_N ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
+                    float b = tb == CUBLAS_OP_N ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
+                    acc += a * b;
+                }
+            float *c = &C[(size_t)j * ldc + i];
+            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+static cublasStatus_t emu_sgemm_check(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                      int m, int n, int k, int lda, int ldb, int ldc) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) ||
+        m < 0 || n < 0 || k < 0)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    int arows = ta == CUBLAS_OP_N ? m : k, brows = tb == CUBLAS_OP_N ? k : n;
+    if (lda < (arows > 1 ? arows : 1) || ldb < (brows > 1 ? brows : 1) || ldc < (m > 1 ? m : 1)) {
+        fprintf(stderr, "cuda_emu: cublasSgemm: bad leading dimension (m=%d n=%d k=%d ta=%d tb=%d "
+                "lda=%d ldb=%d ldc=%d)\n", m, n, k, ta, tb, lda, ldb, ldc);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                           int n, int k, const float *alpha, const float *A, int lda,
+                           const float *B, int ldb, const float *beta, float *C, int ldc) {
+    cublasStatus_t st = emu_sgemm_check(h, ta, tb, m, n, k, lda, ldb, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    return emu_sgemm_one(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
+                                         cublasOperation_t tb, int m, int n, int k,
+                                         const float *alpha, const float *A, int lda,
+                                         long long strideA, const float *B, int ldb,
+                                         long long strideB, const float *beta, float *C, int ldc,
+                                         long long strideC, int batch) {
+    cublasStatus_t st = emu_sgemm_check(h, ta, tb, m, n, k, lda, ldb, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int b = 0; b < batch; b++)
+        emu_sgemm_one(ta, tb, m, n, k, *alpha, A + b * strideA, lda, B + b * strideB, ldb, *beta,
+                      C + b * strideC, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,183 @@
+/*
+ * cuda_emu.h — a CUDA emulation layer so the SAME kernel sources (kernels/k_*.cuh) compile with
+ * gcc as C11 and run on the CPU, where the unit tests compare them with the CPU reference.
+ *
+ * Model (see kernels/README.md "Emulation model" for what it can and cannot catch):
+ * - Every CUDA thread of a block is a fibre (ucontext, its own mmap'd stack with a guard page).
+ *   Blocks run one at a time, in a random order; within a block the fibres run one at a time,
+ *   each until its next barrier (or its end), in a random order drawn again at every barrier.
+ *   Any schedule this produces is a legal CUDA schedule, so code that is correct on the GPU is
+ *   correct here, and code with a shared-memory race gives seed-dependent results here.
+ * - __syncthreads() is a real barrier over all threads of the block; a thread that exits while
+ *   others wait, or threads waiting at different __syncthreads() call sites, abort with a
+ *   message naming the kernel, block and sites (on the GPU both are undefined behaviour).
+ * - Warp operations (__shfl_*_sync, __syncwarp) are barriers over the lanes of the mask; the
+ *   exchange happens when the last lane arrives. A lane in the mask that never arrives (exited,
+ *   waits elsewhere) aborts as a deadlock; reading a lane outside the mask aborts.
+ * - __shared__ arrays are `static _Thread_local` storage: one instance per OS thread, shared by
+ *   the fibres of the block that is running (blocks never overlap). They are NOT cleared between
+ *   blocks (stale values from the previous block are not detected; the randomised block order
+ *   makes results that depend on them vary with the seed). Dynamic shared memory (KSHARED_DYN)
+ *   is filled with 0xff bytes (NaN) at every block start, so reading it before writing shows.
+ * - Seed: CADDIE_EMU_SEED (default 1) or emu_set_seed(); the schedule is a function of it.
+ * - Under -fsanitize=address the fibre switches are announced with
+ *   __sanitizer_start/finish_switch_fiber, so ASan checks kernel memory accesses as usual.
+ * - Runtime/cuBLAS subset: cudaMalloc/Free/MemcpyAsync/MemsetAsync/StreamSynchronize/... on host
+ *   memory, cublasSgemm/cublasSgemmStridedBatched as plain column-major loops with cuBLAS's
+ *   argument validation (so the row-major mapping and leading dimensions are tested).
+ *
+ * Kernel source rules (the C11 ∩ CUDA C++ subset): no templates, references, classes, default
+ * arguments or designated initialisers; every kernel takes ONE parameter struct by value and is
+ * followed by EMU_KERNEL(kernel, param_type); launches use KLAUNCH (kernels/k_common.cuh);
+ * shuffles always pass exactly three arguments (full warp width).
+ *
+ * Not here: the kernels themselves, the GPU build (nvcc never sees this file), timing or
+ * memory-coalescing models.
+ */
+#ifndef CADDIE_CUDA_EMU_H
+#define CADDIE_CUDA_EMU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- launch geometry ------------------------------------------------------------------------ */
+
+typedef struct dim3 {
+    unsigned int x, y, z;
+} dim3;
+
+/* Per-fibre built-ins: the scheduler stores the running fibre's values here before switching to
+ * it (thread-local so separate OS threads can each run emulated launches). */
+extern _Thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+#define warpSize 32
+
+/* ---- qualifiers --------------------------------------------------------------------------- */
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static _Thread_local
+#define __restrict__
+
+/* ---- barriers and warp operations ---------------------------------------------------------- */
+
+void emu_syncthreads(const char *file, int line);
+void emu_syncwarp(unsigned mask, const char *file, int line);
+
+enum emu_shfl_kind { EMU_SHFL_IDX, EMU_SHFL_XOR, EMU_SHFL_DOWN, EMU_SHFL_UP };
+float emu_shfl_f(unsigned mask, float v, int arg, int kind, const char *file, int line);
+double emu_shfl_d(unsigned mask, double v, int arg, int kind, const char *file, int line);
+int emu_shfl_i(unsigned mask, int v, int arg, int kind, const char *file, int line);
+unsigned emu_shfl_u(unsigned mask, unsigned v, int arg, int kind, const char *file, int line);
+
+#define EMU_SHFL_(mask, v, arg, kind)                                                        \
+    _Generic((v), float: emu_shfl_f, double: emu_shfl_d, int: emu_shfl_i,                    \
+             unsigned: emu_shfl_u)((mask), (v), (arg), (kind), __FILE__, __LINE__)
+#define __syncthreads() emu_syncthreads(__FILE__, __LINE__)
+#define __syncwarp(mask) emu_syncwarp((mask), __FILE__, __LINE__)
+#define __shfl_sync(mask, v, src) EMU_SHFL_(mask, v, src, EMU_SHFL_IDX)
+#define __shfl_xor_sync(mask, v, lm) EMU_SHFL_(mask, v, lm, EMU_SHFL_XOR)
+#define __shfl_down_sync(mask, v, d) EMU_SHFL_(mask, v, d, EMU_SHFL_DOWN)
+#define __shfl_up_sync(mask, v, d) EMU_SHFL_(mask, v, d, EMU_SHFL_UP)
+
+/* Atomics: fibres never run concurrently, so a read-modify-write is atomic by construction; the
+ * ORDER of the adds follows the randomised schedule, as on the GPU. */
+static inline float emu_atomic_add_f(float *p, float v) { float o = *p; *p = o + v; return o; }
+static inline double emu_atomic_add_d(double *p, double v) { double o = *p; *p = o + v; return o; }
+static inline int emu_atomic_add_i(int *p, int v) { int o = *p; *p = o + v; return o; }
+static inline unsigned emu_atomic_add_u(unsigned *p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
+#define atomicAdd(p, v)                                                                      \
+    _Generic((p), float *: emu_atomic_add_f, double *: emu_atomic_add_d, int *: emu_atomic_add_i, \
+             unsigned *: emu_atomic_add_u)((p), (v))
+
+/* Device math that C lacks (C99 expf/logf/sqrtf/tanhf/fmaxf exist under both compilers). */
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+
+/* ---- dynamic shared memory and launches ---------------------------------------------------- */
+
+/* Base of the running block's dynamic shared memory (the launch's shmem bytes). */
+void *emu_dynamic_shared(void);
+
+/* Run entry(params) as a grid of blocks of fibres (blocking; returns when all blocks ended).
+ * Aborts, like an invalid launch on the GPU, on a block of more than 1024 threads, a zero or
+ * over-limit dimension, or more than 48 KiB of dynamic shared memory. */
+void emu_launch(void (*entry)(const void *params), const void *params, dim3 grid, dim3 block,
+                size_t shmem, const char *kernel, const char *file, int line);
+
+static inline dim3 emu_dim3_from_dim3(dim3 d) { return d; }
+static inline dim3 emu_dim3_from_int(long long v) {
+    dim3 d = {(unsigned)v, 1u, 1u};
+    return d;
+}
+#define EMU_DIM3(v) _Generic((v), dim3: emu_dim3_from_dim3, default: emu_dim3_from_int)(v)
+
+/* Declares the entry the emulated launch calls in every fibre (nothing under nvcc). */
+#define EMU_KERNEL(kernel, param_type)                                                       \
+    static void kernel##_emu_entry(const void *emu_params_) {                                \
+        param_type emu_p_;                                                                   \
+        memcpy(&emu_p_, emu_params_, sizeof emu_p_);                                         \
+        kernel(emu_p_);                                                                      \
+    }
+
+/* Schedule seed (overrides CADDIE_EMU_SEED); the next launches draw their order from it. */
+void emu_set_seed(uint64_t seed);
+/* Fibre switches since the process started (a cost figure for tests). */
+unsigned long long emu_switch_count(void);
+
+/* ---- runtime subset on host memory -------------------------------------------------------- */
+
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+} cudaError_t;
+typedef struct emu_stream *cudaStream_t;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4
+};
+
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+                            cudaStream_t s);
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s);
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+
+/* ---- cuBLAS subset (column-major, fp32) ----------------------------------------------------- */
+
+typedef enum {
+    CUBLAS_STATUS_SUCCESS = 0,
+    CUBLAS_STATUS_NOT_INITIALIZED = 1,
+    CUBLAS_STATUS_INVALID_VALUE = 7,
+} cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef struct emu_cublas *cublasHandle_t;
+
+const char *cublasGetStatusString(cublasStatus_t s);
+cublasStatus_t cublasCreate(cublasHandle_t *h);
+cublasStatus_t cublasDestroy(cublasHandle_t h);
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                           int n, int k, const float *alpha, const float *A, int lda,
+                           const float *B, int ldb, const float *beta, float *C, int ldc);
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
+                                         cublasOperation_t tb, int m, int n, int k,
+                                         const float *alpha, const float *A, int lda,
+                                         long long strideA, const float *B, int ldb,
+                                         long long strideB, const float *beta, float *C, int ldc,
+                                         long long strideC, int batch);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * k_common.cuh — what every kernel source includes first: the CUDA headers under nvcc or the CPU
+ * emulation layer under gcc, the launch macro, and the warp/block reductions the kernels share.
+ *
+ * Kernel sources (kernels/k_*.cuh) are written in the C11 ∩ CUDA C++ subset so that nvcc builds
+ * them for the GPU (kernels/backend_cuda.cu) and gcc builds them against kernels/emu/cuda_emu.h
+ * for the emulated-kernel tests. The rules that follow from that:
+ * - a kernel takes ONE parameter struct by value and is followed by EMU_KERNEL(kernel, type)
+ *   (the emulation layer's per-kernel entry; nothing under nvcc);
+ * - launches go through KLAUNCH(kernel, grid, block, shmem_bytes, stream, params) with params a
+ *   named struct variable; grid/block are ints or KDIM3(x, y, z);
+ * - dynamic shared memory is declared with KSHARED_DYN(name) (always float);
+ * - no templates, references, classes, default arguments, designated initialisers, `restrict`,
+ *   or implicit void* conversions; shuffles always take three arguments (full warp width);
+ * - every thread of a block reaches every __syncthreads(): no early return before a barrier
+ *   (the emulator aborts on it; the GPU would silently misbehave).
+ *
+ * Not here: the kernels (one family per k_<op>.cuh), cuBLAS calls (k_backend.cuh).
+ */
+#ifndef CADDIE_K_COMMON_CUH
+#define CADDIE_K_COMMON_CUH
+
+#ifdef __CUDACC__
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#define KLAUNCH(kernel, grid, block, shmem, stream, params)                                  \
+    kernel<<<(grid), (block), (shmem), (stream)>>>(params)
+#define EMU_KERNEL(kernel, param_type)
+#define KSHARED_DYN(name) extern __shared__ float name[]
+#define KDIM3(x, y, z) dim3((x), (y), (z))
+#else
+#include "emu/cuda_emu.h"
+#define KLAUNCH(kernel, grid, block, shmem, stream, params)                                  \
+    do {                                                                                     \
+        (void)(stream);                                                                      \
+        emu_launch(kernel##_emu_entry, &(params), EMU_DIM3(grid), EMU_DIM3(block), (shmem),   \
+                   #kernel, __FILE__, __LINE__);                                             \
+    } while (0)
+#define KSHARED_DYN(name) float *name = (float *)emu_dynamic_shared()
+#define KDIM3(x, y, z) ((dim3){(unsigned)(x), (unsigned)(y), (unsigned)(z)})
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda_check.h"
+
+#define K_FULL_MASK 0xffffffffu
+#define K_CEIL_DIV(a, b) (((a) + (b)-1) / (b))
+
+/* Invariant of a launcher's arguments (a caller bug): print and abort, like CUDA_CHECK. */
+#define K_ASSERT(cond)                                                                        \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "[KERNEL ASSERT] %s failed in %s at %s:%d\n", #cond, __func__,   \
+                    __FILE__, __LINE__);                                                      \
+            abort();                                                                          \
+        }                                                                                     \
+    } while (0)
+
+/* Launch-time check after every KLAUNCH (a no-op under the emulator, which aborts itself). */
+#define K_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+/* Grid for a grid-stride loop over n elements with `block` threads: enough blocks to cover n,
+ * at most 65536 (each thread then loops). */
+static inline int k_grid_for(size_t n, int block) {
+    size_t g = (n + (size_t)block - 1) / (size_t)block;
+    if (g < 1) g = 1;
+    return g > 65536 ? 65536 : (int)g;
+}
+
+/* Sum / max over the 32 lanes; every lane gets the same bits (xor butterfly: both partners of
+ * each step add the same two values). */
+static __device__ __forceinline__ float k_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(K_FULL_MASK, v, o);
+    return v;
+}
+static __device__ __forceinline__ double k_warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(K_FULL_MASK, v, o);
+    return v;
+}
+static __device__ __forceinline__ float k_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(K_FULL_MASK, v, o));
+    return v;
+}
+
+/* Block-wide sum/max for a 1-D block whose size is a multiple of 32 (<= 1024); every thread
+ * gets the result. sh is a 32-float shared array owned by the caller; the leading barrier lets
+ * callers use the same array for consecutive reductions. */
+static __device__ __forceinline__ float k_block_sum(float v, float *sh) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    v = k_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    return k_warp_sum(lane < nw ? sh[lane] : 0.0f);
+}
+static __device__ __forceinline__ float k_block_max(float v, float *sh) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    v = k_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    return k_warp_max(lane < nw ? sh[lane] : -INFINITY);
+}
+static __device__ __forceinline__ double k_block_sum_d(double v, double *sh) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    v = k_warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    return k_warp_sum_d(lane < nw ? sh[lane] : 0.0);
+}
+
+#endif

@@ -1,0 +1,889 @@
+/*
+ * plan.c — expand a sweep spec into runs, resolve and hash their configs, dedup against the
+ * DB, estimate the duration, and queue them (contract in plan.h).
+ *
+ * Values reach a command-engine process only through its launch recipe: each argv entry and
+ * env value is rendered from its template by plain text substitution and stored as a
+ * separate JSON string; nothing is ever joined into a shell command line.
+ * Not here: validating the YAML (spec.c), running anything (runner.c).
+ */
+#include "plan.h"
+
+#include "buildinfo.h"
+#include "jsonw.h"
+#include "sha256.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+void cad_plan_format_double(double v, char *buf, size_t cap) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    /* "1e+20" is valid JSON; "inf"/"nan" are not, but callers only pass finite values. */
+}
+
+void cad_plan_hash(const char *engine_version, const char *json, const char *extra, char hex[65]) {
+    cad_sha256 s;
+    cad_sha256_init(&s);
+    cad_sha256_update(&s, engine_version, strlen(engine_version));
+    cad_sha256_update(&s, "\n", 1);
+    cad_sha256_update(&s, json, strlen(json));
+    if (extra) {
+        cad_sha256_update(&s, "\n", 1);
+        cad_sha256_update(&s, extra, strlen(extra));
+    }
+    uint8_t d[32];
+    cad_sha256_final(&s, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+const char *cad_plan_caddie_engine_version(void) { return "caddie " CADDIE_VERSION; }
+
+const char *cad_plan_action_name(cad_plan_action a) {
+    static const char *const names[] = {"queue", "requeue", "done", "pending", "duplicate"};
+    return (unsigned)a < 5 ? names[a] : "?";
+}
+
+/* Absolute form of a path relative to the current directory (need not exist). */
+static char *abs_path(const char *p) {
+    if (p[0] == '/') return strdup(p);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    while (p[0] == '.' && p[1] == '/') p += 2;
+    if (strcmp(p, ".") == 0 || !*p) return strdup(cwd);
+    size_t len = strlen(cwd) + strlen(p) + 2;
+    char *r = malloc(len);
+    if (r) snprintf(r, len, "%s/%s", cwd, p);
+    return r;
+}
+
+typedef struct {
+    char *key;
+    char *text;  /* value as written (what templates substitute) */
+    char *json;  /* value as canonical JSON */
+} kv;
+
+static int kv_cmp(const void *a, const void *b) {
+    return strcmp(((const kv *)a)->key, ((const kv *)b)->key);
+}
+
+static char *json_string(const char *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    cad_json_write_string(f, s);
+    fclose(f);
+    return buf;
+}
+
+/* JSON for a command-engine value: numbers when written unquoted as numbers. */
+static char *json_of_value(const yt_node *v, const char *text) {
+    if (v && v->kind == YT_SCALAR && !v->quoted && *text) {
+        char *end;
+        errno = 0;
+        long l = strtol(text, &end, 10);
+        if (!*end && !errno) {
+            char b[32];
+            snprintf(b, sizeof b, "%ld", l);
+            return strdup(b);
+        }
+        double d = strtod(text, &end);
+        if (!*end && isfinite(d)) {
+            char b[40];
+            cad_plan_format_double(d, b, sizeof b);
+            return strdup(b);
+        }
+    }
+    return json_string(text);
+}
+
+/* {"k":v,...} from sorted kvs, skipping skip (may be NULL). */
+static char *kv_json(const kv *kvs, int n, const char *skip) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fputc('{', f);
+    int first = 1;
+    for (int i = 0; i < n; i++) {
+        if (skip && strcmp(kvs[i].key, skip) == 0) continue;
+        if (!first) fputc(',', f);
+        first = 0;
+        cad_json_write_string(f, kvs[i].key);
+        fputc(':', f);
+        fputs(kvs[i].json, f);
+    }
+    fputc('}', f);
+    fclose(f);
+    return buf;
+}
+
+static void kv_free(kv *kvs, int n) {
+    for (int i = 0; i < n; i++) {
+        free(kvs[i].key);
+        free(kvs[i].text);
+        free(kvs[i].json);
+    }
+    free(kvs);
+}
+
+char *cad_plan_config_json(const cad_config *c, int skip_seed) {
+    int n = cad_config_key_count();
+    kv *kvs = calloc((size_t)n, sizeof *kvs);
+    if (!kvs) return NULL;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        const cad_config_key *k = cad_config_key_at(i);
+        if (strcmp(k->name, "run_id") == 0 || strcmp(k->name, "run_dir") == 0) continue;
+        if (skip_seed && strcmp(k->name, "seed") == 0) continue;
+        const char *field = (const char *)c + k->offset;
+        char b[64];
+        char *json = NULL;
+        switch (k->type) {
+        case CAD_KEY_INT:
+            snprintf(b, sizeof b, "%ld", *(const long *)field);
+            json = strdup(b);
+            break;
+        case CAD_KEY_FLOAT: {
+            double d = *(const double *)field;
+            if (isfinite(d)) cad_plan_format_double(d, b, sizeof b);
+            else snprintf(b, sizeof b, "null");
+            json = strdup(b);
+            break;
+        }
+        case CAD_KEY_BOOL: json = strdup(*(const int *)field ? "true" : "false"); break;
+        case CAD_KEY_STR:
+        case CAD_KEY_LIST: {
+            const char *sv = *(char *const *)field;
+            json = json_string(sv ? sv : "");
+            break;
+        }
+        }
+        kvs[m].key = strdup(k->name);
+        kvs[m].json = json;
+        m++;
+    }
+    qsort(kvs, (size_t)m, sizeof *kvs, kv_cmp);
+    char *out = kv_json(kvs, m, NULL);
+    kv_free(kvs, m);
+    return out;
+}
+
+/* ---- per-run resolved state ---------------------------------------------------------------- */
+
+typedef struct {
+    cad_config cfg;   /* caddie engine */
+    int has_cfg;
+    kv *params;       /* command engine: sorted */
+    int n_params;
+} run_priv;
+
+typedef struct {
+    const cad_sweep_spec *s;
+    char *runs_dir;   /* absolute */
+    char *cwd;        /* absolute: caddie cwd / command workdir */
+    char *templates;  /* command engine: JSON of the raw templates (part of the hash) */
+} plan_ctx;
+
+static int set_kv(kv **kvs, int *n, const char *key, const char *text, const yt_node *node) {
+    for (int i = 0; i < *n; i++)
+        if (strcmp((*kvs)[i].key, key) == 0) {
+            free((*kvs)[i].text);
+            free((*kvs)[i].json);
+            (*kvs)[i].text = strdup(text);
+            (*kvs)[i].json = json_of_value(node, text);
+            return (*kvs)[i].text && (*kvs)[i].json ? CAD_OK : CAD_ENOMEM;
+        }
+    kv *nv = realloc(*kvs, (size_t)(*n + 1) * sizeof *nv);
+    if (!nv) return CAD_ENOMEM;
+    *kvs = nv;
+    nv[*n] = (kv){strdup(key), strdup(text), json_of_value(node, text)};
+    (*n)++;
+    return nv[*n - 1].key && nv[*n - 1].text && nv[*n - 1].json ? CAD_OK : CAD_ENOMEM;
+}
+
+/* Render one template with the run's params and built-ins. */
+typedef struct {
+    const plan_ctx *pc;
+    const cad_plan_run *r;
+    const run_priv *pv;
+    FILE *out;
+} render_ctx;
+
+static int render_name(void *vctx, const char *name, size_t len, cad_err *e) {
+    render_ctx *rc = vctx;
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)len, name);
+    for (int i = 0; i < rc->pv->n_params; i++)
+        if (strcmp(rc->pv->params[i].key, key) == 0) {
+            fputs(rc->pv->params[i].text, rc->out);
+            return CAD_OK;
+        }
+    if (strcmp(key, "run_id") == 0) fputs(rc->r->run_id, rc->out);
+    else if (strcmp(key, "run_dir") == 0) fputs(rc->r->run_dir, rc->out);
+    else if (strcmp(key, "devices") == 0) fprintf(rc->out, "%d", rc->pc->s->devices);
+    else if (strcmp(key, "sweep") == 0) fputs(rc->pc->s->name, rc->out);
+    else return cad_fail(e, CAD_ECONFIG, "unknown template '{%s}'", key);
+    return CAD_OK;
+}
+
+/* Text substitution: literal text copied, {{ }} unescaped, {name} replaced. */
+static char *render(const char *tmpl, render_ctx *rc, cad_err *e) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        cad_fail(e, CAD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    rc->out = f;
+    int err = 0;
+    for (const char *p = tmpl; *p && !err; p++) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            fputc(*p, f);
+            p++;
+            continue;
+        }
+        if (*p != '{') {
+            fputc(*p, f);
+            continue;
+        }
+        const char *end = strchr(p + 1, '}');
+        if (!end) {
+            err = cad_fail(e, CAD_EFORMAT, "unclosed '{' in template \"%s\"", tmpl);
+            break;
+        }
+        err = render_name(rc, p + 1, (size_t)(end - p - 1), e);
+        p = end;
+    }
+    fclose(f);
+    if (err) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* run_dir, config_yaml, launch_json from the (final) run id. */
+static int finalize_run(const plan_ctx *pc, cad_plan_run *r, cad_err *e) {
+    run_priv *pv = r->priv_;
+    free(r->run_dir);
+    free(r->config_yaml);
+    free(r->launch_json);
+    r->config_yaml = r->launch_json = NULL;
+    size_t len = strlen(pc->runs_dir) + strlen(r->run_id) + 2;
+    r->run_dir = malloc(len);
+    if (!r->run_dir) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    snprintf(r->run_dir, len, "%s/%s", pc->runs_dir, r->run_id);
+
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
+    if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    if (pv->has_cfg) {
+        int rc = cad_config_set(&pv->cfg, "run_id", r->run_id, "sweep", e);
+        if (!rc) rc = cad_config_set(&pv->cfg, "run_dir", r->run_dir, "sweep", e);
+        if (!rc) rc = cad_config_write_yaml(&pv->cfg, f);
+        fclose(f);
+        if (rc) {
+            free(buf);
+            return rc;
+        }
+        r->config_yaml = buf;
+        buf = NULL;
+        f = open_memstream(&buf, &blen);
+        if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        char cfg_path[PATH_MAX + 16];
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.yaml", r->run_dir);
+        fputs("{\"argv\":[\"caddie\",\"train\",", f);
+        cad_json_write_string(f, cfg_path);
+        fputs("],\"env\":{},\"cwd\":", f);
+        cad_json_write_string(f, pc->cwd);
+        fputc('}', f);
+        fclose(f);
+        r->launch_json = buf;
+        return CAD_OK;
+    }
+    /* command engine */
+    fprintf(f, "# params of command-engine run %s (sweep %s); the launch recipe is in run.json\n",
+            r->run_id, pc->s->name);
+    for (int i = 0; i < pv->n_params; i++) fprintf(f, "%s: %s\n", pv->params[i].key, pv->params[i].json);
+    fclose(f);
+    r->config_yaml = buf;
+    buf = NULL;
+    f = open_memstream(&buf, &blen);
+    if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    render_ctx rc = {pc, r, pv, NULL};
+    int err = 0;
+    fputs("{\"argv\":[", f);
+    for (int i = 0; i < pc->s->n_argv && !err; i++) {
+        char *v = render(pc->s->argv[i].node->value, &rc, e);
+        if (!v) err = CAD_ECONFIG;
+        else {
+            if (i) fputc(',', f);
+            cad_json_write_string(f, v);
+            free(v);
+        }
+    }
+    fputs("],\"env\":{", f);
+    for (int i = 0; i < pc->s->n_env && !err; i++) {
+        char *v = render(pc->s->env[i].node->value, &rc, e);
+        if (!v) err = CAD_ECONFIG;
+        else {
+            if (i) fputc(',', f);
+            cad_json_write_string(f, pc->s->env[i].name);
+            fputc(':', f);
+            cad_json_write_string(f, v);
+            free(v);
+        }
+    }
+    fputs("},\"cwd\":", f);
+    cad_json_write_string(f, pc->cwd);
+    fputc('}', f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    r->launch_json = buf;
+    return CAD_OK;
+}
+
+/* ---- expansion ----------------------------------------------------------------------------- */
+
+static char *command_engine_version(const cad_sweep_spec *s, const char *workdir) {
+    cad_sha256 h;
+    cad_sha256_init(&h);
+    int files = 0;
+    for (int i = 0; i < s->n_argv; i++) {
+        const char *a = s->argv[i].node->value;
+        if (!a || strchr(a, '{')) continue;
+        char path[PATH_MAX];
+        if (a[0] == '/') snprintf(path, sizeof path, "%s", a);
+        else snprintf(path, sizeof path, "%s/%s", workdir, a);
+        struct stat sb;
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        char hex[65];
+        if (cad_sha256_file_hex(path, hex, NULL, NULL) != CAD_OK) continue;
+        cad_sha256_update(&h, hex, 64);
+        files++;
+    }
+    char *out = malloc(96);
+    if (!out) return NULL;
+    if (!files) {
+        snprintf(out, 96, "command");
+        return out;
+    }
+    uint8_t d[32];
+    cad_sha256_final(&h, d);
+    snprintf(out, 96, "command sha256:");
+    for (int i = 0; i < 6; i++) snprintf(out + strlen(out), 3, "%02x", d[i]);
+    return out;
+}
+
+static char *templates_json(const cad_sweep_spec *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fputs("{\"argv\":[", f);
+    for (int i = 0; i < s->n_argv; i++) {
+        if (i) fputc(',', f);
+        cad_json_write_string(f, s->argv[i].node->value);
+    }
+    fputs("],\"env\":{", f);
+    for (int i = 0; i < s->n_env; i++) {
+        if (i) fputc(',', f);
+        cad_json_write_string(f, s->env[i].name);
+        fputc(':', f);
+        cad_json_write_string(f, s->env[i].node->value);
+    }
+    fputs("},\"workdir\":", f);
+    cad_json_write_string(f, s->workdir ? s->workdir : "");
+    fputc('}', f);
+    fclose(f);
+    return buf;
+}
+
+static void priv_free(run_priv *pv) {
+    if (!pv) return;
+    if (pv->has_cfg) cad_config_free(&pv->cfg);
+    kv_free(pv->params, pv->n_params);
+    free(pv);
+}
+
+void cad_plan_free(cad_plan *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n; i++) {
+        cad_plan_run *r = &p->runs[i];
+        free(r->name);
+        free(r->config_json);
+        free(r->run_dir);
+        free(r->launch_json);
+        free(r->config_yaml);
+        priv_free(r->priv_);
+    }
+    free(p->runs);
+    free(p->runs_dir);
+    memset(p, 0, sizeof *p);
+}
+
+/* What rendering a run needs besides the run itself; rebuilt from the spec when needed. */
+static int plan_ctx_init(plan_ctx *pc, const cad_sweep_spec *s, const char *runs_dir, cad_err *e) {
+    memset(pc, 0, sizeof *pc);
+    pc->s = s;
+    pc->runs_dir = abs_path(runs_dir && *runs_dir ? runs_dir : "runs");
+    pc->cwd = abs_path(s->workdir ? s->workdir : ".");
+    if (!pc->runs_dir || !pc->cwd) return cad_fail(e, CAD_EIO, "cannot resolve the current directory");
+    size_t l = strlen(pc->runs_dir);
+    while (l > 1 && pc->runs_dir[l - 1] == '/') pc->runs_dir[--l] = 0;
+    if (s->engine == CAD_ENGINE_COMMAND && !(pc->templates = templates_json(s)))
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    return CAD_OK;
+}
+
+static void plan_ctx_free(plan_ctx *pc) {
+    free(pc->runs_dir);
+    free(pc->cwd);
+    free(pc->templates);
+}
+
+static void append_name(char **name, const char *part) {
+    size_t a = *name ? strlen(*name) : 0, b = strlen(part);
+    char *n = realloc(*name, a + b + 2);
+    if (!n) return;
+    if (a) n[a++] = ' ';
+    memcpy(n + a, part, b + 1);
+    *name = n;
+}
+
+static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
+                       int has_seed, cad_plan_run *r, cad_err *e) {
+    const cad_sweep_spec *s = pc->s;
+    run_priv *pv = calloc(1, sizeof *pv);
+    if (!pv) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    r->priv_ = pv;
+    /* the readable name: varied values only */
+    for (int a = 0; a < s->n_axes; a++) {
+        const cad_sweep_axis *ax = &s->axes[a];
+        const cad_sweep_point *pt = &ax->points[idx[a]];
+        if (ax->is_bundle) {
+            char *t = cad_sweep_value_text(pt->a[0].value);
+            char part[512];
+            snprintf(part, sizeof part, "%s=%s", ax->label, t ? t : "");
+            free(t);
+            append_name(&r->name, part);
+        } else
+            for (int k = 0; k < pt->n; k++) {
+                char *t = cad_sweep_value_text(pt->a[k].value);
+                char part[512];
+                snprintf(part, sizeof part, "%s=%s", pt->a[k].key, t ? t : "");
+                free(t);
+                append_name(&r->name, part);
+            }
+    }
+    if (has_seed) {
+        char part[64];
+        snprintf(part, sizeof part, "seed=%ld", seed);
+        append_name(&r->name, part);
+    }
+    if (!r->name) r->name = strdup(s->name);
+
+    /* all assignments in order: set, axes, seed */
+    int rc = CAD_OK;
+    char *group_json = NULL;
+    if (s->engine == CAD_ENGINE_CADDIE) {
+        if ((rc = cad_config_init(&pv->cfg, e))) return rc;
+        pv->has_cfg = 1;
+        if (s->base && (rc = cad_config_load_yaml(&pv->cfg, s->base, e))) return rc;
+        for (int pass = 0; pass < 2 && !rc; pass++) {
+            int na = pass ? s->n_axes : 1;
+            for (int a = 0; a < na && !rc; a++) {
+                const cad_sweep_assign *as = pass ? s->axes[a].points[idx[a]].a : s->set;
+                int n = pass ? s->axes[a].points[idx[a]].n : s->n_set;
+                for (int k = 0; k < n && !rc; k++) {
+                    char *t = cad_sweep_value_text(as[k].value);
+                    char origin[96];
+                    snprintf(origin, sizeof origin, "%s:%d:%d", s->path, as[k].value->line,
+                             as[k].value->col);
+                    rc = t ? cad_config_set(&pv->cfg, as[k].key, t, origin, e) : CAD_ENOMEM;
+                    free(t);
+                }
+            }
+        }
+        if (!rc && has_seed) {
+            char t[32];
+            snprintf(t, sizeof t, "%ld", seed);
+            rc = cad_config_set(&pv->cfg, "seed", t, "seeds", e);
+        }
+        if (!rc && (rc = cad_config_validate(&pv->cfg, e)))
+            cad_wrap(e, "%s: run '%s'", s->path, r->name);
+        if (rc) return rc;
+        r->has_seed = 1;
+        r->seed = pv->cfg.seed;
+        r->config_json = cad_plan_config_json(&pv->cfg, 0);
+        group_json = cad_plan_config_json(&pv->cfg, 1);
+        if (!r->config_json || !group_json) {
+            free(group_json);
+            return cad_fail(e, CAD_ENOMEM, "out of memory");
+        }
+        cad_plan_hash(p->engine_version, r->config_json, NULL, r->config_hash);
+        cad_plan_hash(p->engine_version, group_json, NULL, r->group_hash);
+    } else {
+        const yt_node *br = s->base_doc ? s->base_doc->root : NULL;
+        for (size_t i = 0; br && i < br->n && !rc; i++) {
+            char *t = cad_sweep_value_text(br->vals[i]);
+            rc = t ? set_kv(&pv->params, &pv->n_params, br->keys[i]->value, t, br->vals[i]) : CAD_ENOMEM;
+            free(t);
+        }
+        for (int pass = 0; pass < 2 && !rc; pass++) {
+            int na = pass ? s->n_axes : 1;
+            for (int a = 0; a < na && !rc; a++) {
+                const cad_sweep_assign *as = pass ? s->axes[a].points[idx[a]].a : s->set;
+                int n = pass ? s->axes[a].points[idx[a]].n : s->n_set;
+                for (int k = 0; k < n && !rc; k++) {
+                    char *t = cad_sweep_value_text(as[k].value);
+                    rc = t ? set_kv(&pv->params, &pv->n_params, as[k].key, t, as[k].value) : CAD_ENOMEM;
+                    free(t);
+                }
+            }
+        }
+        if (!rc && has_seed) {
+            char t[32];
+            snprintf(t, sizeof t, "%ld", seed);
+            rc = set_kv(&pv->params, &pv->n_params, "seed", t, NULL);
+            /* a seed is a number: json_of_value(NULL, ..) quoted it; store it as one */
+            for (int i = 0; !rc && i < pv->n_params; i++)
+                if (strcmp(pv->params[i].key, "seed") == 0) {
+                    free(pv->params[i].json);
+                    pv->params[i].json = strdup(t);
+                }
+        }
+        if (rc) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        qsort(pv->params, (size_t)pv->n_params, sizeof *pv->params, kv_cmp);
+        for (int i = 0; i < pv->n_params; i++)
+            if (strcmp(pv->params[i].key, "seed") == 0) {
+                char *end;
+                long sd = strtol(pv->params[i].text, &end, 10);
+                if (!*end && *pv->params[i].text) r->has_seed = 1, r->seed = sd;
+            }
+        r->config_json = kv_json(pv->params, pv->n_params, NULL);
+        group_json = kv_json(pv->params, pv->n_params, "seed");
+        if (!r->config_json || !group_json) {
+            free(group_json);
+            return cad_fail(e, CAD_ENOMEM, "out of memory");
+        }
+        cad_plan_hash(p->engine_version, r->config_json, pc->templates, r->config_hash);
+        cad_plan_hash(p->engine_version, group_json, pc->templates, r->group_hash);
+    }
+    free(group_json);
+    snprintf(r->run_id, sizeof r->run_id, "%s-%.8s", s->name, r->config_hash);
+    return finalize_run(pc, r, e);
+}
+
+int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *out, cad_err *e) {
+    memset(out, 0, sizeof *out);
+    plan_ctx pc;
+    int rc = plan_ctx_init(&pc, s, o ? o->runs_dir : NULL, e);
+    if (rc) {
+        plan_ctx_free(&pc);
+        return rc;
+    }
+    out->runs_dir = strdup(pc.runs_dir);
+    if (s->engine == CAD_ENGINE_CADDIE)
+        snprintf(out->engine_version, sizeof out->engine_version, "%s", cad_plan_caddie_engine_version());
+    else {
+        char *ev = command_engine_version(s, pc.cwd);
+        snprintf(out->engine_version, sizeof out->engine_version, "%s", ev ? ev : "command");
+        free(ev);
+    }
+    long total = s->n_seeds ? s->n_seeds : 1;
+    for (int a = 0; a < s->n_axes; a++) {
+        total *= s->axes[a].n_points;
+        if (total > 100000) {
+            plan_ctx_free(&pc);
+            return cad_fail(e, CAD_ECONFIG, "%s: the sweep expands to more than 100000 runs", s->path);
+        }
+    }
+    out->runs = calloc((size_t)total, sizeof *out->runs);
+    int *idx = calloc((size_t)s->n_axes + 1, sizeof *idx);
+    if (!out->runs || !idx) {
+        free(idx);
+        plan_ctx_free(&pc);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    long per_seed = total / (s->n_seeds ? s->n_seeds : 1);
+    for (long i = 0; i < total && !rc; i++) {
+        long seed_i = i / per_seed, rest = i % per_seed;
+        for (int a = s->n_axes - 1; a >= 0; a--) {
+            idx[a] = (int)(rest % s->axes[a].n_points);
+            rest /= s->axes[a].n_points;
+        }
+        cad_plan_run *r = &out->runs[out->n++];
+        rc = resolve_run(&pc, out, idx, s->n_seeds ? s->seeds[seed_i] : 0, s->n_seeds > 0, r, e);
+        if (rc) break;
+        r->action = CAD_PLAN_QUEUE;
+        for (int j = 0; j < out->n - 1; j++)
+            if (strcmp(out->runs[j].config_hash, r->config_hash) == 0) {
+                r->action = CAD_PLAN_SKIP_DUP;
+                snprintf(r->other_run_id, sizeof r->other_run_id, "%s", out->runs[j].run_id);
+                break;
+            }
+    }
+    free(idx);
+    plan_ctx_free(&pc);
+    if (rc) {
+        cad_plan_free(out);
+        return rc;
+    }
+    for (int i = 0; i < out->n; i++) out->n_action[out->runs[i].action]++;
+    return CAD_OK;
+}
+
+/* ---- against the DB -------------------------------------------------------------------------- */
+
+int cad_plan_check_db(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int force, cad_err *e) {
+    plan_ctx pc;
+    int rc = plan_ctx_init(&pc, s, p->runs_dir, e);
+    for (int i = 0; i < p->n && !rc; i++) {
+        cad_plan_run *r = &p->runs[i];
+        if (r->action == CAD_PLAN_SKIP_DUP) continue;
+        int nd;
+        char other[CAD_RUN_ID_MAX], pend[CAD_RUN_ID_MAX];
+        if ((rc = cad_db_find_done_by_hash(db, r->config_hash, &nd, other, sizeof other, e))) break;
+        if ((rc = cad_db_find_pending_by_hash(db, r->config_hash, pend, sizeof pend, e))) break;
+        r->action = CAD_PLAN_QUEUE;
+        r->other_run_id[0] = 0;
+        if (!force && nd > 0) {
+            r->action = CAD_PLAN_SKIP_DONE;
+            snprintf(r->other_run_id, sizeof r->other_run_id, "%s", other);
+            continue;
+        }
+        if (!force && pend[0]) {
+            r->action = CAD_PLAN_SKIP_PENDING;
+            snprintf(r->other_run_id, sizeof r->other_run_id, "%s", pend);
+            continue;
+        }
+        int ex = cad_db_run_exists(db, r->run_id, e);
+        if (ex < 0) {
+            rc = CAD_EDB;
+            break;
+        }
+        if (!ex) continue;
+        cad_run old;
+        if ((rc = cad_db_get_run(db, r->run_id, &old, e))) break;
+        int retryable = old.status == CAD_RUN_FAILED || old.status == CAD_RUN_CANCELLED ||
+                        old.status == CAD_RUN_INTERRUPTED;
+        int same = old.config_hash && strcmp(old.config_hash, r->config_hash) == 0;
+        cad_run_free(&old);
+        if (retryable && same && !force) {
+            r->action = CAD_PLAN_REQUEUE;
+            continue;
+        }
+        /* a forced repeat (or a hash-prefix collision): the next free "-rN" id */
+        char base[101];
+        snprintf(base, sizeof base, "%.100s", r->run_id);
+        for (int k = 2;; k++) {
+            snprintf(r->run_id, sizeof r->run_id, "%s-r%d", base, k);
+            int taken = cad_db_run_exists(db, r->run_id, e);
+            if (taken < 0) {
+                rc = CAD_EDB;
+                break;
+            }
+            for (int j = 0; j < p->n && !taken; j++) taken = j != i && strcmp(p->runs[j].run_id, r->run_id) == 0;
+            if (!taken) break;
+        }
+        /* run_dir, config.yaml and the launch recipe carry the id: render them again */
+        if (!rc) rc = finalize_run(&pc, r, e);
+    }
+    plan_ctx_free(&pc);
+    memset(p->n_action, 0, sizeof p->n_action);
+    for (int i = 0; i < p->n; i++) p->n_action[p->runs[i].action]++;
+    return rc;
+}
+
+/* ---- estimate -------------------------------------------------------------------------------- */
+
+int cad_plan_estimate(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int n_devices, cad_err *e) {
+    if (n_devices < 1) return cad_fail(e, CAD_EUSAGE, "--devices must be at least 1");
+    if (s->devices > n_devices)
+        return cad_fail(e, CAD_ECONFIG,
+                        "%s: each run needs %d devices but only %d are available (--devices)",
+                        s->path, s->devices, n_devices);
+    p->est_devices = n_devices;
+    p->est_run_s = s->timeout_s;
+    p->est_history_n = 0;
+    p->est_source = "timeout";
+    if (db) {
+        double mean = 0;
+        int n = 0;
+        int rc = cad_db_mean_duration(db, s->name, NULL, s->devices, &mean, &n, e);
+        if (rc) return rc;
+        if (n > 0) {
+            p->est_run_s = mean, p->est_history_n = n, p->est_source = "this sweep";
+        } else {
+            const char *eng = s->engine == CAD_ENGINE_CADDIE ? "caddie" : "command";
+            if ((rc = cad_db_mean_duration(db, NULL, eng, s->devices, &mean, &n, e))) return rc;
+            if (n > 0)
+                p->est_run_s = mean, p->est_history_n = n,
+                p->est_source = s->engine == CAD_ENGINE_CADDIE ? "engine caddie" : "engine command";
+        }
+    }
+    /* Greedy list scheduling in queue order: each run takes the d earliest-free devices. */
+    double *free_at = calloc((size_t)n_devices, sizeof *free_at);
+    if (!free_at) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    double makespan = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (p->runs[i].action != CAD_PLAN_QUEUE && p->runs[i].action != CAD_PLAN_REQUEUE) continue;
+        /* sort ascending so the first d are the earliest free */
+        for (int a = 1; a < n_devices; a++)
+            for (int b = a; b > 0 && free_at[b] < free_at[b - 1]; b--) {
+                double t = free_at[b];
+                free_at[b] = free_at[b - 1];
+                free_at[b - 1] = t;
+            }
+        double start = free_at[s->devices - 1];
+        double end = start + p->est_run_s;
+        for (int d = 0; d < s->devices; d++) free_at[d] = end;
+        if (end > makespan) makespan = end;
+    }
+    free(free_at);
+    p->est_total_s = makespan;
+    return CAD_OK;
+}
+
+/* ---- queueing ---------------------------------------------------------------------------- */
+
+static int write_text_file(const char *path, const char *text, cad_err *e) {
+    size_t len = strlen(path) + 8;
+    char *tmp = malloc(len);
+    if (!tmp) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    snprintf(tmp, len, "%s.tmp", path);
+    int rc = CAD_OK;
+    FILE *f = fopen(tmp, "w");
+    if (!f) rc = cad_fail(e, CAD_EIO, "%s: cannot write: %s", tmp, strerror(errno));
+    else {
+        fputs(text, f);
+        if (fclose(f) != 0) rc = cad_fail(e, CAD_EIO, "%s: write failed", tmp);
+        else if (rename(tmp, path) != 0)
+            rc = cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno));
+    }
+    free(tmp);
+    return rc;
+}
+
+static int mkdir_p(const char *dir, cad_err *e) {
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *q = buf + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+            *q = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return CAD_OK;
+}
+
+static void remove_run_dir(const char *dir) {
+    static const char *const files[] = {"config.yaml", "run.json", "config.yaml.tmp", "run.json.tmp", NULL};
+    char path[PATH_MAX + 32];
+    for (int i = 0; files[i]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+int cad_plan_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e) {
+    int rc = mkdir_p(p->runs_dir, e);
+    if (rc) return rc;
+    int *created = calloc((size_t)p->n + 1, sizeof *created);
+    if (!created) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    if ((rc = cad_db_begin(db, e))) {
+        free(created);
+        return rc;
+    }
+    int64_t sweep_id = -1;
+    rc = cad_db_sweep_upsert(db, s->name, s->description, s->doc->text, s->spec_hash, &sweep_id, e);
+    char reason[PATH_MAX + 64];
+    snprintf(reason, sizeof reason, "queued by sweep add %s", s->path);
+    for (int i = 0; i < p->n && !rc; i++) {
+        cad_plan_run *r = &p->runs[i];
+        if (r->action == CAD_PLAN_REQUEUE) {
+            char why[PATH_MAX + 64];
+            snprintf(why, sizeof why, "re-queued by sweep add %s", s->path);
+            rc = cad_db_requeue(db, r->run_id, 1, why, e);
+            continue;
+        }
+        if (r->action != CAD_PLAN_QUEUE) continue;
+        char path[PATH_MAX + 32];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/run.json", r->run_dir);
+        if (stat(path, &sb) == 0) {
+            rc = cad_fail(e, CAD_ERR,
+                          "%s already exists but the database has no run '%s' (was the database "
+                          "deleted?): run 'caddie db rebuild' first",
+                          path, r->run_id);
+            break;
+        }
+        if (stat(r->run_dir, &sb) != 0) created[i] = 1;
+        if ((rc = mkdir_p(r->run_dir, e))) break;
+        snprintf(path, sizeof path, "%s/config.yaml", r->run_dir);
+        if ((rc = write_text_file(path, r->config_yaml, e))) break;
+        created[i] = created[i] ? 1 : 2;
+        cad_run_new nr = {
+            .run_id = r->run_id,
+            .sweep_id = sweep_id,
+            .name = r->name,
+            .engine = s->engine == CAD_ENGINE_CADDIE ? "caddie" : "command",
+            .config = r->config_json,
+            .config_hash = r->config_hash,
+            .group_hash = r->group_hash,
+            .has_seed = r->has_seed,
+            .seed = r->seed,
+            .status = CAD_RUN_QUEUED,
+            .priority = s->priority,
+            .devices_requested = s->devices,
+            .retries = s->retries,
+            .timeout_s = s->timeout_s,
+            .launch = r->launch_json,
+            .engine_version = p->engine_version,
+            .git_commit = NULL,
+            .git_dirty = -1,
+            .run_dir = r->run_dir,
+            .queued_at = NULL,
+            .reason = reason,
+        };
+        if ((rc = cad_db_insert_run(db, &nr, e))) break;
+        rc = cad_db_write_run_json(db, r->run_id, e);
+    }
+    if (!rc) rc = cad_db_commit(db, e);
+    else cad_db_rollback(db);
+    if (rc)
+        for (int i = 0; i < p->n; i++) {
+            if (created[i] == 1) remove_run_dir(p->runs[i].run_dir);
+            else if (created[i] == 2) {
+                char path[PATH_MAX + 32];
+                snprintf(path, sizeof path, "%s/config.yaml", p->runs[i].run_dir);
+                unlink(path);
+                snprintf(path, sizeof path, "%s/run.json", p->runs[i].run_dir);
+                unlink(path);
+            }
+        }
+    free(created);
+    return rc;
+}

@@ -1,0 +1,92 @@
+/*
+ * plan.h — a validated sweep spec expanded into runs: every combination of the grid axes,
+ * bundles and zip groups (cartesian), times the seeds; each with its resolved config as
+ * canonical JSON, a config hash for dedup, a stable run id, its launch recipe and the
+ * config.yaml its run directory starts with.
+ *
+ * Hashes: config_hash = sha256(engine_version "\n" canonical config JSON [ "\n" command
+ * templates JSON for the command engine]); group_hash is the same without the seed, so
+ * runs differing only by seed share it (sweep_groups view). Canonical JSON: keys sorted,
+ * numbers in their shortest round-trip form, run_id/run_dir left out (they name the run,
+ * they are not its config). Run id: "<sweep>-<first 8 hex of config_hash>", "-r2", "-r3"
+ * for forced repeats.
+ * Order: seeds outermost (every config runs once before any gets a second seed), then the
+ * axes in file order, the last axis varying fastest.
+ *
+ * Not here: YAML validation (spec.h), the runner, the DB schema.
+ */
+#ifndef CADDIE_PLAN_H
+#define CADDIE_PLAN_H
+
+#include "config.h"
+#include "db.h"
+#include "spec.h"
+
+typedef enum {
+    CAD_PLAN_QUEUE = 0,    /* new run, will be queued */
+    CAD_PLAN_REQUEUE,      /* same run exists failed/cancelled/interrupted: queued again */
+    CAD_PLAN_SKIP_DONE,    /* a done run has the same config hash (use --force) */
+    CAD_PLAN_SKIP_PENDING, /* a queued/running run has the same config hash */
+    CAD_PLAN_SKIP_DUP,     /* this sweep produces the same config twice: kept once */
+} cad_plan_action;
+
+const char *cad_plan_action_name(cad_plan_action a); /* "queue", "requeue", "done", ... */
+
+typedef struct cad_plan_run {
+    char run_id[CAD_RUN_ID_MAX];
+    char *name;          /* the varied values, e.g. "qk_gain_init=5.25 seed=42" */
+    char *config_json;   /* canonical, sorted keys, without run_id/run_dir */
+    char config_hash[65], group_hash[65];
+    int has_seed;
+    long seed;
+    char *run_dir;       /* absolute */
+    char *launch_json;   /* {"argv":[...],"env":{...},"cwd":"..."} */
+    char *config_yaml;   /* text of <run_dir>/config.yaml */
+    cad_plan_action action;
+    char other_run_id[CAD_RUN_ID_MAX]; /* the done/pending run or earlier duplicate it matches */
+    void *priv_;         /* plan.c's resolved values (to re-render when the run id changes) */
+} cad_plan_run;
+
+typedef struct cad_plan {
+    int n;
+    cad_plan_run *runs;
+    char engine_version[96];
+    char *runs_dir;       /* absolute directory holding the run dirs */
+    int n_action[5];      /* runs per cad_plan_action */
+    /* estimate (cad_plan_estimate) */
+    double est_run_s;     /* per run */
+    int est_history_n;    /* past runs it is averaged from; 0 = from the timeout */
+    const char *est_source; /* "this sweep", "engine <x>", "timeout" */
+    double est_total_s;   /* makespan of the queued runs on est_devices devices */
+    int est_devices;
+} cad_plan;
+
+typedef struct cad_plan_opts {
+    const char *runs_dir; /* NULL: "runs" (relative to the current directory) */
+} cad_plan_opts;
+
+/* Expand and resolve (no DB). Errors (an invalid combination of values) name the sweep
+ * file and the run. */
+int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *out, cad_err *e);
+/* Mark actions against the DB (dedup by config hash; force: queue done/pending ones again
+ * under a new "-rN" id). */
+int cad_plan_check_db(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int force, cad_err *e);
+/* Estimate duration of the runs to (re)queue on n_devices devices; db may be NULL. Fails
+ * when a run needs more devices than n_devices. */
+int cad_plan_estimate(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int n_devices, cad_err *e);
+/* Queue: upsert the sweep, create each run dir (config.yaml, run.json), insert the runs,
+ * requeue REQUEUE ones; one transaction (run dirs made by a failed add are removed). */
+int cad_plan_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e);
+void cad_plan_free(cad_plan *p);
+
+/* The engine version a caddie-engine run records ("caddie 0.1.0"). */
+const char *cad_plan_caddie_engine_version(void);
+/* Canonical JSON of a resolved caddie config (every key but run_id/run_dir); malloc'd.
+ * skip_seed=1 leaves the seed out too (for the group hash). */
+char *cad_plan_config_json(const cad_config *c, int skip_seed);
+/* sha256 hex of engine_version "\n" json [ "\n" extra ] (extra may be NULL). */
+void cad_plan_hash(const char *engine_version, const char *json, const char *extra, char hex[65]);
+/* Shortest "%.*g" text that reads back as exactly v (finite v). */
+void cad_plan_format_double(double v, char *buf, size_t cap);
+
+#endif

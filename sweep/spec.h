@@ -1,0 +1,95 @@
+/*
+ * spec.h — a sweep YAML file, parsed and validated into a typed cad_sweep_spec.
+ *
+ * The whole file is checked before anything is queued; the first problem is reported as
+ * "file:line:col: message" (unknown key with the closest name, wrong type, empty grid or
+ * axis, unequal zip lengths, a key set twice, engine keys unknown to `caddie train`,
+ * unknown {template} names and params no template uses for the command engine).
+ * The README section "Sweep file reference" documents every key.
+ *
+ * Not here: expanding the grid into runs (sweep/plan.h), the DB.
+ */
+#ifndef CADDIE_SPEC_H
+#define CADDIE_SPEC_H
+
+#include "status.h"
+#include "yamltree.h"
+
+typedef enum { CAD_ENGINE_CADDIE = 0, CAD_ENGINE_COMMAND = 1 } cad_engine_kind;
+
+/* key = value, where value is a scalar node or (for list keys) a sequence of scalars. */
+typedef struct cad_sweep_assign {
+    const char *key;
+    const yt_node *key_node;
+    const yt_node *value;
+} cad_sweep_assign;
+
+/* One value of an axis: the assignments it makes (1 for a plain value, several for a
+ * bundle map or a zip row). */
+typedef struct cad_sweep_point {
+    int n;
+    cad_sweep_assign *a;
+} cad_sweep_point;
+
+/* A dimension of the cartesian product: a grid key, a bundle axis, or a zip group. */
+typedef struct cad_sweep_axis {
+    char *label;            /* grid key / bundle axis name / "zip" keys joined with '+' */
+    const yt_node *node;    /* where it is declared */
+    int is_bundle, is_zip;
+    int n_points;
+    cad_sweep_point *points;
+} cad_sweep_axis;
+
+typedef struct cad_sweep_template {
+    char *name;             /* env var name (env) or "" (argv) */
+    const yt_node *node;    /* its scalar: the template text, e.g. "{qk_gain_init}" */
+} cad_sweep_template;
+
+typedef struct cad_sweep_spec {
+    yt_doc *doc;            /* owns every node below */
+    char *path;             /* sweep file as given */
+    char *spec_hash;        /* sha256 hex of the file text */
+    char *name;
+    char *description;
+    cad_engine_kind engine;
+    char *base;             /* base run config, resolved relative to the sweep file; NULL none */
+    yt_doc *base_doc;       /* engine command: the base file's flat params map (else NULL) */
+    int n_set;
+    cad_sweep_assign *set;
+    int n_axes;             /* grid axes (in file order), then zip groups */
+    cad_sweep_axis *axes;
+    int n_seeds;            /* 0: no seeds axis */
+    long *seeds;
+    const yt_node *seeds_node;
+    int devices;            /* per run, default 1 */
+    double timeout_s;       /* per attempt; default CAD_SWEEP_DEFAULT_TIMEOUT_S */
+    int retries;            /* default 0 */
+    int priority;           /* default 0; higher first */
+    /* engine: command */
+    int n_argv;
+    cad_sweep_template *argv;
+    int n_env;
+    cad_sweep_template *env;
+    char *workdir;          /* NULL: the directory `caddie sweep add` runs in */
+} cad_sweep_spec;
+
+#define CAD_SWEEP_DEFAULT_TIMEOUT_S 1800.0
+
+/* Built-in template names of the command engine (besides the sweep's own params). */
+extern const char *const cad_sweep_builtin_templates[]; /* NULL-terminated */
+
+/* Load + validate. On error *out is NULL and e says file:line:col: message. */
+int cad_sweep_spec_load(const char *path, cad_sweep_spec **out, cad_err *e);
+void cad_sweep_spec_free(cad_sweep_spec *s);
+
+/* The text of a value node as it goes into a config: a scalar's text, or a sequence's
+ * items joined with ","; malloc'd. */
+char *cad_sweep_value_text(const yt_node *v);
+
+/* Scan a template: call fn for each {name} in text (name without braces, len bytes).
+ * "{{" and "}}" are literal braces. Returns CAD_OK, or CAD_EFORMAT on an unclosed '{' or
+ * an empty name (message without position; the caller adds it). */
+typedef int (*cad_template_fn)(void *ctx, const char *name, size_t len, cad_err *e);
+int cad_template_scan(const char *text, cad_template_fn fn, void *ctx, cad_err *e);
+
+#endif

@@ -1,0 +1,35 @@
+# runner_lib.sh — helpers for the runner CLI tests (t04xx): the fake engine, a scratch DB,
+# sqlite3 queries and polling. Sourced after lib.sh. Not a test itself (no tNNNN name).
+FAKE="$CADDIE_SRC/tests/fake_engine.sh"
+export CADDIE_DB="$TRASH/caddie.db"
+# a scratch HOME: a value like "; rm -rf ~" that escaped into a shell could only hurt this
+export HOME="$TRASH/home"
+mkdir -p "$HOME" && echo canary >"$HOME/canary"
+
+q() { sqlite3 -batch -noheader "$CADDIE_DB" "$@"; }
+
+# wait_until SECONDS 'shell condition' — poll every 0.05 s; fails when time runs out
+wait_until() {
+    local end=$(( $(date +%s%N) + ${1%.*} * 1000000000 )) cond=$2
+    while ! eval "$cond"; do
+        if [ "$(date +%s%N)" -gt "$end" ]; then echo "timed out waiting for: $cond" >&2; return 1; fi
+        sleep 0.05
+    done
+}
+
+# run_fast ARGS... — the runner with short ticks and grace, until the queue is empty
+run_fast() { caddie run --poll 0.05 --grace 0.5 --until-empty "$@"; }
+
+# SQL lives here (single-quoted literals); test bodies, which are single-quoted shell
+# strings, call these helpers instead.
+n_status() { q "SELECT count(*) FROM runs WHERE status = '$1'"; }                 # STATUS
+n_sweep() { q "SELECT count(*) FROM run_summary WHERE sweep = '$1' AND status = '$2'"; } # SWEEP STATUS
+run_col() { q "SELECT $2 FROM runs WHERE run_id = '$1'"; }                         # RUN COLUMN
+sweep_col() { q "SELECT $2 FROM run_summary WHERE sweep = '$1' ORDER BY run_id"; } # SWEEP COLUMN
+cfg_col() { q "SELECT $3 FROM runs WHERE json_extract(config, '\$.$1') = '$2'"; }  # KEY TEXT COLUMN
+cfg_num_col() { q "SELECT $3 FROM runs WHERE json_extract(config, '\$.$1') = $2"; } # KEY NUMBER COLUMN
+running_id() { q "SELECT run_id FROM runs WHERE status = 'running' ORDER BY run_id LIMIT 1"; }
+# per run: run_id|points|distinct steps|min step|max step of one curve
+curve_stats() { q "SELECT run_id, count(*), count(DISTINCT step), min(step), max(step) FROM metrics WHERE name = '$1' GROUP BY run_id ORDER BY run_id"; }
+# events of runs: run_id|count of events into STATUS
+n_events() { q "SELECT r.run_id, (SELECT count(*) FROM events e WHERE e.run_id = r.run_id AND e.to_status = '$2') FROM run_summary r WHERE r.sweep = '$1' ORDER BY r.run_id"; }

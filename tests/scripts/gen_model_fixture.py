@@ -1,0 +1,298 @@
+#!/usr/bin/python3
+"""gen_model_fixture.py — PyTorch reference for the engine's model parity test.
+
+Builds train_gpt.py's GPT (openai/parameter-golf, train_gpt.py: GPT, Block, CausalSelfAttention,
+MLP, Rotary, CastedLinear) in Debian's torch 1.13 on the CPU in fp32, loads deterministic
+weights, runs forward + backward on a fixed batch and writes a versioned binary fixture that
+tests/unit/test_engine_model.c loads:
+
+    tests/fixtures/engine/model_parity_v1.bin         tied embeddings, 3 layers (odd: U-Net skip), GQA 4/2
+    tests/fixtures/engine/model_parity_untied_v1.bin  untied lm_head, 4 layers, MHA 2/2
+
+torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
+written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
+eps = finfo(float32).eps; SDPA: softmax(q k^T / sqrt(HD) + causal mask) v with the kv heads
+repeat_interleave'd).
+
+The pieces are functions so other fixtures can reuse them (the trainer's Muon+Adam trajectory
+fixture builds on build_model / deterministic_weights / write_fixture).
+
+Fixture format (little-endian):
+    int32 magic 0x43414450 ("CADP"), int32 version 1, int32 n_records
+    per record: int32 name_len, name bytes (no NUL), int32 dtype (0 float32, 1 int32),
+                int32 ndim, int32 shape[ndim], raw data
+Records: "config.<key>" scalars (float32) for every model key and B, T; every parameter under its
+state_dict name; "x", "y" (int32 [B,T]); "loss" [1]; "token_loss" [B*T]; "logits" [B*T,V]
+(softcapped); "grad.<name>" for every parameter.
+
+Regenerate (from the repo root):  /usr/bin/python3 tests/scripts/gen_model_fixture.py
+Not here: anything the C test decides (tolerances live in test_engine_model.c).
+"""
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MAGIC = 0x43414450
+VERSION = 1
+
+CONTROL_TENSOR_NAME_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
+                                "resid_mixes", "q_gain", "skip_weight", "skip_weights")
+
+
+def rms_norm(x):
+    """F.rms_norm(x, (x.size(-1),)) with eps=None, as torch 2.x decomposes it."""
+    eps = torch.finfo(x.dtype).eps
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+class RMSNorm(nn.Module):
+    def forward(self, x):
+        return rms_norm(x)
+
+
+class CastedLinear(nn.Linear):
+    def forward(self, x):
+        return F.linear(x, self.weight.to(x.dtype))
+
+
+class Rotary(nn.Module):
+    def __init__(self, dim, base=10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, seq_len, dtype):
+        t = torch.arange(seq_len, dtype=self.inv_freq.dtype)
+        freqs = torch.outer(t, self.inv_freq)
+        return freqs.cos()[None, None, :, :].to(dtype), freqs.sin()[None, None, :, :].to(dtype)
+
+
+def apply_rotary_emb(x, cos, sin):
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)
+
+
+def sdpa_causal_gqa(q, k, v):
+    """F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True) written out."""
+    nh, kv = q.size(1), k.size(1)
+    if nh != kv:
+        k = k.repeat_interleave(nh // kv, dim=1)
+        v = v.repeat_interleave(nh // kv, dim=1)
+    T = q.size(2)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads, num_kv_heads, rope_base, qk_gain_init):
+        super().__init__()
+        self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
+        self.head_dim = dim // num_heads
+        kv_dim = num_kv_heads * self.head_dim
+        self.c_q = CastedLinear(dim, dim, bias=False)
+        self.c_k = CastedLinear(dim, kv_dim, bias=False)
+        self.c_v = CastedLinear(dim, kv_dim, bias=False)
+        self.proj = CastedLinear(dim, dim, bias=False)
+        self.proj._zero_init = True
+        self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
+        self.rotary = Rotary(self.head_dim, base=rope_base)
+
+    def forward(self, x):
+        bsz, seqlen, dim = x.shape
+        q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.c_v(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = rms_norm(q)
+        k = rms_norm(k)
+        cos, sin = self.rotary(seqlen, q.dtype)
+        q = apply_rotary_emb(q, cos, sin)
+        k = apply_rotary_emb(k, cos, sin)
+        q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
+        y = sdpa_causal_gqa(q, k, v)
+        y = y.transpose(1, 2).contiguous().reshape(bsz, seqlen, dim)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim, mlp_mult):
+        super().__init__()
+        self.fc = CastedLinear(dim, mlp_mult * dim, bias=False)
+        self.proj = CastedLinear(mlp_mult * dim, dim, bias=False)
+        self.proj._zero_init = True
+
+    def forward(self, x):
+        return self.proj(torch.relu(self.fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init):
+        super().__init__()
+        self.attn_norm = RMSNorm()
+        self.mlp_norm = RMSNorm()
+        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init)
+        self.mlp = MLP(dim, mlp_mult)
+        self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
+        self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+
+    def forward(self, x, x0):
+        mix = self.resid_mix
+        x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
+        x = x + self.attn_scale[None, None, :] * self.attn(self.attn_norm(x))
+        x = x + self.mlp_scale[None, None, :] * self.mlp(self.mlp_norm(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
+                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init):
+        super().__init__()
+        self.tie_embeddings = tie_embeddings
+        self.tied_embed_init_std = tied_embed_init_std
+        self.logit_softcap = logit_softcap
+        self.tok_emb = nn.Embedding(vocab_size, model_dim)
+        self.num_encoder_layers = num_layers // 2
+        self.num_decoder_layers = num_layers - self.num_encoder_layers
+        self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
+        self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, model_dim, dtype=torch.float32))
+        self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init)
+                                     for _ in range(num_layers)])
+        self.final_norm = RMSNorm()
+        self.lm_head = None if tie_embeddings else CastedLinear(model_dim, vocab_size, bias=False)
+        if self.lm_head is not None:
+            self.lm_head._zero_init = True
+        self._init_weights()
+
+    def _init_weights(self):
+        if self.tie_embeddings:
+            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=self.tied_embed_init_std)
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and getattr(module, "_zero_init", False):
+                nn.init.zeros_(module.weight)
+
+    def logits(self, input_ids):
+        """Softcapped logits [B*T, V] (train_gpt.py's forward up to the loss)."""
+        x = rms_norm(self.tok_emb(input_ids))
+        x0 = x
+        skips = []
+        for i in range(self.num_encoder_layers):
+            x = self.blocks[i](x, x0)
+            skips.append(x)
+        for i in range(self.num_decoder_layers):
+            if skips:
+                x = x + self.skip_weights[i][None, None, :] * skips.pop()
+            x = self.blocks[self.num_encoder_layers + i](x, x0)
+        x = self.final_norm(x).reshape(-1, x.size(-1))
+        proj = F.linear(x, self.tok_emb.weight) if self.tie_embeddings else self.lm_head(x)
+        return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
+
+    def forward(self, input_ids, target_ids):
+        return F.cross_entropy(self.logits(input_ids).float(), target_ids.reshape(-1), reduction="mean")
+
+
+MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "tie_embeddings",
+              "rope_base", "logit_softcap", "qk_gain_init", "tied_embed_init_std")
+
+
+def build_model(cfg):
+    """GPT from a dict with MODEL_KEYS (train_gpt.py names), fp32 on the CPU."""
+    return GPT(vocab_size=cfg["vocab_size"], num_layers=cfg["num_layers"], model_dim=cfg["model_dim"],
+               num_heads=cfg["num_heads"], num_kv_heads=cfg["num_kv_heads"], mlp_mult=cfg["mlp_mult"],
+               tie_embeddings=bool(cfg["tie_embeddings"]), tied_embed_init_std=cfg["tied_embed_init_std"],
+               logit_softcap=cfg["logit_softcap"], rope_base=cfg["rope_base"],
+               qk_gain_init=cfg["qk_gain_init"]).float()
+
+
+def deterministic_weights(model, seed):
+    """Overwrite every parameter with seeded values near its train_gpt.py init, but with the
+    zero-initialised projections made non-zero so every gradient is non-trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name == "tok_emb.weight":
+                p.copy_(0.5 * noise)
+            elif p.ndim == 2 and not any(k in name for k in CONTROL_TENSOR_NAME_PATTERNS):
+                p.copy_(noise / math.sqrt(p.shape[1]))
+            elif "resid_mix" in name:
+                base = torch.stack((torch.ones(p.shape[1]), torch.zeros(p.shape[1])))
+                p.copy_(base + 0.2 * noise)
+            elif "q_gain" in name:
+                p.copy_(1.5 + 0.3 * noise)
+            else:  # attn_scale, mlp_scale, skip_weights
+                p.copy_(1.0 + 0.2 * noise)
+
+
+def deterministic_batch(cfg, B, T, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, cfg["vocab_size"], (B, T), generator=g, dtype=torch.int64)
+    y = torch.randint(0, cfg["vocab_size"], (B, T), generator=g, dtype=torch.int64)
+    return x, y
+
+
+def write_fixture(path, records):
+    """records: list of (name, tensor); float tensors stored float32, integer tensors int32."""
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<iii", MAGIC, VERSION, len(records)))
+        for name, t in records:
+            t = t.detach().contiguous()
+            is_int = not t.is_floating_point()
+            arr = t.to(torch.int32 if is_int else torch.float32).numpy()
+            nb = name.encode()
+            f.write(struct.pack("<i", len(nb)) + nb)
+            f.write(struct.pack("<ii", 1 if is_int else 0, arr.ndim))
+            f.write(struct.pack("<%di" % arr.ndim, *arr.shape))
+            f.write(arr.astype("<i4" if is_int else "<f4").tobytes())
+    os.replace(path + ".tmp", path)
+
+
+def parity_records(cfg, B, T, seed):
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    deterministic_weights(model, seed)
+    x, y = deterministic_batch(cfg, B, T, seed + 1)
+    recs = [("config." + k, torch.tensor([float(cfg[k])])) for k in MODEL_KEYS]
+    recs += [("config.B", torch.tensor([float(B)])), ("config.T", torch.tensor([float(T)]))]
+    recs += [(n, p) for n, p in model.state_dict().items()]
+    logits = model.logits(x)
+    token_loss = F.cross_entropy(logits.float(), y.reshape(-1), reduction="none")
+    loss = model(x, y)
+    loss.backward()
+    recs += [("x", x), ("y", y), ("loss", loss.reshape(1)), ("token_loss", token_loss), ("logits", logits)]
+    recs += [("grad." + n, p.grad) for n, p in model.named_parameters()]
+    return recs, float(loss)
+
+
+FIXTURES = {
+    "model_parity_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                 mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                 qk_gain_init=1.5, tied_embed_init_std=0.005), 2, 13, 1234),
+    "model_parity_untied_v1.bin": (dict(vocab_size=48, num_layers=4, model_dim=16, num_heads=2, num_kv_heads=2,
+                                        mlp_mult=3, tie_embeddings=0, rope_base=500.0, logit_softcap=15.0,
+                                        qk_gain_init=1.5, tied_embed_init_std=0.005), 3, 9, 99),
+}
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out_dir = os.path.join(root, "tests", "fixtures", "engine")
+    os.makedirs(out_dir, exist_ok=True)
+    torch.set_num_threads(1)
+    for fname, (cfg, B, T, seed) in FIXTURES.items():
+        recs, loss = parity_records(cfg, B, T, seed)
+        path = os.path.join(out_dir, fname)
+        write_fixture(path, recs)
+        print("%s: loss %.6f, %d records, %d bytes" % (path, loss, len(recs), os.path.getsize(path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

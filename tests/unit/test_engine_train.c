@@ -1,0 +1,269 @@
+/*
+ * test_engine_train.c — the training driver end to end on a tiny model and synthetic shards:
+ * the run directory contract (log.txt identical to stdout, metrics.jsonl, result.json,
+ * config.yaml, artifact), falling loss, the warmup restore (warmup_steps primes and then
+ * restores weights, optimizer and loader, so the losses equal a run without warmup, bit for
+ * bit), init_from/save_weights, code_files accounting, and errors before any work.
+ */
+#include "check.h"
+#include "config.h"
+#include "safetensors.h"
+#include "shard.h"
+#include "train.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char data_dir[4200];
+
+/* A learnable stream: each token mostly follows a fixed successor table, BOS every ~50. */
+static void make_shards(void) {
+    snprintf(data_dir, sizeof data_dir, "%s/data", check_tmpdir());
+    mkdir(data_dir, 0755);
+    long n = 40000;
+    uint16_t *t = malloc((size_t)n * 2);
+    unsigned s = 12345;
+    int cur = 5;
+    for (long i = 0; i < n; i++) {
+        s = s * 1103515245u + 12345u;
+        if (i % 50 == 0) cur = 1;
+        else if ((s >> 16) % 4 == 0) cur = 4 + (int)((s >> 8) % 300);
+        else cur = 4 + (cur * 7 + 3) % 300;
+        t[i] = (uint16_t)cur;
+    }
+    char p[4300];
+    cad_err e = {0};
+    snprintf(p, sizeof p, "%s/fineweb_train_000000.bin", data_dir);
+    CHECK(cad_shard_write(p, t, 30000, &e) == CAD_OK);
+    snprintf(p, sizeof p, "%s/fineweb_val_000000.bin", data_dir);
+    CHECK(cad_shard_write(p, t + 30000, 10000, &e) == CAD_OK);
+    free(t);
+}
+
+static int tiny_config(cad_config *c, const char *run, int n_extra, char **extra) {
+    char d[4300], tok[4300], rd[4300];
+    snprintf(d, sizeof d, "data_path=%s", data_dir);
+    snprintf(tok, sizeof tok, "tokenizer_path=%s", check_src_path("data/sample/fineweb_1024_bpe.model"));
+    snprintf(rd, sizeof rd, "run_dir=%s/%s", check_tmpdir(), run);
+    char *sets[32] = {d, tok, rd, "num_layers=2", "model_dim=32", "num_heads=2", "num_kv_heads=1",
+                      "train_seq_len=32", "train_batch_tokens=256", "grad_accum_steps=2", "iterations=8",
+                      "warmdown_iters=4", "warmup_steps=0", "max_wallclock_seconds=0", "val_loss_every=4",
+                      "train_log_every=1", "val_batch_size=1024", "val_max_tokens=2048", "threads=1",
+                      "matrix_lr=0.02", "tied_embed_lr=0.05", "run_id=t"};
+    int n = 22;
+    /* code accounting: this test file only, so the sum is known */
+    static char code[4300];
+    snprintf(code, sizeof code, "code_files=%s", check_src_path("tests/unit/test_engine_train.c"));
+    sets[n++] = code;
+    for (int i = 0; i < n_extra; i++) sets[n++] = extra[i];
+    cad_err e = {0};
+    int rc = cad_config_resolve(c, NULL, n, sets, &e);
+    if (rc) printf("config: %s\n", e.msg);
+    return rc;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = calloc((size_t)n + 1, 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    fclose(f);
+    return b;
+}
+
+/* Run training with stdout captured into run_dir/../<run>.stdout; returns the status. */
+static int run_captured(cad_config *c, const char *run, cad_err *e) {
+    char out[4300];
+    snprintf(out, sizeof out, "%s/%s.stdout", check_tmpdir(), run);
+    fflush(stdout);
+    int saved = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    close(fd);
+    int rc = cad_train_run(c, e);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    return rc;
+}
+
+static const char *run_file(const char *run, const char *name) {
+    static char p[4][4400];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(p[k], sizeof p[k], "%s/%s/%s", check_tmpdir(), run, name);
+    return p[k];
+}
+
+/* train_loss values from a log text, in order */
+static int train_losses(const char *log, double *out, int cap) {
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, " train_loss:")) && n < cap; p++) out[n++] = atof(p + 12);
+    return n;
+}
+
+static void test_run_dir_contract(void) {
+    cad_config c;
+    if (tiny_config(&c, "basic", 0, NULL)) { CHECK(0); return; }
+    cad_err e = {0};
+    int rc = run_captured(&c, "basic", &e);
+    CHECK_MSG(rc == CAD_OK, "%s", e.msg);
+    char *log = slurp(run_file("basic", "log.txt"));
+    char so[4300];
+    snprintf(so, sizeof so, "%s/basic.stdout", check_tmpdir());
+    char *out = slurp(so);
+    CHECK(log && out);
+    if (!log || !out) { free(log), free(out); cad_config_free(&c); return; }
+    CHECK_MSG(strcmp(log, out) == 0, "log.txt differs from stdout");
+    CHECK(strstr(log, "step:0/8 val_loss:") != NULL);
+    CHECK(strstr(log, "step:8/8 val_loss:") != NULL);
+    CHECK(strstr(log, "step:1/8 train_loss:") != NULL);
+    CHECK(strstr(log, "model_params:") != NULL);
+    CHECK(strstr(log, "world_size:1 grad_accum_steps:2") != NULL);
+    CHECK(strstr(log, "tie_embeddings:True embed_lr:0.05 head_lr:0.0 matrix_lr:0.02 scalar_lr:0.04") != NULL);
+    CHECK(strstr(log, "Serialized model int8+zlib: ") != NULL);
+    CHECK(strstr(log, "Total submission size int8+zlib: ") != NULL);
+    CHECK(strstr(log, "final_int8_zlib_roundtrip_exact val_loss:") != NULL);
+    CHECK(strstr(log, "partial_eval:") != NULL);
+    double tl[16];
+    int n = train_losses(log, tl, 16);
+    CHECK_EQ_INT(n, 8);
+    CHECK_MSG(n == 8 && tl[7] < tl[0] - 0.3, "loss did not fall: %g -> %g", tl[0], n ? tl[n - 1] : 0);
+
+    char *res = slurp(run_file("basic", "result.json"));
+    CHECK(res != NULL);
+    if (res) {
+        static const char *fields[] = {"\"run_id\":\"t\"", "\"val_loss\":", "\"val_bpb\":", "\"prequant_val_loss\":",
+                                       "\"prequant_val_bpb\":", "\"artifact_bytes\":", "\"model_bytes\":",
+                                       "\"code_bytes\":", "\"train_ms\":", "\"eval_ms\":", "\"steps\":8",
+                                       "\"tokens\":2048", "\"partial\":1", "\"engine_version\":", "\"git_commit\":",
+                                       "\"git_dirty\":"};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            CHECK_MSG(strstr(res, fields[i]), "result.json lacks %s: %s", fields[i], res);
+        /* code_bytes is this file's size; artifact = model + code */
+        struct stat st, art;
+        stat(check_src_path("tests/unit/test_engine_train.c"), &st);
+        stat(run_file("basic", "final_model.int8.ptz"), &art);
+        char want[128];
+        snprintf(want, sizeof want, "\"artifact_bytes\":%lld,\"model_bytes\":%lld,\"code_bytes\":%lld",
+                 (long long)(art.st_size + st.st_size), (long long)art.st_size, (long long)st.st_size);
+        CHECK_MSG(strstr(res, want), "want %s in %s", want, res);
+    }
+    char *mj = slurp(run_file("basic", "metrics.jsonl"));
+    CHECK(mj && strstr(mj, "{\"step\":1,\"name\":\"train_loss\",\"value\":"));
+    CHECK(mj && strstr(mj, "\"name\":\"val_bpb\""));
+    CHECK(mj && strstr(mj, "\"name\":\"tokens_per_s\""));
+    char *cy = slurp(run_file("basic", "config.yaml"));
+    CHECK(cy && strstr(cy, "num_layers: 2\n") && strstr(cy, "model_dim: 32\n"));
+    free(log), free(out), free(res), free(mj), free(cy);
+    cad_config_free(&c);
+}
+
+static void test_warmup_restores_everything(void) {
+    /* warmup_steps changes weights, optimizer state and loader position while priming; after
+     * the restore the run must be bit-identical to one without warmup. */
+    char *w0[] = {"warmup_steps=0", "val_loss_every=0"};
+    char *w3[] = {"warmup_steps=3", "val_loss_every=0"};
+    cad_config a, b;
+    if (tiny_config(&a, "w0", 2, w0) || tiny_config(&b, "w3", 2, w3)) { CHECK(0); return; }
+    cad_err e = {0};
+    CHECK_MSG(run_captured(&a, "w0", &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(run_captured(&b, "w3", &e) == CAD_OK, "%s", e.msg);
+    char *la = slurp(run_file("w0", "log.txt")), *lb = slurp(run_file("w3", "log.txt"));
+    CHECK(la && lb);
+    if (la && lb) {
+        CHECK(strstr(lb, "warmup_step:3/3") != NULL);
+        double ta[16], tb[16];
+        int na = train_losses(la, ta, 16), nb = train_losses(lb, tb, 16);
+        CHECK_EQ_INT(na, nb);
+        for (int i = 0; i < na && i < nb; i++) CHECK_MSG(ta[i] == tb[i], "step %d: %.6f vs %.6f", i + 1, ta[i], tb[i]);
+        const char *fa = strstr(la, "final_int8_zlib_roundtrip_exact"), *fb = strstr(lb, "final_int8_zlib_roundtrip_exact");
+        CHECK(fa && fb && strncmp(fa, fb, 80) == 0);
+    }
+    free(la), free(lb);
+    cad_config_free(&a);
+    cad_config_free(&b);
+}
+
+static void test_save_weights_and_init_from(void) {
+    char w[4400], sw[4500], init[4500];
+    snprintf(w, sizeof w, "%s/saved.safetensors", check_tmpdir());
+    snprintf(sw, sizeof sw, "save_weights=%s", w);
+    char *x1[] = {sw, "val_loss_every=0"};
+    cad_config a;
+    if (tiny_config(&a, "save", 2, x1)) { CHECK(0); return; }
+    cad_err e = {0};
+    CHECK_MSG(run_captured(&a, "save", &e) == CAD_OK, "%s", e.msg);
+    cad_safetensors_file f;
+    CHECK_MSG(cad_safetensors_load(w, &f, &e) == CAD_OK, "%s", e.msg);
+    int has_emb = 0, has_q = 0, has_skip = 0;
+    for (int i = 0; i < f.n; i++) {
+        has_emb |= strcmp(f.tensors[i].name, "tok_emb.weight") == 0 && f.tensors[i].shape[0] == 1024 && f.tensors[i].shape[1] == 32;
+        has_q |= strcmp(f.tensors[i].name, "blocks.1.attn.c_q.weight") == 0;
+        has_skip |= strcmp(f.tensors[i].name, "skip_weights") == 0;
+    }
+    CHECK(has_emb && has_q && has_skip);
+    cad_safetensors_file_free(&f);
+
+    /* init_from with 0 iterations: the final (pre-quant) eval is of exactly those weights,
+     * so it equals `caddie eval` of the file. */
+    snprintf(init, sizeof init, "init_from=%s", w);
+    char *x2[] = {init, "iterations=0", "val_loss_every=0"};
+    cad_config b;
+    if (tiny_config(&b, "init", 3, x2)) { CHECK(0); return; }
+    CHECK_MSG(run_captured(&b, "init", &e) == CAD_OK, "%s", e.msg);
+    char *lb = slurp(run_file("init", "log.txt"));
+    char ev[4400];
+    snprintf(ev, sizeof ev, "%s/eval.txt", check_tmpdir());
+    FILE *ef = fopen(ev, "w");
+    CHECK_MSG(cad_eval_weights(&b, w, 0, ef, &e) == CAD_OK, "%s", e.msg);
+    fclose(ef);
+    char *et = slurp(ev);
+    CHECK(lb && et);
+    if (lb && et) {
+        const char *p = strstr(lb, "step:0/0 val_loss:");
+        const char *q = strstr(et, "eval val_loss:");
+        CHECK(p && q);
+        if (p && q) CHECK_MSG(fabs(atof(p + 18) - atof(q + 14)) < 1e-4, "train eval %s vs eval %s", p, q);
+    }
+    free(lb), free(et);
+    cad_config_free(&a);
+    cad_config_free(&b);
+}
+
+static void test_errors_before_work(void) {
+    cad_config c;
+    cad_err e = {0};
+    char *x1[] = {"code_files=no/such/dir/*.c"};
+    if (tiny_config(&c, "err1", 1, x1)) { CHECK(0); return; }
+    CHECK(cad_train_run(&c, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "no/such/dir/*.c"), "%s", e.msg);
+    struct stat st;
+    CHECK(stat(run_file("err1", "log.txt"), &st) != 0); /* nothing written */
+    cad_config_free(&c);
+
+    char *x2[] = {"vocab_size=512"};
+    if (tiny_config(&c, "err2", 1, x2)) { CHECK(0); return; }
+    CHECK(run_captured(&c, "err2", &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "vocab_size=1024"), "%s", e.msg);
+    CHECK(stat(run_file("err2", "result.json"), &st) != 0);
+    cad_config_free(&c);
+
+    char *x3[] = {"init_from=/no/such.safetensors"};
+    if (tiny_config(&c, "err3", 1, x3)) { CHECK(0); return; }
+    CHECK(cad_train_run(&c, &e) == CAD_EIO);
+    CHECK_MSG(strstr(e.msg, "/no/such.safetensors"), "%s", e.msg);
+    cad_config_free(&c);
+}
+
+int main(void) {
+    make_shards();
+    RUN(test_run_dir_contract);
+    RUN(test_warmup_restores_everything);
+    RUN(test_save_weights_and_init_from);
+    RUN(test_errors_before_work);
+    return check_report();
+}

@@ -6,6 +6,7 @@
 #   make test       everything under AddressSanitizer + UBSan, ends with "N passed, N failed"
 #   make demo       the bundled quick-start sweep on the CPU, then where results/report are
 #   make bench      benchmarks (figures, never pass/fail)
+#   make screenshot docs/report.png from `caddie report` in headless Chromium (DB=file optional)
 #   make sample     tokenize the bundled FineWeb sample into challenge-format shards
 #
 # Sources are discovered by directory: engine/*.c|*.cc, sweep/*.c, reports/*.c make
@@ -52,7 +53,7 @@ CU_OBJ    := $(CU_SRC:%.cu=build/cuda/%.o)
 ifeq ($(HAVE_CUDA),1)
   BACKENDS    := cpu cuda
   CUDA_LIB    := build/cuda/libcaddie_cuda.a
-  CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+  CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lnccl
 else
   BACKENDS    := cpu
 endif
@@ -60,7 +61,7 @@ endif
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY  := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo 1 || echo 0)
 
-.PHONY: all deps test-deps cuda test bench demo sample clean FORCE
+.PHONY: all deps test-deps cuda test bench demo sample clean screenshot FORCE
 all: build/caddie caddie
 
 deps:
@@ -146,6 +147,8 @@ build/asan/caddie: build/asan/sweep/main.o build/asan/libcaddie.a
 build/asan/tests/%: tests/unit/%.c build/asan/libcaddie.a tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_OPT) -Itests/unit $< build/asan/libcaddie.a $(LDLIBS) -o $@
+# the emulated-kernel test compiles the kernel sources and the emulator into itself
+build/asan/tests/test_kernels_emu: $(wildcard kernels/*.cuh kernels/*.h kernels/emu/*.c kernels/emu/*.h)
 
 test: test-deps build/asan/caddie $(TEST_BIN) sample
 	@bash tests/run.sh build/asan/tests build/asan/caddie
@@ -166,6 +169,10 @@ demo: all sample
 
 bench: all
 	@bash tests/bench.sh
+
+# docs/report.png, the README's picture of `caddie report` (fixture DB unless DB=file given)
+screenshot: build/caddie test-deps
+	@bash reports/screenshot.sh $(DB)
 
 clean:
 	rm -rf build caddie $(SAMPLE_OUT)

@@ -323,8 +323,11 @@ static void cpu_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float 
 
 /* ---- attention --------------------------------------------------------------------------- */
 
-/* Query rows per block: scores for a block are [ATT_RB, T] in per-thread scratch. */
+/* Query rows per block: scores for a block are [ATT_RB, T] in per-thread scratch. 64 measured
+ * best of 64/128/256 (single thread, T = 256 and 1024); -DATT_RB=n rebuilds with another. */
+#ifndef ATT_RB
 #define ATT_RB 64
+#endif
 
 static size_t cpu_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,
                                           int HD) {
@@ -354,6 +357,7 @@ static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, floa
     for (int task = ntasks - 1; task >= 0; task--) {
         int rb = task % nrb, h = (task / nrb) % NH, b = task / (nrb * NH), g = h / group;
         float *S = (float *)scratch + per * omp_get_thread_num();
+        float *rowsum = S + (size_t)2 * ATT_RB * T; /* the D[ATT_RB] slot of the per-thread scratch */
         int r0 = rb * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, nk = r1;
         const float *qb = q + (size_t)(b * T + r0) * ldq + h * HD;
         const float *kb = k + (size_t)b * T * ldk + g * HD;
@@ -373,14 +377,17 @@ static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, floa
                 s[j] = p;
                 sum += p;
             }
-            float inv = 1.0f / sum;
-#pragma omp simd
-            for (int j = 0; j < nv; j++) s[j] *= inv;
             for (int j = nv; j < nk; j++) s[j] = 0.0f;
+            rowsum[i] = sum; /* P stays unnormalised; y's row is divided by the sum instead (HD, not T, divides) */
             lse[((size_t)b * NH + h) * T + r0 + i] = mx + logf(sum);
         }
+        float *yb = y + (size_t)(b * T + r0) * ldy + h * HD;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, nk, 1.0f, S, nk, vb, ldv,
-                    0.0f, y + (size_t)(b * T + r0) * ldy + h * HD, ldy);
+                    0.0f, yb, ldy);
+        for (int i = 0; i < nr; i++) {
+            float inv = 1.0f / rowsum[i];
+            for (int d = 0; d < HD; d++) yb[(size_t)i * ldy + d] *= inv;
+        }
     }
 }
 
@@ -545,16 +552,18 @@ static void cpu_scale_add_backward(const cad_backend *be, float *dy, float *ds, 
 static void cpu_softcap_xent_forward(const cad_backend *be, float *logits, float *lse, float *loss,
                                      const int32_t *targets, int N, int V, float cap) {
     (void)be;
-    float inv_cap = 1.0f / cap;
+    float inv_cap_shared = 1.0f / cap;
 #pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
     for (int n = 0; n < N; n++) {
+        /* Scalars captured by the parallel region are read through a shared struct that the
+         * stores below might alias; without local copies gcc refuses to vectorise. */
+        const float cp = cap, inv_cap = inv_cap_shared;
         float *z = logits + (size_t)n * V;
+#pragma omp simd
+        for (int j = 0; j < V; j++) z[j] = cp * fast_tanhf(z[j] * inv_cap);
         float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-        for (int j = 0; j < V; j++) {
-            z[j] = cap * fast_tanhf(z[j] * inv_cap);
-            mx = z[j] > mx ? z[j] : mx;
-        }
+        for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < V; j++) sum += fast_expf(z[j] - mx);
@@ -567,16 +576,17 @@ static void cpu_softcap_xent_forward(const cad_backend *be, float *logits, float
 static void cpu_softcap_xent_backward(const cad_backend *be, float *logits, const float *lse,
                                       const int32_t *targets, int N, int V, float cap, float dloss) {
     (void)be;
-    float inv_cap = 1.0f / cap;
+    float inv_cap_shared = 1.0f / cap;
 #pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
     for (int n = 0; n < N; n++) {
+        const float inv_cap = inv_cap_shared, dl = dloss; /* locals: see softcap_xent_forward */
         float *z = logits + (size_t)n * V, l = lse[n];
         int tgt = targets[n];
 #pragma omp simd
         for (int j = 0; j < V; j++) {
             float p = fast_expf(z[j] - l) - (j == tgt ? 1.0f : 0.0f);
             float th = z[j] * inv_cap;
-            z[j] = dloss * p * (1.0f - th * th);
+            z[j] = dl * p * (1.0f - th * th);
         }
     }
 }
@@ -625,13 +635,23 @@ static void cpu_adam_update(const cad_backend *be, float *p, const float *g, flo
                             size_t n, float lr, float beta1, float beta2, float eps, float bc1,
                             float bc2) {
     (void)be;
-    float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2);
-#pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
-        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2);
+    int nt = cpu_nthreads();
+#pragma omp parallel num_threads(nt)
+    {
+        /* locals (see softcap_xent_forward) and a fixed contiguous slice per thread */
+        const float b1 = beta1, b2 = beta2, ep = eps, ss = step_size, bs = bc2_sqrt;
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = n * tid / team, hi = n * (tid + 1) / team;
+#pragma omp simd
+        for (size_t i = lo; i < hi; i++) {
+            float gi = g[i];
+            float mi = b1 * m[i] + (1.0f - b1) * gi;
+            float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= ss * mi / (sqrtf(vi) / bs + ep);
+        }
     }
 }
 

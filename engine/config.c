@@ -345,6 +345,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 c->train_seq_len);
     CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);
+    CFG_REQUIRE(strcmp(c->backend, "cpu") == 0 || strcmp(c->backend, "cuda") == 0,
+                "backend='%s': expected cpu or cuda", c->backend);
     size_t tl = strlen(c->tokenizer_path);
     CFG_REQUIRE(tl >= 6 && strcmp(c->tokenizer_path + tl - 6, ".model") == 0,
                 "tokenizer_path='%s': only SentencePiece .model files are supported",

@@ -294,6 +294,8 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     m->n_enc = c->num_layers / 2;
     m->n_dec = c->num_layers - m->n_enc;
     m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
+    /* L - L/2 >= L/2, so every encoder output is popped once: d_skip is indexed by encoder */
+    CAD_ASSERT(m->n_skip == m->n_enc);
 
     size_t name_bytes = 0;
     params_build(m, &name_bytes); /* counting pass */

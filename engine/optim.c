@@ -106,6 +106,36 @@ int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams 
     return CAD_OK;
 }
 
+int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_err *e) {
+    cad_optim_param *ps = calloc((size_t)(m->n_params > 0 ? m->n_params : 1), sizeof *ps);
+    if (!ps) return cad_fail(e, CAD_ENOMEM, "optimizer: out of memory");
+    int n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        cad_param *p = &m->params[i];
+        if (p->numel == 0) continue; /* train_gpt.py: skip_weights only when numel > 0 */
+        cad_optim_param *q = &ps[n++];
+        q->name = p->name;
+        q->numel = (size_t)p->numel;
+        q->data = p->data;
+        q->grad = p->grad;
+        q->rows = (int)p->shape[0];
+        q->cols = p->ndim >= 2 ? (int)(p->numel / p->shape[0]) : 1;
+        switch (p->group) {
+        case CAD_PG_EMBED:
+            q->kind = CAD_OPT_ADAM;
+            q->base_lr = c->tie_embeddings ? c->tied_embed_lr : c->embed_lr;
+            break;
+        case CAD_PG_HEAD: q->kind = CAD_OPT_ADAM; q->base_lr = c->head_lr; break;
+        case CAD_PG_MATRIX: q->kind = CAD_OPT_MUON; q->base_lr = c->matrix_lr; break;
+        default: q->kind = CAD_OPT_ADAM; q->base_lr = c->scalar_lr; break;
+        }
+    }
+    cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps};
+    int rc = cad_optim_init(o, m->be, &hp, n, ps, e);
+    free(ps);
+    return rc;
+}
+
 void cad_optim_free(cad_optim *o) {
     if (o->be) {
         o->be->free(o->be, o->state);

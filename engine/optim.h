@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "model.h"
 #include "status.h"
 
 #include <stddef.h>
@@ -65,6 +66,12 @@ typedef struct cad_optim {
 int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams *hp, int n,
                    const cad_optim_param *params, cad_err *e);
 void cad_optim_free(cad_optim *o);
+
+/* train_gpt.py's optimizer split over a model's parameters (empty ones skipped, like
+ * skip_weights of a 1-layer model): tok_emb -> Adam (tied_embed_lr or embed_lr), lm_head ->
+ * Adam (head_lr), block matrices -> Muon (matrix_lr), scalars/control tensors -> Adam
+ * (scalar_lr); betas, eps and NS steps from c. */
+int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_err *e);
 
 /* Bytes of optimizer state + scratch (logged with the memory plan). */
 size_t cad_optim_bytes(const cad_optim *o);

@@ -20,6 +20,10 @@
 #include "stream.h"
 #include "tokenizer.h"
 
+#ifdef CADDIE_CUDA
+#include "backend_cuda.h"
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -193,10 +197,23 @@ static void py_float(char *buf, size_t cap, double v) {
     if (!strchr(buf, '.') && !strchr(buf, 'n') && !strchr(buf, 'i')) strncat(buf, ".0", cap - strlen(buf) - 1);
 }
 
+/* out = dir + "/" + name (truncated to cap; run_dir length is checked up front). Built with
+ * memcpy because gcc's format-truncation analysis cannot bound the session's run_dir. */
+static void path_join(char *out, size_t cap, const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    if (a > cap - 2) a = cap - 2;
+    memcpy(out, dir, a);
+    out[a] = '/';
+    if (b > cap - a - 2) b = cap - a - 2;
+    memcpy(out + a + 1, name, b);
+    out[a + 1 + b] = 0;
+}
+
 static int mkdir_p(const char *path, cad_err *e) {
     char tmp[1024];
-    if (strlen(path) >= sizeof tmp) return cad_fail(e, CAD_ECONFIG, "run_dir '%.64s...' is too long", path);
-    snprintf(tmp, sizeof tmp, "%s", path);
+    size_t n = strlen(path);
+    if (n >= sizeof tmp) return cad_fail(e, CAD_ECONFIG, "run_dir '%.64s...' is too long", path);
+    memcpy(tmp, path, n + 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
@@ -243,7 +260,16 @@ static void session_free(session *s) {
 /* Tokenizer, LUTs, val split, model, host buffers: everything eval and train share. */
 static int session_setup(session *s, cad_config *c, cad_err *e) {
     s->c = c;
-    s->be = cad_backend_cpu();
+    if (strcmp(c->backend, "cuda") == 0) {
+#ifdef CADDIE_CUDA
+        s->be = cad_backend_cuda(e);
+        if (!s->be) return cad_wrap(e, "backend=cuda");
+#else
+        return cad_fail(e, CAD_ECONFIG, "backend=cuda: this caddie was built without CUDA (no nvcc at build time)");
+#endif
+    } else {
+        s->be = cad_backend_cpu();
+    }
     s->accum = cad_config_grad_accum(c);
     s->local_tokens = cad_config_local_tokens(c);
     if (c->threads > 0) omp_set_num_threads((int)c->threads);
@@ -311,30 +337,7 @@ static int load_weights(session *s, const char *path, cad_err *e) {
 }
 
 static int optim_setup(session *s, cad_err *e) {
-    cad_config *c = s->c;
-    cad_optim_param *ps = calloc((size_t)s->m.n_params, sizeof *ps);
-    if (!ps) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    int n = 0;
-    for (int i = 0; i < s->m.n_params; i++) {
-        cad_param *p = &s->m.params[i];
-        if (p->numel == 0) continue; /* train_gpt.py: skip_weights only when numel > 0 */
-        cad_optim_param *q = &ps[n++];
-        q->name = p->name;
-        q->numel = (size_t)p->numel;
-        q->data = p->data;
-        q->grad = p->grad;
-        q->rows = (int)p->shape[0];
-        q->cols = p->ndim >= 2 ? (int)(p->numel / p->shape[0]) : 1;
-        switch (p->group) {
-        case CAD_PG_EMBED: q->kind = CAD_OPT_ADAM; q->base_lr = c->tie_embeddings ? c->tied_embed_lr : c->embed_lr; break;
-        case CAD_PG_HEAD: q->kind = CAD_OPT_ADAM; q->base_lr = c->head_lr; break;
-        case CAD_PG_MATRIX: q->kind = CAD_OPT_MUON; q->base_lr = c->matrix_lr; break;
-        default: q->kind = CAD_OPT_ADAM; q->base_lr = c->scalar_lr; break;
-        }
-    }
-    cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps};
-    int rc = cad_optim_init(&s->o, s->be, &hp, n, ps, e);
-    free(ps);
+    int rc = cad_optim_init_model(&s->o, &s->m, s->c, e);
     if (rc) return rc;
     s->have_optim = 1;
     return CAD_OK;
@@ -371,7 +374,7 @@ static void fmt_mib(char *b, size_t cap, double bytes) { snprintf(b, cap, "%.1fM
 
 static int write_result(session *s, const char *fields_json, cad_err *e) {
     char path[1100], tmp[1200];
-    snprintf(path, sizeof path, "%s/result.json", s->run_dir);
+    path_join(path, sizeof path, s->run_dir, "result.json");
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
@@ -417,34 +420,34 @@ int cad_train_run(cad_config *c, cad_err *e) {
     }
     if (strlen(c->run_dir) >= sizeof s->run_dir - 1 || strlen(c->run_id) > 512)
         return cad_fail(e, CAD_ECONFIG, "run_dir / run_id too long (limit 1000 / 512 characters)");
-    if (c->run_dir[0]) snprintf(s->run_dir, sizeof s->run_dir, "%s", c->run_dir);
-    else snprintf(s->run_dir, sizeof s->run_dir, "runs/%.512s", c->run_id);
+    if (c->run_dir[0]) memcpy(s->run_dir, c->run_dir, strlen(c->run_dir) + 1);
+    else path_join(s->run_dir, sizeof s->run_dir, "runs", c->run_id);
     long code_bytes = 0;
     int n_code_files = 0;
     if ((rc = cad_code_bytes(c->code_files, &code_bytes, &n_code_files, NULL, e))) return rc;
     if (c->init_from[0] && access(c->init_from, R_OK))
         return cad_fail(e, CAD_EIO, "init_from '%s': %s", c->init_from, strerror(errno));
     if ((rc = mkdir_p(s->run_dir, e))) return rc;
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", s->run_dir);
+    path_join(ckpt_path, sizeof ckpt_path, s->run_dir, "checkpoint.bin");
     int resuming = c->resume && access(ckpt_path, R_OK) == 0;
 
-    snprintf(buf, sizeof buf, "%s/config.yaml", s->run_dir);
+    path_join(buf, sizeof buf, s->run_dir, "config.yaml");
     FILE *cf = fopen(buf, "w");
     if (!cf) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", buf, strerror(errno));
     cad_config_write_yaml(c, cf);
     fclose(cf);
-    snprintf(buf, sizeof buf, "%s/code_files.txt", s->run_dir);
+    path_join(buf, sizeof buf, s->run_dir, "code_files.txt");
     FILE *lf = fopen(buf, "w");
     if (lf) {
         cad_code_bytes(c->code_files, &code_bytes, &n_code_files, lf, e);
         fclose(lf);
     }
-    snprintf(buf, sizeof buf, "%s/log.txt", s->run_dir);
+    path_join(buf, sizeof buf, s->run_dir, "log.txt");
     s->log = fopen(buf, resuming ? "a" : "w");
-    snprintf(buf, sizeof buf, "%s/metrics.jsonl", s->run_dir);
+    path_join(buf, sizeof buf, s->run_dir, "metrics.jsonl");
     s->metrics = fopen(buf, resuming ? "a" : "w");
     if (!s->log || !s->metrics) { rc = cad_fail(e, CAD_EIO, "%s: cannot create log files: %s", s->run_dir, strerror(errno)); goto out; }
-    snprintf(buf, sizeof buf, "%s/result.json", s->run_dir);
+    path_join(buf, sizeof buf, s->run_dir, "result.json");
     unlink(buf); /* a stale result must not outlive a failed rerun */
 
     log0(s, "%s/log.txt", s->run_dir);
@@ -626,7 +629,7 @@ int cad_train_run(cad_config *c, cad_err *e) {
         }
     }
     char art[1100];
-    snprintf(art, sizeof art, "%s/final_model.int8.ptz", s->run_dir);
+    path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_int8_stats qs;
     if ((rc = cad_int8_export(art, s->named, s->n_named, &qs, e))) goto out;
     log0(s, "Serialized model int8+zlib: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", qs.compressed_bytes,

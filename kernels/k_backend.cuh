@@ -47,7 +47,7 @@ static void kb_ctx_init(kb_ctx *c) {
     CUDA_CHECK(cudaMallocHost((void **)&c->partials_host, K_SUMSQ_MAX_BLOCKS * sizeof(double)));
 }
 
-static void kb_ctx_free(kb_ctx *c) {
+static inline void kb_ctx_free(kb_ctx *c) {
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     CUDA_CHECK(cudaFreeHost(c->partials_host));
     CUDA_CHECK(cudaFree(c->partials));

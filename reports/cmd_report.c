@@ -344,8 +344,8 @@ int cmd_top(int argc, char **argv) {
         if (d.sweeps[s].ref_group >= 0)
             printf("%s %s%s%s", s ? ";" : "", with_sweep ? d.sweeps[s].name : "", with_sweep ? ": " : "",
                    d.groups[d.sweeps[s].ref_group].label);
-    printf(".\np: one-sided Welch t-test on val_bpb; bar: >= 0.005 nats better at p < 0.01 (val_loss); "
-           "frontier: p < 0.25; valid: bytes <= 16,000,000, train and eval <= 600 s.\n");
+    printf(".\np: one-sided Welch t-test on val_bpb; bar: better by more than 0.005 nats (in bpb via\n"
+           "val_loss/val_bpb) at p < 0.01; frontier: p < 0.25; valid: bytes <= 16,000,000, train and eval <= 600 s.\n");
     report_data_free(&d);
     cad_db_close(db);
     return 0;

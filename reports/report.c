@@ -386,16 +386,50 @@ static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int cmp_cstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Number of distinct strings in v[0..n) (sorts v). */
+static int count_distinct(const char **v, int n) {
+    if (n == 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_cstr);
+    int k = 1;
+    for (int i = 1; i < n; i++) k += strcmp(v[i], v[i - 1]) != 0;
+    return k;
+}
+
 /* Two keys are one bundle when their values determine each other across the groups
- * (vocab_size with tokenizer_path and data_path): then one chart is enough. */
+ * (vocab_size with tokenizer_path and data_path): then one chart is enough. That holds iff
+ * #distinct(a) == #distinct(b) == #distinct(a, b) — counted by sorting, so a sweep of
+ * thousands of groups stays fast. Returns -1 when out of memory. */
 static int keys_bijective(const report_data *d, const int *gs, int ng, const char *ka, const char *kb) {
-    for (int i = 0; i < ng; i++)
-        for (int j = i + 1; j < ng; j++) {
-            const char *a1 = group_param(d, &d->groups[gs[i]], ka), *a2 = group_param(d, &d->groups[gs[j]], ka);
-            const char *b1 = group_param(d, &d->groups[gs[i]], kb), *b2 = group_param(d, &d->groups[gs[j]], kb);
-            if ((strcmp(a1, a2) == 0) != (strcmp(b1, b2) == 0)) return 0;
-        }
-    return 1;
+    const char **va = malloc((size_t)(ng + 1) * sizeof *va), **vb = malloc((size_t)(ng + 1) * sizeof *vb);
+    const char **vp = malloc((size_t)(ng + 1) * sizeof *vp);
+    char *pairs = NULL;
+    size_t cap = 0, used = 0;
+    int result = -1;
+    if (!va || !vb || !vp) goto done;
+    for (int i = 0; i < ng; i++) {
+        va[i] = group_param(d, &d->groups[gs[i]], ka);
+        vb[i] = group_param(d, &d->groups[gs[i]], kb);
+        cap += strlen(va[i]) + strlen(vb[i]) + 2;
+    }
+    pairs = malloc(cap + 1);
+    if (!pairs) goto done;
+    for (int i = 0; i < ng; i++) {
+        /* \x1f (unit separator) cannot occur in a config value printed from YAML scalars */
+        vp[i] = pairs + used;
+        used += (size_t)sprintf(pairs + used, "%s\x1f%s", va[i], vb[i]) + 1;
+    }
+    int na = count_distinct(va, ng), nb = count_distinct(vb, ng), np = count_distinct(vp, ng);
+    result = na == nb && nb == np;
+done:
+    free(va);
+    free(vb);
+    free(vp);
+    free(pairs);
+    return result;
 }
 
 static int key_is_numeric(const report_data *d, const int *gs, int ng, const char *key) {
@@ -449,7 +483,13 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
         if (!constant_inside || !differs) continue;
         int bundled = 0;
         for (int j = 0; j < sw->n_swept && !bundled; j++) {
-            if (!keys_bijective(d, gs, ng, sw->swept_keys[j], keys[k])) continue;
+            int bij = keys_bijective(d, gs, ng, sw->swept_keys[j], keys[k]);
+            if (bij < 0) {
+                free(keys);
+                free(gs);
+                return cad_fail(e, CAD_ENOMEM, "out of memory");
+            }
+            if (!bij) continue;
             bundled = 1;
             /* name the bundle by a numeric key (vocab_size rather than tokenizer_path) */
             if (!key_is_numeric(d, gs, ng, sw->swept_keys[j]) && key_is_numeric(d, gs, ng, keys[k])) {

@@ -114,7 +114,7 @@ void report_group_compare(const report_data *d, report_group *g, const report_gr
  * g->n_runs); returns the count. */
 int report_group_values(const report_data *d, const report_group *g, int nats, double *out);
 
-/* Opaque options of the page. */
+/* Options of the page. */
 typedef struct report_html_options {
     const char *db_path;   /* shown in the header */
     int log_x;             /* log-scaled step axis for the loss curves */

@@ -140,8 +140,10 @@ static void summary_row(FILE *f, const report_data *d, int gi, int rank, int bes
     fputs("</tr>\n", f);
 }
 
-static void summary_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
-    fprintf(f, "<div class=\"scroll\"><table class=\"summary\" id=\"summary-%s\">\n<thead><tr>"
+#define SUMMARY_SHOWN 30 /* rows before the rest folds away (sweeps can have hundreds) */
+
+static void summary_head(FILE *f, const char *cls, const char *slug) {
+    fprintf(f, "<div class=\"scroll\"><table class=\"%s\" id=\"summary-%s%s\">\n<thead><tr>"
                "<th class=\"num\">#</th><th class=\"grp\">group (swept parameters)<br>group hash</th><th class=\"num\">seeds</th>"
                "<th class=\"num\">val_bpb<br>mean ± std</th>"
                "<th class=\"num\">Δ vs ref<br>bpb / nats</th>"
@@ -150,21 +152,32 @@ static void summary_table(FILE *f, const report_data *d, const report_sweep *sw,
                "<th class=\"num\" title=\"one-sided Welch p &lt; 0.25 vs the previous best (PR #1902)\">frontier rule<br>p&lt;0.25</th>"
                "<th class=\"num\">artifact bytes<br>(max, ≤16,000,000)</th><th class=\"num\">train / eval s<br>(max, ≤600 each)</th>"
                "<th class=\"num\">budget</th></tr></thead>\n<tbody>\n",
-            slug);
-    int rank = 0, best = -1, ref_here = 0;
+            cls, slug, strcmp(cls, "summary") ? "-more" : "");
+}
+
+static void summary_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+    summary_head(f, "summary", slug);
+    int rank = 0, best = -1, ref_here = 0, n = 0;
     for (int g = 0; g < d->n_groups; g++)
         if (!strcmp(d->groups[g].sweep, sw->name)) {
             if (best < 0) best = g;
             if (g == sw->ref_group) ref_here = 1;
+            n++;
         }
     if (sw->ref_group >= 0 && !ref_here) {
         char note[200];
         snprintf(note, sizeof note, "(reference from sweep '%s')", d->groups[sw->ref_group].sweep);
         summary_row(f, d, sw->ref_group, 0, 0, note);
     }
-    for (int g = 0; g < d->n_groups; g++)
-        if (!strcmp(d->groups[g].sweep, sw->name)) summary_row(f, d, g, ++rank, g == best, NULL);
-    fputs("</tbody></table></div>\n", f);
+    for (int g = 0; g < d->n_groups; g++) {
+        if (strcmp(d->groups[g].sweep, sw->name)) continue;
+        if (rank == SUMMARY_SHOWN) {
+            fprintf(f, "</tbody></table></div>\n<details><summary>%d more groups</summary>\n", n - SUMMARY_SHOWN);
+            summary_head(f, "summary more", slug);
+        }
+        summary_row(f, d, g, ++rank, g == best, NULL);
+    }
+    fputs(rank > SUMMARY_SHOWN ? "</tbody></table></div></details>\n" : "</tbody></table></div>\n", f);
 }
 
 /* ---- verdict -------------------------------------------------------------------------------- */
@@ -421,11 +434,11 @@ static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_
     }
     if (y_hi > y_lo && !o->log_x) {
         /* the first steps' loss (~ln V) would flatten everything else: clip the top at the
-         * highest value seen after the first fifth of the run (log-x shows the start) */
+         * highest value seen after the first quarter of the run (log-x shows the start) */
         double late_hi = -INFINITY;
         for (int i = 0; i < ng; i++)
             for (int k = 0; k < series[i].n; k++)
-                if (series[i].x[k] > 0.2 * x_max && series[i].hi[k] > late_hi) late_hi = series[i].hi[k];
+                if (series[i].x[k] > 0.25 * x_max && series[i].hi[k] > late_hi) late_hi = series[i].hi[k];
         if (isfinite(late_hi) && late_hi < y_hi) y_hi = late_hi + 0.15 * (late_hi - y_lo);
     }
     svg_plot p;
@@ -525,7 +538,8 @@ static void short_value(const char *v, char *buf, size_t n) {
     short_label(v, buf, n, 18);
 }
 
-static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, const char *slug, int k) {
+static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, const char *slug, int k,
+                        double width) {
     const char *key = sw->swept_keys[k];
     param_values pv, other;
     param_values_collect(d, sw, key, &pv);
@@ -533,8 +547,13 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     const char *other_key = sw->n_swept == 2 ? sw->swept_keys[1 - k] : NULL;
     memset(&other, 0, sizeof other);
     if (other_key) param_values_collect(d, sw, other_key, &other);
+    /* more values of the other key than styles: one line, marginal over the other keys */
+    if (other_key && other.n > SVG_N_STYLES) {
+        param_values_free(&other);
+        memset(&other, 0, sizeof other);
+        other_key = NULL;
+    }
     int n_series = other_key ? other.n : 1;
-    if (n_series > SVG_N_STYLES) n_series = SVG_N_STYLES;
     char **cats = NULL;
     double lo = INFINITY, hi = -INFINITY;
     int log_x = 0;
@@ -573,7 +592,7 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     p.title = title;
     p.x_label = xl;
     p.y_label = "final val_bpb (bits/byte)";
-    p.width = 590;
+    p.width = width;
     p.plot_height = 250;
     p.log_x = log_x;
     if (cats) {
@@ -592,6 +611,8 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
         if (other_key) {
             short_value(other.texts[s], sv, sizeof sv);
             snprintf(lab, sizeof lab, "%s=%s: seeds, mean ± std", other_key, sv);
+        } else if (sw->n_swept > 1) {
+            snprintf(lab, sizeof lab, "seeds (points); mean ± std over the other swept keys");
         } else {
             snprintf(lab, sizeof lab, "seeds (points), mean ± std (line, bars)");
         }
@@ -604,15 +625,18 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     if (any_invalid) snprintf(p.note, sizeof p.note, "hollow markers: runs over a budget (invalid)");
     svg_plot_begin(&p);
     if (ref_line) svg_plot_hline(&p, d->groups[sw->ref_group].bpb.mean, "ref", "#b2182b", "6 3");
-    for (int s = 0; s < n_series; s++) {
-        double *mx = malloc((size_t)pv.n * sizeof *mx), *my = malloc((size_t)pv.n * sizeof *my);
-        if (!mx || !my) { free(mx); free(my); continue; }
+    int cap = d->n_runs + 1;
+    double *vals = malloc((size_t)cap * sizeof *vals);
+    double *mx = malloc((size_t)(pv.n + 1) * sizeof *mx), *my = malloc((size_t)(pv.n + 1) * sizeof *my);
+    for (int s = 0; s < n_series && vals && mx && my; s++) {
         int nm = 0;
         for (int i = 0; i < pv.n; i++) {
             double x = cats ? i : pv.nums[i];
             /* slight horizontal offset per series on categorical axes so bars do not overlap */
             if (cats && n_series > 1) x += (s - (n_series - 1) / 2.0) * 0.08;
-            /* the group with key = value i (and other = value s) */
+            /* every run with key = value i (and other key = value s): one point per seed; the
+             * mean and ±std over them (one group when one key is swept, else the marginal) */
+            int nv = 0;
             for (int g = 0; g < d->n_groups; g++) {
                 const report_group *grp = &d->groups[g];
                 if (strcmp(grp->sweep, sw->name)) continue;
@@ -623,18 +647,22 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
                     const report_run *run = &d->runs[grp->runs[r]];
                     double px = x, py = run->val_bpb;
                     svg_plot_points(&p, &px, &py, 1, s, 3.6, run->valid == 0);
+                    if (nv < cap) vals[nv++] = run->val_bpb;
                 }
-                if (isfinite(grp->bpb.std))
-                    svg_plot_errorbar(&p, x, grp->bpb.mean - grp->bpb.std, grp->bpb.mean + grp->bpb.std, s);
-                mx[nm] = x;
-                my[nm] = grp->bpb.mean;
-                nm++;
             }
+            if (nv == 0) continue;
+            stats_summary sm;
+            stats_summarize(vals, nv, &sm);
+            if (isfinite(sm.std)) svg_plot_errorbar(&p, x, sm.mean - sm.std, sm.mean + sm.std, s);
+            mx[nm] = x;
+            my[nm] = sm.mean;
+            nm++;
         }
         svg_plot_line(&p, mx, my, nm, s, 2.2);
-        free(mx);
-        free(my);
     }
+    free(vals);
+    free(mx);
+    free(my);
     svg_plot_end(&p);
     if (cats) {
         for (int i = 0; i < pv.n; i++) free(cats[i]);
@@ -687,19 +715,29 @@ done:
 
 /* ---- budget and throughput bars --------------------------------------------------------- */
 
+#define BAR_MAX_GROUPS 24 /* rows per bar chart: more is a wall, not a chart */
+
 static void bar_charts(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
-    int n = 0;
-    for (int g = 0; g < d->n_groups; g++) n += !strcmp(d->groups[g].sweep, sw->name);
+    int n = 0, n_all = 0;
+    for (int g = 0; g < d->n_groups; g++) n_all += !strcmp(d->groups[g].sweep, sw->name);
+    n = n_all < BAR_MAX_GROUPS ? n_all : BAR_MAX_GROUPS;
     if (n == 0) return;
+    if (n < n_all)
+        fprintf(f, "<p class=\"muted\" style=\"flex-basis:100%%;margin:0\">Bars show the %d best of %d groups (and the reference); the summary table has all of them.</p>\n",
+                n, n_all);
     char **labels = calloc((size_t)n, sizeof *labels);
     double *mb = malloc((size_t)n * sizeof *mb), *secs = malloc((size_t)n * 2 * sizeof *secs);
     double *step = malloc((size_t)n * sizeof *step), *tps = malloc((size_t)n * sizeof *tps);
     if (!labels || !mb || !secs || !step || !tps) goto done;
     int i = 0;
     double tps_max = 0;
-    for (int g = 0; g < d->n_groups; g++) {
-        const report_group *grp = &d->groups[g];
-        if (strcmp(grp->sweep, sw->name)) continue;
+    int ref = sw->ref_group, ref_here = ref >= 0 && !strcmp(d->groups[ref].sweep, sw->name), ref_shown = 0;
+    for (int g = 0; g < d->n_groups && i < n; g++) {
+        if (strcmp(d->groups[g].sweep, sw->name)) continue;
+        /* the last slot goes to the reference when it is not among the best */
+        int pick = (i == n - 1 && ref_here && !ref_shown) ? ref : g;
+        const report_group *grp = &d->groups[pick];
+        if (pick == ref) ref_shown = 1;
         labels[i] = malloc(48);
         if (labels[i]) short_label(grp->label, labels[i], 48, 30);
         mb[i] = grp->max_artifact_bytes / 1e6;
@@ -857,7 +895,8 @@ static int sweep_section(FILE *f, sqlite3 *db, const report_data *d, const repor
         fputs("</div>\n", f);
         if (sw->n_swept > 0) {
             fputs("<h3>val_bpb against the swept parameters</h3>\n<div class=\"charts\">\n", f);
-            for (int k = 0; k < sw->n_swept; k++) param_chart(f, d, sw, slug, k);
+            /* two swept keys: both response charts and the heatmap side by side */
+            for (int k = 0; k < sw->n_swept; k++) param_chart(f, d, sw, slug, k, sw->n_swept == 2 ? 395 : 590);
             if (sw->n_swept == 2) heatmap_chart(f, d, sw, slug);
             fputs("</div>\n", f);
         }

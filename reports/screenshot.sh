@@ -11,7 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 caddie="$root/build/caddie"
-out=${2:-$root/docs/report.png}
+out=$(realpath -m "${2:-$root/docs/report.png}")
 [ -x "$caddie" ] || { echo "screenshot.sh: $caddie missing: run make" >&2; exit 1; }
 chromium=$(command -v chromium || true)
 [ -n "$chromium" ] || { echo "screenshot.sh: chromium not installed (make test-deps)" >&2; exit 1; }
@@ -23,12 +23,15 @@ if [ -z "$db" ]; then
     CADDIE_DB="$db" "$caddie" db migrate >/dev/null
     sqlite3 "$db" <"$root/tests/fixtures/reports/fixture_runs.sql"
 fi
-# the first sweep of the page: header, verdict, summary table, curves and parameter charts
+# the biggest sweep of the DB: header, verdict, summary table, curves and parameter charts
+# (run from the DB's directory so the header names the file, not a temporary path)
+cd "$(dirname "$db")"
+db=$(basename "$db")
 "$caddie" report --db "$db" --sweep "$(sqlite3 "$db" "select sweep from run_summary where sweep is not null group by sweep order by count(*) desc, sweep limit 1")" \
     --out "$work/report.html" >/dev/null
 mkdir -p "$(dirname "$out")"
 "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
-    --user-data-dir="$work/profile" --window-size=1380,1960 --screenshot="$out" \
+    --user-data-dir="$work/profile" --window-size=1380,1800 --screenshot="$out" \
     "file://$work/report.html" 2>/dev/null
 echo "wrote $out ($(stat -c %s "$out") bytes)"

@@ -12,9 +12,10 @@
  *
  * The challenge's rules (docs: parameter-golf README, PR #1902):
  *   - record bar: beat the previous record by at least 0.005 nats of val_loss at p < 0.01.
- *     We test it as the shifted hypothesis above with margin 0.005 on val_loss (nats), so
- *     "clears the bar" means the improvement is *significantly larger than* 0.005 nats,
- *     not merely that the observed delta exceeds 0.005 and some p is small.
+ *     It is the shifted hypothesis above with margin 0.005 nats, so "clears the bar" means
+ *     the improvement is *significantly larger than* 0.005 nats, not merely that the
+ *     observed delta exceeds 0.005 and some p is small. (reports/report.c runs it on val_bpb
+ *     with the margin converted by val_loss/val_bpb, which also works across tokenizers.)
  *   - frontier rule (since PR #1902): one-sided Welch p < 0.25 vs the previous best, margin 0.
  *
  * Not here: reading the database, formatting, anything about HTML (report.c / cmd_report.c).

@@ -519,9 +519,11 @@ void svg_heatmap_write(const svg_heatmap *h) {
     double left = 40 + CHAR_W * (double)(ylab_max > 24 ? 24 : ylab_max);
     double cell_w = h->nx <= 4 ? 110 : h->nx <= 8 ? 80 : 56, cell_h = 44;
     double top = 40, grid_w = cell_w * h->nx, grid_h = cell_h * h->ny;
+    /* the second line ("±0.0004 n=3") only fits in the wider cells */
+    const char *const *notes = cell_w >= 80 ? h->cell_notes : NULL;
     double scale_w = grid_w < 240 ? 240 : grid_w;
     double width = left + scale_w + 30, height = top + grid_h + 110;
-    if (width < 420) width = 420;
+    if (width < 400) width = 400;
     fprintf(f, "<svg class=\"chart heatmap\" id=\"");
     svg_write_escaped(f, h->id);
     fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
@@ -547,14 +549,14 @@ void svg_heatmap_write(const svg_heatmap *h) {
             if (isfinite(v)) snprintf(txt, sizeof txt, h->fmt, v);
             else snprintf(txt, sizeof txt, "no runs");
             const char *ink = t > 0.55 ? "#fff" : "#222";
-            double ty = y + cell_h / 2 + ((h->cell_notes && h->cell_notes[iy * h->nx + ix]) ? 0 : 5);
-            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"600\" fill=\"%s\">",
-                    x + cell_w / 2, ty, ink);
+            double ty = y + cell_h / 2 + ((notes && notes[iy * h->nx + ix]) ? 0 : 5);
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"%d\" font-weight=\"600\" fill=\"%s\">",
+                    x + cell_w / 2, ty, cell_w >= 80 ? 13 : 11, ink);
             svg_write_escaped(f, txt);
             fputs("</text>\n", f);
-            if (h->cell_notes && h->cell_notes[iy * h->nx + ix])
+            if (notes && notes[iy * h->nx + ix])
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\" fill=\"%s\">%s</text>\n",
-                        x + cell_w / 2, y + cell_h / 2 + 15, ink, h->cell_notes[iy * h->nx + ix]);
+                        x + cell_w / 2, y + cell_h / 2 + 15, ink, notes[iy * h->nx + ix]);
         }
     }
     for (int ix = 0; ix < h->nx; ix++)
@@ -602,9 +604,11 @@ void svg_hbar_write(const svg_hbar *b) {
     if (!(vmax > 0)) vmax = 1;
     double ticks[16];
     /* 12% headroom so the value labels of the longest bars stay clear of the budget line */
-    int nt = svg_ticks_linear(0, vmax * 1.12, 6, ticks);
-    double step = nt > 1 ? ticks[1] - ticks[0] : vmax;
-    double xmax = nt > 0 && ticks[nt - 1] >= vmax ? ticks[nt - 1] : ticks[nt - 1] + step;
+    double want = vmax * 1.12;
+    int nt = svg_ticks_linear(0, want, 6, ticks);
+    double step = nt > 1 ? ticks[1] - ticks[0] : want;
+    double xmax = nt > 0 ? ticks[nt - 1] : want;
+    while (xmax < want) xmax += step;
     fprintf(f, "<svg class=\"chart hbar\" id=\"");
     svg_write_escaped(f, b->id);
     fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",

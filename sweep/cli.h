@@ -37,6 +37,7 @@ int cli_wants_help(int argc, char **argv);
 /* ---- commands (one line each; keep sorted by subsystem) ----------------------------- */
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_gpu(int argc, char **argv);       /* sweep/cmd_gpu.c */
 int cmd_data(int argc, char **argv);      /* sweep/cmd_data.c */
 int cmd_tokenizer(int argc, char **argv); /* sweep/cmd_data.c */
 int cmd_train(int argc, char **argv);     /* sweep/cmd_train.c */

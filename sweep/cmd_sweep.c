@@ -35,7 +35,8 @@ static void print_plan(const cad_sweep_spec *s, const cad_plan *p, int have_db) 
     for (int i = 0; i < p->n; i++) {
         const cad_plan_run *r = &p->runs[i];
         printf("%-9s %-28s %s", cad_plan_action_name(r->action), r->run_id, r->name);
-        if (r->other_run_id[0] && r->action != CAD_PLAN_QUEUE) printf("  (= %s)", r->other_run_id);
+        if (r->other_run_id[0] && r->action != CAD_PLAN_QUEUE && strcmp(r->other_run_id, r->run_id) != 0)
+            printf("  (= %s)", r->other_run_id);
         putchar('\n');
     }
     int q = p->n_action[CAD_PLAN_QUEUE] + p->n_action[CAD_PLAN_REQUEUE];

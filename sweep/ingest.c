@@ -386,8 +386,8 @@ static int import_config_yaml(cad_db *db, const char *abs_dir, int replace, char
     char hash[65], ghash[65];
     const char *ev = cad_plan_caddie_engine_version();
     if (json && gjson) {
-        cad_plan_hash(ev, json, NULL, hash);
-        cad_plan_hash(ev, gjson, NULL, ghash);
+        cad_plan_hash(ev, json, "devices=1", hash); /* as plan.c hashes a 1-device run */
+        cad_plan_hash(ev, gjson, "devices=1", ghash);
     }
     int has_result = file_exists(res_path);
     char started[40], ended[40];

@@ -20,6 +20,19 @@ const cli_command cli_commands[] = {
      "usage: caddie help [COMMAND]\n"},
     {"version", cmd_version, "print version, git commit, compiler and compiled-in backends",
      "usage: caddie version\n"},
+    {"gpu", cmd_gpu, "check the CUDA backend against the CPU reference on this machine's GPU",
+     "usage: caddie gpu selftest [--seed N] [--large] [--max-nmse X] [--quiet]\n"
+     "\n"
+     "Runs every backend op (matmul, embedding, rmsnorm, q/k norm + RoPE, attention, relu^2,\n"
+     "residual mixes, softcap cross-entropy, axpby/scale/sumsq/Adam; forward and backward) on\n"
+     "the CUDA backend and on the CPU reference with identical inputs, and compares each\n"
+     "output: NMSE against --max-nmse, NaN/Inf positions, guard values around outputs.\n"
+     "Prints one line per compared output and a summary; exit 0 when all pass, 1 when one\n"
+     "fails or when there is no CUDA backend (built without nvcc) or no visible device.\n"
+     "  --seed N        input data seed (default 1)\n"
+     "  --large         also run model-sized shapes (T=1024 attention, 4096-row norms)\n"
+     "  --max-nmse X    NMSE bound per output (default 1e-7, ggml's fp32 default)\n"
+     "  --quiet         print only failing outputs and the summary\n"},
     {"data", cmd_data, "tokenize text into challenge shards (prepare), or report a shard set (stats)",
      "usage: caddie data prepare --tokenizer MODEL --input FILE [--input FILE]... --out DIR\n"
      "                           [--val-docs N] [--shard-tokens N]\n"

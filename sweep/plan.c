@@ -25,11 +25,21 @@
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 void cad_plan_format_double(double v, char *buf, size_t cap) {
-    for (int prec = 1; prec <= 17; prec++) {
+    int prec = 1;
+    for (; prec <= 17; prec++) {
         snprintf(buf, cap, "%.*g", prec, v);
         if (strtod(buf, NULL) == v) break;
     }
-    /* "1e+20" is valid JSON; "inf"/"nan" are not, but callers only pass finite values. */
+    /* %g picks exponents for 30 ("3e+01") and 10000 ("1e+04"); people write those plainly,
+     * so use fixed notation in the usual range when it reads back the same. */
+    double a = fabs(v);
+    if (strchr(buf, 'e') && a >= 1e-4 && a < 1e15) {
+        int decimals = prec - 1 - (int)floor(log10(a));
+        char alt[64];
+        snprintf(alt, sizeof alt, "%.*f", decimals > 0 ? decimals : 0, v);
+        if (strtod(alt, NULL) == v) snprintf(buf, cap, "%s", alt);
+    }
+    /* "inf"/"nan" are not JSON: callers only pass finite values. */
 }
 
 void cad_plan_hash(const char *engine_version, const char *json, const char *extra, char hex[65]) {
@@ -538,8 +548,10 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
             free(group_json);
             return cad_fail(e, CAD_ENOMEM, "out of memory");
         }
-        cad_plan_hash(p->engine_version, r->config_json, NULL, r->config_hash);
-        cad_plan_hash(p->engine_version, group_json, NULL, r->group_hash);
+        char extra[32];
+        snprintf(extra, sizeof extra, "devices=%d", s->devices);
+        cad_plan_hash(p->engine_version, r->config_json, extra, r->config_hash);
+        cad_plan_hash(p->engine_version, group_json, extra, r->group_hash);
     } else {
         const yt_node *br = s->base_doc ? s->base_doc->root : NULL;
         for (size_t i = 0; br && i < br->n && !rc; i++) {
@@ -584,8 +596,16 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
             free(group_json);
             return cad_fail(e, CAD_ENOMEM, "out of memory");
         }
-        cad_plan_hash(p->engine_version, r->config_json, pc->templates, r->config_hash);
-        cad_plan_hash(p->engine_version, group_json, pc->templates, r->group_hash);
+        size_t elen = strlen(pc->templates) + 32;
+        char *extra = malloc(elen);
+        if (!extra) {
+            free(group_json);
+            return cad_fail(e, CAD_ENOMEM, "out of memory");
+        }
+        snprintf(extra, elen, "%s\ndevices=%d", pc->templates, s->devices);
+        cad_plan_hash(p->engine_version, r->config_json, extra, r->config_hash);
+        cad_plan_hash(p->engine_version, group_json, extra, r->group_hash);
+        free(extra);
     }
     free(group_json);
     snprintf(r->run_id, sizeof r->run_id, "%s-%.8s", s->name, r->config_hash);

@@ -4,8 +4,9 @@
  * canonical JSON, a config hash for dedup, a stable run id, its launch recipe and the
  * config.yaml its run directory starts with.
  *
- * Hashes: config_hash = sha256(engine_version "\n" canonical config JSON [ "\n" command
- * templates JSON for the command engine]); group_hash is the same without the seed, so
+ * Hashes: config_hash = sha256(engine_version "\n" canonical config JSON "\n" [command
+ * templates JSON "\n"] "devices=N") — the device count is part of a run's identity (world
+ * size changes steps under the wallclock cap); group_hash is the same without the seed, so
  * runs differing only by seed share it (sweep_groups view). Canonical JSON: keys sorted,
  * numbers in their shortest round-trip form, run_id/run_dir left out (they name the run,
  * they are not its config). Run id: "<sweep>-<first 8 hex of config_hash>", "-r2", "-r3"

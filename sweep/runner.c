@@ -253,8 +253,10 @@ static int file_exists(const char *path) {
 /* Move what a previous attempt left into <run_dir>/attempts/<n>/ so the new attempt starts
  * from scratch and nothing is lost. n = the previous attempt's number. */
 static int archive_previous_attempt(const char *run_dir, int n, cad_err *e) {
-    static const char *files[] = {"log.txt", "console.txt", "metrics.jsonl", "result.json",
-                                  "grandchild.pid"};
+    /* everything an attempt writes; config.yaml and run.json describe the run and stay */
+    static const char *files[] = {"log.txt",        "console.txt",          "metrics.jsonl",
+                                  "result.json",    "checkpoint.bin",       "final_model.int8.ptz",
+                                  "weights.safetensors", "code_files.txt",  "grandchild.pid"};
     int any = 0;
     char src[4200], dst[4200], dir[4096];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -717,6 +719,7 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
         sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
         for (int k = 0; k < out.n_picks && !rc; k++)
             rc = launch(r, &q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s, e);
+        *n_queued -= out.n_picks;
     }
     free(run);
     free(qq);

@@ -78,7 +78,7 @@ typedef struct emu_sched {
 } emu_sched;
 
 #define EMU_MAX_THREADS 1024
-#define EMU_STACK_BYTES (128 * 1024)
+#define EMU_STACK_BYTES (64 * 1024)
 #define EMU_MAX_DYN_SHARED (48 * 1024)
 
 static _Thread_local emu_sched sched;

@@ -18,7 +18,7 @@ wait_until() {
 }
 
 # run_fast ARGS... — the runner with short ticks and grace, until the queue is empty
-run_fast() { caddie run --poll 0.05 --grace 0.5 --until-empty "$@"; }
+run_fast() { timeout -k 5 120 "$CADDIE" run --poll 0.05 --grace 0.5 --until-empty "$@"; }
 
 # SQL lives here (single-quoted literals); test bodies, which are single-quoted shell
 # strings, call these helpers instead.

@@ -3,7 +3,9 @@
 # CUDA_VISIBLE_DEVICES is assigned, no GPU is needed): every run gets as many distinct
 # devices as it asked for, no device is ever in two runs at once (checked from the times
 # the fake engine recorded), the 8-device run gets all eight and is not starved by the
-# 1-device runs queued after it; a run wider than the runner is skipped, not hung on.
+# 1-device runs queued after it: only runs estimated to end before it can start backfill
+# (`quick`, 2 s timeout, does; `later`, 60 s, does not). A run wider than the runner is
+# skipped, not hung on.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
@@ -14,6 +16,7 @@ engine: command
 command: ["bash", "$FAKE", "{i}"]
 env:
   FAKE_RECORD: "$TRASH/record"
+  FAKE_TAG: "$1"
   FAKE_STEPS: "3"
   FAKE_SLEEP: "$5"
 grid:
@@ -24,14 +27,15 @@ EOF
     caddie sweep add "$1.yaml" >/dev/null
 }
 
-test_expect_success 'queue: 4 one-device runs, one 8-device run, 6 more one-device runs' '
-    sweep first 1 30 4 0.1 && sweep wide 8 30 1 0.05 && sweep later 1 60 6 0.05 &&
-    test "$(n_status queued)" = 11
+test_expect_success 'queue: 4 one-device runs, one 8-device run, 2 short and 6 long one-device runs' '
+    sweep first 1 30 4 0.1 && sweep wide 8 30 1 0.05 && sweep quick 1 2 2 0.02 &&
+    sweep later 1 60 6 0.05 &&
+    test "$(n_status queued)" = 13
 '
 test_expect_success 'the runner packs them on 8 simulated GPUs' '
     run_fast --devices 0-7 >run.out 2>&1 &&
-    test "$(n_status done)" = 11 &&
-    test "$(grep -c "^start " record)" = 11 && test "$(grep -c "^end " record)" = 11
+    test "$(n_status done)" = 13 &&
+    test "$(grep -c "^start " record)" = 13 && test "$(grep -c "^end " record)" = 13
 '
 test_expect_success 'each run got as many distinct devices as it asked for' '
     q "SELECT run_id, devices_requested, devices_assigned FROM runs" >assigned &&
@@ -48,10 +52,14 @@ test_expect_success 'no device is ever double-booked (recorded start/end times)'
                  if (share && s[a] < e[b] && s[b] < e[a]) { print \"overlap\", a, b; bad = 1 } }
                exit bad }" record
 '
-test_expect_success 'the 8-device run started before every run queued after it' '
+test_expect_success 'the 8-device run started before every long run queued after it' '
     ws=$(awk "\$1 == \"start\" && \$2 ~ /^wide-/ { print \$4 }" record) &&
     test -n "$ws" &&
     awk -v ws="$ws" "\$1 == \"start\" && \$2 ~ /^later-/ && \$4 < ws { bad = 1 } END { exit bad }" record
+'
+test_expect_success 'short runs queued behind it backfilled: they ended before it started' '
+    ws=$(awk "\$1 == \"start\" && \$2 ~ /^wide-/ { print \$4 }" record) &&
+    test "$(awk -v ws="$ws" "\$2 ~ /^quick-/ && \$4 < ws" record | wc -l)" = 4
 '
 test_expect_success 'a run needing more devices than the runner has is skipped' '
     sweep huge 8 30 1 0 &&

@@ -93,7 +93,7 @@ env:
 grid:
   i: [1, 2]
 EOF
-test_expect_success 'SIGTERM to the runner: runs interrupted, exit 143, requeued next time' '
+test_expect_success 'SIGTERM to the runner: TERM to its runs, marked interrupted, exit 143' '
     caddie sweep add term.yaml >/dev/null &&
     { "$CADDIE" run --cpu-slots 2 --poll 0.05 --grace 2 >r5.out 2>&1 & } &&
     pid=$! &&

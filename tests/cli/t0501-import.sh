@@ -108,4 +108,34 @@ test_expect_success 'import-record: a record without logs fails and imports noth
     test "$(q "SELECT count(*) FROM runs")" = "$n"
 '
 
+test_expect_success 'import-record: all fixture records; claims differ only where documented' '
+    test_must_fail 1 caddie import-record --db all.db --runs-dir all-runs "$LOGS"/track_*/* >out 2>err &&
+    test_grep "79 runs imported, 1 failed" err &&
+    sqlite3 -batch -noheader all.db "SELECT r.run_id FROM run_summary r JOIN params p ON p.run_id = r.run_id AND p.key = '\''claimed_val_bpb'\'' WHERE abs(r.val_bpb - p.num) > 0.00005 ORDER BY r.run_id" >mismatch &&
+    cat >expect <<-EOF &&
+	2026-03-19_MLP3x_QAT_Int6_SlidingWindow-train
+	2026-04-04_GDN_Hybrid_LongContext-logs_experiment_hybrid_gdn_1xh100_600s_seq16384_seed1341
+	$R23-train_seed0
+	$R23-train_seed1234
+	$R23-train_seed42
+	EOF
+    test_cmp expect mismatch &&
+    test "$(sqlite3 all.db "SELECT count(*) FROM params WHERE key='\''claimed_val_bpb'\''")" = 49
+'
+
+test_expect_success 'import-record: db rebuild from the run dirs restores every imported run' '
+    caddie db rebuild --runs-dir all-runs/imported --db re.db >/dev/null &&
+    for d in all.db re.db; do
+        sqlite3 -batch $d "SELECT run_id, sweep, status, seed, val_bpb, artifact_bytes, (SELECT count(*) FROM metrics m WHERE m.run_id = s.run_id) FROM run_summary s ORDER BY run_id" >$d.txt || return 1
+    done &&
+    test_cmp all.db.txt re.db.txt && test "$(wc -l <re.db.txt)" = 79
+'
+
+test_expect_success 'import-log --sweep into an existing sweep keeps its description' '
+    caddie import-record --db keep.db --runs-dir keep-runs "$T10/$R4" >/dev/null &&
+    caddie import-log --db keep.db --runs-dir keep-runs --sweep "$R4" "$T10/2026-03-18_LowerLR/train.log" >/dev/null &&
+    test "$(sqlite3 keep.db "SELECT description FROM sweeps")" = "4096-Vocab + Larger Model + High WD + Simplifications" &&
+    test "$(sqlite3 keep.db "SELECT count(*) FROM run_summary WHERE sweep='\''$R4'\''")" = 4
+'
+
 test_done

@@ -30,7 +30,7 @@ test_expect_success 'top: the reference row, Welch p and bar as in scipy' '
 '
 test_expect_success 'top -n and --sweep restrict the table' '
     caddie top -n 2 --sweep qk-wd >out2 &&
-    test "$(grep -c "^[0-9]" out2)" = 2 && ! grep -q "vocab" out2 && test_grep "2 of 6 groups" out2
+    test "$(grep -c -E "^[0-9]+  " out2)" = 2 && ! grep -q "vocab" out2 && test_grep "2 of 6 groups" out2
 '
 test_expect_success 'compare two groups: side by side, Welch, bar, frontier, same-seed pairs' '
     caddie compare c49d 2c75 >cmp &&

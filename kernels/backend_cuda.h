@@ -1,0 +1,49 @@
+/*
+ * backend_cuda.h — the CUDA backend's C entry points: the cad_backend (engine/backend.h) on the
+ * first visible GPU, and NCCL data parallelism (one process per GPU; kernels/README.md).
+ *
+ * Only code built with CADDIE_CUDA defined may call these (the Makefile defines it, and links
+ * build/cuda/libcaddie_cuda.a, when nvcc was found); everything else reaches the GPU only
+ * through the cad_backend struct. Errors a user can cause (no device, bad NCCL id, peers that
+ * never join) come back as cad_err; CUDA errors after that are bugs and abort (cuda_check.h).
+ *
+ * Not here: the kernels (kernels/k_*.cuh), backend selection policy (the trainer's config).
+ */
+#ifndef CADDIE_BACKEND_CUDA_H
+#define CADDIE_BACKEND_CUDA_H
+
+#include "backend.h"
+#include "status.h"
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The CUDA backend on device 0 of CUDA_VISIBLE_DEVICES (a process-wide singleton, created on
+ * the first call, never freed). NULL with e filled ("no CUDA device: ...") when no usable
+ * device or driver is present. */
+const cad_backend *cad_backend_cuda(cad_err *e);
+
+/* Name of the device the backend runs on ("NVIDIA H100 80GB HBM3"), "" before creation. */
+const char *cad_cuda_device_name(void);
+
+/* ---- data parallel (NCCL), one process per GPU ------------------------------------------------
+ * The launcher (rank 0's parent, or rank 0 itself before it forks/execs the others) calls
+ * cad_cuda_dp_unique_id once and hands the hex string to every rank (env CADDIE_NCCL_ID); each
+ * rank then calls cad_cuda_dp_init with its rank and the world size, and after every backward
+ * cad_cuda_dp_allreduce_mean on the flat gradient arena. The process that created the id must
+ * stay alive until every rank finished cad_cuda_dp_init (it hosts NCCL's bootstrap root). */
+#define CAD_NCCL_ID_HEX_CHARS 256 /* 2 * NCCL_UNIQUE_ID_BYTES */
+int cad_cuda_dp_unique_id(char hex[CAD_NCCL_ID_HEX_CHARS + 1], cad_err *e);
+int cad_cuda_dp_init(const cad_backend *be, int rank, int world, const char *hex, cad_err *e);
+/* In place on backend memory, queued on the backend's stream: buf = mean over ranks of buf. */
+void cad_cuda_dp_allreduce_mean(const cad_backend *be, float *buf, size_t n);
+void cad_cuda_dp_free(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * parity_fixture.h — reader for the PyTorch parity fixtures written by
+ * tests/scripts/gen_model_fixture.py's write_fixture (format documented there: "CADP" magic,
+ * version 1, named float32/int32 records), shared by the engine tests that use them.
+ * Header-only like check.h: each test is its own executable.
+ */
+#ifndef CADDIE_TEST_PARITY_FIXTURE_H
+#define CADDIE_TEST_PARITY_FIXTURE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pf_record {
+    char name[128];
+    int is_int, ndim;
+    int shape[4];
+    long numel;
+    void *data; /* float* or int32_t* */
+} pf_record;
+
+typedef struct pf_file {
+    int n;
+    pf_record *r;
+} pf_file;
+
+/* 0 on success; prints the reason and returns -1 otherwise. */
+static inline int pf_load(const char *path, pf_file *f) {
+    memset(f, 0, sizeof *f);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) { printf("cannot open fixture %s\n", path); return -1; }
+    int32_t hdr[3];
+    if (fread(hdr, 4, 3, fp) != 3 || hdr[0] != 0x43414450 || hdr[1] != 1) {
+        printf("%s: bad magic/version (regenerate with tests/scripts/gen_*_fixture.py)\n", path);
+        fclose(fp);
+        return -1;
+    }
+    f->r = calloc((size_t)hdr[2], sizeof *f->r);
+    for (int i = 0; i < hdr[2]; i++) {
+        pf_record *r = &f->r[i];
+        int32_t nl, dt, nd;
+        if (fread(&nl, 4, 1, fp) != 1 || nl <= 0 || nl >= (int)sizeof r->name) goto bad;
+        if (fread(r->name, 1, (size_t)nl, fp) != (size_t)nl) goto bad;
+        if (fread(&dt, 4, 1, fp) != 1 || fread(&nd, 4, 1, fp) != 1 || nd < 0 || nd > 4) goto bad;
+        r->is_int = dt == 1;
+        r->ndim = nd;
+        r->numel = 1;
+        for (int d = 0; d < nd; d++) {
+            if (fread(&r->shape[d], 4, 1, fp) != 1) goto bad;
+            r->numel *= r->shape[d];
+        }
+        r->data = malloc((size_t)(r->numel ? r->numel : 1) * 4);
+        if (fread(r->data, 4, (size_t)r->numel, fp) != (size_t)r->numel) goto bad;
+        f->n = i + 1;
+    }
+    fclose(fp);
+    return 0;
+bad:
+    printf("%s: truncated record\n", path);
+    fclose(fp);
+    return -1;
+}
+
+static inline const pf_record *pf_get(const pf_file *f, const char *name) {
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->r[i].name, name) == 0) return &f->r[i];
+    printf("fixture record '%s' missing\n", name);
+    return NULL;
+}
+
+static inline double pf_scalar(const pf_file *f, const char *name) {
+    const pf_record *r = pf_get(f, name);
+    return r ? (r->is_int ? (double)((int32_t *)r->data)[0] : (double)((float *)r->data)[0]) : NAN;
+}
+
+static inline void pf_free(pf_file *f) {
+    for (int i = 0; i < f->n; i++) free(f->r[i].data);
+    free(f->r);
+    memset(f, 0, sizeof *f);
+}
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * test_db_ingest.c — run dir -> DB: incremental metrics.jsonl (saved offset, partial last
+ * line, malformed lines), result.json, artifacts, re-ingesting without duplicates, import
+ * of a standalone `caddie train` dir, and `db rebuild`: a DB rebuilt from the run dirs has
+ * the same content as the original (sweeps, runs, params, events, metrics, results,
+ * artifacts), including queued runs that never started.
+ */
+#include "check.h"
+#include "config.h"
+#include "ingest.h"
+#include "plan.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int counter;
+
+static cad_db *open_db(const char *name) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", check_tmpdir(), name);
+    cad_db *db = NULL;
+    cad_err e;
+    if (cad_db_open(p, 0, &db, &e)) printf("open: %s\n", e.msg);
+    return db;
+}
+
+static double q1(cad_db *db, const char *sql) {
+    sqlite3_stmt *st;
+    double v = NAN;
+    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
+        printf("prepare: %s\n", sqlite3_errmsg(cad_db_handle(db)));
+        return NAN;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void append_file(const char *dir, const char *name, const char *text) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "a");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static const char *make_dir(const char *name) {
+    static char d[4][4200];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(d[k], sizeof d[k], "%s/%s%d", check_tmpdir(), name, counter++);
+    mkdir(d[k], 0777);
+    return d[k];
+}
+
+static void test_incremental_metrics(void) {
+    cad_db *db = open_db("inc.db");
+    if (!db) return;
+    cad_err e;
+    const char *dir = make_dir("run");
+    cad_run_new r = {.run_id = "inc", .sweep_id = -1, .config = "{}", .git_dirty = -1, .run_dir = dir};
+    CHECK_EQ_INT(cad_db_insert_run(db, &r, &e), CAD_OK);
+    cad_ingest_state s;
+    cad_ingest_state_init(&s);
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK); /* nothing yet */
+    append_file(dir, "metrics.jsonl",
+                "{\"step\":0,\"name\":\"train_loss\",\"value\":6.9,\"wall_ms\":0}\n"
+                "{\"step\":1,\"name\":\"train_loss\",\"value\":6.5,\"wall_ms\":40.5}\n"
+                "{\"step\":2,\"name\":\"train_lo");
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
+    CHECK_EQ_INT(s.metrics_rows, 2);
+    CHECK(q1(db, "SELECT count(*) FROM metrics") == 2);
+    /* the partial line completes; a malformed line and an unknown name are tolerated */
+    append_file(dir, "metrics.jsonl",
+                "ss\",\"value\":6.1,\"wall_ms\":80}\n"
+                "not json\n"
+                "{\"step\":2,\"name\":\"some_new_metric\",\"value\":null}\n"
+                "{\"step\":2,\"name\":\"val_bpb\",\"value\":3.5,\"wall_ms\":81}\n");
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
+    CHECK_EQ_INT(s.metrics_rows, 5);
+    CHECK_EQ_INT(s.bad_lines, 1);
+    CHECK(q1(db, "SELECT value FROM metrics WHERE name='train_loss' AND step=2") == 6.1);
+    CHECK(q1(db, "SELECT count(*) FROM metrics WHERE name='some_new_metric' AND value IS NULL") == 1);
+    /* re-ingesting from scratch never duplicates */
+    cad_ingest_state fresh;
+    cad_ingest_state_init(&fresh);
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &fresh, &e), CAD_OK);
+    CHECK(q1(db, "SELECT count(*) FROM metrics") == 5);
+    CHECK_EQ_INT(s.result_done, 0);
+    /* result.json finishes it: results row, provenance, artifacts */
+    cad_result res;
+    cad_result_init(&res);
+    res.val_loss = 2.5;
+    res.val_bpb = 1.4801234567;
+    res.artifact_bytes = 1234;
+    res.train_ms = 5000;
+    res.steps = 3;
+    res.partial = 1;
+    snprintf(res.engine_version, sizeof res.engine_version, "caddie 9.9");
+    snprintf(res.git_commit, sizeof res.git_commit, "deadbeef");
+    res.git_dirty = 0;
+    char rp[4400];
+    snprintf(rp, sizeof rp, "%s/result.json", dir);
+    CHECK_EQ_INT(cad_ingest_write_result(rp, "inc", &res, &e), CAD_OK);
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
+    CHECK_EQ_INT(s.result_done, 1);
+    CHECK_EQ_INT(s.artifacts_done, 1);
+    CHECK(q1(db, "SELECT val_bpb FROM results WHERE run_id='inc'") == 1.4801234567);
+    CHECK(q1(db, "SELECT partial FROM results") == 1);
+    CHECK(q1(db, "SELECT prequant_val_bpb IS NULL FROM results") == 1);
+    CHECK(q1(db, "SELECT engine_version='caddie 9.9' AND git_commit='deadbeef' AND git_dirty=0 FROM runs") == 1);
+    CHECK(q1(db, "SELECT count(*) FROM artifacts WHERE kind IN ('metrics','result') AND length(sha256)=64") == 2);
+    cad_db_close(db);
+}
+
+static void test_write_metric_roundtrip(void) {
+    const char *dir = make_dir("wm");
+    char p[4400];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(p, "w");
+    cad_metric m = {"val_bpb", 7, NAN, -1};
+    cad_ingest_write_metric(f, &m);
+    cad_metric m2 = {"train_loss", 8, 2.25, 12.5};
+    cad_ingest_write_metric(f, &m2);
+    fclose(f);
+    cad_db *db = open_db("wm.db");
+    if (!db) return;
+    cad_err e;
+    cad_run_new r = {.run_id = "wm", .sweep_id = -1, .config = "{}", .git_dirty = -1, .run_dir = dir};
+    cad_db_insert_run(db, &r, &e);
+    cad_ingest_state s;
+    cad_ingest_state_init(&s);
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "wm", dir, &s, &e), CAD_OK);
+    CHECK_EQ_INT(s.metrics_rows, 2);
+    CHECK(q1(db, "SELECT value IS NULL AND wall_ms IS NULL FROM metrics WHERE step=7") == 1);
+    CHECK(q1(db, "SELECT value FROM metrics WHERE step=8") == 2.25);
+    cad_db_close(db);
+}
+
+static void test_import_standalone_train_dir(void) {
+    const char *dir = make_dir("standalone");
+    cad_config c;
+    cad_err e;
+    CHECK_EQ_INT(cad_config_init(&c, &e), CAD_OK);
+    cad_config_set(&c, "run_id", "solo", NULL, &e);
+    cad_config_set(&c, "qk_gain_init", "5.25", NULL, &e);
+    char p[4400];
+    snprintf(p, sizeof p, "%s/config.yaml", dir);
+    FILE *f = fopen(p, "w");
+    cad_config_write_yaml(&c, f);
+    fclose(f);
+    cad_config_free(&c);
+    append_file(dir, "metrics.jsonl", "{\"step\":0,\"name\":\"train_loss\",\"value\":6.9,\"wall_ms\":1}\n");
+    cad_db *db = open_db("solo.db");
+    if (!db) return;
+    char id[CAD_RUN_ID_MAX];
+    CHECK_EQ_INT(cad_ingest_import(db, dir, 1, id, sizeof id, &e), CAD_OK);
+    CHECK_STR(id, "solo");
+    CHECK(q1(db, "SELECT status='failed' AND error LIKE 'no result.json%' FROM runs") == 1);
+    CHECK(q1(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=5.25") == 1);
+    CHECK(q1(db, "SELECT count(*) FROM metrics") == 1);
+    cad_result res;
+    cad_result_init(&res);
+    res.val_bpb = 1.3;
+    snprintf(p, sizeof p, "%s/result.json", dir);
+    CHECK_EQ_INT(cad_ingest_write_result(p, "solo", &res, &e), CAD_OK);
+    CHECK_EQ_INT(cad_ingest_import(db, dir, 0, id, sizeof id, &e), CAD_ERR); /* exists */
+    CHECK_EQ_INT(cad_ingest_import(db, dir, 1, id, sizeof id, &e), CAD_OK);
+    CHECK(q1(db, "SELECT status='done' FROM runs") == 1);
+    CHECK(q1(db, "SELECT val_bpb FROM run_summary") == 1.3);
+    CHECK(q1(db, "SELECT count(*) FROM runs") == 1);
+    cad_db_close(db);
+}
+
+/* Everything in the DB as text, independent of rowids and sweep ids. */
+static char *dump(cad_db *db) {
+    static const char *const queries[] = {
+        "SELECT name, description, spec, spec_hash, created_at FROM sweeps ORDER BY name",
+        "SELECT r.run_id, s.name, r.name, engine, config, config_hash, group_hash, seed, status, "
+        "priority, devices_requested, devices_assigned, attempts, retries, timeout_s, launch, host, pid, "
+        "boot_id, proc_start_time, queued_at, started_at, ended_at, exit_code, error, git_commit, "
+        "git_dirty, engine_version, run_dir FROM runs r LEFT JOIN sweeps s ON s.id=r.sweep_id ORDER BY run_id",
+        "SELECT * FROM params ORDER BY run_id, key",
+        "SELECT * FROM metrics ORDER BY run_id, name, step",
+        "SELECT * FROM results ORDER BY run_id",
+        "SELECT * FROM artifacts ORDER BY run_id, path",
+        "SELECT run_id, at, from_status, to_status, reason FROM events ORDER BY run_id, id",
+        NULL};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    for (int q = 0; queries[q]; q++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(cad_db_handle(db), queries[q], -1, &st, NULL) != SQLITE_OK) {
+            fprintf(f, "ERROR %s\n", sqlite3_errmsg(cad_db_handle(db)));
+            continue;
+        }
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            for (int i = 0; i < sqlite3_column_count(st); i++) {
+                const unsigned char *t = sqlite3_column_text(st, i);
+                fprintf(f, "%s|", t ? (const char *)t : "NULL");
+            }
+            fputc('\n', f);
+        }
+        sqlite3_finalize(st);
+        fputs("--\n", f);
+    }
+    fclose(f);
+    return buf;
+}
+
+static void test_rebuild_equals_original(void) {
+    char runs[4200];
+    snprintf(runs, sizeof runs, "%s/rebuild_runs", check_tmpdir());
+    char sweep_path[4300];
+    snprintf(sweep_path, sizeof sweep_path, "%s/rb.yaml", check_tmpdir());
+    FILE *f = fopen(sweep_path, "w");
+    fputs("name: rb\ndescription: rebuild test\ngrid:\n  qk_gain_init: [1.5, 5.25, 3]\nseeds: [1, 2]\n", f);
+    fclose(f);
+    cad_err e;
+    cad_err_clear(&e);
+    cad_sweep_spec *s = NULL;
+    CHECK_EQ_INT(cad_sweep_spec_load(sweep_path, &s, &e), CAD_OK);
+    cad_db *db = open_db("orig.db");
+    if (!s || !db) return;
+    cad_plan p;
+    cad_plan_opts o = {runs};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK_EQ_INT(p.n, 6);
+    /* run 0 done with curve + result, run 1 failed, run 2 cancelled, run 3 running
+     * (interrupted later), the rest stay queued */
+    cad_run_claim c = {"0", "hostX", "boot"};
+    const char *r0 = p.runs[0].run_id, *r1 = p.runs[1].run_id, *r2 = p.runs[2].run_id,
+               *r3 = p.runs[3].run_id;
+    CHECK_EQ_INT(cad_db_claim(db, r0, &c, &e), CAD_OK);
+    cad_db_set_process(db, r0, 1234, 99, &e);
+    for (int i = 0; i < 50; i++) {
+        char line[160];
+        snprintf(line, sizeof line, "{\"step\":%d,\"name\":\"train_loss\",\"value\":%.3f,\"wall_ms\":%d}\n", i,
+                 7.0 - i * 0.01, i * 10);
+        append_file(p.runs[0].run_dir, "metrics.jsonl", line);
+    }
+    cad_result res;
+    cad_result_init(&res);
+    res.val_bpb = 1.25;
+    res.val_loss = 2.1;
+    res.artifact_bytes = 15000000;
+    res.train_ms = 590000;
+    res.eval_ms = 30000;
+    char rp[4400];
+    snprintf(rp, sizeof rp, "%s/result.json", p.runs[0].run_dir);
+    CHECK_EQ_INT(cad_ingest_write_result(rp, r0, &res, &e), CAD_OK);
+    cad_ingest_state st;
+    cad_ingest_state_init(&st);
+    CHECK_EQ_INT(cad_ingest_run_dir(db, r0, p.runs[0].run_dir, &st, &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_finish(db, r0, CAD_RUN_DONE, 1, 0, NULL, "exit 0", &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_claim(db, r1, &c, &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_finish(db, r1, CAD_RUN_FAILED, 1, 1, "NaN loss at step 3\nlast line", "nan", &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_set_status(db, r2, CAD_RUN_CANCELLED, "user", &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_claim(db, r3, &c, &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_finish(db, r3, CAD_RUN_INTERRUPTED, 0, 0, NULL, "runner died", &e), CAD_OK);
+    char *before = dump(db);
+    cad_db_close(db);
+    /* delete the DB (WAL files too) and rebuild from the run dirs */
+    char dbp[4300];
+    snprintf(dbp, sizeof dbp, "%s/orig.db", check_tmpdir());
+    unlink(dbp);
+    snprintf(dbp, sizeof dbp, "%s/orig.db-wal", check_tmpdir());
+    unlink(dbp);
+    snprintf(dbp, sizeof dbp, "%s/orig.db-shm", check_tmpdir());
+    unlink(dbp);
+    db = open_db("orig.db");
+    int n = 0;
+    CHECK_EQ_INT(cad_ingest_rebuild(db, runs, &n, &e), CAD_OK);
+    CHECK_EQ_INT(n, 6);
+    char *after = dump(db);
+    CHECK(before && after && strcmp(before, after) == 0);
+    if (before && after && strcmp(before, after) != 0) {
+        /* show the first difference */
+        size_t i = 0;
+        while (before[i] && before[i] == after[i]) i++;
+        size_t from = i > 200 ? i - 200 : 0;
+        printf("differs at %zu:\nbefore: %.400s\nafter:  %.400s\n", i, before + from, after + from);
+    }
+    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
+    CHECK(q1(db, "SELECT count(*) FROM metrics") == 50);
+    /* rebuilding again gives the same again */
+    CHECK_EQ_INT(cad_ingest_rebuild(db, runs, &n, &e), CAD_OK);
+    char *again = dump(db);
+    CHECK(after && again && strcmp(after, again) == 0);
+    free(before);
+    free(after);
+    free(again);
+    /* a broken run dir aborts the whole rebuild and keeps the DB as it was */
+    char bad[4300];
+    snprintf(bad, sizeof bad, "%s/zzz-broken", runs);
+    mkdir(bad, 0777);
+    append_file(bad, "run.json", "{not json");
+    CHECK(cad_ingest_rebuild(db, runs, &n, &e) != CAD_OK);
+    CHECK(strstr(e.msg, "zzz-broken") != NULL);
+    CHECK(q1(db, "SELECT count(*) FROM runs") == 6);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+    cad_db_close(db);
+}
+
+int main(void) {
+    RUN(test_incremental_metrics);
+    RUN(test_write_metric_roundtrip);
+    RUN(test_import_standalone_train_dir);
+    RUN(test_rebuild_equals_original);
+    return check_report();
+}

@@ -1,0 +1,171 @@
+/*
+ * test_engine_eval.c — val_loss / val_bpb:
+ *  - parity with train_gpt.py's eval_val in PyTorch on the tiny parity model with a synthetic
+ *    LUT (tests/fixtures/engine/train_parity_v1.bin from tests/scripts/gen_train_fixture.py),
+ *    with the val batch evaluated whole and in chunks;
+ *  - on the bundled sample's val split (data/sample/fineweb10B_sp1024, `make sample`) with fixed
+ *    (seeded) weights, against an independent computation in this file: per-token losses of
+ *    one window at a time summed in float64, and bytes counted from the tokenizer's pieces by
+ *    the rule in parameter-golf.md §6 (not through bpb_luts.c);
+ *  - val_max_tokens marks the result partial; chunking does not change the result.
+ */
+#include "check.h"
+#include "bpb_luts.h"
+#include "eval.h"
+#include "model.h"
+#include "parity_fixture.h"
+#include "stream.h"
+#include "tokenizer.h"
+
+static cad_model_config model_cfg_from(const pf_file *f, int max_batch_seqs) {
+    cad_model_config c = {
+        .vocab_size = (int)pf_scalar(f, "config.vocab_size"), .num_layers = (int)pf_scalar(f, "config.num_layers"),
+        .model_dim = (int)pf_scalar(f, "config.model_dim"), .num_heads = (int)pf_scalar(f, "config.num_heads"),
+        .num_kv_heads = (int)pf_scalar(f, "config.num_kv_heads"), .mlp_mult = (int)pf_scalar(f, "config.mlp_mult"),
+        .tie_embeddings = (int)pf_scalar(f, "config.tie_embeddings"), .rope_base = (float)pf_scalar(f, "config.rope_base"),
+        .logit_softcap = (float)pf_scalar(f, "config.logit_softcap"),
+        .qk_gain_init = (float)pf_scalar(f, "config.qk_gain_init"),
+        .tied_embed_init_std = (float)pf_scalar(f, "config.tied_embed_init_std"),
+        .max_batch_seqs = max_batch_seqs, .max_seq_len = (int)pf_scalar(f, "config.T")};
+    return c;
+}
+
+static int load_params(cad_model *m, const pf_file *f, const char *prefix) {
+    for (int i = 0; i < m->n_params; i++) {
+        char nm[160];
+        snprintf(nm, sizeof nm, "%s%s", prefix, m->params[i].name);
+        const pf_record *r = pf_get(f, nm);
+        if (!r || r->numel != m->params[i].numel) return -1;
+        m->be->copy_to_device(m->be, m->params[i].data, r->data, (size_t)r->numel * 4);
+    }
+    return 0;
+}
+
+static void test_eval_matches_torch(void) {
+    pf_file f;
+    if (pf_load(check_src_path("tests/fixtures/engine/train_parity_v1.bin"), &f)) { CHECK(0); return; }
+    const pf_record *vt = pf_get(&f, "val_tokens"), *bb = pf_get(&f, "lut.base_bytes"),
+                    *hs = pf_get(&f, "lut.has_leading_space"), *ib = pf_get(&f, "lut.is_boundary");
+    CHECK(vt && bb && hs && ib);
+    if (!vt || !bb || !hs || !ib) { pf_free(&f); return; }
+    int V = (int)bb->numel, T = (int)pf_scalar(&f, "val.seq_len");
+    cad_bpb_luts l = {V, malloc((size_t)V * 2), malloc((size_t)V), malloc((size_t)V)};
+    for (int i = 0; i < V; i++) {
+        l.base_bytes[i] = (int16_t)((int32_t *)bb->data)[i];
+        l.has_leading_space[i] = (uint8_t)((int32_t *)hs->data)[i];
+        l.is_boundary[i] = (uint8_t)((int32_t *)ib->data)[i];
+    }
+    long n = vt->numel;
+    uint16_t *tok = malloc((size_t)n * 2);
+    for (long i = 0; i < n; i++) tok[i] = (uint16_t)((int32_t *)vt->data)[i];
+    double want_loss = pf_scalar(&f, "val_loss"), want_bpb = pf_scalar(&f, "val_bpb");
+    /* max_batch_seqs 2 = torch's val batch (exact eval_val grouping); 1 = chunked */
+    for (int mbs = 2; mbs >= 1; mbs--) {
+        cad_model_config mc = model_cfg_from(&f, mbs);
+        cad_model m;
+        cad_err e = {0};
+        CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 1, &e) == CAD_OK, "%s", e.msg);
+        CHECK(load_params(&m, &f, "") == 0);
+        int32_t *x = malloc((size_t)mbs * T * 4), *y = malloc((size_t)mbs * T * 4);
+        cad_eval_spec sp = {T, (long)pf_scalar(&f, "val.batch_tokens"), 1, 0};
+        cad_eval_result r;
+        CHECK_MSG(cad_eval_val(&m, tok, n, &l, &sp, x, y, &r, &e) == CAD_OK, "%s", e.msg);
+        /* fp32 forward vs torch fp32 (different summation orders): per-token NLL agree to ~1e-6
+         * relative; the fixture stores the float64 results as float32 (6e-8 relative). */
+        CHECK_NEAR(r.val_loss, want_loss, 0, 2e-6);
+        CHECK_NEAR(r.val_bpb, want_bpb, 0, 2e-6);
+        CHECK_EQ_INT(r.n_seqs, (n - 1) / T);
+        CHECK_EQ_INT(r.partial, 0);
+        free(x), free(y);
+        cad_model_free(&m);
+    }
+    free(tok);
+    cad_bpb_luts_free(&l);
+    pf_free(&f);
+}
+
+/* parameter-golf.md §6, written out independently of bpb_luts.c */
+static int piece_bytes(const cad_tokenizer *t, int id, int *leading_space, int *boundary) {
+    *leading_space = 0;
+    *boundary = 1;
+    if (cad_tokenizer_is_control(t, id) || cad_tokenizer_is_unknown(t, id) || cad_tokenizer_is_unused(t, id)) return 0;
+    *boundary = 0;
+    if (cad_tokenizer_is_byte(t, id)) return 1;
+    const char *p = cad_tokenizer_piece(t, id);
+    if (strncmp(p, "\xe2\x96\x81", 3) == 0) { /* U+2581 */
+        *leading_space = 1;
+        p += 3;
+    }
+    return (int)strlen(p);
+}
+
+static void test_bundled_val_split_independent(void) {
+    const char *val = check_src_path("data/sample/fineweb10B_sp1024/fineweb_val_*.bin");
+    const char *model = check_src_path("data/sample/fineweb_1024_bpe.model");
+    cad_tokenizer *tk = NULL;
+    cad_err e = {0};
+    CHECK_MSG(cad_tokenizer_load(model, &tk, &e) == CAD_OK, "%s", e.msg);
+    int T = 64;
+    uint16_t *tok = NULL;
+    long n = 0;
+    int rc = cad_val_tokens_load(val, T, 1024, &tok, &n, &e);
+    CHECK_MSG(rc == CAD_OK, "%s (run `make sample` first)", e.msg);
+    if (rc || !tk) { if (tk) cad_tokenizer_free(tk); return; }
+    cad_bpb_luts l;
+    CHECK(cad_bpb_luts_build(tk, 1024, &l, &e) == CAD_OK);
+    cad_model_config mc = {.vocab_size = 1024, .num_layers = 2, .model_dim = 32, .num_heads = 2, .num_kv_heads = 1,
+                           .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
+                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.5f, .max_batch_seqs = 4, .max_seq_len = T};
+    cad_model m;
+    CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 4242, &e) == CAD_OK, "%s", e.msg);
+    int32_t *x = malloc(4 * (size_t)T * 4), *y = malloc(4 * (size_t)T * 4);
+    long windows = 40; /* a prefix keeps the test fast under ASan */
+    cad_eval_spec sp = {T, 8 * 4 * T, 8, windows * T};
+    cad_eval_result r;
+    CHECK_MSG(cad_eval_val(&m, tok, n, &l, &sp, x, y, &r, &e) == CAD_OK, "%s", e.msg);
+    CHECK_EQ_INT(r.partial, 1);
+    CHECK_EQ_INT(r.n_seqs, windows);
+
+    /* independent: one window at a time, sum per-token NLL in float64, bytes from pieces */
+    double loss = 0, bytes = 0;
+    int bos_targets = 0;
+    for (long w = 0; w < windows; w++) {
+        for (int i = 0; i < T; i++) x[i] = tok[w * T + i], y[i] = tok[w * T + i + 1];
+        float mean;
+        CHECK(cad_model_forward(&m, x, y, 1, T, &mean, &e) == CAD_OK);
+        for (int i = 0; i < T; i++) {
+            loss += m.token_loss[i];
+            int ls, bd, lsp, bdp;
+            int b = piece_bytes(tk, y[i], &ls, &bd);
+            piece_bytes(tk, x[i], &lsp, &bdp);
+            bytes += b + (ls && !bdp);
+            bos_targets += y[i] == cad_tokenizer_bos_id(tk);
+        }
+    }
+    double tokens = (double)windows * T;
+    CHECK(bos_targets > 0); /* the prefix crosses document starts: BOS targets with 0 bytes */
+    CHECK_NEAR(r.token_count, tokens, 0, 0);
+    CHECK_NEAR(r.byte_count, bytes, 0, 0);
+    /* mean*count per batch vs a float64 sum of the per-token fp32 losses: ~1e-7 relative */
+    CHECK_NEAR(r.val_loss, loss / tokens, 0, 1e-6);
+    CHECK_NEAR(r.val_bpb, loss / log(2.0) / bytes, 0, 1e-6);
+
+    /* the whole-batch vs chunked grouping gives the same numbers */
+    cad_eval_spec sp2 = {T, 8 * T, 8, windows * T};
+    cad_eval_result r2;
+    CHECK(cad_eval_val(&m, tok, n, &l, &sp2, x, y, &r2, &e) == CAD_OK);
+    CHECK_NEAR(r2.val_loss, r.val_loss, 0, 1e-6);
+    CHECK_NEAR(r2.byte_count, r.byte_count, 0, 0);
+    cad_eval_spec bad = {T, 4 * T, 8, 0}; /* val_batch_size / accum < seq_len */
+    CHECK(cad_eval_val(&m, tok, n, &l, &bad, x, y, &r2, &e) == CAD_ECONFIG);
+    free(x), free(y), free(tok);
+    cad_model_free(&m);
+    cad_bpb_luts_free(&l);
+    cad_tokenizer_free(tk);
+}
+
+int main(void) {
+    RUN(test_eval_matches_torch);
+    RUN(test_bundled_val_split_independent);
+    return check_report();
+}

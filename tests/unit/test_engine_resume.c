@@ -1,0 +1,192 @@
+/*
+ * test_engine_resume.c — checkpoint/resume determinism: train N steps straight; train the same
+ * config with checkpoint_every = N/2, then (as if killed right after the checkpoint) resume
+ * from it to N: the train losses after the checkpoint and the final weights must be
+ * bit-identical (CPU, same threads). Also the checkpoint file's own error handling.
+ */
+#include "check.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "safetensors.h"
+#include "shard.h"
+#include "train.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char data_dir[4200];
+
+static void make_shards(void) {
+    snprintf(data_dir, sizeof data_dir, "%s/data", check_tmpdir());
+    mkdir(data_dir, 0755);
+    long n = 20000;
+    uint16_t *t = malloc((size_t)n * 2);
+    unsigned s = 99;
+    for (long i = 0; i < n; i++) {
+        s = s * 1103515245u + 12345u;
+        t[i] = (uint16_t)(i % 40 == 0 ? 1 : 4 + (s >> 16) % 200);
+    }
+    char p[4300];
+    cad_err e = {0};
+    /* two train shards, so the checkpointed stream position crosses a shard boundary */
+    snprintf(p, sizeof p, "%s/fineweb_train_000000.bin", data_dir);
+    /* 514 tokens per step: the step-4 checkpoint (2056 tokens in) lies in the second shard */
+    CHECK(cad_shard_write(p, t, 1500, &e) == CAD_OK);
+    snprintf(p, sizeof p, "%s/fineweb_train_000001.bin", data_dir);
+    CHECK(cad_shard_write(p, t + 1500, 13500, &e) == CAD_OK);
+    snprintf(p, sizeof p, "%s/fineweb_val_000000.bin", data_dir);
+    CHECK(cad_shard_write(p, t + 15000, 5000, &e) == CAD_OK);
+    free(t);
+}
+
+static int config(cad_config *c, const char *run, const char *weights, int n_extra, char **extra) {
+    char d[4300], tok[4300], rd[4300], sw[4300], code[4300];
+    snprintf(d, sizeof d, "data_path=%s", data_dir);
+    snprintf(tok, sizeof tok, "tokenizer_path=%s", check_src_path("data/sample/fineweb_1024_bpe.model"));
+    snprintf(rd, sizeof rd, "run_dir=%s/%s", check_tmpdir(), run);
+    snprintf(sw, sizeof sw, "save_weights=%s/%s", check_tmpdir(), weights);
+    snprintf(code, sizeof code, "code_files=%s", check_src_path("tests/unit/test_engine_resume.c"));
+    char *sets[32] = {d, tok, rd, sw, code, "num_layers=2", "model_dim=32", "num_heads=2", "num_kv_heads=1",
+                      "train_seq_len=32", "train_batch_tokens=512", "grad_accum_steps=2", "iterations=8",
+                      "warmdown_iters=3", "warmup_steps=1", "max_wallclock_seconds=0", "val_loss_every=0",
+                      "train_log_every=1", "val_batch_size=1024", "val_max_tokens=1024", "threads=2",
+                      "grad_clip_norm=1.0", "run_id=r"};
+    int n = 23;
+    for (int i = 0; i < n_extra; i++) sets[n++] = extra[i];
+    cad_err e = {0};
+    int rc = cad_config_resolve(c, NULL, n, sets, &e);
+    if (rc) printf("config: %s\n", e.msg);
+    return rc;
+}
+
+static int run_quiet(cad_config *c, cad_err *e) {
+    fflush(stdout);
+    int saved = dup(1), fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 1);
+    close(fd);
+    int rc = cad_train_run(c, e);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    return rc;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = calloc((size_t)n + 1, 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    fclose(f);
+    return b;
+}
+
+/* the train_loss text of step S in a log ("step:S/8 train_loss:X.XXXX") */
+static int loss_text(const char *log, int step, char *out, size_t cap) {
+    char key[64];
+    snprintf(key, sizeof key, "step:%d/8 train_loss:", step);
+    const char *p = log ? strstr(log, key) : NULL;
+    if (!p) return 0;
+    snprintf(out, cap, "%.*s", 6, p + strlen(key));
+    return 1;
+}
+
+static void test_resume_is_bit_identical(void) {
+    cad_config a, b, c;
+    cad_err e = {0};
+    char *ck[] = {"checkpoint_every=4"};
+    char *rs[] = {"resume=1"};
+    if (config(&a, "straight", "straight.safetensors", 0, NULL) || config(&b, "split", "split.safetensors", 1, ck)) {
+        CHECK(0);
+        return;
+    }
+    CHECK_MSG(run_quiet(&a, &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(run_quiet(&b, &e) == CAD_OK, "%s", e.msg);
+    char ckpt[4300];
+    snprintf(ckpt, sizeof ckpt, "%s/split/checkpoint.bin", check_tmpdir());
+    struct stat st;
+    CHECK(stat(ckpt, &st) == 0); /* written at step 4 (not at the last step) */
+    /* "kill" after step 4: resume from that checkpoint into the same run dir */
+    if (config(&c, "split", "resumed.safetensors", 1, rs)) { CHECK(0); return; }
+    char log_path[4300];
+    snprintf(log_path, sizeof log_path, "%s/split/log.txt", check_tmpdir());
+    char *before = slurp(log_path);
+    size_t before_len = before ? strlen(before) : 0;
+    CHECK_MSG(run_quiet(&c, &e) == CAD_OK, "%s", e.msg);
+    char straight_log[4300];
+    snprintf(straight_log, sizeof straight_log, "%s/straight/log.txt", check_tmpdir());
+    char *log_a = slurp(straight_log);
+    char *log_c = slurp(log_path);
+    CHECK(log_a && log_c && strlen(log_c) > before_len);
+    const char *resumed = log_c ? log_c + before_len : NULL;
+    CHECK(resumed && strstr(resumed, "resume:step:4/8") != NULL);
+    CHECK(resumed && strstr(resumed, "step:4/8 train_loss:") == NULL); /* steps 1-4 not redone */
+    for (int s = 5; s <= 8; s++) {
+        char la[16], lc[16];
+        CHECK(loss_text(log_a, s, la, sizeof la) && loss_text(resumed, s, lc, sizeof lc));
+        CHECK_MSG(strcmp(la, lc) == 0, "step %d: straight %s, resumed %s", s, la, lc);
+    }
+    /* final weights: bit-identical */
+    cad_safetensors_file fa, fc;
+    char pa[4300], pc[4300];
+    snprintf(pa, sizeof pa, "%s/straight.safetensors", check_tmpdir());
+    snprintf(pc, sizeof pc, "%s/resumed.safetensors", check_tmpdir());
+    CHECK(cad_safetensors_load(pa, &fa, &e) == CAD_OK);
+    CHECK(cad_safetensors_load(pc, &fc, &e) == CAD_OK);
+    CHECK_EQ_INT(fa.n, fc.n);
+    for (int i = 0; i < fa.n && i < fc.n; i++)
+        CHECK_MSG(fa.tensors[i].numel == fc.tensors[i].numel &&
+                      memcmp(fa.tensors[i].data, fc.tensors[i].data, fa.tensors[i].numel * 4) == 0,
+                  "tensor %s differs after resume", fa.tensors[i].name);
+    cad_safetensors_file_free(&fa);
+    cad_safetensors_file_free(&fc);
+    free(before), free(log_a), free(log_c);
+    cad_config_free(&a);
+    cad_config_free(&b);
+    cad_config_free(&c);
+}
+
+static void test_checkpoint_errors(void) {
+    const cad_backend *be = cad_backend_cpu();
+    float p[6] = {1, 2, 3, 4, 5, 6}, s[4] = {7, 8, 9, 10}, p2[6], s2[4];
+    cad_checkpoint_meta m, got;
+    memset(&m, 0, sizeof m);
+    m.step = 3, m.n_param_floats = 6, m.n_state_floats = 4, m.model_dim = 32, m.num_layers = 2;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/ck.bin", check_tmpdir());
+    cad_err e = {0};
+    CHECK(cad_checkpoint_save(path, &m, be, p, s, &e) == CAD_OK);
+    CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_OK);
+    CHECK(memcmp(p, p2, sizeof p) == 0 && memcmp(s, s2, sizeof s) == 0 && got.step == 3);
+    cad_checkpoint_meta other = m;
+    other.model_dim = 64;
+    CHECK(cad_checkpoint_load(path, &other, &got, be, p2, s2, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "model_dim=32") && strstr(e.msg, "64"), "%s", e.msg);
+    /* flip one data byte: the checksum catches it */
+    FILE *f = fopen(path, "r+b");
+    fseek(f, -12, SEEK_END);
+    int ch = fgetc(f);
+    fseek(f, -12, SEEK_END);
+    fputc(ch ^ 1, f);
+    fclose(f);
+    CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "checksum"), "%s", e.msg);
+    /* truncated, wrong magic */
+    CHECK(truncate(path, 30) == 0);
+    CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EFORMAT);
+    f = fopen(path, "wb");
+    fputs("NOTACKPTxxxxxxxx", f);
+    fclose(f);
+    CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "bad magic"), "%s", e.msg);
+}
+
+int main(void) {
+    make_shards();
+    RUN(test_resume_is_bit_identical);
+    RUN(test_checkpoint_errors);
+    return check_report();
+}

@@ -1,0 +1,104 @@
+/*
+ * test_runner_engines.c — launch recipe -> exec description (sweep/engines.h): "caddie"
+ * becomes this binary, recipe env overrides the runner's environment, the runner's device
+ * variables override both, CPU slots get OMP_NUM_THREADS unless the recipe sets it, each
+ * engine captures into its own file, values stay separate argv entries.
+ */
+#include "check.h"
+#include "engines.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *env_get(char **envp, const char *name) {
+    size_t k = strlen(name);
+    const char *found = NULL;
+    for (char **p = envp; *p; p++)
+        if (strncmp(*p, name, k) == 0 && (*p)[k] == '=') {
+            CHECK_MSG(found == NULL, "%s set twice", name);
+            found = *p + k + 1;
+        }
+    return found;
+}
+
+static void test_command_engine_gpu(void) {
+    setenv("CADDIE_TEST_KEEP", "runner", 1);
+    setenv("CUDA_VISIBLE_DEVICES", "7", 1); /* the runner's own: must not leak */
+    char *argv[] = {"python3", "train_gpt.py", "; rm -rf ~", NULL};
+    char *env[] = {"QK_GAIN_INIT=5.25", "CADDIE_TEST_KEEP=recipe", "CUDA_VISIBLE_DEVICES=9", NULL};
+    cad_launch l = {3, argv, 3, env, "/tmp"};
+    cad_engine_slot s = {"2,3", 0, "sw-1234", "/runs/sw-1234", 2};
+    cad_engine_exec x;
+    cad_err e = {0};
+    CHECK_EQ_INT(cad_engine_exec_build("command", &l, &s, "/bin/caddie", &x, &e), CAD_OK);
+    CHECK_STR(x.argv[0], "python3");
+    CHECK_STR(x.argv[2], "; rm -rf ~");
+    CHECK(x.argv[3] == NULL);
+    CHECK_STR(env_get(x.envp, "QK_GAIN_INIT"), "5.25");
+    CHECK_STR(env_get(x.envp, "CADDIE_TEST_KEEP"), "recipe");
+    CHECK_STR(env_get(x.envp, "CUDA_VISIBLE_DEVICES"), "2,3");
+    CHECK_STR(env_get(x.envp, "CADDIE_DEVICES"), "2");
+    CHECK_STR(env_get(x.envp, "CADDIE_RUN_ID"), "sw-1234");
+    CHECK_STR(env_get(x.envp, "CADDIE_RUN_DIR"), "/runs/sw-1234");
+    CHECK_STR(env_get(x.envp, "CADDIE_ATTEMPT"), "2");
+    /* a GPU slot leaves OMP_NUM_THREADS as the runner has it */
+    const char *omp = getenv("OMP_NUM_THREADS"), *got = env_get(x.envp, "OMP_NUM_THREADS");
+    CHECK(omp ? got && strcmp(got, omp) == 0 : got == NULL);
+    CHECK_STR(x.capture_path, "/runs/sw-1234/log.txt");
+    CHECK_EQ_INT(x.parse_log, 1);
+    CHECK_STR(x.cwd, "/tmp");
+    cad_engine_exec_free(&x);
+}
+
+static void test_caddie_engine_cpu_slot(void) {
+    unsetenv("OMP_NUM_THREADS");
+    char *argv[] = {"caddie", "train", "/runs/r/config.yaml", NULL};
+    cad_launch l = {3, argv, 0, NULL, NULL};
+    cad_engine_slot s = {NULL, 3, "r", "/runs/r", 1};
+    cad_engine_exec x;
+    cad_err e = {0};
+    CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &s, "/opt/caddie/bin/caddie", &x, &e), CAD_OK);
+    CHECK_STR(x.argv[0], "/opt/caddie/bin/caddie");
+    CHECK_STR(x.argv[1], "train");
+    CHECK_STR(env_get(x.envp, "CUDA_VISIBLE_DEVICES"), "");
+    CHECK_STR(env_get(x.envp, "OMP_NUM_THREADS"), "3");
+    CHECK_STR(x.capture_path, "/runs/r/console.txt");
+    CHECK_EQ_INT(x.parse_log, 0);
+    CHECK(x.cwd == NULL);
+    cad_engine_exec_free(&x);
+    /* a recipe that sets OMP_NUM_THREADS keeps it */
+    char *env[] = {"OMP_NUM_THREADS=1", NULL};
+    cad_launch l2 = {3, argv, 1, env, NULL};
+    CHECK_EQ_INT(cad_engine_exec_build("caddie", &l2, &s, "/c", &x, &e), CAD_OK);
+    CHECK_STR(env_get(x.envp, "OMP_NUM_THREADS"), "1");
+    cad_engine_exec_free(&x);
+}
+
+static void test_bad_recipes(void) {
+    char *argv[] = {"x", NULL};
+    cad_launch l = {1, argv, 0, NULL, NULL};
+    cad_engine_slot s = {"0", 0, "r", "/runs/r", 1};
+    cad_engine_exec x;
+    cad_err e = {0};
+    CHECK_EQ_INT(cad_engine_exec_build("torch", &l, &s, "/c", &x, &e), CAD_ECONFIG);
+    CHECK(strstr(e.msg, "unknown engine 'torch'") != NULL);
+    cad_launch empty = {0, NULL, 0, NULL, NULL};
+    CHECK_EQ_INT(cad_engine_exec_build("command", &empty, &s, "/c", &x, &e), CAD_ECONFIG);
+    CHECK(strstr(e.msg, "empty argv") != NULL);
+}
+
+static void test_self_exe(void) {
+    char buf[4096];
+    cad_err e = {0};
+    CHECK_EQ_INT(cad_engine_self_exe(buf, sizeof buf, &e), CAD_OK);
+    CHECK(buf[0] == '/');
+    CHECK(strstr(buf, "test_runner_engines") != NULL);
+}
+
+int main(void) {
+    RUN(test_command_engine_gpu);
+    RUN(test_caddie_engine_cpu_slot);
+    RUN(test_bad_recipes);
+    RUN(test_self_exe);
+    return check_report();
+}

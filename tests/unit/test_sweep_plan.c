@@ -1,0 +1,338 @@
+/*
+ * test_sweep_plan.c — sweep expansion (grid x bundles x zip x seeds, order, names, resolved
+ * configs, hashes), duplicates, dedup against the DB by config hash (done, pending, failed,
+ * --force), queueing into run dirs, the duration estimate, and value injection: a grid value
+ * like "; rm -rf ~" reaches the launch recipe, the DB and the config literally.
+ */
+#include "buildinfo.h"
+#include "check.h"
+#include "plan.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+static int counter;
+
+static const char *write_tmp(const char *name, const char *text) {
+    static char paths[4][4200];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(paths[k], sizeof paths[k], "%s/%d-%s", check_tmpdir(), counter++, name);
+    FILE *f = fopen(paths[k], "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return paths[k];
+}
+
+static cad_sweep_spec *load(const char *text) {
+    cad_sweep_spec *s = NULL;
+    cad_err e;
+    cad_err_clear(&e);
+    if (cad_sweep_spec_load(write_tmp("s.yaml", text), &s, &e)) printf("load: %s\n", e.msg);
+    return s;
+}
+
+static const char *runs_dir(void) {
+    static char d[4200];
+    snprintf(d, sizeof d, "%s/runs%d", check_tmpdir(), counter++);
+    return d;
+}
+
+static cad_db *open_db(void) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/plan%d.db", check_tmpdir(), counter++);
+    cad_db *db = NULL;
+    cad_err e;
+    if (cad_db_open(p, 0, &db, &e)) printf("open: %s\n", e.msg);
+    return db;
+}
+
+static const char full_sweep[] =
+    "name: full\n"
+    "set:\n  iterations: 3\n"
+    "grid:\n  qk_gain_init: [1.5, 5.25]\n  vocab:\n"
+    "    - {vocab_size: 1024, tokenizer_path: a.model}\n"
+    "    - {vocab_size: 4096, tokenizer_path: b.model}\n"
+    "zip:\n  matrix_lr: [0.02, 0.04]\n  scalar_lr: [0.03, 0.05]\n"
+    "seeds: [1337, 42]\ntimeout: 60\n";
+
+static void test_expand_grid_bundle_zip_seeds(void) {
+    cad_sweep_spec *s = load(full_sweep);
+    if (!s) return;
+    cad_plan p;
+    cad_err e;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(p.n, 16);
+    if (p.n == 16) {
+        CHECK_STR(p.runs[0].name, "qk_gain_init=1.5 vocab=1024 matrix_lr=0.02 scalar_lr=0.03 seed=1337");
+        CHECK_STR(p.runs[1].name, "qk_gain_init=1.5 vocab=1024 matrix_lr=0.04 scalar_lr=0.05 seed=1337");
+        CHECK_STR(p.runs[2].name, "qk_gain_init=1.5 vocab=4096 matrix_lr=0.02 scalar_lr=0.03 seed=1337");
+        CHECK_STR(p.runs[4].name, "qk_gain_init=5.25 vocab=1024 matrix_lr=0.02 scalar_lr=0.03 seed=1337");
+        CHECK_STR(p.runs[8].name, "qk_gain_init=1.5 vocab=1024 matrix_lr=0.02 scalar_lr=0.03 seed=42");
+        /* bundle keys vary together, zip keys in lockstep, set applies to all */
+        CHECK(strstr(p.runs[2].config_json, "\"vocab_size\":4096") &&
+              strstr(p.runs[2].config_json, "\"tokenizer_path\":\"b.model\""));
+        CHECK(strstr(p.runs[1].config_json, "\"matrix_lr\":0.04") &&
+              strstr(p.runs[1].config_json, "\"scalar_lr\":0.05"));
+        CHECK(strstr(p.runs[4].config_json, "\"qk_gain_init\":5.25") != NULL);
+        CHECK(strstr(p.runs[15].config_json, "\"iterations\":3") != NULL);
+        CHECK(strstr(p.runs[8].config_json, "\"seed\":42") != NULL);
+        CHECK(strstr(p.runs[0].config_json, "\"run_dir\"") == NULL);
+        CHECK(p.runs[8].has_seed && p.runs[8].seed == 42);
+        /* hashes: distinct configs; seeds share the group */
+        for (int i = 0; i < 16; i++)
+            for (int j = i + 1; j < 16; j++) CHECK(strcmp(p.runs[i].config_hash, p.runs[j].config_hash) != 0);
+        CHECK_STR(p.runs[3].group_hash, p.runs[11].group_hash);
+        CHECK(strcmp(p.runs[3].group_hash, p.runs[4].group_hash) != 0);
+        /* run id = sweep + hash prefix; config.yaml names it; caddie launch */
+        char want[64];
+        snprintf(want, sizeof want, "full-%.8s", p.runs[0].config_hash);
+        CHECK_STR(p.runs[0].run_id, want);
+        CHECK(strstr(p.runs[0].config_yaml, want) != NULL);
+        CHECK(strstr(p.runs[0].launch_json, "{\"argv\":[\"caddie\",\"train\",") == p.runs[0].launch_json);
+        CHECK_STR(p.engine_version, "caddie " CADDIE_VERSION);
+        for (int i = 0; i < 16; i++) CHECK_EQ_INT(p.runs[i].action, CAD_PLAN_QUEUE);
+    }
+    /* the same file expands identically (stable hashes and ids) */
+    cad_plan q;
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &q, &e), CAD_OK);
+    for (int i = 0; i < p.n && i < q.n; i++) CHECK_STR(p.runs[i].run_id, q.runs[i].run_id);
+    cad_plan_free(&q);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+}
+
+static void test_canonical_numbers_and_duplicates(void) {
+    cad_sweep_spec *s = load("name: d\ngrid:\n  qk_gain_init: [1.5, 1.50, 0.1]\n");
+    if (!s) return;
+    cad_plan p;
+    cad_err e;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(p.n, 3);
+    if (p.n == 3) {
+        CHECK_EQ_INT(p.runs[1].action, CAD_PLAN_SKIP_DUP);
+        CHECK_STR(p.runs[1].other_run_id, p.runs[0].run_id);
+        CHECK(strstr(p.runs[2].config_json, "\"qk_gain_init\":0.1,") != NULL);
+        CHECK_EQ_INT(p.n_action[CAD_PLAN_QUEUE], 2);
+    }
+    /* the device count is part of a run's identity */
+    cad_sweep_spec *s8 = load("name: d\ngrid:\n  qk_gain_init: [1.5, 1.50, 0.1]\ndevices: 8\n");
+    cad_plan p8;
+    CHECK(s8 && cad_plan_expand(s8, &o, &p8, &e) == CAD_OK);
+    if (s8 && p8.n == 3 && p.n == 3) CHECK(strcmp(p8.runs[0].config_hash, p.runs[0].config_hash) != 0);
+    if (s8) cad_plan_free(&p8);
+    cad_sweep_spec_free(s8);
+    char b[40];
+    cad_plan_format_double(0.04, b, sizeof b);
+    CHECK_STR(b, "0.04");
+    cad_plan_format_double(30, b, sizeof b);
+    CHECK_STR(b, "30");
+    cad_plan_format_double(10000, b, sizeof b);
+    CHECK_STR(b, "10000");
+    cad_plan_format_double(1e-8, b, sizeof b);
+    CHECK_STR(b, "1e-08");
+    cad_plan_format_double(-0.5, b, sizeof b);
+    CHECK_STR(b, "-0.5");
+    cad_plan_format_double(1.0 / 3.0, b, sizeof b);
+    CHECK(strtod(b, NULL) == 1.0 / 3.0);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+}
+
+static void test_invalid_combination_names_run(void) {
+    cad_sweep_spec *s = load("name: bad\ngrid:\n  num_heads: [8, 7]\n");
+    if (!s) return;
+    cad_plan p;
+    cad_err e;
+    cad_err_clear(&e);
+    cad_plan_opts o = {runs_dir()};
+    CHECK(cad_plan_expand(s, &o, &p, &e) != CAD_OK);
+    CHECK(strstr(e.msg, "run 'num_heads=7'") != NULL);
+    cad_sweep_spec_free(s);
+}
+
+static double q1(cad_db *db, const char *sql) {
+    sqlite3_stmt *st;
+    double v = NAN;
+    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) return NAN;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_dedup_against_db(void) {
+    cad_sweep_spec *s = load("name: dd\ngrid:\n  qk_gain_init: [1, 2, 3]\ntimeout: 60\n");
+    cad_db *db = open_db();
+    if (!s || !db) return;
+    cad_err e;
+    cad_err_clear(&e);
+    cad_plan p;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 3);
+    CHECK(q1(db, "SELECT count(*) FROM sweeps WHERE name='dd' AND spec LIKE 'name: dd%'") == 1);
+    CHECK(q1(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=2") == 1);
+    /* the run dir holds config.yaml and run.json */
+    char path[4400];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/config.yaml", p.runs[0].run_dir);
+    CHECK(stat(path, &sb) == 0);
+    snprintf(path, sizeof path, "%s/run.json", p.runs[0].run_dir);
+    CHECK(stat(path, &sb) == 0);
+    char done_id[CAD_RUN_ID_MAX], fail_id[CAD_RUN_ID_MAX];
+    snprintf(done_id, sizeof done_id, "%s", p.runs[0].run_id);
+    snprintf(fail_id, sizeof fail_id, "%s", p.runs[1].run_id);
+    cad_plan_free(&p);
+    /* run 0 finishes, run 1 fails, run 2 stays queued */
+    cad_run_claim c = {"0", "h", "b"};
+    CHECK_EQ_INT(cad_db_claim(db, done_id, &c, &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_finish(db, done_id, CAD_RUN_DONE, 1, 0, NULL, "ok", &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_claim(db, fail_id, &c, &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_finish(db, fail_id, CAD_RUN_FAILED, 1, 1, "x", "exit 1", &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(p.runs[0].action, CAD_PLAN_SKIP_DONE);
+    CHECK_STR(p.runs[0].other_run_id, done_id);
+    CHECK_EQ_INT(p.runs[1].action, CAD_PLAN_REQUEUE);
+    CHECK_EQ_INT(p.runs[2].action, CAD_PLAN_SKIP_PENDING);
+    /* estimate: 1 run to (re)queue x 60 s timeout */
+    CHECK_EQ_INT(cad_plan_estimate(db, s, &p, 1, &e), CAD_OK);
+    CHECK_STR(p.est_source, "this sweep"); /* one run of this sweep is done */
+    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK(q1(db, "SELECT count(*) FROM runs") == 3);
+    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
+    cad_plan_free(&p);
+    /* --force: every config again, under new -r2 ids */
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 1, &e), CAD_OK);
+    CHECK_EQ_INT(p.n_action[CAD_PLAN_QUEUE], 3);
+    char want[160];
+    snprintf(want, sizeof want, "%s-r2", done_id);
+    CHECK_STR(p.runs[0].run_id, want);
+    CHECK(strstr(p.runs[0].run_dir, want) != NULL);
+    CHECK(strstr(p.runs[0].config_yaml, want) != NULL);
+    CHECK(strstr(p.runs[0].launch_json, want) != NULL);
+    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK(q1(db, "SELECT count(*) FROM runs") == 6);
+    cad_plan_free(&p);
+    cad_db_close(db);
+    cad_sweep_spec_free(s);
+}
+
+static void test_estimate_makespan(void) {
+    cad_sweep_spec *s = load("name: est\ngrid:\n  qk_gain_init: [1, 2, 3, 4, 5]\ntimeout: 60\n");
+    if (!s) return;
+    cad_plan p;
+    cad_err e;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_estimate(NULL, s, &p, 2, &e), CAD_OK);
+    CHECK_NEAR(p.est_total_s, 180, 1e-9, 0);
+    CHECK_EQ_INT(cad_plan_estimate(NULL, s, &p, 8, &e), CAD_OK);
+    CHECK_NEAR(p.est_total_s, 60, 1e-9, 0);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+    s = load("name: est8\ngrid:\n  qk_gain_init: [1, 2]\ndevices: 8\ntimeout: 100\n");
+    if (!s) return;
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK(cad_plan_estimate(NULL, s, &p, 4, &e) != CAD_OK);
+    CHECK(strstr(e.msg, "needs 8 devices") != NULL);
+    CHECK_EQ_INT(cad_plan_estimate(NULL, s, &p, 8, &e), CAD_OK);
+    CHECK_NEAR(p.est_total_s, 200, 1e-9, 0);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+}
+
+static void test_value_injection_is_literal(void) {
+    cad_sweep_spec *s = load("name: inj\nengine: command\n"
+                             "command: [python3, train_gpt.py, \"--tag={arg}\"]\n"
+                             "env:\n  ARG: \"{arg}\"\n  NP: \"{devices}\"\n  LIT: \"{{arg}}\"\n"
+                             "grid:\n  arg: [\"; rm -rf ~\", \"$(touch pwned)\", \"a'b\\\"c\"]\n");
+    cad_db *db = open_db();
+    if (!s || !db) return;
+    cad_plan p;
+    cad_err e;
+    cad_err_clear(&e);
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    const char *want[3] = {"; rm -rf ~", "$(touch pwned)", "a'b\"c"};
+    for (int i = 0; i < p.n && i < 3; i++) {
+        cad_launch l;
+        CHECK_EQ_INT(cad_db_get_launch(db, p.runs[i].run_id, &l, &e), CAD_OK);
+        CHECK_EQ_INT(l.argc, 3);
+        char arg[128], env[128];
+        snprintf(arg, sizeof arg, "--tag=%s", want[i]);
+        snprintf(env, sizeof env, "ARG=%s", want[i]);
+        if (l.argc == 3) CHECK_STR(l.argv[2], arg);
+        CHECK_EQ_INT(l.nenv, 3);
+        if (l.nenv == 3) {
+            CHECK_STR(l.env[0], env);
+            CHECK_STR(l.env[1], "NP=1");
+            CHECK_STR(l.env[2], "LIT={arg}");
+        }
+        cad_launch_free(&l);
+        /* the params table holds the value as text */
+        sqlite3_stmt *st;
+        sqlite3_prepare_v2(cad_db_handle(db), "SELECT text FROM params WHERE run_id=?1 AND key='arg'", -1, &st, NULL);
+        sqlite3_bind_text(st, 1, p.runs[i].run_id, -1, SQLITE_STATIC);
+        CHECK(sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), want[i]) == 0);
+        sqlite3_finalize(st);
+    }
+    struct stat sb;
+    CHECK(stat("pwned", &sb) != 0);
+    cad_plan_free(&p);
+    cad_db_close(db);
+    cad_sweep_spec_free(s);
+}
+
+static void test_command_engine_version_hashes_script(void) {
+    /* the script is hashed into the engine version, so editing it invalidates dedup */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/wd%d", check_tmpdir(), counter++);
+    mkdir(dir, 0777);
+    char script[4300];
+    snprintf(script, sizeof script, "%s/train_gpt.py", dir);
+    FILE *f = fopen(script, "w");
+    fputs("print(1)\n", f);
+    fclose(f);
+    char text[8800];
+    snprintf(text, sizeof text,
+             "name: ev\nengine: command\ncommand: [python3, train_gpt.py]\nworkdir: %s\n"
+             "env:\n  SEED: \"{seed}\"\nseeds: [1]\n",
+             dir);
+    cad_sweep_spec *s = load(text);
+    if (!s) return;
+    cad_plan p1, p2;
+    cad_err e;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p1, &e), CAD_OK);
+    CHECK(strncmp(p1.engine_version, "command sha256:", 15) == 0);
+    f = fopen(script, "w");
+    fputs("print(2)\n", f);
+    fclose(f);
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p2, &e), CAD_OK);
+    CHECK(strcmp(p1.engine_version, p2.engine_version) != 0);
+    CHECK(strcmp(p1.runs[0].config_hash, p2.runs[0].config_hash) != 0);
+    cad_plan_free(&p1);
+    cad_plan_free(&p2);
+    cad_sweep_spec_free(s);
+}
+
+int main(void) {
+    RUN(test_expand_grid_bundle_zip_seeds);
+    RUN(test_canonical_numbers_and_duplicates);
+    RUN(test_invalid_combination_names_run);
+    RUN(test_dedup_against_db);
+    RUN(test_estimate_makespan);
+    RUN(test_value_injection_is_literal);
+    RUN(test_command_engine_version_hashes_script);
+    return check_report();
+}

@@ -22,11 +22,11 @@ CUDA  ?= 1
 ARCH  ?= -march=native
 
 WARN     := -Wall -Wextra -Werror
-INCLUDES := -Iengine -Isweep -Ireports -Ikernels -Ibuild/gen
+# Project headers are found through -iquote only ("x.h", never <x.h>), so a project header
+# can never shadow a system one (sweep/sched.h vs <sched.h>, included by pthread.h/cblas.h).
+INCLUDES := -iquote engine -iquote sweep -iquote reports -iquote kernels -iquote build/gen
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -g $(INCLUDES)
-# C++ (the sentencepiece shim) sees project headers through -iquote only: the C++ standard
-# library includes the system <sched.h>, which -Isweep would resolve to sweep/sched.h.
-CXXFLAGS := -std=c++17 $(WARN) -g $(patsubst -I%,-iquote %,$(INCLUDES))
+CXXFLAGS := -std=c++17 $(WARN) -g $(INCLUDES)
 REL_OPT  := -O2 $(ARCH)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS   := -lsentencepiece_train -lsentencepiece -lsqlite3 -lyaml -lopenblas -lzstd -lz -lstdc++ -lpthread -lm
@@ -48,7 +48,7 @@ TEST_BIN := $(TESTS_C:tests/unit/%.c=build/asan/tests/%)
 
 HAVE_CUDA := $(if $(and $(NVCC),$(filter-out 0,$(CUDA)),$(CU_SRC)),1,)
 CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
-NVCCFLAGS := -std=c++17 -O3 -arch=sm_90 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror $(INCLUDES)
+NVCCFLAGS := -std=c++17 -O3 -arch=sm_90 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -Iengine -Ikernels -Ibuild/gen
 CU_OBJ    := $(CU_SRC:%.cu=build/cuda/%.o)
 ifeq ($(HAVE_CUDA),1)
   BACKENDS    := cpu cuda
@@ -111,7 +111,7 @@ build/rel/%.o: %.cc | deps
 	$(CXX) $(CXXFLAGS) $(REL_OPT) -MMD -MP -c $< -o $@
 build/rel/gen/buildinfo.o: build/gen/buildinfo.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iengine -c $< -o $@
+	$(CC) $(CFLAGS) -c $< -o $@
 build/rel/libcaddie.a: $(REL_OBJ)
 	@rm -f $@; ar rcs $@ $^
 build/caddie: build/rel/sweep/main.o build/rel/libcaddie.a $(CUDA_LIB)

@@ -81,14 +81,27 @@ static void cpu_set_threads(const cad_backend *be, int n) {
     omp_set_num_threads(n);
 }
 
-/* ---- vectorisable math ------------------------------------------------------------------- */
+/* ---- vectorised math ---------------------------------------------------------------------- */
 
-/* exp(x) for x in float range: Cephes expf polynomial on r = x - n*ln2, |r| <= ln2/2; the
- * input is clamped to [-87.3, 88.7] so 2^n stays a normal float (exp(-87.3) ~ 1.2e-38 instead
- * of a denormal: irrelevant for softmax sums, and denormals are slow). */
+/* gcc's auto-vectoriser gives up on the float<->int bit cast that exp needs (memcpy or union),
+ * so exp/tanh over arrays are written with GCC vector extensions (16 floats; gcc lowers them
+ * to whatever -march offers); the scalar versions below evaluate the same polynomials for the
+ * tails (they may differ in the last bit where the compiler contracts to FMA differently).
+ *
+ * exp(x): Cephes expf polynomial on r = x - n*ln2 (|r| <= ln2/2, n rounded to nearest with
+ * the 1.5*2^23 trick), input clamped to [-87.3, 88.7] so 2^n stays a normal float
+ * (exp(-87.3) ~ 1.2e-38 instead of a denormal: irrelevant in softmax sums; denormals are slow).
+ * tanh(x): Cephes tanhf, odd polynomial below |x| 0.625, 1 - 2/(e^{2|x|}+1) above. ~2 ulp. */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+#define V16 16
+#define EXP_LO -87.3f
+#define EXP_HI 88.7f
+#define ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: (t + M) - M rounds t to the nearest integer */
+
 static inline float fast_expf(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    x = x < EXP_LO ? EXP_LO : (x > EXP_HI ? EXP_HI : x);
+    float n = (x * 1.44269504088896341f + ROUND_MAGIC) - ROUND_MAGIC;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -100,12 +113,10 @@ static inline float fast_expf(float x) {
     p = p * r * r + r + 1.0f;
     int32_t bits = ((int32_t)n + 127) << 23;
     float two_n;
-    memcpy(&two_n, &bits, sizeof(two_n)); /* a union would be an addressable temporary and block vectorisation */
+    memcpy(&two_n, &bits, sizeof(two_n));
     return p * two_n;
 }
 
-/* tanh(x): Cephes tanhf (odd polynomial below 0.625, 1 - 2/(e^{2|x|}+1) above), branch-free
- * so the loop vectorises. */
 static inline float fast_tanhf(float x) {
     float ax = fabsf(x);
     float z = x * x;
@@ -115,6 +126,118 @@ static inline float fast_tanhf(float x) {
     float big = 1.0f - 2.0f / (e + 1.0f);
     big = x < 0.0f ? -big : big;
     return ax < 0.625f ? small : big;
+}
+
+/* The vector helpers are macros, not functions: a function taking or returning a 64-byte vector
+ * makes gcc print psABI notes in builds without AVX-512 (the sanitizer build). */
+#define V16_SPLAT(a) ((v16f){0} + (a))
+#define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(v16f))
+#define V16_STORE(p, v) memcpy((p), &(v), sizeof(v16f))
+/* mask ? a : b with all-ones/zero lanes (C has no ?: on vectors) */
+#define V16_SELECT(mask, a, b) ((v16f)(((v16i)(a) & (mask)) | ((v16i)(b) & ~(mask))))
+/* dst = exp(src), the vector twin of fast_expf (same operations, same results) */
+#define V16_EXP(dst, src)                                                                      \
+    do {                                                                                       \
+        v16f x_ = (src);                                                                       \
+        x_ = V16_SELECT(x_ < EXP_LO, V16_SPLAT(EXP_LO), x_);                                   \
+        x_ = V16_SELECT(x_ > EXP_HI, V16_SPLAT(EXP_HI), x_);                                   \
+        v16f n_ = (x_ * 1.44269504088896341f + ROUND_MAGIC) - ROUND_MAGIC;                     \
+        v16f r_ = x_ - n_ * 0.693359375f;                                                      \
+        r_ = r_ - n_ * -2.12194440e-4f;                                                        \
+        v16f p_ = V16_SPLAT(1.9875691500e-4f);                                                 \
+        p_ = p_ * r_ + 1.3981999507e-3f;                                                       \
+        p_ = p_ * r_ + 8.3334519073e-3f;                                                       \
+        p_ = p_ * r_ + 4.1665795894e-2f;                                                       \
+        p_ = p_ * r_ + 1.6666665459e-1f;                                                       \
+        p_ = p_ * r_ + 5.0000001201e-1f;                                                       \
+        p_ = p_ * r_ * r_ + r_ + 1.0f;                                                         \
+        v16i bits_ = (__builtin_convertvector(n_, v16i) + 127) << 23;                          \
+        (dst) = p_ * (v16f)bits_;                                                              \
+    } while (0)
+/* dst = tanh(src), the vector twin of fast_tanhf */
+#define V16_TANH(dst, src)                                                                     \
+    do {                                                                                       \
+        v16f t_ = (src);                                                                       \
+        v16i sign_ = (v16i)t_ & (int32_t)0x80000000;                                           \
+        v16f at_ = (v16f)((v16i)t_ & 0x7fffffff);                                              \
+        v16f z_ = t_ * t_;                                                                     \
+        v16f small_ = ((((-5.70498872745e-3f * z_ + 2.06390887954e-2f) * z_ - 5.37397155531e-2f) * z_ + \
+                        1.33314422036e-1f) * z_ - 3.33332819422e-1f) * z_ * t_ + t_;           \
+        v16f e_;                                                                               \
+        V16_EXP(e_, 2.0f * at_);                                                               \
+        v16f big_ = 1.0f - 2.0f / (e_ + 1.0f);                                                 \
+        big_ = (v16f)((v16i)big_ ^ sign_);                                                     \
+        (dst) = V16_SELECT(at_ < 0.625f, small_, big_);                                        \
+    } while (0)
+
+/* s[j] = exp(s[j] - sub) for j < n; returns the sum of the results. */
+static float array_exp_sub(float *s, int n, float sub) {
+    v16f acc = V16_SPLAT(0.0f), v, e;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, s + j);
+        V16_EXP(e, v - sub);
+        V16_STORE(s + j, e);
+        acc += e;
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V16; i++) sum += acc[i];
+    for (; j < n; j++) sum += (s[j] = fast_expf(s[j] - sub));
+    return sum;
+}
+
+/* sum_j exp(s[j] - sub), s unchanged. */
+static float array_sum_exp_sub(const float *s, int n, float sub) {
+    v16f acc = V16_SPLAT(0.0f), v, e;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, s + j);
+        V16_EXP(e, v - sub);
+        acc += e;
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V16; i++) sum += acc[i];
+    for (; j < n; j++) sum += fast_expf(s[j] - sub);
+    return sum;
+}
+
+/* z[j] = cap * tanh(z[j] / cap); returns max_j z[j]. */
+static float array_softcap(float *z, int n, float cap) {
+    float inv = 1.0f / cap, mx = -INFINITY;
+    v16f vmx = V16_SPLAT(-INFINITY), v, t;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, z + j);
+        V16_TANH(t, v * inv);
+        t = cap * t;
+        V16_STORE(z + j, t);
+        vmx = V16_SELECT(t > vmx, t, vmx);
+    }
+    for (int i = 0; i < V16; i++) mx = vmx[i] > mx ? vmx[i] : mx;
+    for (; j < n; j++) {
+        z[j] = cap * fast_tanhf(z[j] * inv);
+        mx = z[j] > mx ? z[j] : mx;
+    }
+    return mx;
+}
+
+/* z[j] = dl * exp(z[j] - l) * (1 - (z[j]/cap)^2): the softcapped softmax gradient without the
+ * one-hot term (the caller fixes the target column). */
+static void array_xent_grad(float *z, int n, float l, float dl, float cap) {
+    float inv = 1.0f / cap;
+    v16f v, e, th, g;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, z + j);
+        th = v * inv;
+        V16_EXP(e, v - l);
+        g = dl * e * (1.0f - th * th);
+        V16_STORE(z + j, g);
+    }
+    for (; j < n; j++) {
+        float t = z[j] * inv;
+        z[j] = dl * fast_expf(z[j] - l) * (1.0f - t * t);
+    }
 }
 
 /* ---- matmul ------------------------------------------------------------------------------ */
@@ -370,13 +493,7 @@ static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, floa
             float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
             for (int j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < nv; j++) {
-                float p = fast_expf(s[j] - mx);
-                s[j] = p;
-                sum += p;
-            }
+            float sum = array_exp_sub(s, nv, mx);
             for (int j = nv; j < nk; j++) s[j] = 0.0f;
             rowsum[i] = sum; /* P stays unnormalised; y's row is divided by the sum instead (HD, not T, divides) */
             lse[((size_t)b * NH + h) * T + r0 + i] = mx + logf(sum);
@@ -429,8 +546,7 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
                 for (int i = 0; i < nr; i++) {
                     float *s = S + (size_t)i * nk, l = lrow[i];
                     int nv = r0 + i + 1;
-#pragma omp simd
-                    for (int j = 0; j < nv; j++) s[j] = fast_expf(s[j] - l);
+                    array_exp_sub(s, nv, l);
                     for (int j = nv; j < nk; j++) s[j] = 0.0f;
                     double dd = 0.0; /* D_i = dy_i . y_i = sum_j P_ij dP_ij */
                     for (int d = 0; d < HD; d++) dd += (double)dyb[(size_t)i * lddy + d] * yb[(size_t)i * ldy + d];
@@ -552,22 +668,11 @@ static void cpu_scale_add_backward(const cad_backend *be, float *dy, float *ds, 
 static void cpu_softcap_xent_forward(const cad_backend *be, float *logits, float *lse, float *loss,
                                      const int32_t *targets, int N, int V, float cap) {
     (void)be;
-    float inv_cap_shared = 1.0f / cap;
 #pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
     for (int n = 0; n < N; n++) {
-        /* Scalars captured by the parallel region are read through a shared struct that the
-         * stores below might alias; without local copies gcc refuses to vectorise. */
-        const float cp = cap, inv_cap = inv_cap_shared;
         float *z = logits + (size_t)n * V;
-#pragma omp simd
-        for (int j = 0; j < V; j++) z[j] = cp * fast_tanhf(z[j] * inv_cap);
-        float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < V; j++) sum += fast_expf(z[j] - mx);
-        float l = mx + logf(sum);
+        float mx = array_softcap(z, V, cap);
+        float l = mx + logf(array_sum_exp_sub(z, V, mx));
         lse[n] = l;
         if (targets) loss[n] = l - z[targets[n]];
     }
@@ -576,18 +681,13 @@ static void cpu_softcap_xent_forward(const cad_backend *be, float *logits, float
 static void cpu_softcap_xent_backward(const cad_backend *be, float *logits, const float *lse,
                                       const int32_t *targets, int N, int V, float cap, float dloss) {
     (void)be;
-    float inv_cap_shared = 1.0f / cap;
 #pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
     for (int n = 0; n < N; n++) {
-        const float inv_cap = inv_cap_shared, dl = dloss; /* locals: see softcap_xent_forward */
         float *z = logits + (size_t)n * V, l = lse[n];
         int tgt = targets[n];
-#pragma omp simd
-        for (int j = 0; j < V; j++) {
-            float p = fast_expf(z[j] - l) - (j == tgt ? 1.0f : 0.0f);
-            float th = z[j] * inv_cap;
-            z[j] = dl * p * (1.0f - th * th);
-        }
+        float zt = z[tgt], th = zt / cap;
+        array_xent_grad(z, V, l, dloss, cap);
+        z[tgt] = dloss * (fast_expf(zt - l) - 1.0f) * (1.0f - th * th); /* the one-hot term */
     }
 }
 

@@ -15,6 +15,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum cad_status {
     CAD_OK = 0,
     CAD_ERR = 1,      /* generic failure */
@@ -55,5 +59,9 @@ int cad_exit_code(int status);
         if (!(cond)) cad_assert_fail(#cond, __FILE__, __LINE__);                          \
     } while (0)
 void cad_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

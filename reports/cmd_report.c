@@ -482,8 +482,13 @@ int cmd_compare(int argc, char **argv) {
     report_fmt_p(p, sizeof p, cm->bpb.p);
     report_fmt_p(pb, sizeof pb, cm->bar.p);
     printf("\nA - B: %s bpb, %s nats (negative: A is better)\n", db_s, dn);
-    if (cm->bpb.ok)
+    if (cm->bpb.ok) {
         printf("one-sided Welch t-test (H1: A better): t = %.3f, df = %.2f, p = %s\n", cm->bpb.t, cm->bpb.df, p);
+        if (cm->bpb.se > 0) {
+            double half = stats_t_quantile(0.975, cm->bpb.df) * cm->bpb.se;
+            printf("95%% confidence interval of A - B: [%+.5f, %+.5f] bpb\n", cm->bpb.delta - half, cm->bpb.delta + half);
+        }
+    }
     else
         printf("one-sided Welch t-test: needs at least 2 seeds on each side\n");
     printf("record bar (A better by >= 0.005 nats at p < 0.01): %s",

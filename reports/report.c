@@ -293,6 +293,31 @@ int report_group_values(const report_data *d, const report_group *g, int nats, d
     return n;
 }
 
+/* A group's name is its first run's name ("qk_gain_init=5.25 seed=42") without the seed
+ * token, since the group stands for all seeds. Returns a malloc'd string. */
+static char *name_without_seed(const char *name) {
+    char *out = strdup(name);
+    if (!out) return NULL;
+    char *p = out;
+    while ((p = strstr(p, "seed="))) {
+        if (p != out && p[-1] != ' ') {
+            p += 5;
+            continue;
+        }
+        char *end = p + 5;
+        while (*end && *end != ' ') end++;
+        while (*end == ' ') end++;
+        memmove(p, end, strlen(end) + 1);
+    }
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == ' ') out[--n] = 0;
+    if (n == 0) {
+        free(out);
+        return strdup(name);
+    }
+    return out;
+}
+
 static int build_groups(report_data *d, cad_err *e) {
     /* runs arrive ordered by sweep, group_hash: consecutive equal keys form a group */
     for (int i = 0; i < d->n_runs; i++) {
@@ -323,7 +348,7 @@ static int build_groups(report_data *d, cad_err *e) {
             memset(grp, 0, sizeof *grp);
             grp->sweep = strdup(sweep_key(r));
             grp->group_hash = strdup(r->group_hash);
-            grp->name = strdup(r->name ? r->name : r->run_id);
+            grp->name = name_without_seed(r->name && *r->name ? r->name : r->run_id);
             grp->runs = malloc((size_t)d->n_runs * sizeof *grp->runs);
             if (!grp->sweep || !grp->group_hash || !grp->name || !grp->runs)
                 return cad_fail(e, CAD_ENOMEM, "out of memory");

@@ -278,6 +278,8 @@ static int prepare_run(const cad_tokenizer *tok, const char *const *inputs, int 
         }
     }
     if (rc == CAD_OK) rc = writer_flush(&w[cur], e);
+    if (rc == CAD_OK && docs_total == 0)
+        rc = cad_fail(e, CAD_EFORMAT, "%s: no documents in the input", inputs[0]);
     if (rc == CAD_OK && docs_total < val_docs)
         rc = cad_fail(e, CAD_ECONFIG,
                       "--val-docs %ld but the input has only %ld documents", 

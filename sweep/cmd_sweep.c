@@ -66,7 +66,7 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
         {"db", required_argument, 0, 'b'},      {"runs-dir", required_argument, 0, 'r'},
         {0, 0, 0, 0},
     };
-    int devices = 1, force = 0, c;
+    int devices = 0, force = 0, c;
     const char *db_opt = NULL, *runs_opt = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -93,7 +93,7 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
-    if (add) devices = devices < s->devices ? s->devices : devices;
+    if (devices == 0 || add) devices = devices < s->devices ? s->devices : devices;
     cad_plan_opts po = {runs_dir_default(runs_opt)};
     cad_plan p;
     int rc = cad_plan_expand(s, &po, &p, &e);

@@ -379,10 +379,18 @@ int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e) {
     if (!db->readonly) {
         /* WAL: readers (sqlite3, reports) never block the runner and vice versa.
          * synchronous=NORMAL is durable across process crashes, which is what we need. */
-        if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL,
-                         NULL, NULL) != SQLITE_OK)
+        /* A bigger page cache and fewer, larger checkpoints: metric ingestion is bound by
+         * B-tree page writes (make bench: ~2x on a VM disk over the defaults). */
+        if (sqlite3_exec(db->h,
+                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                         "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=4000; "
+                         "PRAGMA temp_store=MEMORY;",
+                         NULL, NULL, NULL) != SQLITE_OK)
             rc = db_fail(db, e, "setting WAL mode");
     }
+    if (!rc && db->readonly &&
+        sqlite3_exec(db->h, "PRAGMA cache_size=-32768", NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(db, e, "setting the cache size");
     if (!rc && sqlite3_exec(db->h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) != SQLITE_OK)
         rc = db_fail(db, e, "enabling foreign keys");
     if (!rc && !db->readonly && !(flags & CAD_DB_NO_MIGRATE)) rc = cad_db_migrate(db, NULL, NULL, e);

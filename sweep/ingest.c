@@ -71,13 +71,95 @@ static void join(char *out, size_t cap, const char *dir, const char *name) {
 
 /* ---- metrics.jsonl ---------------------------------------------------------------------------- */
 
-static const char metric_sql[] =
+/* A batch of complete lines, joined as one JSON array, goes through one statement: one
+ * parse of the batch by json_each, the fields of each object extracted once (MATERIALIZED
+ * keeps SQLite from evaluating json_extract again for every WHERE term), rows that are not
+ * {"step":int,"name":text,"value":num|null,...} dropped. If the batch as a whole is not
+ * valid JSON (a garbled line), its lines go one by one through metric_line_sql instead. */
+static const char metric_batch_sql[] =
+    "WITH x AS MATERIALIZED (SELECT json_extract(value, '$.name') AS n, json_extract(value, '$.step') AS s, "
+    "       json_extract(value, '$.value') AS v, json_extract(value, '$.wall_ms') AS w "
+    "       FROM json_each(?2) WHERE type = 'object') "
+    "INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall_ms) SELECT ?1, n, s, v, w FROM x "
+    "WHERE typeof(n) = 'text' AND typeof(s) = 'integer' AND typeof(v) IN ('integer', 'real', 'null') "
+    "  AND typeof(w) IN ('integer', 'real', 'null')";
+
+static const char metric_line_sql[] =
     "INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall_ms) "
     "SELECT ?1, json_extract(?2, '$.name'), json_extract(?2, '$.step'), "
     "       json_extract(?2, '$.value'), json_extract(?2, '$.wall_ms') "
     "WHERE json_valid(?2) AND json_type(?2, '$.name') = 'text' "
     "  AND json_type(?2, '$.step') = 'integer' "
-    "  AND coalesce(json_type(?2, '$.value'), 'null') IN ('integer', 'real', 'null')";
+    "  AND coalesce(json_type(?2, '$.value'), 'null') IN ('integer', 'real', 'null') "
+    "  AND coalesce(json_type(?2, '$.wall_ms'), 'null') IN ('integer', 'real', 'null')";
+
+#define METRIC_BATCH_LINES 4096
+
+typedef struct {
+    cad_db *db;
+    const char *path;
+    sqlite3_stmt *batch, *line;
+    char *buf;       /* "[l1,l2,...]" */
+    size_t len, cap;
+    size_t *starts;  /* offset of each line in buf (for the fallback) */
+    int n;           /* lines in the batch */
+    cad_ingest_state *s;
+} metric_batch;
+
+static int batch_flush(metric_batch *b, cad_err *e) {
+    if (b->n == 0) return CAD_OK;
+    sqlite3 *h = cad_db_handle(b->db);
+    b->buf[b->len] = ']';
+    sqlite3_bind_text(b->batch, 2, b->buf, (int)b->len + 1, SQLITE_STATIC);
+    int rc = sqlite3_step(b->batch);
+    int inserted = rc == SQLITE_DONE ? sqlite3_changes(h) : 0;
+    sqlite3_reset(b->batch);
+    if (rc == SQLITE_DONE) {
+        b->s->metrics_rows += inserted;
+        b->s->bad_lines += b->n - inserted;
+    } else if (sqlite3_extended_errcode(h) == SQLITE_ERROR) {
+        /* malformed JSON somewhere in the batch: line by line */
+        for (int i = 0; i < b->n; i++) {
+            size_t from = b->starts[i], to = i + 1 < b->n ? b->starts[i + 1] - 1 : b->len;
+            sqlite3_bind_text(b->line, 2, b->buf + from, (int)(to - from), SQLITE_STATIC);
+            if (sqlite3_step(b->line) != SQLITE_DONE) {
+                int r2 = cad_fail(e, CAD_EDB, "%s: inserting a metric from %s: %s", cad_db_file(b->db),
+                                  b->path, sqlite3_errmsg(h));
+                sqlite3_reset(b->line);
+                return r2;
+            }
+            if (sqlite3_changes(h) == 1) b->s->metrics_rows++;
+            else b->s->bad_lines++;
+            sqlite3_reset(b->line);
+        }
+    } else
+        return cad_fail(e, CAD_EDB, "%s: inserting metrics from %s: %s", cad_db_file(b->db), b->path,
+                        sqlite3_errmsg(h));
+    b->n = 0;
+    b->len = 1; /* keep the '[' */
+    return CAD_OK;
+}
+
+static int batch_add(metric_batch *b, const char *line, size_t n, cad_err *e) {
+    /* Only lines that look like one object go into the array: a stray "]" or "," in a
+     * garbled line cannot change the structure of the batch. */
+    if (n < 2 || line[0] != '{' || line[n - 1] != '}') {
+        b->s->bad_lines++;
+        return CAD_OK;
+    }
+    if (b->len + n + 2 > b->cap) {
+        size_t cap = (b->len + n + 2) * 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        b->buf = nb;
+        b->cap = cap;
+    }
+    if (b->n) b->buf[b->len++] = ',';
+    b->starts[b->n++] = b->len;
+    memcpy(b->buf + b->len, line, n);
+    b->len += n;
+    return b->n == METRIC_BATCH_LINES ? batch_flush(b, e) : CAD_OK;
+}
 
 static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
                           cad_ingest_state *s, cad_err *e) {
@@ -90,34 +172,38 @@ static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
         return cad_fail(e, CAD_EIO, "%s: cannot seek to %lld", path, (long long)s->metrics_offset);
     }
     sqlite3 *h = cad_db_handle(db);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(h, metric_sql, -1, &st, NULL) != SQLITE_OK) {
-        fclose(f);
-        return db_err(db, e, "preparing the metrics insert");
-    }
-    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
+    metric_batch b = {.db = db, .path = path, .s = s};
     int rc = CAD_OK;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        if (line[n - 1] != '\n') break; /* partial last line: the writer is mid-line */
-        s->metrics_offset += n;
-        line[n - 1] = 0;
-        if (n == 1) continue;
-        sqlite3_bind_text(st, 2, line, (int)(n - 1), SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            rc = cad_fail(e, CAD_EDB, "%s: inserting a metric from %s: %s", cad_db_file(db), path,
-                          sqlite3_errmsg(h));
-            sqlite3_reset(st);
-            break;
+    b.starts = malloc(sizeof *b.starts * METRIC_BATCH_LINES);
+    b.cap = 1 << 16;
+    b.buf = malloc(b.cap);
+    if (!b.starts || !b.buf) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    else if (sqlite3_prepare_v2(h, metric_batch_sql, -1, &b.batch, NULL) != SQLITE_OK ||
+             sqlite3_prepare_v2(h, metric_line_sql, -1, &b.line, NULL) != SQLITE_OK)
+        rc = db_err(db, e, "preparing the metrics insert");
+    if (!rc) {
+        b.buf[0] = '[';
+        b.len = 1;
+        sqlite3_bind_text(b.batch, 1, run_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(b.line, 1, run_id, -1, SQLITE_TRANSIENT);
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        while (!rc && (n = getline(&line, &cap, f)) > 0) {
+            if (line[n - 1] != '\n') break; /* partial last line: the writer is mid-line */
+            s->metrics_offset += n;
+            size_t len = (size_t)n - 1;
+            while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) len--;
+            if (len == 0) continue;
+            rc = batch_add(&b, line, len, e);
         }
-        if (sqlite3_changes(h) == 1) s->metrics_rows++;
-        else s->bad_lines++;
-        sqlite3_reset(st);
+        if (!rc) rc = batch_flush(&b, e);
+        free(line);
     }
-    free(line);
-    sqlite3_finalize(st);
+    sqlite3_finalize(b.batch);
+    sqlite3_finalize(b.line);
+    free(b.buf);
+    free(b.starts);
     fclose(f);
     return rc;
 }
@@ -361,7 +447,7 @@ static void iso_of_mtime(const char *path, char *buf, size_t cap, int *ok) {
     gmtime_r(&sb.st_mtim.tv_sec, &tm);
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, cap, "%s.%03ldZ", base, sb.st_mtim.tv_nsec / 1000000L);
+    snprintf(buf, cap, "%.20s.%03dZ", base, (int)(sb.st_mtim.tv_nsec / 1000000L) % 1000);
     *ok = 1;
 }
 

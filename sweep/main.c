@@ -167,7 +167,7 @@ const cli_command cli_commands[] = {
      "estimated duration on N devices (mean of finished runs of the sweep, else the timeout).\n"
      "add: writes runs/<run_id>/config.yaml + run.json and queues the runs; start them with\n"
      "'caddie run'.\n"
-     "  --devices N         devices to estimate for (plan; default 1)\n"
+     "  --devices N         devices to estimate for (plan; default: a run's devices)\n"
      "  --force             queue runs whose config is already done or queued (new -rN ids)\n"
      "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
      "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"},

@@ -35,6 +35,8 @@
 
 #define LAST_LINES 20          /* log lines kept in runs.error of a failed run */
 #define NAN_CHECK_EVERY_S 1.0  /* how often a run's new loss rows are checked for NaN */
+#define QUEUE_READ_EVERY_S 1.0 /* the queue is re-read this often, and whenever a run ends */
+#define EST_CACHE 64           /* (sweep, engine, devices) estimates kept per queue read */
 
 /* Copy src into dst (cap bytes), truncating; snprintf("%s") would make gcc warn. */
 static void str_copy(char *dst, size_t cap, const char *src) {
@@ -140,6 +142,7 @@ typedef struct runner {
     int stopping;            /* signal received: launch nothing more */
     int stop_signal;
     int n_done, n_failed, n_started;
+    int n_finished;          /* slots freed so far (the queue is re-read when it changes) */
     double last_plain_status;
     int status_line_len;     /* TTY: characters of the status line now on screen */
     char **warned;           /* run ids already reported unrunnable */
@@ -306,7 +309,11 @@ static int log_line(void *ctx, const char *line, size_t len) {
 static void pump_log(slot *s, int at_end) {
     if (!s->lp) return;
     int restarted = 0;
-    tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
+    long n;
+    /* live: at most 4 MB per tick, so one chatty run cannot stall the others; at the end:
+     * everything that is left */
+    do n = tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
+    while (at_end && n > 0);
     if (at_end) tail_flush_partial(&s->log_tail, log_line, s);
     if (s->journal) fflush(s->journal);
 }
@@ -361,6 +368,14 @@ static int ingest_tick(runner *r, cad_err *e) {
             else say(r, "warning: %s: %s", s->run_id, ie.msg);
         }
         char why[256];
+        if (!rc && s->stop == STOP_NONE && s->lp) { /* command engine: the parser saw it */
+            cad_log_summary sum;
+            cad_logparse_summary(s->lp, &sum);
+            if (sum.n_nan > 0) {
+                snprintf(why, sizeof why, "NaN/Inf loss printed (after step %ld)", sum.steps);
+                stop_slot(r, s, STOP_NAN, why);
+            }
+        }
         if (!rc && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 0))
             stop_slot(r, s, STOP_NAN, why);
     }
@@ -440,22 +455,28 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
     int has_result = file_exists(result_path);
     int rc = cad_db_begin(r->db, e);
     if (rc) return rc;
-    cad_err ie = {0};
-    /* result.json is read only now, and only from a run that ended well; the artifact
-     * files (hashed) are recorded once, now that nothing writes them any more (see launch) */
-    if (has_result && s->stop == STOP_NONE && has_exit && exit_code == 0) s->ing.result_done = 0;
-    s->ing.artifacts_done = 0;
-    if (cad_ingest_run_dir(r->db, s->run_id, s->run_dir, &s->ing, &ie) != CAD_OK) {
-        if (ie.code == CAD_EDB) {
-            cad_db_rollback(r->db);
-            return cad_fail(e, CAD_EDB, "%s", ie.msg);
-        }
-        say(r, "warning: %s: %s", s->run_id, ie.msg);
-    }
+    /* two passes in one transaction: the last metrics first (a NaN among them fails the
+     * run), then result.json, read only from a run that ended well, and the artifact files
+     * (hashed), recorded once now that nothing writes them any more (see launch) */
     char why[256];
-    if (s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 1)) {
-        s->stop = STOP_NAN;
-        str_copy(s->stop_reason, sizeof s->stop_reason, why);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            if (has_result && s->stop == STOP_NONE && has_exit && exit_code == 0)
+                s->ing.result_done = 0;
+            s->ing.artifacts_done = 0;
+        }
+        cad_err ie = {0};
+        if (cad_ingest_run_dir(r->db, s->run_id, s->run_dir, &s->ing, &ie) != CAD_OK) {
+            if (ie.code == CAD_EDB) {
+                cad_db_rollback(r->db);
+                return cad_fail(e, CAD_EDB, "%s", ie.msg);
+            }
+            say(r, "warning: %s: %s", s->run_id, ie.msg);
+        }
+        if (pass == 0 && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 1)) {
+            s->stop = STOP_NAN;
+            str_copy(s->stop_reason, sizeof s->stop_reason, why);
+        }
     }
     char status[32];
     db_status(r, s->run_id, status, sizeof status);
@@ -537,17 +558,43 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
 
 /* ---- starting a run --------------------------------------------------------------------- */
 
-/* Estimated duration: mean of finished runs like it, else its timeout, else the default. */
-static double estimate(runner *r, const cad_run *run) {
+typedef struct est_cache {
+    int n;
+    struct {
+        const char *sweep, *engine; /* borrowed from the queue list of this read */
+        int devices;
+        double mean;
+        int have;
+    } e[EST_CACHE];
+} est_cache;
+
+static int same_str(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Estimated duration: mean of finished runs like it, else its timeout, else the default.
+ * The history query is cached per (sweep, engine, devices) for one read of the queue. */
+static double estimate(runner *r, est_cache *c, const cad_run *run) {
+    double fallback = run->timeout_s > 0 ? run->timeout_s : r->o->default_est_s;
+    for (int k = 0; k < c->n; k++)
+        if (same_str(c->e[k].sweep, run->sweep) && same_str(c->e[k].engine, run->engine) &&
+            c->e[k].devices == run->devices_requested)
+            return c->e[k].have ? c->e[k].mean : fallback;
     double mean = 0;
     int n = 0;
     cad_err e = {0};
-    if (cad_db_mean_duration(r->db, run->sweep, run->engine, run->devices_requested, &mean,
-                             &n, &e) == CAD_OK &&
-        n > 0)
-        return mean;
-    if (run->timeout_s > 0) return run->timeout_s;
-    return r->o->default_est_s;
+    int ok = cad_db_mean_duration(r->db, run->sweep, run->engine, run->devices_requested, &mean,
+                                  &n, &e) == CAD_OK &&
+             n > 0;
+    if (c->n < EST_CACHE) {
+        c->e[c->n].sweep = run->sweep;
+        c->e[c->n].engine = run->engine;
+        c->e[c->n].devices = run->devices_requested;
+        c->e[c->n].mean = mean;
+        c->e[c->n].have = ok;
+        c->n++;
+    }
+    return ok ? mean : fallback;
 }
 
 static slot *slot_free(runner *r) {
@@ -700,9 +747,11 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
         work += (end > now ? end - now : 0) * s->ndev;
     }
     int runnable = 0;
+    est_cache *cache = calloc(1, sizeof *cache);
     for (int i = 0; i < nq; i++) {
         qq[i].ndev = q[i].devices_requested < 1 ? 1 : q[i].devices_requested;
-        qq[i].est_s = estimate(r, &q[i]);
+        qq[i].est_s = cache ? estimate(r, cache, &q[i])
+                            : q[i].timeout_s > 0 ? q[i].timeout_s : r->o->default_est_s;
         if (qq[i].ndev <= total) {
             runnable++;
             work += qq[i].est_s * qq[i].ndev;
@@ -721,6 +770,7 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
             rc = launch(r, &q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s, e);
         *n_queued -= out.n_picks;
     }
+    free(cache);
     free(run);
     free(qq);
     free(picks);
@@ -758,7 +808,7 @@ static int recover(runner *r, cad_err *e) {
         str_copy(id.boot_id, sizeof id.boot_id, run->boot_id ? run->boot_id : "");
         int same_boot = run->boot_id && strcmp(run->boot_id, r->boot_id) == 0;
         if (run->pid > 1 && proc_identity_alive(&id)) {
-            say(r, "recover %s: its process %lld is still alive: TERM, KILL after %.0fs",
+            say(r, "recover %s: its process %lld is still alive: TERM, KILL after %.1fs",
                 run->run_id, (long long)run->pid, r->o->grace_s);
             proc_group_signal((int)run->pid, SIGTERM);
             if (!wait_group_gone((int)run->pid, r->o->grace_s)) {
@@ -820,12 +870,13 @@ static void status_line(runner *r, int nqueued, double eta_s) {
     int counts[CAD_RUN_NSTATUS] = {0};
     cad_err e = {0};
     cad_db_count_by_status(r->db, NULL, counts, &e);
-    char eta[32], line[512];
+    char eta[32], line[512], cancelled[48] = "";
     fmt_hms(eta_s, eta, sizeof eta);
-    snprintf(line, sizeof line,
-             "running %d · queued %d · done %d · failed %d · cancelled %d · ETA %s%s", running,
-             nqueued, counts[CAD_RUN_DONE], counts[CAD_RUN_FAILED], counts[CAD_RUN_CANCELLED],
-             eta, r->stopping ? " · stopping" : "");
+    if (counts[CAD_RUN_CANCELLED]) /* short line: it must fit a terminal to be redrawn */
+        snprintf(cancelled, sizeof cancelled, " · cancelled %d", counts[CAD_RUN_CANCELLED]);
+    snprintf(line, sizeof line, "running %d · queued %d · done %d · failed %d%s · ETA %s%s",
+             running, nqueued, counts[CAD_RUN_DONE], counts[CAD_RUN_FAILED], cancelled, eta,
+             r->stopping ? " · stopping" : "");
     double now = proc_now_mono();
     if (r->o->tty) {
         int len = (int)strlen(line);
@@ -865,12 +916,13 @@ static int tick_slots(runner *r, cad_err *e) {
             proc_group_alive(s->pid)) {
             s->kill_at = now;
             proc_group_signal(s->pid, SIGKILL);
-            say(r, "kill    %s: still alive %.0fs after TERM (KILL to group %d)", s->run_id,
+            say(r, "kill    %s: still alive %.1fs after TERM (KILL to group %d)", s->run_id,
                 r->o->grace_s, (int)s->pid);
         }
         if (s->reaped && !proc_group_alive(s->pid)) {
             int rc = finish_slot(r, s, e);
             slot_release(s);
+            r->n_finished++;
             if (rc) return rc;
         }
     }
@@ -916,6 +968,8 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &sigs, &old);
+    /* a closed stdout (caddie run | head) must not kill the runner and orphan its runs */
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
     if (!rc) rc = recover(r, e);
     if (!rc) {
         char devs[256];
@@ -928,16 +982,23 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
             say(r, "runner  pid %d on %s: GPUs %s, db %s", (int)getpid(), r->host, devs,
                 o->db_path);
     }
-    int second_signal = 0;
+    int second_signal = 0, first = 1, seen_finished = 0, runnable = 0, nqueued = 0;
+    double last_read = 0, eta = 0;
     while (!rc) {
         reap(r);
         rc = ingest_tick(r, e);
         if (!rc) rc = tick_slots(r, e);
         if (rc) break;
-        int runnable = 0, nqueued = 0;
-        double eta = 0;
-        rc = schedule(r, &runnable, &nqueued, &eta, e);
-        if (rc) break;
+        /* the queue is read when a run ended (devices freed) or every QUEUE_READ_EVERY_S
+         * (new runs queued, cancels): not every tick, it can hold thousands of runs */
+        double now = proc_now_mono();
+        if (first || r->n_finished != seen_finished || now - last_read >= QUEUE_READ_EVERY_S) {
+            rc = schedule(r, &runnable, &nqueued, &eta, e);
+            if (rc) break;
+            first = 0;
+            seen_finished = r->n_finished;
+            last_read = now;
+        }
         int running = 0;
         for (int i = 0; i < r->nslots; i++) running += r->slots[i].used;
         if (running == 0 && (r->stopping || (o->until_empty && runnable == 0))) break;
@@ -988,6 +1049,7 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     finalize_all(r);
     if (r->db) cad_db_close(r->db);
     sigprocmask(SIG_SETMASK, &old, NULL);
+    signal(SIGPIPE, old_pipe);
     close(lock_fd);
     *stop_signal = r->stop_signal;
     return rc;

@@ -22,8 +22,26 @@ bench_engine_train() {
     echo "reference: PyTorch 1.13 fp32 on this 2-core machine: (a) ~3,400 tok/s, (b) ~400 tok/s"
 }
 
+# ---- results database: metric ingest rate, curve / run_summary query latency ------------
+# Issue 5 targets: >= 200,000 metric rows/s; < 50 ms for one run's curve and for the
+# run_summary of one sweep, on 2,000 runs x 20,000 steps (40M rows, ~2.3 GB). The full size
+# takes minutes on a small machine: BENCH_DB_FULL=0 runs only the 2,000 x 2,000 size.
+bench_db() {
+    section "results database: ingest and queries (sqlite $(sqlite3 --version | cut -d' ' -f1))"
+    mkdir -p build/bench
+    $CC $REL -iquote sweep tests/bench_db.c build/rel/libcaddie.a $LIBS -o build/bench/bench_db || return 1
+    local db=${BENCH_DB_DIR:-build/bench}/bench.db
+    echo "-- 2,000 runs x 2,000 steps"
+    ./build/bench/bench_db 2000 2000 "$db" 10 || return 1
+    if [ "${BENCH_DB_FULL:-1}" != 0 ]; then
+        echo "-- 2,000 runs x 20,000 steps"
+        ./build/bench/bench_db 2000 20000 "$db" 10 || return 1
+    fi
+    rm -f "$db" "$db-wal" "$db-shm"
+}
+
 status=0
-for s in bench_engine_train; do
+for s in bench_engine_train bench_db; do
     "$s" || { echo "bench section $s failed" >&2; status=1; }
 done
 exit $status

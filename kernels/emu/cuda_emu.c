@@ -4,10 +4,12 @@
  *
  * One emulated launch at a time per OS thread. Within a launch the scheduler (running on the
  * caller's stack) owns a table of fibres for the current block; a fibre gives control back only
- * at a barrier/warp operation or at its end, so "run until blocked" in a random order is the
- * whole scheduling policy. When no fibre is runnable the scheduler releases a barrier whose
- * participants have all arrived (warps first, then the block), or aborts: nothing can ever
- * release the fibres that wait, which on the GPU is a hang or undefined behaviour.
+ * at a barrier/warp operation or at its end. The scheduler picks the next runnable fibre either
+ * by a random priority order (starving low-priority fibres, which exposes ordering bugs) or
+ * uniformly at random — the policy and priorities are redrawn at every __syncthreads — and
+ * releases a warp operation the moment its last lane arrives. When nothing can run it releases
+ * the block barrier if every thread waits there, or aborts: nothing can ever release the fibres
+ * that wait, which on the GPU is a hang or undefined behaviour.
  *
  * Not compiled into libcaddie: the emulated-kernel tests #include this file (one translation
  * unit with the kernels they check), so the product binary carries no emulation code.
@@ -59,6 +61,8 @@ typedef struct emu_fibre {
     void *asan_fake_stack;
 } emu_fibre;
 
+#define EMU_MAX_THREADS 1024
+
 /* Per-OS-thread scheduler state. */
 typedef struct emu_sched {
     emu_fibre *fibres; /* capacity EMU_MAX_THREADS */
@@ -74,10 +78,13 @@ typedef struct emu_sched {
     int launch_line;
     unsigned char *dyn_shared;
     size_t dyn_shared_bytes;
-    int *order; /* scratch permutation */
+    int *runq; /* runnable fibres (unordered) */
+    int nrun;
+    int *prio; /* priority rank of each fibre in this epoch (lower runs first) */
+    int policy_priority;
+    int warp_waiting[EMU_MAX_THREADS / 32]; /* lanes of each warp now at a warp operation */
 } emu_sched;
 
-#define EMU_MAX_THREADS 1024
 #define EMU_STACK_BYTES (64 * 1024)
 #define EMU_MAX_DYN_SHARED (48 * 1024)
 
@@ -197,9 +204,10 @@ static void emu_run_fibre(int i) {
 static void emu_sched_init(void) {
     if (sched.fibres) return;
     sched.fibres = calloc(EMU_MAX_THREADS, sizeof *sched.fibres);
-    sched.order = calloc(EMU_MAX_THREADS, sizeof *sched.order);
+    sched.runq = calloc(EMU_MAX_THREADS, sizeof *sched.runq);
+    sched.prio = calloc(EMU_MAX_THREADS, sizeof *sched.prio);
     sched.dyn_shared = malloc(EMU_MAX_DYN_SHARED);
-    if (!sched.fibres || !sched.order || !sched.dyn_shared) emu_die("out of memory");
+    if (!sched.fibres || !sched.runq || !sched.prio || !sched.dyn_shared) emu_die("out of memory");
     sched.cur = -1;
 }
 
@@ -234,6 +242,7 @@ static emu_value emu_warp_op(int op, unsigned mask, emu_value v, int vtype, int 
         emu_die("%s:%d: thread %d (lane %d) calls a warp operation with mask 0x%08x that excludes "
                 "its own lane", file, line, f->linear, f->lane, mask);
     f->state = EMU_AT_WARP_OP;
+    sched.warp_waiting[f->warp]++;
     f->op = op;
     f->mask = mask;
     f->val = v;
@@ -277,31 +286,38 @@ void *emu_dynamic_shared(void) {
     return sched.dyn_shared_bytes ? sched.dyn_shared : NULL;
 }
 
-/* Try to complete the warp operation of warp w. Returns 1 when its lanes were released. */
-static int emu_release_warp(int w) {
+/* Try to complete the warp operation `first` waits at: it completes when every lane of its mask
+ * has arrived at the same operation. Returns 1 when those lanes were released (made runnable,
+ * and appended to the run queue). Lanes outside the mask are not involved (disjoint masks in
+ * divergent branches are legal). With `final` (nothing else can run) a lane of the mask that is
+ * not there can never arrive: abort with where it is. */
+static int emu_try_release_warp(emu_fibre *first, int final) {
     emu_fibre *fs = sched.fibres;
-    int base = w * 32, n = sched.nthreads - base < 32 ? sched.nthreads - base : 32;
-    emu_fibre *first = NULL;
-    for (int l = 0; l < n; l++)
-        if (fs[base + l].state == EMU_AT_WARP_OP) { first = &fs[base + l]; break; }
-    if (!first) return 0;
+    int w = first->warp, base = w * 32;
+    int n = sched.nthreads - base < 32 ? sched.nthreads - base : 32;
     unsigned mask = first->mask;
     unsigned present = n == 32 ? 0xffffffffu : ((1u << n) - 1u);
     if (mask & ~present)
         emu_die("%s:%d: warp %d has %d threads but the mask 0x%08x names lanes that do not exist",
                 first->wait_file, first->wait_line, w, n, mask);
+    /* cheap early out: fewer lanes wait than the mask names */
+    if (!final && sched.warp_waiting[w] < __builtin_popcount(mask)) return 0;
     for (int l = 0; l < n; l++) {
         if (!(mask & (1u << l))) continue;
         emu_fibre *f = &fs[base + l];
         if (f->state == EMU_RUNNABLE) return 0; /* not arrived yet */
+        int same = f->state == EMU_AT_WARP_OP && f->mask == mask && f->op == first->op &&
+                   f->wait_line == first->wait_line && f->vtype == first->vtype &&
+                   (f->wait_file == first->wait_file || strcmp(f->wait_file, first->wait_file) == 0);
+        if (same) continue;
+        /* not here (yet): while other fibres can run, its own operation may still complete */
+        if (!final) return 0;
         if (f->state != EMU_AT_WARP_OP)
             emu_die("%s:%d: warp operation of warp %d (mask 0x%08x) waits for lane %d, which is "
                     "at %s (%s:%d)", first->wait_file, first->wait_line, w, mask, l,
                     emu_state_name(f), f->state == EMU_DONE ? "end of kernel" : f->wait_file,
                     f->state == EMU_DONE ? 0 : f->wait_line);
-        if (f->mask != mask || f->op != first->op || f->wait_line != first->wait_line ||
-            strcmp(f->wait_file, first->wait_file) != 0 || f->vtype != first->vtype)
-            emu_die("warp %d: lane %d is at %s %s:%d (mask 0x%08x) but lane %d is at %s:%d "
+        emu_die("warp %d: lane %d is at %s %s:%d (mask 0x%08x) but lane %d is at %s:%d "
                     "(mask 0x%08x): divergent warp operations", w, first->lane,
                     emu_state_name(first), first->wait_file, first->wait_line, first->mask, l,
                     f->wait_file, f->wait_line, f->mask);
@@ -325,7 +341,11 @@ static int emu_release_warp(int w) {
         f->result = fs[base + src].val;
     }
     for (int l = 0; l < n; l++)
-        if (mask & (1u << l)) fs[base + l].state = EMU_RUNNABLE;
+        if (mask & (1u << l)) {
+            fs[base + l].state = EMU_RUNNABLE;
+            sched.warp_waiting[w]--;
+            sched.runq[sched.nrun++] = base + l;
+        }
     return 1;
 }
 
@@ -391,6 +411,36 @@ static __attribute__((noinline)) void emu_fibre_setup(int i) {
     f->ctx.uc_stack.ss_size = EMU_STACK_BYTES;
     f->ctx.uc_link = NULL;
     makecontext(&f->ctx, emu_fibre_main, 0);
+    /* makecontext has consumed the stack description. Clearing it stops ASan's swapcontext
+     * interceptor from wiping this stack's shadow at every switch (2 x 8 KiB of memset per
+     * resume, and it would erase the redzones of live kernel frames); the stack was unpoisoned
+     * above and the fibre switches are annotated instead. */
+    f->ctx.uc_stack.ss_sp = NULL;
+    f->ctx.uc_stack.ss_size = 0;
+}
+
+/* A new scheduling epoch (block start, after each __syncthreads): fresh random priorities and a
+ * fresh policy. "priority" always runs the highest-priority runnable fibre, which starves the
+ * low-priority ones until everything else blocks (the schedule that exposes most ordering bugs,
+ * as in probabilistic concurrency testing); "uniform" picks any runnable fibre at random. */
+static void emu_new_epoch(void) {
+    int nt = sched.nthreads;
+    for (int i = 0; i < nt; i++) sched.prio[i] = i;
+    emu_shuffle(sched.prio, nt);
+    sched.policy_priority = (int)(emu_rand() & 1);
+}
+
+static int emu_pick(void) {
+    int k = 0;
+    if (sched.policy_priority) {
+        for (int j = 1; j < sched.nrun; j++)
+            if (sched.prio[sched.runq[j]] < sched.prio[sched.runq[k]]) k = j;
+    } else {
+        k = (int)(emu_rand() % (uint64_t)sched.nrun);
+    }
+    int i = sched.runq[k];
+    sched.runq[k] = sched.runq[--sched.nrun];
+    return i;
 }
 
 static void emu_run_block(void) {
@@ -398,21 +448,29 @@ static void emu_run_block(void) {
     int nt = sched.nthreads;
     for (int i = 0; i < nt; i++) emu_fibre_setup(i);
     if (sched.dyn_shared_bytes) memset(sched.dyn_shared, 0xff, sched.dyn_shared_bytes);
+    sched.nrun = 0;
+    for (int i = 0; i < nt; i++) sched.runq[sched.nrun++] = i;
+    memset(sched.warp_waiting, 0, sizeof sched.warp_waiting);
+    emu_new_epoch();
     for (;;) {
-        int nr = 0;
-        for (int i = 0; i < nt; i++)
-            if (fs[i].state == EMU_RUNNABLE) sched.order[nr++] = i;
-        if (nr) {
-            emu_shuffle(sched.order, nr);
-            for (int k = 0; k < nr; k++) emu_run_fibre(sched.order[k]);
+        if (sched.nrun) {
+            int i = emu_pick();
+            emu_run_fibre(i);
+            /* release a warp as soon as its last lane arrives, so the other warps' progress
+             * interleaves with it */
+            if (fs[i].state == EMU_AT_WARP_OP) emu_try_release_warp(&fs[i], 0);
             continue;
         }
         int live = 0;
         for (int i = 0; i < nt; i++) live += fs[i].state != EMU_DONE;
         if (!live) return;
-        int released = 0, nwarps = (nt + 31) / 32;
-        for (int w = 0; w < nwarps; w++) released += emu_release_warp(w);
-        if (!released) emu_release_block_or_die();
+        /* nothing runnable: any warp op still waiting can never complete -> diagnose */
+        for (int i = 0; i < nt; i++)
+            if (fs[i].state == EMU_AT_WARP_OP && emu_try_release_warp(&fs[i], 1)) break;
+        if (sched.nrun) continue;
+        emu_release_block_or_die();
+        for (int i = 0; i < nt; i++) sched.runq[sched.nrun++] = i;
+        emu_new_epoch();
     }
 }
 

@@ -94,6 +94,11 @@ test_expect_success 'more --val-docs than documents is an error' '
     test_grep "val-docs 5 but the input has only 3 documents" err &&
     ! ls v/*.bin 2>/dev/null
 '
+test_expect_success 'an input without documents is an error' '
+    printf "\n  \n" >blank.txt &&
+    test_must_fail 1 caddie data prepare --tokenizer "$MODEL" --input blank.txt --val-docs 0 --out nodocs 2>err &&
+    test_grep "blank.txt: no documents in the input" err
+'
 test_expect_success 'a bad tokenizer path is named' '
     test_must_fail 1 caddie data prepare --tokenizer nope.model --input docs.jsonl --out t 2>err &&
     test_grep "nope.model" err && test "$(wc -l <err)" = 1

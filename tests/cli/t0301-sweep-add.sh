@@ -30,16 +30,6 @@ test_expect_success 'adding again queues nothing: the configs are already queued
     caddie sweep plan qk.yaml >out &&
     test $(grep -c "^pending " out) -eq 4
 '
-test_expect_success 'a done run is skipped by plan and queued again with --force under -r2' '
-    id=$(sqlite3 caddie.db "SELECT run_id FROM runs ORDER BY run_id LIMIT 1") &&
-    sqlite3 caddie.db "UPDATE runs SET status=\"done\" WHERE run_id=\"$id\"" &&
-    caddie sweep plan qk.yaml >out &&
-    test_grep "^done +$id " out &&
-    caddie sweep add qk.yaml --force >out &&
-    test_grep "queued 4 runs" out &&
-    test "$(sqlite3 caddie.db "SELECT count(*) FROM runs WHERE run_id LIKE \"%-r2\"")" = 4 &&
-    test -f runs/$id-r2/run.json
-'
 cat >inj.yaml <<'Y'
 name: inj
 engine: command
@@ -58,13 +48,6 @@ test_expect_success 'grid values reach the command engine literally (argv and en
     test_cmp want got &&
     ! test -e pwned
 '
-test_expect_success 'db migrate reports the schema version, and is idempotent' '
-    caddie db migrate --db fresh.db >out && test_grep "^fresh.db: schema version 0 -> [0-9]+$" out &&
-    caddie db migrate --db fresh.db >out && test_grep "^fresh.db: schema version [0-9]+ \\(up to date\\)$" out
-'
-test_expect_success 'CADDIE_DB chooses the database' '
-    CADDIE_DB=env.db caddie db migrate >out && test -f env.db && test_grep "^env.db:" out
-'
 dump() {
     sqlite3 "$1" "SELECT run_id, sweep, name, status, seed, config, config_hash, group_hash, attempts, queued_at, run_dir FROM run_summary ORDER BY run_id;
                   SELECT run_id, key, num, text FROM params ORDER BY run_id, key;
@@ -74,9 +57,26 @@ dump() {
 test_expect_success 'db rebuild recreates the deleted DB from the run dirs (queued runs too)' '
     dump caddie.db >before &&
     rm -f caddie.db caddie.db-wal caddie.db-shm &&
-    caddie db rebuild >out && test_grep "rebuilt from runs: 14 runs" out &&
+    caddie db rebuild >out && test_grep "rebuilt from runs: 6 runs" out &&
     dump caddie.db >after &&
     test_cmp before after
+'
+test_expect_success 'a done run is skipped by plan and queued again with --force under -r2' '
+    id=$(sqlite3 caddie.db "SELECT run_id FROM run_summary WHERE sweep=\"qk\" ORDER BY run_id LIMIT 1") &&
+    sqlite3 caddie.db "UPDATE runs SET status=\"done\" WHERE run_id=\"$id\"" &&
+    caddie sweep plan qk.yaml >out &&
+    test_grep "^done +$id " out &&
+    caddie sweep add qk.yaml --force >out &&
+    test_grep "queued 4 runs" out &&
+    test "$(sqlite3 caddie.db "SELECT count(*) FROM runs WHERE run_id LIKE \"%-r2\"")" = 4 &&
+    test -f runs/$id-r2/run.json
+'
+test_expect_success 'db migrate reports the schema version, and is idempotent' '
+    caddie db migrate --db fresh.db >out && test_grep "^fresh.db: schema version 0 -> [0-9]+$" out &&
+    caddie db migrate --db fresh.db >out && test_grep "^fresh.db: schema version [0-9]+ \\(up to date\\)$" out
+'
+test_expect_success 'CADDIE_DB chooses the database' '
+    CADDIE_DB=env.db caddie db migrate >out && test -f env.db && test_grep "^env.db:" out
 '
 test_expect_success 'import-run adds a standalone caddie train run dir' '
     mkdir -p solo &&

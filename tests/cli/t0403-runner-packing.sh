@@ -28,7 +28,7 @@ EOF
 }
 
 test_expect_success 'queue: 4 one-device runs, one 8-device run, 2 short and 6 long one-device runs' '
-    sweep first 1 30 4 0.1 && sweep wide 8 30 1 0.05 && sweep quick 1 2 2 0.02 &&
+    sweep first 1 30 4 0.3 && sweep wide 8 30 1 0.05 && sweep quick 1 2 2 0.02 &&
     sweep later 1 60 6 0.05 &&
     test "$(n_status queued)" = 13
 '

@@ -77,7 +77,7 @@ test_expect_success 'a run that outlived its runner (ignored TERM) is killed by 
     pid2=$! &&
     wait_until 30 "grep -q \"recover survivor-.*still alive\" r4.out" &&
     wait_until 10 "! kill -0 $child 2>/dev/null" &&
-    test_grep "recover survivor-.*interrupted \(previous runner died; its process [0-9]+ was still running and was killed\)" r4.out &&
+    wait_until 10 "grep -Eq \"recover survivor-.*interrupted \\(previous runner died; its process [0-9]+ was still running and was killed\\)\" r4.out" &&
     caddie cancel survivor >/dev/null &&
     wait_until 20 "grep -q \"cancelled survivor-.*process ended\" r4.out" &&
     kill -TERM $pid2 && { wait $pid2; true; }

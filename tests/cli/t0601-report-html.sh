@@ -83,6 +83,17 @@ test_expect_success '--ref picks another reference group (by label)' '
     grep "<tr class=\"group ref" ref.html | grep -q "muon_wd=0.095 qk_gain_init=4<span" &&
     test_grep "chosen with --ref" ref.html
 '
+test_expect_success 'a group whose run names say baseline is the default reference' '
+    cp "$CADDIE_DB" base.db &&
+    sqlite3 base.db "UPDATE runs SET name = \"baseline \" || name WHERE run_id LIKE \"qk-wd-11_\"" &&
+    caddie report --db base.db --sweep qk-wd --out base.html >/dev/null &&
+    grep "<tr class=\"group ref" base.html | grep -q "muon_wd=0.095 qk_gain_init=5<span" &&
+    test_grep "its name says baseline" base.html
+'
+test_expect_success 'a selection without runs still writes a page that says so' '
+    caddie report --runs "seed = -1" --out none.html >out &&
+    test_grep "0 sweeps, 0 runs" out && test_grep "The selection matched no run" none.html
+'
 test_expect_success '--out - writes the page to stdout' '
     caddie report --sweep vocab --out - >stdout.html && test_grep "^<!DOCTYPE html>" stdout.html
 '

@@ -38,6 +38,8 @@ test_expect_success 'compare two groups: side by side, Welch, bar, frontier, sam
     test_grep "^val_bpb mean ± std +1.08500 ± 0.00040 +1.08920 ± 0.00026$" cmp &&
     test_grep "^A - B: -0.00420 bpb, -0.01105 nats" cmp &&
     test_grep "t = -15.182, df = 3.47, p = 1.3e-04" cmp &&
+    # scipy: mean(a) - mean(b) -+ t.ppf(0.975, df) * se with the Welch df 3.4713
+    test_grep "^95% confidence interval of A - B: \[-0.00502, -0.00338\] bpb$" cmp &&
     test_grep "record bar .*: cleared \\(p = 0.0010\\)" cmp &&
     test_grep "frontier rule \\(p < 0.25\\): yes" cmp &&
     test_grep "^ +42 +1.08456 +1.08890 +-0.00434$" cmp &&

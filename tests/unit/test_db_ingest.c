@@ -84,11 +84,22 @@ static void test_incremental_metrics(void) {
     CHECK_EQ_INT(s.bad_lines, 1);
     CHECK(q1(db, "SELECT value FROM metrics WHERE name='train_loss' AND step=2") == 6.1);
     CHECK(q1(db, "SELECT count(*) FROM metrics WHERE name='some_new_metric' AND value IS NULL") == 1);
+    /* a garbled line that still looks like an object: the batch falls back line by line */
+    append_file(dir, "metrics.jsonl",
+                "{\"step\":3,\"name\":\"train_loss\",\"value\":5.9}\n"
+                "{\"step\":3,\"name\":\"val_bpb\" \"value\":3.4}\n"
+                "{\"step\":3,\"name\":\"val_bpb\",\"value\":\"oops\"}\n"
+                "{\"step\":4,\"name\":\"train_loss\",\"value\":5.8}\n");
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
+    CHECK_EQ_INT(s.metrics_rows, 7);
+    CHECK_EQ_INT(s.bad_lines, 3);
+    CHECK(q1(db, "SELECT count(*) FROM metrics") == 7);
     /* re-ingesting from scratch never duplicates */
     cad_ingest_state fresh;
     cad_ingest_state_init(&fresh);
     CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &fresh, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 5);
+    CHECK(q1(db, "SELECT count(*) FROM metrics") == 7);
+    CHECK_EQ_INT(fresh.metrics_rows, 7);
     CHECK_EQ_INT(s.result_done, 0);
     /* result.json finishes it: results row, provenance, artifacts */
     cad_result res;

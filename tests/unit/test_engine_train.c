@@ -259,11 +259,30 @@ static void test_errors_before_work(void) {
     cad_config_free(&c);
 }
 
+static void test_wallclock_cap_stops_early(void) {
+    /* train_gpt.py: once train_time reaches max_wallclock_seconds the step is the last one; it is
+     * validated and "stopping_early" is logged; result.json counts the steps actually done. */
+    char *x[] = {"max_wallclock_seconds=0.000001", "iterations=50", "val_loss_every=0"};
+    cad_config c;
+    if (tiny_config(&c, "cap", 3, x)) { CHECK(0); return; }
+    cad_err e = {0};
+    CHECK_MSG(run_captured(&c, "cap", &e) == CAD_OK, "%s", e.msg);
+    char *log = slurp(run_file("cap", "log.txt"));
+    char *res = slurp(run_file("cap", "result.json"));
+    CHECK(log && strstr(log, "step:1/50 val_loss:") && strstr(log, "stopping_early: wallclock_cap train_time:") &&
+          strstr(log, "step:1/50\n"));
+    CHECK(log && !strstr(log, "step:2/50"));
+    CHECK(res && strstr(res, "\"steps\":1,"));
+    free(log), free(res);
+    cad_config_free(&c);
+}
+
 int main(void) {
     make_shards();
     RUN(test_run_dir_contract);
     RUN(test_warmup_restores_everything);
     RUN(test_save_weights_and_init_from);
     RUN(test_errors_before_work);
+    RUN(test_wallclock_cap_stops_early);
     return check_report();
 }

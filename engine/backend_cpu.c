@@ -25,18 +25,12 @@
  * 16-wide exp over the [T,T] scores, so this file asks for the normal cost model. */
 #pragma GCC optimize("vect-cost-model=dynamic")
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* OpenBLAS's <cblas.h> is not included: it needs cpu_set_t from the system <sched.h>, and the
- * build's -Isweep makes <sched.h> resolve to sweep/sched.h. The two entry points used here are
- * declared with the standard CBLAS ABI (enums are ints) instead. */
-enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
-void cblas_sgemm(int order, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
-void openblas_set_num_threads(int num_threads);
 
 /* Threads the ops use; 0 until set_threads or first use (then omp_get_max_threads()). */
 static int cpu_threads;
@@ -250,8 +244,8 @@ static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, i
                        float *C, int ldc) {
     (void)be;
     if (M <= 0 || N <= 0) return;
-    int ta = trans_a ? CblasTrans : CblasNoTrans;
-    int tb = trans_b ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
     if (K <= 0) { /* op(A) op(B) is the zero matrix: C = beta*C (beta 0: C not read) */
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];

@@ -100,7 +100,7 @@ static void k_attention_forward(cudaStream_t s, cublasHandle_t blas, float *y, i
         k_gemm_rm(blas, 0, 1, T, T, HD, scale, q + (size_t)h * HD, ldq, (long long)T * ldq,
                   k + (size_t)g * HD, ldk, (long long)T * ldk, 0.0f, S, T, tt, B);
         k_attn_params p = {S, NULL, lse, NULL, NULL, 0, 0, B, T, NH, HD, h, scale};
-        KLAUNCH(k_attn_softmax, KDIM3(T, B, 1), K_ATT_BLOCK, 0, s, p);
+        KLAUNCH(k_attn_softmax, KDIM3(T, B, 1), k_row_block(T, K_ATT_BLOCK), 0, s, p);
         K_CHECK_LAUNCH();
         k_gemm_rm(blas, 0, 0, T, HD, T, 1.0f, S, T, tt, v + (size_t)g * HD, ldv,
                   (long long)T * ldv, 0.0f, y + (size_t)h * HD, ldy, (long long)T * ldy, B);
@@ -127,7 +127,7 @@ static void k_attention_backward(cudaStream_t s, cublasHandle_t blas, float *dq,
         k_gemm_rm(blas, 0, 1, T, T, HD, scale, qh, ldq, (long long)T * ldq, kg, ldk,
                   (long long)T * ldk, 0.0f, S, T, tt, B);
         k_attn_params p = {S, dP, (float *)lse, dy, y, lddy, ldy, B, T, NH, HD, h, scale};
-        KLAUNCH(k_attn_probs, KDIM3(T, B, 1), K_ATT_BLOCK, 0, s, p);
+        KLAUNCH(k_attn_probs, KDIM3(T, B, 1), k_row_block(T, K_ATT_BLOCK), 0, s, p);
         K_CHECK_LAUNCH();
         /* dV_g (+)= P^T dY_h */
         k_gemm_rm(blas, 1, 0, T, HD, T, 1.0f, S, T, tt, dyh, lddy, (long long)T * lddy, beta_kv,
@@ -135,7 +135,7 @@ static void k_attention_backward(cudaStream_t s, cublasHandle_t blas, float *dq,
         /* dP = dY_h V_g^T */
         k_gemm_rm(blas, 0, 1, T, T, HD, 1.0f, dyh, lddy, (long long)T * lddy, vg, ldv,
                   (long long)T * ldv, 0.0f, dP, T, tt, B);
-        KLAUNCH(k_attn_dscores, KDIM3(T, B, 1), K_ATT_BLOCK, 0, s, p);
+        KLAUNCH(k_attn_dscores, KDIM3(T, B, 1), k_row_block(T, K_ATT_BLOCK), 0, s, p);
         K_CHECK_LAUNCH();
         /* dQ_h = dS K_g ; dK_g (+)= dS^T Q_h */
         k_gemm_rm(blas, 0, 0, T, HD, T, 1.0f, dP, T, tt, kg, ldk, (long long)T * ldk, 0.0f,

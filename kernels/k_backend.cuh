@@ -4,8 +4,8 @@
  * (kernels/backend_cuda.cu, nvcc) and the emulated-kernel tests (gcc + kernels/emu), so the
  * tests exercise the very launch code, grid shapes and GEMM mappings the GPU runs.
  *
- * Ownership: kb_ctx holds the stream, the cuBLAS handle and a small device buffer for sumsq
- * partials; kb_ctx_init/kb_ctx_free create and destroy them. The slots never allocate (scratch
+ * Ownership: kb_ctx holds the stream, the cuBLAS handle and two fixed device buffers (sumsq
+ * partials, column-sum partials); kb_ctx_init/kb_ctx_free create and destroy them. The slots never allocate (scratch
  * for attention comes from the caller, as backend.h requires).
  * Memory slots: alloc is cudaMalloc + zero fill (backend.h promises zeroed memory), copies are
  * stream-ordered cudaMemcpyAsync; copy_to_host and sumsq synchronise the stream because they
@@ -35,6 +35,7 @@ typedef struct kb_ctx {
     cublasHandle_t blas;
     double *partials;      /* device [K_SUMSQ_MAX_BLOCKS] */
     double *partials_host; /* pinned host copy */
+    float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_residual.cuh) */
 } kb_ctx;
 
 static kb_ctx *kb_of(const cad_backend *be) { return (kb_ctx *)be->ctx; }
@@ -45,12 +46,14 @@ static void kb_ctx_init(kb_ctx *c) {
     CUBLAS_CHECK(cublasSetStream(c->blas, c->stream));
     CUDA_CHECK(cudaMalloc((void **)&c->partials, K_SUMSQ_MAX_BLOCKS * sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&c->partials_host, K_SUMSQ_MAX_BLOCKS * sizeof(double)));
+    CUDA_CHECK(cudaMalloc((void **)&c->colpart, K_COLPART_FLOATS * sizeof(float)));
 }
 
 static inline void kb_ctx_free(kb_ctx *c) {
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     CUDA_CHECK(cudaFreeHost(c->partials_host));
     CUDA_CHECK(cudaFree(c->partials));
+    CUDA_CHECK(cudaFree(c->colpart));
     CUBLAS_CHECK(cublasDestroy(c->blas));
     CUDA_CHECK(cudaStreamDestroy(c->stream));
 }
@@ -196,7 +199,8 @@ static void kb_resid_mix_forward(const cad_backend *be, float *out, const float 
 static void kb_resid_mix_backward(const cad_backend *be, float *dx, float *dx0, float *dmix,
                                   const float *dout, const float *x, const float *x0,
                                   const float *mix, int N, int C) {
-    k_resid_mix_backward_launch(kb_of(be)->stream, dx, dx0, dmix, dout, x, x0, mix, N, C);
+    k_resid_mix_backward_launch(kb_of(be)->stream, kb_of(be)->colpart, dx, dx0, dmix, dout, x, x0,
+                                mix, N, C);
 }
 
 static void kb_scale_add_forward(const cad_backend *be, float *out, const float *x,
@@ -206,7 +210,7 @@ static void kb_scale_add_forward(const cad_backend *be, float *out, const float 
 
 static void kb_scale_add_backward(const cad_backend *be, float *dy, float *ds, const float *dout,
                                   const float *y, const float *s, int N, int C) {
-    k_scale_add_backward_launch(kb_of(be)->stream, dy, ds, dout, y, s, N, C);
+    k_scale_add_backward_launch(kb_of(be)->stream, kb_of(be)->colpart, dy, ds, dout, y, s, N, C);
 }
 
 static void kb_softcap_xent_forward(const cad_backend *be, float *logits, float *lse, float *loss,

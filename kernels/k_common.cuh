@@ -71,6 +71,14 @@ static inline int k_grid_for(size_t n, int block) {
     return g > 65536 ? 65536 : (int)g;
 }
 
+/* Threads for a block that walks a row of `width` elements: whole warps, no more than the row
+ * needs (a short row leaves no warp idle), at most max_threads. */
+static inline int k_row_block(int width, int max_threads) {
+    int t = (width + 31) / 32 * 32;
+    if (t < 32) t = 32;
+    return t > max_threads ? max_threads : t;
+}
+
 /* Sum / max over the 32 lanes; every lane gets the same bits (xor butterfly: both partners of
  * each step add the same two values). */
 static __device__ __forceinline__ float k_warp_sum(float v) {

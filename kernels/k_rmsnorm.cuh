@@ -57,7 +57,7 @@ static void k_rmsnorm_forward_launch(cudaStream_t s, float *out, float *rstd, co
                                      int N, int C, float eps) {
     if (N <= 0) return;
     k_rmsnorm_params p = {out, rstd, in, NULL, NULL, N, C, eps};
-    KLAUNCH(k_rmsnorm_forward, N, K_RMS_BLOCK, 0, s, p);
+    KLAUNCH(k_rmsnorm_forward, N, k_row_block(C, K_RMS_BLOCK), 0, s, p);
     K_CHECK_LAUNCH();
 }
 
@@ -65,7 +65,7 @@ static void k_rmsnorm_backward_launch(cudaStream_t s, float *din, const float *d
                                       const float *out, const float *rstd, int N, int C) {
     if (N <= 0) return;
     k_rmsnorm_params p = {din, NULL, out, dout, rstd, N, C, 0.0f};
-    KLAUNCH(k_rmsnorm_backward, N, K_RMS_BLOCK, 0, s, p);
+    KLAUNCH(k_rmsnorm_backward, N, k_row_block(C, K_RMS_BLOCK), 0, s, p);
     K_CHECK_LAUNCH();
 }
 

@@ -5,9 +5,9 @@
  * One warp per (token row n, head j), j < NH a query head (columns j*HD of the fused qkv row),
  * NH <= j < NH+KV a key head. Lane l handles the rotation pairs (d, d + HD/2) for d = l, l+32,..
  * so HD up to any even size works (HD/2 < 32 leaves lanes idle but still in the shuffles).
- * The backward runs a block per (row chunk, head): the q_gain gradient of a head is summed over
- * the chunk's rows in the lanes, reduced in the block in a fixed order and added with ONE
- * atomicAdd per block (so the order of the chunk sums, not of rows, varies between runs).
+ * The backward runs a block per (row chunk, head) for dqkv, and a second kernel with one block
+ * per query head for the q_gain gradient (a fixed reduction tree over all rows, no atomics), so
+ * the backward is bit-reproducible.
  *
  * Not here: the v columns (attention reads them directly), the attention itself.
  */
@@ -18,6 +18,7 @@
 
 #define K_ROPE_WARPS 4
 #define K_ROPE_ROWS 32 /* rows per block in the backward */
+#define K_GAIN_WARPS 16 /* warps per head in the q_gain reduction */
 
 typedef struct k_rope_params {
     float *q_out, *k_out;   /* forward outputs; backward: the dq_out/dk_out inputs (read) */
@@ -56,14 +57,12 @@ __global__ void k_qk_norm_rope_forward(k_rope_params p) {
 }
 EMU_KERNEL(k_qk_norm_rope_forward, k_rope_params)
 
-/* grid (row chunks, NH+KV); block K_ROPE_WARPS warps */
+/* grid (row chunks, NH+KV); block K_ROPE_WARPS warps; one warp per (row, head). */
 __global__ void k_qk_norm_rope_backward(k_rope_params p) {
-    __shared__ float sh[K_ROPE_WARPS];
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int j = blockIdx.y, half = p.HD / 2, ld = (p.NH + 2 * p.KV) * p.HD, N = p.B * p.T;
     int is_q = j < p.NH;
     float g = is_q ? p.q_gain[j] : 1.0f;
-    float gacc = 0.0f; /* this lane's share of dq_gain[j] over the block's rows */
     int n0 = blockIdx.x * K_ROPE_ROWS, n1 = n0 + K_ROPE_ROWS < N ? n0 + K_ROPE_ROWS : N;
     for (int n = n0 + warp; n < n1; n += K_ROPE_WARPS) {
         int t = n % p.T;
@@ -75,9 +74,6 @@ __global__ void k_qk_norm_rope_backward(k_rope_params p) {
         float r = is_q ? p.rstd_q[(size_t)n * p.NH + j] : p.rstd_k[(size_t)n * p.KV + (j - p.NH)];
         float dot = 0.0f;
         for (int d = lane; d < half; d += 32) {
-            float u1 = x[d] * r, u2 = x[d + half] * r;
-            if (is_q) gacc += dro[d] * (u1 * cs[d] + u2 * sn[d]) +
-                              dro[d + half] * (-u1 * sn[d] + u2 * cs[d]);
             float dr1 = g * dro[d], dr2 = g * dro[d + half];
             float du1 = dr1 * cs[d] - dr2 * sn[d];
             float du2 = dr1 * sn[d] + dr2 * cs[d];
@@ -93,16 +89,38 @@ __global__ void k_qk_norm_rope_backward(k_rope_params p) {
             dx[d + half] = r * (du2 - x[d + half] * r * m);
         }
     }
-    gacc = k_warp_sum(gacc);
-    if (lane == 0) sh[warp] = gacc;
-    __syncthreads();
-    if (threadIdx.x == 0 && is_q) {
-        float s = 0.0f;
-        for (int w = 0; w < K_ROPE_WARPS; w++) s += sh[w];
-        atomicAdd(&p.dq_gain[j], s);
-    }
 }
 EMU_KERNEL(k_qk_norm_rope_backward, k_rope_params)
+
+/* dq_gain[h] += sum over rows of dq_out . rope(norm(q)): grid NH, one block per head, warps
+ * take rows w, w+K_GAIN_WARPS, ...; lanes, then warps in order: a fixed summation tree, so the
+ * result does not depend on scheduling (no atomics). */
+__global__ void k_qk_gain_backward(k_rope_params p) {
+    __shared__ float sh[K_GAIN_WARPS];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int h = blockIdx.x, half = p.HD / 2, ld = (p.NH + 2 * p.KV) * p.HD, N = p.B * p.T;
+    float acc = 0.0f;
+    for (int n = warp; n < N; n += K_GAIN_WARPS) {
+        int t = n % p.T;
+        const float *x = p.qkv + (size_t)n * ld + (size_t)h * p.HD;
+        const float *dro = p.q_out + (size_t)n * p.NH * p.HD + (size_t)h * p.HD;
+        const float *cs = p.cos + (size_t)t * half, *sn = p.sin + (size_t)t * half;
+        float r = p.rstd_q[(size_t)n * p.NH + h];
+        for (int d = lane; d < half; d += 32) {
+            float u1 = x[d] * r, u2 = x[d + half] * r;
+            acc += dro[d] * (u1 * cs[d] + u2 * sn[d]) + dro[d + half] * (-u1 * sn[d] + u2 * cs[d]);
+        }
+    }
+    acc = k_warp_sum(acc);
+    if (lane == 0) sh[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.0f;
+        for (int w = 0; w < K_GAIN_WARPS; w++) s += sh[w];
+        p.dq_gain[h] += s;
+    }
+}
+EMU_KERNEL(k_qk_gain_backward, k_rope_params)
 
 static void k_qk_norm_rope_forward_launch(cudaStream_t s, float *q_out, float *k_out,
                                           float *rstd_q, float *rstd_k, const float *qkv,
@@ -133,6 +151,8 @@ static void k_qk_norm_rope_backward_launch(cudaStream_t s, float *dqkv, float *d
                        dq_gain, qkv, q_gain, cos, sin, B, T, NH, KV, HD, 0.0f};
     KLAUNCH(k_qk_norm_rope_backward, KDIM3(K_CEIL_DIV(N, K_ROPE_ROWS), NH + KV, 1),
             32 * K_ROPE_WARPS, 0, s, p);
+    K_CHECK_LAUNCH();
+    KLAUNCH(k_qk_gain_backward, NH, 32 * K_GAIN_WARPS, 0, s, p);
     K_CHECK_LAUNCH();
 }
 

@@ -63,7 +63,7 @@ static void k_softcap_xent_forward_launch(cudaStream_t s, float *logits, float *
                                           const int32_t *targets, int N, int V, float cap) {
     if (N <= 0) return;
     k_xent_params p = {logits, lse, loss, targets, N, V, cap, 0.0f};
-    KLAUNCH(k_softcap_xent_forward, N, K_XENT_BLOCK, 0, s, p);
+    KLAUNCH(k_softcap_xent_forward, N, k_row_block(V, K_XENT_BLOCK), 0, s, p);
     K_CHECK_LAUNCH();
 }
 
@@ -72,7 +72,7 @@ static void k_softcap_xent_backward_launch(cudaStream_t s, float *logits, const 
                                            float dloss) {
     if (N <= 0) return;
     k_xent_params p = {logits, (float *)lse, NULL, targets, N, V, cap, dloss};
-    KLAUNCH(k_softcap_xent_backward, N, K_XENT_BLOCK, 0, s, p);
+    KLAUNCH(k_softcap_xent_backward, N, k_row_block(V, K_XENT_BLOCK), 0, s, p);
     K_CHECK_LAUNCH();
 }
 

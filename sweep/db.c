@@ -312,7 +312,7 @@ int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e) {
     int v;
     int rc = user_version(db, &v, e);
     if (rc) return rc;
-    if (from) *from = v;
+    int first_from = -1; /* version under the write lock when this process applied its first */
     int latest = cad_db_schema_latest();
     if (v > latest)
         return cad_fail(e, CAD_EDB,
@@ -333,11 +333,12 @@ int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e) {
             cad_db_rollback(db);
             return rc;
         }
-        if (cur >= num) {
+        if (cur >= num) { /* another process applied it meanwhile */
             cad_db_rollback(db);
             v = cur;
             continue;
         }
+        if (first_from < 0) first_from = cur;
         char *msg = NULL;
         if (sqlite3_exec(db->h, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
             rc = cad_fail(e, CAD_EDB, "%s: migration %s failed: %s", db->path, m->name,
@@ -356,6 +357,7 @@ int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e) {
         if ((rc = cad_db_commit(db, e))) return rc;
         v = num;
     }
+    if (from) *from = first_from >= 0 ? first_from : v;
     if (to) *to = v;
     return CAD_OK;
 }

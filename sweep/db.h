@@ -55,8 +55,10 @@ const char *cad_db_path(const char *opt_db);
 int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e);
 void cad_db_close(cad_db *db);
 
-/* Apply pending migrations; from and to (may be NULL) receive user_version before/after.
- * Each migration runs in its own transaction; running it again is a no-op. */
+/* Apply pending migrations; from and to (may be NULL) receive user_version before/after
+ * what THIS call applied (from == to when another process or an earlier call did it).
+ * Each migration runs in its own BEGIN IMMEDIATE transaction that re-reads the version, so
+ * concurrent openers apply each migration exactly once; running it again is a no-op. */
 int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e);
 /* Newest migration compiled into this binary, and the DB's PRAGMA user_version. */
 int cad_db_schema_latest(void);

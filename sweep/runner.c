@@ -132,7 +132,7 @@ typedef struct runner {
     const cad_runner_opts *o;
     cad_db *db;
     sqlite3_stmt *st_status, *st_nan, *st_del_metrics, *st_del_results, *st_del_artifacts,
-        *st_failures;
+        *st_failures, *st_resume;
     slot *slots;
     int nslots;              /* capacity: one per device at most */
     sched_devset all;
@@ -193,12 +193,23 @@ static int prepare_all(runner *r, cad_err *e) {
                   "coalesce((SELECT max(id) FROM events WHERE run_id=?1 AND to_status='queued' "
                   "AND reason LIKE 'caddie retry %'), 0)",
                   e);
+    if (!rc)
+        rc = prep(r, &r->st_resume,
+                  /* a caddie-engine run that asked for resume and was interrupted (not failed:
+                   * a failure is retried from scratch) */
+                  "SELECT 1 FROM runs WHERE run_id=?1 AND engine='caddie' AND "
+                  "json_extract(config, '$.resume') IN (1, 'true') AND "
+                  "(SELECT to_status FROM events WHERE run_id=?1 AND to_status IN "
+                  "('done','failed','cancelled','interrupted') ORDER BY id DESC LIMIT 1) "
+                  "= 'interrupted'",
+                  e);
     return rc;
 }
 
 static void finalize_all(runner *r) {
     sqlite3_stmt *all[] = {r->st_status,     r->st_nan,          r->st_del_metrics,
-                           r->st_del_results, r->st_del_artifacts, r->st_failures};
+                           r->st_del_results, r->st_del_artifacts, r->st_failures,
+                           r->st_resume};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
 }
 
@@ -266,7 +277,12 @@ static int archive_previous_attempt(const char *run_dir, int n, cad_err *e) {
         snprintf(src, sizeof src, "%s/%s", run_dir, files[i]);
         if (!file_exists(src)) continue;
         if (!any) {
-            snprintf(dir, sizeof dir, "%s/attempts/%d", run_dir, n < 1 ? 1 : n);
+            /* the first free number from n on: `caddie retry` resets the attempt count,
+             * and an older archive must not be overwritten */
+            for (int k = n < 1 ? 1 : n;; k++) {
+                snprintf(dir, sizeof dir, "%s/attempts/%d", run_dir, k);
+                if (!file_exists(dir)) break;
+            }
             if (mkdir_p(dir) != 0)
                 return cad_fail(e, CAD_EIO, "%s: %s", dir, strerror(errno));
             any = 1;
@@ -605,10 +621,26 @@ static slot *slot_free(runner *r) {
 
 /* Claim, clean the run dir, spawn. A run that cannot even be started is failed (and
  * retried by the usual rule). Returns CAD_OK unless the DB itself failed. */
+/* 1 when this start continues an interrupted caddie-engine run from its checkpoint: the
+ * run's config says resume: true, the last attempt was interrupted (not failed) and
+ * <run_dir>/checkpoint.bin exists. caddie train then appends to log.txt/metrics.jsonl. */
+static int resumes_from_checkpoint(runner *r, const cad_run *run) {
+    if (!run->run_dir || !run->run_dir[0]) return 0;
+    char ckpt[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", run->run_dir);
+    if (!file_exists(ckpt)) return 0;
+    sqlite3_reset(r->st_resume);
+    sqlite3_bind_text(r->st_resume, 1, run->run_id, -1, SQLITE_TRANSIENT);
+    int yes = sqlite3_step(r->st_resume) == SQLITE_ROW;
+    sqlite3_reset(r->st_resume);
+    return yes;
+}
+
 static int launch(runner *r, const cad_run *run, sched_devset devs, double est, cad_err *e) {
     char devtext[256];
     sched_devset_format(devs, devtext, sizeof devtext);
     cad_run_claim claim = {devtext, r->host, r->boot_id};
+    int resume = resumes_from_checkpoint(r, run);
     int rc = cad_db_begin(r->db, e);
     if (rc) return rc;
     cad_err ce = {0};
@@ -617,7 +649,9 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
         if (ce.code == CAD_EDB) return cad_fail(e, CAD_EDB, "%s", ce.msg);
         return CAD_OK; /* cancelled meanwhile */
     }
-    rc = exec_run_id(r, r->st_del_metrics, run->run_id, e);
+    /* from scratch: the curve starts empty; resumed: the points so far stay (the engine
+     * appends from the checkpoint step on, and a step logged twice replaces, never adds) */
+    if (!resume) rc = exec_run_id(r, r->st_del_metrics, run->run_id, e);
     if (!rc) rc = exec_run_id(r, r->st_del_results, run->run_id, e);
     if (!rc) rc = exec_run_id(r, r->st_del_artifacts, run->run_id, e);
     if (!rc) rc = cad_db_commit(r->db, e);
@@ -636,7 +670,7 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
     if (!run_dir) snprintf(why, sizeof why, "run has no run_dir");
     else if (mkdir_p(run_dir) != 0)
         snprintf(why, sizeof why, "cannot create run dir %s: %s", run_dir, strerror(errno));
-    else if (archive_previous_attempt(run_dir, attempt - 1, &le) != CAD_OK)
+    else if (!resume && archive_previous_attempt(run_dir, attempt - 1, &le) != CAD_OK)
         str_copy(why, sizeof why, le.msg);
     else if (cad_db_get_launch(r->db, run->run_id, &l, &le) != CAD_OK)
         str_copy(why, sizeof why, le.msg);
@@ -647,7 +681,7 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
         if (cad_engine_exec_build(run->engine, &l, &es, r->self_exe, &x, &le) != CAD_OK)
             str_copy(why, sizeof why, le.msg);
         else {
-            proc_spawn_opts po = {x.argv, x.envp, x.cwd, x.capture_path, 0};
+            proc_spawn_opts po = {x.argv, x.envp, x.cwd, x.capture_path, resume};
             if (proc_spawn_group(&po, &pid, &le) != CAD_OK) str_copy(why, sizeof why, le.msg);
         }
     }
@@ -707,12 +741,13 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
     }
     cad_engine_exec_free(&x);
     r->n_started++;
+    const char *how = resume ? ", resuming from checkpoint.bin" : "";
     if (r->o->cpu_slots)
-        say(r, "start   %s (attempt %d) on cpu slot %s, pid %d", run->run_id, attempt, devtext,
-            (int)pid);
+        say(r, "start   %s (attempt %d%s) on cpu slot %s, pid %d", run->run_id, attempt, how,
+            devtext, (int)pid);
     else
-        say(r, "start   %s (attempt %d) on CUDA_VISIBLE_DEVICES=%s, pid %d", run->run_id,
-            attempt, devtext, (int)pid);
+        say(r, "start   %s (attempt %d%s) on CUDA_VISIBLE_DEVICES=%s, pid %d", run->run_id,
+            attempt, how, devtext, (int)pid);
     return rc;
 }
 
@@ -970,7 +1005,6 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     sigprocmask(SIG_BLOCK, &sigs, &old);
     /* a closed stdout (caddie run | head) must not kill the runner and orphan its runs */
     void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
-    if (!rc) rc = recover(r, e);
     if (!rc) {
         char devs[256];
         sched_devset_format(r->all, devs, sizeof devs);
@@ -982,6 +1016,7 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
             say(r, "runner  pid %d on %s: GPUs %s, db %s", (int)getpid(), r->host, devs,
                 o->db_path);
     }
+    if (!rc) rc = recover(r, e);
     int second_signal = 0, first = 1, seen_finished = 0, runnable = 0, nqueued = 0;
     double last_read = 0, eta = 0;
     while (!rc) {

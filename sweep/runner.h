@@ -22,11 +22,15 @@
  * interrupted; if it is somehow still alive (it ignored the TERM the kernel sent when the
  * old runner died, PR_SET_PDEATHSIG), its group gets TERM then KILL first. Interrupted
  * runs are requeued with their attempt count kept. A requeued run restarts FROM SCRATCH:
- * the previous attempt's log/console/metrics.jsonl/result.json move to
+ * the previous attempt's log/console/metrics.jsonl/result.json/checkpoint move to
  * <run_dir>/attempts/<n>/ and its metrics/results rows are deleted before the new attempt
  * starts, so the curve in the DB is exactly the last attempt's: no gaps, no duplicates.
- * (caddie train does not resume from checkpoint.bin under the runner: a 10-minute run
- * restarted from scratch is simpler to trust than a resumed one.)
+ * One exception, opt-in: a caddie-engine run whose config says `resume: true` (with
+ * `checkpoint_every: N`), whose last attempt was interrupted (not failed) and whose run
+ * dir holds checkpoint.bin RESUMES: the run dir and the curve so far are kept, caddie
+ * train continues from the checkpoint and appends; steps logged twice replace each other
+ * (metrics are keyed run, name, step), so the curve stays whole and, the engine's resume
+ * being exact, equal to an uninterrupted run's (tests/cli/t0406).
  * Not here: the packing policy (sched.h), building the process (engines.h), the SQL.
  */
 #ifndef CADDIE_RUNNER_H

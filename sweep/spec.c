@@ -119,6 +119,11 @@ static int check_assign(vctx *v, const yt_node *key, const yt_node *val, cad_err
                                k);
         if (val->kind == YT_MAP)
             return yt_fail(e, CAD_EFORMAT, v->d, val, "value of '%s' must be a scalar, not a map", k);
+        for (size_t i = 0; val->kind == YT_SEQ && i < val->n; i++)
+            if (val->items[i]->kind != YT_SCALAR)
+                return yt_fail(e, CAD_EFORMAT, v->d, val->items[i],
+                               "items of '%s' must be scalars (a list is passed joined with ','), got %s",
+                               k, kind_name(val->items[i]));
         return CAD_OK;
     }
     if (strcmp(k, "run_id") == 0 || strcmp(k, "run_dir") == 0)

@@ -41,7 +41,8 @@ bench_db() {
 }
 
 status=0
-for s in bench_engine_train bench_db; do
+# BENCH_SECTIONS="bench_engine_train" runs only the named sections
+for s in ${BENCH_SECTIONS:-bench_engine_train bench_db}; do
     "$s" || { echo "bench section $s failed" >&2; status=1; }
 done
 exit $status

@@ -3,12 +3,14 @@
  * latency on a generated DB (issue 5 targets: >= 200,000 rows/s; < 50 ms for one run's
  * curve and for the run_summary of one sweep).
  *
- *   bench_db RUNS STEPS DB_PATH [JSONL_RUNS]
+ *   bench_db RUNS STEPS DB_PATH [JSONL_RUNS [query]]
  * builds DB_PATH from scratch with RUNS runs in RUNS/100 sweeps (at least 1), STEPS
  * train_loss points per run (plus a val_bpb point every 100 steps) inserted with
  * cad_db_insert_metrics, one transaction per run (how the runner batches), and a result per
  * run; then times JSONL_RUNS runs (default 10) through the full ingestion path
  * (metrics.jsonl parsed by SQLite JSON1 via cad_ingest_run_dir), and the queries.
+ * With "query" as 5th argument, only the queries run, on a DB built before with the same
+ * RUNS and STEPS (the run ids are a function of the run index).
  * Prints figures only; never pass/fail. Not a test: nothing here checks correctness.
  */
 #include "db.h"
@@ -52,10 +54,18 @@ static long run_query(cad_db *db, const char *sql, const char *arg) {
     }
     if (arg) sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
     long rows = 0;
+    double sink = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
-        for (int i = 0; i < sqlite3_column_count(st); i++) (void)sqlite3_column_text(st, i);
+        /* read each value in its own type, as a report does (no number-to-text work) */
+        for (int i = 0; i < sqlite3_column_count(st); i++) switch (sqlite3_column_type(st, i)) {
+            case SQLITE_INTEGER: sink += (double)sqlite3_column_int64(st, i); break;
+            case SQLITE_FLOAT: sink += sqlite3_column_double(st, i); break;
+            case SQLITE_TEXT: sink += sqlite3_column_bytes(st, i); break;
+            default: break;
+            }
         rows++;
     }
+    if (sink == -1.0) fputs("", stderr); /* keep the reads */
     sqlite3_finalize(st);
     return rows;
 }
@@ -69,9 +79,10 @@ static void time_query(cad_db *db, const char *label, const char *sql, char **ar
         rows = run_query(db, sql, args[i]);
         ms[i] = (now_s() - t) * 1e3;
     }
+    double first = ms[0];
     qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
-    printf("  %-44s median %7.2f ms  max %7.2f ms  (%ld rows, %d samples)\n", label, ms[reps / 2],
-           ms[reps - 1], rows, reps);
+    printf("  %-44s median %7.2f ms  max %7.2f ms  first %7.2f ms  (%ld rows, %d samples)\n", label,
+           ms[reps / 2], ms[reps - 1], first, rows, reps);
     free(ms);
 }
 
@@ -90,30 +101,37 @@ int main(int argc, char **argv) {
     const char *path = argv[3];
     int n_jsonl = argc > 4 ? atoi(argv[4]) : 10;
     int n_sweeps = n_runs / 100 > 0 ? n_runs / 100 : 1;
+    int query_only = argc > 5 && strcmp(argv[5], "query") == 0;
     char p[4400];
+    cad_err e;
+    cad_db *db;
+    char **ids = calloc((size_t)n_runs, sizeof *ids);
+    for (int r = 0; r < n_runs; r++) {
+        char id[64];
+        snprintf(id, sizeof id, "sweep%03d-%08x", r % n_sweeps, (unsigned)r * 2654435761u);
+        ids[r] = strdup(id);
+    }
+    int64_t *sweep_ids = calloc((size_t)n_sweeps, sizeof *sweep_ids);
+    long total = 0;
+    if (query_only) goto queries;
     unlink(path);
     snprintf(p, sizeof p, "%s-wal", path);
     unlink(p);
     snprintf(p, sizeof p, "%s-shm", path);
     unlink(p);
-    cad_err e;
-    cad_db *db;
     if (cad_db_open(path, 0, &db, &e)) die(&e);
 
     /* runs + sweeps */
     double t0 = now_s();
     if (cad_db_begin(db, &e)) die(&e);
-    int64_t *sweep_ids = calloc((size_t)n_sweeps, sizeof *sweep_ids);
     for (int s = 0; s < n_sweeps; s++) {
         char name[32];
         snprintf(name, sizeof name, "sweep%03d", s);
         if (cad_db_sweep_upsert(db, name, "bench", "name: x\n", "h", &sweep_ids[s], &e)) die(&e);
     }
-    char **ids = calloc((size_t)n_runs, sizeof *ids);
     for (int r = 0; r < n_runs; r++) {
-        char id[64], cfg[160], hash[32], group[32];
-        snprintf(id, sizeof id, "sweep%03d-%08x", r % n_sweeps, (unsigned)r * 2654435761u);
-        ids[r] = strdup(id);
+        char cfg[160], hash[32], group[32];
+        const char *id = ids[r];
         snprintf(cfg, sizeof cfg, "{\"qk_gain_init\":%.2f,\"matrix_lr\":%.3f,\"seed\":%d}", 1.5 + (r % 7) * 0.5,
                  0.02 + (r % 3) * 0.01, r % 3);
         snprintf(hash, sizeof hash, "h%d", r);
@@ -131,7 +149,6 @@ int main(int argc, char **argv) {
     /* metrics through cad_db_insert_metrics: one transaction per run */
     long per_run = n_steps + n_steps / 100;
     cad_metric *rows = malloc(sizeof *rows * (size_t)per_run);
-    long total = 0;
     t0 = now_s();
     double c0 = cpu_s();
     for (int r = 0; r < n_runs; r++) {
@@ -205,6 +222,7 @@ int main(int argc, char **argv) {
 
     /* queries (fresh connection, as a user's sqlite3 would be) */
     cad_db_close(db);
+queries:
     if (cad_db_open(path, CAD_DB_READONLY, &db, &e)) die(&e);
     int reps = 21;
     char *run_args[21], *sweep_args[21];
@@ -225,13 +243,17 @@ int main(int argc, char **argv) {
     char *none[21] = {0};
     time_query(db, "leaderboard top 10 (all runs)", "SELECT * FROM leaderboard LIMIT 10", none, 5);
     time_query(db, "last train_loss of every run of one sweep",
-               "SELECT c.run_id, max(c.step), c.value FROM curves c WHERE c.sweep = ?1 AND c.name = 'train_loss' "
-               "GROUP BY c.run_id",
-               sweep_args, 5);
+               "SELECT run_id, (SELECT step FROM curves c WHERE c.run_id = r.run_id AND c.name = 'train_loss' "
+               "ORDER BY step DESC LIMIT 1), (SELECT value FROM curves c WHERE c.run_id = r.run_id AND "
+               "c.name = 'train_loss' ORDER BY step DESC LIMIT 1) FROM run_summary r WHERE sweep = ?1",
+               sweep_args, reps);
     struct stat sb;
     stat(path, &sb);
-    printf("  %-44s %.1f MB (%.1f bytes per metric row)\n", "database size", sb.st_size / 1e6,
-           (double)sb.st_size / (double)(total > 0 ? total : 1));
+    if (total > 0)
+        printf("  %-44s %.1f MB (%.1f bytes per metric row)\n", "database size", sb.st_size / 1e6,
+               (double)sb.st_size / (double)total);
+    else
+        printf("  %-44s %.1f MB\n", "database size", sb.st_size / 1e6);
     cad_db_close(db);
     for (int i = 0; i < reps; i++) free(sweep_args[i]);
     for (int r = 0; r < n_runs; r++) free(ids[r]);

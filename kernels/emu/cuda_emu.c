@@ -35,7 +35,7 @@
 _Thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 enum emu_fibre_state { EMU_RUNNABLE, EMU_AT_BLOCK_BARRIER, EMU_AT_WARP_OP, EMU_DONE };
-enum emu_warp_op { EMU_OP_SYNCWARP = 100 }; /* shuffles use enum emu_shfl_kind (0..3) */
+enum emu_warp_op { EMU_OP_SYNCWARP = 100, EMU_OP_BALLOT = 101 }; /* shuffles: emu_shfl_kind */
 enum emu_vtype { EMU_VF, EMU_VD, EMU_VI, EMU_VU };
 
 typedef union emu_value {
@@ -144,7 +144,10 @@ static const char *emu_state_name(const emu_fibre *f) {
     switch (f->state) {
     case EMU_RUNNABLE: return "runnable";
     case EMU_AT_BLOCK_BARRIER: return "__syncthreads";
-    case EMU_AT_WARP_OP: return f->op == EMU_OP_SYNCWARP ? "__syncwarp" : "__shfl_*_sync";
+    case EMU_AT_WARP_OP:
+        return f->op == EMU_OP_SYNCWARP ? "__syncwarp"
+               : f->op == EMU_OP_BALLOT ? "__ballot_sync"
+                                        : "__shfl_*_sync";
     default: return "exited";
     }
 }
@@ -281,6 +284,12 @@ unsigned emu_shfl_u(unsigned mask, unsigned v, int arg, int kind, const char *fi
     return emu_warp_op(kind, mask, x, EMU_VU, arg, file, line).u;
 }
 
+unsigned emu_ballot(unsigned mask, int pred, const char *file, int line) {
+    emu_value x;
+    x.i = pred;
+    return emu_warp_op(EMU_OP_BALLOT, mask, x, EMU_VI, 0, file, line).u;
+}
+
 void *emu_dynamic_shared(void) {
     if (sched.cur < 0) emu_die("dynamic shared memory used outside an emulated kernel");
     return sched.dyn_shared_bytes ? sched.dyn_shared : NULL;
@@ -312,18 +321,23 @@ static int emu_try_release_warp(emu_fibre *first, int final) {
         if (same) continue;
         /* not here (yet): while other fibres can run, its own operation may still complete */
         if (!final) return 0;
+        if (f->state == EMU_DONE)
+            emu_die("%s:%d: warp operation of warp %d (mask 0x%08x) waits for lane %d, which has "
+                    "exited", first->wait_file, first->wait_line, w, mask, l);
         if (f->state != EMU_AT_WARP_OP)
             emu_die("%s:%d: warp operation of warp %d (mask 0x%08x) waits for lane %d, which is "
                     "at %s (%s:%d)", first->wait_file, first->wait_line, w, mask, l,
-                    emu_state_name(f), f->state == EMU_DONE ? "end of kernel" : f->wait_file,
-                    f->state == EMU_DONE ? 0 : f->wait_line);
+                    emu_state_name(f), f->wait_file, f->wait_line);
         emu_die("warp %d: lane %d is at %s %s:%d (mask 0x%08x) but lane %d is at %s:%d "
-                    "(mask 0x%08x): divergent warp operations", w, first->lane,
-                    emu_state_name(first), first->wait_file, first->wait_line, first->mask, l,
-                    f->wait_file, f->wait_line, f->mask);
+                "(mask 0x%08x): divergent warp operations", w, first->lane,
+                emu_state_name(first), first->wait_file, first->wait_line, first->mask, l,
+                f->wait_file, f->wait_line, f->mask);
     }
     /* everyone in the mask arrived: exchange at once (so a lane that runs ahead cannot
      * overwrite a value another lane has yet to read) */
+    unsigned ballot = 0;
+    for (int l = 0; l < n; l++)
+        if ((mask & (1u << l)) && fs[base + l].val.i) ballot |= 1u << l;
     for (int l = 0; l < n; l++) {
         if (!(mask & (1u << l))) continue;
         emu_fibre *f = &fs[base + l];
@@ -334,6 +348,10 @@ static int emu_try_release_warp(emu_fibre *first, int final) {
         case EMU_SHFL_DOWN: src = l + f->arg < 32 ? l + f->arg : l; break;
         case EMU_SHFL_UP: src = l - f->arg >= 0 ? l - f->arg : l; break;
         default: break; /* __syncwarp */
+        }
+        if (f->op == EMU_OP_BALLOT) {
+            f->result.u = ballot;
+            continue;
         }
         if (src < 0 || src > 31 || !(mask & (1u << src)))
             emu_die("%s:%d: lane %d of warp %d reads lane %d, which is not in the mask 0x%08x "

@@ -5,13 +5,14 @@
  * Model (see kernels/README.md "Emulation model" for what it can and cannot catch):
  * - Every CUDA thread of a block is a fibre (ucontext, its own mmap'd stack with a guard page).
  *   Blocks run one at a time, in a random order; within a block the fibres run one at a time,
- *   each until its next barrier (or its end), in a random order drawn again at every barrier.
+ *   each until its next barrier (or its end), picked by random priorities (starving the
+ *   low-priority ones) or uniformly at random, the policy redrawn at every __syncthreads.
  *   Any schedule this produces is a legal CUDA schedule, so code that is correct on the GPU is
  *   correct here, and code with a shared-memory race gives seed-dependent results here.
  * - __syncthreads() is a real barrier over all threads of the block; a thread that exits while
  *   others wait, or threads waiting at different __syncthreads() call sites, abort with a
  *   message naming the kernel, block and sites (on the GPU both are undefined behaviour).
- * - Warp operations (__shfl_*_sync, __syncwarp) are barriers over the lanes of the mask; the
+ * - Warp operations (__shfl_*_sync, __ballot_sync, __syncwarp) are barriers over the lanes of the mask; the
  *   exchange happens when the last lane arrives. A lane in the mask that never arrives (exited,
  *   waits elsewhere) aborts as a deadlock; reading a lane outside the mask aborts.
  * - __shared__ arrays are `static _Thread_local` storage: one instance per OS thread, shared by
@@ -82,6 +83,10 @@ unsigned emu_shfl_u(unsigned mask, unsigned v, int arg, int kind, const char *fi
 #define __shfl_xor_sync(mask, v, lm) EMU_SHFL_(mask, v, lm, EMU_SHFL_XOR)
 #define __shfl_down_sync(mask, v, d) EMU_SHFL_(mask, v, d, EMU_SHFL_DOWN)
 #define __shfl_up_sync(mask, v, d) EMU_SHFL_(mask, v, d, EMU_SHFL_UP)
+/* Bit l of the result is set when lane l of the mask passed a non-zero predicate. */
+unsigned emu_ballot(unsigned mask, int pred, const char *file, int line);
+#define __ballot_sync(mask, pred) emu_ballot((mask), (pred) != 0, __FILE__, __LINE__)
+static inline int __ffs(int x) { return __builtin_ffs(x); }
 
 /* Atomics: fibres never run concurrently, so a read-modify-write is atomic by construction; the
  * ORDER of the adds follows the randomised schedule, as on the GPU. */

@@ -33,3 +33,17 @@ running_id() { q "SELECT run_id FROM runs WHERE status = 'running' ORDER BY run_
 curve_stats() { q "SELECT run_id, count(*), count(DISTINCT step), min(step), max(step) FROM metrics WHERE name = '$1' GROUP BY run_id ORDER BY run_id"; }
 # events of runs: run_id|count of events into STATUS
 n_events() { q "SELECT r.run_id, (SELECT count(*) FROM events e WHERE e.run_id = r.run_id AND e.to_status = '$2') FROM run_summary r WHERE r.sweep = '$1' ORDER BY r.run_id"; }
+n_points() { q "SELECT count(*) FROM metrics WHERE run_id = '$1' AND name = '$2'"; } # RUN NAME
+# what must survive a DB rebuild: runs with status/attempts/score, curve shapes, events
+snapshot() {
+    q "SELECT run_id, sweep, status, attempts, val_bpb, artifact_bytes FROM run_summary ORDER BY run_id;
+       SELECT run_id, name, count(*), min(step), max(step), sum(value) FROM metrics GROUP BY run_id, name ORDER BY run_id, name;
+       SELECT run_id, from_status, to_status FROM events ORDER BY run_id, id"
+}
+n_artifacts() { q "SELECT count(*) FROM artifacts WHERE kind = '$1'"; }                # KIND
+n_points_from() { q "SELECT count(*) FROM metrics WHERE run_id = '$1' AND name = '$2' AND step >= $3"; } # RUN NAME STEP
+steps_of() { q "SELECT group_concat(step) FROM (SELECT step FROM metrics WHERE run_id = '$1' AND name = '$2' ORDER BY step)"; } # RUN NAME
+# distinct final scores of a sweep (6 decimals), and, per step of a curve, how many distinct
+# values its runs have (1 everywhere = identical curves)
+sweep_scores() { q "SELECT DISTINCT printf('%.6f', val_bpb) FROM run_summary WHERE sweep = '$1'"; }
+curve_spread() { q "SELECT DISTINCT n FROM (SELECT count(DISTINCT printf('%.5f', m.value)) AS n FROM metrics m JOIN run_summary r USING(run_id) WHERE r.sweep = '$1' AND m.name = '$2' GROUP BY m.step)"; }

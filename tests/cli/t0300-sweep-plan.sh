@@ -19,6 +19,26 @@ test_expect_success 'the quick-start sweep has 4 runs: 2 qk_gain_init values x 2
     test_grep "^queue +quickstart_cpu-[0-9a-f]{8} +qk_gain_init=5.25 seed=42$" out &&
     test_grep "^4 to queue, 0 already done" out
 '
+test_expect_success 'dedup across sweeps: baseline seed 1337 is qk_gain_init=1.5 and vocab=1024' '
+    caddie sweep add "$CADDIE_SRC/experiments/baseline.yaml" --db x.db --runs-dir xr >out &&
+    caddie sweep plan "$CADDIE_SRC/experiments/qk_gain.yaml" --db x.db >out &&
+    test_grep "^pending +qk_gain-[0-9a-f]{8} +qk_gain_init=1.5 seed=1337  \(= baseline-[0-9a-f]{8}\)$" out &&
+    test $(grep -c "^queue " out) -eq 8 && test $(grep -c "^pending " out) -eq 2 &&
+    caddie sweep plan "$CADDIE_SRC/experiments/vocab.yaml" --db x.db >out &&
+    test_grep "^pending +vocab-[0-9a-f]{8} +vocab=1024 seed=1337  \(= baseline-" out
+'
+# The sweep examples of the README's "Sweep file reference" must stay valid.
+mkdir -p readme && cp -r "$CADDIE_SRC/experiments/configs" readme/configs
+awk '/^## Sweep file reference/{s=1; next} /^## /{s=0} s && /^```yaml$/{f=1; n++; next}
+     s && f && /^```$/{f=0; next} s && f {print > sprintf("readme/example%d.yaml", n)}' "$CADDIE_SRC/README.md"
+test_expect_success 'the README sweep examples validate and expand as documented' '
+    caddie sweep plan readme/example1.yaml --db none.db >out &&
+    test $(grep -c "^queue " out) -eq 8 &&
+    test_grep "^queue +vocab_lr-[0-9a-f]{8} +vocab=4096 matrix_lr=0.04 scalar_lr=0.04 seed=42$" out &&
+    caddie sweep plan readme/example2.yaml --db none.db >out &&
+    test $(grep -c "^queue " out) -eq 3 &&
+    ! test -e none.db
+'
 cat >grid.yaml <<'Y'
 name: g
 grid:

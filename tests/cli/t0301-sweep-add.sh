@@ -75,6 +75,14 @@ test_expect_success 'db migrate reports the schema version, and is idempotent' '
     caddie db migrate --db fresh.db >out && test_grep "^fresh.db: schema version 0 -> [0-9]+$" out &&
     caddie db migrate --db fresh.db >out && test_grep "^fresh.db: schema version [0-9]+ \\(up to date\\)$" out
 '
+test_expect_success 'processes migrating one fresh DB at once apply each migration once' '
+    pids="" &&
+    for i in 1 2 3 4; do caddie db migrate --db race.db >race$i.out 2>&1 & pids="$pids $!"; done &&
+    for p in $pids; do wait $p || exit 1; done &&
+    test $(grep -l "schema version 0 -> " race*.out | wc -l) -eq 1 &&
+    test "$(sqlite3 race.db "PRAGMA user_version")" -ge 1 &&
+    test "$(sqlite3 race.db "SELECT count(*) FROM sqlite_master WHERE name = \"run_summary\"")" = 1
+'
 test_expect_success 'CADDIE_DB chooses the database' '
     CADDIE_DB=env.db caddie db migrate >out && test -f env.db && test_grep "^env.db:" out
 '

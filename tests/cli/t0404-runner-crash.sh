@@ -2,8 +2,9 @@
 # t0404 — crash safety: kill -9 the runner in the middle of a sweep, start it again: the
 # runs it left "running" are found dead (pid + start time + boot id), marked interrupted,
 # requeued and rerun from scratch; every run ends done exactly once and its curve in the
-# DB has no gaps and no duplicates. Also: a run that survived the runner's death is
-# killed by the next runner; SIGTERM to the runner interrupts runs cleanly.
+# DB has no gaps and no duplicates, and a DB rebuilt from the run dirs says the same.
+# Also: a run that survived the runner's death is killed by the next runner; SIGTERM to
+# the runner interrupts runs cleanly.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
@@ -53,6 +54,12 @@ test_expect_success 'every curve is whole: steps 1..N once each, no gaps, no dup
     for d in $(q "SELECT run_dir FROM runs"); do
         test "$(grep -c "\"train_loss\"" "$d/metrics.jsonl")" = $STEPS || exit 1
     done
+'
+test_expect_success 'delete the DB: caddie db rebuild gives back the same runs, curves, events' '
+    snapshot >before &&
+    caddie db rebuild --db rebuilt.db --runs-dir runs >/dev/null &&
+    CADDIE_DB=rebuilt.db snapshot >after &&
+    test_cmp before after && test "$(wc -l <before)" -gt 30
 '
 
 cat >survivor.yaml <<EOF

@@ -2,7 +2,7 @@
 # t0405 — cancel and retry while a runner works: cancelling a running run stops its
 # process group within a tick and keeps the status cancelled; cancelling a sweep drops its
 # queued runs; retry queues cancelled/failed runs again; `status` shows the live runner
-# and its running run; `logs -f` follows a run until it ends.
+# and its running run; curves appear while a run runs; `logs -f` follows a run to its end.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
@@ -33,6 +33,11 @@ test_expect_success 'start a runner on three long runs' '
     { "$CADDIE" run --cpu-slots 1 --poll 0.05 --grace 0.5 >runner.out 2>&1 & } &&
     echo $! >runner.pid &&
     wait_until 30 "test \$(n_status running) = 1"
+'
+test_expect_success 'curves appear in the DB while the run is still running' '
+    id=$(running_id) &&
+    wait_until 20 "test \$(n_points $id train_loss) -ge 3" &&
+    test "$(run_col "$id" status)" = running
 '
 test_expect_success 'status shows the live runner and the running run' '
     caddie status >st.out &&

@@ -212,9 +212,9 @@ static void test_parity_untied_mha(void) { parity_case("tests/fixtures/engine/mo
 
 /* ---- finite differences of the whole model ----------------------------------------------- */
 
-static void test_model_finite_differences(void) {
+static void fd_case(const char *rel, const char *const *names, size_t n_names) {
     fixture f;
-    if (fixture_load(check_src_path("tests/fixtures/engine/model_parity_v1.bin"), &f)) {
+    if (fixture_load(check_src_path(rel), &f)) {
         CHECK_MSG(0, "fixture unreadable");
         return;
     }
@@ -230,13 +230,8 @@ static void test_model_finite_differences(void) {
     cad_model_zero_grad(&m);
     CHECK(cad_model_forward(&m, x, y, B, T, &loss, &e) == CAD_OK);
     CHECK(cad_model_backward(&m, &e) == CAD_OK);
-    /* one sample of every tensor kind, incl. the skip weights of the odd-depth U-Net */
-    const char *names[] = {"tok_emb.weight", "skip_weights", "blocks.0.resid_mix", "blocks.0.attn.q_gain",
-                           "blocks.0.attn.c_q.weight", "blocks.1.attn.c_k.weight", "blocks.2.attn.c_v.weight",
-                           "blocks.1.attn.proj.weight", "blocks.2.mlp.fc.weight", "blocks.0.mlp.proj.weight",
-                           "blocks.1.attn_scale", "blocks.2.mlp_scale"};
     uint64_t s = 42;
-    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+    for (size_t k = 0; k < n_names; k++) {
         cad_param *p = cad_model_param(&m, names[k]);
         CHECK_MSG(p != NULL, "no parameter %s", names[k]);
         if (!p) continue;
@@ -264,6 +259,19 @@ static void test_model_finite_differences(void) {
     }
     cad_model_free(&m);
     fixture_free(&f);
+}
+
+static void test_model_finite_differences(void) {
+    /* one sample of every tensor kind, incl. the skip weights of the odd-depth U-Net */
+    static const char *const tied[] = {
+        "tok_emb.weight", "skip_weights", "blocks.0.resid_mix", "blocks.0.attn.q_gain",
+        "blocks.0.attn.c_q.weight", "blocks.1.attn.c_k.weight", "blocks.2.attn.c_v.weight",
+        "blocks.1.attn.proj.weight", "blocks.2.mlp.fc.weight", "blocks.0.mlp.proj.weight",
+        "blocks.1.attn_scale", "blocks.2.mlp_scale"};
+    fd_case("tests/fixtures/engine/model_parity_v1.bin", tied, sizeof(tied) / sizeof(tied[0]));
+    /* untied head: lm_head and the input-only embedding */
+    static const char *const untied[] = {"lm_head.weight", "tok_emb.weight", "skip_weights", "blocks.3.attn.c_q.weight"};
+    fd_case("tests/fixtures/engine/model_parity_untied_v1.bin", untied, sizeof(untied) / sizeof(untied[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */

@@ -2,7 +2,8 @@
  * test_kernels_emu.c — the CUDA backend's kernels (kernels/k_*.cuh, launched through the very
  * slot code of kernels/k_backend.cuh) compiled with gcc against the CUDA emulation layer and
  * compared with the CPU reference op by op (engine/backend_check.c: NMSE <= 1e-7, NaN/Inf
- * agreement, guard values), under several emulator schedule seeds; plus self-tests of the
+ * agreement, guard values), under several emulator schedule seeds, and against itself under
+ * different schedules (bit-identical outputs: no kernel depends on thread order); plus self-tests of the
  * emulation layer (a shared-memory race IS seed-dependent, a barrier not all threads reach
  * aborts, shuffles exchange correctly) and of the checker (mutant kernels ARE caught).
  *
@@ -75,20 +76,44 @@ static void test_kernels_match_cpu_seed1(void) { opcheck_with_seed(1); }
 static void test_kernels_match_cpu_seed2(void) { opcheck_with_seed(2); }
 static void test_kernels_match_cpu_seed3(void) { opcheck_with_seed(3); }
 
-/* ---- the checker catches broken kernels ----------------------------------------------------- */
-
-static struct { const char *op; int n; } mut_count;
-static void count_op_failures(const cad_opcheck_result *r, void *ud) {
+/* The emulated backend against itself: every call of the pair runs under a different schedule,
+ * so any output that depends on scheduling differs. All kernels must be bit-reproducible except
+ * the embedding scatter-add, which adds with atomicAdd in schedule order (documented). */
+static void exact_record(const cad_opcheck_result *r, void *ud) {
     (void)ud;
-    if (!r->pass && strcmp(r->op, mut_count.op) == 0) mut_count.n++;
+    if (strcmp(r->op, "embedding_backward") == 0) return;
+    CHECK_MSG(r->max_abs == 0 && r->nonfinite_mismatch == 0 && r->guard_hits == 0,
+              "%s %s [%s] differs between two schedules: max_abs %.3g, nonfinite %ld, guard %ld",
+              r->op, r->tensor, r->shape, r->max_abs, r->nonfinite_mismatch, r->guard_hits);
 }
 
-static int failures_of(const cad_backend *mut, const char *op) {
+static void test_kernels_schedule_independent(void) {
+    emu_set_seed(99);
+    cad_opcheck_opts o = {4, 1e-7, 0};
+    (void)cad_backend_opcheck(emu_backend(), emu_backend(), &o, exact_record, NULL);
+}
+
+/* ---- the checker catches broken kernels ----------------------------------------------------- */
+
+/* Failures of one op in a checker run, by kind. */
+static struct {
+    const char *op;
+    int guard, nonfinite, nmse;
+} mut_count;
+
+static void count_op_failures(const cad_opcheck_result *r, void *ud) {
+    (void)ud;
+    if (r->pass || strcmp(r->op, mut_count.op) != 0) return;
+    mut_count.guard += r->guard_hits > 0;
+    mut_count.nonfinite += r->nonfinite_mismatch > 0;
+    mut_count.nmse += r->nmse > 1e-7;
+}
+
+static void run_mutant(const cad_backend *mut, const char *op) {
+    memset(&mut_count, 0, sizeof mut_count);
     mut_count.op = op;
-    mut_count.n = 0;
     cad_opcheck_opts o = {7, 1e-7, 0};
     (void)cad_backend_opcheck(cad_backend_cpu(), mut, &o, count_op_failures, NULL);
-    return mut_count.n;
 }
 
 /* writes one element past the end: only the guard values can see it */
@@ -110,13 +135,17 @@ static void mut_rmsnorm_eps(const cad_backend *be, float *out, float *rstd, cons
 static void test_checker_catches_mutants(void) {
     cad_backend mut = *emu_backend();
     mut.relu2_forward = mut_relu2_overflow;
-    CHECK(failures_of(&mut, "relu2_forward") > 0);
+    run_mutant(&mut, "relu2_forward");
+    CHECK_MSG(mut_count.guard > 0, "an out-of-bounds write was not seen by the guard values");
     mut = *emu_backend();
     mut.relu2_forward = mut_relu2_short;
-    CHECK(failures_of(&mut, "relu2_forward") > 0);
+    run_mutant(&mut, "relu2_forward");
+    CHECK_MSG(mut_count.nonfinite > 0, "an unwritten output element was not seen as NaN");
     mut = *emu_backend();
     mut.rmsnorm_forward = mut_rmsnorm_eps;
-    CHECK(failures_of(&mut, "rmsnorm_forward") > 0);
+    run_mutant(&mut, "rmsnorm_forward");
+    CHECK_MSG(mut_count.nmse > 0 && mut_count.guard == 0 && mut_count.nonfinite == 0,
+              "a wrong epsilon was not rejected by the NMSE bound alone");
 }
 
 /* ---- emulation-layer self tests ------------------------------------------------------------- */
@@ -179,13 +208,13 @@ __global__ void k_shfl(shfl_params p) {
     p.f[t * 3 + 1] = d;
     p.f[t * 3 + 2] = __shfl_up_sync(0xffffffffu, v, 1);
     p.i[t] = __shfl_sync(0xffffffffu, t * 10, 5);
-    (void)lane;
+    p.i[64 + t] = (int)__ballot_sync(0xffffffffu, lane % 3 == 0);
 }
 EMU_KERNEL(k_shfl, shfl_params)
 
 static void test_emu_shuffles(void) {
     float f[64 * 3];
-    int iv[64];
+    int iv[128];
     shfl_params p = {f, iv};
     emu_set_seed(5);
     KLAUNCH(k_shfl, 1, 64, 0, NULL, p);
@@ -196,6 +225,7 @@ static void test_emu_shuffles(void) {
         if (lane == 0) CHECK_NEAR(f[t * 3 + 1], wsum, 0, 0); /* shfl_down tree ends in lane 0 */
         CHECK_NEAR(f[t * 3 + 2], lane == 0 ? (float)(t + 1) : (float)t, 0, 0);
         CHECK_EQ_INT(iv[t], (w * 32 + 5) * 10);
+        CHECK_EQ_INT((unsigned)iv[64 + t], 0x49249249u); /* lanes 0, 3, 6, ..., 30 */
     }
 }
 
@@ -274,6 +304,7 @@ int main(void) {
     RUN(test_kernels_match_cpu_seed1);
     RUN(test_kernels_match_cpu_seed2);
     RUN(test_kernels_match_cpu_seed3);
+    RUN(test_kernels_schedule_independent);
     RUN(test_checker_catches_mutants);
     for (int i = 0; i < nworst; i++)
         printf("# worst over seeds: %-44s nmse %.2e  max_abs %.2e\n", worst[i].key, worst[i].nmse,

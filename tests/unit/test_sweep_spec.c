@@ -119,6 +119,11 @@ static void test_command_engine_errors(void) {
         "'1BAD' is not a valid environment variable name");
     ERR("name: x\nengine: command\ncommand: [python]\ngrid:\n  bad-name: [1]\n", "5:3",
         "param name 'bad-name' may only use");
+    ERR("name: x\nengine: command\ncommand: [python, \"{a}\"]\nset:\n  a: [[1]]\n", "5:7",
+        "items of 'a' must be scalars");
+    /* a grid list of maps is a bundle axis: its name is a label, its keys are the params */
+    ERR("name: x\nengine: command\ncommand: [python, \"{a}\"]\ngrid:\n  a: [{b: 1}]\n", "3:19",
+        "unknown template '{a}' (did you mean '{b}'?)");
 }
 
 static void test_valid_caddie_spec(void) {

@@ -619,15 +619,17 @@ int cad_train_run(cad_config *c, cad_err *e) {
 
     /* ---- serialization + round-trip validation ---- */
     params_to_host(s);
+    /* train_gpt.py writes the raw model (final_model.pt) first; caddie's raw weights are the
+     * optional save_weights .safetensors */
+    struct stat wst;
+    int have_w = 0;
     if (c->save_weights[0]) {
         if ((rc = cad_safetensors_write(c->save_weights, s->named, s->n_named, e))) goto out;
-        struct stat st;
-        if (stat(c->save_weights, &st) == 0) {
-            log0(s, "Serialized model: %lld bytes", (long long)st.st_size);
-            log0(s, "Code size: %ld bytes", code_bytes);
-            log0(s, "Total submission size: %lld bytes", (long long)st.st_size + code_bytes);
-        }
+        have_w = stat(c->save_weights, &wst) == 0;
     }
+    if (have_w) log0(s, "Serialized model: %lld bytes", (long long)wst.st_size);
+    log0(s, "Code size: %ld bytes", code_bytes);
+    if (have_w) log0(s, "Total submission size: %lld bytes", (long long)wst.st_size + code_bytes);
     char art[1100];
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_int8_stats qs;

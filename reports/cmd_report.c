@@ -334,7 +334,7 @@ int cmd_top(int argc, char **argv) {
         if (!row) break;
         int col = 0;
         snprintf(row[col++], TBL_CELL, "%d", g + 1);
-        if (with_sweep) snprintf(row[col++], TBL_CELL, "%s", d.groups[g].sweep);
+        if (with_sweep) snprintf(row[col++], TBL_CELL, "%s", d.groups[g].sweep[0] ? d.groups[g].sweep : "(none)");
         group_cells(&d, &d.groups[g], row, &col);
     }
     tbl_print(&t, stdout);
@@ -342,7 +342,8 @@ int cmd_top(int argc, char **argv) {
     printf("\n%d of %d groups. Δ and p vs each sweep's reference:", d.n_groups < top_n ? d.n_groups : top_n, d.n_groups);
     for (int s = 0; s < d.n_sweeps; s++)
         if (d.sweeps[s].ref_group >= 0)
-            printf("%s %s%s%s", s ? ";" : "", with_sweep ? d.sweeps[s].name : "", with_sweep ? ": " : "",
+            printf("%s %s%s%s", s ? ";" : "", with_sweep ? (d.sweeps[s].name[0] ? d.sweeps[s].name : "(none)") : "",
+                   with_sweep ? ": " : "",
                    d.groups[d.sweeps[s].ref_group].label);
     printf(".\np: one-sided Welch t-test on val_bpb; bar: better by more than 0.005 nats (in bpb via\n"
            "val_loss/val_bpb) at p < 0.01; frontier: p < 0.25; valid: bytes <= 16,000,000, train and eval <= 600 s.\n");

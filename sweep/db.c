@@ -782,11 +782,12 @@ static int transition(cad_db *db, const char *run_id, int expect_from, cad_run_s
                         reason, e);
 }
 
-/* Rewrite run.json after a change. Inside a caller's transaction this writes the state as
- * the caller will commit it; a rollback after that is followed by no further change only
- * on a crash path, where rebuild then sees one change too many — acceptable, the DB is
- * the index and run.json is re-written by the next transition. */
-static int after_change(cad_db *db, const char *run_id, int rc, cad_err *e) {
+/* Rewrite run.json as part of a change, while this connection holds the write lock
+ * (BEGIN IMMEDIATE, ours or the caller's): writers are serialized by SQLite, so the file
+ * written last is the newest state and two processes (runner, `caddie cancel`) can never
+ * leave an older snapshot on disk. If the commit then fails, run.json is one change ahead
+ * of the DB until the next change rewrites it. */
+static int write_json_in_tx(cad_db *db, const char *run_id, int rc, cad_err *e) {
     if (rc) return rc;
     return cad_db_write_run_json(db, run_id, e);
 }
@@ -796,8 +797,8 @@ static int set_status(cad_db *db, const char *run_id, int expect_from, cad_run_s
     int owned, rc = tx_begin(db, &owned, e);
     if (rc) return rc;
     rc = transition(db, run_id, expect_from, to, 0, reason, e);
-    rc = tx_end(db, owned, rc, e);
-    return after_change(db, run_id, rc, e);
+    rc = write_json_in_tx(db, run_id, rc, e);
+    return tx_end(db, owned, rc, e);
 }
 
 int cad_db_set_status(cad_db *db, const char *run_id, cad_run_status to, const char *reason,
@@ -831,8 +832,8 @@ int cad_db_claim(cad_db *db, const char *run_id, const cad_run_claim *c, cad_err
                           cad_run_status_name(st));
     }
     if (!rc) rc = event_insert(db, run_id, now, "queued", "running", "started", e);
-    rc = tx_end(db, owned, rc, e);
-    return after_change(db, run_id, rc, e);
+    rc = write_json_in_tx(db, run_id, rc, e);
+    return tx_end(db, owned, rc, e);
 }
 
 int cad_db_claim_next(cad_db *db, int free_devices, const cad_run_claim *c, int *claimed,
@@ -861,19 +862,21 @@ int cad_db_claim_next(cad_db *db, int free_devices, const cad_run_claim *c, int 
         cad_run_free(out);
         *claimed = 0;
     }
-    if (!rc && *claimed) rc = cad_db_write_run_json(db, run_id, e);
     return rc;
 }
 
 int cad_db_set_process(cad_db *db, const char *run_id, int64_t pid, int64_t proc_start_time,
                        cad_err *e) {
+    int owned, rc = tx_begin(db, &owned, e);
+    if (rc) return rc;
     sqlite3_stmt *s = stmt_get(db, ST_SET_PROCESS, e);
-    if (!s) return CAD_EDB;
+    if (!s) return tx_end(db, owned, CAD_EDB, e);
     bind_text(s, 1, run_id);
     sqlite3_bind_int64(s, 2, pid);
     if (proc_start_time >= 0) sqlite3_bind_int64(s, 3, proc_start_time);
-    int rc = step_done(db, s, e, "recording a run's process");
-    return after_change(db, run_id, rc, e);
+    rc = step_done(db, s, e, "recording a run's process");
+    rc = write_json_in_tx(db, run_id, rc, e);
+    return tx_end(db, owned, rc, e);
 }
 
 int cad_db_finish(cad_db *db, const char *run_id, cad_run_status to, int has_exit_code,
@@ -891,8 +894,8 @@ int cad_db_finish(cad_db *db, const char *run_id, cad_run_status to, int has_exi
             rc = step_done(db, s, e, "recording a run's exit");
         }
     }
-    rc = tx_end(db, owned, rc, e);
-    return after_change(db, run_id, rc, e);
+    rc = write_json_in_tx(db, run_id, rc, e);
+    return tx_end(db, owned, rc, e);
 }
 
 int cad_db_requeue(cad_db *db, const char *run_id, int reset_attempts, const char *reason,
@@ -900,8 +903,8 @@ int cad_db_requeue(cad_db *db, const char *run_id, int reset_attempts, const cha
     int owned, rc = tx_begin(db, &owned, e);
     if (rc) return rc;
     rc = transition(db, run_id, -1, CAD_RUN_QUEUED, reset_attempts, reason, e);
-    rc = tx_end(db, owned, rc, e);
-    return after_change(db, run_id, rc, e);
+    rc = write_json_in_tx(db, run_id, rc, e);
+    return tx_end(db, owned, rc, e);
 }
 
 /* cancel/retry over a run id or a sweep name. */
@@ -966,11 +969,14 @@ int cad_db_retry(cad_db *db, const char *target, const char *reason, int *n_chan
 }
 
 int cad_db_set_error(cad_db *db, const char *run_id, const char *error, cad_err *e) {
+    int owned, rc = tx_begin(db, &owned, e);
+    if (rc) return rc;
     sqlite3_stmt *s = stmt_get(db, ST_SET_ERROR, e);
-    if (!s) return CAD_EDB;
+    if (!s) return tx_end(db, owned, CAD_EDB, e);
     bind_text(s, 1, run_id);
     bind_text(s, 2, error);
-    return after_change(db, run_id, step_done(db, s, e, "recording a run's error"), e);
+    rc = write_json_in_tx(db, run_id, step_done(db, s, e, "recording a run's error"), e);
+    return tx_end(db, owned, rc, e);
 }
 
 int cad_db_set_provenance(cad_db *db, const char *run_id, const char *engine_version,
@@ -1097,7 +1103,8 @@ int cad_db_write_run_json(cad_db *db, const char *run_id, cad_err *e) {
         if (!path || !tmp) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
         else {
             snprintf(path, len, "%s/run.json", dir);
-            snprintf(tmp, len, "%s/run.json.tmp", dir);
+            /* per-process temp name: a crashed writer's leftover never collides */
+            snprintf(tmp, len, "%s/run.json.%ld.tmp", dir, (long)getpid());
             FILE *f = fopen(tmp, "w");
             if (!f) rc = cad_fail(e, CAD_EIO, "%s: cannot write: %s", tmp, strerror(errno));
             else {

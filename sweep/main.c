@@ -178,7 +178,7 @@ const cli_command cli_commands[] = {
      "migrate: apply the schema migrations compiled into caddie (also done on every open).\n"
      "rebuild: empty the database and import every DIR/*/ holding run.json or config.yaml\n"
      "(runs, sweeps, events, metrics, results, artifacts), all or nothing. The run\n"
-     "directories are the truth: a deleted database loses nothing.\n"
+     "directories are the truth: a deleted database loses nothing. Stop 'caddie run' first.\n"
      "  --runs-dir DIR      run directories to import (default $CADDIE_RUNS or ./runs)\n"
      "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
     {"import-run", cmd_import_run, "import run directories (e.g. of a standalone caddie train) into the DB",

@@ -819,12 +819,14 @@ static int mkdir_p(const char *dir, cad_err *e) {
 }
 
 static void remove_run_dir(const char *dir) {
-    static const char *const files[] = {"config.yaml", "run.json", "config.yaml.tmp", "run.json.tmp", NULL};
+    static const char *const files[] = {"config.yaml", "run.json", "config.yaml.tmp", NULL};
     char path[PATH_MAX + 32];
     for (int i = 0; files[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
     }
+    snprintf(path, sizeof path, "%s/run.json.%ld.tmp", dir, (long)getpid());
+    unlink(path);
     rmdir(dir);
 }
 

@@ -5,6 +5,7 @@
  */
 #include "proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -73,9 +74,41 @@ int proc_identity_alive(const proc_identity *id) {
     return start == id->start_ticks && state != 'Z' && state != 'X';
 }
 
+/* State letter and process group of pid from /proc/<pid>/stat (fields 3 and 5). */
+static int stat_state_pgrp(const char *pid, char *state, long *pgrp) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    long ppid = 0;
+    if (!p || sscanf(p + 1, " %c %ld %ld", state, &ppid, pgrp) != 3) return -1;
+    return 0;
+}
+
 int proc_group_alive(int pgid) {
     if (pgid <= 1) return 0;
-    return kill(-pgid, 0) == 0 || errno == EPERM;
+    if (kill(-pgid, 0) != 0 && errno != EPERM) return 0; /* nobody left, not even zombies */
+    /* someone is left: zombies do not count (their parent, perhaps a PID 1 that reaps
+     * late, has not collected them yet, but they hold no GPU and run nothing) */
+    DIR *d = opendir("/proc");
+    if (!d) return 1;
+    int alive = 0;
+    struct dirent *de;
+    while (!alive && (de = readdir(d))) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+        char state = 0;
+        long pgrp = 0;
+        if (stat_state_pgrp(de->d_name, &state, &pgrp) == 0 && pgrp == pgid && state != 'Z' &&
+            state != 'X')
+            alive = 1;
+    }
+    closedir(d);
+    return alive;
 }
 
 void proc_group_signal(int pgid, int sig) {

@@ -35,7 +35,9 @@ int proc_start_ticks(int pid, long long *out, cad_err *e);
  * time, same boot id; a zombie counts as gone), else 0. */
 int proc_identity_alive(const proc_identity *id);
 
-/* 1 when any process is left in process group pgid (zombies included), else 0. */
+/* 1 when a process that has not exited is left in process group pgid, else 0. Zombies
+ * do not count: they run nothing, and one whose parent is a PID 1 that reaps late (or
+ * never, in some containers) would otherwise keep a group "alive" forever. */
 int proc_group_alive(int pgid);
 
 /* Send sig to every process of group pgid; ESRCH (group empty) is not an error. */

@@ -47,3 +47,6 @@ steps_of() { q "SELECT group_concat(step) FROM (SELECT step FROM metrics WHERE r
 # values its runs have (1 everywhere = identical curves)
 sweep_scores() { q "SELECT DISTINCT printf('%.6f', val_bpb) FROM run_summary WHERE sweep = '$1'"; }
 curve_spread() { q "SELECT DISTINCT n FROM (SELECT count(DISTINCT printf('%.5f', m.value)) AS n FROM metrics m JOIN run_summary r USING(run_id) WHERE r.sweep = '$1' AND m.name = '$2' GROUP BY m.step)"; }
+# gone PID — the process has exited (a zombie nobody reaped yet counts as gone: after the
+# runner is killed its children are reparented to PID 1, which may reap late)
+gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }

@@ -29,7 +29,7 @@ test_expect_success 'kill -9 the runner while runs are half way' '
     kill -9 $pid && { wait $pid; true; } &&
     test $(n_sweep crash running) -ge 1 &&
     q "SELECT pid FROM runs WHERE status = '"'"'running'"'"'" >pids &&
-    for p in $(cat pids); do wait_until 5 "! kill -0 $p 2>/dev/null" || exit 1; done
+    for p in $(cat pids); do wait_until 5 "gone $p" || exit 1; done
 '
 test_expect_success 'the next runner marks them interrupted, requeues and finishes them' '
     run_fast --cpu-slots 2 >r2.out 2>&1 &&
@@ -83,7 +83,7 @@ test_expect_success 'a run that outlived its runner (ignored TERM) is killed by 
     { "$CADDIE" run --cpu-slots 1 --poll 0.05 --grace 0.3 >r4.out 2>&1 & } &&
     pid2=$! &&
     wait_until 30 "grep -q \"recover survivor-.*still alive\" r4.out" &&
-    wait_until 10 "! kill -0 $child 2>/dev/null" &&
+    wait_until 10 "gone $child" &&
     wait_until 10 "grep -Eq \"recover survivor-.*interrupted \\(previous runner died; its process [0-9]+ was still running and was killed\\)\" r4.out" &&
     caddie cancel survivor >/dev/null &&
     wait_until 20 "grep -q \"cancelled survivor-.*process ended\" r4.out" &&

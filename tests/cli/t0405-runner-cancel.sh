@@ -47,7 +47,7 @@ test_expect_success 'status shows the live runner and the running run' '
 test_expect_success 'cancel RUN stops the running run; the runner starts the next one' '
     id=$(running_id) && pid=$(run_col "$id" pid) &&
     caddie cancel "$id" >c.out && test_grep "cancelled 1 run of" c.out &&
-    wait_until 10 "! kill -0 $pid 2>/dev/null" &&
+    wait_until 10 "gone $pid" &&
     wait_until 10 "test \$(run_col $id status) = cancelled" &&
     wait_until 10 "test \$(n_status running) = 1" &&
     test_grep "cancelled $id \(process ended\)" runner.out
@@ -78,6 +78,6 @@ test_expect_success 'cancel/retry of something unknown fails' '
     test_must_fail 2 caddie retry 2>err
 '
 test_expect_success 'stop the runner' '
-    kill -TERM $(cat runner.pid) && wait_until 10 "! kill -0 $(cat runner.pid) 2>/dev/null"
+    kill -TERM $(cat runner.pid) && wait_until 10 "gone $(cat runner.pid)"
 '
 test_done

@@ -83,7 +83,7 @@ test_expect_success 'kill -9 the runner after a checkpoint; the next one resumes
     wait_until 60 "test -f $dir/checkpoint.bin && test \$(n_points_from $id train_loss 50) -ge 1" &&
     child=$(run_col "$id" pid) &&
     kill -9 $pid && { wait $pid; true; } &&
-    wait_until 10 "! kill -0 $child 2>/dev/null" &&
+    wait_until 10 "gone $child" &&
     test "$(run_col "$id" status)" = running &&
     run_fast --cpu-slots 1 >r2.out 2>&1 &&
     test_grep "start +$id \(attempt 2, resuming from checkpoint.bin\)" r2.out &&

@@ -74,6 +74,8 @@ static void test_eval_matches_torch(void) {
          * relative; the fixture stores the float64 results as float32 (6e-8 relative). */
         CHECK_NEAR(r.val_loss, want_loss, 0, 2e-6);
         CHECK_NEAR(r.val_bpb, want_bpb, 0, 2e-6);
+        printf("# eval_val parity (val batch in %d chunk(s)): val_loss %.8f torch %.8f, val_bpb %.8f torch %.8f\n",
+               3 - mbs, r.val_loss, want_loss, r.val_bpb, want_bpb);
         CHECK_EQ_INT(r.n_seqs, (n - 1) / T);
         CHECK_EQ_INT(r.partial, 0);
         free(x), free(y);
@@ -149,6 +151,8 @@ static void test_bundled_val_split_independent(void) {
     /* mean*count per batch vs a float64 sum of the per-token fp32 losses: ~1e-7 relative */
     CHECK_NEAR(r.val_loss, loss / tokens, 0, 1e-6);
     CHECK_NEAR(r.val_bpb, loss / log(2.0) / bytes, 0, 1e-6);
+    printf("# bundled val prefix: val_bpb %.8f, independent %.8f; bytes %.0f = %.0f; %d BOS targets\n", r.val_bpb,
+           loss / log(2.0) / bytes, r.byte_count, bytes, bos_targets);
 
     /* the whole-batch vs chunked grouping gives the same numbers */
     cad_eval_spec sp2 = {T, 8 * T, 8, windows * T};

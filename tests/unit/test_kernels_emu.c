@@ -229,6 +229,34 @@ static void test_emu_shuffles(void) {
     }
 }
 
+typedef struct dyn_params {
+    float *first, *after;
+} dyn_params;
+
+/* Dynamic shared memory: NaN-filled at every block start, shared by the block's threads. */
+__global__ void k_dynamic_shared(dyn_params p) {
+    KSHARED_DYN(buf);
+    int t = threadIdx.x, o = blockIdx.x * 32 + t;
+    p.first[o] = buf[t];
+    __syncthreads();
+    buf[t] = (float)(blockIdx.x * 100 + t);
+    __syncthreads();
+    p.after[o] = buf[(t + 1) % 32];
+}
+EMU_KERNEL(k_dynamic_shared, dyn_params)
+
+static void test_emu_dynamic_shared(void) {
+    float first[3 * 32], after[3 * 32];
+    dyn_params p = {first, after};
+    emu_set_seed(8);
+    KLAUNCH(k_dynamic_shared, 3, 32, 32 * sizeof(float), NULL, p);
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < 32; t++) {
+            CHECK(isnan(first[b * 32 + t])); /* never the previous block's values */
+            CHECK_NEAR(after[b * 32 + t], b * 100 + (t + 1) % 32, 0, 0);
+        }
+}
+
 /* Run fn in a child; expect it to abort with `needle` in its stderr. */
 static void expect_abort(void (*fn)(void), const char *needle) {
     char path[4200];
@@ -298,6 +326,7 @@ static void test_emu_invalid_launch_aborts(void) {
 int main(void) {
     RUN(test_emu_shuffles);
     RUN(test_emu_race_is_seed_dependent);
+    RUN(test_emu_dynamic_shared);
     RUN(test_emu_barrier_not_reached_aborts);
     RUN(test_emu_divergent_shuffle_aborts);
     RUN(test_emu_invalid_launch_aborts);

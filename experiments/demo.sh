@@ -41,5 +41,5 @@ echo
 echo "report:   $out/report.html"
 echo "database: $db — query it with sqlite3, e.g."
 echo "  sqlite3 -header -column $db 'SELECT * FROM leaderboard'"
-echo "  sqlite3 -header -column $db \"SELECT step, value FROM curves WHERE name = 'val_bpb' ORDER BY run_id, step\""
+echo "  sqlite3 -header -column $db \"SELECT run_id, step, value FROM curves WHERE name = 'val_bpb' ORDER BY run_id, step\""
 echo "runs:     $out/runs/<run_id>/ (config.yaml, log.txt, metrics.jsonl, result.json, ...)"

@@ -1,8 +1,8 @@
 /*
  * test_runner_proc.c — process groups and identity (sweep/proc.h) and the line tail
  * (sweep/tail.h): a group kill reaches grandchildren, identity survives only while the
- * same process lives, exec failures are named, partial lines wait for their newline and a
- * truncated file is read again from the start.
+ * same process lives, a group of zombies is not alive, exec failures are named, partial
+ * lines wait for their newline and a truncated file is read again from the start.
  */
 #include "check.h"
 #include "proc.h"
@@ -109,7 +109,10 @@ static void test_identity_gone_after_exit(void) {
     CHECK(proc_identity_alive(&id));
     sleep_ms(400);
     CHECK(!proc_identity_alive(&id)); /* a zombie is gone */
+    CHECK_EQ_INT(kill(-pid, 0), 0);    /* the zombie is still there ... */
+    CHECK(!proc_group_alive(pid));     /* ... but a group of zombies runs nothing */
     waitpid(pid, NULL, 0);
+    CHECK(!proc_group_alive(pid));
     CHECK(!proc_identity_alive(&id));
 }
 

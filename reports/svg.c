@@ -595,7 +595,7 @@ void svg_hbar_write(const svg_hbar *b) {
         if (strlen(b->labels[i]) > lab_max) lab_max = strlen(b->labels[i]);
     if (lab_max > 30) lab_max = 30;
     double left = 16 + CHAR_W * (double)lab_max, right = width - 70;
-    double bar_h = 16, row_h = ns * bar_h + 10, top = 40;
+    double bar_h = 16, row_h = ns * bar_h + 10, top = 54; /* room for the budget label under the title */
     double legend_h = ns > 1 ? 22 : 0;
     double height = top + b->n * row_h + 50 + legend_h;
     double vmax = b->budget > 0 ? b->budget : 0;
@@ -609,6 +609,8 @@ void svg_hbar_write(const svg_hbar *b) {
     double step = nt > 1 ? ticks[1] - ticks[0] : want;
     double xmax = nt > 0 ? ticks[nt - 1] : want;
     while (xmax < want) xmax += step;
+    nt = svg_ticks_linear(0, xmax, 8, ticks); /* label the axis up to its end */
+    step = nt > 1 ? ticks[1] - ticks[0] : step;
     fprintf(f, "<svg class=\"chart hbar\" id=\"");
     svg_write_escaped(f, b->id);
     fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",

@@ -8,7 +8,9 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src" || exit 1
 threads=${BENCH_THREADS:-$(nproc)}
 CC=${CC:-gcc}
-REL="-std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -Iengine -Ibuild/gen"  # not -Isweep: sweep/sched.h would shadow <sched.h> (cblas.h needs it)
+REL="-std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -iquote engine -iquote build/gen"
+# the release library `make all` just built (build/rel, or build/rel-cuda when nvcc was found)
+LIBCADDIE=$(ls -t build/rel*/libcaddie.a 2>/dev/null | head -n 1)
 LIBS="-lsentencepiece -lsentencepiece_train -lsqlite3 -lyaml -lopenblas -lzstd -lz -lstdc++ -lpthread -lm"
 
 section() { printf '\n== %s\n' "$1"; }
@@ -17,7 +19,7 @@ section() { printf '\n== %s\n' "$1"; }
 bench_engine_train() {
     section "engine: CPU train step (fwd+bwd+Muon/Adam), $threads threads"
     mkdir -p build/bench
-    $CC $REL tests/bench_train.c build/rel/libcaddie.a $LIBS -o build/bench/bench_train || return 1
+    $CC $REL tests/bench_train.c "$LIBCADDIE" $LIBS -o build/bench/bench_train || return 1
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 ./build/bench/bench_train "$threads"
     echo "reference: PyTorch 1.13 fp32 on this 2-core machine: (a) ~3,400 tok/s, (b) ~400 tok/s"
 }
@@ -29,7 +31,7 @@ bench_engine_train() {
 bench_db() {
     section "results database: ingest and queries (sqlite $(sqlite3 --version | cut -d' ' -f1))"
     mkdir -p build/bench
-    $CC $REL -iquote sweep tests/bench_db.c build/rel/libcaddie.a $LIBS -o build/bench/bench_db || return 1
+    $CC $REL -iquote sweep tests/bench_db.c "$LIBCADDIE" $LIBS -o build/bench/bench_db || return 1
     local db=${BENCH_DB_DIR:-build/bench}/bench.db
     echo "-- 2,000 runs x 2,000 steps"
     ./build/bench/bench_db 2000 2000 "$db" 10 || return 1

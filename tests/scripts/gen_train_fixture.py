@@ -2,8 +2,9 @@
 """gen_train_fixture.py — PyTorch reference for the trainer: a 10-step Muon + Adam loss
 trajectory and a small eval_val on the tiny parity model of gen_model_fixture.py.
 
-Writes tests/fixtures/engine/train_parity_v1.bin (gen_model_fixture.py's record format, read by
-tests/unit/test_engine_eval.c):
+Writes tests/fixtures/engine/train_parity_v1.bin (tied model) and train_parity_untied_v1.bin
+(untied lm_head: embed_lr / head_lr groups), in gen_model_fixture.py's record format, read by
+tests/unit/test_engine_eval.c and test_engine_optim.c:
   - config.* (model keys, B, T), every parameter's initial value under its state_dict name;
   - hp.* : the optimizer / schedule settings used (train_gpt.py names);
   - x.<s>, y.<s> for the 10 steps; traj_loss [10] (the loss of each step before its update);
@@ -29,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_model_fixture as gm  # noqa: E402
 
 HP = dict(iterations=10, warmdown_iters=4, muon_momentum=0.95, muon_momentum_warmup_start=0.85,
-          muon_momentum_warmup_steps=5, matrix_lr=0.04, scalar_lr=0.04, tied_embed_lr=0.05, beta1=0.9,
-          beta2=0.95, adam_eps=1e-8, grad_clip_norm=1.0, muon_backend_steps=5)
+          muon_momentum_warmup_steps=5, matrix_lr=0.04, scalar_lr=0.04, tied_embed_lr=0.05, embed_lr=0.6,
+          head_lr=0.008, beta1=0.9, beta2=0.95, adam_eps=1e-8, grad_clip_norm=1.0, muon_backend_steps=5)
 
 
 def ns5_fp32(G, steps, eps=1e-7):
@@ -98,9 +99,8 @@ def eval_val(model, val_tokens, seq_len, batch_tokens, base_bytes, has_space, is
     return float(val_loss.item()), float(val_loss.item() / math.log(2.0) * (tok.item() / byt.item()))
 
 
-def main():
-    torch.set_num_threads(1)
-    cfg, B, T, seed = gm.FIXTURES["model_parity_v1.bin"]
+def make(model_fixture, out_name):
+    cfg, B, T, seed = gm.FIXTURES[model_fixture]
     torch.manual_seed(seed)
     model = gm.build_model(cfg)
     gm.deterministic_weights(model, seed)
@@ -134,14 +134,19 @@ def main():
     scalar = [p for n, p in block if p.ndim < 2 or any(k in n for k in gm.CONTROL_TENSOR_NAME_PATTERNS)]
     if model.skip_weights.numel() > 0:
         scalar.append(model.skip_weights)
-    opt_tok = torch.optim.Adam([{"params": [named["tok_emb.weight"]], "lr": HP["tied_embed_lr"],
-                                 "base_lr": HP["tied_embed_lr"]}], betas=(HP["beta1"], HP["beta2"]), eps=HP["adam_eps"])
+    token_lr = HP["tied_embed_lr"] if cfg["tie_embeddings"] else HP["embed_lr"]
+    opt_tok = torch.optim.Adam([{"params": [named["tok_emb.weight"]], "lr": token_lr,
+                                 "base_lr": token_lr}], betas=(HP["beta1"], HP["beta2"]), eps=HP["adam_eps"])
     opt_muon = Muon(matrix, lr=HP["matrix_lr"], momentum=HP["muon_momentum"], backend_steps=HP["muon_backend_steps"])
     for gr in opt_muon.param_groups:
         gr["base_lr"] = HP["matrix_lr"]
     opt_sc = torch.optim.Adam([{"params": scalar, "lr": HP["scalar_lr"], "base_lr": HP["scalar_lr"]}],
                               betas=(HP["beta1"], HP["beta2"]), eps=HP["adam_eps"])
     opts = [opt_tok, opt_muon, opt_sc]
+    if not cfg["tie_embeddings"]:
+        opts.insert(1, torch.optim.Adam([{"params": [named["lm_head.weight"]], "lr": HP["head_lr"],
+                                          "base_lr": HP["head_lr"]}], betas=(HP["beta1"], HP["beta2"]),
+                                        eps=HP["adam_eps"]))
     losses = []
     for step in range(HP["iterations"]):
         x, y = gm.deterministic_batch(cfg, B, T, 1000 + step)
@@ -163,9 +168,15 @@ def main():
             o.step()
     recs += [("traj_loss", torch.tensor(losses, dtype=torch.float32))]
     recs += [("final." + n, p.detach().clone()) for n, p in model.state_dict().items()]
-    path = os.path.join("tests", "fixtures", "engine", "train_parity_v1.bin")
+    path = os.path.join("tests", "fixtures", "engine", out_name)
     gm.write_fixture(path, recs)
     print("%s: val_loss %.6f val_bpb %.6f, losses %s" % (path, vl, vb, " ".join("%.4f" % l for l in losses)))
+
+
+def main():
+    torch.set_num_threads(1)
+    make("model_parity_v1.bin", "train_parity_v1.bin")
+    make("model_parity_untied_v1.bin", "train_parity_untied_v1.bin")
 
 
 if __name__ == "__main__":

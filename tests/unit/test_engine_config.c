@@ -165,6 +165,7 @@ static void test_invalid_combinations(void) {
     expect_invalid("val_max_tokens=10", "val_max_tokens");
     expect_invalid("run_id=a/b", "run_id");
     expect_invalid("vocab_size=70000", "vocab_size");
+    expect_invalid("backend=gpu", "expected cpu or cuda");
 }
 
 static void test_resolved_yaml_round_trips(void) {

@@ -41,9 +41,9 @@ static int load_params(cad_model *m, const pf_file *f, const char *prefix) {
     return 0;
 }
 
-static void test_eval_matches_torch(void) {
+static void check_eval(const char *fixture) {
     pf_file f;
-    if (pf_load(check_src_path("tests/fixtures/engine/train_parity_v1.bin"), &f)) { CHECK(0); return; }
+    if (pf_load(check_src_path(fixture), &f)) { CHECK(0); return; }
     const pf_record *vt = pf_get(&f, "val_tokens"), *bb = pf_get(&f, "lut.base_bytes"),
                     *hs = pf_get(&f, "lut.has_leading_space"), *ib = pf_get(&f, "lut.is_boundary");
     CHECK(vt && bb && hs && ib);
@@ -85,6 +85,9 @@ static void test_eval_matches_torch(void) {
     cad_bpb_luts_free(&l);
     pf_free(&f);
 }
+
+static void test_eval_matches_torch(void) { check_eval("tests/fixtures/engine/train_parity_v1.bin"); }
+static void test_eval_untied_matches_torch(void) { check_eval("tests/fixtures/engine/train_parity_untied_v1.bin"); }
 
 /* parameter-golf.md §6, written out independently of bpb_luts.c */
 static int piece_bytes(const cad_tokenizer *t, int id, int *leading_space, int *boundary) {
@@ -170,6 +173,7 @@ static void test_bundled_val_split_independent(void) {
 
 int main(void) {
     RUN(test_eval_matches_torch);
+    RUN(test_eval_untied_matches_torch);
     RUN(test_bundled_val_split_independent);
     return check_report();
 }

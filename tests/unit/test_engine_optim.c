@@ -204,9 +204,9 @@ static void test_muon_momentum_warmup(void) {
 
 /* 10 train steps of the tiny parity model (forward, backward, clip, Muon + Adam with the
  * lr_mul warmdown and momentum warmup) against PyTorch (tests/scripts/gen_train_fixture.py). */
-static void test_trajectory_matches_torch(void) {
+static void check_trajectory(const char *fixture) {
     pf_file f;
-    if (pf_load(check_src_path("tests/fixtures/engine/train_parity_v1.bin"), &f)) { CHECK(0); return; }
+    if (pf_load(check_src_path(fixture), &f)) { CHECK(0); return; }
     int B = (int)pf_scalar(&f, "config.B"), T = (int)pf_scalar(&f, "config.T");
     cad_model_config mc = {
         .vocab_size = (int)pf_scalar(&f, "config.vocab_size"), .num_layers = (int)pf_scalar(&f, "config.num_layers"),
@@ -227,7 +227,7 @@ static void test_trajectory_matches_torch(void) {
     cad_config c;
     CHECK(cad_config_init(&c, &e) == CAD_OK);
     static const char *hp[] = {"iterations", "warmdown_iters", "muon_momentum", "muon_momentum_warmup_start",
-                               "muon_momentum_warmup_steps", "matrix_lr", "scalar_lr", "tied_embed_lr", "beta1",
+                               "muon_momentum_warmup_steps", "matrix_lr", "scalar_lr", "tied_embed_lr", "embed_lr", "head_lr", "beta1",
                                "beta2", "adam_eps", "grad_clip_norm", "muon_backend_steps"};
     for (size_t i = 0; i < sizeof hp / sizeof hp[0]; i++) {
         char key[64], val[64];
@@ -241,7 +241,8 @@ static void test_trajectory_matches_torch(void) {
     /* the fixture stores hp in float32: use train_gpt.py's exact decimal values */
     c.max_wallclock_seconds = 0;
     c.adam_eps = 1e-8, c.beta1 = 0.9, c.beta2 = 0.95, c.matrix_lr = 0.04, c.scalar_lr = 0.04, c.tied_embed_lr = 0.05;
-    c.muon_momentum = 0.95, c.muon_momentum_warmup_start = 0.85;
+    c.muon_momentum = 0.95, c.muon_momentum_warmup_start = 0.85, c.embed_lr = 0.6, c.head_lr = 0.008;
+    c.tie_embeddings = mc.tie_embeddings;
     cad_optim o;
     CHECK_MSG(cad_optim_init_model(&o, &m, &c, &e) == CAD_OK, "%s", e.msg);
     const float *want = pf_get(&f, "traj_loss")->data;
@@ -276,12 +277,17 @@ static void test_trajectory_matches_torch(void) {
     }
     /* weights are O(0.1-2); measured max 1.5e-5 (tok_emb, Adam on rare rows): 2e-4 bound */
     CHECK_MSG(worst < 2e-4, "final weights: max |diff| %.3g in %s", worst, worst_name);
-    printf("# trajectory parity: step-10 loss %.6f (torch %.6f), max loss rel diff %.2g, max weight diff %.3g (%s)\n",
-           (double)last, (double)want[9], max_rel, worst, worst_name);
+    printf("# trajectory parity %s: step-10 loss %.6f (torch %.6f), max loss rel diff %.2g, max weight diff %.3g (%s)\n",
+           fixture, (double)last, (double)want[9], max_rel, worst, worst_name);
     cad_optim_free(&o);
     cad_model_free(&m);
     cad_config_free(&c);
     pf_free(&f);
+}
+
+static void test_trajectory_matches_torch(void) { check_trajectory("tests/fixtures/engine/train_parity_v1.bin"); }
+static void test_trajectory_untied_matches_torch(void) {
+    check_trajectory("tests/fixtures/engine/train_parity_untied_v1.bin");
 }
 
 int main(void) {
@@ -298,6 +304,7 @@ int main(void) {
     RUN(test_lr_mul_by_wallclock);
     RUN(test_muon_momentum_warmup);
     RUN(test_trajectory_matches_torch);
+    RUN(test_trajectory_untied_matches_torch);
     cad_safetensors_file_free(&fx);
     return check_report();
 }

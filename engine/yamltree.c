@@ -10,6 +10,8 @@
  */
 #include "yamltree.h"
 
+#include "fsutil.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -284,32 +286,11 @@ int yt_load_string(const char *name, const char *text, size_t len, yt_doc **out,
 
 int yt_load_file(const char *path, yt_doc **out, cad_err *e) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 14, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len == cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return cad_fail(e, CAD_EIO, "%s: read error", path);
-    }
-    int rc = yt_load_string(path, buf, len, out, e);
+    char *buf;
+    size_t len;
+    int rc = cad_read_file(path, &buf, &len, e);
+    if (rc) return rc;
+    rc = yt_load_string(path, buf, len, out, e);
     free(buf);
     return rc;
 }

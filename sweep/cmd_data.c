@@ -11,6 +11,7 @@
  * (engine/textdocs.c), the tokenizer (engine/tokenizer_shim.cc), byte tables
  * (engine/bpb_luts.c).
  */
+#include "fsutil.h"
 #include "bpb_luts.h"
 #include "cli.h"
 #include "shard.h"
@@ -45,25 +46,6 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
     if (errno || end == s || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
-}
-
-static int mkdir_p(const char *path, cad_err *e) {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return cad_fail(e, CAD_EIO, "%s: path too long", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cad_fail(e, CAD_EIO, "%s: not a directory", buf);
-    return CAD_OK;
 }
 
 /* Remove DIR/fineweb_<split>_*.bin for both splits, as the exporter does before writing, so
@@ -171,7 +153,7 @@ static int prepare_run(const cad_tokenizer *tok, const char *const *inputs, int 
     /* inputs are checked before anything in DIR is touched */
     cad_docs docs;
     int rc = cad_docs_open(&docs, inputs, n_inputs, e);
-    if (rc == CAD_OK) rc = mkdir_p(out, e);
+    if (rc == CAD_OK) rc = cad_mkdir_p(out, e);
     if (rc == CAD_OK) rc = remove_shards(out, e);
     if (rc != CAD_OK) {
         cad_docs_close(&docs);

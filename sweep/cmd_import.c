@@ -21,6 +21,7 @@
  * Not here: parsing (sweep/logparse.c), DB and ingestion internals (sweep/db.c,
  * sweep/ingest.c), live runs of the command engine (the runner).
  */
+#include "fsutil.h"
 #include "cli.h"
 #include "db.h"
 #include "ingest.h"
@@ -151,54 +152,6 @@ static void copy_str(char *dst, size_t cap, const char *src) {
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = 0;
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 262144;
-            while (cap < n + 65536 + 1) cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got < 65536) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
-static int mkdir_p(const char *path, cad_err *e) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return cad_fail(e, CAD_EIO, "%s: path too long", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
-    return CAD_OK;
 }
 
 static int write_file(const char *path, const char *data, size_t n, cad_err *e) {
@@ -404,14 +357,15 @@ static int import_one(cad_db *db, const import_opts *o, const char *log_path,
                       int *skipped, cad_err *e) {
     *skipped = 0;
     size_t len;
-    char *text = slurp(log_path, &len);
-    if (!text) return cad_fail(e, CAD_EIO, "%s: cannot read: %s", log_path, strerror(errno));
+    char *text;
+    int read_rc = cad_read_file(log_path, &text, &len, e);
+    if (read_rc) return read_rc;
 
     char run_id[CAD_RUN_ID_MAX];
     sanitize_id(run_id_src, run_id, sizeof run_id);
     char run_dir[PATH_MAX], abs_runs[PATH_MAX];
     if (!realpath(o->runs_dir, abs_runs)) {
-        int rc = mkdir_p(o->runs_dir, e);
+        int rc = cad_mkdir_p(o->runs_dir, e);
         if (rc || !realpath(o->runs_dir, abs_runs)) {
             free(text);
             return rc ? rc : cad_fail(e, CAD_EIO, "%s: %s", o->runs_dir, strerror(errno));
@@ -440,7 +394,7 @@ static int import_one(cad_db *db, const import_opts *o, const char *log_path,
         return cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", log_path);
     }
     char tmp_metrics[PATH_MAX];
-    int rc = mkdir_p(run_dir, e);
+    int rc = cad_mkdir_p(run_dir, e);
     if (rc) {
         cad_logparse_free(p);
         free(text);
@@ -764,7 +718,8 @@ static void load_submission(record_info *ri) {
     if (!best[0]) return;
     char p[PATH_MAX + 300];
     snprintf(p, sizeof p, "%s/%s", ri->dir, best);
-    ri->submission = slurp(p, NULL);
+    cad_err ignored; /* a record without a readable submission.json is imported without claims */
+    if (cad_read_file(p, &ri->submission, NULL, &ignored)) ri->submission = NULL;
     copy_str(ri->submission_file, sizeof ri->submission_file, best);
 }
 

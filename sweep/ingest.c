@@ -6,6 +6,7 @@
  * run.json are read with one SELECT each. Everything a call inserts is one transaction.
  * Not here: text-log parsing (logparse.c), the runner's loop.
  */
+#include "fsutil.h"
 #include "ingest.h"
 
 #include "config.h"
@@ -32,34 +33,6 @@ static int db_err(cad_db *db, cad_err *e, const char *what) {
 }
 
 /* Read a whole file (NUL-terminated); *len may be NULL. NULL with errno on failure. */
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = 0;
-        if (len) *len = n;
-    }
-    return buf;
-}
-
 static int file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -227,8 +200,9 @@ static int64_t opt_i64(sqlite3_stmt *st, int i) {
 }
 
 static int read_result(cad_db *db, const char *path, cad_result *r, cad_err *e) {
-    char *text = slurp(path, NULL);
-    if (!text) return cad_fail(e, CAD_EIO, "%s: cannot read: %s", path, strerror(errno));
+    char *text;
+    int read_rc = cad_read_file(path, &text, NULL, e);
+    if (read_rc) return read_rc;
     sqlite3_stmt *st = NULL;
     int rc = CAD_OK;
     if (sqlite3_prepare_v2(cad_db_handle(db), result_sql, -1, &st, NULL) != SQLITE_OK) {
@@ -386,8 +360,9 @@ static int exec_bound(cad_db *db, const char *sql, const char *a1, const char *a
 
 static int import_run_json(cad_db *db, const char *abs_dir, const char *json_path, int replace,
                            char *id_out, size_t cap, cad_err *e) {
-    char *text = slurp(json_path, NULL);
-    if (!text) return cad_fail(e, CAD_EIO, "%s: cannot read: %s", json_path, strerror(errno));
+    char *text;
+    int read_rc = cad_read_file(json_path, &text, NULL, e);
+    if (read_rc) return read_rc;
     int rc = CAD_OK;
     sqlite3_stmt *st = NULL;
     char run_id[CAD_RUN_ID_MAX] = "";

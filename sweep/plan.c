@@ -7,6 +7,7 @@
  * separate JSON string; nothing is ever joined into a shell command line.
  * Not here: validating the YAML (spec.c), running anything (runner.c).
  */
+#include "fsutil.h"
 #include "plan.h"
 
 #include "buildinfo.h"
@@ -803,21 +804,6 @@ static int write_text_file(const char *path, const char *text, cad_err *e) {
     return rc;
 }
 
-static int mkdir_p(const char *dir, cad_err *e) {
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *q = buf + 1; *q; q++)
-        if (*q == '/') {
-            *q = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
-            *q = '/';
-        }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return cad_fail(e, CAD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
-    return CAD_OK;
-}
-
 static void remove_run_dir(const char *dir) {
     static const char *const files[] = {"config.yaml", "run.json", "config.yaml.tmp", NULL};
     char path[PATH_MAX + 32];
@@ -831,7 +817,7 @@ static void remove_run_dir(const char *dir) {
 }
 
 int cad_plan_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e) {
-    int rc = mkdir_p(p->runs_dir, e);
+    int rc = cad_mkdir_p(p->runs_dir, e);
     if (rc) return rc;
     int *created = calloc((size_t)p->n + 1, sizeof *created);
     if (!created) return cad_fail(e, CAD_ENOMEM, "out of memory");
@@ -863,7 +849,7 @@ int cad_plan_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e) {
             break;
         }
         if (stat(r->run_dir, &sb) != 0) created[i] = 1;
-        if ((rc = mkdir_p(r->run_dir, e))) break;
+        if ((rc = cad_mkdir_p(r->run_dir, e))) break;
         snprintf(path, sizeof path, "%s/config.yaml", r->run_dir);
         if ((rc = write_text_file(path, r->config_yaml, e))) break;
         created[i] = created[i] ? 1 : 2;

@@ -9,6 +9,7 @@
  * Not here: the packing policy (sched.c), process mechanics (proc.c), building argv/env
  * (engines.c), SQL of the state machine (db.c), reading run dirs (ingest.c).
  */
+#include "fsutil.h"
 #include "runner.h"
 
 #include "db.h"
@@ -247,18 +248,6 @@ static int db_failures(runner *r, const char *run_id) {
 
 /* ---- run directory housekeeping ------------------------------------------------------- */
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    str_copy(tmp, sizeof tmp, path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -283,8 +272,8 @@ static int archive_previous_attempt(const char *run_dir, int n, cad_err *e) {
                 snprintf(dir, sizeof dir, "%s/attempts/%d", run_dir, k);
                 if (!file_exists(dir)) break;
             }
-            if (mkdir_p(dir) != 0)
-                return cad_fail(e, CAD_EIO, "%s: %s", dir, strerror(errno));
+            int mk = cad_mkdir_p(dir, e);
+            if (mk) return mk;
             any = 1;
         }
         snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
@@ -668,8 +657,8 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
     cad_err le = {0};
     pid_t pid = 0;
     if (!run_dir) snprintf(why, sizeof why, "run has no run_dir");
-    else if (mkdir_p(run_dir) != 0)
-        snprintf(why, sizeof why, "cannot create run dir %s: %s", run_dir, strerror(errno));
+    else if (cad_mkdir_p(run_dir, &le) != CAD_OK)
+        str_copy(why, sizeof why, le.msg);
     else if (!resume && archive_previous_attempt(run_dir, attempt - 1, &le) != CAD_OK)
         str_copy(why, sizeof why, le.msg);
     else if (cad_db_get_launch(r->db, run->run_id, &l, &le) != CAD_OK)

@@ -4,6 +4,7 @@
  * a small parser for exactly the header's grammar (objects, arrays, strings, integers).
  * Not here: model loading policy (train.c decides strictness and names).
  */
+#include "fsutil.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -313,25 +314,12 @@ check:
     return CAD_OK;
 }
 
+/* The whole file, NUL-terminated (the NUL stops strtoll at the very end of a malformed header). */
 static int read_whole(const char *path, unsigned char **buf, size_t *len, cad_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END)) { fclose(f); return cad_fail(e, CAD_EIO, "%s: cannot seek", path); }
-    long n = ftell(f);
-    rewind(f);
-    /* +1: a NUL after the data stops strtoll at the very end of a malformed header */
-    unsigned char *b = malloc((n > 0 ? (size_t)n : 0) + 1);
-    if (!b) { fclose(f); return cad_fail(e, CAD_ENOMEM, "%s: out of memory for %ld bytes", path, n); }
-    if (n > 0 && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(b);
-        return cad_fail(e, CAD_EIO, "%s: short read", path);
-    }
-    fclose(f);
-    b[n > 0 ? n : 0] = 0;
-    *buf = b;
-    *len = (size_t)n;
-    return CAD_OK;
+    char *raw;
+    int rc = cad_read_file(path, &raw, len, e);
+    *buf = (unsigned char *)raw;
+    return rc;
 }
 
 static void entries_free(st_entry *t, int n) {

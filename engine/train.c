@@ -6,6 +6,7 @@
  * Not here: numerics (model.c, optim.c, eval.c), file formats (export.c, safetensors.c,
  * checkpoint.c), argument parsing (sweep/cmd_train.c).
  */
+#include "fsutil.h"
 #include "train.h"
 
 #include "bpb_luts.h"
@@ -207,21 +208,6 @@ static void path_join(char *out, size_t cap, const char *dir, const char *name) 
     if (b > cap - a - 2) b = cap - a - 2;
     memcpy(out + a + 1, name, b);
     out[a + 1 + b] = 0;
-}
-
-static int mkdir_p(const char *path, cad_err *e) {
-    char tmp[1024];
-    size_t n = strlen(path);
-    if (n >= sizeof tmp) return cad_fail(e, CAD_ECONFIG, "run_dir '%.64s...' is too long", path);
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    return CAD_OK;
 }
 
 static int make_uuid4(char *out, size_t cap) {
@@ -427,7 +413,7 @@ int cad_train_run(cad_config *c, cad_err *e) {
     if ((rc = cad_code_bytes(c->code_files, &code_bytes, &n_code_files, NULL, e))) return rc;
     if (c->init_from[0] && access(c->init_from, R_OK))
         return cad_fail(e, CAD_EIO, "init_from '%s': %s", c->init_from, strerror(errno));
-    if ((rc = mkdir_p(s->run_dir, e))) return rc;
+    if ((rc = cad_mkdir_p(s->run_dir, e))) return rc;
     path_join(ckpt_path, sizeof ckpt_path, s->run_dir, "checkpoint.bin");
     int resuming = c->resume && access(ckpt_path, R_OK) == 0;
 

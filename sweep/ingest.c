@@ -553,11 +553,37 @@ static int dirent_cmp(const struct dirent **a, const struct dirent **b) {
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
+/* Import every run directory below dir. A directory holding run.json or config.yaml is a run
+ * dir (never descended into: its attempts/ are history); any other directory is a container,
+ * such as runs/imported/ from import-log, and is scanned in turn (a few levels deep). */
+static int rebuild_scan(cad_db *db, const char *dir, int depth, int *n_runs, cad_err *e) {
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, NULL, dirent_cmp);
+    if (n < 0) return cad_fail(e, CAD_EIO, "%s: cannot list: %s", dir, strerror(errno));
+    int rc = CAD_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        const char *name = list[i]->d_name;
+        if (name[0] == '.') continue;
+        char sub[PATH_MAX], p1[PATH_MAX + 32], p2[PATH_MAX + 32];
+        snprintf(sub, sizeof sub, "%s/%s", dir, name);
+        struct stat st;
+        if (stat(sub, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        snprintf(p1, sizeof p1, "%s/run.json", sub);
+        snprintf(p2, sizeof p2, "%s/config.yaml", sub);
+        if (file_exists(p1) || file_exists(p2)) {
+            rc = cad_ingest_import(db, sub, 0, NULL, 0, e);
+            if (!rc) (*n_runs)++;
+        } else if (depth < 3) {
+            rc = rebuild_scan(db, sub, depth + 1, n_runs, e);
+        }
+    }
+    for (int i = 0; i < n; i++) free(list[i]);
+    free(list);
+    return rc;
+}
+
 int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e) {
     *n_runs = 0;
-    struct dirent **list = NULL;
-    int n = scandir(runs_dir, &list, NULL, dirent_cmp);
-    if (n < 0) return cad_fail(e, CAD_EIO, "%s: cannot list: %s", runs_dir, strerror(errno));
     int rc = cad_db_begin(db, e);
     if (!rc)
         rc = cad_db_exec(db,
@@ -565,19 +591,7 @@ int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e
                          "DELETE FROM metrics; DELETE FROM params; DELETE FROM runs; "
                          "DELETE FROM sweeps;",
                          e);
-    for (int i = 0; i < n && !rc; i++) {
-        const char *name = list[i]->d_name;
-        if (name[0] == '.') continue;
-        char dir[PATH_MAX], p1[PATH_MAX + 32], p2[PATH_MAX + 32];
-        snprintf(dir, sizeof dir, "%s/%s", runs_dir, name);
-        snprintf(p1, sizeof p1, "%s/run.json", dir);
-        snprintf(p2, sizeof p2, "%s/config.yaml", dir);
-        if (!file_exists(p1) && !file_exists(p2)) continue;
-        rc = cad_ingest_import(db, dir, 0, NULL, 0, e);
-        if (!rc) (*n_runs)++;
-    }
-    for (int i = 0; i < n; i++) free(list[i]);
-    free(list);
+    if (!rc) rc = rebuild_scan(db, runs_dir, 0, n_runs, e);
     if (rc) {
         cad_db_rollback(db);
         return rc;

@@ -131,6 +131,12 @@ test_expect_success 'import-record: db rebuild from the run dirs restores every 
     test_cmp all.db.txt re.db.txt && test "$(wc -l <re.db.txt)" = 79
 '
 
+test_expect_success 'db rebuild of the top runs dir descends into runs/imported' '
+    caddie db rebuild --runs-dir all-runs --db top.db >/dev/null &&
+    sqlite3 -batch top.db "SELECT run_id, sweep, status, seed, val_bpb, artifact_bytes, (SELECT count(*) FROM metrics m WHERE m.run_id = s.run_id) FROM run_summary s ORDER BY run_id" >top.db.txt &&
+    test_cmp all.db.txt top.db.txt
+'
+
 test_expect_success 'import-log --sweep into an existing sweep keeps its description' '
     caddie import-record --db keep.db --runs-dir keep-runs "$T10/$R4" >/dev/null &&
     caddie import-log --db keep.db --runs-dir keep-runs --sweep "$R4" "$T10/2026-03-18_LowerLR/train.log" >/dev/null &&

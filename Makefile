@@ -179,7 +179,7 @@ bench: all
 
 # docs/report.png, the README's picture of `caddie report` (fixture DB unless DB=file given)
 screenshot: build/caddie test-deps
-	@bash reports/screenshot.sh $(DB) $(OUT)
+	@bash reports/screenshot.sh "$(DB)" "$(OUT)"
 
 clean:
 	rm -rf build caddie $(SAMPLE_OUT)

@@ -20,19 +20,6 @@ const cli_command cli_commands[] = {
      "usage: caddie help [COMMAND]\n"},
     {"version", cmd_version, "print version, git commit, compiler and compiled-in backends",
      "usage: caddie version\n"},
-    {"gpu", cmd_gpu, "check the CUDA backend against the CPU reference on this machine's GPU",
-     "usage: caddie gpu selftest [--seed N] [--large] [--max-nmse X] [--quiet]\n"
-     "\n"
-     "Runs every backend op (matmul, embedding, rmsnorm, q/k norm + RoPE, attention, relu^2,\n"
-     "residual mixes, softcap cross-entropy, axpby/scale/sumsq/Adam; forward and backward) on\n"
-     "the CUDA backend and on the CPU reference with identical inputs, and compares each\n"
-     "output: NMSE against --max-nmse, NaN/Inf positions, guard values around outputs.\n"
-     "Prints one line per compared output and a summary; exit 0 when all pass, 1 when one\n"
-     "fails or when there is no CUDA backend (built without nvcc) or no visible device.\n"
-     "  --seed N        input data seed (default 1)\n"
-     "  --large         also run model-sized shapes (T=1024 attention, 4096-row norms)\n"
-     "  --max-nmse X    NMSE bound per output (default 1e-7, ggml's fp32 default)\n"
-     "  --quiet         print only failing outputs and the summary\n"},
     {"data", cmd_data, "tokenize text into challenge shards (prepare), or report a shard set (stats)",
      "usage: caddie data prepare --tokenizer MODEL --input FILE [--input FILE]... --out DIR\n"
      "                           [--val-docs N] [--shard-tokens N]\n"
@@ -98,6 +85,110 @@ const cli_command cli_commands[] = {
      "  --weights W         the weights to evaluate (required)\n"
      "  --set KEY=VALUE     override a config key (repeatable)\n"
      "  --roundtrip         also quantize to int8+zlib and print the round-trip score\n"},
+    {"sweep", cmd_sweep, "validate a sweep YAML and show its runs (plan), or queue them (add)",
+     "usage: caddie sweep plan FILE [--devices N] [--force] [--db FILE] [--runs-dir DIR]\n"
+     "       caddie sweep add FILE [--force] [--db FILE] [--runs-dir DIR]\n"
+     "\n"
+     "Validates the whole file first (errors are file:line:col: message). Expands grid x zip x\n"
+     "seeds into runs with resolved configs; a run whose config hash (+ engine version) is\n"
+     "already done is skipped, one already queued or running too.\n"
+     "plan: prints each run (queue | requeue | done | pending | duplicate), the counts and an\n"
+     "estimated duration on N devices (mean of finished runs of the sweep, else the timeout).\n"
+     "add: writes runs/<run_id>/config.yaml + run.json and queues the runs; start them with\n"
+     "'caddie run'.\n"
+     "  --devices N         devices to estimate for (plan; default: a run's devices)\n"
+     "  --force             queue runs whose config is already done or queued (new -rN ids)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
+     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"},
+    {"run", cmd_run, "the runner: start queued runs on GPUs or CPU slots, record everything in the DB",
+     "usage: caddie run [--devices LIST | --cpu-slots N [--threads N]] [--until-empty]\n"
+     "                  [--grace SECONDS] [--poll SECONDS] [--db FILE]\n"
+     "\n"
+     "The one process that drives the queue (one per DB: a second one is refused and told\n"
+     "who runs). Runs start in priority order, each in its own process group with\n"
+     "CUDA_VISIBLE_DEVICES set to its devices; an 8-device run reserves devices as they free\n"
+     "up, 1-device runs backfill only where they end before it can start. Curves are\n"
+     "ingested live. Timeout: TERM to the run's group, KILL after the grace. Non-zero exit,\n"
+     "NaN loss or no final result: failed (reason + last log lines in runs.error), retried\n"
+     "up to the sweep's `retries`. Runs a killed runner left behind are requeued at start.\n"
+     "SIGINT/SIGTERM: no new runs, TERM to the running ones (marked interrupted), exit\n"
+     "128+signal; a second signal KILLs them.\n"
+     "  --devices LIST      GPU ids, e.g. 0-7 or 0,2,4-5 (default: every GPU the NVIDIA\n"
+     "                      driver lists, else one CPU slot)\n"
+     "  --cpu-slots N       run N runs at a time on the CPU (CUDA_VISIBLE_DEVICES empty)\n"
+     "  --threads N         OMP_NUM_THREADS per CPU run (default: cores / N)\n"
+     "  --until-empty       exit once nothing runs and nothing runnable is queued\n"
+     "  --grace SECONDS     between TERM and KILL (default 10)\n"
+     "  --poll SECONDS      tick of the loop (default 0.5; a run's exit wakes it at once)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"status", cmd_status, "is a runner active; runs per status; what runs now; recent failures",
+     "usage: caddie status [--db FILE]\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"ls", cmd_ls, "list runs: status, attempts, devices, val_bpb, bytes, duration",
+     "usage: caddie ls [--sweep NAME] [--status STATUS] [--db FILE]\n"
+     "  --sweep NAME        only the runs of this sweep\n"
+     "  --status STATUS     queued, running, done, failed, cancelled or interrupted\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"show", cmd_show, "everything about one run: summary, launch recipe, curves, events, error",
+     "usage: caddie show RUN [--db FILE]\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"logs", cmd_logs, "print what a run printed; -f follows it until the run ends",
+     "usage: caddie logs RUN [-f|--follow] [--db FILE]\n"
+     "Prints <run_dir>/log.txt (command engine) or console.txt (caddie engine: stdout and\n"
+     "stderr as captured by the runner).\n"
+     "  -f, --follow        keep printing new lines while the run is queued or running\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"cancel", cmd_cancel, "cancel a run, or every queued/running run of a sweep",
+     "usage: caddie cancel RUN|SWEEP [--db FILE]\n"
+     "A running run is stopped by the runner (TERM to its process group, KILL after the\n"
+     "grace) and stays cancelled.\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"retry", cmd_retry, "queue failed, cancelled or interrupted runs (of a run or a sweep) again",
+     "usage: caddie retry RUN|SWEEP [--db FILE]\n"
+     "Resets the attempt count, so the sweep's `retries` apply again.\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"db", cmd_db, "migrate the results database, or rebuild it from the run directories",
+     "usage: caddie db migrate [--db FILE]\n"
+     "       caddie db rebuild [--runs-dir DIR] [--db FILE]\n"
+     "\n"
+     "migrate: apply the schema migrations compiled into caddie (also done on every open).\n"
+     "rebuild: empty the database and import every DIR/*/ holding run.json or config.yaml\n"
+     "(runs, sweeps, events, metrics, results, artifacts), all or nothing. The run\n"
+     "directories are the truth: a deleted database loses nothing. Stop 'caddie run' first.\n"
+     "  --runs-dir DIR      run directories to import (default $CADDIE_RUNS or ./runs)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"import-run", cmd_import_run, "import run directories (e.g. of a standalone caddie train) into the DB",
+     "usage: caddie import-run DIR... [--no-replace] [--db FILE]\n"
+     "\n"
+     "Imports each run directory: run.json when present (a queued/run sweep run), else\n"
+     "config.yaml (a standalone 'caddie train'; done when result.json exists, else failed),\n"
+     "then metrics.jsonl, result.json and the artifact files. Prints run id, status, dir.\n"
+     "  --no-replace        fail when the run is already in the DB (default: replace it)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"import-log", cmd_import_log, "import train_gpt.py-style training logs as runs (curves, score, params)",
+     "usage: caddie import-log FILE... [--sweep NAME] [--db FILE] [--runs-dir DIR] [--replace]\n"
+     "\n"
+     "Parses each log (any train_gpt.py dialect: printed source skipped, step lines, size\n"
+     "lines, final evaluation lines), writes a run directory DIR/imported/<run_id>/ (log.txt,\n"
+     "metrics.jsonl, result.json, config.yaml with the printed hyperparameters) and ingests\n"
+     "it. run_id is <sweep or parent folder>-<file name>. The score is the lowest val_bpb of\n"
+     "the final evaluations of the quantized model (see sweep/logparse.c). Prints one line\n"
+     "per run: run_id, status, val_bpb, claimed_val_bpb, score line, sweep.\n"
+     "  --sweep NAME        put the runs in this sweep (created when new)\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
+     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"
+     "  --replace           re-import a run that is already in the DB\n"},
+    {"import-record", cmd_import_record, "import Parameter Golf record folders (README, submission.json, logs)",
+     "usage: caddie import-record DIR... [--db FILE] [--runs-dir DIR] [--replace]\n"
+     "\n"
+     "Each record folder becomes a sweep named after the folder, with one run per log file\n"
+     "(*.log, *.txt; files without training output are skipped). The submission's claimed\n"
+     "val_bpb for a log (seed_results.<seed>, or val_bpb of a single-log record) is kept as\n"
+     "the param claimed_val_bpb next to the parsed results.val_bpb; seed logs of one\n"
+     "configuration share a group (sweep_groups: mean and std over seeds).\n"
+     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
+     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"
+     "  --replace           re-import runs that are already in the DB\n"},
     {"report", cmd_report, "write one self-contained HTML report: groups, seed statistics, curves, budgets",
      "usage: caddie report [--sweep NAME]... [--runs SQL-WHERE] [--ref GROUP] [--out FILE.html]\n"
      "                     [--log-x] [--max-groups N] [--db FILE]\n"
@@ -156,110 +247,19 @@ const cli_command cli_commands[] = {
      "  --blurb TEXT        one-paragraph description (default empty)\n"
      "  --track TRACK       track (default 10min_16mb)\n"
      "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"sweep", cmd_sweep, "validate a sweep YAML and show its runs (plan), or queue them (add)",
-     "usage: caddie sweep plan FILE [--devices N] [--force] [--db FILE] [--runs-dir DIR]\n"
-     "       caddie sweep add FILE [--force] [--db FILE] [--runs-dir DIR]\n"
+    {"gpu", cmd_gpu, "check the CUDA backend against the CPU reference on this machine's GPU",
+     "usage: caddie gpu selftest [--seed N] [--large] [--max-nmse X] [--quiet]\n"
      "\n"
-     "Validates the whole file first (errors are file:line:col: message). Expands grid x zip x\n"
-     "seeds into runs with resolved configs; a run whose config hash (+ engine version) is\n"
-     "already done is skipped, one already queued or running too.\n"
-     "plan: prints each run (queue | requeue | done | pending | duplicate), the counts and an\n"
-     "estimated duration on N devices (mean of finished runs of the sweep, else the timeout).\n"
-     "add: writes runs/<run_id>/config.yaml + run.json and queues the runs; start them with\n"
-     "'caddie run'.\n"
-     "  --devices N         devices to estimate for (plan; default: a run's devices)\n"
-     "  --force             queue runs whose config is already done or queued (new -rN ids)\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
-     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"},
-    {"db", cmd_db, "migrate the results database, or rebuild it from the run directories",
-     "usage: caddie db migrate [--db FILE]\n"
-     "       caddie db rebuild [--runs-dir DIR] [--db FILE]\n"
-     "\n"
-     "migrate: apply the schema migrations compiled into caddie (also done on every open).\n"
-     "rebuild: empty the database and import every DIR/*/ holding run.json or config.yaml\n"
-     "(runs, sweeps, events, metrics, results, artifacts), all or nothing. The run\n"
-     "directories are the truth: a deleted database loses nothing. Stop 'caddie run' first.\n"
-     "  --runs-dir DIR      run directories to import (default $CADDIE_RUNS or ./runs)\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"import-run", cmd_import_run, "import run directories (e.g. of a standalone caddie train) into the DB",
-     "usage: caddie import-run DIR... [--no-replace] [--db FILE]\n"
-     "\n"
-     "Imports each run directory: run.json when present (a queued/run sweep run), else\n"
-     "config.yaml (a standalone 'caddie train'; done when result.json exists, else failed),\n"
-     "then metrics.jsonl, result.json and the artifact files. Prints run id, status, dir.\n"
-     "  --no-replace        fail when the run is already in the DB (default: replace it)\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"import-log", cmd_import_log, "import train_gpt.py-style training logs as runs (curves, score, params)",
-     "usage: caddie import-log FILE... [--sweep NAME] [--db FILE] [--runs-dir DIR] [--replace]\n"
-     "\n"
-     "Parses each log (any train_gpt.py dialect: printed source skipped, step lines, size\n"
-     "lines, final evaluation lines), writes a run directory DIR/imported/<run_id>/ (log.txt,\n"
-     "metrics.jsonl, result.json, config.yaml with the printed hyperparameters) and ingests\n"
-     "it. run_id is <sweep or parent folder>-<file name>. The score is the lowest val_bpb of\n"
-     "the final evaluations of the quantized model (see sweep/logparse.c). Prints one line\n"
-     "per run: run_id, status, val_bpb, claimed_val_bpb, score line, sweep.\n"
-     "  --sweep NAME        put the runs in this sweep (created when new)\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
-     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"
-     "  --replace           re-import a run that is already in the DB\n"},
-    {"import-record", cmd_import_record, "import Parameter Golf record folders (README, submission.json, logs)",
-     "usage: caddie import-record DIR... [--db FILE] [--runs-dir DIR] [--replace]\n"
-     "\n"
-     "Each record folder becomes a sweep named after the folder, with one run per log file\n"
-     "(*.log, *.txt; files without training output are skipped). The submission's claimed\n"
-     "val_bpb for a log (seed_results.<seed>, or val_bpb of a single-log record) is kept as\n"
-     "the param claimed_val_bpb next to the parsed results.val_bpb; seed logs of one\n"
-     "configuration share a group (sweep_groups: mean and std over seeds).\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"
-     "  --runs-dir DIR      where run directories go (default $CADDIE_RUNS or ./runs)\n"
-     "  --replace           re-import runs that are already in the DB\n"},
-    {"run", cmd_run, "the runner: start queued runs on GPUs or CPU slots, record everything in the DB",
-     "usage: caddie run [--devices LIST | --cpu-slots N [--threads N]] [--until-empty]\n"
-     "                  [--grace SECONDS] [--poll SECONDS] [--db FILE]\n"
-     "\n"
-     "The one process that drives the queue (one per DB: a second one is refused and told\n"
-     "who runs). Runs start in priority order, each in its own process group with\n"
-     "CUDA_VISIBLE_DEVICES set to its devices; an 8-device run reserves devices as they free\n"
-     "up, 1-device runs backfill only where they end before it can start. Curves are\n"
-     "ingested live. Timeout: TERM to the run's group, KILL after the grace. Non-zero exit,\n"
-     "NaN loss or no final result: failed (reason + last log lines in runs.error), retried\n"
-     "up to the sweep's `retries`. Runs a killed runner left behind are requeued at start.\n"
-     "SIGINT/SIGTERM: no new runs, TERM to the running ones (marked interrupted), exit\n"
-     "128+signal; a second signal KILLs them.\n"
-     "  --devices LIST      GPU ids, e.g. 0-7 or 0,2,4-5 (default: every GPU the NVIDIA\n"
-     "                      driver lists, else one CPU slot)\n"
-     "  --cpu-slots N       run N runs at a time on the CPU (CUDA_VISIBLE_DEVICES empty)\n"
-     "  --threads N         OMP_NUM_THREADS per CPU run (default: cores / N)\n"
-     "  --until-empty       exit once nothing runs and nothing runnable is queued\n"
-     "  --grace SECONDS     between TERM and KILL (default 10)\n"
-     "  --poll SECONDS      tick of the loop (default 0.5; a run's exit wakes it at once)\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"status", cmd_status, "is a runner active; runs per status; what runs now; recent failures",
-     "usage: caddie status [--db FILE]\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"ls", cmd_ls, "list runs: status, attempts, devices, val_bpb, bytes, duration",
-     "usage: caddie ls [--sweep NAME] [--status STATUS] [--db FILE]\n"
-     "  --sweep NAME        only the runs of this sweep\n"
-     "  --status STATUS     queued, running, done, failed, cancelled or interrupted\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"show", cmd_show, "everything about one run: summary, launch recipe, curves, events, error",
-     "usage: caddie show RUN [--db FILE]\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"logs", cmd_logs, "print what a run printed; -f follows it until the run ends",
-     "usage: caddie logs RUN [-f|--follow] [--db FILE]\n"
-     "Prints <run_dir>/log.txt (command engine) or console.txt (caddie engine: stdout and\n"
-     "stderr as captured by the runner).\n"
-     "  -f, --follow        keep printing new lines while the run is queued or running\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"cancel", cmd_cancel, "cancel a run, or every queued/running run of a sweep",
-     "usage: caddie cancel RUN|SWEEP [--db FILE]\n"
-     "A running run is stopped by the runner (TERM to its process group, KILL after the\n"
-     "grace) and stays cancelled.\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
-    {"retry", cmd_retry, "queue failed, cancelled or interrupted runs (of a run or a sweep) again",
-     "usage: caddie retry RUN|SWEEP [--db FILE]\n"
-     "Resets the attempt count, so the sweep's `retries` apply again.\n"
-     "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+     "Runs every backend op (matmul, embedding, rmsnorm, q/k norm + RoPE, attention, relu^2,\n"
+     "residual mixes, softcap cross-entropy, axpby/scale/sumsq/Adam; forward and backward) on\n"
+     "the CUDA backend and on the CPU reference with identical inputs, and compares each\n"
+     "output: NMSE against --max-nmse, NaN/Inf positions, guard values around outputs.\n"
+     "Prints one line per compared output and a summary; exit 0 when all pass, 1 when one\n"
+     "fails or when there is no CUDA backend (built without nvcc) or no visible device.\n"
+     "  --seed N        input data seed (default 1)\n"
+     "  --large         also run model-sized shapes (T=1024 attention, 4096-row norms)\n"
+     "  --max-nmse X    NMSE bound per output (default 1e-7, ggml's fp32 default)\n"
+     "  --quiet         print only failing outputs and the summary\n"},
     {0, 0, 0, 0},
 };
 

@@ -2,28 +2,12 @@
  * test_data_shard.c — shard files: write/read round trip, the exact header bytes, every
  * corruption case (one-line error naming the file with expected vs actual), sorted globs.
  */
-#include "check.h"
+#include "test_util.h"
 #include "shard.h"
 
-#include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char *tmp_path(const char *name) {
-    static char buf[8][4096];
-    static int k;
-    k = (k + 1) & 7;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", check_tmpdir(), name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) { perror(path); exit(2); }
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
 
 /* a valid shard image of n tokens (i*7 % 1000) into a malloc'd buffer */
 static unsigned char *shard_image(long n, size_t *len) {
@@ -43,7 +27,7 @@ static int one_line(const char *s) { return strchr(s, '\n') == NULL; }
 static void test_round_trip(void) {
     uint16_t toks[5000];
     for (int i = 0; i < 5000; i++) toks[i] = (uint16_t)(i * 31 % 65536);
-    const char *p = tmp_path("rt.bin");
+    const char *p = check_tmp_path("rt.bin");
     cad_err e;
     cad_err_clear(&e);
     CHECK_EQ_INT(cad_shard_write(p, toks, 5000, &e), CAD_OK);
@@ -78,7 +62,7 @@ static void test_round_trip(void) {
 }
 
 static void test_empty_shard(void) {
-    const char *p = tmp_path("empty.bin");
+    const char *p = check_tmp_path("empty.bin");
     cad_err e;
     CHECK_EQ_INT(cad_shard_write(p, NULL, 0, &e), CAD_OK);
     cad_shard s;
@@ -107,8 +91,8 @@ static void test_bad_magic(void) {
     unsigned char *b = shard_image(10, &n);
     int32_t m = 12345;
     memcpy(b, &m, 4);
-    const char *p = tmp_path("magic.bin");
-    write_bytes(p, b, n);
+    const char *p = check_tmp_path("magic.bin");
+    check_write_bytes(p, b, n);
     expect_open_fail(p, 0, CAD_EFORMAT, "magic 12345", "expected 20240520");
     free(b);
 }
@@ -118,8 +102,8 @@ static void test_bad_version(void) {
     unsigned char *b = shard_image(10, &n);
     int32_t v = 2;
     memcpy(b + 4, &v, 4);
-    const char *p = tmp_path("version.bin");
-    write_bytes(p, b, n);
+    const char *p = check_tmp_path("version.bin");
+    check_write_bytes(p, b, n);
     expect_open_fail(p, 0, CAD_EFORMAT, "version 2", "expected 1");
     free(b);
 }
@@ -129,18 +113,18 @@ static void test_count_size_mismatch(void) {
     unsigned char *b = shard_image(10, &n);
     int32_t c = 11; /* header claims one token more than the file holds */
     memcpy(b + 8, &c, 4);
-    const char *p = tmp_path("count.bin");
-    write_bytes(p, b, n);
+    const char *p = check_tmp_path("count.bin");
+    check_write_bytes(p, b, n);
     expect_open_fail(p, 0, CAD_EFORMAT, "11 tokens = 1046 bytes", "file is 1044 bytes");
     /* trailing garbage: file longer than the header says */
     c = 9;
     memcpy(b + 8, &c, 4);
-    write_bytes(p, b, n);
+    check_write_bytes(p, b, n);
     expect_open_fail(p, 0, CAD_EFORMAT, "9 tokens = 1042 bytes", "file is 1044 bytes");
     /* a negative count */
     c = -5;
     memcpy(b + 8, &c, 4);
-    write_bytes(p, b, n);
+    check_write_bytes(p, b, n);
     expect_open_fail(p, 0, CAD_EFORMAT, "negative token count -5", NULL);
     free(b);
 }
@@ -148,17 +132,17 @@ static void test_count_size_mismatch(void) {
 static void test_truncated(void) {
     size_t n;
     unsigned char *b = shard_image(100, &n);
-    const char *p = tmp_path("trunc.bin");
-    write_bytes(p, b, 1024 + 150); /* cut inside the tokens */
+    const char *p = check_tmp_path("trunc.bin");
+    check_write_bytes(p, b, 1024 + 150); /* cut inside the tokens */
     expect_open_fail(p, 0, CAD_EFORMAT, "100 tokens = 1224 bytes", "file is 1174 bytes");
-    write_bytes(p, b, 500); /* cut inside the header */
+    check_write_bytes(p, b, 500); /* cut inside the header */
     expect_open_fail(p, 0, CAD_EFORMAT, "truncated shard header", "500 bytes");
-    write_bytes(p, b, 0); /* empty file */
+    check_write_bytes(p, b, 0); /* empty file */
     expect_open_fail(p, 0, CAD_EFORMAT, "truncated shard header", "0 bytes");
     free(b);
     long cnt;
     cad_err e;
-    write_bytes(p, "xx", 2);
+    check_write_bytes(p, "xx", 2);
     CHECK_EQ_INT(cad_shard_read_header(p, &cnt, &e), CAD_EFORMAT);
     CHECK(strstr(e.msg, p) != NULL);
 }
@@ -168,8 +152,8 @@ static void test_id_out_of_vocab(void) {
     unsigned char *b = shard_image(50, &n); /* ids up to 343 */
     uint16_t big = 1024;
     memcpy(b + 1024 + 2 * 17, &big, 2);
-    const char *p = tmp_path("vocab.bin");
-    write_bytes(p, b, n);
+    const char *p = check_tmp_path("vocab.bin");
+    check_write_bytes(p, b, n);
     expect_open_fail(p, 1024, CAD_EFORMAT, "token 17 has id 1024", ">= vocab size 1024");
     cad_shard s;
     cad_err e;
@@ -181,7 +165,7 @@ static void test_id_out_of_vocab(void) {
 }
 
 static void test_missing_and_dir(void) {
-    expect_open_fail(tmp_path("nope.bin"), 0, CAD_EIO, "cannot open shard", "No such file");
+    expect_open_fail(check_tmp_path("nope.bin"), 0, CAD_EIO, "cannot open shard", "No such file");
     expect_open_fail(check_tmpdir(), 0, CAD_EIO, "not a regular file", NULL);
 }
 
@@ -222,10 +206,10 @@ static void test_glob_sorted_and_empty(void) {
 static void test_write_errors(void) {
     cad_err e;
     uint16_t t = 5;
-    const char *p = tmp_path("no/such/dir/x.bin");
+    const char *p = check_tmp_path("no/such/dir/x.bin");
     CHECK_EQ_INT(cad_shard_write(p, &t, 1, &e), CAD_EIO);
     CHECK(strstr(e.msg, p) != NULL);
-    CHECK_EQ_INT(cad_shard_write(tmp_path("neg.bin"), &t, -1, &e), CAD_ECONFIG);
+    CHECK_EQ_INT(cad_shard_write(check_tmp_path("neg.bin"), &t, -1, &e), CAD_ECONFIG);
     char name[64];
     CHECK_EQ_INT(cad_shard_name(name, sizeof name, "d", "val", 7), 0);
     CHECK_STR(name, "d/fineweb_val_000007.bin");

@@ -4,7 +4,7 @@
  * fields, the plain-text blank-line rule, error messages naming file:line, and Python's
  * str.strip() used by the tokenizer trainer feed.
  */
-#include "check.h"
+#include "test_util.h"
 #include "textdocs.h"
 #include "tokenizer.h"
 
@@ -53,20 +53,8 @@ static void test_json_string_decode(void) {
     }
 }
 
-static const char *write_tmp(const char *name, const char *content) {
-    static char path[8][4200];
-    static int k;
-    k = (k + 1) & 7;
-    snprintf(path[k], sizeof path[k], "%s/%s", check_tmpdir(), name);
-    FILE *f = fopen(path[k], "wb");
-    fputs(content, f);
-    fclose(f);
-    return path[k];
-}
-
 static void test_jsonl_reader(void) {
-    const char *p = write_tmp(
-        "a.jsonl",
+    const char *p = check_write_file(check_tmp_path("a.jsonl"),
         "{\"id\": 1, \"text\": \"first\\nline\", \"meta\": {\"x\": [1, 2.5e3, true, null, \"}\"]}}\n"
         "\n"
         "  {\"te\\u0078t\": \"escaped key\", \"lang\": \"en\"}  \n"
@@ -92,7 +80,7 @@ static void test_jsonl_reader(void) {
 }
 
 static void expect_doc_error(const char *name, const char *content, const char *want) {
-    const char *p = write_tmp(name, content);
+    const char *p = check_write_file(check_tmp_path(name), content);
     const char *inputs[] = {p};
     cad_docs d;
     cad_err e;
@@ -121,14 +109,14 @@ static void test_jsonl_errors(void) {
 }
 
 static void test_plain_text_rule(void) {
-    const char *p = write_tmp("b.txt",
+    const char *p = check_write_file(check_tmp_path("b.txt"),
                               "\n\nFirst doc line one\r\nline two\n"
                               "   \t\n"
                               "\n"
                               "Second doc\n"
                               "\n"
                               "Third doc, no final newline");
-    const char *q = write_tmp("c.txt", "Fourth doc in another file\n\n\n");
+    const char *q = check_write_file(check_tmp_path("c.txt"), "Fourth doc in another file\n\n\n");
     const char *inputs[] = {p, q};
     cad_docs d;
     cad_err e;

@@ -5,7 +5,6 @@
  * the same content as the original (sweeps, runs, params, events, metrics, results,
  * artifacts), including queued runs that never started.
  */
-#include "check.h"
 #include "config.h"
 #include "ingest.h"
 #include "plan.h"
@@ -14,28 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test_util.h"
+
 static int counter;
 
-static cad_db *open_db(const char *name) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s", check_tmpdir(), name);
-    cad_db *db = NULL;
-    cad_err e;
-    if (cad_db_open(p, 0, &db, &e)) printf("open: %s\n", e.msg);
-    return db;
-}
-
-static double q1(cad_db *db, const char *sql) {
-    sqlite3_stmt *st;
-    double v = NAN;
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
-        printf("prepare: %s\n", sqlite3_errmsg(cad_db_handle(db)));
-        return NAN;
-    }
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
+static cad_db *open_db(const char *name) { return check_db_open(check_tmp_path(name)); }
 
 static void append_file(const char *dir, const char *name, const char *text) {
     char p[4400];
@@ -72,7 +54,7 @@ static void test_incremental_metrics(void) {
                 "{\"step\":2,\"name\":\"train_lo");
     CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
     CHECK_EQ_INT(s.metrics_rows, 2);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 2);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 2);
     /* the partial line completes; a malformed line and an unknown name are tolerated */
     append_file(dir, "metrics.jsonl",
                 "ss\",\"value\":6.1,\"wall_ms\":80}\n"
@@ -82,8 +64,8 @@ static void test_incremental_metrics(void) {
     CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
     CHECK_EQ_INT(s.metrics_rows, 5);
     CHECK_EQ_INT(s.bad_lines, 1);
-    CHECK(q1(db, "SELECT value FROM metrics WHERE name='train_loss' AND step=2") == 6.1);
-    CHECK(q1(db, "SELECT count(*) FROM metrics WHERE name='some_new_metric' AND value IS NULL") == 1);
+    CHECK(check_sql_double(db, "SELECT value FROM metrics WHERE name='train_loss' AND step=2") == 6.1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics WHERE name='some_new_metric' AND value IS NULL") == 1);
     /* a garbled line that still looks like an object: the batch falls back line by line */
     append_file(dir, "metrics.jsonl",
                 "{\"step\":3,\"name\":\"train_loss\",\"value\":5.9}\n"
@@ -93,12 +75,12 @@ static void test_incremental_metrics(void) {
     CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
     CHECK_EQ_INT(s.metrics_rows, 7);
     CHECK_EQ_INT(s.bad_lines, 3);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 7);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 7);
     /* re-ingesting from scratch never duplicates */
     cad_ingest_state fresh;
     cad_ingest_state_init(&fresh);
     CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &fresh, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 7);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 7);
     CHECK_EQ_INT(fresh.metrics_rows, 7);
     CHECK_EQ_INT(s.result_done, 0);
     /* result.json finishes it: results row, provenance, artifacts */
@@ -119,11 +101,11 @@ static void test_incremental_metrics(void) {
     CHECK_EQ_INT(cad_ingest_run_dir(db, "inc", dir, &s, &e), CAD_OK);
     CHECK_EQ_INT(s.result_done, 1);
     CHECK_EQ_INT(s.artifacts_done, 1);
-    CHECK(q1(db, "SELECT val_bpb FROM results WHERE run_id='inc'") == 1.4801234567);
-    CHECK(q1(db, "SELECT partial FROM results") == 1);
-    CHECK(q1(db, "SELECT prequant_val_bpb IS NULL FROM results") == 1);
-    CHECK(q1(db, "SELECT engine_version='caddie 9.9' AND git_commit='deadbeef' AND git_dirty=0 FROM runs") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM artifacts WHERE kind IN ('metrics','result') AND length(sha256)=64") == 2);
+    CHECK(check_sql_double(db, "SELECT val_bpb FROM results WHERE run_id='inc'") == 1.4801234567);
+    CHECK(check_sql_double(db, "SELECT partial FROM results") == 1);
+    CHECK(check_sql_double(db, "SELECT prequant_val_bpb IS NULL FROM results") == 1);
+    CHECK(check_sql_double(db, "SELECT engine_version='caddie 9.9' AND git_commit='deadbeef' AND git_dirty=0 FROM runs") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM artifacts WHERE kind IN ('metrics','result') AND length(sha256)=64") == 2);
     cad_db_close(db);
 }
 
@@ -146,8 +128,8 @@ static void test_write_metric_roundtrip(void) {
     cad_ingest_state_init(&s);
     CHECK_EQ_INT(cad_ingest_run_dir(db, "wm", dir, &s, &e), CAD_OK);
     CHECK_EQ_INT(s.metrics_rows, 2);
-    CHECK(q1(db, "SELECT value IS NULL AND wall_ms IS NULL FROM metrics WHERE step=7") == 1);
-    CHECK(q1(db, "SELECT value FROM metrics WHERE step=8") == 2.25);
+    CHECK(check_sql_double(db, "SELECT value IS NULL AND wall_ms IS NULL FROM metrics WHERE step=7") == 1);
+    CHECK(check_sql_double(db, "SELECT value FROM metrics WHERE step=8") == 2.25);
     cad_db_close(db);
 }
 
@@ -170,9 +152,9 @@ static void test_import_standalone_train_dir(void) {
     char id[CAD_RUN_ID_MAX];
     CHECK_EQ_INT(cad_ingest_import(db, dir, 1, id, sizeof id, &e), CAD_OK);
     CHECK_STR(id, "solo");
-    CHECK(q1(db, "SELECT status='failed' AND error LIKE 'no result.json%' FROM runs") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=5.25") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 1);
+    CHECK(check_sql_double(db, "SELECT status='failed' AND error LIKE 'no result.json%' FROM runs") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=5.25") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 1);
     cad_result res;
     cad_result_init(&res);
     res.val_bpb = 1.3;
@@ -180,9 +162,9 @@ static void test_import_standalone_train_dir(void) {
     CHECK_EQ_INT(cad_ingest_write_result(p, "solo", &res, &e), CAD_OK);
     CHECK_EQ_INT(cad_ingest_import(db, dir, 0, id, sizeof id, &e), CAD_ERR); /* exists */
     CHECK_EQ_INT(cad_ingest_import(db, dir, 1, id, sizeof id, &e), CAD_OK);
-    CHECK(q1(db, "SELECT status='done' FROM runs") == 1);
-    CHECK(q1(db, "SELECT val_bpb FROM run_summary") == 1.3);
-    CHECK(q1(db, "SELECT count(*) FROM runs") == 1);
+    CHECK(check_sql_double(db, "SELECT status='done' FROM runs") == 1);
+    CHECK(check_sql_double(db, "SELECT val_bpb FROM run_summary") == 1.3);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs") == 1);
     cad_db_close(db);
 }
 
@@ -298,8 +280,8 @@ static void test_rebuild_equals_original(void) {
         size_t from = i > 200 ? i - 200 : 0;
         printf("differs at %zu:\nbefore: %.400s\nafter:  %.400s\n", i, before + from, after + from);
     }
-    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 50);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 50);
     /* rebuilding again gives the same again */
     CHECK_EQ_INT(cad_ingest_rebuild(db, runs, &n, &e), CAD_OK);
     char *again = dump(db);
@@ -314,7 +296,7 @@ static void test_rebuild_equals_original(void) {
     append_file(bad, "run.json", "{not json");
     CHECK(cad_ingest_rebuild(db, runs, &n, &e) != CAD_OK);
     CHECK(strstr(e.msg, "zzz-broken") != NULL);
-    CHECK(q1(db, "SELECT count(*) FROM runs") == 6);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs") == 6);
     cad_plan_free(&p);
     cad_sweep_spec_free(s);
     cad_db_close(db);

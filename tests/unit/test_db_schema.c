@@ -4,7 +4,6 @@
  * valid flag, the sweep_groups statistics, cancel/retry by sweep, run.json and the launch
  * recipe (values stay literal).
  */
-#include "check.h"
 #include "db.h"
 
 #include <sqlite3.h>
@@ -12,33 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int db_counter;
+#include "test_util.h"
 
-static cad_db *fresh_db(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/t%d.db", check_tmpdir(), db_counter++);
-    cad_db *db = NULL;
-    cad_err e;
-    if (cad_db_open(path, 0, &db, &e) != CAD_OK) {
-        printf("open failed: %s\n", e.msg);
-        return NULL;
-    }
-    return db;
-}
-
-/* First column of the first row of sql as a double (NAN when NULL or no row). */
-static double q1(cad_db *db, const char *sql) {
-    sqlite3_stmt *s;
-    double v = NAN;
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &s, NULL) != SQLITE_OK) {
-        printf("prepare failed: %s: %s\n", sql, sqlite3_errmsg(cad_db_handle(db)));
-        return NAN;
-    }
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-        v = sqlite3_column_double(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
+static cad_db *fresh_db(void) { return check_db_open(check_tmp_fresh("t.db")); }
 
 static int add_run(cad_db *db, const char *id, int64_t sweep_id, const char *config, long seed,
                    const char *group) {
@@ -71,9 +46,9 @@ static void test_migrations_idempotent(void) {
     /* reopen (auto-migrate is a no-op), then read-only */
     CHECK_EQ_INT(cad_db_open(path, 0, &db, &e), CAD_OK);
     CHECK_EQ_INT(cad_db_schema_version(db), cad_db_schema_latest());
-    CHECK(q1(db, "SELECT count(*) FROM sqlite_master WHERE type='view' AND name IN "
+    CHECK(check_sql_double(db, "SELECT count(*) FROM sqlite_master WHERE type='view' AND name IN "
                  "('run_summary','leaderboard','sweep_groups','curves')") == 4);
-    CHECK(q1(db, "PRAGMA foreign_keys") == 1);
+    CHECK(check_sql_double(db, "PRAGMA foreign_keys") == 1);
     {
         sqlite3_stmt *st;
         sqlite3_prepare_v2(cad_db_handle(db), "PRAGMA journal_mode", -1, &st, NULL);
@@ -82,8 +57,8 @@ static void test_migrations_idempotent(void) {
     }
     cad_db_close(db);
     CHECK_EQ_INT(cad_db_open(path, CAD_DB_READONLY, &db, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM run_summary") == 0);
-    CHECK(q1(db, "SELECT count(*) FROM sqlite_master") > 0);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM run_summary") == 0);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM sqlite_master") > 0);
     cad_db_close(db);
     /* a DB newer than this binary is refused */
     sqlite3 *h;
@@ -112,18 +87,18 @@ static void test_params_are_typed(void) {
                                        "\"tokenizer_path\":\"a b.model\",\"tie_embeddings\":true}",
                          1, "g"),
                  CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM runs r JOIN params p USING(run_id) "
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs r JOIN params p USING(run_id) "
                  "WHERE p.key='qk_gain_init' AND p.num=5.25") == 1);
-    CHECK(q1(db, "SELECT num FROM params WHERE key='vocab_size'") == 1024);
-    CHECK(q1(db, "SELECT num FROM params WHERE key='tie_embeddings'") == 1);
-    CHECK(q1(db, "SELECT text='a b.model' FROM params WHERE key='tokenizer_path'") == 1);
-    CHECK(q1(db, "SELECT num IS NULL FROM params WHERE key='tokenizer_path'") == 1);
+    CHECK(check_sql_double(db, "SELECT num FROM params WHERE key='vocab_size'") == 1024);
+    CHECK(check_sql_double(db, "SELECT num FROM params WHERE key='tie_embeddings'") == 1);
+    CHECK(check_sql_double(db, "SELECT text='a b.model' FROM params WHERE key='tokenizer_path'") == 1);
+    CHECK(check_sql_double(db, "SELECT num IS NULL FROM params WHERE key='tokenizer_path'") == 1);
     cad_err e;
     CHECK_EQ_INT(add_run(db, "r1", -1, "{}", 1, "g"), CAD_ERR); /* duplicate id */
     /* not a JSON object: nothing is inserted */
     cad_run_new bad = {.run_id = "r2", .sweep_id = -1, .config = "[1,2", .git_dirty = -1};
     CHECK(cad_db_insert_run(db, &bad, &e) != CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM runs WHERE run_id='r2'") == 0);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE run_id='r2'") == 0);
     cad_db_close(db);
 }
 
@@ -171,10 +146,10 @@ static void test_state_machine_and_events(void) {
     CHECK_EQ_INT(r.attempts, 2);
     cad_run_free(&r);
     CHECK_EQ_INT(cad_db_finish(db, "a", CAD_RUN_DONE, 1, 0, NULL, "exit 0", &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM events WHERE run_id='a'") == 6);
-    CHECK(q1(db, "SELECT count(*) FROM events WHERE run_id='a' AND from_status IS NULL "
+    CHECK(check_sql_double(db, "SELECT count(*) FROM events WHERE run_id='a'") == 6);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM events WHERE run_id='a' AND from_status IS NULL "
                  "AND to_status='queued'") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM events WHERE reason='retry 1/2' AND from_status='failed'") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM events WHERE reason='retry 1/2' AND from_status='failed'") == 1);
     CHECK_EQ_INT(cad_db_claim_next(db, 1, &c, &claimed, &r, &e), CAD_OK);
     CHECK_EQ_INT(claimed, 0);
     CHECK_EQ_INT(cad_db_set_status(db, "nope", CAD_RUN_DONE, "x", &e), CAD_ERR);
@@ -236,12 +211,12 @@ static void test_metrics_insert_replaces(void) {
     }
     CHECK_EQ_INT(cad_db_insert_metrics(db, "m", rows, 200, &e), CAD_OK);
     CHECK_EQ_INT(cad_db_insert_metrics(db, "m", rows, 200, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM metrics") == 200);
-    CHECK(q1(db, "SELECT count(*) FROM metrics WHERE value IS NULL") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM metrics WHERE wall_ms IS NULL") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 200);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics WHERE value IS NULL") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics WHERE wall_ms IS NULL") == 1);
     rows[0].value = 42;
     CHECK_EQ_INT(cad_db_insert_metrics(db, "m", rows, 1, &e), CAD_OK);
-    CHECK(q1(db, "SELECT value FROM curves WHERE run_id='m' AND name='train_loss' AND step=0") == 42);
+    CHECK(check_sql_double(db, "SELECT value FROM curves WHERE run_id='m' AND name='train_loss' AND step=0") == 42);
     /* metrics of an unknown run violate the foreign key */
     CHECK(cad_db_insert_metrics(db, "ghost", rows, 1, &e) != CAD_OK);
     cad_db_close(db);
@@ -269,10 +244,10 @@ static void test_result_valid_flag(void) {
     r.artifact_bytes = 100;
     r.train_ms = 600001;
     CHECK_EQ_INT(cad_db_set_result(db, "slow", &r, &e), CAD_OK);
-    CHECK(q1(db, "SELECT valid FROM run_summary WHERE run_id='ok'") == 1);
-    CHECK(q1(db, "SELECT valid FROM run_summary WHERE run_id='big'") == 0);
-    CHECK(q1(db, "SELECT valid FROM run_summary WHERE run_id='slow'") == 0);
-    CHECK(q1(db, "SELECT git_dirty FROM runs WHERE run_id='ok'") == 1);
+    CHECK(check_sql_double(db, "SELECT valid FROM run_summary WHERE run_id='ok'") == 1);
+    CHECK(check_sql_double(db, "SELECT valid FROM run_summary WHERE run_id='big'") == 0);
+    CHECK(check_sql_double(db, "SELECT valid FROM run_summary WHERE run_id='slow'") == 0);
+    CHECK(check_sql_double(db, "SELECT git_dirty FROM runs WHERE run_id='ok'") == 1);
     cad_result back;
     int found;
     CHECK_EQ_INT(cad_db_get_result(db, "ok", &back, &found, &e), CAD_OK);
@@ -304,13 +279,13 @@ static void test_sweep_groups_statistics(void) {
     }
     double mean = (v[0] + v[1] + v[2]) / 3, ss = 0;
     for (int i = 0; i < 3; i++) ss += (v[i] - mean) * (v[i] - mean);
-    CHECK(q1(db, "SELECT n FROM sweep_groups WHERE sweep='s'") == 3);
-    CHECK_NEAR(q1(db, "SELECT mean_val_bpb FROM sweep_groups"), mean, 1e-12, 0);
-    CHECK_NEAR(q1(db, "SELECT std_val_bpb FROM sweep_groups"), sqrt(ss / 2), 1e-9, 0);
-    CHECK_NEAR(q1(db, "SELECT min_val_bpb FROM sweep_groups"), 1.2, 1e-12, 0);
-    CHECK(q1(db, "SELECT config = '{\"lr\":0.04}' FROM sweep_groups") == 1);
-    CHECK(q1(db, "SELECT rank FROM leaderboard WHERE run_id='g0'") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM leaderboard") == 3);
+    CHECK(check_sql_double(db, "SELECT n FROM sweep_groups WHERE sweep='s'") == 3);
+    CHECK_NEAR(check_sql_double(db, "SELECT mean_val_bpb FROM sweep_groups"), mean, 1e-12, 0);
+    CHECK_NEAR(check_sql_double(db, "SELECT std_val_bpb FROM sweep_groups"), sqrt(ss / 2), 1e-9, 0);
+    CHECK_NEAR(check_sql_double(db, "SELECT min_val_bpb FROM sweep_groups"), 1.2, 1e-12, 0);
+    CHECK(check_sql_double(db, "SELECT config = '{\"lr\":0.04}' FROM sweep_groups") == 1);
+    CHECK(check_sql_double(db, "SELECT rank FROM leaderboard WHERE run_id='g0'") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM leaderboard") == 3);
     double mean_s = 0;
     int n = 0;
     CHECK_EQ_INT(cad_db_mean_duration(db, "s", NULL, 1, &mean_s, &n, &e), CAD_OK);
@@ -334,13 +309,13 @@ static void test_cancel_retry_by_sweep(void) {
     int n = -1;
     CHECK_EQ_INT(cad_db_cancel(db, "sw", NULL, &n, &e), CAD_OK);
     CHECK_EQ_INT(n, 2);
-    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='cancelled'") == 2);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='cancelled'") == 2);
     CHECK_EQ_INT(cad_db_retry(db, "x1", NULL, &n, &e), CAD_OK);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(cad_db_retry(db, "sw", NULL, &n, &e), CAD_OK);
     CHECK_EQ_INT(n, 1);
-    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
-    CHECK(q1(db, "SELECT status='done' FROM runs WHERE run_id='x3'") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
+    CHECK(check_sql_double(db, "SELECT status='done' FROM runs WHERE run_id='x3'") == 1);
     CHECK_EQ_INT(cad_db_cancel(db, "nothing", NULL, &n, &e), CAD_ERR);
     CHECK(strstr(e.msg, "no run or sweep 'nothing'") != NULL);
     cad_db_close(db);
@@ -374,17 +349,14 @@ static void test_launch_literal_and_run_json(void) {
     CHECK_EQ_INT(cad_db_set_status(db, "L", CAD_RUN_CANCELLED, "user", &e), CAD_OK);
     char path[4300];
     snprintf(path, sizeof path, "%s/run.json", dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    if (f) {
-        char buf[8192];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = 0;
-        fclose(f);
+    char *buf = check_slurp(path, NULL);
+    CHECK(buf != NULL);
+    if (buf) {
         CHECK(strstr(buf, "\"status\":\"cancelled\"") != NULL);
         CHECK(strstr(buf, "\"to\":\"cancelled\"") != NULL);
         CHECK(strstr(buf, "; rm -rf ~") != NULL);
     }
+    free(buf);
     cad_db_close(db);
 }
 

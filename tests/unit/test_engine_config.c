@@ -4,21 +4,10 @@
  * the resolved config.yaml reading back to the same values, and the key-table API the sweep
  * validator uses.
  */
-#include "check.h"
+#include "test_util.h"
 #include "config.h"
 
 #include <stdlib.h>
-
-static const char *write_file(const char *name, const char *text) {
-    static char path[4][4096];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(path[k], sizeof path[k], "%s/%s", check_tmpdir(), name);
-    FILE *f = fopen(path[k], "w");
-    fputs(text, f);
-    fclose(f);
-    return path[k];
-}
 
 static void test_defaults_are_train_gpt(void) {
     cad_config c;
@@ -66,7 +55,7 @@ static void test_defaults_are_train_gpt(void) {
 }
 
 static void test_precedence_file_env_set(void) {
-    const char *path = write_file("prec.yaml",
+    const char *path = check_write_file(check_tmp_path("prec.yaml"),
                                   "# comment\n"
                                   "num_layers: 4\n"
                                   "model_dim: 256\n"
@@ -100,7 +89,7 @@ static void test_unknown_key_closest_name(void) {
     CHECK_STR(cad_config_key_closest("QK_GAIN"), "qk_gain_init");
     CHECK(cad_config_key_find("nope") == NULL);
 
-    const char *path = write_file("unk.yaml", "num_layers: 4\nmodel_dmi: 256\n");
+    const char *path = check_write_file(check_tmp_path("unk.yaml"), "num_layers: 4\nmodel_dmi: 256\n");
     cad_config c;
     cad_err e = {0};
     CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
@@ -119,19 +108,19 @@ static void test_unknown_key_closest_name(void) {
 }
 
 static void test_type_errors_name_the_place(void) {
-    const char *path = write_file("type.yaml", "num_layers: 4\niterations: many\n");
+    const char *path = check_write_file(check_tmp_path("type.yaml"), "num_layers: 4\niterations: many\n");
     cad_config c;
     cad_err e = {0};
     CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
     CHECK_MSG(strstr(e.msg, "type.yaml:2:13") && strstr(e.msg, "integer expected"), "%s", e.msg);
     cad_config_free(&c);
 
-    path = write_file("type2.yaml", "tie_embeddings: maybe\n");
+    path = check_write_file(check_tmp_path("type2.yaml"), "tie_embeddings: maybe\n");
     CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
     CHECK_MSG(strstr(e.msg, "boolean expected"), "%s", e.msg);
     cad_config_free(&c);
 
-    path = write_file("type3.yaml", "num_layers: [1, 2]\n");
+    path = check_write_file(check_tmp_path("type3.yaml"), "num_layers: [1, 2]\n");
     CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
     CHECK_MSG(strstr(e.msg, "type3.yaml:1:13"), "%s", e.msg);
     cad_config_free(&c);
@@ -193,7 +182,7 @@ static void test_resolved_yaml_round_trips(void) {
 }
 
 static void test_yaml_list_joins(void) {
-    const char *path = write_file("list.yaml", "code_files:\n  - engine/*.c\n  - sweep/cmd_train.c\n");
+    const char *path = check_write_file(check_tmp_path("list.yaml"), "code_files:\n  - engine/*.c\n  - sweep/cmd_train.c\n");
     cad_config c;
     cad_err e = {0};
     CHECK_MSG(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_OK, "%s", e.msg);

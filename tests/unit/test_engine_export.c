@@ -3,21 +3,17 @@
  * quantize_float_tensor (fixture from tests/scripts/gen_optim_fixture.py), fp16 rounding like
  * torch, round-trip error bounds per row, exact fp32 for control tensors, and format errors.
  */
-#include "check.h"
 #include "export.h"
 #include "safetensors.h"
 
 #include <zlib.h>
 
+#include "test_util.h"
+
 static cad_safetensors_file fx;
 static int fx_ok;
 
-static const cad_named_tensor *fx_get(const char *name) {
-    for (int i = 0; i < fx.n; i++)
-        if (strcmp(fx.tensors[i].name, name) == 0) return &fx.tensors[i];
-    fprintf(stdout, "fixture tensor '%s' missing\n", name);
-    exit(1);
-}
+static const cad_named_tensor *fx_get(const char *name) { return check_tensor_get(&fx, name); }
 
 static void test_f16_matches_torch(void) {
     if (!fx_ok) return;
@@ -52,14 +48,6 @@ static void test_per_row_matches_torch(void) {
     free(q), free(s), free(work);
 }
 
-static const char *tmp_path(const char *name) {
-    static char p[4][4200];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(p[k], sizeof p[k], "%s/%s", check_tmpdir(), name);
-    return p[k];
-}
-
 static void test_per_tensor_matches_torch(void) {
     if (!fx_ok) return;
     const cad_named_tensor *v = fx_get("q_vec"), *qref = fx_get("q_vec_q");
@@ -69,10 +57,10 @@ static void test_per_tensor_matches_torch(void) {
     CHECK_EQ_INT(cad_int8_scheme(&t), CAD_Q_PER_TENSOR);
     cad_int8_stats st;
     cad_err e = {0};
-    CHECK(cad_int8_export(tmp_path("vec.ptz"), &t, 1, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(check_tmp_path("vec.ptz"), &t, 1, &st, &e) == CAD_OK);
     cad_named_tensor r = t;
     r.data = back;
-    CHECK_MSG(cad_int8_import(tmp_path("vec.ptz"), &r, 1, &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(cad_int8_import(check_tmp_path("vec.ptz"), &r, 1, &e) == CAD_OK, "%s", e.msg);
     int bad = 0;
     for (size_t i = 0; i < v->numel; i++) bad += back[i] != qref->data[i] * sref;
     CHECK_MSG(bad == 0, "%d of %zu dequantized values differ from torch's q*scale", bad, v->numel);
@@ -112,7 +100,7 @@ static void test_round_trip_bounds(void) {
     make_state(&b, 2); /* receives the round trip */
     cad_int8_stats st;
     cad_err e = {0};
-    const char *p = tmp_path("model.ptz");
+    const char *p = check_tmp_path("model.ptz");
     CHECK_MSG(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK, "%s", e.msg);
     CHECK_MSG(cad_int8_import(p, b.t, 5, &e) == CAD_OK, "%s", e.msg);
     CHECK_EQ_INT(st.num_tensors, 5);
@@ -163,40 +151,30 @@ static void test_format_errors(void) {
     cad_err e = {0};
     cad_int8_stats st;
     char p[4200];
-    snprintf(p, sizeof p, "%s", tmp_path("ok.ptz"));
+    snprintf(p, sizeof p, "%s", check_tmp_path("ok.ptz"));
     CHECK(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK);
 
     /* missing file */
-    CHECK(cad_int8_import(tmp_path("nope.ptz"), a.t, 5, &e) == CAD_EIO);
+    CHECK(cad_int8_import(check_tmp_path("nope.ptz"), a.t, 5, &e) == CAD_EIO);
     /* not zlib */
-    const char *g = tmp_path("garbage.ptz");
-    FILE *f = fopen(g, "wb");
-    fputs("this is not a zlib stream at all", f);
-    fclose(f);
+    const char *g = check_tmp_path("garbage.ptz");
+    check_write_file(g, "this is not a zlib stream at all");
     CHECK(cad_int8_import(g, a.t, 5, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "garbage.ptz"), "%s", e.msg);
     /* zlib, wrong magic */
     unsigned char z[128];
     uLongf zl = sizeof z;
     compress2(z, &zl, (const Bytef *)"NOTMAGIC\1\0\0\0\0\0\0\0", 16, 9);
-    const char *wm = tmp_path("magic.ptz");
-    f = fopen(wm, "wb");
-    fwrite(z, 1, zl, f);
-    fclose(f);
+    const char *wm = check_tmp_path("magic.ptz");
+    check_write_bytes(wm, z, zl);
     CHECK(cad_int8_import(wm, a.t, 5, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "bad magic"), "%s", e.msg);
     /* truncated artifact */
-    f = fopen(p, "rb");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)n);
-    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    const char *tr = tmp_path("trunc.ptz");
-    f = fopen(tr, "wb");
-    fwrite(buf, 1, (size_t)n / 2, f);
-    fclose(f);
+    size_t n = 0;
+    char *buf = check_slurp(p, &n);
+    CHECK(buf != NULL);
+    const char *tr = check_tmp_path("trunc.ptz");
+    check_write_bytes(tr, buf ? buf : "", n / 2);
     free(buf);
     CHECK(cad_int8_import(tr, a.t, 5, &e) == CAD_EFORMAT);
     /* model lacks a tensor the file has; model has a tensor the file lacks; shape differs */

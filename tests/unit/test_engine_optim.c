@@ -3,23 +3,18 @@
  * optim_ref.safetensors from tests/scripts/gen_optim_fixture.py) and the lr_mul / momentum
  * schedules against values worked out by hand from train_gpt.py's formulas.
  */
-#include "check.h"
 #include "backend.h"
 #include "config.h"
 #include "optim.h"
 #include "model.h"
 #include "parity_fixture.h"
 #include "safetensors.h"
+#include "test_util.h"
 
 static cad_safetensors_file fx;
 static int fx_ok;
 
-static const cad_named_tensor *fx_get(const char *name) {
-    for (int i = 0; i < fx.n; i++)
-        if (strcmp(fx.tensors[i].name, name) == 0) return &fx.tensors[i];
-    fprintf(stdout, "fixture tensor '%s' missing\n", name);
-    exit(1);
-}
+static const cad_named_tensor *fx_get(const char *name) { return check_tensor_get(&fx, name); }
 
 static double max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0;

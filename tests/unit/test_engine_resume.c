@@ -4,16 +4,14 @@
  * from it to N: the train losses after the checkpoint and the final weights must be
  * bit-identical (CPU, same threads). Also the checkpoint file's own error handling.
  */
-#include "check.h"
+#include "test_util.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "safetensors.h"
 #include "shard.h"
 #include "train.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static char data_dir[4200];
 
@@ -61,27 +59,10 @@ static int config(cad_config *c, const char *run, const char *weights, int n_ext
 }
 
 static int run_quiet(cad_config *c, cad_err *e) {
-    fflush(stdout);
-    int saved = dup(1), fd = open("/dev/null", O_WRONLY);
-    dup2(fd, 1);
-    close(fd);
+    int saved = check_stdout_redirect("/dev/null");
     int rc = cad_train_run(c, e);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
+    check_stdout_restore(saved);
     return rc;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = calloc((size_t)n + 1, 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    return b;
 }
 
 /* the train_loss text of step S in a log ("step:S/8 train_loss:X.XXXX") */
@@ -113,13 +94,13 @@ static void test_resume_is_bit_identical(void) {
     if (config(&c, "split", "resumed.safetensors", 1, rs)) { CHECK(0); return; }
     char log_path[4300];
     snprintf(log_path, sizeof log_path, "%s/split/log.txt", check_tmpdir());
-    char *before = slurp(log_path);
+    char *before = check_slurp(log_path, NULL);
     size_t before_len = before ? strlen(before) : 0;
     CHECK_MSG(run_quiet(&c, &e) == CAD_OK, "%s", e.msg);
     char straight_log[4300];
     snprintf(straight_log, sizeof straight_log, "%s/straight/log.txt", check_tmpdir());
-    char *log_a = slurp(straight_log);
-    char *log_c = slurp(log_path);
+    char *log_a = check_slurp(straight_log, NULL);
+    char *log_c = check_slurp(log_path, NULL);
     CHECK(log_a && log_c && strlen(log_c) > before_len);
     const char *resumed = log_c ? log_c + before_len : NULL;
     CHECK(resumed && strstr(resumed, "resume:step:4/8") != NULL);
@@ -177,9 +158,7 @@ static void test_checkpoint_errors(void) {
     /* truncated, wrong magic */
     CHECK(truncate(path, 30) == 0);
     CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EFORMAT);
-    f = fopen(path, "wb");
-    fputs("NOTACKPTxxxxxxxx", f);
-    fclose(f);
+    check_write_file(path, "NOTACKPTxxxxxxxx");
     CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "bad magic"), "%s", e.msg);
 }

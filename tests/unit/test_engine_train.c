@@ -5,15 +5,13 @@
  * restores weights, optimizer and loader, so the losses equal a run without warmup, bit for
  * bit), init_from/save_weights, code_files accounting, and errors before any work.
  */
-#include "check.h"
+#include "test_util.h"
 #include "config.h"
 #include "safetensors.h"
 #include "shard.h"
 #include "train.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static char data_dir[4200];
 
@@ -63,30 +61,13 @@ static int tiny_config(cad_config *c, const char *run, int n_extra, char **extra
     return rc;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = calloc((size_t)n + 1, 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    return b;
-}
-
 /* Run training with stdout captured into run_dir/../<run>.stdout; returns the status. */
 static int run_captured(cad_config *c, const char *run, cad_err *e) {
     char out[4300];
     snprintf(out, sizeof out, "%s/%s.stdout", check_tmpdir(), run);
-    fflush(stdout);
-    int saved = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    close(fd);
+    int saved = check_stdout_redirect(out);
     int rc = cad_train_run(c, e);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
+    check_stdout_restore(saved);
     return rc;
 }
 
@@ -111,10 +92,10 @@ static void test_run_dir_contract(void) {
     cad_err e = {0};
     int rc = run_captured(&c, "basic", &e);
     CHECK_MSG(rc == CAD_OK, "%s", e.msg);
-    char *log = slurp(run_file("basic", "log.txt"));
+    char *log = check_slurp(run_file("basic", "log.txt"), NULL);
     char so[4300];
     snprintf(so, sizeof so, "%s/basic.stdout", check_tmpdir());
-    char *out = slurp(so);
+    char *out = check_slurp(so, NULL);
     CHECK(log && out);
     if (!log || !out) { free(log), free(out); cad_config_free(&c); return; }
     CHECK_MSG(strcmp(log, out) == 0, "log.txt differs from stdout");
@@ -133,7 +114,7 @@ static void test_run_dir_contract(void) {
     CHECK_EQ_INT(n, 8);
     CHECK_MSG(n == 8 && tl[7] < tl[0] - 0.3, "loss did not fall: %g -> %g", tl[0], n ? tl[n - 1] : 0);
 
-    char *res = slurp(run_file("basic", "result.json"));
+    char *res = check_slurp(run_file("basic", "result.json"), NULL);
     CHECK(res != NULL);
     if (res) {
         static const char *fields[] = {"\"run_id\":\"t\"", "\"val_loss\":", "\"val_bpb\":", "\"prequant_val_loss\":",
@@ -152,11 +133,11 @@ static void test_run_dir_contract(void) {
                  (long long)(art.st_size + st.st_size), (long long)art.st_size, (long long)st.st_size);
         CHECK_MSG(strstr(res, want), "want %s in %s", want, res);
     }
-    char *mj = slurp(run_file("basic", "metrics.jsonl"));
+    char *mj = check_slurp(run_file("basic", "metrics.jsonl"), NULL);
     CHECK(mj && strstr(mj, "{\"step\":1,\"name\":\"train_loss\",\"value\":"));
     CHECK(mj && strstr(mj, "\"name\":\"val_bpb\""));
     CHECK(mj && strstr(mj, "\"name\":\"tokens_per_s\""));
-    char *cy = slurp(run_file("basic", "config.yaml"));
+    char *cy = check_slurp(run_file("basic", "config.yaml"), NULL);
     CHECK(cy && strstr(cy, "num_layers: 2\n") && strstr(cy, "model_dim: 32\n"));
     free(log), free(out), free(res), free(mj), free(cy);
     cad_config_free(&c);
@@ -172,7 +153,7 @@ static void test_warmup_restores_everything(void) {
     cad_err e = {0};
     CHECK_MSG(run_captured(&a, "w0", &e) == CAD_OK, "%s", e.msg);
     CHECK_MSG(run_captured(&b, "w3", &e) == CAD_OK, "%s", e.msg);
-    char *la = slurp(run_file("w0", "log.txt")), *lb = slurp(run_file("w3", "log.txt"));
+    char *la = check_slurp(run_file("w0", "log.txt"), NULL), *lb = check_slurp(run_file("w3", "log.txt"), NULL);
     CHECK(la && lb);
     if (la && lb) {
         CHECK(strstr(lb, "warmup_step:3/3") != NULL);
@@ -215,13 +196,13 @@ static void test_save_weights_and_init_from(void) {
     cad_config b;
     if (tiny_config(&b, "init", 3, x2)) { CHECK(0); return; }
     CHECK_MSG(run_captured(&b, "init", &e) == CAD_OK, "%s", e.msg);
-    char *lb = slurp(run_file("init", "log.txt"));
+    char *lb = check_slurp(run_file("init", "log.txt"), NULL);
     char ev[4400];
     snprintf(ev, sizeof ev, "%s/eval.txt", check_tmpdir());
     FILE *ef = fopen(ev, "w");
     CHECK_MSG(cad_eval_weights(&b, w, 0, ef, &e) == CAD_OK, "%s", e.msg);
     fclose(ef);
-    char *et = slurp(ev);
+    char *et = check_slurp(ev, NULL);
     CHECK(lb && et);
     if (lb && et) {
         const char *p = strstr(lb, "step:0/0 val_loss:");
@@ -267,8 +248,8 @@ static void test_wallclock_cap_stops_early(void) {
     if (tiny_config(&c, "cap", 3, x)) { CHECK(0); return; }
     cad_err e = {0};
     CHECK_MSG(run_captured(&c, "cap", &e) == CAD_OK, "%s", e.msg);
-    char *log = slurp(run_file("cap", "log.txt"));
-    char *res = slurp(run_file("cap", "result.json"));
+    char *log = check_slurp(run_file("cap", "log.txt"), NULL);
+    char *res = check_slurp(run_file("cap", "result.json"), NULL);
     CHECK(log && strstr(log, "step:1/50 val_loss:") && strstr(log, "stopping_early: wallclock_cap train_time:") &&
           strstr(log, "step:1/50\n"));
     CHECK(log && !strstr(log, "step:2/50"));

@@ -11,31 +11,13 @@
  * summary and params.
  * Not here: the import commands and the DB (tests/cli/t05xx-import.sh).
  */
-#include "check.h"
+#include "test_util.h"
 #include "logparse.h"
 
 #include <sqlite3.h>
 #include <stdint.h>
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (!b) {
-        fclose(f);
-        return NULL;
-    }
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = 0;
-    if (len) *len = got;
-    return b;
-}
 
 typedef struct metric_list {
     cad_log_metric *m;
@@ -133,7 +115,7 @@ static void record_dir(const char *log_rel, char *out, size_t cap) {
 }
 
 static void test_fixture_scores_match_claims(void) {
-    char *tsv = read_file(check_src_path("tests/fixtures/logs/EXPECTED.tsv"), NULL);
+    char *tsv = check_slurp(check_src_path("tests/fixtures/logs/EXPECTED.tsv"), NULL);
     CHECK(tsv != NULL);
     if (!tsv) return;
     sqlite3 *db;
@@ -161,7 +143,7 @@ static void test_fixture_scores_match_claims(void) {
         record_dir(file, rec, sizeof rec);
         const char *colon = strchr(source, ':');
         snprintf(path, sizeof path, "tests/fixtures/logs/%s/%s", rec, colon ? colon + 1 : "");
-        char *doc = read_file(check_src_path(path), NULL);
+        char *doc = check_slurp(check_src_path(path), NULL);
         CHECK_MSG(doc != NULL, "%s: cannot read %s", file, path);
         if (!doc) continue;
         double claim = atof(claim_txt);
@@ -180,7 +162,7 @@ static void test_fixture_scores_match_claims(void) {
         /* the parse */
         snprintf(path, sizeof path, "tests/fixtures/logs/%s", file);
         size_t len;
-        char *log = read_file(check_src_path(path), &len);
+        char *log = check_slurp(check_src_path(path), &len);
         CHECK_MSG(log != NULL, "cannot read %s", path);
         if (!log) continue;
         metric_list ml = {0};
@@ -264,7 +246,7 @@ static void compare_parses(const char *name, const char *buf, size_t len, size_t
 }
 
 static void test_random_chunks_identical(void) {
-    char *tsv = read_file(check_src_path("tests/fixtures/logs/EXPECTED.tsv"), NULL);
+    char *tsv = check_slurp(check_src_path("tests/fixtures/logs/EXPECTED.tsv"), NULL);
     CHECK(tsv != NULL);
     if (!tsv) return;
     char *save = NULL;
@@ -278,7 +260,7 @@ static void test_random_chunks_identical(void) {
         char path[1536];
         snprintf(path, sizeof path, "tests/fixtures/logs/%s", line);
         size_t len;
-        char *log = read_file(check_src_path(path), &len);
+        char *log = check_slurp(check_src_path(path), &len);
         CHECK_MSG(log != NULL, "cannot read %s", path);
         if (!log) continue;
         /* small chunks split every line; large ones split few */
@@ -591,7 +573,7 @@ static void test_params(void) {
 
 static void test_fixture_details(void) {
     size_t len;
-    char *log = read_file(check_src_path("tests/fixtures/logs/track_10min_16mb/2026-03-18_LowerLR/train.log"), &len);
+    char *log = check_slurp(check_src_path("tests/fixtures/logs/track_10min_16mb/2026-03-18_LowerLR/train.log"), &len);
     CHECK(log != NULL);
     if (!log) return;
     metric_list l = {0};

@@ -5,32 +5,20 @@
  * like "; rm -rf ~" reaches the launch recipe, the DB and the config literally.
  */
 #include "buildinfo.h"
-#include "check.h"
 #include "plan.h"
 
 #include <sqlite3.h>
 #include <sys/stat.h>
 
-static int counter;
+#include "test_util.h"
 
-static const char *write_tmp(const char *name, const char *text) {
-    static char paths[4][4200];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(paths[k], sizeof paths[k], "%s/%d-%s", check_tmpdir(), counter++, name);
-    FILE *f = fopen(paths[k], "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-    return paths[k];
-}
+static int counter;
 
 static cad_sweep_spec *load(const char *text) {
     cad_sweep_spec *s = NULL;
     cad_err e;
     cad_err_clear(&e);
-    if (cad_sweep_spec_load(write_tmp("s.yaml", text), &s, &e)) printf("load: %s\n", e.msg);
+    if (cad_sweep_spec_load(check_write_file(check_tmp_fresh("s.yaml"), text), &s, &e)) printf("load: %s\n", e.msg);
     return s;
 }
 
@@ -40,14 +28,7 @@ static const char *runs_dir(void) {
     return d;
 }
 
-static cad_db *open_db(void) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/plan%d.db", check_tmpdir(), counter++);
-    cad_db *db = NULL;
-    cad_err e;
-    if (cad_db_open(p, 0, &db, &e)) printf("open: %s\n", e.msg);
-    return db;
-}
+static cad_db *open_db(void) { return check_db_open(check_tmp_fresh("plan.db")); }
 
 static const char full_sweep[] =
     "name: full\n"
@@ -155,15 +136,6 @@ static void test_invalid_combination_names_run(void) {
     cad_sweep_spec_free(s);
 }
 
-static double q1(cad_db *db, const char *sql) {
-    sqlite3_stmt *st;
-    double v = NAN;
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) return NAN;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 static void test_dedup_against_db(void) {
     cad_sweep_spec *s = load("name: dd\ngrid:\n  qk_gain_init: [1, 2, 3]\ntimeout: 60\n");
     cad_db *db = open_db();
@@ -175,9 +147,9 @@ static void test_dedup_against_db(void) {
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
     CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 3);
-    CHECK(q1(db, "SELECT count(*) FROM sweeps WHERE name='dd' AND spec LIKE 'name: dd%'") == 1);
-    CHECK(q1(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=2") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='queued'") == 3);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM sweeps WHERE name='dd' AND spec LIKE 'name: dd%'") == 1);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=2") == 1);
     /* the run dir holds config.yaml and run.json */
     char path[4400];
     struct stat sb;
@@ -205,8 +177,8 @@ static void test_dedup_against_db(void) {
     CHECK_EQ_INT(cad_plan_estimate(db, s, &p, 1, &e), CAD_OK);
     CHECK_STR(p.est_source, "this sweep"); /* one run of this sweep is done */
     CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM runs") == 3);
-    CHECK(q1(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs") == 3);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
     cad_plan_free(&p);
     /* --force: every config again, under new -r2 ids */
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
@@ -219,7 +191,7 @@ static void test_dedup_against_db(void) {
     CHECK(strstr(p.runs[0].config_yaml, want) != NULL);
     CHECK(strstr(p.runs[0].launch_json, want) != NULL);
     CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
-    CHECK(q1(db, "SELECT count(*) FROM runs") == 6);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM runs") == 6);
     cad_plan_free(&p);
     cad_db_close(db);
     cad_sweep_spec_free(s);

@@ -2,31 +2,16 @@
  * test_sweep_spec.c — every validation error of a sweep file, with its exact
  * file:line:col, and the typed spec of valid files (both engines).
  */
-#include "check.h"
+#include "test_util.h"
 #include "spec.h"
 
 #include <stdio.h>
 
-static int file_counter;
-
 /* Write text to a fresh file in the scratch dir; returns its path (static buffer ring). */
-static const char *write_tmp(const char *name, const char *text) {
-    static char paths[4][4200];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(paths[k], sizeof paths[k], "%s/%d-%s", check_tmpdir(), file_counter++, name);
-    FILE *f = fopen(paths[k], "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-    return paths[k];
-}
-
 /* Load text as a sweep; expect failure whose message is "<path>:<where>: ..." containing
  * want. */
 static void expect_error(int line, const char *text, const char *where, const char *want) {
-    const char *path = write_tmp("s.yaml", text);
+    const char *path = check_write_file(check_tmp_fresh("s.yaml"), text);
     cad_sweep_spec *s = NULL;
     cad_err e;
     cad_err_clear(&e);
@@ -58,7 +43,7 @@ static void test_top_level_errors(void) {
 }
 
 static void test_yaml_syntax_error_has_position(void) {
-    const char *path = write_tmp("bad.yaml", "name: x\ngrid:\n  a: [1, 2\n");
+    const char *path = check_write_file(check_tmp_fresh("bad.yaml"), "name: x\ngrid:\n  a: [1, 2\n");
     cad_sweep_spec *s = NULL;
     cad_err e;
     CHECK(cad_sweep_spec_load(path, &s, &e) == CAD_EFORMAT);
@@ -127,7 +112,7 @@ static void test_command_engine_errors(void) {
 }
 
 static void test_valid_caddie_spec(void) {
-    const char *base = write_tmp("base.yaml", "num_layers: 2\nmodel_dim: 64\n");
+    const char *base = check_write_file(check_tmp_fresh("base.yaml"), "num_layers: 2\nmodel_dim: 64\n");
     const char *slash = strrchr(base, '/');
     char text[2048];
     snprintf(text, sizeof text,
@@ -138,7 +123,7 @@ static void test_valid_caddie_spec(void) {
              "zip:\n  matrix_lr: [0.02, 0.04]\n  scalar_lr: [0.02, 0.04]\n"
              "seeds: [1337, 42]\ndevices: 8\ntimeout: 20m\nretries: 2\npriority: 5\n",
              slash + 1);
-    const char *path = write_tmp("ok.yaml", text);
+    const char *path = check_write_file(check_tmp_fresh("ok.yaml"), text);
     /* base is relative to the sweep file: both are in the scratch dir */
     cad_sweep_spec *s = NULL;
     cad_err e;
@@ -169,7 +154,7 @@ static void test_valid_caddie_spec(void) {
 }
 
 static void test_valid_command_spec(void) {
-    const char *path = write_tmp("cmd.yaml",
+    const char *path = check_write_file(check_tmp_fresh("cmd.yaml"),
                                  "name: wd\nengine: command\n"
                                  "command: [torchrun, --standalone, \"--nproc_per_node={devices}\", train_gpt.py]\n"
                                  "env:\n  MUON_WD: \"{muon_wd}\"\n  SEED: \"{seed}\"\n  RUN_ID: \"{run_id}\"\n"

@@ -343,7 +343,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "caddie: '%s' is not a caddie command. See 'caddie help'.\n", name);
         return 2;
     }
-    if (c->fn != cmd_help && cli_wants_help(argc - 1, argv + 1)) {
+    if (cli_wants_help(argc - 1, argv + 1)) {
         printf("caddie %s — %s\n\n", c->name, c->summary);
         cli_print_usage(c);
         return 0;

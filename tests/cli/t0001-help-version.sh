@@ -26,4 +26,12 @@ test_expect_success 'version names commit, compiler and the cpu backend' '
     test_grep "^compiler: +gcc" out &&
     test_grep "^backends: +cpu" out
 '
+test_expect_success 'every listed command has usage text and X --help works' '
+    caddie help | sed -n "s/^  \([a-z-]*\)  .*/\1/p" >names &&
+    test "$(wc -l <names)" -ge 20 &&
+    while read -r c; do
+        caddie help "$c" >out && test_grep "^usage: caddie $c" out &&
+        caddie "$c" --help >out2 && test_cmp out out2 || { echo "command $c"; return 1; }
+    done <names
+'
 test_done

@@ -7,6 +7,7 @@
 #ifndef CADDIE_TEST_PARITY_FIXTURE_H
 #define CADDIE_TEST_PARITY_FIXTURE_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

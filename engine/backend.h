@@ -64,11 +64,28 @@ struct cad_backend {
      * beta == 0 means C is not read (may hold garbage/NaN). Linear layers use it as
      *   y[N,out] = x[N,in] W[out,in]^T          (trans_b, beta 0)
      *   dx[N,in] = dy[N,out] W[out,in]          (beta 0)
-     *   dW[out,in] += dy[N,out]^T x[N,in]        (trans_a, beta 1)
-     * and the Muon Newton-Schulz iteration uses it on [rows,cols] matrices. */
+     *   dW[out,in] += dy[N,out]^T x[N,in]        (trans_a, beta 1) */
     void (*matmul)(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
                    float alpha, const float *A, int lda, const float *B, int ldb,
                    float beta, float *C, int ldc);
+    /* Strided batch of matmuls: for b in [0, batch), with X_b = X + b*stride_x (in floats),
+     * C_b = alpha * op(A_b) * op(B_b) + beta * C_b, each exactly as `matmul` (same shapes, same
+     * beta == 0 rule). The C_b must not overlap one another. Muon's Newton-Schulz runs every
+     * same-shape parameter of a step as one batch, so a CPU thread can own whole matrices
+     * instead of every thread taking a slice of each small one. */
+    void (*matmul_batched)(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
+                           float alpha, const float *A, int lda, long long stride_a,
+                           const float *B, int ldb, long long stride_b, float beta, float *C,
+                           int ldc, long long stride_c, int batch);
+    /* Strided batch of Gram products (BLAS syrk): C_b[M,M] = alpha * op(A_b) op(A_b)^T + beta * C_b
+     * where op(A_b) is [M,K]: A_b is [M,K] (lda >= K) or, with trans_a, [K,M] (lda >= M). The
+     * result is symmetric, so it costs half the FLOPs of the same matmul; BOTH triangles of C_b
+     * are written and C_b comes out exactly symmetric (one triangle is computed and mirrored).
+     * beta == 0: C_b is not read; otherwise C_b must be symmetric on entry (only one triangle is
+     * read). Newton-Schulz uses it for A = X X^T and for A*A = A A^T (A symmetric). */
+    void (*gram_batched)(const cad_backend *be, int trans_a, int M, int K, float alpha,
+                         const float *A, int lda, long long stride_a, float beta, float *C,
+                         int ldc, long long stride_c, int batch);
 
     /* ---- embedding ------------------------------------------------------------------------ */
     /* out[N,C] = wte[ids[n], :]. ids (tensor, int32) in [0,V); the caller validated them. */

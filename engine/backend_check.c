@@ -245,6 +245,54 @@ static void check_matmul(ck *c, int ta, int tb, int M, int N, int K, float alpha
     ck_done(c, "matmul");
 }
 
+/* Batched matmul: each item a padded matrix, items `gap` floats apart (strides exercised). */
+static void check_matmul_batched(ck *c, int ta, int tb, int M, int N, int K, float alpha,
+                                 float beta, int pad, int batch) {
+    int arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K, bcols = tb ? K : N;
+    int lda = acols + pad, ldb = bcols + pad, ldc = N + pad, gap = 5;
+    long long sa = (long long)arows * lda + gap, sb = (long long)brows * ldb + gap;
+    long long sc = (long long)M * ldc + gap;
+    snprintf(c->shape, sizeof c->shape, "ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d batch=%d",
+             ta, tb, M, N, K, alpha, beta, pad, batch);
+    tpair A = ck_rand(c, (size_t)(sa * batch), -1, 1);
+    tpair B = ck_rand(c, (size_t)(sb * batch), -1, 1);
+    tpair C = beta == 0.0f ? ck_tensor(c, (size_t)(sc * batch), NULL) : ck_rand(c, (size_t)(sc * batch), -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->matmul_batched(BE(s), ta, tb, M, N, K, alpha, P(A), lda, sa, P(B), ldb, sb, beta,
+                                  P(C), ldc, sc, batch);
+        ck_compare(c, "matmul_batched", "C", C);
+    }
+    ck_done(c, "matmul_batched");
+}
+
+/* Batched Gram product; with beta != 0 every C item starts symmetric (the slot's contract). */
+static void check_gram_batched(ck *c, int ta, int M, int K, float alpha, float beta, int pad,
+                               int batch) {
+    int arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad, ldc = M + pad, gap = 3;
+    long long sa = (long long)arows * lda + gap, sc = (long long)M * ldc + gap;
+    snprintf(c->shape, sizeof c->shape, "ta=%d M=%d K=%d alpha=%g beta=%g pad=%d batch=%d", ta, M,
+             K, alpha, beta, pad, batch);
+    tpair A = ck_rand(c, (size_t)(sa * batch), -1, 1);
+    float *h = malloc((size_t)(sc * batch) * sizeof *h);
+    if (!h) { c->alloc_failed = 1; ck_done(c, "gram_batched"); return; }
+    for (long long i = 0; i < sc * batch; i++) h[i] = NAN; /* beta 0: C is not read */
+    if (beta != 0.0f)
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j <= i; j++)
+                    h[b * sc + (long long)i * ldc + j] = h[b * sc + (long long)j * ldc + i] =
+                        (float)(ck_next(c) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+    tpair C = ck_tensor(c, (size_t)(sc * batch), h);
+    free(h);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->gram_batched(BE(s), ta, M, K, alpha, P(A), lda, sa, beta, P(C), ldc, sc, batch);
+        ck_compare(c, "gram_batched", "C", C);
+    }
+    ck_done(c, "gram_batched");
+}
+
 static void check_embedding(ck *c, int V, int N, int C) {
     snprintf(c->shape, sizeof c->shape, "V=%d N=%d C=%d", V, N, C);
     ipair ids = ck_ids(c, (size_t)N, V);
@@ -502,6 +550,12 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
     check_matmul(c, 1, 1, 17, 9, 33, 1.0f, 1.0f, 1);
     check_matmul(c, 0, 0, 1, 1, 1, -2.0f, 0.5f, 0);
+    check_matmul_batched(c, 0, 0, 19, 23, 17, 1.0f, 0.0f, 2, 3);
+    check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4);
+    check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1);
+    check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3); /* X X^T of a wide matrix */
+    check_gram_batched(c, 1, 17, 40, 1.0f, 0.0f, 0, 2); /* X^T X of a tall one */
+    check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5); /* Newton-Schulz's b A + c A A */
     check_embedding(c, 50, 45, 70);
     check_rmsnorm(c, 37, 70, 0);
     check_rmsnorm(c, 5, 300, 1);
@@ -525,6 +579,9 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
         check_matmul(c, 1, 0, 512, 1536, 2048, 1.0f, 1.0f, 0);
         check_matmul(c, 0, 0, 512, 512, 512, 1.0f, 0.0f, 0);
+        check_matmul_batched(c, 0, 0, 512, 1024, 512, 1.0f, 3.4445f, 0, 3);
+        check_gram_batched(c, 0, 512, 1024, 1.0f, 0.0f, 0, 3);
+        check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2);
         check_embedding(c, 1024, 4096, 512);
         check_rmsnorm(c, 4096, 512, 0);
         check_qk_norm_rope(c, 4, 1024, 8, 4, 64);

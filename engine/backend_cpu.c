@@ -276,6 +276,115 @@ static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, i
     }
 }
 
+/* Batched matmul. Thread t owns whole items t, t+team, ... below batch - batch % team (one
+ * single-threaded sgemm each: a whole small matrix runs far closer to the sgemm peak than a
+ * slice of it); each item left over is cut into `team` slabs as in cpu_matmul, thread t taking
+ * slab t, so a batch that does not divide evenly leaves no thread idle. Deterministic for a
+ * thread count (the partition is fixed). */
+static void cpu_matmul_batched(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
+                               float alpha, const float *A, int lda, long long stride_a,
+                               const float *B, int ldb, long long stride_b, float beta, float *C,
+                               int ldc, long long stride_c, int batch) {
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    int nt = cpu_nthreads();
+    if (K <= 0 || nt == 1 || omp_in_parallel() || batch == 1) {
+        for (int b = 0; b < batch; b++)
+            cpu_matmul(be, trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
+                       ldb, beta, C + b * stride_c, ldc);
+        return;
+    }
+    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    int split_m = M >= N, dim = split_m ? M : N;
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        int whole = batch - batch % team;
+        for (int b = tid; b < whole; b += team)
+            cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
+                        ldb, beta, C + b * stride_c, ldc);
+        int chunk = ((dim + team - 1) / team + 15) & ~15;
+        int lo = tid * chunk, len = dim - lo < chunk ? dim - lo : chunk;
+        for (int b = whole; b < batch && len > 0; b++) {
+            const float *Ab = A + b * stride_a, *Bb = B + b * stride_b;
+            float *Cb = C + b * stride_c;
+            if (split_m)
+                cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha,
+                            trans_a ? Ab + lo : Ab + (size_t)lo * lda, lda, Bb, ldb, beta,
+                            Cb + (size_t)lo * ldc, ldc);
+            else
+                cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, alpha, Ab, lda,
+                            trans_b ? Bb + (size_t)lo * ldb : Bb + lo, ldb, beta, Cb + lo, ldc);
+        }
+    }
+}
+
+/* Rows [r0, r1) of the upper triangle of the row-major C[M,M] = alpha op(A) op(A)^T + beta C:
+ * ssyrk on the diagonal block, sgemm right of it. */
+static void gram_rows(int trans_a, int M, int K, float alpha, const float *A, int lda, float beta,
+                      float *C, int ldc, int r0, int r1) {
+    if (r1 <= r0) return;
+    const float *a0 = trans_a ? A + r0 : A + (size_t)r0 * lda; /* op(A) rows r0.. */
+    const float *a1 = trans_a ? A + r1 : A + (size_t)r1 * lda; /* op(A) rows r1.. */
+    cblas_ssyrk(CblasRowMajor, CblasUpper, trans_a ? CblasTrans : CblasNoTrans, r1 - r0, K, alpha,
+                a0, lda, beta, C + (size_t)r0 * ldc + r0, ldc);
+    if (r1 < M)
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_a ? CblasNoTrans : CblasTrans,
+                    r1 - r0, M - r1, K, alpha, a0, lda, a1, lda, beta, C + (size_t)r0 * ldc + r1, ldc);
+}
+
+/* Lower triangle of rows [r0, r1) from the upper one: C[i][j] = C[j][i], j < i. */
+static void gram_mirror(float *C, int ldc, int r0, int r1) {
+    for (int i = r0; i < r1; i++)
+        for (int j = 0; j < i; j++) C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
+}
+
+/* Batched Gram product: the same partition as cpu_matmul_batched. A left-over item is split
+ * into row slabs of the upper triangle with equal areas (row r's share is M - r), then mirrored
+ * after a barrier (a row's lower half is other rows' upper halves). */
+static void cpu_gram_batched(const cad_backend *be, int trans_a, int M, int K, float alpha,
+                             const float *A, int lda, long long stride_a, float beta, float *C,
+                             int ldc, long long stride_c, int batch) {
+    (void)be;
+    if (M <= 0 || batch <= 0) return;
+    if (K <= 0) { /* op(A) op(A)^T is zero: C = beta*C (symmetric on entry, so all of it) */
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < M; j++) {
+                    float *c = C + b * stride_c + (size_t)i * ldc + j;
+                    *c = beta == 0.0f ? 0.0f : beta * *c;
+                }
+        return;
+    }
+    int nt = cpu_nthreads();
+    if (nt == 1 || omp_in_parallel() || (double)M * M * K * batch < 2e6) {
+        for (int b = 0; b < batch; b++) {
+            gram_rows(trans_a, M, K, alpha, A + b * stride_a, lda, beta, C + b * stride_c, ldc, 0, M);
+            gram_mirror(C + b * stride_c, ldc, 0, M);
+        }
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        int whole = batch - batch % team;
+        for (int b = tid; b < whole; b += team) {
+            gram_rows(trans_a, M, K, alpha, A + b * stride_a, lda, beta, C + b * stride_c, ldc, 0, M);
+            gram_mirror(C + b * stride_c, ldc, 0, M);
+        }
+        /* rows [M(1 - sqrt(1 - t/team))) hold 1/team of the triangle each; multiples of 16 */
+        int r0 = tid == 0 ? 0 : ((int)(M * (1.0 - sqrt(1.0 - (double)tid / team))) + 8) & ~15;
+        int r1 = tid == team - 1 ? M : ((int)(M * (1.0 - sqrt(1.0 - (double)(tid + 1) / team))) + 8) & ~15;
+        r0 = r0 > M ? M : r0;
+        r1 = r1 > M ? M : r1;
+        for (int b = whole; b < batch; b++) {
+            gram_rows(trans_a, M, K, alpha, A + b * stride_a, lda, beta, C + b * stride_c, ldc, r0, r1);
+#pragma omp barrier
+            gram_mirror(C + b * stride_c, ldc, r0, r1);
+        }
+    }
+}
+
 /* ---- embedding --------------------------------------------------------------------------- */
 
 static void cpu_embedding_forward(const cad_backend *be, float *out, const int32_t *ids,
@@ -600,29 +709,50 @@ static void cpu_resid_mix_forward(const cad_backend *be, float *out, const float
     }
 }
 
+/* Row reductions into parameter gradients (dmix, ds): every thread owns a fixed contiguous
+ * slice of rows, sums it in double into its own slot of `part`, and the slots are added in
+ * thread order afterwards, so the result depends on the thread count only, never on
+ * scheduling. Rows, not column blocks, are partitioned so each thread streams through whole
+ * rows (column blocks made every thread walk each [N,C] tensor with a stride). Columns go in
+ * chunks of RED_CHUNK to bound the partials. */
+#define RED_CHUNK 256
+
 static void cpu_resid_mix_backward(const cad_backend *be, float *dx, float *dx0, float *dmix,
                                    const float *dout, const float *x, const float *x0,
                                    const float *mix, int N, int C) {
     (void)be;
     const float *m0 = mix, *m1 = mix + C;
-    int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
-    for (int cb = 0; cb < nblk; cb++) {
-        int c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        double a0[COL_BLOCK] = {0}, a1[COL_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            size_t o = (size_t)n * C;
-            for (int c = c0; c < c1; c++) {
-                float d = dout[o + c];
-                a0[c - c0] += (double)d * x[o + c];
-                a1[c - c0] += (double)d * x0[o + c];
-                dx0[o + c] += m1[c] * d;
-                dx[o + c] = m0[c] * d; /* last: dx may alias dout */
+    int nt = cpu_nthreads();
+    double part[nt][2][RED_CHUNK];
+    for (int c0 = 0; c0 < C; c0 += RED_CHUNK) {
+        int w = C - c0 < RED_CHUNK ? C - c0 : RED_CHUNK;
+#pragma omp parallel num_threads(nt)
+        {
+            int tid = omp_get_thread_num(), team = omp_get_num_threads();
+            int lo = (int)((long)N * tid / team), hi = (int)((long)N * (tid + 1) / team);
+            double *a0 = part[tid][0], *a1 = part[tid][1];
+            for (int c = 0; c < w; c++) a0[c] = a1[c] = 0.0;
+            for (int n = lo; n < hi; n++) {
+                size_t o = (size_t)n * C + c0;
+                /* simd is safe with dx == dout: each lane reads its element before writing it */
+#pragma omp simd
+                for (int c = 0; c < w; c++) {
+                    float d = dout[o + c];
+                    a0[c] += (double)d * x[o + c];
+                    a1[c] += (double)d * x0[o + c];
+                    dx0[o + c] += m1[c0 + c] * d;
+                    dx[o + c] = m0[c0 + c] * d;
+                }
             }
+            if (tid == 0)
+                for (int i = team; i < nt; i++)
+                    for (int c = 0; c < w; c++) part[i][0][c] = part[i][1][c] = 0.0;
         }
-        for (int c = c0; c < c1; c++) {
-            dmix[c] += (float)a0[c - c0];
-            dmix[C + c] += (float)a1[c - c0];
+        for (int c = 0; c < w; c++) {
+            double s0 = 0.0, s1 = 0.0;
+            for (int i = 0; i < nt; i++) s0 += part[i][0][c], s1 += part[i][1][c];
+            dmix[c0 + c] += (float)s0;
+            dmix[C + c0 + c] += (float)s1;
         }
     }
 }
@@ -641,19 +771,33 @@ static void cpu_scale_add_forward(const cad_backend *be, float *out, const float
 static void cpu_scale_add_backward(const cad_backend *be, float *dy, float *ds, const float *dout,
                                    const float *y, const float *s, int N, int C) {
     (void)be;
-    int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
-    for (int cb = 0; cb < nblk; cb++) {
-        int c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        double acc[COL_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            size_t o = (size_t)n * C;
-            for (int c = c0; c < c1; c++) {
-                acc[c - c0] += (double)dout[o + c] * y[o + c];
-                dy[o + c] = s[c] * dout[o + c];
+    int nt = cpu_nthreads();
+    double part[nt][RED_CHUNK]; /* fixed row partition, see resid_mix_backward */
+    for (int c0 = 0; c0 < C; c0 += RED_CHUNK) {
+        int w = C - c0 < RED_CHUNK ? C - c0 : RED_CHUNK;
+#pragma omp parallel num_threads(nt)
+        {
+            int tid = omp_get_thread_num(), team = omp_get_num_threads();
+            int lo = (int)((long)N * tid / team), hi = (int)((long)N * (tid + 1) / team);
+            double *acc = part[tid];
+            for (int c = 0; c < w; c++) acc[c] = 0.0;
+            for (int n = lo; n < hi; n++) {
+                size_t o = (size_t)n * C + c0;
+#pragma omp simd
+                for (int c = 0; c < w; c++) {
+                    acc[c] += (double)dout[o + c] * y[o + c];
+                    dy[o + c] = s[c0 + c] * dout[o + c];
+                }
             }
+            if (tid == 0)
+                for (int i = team; i < nt; i++)
+                    for (int c = 0; c < w; c++) part[i][c] = 0.0;
         }
-        for (int c = c0; c < c1; c++) ds[c] += (float)acc[c - c0];
+        for (int c = 0; c < w; c++) {
+            double sum = 0.0;
+            for (int i = 0; i < nt; i++) sum += part[i][c];
+            ds[c0 + c] += (float)sum;
+        }
     }
 }
 
@@ -763,6 +907,8 @@ static const cad_backend cpu_backend = {
     .sync = cpu_sync,
     .set_threads = cpu_set_threads,
     .matmul = cpu_matmul,
+    .matmul_batched = cpu_matmul_batched,
+    .gram_batched = cpu_gram_batched,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,

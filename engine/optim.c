@@ -19,6 +19,46 @@ size_t cad_muon_ns_scratch_floats(int rows, int cols) {
 #define NS_B (-4.7750f)
 #define NS_C 2.0315f
 
+/* Members of a shape group orthogonalised in one batch: all of them while their scratch stays
+ * within NS_BATCH_FLOATS (128 MiB), so a deep model does not double its memory for it. */
+#define NS_BATCH_FLOATS ((size_t)1 << 25)
+static int ns_batch_max(size_t per_member_floats, int group_len) {
+    size_t fit = NS_BATCH_FLOATS / per_member_floats;
+    if (fit < 1) fit = 1;
+    return (size_t)group_len < fit ? group_len : (int)fit;
+}
+
+/* `steps` Newton–Schulz iterations on `count` same-shape matrices stacked in X (each already
+ * normalised), using X2 (count*rows*cols), A and Bm (count*k*k floats each) as scratch. Returns
+ * the buffer holding the result (X or X2). A = X Xᵀ and A·A = A Aᵀ are Gram products (half the
+ * FLOPs of a matmul, exactly symmetric); the whole batch goes through each slot at once. */
+static float *ns_iterate(const cad_backend *be, float *X, float *X2, float *A, float *Bm, int rows,
+                         int cols, int count, int steps) {
+    long long rc = (long long)rows * cols;
+    int k = rows < cols ? rows : cols;
+    long long kk = (long long)k * k;
+    for (int it = 0; it < steps; it++) {
+        /* wide: A = X Xᵀ; tall: A = XᵀX (train_gpt.py's transposed iteration, untransposed) */
+        be->gram_batched(be, rows > cols, k, rows > cols ? rows : cols, 1.0f, X, cols, rc, 0.0f, A,
+                         k, kk, count);
+        /* B = b A + c A·A */
+        be->copy(be, Bm, A, (size_t)(kk * count) * sizeof(float));
+        be->gram_batched(be, 0, k, k, NS_C, A, k, kk, NS_B, Bm, k, kk, count);
+        /* wide: X = a X + B X; tall: X = a X + X B (B symmetric) */
+        be->copy(be, X2, X, (size_t)(rc * count) * sizeof(float));
+        if (rows <= cols)
+            be->matmul_batched(be, 0, 0, rows, cols, k, 1.0f, Bm, k, kk, X, cols, rc, NS_A, X2, cols,
+                               rc, count);
+        else
+            be->matmul_batched(be, 0, 0, rows, cols, k, 1.0f, X, cols, rc, Bm, k, kk, NS_A, X2, cols,
+                               rc, count);
+        float *t = X;
+        X = X2;
+        X2 = t;
+    }
+    return X;
+}
+
 void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, int rows, int cols,
                             int steps, float *scratch) {
     size_t rc = (size_t)rows * (size_t)cols;
@@ -28,27 +68,7 @@ void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, i
     /* X /= X.norm() + eps */
     double norm = sqrt(be->sumsq(be, X, rc));
     be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), X);
-    for (int it = 0; it < steps; it++) {
-        if (rows <= cols) {
-            /* A = X Xᵀ [k,k]; B = b A + c A A; X = a X + B X */
-            be->matmul(be, 0, 1, k, k, cols, 1.0f, X, cols, X, cols, 0.0f, A, k);
-            be->copy(be, Bm, A, (size_t)k * k * sizeof(float));
-            be->matmul(be, 0, 0, k, k, k, NS_C, A, k, A, k, NS_B, Bm, k);
-            be->copy(be, X2, X, rc * sizeof(float));
-            be->matmul(be, 0, 0, rows, cols, k, 1.0f, Bm, k, X, cols, NS_A, X2, cols);
-        } else {
-            /* Tall matrix: train_gpt.py transposes (X' = Xᵀ) and iterates X' ← aX' + B'X' with
-             * B' from A' = X'X'ᵀ = XᵀX. Untransposed that is X ← aX + X B' (B' symmetric). */
-            be->matmul(be, 1, 0, k, k, rows, 1.0f, X, cols, X, cols, 0.0f, A, k);
-            be->copy(be, Bm, A, (size_t)k * k * sizeof(float));
-            be->matmul(be, 0, 0, k, k, k, NS_C, A, k, A, k, NS_B, Bm, k);
-            be->copy(be, X2, X, rc * sizeof(float));
-            be->matmul(be, 0, 0, rows, cols, k, 1.0f, X, cols, Bm, k, NS_A, X2, cols);
-        }
-        float *t = X;
-        X = X2;
-        X2 = t;
-    }
+    X = ns_iterate(be, X, X2, A, Bm, rows, cols, 1, steps);
     be->copy(be, out, X, rc * sizeof(float));
 }
 
@@ -62,6 +82,10 @@ int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams 
     if (!o->params) return cad_fail(e, CAD_ENOMEM, "optimizer: out of memory for %d params", n);
     memcpy(o->params, params, (size_t)n * sizeof *params);
     size_t state = 0, ns = 0;
+    o->muon_order = calloc((size_t)(n > 0 ? n : 1), sizeof *o->muon_order);
+    o->group_len = calloc((size_t)(n > 0 ? n : 1), sizeof *o->group_len);
+    if (!o->muon_order || !o->group_len) return cad_fail(e, CAD_ENOMEM, "optimizer: out of memory for %d params", n);
+    int placed = 0;
     for (int i = 0; i < n; i++) {
         cad_optim_param *p = &o->params[i];
         if (p->kind == CAD_OPT_MUON) {
@@ -70,12 +94,29 @@ int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams 
                                 "optimizer: Muon param '%s' needs a 2-D shape, got %dx%d for %zu "
                                 "elements", p->name, p->rows, p->cols, p->numel);
             state += p->numel; /* momentum buffer */
-            /* u (Nesterov update) + NS scratch + NS output */
-            size_t need = 2 * p->numel + cad_muon_ns_scratch_floats(p->rows, p->cols);
-            if (need > ns) ns = need;
         } else {
             state += 2 * p->numel;
         }
+    }
+    /* shape groups in order of first appearance, members in parameter order */
+    for (int i = 0; i < n; i++) {
+        cad_optim_param *p = &o->params[i];
+        int seen = 0;
+        for (int j = 0; j < placed && !seen; j++) {
+            cad_optim_param *q = &o->params[o->muon_order[j]];
+            seen = q->rows == p->rows && q->cols == p->cols;
+        }
+        if (p->kind != CAD_OPT_MUON || seen) continue;
+        int len = 0;
+        for (int j = i; j < n; j++) {
+            cad_optim_param *q = &o->params[j];
+            if (q->kind == CAD_OPT_MUON && q->rows == p->rows && q->cols == p->cols) o->muon_order[placed + len++] = j;
+        }
+        o->group_len[o->n_groups++] = len;
+        placed += len;
+        size_t per = cad_muon_ns_scratch_floats(p->rows, p->cols); /* X, X2, A, B per member */
+        size_t need = (size_t)ns_batch_max(per, len) * per;
+        if (need > ns) ns = need;
     }
     o->state_floats = state;
     o->ns_floats = ns;
@@ -142,6 +183,8 @@ void cad_optim_free(cad_optim *o) {
         o->be->free(o->be, o->ns_scratch);
     }
     free(o->params);
+    free(o->muon_order);
+    free(o->group_len);
     memset(o, 0, sizeof *o);
 }
 
@@ -176,24 +219,45 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
     }
     for (int i = 0; i < o->n; i++) {
         cad_optim_param *p = &o->params[i];
-        double lr = p->base_lr * lr_mul;
-        if (p->kind == CAD_OPT_ADAM) {
-            be->adam_update(be, p->data, p->grad, p->m, p->v, p->numel, (float)lr,
-                            (float)o->hp.beta1, (float)o->hp.beta2, (float)o->hp.adam_eps,
-                            (float)bc1, (float)bc2);
-            continue;
+        if (p->kind != CAD_OPT_ADAM) continue;
+        be->adam_update(be, p->data, p->grad, p->m, p->v, p->numel, (float)(p->base_lr * lr_mul),
+                        (float)o->hp.beta1, (float)o->hp.beta2, (float)o->hp.adam_eps, (float)bc1,
+                        (float)bc2);
+    }
+    /* Muon, one shape group at a time: every member's Nesterov update is stacked in X, the
+     * group is orthogonalised as one batch, then each member takes its update. */
+    const int *group = o->muon_order;
+    for (int g = 0; g < o->n_groups; group += o->group_len[g], g++) {
+        const cad_optim_param *p0 = &o->params[group[0]];
+        int rows = p0->rows, cols = p0->cols, k = rows < cols ? rows : cols;
+        size_t rc = p0->numel;
+        int bmax = ns_batch_max(cad_muon_ns_scratch_floats(rows, cols), o->group_len[g]);
+        for (int first = 0; first < o->group_len[g]; first += bmax) {
+            const int *member = group + first;
+            int count = o->group_len[g] - first < bmax ? o->group_len[g] - first : bmax;
+            float *X = o->ns_scratch, *X2 = X + (size_t)count * rc, *A = X2 + (size_t)count * rc;
+            float *Bm = A + (size_t)count * k * k;
+            for (int j = 0; j < count; j++) {
+                cad_optim_param *p = &o->params[member[j]];
+                float *u = X + (size_t)j * rc;
+                /* buf = μ buf + g; u = g + μ buf (Nesterov); u /= ‖u‖ + eps */
+                be->axpby(be, rc, 1.0f, p->grad, (float)momentum, p->m);
+                be->copy(be, u, p->grad, rc * sizeof(float));
+                be->axpby(be, rc, (float)momentum, p->m, 1.0f, u);
+                double norm = sqrt(be->sumsq(be, u, rc));
+                be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), u);
+            }
+            float *R = ns_iterate(be, X, X2, A, Bm, rows, cols, count, o->hp.muon_backend_steps);
+            double ratio = (double)rows / (double)cols;
+            double scale = sqrt(ratio > 1.0 ? ratio : 1.0);
+            for (int j = 0; j < count; j++) {
+                cad_optim_param *p = &o->params[member[j]];
+                float *upd = R + (size_t)j * rc;
+                /* p -= lr √max(1,r/c) u; train_gpt.py scales g in place, then p.add_(g, alpha=-lr) */
+                if (scale != 1.0) be->scale(be, rc, (float)scale, upd);
+                be->axpby(be, rc, (float)(-(p->base_lr * lr_mul)), upd, 1.0f, p->data);
+            }
         }
-        /* Muon: buf = μ buf + g; u = g + μ buf (Nesterov); u = NS5(u); p -= lr √max(1,r/c) u */
-        float *u = o->ns_scratch, *upd = u + p->numel, *scratch = upd + p->numel;
-        be->axpby(be, p->numel, 1.0f, p->grad, (float)momentum, p->m);
-        be->copy(be, u, p->grad, p->numel * sizeof(float));
-        be->axpby(be, p->numel, (float)momentum, p->m, 1.0f, u);
-        cad_muon_newton_schulz(be, upd, u, p->rows, p->cols, o->hp.muon_backend_steps, scratch);
-        double ratio = (double)p->rows / (double)p->cols;
-        double scale = sqrt(ratio > 1.0 ? ratio : 1.0);
-        /* train_gpt.py scales g in place, then p.add_(g, alpha=-lr) */
-        if (scale != 1.0) be->scale(be, p->numel, (float)scale, upd);
-        be->axpby(be, p->numel, (float)(-lr), upd, 1.0f, p->data);
     }
 }
 

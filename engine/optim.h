@@ -56,8 +56,13 @@ typedef struct cad_optim {
     long adam_step;        /* torch Adam's per-param "step" (all Adam params step together) */
     float *state;          /* backend arena: every m and v */
     size_t state_floats;
-    float *ns_scratch;     /* backend scratch for Newton–Schulz: u, X, X2, A, B */
+    float *ns_scratch;     /* backend scratch for Newton–Schulz of one shape group: X, X2, A, B */
     size_t ns_floats;
+    /* Muon params grouped by shape (planned at init): group g is muon_order[first .. first +
+     * group_len[g]) with first = sum of the earlier lengths; a group is orthogonalised as one
+     * batch of same-shape matrices. */
+    int n_groups;
+    int *muon_order, *group_len;
     int max_rows, max_cols;
 } cad_optim;
 

@@ -408,6 +408,18 @@ static void convert(const st_entry *t, const unsigned char *data, float *dst, si
     }
 }
 
+/* Read and parse path: *buf holds the file (free it after the entries), *t its nt entries
+ * (entries_free), *data the start of the tensor bytes. On failure nothing stays allocated. */
+static int load_file(const char *path, unsigned char **buf, st_entry **t, int *nt,
+                     const unsigned char **data, cad_err *e) {
+    size_t len, data_len;
+    int rc = read_whole(path, buf, &len, e);
+    if (rc) return rc;
+    rc = parse_file(path, *buf, len, t, nt, data, &data_len, e);
+    if (rc) free(*buf);
+    return rc;
+}
+
 static void shape_str(char *b, size_t cap, int ndim, const int64_t *shape) {
     size_t o = (size_t)snprintf(b, cap, "[");
     for (int d = 0; d < ndim && o < cap; d++) o += (size_t)snprintf(b + o, cap - o, "%s%lld", d ? "," : "", (long long)shape[d]);
@@ -416,13 +428,10 @@ static void shape_str(char *b, size_t cap, int ndim, const int64_t *shape) {
 
 int cad_safetensors_read_into(const char *path, cad_named_tensor *ts, int n, int strict, cad_err *e) {
     unsigned char *buf;
-    size_t len, data_len;
     const unsigned char *data;
     st_entry *t;
-    int nt, rc = read_whole(path, &buf, &len, e);
+    int nt, rc = load_file(path, &buf, &t, &nt, &data, e);
     if (rc) return rc;
-    rc = parse_file(path, buf, len, &t, &nt, &data, &data_len, e);
-    if (rc) { free(buf); return rc; }
     for (int i = 0; i < n && !rc; i++) {
         int j = 0;
         while (j < nt && strcmp(t[j].name, ts[i].name) != 0) j++;
@@ -451,13 +460,10 @@ int cad_safetensors_read_into(const char *path, cad_named_tensor *ts, int n, int
 int cad_safetensors_load(const char *path, cad_safetensors_file *out, cad_err *e) {
     memset(out, 0, sizeof *out);
     unsigned char *buf;
-    size_t len, data_len;
     const unsigned char *data;
     st_entry *t;
-    int nt, rc = read_whole(path, &buf, &len, e);
+    int nt, rc = load_file(path, &buf, &t, &nt, &data, e);
     if (rc) return rc;
-    rc = parse_file(path, buf, len, &t, &nt, &data, &data_len, e);
-    if (rc) { free(buf); return rc; }
     out->tensors = calloc((size_t)(nt ? nt : 1), sizeof *out->tensors);
     if (!out->tensors) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     for (int i = 0; i < nt && !rc; i++) {

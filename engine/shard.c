@@ -53,19 +53,29 @@ static int header_check(const char *path, const unsigned char *hdr, size_t hdr_l
     return CAD_OK;
 }
 
-int cad_shard_read_header(const char *path, long *n_tokens, cad_err *e) {
+/* Open path read-only and stat it; it must be a regular file (a FIFO or directory would
+ * block or mislead the size check). On failure nothing is left open. */
+static int shard_open_file(const char *path, int *fd_out, struct stat *st, cad_err *e) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return cad_fail(e, CAD_EIO, "%s: cannot open shard: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         int err = errno;
         close(fd);
         return cad_fail(e, CAD_EIO, "%s: cannot stat shard: %s", path, strerror(err));
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         close(fd);
         return cad_fail(e, CAD_EIO, "%s: not a regular file", path);
     }
+    *fd_out = fd;
+    return CAD_OK;
+}
+
+int cad_shard_read_header(const char *path, long *n_tokens, cad_err *e) {
+    int fd;
+    struct stat st;
+    int rc = shard_open_file(path, &fd, &st, e);
+    if (rc) return rc;
     unsigned char hdr[CAD_SHARD_HEADER_BYTES];
     size_t got = 0;
     while (got < sizeof hdr) {
@@ -85,18 +95,10 @@ int cad_shard_read_header(const char *path, long *n_tokens, cad_err *e) {
 
 int cad_shard_open(cad_shard *s, const char *path, int vocab_size, cad_err *e) {
     memset(s, 0, sizeof *s);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cad_fail(e, CAD_EIO, "%s: cannot open shard: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return cad_fail(e, CAD_EIO, "%s: cannot stat shard: %s", path, strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return cad_fail(e, CAD_EIO, "%s: not a regular file", path);
-    }
+    int rc = shard_open_file(path, &fd, &st, e);
+    if (rc) return rc;
     size_t len = (size_t)st.st_size;
     void *map = NULL;
     if (len > 0) {
@@ -110,7 +112,7 @@ int cad_shard_open(cad_shard *s, const char *path, int vocab_size, cad_err *e) {
     }
     close(fd);
     long n = 0;
-    int rc = header_check(path, map, len, (long long)st.st_size, &n, e);
+    rc = header_check(path, map, len, (long long)st.st_size, &n, e);
     if (rc != CAD_OK) {
         if (map) munmap(map, len);
         return rc;

@@ -117,6 +117,21 @@ static void kb_matmul(const cad_backend *be, int trans_a, int trans_b, int M, in
               ldc, 0, 1);
 }
 
+static void kb_matmul_batched(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
+                              float alpha, const float *A, int lda, long long stride_a,
+                              const float *B, int ldb, long long stride_b, float beta, float *C,
+                              int ldc, long long stride_c, int batch) {
+    k_gemm_rm(kb_of(be)->blas, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+              beta, C, ldc, stride_c, batch);
+}
+
+static void kb_gram_batched(const cad_backend *be, int trans_a, int M, int K, float alpha,
+                            const float *A, int lda, long long stride_a, float beta, float *C,
+                            int ldc, long long stride_c, int batch) {
+    k_gram_rm(kb_of(be)->blas, kb_of(be)->stream, trans_a, M, K, alpha, A, lda, stride_a, beta, C,
+              ldc, stride_c, batch);
+}
+
 static void kb_embedding_forward(const cad_backend *be, float *out, const int32_t *ids,
                                  const float *wte, int N, int C) {
     k_embedding_forward_launch(kb_of(be)->stream, out, ids, wte, N, C);
@@ -264,6 +279,8 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->sync = kb_sync;
     be->set_threads = kb_set_threads;
     be->matmul = kb_matmul;
+    be->matmul_batched = kb_matmul_batched;
+    be->gram_batched = kb_gram_batched;
     be->embedding_forward = kb_embedding_forward;
     be->embedding_backward = kb_embedding_backward;
     be->rmsnorm_forward = kb_rmsnorm_forward;

@@ -39,12 +39,8 @@ typedef struct report_args {
 /* Open the DB (it must exist: a report of a fresh empty file helps nobody), migrate, and make
  * the connection read-only for everything after. */
 static int open_for_reading(const char *cmd, const char *opt_db, cad_db **db) {
-    const char *path = cad_db_path(opt_db);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return cli_fail(cmd, "no database '%s' (queue runs with 'caddie sweep add', or pass --db FILE)", path);
     cad_err e = {0};
-    if (cad_db_open(path, 0, db, &e) != CAD_OK) return cli_fail(cmd, "%s", e.msg);
+    if (cad_db_open(cad_db_path(opt_db), CAD_DB_MUST_EXIST, db, &e) != CAD_OK) return cli_fail(cmd, "%s", e.msg);
     if (cad_db_exec(*db, "PRAGMA query_only = ON;", &e) != CAD_OK) {
         cad_db_close(*db);
         return cli_fail(cmd, "%s", e.msg);
@@ -66,24 +62,6 @@ static int load_data(const char *cmd, cad_db *db, const report_args *a, report_d
             return cli_fail(cmd, "no runs in sweep '%s'%s", a->sweeps[i], a->where ? " matching --runs" : "");
         }
     }
-    return 0;
-}
-
-static int parse_int_arg(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double_arg(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return -1;
-    *out = v;
     return 0;
 }
 
@@ -195,7 +173,7 @@ int cmd_report(int argc, char **argv) {
         case 'd': a.db = optarg; break;
         case 'l': ho.log_x = 1; break;
         case 'g':
-            if (parse_int_arg(optarg, 1, 8, &ho.max_curve_groups))
+            if (cli_parse_int(optarg, 1, 8, &ho.max_curve_groups))
                 return cli_usage_error("report", "--max-groups wants 1..8, got '%s'", optarg);
             break;
         default: return cli_usage_error("report", "unknown option '%s'", argv[optind - 1]);
@@ -306,7 +284,7 @@ int cmd_top(int argc, char **argv) {
         case 'r': a.ref = optarg; break;
         case 'd': a.db = optarg; break;
         case 'n':
-            if (parse_int_arg(optarg, 1, 100000, &top_n)) return cli_usage_error("top", "-n wants a positive count, got '%s'", optarg);
+            if (cli_parse_int(optarg, 1, 100000, &top_n)) return cli_usage_error("top", "-n wants a positive count, got '%s'", optarg);
             break;
         default: return cli_usage_error("top", "unknown option '%s'", argv[optind - 1]);
         }
@@ -538,7 +516,7 @@ int cmd_seeds_needed(int argc, char **argv) {
             a.sweeps[a.n_sweeps++] = optarg;
             break;
         case 'x':
-            if (parse_double_arg(optarg, &delta) || !(delta > 0))
+            if (cli_parse_double(optarg, 0, INFINITY, &delta) || !(delta > 0))
                 return cli_usage_error("seeds-needed", "--delta wants a positive number of nats, got '%s'", optarg);
             break;
         case 'r': a.ref = optarg; break;

@@ -9,6 +9,7 @@
  * Not here: SQL that writes, HTML, option parsing.
  */
 #include "report.h"
+#include "svg.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -742,16 +743,7 @@ void report_fmt_bytes(char *buf, size_t n, double bytes) {
         snprintf(buf, n, "–");
         return;
     }
-    char tmp[32], out[48];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)llround(fabs(bytes)));
-    size_t len = strlen(tmp), o = 0;
-    if (bytes < 0) out[o++] = '-';
-    for (size_t i = 0; i < len; i++) {
-        if (i > 0 && (len - i) % 3 == 0) out[o++] = ',';
-        out[o++] = tmp[i];
-    }
-    out[o] = 0;
-    snprintf(buf, n, "%s", out);
+    svg_format_thousands(buf, n, llround(bytes));
 }
 
 void report_fmt_signed(char *buf, size_t n, double v, int decimals) {

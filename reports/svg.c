@@ -99,8 +99,7 @@ int svg_ticks_log(double lo, double hi, int max_ticks, double *ticks) {
     }
 }
 
-/* Insert thousands separators into an integer string. */
-static void group_thousands(char *buf, size_t n, long long v) {
+void svg_format_thousands(char *buf, size_t n, long long v) {
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%lld", v < 0 ? -v : v);
     size_t len = strlen(tmp), o = 0;
@@ -127,11 +126,23 @@ void svg_format_tick(char *buf, size_t n, double v, double step) {
     if (step > 0 && step < 1) decimals = (int)ceil(-log10(step) - 1e-9);
     if (step <= 0 && fabs(v) < 1) decimals = 3;
     if (decimals > 8) decimals = 8;
-    if (decimals == 0 && fabs(v) >= 10000) group_thousands(buf, n, llround(v));
+    if (decimals == 0 && fabs(v) >= 10000) svg_format_thousands(buf, n, llround(v));
     else snprintf(buf, n, "%.*f", decimals, v);
 }
 
 /* ---- text and markers ------------------------------------------------------------------- */
+
+/* The <svg> start tag of a chart (class, id, size, the title as its accessible label) and
+ * its white background. */
+static void svg_open(FILE *f, const char *cls, const char *id, const char *title, double width,
+                     double height) {
+    fprintf(f, "<svg class=\"%s\" id=\"", cls);
+    svg_write_escaped(f, id);
+    fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
+            width, height, width, height);
+    svg_write_escaped(f, title);
+    fprintf(f, "\" " FONT ">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n");
+}
 
 static void text_at(FILE *f, double x, double y, const char *anchor, int size, const char *extra,
                     const char *s) {
@@ -333,12 +344,7 @@ void svg_plot_begin(svg_plot *p) {
     p->px_bottom = p->height - below;
     if (p->px_bottom < p->px_top + 60) p->px_bottom = p->px_top + 60;
 
-    fprintf(f, "<svg class=\"chart\" id=\"");
-    svg_write_escaped(f, p->id);
-    fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
-            p->width, p->height, p->width, p->height);
-    svg_write_escaped(f, p->title);
-    fprintf(f, "\" " FONT ">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n");
+    svg_open(f, "chart", p->id, p->title, p->width, p->height);
     text_at(f, 12, 22, "start", 15, "font-weight=\"600\" class=\"title\"", p->title);
 
     /* y grid + ticks */
@@ -524,12 +530,7 @@ void svg_heatmap_write(const svg_heatmap *h) {
     double scale_w = grid_w < 240 ? 240 : grid_w;
     double width = left + scale_w + 30, height = top + grid_h + 110;
     if (width < 400) width = 400;
-    fprintf(f, "<svg class=\"chart heatmap\" id=\"");
-    svg_write_escaped(f, h->id);
-    fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
-            width, height, width, height);
-    svg_write_escaped(f, h->title);
-    fprintf(f, "\" " FONT ">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n");
+    svg_open(f, "chart heatmap", h->id, h->title, width, height);
     text_at(f, 12, 22, "start", 15, "font-weight=\"600\" class=\"title\"", h->title);
     for (int iy = 0; iy < h->ny; iy++) {
         double y = top + iy * cell_h;
@@ -611,12 +612,7 @@ void svg_hbar_write(const svg_hbar *b) {
     while (xmax < want) xmax += step;
     nt = svg_ticks_linear(0, xmax, 8, ticks); /* label the axis up to its end */
     step = nt > 1 ? ticks[1] - ticks[0] : step;
-    fprintf(f, "<svg class=\"chart hbar\" id=\"");
-    svg_write_escaped(f, b->id);
-    fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
-            width, height, width, height);
-    svg_write_escaped(f, b->title);
-    fprintf(f, "\" " FONT ">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n");
+    svg_open(f, "chart hbar", b->id, b->title, width, height);
     fprintf(f, "<defs><pattern id=\"%s-hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f2b8b5\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#b2182b\" stroke-width=\"3\"/></pattern></defs>\n",
             b->id);
     text_at(f, 12, 22, "start", 15, "font-weight=\"600\" class=\"title\"", b->title);

@@ -43,6 +43,8 @@ int svg_ticks_log(double lo, double hi, int max_ticks, double *ticks);
 /* Format a tick value with the fewest significant digits that keep neighbouring ticks
  * (spaced by step) apart; large values get thousands separators. */
 void svg_format_tick(char *buf, size_t n, double v, double step);
+/* An integer with thousands separators: 15863489 -> "15,863,489". */
+void svg_format_thousands(char *buf, size_t n, long long v);
 
 typedef enum { SVG_LEGEND_LINE, SVG_LEGEND_POINT, SVG_LEGEND_LINE_POINT, SVG_LEGEND_BAND,
                SVG_LEGEND_REFLINE } svg_legend_kind;

@@ -34,6 +34,12 @@ void cli_print_usage(const cli_command *c);
 /* True when argv has -h/--help anywhere before a "--". */
 int cli_wants_help(int argc, char **argv);
 
+/* Option values (sweep/cli_args.c): 0 and *out set when all of s is a base-10 integer / a
+ * finite number in [lo, hi]; -1 (nothing set) otherwise, for the command's usage error. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+int cli_parse_int(const char *s, int lo, int hi, int *out);
+int cli_parse_double(const char *s, double lo, double hi, double *out);
+
 /* ---- commands (one line each; keep sorted by subsystem) ----------------------------- */
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -39,15 +39,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 /* Remove DIR/fineweb_<split>_*.bin for both splits, as the exporter does before writing, so
  * a smaller re-export never leaves stale shards in the glob. */
 static int remove_shards(const char *dir, cad_err *e) {
@@ -319,13 +310,13 @@ static int data_prepare(int argc, char **argv) {
         case 'i': inputs[n_inputs++] = optarg; break;
         case 'o': out = optarg; break;
         case 'v':
-            if (parse_long(optarg, 0, LONG_MAX, &val_docs) != 0) {
+            if (cli_parse_long(optarg, 0, LONG_MAX, &val_docs) != 0) {
                 free(inputs);
                 return cli_usage_error("data", "--val-docs: '%s' is not a count >= 0", optarg);
             }
             break;
         case 's':
-            if (parse_long(optarg, 1, CAD_SHARD_MAX_TOKENS, &shard_tokens) != 0) {
+            if (cli_parse_long(optarg, 1, CAD_SHARD_MAX_TOKENS, &shard_tokens) != 0) {
                 free(inputs);
                 return cli_usage_error("data", "--shard-tokens: '%s' is not in [1, %ld]", optarg,
                                        CAD_SHARD_MAX_TOKENS);
@@ -425,7 +416,7 @@ static int data_stats(int argc, char **argv) {
         switch (c) {
         case 't': model = optarg; break;
         case 'L':
-            if (parse_long(optarg, 1, INT_MAX, &seq_len) != 0)
+            if (cli_parse_long(optarg, 1, INT_MAX, &seq_len) != 0)
                 return cli_usage_error("data", "--seq-len: '%s' is not a positive integer",
                                        optarg);
             break;
@@ -502,7 +493,7 @@ static int tokenizer_train(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'V':
-            if (parse_long(optarg, 1, 65536, &vocab) != 0) {
+            if (cli_parse_long(optarg, 1, 65536, &vocab) != 0) {
                 free(inputs);
                 return cli_usage_error("tokenizer", "--vocab: '%s' is not in [1, 65536]", optarg);
             }

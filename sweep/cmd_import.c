@@ -461,17 +461,7 @@ static int import_one(cad_db *db, const import_opts *o, const char *log_path,
     unlink(path);
     if (!rc && s.has_score) {
         cad_result r;
-        cad_result_init(&r);
-        r.val_loss = s.val_loss;
-        r.val_bpb = s.val_bpb;
-        r.prequant_val_loss = s.prequant_val_loss;
-        r.prequant_val_bpb = s.prequant_val_bpb;
-        r.artifact_bytes = s.artifact_bytes;
-        r.model_bytes = s.model_bytes;
-        r.code_bytes = s.code_bytes;
-        r.train_ms = s.train_ms;
-        r.eval_ms = s.eval_ms;
-        r.steps = s.steps;
+        cad_ingest_result_from_log(&r, &s);
         rc = cad_ingest_write_result(path, run_id, &r, e);
     }
 

@@ -30,15 +30,40 @@
 
 /* ---- shared helpers --------------------------------------------------------------------- */
 
-/* Open the DB a read command looks at; a missing file is an error, not a new DB. */
+/* Open the DB a command looks at; a missing file is an error, not a new DB. */
 static int open_existing(const char *cmd, const char *opt_db, int flags, cad_db **db) {
-    const char *path = cad_db_path(opt_db);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return cli_fail(cmd, "no database '%s' (queue runs with 'caddie sweep add FILE', or "
-                             "pass --db FILE / set CADDIE_DB)", path);
     cad_err e = {0};
-    if (cad_db_open(path, flags, db, &e) != CAD_OK) return cli_fail(cmd, "%s", e.msg);
+    if (cad_db_open(cad_db_path(opt_db), flags | CAD_DB_MUST_EXIST, db, &e) != CAD_OK)
+        return cli_fail(cmd, "%s", e.msg);
+    return 0;
+}
+
+/* The options of a command whose only option is --db FILE: 0 with *opt_db set (NULL when
+ * absent) and optind at the first operand, or the usage error's exit code. */
+static int parse_db_option(const char *cmd, int argc, char **argv, const char **opt_db) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'D'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'D') *opt_db = optarg;
+        else return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+    return 0;
+}
+
+/* Open the DB read-only and load one run; on failure nothing stays open. */
+static int open_run(const char *cmd, const char *opt_db, const char *run_id, cad_db **db,
+                    cad_run *run) {
+    int rc = open_existing(cmd, opt_db, CAD_DB_READONLY, db);
+    if (rc) return rc;
+    cad_err e = {0};
+    memset(run, 0, sizeof *run);
+    if (cad_db_get_run(*db, run_id, run, &e) != CAD_OK) {
+        cad_db_close(*db);
+        *db = NULL;
+        return cli_fail(cmd, "%s", e.msg);
+    }
     return 0;
 }
 
@@ -68,24 +93,6 @@ static int runner_holder(const char *db_path, char *who, size_t cap) {
     }
     close(fd); /* releases the shared lock if we got it */
     return held;
-}
-
-static int parse_double(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < 0) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_int(const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > 1000000) return -1;
-    *out = (int)v;
-    return 0;
 }
 
 /* ---- caddie run ------------------------------------------------------------------------- */
@@ -120,22 +127,22 @@ int cmd_run(int argc, char **argv) {
         switch (c) {
         case 'd': devices = optarg; break;
         case 'c':
-            if (parse_int(optarg, &cpu_slots) != 0 || cpu_slots > SCHED_MAX_DEVICES)
+            if (cli_parse_int(optarg, 1, SCHED_MAX_DEVICES, &cpu_slots) != 0)
                 return cli_usage_error("run", "--cpu-slots '%s': expected 1..%d", optarg,
                                        SCHED_MAX_DEVICES);
             break;
         case 't':
-            if (parse_int(optarg, &threads) != 0)
+            if (cli_parse_int(optarg, 1, 1000000, &threads) != 0)
                 return cli_usage_error("run", "--threads '%s': expected a positive integer", optarg);
             break;
         case 'u': o.until_empty = 1; break;
         case 'D': opt_db = optarg; break;
         case 'g':
-            if (parse_double(optarg, &o.grace_s) != 0)
+            if (cli_parse_double(optarg, 0, INFINITY, &o.grace_s) != 0)
                 return cli_usage_error("run", "--grace '%s': expected seconds >= 0", optarg);
             break;
         case 'p':
-            if (parse_double(optarg, &o.poll_s) != 0 || o.poll_s < 0.01 || o.poll_s > 60)
+            if (cli_parse_double(optarg, 0.01, 60, &o.poll_s) != 0)
                 return cli_usage_error("run", "--poll '%s': expected 0.01..60 seconds", optarg);
             break;
         default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
@@ -175,18 +182,12 @@ int cmd_run(int argc, char **argv) {
 /* ---- caddie status ---------------------------------------------------------------------- */
 
 int cmd_status(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'D'}, {0, 0, 0, 0}};
     const char *opt_db = NULL;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'D') opt_db = optarg;
-        else return cli_usage_error("status", "unknown option '%s'", argv[optind - 1]);
-    }
+    int rc = parse_db_option("status", argc, argv, &opt_db);
+    if (rc) return rc;
     if (optind < argc) return cli_usage_error("status", "unexpected argument '%s'", argv[optind]);
     cad_db *db = NULL;
-    int rc = open_existing("status", opt_db, CAD_DB_READONLY, &db);
+    rc = open_existing("status", opt_db, CAD_DB_READONLY, &db);
     if (rc) return rc;
     char who[512];
     int held = runner_holder(cad_db_file(db), who, sizeof who);
@@ -312,27 +313,15 @@ int cmd_ls(int argc, char **argv) {
 /* ---- caddie show ------------------------------------------------------------------------ */
 
 int cmd_show(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'D'}, {0, 0, 0, 0}};
     const char *opt_db = NULL;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'D') opt_db = optarg;
-        else return cli_usage_error("show", "unknown option '%s'", argv[optind - 1]);
-    }
+    int rc = parse_db_option("show", argc, argv, &opt_db);
+    if (rc) return rc;
     if (argc - optind != 1) return cli_usage_error("show", "expected one RUN id");
     const char *run_id = argv[optind];
     cad_db *db = NULL;
-    int rc = open_existing("show", opt_db, CAD_DB_READONLY, &db);
-    if (rc) return rc;
-    cad_err e = {0};
     cad_run run;
-    memset(&run, 0, sizeof run);
-    if (cad_db_get_run(db, run_id, &run, &e) != CAD_OK) {
-        cad_db_close(db);
-        return cli_fail("show", "%s", e.msg);
-    }
+    rc = open_run("show", opt_db, run_id, &db, &run);
+    if (rc) return rc;
     sqlite3_stmt *st = NULL;
     /* every column of the public view, in its order; the error text comes last */
     rc = prepare("show", db, "SELECT * FROM run_summary WHERE run_id = ?1", &st);
@@ -421,15 +410,9 @@ int cmd_logs(int argc, char **argv) {
     if (argc - optind != 1) return cli_usage_error("logs", "expected one RUN id");
     const char *run_id = argv[optind];
     cad_db *db = NULL;
-    int rc = open_existing("logs", opt_db, CAD_DB_READONLY, &db);
-    if (rc) return rc;
-    cad_err e = {0};
     cad_run run;
-    memset(&run, 0, sizeof run);
-    if (cad_db_get_run(db, run_id, &run, &e) != CAD_OK) {
-        cad_db_close(db);
-        return cli_fail("logs", "%s", e.msg);
-    }
+    int rc = open_run("logs", opt_db, run_id, &db, &run);
+    if (rc) return rc;
     char path[4200];
     log_path_of(&run, path, sizeof path);
     struct stat sb;
@@ -465,6 +448,7 @@ int cmd_logs(int argc, char **argv) {
         cad_run_status prev = run.status;
         cad_run_free(&run);
         memset(&run, 0, sizeof run);
+        cad_err e = {0};
         if (cad_db_get_run(db, run_id, &run, &e) != CAD_OK) {
             run.status = prev == CAD_RUN_QUEUED ? CAD_RUN_CANCELLED : CAD_RUN_DONE;
         }
@@ -483,19 +467,13 @@ int cmd_logs(int argc, char **argv) {
 /* ---- caddie cancel / retry -------------------------------------------------------------- */
 
 static int cancel_or_retry(const char *cmd, int argc, char **argv, int cancel) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'D'}, {0, 0, 0, 0}};
     const char *opt_db = NULL;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'D') opt_db = optarg;
-        else return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-    }
+    int rc = parse_db_option(cmd, argc, argv, &opt_db);
+    if (rc) return rc;
     if (argc - optind != 1) return cli_usage_error(cmd, "expected one RUN id or SWEEP name");
     const char *target = argv[optind];
     cad_db *db = NULL;
-    int rc = open_existing(cmd, opt_db, 0, &db);
+    rc = open_existing(cmd, opt_db, 0, &db);
     if (rc) return rc;
     cad_err e = {0};
     int n = 0;

@@ -71,13 +71,10 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 4096) return cli_usage_error(cmd, "--devices wants a positive integer, got '%s'", optarg);
-            devices = (int)v;
+        case 'd':
+            if (cli_parse_int(optarg, 1, 4096, &devices) != 0)
+                return cli_usage_error(cmd, "--devices wants a positive integer, got '%s'", optarg);
             break;
-        }
         case 'f': force = 1; break;
         case 'b': db_opt = optarg; break;
         case 'r': runs_opt = optarg; break;

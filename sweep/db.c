@@ -364,6 +364,12 @@ int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e) {
 
 int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e) {
     *out = NULL;
+    struct stat st;
+    if ((flags & CAD_DB_MUST_EXIST) && stat(path, &st) != 0)
+        return cad_fail(e, CAD_EIO,
+                        "no database '%s' (queue runs with 'caddie sweep add FILE', or pass "
+                        "--db FILE / set CADDIE_DB)",
+                        path);
     cad_db *db = calloc(1, sizeof *db);
     if (!db) return cad_fail(e, CAD_ENOMEM, "out of memory opening %s", path);
     db->path = strdup(path);

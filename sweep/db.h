@@ -43,6 +43,8 @@ typedef struct cad_db cad_db;
 enum {
     CAD_DB_READONLY = 1,   /* open read-only; fails if the schema is older than this binary */
     CAD_DB_NO_MIGRATE = 2, /* open read-write but do not migrate (for `db migrate` reporting) */
+    CAD_DB_MUST_EXIST = 4, /* a missing file is an error (CAD_EIO, "no database ..."), not a new DB:
+                            * for the commands that only look at what was queued */
 };
 
 /* The DB path to use: opt_db (from --db) if non-NULL and non-empty, else $CADDIE_DB if set

@@ -624,6 +624,20 @@ static void put_int(FILE *f, const char *key, int64_t v, int *first) {
     else fprintf(f, "%lld", (long long)v);
 }
 
+void cad_ingest_result_from_log(cad_result *r, const cad_log_summary *s) {
+    cad_result_init(r);
+    r->val_loss = s->val_loss;
+    r->val_bpb = s->val_bpb;
+    r->prequant_val_loss = s->prequant_val_loss;
+    r->prequant_val_bpb = s->prequant_val_bpb;
+    r->artifact_bytes = s->artifact_bytes;
+    r->model_bytes = s->model_bytes;
+    r->code_bytes = s->code_bytes;
+    r->train_ms = s->train_ms;
+    r->eval_ms = s->eval_ms;
+    r->steps = s->steps;
+}
+
 int cad_ingest_write_result(const char *path, const char *run_id, const cad_result *r, cad_err *e) {
     size_t len = strlen(path) + 8;
     char *tmp = malloc(len);

@@ -23,6 +23,7 @@
 #define CADDIE_INGEST_H
 
 #include "db.h"
+#include "logparse.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -65,6 +66,10 @@ int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e
 
 /* Write one metrics.jsonl line (with '\n') in the journal format; NaN value -> null. */
 void cad_ingest_write_metric(FILE *f, const cad_metric *m);
+
+/* The final numbers a train_gpt.py-style log states (its summary) as a result; what the log
+ * did not say stays unknown. */
+void cad_ingest_result_from_log(cad_result *r, const cad_log_summary *s);
 
 /* Write result.json atomically (path.tmp + rename) in the engine's format. */
 int cad_ingest_write_result(const char *path, const char *run_id, const cad_result *r,

@@ -479,6 +479,47 @@ static void append_name(char **name, const char *part) {
     *name = n;
 }
 
+/* Call fn on every assignment of the run at idx, in the order where a later one wins: the
+ * sweep's set, then each axis' point. Stops at the first nonzero return. */
+typedef int (*assign_fn)(void *ctx, const cad_sweep_assign *as, cad_err *e);
+
+static int for_each_assign(const cad_sweep_spec *s, const int *idx, assign_fn fn, void *ctx,
+                           cad_err *e) {
+    int rc = CAD_OK;
+    for (int k = 0; k < s->n_set && !rc; k++) rc = fn(ctx, &s->set[k], e);
+    for (int a = 0; a < s->n_axes && !rc; a++) {
+        const cad_sweep_point *pt = &s->axes[a].points[idx[a]];
+        for (int k = 0; k < pt->n && !rc; k++) rc = fn(ctx, &pt->a[k], e);
+    }
+    return rc;
+}
+
+typedef struct assign_ctx {
+    const char *spec_path;
+    run_priv *pv;
+} assign_ctx;
+
+/* caddie engine: into the run's config, each value's origin "spec:line:col" for errors */
+static int assign_config(void *ctx, const cad_sweep_assign *as, cad_err *e) {
+    const assign_ctx *c = ctx;
+    char *t = cad_sweep_value_text(as->value);
+    char origin[96];
+    snprintf(origin, sizeof origin, "%s:%d:%d", c->spec_path, as->value->line, as->value->col);
+    int rc = t ? cad_config_set(&c->pv->cfg, as->key, t, origin, e) : CAD_ENOMEM;
+    free(t);
+    return rc;
+}
+
+/* command engine: into the run's free-form params (the caller reports a failure) */
+static int assign_param(void *ctx, const cad_sweep_assign *as, cad_err *e) {
+    (void)e;
+    const assign_ctx *c = ctx;
+    char *t = cad_sweep_value_text(as->value);
+    int rc = t ? set_kv(&c->pv->params, &c->pv->n_params, as->key, t, as->value) : CAD_ENOMEM;
+    free(t);
+    return rc;
+}
+
 static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
                        int has_seed, cad_plan_run *r, cad_err *e) {
     const cad_sweep_spec *s = pc->s;
@@ -518,21 +559,8 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
         if ((rc = cad_config_init(&pv->cfg, e))) return rc;
         pv->has_cfg = 1;
         if (s->base && (rc = cad_config_load_yaml(&pv->cfg, s->base, e))) return rc;
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-            int na = pass ? s->n_axes : 1;
-            for (int a = 0; a < na && !rc; a++) {
-                const cad_sweep_assign *as = pass ? s->axes[a].points[idx[a]].a : s->set;
-                int n = pass ? s->axes[a].points[idx[a]].n : s->n_set;
-                for (int k = 0; k < n && !rc; k++) {
-                    char *t = cad_sweep_value_text(as[k].value);
-                    char origin[96];
-                    snprintf(origin, sizeof origin, "%s:%d:%d", s->path, as[k].value->line,
-                             as[k].value->col);
-                    rc = t ? cad_config_set(&pv->cfg, as[k].key, t, origin, e) : CAD_ENOMEM;
-                    free(t);
-                }
-            }
-        }
+        assign_ctx ac = {s->path, pv};
+        rc = for_each_assign(s, idx, assign_config, &ac, e);
         if (!rc && has_seed) {
             char t[32];
             snprintf(t, sizeof t, "%ld", seed);
@@ -560,18 +588,8 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
             rc = t ? set_kv(&pv->params, &pv->n_params, br->keys[i]->value, t, br->vals[i]) : CAD_ENOMEM;
             free(t);
         }
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-            int na = pass ? s->n_axes : 1;
-            for (int a = 0; a < na && !rc; a++) {
-                const cad_sweep_assign *as = pass ? s->axes[a].points[idx[a]].a : s->set;
-                int n = pass ? s->axes[a].points[idx[a]].n : s->n_set;
-                for (int k = 0; k < n && !rc; k++) {
-                    char *t = cad_sweep_value_text(as[k].value);
-                    rc = t ? set_kv(&pv->params, &pv->n_params, as[k].key, t, as[k].value) : CAD_ENOMEM;
-                    free(t);
-                }
-            }
-        }
+        assign_ctx ac = {s->path, pv};
+        if (!rc) rc = for_each_assign(s, idx, assign_param, &ac, e);
         if (!rc && has_seed) {
             char t[32];
             snprintf(t, sizeof t, "%ld", seed);

@@ -437,17 +437,7 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
         }
         if (has_exit && exit_code == 0 && sum.has_score && s->stop == STOP_NONE) {
             cad_result res;
-            cad_result_init(&res);
-            res.val_loss = sum.val_loss;
-            res.val_bpb = sum.val_bpb;
-            res.prequant_val_loss = sum.prequant_val_loss;
-            res.prequant_val_bpb = sum.prequant_val_bpb;
-            res.artifact_bytes = sum.artifact_bytes;
-            res.model_bytes = sum.model_bytes;
-            res.code_bytes = sum.code_bytes;
-            res.train_ms = sum.train_ms;
-            res.eval_ms = sum.eval_ms;
-            res.steps = sum.steps;
+            cad_ingest_result_from_log(&res, &sum);
             char path[4096];
             snprintf(path, sizeof path, "%s/result.json", s->run_dir);
             cad_err we = {0};

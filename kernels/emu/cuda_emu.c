@@ -667,3 +667,32 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                       C + b * strideC, ldc);
     return CUBLAS_STATUS_SUCCESS;
 }
+
+cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n,
+                           int k, const float *alpha, const float *A, int lda, const float *beta,
+                           float *C, int ldc) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((uplo != CUBLAS_FILL_MODE_LOWER && uplo != CUBLAS_FILL_MODE_UPPER) ||
+        (trans != CUBLAS_OP_N && trans != CUBLAS_OP_T) || n < 0 || k < 0)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    int arows = trans == CUBLAS_OP_N ? n : k;
+    if (lda < (arows > 1 ? arows : 1) || ldc < (n > 1 ? n : 1)) {
+        fprintf(stderr, "cuda_emu: cublasSsyrk: bad leading dimension (n=%d k=%d trans=%d lda=%d "
+                "ldc=%d)\n", n, k, trans, lda, ldc);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    for (int j = 0; j < n; j++)
+        for (int i = uplo == CUBLAS_FILL_MODE_UPPER ? 0 : j; i < (uplo == CUBLAS_FILL_MODE_UPPER ? j + 1 : n); i++) {
+            float acc = 0.0f;
+            if (*alpha != 0.0f)
+                for (int p = 0; p < k; p++) {
+                    /* op(A)[i,p] * op(A)[j,p] */
+                    float a = trans == CUBLAS_OP_N ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
+                    float b = trans == CUBLAS_OP_N ? A[(size_t)p * lda + j] : A[(size_t)j * lda + p];
+                    acc += a * b;
+                }
+            float *c = &C[(size_t)j * ldc + i];
+            *c = *beta == 0.0f ? *alpha * acc : *alpha * acc + *beta * *c;
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}

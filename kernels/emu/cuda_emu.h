@@ -24,7 +24,7 @@
  * - Under -fsanitize=address the fibre switches are announced with
  *   __sanitizer_start/finish_switch_fiber, so ASan checks kernel memory accesses as usual.
  * - Runtime/cuBLAS subset: cudaMalloc/Free/MemcpyAsync/MemsetAsync/StreamSynchronize/... on host
- *   memory, cublasSgemm/cublasSgemmStridedBatched as plain column-major loops with cuBLAS's
+ *   memory, cublasSgemm/cublasSgemmStridedBatched/cublasSsyrk as plain column-major loops with cuBLAS's
  *   argument validation (so the row-major mapping and leading dimensions are tested).
  *
  * Kernel source rules (the C11 ∩ CUDA C++ subset): no templates, references, classes, default
@@ -169,6 +169,7 @@ typedef enum {
     CUBLAS_STATUS_INVALID_VALUE = 7,
 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUBLAS_FILL_MODE_LOWER = 0, CUBLAS_FILL_MODE_UPPER = 1 } cublasFillMode_t;
 typedef struct emu_cublas *cublasHandle_t;
 
 const char *cublasGetStatusString(cublasStatus_t s);
@@ -184,5 +185,10 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          long long strideA, const float *B, int ldb,
                                          long long strideB, const float *beta, float *C, int ldc,
                                          long long strideC, int batch);
+/* C = alpha op(A) op(A)^T + beta C on the `uplo` triangle only (the other is not touched);
+ * trans N: A is [n,k]; T: A is [k,n]. */
+cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n,
+                           int k, const float *alpha, const float *A, int lda, const float *beta,
+                           float *C, int ldc);
 
 #endif

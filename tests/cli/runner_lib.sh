@@ -50,3 +50,17 @@ curve_spread() { q "SELECT DISTINCT n FROM (SELECT count(DISTINCT printf('%.5f',
 # gone PID — the process has exited (a zombie nobody reaped yet counts as gone: after the
 # runner is killed its children are reparented to PID 1, which may reap late)
 gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# fake_sweep NAME STEPS SLEEP 'I...' [ENV_LINES [TOP_LINES]] — write NAME.yaml: a command
+# sweep running the fake engine once per value of grid i (passed as its argument), each run
+# FAKE_STEPS steps FAKE_SLEEP seconds apart. ENV_LINES (indented "  KEY: VALUE") are added to
+# env, TOP_LINES ("key: value") after the grid.
+fake_sweep() {
+    {
+        printf 'name: %s\nengine: command\ncommand: ["bash", "%s", "{i}"]\n' "$1" "$FAKE"
+        printf 'env:\n  FAKE_STEPS: "%s"\n  FAKE_SLEEP: "%s"\n' "$2" "$3"
+        if [ -n "${5:-}" ]; then printf '%s\n' "$5"; fi
+        printf 'grid:\n  i: [%s]\n' "$4"
+        if [ -n "${6:-}" ]; then printf '%s\n' "$6"; fi
+    } >"$1.yaml"
+}

@@ -9,16 +9,7 @@
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
 STEPS=15
-cat >crash.yaml <<EOF
-name: crash
-engine: command
-command: ["bash", "$FAKE", "{i}"]
-env:
-  FAKE_STEPS: "$STEPS"
-  FAKE_SLEEP: "0.08"
-grid:
-  i: [1, 2, 3, 4, 5, 6]
-EOF
+fake_sweep crash "$STEPS" 0.08 "1, 2, 3, 4, 5, 6"
 
 test_expect_success 'kill -9 the runner while runs are half way' '
     caddie sweep add crash.yaml >/dev/null &&
@@ -62,17 +53,7 @@ test_expect_success 'delete the DB: caddie db rebuild gives back the same runs, 
     test_cmp before after && test "$(wc -l <before)" -gt 30
 '
 
-cat >survivor.yaml <<EOF
-name: survivor
-engine: command
-command: ["bash", "$FAKE", "{i}"]
-env:
-  FAKE_STEPS: "400"
-  FAKE_SLEEP: "0.05"
-  FAKE_IGNORE_TERM: "{i}"
-grid:
-  i: [1]
-EOF
+fake_sweep survivor 400 0.05 1 '  FAKE_IGNORE_TERM: "{i}"'
 test_expect_success 'a run that outlived its runner (ignored TERM) is killed by the next one' '
     caddie sweep add survivor.yaml >/dev/null &&
     { "$CADDIE" run --cpu-slots 1 --poll 0.05 >r3.out 2>&1 & } &&
@@ -90,16 +71,7 @@ test_expect_success 'a run that outlived its runner (ignored TERM) is killed by 
     kill -TERM $pid2 && { wait $pid2; true; }
 '
 
-cat >term.yaml <<EOF
-name: term
-engine: command
-command: ["bash", "$FAKE", "{i}"]
-env:
-  FAKE_STEPS: "200"
-  FAKE_SLEEP: "0.05"
-grid:
-  i: [1, 2]
-EOF
+fake_sweep term 200 0.05 "1, 2"
 test_expect_success 'SIGTERM to the runner: TERM to its runs, marked interrupted, exit 143' '
     caddie sweep add term.yaml >/dev/null &&
     { "$CADDIE" run --cpu-slots 2 --poll 0.05 --grace 2 >r5.out 2>&1 & } &&

@@ -6,27 +6,8 @@
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
-cat >long.yaml <<EOF
-name: long
-engine: command
-command: ["bash", "$FAKE", "{i}"]
-env:
-  FAKE_STEPS: "400"
-  FAKE_SLEEP: "0.05"
-grid:
-  i: [1, 2, 3]
-EOF
-cat >short.yaml <<EOF
-name: short
-engine: command
-command: ["bash", "$FAKE", "{i}"]
-env:
-  FAKE_STEPS: "6"
-  FAKE_SLEEP: "0.1"
-grid:
-  i: [1]
-priority: 5
-EOF
+fake_sweep long 400 0.05 "1, 2, 3"
+fake_sweep short 6 0.1 1 '' 'priority: 5'
 
 test_expect_success 'start a runner on three long runs' '
     caddie sweep add long.yaml >/dev/null &&

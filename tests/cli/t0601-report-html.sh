@@ -2,12 +2,10 @@
 # t0601 — `caddie report` on the fixture DB: one self-contained HTML file with the summary
 # table (numbers checked against scipy), charts, budgets and failures; filters and errors.
 . "$CADDIE_SRC/tests/cli/lib.sh"
-
-export CADDIE_DB="$TRASH/fx.db"
-FIXTURE="$CADDIE_SRC/tests/fixtures/reports/fixture_runs.sql"
+. "$CADDIE_SRC/tests/cli/reports_lib.sh"
 
 test_expect_success 'fixture database (db migrate + fixture rows)' '
-    caddie db migrate >/dev/null && sqlite3 "$CADDIE_DB" <"$FIXTURE" &&
+    fixture_db &&
     test "$(sqlite3 "$CADDIE_DB" "select count(*) from run_summary")" = 27
 '
 test_expect_success 'report writes one HTML file and says so' '

@@ -2,12 +2,11 @@
 # t0602 — `caddie top` and `caddie compare` on the fixture DB: aligned tables with the same
 # statistics as the report (Welch p checked against scipy), runs vs groups, errors.
 . "$CADDIE_SRC/tests/cli/lib.sh"
+. "$CADDIE_SRC/tests/cli/reports_lib.sh"
 
-export CADDIE_DB="$TRASH/fx.db"
 
 test_expect_success 'fixture database' '
-    caddie db migrate >/dev/null &&
-    sqlite3 "$CADDIE_DB" <"$CADDIE_SRC/tests/fixtures/reports/fixture_runs.sql"
+    fixture_db
 '
 test_expect_success 'top: best groups first, every row aligned under the header' '
     caddie top >out &&

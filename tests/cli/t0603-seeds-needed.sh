@@ -5,12 +5,11 @@
 # improvement 0.01105 nats -> 3 seeds for Δ=0.005, 2 for the observed Δ, 3 for the bar;
 # Δ=0.001 needs 11.
 . "$CADDIE_SRC/tests/cli/lib.sh"
+. "$CADDIE_SRC/tests/cli/reports_lib.sh"
 
-export CADDIE_DB="$TRASH/fx.db"
 
 test_expect_success 'fixture database' '
-    caddie db migrate >/dev/null &&
-    sqlite3 "$CADDIE_DB" <"$CADDIE_SRC/tests/fixtures/reports/fixture_runs.sql"
+    fixture_db
 '
 test_expect_success 'seeds-needed: the table and its header lines' '
     caddie seeds-needed --sweep qk-wd >out &&

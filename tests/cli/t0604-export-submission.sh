@@ -2,12 +2,11 @@
 # t0604 — `caddie export-submission`: a record folder from a group (all seeds) or one run:
 # submission.json in the challenge's format, README.md with the seed table, the logs.
 . "$CADDIE_SRC/tests/cli/lib.sh"
+. "$CADDIE_SRC/tests/cli/reports_lib.sh"
 
-export CADDIE_DB="$TRASH/fx.db"
 
 test_expect_success 'fixture database and run dirs with logs (the fixture run_dir is runs/<id>)' '
-    caddie db migrate >/dev/null &&
-    sqlite3 "$CADDIE_DB" <"$CADDIE_SRC/tests/fixtures/reports/fixture_runs.sql" &&
+    fixture_db &&
     for id in qk-wd-210 qk-wd-211 qk-wd-212; do
         mkdir -p runs/$id &&
         printf "step:1/20000 train_loss:9.01 train_time:129ms step_avg:129.00ms\nrun %s\n" $id >runs/$id/log.txt &&

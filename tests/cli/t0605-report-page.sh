@@ -5,8 +5,8 @@
 # the expected SVG charts and table rows. Without chromium every test here is SKIPPED with
 # the reason (`make test` installs it; see TEST_PKGS in the Makefile).
 . "$CADDIE_SRC/tests/cli/lib.sh"
+. "$CADDIE_SRC/tests/cli/reports_lib.sh"
 
-export CADDIE_DB="$TRASH/fx.db"
 CHROMIUM=${CADDIE_CHROMIUM:-$(command -v chromium || true)}
 
 if [ -z "$CHROMIUM" ] || ! [ -x "$CHROMIUM" ]; then
@@ -32,8 +32,7 @@ png_size() {
 }
 
 test_expect_success 'fixture database and report' '
-    caddie db migrate >/dev/null &&
-    sqlite3 "$CADDIE_DB" <"$CADDIE_SRC/tests/fixtures/reports/fixture_runs.sql" &&
+    fixture_db &&
     caddie report --out report.html >/dev/null &&
     printf "<!DOCTYPE html><html><body style=\"background:#fff\"></body></html>\n" >blank.html
 '

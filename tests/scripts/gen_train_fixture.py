@@ -28,44 +28,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_model_fixture as gm  # noqa: E402
+from muon_ref import Muon  # noqa: E402
 
 HP = dict(iterations=10, warmdown_iters=4, muon_momentum=0.95, muon_momentum_warmup_start=0.85,
           muon_momentum_warmup_steps=5, matrix_lr=0.04, scalar_lr=0.04, tied_embed_lr=0.05, embed_lr=0.6,
           head_lr=0.008, beta1=0.9, beta2=0.95, adam_eps=1e-8, grad_clip_norm=1.0, muon_backend_steps=5)
-
-
-def ns5_fp32(G, steps, eps=1e-7):
-    a, b, c = (3.4445, -4.7750, 2.0315)
-    X = G.float().clone()
-    X /= X.norm() + eps
-    transposed = G.size(0) > G.size(1)
-    if transposed:
-        X = X.T
-    for _ in range(steps):
-        A = X @ X.T
-        B = b * A + c * A @ A
-        X = a * X + B @ X
-    return X.T if transposed else X
-
-
-class Muon(torch.optim.Optimizer):
-    def __init__(self, params, lr, momentum, backend_steps):
-        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                g = p.grad
-                st = self.state[p]
-                if "momentum_buffer" not in st:
-                    st["momentum_buffer"] = torch.zeros_like(g)
-                buf = st["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(g)
-                g = g.add(buf, alpha=group["momentum"])
-                g = ns5_fp32(g, group["backend_steps"])
-                g *= max(1, g.size(0) / g.size(1)) ** 0.5
-                p.add_(g, alpha=-group["lr"])
 
 
 def lr_mul(step):

@@ -10,7 +10,8 @@
  * Checks inside a test keep going after a failure (so one run shows every mismatch) but
  * the test counts once. Header-only on purpose: each test is its own executable.
  *
- * Not here: fixtures, tolerances per tensor (those live with the test that needs them).
+ * Not here: fixtures, tolerances per tensor (those live with the test that needs them), and
+ * the scratch-file / stdout / DB helpers several tests share (test_util.h).
  */
 #ifndef CADDIE_CHECK_H
 #define CADDIE_CHECK_H

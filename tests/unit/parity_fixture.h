@@ -2,7 +2,8 @@
  * parity_fixture.h — reader for the PyTorch parity fixtures written by
  * tests/scripts/gen_model_fixture.py's write_fixture (format documented there: "CADP" magic,
  * version 1, named float32/int32 records), shared by the engine tests that use them.
- * Header-only like check.h: each test is its own executable.
+ * Header-only like check.h: each test is its own executable. Included after model.h it also
+ * gives the model config of a fixture (pf_model_config).
  */
 #ifndef CADDIE_TEST_PARITY_FIXTURE_H
 #define CADDIE_TEST_PARITY_FIXTURE_H
@@ -32,8 +33,9 @@ static inline int pf_load(const char *path, pf_file *f) {
     FILE *fp = fopen(path, "rb");
     if (!fp) { printf("cannot open fixture %s\n", path); return -1; }
     int32_t hdr[3];
-    if (fread(hdr, 4, 3, fp) != 3 || hdr[0] != 0x43414450 || hdr[1] != 1) {
-        printf("%s: bad magic/version (regenerate with tests/scripts/gen_*_fixture.py)\n", path);
+    if (fread(hdr, 4, 3, fp) != 3 || hdr[0] != 0x43414450 || hdr[1] != 1 || hdr[2] <= 0 ||
+        hdr[2] > 100000) {
+        printf("%s: bad header: magic/version/record count (regenerate with tests/scripts/gen_*_fixture.py)\n", path);
         fclose(fp);
         return -1;
     }
@@ -80,5 +82,27 @@ static inline void pf_free(pf_file *f) {
     free(f->r);
     memset(f, 0, sizeof *f);
 }
+
+#ifdef CADDIE_MODEL_H
+/* The model of a fixture's config.* records (the generator's GPT settings), planned for
+ * batches of up to max_batch_seqs sequences of config.T tokens. */
+static inline cad_model_config pf_model_config(const pf_file *f, int max_batch_seqs) {
+    cad_model_config c = {
+        .vocab_size = (int)pf_scalar(f, "config.vocab_size"),
+        .num_layers = (int)pf_scalar(f, "config.num_layers"),
+        .model_dim = (int)pf_scalar(f, "config.model_dim"),
+        .num_heads = (int)pf_scalar(f, "config.num_heads"),
+        .num_kv_heads = (int)pf_scalar(f, "config.num_kv_heads"),
+        .mlp_mult = (int)pf_scalar(f, "config.mlp_mult"),
+        .tie_embeddings = (int)pf_scalar(f, "config.tie_embeddings"),
+        .rope_base = (float)pf_scalar(f, "config.rope_base"),
+        .logit_softcap = (float)pf_scalar(f, "config.logit_softcap"),
+        .qk_gain_init = (float)pf_scalar(f, "config.qk_gain_init"),
+        .tied_embed_init_std = (float)pf_scalar(f, "config.tied_embed_init_std"),
+        .max_batch_seqs = max_batch_seqs,
+        .max_seq_len = (int)pf_scalar(f, "config.T")};
+    return c;
+}
+#endif
 
 #endif

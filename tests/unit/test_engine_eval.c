@@ -17,19 +17,6 @@
 #include "stream.h"
 #include "tokenizer.h"
 
-static cad_model_config model_cfg_from(const pf_file *f, int max_batch_seqs) {
-    cad_model_config c = {
-        .vocab_size = (int)pf_scalar(f, "config.vocab_size"), .num_layers = (int)pf_scalar(f, "config.num_layers"),
-        .model_dim = (int)pf_scalar(f, "config.model_dim"), .num_heads = (int)pf_scalar(f, "config.num_heads"),
-        .num_kv_heads = (int)pf_scalar(f, "config.num_kv_heads"), .mlp_mult = (int)pf_scalar(f, "config.mlp_mult"),
-        .tie_embeddings = (int)pf_scalar(f, "config.tie_embeddings"), .rope_base = (float)pf_scalar(f, "config.rope_base"),
-        .logit_softcap = (float)pf_scalar(f, "config.logit_softcap"),
-        .qk_gain_init = (float)pf_scalar(f, "config.qk_gain_init"),
-        .tied_embed_init_std = (float)pf_scalar(f, "config.tied_embed_init_std"),
-        .max_batch_seqs = max_batch_seqs, .max_seq_len = (int)pf_scalar(f, "config.T")};
-    return c;
-}
-
 static int load_params(cad_model *m, const pf_file *f, const char *prefix) {
     for (int i = 0; i < m->n_params; i++) {
         char nm[160];
@@ -61,7 +48,7 @@ static void check_eval(const char *fixture) {
     double want_loss = pf_scalar(&f, "val_loss"), want_bpb = pf_scalar(&f, "val_bpb");
     /* max_batch_seqs 2 = torch's val batch (exact eval_val grouping); 1 = chunked */
     for (int mbs = 2; mbs >= 1; mbs--) {
-        cad_model_config mc = model_cfg_from(&f, mbs);
+        cad_model_config mc = pf_model_config(&f, mbs);
         cad_model m;
         cad_err e = {0};
         CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 1, &e) == CAD_OK, "%s", e.msg);

@@ -13,6 +13,7 @@
  */
 #include "check.h"
 #include "model.h"
+#include "parity_fixture.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -20,118 +21,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- fixture loading --------------------------------------------------------------------- */
-
-#define FIX_MAGIC 0x43414450
-#define FIX_VERSION 1
-
-typedef struct {
-    char name[128];
-    int dtype, ndim;
-    long shape[4], numel;
-    void *data;
-} fix_rec;
-
-typedef struct {
-    int n;
-    fix_rec *recs;
-} fixture;
-
-static void fixture_free(fixture *f) {
-    for (int i = 0; i < f->n; i++) free(f->recs[i].data);
-    free(f->recs);
-    f->n = 0, f->recs = NULL;
-}
-
-static int read_i32(FILE *fp, int *v) { return fread(v, 4, 1, fp) == 1; }
-
-/* Returns 0 and fills f, or prints why and returns -1. */
-static int fixture_load(const char *path, fixture *f) {
-    memset(f, 0, sizeof(*f));
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        printf("cannot open %s (HINT: /usr/bin/python3 tests/scripts/gen_model_fixture.py)\n", path);
-        return -1;
-    }
-    int magic = 0, version = 0, n = 0;
-    if (!read_i32(fp, &magic) || !read_i32(fp, &version) || !read_i32(fp, &n) || magic != FIX_MAGIC ||
-        version != FIX_VERSION || n <= 0 || n > 100000) {
-        printf("%s: bad header magic 0x%x version %d (expected 0x%x version %d; HINT: regenerate with "
-               "/usr/bin/python3 tests/scripts/gen_model_fixture.py)\n", path, magic, version, FIX_MAGIC, FIX_VERSION);
-        fclose(fp);
-        return -1;
-    }
-    f->recs = calloc((size_t)n, sizeof(fix_rec));
-    for (int i = 0; i < n; i++) {
-        fix_rec *r = &f->recs[i];
-        int len = 0;
-        if (!read_i32(fp, &len) || len <= 0 || len >= (int)sizeof(r->name) || fread(r->name, 1, (size_t)len, fp) != (size_t)len ||
-            !read_i32(fp, &r->dtype) || !read_i32(fp, &r->ndim) || r->ndim < 0 || r->ndim > 4)
-            goto bad;
-        r->numel = 1;
-        for (int d = 0; d < r->ndim; d++) {
-            int s = 0;
-            if (!read_i32(fp, &s) || s < 0) goto bad;
-            r->shape[d] = s, r->numel *= s;
-        }
-        r->data = malloc((size_t)r->numel * 4 + 4);
-        if (fread(r->data, 4, (size_t)r->numel, fp) != (size_t)r->numel) goto bad;
-        f->n++;
-    }
-    fclose(fp);
-    return 0;
-bad:
-    printf("%s: truncated or malformed record %d\n", path, f->n);
-    fclose(fp);
-    fixture_free(f);
-    return -1;
-}
-
-static fix_rec *fixture_get(fixture *f, const char *name) {
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->recs[i].name, name) == 0) return &f->recs[i];
-    return NULL;
-}
-
-static float fixture_scalar(fixture *f, const char *name) {
-    fix_rec *r = fixture_get(f, name);
-    return r ? ((float *)r->data)[0] : NAN;
-}
-
-/* Model config from the fixture's config.* records, planned for exactly its batch. */
-static cad_model_config fixture_config(fixture *f, int *B, int *T) {
-    cad_model_config c = {0};
-    c.vocab_size = (int)fixture_scalar(f, "config.vocab_size");
-    c.num_layers = (int)fixture_scalar(f, "config.num_layers");
-    c.model_dim = (int)fixture_scalar(f, "config.model_dim");
-    c.num_heads = (int)fixture_scalar(f, "config.num_heads");
-    c.num_kv_heads = (int)fixture_scalar(f, "config.num_kv_heads");
-    c.mlp_mult = (int)fixture_scalar(f, "config.mlp_mult");
-    c.tie_embeddings = (int)fixture_scalar(f, "config.tie_embeddings");
-    c.rope_base = fixture_scalar(f, "config.rope_base");
-    c.logit_softcap = fixture_scalar(f, "config.logit_softcap");
-    c.qk_gain_init = fixture_scalar(f, "config.qk_gain_init");
-    c.tied_embed_init_std = fixture_scalar(f, "config.tied_embed_init_std");
-    *B = (int)fixture_scalar(f, "config.B");
-    *T = (int)fixture_scalar(f, "config.T");
-    c.max_batch_seqs = *B, c.max_seq_len = *T;
-    return c;
-}
-
 /* Init a model for the fixture and copy its weights in by state_dict name; checks that the
  * parameter table matches the fixture's state_dict (names, order, shapes). */
-static int model_from_fixture(cad_model *m, fixture *f, int *B, int *T) {
-    cad_model_config c = fixture_config(f, B, T);
+static int model_from_fixture(cad_model *m, const pf_file *f, int *B, int *T) {
+    *B = (int)pf_scalar(f, "config.B");
+    *T = (int)pf_scalar(f, "config.T");
+    cad_model_config c = pf_model_config(f, *B);
     cad_err e;
     int rc = cad_model_init(m, &c, cad_backend_cpu(), 1, &e);
     CHECK_MSG(rc == CAD_OK, "cad_model_init: %s", e.msg);
     if (rc) return -1;
     /* the fixture lists the state_dict right after the config.* records, in order */
     int first = 0;
-    while (first < f->n && strncmp(f->recs[first].name, "config.", 7) == 0) first++;
+    while (first < f->n && strncmp(f->r[first].name, "config.", 7) == 0) first++;
     for (int i = 0; i < m->n_params; i++) {
         cad_param *p = &m->params[i];
-        fix_rec *r = first + i < f->n ? &f->recs[first + i] : NULL;
+        const pf_record *r = first + i < f->n ? &f->r[first + i] : NULL;
         CHECK_MSG(r && strcmp(r->name, p->name) == 0, "param %d is '%s', state_dict has '%s'", i, p->name,
                   r ? r->name : "(end)");
         if (!r || strcmp(r->name, p->name) != 0) return -1;
@@ -141,9 +46,23 @@ static int model_from_fixture(cad_model *m, fixture *f, int *B, int *T) {
         if (r->numel != p->numel) return -1;
         m->be->copy_to_device(m->be, p->data, r->data, sizeof(float) * (size_t)p->numel);
     }
-    fix_rec *after = first + m->n_params < f->n ? &f->recs[first + m->n_params] : NULL;
+    const pf_record *after = first + m->n_params < f->n ? &f->r[first + m->n_params] : NULL;
     CHECK_MSG(after && strcmp(after->name, "x") == 0, "state_dict has more tensors than the model (next '%s')",
               after ? after->name : "(end)");
+    return 0;
+}
+
+/* The fixture at rel (a repo path) and a model holding its weights: 0, or -1 with the reason
+ * checked and nothing left allocated. */
+static int load_case(const char *rel, pf_file *f, cad_model *m, int *B, int *T) {
+    if (pf_load(check_src_path(rel), f)) {
+        CHECK_MSG(0, "fixture %s unreadable", rel);
+        return -1;
+    }
+    if (model_from_fixture(m, f, B, T)) {
+        pf_free(f);
+        return -1;
+    }
     return 0;
 }
 
@@ -165,37 +84,30 @@ static int compare_tensor(const char *what, const float *got, const float *want,
 /* ---- parity ------------------------------------------------------------------------------ */
 
 static void parity_case(const char *rel) {
-    fixture f;
-    if (fixture_load(check_src_path(rel), &f)) {
-        CHECK_MSG(0, "fixture %s unreadable", rel);
-        return;
-    }
+    pf_file f;
     cad_model m;
     int B, T;
-    if (model_from_fixture(&m, &f, &B, &T)) {
-        fixture_free(&f);
-        return;
-    }
-    fix_rec *x = fixture_get(&f, "x"), *y = fixture_get(&f, "y");
+    if (load_case(rel, &f, &m, &B, &T)) return;
+    const pf_record *x = pf_get(&f, "x"), *y = pf_get(&f, "y");
     cad_err e;
     float loss = 0.0f;
     int rc = cad_model_forward(&m, x->data, y->data, B, T, &loss, &e);
     CHECK_MSG(rc == CAD_OK, "forward: %s", e.msg);
-    float want_loss = ((float *)fixture_get(&f, "loss")->data)[0];
+    float want_loss = ((float *)pf_get(&f, "loss")->data)[0];
     long N = (long)B * T, V = m.cfg.vocab_size;
     printf("    loss caddie %.8f torch %.8f\n", loss, want_loss);
     /* loss ~ 4-8 nats; fp32 mean of N terms each correct to ~1e-6 relative */
     CHECK_NEAR(loss, want_loss, 1e-5, 1e-5);
     /* logits in [-cap, cap]: fast tanh (~2 ulp) and reordered sums, 1e-5 of the largest logit */
-    compare_tensor("logits", m.logits, fixture_get(&f, "logits")->data, N * V, 1e-6, 1e-5);
-    compare_tensor("token_loss", m.token_loss, fixture_get(&f, "token_loss")->data, N, 1e-6, 1e-5);
+    compare_tensor("logits", m.logits, pf_get(&f, "logits")->data, N * V, 1e-6, 1e-5);
+    compare_tensor("token_loss", m.token_loss, pf_get(&f, "token_loss")->data, N, 1e-6, 1e-5);
     rc = cad_model_backward(&m, &e);
     CHECK_MSG(rc == CAD_OK, "backward: %s", e.msg);
     for (int i = 0; i < m.n_params; i++) {
         cad_param *p = &m.params[i];
         char gname[160];
         snprintf(gname, sizeof gname, "grad.%s", p->name);
-        fix_rec *r = fixture_get(&f, gname);
+        const pf_record *r = pf_get(&f, gname);
         CHECK_MSG(r && r->numel == p->numel, "fixture lacks %s", gname);
         if (!r || r->numel != p->numel) continue;
         /* Gradients pass backward through up to 4 blocks of fp32 GEMMs and normalisations:
@@ -204,7 +116,7 @@ static void parity_case(const char *rel) {
         compare_tensor(gname, p->grad, r->data, p->numel, 1e-8, 2e-5);
     }
     cad_model_free(&m);
-    fixture_free(&f);
+    pf_free(&f);
 }
 
 static void test_parity_tied_gqa(void) { parity_case("tests/fixtures/engine/model_parity_v1.bin"); }
@@ -213,18 +125,11 @@ static void test_parity_untied_mha(void) { parity_case("tests/fixtures/engine/mo
 /* ---- finite differences of the whole model ----------------------------------------------- */
 
 static void fd_case(const char *rel, const char *const *names, size_t n_names) {
-    fixture f;
-    if (fixture_load(check_src_path(rel), &f)) {
-        CHECK_MSG(0, "fixture unreadable");
-        return;
-    }
+    pf_file f;
     cad_model m;
     int B, T;
-    if (model_from_fixture(&m, &f, &B, &T)) {
-        fixture_free(&f);
-        return;
-    }
-    int32_t *x = fixture_get(&f, "x")->data, *y = fixture_get(&f, "y")->data;
+    if (load_case(rel, &f, &m, &B, &T)) return;
+    int32_t *x = pf_get(&f, "x")->data, *y = pf_get(&f, "y")->data;
     cad_err e;
     float loss;
     cad_model_zero_grad(&m);
@@ -258,7 +163,7 @@ static void fd_case(const char *rel, const char *const *names, size_t n_names) {
         printf("    %-28s max|grad|=%-10.4g worst err/tol=%.3f\n", names[k], gmax, worst);
     }
     cad_model_free(&m);
-    fixture_free(&f);
+    pf_free(&f);
 }
 
 static void test_model_finite_differences(void) {

@@ -203,14 +203,7 @@ static void check_trajectory(const char *fixture) {
     pf_file f;
     if (pf_load(check_src_path(fixture), &f)) { CHECK(0); return; }
     int B = (int)pf_scalar(&f, "config.B"), T = (int)pf_scalar(&f, "config.T");
-    cad_model_config mc = {
-        .vocab_size = (int)pf_scalar(&f, "config.vocab_size"), .num_layers = (int)pf_scalar(&f, "config.num_layers"),
-        .model_dim = (int)pf_scalar(&f, "config.model_dim"), .num_heads = (int)pf_scalar(&f, "config.num_heads"),
-        .num_kv_heads = (int)pf_scalar(&f, "config.num_kv_heads"), .mlp_mult = (int)pf_scalar(&f, "config.mlp_mult"),
-        .tie_embeddings = (int)pf_scalar(&f, "config.tie_embeddings"), .rope_base = (float)pf_scalar(&f, "config.rope_base"),
-        .logit_softcap = (float)pf_scalar(&f, "config.logit_softcap"),
-        .qk_gain_init = (float)pf_scalar(&f, "config.qk_gain_init"),
-        .tied_embed_init_std = (float)pf_scalar(&f, "config.tied_embed_init_std"), .max_batch_seqs = B, .max_seq_len = T};
+    cad_model_config mc = pf_model_config(&f, B);
     cad_model m;
     cad_err e = {0};
     CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 1, &e) == CAD_OK, "%s", e.msg);

@@ -1,5 +1,5 @@
 /* test_fsutil.c — mkdir -p and whole-file reads, including their error messages. */
-#include "check.h"
+#include "test_util.h"
 #include "fsutil.h"
 
 #include <sys/stat.h>
@@ -17,9 +17,7 @@ static void test_mkdir_p_creates_parents_and_is_idempotent(void) {
 static void test_mkdir_p_over_a_file_names_it(void) {
     char file[4096], path[4200];
     snprintf(file, sizeof file, "%s/plain", check_tmpdir());
-    FILE *f = fopen(file, "w");
-    fputs("x", f);
-    fclose(f);
+    check_write_file(file, "x");
     snprintf(path, sizeof path, "%s/sub", file);
     cad_err e;
     CHECK_EQ_INT(cad_mkdir_p(file, &e), CAD_EIO);

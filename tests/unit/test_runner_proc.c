@@ -4,7 +4,7 @@
  * same process lives, a group of zombies is not alive, exec failures are named, partial
  * lines wait for their newline and a truncated file is read again from the start.
  */
-#include "check.h"
+#include "test_util.h"
 #include "proc.h"
 #include "tail.h"
 
@@ -147,9 +147,7 @@ static void test_tail_partial_and_truncate(void) {
     CHECK_STR(l.got[2], "partial");
     CHECK_EQ_INT(restarted, 0);
     fclose(f);
-    f = fopen(path, "w"); /* truncated: the engine restarted from scratch */
-    fputs("x\n", f);
-    fclose(f);
+    check_write_file(path, "x\n"); /* truncated: the engine restarted from scratch */
     CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 1);
     CHECK_EQ_INT(restarted, 1);
     CHECK_STR(l.got[3], "x");
@@ -163,9 +161,7 @@ static void test_tail_partial_and_truncate(void) {
     char *last = tail_last_lines(path, 1, 4096);
     CHECK_STR(last, "tail-without-newline");
     free(last);
-    f = fopen(path, "w");
-    fputs("1\n2\n3\n4\n\n", f);
-    fclose(f);
+    check_write_file(path, "1\n2\n3\n4\n\n");
     last = tail_last_lines(path, 2, 4096);
     CHECK_STR(last, "3\n4");
     free(last);

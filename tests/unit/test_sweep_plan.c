@@ -272,9 +272,7 @@ static void test_command_engine_version_hashes_script(void) {
     mkdir(dir, 0777);
     char script[4300];
     snprintf(script, sizeof script, "%s/train_gpt.py", dir);
-    FILE *f = fopen(script, "w");
-    fputs("print(1)\n", f);
-    fclose(f);
+    check_write_file(script, "print(1)\n");
     char text[8800];
     snprintf(text, sizeof text,
              "name: ev\nengine: command\ncommand: [python3, train_gpt.py]\nworkdir: %s\n"
@@ -287,9 +285,7 @@ static void test_command_engine_version_hashes_script(void) {
     cad_plan_opts o = {runs_dir()};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p1, &e), CAD_OK);
     CHECK(strncmp(p1.engine_version, "command sha256:", 15) == 0);
-    f = fopen(script, "w");
-    fputs("print(2)\n", f);
-    fclose(f);
+    check_write_file(script, "print(2)\n");
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p2, &e), CAD_OK);
     CHECK(strcmp(p1.engine_version, p2.engine_version) != 0);
     CHECK(strcmp(p1.runs[0].config_hash, p2.runs[0].config_hash) != 0);

@@ -1,0 +1,46 @@
+"""muon_ref.py — the Muon optimizer as caddie's CPU reference runs it, shared by the fixture
+generators (gen_optim_fixture.py, gen_train_fixture.py): train_gpt.py's
+zeropower_via_newtonschulz5 and Muon class, single rank, with two differences the C engine
+shares on purpose: Newton-Schulz runs in fp32 instead of bf16, and the update buffer stays fp32.
+
+Imported, never run; it sets no seed and no thread count (the generators do).
+Not here: Adam, the lr / momentum schedules, writing fixtures.
+"""
+import torch
+
+
+def ns5_fp32(G, steps=5, eps=1e-7):
+    # train_gpt.py's zeropower_via_newtonschulz5 with .bfloat16() replaced by .float()
+    a, b, c = (3.4445, -4.7750, 2.0315)
+    X = G.float().clone()
+    X /= X.norm() + eps
+    transposed = G.size(0) > G.size(1)
+    if transposed:
+        X = X.T
+    for _ in range(steps):
+        A = X @ X.T
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    return X.T if transposed else X
+
+
+class Muon(torch.optim.Optimizer):
+    # train_gpt.py's Muon, single rank, fp32 update buffer
+    def __init__(self, params, lr, momentum, backend_steps, nesterov=True):
+        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(g)
+                if group["nesterov"]:
+                    g = g.add(buf, alpha=group["momentum"])
+                g = ns5_fp32(g, steps=group["backend_steps"])
+                g *= max(1, g.size(0) / g.size(1)) ** 0.5
+                p.add_(g.to(p.dtype), alpha=-group["lr"])

@@ -56,9 +56,22 @@ static void cpu_free(const cad_backend *be, void *p) {
     free(p);
 }
 
+/* Large copies (Newton-Schulz stacks) go in one contiguous slice per thread: one core's memcpy
+ * does not saturate the memory bus. */
 static void cpu_copy(const cad_backend *be, void *dst, const void *src, size_t bytes) {
     (void)be;
-    if (bytes) memcpy(dst, src, bytes);
+    int nt = cpu_nthreads();
+    if (nt == 1 || bytes < ((size_t)1 << 20) || omp_in_parallel()) {
+        if (bytes) memcpy(dst, src, bytes);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = (bytes * tid / team) & ~(size_t)63;
+        size_t hi = tid == team - 1 ? bytes : (bytes * (tid + 1) / team) & ~(size_t)63;
+        memcpy((char *)dst + lo, (const char *)src + lo, hi - lo);
+    }
 }
 
 static void cpu_memset_zero(const cad_backend *be, void *p, size_t bytes) {
@@ -453,8 +466,10 @@ static inline float head_norm_rope(float *out, const float *x, const float *cs, 
                                    int HD, float eps, float g) {
     int half = HD / 2;
     double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
     for (int d = 0; d < HD; d++) ss += (double)x[d] * x[d];
     float r = 1.0f / sqrtf((float)(ss / HD) + eps);
+#pragma omp simd
     for (int d = 0; d < half; d++) {
         float u1 = x[d] * r, u2 = x[d + half] * r;
         out[d] = g * (u1 * cs[d] + u2 * sn[d]);
@@ -489,6 +504,7 @@ static inline void head_norm_rope_backward(float *dx, const float *dr, const flo
                                            const float *cs, const float *sn, int HD) {
     int half = HD / 2;
     double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
     for (int d = 0; d < half; d++) {
         float du1 = dr[d] * cs[d] - dr[d + half] * sn[d];
         float du2 = dr[d] * sn[d] + dr[d + half] * cs[d];
@@ -497,6 +513,7 @@ static inline void head_norm_rope_backward(float *dx, const float *dr, const flo
         dot += (double)du1 * x[d] * r + (double)du2 * x[d + half] * r;
     }
     float m = (float)(dot / HD);
+#pragma omp simd
     for (int d = 0; d < HD; d++) dx[d] = r * (dx[d] - x[d] * r * m);
 }
 
@@ -526,12 +543,14 @@ static void cpu_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float 
                 const float *x = row + h * HD;
                 float r = rstd_q[(size_t)n * NH + h], g = q_gain[h];
                 double gsum = 0.0;
+#pragma omp simd reduction(+ : gsum)
                 for (int d = 0; d < half; d++) { /* rotated normalised q, for dq_gain */
                     float u1 = x[d] * r, u2 = x[d + half] * r;
                     gsum += (double)dqo[d] * (u1 * cs[d] + u2 * sn[d]) +
                             (double)dqo[d + half] * (-u1 * sn[d] + u2 * cs[d]);
                 }
                 part[tid][h] += gsum;
+#pragma omp simd
                 for (int d = 0; d < HD; d++) dr[d] = g * dqo[d];
                 head_norm_rope_backward(drow + h * HD, dr, x, r, cs, sn, HD);
             }
@@ -549,24 +568,43 @@ static void cpu_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float 
 
 /* ---- attention --------------------------------------------------------------------------- */
 
-/* Query rows per block: scores for a block are [ATT_RB, T] in per-thread scratch. 64 measured
- * best of 64/128/256 (single thread, T = 256 and 1024); -DATT_RB=n rebuilds with another. */
+/* Query rows per block and head: scores for a block are [ATT_RB, T] per query head. 64 measured
+ * best of 64/128/256 (single thread, T = 256 and 1024); -DATT_RB=n rebuilds with another.
+ *
+ * The query heads of a GQA group share their k and v rows, so a task stacks the group's heads:
+ * their q (and dy) rows are packed one head after the other into a [group*ATT_RB, HD] block and
+ * every product runs once for the whole group. That doubles (for 2 heads per kv head) the rows
+ * each packed k/v panel of the sgemm serves and the depth of the dK/dV accumulations, without
+ * the extra masked work a taller row block would bring. */
 #ifndef ATT_RB
 #define ATT_RB 64
 #endif
 
-static size_t cpu_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,
-                                          int HD) {
-    (void)be; (void)B; (void)NH; (void)KV; (void)HD;
-    /* per thread: S and dP blocks [ATT_RB, T] plus D[ATT_RB] */
-    return (size_t)cpu_nthreads() * (2 * (size_t)ATT_RB * T + ATT_RB) * sizeof(float);
+/* Per-thread scratch in floats: S and dP [R, T], packed q, dy and the [R, HD] product (R =
+ * group * ATT_RB stacked rows), and D / row sums [R]. */
+static size_t att_per_thread(int T, int NH, int KV, int HD) {
+    size_t R = (size_t)(NH / KV) * ATT_RB;
+    return 2 * R * T + 3 * R * HD + R;
 }
 
-static int att_threads(int T, size_t scratch_bytes) {
-    size_t per = (2 * (size_t)ATT_RB * T + ATT_RB) * sizeof(float);
+static size_t cpu_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,
+                                          int HD) {
+    (void)be; (void)B;
+    return (size_t)cpu_nthreads() * att_per_thread(T, NH, KV, HD) * sizeof(float);
+}
+
+static int att_threads(size_t per_floats, size_t scratch_bytes) {
     int nt = cpu_nthreads();
-    int fit = (int)(scratch_bytes / per);
+    int fit = (int)(scratch_bytes / (per_floats * sizeof(float)));
     return fit < nt ? (fit < 1 ? 1 : fit) : nt;
+}
+
+/* dst[hh*nr + i][0:HD] = src[row i][(h0 + hh)*HD ...] for the group's heads hh: the stacked block. */
+static void att_pack(float *dst, const float *src, int ld, int h0, int group, int nr, int HD) {
+    for (int hh = 0; hh < group; hh++)
+        for (int i = 0; i < nr; i++)
+            memcpy(dst + ((size_t)hh * nr + i) * HD, src + (size_t)i * ld + (size_t)(h0 + hh) * HD,
+                   sizeof(float) * HD);
 }
 
 static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, float *lse,
@@ -574,39 +612,43 @@ static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, floa
                                   const float *v, int ldv, int B, int T, int NH, int KV, int HD,
                                   float scale, void *scratch, size_t scratch_bytes) {
     (void)be;
-    int group = NH / KV, nrb = (T + ATT_RB - 1) / ATT_RB;
-    int ntasks = B * NH * nrb;
-    int nt = att_threads(T, scratch_bytes);
-    size_t per = 2 * (size_t)ATT_RB * T + ATT_RB;
+    int group = NH / KV, nrb = (T + ATT_RB - 1) / ATT_RB, R = group * ATT_RB;
+    int ntasks = B * KV * nrb;
+    size_t per = att_per_thread(T, NH, KV, HD);
+    int nt = att_threads(per, scratch_bytes);
     /* dynamic: the causal triangle makes late row blocks cost more than early ones */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int task = ntasks - 1; task >= 0; task--) {
-        int rb = task % nrb, h = (task / nrb) % NH, b = task / (nrb * NH), g = h / group;
+        int rb = task % nrb, g = (task / nrb) % KV, b = task / (nrb * KV);
         float *S = (float *)scratch + per * omp_get_thread_num();
-        float *rowsum = S + (size_t)2 * ATT_RB * T; /* the D[ATT_RB] slot of the per-thread scratch */
+        float *Qp = S + (size_t)2 * R * T, *Yp = Qp + (size_t)2 * R * HD; /* dy slot unused here */
+        float *rowsum = Yp + (size_t)R * HD;
         int r0 = rb * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, nk = r1;
-        const float *qb = q + (size_t)(b * T + r0) * ldq + h * HD;
+        int rows = group * nr;
         const float *kb = k + (size_t)b * T * ldk + g * HD;
         const float *vb = v + (size_t)b * T * ldv + g * HD;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HD, scale, qb, ldq, kb, ldk,
+        att_pack(Qp, q + (size_t)(b * T + r0) * ldq, ldq, g * group, group, nr, HD);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HD, scale, Qp, HD, kb, ldk,
                     0.0f, S, nk);
-        for (int i = 0; i < nr; i++) {
-            float *s = S + (size_t)i * nk;
+        for (int ii = 0; ii < rows; ii++) {
+            int hh = ii / nr, i = ii % nr, h = g * group + hh;
+            float *s = S + (size_t)ii * nk;
             int nv = r0 + i + 1; /* keys 0..t visible */
             float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
             for (int j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
             float sum = array_exp_sub(s, nv, mx);
             for (int j = nv; j < nk; j++) s[j] = 0.0f;
-            rowsum[i] = sum; /* P stays unnormalised; y's row is divided by the sum instead (HD, not T, divides) */
+            rowsum[ii] = sum; /* P stays unnormalised; y's row is divided by the sum instead (HD, not T, divides) */
             lse[((size_t)b * NH + h) * T + r0 + i] = mx + logf(sum);
         }
-        float *yb = y + (size_t)(b * T + r0) * ldy + h * HD;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, nk, 1.0f, S, nk, vb, ldv,
-                    0.0f, yb, ldy);
-        for (int i = 0; i < nr; i++) {
-            float inv = 1.0f / rowsum[i];
-            for (int d = 0; d < HD; d++) yb[(size_t)i * ldy + d] *= inv;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, nk, 1.0f, S, nk, vb, ldv,
+                    0.0f, Yp, HD);
+        for (int ii = 0; ii < rows; ii++) {
+            int hh = ii / nr, i = ii % nr;
+            float inv = 1.0f / rowsum[ii], *yr = y + (size_t)(b * T + r0 + i) * ldy + (size_t)(g * group + hh) * HD;
+            const float *src = Yp + (size_t)ii * HD;
+            for (int d = 0; d < HD; d++) yr[d] = src[d] * inv;
         }
     }
 }
@@ -618,16 +660,17 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
                                    int NH, int KV, int HD, float scale, void *scratch,
                                    size_t scratch_bytes) {
     (void)be;
-    int group = NH / KV, nrb = (T + ATT_RB - 1) / ATT_RB;
-    int nt = att_threads(T, scratch_bytes);
-    size_t per = 2 * (size_t)ATT_RB * T + ATT_RB;
+    int group = NH / KV, nrb = (T + ATT_RB - 1) / ATT_RB, R = group * ATT_RB;
+    size_t per = att_per_thread(T, NH, KV, HD);
+    int nt = att_threads(per, scratch_bytes);
     /* one task per (b, kv head): the query heads of a group all add into the same dk/dv rows,
-     * so they run in one task, in order (no races, fixed summation order). */
+     * so they run in one task (stacked), in order (no races, fixed summation order). */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int task = 0; task < B * KV; task++) {
-        int b = task / KV, g = task % KV;
+        int b = task / KV, g = task % KV, h0 = g * group;
         float *S = (float *)scratch + per * omp_get_thread_num();
-        float *dP = S + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
+        float *dP = S + (size_t)R * T, *Qp = dP + (size_t)R * T, *dYp = Qp + (size_t)R * HD;
+        float *dQp = dYp + (size_t)R * HD, *D = dQp + (size_t)R * HD;
         const float *kb = k + (size_t)b * T * ldk + g * HD;
         const float *vb = v + (size_t)b * T * ldv + g * HD;
         float *dkb = dk + (size_t)b * T * lddk + g * HD;
@@ -636,43 +679,47 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
             memset(dkb + (size_t)t * lddk, 0, sizeof(float) * HD);
             memset(dvb + (size_t)t * lddv, 0, sizeof(float) * HD);
         }
-        for (int h = g * group; h < (g + 1) * group; h++) {
-            for (int rb = 0; rb < nrb; rb++) {
-                int r0 = rb * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, nk = r1;
-                const float *qb = q + (size_t)(b * T + r0) * ldq + h * HD;
-                const float *dyb = dy + (size_t)(b * T + r0) * lddy + h * HD;
-                const float *yb = y + (size_t)(b * T + r0) * ldy + h * HD;
-                const float *lrow = lse + ((size_t)b * NH + h) * T + r0;
-                /* P = exp(scale q k^T - lse), causal */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HD, scale, qb, ldq, kb,
-                            ldk, 0.0f, S, nk);
-                for (int i = 0; i < nr; i++) {
-                    float *s = S + (size_t)i * nk, l = lrow[i];
-                    int nv = r0 + i + 1;
-                    array_exp_sub(s, nv, l);
-                    for (int j = nv; j < nk; j++) s[j] = 0.0f;
-                    double dd = 0.0; /* D_i = dy_i . y_i = sum_j P_ij dP_ij */
-                    for (int d = 0; d < HD; d++) dd += (double)dyb[(size_t)i * lddy + d] * yb[(size_t)i * ldy + d];
-                    D[i] = (float)dd;
-                }
-                /* dV[0:nk] += P^T dY */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, nr, 1.0f, S, nk, dyb,
-                            lddy, 1.0f, dvb, lddv);
-                /* dP = dY V^T */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HD, 1.0f, dyb, lddy, vb,
-                            ldv, 0.0f, dP, nk);
-                /* dS = P * (dP - D) * scale (zero where masked since P is zero there) */
-                for (int i = 0; i < nr; i++) {
-                    float *s = S + (size_t)i * nk, *dp = dP + (size_t)i * nk, di = D[i];
-#pragma omp simd
-                    for (int j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - di) * scale;
-                }
-                /* dQ = dS K ; dK[0:nk] += dS^T Q */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, nk, 1.0f, dP, nk, kb,
-                            ldk, 0.0f, dq + (size_t)(b * T + r0) * lddq + h * HD, lddq);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, nr, 1.0f, dP, nk, qb, ldq,
-                            1.0f, dkb, lddk);
+        for (int rb = 0; rb < nrb; rb++) {
+            int r0 = rb * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, nk = r1;
+            int rows = group * nr;
+            att_pack(Qp, q + (size_t)(b * T + r0) * ldq, ldq, h0, group, nr, HD);
+            att_pack(dYp, dy + (size_t)(b * T + r0) * lddy, lddy, h0, group, nr, HD);
+            /* P = exp(scale q k^T - lse), causal */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HD, scale, Qp, HD, kb, ldk,
+                        0.0f, S, nk);
+            for (int ii = 0; ii < rows; ii++) {
+                int hh = ii / nr, i = ii % nr, h = h0 + hh;
+                float *s = S + (size_t)ii * nk, l = lse[((size_t)b * NH + h) * T + r0 + i];
+                int nv = r0 + i + 1;
+                array_exp_sub(s, nv, l);
+                for (int j = nv; j < nk; j++) s[j] = 0.0f;
+                const float *yr = y + (size_t)(b * T + r0 + i) * ldy + (size_t)h * HD, *dyr = dYp + (size_t)ii * HD;
+                double dd = 0.0; /* D_i = dy_i . y_i = sum_j P_ij dP_ij */
+                for (int d = 0; d < HD; d++) dd += (double)dyr[d] * yr[d];
+                D[ii] = (float)dd;
             }
+            /* dV[0:nk] += P^T dY (both heads in one product) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, rows, 1.0f, S, nk, dYp, HD,
+                        1.0f, dvb, lddv);
+            /* dP = dY V^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HD, 1.0f, dYp, HD, vb, ldv,
+                        0.0f, dP, nk);
+            /* dS = P * (dP - D) * scale (zero where masked since P is zero there) */
+            for (int ii = 0; ii < rows; ii++) {
+                float *s = S + (size_t)ii * nk, *dp = dP + (size_t)ii * nk, di = D[ii];
+#pragma omp simd
+                for (int j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - di) * scale;
+            }
+            /* dQ = dS K (stacked, then written to each head's columns); dK[0:nk] += dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, nk, 1.0f, dP, nk, kb, ldk,
+                        0.0f, dQp, HD);
+            for (int ii = 0; ii < rows; ii++) {
+                int hh = ii / nr, i = ii % nr;
+                memcpy(dq + (size_t)(b * T + r0 + i) * lddq + (size_t)(h0 + hh) * HD, dQp + (size_t)ii * HD,
+                       sizeof(float) * HD);
+            }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, rows, 1.0f, dP, nk, Qp, HD, 1.0f,
+                        dkb, lddk);
         }
     }
 }

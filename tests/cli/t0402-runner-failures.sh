@@ -70,7 +70,7 @@ test_expect_success 'timeout: TERM, then KILL to the group; the grandchild dies 
     test_grep "stopping timeout-.*timeout after" run2.out &&
     test_grep "kill +timeout-.*KILL to group" run2.out &&
     gc=$(cat "$dir/grandchild.pid") && test -n "$gc" &&
-    ! kill -0 "$gc" 2>/dev/null
+    wait_until 5 "gone $gc"   # killed: gone, or a zombie until the reparenting init reaps it
 '
 
 cat >retry.yaml <<EOF

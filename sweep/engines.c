@@ -1,5 +1,5 @@
 /*
- * engines.c — engine kinds, {placeholder} expansion and launch recipe -> exec description
+ * engines.c — engine kinds, {key} template expansion and launch recipe -> exec description
  * (see engines.h). Not here: spawning (sweep/proc.c) or deciding when (sweep/runner.c).
  */
 #include "engines.h"

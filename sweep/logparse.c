@@ -18,7 +18,7 @@
  * ends at a line of at least 50 '='. Code that starts mid-statement (a log copied after
  * a truncated console capture) is caught at its first such line; the few lines before it
  * cannot match any metric grammar below because those need literal numbers where
- * printed code has "{...}" placeholders. As a safety valve a line that can only be
+ * printed code has "{...}" format fields. As a safety valve a line that can only be
  * output (a step line or a final_* evaluation line with literal digits) ends a code block
  * even without the '=' line.
  *

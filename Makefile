@@ -49,14 +49,28 @@ REL_OBJ   = $(LIB_C:%.c=$(REL)/%.o) $(LIB_CXX:%.cc=$(REL)/%.o) $(REL)/gen/buildi
 ASAN_OBJ := $(LIB_C:%.c=build/asan/%.o) $(LIB_CXX:%.cc=build/asan/%.o) build/asan/gen/buildinfo.o build/asan/gen/schema_sql.o
 TEST_BIN := $(TESTS_C:tests/unit/%.c=build/asan/tests/%)
 
-HAVE_CUDA := $(if $(and $(NVCC),$(filter-out 0,$(CUDA)),$(CU_SRC)),1,)
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+# nvcc on PATH may be a wrapper outside the toolkit (/usr/local/bin/nvcc exec'ing
+# /usr/local/cuda-13.0/bin/nvcc), so the toolkit root comes from nvcc itself (its TOP), not from
+# where nvcc was found. The CUDA backend is built only when cuBLAS, cudart and NCCL are there to
+# link against; otherwise the CPU binary is built and the reason is printed.
+ifndef CUDA_HOME
+  CUDA_HOME := $(if $(NVCC),$(shell $(NVCC) --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^.*TOP=//p' | head -1 | xargs -r realpath -m))
+endif
+CUDA_LIBDIR := $(firstword $(foreach d,lib64 targets/x86_64-linux/lib,$(if $(wildcard $(CUDA_HOME)/$(d)/libcublas.so),$(CUDA_HOME)/$(d))))
+NCCL_FOUND  := $(or $(wildcard $(CUDA_LIBDIR)/libnccl.so),$(wildcard /usr/lib/x86_64-linux-gnu/libnccl.so /usr/lib64/libnccl.so))
+CUDA_WANTED := $(if $(and $(NVCC),$(filter-out 0,$(CUDA)),$(CU_SRC)),1,)
+HAVE_CUDA   := $(if $(and $(CUDA_WANTED),$(CUDA_LIBDIR),$(NCCL_FOUND)),1,)
+ifeq ($(CUDA_WANTED),1)
+  ifneq ($(HAVE_CUDA),1)
+    $(warning nvcc found ($(NVCC)) but cuBLAS/cudart/NCCL not found under '$(CUDA_HOME)' (set CUDA_HOME=...): building the CPU backend only)
+  endif
+endif
 NVCCFLAGS := -std=c++17 -O3 -arch=sm_90 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -Iengine -Ikernels -Ibuild/gen
 CU_OBJ    := $(CU_SRC:%.cu=build/cuda/%.o)
 ifeq ($(HAVE_CUDA),1)
   BACKENDS    := cpu cuda
   CUDA_LIB    := build/cuda/libcaddie_cuda.a
-  CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lnccl
+  CUDA_LDLIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lnccl
 else
   BACKENDS    := cpu
 endif

@@ -38,6 +38,8 @@
 
 typedef struct cad_backend cad_backend;
 
+enum { CAD_PREC_FP32 = 0, CAD_PREC_BF16 = 1 }; /* set_matmul_precision */
+
 struct cad_backend {
     const char *name; /* "cpu", "cuda": logged and recorded with results */
     void *ctx;        /* backend-private state (CUDA: stream, cuBLAS handle); NULL for cpu */
@@ -56,6 +58,14 @@ struct cad_backend {
      * threaded per call and is parallelised by the backend itself). n <= 0 keeps the default.
      * CUDA: ignored. Call before planning memory: attention_scratch_bytes depends on it. */
     void (*set_threads)(const cad_backend *be, int n);
+
+    /* Operand precision of every dense product below (matmul, matmul_batched, gram_batched and
+     * attention's score and value products): CAD_PREC_FP32, exact fp32 (the default, and what
+     * parity tests check), or CAD_PREC_BF16, operands rounded to bfloat16 with fp32 accumulation
+     * and fp32 results, which is what train_gpt.py's torch.autocast(bfloat16) and its bf16
+     * Newton-Schulz do to the products. Backend-wide, like set_threads. Returns 0, or -1 for a
+     * precision this backend does not know. */
+    int (*set_matmul_precision)(const cad_backend *be, int precision);
 
     /* ---- dense linear algebra -------------------------------------------------------------- */
     /* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm(CblasRowMajor, ...)).

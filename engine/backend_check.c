@@ -30,7 +30,8 @@ typedef struct ck {
     void *ud;
     uint64_t rng;
     int fails;
-    char shape[112];
+    char shape[96]; /* + " (bf16 operands)" fits the report's 112 */
+    int bf16; /* both backends run their dense products with bf16 operands */
     struct {
         const cad_backend *be;
         void *base;
@@ -158,7 +159,7 @@ static void ck_compare(ck *c, const char *op, const char *tensor, tpair t) {
     memset(&r, 0, sizeof r);
     r.op = op;
     r.tensor = tensor;
-    snprintf(r.shape, sizeof r.shape, "%s", c->shape);
+    snprintf(r.shape, sizeof r.shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
     size_t tot = t.n + 2 * GUARD;
     float *hr = malloc(tot * sizeof *hr), *hd = malloc(tot * sizeof *hd);
     if (!hr || !hd || !t.r || !t.d) {
@@ -200,7 +201,7 @@ static void ck_compare_scalar(ck *c, const char *op, double ref, double dut) {
     memset(&r, 0, sizeof r);
     r.op = op;
     r.tensor = "result";
-    snprintf(r.shape, sizeof r.shape, "%s", c->shape);
+    snprintf(r.shape, sizeof r.shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
     double d = dut - ref;
     r.max_abs = fabs(d);
     r.nmse = ref != 0.0 ? d * d / (ref * ref) : d * d;
@@ -214,7 +215,7 @@ static void ck_alloc_failure(ck *c, const char *op) {
     memset(&r, 0, sizeof r);
     r.op = op;
     r.tensor = "allocation failed";
-    snprintf(r.shape, sizeof r.shape, "%s", c->shape);
+    snprintf(r.shape, sizeof r.shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
     r.nmse = INFINITY;
     ck_report(c, &r);
 }
@@ -575,6 +576,30 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_softcap_xent(c, 3, 50, 0);
     check_vector_ops(c, 1000);
     check_vector_ops(c, 5000); /* sumsq over several blocks */
+    /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
+     * and accumulate in fp32, so only the summation order differs, as in fp32. */
+    if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {
+        c->bf16 = 1;
+        check_matmul(c, 0, 1, 37, 45, 29, 1.0f, 0.0f, 3);
+        check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
+        check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4);
+        check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5);
+        if (c->large) {
+            check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
+            check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2);
+        }
+        /* Attention rounds its probabilities to bf16 for the P V product, and backends may
+         * normalise P before (CUDA) or after (CPU) that product: the results then agree to
+         * bf16 precision (relative 2^-8, NMSE ~1e-5), not to fp32 summation noise. */
+        double fp32_nmse = c->max_nmse;
+        c->max_nmse = fp32_nmse > 1e-4 ? fp32_nmse : 1e-4;
+        check_attention(c, 2, 13, 4, 2, 8);
+        if (c->large) check_attention(c, 4, 1024, 8, 4, 64);
+        c->max_nmse = fp32_nmse;
+        c->bf16 = 0;
+    }
+    ref->set_matmul_precision(ref, CAD_PREC_FP32);
+    dut->set_matmul_precision(dut, CAD_PREC_FP32);
     if (c->large) {
         check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
         check_matmul(c, 1, 0, 512, 1536, 2048, 1.0f, 1.0f, 0);

@@ -19,6 +19,7 @@
  * (engine/optim.c), memory planning (callers pass every buffer, including scratch).
  */
 #include "backend.h"
+#include "gemm_bf16.h"
 
 /* The release build is -O2, whose "very cheap" vectoriser cost model refuses the omp simd
  * reductions below (softmax max/sum, rmsnorm sums); they are the difference between scalar and
@@ -249,6 +250,27 @@ static void array_xent_grad(float *z, int n, float l, float dl, float cap) {
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
+/* Every dense product of this file runs through gemm1: one thread's row-major GEMM, fp32
+ * (OpenBLAS sgemm) or bf16 operands with fp32 accumulation (gemm_bf16.c), chosen by
+ * set_matmul_precision for the whole backend, the way torch.autocast covers a whole region. */
+typedef void (*gemm1_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+static void sgemm1(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static gemm1_fn gemm1 = sgemm1;
+
+static int cpu_set_matmul_precision(const cad_backend *be, int precision) {
+    (void)be;
+    if (precision != CAD_PREC_FP32 && precision != CAD_PREC_BF16) return -1;
+    gemm1 = precision == CAD_PREC_BF16 ? cad_gemm_bf16 : sgemm1;
+    return 0;
+}
+
 /* Row-major sgemm, split over the OpenMP team along the larger of M and N (each thread runs
  * a single-threaded sgemm on its slab). Small products and calls from inside a parallel
  * region run directly. */
@@ -257,8 +279,6 @@ static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, i
                        float *C, int ldc) {
     (void)be;
     if (M <= 0 || N <= 0) return;
-    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
     if (K <= 0) { /* op(A) op(B) is the zero matrix: C = beta*C (beta 0: C not read) */
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
@@ -267,7 +287,7 @@ static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, i
     int nt = cpu_nthreads();
     double flops = 2.0 * M * N * K;
     if (nt == 1 || omp_in_parallel() || flops < 4e6) {
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm1(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     int split_m = M >= N;
@@ -280,11 +300,11 @@ static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, i
         int lo = c * chunk, len = dim - lo < chunk ? dim - lo : chunk;
         if (split_m) {
             const float *a = trans_a ? A + lo : A + (size_t)lo * lda;
-            cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha, a, lda, B, ldb, beta,
+            gemm1(trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta,
                         C + (size_t)lo * ldc, ldc);
         } else {
             const float *b = trans_b ? B + (size_t)lo * ldb : B + lo;
-            cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, alpha, A, lda, b, ldb, beta, C + lo, ldc);
+            gemm1(trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + lo, ldc);
         }
     }
 }
@@ -306,15 +326,13 @@ static void cpu_matmul_batched(const cad_backend *be, int trans_a, int trans_b, 
                        ldb, beta, C + b * stride_c, ldc);
         return;
     }
-    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
     int split_m = M >= N, dim = split_m ? M : N;
 #pragma omp parallel num_threads(nt)
     {
         int tid = omp_get_thread_num(), team = omp_get_num_threads();
         int whole = batch - batch % team;
         for (int b = tid; b < whole; b += team)
-            cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
+            gemm1(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
                         ldb, beta, C + b * stride_c, ldc);
         int chunk = ((dim + team - 1) / team + 15) & ~15;
         int lo = tid * chunk, len = dim - lo < chunk ? dim - lo : chunk;
@@ -322,11 +340,11 @@ static void cpu_matmul_batched(const cad_backend *be, int trans_a, int trans_b, 
             const float *Ab = A + b * stride_a, *Bb = B + b * stride_b;
             float *Cb = C + b * stride_c;
             if (split_m)
-                cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha,
+                gemm1(trans_a, trans_b, len, N, K, alpha,
                             trans_a ? Ab + lo : Ab + (size_t)lo * lda, lda, Bb, ldb, beta,
                             Cb + (size_t)lo * ldc, ldc);
             else
-                cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, alpha, Ab, lda,
+                gemm1(trans_a, trans_b, M, len, K, alpha, Ab, lda,
                             trans_b ? Bb + (size_t)lo * ldb : Bb + lo, ldb, beta, Cb + lo, ldc);
         }
     }
@@ -339,10 +357,14 @@ static void gram_rows(int trans_a, int M, int K, float alpha, const float *A, in
     if (r1 <= r0) return;
     const float *a0 = trans_a ? A + r0 : A + (size_t)r0 * lda; /* op(A) rows r0.. */
     const float *a1 = trans_a ? A + r1 : A + (size_t)r1 * lda; /* op(A) rows r1.. */
-    cblas_ssyrk(CblasRowMajor, CblasUpper, trans_a ? CblasTrans : CblasNoTrans, r1 - r0, K, alpha,
-                a0, lda, beta, C + (size_t)r0 * ldc + r0, ldc);
+    if (gemm1 == sgemm1)
+        cblas_ssyrk(CblasRowMajor, CblasUpper, trans_a ? CblasTrans : CblasNoTrans, r1 - r0, K, alpha,
+                    a0, lda, beta, C + (size_t)r0 * ldc + r0, ldc);
+    else /* no bf16 syrk: the whole diagonal block (both triangles; the mirror rewrites one) */
+        gemm1(trans_a, !trans_a, r1 - r0, r1 - r0, K, alpha, a0, lda, a0, lda, beta,
+              C + (size_t)r0 * ldc + r0, ldc);
     if (r1 < M)
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_a ? CblasNoTrans : CblasTrans,
+        gemm1(trans_a, !trans_a,
                     r1 - r0, M - r1, K, alpha, a0, lda, a1, lda, beta, C + (size_t)r0 * ldc + r1, ldc);
 }
 
@@ -628,7 +650,7 @@ static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, floa
         const float *kb = k + (size_t)b * T * ldk + g * HD;
         const float *vb = v + (size_t)b * T * ldv + g * HD;
         att_pack(Qp, q + (size_t)(b * T + r0) * ldq, ldq, g * group, group, nr, HD);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HD, scale, Qp, HD, kb, ldk,
+        gemm1(0, 1, rows, nk, HD, scale, Qp, HD, kb, ldk,
                     0.0f, S, nk);
         for (int ii = 0; ii < rows; ii++) {
             int hh = ii / nr, i = ii % nr, h = g * group + hh;
@@ -642,7 +664,7 @@ static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, floa
             rowsum[ii] = sum; /* P stays unnormalised; y's row is divided by the sum instead (HD, not T, divides) */
             lse[((size_t)b * NH + h) * T + r0 + i] = mx + logf(sum);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, nk, 1.0f, S, nk, vb, ldv,
+        gemm1(0, 0, rows, HD, nk, 1.0f, S, nk, vb, ldv,
                     0.0f, Yp, HD);
         for (int ii = 0; ii < rows; ii++) {
             int hh = ii / nr, i = ii % nr;
@@ -685,7 +707,7 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
             att_pack(Qp, q + (size_t)(b * T + r0) * ldq, ldq, h0, group, nr, HD);
             att_pack(dYp, dy + (size_t)(b * T + r0) * lddy, lddy, h0, group, nr, HD);
             /* P = exp(scale q k^T - lse), causal */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HD, scale, Qp, HD, kb, ldk,
+            gemm1(0, 1, rows, nk, HD, scale, Qp, HD, kb, ldk,
                         0.0f, S, nk);
             for (int ii = 0; ii < rows; ii++) {
                 int hh = ii / nr, i = ii % nr, h = h0 + hh;
@@ -699,10 +721,10 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
                 D[ii] = (float)dd;
             }
             /* dV[0:nk] += P^T dY (both heads in one product) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, rows, 1.0f, S, nk, dYp, HD,
+            gemm1(1, 0, nk, HD, rows, 1.0f, S, nk, dYp, HD,
                         1.0f, dvb, lddv);
             /* dP = dY V^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, HD, 1.0f, dYp, HD, vb, ldv,
+            gemm1(0, 1, rows, nk, HD, 1.0f, dYp, HD, vb, ldv,
                         0.0f, dP, nk);
             /* dS = P * (dP - D) * scale (zero where masked since P is zero there) */
             for (int ii = 0; ii < rows; ii++) {
@@ -711,14 +733,14 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
                 for (int j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - di) * scale;
             }
             /* dQ = dS K (stacked, then written to each head's columns); dK[0:nk] += dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, nk, 1.0f, dP, nk, kb, ldk,
+            gemm1(0, 0, rows, HD, nk, 1.0f, dP, nk, kb, ldk,
                         0.0f, dQp, HD);
             for (int ii = 0; ii < rows; ii++) {
                 int hh = ii / nr, i = ii % nr;
                 memcpy(dq + (size_t)(b * T + r0 + i) * lddq + (size_t)(h0 + hh) * HD, dQp + (size_t)ii * HD,
                        sizeof(float) * HD);
             }
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HD, rows, 1.0f, dP, nk, Qp, HD, 1.0f,
+            gemm1(1, 0, nk, HD, rows, 1.0f, dP, nk, Qp, HD, 1.0f,
                         dkb, lddk);
         }
     }
@@ -962,6 +984,7 @@ static const cad_backend cpu_backend = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .qk_norm_rope_forward = cpu_qk_norm_rope_forward,
     .qk_norm_rope_backward = cpu_qk_norm_rope_backward,
+    .set_matmul_precision = cpu_set_matmul_precision,
     .attention_scratch_bytes = cpu_attention_scratch_bytes,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,

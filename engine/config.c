@@ -347,6 +347,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);
     CFG_REQUIRE(strcmp(c->backend, "cpu") == 0 || strcmp(c->backend, "cuda") == 0,
                 "backend='%s': expected cpu or cuda", c->backend);
+    CFG_REQUIRE(strcmp(c->matmul_precision, "fp32") == 0 || strcmp(c->matmul_precision, "bf16") == 0,
+                "matmul_precision='%s': expected fp32 or bf16", c->matmul_precision);
     size_t tl = strlen(c->tokenizer_path);
     CFG_REQUIRE(tl >= 6 && strcmp(c->tokenizer_path + tl - 6, ".model") == 0,
                 "tokenizer_path='%s': only SentencePiece .model files are supported",

@@ -76,6 +76,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, val_max_tokens, "0", "evaluate only this many val targets (prefix); result partial")   \
     X(INT, threads, "0", "CPU threads (0 = OMP_NUM_THREADS if set, else all cores)")              \
     X(STR, backend, "cpu", "compute backend: cpu, or cuda (binaries built with nvcc; one GPU)")   \
+    X(STR, matmul_precision, "fp32", "dense products: fp32, or bf16 operands with fp32 sums (autocast)") \
     X(STR, run_dir, "", "output directory; empty = runs/<run_id>")                                \
     X(STR, init_from, "", "load initial weights from this .safetensors (train_gpt.py names)")     \
     X(STR, save_weights, "", "write final fp32 weights to this .safetensors ('' = none)")         \

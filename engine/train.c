@@ -260,6 +260,9 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     s->local_tokens = cad_config_local_tokens(c);
     if (c->threads > 0) omp_set_num_threads((int)c->threads);
     s->be->set_threads(s->be, (int)c->threads);
+    if (s->be->set_matmul_precision(s->be, strcmp(c->matmul_precision, "bf16") == 0 ? CAD_PREC_BF16 : CAD_PREC_FP32))
+        return cad_fail(e, CAD_ECONFIG, "matmul_precision=%s: not supported by backend %s", c->matmul_precision,
+                        s->be->name);
     snprintf(s->train_pattern, sizeof s->train_pattern, "%s/fineweb_train_*.bin", c->data_path);
     snprintf(s->val_pattern, sizeof s->val_pattern, "%s/fineweb_val_*.bin", c->data_path);
 
@@ -455,7 +458,7 @@ int cad_train_run(cad_config *c, cad_err *e) {
     for (int i = 0; i < s->m.n_params; i++) n_params += (size_t)s->m.params[i].numel;
     log0(s, "model_params:%zu", n_params);
     log0(s, "world_size:1 grad_accum_steps:%d", s->accum);
-    log0(s, "backend:%s threads:%d", s->be->name, omp_get_max_threads());
+    log0(s, "backend:%s threads:%d matmul_precision:%s", s->be->name, omp_get_max_threads(), c->matmul_precision);
     log0(s, "attention_mode:gqa num_heads:%ld num_kv_heads:%ld", c->num_heads, c->num_kv_heads);
     {
         char a[32], b[32], cc[32], d[32];

@@ -108,6 +108,13 @@ static void kb_set_threads(const cad_backend *be, int n) {
     (void)n; /* host threads do not matter to the GPU */
 }
 
+static int kb_set_matmul_precision(const cad_backend *be, int precision) {
+    (void)be;
+    if (precision != CAD_PREC_FP32 && precision != CAD_PREC_BF16) return -1;
+    k_gemm_bf16 = precision == CAD_PREC_BF16;
+    return 0;
+}
+
 /* ---- ops -------------------------------------------------------------------------------- */
 
 static void kb_matmul(const cad_backend *be, int trans_a, int trans_b, int M, int N, int K,
@@ -278,6 +285,7 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->memset_zero = kb_memset_zero;
     be->sync = kb_sync;
     be->set_threads = kb_set_threads;
+    be->set_matmul_precision = kb_set_matmul_precision;
     be->matmul = kb_matmul;
     be->matmul_batched = kb_matmul_batched;
     be->gram_batched = kb_gram_batched;

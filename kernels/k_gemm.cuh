@@ -4,8 +4,9 @@
  *
  * A row-major C[M,N] is the column-major C^T[N,M] with the same leading dimension, and
  * C^T = op(B)^T op(A)^T, so a row-major product is cuBLAS's product with the operands swapped
- * and M/N exchanged; the transpose flags keep their meaning per operand. fp32 throughout with
- * the handle's default math mode (no TF32), so results stay comparable with the CPU reference.
+ * and M/N exchanged; the transpose flags keep their meaning per operand. fp32 by default with
+ * the handle's default math mode (no TF32), so results stay comparable with the CPU reference;
+ * bf16 operands when the backend's precision says so (k_gemm_bf16).
  * Under the emulation layer these calls reach its reference cuBLAS, which validates leading
  * dimensions exactly like cuBLAS does.
  *
@@ -16,6 +17,11 @@
 
 #include "k_common.cuh"
 
+/* The backend's matmul precision (set_matmul_precision): 0 = fp32 (cublasSgemm, no TF32);
+ * 1 = bf16 operands with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF: tensor cores, the
+ * same products as the CPU backend's gemm_bf16.c). One GPU and one backend per process. */
+static int k_gemm_bf16;
+
 /* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for b < batch, row-major, with
  * X[b] = X + b*strideX. op(A) is [M,K] (A is [K,M] when trans_a), op(B) is [K,N]. */
 static void k_gemm_rm(cublasHandle_t h, int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -25,7 +31,11 @@ static void k_gemm_rm(cublasHandle_t h, int trans_a, int trans_b, int M, int N, 
     if (M <= 0 || N <= 0 || batch <= 0) return;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (batch == 1)
+    if (k_gemm_bf16)
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, op_b, op_a, N, M, K, &alpha, B, CUDA_R_32F, ldb, stride_b, A,
+                                                CUDA_R_32F, lda, stride_a, &beta, C, CUDA_R_32F, ldc, stride_c,
+                                                batch, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+    else if (batch == 1)
         CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
     else
         CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_b, op_a, N, M, K, &alpha, B, ldb, stride_b, A,
@@ -62,9 +72,13 @@ static void k_gram_rm(cublasHandle_t h, cudaStream_t s, int trans_a, int M, int 
                       long long stride_c, int batch) {
     if (M <= 0 || batch <= 0) return;
     cublasOperation_t op = trans_a ? CUBLAS_OP_N : CUBLAS_OP_T;
-    for (int b = 0; b < batch; b++)
-        CUBLAS_CHECK(cublasSsyrk(h, CUBLAS_FILL_MODE_UPPER, op, M, K, &alpha, A + b * stride_a, lda,
-                                 &beta, C + b * stride_c, ldc));
+    if (k_gemm_bf16) /* no bf16 syrk: the full product (the mirror then rewrites one triangle) */
+        k_gemm_rm(h, trans_a, !trans_a, M, M, K, alpha, A, lda, stride_a, A, lda, stride_a, beta, C, ldc,
+                  stride_c, batch);
+    else
+        for (int b = 0; b < batch; b++)
+            CUBLAS_CHECK(cublasSsyrk(h, CUBLAS_FILL_MODE_UPPER, op, M, K, &alpha, A + b * stride_a, lda,
+                                     &beta, C + b * stride_c, ldc));
     k_mirror_params p = {C, M, ldc, stride_c, batch};
     KLAUNCH(k_gram_mirror, k_grid_for((size_t)M * M * batch, 256), 256, 0, s, p);
     K_CHECK_LAUNCH();

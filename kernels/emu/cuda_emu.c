@@ -16,6 +16,7 @@
  * Not here: kernels, the choice of launch geometry (kernels/k_*.cuh do that).
  */
 #include "cuda_emu.h"
+#include "gemm_bf16.h" /* the bf16 rounding rule of the CPU backend */
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -612,9 +613,10 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
 
 /* Column-major C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C, fp32 accumulation in k order;
  * beta == 0 does not read C (cuBLAS semantics). Argument checks are cuBLAS's. */
-static cublasStatus_t emu_sgemm_one(cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                                    int k, float alpha, const float *A, int lda, const float *B,
-                                    int ldb, float beta, float *C, int ldc) {
+/* bf16 != 0: operands rounded to bfloat16 first (CUBLAS_COMPUTE_32F_FAST_16BF). */
+static cublasStatus_t emu_gemm_one(cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                   int k, float alpha, const float *A, int lda, const float *B,
+                                   int ldb, float beta, float *C, int ldc, int bf16) {
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             float acc = 0.0f;
@@ -622,6 +624,7 @@ static cublasStatus_t emu_sgemm_one(cublasOperation_t ta, cublasOperation_t tb, 
                 for (int p = 0; p < k; p++) {
                     float a = ta == CUBLAS_OP_N ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
                     float b = tb == CUBLAS_OP_N ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
+                    if (bf16) a = cad_bf16_to_float(cad_bf16_from_float(a)), b = cad_bf16_to_float(cad_bf16_from_float(b));
                     acc += a * b;
                 }
             float *c = &C[(size_t)j * ldc + i];
@@ -650,7 +653,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
                            const float *B, int ldb, const float *beta, float *C, int ldc) {
     cublasStatus_t st = emu_sgemm_check(h, ta, tb, m, n, k, lda, ldb, ldc);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
-    return emu_sgemm_one(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    return emu_gemm_one(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc, 0);
 }
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
@@ -663,9 +666,39 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
     if (st != CUBLAS_STATUS_SUCCESS) return st;
     if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
     for (int b = 0; b < batch; b++)
-        emu_sgemm_one(ta, tb, m, n, k, *alpha, A + b * strideA, lda, B + b * strideB, ldb, *beta,
-                      C + b * strideC, ldc);
+        emu_gemm_one(ta, tb, m, n, k, *alpha, A + b * strideA, lda, B + b * strideB, ldb, *beta,
+                     C + b * strideC, ldc, 0);
     return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                          int m, int n, int k, const void *alpha, const void *A,
+                                          cudaDataType_t Atype, int lda, long long strideA,
+                                          const void *B, cudaDataType_t Btype, int ldb,
+                                          long long strideB, const void *beta, void *C,
+                                          cudaDataType_t Ctype, int ldc, long long strideC,
+                                          int batch, cublasComputeType_t compute,
+                                          cublasGemmAlgo_t algo) {
+    cublasStatus_t st = emu_sgemm_check(h, ta, tb, m, n, k, lda, ldb, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F || algo != CUBLAS_GEMM_DEFAULT ||
+        (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16BF) || batch < 0)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const float *a = A, *b = B;
+    float *c = C, al = *(const float *)alpha, be = *(const float *)beta;
+    for (int i = 0; i < batch; i++)
+        emu_gemm_one(ta, tb, m, n, k, al, a + i * strideA, lda, b + i * strideB, ldb, be, c + i * strideC, ldc,
+                     compute == CUBLAS_COMPUTE_32F_FAST_16BF);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                            int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                            const void *B, cudaDataType_t Btype, int ldb, const void *beta, void *C,
+                            cudaDataType_t Ctype, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo) {
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, Atype, lda, 0, B, Btype, ldb, 0, beta,
+                                      C, Ctype, ldc, 0, 1, compute, algo);
 }
 
 cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n,

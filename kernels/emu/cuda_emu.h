@@ -185,6 +185,25 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          long long strideA, const float *B, int ldb,
                                          long long strideB, const float *beta, float *C, int ldc,
                                          long long strideC, int batch);
+/* cublasGemmEx / cublasGemmStridedBatchedEx for fp32 matrices only: CUBLAS_COMPUTE_32F is
+ * cublasSgemm; CUBLAS_COMPUTE_32F_FAST_16BF rounds each operand element to bfloat16 (nearest
+ * even) and accumulates in fp32, which is what the tensor-core path computes. */
+typedef enum { CUDA_R_32F = 0 } cudaDataType_t;
+typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                            int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                            const void *B, cudaDataType_t Btype, int ldb, const void *beta, void *C,
+                            cudaDataType_t Ctype, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo);
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                          int m, int n, int k, const void *alpha, const void *A,
+                                          cudaDataType_t Atype, int lda, long long strideA,
+                                          const void *B, cudaDataType_t Btype, int ldb,
+                                          long long strideB, const void *beta, void *C,
+                                          cudaDataType_t Ctype, int ldc, long long strideC,
+                                          int batch, cublasComputeType_t compute,
+                                          cublasGemmAlgo_t algo);
 /* C = alpha op(A) op(A)^T + beta C on the `uplo` triangle only (the other is not touched);
  * trans N: A is [n,k]; T: A is [k,n]. */
 cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n,

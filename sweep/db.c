@@ -389,10 +389,18 @@ int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e) {
          * synchronous=NORMAL is durable across process crashes, which is what we need. */
         /* A bigger page cache and fewer, larger checkpoints: metric ingestion is bound by
          * B-tree page writes (make bench: ~2x on a VM disk over the defaults). */
-        if (sqlite3_exec(db->h,
-                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                         "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=4000; "
-                         "PRAGMA temp_store=MEMORY;",
+        /* Switching a fresh file to WAL can answer SQLITE_BUSY at once, without the busy
+         * handler, while another process creates the same DB (SQLite avoids a deadlock that
+         * way): retry for as long as the busy timeout would have waited. */
+        int xrc = SQLITE_BUSY;
+        for (int tries = 0; tries < 1000 && (xrc & 0xff) == SQLITE_BUSY; tries++) {
+            xrc = sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+            if ((xrc & 0xff) == SQLITE_BUSY) sqlite3_sleep(10);
+        }
+        if (xrc != SQLITE_OK ||
+            sqlite3_exec(db->h,
+                         "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; "
+                         "PRAGMA wal_autocheckpoint=4000; PRAGMA temp_store=MEMORY;",
                          NULL, NULL, NULL) != SQLITE_OK)
             rc = db_fail(db, e, "setting WAL mode");
     }

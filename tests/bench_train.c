@@ -9,11 +9,13 @@
  * FLOPs counted: cad_model_bench_flops (matmuls + causal attention, 3x forward) plus the
  * Newton-Schulz matmuls of the Muon step. Built by tests/bench.sh with release flags.
  * The PyTorch ratios use the issue's figures for torch 1.13 fp32 on a 2-core machine: (a) ~3,400,
- * (b) ~400 tokens/s.
+ * (b) ~400 tokens/s. Both configs run twice: fp32 products (the reference setting) and
+ * matmul_precision: bf16 (the products train_gpt.py computes under autocast).
  * Usage: bench_train [threads]   (default: all cores)
  * Not here: correctness (the unit tests), GPU figures.
  */
 #include "backend.h"
+#include "gemm_bf16.h"
 #include "model.h"
 #include "optim.h"
 
@@ -57,9 +59,10 @@ static double ns_flops(int rows, int cols, int steps) {
 }
 
 static void bench_config(const char *label, cad_model_config mc, int tokens_per_step, int n_steps, int threads,
-                         double peak, double torch_tok_s) {
+                         double peak, double torch_tok_s, int precision) {
     const cad_backend *be = cad_backend_cpu();
     be->set_threads(be, threads);
+    if (be->set_matmul_precision(be, precision)) { printf("%s: precision not supported\n", label); return; }
     int T = mc.max_seq_len, B = tokens_per_step / T;
     mc.max_batch_seqs = B;
     cad_model m;
@@ -131,10 +134,17 @@ int main(int argc, char **argv) {
     cad_model_config a = {.vocab_size = 1024, .num_layers = 4, .model_dim = 256, .num_heads = 4, .num_kv_heads = 2,
                           .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.005f, .max_seq_len = 256};
-    bench_config("train step (a) 4Lx256 4/2h V1024 seq256 8192 tok/step", a, 8192, 4, threads, peak, 3400.0);
     cad_model_config b = a;
     b.num_layers = 9, b.model_dim = 512, b.num_heads = 8, b.num_kv_heads = 4, b.max_seq_len = 1024;
-    bench_config("train step (b) 9Lx512 8/4h V1024 seq1024 8192 tok/step", b, 8192, 2, threads, peak, 400.0);
+    bench_config("train step (a) 4Lx256 4/2h V1024 seq256 8192 tok/step", a, 8192, 4, threads, peak, 3400.0,
+                 CAD_PREC_FP32);
+    bench_config("train step (b) 9Lx512 8/4h V1024 seq1024 8192 tok/step", b, 8192, 2, threads, peak, 400.0,
+                 CAD_PREC_FP32);
+    /* matmul_precision: bf16 (train_gpt.py's autocast products: bf16 operands, fp32 sums). The
+     * percentage stays relative to the fp32 sgemm peak, so it can pass 100%. */
+    printf("%s bf16 GEMM kernel: %s\n", "matmul_precision: bf16 --", cad_gemm_bf16_select(CAD_GEMM_BF16_AUTO));
+    bench_config("train step (a) bf16 matmuls", a, 8192, 4, threads, peak, 3400.0, CAD_PREC_BF16);
+    bench_config("train step (b) bf16 matmuls", b, 8192, 2, threads, peak, 400.0, CAD_PREC_BF16);
     double peak2 = sgemm_peak(threads, 2048);
     printf("sgemm peak again after the steps                           %6.1f GFLOP/s%s\n", peak2,
            peak2 > 1.2 * peak ? "  (machine was busy during the first measurement: percentages above are high)" : "");

@@ -9,10 +9,11 @@ Not here: Adam, the lr / momentum schedules, writing fixtures.
 import torch
 
 
-def ns5_fp32(G, steps=5, eps=1e-7):
-    # train_gpt.py's zeropower_via_newtonschulz5 with .bfloat16() replaced by .float()
+def ns5_fp32(G, steps=5, eps=1e-7, dtype=torch.float32):
+    # train_gpt.py's zeropower_via_newtonschulz5 with .bfloat16() replaced by .to(dtype) (fp32
+    # here; torch_bench.py also runs it in bf16 as train_gpt.py does)
     a, b, c = (3.4445, -4.7750, 2.0315)
-    X = G.float().clone()
+    X = G.to(dtype).clone()
     X /= X.norm() + eps
     transposed = G.size(0) > G.size(1)
     if transposed:

@@ -21,7 +21,17 @@ bench_engine_train() {
     mkdir -p build/bench
     $CC $REL tests/bench_train.c "$LIBCADDIE" $LIBS -o build/bench/bench_train || return 1
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 ./build/bench/bench_train "$threads"
-    echo "reference: PyTorch 1.13 fp32 on this 2-core machine: (a) ~3,400 tok/s, (b) ~400 tok/s"
+    echo "reference: PyTorch 1.13 fp32 on this 2-core machine (the issue's figures): (a) ~3,400 tok/s, (b) ~400 tok/s;"
+    echo "  BENCH_TORCH=1 make bench measures torch on this machine too, fp32 and bf16 autocast"
+}
+
+# ---- PyTorch on this machine: the same train steps in torch 1.13, fp32 and bf16 autocast ----
+# ~4 minutes on 2 cores, so only with BENCH_TORCH=1 (needs Debian's python3-torch).
+bench_torch_train() {
+    section "PyTorch reference train step (tests/scripts/torch_bench.py), $threads threads"
+    if [ "${BENCH_TORCH:-0}" != 1 ]; then echo "skipped: set BENCH_TORCH=1 to measure (about 4 minutes)"; return 0; fi
+    /usr/bin/python3 -c "import torch" 2>/dev/null || { echo "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)"; return 0; }
+    /usr/bin/python3 tests/scripts/torch_bench.py "$threads" a b
 }
 
 # ---- results database: metric ingest rate, curve / run_summary query latency ------------
@@ -44,7 +54,7 @@ bench_db() {
 
 status=0
 # BENCH_SECTIONS="bench_engine_train" runs only the named sections
-for s in ${BENCH_SECTIONS:-bench_engine_train bench_db}; do
+for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db}; do
     "$s" || { echo "bench section $s failed" >&2; status=1; }
 done
 exit $status

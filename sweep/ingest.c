@@ -443,19 +443,22 @@ static int import_config_yaml(cad_db *db, const char *abs_dir, int replace, char
     char run_id[CAD_RUN_ID_MAX];
     const char *base = strrchr(abs_dir, '/');
     snprintf(run_id, sizeof run_id, "%.127s", c.run_id && *c.run_id ? c.run_id : base ? base + 1 : abs_dir);
-    char *json = cad_plan_config_json(&c, 0), *gjson = cad_plan_config_json(&c, 1);
+    char *json = cad_plan_config_json(&c, 0), *idjson = cad_plan_config_identity_json(&c, 0);
+    char *gjson = cad_plan_config_identity_json(&c, 1);
     char hash[65], ghash[65];
     const char *ev = cad_plan_caddie_engine_version();
-    if (json && gjson) {
-        cad_plan_hash(ev, json, "devices=1", hash); /* as plan.c hashes a 1-device run */
+    int hashed = idjson && gjson;
+    if (hashed) {
+        cad_plan_hash(ev, idjson, "devices=1", hash); /* as plan.c hashes a 1-device run */
         cad_plan_hash(ev, gjson, "devices=1", ghash);
     }
+    free(idjson);
     int has_result = file_exists(res_path);
     char started[40], ended[40];
     int ok_s, ok_e;
     iso_of_mtime(cfg_path, started, sizeof started, &ok_s);
     iso_of_mtime(has_result ? res_path : met_path, ended, sizeof ended, &ok_e);
-    if (!json || !gjson) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    if (!json || !hashed) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     if (!rc) {
         int ex = cad_db_run_exists(db, run_id, e);
         if (ex < 0) rc = CAD_EDB;

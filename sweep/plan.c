@@ -149,18 +149,11 @@ static void kv_free(kv *kvs, int n) {
     free(kvs);
 }
 
-char *cad_plan_config_json(const cad_config *c, int skip_seed) {
-    int n = cad_config_key_count();
-    kv *kvs = calloc((size_t)n, sizeof *kvs);
-    if (!kvs) return NULL;
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        const cad_config_key *k = cad_config_key_at(i);
-        if (strcmp(k->name, "run_id") == 0 || strcmp(k->name, "run_dir") == 0) continue;
-        if (skip_seed && strcmp(k->name, "seed") == 0) continue;
-        const char *field = (const char *)c + k->offset;
-        char b[64];
-        char *json = NULL;
+/* One key's value as JSON (malloc'd). */
+static char *config_value_json(const cad_config *c, const cad_config_key *k) {
+    const char *field = (const char *)c + k->offset;
+    char b[64];
+    char *json = NULL;
         switch (k->type) {
         case CAD_KEY_INT:
             snprintf(b, sizeof b, "%ld", *(const long *)field);
@@ -181,6 +174,29 @@ char *cad_plan_config_json(const cad_config *c, int skip_seed) {
             break;
         }
         }
+    return json;
+}
+
+/* defaults: NULL = every key; otherwise only the keys whose value differs from it. */
+static char *config_json(const cad_config *c, int skip_seed, const cad_config *defaults) {
+    int n = cad_config_key_count();
+    kv *kvs = calloc((size_t)n, sizeof *kvs);
+    if (!kvs) return NULL;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        const cad_config_key *k = cad_config_key_at(i);
+        if (strcmp(k->name, "run_id") == 0 || strcmp(k->name, "run_dir") == 0) continue;
+        if (skip_seed && strcmp(k->name, "seed") == 0) continue;
+        char *json = config_value_json(c, k);
+        if (json && defaults) {
+            char *def = config_value_json(defaults, k);
+            int same = def && strcmp(def, json) == 0;
+            free(def);
+            if (same) {
+                free(json);
+                continue;
+            }
+        }
         kvs[m].key = strdup(k->name);
         kvs[m].json = json;
         m++;
@@ -188,6 +204,17 @@ char *cad_plan_config_json(const cad_config *c, int skip_seed) {
     qsort(kvs, (size_t)m, sizeof *kvs, kv_cmp);
     char *out = kv_json(kvs, m, NULL);
     kv_free(kvs, m);
+    return out;
+}
+
+char *cad_plan_config_json(const cad_config *c, int skip_seed) { return config_json(c, skip_seed, NULL); }
+
+char *cad_plan_config_identity_json(const cad_config *c, int skip_seed) {
+    cad_config d;
+    cad_err e;
+    if (cad_config_init(&d, &e)) return NULL;
+    char *out = config_json(c, skip_seed, &d);
+    cad_config_free(&d);
     return out;
 }
 
@@ -572,15 +599,18 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
         r->has_seed = 1;
         r->seed = pv->cfg.seed;
         r->config_json = cad_plan_config_json(&pv->cfg, 0);
-        group_json = cad_plan_config_json(&pv->cfg, 1);
-        if (!r->config_json || !group_json) {
+        char *id_json = cad_plan_config_identity_json(&pv->cfg, 0);
+        group_json = cad_plan_config_identity_json(&pv->cfg, 1);
+        if (!r->config_json || !id_json || !group_json) {
+            free(id_json);
             free(group_json);
             return cad_fail(e, CAD_ENOMEM, "out of memory");
         }
         char extra[32];
         snprintf(extra, sizeof extra, "devices=%d", s->devices);
-        cad_plan_hash(p->engine_version, r->config_json, extra, r->config_hash);
+        cad_plan_hash(p->engine_version, id_json, extra, r->config_hash);
         cad_plan_hash(p->engine_version, group_json, extra, r->group_hash);
+        free(id_json);
     } else {
         const yt_node *br = s->base_doc ? s->base_doc->root : NULL;
         for (size_t i = 0; br && i < br->n && !rc; i++) {

@@ -85,6 +85,12 @@ const char *cad_plan_caddie_engine_version(void);
 /* Canonical JSON of a resolved caddie config (every key but run_id/run_dir); malloc'd.
  * skip_seed=1 leaves the seed out too (for the group hash). */
 char *cad_plan_config_json(const cad_config *c, int skip_seed);
+/* What a caddie run's config_hash and group_hash are computed over: the same JSON without the
+ * keys at their default value. A key added later (techniques are keys, off by default) then
+ * leaves the hashes of existing configs alone: a finished run stays "done" for `sweep plan` and
+ * old and new runs of one config share a group. (A changed default changes behaviour; that is
+ * an engine version bump, which is part of every hash.) */
+char *cad_plan_config_identity_json(const cad_config *c, int skip_seed);
 /* sha256 hex of engine_version "\n" json [ "\n" extra ] (extra may be NULL). */
 void cad_plan_hash(const char *engine_version, const char *json, const char *extra, char hex[65]);
 /* Shortest "%.*g" text that reads back as exactly v (finite v). */

@@ -294,8 +294,41 @@ static void test_command_engine_version_hashes_script(void) {
     cad_sweep_spec_free(s);
 }
 
+/* A key spelled at its default value is the same experiment as the key left out: same config
+ * hash and group (so adding a key to the engine, default = old behaviour, keeps every finished
+ * run "done" and every group whole), while the stored config still lists every key. */
+static void test_identity_ignores_keys_at_default(void) {
+    cad_sweep_spec *a = load("name: idt\nset:\n  iterations: 3\n  qk_gain_init: 1.5\n  matmul_precision: fp32\nseeds: [7]\n");
+    cad_sweep_spec *b = load("name: idt\nset:\n  iterations: 3\nseeds: [7]\n");
+    cad_sweep_spec *c = load("name: idt\nset:\n  iterations: 3\n  matmul_precision: bf16\nseeds: [7]\n");
+    if (!a || !b || !c) return;
+    cad_plan pa, pb, pc;
+    cad_err e;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(a, &o, &pa, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_expand(b, &o, &pb, &e), CAD_OK);
+    CHECK_EQ_INT(cad_plan_expand(c, &o, &pc, &e), CAD_OK);
+    if (pa.n == 1 && pb.n == 1 && pc.n == 1) {
+        CHECK_STR(pa.runs[0].config_hash, pb.runs[0].config_hash);
+        CHECK_STR(pa.runs[0].group_hash, pb.runs[0].group_hash);
+        CHECK(strcmp(pc.runs[0].config_hash, pb.runs[0].config_hash) != 0);
+        CHECK(strcmp(pc.runs[0].group_hash, pb.runs[0].group_hash) != 0);
+        CHECK(strstr(pb.runs[0].config_json, "\"matmul_precision\":\"fp32\"") != NULL);
+        CHECK(strstr(pb.runs[0].config_json, "\"qk_gain_init\":1.5") != NULL);
+    }
+    cad_config cfg;
+    CHECK_EQ_INT(cad_config_init(&cfg, &e), CAD_OK);
+    char *id = cad_plan_config_identity_json(&cfg, 0);
+    CHECK_STR(id, "{}"); /* every key at its default */
+    free(id);
+    cad_config_free(&cfg);
+    cad_plan_free(&pa), cad_plan_free(&pb), cad_plan_free(&pc);
+    cad_sweep_spec_free(a), cad_sweep_spec_free(b), cad_sweep_spec_free(c);
+}
+
 int main(void) {
     RUN(test_expand_grid_bundle_zip_seeds);
+    RUN(test_identity_ignores_keys_at_default);
     RUN(test_canonical_numbers_and_duplicates);
     RUN(test_invalid_combination_names_run);
     RUN(test_dedup_against_db);

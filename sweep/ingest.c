@@ -1,9 +1,10 @@
 /*
  * ingest.c — run directory -> database, the single ingestion path (contract in ingest.h).
  *
- * JSON is read with SQLite's JSON1 on this connection (no JSON library): metrics lines are
- * bound one by one into an INSERT ... SELECT json_extract(...) statement, result.json and
- * run.json are read with one SELECT each. Everything a call inserts is one transaction.
+ * JSON is read with SQLite's JSON1 on this connection (no JSON library) — except the metrics
+ * lines engines write, which a small strict parser here reads much faster (lines it is not sure
+ * about still go through JSON1); result.json and run.json are read with one SELECT each.
+ * Everything a call inserts is one transaction.
  * Not here: text-log parsing (logparse.c), the runner's loop.
  */
 #include "fsutil.h"
@@ -44,19 +45,13 @@ static void join(char *out, size_t cap, const char *dir, const char *name) {
 
 /* ---- metrics.jsonl ---------------------------------------------------------------------------- */
 
-/* A batch of complete lines, joined as one JSON array, goes through one statement: one
- * parse of the batch by json_each, the fields of each object extracted once (MATERIALIZED
- * keeps SQLite from evaluating json_extract again for every WHERE term), rows that are not
- * {"step":int,"name":text,"value":num|null,...} dropped. If the batch as a whole is not
- * valid JSON (a garbled line), its lines go one by one through metric_line_sql instead. */
-static const char metric_batch_sql[] =
-    "WITH x AS MATERIALIZED (SELECT json_extract(value, '$.name') AS n, json_extract(value, '$.step') AS s, "
-    "       json_extract(value, '$.value') AS v, json_extract(value, '$.wall_ms') AS w "
-    "       FROM json_each(?2) WHERE type = 'object') "
-    "INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall_ms) SELECT ?1, n, s, v, w FROM x "
-    "WHERE typeof(n) = 'text' AND typeof(s) = 'integer' AND typeof(v) IN ('integer', 'real', 'null') "
-    "  AND typeof(w) IN ('integer', 'real', 'null')";
-
+/* Lines are parsed here, in C, when they are the flat objects engines write
+ * ({"step":int,"name":"text","value":num|null,"wall_ms":num|null}, keys in any order, other
+ * scalar keys ignored), and inserted in batches through cad_db_insert_metrics: SQLite's JSON1
+ * parse of the same lines capped ingestion at ~190k rows/s. Anything this parser is not sure
+ * about (escapes, nesting, long names, odd numbers, repeated keys) goes through
+ * metric_line_sql, JSON1's reading of the line, which defines what a valid metric line is; the
+ * batch is flushed first so rows land in file order (the last of two equal (name, step) wins). */
 static const char metric_line_sql[] =
     "INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall_ms) "
     "SELECT ?1, json_extract(?2, '$.name'), json_extract(?2, '$.step'), "
@@ -66,72 +61,181 @@ static const char metric_line_sql[] =
     "  AND coalesce(json_type(?2, '$.value'), 'null') IN ('integer', 'real', 'null') "
     "  AND coalesce(json_type(?2, '$.wall_ms'), 'null') IN ('integer', 'real', 'null')";
 
-#define METRIC_BATCH_LINES 4096
+#define METRIC_BATCH_ROWS 4096
+
+enum { LINE_OK, LINE_BAD, LINE_UNSURE };
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    return p;
+}
+
+/* A JSON string without escapes at p (p at the opening quote): [*s, *s + *n). */
+static const char *plain_string(const char *p, const char *end, const char **s, size_t *n) {
+    if (p >= end || *p != '"') return NULL;
+    const char *q = ++p;
+    while (q < end && *q != '"') {
+        if (*q == '\\' || (unsigned char)*q < 0x20) return NULL;
+        q++;
+    }
+    if (q >= end) return NULL;
+    *s = p, *n = (size_t)(q - p);
+    return q + 1;
+}
+
+/* A JSON number (RFC 8259 grammar) at p; *is_int when it has no fraction or exponent. */
+static const char *json_number(const char *p, const char *end, double *v, int *is_int) {
+    const char *q = p;
+    if (q < end && *q == '-') q++;
+    if (q >= end || *q < '0' || *q > '9') return NULL;
+    if (*q == '0') q++;
+    else
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    *is_int = 1;
+    if (q < end && *q == '.') {
+        *is_int = 0, q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        *is_int = 0, q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    char tmp[64];
+    if ((size_t)(q - p) >= sizeof tmp) return NULL;
+    memcpy(tmp, p, (size_t)(q - p));
+    tmp[q - p] = 0;
+    *v = strtod(tmp, NULL);
+    if (!isfinite(*v)) return NULL;
+    if (*is_int && fabs(*v) >= 9007199254740992.0) return NULL; /* beyond exact doubles: JSON1 decides */
+    return q;
+}
+
+/* One metrics line (without its newline) -> *m. LINE_BAD: JSON1 would drop it too (wrong
+ * types, no name or step). LINE_UNSURE: let JSON1 read it. */
+static int parse_metric_line(const char *p, size_t len, cad_metric *m) {
+    const char *end = p + len;
+    int have_name = 0, have_step = 0, have_value = 0, have_wall = 0;
+    m->value = NAN, m->wall_ms = -1;
+    p = skip_ws(p, end);
+    if (p >= end || *p++ != '{') return LINE_UNSURE;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}') return LINE_BAD; /* {}: no name, no step */
+    for (;;) {
+        const char *k;
+        size_t kn;
+        p = plain_string(skip_ws(p, end), end, &k, &kn);
+        if (!p) return LINE_UNSURE;
+        p = skip_ws(p, end);
+        if (p >= end || *p++ != ':') return LINE_UNSURE;
+        p = skip_ws(p, end);
+        if (p >= end) return LINE_UNSURE;
+        int *seen = kn == 4 && !memcmp(k, "name", 4)      ? &have_name
+                    : kn == 4 && !memcmp(k, "step", 4)    ? &have_step
+                    : kn == 5 && !memcmp(k, "value", 5)   ? &have_value
+                    : kn == 7 && !memcmp(k, "wall_ms", 7) ? &have_wall
+                                                           : NULL;
+        if (seen && *seen) return LINE_UNSURE; /* a repeated key: which one counts is JSON1's call */
+        if (seen) *seen = 1;
+        if (*p == '"') {
+            const char *sv;
+            size_t sn;
+            p = plain_string(p, end, &sv, &sn);
+            if (!p) return LINE_UNSURE;
+            if (seen == &have_name) {
+                if (sn >= sizeof m->name) return LINE_UNSURE;
+                memcpy(m->name, sv, sn);
+                m->name[sn] = 0;
+            } else if (seen) {
+                return LINE_BAD; /* step/value/wall_ms as text */
+            }
+        } else if (*p == 'n' && end - p >= 4 && !memcmp(p, "null", 4)) {
+            p += 4;
+            if (seen == &have_name || seen == &have_step) return LINE_BAD;
+        } else if ((*p == 't' && end - p >= 4 && !memcmp(p, "true", 4)) ||
+                   (*p == 'f' && end - p >= 5 && !memcmp(p, "false", 5))) {
+            p += *p == 't' ? 4 : 5;
+            if (seen) return LINE_BAD;
+        } else if (*p == '{' || *p == '[') {
+            return LINE_UNSURE;
+        } else {
+            double v;
+            int is_int;
+            p = json_number(p, end, &v, &is_int);
+            if (!p) return LINE_UNSURE;
+            if (seen == &have_name) return LINE_BAD;
+            if (seen == &have_step) {
+                if (!is_int) return LINE_BAD;
+                m->step = (long)v;
+            } else if (seen == &have_value) {
+                m->value = v;
+            } else if (seen == &have_wall) {
+                if (v < 0) return LINE_UNSURE; /* cad_db_insert_metrics stores negatives as NULL */
+                m->wall_ms = v;
+            }
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+        if (p < end && *p == '}') {
+            p = skip_ws(p + 1, end);
+            if (p != end) return LINE_UNSURE;
+            return have_name && have_step ? LINE_OK : LINE_BAD;
+        }
+        return LINE_UNSURE;
+    }
+}
 
 typedef struct {
     cad_db *db;
-    const char *path;
-    sqlite3_stmt *batch, *line;
-    char *buf;       /* "[l1,l2,...]" */
-    size_t len, cap;
-    size_t *starts;  /* offset of each line in buf (for the fallback) */
-    int n;           /* lines in the batch */
+    const char *run_id, *path;
+    sqlite3_stmt *line; /* metric_line_sql, prepared on first need */
+    cad_metric rows[METRIC_BATCH_ROWS];
+    size_t n;
     cad_ingest_state *s;
 } metric_batch;
 
 static int batch_flush(metric_batch *b, cad_err *e) {
     if (b->n == 0) return CAD_OK;
-    sqlite3 *h = cad_db_handle(b->db);
-    b->buf[b->len] = ']';
-    sqlite3_bind_text(b->batch, 2, b->buf, (int)b->len + 1, SQLITE_STATIC);
-    int rc = sqlite3_step(b->batch);
-    int inserted = rc == SQLITE_DONE ? sqlite3_changes(h) : 0;
-    sqlite3_reset(b->batch);
-    if (rc == SQLITE_DONE) {
-        b->s->metrics_rows += inserted;
-        b->s->bad_lines += b->n - inserted;
-    } else if (sqlite3_extended_errcode(h) == SQLITE_ERROR) {
-        /* malformed JSON somewhere in the batch: line by line */
-        for (int i = 0; i < b->n; i++) {
-            size_t from = b->starts[i], to = i + 1 < b->n ? b->starts[i + 1] - 1 : b->len;
-            sqlite3_bind_text(b->line, 2, b->buf + from, (int)(to - from), SQLITE_STATIC);
-            if (sqlite3_step(b->line) != SQLITE_DONE) {
-                int r2 = cad_fail(e, CAD_EDB, "%s: inserting a metric from %s: %s", cad_db_file(b->db),
-                                  b->path, sqlite3_errmsg(h));
-                sqlite3_reset(b->line);
-                return r2;
-            }
-            if (sqlite3_changes(h) == 1) b->s->metrics_rows++;
-            else b->s->bad_lines++;
-            sqlite3_reset(b->line);
-        }
-    } else
-        return cad_fail(e, CAD_EDB, "%s: inserting metrics from %s: %s", cad_db_file(b->db), b->path,
-                        sqlite3_errmsg(h));
+    int rc = cad_db_insert_metrics(b->db, b->run_id, b->rows, b->n, e);
+    if (!rc) b->s->metrics_rows += (long)b->n;
     b->n = 0;
-    b->len = 1; /* keep the '[' */
-    return CAD_OK;
+    return rc;
+}
+
+static int line_via_json1(metric_batch *b, const char *line, size_t n, cad_err *e) {
+    sqlite3 *h = cad_db_handle(b->db);
+    int rc = batch_flush(b, e);
+    if (rc) return rc;
+    if (!b->line) {
+        if (sqlite3_prepare_v2(h, metric_line_sql, -1, &b->line, NULL) != SQLITE_OK)
+            return db_err(b->db, e, "preparing the metrics insert");
+        sqlite3_bind_text(b->line, 1, b->run_id, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_text(b->line, 2, line, (int)n, SQLITE_STATIC);
+    if (sqlite3_step(b->line) != SQLITE_DONE) {
+        rc = cad_fail(e, CAD_EDB, "%s: inserting a metric from %s: %s", cad_db_file(b->db), b->path,
+                      sqlite3_errmsg(h));
+    } else if (sqlite3_changes(h) == 1) {
+        b->s->metrics_rows++;
+    } else {
+        b->s->bad_lines++;
+    }
+    sqlite3_reset(b->line);
+    return rc;
 }
 
 static int batch_add(metric_batch *b, const char *line, size_t n, cad_err *e) {
-    /* Only lines that look like one object go into the array: a stray "]" or "," in a
-     * garbled line cannot change the structure of the batch. */
-    if (n < 2 || line[0] != '{' || line[n - 1] != '}') {
-        b->s->bad_lines++;
-        return CAD_OK;
+    cad_metric *m = &b->rows[b->n];
+    switch (parse_metric_line(line, n, m)) {
+    case LINE_OK: return ++b->n == METRIC_BATCH_ROWS ? batch_flush(b, e) : CAD_OK;
+    case LINE_BAD: b->s->bad_lines++; return CAD_OK;
+    default: return line_via_json1(b, line, n, e);
     }
-    if (b->len + n + 2 > b->cap) {
-        size_t cap = (b->len + n + 2) * 2;
-        char *nb = realloc(b->buf, cap);
-        if (!nb) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        b->buf = nb;
-        b->cap = cap;
-    }
-    if (b->n) b->buf[b->len++] = ',';
-    b->starts[b->n++] = b->len;
-    memcpy(b->buf + b->len, line, n);
-    b->len += n;
-    return b->n == METRIC_BATCH_LINES ? batch_flush(b, e) : CAD_OK;
 }
 
 static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
@@ -144,21 +248,11 @@ static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
         fclose(f);
         return cad_fail(e, CAD_EIO, "%s: cannot seek to %lld", path, (long long)s->metrics_offset);
     }
-    sqlite3 *h = cad_db_handle(db);
-    metric_batch b = {.db = db, .path = path, .s = s};
     int rc = CAD_OK;
-    b.starts = malloc(sizeof *b.starts * METRIC_BATCH_LINES);
-    b.cap = 1 << 16;
-    b.buf = malloc(b.cap);
-    if (!b.starts || !b.buf) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
-    else if (sqlite3_prepare_v2(h, metric_batch_sql, -1, &b.batch, NULL) != SQLITE_OK ||
-             sqlite3_prepare_v2(h, metric_line_sql, -1, &b.line, NULL) != SQLITE_OK)
-        rc = db_err(db, e, "preparing the metrics insert");
-    if (!rc) {
-        b.buf[0] = '[';
-        b.len = 1;
-        sqlite3_bind_text(b.batch, 1, run_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(b.line, 1, run_id, -1, SQLITE_TRANSIENT);
+    metric_batch *b = malloc(sizeof *b);
+    if (!b) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    else {
+        b->db = db, b->run_id = run_id, b->path = path, b->line = NULL, b->n = 0, b->s = s;
         char *line = NULL;
         size_t cap = 0;
         ssize_t n;
@@ -168,15 +262,13 @@ static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
             size_t len = (size_t)n - 1;
             while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) len--;
             if (len == 0) continue;
-            rc = batch_add(&b, line, len, e);
+            rc = batch_add(b, line, len, e);
         }
-        if (!rc) rc = batch_flush(&b, e);
+        if (!rc) rc = batch_flush(b, e);
         free(line);
+        sqlite3_finalize(b->line);
+        free(b);
     }
-    sqlite3_finalize(b.batch);
-    sqlite3_finalize(b.line);
-    free(b.buf);
-    free(b.starts);
     fclose(f);
     return rc;
 }

@@ -8,7 +8,7 @@
  * train_loss points per run (plus a val_bpb point every 100 steps) inserted with
  * cad_db_insert_metrics, one transaction per run (how the runner batches), and a result per
  * run; then times JSONL_RUNS runs (default 10) through the full ingestion path
- * (metrics.jsonl parsed by SQLite JSON1 via cad_ingest_run_dir), and the queries.
+ * (metrics.jsonl read by cad_ingest_run_dir, as the runner does), and the queries.
  * With "query" as 5th argument, only the queries run, on a DB built before with the same
  * RUNS and STEPS (the run ids are a function of the run index).
  * Prints figures only; never pass/fail. Not a test: nothing here checks correctness.
@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
     if (cad_db_commit(db, &e)) die(&e);
     printf("  %-44s %.2f s\n", "results inserted", now_s() - t0);
 
-    /* the full ingestion path: metrics.jsonl -> cad_ingest_run_dir (JSON1) */
+    /* the full ingestion path: metrics.jsonl -> cad_ingest_run_dir (what the runner calls) */
     char dir[4300];
     snprintf(dir, sizeof dir, "%s.rundir", path);
     mkdir(dir, 0777);
@@ -215,7 +215,7 @@ int main(int argc, char **argv) {
     dt = now_s() - t0;
     dc = cpu_s() - c0;
     printf("  %-44s %.0f rows/s wall, %.0f rows/s CPU (%ld rows of %d runs)\n",
-           "metric ingest, metrics.jsonl via JSON1", jrows / dt, jrows / dc, jrows, n_jsonl);
+           "metric ingest, metrics.jsonl (runner path)", jrows / dt, jrows / dc, jrows, n_jsonl);
     unlink(p);
     rmdir(dir);
     free(rows);

@@ -109,6 +109,90 @@ static void test_incremental_metrics(void) {
     cad_db_close(db);
 }
 
+/* The C reader of metrics lines agrees with JSON1's reading (the definition of a valid
+ * line, kept here verbatim as the oracle) on lines that exercise every branch: key order,
+ * whitespace, extra keys, nulls, integers vs reals, escapes, nesting, repeats, bad types. */
+static void test_metric_lines_read_as_json1_does(void) {
+    static const char *lines[] = {
+        "{\"step\":1,\"name\":\"a\",\"value\":1.5,\"wall_ms\":2}",
+        "{ \"name\" : \"b\" , \"value\" : -0.25e-3 , \"step\" : 2 }",
+        "{\"step\":3,\"name\":\"c\",\"value\":7,\"wall_ms\":null,\"extra\":true,\"more\":\"x\"}",
+        "{\"step\":4,\"name\":\"d\",\"value\":null}",
+        "{\"step\":5,\"name\":\"e\"}",
+        "{\"step\":6.0,\"name\":\"f\",\"value\":1}",
+        "{\"step\":7,\"name\":\"g\\u00e9\",\"value\":1}",
+        "{\"step\":8,\"name\":\"h\",\"value\":\"1\"}",
+        "{\"step\":9,\"name\":\"i\",\"value\":[1]}",
+        "{\"step\":10,\"name\":\"j\",\"value\":1,\"value\":2}",
+        "{\"step\":11,\"name\":12,\"value\":1}",
+        "{\"step\":\"12\",\"name\":\"l\",\"value\":1}",
+        "{\"step\":13,\"name\":\"m\",\"value\":1e999}",
+        "{\"step\":14,\"name\":\"n\",\"value\":01}",
+        "{\"step\":15,\"name\":\"o\",\"value\":1.}",
+        "{\"step\":16,\"name\":\"p\",\"value\":true}",
+        "{\"step\":17,\"name\":\"q\",\"wall_ms\":-5,\"value\":2}",
+        "{\"step\":-18,\"name\":\"r\",\"value\":0}",
+        "{\"step\":19,\"name\":\"a_very_long_metric_name_beyond_31_chars\",\"value\":3}",
+        "{\"step\":20,\"name\":\"s\",\"value\":1,\"nested\":{\"x\":1}}",
+        "{\"step\":21,\"name\":\"t\",\"value\":1} trailing",
+        "{\"step\":22,\"name\":\"u\",\"value\":1,}",
+        "{}",
+        "{\"step\":23}",
+        "{\"step\":9007199254740993,\"name\":\"v\",\"value\":1}",
+        "{\"step\":24,\"name\":\"\",\"value\":1}",
+        "{\"step\":1,\"name\":\"a\",\"value\":2.5}", /* replaces the first line's row */
+    };
+    size_t n = sizeof lines / sizeof *lines;
+    cad_db *db = open_db("json1.db");
+    if (!db) return;
+    cad_err e;
+    const char *dir = make_dir("j1");
+    cad_run_new r1 = {.run_id = "fast", .sweep_id = -1, .config = "{}", .git_dirty = -1, .run_dir = dir};
+    cad_run_new r2 = {.run_id = "oracle", .sweep_id = -1, .config = "{}", .git_dirty = -1, .run_dir = dir};
+    CHECK_EQ_INT(cad_db_insert_run(db, &r1, &e), CAD_OK);
+    CHECK_EQ_INT(cad_db_insert_run(db, &r2, &e), CAD_OK);
+    for (size_t i = 0; i < n; i++) {
+        append_file(dir, "metrics.jsonl", lines[i]);
+        append_file(dir, "metrics.jsonl", "\n");
+    }
+    cad_ingest_state s;
+    cad_ingest_state_init(&s);
+    CHECK_EQ_INT(cad_ingest_run_dir(db, "fast", dir, &s, &e), CAD_OK);
+    sqlite3 *h = cad_db_handle(db);
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(h,
+                             "INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall_ms) "
+                             "SELECT 'oracle', json_extract(?1, '$.name'), json_extract(?1, '$.step'), "
+                             "       json_extract(?1, '$.value'), json_extract(?1, '$.wall_ms') "
+                             "WHERE json_valid(?1) AND json_type(?1, '$.name') = 'text' "
+                             "  AND json_type(?1, '$.step') = 'integer' "
+                             "  AND coalesce(json_type(?1, '$.value'), 'null') IN ('integer', 'real', 'null') "
+                             "  AND coalesce(json_type(?1, '$.wall_ms'), 'null') IN ('integer', 'real', 'null')",
+                             -1, &st, NULL) == SQLITE_OK);
+    long oracle_rows = 0;
+    for (size_t i = 0; st && i < n; i++) {
+        sqlite3_bind_text(st, 1, lines[i], -1, SQLITE_STATIC);
+        CHECK(sqlite3_step(st) == SQLITE_DONE);
+        oracle_rows += sqlite3_changes(h);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(s.metrics_rows, oracle_rows);
+    CHECK_EQ_INT(s.bad_lines, (long)n - oracle_rows);
+    /* same rows, same values and storage classes */
+    static const char diff_sql[] =
+        "SELECT count(*) FROM (SELECT name, step, value, typeof(value), wall_ms, typeof(wall_ms) FROM metrics "
+        "WHERE run_id = '%s' EXCEPT SELECT name, step, value, typeof(value), wall_ms, typeof(wall_ms) "
+        "FROM metrics WHERE run_id = '%s')";
+    char q[512];
+    snprintf(q, sizeof q, diff_sql, "fast", "oracle");
+    CHECK(check_sql_double(db, q) == 0);
+    snprintf(q, sizeof q, diff_sql, "oracle", "fast");
+    CHECK(check_sql_double(db, q) == 0);
+    CHECK(check_sql_double(db, "SELECT value FROM metrics WHERE run_id='fast' AND name='a' AND step=1") == 2.5);
+    cad_db_close(db);
+}
+
 static void test_write_metric_roundtrip(void) {
     const char *dir = make_dir("wm");
     char p[4400];
@@ -304,6 +388,7 @@ static void test_rebuild_equals_original(void) {
 
 int main(void) {
     RUN(test_incremental_metrics);
+    RUN(test_metric_lines_read_as_json1_does);
     RUN(test_write_metric_roundtrip);
     RUN(test_import_standalone_train_dir);
     RUN(test_rebuild_equals_original);

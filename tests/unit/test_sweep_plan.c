@@ -100,12 +100,22 @@ static void test_canonical_numbers_and_duplicates(void) {
         CHECK(strstr(p.runs[2].config_json, "\"qk_gain_init\":0.1,") != NULL);
         CHECK_EQ_INT(p.n_action[CAD_PLAN_QUEUE], 2);
     }
-    /* the device count is part of a run's identity */
-    cad_sweep_spec *s8 = load("name: d\ngrid:\n  qk_gain_init: [1.5, 1.50, 0.1]\ndevices: 8\n");
-    cad_plan p8;
-    CHECK(s8 && cad_plan_expand(s8, &o, &p8, &e) == CAD_OK);
-    if (s8 && p8.n == 3 && p.n == 3) CHECK(strcmp(p8.runs[0].config_hash, p.runs[0].config_hash) != 0);
-    if (s8) cad_plan_free(&p8);
+    /* the device count is part of a run's identity (multi-device runs: the command engine) */
+    static const char cmd_sweep[] = "name: d\nengine: command\ncommand: [prog, \"{qk_gain_init}\"]\n"
+                                    "grid:\n  qk_gain_init: [1.5, 0.1]\ndevices: %d\n";
+    char t1[256], t8[256];
+    snprintf(t1, sizeof t1, cmd_sweep, 1);
+    snprintf(t8, sizeof t8, cmd_sweep, 8);
+    cad_sweep_spec *s1 = load(t1), *s8 = load(t8);
+    cad_plan p1, p8;
+    int ok1 = s1 && cad_plan_expand(s1, &o, &p1, &e) == CAD_OK;
+    CHECK_MSG(ok1, "%s", e.msg);
+    int ok8 = s8 && cad_plan_expand(s8, &o, &p8, &e) == CAD_OK;
+    CHECK_MSG(ok8, "%s", e.msg);
+    if (ok1 && ok8 && p1.n == 2 && p8.n == 2) CHECK(strcmp(p8.runs[0].config_hash, p1.runs[0].config_hash) != 0);
+    if (ok1) cad_plan_free(&p1);
+    if (ok8) cad_plan_free(&p8);
+    cad_sweep_spec_free(s1);
     cad_sweep_spec_free(s8);
     char b[40];
     cad_plan_format_double(0.04, b, sizeof b);

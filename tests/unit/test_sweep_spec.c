@@ -36,6 +36,9 @@ static void test_top_level_errors(void) {
     ERR("name: x\nengine: torch\n", "2:9", "unknown engine 'torch'");
     ERR("name: x\ndevices: 0\n", "2:10", "'devices' must be in [1, 64], got 0");
     ERR("name: x\ndevices: two\n", "2:10", "'devices' must be an integer, got 'two'");
+    ERR("name: x\ndevices: 8\n", "2:10",
+        "'devices: 8' with engine caddie: caddie's engine trains on one device (no data parallel yet); "
+        "use devices: 1, or engine: command with torchrun for multi-GPU runs");
     ERR("name: x\ntimeout: soon\n", "2:10", "'timeout' must be a positive number");
     ERR("name: x\nretries: -1\n", "2:10", "'retries' must be in [0, 100]");
     ERR("name: x\nbase: missing.yaml\n", "2:7", "base config 'missing.yaml'");
@@ -121,7 +124,7 @@ static void test_valid_caddie_spec(void) {
              "    - {vocab_size: 1024, tokenizer_path: a.model}\n"
              "    - {vocab_size: 4096, tokenizer_path: b.model}\n"
              "zip:\n  matrix_lr: [0.02, 0.04]\n  scalar_lr: [0.02, 0.04]\n"
-             "seeds: [1337, 42]\ndevices: 8\ntimeout: 20m\nretries: 2\npriority: 5\n",
+             "seeds: [1337, 42]\ndevices: 1\ntimeout: 20m\nretries: 2\npriority: 5\n",
              slash + 1);
     const char *path = check_write_file(check_tmp_fresh("ok.yaml"), text);
     /* base is relative to the sweep file: both are in the scratch dir */
@@ -145,7 +148,7 @@ static void test_valid_caddie_spec(void) {
     CHECK_STR(s->axes[2].label, "matrix_lr+scalar_lr");
     CHECK_EQ_INT(s->n_seeds, 2);
     CHECK_EQ_INT(s->seeds[1], 42);
-    CHECK_EQ_INT(s->devices, 8);
+    CHECK_EQ_INT(s->devices, 1);
     CHECK_NEAR(s->timeout_s, 1200, 0, 0);
     CHECK_EQ_INT(s->retries, 2);
     CHECK_EQ_INT(s->priority, 5);

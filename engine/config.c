@@ -338,6 +338,9 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->beta2 >= 0 && c->beta2 < 1, "beta2=%g: expected in [0, 1)", c->beta2);
     CFG_REQUIRE(c->adam_eps > 0, "adam_eps=%g: expected > 0", c->adam_eps);
     CFG_REQUIRE(c->grad_clip_norm >= 0, "grad_clip_norm=%g: expected >= 0", c->grad_clip_norm);
+    CFG_REQUIRE(c->muon_wd >= 0 && c->embed_wd >= 0 && c->scalar_wd >= 0,
+                "muon_wd=%g embed_wd=%g scalar_wd=%g: weight decay must be >= 0", c->muon_wd, c->embed_wd,
+                c->scalar_wd);
     CFG_REQUIRE(c->val_max_tokens >= 0, "val_max_tokens=%ld: expected >= 0 (0 = whole split)",
                 c->val_max_tokens);
     CFG_REQUIRE(c->val_max_tokens == 0 || c->val_max_tokens >= c->train_seq_len,

@@ -165,10 +165,11 @@ int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_er
         case CAD_PG_EMBED:
             q->kind = CAD_OPT_ADAM;
             q->base_lr = c->tie_embeddings ? c->tied_embed_lr : c->embed_lr;
+            q->wd = c->embed_wd;
             break;
-        case CAD_PG_HEAD: q->kind = CAD_OPT_ADAM; q->base_lr = c->head_lr; break;
-        case CAD_PG_MATRIX: q->kind = CAD_OPT_MUON; q->base_lr = c->matrix_lr; break;
-        default: q->kind = CAD_OPT_ADAM; q->base_lr = c->scalar_lr; break;
+        case CAD_PG_HEAD: q->kind = CAD_OPT_ADAM; q->base_lr = c->head_lr; q->wd = c->embed_wd; break;
+        case CAD_PG_MATRIX: q->kind = CAD_OPT_MUON; q->base_lr = c->matrix_lr; q->wd = c->muon_wd; break;
+        default: q->kind = CAD_OPT_ADAM; q->base_lr = c->scalar_lr; q->wd = c->scalar_wd; break;
         }
     }
     cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps};
@@ -220,6 +221,7 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
     for (int i = 0; i < o->n; i++) {
         cad_optim_param *p = &o->params[i];
         if (p->kind != CAD_OPT_ADAM) continue;
+        if (p->wd > 0) be->scale(be, p->numel, (float)(1.0 - p->base_lr * lr_mul * p->wd), p->data);
         be->adam_update(be, p->data, p->grad, p->m, p->v, p->numel, (float)(p->base_lr * lr_mul),
                         (float)o->hp.beta1, (float)o->hp.beta2, (float)o->hp.adam_eps, (float)bc1,
                         (float)bc2);
@@ -255,6 +257,7 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                 float *upd = R + (size_t)j * rc;
                 /* p -= lr √max(1,r/c) u; train_gpt.py scales g in place, then p.add_(g, alpha=-lr) */
                 if (scale != 1.0) be->scale(be, rc, (float)scale, upd);
+                if (p->wd > 0) be->scale(be, rc, (float)(1.0 - p->base_lr * lr_mul * p->wd), p->data);
                 be->axpby(be, rc, (float)(-(p->base_lr * lr_mul)), upd, 1.0f, p->data);
             }
         }

@@ -38,6 +38,7 @@ typedef struct cad_optim_param {
     int rows, cols;
     size_t numel;
     double base_lr;     /* lr before lr_mul */
+    double wd;          /* decoupled weight decay: p *= 1 - lr*wd before the update (0 = off) */
     float *data, *grad;
     /* state (carved from the optimizer arena): Adam m, v; Muon momentum buffer in m */
     float *m, *v;
@@ -75,7 +76,10 @@ void cad_optim_free(cad_optim *o);
 /* train_gpt.py's optimizer split over a model's parameters (empty ones skipped, like
  * skip_weights of a 1-layer model): tok_emb -> Adam (tied_embed_lr or embed_lr), lm_head ->
  * Adam (head_lr), block matrices -> Muon (matrix_lr), scalars/control tensors -> Adam
- * (scalar_lr); betas, eps and NS steps from c. */
+ * (scalar_lr); betas, eps and NS steps from c. Decoupled weight decay per group (off by
+ * default): muon_wd on the block matrices, embed_wd on tok_emb/lm_head, scalar_wd on the
+ * scalars, each applied as p *= 1 - lr_t*wd before that step's update (AdamW's order, and the
+ * records' Muon WD). */
 int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_err *e);
 
 /* Bytes of optimizer state + scratch (logged with the memory plan). */

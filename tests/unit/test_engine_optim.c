@@ -137,7 +137,7 @@ static void test_optimizer_steps_match_torch(void) {
 static void test_muon_rejects_bad_shape(void) {
     const cad_backend *be = cad_backend_cpu();
     float d[6], g[6];
-    cad_optim_param p = {"bad", CAD_OPT_MUON, 4, 4, 6, 0.1, d, g, NULL, NULL};
+    cad_optim_param p = {.name = "bad", .kind = CAD_OPT_MUON, .rows = 4, .cols = 4, .numel = 6, .base_lr = 0.1, .data = d, .grad = g};
     cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5};
     cad_optim o;
     cad_err e = {0};
@@ -278,6 +278,60 @@ static void test_trajectory_untied_matches_torch(void) {
     check_trajectory("tests/fixtures/engine/train_parity_untied_v1.bin");
 }
 
+/* Decoupled weight decay (muon_wd, embed_wd, scalar_wd): one step from the same weights and
+ * gradients with and without decay differs by exactly lr_t * wd * p for every tensor of the
+ * group (p' = (1 - lr_t wd) p - lr_t u), and wd = 0 is the untouched baseline optimizer. */
+static void test_weight_decay_is_decoupled(void) {
+    cad_model_config mc = {.vocab_size = 64, .num_layers = 2, .model_dim = 32, .num_heads = 4, .num_kv_heads = 2,
+                           .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
+                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.5f, .max_batch_seqs = 2, .max_seq_len = 8};
+    cad_model m;
+    cad_err e = {0};
+    CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 3, &e) == CAD_OK, "%s", e.msg);
+    int32_t x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (i * 7) % 64, y[i] = (i * 11 + 3) % 64;
+    float loss;
+    cad_model_zero_grad(&m);
+    CHECK(cad_model_forward(&m, x, y, 2, 8, &loss, &e) == CAD_OK && cad_model_backward(&m, &e) == CAD_OK);
+    size_t nf = m.n_param_floats;
+    float *p0 = malloc(nf * 4), *p1 = malloc(nf * 4), *g0 = malloc(nf * 4);
+    memcpy(p0, m.param_mem, nf * 4);
+    memcpy(g0, m.grad_mem, nf * 4);
+    cad_config c;
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    const double lr_mul = 0.5;
+    for (int pass = 0; pass < 2; pass++) {
+        c.muon_wd = pass ? 0.2 : 0.0, c.embed_wd = pass ? 0.3 : 0.0, c.scalar_wd = pass ? 0.4 : 0.0;
+        memcpy(m.param_mem, p0, nf * 4);
+        memcpy(m.grad_mem, g0, nf * 4);
+        cad_optim o;
+        CHECK_MSG(cad_optim_init_model(&o, &m, &c, &e) == CAD_OK, "%s", e.msg);
+        cad_optim_step(&o, lr_mul, 0.9);
+        if (!pass) {
+            memcpy(p1, m.param_mem, nf * 4);
+        } else {
+            for (int i = 0; i < o.n; i++) {
+                const cad_optim_param *q = &o.params[i];
+                size_t off = (size_t)(q->data - m.param_mem);
+                double want_wd = q->kind == CAD_OPT_MUON ? 0.2 : strstr(q->name, "tok_emb") ? 0.3 : 0.4;
+                CHECK_MSG(q->wd == want_wd, "%s: wd %g, expected %g", q->name, q->wd, want_wd);
+                double worst = 0;
+                for (size_t j = 0; j < q->numel; j++) {
+                    double want = p1[off + j] - q->base_lr * lr_mul * q->wd * p0[off + j];
+                    double d = fabs(q->data[j] - want) / (fabs(want) + 1e-3);
+                    if (d > worst) worst = d;
+                }
+                /* two float roundings of O(1) values: 1e-6 relative */
+                CHECK_MSG(worst < 1e-6, "%s: decayed step off by %.3g relative", q->name, worst);
+            }
+        }
+        cad_optim_free(&o);
+    }
+    free(p0), free(p1), free(g0);
+    cad_config_free(&c);
+    cad_model_free(&m);
+}
+
 int main(void) {
     cad_err e = {0};
     fx_ok = cad_safetensors_load(check_src_path("tests/fixtures/engine/optim_ref.safetensors"), &fx, &e) == CAD_OK;
@@ -291,6 +345,7 @@ int main(void) {
     RUN(test_lr_mul_by_iterations);
     RUN(test_lr_mul_by_wallclock);
     RUN(test_muon_momentum_warmup);
+    RUN(test_weight_decay_is_decoupled);
     RUN(test_trajectory_matches_torch);
     RUN(test_trajectory_untied_matches_torch);
     cad_safetensors_file_free(&fx);

@@ -341,6 +341,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->muon_wd >= 0 && c->embed_wd >= 0 && c->scalar_wd >= 0,
                 "muon_wd=%g embed_wd=%g scalar_wd=%g: weight decay must be >= 0", c->muon_wd, c->embed_wd,
                 c->scalar_wd);
+    CFG_REQUIRE(c->ema_decay >= 0 && c->ema_decay < 1, "ema_decay=%g: expected 0 (off) or in (0, 1)", c->ema_decay);
     CFG_REQUIRE(c->val_max_tokens >= 0, "val_max_tokens=%ld: expected >= 0 (0 = whole split)",
                 c->val_max_tokens);
     CFG_REQUIRE(c->val_max_tokens == 0 || c->val_max_tokens >= c->train_seq_len,

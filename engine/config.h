@@ -74,6 +74,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, muon_wd, "0.0", "decoupled weight decay of the Muon matrices: p *= 1 - lr*wd")     \
     X(FLOAT, embed_wd, "0.0", "decoupled (AdamW) weight decay of tok_emb / lm_head")              \
     X(FLOAT, scalar_wd, "0.0", "decoupled (AdamW) weight decay of the scalar/control tensors")    \
+    X(FLOAT, ema_decay, "0.0", "EMA of the weights (e.g. 0.997), evaluated and exported at the end; 0 = off") \
     /* ---- caddie keys (not in train_gpt.py) ---------------------------------------------- */ \
     X(INT, grad_accum_steps, "0", "micro-steps per step; 0 = 8 // world_size as train_gpt.py")    \
     X(INT, val_max_tokens, "0", "evaluate only this many val targets (prefix); result partial")   \

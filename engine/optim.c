@@ -72,6 +72,12 @@ void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, i
     be->copy(be, out, X, rc * sizeof(float));
 }
 
+/* The moving average starts from the weights as they are now. */
+static void ema_restart(cad_optim *o) {
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i].ema) o->be->copy(o->be, o->params[i].ema, o->params[i].data, o->params[i].numel * sizeof(float));
+}
+
 int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams *hp, int n,
                    const cad_optim_param *params, cad_err *e) {
     memset(o, 0, sizeof *o);
@@ -97,6 +103,7 @@ int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams 
         } else {
             state += 2 * p->numel;
         }
+        if (hp->ema_decay > 0) state += p->numel;
     }
     /* shape groups in order of first appearance, members in parameter order */
     for (int i = 0; i < n; i++) {
@@ -143,7 +150,13 @@ int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams 
         } else {
             p->v = NULL;
         }
+        p->ema = NULL;
+        if (hp->ema_decay > 0) {
+            p->ema = s;
+            s += p->numel;
+        }
     }
+    ema_restart(o);
     return CAD_OK;
 }
 
@@ -172,7 +185,7 @@ int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_er
         default: q->kind = CAD_OPT_ADAM; q->base_lr = c->scalar_lr; q->wd = c->scalar_wd; break;
         }
     }
-    cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps};
+    cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps, c->ema_decay};
     int rc = cad_optim_init(o, m->be, &hp, n, ps, e);
     free(ps);
     return rc;
@@ -194,6 +207,12 @@ size_t cad_optim_bytes(const cad_optim *o) { return (o->state_floats + o->ns_flo
 void cad_optim_reset(cad_optim *o) {
     if (o->state) o->be->memset_zero(o->be, o->state, o->state_floats * sizeof(float));
     o->adam_step = 0;
+    ema_restart(o);
+}
+
+void cad_optim_load_ema(cad_optim *o) {
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i].ema) o->be->copy(o->be, o->params[i].data, o->params[i].ema, o->params[i].numel * sizeof(float));
 }
 
 double cad_optim_clip_grad_norm(cad_optim *o, double max_norm) {
@@ -261,6 +280,10 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                 be->axpby(be, rc, (float)(-(p->base_lr * lr_mul)), upd, 1.0f, p->data);
             }
         }
+    }
+    if (o->hp.ema_decay > 0) { /* ema = d ema + (1 - d) p, after the step (the records' order) */
+        float d = (float)o->hp.ema_decay;
+        for (int i = 0; i < o->n; i++) be->axpby(be, o->params[i].numel, 1.0f - d, o->params[i].data, d, o->params[i].ema);
     }
 }
 

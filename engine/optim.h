@@ -42,11 +42,15 @@ typedef struct cad_optim_param {
     float *data, *grad;
     /* state (carved from the optimizer arena): Adam m, v; Muon momentum buffer in m */
     float *m, *v;
+    float *ema; /* exponential moving average of data (ema_decay > 0), else NULL */
 } cad_optim_param;
 
 typedef struct cad_optim_hparams {
     double beta1, beta2, adam_eps;
     int muon_backend_steps;
+    /* > 0: after every step ema = d*ema + (1-d)*p for every parameter (fp32, in the state arena,
+     * so checkpoints carry it); ema starts as the weights at init / reset. 0 = off. */
+    double ema_decay;
 } cad_optim_hparams;
 
 typedef struct cad_optim {
@@ -85,8 +89,13 @@ int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_er
 /* Bytes of optimizer state + scratch (logged with the memory plan). */
 size_t cad_optim_bytes(const cad_optim *o);
 
-/* Zero the state and the Adam step count (a fresh optimizer). */
+/* Zero the state and the Adam step count (a fresh optimizer); the EMA restarts from the
+ * current weights. */
 void cad_optim_reset(cad_optim *o);
+
+/* ema_decay > 0: overwrite every parameter with its moving average (what records evaluate and
+ * quantize at the end of training). No-op without EMA. */
+void cad_optim_load_ema(cad_optim *o);
 
 /* torch.nn.utils.clip_grad_norm_(params, max_norm): total = ‖all grads‖₂; every grad is
  * multiplied by min(max_norm / (total + 1e-6), 1). Returns total. */

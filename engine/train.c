@@ -602,6 +602,16 @@ int cad_train_run(cad_config *c, cad_err *e) {
             t0 += now_ms() - tc; /* checkpoint time is not training time */
         }
     }
+    if (c->ema_decay > 0) { /* the records evaluate and quantize the averaged weights */
+        cad_optim_load_ema(&s->o);
+        if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e))) goto out;
+        log0(s, "ema:applied decay:%g val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", c->ema_decay, er.val_loss,
+             er.val_bpb, er.eval_ms);
+        journal(s, step, "ema_val_loss", er.val_loss);
+        journal(s, step, "ema_val_bpb", er.val_bpb);
+        prequant_loss = er.val_loss;
+        prequant_bpb = er.val_bpb;
+    }
     log0(s, "peak memory allocated: %.0f MiB reserved: %.0f MiB",
          floor((2.0 * (double)s->m.n_param_floats * 4 + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0),
          floor((2.0 * (double)s->m.n_param_floats * 4 + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0));

@@ -96,7 +96,7 @@ static void test_optimizer_steps_match_torch(void) {
         ps[k].data = data[k];
         ps[k].grad = grad[k];
     }
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 4, ps, &e) == CAD_OK);
@@ -138,7 +138,7 @@ static void test_muon_rejects_bad_shape(void) {
     const cad_backend *be = cad_backend_cpu();
     float d[6], g[6];
     cad_optim_param p = {.name = "bad", .kind = CAD_OPT_MUON, .rows = 4, .cols = 4, .numel = 6, .base_lr = 0.1, .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 1, &p, &e) == CAD_ECONFIG);
@@ -332,6 +332,46 @@ static void test_weight_decay_is_decoupled(void) {
     cad_model_free(&m);
 }
 
+/* ema_decay: the average starts at the weights, follows ema = d ema + (1-d) p after every
+ * step (checked against the recurrence on host copies), lives in the state arena (one more
+ * numel per parameter), restarts from the weights on reset, and load_ema copies it back. */
+static void test_ema_of_weights(void) {
+    float d[6] = {1, 2, 3, 4, 5, 6}, g[6] = {0.5f, -1, 0.25f, 2, -0.5f, 1};
+    cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 6, .cols = 1, .numel = 6, .base_lr = 0.1,
+                         .data = d, .grad = g};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+    CHECK_EQ_INT(o.state_floats, 3 * 6); /* Adam m, v + EMA */
+    float want[6];
+    memcpy(want, d, sizeof want);
+    CHECK(memcmp(o.params[0].ema, d, sizeof d) == 0);
+    for (int step = 0; step < 3; step++) {
+        cad_optim_step(&o, 1.0, 0.9);
+        for (int i = 0; i < 6; i++) want[i] = 0.25f * d[i] + 0.75f * want[i];
+    }
+    double worst = 0;
+    for (int i = 0; i < 6; i++) worst = fmax(worst, fabs(o.params[0].ema[i] - want[i]));
+    CHECK_MSG(worst < 1e-6, "ema off by %g", worst);
+    CHECK(memcmp(o.params[0].ema, d, sizeof d) != 0); /* it lags the weights */
+    float avg[6];
+    memcpy(avg, o.params[0].ema, sizeof avg);
+    cad_optim_load_ema(&o);
+    CHECK(memcmp(d, avg, sizeof d) == 0);
+    d[0] = 42;
+    cad_optim_reset(&o);
+    CHECK(o.params[0].ema[0] == 42);
+    cad_optim_free(&o);
+    hp.ema_decay = 0;
+    CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+    CHECK_EQ_INT(o.state_floats, 2 * 6);
+    CHECK(o.params[0].ema == NULL);
+    cad_optim_load_ema(&o); /* a no-op */
+    CHECK(d[0] == 42);
+    cad_optim_free(&o);
+}
+
 int main(void) {
     cad_err e = {0};
     fx_ok = cad_safetensors_load(check_src_path("tests/fixtures/engine/optim_ref.safetensors"), &fx, &e) == CAD_OK;
@@ -346,6 +386,7 @@ int main(void) {
     RUN(test_lr_mul_by_wallclock);
     RUN(test_muon_momentum_warmup);
     RUN(test_weight_decay_is_decoupled);
+    RUN(test_ema_of_weights);
     RUN(test_trajectory_matches_torch);
     RUN(test_trajectory_untied_matches_torch);
     cad_safetensors_file_free(&fx);

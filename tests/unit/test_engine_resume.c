@@ -75,30 +75,37 @@ static int loss_text(const char *log, int step, char *out, size_t cap) {
     return 1;
 }
 
-static void test_resume_is_bit_identical(void) {
+/* tag names the run dirs; extra: technique keys that carry state of their own (EMA) */
+static void resume_case(const char *tag, int n_x, char **x) {
     cad_config a, b, c;
     cad_err e = {0};
-    char *ck[] = {"checkpoint_every=4"};
-    char *rs[] = {"resume=1"};
-    if (config(&a, "straight", "straight.safetensors", 0, NULL) || config(&b, "split", "split.safetensors", 1, ck)) {
+    char *ck[8] = {"checkpoint_every=4"}, *rs[8] = {"resume=1"};
+    for (int i = 0; i < n_x; i++) ck[1 + i] = rs[1 + i] = x[i];
+    char straight[64], split[64], w_a[64], w_b[64], w_c[64];
+    snprintf(straight, sizeof straight, "%sstraight", tag);
+    snprintf(split, sizeof split, "%ssplit", tag);
+    snprintf(w_a, sizeof w_a, "%sstraight.safetensors", tag);
+    snprintf(w_b, sizeof w_b, "%ssplit.safetensors", tag);
+    snprintf(w_c, sizeof w_c, "%sresumed.safetensors", tag);
+    if (config(&a, straight, w_a, n_x, x) || config(&b, split, w_b, 1 + n_x, ck)) {
         CHECK(0);
         return;
     }
     CHECK_MSG(run_quiet(&a, &e) == CAD_OK, "%s", e.msg);
     CHECK_MSG(run_quiet(&b, &e) == CAD_OK, "%s", e.msg);
     char ckpt[4300];
-    snprintf(ckpt, sizeof ckpt, "%s/split/checkpoint.bin", check_tmpdir());
+    snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint.bin", check_tmpdir(), split);
     struct stat st;
     CHECK(stat(ckpt, &st) == 0); /* written at step 4 (not at the last step) */
     /* "kill" after step 4: resume from that checkpoint into the same run dir */
-    if (config(&c, "split", "resumed.safetensors", 1, rs)) { CHECK(0); return; }
+    if (config(&c, split, w_c, 1 + n_x, rs)) { CHECK(0); return; }
     char log_path[4300];
-    snprintf(log_path, sizeof log_path, "%s/split/log.txt", check_tmpdir());
+    snprintf(log_path, sizeof log_path, "%s/%s/log.txt", check_tmpdir(), split);
     char *before = check_slurp(log_path, NULL);
     size_t before_len = before ? strlen(before) : 0;
     CHECK_MSG(run_quiet(&c, &e) == CAD_OK, "%s", e.msg);
     char straight_log[4300];
-    snprintf(straight_log, sizeof straight_log, "%s/straight/log.txt", check_tmpdir());
+    snprintf(straight_log, sizeof straight_log, "%s/%s/log.txt", check_tmpdir(), straight);
     char *log_a = check_slurp(straight_log, NULL);
     char *log_c = check_slurp(log_path, NULL);
     CHECK(log_a && log_c && strlen(log_c) > before_len);
@@ -113,8 +120,8 @@ static void test_resume_is_bit_identical(void) {
     /* final weights: bit-identical */
     cad_safetensors_file fa, fc;
     char pa[4300], pc[4300];
-    snprintf(pa, sizeof pa, "%s/straight.safetensors", check_tmpdir());
-    snprintf(pc, sizeof pc, "%s/resumed.safetensors", check_tmpdir());
+    snprintf(pa, sizeof pa, "%s/%s", check_tmpdir(), w_a);
+    snprintf(pc, sizeof pc, "%s/%s", check_tmpdir(), w_c);
     CHECK(cad_safetensors_load(pa, &fa, &e) == CAD_OK);
     CHECK(cad_safetensors_load(pc, &fc, &e) == CAD_OK);
     CHECK_EQ_INT(fa.n, fc.n);
@@ -128,6 +135,15 @@ static void test_resume_is_bit_identical(void) {
     cad_config_free(&a);
     cad_config_free(&b);
     cad_config_free(&c);
+}
+
+static void test_resume_is_bit_identical(void) { resume_case("", 0, NULL); }
+
+/* EMA lives in the optimizer state arena: a resumed run averages on from the saved average
+ * (the final weights written are the EMA weights, so they check it bit for bit). */
+static void test_resume_with_ema_and_wd(void) {
+    char *x[] = {"ema_decay=0.8", "muon_wd=0.05"};
+    resume_case("ema_", 2, x);
 }
 
 static void test_checkpoint_errors(void) {
@@ -166,6 +182,7 @@ static void test_checkpoint_errors(void) {
 int main(void) {
     make_shards();
     RUN(test_resume_is_bit_identical);
+    RUN(test_resume_with_ema_and_wd);
     RUN(test_checkpoint_errors);
     return check_report();
 }

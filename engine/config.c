@@ -348,6 +348,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 "val_max_tokens=%ld must be 0 or at least train_seq_len=%ld", c->val_max_tokens,
                 c->train_seq_len);
     CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
+    CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
+                "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);
     CFG_REQUIRE(strcmp(c->backend, "cpu") == 0 || strcmp(c->backend, "cuda") == 0,
                 "backend='%s': expected cpu or cuda", c->backend);

@@ -1,6 +1,6 @@
 /*
- * eval.c — eval_val on the CPU/CUDA model (see eval.h).
- * Not here: sliding-window or TTT evaluation (later technique keys).
+ * eval.c — eval_val and sliding-window evaluation on the CPU/CUDA model (see eval.h).
+ * Not here: test-time training.
  */
 #include "eval.h"
 
@@ -69,6 +69,80 @@ int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_
     if (byte_count <= 0)
         return cad_fail(e, CAD_ENUMERIC, "validation prefix has 0 bytes (all targets are control tokens)");
     r->val_bpb = r->val_loss / log(2.0) * (token_count / byte_count);
+    r->eval_ms = now_ms() - t0;
+    return CAD_OK;
+}
+
+/* Windows [w0, w1) of the schedule in eval.h, all full length L: one forward; adds the scored
+ * targets of each (window ws scores positions [ws ? L - S : 0, L)). */
+static int sliding_batch(cad_model *m, const uint16_t *tokens, long w0, long w1, int L, int S, int T,
+                         const cad_bpb_luts *luts, int32_t *xbuf, int32_t *ybuf, double sums[3], cad_err *e) {
+    int B = (int)(w1 - w0);
+    for (int b = 0; b < B; b++) {
+        const uint16_t *src = tokens + (w0 + b) * S;
+        for (int i = 0; i < T; i++) {
+            if (src[i] >= luts->size || src[i + 1] >= luts->size)
+                return cad_fail(e, CAD_EFORMAT, "val token id %d >= LUT size %d",
+                                src[i] > src[i + 1] ? src[i] : src[i + 1], luts->size);
+            xbuf[(size_t)b * T + i] = src[i];
+            ybuf[(size_t)b * T + i] = src[i + 1];
+        }
+    }
+    float mean_loss;
+    if (cad_model_forward(m, xbuf, ybuf, B, T, &mean_loss, e))
+        return cad_wrap(e, "sliding windows %ld..%ld", w0, w1);
+    for (int b = 0; b < B; b++) {
+        int first = w0 + b == 0 ? 0 : L - S;
+        for (int i = first; i < T; i++) {
+            size_t k = (size_t)b * T + i;
+            sums[0] += (double)m->token_loss[k];
+            sums[1] += 1.0;
+            sums[2] += (double)cad_bpb_token_bytes(luts, xbuf[k], ybuf[k]);
+        }
+    }
+    return CAD_OK;
+}
+
+int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,
+                     const cad_eval_spec *spec, int stride, int32_t *xbuf, int32_t *ybuf,
+                     cad_eval_result *r, cad_err *e) {
+    double t0 = now_ms();
+    memset(r, 0, sizeof *r);
+    const int L = spec->seq_len, S = stride;
+    if (S <= 0 || S > L) return cad_fail(e, CAD_ECONFIG, "eval_stride=%d: expected 1..train_seq_len (%d)", S, L);
+    if (L > m->cfg.max_seq_len)
+        return cad_fail(e, CAD_ECONFIG, "train_seq_len %d exceeds the model's planned %d", L, m->cfg.max_seq_len);
+    long total_seqs = (n_tokens - 1) / L;
+    if (spec->val_max_tokens > 0 && spec->val_max_tokens / L < total_seqs) {
+        total_seqs = spec->val_max_tokens / L;
+        r->partial = 1;
+    }
+    if (total_seqs <= 0) return cad_fail(e, CAD_ECONFIG, "validation split shorter than one window of %d", L);
+    long N = total_seqs * L; /* targets 0..N-1 */
+    /* windows k = 0..n_win-1 start at k*S; k >= 1 needs k*S + L - S < N */
+    long n_win = 1 + (N - L + S - 1) / S; /* k <= (N - L + S - 1) / S  <=>  kS < N - L + S */
+    long n_full = 1 + (N - L) / S;        /* windows whose k*S + L <= N */
+    double sums[3] = {0, 0, 0};
+    int chunk = m->cfg.max_batch_seqs;
+    for (long w = 0; w < n_full; w += chunk) {
+        long w1 = w + chunk < n_full ? w + chunk : n_full;
+        int rc = sliding_batch(m, tokens, w, w1, L, S, L, luts, xbuf, ybuf, sums, e);
+        if (rc) return rc;
+    }
+    if (n_win > n_full) { /* one cut window at the end: N - ws targets, the last ones scored */
+        long ws = n_full * S;
+        int T = (int)(N - ws);
+        int rc = sliding_batch(m, tokens, n_full, n_full + 1, L, S, T, luts, xbuf, ybuf, sums, e);
+        if (rc) return rc;
+    }
+    r->n_seqs = n_win;
+    r->loss_sum = sums[0];
+    r->token_count = sums[1];
+    r->byte_count = sums[2];
+    if (sums[2] <= 0)
+        return cad_fail(e, CAD_ENUMERIC, "validation prefix has 0 bytes (all targets are control tokens)");
+    r->val_loss = sums[0] / sums[1];
+    r->val_bpb = r->val_loss / log(2.0) * (sums[1] / sums[2]);
     r->eval_ms = now_ms() - t0;
     return CAD_OK;
 }

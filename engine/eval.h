@@ -10,7 +10,8 @@
  * sum up to fp32 rounding inside the mean. val_max_tokens > 0 evaluates only the first
  * floor(val_max_tokens / seq_len) windows and marks the result partial.
  *
- * Not here: the model (model.h), the LUTs (bpb_luts.h), loading the val split (stream.h).
+ * Not here: the model (model.h), the LUTs (bpb_luts.h), loading the val split (stream.h),
+ * test-time training.
  */
 #ifndef CADDIE_EVAL_H
 #define CADDIE_EVAL_H
@@ -35,6 +36,19 @@ typedef struct cad_eval_spec {
     int grad_accum_steps;  /* world 1: val batch = val_batch_size / grad_accum_steps */
     long val_max_tokens;   /* 0 = the whole split */
 } cad_eval_spec;
+
+/* Sliding-window evaluation (eval_stride S): windows of seq_len L start every S tokens; the
+ * first window scores all its targets, every later one only those at window positions
+ * [L - S, L), so each scored target sees at least L - S tokens of context. Windows start at
+ * ws = 0, S, 2S, ... while ws + L - S < N (N = targets evaluated: the same k*L as
+ * cad_eval_val, val_max_tokens included), the last one cut at N: every target is scored
+ * exactly once (the records' 04-01 fix; earlier versions scored tail targets twice or not at
+ * all). S = L is exactly cad_eval_val's sums. Batches of up to max_batch_seqs full windows;
+ * the cut tail window runs alone at its own length (causal: same outputs). Float64 sums of
+ * per-target NLL and LUT bytes, as eval_val. */
+int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,
+                     const cad_eval_spec *spec, int stride, int32_t *xbuf, int32_t *ybuf,
+                     cad_eval_result *r, cad_err *e);
 
 /* Evaluate m on tokens[0..n_tokens) (already trimmed to k*seq_len+1 by cad_val_tokens_load).
  * xbuf/ybuf are host scratch of m->cfg.max_batch_seqs * seq_len int32 each. */

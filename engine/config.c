@@ -348,6 +348,15 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 "val_max_tokens=%ld must be 0 or at least train_seq_len=%ld", c->val_max_tokens,
                 c->train_seq_len);
     CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
+    {
+        int rf, rl;
+        CFG_REQUIRE(cad_config_recur_span(c, &rf, &rl) == 0, "recur_layers='%s': expected 'a-b' or 'a' (block numbers)",
+                    c->recur_layers);
+        CFG_REQUIRE(c->recur_loops >= 1 && c->recur_loops <= 16, "recur_loops=%ld: expected 1..16", c->recur_loops);
+        CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
+                    "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
+                    c->num_layers - 1, c->recur_layers);
+    }
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
                 "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);
@@ -407,4 +416,21 @@ int cad_config_write_yaml(const cad_config *c, FILE *f) {
         fputc('\n', f);
     }
     return ferror(f) ? CAD_EIO : CAD_OK;
+}
+
+int cad_config_recur_span(const cad_config *c, int *first, int *last) {
+    *first = 0, *last = -1;
+    const char *p = c->recur_layers;
+    if (!p || !*p) return 0;
+    char *end;
+    long a = strtol(p, &end, 10), b = a;
+    if (end == p || a < 0 || a > 4096) return -1;
+    if (*end == '-') {
+        const char *q = end + 1;
+        b = strtol(q, &end, 10);
+        if (end == q || b < 0 || b > 4096) return -1;
+    }
+    if (*end) return -1;
+    *first = (int)a, *last = (int)b;
+    return 0;
 }

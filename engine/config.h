@@ -54,6 +54,8 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, model_dim, "512", "residual width")                                                    \
     X(INT, num_heads, "8", "query heads")                                                         \
     X(INT, mlp_mult, "2", "MLP hidden = mlp_mult * model_dim")                                    \
+    X(STR, recur_layers, "", "depth recurrence: blocks 'a-b' (0-based) run recur_loops times, shared weights") \
+    X(INT, recur_loops, "1", "passes over recur_layers (1 = no recurrence; records: 2-3)")          \
     X(BOOL, tie_embeddings, "1", "share tok_emb as the output head")                              \
     X(FLOAT, rope_base, "10000.0", "RoPE base")                                                   \
     X(FLOAT, logit_softcap, "30.0", "logits = c*tanh(z/c)")                                       \
@@ -138,7 +140,9 @@ int cad_config_resolve(cad_config *c, const char *path, int n_sets, char *const 
 int cad_config_validate(const cad_config *c, cad_err *e);
 
 /* Derived values. */
-int cad_config_grad_accum(const cad_config *c);  /* grad_accum_steps or 8 (world 1) */
+int cad_config_grad_accum(const cad_config *c);
+/* recur_layers "a-b" or "a" -> first, last (0-based); "" -> 0, -1. -1 when malformed. */
+int cad_config_recur_span(const cad_config *c, int *first, int *last);  /* grad_accum_steps or 8 (world 1) */
 long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
 
 /* Value of a key as text (as it would be written in config.yaml) into buf. */

@@ -57,6 +57,20 @@ static double rng_normal(model_rng *r) {
 
 /* ---- config ------------------------------------------------------------------------------ */
 
+int cad_model_virtual_layers(const cad_model_config *c) {
+    return c->recur_loops > 1 ? c->num_layers + (c->recur_loops - 1) * (c->recur_last - c->recur_first + 1)
+                              : c->num_layers;
+}
+
+/* Physical block of virtual block v: 0..last, then (loops-1) more passes over first..last,
+ * then last+1..num_layers-1. */
+static int virtual_to_physical(const cad_model_config *c, int v) {
+    if (c->recur_loops <= 1 || v <= c->recur_last) return v;
+    int span = c->recur_last - c->recur_first + 1, extra = (c->recur_loops - 1) * span;
+    if (v <= c->recur_last + extra) return c->recur_first + (v - c->recur_last - 1) % span;
+    return v - extra;
+}
+
 int cad_model_config_check(const cad_model_config *c, cad_err *e) {
     if (c->vocab_size <= 0) return cad_fail(e, CAD_ECONFIG, "vocab_size must be positive, got %d", c->vocab_size);
     if (c->num_layers <= 0) return cad_fail(e, CAD_ECONFIG, "num_layers must be positive, got %d", c->num_layers);
@@ -83,6 +97,10 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "tied_embed_init_std must be >= 0, got %g", (double)c->tied_embed_init_std);
     if (!isfinite(c->qk_gain_init))
         return cad_fail(e, CAD_ECONFIG, "qk_gain_init must be finite, got %g", (double)c->qk_gain_init);
+    if (c->recur_loops > 1 && (c->recur_first < 0 || c->recur_last < c->recur_first || c->recur_last >= c->num_layers))
+        return cad_fail(e, CAD_ECONFIG, "recur_layers %d-%d: expected a span of blocks within 0..%d", c->recur_first,
+                        c->recur_last, c->num_layers - 1);
+    if (c->recur_loops > 16) return cad_fail(e, CAD_ECONFIG, "recur_loops must be at most 16, got %d", c->recur_loops);
     if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
         return cad_fail(e, CAD_ECONFIG, "max_batch_seqs (%d) and max_seq_len (%d) must be positive",
                         c->max_batch_seqs, c->max_seq_len);
@@ -193,7 +211,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->rope_sin = TAKE_F(ap, (size_t)c->max_seq_len * m->head_dim / 2);
     m->x0 = TAKE_F(ap, N * C);
     m->rstd0 = TAKE_F(ap, N);
-    for (int l = 0; l < c->num_layers; l++) {
+    for (int l = 0; l < m->n_virtual; l++) {
         cad_model_layer *L = &m->layers[l];
         L->out = TAKE_F(ap, N * C);
         int dec = l - m->n_enc;
@@ -291,8 +309,9 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     m->kv_dim = c->num_kv_heads * m->head_dim;
     m->qkv_dim = c->model_dim + 2 * m->kv_dim;
     m->hidden = c->mlp_mult * c->model_dim;
-    m->n_enc = c->num_layers / 2;
-    m->n_dec = c->num_layers - m->n_enc;
+    m->n_virtual = cad_model_virtual_layers(c);
+    m->n_enc = m->n_virtual / 2;
+    m->n_dec = m->n_virtual - m->n_enc;
     m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
     /* L - L/2 >= L/2, so every encoder output is popped once: d_skip is indexed by encoder */
     CAD_ASSERT(m->n_skip == m->n_enc);
@@ -303,7 +322,7 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     size_t N = (size_t)c->max_batch_seqs * c->max_seq_len;
     m->params = calloc((size_t)np, sizeof(cad_param));
     m->names = malloc(name_bytes);
-    m->layers = calloc((size_t)c->num_layers, sizeof(cad_model_layer));
+    m->layers = calloc((size_t)m->n_virtual, sizeof(cad_model_layer));
     m->d_skip = calloc((size_t)m->n_skip + 1, sizeof(float *));
     m->token_loss = calloc(N, sizeof(float));
     if (!m->params || !m->names || !m->layers || !m->d_skip || !m->token_loss) {
@@ -318,9 +337,19 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
         return cad_fail(e, CAD_ENOMEM, "model: cannot allocate parameters + gradients (2 x %zu bytes) on %s",
                         pbytes, be->name);
     }
-    params_build(m, NULL); /* filling pass: names, shapes, slices */
+    params_build(m, NULL); /* filling pass: names, shapes, slices; layers[0..num_layers) = blocks */
+    /* virtual blocks take their physical block's parameters (from the last one down, so a
+     * physical entry is read before any virtual block at its index is overwritten: v >= phys) */
+    for (int v = m->n_virtual - 1; v >= 0; v--) {
+        const cad_model_layer *P = &m->layers[virtual_to_physical(c, v)];
+        cad_model_layer *L = &m->layers[v];
+        int a = P->p_attn_scale, b = P->p_mlp_scale, rm = P->p_resid_mix, qg = P->p_q_gain, cq = P->p_c_q;
+        int pr = P->p_proj, fc = P->p_fc, mp = P->p_mlp_proj;
+        L->p_attn_scale = a, L->p_mlp_scale = b, L->p_resid_mix = rm, L->p_q_gain = qg, L->p_c_q = cq;
+        L->p_proj = pr, L->p_fc = fc, L->p_mlp_proj = mp;
+    }
     /* the fused qkv sgemm relies on c_q|c_k|c_v being adjacent in the arena */
-    for (int l = 0; l < c->num_layers; l++) {
+    for (int l = 0; l < m->n_virtual; l++) {
         cad_model_layer *L = &m->layers[l];
         CAD_ASSERT(m->params[L->p_c_q + 1].data == m->params[L->p_c_q].data + m->params[L->p_c_q].numel);
         CAD_ASSERT(m->params[L->p_c_q + 2].data == m->params[L->p_c_q + 1].data + m->params[L->p_c_q + 1].numel);
@@ -404,7 +433,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
     float att_scale = 1.0f / sqrtf((float)HD);
     be->embedding_forward(be, m->x0, m->ids, PD(m->p_tok_emb), N, C);
     be->rmsnorm_forward(be, m->x0, m->rstd0, m->x0, N, C, RMS_EPS);
-    for (int l = 0; l < c->num_layers; l++) {
+    for (int l = 0; l < m->n_virtual; l++) {
         cad_model_layer *L = &m->layers[l];
         int dec = l - m->n_enc;
         if (dec >= 0 && dec < m->n_skip) /* x = x + skip_weights[i] * skips.pop() */
@@ -427,7 +456,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, PD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
     }
-    be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[c->num_layers - 1].out, N, C, RMS_EPS);
+    be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[m->n_virtual - 1].out, N, C, RMS_EPS);
     const float *w_head = PD(c->tie_embeddings ? m->p_tok_emb : m->p_lm_head);
     be->matmul(be, 0, 1, N, V, C, 1.0f, m->xf, C, w_head, C, 0.0f, m->logits, V);
     be->softcap_xent_forward(be, m->logits, m->logit_lse, m->loss_dev, y ? m->targets : NULL, N, V,
@@ -468,7 +497,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
     be->memset_zero(be, m->d_x0, NC * sizeof(float));
     be->rmsnorm_backward(be, m->d_res, m->d_xn, m->xf, m->rstdf, N, C);
 
-    for (int l = c->num_layers - 1; l >= 0; l--) {
+    for (int l = m->n_virtual - 1; l >= 0; l--) {
         cad_model_layer *L = &m->layers[l];
         /* d_res holds d(out[l]); an encoder's output also fed a decoder's skip */
         if (l < m->n_enc) be->axpby(be, NC, 1.0f, m->d_skip[l], 1.0f, m->d_res);
@@ -525,6 +554,6 @@ double cad_model_bench_flops(const cad_model_config *c, int B, int T) {
     double HD = (double)c->model_dim / c->num_heads, KVD = c->num_kv_heads * HD, H = (double)c->mlp_mult * C;
     double linear = 2.0 * N * (C * (C + 2 * KVD) + C * C + 2.0 * C * H);       /* per layer */
     double attn = 2.0 * 2.0 * B * c->num_heads * HD * (double)T * (T + 1) / 2.0; /* QK^T and PV, causal */
-    double fwd = c->num_layers * (linear + attn) + 2.0 * N * C * V;
+    double fwd = cad_model_virtual_layers(c) * (linear + attn) + 2.0 * N * C * V;
     return 3.0 * fwd;
 }

@@ -29,6 +29,11 @@ typedef struct cad_model_config {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings;
     float rope_base, logit_softcap, qk_gain_init, tied_embed_init_std;
     int max_batch_seqs, max_seq_len; /* activation planning: largest B and T a forward will see */
+    /* Depth recurrence (off when recur_loops <= 1): physical blocks recur_first..recur_last run
+     * recur_loops times in a row with shared weights. The virtual block sequence (e.g. 11 blocks,
+     * 3..5 x3: 0 1 2 3 4 5 3 4 5 3 4 5 6 7 8 9 10) is what the U-Net split applies to: its first
+     * half are encoders, skip_weights has one row per virtual skip. */
+    int recur_first, recur_last, recur_loops;
 } cad_model_config;
 
 /* Optimizer group, as train_gpt.py's optimizer split assigns it. */
@@ -81,10 +86,11 @@ typedef struct cad_model {
 
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
+    int n_virtual;                            /* blocks run per forward (num_layers without recurrence) */
     int p_tok_emb, p_skip_weights, p_lm_head; /* indices into params (-1: absent) */
     char *names;                              /* storage of the param names */
     void *act_mem;                            /* activation arena */
-    cad_model_layer *layers;
+    cad_model_layer *layers;                  /* n_virtual: activations each, parameters of its physical block */
     int32_t *ids, *targets;                   /* (N) backend copies of the batch */
     float *rope_cos, *rope_sin;               /* (max_seq_len, HD/2) */
     float *x0, *rstd0;                        /* (N,C), (N) normalised embedding */
@@ -98,6 +104,9 @@ typedef struct cad_model {
     size_t att_scratch_bytes;
     int cur_B, cur_T, have_targets;
 } cad_model;
+
+/* Blocks a forward runs: num_layers plus (recur_loops - 1) extra passes over the recurrent span. */
+int cad_model_virtual_layers(const cad_model_config *c);
 
 /* Validate a config; the message names the offending key(s) and values. */
 int cad_model_config_check(const cad_model_config *c, cad_err *e);

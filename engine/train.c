@@ -284,7 +284,9 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .tie_embeddings = c->tie_embeddings, .rope_base = (float)c->rope_base,
         .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
         .tied_embed_init_std = (float)c->tied_embed_init_std,
-        .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len};
+        .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len,
+        .recur_loops = (int)c->recur_loops};
+    cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
     rc = cad_model_config_check(&mc, e);
     if (rc) return rc;
     rc = cad_model_init(&s->m, &mc, s->be, (uint64_t)c->seed, e);
@@ -460,6 +462,9 @@ int cad_train_run(cad_config *c, cad_err *e) {
     log0(s, "world_size:1 grad_accum_steps:%d", s->accum);
     log0(s, "backend:%s threads:%d matmul_precision:%s", s->be->name, omp_get_max_threads(), c->matmul_precision);
     log0(s, "attention_mode:gqa num_heads:%ld num_kv_heads:%ld", c->num_heads, c->num_kv_heads);
+    if (c->recur_loops > 1)
+        log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips)", c->recur_layers,
+             c->recur_loops, s->m.n_virtual, s->m.n_enc, s->m.n_skip);
     {
         char a[32], b[32], cc[32], d[32];
         py_float(a, sizeof a, c->tie_embeddings ? c->tied_embed_lr : c->embed_lr);

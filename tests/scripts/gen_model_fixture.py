@@ -8,6 +8,7 @@ tests/unit/test_engine_model.c loads:
 
     tests/fixtures/engine/model_parity_v1.bin         tied embeddings, 3 layers (odd: U-Net skip), GQA 4/2
     tests/fixtures/engine/model_parity_untied_v1.bin  untied lm_head, 4 layers, MHA 2/2
+    tests/fixtures/engine/model_parity_recur_v1.bin   depth recurrence: blocks 1-2 of 4 run 3x (8 virtual)
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -153,14 +154,21 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
-                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init):
+                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
         self.logit_softcap = logit_softcap
         self.tok_emb = nn.Embedding(vocab_size, model_dim)
-        self.num_encoder_layers = num_layers // 2
-        self.num_decoder_layers = num_layers - self.num_encoder_layers
+        # depth recurrence (the records' looped blocks, shared weights): recur = (first, last, loops)
+        # runs blocks first..last `loops` times in a row; the U-Net split applies to this sequence
+        self.schedule = list(range(num_layers))
+        if recur is not None and recur[2] > 1:
+            first, last, loops = recur
+            self.schedule = (list(range(last + 1)) + list(range(first, last + 1)) * (loops - 1)
+                             + list(range(last + 1, num_layers)))
+        self.num_encoder_layers = len(self.schedule) // 2
+        self.num_decoder_layers = len(self.schedule) - self.num_encoder_layers
         self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
         self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, model_dim, dtype=torch.float32))
         self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init)
@@ -184,12 +192,12 @@ class GPT(nn.Module):
         x0 = x
         skips = []
         for i in range(self.num_encoder_layers):
-            x = self.blocks[i](x, x0)
+            x = self.blocks[self.schedule[i]](x, x0)
             skips.append(x)
         for i in range(self.num_decoder_layers):
             if skips:
                 x = x + self.skip_weights[i][None, None, :] * skips.pop()
-            x = self.blocks[self.num_encoder_layers + i](x, x0)
+            x = self.blocks[self.schedule[self.num_encoder_layers + i]](x, x0)
         x = self.final_norm(x).reshape(-1, x.size(-1))
         proj = F.linear(x, self.tok_emb.weight) if self.tie_embeddings else self.lm_head(x)
         return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
@@ -202,13 +210,17 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
               "rope_base", "logit_softcap", "qk_gain_init", "tied_embed_init_std")
 
 
+RECUR_KEYS = ("recur_first", "recur_last", "recur_loops")  # only in the recurrence fixture
+
+
 def build_model(cfg):
     """GPT from a dict with MODEL_KEYS (train_gpt.py names), fp32 on the CPU."""
     return GPT(vocab_size=cfg["vocab_size"], num_layers=cfg["num_layers"], model_dim=cfg["model_dim"],
                num_heads=cfg["num_heads"], num_kv_heads=cfg["num_kv_heads"], mlp_mult=cfg["mlp_mult"],
                tie_embeddings=bool(cfg["tie_embeddings"]), tied_embed_init_std=cfg["tied_embed_init_std"],
                logit_softcap=cfg["logit_softcap"], rope_base=cfg["rope_base"],
-               qk_gain_init=cfg["qk_gain_init"]).float()
+               qk_gain_init=cfg["qk_gain_init"],
+               recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None).float()
 
 
 def deterministic_weights(model, seed):
@@ -260,6 +272,7 @@ def parity_records(cfg, B, T, seed):
     deterministic_weights(model, seed)
     x, y = deterministic_batch(cfg, B, T, seed + 1)
     recs = [("config." + k, torch.tensor([float(cfg[k])])) for k in MODEL_KEYS]
+    recs += [("config." + k, torch.tensor([float(cfg[k])])) for k in RECUR_KEYS if k in cfg]
     recs += [("config.B", torch.tensor([float(B)])), ("config.T", torch.tensor([float(T)]))]
     recs += [(n, p) for n, p in model.state_dict().items()]
     logits = model.logits(x)
@@ -278,6 +291,11 @@ FIXTURES = {
     "model_parity_untied_v1.bin": (dict(vocab_size=48, num_layers=4, model_dim=16, num_heads=2, num_kv_heads=2,
                                         mlp_mult=3, tie_embeddings=0, rope_base=500.0, logit_softcap=15.0,
                                         qk_gain_init=1.5, tied_embed_init_std=0.005), 3, 9, 99),
+    # blocks 1..2 of 4 run 3x: 8 virtual blocks 0 1 2 1 2 1 2 3, 4 skips
+    "model_parity_recur_v1.bin": (dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2,
+                                       mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                       qk_gain_init=1.5, tied_embed_init_std=0.005, recur_first=1, recur_last=2,
+                                       recur_loops=3), 2, 11, 4321),
 }
 
 

@@ -155,6 +155,20 @@ static void test_invalid_combinations(void) {
     expect_invalid("run_id=a/b", "run_id");
     expect_invalid("vocab_size=70000", "vocab_size");
     expect_invalid("backend=gpu", "expected cpu or cuda");
+    expect_invalid("matmul_precision=fp16", "expected fp32 or bf16");
+    expect_invalid("muon_wd=-0.1", "weight decay must be >= 0");
+    expect_invalid("ema_decay=1", "ema_decay=1");
+    expect_invalid("eval_stride=2048", "eval_stride=2048");
+    expect_invalid("recur_layers=3to5", "recur_layers='3to5': expected 'a-b'");
+    expect_invalid("recur_loops=0", "recur_loops=0");
+    {
+        cad_config c;
+        cad_err e;
+        char *sets[] = {"recur_layers=7-9", "recur_loops=2"};
+        CHECK(cad_config_resolve(&c, NULL, 2, sets, &e) != CAD_OK);
+        CHECK_MSG(strstr(e.msg, "within blocks 0..8") != NULL, "got: %s", e.msg);
+        cad_config_free(&c);
+    }
 }
 
 static void test_resolved_yaml_round_trips(void) {

@@ -121,6 +121,9 @@ static void parity_case(const char *rel) {
 
 static void test_parity_tied_gqa(void) { parity_case("tests/fixtures/engine/model_parity_v1.bin"); }
 static void test_parity_untied_mha(void) { parity_case("tests/fixtures/engine/model_parity_untied_v1.bin"); }
+/* depth recurrence: blocks 1-2 of 4 run 3x with shared weights (8 virtual blocks, 4 skips);
+ * each shared block's gradient is the sum over its three uses */
+static void test_parity_depth_recurrence(void) { parity_case("tests/fixtures/engine/model_parity_recur_v1.bin"); }
 
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
@@ -213,6 +216,10 @@ static void test_model_finite_differences(void) {
     /* untied head: lm_head and the input-only embedding */
     static const char *const untied[] = {"lm_head.weight", "tok_emb.weight", "skip_weights", "blocks.3.attn.c_q.weight"};
     fd_case("tests/fixtures/engine/model_parity_untied_v1.bin", untied, sizeof(untied) / sizeof(untied[0]));
+    /* recurrence: the shared blocks 1 and 2 (three uses each) and a once-used one */
+    static const char *const recur[] = {"skip_weights", "blocks.1.attn.c_q.weight", "blocks.2.mlp.proj.weight",
+                                        "blocks.1.resid_mix", "blocks.2.attn.q_gain", "blocks.3.mlp.fc.weight"};
+    fd_case("tests/fixtures/engine/model_parity_recur_v1.bin", recur, sizeof(recur) / sizeof(recur[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */
@@ -398,6 +405,7 @@ int main(void) {
     RUN(test_config_errors_name_keys);
     RUN(test_parity_tied_gqa);
     RUN(test_parity_untied_mha);
+    RUN(test_parity_depth_recurrence);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);

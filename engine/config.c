@@ -357,6 +357,12 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                     "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
                     c->num_layers - 1, c->recur_layers);
     }
+    CFG_REQUIRE(c->ttt_lr >= 0 && c->ttt_momentum >= 0 && c->ttt_momentum < 1 && c->ttt_grad_clip >= 0,
+                "ttt_lr=%g ttt_momentum=%g ttt_grad_clip=%g: expected lr >= 0, 0 <= momentum < 1, clip >= 0", c->ttt_lr,
+                c->ttt_momentum, c->ttt_grad_clip);
+    CFG_REQUIRE(c->ttt_epochs >= 0 && c->ttt_batch_seqs >= 1 && c->ttt_chunk_tokens >= c->train_seq_len,
+                "ttt_epochs=%ld ttt_batch_seqs=%ld ttt_chunk_tokens=%ld: expected >= 0, >= 1, >= train_seq_len (%ld)",
+                c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, c->train_seq_len);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
                 "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);

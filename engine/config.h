@@ -81,6 +81,12 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, grad_accum_steps, "0", "micro-steps per step; 0 = 8 // world_size as train_gpt.py")    \
     X(INT, val_max_tokens, "0", "evaluate only this many val targets (prefix); result partial")   \
     X(INT, eval_stride, "0", "sliding-window final eval, windows every N tokens (records: 64); 0 = off") \
+    X(FLOAT, ttt_lr, "0.0", "score-first SGD test-time training on val after the round trip (records: 0.002-0.005); 0 = off") \
+    X(INT, ttt_epochs, "3", "TTT passes over each scored chunk")                                   \
+    X(INT, ttt_chunk_tokens, "32768", "TTT chunk: scored first, then trained on")                 \
+    X(FLOAT, ttt_momentum, "0.9", "TTT SGD momentum")                                              \
+    X(INT, ttt_batch_seqs, "32", "TTT sequences (of train_seq_len) per SGD step")                  \
+    X(FLOAT, ttt_grad_clip, "1.0", "TTT global grad-norm clip (0 = off)")                          \
     X(INT, threads, "0", "CPU threads (0 = OMP_NUM_THREADS if set, else all cores)")              \
     X(STR, backend, "cpu", "compute backend: cpu, or cuda (binaries built with nvcc; one GPU)")   \
     X(STR, matmul_precision, "fp32", "dense products: fp32, or bf16 operands with fp32 sums (autocast)") \

@@ -103,39 +103,45 @@ static int sliding_batch(cad_model *m, const uint16_t *tokens, long w0, long w1,
     return CAD_OK;
 }
 
-int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,
-                     const cad_eval_spec *spec, int stride, int32_t *xbuf, int32_t *ybuf,
-                     cad_eval_result *r, cad_err *e) {
-    double t0 = now_ms();
-    memset(r, 0, sizeof *r);
-    const int L = spec->seq_len, S = stride;
+/* Targets evaluated (k*L, val_max_tokens included) and the window count of the schedule. */
+static int sliding_plan(const cad_model *m, long n_tokens, const cad_eval_spec *spec, int S, long *N, long *n_win,
+                        int *partial, cad_err *e) {
+    const int L = spec->seq_len;
     if (S <= 0 || S > L) return cad_fail(e, CAD_ECONFIG, "eval_stride=%d: expected 1..train_seq_len (%d)", S, L);
     if (L > m->cfg.max_seq_len)
         return cad_fail(e, CAD_ECONFIG, "train_seq_len %d exceeds the model's planned %d", L, m->cfg.max_seq_len);
     long total_seqs = (n_tokens - 1) / L;
+    *partial = 0;
     if (spec->val_max_tokens > 0 && spec->val_max_tokens / L < total_seqs) {
         total_seqs = spec->val_max_tokens / L;
-        r->partial = 1;
+        *partial = 1;
     }
     if (total_seqs <= 0) return cad_fail(e, CAD_ECONFIG, "validation split shorter than one window of %d", L);
-    long N = total_seqs * L; /* targets 0..N-1 */
-    /* windows k = 0..n_win-1 start at k*S; k >= 1 needs k*S + L - S < N */
-    long n_win = 1 + (N - L + S - 1) / S; /* k <= (N - L + S - 1) / S  <=>  kS < N - L + S */
-    long n_full = 1 + (N - L) / S;        /* windows whose k*S + L <= N */
-    double sums[3] = {0, 0, 0};
+    *N = total_seqs * L;
+    *n_win = 1 + (*N - L + S - 1) / S; /* k >= 1 needs k*S + L - S < N */
+    return CAD_OK;
+}
+
+long cad_sliding_scored_start(int L, int S, long k) { return k == 0 ? 0 : k * S + L - S; }
+
+int cad_eval_windows(cad_model *m, const uint16_t *tokens, long N, int L, int S, long k0, long k1,
+                     const cad_bpb_luts *luts, int32_t *xbuf, int32_t *ybuf, double sums[3], cad_err *e) {
+    long n_full = 1 + (N - L) / S; /* windows whose k*S + L <= N */
+    long full_end = k1 < n_full ? k1 : n_full;
     int chunk = m->cfg.max_batch_seqs;
-    for (long w = 0; w < n_full; w += chunk) {
-        long w1 = w + chunk < n_full ? w + chunk : n_full;
+    for (long w = k0; w < full_end; w += chunk) {
+        long w1 = w + chunk < full_end ? w + chunk : full_end;
         int rc = sliding_batch(m, tokens, w, w1, L, S, L, luts, xbuf, ybuf, sums, e);
         if (rc) return rc;
     }
-    if (n_win > n_full) { /* one cut window at the end: N - ws targets, the last ones scored */
-        long ws = n_full * S;
-        int T = (int)(N - ws);
-        int rc = sliding_batch(m, tokens, n_full, n_full + 1, L, S, T, luts, xbuf, ybuf, sums, e);
+    if (k1 > n_full && k0 <= n_full) { /* the cut window at the end: N - ws targets, the last ones scored */
+        int rc = sliding_batch(m, tokens, n_full, n_full + 1, L, S, (int)(N - n_full * S), luts, xbuf, ybuf, sums, e);
         if (rc) return rc;
     }
-    r->n_seqs = n_win;
+    return CAD_OK;
+}
+
+int cad_eval_result_finish(cad_eval_result *r, const double sums[3], cad_err *e) {
     r->loss_sum = sums[0];
     r->token_count = sums[1];
     r->byte_count = sums[2];
@@ -143,6 +149,26 @@ int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const 
         return cad_fail(e, CAD_ENUMERIC, "validation prefix has 0 bytes (all targets are control tokens)");
     r->val_loss = sums[0] / sums[1];
     r->val_bpb = r->val_loss / log(2.0) * (sums[1] / sums[2]);
+    return CAD_OK;
+}
+
+int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,
+                     const cad_eval_spec *spec, int stride, int32_t *xbuf, int32_t *ybuf,
+                     cad_eval_result *r, cad_err *e) {
+    double t0 = now_ms();
+    memset(r, 0, sizeof *r);
+    long N, n_win;
+    int rc = sliding_plan(m, n_tokens, spec, stride, &N, &n_win, &r->partial, e);
+    if (rc) return rc;
+    double sums[3] = {0, 0, 0};
+    if ((rc = cad_eval_windows(m, tokens, N, spec->seq_len, stride, 0, n_win, luts, xbuf, ybuf, sums, e))) return rc;
+    r->n_seqs = n_win;
+    if ((rc = cad_eval_result_finish(r, sums, e))) return rc;
     r->eval_ms = now_ms() - t0;
     return CAD_OK;
+}
+
+int cad_eval_sliding_plan(const cad_model *m, long n_tokens, const cad_eval_spec *spec, int stride, long *N,
+                          long *n_win, int *partial, cad_err *e) {
+    return sliding_plan(m, n_tokens, spec, stride, N, n_win, partial, e);
 }

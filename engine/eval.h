@@ -50,6 +50,16 @@ int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const 
                      const cad_eval_spec *spec, int stride, int32_t *xbuf, int32_t *ybuf,
                      cad_eval_result *r, cad_err *e);
 
+/* Pieces of the sliding schedule, for evaluators built on it (ttt.c):
+ * the targets N and window count for a stride; the first target window k scores; windows
+ * [k0, k1) scored into sums {nll, targets, bytes} (float64); a result from such sums. */
+int cad_eval_sliding_plan(const cad_model *m, long n_tokens, const cad_eval_spec *spec, int stride, long *N,
+                          long *n_win, int *partial, cad_err *e);
+long cad_sliding_scored_start(int L, int S, long k);
+int cad_eval_windows(cad_model *m, const uint16_t *tokens, long N, int L, int S, long k0, long k1,
+                     const cad_bpb_luts *luts, int32_t *xbuf, int32_t *ybuf, double sums[3], cad_err *e);
+int cad_eval_result_finish(cad_eval_result *r, const double sums[3], cad_err *e);
+
 /* Evaluate m on tokens[0..n_tokens) (already trimmed to k*seq_len+1 by cad_val_tokens_load).
  * xbuf/ybuf are host scratch of m->cfg.max_batch_seqs * seq_len int32 each. */
 int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_bpb_luts *luts,

@@ -13,6 +13,7 @@
 #include "buildinfo.h"
 #include "checkpoint.h"
 #include "eval.h"
+#include "ttt.h"
 #include "export.h"
 #include "jsonw.h"
 #include "model.h"
@@ -332,6 +333,20 @@ static int optim_setup(session *s, cad_err *e) {
     if (rc) return rc;
     s->have_optim = 1;
     return CAD_OK;
+}
+
+static cad_ttt_spec ttt_spec(const cad_config *c) {
+    cad_ttt_spec t = {c->eval_stride > 0 ? (int)c->eval_stride : (int)c->train_seq_len, c->ttt_chunk_tokens, c->ttt_lr,
+                      c->ttt_momentum, (int)c->ttt_epochs, (int)c->ttt_batch_seqs, c->ttt_grad_clip};
+    return t;
+}
+
+/* one line per 10 chunks and the last: the running score (the records' ttt_chunk lines) */
+static void ttt_progress(void *ud, long chunk, long n_chunks, const double sums[3], double elapsed_ms) {
+    session *s = ud;
+    if (chunk % 10 != 0 && chunk != n_chunks - 1) return;
+    double bpb = sums[2] > 0 ? sums[0] / sums[1] / log(2.0) * (sums[1] / sums[2]) : 0.0;
+    log0(s, "ttt_chunk:%ld/%ld bpb:%.6f time:%.1fs", chunk + 1, n_chunks, bpb, elapsed_ms / 1000.0);
 }
 
 static cad_eval_spec eval_spec(const session *s) {
@@ -665,6 +680,19 @@ int cad_train_run(cad_config *c, cad_err *e) {
         sw.eval_ms += er.eval_ms; /* the eval budget counts both passes */
         er = sw;
     }
+    if (c->ttt_lr > 0) { /* score-first TTT on the round-tripped weights: the run's score */
+        cad_ttt_spec ts = ttt_spec(c);
+        cad_eval_result tr;
+        log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ts.stride,
+             c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
+        if ((rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &es, &ts, s->x, s->y, &tr, ttt_progress, s, e)))
+            goto out;
+        log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
+        journal(s, step, "final_ttt_val_loss", tr.val_loss);
+        journal(s, step, "final_ttt_val_bpb", tr.val_bpb);
+        tr.eval_ms += er.eval_ms;
+        er = tr;
+    }
 
     {
         char *json = NULL;
@@ -742,6 +770,13 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         if (!rc)
             fprintf(out, "final_sliding_window_eval_exact stride:%ld val_loss:%.8f val_bpb:%.8f eval_time:%.0fms\n",
                     c->eval_stride, er.val_loss, er.val_bpb, er.eval_ms);
+    }
+    if (!rc && c->ttt_lr > 0) { /* last: it changes the weights */
+        cad_ttt_spec ts = ttt_spec(c);
+        rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &es, &ts, s->x, s->y, &er, NULL, NULL, e);
+        if (!rc)
+            fprintf(out, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms\n", er.val_loss, er.val_bpb,
+                    er.eval_ms);
     }
     session_free(s);
     return rc;

@@ -17,6 +17,7 @@
 #include "parity_fixture.h"
 #include "stream.h"
 #include "tokenizer.h"
+#include "bundled_val.h"
 
 static int load_params(cad_model *m, const pf_file *f, const char *prefix) {
     for (int i = 0; i < m->n_params; i++) {
@@ -93,24 +94,16 @@ static int piece_bytes(const cad_tokenizer *t, int id, int *leading_space, int *
 }
 
 static void test_bundled_val_split_independent(void) {
-    const char *val = check_src_path("data/sample/fineweb10B_sp1024/fineweb_val_*.bin");
-    const char *model = check_src_path("data/sample/fineweb_1024_bpe.model");
-    cad_tokenizer *tk = NULL;
-    cad_err e = {0};
-    CHECK_MSG(cad_tokenizer_load(model, &tk, &e) == CAD_OK, "%s", e.msg);
     int T = 64;
-    uint16_t *tok = NULL;
-    long n = 0;
-    int rc = cad_val_tokens_load(val, T, 1024, &tok, &n, &e);
-    CHECK_MSG(rc == CAD_OK, "%s (run `make sample` first)", e.msg);
-    if (rc || !tk) { if (tk) cad_tokenizer_free(tk); return; }
-    cad_bpb_luts l;
-    CHECK(cad_bpb_luts_build(tk, 1024, &l, &e) == CAD_OK);
-    cad_model_config mc = {.vocab_size = 1024, .num_layers = 2, .model_dim = 32, .num_heads = 2, .num_kv_heads = 1,
-                           .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
-                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.5f, .max_batch_seqs = 4, .max_seq_len = T};
+    bundled_val bv;
+    if (bundled_val_open(&bv, T)) return;
+    cad_tokenizer *tk = bv.tk;
+    uint16_t *tok = bv.tok;
+    long n = bv.n;
+    cad_bpb_luts l = bv.luts;
+    cad_err e = {0};
     cad_model m;
-    CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 4242, &e) == CAD_OK, "%s", e.msg);
+    if (bundled_tiny_model(&m, 4, T, 4242)) { bundled_val_close(&bv); return; }
     int32_t *x = malloc(4 * (size_t)T * 4), *y = malloc(4 * (size_t)T * 4);
     long windows = 40; /* a prefix keeps the test fast under ASan */
     cad_eval_spec sp = {T, 8 * 4 * T, 8, windows * T};
@@ -153,10 +146,9 @@ static void test_bundled_val_split_independent(void) {
     CHECK_NEAR(r2.byte_count, r.byte_count, 0, 0);
     cad_eval_spec bad = {T, 4 * T, 8, 0}; /* val_batch_size / accum < seq_len */
     CHECK(cad_eval_val(&m, tok, n, &l, &bad, x, y, &r2, &e) == CAD_ECONFIG);
-    free(x), free(y), free(tok);
+    free(x), free(y);
     cad_model_free(&m);
-    cad_bpb_luts_free(&l);
-    cad_tokenizer_free(tk);
+    bundled_val_close(&bv);
 }
 
 /* Sliding-window eval (eval_stride) on the bundled val prefix against an independent
@@ -165,24 +157,16 @@ static void test_bundled_val_split_independent(void) {
  * Every target is scored once (counts and LUT bytes exact), the NLL sums agree to float64
  * rounding, and S = L reproduces cad_eval_val. */
 static void test_sliding_window_eval(void) {
-    const char *val = check_src_path("data/sample/fineweb10B_sp1024/fineweb_val_*.bin");
-    const char *model = check_src_path("data/sample/fineweb_1024_bpe.model");
-    cad_tokenizer *tk = NULL;
-    cad_err e = {0};
-    CHECK_MSG(cad_tokenizer_load(model, &tk, &e) == CAD_OK, "%s", e.msg);
     const int L = 32;
-    uint16_t *tok = NULL;
-    long n = 0;
-    int rc = cad_val_tokens_load(val, L, 1024, &tok, &n, &e);
-    CHECK_MSG(rc == CAD_OK, "%s (run `make sample` first)", e.msg);
-    if (rc || !tk) { if (tk) cad_tokenizer_free(tk); return; }
-    cad_bpb_luts l;
-    CHECK(cad_bpb_luts_build(tk, 1024, &l, &e) == CAD_OK);
-    cad_model_config mc = {.vocab_size = 1024, .num_layers = 2, .model_dim = 32, .num_heads = 2, .num_kv_heads = 1,
-                           .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
-                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.5f, .max_batch_seqs = 4, .max_seq_len = L};
+    bundled_val bv;
+    if (bundled_val_open(&bv, L)) return;
+    cad_tokenizer *tk = bv.tk;
+    uint16_t *tok = bv.tok;
+    long n = bv.n;
+    cad_bpb_luts l = bv.luts;
+    cad_err e = {0};
     cad_model m;
-    CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 77, &e) == CAD_OK, "%s", e.msg);
+    if (bundled_tiny_model(&m, 4, L, 77)) { bundled_val_close(&bv); return; }
     /* train_gpt.py zero-initialises the output projections, which would make every token's
      * loss independent of its context (and all strides equal): give them weights */
     unsigned seed = 5;
@@ -233,10 +217,9 @@ static void test_sliding_window_eval(void) {
     }
     CHECK(cad_eval_sliding(&m, tok, n, &l, &sp, L + 1, x, y, &r, &e) == CAD_ECONFIG);
     CHECK(cad_eval_sliding(&m, tok, n, &l, &sp, 0, x, y, &r, &e) == CAD_ECONFIG);
-    free(x), free(y), free(tok);
+    free(x), free(y);
     cad_model_free(&m);
-    cad_bpb_luts_free(&l);
-    cad_tokenizer_free(tk);
+    bundled_val_close(&bv);
 }
 
 int main(void) {

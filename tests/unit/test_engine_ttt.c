@@ -15,6 +15,7 @@
 #include "stream.h"
 #include "tokenizer.h"
 #include "ttt.h"
+#include "bundled_val.h"
 
 enum { L = 32 };
 
@@ -30,21 +31,15 @@ static void record(void *ud, long chunk, long n_chunks, const double sums[3], do
     t->n = chunk + 1;
 }
 
-static uint16_t *tok;
-static long n_tok;
-static cad_bpb_luts luts;
+static bundled_val bv;
+#define tok bv.tok
+#define n_tok bv.n
+#define luts bv.luts
 
+/* the val split is opened by the first test that needs it (inside RUN: a failure counts) */
 static int tiny_model(cad_model *m, int max_batch_seqs) {
-    CHECK_MSG(tok != NULL, "no bundled val tokens (run `make sample`)");
-    if (!tok) return -1;
-    cad_model_config mc = {.vocab_size = 1024, .num_layers = 2, .model_dim = 32, .num_heads = 2, .num_kv_heads = 1,
-                           .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
-                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.5f, .max_batch_seqs = max_batch_seqs,
-                           .max_seq_len = L};
-    cad_err e = {0};
-    int rc = cad_model_init(m, &mc, cad_backend_cpu(), 99, &e);
-    CHECK_MSG(rc == CAD_OK, "%s", e.msg);
-    return rc;
+    if (!tok && bundled_val_open(&bv, L)) return -1;
+    return bundled_tiny_model(m, max_batch_seqs, L, 99);
 }
 
 static void test_score_first_and_equivalences(void) {
@@ -131,17 +126,9 @@ static void test_bad_specs(void) {
 }
 
 int main(void) {
-    cad_tokenizer *tk = NULL;
-    cad_err e = {0};
-    if (cad_tokenizer_load(check_src_path("data/sample/fineweb_1024_bpe.model"), &tk, &e) ||
-        cad_bpb_luts_build(tk, 1024, &luts, &e) ||
-        cad_val_tokens_load(check_src_path("data/sample/fineweb10B_sp1024/fineweb_val_*.bin"), L, 1024, &tok, &n_tok, &e))
-        printf("setup: %s (run `make sample` first)\n", e.msg);
     RUN(test_score_first_and_equivalences);
     RUN(test_sgd_step_is_minus_lr_grad);
     RUN(test_bad_specs);
-    if (tk) cad_tokenizer_free(tk);
-    if (tok) cad_bpb_luts_free(&luts);
-    free(tok);
+    if (tok) bundled_val_close(&bv);
     return check_report();
 }

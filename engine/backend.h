@@ -155,11 +155,12 @@ struct cad_backend {
                                void *scratch, size_t scratch_bytes);
 
     /* ---- MLP activation -------------------------------------------------------------------- */
-    /* out[n] = relu(in)^2 over n elements. out may alias in. */
-    void (*relu2_forward)(const cad_backend *be, float *out, const float *in, size_t n);
-    /* din[n] (=) dout * 2*relu(in). din may alias dout. */
+    /* out[n] = act(in)^2 over n elements, act(x) = x for x > 0 and slope*x otherwise: relu^2
+     * at slope 0 (train_gpt.py), the records' leaky_relu(x, 0.5)^2 at 0.5. out may alias in. */
+    void (*relu2_forward)(const cad_backend *be, float *out, const float *in, size_t n, float slope);
+    /* din[n] (=) dout * 2*act(in)*act'(in) (act' = 1 for in > 0, else slope). din may alias dout. */
     void (*relu2_backward)(const cad_backend *be, float *din, const float *dout,
-                           const float *in, size_t n);
+                           const float *in, size_t n, float slope);
 
     /* ---- residual stream --------------------------------------------------------------------- */
     /* out[N,C] = mix[0,:] * x + mix[1,:] * x0 (Block.resid_mix, mix is [2,C]). out may alias x. */

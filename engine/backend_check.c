@@ -426,8 +426,8 @@ static void ck_poison(ck *c, tpair t, size_t n) {
             BE(s)->copy_to_device(BE(s), P(t) + 3 + 4 * i, &bad[i], sizeof(float));
 }
 
-static void check_relu2(ck *c, size_t n, int alias) {
-    snprintf(c->shape, sizeof c->shape, "n=%zu%s nonfinite", n, alias ? " in-place" : "");
+static void check_relu2(ck *c, size_t n, int alias, float slope) {
+    snprintf(c->shape, sizeof c->shape, "n=%zu slope=%g%s nonfinite", n, (double)slope, alias ? " in-place" : "");
     tpair in = ck_rand(c, n, -2, 2);
     ck_poison(c, in, n);
     tpair out = alias ? ck_rand(c, n, -2, 2) : ck_tensor(c, n, NULL);
@@ -436,8 +436,8 @@ static void check_relu2(ck *c, size_t n, int alias) {
     tpair din = alias ? dout : ck_tensor(c, n, NULL);
     if (!c->alloc_failed) {
         for (int s = 0; s < 2; s++) {
-            BE(s)->relu2_backward(BE(s), P(din), P(dout), P(in), n);
-            BE(s)->relu2_forward(BE(s), P(out), alias ? P(out) : P(in), n);
+            BE(s)->relu2_backward(BE(s), P(din), P(dout), P(in), n, slope);
+            BE(s)->relu2_forward(BE(s), P(out), alias ? P(out) : P(in), n, slope);
         }
         ck_compare(c, "relu2_forward", "out", out);
         ck_compare(c, "relu2_backward", "din", din);
@@ -567,8 +567,10 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_attention(c, 2, 13, 4, 2, 8);    /* GQA */
     check_attention(c, 1, 33, 2, 2, 16);   /* T > one warp */
     check_attention(c, 2, 1, 4, 1, 8);     /* T = 1, one kv head */
-    check_relu2(c, 1000, 0);
-    check_relu2(c, 333, 1);
+    check_relu2(c, 1000, 0, 0.0f);
+    check_relu2(c, 333, 1, 0.0f);
+    check_relu2(c, 777, 0, 0.5f); /* the records' leaky_relu(x, 0.5)^2 */
+    check_relu2(c, 333, 1, 0.5f);
     check_resid(c, 37, 70, 0);
     check_resid(c, 6, 33, 1);
     check_resid(c, 600, 33, 0); /* several row chunks in the CUDA column sums */
@@ -611,7 +613,7 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_rmsnorm(c, 4096, 512, 0);
         check_qk_norm_rope(c, 4, 1024, 8, 4, 64);
         check_attention(c, 4, 1024, 8, 4, 64);
-        check_relu2(c, (size_t)4096 * 1024, 0);
+        check_relu2(c, (size_t)4096 * 1024, 0, 0.5f);
         check_resid(c, 4096, 512, 0);
         check_softcap_xent(c, 4096, 1024, 1);
         check_vector_ops(c, (size_t)1 << 22);

@@ -748,20 +748,21 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
 
 /* ---- relu^2 ------------------------------------------------------------------------------ */
 
-static void cpu_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n) {
+static void cpu_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
     (void)be;
 #pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float r = in[i] > 0.0f ? in[i] : 0.0f;
+        float r = in[i] > 0.0f ? in[i] : slope * in[i];
         out[i] = r * r;
     }
 }
 
 static void cpu_relu2_backward(const cad_backend *be, float *din, const float *dout,
-                               const float *in, size_t n) {
+                               const float *in, size_t n, float slope) {
     (void)be;
+    const float s2 = 2.0f * slope * slope; /* d/dx (slope x)^2 = 2 slope^2 x */
 #pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
-    for (size_t i = 0; i < n; i++) din[i] = in[i] > 0.0f ? 2.0f * in[i] * dout[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) din[i] = in[i] > 0.0f ? 2.0f * in[i] * dout[i] : s2 * in[i] * dout[i];
 }
 
 /* ---- residual stream --------------------------------------------------------------------- */

@@ -452,7 +452,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         /* mlp */
         be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
         be->matmul(be, 0, 1, N, H, C, 1.0f, L->xn2, C, PD(L->p_fc), C, 0.0f, L->hpre, H);
-        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H);
+        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, PD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
     }
@@ -503,10 +503,10 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         if (l < m->n_enc) be->axpby(be, NC, 1.0f, m->d_skip[l], 1.0f, m->d_res);
         /* mlp branch */
         be->scale_add_backward(be, m->d_proj, PG(L->p_mlp_scale), m->d_res, L->mlp_out, PD(L->p_mlp_scale), N, C);
-        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H);
+        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
         be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, PD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
-        be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H);
+        be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         be->matmul(be, 1, 0, H, C, N, 1.0f, m->d_h, H, L->xn2, C, 1.0f, PG(L->p_fc), C);
         be->matmul(be, 0, 0, N, C, H, 1.0f, m->d_h, H, PD(L->p_fc), C, 0.0f, m->d_xn, C);
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn2, L->rstd2, N, C);

@@ -34,6 +34,8 @@ typedef struct cad_model_config {
      * 3..5 x3: 0 1 2 3 4 5 3 4 5 3 4 5 6 7 8 9 10) is what the U-Net split applies to: its first
      * half are encoders, skip_weights has one row per virtual skip. */
     int recur_first, recur_last, recur_loops;
+    /* MLP activation: relu(x)^2 at 0 (train_gpt.py), leaky_relu(x, slope)^2 otherwise (records: 0.5) */
+    float mlp_leaky_slope;
 } cad_model_config;
 
 /* Optimizer group, as train_gpt.py's optimizer split assigns it. */

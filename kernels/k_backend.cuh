@@ -204,13 +204,13 @@ static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, fl
                          scratch, scratch_bytes);
 }
 
-static void kb_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n) {
-    k_relu2_forward_launch(kb_of(be)->stream, out, in, n);
+static void kb_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
+    k_relu2_forward_launch(kb_of(be)->stream, out, in, n, slope);
 }
 
 static void kb_relu2_backward(const cad_backend *be, float *din, const float *dout,
-                              const float *in, size_t n) {
-    k_relu2_backward_launch(kb_of(be)->stream, din, dout, in, n);
+                              const float *in, size_t n, float slope) {
+    k_relu2_backward_launch(kb_of(be)->stream, din, dout, in, n, slope);
 }
 
 static void kb_resid_mix_forward(const cad_backend *be, float *out, const float *x,

@@ -9,6 +9,7 @@ tests/unit/test_engine_model.c loads:
     tests/fixtures/engine/model_parity_v1.bin         tied embeddings, 3 layers (odd: U-Net skip), GQA 4/2
     tests/fixtures/engine/model_parity_untied_v1.bin  untied lm_head, 4 layers, MHA 2/2
     tests/fixtures/engine/model_parity_recur_v1.bin   depth recurrence: blocks 1-2 of 4 run 3x (8 virtual)
+    tests/fixtures/engine/model_parity_leaky_v1.bin   MLP leaky_relu(x, 0.5)^2
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -123,23 +124,26 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim, mlp_mult):
+    def __init__(self, dim, mlp_mult, leaky_slope=0.0):
         super().__init__()
         self.fc = CastedLinear(dim, mlp_mult * dim, bias=False)
         self.proj = CastedLinear(mlp_mult * dim, dim, bias=False)
         self.proj._zero_init = True
+        self.leaky_slope = leaky_slope  # 0: train_gpt.py's relu^2; the records use 0.5
 
     def forward(self, x):
+        if self.leaky_slope:
+            return self.proj(F.leaky_relu(self.fc(x), negative_slope=self.leaky_slope).square())
         return self.proj(torch.relu(self.fc(x)).square())
 
 
 class Block(nn.Module):
-    def __init__(self, dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init):
+    def __init__(self, dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init, leaky_slope=0.0):
         super().__init__()
         self.attn_norm = RMSNorm()
         self.mlp_norm = RMSNorm()
         self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init)
-        self.mlp = MLP(dim, mlp_mult)
+        self.mlp = MLP(dim, mlp_mult, leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -154,7 +158,7 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
-                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None):
+                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
@@ -171,7 +175,8 @@ class GPT(nn.Module):
         self.num_decoder_layers = len(self.schedule) - self.num_encoder_layers
         self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
         self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, model_dim, dtype=torch.float32))
-        self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init)
+        self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init,
+                                           mlp_leaky_slope)
                                      for _ in range(num_layers)])
         self.final_norm = RMSNorm()
         self.lm_head = None if tie_embeddings else CastedLinear(model_dim, vocab_size, bias=False)
@@ -210,7 +215,8 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
               "rope_base", "logit_softcap", "qk_gain_init", "tied_embed_init_std")
 
 
-RECUR_KEYS = ("recur_first", "recur_last", "recur_loops")  # only in the recurrence fixture
+# technique keys, recorded only by the fixtures that set them
+RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope")
 
 
 def build_model(cfg):
@@ -220,7 +226,8 @@ def build_model(cfg):
                tie_embeddings=bool(cfg["tie_embeddings"]), tied_embed_init_std=cfg["tied_embed_init_std"],
                logit_softcap=cfg["logit_softcap"], rope_base=cfg["rope_base"],
                qk_gain_init=cfg["qk_gain_init"],
-               recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None).float()
+               recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None,
+               mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0)).float()
 
 
 def deterministic_weights(model, seed):
@@ -296,6 +303,11 @@ FIXTURES = {
                                        mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
                                        qk_gain_init=1.5, tied_embed_init_std=0.005, recur_first=1, recur_last=2,
                                        recur_loops=3), 2, 11, 4321),
+    # the records' MLP activation leaky_relu(x, 0.5)^2
+    "model_parity_leaky_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                       mlp_mult=3, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                       qk_gain_init=1.5, tied_embed_init_std=0.005, mlp_leaky_slope=0.5),
+                                  2, 12, 777),
 }
 
 

@@ -101,12 +101,15 @@ static inline cad_model_config pf_model_config(const pf_file *f, int max_batch_s
         .tied_embed_init_std = (float)pf_scalar(f, "config.tied_embed_init_std"),
         .max_batch_seqs = max_batch_seqs,
         .max_seq_len = (int)pf_scalar(f, "config.T")};
-    for (int i = 0; i < f->n; i++) /* depth recurrence: only in fixtures that use it */
+    for (int i = 0; i < f->n; i++) { /* technique keys: only in fixtures that use them */
         if (strcmp(f->r[i].name, "config.recur_loops") == 0) {
             c.recur_first = (int)pf_scalar(f, "config.recur_first");
             c.recur_last = (int)pf_scalar(f, "config.recur_last");
             c.recur_loops = (int)pf_scalar(f, "config.recur_loops");
         }
+        if (strcmp(f->r[i].name, "config.mlp_leaky_slope") == 0)
+            c.mlp_leaky_slope = (float)pf_scalar(f, "config.mlp_leaky_slope");
+    }
     return c;
 }
 #endif

@@ -124,6 +124,8 @@ static void test_parity_untied_mha(void) { parity_case("tests/fixtures/engine/mo
 /* depth recurrence: blocks 1-2 of 4 run 3x with shared weights (8 virtual blocks, 4 skips);
  * each shared block's gradient is the sum over its three uses */
 static void test_parity_depth_recurrence(void) { parity_case("tests/fixtures/engine/model_parity_recur_v1.bin"); }
+/* the records' MLP activation, leaky_relu(x, 0.5)^2 */
+static void test_parity_leaky_relu2(void) { parity_case("tests/fixtures/engine/model_parity_leaky_v1.bin"); }
 
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
@@ -406,6 +408,7 @@ int main(void) {
     RUN(test_parity_tied_gqa);
     RUN(test_parity_untied_mha);
     RUN(test_parity_depth_recurrence);
+    RUN(test_parity_leaky_relu2);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);

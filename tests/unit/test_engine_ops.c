@@ -372,31 +372,39 @@ static void test_attention_gqa_odd_T(void) {
 
 typedef struct {
     size_t n;
+    float slope;
     float *in, *out, *R;
 } relu_ctx;
 
 static double relu_loss(void *p) {
     relu_ctx *c = p;
-    be->relu2_forward(be, c->out, c->in, c->n);
+    be->relu2_forward(be, c->out, c->in, c->n, c->slope);
     return weighted_sum(c->out, c->R, c->n);
 }
 static int near_kink(float x) { return fabsf(x) < 3e-2f; } /* FD across relu's kink is meaningless */
 
+/* relu^2 (slope 0, train_gpt.py) and leaky_relu(x, 0.5)^2 (the records' activation) */
 static void test_relu2(void) {
-    relu_ctx c = {.n = 301};
-    c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
-    relu_loss(&c);
-    for (size_t i = 0; i < c.n; i++) CHECK(c.out[i] == (c.in[i] > 0 ? c.in[i] * c.in[i] : 0.0f));
-    float *g = tensor(c.n);
-    fill(g, c.n, NAN);
-    be->relu2_backward(be, g, c.R, c.in, c.n);
-    fd_check("relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80, near_kink);
-    /* din may alias dout */
-    float *d2 = tensor(c.n);
-    memcpy(d2, c.R, c.n * sizeof(float));
-    be->relu2_backward(be, d2, d2, c.in, c.n);
-    CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
-    release(c.in), release(c.out), release(c.R), release(g), release(d2);
+    for (int k = 0; k < 2; k++) {
+        relu_ctx c = {.n = 301, .slope = k ? 0.5f : 0.0f};
+        c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
+        relu_loss(&c);
+        for (size_t i = 0; i < c.n; i++) {
+            float a = c.in[i] > 0 ? c.in[i] : c.slope * c.in[i];
+            CHECK(c.out[i] == a * a);
+        }
+        float *g = tensor(c.n);
+        fill(g, c.n, NAN);
+        be->relu2_backward(be, g, c.R, c.in, c.n, c.slope);
+        fd_check(k ? "leaky relu2 din" : "relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80,
+                 near_kink);
+        /* din may alias dout */
+        float *d2 = tensor(c.n);
+        memcpy(d2, c.R, c.n * sizeof(float));
+        be->relu2_backward(be, d2, d2, c.in, c.n, c.slope);
+        CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
+        release(c.in), release(c.out), release(c.R), release(g), release(d2);
+    }
 }
 
 /* ---- residual ops ------------------------------------------------------------------------ */

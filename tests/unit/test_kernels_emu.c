@@ -117,14 +117,14 @@ static void run_mutant(const cad_backend *mut, const char *op) {
 }
 
 /* writes one element past the end: only the guard values can see it */
-static void mut_relu2_overflow(const cad_backend *be, float *out, const float *in, size_t n) {
-    kb_relu2_forward(be, out, in, n);
+static void mut_relu2_overflow(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
+    kb_relu2_forward(be, out, in, n, slope);
     float z = 0.0f;
     be->copy_to_device(be, out + n, &z, sizeof z);
 }
 /* forgets the last element: it stays NaN */
-static void mut_relu2_short(const cad_backend *be, float *out, const float *in, size_t n) {
-    kb_relu2_forward(be, out, in, n ? n - 1 : 0);
+static void mut_relu2_short(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
+    kb_relu2_forward(be, out, in, n ? n - 1 : 0, slope);
 }
 /* wrong eps: a small numeric error the NMSE bound must reject */
 static void mut_rmsnorm_eps(const cad_backend *be, float *out, float *rstd, const float *in, int N,

@@ -4,6 +4,7 @@
  * Not here: meaning of the keys beyond range/combination checks.
  */
 #include "config.h"
+#include "export.h"
 
 #include "yamltree.h"
 
@@ -365,6 +366,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, c->train_seq_len);
     CFG_REQUIRE(c->mlp_leaky_slope >= 0 && c->mlp_leaky_slope < 1, "mlp_leaky_slope=%g: expected 0 <= slope < 1",
                 c->mlp_leaky_slope);
+    CFG_REQUIRE(cad_compressor_parse(c->artifact_compressor) >= 0, "artifact_compressor='%s': expected zlib or zstd",
+                c->artifact_compressor);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
                 "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #define CONTAINER_MAGIC "CADQINT8"
 #define CONTAINER_VERSION 1u
@@ -80,7 +81,13 @@ static void put_u32(FILE *f, uint32_t v) {
     put(f, b, 4);
 }
 
-int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, cad_int8_stats *st,
+int cad_compressor_parse(const char *name) {
+    return !strcmp(name, "zlib") ? CAD_COMPRESS_ZLIB : !strcmp(name, "zstd") ? CAD_COMPRESS_ZSTD : -1;
+}
+
+const char *cad_compressor_name(int compressor) { return compressor == CAD_COMPRESS_ZSTD ? "zstd" : "zlib"; }
+
+int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, int compressor, cad_int8_stats *st,
                     cad_err *e) {
     memset(st, 0, sizeof *st);
     char *raw = NULL;
@@ -142,12 +149,21 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, cad_int
     if (fclose(f)) { free(raw); return cad_fail(e, CAD_EIO, "%s: cannot build the container", path); }
     st->raw_bytes = raw_len;
 
-    uLongf zlen = compressBound((uLong)raw_len);
+    size_t zlen = compressor == CAD_COMPRESS_ZSTD ? ZSTD_compressBound(raw_len) : (size_t)compressBound((uLong)raw_len);
     unsigned char *z = malloc(zlen);
     if (!z) { free(raw); return cad_fail(e, CAD_ENOMEM, "%s: out of memory compressing", path); }
-    int zrc = compress2(z, &zlen, (const Bytef *)raw, (uLong)raw_len, 9);
-    free(raw);
-    if (zrc != Z_OK) { free(z); return cad_fail(e, CAD_ERR, "%s: zlib compress failed (%d)", path, zrc); }
+    if (compressor == CAD_COMPRESS_ZSTD) {
+        size_t r = ZSTD_compress(z, zlen, raw, raw_len, ZSTD_maxCLevel());
+        free(raw);
+        if (ZSTD_isError(r)) { free(z); return cad_fail(e, CAD_ERR, "%s: zstd compress failed: %s", path, ZSTD_getErrorName(r)); }
+        zlen = r;
+    } else {
+        uLongf zl = (uLongf)zlen;
+        int zrc = compress2(z, &zl, (const Bytef *)raw, (uLong)raw_len, 9);
+        free(raw);
+        if (zrc != Z_OK) { free(z); return cad_fail(e, CAD_ERR, "%s: zlib compress failed (%d)", path, zrc); }
+        zlen = zl;
+    }
     st->compressed_bytes = zlen;
 
     char tmp[4096];
@@ -174,9 +190,50 @@ static int take(rd *r, void *dst, size_t n) {
     return 1;
 }
 
+/* A zstd frame (magic 28 b5 2f fd) decompressed in one call: the encoder stores its size. */
+static int unzstd_file(const char *path, FILE *f, unsigned char **out, size_t *out_len, cad_err *e) {
+    unsigned char *src = NULL;
+    size_t cap = 0, len = 0, got;
+    do {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 1 << 20;
+            unsigned char *nb = realloc(src, cap);
+            if (!nb) { free(src); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
+            src = nb;
+        }
+        got = fread(src + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0);
+    unsigned long long size = ZSTD_getFrameContentSize(src, len);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > ((size_t)1 << 34)) {
+        free(src);
+        return cad_fail(e, CAD_EFORMAT, "%s: not a complete zstd frame (truncated artifact?)", path);
+    }
+    unsigned char *dst = malloc(size ? (size_t)size : 1);
+    if (!dst) { free(src); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
+    size_t r = ZSTD_decompress(dst, (size_t)size, src, len);
+    free(src);
+    if (ZSTD_isError(r) || r != size) {
+        free(dst);
+        return cad_fail(e, CAD_EFORMAT, "%s: zstd decompress failed: %s", path,
+                        ZSTD_isError(r) ? ZSTD_getErrorName(r) : "size mismatch");
+    }
+    *out = dst;
+    *out_len = (size_t)size;
+    return CAD_OK;
+}
+
 static int inflate_all(const char *path, unsigned char **out, size_t *out_len, cad_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char head[4];
+    size_t hn = fread(head, 1, 4, f);
+    rewind(f);
+    if (hn == 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd) {
+        int rc = unzstd_file(path, f, out, out_len, e);
+        fclose(f);
+        return rc;
+    }
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit(&zs) != Z_OK) { fclose(f); return cad_fail(e, CAD_ERR, "%s: zlib init failed", path); }

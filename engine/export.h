@@ -6,7 +6,8 @@
  *     tensors, one fp32 scale otherwise;
  *   - smaller tensors whose name contains a control pattern (attn_scale, mlp_scale, resid_mix,
  *     q_gain, skip_weight, ...): kept fp32; other small tensors: stored fp16;
- *   - then zlib level 9 over the whole container.
+ *   - then zlib level 9 over the whole container (train_gpt.py), or zstd level 22 with
+ *     artifact_compressor: zstd (the records' switch, ~5% smaller); reading detects which.
  * Dequantizing reproduces what the PyTorch round trip loads (q * fp16 scale in fp32), and that
  * round-tripped model is what the final score evaluates.
  *
@@ -40,6 +41,11 @@ typedef struct cad_int8_stats {
     size_t compressed_bytes;      /* the artifact file size */
 } cad_int8_stats;
 
+enum { CAD_COMPRESS_ZLIB = 0, CAD_COMPRESS_ZSTD = 1 };
+/* "zlib" / "zstd" -> CAD_COMPRESS_*, -1 if unknown; and back (for log lines). */
+int cad_compressor_parse(const char *name);
+const char *cad_compressor_name(int compressor);
+
 /* Is this name a control tensor (kept in fp32 when small)? Substring match like train_gpt.py. */
 int cad_int8_is_control_name(const char *name);
 
@@ -55,8 +61,8 @@ float cad_int8_quantile_abs(const float *x, size_t n, float q, float *work);
 void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint16_t *scale_f16,
                             float *work);
 
-/* Quantize + serialize + zlib-9 + write atomically to path. Fills stats. */
-int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, cad_int8_stats *stats,
+/* Quantize + serialize + compress (zlib-9 or zstd-22) + write atomically to path. Fills stats. */
+int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, int compressor, cad_int8_stats *stats,
                     cad_err *e);
 
 /* Read an artifact and dequantize every tensor of ts (matched by name, shapes checked; every

@@ -652,16 +652,19 @@ int cad_train_run(cad_config *c, cad_err *e) {
     char art[1100];
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_int8_stats qs;
-    if ((rc = cad_int8_export(art, s->named, s->n_named, &qs, e))) goto out;
-    log0(s, "Serialized model int8+zlib: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", qs.compressed_bytes,
+    if ((rc = cad_int8_export(art, s->named, s->n_named, cad_compressor_parse(c->artifact_compressor), &qs, e)))
+        goto out;
+    const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
+    log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs.compressed_bytes,
          qs.int8_payload_bytes, qs.raw_bytes,
          (double)qs.baseline_tensor_bytes / (double)(qs.int8_payload_bytes ? qs.int8_payload_bytes : 1));
-    log0(s, "Total submission size int8+zlib: %ld bytes", (long)qs.compressed_bytes + code_bytes);
+    log0(s, "Total submission size int8+%s: %ld bytes", zname, (long)qs.compressed_bytes + code_bytes);
     if ((rc = cad_int8_import(art, s->named, s->n_named, e))) goto out;
     params_from_host(s);
     if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e))) goto out;
-    log0(s, "final_int8_zlib_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", er.val_loss, er.val_bpb, er.eval_ms);
-    log0(s, "final_int8_zlib_roundtrip_exact val_loss:%.8f val_bpb:%.8f", er.val_loss, er.val_bpb);
+    log0(s, "final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", zname, er.val_loss, er.val_bpb,
+         er.eval_ms);
+    log0(s, "final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", zname, er.val_loss, er.val_bpb);
     if (er.partial)
         log0(s, "partial_eval: val_max_tokens:%ld windows:%ld of %ld (result marked partial)", c->val_max_tokens,
              er.n_seqs, (s->n_val - 1) / c->train_seq_len);
@@ -751,7 +754,7 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         if (!rc) {
             snprintf(art, sizeof art, "%s/final_model.int8.ptz", dir);
             params_to_host(s);
-            rc = cad_int8_export(art, s->named, s->n_named, &qs, e);
+            rc = cad_int8_export(art, s->named, s->n_named, cad_compressor_parse(c->artifact_compressor), &qs, e);
             if (!rc) rc = cad_int8_import(art, s->named, s->n_named, e);
             unlink(art);
             rmdir(dir);
@@ -761,8 +764,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
             rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
         }
         if (!rc) {
-            fprintf(out, "Serialized model int8+zlib: %zu bytes\n", qs.compressed_bytes);
-            fprintf(out, "final_int8_zlib_roundtrip_exact val_loss:%.8f val_bpb:%.8f\n", er.val_loss, er.val_bpb);
+            const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
+            fprintf(out, "Serialized model int8+%s: %zu bytes\n", zname, qs.compressed_bytes);
+            fprintf(out, "final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f\n", zname, er.val_loss, er.val_bpb);
         }
     }
     if (!rc && c->eval_stride > 0) {

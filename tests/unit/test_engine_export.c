@@ -57,7 +57,7 @@ static void test_per_tensor_matches_torch(void) {
     CHECK_EQ_INT(cad_int8_scheme(&t), CAD_Q_PER_TENSOR);
     cad_int8_stats st;
     cad_err e = {0};
-    CHECK(cad_int8_export(check_tmp_path("vec.ptz"), &t, 1, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(check_tmp_path("vec.ptz"), &t, 1, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
     cad_named_tensor r = t;
     r.data = back;
     CHECK_MSG(cad_int8_import(check_tmp_path("vec.ptz"), &r, 1, &e) == CAD_OK, "%s", e.msg);
@@ -101,7 +101,7 @@ static void test_round_trip_bounds(void) {
     cad_int8_stats st;
     cad_err e = {0};
     const char *p = check_tmp_path("model.ptz");
-    CHECK_MSG(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(cad_int8_export(p, a.t, 5, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK, "%s", e.msg);
     CHECK_MSG(cad_int8_import(p, b.t, 5, &e) == CAD_OK, "%s", e.msg);
     CHECK_EQ_INT(st.num_tensors, 5);
     CHECK_EQ_INT(st.num_float_tensors, 2); /* 512x160 and 300x256 > 65536 elements */
@@ -145,6 +145,37 @@ static void test_round_trip_bounds(void) {
     free_state(&b);
 }
 
+/* artifact_compressor: zstd holds the same container (lossless either way: the round trip is
+ * bit-identical to zlib's), is found by its magic when read, and a truncated frame is an error. */
+static void test_zstd_container(void) {
+    state5 a, bz, bs;
+    make_state(&a, 4);
+    make_state(&bz, 5);
+    make_state(&bs, 6);
+    cad_int8_stats sz, ss;
+    cad_err e = {0};
+    char pz[4200], ps[4200];
+    snprintf(pz, sizeof pz, "%s", check_tmp_path("m.zlib.ptz"));
+    snprintf(ps, sizeof ps, "%s", check_tmp_path("m.zstd.ptz"));
+    CHECK(cad_int8_export(pz, a.t, 5, CAD_COMPRESS_ZLIB, &sz, &e) == CAD_OK);
+    CHECK_MSG(cad_int8_export(ps, a.t, 5, CAD_COMPRESS_ZSTD, &ss, &e) == CAD_OK, "%s", e.msg);
+    CHECK_EQ_INT(ss.raw_bytes, sz.raw_bytes);
+    size_t n = 0;
+    unsigned char *f = (unsigned char *)check_slurp(ps, &n);
+    CHECK(f && n == ss.compressed_bytes && f[0] == 0x28 && f[1] == 0xb5 && f[2] == 0x2f && f[3] == 0xfd);
+    CHECK(cad_int8_import(pz, bz.t, 5, &e) == CAD_OK);
+    CHECK_MSG(cad_int8_import(ps, bs.t, 5, &e) == CAD_OK, "%s", e.msg);
+    for (int i = 0; i < 5; i++) CHECK(memcmp(bz.t[i].data, bs.t[i].data, bz.t[i].numel * 4) == 0);
+    const char *cut = check_tmp_path("cut.zstd.ptz");
+    if (f) check_write_bytes(cut, f, n / 2);
+    CHECK(cad_int8_import(cut, bs.t, 5, &e) == CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "cut.zstd.ptz") != NULL, "%s", e.msg);
+    CHECK_EQ_INT(cad_compressor_parse("zstd"), CAD_COMPRESS_ZSTD);
+    CHECK_EQ_INT(cad_compressor_parse("brotli"), -1);
+    free(f);
+    free_state(&a), free_state(&bz), free_state(&bs);
+}
+
 static void test_format_errors(void) {
     state5 a;
     make_state(&a, 3);
@@ -152,7 +183,7 @@ static void test_format_errors(void) {
     cad_int8_stats st;
     char p[4200];
     snprintf(p, sizeof p, "%s", check_tmp_path("ok.ptz"));
-    CHECK(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(p, a.t, 5, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
 
     /* missing file */
     CHECK(cad_int8_import(check_tmp_path("nope.ptz"), a.t, 5, &e) == CAD_EIO);
@@ -180,11 +211,11 @@ static void test_format_errors(void) {
     /* model lacks a tensor the file has; model has a tensor the file lacks; shape differs */
     CHECK(cad_int8_import(p, a.t, 4, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "unexpected tensor 'blocks.0.attn.c_k.weight'"), "%s", e.msg);
-    CHECK(cad_int8_export(p, a.t, 4, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(p, a.t, 4, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
     CHECK(cad_int8_import(p, a.t, 5, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "'blocks.0.attn.c_k.weight' missing"), "%s", e.msg);
     a.t[4].shape[0] = 32, a.t[4].shape[1] = 512;
-    CHECK(cad_int8_export(p, a.t, 5, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(p, a.t, 5, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
     a.t[4].shape[0] = 64, a.t[4].shape[1] = 256;
     CHECK(cad_int8_import(p, a.t, 5, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "shape"), "%s", e.msg);
@@ -199,6 +230,7 @@ int main(void) {
     RUN(test_per_row_matches_torch);
     RUN(test_per_tensor_matches_torch);
     RUN(test_round_trip_bounds);
+    RUN(test_zstd_container);
     RUN(test_format_errors);
     cad_safetensors_file_free(&fx);
     return check_report() || !fx_ok;

@@ -366,6 +366,9 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, c->train_seq_len);
     CFG_REQUIRE(c->mlp_leaky_slope >= 0 && c->mlp_leaky_slope < 1, "mlp_leaky_slope=%g: expected 0 <= slope < 1",
                 c->mlp_leaky_slope);
+    CFG_REQUIRE(c->quant_matrix_bits >= 2 && c->quant_matrix_bits <= 8 && c->quant_embed_bits >= 2 &&
+                    c->quant_embed_bits <= 8,
+                "quant_matrix_bits=%ld quant_embed_bits=%ld: expected 2..8", c->quant_matrix_bits, c->quant_embed_bits);
     CFG_REQUIRE(cad_compressor_parse(c->artifact_compressor) >= 0, "artifact_compressor='%s': expected zlib or zstd",
                 c->artifact_compressor);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,

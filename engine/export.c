@@ -51,26 +51,55 @@ float cad_int8_quantile_abs(const float *x, size_t n, float q, float *work) {
     return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
 }
 
-static int8_t quantize_one(float v, float clip, float scale) {
+static int8_t quantize_one_q(float v, float clip, float scale, float qmax) {
     float c = v < clip ? v : clip;
     c = c > -clip ? c : -clip;
     float r = nearbyintf(c / scale); /* torch.round: half to even (default FE_TONEAREST) */
-    if (r > 127.0f) r = 127.0f;
-    if (r < -127.0f) r = -127.0f;
+    if (r > qmax) r = qmax;
+    if (r < -qmax) r = -qmax;
     return (int8_t)r;
+}
+
+static int8_t quantize_one(float v, float clip, float scale) { return quantize_one_q(v, clip, scale, 127.0f); }
+
+/* GPTQ-lite's candidate clips (techniques.md §6), as quantiles of |row| */
+static const float clip_candidates[] = {0.999f, 0.9995f, 0.9999f, 0.99999f, 1.0f};
+
+void cad_quantize_rows(const float *t, int rows, int cols, int bits, int clip_search, int8_t *q, uint16_t *scale_f16,
+                       float *work) {
+    const float qmax = (float)((1 << (bits - 1)) - 1), min_scale = 1.0f / qmax;
+    int n_cand = clip_search ? (int)(sizeof clip_candidates / sizeof *clip_candidates) : 1;
+    for (int r = 0; r < rows; r++) {
+        const float *row = t + (size_t)r * cols;
+        int8_t *qr = q + (size_t)r * cols;
+        double best_mse = INFINITY;
+        float best_scale = 1.0f, best_clip = 0.0f;
+        for (int k = 0; k < n_cand; k++) {
+            float p = clip_search ? clip_candidates[k] : (float)CAD_INT8_CLIP_Q;
+            float clip = cad_int8_quantile_abs(row, (size_t)cols, p, work);
+            float scale = clip / qmax; /* train_gpt.py's (and the records') clamp_min(1/qmax) */
+            if (scale < min_scale) scale = min_scale;
+            if (!clip_search) { best_clip = clip, best_scale = scale; break; }
+            double mse = 0; /* reconstruction error with the fp32 scale, as the records rank them */
+            for (int c = 0; c < cols; c++) {
+                double d = (double)quantize_one_q(row[c], clip, scale, qmax) * scale - row[c];
+                mse += d * d;
+            }
+            if (mse < best_mse) best_mse = mse, best_clip = clip, best_scale = scale;
+        }
+        for (int c = 0; c < cols; c++) qr[c] = quantize_one_q(row[c], best_clip, best_scale, qmax);
+        scale_f16[r] = cad_f32_to_f16(best_scale);
+    }
 }
 
 void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint16_t *scale_f16,
                             float *work) {
-    const float q_clip = (float)CAD_INT8_CLIP_Q, min_scale = (float)(1.0 / 127.0);
-    for (int r = 0; r < rows; r++) {
-        const float *row = t + (size_t)r * cols;
-        float clip = cad_int8_quantile_abs(row, (size_t)cols, q_clip, work);
-        float scale = clip / 127.0f;
-        if (scale < min_scale) scale = min_scale;
-        for (int c = 0; c < cols; c++) q[(size_t)r * cols + c] = quantize_one(row[c], clip, scale);
-        scale_f16[r] = cad_f32_to_f16(scale);
-    }
+    cad_quantize_rows(t, rows, cols, 8, 0, q, scale_f16, work);
+}
+
+/* tok_emb / lm_head: the records keep the embedding at higher precision than the blocks */
+static int is_embedding_name(const char *name) {
+    return strstr(name, "tok_emb") != NULL || strstr(name, "lm_head") != NULL;
 }
 
 /* ---- container writing -------------------------------------------------------------------- */
@@ -87,8 +116,11 @@ int cad_compressor_parse(const char *name) {
 
 const char *cad_compressor_name(int compressor) { return compressor == CAD_COMPRESS_ZSTD ? "zstd" : "zlib"; }
 
-int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, int compressor, cad_int8_stats *st,
-                    cad_err *e) {
+int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
+                    cad_int8_stats *st, cad_err *e) {
+    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0};
+    if (!qo) qo = &baseline;
+    int compressor = qo->compressor;
     memset(st, 0, sizeof *st);
     char *raw = NULL;
     size_t raw_len = 0;
@@ -129,7 +161,8 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, int com
             st->int8_payload_bytes += t->numel * 2;
         } else if (scheme == CAD_Q_PER_ROW) {
             int rows = (int)t->shape[0], cols = (int)t->shape[1];
-            cad_int8_quantize_rows(t->data, rows, cols, qbuf, hbuf, work);
+            int bits = is_embedding_name(t->name) ? qo->embed_bits : qo->matrix_bits;
+            cad_quantize_rows(t->data, rows, cols, bits, qo->clip_search, qbuf, hbuf, work);
             put(f, hbuf, (size_t)rows * 2);
             put(f, qbuf, t->numel);
             st->num_float_tensors++;

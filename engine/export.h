@@ -61,9 +61,26 @@ float cad_int8_quantile_abs(const float *x, size_t n, float q, float *work);
 void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint16_t *scale_f16,
                             float *work);
 
-/* Quantize + serialize + compress (zlib-9 or zstd-22) + write atomically to path. Fills stats. */
-int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, int compressor, cad_int8_stats *stats,
-                    cad_err *e);
+/* How the artifact is made. The baseline (NULL) is train_gpt.py's: int8 everywhere, the
+ * 99.99984th-percentile clip, zlib-9. Low-bit codes are still stored one per int8 byte (the
+ * records' "int6 in int8 containers": the compressor squeezes the unused range), so the
+ * container and its reader do not change; scale = max(clip / qmax, 1 / qmax), qmax = 2^(b-1)-1. */
+typedef struct cad_quant_opts {
+    int compressor;  /* CAD_COMPRESS_* */
+    int matrix_bits; /* per-row 2-D tensors other than the embedding: 8 (baseline), 6 or 5 */
+    int embed_bits;  /* tok_emb / lm_head rows: 8 (records keep the embedding at int8) */
+    int clip_search; /* GPTQ-lite: per row the clip quantile of {0.999, 0.9995, 0.9999,
+                      * 0.99999, 1} with the least reconstruction MSE, instead of 0.9999984 */
+} cad_quant_opts;
+
+/* Per-row quantization of a [rows, cols] matrix to bits (2..8) as above; bits 8 without
+ * clip search is cad_int8_quantize_rows. */
+void cad_quantize_rows(const float *t, int rows, int cols, int bits, int clip_search, int8_t *q, uint16_t *scale_f16,
+                       float *work);
+
+/* Quantize + serialize + compress + write atomically to path. qo NULL = the baseline. */
+int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
+                    cad_int8_stats *stats, cad_err *e);
 
 /* Read an artifact and dequantize every tensor of ts (matched by name, shapes checked; every
  * tensor must be present, and every tensor in the file must be in ts). */

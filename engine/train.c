@@ -335,6 +335,12 @@ static int optim_setup(session *s, cad_err *e) {
     return CAD_OK;
 }
 
+static cad_quant_opts quant_opts(const cad_config *c) {
+    cad_quant_opts q = {cad_compressor_parse(c->artifact_compressor), (int)c->quant_matrix_bits, (int)c->quant_embed_bits,
+                        c->quant_clip_search};
+    return q;
+}
+
 static cad_ttt_spec ttt_spec(const cad_config *c) {
     cad_ttt_spec t = {c->eval_stride > 0 ? (int)c->eval_stride : (int)c->train_seq_len, c->ttt_chunk_tokens, c->ttt_lr,
                       c->ttt_momentum, (int)c->ttt_epochs, (int)c->ttt_batch_seqs, c->ttt_grad_clip};
@@ -652,8 +658,11 @@ int cad_train_run(cad_config *c, cad_err *e) {
     char art[1100];
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_int8_stats qs;
-    if ((rc = cad_int8_export(art, s->named, s->n_named, cad_compressor_parse(c->artifact_compressor), &qs, e)))
-        goto out;
+    cad_quant_opts qo = quant_opts(c);
+    if (qo.matrix_bits != 8 || qo.embed_bits != 8 || qo.clip_search) /* train_gpt.py's log has no such line */
+        log0(s, "quant: block_matrices:int%d embedding:int%d clip:%s", qo.matrix_bits, qo.embed_bits,
+             qo.clip_search ? "gptq-lite" : "p99.99984");
+    if ((rc = cad_int8_export(art, s->named, s->n_named, &qo, &qs, e))) goto out;
     const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
     log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs.compressed_bytes,
          qs.int8_payload_bytes, qs.raw_bytes,
@@ -754,7 +763,8 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         if (!rc) {
             snprintf(art, sizeof art, "%s/final_model.int8.ptz", dir);
             params_to_host(s);
-            rc = cad_int8_export(art, s->named, s->n_named, cad_compressor_parse(c->artifact_compressor), &qs, e);
+            cad_quant_opts qo = quant_opts(c);
+            rc = cad_int8_export(art, s->named, s->n_named, &qo, &qs, e);
             if (!rc) rc = cad_int8_import(art, s->named, s->n_named, e);
             unlink(art);
             rmdir(dir);

@@ -57,7 +57,7 @@ static void test_per_tensor_matches_torch(void) {
     CHECK_EQ_INT(cad_int8_scheme(&t), CAD_Q_PER_TENSOR);
     cad_int8_stats st;
     cad_err e = {0};
-    CHECK(cad_int8_export(check_tmp_path("vec.ptz"), &t, 1, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(check_tmp_path("vec.ptz"), &t, 1, NULL, &st, &e) == CAD_OK);
     cad_named_tensor r = t;
     r.data = back;
     CHECK_MSG(cad_int8_import(check_tmp_path("vec.ptz"), &r, 1, &e) == CAD_OK, "%s", e.msg);
@@ -101,7 +101,7 @@ static void test_round_trip_bounds(void) {
     cad_int8_stats st;
     cad_err e = {0};
     const char *p = check_tmp_path("model.ptz");
-    CHECK_MSG(cad_int8_export(p, a.t, 5, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(cad_int8_export(p, a.t, 5, NULL, &st, &e) == CAD_OK, "%s", e.msg);
     CHECK_MSG(cad_int8_import(p, b.t, 5, &e) == CAD_OK, "%s", e.msg);
     CHECK_EQ_INT(st.num_tensors, 5);
     CHECK_EQ_INT(st.num_float_tensors, 2); /* 512x160 and 300x256 > 65536 elements */
@@ -157,8 +157,9 @@ static void test_zstd_container(void) {
     char pz[4200], ps[4200];
     snprintf(pz, sizeof pz, "%s", check_tmp_path("m.zlib.ptz"));
     snprintf(ps, sizeof ps, "%s", check_tmp_path("m.zstd.ptz"));
-    CHECK(cad_int8_export(pz, a.t, 5, CAD_COMPRESS_ZLIB, &sz, &e) == CAD_OK);
-    CHECK_MSG(cad_int8_export(ps, a.t, 5, CAD_COMPRESS_ZSTD, &ss, &e) == CAD_OK, "%s", e.msg);
+    cad_quant_opts zstd = {CAD_COMPRESS_ZSTD, 8, 8, 0};
+    CHECK(cad_int8_export(pz, a.t, 5, NULL, &sz, &e) == CAD_OK);
+    CHECK_MSG(cad_int8_export(ps, a.t, 5, &zstd, &ss, &e) == CAD_OK, "%s", e.msg);
     CHECK_EQ_INT(ss.raw_bytes, sz.raw_bytes);
     size_t n = 0;
     unsigned char *f = (unsigned char *)check_slurp(ps, &n);
@@ -176,6 +177,76 @@ static void test_zstd_container(void) {
     free_state(&a), free_state(&bz), free_state(&bs);
 }
 
+/* Low-bit rows (quant_matrix_bits) and GPTQ-lite's clip search: codes stay within +-qmax,
+ * scale = max(clip/qmax, 1/qmax) as the records', the searched clip has the least
+ * reconstruction MSE of the candidates (recomputed here independently), int6 artifacts come
+ * out smaller than int8 ones, and the embedding keeps its own bit width. */
+static void test_low_bit_rows_and_clip_search(void) {
+    enum { R = 240, C = 300 }; /* > 65,536 elements: quantized, not kept as fp16 */
+    float *t = malloc(sizeof(float) * R * C), *work = malloc(sizeof(float) * C);
+    int8_t *q = malloc(R * C);
+    uint16_t *sc = malloc(sizeof(uint16_t) * R);
+    unsigned seed = 9;
+    for (int i = 0; i < R * C; i++) { /* heavy-ish tails: a few large values per row */
+        seed = seed * 1664525u + 1013904223u;
+        float u = (float)(seed >> 8) / 16777216.0f - 0.5f;
+        t[i] = (i % 97 == 0 ? 8.0f : 1.0f) * u * (1.0f + (float)(i / C) * 0.3f);
+    }
+    static const float cand[] = {0.999f, 0.9995f, 0.9999f, 0.99999f, 1.0f};
+    for (int search = 0; search < 2; search++) {
+        cad_quantize_rows(t, R, C, 6, search, q, sc, work);
+        for (int r = 0; r < R; r++) {
+            const float *row = t + (size_t)r * C;
+            double best = INFINITY, got = 0;
+            float s16 = cad_f16_to_f32(sc[r]);
+            for (int c = 0; c < C; c++) {
+                CHECK(q[r * C + c] >= -31 && q[r * C + c] <= 31);
+                double d = (double)q[r * C + c] * s16 - row[c];
+                got += d * d;
+            }
+            for (size_t k = 0; k < (search ? 5 : 0); k++) {
+                float clip = cad_int8_quantile_abs(row, C, cand[k], work);
+                float s = clip / 31.0f > 1.0f / 31.0f ? clip / 31.0f : 1.0f / 31.0f;
+                double mse = 0;
+                for (int c = 0; c < C; c++) {
+                    float v = row[c] < clip ? row[c] : clip;
+                    v = v > -clip ? v : -clip;
+                    float qq = nearbyintf(v / s);
+                    qq = qq > 31 ? 31 : qq < -31 ? -31 : qq;
+                    double d = (double)qq * s - row[c];
+                    mse += d * d;
+                }
+                if (mse < best) best = mse;
+            }
+            /* the chosen row, dequantized with its fp16 scale, is within fp16 rounding of the best */
+            if (search) CHECK_MSG(got <= best * 1.01 + 1e-9, "row %d: mse %.6g, best candidate %.6g", r, got, best);
+        }
+    }
+    /* whole artifacts: int6 + search smaller than int8; the embedding keeps 8 bits */
+    cad_named_tensor ts[2] = {{"blocks.0.mlp.fc.weight", 2, {R, C}, (size_t)R * C, t},
+                              {"tok_emb.weight", 2, {R, C}, (size_t)R * C, t}};
+    cad_quant_opts b8 = {CAD_COMPRESS_ZLIB, 8, 8, 0}, b6 = {CAD_COMPRESS_ZLIB, 6, 8, 1};
+    cad_int8_stats s8, s6;
+    cad_err e = {0};
+    char p8[4200], p6[4200];
+    snprintf(p8, sizeof p8, "%s", check_tmp_path("q8.ptz"));
+    snprintf(p6, sizeof p6, "%s", check_tmp_path("q6.ptz"));
+    CHECK(cad_int8_export(p8, ts, 1, &b8, &s8, &e) == CAD_OK);
+    CHECK(cad_int8_export(p6, ts, 1, &b6, &s6, &e) == CAD_OK);
+    CHECK_MSG(s6.compressed_bytes < s8.compressed_bytes, "int6 %zu bytes vs int8 %zu", s6.compressed_bytes,
+              s8.compressed_bytes);
+    float *back = malloc(sizeof(float) * R * C * 2);
+    cad_named_tensor rt[2] = {{"blocks.0.mlp.fc.weight", 2, {R, C}, (size_t)R * C, back},
+                              {"tok_emb.weight", 2, {R, C}, (size_t)R * C, back + R * C}};
+    CHECK(cad_int8_export(p6, ts, 2, &b6, &s6, &e) == CAD_OK);
+    CHECK_MSG(cad_int8_import(p6, rt, 2, &e) == CAD_OK, "%s", e.msg);
+    cad_quantize_rows(t, R, C, 8, 1, q, sc, work); /* what the embedding must have become */
+    int same = 1;
+    for (int i = 0; i < R * C; i++) same &= back[R * C + i] == (float)q[i] * cad_f16_to_f32(sc[i / C]);
+    CHECK_MSG(same, "the embedding was not quantized at quant_embed_bits = 8");
+    free(t), free(work), free(q), free(back), free(sc);
+}
+
 static void test_format_errors(void) {
     state5 a;
     make_state(&a, 3);
@@ -183,7 +254,7 @@ static void test_format_errors(void) {
     cad_int8_stats st;
     char p[4200];
     snprintf(p, sizeof p, "%s", check_tmp_path("ok.ptz"));
-    CHECK(cad_int8_export(p, a.t, 5, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(p, a.t, 5, NULL, &st, &e) == CAD_OK);
 
     /* missing file */
     CHECK(cad_int8_import(check_tmp_path("nope.ptz"), a.t, 5, &e) == CAD_EIO);
@@ -211,11 +282,11 @@ static void test_format_errors(void) {
     /* model lacks a tensor the file has; model has a tensor the file lacks; shape differs */
     CHECK(cad_int8_import(p, a.t, 4, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "unexpected tensor 'blocks.0.attn.c_k.weight'"), "%s", e.msg);
-    CHECK(cad_int8_export(p, a.t, 4, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(p, a.t, 4, NULL, &st, &e) == CAD_OK);
     CHECK(cad_int8_import(p, a.t, 5, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "'blocks.0.attn.c_k.weight' missing"), "%s", e.msg);
     a.t[4].shape[0] = 32, a.t[4].shape[1] = 512;
-    CHECK(cad_int8_export(p, a.t, 5, CAD_COMPRESS_ZLIB, &st, &e) == CAD_OK);
+    CHECK(cad_int8_export(p, a.t, 5, NULL, &st, &e) == CAD_OK);
     a.t[4].shape[0] = 64, a.t[4].shape[1] = 256;
     CHECK(cad_int8_import(p, a.t, 5, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "shape"), "%s", e.msg);
@@ -231,6 +302,7 @@ int main(void) {
     RUN(test_per_tensor_matches_torch);
     RUN(test_round_trip_bounds);
     RUN(test_zstd_container);
+    RUN(test_low_bit_rows_and_clip_search);
     RUN(test_format_errors);
     cad_safetensors_file_free(&fx);
     return check_report() || !fx_ok;

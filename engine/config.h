@@ -74,6 +74,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, beta2, "0.95", "Adam beta2")                                                         \
     X(FLOAT, adam_eps, "1e-8", "Adam epsilon")                                                    \
     X(FLOAT, grad_clip_norm, "0.0", "global grad-norm clip (0 = off)")                            \
+    X(BOOL, muon_row_norm, "0", "MuonEq-R: normalise each row of the Muon update before Newton-Schulz") \
     X(FLOAT, muon_wd, "0.0", "decoupled weight decay of the Muon matrices: p *= 1 - lr*wd")     \
     X(FLOAT, embed_wd, "0.0", "decoupled (AdamW) weight decay of tok_emb / lm_head")              \
     X(FLOAT, scalar_wd, "0.0", "decoupled (AdamW) weight decay of the scalar/control tensors")    \

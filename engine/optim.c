@@ -5,6 +5,7 @@
  */
 #include "optim.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,13 @@ int cad_optim_init(cad_optim *o, const cad_backend *be, const cad_optim_hparams 
             return cad_fail(e, CAD_ENOMEM, "optimizer: cannot allocate %zu bytes of state",
                             state * sizeof(float));
     }
+    if (hp->muon_row_norm) {
+        int max_rows = 1;
+        for (int i = 0; i < n; i++)
+            if (o->params[i].kind == CAD_OPT_MUON && o->params[i].rows > max_rows) max_rows = o->params[i].rows;
+        o->row_scratch = be->alloc(be, (size_t)max_rows * sizeof(float));
+        if (!o->row_scratch) return cad_fail(e, CAD_ENOMEM, "optimizer: cannot allocate the MuonEq-R row norms");
+    }
     if (ns) {
         o->ns_scratch = be->alloc(be, ns * sizeof(float));
         if (!o->ns_scratch)
@@ -185,7 +193,8 @@ int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_er
         default: q->kind = CAD_OPT_ADAM; q->base_lr = c->scalar_lr; q->wd = c->scalar_wd; break;
         }
     }
-    cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps, c->ema_decay};
+    cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps, c->ema_decay,
+                            c->muon_row_norm};
     int rc = cad_optim_init(o, m->be, &hp, n, ps, e);
     free(ps);
     return rc;
@@ -195,6 +204,7 @@ void cad_optim_free(cad_optim *o) {
     if (o->be) {
         o->be->free(o->be, o->state);
         o->be->free(o->be, o->ns_scratch);
+        o->be->free(o->be, o->row_scratch);
     }
     free(o->params);
     free(o->muon_order);
@@ -265,6 +275,10 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                 be->axpby(be, rc, 1.0f, p->grad, (float)momentum, p->m);
                 be->copy(be, u, p->grad, rc * sizeof(float));
                 be->axpby(be, rc, (float)momentum, p->m, 1.0f, u);
+                /* MuonEq-R: rows to equal norm. rmsnorm scales each row to norm sqrt(cols)
+                 * instead of 1 (and its eps sits inside the mean): the Frobenius normalisation
+                 * below removes the common factor, so the result is the row-normalised update. */
+                if (o->hp.muon_row_norm) be->rmsnorm_forward(be, u, o->row_scratch, u, rows, cols, FLT_EPSILON);
                 double norm = sqrt(be->sumsq(be, u, rc));
                 be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), u);
             }

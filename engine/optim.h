@@ -51,6 +51,9 @@ typedef struct cad_optim_hparams {
     /* > 0: after every step ema = d*ema + (1-d)*p for every parameter (fp32, in the state arena,
      * so checkpoints carry it); ema starts as the weights at init / reset. 0 = off. */
     double ema_decay;
+    /* MuonEq-R: each row of the Nesterov update divided by its L2 norm before Newton-Schulz
+     * (the records' PR #1217/#1260, about -0.001 bpb). 0 = train_gpt.py's Muon. */
+    int muon_row_norm;
 } cad_optim_hparams;
 
 typedef struct cad_optim {
@@ -62,6 +65,7 @@ typedef struct cad_optim {
     float *state;          /* backend arena: every m and v */
     size_t state_floats;
     float *ns_scratch;     /* backend scratch for Newton–Schulz of one shape group: X, X2, A, B */
+    float *row_scratch;    /* backend [max Muon rows]: the row norms of MuonEq-R (NULL when off) */
     size_t ns_floats;
     /* Muon params grouped by shape (planned at init): group g is muon_order[first .. first +
      * group_len[g]) with first = sum of the earlier lengths; a group is orthogonalised as one

@@ -82,7 +82,7 @@ static void bench_config(const char *label, cad_model_config mc, int tokens_per_
         if (q->kind == CAD_OPT_MUON) opt_flops += ns_flops(q->rows, q->cols, 5);
     }
     cad_optim o;
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
     if (cad_optim_init(&o, be, &hp, n, ps, &e)) { printf("%s: optim init failed: %s\n", label, e.msg); return; }
     int32_t *x = malloc((size_t)B * T * 4), *y = malloc((size_t)B * T * 4);
     unsigned s = 1;

@@ -96,7 +96,7 @@ static void test_optimizer_steps_match_torch(void) {
         ps[k].data = data[k];
         ps[k].grad = grad[k];
     }
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 4, ps, &e) == CAD_OK);
@@ -138,7 +138,7 @@ static void test_muon_rejects_bad_shape(void) {
     const cad_backend *be = cad_backend_cpu();
     float d[6], g[6];
     cad_optim_param p = {.name = "bad", .kind = CAD_OPT_MUON, .rows = 4, .cols = 4, .numel = 6, .base_lr = 0.1, .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 1, &p, &e) == CAD_ECONFIG);
@@ -339,7 +339,7 @@ static void test_ema_of_weights(void) {
     float d[6] = {1, 2, 3, 4, 5, 6}, g[6] = {0.5f, -1, 0.25f, 2, -0.5f, 1};
     cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 6, .cols = 1, .numel = 6, .base_lr = 0.1,
                          .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75, 0};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
@@ -372,6 +372,48 @@ static void test_ema_of_weights(void) {
     cad_optim_free(&o);
 }
 
+/* MuonEq-R (muon_row_norm): the step equals train_gpt.py's Muon applied to the Nesterov update
+ * with each row divided by its L2 norm, computed here by hand; without it the rows' relative
+ * scale survives (the two updates differ). */
+static void test_muon_row_norm(void) {
+    enum { RW = 12, CL = 8 };
+    float p0[RW * CL], g[RW * CL], d[RW * CL], u[RW * CL], want[RW * CL];
+    unsigned seed = 3;
+    for (int i = 0; i < RW * CL; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p0[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+        seed = seed * 1664525u + 1013904223u;
+        g[i] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * (float)(1 + i / CL); /* rows of growing scale */
+    }
+    const double lr = 0.1, mu = 0.9;
+    for (int i = 0; i < RW * CL; i++) u[i] = (float)(g[i] + mu * g[i]); /* first step: buf = g */
+    for (int r = 0; r < RW; r++) {
+        double nrm = 0;
+        for (int c = 0; c < CL; c++) nrm += (double)u[r * CL + c] * u[r * CL + c];
+        nrm = sqrt(nrm);
+        for (int c = 0; c < CL; c++) u[r * CL + c] = (float)(u[r * CL + c] / (nrm > 1e-7 ? nrm : 1e-7));
+    }
+    float *scratch = malloc(cad_muon_ns_scratch_floats(RW, CL) * sizeof(float));
+    cad_muon_newton_schulz(cad_backend_cpu(), want, u, RW, CL, 5, scratch);
+    double scale = sqrt((double)RW / CL);
+    for (int i = 0; i < RW * CL; i++) want[i] = (float)(p0[i] - lr * scale * want[i]);
+    cad_err e = {0};
+    for (int on = 1; on >= 0; on--) {
+        memcpy(d, p0, sizeof d);
+        cad_optim_param p = {.name = "w", .kind = CAD_OPT_MUON, .rows = RW, .cols = CL, .numel = RW * CL, .base_lr = lr,
+                             .data = d, .grad = g};
+        cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, on};
+        cad_optim o;
+        CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+        cad_optim_step(&o, 1.0, mu);
+        double worst = max_abs_diff(d, want, RW * CL);
+        if (on) CHECK_MSG(worst < 1e-5, "MuonEq-R step off by %.3g", worst);
+        else CHECK_MSG(worst > 1e-3, "plain Muon matched the row-normalised update (%.3g)", worst);
+        cad_optim_free(&o);
+    }
+    free(scratch);
+}
+
 int main(void) {
     cad_err e = {0};
     fx_ok = cad_safetensors_load(check_src_path("tests/fixtures/engine/optim_ref.safetensors"), &fx, &e) == CAD_OK;
@@ -387,6 +429,7 @@ int main(void) {
     RUN(test_muon_momentum_warmup);
     RUN(test_weight_decay_is_decoupled);
     RUN(test_ema_of_weights);
+    RUN(test_muon_row_norm);
     RUN(test_trajectory_matches_torch);
     RUN(test_trajectory_untied_matches_torch);
     cad_safetensors_file_free(&fx);

@@ -354,6 +354,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
         CFG_REQUIRE(cad_config_recur_span(c, &rf, &rl) == 0, "recur_layers='%s': expected 'a-b' or 'a' (block numbers)",
                     c->recur_layers);
         CFG_REQUIRE(c->recur_loops >= 1 && c->recur_loops <= 16, "recur_loops=%ld: expected 1..16", c->recur_loops);
+        CFG_REQUIRE(c->recur_start_frac >= 0 && c->recur_start_frac < 1, "recur_start_frac=%g: expected 0 <= f < 1",
+                    c->recur_start_frac);
         CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
                     "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
                     c->num_layers - 1, c->recur_layers);

@@ -57,6 +57,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, mlp_leaky_slope, "0.0", "MLP activation leaky_relu(x, s)^2; 0 = relu^2 (records: 0.5)") \
     X(STR, recur_layers, "", "depth recurrence: blocks 'a-b' (0-based) run recur_loops times, shared weights") \
     X(INT, recur_loops, "1", "passes over recur_layers (1 = no recurrence; records: 2-3)")          \
+    X(FLOAT, recur_start_frac, "0.0", "switch recurrence on at this fraction of training (records: 0.35-0.5)") \
     X(BOOL, tie_embeddings, "1", "share tok_emb as the output head")                              \
     X(FLOAT, rope_base, "10000.0", "RoPE base")                                                   \
     X(FLOAT, logit_softcap, "30.0", "logits = c*tanh(z/c)")                                       \

@@ -178,6 +178,30 @@ static void params_build(cad_model *m, size_t *name_bytes) {
     if (name_bytes) *name_bytes = pb.name_off;
 }
 
+void cad_model_set_recurrence(cad_model *m, int on) {
+    const cad_model_config *c = &m->cfg;
+    on = on && c->recur_loops > 1;
+    if (on == m->recur_on) return;
+    m->recur_on = on;
+    m->n_virtual = on ? m->n_virtual_max : c->num_layers;
+    m->n_enc = m->n_virtual / 2;
+    m->n_dec = m->n_virtual - m->n_enc;
+    m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
+    for (int v = 0; v < m->n_virtual; v++) { /* parameters of the physical block, own activations */
+        const cad_model_layer *P = &m->phys[on ? virtual_to_physical(c, v) : v];
+        cad_model_layer *L = &m->layers[v];
+        L->p_attn_scale = P->p_attn_scale, L->p_mlp_scale = P->p_mlp_scale, L->p_resid_mix = P->p_resid_mix;
+        L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
+        L->p_mlp_proj = P->p_mlp_proj;
+        int dec = v - m->n_enc;
+        if (v == 0) L->xin = m->x0;
+        else if (dec >= 0 && dec < m->n_skip) L->xin = L->skip_sum;
+        else L->xin = m->layers[v - 1].out;
+        CAD_ASSERT(L->xin != NULL);
+    }
+    m->have_targets = 0; /* a pending backward would see the other schedule */
+}
+
 cad_param *cad_model_param(cad_model *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
@@ -211,13 +235,14 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->rope_sin = TAKE_F(ap, (size_t)c->max_seq_len * m->head_dim / 2);
     m->x0 = TAKE_F(ap, N * C);
     m->rstd0 = TAKE_F(ap, N);
-    for (int l = 0; l < m->n_virtual; l++) {
+    for (int l = 0; l < m->n_virtual_max; l++) {
         cad_model_layer *L = &m->layers[l];
         L->out = TAKE_F(ap, N * C);
-        int dec = l - m->n_enc;
-        if (l == 0) L->xin = m->x0;
-        else if (dec >= 0 && dec < m->n_skip) L->xin = TAKE_F(ap, N * C); /* skip sum */
-        else L->xin = m->layers[l - 1].out;
+        /* a skip-sum buffer where a decoder pops a skip in either schedule (plain or looped) */
+        int plain_enc = c->num_layers / 2, loop_enc = m->n_virtual_max / 2;
+        int pops = (l >= plain_enc && l - plain_enc < plain_enc && l < c->num_layers) ||
+                   (l >= loop_enc && l - loop_enc < loop_enc);
+        L->skip_sum = l > 0 && pops ? TAKE_F(ap, N * C) : NULL;
         L->xn1 = TAKE_F(ap, N * C);
         L->rstd1 = TAKE_F(ap, N);
         L->qkv = TAKE_F(ap, N * m->qkv_dim);
@@ -248,7 +273,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->d_q = TAKE_F(ap, N * C);
     m->d_k = TAKE_F(ap, N * m->kv_dim);
     m->d_h = TAKE_F(ap, N * m->hidden);
-    for (int s = 0; s < m->n_skip; s++) m->d_skip[s] = TAKE_F(ap, N * C);
+    for (int s = 0; s < m->n_virtual_max / 2; s++) m->d_skip[s] = TAKE_F(ap, N * C);
     m->att_scratch = act_take(ap, m->att_scratch_bytes);
 }
 
@@ -293,6 +318,7 @@ void cad_model_free(cad_model *m) {
     free(m->params);
     free(m->names);
     free(m->layers);
+    free(m->phys);
     free(m->d_skip);
     free(m->token_loss);
     memset(m, 0, sizeof(*m));
@@ -309,7 +335,8 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     m->kv_dim = c->num_kv_heads * m->head_dim;
     m->qkv_dim = c->model_dim + 2 * m->kv_dim;
     m->hidden = c->mlp_mult * c->model_dim;
-    m->n_virtual = cad_model_virtual_layers(c);
+    m->n_virtual_max = cad_model_virtual_layers(c);
+    m->n_virtual = m->n_virtual_max; /* sizes skip_weights: one row per skip of the longest schedule */
     m->n_enc = m->n_virtual / 2;
     m->n_dec = m->n_virtual - m->n_enc;
     m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
@@ -322,10 +349,11 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     size_t N = (size_t)c->max_batch_seqs * c->max_seq_len;
     m->params = calloc((size_t)np, sizeof(cad_param));
     m->names = malloc(name_bytes);
-    m->layers = calloc((size_t)m->n_virtual, sizeof(cad_model_layer));
+    m->layers = calloc((size_t)m->n_virtual_max, sizeof(cad_model_layer));
+    m->phys = calloc((size_t)c->num_layers, sizeof(cad_model_layer));
     m->d_skip = calloc((size_t)m->n_skip + 1, sizeof(float *));
     m->token_loss = calloc(N, sizeof(float));
-    if (!m->params || !m->names || !m->layers || !m->d_skip || !m->token_loss) {
+    if (!m->params || !m->names || !m->layers || !m->phys || !m->d_skip || !m->token_loss) {
         cad_model_free(m);
         return cad_fail(e, CAD_ENOMEM, "model: out of host memory for the parameter table");
     }
@@ -338,18 +366,9 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
                         pbytes, be->name);
     }
     params_build(m, NULL); /* filling pass: names, shapes, slices; layers[0..num_layers) = blocks */
-    /* virtual blocks take their physical block's parameters (from the last one down, so a
-     * physical entry is read before any virtual block at its index is overwritten: v >= phys) */
-    for (int v = m->n_virtual - 1; v >= 0; v--) {
-        const cad_model_layer *P = &m->layers[virtual_to_physical(c, v)];
-        cad_model_layer *L = &m->layers[v];
-        int a = P->p_attn_scale, b = P->p_mlp_scale, rm = P->p_resid_mix, qg = P->p_q_gain, cq = P->p_c_q;
-        int pr = P->p_proj, fc = P->p_fc, mp = P->p_mlp_proj;
-        L->p_attn_scale = a, L->p_mlp_scale = b, L->p_resid_mix = rm, L->p_q_gain = qg, L->p_c_q = cq;
-        L->p_proj = pr, L->p_fc = fc, L->p_mlp_proj = mp;
-    }
+    memcpy(m->phys, m->layers, sizeof(cad_model_layer) * (size_t)c->num_layers);
     /* the fused qkv sgemm relies on c_q|c_k|c_v being adjacent in the arena */
-    for (int l = 0; l < m->n_virtual; l++) {
+    for (int l = 0; l < c->num_layers; l++) {
         cad_model_layer *L = &m->layers[l];
         CAD_ASSERT(m->params[L->p_c_q + 1].data == m->params[L->p_c_q].data + m->params[L->p_c_q].numel);
         CAD_ASSERT(m->params[L->p_c_q + 2].data == m->params[L->p_c_q + 1].data + m->params[L->p_c_q + 1].numel);
@@ -371,6 +390,8 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     ap.base = m->act_mem;
     ap.off = 0;
     act_plan(m, &ap); /* point */
+    m->recur_on = -1;
+    cad_model_set_recurrence(m, 1);
 
     /* host staging: weights, then the RoPE tables (Rotary: fp32 inv_freq, fp32 outer product) */
     size_t half = (size_t)m->head_dim / 2, tab = (size_t)c->max_seq_len * half;

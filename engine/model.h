@@ -71,6 +71,7 @@ typedef struct cad_model_layer {
     float *rstd2;    /* (N) */
     float *hpre;     /* (N,H) fc output (relu^2 is recomputed from it) */
     float *mlp_out;  /* (N,C) mlp proj output (before mlp_scale) */
+    float *skip_sum; /* (N,C) x + skip_weights * skip when a decoder pops a skip; NULL if never */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
 } cad_model_layer;
 
@@ -88,7 +89,9 @@ typedef struct cad_model {
 
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
-    int n_virtual;                            /* blocks run per forward (num_layers without recurrence) */
+    int n_virtual;                            /* blocks run per forward now (num_layers when recurrence is off) */
+    int n_virtual_max, recur_on;              /* the looped schedule's length; whether it is in use */
+    cad_model_layer *phys;                    /* num_layers: each physical block's parameter indices */
     int p_tok_emb, p_skip_weights, p_lm_head; /* indices into params (-1: absent) */
     char *names;                              /* storage of the param names */
     void *act_mem;                            /* activation arena */
@@ -121,6 +124,12 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e);
 int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *be, uint64_t seed,
                    cad_err *e);
 void cad_model_free(cad_model *m);
+
+/* Depth recurrence on (the looped schedule) or off (plain: each block once, skips paired over
+ * num_layers, using the first rows of skip_weights). Models are created with it on; a run with
+ * recur_start_frac switches it on at that fraction of training, as the records do. No-op
+ * without recurrence. Between steps only (activations of the last forward are discarded). */
+void cad_model_set_recurrence(cad_model *m, int on);
 
 /* The parameter with this state_dict name, or NULL. */
 cad_param *cad_model_param(cad_model *m, const char *name);

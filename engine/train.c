@@ -484,8 +484,9 @@ int cad_train_run(cad_config *c, cad_err *e) {
     log0(s, "backend:%s threads:%d matmul_precision:%s", s->be->name, omp_get_max_threads(), c->matmul_precision);
     log0(s, "attention_mode:gqa num_heads:%ld num_kv_heads:%ld", c->num_heads, c->num_kv_heads);
     if (c->recur_loops > 1)
-        log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips)", c->recur_layers,
-             c->recur_loops, s->m.n_virtual, s->m.n_enc, s->m.n_skip);
+        log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
+             c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
+             100.0 * c->recur_start_frac);
     {
         char a[32], b[32], cc[32], d[32];
         py_float(a, sizeof a, c->tie_embeddings ? c->tied_embed_lr : c->embed_lr);
@@ -512,6 +513,7 @@ int cad_train_run(cad_config *c, cad_err *e) {
 
     if ((rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e))) goto out;
     s->have_loader = 1;
+    if (c->recur_start_frac > 0) cad_model_set_recurrence(&s->m, 0); /* plain until the start fraction */
 
     /* ---- warmup: prime, then restore weights, optimizer and loader ---- */
     long step = 0;
@@ -577,6 +579,13 @@ int cad_train_run(cad_config *c, cad_err *e) {
         }
         double elapsed_ms = training_time_ms + (now_ms() - t0);
         double scale = cad_lr_mul(c, step, elapsed_ms);
+        if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
+            double frac = max_wallclock_ms > 0 ? elapsed_ms / max_wallclock_ms : (double)step / (double)c->iterations;
+            if (frac >= c->recur_start_frac) {
+                cad_model_set_recurrence(&s->m, 1);
+                log0(s, "recurrence:on step:%ld frac:%.3f virtual_layers:%d", step, frac, s->m.n_virtual);
+            }
+        }
         float train_loss;
         if ((rc = train_micro_steps(s, &train_loss, e))) goto out;
         if (!isfinite(train_loss)) {

@@ -124,6 +124,8 @@ static void test_parity_untied_mha(void) { parity_case("tests/fixtures/engine/mo
 /* depth recurrence: blocks 1-2 of 4 run 3x with shared weights (8 virtual blocks, 4 skips);
  * each shared block's gradient is the sum over its three uses */
 static void test_parity_depth_recurrence(void) { parity_case("tests/fixtures/engine/model_parity_recur_v1.bin"); }
+
+
 /* the records' MLP activation, leaky_relu(x, 0.5)^2 */
 static void test_parity_leaky_relu2(void) { parity_case("tests/fixtures/engine/model_parity_leaky_v1.bin"); }
 
@@ -401,6 +403,49 @@ static void test_bench_flops(void) {
     CHECK_NEAR(cad_model_bench_flops(&c, 8, 1024), dense + attn, 0.0, 1e-12);
 }
 
+/* recur_start_frac: a looped model switched off is the plain model (each block once, the
+ * first skip_weights rows): same loss and gradients, bit for bit; switched on again it is the
+ * looped model again. */
+static void test_recurrence_switch(void) {
+    cad_model_config c = tiny_config();
+    c.num_layers = 4;
+    cad_model_config cl = c;
+    cl.recur_first = 1, cl.recur_last = 2, cl.recur_loops = 3;
+    cad_model loop, plain;
+    cad_err e;
+    CHECK(cad_model_init(&loop, &cl, cad_backend_cpu(), 5, &e) == CAD_OK);
+    CHECK(cad_model_init(&plain, &c, cad_backend_cpu(), 6, &e) == CAD_OK);
+    /* give every tensor values (zero-init projections would hide the blocks) and copy by name */
+    for (int i = 0; i < loop.n_params; i++) {
+        cad_param *p = &loop.params[i], *q = cad_model_param(&plain, p->name);
+        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
+        CHECK(q != NULL);
+        if (q) memcpy(q->data, p->data, sizeof(float) * (size_t)q->numel); /* skip_weights: the first rows */
+    }
+    int32_t x[32], y[32];
+    for (int i = 0; i < 32; i++) x[i] = (i * 5) % 64, y[i] = (i * 7 + 1) % 64;
+    float l_on, l_off, l_plain, l_on2;
+    cad_model_zero_grad(&loop);
+    CHECK(cad_model_forward(&loop, x, y, 2, 16, &l_on, &e) == CAD_OK);
+    cad_model_set_recurrence(&loop, 0);
+    CHECK_EQ_INT(loop.n_virtual, 4);
+    cad_model_zero_grad(&loop);
+    cad_model_zero_grad(&plain);
+    CHECK(cad_model_forward(&loop, x, y, 2, 16, &l_off, &e) == CAD_OK && cad_model_backward(&loop, &e) == CAD_OK);
+    CHECK(cad_model_forward(&plain, x, y, 2, 16, &l_plain, &e) == CAD_OK && cad_model_backward(&plain, &e) == CAD_OK);
+    CHECK_MSG(l_off == l_plain, "off %.9g vs plain %.9g", (double)l_off, (double)l_plain);
+    CHECK(l_on != l_off);
+    for (int i = 0; i < plain.n_params; i++) {
+        cad_param *q = &plain.params[i], *p = cad_model_param(&loop, q->name);
+        CHECK_MSG(p && memcmp(p->grad, q->grad, sizeof(float) * (size_t)q->numel) == 0, "grad %s differs", q->name);
+    }
+    cad_model_set_recurrence(&loop, 1);
+    CHECK(cad_model_forward(&loop, x, y, 2, 16, &l_on2, &e) == CAD_OK);
+    CHECK(l_on2 == l_on);
+    cad_model_free(&loop);
+    cad_model_free(&plain);
+}
+
 int main(void) {
     RUN(test_param_table_and_groups);
     RUN(test_init_values);
@@ -408,6 +453,7 @@ int main(void) {
     RUN(test_parity_tied_gqa);
     RUN(test_parity_untied_mha);
     RUN(test_parity_depth_recurrence);
+    RUN(test_recurrence_switch);
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);

@@ -146,6 +146,13 @@ static void test_resume_with_ema_and_wd(void) {
     resume_case("ema_", 2, x);
 }
 
+/* delayed recurrence switches on at step 4 of 8 (right after the checkpoint): the resumed run
+ * must make the same decision from the restored step */
+static void test_resume_with_delayed_recurrence(void) {
+    char *x[] = {"recur_layers=0-1", "recur_loops=2", "recur_start_frac=0.5"};
+    resume_case("rec_", 3, x);
+}
+
 static void test_checkpoint_errors(void) {
     const cad_backend *be = cad_backend_cpu();
     float p[6] = {1, 2, 3, 4, 5, 6}, s[4] = {7, 8, 9, 10}, p2[6], s2[4];
@@ -183,6 +190,7 @@ int main(void) {
     make_shards();
     RUN(test_resume_is_bit_identical);
     RUN(test_resume_with_ema_and_wd);
+    RUN(test_resume_with_delayed_recurrence);
     RUN(test_checkpoint_errors);
     return check_report();
 }

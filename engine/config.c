@@ -371,6 +371,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->quant_matrix_bits >= 2 && c->quant_matrix_bits <= 8 && c->quant_embed_bits >= 2 &&
                     c->quant_embed_bits <= 8,
                 "quant_matrix_bits=%ld quant_embed_bits=%ld: expected 2..8", c->quant_matrix_bits, c->quant_embed_bits);
+    CFG_REQUIRE(c->quant_sdclip_k >= 0 && c->quant_sdclip_embed_k >= 0, "quant_sdclip_k=%g quant_sdclip_embed_k=%g: expected >= 0",
+                c->quant_sdclip_k, c->quant_sdclip_embed_k);
     CFG_REQUIRE(cad_compressor_parse(c->artifact_compressor) >= 0, "artifact_compressor='%s': expected zlib or zstd",
                 c->artifact_compressor);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,

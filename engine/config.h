@@ -101,6 +101,8 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, quant_matrix_bits, "8", "artifact bits of the block matrices (per row): 8 = train_gpt.py, records: 6") \
     X(INT, quant_embed_bits, "8", "artifact bits of tok_emb / lm_head rows (records keep 8)")     \
     X(BOOL, quant_clip_search, "0", "GPTQ-lite: per row the clip quantile with the least MSE")    \
+    X(FLOAT, quant_sdclip_k, "0.0", "SDClip: block-matrix clip = k*std(row) (records: 12.85 at int6); 0 = off") \
+    X(FLOAT, quant_sdclip_embed_k, "0.0", "SDClip for tok_emb/lm_head rows (records: 20 at int8); 0 = off") \
     X(STR, artifact_compressor, "zlib", "artifact compression: zlib (level 9, train_gpt.py) or zstd (level 22)") \
     X(INT, checkpoint_every, "0", "write run_dir/checkpoint.bin every N steps (0 = off)")         \
     X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")

@@ -92,6 +92,22 @@ void cad_quantize_rows(const float *t, int rows, int cols, int bits, int clip_se
     }
 }
 
+void cad_quantize_rows_sdclip(const float *t, int rows, int cols, int bits, double k, int8_t *q, uint16_t *scale_f16) {
+    const float qmax = (float)((1 << (bits - 1)) - 1), min_scale = 1.0f / qmax;
+    for (int r = 0; r < rows; r++) {
+        const float *row = t + (size_t)r * cols;
+        double mean = 0, var = 0;
+        for (int c = 0; c < cols; c++) mean += row[c];
+        mean /= cols;
+        for (int c = 0; c < cols; c++) var += (row[c] - mean) * (row[c] - mean);
+        float clip = (float)(k * sqrt(var / cols));
+        float scale = clip / qmax;
+        if (scale < min_scale) scale = min_scale;
+        for (int c = 0; c < cols; c++) q[(size_t)r * cols + c] = quantize_one_q(row[c], clip, scale, qmax);
+        scale_f16[r] = cad_f32_to_f16(scale);
+    }
+}
+
 void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint16_t *scale_f16,
                             float *work) {
     cad_quantize_rows(t, rows, cols, 8, 0, q, scale_f16, work);
@@ -118,7 +134,7 @@ const char *cad_compressor_name(int compressor) { return compressor == CAD_COMPR
 
 int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
                     cad_int8_stats *st, cad_err *e) {
-    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0};
+    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0};
     if (!qo) qo = &baseline;
     int compressor = qo->compressor;
     memset(st, 0, sizeof *st);
@@ -161,8 +177,11 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
             st->int8_payload_bytes += t->numel * 2;
         } else if (scheme == CAD_Q_PER_ROW) {
             int rows = (int)t->shape[0], cols = (int)t->shape[1];
-            int bits = is_embedding_name(t->name) ? qo->embed_bits : qo->matrix_bits;
-            cad_quantize_rows(t->data, rows, cols, bits, qo->clip_search, qbuf, hbuf, work);
+            int emb = is_embedding_name(t->name);
+            int bits = emb ? qo->embed_bits : qo->matrix_bits;
+            double k = emb ? qo->sdclip_embed_k : qo->sdclip_k;
+            if (k > 0) cad_quantize_rows_sdclip(t->data, rows, cols, bits, k, qbuf, hbuf);
+            else cad_quantize_rows(t->data, rows, cols, bits, qo->clip_search, qbuf, hbuf, work);
             put(f, hbuf, (size_t)rows * 2);
             put(f, qbuf, t->numel);
             st->num_float_tensors++;

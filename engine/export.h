@@ -71,12 +71,17 @@ typedef struct cad_quant_opts {
     int embed_bits;  /* tok_emb / lm_head rows: 8 (records keep the embedding at int8) */
     int clip_search; /* GPTQ-lite: per row the clip quantile of {0.999, 0.9995, 0.9999,
                       * 0.99999, 1} with the least reconstruction MSE, instead of 0.9999984 */
+    double sdclip_k; /* SDClip: clip = k * std(row) (records: 12.85 for int6 matrices); 0 = off.
+                      * Takes precedence over clip_search for the block matrices. */
+    double sdclip_embed_k; /* the same for tok_emb / lm_head rows (records: 20 at int8); 0 = off */
 } cad_quant_opts;
 
 /* Per-row quantization of a [rows, cols] matrix to bits (2..8) as above; bits 8 without
  * clip search is cad_int8_quantize_rows. */
 void cad_quantize_rows(const float *t, int rows, int cols, int bits, int clip_search, int8_t *q, uint16_t *scale_f16,
                        float *work);
+/* SDClip rows: clip = k * (population) standard deviation of the row, then as above. */
+void cad_quantize_rows_sdclip(const float *t, int rows, int cols, int bits, double k, int8_t *q, uint16_t *scale_f16);
 
 /* Quantize + serialize + compress + write atomically to path. qo NULL = the baseline. */
 int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,

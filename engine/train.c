@@ -337,7 +337,7 @@ static int optim_setup(session *s, cad_err *e) {
 
 static cad_quant_opts quant_opts(const cad_config *c) {
     cad_quant_opts q = {cad_compressor_parse(c->artifact_compressor), (int)c->quant_matrix_bits, (int)c->quant_embed_bits,
-                        c->quant_clip_search};
+                        c->quant_clip_search, c->quant_sdclip_k, c->quant_sdclip_embed_k};
     return q;
 }
 
@@ -668,9 +668,15 @@ int cad_train_run(cad_config *c, cad_err *e) {
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_int8_stats qs;
     cad_quant_opts qo = quant_opts(c);
-    if (qo.matrix_bits != 8 || qo.embed_bits != 8 || qo.clip_search) /* train_gpt.py's log has no such line */
-        log0(s, "quant: block_matrices:int%d embedding:int%d clip:%s", qo.matrix_bits, qo.embed_bits,
-             qo.clip_search ? "gptq-lite" : "p99.99984");
+    if (qo.matrix_bits != 8 || qo.embed_bits != 8 || qo.clip_search || qo.sdclip_k > 0 || qo.sdclip_embed_k > 0) {
+        char cm[48], ce[48]; /* train_gpt.py's log has no such line: only when not its quantizer */
+        const char *rule = qo.clip_search ? "gptq-lite" : "p99.99984";
+        if (qo.sdclip_k > 0) snprintf(cm, sizeof cm, "sdclip_k=%g", qo.sdclip_k);
+        else snprintf(cm, sizeof cm, "%s", rule);
+        if (qo.sdclip_embed_k > 0) snprintf(ce, sizeof ce, "sdclip_k=%g", qo.sdclip_embed_k);
+        else snprintf(ce, sizeof ce, "%s", rule);
+        log0(s, "quant: block_matrices:int%d clip:%s embedding:int%d clip:%s", qo.matrix_bits, cm, qo.embed_bits, ce);
+    }
     if ((rc = cad_int8_export(art, s->named, s->n_named, &qo, &qs, e))) goto out;
     const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
     log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs.compressed_bytes,

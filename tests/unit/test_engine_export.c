@@ -157,7 +157,7 @@ static void test_zstd_container(void) {
     char pz[4200], ps[4200];
     snprintf(pz, sizeof pz, "%s", check_tmp_path("m.zlib.ptz"));
     snprintf(ps, sizeof ps, "%s", check_tmp_path("m.zstd.ptz"));
-    cad_quant_opts zstd = {CAD_COMPRESS_ZSTD, 8, 8, 0};
+    cad_quant_opts zstd = {CAD_COMPRESS_ZSTD, 8, 8, 0, 0, 0};
     CHECK(cad_int8_export(pz, a.t, 5, NULL, &sz, &e) == CAD_OK);
     CHECK_MSG(cad_int8_export(ps, a.t, 5, &zstd, &ss, &e) == CAD_OK, "%s", e.msg);
     CHECK_EQ_INT(ss.raw_bytes, sz.raw_bytes);
@@ -225,7 +225,7 @@ static void test_low_bit_rows_and_clip_search(void) {
     /* whole artifacts: int6 + search smaller than int8; the embedding keeps 8 bits */
     cad_named_tensor ts[2] = {{"blocks.0.mlp.fc.weight", 2, {R, C}, (size_t)R * C, t},
                               {"tok_emb.weight", 2, {R, C}, (size_t)R * C, t}};
-    cad_quant_opts b8 = {CAD_COMPRESS_ZLIB, 8, 8, 0}, b6 = {CAD_COMPRESS_ZLIB, 6, 8, 1};
+    cad_quant_opts b8 = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0, 0}, b6 = {CAD_COMPRESS_ZLIB, 6, 8, 1, 0, 0};
     cad_int8_stats s8, s6;
     cad_err e = {0};
     char p8[4200], p6[4200];
@@ -244,6 +244,25 @@ static void test_low_bit_rows_and_clip_search(void) {
     int same = 1;
     for (int i = 0; i < R * C; i++) same &= back[R * C + i] == (float)q[i] * cad_f16_to_f32(sc[i / C]);
     CHECK_MSG(same, "the embedding was not quantized at quant_embed_bits = 8");
+    /* SDClip: clip = k * std(row): every code of a row whose values lie within the clip is the
+     * rounded value / (k std / qmax), the rest saturate at +-qmax */
+    cad_quantize_rows_sdclip(t, R, C, 6, 2.5, q, sc);
+    int bad = 0;
+    for (int r = 0; r < R && !bad; r++) {
+        const float *row = t + (size_t)r * C;
+        double mean = 0, var = 0;
+        for (int c = 0; c < C; c++) mean += row[c];
+        mean /= C;
+        for (int c = 0; c < C; c++) var += (row[c] - mean) * (row[c] - mean);
+        float clip = (float)(2.5 * sqrt(var / C)), s = clip / 31.0f > 1.0f / 31.0f ? clip / 31.0f : 1.0f / 31.0f;
+        for (int c = 0; c < C; c++) {
+            float v = row[c] < clip ? (row[c] > -clip ? row[c] : -clip) : clip, w = nearbyintf(v / s);
+            w = w > 31 ? 31 : w < -31 ? -31 : w;
+            bad += q[r * C + c] != (int8_t)w;
+        }
+        bad += sc[r] != cad_f32_to_f16(s);
+    }
+    CHECK_MSG(bad == 0, "SDClip codes differ from k*std clipping");
     free(t), free(work), free(q), free(back), free(sc);
 }
 

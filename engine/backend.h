@@ -154,6 +154,20 @@ struct cad_backend {
                                int B, int T, int NH, int KV, int HD, float scale,
                                void *scratch, size_t scratch_bytes);
 
+    /* ---- XSA (exclusive self-attention) -------------------------------------------------------- */
+    /* out[n, h] = y[n, h] - (y[n, h] . u) u with u = v[n, g] / |v[n, g]| (g = h / (NH/KV)): each
+     * head output loses its component along the token's own value. Rows of N tokens with
+     * strides ldy/ldv/ldo (y and out are [N, NH*HD], v is [N, KV*HD] columns of its rows).
+     * out may not alias y. */
+    void (*xsa_forward)(const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *v,
+                        int ldv, int N, int NH, int KV, int HD);
+    /* dy (=) dout - (dout . u) u; dv (+=) the value's share summed over the group's heads:
+     * -[(dout.v) y + (y.v) dout] / |v|^2 + 2 (y.v)(dout.v) v / |v|^4. dy may alias dout.
+     * dy or dv may be NULL: that half is skipped (the model needs dy before the attention
+     * backward and adds dv into the value gradient after it, which that backward overwrites). */
+    void (*xsa_backward)(const cad_backend *be, float *dy, int lddy, float *dv, int lddv, const float *dout,
+                         int lddo, const float *y, int ldy, const float *v, int ldv, int N, int NH, int KV, int HD);
+
     /* ---- MLP activation -------------------------------------------------------------------- */
     /* out[n] = act(in)^2 over n elements, act(x) = x for x > 0 and slope*x otherwise: relu^2
      * at slope 0 (train_gpt.py), the records' leaky_relu(x, 0.5)^2 at 0.5. out may alias in. */

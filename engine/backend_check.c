@@ -445,6 +445,24 @@ static void check_relu2(ck *c, size_t n, int alias, float slope) {
     ck_done(c, "relu2");
 }
 
+static void check_xsa(ck *c, int N, int NH, int KV, int HD, int alias) {
+    snprintf(c->shape, sizeof c->shape, "N=%d NH=%d KV=%d HD=%d%s", N, NH, KV, HD, alias ? " dy=dout" : "");
+    int ldy = NH * HD + 3, ldv = KV * HD + 5; /* padded rows, as in the fused qkv buffer */
+    tpair y = ck_rand(c, (size_t)N * ldy, -1, 1), v = ck_rand(c, (size_t)N * ldv, -1, 1);
+    tpair out = ck_tensor(c, (size_t)N * ldy, NULL), g = ck_rand(c, (size_t)N * ldy, -1, 1);
+    tpair dy = alias ? g : ck_tensor(c, (size_t)N * ldy, NULL), dv = ck_rand(c, (size_t)N * ldv, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->xsa_forward(BE(s), P(out), ldy, P(y), ldy, P(v), ldv, N, NH, KV, HD);
+            BE(s)->xsa_backward(BE(s), P(dy), ldy, P(dv), ldv, P(g), ldy, P(y), ldy, P(v), ldv, N, NH, KV, HD);
+        }
+        ck_compare(c, "xsa_forward", "out", out);
+        ck_compare(c, "xsa_backward", "dy", dy);
+        ck_compare(c, "xsa_backward", "dv", dv);
+    }
+    ck_done(c, "xsa");
+}
+
 static void check_resid(ck *c, int N, int C, int alias) {
     snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s", N, C, alias ? " in-place" : "");
     size_t n = (size_t)N * C;
@@ -567,6 +585,8 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_attention(c, 2, 13, 4, 2, 8);    /* GQA */
     check_attention(c, 1, 33, 2, 2, 16);   /* T > one warp */
     check_attention(c, 2, 1, 4, 1, 8);     /* T = 1, one kv head */
+    check_xsa(c, 37, 4, 2, 8, 0); /* GQA: two heads add into each dv row */
+    check_xsa(c, 5, 3, 3, 16, 1);
     check_relu2(c, 1000, 0, 0.0f);
     check_relu2(c, 333, 1, 0.0f);
     check_relu2(c, 777, 0, 0.5f); /* the records' leaky_relu(x, 0.5)^2 */

@@ -746,6 +746,55 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
     }
 }
 
+/* ---- XSA ------------------------------------------------------------------------------------ */
+
+/* Norms in double: |v| can be tiny, and the projection is applied to every head of the group. */
+static void cpu_xsa_forward(const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *v,
+                            int ldv, int N, int NH, int KV, int HD) {
+    (void)be;
+    int group = NH / KV;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NH; h++) {
+            const float *vr = v + (size_t)n * ldv + (size_t)(h / group) * HD, *yr = y + (size_t)n * ldy + (size_t)h * HD;
+            float *o = out + (size_t)n * ldo + (size_t)h * HD;
+            double vv = 0, yv = 0;
+            for (int d = 0; d < HD; d++) vv += (double)vr[d] * vr[d], yv += (double)yr[d] * vr[d];
+            double c = vv > 0 ? yv / vv : 0.0; /* (y.u) u = (y.v) v / |v|^2 */
+            for (int d = 0; d < HD; d++) o[d] = (float)(yr[d] - c * vr[d]);
+        }
+}
+
+static void cpu_xsa_backward(const cad_backend *be, float *dy, int lddy, float *dv, int lddv, const float *dout,
+                             int lddo, const float *y, int ldy, const float *v, int ldv, int N, int NH, int KV,
+                             int HD) {
+    (void)be;
+    int group = NH / KV;
+    /* one token per iteration: the group's heads add into the same dv row in a fixed order */
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NH; h++) {
+            const float *vr = v + (size_t)n * ldv + (size_t)(h / group) * HD, *yr = y + (size_t)n * ldy + (size_t)h * HD;
+            const float *gr = dout + (size_t)n * lddo + (size_t)h * HD;
+            float *dyr = dy ? dy + (size_t)n * lddy + (size_t)h * HD : NULL;
+            float *dvr = dv ? dv + (size_t)n * lddv + (size_t)(h / group) * HD : NULL;
+            double vv = 0, yv = 0, gv = 0;
+            for (int d = 0; d < HD; d++)
+                vv += (double)vr[d] * vr[d], yv += (double)yr[d] * vr[d], gv += (double)gr[d] * vr[d];
+            if (vv <= 0) { /* u undefined: the forward passed y through */
+                if (dy)
+                    for (int d = 0; d < HD; d++) dyr[d] = gr[d];
+                continue;
+            }
+            double a = gv / vv, b = yv / vv, c = 2.0 * yv * gv / (vv * vv);
+            for (int d = 0; d < HD; d++) {
+                double g = gr[d];
+                if (dv) dvr[d] += (float)(-a * yr[d] - b * g + c * vr[d]);
+                if (dy) dyr[d] = (float)(g - a * vr[d]);
+            }
+        }
+}
+
 /* ---- relu^2 ------------------------------------------------------------------------------ */
 
 static void cpu_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
@@ -989,6 +1038,8 @@ static const cad_backend cpu_backend = {
     .attention_scratch_bytes = cpu_attention_scratch_bytes,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .xsa_forward = cpu_xsa_forward,
+    .xsa_backward = cpu_xsa_backward,
     .relu2_forward = cpu_relu2_forward,
     .relu2_backward = cpu_relu2_backward,
     .resid_mix_forward = cpu_resid_mix_forward,

@@ -101,6 +101,8 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "recur_layers %d-%d: expected a span of blocks within 0..%d", c->recur_first,
                         c->recur_last, c->num_layers - 1);
     if (c->recur_loops > 16) return cad_fail(e, CAD_ECONFIG, "recur_loops must be at most 16, got %d", c->recur_loops);
+    if (c->xsa_last < 0 || c->xsa_last > c->num_layers)
+        return cad_fail(e, CAD_ECONFIG, "xsa_last_layers must be in 0..num_layers (%d), got %d", c->num_layers, c->xsa_last);
     if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
         return cad_fail(e, CAD_ECONFIG, "max_batch_seqs (%d) and max_seq_len (%d) must be positive",
                         c->max_batch_seqs, c->max_seq_len);
@@ -243,6 +245,8 @@ static void act_plan(cad_model *m, act_planner *ap) {
         int pops = (l >= plain_enc && l - plain_enc < plain_enc && l < c->num_layers) ||
                    (l >= loop_enc && l - loop_enc < loop_enc);
         L->skip_sum = l > 0 && pops ? TAKE_F(ap, N * C) : NULL;
+        /* the last xsa_last blocks of either schedule (plain num_layers <= looped) */
+        L->xsa_y = c->xsa_last > 0 && l >= c->num_layers - c->xsa_last ? TAKE_F(ap, N * C) : NULL;
         L->xn1 = TAKE_F(ap, N * C);
         L->rstd1 = TAKE_F(ap, N);
         L->qkv = TAKE_F(ap, N * m->qkv_dim);
@@ -427,6 +431,11 @@ void cad_model_zero_grad(cad_model *m) {
 #define PD(i) (m->params[(i)].data)
 #define PG(i) (m->params[(i)].grad)
 
+/* XSA in the last xsa_last blocks of the schedule in use. */
+static int uses_xsa(const cad_model *m, int l) {
+    return m->cfg.xsa_last > 0 && l >= m->n_virtual - m->cfg.xsa_last && m->layers[l].xsa_y;
+}
+
 /* Decoder layer l's skip source: decoder i pops encoder n_enc-1-i (LIFO). */
 static int skip_source(const cad_model *m, int l) { return m->n_enc - 1 - (l - m->n_enc); }
 
@@ -468,7 +477,12 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
                                  m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
         be->attention_forward(be, L->att_y, C, L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH,
                               KV, HD, att_scale, m->att_scratch, m->att_scratch_bytes);
-        be->matmul(be, 0, 1, N, C, C, 1.0f, L->att_y, C, PD(L->p_proj), C, 0.0f, L->attn_out, C);
+        const float *proj_in = L->att_y;
+        if (uses_xsa(m, l)) {
+            be->xsa_forward(be, L->xsa_y, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
+            proj_in = L->xsa_y;
+        }
+        be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, PD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_attn_scale), L->attn_out, N, C);
         /* mlp */
         be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
@@ -534,13 +548,22 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         /* attention branch */
         be->scale_add_backward(be, m->d_proj, PG(L->p_attn_scale), m->d_res, L->attn_out, PD(L->p_attn_scale), N,
                                C);
-        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, L->att_y, C, 1.0f, PG(L->p_proj), C);
+        int xsa = uses_xsa(m, l);
+        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
         be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, PD(L->p_proj), C, 0.0f, m->d_atty, C);
+        float *d_att = m->d_atty; /* gradient of the attention output (before XSA) */
+        if (xsa) { /* d_proj is free again: it takes d(att_y); d_atty keeps d(xsa_y) for dv below */
+            be->xsa_backward(be, m->d_proj, C, NULL, 0, m->d_atty, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
+            d_att = m->d_proj;
+        }
         be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
                                  m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
-        be->attention_backward(be, m->d_q, C, m->d_k, KVD, m->d_qkv + C + KVD, QKV, m->d_atty, C, L->att_y, C,
+        be->attention_backward(be, m->d_q, C, m->d_k, KVD, m->d_qkv + C + KVD, QKV, d_att, C, L->att_y, C,
                                L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH, KV, HD,
                                att_scale, m->att_scratch, m->att_scratch_bytes);
+        if (xsa) /* the value's share of XSA, added to what attention wrote (=) */
+            be->xsa_backward(be, NULL, 0, m->d_qkv + C + KVD, QKV, m->d_atty, C, L->att_y, C, L->qkv + C + KVD, QKV, N,
+                             NH, KV, HD);
         be->qk_norm_rope_backward(be, m->d_qkv, PG(L->p_q_gain), m->d_q, m->d_k, L->qkv, m->rstd_q, m->rstd_k,
                                   PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
         be->matmul(be, 1, 0, QKV, C, N, 1.0f, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);

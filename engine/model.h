@@ -36,6 +36,9 @@ typedef struct cad_model_config {
     int recur_first, recur_last, recur_loops;
     /* MLP activation: relu(x)^2 at 0 (train_gpt.py), leaky_relu(x, slope)^2 otherwise (records: 0.5) */
     float mlp_leaky_slope;
+    /* XSA (exclusive self-attention) in the last xsa_last blocks of the schedule: each head
+     * output minus its component along the token's own value (records: 3, 4 or all). 0 = off. */
+    int xsa_last;
 } cad_model_config;
 
 /* Optimizer group, as train_gpt.py's optimizer split assigns it. */
@@ -72,6 +75,7 @@ typedef struct cad_model_layer {
     float *hpre;     /* (N,H) fc output (relu^2 is recomputed from it) */
     float *mlp_out;  /* (N,C) mlp proj output (before mlp_scale) */
     float *skip_sum; /* (N,C) x + skip_weights * skip when a decoder pops a skip; NULL if never */
+    float *xsa_y;    /* (N,C) att_y after XSA (the proj input) when this block can use XSA, else NULL */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
 } cad_model_layer;
 

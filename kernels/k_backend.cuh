@@ -29,6 +29,7 @@
 #include "k_rmsnorm.cuh"
 #include "k_rope.cuh"
 #include "k_softcap_ce.cuh"
+#include "k_xsa.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
@@ -204,6 +205,17 @@ static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, fl
                          scratch, scratch_bytes);
 }
 
+static void kb_xsa_forward(const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *v,
+                           int ldv, int N, int NH, int KV, int HD) {
+    k_xsa_forward_launch(kb_of(be)->stream, out, ldo, y, ldy, v, ldv, N, NH, KV, HD);
+}
+
+static void kb_xsa_backward(const cad_backend *be, float *dy, int lddy, float *dv, int lddv, const float *dout,
+                            int lddo, const float *y, int ldy, const float *v, int ldv, int N, int NH, int KV,
+                            int HD) {
+    k_xsa_backward_launch(kb_of(be)->stream, dy, lddy, dv, lddv, dout, lddo, y, ldy, v, ldv, N, NH, KV, HD);
+}
+
 static void kb_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
     k_relu2_forward_launch(kb_of(be)->stream, out, in, n, slope);
 }
@@ -298,6 +310,8 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->attention_scratch_bytes = kb_attention_scratch_bytes;
     be->attention_forward = kb_attention_forward;
     be->attention_backward = kb_attention_backward;
+    be->xsa_forward = kb_xsa_forward;
+    be->xsa_backward = kb_xsa_backward;
     be->relu2_forward = kb_relu2_forward;
     be->relu2_backward = kb_relu2_backward;
     be->resid_mix_forward = kb_resid_mix_forward;

@@ -10,6 +10,7 @@ tests/unit/test_engine_model.c loads:
     tests/fixtures/engine/model_parity_untied_v1.bin  untied lm_head, 4 layers, MHA 2/2
     tests/fixtures/engine/model_parity_recur_v1.bin   depth recurrence: blocks 1-2 of 4 run 3x (8 virtual)
     tests/fixtures/engine/model_parity_leaky_v1.bin   MLP leaky_relu(x, 0.5)^2
+    tests/fixtures/engine/model_parity_xsa_v1.bin     XSA in the last 2 of 3 blocks
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -106,6 +107,7 @@ class CausalSelfAttention(nn.Module):
         self.proj._zero_init = True
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         self.rotary = Rotary(self.head_dim, base=rope_base)
+        self.xsa = False  # exclusive self-attention (set by GPT for its last xsa_last blocks)
 
     def forward(self, x):
         bsz, seqlen, dim = x.shape
@@ -119,6 +121,10 @@ class CausalSelfAttention(nn.Module):
         k = apply_rotary_emb(k, cos, sin)
         q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
         y = sdpa_causal_gqa(q, k, v)
+        if self.xsa:  # y - (y.u)u, u = the token's own value direction (its kv head)
+            u = v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
+            u = u / u.norm(dim=-1, keepdim=True)
+            y = y - (y * u).sum(dim=-1, keepdim=True) * u
         y = y.transpose(1, 2).contiguous().reshape(bsz, seqlen, dim)
         return self.proj(y)
 
@@ -158,7 +164,8 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
-                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0):
+                 tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0,
+                 xsa_last=0):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
@@ -178,6 +185,8 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init,
                                            mlp_leaky_slope)
                                      for _ in range(num_layers)])
+        for i in range(num_layers - xsa_last, num_layers) if xsa_last else ():
+            self.blocks[i].attn.xsa = True
         self.final_norm = RMSNorm()
         self.lm_head = None if tie_embeddings else CastedLinear(model_dim, vocab_size, bias=False)
         if self.lm_head is not None:
@@ -216,7 +225,7 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
 
 
 # technique keys, recorded only by the fixtures that set them
-RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope")
+RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last")
 
 
 def build_model(cfg):
@@ -227,7 +236,7 @@ def build_model(cfg):
                logit_softcap=cfg["logit_softcap"], rope_base=cfg["rope_base"],
                qk_gain_init=cfg["qk_gain_init"],
                recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None,
-               mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0)).float()
+               mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0), xsa_last=cfg.get("xsa_last", 0)).float()
 
 
 def deterministic_weights(model, seed):
@@ -308,6 +317,10 @@ FIXTURES = {
                                        mlp_mult=3, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
                                        qk_gain_init=1.5, tied_embed_init_std=0.005, mlp_leaky_slope=0.5),
                                   2, 12, 777),
+    # XSA in the last 2 of 3 blocks, GQA 4/2 (two heads project against each value)
+    "model_parity_xsa_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                     mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                     qk_gain_init=1.5, tied_embed_init_std=0.005, xsa_last=2), 2, 10, 555),
 }
 
 

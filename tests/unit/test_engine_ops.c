@@ -407,6 +407,45 @@ static void test_relu2(void) {
     }
 }
 
+/* ---- XSA -------------------------------------------------------------------------------- */
+
+typedef struct {
+    int N, NH, KV, HD;
+    float *y, *v, *out, *R;
+} xsa_ctx;
+
+static double xsa_loss(void *p) {
+    xsa_ctx *c = p;
+    be->xsa_forward(be, c->out, c->NH * c->HD, c->y, c->NH * c->HD, c->v, c->KV * c->HD, c->N, c->NH, c->KV, c->HD);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->NH * c->HD);
+}
+
+/* y - (y.u)u with u the token's own value direction: orthogonal to v afterwards; finite
+ * differences for dy (=) and dv (+=, two query heads per kv head) */
+static void test_xsa(void) {
+    xsa_ctx c = {.N = 7, .NH = 4, .KV = 2, .HD = 8};
+    size_t ny = (size_t)c.N * c.NH * c.HD, nv = (size_t)c.N * c.KV * c.HD;
+    c.y = randn(ny, 1.0f), c.v = randn(nv, 1.0f), c.out = tensor(ny), c.R = randn(ny, 1.0f);
+    xsa_loss(&c);
+    double worst = 0;
+    for (int n = 0; n < c.N; n++)
+        for (int h = 0; h < c.NH; h++) {
+            const float *o = c.out + ((size_t)n * c.NH + h) * c.HD, *v = c.v + ((size_t)n * c.KV + h / 2) * c.HD;
+            double dot = 0;
+            for (int d = 0; d < c.HD; d++) dot += (double)o[d] * v[d];
+            worst = fmax(worst, fabs(dot));
+        }
+    CHECK_MSG(worst < 1e-5, "output not orthogonal to its value: |o.v| up to %g", worst);
+    float *gy = tensor(ny), *gv = tensor(nv);
+    fill(gy, ny, NAN);
+    fill(gv, nv, 0.25f);
+    be->xsa_backward(be, gy, c.NH * c.HD, gv, c.KV * c.HD, c.R, c.NH * c.HD, c.y, c.NH * c.HD, c.v, c.KV * c.HD, c.N,
+                     c.NH, c.KV, c.HD);
+    fd_check("xsa dy", c.y, gy, 0.0f, ny, xsa_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    fd_check("xsa dv", c.v, gv, 0.25f, nv, xsa_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    release(c.y), release(c.v), release(c.out), release(c.R), release(gy), release(gv);
+}
+
 /* ---- residual ops ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -584,6 +623,7 @@ int main(void) {
     RUN(test_qk_norm_rope);
     RUN(test_attention_gqa_odd_T);
     RUN(test_relu2);
+    RUN(test_xsa);
     RUN(test_resid_mix);
     RUN(test_scale_add);
     RUN(test_softcap_xent);

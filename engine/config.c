@@ -366,6 +366,8 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->ttt_epochs >= 0 && c->ttt_batch_seqs >= 1 && c->ttt_chunk_tokens >= c->train_seq_len,
                 "ttt_epochs=%ld ttt_batch_seqs=%ld ttt_chunk_tokens=%ld: expected >= 0, >= 1, >= train_seq_len (%ld)",
                 c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, c->train_seq_len);
+    CFG_REQUIRE(c->parallel_residual_layers >= 0 && c->parallel_residual_layers <= c->num_layers,
+                "parallel_residual_layers=%ld: expected 0..num_layers (%ld)", c->parallel_residual_layers, c->num_layers);
     CFG_REQUIRE(c->xsa_last_layers >= 0 && c->xsa_last_layers <= c->num_layers,
                 "xsa_last_layers=%ld: expected 0..num_layers (%ld)", c->xsa_last_layers, c->num_layers);
     CFG_REQUIRE(c->mlp_leaky_slope >= 0 && c->mlp_leaky_slope < 1, "mlp_leaky_slope=%g: expected 0 <= slope < 1",

@@ -54,6 +54,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, model_dim, "512", "residual width")                                                    \
     X(INT, num_heads, "8", "query heads")                                                         \
     X(INT, mlp_mult, "2", "MLP hidden = mlp_mult * model_dim")                                    \
+    X(INT, parallel_residual_layers, "0", "GPT-J parallel attention+MLP in the last N blocks; 0 = off") \
     X(INT, xsa_last_layers, "0", "XSA (exclusive self-attention) in the last N blocks (records: 3-4 or all); 0 = off") \
     X(FLOAT, mlp_leaky_slope, "0.0", "MLP activation leaky_relu(x, s)^2; 0 = relu^2 (records: 0.5)") \
     X(STR, recur_layers, "", "depth recurrence: blocks 'a-b' (0-based) run recur_loops times, shared weights") \

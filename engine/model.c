@@ -101,6 +101,9 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "recur_layers %d-%d: expected a span of blocks within 0..%d", c->recur_first,
                         c->recur_last, c->num_layers - 1);
     if (c->recur_loops > 16) return cad_fail(e, CAD_ECONFIG, "recur_loops must be at most 16, got %d", c->recur_loops);
+    if (c->parallel_last < 0 || c->parallel_last > c->num_layers)
+        return cad_fail(e, CAD_ECONFIG, "parallel_residual_layers must be in 0..num_layers (%d), got %d", c->num_layers,
+                        c->parallel_last);
     if (c->xsa_last < 0 || c->xsa_last > c->num_layers)
         return cad_fail(e, CAD_ECONFIG, "xsa_last_layers must be in 0..num_layers (%d), got %d", c->num_layers, c->xsa_last);
     if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
@@ -431,6 +434,11 @@ void cad_model_zero_grad(cad_model *m) {
 #define PD(i) (m->params[(i)].data)
 #define PG(i) (m->params[(i)].grad)
 
+/* GPT-J parallel residual in the last parallel_last blocks of the schedule in use. */
+static int uses_parallel(const cad_model *m, int l) {
+    return m->cfg.parallel_last > 0 && l >= m->n_virtual - m->cfg.parallel_last;
+}
+
 /* XSA in the last xsa_last blocks of the schedule in use. */
 static int uses_xsa(const cad_model *m, int l) {
     return m->cfg.xsa_last > 0 && l >= m->n_virtual - m->cfg.xsa_last && m->layers[l].xsa_y;
@@ -484,9 +492,14 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         }
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, PD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_attn_scale), L->attn_out, N, C);
-        /* mlp */
-        be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
-        be->matmul(be, 0, 1, N, H, C, 1.0f, L->xn2, C, PD(L->p_fc), C, 0.0f, L->hpre, H);
+        /* mlp: of the block's output so far, or (parallel residual) of the same norm the
+         * attention read, x + a Attn(n x) + s MLP(n x) */
+        const float *mlp_in = L->xn1;
+        if (!uses_parallel(m, l)) {
+            be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
+            mlp_in = L->xn2;
+        }
+        be->matmul(be, 0, 1, N, H, C, 1.0f, mlp_in, C, PD(L->p_fc), C, 0.0f, L->hpre, H);
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, PD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
@@ -542,12 +555,17 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
         be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, PD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
         be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
-        be->matmul(be, 1, 0, H, C, N, 1.0f, m->d_h, H, L->xn2, C, 1.0f, PG(L->p_fc), C);
+        int par = uses_parallel(m, l);
+        be->matmul(be, 1, 0, H, C, N, 1.0f, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
         be->matmul(be, 0, 0, N, C, H, 1.0f, m->d_h, H, PD(L->p_fc), C, 0.0f, m->d_xn, C);
-        be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn2, L->rstd2, N, C);
+        /* sequential: the MLP read the output after attention, so its norm path joins d_res
+         * before the attention branch; parallel: both branches take d(out) itself, and the
+         * MLP's norm path (through n x, like the attention's) is added after */
+        if (!par) be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn2, L->rstd2, N, C);
         /* attention branch */
         be->scale_add_backward(be, m->d_proj, PG(L->p_attn_scale), m->d_res, L->attn_out, PD(L->p_attn_scale), N,
                                C);
+        if (par) be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         int xsa = uses_xsa(m, l);
         be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
         be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, PD(L->p_proj), C, 0.0f, m->d_atty, C);

@@ -39,6 +39,10 @@ typedef struct cad_model_config {
     /* XSA (exclusive self-attention) in the last xsa_last blocks of the schedule: each head
      * output minus its component along the token's own value (records: 3, 4 or all). 0 = off. */
     int xsa_last;
+    /* GPT-J parallel residual in the last parallel_last blocks: out = x + a Attn(n x) + s MLP(n x)
+     * (the records' single-lane variant, PR #1412) instead of the MLP reading the post-attention
+     * stream. 0 = off. */
+    int parallel_last;
 } cad_model_config;
 
 /* Optimizer group, as train_gpt.py's optimizer split assigns it. */

@@ -11,6 +11,7 @@ tests/unit/test_engine_model.c loads:
     tests/fixtures/engine/model_parity_recur_v1.bin   depth recurrence: blocks 1-2 of 4 run 3x (8 virtual)
     tests/fixtures/engine/model_parity_leaky_v1.bin   MLP leaky_relu(x, 0.5)^2
     tests/fixtures/engine/model_parity_xsa_v1.bin     XSA in the last 2 of 3 blocks
+    tests/fixtures/engine/model_parity_parallel_v1.bin  parallel residual in the last 2 of 4 blocks
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -153,10 +154,14 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+        self.parallel = False  # GPT-J parallel residual (set by GPT for its last blocks)
 
     def forward(self, x, x0):
         mix = self.resid_mix
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
+        if self.parallel:  # x + a Attn(n x) + s MLP(n x)
+            return (x + self.attn_scale[None, None, :] * self.attn(self.attn_norm(x))
+                    + self.mlp_scale[None, None, :] * self.mlp(self.mlp_norm(x)))
         x = x + self.attn_scale[None, None, :] * self.attn(self.attn_norm(x))
         x = x + self.mlp_scale[None, None, :] * self.mlp(self.mlp_norm(x))
         return x
@@ -165,7 +170,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
                  tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0,
-                 xsa_last=0):
+                 xsa_last=0, parallel_last=0):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
@@ -187,6 +192,8 @@ class GPT(nn.Module):
                                      for _ in range(num_layers)])
         for i in range(num_layers - xsa_last, num_layers) if xsa_last else ():
             self.blocks[i].attn.xsa = True
+        for i in range(num_layers - parallel_last, num_layers) if parallel_last else ():
+            self.blocks[i].parallel = True
         self.final_norm = RMSNorm()
         self.lm_head = None if tie_embeddings else CastedLinear(model_dim, vocab_size, bias=False)
         if self.lm_head is not None:
@@ -225,7 +232,7 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
 
 
 # technique keys, recorded only by the fixtures that set them
-RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last")
+RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last", "parallel_last")
 
 
 def build_model(cfg):
@@ -236,7 +243,8 @@ def build_model(cfg):
                logit_softcap=cfg["logit_softcap"], rope_base=cfg["rope_base"],
                qk_gain_init=cfg["qk_gain_init"],
                recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None,
-               mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0), xsa_last=cfg.get("xsa_last", 0)).float()
+               mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0), xsa_last=cfg.get("xsa_last", 0),
+               parallel_last=cfg.get("parallel_last", 0)).float()
 
 
 def deterministic_weights(model, seed):
@@ -321,6 +329,10 @@ FIXTURES = {
     "model_parity_xsa_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
                                      mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
                                      qk_gain_init=1.5, tied_embed_init_std=0.005, xsa_last=2), 2, 10, 555),
+    # GPT-J parallel residual in the last 2 of 4 blocks (decoder side of the U-Net)
+    "model_parity_parallel_v1.bin": (dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2,
+                                          mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                          qk_gain_init=1.5, tied_embed_init_std=0.005, parallel_last=2), 2, 9, 808),
 }
 
 

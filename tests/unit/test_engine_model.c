@@ -130,6 +130,8 @@ static void test_parity_depth_recurrence(void) { parity_case("tests/fixtures/eng
 static void test_parity_leaky_relu2(void) { parity_case("tests/fixtures/engine/model_parity_leaky_v1.bin"); }
 /* XSA in the last 2 of 3 blocks (GQA: the value gradient sums over two heads) */
 static void test_parity_xsa(void) { parity_case("tests/fixtures/engine/model_parity_xsa_v1.bin"); }
+/* GPT-J parallel residual in the last 2 of 4 blocks */
+static void test_parity_parallel_residual(void) { parity_case("tests/fixtures/engine/model_parity_parallel_v1.bin"); }
 
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
@@ -229,6 +231,10 @@ static void test_model_finite_differences(void) {
     /* XSA: c_v feeds the projection's value term as well as attention */
     static const char *const xsa[] = {"blocks.2.attn.c_v.weight", "blocks.1.attn.c_q.weight", "blocks.2.attn.proj.weight"};
     fd_case("tests/fixtures/engine/model_parity_xsa_v1.bin", xsa, sizeof(xsa) / sizeof(xsa[0]));
+    /* parallel residual: both branches of block 3 read the same norm */
+    static const char *const par[] = {"blocks.3.mlp.fc.weight", "blocks.3.attn_scale", "blocks.3.resid_mix",
+                                      "blocks.2.attn.c_q.weight"};
+    fd_case("tests/fixtures/engine/model_parity_parallel_v1.bin", par, sizeof(par) / sizeof(par[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */
@@ -461,6 +467,7 @@ int main(void) {
     RUN(test_recurrence_switch);
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);
+    RUN(test_parity_parallel_residual);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);

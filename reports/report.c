@@ -526,6 +526,25 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
         if (!bundled) sw->swept_keys[sw->n_swept++] = strdup(keys[k]);
     }
     free(keys);
+    /* An ablation (three or more keys varied together, e.g. one technique per zip column) is
+     * labelled by what each group changes: keys at their most common value across the groups
+     * are left out, and the group that changes nothing is the "baseline" (which also makes it
+     * the reference). Modes are found among the groups in sweep order, first seen wins ties. */
+    const char **mode = calloc((size_t)(sw->n_swept ? sw->n_swept : 1), sizeof *mode);
+    if (!mode) { free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+    int ablation = sw->n_swept >= 3 && ng >= 3;
+    for (int k = 0; ablation && k < sw->n_swept; k++) {
+        int best = 0;
+        for (int i = 0; i < ng; i++) {
+            const char *v = group_param(d, &d->groups[gs[i]], sw->swept_keys[k]);
+            int c = 0;
+            for (int j = 0; j < ng; j++) {
+                const char *w = group_param(d, &d->groups[gs[j]], sw->swept_keys[k]);
+                c += v && w && !strcmp(v, w);
+            }
+            if (c > best) best = c, mode[k] = v;
+        }
+    }
     /* labels: "k=v k2=v2", paths shortened to their last component */
     for (int i = 0; i < ng; i++) {
         report_group *g = &d->groups[gs[i]];
@@ -533,14 +552,16 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
         size_t o = 0;
         for (int k = 0; k < sw->n_swept && o < sizeof buf - 1; k++) {
             const char *v = group_param(d, g, sw->swept_keys[k]);
+            if (ablation && mode[k] && !strcmp(v, mode[k])) continue;
             const char *slash = strrchr(v, '/');
             if (slash && slash[1]) v = slash + 1;
-            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s=%s", k ? " " : "", sw->swept_keys[k], v);
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s=%s", o ? " " : "", sw->swept_keys[k], v);
         }
         if (o >= sizeof buf) o = sizeof buf - 1;
-        g->label = strdup(o ? buf : g->name);
-        if (!g->label) { free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+        g->label = strdup(o ? buf : ablation ? "baseline" : g->name);
+        if (!g->label) { free(gs), free(mode); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
     }
+    free(mode);
     free(gs);
     return CAD_OK;
 }

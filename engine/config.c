@@ -456,3 +456,9 @@ int cad_config_recur_span(const cad_config *c, int *first, int *last) {
     *first = (int)a, *last = (int)b;
     return 0;
 }
+
+int cad_config_key_inert(const cad_config *c, const char *key) {
+    if (c->recur_loops <= 1 && (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac"))) return 1;
+    if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
+    return 0;
+}

@@ -158,6 +158,9 @@ int cad_config_validate(const cad_config *c, cad_err *e);
 
 /* Derived values. */
 int cad_config_grad_accum(const cad_config *c);
+/* 1 when key has no effect under c (its switch is off: recur_layers without recur_loops > 1,
+ * the ttt_* settings without ttt_lr): run identities leave such keys out. */
+int cad_config_key_inert(const cad_config *c, const char *key);
 /* recur_layers "a-b" or "a" -> first, last (0-based); "" -> 0, -1. -1 when malformed. */
 int cad_config_recur_span(const cad_config *c, int *first, int *last);  /* grad_accum_steps or 8 (world 1) */
 long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */

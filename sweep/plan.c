@@ -187,6 +187,7 @@ static char *config_json(const cad_config *c, int skip_seed, const cad_config *d
         const cad_config_key *k = cad_config_key_at(i);
         if (strcmp(k->name, "run_id") == 0 || strcmp(k->name, "run_dir") == 0) continue;
         if (skip_seed && strcmp(k->name, "seed") == 0) continue;
+        if (defaults && cad_config_key_inert(c, k->name)) continue; /* its switch is off */
         char *json = config_value_json(c, k);
         if (json && defaults) {
             char *def = config_value_json(defaults, k);

@@ -88,7 +88,8 @@ char *cad_plan_config_json(const cad_config *c, int skip_seed);
 /* What a caddie run's config_hash and group_hash are computed over: the same JSON without the
  * keys at their default value. A key added later (techniques are keys, off by default) then
  * leaves the hashes of existing configs alone: a finished run stays "done" for `sweep plan` and
- * old and new runs of one config share a group. (A changed default changes behaviour; that is
+ * old and new runs of one config share a group. Keys whose switch is off (recur_layers with
+ * recur_loops 1, ttt_* with ttt_lr 0: cad_config_key_inert) are left out too. (A changed default changes behaviour; that is
  * an engine version bump, which is part of every hash.) */
 char *cad_plan_config_identity_json(const cad_config *c, int skip_seed);
 /* sha256 hex of engine_version "\n" json [ "\n" extra ] (extra may be NULL). */

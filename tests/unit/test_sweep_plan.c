@@ -311,6 +311,11 @@ static void test_identity_ignores_keys_at_default(void) {
     cad_sweep_spec *a = load("name: idt\nset:\n  iterations: 3\n  qk_gain_init: 1.5\n  matmul_precision: fp32\nseeds: [7]\n");
     cad_sweep_spec *b = load("name: idt\nset:\n  iterations: 3\nseeds: [7]\n");
     cad_sweep_spec *c = load("name: idt\nset:\n  iterations: 3\n  matmul_precision: bf16\nseeds: [7]\n");
+    /* settings of a switched-off technique are the same experiment too */
+    cad_sweep_spec *inert = load("name: idt\nset:\n  iterations: 3\n  recur_layers: \"3-4\"\n  ttt_epochs: 5\nseeds: [7]\n");
+    cad_plan pi;
+    cad_err ei;
+    CHECK(inert && cad_plan_expand(inert, &(cad_plan_opts){runs_dir()}, &pi, &ei) == CAD_OK);
     if (!a || !b || !c) return;
     cad_plan pa, pb, pc;
     cad_err e;
@@ -325,7 +330,9 @@ static void test_identity_ignores_keys_at_default(void) {
         CHECK(strcmp(pc.runs[0].group_hash, pb.runs[0].group_hash) != 0);
         CHECK(strstr(pb.runs[0].config_json, "\"matmul_precision\":\"fp32\"") != NULL);
         CHECK(strstr(pb.runs[0].config_json, "\"qk_gain_init\":1.5") != NULL);
+        if (inert && pi.n == 1) CHECK_STR(pi.runs[0].config_hash, pb.runs[0].config_hash);
     }
+    if (inert) cad_plan_free(&pi), cad_sweep_spec_free(inert);
     cad_config cfg;
     CHECK_EQ_INT(cad_config_init(&cfg, &e), CAD_OK);
     char *id = cad_plan_config_identity_json(&cfg, 0);

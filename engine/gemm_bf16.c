@@ -222,11 +222,9 @@ TARGET_BF16 static inline void words_from_adjacent(const float *x, int n, uint32
 TARGET_BF16 static void pack_a_avx(int trans_a, const float *A, int lda, int i0, int mc, int k0, int kc,
                                    uint32_t *Ap) {
     int kp = (kc + 1) / 2;
-    for (int ib = 0; ib < mc; ib += MR, Ap += (size_t)MR * KP) {
-        int rows = mc - ib < MR ? mc - ib : MR;
-        if (trans_a) { /* handled for the whole block below */
-            break;
-        } else { /* op(A)[i][k] = A[i][k]: each row holds its k pairs side by side */
+    if (!trans_a) { /* op(A)[i][k] = A[i][k]: each row holds its k pairs side by side */
+        for (int ib = 0; ib < mc; ib += MR, Ap += (size_t)MR * KP) {
+            int rows = mc - ib < MR ? mc - ib : MR;
             for (int r = 0; r < MR; r++) {
                 uint32_t *out = Ap + (size_t)r * KP;
                 if (r >= rows) {
@@ -243,8 +241,8 @@ TARGET_BF16 static void pack_a_avx(int trans_a, const float *A, int lda, int i0,
                 }
             }
         }
+        return;
     }
-    if (!trans_a) return;
     /* op(A)[i][k] = A[k][i]: rows of A are k, contiguous along i. Words for 16 k pairs x 16 rows
      * i are built along i (a row pair of A each), transposed in registers, and stored as 16
      * contiguous words per row: no scattered single-word stores. */

@@ -558,7 +558,16 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
     for (int a = 0; a < s->n_axes; a++) {
         const cad_sweep_axis *ax = &s->axes[a];
         const cad_sweep_point *pt = &ax->points[idx[a]];
-        if (ax->is_bundle) {
+        if (ax->is_bundle && ax->is_ragged) { /* what this bundle sets: "technique=muon_wd:0.04" */
+            char part[512];
+            size_t o = (size_t)snprintf(part, sizeof part, "%s=", ax->label);
+            for (int k = 0; k < pt->n && o < sizeof part; k++) {
+                char *t = cad_sweep_value_text(pt->a[k].value);
+                o += (size_t)snprintf(part + o, sizeof part - o, "%s%s:%s", k ? "," : "", pt->a[k].key, t ? t : "");
+                free(t);
+            }
+            append_name(&r->name, part);
+        } else if (ax->is_bundle) {
             char *t = cad_sweep_value_text(pt->a[0].value);
             char part[512];
             snprintf(part, sizeof part, "%s=%s", ax->label, t ? t : "");

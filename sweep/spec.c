@@ -244,29 +244,42 @@ static int parse_grid(vctx *v, const yt_node *g, cad_err *e) {
             }
             if (item->n == 0)
                 return yt_fail(e, CAD_ECONFIG, v->d, item, "empty bundle in grid '%s'", key->value);
-            if (item->n != first->n)
+            /* caddie engine: a key a bundle leaves out keeps its base/default value, so bundles
+             * may differ (an ablation: one technique per bundle). A command engine has no
+             * defaults: every bundle must give every key its templates use. */
+            int same = item->n == first->n;
+            for (size_t k = 0; same && k < item->n; k++) same = yt_map_get(first, item->keys[k]->value) != NULL;
+            if (!same && s->engine == CAD_ENGINE_CADDIE) ax->is_ragged = 1;
+            if (item->n != first->n && s->engine != CAD_ENGINE_CADDIE)
                 return yt_fail(e, CAD_ECONFIG, v->d, item,
                                "bundle sets %zu keys but the first bundle of '%s' (line %d) sets %zu: "
-                               "every bundle of an axis must set the same keys",
+                               "with engine command every bundle of an axis must set the same keys",
                                item->n, key->value, first->line, first->n);
             p->n = (int)item->n;
             p->a = calloc(item->n, sizeof *p->a);
             if (!p->a) return cad_fail(e, CAD_ENOMEM, "out of memory");
             for (size_t k = 0; k < item->n; k++) {
                 const yt_node *bk = item->keys[k];
-                if (!yt_map_get(first, bk->value))
+                if (!yt_map_get(first, bk->value) && s->engine != CAD_ENGINE_CADDIE)
                     return yt_fail(e, CAD_ECONFIG, v->d, bk,
                                    "bundle key '%s' is not in the first bundle of '%s' (line %d): "
-                                   "every bundle of an axis must set the same keys",
+                                   "with engine command every bundle of an axis must set the same keys",
                                    bk->value, key->value, first->line);
                 p->a[k] = (cad_sweep_assign){bk->value, bk, item->vals[k]};
                 if ((rc = check_assign(v, bk, item->vals[k], e))) return rc;
             }
         }
-        if (ax->is_bundle) {
-            for (size_t k = 0; k < first->n; k++) {
-                int rc2 = seen_add(v, first->keys[k]->value, first->keys[k], "grid", e);
-                if (rc2) return rc2;
+        if (ax->is_bundle) { /* every key any bundle sets, once */
+            for (size_t j = 0; j < vals->n; j++) {
+                const yt_node *item = vals->items[j];
+                for (size_t k = 0; k < item->n; k++) {
+                    int dup = 0;
+                    for (size_t jj = 0; jj < j && !dup; jj++) dup = yt_map_get(vals->items[jj], item->keys[k]->value) != NULL;
+                    for (size_t kk = 0; kk < k && !dup; kk++) dup = !strcmp(item->keys[kk]->value, item->keys[k]->value);
+                    if (dup) continue;
+                    int rc2 = seen_add(v, item->keys[k]->value, item->keys[k], "grid", e);
+                    if (rc2) return rc2;
+                }
             }
         } else if ((rc = seen_add(v, key->value, key, "grid", e)))
             return rc;

@@ -36,6 +36,7 @@ typedef struct cad_sweep_axis {
     char *label;            /* grid key / bundle axis name / "zip" keys joined with '+' */
     const yt_node *node;    /* where it is declared */
     int is_bundle, is_zip;
+    int is_ragged;          /* a bundle axis whose bundles set different keys (caddie engine only) */
     int n_points;
     cad_sweep_point *points;
 } cad_sweep_axis;

@@ -3,6 +3,7 @@
  * file:line:col, and the typed spec of valid files (both engines).
  */
 #include "test_util.h"
+#include "plan.h"
 #include "spec.h"
 
 #include <stdio.h>
@@ -76,10 +77,11 @@ static void test_grid_zip_seed_errors(void) {
     ERR("name: x\ngrid:\n  qk_gain_init: 5\n", "3:17", "grid 'qk_gain_init' must be a list of values");
     ERR("name: x\ngrid: [1]\n", "2:7", "'grid' must be a map");
     ERR("name: x\ngrid:\n  v:\n    - {vocab_size: 1024}\n    - 4096\n", "5:7", "mixes bundles");
-    ERR("name: x\ngrid:\n  v:\n    - {vocab_size: 1024, num_layers: 9}\n    - {vocab_size: 4096}\n",
-        "5:7", "bundle sets 1 keys but the first bundle");
-    ERR("name: x\ngrid:\n  v:\n    - {vocab_size: 1024, num_layers: 9}\n    - {vocab_size: 4096, model_dim: 8}\n",
-        "5:26", "bundle key 'model_dim' is not in the first bundle");
+    /* engine command has no defaults: every bundle must set the same keys */
+    ERR("name: x\nengine: command\ncommand: [p, \"{a}{b}\"]\ngrid:\n  v:\n    - {a: 1, b: 9}\n    - {a: 4}\n",
+        "7:7", "bundle sets 1 keys but the first bundle");
+    ERR("name: x\nengine: command\ncommand: [p, \"{a}{b}{c}\"]\ngrid:\n  v:\n    - {a: 1, b: 9}\n    - {a: 4, c: 8}\n",
+        "7:14", "bundle key 'c' is not in the first bundle");
     ERR("name: x\nzip:\n  matrix_lr: [0.1, 0.2]\n  scalar_lr: [0.1]\n", "4:14",
         "zip lists must have the same length: 'scalar_lr' has 1 values, 'matrix_lr' has 2");
     ERR("name: x\nzip: {}\n", "2:6", "empty zip");
@@ -199,6 +201,35 @@ static void test_template_scan(void) {
     CHECK_EQ_INT(cad_template_scan("{abc", count_names, got, &e), CAD_EFORMAT);
 }
 
+/* engine caddie: bundles may set different keys (the rest keep their base/default value), as
+ * an ablation needs; the run name says what each bundle sets */
+static void test_ragged_bundles_for_ablations(void) {
+    cad_sweep_spec *s = NULL;
+    cad_err e;
+    cad_err_clear(&e);
+    const char *path = check_write_file(check_tmp_fresh("abl.yaml"),
+                                        "name: abl\ngrid:\n  technique:\n    - {muon_wd: 0.0}\n"
+                                        "    - {ema_decay: 0.97}\n    - {recur_layers: \"1-2\", recur_loops: 2}\n");
+    CHECK_MSG(cad_sweep_spec_load(path, &s, &e) == CAD_OK, "%s", e.msg);
+    if (!s) return;
+    CHECK(s->axes[0].is_bundle && s->axes[0].is_ragged && s->axes[0].n_points == 3);
+    cad_plan p;
+    cad_plan_opts o = {check_tmp_fresh("abl_runs")};
+    CHECK_MSG(cad_plan_expand(s, &o, &p, &e) == CAD_OK, "%s", e.msg);
+    if (p.n == 3) {
+        CHECK_STR(p.runs[0].name, "technique=muon_wd:0.0");
+        CHECK_STR(p.runs[2].name, "technique=recur_layers:1-2,recur_loops:2");
+        CHECK(strstr(p.runs[1].config_json, "\"ema_decay\":0.97") && strstr(p.runs[1].config_json, "\"muon_wd\":0,"));
+    }
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+    /* a key set in a later bundle and in 'set' is still a conflict */
+    path = check_write_file(check_tmp_fresh("abl2.yaml"), "name: abl\nset:\n  ema_decay: 0.9\ngrid:\n  t:\n"
+                                                          "    - {muon_wd: 0.0}\n    - {ema_decay: 0.97}\n");
+    CHECK(cad_sweep_spec_load(path, &s, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "ema_decay") != NULL, "%s", e.msg);
+}
+
 int main(void) {
     RUN(test_top_level_errors);
     RUN(test_yaml_syntax_error_has_position);
@@ -208,5 +239,6 @@ int main(void) {
     RUN(test_valid_caddie_spec);
     RUN(test_valid_command_spec);
     RUN(test_template_scan);
+    RUN(test_ragged_bundles_for_ablations);
     return check_report();
 }

@@ -26,6 +26,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -342,29 +343,35 @@ typedef void (*pack_a_fn)(int, const float *, int, int, int, int, int, uint32_t 
 typedef void (*pack_b_fn)(int, const float *, int, int, int, int, int, uint32_t *);
 typedef void (*kernel_fn)(int, const uint32_t *, const uint32_t *, float *, int, int, int, float, float);
 
-static struct {
+typedef struct gemm_impl {
     pack_a_fn pack_a;
     pack_b_fn pack_b;
     kernel_fn kernel;
     const char *name;
-} impl;
-static pthread_mutex_t impl_lock = PTHREAD_MUTEX_INITIALIZER;
+} gemm_impl;
+
+static const gemm_impl impl_portable = {pack_a_portable, pack_b_portable, kernel_portable, "portable"};
+#ifdef HAVE_X86_BF16_PATH
+static const gemm_impl impl_avx = {pack_a_avx, pack_b_avx, kernel_avx, "avx512bf16"};
+#endif
+
+/* The kernel set in use, swapped as one pointer: GEMMs running on other threads see either the
+ * old set or the new one, never a mix (NULL until the first GEMM or select picks one). */
+static _Atomic(const gemm_impl *) impl_cur;
+
+static const gemm_impl *impl_auto(void) {
+#ifdef HAVE_X86_BF16_PATH
+    if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+        return &impl_avx;
+#endif
+    return &impl_portable;
+}
 
 const char *cad_gemm_bf16_select(int which) {
-    pthread_mutex_lock(&impl_lock);
-    impl.pack_a = pack_a_portable, impl.pack_b = pack_b_portable, impl.kernel = kernel_portable;
-    impl.name = "portable";
-#ifdef HAVE_X86_BF16_PATH
-    if (which == CAD_GEMM_BF16_AUTO && __builtin_cpu_supports("avx512bf16") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-        impl.pack_a = pack_a_avx, impl.pack_b = pack_b_avx, impl.kernel = kernel_avx;
-        impl.name = "avx512bf16";
-    }
-#else
-    (void)which;
-#endif
-    pthread_mutex_unlock(&impl_lock);
-    return impl.name;
+    const gemm_impl *k = which == CAD_GEMM_BF16_PORTABLE ? &impl_portable : impl_auto();
+    atomic_store(&impl_cur, k);
+    return k->name;
 }
 
 /* ---- driver -------------------------------------------------------------------------------- */
@@ -380,7 +387,11 @@ void cad_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, c
             }
         return;
     }
-    if (!impl.kernel) cad_gemm_bf16_select(CAD_GEMM_BF16_AUTO);
+    const gemm_impl *impl = atomic_load(&impl_cur);
+    if (!impl) { /* first use: every thread computes the same answer, any store wins */
+        impl = impl_auto();
+        atomic_store(&impl_cur, impl);
+    }
     uint32_t *Ap = pack_buffers(), *Bp = Ap ? Ap + A_WORDS : NULL;
     if (!Ap) { /* no 584 KiB for this thread's packs: the fp32 product is the safe answer */
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
@@ -392,13 +403,13 @@ void cad_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, c
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC, kp = (kc + 1) / 2;
             float beta_eff = pc == 0 ? beta : 1.0f;
-            impl.pack_b(trans_b, B, ldb, pc, kc, jc, nc, Bp);
+            impl->pack_b(trans_b, B, ldb, pc, kc, jc, nc, Bp);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
-                impl.pack_a(trans_a, A, lda, ic, mc, pc, kc, Ap);
+                impl->pack_a(trans_a, A, lda, ic, mc, pc, kc, Ap);
                 for (int jr = 0; jr < nc; jr += NR)
                     for (int ir = 0; ir < mc; ir += MR)
-                        impl.kernel(kp, Ap + (size_t)(ir / MR) * MR * KP, Bp + (size_t)(jr / NR) * kp * NR,
+                        impl->kernel(kp, Ap + (size_t)(ir / MR) * MR * KP, Bp + (size_t)(jr / NR) * kp * NR,
                                     C + (size_t)(ic + ir) * ldc + jc + jr, ldc, mc - ir < MR ? mc - ir : MR,
                                     nc - jr < NR ? nc - jr : NR, alpha, beta_eff);
             }

@@ -748,7 +748,17 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
 
 /* ---- XSA ------------------------------------------------------------------------------------ */
 
-/* Norms in double: |v| can be tiny, and the projection is applied to every head of the group. */
+/* |v|^2, y.v and (g non-NULL) g.v of one head row against its kv head's value, in double: |v|
+ * can be tiny, and the projection is applied to every head of the group. */
+static void xsa_dots(const float *v, const float *y, const float *g, int HD, double *vv, double *yv, double *gv) {
+    double a = 0, b = 0, c = 0;
+    for (int d = 0; d < HD; d++) {
+        a += (double)v[d] * v[d], b += (double)y[d] * v[d];
+        if (g) c += (double)g[d] * v[d];
+    }
+    *vv = a, *yv = b, *gv = c;
+}
+
 static void cpu_xsa_forward(const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *v,
                             int ldv, int N, int NH, int KV, int HD) {
     (void)be;
@@ -758,8 +768,8 @@ static void cpu_xsa_forward(const cad_backend *be, float *out, int ldo, const fl
         for (int h = 0; h < NH; h++) {
             const float *vr = v + (size_t)n * ldv + (size_t)(h / group) * HD, *yr = y + (size_t)n * ldy + (size_t)h * HD;
             float *o = out + (size_t)n * ldo + (size_t)h * HD;
-            double vv = 0, yv = 0;
-            for (int d = 0; d < HD; d++) vv += (double)vr[d] * vr[d], yv += (double)yr[d] * vr[d];
+            double vv, yv, gv;
+            xsa_dots(vr, yr, NULL, HD, &vv, &yv, &gv);
             double c = vv > 0 ? yv / vv : 0.0; /* (y.u) u = (y.v) v / |v|^2 */
             for (int d = 0; d < HD; d++) o[d] = (float)(yr[d] - c * vr[d]);
         }
@@ -778,9 +788,8 @@ static void cpu_xsa_backward(const cad_backend *be, float *dy, int lddy, float *
             const float *gr = dout + (size_t)n * lddo + (size_t)h * HD;
             float *dyr = dy ? dy + (size_t)n * lddy + (size_t)h * HD : NULL;
             float *dvr = dv ? dv + (size_t)n * lddv + (size_t)(h / group) * HD : NULL;
-            double vv = 0, yv = 0, gv = 0;
-            for (int d = 0; d < HD; d++)
-                vv += (double)vr[d] * vr[d], yv += (double)yr[d] * vr[d], gv += (double)gr[d] * vr[d];
+            double vv, yv, gv;
+            xsa_dots(vr, yr, gr, HD, &vv, &yv, &gv);
             if (vv <= 0) { /* u undefined: the forward passed y through */
                 if (dy)
                     for (int d = 0; d < HD; d++) dyr[d] = gr[d];

@@ -104,8 +104,8 @@ static int sliding_batch(cad_model *m, const uint16_t *tokens, long w0, long w1,
 }
 
 /* Targets evaluated (k*L, val_max_tokens included) and the window count of the schedule. */
-static int sliding_plan(const cad_model *m, long n_tokens, const cad_eval_spec *spec, int S, long *N, long *n_win,
-                        int *partial, cad_err *e) {
+int cad_eval_sliding_plan(const cad_model *m, long n_tokens, const cad_eval_spec *spec, int S, long *N,
+                          long *n_win, int *partial, cad_err *e) {
     const int L = spec->seq_len;
     if (S <= 0 || S > L) return cad_fail(e, CAD_ECONFIG, "eval_stride=%d: expected 1..train_seq_len (%d)", S, L);
     if (L > m->cfg.max_seq_len)
@@ -158,7 +158,7 @@ int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const 
     double t0 = now_ms();
     memset(r, 0, sizeof *r);
     long N, n_win;
-    int rc = sliding_plan(m, n_tokens, spec, stride, &N, &n_win, &r->partial, e);
+    int rc = cad_eval_sliding_plan(m, n_tokens, spec, stride, &N, &n_win, &r->partial, e);
     if (rc) return rc;
     double sums[3] = {0, 0, 0};
     if ((rc = cad_eval_windows(m, tokens, N, spec->seq_len, stride, 0, n_win, luts, xbuf, ybuf, sums, e))) return rc;
@@ -166,9 +166,4 @@ int cad_eval_sliding(cad_model *m, const uint16_t *tokens, long n_tokens, const 
     if ((rc = cad_eval_result_finish(r, sums, e))) return rc;
     r->eval_ms = now_ms() - t0;
     return CAD_OK;
-}
-
-int cad_eval_sliding_plan(const cad_model *m, long n_tokens, const cad_eval_spec *spec, int stride, long *N,
-                          long *n_win, int *partial, cad_err *e) {
-    return sliding_plan(m, n_tokens, spec, stride, N, n_win, partial, e);
 }

@@ -28,19 +28,24 @@ typedef struct k_xsa_params {
     int N, NH, KV, HD;
 } k_xsa_params;
 
+/* a.b over one head row, in double (|v| can be tiny) */
+static __device__ __forceinline__ double k_xsa_dot(const float *a, const float *b, int HD) {
+    double s = 0;
+    for (int d = 0; d < HD; d++) s += (double)a[d] * b[d];
+    return s;
+}
+
 __global__ void k_xsa_forward(k_xsa_params p) {
     size_t total = (size_t)p.N * p.KV, stride = (size_t)gridDim.x * blockDim.x;
     int group = p.NH / p.KV;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         int n = (int)(i / p.KV), g = (int)(i % p.KV);
         const float *vr = p.v + (size_t)n * p.ldv + (size_t)g * p.HD;
-        double vv = 0;
-        for (int d = 0; d < p.HD; d++) vv += (double)vr[d] * vr[d];
+        double vv = k_xsa_dot(vr, vr, p.HD);
         for (int h = g * group; h < (g + 1) * group; h++) {
             const float *yr = p.y + (size_t)n * p.ldy + (size_t)h * p.HD;
             float *o = p.out + (size_t)n * p.ldo + (size_t)h * p.HD;
-            double yv = 0;
-            for (int d = 0; d < p.HD; d++) yv += (double)yr[d] * vr[d];
+            double yv = k_xsa_dot(yr, vr, p.HD);
             double c = vv > 0 ? yv / vv : 0.0;
             for (int d = 0; d < p.HD; d++) o[d] = (float)(yr[d] - c * vr[d]);
         }
@@ -55,14 +60,12 @@ __global__ void k_xsa_backward(k_xsa_params p) {
         int n = (int)(i / p.KV), g = (int)(i % p.KV);
         const float *vr = p.v + (size_t)n * p.ldv + (size_t)g * p.HD;
         float *dvr = p.dv ? p.dv + (size_t)n * p.lddv + (size_t)g * p.HD : NULL;
-        double vv = 0;
-        for (int d = 0; d < p.HD; d++) vv += (double)vr[d] * vr[d];
+        double vv = k_xsa_dot(vr, vr, p.HD);
         for (int h = g * group; h < (g + 1) * group; h++) {
             const float *yr = p.y + (size_t)n * p.ldy + (size_t)h * p.HD;
             const float *gr = p.g + (size_t)n * p.ldg + (size_t)h * p.HD;
             float *dyr = p.out ? p.out + (size_t)n * p.ldo + (size_t)h * p.HD : NULL;
-            double yv = 0, gv = 0;
-            for (int d = 0; d < p.HD; d++) yv += (double)yr[d] * vr[d], gv += (double)gr[d] * vr[d];
+            double yv = k_xsa_dot(yr, vr, p.HD), gv = k_xsa_dot(gr, vr, p.HD);
             if (vv <= 0) {
                 if (dyr)
                     for (int d = 0; d < p.HD; d++) dyr[d] = gr[d];

@@ -20,6 +20,14 @@ typedef struct bundled_val {
     long n;
 } bundled_val;
 
+/* The short local names the evaluator tests use for an open bundled_val b. */
+#define BUNDLED_NAMES(b)                                                                   \
+    cad_tokenizer *tk = (b).tk;                                                            \
+    uint16_t *tok = (b).tok;                                                               \
+    long n = (b).n;                                                                        \
+    cad_bpb_luts l = (b).luts;                                                             \
+    (void)tk, (void)tok, (void)n, (void)l
+
 /* 0, or -1 with the reason checked (a failing test) and nothing left allocated. */
 static int bundled_val_open(bundled_val *b, int T) {
     cad_err e = {0};

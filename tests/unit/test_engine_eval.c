@@ -97,10 +97,7 @@ static void test_bundled_val_split_independent(void) {
     int T = 64;
     bundled_val bv;
     if (bundled_val_open(&bv, T)) return;
-    cad_tokenizer *tk = bv.tk;
-    uint16_t *tok = bv.tok;
-    long n = bv.n;
-    cad_bpb_luts l = bv.luts;
+    BUNDLED_NAMES(bv);
     cad_err e = {0};
     cad_model m;
     if (bundled_tiny_model(&m, 4, T, 4242)) { bundled_val_close(&bv); return; }
@@ -160,10 +157,7 @@ static void test_sliding_window_eval(void) {
     const int L = 32;
     bundled_val bv;
     if (bundled_val_open(&bv, L)) return;
-    cad_tokenizer *tk = bv.tk;
-    uint16_t *tok = bv.tok;
-    long n = bv.n;
-    cad_bpb_luts l = bv.luts;
+    BUNDLED_NAMES(bv);
     cad_err e = {0};
     cad_model m;
     if (bundled_tiny_model(&m, 4, L, 77)) { bundled_val_close(&bv); return; }

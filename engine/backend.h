@@ -33,6 +33,8 @@
 #ifndef CADDIE_BACKEND_H
 #define CADDIE_BACKEND_H
 
+#include "engine/status.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -223,5 +225,20 @@ struct cad_backend {
 
 /* The CPU reference backend (OpenMP + OpenBLAS sgemm). A static singleton: never freed. */
 const cad_backend *cad_backend_cpu(void);
+
+/* The CUDA backend on device 0 of CUDA_VISIBLE_DEVICES (a process-wide singleton, created on
+ * the first call, never freed), implemented in kernels/backend_cuda.cu and linked only into
+ * builds with CADDIE_CUDA defined. NULL with e filled ("no CUDA device: ...") when no usable
+ * device or driver is present. Declared here so the engine picks a backend without including
+ * anything from kernels/ (the engine depends on no other folder). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+const cad_backend *cad_backend_cuda(cad_err *e);
+/* Name of the device the CUDA backend runs on ("NVIDIA H100 80GB HBM3"), "" before creation. */
+const char *cad_cuda_device_name(void);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,7 +11,7 @@
  *
  * Not here: the backends, printing (the callback decides), process exit codes.
  */
-#include "backend_check.h"
+#include "engine/backend_check.h"
 
 #include <math.h>
 #include <stdio.h>

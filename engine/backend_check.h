@@ -17,7 +17,7 @@
 #ifndef CADDIE_BACKEND_CHECK_H
 #define CADDIE_BACKEND_CHECK_H
 
-#include "backend.h"
+#include "engine/backend.h"
 
 #include <stdint.h>
 

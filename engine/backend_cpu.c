@@ -18,8 +18,8 @@
  * Not here: anything about which op runs on which buffer (engine/model.c), optimizer policy
  * (engine/optim.c), memory planning (callers pass every buffer, including scratch).
  */
-#include "backend.h"
-#include "gemm_bf16.h"
+#include "engine/backend.h"
+#include "engine/gemm_bf16.h"
 
 /* The release build is -O2, whose "very cheap" vectoriser cost model refuses the omp simd
  * reductions below (softmax max/sum, rmsnorm sums); they are the difference between scalar and

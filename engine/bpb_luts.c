@@ -3,7 +3,7 @@
  * build_sentencepiece_luts, and count the bytes of a token stream by eval_val's rule.
  * Not here: the loss or the model.
  */
-#include "bpb_luts.h"
+#include "engine/bpb_luts.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,8 +11,8 @@
 #ifndef CADDIE_BPB_LUTS_H
 #define CADDIE_BPB_LUTS_H
 
-#include "status.h"
-#include "tokenizer.h"
+#include "engine/status.h"
+#include "engine/tokenizer.h"
 
 #include <stdint.h>
 

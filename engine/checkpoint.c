@@ -2,7 +2,7 @@
  * checkpoint.c — write/read the training state file (see checkpoint.h).
  * Not here: when to checkpoint (train.c).
  */
-#include "checkpoint.h"
+#include "engine/checkpoint.h"
 
 #include <errno.h>
 #include <stdio.h>

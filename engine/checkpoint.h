@@ -14,8 +14,8 @@
 #ifndef CADDIE_CHECKPOINT_H
 #define CADDIE_CHECKPOINT_H
 
-#include "backend.h"
-#include "status.h"
+#include "engine/backend.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,10 +3,10 @@
  * the run configuration (see config.h for the contract).
  * Not here: meaning of the keys beyond range/combination checks.
  */
-#include "config.h"
-#include "export.h"
+#include "engine/config.h"
+#include "engine/export.h"
 
-#include "yamltree.h"
+#include "engine/yamltree.h"
 
 #include <ctype.h>
 #include <errno.h>

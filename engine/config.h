@@ -15,7 +15,7 @@
 #ifndef CADDIE_CONFIG_H
 #define CADDIE_CONFIG_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stdio.h>
 
@@ -98,7 +98,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(STR, run_dir, "", "output directory; empty = runs/<run_id>")                                \
     X(STR, init_from, "", "load initial weights from this .safetensors (train_gpt.py names)")     \
     X(STR, save_weights, "", "write final fp32 weights to this .safetensors ('' = none)")         \
-    X(LIST, code_files, "engine/*.c,engine/*.cc,engine/*.h,sweep/cmd_train.c",                    \
+    X(LIST, code_files, "engine/*.c,engine/*.cc,engine/*.h,cli/cmd_train.c",                    \
       "globs of the code counted in artifact bytes (relative to the repo root)")                  \
     X(INT, quant_matrix_bits, "8", "artifact bits of the block matrices (per row): 8 = train_gpt.py, records: 6") \
     X(INT, quant_embed_bits, "8", "artifact bits of tok_emb / lm_head rows (records keep 8)")     \
@@ -110,6 +110,8 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
+/* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */
+#define CAD_RUN_ID_MAX 128
 
 typedef struct cad_config {
 #define CAD_CONFIG_FIELD_(type, name, def, doc) CAD_CFIELD_##type name;

@@ -2,7 +2,7 @@
  * eval.c — eval_val and sliding-window evaluation on the CPU/CUDA model (see eval.h).
  * Not here: test-time training.
  */
-#include "eval.h"
+#include "engine/eval.h"
 
 #include <math.h>
 #include <string.h>

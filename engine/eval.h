@@ -16,9 +16,9 @@
 #ifndef CADDIE_EVAL_H
 #define CADDIE_EVAL_H
 
-#include "bpb_luts.h"
-#include "model.h"
-#include "status.h"
+#include "engine/bpb_luts.h"
+#include "engine/model.h"
+#include "engine/status.h"
 
 #include <stdint.h>
 

@@ -2,7 +2,7 @@
  * export.c — int8 quantization, the artifact container and zlib (see export.h).
  * Not here: deciding which weights to export (the caller passes the model's tensors).
  */
-#include "export.h"
+#include "engine/export.h"
 
 #include <errno.h>
 #include <math.h>

@@ -22,8 +22,8 @@
 #ifndef CADDIE_EXPORT_H
 #define CADDIE_EXPORT_H
 
-#include "safetensors.h"
-#include "status.h"
+#include "engine/safetensors.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 #include <stdint.h>

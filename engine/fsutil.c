@@ -1,7 +1,7 @@
 /*
  * fsutil.c — mkdir -p and whole-file reads (see fsutil.h).
  */
-#include "fsutil.h"
+#include "engine/fsutil.h"
 
 #include <errno.h>
 #include <stdio.h>

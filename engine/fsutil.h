@@ -8,7 +8,7 @@
 #ifndef CADDIE_FSUTIL_H
 #define CADDIE_FSUTIL_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 

@@ -22,7 +22,7 @@
  *
  * Not here: threading (the caller's), fp32 products, anything model specific.
  */
-#include "gemm_bf16.h"
+#include "engine/gemm_bf16.h"
 
 #include <cblas.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /*
  * jsonw.c — JSON string/number writing (see jsonw.h). Not a parser.
  */
-#include "jsonw.h"
+#include "engine/jsonw.h"
 
 #include <math.h>
 

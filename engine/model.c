@@ -13,7 +13,7 @@
  *
  * Not here: the op implementations (backend_cpu.c / kernels/), optimizers, training loop.
  */
-#include "model.h"
+#include "engine/model.h"
 
 #include <float.h>
 #include <math.h>

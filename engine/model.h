@@ -19,8 +19,8 @@
 #ifndef CADDIE_MODEL_H
 #define CADDIE_MODEL_H
 
-#include "backend.h"
-#include "status.h"
+#include "engine/backend.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 #include <stdint.h>

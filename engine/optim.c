@@ -3,7 +3,7 @@
  * against the backend slots only.
  * Not here: parameter grouping policy, the loop that calls these.
  */
-#include "optim.h"
+#include "engine/optim.h"
 
 #include <float.h>
 #include <math.h>

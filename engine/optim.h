@@ -21,10 +21,10 @@
 #ifndef CADDIE_OPTIM_H
 #define CADDIE_OPTIM_H
 
-#include "backend.h"
-#include "config.h"
-#include "model.h"
-#include "status.h"
+#include "engine/backend.h"
+#include "engine/config.h"
+#include "engine/model.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 

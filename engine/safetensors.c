@@ -4,8 +4,8 @@
  * a small parser for exactly the header's grammar (objects, arrays, strings, integers).
  * Not here: model loading policy (train.c decides strictness and names).
  */
-#include "fsutil.h"
-#include "safetensors.h"
+#include "engine/fsutil.h"
+#include "engine/safetensors.h"
 
 #include <errno.h>
 #include <math.h>

@@ -12,7 +12,7 @@
 #ifndef CADDIE_SAFETENSORS_H
 #define CADDIE_SAFETENSORS_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * sha256.c — SHA-256 as FIPS 180-4 describes it, byte-oriented, no platform code.
  * Speed is adequate for hashing configs and 16 MB artifacts (~200 MB/s); not a crypto lib.
  */
-#include "sha256.h"
+#include "engine/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 #ifndef CADDIE_SHA256_H
 #define CADDIE_SHA256_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * shard.c — read (mmap + validate), write (atomic) and glob challenge token shards.
  * See shard.h for the layout. Not here: multi-shard streams (stream.c).
  */
-#include "shard.h"
+#include "engine/shard.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,7 +11,7 @@
 #ifndef CADDIE_SHARD_H
 #define CADDIE_SHARD_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 #include <stdint.h>

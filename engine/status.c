@@ -1,7 +1,7 @@
 /*
  * status.c — cad_err helpers (see status.h for the convention).
  */
-#include "status.h"
+#include "engine/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>

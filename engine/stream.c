@@ -3,7 +3,7 @@
  * to reproduce train_gpt.py's TokenStream / DistributedTokenLoader / load_validation_tokens
  * token for token. Not here: shard parsing (shard.c).
  */
-#include "stream.h"
+#include "engine/stream.h"
 
 #include <stdlib.h>
 #include <string.h>

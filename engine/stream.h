@@ -12,8 +12,8 @@
 #ifndef CADDIE_STREAM_H
 #define CADDIE_STREAM_H
 
-#include "shard.h"
-#include "status.h"
+#include "engine/shard.h"
+#include "engine/status.h"
 
 #include <stdint.h>
 

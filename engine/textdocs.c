@@ -3,7 +3,7 @@
  * text, with the small JSON string decoder it needs. See textdocs.h for the rules.
  * Not here: tokenization or anything about shards.
  */
-#include "textdocs.h"
+#include "engine/textdocs.h"
 
 #include <errno.h>
 #include <stdint.h>

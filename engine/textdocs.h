@@ -15,7 +15,7 @@
 #ifndef CADDIE_TEXTDOCS_H
 #define CADDIE_TEXTDOCS_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stdio.h>
 #include <stddef.h>

@@ -8,7 +8,7 @@
 #ifndef CADDIE_TOKENIZER_H
 #define CADDIE_TOKENIZER_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 

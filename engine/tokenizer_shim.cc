@@ -9,9 +9,9 @@
  */
 /* status.h is a C header without extern "C" guards: give its functions C linkage here. */
 extern "C" {
-#include "status.h"
+#include "engine/status.h"
 }
-#include "tokenizer.h"
+#include "engine/tokenizer.h"
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>

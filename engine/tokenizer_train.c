@@ -5,8 +5,8 @@
  * trainer in tokenizer_shim.cc. Not here: the trainer options (the shim), file formats
  * (textdocs.c).
  */
-#include "textdocs.h"
-#include "tokenizer.h"
+#include "engine/textdocs.h"
+#include "engine/tokenizer.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -4,26 +4,25 @@
  * matters (warmup priming + restore, validation cadence, train_time excluding validation,
  * wallclock cap, serialization + round-trip scoring).
  * Not here: numerics (model.c, optim.c, eval.c), file formats (export.c, safetensors.c,
- * checkpoint.c), argument parsing (sweep/cmd_train.c).
+ * checkpoint.c), argument parsing (cli/cmd_train.c).
  */
-#include "fsutil.h"
-#include "train.h"
+#include "engine/fsutil.h"
+#include "engine/train.h"
 
-#include "bpb_luts.h"
-#include "buildinfo.h"
-#include "checkpoint.h"
-#include "eval.h"
-#include "ttt.h"
-#include "export.h"
-#include "jsonw.h"
-#include "model.h"
-#include "optim.h"
-#include "safetensors.h"
-#include "stream.h"
-#include "tokenizer.h"
+#include "engine/bpb_luts.h"
+#include "engine/buildinfo.h"
+#include "engine/checkpoint.h"
+#include "engine/eval.h"
+#include "engine/ttt.h"
+#include "engine/export.h"
+#include "engine/jsonw.h"
+#include "engine/model.h"
+#include "engine/optim.h"
+#include "engine/safetensors.h"
+#include "engine/stream.h"
+#include "engine/tokenizer.h"
 
 #ifdef CADDIE_CUDA
-#include "backend_cuda.h"
 #endif
 
 #include <errno.h>

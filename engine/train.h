@@ -9,14 +9,14 @@
  * line with tokens/s and ETA goes to stderr so stdout stays parseable like train_gpt.py's.
  * Run dir contract: notes/common.md ("Run directory").
  *
- * Not here: option parsing (sweep/cmd_train.c), the model math (model.c), the optimizers
+ * Not here: option parsing (cli/cmd_train.c), the model math (model.c), the optimizers
  * (optim.c), the artifact format (export.c).
  */
 #ifndef CADDIE_TRAIN_H
 #define CADDIE_TRAIN_H
 
-#include "config.h"
-#include "status.h"
+#include "engine/config.h"
+#include "engine/status.h"
 
 #include <stdio.h>
 

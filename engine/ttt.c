@@ -2,7 +2,7 @@
  * ttt.c — score-first SGD test-time training over the validation chunks (see ttt.h).
  * Not here: the sliding schedule itself (eval.c), the model's forward/backward (model.c).
  */
-#include "ttt.h"
+#include "engine/ttt.h"
 
 #include <math.h>
 #include <string.h>

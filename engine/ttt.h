@@ -17,7 +17,7 @@
 #ifndef CADDIE_TTT_H
 #define CADDIE_TTT_H
 
-#include "eval.h"
+#include "engine/eval.h"
 
 typedef struct cad_ttt_spec {
     int stride;         /* sliding stride used for scoring (seq_len = non-overlapping) */

@@ -8,9 +8,9 @@
  * a stray "---" usually means a pasted file.
  * Not here: any meaning of keys or type rules beyond scalar conversion helpers.
  */
-#include "yamltree.h"
+#include "engine/yamltree.h"
 
-#include "fsutil.h"
+#include "engine/fsutil.h"
 
 #include <ctype.h>
 #include <errno.h>

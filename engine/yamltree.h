@@ -10,7 +10,7 @@
 #ifndef CADDIE_YAMLTREE_H
 #define CADDIE_YAMLTREE_H
 
-#include "status.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 

@@ -17,12 +17,12 @@
 #include <string.h>
 
 extern "C" {
-#include "backend.h"
-#include "status.h"
+#include "engine/backend.h"
+#include "engine/status.h"
 }
-#include "backend_cuda.h"
-#include "cuda_check.h"
-#include "k_backend.cuh"
+#include "kernels/backend_cuda.h"
+#include "kernels/cuda_check.h"
+#include "kernels/k_backend.cuh"
 
 static kb_ctx cuda_ctx;
 static cad_backend cuda_backend;

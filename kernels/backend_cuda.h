@@ -12,8 +12,8 @@
 #ifndef CADDIE_BACKEND_CUDA_H
 #define CADDIE_BACKEND_CUDA_H
 
-#include "backend.h"
-#include "status.h"
+#include "engine/backend.h"
+#include "engine/status.h"
 
 #include <stddef.h>
 
@@ -21,13 +21,7 @@
 extern "C" {
 #endif
 
-/* The CUDA backend on device 0 of CUDA_VISIBLE_DEVICES (a process-wide singleton, created on
- * the first call, never freed). NULL with e filled ("no CUDA device: ...") when no usable
- * device or driver is present. */
-const cad_backend *cad_backend_cuda(cad_err *e);
-
-/* Name of the device the backend runs on ("NVIDIA H100 80GB HBM3"), "" before creation. */
-const char *cad_cuda_device_name(void);
+/* cad_backend_cuda() and cad_cuda_device_name() are declared in engine/backend.h. */
 
 /* ---- data parallel (NCCL), one process per GPU ------------------------------------------------
  * The launcher (rank 0's parent, or rank 0 itself before it forks/execs the others) calls

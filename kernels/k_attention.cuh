@@ -19,8 +19,8 @@
 #ifndef CADDIE_K_ATTENTION_CUH
 #define CADDIE_K_ATTENTION_CUH
 
-#include "k_common.cuh"
-#include "k_gemm.cuh"
+#include "kernels/k_common.cuh"
+#include "kernels/k_gemm.cuh"
 
 #define K_ATT_BLOCK 128
 

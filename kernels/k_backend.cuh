@@ -18,18 +18,18 @@
 
 #include <string.h>
 
-#include "backend.h"
-#include "k_attention.cuh"
-#include "k_common.cuh"
-#include "k_elementwise.cuh"
-#include "k_embedding.cuh"
-#include "k_gemm.cuh"
-#include "k_reduce.cuh"
-#include "k_residual.cuh"
-#include "k_rmsnorm.cuh"
-#include "k_rope.cuh"
-#include "k_softcap_ce.cuh"
-#include "k_xsa.cuh"
+#include "engine/backend.h"
+#include "kernels/k_attention.cuh"
+#include "kernels/k_common.cuh"
+#include "kernels/k_elementwise.cuh"
+#include "kernels/k_embedding.cuh"
+#include "kernels/k_gemm.cuh"
+#include "kernels/k_reduce.cuh"
+#include "kernels/k_residual.cuh"
+#include "kernels/k_rmsnorm.cuh"
+#include "kernels/k_rope.cuh"
+#include "kernels/k_softcap_ce.cuh"
+#include "kernels/k_xsa.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;

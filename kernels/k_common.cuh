@@ -29,7 +29,7 @@
 #define KSHARED_DYN(name) extern __shared__ float name[]
 #define KDIM3(x, y, z) dim3((x), (y), (z))
 #else
-#include "emu/cuda_emu.h"
+#include "kernels/emu/cuda_emu.h"
 #define KLAUNCH(kernel, grid, block, shmem, stream, params)                                  \
     do {                                                                                     \
         (void)(stream);                                                                      \
@@ -45,7 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 #define K_FULL_MASK 0xffffffffu
 #define K_CEIL_DIV(a, b) (((a) + (b)-1) / (b))

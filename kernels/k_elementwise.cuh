@@ -11,7 +11,7 @@
 #ifndef CADDIE_K_ELEMENTWISE_CUH
 #define CADDIE_K_ELEMENTWISE_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_EW_BLOCK 256
 

@@ -13,7 +13,7 @@
 #ifndef CADDIE_K_EMBEDDING_CUH
 #define CADDIE_K_EMBEDDING_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_EMB_BLOCK 128
 

@@ -15,7 +15,7 @@
 #ifndef CADDIE_K_GEMM_CUH
 #define CADDIE_K_GEMM_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 /* The backend's matmul precision (set_matmul_precision): 0 = fp32 (cublasSgemm, no TF32);
  * 1 = bf16 operands with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF: tensor cores, the

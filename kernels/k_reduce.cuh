@@ -9,7 +9,7 @@
 #ifndef CADDIE_K_REDUCE_CUH
 #define CADDIE_K_REDUCE_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_SUMSQ_BLOCK 256
 #define K_SUMSQ_MAX_BLOCKS 256

@@ -18,7 +18,7 @@
 #ifndef CADDIE_K_RESIDUAL_CUH
 #define CADDIE_K_RESIDUAL_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_COL_ROWS 16               /* row lanes per block */
 #define K_COL_MAX_CHUNKS 64         /* row chunks (blocks per column tile) at most */

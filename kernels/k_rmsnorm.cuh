@@ -13,7 +13,7 @@
 #ifndef CADDIE_K_RMSNORM_CUH
 #define CADDIE_K_RMSNORM_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_RMS_BLOCK 128
 

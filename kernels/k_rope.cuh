@@ -14,7 +14,7 @@
 #ifndef CADDIE_K_ROPE_CUH
 #define CADDIE_K_ROPE_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_ROPE_WARPS 4
 #define K_ROPE_ROWS 32 /* rows per block in the backward */

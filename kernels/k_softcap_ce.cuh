@@ -13,7 +13,7 @@
 #ifndef CADDIE_K_SOFTCAP_CE_CUH
 #define CADDIE_K_SOFTCAP_CE_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 #define K_XENT_BLOCK 256
 

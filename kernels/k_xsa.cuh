@@ -12,7 +12,7 @@
 #ifndef CADDIE_K_XSA_CUH
 #define CADDIE_K_XSA_CUH
 
-#include "k_common.cuh"
+#include "kernels/k_common.cuh"
 
 typedef struct k_xsa_params {
     float *out; /* forward: out; backward: dy */

@@ -8,8 +8,8 @@
  * nats while the view aggregates val_bpb, and --runs may select a subset of a group.
  * Not here: SQL that writes, HTML, option parsing.
  */
-#include "report.h"
-#include "svg.h"
+#include "reports/report.h"
+#include "reports/svg.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -5,7 +5,7 @@
  * Reads only the documented views run_summary and curves and the params table (see
  * schema/): never a private table, never a write (the connection is set query_only).
  * The same loaded report_data feeds the HTML page (report_html_write) and the terminal
- * tables of `caddie top/compare/seeds-needed/export-submission` (reports/cmd_report.c), so
+ * tables of `caddie top/compare/seeds-needed/export-submission` (cli/cmd_report.c), so
  * both show the same statistics.
  *
  * Grouping: a group is (sweep, group_hash) — the resolved config without the seed. Its label
@@ -18,8 +18,8 @@
 #ifndef CADDIE_REPORTS_REPORT_H
 #define CADDIE_REPORTS_REPORT_H
 
-#include "stats.h"
-#include "status.h"
+#include "reports/stats.h"
+#include "engine/status.h"
 
 #include <sqlite3.h>
 #include <stdio.h>

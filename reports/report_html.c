@@ -10,8 +10,8 @@
  * -artifact|-time|-step-time|-tokens, table.failures.
  * Not here: loading and statistics (report.c), chart primitives (svg.c).
  */
-#include "report.h"
-#include "svg.h"
+#include "reports/report.h"
+#include "reports/svg.h"
 
 #include <math.h>
 #include <stdlib.h>

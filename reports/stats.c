@@ -8,7 +8,7 @@
  * the seed planner. The quantile is a plain bisection: it is called a few hundred times
  * per report, so robustness beats speed. Not here: data access or formatting.
  */
-#include "stats.h"
+#include "reports/stats.h"
 
 #include <math.h>
 

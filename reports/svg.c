@@ -7,7 +7,7 @@
  * find charts in the DOM (svg.chart, path.series, g.legend, rect.cell, rect.bar ...).
  * Not here: data access, statistics, HTML.
  */
-#include "svg.h"
+#include "reports/svg.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
 -- sweep_groups, curves) are the stable interface for users, sqlite3 and reports/; the
 -- tables may change in later migrations (additive where possible).
 -- Not here: data, pragmas that are per-connection (WAL, foreign_keys, busy_timeout are set
--- by sweep/db.c on every open), anything that is not SQL.
+-- by db/db.c on every open), anything that is not SQL.
 --
 -- Timestamps are ISO-8601 UTC text ('2026-11-22T08:01:02.345Z'): readable in sqlite3 and
 -- usable with julianday() for arithmetic. Durations are milliseconds (train_ms, eval_ms,

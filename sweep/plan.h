@@ -14,14 +14,14 @@
  * Order: seeds outermost (every config runs once before any gets a second seed), then the
  * axes in file order, the last axis varying fastest.
  *
- * Not here: YAML validation (spec.h), the runner, the DB schema.
+ * Not here: YAML validation (spec.h), dedup against and queueing into the DB (db/queue.h),
+ * the runner.
  */
 #ifndef CADDIE_PLAN_H
 #define CADDIE_PLAN_H
 
-#include "config.h"
-#include "db.h"
-#include "spec.h"
+#include "engine/config.h"
+#include "sweep/spec.h"
 
 typedef enum {
     CAD_PLAN_QUEUE = 0,    /* new run, will be queued */
@@ -69,15 +69,11 @@ typedef struct cad_plan_opts {
 /* Expand and resolve (no DB). Errors (an invalid combination of values) name the sweep
  * file and the run. */
 int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *out, cad_err *e);
-/* Mark actions against the DB (dedup by config hash; force: queue done/pending ones again
- * under a new "-rN" id). */
-int cad_plan_check_db(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int force, cad_err *e);
-/* Estimate duration of the runs to (re)queue on n_devices devices; db may be NULL. Fails
- * when a run needs more devices than n_devices. */
-int cad_plan_estimate(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int n_devices, cad_err *e);
-/* Queue: upsert the sweep, create each run dir (config.yaml, run.json), insert the runs,
- * requeue REQUEUE ones; one transaction (run dirs made by a failed add are removed). */
-int cad_plan_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e);
+/* Give run i a new id (a forced repeat's "-rN") and render its run_dir, config.yaml and
+ * launch recipe again, since they carry the id. */
+int cad_plan_rename_run(const cad_sweep_spec *s, cad_plan *p, int i, const char *run_id, cad_err *e);
+/* Recount p->n_action after actions changed. */
+void cad_plan_count_actions(cad_plan *p);
 void cad_plan_free(cad_plan *p);
 
 /* The engine version a caddie-engine run records ("caddie 0.1.0"). */

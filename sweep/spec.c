@@ -4,10 +4,10 @@
  * file without guessing; nothing is queued unless the whole file passes.
  * Not here: expansion into runs and config resolution (plan.c).
  */
-#include "spec.h"
+#include "sweep/spec.h"
 
-#include "config.h"
-#include "sha256.h"
+#include "engine/config.h"
+#include "engine/sha256.h"
 
 #include <ctype.h>
 #include <errno.h>

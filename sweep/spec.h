@@ -12,8 +12,8 @@
 #ifndef CADDIE_SPEC_H
 #define CADDIE_SPEC_H
 
-#include "status.h"
-#include "yamltree.h"
+#include "engine/status.h"
+#include "engine/yamltree.h"
 
 typedef enum { CAD_ENGINE_CADDIE = 0, CAD_ENGINE_COMMAND = 1 } cad_engine_kind;
 

@@ -8,7 +8,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src" || exit 1
 threads=${BENCH_THREADS:-$(nproc)}
 CC=${CC:-gcc}
-REL="-std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -iquote engine -iquote build/gen"
+REL="-std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -iquote ."
 # the release library `make all` just built (build/rel, or build/rel-cuda when nvcc was found)
 LIBCADDIE=$(ls -t build/rel*/libcaddie.a 2>/dev/null | head -n 1)
 LIBS="-lsentencepiece -lsentencepiece_train -lsqlite3 -lyaml -lopenblas -lzstd -lz -lstdc++ -lpthread -lm"
@@ -41,7 +41,7 @@ bench_torch_train() {
 bench_db() {
     section "results database: ingest and queries (sqlite $(sqlite3 --version | cut -d' ' -f1))"
     mkdir -p build/bench
-    $CC $REL -iquote sweep tests/bench_db.c "$LIBCADDIE" $LIBS -o build/bench/bench_db || return 1
+    $CC $REL tests/bench_db.c "$LIBCADDIE" $LIBS -o build/bench/bench_db || return 1
     local db=${BENCH_DB_DIR:-build/bench}/bench.db
     echo "-- 2,000 runs x 2,000 steps"
     ./build/bench/bench_db 2000 2000 "$db" 10 || return 1

@@ -13,8 +13,8 @@
  * RUNS and STEPS (the run ids are a function of the run index).
  * Prints figures only; never pass/fail. Not a test: nothing here checks correctness.
  */
-#include "db.h"
-#include "ingest.h"
+#include "db/db.h"
+#include "db/ingest.h"
 
 #include <math.h>
 #include <sqlite3.h>

@@ -6,13 +6,13 @@
  *   (b) 9 layers x 512, 8/4 heads, vocab 1024, seq 1024, 8192 tokens/step (the baseline shape)
  *
  * Build (release flags, from the repo root):
- *   gcc -std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -Iengine tests/bench_model.c \
+ *   gcc -std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -iquote . tests/bench_model.c \
  *       engine/model.c engine/backend_cpu.c engine/status.c -lopenblas -lm -o build/bench_model
  *   ./build/bench_model [steps] [a|b|ab]
  * Prints figures, never pass/fail. `make bench` (the trainer's) times full train steps.
  * Not here: optimizer cost, data loading.
  */
-#include "model.h"
+#include "engine/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

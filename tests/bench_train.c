@@ -14,10 +14,10 @@
  * Usage: bench_train [threads]   (default: all cores)
  * Not here: correctness (the unit tests), GPU figures.
  */
-#include "backend.h"
-#include "gemm_bf16.h"
-#include "model.h"
-#include "optim.h"
+#include "engine/backend.h"
+#include "engine/gemm_bf16.h"
+#include "engine/model.h"
+#include "engine/optim.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -15,8 +15,8 @@
  * unit with the kernels they check), so the product binary carries no emulation code.
  * Not here: kernels, the choice of launch geometry (kernels/k_*.cuh do that).
  */
-#include "cuda_emu.h"
-#include "gemm_bf16.h" /* the bf16 rounding rule of the CPU backend */
+#include "kernels/emu/cuda_emu.h"
+#include "engine/gemm_bf16.h" /* the bf16 rounding rule of the CPU backend */
 
 #include <stdarg.h>
 #include <stdio.h>

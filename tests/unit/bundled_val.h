@@ -8,10 +8,10 @@
 #define CADDIE_TEST_BUNDLED_VAL_H
 
 #include "check.h"
-#include "bpb_luts.h"
-#include "model.h"
-#include "stream.h"
-#include "tokenizer.h"
+#include "engine/bpb_luts.h"
+#include "engine/model.h"
+#include "engine/stream.h"
+#include "engine/tokenizer.h"
 
 typedef struct bundled_val {
     cad_tokenizer *tk;

@@ -5,10 +5,10 @@
  * document counts per split, and the val_bpb byte totals by the official LUT rule, over the
  * whole split and over the eval window train_gpt.py keeps at seq_len 1024.
  */
-#include "bpb_luts.h"
+#include "engine/bpb_luts.h"
 #include "check.h"
-#include "stream.h"
-#include "tokenizer.h"
+#include "engine/stream.h"
+#include "engine/tokenizer.h"
 
 #include <stdint.h>
 

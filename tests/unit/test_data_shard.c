@@ -3,7 +3,7 @@
  * corruption case (one-line error naming the file with expected vs actual), sorted globs.
  */
 #include "test_util.h"
-#include "shard.h"
+#include "engine/shard.h"
 
 #include <stdint.h>
 #include <sys/stat.h>

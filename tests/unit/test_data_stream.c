@@ -4,8 +4,8 @@
  * (fixture from tests/scripts/gen_tokenizer_fixtures.py), the val trim, tell/seek, errors.
  */
 #include "check.h"
-#include "shard.h"
-#include "stream.h"
+#include "engine/shard.h"
+#include "engine/stream.h"
 
 #include <stdint.h>
 

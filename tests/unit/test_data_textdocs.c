@@ -5,8 +5,8 @@
  * str.strip() used by the tokenizer trainer feed.
  */
 #include "test_util.h"
-#include "textdocs.h"
-#include "tokenizer.h"
+#include "engine/textdocs.h"
+#include "engine/tokenizer.h"
 
 static int decode(const char *lit, char **out, size_t *len, const char **why) {
     size_t cap = 0, used = 0;

@@ -4,10 +4,10 @@
  * full build_sentencepiece_luts tables, for the 1024/4096/8192 challenge models (fixtures from
  * tests/scripts/gen_tokenizer_fixtures.py); piece flags; load errors.
  */
-#include "bpb_luts.h"
+#include "engine/bpb_luts.h"
 #include "check.h"
-#include "textdocs.h"
-#include "tokenizer.h"
+#include "engine/textdocs.h"
+#include "engine/tokenizer.h"
 
 #include <stdint.h>
 

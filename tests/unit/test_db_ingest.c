@@ -5,9 +5,10 @@
  * the same content as the original (sweeps, runs, params, events, metrics, results,
  * artifacts), including queued runs that never started.
  */
-#include "config.h"
-#include "ingest.h"
-#include "plan.h"
+#include "engine/config.h"
+#include "db/ingest.h"
+#include "db/queue.h"
+#include "sweep/plan.h"
 
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -306,8 +307,8 @@ static void test_rebuild_equals_original(void) {
     cad_plan p;
     cad_plan_opts o = {runs};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
     CHECK_EQ_INT(p.n, 6);
     /* run 0 done with curve + result, run 1 failed, run 2 cancelled, run 3 running
      * (interrupted later), the rest stay queued */

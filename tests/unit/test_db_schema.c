@@ -4,7 +4,7 @@
  * valid flag, the sweep_groups statistics, cancel/retry by sweep, run.json and the launch
  * recipe (values stay literal).
  */
-#include "db.h"
+#include "db/db.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * validator uses.
  */
 #include "test_util.h"
-#include "config.h"
+#include "engine/config.h"
 
 #include <stdlib.h>
 
@@ -196,11 +196,11 @@ static void test_resolved_yaml_round_trips(void) {
 }
 
 static void test_yaml_list_joins(void) {
-    const char *path = check_write_file(check_tmp_path("list.yaml"), "code_files:\n  - engine/*.c\n  - sweep/cmd_train.c\n");
+    const char *path = check_write_file(check_tmp_path("list.yaml"), "code_files:\n  - engine/*.c\n  - cli/cmd_train.c\n");
     cad_config c;
     cad_err e = {0};
     CHECK_MSG(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_OK, "%s", e.msg);
-    CHECK_STR(c.code_files, "engine/*.c,sweep/cmd_train.c");
+    CHECK_STR(c.code_files, "engine/*.c,cli/cmd_train.c");
     cad_config_free(&c);
 }
 

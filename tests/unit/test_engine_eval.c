@@ -11,12 +11,12 @@
  *  - sliding-window evaluation against an independent per-target window assignment.
  */
 #include "check.h"
-#include "bpb_luts.h"
-#include "eval.h"
-#include "model.h"
+#include "engine/bpb_luts.h"
+#include "engine/eval.h"
+#include "engine/model.h"
 #include "parity_fixture.h"
-#include "stream.h"
-#include "tokenizer.h"
+#include "engine/stream.h"
+#include "engine/tokenizer.h"
 #include "bundled_val.h"
 
 static int load_params(cad_model *m, const pf_file *f, const char *prefix) {

@@ -3,8 +3,8 @@
  * quantize_float_tensor (fixture from tests/scripts/gen_optim_fixture.py), fp16 rounding like
  * torch, round-trip error bounds per row, exact fp32 for control tensors, and format errors.
  */
-#include "export.h"
-#include "safetensors.h"
+#include "engine/export.h"
+#include "engine/safetensors.h"
 
 #include <zlib.h>
 

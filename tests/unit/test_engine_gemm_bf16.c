@@ -8,9 +8,9 @@
  * relative, a packing error as O(1): both far outside.
  * Not here: speed (make bench), the model in bf16 (test_engine_model.c's bf16 parity).
  */
-#include "backend.h"
+#include "engine/backend.h"
 #include "check.h"
-#include "gemm_bf16.h"
+#include "engine/gemm_bf16.h"
 
 #include <stdint.h>
 

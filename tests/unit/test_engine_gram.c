@@ -8,8 +8,8 @@
  * Not here: the op-by-op comparison with the CUDA backend (backend_check.c, run by
  * test_kernels_emu), the Newton–Schulz parity with PyTorch (test_engine_optim).
  */
-#include "backend.h"
-#include "optim.h"
+#include "engine/backend.h"
+#include "engine/optim.h"
 #include "test_util.h"
 
 #include <math.h>

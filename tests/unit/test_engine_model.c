@@ -12,7 +12,7 @@
  * Not here: single ops (test_engine_ops.c), optimizers and training (trainer tests).
  */
 #include "check.h"
-#include "model.h"
+#include "engine/model.h"
 #include "parity_fixture.h"
 
 #include <math.h>

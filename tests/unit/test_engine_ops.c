@@ -16,7 +16,7 @@
  *
  * Not here: the whole model (test_engine_model.c), the optimizers (trainer tests).
  */
-#include "backend.h"
+#include "engine/backend.h"
 #include "check.h"
 
 #include <math.h>

@@ -3,12 +3,12 @@
  * optim_ref.safetensors from tests/scripts/gen_optim_fixture.py) and the lr_mul / momentum
  * schedules against values worked out by hand from train_gpt.py's formulas.
  */
-#include "backend.h"
-#include "config.h"
-#include "optim.h"
-#include "model.h"
+#include "engine/backend.h"
+#include "engine/config.h"
+#include "engine/optim.h"
+#include "engine/model.h"
 #include "parity_fixture.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 #include "test_util.h"
 
 static cad_safetensors_file fx;

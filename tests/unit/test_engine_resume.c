@@ -5,11 +5,11 @@
  * bit-identical (CPU, same threads). Also the checkpoint file's own error handling.
  */
 #include "test_util.h"
-#include "checkpoint.h"
-#include "config.h"
-#include "safetensors.h"
-#include "shard.h"
-#include "train.h"
+#include "engine/checkpoint.h"
+#include "engine/config.h"
+#include "engine/safetensors.h"
+#include "engine/shard.h"
+#include "engine/train.h"
 
 #include <sys/stat.h>
 

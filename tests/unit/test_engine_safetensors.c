@@ -10,7 +10,7 @@
  *  - round trip and malformed-file errors.
  */
 #include "check.h"
-#include "safetensors.h"
+#include "engine/safetensors.h"
 
 #define NT 6
 static const char *names[NT] = {"tok_emb.weight", "skip_weights", "blocks.0.attn.c_q.weight",

@@ -6,10 +6,10 @@
  * bit), init_from/save_weights, code_files accounting, and errors before any work.
  */
 #include "test_util.h"
-#include "config.h"
-#include "safetensors.h"
-#include "shard.h"
-#include "train.h"
+#include "engine/config.h"
+#include "engine/safetensors.h"
+#include "engine/shard.h"
+#include "engine/train.h"
 
 #include <sys/stat.h>
 

@@ -9,12 +9,12 @@
  *  - every target is scored once (counts and bytes equal the plain evaluation's).
  */
 #include "check.h"
-#include "bpb_luts.h"
-#include "eval.h"
-#include "model.h"
-#include "stream.h"
-#include "tokenizer.h"
-#include "ttt.h"
+#include "engine/bpb_luts.h"
+#include "engine/eval.h"
+#include "engine/model.h"
+#include "engine/stream.h"
+#include "engine/tokenizer.h"
+#include "engine/ttt.h"
 #include "bundled_val.h"
 
 enum { L = 32 };

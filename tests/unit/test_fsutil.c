@@ -1,6 +1,6 @@
 /* test_fsutil.c — mkdir -p and whole-file reads, including their error messages. */
 #include "test_util.h"
-#include "fsutil.h"
+#include "engine/fsutil.h"
 
 #include <sys/stat.h>
 

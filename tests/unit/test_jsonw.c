@@ -1,6 +1,6 @@
 /* test_jsonw.c — the JSON writer escapes strings and non-finite numbers correctly. */
 #include "check.h"
-#include "jsonw.h"
+#include "engine/jsonw.h"
 
 static char *written(void (*fn)(FILE *, const void *), const void *arg) {
     static char buf[256];

@@ -17,10 +17,10 @@
  */
 #include "check.h"
 
-#include "emu/cuda_emu.c"
+#include "kernels/emu/cuda_emu.c"
 
-#include "backend_check.h"
-#include "k_backend.cuh"
+#include "engine/backend_check.h"
+#include "kernels/k_backend.cuh"
 
 #include <signal.h>
 #include <sys/wait.h>

@@ -1,5 +1,5 @@
 /*
- * test_logparse.c — the training-log parser (sweep/logparse.h) against every published
+ * test_logparse.c — the training-log parser (db/logparse.h) against every published
  * log in tests/fixtures/logs and against hand-written lines of each dialect.
  *
  * The fixture test reads each log's claimed score from where its record states it (a
@@ -12,7 +12,7 @@
  * Not here: the import commands and the DB (tests/cli/t05xx-import.sh).
  */
 #include "test_util.h"
-#include "logparse.h"
+#include "db/logparse.h"
 
 #include <sqlite3.h>
 #include <stdint.h>

@@ -9,7 +9,7 @@
  * Not here: database or HTML (t06xx CLI tests).
  */
 #include "check.h"
-#include "stats.h"
+#include "reports/stats.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
  * Not here: how a whole page looks (t0605 renders it in Chromium).
  */
 #include "check.h"
-#include "svg.h"
+#include "reports/svg.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /*
- * test_runner_engines.c — launch recipe -> exec description (sweep/engines.h): "caddie"
+ * test_runner_engines.c — launch recipe -> exec description (runner/engines.h): "caddie"
  * becomes this binary, recipe env overrides the runner's environment, the runner's device
  * variables override both, CPU slots get OMP_NUM_THREADS unless the recipe sets it, each
  * engine captures into its own file, values stay separate argv entries.
  */
 #include "check.h"
-#include "engines.h"
+#include "runner/engines.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,12 +1,12 @@
 /*
- * test_runner_proc.c — process groups and identity (sweep/proc.h) and the line tail
- * (sweep/tail.h): a group kill reaches grandchildren, identity survives only while the
+ * test_runner_proc.c — process groups and identity (runner/proc.h) and the line tail
+ * (runner/tail.h): a group kill reaches grandchildren, identity survives only while the
  * same process lives, a group of zombies is not alive, exec failures are named, partial
  * lines wait for their newline and a truncated file is read again from the start.
  */
 #include "test_util.h"
-#include "proc.h"
-#include "tail.h"
+#include "runner/proc.h"
+#include "runner/tail.h"
 
 #include <errno.h>
 #include <signal.h>

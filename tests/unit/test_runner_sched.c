@@ -1,10 +1,10 @@
 /*
- * test_runner_sched.c — the runner's packing policy (sweep/sched.h) and device lists:
+ * test_runner_sched.c — the runner's packing policy (runner/sched.h) and device lists:
  * 1-device runs pack, an 8-device run reserves devices as they free up, backfill only
  * when it ends before the reservation, nothing is ever double-booked.
  */
 #include "check.h"
-#include "sched.h"
+#include "runner/sched.h"
 
 #include <math.h>
 

@@ -1,6 +1,6 @@
 /* test_status.c — the cad_err convention: messages, wrapping, exit-code mapping. */
 #include "check.h"
-#include "status.h"
+#include "engine/status.h"
 
 static void test_fail_sets_code_and_message(void) {
     cad_err e;

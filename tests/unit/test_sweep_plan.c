@@ -4,8 +4,9 @@
  * --force), queueing into run dirs, the duration estimate, and value injection: a grid value
  * like "; rm -rf ~" reaches the launch recipe, the DB and the config literally.
  */
-#include "buildinfo.h"
-#include "plan.h"
+#include "engine/buildinfo.h"
+#include "db/queue.h"
+#include "sweep/plan.h"
 
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -155,8 +156,8 @@ static void test_dedup_against_db(void) {
     cad_plan p;
     cad_plan_opts o = {runs_dir()};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
     CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='queued'") == 3);
     CHECK(check_sql_double(db, "SELECT count(*) FROM sweeps WHERE name='dd' AND spec LIKE 'name: dd%'") == 1);
     CHECK(check_sql_double(db, "SELECT count(*) FROM params WHERE key='qk_gain_init' AND num=2") == 1);
@@ -178,21 +179,21 @@ static void test_dedup_against_db(void) {
     CHECK_EQ_INT(cad_db_claim(db, fail_id, &c, &e), CAD_OK);
     CHECK_EQ_INT(cad_db_finish(db, fail_id, CAD_RUN_FAILED, 1, 1, "x", "exit 1", &e), CAD_OK);
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
     CHECK_EQ_INT(p.runs[0].action, CAD_PLAN_SKIP_DONE);
     CHECK_STR(p.runs[0].other_run_id, done_id);
     CHECK_EQ_INT(p.runs[1].action, CAD_PLAN_REQUEUE);
     CHECK_EQ_INT(p.runs[2].action, CAD_PLAN_SKIP_PENDING);
     /* estimate: 1 run to (re)queue x 60 s timeout */
-    CHECK_EQ_INT(cad_plan_estimate(db, s, &p, 1, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_estimate(db, s, &p, 1, &e), CAD_OK);
     CHECK_STR(p.est_source, "this sweep"); /* one run of this sweep is done */
-    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
     CHECK(check_sql_double(db, "SELECT count(*) FROM runs") == 3);
     CHECK(check_sql_double(db, "SELECT count(*) FROM runs WHERE status='queued'") == 2);
     cad_plan_free(&p);
     /* --force: every config again, under new -r2 ids */
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 1, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_check(db, s, &p, 1, &e), CAD_OK);
     CHECK_EQ_INT(p.n_action[CAD_PLAN_QUEUE], 3);
     char want[160];
     snprintf(want, sizeof want, "%s-r2", done_id);
@@ -200,7 +201,7 @@ static void test_dedup_against_db(void) {
     CHECK(strstr(p.runs[0].run_dir, want) != NULL);
     CHECK(strstr(p.runs[0].config_yaml, want) != NULL);
     CHECK(strstr(p.runs[0].launch_json, want) != NULL);
-    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
     CHECK(check_sql_double(db, "SELECT count(*) FROM runs") == 6);
     cad_plan_free(&p);
     cad_db_close(db);
@@ -214,18 +215,18 @@ static void test_estimate_makespan(void) {
     cad_err e;
     cad_plan_opts o = {runs_dir()};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_estimate(NULL, s, &p, 2, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_estimate(NULL, s, &p, 2, &e), CAD_OK);
     CHECK_NEAR(p.est_total_s, 180, 1e-9, 0);
-    CHECK_EQ_INT(cad_plan_estimate(NULL, s, &p, 8, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_estimate(NULL, s, &p, 8, &e), CAD_OK);
     CHECK_NEAR(p.est_total_s, 60, 1e-9, 0);
     cad_plan_free(&p);
     cad_sweep_spec_free(s);
     s = load("name: est8\ngrid:\n  qk_gain_init: [1, 2]\ndevices: 8\ntimeout: 100\n");
     if (!s) return;
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK(cad_plan_estimate(NULL, s, &p, 4, &e) != CAD_OK);
+    CHECK(cad_queue_estimate(NULL, s, &p, 4, &e) != CAD_OK);
     CHECK(strstr(e.msg, "needs 8 devices") != NULL);
-    CHECK_EQ_INT(cad_plan_estimate(NULL, s, &p, 8, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_estimate(NULL, s, &p, 8, &e), CAD_OK);
     CHECK_NEAR(p.est_total_s, 200, 1e-9, 0);
     cad_plan_free(&p);
     cad_sweep_spec_free(s);
@@ -243,8 +244,8 @@ static void test_value_injection_is_literal(void) {
     cad_err_clear(&e);
     cad_plan_opts o = {runs_dir()};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_check_db(db, s, &p, 0, &e), CAD_OK);
-    CHECK_EQ_INT(cad_plan_add(db, s, &p, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
+    CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
     const char *want[3] = {"; rm -rf ~", "$(touch pwned)", "a'b\"c"};
     for (int i = 0; i < p.n && i < 3; i++) {
         cad_launch l;

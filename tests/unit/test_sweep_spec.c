@@ -3,8 +3,8 @@
  * file:line:col, and the typed spec of valid files (both engines).
  */
 #include "test_util.h"
-#include "plan.h"
-#include "spec.h"
+#include "sweep/plan.h"
+#include "sweep/spec.h"
 
 #include <stdio.h>
 

@@ -1,6 +1,6 @@
 /* test_yamltree.c — YAML tree loading: structure, marks, duplicates, aliases, conversions. */
 #include "check.h"
-#include "yamltree.h"
+#include "engine/yamltree.h"
 
 static yt_doc *load(const char *text, cad_err *e) {
     yt_doc *d = NULL;

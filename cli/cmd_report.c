@@ -1,0 +1,838 @@
+/*
+ * cmd_report.c — the reporting commands: `caddie report` (one HTML file), `caddie top`,
+ * `caddie compare A B`, `caddie seeds-needed` (aligned terminal tables) and
+ * `caddie export-submission` (what a record PR needs: submission.json, README.md, logs).
+ *
+ * All of them load the same report_data (reports/report.h) from the DB's public views, so the
+ * page and the terminal agree on every number. The database is opened through db/db.h
+ * (migrations apply) and then switched to query_only: reports never write.
+ * Not here: statistics (stats.c), grouping (report.c), the page (report_html.c).
+ */
+#include "cli/cli.h"
+#include "db/db.h"
+#include "engine/jsonw.h"
+#include "reports/report.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SWEEP_ARGS 64
+
+/* ---- shared plumbing ---------------------------------------------------------------------- */
+
+typedef struct report_args {
+    const char *db;
+    const char *sweeps[MAX_SWEEP_ARGS];
+    int n_sweeps;
+    const char *where;
+    const char *ref;
+} report_args;
+
+/* Open the DB (it must exist: a report of a fresh empty file helps nobody), migrate, and make
+ * the connection read-only for everything after. */
+static int open_for_reading(const char *cmd, const char *opt_db, cad_db **db) {
+    cad_err e = {0};
+    if (cad_db_open(cad_db_path(opt_db), CAD_DB_MUST_EXIST, db, &e) != CAD_OK) return cli_fail(cmd, "%s", e.msg);
+    if (cad_db_exec(*db, "PRAGMA query_only = ON;", &e) != CAD_OK) {
+        cad_db_close(*db);
+        return cli_fail(cmd, "%s", e.msg);
+    }
+    return 0;
+}
+
+static int load_data(const char *cmd, cad_db *db, const report_args *a, report_data *d) {
+    report_query q = {a->sweeps, a->n_sweeps, a->where, a->ref};
+    cad_err e = {0};
+    int rc = report_data_load(cad_db_handle(db), &q, d, &e);
+    if (rc == CAD_EUSAGE) return cli_usage_error(cmd, "%s", e.msg);
+    if (rc) return cli_fail(cmd, "%s", e.msg);
+    for (int i = 0; i < a->n_sweeps; i++) {
+        int found = 0;
+        for (int s = 0; s < d->n_sweeps && !found; s++) found = !strcmp(d->sweeps[s].name, a->sweeps[i]);
+        if (!found) {
+            report_data_free(d);
+            return cli_fail(cmd, "no runs in sweep '%s'%s", a->sweeps[i], a->where ? " matching --runs" : "");
+        }
+    }
+    return 0;
+}
+
+/* The "generated" time of a page: SOURCE_DATE_EPOCH when set (reproducible output), else now. */
+static void timestamp_utc(char *buf, size_t n, const char *fmt) {
+    time_t t = time(NULL);
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    if (sde && *sde) t = (time_t)strtoll(sde, NULL, 10);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, fmt, &tm);
+}
+
+/* ---- aligned terminal tables -------------------------------------------------------------- */
+
+#define TBL_MAX_COLS 16
+#define TBL_CELL 96
+
+typedef struct tbl {
+    int ncols, nrows, cap;
+    const char *head[TBL_MAX_COLS];
+    int right[TBL_MAX_COLS]; /* 1: right-aligned (numbers) */
+    char (*cells)[TBL_MAX_COLS][TBL_CELL];
+} tbl;
+
+static size_t utf8_width(const char *s) {
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) w++;
+    return w;
+}
+
+static void tbl_col(tbl *t, const char *head, int right) {
+    t->head[t->ncols] = head;
+    t->right[t->ncols] = right;
+    t->ncols++;
+}
+
+static char (*tbl_row(tbl *t))[TBL_CELL] {
+    if (t->nrows == t->cap) {
+        int nc = t->cap ? t->cap * 2 : 16;
+        void *p = realloc(t->cells, (size_t)nc * sizeof *t->cells);
+        if (!p) return NULL;
+        t->cells = p;
+        t->cap = nc;
+    }
+    memset(t->cells[t->nrows], 0, sizeof t->cells[t->nrows]);
+    return t->cells[t->nrows++];
+}
+
+static void tbl_print(const tbl *t, FILE *f) {
+    size_t w[TBL_MAX_COLS];
+    for (int c = 0; c < t->ncols; c++) {
+        w[c] = utf8_width(t->head[c]);
+        for (int r = 0; r < t->nrows; r++)
+            if (utf8_width(t->cells[r][c]) > w[c]) w[c] = utf8_width(t->cells[r][c]);
+    }
+    for (int r = -1; r < t->nrows; r++) {
+        for (int c = 0; c < t->ncols; c++) {
+            const char *s = r < 0 ? t->head[c] : t->cells[r][c];
+            size_t pad = w[c] - utf8_width(s);
+            if (t->right[c]) fprintf(f, "%*s%s", (int)pad, "", s);
+            else if (c < t->ncols - 1) fprintf(f, "%s%*s", s, (int)pad, "");
+            else fputs(s, f);
+            if (c < t->ncols - 1) fputs("  ", f);
+        }
+        fputc('\n', f);
+    }
+}
+
+static void tbl_free(tbl *t) {
+    free(t->cells);
+}
+
+static void cell_label(char *cell, const char *label) {
+    size_t len = strlen(label);
+    if (len < 44) snprintf(cell, TBL_CELL, "%s", label);
+    else snprintf(cell, TBL_CELL, "...%s", label + len - 40);
+}
+
+static const char *verdict_word(int v) {
+    return v == 1 ? "yes" : v == 0 ? "no" : "-";
+}
+
+/* ---- report ------------------------------------------------------------------------------- */
+
+int cmd_report(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"sweep", required_argument, 0, 's'}, {"runs", required_argument, 0, 'w'},
+        {"ref", required_argument, 0, 'r'},   {"out", required_argument, 0, 'o'},
+        {"db", required_argument, 0, 'd'},    {"log-x", no_argument, 0, 'l'},
+        {"max-groups", required_argument, 0, 'g'}, {0, 0, 0, 0}};
+    report_args a = {0};
+    const char *out = "report.html";
+    report_html_options ho = {0};
+    ho.max_curve_groups = 8;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("report", "too many --sweep options");
+            a.sweeps[a.n_sweeps++] = optarg;
+            break;
+        case 'w': a.where = optarg; break;
+        case 'r': a.ref = optarg; break;
+        case 'o': out = optarg; break;
+        case 'd': a.db = optarg; break;
+        case 'l': ho.log_x = 1; break;
+        case 'g':
+            if (cli_parse_int(optarg, 1, 8, &ho.max_curve_groups))
+                return cli_usage_error("report", "--max-groups wants 1..8, got '%s'", optarg);
+            break;
+        default: return cli_usage_error("report", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
+    cad_db *db;
+    if (open_for_reading("report", a.db, &db)) return 1;
+    report_data d;
+    int rc = load_data("report", db, &a, &d);
+    if (rc) {
+        cad_db_close(db);
+        return rc;
+    }
+    char when[64];
+    timestamp_utc(when, sizeof when, "%Y-%m-%d %H:%M UTC");
+    ho.db_path = cad_db_file(db);
+    ho.generated_at = when;
+    int to_stdout = !strcmp(out, "-");
+    char tmp[PATH_MAX];
+    FILE *f = stdout;
+    if (!to_stdout) {
+        if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid()) >= (int)sizeof tmp) {
+            report_data_free(&d);
+            cad_db_close(db);
+            return cli_fail("report", "%s: path too long", out);
+        }
+        f = fopen(tmp, "w");
+        if (!f) {
+            report_data_free(&d);
+            cad_db_close(db);
+            return cli_fail("report", "%s: cannot write: %s", tmp, strerror(errno));
+        }
+    }
+    cad_err e = {0};
+    rc = report_html_write(cad_db_handle(db), &d, &ho, f, &e);
+    if (!to_stdout) {
+        if (fclose(f) != 0 && !rc) rc = cad_fail(&e, CAD_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        if (!rc && rename(tmp, out) != 0) rc = cad_fail(&e, CAD_EIO, "%s: cannot rename to %s: %s", tmp, out, strerror(errno));
+        if (rc) unlink(tmp);
+    }
+    if (!rc && !to_stdout)
+        printf("wrote %s: %d sweep%s, %d runs, %d config groups\n", out, d.n_sweeps, d.n_sweeps == 1 ? "" : "s",
+               d.n_runs, d.n_groups);
+    report_data_free(&d);
+    cad_db_close(db);
+    return rc ? cli_fail("report", "%s", e.msg) : 0;
+}
+
+/* ---- top ---------------------------------------------------------------------------------- */
+
+static void group_cells(const report_data *d, const report_group *g, char (*row)[TBL_CELL], int *c) {
+    cell_label(row[(*c)++], g->label);
+    snprintf(row[(*c)++], TBL_CELL, "%.12s", g->group_hash);
+    snprintf(row[(*c)++], TBL_CELL, "%d", g->n_runs);
+    if (isfinite(g->bpb.std)) snprintf(row[(*c)++], TBL_CELL, "%.5f ± %.5f", g->bpb.mean, g->bpb.std);
+    else snprintf(row[(*c)++], TBL_CELL, "%.5f", g->bpb.mean);
+    snprintf(row[(*c)++], TBL_CELL, "%.5f", g->bpb.min);
+    if (g->cmp.has) {
+        report_fmt_signed(row[(*c)++], TBL_CELL, g->cmp.bpb.delta, 4);
+        report_fmt_signed(row[(*c)++], TBL_CELL, g->cmp.delta_nats, 4);
+        report_fmt_p(row[(*c)++], TBL_CELL, g->cmp.bpb.p);
+        snprintf(row[(*c)++], TBL_CELL, "%s", verdict_word(g->cmp.clears_bar));
+        snprintf(row[(*c)++], TBL_CELL, "%s", verdict_word(g->cmp.frontier));
+    } else {
+        snprintf(row[(*c)++], TBL_CELL, "ref");
+        for (int k = 0; k < 4; k++) snprintf(row[(*c)++], TBL_CELL, "-");
+    }
+    report_fmt_bytes(row[(*c)++], TBL_CELL, g->max_artifact_bytes);
+    if (g->n_invalid) snprintf(row[(*c)++], TBL_CELL, "NO (%d/%d over)", g->n_invalid, g->n_runs);
+    else if (g->n_valid == g->n_runs) snprintf(row[(*c)++], TBL_CELL, "yes");
+    else snprintf(row[(*c)++], TBL_CELL, "?");
+    (void)d;
+}
+
+static void top_columns(tbl *t, int with_sweep) {
+    tbl_col(t, "#", 1);
+    if (with_sweep) tbl_col(t, "sweep", 0);
+    tbl_col(t, "group", 0);
+    tbl_col(t, "hash", 0);
+    tbl_col(t, "n", 1);
+    tbl_col(t, "val_bpb mean ± std", 1);
+    tbl_col(t, "best", 1);
+    tbl_col(t, "Δbpb", 1);
+    tbl_col(t, "Δnats", 1);
+    tbl_col(t, "p", 1);
+    tbl_col(t, "bar", 1);
+    tbl_col(t, "frontier", 1);
+    tbl_col(t, "bytes", 1);
+    tbl_col(t, "valid", 0);
+}
+
+int cmd_top(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"sweep", required_argument, 0, 's'}, {"runs", required_argument, 0, 'w'},
+        {"ref", required_argument, 0, 'r'},   {"db", required_argument, 0, 'd'}, {0, 0, 0, 0}};
+    report_args a = {0};
+    int top_n = 10, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("top", "too many --sweep options");
+            a.sweeps[a.n_sweeps++] = optarg;
+            break;
+        case 'w': a.where = optarg; break;
+        case 'r': a.ref = optarg; break;
+        case 'd': a.db = optarg; break;
+        case 'n':
+            if (cli_parse_int(optarg, 1, 100000, &top_n)) return cli_usage_error("top", "-n wants a positive count, got '%s'", optarg);
+            break;
+        default: return cli_usage_error("top", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("top", "unexpected argument '%s'", argv[optind]);
+    cad_db *db;
+    if (open_for_reading("top", a.db, &db)) return 1;
+    report_data d;
+    int rc = load_data("top", db, &a, &d);
+    if (rc) {
+        cad_db_close(db);
+        return rc;
+    }
+    if (d.n_groups == 0) {
+        printf("no finished runs with a val_bpb%s\n", a.n_sweeps ? " in this selection" : " yet");
+        report_data_free(&d);
+        cad_db_close(db);
+        return 0;
+    }
+    int with_sweep = d.n_sweeps > 1;
+    tbl t = {0};
+    top_columns(&t, with_sweep);
+    for (int g = 0; g < d.n_groups && g < top_n; g++) {
+        char(*row)[TBL_CELL] = tbl_row(&t);
+        if (!row) break;
+        int col = 0;
+        snprintf(row[col++], TBL_CELL, "%d", g + 1);
+        if (with_sweep) snprintf(row[col++], TBL_CELL, "%s", d.groups[g].sweep[0] ? d.groups[g].sweep : "(none)");
+        group_cells(&d, &d.groups[g], row, &col);
+    }
+    tbl_print(&t, stdout);
+    tbl_free(&t);
+    printf("\n%d of %d groups. Δ and p vs each sweep's reference:", d.n_groups < top_n ? d.n_groups : top_n, d.n_groups);
+    for (int s = 0; s < d.n_sweeps; s++)
+        if (d.sweeps[s].ref_group >= 0)
+            printf("%s %s%s%s", s ? ";" : "", with_sweep ? (d.sweeps[s].name[0] ? d.sweeps[s].name : "(none)") : "",
+                   with_sweep ? ": " : "",
+                   d.groups[d.sweeps[s].ref_group].label);
+    printf(".\np: one-sided Welch t-test on val_bpb; bar: better by more than 0.005 nats (in bpb via\n"
+           "val_loss/val_bpb) at p < 0.01; frontier: p < 0.25; valid: bytes <= 16,000,000, train and eval <= 600 s.\n");
+    report_data_free(&d);
+    cad_db_close(db);
+    return 0;
+}
+
+/* ---- selections: a run or a group --------------------------------------------------------- */
+
+/* A "selection" is either one run (given by run id or run name) or a whole group. It is
+ * returned as a report_group owned by the caller (runs array malloc'd; other strings borrowed). */
+static int select_runs(const report_data *d, const char *what, report_group *out, int *is_run, cad_err *e) {
+    memset(out, 0, sizeof *out);
+    *is_run = 0;
+    for (int i = 0; i < d->n_runs; i++) {
+        const report_run *r = &d->runs[i];
+        if (strcmp(r->run_id, what)) continue;
+        if (r->group < 0) return cad_fail(e, CAD_ERR, "run '%s' has no result (status %s)", what, r->status);
+        *out = d->groups[r->group];
+        out->runs = malloc(sizeof *out->runs);
+        if (!out->runs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        out->runs[0] = i;
+        out->n_runs = 1;
+        out->label = r->name && *r->name ? r->name : r->run_id;
+        double v[1];
+        stats_summarize(v, report_group_values(d, out, 0, v), &out->bpb);
+        stats_summarize(v, report_group_values(d, out, 1, v), &out->loss);
+        out->max_artifact_bytes = r->artifact_bytes;
+        out->max_code_bytes = r->code_bytes;
+        out->max_train_ms = r->train_ms;
+        out->max_eval_ms = r->eval_ms;
+        out->n_valid = r->valid == 1;
+        out->n_invalid = r->valid == 0;
+        *is_run = 1;
+        return CAD_OK;
+    }
+    int g = report_group_find(d, what, e);
+    if (g < 0) return e->code ? e->code : CAD_ERR;
+    *out = d->groups[g];
+    out->runs = malloc((size_t)out->n_runs * sizeof *out->runs);
+    if (!out->runs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    memcpy(out->runs, d->groups[g].runs, (size_t)out->n_runs * sizeof *out->runs);
+    return CAD_OK;
+}
+
+static void seeds_text(const report_data *d, const report_group *g, char *buf, size_t n) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < g->n_runs && o < n; i++) {
+        const report_run *r = &d->runs[g->runs[i]];
+        if (r->has_seed) o += (size_t)snprintf(buf + o, n - o, "%s%lld", o ? ", " : "", r->seed);
+    }
+}
+
+/* ---- compare ------------------------------------------------------------------------------ */
+
+int cmd_compare(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"sweep", required_argument, 0, 's'}, {0, 0, 0, 0}};
+    report_args a = {0};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': a.db = optarg; break;
+        case 's':
+            if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("compare", "too many --sweep options");
+            a.sweeps[a.n_sweeps++] = optarg;
+            break;
+        default: return cli_usage_error("compare", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2) return cli_usage_error("compare", "expected two runs or groups (A B), got %d arguments", argc - optind);
+    cad_db *db;
+    if (open_for_reading("compare", a.db, &db)) return 1;
+    report_data d;
+    int rc = load_data("compare", db, &a, &d);
+    if (rc) {
+        cad_db_close(db);
+        return rc;
+    }
+    report_group sel[2];
+    int is_run[2];
+    cad_err e = {0};
+    for (int k = 0; k < 2; k++) {
+        if (select_runs(&d, argv[optind + k], &sel[k], &is_run[k], &e)) {
+            if (k == 1) free(sel[0].runs);
+            report_data_free(&d);
+            cad_db_close(db);
+            return cli_fail("compare", "%s", e.msg);
+        }
+    }
+    report_group_compare(&d, &sel[0], &sel[1]);
+    const report_cmp *cm = &sel[0].cmp;
+    tbl t = {0};
+    tbl_col(&t, "", 0);
+    tbl_col(&t, "A", 1);
+    tbl_col(&t, "B", 1);
+    const char *rows[] = {"what", "group", "seeds", "val_bpb mean ± std", "val_bpb best", "val_loss mean (nats)",
+                          "artifact bytes (max)", "train s (max)", "eval s (max)", "budget"};
+    for (int r = 0; r < 10; r++) {
+        char(*row)[TBL_CELL] = tbl_row(&t);
+        if (!row) break;
+        snprintf(row[0], TBL_CELL, "%s", rows[r]);
+        for (int k = 0; k < 2; k++) {
+            const report_group *g = &sel[k];
+            char *cell = row[1 + k];
+            switch (r) {
+            case 0: snprintf(cell, TBL_CELL, "%s %s", is_run[k] ? "run" : "group", argv[optind + k]); break;
+            case 1: cell_label(cell, is_run[k] ? d.groups[d.runs[g->runs[0]].group].label : g->label); break;
+            case 2: {
+                char s[64];
+                seeds_text(&d, g, s, sizeof s);
+                snprintf(cell, TBL_CELL, "%d (%s)", g->n_runs, s);
+                break;
+            }
+            case 3:
+                if (isfinite(g->bpb.std)) snprintf(cell, TBL_CELL, "%.5f ± %.5f", g->bpb.mean, g->bpb.std);
+                else snprintf(cell, TBL_CELL, "%.5f", g->bpb.mean);
+                break;
+            case 4: snprintf(cell, TBL_CELL, "%.5f", g->bpb.min); break;
+            case 5: snprintf(cell, TBL_CELL, isfinite(g->loss.mean) ? "%.5f" : "-", g->loss.mean); break;
+            case 6: report_fmt_bytes(cell, TBL_CELL, g->max_artifact_bytes); break;
+            case 7: snprintf(cell, TBL_CELL, isfinite(g->max_train_ms) ? "%.1f" : "-", g->max_train_ms / 1000); break;
+            case 8: snprintf(cell, TBL_CELL, isfinite(g->max_eval_ms) ? "%.1f" : "-", g->max_eval_ms / 1000); break;
+            default:
+                snprintf(cell, TBL_CELL, "%s", g->n_invalid ? "OVER" : g->n_valid == g->n_runs ? "fits" : "unknown");
+            }
+        }
+    }
+    tbl_print(&t, stdout);
+    tbl_free(&t);
+    char db_s[32], dn[32], p[32], pb[32];
+    report_fmt_signed(db_s, sizeof db_s, cm->bpb.delta, 5);
+    report_fmt_signed(dn, sizeof dn, cm->delta_nats, 5);
+    report_fmt_p(p, sizeof p, cm->bpb.p);
+    report_fmt_p(pb, sizeof pb, cm->bar.p);
+    printf("\nA - B: %s bpb, %s nats (negative: A is better)\n", db_s, dn);
+    if (cm->bpb.ok) {
+        printf("one-sided Welch t-test (H1: A better): t = %.3f, df = %.2f, p = %s\n", cm->bpb.t, cm->bpb.df, p);
+        if (cm->bpb.se > 0) {
+            double half = stats_t_quantile(0.975, cm->bpb.df) * cm->bpb.se;
+            printf("95%% confidence interval of A - B: [%+.5f, %+.5f] bpb\n", cm->bpb.delta - half, cm->bpb.delta + half);
+        }
+    }
+    else
+        printf("one-sided Welch t-test: needs at least 2 seeds on each side\n");
+    printf("record bar (A better by >= 0.005 nats at p < 0.01): %s",
+           cm->clears_bar == 1 ? "cleared" : cm->clears_bar == 0 ? "not cleared" : "cannot tell");
+    if (cm->bar.ok) printf(" (p = %s)", pb);
+    printf("\nfrontier rule (p < 0.25): %s\n", cm->frontier == 1 ? "yes" : cm->frontier == 0 ? "no" : "cannot tell");
+    if (isfinite(sel[0].loss.std) && isfinite(sel[1].loss.std) && isfinite(cm->delta_nats)) {
+        int n = stats_seeds_needed(-cm->delta_nats, 0, sel[0].loss.std, sel[1].loss.std, STATS_BAR_ALPHA, 1000);
+        if (n > 0) printf("seeds per side for the observed difference to reach p < 0.01: %d\n", n);
+        else printf("seeds per side for the observed difference to reach p < 0.01: no number of seeds (A is not better)\n");
+    }
+    /* same-seed pairs, when both sides ran the same seeds */
+    int header = 0;
+    for (int i = 0; i < sel[0].n_runs; i++) {
+        const report_run *ra = &d.runs[sel[0].runs[i]];
+        for (int j = 0; j < sel[1].n_runs && ra->has_seed; j++) {
+            const report_run *rb = &d.runs[sel[1].runs[j]];
+            if (!rb->has_seed || rb->seed != ra->seed) continue;
+            if (!header) printf("\nsame seed    A val_bpb    B val_bpb    A - B\n");
+            header = 1;
+            printf("%9lld  %11.5f  %11.5f  %+.5f\n", ra->seed, ra->val_bpb, rb->val_bpb, ra->val_bpb - rb->val_bpb);
+        }
+    }
+    free(sel[0].runs);
+    free(sel[1].runs);
+    report_data_free(&d);
+    cad_db_close(db);
+    return 0;
+}
+
+/* ---- seeds-needed ------------------------------------------------------------------------- */
+
+int cmd_seeds_needed(int argc, char **argv) {
+    static const struct option opts[] = {{"sweep", required_argument, 0, 's'}, {"delta", required_argument, 0, 'x'},
+                                         {"ref", required_argument, 0, 'r'},   {"db", required_argument, 0, 'd'},
+                                         {0, 0, 0, 0}};
+    report_args a = {0};
+    double delta = STATS_BAR_NATS;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (a.n_sweeps == 1) return cli_usage_error("seeds-needed", "one --sweep at a time");
+            a.sweeps[a.n_sweeps++] = optarg;
+            break;
+        case 'x':
+            if (cli_parse_double(optarg, 0, INFINITY, &delta) || !(delta > 0))
+                return cli_usage_error("seeds-needed", "--delta wants a positive number of nats, got '%s'", optarg);
+            break;
+        case 'r': a.ref = optarg; break;
+        case 'd': a.db = optarg; break;
+        default: return cli_usage_error("seeds-needed", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("seeds-needed", "unexpected argument '%s'", argv[optind]);
+    if (a.n_sweeps != 1) return cli_usage_error("seeds-needed", "--sweep NAME is required");
+    cad_db *db;
+    if (open_for_reading("seeds-needed", a.db, &db)) return 1;
+    report_data d;
+    int rc = load_data("seeds-needed", db, &a, &d);
+    if (rc) {
+        cad_db_close(db);
+        return rc;
+    }
+    const report_sweep *sw = &d.sweeps[0];
+    /* pooled seed std of val_loss over the groups with >= 2 seeds: the fallback for groups
+     * that ran one seed */
+    double ss = 0;
+    int dof = 0;
+    for (int g = 0; g < d.n_groups; g++)
+        if (isfinite(d.groups[g].loss.std)) {
+            ss += d.groups[g].loss.std * d.groups[g].loss.std * (d.groups[g].loss.n - 1);
+            dof += d.groups[g].loss.n - 1;
+        }
+    double pooled = dof ? sqrt(ss / dof) : NAN;
+    const report_group *ref = sw->ref_group >= 0 ? &d.groups[sw->ref_group] : NULL;
+    printf("sweep %s: reference %s\n", sw->name, ref ? ref->label : "(none)");
+    if (isfinite(pooled)) printf("pooled seed std of val_loss: %.5f nats (%d degrees of freedom)\n", pooled, dof);
+    else printf("no group has 2 or more seeds yet: seed std unknown, run more seeds first\n");
+    if (ref && isfinite(ref->nats_per_bpb) && ref->nats_per_bpb > 0)
+        printf("%.4g nats = %.4f bpb for the reference's tokenizer\n", delta, delta / ref->nats_per_bpb);
+    printf("seeds per side (equal counts) so that the expected t reaches the one-sided p < 0.01 critical value\n\n");
+    tbl t = {0};
+    tbl_col(&t, "group", 0);
+    tbl_col(&t, "n", 1);
+    tbl_col(&t, "std nats", 1);
+    tbl_col(&t, "ref std", 1);
+    tbl_col(&t, "Δnats observed", 1);
+    char h_delta[64];
+    snprintf(h_delta, sizeof h_delta, "seeds for Δ=%.4g", delta);
+    tbl_col(&t, h_delta, 1);
+    tbl_col(&t, "seeds: observed Δ", 1);
+    tbl_col(&t, "seeds: record bar", 1);
+    for (int g = 0; g < d.n_groups; g++) {
+        const report_group *grp = &d.groups[g];
+        if (grp == ref) continue;
+        char(*row)[TBL_CELL] = tbl_row(&t);
+        if (!row) break;
+        double sa = isfinite(grp->loss.std) ? grp->loss.std : pooled;
+        double sb = ref && isfinite(ref->loss.std) ? ref->loss.std : pooled;
+        cell_label(row[0], grp->label);
+        snprintf(row[1], TBL_CELL, "%d", grp->n_runs);
+        snprintf(row[2], TBL_CELL, isfinite(sa) ? "%.5f%s" : "-", sa, isfinite(grp->loss.std) ? "" : "*");
+        snprintf(row[3], TBL_CELL, isfinite(sb) ? "%.5f%s" : "-", sb, ref && isfinite(ref->loss.std) ? "" : "*");
+        report_fmt_signed(row[4], TBL_CELL, grp->cmp.delta_nats, 5);
+        int n1 = stats_seeds_needed(delta, 0, sa, sb, STATS_BAR_ALPHA, 10000);
+        int n2 = isfinite(grp->cmp.delta_nats) ? stats_seeds_needed(-grp->cmp.delta_nats, 0, sa, sb, STATS_BAR_ALPHA, 10000) : 0;
+        int n3 = isfinite(grp->cmp.delta_nats) ? stats_seeds_needed(-grp->cmp.delta_nats, STATS_BAR_NATS, sa, sb, STATS_BAR_ALPHA, 10000) : 0;
+        if (!isfinite(sa) || !isfinite(sb)) snprintf(row[5], TBL_CELL, "-");
+        else snprintf(row[5], TBL_CELL, n1 ? "%d" : ">10000", n1);
+        if (!isfinite(grp->cmp.delta_nats) || !isfinite(sa) || !isfinite(sb)) snprintf(row[6], TBL_CELL, "-");
+        else if (grp->cmp.delta_nats >= 0) snprintf(row[6], TBL_CELL, "never (not better)");
+        else snprintf(row[6], TBL_CELL, n2 ? "%d" : ">10000", n2);
+        if (!isfinite(grp->cmp.delta_nats) || !isfinite(sa) || !isfinite(sb)) snprintf(row[7], TBL_CELL, "-");
+        else if (-grp->cmp.delta_nats <= STATS_BAR_NATS) snprintf(row[7], TBL_CELL, "never (Δ < 0.005)");
+        else snprintf(row[7], TBL_CELL, n3 ? "%d" : ">10000", n3);
+    }
+    tbl_print(&t, stdout);
+    tbl_free(&t);
+    printf("\n* pooled std (the group has fewer than 2 seeds). 'record bar': seeds for the observed\n"
+           "improvement to be significantly larger than 0.005 nats; 'observed Δ': significantly > 0.\n");
+    report_data_free(&d);
+    cad_db_close(db);
+    return 0;
+}
+
+/* ---- export-submission -------------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to, cad_err *e) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return cad_fail(e, CAD_EIO, "%s: cannot read: %s", from, strerror(errno));
+    FILE *out = fopen(to, "wb");
+    if (!out) {
+        fclose(in);
+        return cad_fail(e, CAD_EIO, "%s: cannot write: %s", to, strerror(errno));
+    }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) break;
+    int bad = ferror(in) || ferror(out);
+    fclose(in);
+    if (fclose(out) != 0) bad = 1;
+    return bad ? cad_fail(e, CAD_EIO, "copying %s to %s failed", from, to) : CAD_OK;
+}
+
+/* `git config user.name`, trimmed; "" when git or the setting is missing. */
+static void git_user_name(char *buf, size_t n) {
+    buf[0] = 0;
+    FILE *p = popen("git config user.name 2>/dev/null", "r");
+    if (!p) return;
+    if (fgets(buf, (int)n, p)) buf[strcspn(buf, "\r\n")] = 0;
+    pclose(p);
+}
+
+static int write_submission_json(const char *path, const report_data *d, const report_group *g, const char *name,
+                                 const char *author, const char *github_id, const char *blurb, const char *track,
+                                 const char *date, cad_err *e) {
+    FILE *f = fopen(path, "w");
+    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
+    int all_train = 1, all_eval = 1, all_bytes = 1;
+    for (int i = 0; i < g->n_runs; i++) {
+        const report_run *r = &d->runs[g->runs[i]];
+        all_train &= r->train_ms <= STATS_BUDGET_MS;
+        all_eval &= !isfinite(r->eval_ms) || r->eval_ms <= STATS_BUDGET_MS;
+        all_bytes &= r->artifact_bytes <= STATS_BUDGET_BYTES;
+    }
+    fputs("{\n  \"author\": ", f);
+    cad_json_write_string(f, author);
+    fputs(",\n  \"github_id\": ", f);
+    cad_json_write_string(f, github_id);
+    fputs(",\n  \"name\": ", f);
+    cad_json_write_string(f, name);
+    fputs(",\n  \"blurb\": ", f);
+    cad_json_write_string(f, blurb);
+    fputs(",\n  \"date\": ", f);
+    cad_json_write_string(f, date);
+    fputs(",\n  \"track\": ", f);
+    cad_json_write_string(f, track);
+    fputs(",\n  \"val_loss\": ", f);
+    cad_json_write_number(f, g->loss.mean);
+    fputs(",\n  \"val_bpb\": ", f);
+    cad_json_write_number(f, g->bpb.mean);
+    if (g->n_runs > 1) {
+        fputs(",\n  \"val_bpb_std\": ", f);
+        cad_json_write_number(f, g->bpb.std);
+    }
+    fputs(",\n  \"seeds\": [", f);
+    for (int i = 0, k = 0; i < g->n_runs; i++) {
+        const report_run *r = &d->runs[g->runs[i]];
+        if (r->has_seed) fprintf(f, "%s%lld", k++ ? ", " : "", r->seed);
+    }
+    fputs("],\n  \"seed_results\": {", f);
+    for (int i = 0; i < g->n_runs; i++) {
+        const report_run *r = &d->runs[g->runs[i]];
+        char key[32];
+        if (r->has_seed) snprintf(key, sizeof key, "%lld", r->seed);
+        else snprintf(key, sizeof key, "run%d", i + 1);
+        fprintf(f, "%s\n    ", i ? "," : "");
+        cad_json_write_string(f, key);
+        fputs(": {\"val_bpb\": ", f);
+        cad_json_write_number(f, r->val_bpb);
+        fputs(", \"val_loss\": ", f);
+        cad_json_write_number(f, r->val_loss);
+        fputs(", \"artifact_bytes\": ", f);
+        cad_json_write_number(f, r->artifact_bytes);
+        fputs(", \"train_ms\": ", f);
+        cad_json_write_number(f, r->train_ms);
+        fputs(", \"eval_ms\": ", f);
+        cad_json_write_number(f, r->eval_ms);
+        fputs(", \"run_id\": ", f);
+        cad_json_write_string(f, r->run_id);
+        fputs("}", f);
+    }
+    fputs("\n  },\n  \"bytes_total\": ", f);
+    cad_json_write_number(f, g->max_artifact_bytes);
+    fputs(",\n  \"bytes_code\": ", f);
+    cad_json_write_number(f, g->max_code_bytes);
+    fprintf(f, ",\n  \"compliance\": {\n    \"train_under_600s\": %s,\n    \"artifact_under_16mb\": %s,\n"
+               "    \"eval_under_600s\": %s,\n    \"three_seeds\": %s\n  },\n  \"caddie\": {\"sweep\": ",
+            all_train ? "true" : "false", all_bytes ? "true" : "false", all_eval ? "true" : "false",
+            g->n_runs >= 3 ? "true" : "false");
+    cad_json_write_string(f, g->sweep);
+    fputs(", \"group_hash\": ", f);
+    cad_json_write_string(f, g->group_hash);
+    fputs(", \"config\": ", f);
+    cad_json_write_string(f, g->label);
+    fputs("}\n}\n", f);
+    if (fclose(f) != 0) return cad_fail(e, CAD_EIO, "%s: write failed", path);
+    return CAD_OK;
+}
+
+static int write_readme(const char *path, const report_data *d, const report_group *g, const char *name,
+                        const char *const *log_names, cad_err *e) {
+    FILE *f = fopen(path, "w");
+    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
+    char bytes[48];
+    report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
+    fprintf(f, "# %s\n\n**val_bpb = %.4f**", name, g->bpb.mean);
+    if (g->n_runs > 1) fprintf(f, " (%d-seed mean, std %.4f)", g->n_runs, g->bpb.std);
+    fprintf(f, " | **%s bytes** (max over seeds)\n\n", bytes);
+    fprintf(f, "Config: `%s` (sweep `%s`, group `%s`).\n\n", g->label, g->sweep, g->group_hash);
+    fputs("| Seed | val_loss (nats) | val_bpb | Pre-quant val_bpb | Artifact bytes | Train s | Eval s | Log |\n"
+          "|-----:|-------------:|--------:|------------------:|---------------:|--------:|-------:|-----|\n", f);
+    for (int i = 0; i < g->n_runs; i++) {
+        const report_run *r = &d->runs[g->runs[i]];
+        char b[48];
+        report_fmt_bytes(b, sizeof b, r->artifact_bytes);
+        if (r->has_seed) fprintf(f, "| %lld ", r->seed);
+        else fputs("| - ", f);
+        fprintf(f, "| %.5f | %.5f | %.5f | %s | %.1f | %.1f | %s |\n", r->val_loss, r->val_bpb, r->prequant_val_bpb, b,
+                r->train_ms / 1000, r->eval_ms / 1000, log_names[i]);
+    }
+    fprintf(f, "| **Mean** | **%.5f** | **%.5f** | | | | | |\n", g->loss.mean, g->bpb.mean);
+    if (g->n_runs > 1) fprintf(f, "| **Std** | %.5f | %.5f | | | | | |\n", g->loss.std, g->bpb.std);
+    fputs("\nval_bpb is the score after int8 quantization and compression (the challenge's final line);\n"
+          "std is the sample standard deviation over seeds. Exported by `caddie export-submission`.\n", f);
+    if (fclose(f) != 0) return cad_fail(e, CAD_EIO, "%s: write failed", path);
+    return CAD_OK;
+}
+
+int cmd_export_submission(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"out", required_argument, 0, 'o'},   {"db", required_argument, 0, 'd'},
+        {"name", required_argument, 0, 'n'},  {"author", required_argument, 0, 'a'},
+        {"github-id", required_argument, 0, 'g'}, {"blurb", required_argument, 0, 'b'},
+        {"track", required_argument, 0, 't'}, {0, 0, 0, 0}};
+    report_args a = {0};
+    const char *out = NULL, *name = NULL, *author = NULL, *github_id = "", *blurb = "", *track = "10min_16mb";
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'd': a.db = optarg; break;
+        case 'n': name = optarg; break;
+        case 'a': author = optarg; break;
+        case 'g': github_id = optarg; break;
+        case 'b': blurb = optarg; break;
+        case 't': track = optarg; break;
+        default: return cli_usage_error("export-submission", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1) return cli_usage_error("export-submission", "expected one RUN or GROUP");
+    if (!out) return cli_usage_error("export-submission", "--out DIR is required");
+    cad_db *db;
+    if (open_for_reading("export-submission", a.db, &db)) return 1;
+    report_data d;
+    int rc = load_data("export-submission", db, &a, &d);
+    if (rc) {
+        cad_db_close(db);
+        return rc;
+    }
+    report_group g;
+    memset(&g, 0, sizeof g);
+    int is_run;
+    cad_err e = {0};
+    char **logs = NULL;
+    if (select_runs(&d, argv[optind], &g, &is_run, &e)) goto fail;
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        cad_fail(&e, CAD_EIO, "%s: cannot create directory: %s", out, strerror(errno));
+        goto fail;
+    }
+    logs = calloc((size_t)g.n_runs, sizeof *logs);
+    if (!logs) {
+        cad_fail(&e, CAD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* logs first: a record without its logs is not a record, so fail before writing JSON */
+    for (int i = 0; i < g.n_runs; i++) {
+        const report_run *r = &d.runs[g.runs[i]];
+        char from[PATH_MAX], to[PATH_MAX], base[64];
+        if (r->has_seed) snprintf(base, sizeof base, "train_seed%lld.log", r->seed);
+        else snprintf(base, sizeof base, "train_%d.log", i + 1);
+        logs[i] = strdup(base);
+        if (!logs[i]) {
+            cad_fail(&e, CAD_ENOMEM, "out of memory");
+            goto fail;
+        }
+        if (!r->run_dir || !*r->run_dir) {
+            cad_fail(&e, CAD_ERR, "run '%s' has no run directory recorded, so no log to export", r->run_id);
+            goto fail;
+        }
+        snprintf(from, sizeof from, "%s/log.txt", r->run_dir);
+        snprintf(to, sizeof to, "%s/%s", out, base);
+        if (copy_file(from, to, &e)) {
+            cad_wrap(&e, "run '%s'", r->run_id);
+            goto fail;
+        }
+        if (i == 0) {
+            snprintf(from, sizeof from, "%s/config.yaml", r->run_dir);
+            snprintf(to, sizeof to, "%s/config.yaml", out);
+            if (access(from, R_OK) == 0 && copy_file(from, to, &e)) goto fail;
+        }
+    }
+    char who[256], date[32], path[PATH_MAX];
+    if (!author) {
+        git_user_name(who, sizeof who);
+        if (!who[0]) snprintf(who, sizeof who, "%s", getenv("USER") ? getenv("USER") : "unknown");
+        author = who;
+    }
+    if (!name) name = g.label;
+    timestamp_utc(date, sizeof date, "%Y-%m-%d");
+    snprintf(path, sizeof path, "%s/submission.json", out);
+    if (write_submission_json(path, &d, &g, name, author, github_id, blurb, track, date, &e)) goto fail;
+    snprintf(path, sizeof path, "%s/README.md", out);
+    if (write_readme(path, &d, &g, name, (const char *const *)logs, &e)) goto fail;
+    printf("wrote %s: submission.json, README.md, %d log%s (val_bpb %.5f over %d seed%s, %s)\n", out, g.n_runs,
+           g.n_runs == 1 ? "" : "s", g.bpb.mean, g.n_runs, g.n_runs == 1 ? "" : "s",
+           g.n_invalid ? "OVER A BUDGET" : "within budgets");
+    for (int i = 0; i < g.n_runs; i++) free(logs[i]);
+    free(logs);
+    free(g.runs);
+    report_data_free(&d);
+    cad_db_close(db);
+    return 0;
+fail:
+    if (logs)
+        for (int i = 0; i < g.n_runs; i++) free(logs[i]);
+    free(logs);
+    free(g.runs);
+    report_data_free(&d);
+    cad_db_close(db);
+    return cli_fail("export-submission", "%s", e.msg);
+}

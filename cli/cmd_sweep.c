@@ -1,0 +1,138 @@
+/*
+ * cmd_sweep.c — `caddie sweep plan FILE` (what would be queued, what is already done, how
+ * long it takes) and `caddie sweep add FILE` (queue it).
+ * Not here: the logic (spec.c validates, plan.c expands/dedups/queues), running (runner.c).
+ */
+#include "cli/cli.h"
+#include "db/db.h"
+#include "db/queue.h"
+#include "sweep/plan.h"
+#include "sweep/spec.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void format_duration(double s, char *buf, size_t cap) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm%02lds", t / 3600, t / 60 % 60, t % 60);
+    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, cap, "%lds", t);
+}
+
+static const char *runs_dir_default(const char *opt) {
+    if (opt && *opt) return opt;
+    const char *env = getenv("CADDIE_RUNS");
+    return env && *env ? env : "runs";
+}
+
+static void print_plan(const cad_sweep_spec *s, const cad_plan *p, int have_db) {
+    printf("sweep %s (%s): %d run%s, engine %s (%s), %d device%s per run\n", s->name, s->path, p->n,
+           p->n == 1 ? "" : "s", s->engine == CAD_ENGINE_CADDIE ? "caddie" : "command",
+           p->engine_version, s->devices, s->devices == 1 ? "" : "s");
+    printf("%-9s %-28s %s\n", "ACTION", "RUN_ID", "NAME");
+    for (int i = 0; i < p->n; i++) {
+        const cad_plan_run *r = &p->runs[i];
+        printf("%-9s %-28s %s", cad_plan_action_name(r->action), r->run_id, r->name);
+        if (r->other_run_id[0] && r->action != CAD_PLAN_QUEUE && strcmp(r->other_run_id, r->run_id) != 0)
+            printf("  (= %s)", r->other_run_id);
+        putchar('\n');
+    }
+    int q = p->n_action[CAD_PLAN_QUEUE] + p->n_action[CAD_PLAN_REQUEUE];
+    printf("%d to queue", q);
+    if (p->n_action[CAD_PLAN_REQUEUE]) printf(" (%d of them failed/cancelled before)", p->n_action[CAD_PLAN_REQUEUE]);
+    printf(", %d already done (skipped; --force runs them again), %d already queued or running",
+           p->n_action[CAD_PLAN_SKIP_DONE], p->n_action[CAD_PLAN_SKIP_PENDING]);
+    if (p->n_action[CAD_PLAN_SKIP_DUP]) printf(", %d duplicate configs in this sweep", p->n_action[CAD_PLAN_SKIP_DUP]);
+    printf("%s\n", have_db ? "" : " (no database yet: nothing is done)");
+    char per[32], tot[32];
+    format_duration(p->est_run_s, per, sizeof per);
+    format_duration(p->est_total_s, tot, sizeof tot);
+    if (p->est_history_n)
+        printf("estimate: %s on %d device%s (%d runs x ~%s, mean of %d finished run%s of %s)\n", tot,
+               p->est_devices, p->est_devices == 1 ? "" : "s", q, per, p->est_history_n,
+               p->est_history_n == 1 ? "" : "s", p->est_source);
+    else
+        printf("estimate: at most %s on %d device%s (%d runs x the %s timeout; no finished runs "
+               "to learn from yet)\n",
+               tot, p->est_devices, p->est_devices == 1 ? "" : "s", q, per);
+}
+
+static int sweep_plan_or_add(int argc, char **argv, int add) {
+    const char *cmd = add ? "sweep add" : "sweep plan";
+    static const struct option opts[] = {
+        {"devices", required_argument, 0, 'd'}, {"force", no_argument, 0, 'f'},
+        {"db", required_argument, 0, 'b'},      {"runs-dir", required_argument, 0, 'r'},
+        {0, 0, 0, 0},
+    };
+    int devices = 0, force = 0, c;
+    const char *db_opt = NULL, *runs_opt = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            if (cli_parse_int(optarg, 1, 4096, &devices) != 0)
+                return cli_usage_error(cmd, "--devices wants a positive integer, got '%s'", optarg);
+            break;
+        case 'f': force = 1; break;
+        case 'b': db_opt = optarg; break;
+        case 'r': runs_opt = optarg; break;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind != argc - 1) return cli_usage_error(cmd, "expected one sweep FILE");
+    const char *file = argv[optind];
+    cad_err e;
+    cad_err_clear(&e);
+    cad_sweep_spec *s = NULL;
+    if (cad_sweep_spec_load(file, &s, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    if (devices == 0 || add) devices = devices < s->devices ? s->devices : devices;
+    cad_plan_opts po = {runs_dir_default(runs_opt)};
+    cad_plan p;
+    int rc = cad_plan_expand(s, &po, &p, &e);
+    if (rc) {
+        fprintf(stderr, "%s\n", e.msg);
+        cad_sweep_spec_free(s);
+        return 1;
+    }
+    const char *path = cad_db_path(db_opt);
+    struct stat sb;
+    int have_db = add || stat(path, &sb) == 0;
+    cad_db *db = NULL;
+    if (have_db) rc = cad_db_open(path, 0, &db, &e);
+    if (!rc && db) rc = cad_queue_check(db, s, &p, force, &e);
+    if (!rc) rc = cad_queue_estimate(db, s, &p, devices, &e);
+    if (!rc && !add) print_plan(s, &p, have_db);
+    if (!rc && add) {
+        rc = cad_queue_add(db, s, &p, &e);
+        if (!rc) {
+            int q = p.n_action[CAD_PLAN_QUEUE] + p.n_action[CAD_PLAN_REQUEUE];
+            printf("sweep %s: queued %d run%s", s->name, q, q == 1 ? "" : "s");
+            if (p.n_action[CAD_PLAN_REQUEUE]) printf(" (%d re-queued)", p.n_action[CAD_PLAN_REQUEUE]);
+            printf("; skipped %d done, %d already queued or running, %d duplicates\n",
+                   p.n_action[CAD_PLAN_SKIP_DONE], p.n_action[CAD_PLAN_SKIP_PENDING],
+                   p.n_action[CAD_PLAN_SKIP_DUP]);
+            for (int i = 0; i < p.n; i++)
+                if (p.runs[i].action == CAD_PLAN_QUEUE || p.runs[i].action == CAD_PLAN_REQUEUE)
+                    printf("  %s  %s\n", p.runs[i].run_id, p.runs[i].name);
+            if (q) fprintf(stderr, "start them with: caddie run%s%s\n", db_opt ? " --db " : "", db_opt ? db_opt : "");
+        }
+    }
+    if (rc) fprintf(stderr, "caddie %s: %s\n", cmd, e.msg);
+    cad_db_close(db);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+    return rc ? (rc == CAD_EUSAGE ? 2 : 1) : 0;
+}
+
+int cmd_sweep(int argc, char **argv) {
+    if (argc < 2) return cli_usage_error("sweep", "expected a subcommand: plan or add");
+    if (strcmp(argv[1], "plan") == 0) return sweep_plan_or_add(argc - 1, argv + 1, 0);
+    if (strcmp(argv[1], "add") == 0) return sweep_plan_or_add(argc - 1, argv + 1, 1);
+    return cli_usage_error("sweep", "unknown subcommand '%s' (expected plan or add)", argv[1]);
+}

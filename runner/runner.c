@@ -1,0 +1,1070 @@
+/*
+ * runner.c — the overnight runner loop (see runner.h for the contract and crash safety).
+ *
+ * One thread, one loop: reap children, ingest what the running runs wrote (one transaction
+ * for all of them), enforce cancel/timeout/NaN, finish runs whose process group is empty,
+ * start new runs where the packing policy allows, draw the status line, then sleep in
+ * sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
+ * blocked and taken synchronously, so there is no async handler state to get wrong.
+ * Not here: the packing policy (sched.c), process mechanics (proc.c), building argv/env
+ * (engines.c), SQL of the state machine (db.c), reading run dirs (ingest.c).
+ */
+#include "engine/fsutil.h"
+#include "runner/runner.h"
+
+#include "db/db.h"
+#include "runner/engines.h"
+#include "db/ingest.h"
+#include "db/logparse.h"
+#include "runner/proc.h"
+#include "runner/tail.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LAST_LINES 20          /* log lines kept in runs.error of a failed run */
+#define NAN_CHECK_EVERY_S 1.0  /* how often a run's new loss rows are checked for NaN */
+#define QUEUE_READ_EVERY_S 1.0 /* the queue is re-read this often, and whenever a run ends */
+#define EST_CACHE 64           /* (sweep, engine, devices) estimates kept per queue read */
+
+/* Copy src into dst (cap bytes), truncating; snprintf("%s") would make gcc warn. */
+static void str_copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+void cad_runner_opts_init(cad_runner_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->cpu_slots = 1;
+    o->cpu_threads = 1;
+    o->grace_s = 10;
+    o->poll_s = 0.5;
+    o->default_est_s = 600;
+    o->out = stdout;
+}
+
+void cad_runner_lock_path(const char *db_path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.runner.lock", db_path);
+}
+
+/* ---- the lock ------------------------------------------------------------------------- */
+
+/* Take the exclusive runner lock; on contention name the holder from the file's text. */
+static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
+    char path[4096];
+    cad_runner_lock_path(db_path, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char who[512] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\n")] = 0;
+        close(fd);
+        return cad_fail(e, CAD_ERR, "another runner is using %s: %s (lock %s)", db_path,
+                        who[0] ? who : "holder unknown", path);
+    }
+    char host[256] = "?", when[32], text[600];
+    gethostname(host, sizeof host - 1);
+    cad_db_now(when, sizeof when);
+    int len = snprintf(text, sizeof text, "pid %d on %s since %s\n", (int)getpid(), host, when);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len) {
+        /* the lock itself is what matters; the text only helps the message above */
+    }
+    *fd_out = fd;
+    return CAD_OK;
+}
+
+/* ---- running runs ----------------------------------------------------------------------- */
+
+typedef enum {
+    STOP_NONE = 0,
+    STOP_TIMEOUT,
+    STOP_NAN,
+    STOP_CANCEL,
+    STOP_SHUTDOWN,
+} stop_kind;
+
+typedef struct slot {
+    int used;
+    char run_id[CAD_RUN_ID_MAX];
+    char *run_dir;
+    char *sweep;
+    char *engine;
+    cad_engine_kind kind;
+    sched_devset devs;
+    int ndev;
+    int attempt;
+    int retries;
+    pid_t pid;               /* process group leader (pgid == pid) */
+    int reaped;              /* leader waited for */
+    int wait_status;
+    double start_mono;
+    double est_s;
+    double timeout_s;        /* <= 0: none */
+    double term_at, kill_at; /* when TERM / KILL were sent (0: not yet) */
+    stop_kind stop;
+    char stop_reason[512];
+    char *capture_path;
+    cad_ingest_state ing;
+    int64_t nan_checked_rows;
+    double nan_checked_at;
+    /* command engine: the runner turns the log into metrics.jsonl */
+    tail_file log_tail;
+    cad_logparse *lp;
+    FILE *journal;
+} slot;
+
+typedef struct runner {
+    const cad_runner_opts *o;
+    cad_db *db;
+    sqlite3_stmt *st_status, *st_nan, *st_del_metrics, *st_del_results, *st_del_artifacts,
+        *st_failures, *st_resume;
+    slot *slots;
+    int nslots;              /* capacity: one per device at most */
+    sched_devset all;
+    char boot_id[PROC_BOOT_ID_LEN];
+    char host[256];
+    char self_exe[4096];
+    int stopping;            /* signal received: launch nothing more */
+    int stop_signal;
+    int n_done, n_failed, n_started;
+    int n_finished;          /* slots freed so far (the queue is re-read when it changes) */
+    double last_plain_status;
+    int status_line_len;     /* TTY: characters of the status line now on screen */
+    char **warned;           /* run ids already reported unrunnable */
+    int nwarned;
+} runner;
+
+static void say(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(runner *r, const char *fmt, ...) {
+    FILE *f = r->o->out;
+    if (r->status_line_len) { /* wipe the live status line before a normal line */
+        fprintf(f, "\r%*s\r", r->status_line_len, "");
+        r->status_line_len = 0;
+    }
+    char when[32];
+    cad_db_now(when, sizeof when);
+    fprintf(f, "%.19s ", when);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+static int prep(runner *r, sqlite3_stmt **st, const char *sql, cad_err *e) {
+    if (sqlite3_prepare_v2(cad_db_handle(r->db), sql, -1, st, NULL) != SQLITE_OK)
+        return cad_fail(e, CAD_EDB, "prepare '%s': %s", sql,
+                        sqlite3_errmsg(cad_db_handle(r->db)));
+    return CAD_OK;
+}
+
+static int prepare_all(runner *r, cad_err *e) {
+    int rc = prep(r, &r->st_status, "SELECT status FROM runs WHERE run_id=?1", e);
+    if (!rc)
+        rc = prep(r, &r->st_nan,
+                  "SELECT name, step FROM metrics WHERE run_id=?1 AND name IN "
+                  "('train_loss','val_loss','val_bpb') AND (value IS NULL OR abs(value) > "
+                  "1.7e308) ORDER BY step LIMIT 1",
+                  e);
+    if (!rc) rc = prep(r, &r->st_del_metrics, "DELETE FROM metrics WHERE run_id=?1", e);
+    if (!rc) rc = prep(r, &r->st_del_results, "DELETE FROM results WHERE run_id=?1", e);
+    if (!rc) rc = prep(r, &r->st_del_artifacts, "DELETE FROM artifacts WHERE run_id=?1", e);
+    if (!rc)
+        rc = prep(r, &r->st_failures,
+                  /* failures since the user last said `caddie retry` (it resets the budget);
+                   * interruptions are not failures */
+                  "SELECT count(*) FROM events WHERE run_id=?1 AND to_status='failed' AND id > "
+                  "coalesce((SELECT max(id) FROM events WHERE run_id=?1 AND to_status='queued' "
+                  "AND reason LIKE 'caddie retry %'), 0)",
+                  e);
+    if (!rc)
+        rc = prep(r, &r->st_resume,
+                  /* a caddie-engine run that asked for resume and was interrupted (not failed:
+                   * a failure is retried from scratch) */
+                  "SELECT 1 FROM runs WHERE run_id=?1 AND engine='caddie' AND "
+                  "json_extract(config, '$.resume') IN (1, 'true') AND "
+                  "(SELECT to_status FROM events WHERE run_id=?1 AND to_status IN "
+                  "('done','failed','cancelled','interrupted') ORDER BY id DESC LIMIT 1) "
+                  "= 'interrupted'",
+                  e);
+    return rc;
+}
+
+static void finalize_all(runner *r) {
+    sqlite3_stmt *all[] = {r->st_status,     r->st_nan,          r->st_del_metrics,
+                           r->st_del_results, r->st_del_artifacts, r->st_failures,
+                           r->st_resume};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+}
+
+/* Run a one-parameter statement that returns nothing. */
+static int exec_run_id(runner *r, sqlite3_stmt *st, const char *run_id, cad_err *e) {
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return cad_fail(e, CAD_EDB, "run %s: %s", run_id, sqlite3_errmsg(cad_db_handle(r->db)));
+    return CAD_OK;
+}
+
+/* Current status of a run as text into buf ("" when the run vanished). */
+static void db_status(runner *r, const char *run_id, char *buf, size_t cap) {
+    buf[0] = 0;
+    sqlite3_reset(r->st_status);
+    sqlite3_bind_text(r->st_status, 1, run_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(r->st_status) == SQLITE_ROW) {
+        const unsigned char *s = sqlite3_column_text(r->st_status, 0);
+        snprintf(buf, cap, "%s", s ? (const char *)s : "");
+    }
+    sqlite3_reset(r->st_status);
+}
+
+static int db_failures(runner *r, const char *run_id) {
+    int n = 0;
+    sqlite3_reset(r->st_failures);
+    sqlite3_bind_text(r->st_failures, 1, run_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(r->st_failures) == SQLITE_ROW) n = sqlite3_column_int(r->st_failures, 0);
+    sqlite3_reset(r->st_failures);
+    return n;
+}
+
+/* ---- run directory housekeeping ------------------------------------------------------- */
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Move what a previous attempt left into <run_dir>/attempts/<n>/ so the new attempt starts
+ * from scratch and nothing is lost. n = the previous attempt's number. */
+static int archive_previous_attempt(const char *run_dir, int n, cad_err *e) {
+    /* everything an attempt writes; config.yaml and run.json describe the run and stay */
+    static const char *files[] = {"log.txt",        "console.txt",          "metrics.jsonl",
+                                  "result.json",    "checkpoint.bin",       "final_model.int8.ptz",
+                                  "weights.safetensors", "code_files.txt",  "grandchild.pid"};
+    int any = 0;
+    char src[4200], dst[4200], dir[4096];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(src, sizeof src, "%s/%s", run_dir, files[i]);
+        if (!file_exists(src)) continue;
+        if (!any) {
+            /* the first free number from n on: `caddie retry` resets the attempt count,
+             * and an older archive must not be overwritten */
+            for (int k = n < 1 ? 1 : n;; k++) {
+                snprintf(dir, sizeof dir, "%s/attempts/%d", run_dir, k);
+                if (!file_exists(dir)) break;
+            }
+            int mk = cad_mkdir_p(dir, e);
+            if (mk) return mk;
+            any = 1;
+        }
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        if (rename(src, dst) != 0)
+            return cad_fail(e, CAD_EIO, "move %s to %s: %s", src, dst, strerror(errno));
+    }
+    return CAD_OK;
+}
+
+/* ---- ingestion -------------------------------------------------------------------------- */
+
+typedef struct log_ctx {
+    slot *s;
+} log_ctx;
+
+static int journal_metric(void *ctx, const cad_log_metric *m) {
+    slot *s = ctx;
+    cad_metric row;
+    memset(&row, 0, sizeof row);
+    str_copy(row.name, sizeof row.name, m->name);
+    row.step = m->step;
+    row.value = m->value;
+    row.wall_ms = m->wall_ms;
+    cad_ingest_write_metric(s->journal, &row);
+    return 0;
+}
+
+static int log_line(void *ctx, const char *line, size_t len) {
+    slot *s = ctx;
+    cad_log_metric ms[CAD_LOG_MAX_METRICS_PER_LINE];
+    int n = cad_logparse_line(s->lp, line, len, ms, CAD_LOG_MAX_METRICS_PER_LINE);
+    for (int i = 0; i < n; i++) journal_metric(s, &ms[i]);
+    return 0;
+}
+
+/* Command engine: parse new log lines into metrics.jsonl (flushed, so ingestion sees
+ * them); at_end also parses a partial last line. */
+static void pump_log(slot *s, int at_end) {
+    if (!s->lp) return;
+    int restarted = 0;
+    long n;
+    /* live: at most 4 MB per tick, so one chatty run cannot stall the others; at the end:
+     * everything that is left */
+    do n = tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
+    while (at_end && n > 0);
+    if (at_end) tail_flush_partial(&s->log_tail, log_line, s);
+    if (s->journal) fflush(s->journal);
+}
+
+/* NaN/Inf loss rows of the run, checked when new rows arrived (at most once a second). */
+static int nan_check(runner *r, slot *s, char *why, size_t cap, int force) {
+    double now = proc_now_mono();
+    if (s->ing.metrics_rows == s->nan_checked_rows) return 0;
+    if (!force && now - s->nan_checked_at < NAN_CHECK_EVERY_S) return 0;
+    s->nan_checked_rows = s->ing.metrics_rows;
+    s->nan_checked_at = now;
+    int found = 0;
+    sqlite3_reset(r->st_nan);
+    sqlite3_bind_text(r->st_nan, 1, s->run_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(r->st_nan) == SQLITE_ROW) {
+        snprintf(why, cap, "NaN/Inf %s at step %lld", sqlite3_column_text(r->st_nan, 0),
+                 (long long)sqlite3_column_int64(r->st_nan, 1));
+        found = 1;
+    }
+    sqlite3_reset(r->st_nan);
+    return found;
+}
+
+static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason) {
+    if (s->stop == STOP_NONE || why == STOP_SHUTDOWN) {
+        if (s->stop == STOP_NONE) {
+            s->stop = why;
+            str_copy(s->stop_reason, sizeof s->stop_reason, reason);
+        }
+    }
+    if (!s->term_at) {
+        s->term_at = proc_now_mono();
+        proc_group_signal(s->pid, SIGTERM);
+        say(r, "stopping %s: %s (TERM to process group %d)", s->run_id, reason, (int)s->pid);
+    }
+}
+
+/* One pass of ingestion over every running run, in one transaction. */
+static int ingest_tick(runner *r, cad_err *e) {
+    int any = 0;
+    for (int i = 0; i < r->nslots; i++) any |= r->slots[i].used;
+    if (!any) return CAD_OK;
+    int rc = cad_db_begin(r->db, e);
+    if (rc) return rc;
+    for (int i = 0; i < r->nslots && !rc; i++) {
+        slot *s = &r->slots[i];
+        if (!s->used) continue;
+        pump_log(s, 0);
+        cad_err ie = {0};
+        if (cad_ingest_run_dir(r->db, s->run_id, s->run_dir, &s->ing, &ie) != CAD_OK) {
+            if (ie.code == CAD_EDB) rc = cad_fail(e, CAD_EDB, "%s", ie.msg);
+            else say(r, "warning: %s: %s", s->run_id, ie.msg);
+        }
+        char why[256];
+        if (!rc && s->stop == STOP_NONE && s->lp) { /* command engine: the parser saw it */
+            cad_log_summary sum;
+            cad_logparse_summary(s->lp, &sum);
+            if (sum.n_nan > 0) {
+                snprintf(why, sizeof why, "NaN/Inf loss printed (after step %ld)", sum.steps);
+                stop_slot(r, s, STOP_NAN, why);
+            }
+        }
+        if (!rc && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 0))
+            stop_slot(r, s, STOP_NAN, why);
+    }
+    if (rc) {
+        cad_db_rollback(r->db);
+        return rc;
+    }
+    return cad_db_commit(r->db, e);
+}
+
+/* ---- finishing a run -------------------------------------------------------------------- */
+
+static char *failure_text(const char *reason, const char *capture) {
+    char *last = tail_last_lines(capture, LAST_LINES, 8192);
+    const char *base = strrchr(capture, '/');
+    base = base ? base + 1 : capture;
+    size_t n = strlen(reason) + strlen(last ? last : "") + strlen(base) + 64;
+    char *t = malloc(n);
+    if (t)
+        snprintf(t, n, "%s\n--- last lines of %s ---\n%s", reason, base, last ? last : "");
+    free(last);
+    return t;
+}
+
+static void slot_release(slot *s) {
+    free(s->run_dir);
+    free(s->sweep);
+    free(s->engine);
+    free(s->capture_path);
+    if (s->lp) cad_logparse_free(s->lp);
+    if (s->journal) fclose(s->journal);
+    tail_free(&s->log_tail);
+    memset(s, 0, sizeof *s);
+}
+
+/* The leader exited and the group is empty: decide the status, write it, maybe retry. */
+static int finish_slot(runner *r, slot *s, cad_err *e) {
+    char reason[600] = "";
+    int failed = 0, exit_code = -1, has_exit = 0;
+    int st = s->wait_status;
+    if (WIFEXITED(st)) {
+        has_exit = 1;
+        exit_code = WEXITSTATUS(st);
+    }
+    /* last words: the rest of the log, then everything the run dir has */
+    pump_log(s, 1);
+    if (s->lp) {
+        cad_log_summary sum;
+        cad_logparse_summary(s->lp, &sum);
+        if (sum.n_nan > 0 && s->stop == STOP_NONE) {
+            s->stop = STOP_NAN;
+            snprintf(s->stop_reason, sizeof s->stop_reason, "NaN/Inf loss printed (%ld lines)",
+                     sum.n_nan);
+        }
+        if (has_exit && exit_code == 0 && sum.has_score && s->stop == STOP_NONE) {
+            cad_result res;
+            cad_ingest_result_from_log(&res, &sum);
+            char path[4096];
+            snprintf(path, sizeof path, "%s/result.json", s->run_dir);
+            cad_err we = {0};
+            if (cad_ingest_write_result(path, s->run_id, &res, &we) != CAD_OK)
+                say(r, "warning: %s: %s", s->run_id, we.msg);
+        }
+    }
+    char result_path[4096];
+    snprintf(result_path, sizeof result_path, "%s/result.json", s->run_dir);
+    int has_result = file_exists(result_path);
+    int rc = cad_db_begin(r->db, e);
+    if (rc) return rc;
+    /* two passes in one transaction: the last metrics first (a NaN among them fails the
+     * run), then result.json, read only from a run that ended well, and the artifact files
+     * (hashed), recorded once now that nothing writes them any more (see launch) */
+    char why[256];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            if (has_result && s->stop == STOP_NONE && has_exit && exit_code == 0)
+                s->ing.result_done = 0;
+            s->ing.artifacts_done = 0;
+        }
+        cad_err ie = {0};
+        if (cad_ingest_run_dir(r->db, s->run_id, s->run_dir, &s->ing, &ie) != CAD_OK) {
+            if (ie.code == CAD_EDB) {
+                cad_db_rollback(r->db);
+                return cad_fail(e, CAD_EDB, "%s", ie.msg);
+            }
+            say(r, "warning: %s: %s", s->run_id, ie.msg);
+        }
+        if (pass == 0 && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 1)) {
+            s->stop = STOP_NAN;
+            str_copy(s->stop_reason, sizeof s->stop_reason, why);
+        }
+    }
+    char status[32];
+    db_status(r, s->run_id, status, sizeof status);
+    cad_run_status to = CAD_RUN_DONE;
+    if (strcmp(status, "running") != 0) {
+        /* cancelled (or changed) behind our back: keep what the user decided */
+        rc = cad_db_commit(r->db, e);
+        say(r, "%s %s (process ended)", status[0] ? status : "gone", s->run_id);
+        return rc;
+    }
+    switch (s->stop) {
+    case STOP_TIMEOUT:
+    case STOP_NAN:
+        failed = 1;
+        str_copy(reason, sizeof reason, s->stop_reason);
+        break;
+    case STOP_SHUTDOWN:
+        to = CAD_RUN_INTERRUPTED;
+        str_copy(reason, sizeof reason, s->stop_reason);
+        break;
+    case STOP_CANCEL: /* status is no longer running: handled above */
+    case STOP_NONE:
+        if (!has_exit) {
+            failed = 1;
+            snprintf(reason, sizeof reason, "killed by signal %d (%s)", WTERMSIG(st),
+                     strsignal(WTERMSIG(st)));
+        } else if (exit_code != 0) {
+            failed = 1;
+            snprintf(reason, sizeof reason, "exit code %d", exit_code);
+        } else if (!has_result) {
+            failed = 1;
+            snprintf(reason, sizeof reason, "exited 0 without a final result (%s)",
+                     s->kind == CAD_ENGINE_CADDIE ? "no result.json"
+                                                  : "no final val_bpb line in log.txt");
+        }
+        break;
+    }
+    if (failed) to = CAD_RUN_FAILED;
+    char *err = failed ? failure_text(reason, s->capture_path) : NULL;
+    rc = cad_db_finish(r->db, s->run_id, to, has_exit, exit_code, err,
+                       failed ? reason : (to == CAD_RUN_DONE ? "finished" : reason), e);
+    free(err);
+    int retry = 0;
+    if (!rc && failed) {
+        int failures = db_failures(r, s->run_id);
+        if (failures <= s->retries) {
+            char why2[700];
+            snprintf(why2, sizeof why2, "automatic retry %d of %d after: %s", failures,
+                     s->retries, reason);
+            rc = cad_db_requeue(r->db, s->run_id, 0, why2, e);
+            retry = 1;
+        }
+    }
+    if (rc) {
+        cad_db_rollback(r->db);
+        return rc;
+    }
+    rc = cad_db_commit(r->db, e);
+    if (rc) return rc;
+    double secs = proc_now_mono() - s->start_mono;
+    if (to == CAD_RUN_DONE) {
+        r->n_done++;
+        cad_result res;
+        int found = 0;
+        cad_err ge = {0};
+        if (cad_db_get_result(r->db, s->run_id, &res, &found, &ge) == CAD_OK && found)
+            say(r, "done    %s in %.1fs: val_bpb %.6f, artifact %lld bytes", s->run_id, secs,
+                res.val_bpb, (long long)res.artifact_bytes);
+        else say(r, "done    %s in %.1fs", s->run_id, secs);
+    } else if (to == CAD_RUN_INTERRUPTED) {
+        say(r, "interrupted %s after %.1fs", s->run_id, secs);
+    } else {
+        r->n_failed++;
+        say(r, "failed  %s after %.1fs: %s%s", s->run_id, secs, reason,
+            retry ? " (queued again)" : "");
+    }
+    return CAD_OK;
+}
+
+/* ---- starting a run --------------------------------------------------------------------- */
+
+typedef struct est_cache {
+    int n;
+    struct {
+        const char *sweep, *engine; /* borrowed from the queue list of this read */
+        int devices;
+        double mean;
+        int have;
+    } e[EST_CACHE];
+} est_cache;
+
+static int same_str(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Estimated duration: mean of finished runs like it, else its timeout, else the default.
+ * The history query is cached per (sweep, engine, devices) for one read of the queue. */
+static double estimate(runner *r, est_cache *c, const cad_run *run) {
+    double fallback = run->timeout_s > 0 ? run->timeout_s : r->o->default_est_s;
+    for (int k = 0; k < c->n; k++)
+        if (same_str(c->e[k].sweep, run->sweep) && same_str(c->e[k].engine, run->engine) &&
+            c->e[k].devices == run->devices_requested)
+            return c->e[k].have ? c->e[k].mean : fallback;
+    double mean = 0;
+    int n = 0;
+    cad_err e = {0};
+    int ok = cad_db_mean_duration(r->db, run->sweep, run->engine, run->devices_requested, &mean,
+                                  &n, &e) == CAD_OK &&
+             n > 0;
+    if (c->n < EST_CACHE) {
+        c->e[c->n].sweep = run->sweep;
+        c->e[c->n].engine = run->engine;
+        c->e[c->n].devices = run->devices_requested;
+        c->e[c->n].mean = mean;
+        c->e[c->n].have = ok;
+        c->n++;
+    }
+    return ok ? mean : fallback;
+}
+
+static slot *slot_free(runner *r) {
+    for (int i = 0; i < r->nslots; i++)
+        if (!r->slots[i].used) return &r->slots[i];
+    return NULL;
+}
+
+/* Claim, clean the run dir, spawn. A run that cannot even be started is failed (and
+ * retried by the usual rule). Returns CAD_OK unless the DB itself failed. */
+/* 1 when this start continues an interrupted caddie-engine run from its checkpoint: the
+ * run's config says resume: true, the last attempt was interrupted (not failed) and
+ * <run_dir>/checkpoint.bin exists. caddie train then appends to log.txt/metrics.jsonl. */
+static int resumes_from_checkpoint(runner *r, const cad_run *run) {
+    if (!run->run_dir || !run->run_dir[0]) return 0;
+    char ckpt[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", run->run_dir);
+    if (!file_exists(ckpt)) return 0;
+    sqlite3_reset(r->st_resume);
+    sqlite3_bind_text(r->st_resume, 1, run->run_id, -1, SQLITE_TRANSIENT);
+    int yes = sqlite3_step(r->st_resume) == SQLITE_ROW;
+    sqlite3_reset(r->st_resume);
+    return yes;
+}
+
+static int launch(runner *r, const cad_run *run, sched_devset devs, double est, cad_err *e) {
+    char devtext[256];
+    sched_devset_format(devs, devtext, sizeof devtext);
+    cad_run_claim claim = {devtext, r->host, r->boot_id};
+    int resume = resumes_from_checkpoint(r, run);
+    int rc = cad_db_begin(r->db, e);
+    if (rc) return rc;
+    cad_err ce = {0};
+    if (cad_db_claim(r->db, run->run_id, &claim, &ce) != CAD_OK) {
+        cad_db_rollback(r->db);
+        if (ce.code == CAD_EDB) return cad_fail(e, CAD_EDB, "%s", ce.msg);
+        return CAD_OK; /* cancelled meanwhile */
+    }
+    /* from scratch: the curve starts empty; resumed: the points so far stay (the engine
+     * appends from the checkpoint step on, and a step logged twice replaces, never adds) */
+    if (!resume) rc = exec_run_id(r, r->st_del_metrics, run->run_id, e);
+    if (!rc) rc = exec_run_id(r, r->st_del_results, run->run_id, e);
+    if (!rc) rc = exec_run_id(r, r->st_del_artifacts, run->run_id, e);
+    if (!rc) rc = cad_db_commit(r->db, e);
+    else cad_db_rollback(r->db);
+    if (rc) return rc;
+
+    int attempt = run->attempts + 1;
+    const char *run_dir = run->run_dir && run->run_dir[0] ? run->run_dir : NULL;
+    char why[1024] = "";
+    cad_launch l;
+    memset(&l, 0, sizeof l);
+    cad_engine_exec x;
+    memset(&x, 0, sizeof x);
+    cad_err le = {0};
+    pid_t pid = 0;
+    if (!run_dir) snprintf(why, sizeof why, "run has no run_dir");
+    else if (cad_mkdir_p(run_dir, &le) != CAD_OK)
+        str_copy(why, sizeof why, le.msg);
+    else if (!resume && archive_previous_attempt(run_dir, attempt - 1, &le) != CAD_OK)
+        str_copy(why, sizeof why, le.msg);
+    else if (cad_db_get_launch(r->db, run->run_id, &l, &le) != CAD_OK)
+        str_copy(why, sizeof why, le.msg);
+    else {
+        cad_engine_slot es = {r->o->cpu_slots ? NULL : devtext,
+                              r->o->cpu_slots ? r->o->cpu_threads : 0, run->run_id, run_dir,
+                              attempt};
+        if (cad_engine_exec_build(run->engine, &l, &es, r->self_exe, &x, &le) != CAD_OK)
+            str_copy(why, sizeof why, le.msg);
+        else {
+            proc_spawn_opts po = {x.argv, x.envp, x.cwd, x.capture_path, resume};
+            if (proc_spawn_group(&po, &pid, &le) != CAD_OK) str_copy(why, sizeof why, le.msg);
+        }
+    }
+    cad_launch_free(&l);
+    if (why[0]) {
+        cad_engine_exec_free(&x);
+        char reason[1100];
+        snprintf(reason, sizeof reason, "could not start: %s", why);
+        rc = cad_db_begin(r->db, e);
+        if (rc) return rc;
+        rc = cad_db_finish(r->db, run->run_id, CAD_RUN_FAILED, 0, 0, reason, reason, e);
+        int retry = 0;
+        if (!rc && db_failures(r, run->run_id) <= run->retries) {
+            rc = cad_db_requeue(r->db, run->run_id, 0, "automatic retry after start failure", e);
+            retry = 1;
+        }
+        if (rc) {
+            cad_db_rollback(r->db);
+            return rc;
+        }
+        r->n_failed++;
+        say(r, "failed  %s: %s%s", run->run_id, reason, retry ? " (queued again)" : "");
+        return cad_db_commit(r->db, e);
+    }
+    long long start_ticks = 0;
+    cad_err pe = {0};
+    proc_start_ticks(pid, &start_ticks, &pe); /* a run that already exited records 0 */
+    rc = cad_db_set_process(r->db, run->run_id, pid, start_ticks, e);
+    slot *s = slot_free(r);
+    CAD_ASSERT(s != NULL); /* one slot per device: a free device means a free slot */
+    memset(s, 0, sizeof *s);
+    s->used = 1;
+    str_copy(s->run_id, sizeof s->run_id, run->run_id);
+    s->run_dir = strdup(run_dir);
+    s->sweep = run->sweep ? strdup(run->sweep) : NULL;
+    s->engine = strdup(run->engine);
+    s->kind = x.kind;
+    s->devs = devs;
+    s->ndev = sched_devset_count(devs);
+    s->attempt = attempt;
+    s->retries = run->retries;
+    s->pid = pid;
+    s->start_mono = proc_now_mono();
+    s->est_s = est;
+    s->timeout_s = run->timeout_s;
+    s->capture_path = strdup(x.capture_path);
+    cad_ingest_state_init(&s->ing);
+    s->ing.result_done = 1; /* not before the end: finish_slot decides if the run is done */
+    s->ing.artifacts_done = 1;
+    tail_init(&s->log_tail, x.capture_path);
+    if (x.parse_log) {
+        char jpath[4096];
+        snprintf(jpath, sizeof jpath, "%s/metrics.jsonl", run_dir);
+        s->lp = cad_logparse_new();
+        s->journal = fopen(jpath, "w");
+        if (!s->journal) say(r, "warning: %s: %s: %s", run->run_id, jpath, strerror(errno));
+    }
+    cad_engine_exec_free(&x);
+    r->n_started++;
+    const char *how = resume ? ", resuming from checkpoint.bin" : "";
+    if (r->o->cpu_slots)
+        say(r, "start   %s (attempt %d%s) on cpu slot %s, pid %d", run->run_id, attempt, how,
+            devtext, (int)pid);
+    else
+        say(r, "start   %s (attempt %d%s) on CUDA_VISIBLE_DEVICES=%s, pid %d", run->run_id,
+            attempt, how, devtext, (int)pid);
+    return rc;
+}
+
+static int warned_once(runner *r, const char *run_id) {
+    for (int i = 0; i < r->nwarned; i++)
+        if (strcmp(r->warned[i], run_id) == 0) return 1;
+    char **w = realloc(r->warned, sizeof *w * (size_t)(r->nwarned + 1));
+    if (!w) return 1;
+    r->warned = w;
+    r->warned[r->nwarned++] = strdup(run_id);
+    return 0;
+}
+
+/* Ask the policy what starts now and start it. *n_runnable gets the number of queued
+ * runs this runner could ever run (for --until-empty). */
+static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, cad_err *e) {
+    cad_run *q = NULL;
+    int nq = 0;
+    int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_QUEUED), NULL, &q, &nq, e);
+    if (rc) return rc;
+    double now = proc_now_mono();
+    sched_running *run = calloc((size_t)r->nslots + 1, sizeof *run);
+    sched_queued *qq = calloc((size_t)nq + 1, sizeof *qq);
+    sched_pick *picks = calloc((size_t)nq + 1, sizeof *picks);
+    int nrun = 0, total = sched_devset_count(r->all);
+    double work = 0; /* device-seconds left, for the ETA */
+    for (int i = 0; i < r->nslots; i++) {
+        slot *s = &r->slots[i];
+        if (!s->used) continue;
+        double end = s->start_mono + s->est_s;
+        run[nrun++] = (sched_running){s->devs, end};
+        work += (end > now ? end - now : 0) * s->ndev;
+    }
+    int runnable = 0;
+    est_cache *cache = calloc(1, sizeof *cache);
+    for (int i = 0; i < nq; i++) {
+        qq[i].ndev = q[i].devices_requested < 1 ? 1 : q[i].devices_requested;
+        qq[i].est_s = cache ? estimate(r, cache, &q[i])
+                            : q[i].timeout_s > 0 ? q[i].timeout_s : r->o->default_est_s;
+        if (qq[i].ndev <= total) {
+            runnable++;
+            work += qq[i].est_s * qq[i].ndev;
+        } else if (!warned_once(r, q[i].run_id)) {
+            say(r, "skip    %s: needs %d devices, this runner has %d", q[i].run_id, qq[i].ndev,
+                total);
+        }
+    }
+    *n_runnable = runnable;
+    *n_queued = nq;
+    *eta_s = total > 0 ? work / total : 0;
+    if (!r->stopping) {
+        sched_outcome out;
+        sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
+        for (int k = 0; k < out.n_picks && !rc; k++)
+            rc = launch(r, &q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s, e);
+        *n_queued -= out.n_picks;
+    }
+    free(cache);
+    free(run);
+    free(qq);
+    free(picks);
+    cad_run_list_free(q, nq);
+    return rc;
+}
+
+/* ---- crash recovery ------------------------------------------------------------------- */
+
+/* Wait (polling) until process group pgid is empty or `secs` passed; 1 if empty. */
+static int wait_group_gone(int pgid, double secs) {
+    double until = proc_now_mono() + secs;
+    while (proc_group_alive(pgid)) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {} /* orphans reparented to us */
+        if (proc_now_mono() > until) return 0;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+/* Runs marked running by a runner that is gone: kill what is left of them, mark them
+ * interrupted; then requeue every interrupted run (attempt count kept). */
+static int recover(runner *r, cad_err *e) {
+    cad_run *runs = NULL;
+    int n = 0;
+    int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_RUNNING), NULL, &runs, &n, e);
+    if (rc) return rc;
+    for (int i = 0; i < n && !rc; i++) {
+        cad_run *run = &runs[i];
+        char reason[512];
+        proc_identity id = {0};
+        id.pid = (int)run->pid;
+        id.start_ticks = run->proc_start_time;
+        str_copy(id.boot_id, sizeof id.boot_id, run->boot_id ? run->boot_id : "");
+        int same_boot = run->boot_id && strcmp(run->boot_id, r->boot_id) == 0;
+        if (run->pid > 1 && proc_identity_alive(&id)) {
+            say(r, "recover %s: its process %lld is still alive: TERM, KILL after %.1fs",
+                run->run_id, (long long)run->pid, r->o->grace_s);
+            proc_group_signal((int)run->pid, SIGTERM);
+            if (!wait_group_gone((int)run->pid, r->o->grace_s)) {
+                proc_group_signal((int)run->pid, SIGKILL);
+                wait_group_gone((int)run->pid, 5);
+            }
+            snprintf(reason, sizeof reason,
+                     "previous runner died; its process %lld was still running and was killed",
+                     (long long)run->pid);
+        } else {
+            /* the leader is gone; leftovers of its group (same boot only) go too */
+            if (same_boot && run->pid > 1 && proc_group_alive((int)run->pid)) {
+                proc_group_signal((int)run->pid, SIGKILL);
+                wait_group_gone((int)run->pid, 5);
+            }
+            snprintf(reason, sizeof reason, "previous runner died; process %lld is gone%s",
+                     (long long)run->pid, same_boot ? "" : " (machine rebooted)");
+        }
+        rc = cad_db_finish(r->db, run->run_id, CAD_RUN_INTERRUPTED, 0, 0, NULL, reason, e);
+        if (!rc) say(r, "recover %s: interrupted (%s)", run->run_id, reason);
+    }
+    cad_run_list_free(runs, n);
+    if (rc) return rc;
+    rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_INTERRUPTED), NULL, &runs, &n, e);
+    if (rc) return rc;
+    for (int i = 0; i < n && !rc; i++) {
+        rc = cad_db_requeue(r->db, runs[i].run_id, 0, "requeued by caddie run after an interruption", e);
+        if (!rc) say(r, "requeue %s (attempts so far: %d)", runs[i].run_id, runs[i].attempts);
+    }
+    cad_run_list_free(runs, n);
+    return rc;
+}
+
+/* ---- the loop --------------------------------------------------------------------------- */
+
+static void reap(runner *r) {
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (int i = 0; i < r->nslots; i++) {
+            slot *s = &r->slots[i];
+            if (s->used && s->pid == pid && !s->reaped) {
+                s->reaped = 1;
+                s->wait_status = st;
+            }
+        }
+        /* other pids: orphaned grandchildren reparented to us (subreaper); just reaped */
+    }
+}
+
+static void fmt_hms(double s, char *buf, size_t cap) {
+    long t = s < 0 ? 0 : (long)(s + 0.5);
+    snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static void status_line(runner *r, int nqueued, double eta_s) {
+    int running = 0;
+    for (int i = 0; i < r->nslots; i++) running += r->slots[i].used;
+    int counts[CAD_RUN_NSTATUS] = {0};
+    cad_err e = {0};
+    cad_db_count_by_status(r->db, NULL, counts, &e);
+    char eta[32], line[512], cancelled[48] = "";
+    fmt_hms(eta_s, eta, sizeof eta);
+    if (counts[CAD_RUN_CANCELLED]) /* short line: it must fit a terminal to be redrawn */
+        snprintf(cancelled, sizeof cancelled, " · cancelled %d", counts[CAD_RUN_CANCELLED]);
+    snprintf(line, sizeof line, "running %d · queued %d · done %d · failed %d%s · ETA %s%s",
+             running, nqueued, counts[CAD_RUN_DONE], counts[CAD_RUN_FAILED], cancelled, eta,
+             r->stopping ? " · stopping" : "");
+    double now = proc_now_mono();
+    if (r->o->tty) {
+        int len = (int)strlen(line);
+        fprintf(r->o->out, "\r%s%*s", line, r->status_line_len > len ? r->status_line_len - len : 0,
+                "");
+        r->status_line_len = len > r->status_line_len ? len : r->status_line_len;
+        fflush(r->o->out);
+    } else if (now - r->last_plain_status >= 60) {
+        r->last_plain_status = now;
+        say(r, "status  %s", line);
+    }
+}
+
+static int tick_slots(runner *r, cad_err *e) {
+    double now = proc_now_mono();
+    for (int i = 0; i < r->nslots; i++) {
+        slot *s = &r->slots[i];
+        if (!s->used) continue;
+        if (!s->reaped && s->stop == STOP_NONE) {
+            char st[32];
+            db_status(r, s->run_id, st, sizeof st);
+            if (strcmp(st, "running") != 0)
+                stop_slot(r, s, STOP_CANCEL, st[0] ? "cancelled" : "run deleted from the DB");
+        }
+        if (!s->reaped && s->stop == STOP_NONE && s->timeout_s > 0 &&
+            now - s->start_mono > s->timeout_s) {
+            char why[128];
+            snprintf(why, sizeof why, "timeout after %.0fs", s->timeout_s);
+            stop_slot(r, s, STOP_TIMEOUT, why);
+        }
+        /* the leader ended but others of its group live on: they go too */
+        if (s->reaped && !s->term_at && proc_group_alive(s->pid)) {
+            s->term_at = now;
+            proc_group_signal(s->pid, SIGTERM);
+        }
+        if (s->term_at && !s->kill_at && now - s->term_at >= r->o->grace_s &&
+            proc_group_alive(s->pid)) {
+            s->kill_at = now;
+            proc_group_signal(s->pid, SIGKILL);
+            say(r, "kill    %s: still alive %.1fs after TERM (KILL to group %d)", s->run_id,
+                r->o->grace_s, (int)s->pid);
+        }
+        if (s->reaped && !proc_group_alive(s->pid)) {
+            int rc = finish_slot(r, s, e);
+            slot_release(s);
+            r->n_finished++;
+            if (rc) return rc;
+        }
+    }
+    return CAD_OK;
+}
+
+static int nproc_online(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
+    *stop_signal = 0;
+    runner R;
+    memset(&R, 0, sizeof R);
+    runner *r = &R;
+    r->o = o;
+    if (o->cpu_slots > 0) {
+        if (o->cpu_slots > SCHED_MAX_DEVICES)
+            return cad_fail(e, CAD_EUSAGE, "--cpu-slots %d: at most %d", o->cpu_slots,
+                            SCHED_MAX_DEVICES);
+        r->all = o->cpu_slots == 64 ? ~(sched_devset)0 : (((sched_devset)1 << o->cpu_slots) - 1);
+    } else {
+        r->all = o->devices;
+    }
+    if (!r->all) return cad_fail(e, CAD_EUSAGE, "no devices to run on");
+    r->nslots = sched_devset_count(r->all);
+    int lock_fd = -1;
+    int rc = lock_take(o->db_path, &lock_fd, e);
+    if (rc) return rc;
+    rc = proc_boot_id(r->boot_id, e);
+    if (!rc) rc = cad_engine_self_exe(r->self_exe, sizeof r->self_exe, e);
+    if (!rc) rc = proc_become_subreaper(e);
+    gethostname(r->host, sizeof r->host - 1);
+    if (!rc) rc = cad_db_open(o->db_path, 0, &r->db, e);
+    if (!rc) rc = prepare_all(r, e);
+    r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
+    if (!rc && !r->slots) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGCHLD);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, &old);
+    /* a closed stdout (caddie run | head) must not kill the runner and orphan its runs */
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+    if (!rc) {
+        char devs[256];
+        sched_devset_format(r->all, devs, sizeof devs);
+        if (o->cpu_slots)
+            say(r, "runner  pid %d on %s: %d cpu slot%s x %d thread%s (%d cores), db %s",
+                (int)getpid(), r->host, o->cpu_slots, o->cpu_slots == 1 ? "" : "s",
+                o->cpu_threads, o->cpu_threads == 1 ? "" : "s", nproc_online(), o->db_path);
+        else
+            say(r, "runner  pid %d on %s: GPUs %s, db %s", (int)getpid(), r->host, devs,
+                o->db_path);
+    }
+    if (!rc) rc = recover(r, e);
+    int second_signal = 0, first = 1, seen_finished = 0, runnable = 0, nqueued = 0;
+    double last_read = 0, eta = 0;
+    while (!rc) {
+        reap(r);
+        rc = ingest_tick(r, e);
+        if (!rc) rc = tick_slots(r, e);
+        if (rc) break;
+        /* the queue is read when a run ended (devices freed) or every QUEUE_READ_EVERY_S
+         * (new runs queued, cancels): not every tick, it can hold thousands of runs */
+        double now = proc_now_mono();
+        if (first || r->n_finished != seen_finished || now - last_read >= QUEUE_READ_EVERY_S) {
+            rc = schedule(r, &runnable, &nqueued, &eta, e);
+            if (rc) break;
+            first = 0;
+            seen_finished = r->n_finished;
+            last_read = now;
+        }
+        int running = 0;
+        for (int i = 0; i < r->nslots; i++) running += r->slots[i].used;
+        if (running == 0 && (r->stopping || (o->until_empty && runnable == 0))) break;
+        status_line(r, nqueued, eta);
+        struct timespec ts;
+        ts.tv_sec = (time_t)o->poll_s;
+        ts.tv_nsec = (long)((o->poll_s - (double)ts.tv_sec) * 1e9);
+        siginfo_t info;
+        int sig = sigtimedwait(&sigs, &info, &ts);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+            if (!r->stopping) {
+                r->stopping = 1;
+                r->stop_signal = sig;
+                const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+                say(r, "runner  got %s: no new runs; stopping the running ones", name);
+                char why[128];
+                snprintf(why, sizeof why, "runner stopped by %s", name);
+                for (int i = 0; i < r->nslots; i++)
+                    if (r->slots[i].used) stop_slot(r, &r->slots[i], STOP_SHUTDOWN, why);
+            } else if (!second_signal) {
+                second_signal = 1;
+                say(r, "runner  second signal: KILL to every run");
+                for (int i = 0; i < r->nslots; i++)
+                    if (r->slots[i].used) {
+                        proc_group_signal(r->slots[i].pid, SIGKILL);
+                        r->slots[i].kill_at = proc_now_mono();
+                    }
+            }
+        }
+    }
+    if (rc) { /* DB failure: do not leave engines running unsupervised */
+        for (int i = 0; i < r->nslots; i++)
+            if (r->slots[i].used) {
+                proc_group_signal(r->slots[i].pid, SIGTERM);
+                wait_group_gone(r->slots[i].pid, o->grace_s);
+                proc_group_signal(r->slots[i].pid, SIGKILL);
+            }
+    }
+    if (r->status_line_len) fputc('\n', o->out);
+    if (!rc)
+        say(r, "runner  exit: %d started, %d done, %d failed this session", r->n_started,
+            r->n_done, r->n_failed);
+    for (int i = 0; r->slots && i < r->nslots; i++)
+        if (r->slots[i].used) slot_release(&r->slots[i]);
+    free(r->slots);
+    for (int i = 0; i < r->nwarned; i++) free(r->warned[i]);
+    free(r->warned);
+    finalize_all(r);
+    if (r->db) cad_db_close(r->db);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    signal(SIGPIPE, old_pipe);
+    close(lock_fd);
+    *stop_signal = r->stop_signal;
+    return rc;
+}

@@ -70,12 +70,11 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define LP_MAX_CANDIDATES 32
 
 typedef struct lp_candidate {
     char kind[64];      /* as printed, e.g. "final_int6_sliding_window_exact" */
@@ -90,10 +89,22 @@ typedef struct lp_param {
     char *key, *value;
 } lp_param;
 
+/* A string -> array position index (open addressing, linear probing, power-of-two size,
+ * at most half full), so that a log printing 100k parameters or eval kinds costs O(n), not
+ * O(n^2). The keys stay in the owner's array; the index holds positions + hashes. Hashes
+ * are of the ASCII-lowercased key, so one index serves exact and case-blind lookups. */
+typedef struct lp_index {
+    int *slot;       /* position + 1, 0 = empty */
+    uint64_t *hash;  /* hash of the entry in that slot */
+    size_t cap;      /* 0 or a power of two */
+    size_t n;
+} lp_index;
+
 struct cad_logparse {
-    /* feed(): partial last line */
+    /* feed(): partial last line (at most CAD_LOG_MAX_LINE bytes, see lp_bound_pending) */
     char *pend;
     size_t pend_len, pend_cap;
+    int skip_line;        /* inside a line longer than CAD_LOG_MAX_LINE: drop to its '\n' */
     /* scratch copy of the current line */
     char *line;
     size_t line_cap;
@@ -103,8 +114,9 @@ struct cad_logparse {
     int expect_kv_line;   /* the line after "--- Hyperparameters ---" */
     int seen_step;        /* a step line was seen (config lines before it are params) */
 
-    lp_candidate cand[LP_MAX_CANDIDATES];
-    int n_cand;
+    lp_candidate *cand;   /* score candidates of the current run, by first appearance */
+    int n_cand, cap_cand;
+    lp_index cand_index;  /* base -> position in cand */
 
     double last_step_val_loss, last_step_val_bpb; /* fallback pre-quant score */
     int code_bytes_compressed;                     /* code_bytes came from "(compressed)" */
@@ -113,6 +125,7 @@ struct cad_logparse {
 
     lp_param *params;
     int n_params, cap_params;
+    lp_index param_index; /* key -> position in params */
 };
 
 /* ---- small lexical helpers ------------------------------------------------------- */
@@ -225,6 +238,68 @@ static int lp_tok_num(const lp_tok *t, double *v, int *decimals) {
     return lp_number(t->val, v, decimals) != NULL;
 }
 
+/* ---- string index -------------------------------------------------------------- */
+
+static uint64_t lp_hash_lower(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over the lowercased bytes */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint64_t)(unsigned char)tolower((unsigned char)s[i]);
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void lp_index_clear(lp_index *x) {
+    if (x->cap) memset(x->slot, 0, x->cap * sizeof *x->slot);
+    x->n = 0;
+}
+
+static void lp_index_free(lp_index *x) {
+    free(x->slot);
+    free(x->hash);
+    memset(x, 0, sizeof *x);
+}
+
+/* Next position whose hash is h, starting after probe *i (start with *i = SIZE_MAX);
+ * -1 at the first empty slot. */
+static int lp_index_next(const lp_index *x, uint64_t h, size_t *i) {
+    if (!x->cap) return -1;
+    size_t k = *i == SIZE_MAX ? (size_t)h & (x->cap - 1) : (*i + 1) & (x->cap - 1);
+    for (;; k = (k + 1) & (x->cap - 1)) {
+        if (!x->slot[k]) return -1;
+        if (x->hash[k] == h) {
+            *i = k;
+            return x->slot[k] - 1;
+        }
+    }
+}
+
+static int lp_index_put_raw(lp_index *x, uint64_t h, int pos) {
+    size_t k = (size_t)h & (x->cap - 1);
+    while (x->slot[k]) k = (k + 1) & (x->cap - 1);
+    x->slot[k] = pos + 1;
+    x->hash[k] = h;
+    x->n++;
+    return 0;
+}
+
+/* Add pos under hash h; -1 when out of memory. */
+static int lp_index_put(lp_index *x, uint64_t h, int pos) {
+    if ((x->n + 1) * 2 > x->cap) {
+        size_t nc = x->cap ? x->cap * 2 : 64;
+        lp_index g = {calloc(nc, sizeof *g.slot), malloc(nc * sizeof *g.hash), nc, 0};
+        if (!g.slot || !g.hash) {
+            lp_index_free(&g);
+            return -1;
+        }
+        for (size_t k = 0; k < x->cap; k++)
+            if (x->slot[k]) lp_index_put_raw(&g, x->hash[k], x->slot[k] - 1);
+        lp_index_free(x);
+        *x = g;
+    }
+    return lp_index_put_raw(x, h, pos);
+}
+
 /* ---- parameters ------------------------------------------------------------------ */
 
 static char *lp_strndup(const char *s, size_t n) {
@@ -238,7 +313,9 @@ static char *lp_strndup(const char *s, size_t n) {
 static int lp_param_set(cad_logparse *p, const char *key, size_t kl, const char *val,
                         size_t vl, int lower) {
     while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t')) vl--;
-    for (int i = 0; i < p->n_params; i++) {
+    uint64_t h = lp_hash_lower(key, kl);
+    size_t probe = SIZE_MAX;
+    for (int i; (i = lp_index_next(&p->param_index, h, &probe)) >= 0;) {
         lp_param *q = &p->params[i];
         if (strlen(q->key) == kl &&
             (lower ? strncasecmp(q->key, key, kl) : strncmp(q->key, key, kl)) == 0) {
@@ -264,6 +341,11 @@ static int lp_param_set(cad_logparse *p, const char *key, size_t kl, const char 
     }
     if (lower)
         for (char *c = k; *c; c++) *c = (char)tolower((unsigned char)*c);
+    if (lp_index_put(&p->param_index, h, p->n_params)) {
+        free(k);
+        free(v);
+        return -1;
+    }
     p->params[p->n_params].key = k;
     p->params[p->n_params].value = v;
     p->n_params++;
@@ -357,6 +439,12 @@ static int lp_is_step_prefix(const char *s, long *step, long *total, const char 
     return 1;
 }
 
+/* Loss and bpb are non-negative: a negative one is a broken or forged line, never a score
+ * or a curve point (it would rank first). */
+static int lp_loss_in_range(double v) {
+    return !(v < 0);
+}
+
 static int lp_emit(cad_log_metric *out, int max_out, int n, const char *name, long step,
                    double value, double wall_ms) {
     if (n >= max_out) return n;
@@ -372,6 +460,7 @@ static void lp_new_run(cad_logparse *p) {
     /* A step line after a final evaluation: the log holds a second run appended to the
      * first; its results replace the first run's. */
     p->n_cand = 0;
+    lp_index_clear(&p->cand_index);
     p->s.prequant_val_loss = p->s.prequant_val_bpb = NAN;
     p->last_step_val_loss = p->last_step_val_bpb = NAN;
     p->s.artifact_bytes = p->s.model_bytes = p->s.code_bytes = -1;
@@ -418,6 +507,10 @@ static int lp_step_line(cad_logparse *p, long step, long total, const char *rest
             strcmp(name, "val_bpb") == 0) {
             any_loss = 1;
             if (!isfinite(v)) p->s.n_nan++;
+            else if (!lp_loss_in_range(v)) {
+                p->s.n_out_of_range++;
+                continue;
+            }
             if (strcmp(name, "train_loss") == 0) p->s.last_train_loss = v;
             if (strcmp(name, "val_loss") == 0) p->last_step_val_loss = v;
             if (strcmp(name, "val_bpb") == 0) p->last_step_val_bpb = v;
@@ -453,7 +546,8 @@ static int lp_cand_better(const lp_candidate *a, const lp_candidate *b) {
     return a->val_bpb < b->val_bpb;
 }
 
-static void lp_final_line(cad_logparse *p, const char *s) {
+/* -1 when out of memory. */
+static int lp_final_line(cad_logparse *p, const char *s) {
     lp_tok t[24];
     int n = lp_tokens(s, t, 24);
     int i_bpb = -1, i_loss = -1, first = -1;
@@ -467,7 +561,7 @@ static void lp_final_line(cad_logparse *p, const char *s) {
             if (first < 0) first = i;
         }
     }
-    if (i_bpb < 0) return;
+    if (i_bpb < 0) return 0;
     lp_candidate c;
     memset(&c, 0, sizeof c);
     /* kind: the words before the first val_* token, numeric key:value tokens dropped */
@@ -497,14 +591,20 @@ static void lp_final_line(cad_logparse *p, const char *s) {
     c.order = p->s.n_lines;
     if (!isfinite(c.val_bpb) || (i_loss >= 0 && !isfinite(c.val_loss))) {
         p->s.n_nan++;
-        return;
+        return 0;
+    }
+    if (!lp_loss_in_range(c.val_bpb) || (i_loss >= 0 && !lp_loss_in_range(c.val_loss))) {
+        p->s.n_out_of_range++;
+        return 0;
     }
     if (lp_kind_is_prequant(c.kind)) {
         p->s.prequant_val_loss = c.val_loss;
         p->s.prequant_val_bpb = c.val_bpb;
-        return;
+        return 0;
     }
-    for (int i = 0; i < p->n_cand; i++)
+    uint64_t h = lp_hash_lower(c.base, strlen(c.base));
+    size_t probe = SIZE_MAX;
+    for (int i; (i = lp_index_next(&p->cand_index, h, &probe)) >= 0;)
         if (strcmp(p->cand[i].base, c.base) == 0) {
             /* the twin: keep the exact one's value, a later line replaces the earlier */
             if (c.decimals >= p->cand[i].decimals || strcmp(p->cand[i].kind, c.kind) == 0) {
@@ -512,9 +612,19 @@ static void lp_final_line(cad_logparse *p, const char *s) {
                 if (isnan(c.eval_ms)) c.eval_ms = p->cand[i].eval_ms; /* only the rounded twin prints it */
                 p->cand[i] = c;
             }
-            return;
+            return 0;
         }
-    if (p->n_cand < LP_MAX_CANDIDATES) p->cand[p->n_cand++] = c;
+    /* every distinct evaluation kind is kept: the score may be the 41st kind printed */
+    if (p->n_cand == p->cap_cand) {
+        int nc = p->cap_cand ? p->cap_cand * 2 : 16;
+        lp_candidate *ncand = realloc(p->cand, (size_t)nc * sizeof *ncand);
+        if (!ncand) return -1;
+        p->cand = ncand;
+        p->cap_cand = nc;
+    }
+    if (lp_index_put(&p->cand_index, h, p->n_cand)) return -1;
+    p->cand[p->n_cand++] = c;
+    return 0;
 }
 
 /* ---- size and time lines -------------------------------------------------------- */
@@ -633,6 +743,9 @@ void cad_logparse_free(cad_logparse *p) {
         free(p->params[i].value);
     }
     free(p->params);
+    lp_index_free(&p->param_index);
+    free(p->cand);
+    lp_index_free(&p->cand_index);
     free(p->pend);
     free(p->line);
     free(p);
@@ -660,12 +773,14 @@ static const char *lp_strip_prefix(const char *s) {
 
 static int lp_parse(cad_logparse *p, char *line, cad_log_metric *out, int max_out) {
     /* a progress bar redrawn with '\r': keep what the terminal shows last */
-    char *cr = strrchr(line, '\r');
-    while (cr && cr[1] == 0) { /* trailing "\r" of CRLF */
-        *cr = 0;
-        cr = strrchr(line, '\r');
-    }
-    if (cr) line = cr + 1;
+    /* one backward pass (a line of 300 MB of '\r' must not cost a rescan per '\r') */
+    size_t len = strlen(line);
+    while (len && line[len - 1] == '\r') line[--len] = 0; /* trailing "\r" of CRLF */
+    for (size_t i = len; i > 0; i--)
+        if (line[i - 1] == '\r') {
+            line += i;
+            break;
+        }
     const char *s = lp_strip_prefix(line);
 
     if (p->in_code) {
@@ -746,10 +861,7 @@ static int lp_parse(cad_logparse *p, char *line, cad_log_metric *out, int max_ou
         lp_stopping_line(p, s);
         return 0;
     }
-    if (strstr(s, "val_bpb")) {
-        lp_final_line(p, s);
-        return 0;
-    }
+    if (strstr(s, "val_bpb")) return lp_final_line(p, s);
     if (!p->seen_step) {
         int r = lp_try_config_line(p, s);
         if (r < 0) return -1;
@@ -787,13 +899,34 @@ static int lp_feed_one(cad_logparse *p, const char *line, size_t len, cad_log_me
     return 0;
 }
 
+/* Bound the partial line. A progress bar redrawn with '\r' for hours is one endless
+ * "line" whose meaning is its last segment: drop everything up to the last '\r' that has
+ * a non-'\r' byte after it (the meaning of pend + any continuation is unchanged, see
+ * lp_parse). A line still longer than CAD_LOG_MAX_LINE is skipped up to its newline and
+ * counted, never held in memory. */
+static void lp_bound_pending(cad_logparse *p) {
+    if (p->pend_len <= CAD_LOG_MAX_LINE) return;
+    for (size_t i = p->pend_len - 1; i > 0; i--)
+        if (p->pend[i - 1] == '\r' && p->pend[i] != '\r') {
+            memmove(p->pend, p->pend + i, p->pend_len - i);
+            p->pend_len -= i;
+            break;
+        }
+    if (p->pend_len <= CAD_LOG_MAX_LINE) return;
+    p->pend_len = 0;
+    p->skip_line = 1;
+    p->s.n_long_lines++;
+}
+
 int cad_logparse_feed(cad_logparse *p, const char *buf, size_t len, cad_log_metric_fn fn,
                       void *ctx) {
     size_t i = 0;
     while (i < len) {
         const char *nl = memchr(buf + i, '\n', len - i);
         size_t chunk = nl ? (size_t)(nl - (buf + i)) : len - i;
-        if (!nl || p->pend_len) {
+        if (p->skip_line) { /* the rest of an over-long line */
+            if (nl) p->skip_line = 0;
+        } else if (!nl || p->pend_len) {
             if (p->pend_len + chunk + 1 > p->pend_cap) {
                 size_t nc = p->pend_cap ? p->pend_cap : 256;
                 while (nc < p->pend_len + chunk + 1) nc *= 2;
@@ -804,7 +937,10 @@ int cad_logparse_feed(cad_logparse *p, const char *buf, size_t len, cad_log_metr
             }
             memcpy(p->pend + p->pend_len, buf + i, chunk);
             p->pend_len += chunk;
-            if (nl) {
+            lp_bound_pending(p);
+            if (nl && p->skip_line) {
+                p->skip_line = 0;
+            } else if (nl) {
                 size_t l = p->pend_len;
                 p->pend_len = 0;
                 int r = lp_feed_one(p, p->pend, l, fn, ctx);
@@ -820,6 +956,7 @@ int cad_logparse_feed(cad_logparse *p, const char *buf, size_t len, cad_log_metr
 }
 
 int cad_logparse_finish(cad_logparse *p, cad_log_metric_fn fn, void *ctx) {
+    p->skip_line = 0;
     if (!p->pend_len) return 0;
     size_t l = p->pend_len;
     p->pend_len = 0;

@@ -81,6 +81,8 @@ typedef struct cad_log_summary {
     long total_steps;            /* N of step:S/N */
     double last_train_loss;
     long n_nan;                  /* loss values printed as nan/inf (runner fails the run) */
+    long n_out_of_range;         /* negative loss/bpb values: neither curve points nor scores */
+    long n_long_lines;           /* lines over CAD_LOG_MAX_LINE bytes fed in pieces: skipped */
     long n_lines;                /* lines fed */
     long n_code_lines;           /* lines skipped as printed source code */
     long n_metric_lines;         /* lines that produced metrics */
@@ -88,6 +90,11 @@ typedef struct cad_log_summary {
 } cad_log_summary;
 
 typedef struct cad_logparse cad_logparse;
+
+/* The longest line cad_logparse_feed holds (after dropping a '\r'-redrawn line's old
+ * segments): longer lines are skipped and counted (n_long_lines), so memory stays bounded
+ * whatever a run prints. */
+#define CAD_LOG_MAX_LINE ((size_t)1 << 20)
 
 /* NULL only when out of memory. */
 cad_logparse *cad_logparse_new(void);

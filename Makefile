@@ -88,7 +88,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 	    echo "make deps: installing" $$missing; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    $$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $$missing >/dev/null \
 	    || { echo "make deps: apt-get install failed for:" $$missing >&2; exit 1; }; \
 	fi
 

@@ -80,7 +80,8 @@ expected_steps() { { seq 1 10; seq 50 50 300; } | paste -sd, -; }
 test_expect_success 'kill -9 the runner after a checkpoint; the next one resumes the run' '
     caddie sweep add res.yaml >/dev/null && id=$(sweep_col res run_id) && dir=$(run_col "$id" run_dir) &&
     { "$CADDIE" run --cpu-slots 1 --poll 0.05 >r1.out 2>&1 & } && pid=$! &&
-    wait_until 60 "test -f $dir/checkpoint.bin && test \$(n_points_from $id train_loss 50) -ge 1" &&
+    { wait_until 60 "test -f $dir/checkpoint.bin && test \$(n_points_from $id train_loss 50) -ge 1" ||
+      { kill -9 $pid; false; }; } &&
     child=$(run_col "$id" pid) &&
     kill -9 $pid && { wait $pid; true; } &&
     wait_until 10 "gone $child" &&

@@ -68,6 +68,9 @@ static int load_data(const char *cmd, cad_db *db, const report_args *a, cad_repo
     return 0;
 }
 
+/* "2026-11-22 08:01 UTC" and the like. */
+#define TIME_TEXT_MAX 64
+
 /* The "generated" time of a page: SOURCE_DATE_EPOCH when set (reproducible output), else now. */
 static void timestamp_utc(char *buf, size_t n, const char *fmt) {
     time_t t = time(NULL);
@@ -191,7 +194,7 @@ int cmd_report(int argc, char **argv) {
         cad_db_close(db);
         return rc;
     }
-    char when[64];
+    char when[TIME_TEXT_MAX];
     timestamp_utc(when, sizeof when, "%Y-%m-%d %H:%M UTC");
     ho.db_path = cad_db_file(db);
     ho.generated_at = when;

@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A group label ("k=v k2=v2 ..."); longer ones are cut (the page shortens them anyway). */
+#define LABEL_MAX 512
+
 /* Keys that identify a run rather than configure it: never "swept" even when they differ. */
 static const char *const per_run_keys[] = {"seed", "run_id", "run_dir", "run_name", "name", NULL};
 
@@ -492,7 +495,7 @@ static int find_swept(cad_report_data *d, cad_report_sweep *sw, cad_err *e) {
     /* labels: "k=v k2=v2", paths shortened to their last component */
     for (int i = 0; i < ng; i++) {
         cad_report_group *g = &d->groups[gs[i]];
-        char buf[512] = "";
+        char buf[LABEL_MAX] = "";
         size_t o = 0;
         for (int k = 0; k < sw->n_swept && o < sizeof buf - 1; k++) {
             const char *v = group_param(d, g, sw->swept_keys[k]);

@@ -20,6 +20,24 @@
 #include <string.h>
 
 #define CURVE_BINS 120
+/* A formatted number, p-value or byte count in a cell or chart label. */
+#define NUM_TEXT 64
+/* Group hashes are shown by their first 16 hex digits. */
+#define SHORT_HASH_CHARS 16
+/* Element ids and chart titles: a slug plus a key name and a suffix. */
+#define CHART_TEXT 200
+/* A sweep's slug (and a key's, inside ids). */
+#define SLUG_MAX 160
+#define KEY_SLUG_MAX 80
+/* Legend labels are shortened to this many characters, keeping their end; bar chart labels
+ * to fewer, since they sit left of the bars. */
+#define LEGEND_LABEL_CHARS 38
+#define LEGEND_LABEL_TEXT 120
+#define BAR_LABEL_CHARS 30
+#define BAR_LABEL_TEXT 48
+/* A parameter value as an axis category (paths keep their last component). */
+#define CATEGORY_CHARS 18
+#define CATEGORY_TEXT 64
 
 static void esc(FILE *f, const char *s) {
     cad_svg_write_escaped(f, s ? s : "");
@@ -81,7 +99,7 @@ static void td_num(FILE *f, const char *cls, const char *text) {
 }
 
 static void verdict_cell(FILE *f, int verdict, double p, const char *na_reason) {
-    char pb[32];
+    char pb[NUM_TEXT];
     cad_report_fmt_p(pb, sizeof pb, p);
     if (verdict == 1) fprintf(f, "<td class=\"num\"><span class=\"yes\">✓ yes</span><br><span class=\"muted\">p=%s</span></td>", pb);
     else if (verdict == 0) fprintf(f, "<td class=\"num\"><span class=\"no\">✗ no</span><br><span class=\"muted\">p=%s</span></td>", pb);
@@ -89,7 +107,7 @@ static void verdict_cell(FILE *f, int verdict, double p, const char *na_reason) 
 }
 
 static void budget_cells(FILE *f, const cad_report_group *g) {
-    char b[48];
+    char b[NUM_TEXT];
     cad_report_fmt_bytes(b, sizeof b, g->max_artifact_bytes);
     td_num(f, g->max_artifact_bytes > CAD_STATS_BUDGET_BYTES ? "bad" : "", b);
     fputs("<td class=\"num\">", f);
@@ -107,7 +125,7 @@ static void budget_cells(FILE *f, const cad_report_group *g) {
 
 static void summary_row(FILE *f, const cad_report_data *d, int gi, int rank, int best, const char *note) {
     const cad_report_group *g = &d->groups[gi];
-    char b[64], b2[64];
+    char b[NUM_TEXT], b2[NUM_TEXT];
     fprintf(f, "<tr class=\"group%s%s\" data-group=\"", g->is_ref ? " ref" : "", best ? " best" : "");
     esc(f, g->group_hash);
     fprintf(f, "\"><td class=\"num\">%d</td><td>", rank);
@@ -123,7 +141,7 @@ static void summary_row(FILE *f, const cad_report_data *d, int gi, int rank, int
      * hash is in the tooltip and in data-group */
     fputs("<br><code title=\"", f);
     esc(f, g->group_hash);
-    char short_hash[17];
+    char short_hash[SHORT_HASH_CHARS + 1];
     snprintf(short_hash, sizeof short_hash, "%s", g->group_hash);
     fputs("\">", f);
     esc(f, short_hash);
@@ -173,7 +191,7 @@ static void summary_table(FILE *f, const cad_report_data *d, const cad_report_sw
             n++;
         }
     if (sw->ref_group >= 0 && !ref_here) {
-        char note[200];
+        char note[CAD_SVG_NOTE_MAX];
         snprintf(note, sizeof note, "(reference from sweep '%s')", d->groups[sw->ref_group].sweep);
         summary_row(f, d, sw->ref_group, 0, 0, note);
     }
@@ -207,7 +225,7 @@ static void verdict_line(FILE *f, const cad_report_data *d, const cad_report_swe
     if (isfinite(g->bpb.std)) fprintf(f, " ± %.4f", g->bpb.std);
     fprintf(f, " over %d seed%s", g->n_runs, g->n_runs == 1 ? "" : "s");
     if (g->cmp.has) {
-        char db[32], dn[32], p[32];
+        char db[NUM_TEXT], dn[NUM_TEXT], p[NUM_TEXT];
         cad_report_fmt_signed(db, sizeof db, g->cmp.bpb.delta, 4);
         cad_report_fmt_signed(dn, sizeof dn, g->cmp.delta_nats, 4);
         cad_report_fmt_p(p, sizeof p, g->cmp.bpb.p);
@@ -221,7 +239,7 @@ static void verdict_line(FILE *f, const cad_report_data *d, const cad_report_swe
     } else {
         fputs(" (it is the reference group)", f);
     }
-    char bytes[48];
+    char bytes[NUM_TEXT];
     cad_report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
     fprintf(f, "; budget: %s (artifact %s bytes", fits ? "<span class=\"yes\">✓ fits</span>" : g->n_invalid ? "<span class=\"bad\">✗ over</span>" : "<span class=\"na\">unknown</span>", bytes);
     if (isfinite(g->max_train_ms)) fprintf(f, ", train %.0f s", g->max_train_ms / 1000);
@@ -423,7 +441,7 @@ static int curve_chart(FILE *f, cad_db *db, const cad_report_data *d, const cad_
         for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
         return rc;
     }
-    char id[200], title[200];
+    char id[CHART_TEXT], title[CHART_TEXT];
     int is_train = !strcmp(metric, "train_loss");
     snprintf(id, sizeof id, "%s-%s", slug, is_train ? "train-loss" : "val-bpb");
     snprintf(title, sizeof title, "%s", is_train ? "Training loss (mean of seeds, band = min–max)" : "Validation val_bpb during training (band = seed min–max)");
@@ -456,8 +474,8 @@ static int curve_chart(FILE *f, cad_db *db, const cad_report_data *d, const cad_
     p.y_lo = y_lo;
     p.y_hi = y_hi;
     for (int i = 0; i < ng; i++) {
-        char lab[160], sl[120];
-        short_label(d->groups[gs[i]].label, sl, sizeof sl, 38);
+        char lab[CAD_SVG_LABEL_MAX], sl[LEGEND_LABEL_TEXT];
+        short_label(d->groups[gs[i]].label, sl, sizeof sl, LEGEND_LABEL_CHARS);
         snprintf(lab, sizeof lab, "%s%s (n=%d)", sl, d->groups[gs[i]].is_ref ? " [ref]" : "", d->groups[gs[i]].n_runs);
         cad_svg_plot_legend_add(&p, lab, i, is_train ? CAD_SVG_LEGEND_LINE : CAD_SVG_LEGEND_LINE_POINT);
     }
@@ -535,7 +553,7 @@ static int value_index(const param_values *pv, const char *t) {
 static void short_value(const char *v, char *buf, size_t n) {
     const char *slash = strrchr(v, '/');
     if (slash && slash[1]) v = slash + 1;
-    short_label(v, buf, n, 18);
+    short_label(v, buf, n, CATEGORY_CHARS);
 }
 
 static void param_chart(FILE *f, const cad_report_data *d, const cad_report_sweep *sw, const char *slug, int k,
@@ -563,8 +581,8 @@ static void param_chart(FILE *f, const cad_report_data *d, const cad_report_swee
     } else {
         cats = malloc((size_t)pv.n * sizeof *cats);
         for (int i = 0; cats && i < pv.n; i++) {
-            cats[i] = malloc(64);
-            if (cats[i]) short_value(pv.texts[i], cats[i], 64);
+            cats[i] = malloc(CATEGORY_TEXT);
+            if (cats[i]) short_value(pv.texts[i], cats[i], CATEGORY_TEXT);
         }
     }
     for (int g = 0; g < d->n_groups; g++) {
@@ -580,7 +598,7 @@ static void param_chart(FILE *f, const cad_report_data *d, const cad_report_swee
             if (grp->bpb.mean + grp->bpb.std > hi) hi = grp->bpb.mean + grp->bpb.std;
         }
     }
-    char id[200], title[200], xl[200], sk[80];
+    char id[CHART_TEXT], title[CHART_TEXT], xl[CHART_TEXT], sk[KEY_SLUG_MAX];
     slug_of(key, sk, sizeof sk);
     snprintf(id, sizeof id, "%s-param-%s", slug, sk);
     snprintf(title, sizeof title, "val_bpb vs %s", key);
@@ -607,7 +625,7 @@ static void param_chart(FILE *f, const cad_report_data *d, const cad_report_swee
     p.y_hi = hi;
     int ref_line = sw->ref_group >= 0;
     for (int s = 0; s < n_series; s++) {
-        char lab[160], sv[64];
+        char lab[CAD_SVG_LABEL_MAX], sv[NUM_TEXT];
         if (other_key) {
             short_value(other.texts[s], sv, sizeof sv);
             snprintf(lab, sizeof lab, "%s=%s: seeds, mean ± std", other_key, sv);
@@ -682,8 +700,8 @@ static void heatmap_chart(FILE *f, const cad_report_data *d, const cad_report_sw
     char **xc = calloc((size_t)nx + 1, sizeof *xc), **yc = calloc((size_t)ny + 1, sizeof *yc);
     if (!vals || !notes || !xc || !yc) goto done;
     for (int i = 0; i < nx * ny; i++) vals[i] = NAN;
-    for (int i = 0; i < nx; i++) if ((xc[i] = malloc(64))) short_value(xv.texts[i], xc[i], 64);
-    for (int i = 0; i < ny; i++) if ((yc[i] = malloc(64))) short_value(yv.texts[i], yc[i], 64);
+    for (int i = 0; i < nx; i++) if ((xc[i] = malloc(CATEGORY_TEXT))) short_value(xv.texts[i], xc[i], CATEGORY_TEXT);
+    for (int i = 0; i < ny; i++) if ((yc[i] = malloc(CATEGORY_TEXT))) short_value(yv.texts[i], yc[i], CATEGORY_TEXT);
     for (int g = 0; g < d->n_groups; g++) {
         const cad_report_group *grp = &d->groups[g];
         if (strcmp(grp->sweep, sw->name)) continue;
@@ -692,12 +710,12 @@ static void heatmap_chart(FILE *f, const cad_report_data *d, const cad_report_sw
         int iy = value_index(&yv, group_value(d, grp, sw->swept_keys[1], &num));
         if (ix < 0 || iy < 0) continue;
         vals[iy * nx + ix] = grp->bpb.mean;
-        if ((notes[iy * nx + ix] = malloc(48))) {
-            if (isfinite(grp->bpb.std)) snprintf(notes[iy * nx + ix], 48, "±%.4f n=%d", grp->bpb.std, grp->n_runs);
-            else snprintf(notes[iy * nx + ix], 48, "n=%d", grp->n_runs);
+        if ((notes[iy * nx + ix] = malloc(NUM_TEXT))) {
+            if (isfinite(grp->bpb.std)) snprintf(notes[iy * nx + ix], NUM_TEXT, "±%.4f n=%d", grp->bpb.std, grp->n_runs);
+            else snprintf(notes[iy * nx + ix], NUM_TEXT, "n=%d", grp->n_runs);
         }
     }
-    char id[200], title[200];
+    char id[CHART_TEXT], title[CHART_TEXT];
     snprintf(id, sizeof id, "%s-heatmap", slug);
     snprintf(title, sizeof title, "Mean val_bpb: %s × %s", sw->swept_keys[0], sw->swept_keys[1]);
     cad_svg_heatmap h = {f, id, title, sw->swept_keys[0], sw->swept_keys[1], "mean val_bpb", "%.4f",
@@ -738,8 +756,8 @@ static void bar_charts(FILE *f, const cad_report_data *d, const cad_report_sweep
         int pick = (i == n - 1 && ref_here && !ref_shown) ? ref : g;
         const cad_report_group *grp = &d->groups[pick];
         if (pick == ref) ref_shown = 1;
-        labels[i] = malloc(48);
-        if (labels[i]) short_label(grp->label, labels[i], 48, 30);
+        labels[i] = malloc(BAR_LABEL_TEXT);
+        if (labels[i]) short_label(grp->label, labels[i], BAR_LABEL_TEXT, BAR_LABEL_CHARS);
         mb[i] = grp->max_artifact_bytes / 1e6;
         secs[2 * i] = grp->max_train_ms / 1000;
         secs[2 * i + 1] = grp->max_eval_ms / 1000;
@@ -750,7 +768,7 @@ static void bar_charts(FILE *f, const cad_report_data *d, const cad_report_sweep
     }
     int millions = tps_max >= 1e6;
     for (i = 0; i < n; i++) tps[i] /= millions ? 1e6 : 1e3;
-    char id[200];
+    char id[CHART_TEXT];
     snprintf(id, sizeof id, "%s-artifact", slug);
     cad_svg_hbar a = {f, id, "Artifact size per group (max over seeds)", "artifact = code + compressed model (MB, 10⁶ bytes)",
                   (const char *const *)labels, n, mb, 1, NULL, 16.0, "16,000,000 bytes", "%.3f MB", 600};
@@ -784,7 +802,7 @@ static void runs_table(FILE *f, const cad_report_data *d, const cad_report_sweep
     for (int i = 0; i < d->n_runs; i++) {
         const cad_report_run *r = &d->runs[i];
         if (strcmp(r->sweep ? r->sweep : "", sw->name)) continue;
-        char b[64];
+        char b[NUM_TEXT];
         fputs("<tr><td><code>", f);
         esc(f, r->run_id);
         fputs("</code> ", f);
@@ -866,7 +884,7 @@ static void failures_table(FILE *f, const cad_report_data *d, const cad_report_s
 
 static int sweep_section(FILE *f, cad_db *db, const cad_report_data *d, const cad_report_sweep *sw,
                          const cad_report_html_options *o, cad_err *e) {
-    char slug[160];
+    char slug[SLUG_MAX];
     slug_of(sw->name, slug, sizeof slug);
     fprintf(f, "<section class=\"sweep\" id=\"sweep-%s\">\n<h2>Sweep ", slug);
     esc(f, sw->name[0] ? sw->name : "(runs outside any sweep)");

@@ -36,7 +36,7 @@ static int copy_file(const char *from, const char *to, cad_err *e) {
         fclose(in);
         return cad_fail(e, CAD_EIO, "%s: cannot write: %s", to, strerror(errno));
     }
-    char buf[65536];
+    char buf[COPY_CHUNK_BYTES];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, in)) > 0)
         if (fwrite(buf, 1, n, out) != n) break;

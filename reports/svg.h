@@ -21,6 +21,8 @@
 
 #define CAD_SVG_MAX_LEGEND 24
 #define CAD_SVG_N_STYLES 8
+#define CAD_SVG_LABEL_MAX 160 /* a legend item's text */
+#define CAD_SVG_NOTE_MAX 200  /* the note under a legend */
 
 /* Series look: index i % CAD_SVG_N_STYLES. */
 typedef struct cad_svg_style {
@@ -50,7 +52,7 @@ typedef enum { CAD_SVG_LEGEND_LINE, CAD_SVG_LEGEND_POINT, CAD_SVG_LEGEND_LINE_PO
                CAD_SVG_LEGEND_REFLINE } cad_svg_legend_kind;
 
 typedef struct cad_svg_legend_item {
-    char label[160];
+    char label[CAD_SVG_LABEL_MAX];
     int style;
     cad_svg_legend_kind kind;
 } cad_svg_legend_item;
@@ -74,7 +76,7 @@ typedef struct cad_svg_plot {
     double px_left, px_right, px_top, px_bottom;
     cad_svg_legend_item legend[CAD_SVG_MAX_LEGEND];
     int n_legend;
-    char note[200];       /* optional one-line note under the legend (e.g. "8 of 20 shown") */
+    char note[CAD_SVG_NOTE_MAX]; /* optional one-line note under the legend (e.g. "8 of 20 shown") */
 } cad_svg_plot;
 
 /* Compute layout, write <svg>, title, grid, ticks and axis titles. */

@@ -5,8 +5,10 @@
  *
  * All of them load the same cad_report_data (reports/report.h) from the DB's public views, so the
  * page and the terminal agree on every number. The database is opened through db/db.h
- * (migrations apply) and then switched to query_only: reports never write.
- * Not here: statistics (stats.c), grouping (report.c), the page (report_html.c).
+ * (migrations apply) and then switched to query_only: reports never write. The cad_db goes to
+ * reports/, which reads it through db/views.h; nothing here touches SQLite.
+ * Not here: statistics (stats.c), grouping, selections and seed planning (report.c), the page
+ * (report_html.c), the record folder's logs and README (submission.c).
  */
 #include "cli/cli.h"
 #include "db/db.h"

@@ -3,15 +3,18 @@
  * `caddie compare A B`, `caddie seeds-needed` (aligned terminal tables) and
  * `caddie export-submission` (what a record PR needs: submission.json, README.md, logs).
  *
- * All of them load the same report_data (reports/report.h) from the DB's public views, so the
+ * All of them load the same cad_report_data (reports/report.h) from the DB's public views, so the
  * page and the terminal agree on every number. The database is opened through db/db.h
- * (migrations apply) and then switched to query_only: reports never write.
- * Not here: statistics (stats.c), grouping (report.c), the page (report_html.c).
+ * (migrations apply) and then switched to query_only: reports never write. The cad_db goes to
+ * reports/, which reads it through db/views.h; nothing here touches SQLite.
+ * Not here: statistics (stats.c), grouping, selections and seed planning (report.c), the page
+ * (report_html.c), the record folder's logs and README (submission.c).
  */
 #include "cli/cli.h"
 #include "db/db.h"
 #include "engine/jsonw.h"
 #include "reports/report.h"
+#include "reports/submission.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +28,8 @@
 #include <unistd.h>
 
 #define MAX_SWEEP_ARGS 64
+/* compare's seed planner stops here (seeds-needed goes to CAD_REPORT_MAX_SEEDS). */
+#define COMPARE_MAX_SEEDS 1000
 
 /* ---- shared plumbing ---------------------------------------------------------------------- */
 
@@ -48,22 +53,25 @@ static int open_for_reading(const char *cmd, const char *opt_db, cad_db **db) {
     return 0;
 }
 
-static int load_data(const char *cmd, cad_db *db, const report_args *a, report_data *d) {
-    report_query q = {a->sweeps, a->n_sweeps, a->where, a->ref};
+static int load_data(const char *cmd, cad_db *db, const report_args *a, cad_report_data *d) {
+    cad_report_query q = {a->sweeps, a->n_sweeps, a->where, a->ref};
     cad_err e = {0};
-    int rc = report_data_load(cad_db_handle(db), &q, d, &e);
+    int rc = cad_report_data_load(db, &q, d, &e);
     if (rc == CAD_EUSAGE) return cli_usage_error(cmd, "%s", e.msg);
     if (rc) return cli_fail(cmd, "%s", e.msg);
     for (int i = 0; i < a->n_sweeps; i++) {
         int found = 0;
         for (int s = 0; s < d->n_sweeps && !found; s++) found = !strcmp(d->sweeps[s].name, a->sweeps[i]);
         if (!found) {
-            report_data_free(d);
+            cad_report_data_free(d);
             return cli_fail(cmd, "no runs in sweep '%s'%s", a->sweeps[i], a->where ? " matching --runs" : "");
         }
     }
     return 0;
 }
+
+/* "2026-11-22 08:01 UTC" and the like. */
+#define TIME_TEXT_MAX 64
 
 /* The "generated" time of a page: SOURCE_DATE_EPOCH when set (reproducible output), else now. */
 static void timestamp_utc(char *buf, size_t n, const char *fmt) {
@@ -156,7 +164,7 @@ int cmd_report(int argc, char **argv) {
         {"max-groups", required_argument, 0, 'g'}, {0, 0, 0, 0}};
     report_args a = {0};
     const char *out = "report.html";
-    report_html_options ho = {0};
+    cad_report_html_options ho = {0};
     ho.max_curve_groups = 8;
     int c;
     optind = 1;
@@ -182,13 +190,13 @@ int cmd_report(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
     cad_db *db;
     if (open_for_reading("report", a.db, &db)) return 1;
-    report_data d;
+    cad_report_data d;
     int rc = load_data("report", db, &a, &d);
     if (rc) {
         cad_db_close(db);
         return rc;
     }
-    char when[64];
+    char when[TIME_TEXT_MAX];
     timestamp_utc(when, sizeof when, "%Y-%m-%d %H:%M UTC");
     ho.db_path = cad_db_file(db);
     ho.generated_at = when;
@@ -197,19 +205,19 @@ int cmd_report(int argc, char **argv) {
     FILE *f = stdout;
     if (!to_stdout) {
         if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid()) >= (int)sizeof tmp) {
-            report_data_free(&d);
+            cad_report_data_free(&d);
             cad_db_close(db);
             return cli_fail("report", "%s: path too long", out);
         }
         f = fopen(tmp, "w");
         if (!f) {
-            report_data_free(&d);
+            cad_report_data_free(&d);
             cad_db_close(db);
             return cli_fail("report", "%s: cannot write: %s", tmp, strerror(errno));
         }
     }
     cad_err e = {0};
-    rc = report_html_write(cad_db_handle(db), &d, &ho, f, &e);
+    rc = cad_report_html_write(db, &d, &ho, f, &e);
     if (!to_stdout) {
         if (fclose(f) != 0 && !rc) rc = cad_fail(&e, CAD_EIO, "%s: write failed: %s", tmp, strerror(errno));
         if (!rc && rename(tmp, out) != 0) rc = cad_fail(&e, CAD_EIO, "%s: cannot rename to %s: %s", tmp, out, strerror(errno));
@@ -218,14 +226,14 @@ int cmd_report(int argc, char **argv) {
     if (!rc && !to_stdout)
         printf("wrote %s: %d sweep%s, %d runs, %d config groups\n", out, d.n_sweeps, d.n_sweeps == 1 ? "" : "s",
                d.n_runs, d.n_groups);
-    report_data_free(&d);
+    cad_report_data_free(&d);
     cad_db_close(db);
     return rc ? cli_fail("report", "%s", e.msg) : 0;
 }
 
 /* ---- top ---------------------------------------------------------------------------------- */
 
-static void group_cells(const report_data *d, const report_group *g, char (*row)[TBL_CELL], int *c) {
+static void group_cells(const cad_report_data *d, const cad_report_group *g, char (*row)[TBL_CELL], int *c) {
     cell_label(row[(*c)++], g->label);
     snprintf(row[(*c)++], TBL_CELL, "%.12s", g->group_hash);
     snprintf(row[(*c)++], TBL_CELL, "%d", g->n_runs);
@@ -233,16 +241,16 @@ static void group_cells(const report_data *d, const report_group *g, char (*row)
     else snprintf(row[(*c)++], TBL_CELL, "%.5f", g->bpb.mean);
     snprintf(row[(*c)++], TBL_CELL, "%.5f", g->bpb.min);
     if (g->cmp.has) {
-        report_fmt_signed(row[(*c)++], TBL_CELL, g->cmp.bpb.delta, 4);
-        report_fmt_signed(row[(*c)++], TBL_CELL, g->cmp.delta_nats, 4);
-        report_fmt_p(row[(*c)++], TBL_CELL, g->cmp.bpb.p);
+        cad_report_fmt_signed(row[(*c)++], TBL_CELL, g->cmp.bpb.delta, 4);
+        cad_report_fmt_signed(row[(*c)++], TBL_CELL, g->cmp.delta_nats, 4);
+        cad_report_fmt_p(row[(*c)++], TBL_CELL, g->cmp.bpb.p);
         snprintf(row[(*c)++], TBL_CELL, "%s", verdict_word(g->cmp.clears_bar));
         snprintf(row[(*c)++], TBL_CELL, "%s", verdict_word(g->cmp.frontier));
     } else {
         snprintf(row[(*c)++], TBL_CELL, "ref");
         for (int k = 0; k < 4; k++) snprintf(row[(*c)++], TBL_CELL, "-");
     }
-    report_fmt_bytes(row[(*c)++], TBL_CELL, g->max_artifact_bytes);
+    cad_report_fmt_bytes(row[(*c)++], TBL_CELL, g->max_artifact_bytes);
     if (g->n_invalid) snprintf(row[(*c)++], TBL_CELL, "NO (%d/%d over)", g->n_invalid, g->n_runs);
     else if (g->n_valid == g->n_runs) snprintf(row[(*c)++], TBL_CELL, "yes");
     else snprintf(row[(*c)++], TBL_CELL, "?");
@@ -292,7 +300,7 @@ int cmd_top(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("top", "unexpected argument '%s'", argv[optind]);
     cad_db *db;
     if (open_for_reading("top", a.db, &db)) return 1;
-    report_data d;
+    cad_report_data d;
     int rc = load_data("top", db, &a, &d);
     if (rc) {
         cad_db_close(db);
@@ -300,7 +308,7 @@ int cmd_top(int argc, char **argv) {
     }
     if (d.n_groups == 0) {
         printf("no finished runs with a val_bpb%s\n", a.n_sweeps ? " in this selection" : " yet");
-        report_data_free(&d);
+        cad_report_data_free(&d);
         cad_db_close(db);
         return 0;
     }
@@ -325,59 +333,115 @@ int cmd_top(int argc, char **argv) {
                    d.groups[d.sweeps[s].ref_group].label);
     printf(".\np: one-sided Welch t-test on val_bpb; bar: better by more than 0.005 nats (in bpb via\n"
            "val_loss/val_bpb) at p < 0.01; frontier: p < 0.25; valid: bytes <= 16,000,000, train and eval <= 600 s.\n");
-    report_data_free(&d);
+    cad_report_data_free(&d);
     cad_db_close(db);
     return 0;
 }
 
-/* ---- selections: a run or a group --------------------------------------------------------- */
+/* ---- compare ------------------------------------------------------------------------------ */
 
-/* A "selection" is either one run (given by run id or run name) or a whole group. It is
- * returned as a report_group owned by the caller (runs array malloc'd; other strings borrowed). */
-static int select_runs(const report_data *d, const char *what, report_group *out, int *is_run, cad_err *e) {
-    memset(out, 0, sizeof *out);
-    *is_run = 0;
-    for (int i = 0; i < d->n_runs; i++) {
-        const report_run *r = &d->runs[i];
-        if (strcmp(r->run_id, what)) continue;
-        if (r->group < 0) return cad_fail(e, CAD_ERR, "run '%s' has no result (status %s)", what, r->status);
-        *out = d->groups[r->group];
-        out->runs = malloc(sizeof *out->runs);
-        if (!out->runs) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        out->runs[0] = i;
-        out->n_runs = 1;
-        out->label = r->name && *r->name ? r->name : r->run_id;
-        double v[1];
-        stats_summarize(v, report_group_values(d, out, 0, v), &out->bpb);
-        stats_summarize(v, report_group_values(d, out, 1, v), &out->loss);
-        out->max_artifact_bytes = r->artifact_bytes;
-        out->max_code_bytes = r->code_bytes;
-        out->max_train_ms = r->train_ms;
-        out->max_eval_ms = r->eval_ms;
-        out->n_valid = r->valid == 1;
-        out->n_invalid = r->valid == 0;
-        *is_run = 1;
-        return CAD_OK;
-    }
-    int g = report_group_find(d, what, e);
-    if (g < 0) return e->code ? e->code : CAD_ERR;
-    *out = d->groups[g];
-    out->runs = malloc((size_t)out->n_runs * sizeof *out->runs);
-    if (!out->runs) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    memcpy(out->runs, d->groups[g].runs, (size_t)out->n_runs * sizeof *out->runs);
-    return CAD_OK;
-}
+/* "n (seed, seed, ...)" text of a selection. */
+#define SEEDS_TEXT_MAX 64
+/* A formatted p-value or signed difference ("+0.00123", "<1e-6"). */
+#define NUM_TEXT_MAX 32
 
-static void seeds_text(const report_data *d, const report_group *g, char *buf, size_t n) {
+static void seeds_text(const cad_report_data *d, const cad_report_group *g, char *buf, size_t n) {
     size_t o = 0;
     buf[0] = 0;
     for (int i = 0; i < g->n_runs && o < n; i++) {
-        const report_run *r = &d->runs[g->runs[i]];
+        const cad_report_run *r = &d->runs[g->runs[i]];
         if (r->has_seed) o += (size_t)snprintf(buf + o, n - o, "%s%lld", o ? ", " : "", r->seed);
     }
 }
 
-/* ---- compare ------------------------------------------------------------------------------ */
+/* One cell of the A/B table: row r of selection g. */
+static void compare_cell(const cad_report_data *d, const cad_report_group *g, int is_run, const char *what, int r,
+                         char *cell) {
+    switch (r) {
+    case 0: snprintf(cell, TBL_CELL, "%s %s", is_run ? "run" : "group", what); break;
+    case 1: cell_label(cell, is_run ? d->groups[d->runs[g->runs[0]].group].label : g->label); break;
+    case 2: {
+        char s[SEEDS_TEXT_MAX];
+        seeds_text(d, g, s, sizeof s);
+        snprintf(cell, TBL_CELL, "%d (%s)", g->n_runs, s);
+        break;
+    }
+    case 3:
+        if (isfinite(g->bpb.std)) snprintf(cell, TBL_CELL, "%.5f ± %.5f", g->bpb.mean, g->bpb.std);
+        else snprintf(cell, TBL_CELL, "%.5f", g->bpb.mean);
+        break;
+    case 4: snprintf(cell, TBL_CELL, "%.5f", g->bpb.min); break;
+    case 5: snprintf(cell, TBL_CELL, isfinite(g->loss.mean) ? "%.5f" : "-", g->loss.mean); break;
+    case 6: cad_report_fmt_bytes(cell, TBL_CELL, g->max_artifact_bytes); break;
+    case 7: snprintf(cell, TBL_CELL, isfinite(g->max_train_ms) ? "%.1f" : "-", g->max_train_ms / 1000); break;
+    case 8: snprintf(cell, TBL_CELL, isfinite(g->max_eval_ms) ? "%.1f" : "-", g->max_eval_ms / 1000); break;
+    default: snprintf(cell, TBL_CELL, "%s", g->n_invalid ? "OVER" : g->n_valid == g->n_runs ? "fits" : "unknown");
+    }
+}
+
+static void compare_table(const cad_report_data *d, const cad_report_group sel[2], const int is_run[2],
+                          char *const what[2]) {
+    static const char *const rows[] = {"what", "group", "seeds", "val_bpb mean ± std", "val_bpb best",
+                                       "val_loss mean (nats)", "artifact bytes (max)", "train s (max)",
+                                       "eval s (max)", "budget"};
+    tbl t = {0};
+    tbl_col(&t, "", 0);
+    tbl_col(&t, "A", 1);
+    tbl_col(&t, "B", 1);
+    for (int r = 0; r < (int)(sizeof rows / sizeof rows[0]); r++) {
+        char(*row)[TBL_CELL] = tbl_row(&t);
+        if (!row) break;
+        snprintf(row[0], TBL_CELL, "%s", rows[r]);
+        for (int k = 0; k < 2; k++) compare_cell(d, &sel[k], is_run[k], what[k], r, row[1 + k]);
+    }
+    tbl_print(&t, stdout);
+    tbl_free(&t);
+}
+
+/* The difference, the tests and the seed count of A against B. */
+static void compare_verdict(const cad_report_group sel[2]) {
+    const cad_report_cmp *cm = &sel[0].cmp;
+    char db_s[NUM_TEXT_MAX], dn[NUM_TEXT_MAX], p[NUM_TEXT_MAX], pb[NUM_TEXT_MAX];
+    cad_report_fmt_signed(db_s, sizeof db_s, cm->bpb.delta, 5);
+    cad_report_fmt_signed(dn, sizeof dn, cm->delta_nats, 5);
+    cad_report_fmt_p(p, sizeof p, cm->bpb.p);
+    cad_report_fmt_p(pb, sizeof pb, cm->bar.p);
+    printf("\nA - B: %s bpb, %s nats (negative: A is better)\n", db_s, dn);
+    if (cm->bpb.ok) {
+        printf("one-sided Welch t-test (H1: A better): t = %.3f, df = %.2f, p = %s\n", cm->bpb.t, cm->bpb.df, p);
+        if (cm->bpb.se > 0) {
+            double half = cad_stats_t_quantile(0.975, cm->bpb.df) * cm->bpb.se;
+            printf("95%% confidence interval of A - B: [%+.5f, %+.5f] bpb\n", cm->bpb.delta - half, cm->bpb.delta + half);
+        }
+    }
+    else
+        printf("one-sided Welch t-test: needs at least 2 seeds on each side\n");
+    printf("record bar (A better by >= 0.005 nats at p < 0.01): %s",
+           cm->clears_bar == 1 ? "cleared" : cm->clears_bar == 0 ? "not cleared" : "cannot tell");
+    if (cm->bar.ok) printf(" (p = %s)", pb);
+    printf("\nfrontier rule (p < 0.25): %s\n", cm->frontier == 1 ? "yes" : cm->frontier == 0 ? "no" : "cannot tell");
+    if (isfinite(sel[0].loss.std) && isfinite(sel[1].loss.std) && isfinite(cm->delta_nats)) {
+        int n = cad_stats_seeds_needed(-cm->delta_nats, 0, sel[0].loss.std, sel[1].loss.std, CAD_STATS_BAR_ALPHA,
+                                       COMPARE_MAX_SEEDS);
+        if (n > 0) printf("seeds per side for the observed difference to reach p < 0.01: %d\n", n);
+        else printf("seeds per side for the observed difference to reach p < 0.01: no number of seeds (A is not better)\n");
+    }
+}
+
+/* Same-seed pairs, when both sides ran the same seeds. */
+static void compare_same_seeds(const cad_report_data *d, const cad_report_group sel[2]) {
+    int header = 0;
+    for (int i = 0; i < sel[0].n_runs; i++) {
+        const cad_report_run *ra = &d->runs[sel[0].runs[i]];
+        for (int j = 0; j < sel[1].n_runs && ra->has_seed; j++) {
+            const cad_report_run *rb = &d->runs[sel[1].runs[j]];
+            if (!rb->has_seed || rb->seed != ra->seed) continue;
+            if (!header) printf("\nsame seed    A val_bpb    B val_bpb    A - B\n");
+            header = 1;
+            printf("%9lld  %11.5f  %11.5f  %+.5f\n", ra->seed, ra->val_bpb, rb->val_bpb, ra->val_bpb - rb->val_bpb);
+        }
+    }
+}
 
 int cmd_compare(int argc, char **argv) {
     static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"sweep", required_argument, 0, 's'}, {0, 0, 0, 0}};
@@ -398,114 +462,105 @@ int cmd_compare(int argc, char **argv) {
     if (argc - optind != 2) return cli_usage_error("compare", "expected two runs or groups (A B), got %d arguments", argc - optind);
     cad_db *db;
     if (open_for_reading("compare", a.db, &db)) return 1;
-    report_data d;
+    cad_report_data d;
     int rc = load_data("compare", db, &a, &d);
     if (rc) {
         cad_db_close(db);
         return rc;
     }
-    report_group sel[2];
+    cad_report_group sel[2];
     int is_run[2];
     cad_err e = {0};
     for (int k = 0; k < 2; k++) {
-        if (select_runs(&d, argv[optind + k], &sel[k], &is_run[k], &e)) {
+        if (cad_report_select(&d, argv[optind + k], &sel[k], &is_run[k], &e)) {
             if (k == 1) free(sel[0].runs);
-            report_data_free(&d);
+            cad_report_data_free(&d);
             cad_db_close(db);
             return cli_fail("compare", "%s", e.msg);
         }
     }
-    report_group_compare(&d, &sel[0], &sel[1]);
-    const report_cmp *cm = &sel[0].cmp;
-    tbl t = {0};
-    tbl_col(&t, "", 0);
-    tbl_col(&t, "A", 1);
-    tbl_col(&t, "B", 1);
-    const char *rows[] = {"what", "group", "seeds", "val_bpb mean ± std", "val_bpb best", "val_loss mean (nats)",
-                          "artifact bytes (max)", "train s (max)", "eval s (max)", "budget"};
-    for (int r = 0; r < 10; r++) {
-        char(*row)[TBL_CELL] = tbl_row(&t);
-        if (!row) break;
-        snprintf(row[0], TBL_CELL, "%s", rows[r]);
-        for (int k = 0; k < 2; k++) {
-            const report_group *g = &sel[k];
-            char *cell = row[1 + k];
-            switch (r) {
-            case 0: snprintf(cell, TBL_CELL, "%s %s", is_run[k] ? "run" : "group", argv[optind + k]); break;
-            case 1: cell_label(cell, is_run[k] ? d.groups[d.runs[g->runs[0]].group].label : g->label); break;
-            case 2: {
-                char s[64];
-                seeds_text(&d, g, s, sizeof s);
-                snprintf(cell, TBL_CELL, "%d (%s)", g->n_runs, s);
-                break;
-            }
-            case 3:
-                if (isfinite(g->bpb.std)) snprintf(cell, TBL_CELL, "%.5f ± %.5f", g->bpb.mean, g->bpb.std);
-                else snprintf(cell, TBL_CELL, "%.5f", g->bpb.mean);
-                break;
-            case 4: snprintf(cell, TBL_CELL, "%.5f", g->bpb.min); break;
-            case 5: snprintf(cell, TBL_CELL, isfinite(g->loss.mean) ? "%.5f" : "-", g->loss.mean); break;
-            case 6: report_fmt_bytes(cell, TBL_CELL, g->max_artifact_bytes); break;
-            case 7: snprintf(cell, TBL_CELL, isfinite(g->max_train_ms) ? "%.1f" : "-", g->max_train_ms / 1000); break;
-            case 8: snprintf(cell, TBL_CELL, isfinite(g->max_eval_ms) ? "%.1f" : "-", g->max_eval_ms / 1000); break;
-            default:
-                snprintf(cell, TBL_CELL, "%s", g->n_invalid ? "OVER" : g->n_valid == g->n_runs ? "fits" : "unknown");
-            }
-        }
-    }
-    tbl_print(&t, stdout);
-    tbl_free(&t);
-    char db_s[32], dn[32], p[32], pb[32];
-    report_fmt_signed(db_s, sizeof db_s, cm->bpb.delta, 5);
-    report_fmt_signed(dn, sizeof dn, cm->delta_nats, 5);
-    report_fmt_p(p, sizeof p, cm->bpb.p);
-    report_fmt_p(pb, sizeof pb, cm->bar.p);
-    printf("\nA - B: %s bpb, %s nats (negative: A is better)\n", db_s, dn);
-    if (cm->bpb.ok) {
-        printf("one-sided Welch t-test (H1: A better): t = %.3f, df = %.2f, p = %s\n", cm->bpb.t, cm->bpb.df, p);
-        if (cm->bpb.se > 0) {
-            double half = stats_t_quantile(0.975, cm->bpb.df) * cm->bpb.se;
-            printf("95%% confidence interval of A - B: [%+.5f, %+.5f] bpb\n", cm->bpb.delta - half, cm->bpb.delta + half);
-        }
-    }
-    else
-        printf("one-sided Welch t-test: needs at least 2 seeds on each side\n");
-    printf("record bar (A better by >= 0.005 nats at p < 0.01): %s",
-           cm->clears_bar == 1 ? "cleared" : cm->clears_bar == 0 ? "not cleared" : "cannot tell");
-    if (cm->bar.ok) printf(" (p = %s)", pb);
-    printf("\nfrontier rule (p < 0.25): %s\n", cm->frontier == 1 ? "yes" : cm->frontier == 0 ? "no" : "cannot tell");
-    if (isfinite(sel[0].loss.std) && isfinite(sel[1].loss.std) && isfinite(cm->delta_nats)) {
-        int n = stats_seeds_needed(-cm->delta_nats, 0, sel[0].loss.std, sel[1].loss.std, STATS_BAR_ALPHA, 1000);
-        if (n > 0) printf("seeds per side for the observed difference to reach p < 0.01: %d\n", n);
-        else printf("seeds per side for the observed difference to reach p < 0.01: no number of seeds (A is not better)\n");
-    }
-    /* same-seed pairs, when both sides ran the same seeds */
-    int header = 0;
-    for (int i = 0; i < sel[0].n_runs; i++) {
-        const report_run *ra = &d.runs[sel[0].runs[i]];
-        for (int j = 0; j < sel[1].n_runs && ra->has_seed; j++) {
-            const report_run *rb = &d.runs[sel[1].runs[j]];
-            if (!rb->has_seed || rb->seed != ra->seed) continue;
-            if (!header) printf("\nsame seed    A val_bpb    B val_bpb    A - B\n");
-            header = 1;
-            printf("%9lld  %11.5f  %11.5f  %+.5f\n", ra->seed, ra->val_bpb, rb->val_bpb, ra->val_bpb - rb->val_bpb);
-        }
-    }
+    cad_report_group_compare(&d, &sel[0], &sel[1]);
+    compare_table(&d, sel, is_run, &argv[optind]);
+    compare_verdict(sel);
+    compare_same_seeds(&d, sel);
     free(sel[0].runs);
     free(sel[1].runs);
-    report_data_free(&d);
+    cad_report_data_free(&d);
     cad_db_close(db);
     return 0;
 }
 
 /* ---- seeds-needed ------------------------------------------------------------------------- */
 
+/* A seed count, or ">10000" when none up to the planner's limit suffices. */
+static void seeds_cell(char *cell, int n) {
+    if (n) snprintf(cell, TBL_CELL, "%d", n);
+    else snprintf(cell, TBL_CELL, ">%d", CAD_REPORT_MAX_SEEDS);
+}
+
+static void seeds_row(const cad_report_group *grp, const cad_report_group *ref, double pooled, double delta,
+                      char (*row)[TBL_CELL]) {
+    cad_report_seeds s;
+    cad_report_seeds_needed(grp, ref, pooled, delta, &s);
+    cell_label(row[0], grp->label);
+    snprintf(row[1], TBL_CELL, "%d", grp->n_runs);
+    snprintf(row[2], TBL_CELL, isfinite(s.std) ? "%.5f%s" : "-", s.std, s.own_std ? "" : "*");
+    snprintf(row[3], TBL_CELL, isfinite(s.ref_std) ? "%.5f%s" : "-", s.ref_std, s.own_ref_std ? "" : "*");
+    cad_report_fmt_signed(row[4], TBL_CELL, grp->cmp.delta_nats, 5);
+    if (!s.has_std) snprintf(row[5], TBL_CELL, "-");
+    else seeds_cell(row[5], s.for_delta);
+    if (!s.has_delta || !s.has_std) snprintf(row[6], TBL_CELL, "-");
+    else if (grp->cmp.delta_nats >= 0) snprintf(row[6], TBL_CELL, "never (not better)");
+    else seeds_cell(row[6], s.observed);
+    if (!s.has_delta || !s.has_std) snprintf(row[7], TBL_CELL, "-");
+    else if (-grp->cmp.delta_nats <= CAD_STATS_BAR_NATS) snprintf(row[7], TBL_CELL, "never (Δ < 0.005)");
+    else seeds_cell(row[7], s.record_bar);
+}
+
+static void seeds_table(const cad_report_data *d, const cad_report_group *ref, double pooled, double delta) {
+    tbl t = {0};
+    tbl_col(&t, "group", 0);
+    tbl_col(&t, "n", 1);
+    tbl_col(&t, "std nats", 1);
+    tbl_col(&t, "ref std", 1);
+    tbl_col(&t, "Δnats observed", 1);
+    char h_delta[TBL_CELL];
+    snprintf(h_delta, sizeof h_delta, "seeds for Δ=%.4g", delta);
+    tbl_col(&t, h_delta, 1);
+    tbl_col(&t, "seeds: observed Δ", 1);
+    tbl_col(&t, "seeds: record bar", 1);
+    for (int g = 0; g < d->n_groups; g++) {
+        if (&d->groups[g] == ref) continue;
+        char(*row)[TBL_CELL] = tbl_row(&t);
+        if (!row) break;
+        seeds_row(&d->groups[g], ref, pooled, delta, row);
+    }
+    tbl_print(&t, stdout);
+    tbl_free(&t);
+}
+
+static void seeds_print(const cad_report_data *d, double delta) {
+    const cad_report_sweep *sw = &d->sweeps[0];
+    int dof;
+    double pooled = cad_report_pooled_loss_std(d, &dof);
+    const cad_report_group *ref = sw->ref_group >= 0 ? &d->groups[sw->ref_group] : NULL;
+    printf("sweep %s: reference %s\n", sw->name, ref ? ref->label : "(none)");
+    if (isfinite(pooled)) printf("pooled seed std of val_loss: %.5f nats (%d degrees of freedom)\n", pooled, dof);
+    else printf("no group has 2 or more seeds yet: seed std unknown, run more seeds first\n");
+    if (ref && isfinite(ref->nats_per_bpb) && ref->nats_per_bpb > 0)
+        printf("%.4g nats = %.4f bpb for the reference's tokenizer\n", delta, delta / ref->nats_per_bpb);
+    printf("seeds per side (equal counts) so that the expected t reaches the one-sided p < 0.01 critical value\n\n");
+    seeds_table(d, ref, pooled, delta);
+    printf("\n* pooled std (the group has fewer than 2 seeds). 'record bar': seeds for the observed\n"
+           "improvement to be significantly larger than 0.005 nats; 'observed Δ': significantly > 0.\n");
+}
+
 int cmd_seeds_needed(int argc, char **argv) {
     static const struct option opts[] = {{"sweep", required_argument, 0, 's'}, {"delta", required_argument, 0, 'x'},
                                          {"ref", required_argument, 0, 'r'},   {"db", required_argument, 0, 'd'},
                                          {0, 0, 0, 0}};
     report_args a = {0};
-    double delta = STATS_BAR_NATS;
+    double delta = CAD_STATS_BAR_NATS;
     int c;
     optind = 1;
     opterr = 0;
@@ -528,93 +583,30 @@ int cmd_seeds_needed(int argc, char **argv) {
     if (a.n_sweeps != 1) return cli_usage_error("seeds-needed", "--sweep NAME is required");
     cad_db *db;
     if (open_for_reading("seeds-needed", a.db, &db)) return 1;
-    report_data d;
+    cad_report_data d;
     int rc = load_data("seeds-needed", db, &a, &d);
     if (rc) {
         cad_db_close(db);
         return rc;
     }
-    const report_sweep *sw = &d.sweeps[0];
-    /* pooled seed std of val_loss over the groups with >= 2 seeds: the fallback for groups
-     * that ran one seed */
-    double ss = 0;
-    int dof = 0;
-    for (int g = 0; g < d.n_groups; g++)
-        if (isfinite(d.groups[g].loss.std)) {
-            ss += d.groups[g].loss.std * d.groups[g].loss.std * (d.groups[g].loss.n - 1);
-            dof += d.groups[g].loss.n - 1;
-        }
-    double pooled = dof ? sqrt(ss / dof) : NAN;
-    const report_group *ref = sw->ref_group >= 0 ? &d.groups[sw->ref_group] : NULL;
-    printf("sweep %s: reference %s\n", sw->name, ref ? ref->label : "(none)");
-    if (isfinite(pooled)) printf("pooled seed std of val_loss: %.5f nats (%d degrees of freedom)\n", pooled, dof);
-    else printf("no group has 2 or more seeds yet: seed std unknown, run more seeds first\n");
-    if (ref && isfinite(ref->nats_per_bpb) && ref->nats_per_bpb > 0)
-        printf("%.4g nats = %.4f bpb for the reference's tokenizer\n", delta, delta / ref->nats_per_bpb);
-    printf("seeds per side (equal counts) so that the expected t reaches the one-sided p < 0.01 critical value\n\n");
-    tbl t = {0};
-    tbl_col(&t, "group", 0);
-    tbl_col(&t, "n", 1);
-    tbl_col(&t, "std nats", 1);
-    tbl_col(&t, "ref std", 1);
-    tbl_col(&t, "Δnats observed", 1);
-    char h_delta[64];
-    snprintf(h_delta, sizeof h_delta, "seeds for Δ=%.4g", delta);
-    tbl_col(&t, h_delta, 1);
-    tbl_col(&t, "seeds: observed Δ", 1);
-    tbl_col(&t, "seeds: record bar", 1);
-    for (int g = 0; g < d.n_groups; g++) {
-        const report_group *grp = &d.groups[g];
-        if (grp == ref) continue;
-        char(*row)[TBL_CELL] = tbl_row(&t);
-        if (!row) break;
-        double sa = isfinite(grp->loss.std) ? grp->loss.std : pooled;
-        double sb = ref && isfinite(ref->loss.std) ? ref->loss.std : pooled;
-        cell_label(row[0], grp->label);
-        snprintf(row[1], TBL_CELL, "%d", grp->n_runs);
-        snprintf(row[2], TBL_CELL, isfinite(sa) ? "%.5f%s" : "-", sa, isfinite(grp->loss.std) ? "" : "*");
-        snprintf(row[3], TBL_CELL, isfinite(sb) ? "%.5f%s" : "-", sb, ref && isfinite(ref->loss.std) ? "" : "*");
-        report_fmt_signed(row[4], TBL_CELL, grp->cmp.delta_nats, 5);
-        int n1 = stats_seeds_needed(delta, 0, sa, sb, STATS_BAR_ALPHA, 10000);
-        int n2 = isfinite(grp->cmp.delta_nats) ? stats_seeds_needed(-grp->cmp.delta_nats, 0, sa, sb, STATS_BAR_ALPHA, 10000) : 0;
-        int n3 = isfinite(grp->cmp.delta_nats) ? stats_seeds_needed(-grp->cmp.delta_nats, STATS_BAR_NATS, sa, sb, STATS_BAR_ALPHA, 10000) : 0;
-        if (!isfinite(sa) || !isfinite(sb)) snprintf(row[5], TBL_CELL, "-");
-        else snprintf(row[5], TBL_CELL, n1 ? "%d" : ">10000", n1);
-        if (!isfinite(grp->cmp.delta_nats) || !isfinite(sa) || !isfinite(sb)) snprintf(row[6], TBL_CELL, "-");
-        else if (grp->cmp.delta_nats >= 0) snprintf(row[6], TBL_CELL, "never (not better)");
-        else snprintf(row[6], TBL_CELL, n2 ? "%d" : ">10000", n2);
-        if (!isfinite(grp->cmp.delta_nats) || !isfinite(sa) || !isfinite(sb)) snprintf(row[7], TBL_CELL, "-");
-        else if (-grp->cmp.delta_nats <= STATS_BAR_NATS) snprintf(row[7], TBL_CELL, "never (Δ < 0.005)");
-        else snprintf(row[7], TBL_CELL, n3 ? "%d" : ">10000", n3);
-    }
-    tbl_print(&t, stdout);
-    tbl_free(&t);
-    printf("\n* pooled std (the group has fewer than 2 seeds). 'record bar': seeds for the observed\n"
-           "improvement to be significantly larger than 0.005 nats; 'observed Δ': significantly > 0.\n");
-    report_data_free(&d);
+    seeds_print(&d, delta);
+    cad_report_data_free(&d);
     cad_db_close(db);
     return 0;
 }
 
 /* ---- export-submission -------------------------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to, cad_err *e) {
-    FILE *in = fopen(from, "rb");
-    if (!in) return cad_fail(e, CAD_EIO, "%s: cannot read: %s", from, strerror(errno));
-    FILE *out = fopen(to, "wb");
-    if (!out) {
-        fclose(in);
-        return cad_fail(e, CAD_EIO, "%s: cannot write: %s", to, strerror(errno));
-    }
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) break;
-    int bad = ferror(in) || ferror(out);
-    fclose(in);
-    if (fclose(out) != 0) bad = 1;
-    return bad ? cad_fail(e, CAD_EIO, "copying %s to %s failed", from, to) : CAD_OK;
-}
+/* `git config user.name` output, "$USER" and a date: each fits easily. */
+#define WHO_MAX 256
+#define DATE_MAX 32
+/* What submission.json says that caddie cannot know: the user's options and the date. */
+typedef struct submission_info {
+    const char *name, *author, *github_id, *blurb, *track, *date;
+} submission_info;
+
+/* A seed_results key: a seed number or "run<N>". */
+#define SEED_KEY_MAX 32
 
 /* `git config user.name`, trimmed; "" when git or the setting is missing. */
 static void git_user_name(char *buf, size_t n) {
@@ -625,30 +617,25 @@ static void git_user_name(char *buf, size_t n) {
     pclose(p);
 }
 
-static int write_submission_json(const char *path, const report_data *d, const report_group *g, const char *name,
-                                 const char *author, const char *github_id, const char *blurb, const char *track,
-                                 const char *date, cad_err *e) {
+/* submission.json in the records' format (info: what the user gave). */
+static int write_submission_json(const char *path, const cad_report_data *d, const cad_report_group *g,
+                                 const submission_info *info, cad_err *e) {
     FILE *f = fopen(path, "w");
     if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
-    int all_train = 1, all_eval = 1, all_bytes = 1;
-    for (int i = 0; i < g->n_runs; i++) {
-        const report_run *r = &d->runs[g->runs[i]];
-        all_train &= r->train_ms <= STATS_BUDGET_MS;
-        all_eval &= !isfinite(r->eval_ms) || r->eval_ms <= STATS_BUDGET_MS;
-        all_bytes &= r->artifact_bytes <= STATS_BUDGET_BYTES;
-    }
+    cad_submission_compliance ok;
+    cad_submission_check(d, g, &ok);
     fputs("{\n  \"author\": ", f);
-    cad_json_write_string(f, author);
+    cad_json_write_string(f, info->author);
     fputs(",\n  \"github_id\": ", f);
-    cad_json_write_string(f, github_id);
+    cad_json_write_string(f, info->github_id);
     fputs(",\n  \"name\": ", f);
-    cad_json_write_string(f, name);
+    cad_json_write_string(f, info->name);
     fputs(",\n  \"blurb\": ", f);
-    cad_json_write_string(f, blurb);
+    cad_json_write_string(f, info->blurb);
     fputs(",\n  \"date\": ", f);
-    cad_json_write_string(f, date);
+    cad_json_write_string(f, info->date);
     fputs(",\n  \"track\": ", f);
-    cad_json_write_string(f, track);
+    cad_json_write_string(f, info->track);
     fputs(",\n  \"val_loss\": ", f);
     cad_json_write_number(f, g->loss.mean);
     fputs(",\n  \"val_bpb\": ", f);
@@ -659,13 +646,13 @@ static int write_submission_json(const char *path, const report_data *d, const r
     }
     fputs(",\n  \"seeds\": [", f);
     for (int i = 0, k = 0; i < g->n_runs; i++) {
-        const report_run *r = &d->runs[g->runs[i]];
+        const cad_report_run *r = &d->runs[g->runs[i]];
         if (r->has_seed) fprintf(f, "%s%lld", k++ ? ", " : "", r->seed);
     }
     fputs("],\n  \"seed_results\": {", f);
     for (int i = 0; i < g->n_runs; i++) {
-        const report_run *r = &d->runs[g->runs[i]];
-        char key[32];
+        const cad_report_run *r = &d->runs[g->runs[i]];
+        char key[SEED_KEY_MAX];
         if (r->has_seed) snprintf(key, sizeof key, "%lld", r->seed);
         else snprintf(key, sizeof key, "run%d", i + 1);
         fprintf(f, "%s\n    ", i ? "," : "");
@@ -690,45 +677,39 @@ static int write_submission_json(const char *path, const report_data *d, const r
     cad_json_write_number(f, g->max_code_bytes);
     fprintf(f, ",\n  \"compliance\": {\n    \"train_under_600s\": %s,\n    \"artifact_under_16mb\": %s,\n"
                "    \"eval_under_600s\": %s,\n    \"three_seeds\": %s\n  },\n  \"caddie\": {\"sweep\": ",
-            all_train ? "true" : "false", all_bytes ? "true" : "false", all_eval ? "true" : "false",
-            g->n_runs >= 3 ? "true" : "false");
+            ok.train_under_600s ? "true" : "false", ok.artifact_under_16mb ? "true" : "false",
+            ok.eval_under_600s ? "true" : "false", ok.three_seeds ? "true" : "false");
     cad_json_write_string(f, g->sweep);
     fputs(", \"group_hash\": ", f);
     cad_json_write_string(f, g->group_hash);
     fputs(", \"config\": ", f);
     cad_json_write_string(f, g->label);
     fputs("}\n}\n", f);
-    if (fclose(f) != 0) return cad_fail(e, CAD_EIO, "%s: write failed", path);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) return cad_fail(e, CAD_EIO, "%s: write failed", path);
+    return CAD_OK;
     return CAD_OK;
 }
 
-static int write_readme(const char *path, const report_data *d, const report_group *g, const char *name,
-                        const char *const *log_names, cad_err *e) {
-    FILE *f = fopen(path, "w");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
-    char bytes[48];
-    report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
-    fprintf(f, "# %s\n\n**val_bpb = %.4f**", name, g->bpb.mean);
-    if (g->n_runs > 1) fprintf(f, " (%d-seed mean, std %.4f)", g->n_runs, g->bpb.std);
-    fprintf(f, " | **%s bytes** (max over seeds)\n\n", bytes);
-    fprintf(f, "Config: `%s` (sweep `%s`, group `%s`).\n\n", g->label, g->sweep, g->group_hash);
-    fputs("| Seed | val_loss (nats) | val_bpb | Pre-quant val_bpb | Artifact bytes | Train s | Eval s | Log |\n"
-          "|-----:|-------------:|--------:|------------------:|---------------:|--------:|-------:|-----|\n", f);
-    for (int i = 0; i < g->n_runs; i++) {
-        const report_run *r = &d->runs[g->runs[i]];
-        char b[48];
-        report_fmt_bytes(b, sizeof b, r->artifact_bytes);
-        if (r->has_seed) fprintf(f, "| %lld ", r->seed);
-        else fputs("| - ", f);
-        fprintf(f, "| %.5f | %.5f | %.5f | %s | %.1f | %.1f | %s |\n", r->val_loss, r->val_bpb, r->prequant_val_bpb, b,
-                r->train_ms / 1000, r->eval_ms / 1000, log_names[i]);
+/* Defaults the user did not give: the author from git or $USER, the name from the group. */
+static void export_defaults(const cad_report_group *g, submission_info *info, char *who, size_t who_n) {
+    if (!info->author) {
+        git_user_name(who, who_n);
+        if (!who[0]) snprintf(who, who_n, "%s", getenv("USER") ? getenv("USER") : "unknown");
+        info->author = who;
     }
-    fprintf(f, "| **Mean** | **%.5f** | **%.5f** | | | | | |\n", g->loss.mean, g->bpb.mean);
-    if (g->n_runs > 1) fprintf(f, "| **Std** | %.5f | %.5f | | | | | |\n", g->loss.std, g->bpb.std);
-    fputs("\nval_bpb is the score after int8 quantization and compression (the challenge's final line);\n"
-          "std is the sample standard deviation over seeds. Exported by `caddie export-submission`.\n", f);
-    if (fclose(f) != 0) return cad_fail(e, CAD_EIO, "%s: write failed", path);
-    return CAD_OK;
+    if (!info->name) info->name = g->label;
+}
+
+/* Logs first, then submission.json and README.md, into out. */
+static int export_folder(const cad_report_data *d, const cad_report_group *g, const char *out,
+                         const submission_info *info, cad_err *e) {
+    char path[PATH_MAX];
+    if (cad_submission_copy_logs(d, g, out, e)) return e->code;
+    snprintf(path, sizeof path, "%s/submission.json", out);
+    if (write_submission_json(path, d, g, info, e)) return e->code;
+    snprintf(path, sizeof path, "%s/README.md", out);
+    return cad_submission_write_readme(path, d, g, info->name, e);
 }
 
 int cmd_export_submission(int argc, char **argv) {
@@ -738,7 +719,8 @@ int cmd_export_submission(int argc, char **argv) {
         {"github-id", required_argument, 0, 'g'}, {"blurb", required_argument, 0, 'b'},
         {"track", required_argument, 0, 't'}, {0, 0, 0, 0}};
     report_args a = {0};
-    const char *out = NULL, *name = NULL, *author = NULL, *github_id = "", *blurb = "", *track = "10min_16mb";
+    const char *out = NULL;
+    submission_info info = {NULL, NULL, "", "", "10min_16mb", NULL};
     int c;
     optind = 1;
     opterr = 0;
@@ -746,11 +728,11 @@ int cmd_export_submission(int argc, char **argv) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'd': a.db = optarg; break;
-        case 'n': name = optarg; break;
-        case 'a': author = optarg; break;
-        case 'g': github_id = optarg; break;
-        case 'b': blurb = optarg; break;
-        case 't': track = optarg; break;
+        case 'n': info.name = optarg; break;
+        case 'a': info.author = optarg; break;
+        case 'g': info.github_id = optarg; break;
+        case 'b': info.blurb = optarg; break;
+        case 't': info.track = optarg; break;
         default: return cli_usage_error("export-submission", "unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -758,81 +740,29 @@ int cmd_export_submission(int argc, char **argv) {
     if (!out) return cli_usage_error("export-submission", "--out DIR is required");
     cad_db *db;
     if (open_for_reading("export-submission", a.db, &db)) return 1;
-    report_data d;
+    cad_report_data d;
     int rc = load_data("export-submission", db, &a, &d);
     if (rc) {
         cad_db_close(db);
         return rc;
     }
-    report_group g;
-    memset(&g, 0, sizeof g);
+    cad_report_group g;
     int is_run;
     cad_err e = {0};
-    char **logs = NULL;
-    if (select_runs(&d, argv[optind], &g, &is_run, &e)) goto fail;
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        cad_fail(&e, CAD_EIO, "%s: cannot create directory: %s", out, strerror(errno));
-        goto fail;
+    char who[WHO_MAX], date[DATE_MAX];
+    rc = cad_report_select(&d, argv[optind], &g, &is_run, &e);
+    if (!rc) {
+        export_defaults(&g, &info, who, sizeof who);
+        timestamp_utc(date, sizeof date, "%Y-%m-%d");
+        info.date = date;
+        rc = export_folder(&d, &g, out, &info, &e);
     }
-    logs = calloc((size_t)g.n_runs, sizeof *logs);
-    if (!logs) {
-        cad_fail(&e, CAD_ENOMEM, "out of memory");
-        goto fail;
-    }
-    /* logs first: a record without its logs is not a record, so fail before writing JSON */
-    for (int i = 0; i < g.n_runs; i++) {
-        const report_run *r = &d.runs[g.runs[i]];
-        char from[PATH_MAX], to[PATH_MAX], base[64];
-        if (r->has_seed) snprintf(base, sizeof base, "train_seed%lld.log", r->seed);
-        else snprintf(base, sizeof base, "train_%d.log", i + 1);
-        logs[i] = strdup(base);
-        if (!logs[i]) {
-            cad_fail(&e, CAD_ENOMEM, "out of memory");
-            goto fail;
-        }
-        if (!r->run_dir || !*r->run_dir) {
-            cad_fail(&e, CAD_ERR, "run '%s' has no run directory recorded, so no log to export", r->run_id);
-            goto fail;
-        }
-        snprintf(from, sizeof from, "%s/log.txt", r->run_dir);
-        snprintf(to, sizeof to, "%s/%s", out, base);
-        if (copy_file(from, to, &e)) {
-            cad_wrap(&e, "run '%s'", r->run_id);
-            goto fail;
-        }
-        if (i == 0) {
-            snprintf(from, sizeof from, "%s/config.yaml", r->run_dir);
-            snprintf(to, sizeof to, "%s/config.yaml", out);
-            if (access(from, R_OK) == 0 && copy_file(from, to, &e)) goto fail;
-        }
-    }
-    char who[256], date[32], path[PATH_MAX];
-    if (!author) {
-        git_user_name(who, sizeof who);
-        if (!who[0]) snprintf(who, sizeof who, "%s", getenv("USER") ? getenv("USER") : "unknown");
-        author = who;
-    }
-    if (!name) name = g.label;
-    timestamp_utc(date, sizeof date, "%Y-%m-%d");
-    snprintf(path, sizeof path, "%s/submission.json", out);
-    if (write_submission_json(path, &d, &g, name, author, github_id, blurb, track, date, &e)) goto fail;
-    snprintf(path, sizeof path, "%s/README.md", out);
-    if (write_readme(path, &d, &g, name, (const char *const *)logs, &e)) goto fail;
-    printf("wrote %s: submission.json, README.md, %d log%s (val_bpb %.5f over %d seed%s, %s)\n", out, g.n_runs,
-           g.n_runs == 1 ? "" : "s", g.bpb.mean, g.n_runs, g.n_runs == 1 ? "" : "s",
-           g.n_invalid ? "OVER A BUDGET" : "within budgets");
-    for (int i = 0; i < g.n_runs; i++) free(logs[i]);
-    free(logs);
+    if (!rc)
+        printf("wrote %s: submission.json, README.md, %d log%s (val_bpb %.5f over %d seed%s, %s)\n", out, g.n_runs,
+               g.n_runs == 1 ? "" : "s", g.bpb.mean, g.n_runs, g.n_runs == 1 ? "" : "s",
+               g.n_invalid ? "OVER A BUDGET" : "within budgets");
     free(g.runs);
-    report_data_free(&d);
+    cad_report_data_free(&d);
     cad_db_close(db);
-    return 0;
-fail:
-    if (logs)
-        for (int i = 0; i < g.n_runs; i++) free(logs[i]);
-    free(logs);
-    free(g.runs);
-    report_data_free(&d);
-    cad_db_close(db);
-    return cli_fail("export-submission", "%s", e.msg);
+    return rc ? cli_fail("export-submission", "%s", e.msg) : 0;
 }

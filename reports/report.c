@@ -1,30 +1,31 @@
 /*
- * report.c — load run_summary/params into report_data: group by config, find the swept
+ * report.c — load run_summary/params (through db/views.h) into cad_report_data: group by
+ * config, find the swept
  * parameters, pick each sweep's reference group and compare every group with it.
  * (The page itself is report_html.c; the terminal commands are cmd_report.c.)
  *
  * Why the statistics are computed here and not read from the sweep_groups view: the tests
  * need every seed's value (Welch uses both variances), the bar is tested on val_loss in
  * nats while the view aggregates val_bpb, and --runs may select a subset of a group.
- * Not here: SQL that writes, HTML, option parsing.
+ * Not here: SQL of any kind (db/views.c), HTML, option parsing.
  */
 #include "reports/report.h"
 #include "reports/svg.h"
 
-#include <ctype.h>
+#include "db/views.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A group label ("k=v k2=v2 ..."); longer ones are cut (the page shortens them anyway). */
+#define LABEL_MAX 512
+
 /* Keys that identify a run rather than configure it: never "swept" even when they differ. */
 static const char *const per_run_keys[] = {"seed", "run_id", "run_dir", "run_name", "name", NULL};
 
-static char *dup_or_null(const unsigned char *s) {
-    return s ? strdup((const char *)s) : NULL;
-}
-
-static double col_num(sqlite3_stmt *st, int i) {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+static char *dup_or_null(const char *s) {
+    return s ? strdup(s) : NULL;
 }
 
 static int str_null_cmp(const char *a, const char *b) {
@@ -34,9 +35,9 @@ static int str_null_cmp(const char *a, const char *b) {
     return strcmp(a, b);
 }
 
-void report_data_free(report_data *d) {
+void cad_report_data_free(cad_report_data *d) {
     for (int i = 0; i < d->n_runs; i++) {
-        report_run *r = &d->runs[i];
+        cad_report_run *r = &d->runs[i];
         free(r->run_id); free(r->sweep); free(r->name); free(r->status); free(r->error);
         free(r->run_dir); free(r->group_hash); free(r->config_hash); free(r->config);
         free(r->started_at); free(r->ended_at);
@@ -61,120 +62,70 @@ void report_data_free(report_data *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* ---- SQL ---------------------------------------------------------------------------------- */
+/* ---- loading (db/views.h) ----------------------------------------------------------------- */
 
-/* " WHERE 1 AND sweep IN (?1,..) AND (where)" for run_summary. */
-static char *filter_sql(const report_query *q) {
-    size_t cap = 64 + (q->where ? strlen(q->where) : 0) + 8 * (size_t)q->n_sweeps;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    size_t o = (size_t)snprintf(s, cap, " WHERE 1");
-    if (q->n_sweeps > 0) {
-        o += (size_t)snprintf(s + o, cap - o, " AND sweep IN (");
-        for (int i = 0; i < q->n_sweeps; i++) o += (size_t)snprintf(s + o, cap - o, "%s?%d", i ? "," : "", i + 1);
-        o += (size_t)snprintf(s + o, cap - o, ")");
-    }
-    if (q->where && *q->where) snprintf(s + o, cap - o, " AND (%s)", q->where);
-    return s;
-}
+/* Initial room for runs and for one run's params; doubled as needed. */
+#define RUNS_INITIAL_CAP 64
+#define PARAMS_INITIAL_CAP 32
+/* A numeric param printed with %.10g: sign, 10 digits, point, exponent, NUL fit easily. */
+#define PARAM_NUM_TEXT 64
 
-static int prepare_filtered(sqlite3 *db, const char *head, const char *filter, const char *tail,
-                            const report_query *q, sqlite3_stmt **st, cad_err *e) {
-    size_t n = strlen(head) + strlen(filter) + strlen(tail) + 1;
-    char *sql = malloc(n);
-    if (!sql) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    snprintf(sql, n, "%s%s%s", head, filter, tail);
-    const char *rest = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, st, &rest);
-    if (rc != SQLITE_OK) {
-        /* with a user expression in the statement, a compile error is almost surely theirs */
-        int code = q->where ? CAD_EUSAGE : CAD_EDB;
-        if (q->where) cad_fail(e, code, "--runs '%s': %s", q->where, sqlite3_errmsg(db));
-        else cad_fail(e, code, "%s", sqlite3_errmsg(db));
-        free(sql);
-        return code;
-    }
-    while (rest && isspace((unsigned char)*rest)) rest++;
-    if (rest && *rest) {
-        sqlite3_finalize(*st);
-        *st = NULL;
-        cad_fail(e, CAD_EUSAGE, "--runs must be one SQL expression over run_summary columns, got trailing '%s'", rest);
-        free(sql);
-        return CAD_EUSAGE;
-    }
-    free(sql);
-    for (int i = 0; i < q->n_sweeps; i++) sqlite3_bind_text(*st, i + 1, q->sweeps[i], -1, SQLITE_STATIC);
-    return CAD_OK;
-}
+/* What add_run needs besides the data: the room in d->runs. */
+typedef struct run_ctx {
+    cad_report_data *d;
+    int cap;
+} run_ctx;
 
-static int load_runs(sqlite3 *db, const report_query *q, const char *filter, report_data *d,
-                     cad_err *e) {
-    sqlite3_stmt *st;
-    int rc = prepare_filtered(db,
-        "SELECT run_id, sweep, name, status, seed, val_loss, val_bpb, prequant_val_bpb,"
-        " artifact_bytes, model_bytes, code_bytes, train_ms, eval_ms, steps, tokens, valid, partial,"
-        " config, config_hash, group_hash, error, attempts, started_at, ended_at, run_dir"
-        " FROM run_summary",
-        filter, " ORDER BY sweep, group_hash, seed, run_id", q, &st, e);
-    if (rc) return rc;
-    int cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (d->n_runs == cap) {
-            cap = cap ? cap * 2 : 64;
-            report_run *nr = realloc(d->runs, (size_t)cap * sizeof *nr);
-            if (!nr) { sqlite3_finalize(st); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
-            d->runs = nr;
-        }
-        report_run *r = &d->runs[d->n_runs++];
-        memset(r, 0, sizeof *r);
-        r->run_id = dup_or_null(sqlite3_column_text(st, 0));
-        r->sweep = dup_or_null(sqlite3_column_text(st, 1));
-        r->name = dup_or_null(sqlite3_column_text(st, 2));
-        r->status = dup_or_null(sqlite3_column_text(st, 3));
-        r->has_seed = sqlite3_column_type(st, 4) != SQLITE_NULL;
-        r->seed = sqlite3_column_int64(st, 4);
-        r->val_loss = col_num(st, 5);
-        r->val_bpb = col_num(st, 6);
-        r->prequant_val_bpb = col_num(st, 7);
-        r->artifact_bytes = col_num(st, 8);
-        r->model_bytes = col_num(st, 9);
-        r->code_bytes = col_num(st, 10);
-        r->train_ms = col_num(st, 11);
-        r->eval_ms = col_num(st, 12);
-        r->steps = col_num(st, 13);
-        r->tokens = col_num(st, 14);
-        r->valid = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 15) != 0;
-        r->partial = sqlite3_column_int(st, 16) != 0;
-        r->config = dup_or_null(sqlite3_column_text(st, 17));
-        r->config_hash = dup_or_null(sqlite3_column_text(st, 18));
-        r->group_hash = dup_or_null(sqlite3_column_text(st, 19));
-        r->error = dup_or_null(sqlite3_column_text(st, 20));
-        r->attempts = sqlite3_column_int(st, 21);
-        r->started_at = dup_or_null(sqlite3_column_text(st, 22));
-        r->ended_at = dup_or_null(sqlite3_column_text(st, 23));
-        r->run_dir = dup_or_null(sqlite3_column_text(st, 24));
-        r->group = -1;
-        if (!r->run_id || !r->status) {
-            sqlite3_finalize(st);
-            return cad_fail(e, CAD_EDB, "run_summary row %d has no run_id or status", d->n_runs);
-        }
-        if (!r->group_hash) r->group_hash = strdup(r->config_hash ? r->config_hash : r->run_id);
+static int add_run(const cad_view_run *v, void *ud, cad_err *e) {
+    run_ctx *c = ud;
+    cad_report_data *d = c->d;
+    if (d->n_runs == c->cap) {
+        int cap = c->cap ? c->cap * 2 : RUNS_INITIAL_CAP;
+        cad_report_run *nr = realloc(d->runs, (size_t)cap * sizeof *nr);
+        if (!nr) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        d->runs = nr;
+        c->cap = cap;
     }
-    if (rc != SQLITE_DONE) {
-        cad_fail(e, CAD_EDB, "reading run_summary: %s", sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        return CAD_EDB;
-    }
-    sqlite3_finalize(st);
+    cad_report_run *r = &d->runs[d->n_runs++];
+    memset(r, 0, sizeof *r);
+    r->run_id = dup_or_null(v->run_id);
+    r->sweep = dup_or_null(v->sweep);
+    r->name = dup_or_null(v->name);
+    r->status = dup_or_null(v->status);
+    r->has_seed = v->has_seed;
+    r->seed = v->seed;
+    r->val_loss = v->val_loss;
+    r->val_bpb = v->val_bpb;
+    r->prequant_val_bpb = v->prequant_val_bpb;
+    r->artifact_bytes = v->artifact_bytes;
+    r->model_bytes = v->model_bytes;
+    r->code_bytes = v->code_bytes;
+    r->train_ms = v->train_ms;
+    r->eval_ms = v->eval_ms;
+    r->steps = v->steps;
+    r->tokens = v->tokens;
+    r->valid = v->valid;
+    r->partial = v->partial;
+    r->config = dup_or_null(v->config);
+    r->config_hash = dup_or_null(v->config_hash);
+    r->group_hash = dup_or_null(v->group_hash);
+    r->error = dup_or_null(v->error);
+    r->attempts = v->attempts;
+    r->started_at = dup_or_null(v->started_at);
+    r->ended_at = dup_or_null(v->ended_at);
+    r->run_dir = dup_or_null(v->run_dir);
+    r->group = -1;
+    if (!r->run_id || !r->status) return cad_fail(e, CAD_EDB, "run_summary row %d has no run_id or status", d->n_runs);
+    if (!r->group_hash) r->group_hash = strdup(r->config_hash ? r->config_hash : r->run_id);
     return CAD_OK;
 }
 
 static int cmp_run_id_idx(const void *a, const void *b, void *ctx) {
-    const report_data *d = ctx;
+    const cad_report_data *d = ctx;
     return strcmp(d->runs[*(const int *)a].run_id, d->runs[*(const int *)b].run_id);
 }
 
-static int find_run(const report_data *d, const int *by_id, const char *run_id) {
+static int find_run(const cad_report_data *d, const int *by_id, const char *run_id) {
     int lo = 0, hi = d->n_runs - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2, c = strcmp(d->runs[by_id[mid]].run_id, run_id);
@@ -185,64 +136,60 @@ static int find_run(const report_data *d, const int *by_id, const char *run_id) 
     return -1;
 }
 
-static int load_params(sqlite3 *db, const report_query *q, const char *filter, report_data *d,
-                       cad_err *e) {
-    if (d->n_runs == 0) return CAD_OK;
-    int *by_id = malloc((size_t)d->n_runs * sizeof *by_id);
-    if (!by_id) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    for (int i = 0; i < d->n_runs; i++) by_id[i] = i;
-    qsort_r(by_id, (size_t)d->n_runs, sizeof *by_id, cmp_run_id_idx, d);
-    sqlite3_stmt *st;
-    int rc = prepare_filtered(db, "SELECT run_id, key, num, text FROM params WHERE run_id IN (SELECT run_id FROM run_summary",
-                              filter, ") ORDER BY run_id, key", q, &st, e);
-    if (rc) { free(by_id); return rc; }
-    int *caps = calloc((size_t)d->n_runs, sizeof *caps);
-    if (!caps) { free(by_id); sqlite3_finalize(st); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rid = (const char *)sqlite3_column_text(st, 0);
-        const char *key = (const char *)sqlite3_column_text(st, 1);
-        if (!rid || !key) continue;
-        int ri = find_run(d, by_id, rid);
-        if (ri < 0) continue;
-        report_run *r = &d->runs[ri];
-        if (r->n_params == caps[ri]) {
-            int nc = caps[ri] ? caps[ri] * 2 : 32;
-            char **k2 = realloc(r->param_keys, (size_t)nc * sizeof *k2);
-            if (k2) r->param_keys = k2;
-            char **t2 = realloc(r->param_texts, (size_t)nc * sizeof *t2);
-            if (t2) r->param_texts = t2;
-            double *n2 = realloc(r->param_nums, (size_t)nc * sizeof *n2);
-            if (n2) r->param_nums = n2;
-            if (!k2 || !t2 || !n2) { rc = SQLITE_NOMEM; break; }
-            caps[ri] = nc;
-        }
-        char text[64];
-        const char *val;
-        double num = NAN;
-        if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
-            num = sqlite3_column_double(st, 2);
-            snprintf(text, sizeof text, "%.10g", num);
-            val = text;
-        } else {
-            val = (const char *)sqlite3_column_text(st, 3);
-            if (!val) val = "";
-        }
-        r->param_keys[r->n_params] = strdup(key);
-        r->param_texts[r->n_params] = strdup(val);
-        r->param_nums[r->n_params] = num;
-        r->n_params++;
+/* What add_param needs besides the data: runs sorted by id, and each run's params room. */
+typedef struct param_ctx {
+    cad_report_data *d;
+    int *by_id;
+    int *caps;
+} param_ctx;
+
+static int add_param(const cad_view_param *p, void *ud, cad_err *e) {
+    param_ctx *c = ud;
+    int ri = find_run(c->d, c->by_id, p->run_id);
+    if (ri < 0) return CAD_OK;
+    cad_report_run *r = &c->d->runs[ri];
+    if (r->n_params == c->caps[ri]) {
+        int nc = c->caps[ri] ? c->caps[ri] * 2 : PARAMS_INITIAL_CAP;
+        char **k2 = realloc(r->param_keys, (size_t)nc * sizeof *k2);
+        if (k2) r->param_keys = k2;
+        char **t2 = realloc(r->param_texts, (size_t)nc * sizeof *t2);
+        if (t2) r->param_texts = t2;
+        double *n2 = realloc(r->param_nums, (size_t)nc * sizeof *n2);
+        if (n2) r->param_nums = n2;
+        if (!k2 || !t2 || !n2) return cad_fail(e, CAD_ENOMEM, "reading params: out of memory");
+        c->caps[ri] = nc;
     }
-    free(caps);
-    free(by_id);
-    int ok = rc == SQLITE_DONE;
-    if (!ok) cad_fail(e, CAD_EDB, "reading params: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    return ok ? CAD_OK : CAD_EDB;
+    char text[PARAM_NUM_TEXT];
+    const char *val = p->text ? p->text : "";
+    if (p->has_num) {
+        snprintf(text, sizeof text, "%.10g", p->num);
+        val = text;
+    }
+    r->param_keys[r->n_params] = strdup(p->key);
+    r->param_texts[r->n_params] = strdup(val);
+    r->param_nums[r->n_params] = p->has_num ? p->num : NAN;
+    r->n_params++;
+    return CAD_OK;
+}
+
+static int load_params(cad_db *db, const cad_view_filter *f, cad_report_data *d, cad_err *e) {
+    if (d->n_runs == 0) return CAD_OK;
+    param_ctx c = {d, malloc((size_t)d->n_runs * sizeof(int)), calloc((size_t)d->n_runs, sizeof(int))};
+    int rc = CAD_OK;
+    if (!c.by_id || !c.caps) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    if (!rc) {
+        for (int i = 0; i < d->n_runs; i++) c.by_id[i] = i;
+        qsort_r(c.by_id, (size_t)d->n_runs, sizeof *c.by_id, cmp_run_id_idx, d);
+        rc = cad_view_params(db, f, add_param, &c, e);
+    }
+    free(c.by_id);
+    free(c.caps);
+    return rc;
 }
 
 /* ---- grouping ----------------------------------------------------------------------------- */
 
-static const char *run_param(const report_run *r, const char *key, double *num) {
+static const char *run_param(const cad_report_run *r, const char *key, double *num) {
     int lo = 0, hi = r->n_params - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2, c = strcmp(r->param_keys[mid], key);
@@ -257,35 +204,35 @@ static const char *run_param(const report_run *r, const char *key, double *num) 
     return NULL;
 }
 
-static int run_counts(const report_run *r) {
+static int run_counts(const cad_report_run *r) {
     return r->status && strcmp(r->status, "done") == 0 && isfinite(r->val_bpb);
 }
 
-static const char *sweep_key(const report_run *r) {
+static const char *sweep_key(const cad_report_run *r) {
     return r->sweep ? r->sweep : "";
 }
 
-static int add_sweep(report_data *d, const char *name) {
+static int add_sweep(cad_report_data *d, const char *name) {
     for (int s = 0; s < d->n_sweeps; s++)
         if (strcmp(d->sweeps[s].name, name) == 0) return s;
-    report_sweep *ns = realloc(d->sweeps, (size_t)(d->n_sweeps + 1) * sizeof *ns);
+    cad_report_sweep *ns = realloc(d->sweeps, (size_t)(d->n_sweeps + 1) * sizeof *ns);
     if (!ns) return -1;
     d->sweeps = ns;
-    report_sweep *s = &d->sweeps[d->n_sweeps];
+    cad_report_sweep *s = &d->sweeps[d->n_sweeps];
     memset(s, 0, sizeof *s);
     s->name = strdup(name);
     s->ref_group = -1;
     return d->n_sweeps++;
 }
 
-int report_sweep_of_group(const report_data *d, int group) {
+int cad_report_sweep_of_group(const cad_report_data *d, int group) {
     if (group < 0 || group >= d->n_groups) return -1;
     for (int s = 0; s < d->n_sweeps; s++)
         if (strcmp(d->sweeps[s].name, d->groups[group].sweep) == 0) return s;
     return -1;
 }
 
-int report_group_values(const report_data *d, const report_group *g, int nats, double *out) {
+int cad_report_group_values(const cad_report_data *d, const cad_report_group *g, int nats, double *out) {
     int n = 0;
     for (int i = 0; i < g->n_runs; i++) {
         double v = nats ? d->runs[g->runs[i]].val_loss : d->runs[g->runs[i]].val_bpb;
@@ -319,13 +266,13 @@ static char *name_without_seed(const char *name) {
     return out;
 }
 
-static int build_groups(report_data *d, cad_err *e) {
+static int build_groups(cad_report_data *d, cad_err *e) {
     /* runs arrive ordered by sweep, group_hash: consecutive equal keys form a group */
     for (int i = 0; i < d->n_runs; i++) {
-        report_run *r = &d->runs[i];
+        cad_report_run *r = &d->runs[i];
         int s = add_sweep(d, sweep_key(r));
         if (s < 0) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        report_sweep *sw = &d->sweeps[s];
+        cad_report_sweep *sw = &d->sweeps[s];
         sw->n_total++;
         const char *st = r->status;
         if (!strcmp(st, "done")) sw->n_done++;
@@ -341,11 +288,11 @@ static int build_groups(report_data *d, cad_err *e) {
                 break;
             }
         if (g < 0) {
-            report_group *ng = realloc(d->groups, (size_t)(d->n_groups + 1) * sizeof *ng);
+            cad_report_group *ng = realloc(d->groups, (size_t)(d->n_groups + 1) * sizeof *ng);
             if (!ng) return cad_fail(e, CAD_ENOMEM, "out of memory");
             d->groups = ng;
             g = d->n_groups++;
-            report_group *grp = &d->groups[g];
+            cad_report_group *grp = &d->groups[g];
             memset(grp, 0, sizeof *grp);
             grp->sweep = strdup(sweep_key(r));
             grp->group_hash = strdup(r->group_hash);
@@ -354,22 +301,22 @@ static int build_groups(report_data *d, cad_err *e) {
             if (!grp->sweep || !grp->group_hash || !grp->name || !grp->runs)
                 return cad_fail(e, CAD_ENOMEM, "out of memory");
         }
-        report_group *grp = &d->groups[g];
+        cad_report_group *grp = &d->groups[g];
         grp->runs[grp->n_runs++] = i;
         r->group = g;
     }
     for (int g = 0; g < d->n_groups; g++) {
-        report_group *grp = &d->groups[g];
+        cad_report_group *grp = &d->groups[g];
         double *v = malloc((size_t)(grp->n_runs + 1) * sizeof *v);
         if (!v) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        stats_summarize(v, report_group_values(d, grp, 0, v), &grp->bpb);
-        stats_summarize(v, report_group_values(d, grp, 1, v), &grp->loss);
+        cad_stats_summarize(v, cad_report_group_values(d, grp, 0, v), &grp->bpb);
+        cad_stats_summarize(v, cad_report_group_values(d, grp, 1, v), &grp->loss);
         free(v);
         double ratio = 0, step_ms = 0, tps = 0;
         int n_ratio = 0, n_step = 0, n_tps = 0;
         grp->max_artifact_bytes = grp->max_code_bytes = grp->max_train_ms = grp->max_eval_ms = NAN;
         for (int i = 0; i < grp->n_runs; i++) {
-            const report_run *r = &d->runs[grp->runs[i]];
+            const cad_report_run *r = &d->runs[grp->runs[i]];
             if (isfinite(r->val_loss) && r->val_bpb > 0) { ratio += r->val_loss / r->val_bpb; n_ratio++; }
             if (r->train_ms > 0 && r->steps > 0) { step_ms += r->train_ms / r->steps; n_step++; }
             if (r->train_ms > 0 && r->tokens > 0) { tps += r->tokens / (r->train_ms / 1000); n_tps++; }
@@ -397,7 +344,7 @@ static int str_in(const char *s, const char *const *list) {
 }
 
 /* The value of key for group g ("(unset)" when absent), or NULL when it differs inside g. */
-static const char *group_param(const report_data *d, const report_group *g, const char *key) {
+static const char *group_param(const cad_report_data *d, const cad_report_group *g, const char *key) {
     const char *first = NULL;
     for (int i = 0; i < g->n_runs; i++) {
         const char *v = run_param(&d->runs[g->runs[i]], key, NULL);
@@ -429,7 +376,7 @@ static int count_distinct(const char **v, int n) {
  * (vocab_size with tokenizer_path and data_path): then one chart is enough. That holds iff
  * #distinct(a) == #distinct(b) == #distinct(a, b) — counted by sorting, so a sweep of
  * thousands of groups stays fast. Returns -1 when out of memory. */
-static int keys_bijective(const report_data *d, const int *gs, int ng, const char *ka, const char *kb) {
+static int keys_bijective(const cad_report_data *d, const int *gs, int ng, const char *ka, const char *kb) {
     const char **va = malloc((size_t)(ng + 1) * sizeof *va), **vb = malloc((size_t)(ng + 1) * sizeof *vb);
     const char **vp = malloc((size_t)(ng + 1) * sizeof *vp);
     char *pairs = NULL;
@@ -458,16 +405,16 @@ done:
     return result;
 }
 
-static int key_is_numeric(const report_data *d, const int *gs, int ng, const char *key) {
+static int key_is_numeric(const cad_report_data *d, const int *gs, int ng, const char *key) {
     for (int i = 0; i < ng; i++) {
         double num;
-        const report_group *g = &d->groups[gs[i]];
+        const cad_report_group *g = &d->groups[gs[i]];
         if (!run_param(&d->runs[g->runs[0]], key, &num) || !isfinite(num)) return 0;
     }
     return 1;
 }
 
-static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
+static int find_swept(cad_report_data *d, cad_report_sweep *sw, cad_err *e) {
     int *gs = malloc((size_t)(d->n_groups + 1) * sizeof *gs), ng = 0;
     if (!gs) return cad_fail(e, CAD_ENOMEM, "out of memory");
     for (int g = 0; g < d->n_groups; g++)
@@ -476,9 +423,9 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
     int nk = 0, capk = 0;
     char **keys = NULL;
     for (int i = 0; i < ng; i++) {
-        const report_group *g = &d->groups[gs[i]];
+        const cad_report_group *g = &d->groups[gs[i]];
         for (int r = 0; r < g->n_runs; r++) {
-            const report_run *run = &d->runs[g->runs[r]];
+            const cad_report_run *run = &d->runs[g->runs[r]];
             for (int k = 0; k < run->n_params; k++) {
                 const char *key = run->param_keys[k];
                 int seen = 0;
@@ -547,8 +494,8 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
     }
     /* labels: "k=v k2=v2", paths shortened to their last component */
     for (int i = 0; i < ng; i++) {
-        report_group *g = &d->groups[gs[i]];
-        char buf[512] = "";
+        cad_report_group *g = &d->groups[gs[i]];
+        char buf[LABEL_MAX] = "";
         size_t o = 0;
         for (int k = 0; k < sw->n_swept && o < sizeof buf - 1; k++) {
             const char *v = group_param(d, g, sw->swept_keys[k]);
@@ -568,7 +515,7 @@ static int find_swept(report_data *d, report_sweep *sw, cad_err *e) {
 
 /* ---- reference and comparisons ------------------------------------------------------------ */
 
-void report_group_compare(const report_data *d, report_group *g, const report_group *ref) {
+void cad_report_group_compare(const cad_report_data *d, cad_report_group *g, const cad_report_group *ref) {
     memset(&g->cmp, 0, sizeof g->cmp);
     g->cmp.clears_bar = g->cmp.frontier = -1;
     g->cmp.delta_nats = g->cmp.bar_margin_bpb = NAN;
@@ -582,9 +529,9 @@ void report_group_compare(const report_data *d, report_group *g, const report_gr
         g->cmp.has = 0;
         return;
     }
-    int na = report_group_values(d, g, 0, a), nb = report_group_values(d, ref, 0, b);
-    stats_welch_test(a, na, b, nb, 0, &g->cmp.bpb);
-    if (g->cmp.bpb.ok) g->cmp.frontier = g->cmp.bpb.p < STATS_FRONTIER_ALPHA;
+    int na = cad_report_group_values(d, g, 0, a), nb = cad_report_group_values(d, ref, 0, b);
+    cad_stats_welch_test(a, na, b, nb, 0, &g->cmp.bpb);
+    if (g->cmp.bpb.ok) g->cmp.frontier = g->cmp.bpb.p < CAD_STATS_FRONTIER_ALPHA;
     /* The bar is 0.005 nats of val_loss. val_loss = val_bpb * (nats per bpb), a constant of
      * the tokenizer and val set, so on one tokenizer testing val_bpb against 0.005/ratio is
      * the same test as val_loss against 0.005 — and it stays meaningful when the tokenizers
@@ -592,10 +539,10 @@ void report_group_compare(const report_data *d, report_group *g, const report_gr
      * larger, stricter margin in bpb. */
     double ra = g->nats_per_bpb, rb = ref->nats_per_bpb;
     if (isfinite(ra) && isfinite(rb) && ra > 0 && rb > 0) {
-        g->cmp.bar_margin_bpb = STATS_BAR_NATS / (ra < rb ? ra : rb);
+        g->cmp.bar_margin_bpb = CAD_STATS_BAR_NATS / (ra < rb ? ra : rb);
         g->cmp.delta_nats = g->cmp.bpb.delta * rb;
-        stats_welch_test(a, na, b, nb, g->cmp.bar_margin_bpb, &g->cmp.bar);
-        if (g->cmp.bar.ok) g->cmp.clears_bar = g->cmp.bar.p < STATS_BAR_ALPHA;
+        cad_stats_welch_test(a, na, b, nb, g->cmp.bar_margin_bpb, &g->cmp.bar);
+        if (g->cmp.bar.ok) g->cmp.clears_bar = g->cmp.bar.p < CAD_STATS_BAR_ALPHA;
     } else {
         g->cmp.bar.ok = 0;
         g->cmp.bar.p = g->cmp.bar.t = g->cmp.bar.df = g->cmp.bar.se = NAN;
@@ -612,7 +559,7 @@ static int name_has_baseline(const char *s) {
     return 0;
 }
 
-int report_group_find(const report_data *d, const char *what, cad_err *e) {
+int cad_report_group_find(const cad_report_data *d, const char *what, cad_err *e) {
     size_t n = strlen(what);
     if (n == 0) return cad_fail(e, CAD_EUSAGE, "empty group or run name"), -1;
     for (int g = 0; g < d->n_groups; g++)
@@ -626,7 +573,7 @@ int report_group_find(const report_data *d, const char *what, cad_err *e) {
     if (count == 1) return found;
     if (count > 1) return cad_fail(e, CAD_EUSAGE, "'%s' is an ambiguous group hash prefix (%d groups)", what, count), -1;
     for (int i = 0; i < d->n_runs; i++) {
-        const report_run *r = &d->runs[i];
+        const cad_report_run *r = &d->runs[i];
         if (strcmp(r->run_id, what) && !(r->name && !strcmp(r->name, what))) continue;
         if (r->group >= 0) return r->group;
         cad_fail(e, CAD_ERR, "run '%s' has no result (status %s)", what, r->status);
@@ -643,25 +590,25 @@ int report_group_find(const report_data *d, const char *what, cad_err *e) {
 }
 
 /* Earliest start time of a group's runs (NULL when none has one) and its first run index. */
-static const char *group_first_start(const report_data *d, const report_group *g, int *first_idx) {
+static const char *group_first_start(const cad_report_data *d, const cad_report_group *g, int *first_idx) {
     const char *best = NULL;
     *first_idx = d->n_runs;
     for (int i = 0; i < g->n_runs; i++) {
-        const report_run *r = &d->runs[g->runs[i]];
+        const cad_report_run *r = &d->runs[g->runs[i]];
         if (r->started_at && (!best || strcmp(r->started_at, best) < 0)) best = r->started_at;
         if (g->runs[i] < *first_idx) *first_idx = g->runs[i];
     }
     return best;
 }
 
-static int pick_references(report_data *d, const report_query *q, cad_err *e) {
+static int pick_references(cad_report_data *d, const cad_report_query *q, cad_err *e) {
     int global_ref = -1;
     if (q->ref) {
-        global_ref = report_group_find(d, q->ref, e);
+        global_ref = cad_report_group_find(d, q->ref, e);
         if (global_ref < 0) return cad_wrap(e, "--ref");
     }
     for (int s = 0; s < d->n_sweeps; s++) {
-        report_sweep *sw = &d->sweeps[s];
+        cad_report_sweep *sw = &d->sweeps[s];
         if (global_ref >= 0) {
             sw->ref_group = global_ref;
             snprintf(sw->ref_reason, sizeof sw->ref_reason, "chosen with --ref %.100s", q->ref);
@@ -670,7 +617,7 @@ static int pick_references(report_data *d, const report_query *q, cad_err *e) {
         int best = -1, best_idx = 0;
         const char *best_start = NULL;
         for (int g = 0; g < d->n_groups; g++) {
-            report_group *grp = &d->groups[g];
+            cad_report_group *grp = &d->groups[g];
             if (strcmp(grp->sweep, sw->name)) continue;
             int named = name_has_baseline(grp->name) || name_has_baseline(grp->label);
             if (named) {
@@ -695,18 +642,18 @@ static int pick_references(report_data *d, const report_query *q, cad_err *e) {
 
 /* Sort groups best first (mean val_bpb), keeping run->group and ref indices right. */
 static int cmp_group_mean(const void *a, const void *b, void *ctx) {
-    const report_group *g = ctx;
+    const cad_report_group *g = ctx;
     double x = g[*(const int *)a].bpb.mean, y = g[*(const int *)b].bpb.mean;
     if (x < y) return -1;
     if (x > y) return 1;
     return strcmp(g[*(const int *)a].group_hash, g[*(const int *)b].group_hash);
 }
 
-static int sort_groups(report_data *d, cad_err *e) {
+static int sort_groups(cad_report_data *d, cad_err *e) {
     int n = d->n_groups;
     if (n < 2) return CAD_OK;
     int *order = malloc((size_t)n * sizeof *order), *where = malloc((size_t)n * sizeof *where);
-    report_group *sorted = malloc((size_t)n * sizeof *sorted);
+    cad_report_group *sorted = malloc((size_t)n * sizeof *sorted);
     if (!order || !where || !sorted) {
         free(order); free(where); free(sorted);
         return cad_fail(e, CAD_ENOMEM, "out of memory");
@@ -726,48 +673,113 @@ static int sort_groups(report_data *d, cad_err *e) {
     return CAD_OK;
 }
 
-int report_data_load(sqlite3 *db, const report_query *q, report_data *out, cad_err *e) {
+int cad_report_data_load(cad_db *db, const cad_report_query *q, cad_report_data *out, cad_err *e) {
     memset(out, 0, sizeof *out);
-    char *filter = filter_sql(q);
-    if (!filter) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    int rc = load_runs(db, q, filter, out, e);
-    if (!rc) rc = load_params(db, q, filter, out, e);
-    free(filter);
+    cad_view_filter f = {q->sweeps, q->n_sweeps, q->where};
+    run_ctx rc_ctx = {out, 0};
+    int rc = cad_view_runs(db, &f, add_run, &rc_ctx, e);
+    if (!rc) rc = load_params(db, &f, out, e);
     if (!rc) rc = build_groups(out, e);
     if (!rc) rc = sort_groups(out, e);
     for (int s = 0; !rc && s < out->n_sweeps; s++) rc = find_swept(out, &out->sweeps[s], e);
     if (!rc) rc = pick_references(out, q, e);
     if (rc) {
-        report_data_free(out);
+        cad_report_data_free(out);
         return rc;
     }
     for (int g = 0; g < out->n_groups; g++) {
-        int s = report_sweep_of_group(out, g);
+        int s = cad_report_sweep_of_group(out, g);
         int ref = s >= 0 ? out->sweeps[s].ref_group : -1;
         out->groups[g].is_ref = ref == g;
-        report_group_compare(out, &out->groups[g], ref >= 0 ? &out->groups[ref] : NULL);
+        cad_report_group_compare(out, &out->groups[g], ref >= 0 ? &out->groups[ref] : NULL);
     }
     return CAD_OK;
 }
 
+/* ---- selections and seed planning --------------------------------------------------------- */
+
+int cad_report_select(const cad_report_data *d, const char *what, cad_report_group *out, int *is_run,
+                      cad_err *e) {
+    memset(out, 0, sizeof *out);
+    *is_run = 0;
+    for (int i = 0; i < d->n_runs; i++) {
+        const cad_report_run *r = &d->runs[i];
+        if (strcmp(r->run_id, what)) continue;
+        if (r->group < 0) return cad_fail(e, CAD_ERR, "run '%s' has no result (status %s)", what, r->status);
+        *out = d->groups[r->group];
+        out->runs = malloc(sizeof *out->runs);
+        if (!out->runs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        out->runs[0] = i;
+        out->n_runs = 1;
+        out->label = r->name && *r->name ? r->name : r->run_id;
+        double v[1];
+        cad_stats_summarize(v, cad_report_group_values(d, out, 0, v), &out->bpb);
+        cad_stats_summarize(v, cad_report_group_values(d, out, 1, v), &out->loss);
+        out->max_artifact_bytes = r->artifact_bytes;
+        out->max_code_bytes = r->code_bytes;
+        out->max_train_ms = r->train_ms;
+        out->max_eval_ms = r->eval_ms;
+        out->n_valid = r->valid == 1;
+        out->n_invalid = r->valid == 0;
+        *is_run = 1;
+        return CAD_OK;
+    }
+    int g = cad_report_group_find(d, what, e);
+    if (g < 0) return e->code ? e->code : CAD_ERR;
+    *out = d->groups[g];
+    out->runs = malloc((size_t)out->n_runs * sizeof *out->runs);
+    if (!out->runs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    memcpy(out->runs, d->groups[g].runs, (size_t)out->n_runs * sizeof *out->runs);
+    return CAD_OK;
+}
+
+double cad_report_pooled_loss_std(const cad_report_data *d, int *dof) {
+    double ss = 0;
+    *dof = 0;
+    for (int g = 0; g < d->n_groups; g++)
+        if (isfinite(d->groups[g].loss.std)) {
+            ss += d->groups[g].loss.std * d->groups[g].loss.std * (d->groups[g].loss.n - 1);
+            *dof += d->groups[g].loss.n - 1;
+        }
+    return *dof ? sqrt(ss / *dof) : NAN;
+}
+
+void cad_report_seeds_needed(const cad_report_group *g, const cad_report_group *ref, double pooled, double delta,
+                             cad_report_seeds *out) {
+    memset(out, 0, sizeof *out);
+    out->own_std = isfinite(g->loss.std);
+    out->own_ref_std = ref && isfinite(ref->loss.std);
+    out->std = out->own_std ? g->loss.std : pooled;
+    out->ref_std = out->own_ref_std ? ref->loss.std : pooled;
+    out->has_std = isfinite(out->std) && isfinite(out->ref_std);
+    out->has_delta = isfinite(g->cmp.delta_nats);
+    double sa = out->std, sb = out->ref_std;
+    out->for_delta = cad_stats_seeds_needed(delta, 0, sa, sb, CAD_STATS_BAR_ALPHA, CAD_REPORT_MAX_SEEDS);
+    if (out->has_delta) {
+        out->observed = cad_stats_seeds_needed(-g->cmp.delta_nats, 0, sa, sb, CAD_STATS_BAR_ALPHA, CAD_REPORT_MAX_SEEDS);
+        out->record_bar =
+            cad_stats_seeds_needed(-g->cmp.delta_nats, CAD_STATS_BAR_NATS, sa, sb, CAD_STATS_BAR_ALPHA, CAD_REPORT_MAX_SEEDS);
+    }
+}
+
 /* ---- formatting shared with the terminal tables ------------------------------------------ */
 
-void report_fmt_p(char *buf, size_t n, double p) {
+void cad_report_fmt_p(char *buf, size_t n, double p) {
     if (!isfinite(p)) snprintf(buf, n, "–");
     else if (p < 1e-6) snprintf(buf, n, "<1e-6");
     else if (p < 0.001) snprintf(buf, n, "%.1e", p);
     else snprintf(buf, n, "%.4f", p);
 }
 
-void report_fmt_bytes(char *buf, size_t n, double bytes) {
+void cad_report_fmt_bytes(char *buf, size_t n, double bytes) {
     if (!isfinite(bytes)) {
         snprintf(buf, n, "–");
         return;
     }
-    svg_format_thousands(buf, n, llround(bytes));
+    cad_svg_format_thousands(buf, n, llround(bytes));
 }
 
-void report_fmt_signed(char *buf, size_t n, double v, int decimals) {
+void cad_report_fmt_signed(char *buf, size_t n, double v, int decimals) {
     if (!isfinite(v)) snprintf(buf, n, "–");
     else snprintf(buf, n, "%s%.*f", v < 0 ? "-" : "+", decimals, fabs(v));
 }

@@ -13,14 +13,34 @@
 #include "reports/report.h"
 #include "reports/svg.h"
 
+#include "db/views.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CURVE_BINS 120
+/* A formatted number, p-value or byte count in a cell or chart label. */
+#define NUM_TEXT 64
+/* Group hashes are shown by their first 16 hex digits. */
+#define SHORT_HASH_CHARS 16
+/* Element ids and chart titles: a slug plus a key name and a suffix. */
+#define CHART_TEXT 200
+/* A sweep's slug (and a key's, inside ids). */
+#define SLUG_MAX 160
+#define KEY_SLUG_MAX 80
+/* Legend labels are shortened to this many characters, keeping their end; bar chart labels
+ * to fewer, since they sit left of the bars. */
+#define LEGEND_LABEL_CHARS 38
+#define LEGEND_LABEL_TEXT 120
+#define BAR_LABEL_CHARS 30
+#define BAR_LABEL_TEXT 48
+/* A parameter value as an axis category (paths keep their last component). */
+#define CATEGORY_CHARS 18
+#define CATEGORY_TEXT 64
 
 static void esc(FILE *f, const char *s) {
-    svg_write_escaped(f, s ? s : "");
+    cad_svg_write_escaped(f, s ? s : "");
 }
 
 static void slug_of(const char *s, char *buf, size_t n) {
@@ -79,22 +99,22 @@ static void td_num(FILE *f, const char *cls, const char *text) {
 }
 
 static void verdict_cell(FILE *f, int verdict, double p, const char *na_reason) {
-    char pb[32];
-    report_fmt_p(pb, sizeof pb, p);
+    char pb[NUM_TEXT];
+    cad_report_fmt_p(pb, sizeof pb, p);
     if (verdict == 1) fprintf(f, "<td class=\"num\"><span class=\"yes\">✓ yes</span><br><span class=\"muted\">p=%s</span></td>", pb);
     else if (verdict == 0) fprintf(f, "<td class=\"num\"><span class=\"no\">✗ no</span><br><span class=\"muted\">p=%s</span></td>", pb);
     else fprintf(f, "<td class=\"num na\">– %s</td>", na_reason);
 }
 
-static void budget_cells(FILE *f, const report_group *g) {
-    char b[48];
-    report_fmt_bytes(b, sizeof b, g->max_artifact_bytes);
-    td_num(f, g->max_artifact_bytes > STATS_BUDGET_BYTES ? "bad" : "", b);
+static void budget_cells(FILE *f, const cad_report_group *g) {
+    char b[NUM_TEXT];
+    cad_report_fmt_bytes(b, sizeof b, g->max_artifact_bytes);
+    td_num(f, g->max_artifact_bytes > CAD_STATS_BUDGET_BYTES ? "bad" : "", b);
     fputs("<td class=\"num\">", f);
     for (int k = 0; k < 2; k++) {
         double ms = k ? g->max_eval_ms : g->max_train_ms;
         if (k) fputs(" / ", f);
-        if (isfinite(ms)) fprintf(f, "<span%s>%.0f</span>", ms > STATS_BUDGET_MS ? " class=\"bad\"" : "", ms / 1000);
+        if (isfinite(ms)) fprintf(f, "<span%s>%.0f</span>", ms > CAD_STATS_BUDGET_MS ? " class=\"bad\"" : "", ms / 1000);
         else fputs("–", f);
     }
     fputs("</td>", f);
@@ -103,9 +123,9 @@ static void budget_cells(FILE *f, const report_group *g) {
     else fprintf(f, "<td class=\"num na\">? unknown</td>");
 }
 
-static void summary_row(FILE *f, const report_data *d, int gi, int rank, int best, const char *note) {
-    const report_group *g = &d->groups[gi];
-    char b[64], b2[64];
+static void summary_row(FILE *f, const cad_report_data *d, int gi, int rank, int best, const char *note) {
+    const cad_report_group *g = &d->groups[gi];
+    char b[NUM_TEXT], b2[NUM_TEXT];
     fprintf(f, "<tr class=\"group%s%s\" data-group=\"", g->is_ref ? " ref" : "", best ? " best" : "");
     esc(f, g->group_hash);
     fprintf(f, "\"><td class=\"num\">%d</td><td>", rank);
@@ -121,7 +141,7 @@ static void summary_row(FILE *f, const report_data *d, int gi, int rank, int bes
      * hash is in the tooltip and in data-group */
     fputs("<br><code title=\"", f);
     esc(f, g->group_hash);
-    char short_hash[17];
+    char short_hash[SHORT_HASH_CHARS + 1];
     snprintf(short_hash, sizeof short_hash, "%s", g->group_hash);
     fputs("\">", f);
     esc(f, short_hash);
@@ -131,11 +151,11 @@ static void summary_row(FILE *f, const report_data *d, int gi, int rank, int bes
     else snprintf(b, sizeof b, "%.4f", g->bpb.mean);
     fprintf(f, "<td class=\"num\"><b>%s</b><br><span class=\"muted\">best %.4f</span></td>", b, g->bpb.min);
     if (g->cmp.has) {
-        report_fmt_signed(b, sizeof b, g->cmp.bpb.delta, 4);
-        report_fmt_signed(b2, sizeof b2, g->cmp.delta_nats, 4);
+        cad_report_fmt_signed(b, sizeof b, g->cmp.bpb.delta, 4);
+        cad_report_fmt_signed(b2, sizeof b2, g->cmp.delta_nats, 4);
         fprintf(f, "<td class=\"num\"><span class=\"%s\">%s</span><br><span class=\"muted\">%s nats</span></td>",
                 g->cmp.bpb.delta < 0 ? "yes" : "", b, b2);
-        report_fmt_p(b, sizeof b, g->cmp.bpb.p);
+        cad_report_fmt_p(b, sizeof b, g->cmp.bpb.p);
         td_num(f, g->cmp.bpb.ok ? "" : "na", g->cmp.bpb.ok ? b : "– n<2");
         verdict_cell(f, g->cmp.clears_bar, g->cmp.bar.p, g->cmp.bar.ok ? "no val_loss" : "n<2");
         verdict_cell(f, g->cmp.frontier, g->cmp.bpb.p, "n<2");
@@ -161,7 +181,7 @@ static void summary_head(FILE *f, const char *cls, const char *slug) {
             cls, slug, strcmp(cls, "summary") ? "-more" : "");
 }
 
-static void summary_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+static void summary_table(FILE *f, const cad_report_data *d, const cad_report_sweep *sw, const char *slug) {
     summary_head(f, "summary", slug);
     int rank = 0, best = -1, ref_here = 0, n = 0;
     for (int g = 0; g < d->n_groups; g++)
@@ -171,7 +191,7 @@ static void summary_table(FILE *f, const report_data *d, const report_sweep *sw,
             n++;
         }
     if (sw->ref_group >= 0 && !ref_here) {
-        char note[200];
+        char note[CAD_SVG_NOTE_MAX];
         snprintf(note, sizeof note, "(reference from sweep '%s')", d->groups[sw->ref_group].sweep);
         summary_row(f, d, sw->ref_group, 0, 0, note);
     }
@@ -188,7 +208,7 @@ static void summary_table(FILE *f, const report_data *d, const report_sweep *sw,
 
 /* ---- verdict -------------------------------------------------------------------------------- */
 
-static void verdict_line(FILE *f, const report_data *d, const report_sweep *sw) {
+static void verdict_line(FILE *f, const cad_report_data *d, const cad_report_sweep *sw) {
     int best = -1;
     for (int g = 0; g < d->n_groups && best < 0; g++)
         if (!strcmp(d->groups[g].sweep, sw->name)) best = g;
@@ -196,7 +216,7 @@ static void verdict_line(FILE *f, const report_data *d, const report_sweep *sw) 
         fputs("<p class=\"verdict bad\">No finished run with a val_bpb in this selection yet.</p>\n", f);
         return;
     }
-    const report_group *g = &d->groups[best];
+    const cad_report_group *g = &d->groups[best];
     int fits = g->n_invalid == 0 && g->n_valid == g->n_runs;
     const char *cls = g->cmp.clears_bar == 1 && fits ? "good" : g->n_invalid ? "bad" : "";
     fprintf(f, "<p class=\"verdict %s\"><b>Best: ", cls);
@@ -205,10 +225,10 @@ static void verdict_line(FILE *f, const report_data *d, const report_sweep *sw) 
     if (isfinite(g->bpb.std)) fprintf(f, " ± %.4f", g->bpb.std);
     fprintf(f, " over %d seed%s", g->n_runs, g->n_runs == 1 ? "" : "s");
     if (g->cmp.has) {
-        char db[32], dn[32], p[32];
-        report_fmt_signed(db, sizeof db, g->cmp.bpb.delta, 4);
-        report_fmt_signed(dn, sizeof dn, g->cmp.delta_nats, 4);
-        report_fmt_p(p, sizeof p, g->cmp.bpb.p);
+        char db[NUM_TEXT], dn[NUM_TEXT], p[NUM_TEXT];
+        cad_report_fmt_signed(db, sizeof db, g->cmp.bpb.delta, 4);
+        cad_report_fmt_signed(dn, sizeof dn, g->cmp.delta_nats, 4);
+        cad_report_fmt_p(p, sizeof p, g->cmp.bpb.p);
         if (g->cmp.bpb.ok) fprintf(f, "; %s bpb (%s nats) vs the reference, one-sided Welch p = %s", db, dn, p);
         else fprintf(f, "; %s bpb (%s nats) vs the reference (the Welch test needs ≥2 seeds in both groups)", db, dn);
         fprintf(f, "; record bar (0.005 nats at p&lt;0.01): %s",
@@ -219,21 +239,21 @@ static void verdict_line(FILE *f, const report_data *d, const report_sweep *sw) 
     } else {
         fputs(" (it is the reference group)", f);
     }
-    char bytes[48];
-    report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
+    char bytes[NUM_TEXT];
+    cad_report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
     fprintf(f, "; budget: %s (artifact %s bytes", fits ? "<span class=\"yes\">✓ fits</span>" : g->n_invalid ? "<span class=\"bad\">✗ over</span>" : "<span class=\"na\">unknown</span>", bytes);
     if (isfinite(g->max_train_ms)) fprintf(f, ", train %.0f s", g->max_train_ms / 1000);
     if (isfinite(g->max_eval_ms)) fprintf(f, ", eval %.0f s", g->max_eval_ms / 1000);
     fputs(").</p>\n", f);
     if (sw->ref_group >= 0) {
-        const report_group *r = &d->groups[sw->ref_group];
+        const cad_report_group *r = &d->groups[sw->ref_group];
         fputs("<p class=\"muted\">Reference group: <b>", f);
         esc(f, r->label);
         fputs("</b> (", f);
         esc(f, sw->ref_reason);
         fputs(").", f);
         if (isfinite(r->nats_per_bpb) && r->nats_per_bpb > 0)
-            fprintf(f, " For its tokenizer 0.005 nats of val_loss = %.4f bpb.", STATS_BAR_NATS / r->nats_per_bpb);
+            fprintf(f, " For its tokenizer 0.005 nats of val_loss = %.4f bpb.", CAD_STATS_BAR_NATS / r->nats_per_bpb);
         fputs(" The bar is tested as H1: improvement &gt; 0.005 nats (Welch, one-sided), so a ✓ means the improvement is significantly larger than the bar.</p>\n", f);
     }
 }
@@ -245,28 +265,21 @@ typedef struct curve_series {
     int n;
 } curve_series;
 
-/* Read one metric of one run, ordered by step. */
-static int curve_read(sqlite3_stmt *st, const char *run_id, const char *metric, double **xs, double **ys, int *n) {
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
-    int cap = 0, rc;
-    *n = 0;
-    *xs = *ys = NULL;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_type(st, 1) == SQLITE_NULL) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 256;
-            double *nx = realloc(*xs, (size_t)cap * sizeof *nx), *ny = realloc(*ys, (size_t)cap * sizeof *ny);
-            if (nx) *xs = nx;
-            if (ny) *ys = ny;
-            if (!nx || !ny) return CAD_ENOMEM;
+/* Read one metric of one run, ordered by step, keeping the finite points (a diverged run
+ * logs inf, which would flatten every other curve on the chart). */
+static int curve_read(cad_view_curves *cv, const char *run_id, const char *metric, double **xs, double **ys, int *n,
+                      cad_err *e) {
+    int rc = cad_view_curve_read(cv, run_id, metric, xs, ys, n, e);
+    if (rc) return rc;
+    int k = 0;
+    for (int i = 0; i < *n; i++)
+        if (isfinite((*ys)[i])) {
+            (*xs)[k] = (*xs)[i];
+            (*ys)[k] = (*ys)[i];
+            k++;
         }
-        (*xs)[*n] = sqlite3_column_double(st, 0);
-        (*ys)[*n] = sqlite3_column_double(st, 1);
-        if (isfinite((*ys)[*n])) (*n)++;
-    }
-    return rc == SQLITE_DONE ? CAD_OK : CAD_EDB;
+    *n = k;
+    return CAD_OK;
 }
 
 /* Aggregate the seeds of one group: per bin (binned=1, train loss: noisy per step) or per
@@ -362,7 +375,7 @@ static void curve_series_free(curve_series *c) {
 }
 
 /* The groups drawn in curve charts: the best ones and the reference. */
-static int curve_groups(const report_data *d, const report_sweep *sw, int max_groups, int *out) {
+static int curve_groups(const cad_report_data *d, const cad_report_sweep *sw, int max_groups, int *out) {
     int n = 0;
     for (int g = 0; g < d->n_groups && n < max_groups; g++)
         if (!strcmp(d->groups[g].sweep, sw->name)) out[n++] = g;
@@ -377,39 +390,38 @@ static int curve_groups(const report_data *d, const report_sweep *sw, int max_gr
     return n;
 }
 
-static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_sweep *sw, const char *slug,
-                       const report_html_options *o, const char *metric, cad_err *e) {
+static int curve_chart(FILE *f, cad_db *db, const cad_report_data *d, const cad_report_sweep *sw, const char *slug,
+                       const cad_report_html_options *o, const char *metric, cad_err *e) {
     int max_groups = o->max_curve_groups > 0 ? o->max_curve_groups : 8;
-    if (max_groups > SVG_N_STYLES) max_groups = SVG_N_STYLES;
-    int gs[SVG_N_STYLES];
+    if (max_groups > CAD_SVG_N_STYLES) max_groups = CAD_SVG_N_STYLES;
+    int gs[CAD_SVG_N_STYLES];
     int ng = curve_groups(d, sw, max_groups, gs);
     int n_in_sweep = 0;
     for (int g = 0; g < d->n_groups; g++) n_in_sweep += !strcmp(d->groups[g].sweep, sw->name);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT step, value FROM curves WHERE run_id = ?1 AND name = ?2 ORDER BY step", -1, &st, NULL) != SQLITE_OK)
-        return cad_fail(e, CAD_EDB, "preparing the curves query: %s", sqlite3_errmsg(db));
+    cad_view_curves *cv;
+    int orc = cad_view_curves_open(db, &cv, e);
+    if (orc) return orc;
     /* read every seed of every drawn group first: the bins need the overall step range */
-    struct { double **xs, **ys; int *ns, nseeds; } raw[SVG_N_STYLES];
+    struct { double **xs, **ys; int *ns, nseeds; } raw[CAD_SVG_N_STYLES];
     memset(raw, 0, sizeof raw);
-    curve_series series[SVG_N_STYLES];
+    curve_series series[CAD_SVG_N_STYLES];
     memset(series, 0, sizeof series);
     double x_max = 0, y_lo = INFINITY, y_hi = -INFINITY;
     int binned = !strcmp(metric, "train_loss"), rc = CAD_OK;
     for (int i = 0; i < ng && !rc; i++) {
-        const report_group *g = &d->groups[gs[i]];
+        const cad_report_group *g = &d->groups[gs[i]];
         raw[i].nseeds = g->n_runs;
         raw[i].xs = calloc((size_t)g->n_runs, sizeof *raw[i].xs);
         raw[i].ys = calloc((size_t)g->n_runs, sizeof *raw[i].ys);
         raw[i].ns = calloc((size_t)g->n_runs, sizeof *raw[i].ns);
         if (!raw[i].xs || !raw[i].ys || !raw[i].ns) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
         for (int s = 0; s < g->n_runs && !rc; s++) {
-            if (curve_read(st, d->runs[g->runs[s]].run_id, metric, &raw[i].xs[s], &raw[i].ys[s], &raw[i].ns[s]))
-                rc = cad_fail(e, CAD_EDB, "reading curves of run '%s': %s", d->runs[g->runs[s]].run_id, sqlite3_errmsg(db));
+            rc = curve_read(cv, d->runs[g->runs[s]].run_id, metric, &raw[i].xs[s], &raw[i].ys[s], &raw[i].ns[s], e);
             for (int k = 0; k < raw[i].ns[s]; k++)
                 if (raw[i].xs[s][k] > x_max) x_max = raw[i].xs[s][k];
         }
     }
-    sqlite3_finalize(st);
+    cad_view_curves_close(cv);
     int any = 0;
     for (int i = 0; i < ng; i++) {
         if (!rc && raw[i].xs && raw[i].ys && raw[i].ns)
@@ -429,7 +441,7 @@ static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_
         for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
         return rc;
     }
-    char id[200], title[200];
+    char id[CHART_TEXT], title[CHART_TEXT];
     int is_train = !strcmp(metric, "train_loss");
     snprintf(id, sizeof id, "%s-%s", slug, is_train ? "train-loss" : "val-bpb");
     snprintf(title, sizeof title, "%s", is_train ? "Training loss (mean of seeds, band = min–max)" : "Validation val_bpb during training (band = seed min–max)");
@@ -447,7 +459,7 @@ static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_
                 if (series[i].x[k] > 0.25 * x_max && series[i].hi[k] > late_hi) late_hi = series[i].hi[k];
         if (isfinite(late_hi) && late_hi < y_hi) y_hi = late_hi + 0.15 * (late_hi - y_lo);
     }
-    svg_plot p;
+    cad_svg_plot p;
     memset(&p, 0, sizeof p);
     p.f = f;
     p.id = id;
@@ -462,19 +474,19 @@ static int curve_chart(FILE *f, sqlite3 *db, const report_data *d, const report_
     p.y_lo = y_lo;
     p.y_hi = y_hi;
     for (int i = 0; i < ng; i++) {
-        char lab[160], sl[120];
-        short_label(d->groups[gs[i]].label, sl, sizeof sl, 38);
+        char lab[CAD_SVG_LABEL_MAX], sl[LEGEND_LABEL_TEXT];
+        short_label(d->groups[gs[i]].label, sl, sizeof sl, LEGEND_LABEL_CHARS);
         snprintf(lab, sizeof lab, "%s%s (n=%d)", sl, d->groups[gs[i]].is_ref ? " [ref]" : "", d->groups[gs[i]].n_runs);
-        svg_plot_legend_add(&p, lab, i, is_train ? SVG_LEGEND_LINE : SVG_LEGEND_LINE_POINT);
+        cad_svg_plot_legend_add(&p, lab, i, is_train ? CAD_SVG_LEGEND_LINE : CAD_SVG_LEGEND_LINE_POINT);
     }
     if (n_in_sweep > ng) snprintf(p.note, sizeof p.note, "%d of %d groups shown: the best by mean val_bpb and the reference", ng, n_in_sweep);
-    svg_plot_begin(&p);
-    for (int i = 0; i < ng; i++) svg_plot_band(&p, series[i].x, series[i].lo, series[i].hi, series[i].n, i);
+    cad_svg_plot_begin(&p);
+    for (int i = 0; i < ng; i++) cad_svg_plot_band(&p, series[i].x, series[i].lo, series[i].hi, series[i].n, i);
     for (int i = 0; i < ng; i++) {
-        svg_plot_line(&p, series[i].x, series[i].mean, series[i].n, i, is_train ? 1.8 : 2.2);
-        if (!is_train) svg_plot_points(&p, series[i].x, series[i].mean, series[i].n, i, 3.5, 0);
+        cad_svg_plot_line(&p, series[i].x, series[i].mean, series[i].n, i, is_train ? 1.8 : 2.2);
+        if (!is_train) cad_svg_plot_points(&p, series[i].x, series[i].mean, series[i].n, i, 3.5, 0);
     }
-    svg_plot_end(&p);
+    cad_svg_plot_end(&p);
     for (int i = 0; i < ng; i++) curve_series_free(&series[i]);
     return CAD_OK;
 }
@@ -488,8 +500,8 @@ typedef struct param_values {
     int n, numeric;
 } param_values;
 
-static const char *group_value(const report_data *d, const report_group *g, const char *key, double *num) {
-    const report_run *r = &d->runs[g->runs[0]];
+static const char *group_value(const cad_report_data *d, const cad_report_group *g, const char *key, double *num) {
+    const cad_report_run *r = &d->runs[g->runs[0]];
     for (int k = 0; k < r->n_params; k++)
         if (!strcmp(r->param_keys[k], key)) {
             *num = r->param_nums[k];
@@ -499,7 +511,7 @@ static const char *group_value(const report_data *d, const report_group *g, cons
     return "(unset)";
 }
 
-static void param_values_collect(const report_data *d, const report_sweep *sw, const char *key, param_values *pv) {
+static void param_values_collect(const cad_report_data *d, const cad_report_sweep *sw, const char *key, param_values *pv) {
     memset(pv, 0, sizeof *pv);
     pv->texts = malloc((size_t)(d->n_groups + 1) * sizeof *pv->texts);
     pv->nums = malloc((size_t)(d->n_groups + 1) * sizeof *pv->nums);
@@ -541,10 +553,10 @@ static int value_index(const param_values *pv, const char *t) {
 static void short_value(const char *v, char *buf, size_t n) {
     const char *slash = strrchr(v, '/');
     if (slash && slash[1]) v = slash + 1;
-    short_label(v, buf, n, 18);
+    short_label(v, buf, n, CATEGORY_CHARS);
 }
 
-static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, const char *slug, int k,
+static void param_chart(FILE *f, const cad_report_data *d, const cad_report_sweep *sw, const char *slug, int k,
                         double width) {
     const char *key = sw->swept_keys[k];
     param_values pv, other;
@@ -554,7 +566,7 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     memset(&other, 0, sizeof other);
     if (other_key) param_values_collect(d, sw, other_key, &other);
     /* more values of the other key than styles: one line, marginal over the other keys */
-    if (other_key && other.n > SVG_N_STYLES) {
+    if (other_key && other.n > CAD_SVG_N_STYLES) {
         param_values_free(&other);
         memset(&other, 0, sizeof other);
         other_key = NULL;
@@ -569,12 +581,12 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     } else {
         cats = malloc((size_t)pv.n * sizeof *cats);
         for (int i = 0; cats && i < pv.n; i++) {
-            cats[i] = malloc(64);
-            if (cats[i]) short_value(pv.texts[i], cats[i], 64);
+            cats[i] = malloc(CATEGORY_TEXT);
+            if (cats[i]) short_value(pv.texts[i], cats[i], CATEGORY_TEXT);
         }
     }
     for (int g = 0; g < d->n_groups; g++) {
-        const report_group *grp = &d->groups[g];
+        const cad_report_group *grp = &d->groups[g];
         if (strcmp(grp->sweep, sw->name)) continue;
         for (int i = 0; i < grp->n_runs; i++) {
             double v = d->runs[grp->runs[i]].val_bpb;
@@ -586,12 +598,12 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
             if (grp->bpb.mean + grp->bpb.std > hi) hi = grp->bpb.mean + grp->bpb.std;
         }
     }
-    char id[200], title[200], xl[200], sk[80];
+    char id[CHART_TEXT], title[CHART_TEXT], xl[CHART_TEXT], sk[KEY_SLUG_MAX];
     slug_of(key, sk, sizeof sk);
     snprintf(id, sizeof id, "%s-param-%s", slug, sk);
     snprintf(title, sizeof title, "val_bpb vs %s", key);
     snprintf(xl, sizeof xl, "%s%s", key, log_x ? " (log scale)" : "");
-    svg_plot p;
+    cad_svg_plot p;
     memset(&p, 0, sizeof p);
     p.f = f;
     p.id = id;
@@ -613,7 +625,7 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     p.y_hi = hi;
     int ref_line = sw->ref_group >= 0;
     for (int s = 0; s < n_series; s++) {
-        char lab[160], sv[64];
+        char lab[CAD_SVG_LABEL_MAX], sv[NUM_TEXT];
         if (other_key) {
             short_value(other.texts[s], sv, sizeof sv);
             snprintf(lab, sizeof lab, "%s=%s: seeds, mean ± std", other_key, sv);
@@ -622,15 +634,15 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
         } else {
             snprintf(lab, sizeof lab, "seeds (points), mean ± std (line, bars)");
         }
-        svg_plot_legend_add(&p, lab, s, SVG_LEGEND_LINE_POINT);
+        cad_svg_plot_legend_add(&p, lab, s, CAD_SVG_LEGEND_LINE_POINT);
     }
-    if (ref_line) svg_plot_legend_add(&p, "reference mean", 0, SVG_LEGEND_REFLINE);
+    if (ref_line) cad_svg_plot_legend_add(&p, "reference mean", 0, CAD_SVG_LEGEND_REFLINE);
     int any_invalid = 0;
     for (int g = 0; g < d->n_groups; g++)
         if (!strcmp(d->groups[g].sweep, sw->name) && d->groups[g].n_invalid) any_invalid = 1;
     if (any_invalid) snprintf(p.note, sizeof p.note, "hollow markers: runs over a budget (invalid)");
-    svg_plot_begin(&p);
-    if (ref_line) svg_plot_hline(&p, d->groups[sw->ref_group].bpb.mean, "ref", "#b2182b", "6 3");
+    cad_svg_plot_begin(&p);
+    if (ref_line) cad_svg_plot_hline(&p, d->groups[sw->ref_group].bpb.mean, "ref", "#b2182b", "6 3");
     int cap = d->n_runs + 1;
     double *vals = malloc((size_t)cap * sizeof *vals);
     double *mx = malloc((size_t)(pv.n + 1) * sizeof *mx), *my = malloc((size_t)(pv.n + 1) * sizeof *my);
@@ -644,32 +656,32 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
              * mean and ±std over them (one group when one key is swept, else the marginal) */
             int nv = 0;
             for (int g = 0; g < d->n_groups; g++) {
-                const report_group *grp = &d->groups[g];
+                const cad_report_group *grp = &d->groups[g];
                 if (strcmp(grp->sweep, sw->name)) continue;
                 double num;
                 if (value_index(&pv, group_value(d, grp, key, &num)) != i) continue;
                 if (other_key && value_index(&other, group_value(d, grp, other_key, &num)) != s) continue;
                 for (int r = 0; r < grp->n_runs; r++) {
-                    const report_run *run = &d->runs[grp->runs[r]];
+                    const cad_report_run *run = &d->runs[grp->runs[r]];
                     double px = x, py = run->val_bpb;
-                    svg_plot_points(&p, &px, &py, 1, s, 3.6, run->valid == 0);
+                    cad_svg_plot_points(&p, &px, &py, 1, s, 3.6, run->valid == 0);
                     if (nv < cap) vals[nv++] = run->val_bpb;
                 }
             }
             if (nv == 0) continue;
-            stats_summary sm;
-            stats_summarize(vals, nv, &sm);
-            if (isfinite(sm.std)) svg_plot_errorbar(&p, x, sm.mean - sm.std, sm.mean + sm.std, s);
+            cad_stats_summary sm;
+            cad_stats_summarize(vals, nv, &sm);
+            if (isfinite(sm.std)) cad_svg_plot_errorbar(&p, x, sm.mean - sm.std, sm.mean + sm.std, s);
             mx[nm] = x;
             my[nm] = sm.mean;
             nm++;
         }
-        svg_plot_line(&p, mx, my, nm, s, 2.2);
+        cad_svg_plot_line(&p, mx, my, nm, s, 2.2);
     }
     free(vals);
     free(mx);
     free(my);
-    svg_plot_end(&p);
+    cad_svg_plot_end(&p);
     if (cats) {
         for (int i = 0; i < pv.n; i++) free(cats[i]);
         free(cats);
@@ -678,7 +690,7 @@ static void param_chart(FILE *f, const report_data *d, const report_sweep *sw, c
     if (other_key) param_values_free(&other);
 }
 
-static void heatmap_chart(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+static void heatmap_chart(FILE *f, const cad_report_data *d, const cad_report_sweep *sw, const char *slug) {
     param_values xv, yv;
     param_values_collect(d, sw, sw->swept_keys[0], &xv);
     param_values_collect(d, sw, sw->swept_keys[1], &yv);
@@ -688,28 +700,28 @@ static void heatmap_chart(FILE *f, const report_data *d, const report_sweep *sw,
     char **xc = calloc((size_t)nx + 1, sizeof *xc), **yc = calloc((size_t)ny + 1, sizeof *yc);
     if (!vals || !notes || !xc || !yc) goto done;
     for (int i = 0; i < nx * ny; i++) vals[i] = NAN;
-    for (int i = 0; i < nx; i++) if ((xc[i] = malloc(64))) short_value(xv.texts[i], xc[i], 64);
-    for (int i = 0; i < ny; i++) if ((yc[i] = malloc(64))) short_value(yv.texts[i], yc[i], 64);
+    for (int i = 0; i < nx; i++) if ((xc[i] = malloc(CATEGORY_TEXT))) short_value(xv.texts[i], xc[i], CATEGORY_TEXT);
+    for (int i = 0; i < ny; i++) if ((yc[i] = malloc(CATEGORY_TEXT))) short_value(yv.texts[i], yc[i], CATEGORY_TEXT);
     for (int g = 0; g < d->n_groups; g++) {
-        const report_group *grp = &d->groups[g];
+        const cad_report_group *grp = &d->groups[g];
         if (strcmp(grp->sweep, sw->name)) continue;
         double num;
         int ix = value_index(&xv, group_value(d, grp, sw->swept_keys[0], &num));
         int iy = value_index(&yv, group_value(d, grp, sw->swept_keys[1], &num));
         if (ix < 0 || iy < 0) continue;
         vals[iy * nx + ix] = grp->bpb.mean;
-        if ((notes[iy * nx + ix] = malloc(48))) {
-            if (isfinite(grp->bpb.std)) snprintf(notes[iy * nx + ix], 48, "±%.4f n=%d", grp->bpb.std, grp->n_runs);
-            else snprintf(notes[iy * nx + ix], 48, "n=%d", grp->n_runs);
+        if ((notes[iy * nx + ix] = malloc(NUM_TEXT))) {
+            if (isfinite(grp->bpb.std)) snprintf(notes[iy * nx + ix], NUM_TEXT, "±%.4f n=%d", grp->bpb.std, grp->n_runs);
+            else snprintf(notes[iy * nx + ix], NUM_TEXT, "n=%d", grp->n_runs);
         }
     }
-    char id[200], title[200];
+    char id[CHART_TEXT], title[CHART_TEXT];
     snprintf(id, sizeof id, "%s-heatmap", slug);
     snprintf(title, sizeof title, "Mean val_bpb: %s × %s", sw->swept_keys[0], sw->swept_keys[1]);
-    svg_heatmap h = {f, id, title, sw->swept_keys[0], sw->swept_keys[1], "mean val_bpb", "%.4f",
+    cad_svg_heatmap h = {f, id, title, sw->swept_keys[0], sw->swept_keys[1], "mean val_bpb", "%.4f",
                      (const char *const *)xc, nx, (const char *const *)yc, ny, vals,
                      (const char *const *)notes, 1};
-    svg_heatmap_write(&h);
+    cad_svg_heatmap_write(&h);
 done:
     for (int i = 0; notes && i < nx * ny; i++) free(notes[i]);
     for (int i = 0; xc && i < nx; i++) free(xc[i]);
@@ -723,7 +735,7 @@ done:
 
 #define BAR_MAX_GROUPS 24 /* rows per bar chart: more is a wall, not a chart */
 
-static void bar_charts(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+static void bar_charts(FILE *f, const cad_report_data *d, const cad_report_sweep *sw, const char *slug) {
     int n = 0, n_all = 0;
     for (int g = 0; g < d->n_groups; g++) n_all += !strcmp(d->groups[g].sweep, sw->name);
     n = n_all < BAR_MAX_GROUPS ? n_all : BAR_MAX_GROUPS;
@@ -742,10 +754,10 @@ static void bar_charts(FILE *f, const report_data *d, const report_sweep *sw, co
         if (strcmp(d->groups[g].sweep, sw->name)) continue;
         /* the last slot goes to the reference when it is not among the best */
         int pick = (i == n - 1 && ref_here && !ref_shown) ? ref : g;
-        const report_group *grp = &d->groups[pick];
+        const cad_report_group *grp = &d->groups[pick];
         if (pick == ref) ref_shown = 1;
-        labels[i] = malloc(48);
-        if (labels[i]) short_label(grp->label, labels[i], 48, 30);
+        labels[i] = malloc(BAR_LABEL_TEXT);
+        if (labels[i]) short_label(grp->label, labels[i], BAR_LABEL_TEXT, BAR_LABEL_CHARS);
         mb[i] = grp->max_artifact_bytes / 1e6;
         secs[2 * i] = grp->max_train_ms / 1000;
         secs[2 * i + 1] = grp->max_eval_ms / 1000;
@@ -756,25 +768,25 @@ static void bar_charts(FILE *f, const report_data *d, const report_sweep *sw, co
     }
     int millions = tps_max >= 1e6;
     for (i = 0; i < n; i++) tps[i] /= millions ? 1e6 : 1e3;
-    char id[200];
+    char id[CHART_TEXT];
     snprintf(id, sizeof id, "%s-artifact", slug);
-    svg_hbar a = {f, id, "Artifact size per group (max over seeds)", "artifact = code + compressed model (MB, 10⁶ bytes)",
+    cad_svg_hbar a = {f, id, "Artifact size per group (max over seeds)", "artifact = code + compressed model (MB, 10⁶ bytes)",
                   (const char *const *)labels, n, mb, 1, NULL, 16.0, "16,000,000 bytes", "%.3f MB", 600};
-    svg_hbar_write(&a);
+    cad_svg_hbar_write(&a);
     static const char *const time_names[] = {"train", "eval"};
     snprintf(id, sizeof id, "%s-time", slug);
-    svg_hbar t = {f, id, "Wall-clock time per group (max over seeds)", "seconds",
+    cad_svg_hbar t = {f, id, "Wall-clock time per group (max over seeds)", "seconds",
                   (const char *const *)labels, n, secs, 2, time_names, 600, "600 s cap", "%.0f s", 600};
-    svg_hbar_write(&t);
+    cad_svg_hbar_write(&t);
     snprintf(id, sizeof id, "%s-step-time", slug);
-    svg_hbar s = {f, id, "Step time (mean over seeds)", "ms per training step",
+    cad_svg_hbar s = {f, id, "Step time (mean over seeds)", "ms per training step",
                   (const char *const *)labels, n, step, 1, NULL, 0, NULL, "%.1f ms", 600};
-    svg_hbar_write(&s);
+    cad_svg_hbar_write(&s);
     snprintf(id, sizeof id, "%s-tokens", slug);
-    svg_hbar k = {f, id, "Training throughput (mean over seeds)",
+    cad_svg_hbar k = {f, id, "Training throughput (mean over seeds)",
                   millions ? "million tokens per second" : "thousand tokens per second",
                   (const char *const *)labels, n, tps, 1, NULL, 0, NULL, millions ? "%.2f M/s" : "%.1f k/s", 600};
-    svg_hbar_write(&k);
+    cad_svg_hbar_write(&k);
 done:
     for (i = 0; labels && i < n; i++) free(labels[i]);
     free(labels); free(mb); free(secs); free(step); free(tps);
@@ -782,15 +794,15 @@ done:
 
 /* ---- run tables ------------------------------------------------------------------------- */
 
-static void runs_table(FILE *f, const report_data *d, const report_sweep *sw) {
+static void runs_table(FILE *f, const cad_report_data *d, const cad_report_sweep *sw) {
     fputs("<details><summary>Every run of this sweep (per seed)</summary>\n<table class=\"runs\"><thead><tr>"
           "<th>run</th><th>group</th><th class=\"num\">seed</th><th>status</th><th class=\"num\">val_bpb</th>"
           "<th class=\"num\">val_loss</th><th class=\"num\">pre-quant bpb</th><th class=\"num\">artifact bytes</th>"
           "<th class=\"num\">train s</th><th class=\"num\">eval s</th><th class=\"num\">steps</th><th>valid</th></tr></thead><tbody>\n", f);
     for (int i = 0; i < d->n_runs; i++) {
-        const report_run *r = &d->runs[i];
+        const cad_report_run *r = &d->runs[i];
         if (strcmp(r->sweep ? r->sweep : "", sw->name)) continue;
-        char b[64];
+        char b[NUM_TEXT];
         fputs("<tr><td><code>", f);
         esc(f, r->run_id);
         fputs("</code> ", f);
@@ -809,12 +821,12 @@ static void runs_table(FILE *f, const report_data *d, const report_sweep *sw) {
         td_num(f, "", b);
         snprintf(b, sizeof b, isfinite(r->prequant_val_bpb) ? "%.5f" : "–", r->prequant_val_bpb);
         td_num(f, "", b);
-        report_fmt_bytes(b, sizeof b, r->artifact_bytes);
-        td_num(f, r->artifact_bytes > STATS_BUDGET_BYTES ? "bad" : "", b);
+        cad_report_fmt_bytes(b, sizeof b, r->artifact_bytes);
+        td_num(f, r->artifact_bytes > CAD_STATS_BUDGET_BYTES ? "bad" : "", b);
         snprintf(b, sizeof b, isfinite(r->train_ms) ? "%.1f" : "–", r->train_ms / 1000);
-        td_num(f, r->train_ms > STATS_BUDGET_MS ? "bad" : "", b);
+        td_num(f, r->train_ms > CAD_STATS_BUDGET_MS ? "bad" : "", b);
         snprintf(b, sizeof b, isfinite(r->eval_ms) ? "%.1f" : "–", r->eval_ms / 1000);
-        td_num(f, r->eval_ms > STATS_BUDGET_MS ? "bad" : "", b);
+        td_num(f, r->eval_ms > CAD_STATS_BUDGET_MS ? "bad" : "", b);
         snprintf(b, sizeof b, isfinite(r->steps) ? "%.0f" : "–", r->steps);
         td_num(f, "", b);
         fprintf(f, "<td>%s%s</td></tr>\n",
@@ -824,10 +836,10 @@ static void runs_table(FILE *f, const report_data *d, const report_sweep *sw) {
     fputs("</tbody></table></details>\n", f);
 }
 
-static void failures_table(FILE *f, const report_data *d, const report_sweep *sw, const char *slug) {
+static void failures_table(FILE *f, const cad_report_data *d, const cad_report_sweep *sw, const char *slug) {
     int n = 0;
     for (int i = 0; i < d->n_runs; i++) {
-        const report_run *r = &d->runs[i];
+        const cad_report_run *r = &d->runs[i];
         if (!strcmp(r->sweep ? r->sweep : "", sw->name) &&
             (!strcmp(r->status, "failed") || !strcmp(r->status, "interrupted") || !strcmp(r->status, "cancelled")))
             n++;
@@ -840,7 +852,7 @@ static void failures_table(FILE *f, const report_data *d, const report_sweep *sw
     fprintf(f, "<table class=\"failures\" id=\"failures-%s\"><thead><tr><th>run</th><th>status</th><th class=\"num\">attempts</th>"
                "<th class=\"num\">seed</th><th>ended</th><th style=\"width:55%%\">error (last lines)</th></tr></thead><tbody>\n", slug);
     for (int i = 0; i < d->n_runs; i++) {
-        const report_run *r = &d->runs[i];
+        const cad_report_run *r = &d->runs[i];
         if (strcmp(r->sweep ? r->sweep : "", sw->name) ||
             !(!strcmp(r->status, "failed") || !strcmp(r->status, "interrupted") || !strcmp(r->status, "cancelled")))
             continue;
@@ -870,9 +882,9 @@ static void failures_table(FILE *f, const report_data *d, const report_sweep *sw
 
 /* ---- page -------------------------------------------------------------------------------- */
 
-static int sweep_section(FILE *f, sqlite3 *db, const report_data *d, const report_sweep *sw,
-                         const report_html_options *o, cad_err *e) {
-    char slug[160];
+static int sweep_section(FILE *f, cad_db *db, const cad_report_data *d, const cad_report_sweep *sw,
+                         const cad_report_html_options *o, cad_err *e) {
+    char slug[SLUG_MAX];
     slug_of(sw->name, slug, sizeof slug);
     fprintf(f, "<section class=\"sweep\" id=\"sweep-%s\">\n<h2>Sweep ", slug);
     esc(f, sw->name[0] ? sw->name : "(runs outside any sweep)");
@@ -915,7 +927,7 @@ static int sweep_section(FILE *f, sqlite3 *db, const report_data *d, const repor
     return CAD_OK;
 }
 
-int report_html_write(sqlite3 *db, const report_data *d, const report_html_options *o, FILE *f, cad_err *e) {
+int cad_report_html_write(cad_db *db, const cad_report_data *d, const cad_report_html_options *o, FILE *f, cad_err *e) {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>caddie report", f);
     for (int s = 0; s < d->n_sweeps && s < 4; s++) {

@@ -12,24 +12,24 @@
 
 #include <math.h>
 
-double stats_mean(const double *x, int n) {
+double cad_stats_mean(const double *x, int n) {
     if (n <= 0) return NAN;
     double s = 0;
     for (int i = 0; i < n; i++) s += x[i];
     return s / n;
 }
 
-double stats_std(const double *x, int n) {
+double cad_stats_std(const double *x, int n) {
     if (n < 2) return NAN;
-    double m = stats_mean(x, n), ss = 0;
+    double m = cad_stats_mean(x, n), ss = 0;
     for (int i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
     return sqrt(ss / (n - 1));
 }
 
-void stats_summarize(const double *x, int n, stats_summary *out) {
+void cad_stats_summarize(const double *x, int n, cad_stats_summary *out) {
     out->n = n;
-    out->mean = stats_mean(x, n);
-    out->std = stats_std(x, n);
+    out->mean = cad_stats_mean(x, n);
+    out->std = cad_stats_std(x, n);
     out->min = n > 0 ? x[0] : NAN;
     out->max = n > 0 ? x[0] : NAN;
     for (int i = 1; i < n; i++) {
@@ -106,7 +106,7 @@ static double betainc_xy(double a, double b, double x, double y) {
     return front * betainc_cf(a, b, x) / a;
 }
 
-double stats_betainc(double a, double b, double x) {
+double cad_stats_betainc(double a, double b, double x) {
     if (!(a > 0) || !(b > 0) || !(x >= 0) || !(x <= 1)) return NAN;
     return betainc_xy(a, b, x, 1 - x);
 }
@@ -120,44 +120,44 @@ static double t_upper_tail_abs(double t, double df) {
     return 0.5 * betainc_xy(df / 2, 0.5, 1 / (1 + r), r / (1 + r));
 }
 
-double stats_t_sf(double t, double df) {
+double cad_stats_t_sf(double t, double df) {
     if (isnan(t) || !(df > 0)) return NAN;
     if (t == 0) return 0.5;
     double tail = t_upper_tail_abs(t, df);
     return t > 0 ? tail : 1 - tail;
 }
 
-double stats_t_cdf(double t, double df) {
+double cad_stats_t_cdf(double t, double df) {
     if (isnan(t) || !(df > 0)) return NAN;
     if (t == 0) return 0.5;
     double tail = t_upper_tail_abs(t, df);
     return t > 0 ? 1 - tail : tail;
 }
 
-double stats_t_quantile(double p, double df) {
+double cad_stats_t_quantile(double p, double df) {
     if (!(p > 0) || !(p < 1) || !(df > 0)) return NAN;
     if (p == 0.5) return 0;
     /* Solve in the tail that holds p so that small p keep full relative precision. */
     int upper = p > 0.5;
     double q = upper ? 1 - p : p; /* target lower-tail probability of -|t| */
     double lo = 0, hi = 1;
-    while (stats_t_cdf(-hi, df) > q && hi < 1e300) hi *= 2;
+    while (cad_stats_t_cdf(-hi, df) > q && hi < 1e300) hi *= 2;
     for (int i = 0; i < 2000 && hi - lo > 1e-15 * hi; i++) {
         double mid = 0.5 * (lo + hi);
-        if (stats_t_cdf(-mid, df) > q) lo = mid;
+        if (cad_stats_t_cdf(-mid, df) > q) lo = mid;
         else hi = mid;
     }
     double t = 0.5 * (lo + hi);
     return upper ? t : -t;
 }
 
-double stats_ci_halfwidth(double std, int n, double level) {
+double cad_stats_ci_halfwidth(double std, int n, double level) {
     if (n < 2 || !isfinite(std) || !(level > 0) || !(level < 1)) return NAN;
-    return stats_t_quantile(0.5 + level / 2, n - 1) * std / sqrt((double)n);
+    return cad_stats_t_quantile(0.5 + level / 2, n - 1) * std / sqrt((double)n);
 }
 
-void stats_welch_from_summary(const stats_summary *a, const stats_summary *b, double margin,
-                              stats_welch *out) {
+void cad_stats_welch_from_summary(const cad_stats_summary *a, const cad_stats_summary *b, double margin,
+                              cad_stats_welch *out) {
     out->ok = 0;
     out->delta = a->mean - b->mean;
     out->se = out->t = out->df = out->p = NAN;
@@ -177,18 +177,18 @@ void stats_welch_from_summary(const stats_summary *a, const stats_summary *b, do
     if (va > 0) den += va * va / (a->n - 1);
     if (vb > 0) den += vb * vb / (b->n - 1);
     out->df = (va + vb) * (va + vb) / den;
-    out->p = stats_t_cdf(out->t, out->df);
+    out->p = cad_stats_t_cdf(out->t, out->df);
 }
 
-void stats_welch_test(const double *a, int na, const double *b, int nb, double margin,
-                      stats_welch *out) {
-    stats_summary sa, sb;
-    stats_summarize(a, na, &sa);
-    stats_summarize(b, nb, &sb);
-    stats_welch_from_summary(&sa, &sb, margin, out);
+void cad_stats_welch_test(const double *a, int na, const double *b, int nb, double margin,
+                      cad_stats_welch *out) {
+    cad_stats_summary sa, sb;
+    cad_stats_summarize(a, na, &sa);
+    cad_stats_summarize(b, nb, &sb);
+    cad_stats_welch_from_summary(&sa, &sb, margin, out);
 }
 
-int stats_seeds_needed(double delta, double margin, double std_a, double std_b, double alpha,
+int cad_stats_seeds_needed(double delta, double margin, double std_a, double std_b, double alpha,
                        int max_n) {
     double effect = delta - margin;
     if (!(effect > 0) || !isfinite(std_a) || !isfinite(std_b)) return 0;
@@ -198,7 +198,7 @@ int stats_seeds_needed(double delta, double margin, double std_a, double std_b, 
         double se = sqrt((sa2 + sb2) / n);
         /* Welch–Satterthwaite with equal n: (n-1)(sa²+sb²)² / (sa⁴+sb⁴) */
         double df = (n - 1) * (sa2 + sb2) * (sa2 + sb2) / (sa2 * sa2 + sb2 * sb2);
-        if (effect / se >= stats_t_quantile(1 - alpha, df)) return n;
+        if (effect / se >= cad_stats_t_quantile(1 - alpha, df)) return n;
     }
     return 0;
 }

@@ -24,56 +24,56 @@
 #define CADDIE_REPORTS_STATS_H
 
 /* The challenge's constants, in one place. */
-#define STATS_BAR_NATS 0.005        /* record bar: improvement in val_loss nats */
-#define STATS_BAR_ALPHA 0.01        /* ... at one-sided p < 0.01 */
-#define STATS_FRONTIER_ALPHA 0.25   /* later frontier rule: Welch p < 0.25 vs previous best */
-#define STATS_BUDGET_BYTES 16000000 /* code + compressed model, decimal bytes */
-#define STATS_BUDGET_MS 600000      /* train and eval wall-clock caps, each */
+#define CAD_STATS_BAR_NATS 0.005        /* record bar: improvement in val_loss nats */
+#define CAD_STATS_BAR_ALPHA 0.01        /* ... at one-sided p < 0.01 */
+#define CAD_STATS_FRONTIER_ALPHA 0.25   /* later frontier rule: Welch p < 0.25 vs previous best */
+#define CAD_STATS_BUDGET_BYTES 16000000 /* code + compressed model, decimal bytes */
+#define CAD_STATS_BUDGET_MS 600000      /* train and eval wall-clock caps, each */
 
 /* Summary of one sample (NaN inputs must be filtered out by the caller). */
-typedef struct stats_summary {
+typedef struct cad_stats_summary {
     int n;
     double mean;
     double std; /* sample std, ddof=1; NaN when n < 2 */
     double min, max;
-} stats_summary;
+} cad_stats_summary;
 
-void stats_summarize(const double *x, int n, stats_summary *out);
-double stats_mean(const double *x, int n);  /* NaN when n == 0 */
-double stats_std(const double *x, int n);   /* ddof=1; NaN when n < 2 */
+void cad_stats_summarize(const double *x, int n, cad_stats_summary *out);
+double cad_stats_mean(const double *x, int n);  /* NaN when n == 0 */
+double cad_stats_std(const double *x, int n);   /* ddof=1; NaN when n < 2 */
 
 /* Regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1 (continued fraction,
  * modified Lentz). NaN outside the domain. */
-double stats_betainc(double a, double b, double x);
+double cad_stats_betainc(double a, double b, double x);
 
 /* Student t with df > 0 degrees of freedom (non-integer allowed; df = INFINITY is the
  * normal distribution). cdf = P(T <= t), sf = P(T > t) computed without cancellation. */
-double stats_t_cdf(double t, double df);
-double stats_t_sf(double t, double df);
-/* Inverse CDF: the t with P(T <= t) = p, 0 < p < 1, by bisection on stats_t_cdf. */
-double stats_t_quantile(double p, double df);
+double cad_stats_t_cdf(double t, double df);
+double cad_stats_t_sf(double t, double df);
+/* Inverse CDF: the t with P(T <= t) = p, 0 < p < 1, by bisection on cad_stats_t_cdf. */
+double cad_stats_t_quantile(double p, double df);
 
 /* Two-sided confidence interval half-width for the mean: t_{(1+level)/2, n-1} * std/sqrt(n).
  * NaN when n < 2. */
-double stats_ci_halfwidth(double std, int n, double level);
+double cad_stats_ci_halfwidth(double std, int n, double level);
 
 /* One-sided Welch test of H1: mean(b) - mean(a) > margin. */
-typedef struct stats_welch {
+typedef struct cad_stats_welch {
     int ok;       /* 0 when a test is impossible (a sample has < 2 values); fields NaN */
     double delta; /* mean(a) - mean(b): negative = a is better */
     double se;    /* sqrt(var_a/n_a + var_b/n_b) */
     double t;     /* (delta + margin) / se; -INF/+INF/NaN when se == 0 */
     double df;    /* Welch–Satterthwaite */
     double p;     /* one-sided p-value */
-} stats_welch;
+} cad_stats_welch;
 
 /* Fills *out; when se == 0 (every seed identical in both samples) the p-value is 0 when
  * the shifted difference favours a, 1 otherwise (a deterministic difference). */
-void stats_welch_test(const double *a, int na, const double *b, int nb, double margin,
-                      stats_welch *out);
+void cad_stats_welch_test(const double *a, int na, const double *b, int nb, double margin,
+                      cad_stats_welch *out);
 /* Same from summaries (mean, std, n): what the tables use once per-group values exist. */
-void stats_welch_from_summary(const stats_summary *a, const stats_summary *b, double margin,
-                              stats_welch *out);
+void cad_stats_welch_from_summary(const cad_stats_summary *a, const cad_stats_summary *b, double margin,
+                              cad_stats_welch *out);
 
 /* Seeds per group (same n for both) so that, if the true improvement is `delta` and the
  * seed std of the two groups is std_a, std_b, the expected t statistic
@@ -81,7 +81,7 @@ void stats_welch_from_summary(const stats_summary *a, const stats_summary *b, do
  * t_{1-alpha}(df_Welch(n)) — i.e. the median p-value is below alpha. Returns the smallest
  * such n >= 2, 0 when no n <= max_n suffices (delta <= margin, or too noisy), and 2 when
  * both stds are 0 and delta > margin. */
-int stats_seeds_needed(double delta, double margin, double std_a, double std_b, double alpha,
+int cad_stats_seeds_needed(double delta, double margin, double std_a, double std_b, double alpha,
                        int max_n);
 
 #endif

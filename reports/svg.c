@@ -21,7 +21,7 @@
 
 /* Neighbouring styles differ in lightness (dark navy, light orange, mid green, ...), dash and
  * marker, so a greyscale print still tells them apart. */
-static const svg_style styles[SVG_N_STYLES] = {
+static const cad_svg_style styles[CAD_SVG_N_STYLES] = {
     {"#1f3a93", "", 0},          /* dark blue, solid, circle */
     {"#e69f00", "8 4", 1},       /* light orange, dashed, square */
     {"#1b9e5a", "2 3", 2},       /* mid green, dotted, triangle */
@@ -32,12 +32,12 @@ static const svg_style styles[SVG_N_STYLES] = {
     {"#111111", "4 2 1 2", 7},   /* black, dash-dot-dot, star */
 };
 
-const svg_style *svg_style_get(int i) {
+const cad_svg_style *cad_svg_style_get(int i) {
     if (i < 0) i = -i;
-    return &styles[i % SVG_N_STYLES];
+    return &styles[i % CAD_SVG_N_STYLES];
 }
 
-void svg_write_escaped(FILE *f, const char *s) {
+void cad_svg_write_escaped(FILE *f, const char *s) {
     if (!s) return;
     for (; *s; s++) {
         switch (*s) {
@@ -61,7 +61,7 @@ static double nice_step(double range, int max_ticks) {
     return m * mag;
 }
 
-int svg_ticks_linear(double lo, double hi, int max_ticks, double *ticks) {
+int cad_svg_ticks_linear(double lo, double hi, int max_ticks, double *ticks) {
     if (!isfinite(lo) || !isfinite(hi) || max_ticks < 1) return 0;
     if (hi < lo) {
         double t = lo;
@@ -80,7 +80,7 @@ int svg_ticks_linear(double lo, double hi, int max_ticks, double *ticks) {
     return n > max_ticks ? max_ticks : n;
 }
 
-int svg_ticks_log(double lo, double hi, int max_ticks, double *ticks) {
+int cad_svg_ticks_log(double lo, double hi, int max_ticks, double *ticks) {
     if (!(lo > 0) || !(hi >= lo) || max_ticks < 1) return 0;
     int d0 = (int)floor(log10(lo)), d1 = (int)ceil(log10(hi));
     const double mult_all[] = {1, 2, 5};
@@ -99,7 +99,7 @@ int svg_ticks_log(double lo, double hi, int max_ticks, double *ticks) {
     }
 }
 
-void svg_format_thousands(char *buf, size_t n, long long v) {
+void cad_svg_format_thousands(char *buf, size_t n, long long v) {
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%lld", v < 0 ? -v : v);
     size_t len = strlen(tmp), o = 0;
@@ -113,7 +113,7 @@ void svg_format_thousands(char *buf, size_t n, long long v) {
     snprintf(buf, n, "%s", out);
 }
 
-void svg_format_tick(char *buf, size_t n, double v, double step) {
+void cad_svg_format_tick(char *buf, size_t n, double v, double step) {
     if (!isfinite(v)) {
         snprintf(buf, n, "–");
         return;
@@ -126,7 +126,7 @@ void svg_format_tick(char *buf, size_t n, double v, double step) {
     if (step > 0 && step < 1) decimals = (int)ceil(-log10(step) - 1e-9);
     if (step <= 0 && fabs(v) < 1) decimals = 3;
     if (decimals > 8) decimals = 8;
-    if (decimals == 0 && fabs(v) >= 10000) svg_format_thousands(buf, n, llround(v));
+    if (decimals == 0 && fabs(v) >= 10000) cad_svg_format_thousands(buf, n, llround(v));
     else snprintf(buf, n, "%.*f", decimals, v);
 }
 
@@ -137,10 +137,10 @@ void svg_format_tick(char *buf, size_t n, double v, double step) {
 static void svg_open(FILE *f, const char *cls, const char *id, const char *title, double width,
                      double height) {
     fprintf(f, "<svg class=\"%s\" id=\"", cls);
-    svg_write_escaped(f, id);
+    cad_svg_write_escaped(f, id);
     fprintf(f, "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
             width, height, width, height);
-    svg_write_escaped(f, title);
+    cad_svg_write_escaped(f, title);
     fprintf(f, "\" " FONT ">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n");
 }
 
@@ -149,7 +149,7 @@ static void text_at(FILE *f, double x, double y, const char *anchor, int size, c
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\" fill=\"" TEXT_COLOR
                "\" %s>",
             x, y, anchor, size, extra ? extra : "");
-    svg_write_escaped(f, s);
+    cad_svg_write_escaped(f, s);
     fputs("</text>\n", f);
 }
 
@@ -201,12 +201,12 @@ static void marker_write(FILE *f, double x, double y, double r, int kind, const 
 
 /* ---- legend ----------------------------------------------------------------------------- */
 
-static double legend_item_width(const svg_legend_item *it) {
+static double legend_item_width(const cad_svg_legend_item *it) {
     return 34 + CHAR_W * (double)strlen(it->label) + 18;
 }
 
 /* Rows needed to lay the legend out in `avail` px. */
-static int legend_rows(const svg_legend_item *items, int n, double avail) {
+static int legend_rows(const cad_svg_legend_item *items, int n, double avail) {
     if (n == 0) return 0;
     int rows = 1;
     double x = 0;
@@ -221,34 +221,34 @@ static int legend_rows(const svg_legend_item *items, int n, double avail) {
     return rows;
 }
 
-static void legend_write(FILE *f, const svg_legend_item *items, int n, double x0, double y0,
+static void legend_write(FILE *f, const cad_svg_legend_item *items, int n, double x0, double y0,
                          double avail) {
     fputs("<g class=\"legend\">\n", f);
     double x = 0, y = y0;
     for (int i = 0; i < n; i++) {
-        const svg_legend_item *it = &items[i];
+        const cad_svg_legend_item *it = &items[i];
         double w = legend_item_width(it);
         if (x > 0 && x + w > avail) {
             x = 0;
             y += 20;
         }
-        const svg_style *s = svg_style_get(it->style);
+        const cad_svg_style *s = cad_svg_style_get(it->style);
         double lx = x0 + x, ly = y;
         switch (it->kind) {
-        case SVG_LEGEND_BAND:
+        case CAD_SVG_LEGEND_BAND:
             fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"26\" height=\"10\" fill=\"%s\" fill-opacity=\"0.22\" stroke=\"%s\" stroke-opacity=\"0.4\"/>\n",
                     lx, ly - 5, s->color, s->color);
             break;
-        case SVG_LEGEND_REFLINE:
+        case CAD_SVG_LEGEND_REFLINE:
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#b2182b\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/>\n",
                     lx, ly, lx + 26, ly);
             break;
-        case SVG_LEGEND_POINT: marker_write(f, lx + 13, ly, 4.5, s->marker, s->color, 0); break;
-        case SVG_LEGEND_LINE:
-        case SVG_LEGEND_LINE_POINT:
+        case CAD_SVG_LEGEND_POINT: marker_write(f, lx + 13, ly, 4.5, s->marker, s->color, 0); break;
+        case CAD_SVG_LEGEND_LINE:
+        case CAD_SVG_LEGEND_LINE_POINT:
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.4\" stroke-dasharray=\"%s\"/>\n",
                     lx, ly, lx + 26, ly, s->color, s->dash);
-            if (it->kind == SVG_LEGEND_LINE_POINT) marker_write(f, lx + 13, ly, 4, s->marker, s->color, 0);
+            if (it->kind == CAD_SVG_LEGEND_LINE_POINT) marker_write(f, lx + 13, ly, 4, s->marker, s->color, 0);
             break;
         }
         text_at(f, lx + 32, ly + 4.5, "start", 12, NULL, it->label);
@@ -264,7 +264,7 @@ static double axis_pos(double v, double lo, double hi, int log_axis) {
     return (v - lo) / (hi - lo);
 }
 
-double svg_plot_px_x(const svg_plot *p, double x) {
+double cad_svg_plot_px_x(const cad_svg_plot *p, double x) {
     if (p->log_x && !(x > 0)) x = p->x_lo;
     double t = axis_pos(x, p->x_lo, p->x_hi, p->log_x);
     if (t < 0) t = 0;
@@ -272,7 +272,7 @@ double svg_plot_px_x(const svg_plot *p, double x) {
     return p->px_left + t * (p->px_right - p->px_left);
 }
 
-double svg_plot_px_y(const svg_plot *p, double y) {
+double cad_svg_plot_px_y(const cad_svg_plot *p, double y) {
     /* values far outside are pulled in only enough to stay finite: the clip path cuts them */
     double t = axis_pos(y, p->y_lo, p->y_hi, 0);
     if (t < -2) t = -2;
@@ -280,9 +280,9 @@ double svg_plot_px_y(const svg_plot *p, double y) {
     return p->px_bottom - t * (p->px_bottom - p->px_top);
 }
 
-void svg_plot_legend_add(svg_plot *p, const char *label, int style, svg_legend_kind kind) {
-    if (p->n_legend >= SVG_MAX_LEGEND) return;
-    svg_legend_item *it = &p->legend[p->n_legend++];
+void cad_svg_plot_legend_add(cad_svg_plot *p, const char *label, int style, cad_svg_legend_kind kind) {
+    if (p->n_legend >= CAD_SVG_MAX_LEGEND) return;
+    cad_svg_legend_item *it = &p->legend[p->n_legend++];
     snprintf(it->label, sizeof it->label, "%s", label);
     it->style = style;
     it->kind = kind;
@@ -314,7 +314,7 @@ static void range_fix(double *lo, double *hi, int log_axis) {
     *hi = ceil(*hi / step - 1e-9) * step;
 }
 
-void svg_plot_begin(svg_plot *p) {
+void cad_svg_plot_begin(cad_svg_plot *p) {
     FILE *f = p->f;
     if (p->width <= 0) p->width = 560;
     if (p->x_cats) {
@@ -349,13 +349,13 @@ void svg_plot_begin(svg_plot *p) {
 
     /* y grid + ticks */
     double ticks[64];
-    int nt = svg_ticks_linear(p->y_lo, p->y_hi, 7, ticks);
+    int nt = cad_svg_ticks_linear(p->y_lo, p->y_hi, 7, ticks);
     double ystep = nt > 1 ? ticks[1] - ticks[0] : 0;
     fputs("<g class=\"axis y\">\n", f);
     for (int i = 0; i < nt; i++) {
-        double y = svg_plot_px_y(p, ticks[i]);
+        double y = cad_svg_plot_px_y(p, ticks[i]);
         char lab[48];
-        svg_format_tick(lab, sizeof lab, ticks[i], ystep);
+        cad_svg_format_tick(lab, sizeof lab, ticks[i], ystep);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"" GRID_COLOR "\"/>\n",
                 p->px_left, p->px_right, y, y);
         text_at(f, p->px_left - 6, y + 4, "end", 12, NULL, lab);
@@ -364,7 +364,7 @@ void svg_plot_begin(svg_plot *p) {
     /* x grid + ticks */
     if (p->x_cats) {
         for (int i = 0; i < p->n_cats; i++) {
-            double x = svg_plot_px_x(p, i);
+            double x = cad_svg_plot_px_x(p, i);
             fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"" GRID_COLOR "\"/>\n",
                     x, x, p->px_top, p->px_bottom);
             if (rotate) {
@@ -376,12 +376,12 @@ void svg_plot_begin(svg_plot *p) {
             }
         }
     } else {
-        nt = p->log_x ? svg_ticks_log(p->x_lo, p->x_hi, 8, ticks) : svg_ticks_linear(p->x_lo, p->x_hi, 7, ticks);
+        nt = p->log_x ? cad_svg_ticks_log(p->x_lo, p->x_hi, 8, ticks) : cad_svg_ticks_linear(p->x_lo, p->x_hi, 7, ticks);
         double xstep = nt > 1 ? ticks[1] - ticks[0] : 0;
         for (int i = 0; i < nt; i++) {
-            double x = svg_plot_px_x(p, ticks[i]);
+            double x = cad_svg_plot_px_x(p, ticks[i]);
             char lab[48];
-            svg_format_tick(lab, sizeof lab, ticks[i], p->log_x ? ticks[i] : xstep);
+            cad_svg_format_tick(lab, sizeof lab, ticks[i], p->log_x ? ticks[i] : xstep);
             fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"" GRID_COLOR "\"/>\n",
                     x, x, p->px_top, p->px_bottom);
             text_at(f, x, p->px_bottom + 17, "middle", 12, NULL, lab);
@@ -399,15 +399,15 @@ void svg_plot_begin(svg_plot *p) {
     text_at(f, 16, (p->px_top + p->px_bottom) / 2, "middle", 13, tr, p->y_label);
     /* clip series to the plot box */
     fprintf(f, "<clipPath id=\"");
-    svg_write_escaped(f, p->id);
+    cad_svg_write_escaped(f, p->id);
     fprintf(f, "-clip\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n<g clip-path=\"url(#",
             p->px_left - 8, p->px_top - 8, p->px_right - p->px_left + 16, p->px_bottom - p->px_top + 16);
-    svg_write_escaped(f, p->id);
+    cad_svg_write_escaped(f, p->id);
     fputs("-clip)\">\n", f);
 }
 
-void svg_plot_line(svg_plot *p, const double *x, const double *y, int n, int style, double width) {
-    const svg_style *s = svg_style_get(style);
+void cad_svg_plot_line(cad_svg_plot *p, const double *x, const double *y, int n, int style, double width) {
+    const cad_svg_style *s = cad_svg_style_get(style);
     int open = 0;
     for (int i = 0; i < n; i++) {
         if (!isfinite(x[i]) || !isfinite(y[i]) || (p->log_x && !(x[i] > 0))) {
@@ -417,7 +417,7 @@ void svg_plot_line(svg_plot *p, const double *x, const double *y, int n, int sty
         }
         if (!open) fprintf(p->f, "<path class=\"series\" d=\"M");
         else fputc('L', p->f);
-        fprintf(p->f, "%.1f %.1f", svg_plot_px_x(p, x[i]), svg_plot_px_y(p, y[i]));
+        fprintf(p->f, "%.1f %.1f", cad_svg_plot_px_x(p, x[i]), cad_svg_plot_px_y(p, y[i]));
         open = 1;
     }
     if (open)
@@ -425,9 +425,9 @@ void svg_plot_line(svg_plot *p, const double *x, const double *y, int n, int sty
                 s->color, width, s->dash);
 }
 
-void svg_plot_band(svg_plot *p, const double *x, const double *lo, const double *hi, int n,
+void cad_svg_plot_band(cad_svg_plot *p, const double *x, const double *lo, const double *hi, int n,
                    int style) {
-    const svg_style *s = svg_style_get(style);
+    const cad_svg_style *s = cad_svg_style_get(style);
     int i = 0;
     while (i < n) {
         while (i < n && !(isfinite(x[i]) && isfinite(lo[i]) && isfinite(hi[i]))) i++;
@@ -436,47 +436,47 @@ void svg_plot_band(svg_plot *p, const double *x, const double *lo, const double 
         if (j - i >= 2) {
             fprintf(p->f, "<path class=\"band\" d=\"");
             for (int k = i; k < j; k++)
-                fprintf(p->f, "%c%.1f %.1f", k == i ? 'M' : 'L', svg_plot_px_x(p, x[k]), svg_plot_px_y(p, hi[k]));
+                fprintf(p->f, "%c%.1f %.1f", k == i ? 'M' : 'L', cad_svg_plot_px_x(p, x[k]), cad_svg_plot_px_y(p, hi[k]));
             for (int k = j - 1; k >= i; k--)
-                fprintf(p->f, "L%.1f %.1f", svg_plot_px_x(p, x[k]), svg_plot_px_y(p, lo[k]));
+                fprintf(p->f, "L%.1f %.1f", cad_svg_plot_px_x(p, x[k]), cad_svg_plot_px_y(p, lo[k]));
             fprintf(p->f, "Z\" fill=\"%s\" fill-opacity=\"0.18\" stroke=\"none\"/>\n", s->color);
         }
         i = j;
     }
 }
 
-void svg_plot_points(svg_plot *p, const double *x, const double *y, int n, int style, double size,
+void cad_svg_plot_points(cad_svg_plot *p, const double *x, const double *y, int n, int style, double size,
                      int hollow) {
-    const svg_style *s = svg_style_get(style);
+    const cad_svg_style *s = cad_svg_style_get(style);
     for (int i = 0; i < n; i++) {
         if (!isfinite(x[i]) || !isfinite(y[i])) continue;
-        marker_write(p->f, svg_plot_px_x(p, x[i]), svg_plot_px_y(p, y[i]), size, s->marker, s->color, hollow);
+        marker_write(p->f, cad_svg_plot_px_x(p, x[i]), cad_svg_plot_px_y(p, y[i]), size, s->marker, s->color, hollow);
     }
 }
 
-void svg_plot_errorbar(svg_plot *p, double x, double y_lo, double y_hi, int style) {
+void cad_svg_plot_errorbar(cad_svg_plot *p, double x, double y_lo, double y_hi, int style) {
     if (!isfinite(x) || !isfinite(y_lo) || !isfinite(y_hi)) return;
-    const svg_style *s = svg_style_get(style);
-    double px = svg_plot_px_x(p, x), a = svg_plot_px_y(p, y_lo), b = svg_plot_px_y(p, y_hi);
+    const cad_svg_style *s = cad_svg_style_get(style);
+    double px = cad_svg_plot_px_x(p, x), a = cad_svg_plot_px_y(p, y_lo), b = cad_svg_plot_px_y(p, y_hi);
     fprintf(p->f, "<path class=\"errorbar\" d=\"M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f\" stroke=\"%s\" stroke-width=\"1.6\" fill=\"none\"/>\n",
             px, a, px, b, px - 5, a, px + 5, a, px - 5, b, px + 5, b, s->color);
 }
 
-void svg_plot_hline(svg_plot *p, double y, const char *label, const char *color, const char *dash) {
+void cad_svg_plot_hline(cad_svg_plot *p, double y, const char *label, const char *color, const char *dash) {
     if (!isfinite(y)) return;
-    double py = svg_plot_px_y(p, y);
+    double py = cad_svg_plot_px_y(p, y);
     fprintf(p->f, "<line class=\"refline\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.6\" stroke-dasharray=\"%s\"/>\n",
             p->px_left, p->px_right, py, py, color, dash ? dash : "");
     if (label && *label) {
         char extra[64];
         snprintf(extra, sizeof extra, "fill=\"%s\"", color);
         fprintf(p->f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\" %s>", p->px_right - 4, py - 5, extra);
-        svg_write_escaped(p->f, label);
+        cad_svg_write_escaped(p->f, label);
         fputs("</text>\n", p->f);
     }
 }
 
-void svg_plot_end(svg_plot *p) {
+void cad_svg_plot_end(cad_svg_plot *p) {
     fputs("</g>\n", p->f); /* clip group */
     int rotate_extra = 0;
     if (p->x_cats) {
@@ -511,7 +511,7 @@ static void ramp_color(double t, char *buf, size_t n) {
     snprintf(buf, n, "#%02x%02x%02x", c[0], c[1], c[2]);
 }
 
-void svg_heatmap_write(const svg_heatmap *h) {
+void cad_svg_heatmap_write(const cad_svg_heatmap *h) {
     FILE *f = h->f;
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < h->nx * h->ny; i++)
@@ -553,7 +553,7 @@ void svg_heatmap_write(const svg_heatmap *h) {
             double ty = y + cell_h / 2 + ((notes && notes[iy * h->nx + ix]) ? 0 : 5);
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"%d\" font-weight=\"600\" fill=\"%s\">",
                     x + cell_w / 2, ty, cell_w >= 80 ? 13 : 11, ink);
-            svg_write_escaped(f, txt);
+            cad_svg_write_escaped(f, txt);
             fputs("</text>\n", f);
             if (notes && notes[iy * h->nx + ix])
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\" fill=\"%s\">%s</text>\n",
@@ -587,7 +587,7 @@ void svg_heatmap_write(const svg_heatmap *h) {
 
 /* ---- horizontal bars -------------------------------------------------------------------- */
 
-void svg_hbar_write(const svg_hbar *b) {
+void cad_svg_hbar_write(const cad_svg_hbar *b) {
     FILE *f = b->f;
     int ns = b->n_series > 0 ? b->n_series : 1;
     double width = b->width > 0 ? b->width : 560;
@@ -606,11 +606,11 @@ void svg_hbar_write(const svg_hbar *b) {
     double ticks[16];
     /* 12% headroom so the value labels of the longest bars stay clear of the budget line */
     double want = vmax * 1.12;
-    int nt = svg_ticks_linear(0, want, 6, ticks);
+    int nt = cad_svg_ticks_linear(0, want, 6, ticks);
     double step = nt > 1 ? ticks[1] - ticks[0] : want;
     double xmax = nt > 0 ? ticks[nt - 1] : want;
     while (xmax < want) xmax += step;
-    nt = svg_ticks_linear(0, xmax, 8, ticks); /* label the axis up to its end */
+    nt = cad_svg_ticks_linear(0, xmax, 8, ticks); /* label the axis up to its end */
     step = nt > 1 ? ticks[1] - ticks[0] : step;
     svg_open(f, "chart hbar", b->id, b->title, width, height);
     fprintf(f, "<defs><pattern id=\"%s-hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f2b8b5\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#b2182b\" stroke-width=\"3\"/></pattern></defs>\n",
@@ -620,7 +620,7 @@ void svg_hbar_write(const svg_hbar *b) {
     for (int i = 0; i < nt; i++) {
         double x = left + (right - left) * ticks[i] / xmax;
         char lab[48];
-        svg_format_tick(lab, sizeof lab, ticks[i], step);
+        cad_svg_format_tick(lab, sizeof lab, ticks[i], step);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"" GRID_COLOR "\"/>\n", x, x, top - 4, plot_bottom);
         text_at(f, x, plot_bottom + 16, "middle", 12, NULL, lab);
     }
@@ -637,7 +637,7 @@ void svg_hbar_write(const svg_hbar *b) {
             }
             double w = (right - left) * v / xmax;
             int over = b->budget > 0 && v > b->budget;
-            const svg_style *st = svg_style_get(s);
+            const cad_svg_style *st = cad_svg_style_get(s);
             char fill[64];
             if (over) snprintf(fill, sizeof fill, "url(#%s-hatch)", b->id);
             else snprintf(fill, sizeof fill, "%s", ns > 1 ? st->color : "#4a6fa5");
@@ -649,7 +649,7 @@ void svg_hbar_write(const svg_hbar *b) {
             snprintf(txt, sizeof txt, "%s%s", val, over ? " OVER" : "");
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\"%s>", left + w + 4, y + bar_h - 4,
                     over ? "#b2182b" : TEXT_COLOR, over ? " font-weight=\"700\"" : "");
-            svg_write_escaped(f, txt);
+            cad_svg_write_escaped(f, txt);
             fputs("</text>\n", f);
         }
     }
@@ -658,14 +658,14 @@ void svg_hbar_write(const svg_hbar *b) {
         fprintf(f, "<line class=\"budget\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#b2182b\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/>\n",
                 x, x, top - 8, plot_bottom);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\" fill=\"#b2182b\">", x - 3, top - 10);
-        svg_write_escaped(f, b->budget_label);
+        cad_svg_write_escaped(f, b->budget_label);
         fputs("</text>\n", f);
     }
     if (ns > 1 && b->series_names) {
         double x = left;
         for (int s = 0; s < ns; s++) {
             fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"10\" fill=\"%s\"/>\n", x, plot_bottom + 46,
-                    svg_style_get(s)->color);
+                    cad_svg_style_get(s)->color);
             text_at(f, x + 18, plot_bottom + 55, "start", 12, NULL, b->series_names[s]);
             x += 40 + CHAR_W * (double)strlen(b->series_names[s]);
         }

@@ -19,46 +19,48 @@
 
 #include <stdio.h>
 
-#define SVG_MAX_LEGEND 24
-#define SVG_N_STYLES 8
+#define CAD_SVG_MAX_LEGEND 24
+#define CAD_SVG_N_STYLES 8
+#define CAD_SVG_LABEL_MAX 160 /* a legend item's text */
+#define CAD_SVG_NOTE_MAX 200  /* the note under a legend */
 
-/* Series look: index i % SVG_N_STYLES. */
-typedef struct svg_style {
+/* Series look: index i % CAD_SVG_N_STYLES. */
+typedef struct cad_svg_style {
     const char *color;  /* stroke/fill colour, lightness differs between neighbours */
     const char *dash;   /* stroke-dasharray, "" for solid */
     int marker;         /* 0 circle, 1 square, 2 triangle, 3 diamond, 4 down-triangle, 5 cross,
                            6 plus, 7 star */
-} svg_style;
-const svg_style *svg_style_get(int i);
+} cad_svg_style;
+const cad_svg_style *cad_svg_style_get(int i);
 
 /* Write s with &, <, >, " escaped (for text nodes and attribute values). */
-void svg_write_escaped(FILE *f, const char *s);
+void cad_svg_write_escaped(FILE *f, const char *s);
 
 /* "Nice" tick positions covering [lo, hi]: at most max_ticks values, steps of 1, 2 or 5
  * times a power of ten. Returns the count written to ticks (<= max_ticks). */
-int svg_ticks_linear(double lo, double hi, int max_ticks, double *ticks);
+int cad_svg_ticks_linear(double lo, double hi, int max_ticks, double *ticks);
 /* Tick positions for a log axis over [lo, hi] (lo > 0): decades, plus 2 and 5 when the
  * range spans fewer than three decades. */
-int svg_ticks_log(double lo, double hi, int max_ticks, double *ticks);
+int cad_svg_ticks_log(double lo, double hi, int max_ticks, double *ticks);
 /* Format a tick value with the fewest significant digits that keep neighbouring ticks
  * (spaced by step) apart; large values get thousands separators. */
-void svg_format_tick(char *buf, size_t n, double v, double step);
+void cad_svg_format_tick(char *buf, size_t n, double v, double step);
 /* An integer with thousands separators: 15863489 -> "15,863,489". */
-void svg_format_thousands(char *buf, size_t n, long long v);
+void cad_svg_format_thousands(char *buf, size_t n, long long v);
 
-typedef enum { SVG_LEGEND_LINE, SVG_LEGEND_POINT, SVG_LEGEND_LINE_POINT, SVG_LEGEND_BAND,
-               SVG_LEGEND_REFLINE } svg_legend_kind;
+typedef enum { CAD_SVG_LEGEND_LINE, CAD_SVG_LEGEND_POINT, CAD_SVG_LEGEND_LINE_POINT, CAD_SVG_LEGEND_BAND,
+               CAD_SVG_LEGEND_REFLINE } cad_svg_legend_kind;
 
-typedef struct svg_legend_item {
-    char label[160];
+typedef struct cad_svg_legend_item {
+    char label[CAD_SVG_LABEL_MAX];
     int style;
-    svg_legend_kind kind;
-} svg_legend_item;
+    cad_svg_legend_kind kind;
+} cad_svg_legend_item;
 
-/* An x/y plot. Set the fields below, add the legend items (svg_plot_legend_add: the legend
- * height decides the plot area, so it comes first), call svg_plot_begin, draw, then
- * svg_plot_end. */
-typedef struct svg_plot {
+/* An x/y plot. Set the fields below, add the legend items (cad_svg_plot_legend_add: the legend
+ * height decides the plot area, so it comes first), call cad_svg_plot_begin, draw, then
+ * cad_svg_plot_end. */
+typedef struct cad_svg_plot {
     FILE *f;
     const char *id;       /* element id (for tests/links), required */
     const char *title;    /* shown above the plot */
@@ -70,40 +72,40 @@ typedef struct svg_plot {
     int log_x;
     const char *const *x_cats; /* categorical x: labels at x = 0..n_cats-1 */
     int n_cats;
-    /* filled by svg_plot_begin: the plotting rectangle in px */
+    /* filled by cad_svg_plot_begin: the plotting rectangle in px */
     double px_left, px_right, px_top, px_bottom;
-    svg_legend_item legend[SVG_MAX_LEGEND];
+    cad_svg_legend_item legend[CAD_SVG_MAX_LEGEND];
     int n_legend;
-    char note[200];       /* optional one-line note under the legend (e.g. "8 of 20 shown") */
-} svg_plot;
+    char note[CAD_SVG_NOTE_MAX]; /* optional one-line note under the legend (e.g. "8 of 20 shown") */
+} cad_svg_plot;
 
 /* Compute layout, write <svg>, title, grid, ticks and axis titles. */
-void svg_plot_begin(svg_plot *p);
+void cad_svg_plot_begin(cad_svg_plot *p);
 /* Data -> px. x is clamped to the plot area; y is only kept finite (series are drawn inside
  * a clip path, so a curve leaving the range is cut at the frame, not flattened on it). */
-double svg_plot_px_x(const svg_plot *p, double x);
-double svg_plot_px_y(const svg_plot *p, double y);
+double cad_svg_plot_px_x(const cad_svg_plot *p, double x);
+double cad_svg_plot_px_y(const cad_svg_plot *p, double y);
 /* A polyline through finite points (NaN breaks the line). width in px. */
-void svg_plot_line(svg_plot *p, const double *x, const double *y, int n, int style, double width);
+void cad_svg_plot_line(cad_svg_plot *p, const double *x, const double *y, int n, int style, double width);
 /* A filled band between lo and hi (NaN breaks it), translucent in the series colour. */
-void svg_plot_band(svg_plot *p, const double *x, const double *lo, const double *hi, int n,
+void cad_svg_plot_band(cad_svg_plot *p, const double *x, const double *lo, const double *hi, int n,
                    int style);
 /* Markers at finite points; hollow draws the outline only (used for invalid runs). */
-void svg_plot_points(svg_plot *p, const double *x, const double *y, int n, int style, double size,
+void cad_svg_plot_points(cad_svg_plot *p, const double *x, const double *y, int n, int style, double size,
                      int hollow);
 /* A vertical error bar with caps from y_lo to y_hi at x. */
-void svg_plot_errorbar(svg_plot *p, double x, double y_lo, double y_hi, int style);
+void cad_svg_plot_errorbar(cad_svg_plot *p, double x, double y_lo, double y_hi, int style);
 /* A horizontal reference line across the plot with a label at its right end. */
-void svg_plot_hline(svg_plot *p, double y, const char *label, const char *color, const char *dash);
-/* Add a legend item (before svg_plot_begin). Items beyond SVG_MAX_LEGEND are dropped. */
-void svg_plot_legend_add(svg_plot *p, const char *label, int style, svg_legend_kind kind);
+void cad_svg_plot_hline(cad_svg_plot *p, double y, const char *label, const char *color, const char *dash);
+/* Add a legend item (before cad_svg_plot_begin). Items beyond CAD_SVG_MAX_LEGEND are dropped. */
+void cad_svg_plot_legend_add(cad_svg_plot *p, const char *label, int style, cad_svg_legend_kind kind);
 /* Legend, note, closing tag. */
-void svg_plot_end(svg_plot *p);
+void cad_svg_plot_end(cad_svg_plot *p);
 
 /* Heatmap: values[iy * nx + ix] (NaN = no runs there), x categories left to right, y top
  * to bottom. Cells are shaded by value on a lightness ramp (best = darkest when
  * lower_is_better) and carry the value as text; fmt formats it (printf, one double). */
-typedef struct svg_heatmap {
+typedef struct cad_svg_heatmap {
     FILE *f;
     const char *id, *title, *x_label, *y_label, *value_label, *fmt;
     const char *const *x_cats;
@@ -113,13 +115,13 @@ typedef struct svg_heatmap {
     const double *values;
     const char *const *cell_notes; /* optional second line per cell ("n=3"), may be NULL */
     int lower_is_better;
-} svg_heatmap;
-void svg_heatmap_write(const svg_heatmap *h);
+} cad_svg_heatmap;
+void cad_svg_heatmap_write(const cad_svg_heatmap *h);
 
 /* Horizontal bars, one row per label, n_series values per row (values[row * n_series + s]),
  * with an optional budget line (budget > 0): bars over it are drawn hatched in red and
  * flagged "over" so greyscale readers see them too. */
-typedef struct svg_hbar {
+typedef struct cad_svg_hbar {
     FILE *f;
     const char *id, *title, *x_label;
     const char *const *labels;
@@ -131,7 +133,7 @@ typedef struct svg_hbar {
     const char *budget_label;
     const char *value_fmt;           /* printf for the value at the bar end, one double */
     double width;                    /* values and budget are in display units (MB, s) */
-} svg_hbar;
-void svg_hbar_write(const svg_hbar *b);
+} cad_svg_hbar;
+void cad_svg_hbar_write(const cad_svg_hbar *b);
 
 #endif

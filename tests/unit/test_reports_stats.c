@@ -58,8 +58,8 @@ static void test_fixtures_match_scipy(void) {
             double x, df, want;
             CHECK_MSG(sscanf(p, "%lf %lf %lf", &x, &df, &want) == 3, "line %d unreadable", lineno);
             int k = !strcmp(kind, "cdf") ? 0 : !strcmp(kind, "sf") ? 1 : 2;
-            double got = k == 0 ? stats_t_cdf(x, df) : k == 1 ? stats_t_sf(x, df)
-                                                            : stats_t_quantile(x, df);
+            double got = k == 0 ? cad_stats_t_cdf(x, df) : k == 1 ? cad_stats_t_sf(x, df)
+                                                            : cad_stats_t_quantile(x, df);
             double e = err_of(got, want);
             track(&tr[k], e);
             CHECK_MSG(e <= tol[k], "line %d: %s(%g, df=%g) = %.17g, scipy %.17g (err %.3g)",
@@ -67,7 +67,7 @@ static void test_fixtures_match_scipy(void) {
         } else if (!strcmp(kind, "betai")) {
             double a, b, x, want;
             CHECK_MSG(sscanf(p, "%lf %lf %lf %lf", &a, &b, &x, &want) == 4, "line %d", lineno);
-            double got = stats_betainc(a, b, x), e = err_of(got, want);
+            double got = cad_stats_betainc(a, b, x), e = err_of(got, want);
             track(&tr[3], e);
             CHECK_MSG(e <= tol[3], "line %d: I_%g(%g,%g) = %.17g, scipy %.17g", lineno, x, a, b,
                       got, want);
@@ -82,8 +82,8 @@ static void test_fixtures_match_scipy(void) {
             CHECK_MSG(nb <= 16, "line %d", lineno);
             for (int i = 0; i < nb; i++, p += used) sscanf(p, "%lf%n", &b[i], &used);
             CHECK_MSG(sscanf(p, "%lf %lf %lf", &t, &df, &pv) == 3, "line %d", lineno);
-            stats_welch w;
-            stats_welch_test(a, na, b, nb, margin, &w);
+            cad_stats_welch w;
+            cad_stats_welch_test(a, na, b, nb, margin, &w);
             double e = fmax(fmax(err_of(w.t, t), err_of(w.df, df)), err_of(w.p, pv));
             track(&tr[4], e);
             CHECK_MSG(w.ok && e <= tol[4],
@@ -93,7 +93,7 @@ static void test_fixtures_match_scipy(void) {
             double sd, level, want;
             int n;
             CHECK_MSG(sscanf(p, "%lf %d %lf %lf", &sd, &n, &level, &want) == 4, "line %d", lineno);
-            double got = stats_ci_halfwidth(sd, n, level), e = err_of(got, want);
+            double got = cad_stats_ci_halfwidth(sd, n, level), e = err_of(got, want);
             track(&tr[5], e);
             CHECK_MSG(e <= tol[5], "line %d: ci = %.17g, scipy %.17g", lineno, got, want);
         } else {
@@ -109,37 +109,37 @@ static void test_fixtures_match_scipy(void) {
 
 static void test_summary_mean_std(void) {
     double x[] = {1.08079, 1.08103, 1.08118};
-    stats_summary s;
-    stats_summarize(x, 3, &s);
+    cad_stats_summary s;
+    cad_stats_summarize(x, 3, &s);
     CHECK_EQ_INT(s.n, 3);
     CHECK_NEAR(s.mean, 1.081, 1e-12, 0);
     /* the record README says std 0.0002 */
     CHECK_NEAR(s.std, 0.000196723, 1e-9, 0);
     CHECK_NEAR(s.min, 1.08079, 0, 0);
     CHECK_NEAR(s.max, 1.08118, 0, 0);
-    stats_summarize(x, 1, &s);
+    cad_stats_summarize(x, 1, &s);
     CHECK(isnan(s.std));
-    CHECK(isnan(stats_mean(x, 0)));
+    CHECK(isnan(cad_stats_mean(x, 0)));
 }
 
 static void test_welch_degenerate_cases(void) {
     double a[] = {1.0, 1.0, 1.0}, b[] = {1.01, 1.01}, one[] = {0.9};
-    stats_welch w;
+    cad_stats_welch w;
     /* identical seeds: a deterministic improvement of 0.01 > margin 0.005 */
-    stats_welch_test(a, 3, b, 2, 0.005, &w);
+    cad_stats_welch_test(a, 3, b, 2, 0.005, &w);
     CHECK(w.ok);
     CHECK_NEAR(w.p, 0, 0, 0);
     /* ... but not of 0.02 */
-    stats_welch_test(a, 3, b, 2, 0.02, &w);
+    cad_stats_welch_test(a, 3, b, 2, 0.02, &w);
     CHECK_NEAR(w.p, 1, 0, 0);
     /* one seed: no test */
-    stats_welch_test(one, 1, b, 2, 0, &w);
+    cad_stats_welch_test(one, 1, b, 2, 0, &w);
     CHECK(!w.ok);
     CHECK(isnan(w.p));
     CHECK_NEAR(w.delta, -0.11, 1e-12, 0);
     /* one side with zero variance: df is the other side's n-1 */
     double c[] = {1.02, 1.00, 1.03};
-    stats_welch_test(a, 3, c, 3, 0, &w);
+    cad_stats_welch_test(a, 3, c, 3, 0, &w);
     CHECK_NEAR(w.df, 2, 1e-12, 0);
 }
 
@@ -147,39 +147,39 @@ static void test_quantile_inverts_cdf(void) {
     const double dfs[] = {1, 2, 3.5, 8, 60};
     for (int i = 0; i < 5; i++)
         for (double p = 0.001; p < 1; p += 0.0497) {
-            double t = stats_t_quantile(p, dfs[i]);
-            CHECK_NEAR(stats_t_cdf(t, dfs[i]), p, 1e-13, 1e-11);
+            double t = cad_stats_t_quantile(p, dfs[i]);
+            CHECK_NEAR(cad_stats_t_cdf(t, dfs[i]), p, 1e-13, 1e-11);
         }
-    CHECK(isnan(stats_t_quantile(0, 3)));
-    CHECK(isnan(stats_t_quantile(1, 3)));
-    CHECK(isnan(stats_t_cdf(1, 0)));
+    CHECK(isnan(cad_stats_t_quantile(0, 3)));
+    CHECK(isnan(cad_stats_t_quantile(1, 3)));
+    CHECK(isnan(cad_stats_t_cdf(1, 0)));
     /* df = 2 has a closed form: t = (2p-1)/sqrt(2p(1-p)) */
     for (double p = 0.005; p < 1; p += 0.0731)
-        CHECK_NEAR(stats_t_quantile(p, 2), (2 * p - 1) / sqrt(2 * p * (1 - p)), 1e-14, 1e-13);
+        CHECK_NEAR(cad_stats_t_quantile(p, 2), (2 * p - 1) / sqrt(2 * p * (1 - p)), 1e-14, 1e-13);
     /* df = infinity is the normal distribution */
-    CHECK_NEAR(stats_t_quantile(0.975, INFINITY), 1.959963984540054, 0, 1e-10);
+    CHECK_NEAR(cad_stats_t_quantile(0.975, INFINITY), 1.959963984540054, 0, 1e-10);
 }
 
 static void test_seeds_needed(void) {
     /* seed std 0.001 nats on both sides, true improvement 0.005: n=2 gives
      * t = 0.005/sqrt(2e-6/2) = 5 with df 2, critical t_{0.99,2} = 6.96 -> not enough;
      * n=3: t = 6.12, df 4, crit 3.75 -> enough. */
-    CHECK_EQ_INT(stats_seeds_needed(0.005, 0, 0.001, 0.001, 0.01, 100), 3);
+    CHECK_EQ_INT(cad_stats_seeds_needed(0.005, 0, 0.001, 0.001, 0.01, 100), 3);
     /* brute-force cross-check of the definition for noisier seeds */
     for (double sd = 0.001; sd < 0.01; sd += 0.0013) {
-        int n = stats_seeds_needed(0.004, 0, sd, sd * 1.5, 0.01, 1000);
+        int n = cad_stats_seeds_needed(0.004, 0, sd, sd * 1.5, 0.01, 1000);
         CHECK(n >= 2);
         for (int m = 2; m <= n; m++) {
             double s2 = sd * sd + 2.25 * sd * sd;
             double df = (m - 1) * s2 * s2 / (sd * sd * sd * sd * (1 + 2.25 * 2.25));
-            int enough = 0.004 / sqrt(s2 / m) >= stats_t_quantile(0.99, df);
+            int enough = 0.004 / sqrt(s2 / m) >= cad_stats_t_quantile(0.99, df);
             CHECK_MSG(enough == (m == n), "sd %g: m=%d enough=%d but planner says %d", sd, m,
                       enough, n);
         }
     }
-    CHECK_EQ_INT(stats_seeds_needed(0.004, 0.005, 0.001, 0.001, 0.01, 100), 0);
-    CHECK_EQ_INT(stats_seeds_needed(0.006, 0.005, 0.0, 0.0, 0.01, 100), 2);
-    CHECK_EQ_INT(stats_seeds_needed(0.001, 0, 1.0, 1.0, 0.01, 10), 0);
+    CHECK_EQ_INT(cad_stats_seeds_needed(0.004, 0.005, 0.001, 0.001, 0.01, 100), 0);
+    CHECK_EQ_INT(cad_stats_seeds_needed(0.006, 0.005, 0.0, 0.0, 0.01, 100), 2);
+    CHECK_EQ_INT(cad_stats_seeds_needed(0.001, 0, 1.0, 1.0, 0.01, 10), 0);
 }
 
 int main(void) {

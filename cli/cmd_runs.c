@@ -98,7 +98,7 @@ static int runner_holder(const char *db_path, char *who, size_t cap) {
 /* ---- caddie run ------------------------------------------------------------------------- */
 
 /* GPUs the NVIDIA driver lists, as the set 0..n-1 (0 when none). */
-static sched_devset detect_gpus(void) {
+static cad_sched_devset detect_gpus(void) {
     DIR *d = opendir("/proc/driver/nvidia/gpus");
     if (!d) return 0;
     int n = 0;
@@ -106,8 +106,8 @@ static sched_devset detect_gpus(void) {
     while ((de = readdir(d)))
         if (de->d_name[0] != '.') n++;
     closedir(d);
-    if (n > SCHED_MAX_DEVICES) n = SCHED_MAX_DEVICES;
-    return n == 0 ? 0 : n == 64 ? ~(sched_devset)0 : (((sched_devset)1 << n) - 1);
+    if (n > CAD_SCHED_MAX_DEVICES) n = CAD_SCHED_MAX_DEVICES;
+    return n == 0 ? 0 : n == 64 ? ~(cad_sched_devset)0 : (((cad_sched_devset)1 << n) - 1);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -127,9 +127,9 @@ int cmd_run(int argc, char **argv) {
         switch (c) {
         case 'd': devices = optarg; break;
         case 'c':
-            if (cli_parse_int(optarg, 1, SCHED_MAX_DEVICES, &cpu_slots) != 0)
+            if (cli_parse_int(optarg, 1, CAD_SCHED_MAX_DEVICES, &cpu_slots) != 0)
                 return cli_usage_error("run", "--cpu-slots '%s': expected 1..%d", optarg,
-                                       SCHED_MAX_DEVICES);
+                                       CAD_SCHED_MAX_DEVICES);
             break;
         case 't':
             if (cli_parse_int(optarg, 1, 1000000, &threads) != 0)
@@ -152,9 +152,9 @@ int cmd_run(int argc, char **argv) {
     if (devices && cpu_slots)
         return cli_usage_error("run", "--devices and --cpu-slots exclude each other");
     if (devices) {
-        if (sched_devset_parse(devices, &o.devices) != 0)
+        if (cad_sched_devset_parse(devices, &o.devices) != 0)
             return cli_usage_error("run", "--devices '%s': expected a list like 0-7 or 0,2,4-5 "
-                                          "(ids < %d)", devices, SCHED_MAX_DEVICES);
+                                          "(ids < %d)", devices, CAD_SCHED_MAX_DEVICES);
         o.cpu_slots = 0;
     } else if (cpu_slots) {
         o.cpu_slots = cpu_slots;
@@ -423,9 +423,9 @@ int cmd_logs(int argc, char **argv) {
         return cli_fail("logs", "run %s has no log yet (%s; status %s)", run_id, path,
                         cad_run_status_name(s));
     }
-    tail_file t;
-    tail_init(&t, path);
-    tail_read(&t, print_line, NULL, 0, NULL);
+    cad_tail_file t;
+    cad_tail_init(&t, path);
+    cad_tail_read(&t, print_line, NULL, 0, NULL);
     fflush(stdout);
     /* follow while the run may still write: queued or running */
     while (follow && (run.status == CAD_RUN_QUEUED || run.status == CAD_RUN_RUNNING)) {
@@ -437,12 +437,12 @@ int cmd_logs(int argc, char **argv) {
             char again[4200];
             log_path_of(&run, again, sizeof again);
             if (strcmp(again, path) != 0) {
-                tail_free(&t);
+                cad_tail_free(&t);
                 snprintf(path, sizeof path, "%s", again);
-                tail_init(&t, path);
+                cad_tail_init(&t, path);
             }
         }
-        tail_read(&t, print_line, NULL, 0, &restarted);
+        cad_tail_read(&t, print_line, NULL, 0, &restarted);
         if (restarted) printf("--- %s was restarted (new attempt) ---\n", path);
         fflush(stdout);
         cad_run_status prev = run.status;
@@ -453,12 +453,12 @@ int cmd_logs(int argc, char **argv) {
             run.status = prev == CAD_RUN_QUEUED ? CAD_RUN_CANCELLED : CAD_RUN_DONE;
         }
         if (run.status != CAD_RUN_QUEUED && run.status != CAD_RUN_RUNNING) {
-            tail_read(&t, print_line, NULL, 0, NULL);
-            tail_flush_partial(&t, print_line, NULL);
+            cad_tail_read(&t, print_line, NULL, 0, NULL);
+            cad_tail_flush_partial(&t, print_line, NULL);
         }
     }
-    if (!follow) tail_flush_partial(&t, print_line, NULL);
-    tail_free(&t);
+    if (!follow) cad_tail_flush_partial(&t, print_line, NULL);
+    cad_tail_free(&t);
     cad_run_free(&run);
     cad_db_close(db);
     return 0;

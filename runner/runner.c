@@ -106,7 +106,7 @@ typedef struct slot {
     char *sweep;
     char *engine;
     cad_engine_kind kind;
-    sched_devset devs;
+    cad_sched_devset devs;
     int ndev;
     int attempt;
     int retries;
@@ -124,7 +124,7 @@ typedef struct slot {
     int64_t nan_checked_rows;
     double nan_checked_at;
     /* command engine: the runner turns the log into metrics.jsonl */
-    tail_file log_tail;
+    cad_tail_file log_tail;
     cad_logparse *lp;
     FILE *journal;
 } slot;
@@ -136,8 +136,8 @@ typedef struct runner {
         *st_failures, *st_resume;
     slot *slots;
     int nslots;              /* capacity: one per device at most */
-    sched_devset all;
-    char boot_id[PROC_BOOT_ID_LEN];
+    cad_sched_devset all;
+    char boot_id[CAD_PROC_BOOT_ID_LEN];
     char host[256];
     char self_exe[4096];
     int stopping;            /* signal received: launch nothing more */
@@ -317,15 +317,15 @@ static void pump_log(slot *s, int at_end) {
     long n;
     /* live: at most 4 MB per tick, so one chatty run cannot stall the others; at the end:
      * everything that is left */
-    do n = tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
+    do n = cad_tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
     while (at_end && n > 0);
-    if (at_end) tail_flush_partial(&s->log_tail, log_line, s);
+    if (at_end) cad_tail_flush_partial(&s->log_tail, log_line, s);
     if (s->journal) fflush(s->journal);
 }
 
 /* NaN/Inf loss rows of the run, checked when new rows arrived (at most once a second). */
 static int nan_check(runner *r, slot *s, char *why, size_t cap, int force) {
-    double now = proc_now_mono();
+    double now = cad_proc_now_mono();
     if (s->ing.metrics_rows == s->nan_checked_rows) return 0;
     if (!force && now - s->nan_checked_at < NAN_CHECK_EVERY_S) return 0;
     s->nan_checked_rows = s->ing.metrics_rows;
@@ -350,8 +350,8 @@ static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason) {
         }
     }
     if (!s->term_at) {
-        s->term_at = proc_now_mono();
-        proc_group_signal(s->pid, SIGTERM);
+        s->term_at = cad_proc_now_mono();
+        cad_proc_group_signal(s->pid, SIGTERM);
         say(r, "stopping %s: %s (TERM to process group %d)", s->run_id, reason, (int)s->pid);
     }
 }
@@ -394,7 +394,7 @@ static int ingest_tick(runner *r, cad_err *e) {
 /* ---- finishing a run -------------------------------------------------------------------- */
 
 static char *failure_text(const char *reason, const char *capture) {
-    char *last = tail_last_lines(capture, LAST_LINES, 8192);
+    char *last = cad_tail_last_lines(capture, LAST_LINES, 8192);
     const char *base = strrchr(capture, '/');
     base = base ? base + 1 : capture;
     size_t n = strlen(reason) + strlen(last ? last : "") + strlen(base) + 64;
@@ -412,7 +412,7 @@ static void slot_release(slot *s) {
     free(s->capture_path);
     if (s->lp) cad_logparse_free(s->lp);
     if (s->journal) fclose(s->journal);
-    tail_free(&s->log_tail);
+    cad_tail_free(&s->log_tail);
     memset(s, 0, sizeof *s);
 }
 
@@ -531,7 +531,7 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
     }
     rc = cad_db_commit(r->db, e);
     if (rc) return rc;
-    double secs = proc_now_mono() - s->start_mono;
+    double secs = cad_proc_now_mono() - s->start_mono;
     if (to == CAD_RUN_DONE) {
         r->n_done++;
         cad_result res;
@@ -615,9 +615,9 @@ static int resumes_from_checkpoint(runner *r, const cad_run *run) {
     return yes;
 }
 
-static int launch(runner *r, const cad_run *run, sched_devset devs, double est, cad_err *e) {
+static int launch(runner *r, const cad_run *run, cad_sched_devset devs, double est, cad_err *e) {
     char devtext[256];
-    sched_devset_format(devs, devtext, sizeof devtext);
+    cad_sched_devset_format(devs, devtext, sizeof devtext);
     cad_run_claim claim = {devtext, r->host, r->boot_id};
     int resume = resumes_from_checkpoint(r, run);
     int rc = cad_db_begin(r->db, e);
@@ -660,8 +660,8 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
         if (cad_engine_exec_build(run->engine, &l, &es, r->self_exe, &x, &le) != CAD_OK)
             str_copy(why, sizeof why, le.msg);
         else {
-            proc_spawn_opts po = {x.argv, x.envp, x.cwd, x.capture_path, resume};
-            if (proc_spawn_group(&po, &pid, &le) != CAD_OK) str_copy(why, sizeof why, le.msg);
+            cad_proc_spawn_opts po = {x.argv, x.envp, x.cwd, x.capture_path, resume};
+            if (cad_proc_spawn_group(&po, &pid, &le) != CAD_OK) str_copy(why, sizeof why, le.msg);
         }
     }
     cad_launch_free(&l);
@@ -687,7 +687,7 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
     }
     long long start_ticks = 0;
     cad_err pe = {0};
-    proc_start_ticks(pid, &start_ticks, &pe); /* a run that already exited records 0 */
+    cad_proc_start_ticks(pid, &start_ticks, &pe); /* a run that already exited records 0 */
     rc = cad_db_set_process(r->db, run->run_id, pid, start_ticks, e);
     slot *s = slot_free(r);
     CAD_ASSERT(s != NULL); /* one slot per device: a free device means a free slot */
@@ -699,18 +699,18 @@ static int launch(runner *r, const cad_run *run, sched_devset devs, double est, 
     s->engine = strdup(run->engine);
     s->kind = x.kind;
     s->devs = devs;
-    s->ndev = sched_devset_count(devs);
+    s->ndev = cad_sched_devset_count(devs);
     s->attempt = attempt;
     s->retries = run->retries;
     s->pid = pid;
-    s->start_mono = proc_now_mono();
+    s->start_mono = cad_proc_now_mono();
     s->est_s = est;
     s->timeout_s = run->timeout_s;
     s->capture_path = strdup(x.capture_path);
     cad_ingest_state_init(&s->ing);
     s->ing.result_done = 1; /* not before the end: finish_slot decides if the run is done */
     s->ing.artifacts_done = 1;
-    tail_init(&s->log_tail, x.capture_path);
+    cad_tail_init(&s->log_tail, x.capture_path);
     if (x.parse_log) {
         char jpath[4096];
         snprintf(jpath, sizeof jpath, "%s/metrics.jsonl", run_dir);
@@ -747,17 +747,17 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     int nq = 0;
     int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_QUEUED), NULL, &q, &nq, e);
     if (rc) return rc;
-    double now = proc_now_mono();
-    sched_running *run = calloc((size_t)r->nslots + 1, sizeof *run);
-    sched_queued *qq = calloc((size_t)nq + 1, sizeof *qq);
-    sched_pick *picks = calloc((size_t)nq + 1, sizeof *picks);
-    int nrun = 0, total = sched_devset_count(r->all);
+    double now = cad_proc_now_mono();
+    cad_sched_running *run = calloc((size_t)r->nslots + 1, sizeof *run);
+    cad_sched_queued *qq = calloc((size_t)nq + 1, sizeof *qq);
+    cad_sched_pick *picks = calloc((size_t)nq + 1, sizeof *picks);
+    int nrun = 0, total = cad_sched_devset_count(r->all);
     double work = 0; /* device-seconds left, for the ETA */
     for (int i = 0; i < r->nslots; i++) {
         slot *s = &r->slots[i];
         if (!s->used) continue;
         double end = s->start_mono + s->est_s;
-        run[nrun++] = (sched_running){s->devs, end};
+        run[nrun++] = (cad_sched_running){s->devs, end};
         work += (end > now ? end - now : 0) * s->ndev;
     }
     int runnable = 0;
@@ -778,8 +778,8 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     *n_queued = nq;
     *eta_s = total > 0 ? work / total : 0;
     if (!r->stopping) {
-        sched_outcome out;
-        sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
+        cad_sched_outcome out;
+        cad_sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
         for (int k = 0; k < out.n_picks && !rc; k++)
             rc = launch(r, &q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s, e);
         *n_queued -= out.n_picks;
@@ -796,10 +796,10 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
 
 /* Wait (polling) until process group pgid is empty or `secs` passed; 1 if empty. */
 static int wait_group_gone(int pgid, double secs) {
-    double until = proc_now_mono() + secs;
-    while (proc_group_alive(pgid)) {
+    double until = cad_proc_now_mono() + secs;
+    while (cad_proc_group_alive(pgid)) {
         while (waitpid(-1, NULL, WNOHANG) > 0) {} /* orphans reparented to us */
-        if (proc_now_mono() > until) return 0;
+        if (cad_proc_now_mono() > until) return 0;
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -816,17 +816,17 @@ static int recover(runner *r, cad_err *e) {
     for (int i = 0; i < n && !rc; i++) {
         cad_run *run = &runs[i];
         char reason[512];
-        proc_identity id = {0};
+        cad_proc_identity id = {0};
         id.pid = (int)run->pid;
         id.start_ticks = run->proc_start_time;
         str_copy(id.boot_id, sizeof id.boot_id, run->boot_id ? run->boot_id : "");
         int same_boot = run->boot_id && strcmp(run->boot_id, r->boot_id) == 0;
-        if (run->pid > 1 && proc_identity_alive(&id)) {
+        if (run->pid > 1 && cad_proc_identity_alive(&id)) {
             say(r, "recover %s: its process %lld is still alive: TERM, KILL after %.1fs",
                 run->run_id, (long long)run->pid, r->o->grace_s);
-            proc_group_signal((int)run->pid, SIGTERM);
+            cad_proc_group_signal((int)run->pid, SIGTERM);
             if (!wait_group_gone((int)run->pid, r->o->grace_s)) {
-                proc_group_signal((int)run->pid, SIGKILL);
+                cad_proc_group_signal((int)run->pid, SIGKILL);
                 wait_group_gone((int)run->pid, 5);
             }
             snprintf(reason, sizeof reason,
@@ -834,8 +834,8 @@ static int recover(runner *r, cad_err *e) {
                      (long long)run->pid);
         } else {
             /* the leader is gone; leftovers of its group (same boot only) go too */
-            if (same_boot && run->pid > 1 && proc_group_alive((int)run->pid)) {
-                proc_group_signal((int)run->pid, SIGKILL);
+            if (same_boot && run->pid > 1 && cad_proc_group_alive((int)run->pid)) {
+                cad_proc_group_signal((int)run->pid, SIGKILL);
                 wait_group_gone((int)run->pid, 5);
             }
             snprintf(reason, sizeof reason, "previous runner died; process %lld is gone%s",
@@ -891,7 +891,7 @@ static void status_line(runner *r, int nqueued, double eta_s) {
     snprintf(line, sizeof line, "running %d · queued %d · done %d · failed %d%s · ETA %s%s",
              running, nqueued, counts[CAD_RUN_DONE], counts[CAD_RUN_FAILED], cancelled, eta,
              r->stopping ? " · stopping" : "");
-    double now = proc_now_mono();
+    double now = cad_proc_now_mono();
     if (r->o->tty) {
         int len = (int)strlen(line);
         fprintf(r->o->out, "\r%s%*s", line, r->status_line_len > len ? r->status_line_len - len : 0,
@@ -905,7 +905,7 @@ static void status_line(runner *r, int nqueued, double eta_s) {
 }
 
 static int tick_slots(runner *r, cad_err *e) {
-    double now = proc_now_mono();
+    double now = cad_proc_now_mono();
     for (int i = 0; i < r->nslots; i++) {
         slot *s = &r->slots[i];
         if (!s->used) continue;
@@ -922,18 +922,18 @@ static int tick_slots(runner *r, cad_err *e) {
             stop_slot(r, s, STOP_TIMEOUT, why);
         }
         /* the leader ended but others of its group live on: they go too */
-        if (s->reaped && !s->term_at && proc_group_alive(s->pid)) {
+        if (s->reaped && !s->term_at && cad_proc_group_alive(s->pid)) {
             s->term_at = now;
-            proc_group_signal(s->pid, SIGTERM);
+            cad_proc_group_signal(s->pid, SIGTERM);
         }
         if (s->term_at && !s->kill_at && now - s->term_at >= r->o->grace_s &&
-            proc_group_alive(s->pid)) {
+            cad_proc_group_alive(s->pid)) {
             s->kill_at = now;
-            proc_group_signal(s->pid, SIGKILL);
+            cad_proc_group_signal(s->pid, SIGKILL);
             say(r, "kill    %s: still alive %.1fs after TERM (KILL to group %d)", s->run_id,
                 r->o->grace_s, (int)s->pid);
         }
-        if (s->reaped && !proc_group_alive(s->pid)) {
+        if (s->reaped && !cad_proc_group_alive(s->pid)) {
             int rc = finish_slot(r, s, e);
             slot_release(s);
             r->n_finished++;
@@ -955,21 +955,22 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     runner *r = &R;
     r->o = o;
     if (o->cpu_slots > 0) {
-        if (o->cpu_slots > SCHED_MAX_DEVICES)
+        if (o->cpu_slots > CAD_SCHED_MAX_DEVICES)
             return cad_fail(e, CAD_EUSAGE, "--cpu-slots %d: at most %d", o->cpu_slots,
-                            SCHED_MAX_DEVICES);
-        r->all = o->cpu_slots == 64 ? ~(sched_devset)0 : (((sched_devset)1 << o->cpu_slots) - 1);
+                            CAD_SCHED_MAX_DEVICES);
+        r->all = o->cpu_slots == 64 ? ~(cad_sched_devset)0
+                                    : (((cad_sched_devset)1 << o->cpu_slots) - 1);
     } else {
         r->all = o->devices;
     }
     if (!r->all) return cad_fail(e, CAD_EUSAGE, "no devices to run on");
-    r->nslots = sched_devset_count(r->all);
+    r->nslots = cad_sched_devset_count(r->all);
     int lock_fd = -1;
     int rc = lock_take(o->db_path, &lock_fd, e);
     if (rc) return rc;
-    rc = proc_boot_id(r->boot_id, e);
+    rc = cad_proc_boot_id(r->boot_id, e);
     if (!rc) rc = cad_engine_self_exe(r->self_exe, sizeof r->self_exe, e);
-    if (!rc) rc = proc_become_subreaper(e);
+    if (!rc) rc = cad_proc_become_subreaper(e);
     gethostname(r->host, sizeof r->host - 1);
     if (!rc) rc = cad_db_open(o->db_path, 0, &r->db, e);
     if (!rc) rc = prepare_all(r, e);
@@ -986,7 +987,7 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
     if (!rc) {
         char devs[256];
-        sched_devset_format(r->all, devs, sizeof devs);
+        cad_sched_devset_format(r->all, devs, sizeof devs);
         if (o->cpu_slots)
             say(r, "runner  pid %d on %s: %d cpu slot%s x %d thread%s (%d cores), db %s",
                 (int)getpid(), r->host, o->cpu_slots, o->cpu_slots == 1 ? "" : "s",
@@ -1005,7 +1006,7 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
         if (rc) break;
         /* the queue is read when a run ended (devices freed) or every QUEUE_READ_EVERY_S
          * (new runs queued, cancels): not every tick, it can hold thousands of runs */
-        double now = proc_now_mono();
+        double now = cad_proc_now_mono();
         if (first || r->n_finished != seen_finished || now - last_read >= QUEUE_READ_EVERY_S) {
             rc = schedule(r, &runnable, &nqueued, &eta, e);
             if (rc) break;
@@ -1037,8 +1038,8 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
                 say(r, "runner  second signal: KILL to every run");
                 for (int i = 0; i < r->nslots; i++)
                     if (r->slots[i].used) {
-                        proc_group_signal(r->slots[i].pid, SIGKILL);
-                        r->slots[i].kill_at = proc_now_mono();
+                        cad_proc_group_signal(r->slots[i].pid, SIGKILL);
+                        r->slots[i].kill_at = cad_proc_now_mono();
                     }
             }
         }
@@ -1046,9 +1047,9 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     if (rc) { /* DB failure: do not leave engines running unsupervised */
         for (int i = 0; i < r->nslots; i++)
             if (r->slots[i].used) {
-                proc_group_signal(r->slots[i].pid, SIGTERM);
+                cad_proc_group_signal(r->slots[i].pid, SIGTERM);
                 wait_group_gone(r->slots[i].pid, o->grace_s);
-                proc_group_signal(r->slots[i].pid, SIGKILL);
+                cad_proc_group_signal(r->slots[i].pid, SIGKILL);
             }
     }
     if (r->status_line_len) fputc('\n', o->out);

@@ -7,7 +7,7 @@
  * sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
  * blocked and taken synchronously, so there is no async handler state to get wrong.
  * Not here: the packing policy (sched.c), process mechanics (proc.c), building argv/env
- * (engines.c), SQL of the state machine (db.c), reading run dirs (ingest.c).
+ * (engines.c), every query (db/db.c, db/runs.c), reading run dirs (ingest.c).
  */
 #include "engine/fsutil.h"
 #include "runner/runner.h"
@@ -16,6 +16,7 @@
 #include "runner/engines.h"
 #include "db/ingest.h"
 #include "db/logparse.h"
+#include "db/runs.h"
 #include "runner/proc.h"
 #include "runner/tail.h"
 
@@ -23,7 +24,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -132,8 +132,6 @@ typedef struct slot {
 typedef struct runner {
     const cad_runner_opts *o;
     cad_db *db;
-    sqlite3_stmt *st_status, *st_nan, *st_del_metrics, *st_del_results, *st_del_artifacts,
-        *st_failures, *st_resume;
     slot *slots;
     int nslots;              /* capacity: one per device at most */
     cad_sched_devset all;
@@ -168,81 +166,22 @@ static void say(runner *r, const char *fmt, ...) {
     fflush(f);
 }
 
-static int prep(runner *r, sqlite3_stmt **st, const char *sql, cad_err *e) {
-    if (sqlite3_prepare_v2(cad_db_handle(r->db), sql, -1, st, NULL) != SQLITE_OK)
-        return cad_fail(e, CAD_EDB, "prepare '%s': %s", sql,
-                        sqlite3_errmsg(cad_db_handle(r->db)));
-    return CAD_OK;
-}
-
-static int prepare_all(runner *r, cad_err *e) {
-    int rc = prep(r, &r->st_status, "SELECT status FROM runs WHERE run_id=?1", e);
-    if (!rc)
-        rc = prep(r, &r->st_nan,
-                  "SELECT name, step FROM metrics WHERE run_id=?1 AND name IN "
-                  "('train_loss','val_loss','val_bpb') AND (value IS NULL OR abs(value) > "
-                  "1.7e308) ORDER BY step LIMIT 1",
-                  e);
-    if (!rc) rc = prep(r, &r->st_del_metrics, "DELETE FROM metrics WHERE run_id=?1", e);
-    if (!rc) rc = prep(r, &r->st_del_results, "DELETE FROM results WHERE run_id=?1", e);
-    if (!rc) rc = prep(r, &r->st_del_artifacts, "DELETE FROM artifacts WHERE run_id=?1", e);
-    if (!rc)
-        rc = prep(r, &r->st_failures,
-                  /* failures since the user last said `caddie retry` (it resets the budget);
-                   * interruptions are not failures */
-                  "SELECT count(*) FROM events WHERE run_id=?1 AND to_status='failed' AND id > "
-                  "coalesce((SELECT max(id) FROM events WHERE run_id=?1 AND to_status='queued' "
-                  "AND reason LIKE 'caddie retry %'), 0)",
-                  e);
-    if (!rc)
-        rc = prep(r, &r->st_resume,
-                  /* a caddie-engine run that asked for resume and was interrupted (not failed:
-                   * a failure is retried from scratch) */
-                  "SELECT 1 FROM runs WHERE run_id=?1 AND engine='caddie' AND "
-                  "json_extract(config, '$.resume') IN (1, 'true') AND "
-                  "(SELECT to_status FROM events WHERE run_id=?1 AND to_status IN "
-                  "('done','failed','cancelled','interrupted') ORDER BY id DESC LIMIT 1) "
-                  "= 'interrupted'",
-                  e);
-    return rc;
-}
-
-static void finalize_all(runner *r) {
-    sqlite3_stmt *all[] = {r->st_status,     r->st_nan,          r->st_del_metrics,
-                           r->st_del_results, r->st_del_artifacts, r->st_failures,
-                           r->st_resume};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
-}
-
-/* Run a one-parameter statement that returns nothing. */
-static int exec_run_id(runner *r, sqlite3_stmt *st, const char *run_id, cad_err *e) {
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return cad_fail(e, CAD_EDB, "run %s: %s", run_id, sqlite3_errmsg(cad_db_handle(r->db)));
-    return CAD_OK;
-}
-
-/* Current status of a run as text into buf ("" when the run vanished). */
+/* Current status of a run as text into buf ("" when the run vanished, or when the DB could
+ * not say: the caller treats both as "no longer ours to run"). */
 static void db_status(runner *r, const char *run_id, char *buf, size_t cap) {
     buf[0] = 0;
-    sqlite3_reset(r->st_status);
-    sqlite3_bind_text(r->st_status, 1, run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(r->st_status) == SQLITE_ROW) {
-        const unsigned char *s = sqlite3_column_text(r->st_status, 0);
-        snprintf(buf, cap, "%s", s ? (const char *)s : "");
-    }
-    sqlite3_reset(r->st_status);
+    cad_run_status st;
+    int found = 0;
+    cad_err e = {0};
+    if (cad_db_run_status(r->db, run_id, &st, &found, &e) == CAD_OK && found)
+        str_copy(buf, cap, cad_run_status_name(st));
 }
 
+/* Failures counted against the run's retry budget (0 when the DB could not say). */
 static int db_failures(runner *r, const char *run_id) {
     int n = 0;
-    sqlite3_reset(r->st_failures);
-    sqlite3_bind_text(r->st_failures, 1, run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(r->st_failures) == SQLITE_ROW) n = sqlite3_column_int(r->st_failures, 0);
-    sqlite3_reset(r->st_failures);
+    cad_err e = {0};
+    if (cad_db_count_failures(r->db, run_id, &n, &e) != CAD_OK) n = 0;
     return n;
 }
 
@@ -331,14 +270,10 @@ static int nan_check(runner *r, slot *s, char *why, size_t cap, int force) {
     s->nan_checked_rows = s->ing.metrics_rows;
     s->nan_checked_at = now;
     int found = 0;
-    sqlite3_reset(r->st_nan);
-    sqlite3_bind_text(r->st_nan, 1, s->run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(r->st_nan) == SQLITE_ROW) {
-        snprintf(why, cap, "NaN/Inf %s at step %lld", sqlite3_column_text(r->st_nan, 0),
-                 (long long)sqlite3_column_int64(r->st_nan, 1));
-        found = 1;
-    }
-    sqlite3_reset(r->st_nan);
+    cad_metric m;
+    cad_err e = {0};
+    if (cad_db_find_nonfinite_loss(r->db, s->run_id, &m, &found, &e) != CAD_OK) return 0;
+    if (found) snprintf(why, cap, "NaN/Inf %s at step %lld", m.name, (long long)m.step);
     return found;
 }
 
@@ -608,10 +543,9 @@ static int resumes_from_checkpoint(runner *r, const cad_run *run) {
     char ckpt[4200];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", run->run_dir);
     if (!file_exists(ckpt)) return 0;
-    sqlite3_reset(r->st_resume);
-    sqlite3_bind_text(r->st_resume, 1, run->run_id, -1, SQLITE_TRANSIENT);
-    int yes = sqlite3_step(r->st_resume) == SQLITE_ROW;
-    sqlite3_reset(r->st_resume);
+    int yes = 0;
+    cad_err e = {0};
+    if (cad_db_run_resumes(r->db, run->run_id, &yes, &e) != CAD_OK) yes = 0;
     return yes;
 }
 
@@ -630,9 +564,7 @@ static int launch(runner *r, const cad_run *run, cad_sched_devset devs, double e
     }
     /* from scratch: the curve starts empty; resumed: the points so far stay (the engine
      * appends from the checkpoint step on, and a step logged twice replaces, never adds) */
-    if (!resume) rc = exec_run_id(r, r->st_del_metrics, run->run_id, e);
-    if (!rc) rc = exec_run_id(r, r->st_del_results, run->run_id, e);
-    if (!rc) rc = exec_run_id(r, r->st_del_artifacts, run->run_id, e);
+    rc = cad_db_clear_attempt(r->db, run->run_id, resume, e);
     if (!rc) rc = cad_db_commit(r->db, e);
     else cad_db_rollback(r->db);
     if (rc) return rc;
@@ -973,7 +905,6 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     if (!rc) rc = cad_proc_become_subreaper(e);
     gethostname(r->host, sizeof r->host - 1);
     if (!rc) rc = cad_db_open(o->db_path, 0, &r->db, e);
-    if (!rc) rc = prepare_all(r, e);
     r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
     if (!rc && !r->slots) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     sigset_t sigs, old;
@@ -1061,7 +992,6 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     free(r->slots);
     for (int i = 0; i < r->nwarned; i++) free(r->warned[i]);
     free(r->warned);
-    finalize_all(r);
     if (r->db) cad_db_close(r->db);
     sigprocmask(SIG_SETMASK, &old, NULL);
     signal(SIGPIPE, old_pipe);

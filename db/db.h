@@ -86,7 +86,8 @@ void cad_db_rollback(cad_db *db);
 int cad_db_in_transaction(cad_db *db);
 
 /* Current time as ISO-8601 UTC with milliseconds ("2026-11-22T08:01:02.345Z"), the format
- * of every timestamp column. buf needs 32 bytes. */
+ * of every timestamp column. buf needs CAD_DB_TIME_MAX bytes. */
+#define CAD_DB_TIME_MAX 32
 void cad_db_now(char *buf, size_t cap);
 
 /* ---- runs --------------------------------------------------------------------------- */

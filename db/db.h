@@ -10,10 +10,10 @@
  * Who calls what:
  *   sweep add    cad_db_sweep_upsert, cad_db_insert_run (inside cad_db_begin/commit)
  *   runner       cad_db_list_runs(QUEUED|RUNNING), cad_db_claim, cad_db_set_process,
- *                cad_db_finish, cad_db_set_status, cad_db_requeue; live curves through
- *                db/ingest.h (cad_ingest_run_dir) or cad_db_insert_metrics
- *   log import   cad_db_insert_metrics, cad_db_set_result (see db/ingest.h)
- *   status/ls    cad_db_list_runs, cad_db_get_run, cad_db_count_by_status
+ *                cad_db_finish, cad_db_set_status, cad_db_requeue, the checks of
+ *                db/runs.h; live curves through db/ingest.h (cad_ingest_run_dir)
+ *   log import   db/import.h (cad_db_insert_run, then db/ingest.h)
+ *   status/ls    cad_db_get_run, cad_db_count_by_status, the listings of db/runs.h
  *   reports      the views only (run_summary, leaderboard, sweep_groups, curves), opened
  *                read-only with cad_db_open(path, CAD_DB_READONLY, ...)
  *

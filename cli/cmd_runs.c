@@ -3,11 +3,12 @@
  * runner/runner.h), `status`, `ls`, `show`, `logs`, `cancel`, `retry`.
  *
  * Everything but `run`, `cancel` and `retry` only reads: the DB is opened read-only and the
- * queries go to the public views (run_summary, curves) or to runs/events.
- * Not here: the runner loop (runner.c), the SQL of state changes (db.c).
+ * rows come from the named queries of db/runs.h (the run_summary view, runs, events).
+ * Not here: the runner loop (runner/runner.c), any SQL (db/db.c, db/runs.c).
  */
 #include "cli/cli.h"
 #include "db/db.h"
+#include "db/runs.h"
 #include "runner/proc.h"
 #include "runner/runner.h"
 #include "runner/sched.h"
@@ -19,7 +20,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,16 +67,8 @@ static int open_run(const char *cmd, const char *opt_db, const char *run_id, cad
     return 0;
 }
 
-static int prepare(const char *cmd, cad_db *db, const char *sql, sqlite3_stmt **st) {
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, st, NULL) != SQLITE_OK)
-        return cli_fail(cmd, "%s", sqlite3_errmsg(cad_db_handle(db)));
-    return 0;
-}
-
-static const char *col_text(sqlite3_stmt *st, int i, const char *dflt) {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : dflt;
-}
+/* s, or dflt when s is NULL (a NULL column). */
+static const char *or(const char *s, const char *dflt) { return s ? s : dflt; }
 
 /* Who holds the runner lock of db_path: 1 and the holder text, or 0 (no runner). */
 static int runner_holder(const char *db_path, char *who, size_t cap) {
@@ -98,7 +90,7 @@ static int runner_holder(const char *db_path, char *who, size_t cap) {
 /* ---- caddie run ------------------------------------------------------------------------- */
 
 /* GPUs the NVIDIA driver lists, as the set 0..n-1 (0 when none). */
-static sched_devset detect_gpus(void) {
+static cad_sched_devset detect_gpus(void) {
     DIR *d = opendir("/proc/driver/nvidia/gpus");
     if (!d) return 0;
     int n = 0;
@@ -106,8 +98,8 @@ static sched_devset detect_gpus(void) {
     while ((de = readdir(d)))
         if (de->d_name[0] != '.') n++;
     closedir(d);
-    if (n > SCHED_MAX_DEVICES) n = SCHED_MAX_DEVICES;
-    return n == 0 ? 0 : n == 64 ? ~(sched_devset)0 : (((sched_devset)1 << n) - 1);
+    if (n > CAD_SCHED_MAX_DEVICES) n = CAD_SCHED_MAX_DEVICES;
+    return n == 0 ? 0 : n == 64 ? ~(cad_sched_devset)0 : (((cad_sched_devset)1 << n) - 1);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -127,9 +119,9 @@ int cmd_run(int argc, char **argv) {
         switch (c) {
         case 'd': devices = optarg; break;
         case 'c':
-            if (cli_parse_int(optarg, 1, SCHED_MAX_DEVICES, &cpu_slots) != 0)
+            if (cli_parse_int(optarg, 1, CAD_SCHED_MAX_DEVICES, &cpu_slots) != 0)
                 return cli_usage_error("run", "--cpu-slots '%s': expected 1..%d", optarg,
-                                       SCHED_MAX_DEVICES);
+                                       CAD_SCHED_MAX_DEVICES);
             break;
         case 't':
             if (cli_parse_int(optarg, 1, 1000000, &threads) != 0)
@@ -152,9 +144,9 @@ int cmd_run(int argc, char **argv) {
     if (devices && cpu_slots)
         return cli_usage_error("run", "--devices and --cpu-slots exclude each other");
     if (devices) {
-        if (sched_devset_parse(devices, &o.devices) != 0)
+        if (cad_sched_devset_parse(devices, &o.devices) != 0)
             return cli_usage_error("run", "--devices '%s': expected a list like 0-7 or 0,2,4-5 "
-                                          "(ids < %d)", devices, SCHED_MAX_DEVICES);
+                                          "(ids < %d)", devices, CAD_SCHED_MAX_DEVICES);
         o.cpu_slots = 0;
     } else if (cpu_slots) {
         o.cpu_slots = cpu_slots;
@@ -181,6 +173,27 @@ int cmd_run(int argc, char **argv) {
 
 /* ---- caddie status ---------------------------------------------------------------------- */
 
+#define RECENT_FAILURES 5 /* failed runs `caddie status` lists */
+
+static int print_running(void *ctx, const cad_running_row *r) {
+    int *n = ctx;
+    if ((*n)++ == 0) printf("running:\n");
+    long el = (long)r->elapsed_s;
+    printf("  %-40s devices %-8s attempt %d  %ld:%02ld:%02ld", or(r->run_id, ""),
+           or(r->devices_assigned, "-"), r->attempts, el / 3600, el / 60 % 60, el % 60);
+    if (r->has_step)
+        printf("  step %lld train_loss %s", (long long)r->step, or(r->train_loss, "nan"));
+    printf("\n");
+    return 0;
+}
+
+static int print_failure(void *ctx, const cad_failure_row *r) {
+    int *n = ctx;
+    if ((*n)++ == 0) printf("recent failures:\n");
+    printf("  %-40s %.19s  %s\n", or(r->run_id, ""), or(r->ended_at, ""), or(r->error_line, ""));
+    return 0;
+}
+
 int cmd_status(int argc, char **argv) {
     const char *opt_db = NULL;
     int rc = parse_db_option("status", argc, argv, &opt_db);
@@ -204,51 +217,27 @@ int cmd_status(int argc, char **argv) {
     for (int s = 0; s < CAD_RUN_NSTATUS; s++)
         printf(" %d %s%s", counts[s], cad_run_status_name((cad_run_status)s),
                s + 1 < CAD_RUN_NSTATUS ? "," : "\n");
-    sqlite3_stmt *st = NULL;
-    rc = prepare("status", db,
-                 "SELECT r.run_id, r.devices_assigned, r.attempts, "
-                 " round((julianday('now') - julianday(r.started_at)) * 86400.0), "
-                 " (SELECT step FROM metrics m WHERE m.run_id = r.run_id AND m.name = "
-                 "'train_loss' ORDER BY step DESC LIMIT 1), "
-                 " (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = "
-                 "'train_loss' ORDER BY step DESC LIMIT 1) "
-                 "FROM runs r WHERE r.status = 'running' ORDER BY r.started_at, r.run_id",
-                 &st);
-    if (!rc) {
-        int n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (n++ == 0) printf("running:\n");
-            long el = (long)sqlite3_column_double(st, 3);
-            printf("  %-40s devices %-8s attempt %d  %ld:%02ld:%02ld", col_text(st, 0, ""),
-                   col_text(st, 1, "-"), sqlite3_column_int(st, 2), el / 3600, el / 60 % 60,
-                   el % 60);
-            if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-                printf("  step %lld train_loss %s", (long long)sqlite3_column_int64(st, 4),
-                       col_text(st, 5, "nan"));
-            printf("\n");
-        }
-        sqlite3_finalize(st);
-    }
-    if (!rc)
-        rc = prepare("status", db,
-                     "SELECT run_id, ended_at, substr(error, 1, instr(error || char(10), "
-                     "char(10)) - 1) FROM runs WHERE status = 'failed' "
-                     "ORDER BY ended_at DESC LIMIT 5",
-                     &st);
-    if (!rc) {
-        int n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (n++ == 0) printf("recent failures:\n");
-            printf("  %-40s %.19s  %s\n", col_text(st, 0, ""), col_text(st, 1, ""),
-                   col_text(st, 2, ""));
-        }
-        sqlite3_finalize(st);
-    }
+    int n_running = 0, n_failed = 0;
+    int st = cad_db_each_running(db, print_running, &n_running, &e);
+    if (st == CAD_OK)
+        st = cad_db_each_recent_failure(db, RECENT_FAILURES, print_failure, &n_failed, &e);
     cad_db_close(db);
-    return rc;
+    return st == CAD_OK ? 0 : cli_fail("status", "%s", e.msg);
 }
 
 /* ---- caddie ls -------------------------------------------------------------------------- */
+
+static int print_summary(void *ctx, const cad_summary_row *r) {
+    int *n = ctx;
+    (*n)++;
+    char bpb[32] = "-", bytes[32] = "-", secs[32] = "-";
+    if (!isnan(r->val_bpb)) snprintf(bpb, sizeof bpb, "%.6f", r->val_bpb);
+    if (r->artifact_bytes >= 0) snprintf(bytes, sizeof bytes, "%lld", (long long)r->artifact_bytes);
+    if (!isnan(r->duration_s)) snprintf(secs, sizeof secs, "%.1f", r->duration_s);
+    printf("%-40s %-11s %3d %3d %10s %10s %9s  %s\n", or(r->run_id, ""), or(r->status, ""),
+           r->attempts, r->devices, bpb, bytes, secs, or(r->name, ""));
+    return 0;
+}
 
 int cmd_ls(int argc, char **argv) {
     static const struct option opts[] = {{"db", required_argument, 0, 'D'},
@@ -273,44 +262,42 @@ int cmd_ls(int argc, char **argv) {
     cad_db *db = NULL;
     int rc = open_existing("ls", opt_db, CAD_DB_READONLY, &db);
     if (rc) return rc;
-    sqlite3_stmt *st = NULL;
-    rc = prepare("ls", db,
-                 "SELECT run_id, status, attempts, devices, val_bpb, artifact_bytes, "
-                 "duration_s, name FROM run_summary "
-                 "WHERE (?1 IS NULL OR sweep = ?1) AND (?2 IS NULL OR status = ?2) "
-                 "ORDER BY queued_at, run_id",
-                 &st);
-    if (!rc) {
-        if (sweep) sqlite3_bind_text(st, 1, sweep, -1, SQLITE_TRANSIENT);
-        if (status) sqlite3_bind_text(st, 2, status, -1, SQLITE_TRANSIENT);
-        printf("%-40s %-11s %3s %3s %10s %10s %9s  %s\n", "RUN", "STATUS", "ATT", "DEV",
-               "VAL_BPB", "BYTES", "SECONDS", "NAME");
-        int n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            n++;
-            char bpb[32] = "-", bytes[32] = "-", secs[32] = "-";
-            if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-                snprintf(bpb, sizeof bpb, "%.6f", sqlite3_column_double(st, 4));
-            if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-                snprintf(bytes, sizeof bytes, "%lld", (long long)sqlite3_column_int64(st, 5));
-            if (sqlite3_column_type(st, 6) != SQLITE_NULL)
-                snprintf(secs, sizeof secs, "%.1f", sqlite3_column_double(st, 6));
-            printf("%-40s %-11s %3d %3d %10s %10s %9s  %s\n", col_text(st, 0, ""),
-                   col_text(st, 1, ""), sqlite3_column_int(st, 2), sqlite3_column_int(st, 3), bpb,
-                   bytes, secs, col_text(st, 7, ""));
-        }
-        sqlite3_finalize(st);
-        if (n == 0 && sweep) {
-            int64_t id;
-            cad_err e = {0};
-            if (cad_db_sweep_id(db, sweep, &id, &e) != CAD_OK) rc = cli_fail("ls", "%s", e.msg);
-        }
+    printf("%-40s %-11s %3s %3s %10s %10s %9s  %s\n", "RUN", "STATUS", "ATT", "DEV", "VAL_BPB",
+           "BYTES", "SECONDS", "NAME");
+    int n = 0;
+    cad_err e = {0};
+    if (cad_db_each_summary(db, sweep, status, print_summary, &n, &e) != CAD_OK)
+        rc = cli_fail("ls", "%s", e.msg);
+    else if (n == 0 && sweep) {
+        int64_t id;
+        if (cad_db_sweep_id(db, sweep, &id, &e) != CAD_OK) rc = cli_fail("ls", "%s", e.msg);
     }
     cad_db_close(db);
     return rc;
 }
 
 /* ---- caddie show ------------------------------------------------------------------------ */
+
+static int print_field(void *ctx, const char *column, const char *value) {
+    (void)ctx;
+    if (strcmp(column, "error") != 0) printf("%-18s %s\n", column, or(value, ""));
+    return 0;
+}
+
+static int print_metric_stats(void *ctx, const cad_metric_stats *m) {
+    int *n = ctx;
+    if ((*n)++ == 0) printf("metrics:\n");
+    printf("  %-16s %6d points, steps %lld..%lld, last %s\n", or(m->name, ""), m->points,
+           (long long)m->min_step, (long long)m->max_step, or(m->last_value, "nan"));
+    return 0;
+}
+
+static int print_event(void *ctx, const cad_event_row *ev) {
+    (void)ctx;
+    printf("  %s  %-11s -> %-11s %s\n", or(ev->at, ""), or(ev->from_status, "-"),
+           or(ev->to_status, ""), or(ev->reason, ""));
+    return 0;
+}
 
 int cmd_show(int argc, char **argv) {
     const char *opt_db = NULL;
@@ -322,54 +309,20 @@ int cmd_show(int argc, char **argv) {
     cad_run run;
     rc = open_run("show", opt_db, run_id, &db, &run);
     if (rc) return rc;
-    sqlite3_stmt *st = NULL;
+    cad_err e = {0};
     /* every column of the public view, in its order; the error text comes last */
-    rc = prepare("show", db, "SELECT * FROM run_summary WHERE run_id = ?1", &st);
-    if (!rc) {
-        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            for (int i = 0; i < sqlite3_column_count(st); i++) {
-                const char *name = sqlite3_column_name(st, i);
-                if (strcmp(name, "error") == 0 || sqlite3_column_type(st, i) == SQLITE_NULL)
-                    continue;
-                printf("%-18s %s\n", name, col_text(st, i, ""));
-            }
-        sqlite3_finalize(st);
-    }
+    int st = cad_db_each_summary_field(db, run_id, print_field, NULL, &e);
     printf("%-18s %s\n", "devices_assigned", run.devices_assigned ? run.devices_assigned : "-");
     if (run.host) printf("%-18s %s\n", "host", run.host);
     if (run.pid > 0) printf("%-18s %lld\n", "pid", (long long)run.pid);
     printf("%-18s %s\n", "launch", run.launch ? run.launch : "{}");
-    if (!rc)
-        rc = prepare("show", db,
-                     "SELECT name, count(*), min(step), max(step), "
-                     " (SELECT value FROM metrics m2 WHERE m2.run_id = m.run_id AND m2.name = "
-                     "m.name ORDER BY step DESC LIMIT 1) "
-                     "FROM metrics m WHERE run_id = ?1 GROUP BY name ORDER BY name",
-                     &st);
-    if (!rc) {
-        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
-        int n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (n++ == 0) printf("metrics:\n");
-            printf("  %-16s %6d points, steps %lld..%lld, last %s\n", col_text(st, 0, ""),
-                   sqlite3_column_int(st, 1), (long long)sqlite3_column_int64(st, 2),
-                   (long long)sqlite3_column_int64(st, 3), col_text(st, 4, "nan"));
-        }
-        sqlite3_finalize(st);
-    }
-    if (!rc) rc = prepare("show", db,
-                          "SELECT at, coalesce(from_status, '-'), to_status, reason FROM events "
-                          "WHERE run_id = ?1 ORDER BY id",
-                          &st);
-    if (!rc) {
-        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
+    int n_metrics = 0;
+    if (st == CAD_OK) st = cad_db_each_metric_stats(db, run_id, print_metric_stats, &n_metrics, &e);
+    if (st == CAD_OK) {
         printf("events:\n");
-        while (sqlite3_step(st) == SQLITE_ROW)
-            printf("  %s  %-11s -> %-11s %s\n", col_text(st, 0, ""), col_text(st, 1, ""),
-                   col_text(st, 2, ""), col_text(st, 3, ""));
-        sqlite3_finalize(st);
+        st = cad_db_each_event(db, run_id, print_event, NULL, &e);
     }
+    if (st != CAD_OK) rc = cli_fail("show", "%s", e.msg);
     if (run.error && run.error[0]) printf("error:\n%s\n", run.error);
     cad_run_free(&run);
     cad_db_close(db);
@@ -423,9 +376,9 @@ int cmd_logs(int argc, char **argv) {
         return cli_fail("logs", "run %s has no log yet (%s; status %s)", run_id, path,
                         cad_run_status_name(s));
     }
-    tail_file t;
-    tail_init(&t, path);
-    tail_read(&t, print_line, NULL, 0, NULL);
+    cad_tail_file t;
+    cad_tail_init(&t, path);
+    cad_tail_read(&t, print_line, NULL, 0, NULL);
     fflush(stdout);
     /* follow while the run may still write: queued or running */
     while (follow && (run.status == CAD_RUN_QUEUED || run.status == CAD_RUN_RUNNING)) {
@@ -437,12 +390,12 @@ int cmd_logs(int argc, char **argv) {
             char again[4200];
             log_path_of(&run, again, sizeof again);
             if (strcmp(again, path) != 0) {
-                tail_free(&t);
+                cad_tail_free(&t);
                 snprintf(path, sizeof path, "%s", again);
-                tail_init(&t, path);
+                cad_tail_init(&t, path);
             }
         }
-        tail_read(&t, print_line, NULL, 0, &restarted);
+        cad_tail_read(&t, print_line, NULL, 0, &restarted);
         if (restarted) printf("--- %s was restarted (new attempt) ---\n", path);
         fflush(stdout);
         cad_run_status prev = run.status;
@@ -453,12 +406,12 @@ int cmd_logs(int argc, char **argv) {
             run.status = prev == CAD_RUN_QUEUED ? CAD_RUN_CANCELLED : CAD_RUN_DONE;
         }
         if (run.status != CAD_RUN_QUEUED && run.status != CAD_RUN_RUNNING) {
-            tail_read(&t, print_line, NULL, 0, NULL);
-            tail_flush_partial(&t, print_line, NULL);
+            cad_tail_read(&t, print_line, NULL, 0, NULL);
+            cad_tail_flush_partial(&t, print_line, NULL);
         }
     }
-    if (!follow) tail_flush_partial(&t, print_line, NULL);
-    tail_free(&t);
+    if (!follow) cad_tail_flush_partial(&t, print_line, NULL);
+    cad_tail_free(&t);
     cad_run_free(&run);
     cad_db_close(db);
     return 0;

@@ -312,7 +312,7 @@ int cmd_help(int argc, char **argv) {
     }
     printf("usage: caddie <command> [args]\n\n"
            "caddie runs Parameter Golf experiments: a C/CUDA training engine, YAML sweeps,\n"
-           "an overnight runner, and a SQLite results database you can query with sqlite3.\n\n"
+           "an overnight runner, and a SQLite results database you query with plain SQL.\n\n"
            "commands:\n");
     for (const cli_command *c = cli_commands; c->name; c++)
         printf("  %-18s %s\n", c->name, c->summary);

@@ -10,6 +10,7 @@
  */
 #include "db/db.h"
 
+#include "db/db_internal.h"
 #include "db/schema_sql.h"
 
 #include <errno.h>
@@ -170,11 +171,19 @@ static const char *const stmt_sql[ST_COUNT_] = {
                         "VALUES(?1, ?2, ?3, ?4, ?5)",
 };
 
+/* A statement of another db/ file, keyed by the address of its SQL text (db_internal.h). */
+typedef struct ext_stmt {
+    const char *sql;
+    sqlite3_stmt *st;
+} ext_stmt;
+
 struct cad_db {
     sqlite3 *h;
     char *path;
     int readonly;
     sqlite3_stmt *st[ST_COUNT_];
+    ext_stmt *ext;  /* cad_db_stmt's cache; a handful of queries, searched linearly */
+    int n_ext, cap_ext;
 };
 
 static int db_fail(cad_db *db, cad_err *e, const char *what) {
@@ -195,6 +204,36 @@ static sqlite3_stmt *stmt_get(cad_db *db, int id, cad_err *e) {
         sqlite3_reset(s);
         sqlite3_clear_bindings(s);
     }
+    return s;
+}
+
+int cad_db_fail(cad_db *db, cad_err *e, const char *what) { return db_fail(db, e, what); }
+
+sqlite3 *cad_db_sqlite(cad_db *db) { return db->h; }
+
+sqlite3_stmt *cad_db_stmt(cad_db *db, const char *sql, cad_err *e) {
+    for (int i = 0; i < db->n_ext; i++)
+        if (db->ext[i].sql == sql) {
+            sqlite3_reset(db->ext[i].st);
+            sqlite3_clear_bindings(db->ext[i].st);
+            return db->ext[i].st;
+        }
+    if (db->n_ext == db->cap_ext) {
+        int cap = db->cap_ext ? 2 * db->cap_ext : 16;
+        ext_stmt *nv = realloc(db->ext, (size_t)cap * sizeof *nv);
+        if (!nv) {
+            cad_fail(e, CAD_ENOMEM, "%s: out of memory preparing a statement", db->path);
+            return NULL;
+        }
+        db->ext = nv;
+        db->cap_ext = cap;
+    }
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+        db_fail(db, e, "preparing a statement");
+        return NULL;
+    }
+    db->ext[db->n_ext++] = (ext_stmt){sql, s};
     return s;
 }
 
@@ -429,12 +468,14 @@ int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e) {
 void cad_db_close(cad_db *db) {
     if (!db) return;
     for (int i = 0; i < ST_COUNT_; i++) sqlite3_finalize(db->st[i]);
+    for (int i = 0; i < db->n_ext; i++) sqlite3_finalize(db->ext[i].st);
+    free(db->ext);
     if (db->h) sqlite3_close(db->h);
     free(db->path);
     free(db);
 }
 
-sqlite3 *cad_db_handle(cad_db *db) { return db->h; }
+sqlite3 *cad_db_handle(cad_db *db) { return db->h; } /* on its way out: see db.h */
 const char *cad_db_file(const cad_db *db) { return db->path; }
 
 int cad_db_exec(cad_db *db, const char *sql, cad_err *e) {

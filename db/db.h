@@ -10,10 +10,10 @@
  * Who calls what:
  *   sweep add    cad_db_sweep_upsert, cad_db_insert_run (inside cad_db_begin/commit)
  *   runner       cad_db_list_runs(QUEUED|RUNNING), cad_db_claim, cad_db_set_process,
- *                cad_db_finish, cad_db_set_status, cad_db_requeue; live curves through
- *                db/ingest.h (cad_ingest_run_dir) or cad_db_insert_metrics
- *   log import   cad_db_insert_metrics, cad_db_set_result (see db/ingest.h)
- *   status/ls    cad_db_list_runs, cad_db_get_run, cad_db_count_by_status
+ *                cad_db_finish, cad_db_set_status, cad_db_requeue, the checks of
+ *                db/runs.h; live curves through db/ingest.h (cad_ingest_run_dir)
+ *   log import   db/import.h (cad_db_insert_run, then db/ingest.h)
+ *   status/ls    cad_db_get_run, cad_db_count_by_status, the listings of db/runs.h
  *   reports      the views only (run_summary, leaderboard, sweep_groups, curves), opened
  *                read-only with cad_db_open(path, CAD_DB_READONLY, ...)
  *
@@ -67,7 +67,9 @@ int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e);
 int cad_db_schema_latest(void);
 int cad_db_schema_version(cad_db *db);
 
-/* The raw handle, for read-only queries with your own prepared statements. */
+/* The raw handle, for read-only queries with your own prepared statements. On its way out:
+ * only reports/ (and white-box unit tests) still use it; new code calls a named query of
+ * db/ (db/runs.h, ...) instead, and db/ itself uses db/db_internal.h. */
 sqlite3 *cad_db_handle(cad_db *db);
 /* The path the DB was opened with. */
 const char *cad_db_file(const cad_db *db);
@@ -84,7 +86,8 @@ void cad_db_rollback(cad_db *db);
 int cad_db_in_transaction(cad_db *db);
 
 /* Current time as ISO-8601 UTC with milliseconds ("2026-11-22T08:01:02.345Z"), the format
- * of every timestamp column. buf needs 32 bytes. */
+ * of every timestamp column. buf needs CAD_DB_TIME_MAX bytes. */
+#define CAD_DB_TIME_MAX 32
 void cad_db_now(char *buf, size_t cap);
 
 /* ---- runs --------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
  */
 #include "engine/fsutil.h"
 #include "db/ingest.h"
+#include "db/db_internal.h"
 
 #include "engine/config.h"
 #include "engine/jsonw.h"
@@ -30,7 +31,7 @@ void cad_ingest_state_init(cad_ingest_state *s) { memset(s, 0, sizeof *s); }
 
 static int db_err(cad_db *db, cad_err *e, const char *what) {
     return cad_fail(e, CAD_EDB, "%s: %s: %s", cad_db_file(db), what,
-                    sqlite3_errmsg(cad_db_handle(db)));
+                    sqlite3_errmsg(cad_db_sqlite(db)));
 }
 
 /* Read a whole file (NUL-terminated); *len may be NULL. NULL with errno on failure. */
@@ -208,7 +209,7 @@ static int batch_flush(metric_batch *b, cad_err *e) {
 }
 
 static int line_via_json1(metric_batch *b, const char *line, size_t n, cad_err *e) {
-    sqlite3 *h = cad_db_handle(b->db);
+    sqlite3 *h = cad_db_sqlite(b->db);
     int rc = batch_flush(b, e);
     if (rc) return rc;
     if (!b->line) {
@@ -297,7 +298,7 @@ static int read_result(cad_db *db, const char *path, cad_result *r, cad_err *e) 
     if (read_rc) return read_rc;
     sqlite3_stmt *st = NULL;
     int rc = CAD_OK;
-    if (sqlite3_prepare_v2(cad_db_handle(db), result_sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(cad_db_sqlite(db), result_sql, -1, &st, NULL) != SQLITE_OK) {
         free(text);
         return db_err(db, e, "preparing the result read");
     }
@@ -436,7 +437,7 @@ static const char run_json_id_sql[] =
 static int exec_bound(cad_db *db, const char *sql, const char *a1, const char *a2, const char *a3,
                       int64_t *out, int *got_row, cad_err *e) {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(cad_db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK)
         return db_err(db, e, "preparing an import statement");
     const char *args[3] = {a1, a2, a3};
     for (int i = 0; i < 3 && i < sqlite3_bind_parameter_count(st); i++)
@@ -459,7 +460,7 @@ static int import_run_json(cad_db *db, const char *abs_dir, const char *json_pat
     sqlite3_stmt *st = NULL;
     char run_id[CAD_RUN_ID_MAX] = "";
     char *config = NULL;
-    if (sqlite3_prepare_v2(cad_db_handle(db), run_json_id_sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(cad_db_sqlite(db), run_json_id_sql, -1, &st, NULL) != SQLITE_OK) {
         free(text);
         return db_err(db, e, "preparing the run.json read");
     }
@@ -486,7 +487,7 @@ static int import_run_json(cad_db *db, const char *abs_dir, const char *json_pat
         char sid[32];
         snprintf(sid, sizeof sid, "%lld", (long long)sweep_id);
         sqlite3_stmt *ins = NULL;
-        if (sqlite3_prepare_v2(cad_db_handle(db), run_json_insert_sql, -1, &ins, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(cad_db_sqlite(db), run_json_insert_sql, -1, &ins, NULL) != SQLITE_OK)
             rc = db_err(db, e, "preparing the run import");
         else {
             sqlite3_bind_text(ins, 1, text, -1, SQLITE_STATIC);
@@ -494,7 +495,7 @@ static int import_run_json(cad_db *db, const char *abs_dir, const char *json_pat
             sqlite3_bind_text(ins, 3, abs_dir, -1, SQLITE_STATIC);
             if (sqlite3_step(ins) != SQLITE_DONE)
                 rc = cad_fail(e, CAD_EDB, "%s: importing %s: %s", cad_db_file(db), json_path,
-                              sqlite3_errmsg(cad_db_handle(db)));
+                              sqlite3_errmsg(cad_db_sqlite(db)));
             sqlite3_finalize(ins);
         }
     }
@@ -584,7 +585,7 @@ static int import_config_yaml(cad_db *db, const char *abs_dir, int replace, char
             const char *sql =
                 "UPDATE runs SET status = ?2, started_at = ?3, ended_at = ?4, attempts = 1, error = ?5 "
                 "WHERE run_id = ?1";
-            if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK)
+            if (sqlite3_prepare_v2(cad_db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK)
                 rc = db_err(db, e, "preparing the import update");
             else {
                 sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);

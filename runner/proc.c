@@ -18,11 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-int proc_boot_id(char *out, cad_err *e) {
+int cad_proc_boot_id(char *out, cad_err *e) {
     const char *path = "/proc/sys/kernel/random/boot_id";
     FILE *f = fopen(path, "r");
     if (!f) return cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
-    if (!fgets(out, PROC_BOOT_ID_LEN, f)) {
+    if (!fgets(out, CAD_PROC_BOOT_ID_LEN, f)) {
         fclose(f);
         return cad_fail(e, CAD_EIO, "%s: empty", path);
     }
@@ -59,15 +59,15 @@ static int stat_read(int pid, char *state, long long *start, cad_err *e) {
     return cad_fail(e, CAD_EFORMAT, "%s: fewer than 22 fields", path);
 }
 
-int proc_start_ticks(int pid, long long *out, cad_err *e) {
+int cad_proc_start_ticks(int pid, long long *out, cad_err *e) {
     char state = 0;
     return stat_read(pid, &state, out, e);
 }
 
-int proc_identity_alive(const proc_identity *id) {
+int cad_proc_identity_alive(const cad_proc_identity *id) {
     if (id->pid <= 0) return 0;
-    char boot[PROC_BOOT_ID_LEN];
-    if (proc_boot_id(boot, NULL) != CAD_OK || strcmp(boot, id->boot_id) != 0) return 0;
+    char boot[CAD_PROC_BOOT_ID_LEN];
+    if (cad_proc_boot_id(boot, NULL) != CAD_OK || strcmp(boot, id->boot_id) != 0) return 0;
     char state = 0;
     long long start = -1;
     if (stat_read(id->pid, &state, &start, NULL) != CAD_OK) return 0;
@@ -90,7 +90,7 @@ static int stat_state_pgrp(const char *pid, char *state, long *pgrp) {
     return 0;
 }
 
-int proc_group_alive(int pgid) {
+int cad_proc_group_alive(int pgid) {
     if (pgid <= 1) return 0;
     if (kill(-pgid, 0) != 0 && errno != EPERM) return 0; /* nobody left, not even zombies */
     /* someone is left: zombies do not count (their parent, perhaps a PID 1 that reaps
@@ -111,11 +111,11 @@ int proc_group_alive(int pgid) {
     return alive;
 }
 
-void proc_group_signal(int pgid, int sig) {
+void cad_proc_group_signal(int pgid, int sig) {
     if (pgid > 1) kill(-pgid, sig); /* pgid <= 1 would signal the runner or everything */
 }
 
-int proc_become_subreaper(cad_err *e) {
+int cad_proc_become_subreaper(cad_err *e) {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
         return cad_fail(e, CAD_ERR, "prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
     return CAD_OK;
@@ -123,7 +123,7 @@ int proc_become_subreaper(cad_err *e) {
 
 /* In the child between fork and exec: only async-signal-safe calls. On failure the errno
  * goes up the close-on-exec pipe so the parent can name the cause. */
-static void child_exec(const proc_spawn_opts *o, pid_t parent, int err_fd) {
+static void child_exec(const cad_proc_spawn_opts *o, pid_t parent, int err_fd) {
     int err = 0;
     if (setsid() < 0) goto fail;
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0) goto fail;
@@ -150,7 +150,7 @@ fail:
     _exit(127);
 }
 
-int proc_spawn_group(const proc_spawn_opts *o, pid_t *pid_out, cad_err *e) {
+int cad_proc_spawn_group(const cad_proc_spawn_opts *o, pid_t *pid_out, cad_err *e) {
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) return cad_fail(e, CAD_ECHILD, "pipe: %s", strerror(errno));
     pid_t parent = getpid();
@@ -179,13 +179,13 @@ int proc_spawn_group(const proc_spawn_opts *o, pid_t *pid_out, cad_err *e) {
     return CAD_OK;
 }
 
-double proc_now_mono(void) {
+double cad_proc_now_mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-double proc_now_wall(void) {
+double cad_proc_now_wall(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;

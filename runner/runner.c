@@ -7,7 +7,7 @@
  * sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
  * blocked and taken synchronously, so there is no async handler state to get wrong.
  * Not here: the packing policy (sched.c), process mechanics (proc.c), building argv/env
- * (engines.c), SQL of the state machine (db.c), reading run dirs (ingest.c).
+ * (engines.c), every query (db/db.c, db/runs.c), reading run dirs (ingest.c).
  */
 #include "engine/fsutil.h"
 #include "runner/runner.h"
@@ -16,14 +16,15 @@
 #include "runner/engines.h"
 #include "db/ingest.h"
 #include "db/logparse.h"
+#include "db/runs.h"
 #include "runner/proc.h"
 #include "runner/tail.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +39,14 @@
 #define NAN_CHECK_EVERY_S 1.0  /* how often a run's new loss rows are checked for NaN */
 #define QUEUE_READ_EVERY_S 1.0 /* the queue is re-read this often, and whenever a run ends */
 #define EST_CACHE 64           /* (sweep, engine, devices) estimates kept per queue read */
+#define LAST_LINES_MAX_BYTES 8192 /* at most this much of them */
+#define REASON_MAX 1024        /* a status change's reason, a stop reason */
+#define PREFIXED_REASON_MAX (REASON_MAX + 64) /* a reason with "automatic retry ..." in front */
+#define STATUS_TEXT_MAX 32     /* a status name */
+#define DEVICES_TEXT_MAX 256   /* "0,1,...,63": CAD_SCHED_MAX_DEVICES ids */
+#define HOST_TEXT_MAX 256      /* gethostname */
+#define LOCK_TEXT_MAX 600      /* "pid N on HOST since TIME" in the lock file */
+#define STATUS_LINE_MAX 512    /* the live status line */
 
 /* Copy src into dst (cap bytes), truncating; snprintf("%s") would make gcc warn. */
 static void str_copy(char *dst, size_t cap, const char *src) {
@@ -65,12 +74,12 @@ void cad_runner_lock_path(const char *db_path, char *buf, size_t cap) {
 
 /* Take the exclusive runner lock; on contention name the holder from the file's text. */
 static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
-    char path[4096];
+    char path[PATH_MAX];
     cad_runner_lock_path(db_path, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char who[512] = "";
+        char who[LOCK_TEXT_MAX] = "";
         ssize_t n = pread(fd, who, sizeof who - 1, 0);
         who[n > 0 ? n : 0] = 0;
         who[strcspn(who, "\n")] = 0;
@@ -78,7 +87,7 @@ static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
         return cad_fail(e, CAD_ERR, "another runner is using %s: %s (lock %s)", db_path,
                         who[0] ? who : "holder unknown", path);
     }
-    char host[256] = "?", when[32], text[600];
+    char host[HOST_TEXT_MAX] = "?", when[CAD_DB_TIME_MAX], text[LOCK_TEXT_MAX];
     gethostname(host, sizeof host - 1);
     cad_db_now(when, sizeof when);
     int len = snprintf(text, sizeof text, "pid %d on %s since %s\n", (int)getpid(), host, when);
@@ -106,7 +115,7 @@ typedef struct slot {
     char *sweep;
     char *engine;
     cad_engine_kind kind;
-    sched_devset devs;
+    cad_sched_devset devs;
     int ndev;
     int attempt;
     int retries;
@@ -118,13 +127,13 @@ typedef struct slot {
     double timeout_s;        /* <= 0: none */
     double term_at, kill_at; /* when TERM / KILL were sent (0: not yet) */
     stop_kind stop;
-    char stop_reason[512];
+    char stop_reason[REASON_MAX];
     char *capture_path;
     cad_ingest_state ing;
     int64_t nan_checked_rows;
     double nan_checked_at;
     /* command engine: the runner turns the log into metrics.jsonl */
-    tail_file log_tail;
+    cad_tail_file log_tail;
     cad_logparse *lp;
     FILE *journal;
 } slot;
@@ -132,14 +141,12 @@ typedef struct slot {
 typedef struct runner {
     const cad_runner_opts *o;
     cad_db *db;
-    sqlite3_stmt *st_status, *st_nan, *st_del_metrics, *st_del_results, *st_del_artifacts,
-        *st_failures, *st_resume;
     slot *slots;
     int nslots;              /* capacity: one per device at most */
-    sched_devset all;
-    char boot_id[PROC_BOOT_ID_LEN];
-    char host[256];
-    char self_exe[4096];
+    cad_sched_devset all;
+    char boot_id[CAD_PROC_BOOT_ID_LEN];
+    char host[HOST_TEXT_MAX];
+    char self_exe[PATH_MAX];
     int stopping;            /* signal received: launch nothing more */
     int stop_signal;
     int n_done, n_failed, n_started;
@@ -157,7 +164,7 @@ static void say(runner *r, const char *fmt, ...) {
         fprintf(f, "\r%*s\r", r->status_line_len, "");
         r->status_line_len = 0;
     }
-    char when[32];
+    char when[CAD_DB_TIME_MAX];
     cad_db_now(when, sizeof when);
     fprintf(f, "%.19s ", when);
     va_list ap;
@@ -168,81 +175,22 @@ static void say(runner *r, const char *fmt, ...) {
     fflush(f);
 }
 
-static int prep(runner *r, sqlite3_stmt **st, const char *sql, cad_err *e) {
-    if (sqlite3_prepare_v2(cad_db_handle(r->db), sql, -1, st, NULL) != SQLITE_OK)
-        return cad_fail(e, CAD_EDB, "prepare '%s': %s", sql,
-                        sqlite3_errmsg(cad_db_handle(r->db)));
-    return CAD_OK;
-}
-
-static int prepare_all(runner *r, cad_err *e) {
-    int rc = prep(r, &r->st_status, "SELECT status FROM runs WHERE run_id=?1", e);
-    if (!rc)
-        rc = prep(r, &r->st_nan,
-                  "SELECT name, step FROM metrics WHERE run_id=?1 AND name IN "
-                  "('train_loss','val_loss','val_bpb') AND (value IS NULL OR abs(value) > "
-                  "1.7e308) ORDER BY step LIMIT 1",
-                  e);
-    if (!rc) rc = prep(r, &r->st_del_metrics, "DELETE FROM metrics WHERE run_id=?1", e);
-    if (!rc) rc = prep(r, &r->st_del_results, "DELETE FROM results WHERE run_id=?1", e);
-    if (!rc) rc = prep(r, &r->st_del_artifacts, "DELETE FROM artifacts WHERE run_id=?1", e);
-    if (!rc)
-        rc = prep(r, &r->st_failures,
-                  /* failures since the user last said `caddie retry` (it resets the budget);
-                   * interruptions are not failures */
-                  "SELECT count(*) FROM events WHERE run_id=?1 AND to_status='failed' AND id > "
-                  "coalesce((SELECT max(id) FROM events WHERE run_id=?1 AND to_status='queued' "
-                  "AND reason LIKE 'caddie retry %'), 0)",
-                  e);
-    if (!rc)
-        rc = prep(r, &r->st_resume,
-                  /* a caddie-engine run that asked for resume and was interrupted (not failed:
-                   * a failure is retried from scratch) */
-                  "SELECT 1 FROM runs WHERE run_id=?1 AND engine='caddie' AND "
-                  "json_extract(config, '$.resume') IN (1, 'true') AND "
-                  "(SELECT to_status FROM events WHERE run_id=?1 AND to_status IN "
-                  "('done','failed','cancelled','interrupted') ORDER BY id DESC LIMIT 1) "
-                  "= 'interrupted'",
-                  e);
-    return rc;
-}
-
-static void finalize_all(runner *r) {
-    sqlite3_stmt *all[] = {r->st_status,     r->st_nan,          r->st_del_metrics,
-                           r->st_del_results, r->st_del_artifacts, r->st_failures,
-                           r->st_resume};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
-}
-
-/* Run a one-parameter statement that returns nothing. */
-static int exec_run_id(runner *r, sqlite3_stmt *st, const char *run_id, cad_err *e) {
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return cad_fail(e, CAD_EDB, "run %s: %s", run_id, sqlite3_errmsg(cad_db_handle(r->db)));
-    return CAD_OK;
-}
-
-/* Current status of a run as text into buf ("" when the run vanished). */
+/* Current status of a run as text into buf ("" when the run vanished, or when the DB could
+ * not say: the caller treats both as "no longer ours to run"). */
 static void db_status(runner *r, const char *run_id, char *buf, size_t cap) {
     buf[0] = 0;
-    sqlite3_reset(r->st_status);
-    sqlite3_bind_text(r->st_status, 1, run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(r->st_status) == SQLITE_ROW) {
-        const unsigned char *s = sqlite3_column_text(r->st_status, 0);
-        snprintf(buf, cap, "%s", s ? (const char *)s : "");
-    }
-    sqlite3_reset(r->st_status);
+    cad_run_status st;
+    int found = 0;
+    cad_err e = {0};
+    if (cad_db_run_status(r->db, run_id, &st, &found, &e) == CAD_OK && found)
+        str_copy(buf, cap, cad_run_status_name(st));
 }
 
+/* Failures counted against the run's retry budget (0 when the DB could not say). */
 static int db_failures(runner *r, const char *run_id) {
     int n = 0;
-    sqlite3_reset(r->st_failures);
-    sqlite3_bind_text(r->st_failures, 1, run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(r->st_failures) == SQLITE_ROW) n = sqlite3_column_int(r->st_failures, 0);
-    sqlite3_reset(r->st_failures);
+    cad_err e = {0};
+    if (cad_db_count_failures(r->db, run_id, &n, &e) != CAD_OK) n = 0;
     return n;
 }
 
@@ -261,7 +209,7 @@ static int archive_previous_attempt(const char *run_dir, int n, cad_err *e) {
                                   "result.json",    "checkpoint.bin",       "final_model.int8.ptz",
                                   "weights.safetensors", "code_files.txt",  "grandchild.pid"};
     int any = 0;
-    char src[4200], dst[4200], dir[4096];
+    char src[PATH_MAX + 64], dst[PATH_MAX + 64], dir[PATH_MAX];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(src, sizeof src, "%s/%s", run_dir, files[i]);
         if (!file_exists(src)) continue;
@@ -317,28 +265,24 @@ static void pump_log(slot *s, int at_end) {
     long n;
     /* live: at most 4 MB per tick, so one chatty run cannot stall the others; at the end:
      * everything that is left */
-    do n = tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
+    do n = cad_tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
     while (at_end && n > 0);
-    if (at_end) tail_flush_partial(&s->log_tail, log_line, s);
+    if (at_end) cad_tail_flush_partial(&s->log_tail, log_line, s);
     if (s->journal) fflush(s->journal);
 }
 
 /* NaN/Inf loss rows of the run, checked when new rows arrived (at most once a second). */
 static int nan_check(runner *r, slot *s, char *why, size_t cap, int force) {
-    double now = proc_now_mono();
+    double now = cad_proc_now_mono();
     if (s->ing.metrics_rows == s->nan_checked_rows) return 0;
     if (!force && now - s->nan_checked_at < NAN_CHECK_EVERY_S) return 0;
     s->nan_checked_rows = s->ing.metrics_rows;
     s->nan_checked_at = now;
     int found = 0;
-    sqlite3_reset(r->st_nan);
-    sqlite3_bind_text(r->st_nan, 1, s->run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(r->st_nan) == SQLITE_ROW) {
-        snprintf(why, cap, "NaN/Inf %s at step %lld", sqlite3_column_text(r->st_nan, 0),
-                 (long long)sqlite3_column_int64(r->st_nan, 1));
-        found = 1;
-    }
-    sqlite3_reset(r->st_nan);
+    cad_metric m;
+    cad_err e = {0};
+    if (cad_db_find_nonfinite_loss(r->db, s->run_id, &m, &found, &e) != CAD_OK) return 0;
+    if (found) snprintf(why, cap, "NaN/Inf %s at step %lld", m.name, (long long)m.step);
     return found;
 }
 
@@ -350,8 +294,8 @@ static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason) {
         }
     }
     if (!s->term_at) {
-        s->term_at = proc_now_mono();
-        proc_group_signal(s->pid, SIGTERM);
+        s->term_at = cad_proc_now_mono();
+        cad_proc_group_signal(s->pid, SIGTERM);
         say(r, "stopping %s: %s (TERM to process group %d)", s->run_id, reason, (int)s->pid);
     }
 }
@@ -372,7 +316,7 @@ static int ingest_tick(runner *r, cad_err *e) {
             if (ie.code == CAD_EDB) rc = cad_fail(e, CAD_EDB, "%s", ie.msg);
             else say(r, "warning: %s: %s", s->run_id, ie.msg);
         }
-        char why[256];
+        char why[REASON_MAX];
         if (!rc && s->stop == STOP_NONE && s->lp) { /* command engine: the parser saw it */
             cad_log_summary sum;
             cad_logparse_summary(s->lp, &sum);
@@ -394,7 +338,7 @@ static int ingest_tick(runner *r, cad_err *e) {
 /* ---- finishing a run -------------------------------------------------------------------- */
 
 static char *failure_text(const char *reason, const char *capture) {
-    char *last = tail_last_lines(capture, LAST_LINES, 8192);
+    char *last = cad_tail_last_lines(capture, LAST_LINES, LAST_LINES_MAX_BYTES);
     const char *base = strrchr(capture, '/');
     base = base ? base + 1 : capture;
     size_t n = strlen(reason) + strlen(last ? last : "") + strlen(base) + 64;
@@ -405,67 +349,70 @@ static char *failure_text(const char *reason, const char *capture) {
     return t;
 }
 
-static void slot_release(slot *s) {
+/* Close the command engine's metrics.jsonl; a failed close (a full disk) is said, since
+ * the curve on disk may then miss its last points. */
+static void journal_close(runner *r, slot *s) {
+    if (!s->journal) return;
+    if (fclose(s->journal) != 0)
+        say(r, "warning: %s: %s/metrics.jsonl: write failed: %s", s->run_id, s->run_dir,
+            strerror(errno));
+    s->journal = NULL;
+}
+
+static void slot_release(runner *r, slot *s) {
+    journal_close(r, s);
     free(s->run_dir);
     free(s->sweep);
     free(s->engine);
     free(s->capture_path);
     if (s->lp) cad_logparse_free(s->lp);
-    if (s->journal) fclose(s->journal);
-    tail_free(&s->log_tail);
+    cad_tail_free(&s->log_tail);
     memset(s, 0, sizeof *s);
 }
 
-/* The leader exited and the group is empty: decide the status, write it, maybe retry. */
-static int finish_slot(runner *r, slot *s, cad_err *e) {
-    char reason[600] = "";
-    int failed = 0, exit_code = -1, has_exit = 0;
-    int st = s->wait_status;
-    if (WIFEXITED(st)) {
-        has_exit = 1;
-        exit_code = WEXITSTATUS(st);
-    }
-    /* last words: the rest of the log, then everything the run dir has */
+/* How the leader ended: its exit code when it exited, else the signal in wait_status. */
+typedef struct exit_info {
+    int has_exit, exit_code, has_result;
+} exit_info;
+
+/* Last words of a command engine: the rest of the log, a NaN it printed, and result.json
+ * from its final score when it exited 0 (the runner writes that file for it). */
+static void last_words(runner *r, slot *s, const exit_info *x) {
     pump_log(s, 1);
-    if (s->lp) {
-        cad_log_summary sum;
-        cad_logparse_summary(s->lp, &sum);
-        if (sum.n_nan > 0 && s->stop == STOP_NONE) {
-            s->stop = STOP_NAN;
-            snprintf(s->stop_reason, sizeof s->stop_reason, "NaN/Inf loss printed (%ld lines)",
-                     sum.n_nan);
-        }
-        if (has_exit && exit_code == 0 && sum.has_score && s->stop == STOP_NONE) {
-            cad_result res;
-            cad_ingest_result_from_log(&res, &sum);
-            char path[4096];
-            snprintf(path, sizeof path, "%s/result.json", s->run_dir);
-            cad_err we = {0};
-            if (cad_ingest_write_result(path, s->run_id, &res, &we) != CAD_OK)
-                say(r, "warning: %s: %s", s->run_id, we.msg);
-        }
+    journal_close(r, s);
+    if (!s->lp) return;
+    cad_log_summary sum;
+    cad_logparse_summary(s->lp, &sum);
+    if (sum.n_nan > 0 && s->stop == STOP_NONE) {
+        s->stop = STOP_NAN;
+        snprintf(s->stop_reason, sizeof s->stop_reason, "NaN/Inf loss printed (%ld lines)",
+                 sum.n_nan);
     }
-    char result_path[4096];
-    snprintf(result_path, sizeof result_path, "%s/result.json", s->run_dir);
-    int has_result = file_exists(result_path);
-    int rc = cad_db_begin(r->db, e);
-    if (rc) return rc;
-    /* two passes in one transaction: the last metrics first (a NaN among them fails the
-     * run), then result.json, read only from a run that ended well, and the artifact files
-     * (hashed), recorded once now that nothing writes them any more (see launch) */
-    char why[256];
+    if (x->has_exit && x->exit_code == 0 && sum.has_score && s->stop == STOP_NONE) {
+        cad_result res;
+        cad_ingest_result_from_log(&res, &sum);
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/result.json", s->run_dir);
+        cad_err we = {0};
+        if (cad_ingest_write_result(path, s->run_id, &res, &we) != CAD_OK)
+            say(r, "warning: %s: %s", s->run_id, we.msg);
+    }
+}
+
+/* Inside the caller's transaction, two passes: the last metrics first (a NaN among them
+ * fails the run), then result.json, read only from a run that ended well, and the artifact
+ * files (hashed), recorded once now that nothing writes them any more (see launch). */
+static int ingest_final(runner *r, slot *s, const exit_info *x, cad_err *e) {
+    char why[REASON_MAX];
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
-            if (has_result && s->stop == STOP_NONE && has_exit && exit_code == 0)
+            if (x->has_result && s->stop == STOP_NONE && x->has_exit && x->exit_code == 0)
                 s->ing.result_done = 0;
             s->ing.artifacts_done = 0;
         }
         cad_err ie = {0};
         if (cad_ingest_run_dir(r->db, s->run_id, s->run_dir, &s->ing, &ie) != CAD_OK) {
-            if (ie.code == CAD_EDB) {
-                cad_db_rollback(r->db);
-                return cad_fail(e, CAD_EDB, "%s", ie.msg);
-            }
+            if (ie.code == CAD_EDB) return cad_fail(e, CAD_EDB, "%s", ie.msg);
             say(r, "warning: %s: %s", s->run_id, ie.msg);
         }
         if (pass == 0 && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 1)) {
@@ -473,65 +420,69 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
             str_copy(s->stop_reason, sizeof s->stop_reason, why);
         }
     }
-    char status[32];
-    db_status(r, s->run_id, status, sizeof status);
-    cad_run_status to = CAD_RUN_DONE;
-    if (strcmp(status, "running") != 0) {
-        /* cancelled (or changed) behind our back: keep what the user decided */
-        rc = cad_db_commit(r->db, e);
-        say(r, "%s %s (process ended)", status[0] ? status : "gone", s->run_id);
-        return rc;
-    }
+    return CAD_OK;
+}
+
+/* The final status of a run still marked running, and the reason; 1 when it failed. */
+static int decide_outcome(const slot *s, const exit_info *x, cad_run_status *to,
+                          char *reason, size_t cap) {
+    int failed = 0, st = s->wait_status;
+    *to = CAD_RUN_DONE;
     switch (s->stop) {
     case STOP_TIMEOUT:
     case STOP_NAN:
         failed = 1;
-        str_copy(reason, sizeof reason, s->stop_reason);
+        str_copy(reason, cap, s->stop_reason);
         break;
     case STOP_SHUTDOWN:
-        to = CAD_RUN_INTERRUPTED;
-        str_copy(reason, sizeof reason, s->stop_reason);
+        *to = CAD_RUN_INTERRUPTED;
+        str_copy(reason, cap, s->stop_reason);
         break;
-    case STOP_CANCEL: /* status is no longer running: handled above */
+    case STOP_CANCEL: /* status is no longer running: finish_slot handled it */
     case STOP_NONE:
-        if (!has_exit) {
+        if (!x->has_exit) {
             failed = 1;
-            snprintf(reason, sizeof reason, "killed by signal %d (%s)", WTERMSIG(st),
-                     strsignal(WTERMSIG(st)));
-        } else if (exit_code != 0) {
+            snprintf(reason, cap, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+        } else if (x->exit_code != 0) {
             failed = 1;
-            snprintf(reason, sizeof reason, "exit code %d", exit_code);
-        } else if (!has_result) {
+            snprintf(reason, cap, "exit code %d", x->exit_code);
+        } else if (!x->has_result) {
             failed = 1;
-            snprintf(reason, sizeof reason, "exited 0 without a final result (%s)",
+            snprintf(reason, cap, "exited 0 without a final result (%s)",
                      s->kind == CAD_ENGINE_CADDIE ? "no result.json"
                                                   : "no final val_bpb line in log.txt");
         }
         break;
     }
-    if (failed) to = CAD_RUN_FAILED;
+    if (failed) *to = CAD_RUN_FAILED;
+    return failed;
+}
+
+/* Inside the caller's transaction: the final status, and a requeue when the run failed
+ * and its retry budget allows (*retry = 1). */
+static int record_outcome(runner *r, slot *s, const exit_info *x, cad_run_status to,
+                          const char *reason, int *retry, cad_err *e) {
+    int failed = to == CAD_RUN_FAILED;
     char *err = failed ? failure_text(reason, s->capture_path) : NULL;
-    rc = cad_db_finish(r->db, s->run_id, to, has_exit, exit_code, err,
-                       failed ? reason : (to == CAD_RUN_DONE ? "finished" : reason), e);
+    int rc = cad_db_finish(r->db, s->run_id, to, x->has_exit, x->exit_code, err,
+                           failed ? reason : (to == CAD_RUN_DONE ? "finished" : reason), e);
     free(err);
-    int retry = 0;
+    *retry = 0;
     if (!rc && failed) {
         int failures = db_failures(r, s->run_id);
         if (failures <= s->retries) {
-            char why2[700];
-            snprintf(why2, sizeof why2, "automatic retry %d of %d after: %s", failures,
-                     s->retries, reason);
-            rc = cad_db_requeue(r->db, s->run_id, 0, why2, e);
-            retry = 1;
+            char why[PREFIXED_REASON_MAX];
+            snprintf(why, sizeof why, "automatic retry %d of %d after: %s", failures, s->retries,
+                     reason);
+            rc = cad_db_requeue(r->db, s->run_id, 0, why, e);
+            *retry = 1;
         }
     }
-    if (rc) {
-        cad_db_rollback(r->db);
-        return rc;
-    }
-    rc = cad_db_commit(r->db, e);
-    if (rc) return rc;
-    double secs = proc_now_mono() - s->start_mono;
+    return rc;
+}
+
+static void say_finished(runner *r, slot *s, cad_run_status to, const char *reason, int retry) {
+    double secs = cad_proc_now_mono() - s->start_mono;
     if (to == CAD_RUN_DONE) {
         r->n_done++;
         cad_result res;
@@ -548,6 +499,46 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
         say(r, "failed  %s after %.1fs: %s%s", s->run_id, secs, reason,
             retry ? " (queued again)" : "");
     }
+}
+
+/* The leader exited and the group is empty: decide the status, write it, maybe retry. */
+static int finish_slot(runner *r, slot *s, cad_err *e) {
+    exit_info x = {0, -1, 0};
+    if (WIFEXITED(s->wait_status)) {
+        x.has_exit = 1;
+        x.exit_code = WEXITSTATUS(s->wait_status);
+    }
+    last_words(r, s, &x);
+    char result_path[PATH_MAX];
+    snprintf(result_path, sizeof result_path, "%s/result.json", s->run_dir);
+    x.has_result = file_exists(result_path);
+    int rc = cad_db_begin(r->db, e);
+    if (rc) return rc;
+    rc = ingest_final(r, s, &x, e);
+    if (rc) {
+        cad_db_rollback(r->db);
+        return rc;
+    }
+    char status[STATUS_TEXT_MAX];
+    db_status(r, s->run_id, status, sizeof status);
+    if (strcmp(status, "running") != 0) {
+        /* cancelled (or changed) behind our back: keep what the user decided */
+        rc = cad_db_commit(r->db, e);
+        say(r, "%s %s (process ended)", status[0] ? status : "gone", s->run_id);
+        return rc;
+    }
+    cad_run_status to;
+    char reason[REASON_MAX] = "";
+    decide_outcome(s, &x, &to, reason, sizeof reason);
+    int retry = 0;
+    rc = record_outcome(r, s, &x, to, reason, &retry, e);
+    if (rc) {
+        cad_db_rollback(r->db);
+        return rc;
+    }
+    rc = cad_db_commit(r->db, e);
+    if (rc) return rc;
+    say_finished(r, s, to, reason, retry);
     return CAD_OK;
 }
 
@@ -598,126 +589,151 @@ static slot *slot_free(runner *r) {
     return NULL;
 }
 
-/* Claim, clean the run dir, spawn. A run that cannot even be started is failed (and
- * retried by the usual rule). Returns CAD_OK unless the DB itself failed. */
 /* 1 when this start continues an interrupted caddie-engine run from its checkpoint: the
  * run's config says resume: true, the last attempt was interrupted (not failed) and
  * <run_dir>/checkpoint.bin exists. caddie train then appends to log.txt/metrics.jsonl. */
 static int resumes_from_checkpoint(runner *r, const cad_run *run) {
     if (!run->run_dir || !run->run_dir[0]) return 0;
-    char ckpt[4200];
+    char ckpt[PATH_MAX];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", run->run_dir);
     if (!file_exists(ckpt)) return 0;
-    sqlite3_reset(r->st_resume);
-    sqlite3_bind_text(r->st_resume, 1, run->run_id, -1, SQLITE_TRANSIENT);
-    int yes = sqlite3_step(r->st_resume) == SQLITE_ROW;
-    sqlite3_reset(r->st_resume);
+    int yes = 0;
+    cad_err e = {0};
+    if (cad_db_run_resumes(r->db, run->run_id, &yes, &e) != CAD_OK) yes = 0;
     return yes;
 }
 
-static int launch(runner *r, const cad_run *run, sched_devset devs, double est, cad_err *e) {
-    char devtext[256];
-    sched_devset_format(devs, devtext, sizeof devtext);
+/* queued -> running, and what an earlier attempt left in the DB goes (from scratch: the
+ * curve starts empty; resumed: the points so far stay, the engine appends from the
+ * checkpoint step on, and a step logged twice replaces, never adds). *claimed = 0 when the
+ * run is no longer queued (cancelled meanwhile). */
+static int claim_run(runner *r, const cad_run *run, const char *devtext, int resume,
+                     int *claimed, cad_err *e) {
+    *claimed = 0;
     cad_run_claim claim = {devtext, r->host, r->boot_id};
-    int resume = resumes_from_checkpoint(r, run);
     int rc = cad_db_begin(r->db, e);
     if (rc) return rc;
     cad_err ce = {0};
     if (cad_db_claim(r->db, run->run_id, &claim, &ce) != CAD_OK) {
         cad_db_rollback(r->db);
         if (ce.code == CAD_EDB) return cad_fail(e, CAD_EDB, "%s", ce.msg);
-        return CAD_OK; /* cancelled meanwhile */
+        return CAD_OK;
     }
-    /* from scratch: the curve starts empty; resumed: the points so far stay (the engine
-     * appends from the checkpoint step on, and a step logged twice replaces, never adds) */
-    if (!resume) rc = exec_run_id(r, r->st_del_metrics, run->run_id, e);
-    if (!rc) rc = exec_run_id(r, r->st_del_results, run->run_id, e);
-    if (!rc) rc = exec_run_id(r, r->st_del_artifacts, run->run_id, e);
+    rc = cad_db_clear_attempt(r->db, run->run_id, resume, e);
     if (!rc) rc = cad_db_commit(r->db, e);
     else cad_db_rollback(r->db);
-    if (rc) return rc;
+    if (!rc) *claimed = 1;
+    return rc;
+}
 
-    int attempt = run->attempts + 1;
+/* Prepare the run dir and start the engine: *pid and *x on success, else why (non-empty)
+ * says what stopped it. */
+static void spawn_run(runner *r, const cad_run *run, const char *devtext, int resume,
+                      int attempt, cad_engine_exec *x, pid_t *pid, char *why, size_t cap) {
     const char *run_dir = run->run_dir && run->run_dir[0] ? run->run_dir : NULL;
-    char why[1024] = "";
     cad_launch l;
     memset(&l, 0, sizeof l);
-    cad_engine_exec x;
-    memset(&x, 0, sizeof x);
     cad_err le = {0};
-    pid_t pid = 0;
-    if (!run_dir) snprintf(why, sizeof why, "run has no run_dir");
+    why[0] = 0;
+    if (!run_dir) snprintf(why, cap, "run has no run_dir");
     else if (cad_mkdir_p(run_dir, &le) != CAD_OK)
-        str_copy(why, sizeof why, le.msg);
+        str_copy(why, cap, le.msg);
     else if (!resume && archive_previous_attempt(run_dir, attempt - 1, &le) != CAD_OK)
-        str_copy(why, sizeof why, le.msg);
+        str_copy(why, cap, le.msg);
     else if (cad_db_get_launch(r->db, run->run_id, &l, &le) != CAD_OK)
-        str_copy(why, sizeof why, le.msg);
+        str_copy(why, cap, le.msg);
     else {
         cad_engine_slot es = {r->o->cpu_slots ? NULL : devtext,
                               r->o->cpu_slots ? r->o->cpu_threads : 0, run->run_id, run_dir,
                               attempt};
-        if (cad_engine_exec_build(run->engine, &l, &es, r->self_exe, &x, &le) != CAD_OK)
-            str_copy(why, sizeof why, le.msg);
+        if (cad_engine_exec_build(run->engine, &l, &es, r->self_exe, x, &le) != CAD_OK)
+            str_copy(why, cap, le.msg);
         else {
-            proc_spawn_opts po = {x.argv, x.envp, x.cwd, x.capture_path, resume};
-            if (proc_spawn_group(&po, &pid, &le) != CAD_OK) str_copy(why, sizeof why, le.msg);
+            cad_proc_spawn_opts po = {x->argv, x->envp, x->cwd, x->capture_path, resume};
+            if (cad_proc_spawn_group(&po, pid, &le) != CAD_OK) str_copy(why, cap, le.msg);
         }
     }
     cad_launch_free(&l);
-    if (why[0]) {
-        cad_engine_exec_free(&x);
-        char reason[1100];
-        snprintf(reason, sizeof reason, "could not start: %s", why);
-        rc = cad_db_begin(r->db, e);
-        if (rc) return rc;
-        rc = cad_db_finish(r->db, run->run_id, CAD_RUN_FAILED, 0, 0, reason, reason, e);
-        int retry = 0;
-        if (!rc && db_failures(r, run->run_id) <= run->retries) {
-            rc = cad_db_requeue(r->db, run->run_id, 0, "automatic retry after start failure", e);
-            retry = 1;
-        }
-        if (rc) {
-            cad_db_rollback(r->db);
-            return rc;
-        }
-        r->n_failed++;
-        say(r, "failed  %s: %s%s", run->run_id, reason, retry ? " (queued again)" : "");
-        return cad_db_commit(r->db, e);
+}
+
+/* A run that could not even be started is failed, and retried by the usual rule. */
+static int fail_start(runner *r, const cad_run *run, const char *why, cad_err *e) {
+    char reason[PREFIXED_REASON_MAX];
+    snprintf(reason, sizeof reason, "could not start: %s", why);
+    int rc = cad_db_begin(r->db, e);
+    if (rc) return rc;
+    rc = cad_db_finish(r->db, run->run_id, CAD_RUN_FAILED, 0, 0, reason, reason, e);
+    int retry = 0;
+    if (!rc && db_failures(r, run->run_id) <= run->retries) {
+        rc = cad_db_requeue(r->db, run->run_id, 0, "automatic retry after start failure", e);
+        retry = 1;
     }
-    long long start_ticks = 0;
-    cad_err pe = {0};
-    proc_start_ticks(pid, &start_ticks, &pe); /* a run that already exited records 0 */
-    rc = cad_db_set_process(r->db, run->run_id, pid, start_ticks, e);
-    slot *s = slot_free(r);
-    CAD_ASSERT(s != NULL); /* one slot per device: a free device means a free slot */
+    if (rc) {
+        cad_db_rollback(r->db);
+        return rc;
+    }
+    r->n_failed++;
+    say(r, "failed  %s: %s%s", run->run_id, reason, retry ? " (queued again)" : "");
+    return cad_db_commit(r->db, e);
+}
+
+/* The slot of a started run. */
+static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset devs, double est,
+                      int attempt, pid_t pid, const cad_engine_exec *x) {
     memset(s, 0, sizeof *s);
     s->used = 1;
     str_copy(s->run_id, sizeof s->run_id, run->run_id);
-    s->run_dir = strdup(run_dir);
+    s->run_dir = strdup(run->run_dir);
     s->sweep = run->sweep ? strdup(run->sweep) : NULL;
     s->engine = strdup(run->engine);
-    s->kind = x.kind;
+    s->kind = x->kind;
     s->devs = devs;
-    s->ndev = sched_devset_count(devs);
+    s->ndev = cad_sched_devset_count(devs);
     s->attempt = attempt;
     s->retries = run->retries;
     s->pid = pid;
-    s->start_mono = proc_now_mono();
+    s->start_mono = cad_proc_now_mono();
     s->est_s = est;
     s->timeout_s = run->timeout_s;
-    s->capture_path = strdup(x.capture_path);
+    s->capture_path = strdup(x->capture_path);
     cad_ingest_state_init(&s->ing);
     s->ing.result_done = 1; /* not before the end: finish_slot decides if the run is done */
     s->ing.artifacts_done = 1;
-    tail_init(&s->log_tail, x.capture_path);
-    if (x.parse_log) {
-        char jpath[4096];
-        snprintf(jpath, sizeof jpath, "%s/metrics.jsonl", run_dir);
+    cad_tail_init(&s->log_tail, x->capture_path);
+    if (x->parse_log) {
+        char jpath[PATH_MAX];
+        snprintf(jpath, sizeof jpath, "%s/metrics.jsonl", run->run_dir);
         s->lp = cad_logparse_new();
         s->journal = fopen(jpath, "w");
         if (!s->journal) say(r, "warning: %s: %s: %s", run->run_id, jpath, strerror(errno));
     }
+}
+
+/* Claim, clean the run dir, spawn. Returns CAD_OK unless the DB itself failed. */
+static int launch(runner *r, const cad_run *run, cad_sched_devset devs, double est, cad_err *e) {
+    char devtext[DEVICES_TEXT_MAX];
+    cad_sched_devset_format(devs, devtext, sizeof devtext);
+    int resume = resumes_from_checkpoint(r, run);
+    int claimed = 0;
+    int rc = claim_run(r, run, devtext, resume, &claimed, e);
+    if (rc || !claimed) return rc;
+    int attempt = run->attempts + 1;
+    char why[REASON_MAX];
+    cad_engine_exec x;
+    memset(&x, 0, sizeof x);
+    pid_t pid = 0;
+    spawn_run(r, run, devtext, resume, attempt, &x, &pid, why, sizeof why);
+    if (why[0]) {
+        cad_engine_exec_free(&x);
+        return fail_start(r, run, why, e);
+    }
+    long long start_ticks = 0;
+    cad_err pe = {0};
+    cad_proc_start_ticks(pid, &start_ticks, &pe); /* a run that already exited records 0 */
+    rc = cad_db_set_process(r->db, run->run_id, pid, start_ticks, e);
+    slot *s = slot_free(r);
+    CAD_ASSERT(s != NULL); /* one slot per device: a free device means a free slot */
+    slot_fill(r, s, run, devs, est, attempt, pid, &x);
     cad_engine_exec_free(&x);
     r->n_started++;
     const char *how = resume ? ", resuming from checkpoint.bin" : "";
@@ -747,17 +763,17 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     int nq = 0;
     int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_QUEUED), NULL, &q, &nq, e);
     if (rc) return rc;
-    double now = proc_now_mono();
-    sched_running *run = calloc((size_t)r->nslots + 1, sizeof *run);
-    sched_queued *qq = calloc((size_t)nq + 1, sizeof *qq);
-    sched_pick *picks = calloc((size_t)nq + 1, sizeof *picks);
-    int nrun = 0, total = sched_devset_count(r->all);
+    double now = cad_proc_now_mono();
+    cad_sched_running *run = calloc((size_t)r->nslots + 1, sizeof *run);
+    cad_sched_queued *qq = calloc((size_t)nq + 1, sizeof *qq);
+    cad_sched_pick *picks = calloc((size_t)nq + 1, sizeof *picks);
+    int nrun = 0, total = cad_sched_devset_count(r->all);
     double work = 0; /* device-seconds left, for the ETA */
     for (int i = 0; i < r->nslots; i++) {
         slot *s = &r->slots[i];
         if (!s->used) continue;
         double end = s->start_mono + s->est_s;
-        run[nrun++] = (sched_running){s->devs, end};
+        run[nrun++] = (cad_sched_running){s->devs, end};
         work += (end > now ? end - now : 0) * s->ndev;
     }
     int runnable = 0;
@@ -778,8 +794,8 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     *n_queued = nq;
     *eta_s = total > 0 ? work / total : 0;
     if (!r->stopping) {
-        sched_outcome out;
-        sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
+        cad_sched_outcome out;
+        cad_sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
         for (int k = 0; k < out.n_picks && !rc; k++)
             rc = launch(r, &q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s, e);
         *n_queued -= out.n_picks;
@@ -796,10 +812,10 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
 
 /* Wait (polling) until process group pgid is empty or `secs` passed; 1 if empty. */
 static int wait_group_gone(int pgid, double secs) {
-    double until = proc_now_mono() + secs;
-    while (proc_group_alive(pgid)) {
+    double until = cad_proc_now_mono() + secs;
+    while (cad_proc_group_alive(pgid)) {
         while (waitpid(-1, NULL, WNOHANG) > 0) {} /* orphans reparented to us */
-        if (proc_now_mono() > until) return 0;
+        if (cad_proc_now_mono() > until) return 0;
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -815,18 +831,18 @@ static int recover(runner *r, cad_err *e) {
     if (rc) return rc;
     for (int i = 0; i < n && !rc; i++) {
         cad_run *run = &runs[i];
-        char reason[512];
-        proc_identity id = {0};
+        char reason[REASON_MAX];
+        cad_proc_identity id = {0};
         id.pid = (int)run->pid;
         id.start_ticks = run->proc_start_time;
         str_copy(id.boot_id, sizeof id.boot_id, run->boot_id ? run->boot_id : "");
         int same_boot = run->boot_id && strcmp(run->boot_id, r->boot_id) == 0;
-        if (run->pid > 1 && proc_identity_alive(&id)) {
+        if (run->pid > 1 && cad_proc_identity_alive(&id)) {
             say(r, "recover %s: its process %lld is still alive: TERM, KILL after %.1fs",
                 run->run_id, (long long)run->pid, r->o->grace_s);
-            proc_group_signal((int)run->pid, SIGTERM);
+            cad_proc_group_signal((int)run->pid, SIGTERM);
             if (!wait_group_gone((int)run->pid, r->o->grace_s)) {
-                proc_group_signal((int)run->pid, SIGKILL);
+                cad_proc_group_signal((int)run->pid, SIGKILL);
                 wait_group_gone((int)run->pid, 5);
             }
             snprintf(reason, sizeof reason,
@@ -834,8 +850,8 @@ static int recover(runner *r, cad_err *e) {
                      (long long)run->pid);
         } else {
             /* the leader is gone; leftovers of its group (same boot only) go too */
-            if (same_boot && run->pid > 1 && proc_group_alive((int)run->pid)) {
-                proc_group_signal((int)run->pid, SIGKILL);
+            if (same_boot && run->pid > 1 && cad_proc_group_alive((int)run->pid)) {
+                cad_proc_group_signal((int)run->pid, SIGKILL);
                 wait_group_gone((int)run->pid, 5);
             }
             snprintf(reason, sizeof reason, "previous runner died; process %lld is gone%s",
@@ -884,14 +900,14 @@ static void status_line(runner *r, int nqueued, double eta_s) {
     int counts[CAD_RUN_NSTATUS] = {0};
     cad_err e = {0};
     cad_db_count_by_status(r->db, NULL, counts, &e);
-    char eta[32], line[512], cancelled[48] = "";
+    char eta[32], line[STATUS_LINE_MAX], cancelled[48] = "";
     fmt_hms(eta_s, eta, sizeof eta);
     if (counts[CAD_RUN_CANCELLED]) /* short line: it must fit a terminal to be redrawn */
         snprintf(cancelled, sizeof cancelled, " · cancelled %d", counts[CAD_RUN_CANCELLED]);
     snprintf(line, sizeof line, "running %d · queued %d · done %d · failed %d%s · ETA %s%s",
              running, nqueued, counts[CAD_RUN_DONE], counts[CAD_RUN_FAILED], cancelled, eta,
              r->stopping ? " · stopping" : "");
-    double now = proc_now_mono();
+    double now = cad_proc_now_mono();
     if (r->o->tty) {
         int len = (int)strlen(line);
         fprintf(r->o->out, "\r%s%*s", line, r->status_line_len > len ? r->status_line_len - len : 0,
@@ -905,37 +921,37 @@ static void status_line(runner *r, int nqueued, double eta_s) {
 }
 
 static int tick_slots(runner *r, cad_err *e) {
-    double now = proc_now_mono();
+    double now = cad_proc_now_mono();
     for (int i = 0; i < r->nslots; i++) {
         slot *s = &r->slots[i];
         if (!s->used) continue;
         if (!s->reaped && s->stop == STOP_NONE) {
-            char st[32];
+            char st[STATUS_TEXT_MAX];
             db_status(r, s->run_id, st, sizeof st);
             if (strcmp(st, "running") != 0)
                 stop_slot(r, s, STOP_CANCEL, st[0] ? "cancelled" : "run deleted from the DB");
         }
         if (!s->reaped && s->stop == STOP_NONE && s->timeout_s > 0 &&
             now - s->start_mono > s->timeout_s) {
-            char why[128];
+            char why[REASON_MAX];
             snprintf(why, sizeof why, "timeout after %.0fs", s->timeout_s);
             stop_slot(r, s, STOP_TIMEOUT, why);
         }
         /* the leader ended but others of its group live on: they go too */
-        if (s->reaped && !s->term_at && proc_group_alive(s->pid)) {
+        if (s->reaped && !s->term_at && cad_proc_group_alive(s->pid)) {
             s->term_at = now;
-            proc_group_signal(s->pid, SIGTERM);
+            cad_proc_group_signal(s->pid, SIGTERM);
         }
         if (s->term_at && !s->kill_at && now - s->term_at >= r->o->grace_s &&
-            proc_group_alive(s->pid)) {
+            cad_proc_group_alive(s->pid)) {
             s->kill_at = now;
-            proc_group_signal(s->pid, SIGKILL);
+            cad_proc_group_signal(s->pid, SIGKILL);
             say(r, "kill    %s: still alive %.1fs after TERM (KILL to group %d)", s->run_id,
                 r->o->grace_s, (int)s->pid);
         }
-        if (s->reaped && !proc_group_alive(s->pid)) {
+        if (s->reaped && !cad_proc_group_alive(s->pid)) {
             int rc = finish_slot(r, s, e);
-            slot_release(s);
+            slot_release(r, s);
             r->n_finished++;
             if (rc) return rc;
         }
@@ -948,55 +964,72 @@ static int nproc_online(void) {
     return n > 0 ? (int)n : 1;
 }
 
-int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
-    *stop_signal = 0;
-    runner R;
-    memset(&R, 0, sizeof R);
-    runner *r = &R;
-    r->o = o;
+/* The device slots of this runner, from the options. */
+static int runner_devices(runner *r, const cad_runner_opts *o, cad_err *e) {
     if (o->cpu_slots > 0) {
-        if (o->cpu_slots > SCHED_MAX_DEVICES)
+        if (o->cpu_slots > CAD_SCHED_MAX_DEVICES)
             return cad_fail(e, CAD_EUSAGE, "--cpu-slots %d: at most %d", o->cpu_slots,
-                            SCHED_MAX_DEVICES);
-        r->all = o->cpu_slots == 64 ? ~(sched_devset)0 : (((sched_devset)1 << o->cpu_slots) - 1);
+                            CAD_SCHED_MAX_DEVICES);
+        r->all = o->cpu_slots == 64 ? ~(cad_sched_devset)0
+                                    : (((cad_sched_devset)1 << o->cpu_slots) - 1);
     } else {
         r->all = o->devices;
     }
     if (!r->all) return cad_fail(e, CAD_EUSAGE, "no devices to run on");
-    r->nslots = sched_devset_count(r->all);
-    int lock_fd = -1;
-    int rc = lock_take(o->db_path, &lock_fd, e);
-    if (rc) return rc;
-    rc = proc_boot_id(r->boot_id, e);
+    r->nslots = cad_sched_devset_count(r->all);
+    return CAD_OK;
+}
+
+/* Everything after the lock: who and where we are, the DB, the slots. */
+static int runner_open(runner *r, cad_err *e) {
+    int rc = cad_proc_boot_id(r->boot_id, e);
     if (!rc) rc = cad_engine_self_exe(r->self_exe, sizeof r->self_exe, e);
-    if (!rc) rc = proc_become_subreaper(e);
+    if (!rc) rc = cad_proc_become_subreaper(e);
     gethostname(r->host, sizeof r->host - 1);
-    if (!rc) rc = cad_db_open(o->db_path, 0, &r->db, e);
-    if (!rc) rc = prepare_all(r, e);
+    if (!rc) rc = cad_db_open(r->o->db_path, 0, &r->db, e);
     r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
     if (!rc && !r->slots) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
-    sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGCHLD);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, &old);
-    /* a closed stdout (caddie run | head) must not kill the runner and orphan its runs */
-    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
-    if (!rc) {
-        char devs[256];
-        sched_devset_format(r->all, devs, sizeof devs);
-        if (o->cpu_slots)
-            say(r, "runner  pid %d on %s: %d cpu slot%s x %d thread%s (%d cores), db %s",
-                (int)getpid(), r->host, o->cpu_slots, o->cpu_slots == 1 ? "" : "s",
-                o->cpu_threads, o->cpu_threads == 1 ? "" : "s", nproc_online(), o->db_path);
-        else
-            say(r, "runner  pid %d on %s: GPUs %s, db %s", (int)getpid(), r->host, devs,
-                o->db_path);
+    return rc;
+}
+
+static void say_hello(runner *r) {
+    const cad_runner_opts *o = r->o;
+    char devs[DEVICES_TEXT_MAX];
+    cad_sched_devset_format(r->all, devs, sizeof devs);
+    if (o->cpu_slots)
+        say(r, "runner  pid %d on %s: %d cpu slot%s x %d thread%s (%d cores), db %s",
+            (int)getpid(), r->host, o->cpu_slots, o->cpu_slots == 1 ? "" : "s", o->cpu_threads,
+            o->cpu_threads == 1 ? "" : "s", nproc_online(), o->db_path);
+    else
+        say(r, "runner  pid %d on %s: GPUs %s, db %s", (int)getpid(), r->host, devs, o->db_path);
+}
+
+/* SIGINT/SIGTERM/SIGHUP: the first stops launching and TERMs every run; the second KILLs. */
+static void on_signal(runner *r, int sig, int *second_signal) {
+    if (!r->stopping) {
+        r->stopping = 1;
+        r->stop_signal = sig;
+        const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+        say(r, "runner  got %s: no new runs; stopping the running ones", name);
+        char why[REASON_MAX];
+        snprintf(why, sizeof why, "runner stopped by %s", name);
+        for (int i = 0; i < r->nslots; i++)
+            if (r->slots[i].used) stop_slot(r, &r->slots[i], STOP_SHUTDOWN, why);
+    } else if (!*second_signal) {
+        *second_signal = 1;
+        say(r, "runner  second signal: KILL to every run");
+        for (int i = 0; i < r->nslots; i++)
+            if (r->slots[i].used) {
+                cad_proc_group_signal(r->slots[i].pid, SIGKILL);
+                r->slots[i].kill_at = cad_proc_now_mono();
+            }
     }
-    if (!rc) rc = recover(r, e);
-    int second_signal = 0, first = 1, seen_finished = 0, runnable = 0, nqueued = 0;
+}
+
+/* The loop, until stopped and empty (or, with until_empty, nothing runnable is left). */
+static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
+    const cad_runner_opts *o = r->o;
+    int rc = CAD_OK, second_signal = 0, first = 1, seen_finished = 0, runnable = 0, nqueued = 0;
     double last_read = 0, eta = 0;
     while (!rc) {
         reap(r);
@@ -1005,7 +1038,7 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
         if (rc) break;
         /* the queue is read when a run ended (devices freed) or every QUEUE_READ_EVERY_S
          * (new runs queued, cancels): not every tick, it can hold thousands of runs */
-        double now = proc_now_mono();
+        double now = cad_proc_now_mono();
         if (first || r->n_finished != seen_finished || now - last_read >= QUEUE_READ_EVERY_S) {
             rc = schedule(r, &runnable, &nqueued, &eta, e);
             if (rc) break;
@@ -1021,34 +1054,22 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
         ts.tv_sec = (time_t)o->poll_s;
         ts.tv_nsec = (long)((o->poll_s - (double)ts.tv_sec) * 1e9);
         siginfo_t info;
-        int sig = sigtimedwait(&sigs, &info, &ts);
-        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            if (!r->stopping) {
-                r->stopping = 1;
-                r->stop_signal = sig;
-                const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
-                say(r, "runner  got %s: no new runs; stopping the running ones", name);
-                char why[128];
-                snprintf(why, sizeof why, "runner stopped by %s", name);
-                for (int i = 0; i < r->nslots; i++)
-                    if (r->slots[i].used) stop_slot(r, &r->slots[i], STOP_SHUTDOWN, why);
-            } else if (!second_signal) {
-                second_signal = 1;
-                say(r, "runner  second signal: KILL to every run");
-                for (int i = 0; i < r->nslots; i++)
-                    if (r->slots[i].used) {
-                        proc_group_signal(r->slots[i].pid, SIGKILL);
-                        r->slots[i].kill_at = proc_now_mono();
-                    }
-            }
-        }
+        int sig = sigtimedwait(sigs, &info, &ts);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) on_signal(r, sig, &second_signal);
     }
-    if (rc) { /* DB failure: do not leave engines running unsupervised */
+    return rc;
+}
+
+/* After the loop: on a DB failure no engine is left running unsupervised; then every
+ * resource goes. */
+static void runner_close(runner *r, int rc) {
+    const cad_runner_opts *o = r->o;
+    if (rc) {
         for (int i = 0; i < r->nslots; i++)
             if (r->slots[i].used) {
-                proc_group_signal(r->slots[i].pid, SIGTERM);
+                cad_proc_group_signal(r->slots[i].pid, SIGTERM);
                 wait_group_gone(r->slots[i].pid, o->grace_s);
-                proc_group_signal(r->slots[i].pid, SIGKILL);
+                cad_proc_group_signal(r->slots[i].pid, SIGKILL);
             }
     }
     if (r->status_line_len) fputc('\n', o->out);
@@ -1056,12 +1077,38 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
         say(r, "runner  exit: %d started, %d done, %d failed this session", r->n_started,
             r->n_done, r->n_failed);
     for (int i = 0; r->slots && i < r->nslots; i++)
-        if (r->slots[i].used) slot_release(&r->slots[i]);
+        if (r->slots[i].used) slot_release(r, &r->slots[i]);
     free(r->slots);
     for (int i = 0; i < r->nwarned; i++) free(r->warned[i]);
     free(r->warned);
-    finalize_all(r);
     if (r->db) cad_db_close(r->db);
+}
+
+int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
+    *stop_signal = 0;
+    runner R;
+    memset(&R, 0, sizeof R);
+    runner *r = &R;
+    r->o = o;
+    int rc = runner_devices(r, o, e);
+    if (rc) return rc;
+    int lock_fd = -1;
+    rc = lock_take(o->db_path, &lock_fd, e);
+    if (rc) return rc;
+    rc = runner_open(r, e);
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGCHLD);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, &old);
+    /* a closed stdout (caddie run | head) must not kill the runner and orphan its runs */
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+    if (!rc) say_hello(r);
+    if (!rc) rc = recover(r, e);
+    if (!rc) rc = runner_loop(r, &sigs, e);
+    runner_close(r, rc);
     sigprocmask(SIG_SETMASK, &old, NULL);
     signal(SIGPIPE, old_pipe);
     close(lock_fd);

@@ -43,7 +43,7 @@
 
 typedef struct cad_runner_opts {
     const char *db_path;
-    sched_devset devices;   /* GPU mode: the GPU ids to use (cpu_slots == 0) */
+    cad_sched_devset devices;   /* GPU mode: the GPU ids to use (cpu_slots == 0) */
     int cpu_slots;          /* CPU mode: this many concurrent runs (> 0) */
     int cpu_threads;        /* CPU mode: OMP_NUM_THREADS per run (> 0) */
     int until_empty;        /* exit once nothing is running and nothing runnable is queued */

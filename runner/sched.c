@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sched_devset_count(sched_devset s) {
+int cad_sched_devset_count(cad_sched_devset s) {
     return __builtin_popcountll(s);
 }
 
-int sched_devset_parse(const char *text, sched_devset *out) {
-    sched_devset s = 0;
+int cad_sched_devset_parse(const char *text, cad_sched_devset *out) {
+    cad_sched_devset s = 0;
     const char *p = text;
     if (!p || !*p) return -1;
     for (;;) {
@@ -29,8 +29,8 @@ int sched_devset_parse(const char *text, sched_devset *out) {
             b = strtol(p, &end, 10);
             p = end;
         }
-        if (a < 0 || b < a || b >= SCHED_MAX_DEVICES) return -1;
-        for (long i = a; i <= b; i++) s |= (sched_devset)1 << i;
+        if (a < 0 || b < a || b >= CAD_SCHED_MAX_DEVICES) return -1;
+        for (long i = a; i <= b; i++) s |= (cad_sched_devset)1 << i;
         if (*p == 0) break;
         if (*p != ',') return -1;
         p++;
@@ -39,10 +39,10 @@ int sched_devset_parse(const char *text, sched_devset *out) {
     return 0;
 }
 
-void sched_devset_format(sched_devset s, char *buf, int cap) {
+void cad_sched_devset_format(cad_sched_devset s, char *buf, int cap) {
     int len = 0;
     buf[0] = 0;
-    for (int i = 0; i < SCHED_MAX_DEVICES && len < cap; i++) {
+    for (int i = 0; i < CAD_SCHED_MAX_DEVICES && len < cap; i++) {
         if (!(s >> i & 1)) continue;
         int n = snprintf(buf + len, (size_t)(cap - len), "%s%d", len ? "," : "", i);
         if (n < 0 || n >= cap - len) break;
@@ -51,11 +51,11 @@ void sched_devset_format(sched_devset s, char *buf, int cap) {
 }
 
 /* The n lowest devices of free_set (caller checked there are n). */
-static sched_devset take_lowest(sched_devset free_set, int n) {
-    sched_devset got = 0;
-    for (int i = 0; i < SCHED_MAX_DEVICES && n > 0; i++)
+static cad_sched_devset take_lowest(cad_sched_devset free_set, int n) {
+    cad_sched_devset got = 0;
+    for (int i = 0; i < CAD_SCHED_MAX_DEVICES && n > 0; i++)
         if (free_set >> i & 1) {
-            got |= (sched_devset)1 << i;
+            got |= (cad_sched_devset)1 << i;
             n--;
         }
     return got;
@@ -71,22 +71,22 @@ static int end_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-void sched_decide(sched_devset all, const sched_running *running, int nrun,
-                  const sched_queued *queue, int nq, double now, sched_pick *picks,
-                  sched_outcome *out) {
+void cad_sched_decide(cad_sched_devset all, const cad_sched_running *running, int nrun,
+                      const cad_sched_queued *queue, int nq, double now, cad_sched_pick *picks,
+                      cad_sched_outcome *out) {
     memset(out, 0, sizeof *out);
     out->reserved_index = -1;
     out->shadow_time = INFINITY;
-    sched_devset busy = 0;
+    cad_sched_devset busy = 0;
     for (int i = 0; i < nrun; i++) busy |= running[i].devs;
-    sched_devset free_set = all & ~busy;
-    int total = sched_devset_count(all);
+    cad_sched_devset free_set = all & ~busy;
+    int total = cad_sched_devset_count(all);
     /* end events of running runs plus the runs started in this call */
     end_event *ends = malloc(sizeof *ends * (size_t)(nrun + nq + 1));
     int nend = 0;
     for (int i = 0; i < nrun; i++) {
         double t = running[i].est_end < now ? now : running[i].est_end;
-        ends[nend++] = (end_event){t, sched_devset_count(running[i].devs & all)};
+        ends[nend++] = (end_event){t, cad_sched_devset_count(running[i].devs & all)};
     }
     int spare_at_shadow = 0;
     for (int q = 0; q < nq; q++) {
@@ -95,12 +95,12 @@ void sched_decide(sched_devset all, const sched_running *running, int nrun,
             out->n_unrunnable++;
             continue;
         }
-        int nfree = sched_devset_count(free_set);
+        int nfree = cad_sched_devset_count(free_set);
         if (out->reserved_index < 0) {
             if (need <= nfree) {
-                sched_devset d = take_lowest(free_set, need);
+                cad_sched_devset d = take_lowest(free_set, need);
                 free_set &= ~d;
-                picks[out->n_picks++] = (sched_pick){q, d};
+                picks[out->n_picks++] = (cad_sched_pick){q, d};
                 ends[nend++] = (end_event){now + queue[q].est_s, need};
                 continue;
             }
@@ -124,9 +124,9 @@ void sched_decide(sched_devset all, const sched_running *running, int nrun,
         int fits_spare = need <= spare_at_shadow;
         if (!ends_in_time && !fits_spare) continue;
         if (!ends_in_time) spare_at_shadow -= need;
-        sched_devset d = take_lowest(free_set, need);
+        cad_sched_devset d = take_lowest(free_set, need);
         free_set &= ~d;
-        picks[out->n_picks++] = (sched_pick){q, d};
+        picks[out->n_picks++] = (cad_sched_pick){q, d};
     }
     free(ends);
 }

@@ -25,46 +25,46 @@
 
 #include <stdint.h>
 
-#define SCHED_MAX_DEVICES 64
+#define CAD_SCHED_MAX_DEVICES 64
 
 /* A set of device slots (bit i = device/slot i). */
-typedef uint64_t sched_devset;
+typedef uint64_t cad_sched_devset;
 
-int sched_devset_count(sched_devset s);
+int cad_sched_devset_count(cad_sched_devset s);
 
 /* Parse "0-7", "0,1,4-5", "3" into a set. Returns 0, or -1 for a malformed list or a
- * device >= SCHED_MAX_DEVICES. */
-int sched_devset_parse(const char *text, sched_devset *out);
+ * device >= CAD_SCHED_MAX_DEVICES. */
+int cad_sched_devset_parse(const char *text, cad_sched_devset *out);
 
 /* Write the devices of s as "0,1,2" into buf (always NUL-terminated). */
-void sched_devset_format(sched_devset s, char *buf, int cap);
+void cad_sched_devset_format(cad_sched_devset s, char *buf, int cap);
 
-typedef struct sched_running {
-    sched_devset devs;
+typedef struct cad_sched_running {
+    cad_sched_devset devs;
     double est_end;        /* estimated end, same clock as now; may be in the past */
-} sched_running;
+} cad_sched_running;
 
-typedef struct sched_queued {
+typedef struct cad_sched_queued {
     int ndev;              /* devices it needs */
     double est_s;          /* estimated duration in seconds; INFINITY = unknown */
-} sched_queued;
+} cad_sched_queued;
 
-typedef struct sched_pick {
+typedef struct cad_sched_pick {
     int index;             /* index into the queued array */
-    sched_devset devs;     /* devices it gets */
-} sched_pick;
+    cad_sched_devset devs;     /* devices it gets */
+} cad_sched_pick;
 
-typedef struct sched_outcome {
+typedef struct cad_sched_outcome {
     int n_picks;
     int reserved_index;    /* queue index holding the reservation, -1 if none */
     double shadow_time;    /* when the reserved run is estimated to start */
     int n_unrunnable;      /* queued runs needing more devices than `all` has */
-} sched_outcome;
+} cad_sched_outcome;
 
 /* Decide what starts now. all: every device the runner owns; running: what runs on them.
  * picks must have room for nq entries. */
-void sched_decide(sched_devset all, const sched_running *running, int nrun,
-                  const sched_queued *queue, int nq, double now, sched_pick *picks,
-                  sched_outcome *out);
+void cad_sched_decide(cad_sched_devset all, const cad_sched_running *running, int nrun,
+                      const cad_sched_queued *queue, int nq, double now, cad_sched_pick *picks,
+                      cad_sched_outcome *out);
 
 #endif

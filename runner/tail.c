@@ -11,19 +11,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int tail_init(tail_file *t, const char *path) {
+int cad_tail_init(cad_tail_file *t, const char *path) {
     memset(t, 0, sizeof *t);
     t->path = strdup(path);
     return t->path ? 0 : -1;
 }
 
-void tail_free(tail_file *t) {
+void cad_tail_free(cad_tail_file *t) {
     free(t->path);
     free(t->buf);
     memset(t, 0, sizeof *t);
 }
 
-static int buf_reserve(tail_file *t, size_t need) {
+static int buf_reserve(cad_tail_file *t, size_t need) {
     if (need <= t->cap) return 0;
     size_t cap = t->cap ? t->cap : 4096;
     while (cap < need) cap *= 2;
@@ -35,7 +35,7 @@ static int buf_reserve(tail_file *t, size_t need) {
 }
 
 /* Hand out complete lines from the buffer. Returns lines handed out, or -1 if fn stopped. */
-static long deliver(tail_file *t, tail_line_fn fn, void *ctx) {
+static long deliver(cad_tail_file *t, cad_tail_line_fn fn, void *ctx) {
     long lines = 0;
     size_t start = 0;
     int stop = 0;
@@ -55,7 +55,8 @@ static long deliver(tail_file *t, tail_line_fn fn, void *ctx) {
     return stop ? -1 : lines;
 }
 
-long tail_read(tail_file *t, tail_line_fn fn, void *ctx, size_t max_bytes, int *restarted) {
+long cad_tail_read(cad_tail_file *t, cad_tail_line_fn fn, void *ctx, size_t max_bytes,
+                   int *restarted) {
     if (restarted) *restarted = 0;
     long total = deliver(t, fn, ctx); /* lines left over from a stopped call */
     if (total < 0) return -1;
@@ -93,7 +94,7 @@ long tail_read(tail_file *t, tail_line_fn fn, void *ctx, size_t max_bytes, int *
     return total;
 }
 
-int tail_flush_partial(tail_file *t, tail_line_fn fn, void *ctx) {
+int cad_tail_flush_partial(cad_tail_file *t, cad_tail_line_fn fn, void *ctx) {
     if (t->len == 0 || memchr(t->buf, '\n', t->len)) return 0;
     if (buf_reserve(t, t->len + 1) != 0) return 0;
     t->buf[t->len] = 0;
@@ -102,7 +103,7 @@ int tail_flush_partial(tail_file *t, tail_line_fn fn, void *ctx) {
     return 1;
 }
 
-char *tail_last_lines(const char *path, int n, size_t max_bytes) {
+char *cad_tail_last_lines(const char *path, int n, size_t max_bytes) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {

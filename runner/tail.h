@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-typedef struct tail_file {
+typedef struct cad_tail_file {
     char *path;
     long long offset;   /* bytes consumed (complete lines handed out + buffered partial) */
     dev_t dev;
@@ -22,29 +22,30 @@ typedef struct tail_file {
     int opened;         /* 1 once the file was seen */
     char *buf;          /* partial last line */
     size_t len, cap;
-} tail_file;
+} cad_tail_file;
 
 /* Prepare a tail of path (the file need not exist yet). Copies path. */
-int tail_init(tail_file *t, const char *path);
-void tail_free(tail_file *t);
+int cad_tail_init(cad_tail_file *t, const char *path);
+void cad_tail_free(cad_tail_file *t);
 
 /* Called for each complete line (without '\n', NUL-terminated, may contain '\r'). A
  * non-zero return stops the read; that line counts as consumed. */
-typedef int (*tail_line_fn)(void *ctx, const char *line, size_t len);
+typedef int (*cad_tail_line_fn)(void *ctx, const char *line, size_t len);
 
 /* Read what was appended since the last call and call fn for each complete line, at most
  * max_bytes (0 = no limit) per call so one busy file cannot stall the runner.
  * *restarted is set to 1 when the file was truncated or replaced since the last call
  * (reading started again at offset 0). Returns the number of lines handed out, or -1 when
  * fn asked to stop. A missing file is 0 lines. */
-long tail_read(tail_file *t, tail_line_fn fn, void *ctx, size_t max_bytes, int *restarted);
+long cad_tail_read(cad_tail_file *t, cad_tail_line_fn fn, void *ctx, size_t max_bytes,
+                   int *restarted);
 
 /* Hand out a buffered partial last line as if it were complete (the writer has exited and
  * will never finish it). Returns 1 if there was one. */
-int tail_flush_partial(tail_file *t, tail_line_fn fn, void *ctx);
+int cad_tail_flush_partial(cad_tail_file *t, cad_tail_line_fn fn, void *ctx);
 
 /* The last n lines of a file (for failure reasons): a malloc'ed string, at most max_bytes,
  * "" when the file is missing. Caller frees. */
-char *tail_last_lines(const char *path, int n, size_t max_bytes);
+char *cad_tail_last_lines(const char *path, int n, size_t max_bytes);
 
 #endif

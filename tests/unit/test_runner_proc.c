@@ -25,19 +25,19 @@ static void sleep_ms(int ms) {
 }
 
 static void test_boot_id_and_self_identity(void) {
-    proc_identity id = {0};
+    cad_proc_identity id = {0};
     cad_err e = {0};
-    CHECK_EQ_INT(proc_boot_id(id.boot_id, &e), CAD_OK);
+    CHECK_EQ_INT(cad_proc_boot_id(id.boot_id, &e), CAD_OK);
     CHECK(strlen(id.boot_id) >= 32);
     id.pid = getpid();
-    CHECK_EQ_INT(proc_start_ticks(id.pid, &id.start_ticks, &e), CAD_OK);
-    CHECK(proc_identity_alive(&id));
-    proc_identity other = id;
+    CHECK_EQ_INT(cad_proc_start_ticks(id.pid, &id.start_ticks, &e), CAD_OK);
+    CHECK(cad_proc_identity_alive(&id));
+    cad_proc_identity other = id;
     other.start_ticks += 1; /* same pid, different start: a reused pid */
-    CHECK(!proc_identity_alive(&other));
+    CHECK(!cad_proc_identity_alive(&other));
     other = id;
     other.boot_id[0] = other.boot_id[0] == 'a' ? 'b' : 'a'; /* another boot */
-    CHECK(!proc_identity_alive(&other));
+    CHECK(!cad_proc_identity_alive(&other));
 }
 
 static void test_group_kill_reaches_grandchild(void) {
@@ -49,13 +49,13 @@ static void test_group_kill_reaches_grandchild(void) {
     snprintf(script, sizeof script,
              "trap '' TERM; sleep 300 & echo $! > '%s'; echo started; wait", pidfile);
     char *argv[] = {"bash", "-c", script, NULL};
-    proc_spawn_opts o = {argv, environ, NULL, out, 0};
+    cad_proc_spawn_opts o = {argv, environ, NULL, out, 0};
     pid_t pid = 0;
     cad_err e = {0};
     /* like the runner: orphaned grandchildren come to us to be reaped (a container's PID 1
      * may never reap them, and a zombie still answers kill(pid, 0)) */
-    CHECK_EQ_INT(proc_become_subreaper(&e), CAD_OK);
-    CHECK_EQ_INT(proc_spawn_group(&o, &pid, &e), CAD_OK);
+    CHECK_EQ_INT(cad_proc_become_subreaper(&e), CAD_OK);
+    CHECK_EQ_INT(cad_proc_spawn_group(&o, &pid, &e), CAD_OK);
     CHECK_EQ_INT(getpgid(pid), pid); /* its own process group */
     int gpid = 0;
     for (int i = 0; i < 200 && gpid == 0; i++) {
@@ -68,10 +68,10 @@ static void test_group_kill_reaches_grandchild(void) {
     }
     CHECK(gpid > 0);
     CHECK_EQ_INT(getpgid(gpid), pid);
-    proc_group_signal(pid, SIGTERM);
+    cad_proc_group_signal(pid, SIGTERM);
     sleep_ms(100);
-    CHECK(proc_group_alive(pid)); /* TERM ignored */
-    proc_group_signal(pid, SIGKILL);
+    CHECK(cad_proc_group_alive(pid)); /* TERM ignored */
+    cad_proc_group_signal(pid, SIGKILL);
     int st = 0;
     CHECK_EQ_INT(waitpid(pid, &st, 0), pid);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
@@ -87,10 +87,10 @@ static void test_exec_failure_is_named(void) {
     char out[4096];
     snprintf(out, sizeof out, "%s/nope.out", check_tmpdir());
     char *argv[] = {"caddie-no-such-engine-binary", NULL};
-    proc_spawn_opts o = {argv, environ, NULL, out, 0};
+    cad_proc_spawn_opts o = {argv, environ, NULL, out, 0};
     pid_t pid = 0;
     cad_err e = {0};
-    CHECK_EQ_INT(proc_spawn_group(&o, &pid, &e), CAD_ECHILD);
+    CHECK_EQ_INT(cad_proc_spawn_group(&o, &pid, &e), CAD_ECHILD);
     CHECK(strstr(e.msg, "caddie-no-such-engine-binary") != NULL);
     CHECK(strstr(e.msg, "No such file") != NULL);
 }
@@ -99,21 +99,21 @@ static void test_identity_gone_after_exit(void) {
     char out[4096];
     snprintf(out, sizeof out, "%s/true.out", check_tmpdir());
     char *argv[] = {"sleep", "0.2", NULL};
-    proc_spawn_opts o = {argv, environ, NULL, out, 0};
+    cad_proc_spawn_opts o = {argv, environ, NULL, out, 0};
     pid_t pid = 0;
     cad_err e = {0};
-    CHECK_EQ_INT(proc_spawn_group(&o, &pid, &e), CAD_OK);
-    proc_identity id = {.pid = pid};
-    CHECK_EQ_INT(proc_boot_id(id.boot_id, &e), CAD_OK);
-    CHECK_EQ_INT(proc_start_ticks(pid, &id.start_ticks, &e), CAD_OK);
-    CHECK(proc_identity_alive(&id));
+    CHECK_EQ_INT(cad_proc_spawn_group(&o, &pid, &e), CAD_OK);
+    cad_proc_identity id = {.pid = pid};
+    CHECK_EQ_INT(cad_proc_boot_id(id.boot_id, &e), CAD_OK);
+    CHECK_EQ_INT(cad_proc_start_ticks(pid, &id.start_ticks, &e), CAD_OK);
+    CHECK(cad_proc_identity_alive(&id));
     sleep_ms(400);
-    CHECK(!proc_identity_alive(&id)); /* a zombie is gone */
+    CHECK(!cad_proc_identity_alive(&id)); /* a zombie is gone */
     CHECK_EQ_INT(kill(-pid, 0), 0);    /* the zombie is still there ... */
-    CHECK(!proc_group_alive(pid));     /* ... but a group of zombies runs nothing */
+    CHECK(!cad_proc_group_alive(pid));     /* ... but a group of zombies runs nothing */
     waitpid(pid, NULL, 0);
-    CHECK(!proc_group_alive(pid));
-    CHECK(!proc_identity_alive(&id));
+    CHECK(!cad_proc_group_alive(pid));
+    CHECK(!cad_proc_identity_alive(&id));
 }
 
 typedef struct lines {
@@ -131,38 +131,38 @@ static int collect(void *ctx, const char *line, size_t len) {
 static void test_tail_partial_and_truncate(void) {
     char path[4096];
     snprintf(path, sizeof path, "%s/t.jsonl", check_tmpdir());
-    tail_file t;
-    CHECK_EQ_INT(tail_init(&t, path), 0);
+    cad_tail_file t;
+    CHECK_EQ_INT(cad_tail_init(&t, path), 0);
     lines l = {0};
     int restarted = 0;
-    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 0); /* missing file */
+    CHECK_EQ_INT(cad_tail_read(&t, collect, &l, 0, &restarted), 0); /* missing file */
     FILE *f = fopen(path, "w");
     fputs("a\nb\npart", f);
     fflush(f);
-    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 2);
+    CHECK_EQ_INT(cad_tail_read(&t, collect, &l, 0, &restarted), 2);
     CHECK_STR(l.got[1], "b");
     fputs("ial\n", f);
     fflush(f);
-    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 1);
+    CHECK_EQ_INT(cad_tail_read(&t, collect, &l, 0, &restarted), 1);
     CHECK_STR(l.got[2], "partial");
     CHECK_EQ_INT(restarted, 0);
     fclose(f);
     check_write_file(path, "x\n"); /* truncated: the engine restarted from scratch */
-    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 1);
+    CHECK_EQ_INT(cad_tail_read(&t, collect, &l, 0, &restarted), 1);
     CHECK_EQ_INT(restarted, 1);
     CHECK_STR(l.got[3], "x");
     f = fopen(path, "a");
     fputs("tail-without-newline", f);
     fclose(f);
-    CHECK_EQ_INT(tail_read(&t, collect, &l, 0, &restarted), 0);
-    CHECK_EQ_INT(tail_flush_partial(&t, collect, &l), 1);
+    CHECK_EQ_INT(cad_tail_read(&t, collect, &l, 0, &restarted), 0);
+    CHECK_EQ_INT(cad_tail_flush_partial(&t, collect, &l), 1);
     CHECK_STR(l.got[4], "tail-without-newline");
-    tail_free(&t);
-    char *last = tail_last_lines(path, 1, 4096);
+    cad_tail_free(&t);
+    char *last = cad_tail_last_lines(path, 1, 4096);
     CHECK_STR(last, "tail-without-newline");
     free(last);
     check_write_file(path, "1\n2\n3\n4\n\n");
-    last = tail_last_lines(path, 2, 4096);
+    last = cad_tail_last_lines(path, 2, 4096);
     CHECK_STR(last, "3\n4");
     free(last);
 }

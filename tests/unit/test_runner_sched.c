@@ -9,27 +9,27 @@
 #include <math.h>
 
 static void test_devset_parse_and_format(void) {
-    sched_devset s = 0;
+    cad_sched_devset s = 0;
     char buf[128];
-    CHECK_EQ_INT(sched_devset_parse("0-7", &s), 0);
+    CHECK_EQ_INT(cad_sched_devset_parse("0-7", &s), 0);
     CHECK_EQ_INT(s, 0xff);
-    CHECK_EQ_INT(sched_devset_parse("0,2,4-5", &s), 0);
-    sched_devset_format(s, buf, sizeof buf);
+    CHECK_EQ_INT(cad_sched_devset_parse("0,2,4-5", &s), 0);
+    cad_sched_devset_format(s, buf, sizeof buf);
     CHECK_STR(buf, "0,2,4,5");
-    CHECK_EQ_INT(sched_devset_count(s), 4);
-    CHECK_EQ_INT(sched_devset_parse("", &s), -1);
-    CHECK_EQ_INT(sched_devset_parse("3-1", &s), -1);
-    CHECK_EQ_INT(sched_devset_parse("0,", &s), -1);
-    CHECK_EQ_INT(sched_devset_parse("64", &s), -1);
-    CHECK_EQ_INT(sched_devset_parse("a", &s), -1);
+    CHECK_EQ_INT(cad_sched_devset_count(s), 4);
+    CHECK_EQ_INT(cad_sched_devset_parse("", &s), -1);
+    CHECK_EQ_INT(cad_sched_devset_parse("3-1", &s), -1);
+    CHECK_EQ_INT(cad_sched_devset_parse("0,", &s), -1);
+    CHECK_EQ_INT(cad_sched_devset_parse("64", &s), -1);
+    CHECK_EQ_INT(cad_sched_devset_parse("a", &s), -1);
 }
 
 static void test_ones_pack_on_lowest_free_devices(void) {
-    sched_queued q[3] = {{1, 10}, {1, 10}, {1, 10}};
-    sched_running r[1] = {{0x1, 5}};
-    sched_pick p[3];
-    sched_outcome o;
-    sched_decide(0xf, r, 1, q, 3, 0, p, &o);
+    cad_sched_queued q[3] = {{1, 10}, {1, 10}, {1, 10}};
+    cad_sched_running r[1] = {{0x1, 5}};
+    cad_sched_pick p[3];
+    cad_sched_outcome o;
+    cad_sched_decide(0xf, r, 1, q, 3, 0, p, &o);
     CHECK_EQ_INT(o.n_picks, 3);
     CHECK_EQ_INT(p[0].devs, 0x2);
     CHECK_EQ_INT(p[1].devs, 0x4);
@@ -39,12 +39,12 @@ static void test_ones_pack_on_lowest_free_devices(void) {
 
 static void test_eight_reserves_and_blocks_long_backfill(void) {
     /* 8 devices, 6 busy with runs ending at t=100; queue: 8-dev run, then 1-dev runs */
-    sched_running r[6];
-    for (int i = 0; i < 6; i++) r[i] = (sched_running){(sched_devset)1 << i, 100};
-    sched_queued q[3] = {{8, 600}, {1, 600}, {1, 50}};
-    sched_pick p[3];
-    sched_outcome o;
-    sched_decide(0xff, r, 6, q, 3, 0, p, &o);
+    cad_sched_running r[6];
+    for (int i = 0; i < 6; i++) r[i] = (cad_sched_running){(cad_sched_devset)1 << i, 100};
+    cad_sched_queued q[3] = {{8, 600}, {1, 600}, {1, 50}};
+    cad_sched_pick p[3];
+    cad_sched_outcome o;
+    cad_sched_decide(0xff, r, 6, q, 3, 0, p, &o);
     CHECK_EQ_INT(o.reserved_index, 0);
     CHECK_NEAR(o.shadow_time, 100, 0, 0);
     /* the 600 s run would delay the 8-dev run: not started; the 50 s run fits before T */
@@ -54,11 +54,11 @@ static void test_eight_reserves_and_blocks_long_backfill(void) {
 }
 
 static void test_unknown_estimate_never_backfills(void) {
-    sched_running r[1] = {{0x1, 100}};
-    sched_queued q[2] = {{2, 10}, {1, INFINITY}};
-    sched_pick p[2];
-    sched_outcome o;
-    sched_decide(0x3, r, 1, q, 2, 0, p, &o);
+    cad_sched_running r[1] = {{0x1, 100}};
+    cad_sched_queued q[2] = {{2, 10}, {1, INFINITY}};
+    cad_sched_pick p[2];
+    cad_sched_outcome o;
+    cad_sched_decide(0x3, r, 1, q, 2, 0, p, &o);
     CHECK_EQ_INT(o.reserved_index, 0);
     CHECK_EQ_INT(o.n_picks, 0);
 }
@@ -66,16 +66,16 @@ static void test_unknown_estimate_never_backfills(void) {
 static void test_spare_devices_at_shadow_allow_backfill(void) {
     /* 4 devices, a 2-dev run is reserved; at T two devices will be spare, so one long
      * 1-dev run may take a spare one, and a second one may too, but not a third */
-    sched_running r[2] = {{0x1, 100}, {0x2, 100}};
-    sched_queued q[4] = {{4, 10}, {1, 1000}, {1, 1000}, {1, 1000}};
-    sched_pick p[4];
-    sched_outcome o;
-    sched_decide(0xf, r, 2, q, 4, 0, p, &o);
+    cad_sched_running r[2] = {{0x1, 100}, {0x2, 100}};
+    cad_sched_queued q[4] = {{4, 10}, {1, 1000}, {1, 1000}, {1, 1000}};
+    cad_sched_pick p[4];
+    cad_sched_outcome o;
+    cad_sched_decide(0xf, r, 2, q, 4, 0, p, &o);
     CHECK_EQ_INT(o.reserved_index, 0);
     CHECK_EQ_INT(o.n_picks, 0); /* 4-dev run needs every device: nothing spare */
-    sched_queued q2[4] = {{2, 10}, {1, 1000}, {1, 1000}, {1, 1000}};
-    sched_running r2[3] = {{0x1, 100}, {0x2, 100}, {0x4, 100}};
-    sched_decide(0xf, r2, 3, q2, 4, 0, p, &o);
+    cad_sched_queued q2[4] = {{2, 10}, {1, 1000}, {1, 1000}, {1, 1000}};
+    cad_sched_running r2[3] = {{0x1, 100}, {0x2, 100}, {0x4, 100}};
+    cad_sched_decide(0xf, r2, 3, q2, 4, 0, p, &o);
     /* free: device 3; T=100 with 4 free, spare = 2; the first 1-dev long run takes dev 3 */
     CHECK_EQ_INT(o.reserved_index, 0);
     CHECK_EQ_INT(o.n_picks, 1);
@@ -83,10 +83,10 @@ static void test_spare_devices_at_shadow_allow_backfill(void) {
 }
 
 static void test_too_wide_is_unrunnable(void) {
-    sched_queued q[2] = {{8, 10}, {1, 10}};
-    sched_pick p[2];
-    sched_outcome o;
-    sched_decide(0x3, NULL, 0, q, 2, 0, p, &o);
+    cad_sched_queued q[2] = {{8, 10}, {1, 10}};
+    cad_sched_pick p[2];
+    cad_sched_outcome o;
+    cad_sched_decide(0x3, NULL, 0, q, 2, 0, p, &o);
     CHECK_EQ_INT(o.n_unrunnable, 1);
     CHECK_EQ_INT(o.n_picks, 1);
     CHECK_EQ_INT(o.reserved_index, -1);
@@ -96,37 +96,37 @@ static void test_too_wide_is_unrunnable(void) {
  * starts, and the 8-device run is not starved by the 1-device runs queued after it. */
 static void test_simulated_night_no_double_booking(void) {
     enum { N = 20 };
-    sched_queued q[N];
+    cad_sched_queued q[N];
     double dur[N];
     for (int i = 0; i < N; i++) {
-        q[i] = (sched_queued){i == 5 ? 8 : 1, i % 3 == 0 ? 30 : 10};
+        q[i] = (cad_sched_queued){i == 5 ? 8 : 1, i % 3 == 0 ? 30 : 10};
         dur[i] = q[i].est_s;
     }
     int started[N] = {0}, done[N] = {0};
     double start_t[N], end_t[N];
-    sched_devset devs_of[N];
+    cad_sched_devset devs_of[N];
     double now = 0;
     int ok = 1;
     for (int iter = 0; iter < 1000; iter++) {
-        sched_running r[N];
+        cad_sched_running r[N];
         int nr = 0;
-        sched_devset busy = 0;
+        cad_sched_devset busy = 0;
         for (int i = 0; i < N; i++) {
             if (started[i] && !done[i] && end_t[i] <= now) done[i] = 1;
             if (started[i] && !done[i]) {
                 if (busy & devs_of[i]) ok = 0;
                 busy |= devs_of[i];
-                r[nr++] = (sched_running){devs_of[i], end_t[i]};
+                r[nr++] = (cad_sched_running){devs_of[i], end_t[i]};
             }
         }
-        sched_queued qq[N];
+        cad_sched_queued qq[N];
         int map[N], nq = 0;
         for (int i = 0; i < N; i++)
             if (!started[i]) { map[nq] = i; qq[nq++] = q[i]; }
         if (nq == 0 && nr == 0) break;
-        sched_pick p[N];
-        sched_outcome o;
-        sched_decide(0xff, r, nr, qq, nq, now, p, &o);
+        cad_sched_pick p[N];
+        cad_sched_outcome o;
+        cad_sched_decide(0xff, r, nr, qq, nq, now, p, &o);
         for (int k = 0; k < o.n_picks; k++) {
             int i = map[p[k].index];
             if (busy & p[k].devs) ok = 0;

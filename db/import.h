@@ -1,0 +1,86 @@
+/*
+ * import.h — existing train_gpt.py-style training logs, and Parameter Golf record folders,
+ * into the database (`caddie import-log`, `caddie import-record`).
+ *
+ * One ingestion path (architecture.md): an imported log first becomes a run directory,
+ * <runs_dir>/imported/<run_id>/ with
+ *   log.txt        the log, copied byte for byte
+ *   metrics.jsonl  the curves the parser found (db/logparse.h)
+ *   result.json    the parsed final numbers (only when the log has a final score)
+ *   config.yaml    the hyperparameters the log printed, plus provenance keys
+ *                  (source_log, and for records: record, claimed_val_bpb, claim_source, ...)
+ * and then goes into the DB like any other run: a runs row (engine "log", status done, or
+ * failed when the log has curves but no final evaluation), then cad_ingest_run_dir for
+ * metrics/result/artifacts, then run.json so `caddie db rebuild` restores it. A record
+ * folder (README.md + submission*.json + logs) becomes a sweep named after the folder with
+ * one run per log; logs differing only by seed share a group_hash, so `sweep_groups` gives
+ * mean ± std over seeds. The submission's claimed val_bpb for a log (seed_results.<seed>,
+ * or the top-level val_bpb of a single-log record) is kept as the param claimed_val_bpb,
+ * next to the parsed results.val_bpb.
+ *
+ * Library code: nothing is printed; each log's outcome comes back in a cad_import_result
+ * (import-log) or through a callback (import-record), for cli/cmd_import.c to print.
+ * Not here: parsing (db/logparse.h), ingestion of a run dir (db/ingest.h), live runs of the
+ * command engine (the runner), option parsing and printing (cli/cmd_import.c).
+ */
+#ifndef CADDIE_IMPORT_H
+#define CADDIE_IMPORT_H
+
+#include "db/db.h"
+
+#include <stdint.h>
+
+typedef struct cad_import_opts {
+    const char *runs_dir;  /* parent of imported/ (created when missing) */
+    int replace;           /* 1: re-import a run id that exists; 0: that is an error */
+} cad_import_opts;
+
+/* $CADDIE_RUNS or "runs", the runs_dir of every command that writes run directories. */
+const char *cad_import_default_runs_dir(void);
+
+#define CAD_IMPORT_TEXT_MAX 64 /* claimed_val_bpb and score_line texts */
+
+/* What became of one log. */
+typedef struct cad_import_result {
+    int skipped;                     /* 1: no training output (no step or final evaluation
+                                      * lines): nothing was imported */
+    char run_id[CAD_RUN_ID_MAX];
+    cad_run_status status;           /* CAD_RUN_DONE, or CAD_RUN_FAILED without a score */
+    int has_score;
+    double val_bpb;                  /* the parsed score (has_score) */
+    char claimed_val_bpb[CAD_IMPORT_TEXT_MAX]; /* the record's claim for this log, "" none */
+    char score_line[CAD_IMPORT_TEXT_MAX];      /* the kind of line that gave the score */
+    const char *sweep;               /* the sweep name (borrowed) or NULL */
+} cad_import_result;
+
+/* The id of the sweep called name, creating it (with description) when new. An existing
+ * sweep is left as it is: importing logs into a sweep queued from a YAML file must not
+ * blank its spec. */
+int cad_import_sweep(cad_db *db, const char *name, const char *description, int64_t *id,
+                     cad_err *e);
+
+/* Import one log file. Its run id and group are "<sweep or parent dir>-<file stem>" (that
+ * keeps the many train.log apart); sweep/sweep_id (NULL/-1: none) come from
+ * cad_import_sweep. *out says what happened (out->skipped: not a training log). */
+int cad_import_log(cad_db *db, const cad_import_opts *o, const char *log_path,
+                   const char *sweep, int64_t sweep_id, cad_import_result *out, cad_err *e);
+
+/* One log of a record: its path inside the record, and either its result (err NULL) or
+ * why it failed (res NULL). */
+typedef struct cad_import_record_log {
+    const char *record;              /* the record's name (its folder's base name) */
+    const char *log;                 /* path of the log relative to the record folder */
+    const cad_import_result *res;
+    const cad_err *err;
+} cad_import_record_log;
+typedef void (*cad_import_record_fn)(void *ctx, const cad_import_record_log *l);
+
+/* Import a record folder: its logs (*.log, *.txt under it, 4 levels deep, sorted), each
+ * reported through fn, into a sweep named after the folder, described by the submission's
+ * name or the README's first heading. Fails (nothing reported) when dir is not a readable
+ * folder, holds no log, or the sweep cannot be made; a failing log is reported and the
+ * others still go in. */
+int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
+                      cad_import_record_fn fn, void *ctx, cad_err *e);
+
+#endif

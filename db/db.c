@@ -475,7 +475,6 @@ void cad_db_close(cad_db *db) {
     free(db);
 }
 
-sqlite3 *cad_db_handle(cad_db *db) { return db->h; } /* on its way out: see db.h */
 const char *cad_db_file(const cad_db *db) { return db->path; }
 
 int cad_db_exec(cad_db *db, const char *sql, cad_err *e) {

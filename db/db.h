@@ -36,7 +36,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct sqlite3 sqlite3;
 typedef struct cad_db cad_db;
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -67,10 +66,6 @@ int cad_db_migrate(cad_db *db, int *from, int *to, cad_err *e);
 int cad_db_schema_latest(void);
 int cad_db_schema_version(cad_db *db);
 
-/* The raw handle, for read-only queries with your own prepared statements. On its way out:
- * only reports/ (and white-box unit tests) still use it; new code calls a named query of
- * db/ (db/runs.h, ...) instead, and db/ itself uses db/db_internal.h. */
-sqlite3 *cad_db_handle(cad_db *db);
 /* The path the DB was opened with. */
 const char *cad_db_file(const cad_db *db);
 

@@ -2,12 +2,14 @@
  * views.c — the read side of the public views for reports: run_summary and params of a
  * filtered selection of runs, and curves points, each as typed rows (see db/views.h).
  *
- * The statements run on the connection of db/db.c (cad_db_handle): the caller chose how it
+ * The statements run on the connection of db/db.c (cad_db_sqlite, db/db_internal.h): the caller chose how it
  * was opened (reports make it query_only). The one place user text reaches SQL is the --runs
  * expression, and it is checked here to be exactly one expression.
  * Not here: anything that writes, grouping or statistics (reports/report.c).
  */
 #include "db/views.h"
+
+#include "db/db_internal.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -113,7 +115,7 @@ static void run_row(sqlite3_stmt *st, cad_view_run *r) {
 }
 
 int cad_view_runs(cad_db *db, const cad_view_filter *f, cad_view_run_fn fn, void *ud, cad_err *e) {
-    sqlite3 *h = cad_db_handle(db);
+    sqlite3 *h = cad_db_sqlite(db);
     sqlite3_stmt *st;
     int rc = prepare_filtered(h,
         "SELECT run_id, sweep, name, status, seed, val_loss, val_bpb, prequant_val_bpb,"
@@ -141,7 +143,7 @@ int cad_view_runs(cad_db *db, const cad_view_filter *f, cad_view_run_fn fn, void
 }
 
 int cad_view_params(cad_db *db, const cad_view_filter *f, cad_view_param_fn fn, void *ud, cad_err *e) {
-    sqlite3 *h = cad_db_handle(db);
+    sqlite3 *h = cad_db_sqlite(db);
     sqlite3_stmt *st;
     int rc = prepare_filtered(h, "SELECT run_id, key, num, text FROM params WHERE run_id IN (SELECT run_id FROM run_summary",
                               ") ORDER BY run_id, key", f, &st, e);
@@ -180,7 +182,7 @@ int cad_view_curves_open(cad_db *db, cad_view_curves **out, cad_err *e) {
     *out = NULL;
     cad_view_curves *c = calloc(1, sizeof *c);
     if (!c) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    c->db = cad_db_handle(db);
+    c->db = cad_db_sqlite(db);
     if (sqlite3_prepare_v2(c->db, "SELECT step, value FROM curves WHERE run_id = ?1 AND name = ?2 ORDER BY step", -1,
                            &c->st, NULL) != SQLITE_OK) {
         cad_fail(e, CAD_EDB, "preparing the curves query: %s", sqlite3_errmsg(c->db));

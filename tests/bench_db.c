@@ -14,6 +14,7 @@
  * Prints figures only; never pass/fail. Not a test: nothing here checks correctness.
  */
 #include "db/db.h"
+#include "db/db_internal.h"
 #include "db/ingest.h"
 
 #include <math.h>
@@ -48,8 +49,8 @@ static int cmp_double(const void *a, const void *b) {
 /* Run sql with one text parameter to completion; returns rows. */
 static long run_query(cad_db *db, const char *sql, const char *arg) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
-        fprintf(stderr, "bench_db: %s: %s\n", sql, sqlite3_errmsg(cad_db_handle(db)));
+    if (sqlite3_prepare_v2(cad_db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "bench_db: %s: %s\n", sql, sqlite3_errmsg(cad_db_sqlite(db)));
         exit(1);
     }
     if (arg) sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);

@@ -4,7 +4,7 @@
 # Every project include names its folder ("engine/shard.h"), so the edges between folders
 # are visible to grep. Each folder may include only the folders listed for it below
 # (docs/architecture.md draws the same picture); a violation prints file:line and the edge
-# and exits 1. `make check-layers` runs it, and so does tests/cli/t0002-layering.sh.
+# and exits 1. So does any use of the SQLite API outside db/. `make check-layers` runs it, and so does tests/cli/t0002-layering.sh.
 #   usage: tests/layers.sh [REPO_ROOT]     (default: the repository this script is in)
 # Not here: include hygiene inside a folder (the compiler sees that).
 set -u
@@ -33,6 +33,10 @@ for folder in "${!allowed[@]}"; do
             *) echo "$file:$line: include \"$inc\" does not name its folder"; bad=1; continue ;;
         esac
         target=${inc%%/*}
+        if [ "$inc" = db/db_internal.h ] && [ "$folder" != db ]; then
+            echo "$file:$line: \"db/db_internal.h\" is for db/ sources only (the SQLite handle stays in db/)"
+            bad=1; continue
+        fi
         [ "$target" = "$folder" ] && continue
         ok=0
         for a in ${allowed[$folder]}; do
@@ -43,6 +47,15 @@ for folder in "${!allowed[@]}"; do
             bad=1
         fi
     done < <(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$folder" \
+                 --include='*.c' --include='*.h' --include='*.cc' --include='*.cu' --include='*.cuh')
+done
+# SQLite is reached only through db/: no sqlite3 API or handle type in any other folder.
+for folder in "${!allowed[@]}"; do
+    [ "$folder" = db ] || [ ! -d "$folder" ] && continue
+    while IFS= read -r hit; do
+        echo "${hit%%:*}:$(cut -d: -f2 <<<"$hit"): SQLite outside db/ (call a named query of db/ instead)"
+        bad=1
+    done < <(grep -rnE '\bsqlite3(_[a-z0-9_]+)?\b *[(*]|<sqlite3\.h>' "$folder" \
                  --include='*.c' --include='*.h' --include='*.cc' --include='*.cu' --include='*.cuh')
 done
 [ $bad = 0 ] && echo "layers: ok (${#allowed[@]} folders)"

@@ -26,6 +26,16 @@ test_expect_success 'sweep including the database is refused' '
     test_must_fail bash "$CADDIE_SRC/tests/layers.sh" tree >out &&
     test_grep "sweep/ must not include \"db/db.h\"" out
 '
+test_expect_success 'the SQLite handle header outside db/ is refused' '
+    plant runner/runner.c "#include \"db/db_internal.h\"" &&
+    test_must_fail bash "$CADDIE_SRC/tests/layers.sh" tree >out &&
+    test_grep "runner/runner.c:[0-9]+: \"db/db_internal.h\" is for db/ sources only" out
+'
+test_expect_success 'a SQLite call outside db/ is refused' '
+    plant cli/cmd_runs.c "static int f(void *h) { return sqlite3_exec(h, \"\", 0, 0, 0); }" &&
+    test_must_fail bash "$CADDIE_SRC/tests/layers.sh" tree >out &&
+    test_grep "cli/cmd_runs.c:[0-9]+: SQLite outside db/" out
+'
 test_expect_success 'an include without its folder is refused' '
     plant db/db.c "#include \"status.h\"" &&
     test_must_fail bash "$CADDIE_SRC/tests/layers.sh" tree >out &&

@@ -159,7 +159,7 @@ static void test_metric_lines_read_as_json1_does(void) {
     cad_ingest_state s;
     cad_ingest_state_init(&s);
     CHECK_EQ_INT(cad_ingest_run_dir(db, "fast", dir, &s, &e), CAD_OK);
-    sqlite3 *h = cad_db_handle(db);
+    sqlite3 *h = cad_db_sqlite(db);
     sqlite3_stmt *st = NULL;
     CHECK(sqlite3_prepare_v2(h,
                              "INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall_ms) "
@@ -272,8 +272,8 @@ static char *dump(cad_db *db) {
     FILE *f = open_memstream(&buf, &len);
     for (int q = 0; queries[q]; q++) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(cad_db_handle(db), queries[q], -1, &st, NULL) != SQLITE_OK) {
-            fprintf(f, "ERROR %s\n", sqlite3_errmsg(cad_db_handle(db)));
+        if (sqlite3_prepare_v2(cad_db_sqlite(db), queries[q], -1, &st, NULL) != SQLITE_OK) {
+            fprintf(f, "ERROR %s\n", sqlite3_errmsg(cad_db_sqlite(db)));
             continue;
         }
         while (sqlite3_step(st) == SQLITE_ROW) {

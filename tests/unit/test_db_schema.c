@@ -5,6 +5,7 @@
  * recipe (values stay literal).
  */
 #include "db/db.h"
+#include "db/db_internal.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static void test_migrations_idempotent(void) {
     CHECK(check_sql_double(db, "PRAGMA foreign_keys") == 1);
     {
         sqlite3_stmt *st;
-        sqlite3_prepare_v2(cad_db_handle(db), "PRAGMA journal_mode", -1, &st, NULL);
+        sqlite3_prepare_v2(cad_db_sqlite(db), "PRAGMA journal_mode", -1, &st, NULL);
         CHECK(sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0);
         sqlite3_finalize(st);
     }

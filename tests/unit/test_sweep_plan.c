@@ -264,7 +264,7 @@ static void test_value_injection_is_literal(void) {
         cad_launch_free(&l);
         /* the params table holds the value as text */
         sqlite3_stmt *st;
-        sqlite3_prepare_v2(cad_db_handle(db), "SELECT text FROM params WHERE run_id=?1 AND key='arg'", -1, &st, NULL);
+        sqlite3_prepare_v2(cad_db_sqlite(db), "SELECT text FROM params WHERE run_id=?1 AND key='arg'", -1, &st, NULL);
         sqlite3_bind_text(st, 1, p.runs[i].run_id, -1, SQLITE_STATIC);
         CHECK(sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), want[i]) == 0);
         sqlite3_finalize(st);

@@ -16,6 +16,7 @@
 #define CADDIE_TEST_UTIL_H
 
 #include "check.h"
+#include "db/db_internal.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -109,8 +110,8 @@ static inline cad_db *check_db_open(const char *path) {
 static inline double check_sql_double(cad_db *db, const char *sql) {
     sqlite3_stmt *st;
     double v = NAN;
-    if (sqlite3_prepare_v2(cad_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK) {
-        printf("prepare failed: %s: %s\n", sql, sqlite3_errmsg(cad_db_handle(db)));
+    if (sqlite3_prepare_v2(cad_db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) {
+        printf("prepare failed: %s: %s\n", sql, sqlite3_errmsg(cad_db_sqlite(db)));
         return NAN;
     }
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t0003 — `make deps` waits for the dpkg lock instead of failing when another apt runs
+# t0005 — `make deps` waits for the dpkg lock instead of failing when another apt runs
 # (seen on a fresh machine where unattended upgrades held the lock at boot). Checked on the
 # recipe make would run for a missing package (dry run: nothing is installed).
 . "$CADDIE_SRC/tests/cli/lib.sh"

@@ -84,13 +84,17 @@ static int globs_match_in(const char *root, const char *globs, long *bytes, int 
     return 1;
 }
 
+/* "." and the binary's directory with 3 ancestors: enough to reach the source tree from
+ * build/caddie and from build/asan/tests/<test> */
+#define CODE_ROOTS_MAX 5
+
 int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, cad_err *e) {
     const char *unmatched = NULL;
     *bytes = 0;
     *n_files = 0;
     if (!globs || !*globs) return CAD_OK;
     /* candidates: the current directory, then the ancestors of the binary's directory */
-    char roots[5][PATH_MAX];
+    char roots[CODE_ROOTS_MAX][PATH_MAX];
     int nr = 0;
     snprintf(roots[nr++], PATH_MAX, ".");
     char exe[PATH_MAX];
@@ -98,7 +102,7 @@ int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, 
     if (k > 0) {
         exe[k] = 0;
         char *d = dirname(exe);
-        for (int up = 0; up < 4 && nr < 5; up++) {
+        while (nr < CODE_ROOTS_MAX) {
             snprintf(roots[nr++], PATH_MAX, "%s", d);
             d = dirname(d);
         }

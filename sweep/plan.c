@@ -424,6 +424,8 @@ static int finalize_run(const plan_ctx *pc, cad_plan_run *r, cad_err *e) {
 
 /* ---- expansion ----------------------------------------------------------------------------- */
 
+#define ENGINE_VERSION_MAX 96 /* "command sha256:" and 12 hex digits, with room to spare */
+
 static char *command_engine_version(const cad_sweep_spec *s, const char *workdir) {
     cad_sha256 h;
     cad_sha256_init(&h);
@@ -441,15 +443,15 @@ static char *command_engine_version(const cad_sweep_spec *s, const char *workdir
         cad_sha256_update(&h, hex, 64);
         files++;
     }
-    char *out = malloc(96);
+    char *out = malloc(ENGINE_VERSION_MAX);
     if (!out) return NULL;
     if (!files) {
-        snprintf(out, 96, "command");
+        snprintf(out, ENGINE_VERSION_MAX, "command");
         return out;
     }
     uint8_t d[32];
     cad_sha256_final(&h, d);
-    snprintf(out, 96, "command sha256:");
+    snprintf(out, ENGINE_VERSION_MAX, "command sha256:");
     for (int i = 0; i < 6; i++) snprintf(out + strlen(out), 3, "%02x", d[i]);
     return out;
 }

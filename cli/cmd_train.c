@@ -70,7 +70,8 @@ int cmd_train(int argc, char **argv) {
         cad_config_free(&cfg);
         return 0;
     }
-    rc = cad_train_run(&cfg, &e);
+    cad_train_sink sink = {stdout, stderr};
+    rc = cad_train_run(&cfg, &sink, &e);
     cad_config_free(&cfg);
     if (rc) return cli_fail("train", "%s", e.msg);
     return 0;

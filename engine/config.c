@@ -287,7 +287,8 @@ long cad_config_local_tokens(const cad_config *c) {
         if (!(cond)) return cad_fail(e, CAD_ECONFIG, __VA_ARGS__); \
     } while (0)
 
-int cad_config_validate(const cad_config *c, cad_err *e) {
+/* the model's shape (train_gpt.py's GPT constructor asserts) */
+static int validate_model(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->vocab_size > 0 && c->vocab_size <= 65536,
                 "vocab_size=%ld: expected 1..65536 (tokens are uint16)", c->vocab_size);
     CFG_REQUIRE(c->num_layers > 0, "num_layers=%ld: expected > 0", c->num_layers);
@@ -306,6 +307,11 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->rope_base > 0, "rope_base=%g: must be positive", c->rope_base);
     CFG_REQUIRE(c->tied_embed_init_std >= 0, "tied_embed_init_std=%g: must be >= 0",
                 c->tied_embed_init_std);
+    return CAD_OK;
+}
+
+/* steps, schedule and how a batch splits into micro-steps of whole sequences */
+static int validate_batch(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->iterations >= 0, "iterations=%ld: expected >= 0", c->iterations);
     CFG_REQUIRE(c->warmup_steps >= 0, "warmup_steps=%ld: expected >= 0", c->warmup_steps);
     CFG_REQUIRE(c->max_wallclock_seconds >= 0, "max_wallclock_seconds=%g: expected >= 0",
@@ -328,6 +334,11 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->val_loss_every >= 0, "val_loss_every=%ld: expected >= 0", c->val_loss_every);
     CFG_REQUIRE(c->train_log_every >= 0, "train_log_every=%ld: expected >= 0", c->train_log_every);
     CFG_REQUIRE(c->warmdown_iters >= 0, "warmdown_iters=%ld: expected >= 0", c->warmdown_iters);
+    return CAD_OK;
+}
+
+/* learning rates, Muon/Adam, clipping, weight decay, EMA */
+static int validate_optimizer(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->embed_lr >= 0 && c->head_lr >= 0 && c->tied_embed_lr >= 0 && c->matrix_lr >= 0 &&
                     c->scalar_lr >= 0,
                 "learning rates must be >= 0");
@@ -343,23 +354,31 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 "muon_wd=%g embed_wd=%g scalar_wd=%g: weight decay must be >= 0", c->muon_wd, c->embed_wd,
                 c->scalar_wd);
     CFG_REQUIRE(c->ema_decay >= 0 && c->ema_decay < 1, "ema_decay=%g: expected 0 (off) or in (0, 1)", c->ema_decay);
+    return CAD_OK;
+}
+
+/* the validation token cap */
+static int validate_eval_budget(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->val_max_tokens >= 0, "val_max_tokens=%ld: expected >= 0 (0 = whole split)",
                 c->val_max_tokens);
     CFG_REQUIRE(c->val_max_tokens == 0 || c->val_max_tokens >= c->train_seq_len,
                 "val_max_tokens=%ld must be 0 or at least train_seq_len=%ld", c->val_max_tokens,
                 c->train_seq_len);
-    CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
-    {
-        int rf, rl;
-        CFG_REQUIRE(cad_config_recur_span(c, &rf, &rl) == 0, "recur_layers='%s': expected 'a-b' or 'a' (block numbers)",
-                    c->recur_layers);
-        CFG_REQUIRE(c->recur_loops >= 1 && c->recur_loops <= 16, "recur_loops=%ld: expected 1..16", c->recur_loops);
-        CFG_REQUIRE(c->recur_start_frac >= 0 && c->recur_start_frac < 1, "recur_start_frac=%g: expected 0 <= f < 1",
-                    c->recur_start_frac);
-        CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
-                    "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
-                    c->num_layers - 1, c->recur_layers);
-    }
+    return CAD_OK;
+}
+
+/* the techniques: recurrence, TTT, parallel residual, XSA, leaky relu, quantization, sliding
+ * window eval */
+static int validate_techniques(const cad_config *c, cad_err *e) {
+    int rf, rl;
+    CFG_REQUIRE(cad_config_recur_span(c, &rf, &rl) == 0, "recur_layers='%s': expected 'a-b' or 'a' (block numbers)",
+                c->recur_layers);
+    CFG_REQUIRE(c->recur_loops >= 1 && c->recur_loops <= 16, "recur_loops=%ld: expected 1..16", c->recur_loops);
+    CFG_REQUIRE(c->recur_start_frac >= 0 && c->recur_start_frac < 1, "recur_start_frac=%g: expected 0 <= f < 1",
+                c->recur_start_frac);
+    CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
+                "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
+                c->num_layers - 1, c->recur_layers);
     CFG_REQUIRE(c->ttt_lr >= 0 && c->ttt_momentum >= 0 && c->ttt_momentum < 1 && c->ttt_grad_clip >= 0,
                 "ttt_lr=%g ttt_momentum=%g ttt_grad_clip=%g: expected lr >= 0, 0 <= momentum < 1, clip >= 0", c->ttt_lr,
                 c->ttt_momentum, c->ttt_grad_clip);
@@ -381,6 +400,12 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
                 c->artifact_compressor);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
                 "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
+    return CAD_OK;
+}
+
+/* how and where the run executes: threads, checkpoints, backend, files, run id */
+static int validate_run(const cad_config *c, cad_err *e) {
+    CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
     CFG_REQUIRE(c->checkpoint_every >= 0, "checkpoint_every=%ld: expected >= 0", c->checkpoint_every);
     CFG_REQUIRE(strcmp(c->backend, "cpu") == 0 || strcmp(c->backend, "cuda") == 0,
                 "backend='%s': expected cpu or cuda", c->backend);
@@ -395,6 +420,17 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
         CFG_REQUIRE(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.',
                     "run_id='%s': only letters, digits, '-', '_' and '.' are allowed", c->run_id);
     return CAD_OK;
+}
+
+/* One group per concern; the first failing check names its key and what was expected. */
+int cad_config_validate(const cad_config *c, cad_err *e) {
+    int rc = validate_model(c, e);
+    if (!rc) rc = validate_batch(c, e);
+    if (!rc) rc = validate_optimizer(c, e);
+    if (!rc) rc = validate_eval_budget(c, e);
+    if (!rc) rc = validate_techniques(c, e);
+    if (!rc) rc = validate_run(c, e);
+    return rc;
 }
 
 void cad_config_format(const cad_config *c, const cad_config_key *k, char *buf, size_t cap) {

@@ -22,8 +22,6 @@
 #include "engine/stream.h"
 #include "engine/tokenizer.h"
 
-#ifdef CADDIE_CUDA
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,13 +84,17 @@ static int globs_match_in(const char *root, const char *globs, long *bytes, int 
     return 1;
 }
 
+/* "." and the binary's directory with 3 ancestors: enough to reach the source tree from
+ * build/caddie and from build/asan/tests/<test> */
+#define CODE_ROOTS_MAX 5
+
 int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, cad_err *e) {
     const char *unmatched = NULL;
     *bytes = 0;
     *n_files = 0;
     if (!globs || !*globs) return CAD_OK;
     /* candidates: the current directory, then the ancestors of the binary's directory */
-    char roots[5][PATH_MAX];
+    char roots[CODE_ROOTS_MAX][PATH_MAX];
     int nr = 0;
     snprintf(roots[nr++], PATH_MAX, ".");
     char exe[PATH_MAX];
@@ -100,7 +102,7 @@ int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, 
     if (k > 0) {
         exe[k] = 0;
         char *d = dirname(exe);
-        for (int up = 0; up < 4 && nr < 5; up++) {
+        while (nr < CODE_ROOTS_MAX) {
             snprintf(roots[nr++], PATH_MAX, "%s", d);
             d = dirname(d);
         }
@@ -125,6 +127,14 @@ int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, 
 
 /* ---- the session ----------------------------------------------------------------------- */
 
+/* The run directory's path is bounded so every file name inside it fits RUN_PATH_MAX. */
+#define RUN_DIR_MAX 1024
+#define RUN_ID_MAX 512
+#define RUN_PATH_MAX (RUN_DIR_MAX + 76)
+#define UUID_TEXT_MAX 40 /* 36 characters and the NUL */
+#define PY_FLOAT_MAX 32  /* Python's str(float) of a double: at most 24 characters */
+#define QUANT_RULE_MAX 48 /* "sdclip_k=%g" or a clip rule's name */
+
 typedef struct session {
     cad_config *c;
     const cad_backend *be;
@@ -143,28 +153,29 @@ typedef struct session {
     float *host_params; /* n_param_floats: warmup restore and exports */
     cad_named_tensor *named;
     int n_named;
-    FILE *log, *metrics;
+    FILE *out;          /* the caller's copy of the log (caddie train: stdout); may be NULL */
+    FILE *progress;     /* the caller's progress lines (caddie train: stderr); may be NULL */
+    FILE *log, *metrics; /* run_dir/log.txt and run_dir/metrics.jsonl */
     double t_wall0;
-    char run_dir[1024];
+    char run_dir[RUN_DIR_MAX];
     char train_pattern[PATH_MAX], val_pattern[PATH_MAX];
     int accum;
     long local_tokens;
 } session;
 
+/* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
+ * (the runner) sees whole lines as they happen. */
 static void log0(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log0(session *s, const char *fmt, ...) {
     va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-    if (s->log) {
+    FILE *to[2] = {s->out, s->log};
+    for (int i = 0; i < 2; i++) {
+        if (!to[i]) continue;
         va_start(ap, fmt);
-        vfprintf(s->log, fmt, ap);
+        vfprintf(to[i], fmt, ap);
         va_end(ap);
-        fputc('\n', s->log);
-        fflush(s->log);
+        fputc('\n', to[i]);
+        fflush(to[i]);
     }
 }
 
@@ -211,7 +222,7 @@ static void path_join(char *out, size_t cap, const char *dir, const char *name) 
 }
 
 static int make_uuid4(char *out, size_t cap) {
-    unsigned char b[16];
+    unsigned char b[16]; /* 128 bits, version 4 */
     int fd = open("/dev/urandom", O_RDONLY);
     if (fd < 0 || read(fd, b, 16) != 16) {
         if (fd >= 0) close(fd);
@@ -239,8 +250,23 @@ static void session_free(session *s) {
     free(s->y);
     free(s->host_params);
     free(s->named);
+    /* unchecked: only a run that already failed gets here with its logs open */
     if (s->log) fclose(s->log);
     if (s->metrics) fclose(s->metrics);
+}
+
+/* Close log.txt and metrics.jsonl of a finished run, so a full disk fails the run before
+ * result.json declares it done. */
+static int session_close_logs(session *s, cad_err *e) {
+    FILE *f[2] = {s->log, s->metrics};
+    const char *name[2] = {"log.txt", "metrics.jsonl"};
+    s->log = s->metrics = NULL;
+    int rc = CAD_OK;
+    for (int i = 0; i < 2; i++) {
+        int bad = ferror(f[i]);
+        if ((fclose(f[i]) || bad) && rc == CAD_OK) rc = cad_fail(e, CAD_EIO, "%s/%s: write failed", s->run_dir, name[i]);
+    }
+    return rc;
 }
 
 /* Tokenizer, LUTs, val split, model, host buffers: everything eval and train share. */
@@ -384,20 +410,6 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
 
 static void fmt_mib(char *b, size_t cap, double bytes) { snprintf(b, cap, "%.1fMiB", bytes / 1048576.0); }
 
-static int write_result(session *s, const char *fields_json, cad_err *e) {
-    char path[1100], tmp[1200];
-    path_join(path, sizeof path, s->run_dir, "result.json");
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    fputs(fields_json, f);
-    int bad = ferror(f);
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if (fclose(f) || bad) { unlink(tmp); return cad_fail(e, CAD_EIO, "%s: write failed", tmp); }
-    if (rename(tmp, path)) { unlink(tmp); return cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno)); }
-    return CAD_OK;
-}
-
 static void ckpt_meta_fill(session *s, cad_checkpoint_meta *m) {
     memset(m, 0, sizeof *m);
     const cad_config *c = s->c;
@@ -415,64 +427,104 @@ static void ckpt_meta_fill(session *s, cad_checkpoint_meta *m) {
     m->prequant_val_bpb = NAN;
 }
 
-int cad_train_run(cad_config *c, cad_err *e) {
-    session S;
-    memset(&S, 0, sizeof S);
-    session *s = &S;
-    s->t_wall0 = now_ms();
-    int rc = CAD_OK;
-    char buf[1100], ckpt_path[1100];
+/* ---- cad_train_run: one run, phase by phase ------------------------------------------------ */
 
-    /* ---- run dir, code accounting (checked before any work) ---- */
+/* Everything a run carries from one phase to the next. */
+typedef struct train_run {
+    session s;
+    char ckpt_path[RUN_PATH_MAX];
+    int resuming;              /* resume=1 and run_dir/checkpoint.bin exists */
+    long code_bytes;
+    int n_code_files;
+    long step;                 /* optimizer steps done */
+    double training_time_ms;   /* train_gpt.py's train_time: without validation and checkpoints */
+    long stop_after_step;      /* the wallclock cap's last step; -1 until the cap is reached */
+    double prequant_loss, prequant_bpb;
+    double max_wallclock_ms;   /* -1: no cap */
+    double t0;                 /* start of the current timed stretch of training */
+    double last_log_ms;        /* train time at the last progress line */
+    long last_log_step;
+    cad_eval_spec es;
+    cad_int8_stats qs;         /* the artifact written by train_export */
+    cad_eval_result score;     /* the run's score: round trip, else sliding window, else TTT */
+} train_run;
+
+/* Write c as run_dir/<name> (config.yaml) and check that it reached the disk. */
+static int write_config_yaml(train_run *r, cad_err *e) {
+    char path[RUN_PATH_MAX];
+    path_join(path, sizeof path, r->s.run_dir, "config.yaml");
+    FILE *f = fopen(path, "w");
+    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", path, strerror(errno));
+    cad_config_write_yaml(r->s.c, f);
+    int bad = ferror(f);
+    if (fclose(f) || bad) return cad_fail(e, CAD_EIO, "%s: write failed", path);
+    return CAD_OK;
+}
+
+/* code_files.txt lists what code_bytes counted: informative, so a failure to write it is not
+ * a failed run (the byte count is in the log and result.json either way). */
+static void write_code_listing(train_run *r, cad_err *e) {
+    char path[RUN_PATH_MAX];
+    path_join(path, sizeof path, r->s.run_dir, "code_files.txt");
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    cad_code_bytes(r->s.c->code_files, &r->code_bytes, &r->n_code_files, f, e);
+    if (fclose(f)) unlink(path); /* a truncated listing would mislead more than none */
+}
+
+static FILE *open_in_run_dir(train_run *r, const char *name, const char *mode) {
+    char path[RUN_PATH_MAX];
+    path_join(path, sizeof path, r->s.run_dir, name);
+    return fopen(path, mode);
+}
+
+/* Name the run, check what can fail before any work (run_dir length, code_files, init_from),
+ * then create the run dir with config.yaml, code_files.txt, log.txt and metrics.jsonl. */
+static int train_open_run_dir(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    cad_config *c = s->c;
     if (!c->run_id[0]) {
-        char id[40];
+        char id[UUID_TEXT_MAX];
         make_uuid4(id, sizeof id);
+        char *dup = strdup(id);
+        if (!dup) return cad_fail(e, CAD_ENOMEM, "out of memory");
         free(c->run_id);
-        c->run_id = strdup(id);
+        c->run_id = dup;
     }
-    if (strlen(c->run_dir) >= sizeof s->run_dir - 1 || strlen(c->run_id) > 512)
-        return cad_fail(e, CAD_ECONFIG, "run_dir / run_id too long (limit 1000 / 512 characters)");
+    if (strlen(c->run_dir) >= sizeof s->run_dir - 1 || strlen(c->run_id) > RUN_ID_MAX)
+        return cad_fail(e, CAD_ECONFIG, "run_dir / run_id too long (limit %d / %d characters)", RUN_DIR_MAX - 24,
+                        RUN_ID_MAX);
     if (c->run_dir[0]) memcpy(s->run_dir, c->run_dir, strlen(c->run_dir) + 1);
     else path_join(s->run_dir, sizeof s->run_dir, "runs", c->run_id);
-    long code_bytes = 0;
-    int n_code_files = 0;
-    if ((rc = cad_code_bytes(c->code_files, &code_bytes, &n_code_files, NULL, e))) return rc;
+    int rc = cad_code_bytes(c->code_files, &r->code_bytes, &r->n_code_files, NULL, e);
+    if (rc) return rc;
     if (c->init_from[0] && access(c->init_from, R_OK))
         return cad_fail(e, CAD_EIO, "init_from '%s': %s", c->init_from, strerror(errno));
     if ((rc = cad_mkdir_p(s->run_dir, e))) return rc;
-    path_join(ckpt_path, sizeof ckpt_path, s->run_dir, "checkpoint.bin");
-    int resuming = c->resume && access(ckpt_path, R_OK) == 0;
+    path_join(r->ckpt_path, sizeof r->ckpt_path, s->run_dir, "checkpoint.bin");
+    r->resuming = c->resume && access(r->ckpt_path, R_OK) == 0;
+    if ((rc = write_config_yaml(r, e))) return rc;
+    write_code_listing(r, e);
+    s->log = open_in_run_dir(r, "log.txt", r->resuming ? "a" : "w");
+    s->metrics = open_in_run_dir(r, "metrics.jsonl", r->resuming ? "a" : "w");
+    if (!s->log || !s->metrics)
+        return cad_fail(e, CAD_EIO, "%s: cannot create log files: %s", s->run_dir, strerror(errno));
+    char result[RUN_PATH_MAX];
+    path_join(result, sizeof result, s->run_dir, "result.json");
+    unlink(result); /* a stale result must not outlive a failed rerun */
+    return CAD_OK;
+}
 
-    path_join(buf, sizeof buf, s->run_dir, "config.yaml");
-    FILE *cf = fopen(buf, "w");
-    if (!cf) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", buf, strerror(errno));
-    cad_config_write_yaml(c, cf);
-    fclose(cf);
-    path_join(buf, sizeof buf, s->run_dir, "code_files.txt");
-    FILE *lf = fopen(buf, "w");
-    if (lf) {
-        cad_code_bytes(c->code_files, &code_bytes, &n_code_files, lf, e);
-        fclose(lf);
-    }
-    path_join(buf, sizeof buf, s->run_dir, "log.txt");
-    s->log = fopen(buf, resuming ? "a" : "w");
-    path_join(buf, sizeof buf, s->run_dir, "metrics.jsonl");
-    s->metrics = fopen(buf, resuming ? "a" : "w");
-    if (!s->log || !s->metrics) { rc = cad_fail(e, CAD_EIO, "%s: cannot create log files: %s", s->run_dir, strerror(errno)); goto out; }
-    path_join(buf, sizeof buf, s->run_dir, "result.json");
-    unlink(buf); /* a stale result must not outlive a failed rerun */
-
-    log0(s, "%s/log.txt", s->run_dir);
-    if ((rc = session_setup(s, c, e))) goto out;
-    if (c->init_from[0] && (rc = load_weights(s, c->init_from, e))) goto out;
-    if ((rc = optim_setup(s, e))) goto out;
-
-    /* ---- train_gpt.py's header lines ---- */
+/* train_gpt.py's header lines, then caddie's own (backend, memory plan, code accounting). */
+static void train_print_header(train_run *r) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
     char real[PATH_MAX];
     const char *dataset = realpath(c->data_path, real) ? basename(real) : c->data_path;
     char **train_files = NULL;
     int n_train_files = 0;
-    if (cad_shard_glob(s->train_pattern, &train_files, &n_train_files, e) == CAD_OK)
+    cad_err ignored; /* a missing train split is reported by the loader, right after this */
+    if (cad_shard_glob(s->train_pattern, &train_files, &n_train_files, &ignored) == CAD_OK)
         cad_shard_glob_free(train_files, n_train_files);
     log0(s, "val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path=%s", c->tokenizer_path);
     log0(s, "train_loader:dataset:%s train_shards:%d", dataset, n_train_files);
@@ -487,272 +539,427 @@ int cad_train_run(cad_config *c, cad_err *e) {
         log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
              c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
              100.0 * c->recur_start_frac);
-    {
-        char a[32], b[32], cc[32], d[32];
-        py_float(a, sizeof a, c->tie_embeddings ? c->tied_embed_lr : c->embed_lr);
-        py_float(b, sizeof b, c->tie_embeddings ? 0.0 : c->head_lr);
-        py_float(cc, sizeof cc, c->matrix_lr);
-        py_float(d, sizeof d, c->scalar_lr);
-        log0(s, "tie_embeddings:%s embed_lr:%s head_lr:%s matrix_lr:%s scalar_lr:%s",
-             c->tie_embeddings ? "True" : "False", a, b, cc, d);
-    }
+    char a[PY_FLOAT_MAX], b[PY_FLOAT_MAX], cc[PY_FLOAT_MAX], d[PY_FLOAT_MAX];
+    py_float(a, sizeof a, c->tie_embeddings ? c->tied_embed_lr : c->embed_lr);
+    py_float(b, sizeof b, c->tie_embeddings ? 0.0 : c->head_lr);
+    py_float(cc, sizeof cc, c->matrix_lr);
+    py_float(d, sizeof d, c->scalar_lr);
+    log0(s, "tie_embeddings:%s embed_lr:%s head_lr:%s matrix_lr:%s scalar_lr:%s", c->tie_embeddings ? "True" : "False",
+         a, b, cc, d);
     log0(s, "train_batch_tokens:%ld train_seq_len:%ld iterations:%ld warmup_steps:%ld max_wallclock_seconds:%.3f",
          c->train_batch_tokens, c->train_seq_len, c->iterations, c->warmup_steps, c->max_wallclock_seconds);
     log0(s, "seed:%ld", c->seed);
-    {
-        char a[32], b[32], cc[32], d[32];
-        size_t pb = s->m.n_param_floats * sizeof(float);
-        fmt_mib(a, sizeof a, (double)pb);
-        fmt_mib(b, sizeof b, (double)pb);
-        fmt_mib(cc, sizeof cc, (double)cad_optim_bytes(&s->o));
-        fmt_mib(d, sizeof d, (double)s->m.act_bytes);
-        log0(s, "memory_plan: params:%s grads:%s optimizer:%s activations:%s total:%.1fMiB", a, b, cc, d,
-             (2.0 * (double)pb + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0);
-    }
-    log0(s, "code_files:%d code_bytes:%ld", n_code_files, code_bytes);
+    size_t pb = s->m.n_param_floats * sizeof(float);
+    fmt_mib(a, sizeof a, (double)pb);
+    fmt_mib(b, sizeof b, (double)pb);
+    fmt_mib(cc, sizeof cc, (double)cad_optim_bytes(&s->o));
+    fmt_mib(d, sizeof d, (double)s->m.act_bytes);
+    log0(s, "memory_plan: params:%s grads:%s optimizer:%s activations:%s total:%.1fMiB", a, b, cc, d,
+         (2.0 * (double)pb + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0);
+    log0(s, "code_files:%d code_bytes:%ld", r->n_code_files, r->code_bytes);
+}
 
-    if ((rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e))) goto out;
+/* resume=1 with a checkpoint: weights, optimizer state, counters and the stream position. */
+static int train_resume(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    cad_checkpoint_meta want, got;
+    ckpt_meta_fill(s, &want);
+    int rc = cad_checkpoint_load(r->ckpt_path, &want, &got, s->be, s->m.param_mem, s->o.state, e);
+    if (rc) return rc;
+    r->step = (long)got.step;
+    r->training_time_ms = got.training_time_ms;
+    s->o.adam_step = (long)got.adam_step;
+    r->stop_after_step = got.stop_after_step;
+    r->prequant_loss = got.prequant_val_loss;
+    r->prequant_bpb = got.prequant_val_bpb;
+    cad_stream_pos pos = {got.stream_file_idx, (long)got.stream_pos};
+    if ((rc = cad_token_stream_seek(&s->L.stream, pos, e))) return rc;
+    log0(s, "resume:step:%ld/%ld train_time:%.0fms from %s", r->step, s->c->iterations, r->training_time_ms,
+         r->ckpt_path);
+    return CAD_OK;
+}
+
+/* train_gpt.py's warmup: warmup_steps real steps prime the kernels, then weights, optimizer
+ * and loader are restored, so the curve equals a run without warmup. */
+static int train_warmup(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    params_to_host(s);
+    for (long ws = 0; ws < c->warmup_steps; ws++) {
+        float loss;
+        int rc = train_micro_steps(s, &loss, e);
+        if (rc) return rc;
+        cad_optim_step(&s->o, 1.0, c->muon_momentum); /* the groups' initial lr and momentum */
+        cad_model_zero_grad(&s->m);
+        if (c->warmup_steps <= 20 || (ws + 1) % 10 == 0 || ws + 1 == c->warmup_steps)
+            log0(s, "warmup_step:%ld/%ld", ws + 1, c->warmup_steps);
+    }
+    params_from_host(s);
+    cad_optim_reset(&s->o);
+    cad_model_zero_grad(&s->m);
+    cad_train_loader_close(&s->L);
+    s->have_loader = 0;
+    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e);
+    if (rc) return rc;
     s->have_loader = 1;
-    if (c->recur_start_frac > 0) cad_model_set_recurrence(&s->m, 0); /* plain until the start fraction */
+    return CAD_OK;
+}
 
-    /* ---- warmup: prime, then restore weights, optimizer and loader ---- */
-    long step = 0;
-    double training_time_ms = 0;
-    long stop_after_step = -1;
-    double prequant_loss = NAN, prequant_bpb = NAN;
-    if (resuming) {
-        cad_checkpoint_meta want, got;
-        ckpt_meta_fill(s, &want);
-        if ((rc = cad_checkpoint_load(ckpt_path, &want, &got, s->be, s->m.param_mem, s->o.state, e))) goto out;
-        step = (long)got.step;
-        training_time_ms = got.training_time_ms;
-        s->o.adam_step = (long)got.adam_step;
-        stop_after_step = got.stop_after_step;
-        prequant_loss = got.prequant_val_loss;
-        prequant_bpb = got.prequant_val_bpb;
-        cad_stream_pos pos = {got.stream_file_idx, (long)got.stream_pos};
-        if ((rc = cad_token_stream_seek(&s->L.stream, pos, e))) goto out;
-        log0(s, "resume:step:%ld/%ld train_time:%.0fms from %s", step, c->iterations, training_time_ms, ckpt_path);
-    } else if (c->warmup_steps > 0) {
-        params_to_host(s);
-        for (long ws = 0; ws < c->warmup_steps; ws++) {
-            float loss;
-            if ((rc = train_micro_steps(s, &loss, e))) goto out;
-            cad_optim_step(&s->o, 1.0, c->muon_momentum); /* the groups' initial lr and momentum */
-            cad_model_zero_grad(&s->m);
-            if (c->warmup_steps <= 20 || (ws + 1) % 10 == 0 || ws + 1 == c->warmup_steps)
-                log0(s, "warmup_step:%ld/%ld", ws + 1, c->warmup_steps);
-        }
-        params_from_host(s);
-        cad_optim_reset(&s->o);
-        cad_model_zero_grad(&s->m);
-        cad_train_loader_close(&s->L);
-        s->have_loader = 0;
-        if ((rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e))) goto out;
-        s->have_loader = 1;
-    }
-
-    /* ---- main loop (train_gpt.py's, including its timing rules) ---- */
-    cad_eval_spec es = eval_spec(s);
+/* A validation pass inside the loop; its time is not train time. */
+static int train_validate(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    r->training_time_ms += now_ms() - r->t0;
     cad_eval_result er;
-    double max_wallclock_ms = c->max_wallclock_seconds > 0 ? 1000.0 * c->max_wallclock_seconds : -1;
-    double t0 = now_ms(), last_log_ms = training_time_ms;
-    long last_log_step = step;
-    for (;;) {
-        int last_step = step == c->iterations || (stop_after_step >= 0 && step >= stop_after_step);
-        int should_validate = last_step || (c->val_loss_every > 0 && step % c->val_loss_every == 0);
-        if (should_validate) {
-            training_time_ms += now_ms() - t0;
-            if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e))) goto out;
-            log0(s, "step:%ld/%ld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step, c->iterations,
-                 er.val_loss, er.val_bpb, training_time_ms, training_time_ms / (double)(step > 1 ? step : 1));
-            journal(s, step, "val_loss", er.val_loss);
-            journal(s, step, "val_bpb", er.val_bpb);
-            prequant_loss = er.val_loss;
-            prequant_bpb = er.val_bpb;
-            t0 = now_ms();
-        }
-        if (last_step) {
-            if (stop_after_step >= 0 && step < c->iterations)
-                log0(s, "stopping_early: wallclock_cap train_time:%.0fms step:%ld/%ld", training_time_ms, step, c->iterations);
-            break;
-        }
-        double elapsed_ms = training_time_ms + (now_ms() - t0);
-        double scale = cad_lr_mul(c, step, elapsed_ms);
-        if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
-            double frac = max_wallclock_ms > 0 ? elapsed_ms / max_wallclock_ms : (double)step / (double)c->iterations;
-            if (frac >= c->recur_start_frac) {
-                cad_model_set_recurrence(&s->m, 1);
-                log0(s, "recurrence:on step:%ld frac:%.3f virtual_layers:%d", step, frac, s->m.n_virtual);
-            }
-        }
-        float train_loss;
-        if ((rc = train_micro_steps(s, &train_loss, e))) goto out;
-        if (!isfinite(train_loss)) {
-            rc = cad_fail(e, CAD_ENUMERIC, "train_loss is %f at step %ld (diverged)", (double)train_loss, step + 1);
-            goto out;
-        }
-        double momentum = cad_muon_momentum_at(c, step);
-        if (c->grad_clip_norm > 0) cad_optim_clip_grad_norm(&s->o, c->grad_clip_norm);
-        cad_optim_step(&s->o, scale, momentum);
-        cad_model_zero_grad(&s->m);
-        step++;
-        double approx_ms = training_time_ms + (now_ms() - t0);
-        int should_log = c->train_log_every > 0 &&
-                         (step <= 10 || step % c->train_log_every == 0 || stop_after_step >= 0);
-        if (should_log) {
-            log0(s, "step:%ld/%ld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step, c->iterations,
-                 (double)train_loss, approx_ms, approx_ms / (double)step);
-            double dt = approx_ms - last_log_ms;
-            double tps = dt > 0 ? (double)(step - last_log_step) * (double)c->train_batch_tokens / (dt / 1000.0) : 0;
-            double avg = approx_ms / (double)step;
-            double eta_s = (double)(c->iterations - step) * avg / 1000.0;
-            if (max_wallclock_ms > 0 && (max_wallclock_ms - approx_ms) / 1000.0 < eta_s)
-                eta_s = (max_wallclock_ms - approx_ms) / 1000.0 > 0 ? (max_wallclock_ms - approx_ms) / 1000.0 : 0;
-            fprintf(stderr, "progress step:%ld/%ld tokens_per_s:%.0f step_ms:%.1f lr_mul:%.4f eta:%.0fs\n", step,
-                    c->iterations, tps, (step - last_log_step) > 0 ? dt / (double)(step - last_log_step) : 0, scale, eta_s);
-            journal(s, step, "train_loss", (double)train_loss);
-            journal(s, step, "lr_mul", scale);
-            journal(s, step, "step_ms", (step - last_log_step) > 0 ? dt / (double)(step - last_log_step) : 0);
-            journal(s, step, "tokens_per_s", tps);
-            last_log_ms = approx_ms;
-            last_log_step = step;
-        }
-        int reached_cap = max_wallclock_ms > 0 && approx_ms >= max_wallclock_ms;
-        if (stop_after_step < 0 && reached_cap) stop_after_step = step;
-        if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step < c->iterations) {
-            double tc = now_ms();
-            cad_checkpoint_meta meta;
-            ckpt_meta_fill(s, &meta);
-            meta.step = step;
-            meta.training_time_ms = training_time_ms + (tc - t0);
-            meta.adam_step = s->o.adam_step;
-            cad_stream_pos pos = cad_token_stream_tell(&s->L.stream);
-            meta.stream_file_idx = pos.file_idx;
-            meta.stream_pos = pos.pos;
-            meta.stop_after_step = (int32_t)stop_after_step;
-            meta.prequant_val_loss = prequant_loss;
-            meta.prequant_val_bpb = prequant_bpb;
-            if ((rc = cad_checkpoint_save(ckpt_path, &meta, s->be, s->m.param_mem, s->o.state, e))) goto out;
-            t0 += now_ms() - tc; /* checkpoint time is not training time */
+    int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &r->es, s->x, s->y, &er, e);
+    if (rc) return rc;
+    log0(s, "step:%ld/%ld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", r->step, c->iterations,
+         er.val_loss, er.val_bpb, r->training_time_ms, r->training_time_ms / (double)(r->step > 1 ? r->step : 1));
+    journal(s, r->step, "val_loss", er.val_loss);
+    journal(s, r->step, "val_bpb", er.val_bpb);
+    r->prequant_loss = er.val_loss;
+    r->prequant_bpb = er.val_bpb;
+    r->t0 = now_ms();
+    return CAD_OK;
+}
+
+/* The step's log line, the progress line (tokens/s, ETA) and their journal entries. */
+static void train_log_step(train_run *r, float train_loss, double scale, double approx_ms) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    long step = r->step, steps = step - r->last_log_step;
+    log0(s, "step:%ld/%ld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step, c->iterations, (double)train_loss,
+         approx_ms, approx_ms / (double)step);
+    double dt = approx_ms - r->last_log_ms;
+    double tps = dt > 0 ? (double)steps * (double)c->train_batch_tokens / (dt / 1000.0) : 0;
+    double step_ms = steps > 0 ? dt / (double)steps : 0;
+    double eta_s = (double)(c->iterations - step) * (approx_ms / (double)step) / 1000.0;
+    double left_s = (r->max_wallclock_ms - approx_ms) / 1000.0;
+    if (r->max_wallclock_ms > 0 && left_s < eta_s) eta_s = left_s > 0 ? left_s : 0;
+    if (s->progress) {
+        fprintf(s->progress, "progress step:%ld/%ld tokens_per_s:%.0f step_ms:%.1f lr_mul:%.4f eta:%.0fs\n", step,
+                c->iterations, tps, step_ms, scale, eta_s);
+        fflush(s->progress);
+    }
+    journal(s, step, "train_loss", (double)train_loss);
+    journal(s, step, "lr_mul", scale);
+    journal(s, step, "step_ms", step_ms);
+    journal(s, step, "tokens_per_s", tps);
+    r->last_log_ms = approx_ms;
+    r->last_log_step = step;
+}
+
+/* One optimizer step: schedule, delayed recurrence, gradients, clip, update, log lines, and
+ * whether the wallclock cap makes this the last step. */
+static int train_step(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    double elapsed_ms = r->training_time_ms + (now_ms() - r->t0);
+    double scale = cad_lr_mul(c, r->step, elapsed_ms);
+    if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
+        double frac = r->max_wallclock_ms > 0 ? elapsed_ms / r->max_wallclock_ms : (double)r->step / (double)c->iterations;
+        if (frac >= c->recur_start_frac) {
+            cad_model_set_recurrence(&s->m, 1);
+            log0(s, "recurrence:on step:%ld frac:%.3f virtual_layers:%d", r->step, frac, s->m.n_virtual);
         }
     }
-    if (c->ema_decay > 0) { /* the records evaluate and quantize the averaged weights */
+    float train_loss;
+    int rc = train_micro_steps(s, &train_loss, e);
+    if (rc) return rc;
+    if (!isfinite(train_loss))
+        return cad_fail(e, CAD_ENUMERIC, "train_loss is %f at step %ld (diverged)", (double)train_loss, r->step + 1);
+    double momentum = cad_muon_momentum_at(c, r->step);
+    if (c->grad_clip_norm > 0) cad_optim_clip_grad_norm(&s->o, c->grad_clip_norm);
+    cad_optim_step(&s->o, scale, momentum);
+    cad_model_zero_grad(&s->m);
+    r->step++;
+    double approx_ms = r->training_time_ms + (now_ms() - r->t0);
+    if (c->train_log_every > 0 &&
+        (r->step <= 10 || r->step % c->train_log_every == 0 || r->stop_after_step >= 0))
+        train_log_step(r, train_loss, scale, approx_ms);
+    if (r->stop_after_step < 0 && r->max_wallclock_ms > 0 && approx_ms >= r->max_wallclock_ms)
+        r->stop_after_step = r->step;
+    return CAD_OK;
+}
+
+/* checkpoint.bin for resume=1; its time is not train time. */
+static int train_checkpoint(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    double tc = now_ms();
+    cad_checkpoint_meta meta;
+    ckpt_meta_fill(s, &meta);
+    meta.step = r->step;
+    meta.training_time_ms = r->training_time_ms + (tc - r->t0);
+    meta.adam_step = s->o.adam_step;
+    cad_stream_pos pos = cad_token_stream_tell(&s->L.stream);
+    meta.stream_file_idx = pos.file_idx;
+    meta.stream_pos = pos.pos;
+    meta.stop_after_step = (int32_t)r->stop_after_step;
+    meta.prequant_val_loss = r->prequant_loss;
+    meta.prequant_val_bpb = r->prequant_bpb;
+    int rc = cad_checkpoint_save(r->ckpt_path, &meta, s->be, s->m.param_mem, s->o.state, e);
+    r->t0 += now_ms() - tc;
+    return rc;
+}
+
+/* train_gpt.py's main loop, including its timing rules: validate at val_loss_every and on the
+ * last step (iterations, or the step the wallclock cap chose). */
+static int train_loop(train_run *r, cad_err *e) {
+    const cad_config *c = r->s.c;
+    r->max_wallclock_ms = c->max_wallclock_seconds > 0 ? 1000.0 * c->max_wallclock_seconds : -1;
+    r->t0 = now_ms();
+    r->last_log_ms = r->training_time_ms;
+    r->last_log_step = r->step;
+    for (;;) {
+        int last_step = r->step == c->iterations || (r->stop_after_step >= 0 && r->step >= r->stop_after_step);
+        int rc;
+        if ((last_step || (c->val_loss_every > 0 && r->step % c->val_loss_every == 0)) && (rc = train_validate(r, e)))
+            return rc;
+        if (last_step) {
+            if (r->stop_after_step >= 0 && r->step < c->iterations)
+                log0(&r->s, "stopping_early: wallclock_cap train_time:%.0fms step:%ld/%ld", r->training_time_ms, r->step,
+                     c->iterations);
+            return CAD_OK;
+        }
+        if ((rc = train_step(r, e))) return rc;
+        if (c->checkpoint_every > 0 && r->step % c->checkpoint_every == 0 && r->step < c->iterations &&
+            (rc = train_checkpoint(r, e)))
+            return rc;
+    }
+}
+
+/* After the loop: the EMA weights replace the trained ones (the records evaluate and quantize
+ * the average), then train_gpt.py's peak memory line. */
+static int train_finish_weights(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    if (c->ema_decay > 0) {
         cad_optim_load_ema(&s->o);
-        if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e))) goto out;
+        cad_eval_result er;
+        int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &r->es, s->x, s->y, &er, e);
+        if (rc) return rc;
         log0(s, "ema:applied decay:%g val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", c->ema_decay, er.val_loss,
              er.val_bpb, er.eval_ms);
-        journal(s, step, "ema_val_loss", er.val_loss);
-        journal(s, step, "ema_val_bpb", er.val_bpb);
-        prequant_loss = er.val_loss;
-        prequant_bpb = er.val_bpb;
+        journal(s, r->step, "ema_val_loss", er.val_loss);
+        journal(s, r->step, "ema_val_bpb", er.val_bpb);
+        r->prequant_loss = er.val_loss;
+        r->prequant_bpb = er.val_bpb;
     }
-    log0(s, "peak memory allocated: %.0f MiB reserved: %.0f MiB",
-         floor((2.0 * (double)s->m.n_param_floats * 4 + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0),
-         floor((2.0 * (double)s->m.n_param_floats * 4 + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0));
+    double peak_mib =
+        floor((2.0 * (double)s->m.n_param_floats * 4 + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) /
+              1048576.0);
+    log0(s, "peak memory allocated: %.0f MiB reserved: %.0f MiB", peak_mib, peak_mib);
+    return CAD_OK;
+}
 
-    /* ---- serialization + round-trip validation ---- */
+/* "quant: ..." names the quantizer, only when it is not train_gpt.py's (its log has no such
+ * line). */
+static void log_quant_rule(session *s, const cad_quant_opts *qo) {
+    if (qo->matrix_bits == 8 && qo->embed_bits == 8 && !qo->clip_search && qo->sdclip_k <= 0 && qo->sdclip_embed_k <= 0)
+        return;
+    char cm[QUANT_RULE_MAX], ce[QUANT_RULE_MAX];
+    const char *rule = qo->clip_search ? "gptq-lite" : "p99.99984";
+    if (qo->sdclip_k > 0) snprintf(cm, sizeof cm, "sdclip_k=%g", qo->sdclip_k);
+    else snprintf(cm, sizeof cm, "%s", rule);
+    if (qo->sdclip_embed_k > 0) snprintf(ce, sizeof ce, "sdclip_k=%g", qo->sdclip_embed_k);
+    else snprintf(ce, sizeof ce, "%s", rule);
+    log0(s, "quant: block_matrices:int%d clip:%s embedding:int%d clip:%s", qo->matrix_bits, cm, qo->embed_bits, ce);
+}
+
+/* Serialization: the optional raw save_weights, then the quantized, compressed artifact and
+ * the submission size it makes with the code. */
+static int train_export(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
     params_to_host(s);
     /* train_gpt.py writes the raw model (final_model.pt) first; caddie's raw weights are the
      * optional save_weights .safetensors */
     struct stat wst;
-    int have_w = 0;
+    int have_w = 0, rc;
     if (c->save_weights[0]) {
-        if ((rc = cad_safetensors_write(c->save_weights, s->named, s->n_named, e))) goto out;
+        if ((rc = cad_safetensors_write(c->save_weights, s->named, s->n_named, e))) return rc;
         have_w = stat(c->save_weights, &wst) == 0;
     }
     if (have_w) log0(s, "Serialized model: %lld bytes", (long long)wst.st_size);
-    log0(s, "Code size: %ld bytes", code_bytes);
-    if (have_w) log0(s, "Total submission size: %lld bytes", (long long)wst.st_size + code_bytes);
-    char art[1100];
+    log0(s, "Code size: %ld bytes", r->code_bytes);
+    if (have_w) log0(s, "Total submission size: %lld bytes", (long long)wst.st_size + r->code_bytes);
+    char art[RUN_PATH_MAX];
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
-    cad_int8_stats qs;
     cad_quant_opts qo = quant_opts(c);
-    if (qo.matrix_bits != 8 || qo.embed_bits != 8 || qo.clip_search || qo.sdclip_k > 0 || qo.sdclip_embed_k > 0) {
-        char cm[48], ce[48]; /* train_gpt.py's log has no such line: only when not its quantizer */
-        const char *rule = qo.clip_search ? "gptq-lite" : "p99.99984";
-        if (qo.sdclip_k > 0) snprintf(cm, sizeof cm, "sdclip_k=%g", qo.sdclip_k);
-        else snprintf(cm, sizeof cm, "%s", rule);
-        if (qo.sdclip_embed_k > 0) snprintf(ce, sizeof ce, "sdclip_k=%g", qo.sdclip_embed_k);
-        else snprintf(ce, sizeof ce, "%s", rule);
-        log0(s, "quant: block_matrices:int%d clip:%s embedding:int%d clip:%s", qo.matrix_bits, cm, qo.embed_bits, ce);
-    }
-    if ((rc = cad_int8_export(art, s->named, s->n_named, &qo, &qs, e))) goto out;
+    log_quant_rule(s, &qo);
+    if ((rc = cad_int8_export(art, s->named, s->n_named, &qo, &r->qs, e))) return rc;
+    const cad_int8_stats *qs = &r->qs;
     const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
-    log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs.compressed_bytes,
-         qs.int8_payload_bytes, qs.raw_bytes,
-         (double)qs.baseline_tensor_bytes / (double)(qs.int8_payload_bytes ? qs.int8_payload_bytes : 1));
-    log0(s, "Total submission size int8+%s: %ld bytes", zname, (long)qs.compressed_bytes + code_bytes);
-    if ((rc = cad_int8_import(art, s->named, s->n_named, e))) goto out;
-    params_from_host(s);
-    if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e))) goto out;
-    log0(s, "final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", zname, er.val_loss, er.val_bpb,
-         er.eval_ms);
-    log0(s, "final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", zname, er.val_loss, er.val_bpb);
-    if (er.partial)
-        log0(s, "partial_eval: val_max_tokens:%ld windows:%ld of %ld (result marked partial)", c->val_max_tokens,
-             er.n_seqs, (s->n_val - 1) / c->train_seq_len);
-    journal(s, step, "final_val_loss", er.val_loss);
-    journal(s, step, "final_val_bpb", er.val_bpb);
-    if (c->eval_stride > 0) { /* the records' scorer: it becomes the run's score */
-        cad_eval_result sw;
-        if ((rc = cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, &es, (int)c->eval_stride, s->x, s->y, &sw, e)))
-            goto out;
-        log0(s, "final_sliding_window_eval stride:%ld val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", c->eval_stride,
-             sw.val_loss, sw.val_bpb, sw.eval_ms);
-        log0(s, "final_sliding_window_eval_exact stride:%ld val_loss:%.8f val_bpb:%.8f", c->eval_stride, sw.val_loss,
-             sw.val_bpb);
-        journal(s, step, "final_sliding_val_loss", sw.val_loss);
-        journal(s, step, "final_sliding_val_bpb", sw.val_bpb);
-        sw.eval_ms += er.eval_ms; /* the eval budget counts both passes */
-        er = sw;
-    }
-    if (c->ttt_lr > 0) { /* score-first TTT on the round-tripped weights: the run's score */
-        cad_ttt_spec ts = ttt_spec(c);
-        cad_eval_result tr;
-        log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ts.stride,
-             c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
-        if ((rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &es, &ts, s->x, s->y, &tr, ttt_progress, s, e)))
-            goto out;
-        log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
-        journal(s, step, "final_ttt_val_loss", tr.val_loss);
-        journal(s, step, "final_ttt_val_bpb", tr.val_bpb);
-        tr.eval_ms += er.eval_ms;
-        er = tr;
-    }
+    log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs->compressed_bytes,
+         qs->int8_payload_bytes, qs->raw_bytes,
+         (double)qs->baseline_tensor_bytes / (double)(qs->int8_payload_bytes ? qs->int8_payload_bytes : 1));
+    log0(s, "Total submission size int8+%s: %ld bytes", zname, (long)qs->compressed_bytes + r->code_bytes);
+    return CAD_OK;
+}
 
-    {
-        char *json = NULL;
-        size_t jl = 0;
-        FILE *j = open_memstream(&json, &jl);
-        if (!j) { rc = cad_fail(e, CAD_ENOMEM, "out of memory"); goto out; }
-        fputs("{\"run_id\":", j);
-        cad_json_write_string(j, c->run_id);
-        fputs(",\"val_loss\":", j);
-        cad_json_write_number(j, er.val_loss);
-        fputs(",\"val_bpb\":", j);
-        cad_json_write_number(j, er.val_bpb);
-        fputs(",\"prequant_val_loss\":", j);
-        cad_json_write_number(j, prequant_loss);
-        fputs(",\"prequant_val_bpb\":", j);
-        cad_json_write_number(j, prequant_bpb);
-        fprintf(j, ",\"artifact_bytes\":%ld,\"model_bytes\":%zu,\"code_bytes\":%ld", (long)qs.compressed_bytes + code_bytes,
-                qs.compressed_bytes, code_bytes);
-        fprintf(j, ",\"train_ms\":%.0f,\"eval_ms\":%.0f,\"steps\":%ld,\"tokens\":%lld,\"partial\":%d", training_time_ms,
-                er.eval_ms, step, (long long)step * c->train_batch_tokens, er.partial);
-        fputs(",\"engine_version\":", j);
-        cad_json_write_string(j, CADDIE_VERSION);
-        fputs(",\"git_commit\":", j);
-        cad_json_write_string(j, cad_build_commit);
-        fprintf(j, ",\"git_dirty\":%d}\n", cad_build_dirty);
-        fclose(j);
-        rc = write_result(s, json, e);
-        free(json);
+/* The sliding-window evaluator (the records' scorer) replaces the round trip as the score. */
+static int train_score_sliding(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    cad_eval_result sw;
+    int rc = cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, &r->es, (int)c->eval_stride, s->x, s->y, &sw, e);
+    if (rc) return rc;
+    log0(s, "final_sliding_window_eval stride:%ld val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", c->eval_stride,
+         sw.val_loss, sw.val_bpb, sw.eval_ms);
+    log0(s, "final_sliding_window_eval_exact stride:%ld val_loss:%.8f val_bpb:%.8f", c->eval_stride, sw.val_loss,
+         sw.val_bpb);
+    journal(s, r->step, "final_sliding_val_loss", sw.val_loss);
+    journal(s, r->step, "final_sliding_val_bpb", sw.val_bpb);
+    sw.eval_ms += r->score.eval_ms; /* the eval budget counts both passes */
+    r->score = sw;
+    return CAD_OK;
+}
+
+/* Score-first TTT on the round-tripped weights becomes the score; it changes the weights, so
+ * it runs last. */
+static int train_score_ttt(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    cad_ttt_spec ts = ttt_spec(c);
+    cad_eval_result tr;
+    log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ts.stride,
+         c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
+    int rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &r->es, &ts, s->x, s->y, &tr, ttt_progress, s, e);
+    if (rc) return rc;
+    log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
+    journal(s, r->step, "final_ttt_val_loss", tr.val_loss);
+    journal(s, r->step, "final_ttt_val_bpb", tr.val_bpb);
+    tr.eval_ms += r->score.eval_ms;
+    r->score = tr;
+    return CAD_OK;
+}
+
+/* The final score: load the artifact back (what a submission would run), evaluate it, then the
+ * configured stronger evaluators. */
+static int train_final_eval(train_run *r, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    char art[RUN_PATH_MAX];
+    path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
+    int rc = cad_int8_import(art, s->named, s->n_named, e);
+    if (rc) return rc;
+    params_from_host(s);
+    cad_eval_result *er = &r->score;
+    if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &r->es, s->x, s->y, er, e))) return rc;
+    const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
+    log0(s, "final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", zname, er->val_loss, er->val_bpb,
+         er->eval_ms);
+    log0(s, "final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", zname, er->val_loss, er->val_bpb);
+    if (er->partial)
+        log0(s, "partial_eval: val_max_tokens:%ld windows:%ld of %ld (result marked partial)", c->val_max_tokens,
+             er->n_seqs, (s->n_val - 1) / c->train_seq_len);
+    journal(s, r->step, "final_val_loss", er->val_loss);
+    journal(s, r->step, "final_val_bpb", er->val_bpb);
+    if (c->eval_stride > 0 && (rc = train_score_sliding(r, e))) return rc;
+    if (c->ttt_lr > 0 && (rc = train_score_ttt(r, e))) return rc;
+    return CAD_OK;
+}
+
+/* result.json's fields, in the order readers have always seen them. */
+typedef enum { RES_STR, RES_NUM, RES_INT, RES_MS } result_kind;
+typedef struct {
+    const char *key;
+    result_kind kind;
+    const char *str;  /* RES_STR */
+    double num;       /* RES_NUM (%.17g, NaN as null), RES_MS (whole milliseconds) */
+    long long i;      /* RES_INT */
+} result_field;
+
+static void write_result_fields(FILE *f, const result_field *fs, int n) {
+    fputc('{', f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        cad_json_write_string(f, fs[i].key);
+        fputc(':', f);
+        switch (fs[i].kind) {
+        case RES_STR: cad_json_write_string(f, fs[i].str); break;
+        case RES_NUM: cad_json_write_number(f, fs[i].num); break;
+        case RES_INT: fprintf(f, "%lld", fs[i].i); break;
+        case RES_MS: fprintf(f, "%.0f", fs[i].num); break;
+        }
     }
-out:
+    fputs("}\n", f);
+}
+
+/* result.json marks the run done, so it appears whole or not at all: a temp file, fsync,
+ * rename. */
+static int train_write_result(train_run *r, cad_err *e) {
+    const session *s = &r->s;
+    const cad_config *c = s->c;
+    const cad_eval_result *er = &r->score;
+    const result_field fs[] = {
+        {"run_id", RES_STR, c->run_id, 0, 0},
+        {"val_loss", RES_NUM, NULL, er->val_loss, 0},
+        {"val_bpb", RES_NUM, NULL, er->val_bpb, 0},
+        {"prequant_val_loss", RES_NUM, NULL, r->prequant_loss, 0},
+        {"prequant_val_bpb", RES_NUM, NULL, r->prequant_bpb, 0},
+        {"artifact_bytes", RES_INT, NULL, 0, (long long)r->qs.compressed_bytes + r->code_bytes},
+        {"model_bytes", RES_INT, NULL, 0, (long long)r->qs.compressed_bytes},
+        {"code_bytes", RES_INT, NULL, 0, r->code_bytes},
+        {"train_ms", RES_MS, NULL, r->training_time_ms, 0},
+        {"eval_ms", RES_MS, NULL, er->eval_ms, 0},
+        {"steps", RES_INT, NULL, 0, r->step},
+        {"tokens", RES_INT, NULL, 0, (long long)r->step * c->train_batch_tokens},
+        {"partial", RES_INT, NULL, 0, er->partial},
+        {"engine_version", RES_STR, CADDIE_VERSION, 0, 0},
+        {"git_commit", RES_STR, cad_build_commit, 0, 0},
+        {"git_dirty", RES_INT, NULL, 0, cad_build_dirty},
+    };
+    char path[RUN_PATH_MAX], tmp[RUN_PATH_MAX + 32];
+    path_join(path, sizeof path, s->run_dir, "result.json");
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    write_result_fields(f, fs, (int)(sizeof fs / sizeof fs[0]));
+    int bad = ferror(f);
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    if (fclose(f) || bad) { unlink(tmp); return cad_fail(e, CAD_EIO, "%s: write failed", tmp); }
+    if (rename(tmp, path)) { unlink(tmp); return cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno)); }
+    return CAD_OK;
+}
+
+int cad_train_run(cad_config *c, const cad_train_sink *sink, cad_err *e) {
+    train_run *r = calloc(1, sizeof *r);
+    if (!r) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    session *s = &r->s;
+    s->c = c;
+    s->out = sink ? sink->log : NULL;
+    s->progress = sink ? sink->progress : NULL;
+    s->t_wall0 = now_ms();
+    r->stop_after_step = -1;
+    r->prequant_loss = r->prequant_bpb = NAN;
+    int rc = train_open_run_dir(r, e);
+    if (!rc) {
+        log0(s, "%s/log.txt", s->run_dir);
+        rc = session_setup(s, c, e);
+    }
+    if (!rc && c->init_from[0]) rc = load_weights(s, c->init_from, e);
+    if (!rc) rc = optim_setup(s, e);
+    if (!rc) {
+        train_print_header(r);
+        rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e);
+        s->have_loader = rc == CAD_OK;
+    }
+    if (!rc && c->recur_start_frac > 0) cad_model_set_recurrence(&s->m, 0); /* plain until the start fraction */
+    if (!rc && r->resuming) rc = train_resume(r, e);
+    else if (!rc && c->warmup_steps > 0) rc = train_warmup(r, e);
+    r->es = eval_spec(s);
+    if (!rc) rc = train_loop(r, e);
+    if (!rc) rc = train_finish_weights(r, e);
+    if (!rc) rc = train_export(r, e);
+    if (!rc) rc = train_final_eval(r, e);
+    if (!rc) rc = session_close_logs(s, e);
+    if (!rc) rc = train_write_result(r, e);
     session_free(s);
+    free(r);
     return rc;
 }
+
 
 int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *out, cad_err *e) {
     session S;

@@ -5,8 +5,9 @@
  * the model (or init_from a .safetensors), prime with warmup_steps and restore, train with
  * gradient accumulation, Muon/Adam and the lr_mul warmdown, validate at val_loss_every and at
  * the end, write the int8+zlib artifact, evaluate its round trip (the final score) and write
- * result.json. stdout carries train_gpt.py's log lines (also in run_dir/log.txt); a progress
- * line with tokens/s and ETA goes to stderr so stdout stays parseable like train_gpt.py's.
+ * result.json. train_gpt.py's log lines go to run_dir/log.txt and to the caller's sink (caddie
+ * train: stdout); progress lines with tokens/s and ETA go to a separate sink (caddie train:
+ * stderr) so the log stays parseable like train_gpt.py's.
  * Run dir contract: notes/common.md ("Run directory").
  *
  * Not here: option parsing (cli/cmd_train.c), the model math (model.c), the optimizers
@@ -20,8 +21,16 @@
 
 #include <stdio.h>
 
-/* Train as configured (c must be validated). Writes only c->run_dir (created if needed). */
-int cad_train_run(cad_config *c, cad_err *e);
+/* Where a run's text goes besides run_dir. The engine writes nothing else to any stream. */
+typedef struct cad_train_sink {
+    FILE *log;      /* every log.txt line as it is written (caddie train: stdout); NULL: none */
+    FILE *progress; /* "progress step:... tokens_per_s:... eta:..." lines (caddie train: stderr);
+                       NULL: none */
+} cad_train_sink;
+
+/* Train as configured (c must be validated). Writes only c->run_dir (created if needed) and
+ * the sink's streams (sink may be NULL). */
+int cad_train_run(cad_config *c, const cad_train_sink *sink, cad_err *e);
 
 /* Evaluate weights (a .safetensors with train_gpt.py names) on the val split as configured.
  * With roundtrip, also quantize to int8+zlib in memory-backed temp files and evaluate that.

@@ -88,14 +88,24 @@ static int kv_cmp(const void *a, const void *b) {
     return strcmp(((const kv *)a)->key, ((const kv *)b)->key);
 }
 
+/* Close a memstream opened on *buf and hand back its text (fclose sets *buf); NULL, and the
+ * text freed, when the stream ran out of memory, which open_memstream reports only here. */
+static char *memstream_done(FILE *f, char **buf) {
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        free(*buf);
+        *buf = NULL;
+    }
+    return *buf;
+}
+
 static char *json_string(const char *s) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
     cad_json_write_string(f, s);
-    fclose(f);
-    return buf;
+    return memstream_done(f, &buf);
 }
 
 /* JSON for a command-engine value: numbers when written unquoted as numbers. */
@@ -136,8 +146,7 @@ static char *kv_json(const kv *kvs, int n, const char *skip) {
         fputs(kvs[i].json, f);
     }
     fputc('}', f);
-    fclose(f);
-    return buf;
+    return memstream_done(f, &buf);
 }
 
 static void kv_free(kv *kvs, int n) {
@@ -306,62 +315,49 @@ static char *render(const char *tmpl, render_ctx *rc, cad_err *e) {
         err = render_name(rc, p + 1, (size_t)(end - p - 1), e);
         p = end;
     }
-    fclose(f);
+    buf = memstream_done(f, &buf);
     if (err) {
         free(buf);
         return NULL;
     }
+    if (!buf) cad_fail(e, CAD_ENOMEM, "out of memory");
     return buf;
 }
 
-/* run_dir, config_yaml, launch_json from the (final) run id. */
-static int finalize_run(const plan_ctx *pc, cad_plan_run *r, cad_err *e) {
-    run_priv *pv = r->priv_;
-    free(r->run_dir);
-    free(r->config_yaml);
-    free(r->launch_json);
-    r->config_yaml = r->launch_json = NULL;
-    size_t len = strlen(pc->runs_dir) + strlen(r->run_id) + 2;
-    r->run_dir = malloc(len);
-    if (!r->run_dir) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    snprintf(r->run_dir, len, "%s/%s", pc->runs_dir, r->run_id);
-
+/* caddie engine: the resolved config with this run's id and dir, launched as `caddie train`. */
+static int finalize_caddie_run(const plan_ctx *pc, cad_plan_run *r, run_priv *pv, cad_err *e) {
     char *buf = NULL;
     size_t blen = 0;
     FILE *f = open_memstream(&buf, &blen);
     if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    if (pv->has_cfg) {
-        int rc = cad_config_set(&pv->cfg, "run_id", r->run_id, "sweep", e);
-        if (!rc) rc = cad_config_set(&pv->cfg, "run_dir", r->run_dir, "sweep", e);
-        if (!rc) rc = cad_config_write_yaml(&pv->cfg, f);
-        fclose(f);
-        if (rc) {
-            free(buf);
-            return rc;
-        }
-        r->config_yaml = buf;
-        buf = NULL;
-        f = open_memstream(&buf, &blen);
-        if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        char cfg_path[PATH_MAX + 16];
-        snprintf(cfg_path, sizeof cfg_path, "%s/config.yaml", r->run_dir);
-        fputs("{\"argv\":[\"caddie\",\"train\",", f);
-        cad_json_write_string(f, cfg_path);
-        fputs("],\"env\":{},\"cwd\":", f);
-        cad_json_write_string(f, pc->cwd);
-        fputc('}', f);
-        fclose(f);
-        r->launch_json = buf;
-        return CAD_OK;
+    int rc = cad_config_set(&pv->cfg, "run_id", r->run_id, "sweep", e);
+    if (!rc) rc = cad_config_set(&pv->cfg, "run_dir", r->run_dir, "sweep", e);
+    if (!rc) rc = cad_config_write_yaml(&pv->cfg, f);
+    buf = memstream_done(f, &buf);
+    if (rc) {
+        free(buf);
+        return rc;
     }
-    /* command engine */
-    fprintf(f, "# params of command-engine run %s (sweep %s); the launch recipe is in run.json\n",
-            r->run_id, pc->s->name);
-    for (int i = 0; i < pv->n_params; i++) fprintf(f, "%s: %s\n", pv->params[i].key, pv->params[i].json);
-    fclose(f);
-    r->config_yaml = buf;
+    if (!(r->config_yaml = buf)) return cad_fail(e, CAD_ENOMEM, "out of memory");
     buf = NULL;
     f = open_memstream(&buf, &blen);
+    if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    char cfg_path[PATH_MAX + 16];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.yaml", r->run_dir);
+    fputs("{\"argv\":[\"caddie\",\"train\",", f);
+    cad_json_write_string(f, cfg_path);
+    fputs("],\"env\":{},\"cwd\":", f);
+    cad_json_write_string(f, pc->cwd);
+    fputc('}', f);
+    if (!(r->launch_json = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    return CAD_OK;
+}
+
+/* command engine: the launch recipe with every template rendered for this run. */
+static int render_launch_json(const plan_ctx *pc, cad_plan_run *r, run_priv *pv, char **out, cad_err *e) {
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
     if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
     render_ctx rc = {pc, r, pv, NULL};
     int err = 0;
@@ -390,16 +386,45 @@ static int finalize_run(const plan_ctx *pc, cad_plan_run *r, cad_err *e) {
     fputs("},\"cwd\":", f);
     cad_json_write_string(f, pc->cwd);
     fputc('}', f);
-    fclose(f);
+    buf = memstream_done(f, &buf);
     if (err) {
         free(buf);
         return err;
     }
-    r->launch_json = buf;
+    if (!(*out = buf)) return cad_fail(e, CAD_ENOMEM, "out of memory");
     return CAD_OK;
 }
 
+/* command engine: a commented params file for the run dir, and the rendered launch recipe. */
+static int finalize_command_run(const plan_ctx *pc, cad_plan_run *r, run_priv *pv, cad_err *e) {
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
+    if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    fprintf(f, "# params of command-engine run %s (sweep %s); the launch recipe is in run.json\n",
+            r->run_id, pc->s->name);
+    for (int i = 0; i < pv->n_params; i++) fprintf(f, "%s: %s\n", pv->params[i].key, pv->params[i].json);
+    if (!(r->config_yaml = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    return render_launch_json(pc, r, pv, &r->launch_json, e);
+}
+
+/* run_dir, config_yaml, launch_json from the (final) run id. */
+static int finalize_run(const plan_ctx *pc, cad_plan_run *r, cad_err *e) {
+    run_priv *pv = r->priv_;
+    free(r->run_dir);
+    free(r->config_yaml);
+    free(r->launch_json);
+    r->config_yaml = r->launch_json = NULL;
+    size_t len = strlen(pc->runs_dir) + strlen(r->run_id) + 2;
+    r->run_dir = malloc(len);
+    if (!r->run_dir) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    snprintf(r->run_dir, len, "%s/%s", pc->runs_dir, r->run_id);
+    return pv->has_cfg ? finalize_caddie_run(pc, r, pv, e) : finalize_command_run(pc, r, pv, e);
+}
+
 /* ---- expansion ----------------------------------------------------------------------------- */
+
+#define ENGINE_VERSION_MAX 96 /* "command sha256:" and 12 hex digits, with room to spare */
 
 static char *command_engine_version(const cad_sweep_spec *s, const char *workdir) {
     cad_sha256 h;
@@ -418,15 +443,15 @@ static char *command_engine_version(const cad_sweep_spec *s, const char *workdir
         cad_sha256_update(&h, hex, 64);
         files++;
     }
-    char *out = malloc(96);
+    char *out = malloc(ENGINE_VERSION_MAX);
     if (!out) return NULL;
     if (!files) {
-        snprintf(out, 96, "command");
+        snprintf(out, ENGINE_VERSION_MAX, "command");
         return out;
     }
     uint8_t d[32];
     cad_sha256_final(&h, d);
-    snprintf(out, 96, "command sha256:");
+    snprintf(out, ENGINE_VERSION_MAX, "command sha256:");
     for (int i = 0; i < 6; i++) snprintf(out + strlen(out), 3, "%02x", d[i]);
     return out;
 }
@@ -451,8 +476,7 @@ static char *templates_json(const cad_sweep_spec *s) {
     fputs("},\"workdir\":", f);
     cad_json_write_string(f, s->workdir ? s->workdir : "");
     fputc('}', f);
-    fclose(f);
-    return buf;
+    return memstream_done(f, &buf);
 }
 
 static void priv_free(run_priv *pv) {

@@ -74,34 +74,87 @@ int cad_template_scan(const char *text, cad_template_fn fn, void *ctx, cad_err *
 typedef struct {
     const char *key;
     const yt_node *node;
-    const char *where; /* "set", "grid", "zip" */
+    const char *where; /* "base", "set", "grid", "zip" */
 } seen_key;
+
+/* A hash index from a key name to a number (a seen_key's slot), so the duplicate checks stay
+ * linear in the size of the file: a sweep may name hundreds of thousands of keys or bundles,
+ * where a pairwise scan would take minutes (issue 16). Open addressing, power-of-two table. */
+typedef struct {
+    const char **names;
+    int *slots;
+    size_t cap, n;
+} name_index;
+
+static size_t name_hash(const char *s) {
+    size_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of name, or -1. */
+static int name_index_get(const name_index *ix, const char *name) {
+    if (!ix->cap) return -1;
+    for (size_t i = name_hash(name) & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
+        if (!ix->names[i]) return -1;
+        if (strcmp(ix->names[i], name) == 0) return ix->slots[i];
+    }
+}
+
+/* Set name's slot (name must outlive the index). Returns -1 when out of memory. */
+static int name_index_put(name_index *ix, const char *name, int slot) {
+    if (2 * (ix->n + 1) > ix->cap) { /* keep the table at most half full */
+        name_index g = {NULL, NULL, ix->cap ? 2 * ix->cap : 64, 0};
+        g.names = calloc(g.cap, sizeof *g.names);
+        g.slots = calloc(g.cap, sizeof *g.slots);
+        if (!g.names || !g.slots) { free(g.names), free(g.slots); return -1; }
+        for (size_t i = 0; i < ix->cap; i++)
+            if (ix->names[i]) name_index_put(&g, ix->names[i], ix->slots[i]); /* cannot grow again */
+        free(ix->names), free(ix->slots);
+        *ix = g;
+    }
+    size_t i = name_hash(name) & (ix->cap - 1);
+    while (ix->names[i] && strcmp(ix->names[i], name) != 0) i = (i + 1) & (ix->cap - 1);
+    if (!ix->names[i]) ix->n++;
+    ix->names[i] = name;
+    ix->slots[i] = slot;
+    return 0;
+}
+
+static void name_index_free(name_index *ix) {
+    free(ix->names);
+    free(ix->slots);
+    memset(ix, 0, sizeof *ix);
+}
 
 typedef struct {
     cad_sweep_spec *s;
     const yt_doc *d;
     cad_config scratch; /* for type-checking engine values (caddie engine) */
     int scratch_ok;
-    seen_key *seen;
+    seen_key *seen;     /* every key the sweep sets, once, in the order first set */
     int n_seen, cap_seen;
+    name_index seen_ix; /* key -> index in seen */
     int *used;          /* command engine: which seen keys a template references */
     int used_seed;      /* command engine: some template uses {seed} */
 } vctx;
 
 static int seen_add(vctx *v, const char *key, const yt_node *node, const char *where, cad_err *e) {
-    for (int i = 0; i < v->n_seen; i++)
-        if (strcmp(v->seen[i].key, key) == 0 && strcmp(v->seen[i].where, "base") == 0) {
-            v->seen[i] = (seen_key){key, node, where}; /* the sweep overrides its base */
-            return CAD_OK;
-        } else if (strcmp(v->seen[i].key, key) == 0)
-            return yt_fail(e, CAD_ECONFIG, v->d, node, "'%s' is already set in %s (line %d)", key,
-                           v->seen[i].where, v->seen[i].node->line);
+    int i = name_index_get(&v->seen_ix, key);
+    if (i >= 0 && strcmp(v->seen[i].where, "base") == 0) {
+        v->seen[i] = (seen_key){key, node, where}; /* the sweep overrides its base */
+        return name_index_put(&v->seen_ix, key, i) ? cad_fail(e, CAD_ENOMEM, "out of memory") : CAD_OK;
+    }
+    if (i >= 0)
+        return yt_fail(e, CAD_ECONFIG, v->d, node, "'%s' is already set in %s (line %d)", key, v->seen[i].where,
+                       v->seen[i].node->line);
     if (v->n_seen == v->cap_seen) {
         v->cap_seen = v->cap_seen ? 2 * v->cap_seen : 16;
         seen_key *nv = realloc(v->seen, (size_t)v->cap_seen * sizeof *nv);
         if (!nv) return cad_fail(e, CAD_ENOMEM, "out of memory");
         v->seen = nv;
     }
+    if (name_index_put(&v->seen_ix, key, v->n_seen)) return cad_fail(e, CAD_ENOMEM, "out of memory");
     v->seen[v->n_seen++] = (seen_key){key, node, where};
     return CAD_OK;
 }
@@ -203,86 +256,109 @@ static char *dup_or_fail(const char *s, int *rc, cad_err *e) {
     return d;
 }
 
+/* A plain grid value: one assignment key = item. */
+static int parse_grid_value(vctx *v, cad_sweep_point *p, const yt_node *key, const yt_node *item, cad_err *e) {
+    p->n = 1;
+    p->a = calloc(1, sizeof *p->a);
+    if (!p->a) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    p->a[0] = (cad_sweep_assign){key->value, key, item};
+    return check_assign(v, key, item, e);
+}
+
+/* A bundle {k: v, ...} of a grid axis. first_keys indexes the keys of the axis' first bundle.
+ * caddie engine: a key a bundle leaves out keeps its base/default value, so bundles may differ
+ * (an ablation: one technique per bundle; the axis is then ragged). A command engine has no
+ * defaults: every bundle must give every key its templates use. */
+static int parse_grid_bundle(vctx *v, cad_sweep_axis *ax, cad_sweep_point *p, const yt_node *key,
+                             const yt_node *first, const name_index *first_keys, const yt_node *item, cad_err *e) {
+    int caddie = v->s->engine == CAD_ENGINE_CADDIE;
+    if (item->n == 0) return yt_fail(e, CAD_ECONFIG, v->d, item, "empty bundle in grid '%s'", key->value);
+    if (item->n != first->n && !caddie)
+        return yt_fail(e, CAD_ECONFIG, v->d, item,
+                       "bundle sets %zu keys but the first bundle of '%s' (line %d) sets %zu: "
+                       "with engine command every bundle of an axis must set the same keys",
+                       item->n, key->value, first->line, first->n);
+    int same = item->n == first->n;
+    p->n = (int)item->n;
+    p->a = calloc(item->n, sizeof *p->a);
+    if (!p->a) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t k = 0; k < item->n; k++) {
+        const yt_node *bk = item->keys[k];
+        if (name_index_get(first_keys, bk->value) < 0) {
+            if (!caddie)
+                return yt_fail(e, CAD_ECONFIG, v->d, bk,
+                               "bundle key '%s' is not in the first bundle of '%s' (line %d): "
+                               "with engine command every bundle of an axis must set the same keys",
+                               bk->value, key->value, first->line);
+            same = 0;
+        }
+        p->a[k] = (cad_sweep_assign){bk->value, bk, item->vals[k]};
+        int rc = check_assign(v, bk, item->vals[k], e);
+        if (rc) return rc;
+    }
+    if (!same) ax->is_ragged = 1;
+    return CAD_OK;
+}
+
+/* Every key any bundle of the axis sets, once, in the order first set. */
+static int seen_add_bundle_keys(vctx *v, const yt_node *vals, cad_err *e) {
+    name_index axis_keys = {0};
+    int rc = CAD_OK;
+    for (size_t j = 0; j < vals->n && !rc; j++) {
+        const yt_node *item = vals->items[j];
+        for (size_t k = 0; k < item->n && !rc; k++) {
+            const char *name = item->keys[k]->value;
+            if (name_index_get(&axis_keys, name) >= 0) continue;
+            if (name_index_put(&axis_keys, name, 0)) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+            else rc = seen_add(v, name, item->keys[k], "grid", e);
+        }
+    }
+    name_index_free(&axis_keys);
+    return rc;
+}
+
+/* One grid entry: key: [values] or axis: [{k: v, ...}, ...]. */
+static int parse_grid_axis(vctx *v, const yt_node *key, const yt_node *vals, cad_err *e) {
+    if (vals->kind != YT_SEQ)
+        return yt_fail(e, CAD_EFORMAT, v->d, vals,
+                       "grid '%s' must be a list of values, got %s (use 'set' for a fixed value)", key->value,
+                       kind_name(vals));
+    if (vals->n == 0)
+        return yt_fail(e, CAD_ECONFIG, v->d, vals, "empty grid axis '%s': give at least one value", key->value);
+    cad_sweep_spec *s = v->s;
+    cad_sweep_axis *ax = &s->axes[s->n_axes++];
+    int rc = 0;
+    ax->label = dup_or_fail(key->value, &rc, e);
+    if (rc) return rc;
+    ax->node = key;
+    ax->is_bundle = vals->items[0]->kind == YT_MAP;
+    ax->points = calloc(vals->n, sizeof *ax->points);
+    if (!ax->points) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    const yt_node *first = vals->items[0];
+    name_index first_keys = {0};
+    for (size_t k = 0; ax->is_bundle && k < first->n && !rc; k++)
+        if (name_index_put(&first_keys, first->keys[k]->value, (int)k)) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t j = 0; j < vals->n && !rc; j++) {
+        const yt_node *item = vals->items[j];
+        cad_sweep_point *p = &ax->points[ax->n_points++];
+        if (ax->is_bundle != (item->kind == YT_MAP))
+            rc = yt_fail(e, CAD_EFORMAT, v->d, item, "grid '%s' mixes bundles (maps) and plain values", key->value);
+        else if (ax->is_bundle) rc = parse_grid_bundle(v, ax, p, key, first, &first_keys, item, e);
+        else rc = parse_grid_value(v, p, key, item, e);
+    }
+    name_index_free(&first_keys);
+    if (rc) return rc;
+    return ax->is_bundle ? seen_add_bundle_keys(v, vals, e) : seen_add(v, key->value, key, "grid", e);
+}
+
 /* grid: key: [values]  |  axis: [{k: v, ...}, ...] */
 static int parse_grid(vctx *v, const yt_node *g, cad_err *e) {
     if (g->kind != YT_MAP)
-        return yt_fail(e, CAD_EFORMAT, v->d, g, "'grid' must be a map of key: [values], got %s",
-                       kind_name(g));
+        return yt_fail(e, CAD_EFORMAT, v->d, g, "'grid' must be a map of key: [values], got %s", kind_name(g));
     if (g->n == 0) return yt_fail(e, CAD_ECONFIG, v->d, g, "empty grid: give at least one key with values");
-    cad_sweep_spec *s = v->s;
     for (size_t i = 0; i < g->n; i++) {
-        const yt_node *key = g->keys[i], *vals = g->vals[i];
-        if (vals->kind != YT_SEQ)
-            return yt_fail(e, CAD_EFORMAT, v->d, vals,
-                           "grid '%s' must be a list of values, got %s (use 'set' for a fixed value)",
-                           key->value, kind_name(vals));
-        if (vals->n == 0)
-            return yt_fail(e, CAD_ECONFIG, v->d, vals, "empty grid axis '%s': give at least one value",
-                           key->value);
-        cad_sweep_axis *ax = &s->axes[s->n_axes++];
-        int rc = 0;
-        ax->label = dup_or_fail(key->value, &rc, e);
+        int rc = parse_grid_axis(v, g->keys[i], g->vals[i], e);
         if (rc) return rc;
-        ax->node = key;
-        ax->is_bundle = vals->items[0]->kind == YT_MAP;
-        ax->points = calloc(vals->n, sizeof *ax->points);
-        if (!ax->points) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        const yt_node *first = vals->items[0];
-        for (size_t j = 0; j < vals->n; j++) {
-            const yt_node *item = vals->items[j];
-            cad_sweep_point *p = &ax->points[ax->n_points++];
-            if (ax->is_bundle != (item->kind == YT_MAP))
-                return yt_fail(e, CAD_EFORMAT, v->d, item,
-                               "grid '%s' mixes bundles (maps) and plain values", key->value);
-            if (!ax->is_bundle) {
-                p->n = 1;
-                p->a = calloc(1, sizeof *p->a);
-                if (!p->a) return cad_fail(e, CAD_ENOMEM, "out of memory");
-                p->a[0] = (cad_sweep_assign){key->value, key, item};
-                if ((rc = check_assign(v, key, item, e))) return rc;
-                continue;
-            }
-            if (item->n == 0)
-                return yt_fail(e, CAD_ECONFIG, v->d, item, "empty bundle in grid '%s'", key->value);
-            /* caddie engine: a key a bundle leaves out keeps its base/default value, so bundles
-             * may differ (an ablation: one technique per bundle). A command engine has no
-             * defaults: every bundle must give every key its templates use. */
-            int same = item->n == first->n;
-            for (size_t k = 0; same && k < item->n; k++) same = yt_map_get(first, item->keys[k]->value) != NULL;
-            if (!same && s->engine == CAD_ENGINE_CADDIE) ax->is_ragged = 1;
-            if (item->n != first->n && s->engine != CAD_ENGINE_CADDIE)
-                return yt_fail(e, CAD_ECONFIG, v->d, item,
-                               "bundle sets %zu keys but the first bundle of '%s' (line %d) sets %zu: "
-                               "with engine command every bundle of an axis must set the same keys",
-                               item->n, key->value, first->line, first->n);
-            p->n = (int)item->n;
-            p->a = calloc(item->n, sizeof *p->a);
-            if (!p->a) return cad_fail(e, CAD_ENOMEM, "out of memory");
-            for (size_t k = 0; k < item->n; k++) {
-                const yt_node *bk = item->keys[k];
-                if (!yt_map_get(first, bk->value) && s->engine != CAD_ENGINE_CADDIE)
-                    return yt_fail(e, CAD_ECONFIG, v->d, bk,
-                                   "bundle key '%s' is not in the first bundle of '%s' (line %d): "
-                                   "with engine command every bundle of an axis must set the same keys",
-                                   bk->value, key->value, first->line);
-                p->a[k] = (cad_sweep_assign){bk->value, bk, item->vals[k]};
-                if ((rc = check_assign(v, bk, item->vals[k], e))) return rc;
-            }
-        }
-        if (ax->is_bundle) { /* every key any bundle sets, once */
-            for (size_t j = 0; j < vals->n; j++) {
-                const yt_node *item = vals->items[j];
-                for (size_t k = 0; k < item->n; k++) {
-                    int dup = 0;
-                    for (size_t jj = 0; jj < j && !dup; jj++) dup = yt_map_get(vals->items[jj], item->keys[k]->value) != NULL;
-                    for (size_t kk = 0; kk < k && !dup; kk++) dup = !strcmp(item->keys[kk]->value, item->keys[k]->value);
-                    if (dup) continue;
-                    int rc2 = seen_add(v, item->keys[k]->value, item->keys[k], "grid", e);
-                    if (rc2) return rc2;
-                }
-            }
-        } else if ((rc = seen_add(v, key->value, key, "grid", e)))
-            return rc;
     }
     return CAD_OK;
 }
@@ -341,6 +417,8 @@ static int parse_zip_group(vctx *v, const yt_node *z, cad_err *e) {
 
 /* ---- command engine templates ------------------------------------------------------------ */
 
+#define TEMPLATE_NAME_MAX 128 /* longer names are rejected: a {template} names a short key */
+
 typedef struct {
     vctx *v;
     const yt_node *node;
@@ -349,7 +427,7 @@ typedef struct {
 static int template_name_check(void *ctx, const char *name, size_t len, cad_err *e) {
     tctx *t = ctx;
     vctx *v = t->v;
-    char buf[128];
+    char buf[TEMPLATE_NAME_MAX];
     if (len >= sizeof buf)
         return yt_fail(e, CAD_EFORMAT, v->d, t->node, "template name too long in \"%s\"", t->node->value);
     memcpy(buf, name, len);
@@ -362,11 +440,11 @@ static int template_name_check(void *ctx, const char *name, size_t len, cad_err 
             }
             return CAD_OK;
         }
-    for (int i = 0; i < v->n_seen; i++)
-        if (strcmp(v->seen[i].key, buf) == 0) {
-            v->used[i] = 1;
-            return CAD_OK;
-        }
+    int slot = name_index_get(&v->seen_ix, buf);
+    if (slot >= 0) {
+        v->used[slot] = 1;
+        return CAD_OK;
+    }
     /* Unknown: suggest the closest param or built-in. */
     const char *best = NULL;
     int bd = 1 << 30;
@@ -459,32 +537,34 @@ static int parse_templates(vctx *v, const yt_node *cmd, const yt_node *env, cad_
 
 /* ---- the whole file ----------------------------------------------------------------------- */
 
-static int spec_parse(vctx *v, cad_err *e) {
-    cad_sweep_spec *s = v->s;
-    const yt_doc *d = v->d;
-    const yt_node *root = d->root;
-    int rc = 0;
-    if (!root) return cad_fail(e, CAD_EFORMAT, "%s:1:1: empty sweep file", d->path);
-    if (root->kind != YT_MAP)
-        return yt_fail(e, CAD_EFORMAT, d, root, "a sweep file must be a map of keys, got %s",
-                       kind_name(root));
+#define SWEEP_NAME_MAX 64   /* it names run directories and DB rows */
+#define SEEDS_COUNT_MAX 1000 /* 'seeds: N' */
+#define FIRST_SEED 1337      /* train_gpt.py's default seed: 'seeds: N' is 1337, 1338, ... */
+
+static int check_top_keys(vctx *v, const yt_node *root, cad_err *e) {
     for (size_t i = 0; i < root->n; i++) {
         const char *k = root->keys[i]->value;
         int known = 0;
         for (int j = 0; top_keys[j]; j++) known |= strcmp(k, top_keys[j]) == 0;
         if (!known)
-            return yt_fail(e, CAD_EFORMAT, d, root->keys[i], "unknown key '%s' (did you mean '%s'?)", k,
+            return yt_fail(e, CAD_EFORMAT, v->d, root->keys[i], "unknown key '%s' (did you mean '%s'?)", k,
                            closest_of(k, top_keys));
     }
-    const yt_node *n;
-    if (!(n = yt_map_get(root, "name")))
-        return yt_fail(e, CAD_ECONFIG, d, root, "missing required key 'name'");
+    return CAD_OK;
+}
+
+/* name (required; it names run directories) and description */
+static int parse_name(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    const yt_node *n = yt_map_get(root, "name");
+    int rc = 0;
+    if (!n) return yt_fail(e, CAD_ECONFIG, v->d, root, "missing required key 'name'");
     if ((rc = want_scalar(v, n, "name", e))) return rc;
-    if (!n->value || !*n->value || strlen(n->value) > 64)
-        return yt_fail(e, CAD_ECONFIG, d, n, "'name' must be 1 to 64 characters");
+    if (!n->value || !*n->value || strlen(n->value) > SWEEP_NAME_MAX)
+        return yt_fail(e, CAD_ECONFIG, v->d, n, "'name' must be 1 to %d characters", SWEEP_NAME_MAX);
     for (const char *p = n->value; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
-            return yt_fail(e, CAD_ECONFIG, d, n,
+            return yt_fail(e, CAD_ECONFIG, v->d, n,
                            "'name' may only use letters, digits, '-', '_' and '.' (it names run "
                            "directories), got '%s'",
                            n->value);
@@ -494,135 +574,184 @@ static int spec_parse(vctx *v, cad_err *e) {
         if ((rc = want_scalar(v, n, "description", e))) return rc;
         s->description = dup_or_fail(n->value, &rc, e);
     } else s->description = dup_or_fail("", &rc, e);
-    if (rc) return rc;
+    return rc;
+}
 
+/* engine: caddie (the default; values are type-checked against the config key table) or
+ * command (command/env/workdir templates). */
+static int parse_engine(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    const yt_node *n = yt_map_get(root, "engine");
     s->engine = CAD_ENGINE_CADDIE;
-    if ((n = yt_map_get(root, "engine"))) {
-        if ((rc = want_scalar(v, n, "engine", e))) return rc;
+    if (n) {
+        int rc = want_scalar(v, n, "engine", e);
+        if (rc) return rc;
         if (strcmp(n->value, "caddie") == 0) s->engine = CAD_ENGINE_CADDIE;
         else if (strcmp(n->value, "command") == 0) s->engine = CAD_ENGINE_COMMAND;
         else {
             static const char *const engines[] = {"caddie", "command", NULL};
-            return yt_fail(e, CAD_ECONFIG, d, n, "unknown engine '%s' (did you mean '%s'?): use caddie or command",
+            return yt_fail(e, CAD_ECONFIG, v->d, n, "unknown engine '%s' (did you mean '%s'?): use caddie or command",
                            n->value, closest_of(n->value, engines));
         }
     }
-    const yt_node *cmd = yt_map_get(root, "command"), *env = yt_map_get(root, "env"),
-                  *wd = yt_map_get(root, "workdir");
-    if (s->engine == CAD_ENGINE_CADDIE) {
-        const yt_node *bad = cmd ? cmd : env ? env : wd;
-        if (bad)
-            return yt_fail(e, CAD_ECONFIG, d, bad,
-                           "'command', 'env' and 'workdir' belong to engine: command (this sweep's engine is caddie)");
+    if (s->engine != CAD_ENGINE_CADDIE) return CAD_OK;
+    const yt_node *cmd = yt_map_get(root, "command"), *env = yt_map_get(root, "env"), *wd = yt_map_get(root, "workdir");
+    const yt_node *bad = cmd ? cmd : env ? env : wd;
+    if (bad)
+        return yt_fail(e, CAD_ECONFIG, v->d, bad,
+                       "'command', 'env' and 'workdir' belong to engine: command (this sweep's engine is caddie)");
+    cad_err e2;
+    v->scratch_ok = cad_config_init(&v->scratch, &e2) == CAD_OK;
+    return CAD_OK;
+}
+
+/* base: a config file relative to the sweep file. caddie engine: it must load as a run
+ * config; command engine: a flat map whose keys templates may use. */
+static int parse_base(vctx *v, const yt_node *n, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    int rc = want_scalar(v, n, "base", e);
+    if (rc) return rc;
+    const char *b = n->value;
+    if (b[0] == '/') s->base = strdup(b);
+    else {
+        char *tmp = strdup(v->d->path);
+        if (!tmp) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        const char *dir = dirname(tmp);
+        size_t len = strlen(dir) + strlen(b) + 2;
+        s->base = malloc(len);
+        if (s->base) snprintf(s->base, len, "%s/%s", dir, b);
+        free(tmp);
+    }
+    if (!s->base) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    FILE *f = fopen(s->base, "r");
+    if (!f) return yt_fail(e, CAD_EIO, v->d, n, "base config '%s' (resolved to %s): %s", b, s->base, strerror(errno));
+    fclose(f); /* opened only to name an unreadable base here, at the sweep's line */
+    if (s->engine == CAD_ENGINE_CADDIE && v->scratch_ok) {
         cad_err e2;
-        v->scratch_ok = cad_config_init(&v->scratch, &e2) == CAD_OK;
+        cad_err_clear(&e2);
+        if (cad_config_load_yaml(&v->scratch, s->base, &e2) != CAD_OK)
+            return yt_fail(e, CAD_ECONFIG, v->d, n, "in base config: %s", e2.msg);
+    } else if (s->engine == CAD_ENGINE_COMMAND) {
+        if ((rc = yt_load_file(s->base, &s->base_doc, e))) return rc;
+        const yt_node *br = s->base_doc->root;
+        int ok = !br || br->kind == YT_MAP;
+        for (size_t i = 0; ok && br && i < br->n; i++)
+            if (br->vals[i]->kind == YT_MAP) ok = 0;
+        if (!ok)
+            return yt_fail(e, CAD_EFORMAT, v->d, n, "base '%s' must be a flat map of key: value for engine command", b);
+        /* Base params may be used by templates; they need not be (unlike sweep keys). */
+        for (size_t i = 0; br && i < br->n; i++)
+            if ((rc = seen_add(v, br->keys[i]->value, br->keys[i], "base", e))) return rc;
     }
+    return CAD_OK;
+}
 
-    if ((n = yt_map_get(root, "base"))) {
-        if ((rc = want_scalar(v, n, "base", e))) return rc;
-        const char *b = n->value;
-        if (b[0] == '/') s->base = strdup(b);
-        else {
-            char *tmp = strdup(d->path);
-            if (!tmp) return cad_fail(e, CAD_ENOMEM, "out of memory");
-            const char *dir = dirname(tmp);
-            size_t len = strlen(dir) + strlen(b) + 2;
-            s->base = malloc(len);
-            if (s->base) snprintf(s->base, len, "%s/%s", dir, b);
-            free(tmp);
-        }
-        if (!s->base) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        FILE *f = fopen(s->base, "r");
-        if (!f)
-            return yt_fail(e, CAD_EIO, d, n, "base config '%s' (resolved to %s): %s", b, s->base,
-                           strerror(errno));
-        fclose(f);
-        if (s->engine == CAD_ENGINE_CADDIE && v->scratch_ok) {
-            cad_err e2;
-            cad_err_clear(&e2);
-            if (cad_config_load_yaml(&v->scratch, s->base, &e2) != CAD_OK)
-                return yt_fail(e, CAD_ECONFIG, d, n, "in base config: %s", e2.msg);
-        } else if (s->engine == CAD_ENGINE_COMMAND) {
-            if ((rc = yt_load_file(s->base, &s->base_doc, e))) return rc;
-            const yt_node *br = s->base_doc->root;
-            int ok = !br || br->kind == YT_MAP;
-            if (ok && br)
-                for (size_t i = 0; i < br->n; i++)
-                    if (br->vals[i]->kind == YT_MAP) ok = 0;
-            if (!ok)
-                return yt_fail(e, CAD_EFORMAT, d, n,
-                               "base '%s' must be a flat map of key: value for engine command", b);
-            /* Base params may be used by templates; they need not be (unlike sweep keys). */
-            for (size_t i = 0; br && i < br->n; i++)
-                if ((rc = seen_add(v, br->keys[i]->value, br->keys[i], "base", e))) return rc;
-        }
+static int parse_set(vctx *v, const yt_node *n, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    if (n->kind != YT_MAP)
+        return yt_fail(e, CAD_EFORMAT, v->d, n, "'set' must be a map of key: value, got %s", kind_name(n));
+    s->set = calloc(n->n + 1, sizeof *s->set);
+    if (!s->set) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n->n; i++) {
+        int rc = check_assign(v, n->keys[i], n->vals[i], e);
+        if (!rc) rc = seen_add(v, n->keys[i]->value, n->keys[i], "set", e);
+        if (rc) return rc;
+        s->set[s->n_set++] = (cad_sweep_assign){n->keys[i]->value, n->keys[i], n->vals[i]};
     }
+    return CAD_OK;
+}
 
-    if ((n = yt_map_get(root, "set"))) {
-        if (n->kind != YT_MAP)
-            return yt_fail(e, CAD_EFORMAT, d, n, "'set' must be a map of key: value, got %s", kind_name(n));
-        s->set = calloc(n->n + 1, sizeof *s->set);
-        if (!s->set) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        for (size_t i = 0; i < n->n; i++) {
-            if ((rc = check_assign(v, n->keys[i], n->vals[i], e))) return rc;
-            if ((rc = seen_add(v, n->keys[i]->value, n->keys[i], "set", e))) return rc;
-            s->set[s->n_set++] = (cad_sweep_assign){n->keys[i]->value, n->keys[i], n->vals[i]};
-        }
-    }
-
+/* grid and zip: the axes of the cartesian product */
+static int parse_axes(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_spec *s = v->s;
     const yt_node *grid = yt_map_get(root, "grid"), *zip = yt_map_get(root, "zip");
-    size_t max_axes = (grid && grid->kind == YT_MAP ? grid->n : 0) +
-                      (zip ? (zip->kind == YT_SEQ ? zip->n : 1) : 0);
+    size_t max_axes = (grid && grid->kind == YT_MAP ? grid->n : 0) + (zip ? (zip->kind == YT_SEQ ? zip->n : 1) : 0);
     s->axes = calloc(max_axes + 1, sizeof *s->axes);
     if (!s->axes) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    int rc;
     if (grid && (rc = parse_grid(v, grid, e))) return rc;
-    if (zip) {
-        if (zip->kind == YT_SEQ) {
-            if (zip->n == 0) return yt_fail(e, CAD_ECONFIG, d, zip, "empty zip list");
-            for (size_t i = 0; i < zip->n; i++)
-                if ((rc = parse_zip_group(v, zip->items[i], e))) return rc;
-        } else if ((rc = parse_zip_group(v, zip, e)))
-            return rc;
-    }
+    if (!zip) return CAD_OK;
+    if (zip->kind != YT_SEQ) return parse_zip_group(v, zip, e);
+    if (zip->n == 0) return yt_fail(e, CAD_ECONFIG, v->d, zip, "empty zip list");
+    for (size_t i = 0; i < zip->n; i++)
+        if ((rc = parse_zip_group(v, zip->items[i], e))) return rc;
+    return CAD_OK;
+}
 
-    if ((n = yt_map_get(root, "seeds"))) {
-        s->seeds_node = n;
-        if (n->kind == YT_SCALAR) {
-            long cnt;
-            if ((rc = want_long(v, n, "seeds", 1, 1000, &cnt, e))) return rc;
-            s->seeds = calloc((size_t)cnt, sizeof *s->seeds);
-            if (!s->seeds) return cad_fail(e, CAD_ENOMEM, "out of memory");
-            for (long i = 0; i < cnt; i++) s->seeds[s->n_seeds++] = 1337 + i;
-        } else if (n->kind == YT_SEQ) {
-            if (n->n == 0)
-                return yt_fail(e, CAD_ECONFIG, d, n, "empty 'seeds': give a list of integers or a count");
-            s->seeds = calloc(n->n, sizeof *s->seeds);
-            if (!s->seeds) return cad_fail(e, CAD_ENOMEM, "out of memory");
-            for (size_t i = 0; i < n->n; i++) {
-                long sd;
-                if ((rc = want_long(v, n->items[i], "seeds", 0, 2147483647L, &sd, e))) return rc;
-                for (int j = 0; j < s->n_seeds; j++)
-                    if (s->seeds[j] == sd)
-                        return yt_fail(e, CAD_ECONFIG, d, n->items[i], "seed %ld is listed twice", sd);
-                s->seeds[s->n_seeds++] = sd;
-            }
-        } else
-            return yt_fail(e, CAD_EFORMAT, d, n, "'seeds' must be a list of integers or a count, got a map");
-        for (int i = 0; i < v->n_seen; i++)
-            if (strcmp(v->seen[i].key, "seed") == 0 && strcmp(v->seen[i].where, "base") != 0)
-                return yt_fail(e, CAD_ECONFIG, d, v->seen[i].node,
-                               "'seed' is set in %s and by 'seeds' (line %d): keep one", v->seen[i].where,
-                               n->line);
-    }
+typedef struct {
+    long seed;
+    size_t at; /* index in the list */
+} seed_at;
 
+static int seed_at_cmp(const void *a, const void *b) {
+    const seed_at *x = a, *y = b;
+    if (x->seed != y->seed) return x->seed < y->seed ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* The first list position whose seed appeared earlier, or -1: sorted, so a list of any length
+ * is checked in n log n. */
+static long first_repeated_seed(const long *seeds, int n, cad_err *e, int *rc) {
+    seed_at *t = malloc(((size_t)n + 1) * sizeof *t);
+    if (!t) { *rc = cad_fail(e, CAD_ENOMEM, "out of memory"); return -1; }
+    for (int i = 0; i < n; i++) t[i] = (seed_at){seeds[i], (size_t)i};
+    qsort(t, (size_t)n, sizeof *t, seed_at_cmp);
+    long first = -1;
+    for (int i = 1; i < n; i++)
+        if (t[i].seed == t[i - 1].seed && (first < 0 || (long)t[i].at < first))
+            first = (long)t[i].at;
+    free(t);
+    return first;
+}
+
+/* seeds: N (FIRST_SEED, FIRST_SEED+1, ...) or a list of distinct integers */
+static int parse_seeds(vctx *v, const yt_node *n, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    int rc = CAD_OK;
+    s->seeds_node = n;
+    if (n->kind == YT_SCALAR) {
+        long cnt;
+        if ((rc = want_long(v, n, "seeds", 1, SEEDS_COUNT_MAX, &cnt, e))) return rc;
+        s->seeds = calloc((size_t)cnt, sizeof *s->seeds);
+        if (!s->seeds) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        for (long i = 0; i < cnt; i++) s->seeds[s->n_seeds++] = FIRST_SEED + i;
+    } else if (n->kind == YT_SEQ) {
+        if (n->n == 0) return yt_fail(e, CAD_ECONFIG, v->d, n, "empty 'seeds': give a list of integers or a count");
+        s->seeds = calloc(n->n, sizeof *s->seeds);
+        if (!s->seeds) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        for (size_t i = 0; i < n->n && !rc; i++) {
+            long sd;
+            if (!(rc = want_long(v, n->items[i], "seeds", 0, 2147483647L, &sd, e))) s->seeds[s->n_seeds++] = sd;
+        }
+        /* a repeat before the first bad item is the first error in the file */
+        int rc2 = CAD_OK;
+        long dup = first_repeated_seed(s->seeds, s->n_seeds, e, &rc2);
+        if (rc2) return rc2;
+        if (dup >= 0)
+            return yt_fail(e, CAD_ECONFIG, v->d, n->items[dup], "seed %ld is listed twice", s->seeds[dup]);
+        if (rc) return rc;
+    } else
+        return yt_fail(e, CAD_EFORMAT, v->d, n, "'seeds' must be a list of integers or a count, got a map");
+    int i = name_index_get(&v->seen_ix, "seed");
+    if (i >= 0 && strcmp(v->seen[i].where, "base") != 0)
+        return yt_fail(e, CAD_ECONFIG, v->d, v->seen[i].node, "'seed' is set in %s and by 'seeds' (line %d): keep one",
+                       v->seen[i].where, n->line);
+    return CAD_OK;
+}
+
+/* devices, timeout, retries, priority */
+static int parse_limits(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    const yt_node *n;
     long x;
+    int rc;
     s->devices = 1;
     if ((n = yt_map_get(root, "devices"))) {
         if ((rc = want_long(v, n, "devices", 1, 64, &x, e))) return rc;
         s->devices = (int)x;
         /* Reserving 8 GPUs for a process that trains on one would waste 7 for the whole run. */
         if (s->engine == CAD_ENGINE_CADDIE && x > 1)
-            return yt_fail(e, CAD_ECONFIG, d, n,
+            return yt_fail(e, CAD_ECONFIG, v->d, n,
                            "'devices: %ld' with engine caddie: caddie's engine trains on one device "
                            "(no data parallel yet); use devices: 1, or engine: command with torchrun "
                            "for multi-GPU runs", x);
@@ -637,16 +766,42 @@ static int spec_parse(vctx *v, cad_err *e) {
         if ((rc = want_long(v, n, "priority", -1000000, 1000000, &x, e))) return rc;
         s->priority = (int)x;
     }
+    return CAD_OK;
+}
 
-    if (s->engine == CAD_ENGINE_COMMAND) {
-        if ((rc = parse_templates(v, cmd, env, e))) return rc;
-        if (wd) {
-            if ((rc = want_scalar(v, wd, "workdir", e))) return rc;
-            s->workdir = dup_or_fail(wd->value, &rc, e);
-            if (rc) return rc;
-        }
-        if ((rc = check_templates(v, e))) return rc;
+/* engine command: command, env, workdir, and every template name checked */
+static int parse_command_engine(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    const yt_node *wd = yt_map_get(root, "workdir");
+    int rc = parse_templates(v, yt_map_get(root, "command"), yt_map_get(root, "env"), e);
+    if (rc) return rc;
+    if (wd) {
+        if ((rc = want_scalar(v, wd, "workdir", e))) return rc;
+        s->workdir = dup_or_fail(wd->value, &rc, e);
+        if (rc) return rc;
     }
+    return check_templates(v, e);
+}
+
+/* The whole file, in the order its parts depend on each other: the engine decides how keys
+ * are checked, base and set come before the axes that may not repeat them, seeds before the
+ * templates that use {seed}. */
+static int spec_parse(vctx *v, cad_err *e) {
+    const yt_doc *d = v->d;
+    const yt_node *root = d->root, *n;
+    int rc;
+    if (!root) return cad_fail(e, CAD_EFORMAT, "%s:1:1: empty sweep file", d->path);
+    if (root->kind != YT_MAP)
+        return yt_fail(e, CAD_EFORMAT, d, root, "a sweep file must be a map of keys, got %s", kind_name(root));
+    if ((rc = check_top_keys(v, root, e))) return rc;
+    if ((rc = parse_name(v, root, e))) return rc;
+    if ((rc = parse_engine(v, root, e))) return rc;
+    if ((n = yt_map_get(root, "base")) && (rc = parse_base(v, n, e))) return rc;
+    if ((n = yt_map_get(root, "set")) && (rc = parse_set(v, n, e))) return rc;
+    if ((rc = parse_axes(v, root, e))) return rc;
+    if ((n = yt_map_get(root, "seeds")) && (rc = parse_seeds(v, n, e))) return rc;
+    if ((rc = parse_limits(v, root, e))) return rc;
+    if (v->s->engine == CAD_ENGINE_COMMAND) return parse_command_engine(v, root, e);
     return CAD_OK;
 }
 
@@ -670,6 +825,7 @@ int cad_sweep_spec_load(const char *path, cad_sweep_spec **out, cad_err *e) {
     rc = spec_parse(&v, e);
     if (v.scratch_ok) cad_config_free(&v.scratch);
     free(v.seen);
+    name_index_free(&v.seen_ix);
     free(v.used);
     if (rc) {
         cad_sweep_spec_free(s);

@@ -59,10 +59,7 @@ static int config(cad_config *c, const char *run, const char *weights, int n_ext
 }
 
 static int run_quiet(cad_config *c, cad_err *e) {
-    int saved = check_stdout_redirect("/dev/null");
-    int rc = cad_train_run(c, e);
-    check_stdout_restore(saved);
-    return rc;
+    return cad_train_run(c, NULL, e);
 }
 
 /* the train_loss text of step S in a log ("step:S/8 train_loss:X.XXXX") */

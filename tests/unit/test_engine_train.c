@@ -61,13 +61,17 @@ static int tiny_config(cad_config *c, const char *run, int n_extra, char **extra
     return rc;
 }
 
-/* Run training with stdout captured into run_dir/../<run>.stdout; returns the status. */
+/* Run training with the log sink in run_dir/../<run>.stdout and the progress sink in
+ * <run>.stderr (what `caddie train` connects to stdout and stderr); returns the status. */
 static int run_captured(cad_config *c, const char *run, cad_err *e) {
-    char out[4300];
+    char out[4300], err[4300];
     snprintf(out, sizeof out, "%s/%s.stdout", check_tmpdir(), run);
-    int saved = check_stdout_redirect(out);
-    int rc = cad_train_run(c, e);
-    check_stdout_restore(saved);
+    snprintf(err, sizeof err, "%s/%s.stderr", check_tmpdir(), run);
+    cad_train_sink sink = {fopen(out, "w"), fopen(err, "w")};
+    CHECK(sink.log && sink.progress);
+    int rc = cad_train_run(c, &sink, e);
+    if (sink.log) CHECK(fclose(sink.log) == 0);
+    if (sink.progress) CHECK(fclose(sink.progress) == 0);
     return rc;
 }
 
@@ -99,6 +103,12 @@ static void test_run_dir_contract(void) {
     CHECK(log && out);
     if (!log || !out) { free(log), free(out); cad_config_free(&c); return; }
     CHECK_MSG(strcmp(log, out) == 0, "log.txt differs from stdout");
+    /* progress lines go to their own sink only, so the log stays train_gpt.py's format */
+    snprintf(so, sizeof so, "%s/basic.stderr", check_tmpdir());
+    char *prog = check_slurp(so, NULL);
+    CHECK(prog && strstr(prog, "progress step:8/8 tokens_per_s:") != NULL);
+    CHECK(strstr(log, "progress") == NULL);
+    free(prog);
     CHECK(strstr(log, "step:0/8 val_loss:") != NULL);
     CHECK(strstr(log, "step:8/8 val_loss:") != NULL);
     CHECK(strstr(log, "step:1/8 train_loss:") != NULL);
@@ -220,7 +230,7 @@ static void test_errors_before_work(void) {
     cad_err e = {0};
     char *x1[] = {"code_files=no/such/dir/*.c"};
     if (tiny_config(&c, "err1", 1, x1)) { CHECK(0); return; }
-    CHECK(cad_train_run(&c, &e) == CAD_ECONFIG);
+    CHECK(cad_train_run(&c, NULL, &e) == CAD_ECONFIG);
     CHECK_MSG(strstr(e.msg, "no/such/dir/*.c"), "%s", e.msg);
     struct stat st;
     CHECK(stat(run_file("err1", "log.txt"), &st) != 0); /* nothing written */
@@ -235,7 +245,7 @@ static void test_errors_before_work(void) {
 
     char *x3[] = {"init_from=/no/such.safetensors"};
     if (tiny_config(&c, "err3", 1, x3)) { CHECK(0); return; }
-    CHECK(cad_train_run(&c, &e) == CAD_EIO);
+    CHECK(cad_train_run(&c, NULL, &e) == CAD_EIO);
     CHECK_MSG(strstr(e.msg, "/no/such.safetensors"), "%s", e.msg);
     cad_config_free(&c);
 }

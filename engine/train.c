@@ -174,7 +174,9 @@ static void journal(session *s, long step, const char *name, double value) {
     cad_json_write_string(s->metrics, name);
     fputs(",\"value\":", s->metrics);
     cad_json_write_number(s->metrics, value);
-    fprintf(s->metrics, ",\"wall_ms\":%.0f}\n", now_ms() - s->t_wall0);
+    fputs(",\"wall_ms\":", s->metrics);
+    cad_json_write_number(s->metrics, round(now_ms() - s->t_wall0));
+    fputs("}\n", s->metrics);
     fflush(s->metrics);
 }
 
@@ -738,8 +740,12 @@ int cad_train_run(cad_config *c, cad_err *e) {
         cad_json_write_number(j, prequant_bpb);
         fprintf(j, ",\"artifact_bytes\":%ld,\"model_bytes\":%zu,\"code_bytes\":%ld", (long)qs.compressed_bytes + code_bytes,
                 qs.compressed_bytes, code_bytes);
-        fprintf(j, ",\"train_ms\":%.0f,\"eval_ms\":%.0f,\"steps\":%ld,\"tokens\":%lld,\"partial\":%d", training_time_ms,
-                er.eval_ms, step, (long long)step * c->train_batch_tokens, er.partial);
+        fputs(",\"train_ms\":", j); /* through the writer: never a bare inf/nan in JSON */
+        cad_json_write_number(j, round(training_time_ms));
+        fputs(",\"eval_ms\":", j);
+        cad_json_write_number(j, round(er.eval_ms));
+        fprintf(j, ",\"steps\":%ld,\"tokens\":%lld,\"partial\":%d", step, (long long)step * c->train_batch_tokens,
+                er.partial);
         fputs(",\"engine_version\":", j);
         cad_json_write_string(j, CADDIE_VERSION);
         fputs(",\"git_commit\":", j);

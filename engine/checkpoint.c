@@ -4,6 +4,8 @@
  */
 #include "engine/checkpoint.h"
 
+#include "engine/fsutil.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +73,15 @@ static int get(FILE *f, uint64_t *h, void *p, size_t n) {
 
 int cad_checkpoint_load(const char *path, const cad_checkpoint_meta *want, cad_checkpoint_meta *got,
                         const cad_backend *be, float *params, float *state, cad_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    /* a regular file only: a FIFO or device at the checkpoint path would block or never end */
+    int fd, orc = cad_open_regular(path, "checkpoint", &fd, e);
+    if (orc) return orc;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int err = errno;
+        close(fd);
+        return cad_fail(e, CAD_EIO, "%s: cannot open checkpoint: %s", path, strerror(err));
+    }
     uint64_t h = 1469598103934665603ull;
     char magic[8];
     uint32_t v, reserved;

@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -91,34 +92,58 @@ static const void *field_cptr(const cad_config *c, const cad_config_key *k) {
     return (const char *)c + k->offset;
 }
 
-/* Numbers may carry Python-style digit separators ("524_288"). */
-static void strip_underscores(const char *in, char *out, size_t cap) {
+/* Longest number text accepted (after removing "_"): longer is refused, never cut — a cut
+ * "0000...(127 zeros)5xyz" read as 0 and hid both the digit and the junk. */
+#define NUMBER_MAX_CHARS 128
+
+/* Numbers may carry Python-style digit separators ("524_288"). -1 if out (cap bytes with
+ * the NUL) cannot hold the text. */
+static int strip_underscores(const char *in, char *out, size_t cap) {
     size_t j = 0;
-    for (size_t i = 0; in[i] && j + 1 < cap; i++)
-        if (in[i] != '_') out[j++] = in[i];
+    for (size_t i = 0; in[i]; i++) {
+        if (in[i] == '_') continue;
+        if (j + 1 >= cap) return -1;
+        out[j++] = in[i];
+    }
     out[j] = 0;
+    return 0;
+}
+
+/* The engine hands every integer key to code that takes an int (model shapes, step and token
+ * counts, thread counts), so a value must fit one: model_dim=4294967424 would otherwise
+ * train a 128-wide model. The seed alone stays a full long (it seeds a 64-bit generator). */
+static int int_key_fits(const cad_config_key *k, long v) {
+    if (strcmp(k->name, "seed") == 0) return 1;
+    return v >= INT_MIN && v <= INT_MAX;
 }
 
 static int parse_value(const cad_config_key *k, const char *text, void *dst, cad_err *e) {
-    char buf[128];
+    char buf[NUMBER_MAX_CHARS + 1];
     switch (k->type) {
     case CAD_KEY_INT: {
-        strip_underscores(text, buf, sizeof buf);
+        if (strip_underscores(text, buf, sizeof buf))
+            return cad_fail(e, CAD_ECONFIG, "key '%s': integer expected, got %zu characters", k->name,
+                            strlen(text));
         char *end;
         errno = 0;
         long v = strtol(buf, &end, 10);
-        if (!buf[0] || *end || errno)
+        if (!buf[0] || *end || (errno && errno != ERANGE))
             return cad_fail(e, CAD_ECONFIG, "key '%s': integer expected, got '%s'", k->name, text);
+        if (errno == ERANGE || !int_key_fits(k, v))
+            return cad_fail(e, CAD_ECONFIG, "key '%s': integer %s out of range (%d..%d)", k->name, text,
+                            INT_MIN, INT_MAX);
         *(long *)dst = v;
         return CAD_OK;
     }
     case CAD_KEY_FLOAT: {
-        strip_underscores(text, buf, sizeof buf);
+        if (strip_underscores(text, buf, sizeof buf))
+            return cad_fail(e, CAD_ECONFIG, "key '%s': number expected, got %zu characters", k->name,
+                            strlen(text));
         char *end;
         errno = 0;
         double v = strtod(buf, &end);
         if (!buf[0] || *end || errno || !isfinite(v))
-            return cad_fail(e, CAD_ECONFIG, "key '%s': number expected, got '%s'", k->name, text);
+            return cad_fail(e, CAD_ECONFIG, "key '%s': finite number expected, got '%s'", k->name, text);
         *(double *)dst = v;
         return CAD_OK;
     }
@@ -287,6 +312,22 @@ long cad_config_local_tokens(const cad_config *c) {
         if (!(cond)) return cad_fail(e, CAD_ECONFIG, __VA_ARGS__); \
     } while (0)
 
+/* The run id names the run directory (runs/<run_id>) and the files in it: "." or ".." would
+ * put them in runs/ itself or the current directory, "/" anywhere else. Empty means "make a
+ * uuid" (train.c), so only a non-empty id is checked. */
+static int validate_run_id(const cad_config *c, cad_err *e) {
+    const char *id = c->run_id;
+    if (!id || !id[0]) return CAD_OK;
+    CFG_REQUIRE(strcmp(id, ".") != 0 && strcmp(id, "..") != 0,
+                "run_id='%s': not a directory name (it would write the run's files outside its own "
+                "directory)", id);
+    for (const char *p = id; *p; p++)
+        CFG_REQUIRE(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.',
+                    "run_id='%s': only letters, digits, '-', '_' and '.' are allowed (found byte 0x%02x)",
+                    id, (unsigned char)*p);
+    return CAD_OK;
+}
+
 /* the model's shape (train_gpt.py's GPT constructor asserts) */
 static int validate_model(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->vocab_size > 0 && c->vocab_size <= 65536,
@@ -416,10 +457,7 @@ static int validate_run(const cad_config *c, cad_err *e) {
                 "tokenizer_path='%s': only SentencePiece .model files are supported",
                 c->tokenizer_path);
     CFG_REQUIRE(c->data_path[0], "data_path is empty");
-    for (const char *p = c->run_id; *p; p++)
-        CFG_REQUIRE(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.',
-                    "run_id='%s': only letters, digits, '-', '_' and '.' are allowed", c->run_id);
-    return CAD_OK;
+    return validate_run_id(c, e);
 }
 
 /* One group per concern; the first failing check names its key and what was expected. */

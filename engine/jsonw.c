@@ -27,6 +27,11 @@ void cad_json_write_string(FILE *f, const char *s) {
 }
 
 void cad_json_write_number(FILE *f, double v) {
-    if (!isfinite(v)) fputs("null", f);
-    else fprintf(f, "%.17g", v);
+    if (!isfinite(v)) {
+        fputs("null", f);
+        return;
+    }
+    /* %.17g of a finite double is a valid JSON number in the C locale ("-0", "1e+308",
+     * "4.9406564584124654e-324"); caddie never changes LC_NUMERIC. */
+    fprintf(f, "%.17g", v);
 }

@@ -7,6 +7,7 @@
 #include "engine/fsutil.h"
 #include "engine/safetensors.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -181,7 +182,11 @@ static int jp_string(jp *p, char **out) {
             case 'b': cp = '\b'; break;
             case 'f': cp = '\f'; break;
             case 'u': {
-                if (p->end - p->s < 4) { free(b); return jp_fail(p, "bad \\u escape"); }
+                if (p->end - p->s < 4 || !isxdigit((unsigned char)p->s[0]) || !isxdigit((unsigned char)p->s[1]) ||
+                    !isxdigit((unsigned char)p->s[2]) || !isxdigit((unsigned char)p->s[3])) {
+                    free(b);
+                    return jp_fail(p, "bad \\u escape");
+                }
                 char hex[5] = {p->s[0], p->s[1], p->s[2], p->s[3], 0};
                 cp = (unsigned)strtoul(hex, NULL, 16);
                 p->s += 4;
@@ -190,6 +195,8 @@ static int jp_string(jp *p, char **out) {
             default: cp = (unsigned char)c;
             }
         }
+        /* A NUL (raw or \\u0000) would cut the C string: tensor 'a\\u0000b' would load as 'a'. */
+        if (cp == 0) { free(b); return jp_fail(p, "NUL character in a string"); }
         if (n + 5 >= cap) {
             cap *= 2;
             char *nb = realloc(b, cap);
@@ -314,10 +321,12 @@ check:
     return CAD_OK;
 }
 
-/* The whole file, NUL-terminated (the NUL stops strtoll at the very end of a malformed header). */
+/* The whole file, NUL-terminated (the NUL stops strtoll at the very end of a malformed header).
+ * A regular file only: a FIFO would block, /dev/zero would fill memory. No size cap beyond
+ * memory: weight files are as large as the model. */
 static int read_whole(const char *path, unsigned char **buf, size_t *len, cad_err *e) {
     char *raw;
-    int rc = cad_read_file(path, &raw, len, e);
+    int rc = cad_read_regular_file(path, NULL, SIZE_MAX - 1, &raw, len, e);
     *buf = (unsigned char *)raw;
     return rc;
 }
@@ -325,6 +334,12 @@ static int read_whole(const char *path, unsigned char **buf, size_t *len, cad_er
 static void entries_free(st_entry *t, int n) {
     for (int i = 0; i < n; i++) free(t[i].name);
     free(t);
+}
+
+static void shape_str(char *b, size_t cap, int ndim, const int64_t *shape) {
+    size_t o = (size_t)snprintf(b, cap, "[");
+    for (int d = 0; d < ndim && o < cap; d++) o += (size_t)snprintf(b + o, cap - o, "%s%lld", d ? "," : "", (long long)shape[d]);
+    if (o < cap) snprintf(b + o, cap - o, "]");
 }
 
 /* Parse the file's header into entries; *data points at the byte buffer start. */
@@ -368,15 +383,39 @@ static int parse_file(const char *path, unsigned char *buf, size_t len, st_entry
         }
     else
         p.s++;
+    /* The format pads the header with spaces (0x20) only; anything else inside the declared
+     * length is not part of a valid file (a second object, a truncated edit, garbage). */
+    while (p.s < p.end && *p.s == ' ') p.s++;
+    if (p.s < p.end) {
+        jp_fail(&p, "unexpected bytes after the header's JSON object");
+        goto bad;
+    }
     *data = buf + 8 + hlen;
     *data_len = len - 8 - hlen;
     for (int i = 0; i < n; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
         size_t esz = t[i].dtype == 0 ? 4 : 2;
         if (t[i].dtype < 0) {
             cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': dtype %s not supported (F32, F16, BF16)", path,
                      t[i].name, t[i].dtype_name);
+            goto bad;
+        }
+        /* Overflow-checked: a shape like [2^62, 2] would wrap numel*esz to a small number that
+         * matches tiny offsets, and the fp32 copy (numel*4 bytes) would overrun the heap. With
+         * numel*4 representable, the offsets check below catches every other misfit. */
+        size_t numel = 1;
+        int too_big = 0;
+        for (int d = 0; d < t[i].ndim; d++)
+            if (t[i].shape[d] == 0) numel = 0;
+        for (int d = 0; d < t[i].ndim && numel; d++) {
+            size_t dim = (size_t)t[i].shape[d];
+            if (numel > SIZE_MAX / 4 / dim) { too_big = 1; break; }
+            numel *= dim;
+        }
+        if (too_big) {
+            char sh[96];
+            shape_str(sh, sizeof sh, t[i].ndim, t[i].shape);
+            cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': shape %s has more elements than memory can address",
+                     path, t[i].name, sh);
             goto bad;
         }
         if (t[i].begin < 0 || t[i].end < t[i].begin || (size_t)t[i].end > *data_len ||
@@ -420,11 +459,6 @@ static int load_file(const char *path, unsigned char **buf, st_entry **t, int *n
     return rc;
 }
 
-static void shape_str(char *b, size_t cap, int ndim, const int64_t *shape) {
-    size_t o = (size_t)snprintf(b, cap, "[");
-    for (int d = 0; d < ndim && o < cap; d++) o += (size_t)snprintf(b + o, cap - o, "%s%lld", d ? "," : "", (long long)shape[d]);
-    if (o < cap) snprintf(b + o, cap - o, "]");
-}
 
 int cad_safetensors_read_into(const char *path, cad_named_tensor *ts, int n, int strict, cad_err *e) {
     unsigned char *buf;

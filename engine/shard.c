@@ -4,6 +4,8 @@
  */
 #include "engine/shard.h"
 
+#include "engine/fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -53,19 +55,16 @@ static int header_check(const char *path, const unsigned char *hdr, size_t hdr_l
     return CAD_OK;
 }
 
-/* Open path read-only and stat it; it must be a regular file (a FIFO or directory would
- * block or mislead the size check). On failure nothing is left open. */
+/* Open path read-only and stat it; it must be a regular file (a FIFO would block in open,
+ * a device or directory would mislead the size check): cad_open_regular refuses the rest
+ * without blocking. On failure nothing is left open. */
 static int shard_open_file(const char *path, int *fd_out, struct stat *st, cad_err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cad_fail(e, CAD_EIO, "%s: cannot open shard: %s", path, strerror(errno));
+    int fd, rc = cad_open_regular(path, "shard", &fd, e);
+    if (rc) return rc;
     if (fstat(fd, st) != 0) {
         int err = errno;
         close(fd);
         return cad_fail(e, CAD_EIO, "%s: cannot stat shard: %s", path, strerror(err));
-    }
-    if (!S_ISREG(st->st_mode)) {
-        close(fd);
-        return cad_fail(e, CAD_EIO, "%s: not a regular file", path);
     }
     *fd_out = fd;
     return CAD_OK;

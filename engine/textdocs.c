@@ -5,11 +5,14 @@
  */
 #include "engine/textdocs.h"
 
+#include "engine/fsutil.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -382,8 +385,14 @@ long cad_docs_total_bytes(const char *const *inputs, int n_inputs) {
 
 static int docs_open_file(cad_docs *d, cad_err *e) {
     const char *path = d->inputs[d->file_idx];
-    d->f = fopen(path, "rb");
-    if (!d->f) return -cad_fail(e, CAD_EIO, "%s: cannot open input: %s", path, strerror(errno));
+    int fd, rc = cad_open_regular(path, "input", &fd, e);
+    if (rc) return -rc;
+    d->f = fdopen(fd, "rb");
+    if (!d->f) {
+        int err = errno;
+        close(fd);
+        return -cad_fail(e, CAD_EIO, "%s: cannot open input: %s", path, strerror(err));
+    }
     d->jsonl = ends_with(path, ".jsonl");
     d->line_no = 0;
     return 0;
@@ -397,9 +406,10 @@ int cad_docs_open(cad_docs *d, const char *const *inputs, int n_inputs, cad_err 
     /* Check every input can be opened now, so a typo in the last of many inputs fails
      * before hours of tokenizing. */
     for (int i = 0; i < n_inputs; i++) {
-        FILE *f = fopen(inputs[i], "rb");
-        if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open input: %s", inputs[i], strerror(errno));
-        fclose(f);
+        /* regular files only: a FIFO would block here, a device would never end */
+        int fd, rc = cad_open_regular(inputs[i], "input", &fd, e);
+        if (rc) return rc;
+        close(fd);
     }
     int rc = docs_open_file(d, e);
     return rc < 0 ? -rc : CAD_OK;

@@ -185,7 +185,9 @@ static void journal(session *s, long step, const char *name, double value) {
     cad_json_write_string(s->metrics, name);
     fputs(",\"value\":", s->metrics);
     cad_json_write_number(s->metrics, value);
-    fprintf(s->metrics, ",\"wall_ms\":%.0f}\n", now_ms() - s->t_wall0);
+    fputs(",\"wall_ms\":", s->metrics);
+    cad_json_write_number(s->metrics, round(now_ms() - s->t_wall0));
+    fputs("}\n", s->metrics);
     fflush(s->metrics);
 }
 
@@ -880,7 +882,7 @@ static void write_result_fields(FILE *f, const result_field *fs, int n) {
         case RES_STR: cad_json_write_string(f, fs[i].str); break;
         case RES_NUM: cad_json_write_number(f, fs[i].num); break;
         case RES_INT: fprintf(f, "%lld", fs[i].i); break;
-        case RES_MS: fprintf(f, "%.0f", fs[i].num); break;
+        case RES_MS: cad_json_write_number(f, round(fs[i].num)); break; /* never a bare inf/nan */
         }
     }
     fputs("}\n", f);

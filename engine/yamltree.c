@@ -4,8 +4,11 @@
  * Event-driven on purpose: libyaml's document API loses nothing we need, but building our
  * own tree lets us reject duplicate keys at the second key's position and keep every
  * node's mark for "file:line:col" messages. Aliases are resolved by deep copy (sweep files
- * are small). Only the first document of a stream is read; a second one is an error, since
- * a stray "---" usually means a pasted file.
+ * are small), under a budget: the whole tree, copies included, holds at most YT_MAX_NODES
+ * nodes and YT_MAX_DEPTH levels, so nine aliases of nine aliases ("billion laughs") fail
+ * with a message instead of eating gigabytes. Duplicate keys are found with a hash set per
+ * mapping (linear, not quadratic, in the number of keys). Only the first document of a
+ * stream is read; a second one is an error, since a stray "---" usually means a pasted file.
  * Not here: any meaning of keys or type rules beyond scalar conversion helpers.
  */
 #include "engine/yamltree.h"
@@ -15,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,17 @@ typedef struct anchor {
     yt_node *node;
 } anchor;
 
+/* Far above any real config or sweep (hundreds of nodes), far below what hurts: ~100 bytes
+ * a node. A file is read whole, so it is capped too. */
+#define YT_MAX_NODES 2000000
+#define YT_MAX_DEPTH 64
+#define YT_MAX_FILE_BYTES (64u << 20)
+/* Longest number text the scalar converters take (underscores removed): longer is refused,
+ * never truncated (a truncated "0000...5xyz" read as 0 and hid the junk). */
+#define YT_MAX_NUMBER_CHARS 128
+#define YT_STR_(x) #x
+#define YT_STR(x) YT_STR_(x)
+
 typedef struct builder {
     yaml_parser_t parser;
     const char *name;
@@ -33,6 +48,7 @@ typedef struct builder {
     anchor *anchors;
     size_t n_anchors, cap_anchors;
     int depth;
+    size_t nodes; /* nodes made so far, alias copies included (budget YT_MAX_NODES) */
 } builder;
 
 static void node_free(yt_node *n) {
@@ -51,36 +67,69 @@ static void node_free(yt_node *n) {
     free(n);
 }
 
-static yt_node *node_new(yt_kind kind, const yaml_mark_t *m) {
+static int fail_at(builder *b, int line, int col, const char *msg, const char *extra);
+
+static yt_node *node_new(builder *b, yt_kind kind, const yaml_mark_t *m) {
     yt_node *n = calloc(1, sizeof *n);
     if (!n) return NULL;
+    b->nodes++;
     n->kind = kind;
     n->line = (int)m->line + 1; /* libyaml marks are 0-based */
     n->col = (int)m->column + 1;
     return n;
 }
 
-static yt_node *node_copy(const yt_node *s) {
+/* Deep copy of s placed at nesting depth `depth`, counted against the node budget. On
+ * failure returns CAD_ENOMEM or CAD_EFORMAT (budget/depth, reported at the alias's mark by
+ * the caller through *why) with nothing left allocated. */
+static int node_copy(builder *b, const yt_node *s, int depth, yt_node **out, const char **why) {
+    *out = NULL;
+    if (depth > YT_MAX_DEPTH) {
+        *why = "nesting deeper than " YT_STR(YT_MAX_DEPTH) " levels after alias expansion";
+        return CAD_EFORMAT;
+    }
+    if (b->nodes >= YT_MAX_NODES) {
+        *why = "alias expansion exceeds " YT_STR(YT_MAX_NODES) " nodes";
+        return CAD_EFORMAT;
+    }
     yt_node *n = calloc(1, sizeof *n);
-    if (!n) return NULL;
+    if (!n) return CAD_ENOMEM;
+    b->nodes++;
     *n = *s;
-    n->value = s->value ? strdup(s->value) : NULL;
+    n->n = 0;
     n->items = n->keys = n->vals = NULL;
+    n->value = s->value ? strdup(s->value) : NULL;
+    if (s->value && !n->value) goto oom;
     if (s->n) {
-        if (s->kind == YT_SEQ) n->items = calloc(s->n, sizeof *n->items);
-        else {
+        if (s->kind == YT_SEQ) {
+            if (!(n->items = calloc(s->n, sizeof *n->items))) goto oom;
+        } else {
             n->keys = calloc(s->n, sizeof *n->keys);
             n->vals = calloc(s->n, sizeof *n->vals);
+            if (!n->keys || !n->vals) goto oom;
         }
         for (size_t i = 0; i < s->n; i++) {
-            if (s->kind == YT_SEQ) n->items[i] = node_copy(s->items[i]);
-            else {
-                n->keys[i] = node_copy(s->keys[i]);
-                n->vals[i] = node_copy(s->vals[i]);
+            int rc;
+            if (s->kind == YT_SEQ) {
+                rc = node_copy(b, s->items[i], depth + 1, &n->items[i], why);
+            } else {
+                rc = node_copy(b, s->keys[i], depth + 1, &n->keys[i], why);
+                if (!rc) rc = node_copy(b, s->vals[i], depth + 1, &n->vals[i], why);
+            }
+            /* n->n counts the filled slots, so node_free frees exactly those (a map's last
+             * slot may hold a key without its value: freeing NULL is fine) */
+            n->n = i + 1;
+            if (rc) {
+                node_free(n);
+                return rc;
             }
         }
     }
-    return n;
+    *out = n;
+    return CAD_OK;
+oom:
+    node_free(n);
+    return CAD_ENOMEM;
 }
 
 static int push_ptr(yt_node ***arr, size_t n, yt_node *v) {
@@ -93,6 +142,43 @@ static int push_ptr(yt_node ***arr, size_t n, yt_node *v) {
     }
     (*arr)[n] = v;
     return 0;
+}
+
+/* Open-addressing hash set of a mapping's keys (indices into keys[]), so each new key is
+ * checked against the earlier ones in O(1) expected time. */
+typedef struct keyset {
+    size_t *slot; /* index + 1; 0 = empty */
+    size_t cap;   /* power of two, kept at least twice the number of keys */
+} keyset;
+
+static size_t key_hash(const char *s) {
+    size_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* The index of an equal key already in the set, or -1 after inserting key as index idx.
+ * -2: out of memory. */
+static long keyset_add(keyset *ks, yt_node **keys, size_t idx, const char *key) {
+    if (2 * (idx + 1) > ks->cap) {
+        size_t ncap = ks->cap ? ks->cap * 2 : 16;
+        size_t *ns = calloc(ncap, sizeof *ns);
+        if (!ns) return -2;
+        for (size_t i = 0; i < ks->cap; i++) {
+            if (!ks->slot[i]) continue;
+            size_t j = key_hash(keys[ks->slot[i] - 1]->value) & (ncap - 1);
+            while (ns[j]) j = (j + 1) & (ncap - 1);
+            ns[j] = ks->slot[i];
+        }
+        free(ks->slot);
+        ks->slot = ns;
+        ks->cap = ncap;
+    }
+    size_t j = key_hash(key) & (ks->cap - 1);
+    for (; ks->slot[j]; j = (j + 1) & (ks->cap - 1))
+        if (strcmp(keys[ks->slot[j] - 1]->value, key) == 0) return (long)(ks->slot[j] - 1);
+    ks->slot[j] = idx + 1;
+    return -1;
 }
 
 static int fail_at(builder *b, int line, int col, const char *msg, const char *extra) {
@@ -109,7 +195,8 @@ static int remember_anchor(builder *b, const yaml_char_t *name, yt_node *n) {
         b->anchors = na;
         b->cap_anchors = cap;
     }
-    b->anchors[b->n_anchors].name = strdup((const char *)name);
+    if (!(b->anchors[b->n_anchors].name = strdup((const char *)name)))
+        return cad_fail(b->e, CAD_ENOMEM, "%s: out of memory", b->name);
     b->anchors[b->n_anchors].node = n;
     b->n_anchors++;
     return CAD_OK;
@@ -127,33 +214,47 @@ static int next_event(builder *b, yaml_event_t *ev) {
     return CAD_OK;
 }
 
+static int oom(builder *b) { return cad_fail(b->e, CAD_ENOMEM, "%s: out of memory", b->name); }
+
 /* Build the node that starts with event ev (already parsed). */
 static int build_node(builder *b, yaml_event_t *ev, yt_node **out) {
     int rc = CAD_OK;
     yt_node *n = NULL;
-    if (++b->depth > 64) {
-        rc = fail_at(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-                     "nesting deeper than 64 levels", NULL);
+    keyset ks = {0};
+    const int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+    if (++b->depth > YT_MAX_DEPTH) {
+        rc = fail_at(b, line, col, "nesting deeper than " YT_STR(YT_MAX_DEPTH) " levels", NULL);
+        goto done;
+    }
+    if (ev->type != YAML_ALIAS_EVENT && b->nodes >= YT_MAX_NODES) {
+        rc = fail_at(b, line, col, "more than " YT_STR(YT_MAX_NODES) " nodes in the document", NULL);
         goto done;
     }
     switch (ev->type) {
     case YAML_ALIAS_EVENT: {
         const char *name = (const char *)ev->data.alias.anchor;
-        for (size_t i = b->n_anchors; i-- > 0;)
-            if (strcmp(b->anchors[i].name, name) == 0) {
-                n = node_copy(b->anchors[i].node);
-                n->line = (int)ev->start_mark.line + 1;
-                n->col = (int)ev->start_mark.column + 1;
-                break;
-            }
-        if (!n)
-            rc = fail_at(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-                         "unknown alias", name);
+        size_t i = b->n_anchors;
+        while (i-- > 0 && strcmp(b->anchors[i].name, name) != 0) {}
+        if (i == (size_t)-1) {
+            rc = fail_at(b, line, col, "unknown alias", name);
+            break;
+        }
+        const char *why = NULL;
+        rc = node_copy(b, b->anchors[i].node, b->depth, &n, &why);
+        if (rc == CAD_ENOMEM) rc = oom(b);
+        else if (rc) rc = fail_at(b, line, col, why, NULL);
+        if (!rc) {
+            n->line = line;
+            n->col = col;
+        }
         break;
     }
     case YAML_SCALAR_EVENT:
-        n = node_new(YT_SCALAR, &ev->start_mark);
-        n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        n = node_new(b, YT_SCALAR, &ev->start_mark);
+        if (!n || !(n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length))) {
+            rc = oom(b);
+            break;
+        }
         n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
                     ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE ||
                     ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
@@ -161,8 +262,8 @@ static int build_node(builder *b, yaml_event_t *ev, yt_node **out) {
         rc = remember_anchor(b, ev->data.scalar.anchor, n);
         break;
     case YAML_SEQUENCE_START_EVENT:
-        n = node_new(YT_SEQ, &ev->start_mark);
-        rc = remember_anchor(b, ev->data.sequence_start.anchor, n);
+        n = node_new(b, YT_SEQ, &ev->start_mark);
+        rc = n ? remember_anchor(b, ev->data.sequence_start.anchor, n) : oom(b);
         for (;;) {
             if (rc) break;
             yaml_event_t child;
@@ -174,14 +275,14 @@ static int build_node(builder *b, yaml_event_t *ev, yt_node **out) {
             yt_node *item = NULL;
             rc = build_node(b, &child, &item);
             yaml_event_delete(&child);
-            if (!rc && push_ptr(&n->items, n->n, item)) rc = cad_fail(b->e, CAD_ENOMEM, "oom");
+            if (!rc && push_ptr(&n->items, n->n, item)) rc = oom(b);
             if (!rc) n->n++;
             else node_free(item);
         }
         break;
     case YAML_MAPPING_START_EVENT:
-        n = node_new(YT_MAP, &ev->start_mark);
-        rc = remember_anchor(b, ev->data.mapping_start.anchor, n);
+        n = node_new(b, YT_MAP, &ev->start_mark);
+        rc = n ? remember_anchor(b, ev->data.mapping_start.anchor, n) : oom(b);
         for (;;) {
             if (rc) break;
             yaml_event_t kev, vev;
@@ -195,21 +296,25 @@ static int build_node(builder *b, yaml_event_t *ev, yt_node **out) {
             yaml_event_delete(&kev);
             if (!rc && key->kind != YT_SCALAR)
                 rc = fail_at(b, key->line, key->col, "mapping keys must be plain scalars", NULL);
-            for (size_t i = 0; !rc && i < n->n; i++)
-                if (strcmp(n->keys[i]->value, key->value) == 0) {
-                    char prev[64];
-                    snprintf(prev, sizeof prev, "(first at line %d)", n->keys[i]->line);
+            if (!rc) {
+                long prev = keyset_add(&ks, n->keys, n->n, key->value);
+                if (prev == -2) rc = oom(b);
+                else if (prev >= 0) {
+                    char first[64];
+                    snprintf(first, sizeof first, "(first at line %d)", n->keys[prev]->line);
                     char what[300];
                     snprintf(what, sizeof what, "duplicate key '%.200s'", key->value);
-                    rc = fail_at(b, key->line, key->col, what, prev);
+                    rc = fail_at(b, key->line, key->col, what, first);
                 }
+            }
             if (!rc) rc = next_event(b, &vev);
             if (!rc) {
                 rc = build_node(b, &vev, &val);
                 yaml_event_delete(&vev);
             }
-            if (!rc && (push_ptr(&n->keys, n->n, key) || push_ptr(&n->vals, n->n, val)))
-                rc = cad_fail(b->e, CAD_ENOMEM, "oom");
+            /* both arrays grow together (same n), so a failed second push leaves the first
+             * with a spare slot only */
+            if (!rc && (push_ptr(&n->keys, n->n, key) || push_ptr(&n->vals, n->n, val))) rc = oom(b);
             if (!rc) n->n++;
             else {
                 node_free(key);
@@ -218,10 +323,10 @@ static int build_node(builder *b, yaml_event_t *ev, yt_node **out) {
         }
         break;
     default:
-        rc = fail_at(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-                     "unexpected YAML event", NULL);
+        rc = fail_at(b, line, col, "unexpected YAML event", NULL);
     }
 done:
+    free(ks.slot);
     b->depth--;
     if (rc) {
         node_free(n);
@@ -236,7 +341,11 @@ int yt_load_string(const char *name, const char *text, size_t len, yt_doc **out,
     yt_doc *d = calloc(1, sizeof *d);
     if (!d) return cad_fail(e, CAD_ENOMEM, "%s: out of memory", name);
     d->path = strdup(name);
-    d->text = malloc(len + 1);
+    d->text = len < SIZE_MAX ? malloc(len + 1) : NULL;
+    if (!d->path || !d->text) {
+        yt_doc_free(d);
+        return cad_fail(e, CAD_ENOMEM, "%s: out of memory", name);
+    }
     memcpy(d->text, text, len);
     d->text[len] = 0;
     d->text_len = len;
@@ -288,7 +397,8 @@ int yt_load_file(const char *path, yt_doc **out, cad_err *e) {
     *out = NULL;
     char *buf;
     size_t len;
-    int rc = cad_read_file(path, &buf, &len, e);
+    /* a regular file only (a FIFO would block, /dev/zero never ends), and of sane size */
+    int rc = cad_read_regular_file(path, NULL, YT_MAX_FILE_BYTES, &buf, &len, e);
     if (rc) return rc;
     rc = yt_load_string(path, buf, len, out, e);
     free(buf);
@@ -325,19 +435,30 @@ static const char *kind_name(yt_kind k) {
     return k == YT_SCALAR ? "a scalar" : k == YT_SEQ ? "a list" : "a mapping";
 }
 
+/* Copy a number's text without "_" digit separators into buf (cap YT_MAX_NUMBER_CHARS + 1);
+ * -1 when it does not fit: refused, not cut (a cut could drop junk or digits). */
+static int number_text(const char *s, char *buf, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; s[i]; i++) {
+        if (s[i] == '_') continue;
+        if (j + 1 >= cap) return -1;
+        buf[j++] = s[i];
+    }
+    buf[j] = 0;
+    return 0;
+}
+
 int yt_scalar_long(const yt_doc *d, const yt_node *n, long *out, cad_err *e) {
     if (!n || n->kind != YT_SCALAR)
         return yt_fail(e, CAD_EFORMAT, d, n, "integer expected, found %s",
                        n ? kind_name(n->kind) : "nothing");
     const char *s = n->value;
     char *end;
-    errno = 0;
     /* Accept 524_288 and 5e5-style integers written by people, reject 1.5 */
-    char buf[64];
-    size_t j = 0;
-    for (size_t i = 0; s[i] && j + 1 < sizeof buf; i++)
-        if (s[i] != '_') buf[j++] = s[i];
-    buf[j] = 0;
+    char buf[YT_MAX_NUMBER_CHARS + 1];
+    if (number_text(s, buf, sizeof buf))
+        return yt_fail(e, CAD_EFORMAT, d, n, "integer expected, found %zu characters", strlen(s));
+    errno = 0;
     long v = strtol(buf, &end, 10);
     if (*end == 'e' || *end == 'E' || *end == '.') {
         char *dend;
@@ -347,6 +468,8 @@ int yt_scalar_long(const yt_doc *d, const yt_node *n, long *out, cad_err *e) {
             return CAD_OK;
         }
     }
+    if (errno == ERANGE)
+        return yt_fail(e, CAD_EFORMAT, d, n, "integer out of range, found '%s'", s);
     if (errno || end == buf || *end)
         return yt_fail(e, CAD_EFORMAT, d, n, "integer expected, found '%s'", s);
     *out = v;
@@ -357,11 +480,9 @@ int yt_scalar_double(const yt_doc *d, const yt_node *n, double *out, cad_err *e)
     if (!n || n->kind != YT_SCALAR)
         return yt_fail(e, CAD_EFORMAT, d, n, "number expected, found %s",
                        n ? kind_name(n->kind) : "nothing");
-    char buf[128];
-    size_t j = 0;
-    for (size_t i = 0; n->value[i] && j + 1 < sizeof buf; i++)
-        if (n->value[i] != '_') buf[j++] = n->value[i];
-    buf[j] = 0;
+    char buf[YT_MAX_NUMBER_CHARS + 1];
+    if (number_text(n->value, buf, sizeof buf))
+        return yt_fail(e, CAD_EFORMAT, d, n, "number expected, found %zu characters", strlen(n->value));
     char *end;
     errno = 0;
     double v = strtod(buf, &end);

@@ -4,7 +4,9 @@
  * Both readers of YAML in caddie use this: the engine's run config (engine/config.c) and
  * the sweep spec (sweep/spec.c). They need the same things: nested maps/sequences/scalars,
  * the 1-based line:col of every node for "file:line:col: message" errors, and duplicate
- * keys rejected. Anchors/aliases are resolved by copying; tags are ignored.
+ * keys rejected. Anchors/aliases are resolved by copying, within a budget (2,000,000 nodes and
+ * 64 levels for the whole tree, copies included: an alias bomb is an error, not an OOM);
+ * tags are ignored.
  * Not here: any meaning of keys (validation belongs to the reader).
  */
 #ifndef CADDIE_YAMLTREE_H
@@ -35,8 +37,10 @@ typedef struct yt_doc {
     yt_node *root;       /* NULL for an empty document */
 } yt_doc;
 
-/* Parse a file. On a syntax error or duplicate key returns CAD_EFORMAT with
- * "path:line:col: message". On success *out must be freed with yt_doc_free. */
+/* Parse a file. On a syntax error, duplicate key or exceeded budget returns CAD_EFORMAT with
+ * "path:line:col: message". The file must be a regular file of at most 64 MiB (a FIFO or
+ * device is CAD_EIO "path: not a regular file (...)", without blocking). On success *out must
+ * be freed with yt_doc_free. */
 int yt_load_file(const char *path, yt_doc **out, cad_err *e);
 /* Same for text in memory; name is used in messages. */
 int yt_load_string(const char *name, const char *text, size_t len, yt_doc **out, cad_err *e);

@@ -7,6 +7,7 @@
 #include "sweep/spec.h"
 
 #include "engine/config.h"
+#include "engine/fsutil.h"
 #include "engine/sha256.h"
 
 #include <ctype.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *const cad_sweep_builtin_templates[] = {"run_id", "run_dir", "devices", "sweep", "seed",
                                                    NULL};
@@ -623,9 +625,14 @@ static int parse_base(vctx *v, const yt_node *n, cad_err *e) {
         free(tmp);
     }
     if (!s->base) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    FILE *f = fopen(s->base, "r");
-    if (!f) return yt_fail(e, CAD_EIO, v->d, n, "base config '%s' (resolved to %s): %s", b, s->base, strerror(errno));
-    fclose(f); /* opened only to name an unreadable base here, at the sweep's line */
+    /* opened only to name an unreadable base here, at the sweep's line; a regular file only:
+     * fopen of a FIFO would block here forever (engine/fsutil.h) */
+    int base_fd;
+    cad_err oe;
+    cad_err_clear(&oe);
+    if (cad_open_regular(s->base, NULL, &base_fd, &oe))
+        return yt_fail(e, CAD_EIO, v->d, n, "base config '%s' (resolved to %s): %s", b, s->base, oe.msg);
+    close(base_fd);
     if (s->engine == CAD_ENGINE_CADDIE && v->scratch_ok) {
         cad_err e2;
         cad_err_clear(&e2);

@@ -5,6 +5,7 @@
 #include "test_util.h"
 #include "engine/shard.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -169,6 +170,23 @@ static void test_missing_and_dir(void) {
     expect_open_fail(check_tmpdir(), 0, CAD_EIO, "not a regular file", NULL);
 }
 
+/* A FIFO with no writer blocked open() forever; /dev/zero is a device, not a shard. Both are
+ * refused at once (alarm turns a hang into a failure), for the header read too. */
+static void test_fifo_and_device_refused(void) {
+    const char *fifo = check_tmp_path("fifo.bin");
+    unlink(fifo);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(10);
+    expect_open_fail(fifo, 0, CAD_EIO, "not a regular file", "FIFO");
+    expect_open_fail("/dev/zero", 0, CAD_EIO, "not a regular file", "device");
+    long n;
+    cad_err e;
+    CHECK_EQ_INT(cad_shard_read_header(fifo, &n, &e), CAD_EIO);
+    CHECK_MSG(strstr(e.msg, fifo) && strstr(e.msg, "not a regular file"), "msg: %s", e.msg);
+    alarm(0);
+    unlink(fifo);
+}
+
 static void test_glob_sorted_and_empty(void) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/g", check_tmpdir());
@@ -225,6 +243,7 @@ int main(void) {
     RUN(test_truncated);
     RUN(test_id_out_of_vocab);
     RUN(test_missing_and_dir);
+    RUN(test_fifo_and_device_refused);
     RUN(test_glob_sorted_and_empty);
     RUN(test_write_errors);
     return check_report();

@@ -171,6 +171,68 @@ static void test_invalid_combinations(void) {
     }
 }
 
+/* Numbers that used to be misread: a value beyond int that the engine narrowed (4294967424 =
+ * 2^32 + 128 trained a 128-wide model), text longer than the parse buffer (cut to its zeros
+ * and read as 0, junk suffix ignored), and non-finite floats. Each names the key. */
+static void test_numbers_out_of_range_long_or_junk(void) {
+    expect_invalid("model_dim=4294967424", "key 'model_dim': integer 4294967424 out of range");
+    expect_invalid("num_layers=-2147483649", "key 'num_layers': integer -2147483649 out of range");
+    expect_invalid("iterations=99999999999999999999999", "key 'iterations': integer 99999999999999999999999 out of range");
+    char zeros[200] = "matrix_lr=";
+    size_t o = strlen(zeros);
+    for (int i = 0; i < 127; i++) zeros[o++] = '0';
+    snprintf(zeros + o, sizeof zeros - o, "5xyz");
+    expect_invalid(zeros, "key 'matrix_lr': number expected, got 131 characters");
+    zeros[o + 1] = 0; /* 127 zeros and a 5: a fine (if odd) way to write 5 */
+    {
+        char *sets[] = {zeros};
+        cad_config c;
+        cad_err e = {0};
+        CHECK_MSG(cad_config_resolve(&c, NULL, 1, sets, &e) == CAD_OK && c.matrix_lr == 5.0, "%s", e.msg);
+        cad_config_free(&c);
+    }
+    expect_invalid("matrix_lr=0.05xyz", "key 'matrix_lr': finite number expected, got '0.05xyz'");
+    expect_invalid("model_dim=512abc", "key 'model_dim': integer expected, got '512abc'");
+    expect_invalid("matrix_lr=inf", "key 'matrix_lr': finite number expected, got 'inf'");
+    expect_invalid("matrix_lr=-Infinity", "key 'matrix_lr'");
+    expect_invalid("embed_lr=nan", "key 'embed_lr': finite number expected, got 'nan'");
+    expect_invalid("rope_base=1e309", "key 'rope_base': finite number expected, got '1e309'");
+    expect_invalid("seed=1.5", "key 'seed': integer expected");
+    /* the seed is a 64-bit generator seed: any long is fine */
+    {
+        char *sets[] = {"seed=4294967424"};
+        cad_config c;
+        cad_err e = {0};
+        CHECK_MSG(cad_config_resolve(&c, NULL, 1, sets, &e) == CAD_OK && c.seed == 4294967424L, "%s", e.msg);
+        cad_config_free(&c);
+    }
+    /* the same text in a YAML file is refused at its line:col */
+    const char *path = check_write_file(check_tmp_path("big.yaml"), "num_layers: 4\nmodel_dim: 4294967424\n");
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_resolve(&c, path, 0, NULL, &e) == CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "big.yaml:2:12") && strstr(e.msg, "model_dim") && strstr(e.msg, "out of range"), "%s",
+              e.msg);
+    cad_config_free(&c);
+}
+
+/* Run ids that are not a plain directory name: ".." wrote the run's files into the current
+ * directory (runs/..), "." into runs/ itself. */
+static void test_run_id_must_name_its_own_directory(void) {
+    expect_invalid("run_id=..", "run_id='..': not a directory name");
+    expect_invalid("run_id=.", "run_id='.': not a directory name");
+    expect_invalid("run_id=../x", "run_id='../x'");
+    expect_invalid("run_id=a/b", "run_id='a/b'");
+    expect_invalid("run_id= ", "run_id=' '");
+    expect_invalid("run_id=a\tb", "found byte 0x09");
+    expect_invalid("run_id=a\x01", "found byte 0x01");
+    char *sets[] = {"run_id=..x.y"};
+    cad_config c;
+    cad_err e = {0};
+    CHECK_MSG(cad_config_resolve(&c, NULL, 1, sets, &e) == CAD_OK, "%s", e.msg);
+    cad_config_free(&c);
+}
+
 static void test_resolved_yaml_round_trips(void) {
     char *sets[] = {"code_files=a.c,b/*.h", "rope_base=20000", "adam_eps=1e-10", "run_id=x1",
                     "init_from=w \"q\".safetensors"};
@@ -225,6 +287,8 @@ int main(void) {
     RUN(test_unknown_key_closest_name);
     RUN(test_type_errors_name_the_place);
     RUN(test_invalid_combinations);
+    RUN(test_numbers_out_of_range_long_or_junk);
+    RUN(test_run_id_must_name_its_own_directory);
     RUN(test_resolved_yaml_round_trips);
     RUN(test_yaml_list_joins);
     RUN(test_key_table_api);

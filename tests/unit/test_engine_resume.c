@@ -11,7 +11,9 @@
 #include "engine/shard.h"
 #include "engine/train.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char data_dir[4200];
 
@@ -181,6 +183,13 @@ static void test_checkpoint_errors(void) {
     check_write_file(path, "NOTACKPTxxxxxxxx");
     CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EFORMAT);
     CHECK_MSG(strstr(e.msg, "bad magic"), "%s", e.msg);
+    /* a FIFO at the checkpoint path blocked fopen forever; now refused at once (alarm guards) */
+    CHECK(unlink(path) == 0 && mkfifo(path, 0600) == 0);
+    alarm(10);
+    CHECK(cad_checkpoint_load(path, &m, &got, be, p2, s2, &e) == CAD_EIO);
+    CHECK_MSG(strstr(e.msg, path) && strstr(e.msg, "not a regular file"), "%s", e.msg);
+    alarm(0);
+    unlink(path);
 }
 
 int main(void) {

@@ -12,6 +12,10 @@
 #include "check.h"
 #include "engine/safetensors.h"
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #define NT 6
 static const char *names[NT] = {"tok_emb.weight", "skip_weights", "blocks.0.attn.c_q.weight",
                                 "blocks.0.attn.q_gain", "blocks.0.attn_scale", "blocks.0.resid_mix"};
@@ -148,9 +152,80 @@ static void test_round_trip_and_errors(void) {
     for (int k = 0; k < NT; k++) free(bufs[k]), free(bufs2[k]);
 }
 
+/* A file with the given header JSON (its exact length declared) and n_data zero bytes. */
+static const char *write_st(const char *name, const char *json, size_t json_len, int n_data) {
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/%s", check_tmpdir(), name);
+    FILE *f = fopen(path, "wb");
+    uint64_t h = json_len;
+    fwrite(&h, 8, 1, f);
+    fwrite(json, 1, json_len, f);
+    for (int k = 0; k < n_data; k++) fputc(0, f);
+    fclose(f);
+    return path;
+}
+
+/* Headers an adversary would write: each is refused with a message naming the problem,
+ * never loaded wrong (under ASan a heap overrun here would abort the test). */
+static void test_hostile_headers_refused(void) {
+    cad_err e = {0};
+    cad_safetensors_file sf;
+    /* numel*2 wraps to 0 in size_t: offsets [0,0] used to "fit", then 2^63 floats were copied */
+    const char *ovf = "{\"a\":{\"dtype\":\"F16\",\"shape\":[4611686018427387904,2],\"data_offsets\":[0,0]}}";
+    const char *p = write_st("ovf.safetensors", ovf, strlen(ovf), 0);
+    int rc = cad_safetensors_load(p, &sf, &e);
+    CHECK_MSG(rc == CAD_EFORMAT && strstr(e.msg, "tensor 'a'") && strstr(e.msg, "[4611686018427387904,2]"),
+              "rc %d msg '%s'", rc, e.msg);
+    /* a NUL inside a name would load tensor "a\0b" as "a" */
+    const char *nul = "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    p = write_st("nul.safetensors", nul, strlen(nul), 4);
+    rc = cad_safetensors_load(p, &sf, &e);
+    CHECK_MSG(rc == CAD_EFORMAT && strstr(e.msg, "NUL character") && strstr(e.msg, "nul.safetensors"),
+              "rc %d msg '%s'", rc, e.msg);
+    /* a raw NUL byte in a name, too */
+    const char raw[] = "{\"a\0b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    p = write_st("rawnul.safetensors", raw, sizeof raw - 1, 4);
+    rc = cad_safetensors_load(p, &sf, &e);
+    CHECK_MSG(rc == CAD_EFORMAT && strstr(e.msg, "NUL character"), "rc %d msg '%s'", rc, e.msg);
+    /* bytes after the JSON object inside the declared header length */
+    const char *junk = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}  xyz";
+    p = write_st("junk.safetensors", junk, strlen(junk), 4);
+    rc = cad_safetensors_load(p, &sf, &e);
+    CHECK_MSG(rc == CAD_EFORMAT && strstr(e.msg, "unexpected bytes after the header"), "rc %d msg '%s'", rc, e.msg);
+    const char *two = "{}{}";
+    p = write_st("two.safetensors", two, strlen(two), 0);
+    CHECK(cad_safetensors_load(p, &sf, &e) == CAD_EFORMAT);
+    /* the format's padding (spaces) stays fine */
+    const char *pad = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}       ";
+    p = write_st("pad.safetensors", pad, strlen(pad), 4);
+    rc = cad_safetensors_load(p, &sf, &e);
+    CHECK_MSG(rc == CAD_OK && sf.n == 1 && strcmp(sf.tensors[0].name, "a") == 0 && sf.tensors[0].data[0] == 0.0f,
+              "rc %d msg '%s'", rc, e.msg);
+    if (rc == CAD_OK) cad_safetensors_file_free(&sf);
+}
+
+/* A FIFO at the weights path would block the read forever: refused at once (alarm guards it). */
+static void test_fifo_refused(void) {
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/w.safetensors", check_tmpdir());
+    unlink(fifo);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(10);
+    cad_safetensors_file sf;
+    cad_err e = {0};
+    int rc = cad_safetensors_load(fifo, &sf, &e);
+    CHECK_MSG(rc == CAD_EIO && strstr(e.msg, fifo) && strstr(e.msg, "not a regular file"), "rc %d msg '%s'", rc, e.msg);
+    rc = cad_safetensors_load("/dev/zero", &sf, &e);
+    CHECK_MSG(rc == CAD_EIO && strstr(e.msg, "/dev/zero: not a regular file"), "rc %d msg '%s'", rc, e.msg);
+    alarm(0);
+    unlink(fifo);
+}
+
 int main(void) {
     RUN(test_reads_torch_file);
     RUN(test_writes_torch_verified_bytes);
     RUN(test_round_trip_and_errors);
+    RUN(test_hostile_headers_refused);
+    RUN(test_fifo_refused);
     return check_report();
 }

@@ -2,7 +2,9 @@
 #include "test_util.h"
 #include "engine/fsutil.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void test_mkdir_p_creates_parents_and_is_idempotent(void) {
     char path[4096];
@@ -43,9 +45,61 @@ static void test_read_file_whole_and_missing(void) {
     CHECK_MSG(strstr(e.msg, "/nonexistent/f: cannot open") != NULL, "msg: %s", e.msg);
 }
 
+/* A FIFO with no writer blocks a plain open() forever and /dev/zero never ends: both are
+ * refused at once, naming the path. alarm() turns a regression (a hang) into a failure. */
+static void test_regular_file_refuses_fifo_and_device(void) {
+    const char *fifo = check_tmp_path("fifo");
+    unlink(fifo);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(10);
+    int fd;
+    cad_err e;
+    CHECK_EQ_INT(cad_open_regular(fifo, NULL, &fd, &e), CAD_EIO);
+    CHECK(fd == -1);
+    CHECK_MSG(strstr(e.msg, fifo) && strstr(e.msg, "not a regular file (a FIFO)"), "msg: %s", e.msg);
+    char *buf = (char *)1;
+    size_t len;
+    CHECK_EQ_INT(cad_read_regular_file(fifo, NULL, 1 << 20, &buf, &len, &e), CAD_EIO);
+    CHECK(buf == NULL);
+    CHECK_MSG(strstr(e.msg, "not a regular file") != NULL, "msg: %s", e.msg);
+    CHECK_EQ_INT(cad_read_regular_file("/dev/zero", NULL, 1 << 20, &buf, &len, &e), CAD_EIO);
+    CHECK_MSG(strstr(e.msg, "/dev/zero: not a regular file (a character device)") != NULL, "msg: %s", e.msg);
+    CHECK_EQ_INT(cad_open_regular(check_tmpdir(), NULL, &fd, &e), CAD_EIO);
+    CHECK_MSG(strstr(e.msg, "not a regular file (a directory)") != NULL, "msg: %s", e.msg);
+    CHECK_EQ_INT(cad_open_regular("/nonexistent/f", "shard", &fd, &e), CAD_EIO);
+    CHECK_MSG(strstr(e.msg, "/nonexistent/f: cannot open shard: ") != NULL, "msg: %s", e.msg);
+    alarm(0);
+    unlink(fifo);
+}
+
+static void test_regular_file_reads_whole_and_blocking(void) {
+    const char *file = check_tmp_path("regular");
+    check_write_file(file, "abc\n");
+    int fd;
+    cad_err e;
+    CHECK_EQ_INT(cad_open_regular(file, NULL, &fd, &e), CAD_OK);
+    CHECK(fd >= 0 && (fcntl(fd, F_GETFL) & O_NONBLOCK) == 0);
+    if (fd >= 0) close(fd);
+    char *buf;
+    size_t len;
+    CHECK_EQ_INT(cad_read_regular_file(file, NULL, 4, &buf, &len, &e), CAD_OK); /* exactly the cap */
+    CHECK_EQ_INT(len, 4);
+    CHECK_STR(buf, "abc\n");
+    free(buf);
+    CHECK_EQ_INT(cad_read_regular_file(file, NULL, 3, &buf, &len, &e), CAD_EIO);
+    CHECK(buf == NULL);
+    CHECK_MSG(strstr(e.msg, file) && strstr(e.msg, "4 bytes, more than the 3-byte limit"), "msg: %s", e.msg);
+    check_write_file(file, "");
+    CHECK_EQ_INT(cad_read_regular_file(file, NULL, 3, &buf, &len, &e), CAD_OK);
+    CHECK(buf && len == 0 && buf[0] == 0);
+    free(buf);
+}
+
 int main(void) {
     RUN(test_mkdir_p_creates_parents_and_is_idempotent);
     RUN(test_mkdir_p_over_a_file_names_it);
     RUN(test_read_file_whole_and_missing);
+    RUN(test_regular_file_refuses_fifo_and_device);
+    RUN(test_regular_file_reads_whole_and_blocking);
     return check_report();
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t0003 — the manuals and `caddie help` agree: every `caddie COMMAND [SUBCOMMAND]` named in the
 # code of README.md or docs/*.md is a command of `caddie help` (and a subcommand its usage
-# lists), and every command of `caddie help` is named in some docs/*.md manual.
+# lists), and every command of `caddie help` is named in some docs/*.md manual; the command
+# table of the README ("## The commands") lists exactly the commands of `caddie help` but help.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/docs_lib.sh"
 
@@ -39,5 +40,11 @@ test_expect_success 'every subcommand the docs name is in its command usage' '
 test_expect_success 'every command of caddie help is documented in a manual (docs/*.md)' '
     comm -23 help_cmds in_manuals >undocumented &&
     { test ! -s undocumented || { echo "in caddie help but in no manual:"; cat undocumented; false; }; }
+'
+test_expect_success 'the README command table lists every command (but help), and only those' '
+    docs_section "$CADDIE_SRC/README.md" "The commands" | grep "^| \`" | cut -d"|" -f2 |
+        grep -oE "\`[a-z][a-z0-9-]*\`" | tr -d "\`" | sort >readme_cmds &&
+    grep -vx help help_cmds >want &&
+    test_cmp want readme_cmds
 '
 test_done

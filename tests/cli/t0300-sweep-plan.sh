@@ -27,11 +27,11 @@ test_expect_success 'dedup across sweeps: baseline seed 1337 is qk_gain_init=1.5
     caddie sweep plan "$CADDIE_SRC/experiments/vocab.yaml" --db x.db >out &&
     test_grep "^pending +vocab-[0-9a-f]{8} +vocab=1024 seed=1337  \(= baseline-" out
 '
-# The sweep examples of the README's "Sweep file reference" must stay valid.
+# The sweep examples of docs/sweeps.md's "Sweep file reference" must stay valid.
 mkdir -p readme && cp -r "$CADDIE_SRC/experiments/configs" readme/configs
 awk '/^## Sweep file reference/{s=1; next} /^## /{s=0} s && /^```yaml$/{f=1; n++; next}
-     s && f && /^```$/{f=0; next} s && f {print > sprintf("readme/example%d.yaml", n)}' "$CADDIE_SRC/README.md"
-test_expect_success 'the README sweep examples validate and expand as documented' '
+     s && f && /^```$/{f=0; next} s && f {print > sprintf("readme/example%d.yaml", n)}' "$CADDIE_SRC/docs/sweeps.md"
+test_expect_success 'the docs/sweeps.md sweep examples validate and expand as documented' '
     caddie sweep plan readme/example1.yaml --db none.db >out &&
     test $(grep -c "^queue " out) -eq 8 &&
     test_grep "^queue +vocab_lr-[0-9a-f]{8} +vocab=4096 matrix_lr=0.04 scalar_lr=0.04 seed=42$" out &&

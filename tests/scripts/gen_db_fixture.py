@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gen_db_fixture.py — writes tests/fixtures/db/runs/: run directories (run.json,
 metrics.jsonl, result.json) with known values, from which `caddie db rebuild` makes the
-fixture DB the README query cookbook is tested against (tests/cli/t0310-db-cookbook.sh).
+fixture DB the query cookbook of docs/database.md is tested against (tests/cli/t0310-db-cookbook.sh).
 
 Design (values chosen so every cookbook answer is obvious):
   sweep qk_gain (engine caddie): qk_gain_init 1.5 / 4.0 / 5.25 x seeds 1337, 42, all done

@@ -5,7 +5,7 @@
  * (tensor lists, checkpoint meta) that both the harnesses and gen_seeds.c use, so generated
  * seeds match what the harnesses expect.
  *
- * Header-only (static functions) so each harness stays one translation unit that both clang's
+ * Header-only (static inline functions) so each harness stays one translation unit that both clang's
  * libFuzzer link and gcc's replay_main.c link compile as is.
  * Not here: the parsers' own checks (the library), running the fuzzer (run_fuzz.sh).
  */
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char fuzz_dir_[PATH_MAX], fuzz_file_[PATH_MAX];
 
-static void fuzz_cleanup_(void) {
+static inline void fuzz_cleanup_(void) {
     if (fuzz_file_[0]) unlink(fuzz_file_);
     if (fuzz_dir_[0]) rmdir(fuzz_dir_);
 }
@@ -47,12 +47,13 @@ static void fuzz_cleanup_(void) {
  * loader that resolves relative paths (a sweep's `base:`) finds only the input itself.
  * Failing to write is the machine's problem, not a finding, but fuzzing on without the file
  * would test nothing: abort. */
-static const char *fuzz_write_input(const char *name, const uint8_t *data, size_t size) {
+static inline const char *fuzz_write_input(const char *name, const uint8_t *data, size_t size) {
     if (!fuzz_dir_[0]) {
         const char *tmp = getenv("TMPDIR");
         snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/caddie-fuzz.XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(fuzz_dir_)) FUZZ_FAIL("mkdtemp %s failed", fuzz_dir_);
-        snprintf(fuzz_file_, sizeof fuzz_file_, "%s/%s", fuzz_dir_, name);
+        if ((size_t)snprintf(fuzz_file_, sizeof fuzz_file_, "%s/%s", fuzz_dir_, name) >= sizeof fuzz_file_)
+            FUZZ_FAIL("temp path too long under %s", fuzz_dir_);
         atexit(fuzz_cleanup_);
     }
     FILE *f = fopen(fuzz_file_, "wb");
@@ -63,7 +64,7 @@ static const char *fuzz_write_input(const char *name, const uint8_t *data, size_
 }
 
 /* status.h: a function that fails fills the cad_err with one line saying what is wrong. */
-static void fuzz_check_err(int rc, const cad_err *e, const char *what) {
+static inline void fuzz_check_err(int rc, const cad_err *e, const char *what) {
     if (rc == CAD_OK) return;
     if (strnlen(e->msg, sizeof e->msg) == sizeof e->msg) FUZZ_FAIL("%s: error message not terminated", what);
     if (e->msg[0] == 0) FUZZ_FAIL("%s: failed (status %d) with an empty message", what, rc);
@@ -72,7 +73,7 @@ static void fuzz_check_err(int rc, const cad_err *e, const char *what) {
 /* ---- the small models the binary-format harnesses load into ---------------------------- */
 
 /* A checkpoint meta a tiny model would have (the shape fields must match to get past them). */
-static cad_checkpoint_meta fuzz_ckpt_want(void) {
+static inline cad_checkpoint_meta fuzz_ckpt_want(void) {
     cad_checkpoint_meta m;
     memset(&m, 0, sizeof m); /* padding too: the meta is written and hashed as raw bytes */
     m.step = 3;
@@ -99,7 +100,7 @@ static cad_checkpoint_meta fuzz_ckpt_want(void) {
  * 3-D tensor and a plain vector, so every scheme and rank has a place to land. */
 #define FUZZ_N_TENSORS 4
 static float fuzz_tdata_[FUZZ_N_TENSORS][64];
-static void fuzz_tensors(cad_named_tensor ts[FUZZ_N_TENSORS]) {
+static inline void fuzz_tensors(cad_named_tensor ts[FUZZ_N_TENSORS]) {
     static const struct { const char *name; int ndim; int64_t shape[3]; } spec[FUZZ_N_TENSORS] = {
         {"tok_emb.weight", 2, {8, 4, 0}},
         {"blocks.0.attn_scale", 1, {4, 0, 0}},

@@ -77,7 +77,8 @@ static void gen_int8(void) {
         cad_quant_opts qo = {.compressor = c ? CAD_COMPRESS_ZSTD : CAD_COMPRESS_ZLIB, .matrix_bits = 8, .embed_bits = 8};
         char tmp[PATH_MAX];
         snprintf(tmp, sizeof tmp, "%s/.artifact.tmp", root);
-        if (cad_int8_export(tmp, ts, FUZZ_N_TENSORS, &qo, NULL, &e) != CAD_OK) die("cad_int8_export", &e);
+        cad_int8_stats st;
+        if (cad_int8_export(tmp, ts, FUZZ_N_TENSORS, &qo, &st, &e) != CAD_OK) die("cad_int8_export", &e);
         size_t len;
         unsigned char *a = read_bytes(tmp, &len);
         write_bytes("int8", c ? "gen-export-zstd" : "gen-export-zlib", &mode0, 1, a, len);

@@ -44,7 +44,7 @@ for spec in "$@"; do
     ncrash=$(find "$crashes" -type f -newer "$stamp" | wc -l)
     rm -f "$stamp"
     el=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
-    rate=$(awk -v x="$execs" -v t="$el" 'BEGIN { printf "%.0f", t > 0 ? x / t : 0 }')
+    rate=$(awk -v x="$execs" -v t="$el" 'BEGIN { printf "%.0f", (t > 0 ? x / t : 0) }')
     echo "fuzz $target: $execs execs in $el s ($rate/s), $ncrash crashes"
     if [ "$rc" -ne 0 ] && [ "$ncrash" -eq 0 ]; then
         echo "fuzz $target: libFuzzer exited $rc without a crash file; see $log" >&2

@@ -25,7 +25,7 @@ for src in "$CADDIE_SRC"/tests/fuzz/fuzz_*.c; do
         test_expect_success "$t: ${#files[@]} $kind input(s) replay without a sanitizer report" '
             "$replay_dir/replay_$t" "${files[@]}" >out 2>&1; rc=$?
             if [ $rc -ne 0 ] || grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:|fuzz invariant failed" out; then
-                grep -m1 -B2 -A25 -E "ERROR: |runtime error:|fuzz invariant failed" out || tail -n 25 out
+                grep -m1 -A14 -E "ERROR: |runtime error:|fuzz invariant failed" out || tail -n 25 out
                 echo "replay_$t exited $rc"; false
             fi &&
             test "$(grep -c "^replayed " out)" -eq ${#files[@]}

@@ -8,6 +8,7 @@
 #   make bench      benchmarks (figures, never pass/fail)
 #   make screenshot docs/report.png from `caddie report` in headless Chromium (DB=file optional)
 #   make sample     tokenize the bundled FineWeb sample into challenge-format shards
+#   make fuzz       libFuzzer (clang) on every file parser, FUZZ_SECONDS each (default 20)
 #
 # Sources are discovered by directory: engine/*.c|*.cc, sweep/*.c, reports/*.c make
 # libcaddie; cli/main.c is the entry point; tests/unit/test_*.c are test executables;
@@ -152,6 +153,75 @@ build/cuda/%.o: %.cu $(wildcard kernels/*.cuh kernels/*.h engine/*.h) | deps
 build/cuda/libcaddie_cuda.a: $(CU_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
+# ---- fuzzing (clang libFuzzer): make fuzz ---------------------------------------------
+# tests/fuzz/fuzz_<target>.c each define LLVMFuzzerTestOneInput over one real parser. `make fuzz`
+# builds the library a third time with clang (its own objects under build/fuzz/, coverage
+# instrumented), links each harness with libFuzzer, seeds a corpus per target and runs it for
+# FUZZ_SECONDS; it fails when any target crashed, keeping the inputs in build/fuzz/crashes/.
+# The same harnesses are linked with tests/fuzz/replay_main.c under gcc ASan+UBSan
+# (build/asan/fuzz/replay_<target>), so the seeds and saved crash inputs are replayed by
+# `make test` (tests/cli/t0801-fuzz-replay.sh). Not here: what a harness feeds (the .c files).
+FUZZ_CC      := clang
+FUZZ_CXX     := clang++
+FUZZ_SECONDS ?= 20
+FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# The library is written for gcc: clang ignores its `#pragma GCC optimize`, and at -O1 under
+# the sanitizers it declines some `omp simd` loops (an optimizer note, not a code problem).
+FUZZ_CFLAGS   = $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wno-unknown-pragmas -Wno-pass-failed
+FUZZ_CXXFLAGS = $(CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_PKGS    := clang libclang-rt-dev libomp-dev
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_OBJ     := $(LIB_C:%.c=build/fuzz/%.o) $(LIB_CXX:%.cc=build/fuzz/%.o) build/fuzz/gen/buildinfo.o build/fuzz/gen/schema_sql.o
+FUZZ_BIN     := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+FUZZ_REPLAY_BIN := $(FUZZ_TARGETS:%=build/asan/fuzz/replay_%)
+# Largest input per target: a few headers' worth for binary formats, a long file for text.
+FUZZ_MAXLEN_config := 8192
+FUZZ_MAXLEN_spec := 8192
+FUZZ_MAXLEN_shard := 4096
+FUZZ_MAXLEN_safetensors := 16384
+FUZZ_MAXLEN_checkpoint := 2048
+FUZZ_MAXLEN_logparse := 65536
+FUZZ_MAXLEN_int8 := 8192
+# Seeds besides tests/fuzz/seeds/<target>/: the repo's own fixtures of that format.
+FUZZ_FIXTURES_config := experiments/configs/*.yaml
+FUZZ_FIXTURES_spec := experiments/*.yaml
+FUZZ_FIXTURES_shard := tests/fixtures/data/loader/*.bin
+FUZZ_FIXTURES_safetensors := tests/fixtures/engine/*.safetensors
+FUZZ_FIXTURES_logparse := tests/fixtures/logs/**/*.txt tests/fixtures/logs/**/*.log
+
+.PHONY: fuzz fuzz-deps fuzz-build fuzz-seeds
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(FUZZ_PKGS)"
+build/fuzz/%.o: %.c | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+build/fuzz/%.o: %.cc | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -MMD -MP -c $< -o $@
+build/fuzz/gen/%.o: build/gen/%.c | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/libcaddie.a: $(FUZZ_OBJ)
+	@rm -f $@; ar rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build/fuzz/libcaddie.a
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $< build/fuzz/libcaddie.a $(LDLIBS) -o $@
+build/asan/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c tests/fuzz/fuzz_common.h build/asan/libcaddie.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN_OPT) $< tests/fuzz/replay_main.c build/asan/libcaddie.a $(LDLIBS) -o $@
+fuzz-build: $(FUZZ_BIN)
+
+# Regenerates tests/fuzz/seeds/ from the library's own writers (valid files of each format).
+build/asan/fuzz/gen_seeds: tests/fuzz/gen_seeds.c build/asan/libcaddie.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN_OPT) $< build/asan/libcaddie.a $(LDLIBS) -o $@
+fuzz-seeds: build/asan/fuzz/gen_seeds
+	./build/asan/fuzz/gen_seeds tests/fuzz/seeds
+
+# One target after the other (the CPU is shared); each prints its line, then the totals.
+fuzz: fuzz-build
+	@bash tests/fuzz/run_fuzz.sh "$(FUZZ_SECONDS)" $(foreach t,$(FUZZ_TARGETS),'$(t):$(FUZZ_MAXLEN_$(t)):$(FUZZ_FIXTURES_$(t))')
+
 # ---- sanitized build + tests ---------------------------------------------------------
 build/asan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
@@ -175,7 +245,7 @@ build/asan/tests/test_kernels_emu: $(wildcard kernels/*.cuh kernels/*.h kernels/
 check-layers:
 	@bash tests/layers.sh
 
-test: test-deps build/asan/caddie $(TEST_BIN) sample
+test: test-deps build/asan/caddie $(TEST_BIN) $(FUZZ_REPLAY_BIN) sample
 	@bash tests/run.sh build/asan/tests build/asan/caddie
 
 # ---- bundled sample, demo, bench -----------------------------------------------------

@@ -160,7 +160,7 @@ build/cuda/libcaddie_cuda.a: $(CU_OBJ)
 # FUZZ_SECONDS; it fails when any target crashed, keeping the inputs in build/fuzz/crashes/.
 # The same harnesses are linked with tests/fuzz/replay_main.c under gcc ASan+UBSan
 # (build/asan/fuzz/replay_<target>), so the seeds and saved crash inputs are replayed by
-# `make test` (tests/cli/t0801-fuzz-replay.sh). Not here: what a harness feeds (the .c files).
+# `make test` (tests/cli/t0802-fuzz-replay.sh). Not here: what a harness feeds (the .c files).
 FUZZ_CC      := clang
 FUZZ_CXX     := clang++
 FUZZ_SECONDS ?= 20

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t0801 — the fuzz harnesses' seeds and saved crash inputs replay cleanly: every
+# t0802 — the fuzz harnesses' seeds and saved crash inputs replay cleanly: every
 # tests/fuzz/fuzz_<target>.c has a gcc ASan+UBSan replay binary (build/asan/fuzz/replay_<target>,
 # built by `make test`) that runs the real parser over tests/fuzz/seeds/<target>/* and
 # tests/fuzz/crashes/<target>/* without a crash, a sanitizer report or a harness invariant

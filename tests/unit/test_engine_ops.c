@@ -368,6 +368,71 @@ static void test_attention_gqa_odd_T(void) {
     attention_case(3, 9, 4, 1, 2);  /* multi-query, HD = 2 */
 }
 
+/* Non-finite and huge inputs through the ops whose exp is the CPU backend's fast_expf (scores
+ * and logits): a NaN must come out as NaN in its own rows only, and huge finite values must
+ * saturate the way exp does. Before fast_expf sent NaN through its float -> int conversion
+ * (undefined behaviour; the sanitized build aborts on it), so this test aborts there. T = 7
+ * runs every exp on the scalar path, T = 21 mixes the 16-wide vector path with a scalar tail. */
+static void attention_nonfinite_case(int T) {
+    int B = 1, NH = 2, KV = 1, HD = 4, N = B * T, ld = NH * HD;
+    float scale = 0.5f;
+    float *q = randn((size_t)N * ld, 1.0f), *k = randn((size_t)N * HD, 1.0f), *v = randn((size_t)N * HD, 1.0f);
+    int tnan = 3, thuge = 5;
+    q[(size_t)tnan * ld + 0 * HD + 1] = NAN; /* query (tnan, head 0): every score NaN */
+    for (int d = 0; d < HD; d++) q[(size_t)thuge * ld + 1 * HD + d] = 1e18f * (d % 2 ? -1.0f : 1.0f);
+    float *y = tensor((size_t)N * ld), *lse = tensor((size_t)NH * T);
+    size_t sb = be->attention_scratch_bytes(be, B, T, NH, KV, HD);
+    void *scratch = be->alloc(be, sb);
+    be->attention_forward(be, y, ld, lse, q, ld, k, HD, v, HD, B, T, NH, KV, HD, scale, scratch, sb);
+    double worst = 0.0, p[64];
+    for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++) {
+            const float *yr = y + (size_t)t * ld + h * HD;
+            if (t == tnan && h == 0) {
+                CHECK_MSG(isnan(lse[(size_t)h * T + t]), "T=%d: lse of the NaN query is %g", T, lse[(size_t)h * T + t]);
+                for (int d = 0; d < HD; d++) CHECK_MSG(isnan(yr[d]), "T=%d: y[%d] of the NaN query is %g", T, d, yr[d]);
+                continue;
+            }
+            double mx = -INFINITY, sum = 0.0; /* double reference; exp(-1e18) is 0 */
+            for (int j = 0; j <= t; j++) {
+                double s = 0.0;
+                for (int d = 0; d < HD; d++) s += (double)q[(size_t)t * ld + h * HD + d] * k[(size_t)j * HD + d];
+                p[j] = s * scale;
+                mx = fmax(mx, p[j]);
+            }
+            for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
+            for (int d = 0; d < HD; d++) {
+                double o = 0.0;
+                for (int j = 0; j <= t; j++) o += p[j] / sum * v[(size_t)j * HD + d];
+                CHECK_MSG(isfinite(yr[d]), "T=%d: y(t=%d, h=%d) is %g", T, t, h, yr[d]);
+                worst = fmax(worst, fabs(yr[d] - o));
+            }
+            if (t != thuge || h != 1) worst = fmax(worst, fabs(lse[(size_t)h * T + t] - (mx + log(sum))));
+            else CHECK_NEAR(lse[(size_t)h * T + t], mx, 0.0, 1e-6); /* |score| ~ 1e18: lse is the max */
+        }
+    CHECK_MSG(worst < 2e-5, "T=%d: attention forward with NaN/huge queries: max error %g", T, worst);
+    float *dy = randn((size_t)N * ld, 1.0f), *dq = tensor((size_t)N * ld), *dk = tensor((size_t)N * HD);
+    float *dv = tensor((size_t)N * HD);
+    be->attention_backward(be, dq, ld, dk, HD, dv, HD, dy, ld, y, ld, lse, q, ld, k, HD, v, HD, B, T, NH, KV, HD,
+                           scale, scratch, sb);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++)
+            for (int d = 0; d < HD; d++) {
+                float g = dq[(size_t)t * ld + h * HD + d];
+                if (t == tnan && h == 0) CHECK_MSG(isnan(g), "T=%d: dq of the NaN query is %g", T, g);
+                else if (t == thuge && h == 1) /* a saturated softmax passes (almost) no gradient */
+                    CHECK_MSG(fabsf(g) < 1e-3f, "T=%d: dq of the saturated query is %g", T, g);
+                else CHECK_MSG(isfinite(g), "T=%d: dq(t=%d, h=%d) is %g", T, t, h, g);
+            }
+    release(q), release(k), release(v), release(y), release(lse), release(scratch), release(dy), release(dq);
+    release(dk), release(dv);
+}
+
+static void test_attention_nonfinite(void) {
+    attention_nonfinite_case(7);
+    attention_nonfinite_case(21);
+}
+
 /* ---- relu^2 ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -570,6 +635,44 @@ static void test_softcap_xent(void) {
     release(lse2);
 }
 
+/* NaN, +-Inf and huge logits (see attention_nonfinite_case for why). V = 21: 16 lanes on the
+ * vector path, 5 on the scalar tail, with special values on both. Row 0 holds a NaN: its lse,
+ * loss and gradient are NaN. Row 1 holds +-Inf and +-1e30: they saturate to +-cap (tanh(+-inf)
+ * = +-1), so lse and loss stay finite and their gradient is exactly 0 (1 - (z/cap)^2 = 0).
+ * Row 2 is ordinary and must not notice its neighbours. */
+static void test_softcap_xent_nonfinite(void) {
+    int N = 3, V = 21;
+    float cap = 30.0f;
+    size_t n = (size_t)N * V;
+    float *raw = randn(n, 5.0f), *z = tensor(n), *lse = tensor(N), *loss = tensor(N);
+    int32_t *tgt = (int32_t *)be->alloc(be, sizeof(int32_t) * N);
+    tgt[0] = 4, tgt[1] = 19, tgt[2] = 11; /* row 1's target is the +Inf logit */
+    raw[2] = NAN, raw[18] = NAN;
+    float special[4] = {INFINITY, -INFINITY, 1e30f, -1e30f};
+    int at[4] = {19, 3, 20, 17};
+    for (int i = 0; i < 4; i++) raw[V + at[i]] = special[i];
+    memcpy(z, raw, n * sizeof(float));
+    be->softcap_xent_forward(be, z, lse, loss, tgt, N, V, cap);
+    CHECK_MSG(isnan(lse[0]) && isnan(loss[0]), "NaN row: lse %g loss %g", lse[0], loss[0]);
+    for (int r = 1; r < N; r++) {
+        double mx = -INFINITY, sum = 0.0, zr[32];
+        for (int j = 0; j < V; j++) {
+            zr[j] = cap * tanh((double)raw[(size_t)r * V + j] / cap);
+            CHECK_NEAR(z[(size_t)r * V + j], zr[j], 1e-5, 0.0);
+            mx = fmax(mx, zr[j]);
+        }
+        for (int j = 0; j < V; j++) sum += exp(zr[j] - mx);
+        CHECK_NEAR(lse[r], mx + log(sum), 2e-5, 0.0);
+        CHECK_NEAR(loss[r], mx + log(sum) - zr[tgt[r]], 2e-5, 0.0);
+    }
+    for (int i = 0; i < 4; i++) CHECK(z[V + at[i]] == (i % 2 ? -cap : cap));
+    be->softcap_xent_backward(be, z, lse, tgt, N, V, cap, 1.0f);
+    for (int j = 0; j < V; j++) CHECK_MSG(isnan(z[j]), "NaN row: dlogit[%d] is %g", j, z[j]);
+    for (int i = 0; i < 4; i++) CHECK_MSG(z[V + at[i]] == 0.0f, "saturated dlogit[%d] is %g", at[i], z[V + at[i]]);
+    for (size_t j = V; j < n; j++) CHECK(isfinite(z[j]));
+    release(raw), release(z), release(lse), release(loss), release(tgt);
+}
+
 /* ---- elementwise / reductions ------------------------------------------------------------ */
 
 static void test_elementwise(void) {
@@ -622,11 +725,13 @@ int main(void) {
     RUN(test_rmsnorm);
     RUN(test_qk_norm_rope);
     RUN(test_attention_gqa_odd_T);
+    RUN(test_attention_nonfinite);
     RUN(test_relu2);
     RUN(test_xsa);
     RUN(test_resid_mix);
     RUN(test_scale_add);
     RUN(test_softcap_xent);
+    RUN(test_softcap_xent_nonfinite);
     RUN(test_elementwise);
     RUN(test_adam_update);
     return check_report();

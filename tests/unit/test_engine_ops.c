@@ -14,7 +14,11 @@
  * is subtracted before comparing, and written slots (=) on buffers pre-filled with garbage, so
  * a wrong =/+= contract fails too.
  *
- * Not here: the whole model (test_engine_model.c), the optimizers (trainer tests).
+ * Each op's test is named after it (test_<op>, the slot name without _forward/_backward), as in
+ * kernels/README.md's op table, and the sections follow the slot order of engine/backend.h.
+ *
+ * Not here: the whole model (test_engine_model.c), the optimizers (trainer tests), matmul_batched
+ * and gram_batched (test_engine_gram.c).
  */
 #include "engine/backend.h"
 #include "check.h"
@@ -90,7 +94,7 @@ static void fd_check(const char *what, float *x, const float *g, float g_offset,
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
-static void test_matmul_all_transposes(void) {
+static void test_matmul(void) {
     int M = 37, N = 45, K = 29, lda_pad = 3, ldb_pad = 5, ldc_pad = 2;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
@@ -195,7 +199,7 @@ static void test_rmsnorm(void) {
     release(c.in), release(c.out), release(c.rstd), release(c.R), release(g), release(copy), release(rs2);
 }
 
-/* ---- q/k norm + rope + gain -------------------------------------------------------------- */
+/* ---- qk_norm_rope ----------------------------------------------------------------------- */
 
 typedef struct {
     int B, T, NH, KV, HD;
@@ -362,7 +366,7 @@ static void attention_case(int B, int T, int NH, int KV, int HD) {
     release(dq), release(dk), release(dv), release(dy), release(gq), release(gk), release(gv);
 }
 
-static void test_attention_gqa_odd_T(void) {
+static void test_attention(void) {
     attention_case(2, 67, 4, 2, 8); /* GQA, T spans a partial second row block */
     attention_case(1, 5, 3, 3, 4);  /* MHA, tiny odd T */
     attention_case(3, 9, 4, 1, 2);  /* multi-query, HD = 2 */
@@ -433,46 +437,7 @@ static void test_attention_nonfinite(void) {
     attention_nonfinite_case(21);
 }
 
-/* ---- relu^2 ------------------------------------------------------------------------------ */
-
-typedef struct {
-    size_t n;
-    float slope;
-    float *in, *out, *R;
-} relu_ctx;
-
-static double relu_loss(void *p) {
-    relu_ctx *c = p;
-    be->relu2_forward(be, c->out, c->in, c->n, c->slope);
-    return weighted_sum(c->out, c->R, c->n);
-}
-static int near_kink(float x) { return fabsf(x) < 3e-2f; } /* FD across relu's kink is meaningless */
-
-/* relu^2 (slope 0, train_gpt.py) and leaky_relu(x, 0.5)^2 (the records' activation) */
-static void test_relu2(void) {
-    for (int k = 0; k < 2; k++) {
-        relu_ctx c = {.n = 301, .slope = k ? 0.5f : 0.0f};
-        c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
-        relu_loss(&c);
-        for (size_t i = 0; i < c.n; i++) {
-            float a = c.in[i] > 0 ? c.in[i] : c.slope * c.in[i];
-            CHECK(c.out[i] == a * a);
-        }
-        float *g = tensor(c.n);
-        fill(g, c.n, NAN);
-        be->relu2_backward(be, g, c.R, c.in, c.n, c.slope);
-        fd_check(k ? "leaky relu2 din" : "relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80,
-                 near_kink);
-        /* din may alias dout */
-        float *d2 = tensor(c.n);
-        memcpy(d2, c.R, c.n * sizeof(float));
-        be->relu2_backward(be, d2, d2, c.in, c.n, c.slope);
-        CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
-        release(c.in), release(c.out), release(c.R), release(g), release(d2);
-    }
-}
-
-/* ---- XSA -------------------------------------------------------------------------------- */
+/* ---- xsa -------------------------------------------------------------------------------- */
 
 typedef struct {
     int N, NH, KV, HD;
@@ -511,7 +476,46 @@ static void test_xsa(void) {
     release(c.y), release(c.v), release(c.out), release(c.R), release(gy), release(gv);
 }
 
-/* ---- residual ops ------------------------------------------------------------------------ */
+/* ---- relu2 ------------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t n;
+    float slope;
+    float *in, *out, *R;
+} relu_ctx;
+
+static double relu_loss(void *p) {
+    relu_ctx *c = p;
+    be->relu2_forward(be, c->out, c->in, c->n, c->slope);
+    return weighted_sum(c->out, c->R, c->n);
+}
+static int near_kink(float x) { return fabsf(x) < 3e-2f; } /* FD across relu's kink is meaningless */
+
+/* relu^2 (slope 0, train_gpt.py) and leaky_relu(x, 0.5)^2 (the records' activation) */
+static void test_relu2(void) {
+    for (int k = 0; k < 2; k++) {
+        relu_ctx c = {.n = 301, .slope = k ? 0.5f : 0.0f};
+        c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
+        relu_loss(&c);
+        for (size_t i = 0; i < c.n; i++) {
+            float a = c.in[i] > 0 ? c.in[i] : c.slope * c.in[i];
+            CHECK(c.out[i] == a * a);
+        }
+        float *g = tensor(c.n);
+        fill(g, c.n, NAN);
+        be->relu2_backward(be, g, c.R, c.in, c.n, c.slope);
+        fd_check(k ? "leaky relu2 din" : "relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80,
+                 near_kink);
+        /* din may alias dout */
+        float *d2 = tensor(c.n);
+        memcpy(d2, c.R, c.n * sizeof(float));
+        be->relu2_backward(be, d2, d2, c.in, c.n, c.slope);
+        CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
+        release(c.in), release(c.out), release(c.R), release(g), release(d2);
+    }
+}
+
+/* ---- resid_mix, scale_add --------------------------------------------------------------- */
 
 typedef struct {
     int N, C;
@@ -580,7 +584,7 @@ static void test_scale_add(void) {
     release(R_copy), release(xc);
 }
 
-/* ---- softcap + cross-entropy ------------------------------------------------------------- */
+/* ---- softcap_xent ----------------------------------------------------------------------- */
 
 typedef struct {
     int N, V;
@@ -673,10 +677,13 @@ static void test_softcap_xent_nonfinite(void) {
     release(raw), release(z), release(lse), release(loss), release(tgt);
 }
 
-/* ---- elementwise / reductions ------------------------------------------------------------ */
+/* ---- axpby, scale, sumsq, adam_update --------------------------------------------------- */
 
-static void test_elementwise(void) {
-    size_t n = 100003; /* above the sumsq threading threshold, odd */
+/* the three vector slots run on an odd length above the sumsq threading threshold */
+#define VEC_N 100003
+
+static void test_axpby(void) {
+    size_t n = VEC_N;
     float *x = randn(n, 1.0f), *y = randn(n, 1.0f), *y0 = tensor(n);
     memcpy(y0, y, n * sizeof(float));
     be->axpby(be, n, 0.5f, x, -2.0f, y);
@@ -684,16 +691,28 @@ static void test_elementwise(void) {
     fill(y, n, NAN);
     be->axpby(be, n, 3.0f, x, 0.0f, y); /* b == 0: y not read */
     for (size_t i = 0; i < n; i += 997) CHECK(y[i] == 3.0f * x[i]);
+    release(x), release(y), release(y0);
+}
+
+static void test_scale(void) {
+    size_t n = VEC_N;
+    float *x = randn(n, 1.0f), *y = tensor(n);
     memcpy(y, x, n * sizeof(float));
     be->scale(be, n, -0.25f, y);
     for (size_t i = 0; i < n; i += 997) CHECK(y[i] == -0.25f * x[i]);
+    release(x), release(y);
+}
+
+static void test_sumsq(void) {
+    size_t n = VEC_N;
+    float *x = randn(n, 1.0f);
     double ref = 0.0;
     for (size_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
     double s1 = be->sumsq(be, x, n), s2 = be->sumsq(be, x, n);
     CHECK_NEAR(s1, ref, 0.0, 1e-12); /* double accumulation: only summation order differs */
     CHECK(s1 == s2);                 /* deterministic */
     CHECK(be->sumsq(be, x, 0) == 0.0);
-    release(x), release(y), release(y0);
+    release(x);
 }
 
 static void test_adam_update(void) {
@@ -720,19 +739,21 @@ static void test_adam_update(void) {
 
 int main(void) {
     be = cad_backend_cpu();
-    RUN(test_matmul_all_transposes);
+    RUN(test_matmul);
     RUN(test_embedding);
     RUN(test_rmsnorm);
     RUN(test_qk_norm_rope);
-    RUN(test_attention_gqa_odd_T);
+    RUN(test_attention);
     RUN(test_attention_nonfinite);
-    RUN(test_relu2);
     RUN(test_xsa);
+    RUN(test_relu2);
     RUN(test_resid_mix);
     RUN(test_scale_add);
     RUN(test_softcap_xent);
     RUN(test_softcap_xent_nonfinite);
-    RUN(test_elementwise);
+    RUN(test_axpby);
+    RUN(test_scale);
+    RUN(test_sumsq);
     RUN(test_adam_update);
     return check_report();
 }

@@ -86,9 +86,10 @@ static size_t k_attention_scratch_bytes(int B, int T) {
 }
 
 static void k_attention_forward_launch(cudaStream_t s, cublasHandle_t blas, float *y, int ldy,
-                                float *lse, const float *q, int ldq, const float *k, int ldk,
-                                const float *v, int ldv, int B, int T, int NH, int KV, int HD,
-                                float scale, void *scratch, size_t scratch_bytes) {
+                                       float *lse, const float *q, int ldq, const float *k,
+                                       int ldk, const float *v, int ldv, int B, int T, int NH,
+                                       int KV, int HD, float scale, void *scratch,
+                                       size_t scratch_bytes) {
     if (B <= 0 || T <= 0) return;
     K_ASSERT(KV > 0 && NH % KV == 0 && T <= 65535);
     K_ASSERT(scratch_bytes >= (size_t)B * T * T * sizeof(float));
@@ -108,11 +109,11 @@ static void k_attention_forward_launch(cudaStream_t s, cublasHandle_t blas, floa
 }
 
 static void k_attention_backward_launch(cudaStream_t s, cublasHandle_t blas, float *dq, int lddq,
-                                 float *dk, int lddk, float *dv, int lddv, const float *dy,
-                                 int lddy, const float *y, int ldy, const float *lse,
-                                 const float *q, int ldq, const float *k, int ldk, const float *v,
-                                 int ldv, int B, int T, int NH, int KV, int HD, float scale,
-                                 void *scratch, size_t scratch_bytes) {
+                                        float *dk, int lddk, float *dv, int lddv, const float *dy,
+                                        int lddy, const float *y, int ldy, const float *lse,
+                                        const float *q, int ldq, const float *k, int ldk,
+                                        const float *v, int ldv, int B, int T, int NH, int KV,
+                                        int HD, float scale, void *scratch, size_t scratch_bytes) {
     if (B <= 0 || T <= 0) return;
     K_ASSERT(KV > 0 && NH % KV == 0 && T <= 65535);
     K_ASSERT(scratch_bytes >= k_attention_scratch_bytes(B, T));

@@ -102,24 +102,29 @@ static void cpu_set_threads(const cad_backend *be, int n) {
  * tails (they may differ in the last bit where the compiler contracts to FMA differently).
  *
  * exp(x): Cephes expf polynomial on r = x - n*ln2 (|r| <= ln2/2, n rounded to nearest with
- * the 1.5*2^23 trick), input clamped to [-87.3, 88.7] so 2^n stays a normal float
- * (exp(-87.3) ~ 1.2e-38 instead of a denormal: irrelevant in softmax sums; denormals are slow).
- * Non-finite inputs give what expf gives: NaN -> NaN, +Inf -> +Inf, -Inf -> 0. A NaN never
- * reaches the float -> int conversion of n (undefined behaviour, and on x86 INT_MIN, whose
- * "+ 127 << 23" shifts a negative value): n is computed from 0 in its place, while r keeps
- * the NaN, so the polynomial carries it to the result. Finite inputs are unaffected.
+ * the 1.5*2^23 trick), 2^n built from n's bits. The input is clamped to [-87.3, 88.7]: below,
+ * 2^n stays a normal float (exp(-87.3) ~ 1.2e-38 instead of a denormal: irrelevant in softmax
+ * sums; denormals are slow); above, n reaches 128 from x ~ 88.38 on, whose 2^n is +Inf.
+ * Non-finite inputs give what expf gives, with no extra work after the polynomial (the vector
+ * loops are register-bound): +Inf clamps to 88.7, so +Inf; -Inf clamps to -88 instead of
+ * -87.3, where n = -127 makes 2^n = +0, so 0; a NaN stays NaN in r, and the polynomial carries
+ * it to the result. n never goes through a float -> int conversion (a NaN there is undefined
+ * behaviour; on x86 it gave INT_MIN, and "+ 127 << 23" then shifted a negative value):
+ * t + 1.5*2^23 holds n in its low mantissa bits, so n = bits(t + M) - bits(M) in unsigned
+ * arithmetic, exactly (int)n for every finite input and harmless garbage for a NaN.
  * tanh(x): Cephes tanhf, odd polynomial below |x| 0.625, 1 - 2/(e^{2|x|}+1) above. ~2 ulp. */
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
 #define V16 16
 #define EXP_LO -87.3f
 #define EXP_HI 88.7f
+#define EXP_NEG_INF -88.0f /* where -Inf clamps: n = -127, 2^n = +0 */
 #define ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: (t + M) - M rounds t to the nearest integer */
 
 static inline float fast_expf(float x) {
-    float xc = x < EXP_LO ? EXP_LO : (x > EXP_HI ? EXP_HI : x); /* NaN stays NaN */
-    float xn = xc == xc ? xc : 0.0f;                            /* ... but not in n */
-    float n = (xn * 1.44269504088896341f + ROUND_MAGIC) - ROUND_MAGIC;
+    float xc = x < EXP_LO ? (x == -INFINITY ? EXP_NEG_INF : EXP_LO) : (x > EXP_HI ? EXP_HI : x);
+    float nm = xc * 1.44269504088896341f + ROUND_MAGIC, n = nm - ROUND_MAGIC;
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -129,10 +134,13 @@ static inline float fast_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float two_n;
+    uint32_t nm_bits, magic_bits, bits;
+    float magic = ROUND_MAGIC, two_n;
+    memcpy(&nm_bits, &nm, sizeof nm_bits);
+    memcpy(&magic_bits, &magic, sizeof magic_bits);
+    bits = (nm_bits - magic_bits + 127u) << 23;
     memcpy(&two_n, &bits, sizeof(two_n));
-    return x == INFINITY ? x : (x == -INFINITY ? 0.0f : p * two_n);
+    return p * two_n;
 }
 
 static inline float fast_tanhf(float x) {
@@ -156,11 +164,11 @@ static inline float fast_tanhf(float x) {
 /* dst = exp(src), the vector twin of fast_expf (same operations, same results) */
 #define V16_EXP(dst, src)                                                                      \
     do {                                                                                       \
-        v16f in_ = (src), x_ = in_;                                                            \
-        x_ = V16_SELECT(x_ < EXP_LO, V16_SPLAT(EXP_LO), x_);                                   \
+        v16f x_ = (src);                                                                       \
+        v16f lo_ = V16_SELECT(x_ == -INFINITY, V16_SPLAT(EXP_NEG_INF), V16_SPLAT(EXP_LO));     \
+        x_ = V16_SELECT(x_ < EXP_LO, lo_, x_);                                                 \
         x_ = V16_SELECT(x_ > EXP_HI, V16_SPLAT(EXP_HI), x_);                                   \
-        v16f xn_ = V16_SELECT(x_ == x_, x_, V16_SPLAT(0.0f));                                  \
-        v16f n_ = (xn_ * 1.44269504088896341f + ROUND_MAGIC) - ROUND_MAGIC;                    \
+        v16f nm_ = x_ * 1.44269504088896341f + ROUND_MAGIC, n_ = nm_ - ROUND_MAGIC;            \
         v16f r_ = x_ - n_ * 0.693359375f;                                                      \
         r_ = r_ - n_ * -2.12194440e-4f;                                                        \
         v16f p_ = V16_SPLAT(1.9875691500e-4f);                                                 \
@@ -170,10 +178,8 @@ static inline float fast_tanhf(float x) {
         p_ = p_ * r_ + 1.6666665459e-1f;                                                       \
         p_ = p_ * r_ + 5.0000001201e-1f;                                                       \
         p_ = p_ * r_ * r_ + r_ + 1.0f;                                                         \
-        v16i bits_ = (__builtin_convertvector(n_, v16i) + 127) << 23;                          \
-        p_ = p_ * (v16f)bits_;                                                                 \
-        p_ = V16_SELECT(in_ == INFINITY, V16_SPLAT(INFINITY), p_);                             \
-        (dst) = V16_SELECT(in_ == -INFINITY, V16_SPLAT(0.0f), p_);                             \
+        v16u bits_ = ((v16u)nm_ - (v16u)V16_SPLAT(ROUND_MAGIC) + 127u) << 23;                  \
+        (dst) = p_ * (v16f)bits_;                                                              \
     } while (0)
 /* dst = tanh(src), the vector twin of fast_tanhf */
 #define V16_TANH(dst, src)                                                                     \

@@ -31,7 +31,7 @@ INCLUDES := -iquote .
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -g $(INCLUDES)
 CXXFLAGS := -std=c++17 $(WARN) -g $(INCLUDES)
 REL_OPT  := -O2 $(ARCH)
-ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 LDLIBS   := -lsentencepiece_train -lsentencepiece -lsqlite3 -lyaml -lopenblas -lzstd -lz -lstdc++ -lpthread -lm
 
 # Debian packages the build, the tests and the demo need (installed by `make deps`).

@@ -8,6 +8,13 @@
  * the CUDA backend (kernels/) are interchangeable and can be checked against each other op
  * by op. Every slot is mandatory (there is no "unsupported op" path).
  *
+ * One name per op: an op `foo` with a gradient has the slots foo_forward / foo_backward (an op
+ * without one has a single descriptive slot: matmul, axpby, adam_update, ...), its CPU reference
+ * is the functions cpu_<slot> in the `---- foo ----` section of backend_cpu.c (sections in the
+ * slot order below), its CUDA kernels k_foo_forward / k_foo_backward in kernels/k_foo.cuh, its
+ * op check check_foo in backend_check.c and its CPU test test_foo in
+ * tests/unit/test_engine_ops.c. kernels/README.md has the table; tests/cli/t0901 checks it.
+ *
  * Not here: model structure (model.c decides which op runs on which buffer), optimizer
  * policy (learning rates, schedules), host-side I/O. No slot allocates memory: scratch a
  * slot needs is planned by the caller (see attention_scratch_bytes).
@@ -69,7 +76,7 @@ struct cad_backend {
      * precision this backend does not know. */
     int (*set_matmul_precision)(const cad_backend *be, int precision);
 
-    /* ---- dense linear algebra -------------------------------------------------------------- */
+    /* ---- matmul, matmul_batched, gram_batched: dense linear algebra ------------------------- */
     /* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm(CblasRowMajor, ...)).
      * op(A) is [M,K]: A is [M,K] (lda >= K) or, with trans_a, [K,M] (lda >= M); likewise
      * op(B) is [K,N]: B is [K,N] (ldb >= N) or, with trans_b, [N,K] (ldb >= K). ldc >= N.
@@ -99,7 +106,7 @@ struct cad_backend {
                          const float *A, int lda, long long stride_a, float beta, float *C,
                          int ldc, long long stride_c, int batch);
 
-    /* ---- embedding ------------------------------------------------------------------------ */
+    /* ---- embedding: token embedding lookup -------------------------------------------------- */
     /* out[N,C] = wte[ids[n], :]. ids (tensor, int32) in [0,V); the caller validated them. */
     void (*embedding_forward)(const cad_backend *be, float *out, const int32_t *ids,
                               const float *wte, int N, int C);
@@ -107,7 +114,7 @@ struct cad_backend {
     void (*embedding_backward)(const cad_backend *be, float *dwte, const float *dout,
                                const int32_t *ids, int N, int C);
 
-    /* ---- RMSNorm without weight (F.rms_norm(x, (C,), eps)) ------------------------------------ */
+    /* ---- rmsnorm: RMSNorm without weight (F.rms_norm(x, (C,), eps)) ------------------------- */
     /* out[N,C] = in * rstd, rstd[N] = 1/sqrt(mean_c(in^2) + eps). out may alias in. */
     void (*rmsnorm_forward)(const cad_backend *be, float *out, float *rstd, const float *in,
                             int N, int C, float eps);
@@ -116,7 +123,7 @@ struct cad_backend {
     void (*rmsnorm_backward)(const cad_backend *be, float *din, const float *dout,
                              const float *out, const float *rstd, int N, int C);
 
-    /* ---- attention pre-processing: per-head q/k RMSNorm, RoPE, q_gain ------------------------- */
+    /* ---- qk_norm_rope: attention pre-processing, per-head q/k RMSNorm, RoPE, q_gain --------- */
     /* Reads the q and k columns of qkv[N,QKV] (q: cols [0,NH*HD), k: [NH*HD,(NH+KV)*HD)).
      * Per token and head: u = rmsnorm(x_head, eps); r = rope(u) with the half-split pairing
      * (r1 = u1*cos + u2*sin, r2 = -u1*sin + u2*cos, halves of HD/2, cos/sin[T,HD/2] at position
@@ -134,7 +141,7 @@ struct cad_backend {
                                   const float *cos, const float *sin,
                                   int B, int T, int NH, int KV, int HD);
 
-    /* ---- causal self-attention with GQA -------------------------------------------------- */
+    /* ---- attention: causal self-attention with GQA ------------------------------------------ */
     /* Bytes of scratch attention_forward/backward need for these shapes (with the thread count
      * set now). The caller plans it into its activation arena and passes it to every call. */
     size_t (*attention_scratch_bytes)(const cad_backend *be, int B, int T, int NH, int KV, int HD);
@@ -156,7 +163,7 @@ struct cad_backend {
                                int B, int T, int NH, int KV, int HD, float scale,
                                void *scratch, size_t scratch_bytes);
 
-    /* ---- XSA (exclusive self-attention) -------------------------------------------------------- */
+    /* ---- xsa: exclusive self-attention ------------------------------------------------------ */
     /* out[n, h] = y[n, h] - (y[n, h] . u) u with u = v[n, g] / |v[n, g]| (g = h / (NH/KV)): each
      * head output loses its component along the token's own value. Rows of N tokens with
      * strides ldy/ldv/ldo (y and out are [N, NH*HD], v is [N, KV*HD] columns of its rows).
@@ -170,7 +177,7 @@ struct cad_backend {
     void (*xsa_backward)(const cad_backend *be, float *dy, int lddy, float *dv, int lddv, const float *dout,
                          int lddo, const float *y, int ldy, const float *v, int ldv, int N, int NH, int KV, int HD);
 
-    /* ---- MLP activation -------------------------------------------------------------------- */
+    /* ---- relu2: MLP activation -------------------------------------------------------------- */
     /* out[n] = act(in)^2 over n elements, act(x) = x for x > 0 and slope*x otherwise: relu^2
      * at slope 0 (train_gpt.py), the records' leaky_relu(x, 0.5)^2 at 0.5. out may alias in. */
     void (*relu2_forward)(const cad_backend *be, float *out, const float *in, size_t n, float slope);
@@ -178,7 +185,7 @@ struct cad_backend {
     void (*relu2_backward)(const cad_backend *be, float *din, const float *dout,
                            const float *in, size_t n, float slope);
 
-    /* ---- residual stream --------------------------------------------------------------------- */
+    /* ---- resid_mix, scale_add: residual stream ---------------------------------------------- */
     /* out[N,C] = mix[0,:] * x + mix[1,:] * x0 (Block.resid_mix, mix is [2,C]). out may alias x. */
     void (*resid_mix_forward)(const cad_backend *be, float *out, const float *x,
                               const float *x0, const float *mix, int N, int C);
@@ -195,7 +202,7 @@ struct cad_backend {
     void (*scale_add_backward)(const cad_backend *be, float *dy, float *ds, const float *dout,
                                const float *y, const float *s, int N, int C);
 
-    /* ---- logit softcap + cross-entropy (fused) ------------------------------------------------- */
+    /* ---- softcap_xent: logit softcap + cross-entropy (fused) -------------------------------- */
     /* In place on logits[N,V]: raw -> z = cap * tanh(raw / cap). lse[N] (=) logsumexp(z row).
      * If targets (tensor, int32 [N], in [0,V)) is non-NULL, loss[N] (=) lse - z[target]
      * (per-token NLL in nats, computed in fp32 like F.cross_entropy on float logits). */
@@ -207,7 +214,7 @@ struct cad_backend {
     void (*softcap_xent_backward)(const cad_backend *be, float *logits, const float *lse,
                                   const int32_t *targets, int N, int V, float cap, float dloss);
 
-    /* ---- elementwise / reductions (optimizers, grad clipping) --------------------------------- */
+    /* ---- axpby, scale, sumsq, adam_update: vectors (optimizers, grad clipping) -------------- */
     /* y[n] = a*x + b*y (b == 0: y is not read). x may alias y. */
     void (*axpby)(const cad_backend *be, size_t n, float a, const float *x, float b, float *y);
     /* x[n] *= a. */

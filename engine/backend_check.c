@@ -418,6 +418,24 @@ static void check_attention(ck *c, int B, int T, int NH, int KV, int HD) {
     ck_done(c, "attention");
 }
 
+static void check_xsa(ck *c, int N, int NH, int KV, int HD, int alias) {
+    snprintf(c->shape, sizeof c->shape, "N=%d NH=%d KV=%d HD=%d%s", N, NH, KV, HD, alias ? " dy=dout" : "");
+    int ldy = NH * HD + 3, ldv = KV * HD + 5; /* padded rows, as in the fused qkv buffer */
+    tpair y = ck_rand(c, (size_t)N * ldy, -1, 1), v = ck_rand(c, (size_t)N * ldv, -1, 1);
+    tpair out = ck_tensor(c, (size_t)N * ldy, NULL), g = ck_rand(c, (size_t)N * ldy, -1, 1);
+    tpair dy = alias ? g : ck_tensor(c, (size_t)N * ldy, NULL), dv = ck_rand(c, (size_t)N * ldv, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->xsa_forward(BE(s), P(out), ldy, P(y), ldy, P(v), ldv, N, NH, KV, HD);
+            BE(s)->xsa_backward(BE(s), P(dy), ldy, P(dv), ldv, P(g), ldy, P(y), ldy, P(v), ldv, N, NH, KV, HD);
+        }
+        ck_compare(c, "xsa_forward", "out", out);
+        ck_compare(c, "xsa_backward", "dy", dy);
+        ck_compare(c, "xsa_backward", "dv", dv);
+    }
+    ck_done(c, "xsa");
+}
+
 /* Elementwise ops get a few non-finite inputs: NaN/Inf must propagate identically. */
 static void ck_poison(ck *c, tpair t, size_t n) {
     const float bad[3] = {NAN, INFINITY, -INFINITY};
@@ -445,53 +463,45 @@ static void check_relu2(ck *c, size_t n, int alias, float slope) {
     ck_done(c, "relu2");
 }
 
-static void check_xsa(ck *c, int N, int NH, int KV, int HD, int alias) {
-    snprintf(c->shape, sizeof c->shape, "N=%d NH=%d KV=%d HD=%d%s", N, NH, KV, HD, alias ? " dy=dout" : "");
-    int ldy = NH * HD + 3, ldv = KV * HD + 5; /* padded rows, as in the fused qkv buffer */
-    tpair y = ck_rand(c, (size_t)N * ldy, -1, 1), v = ck_rand(c, (size_t)N * ldv, -1, 1);
-    tpair out = ck_tensor(c, (size_t)N * ldy, NULL), g = ck_rand(c, (size_t)N * ldy, -1, 1);
-    tpair dy = alias ? g : ck_tensor(c, (size_t)N * ldy, NULL), dv = ck_rand(c, (size_t)N * ldv, -1, 1);
-    if (!c->alloc_failed) {
-        for (int s = 0; s < 2; s++) {
-            BE(s)->xsa_forward(BE(s), P(out), ldy, P(y), ldy, P(v), ldv, N, NH, KV, HD);
-            BE(s)->xsa_backward(BE(s), P(dy), ldy, P(dv), ldv, P(g), ldy, P(y), ldy, P(v), ldv, N, NH, KV, HD);
-        }
-        ck_compare(c, "xsa_forward", "out", out);
-        ck_compare(c, "xsa_backward", "dy", dy);
-        ck_compare(c, "xsa_backward", "dv", dv);
-    }
-    ck_done(c, "xsa");
-}
-
-static void check_resid(ck *c, int N, int C, int alias) {
+static void check_resid_mix(ck *c, int N, int C, int alias) {
     snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s", N, C, alias ? " in-place" : "");
     size_t n = (size_t)N * C;
     tpair x = ck_rand(c, n, -2, 2), x0 = ck_rand(c, n, -2, 2), mix = ck_rand(c, 2 * (size_t)C, -1, 1);
-    tpair sv = ck_rand(c, (size_t)C, -1, 1), y = ck_rand(c, n, -2, 2);
-    tpair out_m = alias ? x : ck_tensor(c, n, NULL);
-    tpair out_s = ck_tensor(c, n, NULL);
-    tpair dout = ck_rand(c, n, -1, 1), dout2 = ck_rand(c, n, -1, 1);
+    tpair out = alias ? x : ck_tensor(c, n, NULL);
+    tpair dout = ck_rand(c, n, -1, 1);
     tpair dx = alias ? dout : ck_tensor(c, n, NULL);
     tpair dx0 = ck_rand(c, n, -1, 1), dmix = ck_rand(c, 2 * (size_t)C, -1, 1);
-    tpair dy = ck_tensor(c, n, NULL), ds = ck_rand(c, (size_t)C, -1, 1);
     if (!c->alloc_failed) {
         for (int s = 0; s < 2; s++) {
-            /* scale_add reads x before resid_mix may overwrite it in place */
-            BE(s)->scale_add_forward(BE(s), P(out_s), P(x), P(sv), P(y), N, C);
+            /* the backward reads x before the in-place forward overwrites it */
             BE(s)->resid_mix_backward(BE(s), P(dx), P(dx0), P(dmix), P(dout), P(x), P(x0), P(mix),
                                       N, C);
-            BE(s)->scale_add_backward(BE(s), P(dy), P(ds), P(dout2), P(y), P(sv), N, C);
-            BE(s)->resid_mix_forward(BE(s), P(out_m), P(x), P(x0), P(mix), N, C);
+            BE(s)->resid_mix_forward(BE(s), P(out), P(x), P(x0), P(mix), N, C);
         }
-        ck_compare(c, "scale_add_forward", "out", out_s);
         ck_compare(c, "resid_mix_backward", "dx", dx);
         ck_compare(c, "resid_mix_backward", "dx0", dx0);
         ck_compare(c, "resid_mix_backward", "dmix", dmix);
+        ck_compare(c, "resid_mix_forward", "out", out);
+    }
+    ck_done(c, "resid_mix");
+}
+
+static void check_scale_add(ck *c, int N, int C) {
+    snprintf(c->shape, sizeof c->shape, "N=%d C=%d", N, C);
+    size_t n = (size_t)N * C;
+    tpair x = ck_rand(c, n, -2, 2), sv = ck_rand(c, (size_t)C, -1, 1), y = ck_rand(c, n, -2, 2);
+    tpair out = ck_tensor(c, n, NULL), dout = ck_rand(c, n, -1, 1);
+    tpair dy = ck_tensor(c, n, NULL), ds = ck_rand(c, (size_t)C, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->scale_add_forward(BE(s), P(out), P(x), P(sv), P(y), N, C);
+            BE(s)->scale_add_backward(BE(s), P(dy), P(ds), P(dout), P(y), P(sv), N, C);
+        }
+        ck_compare(c, "scale_add_forward", "out", out);
         ck_compare(c, "scale_add_backward", "dy", dy);
         ck_compare(c, "scale_add_backward", "ds", ds);
-        ck_compare(c, "resid_mix_forward", "out", out_m);
     }
-    ck_done(c, "residual");
+    ck_done(c, "scale_add");
 }
 
 static void check_softcap_xent(ck *c, int N, int V, int with_targets) {
@@ -520,34 +530,66 @@ static void check_softcap_xent(ck *c, int N, int V, int with_targets) {
     ck_done(c, "softcap_xent");
 }
 
-static void check_vector_ops(ck *c, size_t n) {
+static void check_axpby(ck *c, size_t n) {
     snprintf(c->shape, sizeof c->shape, "n=%zu", n);
     tpair x = ck_rand(c, n, -2, 2), y0 = ck_tensor(c, n, NULL), y1 = ck_rand(c, n, -2, 2);
-    tpair xy = ck_rand(c, n, -2, 2), xs = ck_rand(c, n, -2, 2);
-    tpair p = ck_rand(c, n, -1, 1), g = ck_rand(c, n, -1, 1), m = ck_rand(c, n, -0.1f, 0.1f);
-    tpair v = ck_rand(c, n, 0.0f, 0.01f);
-    double sq[2] = {0, 0};
+    tpair xy = ck_rand(c, n, -2, 2);
     if (!c->alloc_failed) {
-        float bc1 = 1.0f - powf(0.9f, 3.0f), bc2 = 1.0f - powf(0.95f, 3.0f);
         for (int s = 0; s < 2; s++) {
             BE(s)->axpby(BE(s), n, 0.3f, P(x), 0.0f, P(y0)); /* y0 is NaN: must not be read */
             BE(s)->axpby(BE(s), n, -1.5f, P(x), 0.9f, P(y1));
             BE(s)->axpby(BE(s), n, 0.5f, P(xy), 0.9f, P(xy)); /* x aliases y */
-            BE(s)->scale(BE(s), n, -0.7f, P(xs));
-            BE(s)->adam_update(BE(s), P(p), P(g), P(m), P(v), n, 0.01f, 0.9f, 0.95f, 1e-8f, bc1,
-                               bc2);
-            sq[s] = BE(s)->sumsq(BE(s), P(x), n);
         }
         ck_compare(c, "axpby", "y (b=0)", y0);
         ck_compare(c, "axpby", "y", y1);
         ck_compare(c, "axpby", "y (x=y)", xy);
+    }
+    ck_done(c, "axpby");
+}
+
+static void check_scale(ck *c, size_t n) {
+    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
+    tpair xs = ck_rand(c, n, -2, 2);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) BE(s)->scale(BE(s), n, -0.7f, P(xs));
         ck_compare(c, "scale", "x", xs);
+    }
+    ck_done(c, "scale");
+}
+
+static void check_sumsq(ck *c, size_t n) {
+    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
+    tpair x = ck_rand(c, n, -2, 2);
+    double sq[2] = {0, 0};
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) sq[s] = BE(s)->sumsq(BE(s), P(x), n);
+        ck_compare_scalar(c, "sumsq", sq[0], sq[1]);
+    }
+    ck_done(c, "sumsq");
+}
+
+static void check_adam_update(ck *c, size_t n) {
+    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
+    tpair p = ck_rand(c, n, -1, 1), g = ck_rand(c, n, -1, 1), m = ck_rand(c, n, -0.1f, 0.1f);
+    tpair v = ck_rand(c, n, 0.0f, 0.01f);
+    if (!c->alloc_failed) {
+        float bc1 = 1.0f - powf(0.9f, 3.0f), bc2 = 1.0f - powf(0.95f, 3.0f);
+        for (int s = 0; s < 2; s++)
+            BE(s)->adam_update(BE(s), P(p), P(g), P(m), P(v), n, 0.01f, 0.9f, 0.95f, 1e-8f, bc1,
+                               bc2);
         ck_compare(c, "adam_update", "p", p);
         ck_compare(c, "adam_update", "m", m);
         ck_compare(c, "adam_update", "v", v);
-        ck_compare_scalar(c, "sumsq", sq[0], sq[1]);
     }
-    ck_done(c, "vector ops");
+    ck_done(c, "adam_update");
+}
+
+/* The vector slots on one length, in slot order. */
+static void check_vector_slots(ck *c, size_t n) {
+    check_axpby(c, n);
+    check_scale(c, n);
+    check_sumsq(c, n);
+    check_adam_update(c, n);
 }
 
 int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
@@ -591,13 +633,16 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_relu2(c, 333, 1, 0.0f);
     check_relu2(c, 777, 0, 0.5f); /* the records' leaky_relu(x, 0.5)^2 */
     check_relu2(c, 333, 1, 0.5f);
-    check_resid(c, 37, 70, 0);
-    check_resid(c, 6, 33, 1);
-    check_resid(c, 600, 33, 0); /* several row chunks in the CUDA column sums */
+    check_resid_mix(c, 37, 70, 0);
+    check_resid_mix(c, 6, 33, 1);
+    check_resid_mix(c, 600, 33, 0); /* several row chunks in the CUDA column sums */
+    check_scale_add(c, 37, 70);
+    check_scale_add(c, 6, 33);
+    check_scale_add(c, 600, 33);
     check_softcap_xent(c, 9, 300, 1);
     check_softcap_xent(c, 3, 50, 0);
-    check_vector_ops(c, 1000);
-    check_vector_ops(c, 5000); /* sumsq over several blocks */
+    check_vector_slots(c, 1000);
+    check_vector_slots(c, 5000); /* sumsq over several blocks */
     /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
      * and accumulate in fp32, so only the summation order differs, as in fp32. */
     if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {
@@ -634,9 +679,10 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_qk_norm_rope(c, 4, 1024, 8, 4, 64);
         check_attention(c, 4, 1024, 8, 4, 64);
         check_relu2(c, (size_t)4096 * 1024, 0, 0.5f);
-        check_resid(c, 4096, 512, 0);
+        check_resid_mix(c, 4096, 512, 0);
+        check_scale_add(c, 4096, 512);
         check_softcap_xent(c, 4096, 1024, 1);
-        check_vector_ops(c, (size_t)1 << 22);
+        check_vector_slots(c, (size_t)1 << 22);
     }
     return c->fails;
 }

@@ -15,6 +15,11 @@
  * - Row reductions into parameter gradients partition columns (or fix the thread partition),
  *   so results do not depend on scheduling: same thread count, same bits.
  *
+ * Layout: one section per op, a rule with the op's name (the slot name without _forward /
+ * _backward) holding its cpu_<slot> functions and the helpers only it uses, in the slot order
+ * of engine/backend.h; helpers several ops share sit in "shared: ..." sections before their
+ * first user. kernels/README.md's op table points at these sections (tests/cli/t0901 checks it).
+ *
  * Not here: anything about which op runs on which buffer (engine/model.c), optimizer policy
  * (engine/optim.c), memory planning (callers pass every buffer, including scratch).
  */
@@ -41,7 +46,7 @@ static int cpu_nthreads(void) {
     return cpu_threads;
 }
 
-/* ---- memory ------------------------------------------------------------------------------ */
+/* ---- memory ----------------------------------------------------------------------------- */
 
 static void *cpu_alloc(const cad_backend *be, size_t bytes) {
     (void)be;
@@ -89,7 +94,7 @@ static void cpu_set_threads(const cad_backend *be, int n) {
     omp_set_num_threads(n);
 }
 
-/* ---- vectorised math ---------------------------------------------------------------------- */
+/* ---- shared: vectorised exp and tanh ---------------------------------------------------- */
 
 /* gcc's auto-vectoriser gives up on the float<->int bit cast that exp needs (memcpy or union),
  * so exp/tanh over arrays are written with GCC vector extensions (16 floats; gcc lowers them
@@ -97,20 +102,30 @@ static void cpu_set_threads(const cad_backend *be, int n) {
  * tails (they may differ in the last bit where the compiler contracts to FMA differently).
  *
  * exp(x): Cephes expf polynomial on r = x - n*ln2 (|r| <= ln2/2, n rounded to nearest with
- * the 1.5*2^23 trick), input clamped to [-87.3, 88.7] so 2^n stays a normal float
- * (exp(-87.3) ~ 1.2e-38 instead of a denormal: irrelevant in softmax sums; denormals are slow).
+ * the 1.5*2^23 trick), 2^n built from n's bits. The input is clamped to [-87.3, 88.7]: below,
+ * 2^n stays a normal float (exp(-87.3) ~ 1.2e-38 instead of a denormal: irrelevant in softmax
+ * sums; denormals are slow); above, n reaches 128 from x ~ 88.38 on, whose 2^n is +Inf.
+ * Non-finite inputs give what expf gives, with no extra work after the polynomial (the vector
+ * loops are register-bound): +Inf clamps to 88.7, so +Inf; -Inf clamps to -88 instead of
+ * -87.3, where n = -127 makes 2^n = +0, so 0; a NaN stays NaN in r, and the polynomial carries
+ * it to the result. n never goes through a float -> int conversion (a NaN there is undefined
+ * behaviour; on x86 it gave INT_MIN, and "+ 127 << 23" then shifted a negative value):
+ * t + 1.5*2^23 holds n in its low mantissa bits, so n = bits(t + M) - bits(M) in unsigned
+ * arithmetic, exactly (int)n for every finite input and harmless garbage for a NaN.
  * tanh(x): Cephes tanhf, odd polynomial below |x| 0.625, 1 - 2/(e^{2|x|}+1) above. ~2 ulp. */
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
 #define V16 16
 #define EXP_LO -87.3f
 #define EXP_HI 88.7f
+#define EXP_NEG_INF -88.0f /* where -Inf clamps: n = -127, 2^n = +0 */
 #define ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: (t + M) - M rounds t to the nearest integer */
 
 static inline float fast_expf(float x) {
-    x = x < EXP_LO ? EXP_LO : (x > EXP_HI ? EXP_HI : x);
-    float n = (x * 1.44269504088896341f + ROUND_MAGIC) - ROUND_MAGIC;
-    float r = x - n * 0.693359375f;
+    float xc = x < EXP_LO ? (x == -INFINITY ? EXP_NEG_INF : EXP_LO) : (x > EXP_HI ? EXP_HI : x);
+    float nm = xc * 1.44269504088896341f + ROUND_MAGIC, n = nm - ROUND_MAGIC;
+    float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -119,8 +134,11 @@ static inline float fast_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float two_n;
+    uint32_t nm_bits, magic_bits, bits;
+    float magic = ROUND_MAGIC, two_n;
+    memcpy(&nm_bits, &nm, sizeof nm_bits);
+    memcpy(&magic_bits, &magic, sizeof magic_bits);
+    bits = (nm_bits - magic_bits + 127u) << 23;
     memcpy(&two_n, &bits, sizeof(two_n));
     return p * two_n;
 }
@@ -147,9 +165,10 @@ static inline float fast_tanhf(float x) {
 #define V16_EXP(dst, src)                                                                      \
     do {                                                                                       \
         v16f x_ = (src);                                                                       \
-        x_ = V16_SELECT(x_ < EXP_LO, V16_SPLAT(EXP_LO), x_);                                   \
+        v16f lo_ = V16_SELECT(x_ == -INFINITY, V16_SPLAT(EXP_NEG_INF), V16_SPLAT(EXP_LO));     \
+        x_ = V16_SELECT(x_ < EXP_LO, lo_, x_);                                                 \
         x_ = V16_SELECT(x_ > EXP_HI, V16_SPLAT(EXP_HI), x_);                                   \
-        v16f n_ = (x_ * 1.44269504088896341f + ROUND_MAGIC) - ROUND_MAGIC;                     \
+        v16f nm_ = x_ * 1.44269504088896341f + ROUND_MAGIC, n_ = nm_ - ROUND_MAGIC;            \
         v16f r_ = x_ - n_ * 0.693359375f;                                                      \
         r_ = r_ - n_ * -2.12194440e-4f;                                                        \
         v16f p_ = V16_SPLAT(1.9875691500e-4f);                                                 \
@@ -159,7 +178,7 @@ static inline float fast_tanhf(float x) {
         p_ = p_ * r_ + 1.6666665459e-1f;                                                       \
         p_ = p_ * r_ + 5.0000001201e-1f;                                                       \
         p_ = p_ * r_ * r_ + r_ + 1.0f;                                                         \
-        v16i bits_ = (__builtin_convertvector(n_, v16i) + 127) << 23;                          \
+        v16u bits_ = ((v16u)nm_ - (v16u)V16_SPLAT(ROUND_MAGIC) + 127u) << 23;                  \
         (dst) = p_ * (v16f)bits_;                                                              \
     } while (0)
 /* dst = tanh(src), the vector twin of fast_tanhf */
@@ -178,77 +197,7 @@ static inline float fast_tanhf(float x) {
         (dst) = V16_SELECT(at_ < 0.625f, small_, big_);                                        \
     } while (0)
 
-/* s[j] = exp(s[j] - sub) for j < n; returns the sum of the results. */
-static float array_exp_sub(float *s, int n, float sub) {
-    v16f acc = V16_SPLAT(0.0f), v, e;
-    int j = 0;
-    for (; j + V16 <= n; j += V16) {
-        V16_LOAD(v, s + j);
-        V16_EXP(e, v - sub);
-        V16_STORE(s + j, e);
-        acc += e;
-    }
-    float sum = 0.0f;
-    for (int i = 0; i < V16; i++) sum += acc[i];
-    for (; j < n; j++) sum += (s[j] = fast_expf(s[j] - sub));
-    return sum;
-}
-
-/* sum_j exp(s[j] - sub), s unchanged. */
-static float array_sum_exp_sub(const float *s, int n, float sub) {
-    v16f acc = V16_SPLAT(0.0f), v, e;
-    int j = 0;
-    for (; j + V16 <= n; j += V16) {
-        V16_LOAD(v, s + j);
-        V16_EXP(e, v - sub);
-        acc += e;
-    }
-    float sum = 0.0f;
-    for (int i = 0; i < V16; i++) sum += acc[i];
-    for (; j < n; j++) sum += fast_expf(s[j] - sub);
-    return sum;
-}
-
-/* z[j] = cap * tanh(z[j] / cap); returns max_j z[j]. */
-static float array_softcap(float *z, int n, float cap) {
-    float inv = 1.0f / cap, mx = -INFINITY;
-    v16f vmx = V16_SPLAT(-INFINITY), v, t;
-    int j = 0;
-    for (; j + V16 <= n; j += V16) {
-        V16_LOAD(v, z + j);
-        V16_TANH(t, v * inv);
-        t = cap * t;
-        V16_STORE(z + j, t);
-        vmx = V16_SELECT(t > vmx, t, vmx);
-    }
-    for (int i = 0; i < V16; i++) mx = vmx[i] > mx ? vmx[i] : mx;
-    for (; j < n; j++) {
-        z[j] = cap * fast_tanhf(z[j] * inv);
-        mx = z[j] > mx ? z[j] : mx;
-    }
-    return mx;
-}
-
-/* z[j] = dl * exp(z[j] - l) * (1 - (z[j]/cap)^2): the softcapped softmax gradient without the
- * one-hot term (the caller fixes the target column). */
-static void array_xent_grad(float *z, int n, float l, float dl, float cap) {
-    float inv = 1.0f / cap;
-    v16f v, e, th, g;
-    int j = 0;
-    for (; j + V16 <= n; j += V16) {
-        V16_LOAD(v, z + j);
-        th = v * inv;
-        V16_EXP(e, v - l);
-        g = dl * e * (1.0f - th * th);
-        V16_STORE(z + j, g);
-    }
-    for (; j < n; j++) {
-        float t = z[j] * inv;
-        z[j] = dl * fast_expf(z[j] - l) * (1.0f - t * t);
-    }
-}
-
-/* ---- matmul ------------------------------------------------------------------------------ */
+/* ---- shared: one thread's GEMM ---------------------------------------------------------- */
 
 /* Every dense product of this file runs through gemm1: one thread's row-major GEMM, fp32
  * (OpenBLAS sgemm) or bf16 operands with fp32 accumulation (gemm_bf16.c), chosen by
@@ -264,12 +213,16 @@ static void sgemm1(int trans_a, int trans_b, int M, int N, int K, float alpha, c
 
 static gemm1_fn gemm1 = sgemm1;
 
+/* ---- set_matmul_precision --------------------------------------------------------------- */
+
 static int cpu_set_matmul_precision(const cad_backend *be, int precision) {
     (void)be;
     if (precision != CAD_PREC_FP32 && precision != CAD_PREC_BF16) return -1;
     gemm1 = precision == CAD_PREC_BF16 ? cad_gemm_bf16 : sgemm1;
     return 0;
 }
+
+/* ---- matmul ----------------------------------------------------------------------------- */
 
 /* Row-major sgemm, split over the OpenMP team along the larger of M and N (each thread runs
  * a single-threaded sgemm on its slab). Small products and calls from inside a parallel
@@ -308,6 +261,8 @@ static void cpu_matmul(const cad_backend *be, int trans_a, int trans_b, int M, i
         }
     }
 }
+
+/* ---- matmul_batched --------------------------------------------------------------------- */
 
 /* Batched matmul. Thread t owns whole items t, t+team, ... below batch - batch % team (one
  * single-threaded sgemm each: a whole small matrix runs far closer to the sgemm peak than a
@@ -349,6 +304,8 @@ static void cpu_matmul_batched(const cad_backend *be, int trans_a, int trans_b, 
         }
     }
 }
+
+/* ---- gram_batched ----------------------------------------------------------------------- */
 
 /* Rows [r0, r1) of the upper triangle of the row-major C[M,M] = alpha op(A) op(A)^T + beta C:
  * ssyrk on the diagonal block, sgemm right of it. */
@@ -420,7 +377,7 @@ static void cpu_gram_batched(const cad_backend *be, int trans_a, int M, int K, f
     }
 }
 
-/* ---- embedding --------------------------------------------------------------------------- */
+/* ---- embedding -------------------------------------------------------------------------- */
 
 static void cpu_embedding_forward(const cad_backend *be, float *out, const int32_t *ids,
                                   const float *wte, int N, int C) {
@@ -446,7 +403,7 @@ static void cpu_embedding_backward(const cad_backend *be, float *dwte, const flo
     }
 }
 
-/* ---- rmsnorm ----------------------------------------------------------------------------- */
+/* ---- rmsnorm ---------------------------------------------------------------------------- */
 
 static void cpu_rmsnorm_forward(const cad_backend *be, float *out, float *rstd, const float *in,
                                 int N, int C, float eps) {
@@ -481,7 +438,7 @@ static void cpu_rmsnorm_backward(const cad_backend *be, float *din, const float 
     }
 }
 
-/* ---- q/k norm + rope + gain -------------------------------------------------------------- */
+/* ---- qk_norm_rope ----------------------------------------------------------------------- */
 
 /* Normalise one head vector x[HD] with eps, rotate by (cos, sin)[HD/2], scale by g. */
 static inline float head_norm_rope(float *out, const float *x, const float *cs, const float *sn,
@@ -588,7 +545,7 @@ static void cpu_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float 
     }
 }
 
-/* ---- attention --------------------------------------------------------------------------- */
+/* ---- attention -------------------------------------------------------------------------- */
 
 /* Query rows per block and head: scores for a block are [ATT_RB, T] per query head. 64 measured
  * best of 64/128/256 (single thread, T = 256 and 1024); -DATT_RB=n rebuilds with another.
@@ -627,6 +584,22 @@ static void att_pack(float *dst, const float *src, int ld, int h0, int group, in
         for (int i = 0; i < nr; i++)
             memcpy(dst + ((size_t)hh * nr + i) * HD, src + (size_t)i * ld + (size_t)(h0 + hh) * HD,
                    sizeof(float) * HD);
+}
+
+/* s[j] = exp(s[j] - sub) for j < n; returns the sum of the results. */
+static float array_exp_sub(float *s, int n, float sub) {
+    v16f acc = V16_SPLAT(0.0f), v, e;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, s + j);
+        V16_EXP(e, v - sub);
+        V16_STORE(s + j, e);
+        acc += e;
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V16; i++) sum += acc[i];
+    for (; j < n; j++) sum += (s[j] = fast_expf(s[j] - sub));
+    return sum;
 }
 
 static void cpu_attention_forward(const cad_backend *be, float *y, int ldy, float *lse,
@@ -746,7 +719,7 @@ static void cpu_attention_backward(const cad_backend *be, float *dq, int lddq, f
     }
 }
 
-/* ---- XSA ------------------------------------------------------------------------------------ */
+/* ---- xsa -------------------------------------------------------------------------------- */
 
 /* |v|^2, y.v and (g non-NULL) g.v of one head row against its kv head's value, in double: |v|
  * can be tiny, and the projection is applied to every head of the group. */
@@ -804,7 +777,7 @@ static void cpu_xsa_backward(const cad_backend *be, float *dy, int lddy, float *
         }
 }
 
-/* ---- relu^2 ------------------------------------------------------------------------------ */
+/* ---- relu2 ------------------------------------------------------------------------------ */
 
 static void cpu_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
     (void)be;
@@ -823,7 +796,7 @@ static void cpu_relu2_backward(const cad_backend *be, float *din, const float *d
     for (size_t i = 0; i < n; i++) din[i] = in[i] > 0.0f ? 2.0f * in[i] * dout[i] : s2 * in[i] * dout[i];
 }
 
-/* ---- residual stream --------------------------------------------------------------------- */
+/* ---- resid_mix -------------------------------------------------------------------------- */
 
 static void cpu_resid_mix_forward(const cad_backend *be, float *out, const float *x,
                                   const float *x0, const float *mix, int N, int C) {
@@ -885,6 +858,8 @@ static void cpu_resid_mix_backward(const cad_backend *be, float *dx, float *dx0,
     }
 }
 
+/* ---- scale_add -------------------------------------------------------------------------- */
+
 static void cpu_scale_add_forward(const cad_backend *be, float *out, const float *x,
                                   const float *s, const float *y, int N, int C) {
     (void)be;
@@ -929,7 +904,61 @@ static void cpu_scale_add_backward(const cad_backend *be, float *dy, float *ds, 
     }
 }
 
-/* ---- softcap + cross-entropy ------------------------------------------------------------- */
+/* ---- softcap_xent ----------------------------------------------------------------------- */
+
+/* sum_j exp(s[j] - sub), s unchanged. */
+static float array_sum_exp_sub(const float *s, int n, float sub) {
+    v16f acc = V16_SPLAT(0.0f), v, e;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, s + j);
+        V16_EXP(e, v - sub);
+        acc += e;
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V16; i++) sum += acc[i];
+    for (; j < n; j++) sum += fast_expf(s[j] - sub);
+    return sum;
+}
+
+/* z[j] = cap * tanh(z[j] / cap); returns max_j z[j]. */
+static float array_softcap(float *z, int n, float cap) {
+    float inv = 1.0f / cap, mx = -INFINITY;
+    v16f vmx = V16_SPLAT(-INFINITY), v, t;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, z + j);
+        V16_TANH(t, v * inv);
+        t = cap * t;
+        V16_STORE(z + j, t);
+        vmx = V16_SELECT(t > vmx, t, vmx);
+    }
+    for (int i = 0; i < V16; i++) mx = vmx[i] > mx ? vmx[i] : mx;
+    for (; j < n; j++) {
+        z[j] = cap * fast_tanhf(z[j] * inv);
+        mx = z[j] > mx ? z[j] : mx;
+    }
+    return mx;
+}
+
+/* z[j] = dl * exp(z[j] - l) * (1 - (z[j]/cap)^2): the softcapped softmax gradient without the
+ * one-hot term (the caller fixes the target column). */
+static void array_xent_grad(float *z, int n, float l, float dl, float cap) {
+    float inv = 1.0f / cap;
+    v16f v, e, th, g;
+    int j = 0;
+    for (; j + V16 <= n; j += V16) {
+        V16_LOAD(v, z + j);
+        th = v * inv;
+        V16_EXP(e, v - l);
+        g = dl * e * (1.0f - th * th);
+        V16_STORE(z + j, g);
+    }
+    for (; j < n; j++) {
+        float t = z[j] * inv;
+        z[j] = dl * fast_expf(z[j] - l) * (1.0f - t * t);
+    }
+}
 
 static void cpu_softcap_xent_forward(const cad_backend *be, float *logits, float *lse, float *loss,
                                      const int32_t *targets, int N, int V, float cap) {
@@ -957,7 +986,7 @@ static void cpu_softcap_xent_backward(const cad_backend *be, float *logits, cons
     }
 }
 
-/* ---- elementwise / reductions ------------------------------------------------------------ */
+/* ---- axpby ------------------------------------------------------------------------------ */
 
 static void cpu_axpby(const cad_backend *be, size_t n, float a, const float *x, float b, float *y) {
     (void)be;
@@ -970,11 +999,15 @@ static void cpu_axpby(const cad_backend *be, size_t n, float a, const float *x, 
     }
 }
 
+/* ---- scale ------------------------------------------------------------------------------ */
+
 static void cpu_scale(const cad_backend *be, size_t n, float a, float *x) {
     (void)be;
 #pragma omp parallel for simd num_threads(cpu_nthreads()) schedule(static)
     for (size_t i = 0; i < n; i++) x[i] *= a;
 }
+
+/* ---- sumsq ------------------------------------------------------------------------------ */
 
 /* Fixed partition by thread id and an in-order final sum: deterministic for a thread count. */
 static double cpu_sumsq(const cad_backend *be, const float *x, size_t n) {
@@ -996,6 +1029,8 @@ static double cpu_sumsq(const cad_backend *be, const float *x, size_t n) {
     for (int i = 0; i < nt; i++) s += part[i];
     return s;
 }
+
+/* ---- adam_update ------------------------------------------------------------------------ */
 
 static void cpu_adam_update(const cad_backend *be, float *p, const float *g, float *m, float *v,
                             size_t n, float lr, float beta1, float beta2, float eps, float bc1,
@@ -1021,7 +1056,7 @@ static void cpu_adam_update(const cad_backend *be, float *p, const float *g, flo
     }
 }
 
-/* ---- the backend ------------------------------------------------------------------------- */
+/* ---- the backend table ------------------------------------------------------------------ */
 
 static const cad_backend cpu_backend = {
     .name = "cpu",
@@ -1034,6 +1069,7 @@ static const cad_backend cpu_backend = {
     .memset_zero = cpu_memset_zero,
     .sync = cpu_sync,
     .set_threads = cpu_set_threads,
+    .set_matmul_precision = cpu_set_matmul_precision,
     .matmul = cpu_matmul,
     .matmul_batched = cpu_matmul_batched,
     .gram_batched = cpu_gram_batched,
@@ -1043,7 +1079,6 @@ static const cad_backend cpu_backend = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .qk_norm_rope_forward = cpu_qk_norm_rope_forward,
     .qk_norm_rope_backward = cpu_qk_norm_rope_backward,
-    .set_matmul_precision = cpu_set_matmul_precision,
     .attention_scratch_bytes = cpu_attention_scratch_bytes,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,

@@ -19,24 +19,30 @@
 #include <string.h>
 
 #include "engine/backend.h"
-#include "kernels/k_attention.cuh"
 #include "kernels/k_common.cuh"
-#include "kernels/k_elementwise.cuh"
-#include "kernels/k_embedding.cuh"
 #include "kernels/k_gemm.cuh"
-#include "kernels/k_reduce.cuh"
-#include "kernels/k_residual.cuh"
+/* one file per op, in the slot order of engine/backend.h */
+#include "kernels/k_gram_batched.cuh"
+#include "kernels/k_embedding.cuh"
 #include "kernels/k_rmsnorm.cuh"
-#include "kernels/k_rope.cuh"
-#include "kernels/k_softcap_ce.cuh"
+#include "kernels/k_qk_norm_rope.cuh"
+#include "kernels/k_attention.cuh"
 #include "kernels/k_xsa.cuh"
+#include "kernels/k_relu2.cuh"
+#include "kernels/k_resid_mix.cuh"
+#include "kernels/k_scale_add.cuh"
+#include "kernels/k_softcap_xent.cuh"
+#include "kernels/k_axpby.cuh"
+#include "kernels/k_scale.cuh"
+#include "kernels/k_sumsq.cuh"
+#include "kernels/k_adam_update.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
     cublasHandle_t blas;
     double *partials;      /* device [K_SUMSQ_MAX_BLOCKS] */
     double *partials_host; /* pinned host copy */
-    float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_residual.cuh) */
+    float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_colsum.cuh) */
 } kb_ctx;
 
 static kb_ctx *kb_of(const cad_backend *be) { return (kb_ctx *)be->ctx; }
@@ -136,8 +142,8 @@ static void kb_matmul_batched(const cad_backend *be, int trans_a, int trans_b, i
 static void kb_gram_batched(const cad_backend *be, int trans_a, int M, int K, float alpha,
                             const float *A, int lda, long long stride_a, float beta, float *C,
                             int ldc, long long stride_c, int batch) {
-    k_gram_rm(kb_of(be)->blas, kb_of(be)->stream, trans_a, M, K, alpha, A, lda, stride_a, beta, C,
-              ldc, stride_c, batch);
+    k_gram_batched_launch(kb_of(be)->blas, kb_of(be)->stream, trans_a, M, K, alpha, A, lda, stride_a,
+                          beta, C, ldc, stride_c, batch);
 }
 
 static void kb_embedding_forward(const cad_backend *be, float *out, const int32_t *ids,
@@ -190,7 +196,7 @@ static void kb_attention_forward(const cad_backend *be, float *y, int ldy, float
                                  const float *q, int ldq, const float *k, int ldk, const float *v,
                                  int ldv, int B, int T, int NH, int KV, int HD, float scale,
                                  void *scratch, size_t scratch_bytes) {
-    k_attention_forward(kb_of(be)->stream, kb_of(be)->blas, y, ldy, lse, q, ldq, k, ldk, v, ldv,
+    k_attention_forward_launch(kb_of(be)->stream, kb_of(be)->blas, y, ldy, lse, q, ldq, k, ldk, v, ldv,
                         B, T, NH, KV, HD, scale, scratch, scratch_bytes);
 }
 
@@ -200,7 +206,7 @@ static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, fl
                                   const float *k, int ldk, const float *v, int ldv, int B, int T,
                                   int NH, int KV, int HD, float scale, void *scratch,
                                   size_t scratch_bytes) {
-    k_attention_backward(kb_of(be)->stream, kb_of(be)->blas, dq, lddq, dk, lddk, dv, lddv, dy,
+    k_attention_backward_launch(kb_of(be)->stream, kb_of(be)->blas, dq, lddq, dk, lddk, dv, lddv, dy,
                          lddy, y, ldy, lse, q, ldq, k, ldk, v, ldv, B, T, NH, KV, HD, scale,
                          scratch, scratch_bytes);
 }

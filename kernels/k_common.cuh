@@ -63,6 +63,10 @@
 /* Launch-time check after every KLAUNCH (a no-op under the emulator, which aborts itself). */
 #define K_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
+/* Threads per block of the elementwise grid-stride kernels (relu2, axpby, scale, adam_update,
+ * the resid_mix / scale_add forwards). */
+#define K_EW_BLOCK 256
+
 /* Grid for a grid-stride loop over n elements with `block` threads: enough blocks to cover n,
  * at most 65536 (each thread then loops). */
 static inline int k_grid_for(size_t n, int block) {

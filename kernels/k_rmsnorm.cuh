@@ -8,7 +8,7 @@
  * Sums are fp32 per thread then a fixed-shape tree (the CPU reference sums in double; the
  * difference is rounding, far inside the tests' NMSE bound).
  *
- * Not here: the per-head q/k norm (k_rope.cuh).
+ * Not here: the per-head q/k norm (k_qk_norm_rope.cuh).
  */
 #ifndef CADDIE_K_RMSNORM_CUH
 #define CADDIE_K_RMSNORM_CUH

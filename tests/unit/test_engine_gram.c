@@ -86,13 +86,13 @@ static void check_matmul_batched(int ta, int tb, int M, int N, int K, float beta
     free(A), free(B), free(C), free(R);
 }
 
-static void test_gram_small(void) {
+static void test_gram_batched(void) {
     check_gram(0, 7, 5, 1.0f, 0.0f, 1);
     check_gram(1, 9, 4, 0.5f, 1.0f, 3);
     check_gram(0, 1, 1, 2.0f, -1.0f, 2);
 }
 
-static void test_gram_threaded(void) {
+static void test_gram_batched_threaded(void) {
     const cad_backend *be = cad_backend_cpu();
     be->set_threads(be, 2); /* even and odd batches: whole items per thread and split ones */
     for (int batch = 1; batch <= 3; batch++) {
@@ -152,8 +152,8 @@ static void test_muon_groups_match_single(void) {
 }
 
 int main(void) {
-    RUN(test_gram_small);
-    RUN(test_gram_threaded);
+    RUN(test_gram_batched);
+    RUN(test_gram_batched_threaded);
     RUN(test_matmul_batched);
     RUN(test_muon_groups_match_single);
     return check_report();

@@ -14,7 +14,11 @@
  * is subtracted before comparing, and written slots (=) on buffers pre-filled with garbage, so
  * a wrong =/+= contract fails too.
  *
- * Not here: the whole model (test_engine_model.c), the optimizers (trainer tests).
+ * Each op's test is named after it (test_<op>, the slot name without _forward/_backward), as in
+ * kernels/README.md's op table, and the sections follow the slot order of engine/backend.h.
+ *
+ * Not here: the whole model (test_engine_model.c), the optimizers (trainer tests), matmul_batched
+ * and gram_batched (test_engine_gram.c).
  */
 #include "engine/backend.h"
 #include "check.h"
@@ -90,7 +94,7 @@ static void fd_check(const char *what, float *x, const float *g, float g_offset,
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
-static void test_matmul_all_transposes(void) {
+static void test_matmul(void) {
     int M = 37, N = 45, K = 29, lda_pad = 3, ldb_pad = 5, ldc_pad = 2;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
@@ -195,7 +199,7 @@ static void test_rmsnorm(void) {
     release(c.in), release(c.out), release(c.rstd), release(c.R), release(g), release(copy), release(rs2);
 }
 
-/* ---- q/k norm + rope + gain -------------------------------------------------------------- */
+/* ---- qk_norm_rope ----------------------------------------------------------------------- */
 
 typedef struct {
     int B, T, NH, KV, HD;
@@ -362,52 +366,78 @@ static void attention_case(int B, int T, int NH, int KV, int HD) {
     release(dq), release(dk), release(dv), release(dy), release(gq), release(gk), release(gv);
 }
 
-static void test_attention_gqa_odd_T(void) {
+static void test_attention(void) {
     attention_case(2, 67, 4, 2, 8); /* GQA, T spans a partial second row block */
     attention_case(1, 5, 3, 3, 4);  /* MHA, tiny odd T */
     attention_case(3, 9, 4, 1, 2);  /* multi-query, HD = 2 */
 }
 
-/* ---- relu^2 ------------------------------------------------------------------------------ */
-
-typedef struct {
-    size_t n;
-    float slope;
-    float *in, *out, *R;
-} relu_ctx;
-
-static double relu_loss(void *p) {
-    relu_ctx *c = p;
-    be->relu2_forward(be, c->out, c->in, c->n, c->slope);
-    return weighted_sum(c->out, c->R, c->n);
-}
-static int near_kink(float x) { return fabsf(x) < 3e-2f; } /* FD across relu's kink is meaningless */
-
-/* relu^2 (slope 0, train_gpt.py) and leaky_relu(x, 0.5)^2 (the records' activation) */
-static void test_relu2(void) {
-    for (int k = 0; k < 2; k++) {
-        relu_ctx c = {.n = 301, .slope = k ? 0.5f : 0.0f};
-        c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
-        relu_loss(&c);
-        for (size_t i = 0; i < c.n; i++) {
-            float a = c.in[i] > 0 ? c.in[i] : c.slope * c.in[i];
-            CHECK(c.out[i] == a * a);
+/* Non-finite and huge inputs through the ops whose exp is the CPU backend's fast_expf (scores
+ * and logits): a NaN must come out as NaN in its own rows only, and huge finite values must
+ * saturate the way exp does. Before fast_expf sent NaN through its float -> int conversion
+ * (undefined behaviour; the sanitized build aborts on it), so this test aborts there. T = 7
+ * runs every exp on the scalar path, T = 21 mixes the 16-wide vector path with a scalar tail. */
+static void attention_nonfinite_case(int T) {
+    int B = 1, NH = 2, KV = 1, HD = 4, N = B * T, ld = NH * HD;
+    float scale = 0.5f;
+    float *q = randn((size_t)N * ld, 1.0f), *k = randn((size_t)N * HD, 1.0f), *v = randn((size_t)N * HD, 1.0f);
+    int tnan = 3, thuge = 5;
+    q[(size_t)tnan * ld + 0 * HD + 1] = NAN; /* query (tnan, head 0): every score NaN */
+    for (int d = 0; d < HD; d++) q[(size_t)thuge * ld + 1 * HD + d] = 1e18f * (d % 2 ? -1.0f : 1.0f);
+    float *y = tensor((size_t)N * ld), *lse = tensor((size_t)NH * T);
+    size_t sb = be->attention_scratch_bytes(be, B, T, NH, KV, HD);
+    void *scratch = be->alloc(be, sb);
+    be->attention_forward(be, y, ld, lse, q, ld, k, HD, v, HD, B, T, NH, KV, HD, scale, scratch, sb);
+    double worst = 0.0, p[64];
+    for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++) {
+            const float *yr = y + (size_t)t * ld + h * HD;
+            if (t == tnan && h == 0) {
+                CHECK_MSG(isnan(lse[(size_t)h * T + t]), "T=%d: lse of the NaN query is %g", T, lse[(size_t)h * T + t]);
+                for (int d = 0; d < HD; d++) CHECK_MSG(isnan(yr[d]), "T=%d: y[%d] of the NaN query is %g", T, d, yr[d]);
+                continue;
+            }
+            double mx = -INFINITY, sum = 0.0; /* double reference; exp(-1e18) is 0 */
+            for (int j = 0; j <= t; j++) {
+                double s = 0.0;
+                for (int d = 0; d < HD; d++) s += (double)q[(size_t)t * ld + h * HD + d] * k[(size_t)j * HD + d];
+                p[j] = s * scale;
+                mx = fmax(mx, p[j]);
+            }
+            for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
+            for (int d = 0; d < HD; d++) {
+                double o = 0.0;
+                for (int j = 0; j <= t; j++) o += p[j] / sum * v[(size_t)j * HD + d];
+                CHECK_MSG(isfinite(yr[d]), "T=%d: y(t=%d, h=%d) is %g", T, t, h, yr[d]);
+                worst = fmax(worst, fabs(yr[d] - o));
+            }
+            if (t != thuge || h != 1) worst = fmax(worst, fabs(lse[(size_t)h * T + t] - (mx + log(sum))));
+            else CHECK_NEAR(lse[(size_t)h * T + t], mx, 0.0, 1e-6); /* |score| ~ 1e18: lse is the max */
         }
-        float *g = tensor(c.n);
-        fill(g, c.n, NAN);
-        be->relu2_backward(be, g, c.R, c.in, c.n, c.slope);
-        fd_check(k ? "leaky relu2 din" : "relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80,
-                 near_kink);
-        /* din may alias dout */
-        float *d2 = tensor(c.n);
-        memcpy(d2, c.R, c.n * sizeof(float));
-        be->relu2_backward(be, d2, d2, c.in, c.n, c.slope);
-        CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
-        release(c.in), release(c.out), release(c.R), release(g), release(d2);
-    }
+    CHECK_MSG(worst < 2e-5, "T=%d: attention forward with NaN/huge queries: max error %g", T, worst);
+    float *dy = randn((size_t)N * ld, 1.0f), *dq = tensor((size_t)N * ld), *dk = tensor((size_t)N * HD);
+    float *dv = tensor((size_t)N * HD);
+    be->attention_backward(be, dq, ld, dk, HD, dv, HD, dy, ld, y, ld, lse, q, ld, k, HD, v, HD, B, T, NH, KV, HD,
+                           scale, scratch, sb);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++)
+            for (int d = 0; d < HD; d++) {
+                float g = dq[(size_t)t * ld + h * HD + d];
+                if (t == tnan && h == 0) CHECK_MSG(isnan(g), "T=%d: dq of the NaN query is %g", T, g);
+                else if (t == thuge && h == 1) /* a saturated softmax passes (almost) no gradient */
+                    CHECK_MSG(fabsf(g) < 1e-3f, "T=%d: dq of the saturated query is %g", T, g);
+                else CHECK_MSG(isfinite(g), "T=%d: dq(t=%d, h=%d) is %g", T, t, h, g);
+            }
+    release(q), release(k), release(v), release(y), release(lse), release(scratch), release(dy), release(dq);
+    release(dk), release(dv);
 }
 
-/* ---- XSA -------------------------------------------------------------------------------- */
+static void test_attention_nonfinite(void) {
+    attention_nonfinite_case(7);
+    attention_nonfinite_case(21);
+}
+
+/* ---- xsa -------------------------------------------------------------------------------- */
 
 typedef struct {
     int N, NH, KV, HD;
@@ -446,7 +476,46 @@ static void test_xsa(void) {
     release(c.y), release(c.v), release(c.out), release(c.R), release(gy), release(gv);
 }
 
-/* ---- residual ops ------------------------------------------------------------------------ */
+/* ---- relu2 ------------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t n;
+    float slope;
+    float *in, *out, *R;
+} relu_ctx;
+
+static double relu_loss(void *p) {
+    relu_ctx *c = p;
+    be->relu2_forward(be, c->out, c->in, c->n, c->slope);
+    return weighted_sum(c->out, c->R, c->n);
+}
+static int near_kink(float x) { return fabsf(x) < 3e-2f; } /* FD across relu's kink is meaningless */
+
+/* relu^2 (slope 0, train_gpt.py) and leaky_relu(x, 0.5)^2 (the records' activation) */
+static void test_relu2(void) {
+    for (int k = 0; k < 2; k++) {
+        relu_ctx c = {.n = 301, .slope = k ? 0.5f : 0.0f};
+        c.in = randn(c.n, 1.0f), c.out = tensor(c.n), c.R = randn(c.n, 1.0f);
+        relu_loss(&c);
+        for (size_t i = 0; i < c.n; i++) {
+            float a = c.in[i] > 0 ? c.in[i] : c.slope * c.in[i];
+            CHECK(c.out[i] == a * a);
+        }
+        float *g = tensor(c.n);
+        fill(g, c.n, NAN);
+        be->relu2_backward(be, g, c.R, c.in, c.n, c.slope);
+        fd_check(k ? "leaky relu2 din" : "relu2 din", c.in, g, 0.0f, c.n, relu_loss, &c, 1e-2f, 2e-3, 1e-2, 80,
+                 near_kink);
+        /* din may alias dout */
+        float *d2 = tensor(c.n);
+        memcpy(d2, c.R, c.n * sizeof(float));
+        be->relu2_backward(be, d2, d2, c.in, c.n, c.slope);
+        CHECK(memcmp(d2, g, c.n * sizeof(float)) == 0);
+        release(c.in), release(c.out), release(c.R), release(g), release(d2);
+    }
+}
+
+/* ---- resid_mix, scale_add --------------------------------------------------------------- */
 
 typedef struct {
     int N, C;
@@ -515,7 +584,7 @@ static void test_scale_add(void) {
     release(R_copy), release(xc);
 }
 
-/* ---- softcap + cross-entropy ------------------------------------------------------------- */
+/* ---- softcap_xent ----------------------------------------------------------------------- */
 
 typedef struct {
     int N, V;
@@ -570,10 +639,51 @@ static void test_softcap_xent(void) {
     release(lse2);
 }
 
-/* ---- elementwise / reductions ------------------------------------------------------------ */
+/* NaN, +-Inf and huge logits (see attention_nonfinite_case for why). V = 21: 16 lanes on the
+ * vector path, 5 on the scalar tail, with special values on both. Row 0 holds a NaN: its lse,
+ * loss and gradient are NaN. Row 1 holds +-Inf and +-1e30: they saturate to +-cap (tanh(+-inf)
+ * = +-1), so lse and loss stay finite and their gradient is exactly 0 (1 - (z/cap)^2 = 0).
+ * Row 2 is ordinary and must not notice its neighbours. */
+static void test_softcap_xent_nonfinite(void) {
+    int N = 3, V = 21;
+    float cap = 30.0f;
+    size_t n = (size_t)N * V;
+    float *raw = randn(n, 5.0f), *z = tensor(n), *lse = tensor(N), *loss = tensor(N);
+    int32_t *tgt = (int32_t *)be->alloc(be, sizeof(int32_t) * N);
+    tgt[0] = 4, tgt[1] = 19, tgt[2] = 11; /* row 1's target is the +Inf logit */
+    raw[2] = NAN, raw[18] = NAN;
+    float special[4] = {INFINITY, -INFINITY, 1e30f, -1e30f};
+    int at[4] = {19, 3, 20, 17};
+    for (int i = 0; i < 4; i++) raw[V + at[i]] = special[i];
+    memcpy(z, raw, n * sizeof(float));
+    be->softcap_xent_forward(be, z, lse, loss, tgt, N, V, cap);
+    CHECK_MSG(isnan(lse[0]) && isnan(loss[0]), "NaN row: lse %g loss %g", lse[0], loss[0]);
+    for (int r = 1; r < N; r++) {
+        double mx = -INFINITY, sum = 0.0, zr[32];
+        for (int j = 0; j < V; j++) {
+            zr[j] = cap * tanh((double)raw[(size_t)r * V + j] / cap);
+            CHECK_NEAR(z[(size_t)r * V + j], zr[j], 1e-5, 0.0);
+            mx = fmax(mx, zr[j]);
+        }
+        for (int j = 0; j < V; j++) sum += exp(zr[j] - mx);
+        CHECK_NEAR(lse[r], mx + log(sum), 2e-5, 0.0);
+        CHECK_NEAR(loss[r], mx + log(sum) - zr[tgt[r]], 2e-5, 0.0);
+    }
+    for (int i = 0; i < 4; i++) CHECK(z[V + at[i]] == (i % 2 ? -cap : cap));
+    be->softcap_xent_backward(be, z, lse, tgt, N, V, cap, 1.0f);
+    for (int j = 0; j < V; j++) CHECK_MSG(isnan(z[j]), "NaN row: dlogit[%d] is %g", j, z[j]);
+    for (int i = 0; i < 4; i++) CHECK_MSG(z[V + at[i]] == 0.0f, "saturated dlogit[%d] is %g", at[i], z[V + at[i]]);
+    for (size_t j = V; j < n; j++) CHECK(isfinite(z[j]));
+    release(raw), release(z), release(lse), release(loss), release(tgt);
+}
 
-static void test_elementwise(void) {
-    size_t n = 100003; /* above the sumsq threading threshold, odd */
+/* ---- axpby, scale, sumsq, adam_update --------------------------------------------------- */
+
+/* the three vector slots run on an odd length above the sumsq threading threshold */
+#define VEC_N 100003
+
+static void test_axpby(void) {
+    size_t n = VEC_N;
     float *x = randn(n, 1.0f), *y = randn(n, 1.0f), *y0 = tensor(n);
     memcpy(y0, y, n * sizeof(float));
     be->axpby(be, n, 0.5f, x, -2.0f, y);
@@ -581,16 +691,28 @@ static void test_elementwise(void) {
     fill(y, n, NAN);
     be->axpby(be, n, 3.0f, x, 0.0f, y); /* b == 0: y not read */
     for (size_t i = 0; i < n; i += 997) CHECK(y[i] == 3.0f * x[i]);
+    release(x), release(y), release(y0);
+}
+
+static void test_scale(void) {
+    size_t n = VEC_N;
+    float *x = randn(n, 1.0f), *y = tensor(n);
     memcpy(y, x, n * sizeof(float));
     be->scale(be, n, -0.25f, y);
     for (size_t i = 0; i < n; i += 997) CHECK(y[i] == -0.25f * x[i]);
+    release(x), release(y);
+}
+
+static void test_sumsq(void) {
+    size_t n = VEC_N;
+    float *x = randn(n, 1.0f);
     double ref = 0.0;
     for (size_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
     double s1 = be->sumsq(be, x, n), s2 = be->sumsq(be, x, n);
     CHECK_NEAR(s1, ref, 0.0, 1e-12); /* double accumulation: only summation order differs */
     CHECK(s1 == s2);                 /* deterministic */
     CHECK(be->sumsq(be, x, 0) == 0.0);
-    release(x), release(y), release(y0);
+    release(x);
 }
 
 static void test_adam_update(void) {
@@ -617,17 +739,21 @@ static void test_adam_update(void) {
 
 int main(void) {
     be = cad_backend_cpu();
-    RUN(test_matmul_all_transposes);
+    RUN(test_matmul);
     RUN(test_embedding);
     RUN(test_rmsnorm);
     RUN(test_qk_norm_rope);
-    RUN(test_attention_gqa_odd_T);
-    RUN(test_relu2);
+    RUN(test_attention);
+    RUN(test_attention_nonfinite);
     RUN(test_xsa);
+    RUN(test_relu2);
     RUN(test_resid_mix);
     RUN(test_scale_add);
     RUN(test_softcap_xent);
-    RUN(test_elementwise);
+    RUN(test_softcap_xent_nonfinite);
+    RUN(test_axpby);
+    RUN(test_scale);
+    RUN(test_sumsq);
     RUN(test_adam_update);
     return check_report();
 }

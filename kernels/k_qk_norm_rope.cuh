@@ -1,5 +1,5 @@
 /*
- * k_rope.cuh — attention pre-processing per (token, head): RMSNorm of the head vector, RoPE
+ * k_qk_norm_rope.cuh — attention pre-processing per (token, head): RMSNorm of the head vector, RoPE
  * with the half-split pairing, q_gain on query heads (backend.h qk_norm_rope_*).
  *
  * One warp per (token row n, head j), j < NH a query head (columns j*HD of the fused qkv row),
@@ -11,8 +11,8 @@
  *
  * Not here: the v columns (attention reads them directly), the attention itself.
  */
-#ifndef CADDIE_K_ROPE_CUH
-#define CADDIE_K_ROPE_CUH
+#ifndef CADDIE_K_QK_NORM_ROPE_CUH
+#define CADDIE_K_QK_NORM_ROPE_CUH
 
 #include "kernels/k_common.cuh"
 
@@ -20,16 +20,16 @@
 #define K_ROPE_ROWS 32 /* rows per block in the backward */
 #define K_GAIN_WARPS 16 /* warps per head in the q_gain reduction */
 
-typedef struct k_rope_params {
+typedef struct k_qk_norm_rope_params {
     float *q_out, *k_out;   /* forward outputs; backward: the dq_out/dk_out inputs (read) */
     float *rstd_q, *rstd_k; /* forward: written; backward: read */
     float *dqkv, *dq_gain;  /* backward outputs */
     const float *qkv, *q_gain, *cos, *sin;
     int B, T, NH, KV, HD;
     float eps;
-} k_rope_params;
+} k_qk_norm_rope_params;
 
-__global__ void k_qk_norm_rope_forward(k_rope_params p) {
+__global__ void k_qk_norm_rope_forward(k_qk_norm_rope_params p) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int heads = p.NH + p.KV, half = p.HD / 2, ld = (p.NH + 2 * p.KV) * p.HD;
     long item = (long)blockIdx.x * K_ROPE_WARPS + warp;
@@ -55,10 +55,10 @@ __global__ void k_qk_norm_rope_forward(k_rope_params p) {
         else p.rstd_k[(size_t)n * p.KV + (j - p.NH)] = r;
     }
 }
-EMU_KERNEL(k_qk_norm_rope_forward, k_rope_params)
+EMU_KERNEL(k_qk_norm_rope_forward, k_qk_norm_rope_params)
 
 /* grid (row chunks, NH+KV); block K_ROPE_WARPS warps; one warp per (row, head). */
-__global__ void k_qk_norm_rope_backward(k_rope_params p) {
+__global__ void k_qk_norm_rope_backward(k_qk_norm_rope_params p) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int j = blockIdx.y, half = p.HD / 2, ld = (p.NH + 2 * p.KV) * p.HD, N = p.B * p.T;
     int is_q = j < p.NH;
@@ -90,12 +90,12 @@ __global__ void k_qk_norm_rope_backward(k_rope_params p) {
         }
     }
 }
-EMU_KERNEL(k_qk_norm_rope_backward, k_rope_params)
+EMU_KERNEL(k_qk_norm_rope_backward, k_qk_norm_rope_params)
 
 /* dq_gain[h] += sum over rows of dq_out . rope(norm(q)): grid NH, one block per head, warps
  * take rows w, w+K_GAIN_WARPS, ...; lanes, then warps in order: a fixed summation tree, so the
  * result does not depend on scheduling (no atomics). */
-__global__ void k_qk_gain_backward(k_rope_params p) {
+__global__ void k_qk_norm_rope_backward_gain(k_qk_norm_rope_params p) {
     __shared__ float sh[K_GAIN_WARPS];
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int h = blockIdx.x, half = p.HD / 2, ld = (p.NH + 2 * p.KV) * p.HD, N = p.B * p.T;
@@ -120,7 +120,7 @@ __global__ void k_qk_gain_backward(k_rope_params p) {
         p.dq_gain[h] += s;
     }
 }
-EMU_KERNEL(k_qk_gain_backward, k_rope_params)
+EMU_KERNEL(k_qk_norm_rope_backward_gain, k_qk_norm_rope_params)
 
 static void k_qk_norm_rope_forward_launch(cudaStream_t s, float *q_out, float *k_out,
                                           float *rstd_q, float *rstd_k, const float *qkv,
@@ -130,7 +130,7 @@ static void k_qk_norm_rope_forward_launch(cudaStream_t s, float *q_out, float *k
     long items = (long)B * T * (NH + KV);
     if (items <= 0) return;
     K_ASSERT(HD % 2 == 0);
-    k_rope_params p = {q_out, k_out, rstd_q, rstd_k, NULL, NULL, qkv, q_gain, cos, sin,
+    k_qk_norm_rope_params p = {q_out, k_out, rstd_q, rstd_k, NULL, NULL, qkv, q_gain, cos, sin,
                        B, T, NH, KV, HD, eps};
     KLAUNCH(k_qk_norm_rope_forward, (int)K_CEIL_DIV(items, K_ROPE_WARPS), 32 * K_ROPE_WARPS, 0,
             s, p);
@@ -147,12 +147,12 @@ static void k_qk_norm_rope_backward_launch(cudaStream_t s, float *dqkv, float *d
     if (N <= 0) return;
     K_ASSERT(HD % 2 == 0 && NH + KV <= 65535);
     /* the kernel reads dq_out/dk_out through the forward's output fields */
-    k_rope_params p = {(float *)dq_out, (float *)dk_out, (float *)rstd_q, (float *)rstd_k, dqkv,
+    k_qk_norm_rope_params p = {(float *)dq_out, (float *)dk_out, (float *)rstd_q, (float *)rstd_k, dqkv,
                        dq_gain, qkv, q_gain, cos, sin, B, T, NH, KV, HD, 0.0f};
     KLAUNCH(k_qk_norm_rope_backward, KDIM3(K_CEIL_DIV(N, K_ROPE_ROWS), NH + KV, 1),
             32 * K_ROPE_WARPS, 0, s, p);
     K_CHECK_LAUNCH();
-    KLAUNCH(k_qk_gain_backward, NH, 32 * K_GAIN_WARPS, 0, s, p);
+    KLAUNCH(k_qk_norm_rope_backward_gain, NH, 32 * K_GAIN_WARPS, 0, s, p);
     K_CHECK_LAUNCH();
 }
 

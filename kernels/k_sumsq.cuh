@@ -1,13 +1,13 @@
 /*
- * k_reduce.cuh — sum of squares of a vector in double (grad-norm clipping, Muon's Frobenius
+ * k_sumsq.cuh — sum of squares of a vector in double (grad-norm clipping, Muon's Frobenius
  * norm), deterministic: a fixed number of blocks each writes one double partial (grid-stride
  * thread sums, then the fixed-shape block tree), and the HOST adds the partials in block order.
  *
  * Not here: the host side of the copy and the final sum (k_backend.cuh kb_sumsq), which also
  * owns the partials buffer.
  */
-#ifndef CADDIE_K_REDUCE_CUH
-#define CADDIE_K_REDUCE_CUH
+#ifndef CADDIE_K_SUMSQ_CUH
+#define CADDIE_K_SUMSQ_CUH
 
 #include "kernels/k_common.cuh"
 

@@ -1,5 +1,5 @@
 /*
- * k_softcap_ce.cuh — fused logit softcap + cross-entropy on logits[N,V] in place, one block per
+ * k_softcap_xent.cuh — fused logit softcap + cross-entropy on logits[N,V] in place, one block per
  * token row (backend.h softcap_xent_*).
  *
  * Forward: z = cap*tanh(raw/cap) written back, lse = max + log(sum exp(z - max)), and the
@@ -10,23 +10,23 @@
  *
  * Not here: the head matmul that produces the logits, the mean over tokens (dloss = 1/N).
  */
-#ifndef CADDIE_K_SOFTCAP_CE_CUH
-#define CADDIE_K_SOFTCAP_CE_CUH
+#ifndef CADDIE_K_SOFTCAP_XENT_CUH
+#define CADDIE_K_SOFTCAP_XENT_CUH
 
 #include "kernels/k_common.cuh"
 
 #define K_XENT_BLOCK 256
 
-typedef struct k_xent_params {
+typedef struct k_softcap_xent_params {
     float *logits;
     float *lse;  /* forward: written; backward: read */
     float *loss; /* forward, NULL without targets */
     const int32_t *targets;
     int N, V;
     float cap, dloss;
-} k_xent_params;
+} k_softcap_xent_params;
 
-__global__ void k_softcap_xent_forward(k_xent_params p) {
+__global__ void k_softcap_xent_forward(k_softcap_xent_params p) {
     __shared__ float sh[32];
     float *z = p.logits + (size_t)blockIdx.x * p.V;
     float inv_cap = 1.0f / p.cap, mx = -INFINITY;
@@ -45,9 +45,9 @@ __global__ void k_softcap_xent_forward(k_xent_params p) {
         if (p.targets) p.loss[blockIdx.x] = l - z[p.targets[blockIdx.x]];
     }
 }
-EMU_KERNEL(k_softcap_xent_forward, k_xent_params)
+EMU_KERNEL(k_softcap_xent_forward, k_softcap_xent_params)
 
-__global__ void k_softcap_xent_backward(k_xent_params p) {
+__global__ void k_softcap_xent_backward(k_softcap_xent_params p) {
     float *z = p.logits + (size_t)blockIdx.x * p.V;
     float l = p.lse[blockIdx.x], inv_cap = 1.0f / p.cap;
     int tgt = p.targets[blockIdx.x];
@@ -57,12 +57,12 @@ __global__ void k_softcap_xent_backward(k_xent_params p) {
         z[j] = p.dloss * pr * (1.0f - th * th);
     }
 }
-EMU_KERNEL(k_softcap_xent_backward, k_xent_params)
+EMU_KERNEL(k_softcap_xent_backward, k_softcap_xent_params)
 
 static void k_softcap_xent_forward_launch(cudaStream_t s, float *logits, float *lse, float *loss,
                                           const int32_t *targets, int N, int V, float cap) {
     if (N <= 0) return;
-    k_xent_params p = {logits, lse, loss, targets, N, V, cap, 0.0f};
+    k_softcap_xent_params p = {logits, lse, loss, targets, N, V, cap, 0.0f};
     KLAUNCH(k_softcap_xent_forward, N, k_row_block(V, K_XENT_BLOCK), 0, s, p);
     K_CHECK_LAUNCH();
 }
@@ -71,7 +71,7 @@ static void k_softcap_xent_backward_launch(cudaStream_t s, float *logits, const 
                                            const int32_t *targets, int N, int V, float cap,
                                            float dloss) {
     if (N <= 0) return;
-    k_xent_params p = {logits, (float *)lse, NULL, targets, N, V, cap, dloss};
+    k_softcap_xent_params p = {logits, (float *)lse, NULL, targets, N, V, cap, dloss};
     KLAUNCH(k_softcap_xent_backward, N, k_row_block(V, K_XENT_BLOCK), 0, s, p);
     K_CHECK_LAUNCH();
 }

@@ -40,6 +40,12 @@ const char *cad_import_default_runs_dir(void);
 
 #define CAD_IMPORT_TEXT_MAX 64 /* claimed_val_bpb and score_line texts */
 
+/* Size caps of a record's text inputs, read whole: a record's submission JSON and README
+ * are a few kB; a bigger one fails the record at once instead of filling memory. Logs have
+ * no cap: they are streamed (copied and parsed a chunk at a time, never held whole). */
+#define CAD_IMPORT_SUBMISSION_MAX ((size_t)1 << 20) /* 1 MiB */
+#define CAD_IMPORT_README_MAX ((size_t)1 << 20)     /* 1 MiB */
+
 /* What became of one log. */
 typedef struct cad_import_result {
     int skipped;                     /* 1: no training output (no step or final evaluation

@@ -55,6 +55,16 @@ test_expect_success 'import-record: a link inside the folder is followed' '
     test "$(q in.db "SELECT group_concat(run_id, '\'' '\'') FROM (SELECT run_id FROM runs ORDER BY run_id)")" = "rec4-real_train_seed5 rec4b-train_seed6"
 '
 
+test_expect_success 'import-log: a printed number that overflows to Inf stays text, never Inf in JSON' '
+    printf "matrix_lr:1e999\nscalar_lr:0.04\nstep:1/10 train_loss:3.0 train_time:10ms step_avg:10ms\n" >inf_lr.log &&
+    printf "final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.2\n" >>inf_lr.log &&
+    "$CADDIE" import-log --db inf.db --runs-dir runs inf_lr.log >/dev/null &&
+    test "$(q inf.db "SELECT quote(num) || '\''|'\'' || text FROM params WHERE key='\''matrix_lr'\''")" = "NULL|1e999" &&
+    test "$(q inf.db "SELECT num FROM params WHERE key='\''scalar_lr'\''")" = 0.04 &&
+    test_grep "^matrix_lr: \"1e999\"$" runs/imported/*-inf_lr/config.yaml &&
+    ! grep -E "[:,\[](-?Inf|NaN|-?1e999)[],}]" runs/imported/*-inf_lr/run.json
+'
+
 mkfifo fifo.log
 
 test_expect_success 'import-log: a FIFO is refused at once, naming it' '

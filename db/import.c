@@ -20,6 +20,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@
 #define JSON_PATH_MAX 128    /* a JSON1 path into the submission */
 #define CLAIM_SOURCE_MAX 256 /* "<submission file> <json path>" */
 #define HASH_HEX_MAX 65      /* cad_sha256_hex: 64 hex digits and the NUL */
+#define LOG_CHUNK ((size_t)1 << 16) /* a log is copied and parsed this many bytes at a time */
 
 /* ---- a small key/value list (params + provenance) ----------------------------------- */
 
@@ -109,6 +111,12 @@ static int is_json_number(const char *s) {
     return *p == 0;
 }
 
+/* A JSON number that is also a finite double: "1e999" fits the grammar but every reader
+ * (SQLite's JSON1 too) makes it Inf, so it stays text. */
+static int is_finite_number(const char *s) {
+    return is_json_number(s) && isfinite(strtod(s, NULL));
+}
+
 static const char *bool_word(const char *s) {
     if (!strcmp(s, "True") || !strcmp(s, "true")) return "true";
     if (!strcmp(s, "False") || !strcmp(s, "false")) return "false";
@@ -120,7 +128,7 @@ static const char *bool_word(const char *s) {
 static void write_json_scalar(FILE *f, const char *v) {
     const char *b = bool_word(v);
     if (b) fputs(b, f);
-    else if (is_json_number(v)) fputs(v, f);
+    else if (is_finite_number(v)) fputs(v, f);
     else cad_json_write_string(f, v);
 }
 
@@ -154,15 +162,6 @@ static void copy_str(char *dst, size_t cap, const char *src) {
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = 0;
-}
-
-static int write_file(const char *path, const char *data, size_t n, cad_err *e) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
-    size_t put = fwrite(data, 1, n, f);
-    if (fclose(f) != 0 || put != n)
-        return cad_fail(e, CAD_EIO, "%s: write failed: %s", path, strerror(errno));
-    return CAD_OK;
 }
 
 /* [A-Za-z0-9._-] kept, anything else '_'; no leading '.' or '-'. */
@@ -326,7 +325,7 @@ static int write_config_yaml(const char *path, const kv_list *l, cad_err *e) {
         fprintf(f, "%s: ", l->v[i].key);
         const char *b = bool_word(l->v[i].value);
         if (b) fputs(b, f);
-        else if (is_json_number(l->v[i].value)) fputs(l->v[i].value, f);
+        else if (is_finite_number(l->v[i].value)) fputs(l->v[i].value, f);
         else cad_json_write_string(f, l->v[i].value); /* a JSON string is a YAML scalar */
         fputc('\n', f);
     }
@@ -362,8 +361,7 @@ typedef struct import_job {
     char run_dir[PATH_MAX];
     char abs_log[PATH_MAX];
     int exists;                /* the run id is in the DB already (replace) */
-    char *text;
-    size_t len;
+    int fd;                    /* the log, opened by job_open; -1 when closed */
     cad_logparse *p;
     cad_log_summary s;
     long n_metrics;
@@ -374,11 +372,24 @@ typedef struct import_job {
     char config_hash[HASH_HEX_MAX], group_hash[HASH_HEX_MAX];
 } import_job;
 
+static void job_init(import_job *j, cad_db *db, const cad_import_opts *o) {
+    memset(j, 0, sizeof *j);
+    j->db = db;
+    j->o = o;
+    j->fd = -1;
+    j->sweep_id = -1;
+}
+
 static void job_free(import_job *j) {
     free(j->config);
     kv_free(&j->params);
     if (j->p) cad_logparse_free(j->p);
-    free(j->text);
+    if (j->fd >= 0) close(j->fd);
+}
+
+/* The log must be a regular file: a FIFO or device would block the import or never end. */
+static int job_open(import_job *j, cad_err *e) {
+    return cad_open_regular(j->log_path, "log", &j->fd, e);
 }
 
 /* The run id, the run dir under <runs_dir>/imported/, and whether the id is taken. */
@@ -403,20 +414,61 @@ static int job_paths(import_job *j, cad_err *e) {
     return CAD_OK;
 }
 
-/* Parse the log into <run_dir>/metrics.jsonl and its summary (j->s). */
+/* Copy the open log to <run_dir>/log.txt and feed the same chunks to the parser, whose
+ * metrics go to metrics.jsonl. The log is never held whole: memory is one LOG_CHUNK plus
+ * the parser's longest line (CAD_LOG_MAX_LINE), whatever the log's size. */
+static int stream_log(import_job *j, FILE *copy, const char *copy_path, metric_sink *sink,
+                      cad_err *e) {
+    char *buf = malloc(LOG_CHUNK);
+    if (!buf) return cad_fail(e, CAD_ENOMEM, "out of memory reading %s", j->log_path);
+    int rc = CAD_OK;
+    for (;;) {
+        ssize_t r = read(j->fd, buf, LOG_CHUNK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            rc = cad_fail(e, CAD_EIO, "%s: read error: %s", j->log_path, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        if (fwrite(buf, 1, (size_t)r, copy) != (size_t)r) {
+            rc = cad_fail(e, CAD_EIO, "%s: write failed: %s", copy_path, strerror(errno));
+            break;
+        }
+        if (cad_logparse_feed(j->p, buf, (size_t)r, sink_metric, sink) < 0) {
+            rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+            break;
+        }
+    }
+    free(buf);
+    if (!rc && cad_logparse_finish(j->p, sink_metric, sink) < 0)
+        rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    return rc;
+}
+
+/* Parse the log into <run_dir>/metrics.jsonl and its summary (j->s), copying it to
+ * <run_dir>/log.txt on the way. */
 static int job_parse(import_job *j, cad_err *e) {
     j->p = cad_logparse_new();
     if (!j->p) return cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
     int rc = cad_mkdir_p(j->run_dir, e);
     if (rc) return rc;
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/metrics.jsonl", j->run_dir) >= (int)sizeof path)
+    char mpath[PATH_MAX], lpath[PATH_MAX];
+    if (snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", j->run_dir) >= (int)sizeof mpath ||
+        snprintf(lpath, sizeof lpath, "%s/log.txt", j->run_dir) >= (int)sizeof lpath)
         return cad_fail(e, CAD_EIO, "%s: path too long", j->run_dir);
-    metric_sink sink = {fopen(path, "wb"), 0};
-    if (!sink.f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
-    cad_logparse_feed(j->p, j->text, j->len, sink_metric, &sink);
-    cad_logparse_finish(j->p, sink_metric, &sink);
-    if (fclose(sink.f) != 0) rc = cad_fail(e, CAD_EIO, "%s: write failed", path);
+    FILE *copy = fopen(lpath, "wb");
+    if (!copy) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", lpath, strerror(errno));
+    metric_sink sink = {fopen(mpath, "wb"), 0};
+    if (!sink.f) {
+        fclose(copy);
+        return cad_fail(e, CAD_EIO, "%s: cannot write: %s", mpath, strerror(errno));
+    }
+    rc = stream_log(j, copy, lpath, &sink, e);
+    int bad_copy = fclose(copy) != 0, bad_metrics = ferror(sink.f) | (fclose(sink.f) != 0);
+    if (!rc && bad_copy) rc = cad_fail(e, CAD_EIO, "%s: write failed", lpath);
+    if (!rc && bad_metrics) rc = cad_fail(e, CAD_EIO, "%s: write failed", mpath);
+    close(j->fd);
+    j->fd = -1;
     cad_logparse_summary(j->p, &j->s);
     j->n_metrics = sink.n;
     return rc;
@@ -454,13 +506,12 @@ static int job_params(import_job *j, cad_err *e) {
     return rc;
 }
 
-/* log.txt, config.yaml and (with a score) result.json; an older result.json goes. */
+/* config.yaml and (with a score) result.json; an older result.json goes. (log.txt was
+ * copied while parsing.) */
 static int job_files(import_job *j, cad_err *e) {
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/log.txt", j->run_dir);
-    int rc = write_file(path, j->text, j->len, e);
     snprintf(path, sizeof path, "%s/config.yaml", j->run_dir);
-    if (!rc) rc = write_config_yaml(path, &j->params, e);
+    int rc = write_config_yaml(path, &j->params, e);
     snprintf(path, sizeof path, "%s/result.json", j->run_dir);
     unlink(path);
     if (!rc && j->s.has_score) {
@@ -549,7 +600,7 @@ static void job_result(const import_job *j, cad_import_result *out) {
 static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     memset(out, 0, sizeof *out);
     out->val_bpb = NAN;
-    int rc = cad_read_file(j->log_path, &j->text, &j->len, e);
+    int rc = job_open(j, e);
     if (!rc) rc = job_paths(j, e);
     if (rc) return rc;
     /* parse first: a file with no training output is not imported */
@@ -602,9 +653,7 @@ int cad_import_log(cad_db *db, const cad_import_opts *o, const char *log_path,
     char id_src[PATH_MAX * 2];
     snprintf(id_src, sizeof id_src, "%s%s%s", sweep ? sweep : pb, "-", stem);
     import_job j;
-    memset(&j, 0, sizeof j);
-    j.db = db;
-    j.o = o;
+    job_init(&j, db, o);
     j.log_path = log_path;
     j.run_id_src = id_src;
     j.group_base = parent;
@@ -618,13 +667,104 @@ int cad_import_log(cad_db *db, const cad_import_opts *o, const char *log_path,
 
 /* ---- import-record ------------------------------------------------------------------- */
 
-typedef struct path_list {
-    char **v;
-    int n, cap;
-} path_list;
+/* A record is walked without leaving it: a symbolic link is followed only when its target
+ * (resolved through every link) lies inside the record folder; one that leaves it is
+ * reported, not followed (docs/database.md "Importing logs and records"). Folders are
+ * entered once each (by device and inode), so a link back to a parent is no loop, and a
+ * file reached by several paths (links, hard links) is imported once, under the path
+ * without links, else the first in sorted order. */
 
-static int path_cmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+typedef struct found_log {
+    char *rel;              /* path relative to the record folder */
+    dev_t dev;
+    ino_t ino;
+    int via_link;           /* reached through a symbolic link */
+} found_log;
+
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+} file_id;
+
+typedef struct link_out {
+    char *rel, *target;     /* a link of the record and where it leads */
+} link_out;
+
+typedef struct record_walk {
+    const char *root;       /* the record folder (a realpath) */
+    found_log *logs;
+    int n_logs, cap_logs;
+    file_id *dirs;          /* folders entered */
+    int n_dirs, cap_dirs;
+    link_out *outside;      /* links leaving the folder, in walk order */
+    int n_outside, cap_outside;
+    int oom;
+} record_walk;
+
+static void *grow(void *v, int *cap, int n, size_t size, int *oom) {
+    if (n < *cap) return v;
+    int nc = *cap ? *cap * 2 : 16;
+    void *nv = realloc(v, (size_t)nc * size);
+    if (!nv) {
+        *oom = 1;
+        return NULL;
+    }
+    *cap = nc;
+    return nv;
+}
+
+static void walk_free(record_walk *w) {
+    for (int i = 0; i < w->n_logs; i++) free(w->logs[i].rel);
+    for (int i = 0; i < w->n_outside; i++) {
+        free(w->outside[i].rel);
+        free(w->outside[i].target);
+    }
+    free(w->logs);
+    free(w->dirs);
+    free(w->outside);
+}
+
+/* path is root itself or below it. */
+static int inside_root(const char *root, const char *path) {
+    size_t n = strlen(root);
+    return strncmp(path, root, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+/* 1 when the folder (dev, ino) was entered before; else remembers it. */
+static int dir_seen(record_walk *w, dev_t dev, ino_t ino) {
+    for (int i = 0; i < w->n_dirs; i++)
+        if (w->dirs[i].dev == dev && w->dirs[i].ino == ino) return 1;
+    file_id *nd = grow(w->dirs, &w->cap_dirs, w->n_dirs, sizeof *nd, &w->oom);
+    if (!nd) return 1;
+    w->dirs = nd;
+    w->dirs[w->n_dirs++] = (file_id){dev, ino};
+    return 0;
+}
+
+static void note_outside(record_walk *w, const char *rel, const char *target) {
+    link_out *no = grow(w->outside, &w->cap_outside, w->n_outside, sizeof *no, &w->oom);
+    if (!no) return;
+    w->outside = no;
+    link_out l = {strdup(rel), strdup(target)};
+    if (!l.rel || !l.target) {
+        free(l.rel);
+        free(l.target);
+        w->oom = 1;
+        return;
+    }
+    w->outside[w->n_outside++] = l;
+}
+
+static void add_log(record_walk *w, const char *rel, const struct stat *st, int via_link) {
+    found_log *nl = grow(w->logs, &w->cap_logs, w->n_logs, sizeof *nl, &w->oom);
+    if (!nl) return;
+    w->logs = nl;
+    char *r = strdup(rel);
+    if (!r) {
+        w->oom = 1;
+        return;
+    }
+    w->logs[w->n_logs++] = (found_log){r, st->st_dev, st->st_ino, via_link};
 }
 
 static int is_log_name(const char *name) {
@@ -633,43 +773,106 @@ static int is_log_name(const char *name) {
     return (n > 4 && (strcmp(name + n - 4, ".log") == 0 || strcmp(name + n - 4, ".txt") == 0));
 }
 
-/* Logs under dir (recursive), as paths relative to root. */
-static int find_logs(const char *root, const char *rel, path_list *out, int depth) {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char sub[PATH_MAX], full[PATH_MAX * 2];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-        snprintf(full, sizeof full, "%s/%s", root, sub);
-        struct stat st;
-        if (stat(full, &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) {
-            if (depth < LOG_DEPTH_MAX) find_logs(root, sub, out, depth + 1);
-        } else if (S_ISREG(st.st_mode) && is_log_name(de->d_name)) {
-            if (out->n == out->cap) {
-                int cap = out->cap ? out->cap * 2 : 16;
-                char **nv = realloc(out->v, (size_t)cap * sizeof *nv);
-                if (!nv) {
-                    closedir(d);
-                    return -1;
-                }
-                out->v = nv;
-                out->cap = cap;
-            }
-            out->v[out->n++] = strdup(sub);
+static void walk_dir(record_walk *w, const char *rel, int depth, int via_link);
+
+/* One directory entry: a log, a folder to enter, or a link to follow or report. */
+static void walk_entry(record_walk *w, const char *name, const char *rel, int depth, int via_link) {
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof full, "%s/%s", w->root, rel);
+    struct stat st;
+    if (lstat(full, &st) != 0) return;
+    if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        if (!realpath(full, target) || stat(target, &st) != 0) return; /* dangling */
+        if (!inside_root(w->root, target)) {
+            if (S_ISDIR(st.st_mode) || is_log_name(name)) note_outside(w, rel, target);
+            return;
         }
+        via_link = 1;
     }
-    closedir(d);
-    return 0;
+    if (S_ISDIR(st.st_mode)) {
+        if (depth < LOG_DEPTH_MAX) walk_dir(w, rel, depth + 1, via_link);
+    } else if (S_ISREG(st.st_mode) && is_log_name(name)) {
+        add_log(w, rel, &st, via_link);
+    }
 }
 
-static void load_submission(record_info *ri) {
-    DIR *d = opendir(ri->dir);
+/* Logs under root/rel (recursive), as paths relative to root. */
+static void walk_dir(record_walk *w, const char *rel, int depth, int via_link) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s%s%s", w->root, *rel ? "/" : "", rel);
+    DIR *d = opendir(dir);
     if (!d) return;
+    struct stat st;
+    if (fstat(dirfd(d), &st) != 0 || dir_seen(w, st.st_dev, st.st_ino)) {
+        closedir(d);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) && !w->oom) {
+        if (de->d_name[0] == '.') continue;
+        char sub[PATH_MAX];
+        if (snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", de->d_name) >= (int)sizeof sub)
+            continue;
+        walk_entry(w, de->d_name, sub, depth, via_link);
+    }
+    closedir(d);
+}
+
+static int log_by_file(const void *a, const void *b) {
+    const found_log *x = a, *y = b;
+    if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+    if (x->via_link != y->via_link) return x->via_link - y->via_link;
+    return strcmp(x->rel, y->rel);
+}
+
+static int log_by_path(const void *a, const void *b) {
+    return strcmp(((const found_log *)a)->rel, ((const found_log *)b)->rel);
+}
+
+/* Each distinct file once (the path without links first, then the first by name); then
+ * sorted by path, the order they are imported in. */
+static void dedupe_logs(record_walk *w) {
+    if (w->n_logs < 2) return;
+    qsort(w->logs, (size_t)w->n_logs, sizeof *w->logs, log_by_file);
+    int k = 0;
+    for (int i = 0; i < w->n_logs; i++) {
+        if (k && w->logs[k - 1].dev == w->logs[i].dev && w->logs[k - 1].ino == w->logs[i].ino) {
+            free(w->logs[i].rel);
+            continue;
+        }
+        w->logs[k++] = w->logs[i];
+    }
+    w->n_logs = k;
+    qsort(w->logs, (size_t)w->n_logs, sizeof *w->logs, log_by_path);
+}
+
+/* A text file of the record (submission JSON, README) for reading: must not be a link out
+ * of the folder. *present is 0 when there is no such file (not an error). */
+static int record_text(const record_info *ri, const char *path, const char *what, size_t max,
+                       char **buf, int *present, cad_err *e) {
+    *buf = NULL;
+    *present = 0;
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return CAD_OK;
+        return cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
+    }
+    *present = 1;
+    char target[PATH_MAX];
+    if (S_ISLNK(st.st_mode) && (!realpath(path, target) || !inside_root(ri->dir, target)))
+        return cad_fail(e, CAD_EIO, "%s: symbolic link leaving the record folder: not followed",
+                        path);
+    return cad_read_regular_file(path, what, max, buf, NULL, e);
+}
+
+/* The submission JSON (submission.json, else the first submission*.json by name). A file
+ * that is no regular file, too big or unreadable fails the record; one that is not valid
+ * JSON is imported without claims (json_text finds nothing in it). */
+static int load_submission(record_info *ri, cad_err *e) {
+    DIR *d = opendir(ri->dir);
+    if (!d) return cad_fail(e, CAD_EIO, "%s: %s", ri->dir, strerror(errno));
     struct dirent *de;
     char best[NAME_MAX + 1] = "";
     while ((de = readdir(d))) {
@@ -682,69 +885,111 @@ static void load_submission(record_info *ri) {
         }
     }
     closedir(d);
-    if (!best[0]) return;
+    if (!best[0]) return CAD_OK;
     char p[PATH_MAX + 300];
     snprintf(p, sizeof p, "%s/%s", ri->dir, best);
-    cad_err ignored; /* a record without a readable submission.json is imported without claims */
-    if (cad_read_file(p, &ri->submission, NULL, &ignored)) ri->submission = NULL;
-    copy_str(ri->submission_file, sizeof ri->submission_file, best);
+    int present;
+    int rc = record_text(ri, p, "submission", CAD_IMPORT_SUBMISSION_MAX, &ri->submission,
+                         &present, e);
+    if (!rc) copy_str(ri->submission_file, sizeof ri->submission_file, best);
+    return rc;
 }
 
-/* The README's first heading, for the sweep description. */
-static void readme_title(const char *dir, char *out, size_t cap) {
+/* The README's first heading, for the sweep description ("" without a README). */
+static int readme_title(const record_info *ri, char *out, size_t cap, cad_err *e) {
     char p[PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/README.md", dir);
+    snprintf(p, sizeof p, "%s/README.md", ri->dir);
     out[0] = 0;
-    FILE *f = fopen(p, "rb");
-    if (!f) return;
-    char line[README_LINE_MAX];
-    while (fgets(line, sizeof line, f)) {
+    char *text;
+    int present;
+    int rc = record_text(ri, p, "README", CAD_IMPORT_README_MAX, &text, &present, e);
+    if (rc || !present) return rc;
+    for (const char *line = text; *line;) {
+        size_t n = strcspn(line, "\n");
         if (line[0] == '#') {
-            char *s = line;
+            const char *s = line;
             while (*s == '#' || *s == ' ') s++;
-            s[strcspn(s, "\r\n")] = 0;
-            snprintf(out, cap, "%s", s);
+            size_t k = n - (size_t)(s - line);
+            while (k && s[k - 1] == '\r') k--;
+            if (k >= cap) k = cap - 1;
+            memcpy(out, s, k);
+            out[k] = 0;
             break;
         }
+        line += n + (line[n] == '\n');
     }
-    fclose(f);
+    free(text);
+    return CAD_OK;
+}
+
+/* Report each link that leaves the record (not followed) through fn. */
+static void report_outside(const record_info *ri, const record_walk *w, cad_import_record_fn fn,
+                           void *ctx) {
+    for (int i = 0; i < w->n_outside; i++) {
+        cad_err le;
+        cad_err_clear(&le);
+        const link_out *o = &w->outside[i];
+        cad_fail(&le, CAD_EIO,
+                 "%s/%s: symbolic link to %s, outside the record folder: not followed", ri->dir,
+                 o->rel, o->target);
+        cad_import_record_log l = {ri->name, o->rel, NULL, &le};
+        fn(ctx, &l);
+    }
+}
+
+/* The folder, its logs, its submission and its description: everything before the logs go
+ * in. Fails when the record cannot be imported at all. */
+static int record_open(const char *dir, record_info *ri, record_walk *w, char *desc, size_t cap,
+                       cad_db *db, cad_err *e) {
+    if (!realpath(dir, ri->dir)) return cad_fail(e, CAD_EIO, "%s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(ri->dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return cad_fail(e, CAD_EIO, "%s: not a directory", dir);
+    const char *b = strrchr(ri->dir, '/');
+    copy_str(ri->name, sizeof ri->name, b ? b + 1 : ri->dir);
+    w->root = ri->dir;
+    walk_dir(w, "", 0, 0);
+    if (w->oom) return cad_fail(e, CAD_ENOMEM, "out of memory listing %s", dir);
+    dedupe_logs(w);
+    ri->n_logs = w->n_logs;
+    if (w->n_logs == 0) {
+        if (w->n_outside)
+            return cad_fail(e, CAD_ERR,
+                            "%s: no training logs (*.log, *.txt) in the record (%d symbolic "
+                            "link%s leaving the folder not followed, e.g. %s -> %s)",
+                            dir, w->n_outside, w->n_outside == 1 ? "" : "s", w->outside[0].rel,
+                            w->outside[0].target);
+        return cad_fail(e, CAD_ERR, "%s: no training logs (*.log, *.txt) in the record", dir);
+    }
+    int rc = load_submission(ri, e);
+    if (!rc && !json_text(db, ri->submission, "$.name", desc, cap)) {
+        char title[README_TITLE_MAX];
+        rc = readme_title(ri, title, sizeof title, e);
+        copy_str(desc, cap, title);
+    }
+    return rc;
 }
 
 int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
                       cad_import_record_fn fn, void *ctx, cad_err *e) {
     record_info ri;
     memset(&ri, 0, sizeof ri);
-    if (!realpath(dir, ri.dir)) return cad_fail(e, CAD_EIO, "%s: %s", dir, strerror(errno));
-    struct stat st;
-    if (stat(ri.dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cad_fail(e, CAD_EIO, "%s: not a directory", dir);
-    const char *b = strrchr(ri.dir, '/');
-    copy_str(ri.name, sizeof ri.name, b ? b + 1 : ri.dir);
-    path_list logs = {0};
-    find_logs(ri.dir, "", &logs, 0);
-    if (logs.n > 1) qsort(logs.v, (size_t)logs.n, sizeof *logs.v, path_cmp);
-    ri.n_logs = logs.n;
-    int rc = CAD_OK;
-    if (logs.n == 0)
-        rc = cad_fail(e, CAD_ERR, "%s: no training logs (*.log, *.txt) in the record", dir);
-    if (!rc) load_submission(&ri);
-    char desc[DESCRIPTION_MAX] = "", title[README_TITLE_MAX];
-    if (!rc && !json_text(db, ri.submission, "$.name", desc, sizeof desc)) {
-        readme_title(ri.dir, title, sizeof title);
-        copy_str(desc, sizeof desc, title);
-    }
+    record_walk w;
+    memset(&w, 0, sizeof w);
+    char desc[DESCRIPTION_MAX] = "";
+    int rc = record_open(dir, &ri, &w, desc, sizeof desc, db, e);
     int64_t sweep_id = -1;
     if (!rc) rc = cad_import_sweep(db, ri.name, desc, &sweep_id, e);
-    for (int k = 0; k < logs.n && !rc; k++) {
+    if (!rc) report_outside(&ri, &w, fn, ctx);
+    for (int k = 0; k < w.n_logs && !rc; k++) {
+        const char *rel = w.logs[k].rel;
         char full[PATH_MAX * 2], stem[PATH_MAX], id_src[PATH_MAX * 2];
-        snprintf(full, sizeof full, "%s/%s", ri.dir, logs.v[k]);
-        copy_str(stem, sizeof stem, logs.v[k]);
+        snprintf(full, sizeof full, "%s/%s", ri.dir, rel);
+        copy_str(stem, sizeof stem, rel);
         strip_ext(stem);
         snprintf(id_src, sizeof id_src, "%s-%s", ri.name, stem);
         import_job j;
-        memset(&j, 0, sizeof j);
-        j.db = db;
-        j.o = o;
+        job_init(&j, db, o);
         j.log_path = full;
         j.run_id_src = id_src;
         j.group_base = ri.name;
@@ -752,17 +997,16 @@ int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
         j.sweep_id = sweep_id;
         j.sweep_name = ri.name;
         j.ri = &ri;
-        j.rel_in_record = logs.v[k];
+        j.rel_in_record = rel;
         cad_import_result res;
         cad_err le;
         cad_err_clear(&le);
         int r = import_one(&j, &res, &le);
         job_free(&j);
-        cad_import_record_log l = {ri.name, logs.v[k], r ? NULL : &res, r ? &le : NULL};
+        cad_import_record_log l = {ri.name, rel, r ? NULL : &res, r ? &le : NULL};
         fn(ctx, &l);
     }
-    for (int k = 0; k < logs.n; k++) free(logs.v[k]);
-    free(logs.v);
+    walk_free(&w);
     free(ri.submission);
     return rc;
 }

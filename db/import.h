@@ -40,6 +40,12 @@ const char *cad_import_default_runs_dir(void);
 
 #define CAD_IMPORT_TEXT_MAX 64 /* claimed_val_bpb and score_line texts */
 
+/* Size caps of a record's text inputs, read whole: a record's submission JSON and README
+ * are a few kB; a bigger one fails the record at once instead of filling memory. Logs have
+ * no cap: they are streamed (copied and parsed a chunk at a time, never held whole). */
+#define CAD_IMPORT_SUBMISSION_MAX ((size_t)1 << 20) /* 1 MiB */
+#define CAD_IMPORT_README_MAX ((size_t)1 << 20)     /* 1 MiB */
+
 /* What became of one log. */
 typedef struct cad_import_result {
     int skipped;                     /* 1: no training output (no step or final evaluation
@@ -59,7 +65,8 @@ typedef struct cad_import_result {
 int cad_import_sweep(cad_db *db, const char *name, const char *description, int64_t *id,
                      cad_err *e);
 
-/* Import one log file. Its run id and group are "<sweep or parent dir>-<file stem>" (that
+/* Import one log file (a regular file: a FIFO or device is refused without blocking; it
+ * is streamed, never held whole). Its run id and group are "<sweep or parent dir>-<file stem>" (that
  * keeps the many train.log apart); sweep/sweep_id (NULL/-1: none) come from
  * cad_import_sweep. *out says what happened (out->skipped: not a training log). */
 int cad_import_log(cad_db *db, const cad_import_opts *o, const char *log_path,
@@ -77,9 +84,13 @@ typedef void (*cad_import_record_fn)(void *ctx, const cad_import_record_log *l);
 
 /* Import a record folder: its logs (*.log, *.txt under it, 4 levels deep, sorted), each
  * reported through fn, into a sweep named after the folder, described by the submission's
- * name or the README's first heading. Fails (nothing reported) when dir is not a readable
- * folder, holds no log, or the sweep cannot be made; a failing log is reported and the
- * others still go in. */
+ * name or the README's first heading. Symbolic links are followed only while they stay
+ * inside the folder; each one that leaves it is reported through fn as a failed entry (not
+ * followed). Each folder is entered once and each distinct file (device, inode) imported
+ * once, so link loops and duplicate links add nothing. Fails (nothing reported) when dir is
+ * not a readable folder, holds no log, its submission JSON or README is not a regular file
+ * within the caps above (or links out of the folder), or the sweep cannot be made; a
+ * failing log is reported and the others still go in. */
 int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
                       cad_import_record_fn fn, void *ctx, cad_err *e);
 

@@ -414,103 +414,215 @@ static int key_is_numeric(const cad_report_data *d, const int *gs, int ng, const
     return 1;
 }
 
-static int find_swept(cad_report_data *d, cad_report_sweep *sw, cad_err *e) {
-    int *gs = malloc((size_t)(d->n_groups + 1) * sizeof *gs), ng = 0;
-    if (!gs) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    for (int g = 0; g < d->n_groups; g++)
-        if (!strcmp(d->groups[g].sweep, sw->name)) gs[ng++] = g;
-    /* candidate keys: union over the runs of these groups */
-    int nk = 0, capk = 0;
-    char **keys = NULL;
-    for (int i = 0; i < ng; i++) {
-        const cad_report_group *g = &d->groups[gs[i]];
+/* The groups of one sweep (indexes into d->groups) and the steps' working lists. */
+typedef struct swept_ctx {
+    cad_report_data *d;
+    cad_report_sweep *sw;
+    int *gs, ng;
+    char **keys;           /* candidate keys (borrowed from the runs), sorted */
+    int nk;
+    const char **mode;     /* per swept key: its most common value (ablations), or NULL */
+    int ablation;
+} swept_ctx;
+
+/* The keys any run of the sweep's groups sets, except the per-run ones (seed, run id...). */
+static int candidate_keys(swept_ctx *c, cad_err *e) {
+    int capk = 0;
+    for (int i = 0; i < c->ng; i++) {
+        const cad_report_group *g = &c->d->groups[c->gs[i]];
         for (int r = 0; r < g->n_runs; r++) {
-            const cad_report_run *run = &d->runs[g->runs[r]];
+            const cad_report_run *run = &c->d->runs[g->runs[r]];
             for (int k = 0; k < run->n_params; k++) {
                 const char *key = run->param_keys[k];
                 int seen = 0;
-                for (int j = 0; j < nk && !seen; j++) seen = !strcmp(keys[j], key);
+                for (int j = 0; j < c->nk && !seen; j++) seen = !strcmp(c->keys[j], key);
                 if (seen || str_in(key, per_run_keys)) continue;
-                if (nk == capk) {
+                if (c->nk == capk) {
                     capk = capk ? capk * 2 : 64;
-                    char **nkeys = realloc(keys, (size_t)capk * sizeof *nkeys);
-                    if (!nkeys) { free(keys); free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
-                    keys = nkeys;
+                    char **nkeys = realloc(c->keys, (size_t)capk * sizeof *nkeys);
+                    if (!nkeys) return cad_fail(e, CAD_ENOMEM, "out of memory");
+                    c->keys = nkeys;
                 }
-                keys[nk++] = (char *)key;
+                c->keys[c->nk++] = (char *)key;
             }
         }
     }
-    if (nk > 1) qsort(keys, (size_t)nk, sizeof *keys, cmp_str_ptr);
-    sw->swept_keys = malloc((size_t)(nk + 1) * sizeof *sw->swept_keys);
-    if (!sw->swept_keys) { free(keys); free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
-    for (int k = 0; k < nk; k++) {
-        int constant_inside = 1, differs = 0;
-        const char *first = NULL;
-        for (int i = 0; i < ng && constant_inside; i++) {
-            const char *v = group_param(d, &d->groups[gs[i]], keys[k]);
-            if (!v) constant_inside = 0;
-            else if (!first) first = v;
-            else if (strcmp(first, v) != 0) differs = 1;
-        }
-        if (!constant_inside || !differs) continue;
+    if (c->nk > 1) qsort(c->keys, (size_t)c->nk, sizeof *c->keys, cmp_str_ptr);
+    return CAD_OK;
+}
+
+/* key is constant inside every group and differs between some two. */
+static int key_varies(const swept_ctx *c, const char *key) {
+    const char *first = NULL;
+    int differs = 0;
+    for (int i = 0; i < c->ng; i++) {
+        const char *v = group_param(c->d, &c->d->groups[c->gs[i]], key);
+        if (!v) return 0;
+        if (!first) first = v;
+        else if (strcmp(first, v) != 0) differs = 1;
+    }
+    return differs;
+}
+
+/* The swept keys: the varying candidates, one per bundle of keys whose values determine each
+ * other (named by a numeric key: vocab_size rather than tokenizer_path). */
+static int pick_swept_keys(swept_ctx *c, cad_err *e) {
+    cad_report_sweep *sw = c->sw;
+    sw->swept_keys = malloc((size_t)(c->nk + 1) * sizeof *sw->swept_keys);
+    if (!sw->swept_keys) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int k = 0; k < c->nk; k++) {
+        if (!key_varies(c, c->keys[k])) continue;
         int bundled = 0;
         for (int j = 0; j < sw->n_swept && !bundled; j++) {
-            int bij = keys_bijective(d, gs, ng, sw->swept_keys[j], keys[k]);
-            if (bij < 0) {
-                free(keys);
-                free(gs);
-                return cad_fail(e, CAD_ENOMEM, "out of memory");
-            }
+            int bij = keys_bijective(c->d, c->gs, c->ng, sw->swept_keys[j], c->keys[k]);
+            if (bij < 0) return cad_fail(e, CAD_ENOMEM, "out of memory");
             if (!bij) continue;
             bundled = 1;
-            /* name the bundle by a numeric key (vocab_size rather than tokenizer_path) */
-            if (!key_is_numeric(d, gs, ng, sw->swept_keys[j]) && key_is_numeric(d, gs, ng, keys[k])) {
+            if (!key_is_numeric(c->d, c->gs, c->ng, sw->swept_keys[j]) &&
+                key_is_numeric(c->d, c->gs, c->ng, c->keys[k])) {
+                char *nk = strdup(c->keys[k]);
+                if (!nk) return cad_fail(e, CAD_ENOMEM, "out of memory");
                 free(sw->swept_keys[j]);
-                sw->swept_keys[j] = strdup(keys[k]);
+                sw->swept_keys[j] = nk;
             }
         }
-        if (!bundled) sw->swept_keys[sw->n_swept++] = strdup(keys[k]);
+        if (bundled) continue;
+        if (!(sw->swept_keys[sw->n_swept] = strdup(c->keys[k])))
+            return cad_fail(e, CAD_ENOMEM, "out of memory");
+        sw->n_swept++;
     }
-    free(keys);
-    /* An ablation (three or more keys varied together, e.g. one technique per zip column) is
-     * labelled by what each group changes: keys at their most common value across the groups
-     * are left out, and the group that changes nothing is the "baseline" (which also makes it
-     * the reference). Modes are found among the groups in sweep order, first seen wins ties. */
-    const char **mode = calloc((size_t)(sw->n_swept ? sw->n_swept : 1), sizeof *mode);
-    if (!mode) { free(gs); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
-    int ablation = sw->n_swept >= 3 && ng >= 3;
-    for (int k = 0; ablation && k < sw->n_swept; k++) {
+    return CAD_OK;
+}
+
+/* An ablation (three or more keys varied together, e.g. one technique per zip column) is
+ * labelled by what each group changes: keys at their most common value across the groups
+ * are left out, and the group that changes nothing is the "baseline" (which also makes it
+ * the reference). Modes are found among the groups in sweep order, first seen wins ties. */
+static int ablation_modes(swept_ctx *c, cad_err *e) {
+    int n = c->sw->n_swept;
+    c->mode = calloc((size_t)(n ? n : 1), sizeof *c->mode);
+    if (!c->mode) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    c->ablation = n >= 3 && c->ng >= 3;
+    for (int k = 0; c->ablation && k < n; k++) {
         int best = 0;
-        for (int i = 0; i < ng; i++) {
-            const char *v = group_param(d, &d->groups[gs[i]], sw->swept_keys[k]);
-            int c = 0;
-            for (int j = 0; j < ng; j++) {
-                const char *w = group_param(d, &d->groups[gs[j]], sw->swept_keys[k]);
-                c += v && w && !strcmp(v, w);
+        for (int i = 0; i < c->ng; i++) {
+            const char *v = group_param(c->d, &c->d->groups[c->gs[i]], c->sw->swept_keys[k]);
+            int cnt = 0;
+            for (int j = 0; j < c->ng; j++) {
+                const char *w = group_param(c->d, &c->d->groups[c->gs[j]], c->sw->swept_keys[k]);
+                cnt += v && w && !strcmp(v, w);
             }
-            if (c > best) best = c, mode[k] = v;
+            if (cnt > best) best = cnt, c->mode[k] = v;
         }
     }
-    /* labels: "k=v k2=v2", paths shortened to their last component */
-    for (int i = 0; i < ng; i++) {
-        cad_report_group *g = &d->groups[gs[i]];
+    return CAD_OK;
+}
+
+/* The tail of v after its n-th '/' from the end; v itself when it has fewer. */
+static const char *path_tail(const char *v, int n) {
+    int seen = 0;
+    for (const char *p = v + strlen(v); p > v;)
+        if (*--p == '/' && ++seen == n) return p + 1;
+    return v;
+}
+
+typedef struct tail_at {
+    const char *tail;
+    int at;                /* index of its value */
+} tail_at;
+
+static int cmp_tail(const void *a, const void *b) {
+    return strcmp(((const tail_at *)a)->tail, ((const tail_at *)b)->tail);
+}
+
+/* Path values shortened to their fewest last components that no other value ends in:
+ * data/a/x and data/b/x become a/x and b/x, not both x; a value with no unique shorter tail
+ * stays whole. Labels stay distinct: two equal tails have the same number of components,
+ * and a tail is taken only when no other value's tail of that length is the same. out[i]
+ * points into vals[i]. Level by level with a sort, so thousands of groups stay fast. */
+static int short_values(const char **vals, int n, const char **out, cad_err *e) {
+    const char **dv = malloc((size_t)(n + 1) * sizeof *dv), **res = calloc((size_t)n + 1, sizeof *res);
+    tail_at *t = malloc((size_t)(n + 1) * sizeof *t);
+    if (!dv || !res || !t) {
+        free(dv), free(res), free(t);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    memcpy(dv, vals, (size_t)n * sizeof *dv);
+    int nd = count_distinct(dv, n), open = 0; /* dv sorted; its first nd are the distinct values */
+    for (int i = 1, k = 1; i < n; i++)
+        if (strcmp(dv[i], dv[k - 1]) != 0) dv[k++] = dv[i];
+    for (int d = 0; d < nd; d++) open += !(res[d] = strchr(dv[d], '/') ? NULL : dv[d]);
+    for (int level = 1; open; level++) {
+        for (int d = 0; d < nd; d++) t[d] = (tail_at){path_tail(dv[d], level), d};
+        qsort(t, (size_t)nd, sizeof *t, cmp_tail);
+        for (int a = 0, b; a < nd; a = b) {
+            for (b = a + 1; b < nd && !strcmp(t[b].tail, t[a].tail);) b++;
+            int d = t[a].at;
+            if (b - a == 1 && !res[d] && *t[a].tail) res[d] = t[a].tail, open--;
+        }
+        for (int d = 0; d < nd; d++) /* no tail shorter than the whole value was unique */
+            if (!res[d] && path_tail(dv[d], level) == dv[d]) res[d] = dv[d], open--;
+    }
+    for (int i = 0; i < n; i++) {
+        const char **hit = bsearch(&vals[i], dv, (size_t)nd, sizeof *dv, cmp_cstr);
+        const char *r = res[hit - dv];
+        out[i] = vals[i] + (r - *hit); /* the same tail of this group's own string */
+    }
+    free(dv), free(res), free(t);
+    return CAD_OK;
+}
+
+/* Labels "k=v k2=v2" (path values shortened by short_values), the group name when nothing
+ * was swept, "baseline" for an ablation's unchanged group. */
+static int make_labels(swept_ctx *c, cad_err *e) {
+    const cad_report_sweep *sw = c->sw;
+    const char **vals = malloc((size_t)(c->ng + 1) * sizeof *vals);
+    if (!vals) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    /* per key, each group's value as shown (column k at shown + k * ng) */
+    const char **shown = calloc((size_t)c->ng * (size_t)(sw->n_swept ? sw->n_swept : 1), sizeof *shown);
+    if (!shown) {
+        free(vals);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    int rc = CAD_OK;
+    for (int k = 0; k < sw->n_swept && !rc; k++) {
+        for (int i = 0; i < c->ng; i++) vals[i] = group_param(c->d, &c->d->groups[c->gs[i]], sw->swept_keys[k]);
+        rc = short_values(vals, c->ng, shown + (size_t)k * (size_t)c->ng, e);
+    }
+    for (int i = 0; i < c->ng && !rc; i++) {
+        cad_report_group *g = &c->d->groups[c->gs[i]];
         char buf[LABEL_MAX] = "";
         size_t o = 0;
         for (int k = 0; k < sw->n_swept && o < sizeof buf - 1; k++) {
-            const char *v = group_param(d, g, sw->swept_keys[k]);
-            if (ablation && mode[k] && !strcmp(v, mode[k])) continue;
-            const char *slash = strrchr(v, '/');
-            if (slash && slash[1]) v = slash + 1;
-            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s=%s", o ? " " : "", sw->swept_keys[k], v);
+            const char *v = group_param(c->d, g, sw->swept_keys[k]);
+            if (c->ablation && c->mode[k] && !strcmp(v, c->mode[k])) continue;
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s=%s", o ? " " : "", sw->swept_keys[k],
+                                  shown[(size_t)k * (size_t)c->ng + (size_t)i]);
         }
         if (o >= sizeof buf) o = sizeof buf - 1;
-        g->label = strdup(o ? buf : ablation ? "baseline" : g->name);
-        if (!g->label) { free(gs), free(mode); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+        g->label = strdup(o ? buf : c->ablation ? "baseline" : g->name);
+        if (!g->label) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     }
-    free(mode);
-    free(gs);
-    return CAD_OK;
+    free(shown);
+    free(vals);
+    return rc;
+}
+
+/* A sweep's swept keys and its groups' labels, in named steps. */
+static int find_swept(cad_report_data *d, cad_report_sweep *sw, cad_err *e) {
+    swept_ctx c = {d, sw, NULL, 0, NULL, 0, NULL, 0};
+    c.gs = malloc((size_t)(d->n_groups + 1) * sizeof *c.gs);
+    if (!c.gs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int g = 0; g < d->n_groups; g++)
+        if (!strcmp(d->groups[g].sweep, sw->name)) c.gs[c.ng++] = g;
+    int rc = candidate_keys(&c, e);
+    if (!rc) rc = pick_swept_keys(&c, e);
+    free(c.keys);
+    if (!rc) rc = ablation_modes(&c, e);
+    if (!rc) rc = make_labels(&c, e);
+    free(c.mode);
+    free(c.gs);
+    return rc;
 }
 
 /* ---- reference and comparisons ------------------------------------------------------------ */

@@ -11,7 +11,9 @@
  *
  * Grouping: a group is (sweep, group_hash) — the resolved config without the seed. Its label
  * is made of the swept parameters: keys whose value differs between groups of a sweep but is
- * constant inside every group (so seeds, run ids and run dirs never count as swept).
+ * constant inside every group (so seeds, run ids and run dirs never count as swept). A path
+ * value shows its shortest tail of whole components that no other value of the key ends in
+ * (data/a/x and data/b/x: "a/x", "b/x"), so two groups never share a label through it.
  * Statistics per group use runs with status 'done' and a val_bpb; failed, interrupted and
  * cancelled runs are listed apart with their error text.
  * Not here: HTML/SVG primitives (svg.c), the t distribution (stats.c), command lines.

@@ -248,7 +248,15 @@ static int parse_timeout(vctx *v, const yt_node *n, double *out, cad_err *e) {
                        "'timeout' must be a positive number of seconds or a duration like "
                        "\"90s\", \"20m\", \"2h\", got '%s'",
                        t);
-    *out = x * mul;
+    /* Bounded after the unit is applied: "1e308h" is finite text but an infinite number of
+     * seconds, and the timeout goes into run.json, where Inf is not JSON. */
+    double secs = x * mul;
+    if (!(secs >= CAD_SWEEP_MIN_TIMEOUT_S && secs <= CAD_SWEEP_MAX_TIMEOUT_S))
+        return yt_fail(e, CAD_ECONFIG, v->d, n,
+                       "'timeout' must be between %g s and %g s (%g days), got '%s'",
+                       CAD_SWEEP_MIN_TIMEOUT_S, CAD_SWEEP_MAX_TIMEOUT_S,
+                       CAD_SWEEP_MAX_TIMEOUT_S / 86400, t);
+    *out = secs;
     return CAD_OK;
 }
 

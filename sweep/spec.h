@@ -75,6 +75,10 @@ typedef struct cad_sweep_spec {
 } cad_sweep_spec;
 
 #define CAD_SWEEP_DEFAULT_TIMEOUT_S 1800.0
+/* The accepted range of 'timeout' (after its unit): shorter than the runner's poll is no
+ * limit at all, longer than 30 days is a typo; both ends keep run.json's number finite. */
+#define CAD_SWEEP_MIN_TIMEOUT_S 0.1
+#define CAD_SWEEP_MAX_TIMEOUT_S (30.0 * 86400)
 
 /* Built-in template names of the command engine (besides the sweep's own params). */
 extern const char *const cad_sweep_builtin_templates[]; /* NULL-terminated */

@@ -42,6 +42,27 @@ static void test_top_level_errors(void) {
         "use devices: 1, or engine: command with torchrun for multi-GPU runs");
     ERR("name: x\ntimeout: soon\n", "2:10", "'timeout' must be a positive number");
     ERR("name: x\nretries: -1\n", "2:10", "'retries' must be in [0, 100]");
+    /* finite text, infinite seconds: once accepted and written as "timeout_s":Inf into run.json */
+    ERR("name: x\ntimeout: 1e308h\n", "2:10", "'timeout' must be between 0.1 s and 2.592e+06 s (30 days)");
+    ERR("name: x\ntimeout: 1e306\n", "2:10", "'timeout' must be between");
+    ERR("name: x\ntimeout: 31d\n", "2:10", "'timeout' must be a positive number");
+    ERR("name: x\ntimeout: 721h\n", "2:10", "'timeout' must be between");
+    ERR("name: x\ntimeout: 0.01s\n", "2:10", "'timeout' must be between");
+    ERR("name: x\ntimeout: inf\n", "2:10", "'timeout' must be a positive number");
+    ERR("name: x\ntimeout: nan\n", "2:10", "'timeout' must be a positive number");
+    ERR("name: x\ntimeout: 1e999\n", "2:10", "'timeout' must be a positive number");
+    /* the integer fields: non-finite and out-of-range texts never become numbers */
+    ERR("name: x\npriority: 1e300\n", "2:11", "'priority' must be an integer, got '1e300'");
+    ERR("name: x\npriority: inf\n", "2:11", "'priority' must be an integer");
+    ERR("name: x\npriority: 2000000\n", "2:11", "'priority' must be in [-1000000, 1000000]");
+    ERR("name: x\nretries: nan\n", "2:10", "'retries' must be an integer");
+    ERR("name: x\nretries: 1e9\n", "2:10", "'retries' must be in [0, 100]");
+    ERR("name: x\ndevices: 1e999\n", "2:10", "'devices' must be an integer");
+    ERR("name: x\ndevices: 99999999999999999999\n", "2:10", "'devices' must be an integer");
+    ERR("name: x\nseeds: 1e9\n", "2:8", "'seeds' must be in [1, 1000]");
+    ERR("name: x\nseeds: inf\n", "2:8", "'seeds' must be an integer");
+    ERR("name: x\nseeds: [1, 1e300]\n", "2:12", "'seeds' must be an integer");
+    ERR("name: x\nseeds: [1, 4294967296]\n", "2:12", "'seeds' must be in [0, 2147483647]");
     ERR("name: x\nbase: missing.yaml\n", "2:7", "base config 'missing.yaml'");
     ERR("name: x\nset: 3\n", "2:6", "'set' must be a map of key: value, got a scalar");
 }

@@ -186,18 +186,21 @@ static void kb_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float *
 static size_t kb_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,
                                          int HD) {
     (void)be;
-    (void)NH;
     (void)KV;
     (void)HD;
-    return k_attention_scratch_bytes(B, T);
+    return k_attention_scratch_bytes(B, T, NH);
 }
 
+/* The fused kernels pick their path by the backend's precision (k_gemm_bf16): tensor cores
+ * with bf16 operands, or fp32 SIMT. */
 static void kb_attention_forward(const cad_backend *be, float *y, int ldy, float *lse,
                                  const float *q, int ldq, const float *k, int ldk, const float *v,
                                  int ldv, int B, int T, int NH, int KV, int HD, float scale,
                                  void *scratch, size_t scratch_bytes) {
-    k_attention_forward_launch(kb_of(be)->stream, kb_of(be)->blas, y, ldy, lse, q, ldq, k, ldk, v, ldv,
-                        B, T, NH, KV, HD, scale, scratch, scratch_bytes);
+    (void)scratch;
+    (void)scratch_bytes; /* the forward keeps everything on chip */
+    k_attention_forward_launch(kb_of(be)->stream, k_gemm_bf16, y, ldy, lse, q, ldq, k, ldk, v,
+                               ldv, B, T, NH, KV, HD, scale);
 }
 
 static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, float *dk, int lddk,
@@ -206,9 +209,9 @@ static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, fl
                                   const float *k, int ldk, const float *v, int ldv, int B, int T,
                                   int NH, int KV, int HD, float scale, void *scratch,
                                   size_t scratch_bytes) {
-    k_attention_backward_launch(kb_of(be)->stream, kb_of(be)->blas, dq, lddq, dk, lddk, dv, lddv, dy,
-                         lddy, y, ldy, lse, q, ldq, k, ldk, v, ldv, B, T, NH, KV, HD, scale,
-                         scratch, scratch_bytes);
+    k_attention_backward_launch(kb_of(be)->stream, k_gemm_bf16, dq, lddq, dk, lddk, dv, lddv, dy,
+                                lddy, y, ldy, lse, q, ldq, k, ldk, v, ldv, B, T, NH, KV, HD,
+                                scale, scratch, scratch_bytes);
 }
 
 static void kb_xsa_forward(const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *v,

@@ -22,6 +22,7 @@
 
 #ifdef __CUDACC__
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #define KLAUNCH(kernel, grid, block, shmem, stream, params)                                  \
     kernel<<<(grid), (block), (shmem), (stream)>>>(params)
@@ -48,6 +49,13 @@
 #include "kernels/cuda_check.h"
 
 #define K_FULL_MASK 0xffffffffu
+/* Unroll the next loop under nvcc (register arrays indexed by its counter stay in registers);
+ * nothing under gcc, where `#pragma unroll` would be an unknown-pragma warning. */
+#ifdef __CUDACC__
+#define K_UNROLL _Pragma("unroll")
+#else
+#define K_UNROLL
+#endif
 #define K_CEIL_DIV(a, b) (((a) + (b)-1) / (b))
 
 /* Invariant of a launcher's arguments (a caller bug): print and abort, like CUDA_CHECK. */
@@ -124,6 +132,37 @@ static __device__ __forceinline__ double k_block_sum_d(double v, double *sh) {
     if (lane == 0) sh[warp] = v;
     __syncthreads();
     return k_warp_sum_d(lane < nw ? sh[lane] : 0.0);
+}
+
+/* ---- bf16 tensor-core product ------------------------------------------------------------- */
+
+/* float -> bfloat16 bits, round to nearest even (the CPU backend's rule, engine/gemm_bf16.h). */
+static __device__ __forceinline__ unsigned k_bf16_bits(float x) {
+    return (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+/* Two floats as one bf16x2 register: lo in the lower half (the element of smaller index, as
+ * the mma fragments expect). */
+static __device__ __forceinline__ unsigned k_bf16_pack(float lo, float hi) {
+    return k_bf16_bits(lo) | (k_bf16_bits(hi) << 16);
+}
+
+/* d[4] = A[16x16] B[16x8] + c[4] for the whole warp (all 32 lanes must call it together):
+ * mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32. Fragments per lane (groupID g =
+ * lane>>2, tig = lane&3): a[0] A[g][2tig..+1], a[1] A[g][2tig+8..+9], a[2] A[g+8][2tig..+1],
+ * a[3] A[g+8][2tig+8..+9]; b[0] B[2tig..+1][g], b[1] B[2tig+8..+9][g]; c/d[0..1]
+ * C[g][2tig..+1], c/d[2..3] C[g+8][2tig..+1]. d may alias c. The emulator implements the same
+ * layout as a warp barrier (kernels/emu/cuda_emu.h), pinned by test_emu_mma. */
+static __device__ __forceinline__ void k_mma_bf16_16816(float *d, const unsigned *a,
+                                                        const unsigned *b, const float *c) {
+#ifdef __CUDACC__
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),
+                   "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    emu_mma_bf16_16816(d, a, b, c, __FILE__, __LINE__);
+#endif
 }
 
 #endif

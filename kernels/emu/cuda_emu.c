@@ -36,7 +36,7 @@
 _Thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 enum emu_fibre_state { EMU_RUNNABLE, EMU_AT_BLOCK_BARRIER, EMU_AT_WARP_OP, EMU_DONE };
-enum emu_warp_op { EMU_OP_SYNCWARP = 100, EMU_OP_BALLOT = 101 }; /* shuffles: emu_shfl_kind */
+enum emu_warp_op { EMU_OP_SYNCWARP = 100, EMU_OP_BALLOT = 101, EMU_OP_MMA = 102 }; /* shuffles: emu_shfl_kind */
 enum emu_vtype { EMU_VF, EMU_VD, EMU_VI, EMU_VU };
 
 typedef union emu_value {
@@ -59,6 +59,10 @@ typedef struct emu_fibre {
     unsigned mask;
     int arg, vtype;
     emu_value val, result;
+    /* EMU_OP_MMA: the lane's fragments (on its own stack, alive while it waits) */
+    const unsigned *mma_a, *mma_b;
+    const float *mma_c;
+    float *mma_d;
     void *asan_fake_stack;
 } emu_fibre;
 
@@ -148,6 +152,7 @@ static const char *emu_state_name(const emu_fibre *f) {
     case EMU_AT_WARP_OP:
         return f->op == EMU_OP_SYNCWARP ? "__syncwarp"
                : f->op == EMU_OP_BALLOT ? "__ballot_sync"
+               : f->op == EMU_OP_MMA    ? "mma.sync"
                                         : "__shfl_*_sync";
     default: return "exited";
     }
@@ -291,6 +296,63 @@ unsigned emu_ballot(unsigned mask, int pred, const char *file, int line) {
     return emu_warp_op(EMU_OP_BALLOT, mask, x, EMU_VI, 0, file, line).u;
 }
 
+void emu_mma_bf16_16816(float *d, const unsigned *a, const unsigned *b, const float *c,
+                        const char *file, int line) {
+    emu_fibre *f = emu_self();
+    f->mma_a = a;
+    f->mma_b = b;
+    f->mma_c = c;
+    f->mma_d = d;
+    emu_value v;
+    v.u = 0;
+    (void)emu_warp_op(EMU_OP_MMA, 0xffffffffu, v, EMU_VU, 0, file, line);
+}
+
+__nv_bfloat16 __float2bfloat16_rn(float f) {
+    __nv_bfloat16 h;
+    h.x = cad_bf16_from_float(f);
+    return h;
+}
+
+static float emu_bf16_lo(unsigned r) { __nv_bfloat16 h; h.x = (unsigned short)(r & 0xffffu); return __bfloat162float(h); }
+static float emu_bf16_hi(unsigned r) { __nv_bfloat16 h; h.x = (unsigned short)(r >> 16); return __bfloat162float(h); }
+
+/* The whole warp's m16n8k16 product, once every lane deposited its fragments (layout: cuda_emu.h). */
+static void emu_mma_release(emu_fibre *lanes) {
+    float A[16][16], B[16][8], D[16][8];
+    for (int l = 0; l < 32; l++) {
+        const emu_fibre *f = &lanes[l];
+        int g = l >> 2, t = l & 3;
+        for (int h = 0; h < 2; h++) {
+            float (*lo)(unsigned) = emu_bf16_lo, (*hi)(unsigned) = emu_bf16_hi;
+            /* a[2h] row g+8h cols 2t+{0,1}; a[2h+1] row g+8h cols 2t+8+{0,1} */
+            A[g + 8 * h][2 * t] = lo(f->mma_a[2 * h]);
+            A[g + 8 * h][2 * t + 1] = hi(f->mma_a[2 * h]);
+            A[g + 8 * h][2 * t + 8] = lo(f->mma_a[2 * h + 1]);
+            A[g + 8 * h][2 * t + 9] = hi(f->mma_a[2 * h + 1]);
+            /* b[h] rows 2t+8h+{0,1}, col g */
+            B[2 * t + 8 * h][g] = lo(f->mma_b[h]);
+            B[2 * t + 8 * h + 1][g] = hi(f->mma_b[h]);
+            /* c[2h], c[2h+1] row g+8h cols 2t+{0,1} */
+            D[g + 8 * h][2 * t] = f->mma_c[2 * h];
+            D[g + 8 * h][2 * t + 1] = f->mma_c[2 * h + 1];
+        }
+    }
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+            float acc = D[i][j];
+            for (int k = 0; k < 16; k++) acc += A[i][k] * B[k][j]; /* exact products */
+            D[i][j] = acc;
+        }
+    for (int l = 0; l < 32; l++) {
+        int g = l >> 2, t = l & 3;
+        for (int h = 0; h < 2; h++) {
+            lanes[l].mma_d[2 * h] = D[g + 8 * h][2 * t];
+            lanes[l].mma_d[2 * h + 1] = D[g + 8 * h][2 * t + 1];
+        }
+    }
+}
+
 void *emu_dynamic_shared(void) {
     if (sched.cur < 0) emu_die("dynamic shared memory used outside an emulated kernel");
     return sched.dyn_shared_bytes ? sched.dyn_shared : NULL;
@@ -336,6 +398,12 @@ static int emu_try_release_warp(emu_fibre *first, int final) {
     }
     /* everyone in the mask arrived: exchange at once (so a lane that runs ahead cannot
      * overwrite a value another lane has yet to read) */
+    if (first->op == EMU_OP_MMA) {
+        if (n != 32 || mask != 0xffffffffu)
+            emu_die("%s:%d: mma.sync in warp %d of %d threads (mask 0x%08x): it needs all 32 lanes",
+                    first->wait_file, first->wait_line, w, n, mask);
+        emu_mma_release(&fs[base]);
+    }
     unsigned ballot = 0;
     for (int l = 0; l < n; l++)
         if ((mask & (1u << l)) && fs[base + l].val.i) ballot |= 1u << l;
@@ -350,6 +418,7 @@ static int emu_try_release_warp(emu_fibre *first, int final) {
         case EMU_SHFL_UP: src = l - f->arg >= 0 ? l - f->arg : l; break;
         default: break; /* __syncwarp */
         }
+        if (f->op == EMU_OP_MMA) continue;
         if (f->op == EMU_OP_BALLOT) {
             f->result.u = ballot;
             continue;

@@ -88,6 +88,32 @@ unsigned emu_ballot(unsigned mask, int pred, const char *file, int line);
 #define __ballot_sync(mask, pred) emu_ballot((mask), (pred) != 0, __FILE__, __LINE__)
 static inline int __ffs(int x) { return __builtin_ffs(x); }
 
+/* Warp-level tensor-core product mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (what
+ * k_mma_bf16_16816 in k_common.cuh issues as inline PTX under nvcc): a barrier over all 32 lanes
+ * like the shuffles. Each lane deposits its fragments (a: 4 registers of two bf16, b: 2, c: 4
+ * floats); when the last lane arrives the 16x8 product D = A B + C is formed from the PTX ISA
+ * fragment layout (groupID = lane>>2, tig = lane&3; a0/a1 row groupID, a2/a3 row groupID+8,
+ * a0/a2 cols 2*tig+{0,1}, a1/a3 cols 2*tig+8+{0,1}; b0 rows 2*tig+{0,1}, b1 rows 2*tig+8+{0,1},
+ * col groupID; c0/c1 row groupID cols 2*tig+{0,1}, c2/c3 row groupID+8; the lower 16 bits of a
+ * register hold the element of smaller index), summed in k order in fp32 (bf16 products are
+ * exact in fp32), and each lane's d is written. d may alias c. */
+void emu_mma_bf16_16816(float *d, const unsigned *a, const unsigned *b, const float *c,
+                        const char *file, int line);
+
+/* cuda_bf16.h subset: bfloat16 as its bit pattern. __float2bfloat16_rn rounds to nearest even
+ * (NaN stays NaN), the rule of the CPU backend's engine/gemm_bf16.h. */
+typedef struct __nv_bfloat16 {
+    unsigned short x;
+} __nv_bfloat16;
+__nv_bfloat16 __float2bfloat16_rn(float f);
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.x; }
+static inline float __bfloat162float(__nv_bfloat16 h) {
+    uint32_t u = (uint32_t)h.x << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* Atomics: fibres never run concurrently, so a read-modify-write is atomic by construction; the
  * ORDER of the adds follows the randomised schedule, as on the GPU. */
 static inline float emu_atomic_add_f(float *p, float v) { float o = *p; *p = o + v; return o; }

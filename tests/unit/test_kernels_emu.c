@@ -257,6 +257,70 @@ static void test_emu_dynamic_shared(void) {
         }
 }
 
+/* The mma wrapper alone against a plain matrix product: the test places every element by the
+ * PTX ISA's m16n8k16 fragment tables, written here as the inverse map (element -> lane,
+ * register, half), independently of the emulator's lane -> element decoding. */
+typedef struct mma_params {
+    const float *a, *b, *c; /* per lane: a[lane][8] (4 registers x 2 halves), b[lane][4], c[lane][4] */
+    float *d;               /* d[lane][4] */
+} mma_params;
+
+__global__ void k_mma_probe(mma_params p) {
+    int l = threadIdx.x;
+    unsigned a[4], b[2];
+    float c[4], d[4];
+    for (int r = 0; r < 4; r++) a[r] = k_bf16_pack(p.a[l * 8 + 2 * r], p.a[l * 8 + 2 * r + 1]);
+    for (int r = 0; r < 2; r++) b[r] = k_bf16_pack(p.b[l * 4 + 2 * r], p.b[l * 4 + 2 * r + 1]);
+    for (int r = 0; r < 4; r++) c[r] = p.c[l * 4 + r];
+    k_mma_bf16_16816(d, a, b, c);
+    for (int r = 0; r < 4; r++) p.d[l * 4 + r] = d[r];
+}
+EMU_KERNEL(k_mma_probe, mma_params)
+
+static float bf16_round(float x) { return cad_bf16_to_float(cad_bf16_from_float(x)); }
+
+static void test_emu_mma(void) {
+    /* round to nearest even, as engine/gemm_bf16.h: ties go to the even mantissa */
+    CHECK_EQ_INT((int)k_bf16_bits(1.0f + 0x1p-8f), 0x3f80);
+    CHECK_EQ_INT((int)k_bf16_bits(1.0f + 0x3p-8f), 0x3f82);
+    CHECK_EQ_INT((int)k_bf16_bits(-1.0f - 0x1p-9f), 0xbf80);
+    CHECK(isnan(cad_bf16_to_float((uint16_t)k_bf16_bits(NAN))));
+    float A[16][16], B[16][8], C[16][8], fa[32 * 8], fb[32 * 4], fc[32 * 4], fd[32 * 4];
+    uint64_t st = 12345;
+    for (int trial = 0; trial < 3; trial++) {
+        for (int i = 0; i < 16; i++)
+            for (int k = 0; k < 16; k++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                A[i][k] = (float)((st >> 33) % 20001) / 5000.0f - 2.0f;
+                /* element (i, k): lane (i%8)*4 + (k%8)/2, register (k/8) + 2*(i/8), half k%2 */
+                fa[((i % 8) * 4 + (k % 8) / 2) * 8 + 2 * ((k / 8) + 2 * (i / 8)) + k % 2] = A[i][k];
+            }
+        for (int k = 0; k < 16; k++)
+            for (int j = 0; j < 8; j++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                B[k][j] = (float)((st >> 33) % 20001) / 5000.0f - 2.0f;
+                /* element (k, j): lane j*4 + (k%8)/2, register k/8, half k%2 */
+                fb[(j * 4 + (k % 8) / 2) * 4 + 2 * (k / 8) + k % 2] = B[k][j];
+            }
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 8; j++) {
+                C[i][j] = (float)(i * 8 + j) * 0.25f - 8.0f;
+                /* element (i, j): lane (i%8)*4 + j/2, register 2*(i/8) + j%2 */
+                fc[((i % 8) * 4 + j / 2) * 4 + 2 * (i / 8) + j % 2] = C[i][j];
+            }
+        mma_params p = {fa, fb, fc, fd};
+        emu_set_seed((uint64_t)trial + 3);
+        KLAUNCH(k_mma_probe, 1, 32, 0, NULL, p);
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 8; j++) {
+                double ref = C[i][j];
+                for (int k = 0; k < 16; k++) ref += (double)bf16_round(A[i][k]) * bf16_round(B[k][j]);
+                float got = fd[((i % 8) * 4 + j / 2) * 4 + 2 * (i / 8) + j % 2];
+                CHECK_NEAR(got, ref, 1e-4, 1e-5);
+            }
+    }
+}
+
 /* Run fn in a child; expect it to abort with `needle` in its stderr. */
 static void expect_abort(void (*fn)(void), const char *needle) {
     char path[4200];
@@ -327,6 +391,7 @@ int main(void) {
     RUN(test_emu_shuffles);
     RUN(test_emu_race_is_seed_dependent);
     RUN(test_emu_dynamic_shared);
+    RUN(test_emu_mma);
     RUN(test_emu_barrier_not_reached_aborts);
     RUN(test_emu_divergent_shuffle_aborts);
     RUN(test_emu_invalid_launch_aborts);

@@ -1,0 +1,312 @@
+/*
+ * k_attention_mma.cuh — the tensor-core attention kernels (bf16 operands, fp32 accumulation,
+ * mma.sync m16n8k16 through k_mma_bf16_16816) for `matmul_precision: bf16` at HD = 64. Included
+ * by k_attention.cuh, which holds the parameter struct, the SIMT kernels (the fp32 path and
+ * the bf16 fallback for other HD) and the launchers.
+ *
+ * Geometry: 4 warps a block, 64-row tiles on both sides; each warp owns 16 rows of its block's
+ * tile. Operands are rounded to bf16 once, when they are loaded (from global into registers for
+ * the warp's own rows, into shared memory for the tile every warp reads), and stored as bf16
+ * pairs in 32-bit words: rows [64][36] (72 bf16, the 4-word pad puts the 8 rows x 4 words a
+ * fragment load touches on 32 distinct banks) or, for the operands an mma needs with k along
+ * the row index, transposed [64][36] (word (d, j/2) = rows j, j+1 of column d).
+ * The FA2 register trick: the fp32 C fragment of a score tile (16 rows x 8 keys per n-tile) is
+ * laid out exactly like the A fragment of the next product (two n-tiles = one 16-wide k-step),
+ * so P and dS go from accumulators to operands without touching shared memory.
+ * Rounding points match the CPU bf16 reference: q, k, v, dy, P and dS are rounded; scores,
+ * the softmax statistics, D and every accumulator stay fp32.
+ *
+ * Not here: the SIMT kernels and launchers (k_attention.cuh), the mma wrapper (k_common.cuh).
+ */
+#ifndef CADDIE_K_ATTENTION_MMA_CUH
+#define CADDIE_K_ATTENTION_MMA_CUH
+
+#include "kernels/k_common.cuh"
+
+#define K_ATT_MMA_HD 64
+#define K_ATT_MMA_TILE 64
+#define K_ATT_MMA_THREADS 128
+#define K_ATT_MMA_LDW 36 /* words per shared row: 32 bf16 pairs + 4 pad */
+
+/* Rows [r0, r0+64) x columns [col, col+64) of a strided matrix as bf16 pairs, row layout. */
+static __device__ __forceinline__ void k_att_mma_rows(unsigned *dst, const float *src, int ld,
+                                                      size_t rowb, int col, int r0, int T) {
+    for (int i = threadIdx.x; i < K_ATT_MMA_TILE * 32; i += blockDim.x) {
+        int r = i / 32, w = i % 32;
+        float a = 0.0f, c = 0.0f;
+        if (r0 + r < T) {
+            const float *x = src + (rowb + r0 + r) * ld + col + 2 * w;
+            a = x[0], c = x[1];
+        }
+        dst[r * K_ATT_MMA_LDW + w] = k_bf16_pack(a, c);
+    }
+}
+
+/* The same block transposed: word (d, j) holds rows 2j and 2j+1 of column d. */
+static __device__ __forceinline__ void k_att_mma_cols(unsigned *dst, const float *src, int ld,
+                                                      size_t rowb, int col, int r0, int T) {
+    for (int i = threadIdx.x; i < K_ATT_MMA_HD * 32; i += blockDim.x) {
+        int d = i % K_ATT_MMA_HD, j = i / K_ATT_MMA_HD, t = r0 + 2 * j;
+        float a = t < T ? src[(rowb + t) * ld + col + d] : 0.0f;
+        float c = t + 1 < T ? src[(rowb + t + 1) * ld + col + d] : 0.0f;
+        dst[d * K_ATT_MMA_LDW + j] = k_bf16_pack(a, c);
+    }
+}
+
+/* A fragments of a warp's 16 rows (t0 = its first row) x 64 columns straight from global:
+ * frag[ks][0..3] for k-step ks (columns 16ks..16ks+15). Rows at or past T are zeros. */
+static __device__ __forceinline__ void k_att_mma_afrag(unsigned frag[4][4], const float *src,
+                                                       int ld, size_t rowb, int col, int t0,
+                                                       int T) {
+    int lane = threadIdx.x % 32, g = lane >> 2, tig = lane & 3;
+    K_UNROLL
+    for (int ks = 0; ks < 4; ks++)
+        K_UNROLL
+        for (int half = 0; half < 2; half++) { /* rows g, g + 8 */
+            int t = t0 + g + 8 * half;
+            const float *x = src + (rowb + t) * ld + col + 16 * ks + 2 * tig;
+            frag[ks][2 * half] = t < T ? k_bf16_pack(x[0], x[1]) : 0u;
+            frag[ks][2 * half + 1] = t < T ? k_bf16_pack(x[8], x[9]) : 0u;
+        }
+}
+
+/* acc[nt] += A (16 x 64, fragments a) times B^T where B is a [64][LDW] row-layout shared
+ * tile: acc[nt] covers B rows nt*8..nt*8+7 (the n index), k runs over B's 64 columns. */
+static __device__ __forceinline__ void k_att_mma_abt(float acc[8][4], unsigned a[4][4],
+                                                     const unsigned *B) {
+    int lane = threadIdx.x % 32, g = lane >> 2, tig = lane & 3;
+    K_UNROLL
+    for (int nt = 0; nt < 8; nt++)
+        K_UNROLL
+        for (int ks = 0; ks < 4; ks++) {
+            unsigned bf[2];
+            bf[0] = B[(nt * 8 + g) * K_ATT_MMA_LDW + 8 * ks + tig];
+            bf[1] = B[(nt * 8 + g) * K_ATT_MMA_LDW + 8 * ks + 4 + tig];
+            k_mma_bf16_16816(acc[nt], a[ks], bf, acc[nt]);
+        }
+}
+
+/* C fragments (16 x 64 fp32, 8 n-tiles) -> bf16 A fragments of the 4 k-steps they span. */
+static __device__ __forceinline__ void k_att_mma_c2a(unsigned a[4][4], float c[8][4]) {
+    K_UNROLL
+    for (int ks = 0; ks < 4; ks++) {
+        a[ks][0] = k_bf16_pack(c[2 * ks][0], c[2 * ks][1]);
+        a[ks][1] = k_bf16_pack(c[2 * ks + 1][0], c[2 * ks + 1][1]);
+        a[ks][2] = k_bf16_pack(c[2 * ks][2], c[2 * ks][3]);
+        a[ks][3] = k_bf16_pack(c[2 * ks + 1][2], c[2 * ks + 1][3]);
+    }
+}
+
+static __device__ __forceinline__ void k_att_mma_zero(float acc[8][4]) {
+    K_UNROLL
+    for (int nt = 0; nt < 8; nt++)
+        K_UNROLL
+        for (int c = 0; c < 4; c++) acc[nt][c] = 0.0f;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* grid (query tiles, B*NH), 128 threads. Warp w: query rows q0 + 16w + {g, g+8}. Shared: K
+ * (row layout, for S = Q K^T) and V transposed (for O += P V). */
+__global__ void k_attention_forward_mma(k_attention_params p) {
+    __shared__ unsigned Ks[K_ATT_MMA_TILE * K_ATT_MMA_LDW], Vt[K_ATT_MMA_HD * K_ATT_MMA_LDW];
+    int h = blockIdx.y % p.NH, b = blockIdx.y / p.NH, g = h / p.group;
+    int q0 = (gridDim.x - 1 - blockIdx.x) * K_ATT_MMA_TILE;
+    int lane = threadIdx.x % 32, w = threadIdx.x / 32, gid = lane >> 2, tig = lane & 3;
+    int t0 = q0 + 16 * w + gid, qend = q0 + K_ATT_MMA_TILE < p.T ? q0 + K_ATT_MMA_TILE : p.T;
+    size_t rowb = (size_t)b * p.T;
+    unsigned qa[4][4], pa[4][4];
+    k_att_mma_afrag(qa, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0 + 16 * w, p.T);
+    float o[8][4], s[8][4];
+    k_att_mma_zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* rows t0, t0 + 8 */
+    for (int k0 = 0; k0 < qend; k0 += K_ATT_MMA_TILE) {
+        __syncthreads();
+        k_att_mma_rows(Ks, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        k_att_mma_cols(Vt, p.v, p.ldv, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        __syncthreads();
+        k_att_mma_zero(s);
+        k_att_mma_abt(s, qa, Ks);
+        float mx[2] = {-INFINITY, -INFINITY};
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++)
+            K_UNROLL
+            for (int c = 0; c < 4; c++) {
+                int key = k0 + nt * 8 + 2 * tig + (c & 1), row = t0 + 8 * (c >> 1);
+                s[nt][c] = key <= row ? s[nt][c] * p.scale : -INFINITY;
+                mx[c >> 1] = fmaxf(mx[c >> 1], s[nt][c]);
+            }
+        float alpha[2], sum[2];
+        K_UNROLL
+        for (int r = 0; r < 2; r++) { /* the 4 lanes of a group share the row */
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(K_FULL_MASK, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(K_FULL_MASK, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r]); /* finite: key 0 is in every row's first tile */
+            alpha[r] = expf(m[r] - mn);
+            m[r] = mn;
+            sum[r] = 0.0f;
+        }
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++)
+            K_UNROLL
+            for (int c = 0; c < 4; c++) {
+                s[nt][c] = expf(s[nt][c] - m[c >> 1]);
+                sum[c >> 1] += s[nt][c];
+                o[nt][c] *= alpha[c >> 1];
+            }
+        K_UNROLL
+        for (int r = 0; r < 2; r++) {
+            sum[r] += __shfl_xor_sync(K_FULL_MASK, sum[r], 1);
+            sum[r] += __shfl_xor_sync(K_FULL_MASK, sum[r], 2);
+            l[r] = l[r] * alpha[r] + sum[r];
+        }
+        k_att_mma_c2a(pa, s);
+        k_att_mma_abt(o, pa, Vt); /* Vt rows are head columns: O[:, nt*8..] += P V */
+    }
+    K_UNROLL
+    for (int r = 0; r < 2; r++) {
+        int t = t0 + 8 * r;
+        if (t >= p.T) continue;
+        float inv = 1.0f / l[r], *yr = p.y + (rowb + t) * p.ldy + (size_t)h * K_ATT_MMA_HD;
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++) {
+            yr[nt * 8 + 2 * tig] = o[nt][2 * r] * inv;
+            yr[nt * 8 + 2 * tig + 1] = o[nt][2 * r + 1] * inv;
+        }
+        if (tig == 0) p.lse[((size_t)b * p.NH + h) * p.T + t] = m[r] + logf(l[r]);
+    }
+}
+EMU_KERNEL(k_attention_forward_mma, k_attention_params)
+
+/* ---- backward: dQ ------------------------------------------------------------------------- */
+
+/* grid (query tiles, B*NH), 128 threads, warp rows as in the forward. Shared: K and V (row
+ * layout, for S = Q K^T and dP = dy V^T) and K transposed (for dQ += dS K). */
+__global__ void k_attention_backward_dq_mma(k_attention_params p) {
+    __shared__ unsigned Ks[K_ATT_MMA_TILE * K_ATT_MMA_LDW], Vs[K_ATT_MMA_TILE * K_ATT_MMA_LDW];
+    __shared__ unsigned Kt[K_ATT_MMA_HD * K_ATT_MMA_LDW];
+    int h = blockIdx.y % p.NH, b = blockIdx.y / p.NH, g = h / p.group;
+    int q0 = (gridDim.x - 1 - blockIdx.x) * K_ATT_MMA_TILE;
+    int lane = threadIdx.x % 32, w = threadIdx.x / 32, gid = lane >> 2, tig = lane & 3;
+    int t0 = q0 + 16 * w + gid, qend = q0 + K_ATT_MMA_TILE < p.T ? q0 + K_ATT_MMA_TILE : p.T;
+    size_t rowb = (size_t)b * p.T, stat = ((size_t)b * p.NH + h) * p.T;
+    unsigned qa[4][4], da[4][4], sa[4][4];
+    k_att_mma_afrag(qa, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0 + 16 * w, p.T);
+    k_att_mma_afrag(da, p.dy, p.lddy, rowb, h * K_ATT_MMA_HD, q0 + 16 * w, p.T);
+    float lr[2], Dr[2];
+    K_UNROLL
+    for (int r = 0; r < 2; r++) {
+        int t = t0 + 8 * r;
+        lr[r] = t < p.T ? p.lse[stat + t] : 0.0f;
+        Dr[r] = t < p.T ? p.D[stat + t] : 0.0f;
+    }
+    float dq[8][4], s[8][4], dp[8][4];
+    k_att_mma_zero(dq);
+    for (int k0 = 0; k0 < qend; k0 += K_ATT_MMA_TILE) {
+        __syncthreads();
+        k_att_mma_rows(Ks, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        k_att_mma_rows(Vs, p.v, p.ldv, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        k_att_mma_cols(Kt, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        __syncthreads();
+        k_att_mma_zero(s);
+        k_att_mma_zero(dp);
+        k_att_mma_abt(s, qa, Ks);
+        k_att_mma_abt(dp, da, Vs);
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++)
+            K_UNROLL
+            for (int c = 0; c < 4; c++) {
+                int key = k0 + nt * 8 + 2 * tig + (c & 1), row = t0 + 8 * (c >> 1);
+                float pr = key <= row && row < p.T ? expf(s[nt][c] * p.scale - lr[c >> 1]) : 0.0f;
+                s[nt][c] = pr * (dp[nt][c] - Dr[c >> 1]) * p.scale; /* dS */
+            }
+        k_att_mma_c2a(sa, s);
+        k_att_mma_abt(dq, sa, Kt);
+    }
+    K_UNROLL
+    for (int r = 0; r < 2; r++) {
+        int t = t0 + 8 * r;
+        if (t >= p.T) continue;
+        float *dqr = p.dq + (rowb + t) * p.lddq + (size_t)h * K_ATT_MMA_HD;
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++) {
+            dqr[nt * 8 + 2 * tig] = dq[nt][2 * r];
+            dqr[nt * 8 + 2 * tig + 1] = dq[nt][2 * r + 1];
+        }
+    }
+}
+EMU_KERNEL(k_attention_backward_dq_mma, k_attention_params)
+
+/* ---- backward: dK, dV --------------------------------------------------------------------- */
+
+/* grid (key tiles, B*KV), 128 threads. Warp w: key rows k0 + 16w + {g, g+8}, whose K and V
+ * fragments stay in registers; the products run transposed (S^T = K Q^T, dP^T = V dy^T), so
+ * P^T and dS^T come out as A fragments for dV += P^T dy and dK += dS^T Q. Shared: Q and dy in
+ * row layout and transposed, lse and D of the query tile. The group's query heads run in order
+ * inside the block (fixed summation order). */
+__global__ void k_attention_backward_dkv_mma(k_attention_params p) {
+    __shared__ unsigned Qs[K_ATT_MMA_TILE * K_ATT_MMA_LDW], Qt[K_ATT_MMA_HD * K_ATT_MMA_LDW];
+    __shared__ unsigned dYs[K_ATT_MMA_TILE * K_ATT_MMA_LDW], dYt[K_ATT_MMA_HD * K_ATT_MMA_LDW];
+    __shared__ float ls[K_ATT_MMA_TILE], Ds[K_ATT_MMA_TILE];
+    int g = blockIdx.y % p.KV, b = blockIdx.y / p.KV;
+    int k0 = blockIdx.x * K_ATT_MMA_TILE;
+    int lane = threadIdx.x % 32, w = threadIdx.x / 32, gid = lane >> 2, tig = lane & 3;
+    int kr0 = k0 + 16 * w + gid;
+    size_t rowb = (size_t)b * p.T;
+    unsigned ka[4][4], va[4][4], xa[4][4];
+    k_att_mma_afrag(ka, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0 + 16 * w, p.T);
+    k_att_mma_afrag(va, p.v, p.ldv, rowb, g * K_ATT_MMA_HD, k0 + 16 * w, p.T);
+    float dk[8][4], dv[8][4], st[8][4], dpt[8][4];
+    k_att_mma_zero(dk);
+    k_att_mma_zero(dv);
+    for (int hh = 0; hh < p.group; hh++) {
+        int h = g * p.group + hh;
+        size_t stat = ((size_t)b * p.NH + h) * p.T;
+        for (int q0 = k0; q0 < p.T; q0 += K_ATT_MMA_TILE) { /* tiles at or below the diagonal */
+            __syncthreads();
+            k_att_mma_rows(Qs, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0, p.T);
+            k_att_mma_cols(Qt, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0, p.T);
+            k_att_mma_rows(dYs, p.dy, p.lddy, rowb, h * K_ATT_MMA_HD, q0, p.T);
+            k_att_mma_cols(dYt, p.dy, p.lddy, rowb, h * K_ATT_MMA_HD, q0, p.T);
+            for (int i = threadIdx.x; i < K_ATT_MMA_TILE; i += blockDim.x) {
+                ls[i] = q0 + i < p.T ? p.lse[stat + q0 + i] : 0.0f;
+                Ds[i] = q0 + i < p.T ? p.D[stat + q0 + i] : 0.0f;
+            }
+            __syncthreads();
+            k_att_mma_zero(st);
+            k_att_mma_zero(dpt);
+            k_att_mma_abt(st, ka, Qs);
+            k_att_mma_abt(dpt, va, dYs);
+            K_UNROLL
+            for (int nt = 0; nt < 8; nt++)
+                K_UNROLL
+                for (int c = 0; c < 4; c++) {
+                    int qi = nt * 8 + 2 * tig + (c & 1), tq = q0 + qi, key = kr0 + 8 * (c >> 1);
+                    float pr = key <= tq && tq < p.T ? expf(st[nt][c] * p.scale - ls[qi]) : 0.0f;
+                    st[nt][c] = pr;
+                    dpt[nt][c] = pr * (dpt[nt][c] - Ds[qi]) * p.scale; /* dS^T */
+                }
+            k_att_mma_c2a(xa, st);
+            k_att_mma_abt(dv, xa, dYt);
+            k_att_mma_c2a(xa, dpt);
+            k_att_mma_abt(dk, xa, Qt);
+        }
+    }
+    K_UNROLL
+    for (int r = 0; r < 2; r++) {
+        int key = kr0 + 8 * r;
+        if (key >= p.T) continue;
+        float *dkr = p.dk + (rowb + key) * p.lddk + (size_t)g * K_ATT_MMA_HD;
+        float *dvr = p.dv + (rowb + key) * p.lddv + (size_t)g * K_ATT_MMA_HD;
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++) {
+            dkr[nt * 8 + 2 * tig] = dk[nt][2 * r];
+            dkr[nt * 8 + 2 * tig + 1] = dk[nt][2 * r + 1];
+            dvr[nt * 8 + 2 * tig] = dv[nt][2 * r];
+            dvr[nt * 8 + 2 * tig + 1] = dv[nt][2 * r + 1];
+        }
+    }
+}
+EMU_KERNEL(k_attention_backward_dkv_mma, k_attention_params)
+
+#endif

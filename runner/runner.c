@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,24 +67,135 @@ void cad_runner_opts_init(cad_runner_opts *o) {
     o->out = stdout;
 }
 
+/* The DB file as the kernel knows it: a symlink resolved (realpath of the file, or of its
+ * directory when the file does not exist yet, so two names of one DB give one lock path). */
+static void resolve_db(const char *db_path, char *buf, size_t cap) {
+    char real[PATH_MAX];
+    if (realpath(db_path, real)) {
+        str_copy(buf, cap, real);
+        return;
+    }
+    char dir[PATH_MAX];
+    str_copy(dir, sizeof dir, db_path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : db_path;
+    if (slash == dir) str_copy(dir, sizeof dir, "/");
+    else if (slash) *slash = 0;
+    else str_copy(dir, sizeof dir, ".");
+    if (!realpath(dir, real)) {
+        str_copy(buf, cap, db_path);
+        return;
+    }
+    size_t n = strlen(real);
+    if (n == 1) n = 0; /* "/" */
+    str_copy(buf, cap, real);
+    if (n + 1 < cap) {
+        buf[n] = '/';
+        str_copy(buf + n + 1, cap - n - 1, base);
+    }
+}
+
 void cad_runner_lock_path(const char *db_path, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s.runner.lock", db_path);
+    char real[PATH_MAX];
+    resolve_db(db_path, real, sizeof real);
+    snprintf(buf, cap, "%s.runner.lock", real);
+}
+
+/* The pid holding an flock on the file (dev, ino), from /proc/locks; 0 when not found.
+ * For a runner reached through a hard link, whose lock text lies beside its own name. */
+static long flock_holder(dev_t dev, ino_t ino) {
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f) return 0;
+    char line[256];
+    long pid = 0;
+    while (!pid && fgets(line, sizeof line, f)) {
+        char kind[16], mode[16], rw[16];
+        long p;
+        unsigned maj, min;
+        unsigned long long in;
+        if (sscanf(line, "%*[^:]: %15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &p, &maj, &min,
+                   &in) == 7 &&
+            strcmp(kind, "FLOCK") == 0 && maj == major(dev) && min == minor(dev) &&
+            in == (unsigned long long)ino)
+            pid = p;
+    }
+    fclose(f);
+    return pid;
+}
+
+/* 1 when a runner holds the DB file's lock: who gets its "pid N on HOST since TIME" (or the
+ * pid alone when only /proc/locks knows it). */
+static int lock_holder_of(int db_fd, const char *lock_path, char *who, size_t cap) {
+    who[0] = 0;
+    if (flock(db_fd, LOCK_SH | LOCK_NB) == 0) {
+        flock(db_fd, LOCK_UN);
+        return 0;
+    }
+    if (errno != EWOULDBLOCK) return 0;
+    /* the text is the holder's only while its file is locked too: beside another name of
+     * a hard-linked DB it may be an old runner's */
+    int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd >= 0) {
+        ssize_t n = pread(fd, who, cap - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\n")] = 0;
+        close(fd);
+    }
+    struct stat st;
+    if (!who[0] && fstat(db_fd, &st) == 0) {
+        long pid = flock_holder(st.st_dev, st.st_ino);
+        if (pid > 0) snprintf(who, cap, "pid %ld (through another name of the same file)", pid);
+    }
+    return 1;
+}
+
+int cad_runner_holder(const char *db_path, char *who, size_t cap) {
+    who[0] = 0;
+    int fd = open(db_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char lock[PATH_MAX + 16];
+    cad_runner_lock_path(db_path, lock, sizeof lock);
+    int held = lock_holder_of(fd, lock, who, cap);
+    close(fd);
+    return held;
 }
 
 /* ---- the lock ------------------------------------------------------------------------- */
 
-/* Take the exclusive runner lock; on contention name the holder from the file's text. */
-static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
-    char path[PATH_MAX];
+/* Take the exclusive runner lock: an flock on the DB file itself (so every name of it, a
+ * symlink or a hard link, meets the same lock; SQLite's own locks are fcntl locks, which
+ * flock does not touch), then the text file beside the resolved name that says who holds
+ * it. On contention name the holder. *fd_out gets both fds (the DB file's first). */
+static int lock_take(const char *db_path, int fd_out[2], cad_err *e) {
+    char path[PATH_MAX + 16];
     cad_runner_lock_path(db_path, path, sizeof path);
+    int dbfd = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (dbfd < 0) return cad_fail(e, CAD_EIO, "%s: %s", db_path, strerror(errno));
+    if (flock(dbfd, LOCK_EX | LOCK_NB) != 0) {
+        char who[LOCK_TEXT_MAX] = "";
+        lock_holder_of(dbfd, path, who, sizeof who);
+        close(dbfd);
+        return cad_fail(e, CAD_ERR, "another runner is using %s: %s (lock %s)", db_path,
+                        who[0] ? who : "holder unknown", path);
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
+    if (fd < 0) {
+        int rc = cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
+        close(dbfd);
+        return rc;
+    }
+    /* a runner of an older caddie locks only this file */
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char who[LOCK_TEXT_MAX] = "";
         ssize_t n = pread(fd, who, sizeof who - 1, 0);
         who[n > 0 ? n : 0] = 0;
         who[strcspn(who, "\n")] = 0;
         close(fd);
+        close(dbfd);
         return cad_fail(e, CAD_ERR, "another runner is using %s: %s (lock %s)", db_path,
                         who[0] ? who : "holder unknown", path);
     }
@@ -94,7 +206,8 @@ static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len) {
         /* the lock itself is what matters; the text only helps the message above */
     }
-    *fd_out = fd;
+    fd_out[0] = dbfd;
+    fd_out[1] = fd;
     return CAD_OK;
 }
 
@@ -1092,8 +1205,8 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     r->o = o;
     int rc = runner_devices(r, o, e);
     if (rc) return rc;
-    int lock_fd = -1;
-    rc = lock_take(o->db_path, &lock_fd, e);
+    int lock_fd[2] = {-1, -1};
+    rc = lock_take(o->db_path, lock_fd, e);
     if (rc) return rc;
     rc = runner_open(r, e);
     sigset_t sigs, old;
@@ -1111,7 +1224,8 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     runner_close(r, rc);
     sigprocmask(SIG_SETMASK, &old, NULL);
     signal(SIGPIPE, old_pipe);
-    close(lock_fd);
+    close(lock_fd[1]);
+    close(lock_fd[0]);
     *stop_signal = r->stop_signal;
     return rc;
 }

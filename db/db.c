@@ -1147,7 +1147,9 @@ int cad_db_get_launch(cad_db *db, const char *run_id, cad_launch *out, cad_err *
         else {
             bind_text(c, 1, launch ? launch : "{}");
             bind_text(c, 2, "$.cwd");
-            if (sqlite3_step(c) == SQLITE_ROW) out->cwd = col_dup(c, 0);
+            int cst = sqlite3_step(c);
+            if (cst == SQLITE_ROW) out->cwd = col_dup(c, 0);
+            else if (cst != SQLITE_DONE) rc = db_fail(db, e, "reading a launch recipe's cwd");
             sqlite3_reset(c);
         }
     }

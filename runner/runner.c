@@ -437,7 +437,7 @@ static void io_fatal(runner *r, slot *s) {
         s->stop = STOP_IOFAIL;
         str_copy(s->stop_reason, sizeof s->stop_reason, s->io_error);
     }
-    stop_slot(r, s, STOP_IOFAIL, s->io_error);
+    if (!s->reaped) stop_slot(r, s, STOP_IOFAIL, s->io_error);
     if (r->fatal[0]) return;
     str_copy(r->fatal, sizeof r->fatal, s->io_error);
     r->stopping = 1;

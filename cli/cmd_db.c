@@ -36,6 +36,11 @@ static int db_migrate(int argc, char **argv) {
     return 0;
 }
 
+static void say_skipped(void *ctx, const char *run_dir, const char *why) {
+    (void)ctx;
+    fprintf(stderr, "caddie db: rebuild: skipped %s: %s\n", run_dir, why);
+}
+
 static int db_rebuild(int argc, char **argv) {
     static const struct option opts[] = {
         {"db", required_argument, 0, 'b'}, {"runs-dir", required_argument, 0, 'r'}, {0, 0, 0, 0}};
@@ -56,13 +61,15 @@ static int db_rebuild(int argc, char **argv) {
     cad_err e;
     cad_err_clear(&e);
     cad_db *db = NULL;
-    int n = 0;
+    int n = 0, skipped = 0;
     int rc = cad_db_open(path, 0, &db, &e);
-    if (!rc) rc = cad_ingest_rebuild(db, runs, &n, &e);
+    if (!rc) rc = cad_ingest_rebuild(db, runs, &n, &skipped, say_skipped, NULL, &e);
     cad_db_close(db);
     if (rc) return cli_fail("db", "rebuild: %s", e.msg);
-    printf("%s: rebuilt from %s: %d run%s\n", path, runs, n, n == 1 ? "" : "s");
-    return 0;
+    printf("%s: rebuilt from %s: %d run%s", path, runs, n, n == 1 ? "" : "s");
+    if (skipped) printf(", %d run dir%s skipped (see above)", skipped, skipped == 1 ? "" : "s");
+    printf("\n");
+    return skipped ? 1 : 0; /* the rest is in; the exit status says something was left out */
 }
 
 int cmd_db(int argc, char **argv) {

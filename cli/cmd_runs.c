@@ -70,23 +70,6 @@ static int open_run(const char *cmd, const char *opt_db, const char *run_id, cad
 /* s, or dflt when s is NULL (a NULL column). */
 static const char *or(const char *s, const char *dflt) { return s ? s : dflt; }
 
-/* Who holds the runner lock of db_path: 1 and the holder text, or 0 (no runner). */
-static int runner_holder(const char *db_path, char *who, size_t cap) {
-    char path[4096];
-    cad_runner_lock_path(db_path, path, sizeof path);
-    who[0] = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-    if (held) {
-        ssize_t n = pread(fd, who, cap - 1, 0);
-        who[n > 0 ? n : 0] = 0;
-        who[strcspn(who, "\n")] = 0;
-    }
-    close(fd); /* releases the shared lock if we got it */
-    return held;
-}
-
 /* ---- caddie run ------------------------------------------------------------------------- */
 
 /* GPUs the NVIDIA driver lists, as the set 0..n-1 (0 when none). */
@@ -203,7 +186,7 @@ int cmd_status(int argc, char **argv) {
     rc = open_existing("status", opt_db, CAD_DB_READONLY, &db);
     if (rc) return rc;
     char who[512];
-    int held = runner_holder(cad_db_file(db), who, sizeof who);
+    int held = cad_runner_holder(cad_db_file(db), who, sizeof who);
     printf("database: %s\n", cad_db_file(db));
     printf("runner:   %s%s\n", held ? "running, " : "not running",
            held ? (who[0] ? who : "holder unknown") : "");

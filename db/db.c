@@ -181,12 +181,21 @@ struct cad_db {
     sqlite3 *h;
     char *path;
     int readonly;
+    int run_json_lenient;           /* cad_db_set_run_json_lenient */
+    char run_json_failure[CAD_ERRMSG_MAX]; /* the last run.json a lenient change missed */
     sqlite3_stmt *st[ST_COUNT_];
     ext_stmt *ext;  /* cad_db_stmt's cache; a handful of queries, searched linearly */
     int n_ext, cap_ext;
 };
 
 static int db_fail(cad_db *db, cad_err *e, const char *what) {
+    int code = sqlite3_errcode(db->h) & 0xff;
+    /* a damaged file is not fixed by trying again: say what is (db.h, "damaged") */
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        return cad_fail(e, CAD_EDB,
+                        "%s: %s: %s: the database file is damaged; the run dirs are the truth: "
+                        "move it aside and run 'caddie db rebuild --db %s'",
+                        db->path, what, sqlite3_errmsg(db->h), db->path);
     return cad_fail(e, CAD_EDB, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
 }
 
@@ -843,7 +852,23 @@ static int transition(cad_db *db, const char *run_id, int expect_from, cad_run_s
  * of the DB until the next change rewrites it. */
 static int write_json_in_tx(cad_db *db, const char *run_id, int rc, cad_err *e) {
     if (rc) return rc;
-    return cad_db_write_run_json(db, run_id, e);
+    cad_err we = {0};
+    rc = cad_db_write_run_json(db, run_id, &we);
+    if (rc == CAD_EIO && db->run_json_lenient) { /* the DB change stands; say what lags */
+        snprintf(db->run_json_failure, sizeof db->run_json_failure, "%s", we.msg);
+        return CAD_OK;
+    }
+    if (rc) *e = we;
+    return rc;
+}
+
+void cad_db_set_run_json_lenient(cad_db *db, int on) { db->run_json_lenient = on != 0; }
+
+int cad_db_take_run_json_failure(cad_db *db, char *buf, size_t cap) {
+    if (!db->run_json_failure[0]) return 0;
+    snprintf(buf, cap, "%s", db->run_json_failure);
+    db->run_json_failure[0] = 0;
+    return 1;
 }
 
 static int set_status(cad_db *db, const char *run_id, int expect_from, cad_run_status to,
@@ -1122,7 +1147,9 @@ int cad_db_get_launch(cad_db *db, const char *run_id, cad_launch *out, cad_err *
         else {
             bind_text(c, 1, launch ? launch : "{}");
             bind_text(c, 2, "$.cwd");
-            if (sqlite3_step(c) == SQLITE_ROW) out->cwd = col_dup(c, 0);
+            int cst = sqlite3_step(c);
+            if (cst == SQLITE_ROW) out->cwd = col_dup(c, 0);
+            else if (cst != SQLITE_DONE) rc = db_fail(db, e, "reading a launch recipe's cwd");
             sqlite3_reset(c);
         }
     }
@@ -1162,11 +1189,17 @@ int cad_db_write_run_json(cad_db *db, const char *run_id, cad_err *e) {
             FILE *f = fopen(tmp, "w");
             if (!f) rc = cad_fail(e, CAD_EIO, "%s: cannot write: %s", tmp, strerror(errno));
             else {
-                fputs(json, f);
-                fputc('\n', f);
-                if (fclose(f) != 0) rc = cad_fail(e, CAD_EIO, "%s: write failed", tmp);
-                else if (rename(tmp, path) != 0)
+                int bad = fputs(json, f) == EOF || fputc('\n', f) == EOF || fflush(f) != 0;
+                int err = errno;
+                if (fclose(f) != 0 && !bad) bad = 1, err = errno;
+                if (bad) {
+                    /* the old run.json stays whole; a partial temp file goes */
+                    rc = cad_fail(e, CAD_EIO, "%s: write failed: %s", tmp, strerror(err));
+                    unlink(tmp);
+                } else if (rename(tmp, path) != 0) {
                     rc = cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno));
+                    unlink(tmp);
+                }
             }
         }
         free(path);

@@ -24,6 +24,10 @@
  * Every change writes one events row and, when the run dir exists, rewrites
  * <run_dir>/run.json (the run's row + its events) so `caddie db rebuild` loses nothing.
  *
+ * Errors: CAD_EDB with "<db file>: <what>: <SQLite's message>"; when SQLite finds the file
+ * damaged (SQLITE_CORRUPT, SQLITE_NOTADB) the message says so and what to do: the run dirs
+ * are the truth, so move the file aside and `caddie db rebuild`.
+ *
  * Not here: reading run directories (db/ingest.h), sweep expansion (sweep/plan.h),
  * scheduling policy (runner/sched.h), process handling (runner/proc.h).
  */
@@ -219,9 +223,10 @@ typedef struct cad_run_claim {
     const char *boot_id;          /* /proc/sys/kernel/random/boot_id */
 } cad_run_claim;
 
-/* queued -> running: attempts++, records devices/host/boot_id, started_at=now. Fails
- * (CAD_ERR) when the run is no longer queued (cancelled meanwhile), so the runner must
- * claim before it spawns. */
+/* queued -> running: attempts++, records devices/host/boot_id, started_at=now. Fails with
+ * CAD_ERR exactly when the run is no longer queued (cancelled meanwhile) or gone, so the
+ * runner must claim before it spawns; any other code (CAD_EIO: run.json could not be
+ * written, a full disk; CAD_EDB) is a real failure, not "cancelled". */
 int cad_db_claim(cad_db *db, const char *run_id, const cad_run_claim *c, cad_err *e);
 
 /* Convenience for simple runners: claim the first queued run (priority DESC, queued_at)
@@ -271,6 +276,16 @@ typedef struct cad_launch {
 } cad_launch;
 int cad_db_get_launch(cad_db *db, const char *run_id, cad_launch *out, cad_err *e);
 void cad_launch_free(cad_launch *l);
+
+/* What a status change does when <run_dir>/run.json cannot be rewritten (CAD_EIO: a full
+ * disk, a read-only run dir). Strict (the default): the change fails naming the file and is
+ * rolled back. Lenient (the runner, so that no run stays `running` because its run dir is
+ * full): the change is committed and the failure kept; cad_db_take_run_json_failure gives
+ * its message (1) and forgets it, or 0 when none. The run dir then lags behind the DB until
+ * its next status change; a rebuild from it at worst sees an older status (a `running` run
+ * is then recovered as interrupted by the next runner). */
+void cad_db_set_run_json_lenient(cad_db *db, int on);
+int cad_db_take_run_json_failure(cad_db *db, char *buf, size_t cap);
 
 /* Rewrite <run_dir>/run.json from the DB (row, sweep name/spec, events), atomically.
  * Called by every state change; exposed for imports. No-op when run_dir does not exist. */

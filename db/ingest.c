@@ -29,10 +29,7 @@
 
 void cad_ingest_state_init(cad_ingest_state *s) { memset(s, 0, sizeof *s); }
 
-static int db_err(cad_db *db, cad_err *e, const char *what) {
-    return cad_fail(e, CAD_EDB, "%s: %s: %s", cad_db_file(db), what,
-                    sqlite3_errmsg(cad_db_sqlite(db)));
-}
+static int db_err(cad_db *db, cad_err *e, const char *what) { return cad_db_fail(db, e, what); }
 
 /* Read a whole file (NUL-terminated); *len may be NULL. NULL with errno on failure. */
 static int file_exists(const char *path) {
@@ -649,10 +646,49 @@ static int dirent_cmp(const struct dirent **a, const struct dirent **b) {
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
+/* Whether a failed import of one run dir was the dir's fault (bad JSON, a value a column
+ * refuses: skip it) rather than the database's (full disk, damaged file, out of memory:
+ * stop). Asked before the savepoint is rolled back, which resets SQLite's error code. */
+static int dir_was_bad(cad_db *db, int rc) {
+    if (rc == CAD_ENOMEM) return 0;
+    if (rc != CAD_EDB) return 1;
+    int code = sqlite3_errcode(cad_db_sqlite(db)) & 0xff;
+    return code == SQLITE_CONSTRAINT || code == SQLITE_MISMATCH || code == SQLITE_RANGE ||
+           code == SQLITE_TOOBIG;
+}
+
+typedef struct rebuild_ctx {
+    int *n_runs, *n_skipped;
+    cad_ingest_skip_fn on_skip;
+    void *ctx;
+} rebuild_ctx;
+
+/* Import one run dir inside a savepoint: a bad dir leaves nothing behind and is skipped. */
+static int rebuild_one(cad_db *db, const char *sub, rebuild_ctx *rb, cad_err *e) {
+    int rc = cad_db_exec(db, "SAVEPOINT rebuild_run", e);
+    if (rc) return rc;
+    cad_err ie = {0};
+    rc = cad_ingest_import(db, sub, 0, NULL, 0, &ie);
+    if (!rc) {
+        (*rb->n_runs)++;
+        return cad_db_exec(db, "RELEASE rebuild_run", e);
+    }
+    int bad = dir_was_bad(db, rc);
+    int rb_rc = cad_db_exec(db, "ROLLBACK TO rebuild_run; RELEASE rebuild_run", e);
+    if (!bad) {
+        *e = ie;
+        return rc;
+    }
+    if (rb_rc) return rb_rc;
+    (*rb->n_skipped)++;
+    if (rb->on_skip) rb->on_skip(rb->ctx, sub, ie.msg);
+    return CAD_OK;
+}
+
 /* Import every run directory below dir. A directory holding run.json or config.yaml is a run
  * dir (never descended into: its attempts/ are history); any other directory is a container,
  * such as runs/imported/ from import-log, and is scanned in turn (a few levels deep). */
-static int rebuild_scan(cad_db *db, const char *dir, int depth, int *n_runs, cad_err *e) {
+static int rebuild_scan(cad_db *db, const char *dir, int depth, rebuild_ctx *rb, cad_err *e) {
     struct dirent **list = NULL;
     int n = scandir(dir, &list, NULL, dirent_cmp);
     if (n < 0) return cad_fail(e, CAD_EIO, "%s: cannot list: %s", dir, strerror(errno));
@@ -667,10 +703,9 @@ static int rebuild_scan(cad_db *db, const char *dir, int depth, int *n_runs, cad
         snprintf(p1, sizeof p1, "%s/run.json", sub);
         snprintf(p2, sizeof p2, "%s/config.yaml", sub);
         if (file_exists(p1) || file_exists(p2)) {
-            rc = cad_ingest_import(db, sub, 0, NULL, 0, e);
-            if (!rc) (*n_runs)++;
+            rc = rebuild_one(db, sub, rb, e);
         } else if (depth < 3) {
-            rc = rebuild_scan(db, sub, depth + 1, n_runs, e);
+            rc = rebuild_scan(db, sub, depth + 1, rb, e);
         }
     }
     for (int i = 0; i < n; i++) free(list[i]);
@@ -678,8 +713,11 @@ static int rebuild_scan(cad_db *db, const char *dir, int depth, int *n_runs, cad
     return rc;
 }
 
-int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e) {
+int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, int *n_skipped,
+                       cad_ingest_skip_fn on_skip, void *ctx, cad_err *e) {
     *n_runs = 0;
+    *n_skipped = 0;
+    rebuild_ctx rb = {n_runs, n_skipped, on_skip, ctx};
     int rc = cad_db_begin(db, e);
     if (!rc)
         rc = cad_db_exec(db,
@@ -687,9 +725,10 @@ int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e
                          "DELETE FROM metrics; DELETE FROM params; DELETE FROM runs; "
                          "DELETE FROM sweeps;",
                          e);
-    if (!rc) rc = rebuild_scan(db, runs_dir, 0, n_runs, e);
+    if (!rc) rc = rebuild_scan(db, runs_dir, 0, &rb, e);
     if (rc) {
         cad_db_rollback(db);
+        *n_runs = 0;
         return rc;
     }
     return cad_db_commit(db, e);
@@ -697,7 +736,7 @@ int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e
 
 /* ---- writers for command-engine runs ----------------------------------------------------------- */
 
-void cad_ingest_write_metric(FILE *f, const cad_metric *m) {
+int cad_ingest_write_metric(FILE *f, const cad_metric *m) {
     fprintf(f, "{\"step\":%ld,\"name\":", m->step);
     cad_json_write_string(f, m->name);
     fputs(",\"value\":", f);
@@ -706,6 +745,9 @@ void cad_ingest_write_metric(FILE *f, const cad_metric *m) {
     if (m->wall_ms < 0 || isnan(m->wall_ms)) fputs("null", f);
     else cad_json_write_number(f, m->wall_ms);
     fputs("}\n", f);
+    /* the stream's error flag covers every write above (a full disk shows here or at the
+     * caller's fflush, which must be checked too) */
+    return ferror(f) ? -1 : 0;
 }
 
 static void put_num(FILE *f, const char *key, double v, int *first) {
@@ -770,8 +812,15 @@ int cad_ingest_write_result(const char *path, const char *run_id, const cad_resu
     else fprintf(f, "%d", r->git_dirty);
     fputs("\n}\n", f);
     int rc = CAD_OK;
-    if (fclose(f) != 0) rc = cad_fail(e, CAD_EIO, "%s: write failed", tmp);
-    else if (rename(tmp, path) != 0) rc = cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno));
+    int bad = ferror(f) || fflush(f) != 0, err = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
+    if (bad) {
+        rc = cad_fail(e, CAD_EIO, "%s: write failed: %s", tmp, strerror(err ? err : EIO));
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0) {
+        rc = cad_fail(e, CAD_EIO, "%s: rename failed: %s", path, strerror(errno));
+        unlink(tmp);
+    }
     free(tmp);
     return rc;
 }

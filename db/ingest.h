@@ -58,14 +58,22 @@ int cad_ingest_run_dir(cad_db *db, const char *run_id, const char *run_dir,
 int cad_ingest_import(cad_db *db, const char *run_dir, int replace, char *run_id_out,
                       size_t cap, cad_err *e);
 
-/* Re-create the DB content from every runs_dir/<x>/ holding run.json or config.yaml:
- * deletes all rows, then imports each directory (sorted by name), in ONE transaction, so
- * a rebuild is all or nothing: the first failing directory rolls everything back and is
- * named in e. *n_runs gets the number of runs imported. */
-int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, cad_err *e);
+/* A run dir the rebuild skipped, and why (one line naming the file at fault). */
+typedef void (*cad_ingest_skip_fn)(void *ctx, const char *run_dir, const char *why);
 
-/* Write one metrics.jsonl line (with '\n') in the journal format; NaN value -> null. */
-void cad_ingest_write_metric(FILE *f, const cad_metric *m);
+/* Re-create the DB content from every runs_dir/<x>/ holding run.json or config.yaml:
+ * deletes all rows, then imports each directory (sorted by name), in ONE transaction. A run
+ * dir that cannot be imported (invalid or truncated run.json, a value its column refuses)
+ * is skipped: nothing of it is kept, on_skip (may be NULL) is told, *n_skipped counts it,
+ * and the rest is imported. A failure of the database itself (full disk, damaged file) or
+ * of listing runs_dir rolls everything back. *n_runs gets the number of runs imported. */
+int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, int *n_skipped,
+                       cad_ingest_skip_fn on_skip, void *ctx, cad_err *e);
+
+/* Write one metrics.jsonl line (with '\n') in the journal format; NaN value -> null.
+ * 0, or -1 when the stream has failed (ferror; errno says why): a caller that must not
+ * lose points checks this and its fflush/fclose. */
+int cad_ingest_write_metric(FILE *f, const cad_metric *m);
 
 /* The final numbers a train_gpt.py-style log states (its summary) as a result; what the log
  * did not say stays unknown. */

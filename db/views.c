@@ -134,7 +134,7 @@ int cad_view_runs(cad_db *db, const cad_view_filter *f, cad_view_run_fn fn, void
         }
     }
     if (rc != SQLITE_DONE) {
-        cad_fail(e, CAD_EDB, "reading run_summary: %s", sqlite3_errmsg(h));
+        cad_db_fail(db, e, "reading run_summary");
         sqlite3_finalize(st);
         return CAD_EDB;
     }
@@ -163,7 +163,7 @@ int cad_view_params(cad_db *db, const cad_view_filter *f, cad_view_param_fn fn, 
         }
     }
     int ok = rc == SQLITE_DONE;
-    if (!ok) cad_fail(e, CAD_EDB, "reading params: %s", sqlite3_errmsg(h));
+    if (!ok) cad_db_fail(db, e, "reading params");
     sqlite3_finalize(st);
     return ok ? CAD_OK : CAD_EDB;
 }

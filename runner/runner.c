@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,24 +67,135 @@ void cad_runner_opts_init(cad_runner_opts *o) {
     o->out = stdout;
 }
 
+/* The DB file as the kernel knows it: a symlink resolved (realpath of the file, or of its
+ * directory when the file does not exist yet, so two names of one DB give one lock path). */
+static void resolve_db(const char *db_path, char *buf, size_t cap) {
+    char real[PATH_MAX];
+    if (realpath(db_path, real)) {
+        str_copy(buf, cap, real);
+        return;
+    }
+    char dir[PATH_MAX];
+    str_copy(dir, sizeof dir, db_path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : db_path;
+    if (slash == dir) str_copy(dir, sizeof dir, "/");
+    else if (slash) *slash = 0;
+    else str_copy(dir, sizeof dir, ".");
+    if (!realpath(dir, real)) {
+        str_copy(buf, cap, db_path);
+        return;
+    }
+    size_t n = strlen(real);
+    if (n == 1) n = 0; /* "/" */
+    str_copy(buf, cap, real);
+    if (n + 1 < cap) {
+        buf[n] = '/';
+        str_copy(buf + n + 1, cap - n - 1, base);
+    }
+}
+
 void cad_runner_lock_path(const char *db_path, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s.runner.lock", db_path);
+    char real[PATH_MAX];
+    resolve_db(db_path, real, sizeof real);
+    snprintf(buf, cap, "%s.runner.lock", real);
+}
+
+/* The pid holding an flock on the file (dev, ino), from /proc/locks; 0 when not found.
+ * For a runner reached through a hard link, whose lock text lies beside its own name. */
+static long flock_holder(dev_t dev, ino_t ino) {
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f) return 0;
+    char line[256];
+    long pid = 0;
+    while (!pid && fgets(line, sizeof line, f)) {
+        char kind[16], mode[16], rw[16];
+        long p;
+        unsigned maj, min;
+        unsigned long long in;
+        if (sscanf(line, "%*[^:]: %15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &p, &maj, &min,
+                   &in) == 7 &&
+            strcmp(kind, "FLOCK") == 0 && maj == major(dev) && min == minor(dev) &&
+            in == (unsigned long long)ino)
+            pid = p;
+    }
+    fclose(f);
+    return pid;
+}
+
+/* 1 when a runner holds the DB file's lock: who gets its "pid N on HOST since TIME" (or the
+ * pid alone when only /proc/locks knows it). */
+static int lock_holder_of(int db_fd, const char *lock_path, char *who, size_t cap) {
+    who[0] = 0;
+    if (flock(db_fd, LOCK_SH | LOCK_NB) == 0) {
+        flock(db_fd, LOCK_UN);
+        return 0;
+    }
+    if (errno != EWOULDBLOCK) return 0;
+    /* the text is the holder's only while its file is locked too: beside another name of
+     * a hard-linked DB it may be an old runner's */
+    int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd >= 0) {
+        ssize_t n = pread(fd, who, cap - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\n")] = 0;
+        close(fd);
+    }
+    struct stat st;
+    if (!who[0] && fstat(db_fd, &st) == 0) {
+        long pid = flock_holder(st.st_dev, st.st_ino);
+        if (pid > 0) snprintf(who, cap, "pid %ld (through another name of the same file)", pid);
+    }
+    return 1;
+}
+
+int cad_runner_holder(const char *db_path, char *who, size_t cap) {
+    who[0] = 0;
+    int fd = open(db_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char lock[PATH_MAX + 16];
+    cad_runner_lock_path(db_path, lock, sizeof lock);
+    int held = lock_holder_of(fd, lock, who, cap);
+    close(fd);
+    return held;
 }
 
 /* ---- the lock ------------------------------------------------------------------------- */
 
-/* Take the exclusive runner lock; on contention name the holder from the file's text. */
-static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
-    char path[PATH_MAX];
+/* Take the exclusive runner lock: an flock on the DB file itself (so every name of it, a
+ * symlink or a hard link, meets the same lock; SQLite's own locks are fcntl locks, which
+ * flock does not touch), then the text file beside the resolved name that says who holds
+ * it. On contention name the holder. *fd_out gets both fds (the DB file's first). */
+static int lock_take(const char *db_path, int fd_out[2], cad_err *e) {
+    char path[PATH_MAX + 16];
     cad_runner_lock_path(db_path, path, sizeof path);
+    int dbfd = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (dbfd < 0) return cad_fail(e, CAD_EIO, "%s: %s", db_path, strerror(errno));
+    if (flock(dbfd, LOCK_EX | LOCK_NB) != 0) {
+        char who[LOCK_TEXT_MAX] = "";
+        lock_holder_of(dbfd, path, who, sizeof who);
+        close(dbfd);
+        return cad_fail(e, CAD_ERR, "another runner is using %s: %s (lock %s)", db_path,
+                        who[0] ? who : "holder unknown", path);
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
+    if (fd < 0) {
+        int rc = cad_fail(e, CAD_EIO, "%s: %s", path, strerror(errno));
+        close(dbfd);
+        return rc;
+    }
+    /* a runner of an older caddie locks only this file */
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char who[LOCK_TEXT_MAX] = "";
         ssize_t n = pread(fd, who, sizeof who - 1, 0);
         who[n > 0 ? n : 0] = 0;
         who[strcspn(who, "\n")] = 0;
         close(fd);
+        close(dbfd);
         return cad_fail(e, CAD_ERR, "another runner is using %s: %s (lock %s)", db_path,
                         who[0] ? who : "holder unknown", path);
     }
@@ -94,7 +206,8 @@ static int lock_take(const char *db_path, int *fd_out, cad_err *e) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len) {
         /* the lock itself is what matters; the text only helps the message above */
     }
-    *fd_out = fd;
+    fd_out[0] = dbfd;
+    fd_out[1] = fd;
     return CAD_OK;
 }
 
@@ -106,6 +219,7 @@ typedef enum {
     STOP_NAN,
     STOP_CANCEL,
     STOP_SHUTDOWN,
+    STOP_IOFAIL,  /* the runner could not write the run's files (a full disk): failed */
 } stop_kind;
 
 typedef struct slot {
@@ -136,6 +250,7 @@ typedef struct slot {
     cad_tail_file log_tail;
     cad_logparse *lp;
     FILE *journal;
+    char io_error[REASON_MAX]; /* a write to the run's files failed: why ("" none) */
 } slot;
 
 typedef struct runner {
@@ -147,7 +262,8 @@ typedef struct runner {
     char boot_id[CAD_PROC_BOOT_ID_LEN];
     char host[HOST_TEXT_MAX];
     char self_exe[PATH_MAX];
-    int stopping;            /* signal received: launch nothing more */
+    int stopping;            /* signal received, or fatal set: launch nothing more */
+    char fatal[REASON_MAX];  /* a write error that stops the runner (said at exit), or "" */
     int stop_signal;
     int n_done, n_failed, n_started;
     int n_finished;          /* slots freed so far (the queue is re-read when it changes) */
@@ -175,23 +291,24 @@ static void say(runner *r, const char *fmt, ...) {
     fflush(f);
 }
 
-/* Current status of a run as text into buf ("" when the run vanished, or when the DB could
- * not say: the caller treats both as "no longer ours to run"). */
-static void db_status(runner *r, const char *run_id, char *buf, size_t cap) {
+/* Current status of a run as text into buf ("" when the run vanished from the DB). A DB
+ * that cannot say is an error for the caller to pass up, never "the run is gone": a
+ * transient lock was already waited out by the busy timeout. */
+static int db_status(runner *r, const char *run_id, char *buf, size_t cap, cad_err *e) {
     buf[0] = 0;
     cad_run_status st;
     int found = 0;
-    cad_err e = {0};
-    if (cad_db_run_status(r->db, run_id, &st, &found, &e) == CAD_OK && found)
-        str_copy(buf, cap, cad_run_status_name(st));
+    int rc = cad_db_run_status(r->db, run_id, &st, &found, e);
+    if (!rc && found) str_copy(buf, cap, cad_run_status_name(st));
+    return rc;
 }
 
-/* Failures counted against the run's retry budget (0 when the DB could not say). */
-static int db_failures(runner *r, const char *run_id) {
-    int n = 0;
-    cad_err e = {0};
-    if (cad_db_count_failures(r->db, run_id, &n, &e) != CAD_OK) n = 0;
-    return n;
+/* Say that a status change could not rewrite run.json (lenient mode: the DB has it). */
+static void say_run_json_lag(runner *r) {
+    char msg[CAD_ERRMSG_MAX];
+    if (cad_db_take_run_json_failure(r->db, msg, sizeof msg))
+        say(r, "warning: %s (the DB has the run's status; run.json catches up at its next change)",
+            msg);
 }
 
 /* ---- run directory housekeeping ------------------------------------------------------- */
@@ -237,15 +354,23 @@ typedef struct log_ctx {
     slot *s;
 } log_ctx;
 
+/* The first write error on the run's metrics.jsonl, kept for the slot's stop reason. */
+static void journal_failed(slot *s, int err) {
+    if (!s->io_error[0])
+        snprintf(s->io_error, sizeof s->io_error, "%s/metrics.jsonl: write failed: %s",
+                 s->run_dir, strerror(err ? err : EIO));
+}
+
 static int journal_metric(void *ctx, const cad_log_metric *m) {
     slot *s = ctx;
+    if (!s->journal || s->io_error[0]) return 0; /* the run is being failed for it */
     cad_metric row;
     memset(&row, 0, sizeof row);
     str_copy(row.name, sizeof row.name, m->name);
     row.step = m->step;
     row.value = m->value;
     row.wall_ms = m->wall_ms;
-    cad_ingest_write_metric(s->journal, &row);
+    if (cad_ingest_write_metric(s->journal, &row) != 0) journal_failed(s, errno);
     return 0;
 }
 
@@ -257,33 +382,70 @@ static int log_line(void *ctx, const char *line, size_t len) {
     return 0;
 }
 
+/* 1 when SIGINT/SIGTERM/SIGHUP waits (blocked, taken by the loop's sigtimedwait). */
+static int stop_signal_pending(void) {
+    sigset_t p;
+    if (sigpending(&p) != 0) return 0;
+    return sigismember(&p, SIGINT) == 1 || sigismember(&p, SIGTERM) == 1 ||
+           sigismember(&p, SIGHUP) == 1;
+}
+
+#define PUMP_CHUNK (4u << 20) /* log bytes parsed per run per tick */
+
 /* Command engine: parse new log lines into metrics.jsonl (flushed, so ingestion sees
  * them); at_end also parses a partial last line. */
 static void pump_log(slot *s, int at_end) {
     if (!s->lp) return;
     int restarted = 0;
-    long n;
-    /* live: at most 4 MB per tick, so one chatty run cannot stall the others; at the end:
-     * everything that is left */
-    do n = cad_tail_read(&s->log_tail, log_line, s, 4u << 20, &restarted);
-    while (at_end && n > 0);
+    /* live: at most PUMP_CHUNK per tick, so one chatty run cannot stall the others; at the
+     * end: everything that is left, chunk by chunk until the file is read (not until a
+     * chunk without a newline: a long line spans chunks), unless a stop signal waits: the
+     * runner must answer it within seconds whatever a run printed (what is left unparsed
+     * stays in log.txt) */
+    for (;;) {
+        long long before = s->log_tail.offset;
+        cad_tail_read(&s->log_tail, log_line, s, PUMP_CHUNK, &restarted);
+        if (!at_end || s->log_tail.offset == before || stop_signal_pending()) break;
+    }
     if (at_end) cad_tail_flush_partial(&s->log_tail, log_line, s);
-    if (s->journal) fflush(s->journal);
+    if (s->journal && !s->io_error[0] && fflush(s->journal) != 0) journal_failed(s, errno);
 }
 
-/* NaN/Inf loss rows of the run, checked when new rows arrived (at most once a second). */
-static int nan_check(runner *r, slot *s, char *why, size_t cap, int force) {
+/* NaN/Inf loss rows of the run, checked when new rows arrived (at most once a second):
+ * *found = 1 with why filled. A DB error is returned, not taken for "no NaN". */
+static int nan_check(runner *r, slot *s, char *why, size_t cap, int force, int *found,
+                     cad_err *e) {
+    *found = 0;
     double now = cad_proc_now_mono();
-    if (s->ing.metrics_rows == s->nan_checked_rows) return 0;
-    if (!force && now - s->nan_checked_at < NAN_CHECK_EVERY_S) return 0;
+    if (s->ing.metrics_rows == s->nan_checked_rows) return CAD_OK;
+    if (!force && now - s->nan_checked_at < NAN_CHECK_EVERY_S) return CAD_OK;
+    cad_metric m;
+    int rc = cad_db_find_nonfinite_loss(r->db, s->run_id, &m, found, e);
+    if (rc) return rc;
     s->nan_checked_rows = s->ing.metrics_rows;
     s->nan_checked_at = now;
-    int found = 0;
-    cad_metric m;
-    cad_err e = {0};
-    if (cad_db_find_nonfinite_loss(r->db, s->run_id, &m, &found, &e) != CAD_OK) return 0;
-    if (found) snprintf(why, cap, "NaN/Inf %s at step %lld", m.name, (long long)m.step);
-    return found;
+    if (*found) snprintf(why, cap, "NaN/Inf %s at step %lld", m.name, (long long)m.step);
+    return CAD_OK;
+}
+
+/* A write to the run's files failed: the run is failed for it, and the runner stops
+ * launching (every next run would hit the same full disk) and ends with the message once
+ * its runs are down; the other runs are interrupted, so the next runner requeues them. */
+static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason);
+static void io_fatal(runner *r, slot *s) {
+    if (s->stop == STOP_NONE || s->stop == STOP_SHUTDOWN) {
+        s->stop = STOP_IOFAIL;
+        str_copy(s->stop_reason, sizeof s->stop_reason, s->io_error);
+    }
+    if (!s->reaped) stop_slot(r, s, STOP_IOFAIL, s->io_error);
+    if (r->fatal[0]) return;
+    str_copy(r->fatal, sizeof r->fatal, s->io_error);
+    r->stopping = 1;
+    char why[REASON_MAX + 32];
+    snprintf(why, sizeof why, "runner stopping: %s", s->io_error);
+    for (int i = 0; i < r->nslots; i++)
+        if (r->slots[i].used && &r->slots[i] != s)
+            stop_slot(r, &r->slots[i], STOP_SHUTDOWN, why);
 }
 
 static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason) {
@@ -325,8 +487,10 @@ static int ingest_tick(runner *r, cad_err *e) {
                 stop_slot(r, s, STOP_NAN, why);
             }
         }
-        if (!rc && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 0))
-            stop_slot(r, s, STOP_NAN, why);
+        int nan = 0;
+        if (!rc && s->stop == STOP_NONE) rc = nan_check(r, s, why, sizeof why, 0, &nan, e);
+        if (!rc && nan) stop_slot(r, s, STOP_NAN, why);
+        if (!rc && s->io_error[0] && s->stop != STOP_IOFAIL) io_fatal(r, s);
     }
     if (rc) {
         cad_db_rollback(r->db);
@@ -349,13 +513,12 @@ static char *failure_text(const char *reason, const char *capture) {
     return t;
 }
 
-/* Close the command engine's metrics.jsonl; a failed close (a full disk) is said, since
- * the curve on disk may then miss its last points. */
+/* Close the command engine's metrics.jsonl; a failed close (a full disk) fails the run
+ * (finish_slot), since the curve on disk then misses points. */
 static void journal_close(runner *r, slot *s) {
+    (void)r;
     if (!s->journal) return;
-    if (fclose(s->journal) != 0)
-        say(r, "warning: %s: %s/metrics.jsonl: write failed: %s", s->run_id, s->run_dir,
-            strerror(errno));
+    if (fclose(s->journal) != 0) journal_failed(s, errno);
     s->journal = NULL;
 }
 
@@ -394,8 +557,8 @@ static void last_words(runner *r, slot *s, const exit_info *x) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/result.json", s->run_dir);
         cad_err we = {0};
-        if (cad_ingest_write_result(path, s->run_id, &res, &we) != CAD_OK)
-            say(r, "warning: %s: %s", s->run_id, we.msg);
+        if (cad_ingest_write_result(path, s->run_id, &res, &we) != CAD_OK && !s->io_error[0])
+            str_copy(s->io_error, sizeof s->io_error, we.msg);
     }
 }
 
@@ -415,7 +578,12 @@ static int ingest_final(runner *r, slot *s, const exit_info *x, cad_err *e) {
             if (ie.code == CAD_EDB) return cad_fail(e, CAD_EDB, "%s", ie.msg);
             say(r, "warning: %s: %s", s->run_id, ie.msg);
         }
-        if (pass == 0 && s->stop == STOP_NONE && nan_check(r, s, why, sizeof why, 1)) {
+        int nan = 0;
+        if (pass == 0 && s->stop == STOP_NONE) {
+            int rc = nan_check(r, s, why, sizeof why, 1, &nan, e);
+            if (rc) return rc;
+        }
+        if (nan) {
             s->stop = STOP_NAN;
             str_copy(s->stop_reason, sizeof s->stop_reason, why);
         }
@@ -431,6 +599,7 @@ static int decide_outcome(const slot *s, const exit_info *x, cad_run_status *to,
     switch (s->stop) {
     case STOP_TIMEOUT:
     case STOP_NAN:
+    case STOP_IOFAIL:
         failed = 1;
         str_copy(reason, cap, s->stop_reason);
         break;
@@ -468,8 +637,10 @@ static int record_outcome(runner *r, slot *s, const exit_info *x, cad_run_status
                            failed ? reason : (to == CAD_RUN_DONE ? "finished" : reason), e);
     free(err);
     *retry = 0;
-    if (!rc && failed) {
-        int failures = db_failures(r, s->run_id);
+    int failures = 0;
+    /* a run failed by a full disk is not retried now: the runner is stopping for it */
+    if (!rc && failed && s->stop != STOP_IOFAIL) rc = cad_db_count_failures(r->db, s->run_id, &failures, e);
+    if (!rc && failed && s->stop != STOP_IOFAIL) {
         if (failures <= s->retries) {
             char why[PREFIXED_REASON_MAX];
             snprintf(why, sizeof why, "automatic retry %d of %d after: %s", failures, s->retries,
@@ -509,6 +680,7 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
         x.exit_code = WEXITSTATUS(s->wait_status);
     }
     last_words(r, s, &x);
+    if (s->io_error[0] && s->stop != STOP_IOFAIL) io_fatal(r, s);
     char result_path[PATH_MAX];
     snprintf(result_path, sizeof result_path, "%s/result.json", s->run_dir);
     x.has_result = file_exists(result_path);
@@ -520,7 +692,11 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
         return rc;
     }
     char status[STATUS_TEXT_MAX];
-    db_status(r, s->run_id, status, sizeof status);
+    rc = db_status(r, s->run_id, status, sizeof status, e);
+    if (rc) {
+        cad_db_rollback(r->db);
+        return rc;
+    }
     if (strcmp(status, "running") != 0) {
         /* cancelled (or changed) behind our back: keep what the user decided */
         rc = cad_db_commit(r->db, e);
@@ -538,6 +714,7 @@ static int finish_slot(runner *r, slot *s, cad_err *e) {
     }
     rc = cad_db_commit(r->db, e);
     if (rc) return rc;
+    say_run_json_lag(r);
     say_finished(r, s, to, reason, retry);
     return CAD_OK;
 }
@@ -589,18 +766,16 @@ static slot *slot_free(runner *r) {
     return NULL;
 }
 
-/* 1 when this start continues an interrupted caddie-engine run from its checkpoint: the
+/* *yes = 1 when this start continues an interrupted caddie-engine run from its checkpoint: the
  * run's config says resume: true, the last attempt was interrupted (not failed) and
  * <run_dir>/checkpoint.bin exists. caddie train then appends to log.txt/metrics.jsonl. */
-static int resumes_from_checkpoint(runner *r, const cad_run *run) {
-    if (!run->run_dir || !run->run_dir[0]) return 0;
+static int resumes_from_checkpoint(runner *r, const cad_run *run, int *yes, cad_err *e) {
+    *yes = 0;
+    if (!run->run_dir || !run->run_dir[0]) return CAD_OK;
     char ckpt[PATH_MAX];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", run->run_dir);
-    if (!file_exists(ckpt)) return 0;
-    int yes = 0;
-    cad_err e = {0};
-    if (cad_db_run_resumes(r->db, run->run_id, &yes, &e) != CAD_OK) yes = 0;
-    return yes;
+    if (!file_exists(ckpt)) return CAD_OK;
+    return cad_db_run_resumes(r->db, run->run_id, yes, e);
 }
 
 /* queued -> running, and what an earlier attempt left in the DB goes (from scratch: the
@@ -614,10 +789,17 @@ static int claim_run(runner *r, const cad_run *run, const char *devtext, int res
     int rc = cad_db_begin(r->db, e);
     if (rc) return rc;
     cad_err ce = {0};
-    if (cad_db_claim(r->db, run->run_id, &claim, &ce) != CAD_OK) {
+    /* strict run.json here (a run whose dir cannot be written is not started): a full disk
+     * is CAD_EIO and stops the runner with its message; only CAD_ERR means "no longer
+     * queued" (cancelled meanwhile) */
+    cad_db_set_run_json_lenient(r->db, 0);
+    rc = cad_db_claim(r->db, run->run_id, &claim, &ce);
+    cad_db_set_run_json_lenient(r->db, 1);
+    if (rc != CAD_OK) {
         cad_db_rollback(r->db);
-        if (ce.code == CAD_EDB) return cad_fail(e, CAD_EDB, "%s", ce.msg);
-        return CAD_OK;
+        if (ce.code == CAD_ERR) return CAD_OK;
+        *e = ce;
+        return ce.code ? ce.code : CAD_EDB;
     }
     rc = cad_db_clear_attempt(r->db, run->run_id, resume, e);
     if (!rc) rc = cad_db_commit(r->db, e);
@@ -663,8 +845,9 @@ static int fail_start(runner *r, const cad_run *run, const char *why, cad_err *e
     int rc = cad_db_begin(r->db, e);
     if (rc) return rc;
     rc = cad_db_finish(r->db, run->run_id, CAD_RUN_FAILED, 0, 0, reason, reason, e);
-    int retry = 0;
-    if (!rc && db_failures(r, run->run_id) <= run->retries) {
+    int retry = 0, failures = 0;
+    if (!rc) rc = cad_db_count_failures(r->db, run->run_id, &failures, e);
+    if (!rc && failures <= run->retries) {
         rc = cad_db_requeue(r->db, run->run_id, 0, "automatic retry after start failure", e);
         retry = 1;
     }
@@ -673,13 +856,17 @@ static int fail_start(runner *r, const cad_run *run, const char *why, cad_err *e
         return rc;
     }
     r->n_failed++;
+    rc = cad_db_commit(r->db, e);
+    if (rc) return rc;
+    say_run_json_lag(r);
     say(r, "failed  %s: %s%s", run->run_id, reason, retry ? " (queued again)" : "");
-    return cad_db_commit(r->db, e);
+    return CAD_OK;
 }
 
 /* The slot of a started run. */
 static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset devs, double est,
                       int attempt, pid_t pid, const cad_engine_exec *x) {
+    (void)r;
     memset(s, 0, sizeof *s);
     s->used = 1;
     str_copy(s->run_id, sizeof s->run_id, run->run_id);
@@ -705,7 +892,9 @@ static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset d
         snprintf(jpath, sizeof jpath, "%s/metrics.jsonl", run->run_dir);
         s->lp = cad_logparse_new();
         s->journal = fopen(jpath, "w");
-        if (!s->journal) say(r, "warning: %s: %s: %s", run->run_id, jpath, strerror(errno));
+        if (!s->journal)
+            snprintf(s->io_error, sizeof s->io_error, "%.900s: cannot write: %.100s", jpath,
+                     strerror(errno));
     }
 }
 
@@ -713,9 +902,9 @@ static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset d
 static int launch(runner *r, const cad_run *run, cad_sched_devset devs, double est, cad_err *e) {
     char devtext[DEVICES_TEXT_MAX];
     cad_sched_devset_format(devs, devtext, sizeof devtext);
-    int resume = resumes_from_checkpoint(r, run);
-    int claimed = 0;
-    int rc = claim_run(r, run, devtext, resume, &claimed, e);
+    int resume = 0, claimed = 0;
+    int rc = resumes_from_checkpoint(r, run, &resume, e);
+    if (!rc) rc = claim_run(r, run, devtext, resume, &claimed, e);
     if (rc || !claimed) return rc;
     int attempt = run->attempts + 1;
     char why[REASON_MAX];
@@ -858,6 +1047,7 @@ static int recover(runner *r, cad_err *e) {
                      (long long)run->pid, same_boot ? "" : " (machine rebooted)");
         }
         rc = cad_db_finish(r->db, run->run_id, CAD_RUN_INTERRUPTED, 0, 0, NULL, reason, e);
+        if (!rc) say_run_json_lag(r);
         if (!rc) say(r, "recover %s: interrupted (%s)", run->run_id, reason);
     }
     cad_run_list_free(runs, n);
@@ -927,7 +1117,8 @@ static int tick_slots(runner *r, cad_err *e) {
         if (!s->used) continue;
         if (!s->reaped && s->stop == STOP_NONE) {
             char st[STATUS_TEXT_MAX];
-            db_status(r, s->run_id, st, sizeof st);
+            int rc = db_status(r, s->run_id, st, sizeof st, e);
+            if (rc) return rc;
             if (strcmp(st, "running") != 0)
                 stop_slot(r, s, STOP_CANCEL, st[0] ? "cancelled" : "run deleted from the DB");
         }
@@ -987,6 +1178,8 @@ static int runner_open(runner *r, cad_err *e) {
     if (!rc) rc = cad_proc_become_subreaper(e);
     gethostname(r->host, sizeof r->host - 1);
     if (!rc) rc = cad_db_open(r->o->db_path, 0, &r->db, e);
+    /* the end of a run is recorded even when its run dir is full (db.h) */
+    if (!rc) cad_db_set_run_json_lenient(r->db, 1);
     r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
     if (!rc && !r->slots) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     return rc;
@@ -1057,19 +1250,35 @@ static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
         int sig = sigtimedwait(sigs, &info, &ts);
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) on_signal(r, sig, &second_signal);
     }
+    if (!rc && r->fatal[0])
+        rc = cad_fail(e, CAD_EIO,
+                      "stopped: %s (free space, then 'caddie retry' the failed run; the "
+                      "interrupted and queued ones start with the next 'caddie run')",
+                      r->fatal);
     return rc;
 }
 
-/* After the loop: on a DB failure no engine is left running unsupervised; then every
- * resource goes. */
-static void runner_close(runner *r, int rc) {
+/* After the loop: on an error no engine is left running unsupervised, and its runs are
+ * marked interrupted when the DB still takes it (else they stay `running` and the next
+ * runner recovers them: pid gone -> interrupted -> requeued); then every resource goes. */
+static void runner_close(runner *r, int rc, const cad_err *e) {
     const cad_runner_opts *o = r->o;
     if (rc) {
+        char why[REASON_MAX];
+        snprintf(why, sizeof why, "runner stopped on an error: %.960s", e->msg);
+        if (r->db) cad_db_rollback(r->db);
         for (int i = 0; i < r->nslots; i++)
             if (r->slots[i].used) {
-                cad_proc_group_signal(r->slots[i].pid, SIGTERM);
-                wait_group_gone(r->slots[i].pid, o->grace_s);
-                cad_proc_group_signal(r->slots[i].pid, SIGKILL);
+                slot *s = &r->slots[i];
+                cad_proc_group_signal(s->pid, SIGTERM);
+                wait_group_gone(s->pid, o->grace_s);
+                cad_proc_group_signal(s->pid, SIGKILL);
+                wait_group_gone(s->pid, 5);
+                cad_err fe = {0};
+                if (r->db &&
+                    cad_db_set_status_from(r->db, s->run_id, CAD_RUN_RUNNING,
+                                           CAD_RUN_INTERRUPTED, why, &fe) == CAD_OK)
+                    say(r, "interrupted %s: %s", s->run_id, why);
             }
     }
     if (r->status_line_len) fputc('\n', o->out);
@@ -1092,8 +1301,8 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     r->o = o;
     int rc = runner_devices(r, o, e);
     if (rc) return rc;
-    int lock_fd = -1;
-    rc = lock_take(o->db_path, &lock_fd, e);
+    int lock_fd[2] = {-1, -1};
+    rc = lock_take(o->db_path, lock_fd, e);
     if (rc) return rc;
     rc = runner_open(r, e);
     sigset_t sigs, old;
@@ -1108,10 +1317,11 @@ int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e) {
     if (!rc) say_hello(r);
     if (!rc) rc = recover(r, e);
     if (!rc) rc = runner_loop(r, &sigs, e);
-    runner_close(r, rc);
+    runner_close(r, rc, e);
     sigprocmask(SIG_SETMASK, &old, NULL);
     signal(SIGPIPE, old_pipe);
-    close(lock_fd);
+    close(lock_fd[1]);
+    close(lock_fd[0]);
     *stop_signal = r->stop_signal;
     return rc;
 }

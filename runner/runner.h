@@ -14,8 +14,10 @@
  *                run is queued again while its failures <= its `retries`.
  *   cancelled    `caddie cancel` marked it; the runner kills its group.
  *   interrupted  the runner stopped (SIGINT/SIGTERM) or died; requeued by the next runner.
- * Exactly one runner per DB: an exclusive lock on "<db>.runner.lock" (flock, released by
- * the kernel even on kill -9); a second runner fails and names the holder.
+ * Exactly one runner per DB FILE: an exclusive flock on the DB file itself (released by the
+ * kernel even on kill -9), so a second runner fails and names the holder whatever name it
+ * reaches the file by (a symlink, a hard link); "<resolved db>.runner.lock" beside it holds
+ * the holder's "pid N on HOST since TIME".
  *
  * Crash safety. Every state change is one transaction. At start the runner looks at every
  * run marked running: if its process (pid + start time + boot id) is gone it is marked
@@ -62,7 +64,13 @@ void cad_runner_opts_init(cad_runner_opts *o);
  * signal that stopped it (SIGINT/SIGTERM) or 0. */
 int cad_runner_run(const cad_runner_opts *o, int *stop_signal, cad_err *e);
 
-/* Path of the lock file for a DB ("<db>.runner.lock") into buf. */
+/* Path of the holder-text file for a DB into buf: "<db>.runner.lock", with the DB's name
+ * resolved (symlinks followed), so every name of one file gives the same path. */
 void cad_runner_lock_path(const char *db_path, char *buf, size_t cap);
+
+/* 1 when a runner holds the lock of the DB file at db_path (by any of its names), with
+ * who = "pid N on HOST since TIME" (or what is known of the holder, "" if nothing);
+ * 0 when no runner holds it or the file does not exist. */
+int cad_runner_holder(const char *db_path, char *who, size_t cap);
 
 #endif

@@ -34,25 +34,40 @@ static int buf_reserve(cad_tail_file *t, size_t need) {
     return 0;
 }
 
-/* Hand out complete lines from the buffer. Returns lines handed out, or -1 if fn stopped. */
+/* Hand out complete lines from the buffer. Returns lines handed out, or -1 if fn stopped.
+ * Bytes before t->scanned were searched already; an overlong partial line keeps only its
+ * first CAD_TAIL_LINE_MAX bytes, so the buffer never holds more than that plus one read. */
 static long deliver(cad_tail_file *t, cad_tail_line_fn fn, void *ctx) {
     long lines = 0;
     size_t start = 0;
     int stop = 0;
     while (!stop) {
-        char *nl = t->len > start ? memchr(t->buf + start, '\n', t->len - start) : NULL;
+        size_t from = start + (start == 0 ? t->scanned : 0);
+        char *nl = t->len > from ? memchr(t->buf + from, '\n', t->len - from) : NULL;
         if (!nl) break;
         size_t end = (size_t)(nl - t->buf);
-        t->buf[end] = 0;
+        size_t n = end - start;
+        if (start == 0 && t->overlong) n = CAD_TAIL_LINE_MAX; /* its start is all that was kept */
+        t->buf[start + n] = 0;
+        t->overlong = 0;
+        t->scanned = 0;
         lines++;
-        if (fn(ctx, t->buf + start, end - start) != 0) stop = 1;
+        if (fn(ctx, t->buf + start, n) != 0) stop = 1;
         start = end + 1;
     }
     if (start > 0) {
         memmove(t->buf, t->buf + start, t->len - start);
         t->len -= start;
+        t->scanned = 0;
     }
-    return stop ? -1 : lines;
+    if (stop) return -1;
+    /* what is left has no newline: remember that, and cut an overlong line */
+    if (t->len > CAD_TAIL_LINE_MAX) {
+        t->len = CAD_TAIL_LINE_MAX;
+        t->overlong = 1;
+    }
+    t->scanned = t->len;
+    return lines;
 }
 
 long cad_tail_read(cad_tail_file *t, cad_tail_line_fn fn, void *ctx, size_t max_bytes,
@@ -65,6 +80,8 @@ long cad_tail_read(cad_tail_file *t, cad_tail_line_fn fn, void *ctx, size_t max_
     if (t->opened && (st.st_ino != t->ino || st.st_dev != t->dev || st.st_size < t->offset)) {
         t->offset = 0;
         t->len = 0;
+        t->scanned = 0;
+        t->overlong = 0;
         if (restarted) *restarted = 1;
     }
     t->opened = 1;
@@ -95,11 +112,13 @@ long cad_tail_read(cad_tail_file *t, cad_tail_line_fn fn, void *ctx, size_t max_
 }
 
 int cad_tail_flush_partial(cad_tail_file *t, cad_tail_line_fn fn, void *ctx) {
-    if (t->len == 0 || memchr(t->buf, '\n', t->len)) return 0;
+    if (t->len == 0 || memchr(t->buf + t->scanned, '\n', t->len - t->scanned)) return 0;
     if (buf_reserve(t, t->len + 1) != 0) return 0;
     t->buf[t->len] = 0;
     fn(ctx, t->buf, t->len);
     t->len = 0;
+    t->scanned = 0;
+    t->overlong = 0;
     return 1;
 }
 

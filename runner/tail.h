@@ -6,6 +6,10 @@
  * arrives, so a half-flushed JSON object or log line is never parsed. When the file is
  * replaced or truncated (an engine restarted from scratch rewrites it) the tail starts
  * again at offset 0 and says so, so the caller can drop what it derived from the old file.
+ * Work and memory stay bounded whatever the file holds: each byte is looked at once for its
+ * newline, and a line longer than CAD_TAIL_LINE_MAX is handed out cut to its first
+ * CAD_TAIL_LINE_MAX bytes (the rest is skipped up to its newline), so an engine printing one
+ * 200 MB line, or 300 MB of '\r', costs linear time and 1 MB of buffer.
  * Not here: what the lines mean (db/logparse.h, db/ingest.h).
  */
 #ifndef CADDIE_TAIL_H
@@ -22,7 +26,11 @@ typedef struct cad_tail_file {
     int opened;         /* 1 once the file was seen */
     char *buf;          /* partial last line */
     size_t len, cap;
+    size_t scanned;     /* bytes of buf already known to hold no '\n' */
+    int overlong;       /* the partial line passed CAD_TAIL_LINE_MAX: buf holds its start */
 } cad_tail_file;
+
+#define CAD_TAIL_LINE_MAX (1u << 20) /* longest line handed out whole */
 
 /* Prepare a tail of path (the file need not exist yet). Copies path. */
 int cad_tail_init(cad_tail_file *t, const char *path);

@@ -16,6 +16,8 @@
 #                       $CADDIE_RUN_DIR/grandchild.pid
 #   FAKE_RECORD=F       append "start|end <run_id> <CUDA_VISIBLE_DEVICES> <epoch-ns>" to F
 #   FAKE_ECHO_ENV=A,B   print "env:A=<value>" for each named variable
+#   FAKE_FLOOD_MB=N     print N MB of '\r' without a newline before the first step (a
+#                       progress bar gone wild: one huge line)
 # Every argument is printed as "arg:<value>" (to check values arrive literally).
 # Not here: anything a real engine computes.
 set -u
@@ -38,6 +40,7 @@ if [ -n "${FAKE_FAIL_FIRST:-}" ] && [ ! -e "$FAKE_FAIL_FIRST" ]; then
     : >"$FAKE_FAIL_FIRST"; fail_now=1
 fi
 echo "model_params:1234"
+if [ -n "${FAKE_FLOOD_MB:-}" ]; then head -c "${FAKE_FLOOD_MB}M" /dev/zero | tr '\0' '\r'; fi
 for ((s = 1; s <= steps; s++)); do
     sleep "$sleep_s"
     loss=$(awk -v b="$base" -v s="$s" 'BEGIN { printf "%.4f", b + 4.0 / (s + 1) }')

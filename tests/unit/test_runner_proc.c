@@ -167,8 +167,60 @@ static void test_tail_partial_and_truncate(void) {
     free(last);
 }
 
+typedef struct sizes {
+    int n;
+    size_t len[4];
+    int all_cr;       /* the first line is '\r' only */
+    char last[64];
+} sizes;
+
+static int collect_sizes(void *ctx, const char *line, size_t len) {
+    sizes *z = ctx;
+    if (z->n == 0) {
+        z->all_cr = 1;
+        for (size_t i = 0; i < len; i++) z->all_cr &= line[i] == '\r';
+    }
+    if (z->n < 4) z->len[z->n] = len;
+    snprintf(z->last, sizeof z->last, "%.*s", (int)(len < 63 ? len : 63), line);
+    z->n++;
+    return 0;
+}
+
+/* An engine printing megabytes without a newline ('\r' progress bars, one huge line): the
+ * tail keeps at most CAD_TAIL_LINE_MAX of it, hands it out cut at its newline, and the next
+ * line is whole. Before, the buffer grew with the line (and was rescanned on every read). */
+static void test_tail_overlong_line_is_bounded(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cr.log", check_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    size_t total = 3 * (size_t)CAD_TAIL_LINE_MAX + 12345;
+    for (size_t i = 0; i < total; i++) fputc('\r', f);
+    fflush(f);
+    cad_tail_file t;
+    CHECK_EQ_INT(cad_tail_init(&t, path), 0);
+    sizes z = {0};
+    int restarted = 0;
+    for (int k = 0; k < 64 && t.offset < (long long)total; k++)
+        CHECK_EQ_INT(cad_tail_read(&t, collect_sizes, &z, 1u << 20, &restarted), 0);
+    CHECK_EQ_INT(t.offset, (long long)total);
+    CHECK(t.cap <= 2 * (size_t)CAD_TAIL_LINE_MAX);
+    fputs("\nstep:1/5 train_loss:3.5\ntail", f);
+    fclose(f);
+    CHECK_EQ_INT(cad_tail_read(&t, collect_sizes, &z, 0, &restarted), 2);
+    CHECK_EQ_INT(z.n, 2);
+    CHECK_EQ_INT(z.len[0], CAD_TAIL_LINE_MAX);
+    CHECK(z.all_cr);
+    CHECK_STR(z.last, "step:1/5 train_loss:3.5");
+    CHECK_EQ_INT(cad_tail_flush_partial(&t, collect_sizes, &z), 1);
+    CHECK_STR(z.last, "tail");
+    cad_tail_free(&t);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
+    RUN(test_tail_overlong_line_is_bounded);
     RUN(test_boot_id_and_self_identity);
     RUN(test_group_kill_reaches_grandchild);
     RUN(test_exec_failure_is_named);

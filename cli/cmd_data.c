@@ -4,7 +4,8 @@
  * holds (with the official val_bpb byte rule), and train a SentencePiece model with the
  * exporter's options.
  *
- * This file parses options and prints; the work (the exporter's token-for-token shard
+ * This file declares the two commands (usage texts, option tables), parses options and
+ * prints; the work (the exporter's token-for-token shard
  * writing, the per-split statistics) is engine/prepare.c.
  * Not here: the shard format (engine/shard.c), reading input files and JSON
  * (engine/textdocs.c), the tokenizer (engine/tokenizer_shim.cc), byte tables
@@ -19,7 +20,6 @@
 #include "engine/tokenizer.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdint.h>
@@ -82,47 +82,73 @@ static void prepare_print(const cad_prepare_result *r, const char *out) {
             r->seconds, r->seconds > 0 ? tt / r->seconds : 0.0);
 }
 
+enum prepare_opt { PREP_TOKENIZER, PREP_INPUT, PREP_OUT, PREP_VAL_DOCS, PREP_SHARD_TOKENS };
+static const cli_opt prepare_opts[] = {
+    {PREP_TOKENIZER, "tokenizer", 0, "MODEL", "SentencePiece .model (vocab <= 65536)"},
+    {PREP_INPUT, "input", 0, "FILE",
+     "input text, repeatable; more files may follow as plain arguments.\n"
+     "Read in order. FILE ending in .jsonl: one JSON object a line, the\n"
+     "document is its \"text\" field (blank lines are skipped). Any other\n"
+     "FILE: plain UTF-8 text, documents separated by one or more blank\n"
+     "lines (empty or whitespace-only); a document is its lines joined\n"
+     "with \\n (a \\r before a line end is dropped)"},
+    {PREP_OUT, "out", 0, "DIR", "output directory (created if missing)"},
+    {PREP_VAL_DOCS, "val-docs", 0, "N", "documents in the val split (default 50000, the challenge's)"},
+    {PREP_SHARD_TOKENS, "shard-tokens", 0, "N", "tokens per shard (default 100000000, the challenge's)"},
+    CLI_OPT_END,
+};
+static int data_prepare(int argc, char **argv);
+static const cli_subcommand data_prepare_sub = {
+    .name = "prepare",
+    .fn = data_prepare,
+    .synopsis = (const char *const[]){"--tokenizer MODEL --input FILE [--input FILE]... --out DIR\n"
+                                      "[--val-docs N] [--shard-tokens N]",
+                                      NULL},
+    .description =
+        "prepare: tokenize documents into DIR/fineweb_{val,train}_NNNNNN.bin exactly like the\n"
+        "challenge exporter: each document is BOS (id 1) + sp.encode(text), no EOS; the first N\n"
+        "documents are val, the rest train; shards hold --shard-tokens tokens (the last of each\n"
+        "split is partial). Old fineweb_*.bin in DIR are removed first; each shard is written to a\n"
+        "temporary name and renamed. Output is deterministic. Prints per split: shards, documents,\n"
+        "tokens (BOS included), UTF-8 bytes of the texts and bytes/token; a progress line and the\n"
+        "throughput on stderr.\n",
+    .opts = prepare_opts,
+};
+
 static int data_prepare(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"tokenizer", required_argument, 0, 't'}, {"input", required_argument, 0, 'i'},
-        {"out", required_argument, 0, 'o'},       {"val-docs", required_argument, 0, 'v'},
-        {"shard-tokens", required_argument, 0, 's'}, {0, 0, 0, 0},
-    };
     const char *model = NULL, *out = NULL;
     long val_docs = CAD_PREPARE_DEFAULT_VAL_DOCS, shard_tokens = CAD_SHARD_DEFAULT_TOKENS;
     const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
-    int n_inputs = 0, c;
+    int n_inputs = 0, id;
     if (!inputs) return cli_fail("data", "out of memory");
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 't': model = optarg; break;
-        case 'i': inputs[n_inputs++] = optarg; break;
-        case 'o': out = optarg; break;
-        case 'v':
-            if (cli_parse_long(optarg, 0, LONG_MAX, &val_docs) != 0) {
+    cli_parser p;
+    cli_parser_init(&p, &cmd_data_def, &data_prepare_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum prepare_opt)id) {
+        case PREP_TOKENIZER: model = p.arg; break;
+        case PREP_INPUT: inputs[n_inputs++] = p.arg; break;
+        case PREP_OUT: out = p.arg; break;
+        case PREP_VAL_DOCS:
+            if (cli_parse_long(p.arg, 0, LONG_MAX, &val_docs) != 0) {
                 free(inputs);
-                return cli_usage_error("data", "--val-docs: '%s' is not a count >= 0", optarg);
+                return cli_usage_error("data", "--val-docs: '%s' is not a count >= 0", p.arg);
             }
             break;
-        case 's':
-            if (cli_parse_long(optarg, 1, CAD_SHARD_MAX_TOKENS, &shard_tokens) != 0) {
+        case PREP_SHARD_TOKENS:
+            if (cli_parse_long(p.arg, 1, CAD_SHARD_MAX_TOKENS, &shard_tokens) != 0) {
                 free(inputs);
-                return cli_usage_error("data", "--shard-tokens: '%s' is not in [1, %ld]", optarg,
+                return cli_usage_error("data", "--shard-tokens: '%s' is not in [1, %ld]", p.arg,
                                        CAD_SHARD_MAX_TOKENS);
             }
             break;
-        case ':':
-            free(inputs);
-            return cli_usage_error("data", "option '%s' needs a value", argv[optind - 1]);
-        default:
-            free(inputs);
-            return cli_usage_error("data", "prepare: unknown option '%s'", argv[optind - 1]);
         }
     }
+    if (id == CLI_OPTS_BAD) {
+        free(inputs);
+        return 2;
+    }
     /* plain arguments after the options are more inputs: --input a.jsonl b.jsonl */
-    for (int i = optind; i < argc; i++) inputs[n_inputs++] = argv[i];
+    for (int i = p.ind; i < argc; i++) inputs[n_inputs++] = argv[i];
     const char *missing = !model ? "--tokenizer" : !out ? "--out" : !n_inputs ? "--input" : NULL;
     if (missing) {
         free(inputs);
@@ -147,32 +173,45 @@ static int data_prepare(int argc, char **argv) {
 
 /* ---- stats --------------------------------------------------------------------------- */
 
+enum stats_opt { STATS_TOKENIZER, STATS_SEQ_LEN };
+static const cli_opt stats_opts[] = {
+    {STATS_TOKENIZER, "tokenizer", 0, "MODEL", "the model the shards were made with (ids are checked < its vocab)"},
+    {STATS_SEQ_LEN, "seq-len", 0, "N", "eval sequence length for the val trim (default 1024)"},
+    CLI_OPT_END,
+};
+static int data_stats(int argc, char **argv);
+static const cli_subcommand data_stats_sub = {
+    .name = "stats",
+    .fn = data_stats,
+    .synopsis = (const char *const[]){"DIR --tokenizer MODEL [--seq-len N]", NULL},
+    .description =
+        "stats: per split (val, train): shards, tokens, documents (BOS count), lut_bytes = the byte\n"
+        "total by the official val_bpb rule (train_gpt.py's LUTs, over all tokens of the split\n"
+        "read as one stream), bytes/token = lut_bytes/tokens; for val also the eval window that\n"
+        "train_gpt.py keeps at --seq-len L: ((N-1)/L)*L+1 tokens, its targets and lut_bytes.\n",
+    .opts = stats_opts,
+};
+
 static int data_stats(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"tokenizer", required_argument, 0, 't'},
-        {"seq-len", required_argument, 0, 'L'},
-        {0, 0, 0, 0},
-    };
     const char *model = NULL, *dir = NULL;
     long seq_len = 1024;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 't': model = optarg; break;
-        case 'L':
-            if (cli_parse_long(optarg, 1, INT_MAX, &seq_len) != 0)
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_data_def, &data_stats_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum stats_opt)id) {
+        case STATS_TOKENIZER: model = p.arg; break;
+        case STATS_SEQ_LEN:
+            if (cli_parse_long(p.arg, 1, INT_MAX, &seq_len) != 0)
                 return cli_usage_error("data", "--seq-len: '%s' is not a positive integer",
-                                       optarg);
+                                       p.arg);
             break;
-        case ':': return cli_usage_error("data", "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage_error("data", "stats: unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind + 1 != argc)
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind + 1 != argc)
         return cli_usage_error("data", "stats needs exactly one shard directory");
-    dir = argv[optind];
+    dir = argv[p.ind];
     if (!model) return cli_usage_error("data", "stats needs --tokenizer");
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
@@ -213,49 +252,67 @@ static int data_stats(int argc, char **argv) {
     return 0;
 }
 
-int cmd_data(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error("data", "expected a subcommand: prepare or stats");
-    if (strcmp(argv[1], "prepare") == 0) return data_prepare(argc - 1, argv + 1);
-    if (strcmp(argv[1], "stats") == 0) return data_stats(argc - 1, argv + 1);
-    return cli_usage_error("data", "unknown subcommand '%s' (expected prepare or stats)",
-                           argv[1]);
-}
+const cli_command cmd_data_def = {
+    .name = "data",
+    .summary = "tokenize text into challenge shards (prepare), or report a shard set (stats)",
+    .subs = (const cli_subcommand *const[]){&data_prepare_sub, &data_stats_sub, NULL},
+};
 
 /* ---- tokenizer train ------------------------------------------------------------------- */
 
+enum train_opt { TOK_VOCAB, TOK_INPUT, TOK_OUT, TOK_VERBOSE };
+static const cli_opt tokenizer_train_opts[] = {
+    {TOK_VOCAB, "vocab", 0, "N", "vocabulary size (the model may end up smaller: hard_vocab_limit false)"},
+    {TOK_INPUT, "input", 0, "FILE",
+     "input text (.jsonl or plain text, as for data prepare), repeatable;\n"
+     "more files may follow as plain arguments"},
+    {TOK_OUT, "out", 0, "PREFIX", "output prefix (its directory must exist)"},
+    {TOK_VERBOSE, "verbose", 0, NULL, "show sentencepiece's training log on stderr"},
+    CLI_OPT_END,
+};
+static int tokenizer_train(int argc, char **argv);
+static const cli_subcommand tokenizer_train_sub = {
+    .name = "train",
+    .fn = tokenizer_train,
+    .synopsis = (const char *const[]){"--vocab N --input FILE [--input FILE]... --out PREFIX\n"
+                                      "[--verbose]",
+                                      NULL},
+    .description =
+        "Trains a BPE model with exactly the challenge exporter's SentencePiece options\n"
+        "(character_coverage 0.999, byte_fallback, split_digits, nmt_nfkc, no dummy prefix,\n"
+        "pad 0 / bos 1 / eos 2 / unk 3, hard_vocab_limit false; other options at their defaults,\n"
+        "so documents longer than 4192 bytes are skipped) and writes PREFIX.model and\n"
+        "PREFIX.vocab. Documents are read like `caddie data prepare` reads them, then cleaned like\n"
+        "the exporter: NUL -> space, Python str.strip(), empty documents skipped.\n",
+    .opts = tokenizer_train_opts,
+};
+
 static int tokenizer_train(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"vocab", required_argument, 0, 'V'}, {"input", required_argument, 0, 'i'},
-        {"out", required_argument, 0, 'o'},   {"verbose", no_argument, 0, 'v'},
-        {0, 0, 0, 0},
-    };
     long vocab = 0;
     const char *out = NULL;
-    int verbose = 0, n_inputs = 0, c;
+    int verbose = 0, n_inputs = 0, id;
     const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
     if (!inputs) return cli_fail("tokenizer", "out of memory");
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 'V':
-            if (cli_parse_long(optarg, 1, 65536, &vocab) != 0) {
+    cli_parser p;
+    cli_parser_init(&p, &cmd_tokenizer_def, &tokenizer_train_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum train_opt)id) {
+        case TOK_VOCAB:
+            if (cli_parse_long(p.arg, 1, 65536, &vocab) != 0) {
                 free(inputs);
-                return cli_usage_error("tokenizer", "--vocab: '%s' is not in [1, 65536]", optarg);
+                return cli_usage_error("tokenizer", "--vocab: '%s' is not in [1, 65536]", p.arg);
             }
             break;
-        case 'i': inputs[n_inputs++] = optarg; break;
-        case 'o': out = optarg; break;
-        case 'v': verbose = 1; break;
-        case ':':
-            free(inputs);
-            return cli_usage_error("tokenizer", "option '%s' needs a value", argv[optind - 1]);
-        default:
-            free(inputs);
-            return cli_usage_error("tokenizer", "train: unknown option '%s'", argv[optind - 1]);
+        case TOK_INPUT: inputs[n_inputs++] = p.arg; break;
+        case TOK_OUT: out = p.arg; break;
+        case TOK_VERBOSE: verbose = 1; break;
         }
     }
-    for (int i = optind; i < argc; i++) inputs[n_inputs++] = argv[i];
+    if (id == CLI_OPTS_BAD) {
+        free(inputs);
+        return 2;
+    }
+    for (int i = p.ind; i < argc; i++) inputs[n_inputs++] = argv[i];
     const char *missing = !vocab ? "--vocab" : !out ? "--out" : !n_inputs ? "--input" : NULL;
     if (missing) {
         free(inputs);
@@ -293,8 +350,8 @@ static int tokenizer_train(int argc, char **argv) {
     return 0;
 }
 
-int cmd_tokenizer(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error("tokenizer", "expected a subcommand: train");
-    if (strcmp(argv[1], "train") == 0) return tokenizer_train(argc - 1, argv + 1);
-    return cli_usage_error("tokenizer", "unknown subcommand '%s' (expected train)", argv[1]);
-}
+const cli_command cmd_tokenizer_def = {
+    .name = "tokenizer",
+    .summary = "train a SentencePiece BPE model with the challenge's options",
+    .subs = (const cli_subcommand *const[]){&tokenizer_train_sub, NULL},
+};

@@ -1,27 +1,40 @@
 /*
  * cmd_db.c — `caddie db migrate`, `caddie db rebuild` (the DB from the run directories) and
- * `caddie import-run DIR...` (a run directory into the DB).
+ * `caddie import-run DIR...` (a run directory into the DB): their usage texts, option tables
+ * and printing.
  * Not here: the SQL (schema/), the ingestion logic (ingest.c).
  */
 #include "cli/cli.h"
 #include "db/db.h"
 #include "db/ingest.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+enum migrate_opt { MIG_DB };
+static const cli_opt migrate_opts[] = {CLI_OPT_DB(MIG_DB), CLI_OPT_END};
+static int db_migrate(int argc, char **argv);
+static const cli_subcommand db_migrate_sub = {
+    .name = "migrate",
+    .fn = db_migrate,
+    .synopsis = (const char *const[]){"[--db FILE]", NULL},
+    .description = "migrate: apply the schema migrations compiled into caddie (also done on every open).\n",
+    .opts = migrate_opts,
+};
+
 static int db_migrate(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'b'}, {0, 0, 0, 0}};
     const char *db_opt = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'b') db_opt = optarg;
-        else return cli_usage_error("db", "unknown option");
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_db_def, &db_migrate_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum migrate_opt)id) {
+        case MIG_DB: db_opt = p.arg; break;
+        }
     }
-    if (optind != argc) return cli_usage_error("db", "migrate takes no arguments");
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind != argc) return cli_usage_error("db", "migrate takes no arguments");
     const char *path = cad_db_path(db_opt);
     cad_err e;
     cad_err_clear(&e);
@@ -41,18 +54,39 @@ static void say_skipped(void *ctx, const char *run_dir, const char *why) {
     fprintf(stderr, "caddie db: rebuild: skipped %s: %s\n", run_dir, why);
 }
 
+enum rebuild_opt { REB_RUNS_DIR, REB_DB };
+static const cli_opt rebuild_opts[] = {
+    {REB_RUNS_DIR, "runs-dir", 0, "DIR", "run directories to import (default $CADDIE_RUNS or ./runs)"},
+    CLI_OPT_DB(REB_DB),
+    CLI_OPT_END,
+};
+static int db_rebuild(int argc, char **argv);
+static const cli_subcommand db_rebuild_sub = {
+    .name = "rebuild",
+    .fn = db_rebuild,
+    .synopsis = (const char *const[]){"[--runs-dir DIR] [--db FILE]", NULL},
+    .description =
+        "rebuild: empty the database and import every DIR/*/ holding run.json or config.yaml\n"
+        "(runs, sweeps, events, metrics, results, artifacts). A run directory that cannot be\n"
+        "imported (bad run.json, truncated files) is skipped with a line naming it, and the\n"
+        "exit status is 1; a failure of the database itself rolls back everything. The run\n"
+        "directories are the truth: a deleted database loses nothing. Stop 'caddie run' first.\n",
+    .opts = rebuild_opts,
+};
+
 static int db_rebuild(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'b'}, {"runs-dir", required_argument, 0, 'r'}, {0, 0, 0, 0}};
     const char *db_opt = NULL, *runs = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'b') db_opt = optarg;
-        else if (c == 'r') runs = optarg;
-        else return cli_usage_error("db", "unknown option");
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_db_def, &db_rebuild_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum rebuild_opt)id) {
+        case REB_DB: db_opt = p.arg; break;
+        case REB_RUNS_DIR: runs = p.arg; break;
+        }
     }
-    if (optind != argc) return cli_usage_error("db", "rebuild takes no arguments (use --runs-dir)");
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind != argc) return cli_usage_error("db", "rebuild takes no arguments (use --runs-dir)");
     if (!runs) {
         const char *env = getenv("CADDIE_RUNS");
         runs = env && *env ? env : "runs";
@@ -72,31 +106,40 @@ static int db_rebuild(int argc, char **argv) {
     return skipped ? 1 : 0; /* the rest is in; the exit status says something was left out */
 }
 
-int cmd_db(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error("db", "expected a subcommand: migrate or rebuild");
-    if (strcmp(argv[1], "migrate") == 0) return db_migrate(argc - 1, argv + 1);
-    if (strcmp(argv[1], "rebuild") == 0) return db_rebuild(argc - 1, argv + 1);
-    return cli_usage_error("db", "unknown subcommand '%s' (expected migrate or rebuild)", argv[1]);
-}
+const cli_command cmd_db_def = {
+    .name = "db",
+    .summary = "migrate the results database, or rebuild it from the run directories",
+    .subs = (const cli_subcommand *const[]){&db_migrate_sub, &db_rebuild_sub, NULL},
+};
 
-int cmd_import_run(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'b'}, {"no-replace", no_argument, 0, 'k'}, {0, 0, 0, 0}};
+/* ---- import-run ---------------------------------------------------------------------- */
+
+enum import_run_opt { IMP_NO_REPLACE, IMP_DB };
+static const cli_opt import_run_opts[] = {
+    {IMP_NO_REPLACE, "no-replace", 0, NULL, "fail when the run is already in the DB (default: replace it)"},
+    CLI_OPT_DB(IMP_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_import_run(int argc, char **argv) {
     const char *db_opt = NULL;
-    int keep = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'b') db_opt = optarg;
-        else if (c == 'k') keep = 1;
-        else return cli_usage_error("import-run", "unknown option");
+    int keep = 0, id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_import_run_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum import_run_opt)id) {
+        case IMP_DB: db_opt = p.arg; break;
+        case IMP_NO_REPLACE: keep = 1; break;
+        }
     }
-    if (optind >= argc) return cli_usage_error("import-run", "expected at least one run DIR");
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind >= argc) return cli_usage_error("import-run", "expected at least one run DIR");
     cad_err e;
     cad_err_clear(&e);
     cad_db *db = NULL;
     if (cad_db_open(cad_db_path(db_opt), 0, &db, &e)) return cli_fail("import-run", "%s", e.msg);
     int failed = 0;
-    for (int i = optind; i < argc; i++) {
+    for (int i = p.ind; i < argc; i++) {
         char id[CAD_RUN_ID_MAX];
         if (cad_ingest_import(db, argv[i], !keep, id, sizeof id, &e)) {
             cli_fail("import-run", "%s", e.msg);
@@ -112,3 +155,15 @@ int cmd_import_run(int argc, char **argv) {
     cad_db_close(db);
     return failed;
 }
+
+const cli_command cmd_import_run_def = {
+    .name = "import-run",
+    .fn = cmd_import_run,
+    .summary = "import run directories (e.g. of a standalone caddie train) into the DB",
+    .synopsis = (const char *const[]){"DIR... [--no-replace] [--db FILE]", NULL},
+    .description =
+        "Imports each run directory: run.json when present (a queued/run sweep run), else\n"
+        "config.yaml (a standalone 'caddie train'; done when result.json exists, else failed),\n"
+        "then metrics.jsonl, result.json and the artifact files. Prints run id, status, dir.\n",
+    .opts = import_run_opts,
+};

@@ -16,7 +16,6 @@
 #include "engine/status.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,36 +35,55 @@ static void selftest_print(const cad_opcheck_result *r, void *ud) {
     fflush(stdout);
 }
 
+enum selftest_opt { ST_SEED, ST_LARGE, ST_MAX_NMSE, ST_QUIET };
+static const cli_opt selftest_opts[] = {
+    {ST_SEED, "seed", 0, "N", "input data seed (default 1)"},
+    {ST_LARGE, "large", 0, NULL, "also run model-sized shapes (T=1024 attention, 4096-row norms)"},
+    {ST_MAX_NMSE, "max-nmse", 0, "X", "NMSE bound per output (default 1e-7, ggml's fp32 default)"},
+    {ST_QUIET, "quiet", 0, NULL, "print only failing outputs and the summary"},
+    CLI_OPT_END,
+};
+static int gpu_selftest(int argc, char **argv);
+static const cli_subcommand gpu_selftest_sub = {
+    .name = "selftest",
+    .fn = gpu_selftest,
+    .synopsis = (const char *const[]){"[--seed N] [--large] [--max-nmse X] [--quiet]", NULL},
+    .description =
+        "Runs every backend op (matmul, embedding, rmsnorm, q/k norm + RoPE, attention, relu^2,\n"
+        "residual mixes, softcap cross-entropy, axpby/scale/sumsq/Adam; forward and backward) on\n"
+        "the CUDA backend and on the CPU reference with identical inputs, and compares each\n"
+        "output: NMSE against --max-nmse, NaN/Inf positions, guard values around outputs.\n"
+        "Prints one line per compared output and a summary; exit 0 when all pass, 1 when one\n"
+        "fails or when there is no CUDA backend (built without nvcc) or no visible device.\n",
+    .opts = selftest_opts,
+};
+
 static int gpu_selftest(int argc, char **argv) {
-    static const struct option opts[] = {{"seed", required_argument, NULL, 's'},
-                                         {"large", no_argument, NULL, 'l'},
-                                         {"max-nmse", required_argument, NULL, 'm'},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {NULL, 0, NULL, 0}};
     cad_opcheck_opts o = {1, 1e-7, 0};
     selftest_tally t = {0, 0, 1};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_gpu_def, &gpu_selftest_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
         char *end;
-        switch (c) {
-        case 's':
+        switch ((enum selftest_opt)id) {
+        case ST_SEED:
             errno = 0;
-            o.seed = strtoull(optarg, &end, 10);
-            if (errno || end == optarg || *end)
-                return cli_usage_error("gpu", "--seed: '%s' is not a non-negative integer", optarg);
+            o.seed = strtoull(p.arg, &end, 10);
+            if (errno || end == p.arg || *end)
+                return cli_usage_error("gpu", "--seed: '%s' is not a non-negative integer", p.arg);
             break;
-        case 'l': o.large = 1; break;
-        case 'm':
-            o.max_nmse = strtod(optarg, &end);
-            if (end == optarg || *end || !(o.max_nmse > 0))
-                return cli_usage_error("gpu", "--max-nmse: '%s' is not a positive number", optarg);
+        case ST_LARGE: o.large = 1; break;
+        case ST_MAX_NMSE:
+            o.max_nmse = strtod(p.arg, &end);
+            if (end == p.arg || *end || !(o.max_nmse > 0))
+                return cli_usage_error("gpu", "--max-nmse: '%s' is not a positive number", p.arg);
             break;
-        case 'q': t.verbose = 0; break;
-        default: return cli_usage_error("gpu", "unknown option");
+        case ST_QUIET: t.verbose = 0; break;
         }
     }
-    if (optind != argc) return cli_usage_error("gpu", "selftest takes no arguments ('%s')", argv[optind]);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind != argc) return cli_usage_error("gpu", "selftest takes no arguments ('%s')", argv[p.ind]);
 #ifndef CADDIE_CUDA
     (void)selftest_print; /* options are still parsed, so usage errors stay usage errors */
     (void)t;
@@ -85,8 +103,8 @@ static int gpu_selftest(int argc, char **argv) {
 #endif
 }
 
-int cmd_gpu(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error("gpu", "missing subcommand (selftest)");
-    if (strcmp(argv[1], "selftest") == 0) return gpu_selftest(argc - 1, argv + 1);
-    return cli_usage_error("gpu", "unknown subcommand '%s' (expected selftest)", argv[1]);
-}
+const cli_command cmd_gpu_def = {
+    .name = "gpu",
+    .summary = "check the CUDA backend against the CPU reference on this machine's GPU",
+    .subs = (const cli_subcommand *const[]){&gpu_selftest_sub, NULL},
+};

@@ -1,7 +1,7 @@
 /*
- * cmd_import.c — `caddie import-log` and `caddie import-record`: their options, and the
- * table of what each log became (stdout: run_id, status, val_bpb, claimed_val_bpb,
- * score_line, sweep) with a summary and the failures on stderr.
+ * cmd_import.c — `caddie import-log` and `caddie import-record`: their usage texts and option
+ * tables, and the table of what each log became (stdout: run_id, status, val_bpb,
+ * claimed_val_bpb, score_line, sweep) with a summary and the failures on stderr.
  *
  * The import itself (log -> run directory -> DB, record folders, claims) is db/import.h.
  * Not here: any import logic, parsing (db/logparse.c), SQL (db/).
@@ -10,7 +10,6 @@
 #include "db/db.h"
 #include "db/import.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,26 +27,31 @@ static void print_row(const cad_import_result *r) {
 
 /* ---- import-log ---------------------------------------------------------------------- */
 
-int cmd_import_log(int argc, char **argv) {
-    static const struct option opts[] = {{"sweep", required_argument, 0, 's'},
-                                         {"db", required_argument, 0, 'd'},
-                                         {"runs-dir", required_argument, 0, 'r'},
-                                         {"replace", no_argument, 0, 'R'},
-                                         {0, 0, 0, 0}};
+enum import_log_opt { IL_SWEEP, IL_DB, IL_RUNS_DIR, IL_REPLACE };
+static const cli_opt import_log_opts[] = {
+    {IL_SWEEP, "sweep", 0, "NAME", "put the runs in this sweep (created when new)"},
+    CLI_OPT_DB(IL_DB),
+    {IL_RUNS_DIR, "runs-dir", 0, "DIR", "where run directories go (default $CADDIE_RUNS or ./runs)"},
+    {IL_REPLACE, "replace", 0, NULL, "re-import a run that is already in the DB"},
+    CLI_OPT_END,
+};
+
+static int cmd_import_log(int argc, char **argv) {
     const char *sweep = NULL, *dbpath = NULL;
     cad_import_opts o = {cad_import_default_runs_dir(), 0};
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': sweep = optarg; break;
-        case 'd': dbpath = optarg; break;
-        case 'r': o.runs_dir = optarg; break;
-        case 'R': o.replace = 1; break;
-        default: return cli_usage_error("import-log", "unknown option");
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_import_log_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum import_log_opt)id) {
+        case IL_SWEEP: sweep = p.arg; break;
+        case IL_DB: dbpath = p.arg; break;
+        case IL_RUNS_DIR: o.runs_dir = p.arg; break;
+        case IL_REPLACE: o.replace = 1; break;
         }
     }
-    if (optind >= argc) return cli_usage_error("import-log", "expected at least one log FILE");
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind >= argc) return cli_usage_error("import-log", "expected at least one log FILE");
     if (sweep && !*sweep) return cli_usage_error("import-log", "--sweep needs a name");
     cad_err e;
     cad_err_clear(&e);
@@ -61,7 +65,7 @@ int cmd_import_log(int argc, char **argv) {
     }
     int failures = 0, imported = 0;
     print_header();
-    for (int i = optind; i < argc; i++) {
+    for (int i = p.ind; i < argc; i++) {
         cad_import_result res;
         cad_err_clear(&e);
         if (cad_import_log(db, &o, argv[i], sweep, sweep_id, &res, &e)) {
@@ -80,6 +84,21 @@ int cmd_import_log(int argc, char **argv) {
     fprintf(stderr, "caddie import-log: %d imported, %d failed\n", imported, failures);
     return failures ? 1 : 0;
 }
+
+const cli_command cmd_import_log_def = {
+    .name = "import-log",
+    .fn = cmd_import_log,
+    .summary = "import train_gpt.py-style training logs as runs (curves, score, params)",
+    .synopsis = (const char *const[]){"FILE... [--sweep NAME] [--db FILE] [--runs-dir DIR] [--replace]", NULL},
+    .description =
+        "Parses each log (any train_gpt.py dialect: printed source skipped, step lines, size\n"
+        "lines, final evaluation lines), writes a run directory DIR/imported/<run_id>/ (log.txt,\n"
+        "metrics.jsonl, result.json, config.yaml with the printed hyperparameters) and ingests\n"
+        "it. run_id is <sweep or parent folder>-<file name>. The score is the lowest val_bpb of\n"
+        "the final evaluations of the quantized model (see db/logparse.c). Prints one line\n"
+        "per run: run_id, status, val_bpb, claimed_val_bpb, score line, sweep.\n",
+    .opts = import_log_opts,
+};
 
 /* ---- import-record ------------------------------------------------------------------- */
 
@@ -101,24 +120,29 @@ static void record_log(void *ctx, const cad_import_record_log *l) {
     }
 }
 
-int cmd_import_record(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'd'},
-                                         {"runs-dir", required_argument, 0, 'r'},
-                                         {"replace", no_argument, 0, 'R'},
-                                         {0, 0, 0, 0}};
+enum import_record_opt { IR_DB, IR_RUNS_DIR, IR_REPLACE };
+static const cli_opt import_record_opts[] = {
+    CLI_OPT_DB(IR_DB),
+    {IR_RUNS_DIR, "runs-dir", 0, "DIR", "where run directories go (default $CADDIE_RUNS or ./runs)"},
+    {IR_REPLACE, "replace", 0, NULL, "re-import runs that are already in the DB"},
+    CLI_OPT_END,
+};
+
+static int cmd_import_record(int argc, char **argv) {
     const char *dbpath = NULL;
     cad_import_opts o = {cad_import_default_runs_dir(), 0};
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dbpath = optarg; break;
-        case 'r': o.runs_dir = optarg; break;
-        case 'R': o.replace = 1; break;
-        default: return cli_usage_error("import-record", "unknown option");
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_import_record_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum import_record_opt)id) {
+        case IR_DB: dbpath = p.arg; break;
+        case IR_RUNS_DIR: o.runs_dir = p.arg; break;
+        case IR_REPLACE: o.replace = 1; break;
         }
     }
-    if (optind >= argc) return cli_usage_error("import-record", "expected at least one record DIR");
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind >= argc) return cli_usage_error("import-record", "expected at least one record DIR");
     cad_err e;
     cad_err_clear(&e);
     cad_db *db;
@@ -126,7 +150,7 @@ int cmd_import_record(int argc, char **argv) {
         return cli_fail("import-record", "%s", e.msg);
     record_tally t = {0, 0};
     print_header();
-    for (int i = optind; i < argc; i++) {
+    for (int i = p.ind; i < argc; i++) {
         cad_err_clear(&e);
         if (cad_import_record(db, &o, argv[i], record_log, &t, &e)) {
             fprintf(stderr, "caddie import-record: %s\n", e.msg);
@@ -137,3 +161,17 @@ int cmd_import_record(int argc, char **argv) {
     fprintf(stderr, "caddie import-record: %d runs imported, %d failed\n", t.imported, t.failures);
     return t.failures ? 1 : 0;
 }
+
+const cli_command cmd_import_record_def = {
+    .name = "import-record",
+    .fn = cmd_import_record,
+    .summary = "import Parameter Golf record folders (README, submission.json, logs)",
+    .synopsis = (const char *const[]){"DIR... [--db FILE] [--runs-dir DIR] [--replace]", NULL},
+    .description =
+        "Each record folder becomes a sweep named after the folder, with one run per log file\n"
+        "(*.log, *.txt; files without training output are skipped). The submission's claimed\n"
+        "val_bpb for a log (seed_results.<seed>, or val_bpb of a single-log record) is kept as\n"
+        "the param claimed_val_bpb next to the parsed results.val_bpb; seed logs of one\n"
+        "configuration share a group (sweep_groups: mean and std over seeds).\n",
+    .opts = import_record_opts,
+};

@@ -8,7 +8,8 @@
  * (migrations apply) and then switched to query_only: reports never write. The cad_db goes to
  * reports/, which reads it through db/views.h; nothing here touches SQLite.
  * Not here: statistics (stats.c), grouping, selections and seed planning (report.c), the page
- * (report_html.c), the record folder's logs and README (submission.c).
+ * (report_html.c), the record folder's logs and README (submission.c). Each command's usage text
+ * and option table sit beside its code below.
  */
 #include "cli/cli.h"
 #include "db/db.h"
@@ -17,7 +18,6 @@
 #include "reports/submission.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -156,38 +156,49 @@ static const char *verdict_word(int v) {
 
 /* ---- report ------------------------------------------------------------------------------- */
 
-int cmd_report(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"sweep", required_argument, 0, 's'}, {"runs", required_argument, 0, 'w'},
-        {"ref", required_argument, 0, 'r'},   {"out", required_argument, 0, 'o'},
-        {"db", required_argument, 0, 'd'},    {"log-x", no_argument, 0, 'l'},
-        {"max-groups", required_argument, 0, 'g'}, {0, 0, 0, 0}};
+enum report_opt { REP_SWEEP, REP_RUNS, REP_REF, REP_OUT, REP_LOG_X, REP_MAX_GROUPS, REP_DB };
+static const cli_opt report_opts[] = {
+    {REP_SWEEP, "sweep", 0, "NAME", "only this sweep (repeatable; default: every sweep)"},
+    {REP_RUNS, "runs", 0, "SQL-WHERE",
+     "only runs matching an SQL expression over run_summary columns,\n"
+     "e.g. --runs \"started_at > '2026-04-20'\""},
+    {REP_REF, "ref", 0, "GROUP",
+     "reference group: group hash (or prefix), run id, run name or label\n"
+     "(default: a group named baseline, else the first group that ran)"},
+    {REP_OUT, "out", 'o', "FILE.html", "output file (default report.html; - for stdout)"},
+    {REP_LOG_X, "log-x", 0, NULL, "log-scaled step axis for the loss curves"},
+    {REP_MAX_GROUPS, "max-groups", 0, "N", "groups drawn in the curve charts, 1..8 (default 8)"},
+    CLI_OPT_DB(REP_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_report(int argc, char **argv) {
     report_args a = {0};
     const char *out = "report.html";
     cad_report_html_options ho = {0};
     ho.max_curve_groups = 8;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_report_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum report_opt)id) {
+        case REP_SWEEP:
             if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("report", "too many --sweep options");
-            a.sweeps[a.n_sweeps++] = optarg;
+            a.sweeps[a.n_sweeps++] = p.arg;
             break;
-        case 'w': a.where = optarg; break;
-        case 'r': a.ref = optarg; break;
-        case 'o': out = optarg; break;
-        case 'd': a.db = optarg; break;
-        case 'l': ho.log_x = 1; break;
-        case 'g':
-            if (cli_parse_int(optarg, 1, 8, &ho.max_curve_groups))
-                return cli_usage_error("report", "--max-groups wants 1..8, got '%s'", optarg);
+        case REP_RUNS: a.where = p.arg; break;
+        case REP_REF: a.ref = p.arg; break;
+        case REP_OUT: out = p.arg; break;
+        case REP_DB: a.db = p.arg; break;
+        case REP_LOG_X: ho.log_x = 1; break;
+        case REP_MAX_GROUPS:
+            if (cli_parse_int(p.arg, 1, 8, &ho.max_curve_groups))
+                return cli_usage_error("report", "--max-groups wants 1..8, got '%s'", p.arg);
             break;
-        default: return cli_usage_error("report", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) return cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind < argc) return cli_usage_error("report", "unexpected argument '%s'", argv[p.ind]);
     cad_db *db;
     if (open_for_reading("report", a.db, &db)) return 1;
     cad_report_data d;
@@ -230,6 +241,22 @@ int cmd_report(int argc, char **argv) {
     cad_db_close(db);
     return rc ? cli_fail("report", "%s", e.msg) : 0;
 }
+
+const cli_command cmd_report_def = {
+    .name = "report",
+    .fn = cmd_report,
+    .summary = "write one self-contained HTML report: groups, seed statistics, curves, budgets",
+    .synopsis = (const char *const[]){"[--sweep NAME]... [--runs SQL-WHERE] [--ref GROUP] [--out FILE.html]\n"
+                                      "[--log-x] [--max-groups N] [--db FILE]",
+                                      NULL},
+    .description =
+        "Groups runs by config (seeds aggregated) and writes one HTML file (inline SVG + CSS, no\n"
+        "network): per group n, mean ± std val_bpb, Δ vs the reference group, one-sided Welch p,\n"
+        "the record bar (0.005 nats at p < 0.01) and the frontier rule (p < 0.25), budgets\n"
+        "(16,000,000 bytes, 600 s train/eval); loss curves with seed bands; val_bpb against every\n"
+        "swept parameter (heatmap for two); artifact, time and throughput bars; failed runs.\n",
+    .opts = report_opts,
+};
 
 /* ---- top ---------------------------------------------------------------------------------- */
 
@@ -274,30 +301,37 @@ static void top_columns(tbl *t, int with_sweep) {
     tbl_col(t, "valid", 0);
 }
 
-int cmd_top(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"sweep", required_argument, 0, 's'}, {"runs", required_argument, 0, 'w'},
-        {"ref", required_argument, 0, 'r'},   {"db", required_argument, 0, 'd'}, {0, 0, 0, 0}};
+enum top_opt { TOP_SWEEP, TOP_N, TOP_RUNS, TOP_REF, TOP_DB };
+static const cli_opt top_opts[] = {
+    {TOP_SWEEP, "sweep", 0, "NAME", "only this sweep (repeatable)"},
+    {TOP_N, NULL, 'n', "N", "show the N best groups (default 10)"},
+    {TOP_RUNS, "runs", 0, "SQL-WHERE", "only runs matching an SQL expression over run_summary columns"},
+    {TOP_REF, "ref", 0, "GROUP", "reference group for Δ and p (default as in 'caddie report')"},
+    CLI_OPT_DB(TOP_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_top(int argc, char **argv) {
     report_args a = {0};
-    int top_n = 10, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
+    int top_n = 10, id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_top_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum top_opt)id) {
+        case TOP_SWEEP:
             if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("top", "too many --sweep options");
-            a.sweeps[a.n_sweeps++] = optarg;
+            a.sweeps[a.n_sweeps++] = p.arg;
             break;
-        case 'w': a.where = optarg; break;
-        case 'r': a.ref = optarg; break;
-        case 'd': a.db = optarg; break;
-        case 'n':
-            if (cli_parse_int(optarg, 1, 100000, &top_n)) return cli_usage_error("top", "-n wants a positive count, got '%s'", optarg);
+        case TOP_RUNS: a.where = p.arg; break;
+        case TOP_REF: a.ref = p.arg; break;
+        case TOP_DB: a.db = p.arg; break;
+        case TOP_N:
+            if (cli_parse_int(p.arg, 1, 100000, &top_n)) return cli_usage_error("top", "-n wants a positive count, got '%s'", p.arg);
             break;
-        default: return cli_usage_error("top", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) return cli_usage_error("top", "unexpected argument '%s'", argv[optind]);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind < argc) return cli_usage_error("top", "unexpected argument '%s'", argv[p.ind]);
     cad_db *db;
     if (open_for_reading("top", a.db, &db)) return 1;
     cad_report_data d;
@@ -337,6 +371,14 @@ int cmd_top(int argc, char **argv) {
     cad_db_close(db);
     return 0;
 }
+
+const cli_command cmd_top_def = {
+    .name = "top",
+    .fn = cmd_top,
+    .summary = "the best config groups as an aligned table, with the same statistics as the report",
+    .synopsis = (const char *const[]){"[--sweep NAME]... [-n N] [--runs SQL-WHERE] [--ref GROUP] [--db FILE]", NULL},
+    .opts = top_opts,
+};
 
 /* ---- compare ------------------------------------------------------------------------------ */
 
@@ -443,23 +485,29 @@ static void compare_same_seeds(const cad_report_data *d, const cad_report_group 
     }
 }
 
-int cmd_compare(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"sweep", required_argument, 0, 's'}, {0, 0, 0, 0}};
+enum compare_opt { CMP_SWEEP, CMP_DB };
+static const cli_opt compare_opts[] = {
+    {CMP_SWEEP, "sweep", 0, "NAME", "look A and B up in this sweep only (repeatable)"},
+    CLI_OPT_DB(CMP_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_compare(int argc, char **argv) {
     report_args a = {0};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': a.db = optarg; break;
-        case 's':
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_compare_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum compare_opt)id) {
+        case CMP_DB: a.db = p.arg; break;
+        case CMP_SWEEP:
             if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("compare", "too many --sweep options");
-            a.sweeps[a.n_sweeps++] = optarg;
+            a.sweeps[a.n_sweeps++] = p.arg;
             break;
-        default: return cli_usage_error("compare", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (argc - optind != 2) return cli_usage_error("compare", "expected two runs or groups (A B), got %d arguments", argc - optind);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (argc - p.ind != 2) return cli_usage_error("compare", "expected two runs or groups (A B), got %d arguments", argc - p.ind);
     cad_db *db;
     if (open_for_reading("compare", a.db, &db)) return 1;
     cad_report_data d;
@@ -472,7 +520,7 @@ int cmd_compare(int argc, char **argv) {
     int is_run[2];
     cad_err e = {0};
     for (int k = 0; k < 2; k++) {
-        if (cad_report_select(&d, argv[optind + k], &sel[k], &is_run[k], &e)) {
+        if (cad_report_select(&d, argv[p.ind + k], &sel[k], &is_run[k], &e)) {
             if (k == 1) free(sel[0].runs);
             cad_report_data_free(&d);
             cad_db_close(db);
@@ -480,7 +528,7 @@ int cmd_compare(int argc, char **argv) {
         }
     }
     cad_report_group_compare(&d, &sel[0], &sel[1]);
-    compare_table(&d, sel, is_run, &argv[optind]);
+    compare_table(&d, sel, is_run, &argv[p.ind]);
     compare_verdict(sel);
     compare_same_seeds(&d, sel);
     free(sel[0].runs);
@@ -489,6 +537,18 @@ int cmd_compare(int argc, char **argv) {
     cad_db_close(db);
     return 0;
 }
+
+const cli_command cmd_compare_def = {
+    .name = "compare",
+    .fn = cmd_compare,
+    .summary = "compare two runs or groups: means, Welch p, record bar, frontier rule",
+    .synopsis = (const char *const[]){"A B [--sweep NAME]... [--db FILE]", NULL},
+    .description =
+        "A and B are run ids (one run) or groups (group hash or prefix, run name, or label: all\n"
+        "seeds). Prints both side by side, A - B in bpb and nats, the one-sided Welch test that A\n"
+        "is better, the record bar, the frontier rule, and same-seed pairs.\n",
+    .opts = compare_opts,
+};
 
 /* ---- seeds-needed ------------------------------------------------------------------------- */
 
@@ -555,31 +615,37 @@ static void seeds_print(const cad_report_data *d, double delta) {
            "improvement to be significantly larger than 0.005 nats; 'observed Δ': significantly > 0.\n");
 }
 
-int cmd_seeds_needed(int argc, char **argv) {
-    static const struct option opts[] = {{"sweep", required_argument, 0, 's'}, {"delta", required_argument, 0, 'x'},
-                                         {"ref", required_argument, 0, 'r'},   {"db", required_argument, 0, 'd'},
-                                         {0, 0, 0, 0}};
+enum seeds_opt { SEEDS_SWEEP, SEEDS_DELTA, SEEDS_REF, SEEDS_DB };
+static const cli_opt seeds_opts[] = {
+    {SEEDS_SWEEP, "sweep", 0, "NAME", "the sweep (required)"},
+    {SEEDS_DELTA, "delta", 0, "NATS", "improvement to detect (default 0.005)"},
+    {SEEDS_REF, "ref", 0, "GROUP", "reference group (default as in 'caddie report')"},
+    CLI_OPT_DB(SEEDS_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_seeds_needed(int argc, char **argv) {
     report_args a = {0};
     double delta = CAD_STATS_BAR_NATS;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_seeds_needed_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum seeds_opt)id) {
+        case SEEDS_SWEEP:
             if (a.n_sweeps == 1) return cli_usage_error("seeds-needed", "one --sweep at a time");
-            a.sweeps[a.n_sweeps++] = optarg;
+            a.sweeps[a.n_sweeps++] = p.arg;
             break;
-        case 'x':
-            if (cli_parse_double(optarg, 0, INFINITY, &delta) || !(delta > 0))
-                return cli_usage_error("seeds-needed", "--delta wants a positive number of nats, got '%s'", optarg);
+        case SEEDS_DELTA:
+            if (cli_parse_double(p.arg, 0, INFINITY, &delta) || !(delta > 0))
+                return cli_usage_error("seeds-needed", "--delta wants a positive number of nats, got '%s'", p.arg);
             break;
-        case 'r': a.ref = optarg; break;
-        case 'd': a.db = optarg; break;
-        default: return cli_usage_error("seeds-needed", "unknown option '%s'", argv[optind - 1]);
+        case SEEDS_REF: a.ref = p.arg; break;
+        case SEEDS_DB: a.db = p.arg; break;
         }
     }
-    if (optind < argc) return cli_usage_error("seeds-needed", "unexpected argument '%s'", argv[optind]);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind < argc) return cli_usage_error("seeds-needed", "unexpected argument '%s'", argv[p.ind]);
     if (a.n_sweeps != 1) return cli_usage_error("seeds-needed", "--sweep NAME is required");
     cad_db *db;
     if (open_for_reading("seeds-needed", a.db, &db)) return 1;
@@ -594,6 +660,18 @@ int cmd_seeds_needed(int argc, char **argv) {
     cad_db_close(db);
     return 0;
 }
+
+const cli_command cmd_seeds_needed_def = {
+    .name = "seeds-needed",
+    .fn = cmd_seeds_needed,
+    .summary = "how many seeds each comparison needs for p < 0.01",
+    .synopsis = (const char *const[]){"--sweep NAME [--delta NATS] [--ref GROUP] [--db FILE]", NULL},
+    .description =
+        "From the observed seed std of val_loss (pooled when a group has one seed): the seeds per\n"
+        "side for a true improvement of --delta nats, for the observed Δ, and for the observed Δ\n"
+        "to clear the 0.005-nat record bar, each at one-sided p < 0.01.\n",
+    .opts = seeds_opts,
+};
 
 /* ---- export-submission -------------------------------------------------------------------- */
 
@@ -712,31 +790,38 @@ static int export_folder(const cad_report_data *d, const cad_report_group *g, co
     return cad_submission_write_readme(path, d, g, info->name, e);
 }
 
-int cmd_export_submission(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"out", required_argument, 0, 'o'},   {"db", required_argument, 0, 'd'},
-        {"name", required_argument, 0, 'n'},  {"author", required_argument, 0, 'a'},
-        {"github-id", required_argument, 0, 'g'}, {"blurb", required_argument, 0, 'b'},
-        {"track", required_argument, 0, 't'}, {0, 0, 0, 0}};
+enum export_opt { EXP_OUT, EXP_NAME, EXP_AUTHOR, EXP_GITHUB_ID, EXP_BLURB, EXP_TRACK, EXP_DB };
+static const cli_opt export_opts[] = {
+    {EXP_OUT, "out", 'o', "DIR", "output directory (required; created)"},
+    {EXP_NAME, "name", 0, "NAME", "submission name (default: the group label)"},
+    {EXP_AUTHOR, "author", 0, "NAME", "author (default: git config user.name, else $USER)"},
+    {EXP_GITHUB_ID, "github-id", 0, "ID", "GitHub id (default empty)"},
+    {EXP_BLURB, "blurb", 0, "TEXT", "one-paragraph description (default empty)"},
+    {EXP_TRACK, "track", 0, "TRACK", "track (default 10min_16mb)"},
+    CLI_OPT_DB(EXP_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_export_submission(int argc, char **argv) {
     report_args a = {0};
     const char *out = NULL;
     submission_info info = {NULL, NULL, "", "", "10min_16mb", NULL};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'd': a.db = optarg; break;
-        case 'n': info.name = optarg; break;
-        case 'a': info.author = optarg; break;
-        case 'g': info.github_id = optarg; break;
-        case 'b': info.blurb = optarg; break;
-        case 't': info.track = optarg; break;
-        default: return cli_usage_error("export-submission", "unknown option '%s'", argv[optind - 1]);
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_export_submission_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum export_opt)id) {
+        case EXP_OUT: out = p.arg; break;
+        case EXP_DB: a.db = p.arg; break;
+        case EXP_NAME: info.name = p.arg; break;
+        case EXP_AUTHOR: info.author = p.arg; break;
+        case EXP_GITHUB_ID: info.github_id = p.arg; break;
+        case EXP_BLURB: info.blurb = p.arg; break;
+        case EXP_TRACK: info.track = p.arg; break;
         }
     }
-    if (argc - optind != 1) return cli_usage_error("export-submission", "expected one RUN or GROUP");
+    if (id == CLI_OPTS_BAD) return 2;
+    if (argc - p.ind != 1) return cli_usage_error("export-submission", "expected one RUN or GROUP");
     if (!out) return cli_usage_error("export-submission", "--out DIR is required");
     cad_db *db;
     if (open_for_reading("export-submission", a.db, &db)) return 1;
@@ -750,7 +835,7 @@ int cmd_export_submission(int argc, char **argv) {
     int is_run;
     cad_err e = {0};
     char who[WHO_MAX], date[DATE_MAX];
-    rc = cad_report_select(&d, argv[optind], &g, &is_run, &e);
+    rc = cad_report_select(&d, argv[p.ind], &g, &is_run, &e);
     if (!rc) {
         export_defaults(&g, &info, who, sizeof who);
         timestamp_utc(date, sizeof date, "%Y-%m-%d");
@@ -766,3 +851,18 @@ int cmd_export_submission(int argc, char **argv) {
     cad_db_close(db);
     return rc ? cli_fail("export-submission", "%s", e.msg) : 0;
 }
+
+const cli_command cmd_export_submission_def = {
+    .name = "export-submission",
+    .fn = cmd_export_submission,
+    .summary = "write a record folder: submission.json, README.md, logs",
+    .synopsis = (const char *const[]){"RUN|GROUP --out DIR [--name NAME] [--author NAME]\n"
+                                      "[--github-id ID] [--blurb TEXT] [--track TRACK] [--db FILE]",
+                                      NULL},
+    .description =
+        "RUN exports one run; GROUP (hash or prefix, run name, label) exports all its seeds.\n"
+        "Writes DIR/submission.json in the challenge's format (val_bpb mean and std, seeds,\n"
+        "seed_results, bytes_total, bytes_code, compliance), DIR/README.md with the seed table,\n"
+        "DIR/train_seed<S>.log copied from each run dir's log.txt, and DIR/config.yaml.\n",
+    .opts = export_opts,
+};

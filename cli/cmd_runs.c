@@ -1,6 +1,7 @@
 /*
  * cmd_runs.c — the commands around the queue and its runs: `caddie run` (the runner, see
- * runner/runner.h), `status`, `ls`, `show`, `logs`, `cancel`, `retry`.
+ * runner/runner.h), `status`, `ls`, `show`, `logs`, `cancel`, `retry`; their usage texts,
+ * option tables and printing.
  *
  * Everything but `run`, `cancel` and `retry` only reads: the DB is opened read-only and the
  * rows come from the named queries of db/runs.h (the run_summary view, runs, events).
@@ -17,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,17 +38,24 @@ static int open_existing(const char *cmd, const char *opt_db, int flags, cad_db 
     return 0;
 }
 
-/* The options of a command whose only option is --db FILE: 0 with *opt_db set (NULL when
- * absent) and optind at the first operand, or the usage error's exit code. */
-static int parse_db_option(const char *cmd, int argc, char **argv, const char **opt_db) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'D'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'D') *opt_db = optarg;
-        else return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+/* The table of the commands whose only option is --db FILE (status, show, cancel, retry). */
+enum db_only_opt { DBO_DB };
+static const cli_opt db_only_opts[] = {CLI_OPT_DB(DBO_DB), CLI_OPT_END};
+
+/* Parse such a command's options: 0 with *opt_db set (NULL when absent) and *ind at the first
+ * operand, or the usage error's exit code. */
+static int parse_db_option(const cli_command *c, int argc, char **argv, const char **opt_db,
+                           int *ind) {
+    cli_parser p;
+    cli_parser_init(&p, c, NULL, argc, argv);
+    int id;
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum db_only_opt)id) {
+        case DBO_DB: *opt_db = p.arg; break;
+        }
     }
+    if (id == CLI_OPTS_BAD) return 2;
+    *ind = p.ind;
     return 0;
 }
 
@@ -85,45 +92,54 @@ static cad_sched_devset detect_gpus(void) {
     return n == 0 ? 0 : n == 64 ? ~(cad_sched_devset)0 : (((cad_sched_devset)1 << n) - 1);
 }
 
-int cmd_run(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"devices", required_argument, 0, 'd'}, {"cpu-slots", required_argument, 0, 'c'},
-        {"threads", required_argument, 0, 't'}, {"until-empty", no_argument, 0, 'u'},
-        {"db", required_argument, 0, 'D'},      {"grace", required_argument, 0, 'g'},
-        {"poll", required_argument, 0, 'p'},    {0, 0, 0, 0}};
+enum run_opt { RUN_DEVICES, RUN_CPU_SLOTS, RUN_THREADS, RUN_UNTIL_EMPTY, RUN_GRACE, RUN_POLL, RUN_DB };
+static const cli_opt run_opts[] = {
+    {RUN_DEVICES, "devices", 0, "LIST",
+     "GPU ids, e.g. 0-7 or 0,2,4-5 (default: every GPU the NVIDIA\n"
+     "driver lists, else one CPU slot)"},
+    {RUN_CPU_SLOTS, "cpu-slots", 0, "N", "run N runs at a time on the CPU (CUDA_VISIBLE_DEVICES empty)"},
+    {RUN_THREADS, "threads", 0, "N", "OMP_NUM_THREADS per CPU run (default: cores / N)"},
+    {RUN_UNTIL_EMPTY, "until-empty", 0, NULL, "exit once nothing runs and nothing runnable is queued"},
+    {RUN_GRACE, "grace", 0, "SECONDS", "between TERM and KILL (default 10)"},
+    {RUN_POLL, "poll", 0, "SECONDS", "tick of the loop (default 0.5; a run's exit wakes it at once)"},
+    CLI_OPT_DB(RUN_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_run(int argc, char **argv) {
     cad_runner_opts o;
     cad_runner_opts_init(&o);
     const char *opt_db = NULL, *devices = NULL;
     int cpu_slots = 0, threads = 0;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': devices = optarg; break;
-        case 'c':
-            if (cli_parse_int(optarg, 1, CAD_SCHED_MAX_DEVICES, &cpu_slots) != 0)
-                return cli_usage_error("run", "--cpu-slots '%s': expected 1..%d", optarg,
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_run_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum run_opt)id) {
+        case RUN_DEVICES: devices = p.arg; break;
+        case RUN_CPU_SLOTS:
+            if (cli_parse_int(p.arg, 1, CAD_SCHED_MAX_DEVICES, &cpu_slots) != 0)
+                return cli_usage_error("run", "--cpu-slots '%s': expected 1..%d", p.arg,
                                        CAD_SCHED_MAX_DEVICES);
             break;
-        case 't':
-            if (cli_parse_int(optarg, 1, 1000000, &threads) != 0)
-                return cli_usage_error("run", "--threads '%s': expected a positive integer", optarg);
+        case RUN_THREADS:
+            if (cli_parse_int(p.arg, 1, 1000000, &threads) != 0)
+                return cli_usage_error("run", "--threads '%s': expected a positive integer", p.arg);
             break;
-        case 'u': o.until_empty = 1; break;
-        case 'D': opt_db = optarg; break;
-        case 'g':
-            if (cli_parse_double(optarg, 0, INFINITY, &o.grace_s) != 0)
-                return cli_usage_error("run", "--grace '%s': expected seconds >= 0", optarg);
+        case RUN_UNTIL_EMPTY: o.until_empty = 1; break;
+        case RUN_DB: opt_db = p.arg; break;
+        case RUN_GRACE:
+            if (cli_parse_double(p.arg, 0, INFINITY, &o.grace_s) != 0)
+                return cli_usage_error("run", "--grace '%s': expected seconds >= 0", p.arg);
             break;
-        case 'p':
-            if (cli_parse_double(optarg, 0.01, 60, &o.poll_s) != 0)
-                return cli_usage_error("run", "--poll '%s': expected 0.01..60 seconds", optarg);
+        case RUN_POLL:
+            if (cli_parse_double(p.arg, 0.01, 60, &o.poll_s) != 0)
+                return cli_usage_error("run", "--poll '%s': expected 0.01..60 seconds", p.arg);
             break;
-        default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[p.ind]);
     if (devices && cpu_slots)
         return cli_usage_error("run", "--devices and --cpu-slots exclude each other");
     if (devices) {
@@ -154,6 +170,26 @@ int cmd_run(int argc, char **argv) {
     return sig ? 128 + sig : 0;
 }
 
+const cli_command cmd_run_def = {
+    .name = "run",
+    .fn = cmd_run,
+    .summary = "the runner: start queued runs on GPUs or CPU slots, record everything in the DB",
+    .synopsis = (const char *const[]){"[--devices LIST | --cpu-slots N [--threads N]] [--until-empty]\n"
+                                      "[--grace SECONDS] [--poll SECONDS] [--db FILE]",
+                                      NULL},
+    .description =
+        "The one process that drives the queue (one per DB: a second one is refused and told\n"
+        "who runs). Runs start in priority order, each in its own process group with\n"
+        "CUDA_VISIBLE_DEVICES set to its devices; an 8-device run reserves devices as they free\n"
+        "up, 1-device runs backfill only where they end before it can start. Curves are\n"
+        "ingested live. Timeout: TERM to the run's group, KILL after the grace. Non-zero exit,\n"
+        "NaN loss or no final result: failed (reason + last log lines in runs.error), retried\n"
+        "up to the sweep's `retries`. Runs a killed runner left behind are requeued at start.\n"
+        "SIGINT/SIGTERM: no new runs, TERM to the running ones (marked interrupted), exit\n"
+        "128+signal; a second signal KILLs them.\n",
+    .opts = run_opts,
+};
+
 /* ---- caddie status ---------------------------------------------------------------------- */
 
 #define RECENT_FAILURES 5 /* failed runs `caddie status` lists */
@@ -177,11 +213,12 @@ static int print_failure(void *ctx, const cad_failure_row *r) {
     return 0;
 }
 
-int cmd_status(int argc, char **argv) {
+static int cmd_status(int argc, char **argv) {
     const char *opt_db = NULL;
-    int rc = parse_db_option("status", argc, argv, &opt_db);
+    int ind;
+    int rc = parse_db_option(&cmd_status_def, argc, argv, &opt_db, &ind);
     if (rc) return rc;
-    if (optind < argc) return cli_usage_error("status", "unexpected argument '%s'", argv[optind]);
+    if (ind < argc) return cli_usage_error("status", "unexpected argument '%s'", argv[ind]);
     cad_db *db = NULL;
     rc = open_existing("status", opt_db, CAD_DB_READONLY, &db);
     if (rc) return rc;
@@ -208,6 +245,14 @@ int cmd_status(int argc, char **argv) {
     return st == CAD_OK ? 0 : cli_fail("status", "%s", e.msg);
 }
 
+const cli_command cmd_status_def = {
+    .name = "status",
+    .fn = cmd_status,
+    .summary = "is a runner active; runs per status; what runs now; recent failures",
+    .synopsis = (const char *const[]){"[--db FILE]", NULL},
+    .opts = db_only_opts,
+};
+
 /* ---- caddie ls -------------------------------------------------------------------------- */
 
 static int print_summary(void *ctx, const cad_summary_row *r) {
@@ -222,22 +267,28 @@ static int print_summary(void *ctx, const cad_summary_row *r) {
     return 0;
 }
 
-int cmd_ls(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'D'},
-                                         {"sweep", required_argument, 0, 's'},
-                                         {"status", required_argument, 0, 'S'},
-                                         {0, 0, 0, 0}};
+enum ls_opt { LS_SWEEP, LS_STATUS, LS_DB };
+static const cli_opt ls_opts[] = {
+    {LS_SWEEP, "sweep", 0, "NAME", "only the runs of this sweep"},
+    {LS_STATUS, "status", 0, "STATUS", "queued, running, done, failed, cancelled or interrupted"},
+    CLI_OPT_DB(LS_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_ls(int argc, char **argv) {
     const char *opt_db = NULL, *sweep = NULL, *status = NULL;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'D') opt_db = optarg;
-        else if (c == 's') sweep = optarg;
-        else if (c == 'S') status = optarg;
-        else return cli_usage_error("ls", "unknown option '%s'", argv[optind - 1]);
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_ls_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum ls_opt)id) {
+        case LS_DB: opt_db = p.arg; break;
+        case LS_SWEEP: sweep = p.arg; break;
+        case LS_STATUS: status = p.arg; break;
+        }
     }
-    if (optind < argc) return cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind < argc) return cli_usage_error("ls", "unexpected argument '%s'", argv[p.ind]);
     cad_run_status want;
     if (status && cad_run_status_parse(status, &want) != CAD_OK)
         return cli_usage_error("ls", "--status '%s': expected queued, running, done, failed, "
@@ -258,6 +309,14 @@ int cmd_ls(int argc, char **argv) {
     cad_db_close(db);
     return rc;
 }
+
+const cli_command cmd_ls_def = {
+    .name = "ls",
+    .fn = cmd_ls,
+    .summary = "list runs: status, attempts, devices, val_bpb, bytes, duration",
+    .synopsis = (const char *const[]){"[--sweep NAME] [--status STATUS] [--db FILE]", NULL},
+    .opts = ls_opts,
+};
 
 /* ---- caddie show ------------------------------------------------------------------------ */
 
@@ -282,12 +341,13 @@ static int print_event(void *ctx, const cad_event_row *ev) {
     return 0;
 }
 
-int cmd_show(int argc, char **argv) {
+static int cmd_show(int argc, char **argv) {
     const char *opt_db = NULL;
-    int rc = parse_db_option("show", argc, argv, &opt_db);
+    int ind;
+    int rc = parse_db_option(&cmd_show_def, argc, argv, &opt_db, &ind);
     if (rc) return rc;
-    if (argc - optind != 1) return cli_usage_error("show", "expected one RUN id");
-    const char *run_id = argv[optind];
+    if (argc - ind != 1) return cli_usage_error("show", "expected one RUN id");
+    const char *run_id = argv[ind];
     cad_db *db = NULL;
     cad_run run;
     rc = open_run("show", opt_db, run_id, &db, &run);
@@ -312,6 +372,14 @@ int cmd_show(int argc, char **argv) {
     return rc;
 }
 
+const cli_command cmd_show_def = {
+    .name = "show",
+    .fn = cmd_show,
+    .summary = "everything about one run: summary, launch recipe, curves, events, error",
+    .synopsis = (const char *const[]){"RUN [--db FILE]", NULL},
+    .opts = db_only_opts,
+};
+
 /* ---- caddie logs ------------------------------------------------------------------------ */
 
 static int print_line(void *ctx, const char *line, size_t len) {
@@ -330,21 +398,27 @@ static void log_path_of(const cad_run *run, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/log.txt", run->run_dir ? run->run_dir : ".");
 }
 
-int cmd_logs(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'D'},
-                                         {"follow", no_argument, 0, 'f'},
-                                         {0, 0, 0, 0}};
+enum logs_opt { LOGS_FOLLOW, LOGS_DB };
+static const cli_opt logs_opts[] = {
+    {LOGS_FOLLOW, "follow", 'f', NULL, "keep printing new lines while the run is queued or running"},
+    CLI_OPT_DB(LOGS_DB),
+    CLI_OPT_END,
+};
+
+static int cmd_logs(int argc, char **argv) {
     const char *opt_db = NULL;
-    int follow = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-        if (c == 'D') opt_db = optarg;
-        else if (c == 'f') follow = 1;
-        else return cli_usage_error("logs", "unknown option '%s'", argv[optind - 1]);
+    int follow = 0, id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_logs_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum logs_opt)id) {
+        case LOGS_DB: opt_db = p.arg; break;
+        case LOGS_FOLLOW: follow = 1; break;
+        }
     }
-    if (argc - optind != 1) return cli_usage_error("logs", "expected one RUN id");
-    const char *run_id = argv[optind];
+    if (id == CLI_OPTS_BAD) return 2;
+    if (argc - p.ind != 1) return cli_usage_error("logs", "expected one RUN id");
+    const char *run_id = argv[p.ind];
     cad_db *db = NULL;
     cad_run run;
     int rc = open_run("logs", opt_db, run_id, &db, &run);
@@ -400,14 +474,25 @@ int cmd_logs(int argc, char **argv) {
     return 0;
 }
 
+const cli_command cmd_logs_def = {
+    .name = "logs",
+    .fn = cmd_logs,
+    .summary = "print what a run printed; -f follows it until the run ends",
+    .synopsis = (const char *const[]){"RUN [-f|--follow] [--db FILE]", NULL},
+    .description = "Prints <run_dir>/log.txt (command engine) or console.txt (caddie engine: stdout and\n"
+                   "stderr as captured by the runner).\n",
+    .opts = logs_opts,
+};
+
 /* ---- caddie cancel / retry -------------------------------------------------------------- */
 
-static int cancel_or_retry(const char *cmd, int argc, char **argv, int cancel) {
-    const char *opt_db = NULL;
-    int rc = parse_db_option(cmd, argc, argv, &opt_db);
+static int cancel_or_retry(const cli_command *c, int argc, char **argv, int cancel) {
+    const char *cmd = c->name, *opt_db = NULL;
+    int ind;
+    int rc = parse_db_option(c, argc, argv, &opt_db, &ind);
     if (rc) return rc;
-    if (argc - optind != 1) return cli_usage_error(cmd, "expected one RUN id or SWEEP name");
-    const char *target = argv[optind];
+    if (argc - ind != 1) return cli_usage_error(cmd, "expected one RUN id or SWEEP name");
+    const char *target = argv[ind];
     cad_db *db = NULL;
     rc = open_existing(cmd, opt_db, 0, &db);
     if (rc) return rc;
@@ -427,10 +512,29 @@ static int cancel_or_retry(const char *cmd, int argc, char **argv, int cancel) {
     return 0;
 }
 
-int cmd_cancel(int argc, char **argv) {
-    return cancel_or_retry("cancel", argc, argv, 1);
+static int cmd_cancel(int argc, char **argv) {
+    return cancel_or_retry(&cmd_cancel_def, argc, argv, 1);
 }
 
-int cmd_retry(int argc, char **argv) {
-    return cancel_or_retry("retry", argc, argv, 0);
+const cli_command cmd_cancel_def = {
+    .name = "cancel",
+    .fn = cmd_cancel,
+    .summary = "cancel a run, or every queued/running run of a sweep",
+    .synopsis = (const char *const[]){"RUN|SWEEP [--db FILE]", NULL},
+    .description = "A running run is stopped by the runner (TERM to its process group, KILL after the\n"
+                   "grace) and stays cancelled.\n",
+    .opts = db_only_opts,
+};
+
+static int cmd_retry(int argc, char **argv) {
+    return cancel_or_retry(&cmd_retry_def, argc, argv, 0);
 }
+
+const cli_command cmd_retry_def = {
+    .name = "retry",
+    .fn = cmd_retry,
+    .summary = "queue failed, cancelled or interrupted runs (of a run or a sweep) again",
+    .synopsis = (const char *const[]){"RUN|SWEEP [--db FILE]", NULL},
+    .description = "Resets the attempt count, so the sweep's `retries` apply again.\n",
+    .opts = db_only_opts,
+};

@@ -1,6 +1,6 @@
 /*
  * cmd_sweep.c — `caddie sweep plan FILE` (what would be queued, what is already done, how
- * long it takes) and `caddie sweep add FILE` (queue it).
+ * long it takes) and `caddie sweep add FILE` (queue it): usage text, option tables, printing.
  * Not here: the logic (spec.c validates, plan.c expands/dedups/queues), running (runner.c).
  */
 #include "cli/cli.h"
@@ -9,7 +9,6 @@
 #include "sweep/plan.h"
 #include "sweep/spec.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,30 +59,59 @@ static void print_plan(const cad_sweep_spec *s, const cad_plan *p, int have_db) 
                tot, p->est_devices, p->est_devices == 1 ? "" : "s", q, per);
 }
 
+/* plan and add share everything but --devices (an estimate only plan prints), so one enum
+ * names the options of both tables */
+enum sweep_opt { SW_DEVICES, SW_FORCE, SW_DB, SW_RUNS_DIR };
+#define SWEEP_OPT_FORCE {SW_FORCE, "force", 0, NULL, "queue runs whose config is already done or queued (new -rN ids)"}
+#define SWEEP_OPT_RUNS_DIR {SW_RUNS_DIR, "runs-dir", 0, "DIR", "where run directories go (default $CADDIE_RUNS or ./runs)"}
+static const cli_opt plan_opts[] = {
+    {SW_DEVICES, "devices", 0, "N", "devices to estimate for (default: a run's devices)"},
+    SWEEP_OPT_FORCE,
+    CLI_OPT_DB(SW_DB),
+    SWEEP_OPT_RUNS_DIR,
+    CLI_OPT_END,
+};
+static const cli_opt add_opts[] = {SWEEP_OPT_FORCE, CLI_OPT_DB(SW_DB), SWEEP_OPT_RUNS_DIR, CLI_OPT_END};
+
+static int sweep_plan(int argc, char **argv);
+static int sweep_add(int argc, char **argv);
+static const cli_subcommand sweep_plan_sub = {
+    .name = "plan",
+    .fn = sweep_plan,
+    .synopsis = (const char *const[]){"FILE [--devices N] [--force] [--db FILE] [--runs-dir DIR]", NULL},
+    .description = "plan: prints each run (queue | requeue | done | pending | duplicate), the counts and an\n"
+                   "estimated duration on N devices (mean of finished runs of the sweep, else the timeout).\n",
+    .opts = plan_opts,
+};
+static const cli_subcommand sweep_add_sub = {
+    .name = "add",
+    .fn = sweep_add,
+    .synopsis = (const char *const[]){"FILE [--force] [--db FILE] [--runs-dir DIR]", NULL},
+    .description = "add: writes runs/<run_id>/config.yaml + run.json and queues the runs; start them with\n"
+                   "'caddie run'.\n",
+    .opts = add_opts,
+};
+
 static int sweep_plan_or_add(int argc, char **argv, int add) {
     const char *cmd = add ? "sweep add" : "sweep plan";
-    static const struct option opts[] = {
-        {"devices", required_argument, 0, 'd'}, {"force", no_argument, 0, 'f'},
-        {"db", required_argument, 0, 'b'},      {"runs-dir", required_argument, 0, 'r'},
-        {0, 0, 0, 0},
-    };
-    int devices = 0, force = 0, c;
+    int devices = 0, force = 0, id;
     const char *db_opt = NULL, *runs_opt = NULL;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            if (cli_parse_int(optarg, 1, 4096, &devices) != 0)
-                return cli_usage_error(cmd, "--devices wants a positive integer, got '%s'", optarg);
+    cli_parser op;
+    cli_parser_init(&op, &cmd_sweep_def, add ? &sweep_add_sub : &sweep_plan_sub, argc, argv);
+    while ((id = cli_next_opt(&op)) >= 0) {
+        switch ((enum sweep_opt)id) {
+        case SW_DEVICES:
+            if (cli_parse_int(op.arg, 1, 4096, &devices) != 0)
+                return cli_usage_error(cmd, "--devices wants a positive integer, got '%s'", op.arg);
             break;
-        case 'f': force = 1; break;
-        case 'b': db_opt = optarg; break;
-        case 'r': runs_opt = optarg; break;
-        default: return cli_usage_error(cmd, "unknown option");
+        case SW_FORCE: force = 1; break;
+        case SW_DB: db_opt = op.arg; break;
+        case SW_RUNS_DIR: runs_opt = op.arg; break;
         }
     }
-    if (optind != argc - 1) return cli_usage_error(cmd, "expected one sweep FILE");
-    const char *file = argv[optind];
+    if (id == CLI_OPTS_BAD) return 2;
+    if (op.ind != argc - 1) return cli_usage_error(cmd, "expected one sweep FILE");
+    const char *file = argv[op.ind];
     cad_err e;
     cad_err_clear(&e);
     cad_sweep_spec *s = NULL;
@@ -130,9 +158,20 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
     return rc ? (rc == CAD_EUSAGE ? 2 : 1) : 0;
 }
 
-int cmd_sweep(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error("sweep", "expected a subcommand: plan or add");
-    if (strcmp(argv[1], "plan") == 0) return sweep_plan_or_add(argc - 1, argv + 1, 0);
-    if (strcmp(argv[1], "add") == 0) return sweep_plan_or_add(argc - 1, argv + 1, 1);
-    return cli_usage_error("sweep", "unknown subcommand '%s' (expected plan or add)", argv[1]);
+static int sweep_plan(int argc, char **argv) {
+    return sweep_plan_or_add(argc, argv, 0);
 }
+
+static int sweep_add(int argc, char **argv) {
+    return sweep_plan_or_add(argc, argv, 1);
+}
+
+const cli_command cmd_sweep_def = {
+    .name = "sweep",
+    .summary = "validate a sweep YAML and show its runs (plan), or queue them (add)",
+    .description =
+        "Validates the whole file first (errors are file:line:col: message). Expands grid x zip x\n"
+        "seeds into runs with resolved configs; a run whose config hash (+ engine version) is\n"
+        "already done is skipped, one already queued or running too.\n",
+    .subs = (const cli_subcommand *const[]){&sweep_plan_sub, &sweep_add_sub, NULL},
+};

@@ -1,13 +1,13 @@
 /*
  * cmd_train.c — `caddie train` and `caddie eval`: parse the command line, resolve the run
- * config (YAML < environment < --set, validated before any work) and hand it to the engine.
+ * config (YAML < environment < --set, validated before any work) and hand it to the engine;
+ * their usage texts and option tables.
  * Not here: anything the engine does (engine/train.c).
  */
 #include "cli/cli.h"
 #include "engine/config.h"
 #include "engine/train.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,31 +35,37 @@ static void print_keys(void) {
     }
 }
 
-int cmd_train(int argc, char **argv) {
-    static const struct option opts[] = {{"set", required_argument, 0, 's'},
-                                         {"print-config", no_argument, 0, 'p'},
-                                         {"keys", no_argument, 0, 'k'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+enum train_opt { TRAIN_SET, TRAIN_PRINT_CONFIG, TRAIN_KEYS };
+static const cli_opt train_opts[] = {
+    {TRAIN_SET, "set", 's', "KEY=VALUE", "override a config key (repeatable; highest precedence)"},
+    {TRAIN_PRINT_CONFIG, "print-config", 0, NULL, "print the resolved config as YAML and exit"},
+    {TRAIN_KEYS, "keys", 0, NULL, "print the table of config keys (markdown) and exit"},
+    CLI_OPT_END,
+};
+
+static int cmd_train(int argc, char **argv) {
     sets st = {0};
-    int print_only = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': sets_add(&st, optarg); break;
-        case 'p': print_only = 1; break;
-        case 'k': print_keys(); free(st.v); return 0;
-        case 'h': cli_print_usage(cli_find("train")); free(st.v); return 0;
-        default: free(st.v); return cli_usage_error("train", "unknown option");
+    int print_only = 0, id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_train_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum train_opt)id) {
+        case TRAIN_SET: sets_add(&st, p.arg); break;
+        case TRAIN_PRINT_CONFIG: print_only = 1; break;
+        case TRAIN_KEYS: print_keys(); free(st.v); return 0;
         }
     }
-    if (optind != argc - 1) {
+    if (id == CLI_OPTS_BAD) {
+        free(st.v);
+        return 2;
+    }
+    if (p.ind != argc - 1) {
         free(st.v);
         return cli_usage_error("train", "expected exactly one CONFIG.yaml");
     }
     cad_config cfg;
     cad_err e = {0};
-    int rc = cad_config_resolve(&cfg, argv[optind], st.n, st.v, &e);
+    int rc = cad_config_resolve(&cfg, argv[p.ind], st.n, st.v, &e);
     free(st.v);
     if (rc) {
         cad_config_free(&cfg);
@@ -77,35 +83,67 @@ int cmd_train(int argc, char **argv) {
     return 0;
 }
 
-int cmd_eval(int argc, char **argv) {
-    static const struct option opts[] = {{"set", required_argument, 0, 's'},
-                                         {"weights", required_argument, 0, 'w'},
-                                         {"roundtrip", no_argument, 0, 'r'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+const cli_command cmd_train_def = {
+    .name = "train",
+    .fn = cmd_train,
+    .summary = "train a model as configured (train_gpt.py's loop), write the run dir",
+    .synopsis = (const char *const[]){"CONFIG.yaml [--set KEY=VALUE]... [--print-config]", "--keys", NULL},
+    .description =
+        "Resolves the config (YAML file < upper-case environment variables < --set; unknown keys\n"
+        "and invalid combinations are errors before any work), trains, validates, writes the\n"
+        "int8+zlib artifact and scores its round trip. stdout has train_gpt.py's log lines (also\n"
+        "RUN_DIR/log.txt); a progress line with tokens/s and ETA goes to stderr. Writes RUN_DIR\n"
+        "(default runs/<run_id>): config.yaml log.txt metrics.jsonl code_files.txt\n"
+        "final_model.int8.ptz [checkpoint.bin] and, only on success, result.json.\n",
+    .opts = train_opts,
+};
+
+enum eval_opt { EVAL_WEIGHTS, EVAL_SET, EVAL_ROUNDTRIP };
+static const cli_opt eval_opts[] = {
+    {EVAL_WEIGHTS, "weights", 'w', "W", "the weights to evaluate (required)"},
+    {EVAL_SET, "set", 's', "KEY=VALUE", "override a config key (repeatable)"},
+    {EVAL_ROUNDTRIP, "roundtrip", 0, NULL, "also quantize to int8+zlib and print the round-trip score"},
+    CLI_OPT_END,
+};
+
+static int cmd_eval(int argc, char **argv) {
     sets st = {0};
     const char *weights = NULL;
-    int roundtrip = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:w:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': sets_add(&st, optarg); break;
-        case 'w': weights = optarg; break;
-        case 'r': roundtrip = 1; break;
-        case 'h': cli_print_usage(cli_find("eval")); free(st.v); return 0;
-        default: free(st.v); return cli_usage_error("eval", "unknown option");
+    int roundtrip = 0, id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_eval_def, NULL, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum eval_opt)id) {
+        case EVAL_SET: sets_add(&st, p.arg); break;
+        case EVAL_WEIGHTS: weights = p.arg; break;
+        case EVAL_ROUNDTRIP: roundtrip = 1; break;
         }
     }
-    if (optind != argc - 1 || !weights) {
+    if (id == CLI_OPTS_BAD) {
+        free(st.v);
+        return 2;
+    }
+    if (p.ind != argc - 1 || !weights) {
         free(st.v);
         return cli_usage_error("eval", "expected CONFIG.yaml and --weights W.safetensors");
     }
     cad_config cfg;
     cad_err e = {0};
-    int rc = cad_config_resolve(&cfg, argv[optind], st.n, st.v, &e);
+    int rc = cad_config_resolve(&cfg, argv[p.ind], st.n, st.v, &e);
     free(st.v);
     if (!rc) rc = cad_eval_weights(&cfg, weights, roundtrip, stdout, &e);
     cad_config_free(&cfg);
     if (rc) return rc == CAD_EUSAGE ? cli_usage_error("eval", "%s", e.msg) : cli_fail("eval", "%s", e.msg);
     return 0;
 }
+
+const cli_command cmd_eval_def = {
+    .name = "eval",
+    .fn = cmd_eval,
+    .summary = "evaluate .safetensors weights on the val split (val_loss, val_bpb)",
+    .synopsis = (const char *const[]){"CONFIG.yaml --weights W.safetensors [--set KEY=VALUE]... [--roundtrip]", NULL},
+    .description =
+        "Builds the configured model, loads W (train_gpt.py tensor names; F32/F16/BF16) and prints\n"
+        "\"eval val_loss:X val_bpb:Y tokens:N bytes:N partial:P eval_time:Tms\".\n",
+    .opts = eval_opts,
+};

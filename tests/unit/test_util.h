@@ -1,10 +1,10 @@
 /*
  * test_util.h — the file and process helpers that several tests/unit/test_*.c need, kept in
  * one place so each test does not grow its own copy: scratch paths under check_tmpdir(),
- * writing and reading whole files, sending stdout to a file around a call, and (only when
- * the test includes db.h and <sqlite3.h> before this header) opening a scratch results DB
- * and reading one number out of it with SQL; (only after safetensors.h) a named tensor of a
- * loaded fixture.
+ * writing and reading whole files, sending stdout or stderr to a file around a call, and
+ * (only when the test includes db.h and <sqlite3.h> before this header) opening a scratch
+ * results DB and reading one number out of it with SQL; (only after safetensors.h) a named
+ * tensor of a loaded fixture.
  *
  * Header-only like check.h (each test is its own executable). A helper that cannot do its
  * job (cannot create a file the test needs) exits 2, which tests/run.sh reports as a broken
@@ -89,6 +89,22 @@ static inline int check_stdout_redirect(const char *path) {
 static inline void check_stdout_restore(int saved) {
     fflush(stdout);
     dup2(saved, 1);
+    close(saved);
+}
+
+/* The same for stderr (fd 2), e.g. to read a command's usage error. */
+static inline int check_stderr_redirect(const char *path) {
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (saved < 0 || fd < 0) { perror(path); exit(2); }
+    dup2(fd, 2);
+    close(fd);
+    return saved;
+}
+
+static inline void check_stderr_restore(int saved) {
+    fflush(stderr);
+    dup2(saved, 2);
     close(saved);
 }
 

@@ -246,15 +246,16 @@ static void check_matmul(ck *c, int ta, int tb, int M, int N, int K, float alpha
     ck_done(c, "matmul");
 }
 
-/* Batched matmul: each item a padded matrix, items `gap` floats apart (strides exercised). */
+/* Batched matmul: each item a padded matrix, items `gap` floats apart (strides exercised; a gap
+ * that keeps items 16-byte aligned lets the CUDA bf16 packing take its vector path). */
 static void check_matmul_batched(ck *c, int ta, int tb, int M, int N, int K, float alpha,
-                                 float beta, int pad, int batch) {
+                                 float beta, int pad, int batch, int gap) {
     int arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K, bcols = tb ? K : N;
-    int lda = acols + pad, ldb = bcols + pad, ldc = N + pad, gap = 5;
+    int lda = acols + pad, ldb = bcols + pad, ldc = N + pad;
     long long sa = (long long)arows * lda + gap, sb = (long long)brows * ldb + gap;
     long long sc = (long long)M * ldc + gap;
-    snprintf(c->shape, sizeof c->shape, "ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d batch=%d",
-             ta, tb, M, N, K, alpha, beta, pad, batch);
+    snprintf(c->shape, sizeof c->shape, "ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d batch=%d gap=%d",
+             ta, tb, M, N, K, alpha, beta, pad, batch, gap);
     tpair A = ck_rand(c, (size_t)(sa * batch), -1, 1);
     tpair B = ck_rand(c, (size_t)(sb * batch), -1, 1);
     tpair C = beta == 0.0f ? ck_tensor(c, (size_t)(sc * batch), NULL) : ck_rand(c, (size_t)(sc * batch), -1, 1);
@@ -269,11 +270,11 @@ static void check_matmul_batched(ck *c, int ta, int tb, int M, int N, int K, flo
 
 /* Batched Gram product; with beta != 0 every C item starts symmetric (the slot's contract). */
 static void check_gram_batched(ck *c, int ta, int M, int K, float alpha, float beta, int pad,
-                               int batch) {
-    int arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad, ldc = M + pad, gap = 3;
+                               int batch, int gap) {
+    int arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad, ldc = M + pad;
     long long sa = (long long)arows * lda + gap, sc = (long long)M * ldc + gap;
-    snprintf(c->shape, sizeof c->shape, "ta=%d M=%d K=%d alpha=%g beta=%g pad=%d batch=%d", ta, M,
-             K, alpha, beta, pad, batch);
+    snprintf(c->shape, sizeof c->shape, "ta=%d M=%d K=%d alpha=%g beta=%g pad=%d batch=%d gap=%d", ta,
+             M, K, alpha, beta, pad, batch, gap);
     tpair A = ck_rand(c, (size_t)(sa * batch), -1, 1);
     float *h = malloc((size_t)(sc * batch) * sizeof *h);
     if (!h) { c->alloc_failed = 1; ck_done(c, "gram_batched"); return; }
@@ -611,12 +612,14 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
     check_matmul(c, 1, 1, 17, 9, 33, 1.0f, 1.0f, 1);
     check_matmul(c, 0, 0, 1, 1, 1, -2.0f, 0.5f, 0);
-    check_matmul_batched(c, 0, 0, 19, 23, 17, 1.0f, 0.0f, 2, 3);
-    check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4);
-    check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1);
-    check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3); /* X X^T of a wide matrix */
-    check_gram_batched(c, 1, 17, 40, 1.0f, 0.0f, 0, 2); /* X^T X of a tall one */
-    check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5); /* Newton-Schulz's b A + c A A */
+    check_matmul_batched(c, 0, 0, 19, 23, 17, 1.0f, 0.0f, 2, 3, 5);
+    check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4, 5);
+    check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1, 5);
+    check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3, 3); /* X X^T of a wide matrix */
+    check_gram_batched(c, 1, 17, 40, 1.0f, 0.0f, 0, 2, 3); /* X^T X of a tall one */
+    check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5, 3); /* Newton-Schulz's b A + c A A */
+    check_gram_batched(c, 0, 19, 25, 1.0f, 0.0f, 1, 1, 3); /* one matrix: CUDA's syrk path */
+    check_gram_batched(c, 1, 13, 30, 2.0315f, -4.775f, 2, 1, 3);
     check_embedding(c, 50, 45, 70);
     check_rmsnorm(c, 37, 70, 0);
     check_rmsnorm(c, 5, 300, 1);
@@ -649,11 +652,25 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         c->bf16 = 1;
         check_matmul(c, 0, 1, 37, 45, 29, 1.0f, 0.0f, 3);
         check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
-        check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4);
-        check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5);
+        check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4, 5);
+        check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5, 3);
+        /* CUDA packs operands to bf16 with 128-bit loads when rows are 16-byte aligned (cols,
+         * ld and item stride multiples of 4) and element by element otherwise; these shapes
+         * take the vector path for both operands, for one of them, and with ragged K / odd
+         * strides for neither, single and batched, wide and tall Gram products. */
+        check_matmul(c, 0, 0, 24, 36, 44, 1.0f, 0.0f, 0);
+        check_matmul(c, 1, 1, 17, 9, 33, 1.0f, 1.0f, 1);
+        check_matmul(c, 0, 1, 33, 20, 12, -1.0f, 0.0f, 4);
+        check_matmul(c, 0, 0, 1, 1, 1, -2.0f, 0.5f, 0);
+        check_matmul_batched(c, 0, 0, 19, 24, 16, 1.0f, 0.0f, 4, 3, 8);
+        check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1, 5);
+        check_matmul_batched(c, 0, 0, 12, 20, 12, 1.0f, 3.4445f, 0, 3, 4); /* NS: X2 = a X + B X */
+        check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3, 3);
+        check_gram_batched(c, 1, 16, 40, 1.0f, 0.0f, 0, 2, 4); /* tall X^T X, vector path */
+        check_gram_batched(c, 0, 19, 25, 1.0f, 0.0f, 1, 1, 3);
         if (c->large) {
             check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
-            check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2);
+            check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2, 3);
         }
         /* Attention rounds its probabilities to bf16 for the P V product, and backends may
          * normalise P before (CUDA) or after (CPU) that product: the results then agree to
@@ -671,9 +688,9 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
         check_matmul(c, 1, 0, 512, 1536, 2048, 1.0f, 1.0f, 0);
         check_matmul(c, 0, 0, 512, 512, 512, 1.0f, 0.0f, 0);
-        check_matmul_batched(c, 0, 0, 512, 1024, 512, 1.0f, 3.4445f, 0, 3);
-        check_gram_batched(c, 0, 512, 1024, 1.0f, 0.0f, 0, 3);
-        check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2);
+        check_matmul_batched(c, 0, 0, 512, 1024, 512, 1.0f, 3.4445f, 0, 3, 5);
+        check_gram_batched(c, 0, 512, 1024, 1.0f, 0.0f, 0, 3, 3);
+        check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2, 3);
         check_embedding(c, 1024, 4096, 512);
         check_rmsnorm(c, 4096, 512, 0);
         check_qk_norm_rope(c, 4, 1024, 8, 4, 64);

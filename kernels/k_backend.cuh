@@ -61,6 +61,7 @@ static inline void kb_ctx_free(kb_ctx *c) {
     CUDA_CHECK(cudaFreeHost(c->partials_host));
     CUDA_CHECK(cudaFree(c->partials));
     CUDA_CHECK(cudaFree(c->colpart));
+    k_gemm_ws_free();
     CUBLAS_CHECK(cublasDestroy(c->blas));
     CUDA_CHECK(cudaStreamDestroy(c->stream));
 }

@@ -188,7 +188,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
 /* cublasGemmEx / cublasGemmStridedBatchedEx for fp32 matrices only: CUBLAS_COMPUTE_32F is
  * cublasSgemm; CUBLAS_COMPUTE_32F_FAST_16BF rounds each operand element to bfloat16 (nearest
  * even) and accumulates in fp32, which is what the tensor-core path computes. */
-typedef enum { CUDA_R_32F = 0 } cudaDataType_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
 typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75 } cublasComputeType_t;
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -204,6 +204,13 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           cudaDataType_t Ctype, int ldc, long long strideC,
                                           int batch, cublasComputeType_t compute,
                                           cublasGemmAlgo_t algo);
+/* ---- cuBLAS subset: bf16 operands, stream query ---- */
+/* cublasGemmEx / cublasGemmStridedBatchedEx also take bf16 matrices: Atype == Btype ==
+ * CUDA_R_16BF (raw bf16 bits, uint16), Ctype CUDA_R_32F, compute CUBLAS_COMPUTE_32F: each bf16
+ * element widens to float exactly, products and sums in fp32 (what the tensor cores compute,
+ * up to summation order). Other combinations return CUBLAS_STATUS_INVALID_VALUE. */
+cublasStatus_t cublasGetStream(cublasHandle_t h, cudaStream_t *s);
+
 /* C = alpha op(A) op(A)^T + beta C on the `uplo` triangle only (the other is not touched);
  * trans N: A is [n,k]; T: A is [k,n]. */
 cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n,

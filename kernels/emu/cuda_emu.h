@@ -24,8 +24,9 @@
  * - Under -fsanitize=address the fibre switches are announced with
  *   __sanitizer_start/finish_switch_fiber, so ASan checks kernel memory accesses as usual.
  * - Runtime/cuBLAS subset: cudaMalloc/Free/MemcpyAsync/MemsetAsync/StreamSynchronize/... on host
- *   memory, cublasSgemm/cublasSgemmStridedBatched/cublasSsyrk as plain column-major loops with cuBLAS's
- *   argument validation (so the row-major mapping and leading dimensions are tested).
+ *   memory, cublasSgemm/cublasSgemmStridedBatched/cublasSsyrk and cublasGemm(StridedBatched)Ex (fp32
+ *   or bf16 matrices) as plain column-major loops with cuBLAS's argument validation (so the
+ *   row-major mapping, leading dimensions and data types are tested), cublasGetStream.
  *
  * Kernel source rules (the C11 ∩ CUDA C++ subset): no templates, references, classes, default
  * arguments or designated initialisers; every kernel takes ONE parameter struct by value and is

@@ -32,6 +32,8 @@ typedef struct ck {
     int fails;
     char shape[96]; /* + " (bf16 operands)" fits the report's 112 */
     int bf16; /* both backends run their dense products with bf16 operands */
+    int off;  /* elementwise/vector checks: operate on views `off` floats into each tensor, so a
+               * backend's 128-bit path meets misaligned pointers (its scalar fallback) */
     struct {
         const cad_backend *be;
         void *base;
@@ -53,6 +55,7 @@ typedef struct ipair {
 /* side s: 0 = reference, 1 = backend under test */
 #define BE(s) ((s) ? c->dut : c->ref)
 #define P(t) ((s) ? (t).d : (t).r)
+#define PO(t) (P(t) + c->off) /* the view of an offset check (see ck.off) */
 
 /* ---- data ---------------------------------------------------------------------------------- */
 
@@ -246,15 +249,16 @@ static void check_matmul(ck *c, int ta, int tb, int M, int N, int K, float alpha
     ck_done(c, "matmul");
 }
 
-/* Batched matmul: each item a padded matrix, items `gap` floats apart (strides exercised). */
+/* Batched matmul: each item a padded matrix, items `gap` floats apart (strides exercised; a gap
+ * that keeps items 16-byte aligned lets the CUDA bf16 packing take its vector path). */
 static void check_matmul_batched(ck *c, int ta, int tb, int M, int N, int K, float alpha,
-                                 float beta, int pad, int batch) {
+                                 float beta, int pad, int batch, int gap) {
     int arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K, bcols = tb ? K : N;
-    int lda = acols + pad, ldb = bcols + pad, ldc = N + pad, gap = 5;
+    int lda = acols + pad, ldb = bcols + pad, ldc = N + pad;
     long long sa = (long long)arows * lda + gap, sb = (long long)brows * ldb + gap;
     long long sc = (long long)M * ldc + gap;
-    snprintf(c->shape, sizeof c->shape, "ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d batch=%d",
-             ta, tb, M, N, K, alpha, beta, pad, batch);
+    snprintf(c->shape, sizeof c->shape, "ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d batch=%d gap=%d",
+             ta, tb, M, N, K, alpha, beta, pad, batch, gap);
     tpair A = ck_rand(c, (size_t)(sa * batch), -1, 1);
     tpair B = ck_rand(c, (size_t)(sb * batch), -1, 1);
     tpair C = beta == 0.0f ? ck_tensor(c, (size_t)(sc * batch), NULL) : ck_rand(c, (size_t)(sc * batch), -1, 1);
@@ -269,11 +273,11 @@ static void check_matmul_batched(ck *c, int ta, int tb, int M, int N, int K, flo
 
 /* Batched Gram product; with beta != 0 every C item starts symmetric (the slot's contract). */
 static void check_gram_batched(ck *c, int ta, int M, int K, float alpha, float beta, int pad,
-                               int batch) {
-    int arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad, ldc = M + pad, gap = 3;
+                               int batch, int gap) {
+    int arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad, ldc = M + pad;
     long long sa = (long long)arows * lda + gap, sc = (long long)M * ldc + gap;
-    snprintf(c->shape, sizeof c->shape, "ta=%d M=%d K=%d alpha=%g beta=%g pad=%d batch=%d", ta, M,
-             K, alpha, beta, pad, batch);
+    snprintf(c->shape, sizeof c->shape, "ta=%d M=%d K=%d alpha=%g beta=%g pad=%d batch=%d gap=%d", ta,
+             M, K, alpha, beta, pad, batch, gap);
     tpair A = ck_rand(c, (size_t)(sa * batch), -1, 1);
     float *h = malloc((size_t)(sc * batch) * sizeof *h);
     if (!h) { c->alloc_failed = 1; ck_done(c, "gram_batched"); return; }
@@ -445,17 +449,17 @@ static void ck_poison(ck *c, tpair t, size_t n) {
 }
 
 static void check_relu2(ck *c, size_t n, int alias, float slope) {
-    snprintf(c->shape, sizeof c->shape, "n=%zu slope=%g%s nonfinite", n, (double)slope, alias ? " in-place" : "");
-    tpair in = ck_rand(c, n, -2, 2);
-    ck_poison(c, in, n);
-    tpair out = alias ? ck_rand(c, n, -2, 2) : ck_tensor(c, n, NULL);
-    if (alias) ck_poison(c, out, n);
-    tpair dout = ck_rand(c, n, -1, 1);
-    tpair din = alias ? dout : ck_tensor(c, n, NULL);
+    snprintf(c->shape, sizeof c->shape, "n=%zu slope=%g%s nonfinite%s", n, (double)slope, alias ? " in-place" : "", c->off ? " off=1" : "");
+    tpair in = ck_rand(c, n + c->off, -2, 2);
+    ck_poison(c, in, n + c->off);
+    tpair out = alias ? ck_rand(c, n + c->off, -2, 2) : ck_tensor(c, n + c->off, NULL);
+    if (alias) ck_poison(c, out, n + c->off);
+    tpair dout = ck_rand(c, n + c->off, -1, 1);
+    tpair din = alias ? dout : ck_tensor(c, n + c->off, NULL);
     if (!c->alloc_failed) {
         for (int s = 0; s < 2; s++) {
-            BE(s)->relu2_backward(BE(s), P(din), P(dout), P(in), n, slope);
-            BE(s)->relu2_forward(BE(s), P(out), alias ? P(out) : P(in), n, slope);
+            BE(s)->relu2_backward(BE(s), PO(din), PO(dout), PO(in), n, slope);
+            BE(s)->relu2_forward(BE(s), PO(out), alias ? PO(out) : PO(in), n, slope);
         }
         ck_compare(c, "relu2_forward", "out", out);
         ck_compare(c, "relu2_backward", "din", din);
@@ -464,19 +468,19 @@ static void check_relu2(ck *c, size_t n, int alias, float slope) {
 }
 
 static void check_resid_mix(ck *c, int N, int C, int alias) {
-    snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s", N, C, alias ? " in-place" : "");
+    snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s%s", N, C, alias ? " in-place" : "", c->off ? " off=1" : "");
     size_t n = (size_t)N * C;
-    tpair x = ck_rand(c, n, -2, 2), x0 = ck_rand(c, n, -2, 2), mix = ck_rand(c, 2 * (size_t)C, -1, 1);
-    tpair out = alias ? x : ck_tensor(c, n, NULL);
-    tpair dout = ck_rand(c, n, -1, 1);
-    tpair dx = alias ? dout : ck_tensor(c, n, NULL);
-    tpair dx0 = ck_rand(c, n, -1, 1), dmix = ck_rand(c, 2 * (size_t)C, -1, 1);
+    tpair x = ck_rand(c, n + c->off, -2, 2), x0 = ck_rand(c, n + c->off, -2, 2), mix = ck_rand(c, 2 * (size_t)C + c->off, -1, 1);
+    tpair out = alias ? x : ck_tensor(c, n + c->off, NULL);
+    tpair dout = ck_rand(c, n + c->off, -1, 1);
+    tpair dx = alias ? dout : ck_tensor(c, n + c->off, NULL);
+    tpair dx0 = ck_rand(c, n + c->off, -1, 1), dmix = ck_rand(c, 2 * (size_t)C + c->off, -1, 1);
     if (!c->alloc_failed) {
         for (int s = 0; s < 2; s++) {
             /* the backward reads x before the in-place forward overwrites it */
-            BE(s)->resid_mix_backward(BE(s), P(dx), P(dx0), P(dmix), P(dout), P(x), P(x0), P(mix),
+            BE(s)->resid_mix_backward(BE(s), PO(dx), PO(dx0), PO(dmix), PO(dout), PO(x), PO(x0), PO(mix),
                                       N, C);
-            BE(s)->resid_mix_forward(BE(s), P(out), P(x), P(x0), P(mix), N, C);
+            BE(s)->resid_mix_forward(BE(s), PO(out), PO(x), PO(x0), PO(mix), N, C);
         }
         ck_compare(c, "resid_mix_backward", "dx", dx);
         ck_compare(c, "resid_mix_backward", "dx0", dx0);
@@ -487,15 +491,15 @@ static void check_resid_mix(ck *c, int N, int C, int alias) {
 }
 
 static void check_scale_add(ck *c, int N, int C) {
-    snprintf(c->shape, sizeof c->shape, "N=%d C=%d", N, C);
+    snprintf(c->shape, sizeof c->shape, "N=%d C=%d%s", N, C, c->off ? " off=1" : "");
     size_t n = (size_t)N * C;
-    tpair x = ck_rand(c, n, -2, 2), sv = ck_rand(c, (size_t)C, -1, 1), y = ck_rand(c, n, -2, 2);
-    tpair out = ck_tensor(c, n, NULL), dout = ck_rand(c, n, -1, 1);
-    tpair dy = ck_tensor(c, n, NULL), ds = ck_rand(c, (size_t)C, -1, 1);
+    tpair x = ck_rand(c, n + c->off, -2, 2), sv = ck_rand(c, (size_t)C + c->off, -1, 1), y = ck_rand(c, n + c->off, -2, 2);
+    tpair out = ck_tensor(c, n + c->off, NULL), dout = ck_rand(c, n + c->off, -1, 1);
+    tpair dy = ck_tensor(c, n + c->off, NULL), ds = ck_rand(c, (size_t)C + c->off, -1, 1);
     if (!c->alloc_failed) {
         for (int s = 0; s < 2; s++) {
-            BE(s)->scale_add_forward(BE(s), P(out), P(x), P(sv), P(y), N, C);
-            BE(s)->scale_add_backward(BE(s), P(dy), P(ds), P(dout), P(y), P(sv), N, C);
+            BE(s)->scale_add_forward(BE(s), PO(out), PO(x), PO(sv), PO(y), N, C);
+            BE(s)->scale_add_backward(BE(s), PO(dy), PO(ds), PO(dout), PO(y), PO(sv), N, C);
         }
         ck_compare(c, "scale_add_forward", "out", out);
         ck_compare(c, "scale_add_backward", "dy", dy);
@@ -531,14 +535,14 @@ static void check_softcap_xent(ck *c, int N, int V, int with_targets) {
 }
 
 static void check_axpby(ck *c, size_t n) {
-    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
-    tpair x = ck_rand(c, n, -2, 2), y0 = ck_tensor(c, n, NULL), y1 = ck_rand(c, n, -2, 2);
-    tpair xy = ck_rand(c, n, -2, 2);
+    snprintf(c->shape, sizeof c->shape, "n=%zu%s", n, c->off ? " off=1" : "");
+    tpair x = ck_rand(c, n + c->off, -2, 2), y0 = ck_tensor(c, n + c->off, NULL), y1 = ck_rand(c, n + c->off, -2, 2);
+    tpair xy = ck_rand(c, n + c->off, -2, 2);
     if (!c->alloc_failed) {
         for (int s = 0; s < 2; s++) {
-            BE(s)->axpby(BE(s), n, 0.3f, P(x), 0.0f, P(y0)); /* y0 is NaN: must not be read */
-            BE(s)->axpby(BE(s), n, -1.5f, P(x), 0.9f, P(y1));
-            BE(s)->axpby(BE(s), n, 0.5f, P(xy), 0.9f, P(xy)); /* x aliases y */
+            BE(s)->axpby(BE(s), n, 0.3f, PO(x), 0.0f, PO(y0)); /* y0 is NaN: must not be read */
+            BE(s)->axpby(BE(s), n, -1.5f, PO(x), 0.9f, PO(y1));
+            BE(s)->axpby(BE(s), n, 0.5f, PO(xy), 0.9f, PO(xy)); /* x aliases y */
         }
         ck_compare(c, "axpby", "y (b=0)", y0);
         ck_compare(c, "axpby", "y", y1);
@@ -548,34 +552,34 @@ static void check_axpby(ck *c, size_t n) {
 }
 
 static void check_scale(ck *c, size_t n) {
-    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
-    tpair xs = ck_rand(c, n, -2, 2);
+    snprintf(c->shape, sizeof c->shape, "n=%zu%s", n, c->off ? " off=1" : "");
+    tpair xs = ck_rand(c, n + c->off, -2, 2);
     if (!c->alloc_failed) {
-        for (int s = 0; s < 2; s++) BE(s)->scale(BE(s), n, -0.7f, P(xs));
+        for (int s = 0; s < 2; s++) BE(s)->scale(BE(s), n, -0.7f, PO(xs));
         ck_compare(c, "scale", "x", xs);
     }
     ck_done(c, "scale");
 }
 
 static void check_sumsq(ck *c, size_t n) {
-    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
-    tpair x = ck_rand(c, n, -2, 2);
+    snprintf(c->shape, sizeof c->shape, "n=%zu%s", n, c->off ? " off=1" : "");
+    tpair x = ck_rand(c, n + c->off, -2, 2);
     double sq[2] = {0, 0};
     if (!c->alloc_failed) {
-        for (int s = 0; s < 2; s++) sq[s] = BE(s)->sumsq(BE(s), P(x), n);
+        for (int s = 0; s < 2; s++) sq[s] = BE(s)->sumsq(BE(s), PO(x), n);
         ck_compare_scalar(c, "sumsq", sq[0], sq[1]);
     }
     ck_done(c, "sumsq");
 }
 
 static void check_adam_update(ck *c, size_t n) {
-    snprintf(c->shape, sizeof c->shape, "n=%zu", n);
-    tpair p = ck_rand(c, n, -1, 1), g = ck_rand(c, n, -1, 1), m = ck_rand(c, n, -0.1f, 0.1f);
-    tpair v = ck_rand(c, n, 0.0f, 0.01f);
+    snprintf(c->shape, sizeof c->shape, "n=%zu%s", n, c->off ? " off=1" : "");
+    tpair p = ck_rand(c, n + c->off, -1, 1), g = ck_rand(c, n + c->off, -1, 1), m = ck_rand(c, n + c->off, -0.1f, 0.1f);
+    tpair v = ck_rand(c, n + c->off, 0.0f, 0.01f);
     if (!c->alloc_failed) {
         float bc1 = 1.0f - powf(0.9f, 3.0f), bc2 = 1.0f - powf(0.95f, 3.0f);
         for (int s = 0; s < 2; s++)
-            BE(s)->adam_update(BE(s), P(p), P(g), P(m), P(v), n, 0.01f, 0.9f, 0.95f, 1e-8f, bc1,
+            BE(s)->adam_update(BE(s), PO(p), PO(g), PO(m), PO(v), n, 0.01f, 0.9f, 0.95f, 1e-8f, bc1,
                                bc2);
         ck_compare(c, "adam_update", "p", p);
         ck_compare(c, "adam_update", "m", m);
@@ -611,12 +615,14 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
     check_matmul(c, 1, 1, 17, 9, 33, 1.0f, 1.0f, 1);
     check_matmul(c, 0, 0, 1, 1, 1, -2.0f, 0.5f, 0);
-    check_matmul_batched(c, 0, 0, 19, 23, 17, 1.0f, 0.0f, 2, 3);
-    check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4);
-    check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1);
-    check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3); /* X X^T of a wide matrix */
-    check_gram_batched(c, 1, 17, 40, 1.0f, 0.0f, 0, 2); /* X^T X of a tall one */
-    check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5); /* Newton-Schulz's b A + c A A */
+    check_matmul_batched(c, 0, 0, 19, 23, 17, 1.0f, 0.0f, 2, 3, 5);
+    check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4, 5);
+    check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1, 5);
+    check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3, 3); /* X X^T of a wide matrix */
+    check_gram_batched(c, 1, 17, 40, 1.0f, 0.0f, 0, 2, 3); /* X^T X of a tall one */
+    check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5, 3); /* Newton-Schulz's b A + c A A */
+    check_gram_batched(c, 0, 19, 25, 1.0f, 0.0f, 1, 1, 3); /* one matrix: CUDA's syrk path */
+    check_gram_batched(c, 1, 13, 30, 2.0315f, -4.775f, 2, 1, 3);
     check_embedding(c, 50, 45, 70);
     check_rmsnorm(c, 37, 70, 0);
     check_rmsnorm(c, 5, 300, 1);
@@ -624,6 +630,9 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_qk_norm_rope(c, 2, 5, 4, 2, 16); /* GQA */
     check_qk_norm_rope(c, 1, 3, 2, 1, 72); /* HD/2 > 32: lanes loop */
     check_qk_norm_rope(c, 2, 4, 3, 3, 8);  /* no GQA, HD/2 < 32 */
+    /* CUDA's q_gain gradient is a two-pass reduction over 32-row chunks: several chunks with a
+     * ragged last one (the large set has 128 chunks per head) */
+    check_qk_norm_rope(c, 3, 50, 4, 2, 16);
     /* fp32 attention: the fused kernels recompute the same fp32 products in another order, so
      * the bound is far tighter than ggml's 1e-7 (measured ~1e-14 under emulation) */
     double ck_nmse = c->max_nmse;
@@ -650,17 +659,45 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_softcap_xent(c, 3, 50, 0);
     check_vector_slots(c, 1000);
     check_vector_slots(c, 5000); /* sumsq over several blocks */
+    /* CUDA's elementwise kernels take 128-bit loads when every pointer is 16-byte aligned (and,
+     * for the row-broadcast ops, C % 4 == 0), then a scalar tail; here: the vector path with
+     * ragged tails (n % 4 = 1, 2, 3) and rows of C % 4 == 0, then the same with every pointer one
+     * float off alignment (the scalar fallback). */
+    for (c->off = 0; c->off < 2; c->off++) {
+        check_relu2(c, 1001, 0, 0.0f);
+        check_relu2(c, 1003, 1, 0.5f);
+        check_resid_mix(c, 37, 68, 0);
+        check_resid_mix(c, 5, 36, 1);
+        check_scale_add(c, 37, 68);
+        check_vector_slots(c, 1001);
+        check_vector_slots(c, 1002);
+    }
+    c->off = 0;
     /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
      * and accumulate in fp32, so only the summation order differs, as in fp32. */
     if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {
         c->bf16 = 1;
         check_matmul(c, 0, 1, 37, 45, 29, 1.0f, 0.0f, 3);
         check_matmul(c, 1, 0, 23, 19, 41, 0.5f, 1.0f, 2);
-        check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4);
-        check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5);
+        check_matmul_batched(c, 1, 0, 13, 29, 11, -0.5f, 1.5f, 0, 4, 5);
+        check_gram_batched(c, 0, 16, 16, 2.0315f, -4.775f, 1, 5, 3);
+        /* CUDA packs operands to bf16 with 128-bit loads when rows are 16-byte aligned (cols,
+         * ld and item stride multiples of 4) and element by element otherwise; these shapes
+         * take the vector path for both operands, for one of them, and with ragged K / odd
+         * strides for neither, single and batched, wide and tall Gram products. */
+        check_matmul(c, 0, 0, 24, 36, 44, 1.0f, 0.0f, 0);
+        check_matmul(c, 1, 1, 17, 9, 33, 1.0f, 1.0f, 1);
+        check_matmul(c, 0, 1, 33, 20, 12, -1.0f, 0.0f, 4);
+        check_matmul(c, 0, 0, 1, 1, 1, -2.0f, 0.5f, 0);
+        check_matmul_batched(c, 0, 0, 19, 24, 16, 1.0f, 0.0f, 4, 3, 8);
+        check_matmul_batched(c, 0, 1, 9, 7, 21, 1.0f, 1.0f, 1, 1, 5);
+        check_matmul_batched(c, 0, 0, 12, 20, 12, 1.0f, 3.4445f, 0, 3, 4); /* NS: X2 = a X + B X */
+        check_gram_batched(c, 0, 21, 33, 1.0f, 0.0f, 2, 3, 3);
+        check_gram_batched(c, 1, 16, 40, 1.0f, 0.0f, 0, 2, 4); /* tall X^T X, vector path */
+        check_gram_batched(c, 0, 19, 25, 1.0f, 0.0f, 1, 1, 3);
         if (c->large) {
             check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
-            check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2);
+            check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2, 3);
         }
         /* Attention rounds its probabilities (and dS) to bf16 for the following products, and
          * the fused CUDA kernels round exp(s - running max) where the CPU rounds
@@ -682,9 +719,9 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_matmul(c, 0, 1, 2048, 1536, 512, 1.0f, 0.0f, 0);
         check_matmul(c, 1, 0, 512, 1536, 2048, 1.0f, 1.0f, 0);
         check_matmul(c, 0, 0, 512, 512, 512, 1.0f, 0.0f, 0);
-        check_matmul_batched(c, 0, 0, 512, 1024, 512, 1.0f, 3.4445f, 0, 3);
-        check_gram_batched(c, 0, 512, 1024, 1.0f, 0.0f, 0, 3);
-        check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2);
+        check_matmul_batched(c, 0, 0, 512, 1024, 512, 1.0f, 3.4445f, 0, 3, 5);
+        check_gram_batched(c, 0, 512, 1024, 1.0f, 0.0f, 0, 3, 3);
+        check_gram_batched(c, 1, 512, 1024, 1.0f, 0.0f, 0, 2, 3);
         check_embedding(c, 1024, 4096, 512);
         check_rmsnorm(c, 4096, 512, 0);
         check_qk_norm_rope(c, 4, 1024, 8, 4, 64);

@@ -42,7 +42,8 @@ typedef struct kb_ctx {
     cublasHandle_t blas;
     double *partials;      /* device [K_SUMSQ_MAX_BLOCKS] */
     double *partials_host; /* pinned host copy */
-    float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_colsum.cuh) */
+    float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_colsum.cuh), q_gain
+                            * partials (k_qk_norm_rope.cuh); stream order keeps users apart */
 } kb_ctx;
 
 static kb_ctx *kb_of(const cad_backend *be) { return (kb_ctx *)be->ctx; }
@@ -61,6 +62,7 @@ static inline void kb_ctx_free(kb_ctx *c) {
     CUDA_CHECK(cudaFreeHost(c->partials_host));
     CUDA_CHECK(cudaFree(c->partials));
     CUDA_CHECK(cudaFree(c->colpart));
+    k_gemm_ws_free();
     CUBLAS_CHECK(cublasDestroy(c->blas));
     CUDA_CHECK(cudaStreamDestroy(c->stream));
 }
@@ -179,8 +181,8 @@ static void kb_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float *
                                      const float *rstd_q, const float *rstd_k,
                                      const float *q_gain, const float *cos, const float *sin,
                                      int B, int T, int NH, int KV, int HD) {
-    k_qk_norm_rope_backward_launch(kb_of(be)->stream, dqkv, dq_gain, dq_out, dk_out, qkv, rstd_q,
-                                   rstd_k, q_gain, cos, sin, B, T, NH, KV, HD);
+    k_qk_norm_rope_backward_launch(kb_of(be)->stream, kb_of(be)->colpart, K_COLPART_FLOATS, dqkv, dq_gain,
+                                   dq_out, dk_out, qkv, rstd_q, rstd_k, q_gain, cos, sin, B, T, NH, KV, HD);
 }
 
 static size_t kb_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,

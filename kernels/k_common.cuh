@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda_check.h"
 
@@ -134,12 +135,62 @@ static __device__ __forceinline__ double k_block_sum_d(double v, double *sh) {
     return k_warp_sum_d(lane < nw ? sh[lane] : 0.0);
 }
 
+/* ---- vector helpers: 128-bit loads/stores and bf16 rounding ----------------------------------
+ * k_f4 is CUDA's float4 (16-byte aligned, so nvcc emits one LDG.128/STG.128) and a struct of the
+ * same layout under the emulator, where the accesses go through memcpy (no strict-aliasing
+ * games in gcc). Only for 16-byte aligned addresses: launchers test k_aligned16() on every
+ * pointer (and that row lengths keep later rows aligned) and fall back to the scalar loop
+ * otherwise; the element order and the per-element formula are the scalar ones, so both paths
+ * give the same bits. */
+#ifdef __CUDACC__
+typedef float4 k_f4;
+static __device__ __forceinline__ k_f4 k_ld4(const float *p) { return *(const float4 *)p; }
+static __device__ __forceinline__ void k_st4(float *p, k_f4 v) { *(float4 *)p = v; }
+static __device__ __forceinline__ unsigned k_float_bits(float x) { return __float_as_uint(x); }
+/* four bf16 values (8 bytes, 8-byte aligned) in one store */
+static __device__ __forceinline__ void k_st_bf16x4(unsigned short *p, unsigned lo, unsigned hi) {
+    *(uint2 *)p = make_uint2(lo, hi);
+}
+#else
+typedef struct k_f4 {
+    _Alignas(16) float x;
+    float y, z, w;
+} k_f4;
+static inline k_f4 k_ld4(const float *p) {
+    k_f4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void k_st4(float *p, k_f4 v) { memcpy(p, &v, sizeof v); }
+static inline unsigned k_float_bits(float x) {
+    unsigned u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static inline void k_st_bf16x4(unsigned short *p, unsigned lo, unsigned hi) {
+    unsigned w[2] = {lo, hi};
+    memcpy(p, w, sizeof w);
+}
+#endif
+
+/* Host side: may a kernel use k_ld4/k_st4 at p? (cudaMalloc memory is 256-byte aligned; views
+ * into it at odd float offsets are not.) */
+static inline int k_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* float -> bf16 bits, round to nearest even, NaN kept NaN (quietened): the exact rule of the CPU
+ * backend's cad_bf16_from_float (engine/gemm_bf16.c), so both backends feed the same bf16
+ * operands to their GEMMs. (__float2bfloat16_rn agrees except for the NaN payload.) */
+static __device__ __forceinline__ unsigned k_bf16_rne(float x) {
+    unsigned u = k_float_bits(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x0040u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
 /* ---- bf16 tensor-core product ------------------------------------------------------------- */
 
-/* float -> bfloat16 bits, round to nearest even (the CPU backend's rule, engine/gemm_bf16.h). */
-static __device__ __forceinline__ unsigned k_bf16_bits(float x) {
-    return (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(x));
-}
+/* float -> bfloat16 bits, round to nearest even: k_bf16_rne, the CPU backend's rule. */
+static __device__ __forceinline__ unsigned k_bf16_bits(float x) { return k_bf16_rne(x); }
 /* Two floats as one bf16x2 register: lo in the lower half (the element of smaller index, as
  * the mma fragments expect). */
 static __device__ __forceinline__ unsigned k_bf16_pack(float lo, float hi) {

@@ -740,6 +740,49 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
     return CUBLAS_STATUS_SUCCESS;
 }
 
+/* ---- cuBLAS subset: bf16 operands, stream query ---------------------------------------------- */
+
+cublasStatus_t cublasGetStream(cublasHandle_t h, cudaStream_t *s) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!s) return CUBLAS_STATUS_INVALID_VALUE;
+    *s = h->stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* The bf16 x bf16 -> fp32 product of cublasGemm(StridedBatched)Ex (leading dimensions already
+ * validated): operands widened exactly, fp32 accumulation in k order, beta == 0 does not read C. */
+static cublasStatus_t emu_gemm_ex_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                       const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                                       long long strideA, const void *B, cudaDataType_t Btype, int ldb,
+                                       long long strideB, const void *beta, void *C, cudaDataType_t Ctype,
+                                       int ldc, long long strideC, int batch, cublasComputeType_t compute,
+                                       cublasGemmAlgo_t algo) {
+    if (Atype != CUDA_R_16BF || Btype != CUDA_R_16BF || Ctype != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F ||
+        algo != CUBLAS_GEMM_DEFAULT || batch < 0) {
+        fprintf(stderr, "cuda_emu: cublasGemmEx: unsupported bf16 combination (A %d B %d C %d compute %d "
+                "algo %d batch %d)\n", Atype, Btype, Ctype, compute, algo, batch);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    float al = *(const float *)alpha, bt = *(const float *)beta;
+    for (int q = 0; q < batch; q++) {
+        const uint16_t *a = (const uint16_t *)A + q * strideA, *b = (const uint16_t *)B + q * strideB;
+        float *c = (float *)C + q * strideC;
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                float acc = 0.0f;
+                if (al != 0.0f)
+                    for (int p = 0; p < k; p++) {
+                        uint16_t x = ta == CUBLAS_OP_N ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                        uint16_t y = tb == CUBLAS_OP_N ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                        acc += cad_bf16_to_float(x) * cad_bf16_to_float(y);
+                    }
+                float *o = &c[(size_t)j * ldc + i];
+                *o = bt == 0.0f ? al * acc : al * acc + bt * *o;
+            }
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
                                           int m, int n, int k, const void *alpha, const void *A,
                                           cudaDataType_t Atype, int lda, long long strideA,
@@ -750,6 +793,9 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           cublasGemmAlgo_t algo) {
     cublasStatus_t st = emu_sgemm_check(h, ta, tb, m, n, k, lda, ldb, ldc);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (Atype == CUDA_R_16BF || Btype == CUDA_R_16BF)
+        return emu_gemm_ex_bf16(ta, tb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta,
+                                C, Ctype, ldc, strideC, batch, compute, algo);
     if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F || algo != CUBLAS_GEMM_DEFAULT ||
         (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16BF) || batch < 0)
         return CUBLAS_STATUS_INVALID_VALUE;

@@ -24,8 +24,9 @@
  * - Under -fsanitize=address the fibre switches are announced with
  *   __sanitizer_start/finish_switch_fiber, so ASan checks kernel memory accesses as usual.
  * - Runtime/cuBLAS subset: cudaMalloc/Free/MemcpyAsync/MemsetAsync/StreamSynchronize/... on host
- *   memory, cublasSgemm/cublasSgemmStridedBatched/cublasSsyrk as plain column-major loops with cuBLAS's
- *   argument validation (so the row-major mapping and leading dimensions are tested).
+ *   memory, cublasSgemm/cublasSgemmStridedBatched/cublasSsyrk and cublasGemm(StridedBatched)Ex (fp32
+ *   or bf16 matrices) as plain column-major loops with cuBLAS's argument validation (so the
+ *   row-major mapping, leading dimensions and data types are tested), cublasGetStream.
  *
  * Kernel source rules (the C11 ∩ CUDA C++ subset): no templates, references, classes, default
  * arguments or designated initialisers; every kernel takes ONE parameter struct by value and is
@@ -214,7 +215,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
 /* cublasGemmEx / cublasGemmStridedBatchedEx for fp32 matrices only: CUBLAS_COMPUTE_32F is
  * cublasSgemm; CUBLAS_COMPUTE_32F_FAST_16BF rounds each operand element to bfloat16 (nearest
  * even) and accumulates in fp32, which is what the tensor-core path computes. */
-typedef enum { CUDA_R_32F = 0 } cudaDataType_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
 typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75 } cublasComputeType_t;
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -230,6 +231,13 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           cudaDataType_t Ctype, int ldc, long long strideC,
                                           int batch, cublasComputeType_t compute,
                                           cublasGemmAlgo_t algo);
+/* ---- cuBLAS subset: bf16 operands, stream query ---- */
+/* cublasGemmEx / cublasGemmStridedBatchedEx also take bf16 matrices: Atype == Btype ==
+ * CUDA_R_16BF (raw bf16 bits, uint16), Ctype CUDA_R_32F, compute CUBLAS_COMPUTE_32F: each bf16
+ * element widens to float exactly, products and sums in fp32 (what the tensor cores compute,
+ * up to summation order). Other combinations return CUBLAS_STATUS_INVALID_VALUE. */
+cublasStatus_t cublasGetStream(cublasHandle_t h, cudaStream_t *s);
+
 /* C = alpha op(A) op(A)^T + beta C on the `uplo` triangle only (the other is not touched);
  * trans N: A is [n,k]; T: A is [k,n]. */
 cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n,

@@ -44,6 +44,7 @@ int cli_parse_double(const char *s, double lo, double hi, double *out);
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_gpu(int argc, char **argv);       /* cli/cmd_gpu.c */
+int cmd_bench(int argc, char **argv);     /* cli/cmd_bench.c */
 int cmd_data(int argc, char **argv);      /* cli/cmd_data.c */
 int cmd_tokenizer(int argc, char **argv); /* cli/cmd_data.c */
 int cmd_train(int argc, char **argv);     /* cli/cmd_train.c */

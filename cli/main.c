@@ -247,8 +247,33 @@ const cli_command cli_commands[] = {
      "  --blurb TEXT        one-paragraph description (default empty)\n"
      "  --track TRACK       track (default 10min_16mb)\n"
      "  --db FILE           results database (default $CADDIE_DB or ./caddie.db)\n"},
+    {"bench", cmd_bench, "time train steps of a config on cpu or cuda: ms/step, tokens/s, MFU, per-op table",
+     "usage: caddie bench [--backend cpu|cuda] [--config FILE] [--set KEY=VALUE]... [--steps N]\n"
+     "                    [--warmup N] [--profile-steps N] [--peak-tflops X]\n"
+     "                    [--torch-script train_gpt.py] [--python PYTHON]\n"
+     "\n"
+     "Runs --warmup untimed then --steps timed optimizer steps of the config (each: grad_accum\n"
+     "micro-steps of forward+backward on the training stream, Muon/Adam, a backend sync) and prints\n"
+     "ms/step, tokens/s, model TFLOP/s with model FLOPs/step = 6*P*tokens + 6*L*T*C*tokens (P all\n"
+     "parameters, L blocks, causal attention 12*L*T*C per token halved) and MFU against 989 TFLOP/s\n"
+     "(bf16 dense) on an H100/H200, else against --peak-tflops. Then --profile-steps more steps\n"
+     "through a timing wrapper: one line per backend slot called (calls, total ms, % of those\n"
+     "steps' wall time; cpu: wall clock, cuda: CUDA events) and the time outside slots.\n"
+     "Without --config: train_gpt.py's baseline (9x512, T=1024, 524,288 tokens/step = 8 micro-steps\n"
+     "of 64x1024 on one device) on the bundled sample (`make sample`). The lr schedule ignores the\n"
+     "wallclock; nothing is written. --backend cuda without a GPU fails (exit 1, \"no CUDA device\").\n"
+     "  --backend B          cpu or cuda (overrides the config's backend key)\n"
+     "  --config FILE        run config (YAML; the keys of caddie train); --set KEY=VALUE overrides\n"
+     "  --steps N            timed steps (default 10)     --warmup N  untimed steps first (default 3)\n"
+     "  --profile-steps N    steps of the per-slot table (default 1; 0: no table)\n"
+     "  --peak-tflops X      device peak for MFU (default: by device name, H100/H200 = 989)\n"
+     "  --torch-script PATH  also run train_gpt.py (when PYTHON can import torch) on the same data\n"
+     "                       and config with ITERATIONS=N WARMUP_STEPS=warmup VAL_LOSS_EVERY=0 and\n"
+     "                       print its step_avg and the ratio; skipped with a line when no torch\n"
+     "  --python PYTHON      interpreter for --torch-script (default python3)\n"},
     {"gpu", cmd_gpu, "check the CUDA backend against the CPU reference on this machine's GPU",
-     "usage: caddie gpu selftest [--seed N] [--large] [--max-nmse X] [--quiet]\n"
+     "usage: caddie gpu selftest [--seed N] [--large] [--max-nmse X] [--quiet] [--ops-only]\n"
+     "                           [--train-config FILE] [--grad-seqs N]\n"
      "\n"
      "Runs every backend op (matmul, embedding, rmsnorm, q/k norm + RoPE, attention, relu^2,\n"
      "residual mixes, softcap cross-entropy, axpby/scale/sumsq/Adam; forward and backward) on\n"
@@ -259,7 +284,16 @@ const cli_command cli_commands[] = {
      "  --seed N        input data seed (default 1)\n"
      "  --large         also run model-sized shapes (T=1024 attention, 4096-row norms)\n"
      "  --max-nmse X    NMSE bound per output (default 1e-7, ggml's fp32 default)\n"
-     "  --quiet         print only failing outputs and the summary\n"},
+     "  --quiet         print only failing outputs and the summary\n"
+     "Then (unless --ops-only): which kernels matmul, matmul_batched, gram_batched and\n"
+     "attention_forward launch in each precision (CUPTI; a TF32 kernel fails), and for fp32 and\n"
+     "bf16: every parameter gradient of the 9x512 baseline on --grad-seqs x 1024 tokens (default\n"
+     "8; NMSE <= 1e-8 fp32, 1e-4 bf16; loss within 1e-3 relative), a 20-step training run of\n"
+     "--train-config (default experiments/configs/sample_cpu.yaml: the loss of every step within\n"
+     "1e-3 relative of the CPU's) and two 5-step CUDA runs that must be bit-identical.\n"
+     "  --ops-only      only the op-by-op comparison\n"
+     "  --train-config FILE  config of the training checks (data, tokenizer, model)\n"
+     "  --grad-seqs N   sequences of 1024 tokens in the gradient check (CPU time grows with N)\n"},
     {0, 0, 0, 0},
 };
 

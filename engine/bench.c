@@ -300,7 +300,7 @@ int cad_bench_torch_run(const char *python, const char *script, const cad_config
     if (st != 0)
         return cad_fail(e, CAD_ECHILD, "%s %s exited with status %d (log: %s; its files: %s)", argv[0], script, st,
                         abs_log, dir);
-    char *text;
+    char *text = NULL;
     int rc = read_file(abs_log, &text, e);
     if (rc) return rc;
     rc = cad_bench_parse_step_avg(text, step_avg_ms, e);

@@ -125,7 +125,6 @@ int cmd_bench(int argc, char **argv) {
     cad_config cfg;
     cad_err e;
     cad_err_clear(&e);
-    if (cad_config_init(&cfg, &e)) return cli_fail("bench", "%s", e.msg);
     int rc = cad_config_resolve(&cfg, config, n_all, all_sets, &e);
     if (rc) {
         cad_config_free(&cfg);

@@ -216,9 +216,7 @@ static int selftest_config(cad_config *c, const cad_train_selftest_opts *o, cons
         snprintf(sets[n++], sizeof sets[0], "grad_accum_steps=1");
     }
     for (int i = 0; i < n; i++) argv[i] = sets[i];
-    int rc = cad_config_init(c, e);
-    if (!rc) rc = cad_config_resolve(c, o->config, n, argv, e);
-    return rc;
+    return cad_config_resolve(c, o->config, n, argv, e); /* c needs cad_config_free either way */
 }
 
 int cad_train_selftest(const cad_train_selftest_opts *o, const cad_backend *ref, const cad_backend *dut,

@@ -295,7 +295,14 @@ int cad_bench_torch_run(const char *python, const char *script, const cad_config
     SETENV("RUN_ID=caddie_bench_torch");
 #undef SETENV
     env[n] = NULL;
-    char *argv[] = {(char *)(python ? python : "python3"), abs_script, NULL};
+    /* a python given as a path is resolved here: the child runs in the temporary directory */
+    char abs_py[PATH_MAX];
+    if (!python) python = "python3";
+    if (strchr(python, '/')) {
+        if (!realpath(python, abs_py)) return cad_fail(e, CAD_EIO, "%s: %s", python, strerror(errno));
+        python = abs_py;
+    }
+    char *argv[] = {(char *)python, abs_script, NULL};
     int st = run_child(argv, env, dir, abs_log);
     if (st != 0)
         return cad_fail(e, CAD_ECHILD, "%s %s exited with status %d (log: %s; its files: %s)", argv[0], script, st,

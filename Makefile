@@ -242,7 +242,7 @@ build/asan/tests/%: tests/unit/%.c build/asan/libcaddie.a tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_OPT) -Itests/unit $< build/asan/libcaddie.a $(LDLIBS) -o $@
 # the emulated-kernel test compiles the kernel sources and the emulator into itself
-build/asan/tests/test_kernels_emu: $(wildcard kernels/*.cuh kernels/*.h kernels/emu/*.c kernels/emu/*.h)
+build/asan/tests/test_kernels_emu build/asan/tests/test_kernels_emu_train: $(wildcard kernels/*.cuh kernels/*.h kernels/emu/*.c kernels/emu/*.h)
 
 check-layers:
 	@bash tests/layers.sh

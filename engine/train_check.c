@@ -92,6 +92,10 @@ int cad_check_grads(cad_config *c, const cad_backend *ref, const cad_backend *du
     cad_check_item it = {"grads", NULL, "loss", lr, ld, rel_err(lr, ld), max_loss_rel, 0};
     it.pass = it.err <= max_loss_rel;
     report(fn, ud, n_failed, &it);
+    /* mean square of the whole reference gradient: the floor of each tensor's NMSE denominator */
+    double all = 0;
+    for (size_t k = 0; k < n; k++) all += (double)gr[k] * gr[k];
+    double ms_all = n ? all / (double)n : 0;
     for (int i = 0; i < np; i++) {
         if (params[i].numel == 0) continue;
         double num = 0, den = 0, nd = 0;
@@ -101,7 +105,9 @@ int cad_check_grads(cad_config *c, const cad_backend *ref, const cad_backend *du
             if (!isfinite(a) || !isfinite(b)) nonfinite++;
             num += (b - a) * (b - a), den += a * a, nd += b * b;
         }
+        double floor = CAD_CHECK_GRAD_FLOOR * (double)params[i].numel * ms_all;
         cad_check_item g = {"grads", NULL, "", sqrt(den), sqrt(nd), 0, max_nmse, 0};
+        if (den < floor) den = floor;
         snprintf(g.what, sizeof g.what, "%s", names[i]);
         g.err = nonfinite ? INFINITY : num == 0 ? 0 : den > 0 ? num / den : INFINITY;
         g.pass = g.err <= max_nmse;

@@ -6,6 +6,8 @@
 #   make test       everything under AddressSanitizer + UBSan, ends with "N passed, N failed"
 #   make demo       the bundled quick-start sweep on the CPU, then where results/report are
 #   make bench      benchmarks (figures, never pass/fail)
+#   make bench-gpu  `caddie bench --backend cuda` on the baseline config (skip line without a GPU);
+#                   BENCH_GPU_ARGS="--steps 10 --warmup 3", TORCH_SCRIPT=path/train_gpt.py to compare
 #   make screenshot docs/report.png from `caddie report` in headless Chromium (DB=file optional)
 #   make sample     tokenize the bundled FineWeb sample into challenge-format shards
 #   make fuzz       libFuzzer (clang) on every file parser, FUZZ_SECONDS each (default 20)
@@ -80,7 +82,7 @@ endif
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY  := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo 1 || echo 0)
 
-.PHONY: all deps test-deps cuda test bench demo sample clean screenshot check-layers FORCE
+.PHONY: all deps test-deps cuda test bench bench-gpu demo sample clean screenshot check-layers FORCE
 all: build/caddie caddie
 
 deps:
@@ -240,7 +242,7 @@ build/asan/tests/%: tests/unit/%.c build/asan/libcaddie.a tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_OPT) -Itests/unit $< build/asan/libcaddie.a $(LDLIBS) -o $@
 # the emulated-kernel test compiles the kernel sources and the emulator into itself
-build/asan/tests/test_kernels_emu: $(wildcard kernels/*.cuh kernels/*.h kernels/emu/*.c kernels/emu/*.h)
+build/asan/tests/test_kernels_emu build/asan/tests/test_kernels_emu_train: $(wildcard kernels/*.cuh kernels/*.h kernels/emu/*.c kernels/emu/*.h)
 
 check-layers:
 	@bash tests/layers.sh
@@ -264,6 +266,16 @@ demo: all sample
 
 bench: all
 	@bash tests/bench.sh
+
+# The CUDA train-step benchmark on train_gpt.py's baseline (9x512, T=1024, 524,288 tokens/step on
+# one device) over the bundled sample. No CUDA backend or no device: one skip line, exit 0.
+BENCH_GPU_ARGS ?= --steps 10 --warmup 3
+bench-gpu: all sample
+	@./build/caddie bench --backend cuda $(BENCH_GPU_ARGS) $(if $(TORCH_SCRIPT),--torch-script $(TORCH_SCRIPT)) 2>build/bench-gpu.err; \
+	rc=$$?; cat build/bench-gpu.err >&2; \
+	if [ $$rc -ne 0 ] && grep -q "no CUDA device" build/bench-gpu.err; then \
+	    echo "make bench-gpu: skipped: $$(grep -o 'no CUDA device.*' build/bench-gpu.err | head -n1)"; exit 0; fi; \
+	exit $$rc
 
 # docs/report.png, the README's picture of `caddie report` (fixture DB unless DB=file given)
 screenshot: build/caddie test-deps

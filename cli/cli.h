@@ -116,6 +116,7 @@ extern const cli_command cmd_help_def, cmd_version_def;                 /* cli/c
 extern const cli_command cmd_data_def, cmd_tokenizer_def;               /* cli/cmd_data.c */
 extern const cli_command cmd_train_def, cmd_eval_def;                   /* cli/cmd_train.c */
 extern const cli_command cmd_gpu_def;                                   /* cli/cmd_gpu.c */
+extern const cli_command cmd_bench_def;                                 /* cli/cmd_bench.c */
 extern const cli_command cmd_sweep_def;                                 /* cli/cmd_sweep.c */
 extern const cli_command cmd_run_def, cmd_status_def, cmd_ls_def, cmd_show_def, cmd_logs_def,
     cmd_cancel_def, cmd_retry_def;                                      /* cli/cmd_runs.c */

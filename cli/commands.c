@@ -35,6 +35,7 @@ const cli_command *const cli_commands[] = {
     &cmd_seeds_needed_def,
     &cmd_export_submission_def,
     &cmd_gpu_def,
+    &cmd_bench_def,
     NULL,
 };
 

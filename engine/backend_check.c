@@ -734,3 +734,11 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     }
     return c->fails;
 }
+
+/* ---- GEMM kernel names ---------------------------------------------------------------------- */
+
+int cad_gemm_kernel_is_tf32(const char *name) {
+    for (const char *p = name; p && *p; p++)
+        if ((p[0] == 't' || p[0] == 'T') && (p[1] == 'f' || p[1] == 'F') && p[2] == '3' && p[3] == '2') return 1;
+    return 0;
+}

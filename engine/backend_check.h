@@ -46,4 +46,34 @@ typedef struct cad_opcheck_opts {
 int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
                         cad_opcheck_report_fn fn, void *ud);
 
+/* ---- which kernels the dense products launch (GPU selftest) ----------------------------------
+ * One line per (precision, slot, shape): the device kernels the slot launched, by name (CUPTI
+ * callbacks on the launch APIs). A TF32 kernel ("tf32" in its name) is a failure in either
+ * precision: fp32 promises exact fp32 products and bf16 promises bf16 operands, and TF32 is
+ * neither (the 2026-12-04 H200 run: bf16 mode ran sm90_xmma_gemm_f32f32_tf32f32_f32_*). */
+typedef struct cad_gemm_pick {
+    const char *precision; /* "fp32", "bf16" */
+    const char *slot;      /* "matmul", "matmul_batched", "gram_batched", "attention_forward", ... */
+    char shape[96];
+    char kernels[1024];    /* the distinct kernel names launched, "; "-separated */
+    int n_kernels;
+    int tf32;              /* a kernel name contains "tf32" */
+    int pass;
+} cad_gemm_pick;
+typedef void (*cad_gemm_pick_fn)(const cad_gemm_pick *p, void *ud);
+
+/* 1 when a kernel name names a TF32 kernel (contains "tf32", any case). */
+int cad_gemm_kernel_is_tf32(const char *name);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* The report on the CUDA backend `cuda` (kernels/backend_cuda.cu; CADDIE_CUDA builds only). Leaves
+ * the backend in fp32. *n_failed counts failing lines; CAD_ERR when CUPTI cannot be loaded or
+ * subscribed (another profiler attached), with the reason. */
+int cad_cuda_gemm_report(const cad_backend *cuda, cad_gemm_pick_fn fn, void *ud, int *n_failed, cad_err *e);
+#ifdef __cplusplus
+}
+#endif
+
 #endif

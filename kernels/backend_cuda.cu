@@ -11,14 +11,19 @@
  */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cupti.h>
 #include <nccl.h>
 
+#include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern "C" {
 #include "engine/backend.h"
+#include "engine/backend_check.h"
 #include "engine/status.h"
+#include "engine/timed_backend.h"
 }
 #include "kernels/backend_cuda.h"
 #include "kernels/cuda_check.h"
@@ -102,4 +107,185 @@ extern "C" void cad_cuda_dp_free(void) {
     if (!dp_ready) return;
     NCCL_CHECK(ncclCommDestroy(dp_comm));
     dp_ready = 0;
+}
+
+/* ---- event timer for the per-slot timing wrapper (engine/timed_backend.h) -------------------- */
+
+typedef struct ev_timer {
+    cudaStream_t stream;
+    cudaEvent_t *ev;
+    int n, cap;
+} ev_timer;
+
+static int ev_mark(void *ctx) {
+    ev_timer *t = (ev_timer *)ctx;
+    if (t->n >= t->cap) return -1;
+    CUDA_CHECK(cudaEventRecord(t->ev[t->n], t->stream));
+    return t->n++;
+}
+static double ev_span(void *ctx, int from, int to) {
+    ev_timer *t = (ev_timer *)ctx;
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t->ev[from], t->ev[to]));
+    return ms;
+}
+static void ev_reset(void *ctx) { ((ev_timer *)ctx)->n = 0; }
+static void ev_destroy(void *ctx) {
+    ev_timer *t = (ev_timer *)ctx;
+    if (!t) return;
+    for (int i = 0; i < t->cap; i++) CUDA_CHECK(cudaEventDestroy(t->ev[i]));
+    free(t->ev);
+    free(t);
+}
+
+extern "C" int cad_cuda_event_timer_create(const cad_backend *cuda, cad_slot_timer **out, int capacity,
+                                           cad_err *e) {
+    *out = NULL;
+    if (!cuda || cuda->ctx != &cuda_ctx)
+        return cad_fail(e, CAD_ERR, "cad_cuda_event_timer_create: the backend is not the CUDA backend");
+    if (capacity < 2) return cad_fail(e, CAD_ECONFIG, "event timer: capacity %d < 2", capacity);
+    cad_slot_timer *st = (cad_slot_timer *)calloc(1, sizeof *st);
+    ev_timer *t = (ev_timer *)calloc(1, sizeof *t);
+    cudaEvent_t *ev = (cudaEvent_t *)calloc((size_t)capacity, sizeof *ev);
+    if (!st || !t || !ev) {
+        free(st), free(t), free(ev);
+        return cad_fail(e, CAD_ENOMEM, "event timer: out of memory for %d events", capacity);
+    }
+    for (int i = 0; i < capacity; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+    t->stream = cuda_ctx.stream;
+    t->ev = ev;
+    t->cap = capacity;
+    st->what = "CUDA events";
+    st->ctx = t;
+    st->capacity = capacity;
+    st->mark = ev_mark;
+    st->span_ms = ev_span;
+    st->reset = ev_reset;
+    st->destroy = ev_destroy;
+    *out = st;
+    return CAD_OK;
+}
+
+/* ---- which kernels each dense product launches (CUPTI callbacks, libcupti loaded at run time) -- */
+
+typedef CUptiResult (*cupti_subscribe_fn)(CUpti_SubscriberHandle *, CUpti_CallbackFunc, void *);
+typedef CUptiResult (*cupti_enable_domain_fn)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain);
+typedef CUptiResult (*cupti_unsubscribe_fn)(CUpti_SubscriberHandle);
+
+/* Distinct kernel names seen since the last clear, "; "-separated. */
+typedef struct launch_log {
+    char names[1024];
+    int n;
+} launch_log;
+
+static void CUPTIAPI on_api(void *ud, CUpti_CallbackDomain dom, CUpti_CallbackId id, const void *data) {
+    (void)dom, (void)id;
+    const CUpti_CallbackData *cb = (const CUpti_CallbackData *)data;
+    launch_log *l = (launch_log *)ud;
+    if (cb->callbackSite != CUPTI_API_ENTER || !cb->symbolName || !cb->symbolName[0]) return;
+    if (strstr(l->names, cb->symbolName)) return;
+    size_t len = strlen(l->names);
+    snprintf(l->names + len, sizeof l->names - len, "%s%s", l->n ? "; " : "", cb->symbolName);
+    l->n++;
+}
+
+extern "C" int cad_cuda_gemm_report(const cad_backend *cuda, cad_gemm_pick_fn fn, void *ud, int *n_failed,
+                                    cad_err *e) {
+    *n_failed = 0;
+    if (!cuda || cuda->ctx != &cuda_ctx)
+        return cad_fail(e, CAD_ERR, "cad_cuda_gemm_report: the backend is not the CUDA backend");
+    const char *libs[] = {"libcupti.so", "libcupti.so.13", "libcupti.so.12"};
+    void *h = NULL;
+    for (int i = 0; i < 3 && !h; i++) h = dlopen(libs[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return cad_fail(e, CAD_ERR, "kernel report: cannot load libcupti (%s); add the toolkit's lib64 or "
+                        "extras/CUPTI/lib64 to LD_LIBRARY_PATH", dlerror());
+    cupti_subscribe_fn sub = (cupti_subscribe_fn)dlsym(h, "cuptiSubscribe");
+    cupti_enable_domain_fn en = (cupti_enable_domain_fn)dlsym(h, "cuptiEnableDomain");
+    cupti_unsubscribe_fn unsub = (cupti_unsubscribe_fn)dlsym(h, "cuptiUnsubscribe");
+    if (!sub || !en || !unsub) {
+        dlclose(h);
+        return cad_fail(e, CAD_ERR, "kernel report: libcupti lacks cuptiSubscribe/cuptiEnableDomain");
+    }
+    static launch_log log; /* the callback's target; one report at a time */
+    CUpti_SubscriberHandle sh;
+    CUptiResult cr = sub(&sh, (CUpti_CallbackFunc)on_api, &log);
+    if (cr != CUPTI_SUCCESS) {
+        dlclose(h);
+        return cad_fail(e, CAD_ERR, "kernel report: cuptiSubscribe failed (CUPTI error %d; is a profiler attached?)",
+                        (int)cr);
+    }
+    en(1, sh, CUPTI_CB_DOMAIN_DRIVER_API);
+    en(1, sh, CUPTI_CB_DOMAIN_RUNTIME_API);
+
+    /* the baseline's shapes: 8192-token micro-batch rows, C=512, MLP 1024, Muon's 512x512 and
+     * 512x1024 matrices batched, attention at T=1024 with 8/4 heads of 64 */
+    const int N = 8192, C = 512, H = 1024, B = 2, T = 1024, NH = 8, KV = 4, HD = 64;
+    size_t fl = (size_t)N * H * 2 + (size_t)4 * C * H * 2;
+    float *buf = (float *)cuda->alloc(cuda, fl * sizeof(float) * 3);
+    size_t sbytes = cuda->attention_scratch_bytes(cuda, B, T, NH, KV, HD);
+    void *scratch = sbytes ? cuda->alloc(cuda, sbytes) : NULL;
+    float *lse = (float *)cuda->alloc(cuda, (size_t)B * NH * T * sizeof(float));
+    int rc = CAD_OK;
+    if (!buf || (sbytes && !scratch) || !lse) rc = cad_fail(e, CAD_ENOMEM, "kernel report: device allocation failed");
+    float *X = buf, *Y = buf + fl, *Z = buf + 2 * fl;
+    const char *precs[2] = {"fp32", "bf16"};
+    for (int p = 0; p < 2 && rc == CAD_OK; p++) {
+        cuda->set_matmul_precision(cuda, p ? CAD_PREC_BF16 : CAD_PREC_FP32);
+        for (int k = 0; k < 6; k++) {
+            cad_gemm_pick g;
+            memset(&g, 0, sizeof g);
+            g.precision = precs[p];
+            cuda->sync(cuda);
+            log.names[0] = 0, log.n = 0;
+            switch (k) {
+            case 0:
+                g.slot = "matmul";
+                snprintf(g.shape, sizeof g.shape, "y[%d,%d] = x W^T (linear forward)", N, H);
+                cuda->matmul(cuda, 0, 1, N, H, C, 1.0f, X, C, Y, C, 0.0f, Z, H);
+                break;
+            case 1:
+                g.slot = "matmul";
+                snprintf(g.shape, sizeof g.shape, "dx[%d,%d] = dy W (linear backward)", N, C);
+                cuda->matmul(cuda, 0, 0, N, C, H, 1.0f, X, H, Y, C, 0.0f, Z, C);
+                break;
+            case 2:
+                g.slot = "matmul";
+                snprintf(g.shape, sizeof g.shape, "dW[%d,%d] += dy^T x (weight gradient)", H, C);
+                cuda->matmul(cuda, 1, 0, H, C, N, 1.0f, X, H, Y, C, 1.0f, Z, C);
+                break;
+            case 3:
+                g.slot = "matmul_batched";
+                snprintf(g.shape, sizeof g.shape, "4 x [%d,%d]x[%d,%d] (Newton-Schulz)", C, C, C, H);
+                cuda->matmul_batched(cuda, 0, 0, C, H, C, 1.0f, X, C, (long long)C * C, Y, H, (long long)C * H, 0.0f,
+                                     Z, H, (long long)C * H, 4);
+                break;
+            case 4:
+                g.slot = "gram_batched";
+                snprintf(g.shape, sizeof g.shape, "4 x [%d,%d][%d,%d]^T (Newton-Schulz)", C, H, C, H);
+                cuda->gram_batched(cuda, 0, C, H, 1.0f, X, H, (long long)C * H, 0.0f, Z, C, (long long)C * C, 4);
+                break;
+            default:
+                g.slot = "attention_forward";
+                snprintf(g.shape, sizeof g.shape, "B=%d T=%d NH=%d KV=%d HD=%d", B, T, NH, KV, HD);
+                cuda->attention_forward(cuda, Z, NH * HD, lse, X, NH * HD, Y, KV * HD, Y + (size_t)B * T * KV * HD,
+                                        KV * HD, B, T, NH, KV, HD, 0.125f, scratch, sbytes);
+                break;
+            }
+            cuda->sync(cuda);
+            snprintf(g.kernels, sizeof g.kernels, "%s", log.n ? log.names : "(no kernel launch seen)");
+            g.n_kernels = log.n;
+            g.tf32 = cad_gemm_kernel_is_tf32(log.names);
+            g.pass = !g.tf32 && log.n > 0;
+            if (!g.pass) (*n_failed)++;
+            if (fn) fn(&g, ud);
+        }
+    }
+    cuda->set_matmul_precision(cuda, CAD_PREC_FP32);
+    unsub(sh);
+    dlclose(h);
+    cuda->free(cuda, buf);
+    cuda->free(cuda, scratch);
+    cuda->free(cuda, lse);
+    return rc;
 }

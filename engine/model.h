@@ -95,6 +95,14 @@ typedef struct cad_model {
     float *logits;               /* backend (B*T, V): softcapped logits of the last forward; the
                                   * backward overwrites them with their gradient */
 
+    /* QAT (cad_model_set_qat): 0 = off, else the artifact's block-matrix bits (2..8, or
+     * CAD_QUANT_TERNARY). While on, every forward first writes the fake-quantised block matrices
+     * into qat_mem (backend, laid out like param_mem, allocated on first use) and forward and
+     * backward read them there: a straight-through estimator, the gradients land unchanged in
+     * the fp32 weights' grads. */
+    int qat_bits;
+    float *qat_mem;
+
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
     int n_virtual;                            /* blocks run per forward now (num_layers when recurrence is off) */
@@ -138,6 +146,19 @@ void cad_model_free(cad_model *m);
  * recur_start_frac switches it on at that fraction of training, as the records do. No-op
  * without recurrence. Between steps only (activations of the last forward are discarded). */
 void cad_model_set_recurrence(cad_model *m, int on);
+
+/* QAT on (bits as qat_bits above) or off (0), between steps. The first switch-on allocates
+ * qat_mem (CAD_ENOMEM naming its size on failure); bits outside 0, 1 (ternary), 2..8 is
+ * CAD_ECONFIG. Evaluation forwards should run with it off (the records fake-quantise only in
+ * training mode). */
+int cad_model_set_qat(cad_model *m, int bits, cad_err *e);
+/* Whether QAT fake-quantises params[i]: a block matrix (Muon group) that the artifact stores
+ * per row (export.h's scheme: 2-D and more than 65,536 elements); the other block matrices are
+ * copied unchanged into qat_mem. */
+int cad_model_qat_quantised(const cad_model *m, int i);
+/* The weights forward reads for params[i] now: its qat_mem slice for a block matrix while QAT
+ * is on, else params[i].data (backend memory). */
+const float *cad_model_weights_used(const cad_model *m, int i);
 
 /* The parameter with this state_dict name, or NULL. */
 cad_param *cad_model_param(cad_model *m, const char *name);

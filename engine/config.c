@@ -446,6 +446,15 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
                 "qat_bits=%s with quant_clip_search=%d quant_sdclip_k=%g: QAT exports with the plain per-row clip it "
                 "trained with; expected quant_clip_search=0 and quant_sdclip_k=0", c->qat_bits, c->quant_clip_search,
                 c->quant_sdclip_k);
+    int gptq = !strcmp(c->quant_method, "gptq");
+    CFG_REQUIRE(gptq || !strcmp(c->quant_method, "clip_search"), "quant_method='%s': expected clip_search or gptq",
+                c->quant_method);
+    CFG_REQUIRE(c->gptq_calib_batches >= 1 && c->gptq_calib_batches <= 4096,
+                "gptq_calib_batches=%ld: expected 1..4096", c->gptq_calib_batches);
+    CFG_REQUIRE(c->gptq_damp > 0 && c->gptq_damp <= 1, "gptq_damp=%g: expected 0 < damp <= 1", c->gptq_damp);
+    /* QAT trained for round-to-nearest codes; GPTQ would choose others than the forward saw */
+    CFG_REQUIRE(!gptq || cad_config_qat_bits(c) == 0, "quant_method=gptq with qat_bits=%s: expected one of the two",
+                c->qat_bits);
     CFG_REQUIRE(!strcmp(c->code_compress, "none") || !strcmp(c->code_compress, "lzma") || !strcmp(c->code_compress, "zlib"),
                 "code_compress='%s': expected none, lzma or zlib", c->code_compress);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
@@ -549,6 +558,7 @@ int cad_config_qat_bits(const cad_config *c) {
 
 int cad_config_key_inert(const cad_config *c, const char *key) {
     if (!strcmp(c->qat_bits, "0") && !strcmp(key, "qat_start_frac")) return 1;
+    if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5)) return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
     if (c->recur_loops <= 1 && (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac"))) return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;

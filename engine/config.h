@@ -110,6 +110,10 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(STR, code_compress, "none", "counted code shipped packed as the records do: none, lzma or zlib (+base85 exec stub)") \
     X(STR, qat_bits, "0", "QAT (STE): fake-quantise the block matrices in training forwards and export them at 8, 6, 5, 4, 3 or 2 bits or ternary (BitNet b1.58); 0 = off") \
     X(FLOAT, qat_start_frac, "0.0", "switch QAT on at this fraction of training (records' late QAT ~0.85); 1 = never (export at qat_bits only)") \
+    X(STR, quant_method, "clip_search", "block-matrix codes: clip_search (round to nearest with the clip rule above) or gptq (Hessian error feedback)") \
+    X(INT, gptq_calib_batches, "16", "GPTQ: calibration batches (train_batch_tokens/grad_accum each) from the train stream after training") \
+    X(FLOAT, gptq_damp, "0.01", "GPTQ: damping added to diag(H), as a fraction of its mean")            \
+    X(BOOL, gptq_act_order, "0", "GPTQ: quantise columns in descending diag(H) order (the records' act-order)") \
     X(INT, checkpoint_every, "0", "write run_dir/checkpoint.bin every N steps (0 = off)")         \
     X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")
 

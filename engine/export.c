@@ -133,6 +133,27 @@ static int is_embedding_name(const char *name) {
     return strstr(name, "tok_emb") != NULL || strstr(name, "lm_head") != NULL;
 }
 
+/* GPTQ's codes for t with the per-row scales already chosen (scale_f16): the steps are the
+ * scales the reader will decode with. */
+static int gptq_codes(const cad_named_tensor *t, int bits, const cad_quant_opts *qo, const float *Hf,
+                      const uint16_t *scale_f16, int8_t *q, cad_err *e) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    double *W = malloc(t->numel * sizeof *W), *H = malloc((size_t)cols * cols * sizeof *H);
+    float *step = malloc((size_t)rows * sizeof *step);
+    if (!W || !H || !step) {
+        free(W), free(H), free(step);
+        return cad_fail(e, CAD_ENOMEM, "gptq: out of memory for tensor '%s'", t->name);
+    }
+    for (size_t k = 0; k < t->numel; k++) W[k] = t->data[k];
+    for (size_t k = 0; k < (size_t)cols * cols; k++) H[k] = Hf[k];
+    for (int r = 0; r < rows; r++) step[r] = cad_f16_to_f32(scale_f16[r]);
+    int qmax = bits == CAD_QUANT_TERNARY ? 1 : (1 << (bits - 1)) - 1;
+    int rc = cad_gptq_sweep(W, rows, cols, H, step, qmax, &qo->gptq, q, e);
+    if (rc) cad_wrap(e, "tensor '%s'", t->name);
+    free(W), free(H), free(step);
+    return rc;
+}
+
 /* ---- container writing -------------------------------------------------------------------- */
 
 static void put(FILE *f, const void *p, size_t n) { fwrite(p, 1, n, f); }
@@ -329,7 +350,7 @@ int cad_decompress_buf(const unsigned char *src, size_t n, unsigned char **out, 
 
 int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
                     cad_int8_stats *st, cad_err *e) {
-    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0};
+    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
     if (!qo) qo = &baseline;
     int compressor = qo->compressor;
     memset(st, 0, sizeof *st);
@@ -377,6 +398,10 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
             double k = emb ? qo->sdclip_embed_k : qo->sdclip_k;
             if (k > 0) cad_quantize_rows_sdclip(t->data, rows, cols, bits, k, qbuf, hbuf);
             else cad_quantize_rows(t->data, rows, cols, bits, qo->clip_search, qbuf, hbuf, work);
+            if (!emb && qo->hessians && qo->hessians[i]) {
+                int grc = gptq_codes(t, bits, qo, qo->hessians[i], hbuf, qbuf, e);
+                if (grc) { fclose(f), free(raw), free(work), free(qbuf), free(hbuf); return grc; }
+            }
             put(f, hbuf, (size_t)rows * 2);
             put(f, qbuf, t->numel);
             st->num_float_tensors++;

@@ -24,6 +24,7 @@
 #ifndef CADDIE_EXPORT_H
 #define CADDIE_EXPORT_H
 
+#include "engine/gptq.h"
 #include "engine/safetensors.h"
 #include "engine/status.h"
 
@@ -85,6 +86,12 @@ typedef struct cad_quant_opts {
     double sdclip_k; /* SDClip: clip = k * std(row) (records: 12.85 for int6 matrices); 0 = off.
                       * Takes precedence over clip_search for the block matrices. */
     double sdclip_embed_k; /* the same for tok_emb / lm_head rows (records: 20 at int8); 0 = off */
+    /* Full GPTQ (quant_method: gptq): hessians[i], when the array and the entry are non-NULL,
+     * is H = X^T X (fp32 [cols, cols]) of tensor i's input; that per-row block matrix keeps the
+     * scales chosen above but takes its codes from GPTQ's column sweep (gptq.h) with these
+     * settings. The embedding rows never use it. */
+    const float *const *hessians;
+    cad_gptq_opts gptq;
 } cad_quant_opts;
 
 /* bits value of BitNet b1.58 ternary rows (qat_bits: ternary): per row scale = mean|w| (summed

@@ -324,6 +324,7 @@ void cad_model_free(cad_model *m) {
         m->be->free(m->be, m->grad_mem);
         m->be->free(m->be, m->act_mem);
         m->be->free(m->be, m->qat_mem);
+        m->be->free(m->be, m->calib_mem);
     }
     free(m->params);
     free(m->names);
@@ -475,6 +476,55 @@ static void qat_refresh(cad_model *m) {
     }
 }
 
+/* ---- GPTQ calibration ------------------------------------------------------------------- */
+
+static size_t calib_block_floats(const cad_model *m) {
+    size_t C = (size_t)m->cfg.model_dim, H = (size_t)m->hidden;
+    return 3 * C * C + H * H;
+}
+
+int cad_model_calib_begin(cad_model *m, cad_err *e) {
+    size_t bytes = calib_block_floats(m) * (size_t)m->cfg.num_layers * sizeof(float);
+    if (!m->calib_mem) {
+        m->calib_mem = m->be->alloc(m->be, bytes);
+        if (!m->calib_mem)
+            return cad_fail(e, CAD_ENOMEM, "gptq: cannot allocate the calibration Hessians (%zu bytes) on %s", bytes,
+                            m->be->name);
+    }
+    m->be->memset_zero(m->be, m->calib_mem, bytes);
+    m->calib_on = 1;
+    return CAD_OK;
+}
+
+void cad_model_calib_end(cad_model *m) { m->calib_on = 0; }
+
+/* The Hessian slot (0 attention input, 1 proj, 2 fc, 3 mlp proj) of physical block b. */
+static float *calib_slot(const cad_model *m, int b, int slot) {
+    size_t C = (size_t)m->cfg.model_dim;
+    return m->calib_mem + (size_t)b * calib_block_floats(m) + (size_t)slot * C * C;
+}
+
+const float *cad_model_calib_hessian(const cad_model *m, int i, int *dim) {
+    *dim = 0;
+    if (!m->calib_mem) return NULL;
+    for (int b = 0; b < m->cfg.num_layers; b++) {
+        const cad_model_layer *P = &m->phys[b];
+        int slot = i >= P->p_c_q && i <= P->p_c_q + 2 ? 0 : i == P->p_proj ? 1 : i == P->p_fc ? 2
+                 : i == P->p_mlp_proj ? 3 : -1;
+        if (slot < 0) continue;
+        *dim = slot == 3 ? m->hidden : m->cfg.model_dim;
+        return calib_slot(m, b, slot);
+    }
+    return NULL;
+}
+
+/* H[slot of virtual layer L's physical block] += X^T X, X [N, K]. */
+static void calib_add(cad_model *m, const cad_model_layer *L, int slot, const float *X, int N, int K) {
+    int b = 0;
+    while (b < m->cfg.num_layers - 1 && m->phys[b].p_c_q != L->p_c_q) b++;
+    m->be->matmul(m->be, 1, 0, K, K, N, 1.0f, X, K, X, K, 1.0f, calib_slot(m, b, slot), K);
+}
+
 /* ---- forward ----------------------------------------------------------------------------- */
 
 #define PD(i) (m->params[(i)].data)
@@ -529,6 +579,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         be->resid_mix_forward(be, L->out, L->xin, m->x0, PD(L->p_resid_mix), N, C);
         /* attention */
         be->rmsnorm_forward(be, L->xn1, L->rstd1, L->out, N, C, RMS_EPS);
+        if (m->calib_on) calib_add(m, L, 0, L->xn1, N, C);
         be->matmul(be, 0, 1, N, QKV, C, 1.0f, L->xn1, C, WD(L->p_c_q), C, 0.0f, L->qkv, QKV);
         be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
                                  m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
@@ -539,6 +590,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->xsa_forward(be, L->xsa_y, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
             proj_in = L->xsa_y;
         }
+        if (m->calib_on) calib_add(m, L, 1, proj_in, N, C);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_attn_scale), L->attn_out, N, C);
         /* mlp: of the block's output so far, or (parallel residual) of the same norm the
@@ -548,8 +600,10 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
             mlp_in = L->xn2;
         }
+        if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C);
         be->matmul(be, 0, 1, N, H, C, 1.0f, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
+        if (m->calib_on) calib_add(m, L, 3, m->act, N, H);
         be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
     }

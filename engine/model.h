@@ -102,6 +102,11 @@ typedef struct cad_model {
      * the fp32 weights' grads. */
     int qat_bits;
     float *qat_mem;
+    /* GPTQ calibration (cad_model_calib_begin): while calib_on, every forward adds X^T X of each
+     * block matrix's input into calib_mem (backend, per physical block: attention input C x C,
+     * proj input C x C, fc input C x C, mlp proj input H x H; fp32 sums like the records'). */
+    int calib_on;
+    float *calib_mem;
 
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
@@ -159,6 +164,14 @@ int cad_model_qat_quantised(const cad_model *m, int i);
 /* The weights forward reads for params[i] now: its qat_mem slice for a block matrix while QAT
  * is on, else params[i].data (backend memory). */
 const float *cad_model_weights_used(const cad_model *m, int i);
+
+/* GPTQ calibration: begin zeroes (allocating on first use: CAD_ENOMEM naming the size) and
+ * switches accumulation on for the following forwards; end switches it off. */
+int cad_model_calib_begin(cad_model *m, cad_err *e);
+void cad_model_calib_end(cad_model *m);
+/* The accumulated H (backend memory, [*dim, *dim]) of params[i]'s input: c_q/c_k/c_v share the
+ * attention input's; NULL (and *dim 0) when params[i] is no block matrix or nothing was begun. */
+const float *cad_model_calib_hessian(const cad_model *m, int i, int *dim);
 
 /* The parameter with this state_dict name, or NULL. */
 cad_param *cad_model_param(cad_model *m, const char *name);

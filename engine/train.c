@@ -15,6 +15,7 @@
 #include "engine/eval.h"
 #include "engine/ttt.h"
 #include "engine/export.h"
+#include "engine/gptq.h"
 #include "engine/jsonw.h"
 #include "engine/model.h"
 #include "engine/optim.h"
@@ -435,8 +436,9 @@ static int optim_setup(session *s, cad_err *e) {
 
 static cad_quant_opts quant_opts(const cad_config *c) {
     cad_quant_opts q = {cad_compressor_parse(c->artifact_compressor), (int)c->quant_matrix_bits, (int)c->quant_embed_bits,
-                        c->quant_clip_search, c->quant_sdclip_k, c->quant_sdclip_embed_k};
+                        c->quant_clip_search, c->quant_sdclip_k, c->quant_sdclip_embed_k, NULL, {0, 0, 0}};
     if (cad_config_qat_bits(c) > 0) q.matrix_bits = cad_config_qat_bits(c); /* export at the bits QAT trained */
+    q.gptq.damp = c->gptq_damp, q.gptq.act_order = c->gptq_act_order, q.gptq.block = CAD_GPTQ_BLOCK;
     return q;
 }
 
@@ -867,6 +869,43 @@ static void log_quant_rule(session *s, const cad_quant_opts *qo) {
     log0(s, "quant: block_matrices:%s clip:%s embedding:int%d clip:%s", mb, cm, qo->embed_bits, ce);
 }
 
+/* quant_method: gptq. The Hessians of every per-row block matrix's input from
+ * gptq_calib_batches forwards over the next batches of the train stream (the records calibrate
+ * on train batches inside the time budget; validation data would be illegal), copied to the host:
+ * hess[i] for named[i] (NULL elsewhere), all in *store. */
+static int gptq_calibrate(train_run *r, const float ***hess_out, float **store_out, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    double t0 = now_ms();
+    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = cad_model_calib_begin(&s->m, e);
+    for (long k = 0; !rc && k < c->gptq_calib_batches; k++) {
+        rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
+        if (!rc) rc = cad_model_forward(&s->m, s->x, NULL, B, T, NULL, e);
+    }
+    cad_model_calib_end(&s->m);
+    if (rc) return rc;
+    size_t total = 0;
+    int n = 0, dim;
+    for (int i = 0; i < s->n_named; i++)
+        if (cad_model_qat_quantised(&s->m, i) && cad_model_calib_hessian(&s->m, i, &dim)) total += (size_t)dim * dim, n++;
+    const float **hess = calloc((size_t)(s->n_named > 0 ? s->n_named : 1), sizeof *hess);
+    float *store = malloc((total ? total : 1) * sizeof *store);
+    if (!hess || !store) { free(hess), free(store); return cad_fail(e, CAD_ENOMEM, "gptq: out of memory for %zu floats of Hessians", total); }
+    size_t off = 0;
+    for (int i = 0; i < s->n_named; i++) {
+        const float *h = cad_model_qat_quantised(&s->m, i) ? cad_model_calib_hessian(&s->m, i, &dim) : NULL;
+        if (!h) continue;
+        s->be->copy_to_host(s->be, store + off, h, (size_t)dim * dim * sizeof(float));
+        hess[i] = store + off;
+        off += (size_t)dim * dim;
+    }
+    log0(s, "gptq: calib_batches:%ld tokens:%ld matrices:%d damp:%g act_order:%d calib_time:%.0fms", c->gptq_calib_batches,
+         c->gptq_calib_batches * s->local_tokens, n, c->gptq_damp, c->gptq_act_order, now_ms() - t0);
+    *hess_out = hess;
+    *store_out = store;
+    return CAD_OK;
+}
+
 /* Serialization: the optional raw save_weights, then the quantized, compressed artifact and
  * the submission size it makes with the code. */
 static int train_export(train_run *r, cad_err *e) {
@@ -888,7 +927,16 @@ static int train_export(train_run *r, cad_err *e) {
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_quant_opts qo = quant_opts(c);
     log_quant_rule(s, &qo);
-    if ((rc = cad_int8_export(art, s->named, s->n_named, &qo, &r->qs, e))) return rc;
+    const float **hess = NULL;
+    float *hess_store = NULL;
+    if (!strcmp(c->quant_method, "gptq") && (rc = gptq_calibrate(r, &hess, &hess_store, e))) return rc;
+    qo.hessians = hess;
+    double tq = now_ms();
+    rc = cad_int8_export(art, s->named, s->n_named, &qo, &r->qs, e);
+    int used_gptq = hess != NULL;
+    free(hess), free(hess_store);
+    if (rc) return rc;
+    if (used_gptq) log0(s, "gptq: quantized in %.0fms", now_ms() - tq);
     const cad_int8_stats *qs = &r->qs;
     const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
     log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs->compressed_bytes,
@@ -1077,6 +1125,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
         fflush(out);
     }
+    if (!rc && roundtrip && !strcmp(c->quant_method, "gptq"))
+        rc = cad_fail(e, CAD_ECONFIG, "quant_method=gptq: the eval round trip has no calibration batches (GPTQ runs "
+                                      "at the end of caddie train); expected quant_method=clip_search");
     if (!rc && roundtrip) {
         char tmpl[] = "/tmp/caddie-eval-XXXXXX";
         char *dir = mkdtemp(tmpl);

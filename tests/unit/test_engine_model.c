@@ -514,7 +514,7 @@ static void test_qat_forward_matches_artifact(void) {
             if (p->group == CAD_PG_MATRIX && bits == 6)
                 CHECK_MSG(be->sumsq(be, p->grad, (size_t)p->numel) > 0, "bits %d: no gradient in %s", bits, p->name);
         }
-        cad_quant_opts qo = {CAD_COMPRESS_ZLIB, bits, 8, 0, 0.0, 0.0};
+        cad_quant_opts qo = {CAD_COMPRESS_ZLIB, bits, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
         cad_int8_stats st;
         const char *art = check_tmp_path("qat.ptz");
         CHECK_MSG(cad_int8_export(art, ts, m.n_params, &qo, &st, &e) == CAD_OK, "%s", e.msg);

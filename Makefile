@@ -34,11 +34,11 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -g $(INCLUDES)
 CXXFLAGS := -std=c++17 $(WARN) -g $(INCLUDES)
 REL_OPT  := -O2 $(ARCH)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
-LDLIBS   := -lsentencepiece_train -lsentencepiece -lsqlite3 -lyaml -lopenblas -lzstd -lz -lstdc++ -lpthread -lm
+LDLIBS   := -lsentencepiece_train -lsentencepiece -lsqlite3 -lyaml -lopenblas -lzstd -llzma -lbrotlienc -lbrotlidec -lz -lstdc++ -lpthread -lm
 
 # Debian packages the build, the tests and the demo need (installed by `make deps`).
 DEB_PKGS := libsqlite3-dev sqlite3 libyaml-dev libsentencepiece-dev libopenblas-dev \
-            zlib1g-dev libzstd-dev pkg-config
+            zlib1g-dev libzstd-dev liblzma-dev libbrotli-dev pkg-config
 # The page test renders the HTML report in headless Chromium.
 TEST_PKGS := chromium fonts-dejavu-core
 

@@ -228,6 +228,20 @@ struct cad_backend {
     void (*adam_update)(const cad_backend *be, float *p, const float *g, float *m, float *v,
                         size_t n, float lr, float beta1, float beta2, float eps, float bc1,
                         float bc2);
+
+    /* ---- fake_quant_rows: QAT's quantise-dequantise of a weight matrix ------------------------ */
+    /* out[rows,cols] (=) each row of w quantised and decoded exactly as the artifact does it
+     * (engine/export.h, cad_quantize_rows without clip search, then q * fp16 scale in fp32):
+     *   bits 2..8: clip = torch.quantile(|row|, 0.9999984) (linear interpolation in fp32),
+     *     scale = max(clip / qmax, 1 / qmax), qmax = 2^(bits-1) - 1,
+     *     q = clamp(round_half_even(clamp(w, -clip, clip) / scale), -qmax, qmax);
+     *   bits 1 (CAD_QUANT_TERNARY): scale = mean|row| summed in double in column order (1 for a
+     *     zero row), q = clamp(round_half_even(w / scale), -1, 1);
+     *   out = q * f16_to_f32(f32_to_f16(scale)).
+     * Bit-exact with the export on every backend. Needs 1 <= cols < 600000 (the quantile then
+     * lies between the two largest |w| of the row). out must not alias w. */
+    void (*fake_quant_rows)(const cad_backend *be, float *out, const float *w, int rows, int cols,
+                            int bits);
 };
 
 /* The CPU reference backend (OpenMP + OpenBLAS sgemm). A static singleton: never freed. */

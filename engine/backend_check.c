@@ -596,6 +596,21 @@ static void check_vector_slots(ck *c, size_t n) {
     check_adam_update(c, n);
 }
 
+/* QAT's fake quantisation must match the CPU export bit for bit (the artifact decodes to what
+ * training saw), so this check allows no error at all. */
+static void check_fake_quant_rows(ck *c, int rows, int cols, int bits) {
+    snprintf(c->shape, sizeof c->shape, "rows=%d cols=%d bits=%d", rows, cols, bits);
+    tpair w = ck_rand(c, (size_t)rows * cols, -0.2f, 0.2f), out = ck_tensor(c, (size_t)rows * cols, NULL);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) BE(s)->fake_quant_rows(BE(s), P(out), P(w), rows, cols, bits);
+        double tol = c->max_nmse;
+        c->max_nmse = 0.0;
+        ck_compare(c, "fake_quant_rows", "out", out);
+        c->max_nmse = tol;
+    }
+    ck_done(c, "fake_quant_rows");
+}
+
 int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
                         cad_opcheck_report_fn fn, void *ud) {
     ck cs;
@@ -673,6 +688,10 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_vector_slots(c, 1002);
     }
     c->off = 0;
+    check_fake_quant_rows(c, 37, 70, 6);
+    check_fake_quant_rows(c, 300, 33, 2);   /* more rows than one block of threads */
+    check_fake_quant_rows(c, 5, 1, 8);      /* one column: the quantile is the value */
+    check_fake_quant_rows(c, 37, 70, 1);    /* ternary */
     /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
      * and accumulate in fp32, so only the summation order differs, as in fp32. */
     if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {

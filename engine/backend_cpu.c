@@ -25,6 +25,7 @@
  */
 #include "engine/backend.h"
 #include "engine/gemm_bf16.h"
+#include "engine/export.h"
 
 /* The release build is -O2, whose "very cheap" vectoriser cost model refuses the omp simd
  * reductions below (softmax max/sum, rmsnorm sums); they are the difference between scalar and
@@ -1058,6 +1059,58 @@ static void cpu_adam_update(const cad_backend *be, float *p, const float *g, flo
 
 /* ---- the backend table ------------------------------------------------------------------ */
 
+/* ---- fake_quant_rows -------------------------------------------------------------------- */
+
+/* The quantile of cad_int8_quantile_abs from the two largest |w| only (no sort, no scratch):
+ * for 2 <= n < 600000 the rank q*(n-1) lies in [n-2, n-1), so the interpolation reads exactly
+ * those two order statistics; n == 1 reads the one value. Same fp32 operations as the export. */
+static float fq_quantile_top2(const float *row, int n, float q) {
+    float top1 = -1.0f, top2 = -1.0f;
+    for (int c = 0; c < n; c++) {
+        float a = fabsf(row[c]);
+        if (a > top1) top2 = top1, top1 = a;
+        else if (a > top2) top2 = a;
+    }
+    if (n == 1) top2 = top1;
+    float rank = q * (float)(n - 1);
+    size_t lo = (size_t)rank, hi = (size_t)ceilf(rank);
+    if (hi >= (size_t)n) hi = (size_t)n - 1;
+    float w = rank - (float)lo, a = lo + 1 >= (size_t)n ? top1 : top2, b = hi + 1 >= (size_t)n ? top1 : top2;
+    return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
+static void cpu_fake_quant_rows(const cad_backend *be, float *out, const float *w, int rows, int cols, int bits) {
+    (void)be;
+    int nt = cpu_nthreads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (size_t)r * cols;
+        float *o = out + (size_t)r * cols;
+        float scale, clip, qmax;
+        if (bits == CAD_QUANT_TERNARY) {
+            double sum = 0;
+            for (int c = 0; c < cols; c++) sum += fabsf(row[c]);
+            scale = (float)(sum / cols);
+            if (!(scale > 0)) scale = 1.0f;
+            clip = INFINITY, qmax = 1.0f;
+        } else {
+            qmax = (float)((1 << (bits - 1)) - 1);
+            clip = fq_quantile_top2(row, cols, (float)CAD_INT8_CLIP_Q);
+            scale = clip / qmax;
+            if (scale < 1.0f / qmax) scale = 1.0f / qmax;
+        }
+        float deq = cad_f16_to_f32(cad_f32_to_f16(scale));
+        for (int c = 0; c < cols; c++) {
+            float v = row[c] < clip ? row[c] : clip;
+            v = v > -clip ? v : -clip;
+            float qv = nearbyintf(v / scale);
+            if (qv > qmax) qv = qmax;
+            if (qv < -qmax) qv = -qmax;
+            o[c] = (float)(int)qv * deq; /* through the integer code, as the artifact stores it: -0 -> 0 */
+        }
+    }
+}
+
 static const cad_backend cpu_backend = {
     .name = "cpu",
     .ctx = NULL,
@@ -1096,6 +1149,7 @@ static const cad_backend cpu_backend = {
     .scale = cpu_scale,
     .sumsq = cpu_sumsq,
     .adam_update = cpu_adam_update,
+    .fake_quant_rows = cpu_fake_quant_rows,
 };
 
 const cad_backend *cad_backend_cpu(void) {

@@ -437,8 +437,26 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
                 "quant_matrix_bits=%ld quant_embed_bits=%ld: expected 2..8", c->quant_matrix_bits, c->quant_embed_bits);
     CFG_REQUIRE(c->quant_sdclip_k >= 0 && c->quant_sdclip_embed_k >= 0, "quant_sdclip_k=%g quant_sdclip_embed_k=%g: expected >= 0",
                 c->quant_sdclip_k, c->quant_sdclip_embed_k);
-    CFG_REQUIRE(cad_compressor_parse(c->artifact_compressor) >= 0, "artifact_compressor='%s': expected zlib or zstd",
-                c->artifact_compressor);
+    CFG_REQUIRE(cad_compressor_parse(c->artifact_compressor) >= 0,
+                "artifact_compressor='%s': expected zlib, zstd, lzma or brotli", c->artifact_compressor);
+    CFG_REQUIRE(cad_config_qat_bits(c) >= 0, "qat_bits='%s': expected 0 (off), 8, 6, 5, 4, 3, 2 or ternary", c->qat_bits);
+    CFG_REQUIRE(c->qat_start_frac >= 0 && c->qat_start_frac <= 1, "qat_start_frac=%g: expected 0..1", c->qat_start_frac);
+    /* the fake quantisation is the plain quantile clip, so the artifact must quantise the same way */
+    CFG_REQUIRE(cad_config_qat_bits(c) == 0 || (!c->quant_clip_search && c->quant_sdclip_k <= 0),
+                "qat_bits=%s with quant_clip_search=%d quant_sdclip_k=%g: QAT exports with the plain per-row clip it "
+                "trained with; expected quant_clip_search=0 and quant_sdclip_k=0", c->qat_bits, c->quant_clip_search,
+                c->quant_sdclip_k);
+    int gptq = !strcmp(c->quant_method, "gptq");
+    CFG_REQUIRE(gptq || !strcmp(c->quant_method, "clip_search"), "quant_method='%s': expected clip_search or gptq",
+                c->quant_method);
+    CFG_REQUIRE(c->gptq_calib_batches >= 1 && c->gptq_calib_batches <= 4096,
+                "gptq_calib_batches=%ld: expected 1..4096", c->gptq_calib_batches);
+    CFG_REQUIRE(c->gptq_damp > 0 && c->gptq_damp <= 1, "gptq_damp=%g: expected 0 < damp <= 1", c->gptq_damp);
+    /* QAT trained for round-to-nearest codes; GPTQ would choose others than the forward saw */
+    CFG_REQUIRE(!gptq || cad_config_qat_bits(c) == 0, "quant_method=gptq with qat_bits=%s: expected one of the two",
+                c->qat_bits);
+    CFG_REQUIRE(!strcmp(c->code_compress, "none") || !strcmp(c->code_compress, "lzma") || !strcmp(c->code_compress, "zlib"),
+                "code_compress='%s': expected none, lzma or zlib", c->code_compress);
     CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
                 "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
     return CAD_OK;
@@ -531,7 +549,17 @@ int cad_config_recur_span(const cad_config *c, int *first, int *last) {
     return 0;
 }
 
+int cad_config_qat_bits(const cad_config *c) {
+    const char *v = c->qat_bits;
+    if (!strcmp(v, "ternary")) return CAD_QUANT_TERNARY;
+    if (v[0] >= '2' && v[0] <= '8' && v[1] == 0 && v[0] != '7') return v[0] - '0';
+    return !strcmp(v, "0") ? 0 : -1;
+}
+
 int cad_config_key_inert(const cad_config *c, const char *key) {
+    if (!strcmp(c->qat_bits, "0") && !strcmp(key, "qat_start_frac")) return 1;
+    if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5)) return 1;
+    if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
     if (c->recur_loops <= 1 && (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac"))) return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     return 0;

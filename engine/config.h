@@ -105,7 +105,15 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(BOOL, quant_clip_search, "0", "GPTQ-lite: per row the clip quantile with the least MSE")    \
     X(FLOAT, quant_sdclip_k, "0.0", "SDClip: block-matrix clip = k*std(row) (records: 12.85 at int6); 0 = off") \
     X(FLOAT, quant_sdclip_embed_k, "0.0", "SDClip for tok_emb/lm_head rows (records: 20 at int8); 0 = off") \
-    X(STR, artifact_compressor, "zlib", "artifact compression: zlib (level 9, train_gpt.py) or zstd (level 22)") \
+    X(STR, artifact_compressor, "zlib", "artifact compression: zlib (level 9, train_gpt.py), zstd (level 22), lzma (xz preset 9e) or brotli (quality 11)") \
+    /* compression and artifact (QAT, GPTQ, compressors) */                                     \
+    X(STR, code_compress, "none", "counted code shipped packed as the records do: none, lzma or zlib (+base85 exec stub)") \
+    X(STR, qat_bits, "0", "QAT (STE): fake-quantise the block matrices in training forwards and export them at 8, 6, 5, 4, 3 or 2 bits or ternary (BitNet b1.58); 0 = off") \
+    X(FLOAT, qat_start_frac, "0.0", "switch QAT on at this fraction of training (records' late QAT ~0.85); 1 = never (export at qat_bits only)") \
+    X(STR, quant_method, "clip_search", "block-matrix codes: clip_search (round to nearest with the clip rule above) or gptq (Hessian error feedback)") \
+    X(INT, gptq_calib_batches, "16", "GPTQ: calibration batches (train_batch_tokens/grad_accum each) from the train stream after training") \
+    X(FLOAT, gptq_damp, "0.01", "GPTQ: damping added to diag(H), as a fraction of its mean")            \
+    X(BOOL, gptq_act_order, "0", "GPTQ: quantise columns in descending diag(H) order (the records' act-order)") \
     X(INT, checkpoint_every, "0", "write run_dir/checkpoint.bin every N steps (0 = off)")         \
     X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")
 
@@ -166,6 +174,8 @@ int cad_config_key_inert(const cad_config *c, const char *key);
 /* recur_layers "a-b" or "a" -> first, last (0-based); "" -> 0, -1. -1 when malformed. */
 int cad_config_recur_span(const cad_config *c, int *first, int *last);  /* grad_accum_steps or 8 (world 1) */
 long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
+/* qat_bits as a bit width: 0 (off), 1 (CAD_QUANT_TERNARY, "ternary") or 2..8; -1 when malformed. */
+int cad_config_qat_bits(const cad_config *c);
 
 /* Value of a key as text (as it would be written in config.yaml) into buf. */
 void cad_config_format(const cad_config *c, const cad_config_key *k, char *buf, size_t cap);

@@ -1,5 +1,5 @@
 /*
- * export.c — int8 quantization, the artifact container and zlib (see export.h).
+ * export.c — int8 quantization, the artifact container and its compressors (see export.h).
  * Not here: deciding which weights to export (the caller passes the model's tensors).
  */
 #include "engine/export.h"
@@ -12,6 +12,9 @@
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <lzma.h>
+#include <brotli/decode.h>
+#include <brotli/encode.h>
 
 #define CONTAINER_MAGIC "CADQINT8"
 #define CONTAINER_VERSION 1u
@@ -67,6 +70,18 @@ static const float clip_candidates[] = {0.999f, 0.9995f, 0.9999f, 0.99999f, 1.0f
 
 void cad_quantize_rows(const float *t, int rows, int cols, int bits, int clip_search, int8_t *q, uint16_t *scale_f16,
                        float *work) {
+    if (bits == CAD_QUANT_TERNARY) {
+        for (int r = 0; r < rows; r++) {
+            const float *row = t + (size_t)r * cols;
+            double sum = 0;
+            for (int c = 0; c < cols; c++) sum += fabsf(row[c]);
+            float scale = (float)(sum / cols);
+            if (!(scale > 0)) scale = 1.0f;
+            for (int c = 0; c < cols; c++) q[(size_t)r * cols + c] = quantize_one_q(row[c], INFINITY, scale, 1.0f);
+            scale_f16[r] = cad_f32_to_f16(scale);
+        }
+        return;
+    }
     const float qmax = (float)((1 << (bits - 1)) - 1), min_scale = 1.0f / qmax;
     int n_cand = clip_search ? (int)(sizeof clip_candidates / sizeof *clip_candidates) : 1;
     for (int r = 0; r < rows; r++) {
@@ -118,6 +133,27 @@ static int is_embedding_name(const char *name) {
     return strstr(name, "tok_emb") != NULL || strstr(name, "lm_head") != NULL;
 }
 
+/* GPTQ's codes for t with the per-row scales already chosen (scale_f16): the steps are the
+ * scales the reader will decode with. */
+static int gptq_codes(const cad_named_tensor *t, int bits, const cad_quant_opts *qo, const float *Hf,
+                      const uint16_t *scale_f16, int8_t *q, cad_err *e) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    double *W = malloc(t->numel * sizeof *W), *H = malloc((size_t)cols * cols * sizeof *H);
+    float *step = malloc((size_t)rows * sizeof *step);
+    if (!W || !H || !step) {
+        free(W), free(H), free(step);
+        return cad_fail(e, CAD_ENOMEM, "gptq: out of memory for tensor '%s'", t->name);
+    }
+    for (size_t k = 0; k < t->numel; k++) W[k] = t->data[k];
+    for (size_t k = 0; k < (size_t)cols * cols; k++) H[k] = Hf[k];
+    for (int r = 0; r < rows; r++) step[r] = cad_f16_to_f32(scale_f16[r]);
+    int qmax = bits == CAD_QUANT_TERNARY ? 1 : (1 << (bits - 1)) - 1;
+    int rc = cad_gptq_sweep(W, rows, cols, H, step, qmax, &qo->gptq, q, e);
+    if (rc) cad_wrap(e, "tensor '%s'", t->name);
+    free(W), free(H), free(step);
+    return rc;
+}
+
 /* ---- container writing -------------------------------------------------------------------- */
 
 static void put(FILE *f, const void *p, size_t n) { fwrite(p, 1, n, f); }
@@ -126,15 +162,195 @@ static void put_u32(FILE *f, uint32_t v) {
     put(f, b, 4);
 }
 
+static const char *const compressor_names[] = {"zlib", "zstd", "lzma", "brotli"};
+
 int cad_compressor_parse(const char *name) {
-    return !strcmp(name, "zlib") ? CAD_COMPRESS_ZLIB : !strcmp(name, "zstd") ? CAD_COMPRESS_ZSTD : -1;
+    for (int i = 0; i < (int)(sizeof compressor_names / sizeof *compressor_names); i++)
+        if (!strcmp(name, compressor_names[i])) return i;
+    return -1;
 }
 
-const char *cad_compressor_name(int compressor) { return compressor == CAD_COMPRESS_ZSTD ? "zstd" : "zlib"; }
+const char *cad_compressor_name(int compressor) {
+    return compressor > 0 && compressor < (int)(sizeof compressor_names / sizeof *compressor_names)
+               ? compressor_names[compressor] : "zlib";
+}
+
+/* ---- compressors --------------------------------------------------------------------------- */
+
+int cad_compress_buf(int compressor, const void *src, size_t n, unsigned char **out, size_t *out_len,
+                     const char *what, cad_err *e) {
+    size_t cap;
+    switch (compressor) {
+    case CAD_COMPRESS_ZSTD: cap = ZSTD_compressBound(n); break;
+    case CAD_COMPRESS_LZMA: cap = lzma_stream_buffer_bound(n); break;
+    case CAD_COMPRESS_BROTLI: cap = BrotliEncoderMaxCompressedSize(n); break;
+    default: cap = (size_t)compressBound((uLong)n); break;
+    }
+    if (cap == 0) cap = n + 1024; /* brotli answers 0 when it has no bound (huge inputs) */
+    unsigned char *z = malloc(cap);
+    if (!z) return cad_fail(e, CAD_ENOMEM, "%s: out of memory compressing", what);
+    if (compressor == CAD_COMPRESS_ZSTD) {
+        size_t r = ZSTD_compress(z, cap, src, n, ZSTD_maxCLevel());
+        if (ZSTD_isError(r)) { free(z); return cad_fail(e, CAD_ERR, "%s: zstd compress failed: %s", what, ZSTD_getErrorName(r)); }
+        cap = r;
+    } else if (compressor == CAD_COMPRESS_LZMA) {
+        /* the records' lzma.compress(preset=9|PRESET_EXTREME): an .xz container, CRC64 check */
+        size_t pos = 0;
+        lzma_ret r = lzma_easy_buffer_encode(9 | LZMA_PRESET_EXTREME, LZMA_CHECK_CRC64, NULL, src, n, z, &pos, cap);
+        if (r != LZMA_OK) { free(z); return cad_fail(e, CAD_ERR, "%s: lzma compress failed (%d)", what, (int)r); }
+        cap = pos;
+    } else if (compressor == CAD_COMPRESS_BROTLI) {
+        /* quality 11 (the maximum) and the largest standard window, as brotli.compress(q=11) */
+        size_t zl = cap;
+        if (!BrotliEncoderCompress(BROTLI_MAX_QUALITY, BROTLI_MAX_WINDOW_BITS, BROTLI_MODE_GENERIC, n, src, &zl, z)) {
+            free(z);
+            return cad_fail(e, CAD_ERR, "%s: brotli compress failed", what);
+        }
+        cap = zl;
+    } else {
+        uLongf zl = (uLongf)cap;
+        int zrc = compress2(z, &zl, (const Bytef *)src, (uLong)n, 9);
+        if (zrc != Z_OK) { free(z); return cad_fail(e, CAD_ERR, "%s: zlib compress failed (%d)", what, zrc); }
+        cap = zl;
+    }
+    *out = z;
+    *out_len = cap;
+    return CAD_OK;
+}
+
+/* Grow *buf (capacity *cap) to hold at least need bytes; 0 when out of memory. */
+static int grow(unsigned char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return 1;
+    size_t c = *cap ? *cap : 1 << 16;
+    while (c < need) c *= 2;
+    unsigned char *nb = realloc(*buf, c);
+    if (!nb) return 0;
+    *buf = nb, *cap = c;
+    return 1;
+}
+
+/* A zstd frame (magic 28 b5 2f fd) decompressed in one call: the encoder stores its size. */
+static int unzstd(const unsigned char *src, size_t len, unsigned char **out, size_t *out_len, const char *what,
+                  cad_err *e) {
+    unsigned long long size = ZSTD_getFrameContentSize(src, len);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > ((size_t)1 << 34))
+        return cad_fail(e, CAD_EFORMAT, "%s: not a complete zstd frame (truncated artifact?)", what);
+    unsigned char *dst = malloc(size ? (size_t)size : 1);
+    if (!dst) return cad_fail(e, CAD_ENOMEM, "%s: out of memory", what);
+    size_t r = ZSTD_decompress(dst, (size_t)size, src, len);
+    if (ZSTD_isError(r) || r != size) {
+        free(dst);
+        return cad_fail(e, CAD_EFORMAT, "%s: zstd decompress failed: %s", what,
+                        ZSTD_isError(r) ? ZSTD_getErrorName(r) : "size mismatch");
+    }
+    *out = dst;
+    *out_len = (size_t)size;
+    return CAD_OK;
+}
+
+static int unzlib(const unsigned char *src, size_t len, unsigned char **out, size_t *out_len, const char *what,
+                  cad_err *e) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) return cad_fail(e, CAD_ERR, "%s: zlib init failed", what);
+    unsigned char *buf = NULL;
+    size_t cap = 0, olen = 0;
+    int rc = CAD_OK, zrc = Z_OK;
+    zs.next_in = (Bytef *)(uintptr_t)src;
+    zs.avail_in = (uInt)len; /* artifacts are far below 4 GiB; a longer input reads as truncated */
+    while (zrc != Z_STREAM_END) {
+        if (!grow(&buf, &cap, olen + (1 << 16))) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", what); break; }
+        zs.next_out = buf + olen;
+        zs.avail_out = (uInt)(cap - olen);
+        zrc = inflate(&zs, Z_NO_FLUSH);
+        olen = cap - zs.avail_out;
+        if (zrc == Z_BUF_ERROR) { /* no progress with output room left: the input ran out */
+            rc = cad_fail(e, CAD_EFORMAT, "%s: truncated zlib stream (not an int8 artifact?)", what);
+            break;
+        }
+        if (zrc != Z_OK && zrc != Z_STREAM_END) {
+            rc = cad_fail(e, CAD_EFORMAT, "%s: not a zlib stream (inflate error %d)", what, zrc);
+            break;
+        }
+    }
+    inflateEnd(&zs);
+    if (rc) { free(buf); return rc; }
+    *out = buf;
+    *out_len = olen;
+    return CAD_OK;
+}
+
+static int unxz(const unsigned char *src, size_t len, unsigned char **out, size_t *out_len, const char *what,
+                cad_err *e) {
+    lzma_stream zs = LZMA_STREAM_INIT;
+    if (lzma_stream_decoder(&zs, UINT64_MAX, 0) != LZMA_OK) return cad_fail(e, CAD_ERR, "%s: lzma init failed", what);
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    int rc = CAD_OK;
+    zs.next_in = src;
+    zs.avail_in = len;
+    lzma_ret r = LZMA_OK;
+    while (r != LZMA_STREAM_END) {
+        size_t olen = (size_t)zs.total_out;
+        if (!grow(&buf, &cap, olen + (1 << 16))) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", what); break; }
+        zs.next_out = buf + olen;
+        zs.avail_out = cap - olen;
+        r = lzma_code(&zs, LZMA_FINISH);
+        if (r != LZMA_OK && r != LZMA_STREAM_END) {
+            rc = cad_fail(e, CAD_EFORMAT, "%s: %s xz stream (lzma error %d)", what,
+                          r == LZMA_BUF_ERROR ? "truncated" : "not an", (int)r);
+            break;
+        }
+    }
+    *out_len = (size_t)zs.total_out;
+    lzma_end(&zs);
+    if (rc) { free(buf); return rc; }
+    *out = buf;
+    return CAD_OK;
+}
+
+static int unbrotli(const unsigned char *src, size_t len, unsigned char **out, size_t *out_len, const char *what,
+                    cad_err *e) {
+    BrotliDecoderState *st = BrotliDecoderCreateInstance(NULL, NULL, NULL);
+    if (!st) return cad_fail(e, CAD_ENOMEM, "%s: brotli init failed", what);
+    unsigned char *buf = NULL;
+    size_t cap = 0, olen = 0, avail_in = len;
+    const uint8_t *next_in = src;
+    int rc = CAD_OK;
+    BrotliDecoderResult r = BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT;
+    while (r == BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT) {
+        if (!grow(&buf, &cap, olen + (1 << 16))) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", what); break; }
+        size_t avail_out = cap - olen;
+        uint8_t *next_out = buf + olen;
+        r = BrotliDecoderDecompressStream(st, &avail_in, &next_in, &avail_out, &next_out, NULL);
+        olen = (size_t)(next_out - buf);
+    }
+    if (!rc && (r != BROTLI_DECODER_RESULT_SUCCESS || avail_in != 0))
+        rc = cad_fail(e, CAD_EFORMAT, "%s: not a zlib, zstd, xz or brotli stream (%s)", what,
+                      r == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT ? "truncated brotli stream"
+                      : r == BROTLI_DECODER_RESULT_SUCCESS        ? "bytes after the brotli stream"
+                                                                  : BrotliDecoderErrorString(BrotliDecoderGetErrorCode(st)));
+    BrotliDecoderDestroyInstance(st);
+    if (rc) { free(buf); return rc; }
+    *out = buf;
+    *out_len = olen;
+    return CAD_OK;
+}
+
+int cad_decompress_buf(const unsigned char *src, size_t n, unsigned char **out, size_t *out_len, const char *what,
+                       cad_err *e) {
+    static const unsigned char xz_magic[6] = {0xfd, '7', 'z', 'X', 'Z', 0};
+    if (n >= 4 && src[0] == 0x28 && src[1] == 0xb5 && src[2] == 0x2f && src[3] == 0xfd)
+        return unzstd(src, n, out, out_len, what, e);
+    if (n >= 6 && !memcmp(src, xz_magic, 6)) return unxz(src, n, out, out_len, what, e);
+    /* zlib header: deflate method (CMF low nibble 8) and (CMF*256 + FLG) % 31 == 0 */
+    if (n >= 2 && (src[0] & 0x0f) == 8 && ((src[0] << 8) | src[1]) % 31 == 0) return unzlib(src, n, out, out_len, what, e);
+    return unbrotli(src, n, out, out_len, what, e);
+}
 
 int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
                     cad_int8_stats *st, cad_err *e) {
-    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0};
+    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
     if (!qo) qo = &baseline;
     int compressor = qo->compressor;
     memset(st, 0, sizeof *st);
@@ -182,6 +398,10 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
             double k = emb ? qo->sdclip_embed_k : qo->sdclip_k;
             if (k > 0) cad_quantize_rows_sdclip(t->data, rows, cols, bits, k, qbuf, hbuf);
             else cad_quantize_rows(t->data, rows, cols, bits, qo->clip_search, qbuf, hbuf, work);
+            if (!emb && qo->hessians && qo->hessians[i]) {
+                int grc = gptq_codes(t, bits, qo, qo->hessians[i], hbuf, qbuf, e);
+                if (grc) { fclose(f), free(raw), free(work), free(qbuf), free(hbuf); return grc; }
+            }
             put(f, hbuf, (size_t)rows * 2);
             put(f, qbuf, t->numel);
             st->num_float_tensors++;
@@ -201,21 +421,11 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
     if (fclose(f)) { free(raw); return cad_fail(e, CAD_EIO, "%s: cannot build the container", path); }
     st->raw_bytes = raw_len;
 
-    size_t zlen = compressor == CAD_COMPRESS_ZSTD ? ZSTD_compressBound(raw_len) : (size_t)compressBound((uLong)raw_len);
-    unsigned char *z = malloc(zlen);
-    if (!z) { free(raw); return cad_fail(e, CAD_ENOMEM, "%s: out of memory compressing", path); }
-    if (compressor == CAD_COMPRESS_ZSTD) {
-        size_t r = ZSTD_compress(z, zlen, raw, raw_len, ZSTD_maxCLevel());
-        free(raw);
-        if (ZSTD_isError(r)) { free(z); return cad_fail(e, CAD_ERR, "%s: zstd compress failed: %s", path, ZSTD_getErrorName(r)); }
-        zlen = r;
-    } else {
-        uLongf zl = (uLongf)zlen;
-        int zrc = compress2(z, &zl, (const Bytef *)raw, (uLong)raw_len, 9);
-        free(raw);
-        if (zrc != Z_OK) { free(z); return cad_fail(e, CAD_ERR, "%s: zlib compress failed (%d)", path, zrc); }
-        zlen = zl;
-    }
+    unsigned char *z;
+    size_t zlen;
+    int zrc = cad_compress_buf(compressor, raw, raw_len, &z, &zlen, path, e);
+    free(raw);
+    if (zrc) return zrc;
     st->compressed_bytes = zlen;
 
     char tmp[4096];
@@ -242,86 +452,23 @@ static int take(rd *r, void *dst, size_t n) {
     return 1;
 }
 
-/* A zstd frame (magic 28 b5 2f fd) decompressed in one call: the encoder stores its size. */
-static int unzstd_file(const char *path, FILE *f, unsigned char **out, size_t *out_len, cad_err *e) {
-    unsigned char *src = NULL;
-    size_t cap = 0, len = 0, got;
-    do {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 1 << 20;
-            unsigned char *nb = realloc(src, cap);
-            if (!nb) { free(src); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
-            src = nb;
-        }
-        got = fread(src + len, 1, cap - len, f);
-        len += got;
-    } while (got > 0);
-    unsigned long long size = ZSTD_getFrameContentSize(src, len);
-    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > ((size_t)1 << 34)) {
-        free(src);
-        return cad_fail(e, CAD_EFORMAT, "%s: not a complete zstd frame (truncated artifact?)", path);
-    }
-    unsigned char *dst = malloc(size ? (size_t)size : 1);
-    if (!dst) { free(src); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
-    size_t r = ZSTD_decompress(dst, (size_t)size, src, len);
-    free(src);
-    if (ZSTD_isError(r) || r != size) {
-        free(dst);
-        return cad_fail(e, CAD_EFORMAT, "%s: zstd decompress failed: %s", path,
-                        ZSTD_isError(r) ? ZSTD_getErrorName(r) : "size mismatch");
-    }
-    *out = dst;
-    *out_len = (size_t)size;
-    return CAD_OK;
-}
-
+/* The whole file, decompressed by whichever compressor wrote it. */
 static int inflate_all(const char *path, unsigned char **out, size_t *out_len, cad_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return cad_fail(e, CAD_EIO, "%s: cannot open: %s", path, strerror(errno));
-    unsigned char head[4];
-    size_t hn = fread(head, 1, 4, f);
-    rewind(f);
-    if (hn == 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd) {
-        int rc = unzstd_file(path, f, out, out_len, e);
-        fclose(f);
-        return rc;
-    }
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit(&zs) != Z_OK) { fclose(f); return cad_fail(e, CAD_ERR, "%s: zlib init failed", path); }
-    size_t cap = 1 << 20, len = 0;
-    unsigned char *buf = malloc(cap), in[1 << 16];
-    int rc = CAD_OK, zrc = Z_OK;
-    if (!buf) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); goto done; }
-    while (zrc != Z_STREAM_END) {
-        size_t got = fread(in, 1, sizeof in, f);
-        if (got == 0) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated zlib stream (not an int8 artifact?)", path); goto done; }
-        zs.next_in = in;
-        zs.avail_in = (uInt)got;
-        while (zs.avail_in > 0 && zrc != Z_STREAM_END) {
-            if (len == cap) {
-                cap *= 2;
-                unsigned char *nb = realloc(buf, cap);
-                if (!nb) { rc = cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); goto done; }
-                buf = nb;
-            }
-            zs.next_out = buf + len;
-            zs.avail_out = (uInt)(cap - len);
-            zrc = inflate(&zs, Z_NO_FLUSH);
-            len = cap - zs.avail_out;
-            if (zrc != Z_OK && zrc != Z_STREAM_END) {
-                rc = cad_fail(e, CAD_EFORMAT, "%s: not a zlib stream (inflate error %d)", path, zrc);
-                goto done;
-            }
-        }
-    }
-done:
-    inflateEnd(&zs);
+    unsigned char *src = NULL;
+    size_t cap = 0, len = 0, got;
+    do {
+        if (!grow(&src, &cap, len + (1 << 20))) { fclose(f); free(src); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
+        got = fread(src + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0);
+    int bad = ferror(f);
     fclose(f);
-    if (rc) { free(buf); return rc; }
-    *out = buf;
-    *out_len = len;
-    return CAD_OK;
+    if (bad) { free(src); return cad_fail(e, CAD_EIO, "%s: read failed", path); }
+    int rc = cad_decompress_buf(src, len, out, out_len, path, e);
+    free(src);
+    return rc;
 }
 
 int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {

@@ -7,7 +7,9 @@
  *   - smaller tensors whose name contains a control pattern (attn_scale, mlp_scale, resid_mix,
  *     q_gain, skip_weight, ...): kept fp32; other small tensors: stored fp16;
  *   - then zlib level 9 over the whole container (train_gpt.py), or zstd level 22 with
- *     artifact_compressor: zstd (the records' switch, ~5% smaller); reading detects which.
+ *     artifact_compressor: zstd (the records' switch, ~5% smaller), or lzma (xz container,
+ *     preset 9|extreme) or brotli (quality 11, window 24) as later records do; reading detects
+ *     which by the leading magic (brotli has none: it is what remains after the other three).
  * Dequantizing reproduces what the PyTorch round trip loads (q * fp16 scale in fp32), and that
  * round-tripped model is what the final score evaluates.
  *
@@ -22,6 +24,7 @@
 #ifndef CADDIE_EXPORT_H
 #define CADDIE_EXPORT_H
 
+#include "engine/gptq.h"
 #include "engine/safetensors.h"
 #include "engine/status.h"
 
@@ -41,10 +44,18 @@ typedef struct cad_int8_stats {
     size_t compressed_bytes;      /* the artifact file size */
 } cad_int8_stats;
 
-enum { CAD_COMPRESS_ZLIB = 0, CAD_COMPRESS_ZSTD = 1 };
-/* "zlib" / "zstd" -> CAD_COMPRESS_*, -1 if unknown; and back (for log lines). */
+enum { CAD_COMPRESS_ZLIB = 0, CAD_COMPRESS_ZSTD = 1, CAD_COMPRESS_LZMA = 2, CAD_COMPRESS_BROTLI = 3 };
+/* "zlib" / "zstd" / "lzma" / "brotli" -> CAD_COMPRESS_*, -1 if unknown; and back (for log lines). */
 int cad_compressor_parse(const char *name);
 const char *cad_compressor_name(int compressor);
+
+/* Compress src[n] into a malloc'd buffer (*out, *out_len) with one of CAD_COMPRESS_* at the
+ * artifact's settings; and decompress any of them (format told by magic as above). Used for the
+ * artifact and for the counted code bytes (code_compress). CAD_ERR/CAD_EFORMAT name `what`. */
+int cad_compress_buf(int compressor, const void *src, size_t n, unsigned char **out, size_t *out_len,
+                     const char *what, cad_err *e);
+int cad_decompress_buf(const unsigned char *src, size_t n, unsigned char **out, size_t *out_len, const char *what,
+                       cad_err *e);
 
 /* Is this name a control tensor (kept in fp32 when small)? Substring match like train_gpt.py. */
 int cad_int8_is_control_name(const char *name);
@@ -67,17 +78,29 @@ void cad_int8_quantize_rows(const float *t, int rows, int cols, int8_t *q, uint1
  * container and its reader do not change; scale = max(clip / qmax, 1 / qmax), qmax = 2^(b-1)-1. */
 typedef struct cad_quant_opts {
     int compressor;  /* CAD_COMPRESS_* */
-    int matrix_bits; /* per-row 2-D tensors other than the embedding: 8 (baseline), 6 or 5 */
+    int matrix_bits; /* per-row 2-D tensors other than the embedding: 8 (baseline), 6 or 5;
+                      * CAD_QUANT_TERNARY: ternary (qat_bits: ternary) */
     int embed_bits;  /* tok_emb / lm_head rows: 8 (records keep the embedding at int8) */
     int clip_search; /* GPTQ-lite: per row the clip quantile of {0.999, 0.9995, 0.9999,
                       * 0.99999, 1} with the least reconstruction MSE, instead of 0.9999984 */
     double sdclip_k; /* SDClip: clip = k * std(row) (records: 12.85 for int6 matrices); 0 = off.
                       * Takes precedence over clip_search for the block matrices. */
     double sdclip_embed_k; /* the same for tok_emb / lm_head rows (records: 20 at int8); 0 = off */
+    /* Full GPTQ (quant_method: gptq): hessians[i], when the array and the entry are non-NULL,
+     * is H = X^T X (fp32 [cols, cols]) of tensor i's input; that per-row block matrix keeps the
+     * scales chosen above but takes its codes from GPTQ's column sweep (gptq.h) with these
+     * settings. The embedding rows never use it. */
+    const float *const *hessians;
+    cad_gptq_opts gptq;
 } cad_quant_opts;
 
-/* Per-row quantization of a [rows, cols] matrix to bits (2..8) as above; bits 8 without
- * clip search is cad_int8_quantize_rows. */
+/* bits value of BitNet b1.58 ternary rows (qat_bits: ternary): per row scale = mean|w| (summed
+ * in double in column order, then rounded to fp32), q = clamp(round(w / scale), -1, 1); a zero
+ * row gets scale 1. No clip and no 1/qmax floor: the absmean is the scale. */
+#define CAD_QUANT_TERNARY 1
+
+/* Per-row quantization of a [rows, cols] matrix to bits (2..8, or CAD_QUANT_TERNARY, where
+ * clip_search is ignored) as above; bits 8 without clip search is cad_int8_quantize_rows. */
 void cad_quantize_rows(const float *t, int rows, int cols, int bits, int clip_search, int8_t *q, uint16_t *scale_f16,
                        float *work);
 /* SDClip rows: clip = k * (population) standard deviation of the row, then as above. */

@@ -15,6 +15,8 @@
  */
 #include "engine/model.h"
 
+#include "engine/export.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -321,6 +323,8 @@ void cad_model_free(cad_model *m) {
         m->be->free(m->be, m->param_mem);
         m->be->free(m->be, m->grad_mem);
         m->be->free(m->be, m->act_mem);
+        m->be->free(m->be, m->qat_mem);
+        m->be->free(m->be, m->calib_mem);
     }
     free(m->params);
     free(m->names);
@@ -429,10 +433,104 @@ void cad_model_zero_grad(cad_model *m) {
     m->be->memset_zero(m->be, m->grad_mem, m->n_param_floats * sizeof(float));
 }
 
+/* ---- QAT -------------------------------------------------------------------------------- */
+
+int cad_model_qat_quantised(const cad_model *m, int i) {
+    const cad_param *p = &m->params[i];
+    if (p->group != CAD_PG_MATRIX) return 0;
+    cad_named_tensor t = {p->name, p->ndim, {p->shape[0], p->shape[1]}, (size_t)p->numel, NULL};
+    return cad_int8_scheme(&t) == CAD_Q_PER_ROW;
+}
+
+int cad_model_set_qat(cad_model *m, int bits, cad_err *e) {
+    if (bits != 0 && bits != CAD_QUANT_TERNARY && (bits < 2 || bits > 8))
+        return cad_fail(e, CAD_ECONFIG, "qat: %d bits (expected 0 = off, 1 = ternary or 2..8)", bits);
+    if (bits && !m->qat_mem) {
+        size_t bytes = m->n_param_floats * sizeof(float);
+        m->qat_mem = m->be->alloc(m->be, bytes ? bytes : sizeof(float));
+        if (!m->qat_mem)
+            return cad_fail(e, CAD_ENOMEM, "qat: cannot allocate the fake-quantised weights (%zu bytes) on %s", bytes,
+                            m->be->name);
+    }
+    m->qat_bits = bits;
+    return CAD_OK;
+}
+
+const float *cad_model_weights_used(const cad_model *m, int i) {
+    const cad_param *p = &m->params[i];
+    if (!m->qat_bits || p->group != CAD_PG_MATRIX) return p->data;
+    return m->qat_mem + (p->data - m->param_mem);
+}
+
+/* The forward's first step under QAT: fake-quantise (or copy) every block matrix into qat_mem. */
+static void qat_refresh(cad_model *m) {
+    const cad_backend *be = m->be;
+    for (int i = 0; i < m->n_params; i++) {
+        cad_param *p = &m->params[i];
+        if (p->group != CAD_PG_MATRIX || p->numel == 0) continue;
+        float *dst = m->qat_mem + (p->data - m->param_mem);
+        if (cad_model_qat_quantised(m, i))
+            be->fake_quant_rows(be, dst, p->data, (int)p->shape[0], (int)p->shape[1], m->qat_bits);
+        else
+            be->copy(be, dst, p->data, (size_t)p->numel * sizeof(float));
+    }
+}
+
+/* ---- GPTQ calibration ------------------------------------------------------------------- */
+
+static size_t calib_block_floats(const cad_model *m) {
+    size_t C = (size_t)m->cfg.model_dim, H = (size_t)m->hidden;
+    return 3 * C * C + H * H;
+}
+
+int cad_model_calib_begin(cad_model *m, cad_err *e) {
+    size_t bytes = calib_block_floats(m) * (size_t)m->cfg.num_layers * sizeof(float);
+    if (!m->calib_mem) {
+        m->calib_mem = m->be->alloc(m->be, bytes);
+        if (!m->calib_mem)
+            return cad_fail(e, CAD_ENOMEM, "gptq: cannot allocate the calibration Hessians (%zu bytes) on %s", bytes,
+                            m->be->name);
+    }
+    m->be->memset_zero(m->be, m->calib_mem, bytes);
+    m->calib_on = 1;
+    return CAD_OK;
+}
+
+void cad_model_calib_end(cad_model *m) { m->calib_on = 0; }
+
+/* The Hessian slot (0 attention input, 1 proj, 2 fc, 3 mlp proj) of physical block b. */
+static float *calib_slot(const cad_model *m, int b, int slot) {
+    size_t C = (size_t)m->cfg.model_dim;
+    return m->calib_mem + (size_t)b * calib_block_floats(m) + (size_t)slot * C * C;
+}
+
+const float *cad_model_calib_hessian(const cad_model *m, int i, int *dim) {
+    *dim = 0;
+    if (!m->calib_mem) return NULL;
+    for (int b = 0; b < m->cfg.num_layers; b++) {
+        const cad_model_layer *P = &m->phys[b];
+        int slot = i >= P->p_c_q && i <= P->p_c_q + 2 ? 0 : i == P->p_proj ? 1 : i == P->p_fc ? 2
+                 : i == P->p_mlp_proj ? 3 : -1;
+        if (slot < 0) continue;
+        *dim = slot == 3 ? m->hidden : m->cfg.model_dim;
+        return calib_slot(m, b, slot);
+    }
+    return NULL;
+}
+
+/* H[slot of virtual layer L's physical block] += X^T X, X [N, K]. */
+static void calib_add(cad_model *m, const cad_model_layer *L, int slot, const float *X, int N, int K) {
+    int b = 0;
+    while (b < m->cfg.num_layers - 1 && m->phys[b].p_c_q != L->p_c_q) b++;
+    m->be->matmul(m->be, 1, 0, K, K, N, 1.0f, X, K, X, K, 1.0f, calib_slot(m, b, slot), K);
+}
+
 /* ---- forward ----------------------------------------------------------------------------- */
 
 #define PD(i) (m->params[(i)].data)
 #define PG(i) (m->params[(i)].grad)
+/* a block matrix as the forward reads it: fake-quantised under QAT (straight-through) */
+#define WD(i) ((float *)cad_model_weights_used(m, (i)))
 
 /* GPT-J parallel residual in the last parallel_last blocks of the schedule in use. */
 static int uses_parallel(const cad_model *m, int l) {
@@ -465,6 +563,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             return cad_fail(e, CAD_EFORMAT, "forward: target token %d at position %d is outside [0, %d)", y[n], n, V);
     }
     m->cur_B = B, m->cur_T = T, m->have_targets = y != NULL;
+    if (m->qat_bits) qat_refresh(m);
     be->copy_to_device(be, m->ids, x, sizeof(int32_t) * N);
     if (y) be->copy_to_device(be, m->targets, y, sizeof(int32_t) * N);
 
@@ -480,7 +579,8 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         be->resid_mix_forward(be, L->out, L->xin, m->x0, PD(L->p_resid_mix), N, C);
         /* attention */
         be->rmsnorm_forward(be, L->xn1, L->rstd1, L->out, N, C, RMS_EPS);
-        be->matmul(be, 0, 1, N, QKV, C, 1.0f, L->xn1, C, PD(L->p_c_q), C, 0.0f, L->qkv, QKV);
+        if (m->calib_on) calib_add(m, L, 0, L->xn1, N, C);
+        be->matmul(be, 0, 1, N, QKV, C, 1.0f, L->xn1, C, WD(L->p_c_q), C, 0.0f, L->qkv, QKV);
         be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
                                  m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
         be->attention_forward(be, L->att_y, C, L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH,
@@ -490,7 +590,8 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->xsa_forward(be, L->xsa_y, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
             proj_in = L->xsa_y;
         }
-        be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, PD(L->p_proj), C, 0.0f, L->attn_out, C);
+        if (m->calib_on) calib_add(m, L, 1, proj_in, N, C);
+        be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_attn_scale), L->attn_out, N, C);
         /* mlp: of the block's output so far, or (parallel residual) of the same norm the
          * attention read, x + a Attn(n x) + s MLP(n x) */
@@ -499,9 +600,11 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
             mlp_in = L->xn2;
         }
-        be->matmul(be, 0, 1, N, H, C, 1.0f, mlp_in, C, PD(L->p_fc), C, 0.0f, L->hpre, H);
+        if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C);
+        be->matmul(be, 0, 1, N, H, C, 1.0f, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
-        be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, PD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
+        if (m->calib_on) calib_add(m, L, 3, m->act, N, H);
+        be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
         be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
     }
     be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[m->n_virtual - 1].out, N, C, RMS_EPS);
@@ -553,11 +656,11 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         be->scale_add_backward(be, m->d_proj, PG(L->p_mlp_scale), m->d_res, L->mlp_out, PD(L->p_mlp_scale), N, C);
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
-        be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, PD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
+        be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, WD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
         be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         int par = uses_parallel(m, l);
         be->matmul(be, 1, 0, H, C, N, 1.0f, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
-        be->matmul(be, 0, 0, N, C, H, 1.0f, m->d_h, H, PD(L->p_fc), C, 0.0f, m->d_xn, C);
+        be->matmul(be, 0, 0, N, C, H, 1.0f, m->d_h, H, WD(L->p_fc), C, 0.0f, m->d_xn, C);
         /* sequential: the MLP read the output after attention, so its norm path joins d_res
          * before the attention branch; parallel: both branches take d(out) itself, and the
          * MLP's norm path (through n x, like the attention's) is added after */
@@ -568,7 +671,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         if (par) be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         int xsa = uses_xsa(m, l);
         be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
-        be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, PD(L->p_proj), C, 0.0f, m->d_atty, C);
+        be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, WD(L->p_proj), C, 0.0f, m->d_atty, C);
         float *d_att = m->d_atty; /* gradient of the attention output (before XSA) */
         if (xsa) { /* d_proj is free again: it takes d(att_y); d_atty keeps d(xsa_y) for dv below */
             be->xsa_backward(be, m->d_proj, C, NULL, 0, m->d_atty, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
@@ -585,7 +688,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         be->qk_norm_rope_backward(be, m->d_qkv, PG(L->p_q_gain), m->d_q, m->d_k, L->qkv, m->rstd_q, m->rstd_k,
                                   PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
         be->matmul(be, 1, 0, QKV, C, N, 1.0f, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
-        be->matmul(be, 0, 0, N, C, QKV, 1.0f, m->d_qkv, QKV, PD(L->p_c_q), C, 0.0f, m->d_xn, C);
+        be->matmul(be, 0, 0, N, C, QKV, 1.0f, m->d_qkv, QKV, WD(L->p_c_q), C, 0.0f, m->d_xn, C);
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         /* resid_mix: d_res becomes d(xin), x0 collects its share */
         be->resid_mix_backward(be, m->d_res, m->d_x0, PG(L->p_resid_mix), m->d_res, L->xin, m->x0,

@@ -95,6 +95,19 @@ typedef struct cad_model {
     float *logits;               /* backend (B*T, V): softcapped logits of the last forward; the
                                   * backward overwrites them with their gradient */
 
+    /* QAT (cad_model_set_qat): 0 = off, else the artifact's block-matrix bits (2..8, or
+     * CAD_QUANT_TERNARY). While on, every forward first writes the fake-quantised block matrices
+     * into qat_mem (backend, laid out like param_mem, allocated on first use) and forward and
+     * backward read them there: a straight-through estimator, the gradients land unchanged in
+     * the fp32 weights' grads. */
+    int qat_bits;
+    float *qat_mem;
+    /* GPTQ calibration (cad_model_calib_begin): while calib_on, every forward adds X^T X of each
+     * block matrix's input into calib_mem (backend, per physical block: attention input C x C,
+     * proj input C x C, fc input C x C, mlp proj input H x H; fp32 sums like the records'). */
+    int calib_on;
+    float *calib_mem;
+
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
     int n_virtual;                            /* blocks run per forward now (num_layers when recurrence is off) */
@@ -138,6 +151,27 @@ void cad_model_free(cad_model *m);
  * recur_start_frac switches it on at that fraction of training, as the records do. No-op
  * without recurrence. Between steps only (activations of the last forward are discarded). */
 void cad_model_set_recurrence(cad_model *m, int on);
+
+/* QAT on (bits as qat_bits above) or off (0), between steps. The first switch-on allocates
+ * qat_mem (CAD_ENOMEM naming its size on failure); bits outside 0, 1 (ternary), 2..8 is
+ * CAD_ECONFIG. Evaluation forwards should run with it off (the records fake-quantise only in
+ * training mode). */
+int cad_model_set_qat(cad_model *m, int bits, cad_err *e);
+/* Whether QAT fake-quantises params[i]: a block matrix (Muon group) that the artifact stores
+ * per row (export.h's scheme: 2-D and more than 65,536 elements); the other block matrices are
+ * copied unchanged into qat_mem. */
+int cad_model_qat_quantised(const cad_model *m, int i);
+/* The weights forward reads for params[i] now: its qat_mem slice for a block matrix while QAT
+ * is on, else params[i].data (backend memory). */
+const float *cad_model_weights_used(const cad_model *m, int i);
+
+/* GPTQ calibration: begin zeroes (allocating on first use: CAD_ENOMEM naming the size) and
+ * switches accumulation on for the following forwards; end switches it off. */
+int cad_model_calib_begin(cad_model *m, cad_err *e);
+void cad_model_calib_end(cad_model *m);
+/* The accumulated H (backend memory, [*dim, *dim]) of params[i]'s input: c_q/c_k/c_v share the
+ * attention input's; NULL (and *dim 0) when params[i] is no block matrix or nothing was begun. */
+const float *cad_model_calib_hessian(const cad_model *m, int i, int *dim);
 
 /* The parameter with this state_dict name, or NULL. */
 cad_param *cad_model_param(cad_model *m, const char *name);

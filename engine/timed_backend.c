@@ -17,7 +17,8 @@
     X(rmsnorm_forward) X(rmsnorm_backward) X(qk_norm_rope_forward) X(qk_norm_rope_backward)                          \
     X(attention_scratch_bytes) X(attention_forward) X(attention_backward) X(xsa_forward) X(xsa_backward)             \
     X(relu2_forward) X(relu2_backward) X(resid_mix_forward) X(resid_mix_backward) X(scale_add_forward)               \
-    X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(axpby) X(scale) X(sumsq) X(adam_update)
+    X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(axpby) X(scale) X(sumsq) X(adam_update)  \
+    X(fake_quant_rows)
 
 enum {
 #define X(s) S_##s,
@@ -237,6 +238,8 @@ FWD(adam_update,
     (const cad_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
      float eps, float bc1, float bc2),
     (IN, p, g, m, v, n, lr, beta1, beta2, eps, bc1, bc2))
+FWD(fake_quant_rows, (const cad_backend *be, float *out, const float *w, int rows, int cols, int bits),
+    (IN, out, w, rows, cols, bits))
 #undef IN
 
 /* ---- lifetime ------------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include "engine/eval.h"
 #include "engine/ttt.h"
 #include "engine/export.h"
+#include "engine/gptq.h"
 #include "engine/jsonw.h"
 #include "engine/model.h"
 #include "engine/optim.h"
@@ -125,6 +126,75 @@ int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, 
                     "the caddie source tree)", unmatched ? unmatched : globs);
 }
 
+/* Python's base64.b85encode alphabet (RFC 1924 order). */
+static const char b85_alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
+
+/* base64.b85encode: 4 bytes (big-endian) -> 5 digits, a short last group padded with zeros and
+ * its output cut to k+1 digits. dst holds n + (n+3)/4 characters. */
+static size_t b85_encode(const unsigned char *src, size_t n, char *dst) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        size_t k = n - i < 4 ? n - i : 4;
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) v = v << 8 | (j < k ? src[i + j] : 0);
+        char d[5];
+        for (int j = 4; j >= 0; j--) d[j] = b85_alphabet[v % 85], v /= 85;
+        memcpy(dst + o, d, k + 1);
+        o += k + 1;
+    }
+    return o;
+}
+
+/* The records' self-extracting stubs around the base85 text; the string literal is safe
+ * because the alphabet has neither '"' nor '\'. */
+static const char code_stub_tail[] = "\")))\n";
+
+int cad_code_pack(const char *globs, const char *method, char **text, size_t *len, cad_err *e) {
+    int comp = !strcmp(method, "lzma") ? CAD_COMPRESS_LZMA : !strcmp(method, "zlib") ? CAD_COMPRESS_ZLIB : -1;
+    if (comp < 0) return cad_fail(e, CAD_ECONFIG, "code_compress='%s': expected lzma or zlib", method);
+    char *listing = NULL, *cat = NULL;
+    size_t listing_len = 0, cat_len = 0;
+    FILE *lf = open_memstream(&listing, &listing_len);
+    if (!lf) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    long bytes;
+    int n_files;
+    int rc = cad_code_bytes(globs, &bytes, &n_files, lf, e);
+    if (fclose(lf) && !rc) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    FILE *cf = rc ? NULL : open_memstream(&cat, &cat_len);
+    if (!rc && !cf) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    /* the counted files in listing order ("bytes path" lines), concatenated: one shipped file */
+    for (char *save = NULL, *line = rc ? NULL : strtok_r(listing, "\n", &save); line && !rc;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *path = strchr(line, ' ');
+        FILE *f = path ? fopen(path + 1, "rb") : NULL;
+        if (!f) { rc = cad_fail(e, CAD_EIO, "code_files: cannot read '%s': %s", path ? path + 1 : line, strerror(errno)); break; }
+        char buf[1 << 14];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, got, cf);
+        if (ferror(f)) rc = cad_fail(e, CAD_EIO, "code_files: read failed: %s", path + 1);
+        fclose(f);
+    }
+    if (cf && fclose(cf) && !rc) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    free(listing);
+    unsigned char *z = NULL;
+    size_t zlen = 0;
+    if (!rc) rc = cad_compress_buf(comp, cat, cat_len, &z, &zlen, "code_files", e);
+    free(cat);
+    if (rc) return rc;
+    char head[64];
+    int hl = snprintf(head, sizeof head, "import %s,base64\nexec(%s.decompress(base64.b85decode(\"", method, method);
+    size_t cap = (size_t)hl + zlen + (zlen + 3) / 4 + sizeof code_stub_tail;
+    char *t = malloc(cap);
+    if (!t) { free(z); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
+    memcpy(t, head, (size_t)hl);
+    size_t o = (size_t)hl + b85_encode(z, zlen, t + hl);
+    memcpy(t + o, code_stub_tail, sizeof code_stub_tail); /* with its NUL, not counted */
+    free(z);
+    *text = t;
+    *len = o + sizeof code_stub_tail - 1;
+    return CAD_OK;
+}
+
 /* ---- the session ----------------------------------------------------------------------- */
 
 /* The run directory's path is bounded so every file name inside it fits RUN_PATH_MAX. */
@@ -161,6 +231,7 @@ typedef struct session {
     char train_pattern[PATH_MAX], val_pattern[PATH_MAX];
     int accum;
     long local_tokens;
+    int qat_live; /* QAT switched on (qat_bits set and qat_start_frac reached) */
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -365,7 +436,9 @@ static int optim_setup(session *s, cad_err *e) {
 
 static cad_quant_opts quant_opts(const cad_config *c) {
     cad_quant_opts q = {cad_compressor_parse(c->artifact_compressor), (int)c->quant_matrix_bits, (int)c->quant_embed_bits,
-                        c->quant_clip_search, c->quant_sdclip_k, c->quant_sdclip_embed_k};
+                        c->quant_clip_search, c->quant_sdclip_k, c->quant_sdclip_embed_k, NULL, {0, 0, 0}};
+    if (cad_config_qat_bits(c) > 0) q.matrix_bits = cad_config_qat_bits(c); /* export at the bits QAT trained */
+    q.gptq.damp = c->gptq_damp, q.gptq.act_order = c->gptq_act_order, q.gptq.block = CAD_GPTQ_BLOCK;
     return q;
 }
 
@@ -394,6 +467,9 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
     int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T);
     float acc = 0.0f;
     cad_model_zero_grad(&s->m);
+    /* QAT only in training forwards: validation and the final evals read the fp32 weights */
+    int rc0 = cad_model_set_qat(&s->m, s->qat_live ? cad_config_qat_bits(c) : 0, e);
+    if (rc0) return rc0;
     for (int micro = 0; micro < s->accum; micro++) {
         int rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (rc) return rc;
@@ -404,6 +480,7 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
         rc = cad_model_backward(&s->m, e);
         if (rc) return rc;
     }
+    cad_model_set_qat(&s->m, 0, e); /* switching off cannot fail */
     /* backward accumulates gradients of each micro-batch's mean loss; grad_scale = 1/accum */
     if (s->accum > 1) s->be->scale(s->be, s->m.n_param_floats, 1.0f / (float)s->accum, s->m.grad_mem);
     *train_loss = acc / (float)s->accum;
@@ -436,7 +513,8 @@ typedef struct train_run {
     session s;
     char ckpt_path[RUN_PATH_MAX];
     int resuming;              /* resume=1 and run_dir/checkpoint.bin exists */
-    long code_bytes;
+    long code_bytes;           /* counted: raw_code_bytes, or the packed file with code_compress */
+    long raw_code_bytes;
     int n_code_files;
     long step;                 /* optimizer steps done */
     double training_time_ms;   /* train_gpt.py's train_time: without validation and checkpoints */
@@ -470,7 +548,9 @@ static void write_code_listing(train_run *r, cad_err *e) {
     path_join(path, sizeof path, r->s.run_dir, "code_files.txt");
     FILE *f = fopen(path, "w");
     if (!f) return;
-    cad_code_bytes(r->s.c->code_files, &r->code_bytes, &r->n_code_files, f, e);
+    long bytes; /* the count itself is train_open_run_dir's (packed with code_compress) */
+    int n_files;
+    cad_code_bytes(r->s.c->code_files, &bytes, &n_files, f, e);
     if (fclose(f)) unlink(path); /* a truncated listing would mislead more than none */
 }
 
@@ -500,6 +580,14 @@ static int train_open_run_dir(train_run *r, cad_err *e) {
     else path_join(s->run_dir, sizeof s->run_dir, "runs", c->run_id);
     int rc = cad_code_bytes(c->code_files, &r->code_bytes, &r->n_code_files, NULL, e);
     if (rc) return rc;
+    r->raw_code_bytes = r->code_bytes;
+    if (strcmp(c->code_compress, "none")) { /* the artifact counts what ships: the packed file */
+        char *packed;
+        size_t packed_len;
+        if ((rc = cad_code_pack(c->code_files, c->code_compress, &packed, &packed_len, e))) return rc;
+        free(packed);
+        r->code_bytes = (long)packed_len;
+    }
     if (c->init_from[0] && access(c->init_from, R_OK))
         return cad_fail(e, CAD_EIO, "init_from '%s': %s", c->init_from, strerror(errno));
     if ((rc = cad_mkdir_p(s->run_dir, e))) return rc;
@@ -559,6 +647,8 @@ static void train_print_header(train_run *r) {
     log0(s, "memory_plan: params:%s grads:%s optimizer:%s activations:%s total:%.1fMiB", a, b, cc, d,
          (2.0 * (double)pb + (double)cad_optim_bytes(&s->o) + (double)s->m.act_bytes) / 1048576.0);
     log0(s, "code_files:%d code_bytes:%ld", r->n_code_files, r->code_bytes);
+    if (strcmp(c->code_compress, "none"))
+        log0(s, "code_compress:%s raw_code_bytes:%ld code_bytes:%ld", c->code_compress, r->raw_code_bytes, r->code_bytes);
 }
 
 /* resume=1 with a checkpoint: weights, optimizer state, counters and the stream position. */
@@ -665,6 +755,13 @@ static int train_step(train_run *r, cad_err *e) {
             log0(s, "recurrence:on step:%ld frac:%.3f virtual_layers:%d", r->step, frac, s->m.n_virtual);
         }
     }
+    if (cad_config_qat_bits(c) > 0 && !s->qat_live && c->qat_start_frac < 1) { /* the records' late QAT */
+        double frac = r->max_wallclock_ms > 0 ? elapsed_ms / r->max_wallclock_ms : (double)r->step / (double)c->iterations;
+        if (frac >= c->qat_start_frac) {
+            s->qat_live = 1;
+            log0(s, "qat:on step:%ld frac:%.3f bits:%s", r->step, frac, c->qat_bits);
+        }
+    }
     float train_loss;
     int rc = train_micro_steps(s, &train_loss, e);
     if (rc) return rc;
@@ -765,7 +862,48 @@ static void log_quant_rule(session *s, const cad_quant_opts *qo) {
     else snprintf(cm, sizeof cm, "%s", rule);
     if (qo->sdclip_embed_k > 0) snprintf(ce, sizeof ce, "sdclip_k=%g", qo->sdclip_embed_k);
     else snprintf(ce, sizeof ce, "%s", rule);
-    log0(s, "quant: block_matrices:int%d clip:%s embedding:int%d clip:%s", qo->matrix_bits, cm, qo->embed_bits, ce);
+    char mb[16];
+    if (qo->matrix_bits == CAD_QUANT_TERNARY) snprintf(mb, sizeof mb, "ternary");
+    else snprintf(mb, sizeof mb, "int%d", qo->matrix_bits);
+    if (qo->matrix_bits == CAD_QUANT_TERNARY) snprintf(cm, sizeof cm, "absmean");
+    log0(s, "quant: block_matrices:%s clip:%s embedding:int%d clip:%s", mb, cm, qo->embed_bits, ce);
+}
+
+/* quant_method: gptq. The Hessians of every per-row block matrix's input from
+ * gptq_calib_batches forwards over the next batches of the train stream (the records calibrate
+ * on train batches inside the time budget; validation data would be illegal), copied to the host:
+ * hess[i] for named[i] (NULL elsewhere), all in *store. */
+static int gptq_calibrate(train_run *r, const float ***hess_out, float **store_out, cad_err *e) {
+    session *s = &r->s;
+    const cad_config *c = s->c;
+    double t0 = now_ms();
+    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = cad_model_calib_begin(&s->m, e);
+    for (long k = 0; !rc && k < c->gptq_calib_batches; k++) {
+        rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
+        if (!rc) rc = cad_model_forward(&s->m, s->x, NULL, B, T, NULL, e);
+    }
+    cad_model_calib_end(&s->m);
+    if (rc) return rc;
+    size_t total = 0;
+    int n = 0, dim;
+    for (int i = 0; i < s->n_named; i++)
+        if (cad_model_qat_quantised(&s->m, i) && cad_model_calib_hessian(&s->m, i, &dim)) total += (size_t)dim * dim, n++;
+    const float **hess = calloc((size_t)(s->n_named > 0 ? s->n_named : 1), sizeof *hess);
+    float *store = malloc((total ? total : 1) * sizeof *store);
+    if (!hess || !store) { free(hess), free(store); return cad_fail(e, CAD_ENOMEM, "gptq: out of memory for %zu floats of Hessians", total); }
+    size_t off = 0;
+    for (int i = 0; i < s->n_named; i++) {
+        const float *h = cad_model_qat_quantised(&s->m, i) ? cad_model_calib_hessian(&s->m, i, &dim) : NULL;
+        if (!h) continue;
+        s->be->copy_to_host(s->be, store + off, h, (size_t)dim * dim * sizeof(float));
+        hess[i] = store + off;
+        off += (size_t)dim * dim;
+    }
+    log0(s, "gptq: calib_batches:%ld tokens:%ld matrices:%d damp:%g act_order:%d calib_time:%.0fms", c->gptq_calib_batches,
+         c->gptq_calib_batches * s->local_tokens, n, c->gptq_damp, c->gptq_act_order, now_ms() - t0);
+    *hess_out = hess;
+    *store_out = store;
+    return CAD_OK;
 }
 
 /* Serialization: the optional raw save_weights, then the quantized, compressed artifact and
@@ -789,7 +927,16 @@ static int train_export(train_run *r, cad_err *e) {
     path_join(art, sizeof art, s->run_dir, "final_model.int8.ptz");
     cad_quant_opts qo = quant_opts(c);
     log_quant_rule(s, &qo);
-    if ((rc = cad_int8_export(art, s->named, s->n_named, &qo, &r->qs, e))) return rc;
+    const float **hess = NULL;
+    float *hess_store = NULL;
+    if (!strcmp(c->quant_method, "gptq") && (rc = gptq_calibrate(r, &hess, &hess_store, e))) return rc;
+    qo.hessians = hess;
+    double tq = now_ms();
+    rc = cad_int8_export(art, s->named, s->n_named, &qo, &r->qs, e);
+    int used_gptq = hess != NULL;
+    free(hess), free(hess_store);
+    if (rc) return rc;
+    if (used_gptq) log0(s, "gptq: quantized in %.0fms", now_ms() - tq);
     const cad_int8_stats *qs = &r->qs;
     const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
     log0(s, "Serialized model int8+%s: %zu bytes (payload:%zu raw:%zu payload_ratio:%.2fx)", zname, qs->compressed_bytes,
@@ -978,6 +1125,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
         fflush(out);
     }
+    if (!rc && roundtrip && !strcmp(c->quant_method, "gptq"))
+        rc = cad_fail(e, CAD_ECONFIG, "quant_method=gptq: the eval round trip has no calibration batches (GPTQ runs "
+                                      "at the end of caddie train); expected quant_method=clip_search");
     if (!rc && roundtrip) {
         char tmpl[] = "/tmp/caddie-eval-XXXXXX";
         char *dir = mkdtemp(tmpl);

@@ -36,6 +36,7 @@
 #include "kernels/k_scale.cuh"
 #include "kernels/k_sumsq.cuh"
 #include "kernels/k_adam_update.cuh"
+#include "kernels/k_fake_quant_rows.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
@@ -295,6 +296,10 @@ static void kb_adam_update(const cad_backend *be, float *p, const float *g, floa
     k_adam_update_launch(kb_of(be)->stream, p, g, m, v, n, lr, beta1, beta2, eps, bc1, bc2);
 }
 
+static void kb_fake_quant_rows(const cad_backend *be, float *out, const float *w, int rows, int cols, int bits) {
+    k_fake_quant_rows_launch(kb_of(be)->stream, out, w, rows, cols, bits);
+}
+
 /* Fill every slot (assignments, not designated initialisers: nvcc compiles this as C++17). */
 static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     memset(be, 0, sizeof *be);
@@ -335,6 +340,7 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->scale = kb_scale;
     be->sumsq = kb_sumsq;
     be->adam_update = kb_adam_update;
+    be->fake_quant_rows = kb_fake_quant_rows;
 }
 
 #endif

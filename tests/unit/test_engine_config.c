@@ -161,6 +161,38 @@ static void test_invalid_combinations(void) {
     expect_invalid("eval_stride=2048", "eval_stride=2048");
     expect_invalid("recur_layers=3to5", "recur_layers='3to5': expected 'a-b'");
     expect_invalid("recur_loops=0", "recur_loops=0");
+    expect_invalid("artifact_compressor=xz", "expected zlib, zstd, lzma or brotli");
+    expect_invalid("code_compress=brotli", "code_compress='brotli': expected none, lzma or zlib");
+    expect_invalid("qat_bits=7", "qat_bits='7': expected 0 (off), 8, 6, 5, 4, 3, 2 or ternary");
+    expect_invalid("qat_bits=1", "qat_bits='1'");
+    expect_invalid("qat_start_frac=1.5", "qat_start_frac=1.5: expected 0..1");
+    expect_invalid("quant_method=awq", "quant_method='awq': expected clip_search or gptq");
+    expect_invalid("gptq_calib_batches=0", "gptq_calib_batches=0: expected 1..4096");
+    expect_invalid("gptq_damp=0", "gptq_damp=0: expected 0 < damp <= 1");
+    {
+        /* QAT's fake quantisation is the plain clip: the export must not search another */
+        cad_config c;
+        cad_err e;
+        char *sets[] = {"qat_bits=6", "quant_clip_search=1"};
+        CHECK(cad_config_resolve(&c, NULL, 2, sets, &e) == CAD_ECONFIG);
+        CHECK_MSG(strstr(e.msg, "expected quant_clip_search=0 and quant_sdclip_k=0") != NULL, "got: %s", e.msg);
+        cad_config_free(&c);
+        char *ok[] = {"qat_bits=ternary", "artifact_compressor=brotli", "code_compress=lzma"};
+        CHECK_MSG(cad_config_resolve(&c, NULL, 3, ok, &e) == CAD_OK, "%s", e.msg);
+        CHECK_EQ_INT(cad_config_qat_bits(&c), 1);
+        CHECK(cad_config_key_inert(&c, "quant_matrix_bits") && !cad_config_key_inert(&c, "qat_start_frac"));
+        cad_config_free(&c);
+        char *both[] = {"qat_bits=6", "quant_method=gptq"};
+        CHECK(cad_config_resolve(&c, NULL, 2, both, &e) == CAD_ECONFIG);
+        CHECK_MSG(strstr(e.msg, "quant_method=gptq with qat_bits=6: expected one of the two") != NULL, "got: %s", e.msg);
+        cad_config_free(&c);
+        char *g[] = {"quant_method=gptq"};
+        CHECK_MSG(cad_config_resolve(&c, NULL, 1, g, &e) == CAD_OK, "%s", e.msg);
+        CHECK(!cad_config_key_inert(&c, "gptq_damp") && cad_config_key_inert(&c, "qat_start_frac"));
+        cad_config_free(&c);
+        CHECK(cad_config_resolve(&c, NULL, 0, NULL, &e) == CAD_OK && cad_config_key_inert(&c, "gptq_damp"));
+        cad_config_free(&c);
+    }
     {
         cad_config c;
         cad_err e;

@@ -12,7 +12,9 @@
  * Not here: single ops (test_engine_ops.c), optimizers and training (trainer tests).
  */
 #include "check.h"
+#include "test_util.h"
 #include "engine/model.h"
+#include "engine/export.h"
 #include "parity_fixture.h"
 
 #include <math.h>
@@ -457,6 +459,92 @@ static void test_recurrence_switch(void) {
     cad_model_free(&plain);
 }
 
+/* QAT: the artifact decodes bit-exactly to the fake-quantised weights the last forward read.
+ * A model whose fused c_q|c_k|c_v mixes a quantised c_q (>65,536 elements) with c_k/c_v that the
+ * artifact keeps fp16 (so QAT copies them), random weights with outliers; for int6, int3 and ternary: forward under QAT,
+ * export at the same bits, import, and (1) every quantised matrix's decode equals qat_mem bit
+ * for bit, the others equal the fp32 weights; (2) the fp32 weights are untouched; (3) a forward
+ * with QAT off on the decoded matrices gives the same loss, bit for bit (the forward really read
+ * qat_mem); (4) the backward puts its gradient into the fp32 weights' grads (straight through). */
+static void test_qat_forward_matches_artifact(void) {
+    cad_model_config c = {.vocab_size = 64, .num_layers = 1, .model_dim = 272, .num_heads = 2, .num_kv_heads = 1,
+                          .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
+                          .qk_gain_init = 1.5f, .tied_embed_init_std = 0.005f, .max_batch_seqs = 2, .max_seq_len = 8};
+    const cad_backend *be = cad_backend_cpu();
+    cad_model m;
+    cad_err e = {0};
+    if (cad_model_init(&m, &c, be, 5, &e)) { CHECK_MSG(0, "%s", e.msg); return; }
+    int32_t x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (i * 7 + 3) % 64, y[i] = (i * 5 + 1) % 64;
+    uint32_t seed = 77;
+    int n_quantised = 0, n_copied = 0;
+    for (int i = 0; i < m.n_params; i++) { /* random matrices (proj starts at zero) with outliers */
+        cad_param *p = &m.params[i];
+        if (p->group != CAD_PG_MATRIX) continue;
+        for (long k = 0; k < p->numel; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            p->data[k] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.2f;
+        }
+        p->data[p->numel / 3] = 1.5f;
+        n_quantised += cad_model_qat_quantised(&m, i);
+        n_copied += !cad_model_qat_quantised(&m, i);
+    }
+    CHECK_EQ_INT(n_quantised, 4); /* c_q, attn proj (272x272), fc, mlp proj */
+    CHECK_EQ_INT(n_copied, 2);    /* c_k, c_v (136x272: stored fp16 by the artifact) */
+    size_t nf = m.n_param_floats;
+    float *orig = malloc(nf * 4), *seen = malloc(nf * 4), *dec = malloc(nf * 4);
+    memcpy(orig, m.param_mem, nf * 4);
+    cad_named_tensor *ts = calloc((size_t)m.n_params, sizeof *ts);
+    static const int bits_list[] = {6, 3, CAD_QUANT_TERNARY};
+    for (size_t b = 0; b < sizeof bits_list / sizeof *bits_list; b++) {
+        int bits = bits_list[b];
+        memcpy(m.param_mem, orig, nf * 4);
+        CHECK(cad_model_set_qat(&m, bits, &e) == CAD_OK);
+        float loss_qat = 0, loss_dec = 0;
+        CHECK(cad_model_forward(&m, x, y, 2, 8, &loss_qat, &e) == CAD_OK);
+        memcpy(seen, m.qat_mem, nf * 4);
+        cad_model_zero_grad(&m);
+        CHECK(cad_model_backward(&m, &e) == CAD_OK);
+        CHECK(memcmp(m.param_mem, orig, nf * 4) == 0);
+        for (int i = 0; i < m.n_params; i++) {
+            cad_param *p = &m.params[i];
+            ts[i] = (cad_named_tensor){p->name, p->ndim, {p->shape[0], p->shape[1]}, (size_t)p->numel, p->data};
+            /* at int3/ternary most of these random weights quantise to 0, which can zero a
+             * matrix's gradient legitimately; int6 keeps them */
+            if (p->group == CAD_PG_MATRIX && bits == 6)
+                CHECK_MSG(be->sumsq(be, p->grad, (size_t)p->numel) > 0, "bits %d: no gradient in %s", bits, p->name);
+        }
+        cad_quant_opts qo = {CAD_COMPRESS_ZLIB, bits, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+        cad_int8_stats st;
+        const char *art = check_tmp_path("qat.ptz");
+        CHECK_MSG(cad_int8_export(art, ts, m.n_params, &qo, &st, &e) == CAD_OK, "%s", e.msg);
+        for (int i = 0; i < m.n_params; i++) ts[i].data = dec + (m.params[i].data - m.param_mem);
+        CHECK_MSG(cad_int8_import(art, ts, m.n_params, &e) == CAD_OK, "%s", e.msg);
+        for (int i = 0; i < m.n_params; i++) {
+            cad_param *p = &m.params[i];
+            if (p->group != CAD_PG_MATRIX) continue;
+            size_t off = (size_t)(p->data - m.param_mem), bad = 0;
+            const float *want = cad_model_qat_quantised(&m, i) ? dec + off : orig + off;
+            for (long k = 0; k < p->numel; k++) bad += memcmp(&seen[off + k], &want[k], 4) != 0;
+            CHECK_MSG(bad == 0, "bits %d: %s: %zu of %ld values differ from the %s", bits, p->name, bad, p->numel,
+                      cad_model_qat_quantised(&m, i) ? "artifact's decode" : "fp32 weights");
+        }
+        /* the decoded matrices in the fp32 slots, QAT off: the same forward */
+        for (int i = 0; i < m.n_params; i++) {
+            cad_param *p = &m.params[i];
+            if (cad_model_qat_quantised(&m, i))
+                memcpy(p->data, dec + (p->data - m.param_mem), (size_t)p->numel * 4);
+        }
+        CHECK(cad_model_set_qat(&m, 0, &e) == CAD_OK);
+        CHECK(cad_model_forward(&m, x, y, 2, 8, &loss_dec, &e) == CAD_OK);
+        CHECK_MSG(memcmp(&loss_qat, &loss_dec, 4) == 0, "bits %d: QAT forward loss %.9g, decoded artifact %.9g", bits,
+                  (double)loss_qat, (double)loss_dec);
+    }
+    CHECK_EQ_INT(cad_model_set_qat(&m, 7 + 2, &e), CAD_ECONFIG);
+    free(orig), free(seen), free(dec), free(ts);
+    cad_model_free(&m);
+}
+
 int main(void) {
     RUN(test_param_table_and_groups);
     RUN(test_init_values);
@@ -472,5 +560,6 @@ int main(void) {
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);
     RUN(test_bench_flops);
+    RUN(test_qat_forward_matches_artifact);
     return check_report();
 }

@@ -21,6 +21,7 @@
  * and gram_batched (test_engine_gram.c).
  */
 #include "engine/backend.h"
+#include "engine/export.h"
 #include "check.h"
 
 #include <math.h>
@@ -737,6 +738,44 @@ static void test_adam_update(void) {
     release(p), release(g), release(m), release(v), release(p0), release(m0), release(v0);
 }
 
+/* fake_quant_rows is the artifact's quantise-dequantise, bit for bit: against
+ * cad_quantize_rows (the export) followed by the reader's q * fp16 scale, for every bit width
+ * and ternary, on rows with an outlier, a repeated maximum, all zeros, tiny values (fp16
+ * subnormal scales), and 1- and 2-column matrices (the quantile's edge cases). */
+static void test_fake_quant_rows(void) {
+    static const int shapes[][2] = {{9, 70}, {4, 1}, {3, 2}, {5, 1024}};
+    static const int bits_list[] = {8, 6, 5, 4, 3, 2, CAD_QUANT_TERNARY};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int rows = shapes[si][0], cols = shapes[si][1];
+        size_t n = (size_t)rows * cols;
+        float *w = randn(n, 0.05f), *out = tensor(n);
+        float *work = malloc((size_t)cols * sizeof(float)), *want = malloc(n * sizeof(float));
+        int8_t *q = malloc(n);
+        uint16_t *sc = malloc((size_t)rows * sizeof(uint16_t));
+        w[3 % n] = 2.5f;                                           /* an outlier in row 0 */
+        if (rows > 2 && cols > 1) w[cols] = w[cols + 1] = -0.3f;   /* row 1: repeated max |w| */
+        if (rows > 2) memset(w + 2 * (size_t)cols, 0, (size_t)cols * sizeof(float)); /* row 2: zeros */
+        if (rows > 3) for (int c = 0; c < cols; c++) w[3 * (size_t)cols + c] *= 1e-4f; /* tiny scales */
+        for (size_t b = 0; b < sizeof bits_list / sizeof *bits_list; b++) {
+            int bits = bits_list[b];
+            be->fake_quant_rows(be, out, w, rows, cols, bits);
+            cad_quantize_rows(w, rows, cols, bits, 0, q, sc, work);
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                    want[(size_t)r * cols + c] = (float)q[(size_t)r * cols + c] * cad_f16_to_f32(sc[r]);
+            int bad = 0;
+            for (size_t i = 0; i < n; i++) bad += memcmp(&out[i], &want[i], sizeof(float)) != 0;
+            CHECK_MSG(bad == 0, "%dx%d bits %d: %d of %zu values differ from the export's decode", rows, cols, bits,
+                      bad, n);
+            int distinct = 0; /* the codes span the grid: not everything rounded to one value */
+            for (size_t i = 1; i < (size_t)cols && !distinct; i++) distinct = out[i] != out[0];
+            if (cols > 2) CHECK_MSG(distinct, "%dx%d bits %d: row 0 collapsed to one value", rows, cols, bits);
+        }
+        release(w), release(out);
+        free(work), free(want), free(q), free(sc);
+    }
+}
+
 int main(void) {
     be = cad_backend_cpu();
     RUN(test_matmul);
@@ -755,5 +794,6 @@ int main(void) {
     RUN(test_scale);
     RUN(test_sumsq);
     RUN(test_adam_update);
+    RUN(test_fake_quant_rows);
     return check_report();
 }

@@ -5,6 +5,7 @@
  */
 #include "engine/config.h"
 #include "engine/export.h"
+#include "engine/optim.h"
 
 #include "engine/yamltree.h"
 
@@ -395,6 +396,11 @@ static int validate_optimizer(const cad_config *c, cad_err *e) {
                 "muon_wd=%g embed_wd=%g scalar_wd=%g: weight decay must be >= 0", c->muon_wd, c->embed_wd,
                 c->scalar_wd);
     CFG_REQUIRE(c->ema_decay >= 0 && c->ema_decay < 1, "ema_decay=%g: expected 0 (off) or in (0, 1)", c->ema_decay);
+    CFG_REQUIRE(cad_lr_schedule_parse(c->lr_schedule) >= 0, "lr_schedule='%s': expected linear_warmdown or cosine",
+                c->lr_schedule);
+    CFG_REQUIRE(c->min_lr_frac >= 0 && c->min_lr_frac <= 1, "min_lr_frac=%g: expected 0 <= f <= 1", c->min_lr_frac);
+    CFG_REQUIRE(c->ema_start_frac >= 0 && c->ema_start_frac < 1, "ema_start_frac=%g: expected 0 <= f < 1",
+                c->ema_start_frac);
     return CAD_OK;
 }
 
@@ -534,5 +540,6 @@ int cad_config_recur_span(const cad_config *c, int *first, int *last) {
 int cad_config_key_inert(const cad_config *c, const char *key) {
     if (c->recur_loops <= 1 && (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac"))) return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
+    if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     return 0;
 }

@@ -107,7 +107,11 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, quant_sdclip_embed_k, "0.0", "SDClip for tok_emb/lm_head rows (records: 20 at int8); 0 = off") \
     X(STR, artifact_compressor, "zlib", "artifact compression: zlib (level 9, train_gpt.py) or zstd (level 22)") \
     X(INT, checkpoint_every, "0", "write run_dir/checkpoint.bin every N steps (0 = off)")         \
-    X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")
+    X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")                 \
+    /* training techniques (schedules, embeddings, loops) */                                    \
+    X(STR, lr_schedule, "linear_warmdown", "lr multiplier: linear_warmdown (train_gpt.py) or cosine over the whole run") \
+    X(FLOAT, min_lr_frac, "0.0", "floor of the lr multiplier (records' MIN_LR: 0.10); 0 = none") \
+    X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */

@@ -295,13 +295,29 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
             }
         }
     }
-    if (o->hp.ema_decay > 0) { /* ema = d ema + (1 - d) p, after the step (the records' order) */
+    if (o->hp.ema_decay > 0 && o->ema_inactive) { /* before ema_start_frac: track the weights */
+        ema_restart(o);
+    } else if (o->hp.ema_decay > 0) { /* ema = d ema + (1 - d) p, after the step (the records' order) */
         float d = (float)o->hp.ema_decay;
         for (int i = 0; i < o->n; i++) be->axpby(be, o->params[i].numel, 1.0f - d, o->params[i].data, d, o->params[i].ema);
     }
 }
 
-double cad_lr_mul(const cad_config *c, long step, double elapsed_ms) {
+void cad_optim_set_ema_active(cad_optim *o, int active) { o->ema_inactive = !active; }
+
+int cad_lr_schedule_parse(const char *name) {
+    if (strcmp(name, "linear_warmdown") == 0) return CAD_LR_LINEAR_WARMDOWN;
+    if (strcmp(name, "cosine") == 0) return CAD_LR_COSINE;
+    return -1;
+}
+
+double cad_train_frac(const cad_config *c, long step, double elapsed_ms) {
+    if (c->max_wallclock_seconds > 0) return elapsed_ms / (1000.0 * c->max_wallclock_seconds);
+    return (double)step / (double)(c->iterations > 0 ? c->iterations : 1);
+}
+
+/* train_gpt.py's lr_mul, unchanged. */
+static double linear_warmdown_mul(const cad_config *c, long step, double elapsed_ms) {
     if (c->warmdown_iters <= 0) return 1.0;
     if (c->max_wallclock_seconds <= 0) {
         long start = c->iterations - c->warmdown_iters;
@@ -318,6 +334,17 @@ double cad_lr_mul(const cad_config *c, long step, double elapsed_ms) {
     double remaining = max_ms - elapsed_ms;
     if (remaining < 0) remaining = 0;
     return remaining <= warmdown_ms ? remaining / (warmdown_ms > 1e-9 ? warmdown_ms : 1e-9) : 1.0;
+}
+
+double cad_lr_mul(const cad_config *c, long step, double elapsed_ms) {
+    double lo = c->min_lr_frac;
+    if (cad_lr_schedule_parse(c->lr_schedule) == CAD_LR_COSINE) {
+        double f = cad_train_frac(c, step, elapsed_ms);
+        f = f < 0.0 ? 0.0 : f > 1.0 ? 1.0 : f;
+        return lo + (1.0 - lo) * 0.5 * (1.0 + cos(M_PI * f));
+    }
+    double mul = linear_warmdown_mul(c, step, elapsed_ms);
+    return mul > lo ? mul : lo; /* at the default 0 this is the warmdown value itself (it is >= 0) */
 }
 
 double cad_muon_momentum_at(const cad_config *c, long step) {

@@ -658,8 +658,13 @@ static int train_step(train_run *r, cad_err *e) {
     const cad_config *c = s->c;
     double elapsed_ms = r->training_time_ms + (now_ms() - r->t0);
     double scale = cad_lr_mul(c, r->step, elapsed_ms);
+    double frac = cad_train_frac(c, r->step, elapsed_ms);
+    if (c->ema_decay > 0 && c->ema_start_frac > 0) { /* the average tracks the weights until then */
+        int active = frac >= c->ema_start_frac;
+        if (active && s->o.ema_inactive) log0(s, "ema:start step:%ld frac:%.3f", r->step, frac);
+        cad_optim_set_ema_active(&s->o, active);
+    }
     if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
-        double frac = r->max_wallclock_ms > 0 ? elapsed_ms / r->max_wallclock_ms : (double)r->step / (double)c->iterations;
         if (frac >= c->recur_start_frac) {
             cad_model_set_recurrence(&s->m, 1);
             log0(s, "recurrence:on step:%ld frac:%.3f virtual_layers:%d", r->step, frac, s->m.n_virtual);

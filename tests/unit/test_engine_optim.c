@@ -184,6 +184,41 @@ static void test_lr_mul_by_wallclock(void) {
     cad_config_free(&c);
 }
 
+/* min_lr_frac floors train_gpt.py's warmdown (the records' max(mul, MIN_LR)); cosine runs
+ * min + (1-min)(1+cos(pi f))/2 over the fraction of training, by steps or by wallclock. */
+static void test_lr_schedules(void) {
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    c.max_wallclock_seconds = 0;
+    c.iterations = 100;
+    c.warmdown_iters = 20;
+    c.min_lr_frac = 0.1;
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 1.0, 0, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 90, 0), 0.5, 1e-15, 0);   /* above the floor: the warmdown value */
+    CHECK_NEAR(cad_lr_mul(&c, 98, 0), 0.1, 1e-15, 0);   /* 2/20 = 0.1: at the floor */
+    CHECK_NEAR(cad_lr_mul(&c, 99, 0), 0.1, 0, 0);       /* 1/20 = 0.05 -> floored */
+    c.max_wallclock_seconds = 600; /* the same floor under a wallclock warmdown */
+    CHECK_NEAR(cad_lr_mul(&c, 2000, 599900.0), 0.1, 0, 0); /* 100 ms left of a ~6 s warmdown */
+    CHECK_NEAR(cad_lr_mul(&c, 1000, 300000.0), 1.0, 0, 0); /* warmdown 20*300 ms < 300 s left */
+    CHECK(cad_config_set(&c, "lr_schedule", "cosine", "test", &e) == CAD_OK);
+    c.max_wallclock_seconds = 0;
+    c.min_lr_frac = 0;
+    CHECK_NEAR(cad_lr_mul(&c, 0, 0), 1.0, 0, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 25, 0), 0.5 * (1 + cos(M_PI / 4)), 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 0.5, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 100, 0), 0.0, 1e-15, 0);
+    c.min_lr_frac = 0.2;
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 0.2 + 0.8 * 0.5, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 100, 0), 0.2, 1e-15, 0);
+    c.max_wallclock_seconds = 600; /* by wallclock: 150 s of 600 = f 0.25, whatever the step */
+    CHECK_NEAR(cad_lr_mul(&c, 7, 150000.0), 0.2 + 0.8 * 0.5 * (1 + cos(M_PI / 4)), 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 7, 900000.0), 0.2, 1e-15, 0); /* past the cap: clamped */
+    CHECK(cad_config_set(&c, "lr_schedule", "step", "test", &e) == CAD_OK);
+    CHECK(cad_config_validate(&c, &e) == CAD_ECONFIG && strstr(e.msg, "lr_schedule") != NULL);
+    cad_config_free(&c);
+}
+
 static void test_muon_momentum_warmup(void) {
     cad_config c;
     cad_err e = {0};
@@ -372,6 +407,33 @@ static void test_ema_of_weights(void) {
     cad_optim_free(&o);
 }
 
+/* ema_start_frac: while inactive the average is the weights after every step (bit for bit);
+ * once active it averages from there: ema = d ema + (1-d) p. */
+static void test_ema_start(void) {
+    float d[4] = {1, -2, 3, 0.5f}, g[4] = {0.5f, -1, 0.25f, 2};
+    cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 4, .cols = 1, .numel = 4, .base_lr = 0.1,
+                         .data = d, .grad = g};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.5, 0};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+    cad_optim_set_ema_active(&o, 0);
+    for (int step = 0; step < 2; step++) {
+        cad_optim_step(&o, 1.0, 0.9);
+        CHECK(memcmp(o.params[0].ema, d, sizeof d) == 0);
+    }
+    float want[4];
+    memcpy(want, d, sizeof want);
+    cad_optim_set_ema_active(&o, 1);
+    cad_optim_step(&o, 1.0, 0.9);
+    for (int i = 0; i < 4; i++) {
+        want[i] = 0.5f * d[i] + 0.5f * want[i];
+        CHECK_NEAR(o.params[0].ema[i], want[i], 1e-6, 0);
+    }
+    CHECK(memcmp(o.params[0].ema, d, sizeof d) != 0);
+    cad_optim_free(&o);
+}
+
 /* MuonEq-R (muon_row_norm): the step equals train_gpt.py's Muon applied to the Nesterov update
  * with each row divided by its L2 norm, computed here by hand; without it the rows' relative
  * scale survives (the two updates differ). */
@@ -426,9 +488,11 @@ int main(void) {
     RUN(test_muon_rejects_bad_shape);
     RUN(test_lr_mul_by_iterations);
     RUN(test_lr_mul_by_wallclock);
+    RUN(test_lr_schedules);
     RUN(test_muon_momentum_warmup);
     RUN(test_weight_decay_is_decoupled);
     RUN(test_ema_of_weights);
+    RUN(test_ema_start);
     RUN(test_muon_row_norm);
     RUN(test_trajectory_matches_torch);
     RUN(test_trajectory_untied_matches_torch);

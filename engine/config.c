@@ -399,6 +399,10 @@ static int validate_optimizer(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(cad_lr_schedule_parse(c->lr_schedule) >= 0, "lr_schedule='%s': expected linear_warmdown or cosine",
                 c->lr_schedule);
     CFG_REQUIRE(c->min_lr_frac >= 0 && c->min_lr_frac <= 1, "min_lr_frac=%g: expected 0 <= f <= 1", c->min_lr_frac);
+    CFG_REQUIRE(cad_muon_ns_parse(c->muon_ns) >= 0, "muon_ns='%s': expected quintic or polar_express", c->muon_ns);
+    CFG_REQUIRE(cad_muon_ns_parse(c->muon_ns) != CAD_NS_POLAR_EXPRESS || c->muon_backend_steps <= CAD_POLAR_EXPRESS_STEPS,
+                "muon_ns=polar_express has %d coefficient tuples: muon_backend_steps=%ld must be at most %d",
+                CAD_POLAR_EXPRESS_STEPS, c->muon_backend_steps, CAD_POLAR_EXPRESS_STEPS);
     CFG_REQUIRE(c->ema_start_frac >= 0 && c->ema_start_frac < 1, "ema_start_frac=%g: expected 0 <= f < 1",
                 c->ema_start_frac);
     return CAD_OK;

@@ -111,7 +111,8 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     /* training techniques (schedules, embeddings, loops) */                                    \
     X(STR, lr_schedule, "linear_warmdown", "lr multiplier: linear_warmdown (train_gpt.py) or cosine over the whole run") \
     X(FLOAT, min_lr_frac, "0.0", "floor of the lr multiplier (records' MIN_LR: 0.10); 0 = none") \
-    X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights")
+    X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights") \
+    X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */

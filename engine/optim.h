@@ -30,6 +30,12 @@
 
 typedef enum { CAD_OPT_ADAM = 0, CAD_OPT_MUON = 1 } cad_opt_kind;
 
+/* muon_ns values; Polar Express has one coefficient tuple per iteration, this many. */
+enum { CAD_NS_QUINTIC = 0, CAD_NS_POLAR_EXPRESS = 1 };
+#define CAD_POLAR_EXPRESS_STEPS 5
+/* "quintic" / "polar_express" -> CAD_NS_*, else -1. */
+int cad_muon_ns_parse(const char *name);
+
 /* One parameter tensor as the optimizer sees it. data/grad are backend tensors owned by the
  * caller (the model); rows/cols describe a 2-D view (Muon needs it; Adam ignores it). */
 typedef struct cad_optim_param {
@@ -54,6 +60,10 @@ typedef struct cad_optim_hparams {
     /* MuonEq-R: each row of the Nesterov update divided by its L2 norm before Newton-Schulz
      * (the records' PR #1217/#1260, about -0.001 bpb). 0 = train_gpt.py's Muon. */
     int muon_row_norm;
+    /* Newton-Schulz coefficients: CAD_NS_QUINTIC, train_gpt.py's fixed (3.4445, -4.7750, 2.0315)
+     * every iteration, or CAD_NS_POLAR_EXPRESS, the records' per-iteration minimax tuples (at
+     * most CAD_POLAR_EXPRESS_STEPS iterations). */
+    int muon_ns;
 } cad_optim_hparams;
 
 typedef struct cad_optim {
@@ -119,6 +129,9 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum);
 size_t cad_muon_ns_scratch_floats(int rows, int cols);
 void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, int rows, int cols,
                             int steps, float *scratch);
+/* The same with the coefficients of muon_ns (CAD_NS_*). */
+void cad_muon_newton_schulz_ns(const cad_backend *be, float *out, const float *G, int rows, int cols,
+                               int steps, int ns, float *scratch);
 
 /* lr_schedule values. */
 enum { CAD_LR_LINEAR_WARMDOWN = 0, CAD_LR_COSINE = 1 };

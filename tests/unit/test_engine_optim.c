@@ -96,7 +96,7 @@ static void test_optimizer_steps_match_torch(void) {
         ps[k].data = data[k];
         ps[k].grad = grad[k];
     }
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 4, ps, &e) == CAD_OK);
@@ -138,7 +138,7 @@ static void test_muon_rejects_bad_shape(void) {
     const cad_backend *be = cad_backend_cpu();
     float d[6], g[6];
     cad_optim_param p = {.name = "bad", .kind = CAD_OPT_MUON, .rows = 4, .cols = 4, .numel = 6, .base_lr = 0.1, .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 1, &p, &e) == CAD_ECONFIG);
@@ -374,7 +374,7 @@ static void test_ema_of_weights(void) {
     float d[6] = {1, 2, 3, 4, 5, 6}, g[6] = {0.5f, -1, 0.25f, 2, -0.5f, 1};
     cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 6, .cols = 1, .numel = 6, .base_lr = 0.1,
                          .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
@@ -407,13 +407,63 @@ static void test_ema_of_weights(void) {
     cad_optim_free(&o);
 }
 
+/* muon_ns=polar_express: Newton-Schulz with the records' per-iteration (a, b, c) against float64
+ * PyTorch (tests/scripts/gen_polar_express_ref.py, muon_ref.ns_polar_express) on exact inputs
+ * G[i][j] = ((7i + 3j) % 11 - 5) / 4, wide and tall; the quintic result must differ (the
+ * tuples are in effect), and an optimizer step with muon_ns set uses them. */
+static const double pe_wide[15] = {-0.684390793, -0.029128158, 0.0285702971, 0.58319949, -0.465969915, 0.036153171, 0.828802259, -0.379333003, 0.105284625, 0.300369534, -0.34377693, 0.298737399, 0.633220267, -0.671486374, -0.129605487};
+static const double pe_tall[15] = {-0.63281761, -0.279841856, -0.176079761, 0.166440423, 0.569594237, -0.165214631, -0.0634234057, 0.404226445, 0.772810181, 0.635191503, -0.407221499, 0.0369520353, -0.023357645, 0.34157147, -0.481511278};
+static void pe_case(int rows, int cols, const double *want) {
+    float G[15], out[15], q[15];
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) G[i * cols + j] = (float)(((7 * i + 3 * j) % 11 - 5) / 4.0);
+    float *scratch = malloc(cad_muon_ns_scratch_floats(rows, cols) * sizeof(float));
+    cad_muon_newton_schulz_ns(cad_backend_cpu(), out, G, rows, cols, 5, CAD_NS_POLAR_EXPRESS, scratch);
+    cad_muon_newton_schulz(cad_backend_cpu(), q, G, rows, cols, 5, scratch);
+    double worst = 0, apart = 0;
+    for (int i = 0; i < rows * cols; i++) {
+        worst = fmax(worst, fabs(out[i] - want[i]));
+        apart = fmax(apart, fabs(q[i] - want[i]));
+    }
+    printf("    %dx%d polar express max err %.3g (quintic differs by %.3g)\n", rows, cols, worst, apart);
+    /* fp32 against float64 through 5 iterations of entries O(1): observed 5e-6 */
+    CHECK_MSG(worst < 2e-5, "%dx%d polar express off by %.3g", rows, cols, worst);
+    CHECK_MSG(apart > 1e-2, "%dx%d quintic equals polar express (%.3g)", rows, cols, apart);
+    /* one Muon step (momentum 0: u = g) through the optimizer's batched path */
+    float d[15] = {0};
+    cad_optim_param p = {.name = "w", .kind = CAD_OPT_MUON, .rows = rows, .cols = cols, .numel = (size_t)(rows * cols),
+                         .base_lr = 1.0, .data = d, .grad = G};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_POLAR_EXPRESS};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+    cad_optim_step(&o, 1.0, 0.0);
+    double scale = sqrt(rows > cols ? (double)rows / cols : 1.0);
+    for (int i = 0; i < rows * cols; i++) CHECK_NEAR(d[i], -scale * out[i], 1e-6, 1e-6);
+    cad_optim_free(&o);
+    free(scratch);
+}
+
+static void test_newton_schulz_polar_express(void) {
+    pe_case(3, 5, pe_wide);
+    pe_case(5, 3, pe_tall);
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    CHECK(cad_config_set(&c, "muon_ns", "polar_express", "test", &e) == CAD_OK);
+    CHECK(cad_config_validate(&c, &e) == CAD_OK);
+    c.muon_backend_steps = 6; /* the table has 5 tuples */
+    CHECK(cad_config_validate(&c, &e) == CAD_ECONFIG && strstr(e.msg, "muon_backend_steps") != NULL);
+    cad_config_free(&c);
+}
+
 /* ema_start_frac: while inactive the average is the weights after every step (bit for bit);
  * once active it averages from there: ema = d ema + (1-d) p. */
 static void test_ema_start(void) {
     float d[4] = {1, -2, 3, 0.5f}, g[4] = {0.5f, -1, 0.25f, 2};
     cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 4, .cols = 1, .numel = 4, .base_lr = 0.1,
                          .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.5, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.5, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
@@ -464,7 +514,7 @@ static void test_muon_row_norm(void) {
         memcpy(d, p0, sizeof d);
         cad_optim_param p = {.name = "w", .kind = CAD_OPT_MUON, .rows = RW, .cols = CL, .numel = RW * CL, .base_lr = lr,
                              .data = d, .grad = g};
-        cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, on};
+        cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, on, CAD_NS_QUINTIC};
         cad_optim o;
         CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
         cad_optim_step(&o, 1.0, mu);
@@ -484,6 +534,7 @@ int main(void) {
     RUN(test_newton_schulz_wide);
     RUN(test_newton_schulz_tall);
     RUN(test_newton_schulz_orthogonalizes);
+    RUN(test_newton_schulz_polar_express);
     RUN(test_optimizer_steps_match_torch);
     RUN(test_muon_rejects_bad_shape);
     RUN(test_lr_mul_by_iterations);

@@ -303,7 +303,8 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     rc = cad_bpb_luts_build(s->tok, (int)c->vocab_size, &s->luts, e);
     if (rc) return rc;
     s->have_luts = 1;
-    rc = cad_val_tokens_load(s->val_pattern, (int)c->train_seq_len, (int)c->vocab_size, &s->val, &s->n_val, e);
+    long eval_T = cad_config_eval_seq_len(c);
+    rc = cad_val_tokens_load(s->val_pattern, (int)eval_T, (int)c->vocab_size, &s->val, &s->n_val, e);
     if (rc) return rc;
 
     cad_model_config mc = {
@@ -316,6 +317,10 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers};
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
+    if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
+        mc.max_seq_len = (int)eval_T;
+        mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);
+    }
     rc = cad_model_config_check(&mc, e);
     if (rc) return rc;
     rc = cad_model_init(&s->m, &mc, s->be, (uint64_t)c->seed, e);
@@ -370,7 +375,7 @@ static cad_quant_opts quant_opts(const cad_config *c) {
 }
 
 static cad_ttt_spec ttt_spec(const cad_config *c) {
-    cad_ttt_spec t = {c->eval_stride > 0 ? (int)c->eval_stride : (int)c->train_seq_len, c->ttt_chunk_tokens, c->ttt_lr,
+    cad_ttt_spec t = {c->eval_stride > 0 ? (int)c->eval_stride : (int)cad_config_eval_seq_len(c), c->ttt_chunk_tokens, c->ttt_lr,
                       c->ttt_momentum, (int)c->ttt_epochs, (int)c->ttt_batch_seqs, c->ttt_grad_clip};
     return t;
 }
@@ -384,7 +389,7 @@ static void ttt_progress(void *ud, long chunk, long n_chunks, const double sums[
 }
 
 static cad_eval_spec eval_spec(const session *s) {
-    cad_eval_spec sp = {(int)s->c->train_seq_len, s->c->val_batch_size, s->accum, s->c->val_max_tokens};
+    cad_eval_spec sp = {(int)cad_config_eval_seq_len(s->c), s->c->val_batch_size, s->accum, s->c->val_max_tokens};
     return sp;
 }
 
@@ -537,6 +542,7 @@ static void train_print_header(train_run *r) {
     log0(s, "world_size:1 grad_accum_steps:%d", s->accum);
     log0(s, "backend:%s threads:%d matmul_precision:%s", s->be->name, omp_get_max_threads(), c->matmul_precision);
     log0(s, "attention_mode:gqa num_heads:%ld num_kv_heads:%ld", c->num_heads, c->num_kv_heads);
+    if (c->eval_seq_len > 0) log0(s, "eval_seq_len:%ld train_seq_len:%ld", c->eval_seq_len, c->train_seq_len);
     if (c->recur_loops > 1)
         log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
              c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
@@ -859,7 +865,7 @@ static int train_final_eval(train_run *r, cad_err *e) {
     log0(s, "final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", zname, er->val_loss, er->val_bpb);
     if (er->partial)
         log0(s, "partial_eval: val_max_tokens:%ld windows:%ld of %ld (result marked partial)", c->val_max_tokens,
-             er->n_seqs, (s->n_val - 1) / c->train_seq_len);
+             er->n_seqs, (s->n_val - 1) / cad_config_eval_seq_len(c));
     journal(s, r->step, "final_val_loss", er->val_loss);
     journal(s, r->step, "final_val_bpb", er->val_bpb);
     if (c->eval_stride > 0 && (rc = train_score_sliding(r, e))) return rc;

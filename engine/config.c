@@ -547,7 +547,9 @@ int cad_config_recur_span(const cad_config *c, int *first, int *last) {
 long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ? c->eval_seq_len : c->train_seq_len; }
 
 int cad_config_key_inert(const cad_config *c, const char *key) {
-    if (c->recur_loops <= 1 && (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac"))) return 1;
+    if (c->recur_loops <= 1 &&
+        (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales")))
+        return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     return 0;

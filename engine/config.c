@@ -5,6 +5,7 @@
  */
 #include "engine/config.h"
 #include "engine/export.h"
+#include "engine/optim.h"
 
 #include "engine/yamltree.h"
 
@@ -368,10 +369,12 @@ static int validate_batch(const cad_config *c, cad_err *e) {
                 "train_batch_tokens=%ld / grad_accum_steps=%d = %ld tokens per micro-step must be a "
                 "positive multiple of train_seq_len=%ld",
                 c->train_batch_tokens, accum, local, c->train_seq_len);
-    CFG_REQUIRE(c->val_batch_size / accum >= c->train_seq_len,
+    CFG_REQUIRE(c->eval_seq_len >= 0, "eval_seq_len=%ld: expected 0 (= train_seq_len) or > 0", c->eval_seq_len);
+    long eval_T = cad_config_eval_seq_len(c);
+    CFG_REQUIRE(c->val_batch_size / accum >= eval_T,
                 "val_batch_size=%ld must provide at least one sequence per micro-batch: "
-                "val_batch_size / grad_accum_steps(%d) >= train_seq_len(%ld)",
-                c->val_batch_size, accum, c->train_seq_len);
+                "val_batch_size / grad_accum_steps(%d) >= %s(%ld)",
+                c->val_batch_size, accum, c->eval_seq_len ? "eval_seq_len" : "train_seq_len", eval_T);
     CFG_REQUIRE(c->val_loss_every >= 0, "val_loss_every=%ld: expected >= 0", c->val_loss_every);
     CFG_REQUIRE(c->train_log_every >= 0, "train_log_every=%ld: expected >= 0", c->train_log_every);
     CFG_REQUIRE(c->warmdown_iters >= 0, "warmdown_iters=%ld: expected >= 0", c->warmdown_iters);
@@ -395,6 +398,15 @@ static int validate_optimizer(const cad_config *c, cad_err *e) {
                 "muon_wd=%g embed_wd=%g scalar_wd=%g: weight decay must be >= 0", c->muon_wd, c->embed_wd,
                 c->scalar_wd);
     CFG_REQUIRE(c->ema_decay >= 0 && c->ema_decay < 1, "ema_decay=%g: expected 0 (off) or in (0, 1)", c->ema_decay);
+    CFG_REQUIRE(cad_lr_schedule_parse(c->lr_schedule) >= 0, "lr_schedule='%s': expected linear_warmdown or cosine",
+                c->lr_schedule);
+    CFG_REQUIRE(c->min_lr_frac >= 0 && c->min_lr_frac <= 1, "min_lr_frac=%g: expected 0 <= f <= 1", c->min_lr_frac);
+    CFG_REQUIRE(cad_muon_ns_parse(c->muon_ns) >= 0, "muon_ns='%s': expected quintic or polar_express", c->muon_ns);
+    CFG_REQUIRE(cad_muon_ns_parse(c->muon_ns) != CAD_NS_POLAR_EXPRESS || c->muon_backend_steps <= CAD_POLAR_EXPRESS_STEPS,
+                "muon_ns=polar_express has %d coefficient tuples: muon_backend_steps=%ld must be at most %d",
+                CAD_POLAR_EXPRESS_STEPS, c->muon_backend_steps, CAD_POLAR_EXPRESS_STEPS);
+    CFG_REQUIRE(c->ema_start_frac >= 0 && c->ema_start_frac < 1, "ema_start_frac=%g: expected 0 <= f < 1",
+                c->ema_start_frac);
     return CAD_OK;
 }
 
@@ -402,9 +414,9 @@ static int validate_optimizer(const cad_config *c, cad_err *e) {
 static int validate_eval_budget(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->val_max_tokens >= 0, "val_max_tokens=%ld: expected >= 0 (0 = whole split)",
                 c->val_max_tokens);
-    CFG_REQUIRE(c->val_max_tokens == 0 || c->val_max_tokens >= c->train_seq_len,
-                "val_max_tokens=%ld must be 0 or at least train_seq_len=%ld", c->val_max_tokens,
-                c->train_seq_len);
+    CFG_REQUIRE(c->val_max_tokens == 0 || c->val_max_tokens >= cad_config_eval_seq_len(c),
+                "val_max_tokens=%ld must be 0 or at least the eval sequence length %ld", c->val_max_tokens,
+                cad_config_eval_seq_len(c));
     return CAD_OK;
 }
 
@@ -423,9 +435,9 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->ttt_lr >= 0 && c->ttt_momentum >= 0 && c->ttt_momentum < 1 && c->ttt_grad_clip >= 0,
                 "ttt_lr=%g ttt_momentum=%g ttt_grad_clip=%g: expected lr >= 0, 0 <= momentum < 1, clip >= 0", c->ttt_lr,
                 c->ttt_momentum, c->ttt_grad_clip);
-    CFG_REQUIRE(c->ttt_epochs >= 0 && c->ttt_batch_seqs >= 1 && c->ttt_chunk_tokens >= c->train_seq_len,
-                "ttt_epochs=%ld ttt_batch_seqs=%ld ttt_chunk_tokens=%ld: expected >= 0, >= 1, >= train_seq_len (%ld)",
-                c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, c->train_seq_len);
+    CFG_REQUIRE(c->ttt_epochs >= 0 && c->ttt_batch_seqs >= 1 && c->ttt_chunk_tokens >= cad_config_eval_seq_len(c),
+                "ttt_epochs=%ld ttt_batch_seqs=%ld ttt_chunk_tokens=%ld: expected >= 0, >= 1, >= the eval sequence length (%ld)",
+                c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, cad_config_eval_seq_len(c));
     CFG_REQUIRE(c->parallel_residual_layers >= 0 && c->parallel_residual_layers <= c->num_layers,
                 "parallel_residual_layers=%ld: expected 0..num_layers (%ld)", c->parallel_residual_layers, c->num_layers);
     CFG_REQUIRE(c->xsa_last_layers >= 0 && c->xsa_last_layers <= c->num_layers,
@@ -457,8 +469,9 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
                 c->qat_bits);
     CFG_REQUIRE(!strcmp(c->code_compress, "none") || !strcmp(c->code_compress, "lzma") || !strcmp(c->code_compress, "zlib"),
                 "code_compress='%s': expected none, lzma or zlib", c->code_compress);
-    CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= c->train_seq_len,
-                "eval_stride=%ld: expected 0 (off) or 1..train_seq_len (%ld)", c->eval_stride, c->train_seq_len);
+    CFG_REQUIRE(c->eval_stride >= 0 && c->eval_stride <= cad_config_eval_seq_len(c),
+                "eval_stride=%ld: expected 0 (off) or 1..the eval sequence length (%ld)", c->eval_stride,
+                cad_config_eval_seq_len(c));
     return CAD_OK;
 }
 
@@ -556,11 +569,16 @@ int cad_config_qat_bits(const cad_config *c) {
     return !strcmp(v, "0") ? 0 : -1;
 }
 
+long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ? c->eval_seq_len : c->train_seq_len; }
+
 int cad_config_key_inert(const cad_config *c, const char *key) {
     if (!strcmp(c->qat_bits, "0") && !strcmp(key, "qat_start_frac")) return 1;
     if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5)) return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
-    if (c->recur_loops <= 1 && (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac"))) return 1;
+    if (c->recur_loops <= 1 &&
+        (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales")))
+        return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
+    if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     return 0;
 }

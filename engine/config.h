@@ -115,7 +115,14 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, gptq_damp, "0.01", "GPTQ: damping added to diag(H), as a fraction of its mean")            \
     X(BOOL, gptq_act_order, "0", "GPTQ: quantise columns in descending diag(H) order (the records' act-order)") \
     X(INT, checkpoint_every, "0", "write run_dir/checkpoint.bin every N steps (0 = off)")         \
-    X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")
+    X(BOOL, resume, "0", "continue from run_dir/checkpoint.bin when it exists")                 \
+    /* training techniques (schedules, embeddings, loops) */                                    \
+    X(STR, lr_schedule, "linear_warmdown", "lr multiplier: linear_warmdown (train_gpt.py) or cosine over the whole run") \
+    X(FLOAT, min_lr_frac, "0.0", "floor of the lr multiplier (records' MIN_LR: 0.10); 0 = none") \
+    X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights") \
+    X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
+    X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
+    X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */
@@ -176,6 +183,7 @@ int cad_config_recur_span(const cad_config *c, int *first, int *last);  /* grad_
 long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
 /* qat_bits as a bit width: 0 (off), 1 (CAD_QUANT_TERNARY, "ternary") or 2..8; -1 when malformed. */
 int cad_config_qat_bits(const cad_config *c);
+long cad_config_eval_seq_len(const cad_config *c); /* eval_seq_len, or train_seq_len when 0 */
 
 /* Value of a key as text (as it would be written in config.yaml) into buf. */
 void cad_config_format(const cad_config *c, const cad_config_key *k, char *buf, size_t cap);

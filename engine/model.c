@@ -168,13 +168,22 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             /* ndim, d0, d1 */
             {1, C, 0}, {1, C, 0}, {2, 2, C}, {1, c->num_heads, 0}, {2, C, C},
             {2, m->kv_dim, C}, {2, m->kv_dim, C}, {2, C, C}, {2, m->hidden, C}, {2, C, m->hidden}};
+        int p_as = -1, p_ms = -1;
         for (int s = 0; s < 10; s++) {
             snprintf(name, sizeof(name), "blocks.%d.%s", l, suffix[s]);
             int matrix = shp[s][0] == 2 && !name_is_control(name);
             idx[s] = param_add(&pb, name, (int)shp[s][0], shp[s][1], shp[s][2],
                                matrix ? CAD_PG_MATRIX : CAD_PG_SCALAR);
+            /* the per-pass scales follow resid_mix: the Block's own parameters come first in torch */
+            if (s == 2 && c->recur_loop_scales && c->recur_loops > 1 && l >= c->recur_first && l <= c->recur_last) {
+                snprintf(name, sizeof(name), "blocks.%d.attn_scales", l);
+                p_as = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
+                snprintf(name, sizeof(name), "blocks.%d.mlp_scales", l);
+                p_ms = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
+            }
         }
         if (L) {
+            L->p_attn_scales = p_as, L->p_mlp_scales = p_ms, L->pass = 0;
             L->p_attn_scale = idx[0], L->p_mlp_scale = idx[1], L->p_resid_mix = idx[2];
             L->p_q_gain = idx[3], L->p_c_q = idx[4], L->p_proj = idx[7];
             L->p_fc = idx[8], L->p_mlp_proj = idx[9];
@@ -200,6 +209,10 @@ void cad_model_set_recurrence(cad_model *m, int on) {
         L->p_attn_scale = P->p_attn_scale, L->p_mlp_scale = P->p_mlp_scale, L->p_resid_mix = P->p_resid_mix;
         L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
         L->p_mlp_proj = P->p_mlp_proj;
+        L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
+        /* pass over the physical block: 0 up to recur_last, then 1.. for each extra loop */
+        int span = c->recur_last - c->recur_first + 1;
+        L->pass = on && v > c->recur_last && v <= c->recur_last + (c->recur_loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
         int dec = v - m->n_enc;
         if (v == 0) L->xin = m->x0;
         else if (dec >= 0 && dec < m->n_skip) L->xin = L->skip_sum;
@@ -532,6 +545,19 @@ static void calib_add(cad_model *m, const cad_model_layer *L, int slot, const fl
 /* a block matrix as the forward reads it: fake-quantised under QAT (straight-through) */
 #define WD(i) ((float *)cad_model_weights_used(m, (i)))
 
+/* The attention / MLP output scale of virtual block L (data, or grad when g): the block's own
+ * vector on its first pass, its row of attn_scales / mlp_scales on later ones. */
+static float *attn_s(const cad_model *m, const cad_model_layer *L, int g) {
+    const cad_param *p = &m->params[L->pass > 0 && L->p_attn_scales >= 0 ? L->p_attn_scales : L->p_attn_scale];
+    size_t off = p->ndim == 2 ? (size_t)(L->pass - 1) * (size_t)m->cfg.model_dim : 0;
+    return (g ? p->grad : p->data) + off;
+}
+static float *mlp_s(const cad_model *m, const cad_model_layer *L, int g) {
+    const cad_param *p = &m->params[L->pass > 0 && L->p_mlp_scales >= 0 ? L->p_mlp_scales : L->p_mlp_scale];
+    size_t off = p->ndim == 2 ? (size_t)(L->pass - 1) * (size_t)m->cfg.model_dim : 0;
+    return (g ? p->grad : p->data) + off;
+}
+
 /* GPT-J parallel residual in the last parallel_last blocks of the schedule in use. */
 static int uses_parallel(const cad_model *m, int l) {
     return m->cfg.parallel_last > 0 && l >= m->n_virtual - m->cfg.parallel_last;
@@ -592,7 +618,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         }
         if (m->calib_on) calib_add(m, L, 1, proj_in, N, C);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
-        be->scale_add_forward(be, L->out, L->out, PD(L->p_attn_scale), L->attn_out, N, C);
+        be->scale_add_forward(be, L->out, L->out, attn_s(m, L, 0), L->attn_out, N, C);
         /* mlp: of the block's output so far, or (parallel residual) of the same norm the
          * attention read, x + a Attn(n x) + s MLP(n x) */
         const float *mlp_in = L->xn1;
@@ -605,7 +631,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         if (m->calib_on) calib_add(m, L, 3, m->act, N, H);
         be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
-        be->scale_add_forward(be, L->out, L->out, PD(L->p_mlp_scale), L->mlp_out, N, C);
+        be->scale_add_forward(be, L->out, L->out, mlp_s(m, L, 0), L->mlp_out, N, C);
     }
     be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[m->n_virtual - 1].out, N, C, RMS_EPS);
     const float *w_head = PD(c->tie_embeddings ? m->p_tok_emb : m->p_lm_head);
@@ -653,7 +679,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         /* d_res holds d(out[l]); an encoder's output also fed a decoder's skip */
         if (l < m->n_enc) be->axpby(be, NC, 1.0f, m->d_skip[l], 1.0f, m->d_res);
         /* mlp branch */
-        be->scale_add_backward(be, m->d_proj, PG(L->p_mlp_scale), m->d_res, L->mlp_out, PD(L->p_mlp_scale), N, C);
+        be->scale_add_backward(be, m->d_proj, mlp_s(m, L, 1), m->d_res, L->mlp_out, mlp_s(m, L, 0), N, C);
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
         be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, WD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
@@ -666,8 +692,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
          * MLP's norm path (through n x, like the attention's) is added after */
         if (!par) be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn2, L->rstd2, N, C);
         /* attention branch */
-        be->scale_add_backward(be, m->d_proj, PG(L->p_attn_scale), m->d_res, L->attn_out, PD(L->p_attn_scale), N,
-                               C);
+        be->scale_add_backward(be, m->d_proj, attn_s(m, L, 1), m->d_res, L->attn_out, attn_s(m, L, 0), N, C);
         if (par) be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         int xsa = uses_xsa(m, l);
         be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);

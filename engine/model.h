@@ -43,6 +43,10 @@ typedef struct cad_model_config {
      * (the records' single-lane variant, PR #1412) instead of the MLP reading the post-attention
      * stream. 0 = off. */
     int parallel_last;
+    /* With recurrence: each extra pass p >= 1 over a recurrent block scales its attention and MLP
+     * outputs by its own learnable vectors, rows p-1 of blocks.N.attn_scales / blocks.N.mlp_scales
+     * ([recur_loops-1, C], init 1, control tensors); pass 0 keeps attn_scale / mlp_scale. 0 = off. */
+    int recur_loop_scales;
 } cad_model_config;
 
 /* Optimizer group, as train_gpt.py's optimizer split assigns it. */
@@ -81,6 +85,8 @@ typedef struct cad_model_layer {
     float *skip_sum; /* (N,C) x + skip_weights * skip when a decoder pops a skip; NULL if never */
     float *xsa_y;    /* (N,C) att_y after XSA (the proj input) when this block can use XSA, else NULL */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
+    int p_attn_scales, p_mlp_scales; /* recur_loop_scales: per-pass scales of a recurrent block, else -1 */
+    int pass;                        /* which pass over its physical block this virtual block is (0 = first) */
 } cad_model_layer;
 
 typedef struct cad_model {

@@ -20,6 +20,21 @@ size_t cad_muon_ns_scratch_floats(int rows, int cols) {
 #define NS_B (-4.7750f)
 #define NS_C 2.0315f
 
+/* Polar Express (PR #1344, the records' PolarNS): one minimax (a, b, c) per iteration. */
+static const float polar_express[CAD_POLAR_EXPRESS_STEPS][3] = {
+    {8.156554524902461f, -22.48329292557795f, 15.878769915207462f},
+    {4.042929935166739f, -2.808917465908714f, 0.5000178451051316f},
+    {3.8916678022926607f, -2.772484153217685f, 0.5060648178503393f},
+    {3.285753657755655f, -2.3681294933425376f, 0.46449024233003106f},
+    {2.3465413258596377f, -1.7097828382687081f, 0.42323551169305323f},
+};
+
+int cad_muon_ns_parse(const char *name) {
+    if (strcmp(name, "quintic") == 0) return CAD_NS_QUINTIC;
+    if (strcmp(name, "polar_express") == 0) return CAD_NS_POLAR_EXPRESS;
+    return -1;
+}
+
 /* Members of a shape group orthogonalised in one batch: all of them while their scratch stays
  * within NS_BATCH_FLOATS (128 MiB), so a deep model does not double its memory for it. */
 #define NS_BATCH_FLOATS ((size_t)1 << 25)
@@ -34,24 +49,28 @@ static int ns_batch_max(size_t per_member_floats, int group_len) {
  * the buffer holding the result (X or X2). A = X Xᵀ and A·A = A Aᵀ are Gram products (half the
  * FLOPs of a matmul, exactly symmetric); the whole batch goes through each slot at once. */
 static float *ns_iterate(const cad_backend *be, float *X, float *X2, float *A, float *Bm, int rows,
-                         int cols, int count, int steps) {
+                         int cols, int count, int steps, int ns) {
     long long rc = (long long)rows * cols;
     int k = rows < cols ? rows : cols;
     long long kk = (long long)k * k;
     for (int it = 0; it < steps; it++) {
+        /* (a, b, c) of this iteration; config validation keeps polar_express within its table */
+        int pe = ns == CAD_NS_POLAR_EXPRESS && it < CAD_POLAR_EXPRESS_STEPS;
+        float NA = pe ? polar_express[it][0] : NS_A, NB = pe ? polar_express[it][1] : NS_B;
+        float NC = pe ? polar_express[it][2] : NS_C;
         /* wide: A = X Xᵀ; tall: A = XᵀX (train_gpt.py's transposed iteration, untransposed) */
         be->gram_batched(be, rows > cols, k, rows > cols ? rows : cols, 1.0f, X, cols, rc, 0.0f, A,
                          k, kk, count);
         /* B = b A + c A·A */
         be->copy(be, Bm, A, (size_t)(kk * count) * sizeof(float));
-        be->gram_batched(be, 0, k, k, NS_C, A, k, kk, NS_B, Bm, k, kk, count);
+        be->gram_batched(be, 0, k, k, NC, A, k, kk, NB, Bm, k, kk, count);
         /* wide: X = a X + B X; tall: X = a X + X B (B symmetric) */
         be->copy(be, X2, X, (size_t)(rc * count) * sizeof(float));
         if (rows <= cols)
-            be->matmul_batched(be, 0, 0, rows, cols, k, 1.0f, Bm, k, kk, X, cols, rc, NS_A, X2, cols,
+            be->matmul_batched(be, 0, 0, rows, cols, k, 1.0f, Bm, k, kk, X, cols, rc, NA, X2, cols,
                                rc, count);
         else
-            be->matmul_batched(be, 0, 0, rows, cols, k, 1.0f, X, cols, rc, Bm, k, kk, NS_A, X2, cols,
+            be->matmul_batched(be, 0, 0, rows, cols, k, 1.0f, X, cols, rc, Bm, k, kk, NA, X2, cols,
                                rc, count);
         float *t = X;
         X = X2;
@@ -62,6 +81,11 @@ static float *ns_iterate(const cad_backend *be, float *X, float *X2, float *A, f
 
 void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, int rows, int cols,
                             int steps, float *scratch) {
+    cad_muon_newton_schulz_ns(be, out, G, rows, cols, steps, CAD_NS_QUINTIC, scratch);
+}
+
+void cad_muon_newton_schulz_ns(const cad_backend *be, float *out, const float *G, int rows, int cols,
+                               int steps, int ns, float *scratch) {
     size_t rc = (size_t)rows * (size_t)cols;
     int k = rows < cols ? rows : cols;
     float *X = scratch, *X2 = scratch + rc, *A = scratch + 2 * rc, *Bm = A + (size_t)k * k;
@@ -69,7 +93,7 @@ void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, i
     /* X /= X.norm() + eps */
     double norm = sqrt(be->sumsq(be, X, rc));
     be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), X);
-    X = ns_iterate(be, X, X2, A, Bm, rows, cols, 1, steps);
+    X = ns_iterate(be, X, X2, A, Bm, rows, cols, 1, steps, ns);
     be->copy(be, out, X, rc * sizeof(float));
 }
 
@@ -194,7 +218,7 @@ int cad_optim_init_model(cad_optim *o, cad_model *m, const cad_config *c, cad_er
         }
     }
     cad_optim_hparams hp = {c->beta1, c->beta2, c->adam_eps, (int)c->muon_backend_steps, c->ema_decay,
-                            c->muon_row_norm};
+                            c->muon_row_norm, cad_muon_ns_parse(c->muon_ns)};
     int rc = cad_optim_init(o, m->be, &hp, n, ps, e);
     free(ps);
     return rc;
@@ -282,7 +306,7 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                 double norm = sqrt(be->sumsq(be, u, rc));
                 be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), u);
             }
-            float *R = ns_iterate(be, X, X2, A, Bm, rows, cols, count, o->hp.muon_backend_steps);
+            float *R = ns_iterate(be, X, X2, A, Bm, rows, cols, count, o->hp.muon_backend_steps, o->hp.muon_ns);
             double ratio = (double)rows / (double)cols;
             double scale = sqrt(ratio > 1.0 ? ratio : 1.0);
             for (int j = 0; j < count; j++) {
@@ -295,13 +319,29 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
             }
         }
     }
-    if (o->hp.ema_decay > 0) { /* ema = d ema + (1 - d) p, after the step (the records' order) */
+    if (o->hp.ema_decay > 0 && o->ema_inactive) { /* before ema_start_frac: track the weights */
+        ema_restart(o);
+    } else if (o->hp.ema_decay > 0) { /* ema = d ema + (1 - d) p, after the step (the records' order) */
         float d = (float)o->hp.ema_decay;
         for (int i = 0; i < o->n; i++) be->axpby(be, o->params[i].numel, 1.0f - d, o->params[i].data, d, o->params[i].ema);
     }
 }
 
-double cad_lr_mul(const cad_config *c, long step, double elapsed_ms) {
+void cad_optim_set_ema_active(cad_optim *o, int active) { o->ema_inactive = !active; }
+
+int cad_lr_schedule_parse(const char *name) {
+    if (strcmp(name, "linear_warmdown") == 0) return CAD_LR_LINEAR_WARMDOWN;
+    if (strcmp(name, "cosine") == 0) return CAD_LR_COSINE;
+    return -1;
+}
+
+double cad_train_frac(const cad_config *c, long step, double elapsed_ms) {
+    if (c->max_wallclock_seconds > 0) return elapsed_ms / (1000.0 * c->max_wallclock_seconds);
+    return (double)step / (double)(c->iterations > 0 ? c->iterations : 1);
+}
+
+/* train_gpt.py's lr_mul, unchanged. */
+static double linear_warmdown_mul(const cad_config *c, long step, double elapsed_ms) {
     if (c->warmdown_iters <= 0) return 1.0;
     if (c->max_wallclock_seconds <= 0) {
         long start = c->iterations - c->warmdown_iters;
@@ -318,6 +358,17 @@ double cad_lr_mul(const cad_config *c, long step, double elapsed_ms) {
     double remaining = max_ms - elapsed_ms;
     if (remaining < 0) remaining = 0;
     return remaining <= warmdown_ms ? remaining / (warmdown_ms > 1e-9 ? warmdown_ms : 1e-9) : 1.0;
+}
+
+double cad_lr_mul(const cad_config *c, long step, double elapsed_ms) {
+    double lo = c->min_lr_frac;
+    if (cad_lr_schedule_parse(c->lr_schedule) == CAD_LR_COSINE) {
+        double f = cad_train_frac(c, step, elapsed_ms);
+        f = f < 0.0 ? 0.0 : f > 1.0 ? 1.0 : f;
+        return lo + (1.0 - lo) * 0.5 * (1.0 + cos(M_PI * f));
+    }
+    double mul = linear_warmdown_mul(c, step, elapsed_ms);
+    return mul > lo ? mul : lo; /* at the default 0 this is the warmdown value itself (it is >= 0) */
 }
 
 double cad_muon_momentum_at(const cad_config *c, long step) {

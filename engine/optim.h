@@ -30,6 +30,12 @@
 
 typedef enum { CAD_OPT_ADAM = 0, CAD_OPT_MUON = 1 } cad_opt_kind;
 
+/* muon_ns values; Polar Express has one coefficient tuple per iteration, this many. */
+enum { CAD_NS_QUINTIC = 0, CAD_NS_POLAR_EXPRESS = 1 };
+#define CAD_POLAR_EXPRESS_STEPS 5
+/* "quintic" / "polar_express" -> CAD_NS_*, else -1. */
+int cad_muon_ns_parse(const char *name);
+
 /* One parameter tensor as the optimizer sees it. data/grad are backend tensors owned by the
  * caller (the model); rows/cols describe a 2-D view (Muon needs it; Adam ignores it). */
 typedef struct cad_optim_param {
@@ -54,6 +60,10 @@ typedef struct cad_optim_hparams {
     /* MuonEq-R: each row of the Nesterov update divided by its L2 norm before Newton-Schulz
      * (the records' PR #1217/#1260, about -0.001 bpb). 0 = train_gpt.py's Muon. */
     int muon_row_norm;
+    /* Newton-Schulz coefficients: CAD_NS_QUINTIC, train_gpt.py's fixed (3.4445, -4.7750, 2.0315)
+     * every iteration, or CAD_NS_POLAR_EXPRESS, the records' per-iteration minimax tuples (at
+     * most CAD_POLAR_EXPRESS_STEPS iterations). */
+    int muon_ns;
 } cad_optim_hparams;
 
 typedef struct cad_optim {
@@ -73,6 +83,7 @@ typedef struct cad_optim {
     int n_groups;
     int *muon_order, *group_len;
     int max_rows, max_cols;
+    int ema_inactive; /* 1 before ema_start_frac: ema = p after each step (cad_optim_set_ema_active) */
 } cad_optim;
 
 /* Take ownership of nothing: copies the params array (name pointers must outlive o).
@@ -97,6 +108,10 @@ size_t cad_optim_bytes(const cad_optim *o);
  * current weights. */
 void cad_optim_reset(cad_optim *o);
 
+/* ema_start_frac: while inactive, each step sets ema = p (the average tracks the weights);
+ * active (the default) averages. No-op without EMA. */
+void cad_optim_set_ema_active(cad_optim *o, int active);
+
 /* ema_decay > 0: overwrite every parameter with its moving average (what records evaluate and
  * quantize at the end of training). No-op without EMA. */
 void cad_optim_load_ema(cad_optim *o);
@@ -114,9 +129,24 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum);
 size_t cad_muon_ns_scratch_floats(int rows, int cols);
 void cad_muon_newton_schulz(const cad_backend *be, float *out, const float *G, int rows, int cols,
                             int steps, float *scratch);
+/* The same with the coefficients of muon_ns (CAD_NS_*). */
+void cad_muon_newton_schulz_ns(const cad_backend *be, float *out, const float *G, int rows, int cols,
+                               int steps, int ns, float *scratch);
 
-/* The schedule, exactly train_gpt.py's lr_mul(step, elapsed_ms): warmdown by iterations when
- * max_wallclock_seconds == 0, else by the projected remaining wallclock. */
+/* lr_schedule values. */
+enum { CAD_LR_LINEAR_WARMDOWN = 0, CAD_LR_COSINE = 1 };
+/* "linear_warmdown" -> CAD_LR_LINEAR_WARMDOWN, "cosine" -> CAD_LR_COSINE, else -1. */
+int cad_lr_schedule_parse(const char *name);
+
+/* Fraction of training done: elapsed / max_wallclock_seconds under a wallclock cap, else
+ * step / iterations (what recur_start_frac and ema_start_frac compare against). */
+double cad_train_frac(const cad_config *c, long step, double elapsed_ms);
+
+/* The lr multiplier. linear_warmdown is exactly train_gpt.py's lr_mul(step, elapsed_ms):
+ * warmdown by iterations when max_wallclock_seconds == 0, else by the projected remaining
+ * wallclock; then floored at min_lr_frac (the records' max(mul, MIN_LR)). cosine:
+ * min + (1 - min) (1 + cos(pi f)) / 2 with f = cad_train_frac clamped to [0, 1] and
+ * min = min_lr_frac (warmdown_iters unused). */
 double cad_lr_mul(const cad_config *c, long step, double elapsed_ms);
 /* Muon momentum warmup: linear from muon_momentum_warmup_start to muon_momentum. */
 double cad_muon_momentum_at(const cad_config *c, long step);

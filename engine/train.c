@@ -374,7 +374,8 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     rc = cad_bpb_luts_build(s->tok, (int)c->vocab_size, &s->luts, e);
     if (rc) return rc;
     s->have_luts = 1;
-    rc = cad_val_tokens_load(s->val_pattern, (int)c->train_seq_len, (int)c->vocab_size, &s->val, &s->n_val, e);
+    long eval_T = cad_config_eval_seq_len(c);
+    rc = cad_val_tokens_load(s->val_pattern, (int)eval_T, (int)c->vocab_size, &s->val, &s->n_val, e);
     if (rc) return rc;
 
     cad_model_config mc = {
@@ -385,8 +386,13 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .tied_embed_init_std = (float)c->tied_embed_init_std,
         .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len,
         .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
-        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers};
+        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
+        .recur_loop_scales = c->recur_loop_scales};
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
+    if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
+        mc.max_seq_len = (int)eval_T;
+        mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);
+    }
     rc = cad_model_config_check(&mc, e);
     if (rc) return rc;
     rc = cad_model_init(&s->m, &mc, s->be, (uint64_t)c->seed, e);
@@ -443,7 +449,7 @@ static cad_quant_opts quant_opts(const cad_config *c) {
 }
 
 static cad_ttt_spec ttt_spec(const cad_config *c) {
-    cad_ttt_spec t = {c->eval_stride > 0 ? (int)c->eval_stride : (int)c->train_seq_len, c->ttt_chunk_tokens, c->ttt_lr,
+    cad_ttt_spec t = {c->eval_stride > 0 ? (int)c->eval_stride : (int)cad_config_eval_seq_len(c), c->ttt_chunk_tokens, c->ttt_lr,
                       c->ttt_momentum, (int)c->ttt_epochs, (int)c->ttt_batch_seqs, c->ttt_grad_clip};
     return t;
 }
@@ -457,7 +463,7 @@ static void ttt_progress(void *ud, long chunk, long n_chunks, const double sums[
 }
 
 static cad_eval_spec eval_spec(const session *s) {
-    cad_eval_spec sp = {(int)s->c->train_seq_len, s->c->val_batch_size, s->accum, s->c->val_max_tokens};
+    cad_eval_spec sp = {(int)cad_config_eval_seq_len(s->c), s->c->val_batch_size, s->accum, s->c->val_max_tokens};
     return sp;
 }
 
@@ -625,6 +631,7 @@ static void train_print_header(train_run *r) {
     log0(s, "world_size:1 grad_accum_steps:%d", s->accum);
     log0(s, "backend:%s threads:%d matmul_precision:%s", s->be->name, omp_get_max_threads(), c->matmul_precision);
     log0(s, "attention_mode:gqa num_heads:%ld num_kv_heads:%ld", c->num_heads, c->num_kv_heads);
+    if (c->eval_seq_len > 0) log0(s, "eval_seq_len:%ld train_seq_len:%ld", c->eval_seq_len, c->train_seq_len);
     if (c->recur_loops > 1)
         log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
              c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
@@ -748,8 +755,13 @@ static int train_step(train_run *r, cad_err *e) {
     const cad_config *c = s->c;
     double elapsed_ms = r->training_time_ms + (now_ms() - r->t0);
     double scale = cad_lr_mul(c, r->step, elapsed_ms);
+    double frac = cad_train_frac(c, r->step, elapsed_ms);
+    if (c->ema_decay > 0 && c->ema_start_frac > 0) { /* the average tracks the weights until then */
+        int active = frac >= c->ema_start_frac;
+        if (active && s->o.ema_inactive) log0(s, "ema:start step:%ld frac:%.3f", r->step, frac);
+        cad_optim_set_ema_active(&s->o, active);
+    }
     if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
-        double frac = r->max_wallclock_ms > 0 ? elapsed_ms / r->max_wallclock_ms : (double)r->step / (double)c->iterations;
         if (frac >= c->recur_start_frac) {
             cad_model_set_recurrence(&s->m, 1);
             log0(s, "recurrence:on step:%ld frac:%.3f virtual_layers:%d", r->step, frac, s->m.n_virtual);
@@ -1001,7 +1013,7 @@ static int train_final_eval(train_run *r, cad_err *e) {
     log0(s, "final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", zname, er->val_loss, er->val_bpb);
     if (er->partial)
         log0(s, "partial_eval: val_max_tokens:%ld windows:%ld of %ld (result marked partial)", c->val_max_tokens,
-             er->n_seqs, (s->n_val - 1) / c->train_seq_len);
+             er->n_seqs, (s->n_val - 1) / cad_config_eval_seq_len(c));
     journal(s, r->step, "final_val_loss", er->val_loss);
     journal(s, r->step, "final_val_bpb", er->val_bpb);
     if (c->eval_stride > 0 && (rc = train_score_sliding(r, e))) return rc;

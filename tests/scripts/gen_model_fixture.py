@@ -12,6 +12,7 @@ tests/unit/test_engine_model.c loads:
     tests/fixtures/engine/model_parity_leaky_v1.bin   MLP leaky_relu(x, 0.5)^2
     tests/fixtures/engine/model_parity_xsa_v1.bin     XSA in the last 2 of 3 blocks
     tests/fixtures/engine/model_parity_parallel_v1.bin  parallel residual in the last 2 of 4 blocks
+    tests/fixtures/engine/model_parity_recur_scales_v1.bin  recurrence with per-pass attn/mlp scales
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -29,7 +30,7 @@ Records: "config.<key>" scalars (float32) for every model key and B, T; every pa
 state_dict name; "x", "y" (int32 [B,T]); "loss" [1]; "token_loss" [B*T]; "logits" [B*T,V]
 (softcapped); "grad.<name>" for every parameter.
 
-Regenerate (from the repo root):  /usr/bin/python3 tests/scripts/gen_model_fixture.py
+Regenerate (from the repo root):  /usr/bin/python3 tests/scripts/gen_model_fixture.py [FIXTURE.bin ...]
 Not here: anything the C test decides (tolerances live in test_engine_model.c).
 """
 import math
@@ -156,21 +157,30 @@ class Block(nn.Module):
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
         self.parallel = False  # GPT-J parallel residual (set by GPT for its last blocks)
 
-    def forward(self, x, x0):
+    def add_pass_scales(self, extra_passes, dim):
+        """recur_loop_scales: own attn/mlp output scales for passes 1..extra_passes (registered after
+        resid_mix, so they follow it in the state_dict)."""
+        self.attn_scales = nn.Parameter(torch.ones(extra_passes, dim, dtype=torch.float32))
+        self.mlp_scales = nn.Parameter(torch.ones(extra_passes, dim, dtype=torch.float32))
+
+    def forward(self, x, x0, rpass=0):
         mix = self.resid_mix
+        a, s = self.attn_scale, self.mlp_scale
+        if rpass > 0 and hasattr(self, "attn_scales"):
+            a, s = self.attn_scales[rpass - 1], self.mlp_scales[rpass - 1]
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
         if self.parallel:  # x + a Attn(n x) + s MLP(n x)
-            return (x + self.attn_scale[None, None, :] * self.attn(self.attn_norm(x))
-                    + self.mlp_scale[None, None, :] * self.mlp(self.mlp_norm(x)))
-        x = x + self.attn_scale[None, None, :] * self.attn(self.attn_norm(x))
-        x = x + self.mlp_scale[None, None, :] * self.mlp(self.mlp_norm(x))
+            return (x + a[None, None, :] * self.attn(self.attn_norm(x))
+                    + s[None, None, :] * self.mlp(self.mlp_norm(x)))
+        x = x + a[None, None, :] * self.attn(self.attn_norm(x))
+        x = x + s[None, None, :] * self.mlp(self.mlp_norm(x))
         return x
 
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
                  tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0,
-                 xsa_last=0, parallel_last=0):
+                 xsa_last=0, parallel_last=0, recur_loop_scales=0):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
@@ -194,6 +204,11 @@ class GPT(nn.Module):
             self.blocks[i].attn.xsa = True
         for i in range(num_layers - parallel_last, num_layers) if parallel_last else ():
             self.blocks[i].parallel = True
+        # the pass of each virtual block over its physical block (0 = first use)
+        self.passes = [self.schedule[:v].count(b) for v, b in enumerate(self.schedule)]
+        if recur_loop_scales and recur is not None and recur[2] > 1:
+            for i in range(recur[0], recur[1] + 1):
+                self.blocks[i].add_pass_scales(recur[2] - 1, model_dim)
         self.final_norm = RMSNorm()
         self.lm_head = None if tie_embeddings else CastedLinear(model_dim, vocab_size, bias=False)
         if self.lm_head is not None:
@@ -213,12 +228,13 @@ class GPT(nn.Module):
         x0 = x
         skips = []
         for i in range(self.num_encoder_layers):
-            x = self.blocks[self.schedule[i]](x, x0)
+            x = self.blocks[self.schedule[i]](x, x0, self.passes[i])
             skips.append(x)
         for i in range(self.num_decoder_layers):
             if skips:
                 x = x + self.skip_weights[i][None, None, :] * skips.pop()
-            x = self.blocks[self.schedule[self.num_encoder_layers + i]](x, x0)
+            v = self.num_encoder_layers + i
+            x = self.blocks[self.schedule[v]](x, x0, self.passes[v])
         x = self.final_norm(x).reshape(-1, x.size(-1))
         proj = F.linear(x, self.tok_emb.weight) if self.tie_embeddings else self.lm_head(x)
         return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
@@ -232,7 +248,8 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
 
 
 # technique keys, recorded only by the fixtures that set them
-RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last", "parallel_last")
+RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last", "parallel_last",
+              "recur_loop_scales")
 
 
 def build_model(cfg):
@@ -244,7 +261,8 @@ def build_model(cfg):
                qk_gain_init=cfg["qk_gain_init"],
                recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None,
                mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0), xsa_last=cfg.get("xsa_last", 0),
-               parallel_last=cfg.get("parallel_last", 0)).float()
+               parallel_last=cfg.get("parallel_last", 0),
+               recur_loop_scales=cfg.get("recur_loop_scales", 0)).float()
 
 
 def deterministic_weights(model, seed):
@@ -333,6 +351,13 @@ FIXTURES = {
     "model_parity_parallel_v1.bin": (dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2,
                                           mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
                                           qk_gain_init=1.5, tied_embed_init_std=0.005, parallel_last=2), 2, 9, 808),
+    # recurrence with per-pass scales: blocks 1..2 of 4 run 3x, passes 1 and 2 with their own
+    # attn/mlp scales (rows of blocks.N.attn_scales / mlp_scales)
+    "model_parity_recur_scales_v1.bin": (dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4,
+                                              num_kv_heads=2, mlp_mult=2, tie_embeddings=1, rope_base=10000.0,
+                                              logit_softcap=30.0, qk_gain_init=1.5, tied_embed_init_std=0.005,
+                                              recur_first=1, recur_last=2, recur_loops=3, recur_loop_scales=1),
+                                         2, 11, 2468),
 }
 
 
@@ -341,7 +366,11 @@ def main():
     out_dir = os.path.join(root, "tests", "fixtures", "engine")
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(1)
-    for fname, (cfg, B, T, seed) in FIXTURES.items():
+    # names on the command line regenerate only those (another torch build changes the last bits
+    # of every fixture, so adding one should not rewrite the others)
+    wanted = sys.argv[1:] or list(FIXTURES)
+    for fname in wanted:
+        cfg, B, T, seed = FIXTURES[fname]
         recs, loss = parity_records(cfg, B, T, seed)
         path = os.path.join(out_dir, fname)
         write_fixture(path, recs)

@@ -45,3 +45,27 @@ class Muon(torch.optim.Optimizer):
                 g = ns5_fp32(g, steps=group["backend_steps"])
                 g *= max(1, g.size(0) / g.size(1)) ** 0.5
                 p.add_(g.to(p.dtype), alpha=-group["lr"])
+
+
+# Polar Express (PR #1344, the records' PolarNS): one minimax (a, b, c) per iteration instead of
+# NS5's fixed tuple, same normalisation and iteration.
+POLAR_EXPRESS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+
+
+def ns_polar_express(G, steps=5, eps=1e-7, dtype=torch.float64):
+    X = G.to(dtype).clone()
+    X /= X.norm() + eps
+    transposed = G.size(0) > G.size(1)
+    if transposed:
+        X = X.T
+    for a, b, c in POLAR_EXPRESS[:steps]:
+        A = X @ X.T
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    return X.T if transposed else X

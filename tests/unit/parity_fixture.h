@@ -110,6 +110,8 @@ static inline cad_model_config pf_model_config(const pf_file *f, int max_batch_s
         if (strcmp(f->r[i].name, "config.mlp_leaky_slope") == 0)
             c.mlp_leaky_slope = (float)pf_scalar(f, "config.mlp_leaky_slope");
         if (strcmp(f->r[i].name, "config.xsa_last") == 0) c.xsa_last = (int)pf_scalar(f, "config.xsa_last");
+        if (strcmp(f->r[i].name, "config.recur_loop_scales") == 0)
+            c.recur_loop_scales = (int)pf_scalar(f, "config.recur_loop_scales");
         if (strcmp(f->r[i].name, "config.parallel_last") == 0)
             c.parallel_last = (int)pf_scalar(f, "config.parallel_last");
     }

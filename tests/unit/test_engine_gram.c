@@ -138,7 +138,7 @@ static void test_muon_groups_match_single(void) {
     }
     cad_optim o;
     cad_err e = {0};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_QUINTIC};
     CHECK(cad_optim_init(&o, be, &hp, 5, ps, &e) == CAD_OK);
     CHECK_EQ_INT(o.n_groups, 3);
     cad_optim_step(&o, 1.0, mom);

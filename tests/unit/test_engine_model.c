@@ -126,6 +126,57 @@ static void test_parity_untied_mha(void) { parity_case("tests/fixtures/engine/mo
 /* depth recurrence: blocks 1-2 of 4 run 3x with shared weights (8 virtual blocks, 4 skips);
  * each shared block's gradient is the sum over its three uses */
 static void test_parity_depth_recurrence(void) { parity_case("tests/fixtures/engine/model_parity_recur_v1.bin"); }
+/* recur_loop_scales: the same loop with passes 1 and 2 scaled by their own attn/mlp vectors */
+static void test_parity_recur_loop_scales(void) {
+    parity_case("tests/fixtures/engine/model_parity_recur_scales_v1.bin");
+}
+
+/* recur_loop_scales with every extra-pass row equal to its block's attn_scale / mlp_scale is the
+ * model without them, bit for bit (the same products in the same order); one changed row changes
+ * the loss (the rows are used). */
+static void test_recur_loop_scales_copies_are_plain_recurrence(void) {
+    pf_file f;
+    cad_model plain;
+    int B, T;
+    if (load_case("tests/fixtures/engine/model_parity_recur_v1.bin", &f, &plain, &B, &T)) return;
+    cad_model_config c = plain.cfg;
+    c.recur_loop_scales = 1;
+    cad_model sc;
+    cad_err e;
+    CHECK(cad_model_init(&sc, &c, cad_backend_cpu(), 1, &e) == CAD_OK);
+    CHECK_EQ_INT(sc.n_params, plain.n_params + 2 * (c.recur_last - c.recur_first + 1));
+    for (int i = 0; i < plain.n_params; i++) {
+        cad_param *p = cad_model_param(&sc, plain.params[i].name);
+        CHECK(p && p->numel == plain.params[i].numel);
+        if (p) memcpy(p->data, plain.params[i].data, sizeof(float) * (size_t)p->numel);
+    }
+    char nm[64];
+    for (int l = c.recur_first; l <= c.recur_last; l++) {
+        const char *kind[2] = {"attn", "mlp"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(nm, sizeof nm, "blocks.%d.%s_scales", l, kind[k]);
+            cad_param *rows = cad_model_param(&sc, nm);
+            snprintf(nm, sizeof nm, "blocks.%d.%s_scale", l, kind[k]);
+            cad_param *one = cad_model_param(&sc, nm);
+            CHECK(rows && one && rows->ndim == 2 && rows->shape[0] == c.recur_loops - 1 && rows->is_control);
+            if (!rows || !one) continue;
+            for (int r = 0; r < c.recur_loops - 1; r++)
+                memcpy(rows->data + (size_t)r * c.model_dim, one->data, sizeof(float) * (size_t)c.model_dim);
+        }
+    }
+    const pf_record *x = pf_get(&f, "x"), *y = pf_get(&f, "y");
+    float l0 = 0, l1 = 0, l2 = 0;
+    CHECK(cad_model_forward(&plain, x->data, y->data, B, T, &l0, &e) == CAD_OK);
+    CHECK(cad_model_forward(&sc, x->data, y->data, B, T, &l1, &e) == CAD_OK);
+    CHECK_MSG(l0 == l1, "copied per-pass scales: loss %.9g vs %.9g", l1, l0);
+    cad_param *rows = cad_model_param(&sc, "blocks.2.mlp_scales");
+    if (rows) rows->data[(size_t)c.model_dim + 3] += 0.5f; /* pass 2 of block 2 */
+    CHECK(cad_model_forward(&sc, x->data, y->data, B, T, &l2, &e) == CAD_OK);
+    CHECK_MSG(l2 != l1, "a changed pass-2 scale left the loss unchanged");
+    cad_model_free(&sc);
+    cad_model_free(&plain);
+    pf_free(&f);
+}
 
 
 /* the records' MLP activation, leaky_relu(x, 0.5)^2 */
@@ -230,6 +281,10 @@ static void test_model_finite_differences(void) {
     static const char *const recur[] = {"skip_weights", "blocks.1.attn.c_q.weight", "blocks.2.mlp.proj.weight",
                                         "blocks.1.resid_mix", "blocks.2.attn.q_gain", "blocks.3.mlp.fc.weight"};
     fd_case("tests/fixtures/engine/model_parity_recur_v1.bin", recur, sizeof(recur) / sizeof(recur[0]));
+    /* per-pass scales: pass 1 and 2 rows, and the pass-0 vector beside them */
+    static const char *const rscales[] = {"blocks.1.attn_scales", "blocks.2.mlp_scales", "blocks.1.attn_scale",
+                                          "blocks.2.attn.c_q.weight"};
+    fd_case("tests/fixtures/engine/model_parity_recur_scales_v1.bin", rscales, sizeof(rscales) / sizeof(rscales[0]));
     /* XSA: c_v feeds the projection's value term as well as attention */
     static const char *const xsa[] = {"blocks.2.attn.c_v.weight", "blocks.1.attn.c_q.weight", "blocks.2.attn.proj.weight"};
     fd_case("tests/fixtures/engine/model_parity_xsa_v1.bin", xsa, sizeof(xsa) / sizeof(xsa[0]));
@@ -552,6 +607,8 @@ int main(void) {
     RUN(test_parity_tied_gqa);
     RUN(test_parity_untied_mha);
     RUN(test_parity_depth_recurrence);
+    RUN(test_parity_recur_loop_scales);
+    RUN(test_recur_loop_scales_copies_are_plain_recurrence);
     RUN(test_recurrence_switch);
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);

@@ -96,7 +96,7 @@ static void test_optimizer_steps_match_torch(void) {
         ps[k].data = data[k];
         ps[k].grad = grad[k];
     }
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 4, ps, &e) == CAD_OK);
@@ -138,7 +138,7 @@ static void test_muon_rejects_bad_shape(void) {
     const cad_backend *be = cad_backend_cpu();
     float d[6], g[6];
     cad_optim_param p = {.name = "bad", .kind = CAD_OPT_MUON, .rows = 4, .cols = 4, .numel = 6, .base_lr = 0.1, .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, be, &hp, 1, &p, &e) == CAD_ECONFIG);
@@ -181,6 +181,41 @@ static void test_lr_mul_by_wallclock(void) {
     CHECK_NEAR(cad_lr_mul(&c, 0, 50.0), 1.0, 0, 0);
     /* past the cap: remaining clamps to 0 */
     CHECK_NEAR(cad_lr_mul(&c, 2000, 700000.0), 0.0, 0, 0);
+    cad_config_free(&c);
+}
+
+/* min_lr_frac floors train_gpt.py's warmdown (the records' max(mul, MIN_LR)); cosine runs
+ * min + (1-min)(1+cos(pi f))/2 over the fraction of training, by steps or by wallclock. */
+static void test_lr_schedules(void) {
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    c.max_wallclock_seconds = 0;
+    c.iterations = 100;
+    c.warmdown_iters = 20;
+    c.min_lr_frac = 0.1;
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 1.0, 0, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 90, 0), 0.5, 1e-15, 0);   /* above the floor: the warmdown value */
+    CHECK_NEAR(cad_lr_mul(&c, 98, 0), 0.1, 1e-15, 0);   /* 2/20 = 0.1: at the floor */
+    CHECK_NEAR(cad_lr_mul(&c, 99, 0), 0.1, 0, 0);       /* 1/20 = 0.05 -> floored */
+    c.max_wallclock_seconds = 600; /* the same floor under a wallclock warmdown */
+    CHECK_NEAR(cad_lr_mul(&c, 2000, 599900.0), 0.1, 0, 0); /* 100 ms left of a ~6 s warmdown */
+    CHECK_NEAR(cad_lr_mul(&c, 1000, 300000.0), 1.0, 0, 0); /* warmdown 20*300 ms < 300 s left */
+    CHECK(cad_config_set(&c, "lr_schedule", "cosine", "test", &e) == CAD_OK);
+    c.max_wallclock_seconds = 0;
+    c.min_lr_frac = 0;
+    CHECK_NEAR(cad_lr_mul(&c, 0, 0), 1.0, 0, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 25, 0), 0.5 * (1 + cos(M_PI / 4)), 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 0.5, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 100, 0), 0.0, 1e-15, 0);
+    c.min_lr_frac = 0.2;
+    CHECK_NEAR(cad_lr_mul(&c, 50, 0), 0.2 + 0.8 * 0.5, 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 100, 0), 0.2, 1e-15, 0);
+    c.max_wallclock_seconds = 600; /* by wallclock: 150 s of 600 = f 0.25, whatever the step */
+    CHECK_NEAR(cad_lr_mul(&c, 7, 150000.0), 0.2 + 0.8 * 0.5 * (1 + cos(M_PI / 4)), 1e-15, 0);
+    CHECK_NEAR(cad_lr_mul(&c, 7, 900000.0), 0.2, 1e-15, 0); /* past the cap: clamped */
+    CHECK(cad_config_set(&c, "lr_schedule", "step", "test", &e) == CAD_OK);
+    CHECK(cad_config_validate(&c, &e) == CAD_ECONFIG && strstr(e.msg, "lr_schedule") != NULL);
     cad_config_free(&c);
 }
 
@@ -339,7 +374,7 @@ static void test_ema_of_weights(void) {
     float d[6] = {1, 2, 3, 4, 5, 6}, g[6] = {0.5f, -1, 0.25f, 2, -0.5f, 1};
     cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 6, .cols = 1, .numel = 6, .base_lr = 0.1,
                          .data = d, .grad = g};
-    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75, 0};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.75, 0, CAD_NS_QUINTIC};
     cad_optim o;
     cad_err e = {0};
     CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
@@ -369,6 +404,83 @@ static void test_ema_of_weights(void) {
     CHECK(o.params[0].ema == NULL);
     cad_optim_load_ema(&o); /* a no-op */
     CHECK(d[0] == 42);
+    cad_optim_free(&o);
+}
+
+/* muon_ns=polar_express: Newton-Schulz with the records' per-iteration (a, b, c) against float64
+ * PyTorch (tests/scripts/gen_polar_express_ref.py, muon_ref.ns_polar_express) on exact inputs
+ * G[i][j] = ((7i + 3j) % 11 - 5) / 4, wide and tall; the quintic result must differ (the
+ * tuples are in effect), and an optimizer step with muon_ns set uses them. */
+static const double pe_wide[15] = {-0.684390793, -0.029128158, 0.0285702971, 0.58319949, -0.465969915, 0.036153171, 0.828802259, -0.379333003, 0.105284625, 0.300369534, -0.34377693, 0.298737399, 0.633220267, -0.671486374, -0.129605487};
+static const double pe_tall[15] = {-0.63281761, -0.279841856, -0.176079761, 0.166440423, 0.569594237, -0.165214631, -0.0634234057, 0.404226445, 0.772810181, 0.635191503, -0.407221499, 0.0369520353, -0.023357645, 0.34157147, -0.481511278};
+static void pe_case(int rows, int cols, const double *want) {
+    float G[15], out[15], q[15];
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) G[i * cols + j] = (float)(((7 * i + 3 * j) % 11 - 5) / 4.0);
+    float *scratch = malloc(cad_muon_ns_scratch_floats(rows, cols) * sizeof(float));
+    cad_muon_newton_schulz_ns(cad_backend_cpu(), out, G, rows, cols, 5, CAD_NS_POLAR_EXPRESS, scratch);
+    cad_muon_newton_schulz(cad_backend_cpu(), q, G, rows, cols, 5, scratch);
+    double worst = 0, apart = 0;
+    for (int i = 0; i < rows * cols; i++) {
+        worst = fmax(worst, fabs(out[i] - want[i]));
+        apart = fmax(apart, fabs(q[i] - want[i]));
+    }
+    printf("    %dx%d polar express max err %.3g (quintic differs by %.3g)\n", rows, cols, worst, apart);
+    /* fp32 against float64 through 5 iterations of entries O(1): observed 5e-6 */
+    CHECK_MSG(worst < 2e-5, "%dx%d polar express off by %.3g", rows, cols, worst);
+    CHECK_MSG(apart > 1e-2, "%dx%d quintic equals polar express (%.3g)", rows, cols, apart);
+    /* one Muon step (momentum 0: u = g) through the optimizer's batched path */
+    float d[15] = {0};
+    cad_optim_param p = {.name = "w", .kind = CAD_OPT_MUON, .rows = rows, .cols = cols, .numel = (size_t)(rows * cols),
+                         .base_lr = 1.0, .data = d, .grad = G};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, 0, CAD_NS_POLAR_EXPRESS};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+    cad_optim_step(&o, 1.0, 0.0);
+    double scale = sqrt(rows > cols ? (double)rows / cols : 1.0);
+    for (int i = 0; i < rows * cols; i++) CHECK_NEAR(d[i], -scale * out[i], 1e-6, 1e-6);
+    cad_optim_free(&o);
+    free(scratch);
+}
+
+static void test_newton_schulz_polar_express(void) {
+    pe_case(3, 5, pe_wide);
+    pe_case(5, 3, pe_tall);
+    cad_config c;
+    cad_err e = {0};
+    CHECK(cad_config_init(&c, &e) == CAD_OK);
+    CHECK(cad_config_set(&c, "muon_ns", "polar_express", "test", &e) == CAD_OK);
+    CHECK(cad_config_validate(&c, &e) == CAD_OK);
+    c.muon_backend_steps = 6; /* the table has 5 tuples */
+    CHECK(cad_config_validate(&c, &e) == CAD_ECONFIG && strstr(e.msg, "muon_backend_steps") != NULL);
+    cad_config_free(&c);
+}
+
+/* ema_start_frac: while inactive the average is the weights after every step (bit for bit);
+ * once active it averages from there: ema = d ema + (1-d) p. */
+static void test_ema_start(void) {
+    float d[4] = {1, -2, 3, 0.5f}, g[4] = {0.5f, -1, 0.25f, 2};
+    cad_optim_param p = {.name = "w", .kind = CAD_OPT_ADAM, .rows = 4, .cols = 1, .numel = 4, .base_lr = 0.1,
+                         .data = d, .grad = g};
+    cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.5, 0, CAD_NS_QUINTIC};
+    cad_optim o;
+    cad_err e = {0};
+    CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
+    cad_optim_set_ema_active(&o, 0);
+    for (int step = 0; step < 2; step++) {
+        cad_optim_step(&o, 1.0, 0.9);
+        CHECK(memcmp(o.params[0].ema, d, sizeof d) == 0);
+    }
+    float want[4];
+    memcpy(want, d, sizeof want);
+    cad_optim_set_ema_active(&o, 1);
+    cad_optim_step(&o, 1.0, 0.9);
+    for (int i = 0; i < 4; i++) {
+        want[i] = 0.5f * d[i] + 0.5f * want[i];
+        CHECK_NEAR(o.params[0].ema[i], want[i], 1e-6, 0);
+    }
+    CHECK(memcmp(o.params[0].ema, d, sizeof d) != 0);
     cad_optim_free(&o);
 }
 
@@ -402,7 +514,7 @@ static void test_muon_row_norm(void) {
         memcpy(d, p0, sizeof d);
         cad_optim_param p = {.name = "w", .kind = CAD_OPT_MUON, .rows = RW, .cols = CL, .numel = RW * CL, .base_lr = lr,
                              .data = d, .grad = g};
-        cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, on};
+        cad_optim_hparams hp = {0.9, 0.95, 1e-8, 5, 0.0, on, CAD_NS_QUINTIC};
         cad_optim o;
         CHECK(cad_optim_init(&o, cad_backend_cpu(), &hp, 1, &p, &e) == CAD_OK);
         cad_optim_step(&o, 1.0, mu);
@@ -422,13 +534,16 @@ int main(void) {
     RUN(test_newton_schulz_wide);
     RUN(test_newton_schulz_tall);
     RUN(test_newton_schulz_orthogonalizes);
+    RUN(test_newton_schulz_polar_express);
     RUN(test_optimizer_steps_match_torch);
     RUN(test_muon_rejects_bad_shape);
     RUN(test_lr_mul_by_iterations);
     RUN(test_lr_mul_by_wallclock);
+    RUN(test_lr_schedules);
     RUN(test_muon_momentum_warmup);
     RUN(test_weight_decay_is_decoupled);
     RUN(test_ema_of_weights);
+    RUN(test_ema_start);
     RUN(test_muon_row_norm);
     RUN(test_trajectory_matches_torch);
     RUN(test_trajectory_untied_matches_torch);

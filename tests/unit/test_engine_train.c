@@ -226,6 +226,60 @@ static void test_save_weights_and_init_from(void) {
     cad_config_free(&b);
 }
 
+/* The "step:S/N val_loss:... val_bpb:..." and final round-trip lines of a run's log, in order. */
+static void val_lines(const char *log, char *out, size_t cap) {
+    out[0] = 0;
+    for (const char *p = log; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if ((strstr(p, " val_bpb:") && strstr(p, " val_bpb:") < p + len) && strlen(out) + len + 2 < cap) {
+            /* without the timing fields, which differ between runs */
+            const char *t = strstr(p, " train_time:");
+            const char *et = strstr(p, " eval_time:");
+            size_t keep = len;
+            if (t && t < p + len) keep = (size_t)(t - p);
+            if (et && et < p + keep) keep = (size_t)(et - p);
+            strncat(out, p, keep);
+            strcat(out, "\n");
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+}
+
+/* eval_seq_len: equal to train_seq_len it is today's run (every val line the same); longer,
+ * the model plans RoPE tables and windows for it, trains the same and evaluates differently. */
+static void test_eval_seq_len(void) {
+    char *x0[] = {"val_loss_every=0"};
+    char *x1[] = {"val_loss_every=0", "eval_seq_len=32"};
+    char *x2[] = {"val_loss_every=0", "eval_seq_len=64"};
+    cad_config a, b, d;
+    if (tiny_config(&a, "evlen0", 1, x0) || tiny_config(&b, "evlen32", 2, x1) || tiny_config(&d, "evlen64", 2, x2)) {
+        CHECK(0);
+        return;
+    }
+    cad_err e = {0};
+    CHECK_MSG(run_captured(&a, "evlen0", &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(run_captured(&b, "evlen32", &e) == CAD_OK, "%s", e.msg);
+    CHECK_MSG(run_captured(&d, "evlen64", &e) == CAD_OK, "%s", e.msg);
+    char *la = check_slurp(run_file("evlen0", "log.txt"), NULL), *lb = check_slurp(run_file("evlen32", "log.txt"), NULL);
+    char *ld = check_slurp(run_file("evlen64", "log.txt"), NULL);
+    CHECK(la && lb && ld);
+    if (la && lb && ld) {
+        static char va[8192], vb[8192], vd[8192];
+        val_lines(la, va, sizeof va), val_lines(lb, vb, sizeof vb), val_lines(ld, vd, sizeof vd);
+        CHECK(strlen(va) > 0);
+        CHECK_MSG(strcmp(va, vb) == 0, "eval_seq_len=train_seq_len changed the scores:\n%s---\n%s", va, vb);
+        CHECK_MSG(strcmp(va, vd) != 0, "eval_seq_len=64 scored exactly like 32:\n%s", vd);
+        double train_a[16], train_d[16];
+        int na = train_losses(la, train_a, 16), nd = train_losses(ld, train_d, 16);
+        CHECK_EQ_INT(na, nd);
+        for (int i = 0; i < na && i < nd; i++) CHECK_MSG(train_a[i] == train_d[i], "train_loss %d differs", i);
+        CHECK(strstr(ld, "eval_seq_len:64 train_seq_len:32") != NULL);
+    }
+    free(la), free(lb), free(ld);
+    cad_config_free(&a), cad_config_free(&b), cad_config_free(&d);
+}
+
 static void test_errors_before_work(void) {
     cad_config c;
     cad_err e = {0};
@@ -393,6 +447,7 @@ int main(void) {
     RUN(test_run_dir_contract);
     RUN(test_warmup_restores_everything);
     RUN(test_save_weights_and_init_from);
+    RUN(test_eval_seq_len);
     RUN(test_errors_before_work);
     RUN(test_wallclock_cap_stops_early);
     RUN(test_code_compress);

@@ -91,11 +91,7 @@ static int cmd_bench(int argc, char **argv) {
     cli_parser_init(&p, &cmd_bench_def, NULL, argc, argv);
     while ((id = cli_next_opt(&p)) >= 0) {
         switch ((enum bench_opt)id) {
-        case BN_BACKEND:
-            if (strcmp(p.arg, "cpu") != 0 && strcmp(p.arg, "cuda") != 0)
-                return cli_usage_error("bench", "--backend: '%s' is not cpu or cuda", p.arg);
-            backend = p.arg;
-            break;
+        case BN_BACKEND: backend = p.arg; break;
         case BN_CONFIG: config = p.arg; break;
         case BN_STEPS:
             if (cli_parse_long(p.arg, 1, 1000000, &bo.steps))
@@ -123,6 +119,9 @@ static int cmd_bench(int argc, char **argv) {
     }
     if (id == CLI_OPTS_BAD) return 2;
     if (p.ind != argc) return cli_usage_error("bench", "unexpected argument '%s'", argv[p.ind]);
+    /* values are checked after the whole command line parsed, so an unknown option is named first */
+    if (backend && strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+        return cli_usage_error("bench", "--backend: '%s' is not cpu or cuda", backend);
     /* without --config: train_gpt.py's baseline (the config defaults) on the bundled sample */
     char *all_sets[BENCH_MAX_SETS + 3];
     int n_all = 0;

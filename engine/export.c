@@ -17,7 +17,7 @@
 #include <brotli/encode.h>
 
 #define CONTAINER_MAGIC "CADQINT8"
-#define CONTAINER_VERSION 1u
+#define CONTAINER_VERSION 2u /* 2: a crc32 trailer (export.h); 1 is still read */
 
 /* train_gpt.py CONTROL_TENSOR_NAME_PATTERNS (= INT8_KEEP_FLOAT_FP32_NAME_PATTERNS). */
 static const char *const control_patterns[] = {"attn_scale", "attn_scales", "mlp_scale",
@@ -419,6 +419,12 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
     }
     free(work), free(qbuf), free(hbuf);
     if (fclose(f)) { free(raw); return cad_fail(e, CAD_EIO, "%s: cannot build the container", path); }
+    char *grown = realloc(raw, raw_len + 4);
+    if (!grown) { free(raw); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
+    raw = grown;
+    uint32_t crc = (uint32_t)crc32_z(0L, (const Bytef *)raw, raw_len);
+    memcpy(raw + raw_len, &crc, 4);
+    raw_len += 4;
     st->raw_bytes = raw_len;
 
     unsigned char *z;
@@ -485,9 +491,23 @@ int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {
         rc = cad_fail(e, CAD_EFORMAT, "%s: bad magic (expected %s)", path, CONTAINER_MAGIC);
         goto done;
     }
-    if (!take(&r, &version, 4) || version != CONTAINER_VERSION) {
-        rc = cad_fail(e, CAD_EFORMAT, "%s: container version %u (expected %u)", path, version, CONTAINER_VERSION);
+    if (!take(&r, &version, 4) || version < 1 || version > CONTAINER_VERSION) {
+        rc = cad_fail(e, CAD_EFORMAT, "%s: container version %u (expected 1..%u)", path, version, CONTAINER_VERSION);
         goto done;
+    }
+    if (version >= 2) {
+        uint32_t want, got;
+        if (len < 20) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated header", path); goto done; }
+        memcpy(&want, buf + len - 4, 4);
+        got = (uint32_t)crc32_z(0L, buf, len - 4);
+        if (got != want) {
+            rc = cad_fail(e, CAD_EFORMAT,
+                          "%s: checksum mismatch (crc32 %08x, stored %08x): the artifact is "
+                          "damaged; export it again from the run (its weights file or a rerun)",
+                          path, got, want);
+            goto done;
+        }
+        r.end -= 4;
     }
     if (!take(&r, &count, 4)) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated header", path); goto done; }
     for (uint32_t k = 0; k < count; k++) {

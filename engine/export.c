@@ -235,6 +235,13 @@ static int unzstd(const unsigned char *src, size_t len, unsigned char **out, siz
     unsigned long long size = ZSTD_getFrameContentSize(src, len);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > ((size_t)1 << 34))
         return cad_fail(e, CAD_EFORMAT, "%s: not a complete zstd frame (truncated artifact?)", what);
+    /* the size is the frame's own claim, allocated before a byte is decoded: no zstd block
+     * expands more than 128 KiB from its 4 bytes (an RLE block), so a larger claim is a lie
+     * (make fuzz: a 22-byte frame claiming 3.7 GB) */
+    if (size / 32768 > len)
+        return cad_fail(e, CAD_EFORMAT,
+                        "%s: zstd frame claims %llu bytes from %zu compressed: the artifact is "
+                        "damaged", what, size, len);
     unsigned char *dst = malloc(size ? (size_t)size : 1);
     if (!dst) return cad_fail(e, CAD_ENOMEM, "%s: out of memory", what);
     size_t r = ZSTD_decompress(dst, (size_t)size, src, len);

@@ -469,6 +469,12 @@ static void test_container_checksum(void) {
         CHECK_MSG(cad_int8_import(p, b.t, 5, &e) == CAD_OK, "%s", e.msg);
         free(z), free(raw), free(f);
     }
+    /* make fuzz's find: a 22-byte zstd frame whose header claims 3.7 GB was allocated at once */
+    static const unsigned char bomb[] = {0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0xe3, 0x0a, 0x01, 0xdc, 0x0e, 0x44,
+                                         0x51, 0x49, 0x4e, 0x3d, 0xff, 0xff, 0x00, 0xdc, 0x0e, 0x0e, 0x00};
+    const char *pb = check_write_bytes(check_tmp_path("bomb.ptz"), bomb, sizeof bomb);
+    CHECK_EQ_INT(cad_int8_import(pb, b.t, 5, &e), CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "bomb.ptz: zstd frame claims 3691055843 bytes from 22 compressed"), "%s", e.msg);
     free_state(&a), free_state(&b);
 }
 

@@ -698,8 +698,8 @@ static void git_user_name(char *buf, size_t n) {
 /* submission.json in the records' format (info: what the user gave). */
 static int write_submission_json(const char *path, const cad_report_data *d, const cad_report_group *g,
                                  const submission_info *info, cad_err *e) {
-    FILE *f = fopen(path, "w");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
+    FILE *f = cad_submission_create(path, e);
+    if (!f) return e->code;
     cad_submission_compliance ok;
     cad_submission_check(d, g, &ok);
     fputs("{\n  \"author\": ", f);

@@ -177,6 +177,9 @@ typedef struct ext_stmt {
     sqlite3_stmt *st;
 } ext_stmt;
 
+/* how long a statement waits for another process's lock before SQLITE_BUSY */
+#define CAD_DB_BUSY_MS 10000
+
 struct cad_db {
     sqlite3 *h;
     char *path;
@@ -196,6 +199,35 @@ static int db_fail(cad_db *db, cad_err *e, const char *what) {
                         "%s: %s: %s: the database file is damaged; the run dirs are the truth: "
                         "move it aside and run 'caddie db rebuild --db %s'",
                         db->path, what, sqlite3_errmsg(db->h), db->path);
+    /* the three a user can fix without losing anything: say which and how, in the same line */
+    /* ENOSPC can also surface as a disk I/O error (growing the -shm or -wal) */
+    if (code == SQLITE_FULL || (code == SQLITE_IOERR && sqlite3_system_errno(db->h) == ENOSPC))
+        return cad_fail(e, CAD_EDB,
+                        "%s: %s: %s: the disk holding the database is full; free space there (or "
+                        "move the DB elsewhere and pass --db) and rerun; nothing was lost, the "
+                        "run dirs are the truth",
+                        db->path, what, sqlite3_errmsg(db->h));
+    if (code == SQLITE_READONLY)
+        return cad_fail(e, CAD_EDB,
+                        "%s: %s: %s: the database cannot be written (read-only file system, "
+                        "immutable or read-only file, or its directory not writable for the "
+                        "-wal/-shm files); make it writable, or copy it somewhere writable and "
+                        "pass --db",
+                        db->path, what, sqlite3_errmsg(db->h));
+    /* a WAL database needs its -shm (and -wal) beside it: on a read-only mount even a reader
+     * fails here, with SQLite's bare "unable to open database file" */
+    if (code == SQLITE_CANTOPEN)
+        return cad_fail(e, CAD_EDB,
+                        "%s: %s: %s: cannot open the database or create its -wal/-shm files "
+                        "beside it; its directory must be writable (not a read-only mount): "
+                        "copy it somewhere writable and pass --db",
+                        db->path, what, sqlite3_errmsg(db->h));
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+        return cad_fail(e, CAD_EDB,
+                        "%s: %s: %s: another process held a lock on the database for longer "
+                        "than the %d s busy timeout; find it with 'fuser %s' (e.g. a sqlite3 "
+                        "shell inside BEGIN, or a second writer), end its transaction, and rerun",
+                        db->path, what, sqlite3_errmsg(db->h), CAD_DB_BUSY_MS / 1000, db->path);
     return cad_fail(e, CAD_EDB, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
 }
 
@@ -430,7 +462,7 @@ int cad_db_open(const char *path, int flags, cad_db **out, cad_err *e) {
         return rc;
     }
     sqlite3_extended_result_codes(db->h, 1);
-    sqlite3_busy_timeout(db->h, 10000);
+    sqlite3_busy_timeout(db->h, CAD_DB_BUSY_MS);
     int rc = CAD_OK;
     if (!db->readonly) {
         /* WAL: readers (sqlite3, reports) never block the runner and vice versa.
@@ -729,7 +761,9 @@ int cad_db_insert_run(cad_db *db, const cad_run_new *r, cad_err *e) {
     sqlite3_bind_int(s, 10, r->priority);
     sqlite3_bind_int(s, 11, r->devices_requested > 0 ? r->devices_requested : 1);
     sqlite3_bind_int(s, 12, r->retries);
-    if (r->timeout_s > 0) sqlite3_bind_double(s, 13, r->timeout_s);
+    /* NULL for Inf too: run.json is built by json_object, and an Inf there makes the run dir
+     * unreadable for 'caddie db rebuild' (t0412's bad-inf) */
+    if (r->timeout_s > 0 && isfinite(r->timeout_s)) sqlite3_bind_double(s, 13, r->timeout_s);
     bind_text(s, 14, r->launch ? r->launch : "{}");
     bind_text(s, 15, r->engine_version ? r->engine_version : "");
     bind_text(s, 16, r->git_commit);
@@ -1296,8 +1330,9 @@ void cad_result_init(cad_result *r) {
     r->git_dirty = -1;
 }
 
+/* non-finite → NULL: a result Inf would be ranked and averaged as a number */
 static void bind_dbl(sqlite3_stmt *s, int i, double v) {
-    if (isnan(v)) sqlite3_bind_null(s, i);
+    if (!isfinite(v)) sqlite3_bind_null(s, i);
     else sqlite3_bind_double(s, i, v);
 }
 

@@ -236,6 +236,9 @@ static int batch_add(metric_batch *b, const char *line, size_t n, cad_err *e) {
     }
 }
 
+/* The longest metrics.jsonl line read; an engine's line is well under 1 KB. */
+#define METRIC_LINE_MAX (1 << 20)
+
 static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
                           cad_ingest_state *s, cad_err *e) {
     char path[PATH_MAX];
@@ -248,25 +251,63 @@ static int ingest_metrics(cad_db *db, const char *run_id, const char *run_dir,
     }
     int rc = CAD_OK;
     metric_batch *b = malloc(sizeof *b);
-    if (!b) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    /* blocks scanned for '\n' (not getline, which grows its buffer to any line's size: a
+     * 100 MB line without a newline was read whole into memory, then silently dropped) */
+    size_t cap = METRIC_LINE_MAX + (256u << 10), have = 0, start = 0;
+    char *buf = b ? malloc(cap) : NULL;
+    if (!b || !buf) rc = cad_fail(e, CAD_ENOMEM, "out of memory reading %s", path);
     else {
         b->db = db, b->run_id = run_id, b->path = path, b->line = NULL, b->n = 0, b->s = s;
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        while (!rc && (n = getline(&line, &cap, f)) > 0) {
-            if (line[n - 1] != '\n') break; /* partial last line: the writer is mid-line */
-            s->metrics_offset += n;
-            size_t len = (size_t)n - 1;
+        while (!rc) {
+            char *nl = memchr(buf + start, '\n', have - start);
+            if (!nl) {
+                if (have - start > METRIC_LINE_MAX) {
+                    /* refuse the line, not the file: the rows before it are kept, and when
+                     * its newline is there the next call goes on after it, so the runner
+                     * warns once and keeps ingesting; without one it is refused again */
+                    rc = batch_flush(b, e);
+                    if (rc) break;
+                    int64_t skipped = (int64_t)(have - start), line_no = s->metrics_lines + 1;
+                    have = start = 0;
+                    for (size_t got; (got = fread(buf, 1, cap, f)) > 0;) {
+                        char *end = memchr(buf, '\n', got);
+                        if (end) {
+                            s->metrics_offset += skipped + (end - buf) + 1;
+                            s->metrics_lines++;
+                            break;
+                        }
+                        skipped += (int64_t)got;
+                    }
+                    rc = cad_fail(e, CAD_EFORMAT,
+                                  "%s: line %lld is longer than %d MiB (the engine writes one "
+                                  "short JSON object per line): refused, the lines around it "
+                                  "are read; the file is damaged",
+                                  path, (long long)line_no, METRIC_LINE_MAX >> 20);
+                    break;
+                }
+                memmove(buf, buf + start, have - start);
+                have -= start, start = 0;
+                size_t got = fread(buf + have, 1, cap - have, f);
+                if (got == 0) break; /* EOF: a partial last line is the writer mid-line */
+                have += got;
+                continue;
+            }
+            char *line = buf + start;
+            size_t n = (size_t)(nl - line) + 1;
+            start += n;
+            s->metrics_offset += (int64_t)n;
+            s->metrics_lines++;
+            size_t len = n - 1;
             while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) len--;
             if (len == 0) continue;
             rc = batch_add(b, line, len, e);
         }
+        if (!rc && ferror(f)) rc = cad_fail(e, CAD_EIO, "%s: read failed", path);
         if (!rc) rc = batch_flush(b, e);
-        free(line);
         sqlite3_finalize(b->line);
-        free(b);
     }
+    free(buf);
+    free(b);
     fclose(f);
     return rc;
 }
@@ -361,7 +402,11 @@ int cad_ingest_run_dir(cad_db *db, const char *run_id, const char *run_dir,
         owned = 1;
     }
     cad_ingest_state before = *s;
+    /* an overlong metrics line is refused alone (ingest_metrics): what was read around it is
+     * stored, and its error returned once that is committed */
+    cad_err line_err = {0};
     rc = ingest_metrics(db, run_id, run_dir, s, e);
+    if (rc == CAD_EFORMAT) line_err = *e, rc = CAD_OK;
     char path[PATH_MAX];
     join(path, sizeof path, run_dir, "result.json");
     if (!rc && !s->result_done && file_exists(path)) {
@@ -379,6 +424,10 @@ int cad_ingest_run_dir(cad_db *db, const char *run_id, const char *run_dir,
         else rc = cad_db_commit(db, e);
     }
     if (rc && owned) *s = before; /* nothing was stored: read the same bytes next time */
+    if (!rc && line_err.code) {
+        *e = line_err;
+        return line_err.code;
+    }
     return rc;
 }
 

@@ -33,6 +33,7 @@
 typedef struct cad_ingest_state {
     int64_t metrics_offset;  /* bytes of metrics.jsonl consumed (always at a line end) */
     int64_t metrics_rows;    /* metric rows inserted so far */
+    int64_t metrics_lines;   /* complete lines consumed (error messages name line numbers) */
     int64_t bad_lines;       /* complete lines that were not a valid metric object */
     int result_done;         /* 1 once result.json was read (the run finished OK) */
     int artifacts_done;      /* 1 once artifacts were recorded (after result.json) */

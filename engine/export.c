@@ -17,7 +17,7 @@
 #include <brotli/encode.h>
 
 #define CONTAINER_MAGIC "CADQINT8"
-#define CONTAINER_VERSION 1u
+#define CONTAINER_VERSION 2u /* 2: a crc32 trailer (export.h); 1 is still read */
 
 /* train_gpt.py CONTROL_TENSOR_NAME_PATTERNS (= INT8_KEEP_FLOAT_FP32_NAME_PATTERNS). */
 static const char *const control_patterns[] = {"attn_scale", "attn_scales", "mlp_scale",
@@ -235,6 +235,13 @@ static int unzstd(const unsigned char *src, size_t len, unsigned char **out, siz
     unsigned long long size = ZSTD_getFrameContentSize(src, len);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > ((size_t)1 << 34))
         return cad_fail(e, CAD_EFORMAT, "%s: not a complete zstd frame (truncated artifact?)", what);
+    /* the size is the frame's own claim, allocated before a byte is decoded: no zstd block
+     * expands more than 128 KiB from its 4 bytes (an RLE block), so a larger claim is a lie
+     * (make fuzz: a 22-byte frame claiming 3.7 GB) */
+    if (size / 32768 > len)
+        return cad_fail(e, CAD_EFORMAT,
+                        "%s: zstd frame claims %llu bytes from %zu compressed: the artifact is "
+                        "damaged", what, size, len);
     unsigned char *dst = malloc(size ? (size_t)size : 1);
     if (!dst) return cad_fail(e, CAD_ENOMEM, "%s: out of memory", what);
     size_t r = ZSTD_decompress(dst, (size_t)size, src, len);
@@ -419,6 +426,12 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
     }
     free(work), free(qbuf), free(hbuf);
     if (fclose(f)) { free(raw); return cad_fail(e, CAD_EIO, "%s: cannot build the container", path); }
+    char *grown = realloc(raw, raw_len + 4);
+    if (!grown) { free(raw); return cad_fail(e, CAD_ENOMEM, "%s: out of memory", path); }
+    raw = grown;
+    uint32_t crc = (uint32_t)crc32_z(0L, (const Bytef *)raw, raw_len);
+    memcpy(raw + raw_len, &crc, 4);
+    raw_len += 4;
     st->raw_bytes = raw_len;
 
     unsigned char *z;
@@ -485,9 +498,23 @@ int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {
         rc = cad_fail(e, CAD_EFORMAT, "%s: bad magic (expected %s)", path, CONTAINER_MAGIC);
         goto done;
     }
-    if (!take(&r, &version, 4) || version != CONTAINER_VERSION) {
-        rc = cad_fail(e, CAD_EFORMAT, "%s: container version %u (expected %u)", path, version, CONTAINER_VERSION);
+    if (!take(&r, &version, 4) || version < 1 || version > CONTAINER_VERSION) {
+        rc = cad_fail(e, CAD_EFORMAT, "%s: container version %u (expected 1..%u)", path, version, CONTAINER_VERSION);
         goto done;
+    }
+    if (version >= 2) {
+        uint32_t want, got;
+        if (len < 20) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated header", path); goto done; }
+        memcpy(&want, buf + len - 4, 4);
+        got = (uint32_t)crc32_z(0L, buf, len - 4);
+        if (got != want) {
+            rc = cad_fail(e, CAD_EFORMAT,
+                          "%s: checksum mismatch (crc32 %08x, stored %08x): the artifact is "
+                          "damaged; export it again from the run (its weights file or a rerun)",
+                          path, got, want);
+            goto done;
+        }
+        r.end -= 4;
     }
     if (!take(&r, &count, 4)) { rc = cad_fail(e, CAD_EFORMAT, "%s: truncated header", path); goto done; }
     for (uint32_t k = 0; k < count; k++) {

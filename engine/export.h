@@ -14,11 +14,14 @@
  * round-tripped model is what the final score evaluates.
  *
  * Container (before zlib), little-endian:
- *   "CADQINT8" | u32 version (1) | u32 n_tensors | per tensor:
+ *   "CADQINT8" | u32 version (2) | u32 n_tensors | per tensor:
  *   u16 name_len | name | u8 scheme (0 per-row int8, 1 per-tensor int8, 2 fp16, 3 fp32) |
  *   u8 ndim | i64 shape[ndim] | payload:
  *     0: fp16 scale[rows] then int8 q[numel]; 1: f32 scale then int8 q[numel];
  *     2: fp16 [numel]; 3: f32 [numel]
+ *   then (version 2) u32 crc32 (zlib's) of every container byte before it, checked on read:
+ *   brotli and zstd frames carry no checksum of their own, so a flipped bit could decode into
+ *   wrong weights. Version 1 files (no crc) are still read.
  * Not here: code-byte accounting (train.c sums the counted files), torch.save compatibility.
  */
 #ifndef CADDIE_EXPORT_H

@@ -664,7 +664,17 @@ static int train_resume(train_run *r, cad_err *e) {
     cad_checkpoint_meta want, got;
     ckpt_meta_fill(s, &want);
     int rc = cad_checkpoint_load(r->ckpt_path, &want, &got, s->be, s->m.param_mem, s->o.state, e);
-    if (rc) return rc;
+    if (rc) {
+        /* resume: 1 never starts over by itself (that would silently discard the steps the
+         * checkpoint stood for and put a from-scratch curve under the same run): the run
+         * fails, and starting over is the user's explicit move of the file */
+        char why[CAD_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return cad_fail(e, rc,
+                        "resume: %s; the run is not started over by itself: to start it from "
+                        "step 0, move the checkpoint aside ('mv %s %s.bad') and run again",
+                        why, r->ckpt_path, r->ckpt_path);
+    }
     r->step = (long)got.step;
     r->training_time_ms = got.training_time_ms;
     s->o.adam_step = (long)got.adam_step;

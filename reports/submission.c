@@ -7,6 +7,7 @@
 #include "reports/submission.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,13 +29,31 @@ static int close_written(FILE *f, const char *path, cad_err *e) {
     return bad ? cad_fail(e, CAD_EIO, "%s: write failed", path) : CAD_OK;
 }
 
+FILE *cad_submission_create(const char *path, cad_err *e) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            cad_fail(e, CAD_EIO,
+                     "%s: is a symbolic link; export-submission writes only plain files of its "
+                     "own in --out: remove the link or choose another --out", path);
+        else cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 static int copy_file(const char *from, const char *to, cad_err *e) {
     FILE *in = fopen(from, "rb");
     if (!in) return cad_fail(e, CAD_EIO, "%s: cannot read: %s", from, strerror(errno));
-    FILE *out = fopen(to, "wb");
+    FILE *out = cad_submission_create(to, e);
     if (!out) {
         fclose(in);
-        return cad_fail(e, CAD_EIO, "%s: cannot write: %s", to, strerror(errno));
+        return e->code;
     }
     char buf[COPY_CHUNK_BYTES];
     size_t n;
@@ -85,8 +104,8 @@ int cad_submission_copy_logs(const cad_report_data *d, const cad_report_group *g
 
 int cad_submission_write_readme(const char *path, const cad_report_data *d, const cad_report_group *g,
                                 const char *name, cad_err *e) {
-    FILE *f = fopen(path, "w");
-    if (!f) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", path, strerror(errno));
+    FILE *f = cad_submission_create(path, e);
+    if (!f) return e->code;
     char bytes[BYTES_TEXT_MAX];
     cad_report_fmt_bytes(bytes, sizeof bytes, g->max_artifact_bytes);
     fprintf(f, "# %s\n\n**val_bpb = %.4f**", name, g->bpb.mean);

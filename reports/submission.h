@@ -34,6 +34,11 @@ void cad_submission_log_name(const cad_report_run *r, int index, char *buf, size
  * cad_submission_log_name) and the first run's config.yaml when it has one. */
 int cad_submission_copy_logs(const cad_report_data *d, const cad_report_group *g, const char *out_dir, cad_err *e);
 
+/* Create (truncate) path for writing a file of the folder, never through a symlink: a link
+ * planted in --out (README.md -> ~/.bashrc) would otherwise have the export overwrite its
+ * target. NULL with e set (naming the path and what to do) on failure. */
+FILE *cad_submission_create(const char *path, cad_err *e);
+
 /* README.md: title, the mean (and std over seeds), bytes, config and the per-seed table whose
  * Log column names each run's copied log. */
 int cad_submission_write_readme(const char *path, const cad_report_data *d, const cad_report_group *g,

@@ -45,6 +45,7 @@ void cad_svg_write_escaped(FILE *f, const char *s) {
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;
         case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break; /* safe in a single-quoted attribute too */
         default: fputc(*s, f);
         }
     }

@@ -666,7 +666,8 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
                 }
         }
         if (rc) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        qsort(pv->params, (size_t)pv->n_params, sizeof *pv->params, kv_cmp);
+        /* a sweep with nothing varied has no params (NULL): qsort(NULL, 0) is undefined */
+        if (pv->n_params > 1) qsort(pv->params, (size_t)pv->n_params, sizeof *pv->params, kv_cmp);
         for (int i = 0; i < pv->n_params; i++)
             if (strcmp(pv->params[i].key, "seed") == 0) {
                 char *end;

@@ -11,6 +11,7 @@
 #include "sweep/plan.h"
 
 #include <sqlite3.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,45 @@ static const char *make_dir(const char *name) {
     snprintf(d[k], sizeof d[k], "%s/%s%d", check_tmpdir(), name, counter++);
     mkdir(d[k], 0777);
     return d[k];
+}
+
+/* A 100 MB line (with or without its newline) is refused naming the file and line number,
+ * after the good lines before it are in; before, getline read it whole into memory and the
+ * line was counted as malformed and skipped in silence. */
+static void test_huge_metrics_line(void) {
+    cad_db *db = open_db("huge.db");
+    if (!db) return;
+    cad_err e;
+    for (int newline = 0; newline < 2; newline++) {
+        const char *dir = make_dir("huge");
+        char id[16];
+        snprintf(id, sizeof id, "huge%d", newline);
+        cad_run_new r = {.run_id = id, .sweep_id = -1, .config = "{}", .git_dirty = -1, .run_dir = dir};
+        CHECK_EQ_INT(cad_db_insert_run(db, &r, &e), CAD_OK);
+        append_file(dir, "metrics.jsonl",
+                    "{\"step\":0,\"name\":\"train_loss\",\"value\":6.9}\n"
+                    "\n"
+                    "{\"step\":1,\"name\":\"train_loss\",\"value\":6.5}\n{\"name\":\"");
+        char p[4400];
+        snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+        FILE *f = fopen(p, "a");
+        static char block[1 << 20];
+        memset(block, 'x', sizeof block);
+        for (int i = 0; f && i < 100; i++) fwrite(block, 1, sizeof block, f);
+        if (f) fputs(newline ? "\"}\n" : "", f), fclose(f);
+        cad_ingest_state s;
+        cad_ingest_state_init(&s);
+        CHECK_EQ_INT(cad_ingest_run_dir(db, id, dir, &s, &e), CAD_EFORMAT);
+        CHECK_MSG(strstr(e.msg, "metrics.jsonl: line 4 is longer than 1 MiB") != NULL, "%s", e.msg);
+        CHECK_EQ_INT(s.metrics_rows, 2);
+        CHECK(check_sql_double(db, "SELECT count(*) FROM metrics") == 2 + 2 * newline);
+        /* with its newline there, the line is passed and what follows it is read */
+        append_file(dir, "metrics.jsonl", "{\"step\":2,\"name\":\"train_loss\",\"value\":6.1}\n");
+        CHECK_EQ_INT(cad_ingest_run_dir(db, id, dir, &s, &e), newline ? CAD_OK : CAD_EFORMAT);
+        CHECK_EQ_INT(s.metrics_rows, 2 + newline);
+        unlink(p);
+    }
+    cad_db_close(db);
 }
 
 static void test_incremental_metrics(void) {
@@ -422,6 +462,7 @@ static void test_rebuild_equals_original(void) {
 
 int main(void) {
     RUN(test_incremental_metrics);
+    RUN(test_huge_metrics_line);
     RUN(test_metric_lines_read_as_json1_does);
     RUN(test_write_metric_roundtrip);
     RUN(test_import_standalone_train_dir);

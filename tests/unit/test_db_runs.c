@@ -6,9 +6,12 @@
 #include "db/db.h"
 #include "db/runs.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "test_util.h"
 
@@ -173,7 +176,38 @@ static void test_listings(void) {
     cad_db_close(db);
 }
 
+/* An infinite timeout (and result score) reaches the DB as NULL, so run.json — built by
+ * SQLite's json_object — stays valid JSON that 'caddie db rebuild' can read back (an Inf
+ * there is written as 9.0e+999 and refused, t0412's bad-inf). */
+static void test_non_finite_reals(void) {
+    cad_db *db = check_db_open(check_tmp_fresh("inf.db"));
+    cad_err e;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/inf-run", check_tmpdir());
+    CHECK(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    cad_run_new r = {.run_id = "inf", .sweep_id = -1, .name = "inf", .engine = "caddie",
+                     .config = "{}", .config_hash = "inf", .group_hash = "inf",
+                     .status = CAD_RUN_QUEUED, .devices_requested = 1, .git_dirty = -1,
+                     .timeout_s = INFINITY, .run_dir = dir, .reason = "test"};
+    CHECK_MSG(cad_db_insert_run(db, &r, &e) == CAD_OK, "%s", e.msg);
+    CHECK(isnan(check_sql_double(db, "SELECT timeout_s FROM runs WHERE run_id = 'inf'")));
+    CHECK_MSG(cad_db_write_run_json(db, "inf", &e) == CAD_OK, "%s", e.msg);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    char *text = check_slurp(path, NULL);
+    CHECK(text && strstr(text, "\"timeout_s\":null") && !strstr(text, "e+999"));
+    free(text);
+    cad_result res;
+    cad_result_init(&res);
+    res.val_bpb = INFINITY, res.val_loss = -INFINITY;
+    CHECK_MSG(cad_db_set_result(db, "inf", &res, &e) == CAD_OK, "%s", e.msg);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM results WHERE run_id = 'inf' "
+                               "AND val_bpb IS NULL AND val_loss IS NULL") == 1);
+    cad_db_close(db);
+}
+
 int main(void) {
+    RUN(test_non_finite_reals);
     RUN(test_runner_checks);
     RUN(test_listings);
     return check_report();

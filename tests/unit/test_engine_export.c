@@ -427,7 +427,59 @@ static void test_gptq_sweep_matches_torch(void) {
     free(txt);
 }
 
+/* The container's crc32 (version 2): one flipped bit in the container, recompressed so every
+ * compressor's own framing is intact (brotli and zstd have no checksum to catch it), is refused
+ * naming the file; a flipped bit in the compressed file is refused too; a version 1 file
+ * (no crc) still reads. */
+static void test_container_checksum(void) {
+    state5 a, b;
+    make_state(&a, 7);
+    make_state(&b, 8);
+    cad_err e = {0};
+    for (int comp = 0; comp < 4; comp++) {
+        cad_quant_opts qo = {comp, 8, 8, 0, 0, 0, NULL, {0, 0, 0}};
+        cad_int8_stats st;
+        char p[4200];
+        snprintf(p, sizeof p, "%s", check_tmp_path("crc.ptz"));
+        CHECK_MSG(cad_int8_export(p, a.t, 5, &qo, &st, &e) == CAD_OK, "%s", e.msg);
+        size_t n = 0, rn = 0, zn = 0;
+        unsigned char *f = (unsigned char *)check_slurp(p, &n), *raw = NULL, *z = NULL;
+        if (!f || cad_decompress_buf(f, n, &raw, &rn, p, &e) != CAD_OK) { CHECK(0); free(f); break; }
+        uint32_t version;
+        memcpy(&version, raw + 8, 4);
+        CHECK_EQ_INT(version, 2);
+        /* one bit of a tensor payload in the middle of the container */
+        raw[rn / 2] ^= 0x04;
+        CHECK(cad_compress_buf(comp, raw, rn, &z, &zn, p, &e) == CAD_OK);
+        if (z) check_write_bytes(p, z, zn);
+        free(z), z = NULL;
+        CHECK_EQ_INT(cad_int8_import(p, b.t, 5, &e), CAD_EFORMAT);
+        CHECK_MSG(strstr(e.msg, "crc.ptz: checksum mismatch") && strstr(e.msg, "export it again"),
+                  "%s", e.msg);
+        raw[rn / 2] ^= 0x04;
+        /* a flipped bit in the compressed file: refused, by the codec or by the crc */
+        f[n / 2] ^= 0x01;
+        check_write_bytes(p, f, n);
+        CHECK_MSG(cad_int8_import(p, b.t, 5, &e) != CAD_OK, "compressor %d: a flipped bit was read", comp);
+        /* version 1, as written before the crc: read as it was */
+        uint32_t v1 = 1;
+        memcpy(raw + 8, &v1, 4);
+        CHECK(cad_compress_buf(comp, raw, rn - 4, &z, &zn, p, &e) == CAD_OK);
+        if (z) check_write_bytes(p, z, zn);
+        CHECK_MSG(cad_int8_import(p, b.t, 5, &e) == CAD_OK, "%s", e.msg);
+        free(z), free(raw), free(f);
+    }
+    /* make fuzz's find: a 22-byte zstd frame whose header claims 3.7 GB was allocated at once */
+    static const unsigned char bomb[] = {0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0xe3, 0x0a, 0x01, 0xdc, 0x0e, 0x44,
+                                         0x51, 0x49, 0x4e, 0x3d, 0xff, 0xff, 0x00, 0xdc, 0x0e, 0x0e, 0x00};
+    const char *pb = check_write_bytes(check_tmp_path("bomb.ptz"), bomb, sizeof bomb);
+    CHECK_EQ_INT(cad_int8_import(pb, b.t, 5, &e), CAD_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "bomb.ptz: zstd frame claims 3691055843 bytes from 22 compressed"), "%s", e.msg);
+    free_state(&a), free_state(&b);
+}
+
 int main(void) {
+    RUN(test_container_checksum);
     cad_err e = {0};
     fx_ok = cad_safetensors_load(check_src_path("tests/fixtures/engine/optim_ref.safetensors"), &fx, &e) == CAD_OK;
     if (!fx_ok) printf("FAIL cannot load fixture: %s\n", e.msg);

@@ -192,8 +192,48 @@ static void test_checkpoint_errors(void) {
     unlink(path);
 }
 
+/* resume=1 over a bit-flipped or truncated checkpoint fails naming the file and the way to
+ * start over, and does not train from step 0 in its place (no new step lines in log.txt). */
+static void test_resume_refuses_bad_checkpoint(void) {
+    cad_config b, c;
+    cad_err e = {0};
+    char *ck[1] = {"checkpoint_every=4"}, *rs[1] = {"resume=1"};
+    if (config(&b, "badck", "badck.safetensors", 1, ck)) { CHECK(0); cad_config_free(&b); return; }
+    CHECK_MSG(run_quiet(&b, &e) == CAD_OK, "%s", e.msg);
+    char ckpt[4300], log_path[4300];
+    snprintf(ckpt, sizeof ckpt, "%s/badck/checkpoint.bin", check_tmpdir());
+    snprintf(log_path, sizeof log_path, "%s/badck/log.txt", check_tmpdir());
+    size_t len = 0;
+    char *good = check_slurp(ckpt, &len);
+    cad_config_free(&b);
+    if (!good || len < 200) { CHECK(0); free(good); return; }
+    for (int bad = 0; bad < 2; bad++) {
+        if (bad == 0) {
+            good[len / 2] ^= 0x10; /* one bit in the weights */
+            check_write_bytes(ckpt, good, len);
+            good[len / 2] ^= 0x10;
+        } else {
+            check_write_bytes(ckpt, good, len - 100); /* truncated */
+        }
+        char *before = check_slurp(log_path, NULL);
+        if (config(&c, "badck", "badck2.safetensors", 1, rs)) { CHECK(0); free(before); break; }
+        CHECK_EQ_INT(run_quiet(&c, &e), CAD_EFORMAT);
+        cad_config_free(&c);
+        char want[9000];
+        snprintf(want, sizeof want, "move the checkpoint aside ('mv %s %s.bad') and run again", ckpt, ckpt);
+        CHECK_MSG(strstr(e.msg, ckpt) && strstr(e.msg, want) &&
+                      strstr(e.msg, bad ? "truncated" : "checksum mismatch"), "%s", e.msg);
+        char *after = check_slurp(log_path, NULL);
+        const char *tail = after && before && strlen(after) >= strlen(before) ? after + strlen(before) : "";
+        CHECK_MSG(!strstr(tail, "step:1/8"), "trained from step 0:\n%s", tail);
+        free(before), free(after);
+    }
+    free(good);
+}
+
 int main(void) {
     make_shards();
+    RUN(test_resume_refuses_bad_checkpoint);
     RUN(test_resume_is_bit_identical);
     RUN(test_resume_with_ema_and_wd);
     RUN(test_resume_with_delayed_recurrence);

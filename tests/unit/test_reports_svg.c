@@ -70,9 +70,9 @@ static void test_escaping(void) {
     size_t len;
     char *buf;
     capture_begin(&f, &len, &buf);
-    cad_svg_write_escaped(f, "a<b & \"c\" > d");
+    cad_svg_write_escaped(f, "a<b & \"c\" > d'e");
     fclose(f);
-    CHECK_STR(buf, "a&lt;b &amp; &quot;c&quot; &gt; d");
+    CHECK_STR(buf, "a&lt;b &amp; &quot;c&quot; &gt; d&#39;e");
     free(buf);
 }
 

@@ -537,6 +537,8 @@ static int earlystop_tick(runner *r, cad_err *e) {
         int sc = cad_db_set_status_from(r->db, s->run_id, CAD_RUN_RUNNING, CAD_RUN_STOPPED, why, &se);
         if (sc == CAD_EDB) rc = cad_fail(e, CAD_EDB, "%s", se.msg);
         if (sc) continue; /* no longer running (cancelled meanwhile): tick_slots sees it */
+        /* the reason also in runs.error: what run_summary, `caddie ls/show` and reports read */
+        if ((rc = cad_db_set_error(r->db, s->run_id, why, e))) break;
         s->stop = STOP_EARLY;
         str_copy(s->stop_reason, sizeof s->stop_reason, why);
     }

@@ -77,6 +77,13 @@ test_expect_success 'stopped runs: partial curve kept, no result, not on the lea
     test "$(in_views med)" = "6|6|0" &&
     caddie ls --status stopped --sweep med >ls.out && test "$(grep -c " stopped " ls.out)" = 4
 '
+test_expect_success 'the report shows the stopped runs: partial curves and the reasons' '
+    caddie report --sweep med --out med.html >/dev/null &&
+    test_grep "<h3>Stopped early \(4\)</h3>" med.html &&
+    test_grep "id=\"stopped-med\"" med.html &&
+    test "$(grep -o "<tr class=\"stopped\">" med.html | wc -l)" = 4 &&
+    test "$(grep -Eo "median: val_bpb [0-9.]+ at step 6 &gt; median [0-9.]+ of [4-9] runs" med.html | wc -l)" = 4
+'
 test_expect_success 'stopped runs are final: retry leaves them, plan/add count them as done unless --force' '
     caddie retry med >retry.out 2>&1; test "$(n_after_stop)" = 0 &&
     caddie sweep plan med.yaml >plan.out && test_grep "^0 to queue, 10 already done" plan.out &&

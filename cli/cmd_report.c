@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "db/db.h"
 #include "engine/jsonw.h"
+#include "reports/matched.h"
 #include "reports/report.h"
 #include "reports/submission.h"
 
@@ -485,21 +486,82 @@ static void compare_same_seeds(const cad_report_data *d, const cad_report_group 
     }
 }
 
-enum compare_opt { CMP_SWEEP, CMP_DB };
+/* The step-matched / wallclock-matched comparison from the curves (reports/matched.h). */
+static void compare_matched(const cad_report_data *d, const cad_report_matched *m, const char *metric) {
+    char at[64];
+    if (m->by_wall) snprintf(at, sizeof at, "training time %.0f ms", m->x);
+    else snprintf(at, sizeof at, "step %.0f", m->x);
+    printf("\n%s-matched: %s at %s (%s; linear between logged points)\n", m->by_wall ? "wallclock" : "step",
+           metric, at, m->x_given ? "as asked" : m->by_wall ? "the last time every run reached" : "the last step every run reached");
+    tbl t = {0};
+    tbl_col(&t, "", 0);
+    tbl_col(&t, "A", 1);
+    tbl_col(&t, "B", 1);
+    static const char *const rows[] = {"runs", "mean ± std", "best"};
+    for (int r = 0; r < 3; r++) {
+        char(*row)[TBL_CELL] = tbl_row(&t);
+        if (!row) break;
+        if (r > 0) snprintf(row[0], TBL_CELL, "%s", rows[r]);
+        else snprintf(row[0], TBL_CELL, "%s %.0f", m->by_wall ? "runs at ms" : "runs at step", m->x);
+        for (int k = 0; k < 2; k++) {
+            const cad_stats_summary *su = &m->sum[k];
+            if (r == 0) snprintf(row[1 + k], TBL_CELL, "%d of %d", m->n[k], m->n[k] + m->n_missing[k]);
+            else if (r == 1 && isfinite(su->std)) snprintf(row[1 + k], TBL_CELL, "%.5f ± %.5f", su->mean, su->std);
+            else if (r == 1) snprintf(row[1 + k], TBL_CELL, "%.5f", su->mean);
+            else snprintf(row[1 + k], TBL_CELL, "%.5f", su->min);
+        }
+    }
+    tbl_print(&t, stdout);
+    tbl_free(&t);
+    char dl[NUM_TEXT_MAX], p[NUM_TEXT_MAX];
+    cad_report_fmt_signed(dl, sizeof dl, m->sum[0].mean - m->sum[1].mean, 5);
+    printf("A - B at %s: %s %s (negative: A is better)", at, dl, metric);
+    if (m->welch.ok) {
+        cad_report_fmt_p(p, sizeof p, m->welch.p);
+        printf("; one-sided Welch t-test: t = %.3f, df = %.2f, p = %s", m->welch.t, m->welch.df, p);
+    }
+    putchar('\n');
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < m->n[k]; i++)
+            printf("  %s  %-40s %.5f\n", k ? "B" : "A", d->runs[m->run[k][i]].run_id, m->values[k][i]);
+}
+
+enum compare_opt { CMP_SWEEP, CMP_DB, CMP_STEP_MATCHED, CMP_STEP, CMP_WALL, CMP_METRIC };
 static const cli_opt compare_opts[] = {
     {CMP_SWEEP, "sweep", 0, "NAME", "look A and B up in this sweep only (repeatable)"},
+    {CMP_STEP_MATCHED, "step-matched", 0, NULL, "also compare at an equal step, from the curves (default: the last step every run reached)"},
+    {CMP_STEP, "step", 0, "N", "the step of --step-matched (implies it)"},
+    {CMP_WALL, "wallclock-matched", 0, "MS", "also compare at an equal training time of MS milliseconds, from the curves"},
+    {CMP_METRIC, "metric", 0, "NAME", "the curve of --step-matched/--wallclock-matched (default val_bpb)"},
     CLI_OPT_DB(CMP_DB),
     CLI_OPT_END,
 };
 
 static int cmd_compare(int argc, char **argv) {
     report_args a = {0};
-    int id;
+    int id, matched = 0, x_given = 0, by_wall = 0;
+    double x = 0;
+    const char *metric = "val_bpb";
     cli_parser p;
     cli_parser_init(&p, &cmd_compare_def, NULL, argc, argv);
     while ((id = cli_next_opt(&p)) >= 0) {
         switch ((enum compare_opt)id) {
         case CMP_DB: a.db = p.arg; break;
+        case CMP_STEP_MATCHED: matched = 1; break;
+        case CMP_METRIC: metric = p.arg; break;
+        case CMP_STEP:
+        case CMP_WALL: {
+            char *end;
+            errno = 0;
+            x = strtod(p.arg, &end);
+            if (errno || end == p.arg || *end || !isfinite(x) || x < 0)
+                return cli_usage_error("compare", "--%s '%s': expected a number >= 0",
+                                       id == CMP_STEP ? "step" : "wallclock-matched", p.arg);
+            x_given = 1;
+            if (id == CMP_WALL) by_wall = 1;
+            else matched = 1;
+            break;
+        }
         case CMP_SWEEP:
             if (a.n_sweeps == MAX_SWEEP_ARGS) return cli_usage_error("compare", "too many --sweep options");
             a.sweeps[a.n_sweeps++] = p.arg;
@@ -508,6 +570,8 @@ static int cmd_compare(int argc, char **argv) {
     }
     if (id == CLI_OPTS_BAD) return 2;
     if (argc - p.ind != 2) return cli_usage_error("compare", "expected two runs or groups (A B), got %d arguments", argc - p.ind);
+    if (matched && by_wall)
+        return cli_usage_error("compare", "--step-matched/--step and --wallclock-matched: choose one");
     cad_db *db;
     if (open_for_reading("compare", a.db, &db)) return 1;
     cad_report_data d;
@@ -531,22 +595,37 @@ static int cmd_compare(int argc, char **argv) {
     compare_table(&d, sel, is_run, &argv[p.ind]);
     compare_verdict(sel);
     compare_same_seeds(&d, sel);
+    int mrc = 0;
+    if (matched || by_wall) {
+        cad_report_matched m;
+        if (cad_report_matched_compare(db, &d, sel, metric, by_wall, x_given, x, &m, &e) == CAD_OK) {
+            compare_matched(&d, &m, metric);
+            cad_report_matched_free(&m);
+        } else {
+            mrc = cli_fail("compare", "%s", e.msg);
+        }
+    }
     free(sel[0].runs);
     free(sel[1].runs);
     cad_report_data_free(&d);
     cad_db_close(db);
-    return 0;
+    return mrc;
 }
 
 const cli_command cmd_compare_def = {
     .name = "compare",
     .fn = cmd_compare,
     .summary = "compare two runs or groups: means, Welch p, record bar, frontier rule",
-    .synopsis = (const char *const[]){"A B [--sweep NAME]... [--db FILE]", NULL},
+    .synopsis = (const char *const[]){"A B [--sweep NAME]... [--step-matched [--step N] | --wallclock-matched MS]\n"
+                                      "          [--metric NAME] [--db FILE]", NULL},
     .description =
         "A and B are run ids (one run) or groups (group hash or prefix, run name, or label: all\n"
         "seeds). Prints both side by side, A - B in bpb and nats, the one-sided Welch test that A\n"
-        "is better, the record bar, the frontier rule, and same-seed pairs.\n",
+        "is better, the record bar, the frontier rule, and same-seed pairs.\n"
+        "--step-matched adds the comparison at an equal step from the curves (the records'\n"
+        "step-matched comparison): each run's metric at step N (--step; default the last step\n"
+        "every run reached), linear between logged points, with the step named in the table;\n"
+        "--wallclock-matched MS the same at an equal training time.\n",
     .opts = compare_opts,
 };
 

@@ -270,7 +270,7 @@ static int print_summary(void *ctx, const cad_summary_row *r) {
 enum ls_opt { LS_SWEEP, LS_STATUS, LS_DB };
 static const cli_opt ls_opts[] = {
     {LS_SWEEP, "sweep", 0, "NAME", "only the runs of this sweep"},
-    {LS_STATUS, "status", 0, "STATUS", "queued, running, done, failed, cancelled or interrupted"},
+    {LS_STATUS, "status", 0, "STATUS", "queued, running, done, failed, cancelled, interrupted or stopped"},
     CLI_OPT_DB(LS_DB),
     CLI_OPT_END,
 };
@@ -292,7 +292,7 @@ static int cmd_ls(int argc, char **argv) {
     cad_run_status want;
     if (status && cad_run_status_parse(status, &want) != CAD_OK)
         return cli_usage_error("ls", "--status '%s': expected queued, running, done, failed, "
-                                     "cancelled or interrupted", status);
+                                     "cancelled, interrupted or stopped", status);
     cad_db *db = NULL;
     int rc = open_existing("ls", opt_db, CAD_DB_READONLY, &db);
     if (rc) return rc;
@@ -533,7 +533,7 @@ static int cmd_retry(int argc, char **argv) {
 const cli_command cmd_retry_def = {
     .name = "retry",
     .fn = cmd_retry,
-    .summary = "queue failed, cancelled or interrupted runs (of a run or a sweep) again",
+    .summary = "queue failed, cancelled or interrupted runs (of a run or a sweep) again (never stopped ones)",
     .synopsis = (const char *const[]){"RUN|SWEEP [--db FILE]", NULL},
     .description = "Resets the attempt count, so the sweep's `retries` apply again.\n",
     .opts = db_only_opts,

@@ -92,8 +92,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
         "FROM json_each(?2)",
     [ST_RUN_DELETE] = "DELETE FROM runs WHERE run_id = ?1",
     [ST_FIND_DONE_HASH] = "SELECT count(*), (SELECT run_id FROM runs WHERE config_hash = ?1 AND "
-                          "status = 'done' ORDER BY ended_at DESC, run_id DESC LIMIT 1) "
-                          "FROM runs WHERE config_hash = ?1 AND status = 'done'",
+                          "status IN ('done','stopped') ORDER BY ended_at DESC, run_id DESC LIMIT 1) "
+                          "FROM runs WHERE config_hash = ?1 AND status IN ('done','stopped')",
     [ST_FIND_PENDING_HASH] = "SELECT run_id FROM runs WHERE config_hash = ?1 AND status IN "
                              "('queued','running') ORDER BY queued_at, run_id LIMIT 1",
     [ST_STATUS_GET] = "SELECT status FROM runs WHERE run_id = ?1",
@@ -541,7 +541,7 @@ void cad_db_now(char *buf, size_t cap) {
 /* ---- statuses -------------------------------------------------------------------------- */
 
 static const char *const status_names[CAD_RUN_NSTATUS] = {
-    "queued", "running", "done", "failed", "cancelled", "interrupted",
+    "queued", "running", "done", "failed", "cancelled", "interrupted", "stopped",
 };
 
 const char *cad_run_status_name(cad_run_status s) {
@@ -562,7 +562,7 @@ int cad_run_status_transition_ok(cad_run_status from, cad_run_status to) {
     case CAD_RUN_QUEUED: return to == CAD_RUN_RUNNING || to == CAD_RUN_CANCELLED;
     case CAD_RUN_RUNNING:
         return to == CAD_RUN_DONE || to == CAD_RUN_FAILED || to == CAD_RUN_INTERRUPTED ||
-               to == CAD_RUN_CANCELLED || to == CAD_RUN_QUEUED;
+               to == CAD_RUN_CANCELLED || to == CAD_RUN_STOPPED || to == CAD_RUN_QUEUED;
     case CAD_RUN_DONE:
     case CAD_RUN_FAILED:
     case CAD_RUN_CANCELLED:

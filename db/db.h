@@ -19,7 +19,10 @@
  *
  * State machine of runs.status (cad_db_set_status refuses anything else):
  *   queued      -> running | cancelled
- *   running     -> done | failed | interrupted | cancelled | queued (runner lost the slot)
+ *   running     -> done | failed | interrupted | cancelled | stopped | queued (runner lost
+ *                  the slot)
+ *   stopped     final: the sweep's stop: rule ended it (docs/sweeps.md#early-stopping); never
+ *               requeued, and dedup counts its config as done
  *   failed | interrupted | cancelled | done -> queued   (retry / requeue)
  * Every change writes one events row and, when the run dir exists, rewrites
  * <run_dir>/run.json (the run's row + its events) so `caddie db rebuild` loses nothing.
@@ -98,6 +101,7 @@ typedef enum {
     CAD_RUN_FAILED,
     CAD_RUN_CANCELLED,
     CAD_RUN_INTERRUPTED,
+    CAD_RUN_STOPPED,     /* ended early by the sweep's stop: rule; final (never retried) */
     CAD_RUN_NSTATUS
 } cad_run_status;
 
@@ -194,8 +198,9 @@ int cad_db_insert_run(cad_db *db, const cad_run_new *r, cad_err *e);
 /* Delete a run and everything that references it (metrics, results, ...). */
 int cad_db_delete_run(cad_db *db, const char *run_id, cad_err *e);
 
-/* Done runs with this config hash (dedup): *n_done receives the count, and when
- * run_id_out is non-NULL the newest matching run id (or "" when none). */
+/* Done or stopped runs with this config hash (dedup: an early-stopped config is not run
+ * again unless forced): *n_done receives the count, and when run_id_out is non-NULL the
+ * newest matching run id (or "" when none). */
 int cad_db_find_done_by_hash(cad_db *db, const char *config_hash, int *n_done,
                              char *run_id_out, size_t cap, cad_err *e);
 /* Any run (any status) with this config hash that is queued or running: its id, or "". */

@@ -31,7 +31,7 @@ static const char resumes_sql[] =
     "SELECT 1 FROM runs WHERE run_id = ?1 AND engine = 'caddie' AND "
     "json_extract(config, '$.resume') IN (1, 'true') AND "
     "(SELECT to_status FROM events WHERE run_id = ?1 AND to_status IN "
-    "('done','failed','cancelled','interrupted') ORDER BY id DESC LIMIT 1) = 'interrupted'";
+    "('done','failed','cancelled','interrupted','stopped') ORDER BY id DESC LIMIT 1) = 'interrupted'";
 
 static const char del_metrics_sql[] = "DELETE FROM metrics WHERE run_id = ?1";
 static const char del_results_sql[] = "DELETE FROM results WHERE run_id = ?1";
@@ -269,4 +269,41 @@ int cad_db_each_event(cad_db *db, const char *run_id, cad_event_fn fn, void *ctx
         stop = fn(ctx, &r);
     }
     return end_listing(s, stop ? 0 : got, stop);
+}
+
+/* ---- early stopping ------------------------------------------------------------------------ */
+
+static const char sweep_spec_sql[] = "SELECT spec FROM sweeps WHERE name = ?1";
+
+static const char sweep_curve_sql[] =
+    "SELECT m.run_id, m.step, m.value FROM metrics m "
+    "JOIN runs r ON r.run_id = m.run_id JOIN sweeps s ON s.id = r.sweep_id "
+    "WHERE s.name = ?1 AND m.name = ?2 AND r.status IN ('running','done','stopped') "
+    "AND m.value IS NOT NULL AND abs(m.value) < 1e308 "
+    "ORDER BY m.run_id, m.step";
+
+int cad_db_sweep_spec_text(cad_db *db, const char *sweep, char **text, cad_err *e) {
+    *text = NULL;
+    sqlite3_stmt *s = stmt_run(db, sweep_spec_sql, sweep, e);
+    if (!s) return CAD_EDB;
+    int got = step_row(db, s, "reading a sweep's spec", e);
+    if (got > 0) {
+        const char *t = col_text(s, 0);
+        *text = strdup(t ? t : "");
+        sqlite3_reset(s);
+        if (!*text) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    return got < 0 ? CAD_EDB : CAD_OK;
+}
+
+int cad_db_each_sweep_curve_point(cad_db *db, const char *sweep, const char *metric,
+                                  cad_curve_point_fn fn, void *ctx, cad_err *e) {
+    sqlite3_stmt *s = stmt_run(db, sweep_curve_sql, sweep, e);
+    if (!s) return CAD_EDB;
+    sqlite3_bind_text(s, 2, metric, -1, SQLITE_TRANSIENT);
+    int got, stop = 0;
+    while (!stop && (got = step_row(db, s, "reading a sweep's curves", e)) > 0)
+        stop = fn(ctx, col_text(s, 0), (long)sqlite3_column_int64(s, 1), sqlite3_column_double(s, 2));
+    if (stop) got = 0;
+    return end_listing(s, got, stop);
 }

@@ -44,6 +44,18 @@ int cad_db_run_resumes(cad_db *db, const char *run_id, int *yes, cad_err *e);
  * logged twice replaces, never adds). One transaction unless the caller holds one. */
 int cad_db_clear_attempt(cad_db *db, const char *run_id, int keep_metrics, cad_err *e);
 
+/* ---- early stopping (runner/earlystop.h) -------------------------------------------------- */
+
+/* The YAML text a sweep was queued with (sweeps.spec), malloc'd into *text; *text = NULL when
+ * there is no such sweep. */
+int cad_db_sweep_spec_text(cad_db *db, const char *sweep, char **text, cad_err *e);
+
+/* Every finite point of one metric of the sweep's running, done and stopped runs, ordered
+ * by run id, then step. */
+typedef int (*cad_curve_point_fn)(void *ctx, const char *run_id, long step, double value);
+int cad_db_each_sweep_curve_point(cad_db *db, const char *sweep, const char *metric,
+                                  cad_curve_point_fn fn, void *ctx, cad_err *e);
+
 /* ---- listings for the commands ----------------------------------------------------------- */
 
 /* A running run with its progress. */

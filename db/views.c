@@ -176,6 +176,7 @@ int cad_view_params(cad_db *db, const cad_view_filter *f, cad_view_param_fn fn, 
 struct cad_view_curves {
     sqlite3 *db;
     sqlite3_stmt *st;
+    sqlite3_stmt *st_wall; /* x = wall_ms (points without one left out), prepared on first use */
 };
 
 int cad_view_curves_open(cad_db *db, cad_view_curves **out, cad_err *e) {
@@ -193,17 +194,37 @@ int cad_view_curves_open(cad_db *db, cad_view_curves **out, cad_err *e) {
     return CAD_OK;
 }
 
+static int curve_read(cad_view_curves *c, sqlite3_stmt *st, const char *run_id, const char *metric,
+                      double **steps, double **values, int *n, cad_err *e);
+
 int cad_view_curve_read(cad_view_curves *c, const char *run_id, const char *metric, double **steps,
                         double **values, int *n, cad_err *e) {
-    sqlite3_reset(c->st);
-    sqlite3_bind_text(c->st, 1, run_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(c->st, 2, metric, -1, SQLITE_STATIC);
+    return curve_read(c, c->st, run_id, metric, steps, values, n, e);
+}
+
+int cad_view_curve_read_wall(cad_view_curves *c, const char *run_id, const char *metric,
+                             double **wall_ms, double **values, int *n, cad_err *e) {
+    *wall_ms = *values = NULL;
+    *n = 0;
+    if (!c->st_wall &&
+        sqlite3_prepare_v2(c->db, "SELECT wall_ms, value FROM curves WHERE run_id = ?1 AND name = ?2 "
+                                  "AND wall_ms IS NOT NULL ORDER BY wall_ms, step",
+                           -1, &c->st_wall, NULL) != SQLITE_OK)
+        return cad_fail(e, CAD_EDB, "preparing the curves query: %s", sqlite3_errmsg(c->db));
+    return curve_read(c, c->st_wall, run_id, metric, wall_ms, values, n, e);
+}
+
+static int curve_read(cad_view_curves *c, sqlite3_stmt *st, const char *run_id, const char *metric,
+                      double **steps, double **values, int *n, cad_err *e) {
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
     double *xs = NULL, *ys = NULL;
     int cap = 0, count = 0, rc;
     *steps = *values = NULL;
     *n = 0;
-    while ((rc = sqlite3_step(c->st)) == SQLITE_ROW) {
-        if (sqlite3_column_type(c->st, 1) == SQLITE_NULL) continue;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL) continue;
         if (count == cap) {
             cap = cap ? cap * 2 : CURVE_INITIAL_POINTS;
             double *nx = realloc(xs, (size_t)cap * sizeof *nx);
@@ -213,19 +234,19 @@ int cad_view_curve_read(cad_view_curves *c, const char *run_id, const char *metr
             if (!nx || !ny) {
                 free(xs);
                 free(ys);
-                sqlite3_reset(c->st);
+                sqlite3_reset(st);
                 return cad_fail(e, CAD_ENOMEM, "reading curves of run '%s': out of memory", run_id);
             }
         }
-        xs[count] = sqlite3_column_double(c->st, 0);
-        ys[count] = sqlite3_column_double(c->st, 1);
+        xs[count] = sqlite3_column_double(st, 0);
+        ys[count] = sqlite3_column_double(st, 1);
         count++;
     }
     if (rc != SQLITE_DONE) {
         free(xs);
         free(ys);
         cad_fail(e, CAD_EDB, "reading curves of run '%s': %s", run_id, sqlite3_errmsg(c->db));
-        sqlite3_reset(c->st);
+        sqlite3_reset(st);
         return CAD_EDB;
     }
     *steps = xs;
@@ -237,5 +258,6 @@ int cad_view_curve_read(cad_view_curves *c, const char *run_id, const char *metr
 void cad_view_curves_close(cad_view_curves *c) {
     if (!c) return;
     sqlite3_finalize(c->st);
+    sqlite3_finalize(c->st_wall);
     free(c);
 }

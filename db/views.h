@@ -73,6 +73,9 @@ int cad_view_curves_open(cad_db *db, cad_view_curves **out, cad_err *e);
  * caller frees them). On failure nothing is allocated. */
 int cad_view_curve_read(cad_view_curves *c, const char *run_id, const char *metric, double **steps,
                         double **values, int *n, cad_err *e);
+/* Same with the training time as x: *wall_ms (ordered), points without a wall_ms left out. */
+int cad_view_curve_read_wall(cad_view_curves *c, const char *run_id, const char *metric,
+                             double **wall_ms, double **values, int *n, cad_err *e);
 void cad_view_curves_close(cad_view_curves *c);
 
 #endif

@@ -880,6 +880,101 @@ static void failures_table(FILE *f, const cad_report_data *d, const cad_report_s
     fputs("</tbody></table>\n", f);
 }
 
+/* Runs the sweep's stop: rule ended early (docs/sweeps.md#early-stopping): their partial
+ * val_bpb curves drawn over the sweep's finished ones (grey), and a table with the reason
+ * (the rule and the numbers). */
+#define STOPPED_CHART_MAX 24 /* stopped runs drawn (the table lists every one) */
+static int stopped_section(FILE *f, cad_db *db, const cad_report_data *d, const cad_report_sweep *sw, const char *slug,
+                           cad_err *e) {
+    int n = 0;
+    for (int i = 0; i < d->n_runs; i++)
+        n += !strcmp(d->runs[i].sweep ? d->runs[i].sweep : "", sw->name) && !strcmp(d->runs[i].status, "stopped");
+    if (n == 0) return CAD_OK;
+    fprintf(f, "<h3>Stopped early (%d)</h3>\n", n);
+    cad_view_curves *cv = NULL;
+    int rc = cad_view_curves_open(db, &cv, e);
+    if (rc) return rc;
+    /* every curve of the chart: finished runs first (context), then the stopped ones */
+    int cap = d->n_runs, nc = 0;
+    double **xs = calloc((size_t)cap, sizeof *xs), **ys = calloc((size_t)cap, sizeof *ys);
+    int *np = calloc((size_t)cap, sizeof *np), *stopped = calloc((size_t)cap, sizeof *stopped);
+    if (!xs || !ys || !np || !stopped) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    double x_hi = 1, y_lo = INFINITY, y_hi = -INFINITY;
+    int n_drawn = 0;
+    for (int pass = 0; pass < 2 && !rc; pass++)
+        for (int i = 0; i < d->n_runs && !rc; i++) {
+            const cad_report_run *r = &d->runs[i];
+            if (strcmp(r->sweep ? r->sweep : "", sw->name)) continue;
+            int is_stopped = !strcmp(r->status, "stopped");
+            if (pass == 0 ? strcmp(r->status, "done") != 0 : !is_stopped) continue;
+            if (is_stopped && n_drawn++ >= STOPPED_CHART_MAX) continue;
+            rc = curve_read(cv, r->run_id, "val_bpb", &xs[nc], &ys[nc], &np[nc], e);
+            if (rc) break;
+            stopped[nc] = is_stopped;
+            for (int k = 0; k < np[nc]; k++) {
+                if (xs[nc][k] > x_hi) x_hi = xs[nc][k];
+                if (ys[nc][k] < y_lo) y_lo = ys[nc][k];
+                if (ys[nc][k] > y_hi) y_hi = ys[nc][k];
+            }
+            nc++;
+        }
+    cad_view_curves_close(cv);
+    if (!rc && isfinite(y_lo) && y_hi >= y_lo) {
+        char id[SLUG_MAX + 32];
+        snprintf(id, sizeof id, "stopped-%s", slug);
+        cad_svg_plot p;
+        memset(&p, 0, sizeof p);
+        p.f = f;
+        p.id = id;
+        p.title = "val_bpb of the stopped runs (partial curves) over the finished ones";
+        p.x_label = "step";
+        p.y_label = "val_bpb (bits/byte)";
+        p.width = 590;
+        p.plot_height = 220;
+        p.x_lo = 0;
+        p.x_hi = x_hi;
+        p.y_lo = y_lo;
+        p.y_hi = y_hi > y_lo ? y_hi : y_lo + 1;
+        cad_svg_plot_legend_add(&p, "finished runs", 7, CAD_SVG_LEGEND_LINE);
+        cad_svg_plot_legend_add(&p, "stopped runs", 1, CAD_SVG_LEGEND_LINE_POINT);
+        if (n > STOPPED_CHART_MAX) snprintf(p.note, sizeof p.note, "%d of %d stopped runs shown", STOPPED_CHART_MAX, n);
+        fputs("<div class=\"charts\">\n", f);
+        cad_svg_plot_begin(&p);
+        for (int c = 0; c < nc; c++) {
+            cad_svg_plot_line(&p, xs[c], ys[c], np[c], stopped[c] ? 1 : 7, stopped[c] ? 2.0 : 1.0);
+            if (stopped[c]) cad_svg_plot_points(&p, xs[c], ys[c], np[c], 1, 3.0, 0);
+        }
+        cad_svg_plot_end(&p);
+        fputs("</div>\n", f);
+    }
+    for (int c = 0; c < nc; c++) {
+        free(xs[c]);
+        free(ys[c]);
+    }
+    free(xs);
+    free(ys);
+    free(np);
+    free(stopped);
+    if (rc) return rc;
+    fprintf(f, "<table class=\"stopped\" id=\"stopped-runs-%s\"><thead><tr><th>run</th><th>ended</th>"
+               "<th style=\"width:60%%\">reason (the rule and the numbers)</th></tr></thead><tbody>\n", slug);
+    for (int i = 0; i < d->n_runs; i++) {
+        const cad_report_run *r = &d->runs[i];
+        if (strcmp(r->sweep ? r->sweep : "", sw->name) || strcmp(r->status, "stopped")) continue;
+        fputs("<tr class=\"stopped\"><td><code>", f);
+        esc(f, r->run_id);
+        fputs("</code><br>", f);
+        esc(f, r->name);
+        fputs("</td><td>", f);
+        esc(f, r->ended_at ? r->ended_at : "–");
+        fputs("</td><td>", f);
+        esc(f, r->error ? r->error : "(no reason recorded)");
+        fputs("</td></tr>\n", f);
+    }
+    fputs("</tbody></table>\n", f);
+    return CAD_OK;
+}
+
 /* ---- page -------------------------------------------------------------------------------- */
 
 static int sweep_section(FILE *f, cad_db *db, const cad_report_data *d, const cad_report_sweep *sw,
@@ -922,6 +1017,8 @@ static int sweep_section(FILE *f, cad_db *db, const cad_report_data *d, const ca
         bar_charts(f, d, sw, slug);
         fputs("</div>\n", f);
     }
+    int src = stopped_section(f, db, d, sw, slug, e);
+    if (src) return src;
     failures_table(f, d, sw, slug);
     fputs("</section>\n", f);
     return CAD_OK;

@@ -13,10 +13,12 @@
 #include "runner/runner.h"
 
 #include "db/db.h"
+#include "runner/earlystop.h"
 #include "runner/engines.h"
 #include "db/ingest.h"
 #include "db/logparse.h"
 #include "db/runs.h"
+#include "engine/config.h"
 #include "runner/proc.h"
 #include "runner/tail.h"
 
@@ -220,6 +222,7 @@ typedef enum {
     STOP_CANCEL,
     STOP_SHUTDOWN,
     STOP_IOFAIL,  /* the runner could not write the run's files (a full disk): failed */
+    STOP_EARLY,   /* the sweep's stop: rule ended it; the DB already says stopped */
 } stop_kind;
 
 typedef struct slot {
@@ -251,6 +254,8 @@ typedef struct slot {
     cad_logparse *lp;
     FILE *journal;
     char io_error[REASON_MAX]; /* a write to the run's files failed: why ("" none) */
+    cad_sweep_stop stop_rule;  /* the sweep's early-stopping rule (off: none) */
+    long planned_steps;        /* caddie engine: iterations of its config (0: unknown) */
 } slot;
 
 typedef struct runner {
@@ -265,7 +270,8 @@ typedef struct runner {
     int stopping;            /* signal received, or fatal set: launch nothing more */
     char fatal[REASON_MAX];  /* a write error that stops the runner (said at exit), or "" */
     int stop_signal;
-    int n_done, n_failed, n_started;
+    int n_done, n_failed, n_started, n_stopped;
+    long long es_rows_seen;  /* metric rows ingested when the stop rules last looked */
     int n_finished;          /* slots freed so far (the queue is re-read when it changes) */
     double last_plain_status;
     int status_line_len;     /* TTY: characters of the status line now on screen */
@@ -462,6 +468,97 @@ static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason) {
     }
 }
 
+/* ---- early stopping (the sweep's stop: rule, runner/earlystop.h) -------------------------- */
+
+/* At start: the rule of the run's sweep (from the YAML text it was queued with) and, for
+ * the caddie engine, the planned steps (its config's iterations; a command engine's come
+ * from the N of its step:S/N lines). A rule that cannot be read is said and left off. */
+static void earlystop_setup(runner *r, slot *s) {
+    cad_sweep_stop_init(&s->stop_rule);
+    if (!s->sweep) return;
+    char *text = NULL;
+    cad_err ee = {0};
+    if (cad_db_sweep_spec_text(r->db, s->sweep, &text, &ee) != CAD_OK || !text) {
+        if (ee.msg[0]) say(r, "warning: %s: stop rule not read: %s", s->run_id, ee.msg);
+        free(text);
+        return;
+    }
+    if (cad_sweep_stop_from_text(s->sweep, text, strlen(text), &s->stop_rule, &ee) != CAD_OK) {
+        say(r, "warning: %s: stop rule not read (early stopping off): %s", s->run_id, ee.msg);
+        cad_sweep_stop_init(&s->stop_rule);
+    }
+    free(text);
+    if (s->stop_rule.rule == CAD_STOP_OFF || s->kind != CAD_ENGINE_CADDIE) return;
+    cad_config c;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/config.yaml", s->run_dir);
+    if (cad_config_init(&c, &ee) != CAD_OK) return;
+    if (cad_config_load_yaml(&c, path, &ee) == CAD_OK) s->planned_steps = c.iterations;
+    else say(r, "warning: %s: planned steps unknown, early stopping off: %s", s->run_id, ee.msg);
+    cad_config_free(&c);
+}
+
+static long earlystop_planned(const slot *s) {
+    if (!s->lp) return s->planned_steps;
+    cad_log_summary sum;
+    cad_logparse_summary(s->lp, &sum);
+    return sum.total_steps;
+}
+
+/* Inside ingest_tick's transaction, after the batch: whenever new points arrived, each
+ * running run with a rule is judged on the curves now in the DB; a run to stop becomes
+ * `stopped` (with the rule and the numbers as the reason) in the same transaction, and gets
+ * its TERM after the commit (earlystop_signal). A runner killed before the commit leaves it
+ * running (recovered, rerun and judged again); after it, the kernel's PDEATHSIG ends it. */
+static int earlystop_tick(runner *r, cad_err *e) {
+    long long rows = 0;
+    int any = 0;
+    for (int i = 0; i < r->nslots; i++)
+        if (r->slots[i].used) {
+            rows += r->slots[i].ing.metrics_rows;
+            any |= r->slots[i].stop_rule.rule != CAD_STOP_OFF;
+        }
+    if (!any || rows == r->es_rows_seen) return CAD_OK;
+    r->es_rows_seen = rows;
+    cad_es_set set = {0};
+    int rc = CAD_OK;
+    for (int i = 0; i < r->nslots && !rc; i++) {
+        slot *s = &r->slots[i];
+        if (!s->used || s->reaped || s->stop != STOP_NONE || s->stop_rule.rule == CAD_STOP_OFF)
+            continue;
+        long planned = earlystop_planned(s);
+        if (planned <= 0) continue;
+        if ((rc = cad_es_load(r->db, s->sweep, s->stop_rule.metric, &set, e))) break;
+        long at = 0;
+        char why[REASON_MAX];
+        if (!cad_es_decide(&s->stop_rule, &set, s->run_id, planned, &at, why, sizeof why))
+            continue;
+        cad_err se = {0};
+        int sc = cad_db_set_status_from(r->db, s->run_id, CAD_RUN_RUNNING, CAD_RUN_STOPPED, why, &se);
+        if (sc == CAD_EDB) rc = cad_fail(e, CAD_EDB, "%s", se.msg);
+        if (sc) continue; /* no longer running (cancelled meanwhile): tick_slots sees it */
+        /* the reason also in runs.error: what run_summary, `caddie ls/show` and reports read */
+        if ((rc = cad_db_set_error(r->db, s->run_id, why, e))) break;
+        s->stop = STOP_EARLY;
+        str_copy(s->stop_reason, sizeof s->stop_reason, why);
+    }
+    cad_es_set_free(&set);
+    return rc;
+}
+
+/* After the commit: TERM to each run just marked stopped, as a cancel does. */
+static void earlystop_signal(runner *r) {
+    for (int i = 0; i < r->nslots; i++) {
+        slot *s = &r->slots[i];
+        if (!s->used || s->stop != STOP_EARLY || s->term_at) continue;
+        r->n_stopped++;
+        say_run_json_lag(r);
+        s->term_at = cad_proc_now_mono();
+        cad_proc_group_signal(s->pid, SIGTERM);
+        say(r, "stopped %s: %s (TERM to process group %d)", s->run_id, s->stop_reason, (int)s->pid);
+    }
+}
+
 /* One pass of ingestion over every running run, in one transaction. */
 static int ingest_tick(runner *r, cad_err *e) {
     int any = 0;
@@ -492,11 +589,14 @@ static int ingest_tick(runner *r, cad_err *e) {
         if (!rc && nan) stop_slot(r, s, STOP_NAN, why);
         if (!rc && s->io_error[0] && s->stop != STOP_IOFAIL) io_fatal(r, s);
     }
+    if (!rc) rc = earlystop_tick(r, e);
     if (rc) {
         cad_db_rollback(r->db);
         return rc;
     }
-    return cad_db_commit(r->db, e);
+    rc = cad_db_commit(r->db, e);
+    if (!rc) earlystop_signal(r);
+    return rc;
 }
 
 /* ---- finishing a run -------------------------------------------------------------------- */
@@ -608,6 +708,7 @@ static int decide_outcome(const slot *s, const exit_info *x, cad_run_status *to,
         str_copy(reason, cap, s->stop_reason);
         break;
     case STOP_CANCEL: /* status is no longer running: finish_slot handled it */
+    case STOP_EARLY:
     case STOP_NONE:
         if (!x->has_exit) {
             failed = 1;
@@ -923,6 +1024,7 @@ static int launch(runner *r, const cad_run *run, cad_sched_devset devs, double e
     slot *s = slot_free(r);
     CAD_ASSERT(s != NULL); /* one slot per device: a free device means a free slot */
     slot_fill(r, s, run, devs, est, attempt, pid, &x);
+    earlystop_setup(r, s);
     cad_engine_exec_free(&x);
     r->n_started++;
     const char *how = resume ? ", resuming from checkpoint.bin" : "";
@@ -1282,9 +1384,12 @@ static void runner_close(runner *r, int rc, const cad_err *e) {
             }
     }
     if (r->status_line_len) fputc('\n', o->out);
-    if (!rc)
-        say(r, "runner  exit: %d started, %d done, %d failed this session", r->n_started,
-            r->n_done, r->n_failed);
+    if (!rc) {
+        char stopped[64] = "";
+        if (r->n_stopped) snprintf(stopped, sizeof stopped, ", %d stopped early", r->n_stopped);
+        say(r, "runner  exit: %d started, %d done, %d failed%s this session", r->n_started,
+            r->n_done, r->n_failed, stopped);
+    }
     for (int i = 0; r->slots && i < r->nslots; i++)
         if (r->slots[i].used) slot_release(r, &r->slots[i]);
     free(r->slots);

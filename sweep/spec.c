@@ -25,7 +25,8 @@ const char *const cad_sweep_builtin_templates[] = {"run_id", "run_dir", "devices
 static const char *const top_keys[] = {"name",    "description", "engine",  "base",
                                         "set",     "grid",        "zip",     "seeds",
                                         "devices", "timeout",     "retries", "priority",
-                                        "command", "env",         "workdir", NULL};
+                                        "command", "env",         "workdir", "stop",
+                                        NULL};
 
 static const char *closest_of(const char *name, const char *const *list) {
     const char *best = NULL;
@@ -784,6 +785,13 @@ static int parse_limits(vctx *v, const yt_node *root, cad_err *e) {
     return CAD_OK;
 }
 
+/* stop: the early-stopping rule (sweep/stop.h); off when absent */
+static int parse_stop(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_stop_init(&v->s->stop);
+    const yt_node *n = yt_map_get(root, "stop");
+    return n ? cad_sweep_stop_parse(v->d, n, &v->s->stop, e) : CAD_OK;
+}
+
 /* engine command: command, env, workdir, and every template name checked */
 static int parse_command_engine(vctx *v, const yt_node *root, cad_err *e) {
     cad_sweep_spec *s = v->s;
@@ -816,6 +824,7 @@ static int spec_parse(vctx *v, cad_err *e) {
     if ((rc = parse_axes(v, root, e))) return rc;
     if ((n = yt_map_get(root, "seeds")) && (rc = parse_seeds(v, n, e))) return rc;
     if ((rc = parse_limits(v, root, e))) return rc;
+    if ((rc = parse_stop(v, root, e))) return rc;
     if (v->s->engine == CAD_ENGINE_COMMAND) return parse_command_engine(v, root, e);
     return CAD_OK;
 }

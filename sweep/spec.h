@@ -14,6 +14,7 @@
 
 #include "engine/status.h"
 #include "engine/yamltree.h"
+#include "sweep/stop.h"
 
 typedef enum { CAD_ENGINE_CADDIE = 0, CAD_ENGINE_COMMAND = 1 } cad_engine_kind;
 
@@ -72,6 +73,7 @@ typedef struct cad_sweep_spec {
     int n_env;
     cad_sweep_template *env;
     char *workdir;          /* NULL: the directory `caddie sweep add` runs in */
+    cad_sweep_stop stop;    /* early stopping (`stop:`); rule CAD_STOP_OFF when absent */
 } cad_sweep_spec;
 
 #define CAD_SWEEP_DEFAULT_TIMEOUT_S 1800.0

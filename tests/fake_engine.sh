@@ -7,6 +7,9 @@
 #   FAKE_STEPS=N        steps (default 5)        FAKE_SLEEP=S   seconds per step (default 0.05)
 #   FAKE_BASE=X         loss offset (default 3)  FAKE_EXIT=C    exit with C after the last step
 #   FAKE_NAN_AT=K       print train_loss:nan at step K (and keep going)
+#   FAKE_VAL_EVERY=K    also print a val line (val_loss, val_bpb) every K steps: a val curve
+#   FAKE_HANG_AT=K      after step K wait (a `sleep` child) until killed: a run that only a
+#                       stop rule, a cancel or the timeout ends
 #   FAKE_CRASH_AT=K     exit 1 at step K ("crash halfway")
 #   FAKE_FAIL_FIRST=F   fail (exit 1 at step 2) while file F does not exist, creating it: the
 #                       first attempt fails, the retry succeeds
@@ -46,6 +49,11 @@ for ((s = 1; s <= steps; s++)); do
     loss=$(awk -v b="$base" -v s="$s" 'BEGIN { printf "%.4f", b + 4.0 / (s + 1) }')
     [ "${FAKE_NAN_AT:-0}" = "$s" ] && loss=nan
     echo "step:$s/$steps train_loss:$loss train_time:$((s * 10))ms step_avg:10.00ms"
+    if [ "${FAKE_VAL_EVERY:-0}" -gt 0 ] && [ $((s % FAKE_VAL_EVERY)) = 0 ] && [ "$s" -lt "$steps" ]; then
+        v=$(awk -v b="$base" -v s="$s" 'BEGIN { printf "%.4f %.4f", b + 4.0 / (s + 1), (b + 4.0 / (s + 1)) * 0.59 }')
+        echo "step:$s/$steps val_loss:${v% *} val_bpb:${v#* } train_time:$((s * 10))ms step_avg:10.00ms"
+    fi
+    if [ "${FAKE_HANG_AT:-0}" = "$s" ]; then sleep 600 & wait $!; fi
     if [ "${FAKE_CRASH_AT:-0}" = "$s" ] || { [ $fail_now = 1 ] && [ $s = 2 ]; }; then
         echo "Traceback (most recent call last):" >&2
         echo "RuntimeError: fake crash at step $s" >&2

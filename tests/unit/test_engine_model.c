@@ -186,6 +186,17 @@ static void test_parity_xsa(void) { parity_case("tests/fixtures/engine/model_par
 /* GPT-J parallel residual in the last 2 of 4 blocks */
 static void test_parity_parallel_residual(void) { parity_case("tests/fixtures/engine/model_parity_parallel_v1.bin"); }
 
+/* factorized embedding (tok_emb 64x12, embed_proj 32x12, the tied head through both) + LN scale */
+static void test_parity_factorized_embedding(void) { parity_case("tests/fixtures/engine/model_parity_embed_v1.bin"); }
+/* BigramHash (40 buckets x 8, projected) + SmearGate with BOS at a row start and inside rows */
+static void test_parity_bigram_smear(void) { parity_case("tests/fixtures/engine/model_parity_bigram_v1.bin"); }
+/* BigramHash at bigram_dim = model_dim (no projection), untied head, LN scale by physical block
+ * under recurrence (the repeated blocks keep their own factor) */
+static void test_parity_bigram_same_width(void) { parity_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin"); }
+/* partial RoPE, 4 of 8 head dims, in caddie's pairing (the generator checks it against the
+ * records' pairing under cad_model_rope_perm) */
+static void test_parity_partial_rope(void) { parity_case("tests/fixtures/engine/model_parity_rope_v1.bin"); }
+
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
  * bf16 noise, not by a formula error. The loss must differ from the fp32 one (the setting is in
@@ -292,6 +303,18 @@ static void test_model_finite_differences(void) {
     static const char *const par[] = {"blocks.3.mlp.fc.weight", "blocks.3.attn_scale", "blocks.3.resid_mix",
                                       "blocks.2.attn.c_q.weight"};
     fd_case("tests/fixtures/engine/model_parity_parallel_v1.bin", par, sizeof(par) / sizeof(par[0]));
+    /* factorized embedding: both uses of tok_emb and embed_proj (input and tied head), LN scale */
+    static const char *const emb[] = {"tok_emb.weight", "embed_proj.weight", "blocks.2.attn.c_q.weight",
+                                      "blocks.1.mlp.fc.weight"};
+    fd_case("tests/fixtures/engine/model_parity_embed_v1.bin", emb, sizeof(emb) / sizeof(emb[0]));
+    /* BigramHash table, projection and scalar; the SmearGate gate */
+    static const char *const bg[] = {"bigram.embed.weight", "bigram.proj.weight", "bigram.scale", "smear.gate",
+                                     "tok_emb.weight"};
+    fd_case("tests/fixtures/engine/model_parity_bigram_v1.bin", bg, sizeof(bg) / sizeof(bg[0]));
+    static const char *const bgs[] = {"bigram.embed.weight", "bigram.scale", "blocks.2.attn.c_k.weight"};
+    fd_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin", bgs, sizeof(bgs) / sizeof(bgs[0]));
+    static const char *const rope[] = {"blocks.1.attn.c_q.weight", "blocks.2.attn.c_k.weight"};
+    fd_case("tests/fixtures/engine/model_parity_rope_v1.bin", rope, sizeof(rope) / sizeof(rope[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */
@@ -613,6 +636,10 @@ int main(void) {
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);
     RUN(test_parity_parallel_residual);
+    RUN(test_parity_factorized_embedding);
+    RUN(test_parity_bigram_smear);
+    RUN(test_parity_bigram_same_width);
+    RUN(test_parity_partial_rope);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);

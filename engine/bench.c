@@ -57,7 +57,9 @@ int cad_bench_session_open(cad_bench_session *s, cad_config *c, const cad_backen
         .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
         .tied_embed_init_std = (float)c->tied_embed_init_std, .max_batch_seqs = s->B, .max_seq_len = s->T,
         .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
-        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers};
+        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
+        .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims};
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last);
     int rc = cad_model_config_check(&mc, e);
     if (!rc) rc = cad_model_init(&s->m, &mc, be, (uint64_t)c->seed, e);

@@ -475,6 +475,19 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     return CAD_OK;
 }
 
+/* model techniques: embeddings, gates, norms (sizes the model's own check repeats) */
+static int validate_model_techniques(const cad_config *c, cad_err *e) {
+    long hd = c->num_heads > 0 ? c->model_dim / c->num_heads : 0;
+    CFG_REQUIRE(c->embed_dim >= 0 && c->embed_dim < c->model_dim,
+                "embed_dim=%ld: expected 0 (off) or 1..model_dim-1 (%ld)", c->embed_dim, c->model_dim - 1);
+    CFG_REQUIRE(c->bigram_buckets == 0 || (c->bigram_buckets >= 2 && c->bigram_buckets <= 1048576),
+                "bigram_buckets=%ld: expected 0 (off) or 2..1048576", c->bigram_buckets);
+    CFG_REQUIRE(c->bigram_dim >= 1 && c->bigram_dim <= 65536, "bigram_dim=%ld: expected 1..65536", c->bigram_dim);
+    CFG_REQUIRE(c->rope_dims >= 0 && c->rope_dims % 2 == 0 && c->rope_dims <= hd,
+                "rope_dims=%ld: expected 0 (all) or an even number of dims up to head_dim (%ld)", c->rope_dims, hd);
+    return CAD_OK;
+}
+
 /* how and where the run executes: threads, checkpoints, backend, files, run id */
 static int validate_run(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
@@ -498,6 +511,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_optimizer(c, e);
     if (!rc) rc = validate_eval_budget(c, e);
     if (!rc) rc = validate_techniques(c, e);
+    if (!rc) rc = validate_model_techniques(c, e);
     if (!rc) rc = validate_run(c, e);
     return rc;
 }
@@ -580,5 +594,6 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
         return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
+    if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     return 0;
 }

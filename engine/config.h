@@ -122,7 +122,14 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights") \
     X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
     X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
-    X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)")
+    X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)") \
+    /* model techniques (embeddings, gates, norms) */                                           \
+    X(INT, embed_dim, "0", "factorized embeddings: tok_emb vocab x E + embed_proj E->model_dim, the tied head reads both transposed; 0 = off") \
+    X(BOOL, ln_scale, "0", "LN scale: each block's norm outputs times 1/sqrt(layer+1), physical block index (records)") \
+    X(INT, bigram_buckets, "0", "BigramHash: rows of the hashed (previous, current) token table added to the embedding (records: 2048-10240); 0 = off") \
+    X(INT, bigram_dim, "128", "BigramHash table width, projected to model_dim when different")  \
+    X(BOOL, smear_gate, "0", "SmearGate: x_t <- (1-g) x_t + g x_{t-1} after the embedding norm, g = sigmoid(per-channel gate); no mixing across BOS") \
+    X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */

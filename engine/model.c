@@ -108,6 +108,15 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
                         c->parallel_last);
     if (c->xsa_last < 0 || c->xsa_last > c->num_layers)
         return cad_fail(e, CAD_ECONFIG, "xsa_last_layers must be in 0..num_layers (%d), got %d", c->num_layers, c->xsa_last);
+    if (c->embed_dim < 0 || c->embed_dim >= c->model_dim)
+        return cad_fail(e, CAD_ECONFIG, "embed_dim must be 0 (off) or 1..model_dim-1 (%d), got %d", c->model_dim - 1,
+                        c->embed_dim);
+    if (c->bigram_buckets != 0 && (c->bigram_buckets < 2 || c->bigram_dim <= 0))
+        return cad_fail(e, CAD_ECONFIG, "bigram_buckets (%d) must be 0 (off) or >= 2 with bigram_dim (%d) >= 1",
+                        c->bigram_buckets, c->bigram_dim);
+    if (c->rope_dims < 0 || c->rope_dims % 2 || c->rope_dims > c->model_dim / c->num_heads)
+        return cad_fail(e, CAD_ECONFIG, "rope_dims must be 0 (all) or even and at most head_dim (%d), got %d",
+                        c->model_dim / c->num_heads, c->rope_dims);
     if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
         return cad_fail(e, CAD_ECONFIG, "max_batch_seqs (%d) and max_seq_len (%d) must be positive",
                         c->max_batch_seqs, c->max_seq_len);
@@ -137,14 +146,14 @@ static int param_add(param_builder *pb, const char *name, int ndim, long d0, lon
         p->ndim = ndim;
         p->shape[0] = d0;
         p->shape[1] = ndim > 1 ? d1 : 0;
-        p->numel = ndim > 1 ? d0 * d1 : d0;
+        p->numel = ndim > 1 ? d0 * d1 : ndim == 1 ? d0 : 1; /* ndim 0: a torch scalar, shape [] */
         p->group = group;
         p->is_control = name_is_control(name);
         p->data = m->param_mem ? m->param_mem + pb->float_off : NULL;
         p->grad = m->grad_mem ? m->grad_mem + pb->float_off : NULL;
     }
     pb->name_off += len;
-    pb->float_off += (size_t)(ndim > 1 ? d0 * d1 : d0);
+    pb->float_off += (size_t)(ndim > 1 ? d0 * d1 : ndim == 1 ? d0 : 1);
     return i;
 }
 
@@ -155,9 +164,19 @@ static void params_build(cad_model *m, size_t *name_bytes) {
     param_builder pb = {m, 0, 0};
     char name[96];
     m->n_params = 0;
-    m->p_lm_head = -1;
+    m->p_lm_head = m->p_embed_proj = m->p_bigram_embed = m->p_bigram_proj = m->p_bigram_scale = m->p_smear = -1;
+    /* torch order: GPT registers skip_weights, tok_emb, embed_proj, bigram, smear, then blocks */
     m->p_skip_weights = param_add(&pb, "skip_weights", 2, m->n_skip, C, CAD_PG_SCALAR);
-    m->p_tok_emb = param_add(&pb, "tok_emb.weight", 2, c->vocab_size, C, CAD_PG_EMBED);
+    long E = c->embed_dim ? c->embed_dim : C;
+    m->p_tok_emb = param_add(&pb, "tok_emb.weight", 2, c->vocab_size, E, CAD_PG_EMBED);
+    if (c->embed_dim) m->p_embed_proj = param_add(&pb, "embed_proj.weight", 2, C, E, CAD_PG_MATRIX);
+    if (c->bigram_buckets) { /* the records: table with the token embedding (Adam), proj with Muon;
+                              * torch lists a module's own parameter (scale) before its children's */
+        m->p_bigram_scale = param_add(&pb, "bigram.scale", 0, 0, 0, CAD_PG_SCALAR);
+        m->p_bigram_embed = param_add(&pb, "bigram.embed.weight", 2, c->bigram_buckets, c->bigram_dim, CAD_PG_EMBED);
+        if (c->bigram_dim != C) m->p_bigram_proj = param_add(&pb, "bigram.proj.weight", 2, C, c->bigram_dim, CAD_PG_MATRIX);
+    }
+    if (c->smear_gate) m->p_smear = param_add(&pb, "smear.gate", 1, C, 0, CAD_PG_SCALAR);
     for (int l = 0; l < c->num_layers; l++) {
         cad_model_layer *L = m->layers ? &m->layers[l] : NULL;
         int idx[10];
@@ -210,6 +229,8 @@ void cad_model_set_recurrence(cad_model *m, int on) {
         L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
         L->p_mlp_proj = P->p_mlp_proj;
         L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
+        int b = on ? virtual_to_physical(c, v) : v; /* LN scale follows the physical block */
+        L->ln_s = c->ln_scale ? (float)(1.0 / sqrt((double)(b + 1))) : 1.0f;
         /* pass over the physical block: 0 up to recur_last, then 1.. for each extra loop */
         int span = c->recur_last - c->recur_first + 1;
         L->pass = on && v > c->recur_last && v <= c->recur_last + (c->recur_loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
@@ -255,6 +276,17 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->rope_sin = TAKE_F(ap, (size_t)c->max_seq_len * m->head_dim / 2);
     m->x0 = TAKE_F(ap, N * C);
     m->rstd0 = TAKE_F(ap, N);
+    size_t E = (size_t)c->embed_dim, Db = (size_t)c->bigram_dim;
+    if (E) m->emb_e = TAKE_F(ap, N * E), m->head_e = TAKE_F(ap, N * E), m->d_e = TAKE_F(ap, N * E);
+    if (c->bigram_buckets) {
+        m->bg_ids = (int32_t *)act_take(ap, sizeof(int32_t) * N);
+        m->bg_e = TAKE_F(ap, N * Db), m->bg_u = TAKE_F(ap, N * Db), m->bg_d = TAKE_F(ap, N * Db);
+        m->bg_svec = TAKE_F(ap, Db), m->bg_ds = TAKE_F(ap, Db);
+    }
+    if (c->smear_gate) {
+        m->xn0 = TAKE_F(ap, N * C), m->x_prev = TAKE_F(ap, N * C);
+        m->smear_mix = TAKE_F(ap, 2 * C), m->smear_dmix = TAKE_F(ap, 2 * C);
+    }
     for (int l = 0; l < m->n_virtual_max; l++) {
         cad_model_layer *L = &m->layers[l];
         L->out = TAKE_F(ap, N * C);
@@ -313,7 +345,17 @@ static void weights_init(cad_model *m, float *host, uint64_t seed) {
         float *h = host + (p->data - m->param_mem);
         const char *nm = p->name;
         size_t n = (size_t)p->numel;
-        if (i == m->p_tok_emb) {
+        if (i == m->p_bigram_embed) {
+            memset(h, 0, n * sizeof(float)); /* the records' zero-init table */
+        } else if (i == m->p_bigram_proj || i == m->p_embed_proj) {
+            /* nn.Linear's default: the records zero-init bigram.proj but their OrthoInit then
+             * overwrites it (a zero table and a zero proj would never receive a gradient) */
+            fill_uniform(&r, h, n, 1.0 / sqrt((double)p->shape[1]));
+        } else if (i == m->p_bigram_scale) {
+            h[0] = 0.05f;
+        } else if (i == m->p_smear) {
+            memset(h, 0, n * sizeof(float)); /* gate 0: sigmoid 0.5 */
+        } else if (i == m->p_tok_emb) {
             double std = c->tie_embeddings ? c->tied_embed_init_std : 1.0; /* nn.Embedding: N(0,1) */
             for (size_t k = 0; k < n; k++) h[k] = (float)(std * rng_normal(&r));
         } else if (i == m->p_lm_head || strstr(nm, ".proj.weight")) {
@@ -345,6 +387,10 @@ void cad_model_free(cad_model *m) {
     free(m->phys);
     free(m->d_skip);
     free(m->token_loss);
+    free(m->bg_host);
+    free(m->bg_shost);
+    free(m->smear_host);
+    free(m->smear_zero);
     memset(m, 0, sizeof(*m));
 }
 
@@ -377,7 +423,11 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     m->phys = calloc((size_t)c->num_layers, sizeof(cad_model_layer));
     m->d_skip = calloc((size_t)m->n_skip + 1, sizeof(float *));
     m->token_loss = calloc(N, sizeof(float));
-    if (!m->params || !m->names || !m->layers || !m->phys || !m->d_skip || !m->token_loss) {
+    if (c->bigram_buckets)
+        m->bg_host = calloc(N, sizeof(int32_t)), m->bg_shost = calloc((size_t)c->bigram_dim, sizeof(float));
+    if (c->smear_gate) m->smear_host = calloc(4 * (size_t)c->model_dim, sizeof(float)), m->smear_zero = calloc(N, sizeof(int32_t));
+    if (!m->params || !m->names || !m->layers || !m->phys || !m->d_skip || !m->token_loss ||
+        (c->bigram_buckets && (!m->bg_host || !m->bg_shost)) || (c->smear_gate && (!m->smear_host || !m->smear_zero))) {
         cad_model_free(m);
         return cad_fail(e, CAD_ENOMEM, "model: out of host memory for the parameter table");
     }
@@ -427,12 +477,16 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     }
     weights_init(m, host, seed);
     be->copy_to_device(be, m->param_mem, host, pbytes);
+    /* partial RoPE: the first rope_dims/2 pairs rotate with the records' Rotary(rope_dims)
+     * frequencies, the rest get cos 1, sin 0 (the identity) */
+    int rd = c->rope_dims ? c->rope_dims : m->head_dim;
     for (size_t i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)m->head_dim);
+        int rot = (int)i < rd / 2;
+        float inv_freq = rot ? 1.0f / powf(c->rope_base, (float)(2 * i) / (float)rd) : 0.0f;
         for (int t = 0; t < c->max_seq_len; t++) {
             float f = (float)t * inv_freq;
-            host[(size_t)t * half + i] = cosf(f);
-            host[tab + (size_t)t * half + i] = sinf(f);
+            host[(size_t)t * half + i] = rot ? cosf(f) : 1.0f;
+            host[tab + (size_t)t * half + i] = rot ? sinf(f) : 0.0f;
         }
     }
     be->copy_to_device(be, m->rope_cos, host, tab * sizeof(float));
@@ -531,11 +585,12 @@ const float *cad_model_calib_hessian(const cad_model *m, int i, int *dim) {
     return NULL;
 }
 
-/* H[slot of virtual layer L's physical block] += X^T X, X [N, K]. */
-static void calib_add(cad_model *m, const cad_model_layer *L, int slot, const float *X, int N, int K) {
+/* H[slot of virtual layer L's physical block] += (sX)^T (sX), X [N, K]: s is the LN scale the
+ * layer's input carries (1 for the inputs that have none). */
+static void calib_add(cad_model *m, const cad_model_layer *L, int slot, const float *X, int N, int K, float s) {
     int b = 0;
     while (b < m->cfg.num_layers - 1 && m->phys[b].p_c_q != L->p_c_q) b++;
-    m->be->matmul(m->be, 1, 0, K, K, N, 1.0f, X, K, X, K, 1.0f, calib_slot(m, b, slot), K);
+    m->be->matmul(m->be, 1, 0, K, K, N, s * s, X, K, X, K, 1.0f, calib_slot(m, b, slot), K);
 }
 
 /* ---- forward ----------------------------------------------------------------------------- */
@@ -571,6 +626,139 @@ static int uses_xsa(const cad_model *m, int l) {
 /* Decoder layer l's skip source: decoder i pops encoder n_enc-1-i (LIFO). */
 static int skip_source(const cad_model *m, int l) { return m->n_enc - 1 - (l - m->n_enc); }
 
+
+/* ---- input: embedding, factorized projection, BigramHash, SmearGate ------------------------ */
+
+void cad_model_rope_perm(int head_dim, int rope_dims, int *perm) {
+    int hh = head_dim / 2, rh = (rope_dims ? rope_dims : head_dim) / 2;
+    for (int j = 0; j < head_dim; j++) {
+        if (j < rh) perm[j] = j;                           /* first member of a rotated pair */
+        else if (j < 2 * rh) perm[j] = j - rh + hh;        /* its partner: i + rope_dims/2 -> i + HD/2 */
+        else if (j - 2 * rh < hh - rh) perm[j] = j - rh;   /* unrotated dims fill the free slots */
+        else perm[j] = j;
+    }
+}
+
+/* The records' bigram bucket of (prev, cur): (36313*cur XOR 27191*prev) mod (buckets-1), with
+ * torch's int32 arithmetic (products wrap) and its remainder (sign of the divisor). */
+static int32_t bigram_bucket(int32_t cur, int32_t prev, int32_t mod) {
+    int32_t h = (int32_t)(((uint32_t)cur * 36313u) ^ ((uint32_t)prev * 27191u));
+    int32_t r = h % mod;
+    return r < 0 ? r + mod : r;
+}
+
+/* x0 = smear(xn0): x_prev is xn0 shifted down one row within each sequence, zero at t = 0 and
+ * at BOS rows; the mix (1-g, g) is tiny and computed on the host. */
+static void smear_forward(cad_model *m, const int32_t *x, int B, int T) {
+    const cad_backend *be = m->be;
+    int C = m->cfg.model_dim, N = B * T;
+    float *h = m->smear_host; /* [0,2C) mix rows, [2C,3C) gate */
+    be->copy_to_host(be, h + 2 * C, PD(m->p_smear), sizeof(float) * (size_t)C);
+    for (int k = 0; k < C; k++) {
+        float g = 1.0f / (1.0f + expf(-h[2 * C + k]));
+        h[k] = 1.0f - g, h[C + k] = g;
+    }
+    be->copy_to_device(be, m->smear_mix, h, sizeof(float) * 2 * (size_t)C);
+    be->memset_zero(be, m->x_prev, sizeof(float) * (size_t)N * C);
+    for (int b = 0; b < B && T > 1; b++)
+        be->copy(be, m->x_prev + ((size_t)b * T + 1) * C, m->xn0 + (size_t)b * T * C, sizeof(float) * (size_t)(T - 1) * C);
+    m->n_smear_zero = 0;
+    for (int n = 0; n < N; n++)
+        if (n % T > 0 && x[n] == CAD_BOS_ID) { /* a document starts here: nothing of the previous one */
+            m->smear_zero[m->n_smear_zero++] = n;
+            be->memset_zero(be, m->x_prev + (size_t)n * C, sizeof(float) * (size_t)C);
+        }
+    be->resid_mix_forward(be, m->x0, m->xn0, m->x_prev, m->smear_mix, N, C);
+}
+
+/* d_x0 -> d(xn0) in place; the gate's gradient sigmoid'(theta) (dmix[1] - dmix[0]) on the host. */
+static void smear_backward(cad_model *m) {
+    const cad_backend *be = m->be;
+    int C = m->cfg.model_dim, T = m->cur_T, B = m->cur_B, N = B * T;
+    be->memset_zero(be, m->smear_dmix, sizeof(float) * 2 * (size_t)C);
+    be->memset_zero(be, m->d_xn, sizeof(float) * (size_t)N * C);
+    be->resid_mix_backward(be, m->d_x0, m->d_xn, m->smear_dmix, m->d_x0, m->xn0, m->x_prev, m->smear_mix, N, C);
+    for (int k = 0; k < m->n_smear_zero; k++) /* those x_prev rows were constants */
+        be->memset_zero(be, m->d_xn + (size_t)m->smear_zero[k] * C, sizeof(float) * (size_t)C);
+    for (int b = 0; b < B && T > 1; b++) /* x_prev row t was xn0 row t-1 */
+        be->axpby(be, (size_t)(T - 1) * C, 1.0f, m->d_xn + ((size_t)b * T + 1) * C, 1.0f, m->d_x0 + (size_t)b * T * C);
+    float *h = m->smear_host; /* [0,2C) dmix (the mix is no longer needed), [2C,3C) gate, [3C,4C) grad */
+    be->copy_to_host(be, h, m->smear_dmix, sizeof(float) * 2 * (size_t)C);
+    be->copy_to_host(be, h + 3 * C, PG(m->p_smear), sizeof(float) * (size_t)C);
+    for (int k = 0; k < C; k++) {
+        double g = 1.0 / (1.0 + exp(-(double)h[2 * C + k]));
+        h[3 * C + k] += (float)(((double)h[C + k] - h[k]) * g * (1.0 - g));
+    }
+    be->copy_to_device(be, PG(m->p_smear), h + 3 * C, sizeof(float) * (size_t)C);
+}
+
+/* The model's input: x0 = smear(rmsnorm(tok_emb[ids] [W^T] + scale * bigram)). */
+static void embed_forward(cad_model *m, const int32_t *x, int B, int T) {
+    const cad_model_config *c = &m->cfg;
+    const cad_backend *be = m->be;
+    int N = B * T, C = c->model_dim, E = c->embed_dim;
+    float *xe = c->smear_gate ? m->xn0 : m->x0; /* normalised in place: rmsnorm_backward reads its output */
+    if (E) {
+        be->embedding_forward(be, m->emb_e, m->ids, PD(m->p_tok_emb), N, E);
+        be->matmul(be, 0, 1, N, C, E, 1.0f, m->emb_e, E, WD(m->p_embed_proj), E, 0.0f, xe, C);
+    } else {
+        be->embedding_forward(be, xe, m->ids, PD(m->p_tok_emb), N, C);
+    }
+    if (c->bigram_buckets) {
+        int Db = c->bigram_dim;
+        int32_t mod = c->bigram_buckets - 1;
+        for (int n = 0; n < N; n++) m->bg_host[n] = n % T == 0 ? mod : bigram_bucket(x[n], x[n - 1], mod);
+        be->copy_to_device(be, m->bg_ids, m->bg_host, sizeof(int32_t) * (size_t)N);
+        be->copy_to_host(be, &m->bg_scale, PD(m->p_bigram_scale), sizeof(float));
+        for (int k = 0; k < Db; k++) m->bg_shost[k] = m->bg_scale; /* the scalar as scale_add's vector */
+        be->copy_to_device(be, m->bg_svec, m->bg_shost, sizeof(float) * (size_t)Db);
+        be->embedding_forward(be, m->bg_e, m->bg_ids, PD(m->p_bigram_embed), N, Db);
+        if (m->p_bigram_proj >= 0) /* xe += scale * bg_e W^T: the scalar rides as the product's alpha */
+            be->matmul(be, 0, 1, N, C, Db, m->bg_scale, m->bg_e, Db, WD(m->p_bigram_proj), Db, 1.0f, xe, C);
+        else
+            be->scale_add_forward(be, xe, xe, m->bg_svec, m->bg_e, N, C);
+    }
+    be->rmsnorm_forward(be, xe, m->rstd0, xe, N, C, RMS_EPS);
+    if (c->smear_gate) smear_forward(m, x, B, T);
+}
+
+/* Gradients of the input from d_x0 (consumed; d_res, d_xn, d_e are scratch here). */
+static void embed_backward(cad_model *m) {
+    const cad_model_config *c = &m->cfg;
+    const cad_backend *be = m->be;
+    int N = m->cur_B * m->cur_T, C = c->model_dim, E = c->embed_dim;
+    if (c->smear_gate) smear_backward(m);
+    be->memset_zero(be, m->d_res, sizeof(float) * (size_t)N * C);
+    be->rmsnorm_backward(be, m->d_res, m->d_x0, c->smear_gate ? m->xn0 : m->x0, m->rstd0, N, C);
+    if (c->bigram_buckets) {
+        int Db = c->bigram_dim;
+        const float *u = m->d_res; /* gradient of the unscaled bigram vector, over its Db columns */
+        if (m->p_bigram_proj >= 0) {
+            be->matmul(be, 1, 0, C, Db, N, m->bg_scale, m->d_res, C, m->bg_e, Db, 1.0f, PG(m->p_bigram_proj), Db);
+            be->matmul(be, 0, 0, N, Db, C, 1.0f, m->d_res, C, WD(m->p_bigram_proj), Db, 0.0f, m->bg_u, Db);
+            u = m->bg_u;
+        }
+        /* d table rows = scale * u; d scale = sum over rows and columns of u * bg_e */
+        be->memset_zero(be, m->bg_ds, sizeof(float) * (size_t)Db);
+        be->scale_add_backward(be, m->bg_d, m->bg_ds, u, m->bg_e, m->bg_svec, N, Db);
+        be->embedding_backward(be, PG(m->p_bigram_embed), m->bg_d, m->bg_ids, N, Db);
+        be->copy_to_host(be, m->bg_shost, m->bg_ds, sizeof(float) * (size_t)Db);
+        double ds = 0.0;
+        for (int k = 0; k < Db; k++) ds += m->bg_shost[k];
+        float g;
+        be->copy_to_host(be, &g, PG(m->p_bigram_scale), sizeof(float));
+        g += (float)ds;
+        be->copy_to_device(be, PG(m->p_bigram_scale), &g, sizeof(float));
+    }
+    if (E) {
+        be->matmul(be, 1, 0, C, E, N, 1.0f, m->d_res, C, m->emb_e, E, 1.0f, PG(m->p_embed_proj), E);
+        be->matmul(be, 0, 0, N, E, C, 1.0f, m->d_res, C, WD(m->p_embed_proj), E, 0.0f, m->d_e, E);
+        be->embedding_backward(be, PG(m->p_tok_emb), m->d_e, m->ids, N, E);
+    } else {
+        be->embedding_backward(be, PG(m->p_tok_emb), m->d_res, m->ids, N, C);
+    }
+}
+
 int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, int T,
                       float *mean_loss, cad_err *e) {
     const cad_model_config *c = &m->cfg;
@@ -594,8 +782,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
     if (y) be->copy_to_device(be, m->targets, y, sizeof(int32_t) * N);
 
     float att_scale = 1.0f / sqrtf((float)HD);
-    be->embedding_forward(be, m->x0, m->ids, PD(m->p_tok_emb), N, C);
-    be->rmsnorm_forward(be, m->x0, m->rstd0, m->x0, N, C, RMS_EPS);
+    embed_forward(m, x, B, T);
     for (int l = 0; l < m->n_virtual; l++) {
         cad_model_layer *L = &m->layers[l];
         int dec = l - m->n_enc;
@@ -605,8 +792,8 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         be->resid_mix_forward(be, L->out, L->xin, m->x0, PD(L->p_resid_mix), N, C);
         /* attention */
         be->rmsnorm_forward(be, L->xn1, L->rstd1, L->out, N, C, RMS_EPS);
-        if (m->calib_on) calib_add(m, L, 0, L->xn1, N, C);
-        be->matmul(be, 0, 1, N, QKV, C, 1.0f, L->xn1, C, WD(L->p_c_q), C, 0.0f, L->qkv, QKV);
+        if (m->calib_on) calib_add(m, L, 0, L->xn1, N, C, L->ln_s);
+        be->matmul(be, 0, 1, N, QKV, C, L->ln_s, L->xn1, C, WD(L->p_c_q), C, 0.0f, L->qkv, QKV);
         be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
                                  m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
         be->attention_forward(be, L->att_y, C, L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH,
@@ -616,7 +803,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->xsa_forward(be, L->xsa_y, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
             proj_in = L->xsa_y;
         }
-        if (m->calib_on) calib_add(m, L, 1, proj_in, N, C);
+        if (m->calib_on) calib_add(m, L, 1, proj_in, N, C, 1.0f);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, attn_s(m, L, 0), L->attn_out, N, C);
         /* mlp: of the block's output so far, or (parallel residual) of the same norm the
@@ -626,16 +813,22 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
             mlp_in = L->xn2;
         }
-        if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C);
-        be->matmul(be, 0, 1, N, H, C, 1.0f, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
+        if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C, L->ln_s);
+        be->matmul(be, 0, 1, N, H, C, L->ln_s, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
         be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
-        if (m->calib_on) calib_add(m, L, 3, m->act, N, H);
+        if (m->calib_on) calib_add(m, L, 3, m->act, N, H, 1.0f);
         be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
         be->scale_add_forward(be, L->out, L->out, mlp_s(m, L, 0), L->mlp_out, N, C);
     }
     be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[m->n_virtual - 1].out, N, C, RMS_EPS);
-    const float *w_head = PD(c->tie_embeddings ? m->p_tok_emb : m->p_lm_head);
-    be->matmul(be, 0, 1, N, V, C, 1.0f, m->xf, C, w_head, C, 0.0f, m->logits, V);
+    if (c->embed_dim && c->tie_embeddings) { /* logits = (xf W) tok_emb^T, W = embed_proj [C, E] */
+        int E = c->embed_dim;
+        be->matmul(be, 0, 0, N, E, C, 1.0f, m->xf, C, WD(m->p_embed_proj), E, 0.0f, m->head_e, E);
+        be->matmul(be, 0, 1, N, V, E, 1.0f, m->head_e, E, PD(m->p_tok_emb), E, 0.0f, m->logits, V);
+    } else {
+        const float *w_head = PD(c->tie_embeddings ? m->p_tok_emb : m->p_lm_head);
+        be->matmul(be, 0, 1, N, V, C, 1.0f, m->xf, C, w_head, C, 0.0f, m->logits, V);
+    }
     be->softcap_xent_forward(be, m->logits, m->logit_lse, m->loss_dev, y ? m->targets : NULL, N, V,
                              c->logit_softcap);
     if (!y) {
@@ -667,9 +860,17 @@ int cad_model_backward(cad_model *m, cad_err *e) {
 
     /* head: logits -> d raw logits (in place), then dW_head and d xf */
     be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap, 1.0f / (float)N);
-    int p_head = c->tie_embeddings ? m->p_tok_emb : m->p_lm_head;
-    be->matmul(be, 1, 0, V, C, N, 1.0f, m->logits, V, m->xf, C, 1.0f, PG(p_head), C);
-    be->matmul(be, 0, 0, N, C, V, 1.0f, m->logits, V, PD(p_head), C, 0.0f, m->d_xn, C);
+    if (c->embed_dim && c->tie_embeddings) { /* through head_e = xf W, then W */
+        int E = c->embed_dim;
+        be->matmul(be, 1, 0, V, E, N, 1.0f, m->logits, V, m->head_e, E, 1.0f, PG(m->p_tok_emb), E);
+        be->matmul(be, 0, 0, N, E, V, 1.0f, m->logits, V, PD(m->p_tok_emb), E, 0.0f, m->d_e, E);
+        be->matmul(be, 1, 0, C, E, N, 1.0f, m->xf, C, m->d_e, E, 1.0f, PG(m->p_embed_proj), E);
+        be->matmul(be, 0, 1, N, C, E, 1.0f, m->d_e, E, WD(m->p_embed_proj), E, 0.0f, m->d_xn, C);
+    } else {
+        int p_head = c->tie_embeddings ? m->p_tok_emb : m->p_lm_head;
+        be->matmul(be, 1, 0, V, C, N, 1.0f, m->logits, V, m->xf, C, 1.0f, PG(p_head), C);
+        be->matmul(be, 0, 0, N, C, V, 1.0f, m->logits, V, PD(p_head), C, 0.0f, m->d_xn, C);
+    }
     be->memset_zero(be, m->d_res, NC * sizeof(float));
     be->memset_zero(be, m->d_x0, NC * sizeof(float));
     be->rmsnorm_backward(be, m->d_res, m->d_xn, m->xf, m->rstdf, N, C);
@@ -685,8 +886,10 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, WD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
         be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         int par = uses_parallel(m, l);
-        be->matmul(be, 1, 0, H, C, N, 1.0f, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
-        be->matmul(be, 0, 0, N, C, H, 1.0f, m->d_h, H, WD(L->p_fc), C, 0.0f, m->d_xn, C);
+        /* LN scale s: the fc read s*xn, so dW takes s and d xn = s * dh W (rmsnorm_backward
+         * then reads the unscaled norm output, as its contract wants) */
+        be->matmul(be, 1, 0, H, C, N, L->ln_s, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
+        be->matmul(be, 0, 0, N, C, H, L->ln_s, m->d_h, H, WD(L->p_fc), C, 0.0f, m->d_xn, C);
         /* sequential: the MLP read the output after attention, so its norm path joins d_res
          * before the attention branch; parallel: both branches take d(out) itself, and the
          * MLP's norm path (through n x, like the attention's) is added after */
@@ -712,8 +915,8 @@ int cad_model_backward(cad_model *m, cad_err *e) {
                              NH, KV, HD);
         be->qk_norm_rope_backward(be, m->d_qkv, PG(L->p_q_gain), m->d_q, m->d_k, L->qkv, m->rstd_q, m->rstd_k,
                                   PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
-        be->matmul(be, 1, 0, QKV, C, N, 1.0f, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
-        be->matmul(be, 0, 0, N, C, QKV, 1.0f, m->d_qkv, QKV, WD(L->p_c_q), C, 0.0f, m->d_xn, C);
+        be->matmul(be, 1, 0, QKV, C, N, L->ln_s, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
+        be->matmul(be, 0, 0, N, C, QKV, L->ln_s, m->d_qkv, QKV, WD(L->p_c_q), C, 0.0f, m->d_xn, C);
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         /* resid_mix: d_res becomes d(xin), x0 collects its share */
         be->resid_mix_backward(be, m->d_res, m->d_x0, PG(L->p_resid_mix), m->d_res, L->xin, m->x0,
@@ -728,10 +931,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
                                        PD(m->p_skip_weights) + (size_t)dec * C, N, C);
         }
     }
-    /* x0 = rmsnorm(tok_emb[ids]) */
-    be->memset_zero(be, m->d_res, NC * sizeof(float));
-    be->rmsnorm_backward(be, m->d_res, m->d_x0, m->x0, m->rstd0, N, C);
-    be->embedding_backward(be, PG(m->p_tok_emb), m->d_res, m->ids, N, C);
+    embed_backward(m);
     be->sync(be);
     (void)e;
     return CAD_OK;

@@ -47,7 +47,34 @@ typedef struct cad_model_config {
      * outputs by its own learnable vectors, rows p-1 of blocks.N.attn_scales / blocks.N.mlp_scales
      * ([recur_loops-1, C], init 1, control tensors); pass 0 keeps attn_scale / mlp_scale. 0 = off. */
     int recur_loop_scales;
+    /* Factorized embeddings (0 = off): tok_emb is [V, embed_dim] and embed_proj.weight [C, embed_dim]
+     * (nn.Linear(embed_dim, C), Muon) maps it to the residual width: x = tok_emb[ids] W^T; the tied
+     * head reads both transposed, logits = (x W) tok_emb^T. An untied lm_head stays [V, C]. */
+    int embed_dim;
+    /* LN scale: every block's attn_norm / mlp_norm output times 1/sqrt(b + 1), b the physical
+     * block index (the records' ln_scale_factor). Applied as the alpha of the products that read
+     * the norm outputs, so the stored outputs stay what rmsnorm_backward needs. 0 = off. */
+    int ln_scale;
+    /* BigramHash (0 = off): bigram.embed.weight [bigram_buckets, bigram_dim] (zero init, Adam with
+     * the embedding), bigram.proj.weight [C, bigram_dim] when bigram_dim != C (Muon) and the scalar
+     * bigram.scale (init 0.05) add scale * proj(table[h]) to the embedding before its norm, with
+     * h_0 = buckets-1 and h_t = (36313 id_t XOR 27191 id_{t-1}) mod (buckets-1) (int32 products, as
+     * the records' torch code computes them), computed on the host per batch. */
+    int bigram_buckets, bigram_dim;
+    /* SmearGate (records' v1, PR #65/#102): after the embedding norm, x_t <- (1-g) x_t + g x_{t-1},
+     * g = sigmoid(smear.gate) per channel (init 0), with x_{t-1} = 0 at the first position of a row
+     * and where id_t is BOS (PR #1851's fix: no mixing across documents). 0 = off. */
+    int smear_gate;
+    /* Partial RoPE (0 = all of head_dim): only rope_dims dims of each head rotate, with the
+     * records' frequencies base^(-2i/rope_dims). The qk_norm_rope op pairs dim i with i + HD/2, so
+     * the rotated pairs are (i, i + HD/2) for i < rope_dims/2 (the other pairs get cos 1, sin 0);
+     * the records pair (i, i + rope_dims/2) within the first rope_dims dims. Both models are the
+     * same up to a fixed permutation of each head's c_q / c_k rows (cad_model_rope_perm). */
+    int rope_dims;
 } cad_model_config;
+
+/* The id of BOS, which starts every document (data prepare: BOS + sp.encode(text)). */
+#define CAD_BOS_ID 1
 
 /* Optimizer group, as train_gpt.py's optimizer split assigns it. */
 enum cad_param_group {
@@ -86,6 +113,7 @@ typedef struct cad_model_layer {
     float *xsa_y;    /* (N,C) att_y after XSA (the proj input) when this block can use XSA, else NULL */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
     int p_attn_scales, p_mlp_scales; /* recur_loop_scales: per-pass scales of a recurrent block, else -1 */
+    float ln_s;                      /* norm output scale: 1/sqrt(physical index + 1) with ln_scale, else 1 */
     int pass;                        /* which pass over its physical block this virtual block is (0 = first) */
 } cad_model_layer;
 
@@ -120,6 +148,15 @@ typedef struct cad_model {
     int n_virtual_max, recur_on;              /* the looped schedule's length; whether it is in use */
     cad_model_layer *phys;                    /* num_layers: each physical block's parameter indices */
     int p_tok_emb, p_skip_weights, p_lm_head; /* indices into params (-1: absent) */
+    int p_embed_proj, p_bigram_embed, p_bigram_proj, p_bigram_scale, p_smear; /* techniques (-1: absent) */
+    float *emb_e, *head_e, *d_e;              /* (N,E) factorized: tok_emb rows, tied head input, grads */
+    int32_t *bg_ids, *bg_host;                /* (N) bigram buckets: backend copy, host staging */
+    float *bg_e, *bg_u, *bg_d, *bg_svec, *bg_ds; /* (N,Db) x3, (Db) scale copies, (Db) scale grad partials */
+    float bg_scale, *bg_shost;                /* bigram.scale as the last forward read it; HOST (Db) staging */
+    float *xn0, *x_prev, *smear_mix, *smear_dmix; /* smear: (N,C) normed, (N,C) shifted, (2,C), (2,C) */
+    float *smear_host;                        /* HOST (4C): gate staging */
+    int32_t *smear_zero;                      /* HOST (N): rows whose x_{t-1} is zeroed; n_smear_zero of them */
+    int n_smear_zero;
     char *names;                              /* storage of the param names */
     void *act_mem;                            /* activation arena */
     cad_model_layer *layers;                  /* n_virtual: activations each, parameters of its physical block */
@@ -136,6 +173,11 @@ typedef struct cad_model {
     size_t att_scratch_bytes;
     int cur_B, cur_T, have_targets;
 } cad_model;
+
+/* Partial RoPE: perm[j] (j < head_dim) is the caddie head dim that holds the records' dim j,
+ * so that caddie's c_q / c_k row h*HD + perm[j] = the records' row h*HD + j gives the same model.
+ * The identity when rope_dims is 0 or head_dim. */
+void cad_model_rope_perm(int head_dim, int rope_dims, int *perm);
 
 /* Blocks a forward runs: num_layers plus (recur_loops - 1) extra passes over the recurrent span. */
 int cad_model_virtual_layers(const cad_model_config *c);

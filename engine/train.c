@@ -387,7 +387,9 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len,
         .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
-        .recur_loop_scales = c->recur_loop_scales};
+        .recur_loop_scales = c->recur_loop_scales,
+        .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims};
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
     if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
         mc.max_seq_len = (int)eval_T;

@@ -13,6 +13,10 @@ tests/unit/test_engine_model.c loads:
     tests/fixtures/engine/model_parity_xsa_v1.bin     XSA in the last 2 of 3 blocks
     tests/fixtures/engine/model_parity_parallel_v1.bin  parallel residual in the last 2 of 4 blocks
     tests/fixtures/engine/model_parity_recur_scales_v1.bin  recurrence with per-pass attn/mlp scales
+    tests/fixtures/engine/model_parity_embed_v1.bin   factorized embedding (E=12 < 32) + LN scale, tied
+    tests/fixtures/engine/model_parity_bigram_v1.bin  BigramHash (projected 8 -> 32) + SmearGate with BOS rows
+    tests/fixtures/engine/model_parity_bigram_same_v1.bin  BigramHash at bigram_dim = model_dim (no proj), untied
+    tests/fixtures/engine/model_parity_rope_v1.bin    partial RoPE (4 of 8 head dims) in caddie's pairing
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -66,21 +70,70 @@ class CastedLinear(nn.Linear):
 
 
 class Rotary(nn.Module):
-    def __init__(self, dim, base=10000.0):
+    def __init__(self, dim, base=10000.0, rope_dims=0):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        # partial RoPE: the records' Rotary(rope_dims) frequencies on the first rope_dims/2 pairs;
+        # caddie pairs dim i with i + dim/2, so the other pairs get cos 1, sin 0 (no rotation)
+        rd = rope_dims or dim
+        inv_freq = 1.0 / (base ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.pad = dim // 2 - rd // 2
 
     def forward(self, seq_len, dtype):
         t = torch.arange(seq_len, dtype=self.inv_freq.dtype)
         freqs = torch.outer(t, self.inv_freq)
-        return freqs.cos()[None, None, :, :].to(dtype), freqs.sin()[None, None, :, :].to(dtype)
+        cos, sin = freqs.cos(), freqs.sin()
+        if self.pad:
+            cos = torch.cat((cos, torch.ones(seq_len, self.pad)), dim=-1)
+            sin = torch.cat((sin, torch.zeros(seq_len, self.pad)), dim=-1)
+        return cos[None, None, :, :].to(dtype), sin[None, None, :, :].to(dtype)
 
 
 def apply_rotary_emb(x, cos, sin):
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)
+
+
+def records_partial_rope(x, cos, sin, rope_dims):
+    """The records' partial RoPE: rotate x[..., :rope_dims] half-split within those dims."""
+    xr, xp = x[..., :rope_dims], x[..., rope_dims:]
+    return torch.cat((apply_rotary_emb(xr, cos, sin), xp), dim=-1)
+
+
+def rope_perm(head_dim, rope_dims):
+    """caddie's cad_model_rope_perm: perm[j] = the caddie dim that holds the records' dim j."""
+    hh, rh = head_dim // 2, (rope_dims or head_dim) // 2
+    perm = []
+    for j in range(head_dim):
+        if j < rh:
+            perm.append(j)
+        elif j < 2 * rh:
+            perm.append(j - rh + hh)
+        elif j - 2 * rh < hh - rh:
+            perm.append(j - rh)
+        else:
+            perm.append(j)
+    return perm
+
+
+def check_rope_perm(head_dim, rope_dims, base, T, seed):
+    """caddie's pairing on permuted q/k equals the records' partial RoPE: the per-head scores
+    q.k agree (the permutation is a fixed relabelling of each head's dims)."""
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(1, 1, T, head_dim, generator=g), torch.randn(1, 1, T, head_dim, generator=g)
+    cr, sr = Rotary(rope_dims, base)(T, torch.float32)  # the records' Rotary(rope_dims)
+    ref = records_partial_rope(q, cr, sr, rope_dims) @ records_partial_rope(k, cr, sr, rope_dims).transpose(-2, -1)
+    perm = torch.tensor(rope_perm(head_dim, rope_dims))
+    assert sorted(perm.tolist()) == list(range(head_dim))
+    qc, kc = torch.empty_like(q), torch.empty_like(k)
+    qc[..., perm], kc[..., perm] = q, k
+    cc, sc = Rotary(head_dim, base, rope_dims)(T, torch.float32)
+    got = apply_rotary_emb(qc, cc, sc) @ apply_rotary_emb(kc, cc, sc).transpose(-2, -1)
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5), (got - ref).abs().max()
+    ident = torch.tensor(rope_perm(head_dim, 0))  # without the permutation the models differ
+    assert not torch.allclose(apply_rotary_emb(q, cc, sc) @ apply_rotary_emb(k, cc, sc).transpose(-2, -1), ref,
+                              rtol=1e-3, atol=1e-3) and ident.tolist() == list(range(head_dim))
 
 
 def sdpa_causal_gqa(q, k, v):
@@ -97,7 +150,7 @@ def sdpa_causal_gqa(q, k, v):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim, num_heads, num_kv_heads, rope_base, qk_gain_init):
+    def __init__(self, dim, num_heads, num_kv_heads, rope_base, qk_gain_init, rope_dims=0):
         super().__init__()
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.head_dim = dim // num_heads
@@ -108,7 +161,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = CastedLinear(dim, dim, bias=False)
         self.proj._zero_init = True
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
-        self.rotary = Rotary(self.head_dim, base=rope_base)
+        self.rotary = Rotary(self.head_dim, base=rope_base, rope_dims=rope_dims)
         self.xsa = False  # exclusive self-attention (set by GPT for its last xsa_last blocks)
 
     def forward(self, x):
@@ -146,11 +199,13 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init, leaky_slope=0.0):
+    def __init__(self, dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init, leaky_slope=0.0,
+                 ln_scale_factor=1.0, rope_dims=0):
         super().__init__()
         self.attn_norm = RMSNorm()
         self.mlp_norm = RMSNorm()
-        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init)
+        self.ln_scale_factor = ln_scale_factor  # the records' LN scale: 1/sqrt(layer + 1)
+        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init, rope_dims)
         self.mlp = MLP(dim, mlp_mult, leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
@@ -169,23 +224,74 @@ class Block(nn.Module):
         if rpass > 0 and hasattr(self, "attn_scales"):
             a, s = self.attn_scales[rpass - 1], self.mlp_scales[rpass - 1]
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
+        f = self.ln_scale_factor
         if self.parallel:  # x + a Attn(n x) + s MLP(n x)
-            return (x + a[None, None, :] * self.attn(self.attn_norm(x))
-                    + s[None, None, :] * self.mlp(self.mlp_norm(x)))
-        x = x + a[None, None, :] * self.attn(self.attn_norm(x))
-        x = x + s[None, None, :] * self.mlp(self.mlp_norm(x))
+            return (x + a[None, None, :] * self.attn(self.attn_norm(x) * f)
+                    + s[None, None, :] * self.mlp(self.mlp_norm(x) * f))
+        x = x + a[None, None, :] * self.attn(self.attn_norm(x) * f)
+        x = x + s[None, None, :] * self.mlp(self.mlp_norm(x) * f)
         return x
+
+
+BOS_ID = 1
+
+
+class BigramHashEmbedding(nn.Module):
+    """The records' BigramHash: a zero-init table of hashed (previous, current) token pairs,
+    projected to the model width when narrower, times a learned scalar (init 0.05)."""
+
+    def __init__(self, buckets, bigram_dim, model_dim):
+        super().__init__()
+        self.buckets = buckets
+        self.embed = nn.Embedding(buckets, bigram_dim)
+        self.proj = CastedLinear(bigram_dim, model_dim, bias=False) if bigram_dim != model_dim else None
+        self.scale = nn.Parameter(torch.tensor(0.05, dtype=torch.float32))
+
+    def bigram_hash(self, tokens):
+        t = tokens.to(torch.int32)
+        mod = self.buckets - 1
+        out = torch.empty_like(t)
+        out[..., 0] = mod
+        out[..., 1:] = torch.bitwise_xor(36313 * t[..., 1:], 27191 * t[..., :-1]) % mod
+        return out.long()
+
+    def forward(self, token_ids):
+        h = self.embed(self.bigram_hash(token_ids))
+        if self.proj is not None:
+            h = self.proj(h)
+        return h * self.scale.to(dtype=h.dtype)
+
+
+class SmearGate(nn.Module):
+    """The records' v1 SmearGate, x_t <- (1-g) x_t + g x_{t-1}, g = sigmoid(gate), with the
+    previous row zeroed at the first position and at BOS (no mixing across documents)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.gate = nn.Parameter(torch.zeros(dim, dtype=torch.float32))
+
+    def forward(self, x, token_ids):
+        g = torch.sigmoid(self.gate.to(dtype=x.dtype))[None, None, :]
+        x_prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        x_prev = x_prev * (token_ids != BOS_ID).to(x.dtype)[:, :, None]
+        return (1 - g) * x + g * x_prev
 
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
                  tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0,
-                 xsa_last=0, parallel_last=0, recur_loop_scales=0):
+                 xsa_last=0, parallel_last=0, recur_loop_scales=0, embed_dim=0, ln_scale=0, bigram_buckets=0,
+                 bigram_dim=0, smear_gate=0, rope_dims=0):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
         self.logit_softcap = logit_softcap
-        self.tok_emb = nn.Embedding(vocab_size, model_dim)
+        # factorized embedding: tok_emb [V, E] and embed_proj = Linear(E, model_dim); the tied head
+        # reads both transposed
+        self.tok_emb = nn.Embedding(vocab_size, embed_dim or model_dim)
+        self.embed_proj = CastedLinear(embed_dim, model_dim, bias=False) if embed_dim else None
+        self.bigram = BigramHashEmbedding(bigram_buckets, bigram_dim, model_dim) if bigram_buckets else None
+        self.smear = SmearGate(model_dim) if smear_gate else None
         # depth recurrence (the records' looped blocks, shared weights): recur = (first, last, loops)
         # runs blocks first..last `loops` times in a row; the U-Net split applies to this sequence
         self.schedule = list(range(num_layers))
@@ -198,8 +304,8 @@ class GPT(nn.Module):
         self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
         self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, model_dim, dtype=torch.float32))
         self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init,
-                                           mlp_leaky_slope)
-                                     for _ in range(num_layers)])
+                                           mlp_leaky_slope, 1.0 / math.sqrt(i + 1) if ln_scale else 1.0, rope_dims)
+                                     for i in range(num_layers)])
         for i in range(num_layers - xsa_last, num_layers) if xsa_last else ():
             self.blocks[i].attn.xsa = True
         for i in range(num_layers - parallel_last, num_layers) if parallel_last else ():
@@ -224,7 +330,14 @@ class GPT(nn.Module):
 
     def logits(self, input_ids):
         """Softcapped logits [B*T, V] (train_gpt.py's forward up to the loss)."""
-        x = rms_norm(self.tok_emb(input_ids))
+        x = self.tok_emb(input_ids)
+        if self.embed_proj is not None:
+            x = self.embed_proj(x)
+        if self.bigram is not None:
+            x = x + self.bigram(input_ids)
+        x = rms_norm(x)
+        if self.smear is not None:
+            x = self.smear(x, input_ids)
         x0 = x
         skips = []
         for i in range(self.num_encoder_layers):
@@ -236,7 +349,10 @@ class GPT(nn.Module):
             v = self.num_encoder_layers + i
             x = self.blocks[self.schedule[v]](x, x0, self.passes[v])
         x = self.final_norm(x).reshape(-1, x.size(-1))
-        proj = F.linear(x, self.tok_emb.weight) if self.tie_embeddings else self.lm_head(x)
+        if self.tie_embeddings and self.embed_proj is not None:  # (x W) tok_emb^T
+            proj = F.linear(x @ self.embed_proj.weight, self.tok_emb.weight)
+        else:
+            proj = F.linear(x, self.tok_emb.weight) if self.tie_embeddings else self.lm_head(x)
         return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
 
     def forward(self, input_ids, target_ids):
@@ -249,7 +365,7 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
 
 # technique keys, recorded only by the fixtures that set them
 RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last", "parallel_last",
-              "recur_loop_scales")
+              "recur_loop_scales", "embed_dim", "ln_scale", "bigram_buckets", "bigram_dim", "smear_gate", "rope_dims")
 
 
 def build_model(cfg):
@@ -262,7 +378,10 @@ def build_model(cfg):
                recur=(cfg["recur_first"], cfg["recur_last"], cfg["recur_loops"]) if "recur_loops" in cfg else None,
                mlp_leaky_slope=cfg.get("mlp_leaky_slope", 0.0), xsa_last=cfg.get("xsa_last", 0),
                parallel_last=cfg.get("parallel_last", 0),
-               recur_loop_scales=cfg.get("recur_loop_scales", 0)).float()
+               recur_loop_scales=cfg.get("recur_loop_scales", 0), embed_dim=cfg.get("embed_dim", 0),
+               ln_scale=cfg.get("ln_scale", 0), bigram_buckets=cfg.get("bigram_buckets", 0),
+               bigram_dim=cfg.get("bigram_dim", 0), smear_gate=cfg.get("smear_gate", 0),
+               rope_dims=cfg.get("rope_dims", 0)).float()
 
 
 def deterministic_weights(model, seed):
@@ -281,6 +400,12 @@ def deterministic_weights(model, seed):
                 p.copy_(base + 0.2 * noise)
             elif "q_gain" in name:
                 p.copy_(1.5 + 0.3 * noise)
+            elif name == "bigram.embed.weight":
+                p.copy_(0.5 * noise)
+            elif name == "bigram.scale":
+                p.copy_(0.05 + 0.5 * noise)
+            elif name == "smear.gate":
+                p.copy_(noise)
             else:  # attn_scale, mlp_scale, skip_weights
                 p.copy_(1.0 + 0.2 * noise)
 
@@ -289,6 +414,10 @@ def deterministic_batch(cfg, B, T, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, cfg["vocab_size"], (B, T), generator=g, dtype=torch.int64)
     y = torch.randint(0, cfg["vocab_size"], (B, T), generator=g, dtype=torch.int64)
+    if cfg.get("smear_gate"):  # documents start inside the rows (BOS mid-row and at a row start)
+        x[0, 4] = BOS_ID
+        x[-1, 0] = BOS_ID
+        x[-1, T - 3] = BOS_ID
     return x, y
 
 
@@ -358,6 +487,26 @@ FIXTURES = {
                                               logit_softcap=30.0, qk_gain_init=1.5, tied_embed_init_std=0.005,
                                               recur_first=1, recur_last=2, recur_loops=3, recur_loop_scales=1),
                                          2, 11, 2468),
+    # factorized embedding E=12 < 32, tied head through embed_proj, with LN scale
+    "model_parity_embed_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                       mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                       qk_gain_init=1.5, tied_embed_init_std=0.005, embed_dim=12, ln_scale=1),
+                                  2, 10, 1357),
+    # BigramHash 40 buckets x 8, projected to 32, and SmearGate (BOS inside rows)
+    "model_parity_bigram_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                        mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                        qk_gain_init=1.5, tied_embed_init_std=0.005, bigram_buckets=40, bigram_dim=8,
+                                        smear_gate=1), 2, 11, 9753),
+    # BigramHash at bigram_dim = model_dim (no proj), untied head, with ln_scale over recurrence
+    "model_parity_bigram_same_v1.bin": (dict(vocab_size=48, num_layers=4, model_dim=16, num_heads=2,
+                                             num_kv_heads=2, mlp_mult=3, tie_embeddings=0, rope_base=500.0,
+                                             logit_softcap=15.0, qk_gain_init=1.5, tied_embed_init_std=0.005,
+                                             bigram_buckets=29, bigram_dim=16, recur_first=1, recur_last=2,
+                                             recur_loops=2, ln_scale=1), 3, 9, 8642),
+    # partial RoPE: 4 of 8 head dims rotate (caddie's pairing; check_rope_perm ties it to the records')
+    "model_parity_rope_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                      mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                      qk_gain_init=1.5, tied_embed_init_std=0.005, rope_dims=4), 2, 12, 2025),
 }
 
 
@@ -369,6 +518,8 @@ def main():
     # names on the command line regenerate only those (another torch build changes the last bits
     # of every fixture, so adding one should not rewrite the others)
     wanted = sys.argv[1:] or list(FIXTURES)
+    check_rope_perm(16, 4, 10000.0, 9, 5)  # caddie's pairing is the records' up to the permutation
+    check_rope_perm(64, 16, 10000.0, 7, 6)
     for fname in wanted:
         cfg, B, T, seed = FIXTURES[fname]
         recs, loss = parity_records(cfg, B, T, seed)

@@ -9,6 +9,7 @@
 #define CADDIE_TEST_PARITY_FIXTURE_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,15 @@ static inline cad_model_config pf_model_config(const pf_file *f, int max_batch_s
             c.recur_loop_scales = (int)pf_scalar(f, "config.recur_loop_scales");
         if (strcmp(f->r[i].name, "config.parallel_last") == 0)
             c.parallel_last = (int)pf_scalar(f, "config.parallel_last");
+        static const struct { const char *rec; size_t off; } ints[] = {
+            {"config.embed_dim", offsetof(cad_model_config, embed_dim)},
+            {"config.ln_scale", offsetof(cad_model_config, ln_scale)},
+            {"config.bigram_buckets", offsetof(cad_model_config, bigram_buckets)},
+            {"config.bigram_dim", offsetof(cad_model_config, bigram_dim)},
+            {"config.smear_gate", offsetof(cad_model_config, smear_gate)},
+            {"config.rope_dims", offsetof(cad_model_config, rope_dims)}};
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+            if (strcmp(f->r[i].name, ints[k].rec) == 0) *(int *)((char *)&c + ints[k].off) = (int)pf_scalar(f, ints[k].rec);
     }
     return c;
 }

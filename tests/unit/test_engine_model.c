@@ -186,6 +186,17 @@ static void test_parity_xsa(void) { parity_case("tests/fixtures/engine/model_par
 /* GPT-J parallel residual in the last 2 of 4 blocks */
 static void test_parity_parallel_residual(void) { parity_case("tests/fixtures/engine/model_parity_parallel_v1.bin"); }
 
+/* factorized embedding (tok_emb 64x12, embed_proj 32x12, the tied head through both) + LN scale */
+static void test_parity_factorized_embedding(void) { parity_case("tests/fixtures/engine/model_parity_embed_v1.bin"); }
+/* BigramHash (40 buckets x 8, projected) + SmearGate with BOS at a row start and inside rows */
+static void test_parity_bigram_smear(void) { parity_case("tests/fixtures/engine/model_parity_bigram_v1.bin"); }
+/* BigramHash at bigram_dim = model_dim (no projection), untied head, LN scale by physical block
+ * under recurrence (the repeated blocks keep their own factor) */
+static void test_parity_bigram_same_width(void) { parity_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin"); }
+/* partial RoPE, 4 of 8 head dims, in caddie's pairing (the generator checks it against the
+ * records' pairing under cad_model_rope_perm) */
+static void test_parity_partial_rope(void) { parity_case("tests/fixtures/engine/model_parity_rope_v1.bin"); }
+
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
  * bf16 noise, not by a formula error. The loss must differ from the fp32 one (the setting is in
@@ -292,6 +303,18 @@ static void test_model_finite_differences(void) {
     static const char *const par[] = {"blocks.3.mlp.fc.weight", "blocks.3.attn_scale", "blocks.3.resid_mix",
                                       "blocks.2.attn.c_q.weight"};
     fd_case("tests/fixtures/engine/model_parity_parallel_v1.bin", par, sizeof(par) / sizeof(par[0]));
+    /* factorized embedding: both uses of tok_emb and embed_proj (input and tied head), LN scale */
+    static const char *const emb[] = {"tok_emb.weight", "embed_proj.weight", "blocks.2.attn.c_q.weight",
+                                      "blocks.1.mlp.fc.weight"};
+    fd_case("tests/fixtures/engine/model_parity_embed_v1.bin", emb, sizeof(emb) / sizeof(emb[0]));
+    /* BigramHash table, projection and scalar; the SmearGate gate */
+    static const char *const bg[] = {"bigram.embed.weight", "bigram.proj.weight", "bigram.scale", "smear.gate",
+                                     "tok_emb.weight"};
+    fd_case("tests/fixtures/engine/model_parity_bigram_v1.bin", bg, sizeof(bg) / sizeof(bg[0]));
+    static const char *const bgs[] = {"bigram.embed.weight", "bigram.scale", "blocks.2.attn.c_k.weight"};
+    fd_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin", bgs, sizeof(bgs) / sizeof(bgs[0]));
+    static const char *const rope[] = {"blocks.1.attn.c_q.weight", "blocks.2.attn.c_k.weight"};
+    fd_case("tests/fixtures/engine/model_parity_rope_v1.bin", rope, sizeof(rope) / sizeof(rope[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */
@@ -600,6 +623,68 @@ static void test_qat_forward_matches_artifact(void) {
     cad_model_free(&m);
 }
 
+/* The new tensors in the artifact: a factorized embedding (tok_emb 512x160 and a 1024x80 bigram
+ * table, both past the 65,536-element threshold, so stored per-row int8; embed_proj 192x160 per
+ * row; the 0-dim bigram.scale and smear.gate small) survive export + import with their names and
+ * shapes, every value within its row's quantisation step, and the decoded model scores like the
+ * fp32 one (int8 noise: well under 1% of the loss; a wrong shape or a dropped tensor is not). */
+static void test_artifact_roundtrip_model_techniques(void) {
+    cad_model_config c = {.vocab_size = 512, .num_layers = 1, .model_dim = 192, .num_heads = 2, .num_kv_heads = 1,
+                          .mlp_mult = 1, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
+                          .qk_gain_init = 1.5f, .tied_embed_init_std = 0.005f, .max_batch_seqs = 2, .max_seq_len = 8,
+                          .embed_dim = 160, .bigram_buckets = 1024, .bigram_dim = 80, .smear_gate = 1, .ln_scale = 1};
+    cad_model m;
+    cad_err e = {0};
+    if (cad_model_init(&m, &c, cad_backend_cpu(), 9, &e)) { CHECK_MSG(0, "%s", e.msg); return; }
+    uint32_t seed = 4242;
+    for (size_t k = 0; k < m.n_param_floats; k++) { /* every tensor non-trivial (zero-init ones too) */
+        seed = seed * 1664525u + 1013904223u;
+        m.param_mem[k] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.3f;
+    }
+    const char *want[] = {"tok_emb.weight", "embed_proj.weight", "bigram.embed.weight", "bigram.proj.weight",
+                          "bigram.scale", "smear.gate"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) CHECK_MSG(cad_model_param(&m, want[k]), "no %s", want[k]);
+    CHECK_EQ_INT(cad_model_param(&m, "bigram.scale")->ndim, 0);
+    CHECK_EQ_INT(cad_model_param(&m, "tok_emb.weight")->shape[1], 160);
+    int32_t x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (i * 37 + 5) % 512, y[i] = (i * 11 + 2) % 512;
+    x[9] = CAD_BOS_ID;
+    float l32 = 0, l8 = 0;
+    CHECK(cad_model_forward(&m, x, y, 2, 8, &l32, &e) == CAD_OK);
+    size_t nf = m.n_param_floats;
+    float *dec = calloc(nf, sizeof(float));
+    cad_named_tensor *ts = calloc((size_t)m.n_params, sizeof *ts);
+    for (int i = 0; i < m.n_params; i++) {
+        cad_param *p = &m.params[i];
+        ts[i] = (cad_named_tensor){p->name, p->ndim, {p->shape[0], p->shape[1]}, (size_t)p->numel, p->data};
+    }
+    cad_quant_opts qo = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+    cad_int8_stats st;
+    const char *art = check_tmp_path("techniques.ptz");
+    CHECK_MSG(cad_int8_export(art, ts, m.n_params, &qo, &st, &e) == CAD_OK, "%s", e.msg);
+    for (int i = 0; i < m.n_params; i++) ts[i].data = dec + (m.params[i].data - m.param_mem);
+    CHECK_MSG(cad_int8_import(art, ts, m.n_params, &e) == CAD_OK, "%s", e.msg);
+    for (int i = 0; i < m.n_params; i++) {
+        cad_param *p = &m.params[i];
+        const float *d = dec + (p->data - m.param_mem);
+        double worst = 0.0;
+        for (long k = 0; k < p->numel; k++) worst = fmax(worst, fabs((double)d[k] - p->data[k]));
+        /* a per-row step is max(clip, 1)/127 = 1/127 here (|w| <= 0.15, train_gpt.py's scale
+         * floor), so rounding is at most half of it, plus |q| <= 20 times the fp16 rounding of
+         * the scale (<= 4e-6 each); fp16 tensors keep ~1e-4 */
+        CHECK_MSG(worst <= 0.5 / 127 + 1e-4, "%s: max decode error %g", p->name, worst);
+        CHECK_MSG(cad_int8_scheme(&ts[i]) != CAD_Q_PER_ROW || worst > 0, "%s: per-row codes decoded exactly?", p->name);
+    }
+    CHECK_EQ_INT(cad_int8_scheme(&ts[cad_model_param(&m, "tok_emb.weight") - m.params]), CAD_Q_PER_ROW);
+    CHECK_EQ_INT(cad_int8_scheme(&ts[cad_model_param(&m, "bigram.embed.weight") - m.params]), CAD_Q_PER_ROW);
+    memcpy(m.param_mem, dec, nf * sizeof(float));
+    CHECK(cad_model_forward(&m, x, y, 2, 8, &l8, &e) == CAD_OK);
+    printf("    loss fp32 %.6f int8 round trip %.6f\n", l32, l8);
+    CHECK_NEAR(l8, l32, 0.0, 1e-2);
+    free(dec), free(ts);
+    cad_model_free(&m);
+}
+
 int main(void) {
     RUN(test_param_table_and_groups);
     RUN(test_init_values);
@@ -613,10 +698,15 @@ int main(void) {
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);
     RUN(test_parity_parallel_residual);
+    RUN(test_parity_factorized_embedding);
+    RUN(test_parity_bigram_smear);
+    RUN(test_parity_bigram_same_width);
+    RUN(test_parity_partial_rope);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);
     RUN(test_bench_flops);
     RUN(test_qat_forward_matches_artifact);
+    RUN(test_artifact_roundtrip_model_techniques);
     return check_report();
 }

@@ -300,20 +300,40 @@ static void record_claim(cad_db *db, const record_info *ri, long seed, int has_s
     }
 }
 
+/* Where parsed metrics go: a line of metrics.jsonl each (the run dir is the truth), and at
+ * once into the metrics table in batches of METRIC_BATCH (the import's transaction is open
+ * and its foreign keys deferred, so the rows go in before their runs row), so ingesting the
+ * run dir afterwards need not read metrics.jsonl back. Values the JSON line stores as null
+ * (non-finite, negative wall time) are stored as NULL here too. */
+#define METRIC_BATCH 4096
 typedef struct metric_sink {
     FILE *f;
     long n;
+    cad_db *db;
+    const char *run_id;
+    cad_metric *rows;         /* METRIC_BATCH of them */
+    size_t nb;
+    int rc;                   /* a failed batch insert: its status (message in *e) */
+    cad_err *e;
 } metric_sink;
+
+static int sink_flush(metric_sink *s) {
+    if (s->nb == 0 || s->rc) return s->rc;
+    s->rc = cad_db_insert_metrics(s->db, s->run_id, s->rows, s->nb, s->e);
+    s->nb = 0;
+    return s->rc;
+}
 
 static int sink_metric(void *ctx, const cad_log_metric *m) {
     metric_sink *s = ctx;
-    cad_metric cm;
-    memcpy(cm.name, m->name, sizeof cm.name);
-    cm.step = m->step;
-    cm.value = m->value;
-    cm.wall_ms = m->wall_ms;
-    cad_ingest_write_metric(s->f, &cm);
+    cad_metric *cm = &s->rows[s->nb];
+    memcpy(cm->name, m->name, sizeof cm->name);
+    cm->step = m->step;
+    cm->value = isfinite(m->value) ? m->value : NAN;
+    cm->wall_ms = isfinite(m->wall_ms) && m->wall_ms >= 0 ? m->wall_ms : -1;
+    cad_ingest_write_metric(s->f, cm);
     s->n++;
+    if (++s->nb == METRIC_BATCH && sink_flush(s)) return 1;
     return 0;
 }
 
@@ -364,7 +384,8 @@ typedef struct import_job {
     int fd;                    /* the log, opened by job_open; -1 when closed */
     cad_logparse *p;
     cad_log_summary s;
-    long n_metrics;
+    long n_metrics;            /* metric rows parsed (already in the DB) */
+    int64_t metrics_bytes;     /* size of the metrics.jsonl written with them */
     long seed;
     int has_seed;
     kv_list params;
@@ -434,14 +455,23 @@ static int stream_log(import_job *j, FILE *copy, const char *copy_path, metric_s
             rc = cad_fail(e, CAD_EIO, "%s: write failed: %s", copy_path, strerror(errno));
             break;
         }
-        if (cad_logparse_feed(j->p, buf, (size_t)r, sink_metric, sink) < 0) {
+        int fr = cad_logparse_feed(j->p, buf, (size_t)r, sink_metric, sink);
+        if (fr > 0) {
+            rc = sink->rc;
+            break;
+        }
+        if (fr < 0) {
             rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
             break;
         }
     }
     free(buf);
-    if (!rc && cad_logparse_finish(j->p, sink_metric, sink) < 0)
-        rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    if (!rc) {
+        int fr = cad_logparse_finish(j->p, sink_metric, sink);
+        if (fr > 0) rc = sink->rc;
+        else if (fr < 0) rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    }
+    if (!rc) rc = sink_flush(sink);
     return rc;
 }
 
@@ -458,12 +488,19 @@ static int job_parse(import_job *j, cad_err *e) {
         return cad_fail(e, CAD_EIO, "%s: path too long", j->run_dir);
     FILE *copy = fopen(lpath, "wb");
     if (!copy) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", lpath, strerror(errno));
-    metric_sink sink = {fopen(mpath, "wb"), 0};
+    metric_sink sink = {fopen(mpath, "wb"), 0, j->db, j->run_id, malloc(sizeof(cad_metric) * METRIC_BATCH), 0, 0, e};
+    if (!sink.rows) {
+        if (sink.f) fclose(sink.f);
+        fclose(copy);
+        return cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    }
     if (!sink.f) {
+        free(sink.rows);
         fclose(copy);
         return cad_fail(e, CAD_EIO, "%s: cannot write: %s", mpath, strerror(errno));
     }
     rc = stream_log(j, copy, lpath, &sink, e);
+    free(sink.rows);
     int bad_copy = fclose(copy) != 0, bad_metrics = ferror(sink.f) | (fclose(sink.f) != 0);
     if (!rc && bad_copy) rc = cad_fail(e, CAD_EIO, "%s: write failed", lpath);
     if (!rc && bad_metrics) rc = cad_fail(e, CAD_EIO, "%s: write failed", mpath);
@@ -471,6 +508,8 @@ static int job_parse(import_job *j, cad_err *e) {
     j->fd = -1;
     cad_logparse_summary(j->p, &j->s);
     j->n_metrics = sink.n;
+    struct stat st;
+    j->metrics_bytes = !rc && stat(mpath, &st) == 0 ? (int64_t)st.st_size : 0;
     return rc;
 }
 
@@ -541,45 +580,40 @@ static int job_identity(import_job *j, cad_err *e) {
     return CAD_OK;
 }
 
-/* The runs row (replacing an existing one), its error when unscored, the run dir's
- * curves and result through the one ingestion path, all in one transaction; then run.json. */
+/* The runs row, its error when unscored, the run dir's result and artifacts through the one
+ * ingestion path (its curves are in already: job_parse inserted them), inside import_one's
+ * transaction. */
 static int job_insert(import_job *j, cad_err *e) {
     char reason[PATH_MAX + 64];
     snprintf(reason, sizeof reason, "imported from %s", j->abs_log);
     char label[RUN_NAME_MAX];
     copy_str(label, sizeof label, j->rel_in_record ? j->rel_in_record : j->run_id_src);
-    int rc = cad_db_begin(j->db, e);
-    if (rc) return rc;
-    if (j->exists) rc = cad_db_delete_run(j->db, j->run_id, e);
-    if (!rc) {
-        cad_run_new rn;
-        memset(&rn, 0, sizeof rn);
-        rn.run_id = j->run_id;
-        rn.sweep_id = j->sweep_id;
-        rn.name = label;
-        rn.engine = "log";
-        rn.config = j->config;
-        rn.config_hash = j->config_hash;
-        rn.group_hash = j->group_hash;
-        rn.has_seed = j->has_seed;
-        rn.seed = j->seed;
-        rn.status = j->s.has_score ? CAD_RUN_DONE : CAD_RUN_FAILED;
-        rn.devices_requested = 1;
-        rn.git_dirty = -1;
-        rn.run_dir = j->run_dir;
-        rn.reason = reason;
-        rc = cad_db_insert_run(j->db, &rn, e);
-    }
+    cad_run_new rn;
+    memset(&rn, 0, sizeof rn);
+    rn.run_id = j->run_id;
+    rn.sweep_id = j->sweep_id;
+    rn.name = label;
+    rn.engine = "log";
+    rn.config = j->config;
+    rn.config_hash = j->config_hash;
+    rn.group_hash = j->group_hash;
+    rn.has_seed = j->has_seed;
+    rn.seed = j->seed;
+    rn.status = j->s.has_score ? CAD_RUN_DONE : CAD_RUN_FAILED;
+    rn.devices_requested = 1;
+    rn.git_dirty = -1;
+    rn.run_dir = j->run_dir;
+    rn.reason = reason;
+    int rc = cad_db_insert_run(j->db, &rn, e);
     if (!rc && !j->s.has_score)
         rc = cad_db_set_error(j->db, j->run_id, "imported log has no final evaluation line", e);
     if (!rc) {
         cad_ingest_state st;
         cad_ingest_state_init(&st);
+        st.metrics_offset = j->metrics_bytes; /* inserted while parsing */
+        st.metrics_rows = j->n_metrics;
         rc = cad_ingest_run_dir(j->db, j->run_id, j->run_dir, &st, e);
     }
-    if (!rc) rc = cad_db_commit(j->db, e);
-    else cad_db_rollback(j->db);
-    if (!rc) rc = cad_db_write_run_json(j->db, j->run_id, e);
     return rc;
 }
 
@@ -603,9 +637,16 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     int rc = job_open(j, e);
     if (!rc) rc = job_paths(j, e);
     if (rc) return rc;
+    /* One transaction for the whole log; the curves go in while it is parsed, before the
+     * runs row they reference (foreign keys are checked at the commit). */
+    rc = cad_db_begin(j->db, e);
+    if (rc) return rc;
+    rc = cad_db_exec(j->db, "PRAGMA defer_foreign_keys = ON", e);
+    if (!rc && j->exists) rc = cad_db_delete_run(j->db, j->run_id, e);
     /* parse first: a file with no training output is not imported */
-    rc = job_parse(j, e);
+    if (!rc) rc = job_parse(j, e);
     if (!rc && j->n_metrics == 0 && !j->s.has_score) {
+        cad_db_rollback(j->db);
         out->skipped = 1;
         remove_run_dir(j->run_dir);
         return CAD_OK;
@@ -614,6 +655,9 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     if (!rc) rc = job_files(j, e);
     if (!rc) rc = job_identity(j, e);
     if (!rc) rc = job_insert(j, e);
+    if (!rc) rc = cad_db_commit(j->db, e);
+    else cad_db_rollback(j->db);
+    if (!rc) rc = cad_db_write_run_json(j->db, j->run_id, e);
     if (rc) {
         if (!j->exists) remove_run_dir(j->run_dir);
         return rc;

@@ -240,7 +240,12 @@ typedef struct record_info {
     char *submission;        /* JSON text or NULL */
     char submission_file[SUBMISSION_FILE_MAX];
     int n_logs;              /* logs found in the folder */
+    char claim[NUMBER_TEXT_MAX];       /* the record's one claim ("" none) */
+    char claim_src[CLAIM_SOURCE_MAX];  /* where it is: "submission.json $.val_bpb", "README.md:7" */
 } record_info;
+
+static int record_text(const record_info *ri, const char *path, const char *what, size_t max,
+                       char **buf, int *present, cad_err *e);
 
 /* json_extract(json, path) as text into out; 1 when found and not null (0 also when the
  * JSON is invalid or the query fails: a record without readable claims is imported without
@@ -272,8 +277,8 @@ static int json_text(cad_db *db, const char *json, const char *path, char *out, 
  * (2026-04-08 lists one artifact size for three different artifacts), so a record that
  * holds several configurations run with the same seed pairs each of them with the claim
  * (tests/fixtures/logs/EXCEPTIONS.md lists the one case in the fixtures). */
-static void record_claim(cad_db *db, const record_info *ri, long seed, int has_seed,
-                         kv_list *prov) {
+static void record_claim_of_log(cad_db *db, const record_info *ri, long seed, int has_seed,
+                                kv_list *prov) {
     char v[NUMBER_TEXT_MAX], path[JSON_PATH_MAX], src[CLAIM_SOURCE_MAX];
     const char *sub = ri->submission;
     if (!sub) return;
@@ -298,6 +303,68 @@ static void record_claim(cad_db *db, const record_info *ri, long seed, int has_s
         kv_set(prov, "claim_source", src);
         if (json_text(db, sub, "$.val_loss", v, sizeof v)) kv_set(prov, "claimed_val_loss", v);
     }
+}
+
+static const char *kv_get(const kv_list *l, const char *key) {
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->v[i].key, key) == 0) return l->v[i].value;
+    return NULL;
+}
+
+/* The claim for one log: its own (record_claim_of_log: claimed_val_bpb, claim_source), else
+ * the record's one claim (record_claimed_val_bpb, record_claim_source), which is not this
+ * log's but the record's, checked against all its logs at the end (record_check_claim). */
+static void record_claim(cad_db *db, const record_info *ri, long seed, int has_seed,
+                         kv_list *prov) {
+    record_claim_of_log(db, ri, seed, has_seed, prov);
+    if (kv_get(prov, "claimed_val_bpb") || !ri->claim[0]) return;
+    kv_set(prov, "record_claimed_val_bpb", ri->claim);
+    kv_set(prov, "record_claim_source", ri->claim_src);
+}
+
+/* Half a unit in the last printed decimal of a claim ("1.09816" -> 0.000005), at most
+ * 0.00005 (a JSON claim's text comes back without its trailing zeros: 1.3000 -> "1.3"): a
+ * parsed score within it is the same number. */
+static double claim_tolerance(const char *claim) {
+    const char *dot = strchr(claim, '.');
+    int dec = 0;
+    if (dot)
+        for (const char *c = dot + 1; isdigit((unsigned char)*c); c++) dec++;
+    return 0.5 * pow(10.0, -(dec > 4 ? dec : 4)) + 1e-12;
+}
+
+/* The record's one claim, for records whose logs have none of their own: the submission's
+ * top-level val_bpb, else the first number after "val_bpb" in the README. */
+static void record_level_claim(cad_db *db, record_info *ri) {
+    char v[NUMBER_TEXT_MAX];
+    if (json_text(db, ri->submission, "$.val_bpb", v, sizeof v) && is_finite_number(v)) {
+        copy_str(ri->claim, sizeof ri->claim, v);
+        snprintf(ri->claim_src, sizeof ri->claim_src, "%s $.val_bpb", ri->submission_file);
+        return;
+    }
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/README.md", ri->dir);
+    char *text = NULL;
+    int present = 0;
+    cad_err ignored = {0};
+    if (record_text(ri, p, "README", CAD_IMPORT_README_MAX, &text, &present, &ignored) || !text)
+        return;
+    int line = 1;
+    for (const char *c = text; *c; c++) {
+        if (*c == '\n') line++;
+        if (strncasecmp(c, "val_bpb", 7) != 0) continue;
+        const char *n = c + 7;
+        while (*n && strchr(" \t:=*|`", *n)) n++;
+        size_t k = 0;
+        while ((isdigit((unsigned char)n[k]) || n[k] == '.') && k + 1 < sizeof v) v[k] = n[k], k++;
+        v[k] = 0;
+        if (k && isdigit((unsigned char)v[0]) && is_finite_number(v)) {
+            copy_str(ri->claim, sizeof ri->claim, v);
+            snprintf(ri->claim_src, sizeof ri->claim_src, "README.md:%d", line);
+            break;
+        }
+    }
+    free(text);
 }
 
 /* Where parsed metrics go: a line of metrics.jsonl each (the run dir is the truth), and at
@@ -617,16 +684,40 @@ static int job_insert(import_job *j, cad_err *e) {
     return rc;
 }
 
+/* out->note: the first line that looks like a score but was not understood, and a claim of
+ * this log's own that differs from its parsed score. */
+static void job_note(const import_job *j, cad_import_result *out) {
+    size_t o = 0;
+    out->note[0] = 0;
+    if (j->s.n_unread_score_lines > 0) {
+        o += (size_t)snprintf(out->note, sizeof out->note, "line %ld: not understood: %s",
+                              j->s.first_unread_score_line, j->s.first_unread_score_text);
+        if (j->s.n_unread_score_lines > 1 && o < sizeof out->note)
+            o += (size_t)snprintf(out->note + o, sizeof out->note - o, " (and %ld more such line%s)",
+                                  j->s.n_unread_score_lines - 1,
+                                  j->s.n_unread_score_lines == 2 ? "" : "s");
+    }
+    const char *claim = kv_get(&j->params, "claimed_val_bpb");
+    const char *src = kv_get(&j->params, "claim_source");
+    /* the record's one claim (several logs) is checked against all of them at the end */
+    if (claim && src && j->s.has_score && o < sizeof out->note &&
+        fabs(strtod(claim, NULL) - j->s.val_bpb) > claim_tolerance(claim))
+        snprintf(out->note + o, sizeof out->note - o,
+                 "%sclaimed %s (%s) differs from the parsed %.8f: both kept", o ? "; " : "", claim,
+                 src, j->s.val_bpb);
+}
+
 static void job_result(const import_job *j, cad_import_result *out) {
     copy_str(out->run_id, sizeof out->run_id, j->run_id);
     out->status = j->s.has_score ? CAD_RUN_DONE : CAD_RUN_FAILED;
     out->has_score = j->s.has_score;
     out->val_bpb = j->s.has_score ? j->s.val_bpb : NAN;
-    for (int i = 0; i < j->params.n; i++)
-        if (strcmp(j->params.v[i].key, "claimed_val_bpb") == 0)
-            copy_str(out->claimed_val_bpb, sizeof out->claimed_val_bpb, j->params.v[i].value);
+    const char *claim = kv_get(&j->params, "claimed_val_bpb");
+    if (!claim) claim = kv_get(&j->params, "record_claimed_val_bpb");
+    if (claim) copy_str(out->claimed_val_bpb, sizeof out->claimed_val_bpb, claim);
     if (j->s.has_score) copy_str(out->score_line, sizeof out->score_line, j->s.score_line_kind);
     out->sweep = j->sweep_name;
+    job_note(j, out);
 }
 
 /* Import one log (j's inputs set). A file with no training output at all is not a log:
@@ -648,6 +739,7 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     if (!rc && j->n_metrics == 0 && !j->s.has_score) {
         cad_db_rollback(j->db);
         out->skipped = 1;
+        job_note(j, out);
         remove_run_dir(j->run_dir);
         return CAD_OK;
     }
@@ -976,7 +1068,7 @@ static void report_outside(const record_info *ri, const record_walk *w, cad_impo
         cad_fail(&le, CAD_EIO,
                  "%s/%s: symbolic link to %s, outside the record folder: not followed", ri->dir,
                  o->rel, o->target);
-        cad_import_record_log l = {ri->name, o->rel, NULL, &le};
+        cad_import_record_log l = {ri->name, o->rel, NULL, &le, NULL};
         fn(ctx, &l);
     }
 }
@@ -1006,12 +1098,40 @@ static int record_open(const char *dir, record_info *ri, record_walk *w, char *d
         return cad_fail(e, CAD_ERR, "%s: no training logs (*.log, *.txt) in the record", dir);
     }
     int rc = load_submission(ri, e);
+    if (!rc) record_level_claim(db, ri);
     if (!rc && !json_text(db, ri->submission, "$.name", desc, cap)) {
         char title[README_TITLE_MAX];
         rc = readme_title(ri, title, sizeof title, e);
         copy_str(desc, cap, title);
     }
     return rc;
+}
+
+/* The record's one claim against the parsed scores of the logs that carry it: nothing to
+ * say when it is one of them; else a note that it is their mean, or differs from every one
+ * (both kept in any case). */
+static void record_check_claim(const record_info *ri, const double *scores, int n,
+                               cad_import_record_fn fn, void *ctx) {
+    double claim = strtod(ri->claim, NULL), tol = claim_tolerance(ri->claim), sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (fabs(scores[i] - claim) <= tol) return;
+        sum += scores[i];
+    }
+    char note[CAD_IMPORT_NOTE_MAX];
+    double mean = sum / n;
+    size_t o;
+    if (n > 1 && fabs(mean - claim) <= tol)
+        o = (size_t)snprintf(note, sizeof note,
+                             "claimed val_bpb %s is the mean of the %d parsed scores (%.8f):",
+                             ri->claim, n, mean);
+    else
+        o = (size_t)snprintf(note, sizeof note,
+                             "claimed val_bpb %s differs from every parsed score (mean %.8f), "
+                             "both kept:", ri->claim, mean);
+    for (int i = 0; i < n && o < sizeof note; i++)
+        o += (size_t)snprintf(note + o, sizeof note - o, " %.8f", scores[i]);
+    cad_import_record_log l = {ri->name, ri->claim_src, NULL, NULL, note};
+    fn(ctx, &l);
 }
 
 int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
@@ -1023,6 +1143,8 @@ int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
     char desc[DESCRIPTION_MAX] = "";
     int rc = record_open(dir, &ri, &w, desc, sizeof desc, db, e);
     int64_t sweep_id = -1;
+    double *scores = NULL; /* parsed scores of the logs that got the record's one claim */
+    int n_scores = 0;
     if (!rc) rc = cad_import_sweep(db, ri.name, desc, &sweep_id, e);
     if (!rc) report_outside(&ri, &w, fn, ctx);
     for (int k = 0; k < w.n_logs && !rc; k++) {
@@ -1046,10 +1168,17 @@ int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
         cad_err le;
         cad_err_clear(&le);
         int r = import_one(&j, &res, &le);
+        int claimed_here = !r && !res.skipped && kv_get(&j.params, "record_claimed_val_bpb");
         job_free(&j);
-        cad_import_record_log l = {ri.name, rel, r ? NULL : &res, r ? &le : NULL};
+        if (claimed_here && res.has_score) {
+            double *ns = realloc(scores, sizeof *scores * (size_t)(n_scores + 1));
+            if (ns) (scores = ns)[n_scores++] = res.val_bpb;
+        }
+        cad_import_record_log l = {ri.name, rel, r ? NULL : &res, r ? &le : NULL, NULL};
         fn(ctx, &l);
     }
+    if (!rc && n_scores > 0) record_check_claim(&ri, scores, n_scores, fn, ctx);
+    free(scores);
     walk_free(&w);
     free(ri.submission);
     return rc;

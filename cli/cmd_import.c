@@ -25,6 +25,15 @@ static void print_row(const cad_import_result *r) {
            r->has_score ? r->score_line : "no final evaluation line", r->sweep ? r->sweep : "-");
 }
 
+/* A log's note as "caddie CMD: FILE:LINE: ..." (a line number leads a note about a line). */
+static void print_note(const char *cmd, const char *a, const char *b, const char *note) {
+    long line;
+    int k = 0;
+    if (sscanf(note, "line %ld: %n", &line, &k) == 1 && k > 0)
+        fprintf(stderr, "caddie %s: %s%s:%ld: %s\n", cmd, a, b, line, note + k);
+    else fprintf(stderr, "caddie %s: %s%s: %s\n", cmd, a, b, note);
+}
+
 /* ---- import-log ---------------------------------------------------------------------- */
 
 enum import_log_opt { IL_SWEEP, IL_DB, IL_RUNS_DIR, IL_REPLACE };
@@ -79,6 +88,7 @@ static int cmd_import_log(int argc, char **argv) {
             print_row(&res);
             imported++;
         }
+        if (!e.code && res.note[0]) print_note("import-log", argv[i], "", res.note);
     }
     cad_db_close(db);
     fprintf(stderr, "caddie import-log: %d imported, %d failed\n", imported, failures);
@@ -108,6 +118,10 @@ typedef struct record_tally {
 
 static void record_log(void *ctx, const cad_import_record_log *l) {
     record_tally *t = ctx;
+    if (l->note) {
+        fprintf(stderr, "caddie import-record: %s/%s: %s\n", l->record, l->log, l->note);
+        return;
+    }
     if (l->err) {
         fprintf(stderr, "caddie import-record: %s\n", l->err->msg);
         t->failures++;
@@ -117,6 +131,11 @@ static void record_log(void *ctx, const cad_import_record_log *l) {
     } else {
         print_row(l->res);
         t->imported++;
+    }
+    if (l->res && l->res->note[0]) {
+        char where[1024];
+        snprintf(where, sizeof where, "%s/", l->record);
+        print_note("import-record", where, l->log, l->res->note);
     }
 }
 

@@ -240,7 +240,12 @@ typedef struct record_info {
     char *submission;        /* JSON text or NULL */
     char submission_file[SUBMISSION_FILE_MAX];
     int n_logs;              /* logs found in the folder */
+    char claim[NUMBER_TEXT_MAX];       /* the record's one claim ("" none) */
+    char claim_src[CLAIM_SOURCE_MAX];  /* where it is: "submission.json $.val_bpb", "README.md:7" */
 } record_info;
+
+static int record_text(const record_info *ri, const char *path, const char *what, size_t max,
+                       char **buf, int *present, cad_err *e);
 
 /* json_extract(json, path) as text into out; 1 when found and not null (0 also when the
  * JSON is invalid or the query fails: a record without readable claims is imported without
@@ -272,8 +277,8 @@ static int json_text(cad_db *db, const char *json, const char *path, char *out, 
  * (2026-04-08 lists one artifact size for three different artifacts), so a record that
  * holds several configurations run with the same seed pairs each of them with the claim
  * (tests/fixtures/logs/EXCEPTIONS.md lists the one case in the fixtures). */
-static void record_claim(cad_db *db, const record_info *ri, long seed, int has_seed,
-                         kv_list *prov) {
+static void record_claim_of_log(cad_db *db, const record_info *ri, long seed, int has_seed,
+                                kv_list *prov) {
     char v[NUMBER_TEXT_MAX], path[JSON_PATH_MAX], src[CLAIM_SOURCE_MAX];
     const char *sub = ri->submission;
     if (!sub) return;
@@ -300,20 +305,102 @@ static void record_claim(cad_db *db, const record_info *ri, long seed, int has_s
     }
 }
 
+static const char *kv_get(const kv_list *l, const char *key) {
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->v[i].key, key) == 0) return l->v[i].value;
+    return NULL;
+}
+
+/* The claim for one log: its own (record_claim_of_log: claimed_val_bpb, claim_source), else
+ * the record's one claim (record_claimed_val_bpb, record_claim_source), which is not this
+ * log's but the record's, checked against all its logs at the end (record_check_claim). */
+static void record_claim(cad_db *db, const record_info *ri, long seed, int has_seed,
+                         kv_list *prov) {
+    record_claim_of_log(db, ri, seed, has_seed, prov);
+    if (kv_get(prov, "claimed_val_bpb") || !ri->claim[0]) return;
+    kv_set(prov, "record_claimed_val_bpb", ri->claim);
+    kv_set(prov, "record_claim_source", ri->claim_src);
+}
+
+/* Half a unit in the last printed decimal of a claim ("1.09816" -> 0.000005), at most
+ * 0.00005 (a JSON claim's text comes back without its trailing zeros: 1.3000 -> "1.3"): a
+ * parsed score within it is the same number. */
+static double claim_tolerance(const char *claim) {
+    const char *dot = strchr(claim, '.');
+    int dec = 0;
+    if (dot)
+        for (const char *c = dot + 1; isdigit((unsigned char)*c); c++) dec++;
+    return 0.5 * pow(10.0, -(dec > 4 ? dec : 4)) + 1e-12;
+}
+
+/* The record's one claim, for records whose logs have none of their own: the submission's
+ * top-level val_bpb, else the first number after "val_bpb" in the README. */
+static void record_level_claim(cad_db *db, record_info *ri) {
+    char v[NUMBER_TEXT_MAX];
+    if (json_text(db, ri->submission, "$.val_bpb", v, sizeof v) && is_finite_number(v)) {
+        copy_str(ri->claim, sizeof ri->claim, v);
+        snprintf(ri->claim_src, sizeof ri->claim_src, "%s $.val_bpb", ri->submission_file);
+        return;
+    }
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/README.md", ri->dir);
+    char *text = NULL;
+    int present = 0;
+    cad_err ignored = {0};
+    if (record_text(ri, p, "README", CAD_IMPORT_README_MAX, &text, &present, &ignored) || !text)
+        return;
+    int line = 1;
+    for (const char *c = text; *c; c++) {
+        if (*c == '\n') line++;
+        if (strncasecmp(c, "val_bpb", 7) != 0) continue;
+        const char *n = c + 7;
+        while (*n && strchr(" \t:=*|`", *n)) n++;
+        size_t k = 0;
+        while ((isdigit((unsigned char)n[k]) || n[k] == '.') && k + 1 < sizeof v) v[k] = n[k], k++;
+        v[k] = 0;
+        if (k && isdigit((unsigned char)v[0]) && is_finite_number(v)) {
+            copy_str(ri->claim, sizeof ri->claim, v);
+            snprintf(ri->claim_src, sizeof ri->claim_src, "README.md:%d", line);
+            break;
+        }
+    }
+    free(text);
+}
+
+/* Where parsed metrics go: a line of metrics.jsonl each (the run dir is the truth), and at
+ * once into the metrics table in batches of METRIC_BATCH (the import's transaction is open
+ * and its foreign keys deferred, so the rows go in before their runs row), so ingesting the
+ * run dir afterwards need not read metrics.jsonl back. Values the JSON line stores as null
+ * (non-finite, negative wall time) are stored as NULL here too. */
+#define METRIC_BATCH 4096
 typedef struct metric_sink {
     FILE *f;
     long n;
+    cad_db *db;
+    const char *run_id;
+    cad_metric *rows;         /* METRIC_BATCH of them */
+    size_t nb;
+    int rc;                   /* a failed batch insert: its status (message in *e) */
+    cad_err *e;
 } metric_sink;
+
+static int sink_flush(metric_sink *s) {
+    if (s->nb == 0 || s->rc) return s->rc;
+    s->rc = cad_db_insert_metrics(s->db, s->run_id, s->rows, s->nb, s->e);
+    s->nb = 0;
+    return s->rc;
+}
 
 static int sink_metric(void *ctx, const cad_log_metric *m) {
     metric_sink *s = ctx;
-    cad_metric cm;
-    memcpy(cm.name, m->name, sizeof cm.name);
-    cm.step = m->step;
-    cm.value = m->value;
-    cm.wall_ms = m->wall_ms;
-    cad_ingest_write_metric(s->f, &cm);
+    cad_metric *cm = &s->rows[s->nb];
+    memcpy(cm->name, m->name, sizeof cm->name);
+    cm->step = m->step;
+    cm->value = isfinite(m->value) ? m->value : NAN;
+    cm->wall_ms = isfinite(m->wall_ms) && m->wall_ms >= 0 ? m->wall_ms : -1;
+    cad_ingest_write_metric(s->f, cm);
     s->n++;
+    if (++s->nb == METRIC_BATCH && sink_flush(s)) return 1;
     return 0;
 }
 
@@ -364,7 +451,8 @@ typedef struct import_job {
     int fd;                    /* the log, opened by job_open; -1 when closed */
     cad_logparse *p;
     cad_log_summary s;
-    long n_metrics;
+    long n_metrics;            /* metric rows parsed (already in the DB) */
+    int64_t metrics_bytes;     /* size of the metrics.jsonl written with them */
     long seed;
     int has_seed;
     kv_list params;
@@ -434,14 +522,23 @@ static int stream_log(import_job *j, FILE *copy, const char *copy_path, metric_s
             rc = cad_fail(e, CAD_EIO, "%s: write failed: %s", copy_path, strerror(errno));
             break;
         }
-        if (cad_logparse_feed(j->p, buf, (size_t)r, sink_metric, sink) < 0) {
+        int fr = cad_logparse_feed(j->p, buf, (size_t)r, sink_metric, sink);
+        if (fr > 0) {
+            rc = sink->rc;
+            break;
+        }
+        if (fr < 0) {
             rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
             break;
         }
     }
     free(buf);
-    if (!rc && cad_logparse_finish(j->p, sink_metric, sink) < 0)
-        rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    if (!rc) {
+        int fr = cad_logparse_finish(j->p, sink_metric, sink);
+        if (fr > 0) rc = sink->rc;
+        else if (fr < 0) rc = cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    }
+    if (!rc) rc = sink_flush(sink);
     return rc;
 }
 
@@ -458,12 +555,19 @@ static int job_parse(import_job *j, cad_err *e) {
         return cad_fail(e, CAD_EIO, "%s: path too long", j->run_dir);
     FILE *copy = fopen(lpath, "wb");
     if (!copy) return cad_fail(e, CAD_EIO, "%s: cannot write: %s", lpath, strerror(errno));
-    metric_sink sink = {fopen(mpath, "wb"), 0};
+    metric_sink sink = {fopen(mpath, "wb"), 0, j->db, j->run_id, malloc(sizeof(cad_metric) * METRIC_BATCH), 0, 0, e};
+    if (!sink.rows) {
+        if (sink.f) fclose(sink.f);
+        fclose(copy);
+        return cad_fail(e, CAD_ENOMEM, "out of memory parsing %s", j->log_path);
+    }
     if (!sink.f) {
+        free(sink.rows);
         fclose(copy);
         return cad_fail(e, CAD_EIO, "%s: cannot write: %s", mpath, strerror(errno));
     }
     rc = stream_log(j, copy, lpath, &sink, e);
+    free(sink.rows);
     int bad_copy = fclose(copy) != 0, bad_metrics = ferror(sink.f) | (fclose(sink.f) != 0);
     if (!rc && bad_copy) rc = cad_fail(e, CAD_EIO, "%s: write failed", lpath);
     if (!rc && bad_metrics) rc = cad_fail(e, CAD_EIO, "%s: write failed", mpath);
@@ -471,6 +575,8 @@ static int job_parse(import_job *j, cad_err *e) {
     j->fd = -1;
     cad_logparse_summary(j->p, &j->s);
     j->n_metrics = sink.n;
+    struct stat st;
+    j->metrics_bytes = !rc && stat(mpath, &st) == 0 ? (int64_t)st.st_size : 0;
     return rc;
 }
 
@@ -541,46 +647,64 @@ static int job_identity(import_job *j, cad_err *e) {
     return CAD_OK;
 }
 
-/* The runs row (replacing an existing one), its error when unscored, the run dir's
- * curves and result through the one ingestion path, all in one transaction; then run.json. */
+/* The runs row, its error when unscored, the run dir's result and artifacts through the one
+ * ingestion path (its curves are in already: job_parse inserted them), inside import_one's
+ * transaction. */
 static int job_insert(import_job *j, cad_err *e) {
     char reason[PATH_MAX + 64];
     snprintf(reason, sizeof reason, "imported from %s", j->abs_log);
     char label[RUN_NAME_MAX];
     copy_str(label, sizeof label, j->rel_in_record ? j->rel_in_record : j->run_id_src);
-    int rc = cad_db_begin(j->db, e);
-    if (rc) return rc;
-    if (j->exists) rc = cad_db_delete_run(j->db, j->run_id, e);
-    if (!rc) {
-        cad_run_new rn;
-        memset(&rn, 0, sizeof rn);
-        rn.run_id = j->run_id;
-        rn.sweep_id = j->sweep_id;
-        rn.name = label;
-        rn.engine = "log";
-        rn.config = j->config;
-        rn.config_hash = j->config_hash;
-        rn.group_hash = j->group_hash;
-        rn.has_seed = j->has_seed;
-        rn.seed = j->seed;
-        rn.status = j->s.has_score ? CAD_RUN_DONE : CAD_RUN_FAILED;
-        rn.devices_requested = 1;
-        rn.git_dirty = -1;
-        rn.run_dir = j->run_dir;
-        rn.reason = reason;
-        rc = cad_db_insert_run(j->db, &rn, e);
-    }
+    cad_run_new rn;
+    memset(&rn, 0, sizeof rn);
+    rn.run_id = j->run_id;
+    rn.sweep_id = j->sweep_id;
+    rn.name = label;
+    rn.engine = "log";
+    rn.config = j->config;
+    rn.config_hash = j->config_hash;
+    rn.group_hash = j->group_hash;
+    rn.has_seed = j->has_seed;
+    rn.seed = j->seed;
+    rn.status = j->s.has_score ? CAD_RUN_DONE : CAD_RUN_FAILED;
+    rn.devices_requested = 1;
+    rn.git_dirty = -1;
+    rn.run_dir = j->run_dir;
+    rn.reason = reason;
+    int rc = cad_db_insert_run(j->db, &rn, e);
     if (!rc && !j->s.has_score)
         rc = cad_db_set_error(j->db, j->run_id, "imported log has no final evaluation line", e);
     if (!rc) {
         cad_ingest_state st;
         cad_ingest_state_init(&st);
+        st.metrics_offset = j->metrics_bytes; /* inserted while parsing */
+        st.metrics_rows = j->n_metrics;
         rc = cad_ingest_run_dir(j->db, j->run_id, j->run_dir, &st, e);
     }
-    if (!rc) rc = cad_db_commit(j->db, e);
-    else cad_db_rollback(j->db);
-    if (!rc) rc = cad_db_write_run_json(j->db, j->run_id, e);
     return rc;
+}
+
+/* out->note: the first line that looks like a score but was not understood, and a claim of
+ * this log's own that differs from its parsed score. */
+static void job_note(const import_job *j, cad_import_result *out) {
+    size_t o = 0;
+    out->note[0] = 0;
+    if (j->s.n_unread_score_lines > 0) {
+        o += (size_t)snprintf(out->note, sizeof out->note, "line %ld: not understood: %s",
+                              j->s.first_unread_score_line, j->s.first_unread_score_text);
+        if (j->s.n_unread_score_lines > 1 && o < sizeof out->note)
+            o += (size_t)snprintf(out->note + o, sizeof out->note - o, " (and %ld more such line%s)",
+                                  j->s.n_unread_score_lines - 1,
+                                  j->s.n_unread_score_lines == 2 ? "" : "s");
+    }
+    const char *claim = kv_get(&j->params, "claimed_val_bpb");
+    const char *src = kv_get(&j->params, "claim_source");
+    /* the record's one claim (several logs) is checked against all of them at the end */
+    if (claim && src && j->s.has_score && o < sizeof out->note &&
+        fabs(strtod(claim, NULL) - j->s.val_bpb) > claim_tolerance(claim))
+        snprintf(out->note + o, sizeof out->note - o,
+                 "%sclaimed %s (%s) differs from the parsed %.8f: both kept", o ? "; " : "", claim,
+                 src, j->s.val_bpb);
 }
 
 static void job_result(const import_job *j, cad_import_result *out) {
@@ -588,11 +712,12 @@ static void job_result(const import_job *j, cad_import_result *out) {
     out->status = j->s.has_score ? CAD_RUN_DONE : CAD_RUN_FAILED;
     out->has_score = j->s.has_score;
     out->val_bpb = j->s.has_score ? j->s.val_bpb : NAN;
-    for (int i = 0; i < j->params.n; i++)
-        if (strcmp(j->params.v[i].key, "claimed_val_bpb") == 0)
-            copy_str(out->claimed_val_bpb, sizeof out->claimed_val_bpb, j->params.v[i].value);
+    const char *claim = kv_get(&j->params, "claimed_val_bpb");
+    if (!claim) claim = kv_get(&j->params, "record_claimed_val_bpb");
+    if (claim) copy_str(out->claimed_val_bpb, sizeof out->claimed_val_bpb, claim);
     if (j->s.has_score) copy_str(out->score_line, sizeof out->score_line, j->s.score_line_kind);
     out->sweep = j->sweep_name;
+    job_note(j, out);
 }
 
 /* Import one log (j's inputs set). A file with no training output at all is not a log:
@@ -603,10 +728,18 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     int rc = job_open(j, e);
     if (!rc) rc = job_paths(j, e);
     if (rc) return rc;
+    /* One transaction for the whole log; the curves go in while it is parsed, before the
+     * runs row they reference (foreign keys are checked at the commit). */
+    rc = cad_db_begin(j->db, e);
+    if (rc) return rc;
+    rc = cad_db_exec(j->db, "PRAGMA defer_foreign_keys = ON", e);
+    if (!rc && j->exists) rc = cad_db_delete_run(j->db, j->run_id, e);
     /* parse first: a file with no training output is not imported */
-    rc = job_parse(j, e);
+    if (!rc) rc = job_parse(j, e);
     if (!rc && j->n_metrics == 0 && !j->s.has_score) {
+        cad_db_rollback(j->db);
         out->skipped = 1;
+        job_note(j, out);
         remove_run_dir(j->run_dir);
         return CAD_OK;
     }
@@ -614,6 +747,9 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     if (!rc) rc = job_files(j, e);
     if (!rc) rc = job_identity(j, e);
     if (!rc) rc = job_insert(j, e);
+    if (!rc) rc = cad_db_commit(j->db, e);
+    else cad_db_rollback(j->db);
+    if (!rc) rc = cad_db_write_run_json(j->db, j->run_id, e);
     if (rc) {
         if (!j->exists) remove_run_dir(j->run_dir);
         return rc;
@@ -932,7 +1068,7 @@ static void report_outside(const record_info *ri, const record_walk *w, cad_impo
         cad_fail(&le, CAD_EIO,
                  "%s/%s: symbolic link to %s, outside the record folder: not followed", ri->dir,
                  o->rel, o->target);
-        cad_import_record_log l = {ri->name, o->rel, NULL, &le};
+        cad_import_record_log l = {ri->name, o->rel, NULL, &le, NULL};
         fn(ctx, &l);
     }
 }
@@ -962,12 +1098,40 @@ static int record_open(const char *dir, record_info *ri, record_walk *w, char *d
         return cad_fail(e, CAD_ERR, "%s: no training logs (*.log, *.txt) in the record", dir);
     }
     int rc = load_submission(ri, e);
+    if (!rc) record_level_claim(db, ri);
     if (!rc && !json_text(db, ri->submission, "$.name", desc, cap)) {
         char title[README_TITLE_MAX];
         rc = readme_title(ri, title, sizeof title, e);
         copy_str(desc, cap, title);
     }
     return rc;
+}
+
+/* The record's one claim against the parsed scores of the logs that carry it: nothing to
+ * say when it is one of them; else a note that it is their mean, or differs from every one
+ * (both kept in any case). */
+static void record_check_claim(const record_info *ri, const double *scores, int n,
+                               cad_import_record_fn fn, void *ctx) {
+    double claim = strtod(ri->claim, NULL), tol = claim_tolerance(ri->claim), sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (fabs(scores[i] - claim) <= tol) return;
+        sum += scores[i];
+    }
+    char note[CAD_IMPORT_NOTE_MAX];
+    double mean = sum / n;
+    size_t o;
+    if (n > 1 && fabs(mean - claim) <= tol)
+        o = (size_t)snprintf(note, sizeof note,
+                             "claimed val_bpb %s is the mean of the %d parsed scores (%.8f):",
+                             ri->claim, n, mean);
+    else
+        o = (size_t)snprintf(note, sizeof note,
+                             "claimed val_bpb %s differs from every parsed score (mean %.8f), "
+                             "both kept:", ri->claim, mean);
+    for (int i = 0; i < n && o < sizeof note; i++)
+        o += (size_t)snprintf(note + o, sizeof note - o, " %.8f", scores[i]);
+    cad_import_record_log l = {ri->name, ri->claim_src, NULL, NULL, note};
+    fn(ctx, &l);
 }
 
 int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
@@ -979,6 +1143,8 @@ int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
     char desc[DESCRIPTION_MAX] = "";
     int rc = record_open(dir, &ri, &w, desc, sizeof desc, db, e);
     int64_t sweep_id = -1;
+    double *scores = NULL; /* parsed scores of the logs that got the record's one claim */
+    int n_scores = 0;
     if (!rc) rc = cad_import_sweep(db, ri.name, desc, &sweep_id, e);
     if (!rc) report_outside(&ri, &w, fn, ctx);
     for (int k = 0; k < w.n_logs && !rc; k++) {
@@ -1002,10 +1168,17 @@ int cad_import_record(cad_db *db, const cad_import_opts *o, const char *dir,
         cad_err le;
         cad_err_clear(&le);
         int r = import_one(&j, &res, &le);
+        int claimed_here = !r && !res.skipped && kv_get(&j.params, "record_claimed_val_bpb");
         job_free(&j);
-        cad_import_record_log l = {ri.name, rel, r ? NULL : &res, r ? &le : NULL};
+        if (claimed_here && res.has_score) {
+            double *ns = realloc(scores, sizeof *scores * (size_t)(n_scores + 1));
+            if (ns) (scores = ns)[n_scores++] = res.val_bpb;
+        }
+        cad_import_record_log l = {ri.name, rel, r ? NULL : &res, r ? &le : NULL, NULL};
         fn(ctx, &l);
     }
+    if (!rc && n_scores > 0) record_check_claim(&ri, scores, n_scores, fn, ctx);
+    free(scores);
     walk_free(&w);
     free(ri.submission);
     return rc;

@@ -39,6 +39,7 @@ typedef struct cad_import_opts {
 const char *cad_import_default_runs_dir(void);
 
 #define CAD_IMPORT_TEXT_MAX 64 /* claimed_val_bpb and score_line texts */
+#define CAD_IMPORT_NOTE_MAX 512 /* a note on one log or record */
 
 /* Size caps of a record's text inputs, read whole: a record's submission JSON and README
  * are a few kB; a bigger one fails the record at once instead of filling memory. Logs have
@@ -54,9 +55,15 @@ typedef struct cad_import_result {
     cad_run_status status;           /* CAD_RUN_DONE, or CAD_RUN_FAILED without a score */
     int has_score;
     double val_bpb;                  /* the parsed score (has_score) */
-    char claimed_val_bpb[CAD_IMPORT_TEXT_MAX]; /* the record's claim for this log, "" none */
+    char claimed_val_bpb[CAD_IMPORT_TEXT_MAX]; /* the log's own claim, else the record's; "" none */
     char score_line[CAD_IMPORT_TEXT_MAX];      /* the kind of line that gave the score */
     const char *sweep;               /* the sweep name (borrowed) or NULL */
+    /* What the import could not take as it is, "" when nothing: a line that looks like a
+     * score but was not understood ("line 12: not understood: eval bpb 1.27 (and 3 more
+     * such lines)"), and a claim that differs from the parsed score ("claimed 1.3000
+     * (submission.json $.val_bpb) differs from the parsed 1.25000000: both kept").
+     * Also set for a skipped log. */
+    char note[CAD_IMPORT_NOTE_MAX];
 } cad_import_result;
 
 /* The id of the sweep called name, creating it (with description) when new. An existing
@@ -73,12 +80,16 @@ int cad_import_log(cad_db *db, const cad_import_opts *o, const char *log_path,
                    const char *sweep, int64_t sweep_id, cad_import_result *out, cad_err *e);
 
 /* One log of a record: its path inside the record, and either its result (err NULL) or
- * why it failed (res NULL). */
+ * why it failed (res NULL); or (res and err NULL) a note on the whole record, with log
+ * naming where the claim came from: the record's one claim (a submission's top-level
+ * val_bpb beside several logs, or the README's) matched none of the parsed scores, and
+ * the note says whether it is their mean or differs from every one (both are kept). */
 typedef struct cad_import_record_log {
     const char *record;              /* the record's name (its folder's base name) */
     const char *log;                 /* path of the log relative to the record folder */
     const cad_import_result *res;
     const cad_err *err;
+    const char *note;                /* the record's note (res and err NULL) */
 } cad_import_record_log;
 typedef void (*cad_import_record_fn)(void *ctx, const cad_import_record_log *l);
 

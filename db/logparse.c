@@ -117,6 +117,7 @@ struct cad_logparse {
     lp_candidate *cand;   /* score candidates of the current run, by first appearance */
     int n_cand, cap_cand;
     lp_index cand_index;  /* base -> position in cand */
+    long n_final_seen;    /* final evaluation lines understood (twins and repeats too) */
 
     double last_step_val_loss, last_step_val_bpb; /* fallback pre-quant score */
     int code_bytes_compressed;                     /* code_bytes came from "(compressed)" */
@@ -589,6 +590,7 @@ static int lp_final_line(cad_logparse *p, const char *s) {
             if (lp_time_ms(t[i].val, &ms)) c.eval_ms = ms;
         }
     c.order = p->s.n_lines;
+    p->n_final_seen++; /* understood, whatever it changes */
     if (!isfinite(c.val_bpb) || (i_loss >= 0 && !isfinite(c.val_loss))) {
         p->s.n_nan++;
         return 0;
@@ -869,6 +871,46 @@ static int lp_parse(cad_logparse *p, char *line, cad_log_metric *out, int max_ou
     return 0;
 }
 
+/* A line that looks like it prints a score: "bpb" followed (after ' ', ':', '=') by a
+ * number; progress lines the parser ignores on purpose (TTT chunks and batches, running
+ * averages) are not. */
+static int lp_names_score(const char *line) {
+    const char *b = strcasestr(line, "bpb");
+    if (!b) return 0;
+    if (strcasestr(line, "ttt") || strcasestr(line, "running_bpb") || strcasestr(line, "batch_bpb"))
+        return 0;
+    for (; b; b = strcasestr(b + 3, "bpb")) {
+        const char *c = b + 3;
+        while (*c == ' ' || *c == ':' || *c == '=' || *c == '*') c++;
+        if (isdigit((unsigned char)*c)) return 1;
+    }
+    return 0;
+}
+
+/* A line that names a score but changed nothing in the summary: counted, and the first one
+ * kept (line number and text) for the import to name. */
+static void lp_note_unread(cad_logparse *p, const cad_log_summary *b) {
+    const cad_log_summary *a = &p->s;
+    if (a->n_code_lines != b->n_code_lines || a->has_score != b->has_score ||
+        a->n_out_of_range != b->n_out_of_range || a->n_nan != b->n_nan)
+        return;
+#define LP_SAME(x) ((isnan(a->x) && isnan(b->x)) || a->x == b->x)
+    if (!LP_SAME(val_bpb) || !LP_SAME(prequant_val_bpb) || !LP_SAME(eval_ms) ||
+        a->artifact_bytes != b->artifact_bytes || a->model_bytes != b->model_bytes ||
+        a->code_bytes != b->code_bytes || a->steps != b->steps)
+        return;
+#undef LP_SAME
+    if (strcmp(a->score_line_kind, b->score_line_kind) != 0) return;
+    if (p->s.n_unread_score_lines++ == 0) {
+        p->s.first_unread_score_line = p->s.n_lines;
+        size_t o = 0;
+        for (const unsigned char *c = (const unsigned char *)p->line;
+             *c && o + 1 < sizeof p->s.first_unread_score_text; c++)
+            p->s.first_unread_score_text[o++] = *c >= 0x20 && *c < 0x7f ? (char)*c : '?';
+        p->s.first_unread_score_text[o] = 0;
+    }
+}
+
 int cad_logparse_line(cad_logparse *p, const char *line, size_t len, cad_log_metric *out,
                       int max_out) {
     if (len && line[len - 1] == '\n') len--;
@@ -884,7 +926,16 @@ int cad_logparse_line(cad_logparse *p, const char *line, size_t len, cad_log_met
     p->line[len] = 0;
     /* an embedded NUL (binary garbage) ends the line */
     p->s.n_lines++;
+    /* only a line naming a score can be an unread one: the summary is copied for those */
+    int scoreish = lp_names_score(p->line);
+    cad_log_summary before;
+    int cand_before = p->n_cand, params_before = p->n_params;
+    long final_before = p->n_final_seen;
+    if (scoreish) before = p->s;
     int k = lp_parse(p, p->line, out, max_out);
+    if (scoreish && k <= 0 && p->n_cand == cand_before && p->n_params == params_before &&
+        p->n_final_seen == final_before)
+        lp_note_unread(p, &before);
     return k < 0 ? 0 : k;
 }
 

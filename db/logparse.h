@@ -87,6 +87,11 @@ typedef struct cad_log_summary {
     long n_code_lines;           /* lines skipped as printed source code */
     long n_metric_lines;         /* lines that produced metrics */
     int seed;                    /* seed printed in the log, -1 when none */
+    /* Lines that name a score ("bpb" in any case) but gave nothing: no metric, no score,
+     * no size, and are not printed source. An import names the first (file:line). */
+    long n_unread_score_lines;
+    long first_unread_score_line; /* its 1-based line number, 0 when none */
+    char first_unread_score_text[96]; /* its start (printable bytes only) */
 } cad_log_summary;
 
 typedef struct cad_logparse cad_logparse;

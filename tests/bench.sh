@@ -52,9 +52,33 @@ bench_db() {
     rm -f "$db" "$db-wal" "$db-shm"
 }
 
+# ---- import-log: a 1M-row train_gpt.py-style log vs Python's sqlite3 inserting the same rows --
+# Issue target: caddie import-log (parse, copy the log, write metrics.jsonl, insert, hash the
+# artifacts) at least as fast as Python's executemany of the rows alone. BENCH_IMPORT_ROWS
+# changes the size.
+bench_import() {
+    local n=${BENCH_IMPORT_ROWS:-1000000} d=build/bench/import
+    section "import-log: $n metric rows vs /usr/bin/python3 sqlite3 inserts"
+    rm -rf "$d" && mkdir -p "$d" || return 1
+    /usr/bin/python3 tests/scripts/gen_train_log.py "$n" "$d/train.log" || return 1
+    local t0 t1 rows
+    t0=$(date +%s.%N)
+    ./build/caddie import-log "$d/train.log" --db "$d/c.db" --runs-dir "$d/runs" >/dev/null || return 1
+    t1=$(date +%s.%N)
+    rows=$(sqlite3 "$d/c.db" "SELECT count(*) FROM metrics")
+    local py
+    py=$(/usr/bin/python3 tests/scripts/sqlite_insert_baseline.py "$n" "$d/py.db") || return 1
+    awk -v rows="$rows" -v t0="$t0" -v t1="$t1" -v py="$py" 'BEGIN {
+        split(py, p, " "); c = t1 - t0;
+        printf "caddie import-log: %d rows in %.3f s = %.0f rows/s (whole import)\n", rows, c, rows / c;
+        printf "python3 sqlite3:   %d rows in %.3f s = %.0f rows/s (executemany alone)\n", p[1], p[2], p[1] / p[2];
+        printf "ratio caddie/python: %.2f\n", (rows / c) / (p[1] / p[2]) }'
+    rm -rf "$d"
+}
+
 status=0
 # BENCH_SECTIONS="bench_engine_train" runs only the named sections
-for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db}; do
+for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db bench_import}; do
     "$s" || { echo "bench section $s failed" >&2; status=1; }
 done
 exit $status

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t0607 — every string that reaches the HTML report is escaped: the fixture DB with
+# t0608 — every string that reaches the HTML report is escaped: the fixture DB with
 # `<script>alert(1)</script>` and attribute-breaking `"`, `'`, `>` in sweep names and
 # descriptions, run names, config values (data_path, tokenizer_path), errors and event
 # reasons. The page holds none of them raw (each appears escaped instead, so the check is

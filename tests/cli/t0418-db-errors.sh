@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t0416 — the SQLite failures a user can fix, each one line naming the DB file and what to do:
+# t0418 — the SQLite failures a user can fix, each one line naming the DB file and what to do:
 #   SQLITE_READONLY: the DB file made immutable (chattr +i, which stops root too; a plain
 #     chmod 444 does not, and the tests run as root): sweep add fails with "cannot be written";
 #   SQLITE_CANTOPEN: a copy on a read-only mount (a WAL DB needs its -shm beside it, so even

@@ -1,4 +1,4 @@
--- 0002_claimed_val_bpb.sql — run_summary gains claimed_val_bpb: the val_bpb an imported record
+-- 0003_claimed_val_bpb.sql — run_summary gains claimed_val_bpb: the val_bpb an imported record
 -- claims for the run, next to the parsed val_bpb: the log's own claim (param claimed_val_bpb),
 -- else the record's one claim (param record_claimed_val_bpb); NULL for runs without a claim. `caddie import-record` keeps both when they
 -- differ and says so. The view is recreated with the column after val_bpb; the other views

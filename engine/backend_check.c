@@ -311,7 +311,11 @@ static void check_embedding(ck *c, int V, int N, int C) {
             BE(s)->embedding_backward(BE(s), P(dwte), P(dout), P(ids), N, C);
         }
         ck_compare(c, "embedding_forward", "out", out);
+        /* every dwte element sums its tokens in ascending order on both backends: bit-equal */
+        double tol = c->max_nmse;
+        c->max_nmse = 0.0;
         ck_compare(c, "embedding_backward", "dwte", dwte);
+        c->max_nmse = tol;
     }
     ck_done(c, "embedding");
 }
@@ -611,6 +615,67 @@ static void check_fake_quant_rows(ck *c, int rows, int cols, int bits) {
     ck_done(c, "fake_quant_rows");
 }
 
+/* Doubles in a float pair of 2 * count floats (normalize_batched's sums): guards as in ck_compare,
+ * then the values compared as doubles with the NMSE bound, one report for the whole array. */
+static void ck_compare_doubles(ck *c, const char *op, const char *tensor, tpair t, int count) {
+    cad_opcheck_result r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    r.tensor = tensor;
+    snprintf(r.shape, sizeof r.shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
+    size_t tot = t.n + 2 * GUARD;
+    float *hr = malloc(tot * sizeof *hr), *hd = malloc(tot * sizeof *hd);
+    if (!hr || !hd || !t.r || !t.d || t.n < 2 * (size_t)count) {
+        free(hr);
+        free(hd);
+        r.tensor = "allocation failed";
+        r.nmse = INFINITY;
+        ck_report(c, &r);
+        return;
+    }
+    c->ref->copy_to_host(c->ref, hr, t.r - GUARD, tot * sizeof *hr);
+    c->dut->copy_to_host(c->dut, hd, t.d - GUARD, tot * sizeof *hd);
+    for (size_t i = 0; i < GUARD; i++) {
+        r.guard_hits += hd[i] != GUARD_VAL;
+        r.guard_hits += hd[GUARD + t.n + i] != GUARD_VAL;
+        r.guard_hits += hr[i] != GUARD_VAL;
+        r.guard_hits += hr[GUARD + t.n + i] != GUARD_VAL;
+    }
+    double err = 0.0, ref2 = 0.0;
+    for (int i = 0; i < count; i++) {
+        double a, b;
+        memcpy(&a, hd + GUARD + 2 * (size_t)i, sizeof a);
+        memcpy(&b, hr + GUARD + 2 * (size_t)i, sizeof b);
+        if ((isfinite(a) != 0) != (isfinite(b) != 0)) { r.nonfinite_mismatch++; continue; }
+        if (!isfinite(a)) continue;
+        err += (a - b) * (a - b);
+        ref2 += b * b;
+        if (fabs(a - b) > r.max_abs) r.max_abs = fabs(a - b);
+    }
+    r.nmse = ref2 > 0.0 ? err / ref2 : err;
+    r.pass = r.nmse <= c->max_nmse && r.nonfinite_mismatch == 0 && r.guard_hits == 0;
+    free(hr);
+    free(hd);
+    ck_report(c, &r);
+}
+
+/* Muon's per-matrix normalisation: `batch` matrices of n floats, `gap` floats apart (the gaps
+ * must stay untouched; a gap that keeps 16-byte alignment takes CUDA's 128-bit path). The sums
+ * start as NaN (written, not accumulated). */
+static void check_normalize_batched(ck *c, size_t n, int batch, int gap) {
+    long long stride = (long long)n + gap;
+    snprintf(c->shape, sizeof c->shape, "n=%zu batch=%d gap=%d%s", n, batch, gap, c->off ? " off=1" : "");
+    tpair x = ck_rand(c, (size_t)stride * (size_t)batch + (size_t)c->off, -2, 2);
+    tpair sq = ck_tensor(c, 2 * (size_t)batch, NULL);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->normalize_batched(BE(s), PO(x), n, stride, batch, 1e-7, (double *)(void *)P(sq));
+        ck_compare(c, "normalize_batched", "x", x);
+        ck_compare_doubles(c, "normalize_batched", "sumsq", sq, batch);
+    }
+    ck_done(c, "normalize_batched");
+}
+
 int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
                         cad_opcheck_report_fn fn, void *ud) {
     ck cs;
@@ -639,6 +704,8 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_gram_batched(c, 0, 19, 25, 1.0f, 0.0f, 1, 1, 3); /* one matrix: CUDA's syrk path */
     check_gram_batched(c, 1, 13, 30, 2.0315f, -4.775f, 2, 1, 3);
     check_embedding(c, 50, 45, 70);
+    check_embedding(c, 3, 5000, 33);    /* a few ids, many tokens each: CUDA's lists overflow */
+    check_embedding(c, 1000, 3000, 300); /* several owner blocks, columns past one pass */
     check_rmsnorm(c, 37, 70, 0);
     check_rmsnorm(c, 5, 300, 1);
     check_rmsnorm(c, 1, 1, 0);
@@ -692,6 +759,14 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_fake_quant_rows(c, 300, 33, 2);   /* more rows than one block of threads */
     check_fake_quant_rows(c, 5, 1, 8);      /* one column: the quantile is the value */
     check_fake_quant_rows(c, 37, 70, 1);    /* ternary */
+    check_normalize_batched(c, 1000, 3, 5);  /* odd stride: scalar path */
+    check_normalize_batched(c, 1001, 5, 3);  /* stride % 4 == 0: 128-bit path, ragged tail */
+    check_normalize_batched(c, 5000, 2, 0);  /* several blocks per matrix */
+    check_normalize_batched(c, 37, 300, 3);  /* more matrices than one chunk of partials */
+    check_normalize_batched(c, 1, 1, 0);
+    c->off = 1;                              /* every matrix one float off alignment */
+    check_normalize_batched(c, 1000, 4, 4);
+    c->off = 0;
     /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
      * and accumulate in fp32, so only the summation order differs, as in fp32. */
     if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {
@@ -750,6 +825,7 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_scale_add(c, 4096, 512);
         check_softcap_xent(c, 4096, 1024, 1);
         check_vector_slots(c, (size_t)1 << 22);
+        check_normalize_batched(c, (size_t)1024 * 512, 9, 0); /* a baseline shape group */
     }
     return c->fails;
 }

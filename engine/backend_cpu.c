@@ -1111,6 +1111,20 @@ static void cpu_fake_quant_rows(const cad_backend *be, float *out, const float *
     }
 }
 
+/* ---- normalize_batched ------------------------------------------------------------------ */
+
+/* Per matrix exactly what optim.c did before this slot existed (sumsq, then scale by the factor
+ * computed in double), so the CPU Muon step keeps its bits. */
+static void cpu_normalize_batched(const cad_backend *be, float *x, size_t n, long long stride, int batch,
+                                  double eps, double *sumsq) {
+    for (int b = 0; b < batch; b++) {
+        float *xb = x + (size_t)b * (size_t)stride;
+        double s = cpu_sumsq(be, xb, n);
+        sumsq[b] = s;
+        cpu_scale(be, n, (float)(1.0 / (sqrt(s) + eps)), xb);
+    }
+}
+
 static const cad_backend cpu_backend = {
     .name = "cpu",
     .ctx = NULL,
@@ -1150,6 +1164,7 @@ static const cad_backend cpu_backend = {
     .sumsq = cpu_sumsq,
     .adam_update = cpu_adam_update,
     .fake_quant_rows = cpu_fake_quant_rows,
+    .normalize_batched = cpu_normalize_batched,
 };
 
 const cad_backend *cad_backend_cpu(void) {

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* X, X2 (rows*cols each), A, B (k*k each) and the norm's sum of squares (one double, 2 floats:
+ * the offset before it is even, so it stays 8-byte aligned in 64-byte aligned scratch). */
 size_t cad_muon_ns_scratch_floats(int rows, int cols) {
     size_t k = (size_t)(rows < cols ? rows : cols);
-    return 2 * (size_t)rows * (size_t)cols + 2 * k * k;
+    return 2 * (size_t)rows * (size_t)cols + 2 * k * k + 2;
 }
 
 /* The NS5 coefficients of train_gpt.py's zeropower_via_newtonschulz5. */
@@ -89,10 +91,10 @@ void cad_muon_newton_schulz_ns(const cad_backend *be, float *out, const float *G
     size_t rc = (size_t)rows * (size_t)cols;
     int k = rows < cols ? rows : cols;
     float *X = scratch, *X2 = scratch + rc, *A = scratch + 2 * rc, *Bm = A + (size_t)k * k;
+    double *sq = (double *)(void *)(Bm + (size_t)k * k);
     be->copy(be, X, G, rc * sizeof(float));
     /* X /= X.norm() + eps */
-    double norm = sqrt(be->sumsq(be, X, rc));
-    be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), X);
+    be->normalize_batched(be, X, rc, (long long)rc, 1, 1e-7, sq);
     X = ns_iterate(be, X, X2, A, Bm, rows, cols, 1, steps, ns);
     be->copy(be, out, X, rc * sizeof(float));
 }
@@ -292,10 +294,11 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
             int count = o->group_len[g] - first < bmax ? o->group_len[g] - first : bmax;
             float *X = o->ns_scratch, *X2 = X + (size_t)count * rc, *A = X2 + (size_t)count * rc;
             float *Bm = A + (size_t)count * k * k;
+            double *sq = (double *)(void *)(Bm + (size_t)count * k * k); /* count doubles */
             for (int j = 0; j < count; j++) {
                 cad_optim_param *p = &o->params[member[j]];
                 float *u = X + (size_t)j * rc;
-                /* buf = μ buf + g; u = g + μ buf (Nesterov); u /= ‖u‖ + eps */
+                /* buf = μ buf + g; u = g + μ buf (Nesterov); u /= ‖u‖ + eps after the loop */
                 be->axpby(be, rc, 1.0f, p->grad, (float)momentum, p->m);
                 be->copy(be, u, p->grad, rc * sizeof(float));
                 be->axpby(be, rc, (float)momentum, p->m, 1.0f, u);
@@ -303,9 +306,10 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                  * instead of 1 (and its eps sits inside the mean): the Frobenius normalisation
                  * below removes the common factor, so the result is the row-normalised update. */
                 if (o->hp.muon_row_norm) be->rmsnorm_forward(be, u, o->row_scratch, u, rows, cols, FLT_EPSILON);
-                double norm = sqrt(be->sumsq(be, u, rc));
-                be->scale(be, rc, (float)(1.0 / (norm + 1e-7)), u);
             }
+            /* every member's u /= ‖u‖ + eps at once, the norms staying in backend memory: the
+             * step queues without waiting on the device (a host-read norm per matrix did) */
+            be->normalize_batched(be, X, rc, (long long)rc, count, 1e-7, sq);
             float *R = ns_iterate(be, X, X2, A, Bm, rows, cols, count, o->hp.muon_backend_steps, o->hp.muon_ns);
             double ratio = (double)rows / (double)cols;
             double scale = sqrt(ratio > 1.0 ? ratio : 1.0);

@@ -74,7 +74,7 @@ typedef struct cad_optim {
     long adam_step;        /* torch Adam's per-param "step" (all Adam params step together) */
     float *state;          /* backend arena: every m and v */
     size_t state_floats;
-    float *ns_scratch;     /* backend scratch for Newton–Schulz of one shape group: X, X2, A, B */
+    float *ns_scratch;     /* backend scratch for Newton–Schulz of one shape group: X, X2, A, B, norms */
     float *row_scratch;    /* backend [max Muon rows]: the row norms of MuonEq-R (NULL when off) */
     size_t ns_floats;
     /* Muon params grouped by shape (planned at init): group g is muon_order[first .. first +

@@ -18,7 +18,7 @@
     X(attention_scratch_bytes) X(attention_forward) X(attention_backward) X(xsa_forward) X(xsa_backward)             \
     X(relu2_forward) X(relu2_backward) X(resid_mix_forward) X(resid_mix_backward) X(scale_add_forward)               \
     X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(axpby) X(scale) X(sumsq) X(adam_update)  \
-    X(fake_quant_rows)
+    X(fake_quant_rows) X(normalize_batched)
 
 enum {
 #define X(s) S_##s,
@@ -240,6 +240,9 @@ FWD(adam_update,
     (IN, p, g, m, v, n, lr, beta1, beta2, eps, bc1, bc2))
 FWD(fake_quant_rows, (const cad_backend *be, float *out, const float *w, int rows, int cols, int bits),
     (IN, out, w, rows, cols, bits))
+FWD(normalize_batched,
+    (const cad_backend *be, float *x, size_t n, long long stride, int batch, double eps, double *sumsq),
+    (IN, x, n, stride, batch, eps, sumsq))
 #undef IN
 
 /* ---- lifetime ------------------------------------------------------------------------------- */

@@ -15,8 +15,10 @@
  *             Every output element is written once by one thread with a fixed summation order:
  *             deterministic, no atomics (the price: S and dP are recomputed by both kernels).
  * Two implementations of each kernel:
- *   SIMT (this file), fp32 FMA, 4 threads per tile row, tiles in dynamic shared memory sized
- *     by HD (any HD <= K_ATT_MAX_HD): the `matmul_precision: fp32` path, and with bf16 = 1
+ *   SIMT (this file), fp32 FMA, register-blocked (256 threads as 16 x 16, each a block of
+ *     rows x columns of every tile product, operands read from shared memory as float2 and
+ *     reused across the block), tiles in dynamic shared memory sized by HD (any even
+ *     HD <= K_ATT_MAX_HD): the `matmul_precision: fp32` path, and with bf16 = 1
  *     the bf16 fallback for HD != 64 (product operands rounded to bf16 as they are loaded, P and
  *     dS rounded before their products, exactly where the CPU reference's bf16 GEMMs round).
  *   tensor cores (k_attention_mma.cuh), bf16 mma.sync m16n8k16 with fp32 accumulation, HD = 64:
@@ -32,9 +34,17 @@
 
 #include "kernels/k_common.cuh"
 
-#define K_ATT_MAX_HD 128 /* SIMT register accumulators hold HD/4 columns per thread */
-#define K_ATT_MAX_TILE 64 /* SIMT tile side limit (register array of a row's scores) */
+#define K_ATT_MAX_HD 128 /* SIMT register accumulators hold HD/16 columns per thread */
 #define K_ATT_SHMEM (48 * 1024) /* dynamic shared memory without an opt-in attribute */
+/* SIMT register blocking: 256 threads as 16 x 16 (ty, tx); thread (ty, tx) owns the score rows
+ * ty + 16i and columns tx + 16j of each tile, and output columns tx + 16c. Tile sides are
+ * multiples of 16, at most K_ATT_MAX_BQ query rows and K_ATT_MAX_BK key rows. */
+#define K_ATT_SIMT_THREADS 256
+#define K_ATT_MAX_BQ 64
+#define K_ATT_MAX_BK 32
+#define K_ATT_RQ (K_ATT_MAX_BQ / 16)
+#define K_ATT_RK (K_ATT_MAX_BK / 16)
+#define K_ATT_RD (K_ATT_MAX_HD / 16)
 
 typedef struct k_attention_params {
     float *y, *lse;         /* forward outputs; lse is read by the backward */
@@ -42,93 +52,161 @@ typedef struct k_attention_params {
     const float *q, *k, *v, *dy, *yf;
     int ldq, ldk, ldv, ldy, lddq, lddk, lddv, lddy;
     int B, T, NH, KV, HD, group;
-    int bq, bk; /* SIMT tiles: query rows, key rows */
+    int bq, bk; /* SIMT tiles: query rows, key rows (multiples of 16) */
+    int ldh;    /* SIMT: row stride of the [rows][HD] shared tiles, k_att_ldh(HD) */
     int bf16;   /* SIMT: round product operands to bf16 */
     float scale;
 } k_attention_params;
+
+/* Row stride of a shared tile of width w (even): w + 2 or w + 4, whichever makes stride / 2 odd,
+ * so the 64-bit loads of 16 different rows at one column hit 16 different bank pairs, and rows
+ * stay 8-byte aligned for those loads. */
+static inline int k_att_ldh(int w) { return w % 4 == 0 ? w + 2 : w + 4; }
 
 /* A product operand as the selected precision sees it. */
 static __device__ __forceinline__ float k_att_op(float x, int bf16) {
     return bf16 ? __bfloat162float(__float2bfloat16_rn(x)) : x;
 }
 
-/* rows [r0, r0 + n) of a strided [.., ld] matrix, columns [col, col + HD), into a [n][HD+1] tile
- * (the +1 staggers rows across shared-memory banks); rows at or past T become zeros. */
+/* rows [r0, r0 + n) of a strided [.., ld] matrix, columns [col, col + HD), into a [n][ldh]
+ * tile; rows at or past T become zeros. */
 static __device__ __forceinline__ void k_att_tile_load(float *dst, const float *src, int ld,
                                                        size_t rowb, int col, int r0, int n,
-                                                       int T, int HD, int bf16) {
+                                                       int T, int HD, int ldh, int bf16) {
     for (int i = threadIdx.x; i < n * HD; i += blockDim.x) {
         int r = i / HD, d = i % HD;
         float x = r0 + r < T ? src[(rowb + r0 + r) * ld + col + d] : 0.0f;
-        dst[r * (HD + 1) + d] = k_att_op(x, bf16);
+        dst[r * ldh + d] = k_att_op(x, bf16);
     }
+}
+
+static __device__ __forceinline__ k_f2 k_att_zero2(void) {
+    k_f2 z;
+    z.x = 0.0f;
+    z.y = 0.0f;
+    return z;
+}
+
+/* Max / sum over the 16 lanes (tx) of a half warp: the threads that share a score row. */
+static __device__ __forceinline__ float k_att_row_max(float v) {
+    for (int o = 1; o < 16; o <<= 1) v = fmaxf(v, __shfl_xor_sync(K_FULL_MASK, v, o));
+    return v;
+}
+static __device__ __forceinline__ float k_att_row_sum(float v) {
+    for (int o = 1; o < 16; o <<= 1) v += __shfl_xor_sync(K_FULL_MASK, v, o);
+    return v;
 }
 
 /* ---- SIMT forward ------------------------------------------------------------------------- */
 
-/* grid (query tiles, B*NH), 4*bq threads: thread (r, sub) owns query row q0 + r, the key
- * columns sub + 4i of each score tile and the output columns sub + 4j. Dynamic shared memory:
- * Q [bq][HD+1], K and V [bk][HD+1], P [bq][bk+1]. */
+/* grid (query tiles, B*NH), 256 threads. Dynamic shared memory: Q [bq][ldh], K and V
+ * [bk][ldh], P [bq][bk+2]. Register blocking: per pair of head dims a thread loads rq + rk
+ * float2 and does 2·rq·rk FMAs for S; per pair of keys rq float2 + 2·nd floats for 2·rq·nd
+ * FMAs of P·V (nd = HD/16): 0.375 shared loads per FMA at (64, 32) tiles and HD 64, against 2
+ * when each thread owned one row (kernels/README.md, "Attention"). */
 __global__ void k_attention_forward_simt(k_attention_params p) {
     KSHARED_DYN(sm);
-    int HD = p.HD, bq = p.bq, bk = p.bk, ldh = HD + 1, ldp = bk + 1;
+    int HD = p.HD, bq = p.bq, bk = p.bk, ldh = p.ldh, ldp = bk + 2;
     float *Qs = sm, *Ks = Qs + bq * ldh, *Vs = Ks + bk * ldh, *Ps = Vs + bk * ldh;
     int h = blockIdx.y % p.NH, b = blockIdx.y / p.NH, g = h / p.group;
     int q0 = (gridDim.x - 1 - blockIdx.x) * bq; /* the long diagonal tiles start first */
-    int r = threadIdx.x >> 2, sub = threadIdx.x & 3, t = q0 + r;
-    int qend = q0 + bq < p.T ? q0 + bq : p.T, nd = (HD - sub + 3) / 4;
+    int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, rq = bq >> 4, rk = bk >> 4;
+    int qend = q0 + bq < p.T ? q0 + bq : p.T, nd = (HD - tx + 15) >> 4;
     size_t rowb = (size_t)b * p.T;
-    k_att_tile_load(Qs, p.q, p.ldq, rowb, h * HD, q0, bq, p.T, HD, p.bf16);
-    float o[K_ATT_MAX_HD / 4], s[K_ATT_MAX_TILE / 4];
+    k_att_tile_load(Qs, p.q, p.ldq, rowb, h * HD, q0, bq, p.T, HD, ldh, p.bf16);
+    float o[K_ATT_RQ][K_ATT_RD], m[K_ATT_RQ], l[K_ATT_RQ];
     K_UNROLL
-    for (int j = 0; j < K_ATT_MAX_HD / 4; j++) o[j] = 0.0f;
+    for (int i = 0; i < K_ATT_RQ; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        K_UNROLL
+        for (int c = 0; c < K_ATT_RD; c++) o[i][c] = 0.0f;
+    }
     /* Key 0 is visible to every row (padding rows too), so m is finite after the first tile
      * and exp(m_old - m_new) never sees -inf - -inf. */
-    float m = -INFINITY, l = 0.0f;
     for (int k0 = 0; k0 < qend; k0 += bk) {
         __syncthreads(); /* Q loaded; the previous tile's K/V/P reads are done */
-        k_att_tile_load(Ks, p.k, p.ldk, rowb, g * HD, k0, bk, p.T, HD, p.bf16);
-        k_att_tile_load(Vs, p.v, p.ldv, rowb, g * HD, k0, bk, p.T, HD, p.bf16);
+        k_att_tile_load(Ks, p.k, p.ldk, rowb, g * HD, k0, bk, p.T, HD, ldh, p.bf16);
+        k_att_tile_load(Vs, p.v, p.ldv, rowb, g * HD, k0, bk, p.T, HD, ldh, p.bf16);
         __syncthreads();
-        float mx = -INFINITY;
+        float s[K_ATT_RQ][K_ATT_RK];
         K_UNROLL
-        for (int i = 0; i < K_ATT_MAX_TILE / 4; i++) {
-            if (i >= bk / 4) break;
-            int jj = sub + 4 * i;
-            float acc = 0.0f;
-            for (int d = 0; d < HD; d++) acc += Qs[r * ldh + d] * Ks[jj * ldh + d];
-            s[i] = k0 + jj <= t ? acc * p.scale : -INFINITY;
-            mx = fmaxf(mx, s[i]);
+        for (int i = 0; i < K_ATT_RQ; i++)
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) s[i][j] = 0.0f;
+        for (int d = 0; d < HD; d += 2) {
+            k_f2 a[K_ATT_RQ], kb[K_ATT_RK];
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++) a[i] = i < rq ? k_ld2(Qs + (ty + 16 * i) * ldh + d) : k_att_zero2();
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) kb[j] = j < rk ? k_ld2(Ks + (tx + 16 * j) * ldh + d) : k_att_zero2();
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++)
+                K_UNROLL
+                for (int j = 0; j < K_ATT_RK; j++) {
+                    s[i][j] += a[i].x * kb[j].x;
+                    s[i][j] += a[i].y * kb[j].y;
+                }
         }
-        mx = fmaxf(mx, __shfl_xor_sync(K_FULL_MASK, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(K_FULL_MASK, mx, 2));
-        float mn = fmaxf(m, mx), alpha = expf(m - mn), sum = 0.0f;
+        float alpha[K_ATT_RQ];
         K_UNROLL
-        for (int i = 0; i < K_ATT_MAX_TILE / 4; i++) {
-            if (i >= bk / 4) break;
-            float e = expf(s[i] - mn);
-            sum += e; /* the row sum is of the unrounded probabilities, as on the CPU */
-            Ps[r * ldp + sub + 4 * i] = k_att_op(e, p.bf16);
+        for (int i = 0; i < K_ATT_RQ; i++) {
+            alpha[i] = 1.0f;
+            if (i >= rq) break;
+            int t = q0 + ty + 16 * i;
+            float mx = -INFINITY;
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) {
+                if (j >= rk) break;
+                s[i][j] = k0 + tx + 16 * j <= t ? s[i][j] * p.scale : -INFINITY;
+                mx = fmaxf(mx, s[i][j]);
+            }
+            mx = k_att_row_max(mx);
+            float mn = fmaxf(m[i], mx), sum = 0.0f;
+            alpha[i] = expf(m[i] - mn);
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) {
+                if (j >= rk) break;
+                float e = expf(s[i][j] - mn);
+                sum += e; /* the row sum is of the unrounded probabilities, as on the CPU */
+                Ps[(ty + 16 * i) * ldp + tx + 16 * j] = k_att_op(e, p.bf16);
+            }
+            l[i] = l[i] * alpha[i] + k_att_row_sum(sum);
+            m[i] = mn;
         }
-        sum += __shfl_xor_sync(K_FULL_MASK, sum, 1);
-        sum += __shfl_xor_sync(K_FULL_MASK, sum, 2);
-        l = l * alpha + sum;
-        m = mn;
-        __syncwarp(K_FULL_MASK); /* row r's P is written by the 4 lanes that read it */
+        __syncwarp(K_FULL_MASK); /* a thread's P rows are written by the 16 lanes of its half warp */
         K_UNROLL
-        for (int j = 0; j < K_ATT_MAX_HD / 4; j++) {
-            if (j >= nd) break;
-            float acc = 0.0f;
-            for (int jj = 0; jj < bk; jj++) acc += Ps[r * ldp + jj] * Vs[jj * ldh + sub + 4 * j];
-            o[j] = o[j] * alpha + acc;
+        for (int i = 0; i < K_ATT_RQ; i++)
+            K_UNROLL
+            for (int c = 0; c < K_ATT_RD; c++) o[i][c] *= alpha[i];
+        for (int kk = 0; kk < bk; kk += 2) {
+            k_f2 pr[K_ATT_RQ];
+            float v0[K_ATT_RD], v1[K_ATT_RD];
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++) pr[i] = i < rq ? k_ld2(Ps + (ty + 16 * i) * ldp + kk) : k_att_zero2();
+            K_UNROLL
+            for (int c = 0; c < K_ATT_RD; c++) {
+                v0[c] = c < nd ? Vs[kk * ldh + tx + 16 * c] : 0.0f;
+                v1[c] = c < nd ? Vs[(kk + 1) * ldh + tx + 16 * c] : 0.0f;
+            }
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++)
+                K_UNROLL
+                for (int c = 0; c < K_ATT_RD; c++) {
+                    o[i][c] += pr[i].x * v0[c];
+                    o[i][c] += pr[i].y * v1[c];
+                }
         }
     }
-    if (t < p.T) {
-        float inv = 1.0f / l, *yr = p.y + (rowb + t) * p.ldy + (size_t)h * HD;
+    K_UNROLL
+    for (int i = 0; i < K_ATT_RQ; i++) {
+        int t = q0 + ty + 16 * i;
+        if (i >= rq || t >= p.T) break;
+        float inv = 1.0f / l[i], *yr = p.y + (rowb + t) * p.ldy + (size_t)h * HD;
         K_UNROLL
-        for (int j = 0; j < K_ATT_MAX_HD / 4; j++)
-            if (j < nd) yr[sub + 4 * j] = o[j] * inv;
-        if (sub == 0) p.lse[((size_t)b * p.NH + h) * p.T + t] = m + logf(l);
+        for (int c = 0; c < K_ATT_RD; c++)
+            if (c < nd) yr[tx + 16 * c] = o[i][c] * inv;
+        if (tx == 0) p.lse[((size_t)b * p.NH + h) * p.T + t] = m[i] + logf(l[i]);
     }
 }
 EMU_KERNEL(k_attention_forward_simt, k_attention_params)
@@ -155,123 +233,219 @@ EMU_KERNEL(k_attention_backward_dot, k_attention_params)
 
 /* ---- SIMT backward: dQ -------------------------------------------------------------------- */
 
-/* grid (query tiles, B*NH), 4*bq threads, thread (r, sub) as in the forward. Shared: Q and dy
- * [bq][HD+1], K and V [bk][HD+1], dS [bq][bk+1]. */
+/* grid (query tiles, B*NH), 256 threads, blocked as the forward: thread (ty, tx) owns query rows
+ * ty + 16i, key columns tx + 16j of S and dP, output columns tx + 16c. Shared: Q and dy
+ * [bq][ldh], K and V [bk][ldh], dS [bq][bk+2]. */
 __global__ void k_attention_backward_dq_simt(k_attention_params p) {
     KSHARED_DYN(sm);
-    int HD = p.HD, bq = p.bq, bk = p.bk, ldh = HD + 1, ldp = bk + 1;
+    int HD = p.HD, bq = p.bq, bk = p.bk, ldh = p.ldh, ldp = bk + 2;
     float *Qs = sm, *dYs = Qs + bq * ldh, *Ks = dYs + bq * ldh, *Vs = Ks + bk * ldh;
     float *dSs = Vs + bk * ldh;
     int h = blockIdx.y % p.NH, b = blockIdx.y / p.NH, g = h / p.group;
     int q0 = (gridDim.x - 1 - blockIdx.x) * bq;
-    int r = threadIdx.x >> 2, sub = threadIdx.x & 3, t = q0 + r;
-    int qend = q0 + bq < p.T ? q0 + bq : p.T, nd = (HD - sub + 3) / 4;
+    int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, rq = bq >> 4, rk = bk >> 4;
+    int qend = q0 + bq < p.T ? q0 + bq : p.T, nd = (HD - tx + 15) >> 4;
     size_t rowb = (size_t)b * p.T, stat = ((size_t)b * p.NH + h) * p.T;
-    k_att_tile_load(Qs, p.q, p.ldq, rowb, h * HD, q0, bq, p.T, HD, p.bf16);
-    k_att_tile_load(dYs, p.dy, p.lddy, rowb, h * HD, q0, bq, p.T, HD, p.bf16);
-    float lt = t < p.T ? p.lse[stat + t] : 0.0f, Dt = t < p.T ? p.D[stat + t] : 0.0f;
-    float acc_dq[K_ATT_MAX_HD / 4];
+    k_att_tile_load(Qs, p.q, p.ldq, rowb, h * HD, q0, bq, p.T, HD, ldh, p.bf16);
+    k_att_tile_load(dYs, p.dy, p.lddy, rowb, h * HD, q0, bq, p.T, HD, ldh, p.bf16);
+    float lt[K_ATT_RQ], Dt[K_ATT_RQ], acc_dq[K_ATT_RQ][K_ATT_RD];
     K_UNROLL
-    for (int j = 0; j < K_ATT_MAX_HD / 4; j++) acc_dq[j] = 0.0f;
+    for (int i = 0; i < K_ATT_RQ; i++) {
+        int t = q0 + ty + 16 * i;
+        lt[i] = i < rq && t < p.T ? p.lse[stat + t] : 0.0f;
+        Dt[i] = i < rq && t < p.T ? p.D[stat + t] : 0.0f;
+        K_UNROLL
+        for (int c = 0; c < K_ATT_RD; c++) acc_dq[i][c] = 0.0f;
+    }
     for (int k0 = 0; k0 < qend; k0 += bk) {
         __syncthreads();
-        k_att_tile_load(Ks, p.k, p.ldk, rowb, g * HD, k0, bk, p.T, HD, p.bf16);
-        k_att_tile_load(Vs, p.v, p.ldv, rowb, g * HD, k0, bk, p.T, HD, p.bf16);
+        k_att_tile_load(Ks, p.k, p.ldk, rowb, g * HD, k0, bk, p.T, HD, ldh, p.bf16);
+        k_att_tile_load(Vs, p.v, p.ldv, rowb, g * HD, k0, bk, p.T, HD, ldh, p.bf16);
         __syncthreads();
-        for (int i = 0; i < bk / 4; i++) {
-            int jj = sub + 4 * i;
-            float sd = 0.0f, pd = 0.0f;
-            for (int d = 0; d < HD; d++) {
-                sd += Qs[r * ldh + d] * Ks[jj * ldh + d];
-                pd += dYs[r * ldh + d] * Vs[jj * ldh + d];
-            }
-            float pr = k0 + jj <= t && t < p.T ? expf(sd * p.scale - lt) : 0.0f;
-            dSs[r * ldp + jj] = k_att_op(pr * (pd - Dt) * p.scale, p.bf16);
-        }
-        __syncwarp(K_FULL_MASK);
+        float sd[K_ATT_RQ][K_ATT_RK], pd[K_ATT_RQ][K_ATT_RK];
         K_UNROLL
-        for (int j = 0; j < K_ATT_MAX_HD / 4; j++) {
-            if (j >= nd) break;
-            float acc = 0.0f;
-            for (int jj = 0; jj < bk; jj++) acc += dSs[r * ldp + jj] * Ks[jj * ldh + sub + 4 * j];
-            acc_dq[j] += acc;
+        for (int i = 0; i < K_ATT_RQ; i++)
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) sd[i][j] = pd[i][j] = 0.0f;
+        for (int d = 0; d < HD; d += 2) {
+            k_f2 a[K_ATT_RQ], ay[K_ATT_RQ], kb[K_ATT_RK], vb[K_ATT_RK];
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++) {
+                a[i] = i < rq ? k_ld2(Qs + (ty + 16 * i) * ldh + d) : k_att_zero2();
+                ay[i] = i < rq ? k_ld2(dYs + (ty + 16 * i) * ldh + d) : k_att_zero2();
+            }
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) {
+                kb[j] = j < rk ? k_ld2(Ks + (tx + 16 * j) * ldh + d) : k_att_zero2();
+                vb[j] = j < rk ? k_ld2(Vs + (tx + 16 * j) * ldh + d) : k_att_zero2();
+            }
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++)
+                K_UNROLL
+                for (int j = 0; j < K_ATT_RK; j++) {
+                    sd[i][j] += a[i].x * kb[j].x;
+                    sd[i][j] += a[i].y * kb[j].y;
+                    pd[i][j] += ay[i].x * vb[j].x;
+                    pd[i][j] += ay[i].y * vb[j].y;
+                }
+        }
+        K_UNROLL
+        for (int i = 0; i < K_ATT_RQ; i++) {
+            if (i >= rq) break;
+            int t = q0 + ty + 16 * i;
+            K_UNROLL
+            for (int j = 0; j < K_ATT_RK; j++) {
+                if (j >= rk) break;
+                float pr = k0 + tx + 16 * j <= t && t < p.T ? expf(sd[i][j] * p.scale - lt[i]) : 0.0f;
+                dSs[(ty + 16 * i) * ldp + tx + 16 * j] = k_att_op(pr * (pd[i][j] - Dt[i]) * p.scale, p.bf16);
+            }
+        }
+        __syncwarp(K_FULL_MASK); /* dS rows are written and read by the same half warp */
+        for (int kk = 0; kk < bk; kk += 2) {
+            k_f2 ds[K_ATT_RQ];
+            float k0v[K_ATT_RD], k1v[K_ATT_RD];
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++) ds[i] = i < rq ? k_ld2(dSs + (ty + 16 * i) * ldp + kk) : k_att_zero2();
+            K_UNROLL
+            for (int c = 0; c < K_ATT_RD; c++) {
+                k0v[c] = c < nd ? Ks[kk * ldh + tx + 16 * c] : 0.0f;
+                k1v[c] = c < nd ? Ks[(kk + 1) * ldh + tx + 16 * c] : 0.0f;
+            }
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RQ; i++)
+                K_UNROLL
+                for (int c = 0; c < K_ATT_RD; c++) {
+                    acc_dq[i][c] += ds[i].x * k0v[c];
+                    acc_dq[i][c] += ds[i].y * k1v[c];
+                }
         }
     }
-    if (t < p.T) {
+    K_UNROLL
+    for (int i = 0; i < K_ATT_RQ; i++) {
+        int t = q0 + ty + 16 * i;
+        if (i >= rq || t >= p.T) break;
         float *dqr = p.dq + (rowb + t) * p.lddq + (size_t)h * HD;
         K_UNROLL
-        for (int j = 0; j < K_ATT_MAX_HD / 4; j++)
-            if (j < nd) dqr[sub + 4 * j] = acc_dq[j];
+        for (int c = 0; c < K_ATT_RD; c++)
+            if (c < nd) dqr[tx + 16 * c] = acc_dq[i][c];
     }
 }
 EMU_KERNEL(k_attention_backward_dq_simt, k_attention_params)
 
 /* ---- SIMT backward: dK, dV ---------------------------------------------------------------- */
 
-/* grid (key tiles, B*KV), 4*bk threads: thread (r, sub) owns key row k0 + r, query columns
- * sub + 4i of each tile and output columns sub + 4j. The group's query heads run in order inside
- * the block, so dk/dv sum them in a fixed order. Shared: K and V [bk][HD+1], Q and dy
- * [bq][HD+1], P and dS [bk][bq+1], lse and D [bq]. */
+/* grid (key tiles, B*KV), 256 threads: thread (ty, tx) owns key rows k0 + ty + 16i, query
+ * columns tx + 16j of each tile and output columns tx + 16c. The group's query heads run in
+ * order inside the block, so dk/dv sum them in a fixed order. Shared: K and V [bk][ldh], Q and
+ * dy [bq][ldh], P and dS [bk][bq+2], lse and D [bq]. */
 __global__ void k_attention_backward_dkv_simt(k_attention_params p) {
     KSHARED_DYN(sm);
-    int HD = p.HD, bq = p.bq, bk = p.bk, ldh = HD + 1, ldp = bq + 1;
+    int HD = p.HD, bq = p.bq, bk = p.bk, ldh = p.ldh, ldp = bq + 2;
     float *Ks = sm, *Vs = Ks + bk * ldh, *Qs = Vs + bk * ldh, *dYs = Qs + bq * ldh;
     float *Ps = dYs + bq * ldh, *dSs = Ps + bk * ldp, *ls = dSs + bk * ldp, *Ds = ls + bq;
     int g = blockIdx.y % p.KV, b = blockIdx.y / p.KV;
     int k0 = blockIdx.x * bk;
-    int r = threadIdx.x >> 2, sub = threadIdx.x & 3, key = k0 + r, nd = (HD - sub + 3) / 4;
+    int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, rk = bk >> 4, rq = bq >> 4;
+    int nd = (HD - tx + 15) >> 4;
     size_t rowb = (size_t)b * p.T;
-    k_att_tile_load(Ks, p.k, p.ldk, rowb, g * HD, k0, bk, p.T, HD, p.bf16);
-    k_att_tile_load(Vs, p.v, p.ldv, rowb, g * HD, k0, bk, p.T, HD, p.bf16);
-    float acc_dk[K_ATT_MAX_HD / 4], acc_dv[K_ATT_MAX_HD / 4];
+    k_att_tile_load(Ks, p.k, p.ldk, rowb, g * HD, k0, bk, p.T, HD, ldh, p.bf16);
+    k_att_tile_load(Vs, p.v, p.ldv, rowb, g * HD, k0, bk, p.T, HD, ldh, p.bf16);
+    float acc_dk[K_ATT_RK][K_ATT_RD], acc_dv[K_ATT_RK][K_ATT_RD];
     K_UNROLL
-    for (int j = 0; j < K_ATT_MAX_HD / 4; j++) acc_dk[j] = acc_dv[j] = 0.0f;
+    for (int i = 0; i < K_ATT_RK; i++)
+        K_UNROLL
+        for (int c = 0; c < K_ATT_RD; c++) acc_dk[i][c] = acc_dv[i][c] = 0.0f;
     for (int hh = 0; hh < p.group; hh++) {
         int h = g * p.group + hh;
         size_t stat = ((size_t)b * p.NH + h) * p.T;
         for (int q0 = k0 / bq * bq; q0 < p.T; q0 += bq) { /* query tiles at or below the diagonal */
             __syncthreads();
-            k_att_tile_load(Qs, p.q, p.ldq, rowb, h * HD, q0, bq, p.T, HD, p.bf16);
-            k_att_tile_load(dYs, p.dy, p.lddy, rowb, h * HD, q0, bq, p.T, HD, p.bf16);
+            k_att_tile_load(Qs, p.q, p.ldq, rowb, h * HD, q0, bq, p.T, HD, ldh, p.bf16);
+            k_att_tile_load(dYs, p.dy, p.lddy, rowb, h * HD, q0, bq, p.T, HD, ldh, p.bf16);
             for (int i = threadIdx.x; i < bq; i += blockDim.x) {
                 ls[i] = q0 + i < p.T ? p.lse[stat + q0 + i] : 0.0f;
                 Ds[i] = q0 + i < p.T ? p.D[stat + q0 + i] : 0.0f;
             }
             __syncthreads();
-            for (int i = 0; i < bq / 4; i++) {
-                int qi = sub + 4 * i, tq = q0 + qi;
-                float sd = 0.0f, pd = 0.0f;
-                for (int d = 0; d < HD; d++) {
-                    sd += Ks[r * ldh + d] * Qs[qi * ldh + d];
-                    pd += Vs[r * ldh + d] * dYs[qi * ldh + d];
-                }
-                float pr = key <= tq && tq < p.T ? expf(sd * p.scale - ls[qi]) : 0.0f;
-                Ps[r * ldp + qi] = k_att_op(pr, p.bf16);
-                dSs[r * ldp + qi] = k_att_op(pr * (pd - Ds[qi]) * p.scale, p.bf16);
-            }
-            __syncwarp(K_FULL_MASK);
+            float sd[K_ATT_RK][K_ATT_RQ], pd[K_ATT_RK][K_ATT_RQ];
             K_UNROLL
-            for (int j = 0; j < K_ATT_MAX_HD / 4; j++) {
-                if (j >= nd) break;
-                int d = sub + 4 * j;
-                float av = 0.0f, ak = 0.0f;
-                for (int qi = 0; qi < bq; qi++) {
-                    av += Ps[r * ldp + qi] * dYs[qi * ldh + d];
-                    ak += dSs[r * ldp + qi] * Qs[qi * ldh + d];
+            for (int i = 0; i < K_ATT_RK; i++)
+                K_UNROLL
+                for (int j = 0; j < K_ATT_RQ; j++) sd[i][j] = pd[i][j] = 0.0f;
+            for (int d = 0; d < HD; d += 2) {
+                k_f2 kr[K_ATT_RK], vr[K_ATT_RK], qc[K_ATT_RQ], yc[K_ATT_RQ];
+                K_UNROLL
+                for (int i = 0; i < K_ATT_RK; i++) {
+                    kr[i] = i < rk ? k_ld2(Ks + (ty + 16 * i) * ldh + d) : k_att_zero2();
+                    vr[i] = i < rk ? k_ld2(Vs + (ty + 16 * i) * ldh + d) : k_att_zero2();
                 }
-                acc_dv[j] += av;
-                acc_dk[j] += ak;
+                K_UNROLL
+                for (int j = 0; j < K_ATT_RQ; j++) {
+                    qc[j] = j < rq ? k_ld2(Qs + (tx + 16 * j) * ldh + d) : k_att_zero2();
+                    yc[j] = j < rq ? k_ld2(dYs + (tx + 16 * j) * ldh + d) : k_att_zero2();
+                }
+                K_UNROLL
+                for (int i = 0; i < K_ATT_RK; i++)
+                    K_UNROLL
+                    for (int j = 0; j < K_ATT_RQ; j++) {
+                        sd[i][j] += kr[i].x * qc[j].x;
+                        sd[i][j] += kr[i].y * qc[j].y;
+                        pd[i][j] += vr[i].x * yc[j].x;
+                        pd[i][j] += vr[i].y * yc[j].y;
+                    }
+            }
+            K_UNROLL
+            for (int i = 0; i < K_ATT_RK; i++) {
+                if (i >= rk) break;
+                int key = k0 + ty + 16 * i;
+                K_UNROLL
+                for (int j = 0; j < K_ATT_RQ; j++) {
+                    if (j >= rq) break;
+                    int qi = tx + 16 * j, tq = q0 + qi;
+                    float pr = key <= tq && tq < p.T ? expf(sd[i][j] * p.scale - ls[qi]) : 0.0f;
+                    Ps[(ty + 16 * i) * ldp + qi] = k_att_op(pr, p.bf16);
+                    dSs[(ty + 16 * i) * ldp + qi] = k_att_op(pr * (pd[i][j] - Ds[qi]) * p.scale, p.bf16);
+                }
+            }
+            __syncwarp(K_FULL_MASK); /* P / dS rows are written and read by the same half warp */
+            for (int qi = 0; qi < bq; qi += 2) {
+                k_f2 pp[K_ATT_RK], dd[K_ATT_RK];
+                float y0[K_ATT_RD], y1[K_ATT_RD], x0[K_ATT_RD], x1[K_ATT_RD];
+                K_UNROLL
+                for (int i = 0; i < K_ATT_RK; i++) {
+                    pp[i] = i < rk ? k_ld2(Ps + (ty + 16 * i) * ldp + qi) : k_att_zero2();
+                    dd[i] = i < rk ? k_ld2(dSs + (ty + 16 * i) * ldp + qi) : k_att_zero2();
+                }
+                K_UNROLL
+                for (int c = 0; c < K_ATT_RD; c++) {
+                    y0[c] = c < nd ? dYs[qi * ldh + tx + 16 * c] : 0.0f;
+                    y1[c] = c < nd ? dYs[(qi + 1) * ldh + tx + 16 * c] : 0.0f;
+                    x0[c] = c < nd ? Qs[qi * ldh + tx + 16 * c] : 0.0f;
+                    x1[c] = c < nd ? Qs[(qi + 1) * ldh + tx + 16 * c] : 0.0f;
+                }
+                K_UNROLL
+                for (int i = 0; i < K_ATT_RK; i++)
+                    K_UNROLL
+                    for (int c = 0; c < K_ATT_RD; c++) {
+                        acc_dv[i][c] += pp[i].x * y0[c];
+                        acc_dv[i][c] += pp[i].y * y1[c];
+                        acc_dk[i][c] += dd[i].x * x0[c];
+                        acc_dk[i][c] += dd[i].y * x1[c];
+                    }
             }
         }
     }
-    if (key < p.T) {
+    K_UNROLL
+    for (int i = 0; i < K_ATT_RK; i++) {
+        int key = k0 + ty + 16 * i;
+        if (i >= rk || key >= p.T) break;
         float *dkr = p.dk + (rowb + key) * p.lddk + (size_t)g * HD;
         float *dvr = p.dv + (rowb + key) * p.lddv + (size_t)g * HD;
         K_UNROLL
-        for (int j = 0; j < K_ATT_MAX_HD / 4; j++)
-            if (j < nd) {
-                dkr[sub + 4 * j] = acc_dk[j];
-                dvr[sub + 4 * j] = acc_dv[j];
+        for (int c = 0; c < K_ATT_RD; c++)
+            if (c < nd) {
+                dkr[tx + 16 * c] = acc_dk[i][c];
+                dvr[tx + 16 * c] = acc_dv[i][c];
             }
     }
 }
@@ -285,16 +459,19 @@ enum { K_ATT_FWD, K_ATT_DQ, K_ATT_DKV };
 
 /* Dynamic shared floats of a SIMT kernel for tiles (bq query rows, bk key rows). */
 static size_t k_att_simt_floats(int kind, int bq, int bk, int HD) {
-    size_t h1 = (size_t)HD + 1;
-    if (kind == K_ATT_FWD) return (bq + 2 * (size_t)bk) * h1 + (size_t)bq * (bk + 1);
-    if (kind == K_ATT_DQ) return (2 * (size_t)bq + 2 * (size_t)bk) * h1 + (size_t)bq * (bk + 1);
-    return (2 * (size_t)bk + 2 * (size_t)bq) * h1 + 2 * (size_t)bk * (bq + 1) + 2 * (size_t)bq;
+    size_t h1 = (size_t)k_att_ldh(HD);
+    if (kind == K_ATT_FWD) return (bq + 2 * (size_t)bk) * h1 + (size_t)bq * (bk + 2);
+    if (kind == K_ATT_DQ) return (2 * (size_t)bq + 2 * (size_t)bk) * h1 + (size_t)bq * (bk + 2);
+    return (2 * (size_t)bk + 2 * (size_t)bq) * h1 + 2 * (size_t)bk * (bq + 2) + 2 * (size_t)bq;
 }
 
 /* The largest SIMT tiles whose shared memory fits 48 KiB (HD <= 64: 64x32 forward, 32x32
- * backward; up to K_ATT_MAX_HD: 16x16). Sets p->bq, p->bk; returns the shared bytes. */
+ * backward; up to K_ATT_MAX_HD: 16x16). Sets p->bq, p->bk, p->ldh; returns the shared bytes.
+ * Every candidate is a multiple of 16 within K_ATT_MAX_BQ x K_ATT_MAX_BK (the register
+ * blocking's limits); 16x16 fits at HD = K_ATT_MAX_HD. */
 static size_t k_att_simt_tiles(int kind, k_attention_params *p) {
-    static const int cand[][2] = {{64, 32}, {32, 32}, {32, 16}, {16, 16}, {8, 8}};
+    static const int cand[][2] = {{64, 32}, {32, 32}, {32, 16}, {16, 16}};
+    p->ldh = k_att_ldh(p->HD);
     for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++) {
         size_t bytes = k_att_simt_floats(kind, cand[i][0], cand[i][1], p->HD) * sizeof(float);
         if (bytes <= K_ATT_SHMEM) {
@@ -337,7 +514,8 @@ static void k_attention_forward_launch(cudaStream_t s, int bf16, float *y, int l
                 K_ATT_MMA_THREADS, 0, s, p);
     } else {
         size_t shm = k_att_simt_tiles(K_ATT_FWD, &p);
-        KLAUNCH(k_attention_forward_simt, KDIM3(K_CEIL_DIV(T, p.bq), B * NH, 1), 4 * p.bq, shm, s, p);
+        KLAUNCH(k_attention_forward_simt, KDIM3(K_CEIL_DIV(T, p.bq), B * NH, 1), K_ATT_SIMT_THREADS, shm, s,
+                p);
     }
     K_CHECK_LAUNCH();
 }
@@ -371,10 +549,12 @@ static void k_attention_backward_launch(cudaStream_t s, int bf16, float *dq, int
         return;
     }
     size_t shm = k_att_simt_tiles(K_ATT_DKV, &p);
-    KLAUNCH(k_attention_backward_dkv_simt, KDIM3(K_CEIL_DIV(T, p.bk), B * KV, 1), 4 * p.bk, shm, s, p);
+    KLAUNCH(k_attention_backward_dkv_simt, KDIM3(K_CEIL_DIV(T, p.bk), B * KV, 1), K_ATT_SIMT_THREADS, shm, s,
+            p);
     K_CHECK_LAUNCH();
     shm = k_att_simt_tiles(K_ATT_DQ, &p);
-    KLAUNCH(k_attention_backward_dq_simt, KDIM3(K_CEIL_DIV(T, p.bq), B * NH, 1), 4 * p.bq, shm, s, p);
+    KLAUNCH(k_attention_backward_dq_simt, KDIM3(K_CEIL_DIV(T, p.bq), B * NH, 1), K_ATT_SIMT_THREADS, shm, s,
+            p);
     K_CHECK_LAUNCH();
 }
 

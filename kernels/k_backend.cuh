@@ -5,7 +5,7 @@
  * tests exercise the very launch code, grid shapes and GEMM mappings the GPU runs.
  *
  * Ownership: kb_ctx holds the stream, the cuBLAS handle and two fixed device buffers (sumsq
- * partials, column-sum partials); kb_ctx_init/kb_ctx_free create and destroy them. The slots never allocate (scratch
+ * partials, also normalize_batched's; column-sum partials); kb_ctx_init/kb_ctx_free create and destroy them. The slots never allocate (scratch
  * for attention comes from the caller, as backend.h requires).
  * Memory slots: alloc is cudaMalloc + zero fill (backend.h promises zeroed memory), copies are
  * stream-ordered cudaMemcpyAsync; copy_to_host and sumsq synchronise the stream because they
@@ -37,11 +37,12 @@
 #include "kernels/k_sumsq.cuh"
 #include "kernels/k_adam_update.cuh"
 #include "kernels/k_fake_quant_rows.cuh"
+#include "kernels/k_normalize_batched.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
     cublasHandle_t blas;
-    double *partials;      /* device [K_SUMSQ_MAX_BLOCKS] */
+    double *partials;      /* device [K_SUMSQ_MAX_BLOCKS]: sumsq and normalize_batched partials */
     double *partials_host; /* pinned host copy */
     float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_colsum.cuh), q_gain
                             * partials (k_qk_norm_rope.cuh); stream order keeps users apart */
@@ -300,6 +301,13 @@ static void kb_fake_quant_rows(const cad_backend *be, float *out, const float *w
     k_fake_quant_rows_launch(kb_of(be)->stream, out, w, rows, cols, bits);
 }
 
+/* The partials buffer of kb_sumsq, in stream order; nothing comes back to the host. */
+static void kb_normalize_batched(const cad_backend *be, float *x, size_t n, long long stride, int batch,
+                                 double eps, double *sumsq) {
+    kb_ctx *c = kb_of(be);
+    k_normalize_batched_launch(c->stream, c->partials, x, n, stride, batch, eps, sumsq);
+}
+
 /* Fill every slot (assignments, not designated initialisers: nvcc compiles this as C++17). */
 static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     memset(be, 0, sizeof *be);
@@ -341,6 +349,7 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->sumsq = kb_sumsq;
     be->adam_update = kb_adam_update;
     be->fake_quant_rows = kb_fake_quant_rows;
+    be->normalize_batched = kb_normalize_batched;
 }
 
 #endif

@@ -136,13 +136,16 @@ static __device__ __forceinline__ double k_block_sum_d(double v, double *sh) {
 }
 
 /* ---- vector helpers: 128-bit loads/stores and bf16 rounding ----------------------------------
- * k_f4 is CUDA's float4 (16-byte aligned, so nvcc emits one LDG.128/STG.128) and a struct of the
+ * k_f4 is CUDA's float4 (16-byte aligned, so nvcc emits one LDG.128/STG.128; k_f2 likewise float2,
+ * 8-byte aligned) and a struct of the
  * same layout under the emulator, where the accesses go through memcpy (no strict-aliasing
  * games in gcc). Only for 16-byte aligned addresses: launchers test k_aligned16() on every
  * pointer (and that row lengths keep later rows aligned) and fall back to the scalar loop
  * otherwise; the element order and the per-element formula are the scalar ones, so both paths
  * give the same bits. */
 #ifdef __CUDACC__
+typedef float2 k_f2; /* 64-bit shared loads (SIMT attention) */
+static __device__ __forceinline__ k_f2 k_ld2(const float *p) { return *(const float2 *)p; }
 typedef float4 k_f4;
 static __device__ __forceinline__ k_f4 k_ld4(const float *p) { return *(const float4 *)p; }
 static __device__ __forceinline__ void k_st4(float *p, k_f4 v) { *(float4 *)p = v; }
@@ -152,6 +155,15 @@ static __device__ __forceinline__ void k_st_bf16x4(unsigned short *p, unsigned l
     *(uint2 *)p = make_uint2(lo, hi);
 }
 #else
+typedef struct k_f2 {
+    _Alignas(8) float x;
+    float y;
+} k_f2;
+static inline k_f2 k_ld2(const float *p) {
+    k_f2 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 typedef struct k_f4 {
     _Alignas(16) float x;
     float y, z, w;

@@ -776,6 +776,44 @@ static void test_fake_quant_rows(void) {
     }
 }
 
+/* normalize_batched is, per matrix, exactly sumsq then scale by (float)(1 / (sqrt(s) + eps)) (the
+ * CPU Muon path must keep its bits): compared bit for bit with those two slots, the sums also
+ * against a plain double sum, the gaps between matrices untouched, then the empty case. */
+static void test_normalize_batched(void) {
+    const size_t n = 70001; /* past cpu_sumsq's threading threshold: the partitioned sum */
+    const int batch = 3, gap = 5;
+    const long long stride = (long long)n + gap;
+    size_t tot = (size_t)stride * batch;
+    float *x = randn(tot, 1.0f), *want = tensor(tot);
+    double *sq = (double *)be->alloc(be, (size_t)batch * sizeof(double));
+    for (int b = 0; b < batch; b++) /* different norms per matrix: a mixed-up factor shows */
+        for (size_t i = 0; i < n; i++) x[(size_t)b * stride + i] *= (float)(b + 1);
+    memcpy(want, x, tot * sizeof(float));
+    double plain[3];
+    for (int b = 0; b < batch; b++) {
+        float *wb = want + (size_t)b * stride;
+        plain[b] = 0.0;
+        for (size_t i = 0; i < n; i++) plain[b] += (double)wb[i] * wb[i];
+        double s = be->sumsq(be, wb, n);
+        be->scale(be, n, (float)(1.0 / (sqrt(s) + 1e-7)), wb);
+    }
+    be->normalize_batched(be, x, n, stride, batch, 1e-7, sq);
+    int bad = 0;
+    for (size_t i = 0; i < tot; i++) bad += memcmp(&x[i], &want[i], sizeof(float)) != 0;
+    CHECK_MSG(bad == 0, "%d of %zu values differ from sumsq + scale per matrix", bad, tot);
+    for (int b = 0; b < batch; b++) {
+        CHECK_NEAR(sq[b], plain[b], 0.0, 1e-12); /* double accumulation: only the order differs */
+        double norm = 0.0; /* unit Frobenius norm up to eps and the fp32 factor */
+        for (size_t i = 0; i < n; i++) norm += (double)x[(size_t)b * stride + i] * x[(size_t)b * stride + i];
+        CHECK_NEAR(sqrt(norm), 1.0, 0.0, 1e-6);
+    }
+    /* n = 0: sums written as 0, nothing read or scaled */
+    sq[0] = sq[1] = NAN;
+    be->normalize_batched(be, x, 0, 0, 2, 1e-7, sq);
+    CHECK(sq[0] == 0.0 && sq[1] == 0.0);
+    release(x), release(want), release(sq);
+}
+
 int main(void) {
     be = cad_backend_cpu();
     RUN(test_matmul);
@@ -795,5 +833,6 @@ int main(void) {
     RUN(test_sumsq);
     RUN(test_adam_update);
     RUN(test_fake_quant_rows);
+    RUN(test_normalize_batched);
     return check_report();
 }

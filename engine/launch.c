@@ -106,7 +106,7 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         if (o->on_start) o->on_start(o->ud, started, (int)pid);
     }
     /* wait; the first failure stops the rest */
-    int left = started, stopping = rc != CAD_OK;
+    int left = started, stopping = rc != CAD_OK, cause_by_signal = 0;
     double kill_at = 0;
     if (stopping) {
         for (int r = 0; r < started; r++) kill(pids[r], SIGTERM);
@@ -131,10 +131,17 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         done[r] = 1;
         left--;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
-        if (!stopping) {
+        /* The cause is named: a rank killed by a signal the launcher does not send (SIGKILL
+         * from outside, SIGSEGV) outranks ranks that exited 1 because their collective saw a
+         * peer die, whichever of them the kernel reported first. */
+        int outside = WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM && !cause_by_signal;
+        if (!stopping || outside) {
             char what[128];
             describe(what, sizeof what, r, (int)pid, status);
             rc = cad_fail(e, CAD_ECHILD, "%s; stopping the other ranks", what);
+            cause_by_signal |= outside;
+        }
+        if (!stopping) {
             stopping = 1;
             for (int q = 0; q < started; q++)
                 if (!done[q]) kill(pids[q], SIGTERM);

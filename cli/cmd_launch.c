@@ -80,12 +80,13 @@ const cli_command cmd_launch_def = {
     .name = "launch",
     .fn = cmd_launch,
     .summary = "run `caddie train` data parallel: N ranks on this machine (torchrun's role)",
-    .synopsis = (const char *const[]){"--nproc N [--grace S] train CONFIG.yaml [--set KEY=VALUE]...", NULL},
+    .synopsis = (const char *const[]){"--nproc N [--grace S] train CONFIG.yaml [TRAIN-ARGS]...", NULL},
     .description =
         "Starts N copies of `caddie train ...` with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE\n"
         "and the shared memory their collective uses (CADDIE_COLL_SHM); on CUDA each rank gets one\n"
         "GPU through CUDA_VISIBLE_DEVICES (rank r: the r-th of the launcher's list, or GPU r when it\n"
         "is unset). Waits for all; when one rank fails the others are stopped and launch exits 1\n"
-        "naming it. Prints \"launch: rank R pid P\" per rank on stderr; rank 0 prints the log.\n",
+        "naming it. Prints \"launch: rank R pid P\" per rank on stderr; rank 0 prints the log.\n"
+        "TRAIN-ARGS are `caddie train`'s own (--set KEY=VALUE ...), passed to every rank.\n",
     .opts = launch_opts,
 };

@@ -115,6 +115,7 @@ int cli_parse_double(const char *s, double lo, double hi, double *out);
 extern const cli_command cmd_help_def, cmd_version_def;                 /* cli/cmd_help.c */
 extern const cli_command cmd_data_def, cmd_tokenizer_def;               /* cli/cmd_data.c */
 extern const cli_command cmd_train_def, cmd_eval_def;                   /* cli/cmd_train.c */
+extern const cli_command cmd_launch_def;                                /* cli/cmd_launch.c */
 extern const cli_command cmd_gpu_def;                                   /* cli/cmd_gpu.c */
 extern const cli_command cmd_bench_def;                                 /* cli/cmd_bench.c */
 extern const cli_command cmd_sweep_def;                                 /* cli/cmd_sweep.c */

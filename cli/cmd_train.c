@@ -5,6 +5,7 @@
  * Not here: anything the engine does (engine/train.c).
  */
 #include "cli/cli.h"
+#include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/train.h"
 
@@ -76,9 +77,19 @@ static int cmd_train(int argc, char **argv) {
         cad_config_free(&cfg);
         return 0;
     }
+    /* RANK / WORLD_SIZE from `caddie launch` (absent: one rank) */
+    cad_coll *coll = NULL;
+    rc = cad_coll_open_env(&coll, &e);
+    if (rc) {
+        cad_config_free(&cfg);
+        return cli_fail("train", "%s", e.msg);
+    }
     cad_train_sink sink = {stdout, stderr};
-    rc = cad_train_run(&cfg, &sink, &e);
+    rc = cad_train_run_dp(&cfg, &sink, coll, &e);
+    int rank = cad_coll_rank(coll), world = cad_coll_world(coll);
+    cad_coll_free(coll);
     cad_config_free(&cfg);
+    if (rc && world > 1) return cli_fail("train", "rank %d: %s", rank, e.msg);
     if (rc) return cli_fail("train", "%s", e.msg);
     return 0;
 }
@@ -94,7 +105,9 @@ const cli_command cmd_train_def = {
         "int8+zlib artifact and scores its round trip. stdout has train_gpt.py's log lines (also\n"
         "RUN_DIR/log.txt); a progress line with tokens/s and ETA goes to stderr. Writes RUN_DIR\n"
         "(default runs/<run_id>): config.yaml log.txt metrics.jsonl code_files.txt\n"
-        "final_model.int8.ptz [checkpoint.bin] and, only on success, result.json.\n",
+        "final_model.int8.ptz [checkpoint.bin] and, only on success, result.json.\n"
+        "Data parallel: run it through `caddie launch --nproc N train CONFIG.yaml`, which sets\n"
+        "RANK/WORLD_SIZE/LOCAL_RANK for each rank; only rank 0 prints and writes RUN_DIR.\n",
     .opts = train_opts,
 };
 

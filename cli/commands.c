@@ -17,6 +17,7 @@ const cli_command *const cli_commands[] = {
     &cmd_tokenizer_def,
     &cmd_train_def,
     &cmd_eval_def,
+    &cmd_launch_def,
     &cmd_sweep_def,
     &cmd_run_def,
     &cmd_status_def,

@@ -20,12 +20,13 @@ int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_
     double t0 = now_ms();
     memset(r, 0, sizeof *r);
     const int L = spec->seq_len;
-    long local_batch_tokens = spec->val_batch_size / spec->grad_accum_steps;
+    int world = spec->world > 0 ? spec->world : 1;
+    long local_batch_tokens = spec->val_batch_size / ((long)world * spec->grad_accum_steps);
     if (local_batch_tokens < L)
         return cad_fail(e, CAD_ECONFIG,
                         "VAL_BATCH_SIZE must provide at least one sequence per rank; got "
-                        "val_batch_size=%ld, grad_accum_steps=%d, train_seq_len=%d",
-                        spec->val_batch_size, spec->grad_accum_steps, L);
+                        "val_batch_size=%ld, world_size=%d, grad_accum_steps=%d, train_seq_len=%d",
+                        spec->val_batch_size, world, spec->grad_accum_steps, L);
     long local_batch_seqs = local_batch_tokens / L;
     long total_seqs = (n_tokens - 1) / L;
     if (spec->val_max_tokens > 0 && spec->val_max_tokens / L < total_seqs) {
@@ -37,8 +38,9 @@ int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_
     if (L > m->cfg.max_seq_len)
         return cad_fail(e, CAD_ECONFIG, "train_seq_len %d exceeds the model's planned %d", L, m->cfg.max_seq_len);
     double loss_sum = 0, token_count = 0, byte_count = 0;
-    for (long bs = 0; bs < total_seqs; bs += local_batch_seqs) {
-        long be_ = bs + local_batch_seqs < total_seqs ? bs + local_batch_seqs : total_seqs;
+    long seq_start = total_seqs * spec->rank / world, seq_end = total_seqs * (spec->rank + 1) / world;
+    for (long bs = seq_start; bs < seq_end; bs += local_batch_seqs) {
+        long be_ = bs + local_batch_seqs < seq_end ? bs + local_batch_seqs : seq_end;
         for (long cs = bs; cs < be_; cs += chunk_max) {
             long ce = cs + chunk_max < be_ ? cs + chunk_max : be_;
             int B = (int)(ce - cs);
@@ -66,6 +68,10 @@ int cad_eval_val(cad_model *m, const uint16_t *tokens, long n_tokens, const cad_
     r->token_count = token_count;
     r->byte_count = byte_count;
     r->val_loss = loss_sum / token_count;
+    if (world > 1) { /* this rank's share only: the caller reduces the sums and finishes */
+        r->eval_ms = now_ms() - t0;
+        return CAD_OK;
+    }
     if (byte_count <= 0)
         return cad_fail(e, CAD_ENUMERIC, "validation prefix has 0 bytes (all targets are control tokens)");
     r->val_bpb = r->val_loss / log(2.0) * (token_count / byte_count);

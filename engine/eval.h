@@ -35,6 +35,10 @@ typedef struct cad_eval_spec {
     long val_batch_size;   /* tokens per val batch over all micro-steps */
     int grad_accum_steps;  /* world 1: val batch = val_batch_size / grad_accum_steps */
     long val_max_tokens;   /* 0 = the whole split */
+    /* data parallel, as eval_val: rank evaluates windows [total*rank/world, total*(rank+1)/world)
+     * in batches of val_batch_size / (world * grad_accum_steps) tokens; the caller all-reduces
+     * the float64 sums (cad_eval_result_finish). world 0 means 1 (rank 0). */
+    int rank, world;
 } cad_eval_spec;
 
 /* Sliding-window evaluation (eval_stride S): windows of seq_len L start every S tokens; the

@@ -5,6 +5,8 @@
  */
 #include "engine/optim.h"
 
+#include "engine/collective.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -231,7 +233,9 @@ void cad_optim_free(cad_optim *o) {
         o->be->free(o->be, o->state);
         o->be->free(o->be, o->ns_scratch);
         o->be->free(o->be, o->row_scratch);
+        o->be->free(o->be, o->dp_upd);
     }
+    free(o->dp_off);
     free(o->params);
     free(o->muon_order);
     free(o->group_len);
@@ -263,8 +267,41 @@ double cad_optim_clip_grad_norm(cad_optim *o, double max_norm) {
     return total;
 }
 
-void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
+/* Data parallel: Muon member j (in muon_order) belongs to rank j % world; its update lives at
+ * dp_off[j] of dp_upd, the members of rank 0 first, then rank 1's, ..., so each rank's share is
+ * one contiguous segment for the all-gather. Planned on first use. */
+static int dp_plan(cad_optim *o, int world, cad_err *e) {
+    if (o->dp_world == world) return CAD_OK;
+    int placed = 0;
+    for (int g = 0; g < o->n_groups; g++) placed += o->group_len[g];
+    free(o->dp_off);
+    o->dp_off = calloc((size_t)placed + 1, sizeof *o->dp_off);
+    if (!o->dp_off) return cad_fail(e, CAD_ENOMEM, "optimizer: out of memory");
+    size_t total = 0;
+    for (int r = 0; r < world && r < CAD_COLL_MAX_WORLD; r++) {
+        o->dp_seg_off[r] = total;
+        for (int j = r; j < placed; j += world) {
+            o->dp_off[j] = total;
+            total += o->params[o->muon_order[j]].numel;
+        }
+        o->dp_seg_len[r] = total - o->dp_seg_off[r];
+    }
+    o->be->free(o->be, o->dp_upd);
+    o->dp_upd = total ? o->be->alloc(o->be, total * sizeof(float)) : NULL;
+    if (total && !o->dp_upd)
+        return cad_fail(e, CAD_ENOMEM, "optimizer: cannot allocate %zu bytes of sharded Muon updates", total * sizeof(float));
+    o->dp_world = world;
+    return CAD_OK;
+}
+
+/* cad_optim_step; with coll at world > 1 the Newton-Schulz work is shared out (optim.h). */
+static int optim_step(cad_optim *o, double lr_mul, double momentum, cad_coll *coll, cad_err *e) {
     const cad_backend *be = o->be;
+    int world = cad_coll_world(coll), rank = cad_coll_rank(coll);
+    if (world > 1) {
+        int rc = dp_plan(o, world, e);
+        if (rc) return rc;
+    }
     int any_adam = 0;
     for (int i = 0; i < o->n; i++) any_adam |= o->params[i].kind == CAD_OPT_ADAM;
     double bc1 = 1, bc2 = 1;
@@ -282,9 +319,13 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                         (float)bc2);
     }
     /* Muon, one shape group at a time: every member's Nesterov update is stacked in X, the
-     * group is orthogonalised as one batch, then each member takes its update. */
+     * group is orthogonalised as one batch, then each member takes its update. Sharded: every
+     * rank keeps every momentum buffer (so checkpoints hold them all) but stacks only its own
+     * members; their scaled updates go to dp_upd, and after the all-gather every rank applies
+     * all of them with the same operations as the unsharded step. */
     const int *group = o->muon_order;
-    for (int g = 0; g < o->n_groups; group += o->group_len[g], g++) {
+    int gfirst = 0; /* position of the group's first member in muon_order */
+    for (int g = 0; g < o->n_groups; gfirst += o->group_len[g], group += o->group_len[g], g++) {
         const cad_optim_param *p0 = &o->params[group[0]];
         int rows = p0->rows, cols = p0->cols, k = rows < cols ? rows : cols;
         size_t rc = p0->numel;
@@ -292,14 +333,20 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
         for (int first = 0; first < o->group_len[g]; first += bmax) {
             const int *member = group + first;
             int count = o->group_len[g] - first < bmax ? o->group_len[g] - first : bmax;
-            float *X = o->ns_scratch, *X2 = X + (size_t)count * rc, *A = X2 + (size_t)count * rc;
-            float *Bm = A + (size_t)count * k * k;
-            double *sq = (double *)(void *)(Bm + (size_t)count * k * k); /* count doubles */
+            int own[count > 0 ? count : 1], n_own = 0; /* batch positions this rank orthogonalises */
             for (int j = 0; j < count; j++) {
                 cad_optim_param *p = &o->params[member[j]];
-                float *u = X + (size_t)j * rc;
-                /* buf = μ buf + g; u = g + μ buf (Nesterov); u /= ‖u‖ + eps after the loop */
+                /* buf = μ buf + g */
                 be->axpby(be, rc, 1.0f, p->grad, (float)momentum, p->m);
+                if (world == 1 || (gfirst + first + j) % world == rank) own[n_own++] = j;
+            }
+            float *X = o->ns_scratch, *X2 = X + (size_t)n_own * rc, *A = X2 + (size_t)n_own * rc;
+            float *Bm = A + (size_t)n_own * k * k;
+            double *sq = (double *)(void *)(Bm + (size_t)n_own * k * k); /* n_own doubles */
+            for (int q = 0; q < n_own; q++) {
+                cad_optim_param *p = &o->params[member[own[q]]];
+                float *u = X + (size_t)q * rc;
+                /* u = g + μ buf (Nesterov); u /= ‖u‖ + eps after the loop */
                 be->copy(be, u, p->grad, rc * sizeof(float));
                 be->axpby(be, rc, (float)momentum, p->m, 1.0f, u);
                 /* MuonEq-R: rows to equal norm. rmsnorm scales each row to norm sqrt(cols)
@@ -307,20 +354,36 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
                  * below removes the common factor, so the result is the row-normalised update. */
                 if (o->hp.muon_row_norm) be->rmsnorm_forward(be, u, o->row_scratch, u, rows, cols, FLT_EPSILON);
             }
-            /* every member's u /= ‖u‖ + eps at once, the norms staying in backend memory: the
-             * step queues without waiting on the device (a host-read norm per matrix did) */
-            be->normalize_batched(be, X, rc, (long long)rc, count, 1e-7, sq);
-            float *R = ns_iterate(be, X, X2, A, Bm, rows, cols, count, o->hp.muon_backend_steps, o->hp.muon_ns);
+            /* every owned member's u /= ‖u‖ + eps at once, the norms staying in backend memory:
+             * the step queues without waiting on the device (a host-read norm per matrix did) */
+            float *R = X;
+            if (n_own) {
+                be->normalize_batched(be, X, rc, (long long)rc, n_own, 1e-7, sq);
+                R = ns_iterate(be, X, X2, A, Bm, rows, cols, n_own, o->hp.muon_backend_steps, o->hp.muon_ns);
+            }
             double ratio = (double)rows / (double)cols;
             double scale = sqrt(ratio > 1.0 ? ratio : 1.0);
-            for (int j = 0; j < count; j++) {
-                cad_optim_param *p = &o->params[member[j]];
-                float *upd = R + (size_t)j * rc;
+            for (int q = 0; q < n_own; q++) {
+                cad_optim_param *p = &o->params[member[own[q]]];
+                float *upd = R + (size_t)q * rc;
                 /* p -= lr √max(1,r/c) u; train_gpt.py scales g in place, then p.add_(g, alpha=-lr) */
                 if (scale != 1.0) be->scale(be, rc, (float)scale, upd);
+                if (world > 1) {
+                    be->copy(be, o->dp_upd + o->dp_off[gfirst + first + own[q]], upd, rc * sizeof(float));
+                    continue;
+                }
                 if (p->wd > 0) be->scale(be, rc, (float)(1.0 - p->base_lr * lr_mul * p->wd), p->data);
                 be->axpby(be, rc, (float)(-(p->base_lr * lr_mul)), upd, 1.0f, p->data);
             }
+        }
+    }
+    if (world > 1) {
+        int rc = cad_coll_allgather(coll, o->dp_upd, o->dp_seg_off, o->dp_seg_len, e);
+        if (rc) return rc;
+        for (int j = 0; j < gfirst; j++) {
+            cad_optim_param *p = &o->params[o->muon_order[j]];
+            if (p->wd > 0) be->scale(be, p->numel, (float)(1.0 - p->base_lr * lr_mul * p->wd), p->data);
+            be->axpby(be, p->numel, (float)(-(p->base_lr * lr_mul)), o->dp_upd + o->dp_off[j], 1.0f, p->data);
         }
     }
     if (o->hp.ema_decay > 0 && o->ema_inactive) { /* before ema_start_frac: track the weights */
@@ -329,6 +392,16 @@ void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
         float d = (float)o->hp.ema_decay;
         for (int i = 0; i < o->n; i++) be->axpby(be, o->params[i].numel, 1.0f - d, o->params[i].data, d, o->params[i].ema);
     }
+    return CAD_OK;
+}
+
+void cad_optim_step(cad_optim *o, double lr_mul, double momentum) {
+    /* world 1 never fails: no collective, no allocation */
+    optim_step(o, lr_mul, momentum, NULL, NULL);
+}
+
+int cad_optim_step_dp(cad_optim *o, double lr_mul, double momentum, cad_coll *coll, cad_err *e) {
+    return optim_step(o, lr_mul, momentum, coll, e);
 }
 
 void cad_optim_set_ema_active(cad_optim *o, int active) { o->ema_inactive = !active; }

@@ -22,6 +22,7 @@
 #define CADDIE_OPTIM_H
 
 #include "engine/backend.h"
+#include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/model.h"
 #include "engine/status.h"
@@ -84,6 +85,11 @@ typedef struct cad_optim {
     int *muon_order, *group_len;
     int max_rows, max_cols;
     int ema_inactive; /* 1 before ema_start_frac: ema = p after each step (cad_optim_set_ema_active) */
+    /* data parallel (cad_optim_step_dp): the all-gathered Muon updates, planned for dp_world */
+    int dp_world;
+    float *dp_upd;
+    size_t *dp_off;
+    size_t dp_seg_off[CAD_COLL_MAX_WORLD], dp_seg_len[CAD_COLL_MAX_WORLD];
 } cad_optim;
 
 /* Take ownership of nothing: copies the params array (name pointers must outlive o).
@@ -122,6 +128,14 @@ double cad_optim_clip_grad_norm(cad_optim *o, double max_norm);
 
 /* One step of every optimizer with lr = base_lr * lr_mul and Muon momentum `momentum`. */
 void cad_optim_step(cad_optim *o, double lr_mul, double momentum);
+
+/* The same step at data parallel world > 1 (gradients already averaged): as train_gpt.py's
+ * Muon, Muon member j (in shape-group order) is orthogonalised only by rank j % world, then an
+ * all-gather hands every rank every update, which all apply; Adam, the momentum buffers and
+ * the EMA update on every rank, so every rank's state stays whole. The result is the one
+ * cad_optim_step gives (bit-identical on the CPU backend: tests/unit/test_engine_dp.c). Fails
+ * only when the collective does (a peer died). */
+int cad_optim_step_dp(cad_optim *o, double lr_mul, double momentum, cad_coll *coll, cad_err *e);
 
 /* zeropower_via_newtonschulz5 on backend memory: out[rows,cols] = NS_steps(G / (‖G‖+1e-7)).
  * scratch must hold cad_muon_ns_scratch_floats(rows, cols) floats. G is not modified; out

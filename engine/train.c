@@ -12,6 +12,7 @@
 #include "engine/bpb_luts.h"
 #include "engine/buildinfo.h"
 #include "engine/checkpoint.h"
+#include "engine/collective.h"
 #include "engine/eval.h"
 #include "engine/ttt.h"
 #include "engine/export.h"
@@ -232,6 +233,8 @@ typedef struct session {
     int accum;
     long local_tokens;
     int qat_live; /* QAT switched on (qat_bits set and qat_start_frac reached) */
+    cad_coll *coll;   /* the other ranks (NULL: world 1) */
+    int rank, world;  /* only rank 0 writes the run dir and the sink */
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -336,6 +339,7 @@ static int session_close_logs(session *s, cad_err *e) {
     s->log = s->metrics = NULL;
     int rc = CAD_OK;
     for (int i = 0; i < 2; i++) {
+        if (!f[i]) continue; /* ranks other than 0 write no logs */
         int bad = ferror(f[i]);
         if ((fclose(f[i]) || bad) && rc == CAD_OK) rc = cad_fail(e, CAD_EIO, "%s/%s: write failed", s->run_dir, name[i]);
     }
@@ -345,6 +349,7 @@ static int session_close_logs(session *s, cad_err *e) {
 /* Tokenizer, LUTs, val split, model, host buffers: everything eval and train share. */
 static int session_setup(session *s, cad_config *c, cad_err *e) {
     s->c = c;
+    int rc0;
     if (strcmp(c->backend, "cuda") == 0) {
 #ifdef CADDIE_CUDA
         s->be = cad_backend_cuda(e);
@@ -355,8 +360,17 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     } else {
         s->be = cad_backend_cpu();
     }
-    s->accum = cad_config_grad_accum(c);
-    s->local_tokens = cad_config_local_tokens(c);
+    if (!s->coll) s->world = 1;
+    if (c->grad_accum_steps == 0 && 8 % s->world)
+        return cad_fail(e, CAD_ECONFIG, "WORLD_SIZE=%d must divide 8 (grad_accum_steps = 8 // world_size) or set "
+                        "grad_accum_steps", s->world);
+    s->accum = c->grad_accum_steps > 0 ? (int)c->grad_accum_steps : 8 / s->world;
+    s->local_tokens = cad_train_loader_local_tokens(c->train_batch_tokens, (int)c->train_seq_len, s->world, s->accum);
+    if (s->local_tokens <= 0)
+        return cad_fail(e, CAD_ECONFIG, "train_batch_tokens=%ld over world_size %d x grad_accum_steps %d is not a "
+                        "positive multiple of train_seq_len=%ld per micro-step", c->train_batch_tokens, s->world,
+                        s->accum, c->train_seq_len);
+    if (s->coll && (rc0 = cad_coll_attach_backend(s->coll, s->be, e))) return rc0;
     if (c->threads > 0) omp_set_num_threads((int)c->threads);
     s->be->set_threads(s->be, (int)c->threads);
     if (s->be->set_matmul_precision(s->be, strcmp(c->matmul_precision, "bf16") == 0 ? CAD_PREC_BF16 : CAD_PREC_FP32))
@@ -465,8 +479,44 @@ static void ttt_progress(void *ud, long chunk, long n_chunks, const double sums[
 }
 
 static cad_eval_spec eval_spec(const session *s) {
-    cad_eval_spec sp = {(int)cad_config_eval_seq_len(s->c), s->c->val_batch_size, s->accum, s->c->val_max_tokens};
+    cad_eval_spec sp = {(int)cad_config_eval_seq_len(s->c), s->c->val_batch_size, s->accum, s->c->val_max_tokens,
+                        s->rank, s->world};
     return sp;
+}
+
+/* Reduce a rank's float64 eval sums over all ranks, then finish the result from them. */
+static int eval_reduce(session *s, cad_eval_result *r, cad_err *e) {
+    if (s->world == 1) return CAD_OK;
+    double sums[3] = {r->loss_sum, r->token_count, r->byte_count};
+    int rc = cad_coll_allreduce_sum_f64(s->coll, sums, 3, e);
+    if (!rc) rc = cad_eval_result_finish(r, sums, e);
+    return rc;
+}
+
+/* eval_val over all ranks: each its share of the windows (eval.h), the sums all-reduced. */
+static int eval_val_dp(session *s, const cad_eval_spec *es, cad_eval_result *r, cad_err *e) {
+    double t0 = now_ms();
+    int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, es, s->x, s->y, r, e);
+    if (!rc) rc = eval_reduce(s, r, e);
+    r->eval_ms = now_ms() - t0;
+    return rc;
+}
+
+/* The sliding-window schedule over all ranks: rank r scores windows [n*r/world, n*(r+1)/world). */
+static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_eval_result *r, cad_err *e) {
+    if (s->world == 1) return cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, es, stride, s->x, s->y, r, e);
+    double t0 = now_ms();
+    memset(r, 0, sizeof *r);
+    long N, n_win;
+    int rc = cad_eval_sliding_plan(&s->m, s->n_val, es, stride, &N, &n_win, &r->partial, e);
+    double sums[3] = {0, 0, 0};
+    long k0 = n_win * s->rank / s->world, k1 = n_win * (s->rank + 1) / s->world;
+    if (!rc) rc = cad_eval_windows(&s->m, s->val, N, es->seq_len, stride, k0, k1, &s->luts, s->x, s->y, sums, e);
+    if (!rc) rc = cad_coll_allreduce_sum_f64(s->coll, sums, 3, e);
+    if (!rc) rc = cad_eval_result_finish(r, sums, e);
+    r->n_seqs = n_win;
+    r->eval_ms = now_ms() - t0;
+    return rc;
 }
 
 /* One optimizer step's gradients: accum micro-batches, grads scaled like (loss*grad_scale).backward(). */
@@ -492,6 +542,15 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
     /* backward accumulates gradients of each micro-batch's mean loss; grad_scale = 1/accum */
     if (s->accum > 1) s->be->scale(s->be, s->m.n_param_floats, 1.0f / (float)s->accum, s->m.grad_mem);
     *train_loss = acc / (float)s->accum;
+    if (s->world > 1) {
+        /* DDP's average: one flat all-reduce of the whole gradient arena, then the loss the log
+         * shows is the mean over ranks too (train_gpt.py logs rank 0's own) */
+        int rc = cad_coll_allreduce_mean(s->coll, s->m.grad_mem, s->m.n_param_floats, e);
+        double l = *train_loss;
+        if (!rc) rc = cad_coll_allreduce_sum_f64(s->coll, &l, 1, e);
+        if (rc) return rc;
+        *train_loss = (float)(l / s->world);
+    }
     return CAD_OK;
 }
 
@@ -576,6 +635,8 @@ static int train_open_run_dir(train_run *r, cad_err *e) {
     if (!c->run_id[0]) {
         char id[UUID_TEXT_MAX];
         make_uuid4(id, sizeof id);
+        int rc = cad_coll_broadcast(s->coll, id, sizeof id, 0, e); /* every rank names the same run */
+        if (rc) return rc;
         char *dup = strdup(id);
         if (!dup) return cad_fail(e, CAD_ENOMEM, "out of memory");
         free(c->run_id);
@@ -598,9 +659,17 @@ static int train_open_run_dir(train_run *r, cad_err *e) {
     }
     if (c->init_from[0] && access(c->init_from, R_OK))
         return cad_fail(e, CAD_EIO, "init_from '%s': %s", c->init_from, strerror(errno));
-    if ((rc = cad_mkdir_p(s->run_dir, e))) return rc;
     path_join(r->ckpt_path, sizeof r->ckpt_path, s->run_dir, "checkpoint.bin");
     r->resuming = c->resume && access(r->ckpt_path, R_OK) == 0;
+    if (s->rank != 0) { /* rank 0's view of the checkpoint decides; only rank 0 writes files */
+        int32_t resuming = 0;
+        rc = cad_coll_broadcast(s->coll, &resuming, sizeof resuming, 0, e);
+        r->resuming = resuming;
+        return rc;
+    }
+    int32_t resuming = r->resuming;
+    if ((rc = cad_coll_broadcast(s->coll, &resuming, sizeof resuming, 0, e))) return rc;
+    if ((rc = cad_mkdir_p(s->run_dir, e))) return rc;
     if ((rc = write_config_yaml(r, e))) return rc;
     write_code_listing(r, e);
     s->log = open_in_run_dir(r, "log.txt", r->resuming ? "a" : "w");
@@ -630,7 +699,7 @@ static void train_print_header(train_run *r) {
     size_t n_params = 0;
     for (int i = 0; i < s->m.n_params; i++) n_params += (size_t)s->m.params[i].numel;
     log0(s, "model_params:%zu", n_params);
-    log0(s, "world_size:1 grad_accum_steps:%d", s->accum);
+    log0(s, "world_size:%d grad_accum_steps:%d", s->world, s->accum);
     log0(s, "backend:%s threads:%d matmul_precision:%s", s->be->name, omp_get_max_threads(), c->matmul_precision);
     log0(s, "attention_mode:gqa num_heads:%ld num_kv_heads:%ld", c->num_heads, c->num_kv_heads);
     if (c->eval_seq_len > 0) log0(s, "eval_seq_len:%ld train_seq_len:%ld", c->eval_seq_len, c->train_seq_len);
@@ -700,7 +769,8 @@ static int train_warmup(train_run *r, cad_err *e) {
         float loss;
         int rc = train_micro_steps(s, &loss, e);
         if (rc) return rc;
-        cad_optim_step(&s->o, 1.0, c->muon_momentum); /* the groups' initial lr and momentum */
+        /* the groups' initial lr and momentum */
+        if ((rc = cad_optim_step_dp(&s->o, 1.0, c->muon_momentum, s->coll, e))) return rc;
         cad_model_zero_grad(&s->m);
         if (c->warmup_steps <= 20 || (ws + 1) % 10 == 0 || ws + 1 == c->warmup_steps)
             log0(s, "warmup_step:%ld/%ld", ws + 1, c->warmup_steps);
@@ -710,7 +780,7 @@ static int train_warmup(train_run *r, cad_err *e) {
     cad_model_zero_grad(&s->m);
     cad_train_loader_close(&s->L);
     s->have_loader = 0;
-    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e);
+    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
     if (rc) return rc;
     s->have_loader = 1;
     return CAD_OK;
@@ -722,7 +792,7 @@ static int train_validate(train_run *r, cad_err *e) {
     const cad_config *c = s->c;
     r->training_time_ms += now_ms() - r->t0;
     cad_eval_result er;
-    int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &r->es, s->x, s->y, &er, e);
+    int rc = eval_val_dp(s, &r->es, &er, e);
     if (rc) return rc;
     log0(s, "step:%ld/%ld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", r->step, c->iterations,
          er.val_loss, er.val_bpb, r->training_time_ms, r->training_time_ms / (double)(r->step > 1 ? r->step : 1));
@@ -766,6 +836,9 @@ static int train_step(train_run *r, cad_err *e) {
     session *s = &r->s;
     const cad_config *c = s->c;
     double elapsed_ms = r->training_time_ms + (now_ms() - r->t0);
+    /* under a wallclock cap the schedule reads the clock: rank 0's, so every rank takes the same lr */
+    int rc0 = r->max_wallclock_ms > 0 ? cad_coll_broadcast(s->coll, &elapsed_ms, sizeof elapsed_ms, 0, e) : CAD_OK;
+    if (rc0) return rc0;
     double scale = cad_lr_mul(c, r->step, elapsed_ms);
     double frac = cad_train_frac(c, r->step, elapsed_ms);
     if (c->ema_decay > 0 && c->ema_start_frac > 0) { /* the average tracks the weights until then */
@@ -793,10 +866,12 @@ static int train_step(train_run *r, cad_err *e) {
         return cad_fail(e, CAD_ENUMERIC, "train_loss is %f at step %ld (diverged)", (double)train_loss, r->step + 1);
     double momentum = cad_muon_momentum_at(c, r->step);
     if (c->grad_clip_norm > 0) cad_optim_clip_grad_norm(&s->o, c->grad_clip_norm);
-    cad_optim_step(&s->o, scale, momentum);
+    if ((rc = cad_optim_step_dp(&s->o, scale, momentum, s->coll, e))) return rc;
     cad_model_zero_grad(&s->m);
     r->step++;
     double approx_ms = r->training_time_ms + (now_ms() - r->t0);
+    /* rank 0's clock decides the cap for all (train_gpt.py all-reduces its reached_cap flag) */
+    if (r->max_wallclock_ms > 0 && (rc = cad_coll_broadcast(s->coll, &approx_ms, sizeof approx_ms, 0, e))) return rc;
     if (c->train_log_every > 0 &&
         (r->step <= 10 || r->step % c->train_log_every == 0 || r->stop_after_step >= 0))
         train_log_step(r, train_loss, scale, approx_ms);
@@ -808,6 +883,7 @@ static int train_step(train_run *r, cad_err *e) {
 /* checkpoint.bin for resume=1; its time is not train time. */
 static int train_checkpoint(train_run *r, cad_err *e) {
     session *s = &r->s;
+    if (s->rank != 0) return CAD_OK; /* every rank holds the same state; rank 0 saves it */
     double tc = now_ms();
     cad_checkpoint_meta meta;
     ckpt_meta_fill(s, &meta);
@@ -859,7 +935,7 @@ static int train_finish_weights(train_run *r, cad_err *e) {
     if (c->ema_decay > 0) {
         cad_optim_load_ema(&s->o);
         cad_eval_result er;
-        int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &r->es, s->x, s->y, &er, e);
+        int rc = eval_val_dp(s, &r->es, &er, e);
         if (rc) return rc;
         log0(s, "ema:applied decay:%g val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", c->ema_decay, er.val_loss,
              er.val_bpb, er.eval_ms);
@@ -975,7 +1051,7 @@ static int train_score_sliding(train_run *r, cad_err *e) {
     session *s = &r->s;
     const cad_config *c = s->c;
     cad_eval_result sw;
-    int rc = cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, &r->es, (int)c->eval_stride, s->x, s->y, &sw, e);
+    int rc = eval_sliding_dp(s, &r->es, (int)c->eval_stride, &sw, e);
     if (rc) return rc;
     log0(s, "final_sliding_window_eval stride:%ld val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", c->eval_stride,
          sw.val_loss, sw.val_bpb, sw.eval_ms);
@@ -1018,7 +1094,7 @@ static int train_final_eval(train_run *r, cad_err *e) {
     if (rc) return rc;
     params_from_host(s);
     cad_eval_result *er = &r->score;
-    if ((rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &r->es, s->x, s->y, er, e))) return rc;
+    if ((rc = eval_val_dp(s, &r->es, er, e))) return rc;
     const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));
     log0(s, "final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", zname, er->val_loss, er->val_bpb,
          er->eval_ms);
@@ -1097,12 +1173,19 @@ static int train_write_result(train_run *r, cad_err *e) {
 }
 
 int cad_train_run(cad_config *c, const cad_train_sink *sink, cad_err *e) {
+    return cad_train_run_dp(c, sink, NULL, e);
+}
+
+int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, cad_err *e) {
     train_run *r = calloc(1, sizeof *r);
     if (!r) return cad_fail(e, CAD_ENOMEM, "out of memory");
     session *s = &r->s;
     s->c = c;
-    s->out = sink ? sink->log : NULL;
-    s->progress = sink ? sink->progress : NULL;
+    s->coll = coll;
+    s->rank = cad_coll_rank(coll);
+    s->world = cad_coll_world(coll);
+    s->out = sink && s->rank == 0 ? sink->log : NULL;
+    s->progress = sink && s->rank == 0 ? sink->progress : NULL;
     s->t_wall0 = now_ms();
     r->stop_after_step = -1;
     r->prequant_loss = r->prequant_bpb = NAN;
@@ -1115,7 +1198,7 @@ int cad_train_run(cad_config *c, const cad_train_sink *sink, cad_err *e) {
     if (!rc) rc = optim_setup(s, e);
     if (!rc) {
         train_print_header(r);
-        rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, 0, 1, e);
+        rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
         s->have_loader = rc == CAD_OK;
     }
     if (!rc && c->recur_start_frac > 0) cad_model_set_recurrence(&s->m, 0); /* plain until the start fraction */
@@ -1124,10 +1207,14 @@ int cad_train_run(cad_config *c, const cad_train_sink *sink, cad_err *e) {
     r->es = eval_spec(s);
     if (!rc) rc = train_loop(r, e);
     if (!rc) rc = train_finish_weights(r, e);
-    if (!rc) rc = train_export(r, e);
+    /* rank 0 writes the artifact; the others wait for it, then every rank scores its share of
+     * the round trip */
+    if (!rc && s->rank == 0) rc = train_export(r, e);
+    if (!rc) rc = cad_coll_barrier(s->coll, e);
     if (!rc) rc = train_final_eval(r, e);
     if (!rc) rc = session_close_logs(s, e);
-    if (!rc) rc = train_write_result(r, e);
+    if (!rc && s->rank == 0) rc = train_write_result(r, e);
+    if (rc) cad_coll_abort(s->coll, e->msg); /* peers waiting on this rank fail now, naming why */
     session_free(s);
     free(r);
     return rc;

@@ -16,6 +16,7 @@
 #ifndef CADDIE_TRAIN_H
 #define CADDIE_TRAIN_H
 
+#include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/status.h"
 
@@ -31,6 +32,14 @@ typedef struct cad_train_sink {
 /* Train as configured (c must be validated). Writes only c->run_dir (created if needed) and
  * the sink's streams (sink may be NULL). */
 int cad_train_run(cad_config *c, const cad_train_sink *sink, cad_err *e);
+
+/* The same as one rank of a data-parallel run over coll (NULL: world 1): the rank's span of
+ * every batch (grad_accum_steps = 8 / world unless set), gradients averaged over ranks every
+ * step, the Muon work shared out (cad_optim_step_dp), validation and the sliding window split
+ * over ranks and reduced, rank 0's clock deciding the wallclock cap. Only rank 0 writes run_dir
+ * and the sink; a rank with no run_id set takes rank 0's. On failure, tells the peers
+ * (cad_coll_abort). */
+int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, cad_err *e);
 
 /* Evaluate weights (a .safetensors with train_gpt.py names) on the val split as configured.
  * With roundtrip, also quantize to int8+zlib in memory-backed temp files and evaluate that.

@@ -103,6 +103,19 @@ extern "C" void cad_cuda_dp_allreduce_mean(const cad_backend *be, float *buf, si
     NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat32, ncclAvg, dp_comm, kb_of(be)->stream));
 }
 
+extern "C" void cad_cuda_dp_broadcast(const cad_backend *be, float *buf, size_t n, int root) {
+    if (!dp_ready || n == 0) return;
+    NCCL_CHECK(ncclBroadcast(buf, buf, n, ncclFloat32, root, dp_comm, kb_of(be)->stream));
+}
+
+/* From the collective's watchdog thread when a peer died: NCCL kernels waiting for it end (and
+ * the next NCCL call fails, aborting this rank) instead of hanging. */
+extern "C" void cad_cuda_dp_abort(void) {
+    if (!dp_ready) return;
+    dp_ready = 0;
+    ncclCommAbort(dp_comm);
+}
+
 extern "C" void cad_cuda_dp_free(void) {
     if (!dp_ready) return;
     NCCL_CHECK(ncclCommDestroy(dp_comm));

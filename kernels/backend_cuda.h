@@ -34,6 +34,11 @@ int cad_cuda_dp_unique_id(char hex[CAD_NCCL_ID_HEX_CHARS + 1], cad_err *e);
 int cad_cuda_dp_init(const cad_backend *be, int rank, int world, const char *hex, cad_err *e);
 /* In place on backend memory, queued on the backend's stream: buf = mean over ranks of buf. */
 void cad_cuda_dp_allreduce_mean(const cad_backend *be, float *buf, size_t n);
+/* In place on backend memory, queued on the stream: buf = root's buf (the sharded Muon's
+ * all-gather, one owner at a time). */
+void cad_cuda_dp_broadcast(const cad_backend *be, float *buf, size_t n, int root);
+/* ncclCommAbort, safe from another thread (engine/collective.c's peer watchdog). */
+void cad_cuda_dp_abort(void);
 void cad_cuda_dp_free(void);
 
 #ifdef __cplusplus

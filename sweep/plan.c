@@ -324,7 +324,8 @@ static char *render(const char *tmpl, render_ctx *rc, cad_err *e) {
     return buf;
 }
 
-/* caddie engine: the resolved config with this run's id and dir, launched as `caddie train`. */
+/* caddie engine: the resolved config with this run's id and dir, launched as `caddie train`
+ * (through `caddie launch --nproc N` for devices: N > 1). */
 static int finalize_caddie_run(const plan_ctx *pc, cad_plan_run *r, run_priv *pv, cad_err *e) {
     char *buf = NULL;
     size_t blen = 0;
@@ -344,7 +345,9 @@ static int finalize_caddie_run(const plan_ctx *pc, cad_plan_run *r, run_priv *pv
     if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
     char cfg_path[PATH_MAX + 16];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.yaml", r->run_dir);
-    fputs("{\"argv\":[\"caddie\",\"train\",", f);
+    /* more than one device: one rank per device, started (and stopped together) by launch */
+    if (pc->s->devices > 1) fprintf(f, "{\"argv\":[\"caddie\",\"launch\",\"--nproc\",\"%d\",\"train\",", pc->s->devices);
+    else fputs("{\"argv\":[\"caddie\",\"train\",", f);
     cad_json_write_string(f, cfg_path);
     fputs("],\"env\":{},\"cwd\":", f);
     cad_json_write_string(f, pc->cwd);

@@ -765,12 +765,7 @@ static int parse_limits(vctx *v, const yt_node *root, cad_err *e) {
     if ((n = yt_map_get(root, "devices"))) {
         if ((rc = want_long(v, n, "devices", 1, 64, &x, e))) return rc;
         s->devices = (int)x;
-        /* Reserving 8 GPUs for a process that trains on one would waste 7 for the whole run. */
-        if (s->engine == CAD_ENGINE_CADDIE && x > 1)
-            return yt_fail(e, CAD_ECONFIG, v->d, n,
-                           "'devices: %ld' with engine caddie: caddie's engine trains on one device "
-                           "(no data parallel yet); use devices: 1, or engine: command with torchrun "
-                           "for multi-GPU runs", x);
+        /* engine caddie: devices N runs N data-parallel ranks (`caddie launch`, sweep/plan.c) */
     }
     s->timeout_s = CAD_SWEEP_DEFAULT_TIMEOUT_S;
     if ((n = yt_map_get(root, "timeout")) && (rc = parse_timeout(v, n, &s->timeout_s, e))) return rc;

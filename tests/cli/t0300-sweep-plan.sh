@@ -84,9 +84,10 @@ cat >wide_caddie.yaml <<'Y'
 name: wide_caddie
 devices: 8
 Y
-test_expect_success 'the caddie engine refuses devices > 1 (it would hold 7 idle GPUs)' '
-    test_must_fail 1 caddie sweep plan wide_caddie.yaml --db none.db 2>err &&
-    test_grep "^wide_caddie.yaml:2:10: .devices: 8. with engine caddie: caddie.s engine trains on one device" err
+test_expect_success 'the caddie engine plans devices > 1 (data parallel ranks through caddie launch)' '
+    caddie sweep plan wide_caddie.yaml --devices 8 --db none.db >out 2>err &&
+    test_must_fail 1 caddie sweep plan wide_caddie.yaml --devices 4 --db none.db 2>err &&
+    test_grep "needs 8 devices but only 4" err
 '
 test_expect_success 'a run needing more devices than --devices is an error' '
     test_must_fail 1 caddie sweep plan wide.yaml --devices 4 --db none.db 2>err &&

@@ -56,7 +56,7 @@ static void check_eval(const char *fixture) {
         CHECK_MSG(cad_model_init(&m, &mc, cad_backend_cpu(), 1, &e) == CAD_OK, "%s", e.msg);
         CHECK(load_params(&m, &f, "") == 0);
         int32_t *x = malloc((size_t)mbs * T * 4), *y = malloc((size_t)mbs * T * 4);
-        cad_eval_spec sp = {T, (long)pf_scalar(&f, "val.batch_tokens"), 1, 0};
+        cad_eval_spec sp = {T, (long)pf_scalar(&f, "val.batch_tokens"), 1, 0, 0, 1};
         cad_eval_result r;
         CHECK_MSG(cad_eval_val(&m, tok, n, &l, &sp, x, y, &r, &e) == CAD_OK, "%s", e.msg);
         /* fp32 forward vs torch fp32 (different summation orders): per-token NLL agree to ~1e-6
@@ -103,7 +103,7 @@ static void test_bundled_val_split_independent(void) {
     if (bundled_tiny_model(&m, 4, T, 4242)) { bundled_val_close(&bv); return; }
     int32_t *x = malloc(4 * (size_t)T * 4), *y = malloc(4 * (size_t)T * 4);
     long windows = 40; /* a prefix keeps the test fast under ASan */
-    cad_eval_spec sp = {T, 8 * 4 * T, 8, windows * T};
+    cad_eval_spec sp = {T, 8 * 4 * T, 8, windows * T, 0, 1};
     cad_eval_result r;
     CHECK_MSG(cad_eval_val(&m, tok, n, &l, &sp, x, y, &r, &e) == CAD_OK, "%s", e.msg);
     CHECK_EQ_INT(r.partial, 1);
@@ -136,12 +136,12 @@ static void test_bundled_val_split_independent(void) {
            loss / log(2.0) / bytes, r.byte_count, bytes, bos_targets);
 
     /* the whole-batch vs chunked grouping gives the same numbers */
-    cad_eval_spec sp2 = {T, 8 * T, 8, windows * T};
+    cad_eval_spec sp2 = {T, 8 * T, 8, windows * T, 0, 1};
     cad_eval_result r2;
     CHECK(cad_eval_val(&m, tok, n, &l, &sp2, x, y, &r2, &e) == CAD_OK);
     CHECK_NEAR(r2.val_loss, r.val_loss, 0, 1e-6);
     CHECK_NEAR(r2.byte_count, r.byte_count, 0, 0);
-    cad_eval_spec bad = {T, 4 * T, 8, 0}; /* val_batch_size / accum < seq_len */
+    cad_eval_spec bad = {T, 4 * T, 8, 0, 0, 1}; /* val_batch_size / accum < seq_len */
     CHECK(cad_eval_val(&m, tok, n, &l, &bad, x, y, &r2, &e) == CAD_ECONFIG);
     free(x), free(y);
     cad_model_free(&m);
@@ -172,7 +172,7 @@ static void test_sliding_window_eval(void) {
             }
     int32_t *x = malloc(4 * (size_t)L * 4), *y = malloc(4 * (size_t)L * 4);
     const long windows = 9, N = windows * L;
-    cad_eval_spec sp = {L, 8 * 4 * L, 8, N};
+    cad_eval_spec sp = {L, 8 * 4 * L, 8, N, 0, 1};
     cad_eval_result base, r;
     CHECK(cad_eval_val(&m, tok, n, &l, &sp, x, y, &base, &e) == CAD_OK);
     static const int strides[] = {32, 16, 12, 7, 1};

@@ -49,7 +49,7 @@ static void test_score_first_and_equivalences(void) {
     float *w0 = malloc(nf * 4);
     memcpy(w0, m.param_mem, nf * 4);
     int32_t *x = malloc(4 * (size_t)L * 4), *y = malloc(4 * (size_t)L * 4);
-    cad_eval_spec sp = {L, 8 * 4 * L, 8, 9 * L};
+    cad_eval_spec sp = {L, 8 * 4 * L, 8, 9 * L, 0, 1};
     cad_err e = {0};
     cad_eval_result plain, sw, r0, r1;
     CHECK(cad_eval_val(&m, tok, n_tok, &luts, &sp, x, y, &plain, &e) == CAD_OK);
@@ -94,7 +94,7 @@ static void test_sgd_step_is_minus_lr_grad(void) {
     float *w0 = malloc(nf * 4);
     memcpy(w0, m2.param_mem, nf * 4);
     /* 2 chunks of 3*L targets: chunk 0 trains (lr at cos(0) = full), chunk 1 is last */
-    cad_eval_spec sp = {L, 8 * 2 * L, 8, 6 * L};
+    cad_eval_spec sp = {L, 8 * 2 * L, 8, 6 * L, 0, 1};
     cad_ttt_spec ts = {L, 3 * L, 0.1, 0.0, 1, 3, 0.0};
     cad_eval_result r;
     CHECK_MSG(cad_eval_ttt(&m2, tok, n_tok, &luts, &sp, &ts, x, y, &r, NULL, NULL, &e) == CAD_OK, "%s", e.msg);
@@ -115,7 +115,7 @@ static void test_bad_specs(void) {
     cad_model m;
     if (tiny_model(&m, 2)) return;
     int32_t *x = malloc(2 * (size_t)L * 4), *y = malloc(2 * (size_t)L * 4);
-    cad_eval_spec sp = {L, 8 * 2 * L, 8, 4 * L};
+    cad_eval_spec sp = {L, 8 * 2 * L, 8, 4 * L, 0, 1};
     cad_eval_result r;
     cad_err e = {0};
     cad_ttt_spec small_chunk = {L, L - 1, 0.1, 0.9, 1, 2, 1.0}, no_batch = {L, 64, 0.1, 0.9, 1, 0, 1.0};

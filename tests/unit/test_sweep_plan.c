@@ -87,6 +87,20 @@ static void test_expand_grid_bundle_zip_seeds(void) {
     cad_sweep_spec_free(s);
 }
 
+/* devices: 2 with the caddie engine: two data-parallel ranks through `caddie launch` */
+static void test_caddie_devices_launch(void) {
+    cad_sweep_spec *s = load("name: dp\ndevices: 2\ngrid:\n  qk_gain_init: [1.5]\n");
+    if (!s) return;
+    cad_plan p;
+    cad_err e;
+    cad_plan_opts o = {runs_dir()};
+    CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
+    CHECK(p.n == 1 && strstr(p.runs[0].launch_json, "{\"argv\":[\"caddie\",\"launch\",\"--nproc\",\"2\",\"train\",") ==
+                          p.runs[0].launch_json);
+    cad_plan_free(&p);
+    cad_sweep_spec_free(s);
+}
+
 static void test_canonical_numbers_and_duplicates(void) {
     cad_sweep_spec *s = load("name: d\ngrid:\n  qk_gain_init: [1.5, 1.50, 0.1]\n");
     if (!s) return;
@@ -347,6 +361,7 @@ static void test_identity_ignores_keys_at_default(void) {
 int main(void) {
     RUN(test_expand_grid_bundle_zip_seeds);
     RUN(test_identity_ignores_keys_at_default);
+    RUN(test_caddie_devices_launch);
     RUN(test_canonical_numbers_and_duplicates);
     RUN(test_invalid_combination_names_run);
     RUN(test_dedup_against_db);

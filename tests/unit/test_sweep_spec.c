@@ -37,9 +37,6 @@ static void test_top_level_errors(void) {
     ERR("name: x\nengine: torch\n", "2:9", "unknown engine 'torch'");
     ERR("name: x\ndevices: 0\n", "2:10", "'devices' must be in [1, 64], got 0");
     ERR("name: x\ndevices: two\n", "2:10", "'devices' must be an integer, got 'two'");
-    ERR("name: x\ndevices: 8\n", "2:10",
-        "'devices: 8' with engine caddie: caddie's engine trains on one device (no data parallel yet); "
-        "use devices: 1, or engine: command with torchrun for multi-GPU runs");
     ERR("name: x\ntimeout: soon\n", "2:10", "'timeout' must be a positive number");
     ERR("name: x\nretries: -1\n", "2:10", "'retries' must be in [0, 100]");
     /* finite text, infinite seconds: once accepted and written as "timeout_s":Inf into run.json */

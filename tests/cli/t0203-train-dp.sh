@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# t0203 — data-parallel `caddie train` through `caddie launch` on the bundled sample (CPU ranks,
+# the shared-memory collective): two ranks train one run (rank 0 alone prints and writes the
+# run dir), a rank killed with SIGKILL takes the whole launch down within seconds (no hang),
+# WORLD_SIZE without launch is refused, and the runner starts a `devices: 2` caddie run with
+# `--cpu-slots 2` through launch.
+. "$CADDIE_SRC/tests/cli/lib.sh"
+. "$CADDIE_SRC/tests/cli/runner_lib.sh"
+
+S=$CADDIE_SRC/data/sample
+if ! [ -f "$S/fineweb10B_sp1024/fineweb_val_000000.bin" ]; then
+    test_skip 'data parallel train' 'no sample shards (make sample)'
+    test_done
+    exit
+fi
+cat >micro.yaml <<EOF2
+data_path: $S/fineweb10B_sp1024
+tokenizer_path: $S/fineweb_1024_bpe.model
+vocab_size: 1024
+num_layers: 2
+model_dim: 32
+num_heads: 2
+num_kv_heads: 1
+mlp_mult: 2
+train_seq_len: 64
+train_batch_tokens: 512
+grad_accum_steps: 0
+iterations: 6
+warmdown_iters: 2
+warmup_steps: 0
+max_wallclock_seconds: 0
+val_loss_every: 3
+train_log_every: 1
+val_batch_size: 2048
+val_max_tokens: 1024
+threads: 1
+EOF2
+
+test_expect_success 'launch --nproc 2: one run, rank 0 prints and writes it, world_size:2 x accum 4' '
+    timeout 300 "$CADDIE" launch --nproc 2 train micro.yaml --set run_dir=dp --set run_id=dp >out 2>err &&
+    test_grep "^launch: rank 0 pid [0-9]+$" err && test_grep "^launch: rank 1 pid [0-9]+$" err &&
+    test_grep "^world_size:2 grad_accum_steps:4$" dp/log.txt &&
+    test_cmp out dp/log.txt &&
+    test "$(grep -c "^step:6/6 val_loss:" out)" = 1 &&
+    test -f dp/result.json && test -f dp/final_model.int8.ptz &&
+    ! ls /dev/shm | grep -q "^caddie-coll-"
+'
+test_expect_success 'WORLD_SIZE=2 without launch is refused with the way to start ranks' '
+    test_must_fail env WORLD_SIZE=2 RANK=0 "$CADDIE" train micro.yaml --set run_dir=nolaunch 2>err &&
+    test_grep "caddie launch --nproc 2" err
+'
+test_expect_success 'launch needs --nproc and a train command' '
+    test_must_fail 2 caddie launch train micro.yaml 2>err && test_grep "nproc" err &&
+    test_must_fail 2 caddie launch --nproc 2 eval micro.yaml 2>err && test_grep "only .train." err
+'
+test_expect_success 'kill -9 of rank 1: launch and every rank exit non-zero within seconds' '
+    (timeout 300 "$CADDIE" launch --nproc 2 --grace 2 train micro.yaml --set run_dir=killed \
+        --set iterations=100000 --set val_loss_every=0 >kout 2>kerr; echo $? >krc) &
+    for i in $(seq 600); do grep -q "^step:2/" killed/log.txt 2>/dev/null && break; sleep 0.1; done &&
+    test_grep "^step:2/" killed/log.txt &&
+    r0=$(sed -n "s/^launch: rank 0 pid //p" kerr) && r1=$(sed -n "s/^launch: rank 1 pid //p" kerr) &&
+    kill -9 "$r1" &&
+    for i in $(seq 150); do test -f krc && break; sleep 0.1; done &&
+    test -f krc && test "$(cat krc)" = 1 &&
+    test_grep "rank 1 \(pid $r1\) killed by signal 9" kerr &&
+    ! kill -0 "$r0" 2>/dev/null && ! test -f killed/result.json
+'
+cat >dp2.yaml <<EOF2
+name: dp2
+engine: caddie
+base: micro.yaml
+devices: 2
+grid:
+  qk_gain_init: [1.5]
+timeout: 5m
+EOF2
+test_expect_success 'the runner starts a devices: 2 caddie run through launch on 2 cpu slots' '
+    caddie sweep add dp2.yaml >/dev/null &&
+    run_fast --cpu-slots 2 >run.out 2>&1 &&
+    test "$(n_sweep dp2 done)" = 1 &&
+    id=$(sweep_col dp2 run_id) && dir=$(run_col "$id" run_dir) &&
+    test_grep "^world_size:2 grad_accum_steps:4$" "$dir/log.txt" &&
+    test_grep "^launch: rank 1 pid" "$dir/console.txt"
+'
+test_done

@@ -157,30 +157,42 @@ static void ck_report(ck *c, cad_opcheck_result *r) {
     if (c->fn) c->fn(r, c->ud);
 }
 
-static void ck_compare(ck *c, const char *op, const char *tensor, tpair t) {
-    cad_opcheck_result r;
-    memset(&r, 0, sizeof r);
-    r.op = op;
-    r.tensor = tensor;
-    snprintf(r.shape, sizeof r.shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
+/* Both sides of t on the host with their guard words (*hr, *hd: malloc'd, freed by the caller),
+ * r started for op/tensor and its guard hits counted; -1 (already reported as a failure) when
+ * memory is short or t holds fewer than min_n floats. */
+static int ck_fetch(ck *c, cad_opcheck_result *r, const char *op, const char *tensor, tpair t, size_t min_n,
+                    float **hr_out, float **hd_out) {
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    r->tensor = tensor;
+    snprintf(r->shape, sizeof r->shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
     size_t tot = t.n + 2 * GUARD;
     float *hr = malloc(tot * sizeof *hr), *hd = malloc(tot * sizeof *hd);
-    if (!hr || !hd || !t.r || !t.d) {
+    if (!hr || !hd || !t.r || !t.d || t.n < min_n) {
         free(hr);
         free(hd);
-        r.tensor = "allocation failed";
-        r.nmse = INFINITY;
-        ck_report(c, &r);
-        return;
+        r->tensor = "allocation failed";
+        r->nmse = INFINITY;
+        ck_report(c, r);
+        return -1;
     }
     c->ref->copy_to_host(c->ref, hr, t.r - GUARD, tot * sizeof *hr);
     c->dut->copy_to_host(c->dut, hd, t.d - GUARD, tot * sizeof *hd);
     for (size_t i = 0; i < GUARD; i++) {
-        r.guard_hits += hd[i] != GUARD_VAL;
-        r.guard_hits += hd[GUARD + t.n + i] != GUARD_VAL;
-        r.guard_hits += hr[i] != GUARD_VAL; /* the reference must not overflow either */
-        r.guard_hits += hr[GUARD + t.n + i] != GUARD_VAL;
+        r->guard_hits += hd[i] != GUARD_VAL;
+        r->guard_hits += hd[GUARD + t.n + i] != GUARD_VAL;
+        r->guard_hits += hr[i] != GUARD_VAL; /* the reference must not overflow either */
+        r->guard_hits += hr[GUARD + t.n + i] != GUARD_VAL;
     }
+    *hr_out = hr;
+    *hd_out = hd;
+    return 0;
+}
+
+static void ck_compare(ck *c, const char *op, const char *tensor, tpair t) {
+    cad_opcheck_result r;
+    float *hr, *hd;
+    if (ck_fetch(c, &r, op, tensor, t, 0, &hr, &hd)) return;
     double err = 0.0, ref2 = 0.0;
     for (size_t i = GUARD; i < GUARD + t.n; i++) {
         int a = ck_class(hd[i]), b = ck_class(hr[i]);
@@ -619,28 +631,8 @@ static void check_fake_quant_rows(ck *c, int rows, int cols, int bits) {
  * then the values compared as doubles with the NMSE bound, one report for the whole array. */
 static void ck_compare_doubles(ck *c, const char *op, const char *tensor, tpair t, int count) {
     cad_opcheck_result r;
-    memset(&r, 0, sizeof r);
-    r.op = op;
-    r.tensor = tensor;
-    snprintf(r.shape, sizeof r.shape, "%s%s", c->shape, c->bf16 ? " (bf16 operands)" : "");
-    size_t tot = t.n + 2 * GUARD;
-    float *hr = malloc(tot * sizeof *hr), *hd = malloc(tot * sizeof *hd);
-    if (!hr || !hd || !t.r || !t.d || t.n < 2 * (size_t)count) {
-        free(hr);
-        free(hd);
-        r.tensor = "allocation failed";
-        r.nmse = INFINITY;
-        ck_report(c, &r);
-        return;
-    }
-    c->ref->copy_to_host(c->ref, hr, t.r - GUARD, tot * sizeof *hr);
-    c->dut->copy_to_host(c->dut, hd, t.d - GUARD, tot * sizeof *hd);
-    for (size_t i = 0; i < GUARD; i++) {
-        r.guard_hits += hd[i] != GUARD_VAL;
-        r.guard_hits += hd[GUARD + t.n + i] != GUARD_VAL;
-        r.guard_hits += hr[i] != GUARD_VAL;
-        r.guard_hits += hr[GUARD + t.n + i] != GUARD_VAL;
-    }
+    float *hr, *hd;
+    if (ck_fetch(c, &r, op, tensor, t, 2 * (size_t)count, &hr, &hd)) return;
     double err = 0.0, ref2 = 0.0;
     for (int i = 0; i < count; i++) {
         double a, b;

@@ -107,7 +107,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, quant_sdclip_embed_k, "0.0", "SDClip for tok_emb/lm_head rows (records: 20 at int8); 0 = off") \
     X(STR, artifact_compressor, "zlib", "artifact compression: zlib (level 9, train_gpt.py), zstd (level 22), lzma (xz preset 9e) or brotli (quality 11)") \
     /* compression and artifact (QAT, GPTQ, compressors) */                                     \
-    X(STR, code_compress, "none", "counted code shipped packed as the records do: none, lzma or zlib (+base85 exec stub)") \
+    X(STR, code_compress, "none", "counted code shipped packed as the records do: none, lzma or zlib (+base85 exec wrapper)") \
     X(STR, qat_bits, "0", "QAT (STE): fake-quantise the block matrices in training forwards and export them at 8, 6, 5, 4, 3 or 2 bits or ternary (BitNet b1.58); 0 = off") \
     X(FLOAT, qat_start_frac, "0.0", "switch QAT on at this fraction of training (records' late QAT ~0.85); 1 = never (export at qat_bits only)") \
     X(STR, quant_method, "clip_search", "block-matrix codes: clip_search (round to nearest with the clip rule above) or gptq (Hessian error feedback)") \

@@ -146,9 +146,9 @@ static size_t b85_encode(const unsigned char *src, size_t n, char *dst) {
     return o;
 }
 
-/* The records' self-extracting stubs around the base85 text; the string literal is safe
+/* The records' self-extracting wrappers around the base85 text; the string literal is safe
  * because the alphabet has neither '"' nor '\'. */
-static const char code_stub_tail[] = "\")))\n";
+static const char code_wrap_tail[] = "\")))\n";
 
 int cad_code_pack(const char *globs, const char *method, char **text, size_t *len, cad_err *e) {
     int comp = !strcmp(method, "lzma") ? CAD_COMPRESS_LZMA : !strcmp(method, "zlib") ? CAD_COMPRESS_ZLIB : -1;
@@ -184,15 +184,15 @@ int cad_code_pack(const char *globs, const char *method, char **text, size_t *le
     if (rc) return rc;
     char head[64];
     int hl = snprintf(head, sizeof head, "import %s,base64\nexec(%s.decompress(base64.b85decode(\"", method, method);
-    size_t cap = (size_t)hl + zlen + (zlen + 3) / 4 + sizeof code_stub_tail;
+    size_t cap = (size_t)hl + zlen + (zlen + 3) / 4 + sizeof code_wrap_tail;
     char *t = malloc(cap);
     if (!t) { free(z); return cad_fail(e, CAD_ENOMEM, "out of memory"); }
     memcpy(t, head, (size_t)hl);
     size_t o = (size_t)hl + b85_encode(z, zlen, t + hl);
-    memcpy(t + o, code_stub_tail, sizeof code_stub_tail); /* with its NUL, not counted */
+    memcpy(t + o, code_wrap_tail, sizeof code_wrap_tail); /* with its NUL, not counted */
     free(z);
     *text = t;
-    *len = o + sizeof code_stub_tail - 1;
+    *len = o + sizeof code_wrap_tail - 1;
     return CAD_OK;
 }
 

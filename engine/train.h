@@ -54,7 +54,7 @@ int cad_code_bytes(const char *globs, long *bytes, int *n_files, FILE *listing, 
 
 /* code_compress: the counted files (cad_code_bytes' order) concatenated, compressed with method
  * ("lzma": xz preset 9e, "zlib": level 9) and base85-encoded inside the records' one-line
- * self-extracting stub `import lzma,base64\nexec(lzma.decompress(base64.b85decode("...")))\n`;
+ * self-extracting wrapper `import lzma,base64\nexec(lzma.decompress(base64.b85decode("...")))\n`;
  * *text is malloc'd (NUL-terminated), *len its size: the code bytes such a submission counts. */
 int cad_code_pack(const char *globs, const char *method, char **text, size_t *len, cad_err *e);
 

@@ -236,6 +236,7 @@ extern "C" int cad_cuda_gemm_report(const cad_backend *cuda, cad_gemm_pick_fn fn
     const int N = 8192, C = 512, H = 1024, B = 2, T = 1024, NH = 8, KV = 4, HD = 64;
     size_t fl = (size_t)N * H * 2 + (size_t)4 * C * H * 2;
     float *buf = (float *)cuda->alloc(cuda, fl * sizeof(float) * 3);
+    cuda->set_matmul_precision(cuda, CAD_PREC_BF16); /* the larger scratch: packed operands */
     size_t sbytes = cuda->attention_scratch_bytes(cuda, B, T, NH, KV, HD);
     void *scratch = sbytes ? cuda->alloc(cuda, sbytes) : NULL;
     float *lse = (float *)cuda->alloc(cuda, (size_t)B * NH * T * sizeof(float));
@@ -296,7 +297,8 @@ extern "C" int cad_cuda_gemm_report(const cad_backend *cuda, cad_gemm_pick_fn fn
     }
     cuda->set_matmul_precision(cuda, CAD_PREC_FP32);
     unsub(sh);
-    dlclose(h);
+    /* libcupti stays loaded: it keeps hooks in the driver after cuptiUnsubscribe, and unmapping
+     * it made the next CUDA call crash on an H200 (selftest segfault, 2026-12-04) */
     cuda->free(cuda, buf);
     cuda->free(cuda, scratch);
     cuda->free(cuda, lse);

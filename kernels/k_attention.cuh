@@ -56,6 +56,10 @@ typedef struct k_attention_params {
     int ldh;    /* SIMT: row stride of the [rows][HD] shared tiles, k_att_ldh(HD) */
     int bf16;   /* SIMT: round product operands to bf16 */
     float scale;
+    /* tensor-core path: the operands packed by k_att_pack (row layout p*, transposed t*) and
+     * the padded length Tp (k_attention_mma.cuh) */
+    const unsigned *pq, *pk, *pv, *pdy, *tq, *tk, *tv, *tdy;
+    int Tp;
 } k_attention_params;
 
 /* Row stride of a shared tile of width w (even): w + 2 or w + 4, whichever makes stride / 2 odd,
@@ -487,9 +491,53 @@ static size_t k_att_simt_tiles(int kind, k_attention_params *p) {
 /* The tensor-core kernels serve bf16 precision at HD = 64; everything else runs SIMT. */
 static int k_att_use_mma(int bf16, int HD) { return bf16 && HD == K_ATT_MMA_HD; }
 
-/* Scratch: D = rowsum(dy * y), [B,NH,T] floats (the backward's only global intermediate). */
-static size_t k_attention_scratch_bytes(int B, int T, int NH) {
-    return (size_t)B * NH * T * sizeof(float);
+/* Scratch: D = rowsum(dy * y), [B,NH,T] floats, and on the tensor-core path the packed bf16
+ * operands (k_att_pack): q and dy as rows and transposed ([B*NH][Tp][64] each), k as rows and
+ * transposed, v as rows (the backward) or transposed (the forward) ([B*KV][Tp][64] each), every
+ * array 256-byte aligned. The baseline micro-batch (B=64, T=1024, 8/4 heads): 2 MiB of D plus
+ * 4 x 64 + 3 x 32 MiB of packs. */
+typedef struct k_att_scratch {
+    float *D;
+    unsigned *pq, *tq, *pdy, *tdy, *pk, *tk, *pv, *tv;
+    size_t bytes;
+} k_att_scratch;
+
+static size_t k_att_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Carves the scratch (base may be NULL to only size it). The forward's transposed v shares the
+ * backward's row-v array: the two never run in one call. */
+static k_att_scratch k_att_scratch_layout(void *base, int B, int T, int NH, int KV, int mma) {
+    k_att_scratch sc;
+    memset(&sc, 0, sizeof sc);
+    char *at = (char *)base;
+    size_t off = k_att_align256((size_t)B * NH * T * sizeof(float));
+    sc.D = (float *)base;
+    if (mma) {
+        size_t Tp = (size_t)K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
+        size_t nq = k_att_align256((size_t)B * NH * Tp * K_ATT_MMA_HD * 2);
+        size_t nk = k_att_align256((size_t)B * KV * Tp * K_ATT_MMA_HD * 2);
+        unsigned **qs[4] = {&sc.pq, &sc.tq, &sc.pdy, &sc.tdy}, **ks[3] = {&sc.pk, &sc.tk, &sc.pv};
+        for (int i = 0; i < 4; i++, off += nq) *qs[i] = base ? (unsigned *)(at + off) : NULL;
+        for (int i = 0; i < 3; i++, off += nk) *ks[i] = base ? (unsigned *)(at + off) : NULL;
+        sc.tv = sc.pv;
+    }
+    sc.bytes = off;
+    return sc;
+}
+
+static size_t k_attention_scratch_bytes(int B, int T, int NH, int KV, int mma) {
+    return k_att_scratch_layout(NULL, B, T, NH, KV, mma).bytes;
+}
+
+/* Pack one operand (k_att_pack) for the tensor-core kernels. */
+static void k_att_pack_launch(cudaStream_t s, const float *src, int ld, int B, int H, int T,
+                              unsigned *row, unsigned *tr) {
+    k_att_pack_params pp;
+    pp.src = src, pp.ld = ld, pp.H = H, pp.T = T;
+    pp.Tp = K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
+    pp.row = row, pp.tr = tr;
+    KLAUNCH(k_att_pack, KDIM3(pp.Tp / K_ATT_MMA_TILE, B * H, 1), 256, 0, s, pp);
+    K_CHECK_LAUNCH();
 }
 
 static void k_att_check_shapes(int B, int T, int NH, int KV, int HD) {
@@ -500,7 +548,7 @@ static void k_att_check_shapes(int B, int T, int NH, int KV, int HD) {
 static void k_attention_forward_launch(cudaStream_t s, int bf16, float *y, int ldy, float *lse,
                                        const float *q, int ldq, const float *k, int ldk,
                                        const float *v, int ldv, int B, int T, int NH, int KV,
-                                       int HD, float scale) {
+                                       int HD, float scale, void *scratch, size_t scratch_bytes) {
     if (B <= 0 || T <= 0) return;
     k_att_check_shapes(B, T, NH, KV, HD);
     k_attention_params p;
@@ -510,6 +558,13 @@ static void k_attention_forward_launch(cudaStream_t s, int bf16, float *y, int l
     p.B = B, p.T = T, p.NH = NH, p.KV = KV, p.HD = HD, p.group = NH / KV;
     p.bf16 = bf16, p.scale = scale;
     if (k_att_use_mma(bf16, HD)) {
+        K_ASSERT(scratch_bytes >= k_attention_scratch_bytes(B, T, NH, KV, 1));
+        k_att_scratch sc = k_att_scratch_layout(scratch, B, T, NH, KV, 1);
+        k_att_pack_launch(s, q, ldq, B, NH, T, sc.pq, NULL);
+        k_att_pack_launch(s, k, ldk, B, KV, T, sc.pk, NULL);
+        k_att_pack_launch(s, v, ldv, B, KV, T, NULL, sc.tv);
+        p.pq = sc.pq, p.pk = sc.pk, p.tv = sc.tv;
+        p.Tp = K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
         KLAUNCH(k_attention_forward_mma, KDIM3(K_CEIL_DIV(T, K_ATT_MMA_TILE), B * NH, 1),
                 K_ATT_MMA_THREADS, 0, s, p);
     } else {
@@ -528,7 +583,8 @@ static void k_attention_backward_launch(cudaStream_t s, int bf16, float *dq, int
                                         void *scratch, size_t scratch_bytes) {
     if (B <= 0 || T <= 0) return;
     k_att_check_shapes(B, T, NH, KV, HD);
-    K_ASSERT(scratch_bytes >= k_attention_scratch_bytes(B, T, NH));
+    int mma = k_att_use_mma(bf16, HD);
+    K_ASSERT(scratch_bytes >= k_attention_scratch_bytes(B, T, NH, KV, mma));
     k_attention_params p;
     memset(&p, 0, sizeof p);
     p.lse = (float *)lse, p.dq = dq, p.dk = dk, p.dv = dv, p.D = (float *)scratch;
@@ -540,7 +596,14 @@ static void k_attention_backward_launch(cudaStream_t s, int bf16, float *dq, int
     size_t rows = (size_t)B * T * NH;
     KLAUNCH(k_attention_backward_dot, (long long)K_CEIL_DIV(rows, 8), 256, 0, s, p);
     K_CHECK_LAUNCH();
-    if (k_att_use_mma(bf16, HD)) {
+    if (mma) {
+        k_att_scratch sc = k_att_scratch_layout(scratch, B, T, NH, KV, 1);
+        k_att_pack_launch(s, q, ldq, B, NH, T, sc.pq, sc.tq);
+        k_att_pack_launch(s, dy, lddy, B, NH, T, sc.pdy, sc.tdy);
+        k_att_pack_launch(s, k, ldk, B, KV, T, sc.pk, sc.tk);
+        k_att_pack_launch(s, v, ldv, B, KV, T, sc.pv, NULL);
+        p.pq = sc.pq, p.tq = sc.tq, p.pdy = sc.pdy, p.tdy = sc.tdy, p.pk = sc.pk, p.tk = sc.tk, p.pv = sc.pv;
+        p.Tp = K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
         int tiles = K_CEIL_DIV(T, K_ATT_MMA_TILE);
         KLAUNCH(k_attention_backward_dkv_mma, KDIM3(tiles, B * KV, 1), K_ATT_MMA_THREADS, 0, s, p);
         K_CHECK_LAUNCH();

@@ -28,45 +28,70 @@
 #define K_ATT_MMA_THREADS 128
 #define K_ATT_MMA_LDW 36 /* words per shared row: 32 bf16 pairs + 4 pad */
 
-/* Rows [r0, r0+64) x columns [col, col+64) of a strided matrix as bf16 pairs, row layout. */
-static __device__ __forceinline__ void k_att_mma_rows(unsigned *dst, const float *src, int ld,
-                                                      size_t rowb, int col, int r0, int T) {
+/* ---- packing: the operands rounded to bf16 once per call, in tile-friendly layouts ---------
+ * k_att_pack reads one head's [T, 64] slice of a strided fp32 matrix (column offset h*64 in the
+ * row of token b*T+t) and writes it rounded to bf16 (RNE, the CPU reference's rule) as words of
+ * two bf16, zero-padded to Tp = T rounded up to the tile:
+ *   row layout        [B*H][Tp][32 words]   (word w of row t: columns 2w, 2w+1)
+ *   transposed layout [B*H][64][Tp/2 words] (word j of row d: tokens 2j, 2j+1 of column d)
+ * so every tile the mma kernels stage is 64 rows of 128 contiguous bytes: 16-byte copies, no
+ * conversion and no bounds checks in the inner loops, and the zero padding makes keys and
+ * queries past T contribute nothing (zero q/k rows, zero dy rows). The rounding is the one the
+ * tile loaders used to do, so the results are bit-identical to rounding at load. */
+typedef struct k_att_pack_params {
+    const float *src;
+    int ld, H, T, Tp;
+    unsigned *row, *tr; /* either may be NULL */
+} k_att_pack_params;
+
+/* grid (Tp/64, B*H), 256 threads: one 64-token x 64-column tile through shared memory. */
+__global__ void k_att_pack(k_att_pack_params p) {
+    __shared__ float tile[K_ATT_MMA_TILE][K_ATT_MMA_HD + 1];
+    int bh = blockIdx.y, b = bh / p.H, h = bh % p.H, r0 = blockIdx.x * K_ATT_MMA_TILE;
+    for (int i = threadIdx.x; i < K_ATT_MMA_TILE * K_ATT_MMA_HD; i += blockDim.x) {
+        int r = i / K_ATT_MMA_HD, d = i % K_ATT_MMA_HD, t = r0 + r;
+        tile[r][d] = t < p.T ? p.src[((size_t)b * p.T + t) * p.ld + (size_t)h * K_ATT_MMA_HD + d] : 0.0f;
+    }
+    __syncthreads();
     for (int i = threadIdx.x; i < K_ATT_MMA_TILE * 32; i += blockDim.x) {
         int r = i / 32, w = i % 32;
-        float a = 0.0f, c = 0.0f;
-        if (r0 + r < T) {
-            const float *x = src + (rowb + r0 + r) * ld + col + 2 * w;
-            a = x[0], c = x[1];
-        }
-        dst[r * K_ATT_MMA_LDW + w] = k_bf16_pack(a, c);
+        if (p.row) p.row[((size_t)bh * p.Tp + r0 + r) * 32 + w] = k_bf16_pack(tile[r][2 * w], tile[r][2 * w + 1]);
+        if (p.tr)
+            p.tr[((size_t)bh * K_ATT_MMA_HD + r) * (p.Tp / 2) + r0 / 2 + w] =
+                k_bf16_pack(tile[2 * w][r], tile[2 * w + 1][r]); /* here r is the column d */
     }
 }
+EMU_KERNEL(k_att_pack, k_att_pack_params)
 
-/* The same block transposed: word (d, j) holds rows 2j and 2j+1 of column d. */
-static __device__ __forceinline__ void k_att_mma_cols(unsigned *dst, const float *src, int ld,
-                                                      size_t rowb, int col, int r0, int T) {
-    for (int i = threadIdx.x; i < K_ATT_MMA_HD * 32; i += blockDim.x) {
-        int d = i % K_ATT_MMA_HD, j = i / K_ATT_MMA_HD, t = r0 + 2 * j;
-        float a = t < T ? src[(rowb + t) * ld + col + d] : 0.0f;
-        float c = t + 1 < T ? src[(rowb + t + 1) * ld + col + d] : 0.0f;
-        dst[d * K_ATT_MMA_LDW + j] = k_bf16_pack(a, c);
+/* Stage 64 rows x 32 words (row stride `stride` words in global, K_ATT_MMA_LDW in shared) with
+ * 16-byte copies: 512 of them, 4 per thread. Both layouts are 16-byte aligned: tiles start at
+ * multiples of 64 tokens and the shared row (36 words) is 9 x 16 bytes. */
+static __device__ __forceinline__ void k_att_mma_fill(unsigned *dst, const unsigned *src, size_t stride) {
+    for (int i = threadIdx.x; i < K_ATT_MMA_TILE * 8; i += blockDim.x) {
+        int r = i / 8, c = i % 8;
+        k_st4((float *)(dst + r * K_ATT_MMA_LDW + 4 * c), k_ld4((const float *)(src + r * stride + 4 * c)));
     }
 }
+/* The tile of rows [r0, r0+64) of head bh in the row layout / the transposed layout. */
+static __device__ __forceinline__ const unsigned *k_att_rows_at(const unsigned *buf, int bh, int r0, int Tp) {
+    return buf + ((size_t)bh * Tp + r0) * 32;
+}
+static __device__ __forceinline__ const unsigned *k_att_cols_at(const unsigned *buf, int bh, int r0, int Tp) {
+    return buf + (size_t)bh * K_ATT_MMA_HD * (Tp / 2) + r0 / 2;
+}
 
-/* A fragments of a warp's 16 rows (t0 = its first row) x 64 columns straight from global:
- * frag[ks][0..3] for k-step ks (columns 16ks..16ks+15). Rows at or past T are zeros. */
-static __device__ __forceinline__ void k_att_mma_afrag(unsigned frag[4][4], const float *src,
-                                                       int ld, size_t rowb, int col, int t0,
-                                                       int T) {
+/* A fragments of a warp's 16 rows (t0 = its first row) x 64 columns from the row layout:
+ * frag[ks][0..3] for k-step ks (columns 16ks..16ks+15), register order of the PTX table
+ * (k_mma_bf16_16816). Padded rows are zeros already. */
+static __device__ __forceinline__ void k_att_mma_afrag(unsigned frag[4][4], const unsigned *rows, int t0) {
     int lane = threadIdx.x % 32, g = lane >> 2, tig = lane & 3;
     K_UNROLL
     for (int ks = 0; ks < 4; ks++)
         K_UNROLL
         for (int half = 0; half < 2; half++) { /* rows g, g + 8 */
-            int t = t0 + g + 8 * half;
-            const float *x = src + (rowb + t) * ld + col + 16 * ks + 2 * tig;
-            frag[ks][2 * half] = t < T ? k_bf16_pack(x[0], x[1]) : 0u;
-            frag[ks][2 * half + 1] = t < T ? k_bf16_pack(x[8], x[9]) : 0u;
+            const unsigned *x = rows + (size_t)(t0 + g + 8 * half) * 32 + 8 * ks + tig;
+            frag[ks][half] = x[0];
+            frag[ks][half + 2] = x[4];
         }
 }
 
@@ -90,10 +115,10 @@ static __device__ __forceinline__ void k_att_mma_abt(float acc[8][4], unsigned a
 static __device__ __forceinline__ void k_att_mma_c2a(unsigned a[4][4], float c[8][4]) {
     K_UNROLL
     for (int ks = 0; ks < 4; ks++) {
-        a[ks][0] = k_bf16_pack(c[2 * ks][0], c[2 * ks][1]);
-        a[ks][1] = k_bf16_pack(c[2 * ks + 1][0], c[2 * ks + 1][1]);
-        a[ks][2] = k_bf16_pack(c[2 * ks][2], c[2 * ks][3]);
-        a[ks][3] = k_bf16_pack(c[2 * ks + 1][2], c[2 * ks + 1][3]);
+        a[ks][0] = k_bf16_pack(c[2 * ks][0], c[2 * ks][1]);         /* row g,   k 2tig    */
+        a[ks][1] = k_bf16_pack(c[2 * ks][2], c[2 * ks][3]);         /* row g+8, k 2tig    */
+        a[ks][2] = k_bf16_pack(c[2 * ks + 1][0], c[2 * ks + 1][1]); /* row g,   k 2tig+8  */
+        a[ks][3] = k_bf16_pack(c[2 * ks + 1][2], c[2 * ks + 1][3]); /* row g+8, k 2tig+8  */
     }
 }
 
@@ -115,25 +140,27 @@ __global__ void k_attention_forward_mma(k_attention_params p) {
     int lane = threadIdx.x % 32, w = threadIdx.x / 32, gid = lane >> 2, tig = lane & 3;
     int t0 = q0 + 16 * w + gid, qend = q0 + K_ATT_MMA_TILE < p.T ? q0 + K_ATT_MMA_TILE : p.T;
     size_t rowb = (size_t)b * p.T;
+    int bq = blockIdx.y, bkv = b * p.KV + g;
     unsigned qa[4][4], pa[4][4];
-    k_att_mma_afrag(qa, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0 + 16 * w, p.T);
+    k_att_mma_afrag(qa, k_att_rows_at(p.pq, bq, 0, p.Tp), q0 + 16 * w);
     float o[8][4], s[8][4];
     k_att_mma_zero(o);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* rows t0, t0 + 8 */
     for (int k0 = 0; k0 < qend; k0 += K_ATT_MMA_TILE) {
         __syncthreads();
-        k_att_mma_rows(Ks, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0, p.T);
-        k_att_mma_cols(Vt, p.v, p.ldv, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        k_att_mma_fill(Ks, k_att_rows_at(p.pk, bkv, k0, p.Tp), 32);
+        k_att_mma_fill(Vt, k_att_cols_at(p.tv, bkv, k0, p.Tp), p.Tp / 2);
         __syncthreads();
         k_att_mma_zero(s);
         k_att_mma_abt(s, qa, Ks);
         float mx[2] = {-INFINITY, -INFINITY};
+        int diag = k0 == q0; /* only the diagonal tile has masked keys (and keys past T) */
         K_UNROLL
         for (int nt = 0; nt < 8; nt++)
             K_UNROLL
             for (int c = 0; c < 4; c++) {
                 int key = k0 + nt * 8 + 2 * tig + (c & 1), row = t0 + 8 * (c >> 1);
-                s[nt][c] = key <= row ? s[nt][c] * p.scale : -INFINITY;
+                s[nt][c] = !diag || key <= row ? s[nt][c] * p.scale : -INFINITY;
                 mx[c >> 1] = fmaxf(mx[c >> 1], s[nt][c]);
             }
         float alpha[2], sum[2];
@@ -190,9 +217,10 @@ __global__ void k_attention_backward_dq_mma(k_attention_params p) {
     int lane = threadIdx.x % 32, w = threadIdx.x / 32, gid = lane >> 2, tig = lane & 3;
     int t0 = q0 + 16 * w + gid, qend = q0 + K_ATT_MMA_TILE < p.T ? q0 + K_ATT_MMA_TILE : p.T;
     size_t rowb = (size_t)b * p.T, stat = ((size_t)b * p.NH + h) * p.T;
+    int bq = blockIdx.y, bkv = b * p.KV + g;
     unsigned qa[4][4], da[4][4], sa[4][4];
-    k_att_mma_afrag(qa, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0 + 16 * w, p.T);
-    k_att_mma_afrag(da, p.dy, p.lddy, rowb, h * K_ATT_MMA_HD, q0 + 16 * w, p.T);
+    k_att_mma_afrag(qa, k_att_rows_at(p.pq, bq, 0, p.Tp), q0 + 16 * w);
+    k_att_mma_afrag(da, k_att_rows_at(p.pdy, bq, 0, p.Tp), q0 + 16 * w);
     float lr[2], Dr[2];
     K_UNROLL
     for (int r = 0; r < 2; r++) {
@@ -204,20 +232,21 @@ __global__ void k_attention_backward_dq_mma(k_attention_params p) {
     k_att_mma_zero(dq);
     for (int k0 = 0; k0 < qend; k0 += K_ATT_MMA_TILE) {
         __syncthreads();
-        k_att_mma_rows(Ks, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0, p.T);
-        k_att_mma_rows(Vs, p.v, p.ldv, rowb, g * K_ATT_MMA_HD, k0, p.T);
-        k_att_mma_cols(Kt, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0, p.T);
+        k_att_mma_fill(Ks, k_att_rows_at(p.pk, bkv, k0, p.Tp), 32);
+        k_att_mma_fill(Vs, k_att_rows_at(p.pv, bkv, k0, p.Tp), 32);
+        k_att_mma_fill(Kt, k_att_cols_at(p.tk, bkv, k0, p.Tp), p.Tp / 2);
         __syncthreads();
         k_att_mma_zero(s);
         k_att_mma_zero(dp);
         k_att_mma_abt(s, qa, Ks);
         k_att_mma_abt(dp, da, Vs);
+        int diag = k0 == q0; /* masked keys and rows past T only in the diagonal tile */
         K_UNROLL
         for (int nt = 0; nt < 8; nt++)
             K_UNROLL
             for (int c = 0; c < 4; c++) {
                 int key = k0 + nt * 8 + 2 * tig + (c & 1), row = t0 + 8 * (c >> 1);
-                float pr = key <= row && row < p.T ? expf(s[nt][c] * p.scale - lr[c >> 1]) : 0.0f;
+                float pr = !diag || (key <= row && row < p.T) ? expf(s[nt][c] * p.scale - lr[c >> 1]) : 0.0f;
                 s[nt][c] = pr * (dp[nt][c] - Dr[c >> 1]) * p.scale; /* dS */
             }
         k_att_mma_c2a(sa, s);
@@ -253,9 +282,10 @@ __global__ void k_attention_backward_dkv_mma(k_attention_params p) {
     int lane = threadIdx.x % 32, w = threadIdx.x / 32, gid = lane >> 2, tig = lane & 3;
     int kr0 = k0 + 16 * w + gid;
     size_t rowb = (size_t)b * p.T;
+    int bkv = blockIdx.y;
     unsigned ka[4][4], va[4][4], xa[4][4];
-    k_att_mma_afrag(ka, p.k, p.ldk, rowb, g * K_ATT_MMA_HD, k0 + 16 * w, p.T);
-    k_att_mma_afrag(va, p.v, p.ldv, rowb, g * K_ATT_MMA_HD, k0 + 16 * w, p.T);
+    k_att_mma_afrag(ka, k_att_rows_at(p.pk, bkv, 0, p.Tp), k0 + 16 * w);
+    k_att_mma_afrag(va, k_att_rows_at(p.pv, bkv, 0, p.Tp), k0 + 16 * w);
     float dk[8][4], dv[8][4], st[8][4], dpt[8][4];
     k_att_mma_zero(dk);
     k_att_mma_zero(dv);
@@ -264,10 +294,11 @@ __global__ void k_attention_backward_dkv_mma(k_attention_params p) {
         size_t stat = ((size_t)b * p.NH + h) * p.T;
         for (int q0 = k0; q0 < p.T; q0 += K_ATT_MMA_TILE) { /* tiles at or below the diagonal */
             __syncthreads();
-            k_att_mma_rows(Qs, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0, p.T);
-            k_att_mma_cols(Qt, p.q, p.ldq, rowb, h * K_ATT_MMA_HD, q0, p.T);
-            k_att_mma_rows(dYs, p.dy, p.lddy, rowb, h * K_ATT_MMA_HD, q0, p.T);
-            k_att_mma_cols(dYt, p.dy, p.lddy, rowb, h * K_ATT_MMA_HD, q0, p.T);
+            int bq = b * p.NH + h;
+            k_att_mma_fill(Qs, k_att_rows_at(p.pq, bq, q0, p.Tp), 32);
+            k_att_mma_fill(Qt, k_att_cols_at(p.tq, bq, q0, p.Tp), p.Tp / 2);
+            k_att_mma_fill(dYs, k_att_rows_at(p.pdy, bq, q0, p.Tp), 32);
+            k_att_mma_fill(dYt, k_att_cols_at(p.tdy, bq, q0, p.Tp), p.Tp / 2);
             for (int i = threadIdx.x; i < K_ATT_MMA_TILE; i += blockDim.x) {
                 ls[i] = q0 + i < p.T ? p.lse[stat + q0 + i] : 0.0f;
                 Ds[i] = q0 + i < p.T ? p.D[stat + q0 + i] : 0.0f;
@@ -277,12 +308,13 @@ __global__ void k_attention_backward_dkv_mma(k_attention_params p) {
             k_att_mma_zero(dpt);
             k_att_mma_abt(st, ka, Qs);
             k_att_mma_abt(dpt, va, dYs);
+            int edge = q0 == k0 || q0 + K_ATT_MMA_TILE > p.T; /* the diagonal or the last tile */
             K_UNROLL
             for (int nt = 0; nt < 8; nt++)
                 K_UNROLL
                 for (int c = 0; c < 4; c++) {
                     int qi = nt * 8 + 2 * tig + (c & 1), tq = q0 + qi, key = kr0 + 8 * (c >> 1);
-                    float pr = key <= tq && tq < p.T ? expf(st[nt][c] * p.scale - ls[qi]) : 0.0f;
+                    float pr = !edge || (key <= tq && tq < p.T) ? expf(st[nt][c] * p.scale - ls[qi]) : 0.0f;
                     st[nt][c] = pr;
                     dpt[nt][c] = pr * (dpt[nt][c] - Ds[qi]) * p.scale; /* dS^T */
                 }

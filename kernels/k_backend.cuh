@@ -189,10 +189,8 @@ static void kb_qk_norm_rope_backward(const cad_backend *be, float *dqkv, float *
 
 static size_t kb_attention_scratch_bytes(const cad_backend *be, int B, int T, int NH, int KV,
                                          int HD) {
-    (void)be;
-    (void)KV;
-    (void)HD;
-    return k_attention_scratch_bytes(B, T, NH);
+    (void)be; /* the tensor-core path (bf16 precision, HD = 64) also packs its operands there */
+    return k_attention_scratch_bytes(B, T, NH, KV, k_att_use_mma(k_gemm_bf16, HD));
 }
 
 /* The fused kernels pick their path by the backend's precision (k_gemm_bf16): tensor cores
@@ -201,10 +199,8 @@ static void kb_attention_forward(const cad_backend *be, float *y, int ldy, float
                                  const float *q, int ldq, const float *k, int ldk, const float *v,
                                  int ldv, int B, int T, int NH, int KV, int HD, float scale,
                                  void *scratch, size_t scratch_bytes) {
-    (void)scratch;
-    (void)scratch_bytes; /* the forward keeps everything on chip */
     k_attention_forward_launch(kb_of(be)->stream, k_gemm_bf16, y, ldy, lse, q, ldq, k, ldk, v,
-                               ldv, B, T, NH, KV, HD, scale);
+                               ldv, B, T, NH, KV, HD, scale, scratch, scratch_bytes);
 }
 
 static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, float *dk, int lddk,

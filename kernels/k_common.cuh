@@ -211,8 +211,8 @@ static __device__ __forceinline__ unsigned k_bf16_pack(float lo, float hi) {
 
 /* d[4] = A[16x16] B[16x8] + c[4] for the whole warp (all 32 lanes must call it together):
  * mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32. Fragments per lane (groupID g =
- * lane>>2, tig = lane&3): a[0] A[g][2tig..+1], a[1] A[g][2tig+8..+9], a[2] A[g+8][2tig..+1],
- * a[3] A[g+8][2tig+8..+9]; b[0] B[2tig..+1][g], b[1] B[2tig+8..+9][g]; c/d[0..1]
+ * lane>>2, tig = lane&3), the PTX ISA's table: a[0] A[g][2tig..+1], a[1] A[g+8][2tig..+1],
+ * a[2] A[g][2tig+8..+9], a[3] A[g+8][2tig+8..+9]; b[0] B[2tig..+1][g], b[1] B[2tig+8..+9][g]; c/d[0..1]
  * C[g][2tig..+1], c/d[2..3] C[g+8][2tig..+1]. d may alias c. The emulator implements the same
  * layout as a warp barrier (kernels/emu/cuda_emu.h), pinned by test_emu_mma. */
 static __device__ __forceinline__ void k_mma_bf16_16816(float *d, const unsigned *a,

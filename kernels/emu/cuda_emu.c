@@ -325,11 +325,12 @@ static void emu_mma_release(emu_fibre *lanes) {
         int g = l >> 2, t = l & 3;
         for (int h = 0; h < 2; h++) {
             float (*lo)(unsigned) = emu_bf16_lo, (*hi)(unsigned) = emu_bf16_hi;
-            /* a[2h] row g+8h cols 2t+{0,1}; a[2h+1] row g+8h cols 2t+8+{0,1} */
-            A[g + 8 * h][2 * t] = lo(f->mma_a[2 * h]);
-            A[g + 8 * h][2 * t + 1] = hi(f->mma_a[2 * h]);
-            A[g + 8 * h][2 * t + 8] = lo(f->mma_a[2 * h + 1]);
-            A[g + 8 * h][2 * t + 9] = hi(f->mma_a[2 * h + 1]);
+            /* PTX ISA, m16n8k16 A fragment: a[h] row g+8h cols 2t+{0,1}; a[h+2] row g+8h
+             * cols 2t+8+{0,1} (register order a0..a3 = (g,lo k) (g+8,lo k) (g,hi k) (g+8,hi k)) */
+            A[g + 8 * h][2 * t] = lo(f->mma_a[h]);
+            A[g + 8 * h][2 * t + 1] = hi(f->mma_a[h]);
+            A[g + 8 * h][2 * t + 8] = lo(f->mma_a[h + 2]);
+            A[g + 8 * h][2 * t + 9] = hi(f->mma_a[h + 2]);
             /* b[h] rows 2t+8h+{0,1}, col g */
             B[2 * t + 8 * h][g] = lo(f->mma_b[h]);
             B[2 * t + 8 * h + 1][g] = hi(f->mma_b[h]);

@@ -93,8 +93,9 @@ static inline int __ffs(int x) { return __builtin_ffs(x); }
  * k_mma_bf16_16816 in k_common.cuh issues as inline PTX under nvcc): a barrier over all 32 lanes
  * like the shuffles. Each lane deposits its fragments (a: 4 registers of two bf16, b: 2, c: 4
  * floats); when the last lane arrives the 16x8 product D = A B + C is formed from the PTX ISA
- * fragment layout (groupID = lane>>2, tig = lane&3; a0/a1 row groupID, a2/a3 row groupID+8,
- * a0/a2 cols 2*tig+{0,1}, a1/a3 cols 2*tig+8+{0,1}; b0 rows 2*tig+{0,1}, b1 rows 2*tig+8+{0,1},
+ * fragment layout (groupID = lane>>2, tig = lane&3; registers a[0]/a[2] row groupID, a[1]/a[3]
+ * row groupID+8, a[0]/a[1] cols 2*tig+{0,1}, a[2]/a[3] cols 2*tig+8+{0,1} — the PTX table's
+ * elements a0..a7 two to a register; b[0] rows 2*tig+{0,1}, b[1] rows 2*tig+8+{0,1},
  * col groupID; c0/c1 row groupID cols 2*tig+{0,1}, c2/c3 row groupID+8; the lower 16 bits of a
  * register hold the element of smaller index), summed in k order in fp32 (bf16 products are
  * exact in fp32), and each lane's d is written. d may alias c. */

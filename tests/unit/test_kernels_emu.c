@@ -291,8 +291,10 @@ static void test_emu_mma(void) {
             for (int k = 0; k < 16; k++) {
                 st = st * 6364136223846793005ull + 1442695040888963407ull;
                 A[i][k] = (float)((st >> 33) % 20001) / 5000.0f - 2.0f;
-                /* element (i, k): lane (i%8)*4 + (k%8)/2, register (k/8) + 2*(i/8), half k%2 */
-                fa[((i % 8) * 4 + (k % 8) / 2) * 8 + 2 * ((k / 8) + 2 * (i / 8)) + k % 2] = A[i][k];
+                /* element (i, k) = PTX's a_e, e = 2*reg + half: lane (i%8)*4 + (k%8)/2,
+                 * register (i/8) + 2*(k/8) (a0,a1 row g; a2,a3 row g+8; a4..a7 the same rows at
+                 * k+8), half k%2. An H200 run showed the other order (k/8 + 2*(i/8)) is wrong. */
+                fa[((i % 8) * 4 + (k % 8) / 2) * 8 + 2 * ((i / 8) + 2 * (k / 8)) + k % 2] = A[i][k];
             }
         for (int k = 0; k < 16; k++)
             for (int j = 0; j < 8; j++) {

@@ -6,7 +6,8 @@
 #                                                  and train_gpt.py beside it
 #   bash kernels/device_run.sh measure             there (GPU): selftest, bench, train_gpt.py side
 #                                                  by side; logs under $OUT, a summary table last
-#                                                  (SKIP_TORCH=1: no train_gpt.py run, ~2 min less)
+#                                                  (SKIP_TORCH=1: no train_gpt.py run, ~2 min less;
+#                                                  NCU_KERNELS=regex: ncu counters of those kernels)
 #
 # Why a bundle: the GPU machine has the CUDA runtime, cuBLAS and (inside its PyTorch venv) NCCL,
 # but none of our Debian libraries (SQLite, libyaml, sentencepiece, OpenBLAS, compressors), and a
@@ -38,7 +39,8 @@ bundle() {
     local tg=${TRAIN_GPT:-}
     [ -n "$tg" ] && cp "$tg" "$dst/train_gpt.py"
     [ -f "$dst/train_gpt.py" ] || echo "bundle: no train_gpt.py (set TRAIN_GPT=path): the PyTorch side will be skipped" >&2
-    grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
+    local ex; ex=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$ex")"
+    grep -qx '/.gpu/' "$ex" 2>/dev/null || echo '/.gpu/' >>"$ex"
     du -sh "$dst"
     echo "carry: .gpu data/sample/fineweb10B_sp1024   command: bash kernels/device_run.sh measure"
 }
@@ -84,6 +86,15 @@ measure() {
         TAIL_LINES=12 step bench_torch 240 $B bench --backend cuda --set matmul_precision=bf16 --steps 10 --warmup 3 \
             --profile-steps 0 --torch-script .gpu/train_gpt.py
     TAIL_LINES=8 step bench_fp32 60 $B bench --backend cuda --set matmul_precision=fp32 --steps 3 --warmup 1 --profile-steps 1
+    # NCU_KERNELS=regex: hardware counters of the first launches of those kernels (ncu works on
+    # the Firecracker machines; --clock-control none leaves the clocks as found)
+    if [ -n "${NCU_KERNELS:-}" ]; then
+        local ncu
+        ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n1)
+        [ -n "$ncu" ] && TAIL_LINES=60 step ncu 120 "$ncu" --clock-control none -k "regex:$NCU_KERNELS" \
+            --launch-count "${NCU_COUNT:-3}" --section SpeedOfLight --section WarpStateStats --section Occupancy \
+            $B bench --backend cuda --set matmul_precision=bf16 --steps 1 --warmup 0 --profile-steps 0
+    fi
     cp /tmp/caddie-bench-torch-*.log "$OUT/" 2>/dev/null
     echo; echo "== summary"
     printf '%s\n' "${RESULTS[@]}"

@@ -72,28 +72,6 @@ static __device__ __forceinline__ void k_att_mma_fill(unsigned *dst, const unsig
         k_st4((float *)(dst + r * K_ATT_MMA_LDW + 4 * c), k_ld4((const float *)(src + r * stride + 4 * c)));
     }
 }
-/* The same copy split in two, so a tile's global loads are in flight while the previous tile's
- * products run (register double buffering: the stage is 4 x 16 bytes a thread, 16 registers;
- * cp.async would spare the registers but the emulator has no model of it). Needs exactly
- * K_ATT_MMA_THREADS threads. */
-typedef struct k_att_stage {
-    k_f4 v[4];
-} k_att_stage;
-static __device__ __forceinline__ void k_att_stage_load(k_att_stage *st, const unsigned *src, size_t stride) {
-    K_UNROLL
-    for (int j = 0; j < 4; j++) {
-        int i = threadIdx.x + j * K_ATT_MMA_THREADS, r = i / 8, c = i % 8;
-        st->v[j] = k_ld4((const float *)(src + r * stride + 4 * c));
-    }
-}
-static __device__ __forceinline__ void k_att_stage_store(unsigned *dst, const k_att_stage *st) {
-    K_UNROLL
-    for (int j = 0; j < 4; j++) {
-        int i = threadIdx.x + j * K_ATT_MMA_THREADS, r = i / 8, c = i % 8;
-        k_st4((float *)(dst + r * K_ATT_MMA_LDW + 4 * c), st->v[j]);
-    }
-}
-
 /* The tile of rows [r0, r0+64) of head bh in the row layout / the transposed layout. */
 static __device__ __forceinline__ const unsigned *k_att_rows_at(const unsigned *buf, int bh, int r0, int Tp) {
     return buf + ((size_t)bh * Tp + r0) * 32;
@@ -168,18 +146,11 @@ __global__ void k_attention_forward_mma(k_attention_params p) {
     float o[8][4], s[8][4];
     k_att_mma_zero(o);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* rows t0, t0 + 8 */
-    k_att_stage sk, sv;
-    k_att_stage_load(&sk, k_att_rows_at(p.pk, bkv, 0, p.Tp), 32);
-    k_att_stage_load(&sv, k_att_cols_at(p.tv, bkv, 0, p.Tp), p.Tp / 2);
     for (int k0 = 0; k0 < qend; k0 += K_ATT_MMA_TILE) {
         __syncthreads();
-        k_att_stage_store(Ks, &sk);
-        k_att_stage_store(Vt, &sv);
+        k_att_mma_fill(Ks, k_att_rows_at(p.pk, bkv, k0, p.Tp), 32);
+        k_att_mma_fill(Vt, k_att_cols_at(p.tv, bkv, k0, p.Tp), p.Tp / 2);
         __syncthreads();
-        if (k0 + K_ATT_MMA_TILE < qend) { /* the next tile's loads overlap this tile's products */
-            k_att_stage_load(&sk, k_att_rows_at(p.pk, bkv, k0 + K_ATT_MMA_TILE, p.Tp), 32);
-            k_att_stage_load(&sv, k_att_cols_at(p.tv, bkv, k0 + K_ATT_MMA_TILE, p.Tp), p.Tp / 2);
-        }
         k_att_mma_zero(s);
         k_att_mma_abt(s, qa, Ks);
         float mx[2] = {-INFINITY, -INFINITY};
@@ -259,22 +230,12 @@ __global__ void k_attention_backward_dq_mma(k_attention_params p) {
     }
     float dq[8][4], s[8][4], dp[8][4];
     k_att_mma_zero(dq);
-    k_att_stage sk, sv, skt;
-    k_att_stage_load(&sk, k_att_rows_at(p.pk, bkv, 0, p.Tp), 32);
-    k_att_stage_load(&sv, k_att_rows_at(p.pv, bkv, 0, p.Tp), 32);
-    k_att_stage_load(&skt, k_att_cols_at(p.tk, bkv, 0, p.Tp), p.Tp / 2);
     for (int k0 = 0; k0 < qend; k0 += K_ATT_MMA_TILE) {
         __syncthreads();
-        k_att_stage_store(Ks, &sk);
-        k_att_stage_store(Vs, &sv);
-        k_att_stage_store(Kt, &skt);
+        k_att_mma_fill(Ks, k_att_rows_at(p.pk, bkv, k0, p.Tp), 32);
+        k_att_mma_fill(Vs, k_att_rows_at(p.pv, bkv, k0, p.Tp), 32);
+        k_att_mma_fill(Kt, k_att_cols_at(p.tk, bkv, k0, p.Tp), p.Tp / 2);
         __syncthreads();
-        int kn = k0 + K_ATT_MMA_TILE;
-        if (kn < qend) {
-            k_att_stage_load(&sk, k_att_rows_at(p.pk, bkv, kn, p.Tp), 32);
-            k_att_stage_load(&sv, k_att_rows_at(p.pv, bkv, kn, p.Tp), 32);
-            k_att_stage_load(&skt, k_att_cols_at(p.tk, bkv, kn, p.Tp), p.Tp / 2);
-        }
         k_att_mma_zero(s);
         k_att_mma_zero(dp);
         k_att_mma_abt(s, qa, Ks);
@@ -328,33 +289,21 @@ __global__ void k_attention_backward_dkv_mma(k_attention_params p) {
     float dk[8][4], dv[8][4], st[8][4], dpt[8][4];
     k_att_mma_zero(dk);
     k_att_mma_zero(dv);
-    /* (query head, query tile) pairs in order: the group's heads, each over the tiles at or
-     * below the diagonal; the row-layout Q and dy tiles of the next pair are prefetched into
-     * registers (the transposed two are copied directly: four stages would spill) */
-    int nq = K_CEIL_DIV(p.T - k0, K_ATT_MMA_TILE), npair = p.group * nq;
-    k_att_stage sq, sd;
-    k_att_stage_load(&sq, k_att_rows_at(p.pq, b * p.NH + g * p.group, k0, p.Tp), 32);
-    k_att_stage_load(&sd, k_att_rows_at(p.pdy, b * p.NH + g * p.group, k0, p.Tp), 32);
-    for (int pair = 0; pair < npair; pair++) {
-        {
-            int h = g * p.group + pair / nq, q0 = k0 + (pair % nq) * K_ATT_MMA_TILE;
-            size_t stat = ((size_t)b * p.NH + h) * p.T;
-            int bq = b * p.NH + h;
+    for (int hh = 0; hh < p.group; hh++) {
+        int h = g * p.group + hh;
+        size_t stat = ((size_t)b * p.NH + h) * p.T;
+        for (int q0 = k0; q0 < p.T; q0 += K_ATT_MMA_TILE) { /* tiles at or below the diagonal */
             __syncthreads();
-            k_att_stage_store(Qs, &sq);
-            k_att_stage_store(dYs, &sd);
+            int bq = b * p.NH + h;
+            k_att_mma_fill(Qs, k_att_rows_at(p.pq, bq, q0, p.Tp), 32);
             k_att_mma_fill(Qt, k_att_cols_at(p.tq, bq, q0, p.Tp), p.Tp / 2);
+            k_att_mma_fill(dYs, k_att_rows_at(p.pdy, bq, q0, p.Tp), 32);
             k_att_mma_fill(dYt, k_att_cols_at(p.tdy, bq, q0, p.Tp), p.Tp / 2);
             for (int i = threadIdx.x; i < K_ATT_MMA_TILE; i += blockDim.x) {
                 ls[i] = q0 + i < p.T ? p.lse[stat + q0 + i] : 0.0f;
                 Ds[i] = q0 + i < p.T ? p.D[stat + q0 + i] : 0.0f;
             }
             __syncthreads();
-            if (pair + 1 < npair) {
-                int hn = b * p.NH + g * p.group + (pair + 1) / nq, qn = k0 + ((pair + 1) % nq) * K_ATT_MMA_TILE;
-                k_att_stage_load(&sq, k_att_rows_at(p.pq, hn, qn, p.Tp), 32);
-                k_att_stage_load(&sd, k_att_rows_at(p.pdy, hn, qn, p.Tp), 32);
-            }
             k_att_mma_zero(st);
             k_att_mma_zero(dpt);
             k_att_mma_abt(st, ka, Qs);

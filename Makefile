@@ -7,7 +7,8 @@
 #   make demo       the bundled quick-start sweep on the CPU, then where results/report are
 #   make bench      benchmarks (figures, never pass/fail)
 #   make bench-gpu  `caddie bench --backend cuda` on the baseline config (skip line without a GPU);
-#                   BENCH_GPU_ARGS="--steps 10 --warmup 3", TORCH_SCRIPT=path/train_gpt.py to compare
+#                   in bf16 (train_gpt.py's autocast; BENCH_GPU_ARGS="--steps 10 --warmup 3 --set ..."),
+#                   TORCH_SCRIPT=path/train_gpt.py to compare
 #   make screenshot docs/report.png from `caddie report` in headless Chromium (DB=file optional)
 #   make sample     tokenize the bundled FineWeb sample into challenge-format shards
 #   make fuzz       libFuzzer (clang) on every file parser, FUZZ_SECONDS each (default 20)
@@ -269,7 +270,7 @@ bench: all
 
 # The CUDA train-step benchmark on train_gpt.py's baseline (9x512, T=1024, 524,288 tokens/step on
 # one device) over the bundled sample. No CUDA backend or no device: one skip line, exit 0.
-BENCH_GPU_ARGS ?= --steps 10 --warmup 3
+BENCH_GPU_ARGS ?= --steps 10 --warmup 3 --set matmul_precision=bf16
 bench-gpu: all sample
 	@./build/caddie bench --backend cuda $(BENCH_GPU_ARGS) $(if $(TORCH_SCRIPT),--torch-script $(TORCH_SCRIPT)) 2>build/bench-gpu.err; \
 	rc=$$?; cat build/bench-gpu.err >&2; \

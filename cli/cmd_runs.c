@@ -140,19 +140,9 @@ static int cmd_run(int argc, char **argv) {
             break;
         case RUN_UNTIL_EMPTY: o.until_empty = 1; break;
         case RUN_DB: opt_db = p.arg; break;
-        case RUN_EXECUTOR:
-            if (strcmp(p.arg, "local") != 0 && strcmp(p.arg, "slurm") != 0)
-                return cli_usage_error("run", "--executor '%s': expected local or slurm", p.arg);
-            o.executor = p.arg;
-            break;
+        case RUN_EXECUTOR: o.executor = p.arg; break;
         case RUN_PARTITION: o.partition = p.arg; slurm_only = 1; break;
-        case RUN_GRES:
-            if (!p.arg[0] || strchr(p.arg, ',') || strspn(p.arg, "0123456789") == strlen(p.arg))
-                return cli_usage_error("run", "--gres '%s': expected a GRES name such as gpu or "
-                                              "gpu:h100 (the count is each run's devices)", p.arg);
-            o.gres = p.arg;
-            slurm_only = 1;
-            break;
+        case RUN_GRES: o.gres = p.arg; slurm_only = 1; break;
         case RUN_MAX_JOBS:
             if (cli_parse_int(p.arg, 1, 1000000, &o.max_jobs) != 0)
                 return cli_usage_error("run", "--max-jobs '%s': expected a positive integer", p.arg);
@@ -172,6 +162,11 @@ static int cmd_run(int argc, char **argv) {
     if (p.ind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[p.ind]);
     if (devices && cpu_slots)
         return cli_usage_error("run", "--devices and --cpu-slots exclude each other");
+    if (strcmp(o.executor, "local") != 0 && strcmp(o.executor, "slurm") != 0)
+        return cli_usage_error("run", "--executor '%s': expected local or slurm", o.executor);
+    if (o.gres && (!o.gres[0] || strchr(o.gres, ',') || strspn(o.gres, "0123456789") == strlen(o.gres)))
+        return cli_usage_error("run", "--gres '%s': expected a GRES name such as gpu or gpu:h100 "
+                                      "(the count is each run's devices)", o.gres);
     if (strcmp(o.executor, "slurm") == 0) {
         if (devices || cpu_slots)
             return cli_usage_error("run", "--executor slurm: Slurm hands out the devices; use "

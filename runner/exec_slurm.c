@@ -867,7 +867,12 @@ int cad_executor_slurm(const cad_slurm_opts *o, cad_executor *out, cad_err *e) {
     int status = -1;
     cad_err ce = {0};
     int rc = run_cmd(argv, NULL, &text, &err, &status, &ce);
-    if (rc == CAD_OK && status != 0) {
+    if (rc == CAD_OK && status == 127) {
+        char l1[400];
+        first_line(l1, sizeof l1, err);
+        rc = cad_fail(e, CAD_ERR, "--executor slurm: %s: are Slurm's client commands (slurm-client) "
+                                  "installed and on PATH?", l1);
+    } else if (rc == CAD_OK && status != 0) {
         char l1[400];
         first_line(l1, sizeof l1, err);
         rc = cad_fail(e, CAD_ERR, "--executor slurm: 'scontrol show config' failed: %s (exit %d); "

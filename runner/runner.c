@@ -1092,13 +1092,22 @@ static int launch_many(runner *r, start_req *req, int n, cad_err *e) {
         start_req *q = &req[which[k]];
         const cad_run *run = q->run;
         cad_job *j = &jobs[k];
-        if (!rc && j->start_failed) rc = fail_start(r, run, j->detail, e);
-        if (!rc && !j->start_failed) {
-            long long start_ticks = 0;
-            cad_err pe = {0};
-            if (j->pid > 0) /* a run that already exited records 0 */
+        if (j->start_failed) {
+            if (!rc) rc = fail_start(r, run, j->detail, e);
+        } else {
+            /* a started job gets its slot even after a DB error, so that it is watched (and,
+             * local, stopped) until the runner is down */
+            if (j->pid > 0) { /* a local process; a run that already exited records 0 */
+                long long start_ticks = 0;
+                cad_err pe = {0};
                 cad_proc_start_ticks(j->pid, &start_ticks, &pe);
-            rc = cad_db_set_process(r->db, run->run_id, j->pid, start_ticks, e);
+                cad_err se = {0};
+                int sr = cad_db_set_process(r->db, run->run_id, j->pid, start_ticks, &se);
+                if (sr && !rc) {
+                    rc = sr;
+                    *e = se;
+                }
+            }
             slot *s = slot_free(r);
             CAD_ASSERT(s != NULL); /* the policy never picks more runs than free slots */
             slot_fill(r, s, run, q->devs, q->est, q->attempt, j, &q->x);
@@ -1518,15 +1527,26 @@ static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
     return rc;
 }
 
-/* Wait (polling the executor) until the job ended or secs passed; 1 if it ended. */
+/* Wait (polling the executor about every running job: a local poll reaps whichever child
+ * ended) until the slot's job ended or secs passed; 1 if it ended. */
 static int wait_job_end(runner *r, slot *s, double secs) {
     double until = cad_proc_now_mono() + secs;
-    cad_job *j = &s->job;
+    cad_job **jobs = calloc((size_t)r->nslots + 1, sizeof *jobs);
+    if (!jobs) return 0;
+    int n = 0;
+    for (int i = 0; i < r->nslots; i++)
+        if (r->slots[i].used) jobs[n++] = &r->slots[i].job;
     for (;;) {
         cad_err pe = {0};
-        r->ex->ops->poll(r->ex, &j, 1, &pe);
-        if (j->phase == CAD_JOB_ENDED) return 1;
-        if (cad_proc_now_mono() > until) return 0;
+        r->ex->ops->poll(r->ex, jobs, n, &pe);
+        if (s->job.phase == CAD_JOB_ENDED) {
+            free(jobs);
+            return 1;
+        }
+        if (cad_proc_now_mono() > until) {
+            free(jobs);
+            return 0;
+        }
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }

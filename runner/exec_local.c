@@ -116,8 +116,9 @@ static int local_reattach(cad_executor *x, const cad_run *run, cad_job *job, int
     id.start_ticks = run->proc_start_time;
     snprintf(id.boot_id, sizeof id.boot_id, "%s", run->boot_id ? run->boot_id : "");
     int same_boot = run->boot_id && strcmp(run->boot_id, L->boot_id) == 0;
-    if (run->pid <= 0) { /* claimed, then the runner died before recording a process (one it had started got
-                          * PDEATHSIG with it) */
+    /* claimed, then the runner died before recording a process (one it had started got its
+     * PDEATHSIG) */
+    if (run->pid <= 0) {
         snprintf(why, cap, "previous runner died before it recorded a process for the run");
         return CAD_OK;
     }

@@ -74,6 +74,21 @@ test_expect_success 'GRES gave each run one GPU; values arrived literally' '
     test ! -e INJECTED && test -e "$HOME/canary"
 '
 
+fake_sweep byname 20 0.2 1 "  FAKE_RECORD: \"$TRASH/record2\""
+test_expect_success 'a runner killed before it recorded the job id finds the job by name' '
+    caddie sweep add byname.yaml >/dev/null &&
+    { "$CADDIE" $SRUN >r7.out 2>&1 & } && echo $! >r7.pid &&
+    wait_until 60 "grep -q \"submit  byname-\" r7.out" &&
+    kill -9 $(cat r7.pid) && { wait $(cat r7.pid); true; } &&
+    id=$(sweep_col byname run_id) && job=$(q "SELECT job_id FROM slurm_jobs WHERE run_id = '"'"'$id'"'"'") &&
+    q "UPDATE slurm_jobs SET job_id = NULL WHERE run_id = '"'"'$id'"'"'" &&
+    timeout -k 5 120 "$CADDIE" $SRUN --until-empty >r8.out 2>&1 &&
+    test_grep "recover $id: re-attached to Slurm job $job$" r8.out &&
+    test $(n_sweep byname done) = 1 && test "$(run_col $id attempts)" = 1 &&
+    test "$(grep -c "^start " record2)" = 1 &&
+    test "$(q "SELECT job_id FROM slurm_jobs WHERE run_id = '"'"'$id'"'"'")" = "$job"
+'
+
 fake_sweep long 400 0.1 1
 test_expect_success 'caddie cancel scancels a job that no runner watches' '
     caddie sweep add long.yaml >/dev/null &&

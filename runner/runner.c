@@ -1,13 +1,15 @@
 /*
  * runner.c — the overnight runner loop (see runner.h for the contract and crash safety).
  *
- * One thread, one loop: reap children, ingest what the running runs wrote (one transaction
- * for all of them), enforce cancel/timeout/NaN, finish runs whose process group is empty,
- * start new runs where the packing policy allows, draw the status line, then sleep in
- * sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
+ * One thread, one loop: ingest what the running runs wrote (one transaction for all of them),
+ * ask the executor how each run's job is (local: reap children; Slurm: squeue), enforce
+ * cancel/timeout/NaN, finish runs whose job ended, start new runs where the packing policy
+ * allows (or, with a remote executor, as far as --max-jobs allows), draw the status line, then
+ * sleep in sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
  * blocked and taken synchronously, so there is no async handler state to get wrong.
- * Not here: the packing policy (sched.c), process mechanics (proc.c), building argv/env
- * (engines.c), every query (db/db.c, db/runs.c), reading run dirs (ingest.c).
+ * Not here: the packing policy (sched.c), where a job runs and how it is watched (executor.h,
+ * exec_local.c, exec_slurm.c), building argv/env (engines.c), every query (db/db.c,
+ * db/runs.c), reading run dirs (ingest.c).
  */
 #include "engine/fsutil.h"
 #include "runner/runner.h"
@@ -35,7 +37,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -266,7 +267,8 @@ typedef struct runner {
     cad_executor slurm;      /* --executor slurm */
     cad_executor *ex;        /* the one that starts runs: &local or &slurm */
     slot *slots;
-    int nslots;              /* capacity: one per device at most */
+    int nslots;              /* capacity: one per device (local), --max-jobs or the jobs
+                              * re-attached (remote) */
     cad_sched_devset all;
     char boot_id[CAD_PROC_BOOT_ID_LEN];
     char host[HOST_TEXT_MAX];

@@ -324,11 +324,23 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
                                "job.sh in its run dir\ncase \"$SLURM_ARRAY_TASK_ID\" in\n";
     buf script = {0};
     int oom = buf_add(&script, head, strlen(head));
+    /* the tasks are numbered 0..ok-1 over the runs whose job.sh could be written; the names
+     * and indices are committed before sbatch runs (crash safety, see the top) */
     int ok = 0;
+    int *task = calloc((size_t)n + 1, sizeof *task);
+    int began = !cad_db_in_transaction(S->o.db);
+    int rc = !task ? cad_fail(e, CAD_ENOMEM, "out of memory") : CAD_OK;
+    if (!rc && began) rc = cad_db_begin(S->o.db, e);
+    if (rc) {
+        free(task);
+        free(script.p);
+        return rc;
+    }
     for (int k = 0; k < n; k++) {
         const cad_job_spec *sp = &specs[idx[k]];
         cad_job *j = &jobs[idx[k]];
-        if (write_job_script(sp, name, k, j->detail, sizeof j->detail) != 0) {
+        task[k] = -1;
+        if (write_job_script(sp, name, ok, j->detail, sizeof j->detail) != 0) {
             j->start_failed = 1;
             continue;
         }
@@ -339,25 +351,28 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
             oom = 1;
             break;
         }
-        snprintf(line, sizeof line, "%d) exec /bin/sh %s ;;\n", k, q);
+        snprintf(line, sizeof line, "%d) exec /bin/sh %s ;;\n", ok, q);
         free(q);
         oom |= buf_add(&script, line, strlen(line));
-        int rc = cad_db_slurm_job_record(S->o.db, sp->run_id, sp->attempt, name, k, e);
-        if (rc) {
-            free(script.p);
-            return rc;
-        }
-        ok++;
+        rc = cad_db_slurm_job_record(S->o.db, sp->run_id, sp->attempt, name, ok, e);
+        if (rc) break;
+        task[k] = ok++;
+    }
+    if (began) {
+        if (rc) cad_db_rollback(S->o.db);
+        else rc = cad_db_commit(S->o.db, e);
+    }
+    if (rc) {
+        free(task);
+        free(script.p);
+        return rc;
     }
     const char *tail = "esac\necho \"caddie: no run for array task $SLURM_ARRAY_TASK_ID\" >&2\nexit 97\n";
     oom |= buf_add(&script, tail, strlen(tail));
-    if (oom) {
+    if (oom || !ok) {
+        free(task);
         free(script.p);
-        return cad_fail(e, CAD_ENOMEM, "out of memory writing a job script");
-    }
-    if (!ok) {
-        free(script.p);
-        return CAD_OK;
+        return oom ? cad_fail(e, CAD_ENOMEM, "out of memory writing a job script") : CAD_OK;
     }
     char a_name[96], a_array[48], a_part[300], a_gres[300], a_cpus[48], a_time[48];
     char *argv[16];
@@ -366,7 +381,7 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
     argv[ac++] = "--parsable";
     snprintf(a_name, sizeof a_name, "--job-name=%s", name);
     argv[ac++] = a_name;
-    snprintf(a_array, sizeof a_array, "--array=0-%d", n - 1);
+    snprintf(a_array, sizeof a_array, "--array=0-%d", ok - 1);
     argv[ac++] = a_array;
     argv[ac++] = "--output=/dev/null"; /* each job.sh writes the run's own capture file */
     argv[ac++] = "--no-requeue";       /* retries are the runner's, each attempt archived */
@@ -391,7 +406,7 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
     char *out = NULL, *err = NULL;
     int status = -1;
     cad_err ce = {0};
-    int rc = run_cmd(argv, script.p, &out, &err, &status, &ce);
+    rc = run_cmd(argv, script.p, &out, &err, &status, &ce);
     free(script.p);
     char why[CAD_JOB_DETAIL_MAX] = "";
     long long job = -1;
@@ -413,23 +428,29 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
     }
     free(out);
     free(err);
-    if (rc == CAD_ENOMEM) return cad_fail(e, CAD_ENOMEM, "%s", ce.msg);
-    int began = !cad_db_in_transaction(S->o.db);
-    if (began && (rc = cad_db_begin(S->o.db, e))) return rc;
+    if (rc == CAD_ENOMEM) {
+        free(task);
+        return cad_fail(e, CAD_ENOMEM, "%s", ce.msg);
+    }
+    if (began && (rc = cad_db_begin(S->o.db, e))) {
+        free(task);
+        return rc;
+    }
     rc = CAD_OK;
     for (int k = 0; k < n && !rc; k++) {
         const cad_job_spec *sp = &specs[idx[k]];
         cad_job *j = &jobs[idx[k]];
-        if (j->start_failed) continue;
+        if (j->start_failed || task[k] < 0) continue;
         if (job < 0) {
             j->start_failed = 1;
             snprintf(j->detail, sizeof j->detail, "%s", why);
             continue;
         }
-        snprintf(j->id, sizeof j->id, "%lld_%d", job, k);
+        snprintf(j->id, sizeof j->id, "%lld_%d", job, task[k]);
         j->phase = CAD_JOB_WAITING;
         rc = cad_db_slurm_job_set_id(S->o.db, sp->run_id, sp->attempt, j->id, e);
     }
+    free(task);
     if (began) {
         if (rc) cad_db_rollback(S->o.db);
         else rc = cad_db_commit(S->o.db, e);

@@ -40,8 +40,9 @@ LDLIBS   := -lsentencepiece_train -lsentencepiece -lsqlite3 -lyaml -lopenblas -l
 # Debian packages the build, the tests and the demo need (installed by `make deps`).
 DEB_PKGS := libsqlite3-dev sqlite3 libyaml-dev libsentencepiece-dev libopenblas-dev \
             zlib1g-dev libzstd-dev liblzma-dev libbrotli-dev pkg-config
-# The page test renders the HTML report in headless Chromium.
-TEST_PKGS := chromium fonts-dejavu-core
+# The page test renders the HTML report in headless Chromium; the Slurm executor's tests
+# (t042x) start a single-node cluster: munged, slurmctld and slurmd (tests/cli/slurm_lib.sh).
+TEST_PKGS := chromium fonts-dejavu-core slurm-wlm munge
 
 LIB_C   := $(filter-out cli/main.c,$(wildcard engine/*.c sweep/*.c db/*.c runner/*.c reports/*.c cli/*.c))
 LIB_CXX := $(wildcard engine/*.cc)

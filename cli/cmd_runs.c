@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "db/db.h"
 #include "db/runs.h"
+#include "runner/executor.h"
 #include "runner/proc.h"
 #include "runner/runner.h"
 #include "runner/sched.h"
@@ -92,7 +93,10 @@ static cad_sched_devset detect_gpus(void) {
     return n == 0 ? 0 : n == 64 ? ~(cad_sched_devset)0 : (((cad_sched_devset)1 << n) - 1);
 }
 
-enum run_opt { RUN_DEVICES, RUN_CPU_SLOTS, RUN_THREADS, RUN_UNTIL_EMPTY, RUN_GRACE, RUN_POLL, RUN_DB };
+enum run_opt {
+    RUN_DEVICES, RUN_CPU_SLOTS, RUN_THREADS, RUN_UNTIL_EMPTY, RUN_GRACE, RUN_POLL, RUN_EXECUTOR,
+    RUN_PARTITION, RUN_GRES, RUN_MAX_JOBS, RUN_DB
+};
 static const cli_opt run_opts[] = {
     {RUN_DEVICES, "devices", 0, "LIST",
      "GPU ids, e.g. 0-7 or 0,2,4-5 (default: every GPU the NVIDIA\n"
@@ -102,6 +106,14 @@ static const cli_opt run_opts[] = {
     {RUN_UNTIL_EMPTY, "until-empty", 0, NULL, "exit once nothing runs and nothing runnable is queued"},
     {RUN_GRACE, "grace", 0, "SECONDS", "between TERM and KILL (default 10)"},
     {RUN_POLL, "poll", 0, "SECONDS", "tick of the loop (default 0.5; a run's exit wakes it at once)"},
+    {RUN_EXECUTOR, "executor", 0, "NAME", "local (default: process groups on this host) or slurm\n"
+     "(each run one Slurm job; the run dirs must be on a filesystem\n"
+     "the nodes share)"},
+    {RUN_PARTITION, "partition", 0, "P", "slurm: sbatch --partition (default: the cluster's)"},
+    {RUN_GRES, "gres", 0, "NAME", "slurm: a run's devices as this GRES, e.g. gpu or gpu:h100\n"
+     "(a 4-device run asks --gres=gpu:4; default: CPU runs with\n"
+     "--threads CPUs per device)"},
+    {RUN_MAX_JOBS, "max-jobs", 0, "N", "slurm: runs handed to Slurm at once (default 100)"},
     CLI_OPT_DB(RUN_DB),
     CLI_OPT_END,
 };
@@ -110,7 +122,7 @@ static int cmd_run(int argc, char **argv) {
     cad_runner_opts o;
     cad_runner_opts_init(&o);
     const char *opt_db = NULL, *devices = NULL;
-    int cpu_slots = 0, threads = 0;
+    int cpu_slots = 0, threads = 0, slurm_only = 0;
     int id;
     cli_parser p;
     cli_parser_init(&p, &cmd_run_def, NULL, argc, argv);
@@ -128,6 +140,14 @@ static int cmd_run(int argc, char **argv) {
             break;
         case RUN_UNTIL_EMPTY: o.until_empty = 1; break;
         case RUN_DB: opt_db = p.arg; break;
+        case RUN_EXECUTOR: o.executor = p.arg; break;
+        case RUN_PARTITION: o.partition = p.arg; slurm_only = 1; break;
+        case RUN_GRES: o.gres = p.arg; slurm_only = 1; break;
+        case RUN_MAX_JOBS:
+            if (cli_parse_int(p.arg, 1, 1000000, &o.max_jobs) != 0)
+                return cli_usage_error("run", "--max-jobs '%s': expected a positive integer", p.arg);
+            slurm_only = 1;
+            break;
         case RUN_GRACE:
             if (cli_parse_double(p.arg, 0, INFINITY, &o.grace_s) != 0)
                 return cli_usage_error("run", "--grace '%s': expected seconds >= 0", p.arg);
@@ -142,6 +162,26 @@ static int cmd_run(int argc, char **argv) {
     if (p.ind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[p.ind]);
     if (devices && cpu_slots)
         return cli_usage_error("run", "--devices and --cpu-slots exclude each other");
+    if (strcmp(o.executor, "local") != 0 && strcmp(o.executor, "slurm") != 0)
+        return cli_usage_error("run", "--executor '%s': expected local or slurm", o.executor);
+    if (o.gres && (!o.gres[0] || strchr(o.gres, ',') || strspn(o.gres, "0123456789") == strlen(o.gres)))
+        return cli_usage_error("run", "--gres '%s': expected a GRES name such as gpu or gpu:h100 "
+                                      "(the count is each run's devices)", o.gres);
+    if (strcmp(o.executor, "slurm") == 0) {
+        if (devices || cpu_slots)
+            return cli_usage_error("run", "--executor slurm: Slurm hands out the devices; use "
+                                          "--gres (and --partition) instead of --devices/--cpu-slots");
+        o.cpu_threads = threads ? threads : 1;
+        o.db_path = cad_db_path(opt_db);
+        o.tty = isatty(STDOUT_FILENO);
+        o.out = stdout;
+        cad_err e = {0};
+        int sig = 0;
+        if (cad_runner_run(&o, &sig, &e) != CAD_OK) return cli_fail("run", "%s", e.msg);
+        return sig ? 128 + sig : 0;
+    }
+    if (slurm_only)
+        return cli_usage_error("run", "--partition, --gres and --max-jobs need --executor slurm");
     if (devices) {
         if (cad_sched_devset_parse(devices, &o.devices) != 0)
             return cli_usage_error("run", "--devices '%s': expected a list like 0-7 or 0,2,4-5 "
@@ -176,6 +216,8 @@ const cli_command cmd_run_def = {
     .summary = "the runner: start queued runs on GPUs or CPU slots, record everything in the DB",
     .synopsis = (const char *const[]){"[--devices LIST | --cpu-slots N [--threads N]] [--until-empty]\n"
                                       "[--grace SECONDS] [--poll SECONDS] [--db FILE]",
+                                      "--executor slurm [--partition P] [--gres NAME] [--threads N]\n"
+                                      "[--max-jobs N] [--until-empty] [--grace SECONDS] [--db FILE]",
                                       NULL},
     .description =
         "The one process that drives the queue (one per DB: a second one is refused and told\n"
@@ -186,7 +228,11 @@ const cli_command cmd_run_def = {
         "NaN loss or no final result: failed (reason + last log lines in runs.error), retried\n"
         "up to the sweep's `retries`. Runs a killed runner left behind are requeued at start.\n"
         "SIGINT/SIGTERM: no new runs, TERM to the running ones (marked interrupted), exit\n"
-        "128+signal; a second signal KILLs them.\n",
+        "128+signal; a second signal KILLs them.\n"
+        "--executor slurm: each run is one Slurm job (sbatch; runs of one shape as one job\n"
+        "array), watched with squeue; states and retries as above. The DB stays on this host;\n"
+        "the run dirs must be on a filesystem the nodes share. Jobs outlive the runner: a\n"
+        "signal or a crash leaves them running and the next runner re-attaches by job id.\n",
     .opts = run_opts,
 };
 
@@ -486,6 +532,26 @@ const cli_command cmd_logs_def = {
 
 /* ---- caddie cancel / retry -------------------------------------------------------------- */
 
+/* The Slurm job ids of the running runs a cancel is about to mark (a list of ids). */
+typedef struct job_list {
+    char (*id)[CAD_JOB_ID_MAX];
+    int n, cap;
+} job_list;
+
+static int collect_job(void *ctx, const char *run_id, const char *job_id) {
+    (void)run_id;
+    job_list *l = ctx;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char (*v)[CAD_JOB_ID_MAX] = realloc(l->id, sizeof *v * (size_t)cap);
+        if (!v) return 1;
+        l->id = v;
+        l->cap = cap;
+    }
+    snprintf(l->id[l->n++], CAD_JOB_ID_MAX, "%s", job_id);
+    return 0;
+}
+
 static int cancel_or_retry(const cli_command *c, int argc, char **argv, int cancel) {
     const char *cmd = c->name, *opt_db = NULL;
     int ind;
@@ -500,16 +566,35 @@ static int cancel_or_retry(const cli_command *c, int argc, char **argv, int canc
     int n = 0;
     char reason[256];
     snprintf(reason, sizeof reason, "caddie %s %s", cmd, target);
-    int st = cancel ? cad_db_cancel(db, target, reason, &n, &e)
+    /* runs that are Slurm jobs are scancelled here too, so they stop even when no runner
+     * watches them (the runner, when there is one, sees the status and scancels as well) */
+    job_list jobs = {0};
+    int st = cancel ? cad_db_each_running_slurm_job(db, target, collect_job, &jobs, &e) : CAD_OK;
+    if (st == CAD_OK)
+        st = cancel ? cad_db_cancel(db, target, reason, &n, &e)
                     : cad_db_retry(db, target, reason, &n, &e);
     cad_db_close(db);
-    if (st != CAD_OK) return cli_fail(cmd, "%s", e.msg);
+    if (st != CAD_OK) {
+        free(jobs.id);
+        return cli_fail(cmd, "%s", e.msg);
+    }
+    int failed = 0;
+    for (int i = 0; i < jobs.n; i++) {
+        cad_err se = {0};
+        if (cad_slurm_cancel(jobs.id[i], &se) != CAD_OK) {
+            fprintf(stderr, "caddie %s: %s\n", cmd, se.msg);
+            failed = 1;
+        } else {
+            printf("scancel %s\n", jobs.id[i]);
+        }
+    }
+    free(jobs.id);
     if (cancel)
         printf("cancelled %d run%s of '%s'%s\n", n, n == 1 ? "" : "s", target,
                n ? " (a running one is stopped by the runner within a second)" : "");
     else
         printf("queued %d run%s of '%s' again\n", n, n == 1 ? "" : "s", target);
-    return 0;
+    return failed;
 }
 
 static int cmd_cancel(int argc, char **argv) {
@@ -522,7 +607,8 @@ const cli_command cmd_cancel_def = {
     .summary = "cancel a run, or every queued/running run of a sweep",
     .synopsis = (const char *const[]){"RUN|SWEEP [--db FILE]", NULL},
     .description = "A running run is stopped by the runner (TERM to its process group, KILL after the\n"
-                   "grace) and stays cancelled.\n",
+                   "grace) and stays cancelled. A run that is a Slurm job (caddie run --executor slurm)\n"
+                   "is also scancelled here, so it stops even when no runner watches it.\n",
     .opts = db_only_opts,
 };
 

@@ -66,6 +66,20 @@ static const char metric_stats_sql[] =
 static const char events_sql[] =
     "SELECT at, from_status, to_status, reason FROM events WHERE run_id = ?1 ORDER BY id";
 
+static const char slurm_record_sql[] =
+    "INSERT OR REPLACE INTO slurm_jobs (run_id, attempt, job_name, array_index, job_id, "
+    "submitted_at) VALUES (?1, ?2, ?3, ?4, NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
+static const char slurm_set_id_sql[] =
+    "UPDATE slurm_jobs SET job_id = ?3 WHERE run_id = ?1 AND attempt = ?2";
+static const char slurm_get_sql[] =
+    "SELECT job_name, array_index, job_id FROM slurm_jobs WHERE run_id = ?1 AND attempt = ?2";
+static const char slurm_running_sql[] =
+    "SELECT r.run_id, j.job_id FROM runs r "
+    "JOIN slurm_jobs j ON j.run_id = r.run_id AND j.attempt = r.attempts "
+    "LEFT JOIN sweeps s ON s.id = r.sweep_id "
+    "WHERE r.status = 'running' AND j.job_id IS NOT NULL AND (r.run_id = ?1 OR "
+    "(s.name = ?1 AND NOT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1))) ORDER BY r.run_id";
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static const char *col_text(sqlite3_stmt *s, int i) {
@@ -178,6 +192,70 @@ int cad_db_clear_attempt(cad_db *db, const char *run_id, int keep_metrics, cad_e
         return rc;
     }
     return cad_db_commit(db, e);
+}
+
+/* ---- Slurm jobs ------------------------------------------------------------------------------ */
+
+/* The statement for sql with run_id ?1 and attempt ?2 bound. */
+static sqlite3_stmt *stmt_attempt(cad_db *db, const char *sql, const char *run_id, int attempt,
+                                  cad_err *e) {
+    sqlite3_stmt *s = stmt_run(db, sql, run_id, e);
+    if (s) sqlite3_bind_int(s, 2, attempt);
+    return s;
+}
+
+static int step_write(cad_db *db, sqlite3_stmt *s, const char *what, const char *run_id,
+                      cad_err *e) {
+    int st = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (st != SQLITE_DONE)
+        return cad_fail(e, CAD_EDB, "%s: run %s: %s: %s", cad_db_file(db), run_id, what,
+                        sqlite3_errmsg(cad_db_sqlite(db)));
+    return CAD_OK;
+}
+
+int cad_db_slurm_job_record(cad_db *db, const char *run_id, int attempt, const char *job_name,
+                            int array_index, cad_err *e) {
+    sqlite3_stmt *s = stmt_attempt(db, slurm_record_sql, run_id, attempt, e);
+    if (!s) return CAD_EDB;
+    sqlite3_bind_text(s, 3, job_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 4, array_index);
+    return step_write(db, s, "recording its Slurm job", run_id, e);
+}
+
+int cad_db_slurm_job_set_id(cad_db *db, const char *run_id, int attempt, const char *job_id,
+                            cad_err *e) {
+    sqlite3_stmt *s = stmt_attempt(db, slurm_set_id_sql, run_id, attempt, e);
+    if (!s) return CAD_EDB;
+    sqlite3_bind_text(s, 3, job_id, -1, SQLITE_TRANSIENT);
+    return step_write(db, s, "recording its Slurm job id", run_id, e);
+}
+
+int cad_db_slurm_job_get(cad_db *db, const char *run_id, int attempt, cad_slurm_job *out,
+                         int *found, cad_err *e) {
+    *found = 0;
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = stmt_attempt(db, slurm_get_sql, run_id, attempt, e);
+    if (!s) return CAD_EDB;
+    int got = step_row(db, s, "reading a run's Slurm job", e);
+    if (got > 0) {
+        snprintf(out->job_name, sizeof out->job_name, "%s", col_text(s, 0) ? col_text(s, 0) : "");
+        out->array_index = sqlite3_column_int(s, 1);
+        snprintf(out->job_id, sizeof out->job_id, "%s", col_text(s, 2) ? col_text(s, 2) : "");
+        *found = 1;
+        sqlite3_reset(s);
+    }
+    return got < 0 ? CAD_EDB : CAD_OK;
+}
+
+int cad_db_each_running_slurm_job(cad_db *db, const char *target, cad_slurm_job_fn fn, void *ctx,
+                                  cad_err *e) {
+    sqlite3_stmt *s = stmt_run(db, slurm_running_sql, target, e);
+    if (!s) return CAD_EDB;
+    int got = 0, stop = 0;
+    while (!stop && (got = step_row(db, s, "listing Slurm jobs", e)) > 0)
+        stop = fn(ctx, col_text(s, 0), col_text(s, 1));
+    return end_listing(s, stop ? 0 : got, stop);
 }
 
 /* ---- listings ---------------------------------------------------------------------------------- */

@@ -44,6 +44,30 @@ int cad_db_run_resumes(cad_db *db, const char *run_id, int *yes, cad_err *e);
  * logged twice replaces, never adds). One transaction unless the caller holds one. */
 int cad_db_clear_attempt(cad_db *db, const char *run_id, int keep_metrics, cad_err *e);
 
+/* ---- Slurm jobs (runner/exec_slurm.c; table slurm_jobs) ----------------------------------- */
+
+/* The Slurm job of one attempt of a run. */
+typedef struct cad_slurm_job {
+    char job_name[64];       /* sbatch --job-name of its array */
+    int array_index;         /* its task in that array */
+    char job_id[64];         /* "<array job id>_<task>", "" until sbatch answered */
+} cad_slurm_job;
+
+/* Record (insert or replace) the job of attempt `attempt` before sbatch runs. */
+int cad_db_slurm_job_record(cad_db *db, const char *run_id, int attempt, const char *job_name,
+                            int array_index, cad_err *e);
+/* Fill its job id once sbatch answered. */
+int cad_db_slurm_job_set_id(cad_db *db, const char *run_id, int attempt, const char *job_id,
+                            cad_err *e);
+/* The job of an attempt: *found = 0 when that attempt was not handed to Slurm. */
+int cad_db_slurm_job_get(cad_db *db, const char *run_id, int attempt, cad_slurm_job *out,
+                         int *found, cad_err *e);
+/* Running runs of a target (a run id, or every run of a sweep of that name) whose current
+ * attempt is a Slurm job with a known id: fn(ctx, run_id, job_id) for each (`caddie cancel`). */
+typedef int (*cad_slurm_job_fn)(void *ctx, const char *run_id, const char *job_id);
+int cad_db_each_running_slurm_job(cad_db *db, const char *target, cad_slurm_job_fn fn, void *ctx,
+                                  cad_err *e);
+
 /* ---- early stopping (runner/earlystop.h) -------------------------------------------------- */
 
 /* The YAML text a sweep was queued with (sweeps.spec), malloc'd into *text; *text = NULL when

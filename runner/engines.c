@@ -110,11 +110,14 @@ int cad_engine_exec_build(const char *engine, const cad_launch *l, const cad_eng
         }
     }
     envlist env = {0};
-    for (char **p = environ; p && *p; p++) env_put(&env, *p);
+    if (!s->env_additions_only)
+        for (char **p = environ; p && *p; p++) env_put(&env, *p);
     for (int i = 0; i < l->nenv; i++) env_put(&env, l->env[i]);
     char num[32];
     int ndev = 0;
-    if (s->devices) {
+    if (s->executor_devices > 0) {
+        ndev = s->executor_devices;
+    } else if (s->devices) {
         env_putf(&env, "CUDA_VISIBLE_DEVICES", s->devices);
         ndev = s->devices[0] ? 1 : 0;
         for (const char *c = s->devices; *c; c++) ndev += *c == ',';

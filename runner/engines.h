@@ -37,6 +37,10 @@ typedef struct cad_engine_slot {
     const char *run_id;
     const char *run_dir;
     int attempt;             /* 1-based */
+    int env_additions_only;  /* 1: envp holds only what the run adds (a job script for a
+                              * scheduler whose jobs get the submitter's environment) */
+    int executor_devices;    /* > 0: the executor hands out this many devices itself (Slurm
+                              * GRES sets CUDA_VISIBLE_DEVICES): it is left alone */
 } cad_engine_slot;
 
 /* An exec-ready process description (everything malloc'd; cad_engine_exec_free). */
@@ -53,7 +57,8 @@ typedef struct cad_engine_exec {
  * env (NAME=value, overriding), then the runner's own variables, which win:
  * CUDA_VISIBLE_DEVICES (the assigned GPUs; "" in CPU-slot mode so a CPU run never grabs a
  * GPU), CADDIE_RUN_ID, CADDIE_RUN_DIR, CADDIE_ATTEMPT, CADDIE_DEVICES (count); in CPU-slot
- * mode OMP_NUM_THREADS too, unless the recipe sets it. self_exe is this binary's path
+ * mode OMP_NUM_THREADS too, unless the recipe sets it. With env_additions_only the runner's
+ * environment is left out; with executor_devices CUDA_VISIBLE_DEVICES is not set. self_exe is this binary's path
  * (readlink /proc/self/exe), substituted for argv[0] == "caddie". */
 int cad_engine_exec_build(const char *engine, const cad_launch *l, const cad_engine_slot *s,
                           const char *self_exe, cad_engine_exec *out, cad_err *e);

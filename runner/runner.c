@@ -1,13 +1,15 @@
 /*
  * runner.c — the overnight runner loop (see runner.h for the contract and crash safety).
  *
- * One thread, one loop: reap children, ingest what the running runs wrote (one transaction
- * for all of them), enforce cancel/timeout/NaN, finish runs whose process group is empty,
- * start new runs where the packing policy allows, draw the status line, then sleep in
- * sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
+ * One thread, one loop: ingest what the running runs wrote (one transaction for all of them),
+ * ask the executor how each run's job is (local: reap children; Slurm: squeue), enforce
+ * cancel/timeout/NaN, finish runs whose job ended, start new runs where the packing policy
+ * allows (or, with a remote executor, as far as --max-jobs allows), draw the status line, then
+ * sleep in sigtimedwait until a child exits, a signal arrives or the tick ends. Signals are
  * blocked and taken synchronously, so there is no async handler state to get wrong.
- * Not here: the packing policy (sched.c), process mechanics (proc.c), building argv/env
- * (engines.c), every query (db/db.c, db/runs.c), reading run dirs (ingest.c).
+ * Not here: the packing policy (sched.c), where a job runs and how it is watched (executor.h,
+ * exec_local.c, exec_slurm.c), building argv/env (engines.c), every query (db/db.c,
+ * db/runs.c), reading run dirs (ingest.c).
  */
 #include "engine/fsutil.h"
 #include "runner/runner.h"
@@ -15,6 +17,7 @@
 #include "db/db.h"
 #include "runner/earlystop.h"
 #include "runner/engines.h"
+#include "runner/executor.h"
 #include "db/ingest.h"
 #include "db/logparse.h"
 #include "db/runs.h"
@@ -34,7 +37,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,7 @@
 #define HOST_TEXT_MAX 256      /* gethostname */
 #define LOCK_TEXT_MAX 600      /* "pid N on HOST since TIME" in the lock file */
 #define STATUS_LINE_MAX 512    /* the live status line */
+#define REMOTE_POLL_EVERY_S 2.0 /* a remote executor's jobs are asked about (squeue) this often */
 
 /* Copy src into dst (cap bytes), truncating; snprintf("%s") would make gcc warn. */
 static void str_copy(char *dst, size_t cap, const char *src) {
@@ -66,6 +69,8 @@ void cad_runner_opts_init(cad_runner_opts *o) {
     o->grace_s = 10;
     o->poll_s = 0.5;
     o->default_est_s = 600;
+    o->executor = "local";
+    o->max_jobs = 100;
     o->out = stdout;
 }
 
@@ -236,13 +241,10 @@ typedef struct slot {
     int ndev;
     int attempt;
     int retries;
-    pid_t pid;               /* process group leader (pgid == pid) */
-    int reaped;              /* leader waited for */
-    int wait_status;
+    cad_job job;             /* where its engine runs (runner/executor.h) */
     double start_mono;
     double est_s;
     double timeout_s;        /* <= 0: none */
-    double term_at, kill_at; /* when TERM / KILL were sent (0: not yet) */
     stop_kind stop;
     char stop_reason[REASON_MAX];
     char *capture_path;
@@ -261,8 +263,12 @@ typedef struct slot {
 typedef struct runner {
     const cad_runner_opts *o;
     cad_db *db;
+    cad_executor local;      /* always there: it recovers runs a local runner left behind */
+    cad_executor slurm;      /* --executor slurm */
+    cad_executor *ex;        /* the one that starts runs: &local or &slurm */
     slot *slots;
-    int nslots;              /* capacity: one per device at most */
+    int nslots;              /* capacity: one per device (local), --max-jobs or the jobs
+                              * re-attached (remote) */
     cad_sched_devset all;
     char boot_id[CAD_PROC_BOOT_ID_LEN];
     char host[HOST_TEXT_MAX];
@@ -275,6 +281,7 @@ typedef struct runner {
     int n_finished;          /* slots freed so far (the queue is re-read when it changes) */
     double last_plain_status;
     int status_line_len;     /* TTY: characters of the status line now on screen */
+    double last_remote_poll; /* when a remote executor was last asked (monotonic) */
     char **warned;           /* run ids already reported unrunnable */
     int nwarned;
 } runner;
@@ -330,7 +337,8 @@ static int archive_previous_attempt(const char *run_dir, int n, cad_err *e) {
     /* everything an attempt writes; config.yaml and run.json describe the run and stay */
     static const char *files[] = {"log.txt",        "console.txt",          "metrics.jsonl",
                                   "result.json",    "checkpoint.bin",       "final_model.int8.ptz",
-                                  "weights.safetensors", "code_files.txt",  "grandchild.pid"};
+                                  "weights.safetensors", "code_files.txt",  "grandchild.pid",
+                                  "job.sh",         "job.exit"};
     int any = 0;
     char src[PATH_MAX + 64], dst[PATH_MAX + 64], dir[PATH_MAX];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -443,7 +451,7 @@ static void io_fatal(runner *r, slot *s) {
         s->stop = STOP_IOFAIL;
         str_copy(s->stop_reason, sizeof s->stop_reason, s->io_error);
     }
-    if (!s->reaped) stop_slot(r, s, STOP_IOFAIL, s->io_error);
+    if (s->job.phase != CAD_JOB_ENDED) stop_slot(r, s, STOP_IOFAIL, s->io_error);
     if (r->fatal[0]) return;
     str_copy(r->fatal, sizeof r->fatal, s->io_error);
     r->stopping = 1;
@@ -461,10 +469,11 @@ static void stop_slot(runner *r, slot *s, stop_kind why, const char *reason) {
             str_copy(s->stop_reason, sizeof s->stop_reason, reason);
         }
     }
-    if (!s->term_at) {
-        s->term_at = cad_proc_now_mono();
-        cad_proc_group_signal(s->pid, SIGTERM);
-        say(r, "stopping %s: %s (TERM to process group %d)", s->run_id, reason, (int)s->pid);
+    if (!s->job.term_at) {
+        s->job.term_at = cad_proc_now_mono();
+        char said[CAD_JOB_DETAIL_MAX];
+        r->ex->ops->signal(r->ex, &s->job, 0, said, sizeof said);
+        say(r, "stopping %s: %s (%s)", s->run_id, reason, said);
     }
 }
 
@@ -524,7 +533,8 @@ static int earlystop_tick(runner *r, cad_err *e) {
     int rc = CAD_OK;
     for (int i = 0; i < r->nslots && !rc; i++) {
         slot *s = &r->slots[i];
-        if (!s->used || s->reaped || s->stop != STOP_NONE || s->stop_rule.rule == CAD_STOP_OFF)
+        if (!s->used || s->job.phase == CAD_JOB_ENDED || s->stop != STOP_NONE ||
+            s->stop_rule.rule == CAD_STOP_OFF)
             continue;
         long planned = earlystop_planned(s);
         if (planned <= 0) continue;
@@ -550,12 +560,13 @@ static int earlystop_tick(runner *r, cad_err *e) {
 static void earlystop_signal(runner *r) {
     for (int i = 0; i < r->nslots; i++) {
         slot *s = &r->slots[i];
-        if (!s->used || s->stop != STOP_EARLY || s->term_at) continue;
+        if (!s->used || s->stop != STOP_EARLY || s->job.term_at) continue;
         r->n_stopped++;
         say_run_json_lag(r);
-        s->term_at = cad_proc_now_mono();
-        cad_proc_group_signal(s->pid, SIGTERM);
-        say(r, "stopped %s: %s (TERM to process group %d)", s->run_id, s->stop_reason, (int)s->pid);
+        s->job.term_at = cad_proc_now_mono();
+        char said[CAD_JOB_DETAIL_MAX];
+        r->ex->ops->signal(r->ex, &s->job, 0, said, sizeof said);
+        say(r, "stopped %s: %s (%s)", s->run_id, s->stop_reason, said);
     }
 }
 
@@ -633,7 +644,8 @@ static void slot_release(runner *r, slot *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* How the leader ended: its exit code when it exited, else the signal in wait_status. */
+/* How the engine ended (from its job): its exit code when it exited; has_result: result.json
+ * is there. */
 typedef struct exit_info {
     int has_exit, exit_code, has_result;
 } exit_info;
@@ -691,10 +703,13 @@ static int ingest_final(runner *r, slot *s, const exit_info *x, cad_err *e) {
     return CAD_OK;
 }
 
-/* The final status of a run still marked running, and the reason; 1 when it failed. */
+/* The final status of a run still marked running, and the reason; 1 when it failed. An end
+ * only an executor can see (Slurm's time limit, a scancel by hand, a preemption) maps onto the
+ * same states as a local run's: failed, cancelled, or interrupted and queued again. */
 static int decide_outcome(const slot *s, const exit_info *x, cad_run_status *to,
                           char *reason, size_t cap) {
-    int failed = 0, st = s->wait_status;
+    int failed = 0;
+    const cad_job *j = &s->job;
     *to = CAD_RUN_DONE;
     switch (s->stop) {
     case STOP_TIMEOUT:
@@ -710,9 +725,18 @@ static int decide_outcome(const slot *s, const exit_info *x, cad_run_status *to,
     case STOP_CANCEL: /* status is no longer running: finish_slot handled it */
     case STOP_EARLY:
     case STOP_NONE:
-        if (!x->has_exit) {
+        if (j->end == CAD_JOB_CANCELLED) {
+            *to = CAD_RUN_CANCELLED;
+            str_copy(reason, cap, j->detail);
+        } else if (j->end == CAD_JOB_LOST) {
+            *to = CAD_RUN_INTERRUPTED;
+            str_copy(reason, cap, j->detail);
+        } else if (j->end == CAD_JOB_TIMEOUT || j->end == CAD_JOB_FAILED) {
             failed = 1;
-            snprintf(reason, cap, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+            str_copy(reason, cap, j->detail);
+        } else if (!x->has_exit) {
+            failed = 1;
+            snprintf(reason, cap, "killed by signal %d (%s)", j->sig, strsignal(j->sig));
         } else if (x->exit_code != 0) {
             failed = 1;
             snprintf(reason, cap, "exit code %d", x->exit_code);
@@ -738,6 +762,14 @@ static int record_outcome(runner *r, slot *s, const exit_info *x, cad_run_status
                            failed ? reason : (to == CAD_RUN_DONE ? "finished" : reason), e);
     free(err);
     *retry = 0;
+    /* a job lost to the cluster (preempted, node failure) is no failure of the run: it is
+     * queued again at once, its attempt count kept, as after a runner crash */
+    if (!rc && to == CAD_RUN_INTERRUPTED && s->job.end == CAD_JOB_LOST && s->stop == STOP_NONE) {
+        char why[PREFIXED_REASON_MAX];
+        snprintf(why, sizeof why, "requeued after: %s", reason);
+        rc = cad_db_requeue(r->db, s->run_id, 0, why, e);
+        *retry = 1;
+    }
     int failures = 0;
     /* a run failed by a full disk is not retried now: the runner is stopping for it */
     if (!rc && failed && s->stop != STOP_IOFAIL) rc = cad_db_count_failures(r->db, s->run_id, &failures, e);
@@ -765,7 +797,10 @@ static void say_finished(runner *r, slot *s, cad_run_status to, const char *reas
                 res.val_bpb, (long long)res.artifact_bytes);
         else say(r, "done    %s in %.1fs", s->run_id, secs);
     } else if (to == CAD_RUN_INTERRUPTED) {
-        say(r, "interrupted %s after %.1fs", s->run_id, secs);
+        say(r, "interrupted %s after %.1fs%s%s%s", s->run_id, secs, retry ? ": " : "",
+            retry ? reason : "", retry ? " (queued again)" : "");
+    } else if (to == CAD_RUN_CANCELLED) {
+        say(r, "cancelled %s after %.1fs: %s", s->run_id, secs, reason);
     } else {
         r->n_failed++;
         say(r, "failed  %s after %.1fs: %s%s", s->run_id, secs, reason,
@@ -776,9 +811,9 @@ static void say_finished(runner *r, slot *s, cad_run_status to, const char *reas
 /* The leader exited and the group is empty: decide the status, write it, maybe retry. */
 static int finish_slot(runner *r, slot *s, cad_err *e) {
     exit_info x = {0, -1, 0};
-    if (WIFEXITED(s->wait_status)) {
+    if (s->job.end == CAD_JOB_EXITED) {
         x.has_exit = 1;
-        x.exit_code = WEXITSTATUS(s->wait_status);
+        x.exit_code = s->job.exit_code;
     }
     last_words(r, s, &x);
     if (s->io_error[0] && s->stop != STOP_IOFAIL) io_fatal(r, s);
@@ -909,13 +944,31 @@ static int claim_run(runner *r, const cad_run *run, const char *devtext, int res
     return rc;
 }
 
-/* Prepare the run dir and start the engine: *pid and *x on success, else why (non-empty)
- * says what stopped it. */
-static void spawn_run(runner *r, const cad_run *run, const char *devtext, int resume,
-                      int attempt, cad_engine_exec *x, pid_t *pid, char *why, size_t cap) {
-    const char *run_dir = run->run_dir && run->run_dir[0] ? run->run_dir : NULL;
+/* The process description of a run for this runner's executor: a local run gets the whole
+ * environment and its devices (GPU ids or a CPU slot); a remote job only what the run adds,
+ * and its devices from the scheduler (with --gres; else CPU runs). */
+static int build_exec(runner *r, const cad_run *run, const char *devtext, int attempt,
+                      cad_engine_exec *x, cad_err *e) {
     cad_launch l;
     memset(&l, 0, sizeof l);
+    int rc = cad_db_get_launch(r->db, run->run_id, &l, e);
+    if (!rc) {
+        int remote = r->ex->ops->remote;
+        int ndev = run->devices_requested < 1 ? 1 : run->devices_requested;
+        int cpu = remote ? !r->o->gres : r->o->cpu_slots > 0;
+        cad_engine_slot es = {cpu || remote ? NULL : devtext, cpu ? r->o->cpu_threads : 0,
+                              run->run_id, run->run_dir, attempt, remote,
+                              remote && !cpu ? ndev : 0};
+        rc = cad_engine_exec_build(run->engine, &l, &es, r->self_exe, x, e);
+    }
+    cad_launch_free(&l);
+    return rc;
+}
+
+/* Prepare the run dir and the process description: why (non-empty) says what stopped it. */
+static void prepare_run(runner *r, const cad_run *run, const char *devtext, int resume,
+                        int attempt, cad_engine_exec *x, char *why, size_t cap) {
+    const char *run_dir = run->run_dir && run->run_dir[0] ? run->run_dir : NULL;
     cad_err le = {0};
     why[0] = 0;
     if (!run_dir) snprintf(why, cap, "run has no run_dir");
@@ -923,20 +976,8 @@ static void spawn_run(runner *r, const cad_run *run, const char *devtext, int re
         str_copy(why, cap, le.msg);
     else if (!resume && archive_previous_attempt(run_dir, attempt - 1, &le) != CAD_OK)
         str_copy(why, cap, le.msg);
-    else if (cad_db_get_launch(r->db, run->run_id, &l, &le) != CAD_OK)
+    else if (build_exec(r, run, devtext, attempt, x, &le) != CAD_OK)
         str_copy(why, cap, le.msg);
-    else {
-        cad_engine_slot es = {r->o->cpu_slots ? NULL : devtext,
-                              r->o->cpu_slots ? r->o->cpu_threads : 0, run->run_id, run_dir,
-                              attempt};
-        if (cad_engine_exec_build(run->engine, &l, &es, r->self_exe, x, &le) != CAD_OK)
-            str_copy(why, cap, le.msg);
-        else {
-            cad_proc_spawn_opts po = {x->argv, x->envp, x->cwd, x->capture_path, resume};
-            if (cad_proc_spawn_group(&po, pid, &le) != CAD_OK) str_copy(why, cap, le.msg);
-        }
-    }
-    cad_launch_free(&l);
 }
 
 /* A run that could not even be started is failed, and retried by the usual rule. */
@@ -964,9 +1005,9 @@ static int fail_start(runner *r, const cad_run *run, const char *why, cad_err *e
     return CAD_OK;
 }
 
-/* The slot of a started run. */
+/* The slot of a started (or re-attached) run. */
 static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset devs, double est,
-                      int attempt, pid_t pid, const cad_engine_exec *x) {
+                      int attempt, const cad_job *job, const cad_engine_exec *x) {
     (void)r;
     memset(s, 0, sizeof *s);
     s->used = 1;
@@ -976,10 +1017,12 @@ static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset d
     s->engine = strdup(run->engine);
     s->kind = x->kind;
     s->devs = devs;
-    s->ndev = cad_sched_devset_count(devs);
+    s->ndev = r->ex->ops->remote ? (run->devices_requested < 1 ? 1 : run->devices_requested)
+                                 : cad_sched_devset_count(devs);
     s->attempt = attempt;
     s->retries = run->retries;
-    s->pid = pid;
+    s->job = *job;
+    s->job.run_dir = s->run_dir;
     s->start_mono = cad_proc_now_mono();
     s->est_s = est;
     s->timeout_s = run->timeout_s;
@@ -989,6 +1032,8 @@ static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset d
     s->ing.artifacts_done = 1;
     cad_tail_init(&s->log_tail, x->capture_path);
     if (x->parse_log) {
+        /* written from the log, from its first line: a re-attached run's journal is written
+         * again whole, and its points replace the ones in the DB (keyed by step) */
         char jpath[PATH_MAX];
         snprintf(jpath, sizeof jpath, "%s/metrics.jsonl", run->run_dir);
         s->lp = cad_logparse_new();
@@ -999,41 +1044,93 @@ static void slot_fill(runner *r, slot *s, const cad_run *run, cad_sched_devset d
     }
 }
 
-/* Claim, clean the run dir, spawn. Returns CAD_OK unless the DB itself failed. */
-static int launch(runner *r, const cad_run *run, cad_sched_devset devs, double est, cad_err *e) {
+/* A run to start, as the policy picked it. */
+typedef struct start_req {
+    const cad_run *run;
+    cad_sched_devset devs;
+    double est;
+    int resume, attempt;
     char devtext[DEVICES_TEXT_MAX];
-    cad_sched_devset_format(devs, devtext, sizeof devtext);
-    int resume = 0, claimed = 0;
-    int rc = resumes_from_checkpoint(r, run, &resume, e);
-    if (!rc) rc = claim_run(r, run, devtext, resume, &claimed, e);
-    if (rc || !claimed) return rc;
-    int attempt = run->attempts + 1;
-    char why[REASON_MAX];
     cad_engine_exec x;
-    memset(&x, 0, sizeof x);
-    pid_t pid = 0;
-    spawn_run(r, run, devtext, resume, attempt, &x, &pid, why, sizeof why);
-    if (why[0]) {
-        cad_engine_exec_free(&x);
-        return fail_start(r, run, why, e);
+} start_req;
+
+/* Claim, prepare and hand the runs to the executor (all at once: Slurm submits runs of one
+ * shape as one array). Returns CAD_OK unless the DB itself failed. */
+static int launch_many(runner *r, start_req *req, int n, cad_err *e) {
+    cad_job_spec *specs = calloc((size_t)n + 1, sizeof *specs);
+    cad_job *jobs = calloc((size_t)n + 1, sizeof *jobs);
+    int *which = calloc((size_t)n + 1, sizeof *which);
+    if (!specs || !jobs || !which) {
+        free(specs);
+        free(jobs);
+        free(which);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
     }
-    long long start_ticks = 0;
-    cad_err pe = {0};
-    cad_proc_start_ticks(pid, &start_ticks, &pe); /* a run that already exited records 0 */
-    rc = cad_db_set_process(r->db, run->run_id, pid, start_ticks, e);
-    slot *s = slot_free(r);
-    CAD_ASSERT(s != NULL); /* one slot per device: a free device means a free slot */
-    slot_fill(r, s, run, devs, est, attempt, pid, &x);
-    earlystop_setup(r, s);
-    cad_engine_exec_free(&x);
-    r->n_started++;
-    const char *how = resume ? ", resuming from checkpoint.bin" : "";
-    if (r->o->cpu_slots)
-        say(r, "start   %s (attempt %d%s) on cpu slot %s, pid %d", run->run_id, attempt, how,
-            devtext, (int)pid);
-    else
-        say(r, "start   %s (attempt %d%s) on CUDA_VISIBLE_DEVICES=%s, pid %d", run->run_id,
-            attempt, how, devtext, (int)pid);
+    int rc = CAD_OK, m = 0;
+    const char *claim_text = r->ex->ops->remote ? r->ex->ops->name : NULL;
+    for (int i = 0; i < n && !rc; i++) {
+        start_req *q = &req[i];
+        const cad_run *run = q->run;
+        cad_sched_devset_format(q->devs, q->devtext, sizeof q->devtext);
+        int claimed = 0;
+        rc = resumes_from_checkpoint(r, run, &q->resume, e);
+        if (!rc) rc = claim_run(r, run, claim_text ? claim_text : q->devtext, q->resume, &claimed, e);
+        if (rc || !claimed) continue;
+        q->attempt = run->attempts + 1;
+        char why[REASON_MAX];
+        prepare_run(r, run, q->devtext, q->resume, q->attempt, &q->x, why, sizeof why);
+        if (why[0]) {
+            cad_engine_exec_free(&q->x);
+            rc = fail_start(r, run, why, e);
+            continue;
+        }
+        specs[m] = (cad_job_spec){run->run_id, run->run_dir, q->attempt, &q->x,
+                                  run->devices_requested < 1 ? 1 : run->devices_requested,
+                                  q->resume, run->timeout_s};
+        which[m++] = i;
+    }
+    if (!rc && m) rc = r->ex->ops->submit(r->ex, specs, m, jobs, e);
+    for (int k = 0; k < m; k++) {
+        start_req *q = &req[which[k]];
+        const cad_run *run = q->run;
+        cad_job *j = &jobs[k];
+        if (j->start_failed) {
+            if (!rc) rc = fail_start(r, run, j->detail, e);
+        } else {
+            /* a started job gets its slot even after a DB error, so that it is watched (and,
+             * local, stopped) until the runner is down */
+            if (j->pid > 0) { /* a local process; a run that already exited records 0 */
+                long long start_ticks = 0;
+                cad_err pe = {0};
+                cad_proc_start_ticks(j->pid, &start_ticks, &pe);
+                cad_err se = {0};
+                int sr = cad_db_set_process(r->db, run->run_id, j->pid, start_ticks, &se);
+                if (sr && !rc) {
+                    rc = sr;
+                    *e = se;
+                }
+            }
+            slot *s = slot_free(r);
+            CAD_ASSERT(s != NULL); /* the policy never picks more runs than free slots */
+            slot_fill(r, s, run, q->devs, q->est, q->attempt, j, &q->x);
+            earlystop_setup(r, s);
+            r->n_started++;
+            const char *how = q->resume ? ", resuming from checkpoint.bin" : "";
+            if (r->ex->ops->remote)
+                say(r, "submit  %s (attempt %d%s) as Slurm job %s", run->run_id, q->attempt, how,
+                    j->id);
+            else if (r->o->cpu_slots)
+                say(r, "start   %s (attempt %d%s) on cpu slot %s, pid %d", run->run_id, q->attempt,
+                    how, q->devtext, j->pid);
+            else
+                say(r, "start   %s (attempt %d%s) on CUDA_VISIBLE_DEVICES=%s, pid %d", run->run_id,
+                    q->attempt, how, q->devtext, j->pid);
+        }
+    }
+    for (int i = 0; i < n; i++) cad_engine_exec_free(&req[i].x);
+    free(specs);
+    free(jobs);
+    free(which);
     return rc;
 }
 
@@ -1067,12 +1164,15 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
         run[nrun++] = (cad_sched_running){s->devs, end};
         work += (end > now ? end - now : 0) * s->ndev;
     }
-    int runnable = 0;
+    int runnable = 0, remote = r->ex->ops->remote;
+    /* remote: the scheduler packs; every run is runnable, the ETA counts jobs as devices */
+    if (remote) total = r->nslots;
     est_cache *cache = calloc(1, sizeof *cache);
     for (int i = 0; i < nq; i++) {
         qq[i].ndev = q[i].devices_requested < 1 ? 1 : q[i].devices_requested;
         qq[i].est_s = cache ? estimate(r, cache, &q[i])
                             : q[i].timeout_s > 0 ? q[i].timeout_s : r->o->default_est_s;
+        if (remote) qq[i].ndev = 1;
         if (qq[i].ndev <= total) {
             runnable++;
             work += qq[i].est_s * qq[i].ndev;
@@ -1084,13 +1184,25 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     *n_runnable = runnable;
     *n_queued = nq;
     *eta_s = total > 0 ? work / total : 0;
-    if (!r->stopping) {
-        cad_sched_outcome out;
-        cad_sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
-        for (int k = 0; k < out.n_picks && !rc; k++)
-            rc = launch(r, &q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s, e);
+    start_req *req = calloc((size_t)nq + 1, sizeof *req);
+    if (!req) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
+    if (!rc && !r->stopping) {
+        cad_sched_outcome out = {0};
+        if (remote) {
+            /* Slurm queues and packs: hand it the head of the queue, in order, as far as
+             * --max-jobs allows (its own priority then decides among them) */
+            for (int i = 0; i < nq && out.n_picks < r->nslots - nrun; i++)
+                picks[out.n_picks++] = (cad_sched_pick){i, 0};
+        } else {
+            cad_sched_decide(r->all, run, nrun, qq, nq, now, picks, &out);
+        }
+        for (int k = 0; k < out.n_picks; k++)
+            req[k] = (start_req){&q[picks[k].index], picks[k].devs, qq[picks[k].index].est_s,
+                                 0, 0, "", {0}};
+        rc = launch_many(r, req, out.n_picks, e);
         *n_queued -= out.n_picks;
     }
+    free(req);
     free(cache);
     free(run);
     free(qq);
@@ -1101,52 +1213,67 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
 
 /* ---- crash recovery ------------------------------------------------------------------- */
 
-/* Wait (polling) until process group pgid is empty or `secs` passed; 1 if empty. */
-static int wait_group_gone(int pgid, double secs) {
-    double until = cad_proc_now_mono() + secs;
-    while (cad_proc_group_alive(pgid)) {
-        while (waitpid(-1, NULL, WNOHANG) > 0) {} /* orphans reparented to us */
-        if (cad_proc_now_mono() > until) return 0;
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    return 1;
+/* Room for at least n slots (a remote runner re-attaching more jobs than --max-jobs). */
+static int ensure_slots(runner *r, int n, cad_err *e) {
+    if (n <= r->nslots) return CAD_OK;
+    slot *ns = realloc(r->slots, sizeof *ns * (size_t)n);
+    if (!ns) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    memset(ns + r->nslots, 0, sizeof *ns * (size_t)(n - r->nslots));
+    r->slots = ns;
+    r->nslots = n;
+    return CAD_OK;
 }
 
-/* Runs marked running by a runner that is gone: kill what is left of them, mark them
- * interrupted; then requeue every interrupted run (attempt count kept). */
+/* Watch a remote job again: the run's slot, as if it had just been submitted (its log is read
+ * again from the start; the points replace those in the DB, keyed by step). */
+static int adopt(runner *r, const cad_run *run, const cad_job *job, cad_err *e) {
+    cad_engine_exec x;
+    memset(&x, 0, sizeof x);
+    int rc = build_exec(r, run, NULL, run->attempts, &x, e);
+    if (rc) return rc;
+    slot *s = slot_free(r);
+    CAD_ASSERT(s != NULL); /* ensure_slots made room for every running run */
+    double est = run->timeout_s > 0 ? run->timeout_s : r->o->default_est_s;
+    slot_fill(r, s, run, 0, est, run->attempts, job, &x);
+    earlystop_setup(r, s);
+    cad_engine_exec_free(&x);
+    return CAD_OK;
+}
+
+/* Runs marked running by a runner that is gone. A Slurm job (its attempt has a slurm_jobs row)
+ * lives on without the runner: it is re-attached. A local run died with its runner: whatever is
+ * left of it is killed, it is marked interrupted; then every interrupted run is requeued
+ * (attempt count kept). */
 static int recover(runner *r, cad_err *e) {
     cad_run *runs = NULL;
     int n = 0;
     int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_RUNNING), NULL, &runs, &n, e);
     if (rc) return rc;
+    if (r->ex->ops->remote) rc = ensure_slots(r, n, e);
     for (int i = 0; i < n && !rc; i++) {
         cad_run *run = &runs[i];
         char reason[REASON_MAX];
-        cad_proc_identity id = {0};
-        id.pid = (int)run->pid;
-        id.start_ticks = run->proc_start_time;
-        str_copy(id.boot_id, sizeof id.boot_id, run->boot_id ? run->boot_id : "");
-        int same_boot = run->boot_id && strcmp(run->boot_id, r->boot_id) == 0;
-        if (run->pid > 1 && cad_proc_identity_alive(&id)) {
-            say(r, "recover %s: its process %lld is still alive: TERM, KILL after %.1fs",
-                run->run_id, (long long)run->pid, r->o->grace_s);
-            cad_proc_group_signal((int)run->pid, SIGTERM);
-            if (!wait_group_gone((int)run->pid, r->o->grace_s)) {
-                cad_proc_group_signal((int)run->pid, SIGKILL);
-                wait_group_gone((int)run->pid, 5);
-            }
-            snprintf(reason, sizeof reason,
-                     "previous runner died; its process %lld was still running and was killed",
-                     (long long)run->pid);
-        } else {
-            /* the leader is gone; leftovers of its group (same boot only) go too */
-            if (same_boot && run->pid > 1 && cad_proc_group_alive((int)run->pid)) {
-                cad_proc_group_signal((int)run->pid, SIGKILL);
-                wait_group_gone((int)run->pid, 5);
-            }
-            snprintf(reason, sizeof reason, "previous runner died; process %lld is gone%s",
-                     (long long)run->pid, same_boot ? "" : " (machine rebooted)");
+        cad_slurm_job sj;
+        int remote_job = 0, attached = 0;
+        rc = cad_db_slurm_job_get(r->db, run->run_id, run->attempts, &sj, &remote_job, e);
+        if (rc) break;
+        cad_job job;
+        memset(&job, 0, sizeof job);
+        if (remote_job && r->ex != &r->slurm) {
+            rc = cad_fail(e, CAD_ERR,
+                          "run %s is running as Slurm job %s (a runner with --executor slurm "
+                          "submitted it): start the runner with --executor slurm to re-attach, or "
+                          "'caddie cancel %s' first", run->run_id, sj.job_id[0] ? sj.job_id : sj.job_name,
+                          run->run_id);
+            break;
+        }
+        cad_executor *ex = remote_job ? &r->slurm : &r->local;
+        rc = ex->ops->reattach(ex, run, &job, &attached, reason, sizeof reason, e);
+        if (rc) break;
+        if (attached) {
+            rc = adopt(r, run, &job, e);
+            if (!rc) say(r, "recover %s: %s", run->run_id, reason);
+            continue;
         }
         rc = cad_db_finish(r->db, run->run_id, CAD_RUN_INTERRUPTED, 0, 0, NULL, reason, e);
         if (!rc) say_run_json_lag(r);
@@ -1166,19 +1293,20 @@ static int recover(runner *r, cad_err *e) {
 
 /* ---- the loop --------------------------------------------------------------------------- */
 
-static void reap(runner *r) {
-    int st;
-    pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        for (int i = 0; i < r->nslots; i++) {
-            slot *s = &r->slots[i];
-            if (s->used && s->pid == pid && !s->reaped) {
-                s->reaped = 1;
-                s->wait_status = st;
-            }
-        }
-        /* other pids: orphaned grandchildren reparented to us (subreaper); just reaped */
-    }
+/* Ask the executor how every running run's job is (a remote one at most every
+ * REMOTE_POLL_EVERY_S: each asks the cluster's controller). */
+static int poll_jobs(runner *r, cad_err *e) {
+    double now = cad_proc_now_mono();
+    if (r->ex->ops->remote && now - r->last_remote_poll < REMOTE_POLL_EVERY_S) return CAD_OK;
+    r->last_remote_poll = now;
+    cad_job **jobs = calloc((size_t)r->nslots + 1, sizeof *jobs);
+    if (!jobs) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < r->nslots; i++)
+        if (r->slots[i].used) jobs[n++] = &r->slots[i].job;
+    int rc = r->ex->ops->poll(r->ex, jobs, n, e);
+    free(jobs);
+    return rc;
 }
 
 static void fmt_hms(double s, char *buf, size_t cap) {
@@ -1213,37 +1341,36 @@ static void status_line(runner *r, int nqueued, double eta_s) {
 }
 
 static int tick_slots(runner *r, cad_err *e) {
+    int rc = poll_jobs(r, e);
+    if (rc) return rc;
     double now = cad_proc_now_mono();
     for (int i = 0; i < r->nslots; i++) {
         slot *s = &r->slots[i];
         if (!s->used) continue;
-        if (!s->reaped && s->stop == STOP_NONE) {
+        cad_job *j = &s->job;
+        if (j->phase != CAD_JOB_ENDED && s->stop == STOP_NONE) {
             char st[STATUS_TEXT_MAX];
-            int rc = db_status(r, s->run_id, st, sizeof st, e);
+            rc = db_status(r, s->run_id, st, sizeof st, e);
             if (rc) return rc;
             if (strcmp(st, "running") != 0)
                 stop_slot(r, s, STOP_CANCEL, st[0] ? "cancelled" : "run deleted from the DB");
         }
-        if (!s->reaped && s->stop == STOP_NONE && s->timeout_s > 0 &&
-            now - s->start_mono > s->timeout_s) {
+        /* the timeout counts from when the job runs, not from a wait in a cluster's queue */
+        if (j->phase == CAD_JOB_RUNNING && s->stop == STOP_NONE && s->timeout_s > 0 &&
+            now - j->running_since > s->timeout_s) {
             char why[REASON_MAX];
             snprintf(why, sizeof why, "timeout after %.0fs", s->timeout_s);
             stop_slot(r, s, STOP_TIMEOUT, why);
         }
-        /* the leader ended but others of its group live on: they go too */
-        if (s->reaped && !s->term_at && cad_proc_group_alive(s->pid)) {
-            s->term_at = now;
-            cad_proc_group_signal(s->pid, SIGTERM);
+        if (j->term_at && !j->kill_at && j->phase != CAD_JOB_ENDED &&
+            now - j->term_at >= r->o->grace_s) {
+            j->kill_at = now;
+            char said[CAD_JOB_DETAIL_MAX];
+            r->ex->ops->signal(r->ex, j, 1, said, sizeof said);
+            say(r, "kill    %s: still alive %.1fs after TERM (%s)", s->run_id, r->o->grace_s, said);
         }
-        if (s->term_at && !s->kill_at && now - s->term_at >= r->o->grace_s &&
-            cad_proc_group_alive(s->pid)) {
-            s->kill_at = now;
-            cad_proc_group_signal(s->pid, SIGKILL);
-            say(r, "kill    %s: still alive %.1fs after TERM (KILL to group %d)", s->run_id,
-                r->o->grace_s, (int)s->pid);
-        }
-        if (s->reaped && !cad_proc_group_alive(s->pid)) {
-            int rc = finish_slot(r, s, e);
+        if (j->phase == CAD_JOB_ENDED) {
+            rc = finish_slot(r, s, e);
             slot_release(r, s);
             r->n_finished++;
             if (rc) return rc;
@@ -1257,8 +1384,18 @@ static int nproc_online(void) {
     return n > 0 ? (int)n : 1;
 }
 
-/* The device slots of this runner, from the options. */
+/* The device slots of this runner, from the options; a remote executor has one slot per job it
+ * may have in the cluster at once (--max-jobs). */
 static int runner_devices(runner *r, const cad_runner_opts *o, cad_err *e) {
+    if (o->executor && strcmp(o->executor, "local") != 0) {
+        if (strcmp(o->executor, "slurm") != 0)
+            return cad_fail(e, CAD_EUSAGE, "--executor '%s': expected local or slurm", o->executor);
+        if (o->max_jobs < 1)
+            return cad_fail(e, CAD_EUSAGE, "--max-jobs %d: expected at least 1", o->max_jobs);
+        r->all = 0;
+        r->nslots = o->max_jobs;
+        return CAD_OK;
+    }
     if (o->cpu_slots > 0) {
         if (o->cpu_slots > CAD_SCHED_MAX_DEVICES)
             return cad_fail(e, CAD_EUSAGE, "--cpu-slots %d: at most %d", o->cpu_slots,
@@ -1273,7 +1410,10 @@ static int runner_devices(runner *r, const cad_runner_opts *o, cad_err *e) {
     return CAD_OK;
 }
 
-/* Everything after the lock: who and where we are, the DB, the slots. */
+/* What an executor has to say goes into the runner's log. */
+static void executor_said(void *ctx, const char *msg) { say(ctx, "%s", msg); }
+
+/* Everything after the lock: who and where we are, the DB, the executor, the slots. */
 static int runner_open(runner *r, cad_err *e) {
     int rc = cad_proc_boot_id(r->boot_id, e);
     if (!rc) rc = cad_engine_self_exe(r->self_exe, sizeof r->self_exe, e);
@@ -1282,6 +1422,17 @@ static int runner_open(runner *r, cad_err *e) {
     if (!rc) rc = cad_db_open(r->o->db_path, 0, &r->db, e);
     /* the end of a run is recorded even when its run dir is full (db.h) */
     if (!rc) cad_db_set_run_json_lenient(r->db, 1);
+    if (!rc) rc = cad_executor_local(r->o->grace_s, &r->local, e);
+    r->local.warn = executor_said;
+    r->local.warn_ctx = r;
+    r->ex = &r->local;
+    if (!rc && r->o->executor && strcmp(r->o->executor, "slurm") == 0) {
+        cad_slurm_opts so = {r->o->partition, r->o->gres, r->o->cpu_threads, r->o->grace_s, r->db};
+        rc = cad_executor_slurm(&so, &r->slurm, e);
+        r->slurm.warn = executor_said;
+        r->slurm.warn_ctx = r;
+        if (!rc) r->ex = &r->slurm;
+    }
     r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
     if (!rc && !r->slots) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     return rc;
@@ -1291,7 +1442,11 @@ static void say_hello(runner *r) {
     const cad_runner_opts *o = r->o;
     char devs[DEVICES_TEXT_MAX];
     cad_sched_devset_format(r->all, devs, sizeof devs);
-    if (o->cpu_slots)
+    if (r->ex->ops->remote)
+        say(r, "runner  pid %d on %s: Slurm executor, up to %d jobs, partition %s, %s, db %s",
+            (int)getpid(), r->host, r->nslots, o->partition ? o->partition : "(default)",
+            o->gres ? o->gres : "CPU runs (no --gres)", o->db_path);
+    else if (o->cpu_slots)
         say(r, "runner  pid %d on %s: %d cpu slot%s x %d thread%s (%d cores), db %s",
             (int)getpid(), r->host, o->cpu_slots, o->cpu_slots == 1 ? "" : "s", o->cpu_threads,
             o->cpu_threads == 1 ? "" : "s", nproc_online(), o->db_path);
@@ -1301,7 +1456,21 @@ static void say_hello(runner *r) {
 
 /* SIGINT/SIGTERM/SIGHUP: the first stops launching and TERMs every run; the second KILLs. */
 static void on_signal(runner *r, int sig, int *second_signal) {
-    if (!r->stopping) {
+    if (!r->stopping && r->ex->ops->remote) {
+        /* the jobs do not need the runner: leave them, the next runner re-attaches */
+        r->stopping = 1;
+        r->stop_signal = sig;
+        const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+        int n = 0;
+        for (int i = 0; i < r->nslots; i++)
+            if (r->slots[i].used) {
+                n++;
+                slot_release(r, &r->slots[i]);
+            }
+        say(r, "runner  got %s: no new runs; %d %s job%s left running (the next 'caddie run "
+               "--executor %s' re-attaches)", name, n, r->ex->ops->name, n == 1 ? "" : "s",
+            r->ex->ops->name);
+    } else if (!r->stopping) {
         r->stopping = 1;
         r->stop_signal = sig;
         const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
@@ -1315,8 +1484,9 @@ static void on_signal(runner *r, int sig, int *second_signal) {
         say(r, "runner  second signal: KILL to every run");
         for (int i = 0; i < r->nslots; i++)
             if (r->slots[i].used) {
-                cad_proc_group_signal(r->slots[i].pid, SIGKILL);
-                r->slots[i].kill_at = cad_proc_now_mono();
+                char said[CAD_JOB_DETAIL_MAX];
+                r->ex->ops->signal(r->ex, &r->slots[i].job, 1, said, sizeof said);
+                r->slots[i].job.kill_at = cad_proc_now_mono();
             }
     }
 }
@@ -1327,7 +1497,6 @@ static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
     int rc = CAD_OK, second_signal = 0, first = 1, seen_finished = 0, runnable = 0, nqueued = 0;
     double last_read = 0, eta = 0;
     while (!rc) {
-        reap(r);
         rc = ingest_tick(r, e);
         if (!rc) rc = tick_slots(r, e);
         if (rc) break;
@@ -1360,22 +1529,55 @@ static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
     return rc;
 }
 
-/* After the loop: on an error no engine is left running unsupervised, and its runs are
+/* Wait (polling the executor about every running job: a local poll reaps whichever child
+ * ended) until the slot's job ended or secs passed; 1 if it ended. */
+static int wait_job_end(runner *r, slot *s, double secs) {
+    double until = cad_proc_now_mono() + secs;
+    cad_job **jobs = calloc((size_t)r->nslots + 1, sizeof *jobs);
+    if (!jobs) return 0;
+    int n = 0;
+    for (int i = 0; i < r->nslots; i++)
+        if (r->slots[i].used) jobs[n++] = &r->slots[i].job;
+    for (;;) {
+        cad_err pe = {0};
+        r->ex->ops->poll(r->ex, jobs, n, &pe);
+        if (s->job.phase == CAD_JOB_ENDED) {
+            free(jobs);
+            return 1;
+        }
+        if (cad_proc_now_mono() > until) {
+            free(jobs);
+            return 0;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* TERM, KILL after the grace, and wait for the end (a local run on the runner's way out). */
+static void stop_and_wait(runner *r, slot *s) {
+    char said[CAD_JOB_DETAIL_MAX];
+    r->ex->ops->signal(r->ex, &s->job, 0, said, sizeof said);
+    if (!wait_job_end(r, s, r->o->grace_s)) {
+        r->ex->ops->signal(r->ex, &s->job, 1, said, sizeof said);
+        wait_job_end(r, s, 5);
+    }
+}
+
+/* After the loop: on an error no local engine is left running unsupervised, and its runs are
  * marked interrupted when the DB still takes it (else they stay `running` and the next
- * runner recovers them: pid gone -> interrupted -> requeued); then every resource goes. */
+ * runner recovers them: pid gone -> interrupted -> requeued); Slurm jobs are left to the
+ * next runner, which re-attaches. Then every resource goes. */
 static void runner_close(runner *r, int rc, const cad_err *e) {
     const cad_runner_opts *o = r->o;
     if (rc) {
         char why[REASON_MAX];
         snprintf(why, sizeof why, "runner stopped on an error: %.960s", e->msg);
         if (r->db) cad_db_rollback(r->db);
-        for (int i = 0; i < r->nslots; i++)
+        for (int i = 0; r->ex && r->ex->ops && !r->ex->ops->remote && i < r->nslots; i++)
             if (r->slots[i].used) {
                 slot *s = &r->slots[i];
-                cad_proc_group_signal(s->pid, SIGTERM);
-                wait_group_gone(s->pid, o->grace_s);
-                cad_proc_group_signal(s->pid, SIGKILL);
-                wait_group_gone(s->pid, 5);
+                stop_and_wait(r, s);
                 cad_err fe = {0};
                 if (r->db &&
                     cad_db_set_status_from(r->db, s->run_id, CAD_RUN_RUNNING,
@@ -1395,6 +1597,8 @@ static void runner_close(runner *r, int rc, const cad_err *e) {
     free(r->slots);
     for (int i = 0; i < r->nwarned; i++) free(r->warned[i]);
     free(r->warned);
+    if (r->slurm.ops) r->slurm.ops->destroy(&r->slurm);
+    if (r->local.ops) r->local.ops->destroy(&r->local);
     if (r->db) cad_db_close(r->db);
 }
 

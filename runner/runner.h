@@ -33,6 +33,11 @@
  * train continues from the checkpoint and appends; steps logged twice replace each other
  * (metrics are keyed run, name, step), so the curve stays whole and, the engine's resume
  * being exact, equal to an uninterrupted run's (tests/cli/t0406).
+ * Where a run's engine lives is the executor's business (runner/executor.h): a process group
+ * here (local, the default) or a Slurm job (--executor slurm): the states, retries, ingestion
+ * and crash safety above are the same for both, except that Slurm jobs outlive the runner: a
+ * stopping runner leaves them running, and the next one re-attaches to them by job id
+ * (docs/sweeps.md#more-than-one-box).
  * Not here: the packing policy (sched.h), building the process (engines.h), the SQL.
  */
 #ifndef CADDIE_RUNNER_H
@@ -52,11 +57,18 @@ typedef struct cad_runner_opts {
     double grace_s;         /* seconds between TERM and KILL */
     double poll_s;          /* tick length (a child's exit wakes the runner at once) */
     double default_est_s;   /* duration estimate when a run has no history and no timeout */
+    const char *executor;   /* "local" (default): process groups on this host; "slurm": one
+                             * Slurm job per run (runner/executor.h) */
+    const char *partition;  /* slurm: sbatch --partition (NULL: the cluster's default) */
+    const char *gres;       /* slurm: GRES name a run's devices are asked as ("gpu"), NULL:
+                             * CPU runs with cpu_threads CPUs per device */
+    int max_jobs;           /* slurm: runs handed to Slurm at once (waiting or running there) */
     int tty;                /* 1: live status line (\r), 0: plain lines */
     FILE *out;              /* progress output */
 } cad_runner_opts;
 
-/* Defaults: 1 CPU slot, grace 10 s, poll 0.5 s, estimate 600 s, out = stdout. */
+/* Defaults: local executor, 1 CPU slot, grace 10 s, poll 0.5 s, estimate 600 s, 100 Slurm
+ * jobs at most, out = stdout. */
 void cad_runner_opts_init(cad_runner_opts *o);
 
 /* Run until stopped (or until empty). Returns CAD_OK, or an error in e (lock held by

@@ -39,6 +39,15 @@ static void print_plan(const cad_sweep_spec *s, const cad_plan *p, int have_db) 
             printf("  (= %s)", r->other_run_id);
         putchar('\n');
     }
+    for (int i = 0; i < p->n_prep; i++) {
+        const cad_plan_prep *q = &p->prep[i];
+        const char *what = q->action == CAD_PLAN_SKIP_DONE    ? "cached"
+                           : q->action == CAD_PLAN_SKIP_PENDING ? "pending"
+                           : q->action == CAD_PLAN_REQUEUE      ? "requeue"
+                                                                : "build";
+        printf("%-9s %-28s %s -> %s%s\n", what, q->run_id, q->name, s->prepare.tok[q->tok].dir,
+               q->used ? "" : " (no run uses it)");
+    }
     int q = p->n_action[CAD_PLAN_QUEUE] + p->n_action[CAD_PLAN_REQUEUE];
     printf("%d to queue", q);
     if (p->n_action[CAD_PLAN_REQUEUE]) printf(" (%d of them failed/cancelled before)", p->n_action[CAD_PLAN_REQUEUE]);
@@ -145,6 +154,13 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
             printf("; skipped %d done, %d already queued or running, %d duplicates\n",
                    p.n_action[CAD_PLAN_SKIP_DONE], p.n_action[CAD_PLAN_SKIP_PENDING],
                    p.n_action[CAD_PLAN_SKIP_DUP]);
+            for (int i = 0; i < p.n_prep; i++)
+                if (p.prep[i].used && (p.prep[i].action == CAD_PLAN_QUEUE || p.prep[i].action == CAD_PLAN_REQUEUE))
+                    printf("  %s  %s (runs wait for it)\n", p.prep[i].run_id, p.prep[i].name);
+                else if (p.prep[i].used)
+                    printf("  %s  %s: %s\n", p.prep[i].run_id, p.prep[i].name,
+                           p.prep[i].action == CAD_PLAN_SKIP_DONE ? "cached, nothing to build"
+                                                                  : "already queued or running");
             for (int i = 0; i < p.n; i++)
                 if (p.runs[i].action == CAD_PLAN_QUEUE || p.runs[i].action == CAD_PLAN_REQUEUE)
                     printf("  %s  %s\n", p.runs[i].run_id, p.runs[i].name);

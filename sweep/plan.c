@@ -12,6 +12,7 @@
 
 #include "engine/buildinfo.h"
 #include "engine/jsonw.h"
+#include "engine/prepcache.h"
 #include "engine/sha256.h"
 
 #include <errno.h>
@@ -501,6 +502,14 @@ void cad_plan_free(cad_plan *p) {
         priv_free(r->priv_);
     }
     free(p->runs);
+    for (int i = 0; i < p->n_prep; i++) {
+        free(p->prep[i].name);
+        free(p->prep[i].run_dir);
+        free(p->prep[i].config_json);
+        free(p->prep[i].config_yaml);
+        free(p->prep[i].launch_json);
+    }
+    free(p->prep);
     free(p->runs_dir);
     memset(p, 0, sizeof *p);
 }
@@ -575,12 +584,37 @@ static int assign_param(void *ctx, const cad_sweep_assign *as, cad_err *e) {
     return rc;
 }
 
+/* prepare: the entry whose vocab is the run's vocab_size gives its tokenizer and shards. */
+static int assign_prepared(const cad_sweep_spec *s, run_priv *pv, cad_plan_run *r, cad_err *e) {
+    const cad_sweep_prepare *pr = &s->prepare;
+    for (int i = 0; i < pr->n_tok; i++) {
+        if (pr->tok[i].vocab != pv->cfg.vocab_size) continue;
+        char path[PATH_MAX + 80];
+        snprintf(path, sizeof path, "%s/%s", pr->tok[i].dir, CAD_PREPCACHE_TOKENIZER);
+        int rc = cad_config_set(&pv->cfg, "tokenizer_path", path, "prepare", e);
+        snprintf(path, sizeof path, "%s/%s", pr->tok[i].dir, CAD_PREPCACHE_DATA);
+        if (!rc) rc = cad_config_set(&pv->cfg, "data_path", path, "prepare", e);
+        r->prep = i;
+        return rc;
+    }
+    char have[256];
+    size_t o = 0;
+    have[0] = 0;
+    for (int i = 0; i < pr->n_tok && o < sizeof have; i++)
+        o += (size_t)snprintf(have + o, sizeof have - o, "%s%d", i ? ", " : "", pr->tok[i].vocab);
+    return cad_fail(e, CAD_ECONFIG,
+                    "%s:%d:%d: run '%s': vocab_size %ld has no tokenizer in 'prepare' (it lists %s): add "
+                    "{vocab: %ld} to prepare.tokenizers",
+                    s->path, pr->node->line, pr->node->col, r->name, pv->cfg.vocab_size, have, pv->cfg.vocab_size);
+}
+
 static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
                        int has_seed, cad_plan_run *r, cad_err *e) {
     const cad_sweep_spec *s = pc->s;
     run_priv *pv = calloc(1, sizeof *pv);
     if (!pv) return cad_fail(e, CAD_ENOMEM, "out of memory");
     r->priv_ = pv;
+    r->prep = -1;
     /* the readable name: varied values only */
     for (int a = 0; a < s->n_axes; a++) {
         const cad_sweep_axis *ax = &s->axes[a];
@@ -630,6 +664,7 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
             snprintf(t, sizeof t, "%ld", seed);
             rc = cad_config_set(&pv->cfg, "seed", t, "seeds", e);
         }
+        if (!rc && s->prepare.n_tok) rc = assign_prepared(s, pv, r, e);
         if (!rc && (rc = cad_config_validate(&pv->cfg, e)))
             cad_wrap(e, "%s: run '%s'", s->path, r->name);
         if (rc) return rc;
@@ -699,6 +734,63 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
     return finalize_run(pc, r, e);
 }
 
+/* The queue items of the prepare section, one per tokenizer. */
+static int expand_prep(const plan_ctx *pc, cad_plan *p, cad_err *e) {
+    const cad_sweep_prepare *pr = &pc->s->prepare;
+    if (!pr->n_tok) return CAD_OK;
+    if (!(p->prep = calloc((size_t)pr->n_tok, sizeof *p->prep))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int i = 0; i < pr->n_tok; i++) {
+        const cad_sweep_prep_tok *t = &pr->tok[i];
+        cad_plan_prep *q = &p->prep[p->n_prep++];
+        q->tok = i;
+        q->action = CAD_PLAN_QUEUE;
+        snprintf(q->run_id, sizeof q->run_id, "prep-%.12s", t->key);
+        for (int j = 0; j < p->n; j++) q->used += p->runs[j].prep == i;
+        char name[64];
+        snprintf(name, sizeof name, "prepare vocab=%d", t->vocab);
+        size_t len = strlen(pc->runs_dir) + strlen(q->run_id) + 2;
+        q->name = strdup(name);
+        q->run_dir = malloc(len);
+        if (!q->name || !q->run_dir) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        snprintf(q->run_dir, len, "%s/%s", pc->runs_dir, q->run_id);
+        char *buf = NULL;
+        size_t blen = 0;
+        FILE *f = open_memstream(&buf, &blen);
+        if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        fputs("{\"corpus\":", f);
+        cad_json_write_string(f, pr->corpus);
+        fprintf(f, ",\"corpus_sha256\":\"%s\",\"dir\":", pr->corpus_sha256);
+        cad_json_write_string(f, t->dir);
+        fprintf(f, ",\"shard_tokens\":%ld,\"val_docs\":%ld,\"vocab\":%d}", pr->shard_tokens, pr->val_docs,
+                t->vocab);
+        if (!(q->config_json = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        if (!(f = open_memstream(&buf, &blen))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        fprintf(f, "# prepare job %s (a tokenizer and shards for the runs of sweep %s; `caddie data build`)\n",
+                q->run_id, pc->s->name);
+        fprintf(f, "corpus: %s\ncorpus_sha256: %s\nvocab: %d\nval_docs: %ld\nshard_tokens: %ld\nout: %s\n",
+                pr->corpus, pr->corpus_sha256, t->vocab, pr->val_docs, pr->shard_tokens, t->dir);
+        if (!(q->config_yaml = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        if (!(f = open_memstream(&buf, &blen))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        char num[3][32];
+        snprintf(num[0], sizeof num[0], "%d", t->vocab);
+        snprintf(num[1], sizeof num[1], "%ld", pr->val_docs);
+        snprintf(num[2], sizeof num[2], "%ld", pr->shard_tokens);
+        const char *argv[] = {"caddie", "data", "build", "--input", pr->corpus, "--vocab", num[0],
+                              "--val-docs", num[1], "--shard-tokens", num[2], "--corpus-sha256",
+                              pr->corpus_sha256, "--out", t->dir, NULL};
+        fputs("{\"argv\":[", f);
+        for (int k = 0; argv[k]; k++) {
+            if (k) fputc(',', f);
+            cad_json_write_string(f, argv[k]);
+        }
+        fputs("],\"env\":{},\"cwd\":", f);
+        cad_json_write_string(f, pc->cwd);
+        fputc('}', f);
+        if (!(q->launch_json = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    return CAD_OK;
+}
+
 int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *out, cad_err *e) {
     memset(out, 0, sizeof *out);
     plan_ctx pc;
@@ -749,6 +841,7 @@ int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *o
             }
     }
     free(idx);
+    if (!rc) rc = expand_prep(&pc, out, e);
     plan_ctx_free(&pc);
     if (rc) {
         cad_plan_free(out);

@@ -8,11 +8,15 @@
 
 #include "engine/config.h"
 #include "engine/fsutil.h"
+#include "engine/prepare.h"
+#include "engine/prepcache.h"
+#include "engine/shard.h"
 #include "engine/sha256.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +30,7 @@ static const char *const top_keys[] = {"name",    "description", "engine",  "bas
                                         "set",     "grid",        "zip",     "seeds",
                                         "devices", "timeout",     "retries", "priority",
                                         "command", "env",         "workdir", "stop",
-                                        NULL};
+                                        "prepare", NULL};
 
 static const char *closest_of(const char *name, const char *const *list) {
     const char *best = NULL;
@@ -787,6 +791,130 @@ static int parse_stop(vctx *v, const yt_node *root, cad_err *e) {
     return n ? cad_sweep_stop_parse(v->d, n, &v->s->stop, e) : CAD_OK;
 }
 
+/* prepare: {corpus: FILE, val_docs: N, shard_tokens: N, cache: DIR, timeout: T,
+ *           tokenizers: [{vocab: N}, ...]} — hashing the corpus here keys the cache by
+ * its bytes, so an edited corpus gets new entries instead of stale ones. */
+static const char *const prepare_keys[] = {"corpus", "val_docs", "shard_tokens", "cache", "timeout", "tokenizers", NULL};
+
+static char *path_beside(const char *doc_path, const char *p) {
+    if (p[0] == '/') return strdup(p);
+    char *tmp = strdup(doc_path);
+    if (!tmp) return NULL;
+    const char *dir = dirname(tmp);
+    size_t len = strlen(dir) + strlen(p) + 2;
+    char *out = malloc(len);
+    if (out) snprintf(out, len, "%s/%s", dir, p);
+    free(tmp);
+    return out;
+}
+
+static char *abs_from_cwd(const char *p) {
+    if (p[0] == '/') return strdup(p);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    size_t len = strlen(cwd) + strlen(p) + 2;
+    char *out = malloc(len);
+    if (out) snprintf(out, len, "%s/%s", cwd, p);
+    return out;
+}
+
+static int parse_prepare_tokenizers(vctx *v, cad_sweep_prepare *pr, const yt_node *t, cad_err *e) {
+    if (t->kind != YT_SEQ || t->n == 0)
+        return yt_fail(e, CAD_EFORMAT, v->d, t, "'prepare.tokenizers' must be a non-empty list of {vocab: N}, got %s",
+                       t->kind == YT_SEQ ? "an empty list" : kind_name(t));
+    pr->tok = calloc(t->n, sizeof *pr->tok);
+    if (!pr->tok) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->n; i++) {
+        const yt_node *it = t->items[i];
+        if (it->kind != YT_MAP)
+            return yt_fail(e, CAD_EFORMAT, v->d, it, "a tokenizer of 'prepare' must be a map {vocab: N}, got %s",
+                           kind_name(it));
+        for (size_t k = 0; k < it->n; k++)
+            if (strcmp(it->keys[k]->value, "vocab") != 0)
+                return yt_fail(e, CAD_EFORMAT, v->d, it->keys[k], "unknown tokenizer key '%s' (expected 'vocab')",
+                               it->keys[k]->value);
+        const yt_node *vn = yt_map_get(it, "vocab");
+        if (!vn) return yt_fail(e, CAD_ECONFIG, v->d, it, "tokenizer needs 'vocab'");
+        long vocab;
+        /* 4 special ids + 256 byte pieces at least; shards store uint16 ids */
+        int rc = want_long(v, vn, "vocab", 260, 65536, &vocab, e);
+        if (rc) return rc;
+        for (int j = 0; j < pr->n_tok; j++)
+            if (pr->tok[j].vocab == vocab)
+                return yt_fail(e, CAD_ECONFIG, v->d, vn, "vocab %ld is listed twice (line %d)", vocab,
+                               pr->tok[j].node->line);
+        cad_sweep_prep_tok *pt = &pr->tok[pr->n_tok++];
+        pt->vocab = (int)vocab;
+        pt->node = it;
+        cad_prepcache_key(pr->corpus_sha256, pt->vocab, pr->val_docs, pr->shard_tokens, pt->key);
+        size_t len = strlen(pr->cache) + 70;
+        if (!(pt->dir = malloc(len))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        snprintf(pt->dir, len, "%s/%s", pr->cache, pt->key);
+    }
+    return CAD_OK;
+}
+
+static int parse_prepare(vctx *v, const yt_node *n, cad_err *e) {
+    cad_sweep_prepare *pr = &v->s->prepare;
+    int rc;
+    if (n->kind != YT_MAP)
+        return yt_fail(e, CAD_EFORMAT, v->d, n, "'prepare' must be a map {corpus: FILE, tokenizers: [...]}, got %s",
+                       kind_name(n));
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->keys[i]->value;
+        int known = 0;
+        for (int j = 0; prepare_keys[j]; j++) known |= strcmp(k, prepare_keys[j]) == 0;
+        if (!known)
+            return yt_fail(e, CAD_EFORMAT, v->d, n->keys[i], "unknown prepare key '%s' (did you mean '%s'?)", k,
+                           closest_of(k, prepare_keys));
+    }
+    if (v->s->engine != CAD_ENGINE_CADDIE)
+        return yt_fail(e, CAD_ECONFIG, v->d, n,
+                       "'prepare' needs engine caddie (it sets tokenizer_path/data_path of each run's config)");
+    pr->node = n;
+    const yt_node *c = yt_map_get(n, "corpus"), *t = yt_map_get(n, "tokenizers"), *x;
+    if (!c) return yt_fail(e, CAD_ECONFIG, v->d, n, "'prepare' needs 'corpus': the text file to train and cut");
+    if (!t) return yt_fail(e, CAD_ECONFIG, v->d, n, "'prepare' needs 'tokenizers': a list of {vocab: N}");
+    if ((rc = want_scalar(v, c, "corpus", e))) return rc;
+    pr->val_docs = CAD_PREPARE_DEFAULT_VAL_DOCS;
+    pr->shard_tokens = CAD_SHARD_DEFAULT_TOKENS;
+    pr->timeout_s = CAD_SWEEP_PREPARE_TIMEOUT_S;
+    if ((x = yt_map_get(n, "val_docs")) && (rc = want_long(v, x, "val_docs", 0, 1000000000L, &pr->val_docs, e)))
+        return rc;
+    if ((x = yt_map_get(n, "shard_tokens")) &&
+        (rc = want_long(v, x, "shard_tokens", 1, CAD_SHARD_MAX_TOKENS, &pr->shard_tokens, e)))
+        return rc;
+    if ((x = yt_map_get(n, "timeout")) && (rc = parse_timeout(v, x, &pr->timeout_s, e))) return rc;
+    const char *cache = "prep";
+    if ((x = yt_map_get(n, "cache"))) {
+        if ((rc = want_scalar(v, x, "cache", e))) return rc;
+        if (!x->value || !*x->value) return yt_fail(e, CAD_ECONFIG, v->d, x, "'cache' must name a directory");
+        cache = x->value;
+    }
+    if (!(pr->cache = abs_from_cwd(cache)) || !(pr->corpus = path_beside(v->d->path, c->value ? c->value : "")))
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    int fd;
+    cad_err oe;
+    cad_err_clear(&oe);
+    if (cad_open_regular(pr->corpus, NULL, &fd, &oe))
+        return yt_fail(e, CAD_EIO, v->d, c, "prepare corpus '%s' (resolved to %s): %s", c->value, pr->corpus, oe.msg);
+    close(fd);
+    if (cad_sha256_file_hex(pr->corpus, pr->corpus_sha256, NULL, &oe))
+        return yt_fail(e, CAD_EIO, v->d, c, "prepare corpus '%s': %s", c->value, oe.msg);
+    if ((rc = parse_prepare_tokenizers(v, pr, t, e))) return rc;
+    /* the prepared entry decides these two for every run: a value set in the sweep would be
+     * silently replaced */
+    static const char *const owned[] = {"tokenizer_path", "data_path", NULL};
+    for (int j = 0; owned[j]; j++) {
+        int i = name_index_get(&v->seen_ix, owned[j]);
+        if (i >= 0)
+            return yt_fail(e, CAD_ECONFIG, v->d, v->seen[i].node,
+                           "'%s' is set by 'prepare' (line %d) for every run: remove it from %s", owned[j], n->line,
+                           v->seen[i].where);
+    }
+    return CAD_OK;
+}
+
 /* engine command: command, env, workdir, and every template name checked */
 static int parse_command_engine(vctx *v, const yt_node *root, cad_err *e) {
     cad_sweep_spec *s = v->s;
@@ -820,6 +948,7 @@ static int spec_parse(vctx *v, cad_err *e) {
     if ((n = yt_map_get(root, "seeds")) && (rc = parse_seeds(v, n, e))) return rc;
     if ((rc = parse_limits(v, root, e))) return rc;
     if ((rc = parse_stop(v, root, e))) return rc;
+    if ((n = yt_map_get(root, "prepare")) && (rc = parse_prepare(v, n, e))) return rc;
     if (v->s->engine == CAD_ENGINE_COMMAND) return parse_command_engine(v, root, e);
     return CAD_OK;
 }
@@ -869,6 +998,10 @@ void cad_sweep_spec_free(cad_sweep_spec *s) {
     free(s->argv);
     free(s->env);
     free(s->workdir);
+    for (int i = 0; i < s->prepare.n_tok; i++) free(s->prepare.tok[i].dir);
+    free(s->prepare.tok);
+    free(s->prepare.corpus);
+    free(s->prepare.cache);
     free(s->base);
     yt_doc_free(s->base_doc);
     free(s->name);

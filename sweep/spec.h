@@ -16,7 +16,9 @@
 #include "engine/yamltree.h"
 #include "sweep/stop.h"
 
-typedef enum { CAD_ENGINE_CADDIE = 0, CAD_ENGINE_COMMAND = 1 } cad_engine_kind;
+/* prepare: a prepared-data cache entry build (`caddie data build`, queued by a sweep's
+ * prepare: section), never an engine of a sweep file. */
+typedef enum { CAD_ENGINE_CADDIE = 0, CAD_ENGINE_COMMAND = 1, CAD_ENGINE_PREPARE = 2 } cad_engine_kind;
 
 /* key = value, where value is a scalar node or (for list keys) a sequence of scalars. */
 typedef struct cad_sweep_assign {
@@ -47,6 +49,31 @@ typedef struct cad_sweep_template {
     const yt_node *node;    /* its scalar: the template text, e.g. "{qk_gain_init}" */
 } cad_sweep_template;
 
+/* One tokenizer of a `prepare:` section: a cache entry (engine/prepcache.h) built from the
+ * section's corpus with this vocabulary. */
+typedef struct cad_sweep_prep_tok {
+    int vocab;
+    const yt_node *node;    /* its {vocab: N} map */
+    char key[65];           /* cad_prepcache_key of corpus hash + options */
+    char *dir;              /* absolute <cache>/<key> */
+} cad_sweep_prep_tok;
+
+/* `prepare:`: tokenizers and shards the sweep's runs need, built by the runner before them
+ * (as runs of engine prepare) into a content-addressed cache. n_tok == 0: no section. */
+typedef struct cad_sweep_prepare {
+    int n_tok;
+    cad_sweep_prep_tok *tok;
+    char *corpus;           /* absolute path (given relative to the sweep file) */
+    char corpus_sha256[65];
+    long val_docs;          /* default CAD_PREPARE_DEFAULT_VAL_DOCS */
+    long shard_tokens;      /* default CAD_SHARD_DEFAULT_TOKENS */
+    double timeout_s;       /* per build attempt; default CAD_SWEEP_PREPARE_TIMEOUT_S */
+    char *cache;            /* absolute cache directory (given relative to the current one) */
+    const yt_node *node;
+} cad_sweep_prepare;
+
+#define CAD_SWEEP_PREPARE_TIMEOUT_S (6.0 * 3600)
+
 typedef struct cad_sweep_spec {
     yt_doc *doc;            /* owns every node below */
     char *path;             /* sweep file as given */
@@ -74,6 +101,7 @@ typedef struct cad_sweep_spec {
     cad_sweep_template *env;
     char *workdir;          /* NULL: the directory `caddie sweep add` runs in */
     cad_sweep_stop stop;    /* early stopping (`stop:`); rule CAD_STOP_OFF when absent */
+    cad_sweep_prepare prepare; /* `prepare:` (caddie engine only); n_tok 0 when absent */
 } cad_sweep_spec;
 
 #define CAD_SWEEP_DEFAULT_TIMEOUT_S 1800.0

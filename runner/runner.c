@@ -14,6 +14,7 @@
 
 #include "db/db.h"
 #include "db/deps.h"
+#include "db/greedy.h"
 #include "runner/earlystop.h"
 #include "runner/engines.h"
 #include "db/ingest.h"
@@ -1184,6 +1185,15 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     return rc;
 }
 
+/* ---- greedy sweeps (db/greedy.h) --------------------------------------------------------- */
+
+static void greedy_say(void *ctx, const char *line) { say(ctx, "%s", line); }
+
+static int greedy_tick(runner *r, cad_err *e) {
+    int queued = 0;
+    return cad_greedy_tick(r->db, greedy_say, r, &queued, e);
+}
+
 /* ---- crash recovery ------------------------------------------------------------------- */
 
 /* Wait (polling) until process group pgid is empty or `secs` passed; 1 if empty. */
@@ -1420,7 +1430,9 @@ static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
          * (new runs queued, cancels): not every tick, it can hold thousands of runs */
         double now = cad_proc_now_mono();
         if (first || r->n_finished != seen_finished || now - last_read >= QUEUE_READ_EVERY_S) {
-            rc = schedule(r, &runnable, &nqueued, &eta, e);
+            /* greedy sweeps first: a round that just ended queues the next before the pick */
+            if (!r->stopping) rc = greedy_tick(r, e);
+            if (!rc) rc = schedule(r, &runnable, &nqueued, &eta, e);
             if (rc) break;
             first = 0;
             seen_finished = r->n_finished;

@@ -23,6 +23,7 @@ CREATE TABLE greedy (
     spec      TEXT NOT NULL,             -- the YAML verbatim (each round is planned from it)
     spec_path TEXT NOT NULL,             -- absolute path it was added from (base and corpus resolve beside it)
     runs_dir  TEXT NOT NULL,             -- absolute directory of the rounds' run dirs
+    cwd       TEXT NOT NULL,             -- absolute directory `sweep add` ran in (runs start there)
     status    TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done')),
     round     INTEGER NOT NULL DEFAULT 1,  -- the current (last queued) round
     accepted  TEXT NOT NULL DEFAULT '[]',  -- JSON list of the candidates kept so far, in order

@@ -511,15 +511,21 @@ void cad_plan_free(cad_plan *p) {
     }
     free(p->prep);
     free(p->runs_dir);
+    free(p->cwd_);
     memset(p, 0, sizeof *p);
 }
 
 /* What rendering a run needs besides the run itself; rebuilt from the spec when needed. */
-static int plan_ctx_init(plan_ctx *pc, const cad_sweep_spec *s, const char *runs_dir, cad_err *e) {
+static int plan_ctx_init(plan_ctx *pc, const cad_sweep_spec *s, const char *runs_dir, const char *cwd,
+                         cad_err *e) {
     memset(pc, 0, sizeof *pc);
     pc->s = s;
     pc->runs_dir = abs_path(runs_dir && *runs_dir ? runs_dir : "runs");
-    pc->cwd = abs_path(s->workdir ? s->workdir : ".");
+    if (cwd && *cwd && (!s->workdir || s->workdir[0] != '/')) {
+        size_t len = strlen(cwd) + (s->workdir ? strlen(s->workdir) : 0) + 2;
+        if ((pc->cwd = malloc(len))) snprintf(pc->cwd, len, "%s%s%s", cwd, s->workdir ? "/" : "", s->workdir ? s->workdir : "");
+    } else
+        pc->cwd = abs_path(s->workdir ? s->workdir : ".");
     if (!pc->runs_dir || !pc->cwd) return cad_fail(e, CAD_EIO, "cannot resolve the current directory");
     size_t l = strlen(pc->runs_dir);
     while (l > 1 && pc->runs_dir[l - 1] == '/') pc->runs_dir[--l] = 0;
@@ -619,7 +625,11 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
     for (int a = 0; a < s->n_axes; a++) {
         const cad_sweep_axis *ax = &s->axes[a];
         const cad_sweep_point *pt = &ax->points[idx[a]];
-        if (ax->is_bundle && ax->is_ragged) { /* what this bundle sets: "technique=muon_wd:0.04" */
+        if (pt->label) { /* a greedy round's point: its candidate's name, "candidate=wd" */
+            char part[512];
+            snprintf(part, sizeof part, "%s=%s", ax->label, pt->label);
+            append_name(&r->name, part);
+        } else if (ax->is_bundle && ax->is_ragged) { /* what this bundle sets: "technique=muon_wd:0.04" */
             char part[512];
             size_t o = (size_t)snprintf(part, sizeof part, "%s=", ax->label);
             for (int k = 0; k < pt->n && o < sizeof part; k++) {
@@ -794,12 +804,13 @@ static int expand_prep(const plan_ctx *pc, cad_plan *p, cad_err *e) {
 int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *out, cad_err *e) {
     memset(out, 0, sizeof *out);
     plan_ctx pc;
-    int rc = plan_ctx_init(&pc, s, o ? o->runs_dir : NULL, e);
+    int rc = plan_ctx_init(&pc, s, o ? o->runs_dir : NULL, o ? o->cwd : NULL, e);
     if (rc) {
         plan_ctx_free(&pc);
         return rc;
     }
     out->runs_dir = strdup(pc.runs_dir);
+    if (o && o->cwd && !(out->cwd_ = strdup(o->cwd))) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     if (s->engine == CAD_ENGINE_CADDIE)
         snprintf(out->engine_version, sizeof out->engine_version, "%s", cad_plan_caddie_engine_version());
     else {
@@ -860,7 +871,8 @@ int cad_plan_rename_run(const cad_sweep_spec *s, cad_plan *p, int i, const char 
         return cad_fail(e, CAD_ECONFIG, "run id '%.40s...' is longer than %zu characters", run_id,
                         sizeof r->run_id - 1);
     plan_ctx pc;
-    int rc = plan_ctx_init(&pc, s, p->runs_dir, e);
+    /* the same cwd expand rendered into every run's launch recipe */
+    int rc = plan_ctx_init(&pc, s, p->runs_dir, p->cwd_, e);
     if (!rc) {
         snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
         /* run_dir, config.yaml and the launch recipe carry the id: render them again */

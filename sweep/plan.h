@@ -72,6 +72,7 @@ typedef struct cad_plan {
     cad_plan_prep *prep;
     char engine_version[96];
     char *runs_dir;       /* absolute directory holding the run dirs */
+    char *cwd_;           /* cad_plan_opts.cwd as given (NULL: the current directory) */
     int n_action[5];      /* runs per cad_plan_action */
     /* estimate (cad_plan_estimate) */
     double est_run_s;     /* per run */
@@ -83,6 +84,9 @@ typedef struct cad_plan {
 
 typedef struct cad_plan_opts {
     const char *runs_dir; /* NULL: "runs" (relative to the current directory) */
+    const char *cwd;      /* absolute: where the sweep was added (a greedy round planned later by
+                           * the runner); the caddie engine's run cwd and the base of a relative
+                           * workdir. NULL: the current directory */
 } cad_plan_opts;
 
 /* Expand and resolve (no DB). Errors (an invalid combination of values) name the sweep

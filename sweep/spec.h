@@ -32,6 +32,8 @@ typedef struct cad_sweep_assign {
 typedef struct cad_sweep_point {
     int n;
     cad_sweep_assign *a;
+    const char *label;      /* a greedy round's point: the candidate's name ("base" for none);
+                             * NULL for grid/zip points (named by their values) */
 } cad_sweep_point;
 
 /* A dimension of the cartesian product: a grid key, a bundle axis, or a zip group. */
@@ -74,7 +76,29 @@ typedef struct cad_sweep_prepare {
 
 #define CAD_SWEEP_PREPARE_TIMEOUT_S (6.0 * 3600)
 
+typedef enum { CAD_SWEEP_KIND_GRID = 0, CAD_SWEEP_KIND_GREEDY = 1 } cad_sweep_kind;
+
+/* `kind: greedy`: forward selection. Round k runs the current config (set/base plus the
+ * candidates kept so far) and every remaining candidate applied on top of it, each with
+ * every seed; the candidate with the best mean metric is kept if it beats the current
+ * config's mean by more than margin, and round k+1 starts from it; else, or after
+ * max_rounds, the selection ends. Each round is a sweep of its own ("<name>.r<k>",
+ * cad_sweep_greedy_round); db/greedy.h drives them. */
+typedef struct cad_sweep_greedy {
+    int n_cands;
+    cad_sweep_point *cands; /* label = the candidate's name; its assignments */
+    const yt_node *cands_node;
+    char *metric;           /* "val_bpb" (default) or "val_loss"; lower is better */
+    double margin;          /* >= 0; default 0 */
+    int max_rounds;         /* default n_cands */
+} cad_sweep_greedy;
+
+#define CAD_SWEEP_GREEDY_NAME_MAX 56 /* room for ".r<round>" within the 64 of a sweep name */
+
 typedef struct cad_sweep_spec {
+    const struct cad_sweep_spec *round_of; /* a greedy round: the greedy spec it borrows from */
+    cad_sweep_kind kind;
+    cad_sweep_greedy greedy; /* kind greedy only */
     yt_doc *doc;            /* owns every node below */
     char *path;             /* sweep file as given */
     char *spec_hash;        /* sha256 hex of the file text */
@@ -115,6 +139,20 @@ extern const char *const cad_sweep_builtin_templates[]; /* NULL-terminated */
 
 /* Load + validate. On error *out is NULL and e says file:line:col: message. */
 int cad_sweep_spec_load(const char *path, cad_sweep_spec **out, cad_err *e);
+/* The same from text already read (a greedy spec stored in the DB); path names it in messages
+ * and is where base and corpus resolve from. */
+int cad_sweep_spec_load_text(const char *path, const char *text, size_t len, cad_sweep_spec **out,
+                             cad_err *e);
+/* A greedy spec's round (1-based) as an ordinary grid spec named "<name>.r<round>": set =
+ * the greedy set plus the accepted candidates (indices, in the order kept), one axis
+ * "candidate" whose points are "base" (nothing more) and each candidate not accepted. It
+ * borrows g's nodes: free it before g, with cad_sweep_spec_free. */
+int cad_sweep_greedy_round(const cad_sweep_spec *g, int round, const int *accepted, int n_accepted,
+                           cad_sweep_spec **out, cad_err *e);
+/* The greedy choice: scores[i] of point i (0 = base) is valid when have[i]; *winner gets the
+ * point (>= 1) with the lowest score if it is below scores[0] - margin, else 0 (keep the
+ * base). Ties go to the earlier point. Returns CAD_ERR when the base has no score. */
+int cad_sweep_greedy_pick(const double *scores, const int *have, int n, double margin, int *winner);
 void cad_sweep_spec_free(cad_sweep_spec *s);
 
 /* The text of a value node as it goes into a config: a scalar's text, or a sequence's

@@ -9,6 +9,7 @@
  */
 #include "cli/cli.h"
 #include "db/db.h"
+#include "db/deps.h"
 #include "db/runs.h"
 #include "runner/proc.h"
 #include "runner/runner.h"
@@ -359,6 +360,9 @@ static int cmd_show(int argc, char **argv) {
     if (run.host) printf("%-18s %s\n", "host", run.host);
     if (run.pid > 0) printf("%-18s %lld\n", "pid", (long long)run.pid);
     printf("%-18s %s\n", "launch", run.launch ? run.launch : "{}");
+    char deps[1024];
+    if (st == CAD_OK) st = cad_db_deps_text(db, run_id, deps, sizeof deps, &e);
+    if (st == CAD_OK && deps[0]) printf("%-18s %s\n", "needs", deps);
     int n_metrics = 0;
     if (st == CAD_OK) st = cad_db_each_metric_stats(db, run_id, print_metric_stats, &n_metrics, &e);
     if (st == CAD_OK) {

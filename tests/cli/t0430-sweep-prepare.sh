@@ -73,10 +73,12 @@ test_expect_success 'the runner builds each entry first, then trains each vocab 
     done &&
     test -z "$(ls prep | grep tmp)"
 '
-test_expect_success 'a prepare run has its own log (caddie logs) and status (caddie ls)' '
+test_expect_success 'a prepare run has its own log (caddie logs) and status (caddie ls); show lists needs' '
     id=$(prep_id 384) &&
     caddie logs "$id" >log.out && test_grep "^build: vocab 384, val_docs 60" log.out &&
-    caddie ls >ls.out && test_grep "^$id +done .*prepare vocab=384$" ls.out
+    caddie ls >ls.out && test_grep "^$id +done .*prepare vocab=384$" ls.out &&
+    caddie show "$(cfg_num_col vocab_size 384 run_id)" >show.out &&
+    test_grep "^needs +$id \\(done\\)$" show.out
 '
 cat >vp2.yaml <<EOF
 name: vp2
@@ -142,6 +144,30 @@ test_expect_success 'a killed build leaves only a temp dir: not an entry, remove
     run_fast --cpu-slots 1 >run5.out 2>&1 &&
     test "$(n_sweep vc done)" = 2 &&
     test -f "$dir/prep.json" && ! test -e "$dir.tmp-999999999"
+'
+cat >vcan.yaml <<EOF
+name: vcan
+base: micro.yaml
+prepare: {corpus: corpus.jsonl, val_docs: 60, tokenizers: [{vocab: 640}]}
+grid:
+  vocab_size: [640]
+EOF
+test_expect_success 'cancelling a queued build fails the runs waiting for it, without starting them' '
+    caddie sweep add vcan.yaml >/dev/null &&
+    caddie cancel "$(prep_id 640)" >/dev/null &&
+    run_fast --cpu-slots 1 >run6.out 2>&1 &&
+    run=$(sweep_run vcan caddie) && test "$(run_col "$run" status)" = failed &&
+    test "$(run_col "$run" attempts)" = 0 &&
+    run_col "$run" error >err.out && test_grep "^prepare prep-[0-9a-f]{12} is cancelled$" err.out
+'
+# The example of docs/sweeps.md's "Prepared data" section plans as documented.
+mkdir -p doc && cp -r "$CADDIE_SRC/experiments/configs" doc/configs && cp corpus.jsonl doc/docs.jsonl
+awk '/^### Prepared data/{s=1; next} /^##/{s=0} s && /^```yaml$/{f=1; next} s && f && /^```$/{exit} s && f' \
+    "$CADDIE_SRC/docs/sweeps.md" >doc/example.yaml
+test_expect_success 'the docs/sweeps.md prepare example plans: 3 builds, 3 runs' '
+    caddie sweep plan doc/example.yaml --db none.db >out &&
+    test $(grep -c "^queue " out) -eq 3 && test $(grep -c "^build " out) -eq 3 &&
+    test_grep "^queue +vocab_text-[0-9a-f]{8} +vocab_size=2048 seed=1337$" out
 '
 cat >miss.yaml <<EOF
 name: miss

@@ -80,6 +80,16 @@ test_expect_success 'a runner killed mid-round: the restarted one carries on to 
     test "$(q "SELECT count(*) FROM greedy_rounds WHERE greedy = '"'"'gk'"'"'")" = 3 &&
     test_grep "interrupted" run2.out
 '
+# The example of docs/sweeps.md's "Greedy sweeps" section plans round 1 as documented.
+mkdir -p doc && cp -r "$CADDIE_SRC/experiments/configs" doc/configs
+awk '/^### Greedy sweeps/{s=1; next} /^##/{s=0} s && /^```yaml$/{f=1; next} s && f && /^```$/{exit} s && f' \
+    "$CADDIE_SRC/docs/sweeps.md" >doc/example.yaml
+test_expect_success 'the docs/sweeps.md greedy example plans round 1: base + 3 candidates x 2 seeds' '
+    caddie sweep plan doc/example.yaml --db none.db >out &&
+    test_grep "^greedy greedy_cpu: 3 candidates, metric val_bpb, margin 0.002, up to 2 rounds" out &&
+    test $(grep -c "^queue " out) -eq 8 &&
+    test_grep "^queue +greedy_cpu.r1-[0-9a-f]{8} +candidate=ema seed=42$" out
+'
 cat >bad1.yaml <<'EOF'
 name: b
 kind: greedy

@@ -330,7 +330,7 @@ static void test_identity_ignores_keys_at_default(void) {
     cad_sweep_spec *inert = load("name: idt\nset:\n  iterations: 3\n  recur_layers: \"3-4\"\n  ttt_epochs: 5\nseeds: [7]\n");
     cad_plan pi;
     cad_err ei;
-    CHECK(inert && cad_plan_expand(inert, &(cad_plan_opts){runs_dir()}, &pi, &ei) == CAD_OK);
+    CHECK(inert && cad_plan_expand(inert, &(cad_plan_opts){runs_dir(), NULL}, &pi, &ei) == CAD_OK);
     if (!a || !b || !c) return;
     cad_plan pa, pb, pc;
     cad_err e;

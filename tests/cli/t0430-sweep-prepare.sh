@@ -80,6 +80,12 @@ test_expect_success 'a prepare run has its own log (caddie logs) and status (cad
     caddie show "$(cfg_num_col vocab_size 384 run_id)" >show.out &&
     test_grep "^needs +$id \\(done\\)$" show.out
 '
+test_expect_success 'caddie db rebuild restores each run'"'"'s prerequisite from the configs' '
+    q "SELECT run_id, needs FROM run_deps ORDER BY 1" >deps.before && test -s deps.before &&
+    caddie db rebuild --db rebuilt.db --runs-dir runs >/dev/null &&
+    sqlite3 rebuilt.db "SELECT run_id, needs FROM run_deps ORDER BY 1" >deps.after &&
+    test_cmp deps.before deps.after
+'
 cat >vp2.yaml <<EOF
 name: vp2
 base: micro.yaml

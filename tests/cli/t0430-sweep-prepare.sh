@@ -207,6 +207,14 @@ cat >small.yaml <<EOF
 name: small
 prepare: {corpus: corpus.jsonl, tokenizers: [{vocab: 256}]}
 EOF
+test_expect_success 'data build: usage errors exit 2, a missing corpus is named' '
+    test_must_fail 2 caddie data build --input corpus.jsonl --vocab 100 --out x 2>err &&
+    test_grep "vocab: .100. is not in \\[260, 65536\\]" err &&
+    test_must_fail 2 caddie data build --input corpus.jsonl --vocab 512 2>err &&
+    test_grep "build needs --out" err &&
+    test_must_fail 1 caddie data build --input nope.jsonl --vocab 512 --out x 2>err &&
+    test_grep "nope.jsonl" err && ! test -e x
+'
 test_expect_success 'bad prepare sections are file:line:col errors and queue nothing' '
     test_must_fail 1 caddie sweep add miss.yaml --db bad.db 2>err &&
     test_grep "^miss.yaml:3:11: prepare corpus .nope.jsonl. \\(resolved to .*/nope.jsonl\\): " err &&

@@ -362,6 +362,25 @@ out:
     return rc;
 }
 
+static const char each_sql[] = "SELECT name, status, round, accepted, result FROM greedy ORDER BY name";
+
+int cad_greedy_each(cad_db *db, cad_greedy_row_fn fn, void *ctx, cad_err *e) {
+    sqlite3_stmt *s = cad_db_stmt(db, each_sql, e);
+    if (!s) return CAD_EDB;
+    int st;
+    while ((st = sqlite3_step(s)) == SQLITE_ROW) {
+        cad_greedy_row r = {(const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                            (const char *)sqlite3_column_text(s, 3), (const char *)sqlite3_column_text(s, 4),
+                            sqlite3_column_int(s, 2)};
+        if (fn(ctx, &r)) {
+            sqlite3_reset(s);
+            return CAD_OK;
+        }
+    }
+    if (st != SQLITE_DONE) return cad_db_fail(db, e, "listing greedy sweeps");
+    return CAD_OK;
+}
+
 int cad_greedy_tick(cad_db *db, cad_greedy_say_fn say, void *ctx, int *queued, cad_err *e) {
     *queued = 0;
     sqlite3_stmt *s = cad_db_stmt(db, running_sql, e);

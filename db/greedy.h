@@ -44,6 +44,15 @@ int cad_greedy_plan_round(cad_db *db, const cad_sweep_spec *g, int round, const 
 int cad_greedy_add(cad_db *db, const cad_sweep_spec *g, const char *spec_path, const char *cwd,
                    const char *runs_dir, int *already, int *queued, cad_err *e);
 
+/* One greedy sweep as `caddie status` shows it (strings borrowed for the call). */
+typedef struct cad_greedy_row {
+    const char *name, *status, *accepted, *result;
+    int round;
+} cad_greedy_row;
+typedef int (*cad_greedy_row_fn)(void *ctx, const cad_greedy_row *r);
+/* Every greedy sweep, by name; fn returning nonzero stops. */
+int cad_greedy_each(cad_db *db, cad_greedy_row_fn fn, void *ctx, cad_err *e);
+
 /* Decide every running greedy whose current round is over; queue the next rounds. say (may
  * be NULL) gets one line per decision. *queued gets the runs queued. */
 typedef void (*cad_greedy_say_fn)(void *ctx, const char *line);

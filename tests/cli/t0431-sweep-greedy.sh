@@ -62,7 +62,8 @@ test_expect_success 'each round is its own sweep; a round does not rerun its bas
 test_expect_success 'sweep add again changes nothing; plan shows the result' '
     caddie sweep add g.yaml >again.out && test_grep "already added \\(round 3, done: " again.out &&
     test "$(n_status done)" = 24 &&
-    caddie sweep plan g.yaml >plan.out && test_grep "^result: round 3: no candidate" plan.out
+    caddie sweep plan g.yaml >plan.out && test_grep "^result: round 3: no candidate" plan.out &&
+    caddie status >status.out && test_grep "^  gr +round 3, done: round 3: no candidate .*kept \\[\"a1\",\"b1\"\\]$" status.out
 '
 # The same selection under a runner killed in round 2 (runs of round 2 sleep, so it is
 # mid-round): the next runner recovers the runs and finishes with the same decisions.

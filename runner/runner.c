@@ -1079,7 +1079,7 @@ static int fail_dependant(runner *r, const cad_dep_wait *w, cad_err *e) {
 }
 
 /* waiting[i] = 1 for the queued runs q[i] that must not start yet (a prerequisite is queued
- * or running) or failed just now (a prerequisite failed). */
+ * or running), 2 for those failed just now (a prerequisite failed). */
 static int deps_tick(runner *r, const cad_run *q, int nq, int *waiting, cad_err *e) {
     cad_dep_wait *w = NULL;
     int nw = 0;
@@ -1095,9 +1095,9 @@ static int deps_tick(runner *r, const cad_run *q, int nq, int *waiting, cad_err 
     const char *failed_last = "";
     for (int k = 0; k < nw && !rc; k++) {
         id_at key = {w[k].run_id, 0}, *hit = nq ? bsearch(&key, ix, (size_t)nq, sizeof *ix, id_at_cmp) : NULL;
-        if (hit) waiting[hit->at] = 1;
         int final = w[k].needs_status == CAD_RUN_FAILED || w[k].needs_status == CAD_RUN_CANCELLED ||
                     w[k].needs_status == CAD_RUN_STOPPED;
+        if (hit && waiting[hit->at] < 2) waiting[hit->at] = final ? 2 : 1;
         if (final && strcmp(failed_last, w[k].run_id) != 0) {
             rc = fail_dependant(r, &w[k], e);
             failed_last = w[k].run_id;
@@ -1132,7 +1132,7 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     int nq = 0, n_wait = 0;
     for (int i = 0; i < n_all; i++) {
         if (waiting[i]) {
-            n_wait++;
+            n_wait += waiting[i] == 1; /* a failed one is no longer queued */
             continue;
         }
         q[nq++] = all_q[i];

@@ -292,7 +292,7 @@ static int data_build(int argc, char **argv) {
         switch ((enum build_opt)id) {
         case BUILD_INPUT: o.corpus = p.arg; break;
         case BUILD_VOCAB:
-            if (cli_parse_long(p.arg, 260, 65536, &vocab) != 0)
+            if (cli_parse_long(p.arg, 1, 65536, &vocab) != 0)
                 return cli_usage_error("data", "--vocab: '%s' is not in [260, 65536]", p.arg);
             break;
         case BUILD_VAL_DOCS:
@@ -313,6 +313,8 @@ static int data_build(int argc, char **argv) {
     if (p.ind != argc) return cli_usage_error("data", "build: unexpected argument '%s'", argv[p.ind]);
     const char *missing = !o.corpus ? "--input" : !vocab ? "--vocab" : !o.out ? "--out" : NULL;
     if (missing) return cli_usage_error("data", "build needs %s", missing);
+    /* 4 special ids + 256 byte pieces; checked after the options so every option is parsed */
+    if (vocab < 260) return cli_usage_error("data", "--vocab: '%ld' is not in [260, 65536]", vocab);
     o.vocab = (int)vocab;
     cad_err e;
     cad_err_clear(&e);

@@ -14,6 +14,7 @@
 #include "engine/fsutil.h"
 #include "engine/bpb_luts.h"
 #include "engine/prepare.h"
+#include "engine/prepcache.h"
 #include "cli/cli.h"
 #include "engine/shard.h"
 #include "engine/textdocs.h"
@@ -252,10 +253,85 @@ static int data_stats(int argc, char **argv) {
     return 0;
 }
 
+/* ---- build (one prepared-data cache entry) --------------------------------------------- */
+
+enum build_opt { BUILD_INPUT, BUILD_VOCAB, BUILD_VAL_DOCS, BUILD_SHARD_TOKENS, BUILD_SHA, BUILD_OUT, BUILD_VERBOSE };
+static const cli_opt build_opts[] = {
+    {BUILD_INPUT, "input", 0, "FILE", "the corpus (.jsonl or plain text, as for data prepare)"},
+    {BUILD_VOCAB, "vocab", 0, "N", "tokenizer vocabulary size (260..65536)"},
+    {BUILD_VAL_DOCS, "val-docs", 0, "N", "documents in the val split (default 50000, the challenge's)"},
+    {BUILD_SHARD_TOKENS, "shard-tokens", 0, "N", "tokens per shard (default 100000000)"},
+    {BUILD_SHA, "corpus-sha256", 0, "HEX", "fail unless the corpus bytes have this sha256"},
+    {BUILD_OUT, "out", 0, "DIR", "the entry directory (made atomically; left alone when complete)"},
+    {BUILD_VERBOSE, "verbose", 0, NULL, "show sentencepiece's training log on stderr"},
+    CLI_OPT_END,
+};
+static int data_build(int argc, char **argv);
+static const cli_subcommand data_build_sub = {
+    .name = "build",
+    .fn = data_build,
+    .synopsis = (const char *const[]){"--input FILE --vocab N --out DIR [--val-docs N] [--shard-tokens N]\n"
+                                      "[--corpus-sha256 HEX] [--verbose]",
+                                      NULL},
+    .description =
+        "build: one prepared-data cache entry, what a sweep's prepare: section queues (the\n"
+        "runner starts it as a run of engine prepare): `tokenizer train` on the corpus, then\n"
+        "`data prepare` with that tokenizer, into DIR/tokenizer.model and DIR/data/, then\n"
+        "DIR/prep.json. Built in DIR.tmp-PID and renamed, so DIR exists only complete; a complete\n"
+        "DIR is reused as it is.\n",
+    .opts = build_opts,
+};
+
+static int data_build(int argc, char **argv) {
+    cad_prepcache_opts o = {.val_docs = CAD_PREPARE_DEFAULT_VAL_DOCS, .shard_tokens = CAD_SHARD_DEFAULT_TOKENS};
+    long vocab = 0;
+    int id;
+    cli_parser p;
+    cli_parser_init(&p, &cmd_data_def, &data_build_sub, argc, argv);
+    while ((id = cli_next_opt(&p)) >= 0) {
+        switch ((enum build_opt)id) {
+        case BUILD_INPUT: o.corpus = p.arg; break;
+        case BUILD_VOCAB:
+            if (cli_parse_long(p.arg, 1, 65536, &vocab) != 0)
+                return cli_usage_error("data", "--vocab: '%s' is not in [260, 65536]", p.arg);
+            break;
+        case BUILD_VAL_DOCS:
+            if (cli_parse_long(p.arg, 0, LONG_MAX, &o.val_docs) != 0)
+                return cli_usage_error("data", "--val-docs: '%s' is not a count >= 0", p.arg);
+            break;
+        case BUILD_SHARD_TOKENS:
+            if (cli_parse_long(p.arg, 1, CAD_SHARD_MAX_TOKENS, &o.shard_tokens) != 0)
+                return cli_usage_error("data", "--shard-tokens: '%s' is not in [1, %ld]", p.arg,
+                                       CAD_SHARD_MAX_TOKENS);
+            break;
+        case BUILD_SHA: o.corpus_sha256 = p.arg; break;
+        case BUILD_OUT: o.out = p.arg; break;
+        case BUILD_VERBOSE: o.verbose = 1; break;
+        }
+    }
+    if (id == CLI_OPTS_BAD) return 2;
+    if (p.ind != argc) return cli_usage_error("data", "build: unexpected argument '%s'", argv[p.ind]);
+    const char *missing = !o.corpus ? "--input" : !vocab ? "--vocab" : !o.out ? "--out" : NULL;
+    if (missing) return cli_usage_error("data", "build needs %s", missing);
+    /* 4 special ids + 256 byte pieces; checked after the options so every option is parsed */
+    if (vocab < 260) return cli_usage_error("data", "--vocab: '%ld' is not in [260, 65536]", vocab);
+    o.vocab = (int)vocab;
+    cad_err e;
+    cad_err_clear(&e);
+    cad_prepcache_result r;
+    fprintf(stderr, "build: vocab %d, val_docs %ld, from %s into %s\n", o.vocab, o.val_docs, o.corpus, o.out);
+    if (cad_prepcache_build(&o, &r, &e) != CAD_OK) return cli_fail("data", "build: %s", e.msg);
+    if (r.reused) printf("%s: already built (reused)\n", o.out);
+    else
+        printf("%s: tokenizer %d pieces; val %ld docs %ld tokens; train %ld docs %ld tokens; %.1f s\n", o.out,
+               r.pieces, r.docs[0], r.tokens[0], r.docs[1], r.tokens[1], r.seconds);
+    return 0;
+}
+
 const cli_command cmd_data_def = {
     .name = "data",
-    .summary = "tokenize text into challenge shards (prepare), or report a shard set (stats)",
-    .subs = (const cli_subcommand *const[]){&data_prepare_sub, &data_stats_sub, NULL},
+    .summary = "tokenize text into challenge shards (prepare), report a shard set (stats), or build a prepared-data cache entry (build)",
+    .subs = (const cli_subcommand *const[]){&data_prepare_sub, &data_stats_sub, &data_build_sub, NULL},
 };
 
 /* ---- tokenizer train ------------------------------------------------------------------- */

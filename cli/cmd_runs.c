@@ -9,6 +9,8 @@
  */
 #include "cli/cli.h"
 #include "db/db.h"
+#include "db/deps.h"
+#include "db/greedy.h"
 #include "db/runs.h"
 #include "runner/executor.h"
 #include "runner/proc.h"
@@ -259,6 +261,14 @@ static int print_failure(void *ctx, const cad_failure_row *r) {
     return 0;
 }
 
+static int print_greedy(void *ctx, const cad_greedy_row *r) {
+    int *n = ctx;
+    if ((*n)++ == 0) printf("greedy:\n");
+    if (strcmp(r->status, "done") == 0) printf("  %-24s round %d, done: %s\n", r->name, r->round, or(r->result, ""));
+    else printf("  %-24s round %d running (sweep %s.r%d), kept %s\n", r->name, r->round, r->name, r->round, or(r->accepted, "[]"));
+    return 0;
+}
+
 static int cmd_status(int argc, char **argv) {
     const char *opt_db = NULL;
     int ind;
@@ -287,6 +297,8 @@ static int cmd_status(int argc, char **argv) {
     int st = cad_db_each_running(db, print_running, &n_running, &e);
     if (st == CAD_OK)
         st = cad_db_each_recent_failure(db, RECENT_FAILURES, print_failure, &n_failed, &e);
+    int n_greedy = 0;
+    if (st == CAD_OK) st = cad_greedy_each(db, print_greedy, &n_greedy, &e);
     cad_db_close(db);
     return st == CAD_OK ? 0 : cli_fail("status", "%s", e.msg);
 }
@@ -294,7 +306,7 @@ static int cmd_status(int argc, char **argv) {
 const cli_command cmd_status_def = {
     .name = "status",
     .fn = cmd_status,
-    .summary = "is a runner active; runs per status; what runs now; recent failures",
+    .summary = "is a runner active; runs per status; what runs now; recent failures; greedy sweeps",
     .synopsis = (const char *const[]){"[--db FILE]", NULL},
     .opts = db_only_opts,
 };
@@ -405,6 +417,9 @@ static int cmd_show(int argc, char **argv) {
     if (run.host) printf("%-18s %s\n", "host", run.host);
     if (run.pid > 0) printf("%-18s %lld\n", "pid", (long long)run.pid);
     printf("%-18s %s\n", "launch", run.launch ? run.launch : "{}");
+    char deps[1024];
+    if (st == CAD_OK) st = cad_db_deps_text(db, run_id, deps, sizeof deps, &e);
+    if (st == CAD_OK && deps[0]) printf("%-18s %s\n", "needs", deps);
     int n_metrics = 0;
     if (st == CAD_OK) st = cad_db_each_metric_stats(db, run_id, print_metric_stats, &n_metrics, &e);
     if (st == CAD_OK) {

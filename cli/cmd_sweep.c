@@ -5,14 +5,17 @@
  */
 #include "cli/cli.h"
 #include "db/db.h"
+#include "db/greedy.h"
 #include "db/queue.h"
 #include "sweep/plan.h"
 #include "sweep/spec.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void format_duration(double s, char *buf, size_t cap) {
     long t = (long)(s + 0.5);
@@ -38,6 +41,15 @@ static void print_plan(const cad_sweep_spec *s, const cad_plan *p, int have_db) 
         if (r->other_run_id[0] && r->action != CAD_PLAN_QUEUE && strcmp(r->other_run_id, r->run_id) != 0)
             printf("  (= %s)", r->other_run_id);
         putchar('\n');
+    }
+    for (int i = 0; i < p->n_prep; i++) {
+        const cad_plan_prep *q = &p->prep[i];
+        const char *what = q->action == CAD_PLAN_SKIP_DONE    ? "cached"
+                           : q->action == CAD_PLAN_SKIP_PENDING ? "pending"
+                           : q->action == CAD_PLAN_REQUEUE      ? "requeue"
+                                                                : "build";
+        printf("%-9s %-28s %s -> %s%s\n", what, q->run_id, q->name, s->prepare.tok[q->tok].dir,
+               q->used ? "" : " (no run uses it)");
     }
     int q = p->n_action[CAD_PLAN_QUEUE] + p->n_action[CAD_PLAN_REQUEUE];
     printf("%d to queue", q);
@@ -92,6 +104,72 @@ static const cli_subcommand sweep_add_sub = {
     .opts = add_opts,
 };
 
+/* An absolute form of path (relative to the current directory); malloc'd. */
+static char *absolute(const char *path) {
+    if (path[0] == '/') return strdup(path);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *a = malloc(n);
+    if (a) snprintf(a, n, "%s/%s", cwd, path);
+    return a;
+}
+
+/* kind: greedy. plan: the current round (round 1 before `sweep add`) as a plan; add: record
+ * the greedy sweep and queue round 1 (the runner queues the next rounds). */
+static int greedy_plan_or_add(const cad_sweep_spec *g, const char *file, const char *db_opt, const char *runs_dir,
+                              int devices, int add) {
+    const char *cmd = add ? "sweep add" : "sweep plan";
+    cad_err e;
+    cad_err_clear(&e);
+    const char *path = cad_db_path(db_opt);
+    struct stat sb;
+    cad_db *db = NULL;
+    int rc = CAD_OK;
+    if ((add || stat(path, &sb) == 0) && (rc = cad_db_open(path, 0, &db, &e))) {
+        fprintf(stderr, "caddie %s: %s\n", cmd, e.msg);
+        return 1;
+    }
+    cad_greedy_info gi = {0};
+    if (db) rc = cad_greedy_info_get(db, g, &gi, &e);
+    char *spec_abs = absolute(file), *runs_abs = absolute(runs_dir), *cwd = absolute(".");
+    if (!rc && (!spec_abs || !runs_abs || !cwd)) rc = cad_fail(&e, CAD_EIO, "cannot resolve the current directory");
+    if (!rc && add && gi.found) {
+        printf("greedy %s: already added (round %d, %s%s%s); the runner queues its rounds\n", g->name, gi.round,
+               gi.done ? "done: " : "running", gi.done ? gi.result : "", "");
+    } else if (!rc && add) {
+        int already = 0, queued = 0;
+        rc = cad_greedy_add(db, g, spec_abs, cwd, runs_abs, &already, &queued, &e);
+        if (!rc) {
+            printf("greedy %s: %d candidates, up to %d rounds; round 1 (sweep %s.r1): queued %d run%s\n", g->name,
+                   g->greedy.n_cands, g->greedy.max_rounds, g->name, queued, queued == 1 ? "" : "s");
+            fprintf(stderr, "start them with: caddie run%s%s (it queues each next round when one ends)\n",
+                    db_opt ? " --db " : "", db_opt ? db_opt : "");
+        }
+    } else if (!rc) {
+        int round = gi.found ? gi.round : 1;
+        cad_sweep_spec *rs = NULL;
+        cad_plan p;
+        cad_plan_opts po = {runs_dir, NULL};
+        printf("greedy %s: %d candidates, metric %s, margin %g, up to %d rounds; %s\n", g->name, g->greedy.n_cands,
+               g->greedy.metric, g->greedy.margin, g->greedy.max_rounds,
+               !gi.found ? "not added yet (round 1 below)" : gi.done ? "done" : "running (its current round below)");
+        if (gi.found && gi.done) printf("result: %s\n", gi.result);
+        rc = cad_greedy_plan_round(db, g, round, gi.accepted, gi.n_accepted, &po, &rs, &p, &e);
+        if (!rc) rc = cad_queue_estimate(db, rs, &p, devices, &e);
+        if (!rc) print_plan(rs, &p, db != NULL);
+        if (rs) {
+            cad_plan_free(&p);
+            cad_sweep_spec_free(rs);
+        }
+    }
+    if (rc) fprintf(stderr, "caddie %s: %s\n", cmd, e.msg);
+    free(spec_abs), free(runs_abs), free(cwd);
+    cad_greedy_info_free(&gi);
+    cad_db_close(db);
+    return rc ? (rc == CAD_EUSAGE ? 2 : 1) : 0;
+}
+
 static int sweep_plan_or_add(int argc, char **argv, int add) {
     const char *cmd = add ? "sweep add" : "sweep plan";
     int devices = 0, force = 0, id;
@@ -120,7 +198,12 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
         return 1;
     }
     if (devices == 0 || add) devices = devices < s->devices ? s->devices : devices;
-    cad_plan_opts po = {runs_dir_default(runs_opt)};
+    if (s->kind == CAD_SWEEP_KIND_GREEDY) {
+        int grc = greedy_plan_or_add(s, file, db_opt, runs_dir_default(runs_opt), devices, add);
+        cad_sweep_spec_free(s);
+        return grc;
+    }
+    cad_plan_opts po = {runs_dir_default(runs_opt), NULL};
     cad_plan p;
     int rc = cad_plan_expand(s, &po, &p, &e);
     if (rc) {
@@ -145,6 +228,13 @@ static int sweep_plan_or_add(int argc, char **argv, int add) {
             printf("; skipped %d done, %d already queued or running, %d duplicates\n",
                    p.n_action[CAD_PLAN_SKIP_DONE], p.n_action[CAD_PLAN_SKIP_PENDING],
                    p.n_action[CAD_PLAN_SKIP_DUP]);
+            for (int i = 0; i < p.n_prep; i++)
+                if (p.prep[i].used && (p.prep[i].action == CAD_PLAN_QUEUE || p.prep[i].action == CAD_PLAN_REQUEUE))
+                    printf("  %s  %s (runs wait for it)\n", p.prep[i].run_id, p.prep[i].name);
+                else if (p.prep[i].used)
+                    printf("  %s  %s: %s\n", p.prep[i].run_id, p.prep[i].name,
+                           p.prep[i].action == CAD_PLAN_SKIP_DONE ? "cached, nothing to build"
+                                                                  : "already queued or running");
             for (int i = 0; i < p.n; i++)
                 if (p.runs[i].action == CAD_PLAN_QUEUE || p.runs[i].action == CAD_PLAN_REQUEUE)
                     printf("  %s  %s\n", p.runs[i].run_id, p.runs[i].name);

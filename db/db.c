@@ -559,7 +559,8 @@ int cad_run_status_parse(const char *name, cad_run_status *out) {
 
 int cad_run_status_transition_ok(cad_run_status from, cad_run_status to) {
     switch (from) {
-    case CAD_RUN_QUEUED: return to == CAD_RUN_RUNNING || to == CAD_RUN_CANCELLED;
+    /* queued -> failed: a prerequisite it waits for failed (cad_db_fail_queued) */
+    case CAD_RUN_QUEUED: return to == CAD_RUN_RUNNING || to == CAD_RUN_CANCELLED || to == CAD_RUN_FAILED;
     case CAD_RUN_RUNNING:
         return to == CAD_RUN_DONE || to == CAD_RUN_FAILED || to == CAD_RUN_INTERRUPTED ||
                to == CAD_RUN_CANCELLED || to == CAD_RUN_STOPPED || to == CAD_RUN_QUEUED;
@@ -1005,6 +1006,23 @@ int cad_db_finish(cad_db *db, const char *run_id, cad_run_status to, int has_exi
             if (has_exit_code) sqlite3_bind_int(s, 2, exit_code);
             bind_text(s, 3, error);
             rc = step_done(db, s, e, "recording a run's exit");
+        }
+    }
+    rc = write_json_in_tx(db, run_id, rc, e);
+    return tx_end(db, owned, rc, e);
+}
+
+int cad_db_fail_queued(cad_db *db, const char *run_id, const char *error, cad_err *e) {
+    int owned, rc = tx_begin(db, &owned, e);
+    if (rc) return rc;
+    rc = transition(db, run_id, CAD_RUN_QUEUED, CAD_RUN_FAILED, 0, error, e);
+    if (!rc) {
+        sqlite3_stmt *s = stmt_get(db, ST_SET_EXIT, e);
+        if (!s) rc = CAD_EDB;
+        else {
+            bind_text(s, 1, run_id);
+            bind_text(s, 3, error);
+            rc = step_done(db, s, e, "recording why a run failed");
         }
     }
     rc = write_json_in_tx(db, run_id, rc, e);

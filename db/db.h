@@ -18,7 +18,7 @@
  *                read-only with cad_db_open(path, CAD_DB_READONLY, ...)
  *
  * State machine of runs.status (cad_db_set_status refuses anything else):
- *   queued      -> running | cancelled
+ *   queued      -> running | cancelled | failed (a prerequisite failed: cad_db_fail_queued)
  *   running     -> done | failed | interrupted | cancelled | stopped | queued (runner lost
  *                  the slot)
  *   stopped     final: the sweep's stop: rule ended it (docs/sweeps.md#early-stopping); never
@@ -248,6 +248,10 @@ int cad_db_set_process(cad_db *db, const char *run_id, int64_t pid, int64_t proc
  * none, e.g. killed by a signal) and error text (NULL for none), in one transaction. */
 int cad_db_finish(cad_db *db, const char *run_id, cad_run_status to, int has_exit_code,
                   int exit_code, const char *error, const char *reason, cad_err *e);
+
+/* queued -> failed without ever starting: a run whose prerequisite (db/deps.h) failed, with
+ * error as its runs.error and its event's reason. */
+int cad_db_fail_queued(cad_db *db, const char *run_id, const char *error, cad_err *e);
 
 /* -> queued (from failed/interrupted/cancelled/done/running): a retry or a requeue after
  * a crash. reset_attempts=1 (user `retry`) also zeroes attempts so retries start over. */

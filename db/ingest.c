@@ -775,6 +775,15 @@ int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, int *n_ski
                          "DELETE FROM sweeps;",
                          e);
     if (!rc) rc = rebuild_scan(db, runs_dir, 0, &rb, e);
+    /* prerequisites are not in run.json: a run needs the prepare run whose cache entry holds
+     * its tokenizer (db/deps.h), which both configs say */
+    if (!rc)
+        rc = cad_db_exec(db,
+                         "INSERT OR IGNORE INTO run_deps(run_id, needs) SELECT r.run_id, p.run_id "
+                         "FROM runs p JOIN runs r ON r.engine = 'caddie' AND "
+                         "json_extract(r.config, '$.tokenizer_path') = "
+                         "json_extract(p.config, '$.dir') || '/tokenizer.model' WHERE p.engine = 'prepare';",
+                         e);
     if (rc) {
         cad_db_rollback(db);
         *n_runs = 0;

@@ -7,7 +7,9 @@
  */
 #include "db/queue.h"
 
+#include "db/deps.h"
 #include "engine/fsutil.h"
+#include "engine/prepcache.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,8 +21,33 @@
 
 /* ---- against the DB -------------------------------------------------------------------------- */
 
+/* The prepare items: no job when the entry is complete (whatever built it), the existing
+ * job when one is queued or running, that job again when it failed/was cancelled/interrupted
+ * or is done but its entry was deleted since, else a new job. --force never rebuilds an
+ * entry: the key says what is in it. */
+static int check_prep(cad_db *db, cad_plan *p, const cad_sweep_spec *s, cad_err *e) {
+    for (int i = 0; i < p->n_prep; i++) {
+        cad_plan_prep *q = &p->prep[i];
+        if (cad_prepcache_complete(s->prepare.tok[q->tok].dir)) {
+            q->action = CAD_PLAN_SKIP_DONE;
+            continue;
+        }
+        int ex = cad_db_run_exists(db, q->run_id, e);
+        if (ex < 0) return CAD_EDB;
+        q->action = CAD_PLAN_QUEUE;
+        if (!ex) continue;
+        cad_run old;
+        int rc = cad_db_get_run(db, q->run_id, &old, e);
+        if (rc) return rc;
+        q->action = old.status == CAD_RUN_QUEUED || old.status == CAD_RUN_RUNNING ? CAD_PLAN_SKIP_PENDING
+                                                                                  : CAD_PLAN_REQUEUE;
+        cad_run_free(&old);
+    }
+    return CAD_OK;
+}
+
 int cad_queue_check(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int force, cad_err *e) {
-    int rc = CAD_OK;
+    int rc = check_prep(db, p, s, e);
     for (int i = 0; i < p->n && !rc; i++) {
         cad_plan_run *r = &p->runs[i];
         if (r->action == CAD_PLAN_SKIP_DUP) continue;
@@ -157,25 +184,78 @@ static void remove_run_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* Insert (or requeue) the prepare jobs runs of this add will wait for. */
+static int add_prep(cad_db *db, const cad_sweep_spec *s, cad_plan *p, int64_t sweep_id, const char *reason,
+                    int *created, cad_err *e) {
+    int rc = CAD_OK;
+    for (int i = 0; i < p->n_prep && !rc; i++) {
+        cad_plan_prep *q = &p->prep[i];
+        if (!q->used) continue;
+        if (q->action == CAD_PLAN_REQUEUE) {
+            char why[PATH_MAX + 64];
+            snprintf(why, sizeof why, "re-queued by sweep add %s (the cache entry is missing)", s->path);
+            rc = cad_db_requeue(db, q->run_id, 1, why, e);
+            continue;
+        }
+        if (q->action != CAD_PLAN_QUEUE) continue;
+        struct stat sb;
+        if (stat(q->run_dir, &sb) != 0) created[i] = 1;
+        if ((rc = cad_mkdir_p(q->run_dir, e))) break;
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/config.yaml", q->run_dir);
+        if ((rc = write_text_file(path, q->config_yaml, e))) break;
+        cad_run_new nr = {
+            .run_id = q->run_id,
+            .sweep_id = sweep_id,
+            .name = q->name,
+            .engine = "prepare",
+            .config = q->config_json,
+            .config_hash = s->prepare.tok[q->tok].key,
+            .group_hash = s->prepare.tok[q->tok].key,
+            .status = CAD_RUN_QUEUED,
+            .priority = s->priority,
+            .devices_requested = 1,
+            .retries = s->retries,
+            .timeout_s = s->prepare.timeout_s,
+            .launch = q->launch_json,
+            .engine_version = cad_plan_caddie_engine_version(),
+            .git_dirty = -1,
+            .run_dir = q->run_dir,
+            .reason = reason,
+        };
+        if ((rc = cad_db_insert_run(db, &nr, e))) break;
+        rc = cad_db_write_run_json(db, q->run_id, e);
+    }
+    return rc;
+}
+
 int cad_queue_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e) {
     int rc = cad_mkdir_p(p->runs_dir, e);
     if (rc) return rc;
     int *created = calloc((size_t)p->n + 1, sizeof *created);
-    if (!created) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    int *prep_created = calloc((size_t)p->n_prep + 1, sizeof *prep_created);
+    if (!prep_created || !created) {
+        free(created), free(prep_created);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
     if ((rc = cad_db_begin(db, e))) {
-        free(created);
+        free(created), free(prep_created);
         return rc;
     }
     int64_t sweep_id = -1;
     rc = cad_db_sweep_upsert(db, s->name, s->description, s->doc->text, s->spec_hash, &sweep_id, e);
     char reason[PATH_MAX + 64];
     snprintf(reason, sizeof reason, "queued by sweep add %s", s->path);
+    if (!rc) rc = add_prep(db, s, p, sweep_id, reason, prep_created, e);
     for (int i = 0; i < p->n && !rc; i++) {
         cad_plan_run *r = &p->runs[i];
+        /* a run whose entry is not complete waits for the entry's job */
+        const cad_plan_prep *dep = r->prep >= 0 && p->prep[r->prep].action != CAD_PLAN_SKIP_DONE ? &p->prep[r->prep] : NULL;
         if (r->action == CAD_PLAN_REQUEUE) {
             char why[PATH_MAX + 64];
             snprintf(why, sizeof why, "re-queued by sweep add %s", s->path);
             rc = cad_db_requeue(db, r->run_id, 1, why, e);
+            if (!rc && dep) rc = cad_db_add_dep(db, r->run_id, dep->run_id, e);
             continue;
         }
         if (r->action != CAD_PLAN_QUEUE) continue;
@@ -218,6 +298,7 @@ int cad_queue_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e) 
             .reason = reason,
         };
         if ((rc = cad_db_insert_run(db, &nr, e))) break;
+        if (dep && (rc = cad_db_add_dep(db, r->run_id, dep->run_id, e))) break;
         rc = cad_db_write_run_json(db, r->run_id, e);
     }
     if (!rc) rc = cad_db_commit(db, e);
@@ -233,6 +314,14 @@ int cad_queue_add(cad_db *db, const cad_sweep_spec *s, cad_plan *p, cad_err *e) 
                 unlink(path);
             }
         }
+    for (int i = 0; rc && i < p->n_prep; i++)
+        if (prep_created[i]) {
+            char path[PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/config.yaml", p->prep[i].run_dir);
+            unlink(path);
+            remove_run_dir(p->prep[i].run_dir);
+        }
+    free(prep_created);
     free(created);
     return rc;
 }

@@ -15,8 +15,9 @@ extern char **environ;
 int cad_engine_parse(const char *name, cad_engine_kind *out, cad_err *e) {
     if (name && strcmp(name, "caddie") == 0) *out = CAD_ENGINE_CADDIE;
     else if (name && strcmp(name, "command") == 0) *out = CAD_ENGINE_COMMAND;
+    else if (name && strcmp(name, "prepare") == 0) *out = CAD_ENGINE_PREPARE;
     else
-        return cad_fail(e, CAD_ECONFIG, "unknown engine '%s' (expected caddie or command)",
+        return cad_fail(e, CAD_ECONFIG, "unknown engine '%s' (expected caddie, command or prepare)",
                         name ? name : "(null)");
     return CAD_OK;
 }
@@ -148,7 +149,7 @@ int cad_engine_exec_build(const char *engine, const cad_launch *l, const cad_eng
         return cad_fail(e, CAD_ENOMEM, "out of memory");
     }
     snprintf(out->capture_path, n, "%s/%s", s->run_dir,
-             out->kind == CAD_ENGINE_CADDIE ? "console.txt" : "log.txt");
+             out->kind == CAD_ENGINE_COMMAND || out->kind == CAD_ENGINE_PREPARE ? "log.txt" : "console.txt");
     out->parse_log = out->kind == CAD_ENGINE_COMMAND;
     return CAD_OK;
 }

@@ -11,6 +11,9 @@
  *            runner captures stdout+stderr into <run_dir>/log.txt, parses it live
  *            (db/logparse.h) and writes metrics.jsonl and, at a good end, result.json, so
  *            the run dir looks the same as a caddie-engine one to `caddie db rebuild`.
+ *   prepare  `caddie data build` of one prepared-data cache entry (a sweep's prepare:
+ *            section); stdout+stderr go to <run_dir>/log.txt, and exit 0 is success: the
+ *            command exits 0 only once the entry is complete (renamed into place).
  * Template values ({qk_gain_init}, {devices}, {run_dir}, {seed}) are expanded by
  * `sweep add` (sweep/plan.c) into the run's launch recipe (runs.launch): each into its
  * OWN argv entry or env value. Here the recipe is exec'd as is (execvpe, never a shell),
@@ -24,7 +27,7 @@
 #include "sweep/spec.h"
 #include "engine/status.h"
 
-/* "caddie" / "command" -> kind (the enum is the sweep spec's, sweep/spec.h); CAD_ECONFIG
+/* "caddie" / "command" / "prepare" -> kind (the enum is the sweep spec's, sweep/spec.h); CAD_ECONFIG
  * naming the known engines otherwise. */
 int cad_engine_parse(const char *name, cad_engine_kind *out, cad_err *e);
 

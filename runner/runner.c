@@ -15,6 +15,8 @@
 #include "runner/runner.h"
 
 #include "db/db.h"
+#include "db/deps.h"
+#include "db/greedy.h"
 #include "runner/earlystop.h"
 #include "runner/engines.h"
 #include "runner/executor.h"
@@ -740,7 +742,7 @@ static int decide_outcome(const slot *s, const exit_info *x, cad_run_status *to,
         } else if (x->exit_code != 0) {
             failed = 1;
             snprintf(reason, cap, "exit code %d", x->exit_code);
-        } else if (!x->has_result) {
+        } else if (!x->has_result && s->kind != CAD_ENGINE_PREPARE) { /* prepare: exit 0 = built */
             failed = 1;
             snprintf(reason, cap, "exited 0 without a final result (%s)",
                      s->kind == CAD_ENGINE_CADDIE ? "no result.json"
@@ -1144,13 +1146,95 @@ static int warned_once(runner *r, const char *run_id) {
     return 0;
 }
 
-/* Ask the policy what starts now and start it. *n_runnable gets the number of queued
- * runs this runner could ever run (for --until-empty). */
-static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, cad_err *e) {
-    cad_run *q = NULL;
-    int nq = 0;
-    int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_QUEUED), NULL, &q, &nq, e);
+/* ---- prerequisites (db/deps.h) ----------------------------------------------------------- */
+
+typedef struct id_at {
+    const char *id;
+    int at;
+} id_at;
+
+static int id_at_cmp(const void *a, const void *b) {
+    return strcmp(((const id_at *)a)->id, ((const id_at *)b)->id);
+}
+
+/* A queued run whose prerequisite failed, was cancelled or stopped can never start: it fails
+ * now, naming the prerequisite and its reason. */
+static int fail_dependant(runner *r, const cad_dep_wait *w, cad_err *e) {
+    char why[REASON_MAX];
+    const char *what = strncmp(w->needs, "prep-", 5) == 0 ? "prepare" : "prerequisite";
+    if (w->needs_status == CAD_RUN_FAILED)
+        snprintf(why, sizeof why, "%s %s failed: %.700s", what, w->needs, w->needs_error ? w->needs_error : "");
+    else
+        snprintf(why, sizeof why, "%s %s is %s", what, w->needs, cad_run_status_name(w->needs_status));
+    int rc = cad_db_fail_queued(r->db, w->run_id, why, e);
+    if (rc == CAD_ERR) return CAD_OK; /* no longer queued: cancelled meanwhile */
     if (rc) return rc;
+    say_run_json_lag(r);
+    r->n_failed++;
+    say(r, "failed  %s: %s", w->run_id, why);
+    return CAD_OK;
+}
+
+/* waiting[i] = 1 for the queued runs q[i] that must not start yet (a prerequisite is queued
+ * or running), 2 for those failed just now (a prerequisite failed). */
+static int deps_tick(runner *r, const cad_run *q, int nq, int *waiting, cad_err *e) {
+    cad_dep_wait *w = NULL;
+    int nw = 0;
+    int rc = cad_db_list_dep_waits(r->db, &w, &nw, e);
+    if (rc || nw == 0) return rc;
+    id_at *ix = malloc(((size_t)nq + 1) * sizeof *ix);
+    if (!ix) {
+        cad_dep_wait_free(w, nw);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < nq; i++) ix[i] = (id_at){q[i].run_id, i};
+    if (nq > 1) qsort(ix, (size_t)nq, sizeof *ix, id_at_cmp);
+    const char *failed_last = "";
+    for (int k = 0; k < nw && !rc; k++) {
+        id_at key = {w[k].run_id, 0}, *hit = nq ? bsearch(&key, ix, (size_t)nq, sizeof *ix, id_at_cmp) : NULL;
+        int final = w[k].needs_status == CAD_RUN_FAILED || w[k].needs_status == CAD_RUN_CANCELLED ||
+                    w[k].needs_status == CAD_RUN_STOPPED;
+        if (hit && waiting[hit->at] < 2) waiting[hit->at] = final ? 2 : 1;
+        if (final && strcmp(failed_last, w[k].run_id) != 0) {
+            rc = fail_dependant(r, &w[k], e);
+            failed_last = w[k].run_id;
+        }
+    }
+    free(ix);
+    cad_dep_wait_free(w, nw);
+    return rc;
+}
+
+/* Ask the policy what starts now and start it. *n_runnable gets the number of queued
+ * runs this runner could ever run (for --until-empty); runs waiting for a prerequisite
+ * count, they become startable when it is done. */
+static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, cad_err *e) {
+    cad_run *all_q = NULL;
+    int n_all = 0;
+    int rc = cad_db_list_runs(r->db, CAD_RUN_MASK(CAD_RUN_QUEUED), NULL, &all_q, &n_all, e);
+    if (rc) return rc;
+    int *waiting = calloc((size_t)n_all + 1, sizeof *waiting);
+    cad_run *q = calloc((size_t)n_all + 1, sizeof *q);
+    if (!waiting || !q) {
+        free(waiting), free(q);
+        cad_run_list_free(all_q, n_all);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    if ((rc = deps_tick(r, all_q, n_all, waiting, e))) {
+        free(waiting), free(q);
+        cad_run_list_free(all_q, n_all);
+        return rc;
+    }
+    /* the runs that may start now, moved (not copied) out of the list */
+    int nq = 0, n_wait = 0;
+    for (int i = 0; i < n_all; i++) {
+        if (waiting[i]) {
+            n_wait += waiting[i] == 1; /* a failed one is no longer queued */
+            continue;
+        }
+        q[nq++] = all_q[i];
+        memset(&all_q[i], 0, sizeof all_q[i]);
+    }
     double now = cad_proc_now_mono();
     cad_sched_running *run = calloc((size_t)r->nslots + 1, sizeof *run);
     cad_sched_queued *qq = calloc((size_t)nq + 1, sizeof *qq);
@@ -1181,8 +1265,8 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
                 total);
         }
     }
-    *n_runnable = runnable;
-    *n_queued = nq;
+    *n_runnable = runnable + n_wait;
+    *n_queued = nq + n_wait;
     *eta_s = total > 0 ? work / total : 0;
     start_req *req = calloc((size_t)nq + 1, sizeof *req);
     if (!req) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
@@ -1208,7 +1292,18 @@ static int schedule(runner *r, int *n_runnable, int *n_queued, double *eta_s, ca
     free(qq);
     free(picks);
     cad_run_list_free(q, nq);
+    cad_run_list_free(all_q, n_all);
+    free(waiting);
     return rc;
+}
+
+/* ---- greedy sweeps (db/greedy.h) --------------------------------------------------------- */
+
+static void greedy_say(void *ctx, const char *line) { say(ctx, "%s", line); }
+
+static int greedy_tick(runner *r, cad_err *e) {
+    int queued = 0;
+    return cad_greedy_tick(r->db, greedy_say, r, &queued, e);
 }
 
 /* ---- crash recovery ------------------------------------------------------------------- */
@@ -1504,7 +1599,9 @@ static int runner_loop(runner *r, const sigset_t *sigs, cad_err *e) {
          * (new runs queued, cancels): not every tick, it can hold thousands of runs */
         double now = cad_proc_now_mono();
         if (first || r->n_finished != seen_finished || now - last_read >= QUEUE_READ_EVERY_S) {
-            rc = schedule(r, &runnable, &nqueued, &eta, e);
+            /* greedy sweeps first: a round that just ended queues the next before the pick */
+            if (!r->stopping) rc = greedy_tick(r, e);
+            if (!rc) rc = schedule(r, &runnable, &nqueued, &eta, e);
             if (rc) break;
             first = 0;
             seen_finished = r->n_finished;

@@ -14,6 +14,10 @@
  *                run is queued again while its failures <= its `retries`.
  *   cancelled    `caddie cancel` marked it; the runner kills its group.
  *   interrupted  the runner stopped (SIGINT/SIGTERM) or died; requeued by the next runner.
+ * A queued run with prerequisites (db/deps.h: a sweep's prepare: builds) starts only once
+ * they are done, and fails without starting ("prepare <id> failed: <reason>") when one failed
+ * or was cancelled. Greedy sweeps (db/greedy.h) are advanced whenever runs end: a round that
+ * is over is decided and the next one queued before the queue is read.
  * Exactly one runner per DB FILE: an exclusive flock on the DB file itself (released by the
  * kernel even on kill -9), so a second runner fails and names the holder whatever name it
  * reaches the file by (a symlink, a hard link); "<resolved db>.runner.lock" beside it holds

@@ -12,6 +12,7 @@
 
 #include "engine/buildinfo.h"
 #include "engine/jsonw.h"
+#include "engine/prepcache.h"
 #include "engine/sha256.h"
 
 #include <errno.h>
@@ -501,16 +502,30 @@ void cad_plan_free(cad_plan *p) {
         priv_free(r->priv_);
     }
     free(p->runs);
+    for (int i = 0; i < p->n_prep; i++) {
+        free(p->prep[i].name);
+        free(p->prep[i].run_dir);
+        free(p->prep[i].config_json);
+        free(p->prep[i].config_yaml);
+        free(p->prep[i].launch_json);
+    }
+    free(p->prep);
     free(p->runs_dir);
+    free(p->cwd_);
     memset(p, 0, sizeof *p);
 }
 
 /* What rendering a run needs besides the run itself; rebuilt from the spec when needed. */
-static int plan_ctx_init(plan_ctx *pc, const cad_sweep_spec *s, const char *runs_dir, cad_err *e) {
+static int plan_ctx_init(plan_ctx *pc, const cad_sweep_spec *s, const char *runs_dir, const char *cwd,
+                         cad_err *e) {
     memset(pc, 0, sizeof *pc);
     pc->s = s;
     pc->runs_dir = abs_path(runs_dir && *runs_dir ? runs_dir : "runs");
-    pc->cwd = abs_path(s->workdir ? s->workdir : ".");
+    if (cwd && *cwd && (!s->workdir || s->workdir[0] != '/')) {
+        size_t len = strlen(cwd) + (s->workdir ? strlen(s->workdir) : 0) + 2;
+        if ((pc->cwd = malloc(len))) snprintf(pc->cwd, len, "%s%s%s", cwd, s->workdir ? "/" : "", s->workdir ? s->workdir : "");
+    } else
+        pc->cwd = abs_path(s->workdir ? s->workdir : ".");
     if (!pc->runs_dir || !pc->cwd) return cad_fail(e, CAD_EIO, "cannot resolve the current directory");
     size_t l = strlen(pc->runs_dir);
     while (l > 1 && pc->runs_dir[l - 1] == '/') pc->runs_dir[--l] = 0;
@@ -575,17 +590,46 @@ static int assign_param(void *ctx, const cad_sweep_assign *as, cad_err *e) {
     return rc;
 }
 
+/* prepare: the entry whose vocab is the run's vocab_size gives its tokenizer and shards. */
+static int assign_prepared(const cad_sweep_spec *s, run_priv *pv, cad_plan_run *r, cad_err *e) {
+    const cad_sweep_prepare *pr = &s->prepare;
+    for (int i = 0; i < pr->n_tok; i++) {
+        if (pr->tok[i].vocab != pv->cfg.vocab_size) continue;
+        char path[PATH_MAX + 80];
+        snprintf(path, sizeof path, "%s/%s", pr->tok[i].dir, CAD_PREPCACHE_TOKENIZER);
+        int rc = cad_config_set(&pv->cfg, "tokenizer_path", path, "prepare", e);
+        snprintf(path, sizeof path, "%s/%s", pr->tok[i].dir, CAD_PREPCACHE_DATA);
+        if (!rc) rc = cad_config_set(&pv->cfg, "data_path", path, "prepare", e);
+        r->prep = i;
+        return rc;
+    }
+    char have[256];
+    size_t o = 0;
+    have[0] = 0;
+    for (int i = 0; i < pr->n_tok && o < sizeof have; i++)
+        o += (size_t)snprintf(have + o, sizeof have - o, "%s%d", i ? ", " : "", pr->tok[i].vocab);
+    return cad_fail(e, CAD_ECONFIG,
+                    "%s:%d:%d: run '%s': vocab_size %ld has no tokenizer in 'prepare' (it lists %s): add "
+                    "{vocab: %ld} to prepare.tokenizers",
+                    s->path, pr->node->line, pr->node->col, r->name, pv->cfg.vocab_size, have, pv->cfg.vocab_size);
+}
+
 static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
                        int has_seed, cad_plan_run *r, cad_err *e) {
     const cad_sweep_spec *s = pc->s;
     run_priv *pv = calloc(1, sizeof *pv);
     if (!pv) return cad_fail(e, CAD_ENOMEM, "out of memory");
     r->priv_ = pv;
+    r->prep = -1;
     /* the readable name: varied values only */
     for (int a = 0; a < s->n_axes; a++) {
         const cad_sweep_axis *ax = &s->axes[a];
         const cad_sweep_point *pt = &ax->points[idx[a]];
-        if (ax->is_bundle && ax->is_ragged) { /* what this bundle sets: "technique=muon_wd:0.04" */
+        if (pt->label) { /* a greedy round's point: its candidate's name, "candidate=wd" */
+            char part[512];
+            snprintf(part, sizeof part, "%s=%s", ax->label, pt->label);
+            append_name(&r->name, part);
+        } else if (ax->is_bundle && ax->is_ragged) { /* what this bundle sets: "technique=muon_wd:0.04" */
             char part[512];
             size_t o = (size_t)snprintf(part, sizeof part, "%s=", ax->label);
             for (int k = 0; k < pt->n && o < sizeof part; k++) {
@@ -630,6 +674,7 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
             snprintf(t, sizeof t, "%ld", seed);
             rc = cad_config_set(&pv->cfg, "seed", t, "seeds", e);
         }
+        if (!rc && s->prepare.n_tok) rc = assign_prepared(s, pv, r, e);
         if (!rc && (rc = cad_config_validate(&pv->cfg, e)))
             cad_wrap(e, "%s: run '%s'", s->path, r->name);
         if (rc) return rc;
@@ -699,15 +744,73 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
     return finalize_run(pc, r, e);
 }
 
+/* The queue items of the prepare section, one per tokenizer. */
+static int expand_prep(const plan_ctx *pc, cad_plan *p, cad_err *e) {
+    const cad_sweep_prepare *pr = &pc->s->prepare;
+    if (!pr->n_tok) return CAD_OK;
+    if (!(p->prep = calloc((size_t)pr->n_tok, sizeof *p->prep))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int i = 0; i < pr->n_tok; i++) {
+        const cad_sweep_prep_tok *t = &pr->tok[i];
+        cad_plan_prep *q = &p->prep[p->n_prep++];
+        q->tok = i;
+        q->action = CAD_PLAN_QUEUE;
+        snprintf(q->run_id, sizeof q->run_id, "prep-%.12s", t->key);
+        for (int j = 0; j < p->n; j++) q->used += p->runs[j].prep == i;
+        char name[64];
+        snprintf(name, sizeof name, "prepare vocab=%d", t->vocab);
+        size_t len = strlen(pc->runs_dir) + strlen(q->run_id) + 2;
+        q->name = strdup(name);
+        q->run_dir = malloc(len);
+        if (!q->name || !q->run_dir) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        snprintf(q->run_dir, len, "%s/%s", pc->runs_dir, q->run_id);
+        char *buf = NULL;
+        size_t blen = 0;
+        FILE *f = open_memstream(&buf, &blen);
+        if (!f) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        fputs("{\"corpus\":", f);
+        cad_json_write_string(f, pr->corpus);
+        fprintf(f, ",\"corpus_sha256\":\"%s\",\"dir\":", pr->corpus_sha256);
+        cad_json_write_string(f, t->dir);
+        fprintf(f, ",\"shard_tokens\":%ld,\"val_docs\":%ld,\"vocab\":%d}", pr->shard_tokens, pr->val_docs,
+                t->vocab);
+        if (!(q->config_json = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        if (!(f = open_memstream(&buf, &blen))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        fprintf(f, "# prepare job %s (a tokenizer and shards for the runs of sweep %s; `caddie data build`)\n",
+                q->run_id, pc->s->name);
+        fprintf(f, "corpus: %s\ncorpus_sha256: %s\nvocab: %d\nval_docs: %ld\nshard_tokens: %ld\nout: %s\n",
+                pr->corpus, pr->corpus_sha256, t->vocab, pr->val_docs, pr->shard_tokens, t->dir);
+        if (!(q->config_yaml = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        if (!(f = open_memstream(&buf, &blen))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        char num[3][32];
+        snprintf(num[0], sizeof num[0], "%d", t->vocab);
+        snprintf(num[1], sizeof num[1], "%ld", pr->val_docs);
+        snprintf(num[2], sizeof num[2], "%ld", pr->shard_tokens);
+        const char *argv[] = {"caddie", "data", "build", "--input", pr->corpus, "--vocab", num[0],
+                              "--val-docs", num[1], "--shard-tokens", num[2], "--corpus-sha256",
+                              pr->corpus_sha256, "--out", t->dir, NULL};
+        fputs("{\"argv\":[", f);
+        for (int k = 0; argv[k]; k++) {
+            if (k) fputc(',', f);
+            cad_json_write_string(f, argv[k]);
+        }
+        fputs("],\"env\":{},\"cwd\":", f);
+        cad_json_write_string(f, pc->cwd);
+        fputc('}', f);
+        if (!(q->launch_json = memstream_done(f, &buf))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    return CAD_OK;
+}
+
 int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *out, cad_err *e) {
     memset(out, 0, sizeof *out);
     plan_ctx pc;
-    int rc = plan_ctx_init(&pc, s, o ? o->runs_dir : NULL, e);
+    int rc = plan_ctx_init(&pc, s, o ? o->runs_dir : NULL, o ? o->cwd : NULL, e);
     if (rc) {
         plan_ctx_free(&pc);
         return rc;
     }
     out->runs_dir = strdup(pc.runs_dir);
+    if (o && o->cwd && !(out->cwd_ = strdup(o->cwd))) rc = cad_fail(e, CAD_ENOMEM, "out of memory");
     if (s->engine == CAD_ENGINE_CADDIE)
         snprintf(out->engine_version, sizeof out->engine_version, "%s", cad_plan_caddie_engine_version());
     else {
@@ -749,6 +852,7 @@ int cad_plan_expand(const cad_sweep_spec *s, const cad_plan_opts *o, cad_plan *o
             }
     }
     free(idx);
+    if (!rc) rc = expand_prep(&pc, out, e);
     plan_ctx_free(&pc);
     if (rc) {
         cad_plan_free(out);
@@ -767,7 +871,8 @@ int cad_plan_rename_run(const cad_sweep_spec *s, cad_plan *p, int i, const char 
         return cad_fail(e, CAD_ECONFIG, "run id '%.40s...' is longer than %zu characters", run_id,
                         sizeof r->run_id - 1);
     plan_ctx pc;
-    int rc = plan_ctx_init(&pc, s, p->runs_dir, e);
+    /* the same cwd expand rendered into every run's launch recipe */
+    int rc = plan_ctx_init(&pc, s, p->runs_dir, p->cwd_, e);
     if (!rc) {
         snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
         /* run_dir, config.yaml and the launch recipe carry the id: render them again */

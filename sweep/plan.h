@@ -45,14 +45,34 @@ typedef struct cad_plan_run {
     char *config_yaml;   /* text of <run_dir>/config.yaml */
     cad_plan_action action;
     char other_run_id[CAD_RUN_ID_MAX]; /* the done/pending run or earlier duplicate it matches */
+    int prep;            /* index into the spec's prepare.tok this run trains on, or -1 */
     void *priv_;         /* plan.c's resolved values (to re-render when the run id changes) */
 } cad_plan_run;
+
+/* A prepared-data entry (the spec's prepare.tok[tok]) as a queue item of engine prepare:
+ * `caddie data build` into the cache, run id "prep-<first 12 hex of the entry key>" (shared
+ * by every sweep that needs the same entry), config_hash = the entry key. */
+typedef struct cad_plan_prep {
+    char run_id[CAD_RUN_ID_MAX];
+    char *name;          /* "prepare vocab=512" */
+    char *run_dir;       /* absolute: <runs_dir>/<run_id> (its log and run.json) */
+    char *config_json;   /* corpus, corpus_sha256, vocab, val_docs, shard_tokens, dir */
+    char *config_yaml;
+    char *launch_json;
+    int tok;
+    int used;            /* how many runs of the plan train on it */
+    cad_plan_action action; /* QUEUE, REQUEUE, SKIP_DONE (the entry is complete: no job),
+                             * SKIP_PENDING (its job is queued or running) */
+} cad_plan_prep;
 
 typedef struct cad_plan {
     int n;
     cad_plan_run *runs;
+    int n_prep;          /* one per prepare tokenizer (0 without prepare:) */
+    cad_plan_prep *prep;
     char engine_version[96];
     char *runs_dir;       /* absolute directory holding the run dirs */
+    char *cwd_;           /* cad_plan_opts.cwd as given (NULL: the current directory) */
     int n_action[5];      /* runs per cad_plan_action */
     /* estimate (cad_plan_estimate) */
     double est_run_s;     /* per run */
@@ -64,6 +84,9 @@ typedef struct cad_plan {
 
 typedef struct cad_plan_opts {
     const char *runs_dir; /* NULL: "runs" (relative to the current directory) */
+    const char *cwd;      /* absolute: where the sweep was added (a greedy round planned later by
+                           * the runner); the caddie engine's run cwd and the base of a relative
+                           * workdir. NULL: the current directory */
 } cad_plan_opts;
 
 /* Expand and resolve (no DB). Errors (an invalid combination of values) name the sweep

@@ -8,11 +8,15 @@
 
 #include "engine/config.h"
 #include "engine/fsutil.h"
+#include "engine/prepare.h"
+#include "engine/prepcache.h"
+#include "engine/shard.h"
 #include "engine/sha256.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +30,8 @@ static const char *const top_keys[] = {"name",    "description", "engine",  "bas
                                         "set",     "grid",        "zip",     "seeds",
                                         "devices", "timeout",     "retries", "priority",
                                         "command", "env",         "workdir", "stop",
-                                        NULL};
+                                        "prepare", "kind",        "candidates", "metric",
+                                        "margin",  "max_rounds",  NULL};
 
 static const char *closest_of(const char *name, const char *const *list) {
     const char *best = NULL;
@@ -787,6 +792,293 @@ static int parse_stop(vctx *v, const yt_node *root, cad_err *e) {
     return n ? cad_sweep_stop_parse(v->d, n, &v->s->stop, e) : CAD_OK;
 }
 
+/* prepare: {corpus: FILE, val_docs: N, shard_tokens: N, cache: DIR, timeout: T,
+ *           tokenizers: [{vocab: N}, ...]} — hashing the corpus here keys the cache by
+ * its bytes, so an edited corpus gets new entries instead of stale ones. */
+static const char *const prepare_keys[] = {"corpus", "val_docs", "shard_tokens", "cache", "timeout", "tokenizers", NULL};
+
+static char *path_beside(const char *doc_path, const char *p) {
+    if (p[0] == '/') return strdup(p);
+    char *tmp = strdup(doc_path);
+    if (!tmp) return NULL;
+    const char *dir = dirname(tmp);
+    size_t len = strlen(dir) + strlen(p) + 2;
+    char *out = malloc(len);
+    if (out) snprintf(out, len, "%s/%s", dir, p);
+    free(tmp);
+    return out;
+}
+
+static char *abs_from_cwd(const char *p) {
+    if (p[0] == '/') return strdup(p);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    size_t len = strlen(cwd) + strlen(p) + 2;
+    char *out = malloc(len);
+    if (out) snprintf(out, len, "%s/%s", cwd, p);
+    return out;
+}
+
+static int parse_prepare_tokenizers(vctx *v, cad_sweep_prepare *pr, const yt_node *t, cad_err *e) {
+    if (t->kind != YT_SEQ || t->n == 0)
+        return yt_fail(e, CAD_EFORMAT, v->d, t, "'prepare.tokenizers' must be a non-empty list of {vocab: N}, got %s",
+                       t->kind == YT_SEQ ? "an empty list" : kind_name(t));
+    pr->tok = calloc(t->n, sizeof *pr->tok);
+    if (!pr->tok) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->n; i++) {
+        const yt_node *it = t->items[i];
+        if (it->kind != YT_MAP)
+            return yt_fail(e, CAD_EFORMAT, v->d, it, "a tokenizer of 'prepare' must be a map {vocab: N}, got %s",
+                           kind_name(it));
+        for (size_t k = 0; k < it->n; k++)
+            if (strcmp(it->keys[k]->value, "vocab") != 0)
+                return yt_fail(e, CAD_EFORMAT, v->d, it->keys[k], "unknown tokenizer key '%s' (expected 'vocab')",
+                               it->keys[k]->value);
+        const yt_node *vn = yt_map_get(it, "vocab");
+        if (!vn) return yt_fail(e, CAD_ECONFIG, v->d, it, "tokenizer needs 'vocab'");
+        long vocab;
+        /* 4 special ids + 256 byte pieces at least; shards store uint16 ids */
+        int rc = want_long(v, vn, "vocab", 260, 65536, &vocab, e);
+        if (rc) return rc;
+        for (int j = 0; j < pr->n_tok; j++)
+            if (pr->tok[j].vocab == vocab)
+                return yt_fail(e, CAD_ECONFIG, v->d, vn, "vocab %ld is listed twice (line %d)", vocab,
+                               pr->tok[j].node->line);
+        cad_sweep_prep_tok *pt = &pr->tok[pr->n_tok++];
+        pt->vocab = (int)vocab;
+        pt->node = it;
+        cad_prepcache_key(pr->corpus_sha256, pt->vocab, pr->val_docs, pr->shard_tokens, pt->key);
+        size_t len = strlen(pr->cache) + 70;
+        if (!(pt->dir = malloc(len))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        snprintf(pt->dir, len, "%s/%s", pr->cache, pt->key);
+    }
+    return CAD_OK;
+}
+
+static int parse_prepare(vctx *v, const yt_node *n, cad_err *e) {
+    cad_sweep_prepare *pr = &v->s->prepare;
+    int rc;
+    if (n->kind != YT_MAP)
+        return yt_fail(e, CAD_EFORMAT, v->d, n, "'prepare' must be a map {corpus: FILE, tokenizers: [...]}, got %s",
+                       kind_name(n));
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->keys[i]->value;
+        int known = 0;
+        for (int j = 0; prepare_keys[j]; j++) known |= strcmp(k, prepare_keys[j]) == 0;
+        if (!known)
+            return yt_fail(e, CAD_EFORMAT, v->d, n->keys[i], "unknown prepare key '%s' (did you mean '%s'?)", k,
+                           closest_of(k, prepare_keys));
+    }
+    if (v->s->engine != CAD_ENGINE_CADDIE)
+        return yt_fail(e, CAD_ECONFIG, v->d, n,
+                       "'prepare' needs engine caddie (it sets tokenizer_path/data_path of each run's config)");
+    pr->node = n;
+    const yt_node *c = yt_map_get(n, "corpus"), *t = yt_map_get(n, "tokenizers"), *x;
+    if (!c) return yt_fail(e, CAD_ECONFIG, v->d, n, "'prepare' needs 'corpus': the text file to train and cut");
+    if (!t) return yt_fail(e, CAD_ECONFIG, v->d, n, "'prepare' needs 'tokenizers': a list of {vocab: N}");
+    if ((rc = want_scalar(v, c, "corpus", e))) return rc;
+    pr->val_docs = CAD_PREPARE_DEFAULT_VAL_DOCS;
+    pr->shard_tokens = CAD_SHARD_DEFAULT_TOKENS;
+    pr->timeout_s = CAD_SWEEP_PREPARE_TIMEOUT_S;
+    if ((x = yt_map_get(n, "val_docs")) && (rc = want_long(v, x, "val_docs", 0, 1000000000L, &pr->val_docs, e)))
+        return rc;
+    if ((x = yt_map_get(n, "shard_tokens")) &&
+        (rc = want_long(v, x, "shard_tokens", 1, CAD_SHARD_MAX_TOKENS, &pr->shard_tokens, e)))
+        return rc;
+    if ((x = yt_map_get(n, "timeout")) && (rc = parse_timeout(v, x, &pr->timeout_s, e))) return rc;
+    const char *cache = "prep";
+    if ((x = yt_map_get(n, "cache"))) {
+        if ((rc = want_scalar(v, x, "cache", e))) return rc;
+        if (!x->value || !*x->value) return yt_fail(e, CAD_ECONFIG, v->d, x, "'cache' must name a directory");
+        cache = x->value;
+    }
+    if (!(pr->cache = abs_from_cwd(cache)) || !(pr->corpus = path_beside(v->d->path, c->value ? c->value : "")))
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    int fd;
+    cad_err oe;
+    cad_err_clear(&oe);
+    if (cad_open_regular(pr->corpus, NULL, &fd, &oe))
+        return yt_fail(e, CAD_EIO, v->d, c, "prepare corpus '%s' (resolved to %s): %s", c->value, pr->corpus, oe.msg);
+    close(fd);
+    if (cad_sha256_file_hex(pr->corpus, pr->corpus_sha256, NULL, &oe))
+        return yt_fail(e, CAD_EIO, v->d, c, "prepare corpus '%s': %s", c->value, oe.msg);
+    if ((rc = parse_prepare_tokenizers(v, pr, t, e))) return rc;
+    /* the prepared entry decides these two for every run: a value set in the sweep would be
+     * silently replaced */
+    static const char *const owned[] = {"tokenizer_path", "data_path", NULL};
+    for (int j = 0; owned[j]; j++) {
+        int i = name_index_get(&v->seen_ix, owned[j]);
+        if (i >= 0)
+            return yt_fail(e, CAD_ECONFIG, v->d, v->seen[i].node,
+                           "'%s' is set by 'prepare' (line %d) for every run: remove it from %s", owned[j], n->line,
+                           v->seen[i].where);
+    }
+    return CAD_OK;
+}
+
+/* ---- kind: greedy ---------------------------------------------------------------------------- */
+
+static const char *const greedy_only[] = {"candidates", "metric", "margin", "max_rounds", NULL};
+
+/* kind (grid | greedy); for greedy, candidates, metric, margin, max_rounds. Called after set,
+ * so a command engine's candidate keys can be checked for a starting value. */
+static int parse_kind(vctx *v, const yt_node *root, cad_err *e) {
+    cad_sweep_spec *s = v->s;
+    const yt_node *n = yt_map_get(root, "kind");
+    int rc;
+    s->kind = CAD_SWEEP_KIND_GRID;
+    if (n) {
+        if ((rc = want_scalar(v, n, "kind", e))) return rc;
+        if (strcmp(n->value, "greedy") == 0) s->kind = CAD_SWEEP_KIND_GREEDY;
+        else if (strcmp(n->value, "grid") != 0)
+            return yt_fail(e, CAD_ECONFIG, v->d, n, "unknown kind '%s': use grid (the default) or greedy", n->value);
+    }
+    if (s->kind == CAD_SWEEP_KIND_GRID) {
+        for (int i = 0; greedy_only[i]; i++)
+            if ((n = yt_map_get(root, greedy_only[i])))
+                return yt_fail(e, CAD_ECONFIG, v->d, n, "'%s' belongs to kind: greedy (this sweep's kind is grid)",
+                               greedy_only[i]);
+        return CAD_OK;
+    }
+    static const char *const no_greedy[] = {"grid", "zip", "prepare", NULL};
+    for (int i = 0; no_greedy[i]; i++)
+        if ((n = yt_map_get(root, no_greedy[i])))
+            return yt_fail(e, CAD_ECONFIG, v->d, n,
+                           "a greedy sweep has no '%s': its runs are the current config and each candidate on "
+                           "top of it",
+                           no_greedy[i]);
+    if (strlen(s->name) > CAD_SWEEP_GREEDY_NAME_MAX)
+        return yt_fail(e, CAD_ECONFIG, v->d, yt_map_get(root, "name"),
+                       "a greedy sweep's name may have at most %d characters (its rounds are <name>.r<k>)",
+                       CAD_SWEEP_GREEDY_NAME_MAX);
+    cad_sweep_greedy *g = &s->greedy;
+    const yt_node *c = yt_map_get(root, "candidates");
+    if (!c) return yt_fail(e, CAD_ECONFIG, v->d, root, "kind: greedy needs 'candidates': a map name: {key: value, ...}");
+    if (c->kind != YT_MAP || c->n == 0)
+        return yt_fail(e, CAD_EFORMAT, v->d, c, "'candidates' must be a non-empty map name: {key: value, ...}, got %s",
+                       c->kind == YT_MAP ? "an empty map" : kind_name(c));
+    g->cands_node = c;
+    if (!(g->cands = calloc(c->n, sizeof *g->cands))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->n; i++) {
+        const yt_node *name = c->keys[i], *m = c->vals[i];
+        const char *nm = name->value ? name->value : "";
+        int ok = *nm && strlen(nm) <= 40 && strcmp(nm, "base") != 0;
+        for (const char *p = nm; *p && ok; p++) ok = isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.';
+        if (!ok)
+            return yt_fail(e, CAD_ECONFIG, v->d, name,
+                           "candidate name '%s' must be 1 to 40 of [A-Za-z0-9_.-] and not 'base' (it names runs)", nm);
+        if (m->kind != YT_MAP || m->n == 0)
+            return yt_fail(e, CAD_EFORMAT, v->d, m, "candidate '%s' must be a non-empty map {key: value, ...}, got %s", nm,
+                           m->kind == YT_MAP ? "an empty map" : kind_name(m));
+        cad_sweep_point *pt = &g->cands[g->n_cands++];
+        pt->label = nm;
+        if (!(pt->a = calloc(m->n, sizeof *pt->a))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+        for (size_t k = 0; k < m->n; k++) {
+            if ((rc = check_assign(v, m->keys[k], m->vals[k], e))) return rc;
+            /* a command engine has no defaults: the base run needs a value for every key */
+            if (s->engine == CAD_ENGINE_COMMAND && name_index_get(&v->seen_ix, m->keys[k]->value) < 0)
+                return yt_fail(e, CAD_ECONFIG, v->d, m->keys[k],
+                               "candidate key '%s' has no starting value: give it one in 'set' (or the base file)",
+                               m->keys[k]->value);
+            pt->a[pt->n++] = (cad_sweep_assign){m->keys[k]->value, m->keys[k], m->vals[k]};
+        }
+    }
+    const yt_node *x;
+    g->metric = dup_or_fail("val_bpb", &rc, e);
+    if (rc) return rc;
+    if ((x = yt_map_get(root, "metric"))) {
+        if ((rc = want_scalar(v, x, "metric", e))) return rc;
+        if (strcmp(x->value, "val_bpb") != 0 && strcmp(x->value, "val_loss") != 0)
+            return yt_fail(e, CAD_ECONFIG, v->d, x, "'metric' must be val_bpb or val_loss (lower is better), got '%s'",
+                           x->value);
+        free(g->metric);
+        if (!(g->metric = strdup(x->value))) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    if ((x = yt_map_get(root, "margin"))) {
+        if ((rc = want_scalar(v, x, "margin", e))) return rc;
+        if (yt_scalar_double(v->d, x, &g->margin, NULL) != CAD_OK || !(g->margin >= 0) || !isfinite(g->margin))
+            return yt_fail(e, CAD_ECONFIG, v->d, x, "'margin' must be a number >= 0, got '%s'", x->value);
+    }
+    g->max_rounds = g->n_cands;
+    if ((x = yt_map_get(root, "max_rounds"))) {
+        long mr;
+        if ((rc = want_long(v, x, "max_rounds", 1, g->n_cands, &mr, e))) return rc;
+        g->max_rounds = (int)mr;
+    }
+    return CAD_OK;
+}
+
+int cad_sweep_greedy_pick(const double *scores, const int *have, int n, double margin, int *winner) {
+    *winner = 0;
+    if (n < 1 || !have[0]) return CAD_ERR;
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (have[i] && (best == 0 || scores[i] < scores[best])) best = i;
+    if (best > 0 && scores[best] < scores[0] - margin) *winner = best;
+    return CAD_OK;
+}
+
+int cad_sweep_greedy_round(const cad_sweep_spec *g, int round, const int *accepted, int n_accepted,
+                           cad_sweep_spec **out, cad_err *e) {
+    *out = NULL;
+    if (g->kind != CAD_SWEEP_KIND_GREEDY) return cad_fail(e, CAD_ERR, "%s: not a greedy sweep", g->path);
+    cad_sweep_spec *r = calloc(1, sizeof *r);
+    if (!r) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    *r = *g;
+    r->round_of = g;
+    r->kind = CAD_SWEEP_KIND_GRID;
+    r->name = r->description = NULL;
+    r->set = NULL;
+    r->axes = NULL;
+    r->n_set = 0;
+    r->n_axes = 0;
+    const cad_sweep_greedy *gr = &g->greedy;
+    int n_set = g->n_set;
+    for (int i = 0; i < n_accepted; i++) n_set += gr->cands[accepted[i]].n;
+    size_t nlen = strlen(g->name) + 16;
+    r->name = malloc(nlen);
+    r->set = calloc((size_t)n_set + 1, sizeof *r->set);
+    r->axes = calloc(1, sizeof *r->axes);
+    cad_sweep_point *pts = calloc((size_t)gr->n_cands + 1, sizeof *pts);
+    if (r->axes) r->axes[0].points = pts;
+    if (r->axes) r->axes[0].label = strdup("candidate");
+    if (!r->name || !r->set || !r->axes || !pts || !r->axes[0].label) {
+        if (!r->axes) free(pts);
+        cad_sweep_spec_free(r);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    r->n_axes = 1;
+    snprintf(r->name, nlen, "%s.r%d", g->name, round);
+    /* the greedy set, then the kept candidates in the order kept (a later one wins a key) */
+    for (int i = 0; i < g->n_set; i++) r->set[r->n_set++] = g->set[i];
+    char *desc = NULL;
+    size_t dlen = 0;
+    FILE *f = open_memstream(&desc, &dlen);
+    if (f) fprintf(f, "round %d of greedy %s, from base", round, g->name);
+    for (int i = 0; i < n_accepted; i++) {
+        const cad_sweep_point *c = &gr->cands[accepted[i]];
+        for (int k = 0; k < c->n; k++) r->set[r->n_set++] = c->a[k];
+        if (f) fprintf(f, "+%s", c->label);
+    }
+    if (f) fclose(f);
+    r->description = desc;
+    cad_sweep_axis *ax = &r->axes[0];
+    ax->node = gr->cands_node;
+    ax->is_bundle = ax->is_ragged = 1;
+    ax->points[ax->n_points++] = (cad_sweep_point){0, NULL, "base"};
+    for (int i = 0; i < gr->n_cands; i++) {
+        int kept = 0;
+        for (int j = 0; j < n_accepted; j++) kept |= accepted[j] == i;
+        if (!kept) ax->points[ax->n_points++] = gr->cands[i];
+    }
+    if (!r->description) {
+        cad_sweep_spec_free(r);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    *out = r;
+    return CAD_OK;
+}
+
 /* engine command: command, env, workdir, and every template name checked */
 static int parse_command_engine(vctx *v, const yt_node *root, cad_err *e) {
     cad_sweep_spec *s = v->s;
@@ -816,19 +1108,21 @@ static int spec_parse(vctx *v, cad_err *e) {
     if ((rc = parse_engine(v, root, e))) return rc;
     if ((n = yt_map_get(root, "base")) && (rc = parse_base(v, n, e))) return rc;
     if ((n = yt_map_get(root, "set")) && (rc = parse_set(v, n, e))) return rc;
+    if ((rc = parse_kind(v, root, e))) return rc;
     if ((rc = parse_axes(v, root, e))) return rc;
     if ((n = yt_map_get(root, "seeds")) && (rc = parse_seeds(v, n, e))) return rc;
     if ((rc = parse_limits(v, root, e))) return rc;
     if ((rc = parse_stop(v, root, e))) return rc;
+    if ((n = yt_map_get(root, "prepare")) && (rc = parse_prepare(v, n, e))) return rc;
     if (v->s->engine == CAD_ENGINE_COMMAND) return parse_command_engine(v, root, e);
     return CAD_OK;
 }
 
-int cad_sweep_spec_load(const char *path, cad_sweep_spec **out, cad_err *e) {
+static int spec_load(const char *path, const char *text, size_t len, cad_sweep_spec **out, cad_err *e) {
     *out = NULL;
     cad_sweep_spec *s = calloc(1, sizeof *s);
     if (!s) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    int rc = yt_load_file(path, &s->doc, e);
+    int rc = text ? yt_load_string(path, text, len, &s->doc, e) : yt_load_file(path, &s->doc, e);
     if (rc) {
         free(s);
         return rc;
@@ -854,8 +1148,32 @@ int cad_sweep_spec_load(const char *path, cad_sweep_spec **out, cad_err *e) {
     return CAD_OK;
 }
 
+int cad_sweep_spec_load(const char *path, cad_sweep_spec **out, cad_err *e) {
+    return spec_load(path, NULL, 0, out, e);
+}
+
+int cad_sweep_spec_load_text(const char *path, const char *text, size_t len, cad_sweep_spec **out,
+                             cad_err *e) {
+    return spec_load(path, text, len, out, e);
+}
+
 void cad_sweep_spec_free(cad_sweep_spec *s) {
     if (!s) return;
+    if (s->round_of) { /* a greedy round: only its own arrays; the points' assignments are borrowed */
+        if (s->axes) {
+            free(s->axes[0].points);
+            free(s->axes[0].label);
+        }
+        free(s->axes);
+        free(s->set);
+        free(s->name);
+        free(s->description);
+        free(s);
+        return;
+    }
+    for (int i = 0; i < s->greedy.n_cands; i++) free(s->greedy.cands[i].a);
+    free(s->greedy.cands);
+    free(s->greedy.metric);
     for (int i = 0; i < s->n_axes; i++) {
         for (int j = 0; j < s->axes[i].n_points; j++) free(s->axes[i].points[j].a);
         free(s->axes[i].points);
@@ -869,6 +1187,10 @@ void cad_sweep_spec_free(cad_sweep_spec *s) {
     free(s->argv);
     free(s->env);
     free(s->workdir);
+    for (int i = 0; i < s->prepare.n_tok; i++) free(s->prepare.tok[i].dir);
+    free(s->prepare.tok);
+    free(s->prepare.corpus);
+    free(s->prepare.cache);
     free(s->base);
     yt_doc_free(s->base_doc);
     free(s->name);

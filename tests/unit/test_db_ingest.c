@@ -357,7 +357,7 @@ static void test_rebuild_equals_original(void) {
     cad_db *db = open_db("orig.db");
     if (!s || !db) return;
     cad_plan p;
-    cad_plan_opts o = {runs};
+    cad_plan_opts o = {runs, NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);

@@ -45,7 +45,7 @@ static void test_expand_grid_bundle_zip_seeds(void) {
     if (!s) return;
     cad_plan p;
     cad_err e;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(p.n, 16);
     if (p.n == 16) {
@@ -93,7 +93,7 @@ static void test_caddie_devices_launch(void) {
     if (!s) return;
     cad_plan p;
     cad_err e;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK(p.n == 1 && strstr(p.runs[0].launch_json, "{\"argv\":[\"caddie\",\"launch\",\"--nproc\",\"2\",\"train\",") ==
                           p.runs[0].launch_json);
@@ -106,7 +106,7 @@ static void test_canonical_numbers_and_duplicates(void) {
     if (!s) return;
     cad_plan p;
     cad_err e;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(p.n, 3);
     if (p.n == 3) {
@@ -155,7 +155,7 @@ static void test_invalid_combination_names_run(void) {
     cad_plan p;
     cad_err e;
     cad_err_clear(&e);
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK(cad_plan_expand(s, &o, &p, &e) != CAD_OK);
     CHECK(strstr(e.msg, "run 'num_heads=7'") != NULL);
     cad_sweep_spec_free(s);
@@ -168,7 +168,7 @@ static void test_dedup_against_db(void) {
     cad_err e;
     cad_err_clear(&e);
     cad_plan p;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
@@ -227,7 +227,7 @@ static void test_estimate_makespan(void) {
     if (!s) return;
     cad_plan p;
     cad_err e;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_estimate(NULL, s, &p, 2, &e), CAD_OK);
     CHECK_NEAR(p.est_total_s, 180, 1e-9, 0);
@@ -256,7 +256,7 @@ static void test_value_injection_is_literal(void) {
     cad_plan p;
     cad_err e;
     cad_err_clear(&e);
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_check(db, s, &p, 0, &e), CAD_OK);
     CHECK_EQ_INT(cad_queue_add(db, s, &p, &e), CAD_OK);
@@ -307,7 +307,7 @@ static void test_command_engine_version_hashes_script(void) {
     if (!s) return;
     cad_plan p1, p2;
     cad_err e;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(s, &o, &p1, &e), CAD_OK);
     CHECK(strncmp(p1.engine_version, "command sha256:", 15) == 0);
     check_write_file(script, "print(2)\n");
@@ -330,11 +330,11 @@ static void test_identity_ignores_keys_at_default(void) {
     cad_sweep_spec *inert = load("name: idt\nset:\n  iterations: 3\n  recur_layers: \"3-4\"\n  ttt_epochs: 5\nseeds: [7]\n");
     cad_plan pi;
     cad_err ei;
-    CHECK(inert && cad_plan_expand(inert, &(cad_plan_opts){runs_dir()}, &pi, &ei) == CAD_OK);
+    CHECK(inert && cad_plan_expand(inert, &(cad_plan_opts){runs_dir(), NULL}, &pi, &ei) == CAD_OK);
     if (!a || !b || !c) return;
     cad_plan pa, pb, pc;
     cad_err e;
-    cad_plan_opts o = {runs_dir()};
+    cad_plan_opts o = {runs_dir(), NULL};
     CHECK_EQ_INT(cad_plan_expand(a, &o, &pa, &e), CAD_OK);
     CHECK_EQ_INT(cad_plan_expand(b, &o, &pb, &e), CAD_OK);
     CHECK_EQ_INT(cad_plan_expand(c, &o, &pc, &e), CAD_OK);

@@ -232,7 +232,7 @@ static void test_ragged_bundles_for_ablations(void) {
     if (!s) return;
     CHECK(s->axes[0].is_bundle && s->axes[0].is_ragged && s->axes[0].n_points == 3);
     cad_plan p;
-    cad_plan_opts o = {check_tmp_fresh("abl_runs")};
+    cad_plan_opts o = {check_tmp_fresh("abl_runs"), NULL};
     CHECK_MSG(cad_plan_expand(s, &o, &p, &e) == CAD_OK, "%s", e.msg);
     if (p.n == 3) {
         CHECK_STR(p.runs[0].name, "technique=muon_wd:0.0");

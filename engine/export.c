@@ -209,6 +209,43 @@ static int write_ext(FILE *f, const cad_quant_opts *qo, const cad_quant_ext_opts
     return rc;
 }
 
+size_t cad_int8_tensor_plan(const cad_named_tensor *t, int i, const cad_quant_opts *qo, const cad_quant_ext_opts *qx,
+                            int *scheme, int *bits) {
+    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+    static const cad_quant_ext_opts none = {NULL, 0.0, NULL, 0, NULL};
+    if (!qo) qo = &baseline;
+    if (!qx) qx = &none;
+    int sc = cad_int8_scheme(t);
+    size_t head = 2 + strlen(t->name) + 1 + 1 + 8 * (size_t)t->ndim, numel = t->numel;
+    *bits = sc == CAD_Q_FP32 ? 32 : sc == CAD_Q_FP16 ? 16 : 8;
+    if (sc == CAD_Q_PER_ROW) {
+        *bits = tensor_bits(qo, qx, t->name);
+        if (ext_wanted(qo, qx, i, t)) {
+            int rows = (int)t->shape[0], cols = (int)t->shape[1], flags = 0, n_sal = 0, rank = 0;
+            if (awq_applies(qx, i, t)) {
+                n_sal = (int)ceil(qx->awq_frac * cols);
+                n_sal = n_sal < 1 ? 1 : n_sal > cols - 1 ? cols - 1 : n_sal;
+                flags |= CAD_QX_SALIENT;
+            }
+            if (lqer_applies(qx, t)) {
+                rank = qx->lqer_rank < CAD_LQER_MAX_RANK ? qx->lqer_rank : CAD_LQER_MAX_RANK;
+                rank = rank < rows ? rank : rows;
+                rank = rank < cols ? rank : cols;
+                if (rank > 0) flags |= CAD_QX_LQER;
+            }
+            *scheme = CAD_Q_PER_ROW_EXT;
+            return head + cad_quantx_payload_bytes(rows, cols, flags, n_sal, rank);
+        }
+    }
+    *scheme = sc;
+    switch (sc) {
+    case CAD_Q_FP32: return head + 4 * numel;
+    case CAD_Q_FP16: return head + 2 * numel;
+    case CAD_Q_PER_ROW: return head + 2 * (size_t)t->shape[0] + numel;
+    default: return head + 4 + numel;
+    }
+}
+
 /* ---- container writing -------------------------------------------------------------------- */
 
 static void put(FILE *f, const void *p, size_t n) { fwrite(p, 1, n, f); }

@@ -129,6 +129,15 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
 int cad_int8_export_ext(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
                         const cad_quant_ext_opts *qx, cad_int8_stats *stats, cad_err *e);
 
+/* The scheme (CAD_Q_* or CAD_Q_PER_ROW_EXT), code bits (per-row: its bits; per-tensor 8; fp16
+ * 16; fp32 32) and container bytes (header + payload) that cad_int8_export_ext gives ts[i]
+ * under qo / qx (NULL: none): what `caddie budget` counts. AWQ-lite columns count when
+ * qx->calib[i] is set, as in the export. */
+size_t cad_int8_tensor_plan(const cad_named_tensor *t, int i, const cad_quant_opts *qo, const cad_quant_ext_opts *qx,
+                            int *scheme, int *bits);
+/* The container bytes around the tensors: magic, version, count and the crc32 trailer. */
+#define CAD_INT8_CONTAINER_OVERHEAD 20
+
 /* Read an artifact and dequantize every tensor of ts (matched by name, shapes checked; every
  * tensor must be present, and every tensor in the file must be in ts). */
 int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e);

@@ -2,8 +2,10 @@
 # t0215 — `caddie budget`: on a short sample run (1x192: its MLP matrices are stored per row),
 # with mixed bits and LQER, the budget with the run's saved weights gives exactly the run's
 # artifact bytes, code bytes and their sum; the budget from the artifact's ratio agrees within
-# 0.1%; the default ratio table within 15% (a 4-step model compresses unlike the trained sample
-# the table was measured on); params equal the safetensors'; --json; exit 3 over the cap.
+# 0.1%; the default ratio table only within 40%: it was measured on a trained model (and is
+# within 2% of those; docs/engine.md#artifact-budget), while 4 steps leave the zero-initialised
+# projections near zero, which compress far better (measured: the table 32% high); params and
+# container bytes equal the real ones; --json; exit 3 over the cap.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 
 S=$CADDIE_SRC/data/sample
@@ -37,13 +39,13 @@ test_expect_success 'the table: per-row+ for the LQER matrices, bits per group, 
     test_grep "^tok_emb\.weight +1024x192 +196608 per-row +7 " b.txt &&
     test_grep "^total: [0-9]+ bytes of 16000000: margin [0-9]+ \(fits\)$" b.txt
 '
-test_expect_success 'params are the model'"'"'s, the artifact ratio within 0.1%, the default table within 15%' '
+test_expect_success 'params are the model'"'"'s, the artifact ratio within 0.1%, the default table within 40%' '
     caddie budget "$CFG" $(small) --weights r/final_model.int8.ptz --json >a.json &&
     caddie budget "$CFG" $(small) --json >d.json &&
     real=$(stat -c %s r/final_model.int8.ptz) &&
     awk -v a="$(num model_bytes a.json)" -v d="$(num model_bytes d.json)" -v r="$real" "BEGIN {
         ea = (a - r) / r; ed = (d - r) / r; print \"artifact ratio\", ea, \"default table\", ed;
-        exit !(ea < 0.001 && ea > -0.001 && ed < 0.15 && ed > -0.15) }" &&
+        exit !(ea < 0.001 && ea > -0.001 && ed < 0.40 && ed > -0.40) }" &&
     test "$(num params d.json)" = "$(num params b.json)" &&
     test "$(num container_bytes d.json)" = "$(num container_bytes b.json)" &&
     test "$(num exact_model_bytes d.json)" = -1

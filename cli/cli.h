@@ -118,6 +118,7 @@ extern const cli_command cmd_train_def, cmd_eval_def;                   /* cli/c
 extern const cli_command cmd_launch_def;                                /* cli/cmd_launch.c */
 extern const cli_command cmd_gpu_def;                                   /* cli/cmd_gpu.c */
 extern const cli_command cmd_bench_def;                                 /* cli/cmd_bench.c */
+extern const cli_command cmd_budget_def;                                /* cli/cmd_budget.c */
 extern const cli_command cmd_sweep_def;                                 /* cli/cmd_sweep.c */
 extern const cli_command cmd_run_def, cmd_status_def, cmd_ls_def, cmd_show_def, cmd_logs_def,
     cmd_cancel_def, cmd_retry_def;                                      /* cli/cmd_runs.c */

@@ -37,6 +37,7 @@ const cli_command *const cli_commands[] = {
     &cmd_export_submission_def,
     &cmd_gpu_def,
     &cmd_bench_def,
+    &cmd_budget_def,
     NULL,
 };
 

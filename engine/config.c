@@ -6,6 +6,7 @@
 #include "engine/config.h"
 #include "engine/export.h"
 #include "engine/optim.h"
+#include "engine/quant_ext.h"
 
 #include "engine/yamltree.h"
 
@@ -216,6 +217,29 @@ int cad_config_set_assignment(cad_config *c, const char *assignment, cad_err *e)
     return cad_config_set(c, key, eq + 1, "--set", e);
 }
 
+/* A YAML map for a list key ({mlp: 5, attn: 6}, quant_bits_overrides) is stored as its
+ * "name:value" entries joined with ",", the text form --set and the environment take. */
+static int set_from_map(cad_config *c, const cad_config_key *k, const yt_doc *d, const yt_node *vn, const char *origin,
+                        cad_err *e) {
+    size_t len = 1;
+    for (size_t j = 0; j < vn->n; j++) {
+        if (vn->vals[j]->kind != YT_SCALAR)
+            return yt_fail(e, CAD_ECONFIG, d, vn->vals[j], "key '%s': map values must be scalars (name: bits)", k->name);
+        len += strlen(vn->keys[j]->value) + strlen(vn->vals[j]->value) + 2;
+    }
+    char *joined = calloc(len, 1);
+    if (!joined) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (size_t j = 0; j < vn->n; j++) {
+        if (j) strcat(joined, ",");
+        strcat(joined, vn->keys[j]->value);
+        strcat(joined, ":");
+        strcat(joined, vn->vals[j]->value);
+    }
+    int rc = cad_config_set(c, k->name, joined, origin, e);
+    free(joined);
+    return rc;
+}
+
 int cad_config_load_yaml(cad_config *c, const char *path, cad_err *e) {
     yt_doc *d = NULL;
     int rc = yt_load_file(path, &d, e);
@@ -254,6 +278,11 @@ int cad_config_load_yaml(cad_config *c, const char *path, cad_err *e) {
             }
             rc = cad_config_set(c, k->name, joined, origin, e);
             free(joined);
+            if (rc) goto done;
+            continue;
+        }
+        if (vn->kind == YT_MAP && k->type == CAD_KEY_LIST) {
+            rc = set_from_map(c, k, d, vn, origin, e);
             if (rc) goto done;
             continue;
         }
@@ -475,6 +504,26 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     return CAD_OK;
 }
 
+/* the artifact's per-tensor refinements (quant_ext.h): mixed bits, AWQ-lite, LQER */
+static int validate_quant_ext(const cad_config *c, cad_err *e) {
+    int rc = cad_quant_overrides_check("quant_bits_overrides", c->quant_bits_overrides, e);
+    if (!rc) rc = cad_quant_selection_check("lqer_tensors", c->lqer_tensors, e);
+    if (rc) return rc;
+    int qat = cad_config_qat_bits(c) != 0, gptq = !strcmp(c->quant_method, "gptq");
+    CFG_REQUIRE(c->awq_salient_frac >= 0 && c->awq_salient_frac <= 0.5, "awq_salient_frac=%g: expected 0 (off) .. 0.5",
+                c->awq_salient_frac);
+    /* GPTQ's sweep has one step per row and QAT's fake quantisation knows no salient columns */
+    CFG_REQUIRE(c->awq_salient_frac == 0 || (!gptq && !qat),
+                "awq_salient_frac=%g with quant_method=%s qat_bits=%s: expected quant_method=clip_search and qat_bits=0",
+                c->awq_salient_frac, c->quant_method, c->qat_bits);
+    CFG_REQUIRE(c->lqer_rank >= 0 && c->lqer_rank <= CAD_LQER_MAX_RANK, "lqer_rank=%ld: expected 0 (off) .. %d",
+                c->lqer_rank, CAD_LQER_MAX_RANK);
+    /* the correction would make the artifact differ from the weights QAT trained with */
+    CFG_REQUIRE(c->lqer_rank == 0 || !qat, "lqer_rank=%ld with qat_bits=%s: expected one of the two", c->lqer_rank,
+                c->qat_bits);
+    return CAD_OK;
+}
+
 /* model techniques: embeddings, gates, norms (sizes the model's own check repeats) */
 static int validate_model_techniques(const cad_config *c, cad_err *e) {
     long hd = c->num_heads > 0 ? c->model_dim / c->num_heads : 0;
@@ -512,6 +561,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_eval_budget(c, e);
     if (!rc) rc = validate_techniques(c, e);
     if (!rc) rc = validate_model_techniques(c, e);
+    if (!rc) rc = validate_quant_ext(c, e);
     if (!rc) rc = validate_run(c, e);
     return rc;
 }
@@ -587,7 +637,9 @@ long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ?
 
 int cad_config_key_inert(const cad_config *c, const char *key) {
     if (!strcmp(c->qat_bits, "0") && !strcmp(key, "qat_start_frac")) return 1;
-    if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5)) return 1;
+    if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5) &&
+        !(c->awq_salient_frac > 0 && !strcmp(key, "gptq_calib_batches"))) /* AWQ-lite calibrates too */
+        return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
     if (c->recur_loops <= 1 &&
         (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales")))
@@ -595,5 +647,6 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
+    if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;
     return 0;
 }

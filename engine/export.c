@@ -3,6 +3,7 @@
  * Not here: deciding which weights to export (the caller passes the model's tensors).
  */
 #include "engine/export.h"
+#include "engine/quant_ext.h"
 
 #include <errno.h>
 #include <math.h>
@@ -152,6 +153,97 @@ static int gptq_codes(const cad_named_tensor *t, int bits, const cad_quant_opts 
     if (rc) cad_wrap(e, "tensor '%s'", t->name);
     free(W), free(H), free(step);
     return rc;
+}
+
+/* ---- quant_ext.h's refinements ---------------------------------------------------------- */
+
+/* The bits a per-row tensor gets: its override, else embed_bits / matrix_bits. */
+static int tensor_bits(const cad_quant_opts *qo, const cad_quant_ext_opts *qx, const char *name) {
+    return cad_quant_bits_for(qx->bits_overrides, name, is_embedding_name(name) ? qo->embed_bits : qo->matrix_bits);
+}
+
+static int awq_applies(const cad_quant_ext_opts *qx, int i, const cad_named_tensor *t) {
+    return qx->awq_frac > 0 && qx->calib && qx->calib[i] && !is_embedding_name(t->name) && t->shape[1] >= 2;
+}
+
+static int lqer_applies(const cad_quant_ext_opts *qx, const cad_named_tensor *t) {
+    if (qx->lqer_rank <= 0) return 0;
+    if (qx->lqer_tensors && qx->lqer_tensors[0]) return cad_quant_selected(qx->lqer_tensors, t->name);
+    return !is_embedding_name(t->name);
+}
+
+/* Scheme 4 for a per-row tensor: only when a refinement applies, and never for ternary codes
+ * (QAT's, which the refinements exclude in the config). */
+static int ext_wanted(const cad_quant_opts *qo, const cad_quant_ext_opts *qx, int i, const cad_named_tensor *t) {
+    if (tensor_bits(qo, qx, t->name) == CAD_QUANT_TERNARY) return 0;
+    return awq_applies(qx, i, t) || lqer_applies(qx, t);
+}
+
+/* Encode and write one scheme-4 payload; *payload gets its byte count. */
+static int write_ext(FILE *f, const cad_quant_opts *qo, const cad_quant_ext_opts *qx, int i, const cad_named_tensor *t, size_t *payload, cad_err *e) {
+    int rows = (int)t->shape[0], cols = (int)t->shape[1], emb = is_embedding_name(t->name);
+    cad_quantx_spec sp = {tensor_bits(qo, qx, t->name), qo->clip_search, emb ? qo->sdclip_embed_k : qo->sdclip_k, NULL, 0.0};
+    double *energy = NULL;
+    if (awq_applies(qx, i, t)) {
+        energy = malloc((size_t)cols * sizeof *energy);
+        if (!energy) return cad_fail(e, CAD_ENOMEM, "tensor '%s': out of memory", t->name);
+        for (int c = 0; c < cols; c++) energy[c] = qx->calib[i][(size_t)c * cols + c];
+        sp.energy = energy, sp.salient_frac = qx->awq_frac;
+    }
+    cad_quantx x;
+    int rc = cad_quantx_encode(t->data, rows, cols, &sp, &x, t->name, e);
+    free(energy);
+    /* GPTQ's codes with the chosen scales (its sweep has one step per row, so not with salient
+     * columns: the config refuses that pair), then LQER on what those codes leave */
+    if (!rc && !emb && !(x.flags & CAD_QX_SALIENT) && qo->hessians && qo->hessians[i])
+        rc = gptq_codes(t, sp.bits, qo, qo->hessians[i], x.scale, x.q, e);
+    if (!rc && lqer_applies(qx, t)) {
+        int rank = qx->lqer_rank < CAD_LQER_MAX_RANK ? qx->lqer_rank : CAD_LQER_MAX_RANK;
+        rc = cad_quantx_add_lqer(t->data, &x, rank, t->name, e);
+    }
+    if (!rc) {
+        cad_quantx_write(f, &x);
+        *payload = cad_quantx_payload_bytes(rows, cols, x.flags, x.n_sal, x.rank);
+    }
+    cad_quantx_free(&x);
+    return rc;
+}
+
+size_t cad_int8_tensor_plan(const cad_named_tensor *t, int i, const cad_quant_opts *qo, const cad_quant_ext_opts *qx,
+                            int *scheme, int *bits) {
+    static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+    static const cad_quant_ext_opts none = {NULL, 0.0, NULL, 0, NULL};
+    if (!qo) qo = &baseline;
+    if (!qx) qx = &none;
+    int sc = cad_int8_scheme(t);
+    size_t head = 2 + strlen(t->name) + 1 + 1 + 8 * (size_t)t->ndim, numel = t->numel;
+    *bits = sc == CAD_Q_FP32 ? 32 : sc == CAD_Q_FP16 ? 16 : 8;
+    if (sc == CAD_Q_PER_ROW) {
+        *bits = tensor_bits(qo, qx, t->name);
+        if (ext_wanted(qo, qx, i, t)) {
+            int rows = (int)t->shape[0], cols = (int)t->shape[1], flags = 0, n_sal = 0, rank = 0;
+            if (awq_applies(qx, i, t)) {
+                n_sal = (int)ceil(qx->awq_frac * cols);
+                n_sal = n_sal < 1 ? 1 : n_sal > cols - 1 ? cols - 1 : n_sal;
+                flags |= CAD_QX_SALIENT;
+            }
+            if (lqer_applies(qx, t)) {
+                rank = qx->lqer_rank < CAD_LQER_MAX_RANK ? qx->lqer_rank : CAD_LQER_MAX_RANK;
+                rank = rank < rows ? rank : rows;
+                rank = rank < cols ? rank : cols;
+                if (rank > 0) flags |= CAD_QX_LQER;
+            }
+            *scheme = CAD_Q_PER_ROW_EXT;
+            return head + cad_quantx_payload_bytes(rows, cols, flags, n_sal, rank);
+        }
+    }
+    *scheme = sc;
+    switch (sc) {
+    case CAD_Q_FP32: return head + 4 * numel;
+    case CAD_Q_FP16: return head + 2 * numel;
+    case CAD_Q_PER_ROW: return head + 2 * (size_t)t->shape[0] + numel;
+    default: return head + 4 + numel;
+    }
 }
 
 /* ---- container writing -------------------------------------------------------------------- */
@@ -357,7 +449,14 @@ int cad_decompress_buf(const unsigned char *src, size_t n, unsigned char **out, 
 
 int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
                     cad_int8_stats *st, cad_err *e) {
+    return cad_int8_export_ext(path, ts, n, qo, NULL, st, e);
+}
+
+int cad_int8_export_ext(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
+                        const cad_quant_ext_opts *qx, cad_int8_stats *st, cad_err *e) {
     static const cad_quant_opts baseline = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+    static const cad_quant_ext_opts none = {NULL, 0.0, NULL, 0, NULL};
+    if (!qx) qx = &none;
     if (!qo) qo = &baseline;
     int compressor = qo->compressor;
     memset(st, 0, sizeof *st);
@@ -380,6 +479,8 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
     for (int i = 0; i < n; i++) {
         const cad_named_tensor *t = &ts[i];
         int scheme = cad_int8_scheme(t);
+        int ext = scheme == CAD_Q_PER_ROW && ext_wanted(qo, qx, i, t);
+        if (ext) scheme = CAD_Q_PER_ROW_EXT;
         size_t name_len = strlen(t->name);
         uint16_t nl = (uint16_t)name_len;
         put(f, &nl, 2);
@@ -398,10 +499,16 @@ int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const c
             for (size_t k = 0; k < t->numel; k++) hbuf[k] = cad_f32_to_f16(t->data[k]);
             put(f, hbuf, t->numel * 2);
             st->int8_payload_bytes += t->numel * 2;
+        } else if (scheme == CAD_Q_PER_ROW_EXT) {
+            size_t pb = 0;
+            int xrc = write_ext(f, qo, qx, i, t, &pb, e);
+            if (xrc) { fclose(f), free(raw), free(work), free(qbuf), free(hbuf); return xrc; }
+            st->num_float_tensors++;
+            st->int8_payload_bytes += pb;
         } else if (scheme == CAD_Q_PER_ROW) {
             int rows = (int)t->shape[0], cols = (int)t->shape[1];
             int emb = is_embedding_name(t->name);
-            int bits = emb ? qo->embed_bits : qo->matrix_bits;
+            int bits = tensor_bits(qo, qx, t->name);
             double k = emb ? qo->sdclip_embed_k : qo->sdclip_k;
             if (k > 0) cad_quantize_rows_sdclip(t->data, rows, cols, bits, k, qbuf, hbuf);
             else cad_quantize_rows(t->data, rows, cols, bits, qo->clip_search, qbuf, hbuf, work);
@@ -527,7 +634,7 @@ int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {
             goto done;
         }
         name[nl] = 0;
-        if (!take(&r, &scheme, 1) || !take(&r, &ndim, 1) || ndim > CAD_TENSOR_MAX_DIMS || scheme > CAD_Q_FP32 ||
+        if (!take(&r, &scheme, 1) || !take(&r, &ndim, 1) || ndim > CAD_TENSOR_MAX_DIMS || scheme > CAD_Q_PER_ROW_EXT ||
             !take(&r, shape, (size_t)ndim * 8)) {
             rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': bad header", path, name);
             goto done;
@@ -539,7 +646,7 @@ int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {
         int same = t->ndim == ndim;
         for (int d = 0; same && d < ndim; d++) same = shape[d] == t->shape[d];
         if (!same) { rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': shape differs from the model", path, name); goto done; }
-        if (scheme == CAD_Q_PER_ROW && ndim != 2) { rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': per-row scheme needs 2-D", path, name); goto done; }
+        if ((scheme == CAD_Q_PER_ROW || scheme == CAD_Q_PER_ROW_EXT) && ndim != 2) { rc = cad_fail(e, CAD_EFORMAT, "%s: tensor '%s': per-row scheme needs 2-D", path, name); goto done; }
         seen[i] = 1;
         size_t numel = t->numel;
         if (scheme == CAD_Q_FP32) {
@@ -562,6 +669,9 @@ int cad_int8_import(const char *path, cad_named_tensor *ts, int n, cad_err *e) {
                 for (size_t c = 0; c < cols; c++) t->data[row * cols + c] = (float)q[row * cols + c] * s;
             }
             r.p += rows * 2 + numel;
+        } else if (scheme == CAD_Q_PER_ROW_EXT) {
+            rc = cad_quantx_read(&r.p, r.end, (int)shape[0], (int)shape[1], t->data, path, name, e);
+            if (rc) goto done;
         } else {
             float s;
             if (!take(&r, &s, 4) || (size_t)(r.end - r.p) < numel) goto trunc;

@@ -18,7 +18,8 @@
  *   u16 name_len | name | u8 scheme (0 per-row int8, 1 per-tensor int8, 2 fp16, 3 fp32) |
  *   u8 ndim | i64 shape[ndim] | payload:
  *     0: fp16 scale[rows] then int8 q[numel]; 1: f32 scale then int8 q[numel];
- *     2: fp16 [numel]; 3: f32 [numel]
+ *     2: fp16 [numel]; 3: f32 [numel]; 4: per-row with AWQ-lite salient columns and/or LQER
+ *     factors (quant_ext.h; written only when those keys are on)
  *   then (version 2) u32 crc32 (zlib's) of every container byte before it, checked on read:
  *   brotli and zstd frames carry no checksum of their own, so a flipped bit could decode into
  *   wrong weights. Version 1 files (no crc) are still read.
@@ -97,6 +98,18 @@ typedef struct cad_quant_opts {
     cad_gptq_opts gptq;
 } cad_quant_opts;
 
+/* quant_ext.h's refinements (all off when zero/NULL): per-tensor bits "group:bits,..."
+ * replacing embed_bits / matrix_bits; AWQ-lite's salient column fraction, chosen from the
+ * diagonal of calib[i] (the same X^T X as hessians, but without GPTQ; a block matrix only);
+ * LQER's rank and the tensors it applies to ("" = every per-row block matrix). */
+typedef struct cad_quant_ext_opts {
+    const char *bits_overrides;
+    double awq_frac;
+    const float *const *calib;
+    int lqer_rank;
+    const char *lqer_tensors;
+} cad_quant_ext_opts;
+
 /* bits value of BitNet b1.58 ternary rows (qat_bits: ternary): per row scale = mean|w| (summed
  * in double in column order, then rounded to fp32), q = clamp(round(w / scale), -1, 1); a zero
  * row gets scale 1. No clip and no 1/qmax floor: the absmean is the scale. */
@@ -112,6 +125,18 @@ void cad_quantize_rows_sdclip(const float *t, int rows, int cols, int bits, doub
 /* Quantize + serialize + compress + write atomically to path. qo NULL = the baseline. */
 int cad_int8_export(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
                     cad_int8_stats *stats, cad_err *e);
+/* The same with quant_ext.h's refinements (qx NULL = none: cad_int8_export). */
+int cad_int8_export_ext(const char *path, const cad_named_tensor *ts, int n, const cad_quant_opts *qo,
+                        const cad_quant_ext_opts *qx, cad_int8_stats *stats, cad_err *e);
+
+/* The scheme (CAD_Q_* or CAD_Q_PER_ROW_EXT), code bits (per-row: its bits; per-tensor 8; fp16
+ * 16; fp32 32) and container bytes (header + payload) that cad_int8_export_ext gives ts[i]
+ * under qo / qx (NULL: none): what `caddie budget` counts. AWQ-lite columns count when
+ * qx->calib[i] is set, as in the export. */
+size_t cad_int8_tensor_plan(const cad_named_tensor *t, int i, const cad_quant_opts *qo, const cad_quant_ext_opts *qx,
+                            int *scheme, int *bits);
+/* The container bytes around the tensors: magic, version, count and the crc32 trailer. */
+#define CAD_INT8_CONTAINER_OVERHEAD 20
 
 /* Read an artifact and dequantize every tensor of ts (matched by name, shapes checked; every
  * tensor must be present, and every tensor in the file must be in ts). */

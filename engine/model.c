@@ -16,6 +16,7 @@
 #include "engine/model.h"
 
 #include "engine/export.h"
+#include "engine/quant_ext.h"
 
 #include <float.h>
 #include <math.h>
@@ -381,6 +382,7 @@ void cad_model_free(cad_model *m) {
         m->be->free(m->be, m->qat_mem);
         m->be->free(m->be, m->calib_mem);
     }
+    free(m->qat_param_bits);
     free(m->params);
     free(m->names);
     free(m->layers);
@@ -523,6 +525,17 @@ int cad_model_set_qat(cad_model *m, int bits, cad_err *e) {
     return CAD_OK;
 }
 
+int cad_model_set_qat_overrides(cad_model *m, const char *overrides, cad_err *e) {
+    free(m->qat_param_bits);
+    m->qat_param_bits = NULL;
+    if (!overrides || !overrides[0]) return CAD_OK;
+    m->qat_param_bits = calloc((size_t)(m->n_params ? m->n_params : 1), 1);
+    if (!m->qat_param_bits) return cad_fail(e, CAD_ENOMEM, "qat: out of memory for per-tensor bits");
+    for (int i = 0; i < m->n_params; i++)
+        if (cad_model_qat_quantised(m, i)) m->qat_param_bits[i] = (signed char)cad_quant_bits_for(overrides, m->params[i].name, 0);
+    return CAD_OK;
+}
+
 const float *cad_model_weights_used(const cad_model *m, int i) {
     const cad_param *p = &m->params[i];
     if (!m->qat_bits || p->group != CAD_PG_MATRIX) return p->data;
@@ -537,7 +550,8 @@ static void qat_refresh(cad_model *m) {
         if (p->group != CAD_PG_MATRIX || p->numel == 0) continue;
         float *dst = m->qat_mem + (p->data - m->param_mem);
         if (cad_model_qat_quantised(m, i))
-            be->fake_quant_rows(be, dst, p->data, (int)p->shape[0], (int)p->shape[1], m->qat_bits);
+            be->fake_quant_rows(be, dst, p->data, (int)p->shape[0], (int)p->shape[1],
+                                m->qat_param_bits && m->qat_param_bits[i] ? m->qat_param_bits[i] : m->qat_bits);
         else
             be->copy(be, dst, p->data, (size_t)p->numel * sizeof(float));
     }

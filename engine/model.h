@@ -136,6 +136,9 @@ typedef struct cad_model {
      * the fp32 weights' grads. */
     int qat_bits;
     float *qat_mem;
+    /* Per-parameter QAT bits (quant_bits_overrides, cad_model_set_qat_overrides): 0 = qat_bits;
+     * NULL when no override is set. */
+    signed char *qat_param_bits;
     /* GPTQ calibration (cad_model_calib_begin): while calib_on, every forward adds X^T X of each
      * block matrix's input into calib_mem (backend, per physical block: attention input C x C,
      * proj input C x C, fc input C x C, mlp proj input H x H; fp32 sums like the records'). */
@@ -205,6 +208,9 @@ void cad_model_set_recurrence(cad_model *m, int on);
  * CAD_ECONFIG. Evaluation forwards should run with it off (the records fake-quantise only in
  * training mode). */
 int cad_model_set_qat(cad_model *m, int bits, cad_err *e);
+/* quant_bits_overrides (quant_ext.h's text, checked) for QAT: each fake-quantised block matrix
+ * with an override uses those bits instead of qat_bits, as the artifact will. CAD_ENOMEM. */
+int cad_model_set_qat_overrides(cad_model *m, const char *overrides, cad_err *e);
 /* Whether QAT fake-quantises params[i]: a block matrix (Muon group) that the artifact stores
  * per row (export.h's scheme: 2-D and more than 65,536 elements); the other block matrices are
  * copied unchanged into qat_mem. */

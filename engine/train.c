@@ -17,6 +17,7 @@
 #include "engine/ttt.h"
 #include "engine/export.h"
 #include "engine/gptq.h"
+#include "engine/quant_ext.h"
 #include "engine/jsonw.h"
 #include "engine/model.h"
 #include "engine/optim.h"
@@ -347,6 +348,19 @@ static int session_close_logs(session *s, cad_err *e) {
 }
 
 /* Tokenizer, LUTs, val split, model, host buffers: everything eval and train share. */
+/* The tensor names quant_bits_overrides / lqer_tensors give must exist in this model (a typo
+ * would change nothing, silently), checked before any work; then QAT learns the overrides. */
+static int quant_names_setup(session *s, cad_err *e) {
+    const char **names = malloc((size_t)(s->n_named ? s->n_named : 1) * sizeof *names);
+    if (!names) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    for (int i = 0; i < s->n_named; i++) names[i] = s->named[i].name;
+    int rc = cad_quant_names_check("quant_bits_overrides", s->c->quant_bits_overrides, names, s->n_named, e);
+    if (!rc) rc = cad_quant_names_check("lqer_tensors", s->c->lqer_tensors, names, s->n_named, e);
+    free(names);
+    if (!rc) rc = cad_model_set_qat_overrides(&s->m, s->c->quant_bits_overrides, e);
+    return rc;
+}
+
 static int session_setup(session *s, cad_config *c, cad_err *e) {
     s->c = c;
     int rc0;
@@ -430,7 +444,7 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         t->data = s->host_params + (p->data - s->m.param_mem);
         s->n_named++;
     }
-    return CAD_OK;
+    return quant_names_setup(s, e);
 }
 
 /* host_params <-> model parameters (backend memory) */
@@ -461,6 +475,12 @@ static cad_quant_opts quant_opts(const cad_config *c) {
                         c->quant_clip_search, c->quant_sdclip_k, c->quant_sdclip_embed_k, NULL, {0, 0, 0}};
     if (cad_config_qat_bits(c) > 0) q.matrix_bits = cad_config_qat_bits(c); /* export at the bits QAT trained */
     q.gptq.damp = c->gptq_damp, q.gptq.act_order = c->gptq_act_order, q.gptq.block = CAD_GPTQ_BLOCK;
+    return q;
+}
+
+/* quant_ext.h's refinements; calib (AWQ-lite's columns) is filled in by train_export. */
+static cad_quant_ext_opts quant_ext_opts(const cad_config *c) {
+    cad_quant_ext_opts q = {c->quant_bits_overrides, c->awq_salient_frac, NULL, (int)c->lqer_rank, c->lqer_tensors};
     return q;
 }
 
@@ -969,6 +989,14 @@ static void log_quant_rule(session *s, const cad_quant_opts *qo) {
     log0(s, "quant: block_matrices:%s clip:%s embedding:int%d clip:%s", mb, cm, qo->embed_bits, ce);
 }
 
+/* "quant_ext: ..." records the per-tensor refinements (quant_ext.h), only when one is set. */
+static void log_quant_ext(session *s, const cad_config *c) {
+    if (!c->quant_bits_overrides[0] && c->awq_salient_frac <= 0 && c->lqer_rank <= 0) return;
+    log0(s, "quant_ext: bits_overrides:%s awq_salient_frac:%g lqer_rank:%ld lqer_tensors:%s",
+         c->quant_bits_overrides[0] ? c->quant_bits_overrides : "none", c->awq_salient_frac, c->lqer_rank,
+         c->lqer_tensors[0] ? c->lqer_tensors : "all");
+}
+
 /* quant_method: gptq. The Hessians of every per-row block matrix's input from
  * gptq_calib_batches forwards over the next batches of the train stream (the records calibrate
  * on train batches inside the time budget; validation data would be illegal), copied to the host:
@@ -1029,11 +1057,16 @@ static int train_export(train_run *r, cad_err *e) {
     log_quant_rule(s, &qo);
     const float **hess = NULL;
     float *hess_store = NULL;
-    if (!strcmp(c->quant_method, "gptq") && (rc = gptq_calibrate(r, &hess, &hess_store, e))) return rc;
-    qo.hessians = hess;
+    int gptq = !strcmp(c->quant_method, "gptq");
+    /* AWQ-lite reads the same calibration (diag of X^T X) without GPTQ's codes */
+    if ((gptq || c->awq_salient_frac > 0) && (rc = gptq_calibrate(r, &hess, &hess_store, e))) return rc;
+    qo.hessians = gptq ? hess : NULL;
+    cad_quant_ext_opts qx = quant_ext_opts(c);
+    qx.calib = hess;
+    log_quant_ext(s, c);
     double tq = now_ms();
-    rc = cad_int8_export(art, s->named, s->n_named, &qo, &r->qs, e);
-    int used_gptq = hess != NULL;
+    rc = cad_int8_export_ext(art, s->named, s->n_named, &qo, &qx, &r->qs, e);
+    int used_gptq = gptq && hess != NULL;
     free(hess), free(hess_store);
     if (rc) return rc;
     if (used_gptq) log0(s, "gptq: quantized in %.0fms", now_ms() - tq);
@@ -1236,6 +1269,10 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
         fflush(out);
     }
+    if (!rc && roundtrip && c->awq_salient_frac > 0)
+        rc = cad_fail(e, CAD_ECONFIG, "awq_salient_frac=%g: the eval round trip has no calibration batches (AWQ-lite "
+                                      "chooses its columns at the end of caddie train); expected awq_salient_frac=0",
+                      c->awq_salient_frac);
     if (!rc && roundtrip && !strcmp(c->quant_method, "gptq"))
         rc = cad_fail(e, CAD_ECONFIG, "quant_method=gptq: the eval round trip has no calibration batches (GPTQ runs "
                                       "at the end of caddie train); expected quant_method=clip_search");
@@ -1249,7 +1286,8 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
             snprintf(art, sizeof art, "%s/final_model.int8.ptz", dir);
             params_to_host(s);
             cad_quant_opts qo = quant_opts(c);
-            rc = cad_int8_export(art, s->named, s->n_named, &qo, &qs, e);
+            cad_quant_ext_opts qx = quant_ext_opts(c);
+            rc = cad_int8_export_ext(art, s->named, s->n_named, &qo, &qx, &qs, e);
             if (!rc) rc = cad_int8_import(art, s->named, s->n_named, e);
             unlink(art);
             rmdir(dir);

@@ -1273,10 +1273,13 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
     if (!rc) rc = load_weights(s, weights, e);
     cad_eval_spec es = eval_spec(s);
     cad_eval_result er;
+    if (!rc) exit_eval_begin(s); /* early_exit_threshold applies to the plain score and the round trip */
     if (!rc) rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
+    if (!rc) rc = exit_eval_end(s, "val", e);
     if (!rc) {
         fprintf(out, "eval val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f partial:%d eval_time:%.0fms\n", er.val_loss,
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
+        if (!isnan(s->exit_depth)) fprintf(out, "early_exit: mean_depth:%.4f of %d\n", s->exit_depth, s->m.n_virtual);
         fflush(out);
     }
     if (!rc && roundtrip && !strcmp(c->quant_method, "gptq"))
@@ -1299,7 +1302,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         }
         if (!rc) {
             params_from_host(s);
+            exit_eval_begin(s);
             rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
+            if (!rc) rc = exit_eval_end(s, "roundtrip", e);
         }
         if (!rc) {
             const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));

@@ -254,6 +254,21 @@ struct cad_backend {
      * so CPU Muon is bit-identical to what it was; sums are deterministic (fixed order). */
     void (*normalize_batched)(const cad_backend *be, float *x, size_t n, long long stride, int batch,
                               double eps, double *sumsq);
+
+    /* ---- moe_combine: micro-MoE, the gated sum of each token's expert outputs ----------------- */
+    /* The model gathers each token's rows into expert order (embedding_forward as a row gather),
+     * runs every expert's MLP on its contiguous rows with matmul, and combines here:
+     *   out[n, :] (=) sum_{j<K} gate[n*K + j] * h[pos[n*K + j], :]   (j in increasing order)
+     * h is [N*K, C] (expert-ordered rows), gate (tensor) [N*K] the token's renormalised top-k
+     * gates, pos (tensor, int32) [N*K] a permutation of [0, N*K): the row of h that holds the
+     * output of the token's j-th expert. out must not alias h. */
+    void (*moe_combine_forward)(const cad_backend *be, float *out, const float *h, const float *gate,
+                                const int32_t *pos, int N, int K, int C);
+    /* dh[pos[n*K+j], :] (=) gate[n*K+j] * dout[n, :] (every row of dh written once: pos is a
+     * permutation); dgate[n*K+j] (=) sum_c dout[n, c] * h[pos[n*K+j], c], summed in double in
+     * column order (deterministic on every backend). dh must not alias dout or h. */
+    void (*moe_combine_backward)(const cad_backend *be, float *dh, float *dgate, const float *dout,
+                                 const float *h, const float *gate, const int32_t *pos, int N, int K, int C);
 };
 
 /* The CPU reference backend (OpenMP + OpenBLAS sgemm). A static singleton: never freed. */

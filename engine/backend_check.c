@@ -668,6 +668,43 @@ static void check_normalize_batched(ck *c, size_t n, int batch, int gap) {
     ck_done(c, "normalize_batched");
 }
 
+/* pos: a random permutation of [0, N*K) (Fisher-Yates), as the model's expert ordering is. */
+static void check_moe_combine(ck *c, int N, int K, int C) {
+    snprintf(c->shape, sizeof c->shape, "N=%d K=%d C=%d", N, K, C);
+    size_t S = (size_t)N * K;
+    ipair pos = {NULL, NULL, S};
+    int32_t *perm = malloc((S ? S : 1) * sizeof *perm);
+    if (!perm) c->alloc_failed = 1;
+    else {
+        for (size_t i = 0; i < S; i++) perm[i] = (int32_t)i;
+        for (size_t i = S; i > 1; i--) {
+            size_t j = (size_t)(ck_next(c) % (uint64_t)i);
+            int32_t t = perm[i - 1];
+            perm[i - 1] = perm[j], perm[j] = t;
+        }
+        for (int s = 0; s < 2; s++) {
+            int32_t *p = ck_raw(c, BE(s), (S ? S : 1) * sizeof *p);
+            if (!p) break;
+            BE(s)->copy_to_device(BE(s), p, perm, S * sizeof *p);
+            if (s) pos.d = p;
+            else pos.r = p;
+        }
+        free(perm);
+    }
+    tpair h = ck_rand(c, S * (size_t)C, -2, 2), gate = ck_rand(c, S, 0, 1), out = ck_tensor(c, (size_t)N * C, NULL);
+    tpair dout = ck_rand(c, (size_t)N * C, -1, 1), dh = ck_tensor(c, S * (size_t)C, NULL), dgate = ck_tensor(c, S, NULL);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->moe_combine_forward(BE(s), P(out), P(h), P(gate), P(pos), N, K, C);
+            BE(s)->moe_combine_backward(BE(s), P(dh), P(dgate), P(dout), P(h), P(gate), P(pos), N, K, C);
+        }
+        ck_compare(c, "moe_combine_forward", "out", out);
+        ck_compare(c, "moe_combine_backward", "dh", dh);
+        ck_compare(c, "moe_combine_backward", "dgate", dgate);
+    }
+    ck_done(c, "moe_combine");
+}
+
 int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
                         cad_opcheck_report_fn fn, void *ud) {
     ck cs;
@@ -759,6 +796,9 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     c->off = 1;                              /* every matrix one float off alignment */
     check_normalize_batched(c, 1000, 4, 4);
     c->off = 0;
+    check_moe_combine(c, 37, 2, 70);
+    check_moe_combine(c, 300, 1, 33); /* top-1: more slots than one block of threads */
+    check_moe_combine(c, 5, 4, 1);
     /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
      * and accumulate in fp32, so only the summation order differs, as in fp32. */
     if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {
@@ -818,6 +858,7 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_softcap_xent(c, 4096, 1024, 1);
         check_vector_slots(c, (size_t)1 << 22);
         check_normalize_batched(c, (size_t)1024 * 512, 9, 0); /* a baseline shape group */
+        check_moe_combine(c, 4096, 2, 512);
     }
     return c->fails;
 }

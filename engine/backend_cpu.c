@@ -1125,6 +1125,42 @@ static void cpu_normalize_batched(const cad_backend *be, float *x, size_t n, lon
     }
 }
 
+/* ---- moe_combine ------------------------------------------------------------------------ */
+
+/* Token-major gather-sums (no scatter, so no races and a fixed order per element). */
+static void cpu_moe_combine_forward(const cad_backend *be, float *out, const float *h, const float *gate,
+                                    const int32_t *pos, int N, int K, int C) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = 0.0f;
+        for (int j = 0; j < K; j++) {
+            float g = gate[(size_t)n * K + j];
+            const float *hr = h + (size_t)pos[(size_t)n * K + j] * C;
+            for (int c = 0; c < C; c++) o[c] += g * hr[c];
+        }
+    }
+}
+
+static void cpu_moe_combine_backward(const cad_backend *be, float *dh, float *dgate, const float *dout,
+                                     const float *h, const float *gate, const int32_t *pos, int N, int K, int C) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int s = 0; s < N * K; s++) {
+        const float *d = dout + (size_t)(s / K) * C;
+        const float *hr = h + (size_t)pos[s] * C;
+        float *dr = dh + (size_t)pos[s] * C;
+        float g = gate[s];
+        double acc = 0.0;
+        for (int c = 0; c < C; c++) {
+            acc += (double)d[c] * hr[c];
+            dr[c] = g * d[c];
+        }
+        dgate[s] = (float)acc;
+    }
+}
+
 static const cad_backend cpu_backend = {
     .name = "cpu",
     .ctx = NULL,
@@ -1165,6 +1201,8 @@ static const cad_backend cpu_backend = {
     .adam_update = cpu_adam_update,
     .fake_quant_rows = cpu_fake_quant_rows,
     .normalize_batched = cpu_normalize_batched,
+    .moe_combine_forward = cpu_moe_combine_forward,
+    .moe_combine_backward = cpu_moe_combine_backward,
 };
 
 const cad_backend *cad_backend_cpu(void) {

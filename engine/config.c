@@ -5,6 +5,7 @@
  */
 #include "engine/config.h"
 #include "engine/export.h"
+#include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/quant_ext.h"
 
@@ -537,6 +538,50 @@ static int validate_model_techniques(const cad_config *c, cad_err *e) {
     return CAD_OK;
 }
 
+int cad_config_early_exits(const cad_config *c, int *depths, int max) {
+    const char *p = c->early_exit_layers ? c->early_exit_layers : "";
+    int n = 0;
+    long prev = 0;
+    while (*p) {
+        while (*p == ' ') p++;
+        char *end;
+        long d = strtol(p, &end, 10);
+        if (end == p || d <= prev || d >= c->num_layers || n >= max) return -1;
+        depths[n++] = (int)d;
+        prev = d;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+        else if (*p) return -1;
+    }
+    return n;
+}
+
+/* micro-MoE and early exit */
+static int validate_moe_exit(const cad_config *c, cad_err *e) {
+    long E = c->mlp_experts, H = c->mlp_mult * c->model_dim;
+    CFG_REQUIRE(E == 0 || (E >= 2 && E <= CAD_MOE_MAX_EXPERTS && H % E == 0),
+                "mlp_experts=%ld: expected 0 (dense) or 2..%d dividing mlp_mult*model_dim (%ld)", E,
+                CAD_MOE_MAX_EXPERTS, H);
+    CFG_REQUIRE(c->mlp_top_k >= 1 && (E == 0 || c->mlp_top_k <= E), "mlp_top_k=%ld: expected 1..mlp_experts (%ld)",
+                c->mlp_top_k, E);
+    CFG_REQUIRE(c->moe_aux_weight >= 0, "moe_aux_weight=%g: expected >= 0", c->moe_aux_weight);
+    CFG_REQUIRE(E == 0 || strcmp(c->quant_method, "gptq") != 0,
+                "mlp_experts=%ld with quant_method=gptq: GPTQ's calibration knows only the dense MLP; expected "
+                "clip_search", E);
+    int d[CAD_MAX_EARLY_EXITS];
+    int n = cad_config_early_exits(c, d, CAD_MAX_EARLY_EXITS);
+    CFG_REQUIRE(n >= 0, "early_exit_layers='%s': expected up to %d increasing block depths in 1..num_layers-1 (%ld)",
+                c->early_exit_layers, CAD_MAX_EARLY_EXITS, c->num_layers - 1);
+    CFG_REQUIRE(c->early_exit_weight >= 0, "early_exit_weight=%g: expected >= 0", c->early_exit_weight);
+    CFG_REQUIRE(c->early_exit_threshold > 0 && c->early_exit_threshold <= 1,
+                "early_exit_threshold=%g: expected 0 < t <= 1 (1 = never exit)", c->early_exit_threshold);
+    CFG_REQUIRE(n == 0 || c->embed_dim == 0,
+                "early_exit_layers with embed_dim=%ld: exit heads read the plain tied head; expected embed_dim 0",
+                c->embed_dim);
+    return CAD_OK;
+}
+
 /* how and where the run executes: threads, checkpoints, backend, files, run id */
 static int validate_run(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->threads >= 0 && c->threads <= 1024, "threads=%ld: expected 0..1024", c->threads);
@@ -562,6 +607,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_techniques(c, e);
     if (!rc) rc = validate_model_techniques(c, e);
     if (!rc) rc = validate_quant_ext(c, e);
+    if (!rc) rc = validate_moe_exit(c, e);
     if (!rc) rc = validate_run(c, e);
     return rc;
 }
@@ -648,5 +694,8 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;
+    if (c->mlp_experts == 0 && (!strcmp(key, "mlp_top_k") || !strcmp(key, "moe_aux_weight"))) return 1;
+    if (!c->early_exit_layers[0] && (!strcmp(key, "early_exit_weight") || !strcmp(key, "early_exit_threshold")))
+        return 1;
     return 0;
 }

@@ -133,7 +133,14 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, bigram_buckets, "0", "BigramHash: rows of the hashed (previous, current) token table added to the embedding (records: 2048-10240); 0 = off") \
     X(INT, bigram_dim, "128", "BigramHash table width, projected to model_dim when different")  \
     X(BOOL, smear_gate, "0", "SmearGate: x_t <- (1-g) x_t + g x_{t-1} after the embedding norm, g = sigmoid(per-channel gate); no mixing across BOS") \
-    X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all")
+    X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all") \
+    /* micro-MoE and early exit */                                                              \
+    X(INT, mlp_experts, "0", "micro-MoE: every block's MLP becomes E relu^2 experts of hidden mlp_mult*model_dim/E behind a learned top-k router; 0 = dense MLP") \
+    X(INT, mlp_top_k, "1", "micro-MoE: experts per token (gates renormalised over them when k >= 2; no token is dropped)") \
+    X(FLOAT, moe_aux_weight, "0.01", "micro-MoE: weight of the Switch load-balance loss E*sum_i f_i*P_i (per block, summed)") \
+    X(LIST, early_exit_layers, "", "exit heads (final norm + the tied head, softcapped) after these block depths, e.g. [3, 6]; empty = off") \
+    X(FLOAT, early_exit_weight, "0.5", "early exit: training loss = main + w * mean of the exit heads' losses") \
+    X(FLOAT, early_exit_threshold, "1.0", "early exit at eval: a token is scored by the first head whose max softmax prob >= this; 1 = never (full depth)")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */
@@ -195,6 +202,9 @@ long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
 /* qat_bits as a bit width: 0 (off), 1 (CAD_QUANT_TERNARY, "ternary") or 2..8; -1 when malformed. */
 int cad_config_qat_bits(const cad_config *c);
 long cad_config_eval_seq_len(const cad_config *c); /* eval_seq_len, or train_seq_len when 0 */
+/* early_exit_layers as depths (blocks run before the exit, 1..num_layers-1, increasing): the
+ * count (0 when off) with up to max of them in depths; -1 when malformed. */
+int cad_config_early_exits(const cad_config *c, int *depths, int max);
 
 /* Value of a key as text (as it would be written in config.yaml) into buf. */
 void cad_config_format(const cad_config *c, const cad_config_key *k, char *buf, size_t cap);

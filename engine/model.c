@@ -15,8 +15,10 @@
  */
 #include "engine/model.h"
 
+#include "engine/early_exit.h"
 #include "engine/export.h"
 #include "engine/quant_ext.h"
+#include "engine/moe.h"
 
 #include <float.h>
 #include <math.h>
@@ -118,6 +120,21 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
     if (c->rope_dims < 0 || c->rope_dims % 2 || c->rope_dims > c->model_dim / c->num_heads)
         return cad_fail(e, CAD_ECONFIG, "rope_dims must be 0 (all) or even and at most head_dim (%d), got %d",
                         c->model_dim / c->num_heads, c->rope_dims);
+    if (c->mlp_experts != 0 && (c->mlp_experts < 2 || c->mlp_experts > CAD_MOE_MAX_EXPERTS ||
+                                (c->mlp_mult * c->model_dim) % c->mlp_experts != 0))
+        return cad_fail(e, CAD_ECONFIG, "mlp_experts must be 0 (dense) or 2..%d dividing mlp_mult*model_dim (%d), got %d",
+                        CAD_MOE_MAX_EXPERTS, c->mlp_mult * c->model_dim, c->mlp_experts);
+    if (c->mlp_experts && (c->mlp_top_k < 1 || c->mlp_top_k > c->mlp_experts))
+        return cad_fail(e, CAD_ECONFIG, "mlp_top_k must be in 1..mlp_experts (%d), got %d", c->mlp_experts, c->mlp_top_k);
+    if (c->n_exits < 0 || c->n_exits > CAD_MAX_EARLY_EXITS)
+        return cad_fail(e, CAD_ECONFIG, "early exits: %d heads, expected 0..%d", c->n_exits, CAD_MAX_EARLY_EXITS);
+    for (int k = 0; k < c->n_exits; k++)
+        if (c->exit_depths[k] < 1 || c->exit_depths[k] >= c->num_layers || (k && c->exit_depths[k] <= c->exit_depths[k - 1]))
+            return cad_fail(e, CAD_ECONFIG, "early_exit_layers: depth %d (entry %d) must increase within 1..num_layers-1 (%d)",
+                            c->exit_depths[k], k, c->num_layers - 1);
+    if (c->n_exits && c->embed_dim)
+        return cad_fail(e, CAD_ECONFIG, "early_exit_layers with embed_dim %d: exit heads read the plain head; expected embed_dim 0",
+                        c->embed_dim);
     if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
         return cad_fail(e, CAD_ECONFIG, "max_batch_seqs (%d) and max_seq_len (%d) must be positive",
                         c->max_batch_seqs, c->max_seq_len);
@@ -188,8 +205,9 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             /* ndim, d0, d1 */
             {1, C, 0}, {1, C, 0}, {2, 2, C}, {1, c->num_heads, 0}, {2, C, C},
             {2, m->kv_dim, C}, {2, m->kv_dim, C}, {2, C, C}, {2, m->hidden, C}, {2, C, m->hidden}};
-        int p_as = -1, p_ms = -1;
-        for (int s = 0; s < 10; s++) {
+        int p_as = -1, p_ms = -1, p_router = -1;
+        idx[8] = idx[9] = -1;
+        for (int s = 0; s < (c->mlp_experts ? 8 : 10); s++) { /* micro-MoE: router + experts below */
             snprintf(name, sizeof(name), "blocks.%d.%s", l, suffix[s]);
             int matrix = shp[s][0] == 2 && !name_is_control(name);
             idx[s] = param_add(&pb, name, (int)shp[s][0], shp[s][1], shp[s][2],
@@ -202,7 +220,19 @@ static void params_build(cad_model *m, size_t *name_bytes) {
                 p_ms = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
             }
         }
+        if (c->mlp_experts) { /* MoE module order: router, then experts.0.fc, experts.0.proj, ... (moe.h) */
+            snprintf(name, sizeof(name), "blocks.%d.mlp.router.weight", l);
+            p_router = param_add(&pb, name, 2, c->mlp_experts, C, CAD_PG_SCALAR); /* Adam: see moe.h */
+            long He = m->hidden / c->mlp_experts;
+            for (int x = 0; x < c->mlp_experts; x++) {
+                snprintf(name, sizeof(name), "blocks.%d.mlp.experts.%d.fc.weight", l, x);
+                param_add(&pb, name, 2, He, C, CAD_PG_MATRIX);
+                snprintf(name, sizeof(name), "blocks.%d.mlp.experts.%d.proj.weight", l, x);
+                param_add(&pb, name, 2, C, He, CAD_PG_MATRIX);
+            }
+        }
         if (L) {
+            L->p_router = p_router;
             L->p_attn_scales = p_as, L->p_mlp_scales = p_ms, L->pass = 0;
             L->p_attn_scale = idx[0], L->p_mlp_scale = idx[1], L->p_resid_mix = idx[2];
             L->p_q_gain = idx[3], L->p_c_q = idx[4], L->p_proj = idx[7];
@@ -229,6 +259,7 @@ void cad_model_set_recurrence(cad_model *m, int on) {
         L->p_attn_scale = P->p_attn_scale, L->p_mlp_scale = P->p_mlp_scale, L->p_resid_mix = P->p_resid_mix;
         L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
         L->p_mlp_proj = P->p_mlp_proj;
+        L->p_router = P->p_router;
         L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
         int b = on ? virtual_to_physical(c, v) : v; /* LN scale follows the physical block */
         L->ln_s = c->ln_scale ? (float)(1.0 / sqrt((double)(b + 1))) : 1.0f;
@@ -306,7 +337,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
         L->attn_out = TAKE_F(ap, N * C);
         L->xn2 = TAKE_F(ap, N * C);
         L->rstd2 = TAKE_F(ap, N);
-        L->hpre = TAKE_F(ap, N * m->hidden);
+        L->hpre = c->mlp_experts ? NULL : TAKE_F(ap, N * m->hidden); /* MoE keeps its own (moe.c) */
         L->mlp_out = TAKE_F(ap, N * C);
     }
     m->xf = TAKE_F(ap, N * C);
@@ -381,6 +412,8 @@ void cad_model_free(cad_model *m) {
         m->be->free(m->be, m->act_mem);
         m->be->free(m->be, m->qat_mem);
         m->be->free(m->be, m->calib_mem);
+        cad_moe_free(m);
+        cad_ee_free(m);
     }
     free(m->qat_param_bits);
     free(m->params);
@@ -468,6 +501,10 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     act_plan(m, &ap); /* point */
     m->recur_on = -1;
     cad_model_set_recurrence(m, 1);
+    if ((c->mlp_experts && (rc = cad_moe_init(m, e))) || (c->n_exits && (rc = cad_ee_init(m, e)))) {
+        cad_model_free(m);
+        return rc;
+    }
 
     /* host staging: weights, then the RoPE tables (Rotary: fp32 inv_freq, fp32 outer product) */
     size_t half = (size_t)m->head_dim / 2, tab = (size_t)c->max_seq_len * half;
@@ -796,6 +833,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
     if (y) be->copy_to_device(be, m->targets, y, sizeof(int32_t) * N);
 
     float att_scale = 1.0f / sqrtf((float)HD);
+    double aux = 0.0; /* micro-MoE load-balance losses of this forward */
     embed_forward(m, x, B, T);
     for (int l = 0; l < m->n_virtual; l++) {
         cad_model_layer *L = &m->layers[l];
@@ -827,12 +865,17 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->rmsnorm_forward(be, L->xn2, L->rstd2, L->out, N, C, RMS_EPS);
             mlp_in = L->xn2;
         }
-        if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C, L->ln_s);
-        be->matmul(be, 0, 1, N, H, C, L->ln_s, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
-        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
-        if (m->calib_on) calib_add(m, L, 3, m->act, N, H, 1.0f);
-        be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
+        if (L->p_router >= 0) {
+            cad_moe_forward(m, l, mlp_in, N, &aux);
+        } else {
+            if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C, L->ln_s);
+            be->matmul(be, 0, 1, N, H, C, L->ln_s, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
+            be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
+            if (m->calib_on) calib_add(m, L, 3, m->act, N, H, 1.0f);
+            be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
+        }
         be->scale_add_forward(be, L->out, L->out, mlp_s(m, L, 0), L->mlp_out, N, C);
+        if (y && m->ee) cad_ee_after_block(m, l, N);
     }
     be->rmsnorm_forward(be, m->xf, m->rstdf, m->layers[m->n_virtual - 1].out, N, C, RMS_EPS);
     if (c->embed_dim && c->tie_embeddings) { /* logits = (xf W) tok_emb^T, W = embed_proj [C, E] */
@@ -854,6 +897,8 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
     for (int n = 0; n < N; n++) sum += m->token_loss[n];
     float mean = (float)(sum / N);
     if (!isfinite(mean)) return cad_fail(e, CAD_ENUMERIC, "forward: loss is %g (non-finite)", (double)mean);
+    m->objective = (double)mean + (double)c->moe_aux_weight * aux;
+    if (m->ee) m->objective += cad_ee_finish_forward(m, N, &mean); /* with a threshold: the exits' scores */
     if (mean_loss) *mean_loss = mean;
     return CAD_OK;
 }
@@ -893,17 +938,22 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         cad_model_layer *L = &m->layers[l];
         /* d_res holds d(out[l]); an encoder's output also fed a decoder's skip */
         if (l < m->n_enc) be->axpby(be, NC, 1.0f, m->d_skip[l], 1.0f, m->d_res);
+        if (m->ee) cad_ee_backward_block(m, l, N); /* an exit head reading out[l] */
         /* mlp branch */
         be->scale_add_backward(be, m->d_proj, mlp_s(m, L, 1), m->d_res, L->mlp_out, mlp_s(m, L, 0), N, C);
-        be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
-        be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
-        be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, WD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
-        be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
         int par = uses_parallel(m, l);
-        /* LN scale s: the fc read s*xn, so dW takes s and d xn = s * dh W (rmsnorm_backward
-         * then reads the unscaled norm output, as its contract wants) */
-        be->matmul(be, 1, 0, H, C, N, L->ln_s, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
-        be->matmul(be, 0, 0, N, C, H, L->ln_s, m->d_h, H, WD(L->p_fc), C, 0.0f, m->d_xn, C);
+        if (L->p_router >= 0) {
+            cad_moe_backward(m, l, par ? L->xn1 : L->xn2, m->d_proj, m->d_xn, N);
+        } else {
+            be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
+            be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
+            be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, WD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
+            be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
+            /* LN scale s: the fc read s*xn, so dW takes s and d xn = s * dh W (rmsnorm_backward
+             * then reads the unscaled norm output, as its contract wants) */
+            be->matmul(be, 1, 0, H, C, N, L->ln_s, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
+            be->matmul(be, 0, 0, N, C, H, L->ln_s, m->d_h, H, WD(L->p_fc), C, 0.0f, m->d_xn, C);
+        }
         /* sequential: the MLP read the output after attention, so its norm path joins d_res
          * before the attention branch; parallel: both branches take d(out) itself, and the
          * MLP's norm path (through n x, like the attention's) is added after */
@@ -956,7 +1006,9 @@ int cad_model_backward(cad_model *m, cad_err *e) {
 double cad_model_bench_flops(const cad_model_config *c, int B, int T) {
     double N = (double)B * T, C = c->model_dim, V = c->vocab_size;
     double HD = (double)c->model_dim / c->num_heads, KVD = c->num_kv_heads * HD, H = (double)c->mlp_mult * C;
-    double linear = 2.0 * N * (C * (C + 2 * KVD) + C * C + 2.0 * C * H);       /* per layer */
+    double mlp = 2.0 * C * H; /* micro-MoE: each token runs k experts of H/E, plus the router */
+    if (c->mlp_experts) mlp = 2.0 * C * (H / c->mlp_experts) * c->mlp_top_k + C * c->mlp_experts;
+    double linear = 2.0 * N * (C * (C + 2 * KVD) + C * C + mlp);               /* per layer */
     double attn = 2.0 * 2.0 * B * c->num_heads * HD * (double)T * (T + 1) / 2.0; /* QK^T and PV, causal */
     double fwd = cad_model_virtual_layers(c) * (linear + attn) + 2.0 * N * C * V;
     return 3.0 * fwd;

@@ -25,6 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define CAD_MOE_MAX_EXPERTS 64 /* mlp_experts */
+#define CAD_MAX_EARLY_EXITS 8  /* entries of early_exit_layers */
+
+struct cad_moe;        /* engine/moe.h: routing state and buffers */
+struct cad_early_exit; /* engine/early_exit.h: exit-head buffers and the eval policy */
+
 typedef struct cad_model_config {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings;
     float rope_base, logit_softcap, qk_gain_init, tied_embed_init_std;
@@ -71,6 +77,16 @@ typedef struct cad_model_config {
      * the records pair (i, i + rope_dims/2) within the first rope_dims dims. Both models are the
      * same up to a fixed permutation of each head's c_q / c_k rows (cad_model_rope_perm). */
     int rope_dims;
+    /* Micro-MoE (engine/moe.h; 0 = the dense MLP): every block's MLP is mlp_experts relu^2
+     * experts of hidden mlp_mult*C/mlp_experts behind a router (C -> E linear, softmax, top
+     * mlp_top_k), with the Switch load-balance loss weighted by moe_aux_weight. */
+    int mlp_experts, mlp_top_k;
+    float moe_aux_weight;
+    /* Early exit (engine/early_exit.h; n_exits 0 = off): exit heads after exit_depths[i] blocks
+     * (increasing, 1..num_layers-1), each the final norm + the main head + softcap, trained with
+     * loss = main + early_exit_weight * mean of the exits' losses. */
+    int n_exits, exit_depths[CAD_MAX_EARLY_EXITS];
+    float early_exit_weight;
 } cad_model_config;
 
 /* The id of BOS, which starts every document (data prepare: BOS + sp.encode(text)). */
@@ -113,6 +129,8 @@ typedef struct cad_model_layer {
     float *xsa_y;    /* (N,C) att_y after XSA (the proj input) when this block can use XSA, else NULL */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
     int p_attn_scales, p_mlp_scales; /* recur_loop_scales: per-pass scales of a recurrent block, else -1 */
+    int p_router;                    /* micro-MoE: blocks.N.mlp.router.weight, experts follow it as
+                                      * (fc, proj) pairs; -1 for a dense MLP (p_fc, p_mlp_proj are then -1) */
     float ln_s;                      /* norm output scale: 1/sqrt(physical index + 1) with ln_scale, else 1 */
     int pass;                        /* which pass over its physical block this virtual block is (0 = first) */
 } cad_model_layer;
@@ -175,6 +193,12 @@ typedef struct cad_model {
     void *att_scratch;
     size_t att_scratch_bytes;
     int cur_B, cur_T, have_targets;
+    struct cad_moe *moe;       /* micro-MoE state (NULL when mlp_experts is 0) */
+    struct cad_early_exit *ee; /* early-exit state (NULL without exits) */
+    /* What backward differentiates, from the last forward with targets: the main mean NLL plus
+     * early_exit_weight * the exits' mean NLL plus moe_aux_weight * the blocks' load-balance
+     * losses (mean_loss stays the main head's NLL, comparable with dense runs). */
+    double objective;
 } cad_model;
 
 /* Partial RoPE: perm[j] (j < head_dim) is the caddie head dim that holds the records' dim j,

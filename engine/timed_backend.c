@@ -18,7 +18,7 @@
     X(attention_scratch_bytes) X(attention_forward) X(attention_backward) X(xsa_forward) X(xsa_backward)             \
     X(relu2_forward) X(relu2_backward) X(resid_mix_forward) X(resid_mix_backward) X(scale_add_forward)               \
     X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(axpby) X(scale) X(sumsq) X(adam_update)  \
-    X(fake_quant_rows) X(normalize_batched)
+    X(fake_quant_rows) X(normalize_batched) X(moe_combine_forward) X(moe_combine_backward)
 
 enum {
 #define X(s) S_##s,
@@ -243,6 +243,13 @@ FWD(fake_quant_rows, (const cad_backend *be, float *out, const float *w, int row
 FWD(normalize_batched,
     (const cad_backend *be, float *x, size_t n, long long stride, int batch, double eps, double *sumsq),
     (IN, x, n, stride, batch, eps, sumsq))
+FWD(moe_combine_forward,
+    (const cad_backend *be, float *out, const float *h, const float *gate, const int32_t *pos, int N, int K, int C),
+    (IN, out, h, gate, pos, N, K, C))
+FWD(moe_combine_backward,
+    (const cad_backend *be, float *dh, float *dgate, const float *dout, const float *h, const float *gate,
+     const int32_t *pos, int N, int K, int C),
+    (IN, dh, dgate, dout, h, gate, pos, N, K, C))
 #undef IN
 
 /* ---- lifetime ------------------------------------------------------------------------------- */

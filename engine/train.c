@@ -13,6 +13,7 @@
 #include "engine/buildinfo.h"
 #include "engine/checkpoint.h"
 #include "engine/collective.h"
+#include "engine/early_exit.h"
 #include "engine/eval.h"
 #include "engine/ttt.h"
 #include "engine/export.h"
@@ -236,6 +237,7 @@ typedef struct session {
     int qat_live; /* QAT switched on (qat_bits set and qat_start_frac reached) */
     cad_coll *coll;   /* the other ranks (NULL: world 1) */
     int rank, world;  /* only rank 0 writes the run dir and the sink */
+    double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -417,7 +419,10 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
         .recur_loop_scales = c->recur_loop_scales,
         .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
-        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims};
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
+        .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
+        .early_exit_weight = (float)c->early_exit_weight};
+    mc.n_exits = cad_config_early_exits(c, mc.exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
     if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
         mc.max_seq_len = (int)eval_T;
@@ -513,18 +518,47 @@ static int eval_reduce(session *s, cad_eval_result *r, cad_err *e) {
     return rc;
 }
 
+/* Early exit at evaluation: the threshold goes on for one evaluator's pass (training forwards
+ * never exit) and the mean depth it used, over all ranks, is logged and kept in s->exit_depth. */
+static void exit_eval_begin(session *s) {
+    s->exit_depth = NAN;
+    if (s->m.ee && s->c->early_exit_threshold < 1.0) cad_model_set_exit_threshold(&s->m, (float)s->c->early_exit_threshold);
+}
+
+static int exit_eval_end(session *s, const char *what, cad_err *e) {
+    if (!s->m.ee || s->c->early_exit_threshold >= 1.0) return CAD_OK;
+    double st[2];
+    cad_model_exit_stats(&s->m, &st[0], &st[1]);
+    cad_model_set_exit_threshold(&s->m, 1.0f);
+    if (s->world > 1) {
+        int rc = cad_coll_allreduce_sum_f64(s->coll, st, 2, e);
+        if (rc) return rc;
+    }
+    s->exit_depth = st[0] > 0 ? st[1] / st[0] : NAN;
+    log0(s, "early_exit: %s threshold:%g mean_depth:%.4f of %d tokens:%.0f", what, s->c->early_exit_threshold,
+         s->exit_depth, s->m.n_virtual, st[0]);
+    return CAD_OK;
+}
+
 /* eval_val over all ranks: each its share of the windows (eval.h), the sums all-reduced. */
 static int eval_val_dp(session *s, const cad_eval_spec *es, cad_eval_result *r, cad_err *e) {
     double t0 = now_ms();
+    exit_eval_begin(s);
     int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, es, s->x, s->y, r, e);
     if (!rc) rc = eval_reduce(s, r, e);
+    if (!rc) rc = exit_eval_end(s, "val", e);
     r->eval_ms = now_ms() - t0;
     return rc;
 }
 
 /* The sliding-window schedule over all ranks: rank r scores windows [n*r/world, n*(r+1)/world). */
 static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_eval_result *r, cad_err *e) {
-    if (s->world == 1) return cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, es, stride, s->x, s->y, r, e);
+    if (s->world == 1) {
+        exit_eval_begin(s);
+        int rc = cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, es, stride, s->x, s->y, r, e);
+        return rc ? rc : exit_eval_end(s, "sliding", e);
+    }
+    exit_eval_begin(s);
     double t0 = now_ms();
     memset(r, 0, sizeof *r);
     long N, n_win;
@@ -534,6 +568,7 @@ static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_
     if (!rc) rc = cad_eval_windows(&s->m, s->val, N, es->seq_len, stride, k0, k1, &s->luts, s->x, s->y, sums, e);
     if (!rc) rc = cad_coll_allreduce_sum_f64(s->coll, sums, 3, e);
     if (!rc) rc = cad_eval_result_finish(r, sums, e);
+    if (!rc) rc = exit_eval_end(s, "sliding", e);
     r->n_seqs = n_win;
     r->eval_ms = now_ms() - t0;
     return rc;
@@ -607,6 +642,7 @@ typedef struct train_run {
     double training_time_ms;   /* train_gpt.py's train_time: without validation and checkpoints */
     long stop_after_step;      /* the wallclock cap's last step; -1 until the cap is reached */
     double prequant_loss, prequant_bpb;
+    double exit_depth;         /* early exit: mean depth of the score's evaluation (NaN: none) */
     double max_wallclock_ms;   /* -1: no cap */
     double t0;                 /* start of the current timed stretch of training */
     double last_log_ms;        /* train time at the last progress line */
@@ -818,6 +854,7 @@ static int train_validate(train_run *r, cad_err *e) {
          er.val_loss, er.val_bpb, r->training_time_ms, r->training_time_ms / (double)(r->step > 1 ? r->step : 1));
     journal(s, r->step, "val_loss", er.val_loss);
     journal(s, r->step, "val_bpb", er.val_bpb);
+    if (!isnan(s->exit_depth)) journal(s, r->step, "exit_mean_depth", s->exit_depth);
     r->prequant_loss = er.val_loss;
     r->prequant_bpb = er.val_bpb;
     r->t0 = now_ms();
@@ -1090,6 +1127,7 @@ static int train_score_sliding(train_run *r, cad_err *e) {
          sw.val_loss, sw.val_bpb, sw.eval_ms);
     log0(s, "final_sliding_window_eval_exact stride:%ld val_loss:%.8f val_bpb:%.8f", c->eval_stride, sw.val_loss,
          sw.val_bpb);
+    r->exit_depth = s->exit_depth;
     journal(s, r->step, "final_sliding_val_loss", sw.val_loss);
     journal(s, r->step, "final_sliding_val_bpb", sw.val_bpb);
     sw.eval_ms += r->score.eval_ms; /* the eval budget counts both passes */
@@ -1111,6 +1149,7 @@ static int train_score_ttt(train_run *r, cad_err *e) {
     log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
     journal(s, r->step, "final_ttt_val_loss", tr.val_loss);
     journal(s, r->step, "final_ttt_val_bpb", tr.val_bpb);
+    r->exit_depth = NAN; /* TTT scores every token at full depth */
     tr.eval_ms += r->score.eval_ms;
     r->score = tr;
     return CAD_OK;
@@ -1137,6 +1176,8 @@ static int train_final_eval(train_run *r, cad_err *e) {
              er->n_seqs, (s->n_val - 1) / cad_config_eval_seq_len(c));
     journal(s, r->step, "final_val_loss", er->val_loss);
     journal(s, r->step, "final_val_bpb", er->val_bpb);
+    if (!isnan(s->exit_depth)) journal(s, r->step, "final_exit_mean_depth", s->exit_depth);
+    r->exit_depth = s->exit_depth; /* of the score's evaluation; the sliding pass may replace it */
     if (c->eval_stride > 0 && (rc = train_score_sliding(r, e))) return rc;
     if (c->ttt_lr > 0 && (rc = train_score_ttt(r, e))) return rc;
     return CAD_OK;
@@ -1191,6 +1232,7 @@ static int train_write_result(train_run *r, cad_err *e) {
         {"engine_version", RES_STR, CADDIE_VERSION, 0, 0},
         {"git_commit", RES_STR, cad_build_commit, 0, 0},
         {"git_dirty", RES_INT, NULL, 0, cad_build_dirty},
+        {"exit_mean_depth", RES_NUM, NULL, r->exit_depth, 0}, /* null without early exit at eval */
     };
     char path[RUN_PATH_MAX], tmp[RUN_PATH_MAX + 32];
     path_join(path, sizeof path, s->run_dir, "result.json");
@@ -1222,6 +1264,7 @@ int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, 
     s->t_wall0 = now_ms();
     r->stop_after_step = -1;
     r->prequant_loss = r->prequant_bpb = NAN;
+    r->exit_depth = r->s.exit_depth = NAN;
     int rc = train_open_run_dir(r, e);
     if (!rc) {
         log0(s, "%s/log.txt", s->run_dir);
@@ -1263,10 +1306,13 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
     if (!rc) rc = load_weights(s, weights, e);
     cad_eval_spec es = eval_spec(s);
     cad_eval_result er;
+    if (!rc) exit_eval_begin(s); /* early_exit_threshold applies to the plain score and the round trip */
     if (!rc) rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
+    if (!rc) rc = exit_eval_end(s, "val", e);
     if (!rc) {
         fprintf(out, "eval val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f partial:%d eval_time:%.0fms\n", er.val_loss,
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
+        if (!isnan(s->exit_depth)) fprintf(out, "early_exit: mean_depth:%.4f of %d\n", s->exit_depth, s->m.n_virtual);
         fflush(out);
     }
     if (!rc && roundtrip && c->awq_salient_frac > 0)
@@ -1294,7 +1340,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         }
         if (!rc) {
             params_from_host(s);
+            exit_eval_begin(s);
             rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
+            if (!rc) rc = exit_eval_end(s, "roundtrip", e);
         }
         if (!rc) {
             const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));

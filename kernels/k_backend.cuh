@@ -38,6 +38,7 @@
 #include "kernels/k_adam_update.cuh"
 #include "kernels/k_fake_quant_rows.cuh"
 #include "kernels/k_normalize_batched.cuh"
+#include "kernels/k_moe_combine.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
@@ -304,6 +305,16 @@ static void kb_normalize_batched(const cad_backend *be, float *x, size_t n, long
     k_normalize_batched_launch(c->stream, c->partials, x, n, stride, batch, eps, sumsq);
 }
 
+static void kb_moe_combine_forward(const cad_backend *be, float *out, const float *h, const float *gate,
+                                   const int32_t *pos, int N, int K, int C) {
+    k_moe_combine_forward_launch(kb_of(be)->stream, out, h, gate, pos, N, K, C);
+}
+
+static void kb_moe_combine_backward(const cad_backend *be, float *dh, float *dgate, const float *dout,
+                                    const float *h, const float *gate, const int32_t *pos, int N, int K, int C) {
+    k_moe_combine_backward_launch(kb_of(be)->stream, dh, dgate, dout, h, gate, pos, N, K, C);
+}
+
 /* Fill every slot (assignments, not designated initialisers: nvcc compiles this as C++17). */
 static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     memset(be, 0, sizeof *be);
@@ -346,6 +357,8 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->adam_update = kb_adam_update;
     be->fake_quant_rows = kb_fake_quant_rows;
     be->normalize_batched = kb_normalize_batched;
+    be->moe_combine_forward = kb_moe_combine_forward;
+    be->moe_combine_backward = kb_moe_combine_backward;
 }
 
 #endif

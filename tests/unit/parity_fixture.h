@@ -124,6 +124,21 @@ static inline cad_model_config pf_model_config(const pf_file *f, int max_batch_s
             {"config.rope_dims", offsetof(cad_model_config, rope_dims)}};
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             if (strcmp(f->r[i].name, ints[k].rec) == 0) *(int *)((char *)&c + ints[k].off) = (int)pf_scalar(f, ints[k].rec);
+        /* micro-MoE and early exit (tests/scripts/gen_moe_fixture.py) */
+        if (strcmp(f->r[i].name, "config.mlp_experts") == 0) {
+            c.mlp_experts = (int)pf_scalar(f, "config.mlp_experts");
+            c.mlp_top_k = (int)pf_scalar(f, "config.mlp_top_k");
+            c.moe_aux_weight = (float)pf_scalar(f, "config.moe_aux_weight");
+        }
+        if (strcmp(f->r[i].name, "config.n_exits") == 0) {
+            c.n_exits = (int)pf_scalar(f, "config.n_exits");
+            c.early_exit_weight = (float)pf_scalar(f, "config.early_exit_weight");
+            for (int k = 0; k < c.n_exits && k < CAD_MAX_EARLY_EXITS; k++) {
+                char nm[32];
+                snprintf(nm, sizeof nm, "config.exit_depth%d", k);
+                c.exit_depths[k] = (int)pf_scalar(f, nm);
+            }
+        }
     }
     return c;
 }

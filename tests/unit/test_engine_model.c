@@ -103,6 +103,11 @@ static void parity_case(const char *rel) {
     /* logits in [-cap, cap]: fast tanh (~2 ulp) and reordered sums, 1e-5 of the largest logit */
     compare_tensor("logits", m.logits, pf_get(&f, "logits")->data, N * V, 1e-6, 1e-5);
     compare_tensor("token_loss", m.token_loss, pf_get(&f, "token_loss")->data, N, 1e-6, 1e-5);
+    if (m.cfg.mlp_experts || m.cfg.n_exits) { /* + the aux and exit losses backward differentiates */
+        float want_obj = ((float *)pf_get(&f, "objective")->data)[0];
+        printf("    objective caddie %.8f torch %.8f\n", m.objective, want_obj);
+        CHECK_NEAR(m.objective, want_obj, 1e-5, 1e-5);
+    }
     rc = cad_model_backward(&m, &e);
     CHECK_MSG(rc == CAD_OK, "backward: %s", e.msg);
     for (int i = 0; i < m.n_params; i++) {
@@ -195,6 +200,11 @@ static void test_parity_bigram_smear(void) { parity_case("tests/fixtures/engine/
 static void test_parity_bigram_same_width(void) { parity_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin"); }
 /* partial RoPE, 4 of 8 head dims, in caddie's pairing (the generator checks it against the
  * records' pairing under cad_model_rope_perm) */
+/* micro-MoE: top-2 of 4 experts with renormalised gates and the load-balance loss, LN scale */
+static void test_parity_moe(void) { parity_case("tests/fixtures/engine/model_parity_moe_v1.bin"); }
+/* top-1 (Switch gate), untied head, exit heads after blocks 1 and 3 of 4 in the objective */
+static void test_parity_moe_early_exit(void) { parity_case("tests/fixtures/engine/model_parity_moe_exit_v1.bin"); }
+
 static void test_parity_partial_rope(void) { parity_case("tests/fixtures/engine/model_parity_rope_v1.bin"); }
 
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
@@ -702,6 +712,8 @@ int main(void) {
     RUN(test_parity_bigram_smear);
     RUN(test_parity_bigram_same_width);
     RUN(test_parity_partial_rope);
+    RUN(test_parity_moe);
+    RUN(test_parity_moe_early_exit);
     RUN(test_parity_bf16_matmuls);
     RUN(test_model_finite_differences);
     RUN(test_accumulate_determinism_and_errors);

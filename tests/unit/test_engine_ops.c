@@ -814,6 +814,48 @@ static void test_normalize_batched(void) {
     release(x), release(want), release(sq);
 }
 
+/* ---- moe_combine ------------------------------------------------------------------------ */
+
+typedef struct {
+    int N, K, C;
+    float *h, *gate, *out, *R;
+    int32_t *pos;
+} moe_ctx;
+
+static double moe_loss(void *p) {
+    moe_ctx *c = p;
+    be->moe_combine_forward(be, c->out, c->h, c->gate, c->pos, c->N, c->K, c->C);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_moe_combine(void) {
+    moe_ctx c = {.N = 29, .K = 2, .C = 37};
+    size_t S = (size_t)c.N * c.K, nh = S * c.C, no = (size_t)c.N * c.C;
+    c.h = randn(nh, 1.0f), c.gate = randn(S, 1.0f), c.out = tensor(no), c.R = randn(no, 1.0f);
+    c.pos = (int32_t *)be->alloc(be, S * sizeof(int32_t));
+    for (size_t i = 0; i < S; i++) c.pos[i] = (int32_t)i;
+    for (size_t i = S; i > 1; i--) { /* a permutation, as the model's expert order is */
+        size_t j = (size_t)(urand() * (double)i);
+        int32_t t = c.pos[i - 1];
+        c.pos[i - 1] = c.pos[j], c.pos[j] = t;
+    }
+    moe_loss(&c);
+    for (int n = 0; n < c.N; n++)
+        for (int k = 0; k < c.C; k++) {
+            double want = 0.0;
+            for (int j = 0; j < c.K; j++)
+                want += (double)c.gate[n * c.K + j] * c.h[(size_t)c.pos[n * c.K + j] * c.C + k];
+            CHECK_NEAR(c.out[(size_t)n * c.C + k], want, 1e-5, 1e-5);
+        }
+    float *dh = tensor(nh), *dg = tensor(S);
+    fill(dh, nh, NAN), fill(dg, S, NAN); /* both written (=): a forgotten element stays NaN */
+    be->moe_combine_backward(be, dh, dg, c.R, c.h, c.gate, c.pos, c.N, c.K, c.C);
+    for (size_t i = 0; i < nh; i++) CHECK_MSG(!isnan(dh[i]), "moe_combine dh[%zu] not written", i);
+    fd_check("moe_combine dh", c.h, dh, 0.0f, nh, moe_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
+    fd_check("moe_combine dgate", c.gate, dg, 0.0f, S, moe_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
+    release(c.h), release(c.gate), release(c.out), release(c.R), release(c.pos), release(dh), release(dg);
+}
+
 int main(void) {
     be = cad_backend_cpu();
     RUN(test_matmul);
@@ -834,5 +876,6 @@ int main(void) {
     RUN(test_adam_update);
     RUN(test_fake_quant_rows);
     RUN(test_normalize_batched);
+    RUN(test_moe_combine);
     return check_report();
 }

@@ -5,6 +5,7 @@
  */
 #include "engine/config.h"
 #include "engine/export.h"
+#include "engine/mamba.h"
 #include "engine/optim.h"
 
 #include "engine/yamltree.h"
@@ -504,6 +505,17 @@ static int validate_run(const cad_config *c, cad_err *e) {
     return validate_run_id(c, e);
 }
 
+/* block_type and the Mamba keys (engine/mamba.h) */
+static int validate_mamba(const cad_config *c, cad_err *e) {
+    cad_model_config mc = {.num_layers = (int)c->num_layers, .model_dim = (int)c->model_dim};
+    int rc = cad_mamba_model_config(c, &mc, e);
+    if (rc) return rc;
+    CFG_REQUIRE(!mc.mamba_mask || strcmp(c->quant_method, "gptq") != 0,
+                "quant_method=gptq with block_type '%s': GPTQ calibrates attention and MLP inputs only; "
+                "expected quant_method=clip_search with Mamba blocks", c->block_type);
+    return cad_mamba_config_check(&mc, e);
+}
+
 /* One group per concern; the first failing check names its key and what was expected. */
 int cad_config_validate(const cad_config *c, cad_err *e) {
     int rc = validate_model(c, e);
@@ -512,6 +524,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_eval_budget(c, e);
     if (!rc) rc = validate_techniques(c, e);
     if (!rc) rc = validate_model_techniques(c, e);
+    if (!rc) rc = validate_mamba(c, e);
     if (!rc) rc = validate_run(c, e);
     return rc;
 }
@@ -595,5 +608,6 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
+    if (!strncmp(key, "mamba_", 6) && !strstr(c->block_type, "mamba")) return 1;
     return 0;
 }

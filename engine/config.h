@@ -129,7 +129,13 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, bigram_buckets, "0", "BigramHash: rows of the hashed (previous, current) token table added to the embedding (records: 2048-10240); 0 = off") \
     X(INT, bigram_dim, "128", "BigramHash table width, projected to model_dim when different")  \
     X(BOOL, smear_gate, "0", "SmearGate: x_t <- (1-g) x_t + g x_{t-1} after the embedding norm, g = sigmoid(per-channel gate); no mixing across BOS") \
-    X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all")
+    X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all") \
+    /* block types (engine/mamba.h) */                                                           \
+    X(LIST, block_type, "attention", "each block's mixer: attention, mamba (Mamba-1 selective SSM in place of attention), or one entry per layer") \
+    X(INT, mamba_d_state, "16", "Mamba: state size per channel (power of two <= 32)")             \
+    X(INT, mamba_d_conv, "4", "Mamba: causal depthwise conv taps")                                 \
+    X(INT, mamba_expand, "2", "Mamba: inner width = mamba_expand * model_dim")                      \
+    X(INT, mamba_dt_rank, "0", "Mamba: rank of the dt projection; 0 = ceil(model_dim / 16)")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */

@@ -71,6 +71,12 @@ typedef struct cad_model_config {
      * the records pair (i, i + rope_dims/2) within the first rope_dims dims. Both models are the
      * same up to a fixed permutation of each head's c_q / c_k rows (cad_model_rope_perm). */
     int rope_dims;
+    /* Mamba blocks (engine/mamba.h): bit l set = physical block l's attention sub-block is a Mamba-1
+     * selective state-space block (the MLP, norms, scales and resid_mix stay). 0 = all attention.
+     * Inner width E = mamba_expand * C, state S = mamba_d_state (a power of two <= 32), conv taps
+     * mamba_d_conv, dt rank mamba_dt_rank (0 = ceil(C / 16)). */
+    unsigned long long mamba_mask;
+    int mamba_d_state, mamba_d_conv, mamba_expand, mamba_dt_rank;
 } cad_model_config;
 
 /* The id of BOS, which starts every document (data prepare: BOS + sp.encode(text)). */
@@ -115,6 +121,17 @@ typedef struct cad_model_layer {
     int p_attn_scales, p_mlp_scales; /* recur_loop_scales: per-pass scales of a recurrent block, else -1 */
     float ln_s;                      /* norm output scale: 1/sqrt(physical index + 1) with ln_scale, else 1 */
     int pass;                        /* which pass over its physical block this virtual block is (0 = first) */
+    /* Mamba block (engine/mamba.h): its parameter indices (is_mamba 0: an attention block) and
+     * activations, planned for a virtual block that is a Mamba block in either schedule. */
+    struct {
+        int is_mamba, p_A_log, p_D, p_in_proj, p_conv_w, p_conv_b, p_x_proj, p_dt_w, p_dt_b, p_out_proj;
+    } mb;
+    float *mb_xz;   /* (N,2E) in_proj output: x | z */
+    float *mb_u;    /* (N,E) conv + SiLU output, the scan's input */
+    float *mb_xdbl; /* (N,R+2S) x_proj output: dt | B | C */
+    float *mb_dt;   /* (N,E) dt_proj output (bias and softplus are the scan's) */
+    float *mb_y;    /* (N,E) gated scan output (out_proj's input) */
+    float *mb_hs;   /* (B, ceil(T/CAD_SCAN_CHUNK), E, S) chunk-entry states for the backward */
 } cad_model_layer;
 
 typedef struct cad_model {
@@ -172,6 +189,10 @@ typedef struct cad_model {
     void *att_scratch;
     size_t att_scratch_bytes;
     int cur_B, cur_T, have_targets;
+    /* Mamba (when any block is one): shared gradient buffers and the scan's backward scratch */
+    float *mb_dxz, *mb_du, *mb_dxdbl, *mb_ddt, *mb_dy; /* (N,2E), (N,E), (N,R+2S), (N,E), (N,E) */
+    void *scan_scratch;
+    size_t scan_scratch_bytes;
 } cad_model;
 
 /* Partial RoPE: perm[j] (j < head_dim) is the caddie head dim that holds the records' dim j,

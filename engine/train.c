@@ -18,6 +18,7 @@
 #include "engine/export.h"
 #include "engine/gptq.h"
 #include "engine/jsonw.h"
+#include "engine/mamba.h"
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/safetensors.h"
@@ -405,6 +406,8 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
         .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims};
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
+    int rc_mamba = cad_mamba_model_config(c, &mc, e); /* block_type, mamba_* */
+    if (rc_mamba) return rc_mamba;
     if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
         mc.max_seq_len = (int)eval_T;
         mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);

@@ -38,6 +38,8 @@
 #include "kernels/k_adam_update.cuh"
 #include "kernels/k_fake_quant_rows.cuh"
 #include "kernels/k_normalize_batched.cuh"
+#include "kernels/k_causal_conv1d.cuh"
+#include "kernels/k_selective_scan.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
@@ -308,6 +310,40 @@ static void kb_normalize_batched(const cad_backend *be, float *x, size_t n, long
     k_normalize_batched_launch(c->stream, c->partials, x, n, stride, batch, eps, sumsq);
 }
 
+static void kb_causal_conv1d_forward(const cad_backend *be, float *out, const float *x, int ldx, const float *w,
+                                     const float *bias, int B, int T, int E, int K) {
+    k_causal_conv1d_forward_launch(kb_of(be)->stream, out, x, ldx, w, bias, B, T, E, K);
+}
+
+static void kb_causal_conv1d_backward(const cad_backend *be, float *dx, int lddx, float *dw, float *dbias,
+                                      const float *dout, const float *x, int ldx, const float *w, const float *bias,
+                                      int B, int T, int E, int K) {
+    k_causal_conv1d_backward_launch(kb_of(be)->stream, dx, lddx, dw, dbias, dout, x, ldx, w, bias, B, T, E, K);
+}
+
+static size_t kb_selective_scan_scratch_bytes(const cad_backend *be, int B, int T, int E, int S) {
+    (void)be;
+    return k_selective_scan_scratch_bytes(B, T, E, S);
+}
+
+static void kb_selective_scan_forward(const cad_backend *be, float *y, float *hs, const float *u, const float *dt,
+                                      const float *A_log, const float *Bm, const float *Cm, int ldbc, const float *D,
+                                      const float *z, int ldz, const float *dt_bias, int B, int T, int E, int S) {
+    k_selective_scan_forward_launch(kb_of(be)->stream, y, hs, u, dt, A_log, Bm, Cm, ldbc, D, z, ldz, dt_bias, B, T,
+                                    E, S);
+}
+
+static void kb_selective_scan_backward(const cad_backend *be, float *du, float *ddt, float *dBm, float *dCm,
+                                       int lddbc, float *dz, int lddz, float *dA_log, float *dD, float *ddt_bias,
+                                       const float *dy, const float *u, const float *dt, const float *A_log,
+                                       const float *Bm, const float *Cm, int ldbc, const float *D, const float *z,
+                                       int ldz, const float *dt_bias, const float *hs, int B, int T, int E, int S,
+                                       void *scratch, size_t scratch_bytes) {
+    k_selective_scan_backward_launch(kb_of(be)->stream, du, ddt, dBm, dCm, lddbc, dz, lddz, dA_log, dD, ddt_bias, dy,
+                                     u, dt, A_log, Bm, Cm, ldbc, D, z, ldz, dt_bias, hs, B, T, E, S, scratch,
+                                     scratch_bytes);
+}
+
 /* Fill every slot (assignments, not designated initialisers: nvcc compiles this as C++17). */
 static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     memset(be, 0, sizeof *be);
@@ -350,6 +386,11 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->adam_update = kb_adam_update;
     be->fake_quant_rows = kb_fake_quant_rows;
     be->normalize_batched = kb_normalize_batched;
+    be->causal_conv1d_forward = kb_causal_conv1d_forward;
+    be->causal_conv1d_backward = kb_causal_conv1d_backward;
+    be->selective_scan_scratch_bytes = kb_selective_scan_scratch_bytes;
+    be->selective_scan_forward = kb_selective_scan_forward;
+    be->selective_scan_backward = kb_selective_scan_backward;
 }
 
 #endif

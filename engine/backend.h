@@ -50,6 +50,10 @@ typedef struct cad_backend cad_backend;
 
 enum { CAD_PREC_FP32 = 0, CAD_PREC_BF16 = 1 }; /* set_matmul_precision */
 
+/* selective_scan: positions per chunk whose entering state the forward saves (hs) for the
+ * backward's recomputation; memory B*E*S*ceil(T/CHUNK) floats per layer instead of B*E*S*T. */
+#define CAD_SCAN_CHUNK 32
+
 struct cad_backend {
     const char *name; /* "cpu", "cuda": logged and recorded with results */
     void *ctx;        /* backend-private state (CUDA: stream, cuBLAS handle); NULL for cpu */
@@ -269,6 +273,46 @@ struct cad_backend {
      * column order (deterministic on every backend). dh must not alias dout or h. */
     void (*moe_combine_backward)(const cad_backend *be, float *dh, float *dgate, const float *dout,
                                  const float *h, const float *gate, const int32_t *pos, int N, int K, int C);
+    /* ---- causal_conv1d: Mamba's depthwise causal convolution + SiLU -------------------------- */
+    /* out[N,E] (=) silu(pre), pre[n,e] = bias[e] + sum_{k<K} w[e*K + k] * x[(n - (K-1) + k)*ldx + e],
+     * the term 0 where t - (K-1) + k < 0 (t = n % T: no mixing across sequences), i.e. torch's
+     * nn.Conv1d(E, E, K, groups=E, padding=K-1)(x)[..., :T] then F.silu. w is [E,K] (torch's
+     * [E,1,K]), x a column slice of its rows (ldx >= E); 1 <= K <= 16. out must not alias x. */
+    void (*causal_conv1d_forward)(const cad_backend *be, float *out, const float *x, int ldx,
+                                  const float *w, const float *bias, int B, int T, int E, int K);
+    /* dx (=) [N,E] rows with stride lddx; dw[E,K] (+=), dbias[E] (+=) summed over all N rows;
+     * dout[N,E] is the gradient of out. pre is recomputed from x. dx must not alias dout or x. */
+    void (*causal_conv1d_backward)(const cad_backend *be, float *dx, int lddx, float *dw, float *dbias,
+                                   const float *dout, const float *x, int ldx, const float *w,
+                                   const float *bias, int B, int T, int E, int K);
+
+    /* ---- selective_scan: Mamba-1's selective state-space scan (selective_scan_fn) ------------ */
+    /* Bytes of scratch selective_scan_backward needs for these shapes (deterministic partial sums
+     * of the gradients that add over channels or sequences). Planned by the caller like attention's. */
+    size_t (*selective_scan_scratch_bytes)(const cad_backend *be, int B, int T, int E, int S);
+    /* Per sequence b, channel e and state s (1 <= S <= 32, a power of two), over t = 0..T-1:
+     *   delta = softplus(dt[n,e] + dt_bias[e])   (torch: x > 20 -> x, else log1p(exp(x)))
+     *   A = -exp(A_log[e,s]);  h = exp(delta*A) * h + delta * Bm[n,s] * u[n,e]   (h = 0 before t = 0)
+     *   y[n,e] (=) (sum_s Cm[n,s] h + D[e] u[n,e]) * silu(z[n,e])
+     * u, dt, y are [N,E]; Bm, Cm rows of stride ldbc (column slices of x_proj's output), z rows of
+     * stride ldz. hs[B, nc, E, S] (=), nc = ceil(T / CAD_SCAN_CHUNK): the state entering every
+     * chunk of CAD_SCAN_CHUNK positions (zeros for chunk 0), kept for the backward, which
+     * recomputes the states inside a chunk from it instead of storing all T of them. */
+    void (*selective_scan_forward)(const cad_backend *be, float *y, float *hs, const float *u,
+                                   const float *dt, const float *A_log, const float *Bm,
+                                   const float *Cm, int ldbc, const float *D, const float *z, int ldz,
+                                   const float *dt_bias, int B, int T, int E, int S);
+    /* Gradients from dy[N,E]: du (=) [N,E]; ddt (=) [N,E] (of the raw dt, before bias and softplus);
+     * dBm, dCm (=) [N,S] rows of stride lddbc (each a sum over the E channels); dz (=) rows of
+     * stride lddz; dA_log[E,S], dD[E], ddt_bias[E] (+=) summed over every sequence and position.
+     * hs is the forward's. No output aliases an input or another output. */
+    void (*selective_scan_backward)(const cad_backend *be, float *du, float *ddt, float *dBm,
+                                    float *dCm, int lddbc, float *dz, int lddz, float *dA_log, float *dD,
+                                    float *ddt_bias, const float *dy, const float *u, const float *dt,
+                                    const float *A_log, const float *Bm, const float *Cm, int ldbc,
+                                    const float *D, const float *z, int ldz, const float *dt_bias,
+                                    const float *hs, int B, int T, int E, int S, void *scratch,
+                                    size_t scratch_bytes);
 };
 
 /* The CPU reference backend (OpenMP + OpenBLAS sgemm). A static singleton: never freed. */

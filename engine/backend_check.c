@@ -705,6 +705,72 @@ static void check_moe_combine(ck *c, int N, int K, int C) {
     ck_done(c, "moe_combine");
 }
 
+/* x a strided column slice (Mamba's half of in_proj's output), dx into a padded slice: the pad
+ * columns start NaN on both sides and must stay NaN; dw/dbias accumulate onto random values. */
+static void check_causal_conv1d(ck *c, int B, int T, int E, int K) {
+    int N = B * T, ldx = 2 * E + 1, lddx = E + 3;
+    snprintf(c->shape, sizeof c->shape, "B=%d T=%d E=%d K=%d", B, T, E, K);
+    tpair x = ck_rand(c, (size_t)N * ldx, -2, 2), w = ck_rand(c, (size_t)E * K, -1, 1), bias = ck_rand(c, (size_t)E, -1, 1);
+    tpair out = ck_tensor(c, (size_t)N * E, NULL), dout = ck_rand(c, (size_t)N * E, -1, 1);
+    tpair dx = ck_tensor(c, (size_t)N * lddx, NULL), dw = ck_rand(c, (size_t)E * K, -1, 1);
+    tpair db = ck_rand(c, (size_t)E, -1, 1);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->causal_conv1d_forward(BE(s), P(out), P(x), ldx, P(w), P(bias), B, T, E, K);
+            BE(s)->causal_conv1d_backward(BE(s), P(dx), lddx, P(dw), P(db), P(dout), P(x), ldx, P(w), P(bias), B, T, E, K);
+        }
+        ck_compare(c, "causal_conv1d_forward", "out", out);
+        ck_compare(c, "causal_conv1d_backward", "dx", dx);
+        ck_compare(c, "causal_conv1d_backward", "dw", dw);
+        ck_compare(c, "causal_conv1d_backward", "dbias", db);
+    }
+    ck_done(c, "causal_conv1d");
+}
+
+/* As the model calls it: B and C column slices of x_proj's output [N, R+2S], z the second half
+ * of in_proj's [N, 2E]; dB|dC into a NaN-filled [N, R+2S] whose dt columns must stay NaN, dz into
+ * the second half of a NaN-filled [N, 2E]. The backward reads the reference forward's states. */
+static void check_selective_scan(ck *c, int B, int T, int E, int S) {
+    int N = B * T, R = 3, W = R + 2 * S, nc = (T + CAD_SCAN_CHUNK - 1) / CAD_SCAN_CHUNK;
+    snprintf(c->shape, sizeof c->shape, "B=%d T=%d E=%d S=%d", B, T, E, S);
+    tpair u = ck_rand(c, (size_t)N * E, -1, 1), dt = ck_rand(c, (size_t)N * E, -4, -1);
+    tpair A_log = ck_rand(c, (size_t)E * S, 0, 2), xdbl = ck_rand(c, (size_t)N * W, -1, 1);
+    tpair D = ck_rand(c, (size_t)E, -1, 1), xz = ck_rand(c, (size_t)N * 2 * E, -2, 2), bias = ck_rand(c, (size_t)E, -1, 0);
+    tpair y = ck_tensor(c, (size_t)N * E, NULL), hs = ck_tensor(c, (size_t)B * nc * E * S, NULL);
+    size_t sb[2];
+    void *scratch[2] = {NULL, NULL};
+    for (int s = 0; s < 2; s++) {
+        sb[s] = BE(s)->selective_scan_scratch_bytes(BE(s), B, T, E, S);
+        scratch[s] = ck_raw(c, BE(s), sb[s]);
+    }
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->selective_scan_forward(BE(s), P(y), P(hs), P(u), P(dt), P(A_log), P(xdbl) + R, P(xdbl) + R + S, W,
+                                          P(D), P(xz) + E, 2 * E, P(bias), B, T, E, S);
+        ck_compare(c, "selective_scan_forward", "y", y);
+        ck_compare(c, "selective_scan_forward", "hs", hs);
+        tpair hs_in = ck_from_ref(c, hs), dy = ck_rand(c, (size_t)N * E, -1, 1);
+        tpair du = ck_tensor(c, (size_t)N * E, NULL), ddt = ck_tensor(c, (size_t)N * E, NULL);
+        tpair dxdbl = ck_tensor(c, (size_t)N * W, NULL), dxz = ck_tensor(c, (size_t)N * 2 * E, NULL);
+        tpair dA = ck_rand(c, (size_t)E * S, -1, 1), dD = ck_rand(c, (size_t)E, -1, 1), db = ck_rand(c, (size_t)E, -1, 1);
+        if (!c->alloc_failed) {
+            for (int s = 0; s < 2; s++)
+                BE(s)->selective_scan_backward(BE(s), P(du), P(ddt), P(dxdbl) + R, P(dxdbl) + R + S, W, P(dxz) + E,
+                                               2 * E, P(dA), P(dD), P(db), P(dy), P(u), P(dt), P(A_log),
+                                               P(xdbl) + R, P(xdbl) + R + S, W, P(D), P(xz) + E, 2 * E, P(bias),
+                                               P(hs_in), B, T, E, S, scratch[s], sb[s]);
+            ck_compare(c, "selective_scan_backward", "du", du);
+            ck_compare(c, "selective_scan_backward", "ddt", ddt);
+            ck_compare(c, "selective_scan_backward", "dB|dC", dxdbl);
+            ck_compare(c, "selective_scan_backward", "dz", dxz);
+            ck_compare(c, "selective_scan_backward", "dA_log", dA);
+            ck_compare(c, "selective_scan_backward", "dD", dD);
+            ck_compare(c, "selective_scan_backward", "ddt_bias", db);
+        }
+    }
+    ck_done(c, "selective_scan");
+}
+
 int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const cad_opcheck_opts *o,
                         cad_opcheck_report_fn fn, void *ud) {
     ck cs;
@@ -799,6 +865,14 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_moe_combine(c, 37, 2, 70);
     check_moe_combine(c, 300, 1, 33); /* top-1: more slots than one block of threads */
     check_moe_combine(c, 5, 4, 1);
+    check_causal_conv1d(c, 2, 9, 37, 4);
+    check_causal_conv1d(c, 3, 2, 5, 4);   /* T < K: taps before the sequence start */
+    check_causal_conv1d(c, 1, 50, 70, 1); /* several dw blocks, rows past the 16 row groups */
+    check_selective_scan(c, 2, 70, 13, 16); /* three chunks; 13 channels: idle lanes in a block */
+    check_selective_scan(c, 1, 5, 40, 4);
+    check_selective_scan(c, 2, 33, 150, 2); /* two backward channel super-tiles */
+    check_selective_scan(c, 1, 32, 9, 32);  /* one channel per warp; T exactly one chunk */
+    check_selective_scan(c, 2, 7, 3, 1);
     /* matmul_precision: bf16. Both sides round operands to bf16 the same way (nearest even)
      * and accumulate in fp32, so only the summation order differs, as in fp32. */
     if (ref->set_matmul_precision(ref, CAD_PREC_BF16) == 0 && dut->set_matmul_precision(dut, CAD_PREC_BF16) == 0) {
@@ -859,6 +933,8 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_vector_slots(c, (size_t)1 << 22);
         check_normalize_batched(c, (size_t)1024 * 512, 9, 0); /* a baseline shape group */
         check_moe_combine(c, 4096, 2, 512);
+        check_causal_conv1d(c, 4, 1024, 1024, 4);
+        check_selective_scan(c, 4, 1024, 1024, 16); /* Mamba at the baseline width, expand 2 */
     }
     return c->fails;
 }

@@ -1161,6 +1161,178 @@ static void cpu_moe_combine_backward(const cad_backend *be, float *dh, float *dg
     }
 }
 
+/* ---- causal_conv1d ---------------------------------------------------------------------- */
+
+static inline float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+/* pre-activation of channel e at row n (position t of its sequence) */
+static inline float conv_pre(const float *x, int ldx, const float *w, const float *bias, int n, int t, int e,
+                             int K) {
+    float acc = bias[e];
+    for (int k = 0; k < K; k++) {
+        int back = K - 1 - k; /* tap k reads position t - back */
+        if (t - back >= 0) acc += w[(size_t)e * K + k] * x[(size_t)(n - back) * ldx + e];
+    }
+    return acc;
+}
+
+static void cpu_causal_conv1d_forward(const cad_backend *be, float *out, const float *x, int ldx,
+                                      const float *w, const float *bias, int B, int T, int E, int K) {
+    (void)be;
+    long N = (long)B * T;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (long n = 0; n < N; n++)
+        for (int e = 0; e < E; e++)
+            out[(size_t)n * E + e] = silu_f(conv_pre(x, ldx, w, bias, (int)n, (int)(n % T), e, K));
+}
+
+/* Parallel over channels: each thread owns whole columns, so dw/dbias sum the rows in order. */
+static void cpu_causal_conv1d_backward(const cad_backend *be, float *dx, int lddx, float *dw, float *dbias,
+                                       const float *dout, const float *x, int ldx, const float *w,
+                                       const float *bias, int B, int T, int E, int K) {
+    (void)be;
+    long N = (long)B * T;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int e = 0; e < E; e++) {
+        double db = 0.0, dwk[16] = {0}; /* K <= 16 (backend.h) */
+        for (long n = 0; n < N; n++) dx[(size_t)n * lddx + e] = 0.0f;
+        for (long n = 0; n < N; n++) {
+            int t = (int)(n % T);
+            float pre = conv_pre(x, ldx, w, bias, (int)n, t, e, K);
+            float sg = 1.0f / (1.0f + expf(-pre));
+            float dp = dout[(size_t)n * E + e] * sg * (1.0f + pre * (1.0f - sg)); /* silu' */
+            db += dp;
+            for (int k = 0; k < K; k++) {
+                int back = K - 1 - k;
+                if (t - back < 0) continue;
+                dwk[k] += (double)dp * x[(size_t)(n - back) * ldx + e];
+                dx[(size_t)(n - back) * lddx + e] += dp * w[(size_t)e * K + k];
+            }
+        }
+        dbias[e] += (float)db;
+        for (int k = 0; k < K; k++) dw[(size_t)e * K + k] += (float)dwk[k];
+    }
+}
+
+/* ---- selective_scan --------------------------------------------------------------------- */
+
+/* torch.nn.functional.softplus (beta 1, threshold 20) */
+static inline float softplus_f(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* Per sequence: E*S dA_log partials, then E dD and E ddt_bias partials (summed over sequences in
+ * order after the parallel loop, so the result does not depend on the thread count). */
+static size_t cpu_selective_scan_scratch_bytes(const cad_backend *be, int B, int T, int E, int S) {
+    (void)be, (void)T;
+    return sizeof(double) * (size_t)B * (size_t)E * (size_t)(S + 2);
+}
+
+static void cpu_selective_scan_forward(const cad_backend *be, float *y, float *hs, const float *u,
+                                       const float *dt, const float *A_log, const float *Bm,
+                                       const float *Cm, int ldbc, const float *D, const float *z, int ldz,
+                                       const float *dt_bias, int B, int T, int E, int S) {
+    (void)be;
+    int nc = (T + CAD_SCAN_CHUNK - 1) / CAD_SCAN_CHUNK;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int e = 0; e < E; e++) {
+            float h[32] = {0}, A[32];
+            for (int s = 0; s < S; s++) A[s] = -expf(A_log[(size_t)e * S + s]);
+            for (int t = 0; t < T; t++) {
+                size_t n = (size_t)b * T + t;
+                if (t % CAD_SCAN_CHUNK == 0)
+                    memcpy(hs + (((size_t)b * nc + t / CAD_SCAN_CHUNK) * E + e) * S, h, sizeof(float) * (size_t)S);
+                float delta = softplus_f(dt[n * E + e] + dt_bias[e]), ut = u[n * E + e], acc = 0.0f;
+                for (int s = 0; s < S; s++) {
+                    h[s] = expf(delta * A[s]) * h[s] + delta * Bm[n * ldbc + s] * ut;
+                    acc += Cm[n * ldbc + s] * h[s];
+                }
+                y[n * E + e] = (acc + D[e] * ut) * silu_f(z[n * ldz + e]);
+            }
+        }
+}
+
+/* Parallel over sequences: a sequence's dBm/dCm rows add its channels in order e = 0..E-1, and
+ * the parameter gradients go through per-sequence partials in the scratch. Within a chunk the
+ * states are recomputed forward from hs into hbuf, then the chunk is walked backward with the
+ * adjoint g_t = C_t dy_t + a_{t+1} g_{t+1} carried across chunk boundaries. */
+static void cpu_selective_scan_backward(const cad_backend *be, float *du, float *ddt, float *dBm,
+                                        float *dCm, int lddbc, float *dz, int lddz, float *dA_log, float *dD,
+                                        float *ddt_bias, const float *dy, const float *u, const float *dt,
+                                        const float *A_log, const float *Bm, const float *Cm, int ldbc,
+                                        const float *D, const float *z, int ldz, const float *dt_bias,
+                                        const float *hs, int B, int T, int E, int S, void *scratch,
+                                        size_t scratch_bytes) {
+    (void)be, (void)scratch_bytes;
+    int nc = (T + CAD_SCAN_CHUNK - 1) / CAD_SCAN_CHUNK;
+    double *part = scratch;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int b = 0; b < B; b++) {
+        double *pA = part + (size_t)b * E * (S + 2), *pD = pA + (size_t)E * S, *pbias = pD + E;
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s < S; s++)
+                dBm[((size_t)b * T + t) * lddbc + s] = 0.0f, dCm[((size_t)b * T + t) * lddbc + s] = 0.0f;
+        for (int e = 0; e < E; e++) {
+            float A[32], g_next[32] = {0}, hbuf[(CAD_SCAN_CHUNK + 1) * 32];
+            double dA[32] = {0}, dDe = 0.0, dbe = 0.0;
+            for (int s = 0; s < S; s++) A[s] = -expf(A_log[(size_t)e * S + s]);
+            for (int c = nc - 1; c >= 0; c--) {
+                int t0 = c * CAD_SCAN_CHUNK, t1 = t0 + CAD_SCAN_CHUNK < T ? t0 + CAD_SCAN_CHUNK : T;
+                /* hbuf row 0: the state entering the chunk; row i + 1: the state after t0 + i */
+                memcpy(hbuf, hs + (((size_t)b * nc + c) * E + e) * S, sizeof(float) * (size_t)S);
+                for (int t = t0; t < t1; t++) {
+                    size_t n = (size_t)b * T + t;
+                    float delta = softplus_f(dt[n * E + e] + dt_bias[e]), ut = u[n * E + e];
+                    const float *hp = hbuf + (size_t)(t - t0) * S;
+                    float *hn = hbuf + (size_t)(t - t0 + 1) * S;
+                    for (int s = 0; s < S; s++) hn[s] = expf(delta * A[s]) * hp[s] + delta * Bm[n * ldbc + s] * ut;
+                }
+                for (int t = t1 - 1; t >= t0; t--) {
+                    size_t n = (size_t)b * T + t;
+                    float pre = dt[n * E + e] + dt_bias[e], delta = softplus_f(pre), ut = u[n * E + e];
+                    const float *hp = hbuf + (size_t)(t - t0) * S, *ht = hp + S;
+                    float zt = z[n * ldz + e], sz = 1.0f / (1.0f + expf(-zt)), gate = zt * sz;
+                    float y0 = D[e] * ut;
+                    for (int s = 0; s < S; s++) y0 += Cm[n * ldbc + s] * ht[s];
+                    float dyt = dy[n * E + e], dy0 = dyt * gate;
+                    dz[n * lddz + e] = dyt * y0 * sz * (1.0f + zt * (1.0f - sz));
+                    float ddelta = 0.0f, dut = D[e] * dy0;
+                    for (int s = 0; s < S; s++) {
+                        float a = expf(delta * A[s]), bs = Bm[n * ldbc + s];
+                        float g = Cm[n * ldbc + s] * dy0 + g_next[s]; /* dL/dh_t */
+                        dCm[n * lddbc + s] += dy0 * ht[s];
+                        dBm[n * lddbc + s] += g * delta * ut;
+                        ddelta += g * (A[s] * a * hp[s] + bs * ut);
+                        dut += g * delta * bs;
+                        dA[s] += (double)g * delta * a * hp[s];
+                        g_next[s] = a * g;
+                    }
+                    du[n * E + e] = dut;
+                    dDe += (double)dy0 * ut;
+                    float dpre = ddelta / (1.0f + expf(-pre)); /* softplus' = sigmoid */
+                    if (pre > 20.0f) dpre = ddelta;
+                    ddt[n * E + e] = dpre;
+                    dbe += dpre;
+                }
+            }
+            for (int s = 0; s < S; s++) pA[(size_t)e * S + s] = dA[s] * A[s]; /* dA/dA_log = A */
+            pD[e] = dDe, pbias[e] = dbe;
+        }
+    }
+    for (int e = 0; e < E; e++) {
+        for (int s = 0; s < S; s++) {
+            double acc = 0.0;
+            for (int b = 0; b < B; b++) acc += part[(size_t)b * E * (S + 2) + (size_t)e * S + s];
+            dA_log[(size_t)e * S + s] += (float)acc;
+        }
+        double aD = 0.0, ab = 0.0;
+        for (int b = 0; b < B; b++) {
+            aD += part[(size_t)b * E * (S + 2) + (size_t)E * S + e];
+            ab += part[(size_t)b * E * (S + 2) + (size_t)E * S + E + e];
+        }
+        dD[e] += (float)aD, ddt_bias[e] += (float)ab;
+    }
+}
+
 static const cad_backend cpu_backend = {
     .name = "cpu",
     .ctx = NULL,
@@ -1203,6 +1375,11 @@ static const cad_backend cpu_backend = {
     .normalize_batched = cpu_normalize_batched,
     .moe_combine_forward = cpu_moe_combine_forward,
     .moe_combine_backward = cpu_moe_combine_backward,
+    .causal_conv1d_forward = cpu_causal_conv1d_forward,
+    .causal_conv1d_backward = cpu_causal_conv1d_backward,
+    .selective_scan_scratch_bytes = cpu_selective_scan_scratch_bytes,
+    .selective_scan_forward = cpu_selective_scan_forward,
+    .selective_scan_backward = cpu_selective_scan_backward,
 };
 
 const cad_backend *cad_backend_cpu(void) {

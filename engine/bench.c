@@ -3,6 +3,7 @@
  * bench.h.
  */
 #include "engine/bench.h"
+#include "engine/mamba.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +65,8 @@ int cad_bench_session_open(cad_bench_session *s, cad_config *c, const cad_backen
         .early_exit_weight = (float)c->early_exit_weight};
     mc.n_exits = cad_config_early_exits(c, mc.exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last);
+    int rc_mamba = cad_mamba_model_config(c, &mc, e); /* block_type, mamba_* */
+    if (rc_mamba) return rc_mamba;
     int rc = cad_model_config_check(&mc, e);
     if (!rc) rc = cad_model_init(&s->m, &mc, be, (uint64_t)c->seed, e);
     if (rc) return rc;

@@ -6,6 +6,7 @@
 #include "engine/config.h"
 #include "engine/export.h"
 #include "engine/model.h"
+#include "engine/mamba.h"
 #include "engine/optim.h"
 #include "engine/quant_ext.h"
 
@@ -598,6 +599,17 @@ static int validate_run(const cad_config *c, cad_err *e) {
     return validate_run_id(c, e);
 }
 
+/* block_type and the Mamba keys (engine/mamba.h) */
+static int validate_mamba(const cad_config *c, cad_err *e) {
+    cad_model_config mc = {.num_layers = (int)c->num_layers, .model_dim = (int)c->model_dim};
+    int rc = cad_mamba_model_config(c, &mc, e);
+    if (rc) return rc;
+    CFG_REQUIRE(!mc.mamba_mask || strcmp(c->quant_method, "gptq") != 0,
+                "quant_method=gptq with block_type '%s': GPTQ calibrates attention and MLP inputs only; "
+                "expected quant_method=clip_search with Mamba blocks", c->block_type);
+    return cad_mamba_config_check(&mc, e);
+}
+
 /* One group per concern; the first failing check names its key and what was expected. */
 int cad_config_validate(const cad_config *c, cad_err *e) {
     int rc = validate_model(c, e);
@@ -608,6 +620,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_model_techniques(c, e);
     if (!rc) rc = validate_quant_ext(c, e);
     if (!rc) rc = validate_moe_exit(c, e);
+    if (!rc) rc = validate_mamba(c, e);
     if (!rc) rc = validate_run(c, e);
     return rc;
 }
@@ -697,5 +710,6 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
     if (c->mlp_experts == 0 && (!strcmp(key, "mlp_top_k") || !strcmp(key, "moe_aux_weight"))) return 1;
     if (!c->early_exit_layers[0] && (!strcmp(key, "early_exit_weight") || !strcmp(key, "early_exit_threshold")))
         return 1;
+    if (!strncmp(key, "mamba_", 6) && !strstr(c->block_type, "mamba")) return 1;
     return 0;
 }

@@ -140,7 +140,13 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, moe_aux_weight, "0.01", "micro-MoE: weight of the Switch load-balance loss E*sum_i f_i*P_i (per block, summed)") \
     X(LIST, early_exit_layers, "", "exit heads (final norm + the tied head, softcapped) after these block depths, e.g. [3, 6]; empty = off") \
     X(FLOAT, early_exit_weight, "0.5", "early exit: training loss = main + w * mean of the exit heads' losses") \
-    X(FLOAT, early_exit_threshold, "1.0", "early exit at eval: a token is scored by the first head whose max softmax prob >= this; 1 = never (full depth)")
+    X(FLOAT, early_exit_threshold, "1.0", "early exit at eval: a token is scored by the first head whose max softmax prob >= this; 1 = never (full depth)") \
+    /* block types (engine/mamba.h) */                                                           \
+    X(LIST, block_type, "attention", "each block's mixer: attention, mamba (Mamba-1 selective SSM in place of attention), or one entry per layer") \
+    X(INT, mamba_d_state, "16", "Mamba: state size per channel (power of two <= 32)")             \
+    X(INT, mamba_d_conv, "4", "Mamba: causal depthwise conv taps")                                 \
+    X(INT, mamba_expand, "2", "Mamba: inner width = mamba_expand * model_dim")                      \
+    X(INT, mamba_dt_rank, "0", "Mamba: rank of the dt projection; 0 = ceil(model_dim / 16)")
 
 #define CAD_CONFIG_MAX_KEYS 160 /* room for technique keys; config.c asserts the count */
 /* Longest run id + 1 (a run id names a directory and a DB key; sweeps add "-rN" to it). */

@@ -19,6 +19,7 @@
 #include "engine/export.h"
 #include "engine/quant_ext.h"
 #include "engine/moe.h"
+#include "engine/mamba.h"
 
 #include <float.h>
 #include <math.h>
@@ -135,6 +136,8 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
     if (c->n_exits && c->embed_dim)
         return cad_fail(e, CAD_ECONFIG, "early_exit_layers with embed_dim %d: exit heads read the plain head; expected embed_dim 0",
                         c->embed_dim);
+    int rc_mamba = cad_mamba_config_check(c, e);
+    if (rc_mamba) return rc_mamba;
     if (c->max_batch_seqs <= 0 || c->max_seq_len <= 0)
         return cad_fail(e, CAD_ECONFIG, "max_batch_seqs (%d) and max_seq_len (%d) must be positive",
                         c->max_batch_seqs, c->max_seq_len);
@@ -175,6 +178,28 @@ static int param_add(param_builder *pb, const char *name, int ndim, long d0, lon
     return i;
 }
 
+/* A Mamba block's parameters in the order torch's state_dict lists a mamba_simple.Mamba-style
+ * module: its own A_log and D, then in_proj, conv1d, x_proj, dt_proj, out_proj (mamba.h). */
+static void mamba_params_add(param_builder *pb, const cad_model_config *c, int l, cad_model_layer *L) {
+    long C = c->model_dim, E = (long)c->mamba_expand * C, R = cad_mamba_dt_rank(c), S = c->mamba_d_state;
+    char name[96];
+    int idx[9];
+    static const char *const suffix[9] = {"A_log", "D", "in_proj.weight", "conv1d.weight", "conv1d.bias",
+                                          "x_proj.weight", "dt_proj.weight", "dt_proj.bias", "out_proj.weight"};
+    const long shp[9][4] = {/* ndim, d0, d1, Muon */
+                            {2, E, S, 0}, {1, E, 0, 0}, {2, 2 * E, C, 1}, {2, E, c->mamba_d_conv, 0}, {1, E, 0, 0},
+                            {2, R + 2 * S, E, 1}, {2, E, R, 1}, {1, E, 0, 0}, {2, C, E, 1}};
+    for (int s = 0; s < 9; s++) {
+        snprintf(name, sizeof(name), "blocks.%d.mamba.%s", l, suffix[s]);
+        idx[s] = param_add(pb, name, (int)shp[s][0], shp[s][1], shp[s][2], shp[s][3] ? CAD_PG_MATRIX : CAD_PG_SCALAR);
+    }
+    if (!L) return;
+    L->mb.is_mamba = 1;
+    L->mb.p_A_log = idx[0], L->mb.p_D = idx[1], L->mb.p_in_proj = idx[2], L->mb.p_conv_w = idx[3];
+    L->mb.p_conv_b = idx[4], L->mb.p_x_proj = idx[5], L->mb.p_dt_w = idx[6], L->mb.p_dt_b = idx[7];
+    L->mb.p_out_proj = idx[8];
+}
+
 /* Walk the state_dict in order. Called twice: counting (params == NULL) and filling. */
 static void params_build(cad_model *m, size_t *name_bytes) {
     const cad_model_config *c = &m->cfg;
@@ -205,9 +230,14 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             /* ndim, d0, d1 */
             {1, C, 0}, {1, C, 0}, {2, 2, C}, {1, c->num_heads, 0}, {2, C, C},
             {2, m->kv_dim, C}, {2, m->kv_dim, C}, {2, C, C}, {2, m->hidden, C}, {2, C, m->hidden}};
-        int p_as = -1, p_ms = -1, p_router = -1;
+        int p_as = -1, p_ms = -1, p_router = -1, mamba = (int)((c->mamba_mask >> l) & 1);
         idx[8] = idx[9] = -1;
         for (int s = 0; s < (c->mlp_experts ? 8 : 10); s++) { /* micro-MoE: router + experts below */
+            if (mamba && s >= 3 && s <= 7) { /* the Mamba block in place of attention */
+                if (s == 3) mamba_params_add(&pb, c, l, L);
+                idx[s] = -1;
+                continue;
+            }
             snprintf(name, sizeof(name), "blocks.%d.%s", l, suffix[s]);
             int matrix = shp[s][0] == 2 && !name_is_control(name);
             idx[s] = param_add(&pb, name, (int)shp[s][0], shp[s][1], shp[s][2],
@@ -261,6 +291,7 @@ void cad_model_set_recurrence(cad_model *m, int on) {
         L->p_mlp_proj = P->p_mlp_proj;
         L->p_router = P->p_router;
         L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
+        L->mb = P->mb;
         int b = on ? virtual_to_physical(c, v) : v; /* LN scale follows the physical block */
         L->ln_s = c->ln_scale ? (float)(1.0 / sqrt((double)(b + 1))) : 1.0f;
         /* pass over the physical block: 0 up to recur_last, then 1.. for each extra loop */
@@ -298,6 +329,19 @@ static void *act_take(act_planner *ap, size_t bytes) {
 
 #define TAKE_F(ap, n) ((float *)act_take((ap), sizeof(float) * (size_t)(n)))
 
+/* Whether virtual block l is an attention block (*att) or a Mamba block (*mamba) in the plain
+ * schedule or the looped one: its activations are planned for both kinds it can be. */
+static void layer_kinds(const cad_model *m, int l, int *att, int *mamba) {
+    const cad_model_config *c = &m->cfg;
+    *att = *mamba = 0;
+    int phys[2] = {l < c->num_layers ? l : -1, virtual_to_physical(c, l)};
+    for (int i = 0; i < 2; i++) {
+        if (phys[i] < 0) continue;
+        if ((c->mamba_mask >> phys[i]) & 1) *mamba = 1;
+        else *att = 1;
+    }
+}
+
 static void act_plan(cad_model *m, act_planner *ap) {
     const cad_model_config *c = &m->cfg;
     size_t N = (size_t)c->max_batch_seqs * c->max_seq_len, C = c->model_dim;
@@ -319,8 +363,17 @@ static void act_plan(cad_model *m, act_planner *ap) {
         m->xn0 = TAKE_F(ap, N * C), m->x_prev = TAKE_F(ap, N * C);
         m->smear_mix = TAKE_F(ap, 2 * C), m->smear_dmix = TAKE_F(ap, 2 * C);
     }
+    size_t Em = (size_t)c->mamba_expand * C, W = (size_t)cad_mamba_dt_rank(c) + 2 * (size_t)c->mamba_d_state;
+    size_t n_hs = (size_t)c->max_batch_seqs * ((size_t)(c->max_seq_len + CAD_SCAN_CHUNK - 1) / CAD_SCAN_CHUNK) * Em *
+                  (size_t)c->mamba_d_state;
     for (int l = 0; l < m->n_virtual_max; l++) {
         cad_model_layer *L = &m->layers[l];
+        int att_b, mamba_b; /* what this virtual block can be in either schedule */
+        layer_kinds(m, l, &att_b, &mamba_b);
+        if (mamba_b) {
+            L->mb_xz = TAKE_F(ap, N * 2 * Em), L->mb_u = TAKE_F(ap, N * Em), L->mb_xdbl = TAKE_F(ap, N * W);
+            L->mb_dt = TAKE_F(ap, N * Em), L->mb_y = TAKE_F(ap, N * Em), L->mb_hs = TAKE_F(ap, n_hs);
+        }
         L->out = TAKE_F(ap, N * C);
         /* a skip-sum buffer where a decoder pops a skip in either schedule (plain or looped) */
         int plain_enc = c->num_layers / 2, loop_enc = m->n_virtual_max / 2;
@@ -331,9 +384,11 @@ static void act_plan(cad_model *m, act_planner *ap) {
         L->xsa_y = c->xsa_last > 0 && l >= c->num_layers - c->xsa_last ? TAKE_F(ap, N * C) : NULL;
         L->xn1 = TAKE_F(ap, N * C);
         L->rstd1 = TAKE_F(ap, N);
-        L->qkv = TAKE_F(ap, N * m->qkv_dim);
-        L->att_y = TAKE_F(ap, N * C);
-        L->att_lse = TAKE_F(ap, N * NH);
+        if (att_b) {
+            L->qkv = TAKE_F(ap, N * m->qkv_dim);
+            L->att_y = TAKE_F(ap, N * C);
+            L->att_lse = TAKE_F(ap, N * NH);
+        }
         L->attn_out = TAKE_F(ap, N * C);
         L->xn2 = TAKE_F(ap, N * C);
         L->rstd2 = TAKE_F(ap, N);
@@ -361,9 +416,16 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->d_h = TAKE_F(ap, N * m->hidden);
     for (int s = 0; s < m->n_virtual_max / 2; s++) m->d_skip[s] = TAKE_F(ap, N * C);
     m->att_scratch = act_take(ap, m->att_scratch_bytes);
+    if (c->mamba_mask) {
+        m->mb_dxz = TAKE_F(ap, N * 2 * Em), m->mb_du = TAKE_F(ap, N * Em), m->mb_dxdbl = TAKE_F(ap, N * W);
+        m->mb_ddt = TAKE_F(ap, N * Em), m->mb_dy = TAKE_F(ap, N * Em);
+        m->scan_scratch = act_take(ap, m->scan_scratch_bytes);
+    }
 }
 
 /* ---- init / free ------------------------------------------------------------------------- */
+
+static double rng_uniform_ctx(void *r) { return rng_uniform((model_rng *)r); }
 
 static void fill_uniform(model_rng *r, float *h, size_t n, double bound) {
     for (size_t i = 0; i < n; i++) h[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
@@ -377,7 +439,12 @@ static void weights_init(cad_model *m, float *host, uint64_t seed) {
         float *h = host + (p->data - m->param_mem);
         const char *nm = p->name;
         size_t n = (size_t)p->numel;
-        if (i == m->p_bigram_embed) {
+        const char *mamba_name = strstr(nm, ".mamba.");
+        if (mamba_name) {
+            int rc = cad_mamba_init_param(c, mamba_name + 7, h, p->shape[0], p->ndim > 1 ? p->shape[1] : 0,
+                                          rng_uniform_ctx, &r);
+            CAD_ASSERT(rc == 0); /* mamba_params_add names only what cad_mamba_init_param knows */
+        } else if (i == m->p_bigram_embed) {
             memset(h, 0, n * sizeof(float)); /* the records' zero-init table */
         } else if (i == m->p_bigram_proj || i == m->p_embed_proj) {
             /* nn.Linear's default: the records zero-init bigram.proj but their OrthoInit then
@@ -479,12 +546,16 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     /* the fused qkv sgemm relies on c_q|c_k|c_v being adjacent in the arena */
     for (int l = 0; l < c->num_layers; l++) {
         cad_model_layer *L = &m->layers[l];
+        if (L->mb.is_mamba) continue;
         CAD_ASSERT(m->params[L->p_c_q + 1].data == m->params[L->p_c_q].data + m->params[L->p_c_q].numel);
         CAD_ASSERT(m->params[L->p_c_q + 2].data == m->params[L->p_c_q + 1].data + m->params[L->p_c_q + 1].numel);
     }
 
     m->att_scratch_bytes =
         be->attention_scratch_bytes(be, c->max_batch_seqs, c->max_seq_len, c->num_heads, c->num_kv_heads, m->head_dim);
+    if (c->mamba_mask)
+        m->scan_scratch_bytes = be->selective_scan_scratch_bytes(be, c->max_batch_seqs, c->max_seq_len,
+                                                                 c->mamba_expand * c->model_dim, c->mamba_d_state);
     act_planner ap = {NULL, 0};
     act_plan(m, &ap); /* measure */
     m->act_bytes = ap.off;
@@ -627,6 +698,7 @@ const float *cad_model_calib_hessian(const cad_model *m, int i, int *dim) {
     if (!m->calib_mem) return NULL;
     for (int b = 0; b < m->cfg.num_layers; b++) {
         const cad_model_layer *P = &m->phys[b];
+        if (P->mb.is_mamba) continue; /* GPTQ is refused with Mamba blocks (config.c) */
         int slot = i >= P->p_c_q && i <= P->p_c_q + 2 ? 0 : i == P->p_proj ? 1 : i == P->p_fc ? 2
                  : i == P->p_mlp_proj ? 3 : -1;
         if (slot < 0) continue;
@@ -842,8 +914,13 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->scale_add_forward(be, L->xin, m->layers[l - 1].out, PD(m->p_skip_weights) + (size_t)dec * C,
                                   m->layers[skip_source(m, l)].out, N, C);
         be->resid_mix_forward(be, L->out, L->xin, m->x0, PD(L->p_resid_mix), N, C);
-        /* attention */
+        /* attention, or the Mamba block in its place */
         be->rmsnorm_forward(be, L->xn1, L->rstd1, L->out, N, C, RMS_EPS);
+        if (L->mb.is_mamba) {
+            cad_mamba_forward(m, L);
+            be->scale_add_forward(be, L->out, L->out, attn_s(m, L, 0), L->attn_out, N, C);
+            goto mlp;
+        }
         if (m->calib_on) calib_add(m, L, 0, L->xn1, N, C, L->ln_s);
         be->matmul(be, 0, 1, N, QKV, C, L->ln_s, L->xn1, C, WD(L->p_c_q), C, 0.0f, L->qkv, QKV);
         be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
@@ -858,6 +935,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         if (m->calib_on) calib_add(m, L, 1, proj_in, N, C, 1.0f);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, attn_s(m, L, 0), L->attn_out, N, C);
+    mlp:;
         /* mlp: of the block's output so far, or (parallel residual) of the same norm the
          * attention read, x + a Attn(n x) + s MLP(n x) */
         const float *mlp_in = L->xn1;
@@ -961,6 +1039,10 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         /* attention branch */
         be->scale_add_backward(be, m->d_proj, attn_s(m, L, 1), m->d_res, L->attn_out, attn_s(m, L, 0), N, C);
         if (par) be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
+        if (L->mb.is_mamba) {
+            cad_mamba_backward(m, L);
+            goto attn_norm;
+        }
         int xsa = uses_xsa(m, l);
         be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
         be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, WD(L->p_proj), C, 0.0f, m->d_atty, C);
@@ -981,6 +1063,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
                                   PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
         be->matmul(be, 1, 0, QKV, C, N, L->ln_s, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
         be->matmul(be, 0, 0, N, C, QKV, L->ln_s, m->d_qkv, QKV, WD(L->p_c_q), C, 0.0f, m->d_xn, C);
+    attn_norm:
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         /* resid_mix: d_res becomes d(xin), x0 collects its share */
         be->resid_mix_backward(be, m->d_res, m->d_x0, PG(L->p_resid_mix), m->d_res, L->xin, m->x0,
@@ -1010,6 +1093,10 @@ double cad_model_bench_flops(const cad_model_config *c, int B, int T) {
     if (c->mlp_experts) mlp = 2.0 * C * (H / c->mlp_experts) * c->mlp_top_k + C * c->mlp_experts;
     double linear = 2.0 * N * (C * (C + 2 * KVD) + C * C + mlp);               /* per layer */
     double attn = 2.0 * 2.0 * B * c->num_heads * HD * (double)T * (T + 1) / 2.0; /* QK^T and PV, causal */
-    double fwd = cad_model_virtual_layers(c) * (linear + attn) + 2.0 * N * C * V;
+    double fwd = 2.0 * N * C * V;
+    for (int v = 0; v < cad_model_virtual_layers(c); v++) { /* a Mamba block: its projections instead */
+        double mlp = 2.0 * N * 2.0 * C * H;
+        fwd += (c->mamba_mask >> virtual_to_physical(c, v)) & 1 ? cad_mamba_forward_flops(c, N) + mlp : linear + attn;
+    }
     return 3.0 * fwd;
 }

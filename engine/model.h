@@ -87,6 +87,12 @@ typedef struct cad_model_config {
      * loss = main + early_exit_weight * mean of the exits' losses. */
     int n_exits, exit_depths[CAD_MAX_EARLY_EXITS];
     float early_exit_weight;
+    /* Mamba blocks (engine/mamba.h): bit l set = physical block l's attention sub-block is a Mamba-1
+     * selective state-space block (the MLP, norms, scales and resid_mix stay). 0 = all attention.
+     * Inner width E = mamba_expand * C, state S = mamba_d_state (a power of two <= 32), conv taps
+     * mamba_d_conv, dt rank mamba_dt_rank (0 = ceil(C / 16)). */
+    unsigned long long mamba_mask;
+    int mamba_d_state, mamba_d_conv, mamba_expand, mamba_dt_rank;
 } cad_model_config;
 
 /* The id of BOS, which starts every document (data prepare: BOS + sp.encode(text)). */
@@ -133,6 +139,17 @@ typedef struct cad_model_layer {
                                       * (fc, proj) pairs; -1 for a dense MLP (p_fc, p_mlp_proj are then -1) */
     float ln_s;                      /* norm output scale: 1/sqrt(physical index + 1) with ln_scale, else 1 */
     int pass;                        /* which pass over its physical block this virtual block is (0 = first) */
+    /* Mamba block (engine/mamba.h): its parameter indices (is_mamba 0: an attention block) and
+     * activations, planned for a virtual block that is a Mamba block in either schedule. */
+    struct {
+        int is_mamba, p_A_log, p_D, p_in_proj, p_conv_w, p_conv_b, p_x_proj, p_dt_w, p_dt_b, p_out_proj;
+    } mb;
+    float *mb_xz;   /* (N,2E) in_proj output: x | z */
+    float *mb_u;    /* (N,E) conv + SiLU output, the scan's input */
+    float *mb_xdbl; /* (N,R+2S) x_proj output: dt | B | C */
+    float *mb_dt;   /* (N,E) dt_proj output (bias and softplus are the scan's) */
+    float *mb_y;    /* (N,E) gated scan output (out_proj's input) */
+    float *mb_hs;   /* (B, ceil(T/CAD_SCAN_CHUNK), E, S) chunk-entry states for the backward */
 } cad_model_layer;
 
 typedef struct cad_model {
@@ -199,6 +216,10 @@ typedef struct cad_model {
      * early_exit_weight * the exits' mean NLL plus moe_aux_weight * the blocks' load-balance
      * losses (mean_loss stays the main head's NLL, comparable with dense runs). */
     double objective;
+    /* Mamba (when any block is one): shared gradient buffers and the scan's backward scratch */
+    float *mb_dxz, *mb_du, *mb_dxdbl, *mb_ddt, *mb_dy; /* (N,2E), (N,E), (N,R+2S), (N,E), (N,E) */
+    void *scan_scratch;
+    size_t scan_scratch_bytes;
 } cad_model;
 
 /* Partial RoPE: perm[j] (j < head_dim) is the caddie head dim that holds the records' dim j,

@@ -18,7 +18,9 @@
     X(attention_scratch_bytes) X(attention_forward) X(attention_backward) X(xsa_forward) X(xsa_backward)             \
     X(relu2_forward) X(relu2_backward) X(resid_mix_forward) X(resid_mix_backward) X(scale_add_forward)               \
     X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(axpby) X(scale) X(sumsq) X(adam_update)  \
-    X(fake_quant_rows) X(normalize_batched) X(moe_combine_forward) X(moe_combine_backward)
+    X(fake_quant_rows) X(normalize_batched) X(moe_combine_forward) X(moe_combine_backward)                           \
+    X(causal_conv1d_forward) X(causal_conv1d_backward) X(selective_scan_scratch_bytes) X(selective_scan_forward)     \
+    X(selective_scan_backward)
 
 enum {
 #define X(s) S_##s,
@@ -250,6 +252,27 @@ FWD(moe_combine_backward,
     (const cad_backend *be, float *dh, float *dgate, const float *dout, const float *h, const float *gate,
      const int32_t *pos, int N, int K, int C),
     (IN, dh, dgate, dout, h, gate, pos, N, K, C))
+FWD(causal_conv1d_forward,
+    (const cad_backend *be, float *out, const float *x, int ldx, const float *w, const float *bias, int B, int T,
+     int E, int K),
+    (IN, out, x, ldx, w, bias, B, T, E, K))
+FWD(causal_conv1d_backward,
+    (const cad_backend *be, float *dx, int lddx, float *dw, float *dbias, const float *dout, const float *x, int ldx,
+     const float *w, const float *bias, int B, int T, int E, int K),
+    (IN, dx, lddx, dw, dbias, dout, x, ldx, w, bias, B, T, E, K))
+FWDR(size_t, selective_scan_scratch_bytes, (const cad_backend *be, int B, int T, int E, int S), (IN, B, T, E, S))
+FWD(selective_scan_forward,
+    (const cad_backend *be, float *y, float *hs, const float *u, const float *dt, const float *A_log, const float *Bm,
+     const float *Cm, int ldbc, const float *D, const float *z, int ldz, const float *dt_bias, int B, int T, int E,
+     int S),
+    (IN, y, hs, u, dt, A_log, Bm, Cm, ldbc, D, z, ldz, dt_bias, B, T, E, S))
+FWD(selective_scan_backward,
+    (const cad_backend *be, float *du, float *ddt, float *dBm, float *dCm, int lddbc, float *dz, int lddz,
+     float *dA_log, float *dD, float *ddt_bias, const float *dy, const float *u, const float *dt, const float *A_log,
+     const float *Bm, const float *Cm, int ldbc, const float *D, const float *z, int ldz, const float *dt_bias,
+     const float *hs, int B, int T, int E, int S, void *scratch, size_t scratch_bytes),
+    (IN, du, ddt, dBm, dCm, lddbc, dz, lddz, dA_log, dD, ddt_bias, dy, u, dt, A_log, Bm, Cm, ldbc, D, z, ldz, dt_bias,
+     hs, B, T, E, S, scratch, scratch_bytes))
 #undef IN
 
 /* ---- lifetime ------------------------------------------------------------------------------- */

@@ -20,6 +20,7 @@
 #include "engine/gptq.h"
 #include "engine/quant_ext.h"
 #include "engine/jsonw.h"
+#include "engine/mamba.h"
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/safetensors.h"
@@ -424,6 +425,8 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .early_exit_weight = (float)c->early_exit_weight};
     mc.n_exits = cad_config_early_exits(c, mc.exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
+    int rc_mamba = cad_mamba_model_config(c, &mc, e); /* block_type, mamba_* */
+    if (rc_mamba) return rc_mamba;
     if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
         mc.max_seq_len = (int)eval_T;
         mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);

@@ -39,6 +39,8 @@
 #include "kernels/k_fake_quant_rows.cuh"
 #include "kernels/k_normalize_batched.cuh"
 #include "kernels/k_moe_combine.cuh"
+#include "kernels/k_causal_conv1d.cuh"
+#include "kernels/k_selective_scan.cuh"
 
 typedef struct kb_ctx {
     cudaStream_t stream;
@@ -313,6 +315,38 @@ static void kb_moe_combine_forward(const cad_backend *be, float *out, const floa
 static void kb_moe_combine_backward(const cad_backend *be, float *dh, float *dgate, const float *dout,
                                     const float *h, const float *gate, const int32_t *pos, int N, int K, int C) {
     k_moe_combine_backward_launch(kb_of(be)->stream, dh, dgate, dout, h, gate, pos, N, K, C);
+static void kb_causal_conv1d_forward(const cad_backend *be, float *out, const float *x, int ldx, const float *w,
+                                     const float *bias, int B, int T, int E, int K) {
+    k_causal_conv1d_forward_launch(kb_of(be)->stream, out, x, ldx, w, bias, B, T, E, K);
+}
+
+static void kb_causal_conv1d_backward(const cad_backend *be, float *dx, int lddx, float *dw, float *dbias,
+                                      const float *dout, const float *x, int ldx, const float *w, const float *bias,
+                                      int B, int T, int E, int K) {
+    k_causal_conv1d_backward_launch(kb_of(be)->stream, dx, lddx, dw, dbias, dout, x, ldx, w, bias, B, T, E, K);
+}
+
+static size_t kb_selective_scan_scratch_bytes(const cad_backend *be, int B, int T, int E, int S) {
+    (void)be;
+    return k_selective_scan_scratch_bytes(B, T, E, S);
+}
+
+static void kb_selective_scan_forward(const cad_backend *be, float *y, float *hs, const float *u, const float *dt,
+                                      const float *A_log, const float *Bm, const float *Cm, int ldbc, const float *D,
+                                      const float *z, int ldz, const float *dt_bias, int B, int T, int E, int S) {
+    k_selective_scan_forward_launch(kb_of(be)->stream, y, hs, u, dt, A_log, Bm, Cm, ldbc, D, z, ldz, dt_bias, B, T,
+                                    E, S);
+}
+
+static void kb_selective_scan_backward(const cad_backend *be, float *du, float *ddt, float *dBm, float *dCm,
+                                       int lddbc, float *dz, int lddz, float *dA_log, float *dD, float *ddt_bias,
+                                       const float *dy, const float *u, const float *dt, const float *A_log,
+                                       const float *Bm, const float *Cm, int ldbc, const float *D, const float *z,
+                                       int ldz, const float *dt_bias, const float *hs, int B, int T, int E, int S,
+                                       void *scratch, size_t scratch_bytes) {
+    k_selective_scan_backward_launch(kb_of(be)->stream, du, ddt, dBm, dCm, lddbc, dz, lddz, dA_log, dD, ddt_bias, dy,
+                                     u, dt, A_log, Bm, Cm, ldbc, D, z, ldz, dt_bias, hs, B, T, E, S, scratch,
+                                     scratch_bytes);
 }
 
 /* Fill every slot (assignments, not designated initialisers: nvcc compiles this as C++17). */
@@ -359,6 +393,11 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->normalize_batched = kb_normalize_batched;
     be->moe_combine_forward = kb_moe_combine_forward;
     be->moe_combine_backward = kb_moe_combine_backward;
+    be->causal_conv1d_forward = kb_causal_conv1d_forward;
+    be->causal_conv1d_backward = kb_causal_conv1d_backward;
+    be->selective_scan_scratch_bytes = kb_selective_scan_scratch_bytes;
+    be->selective_scan_forward = kb_selective_scan_forward;
+    be->selective_scan_backward = kb_selective_scan_backward;
 }
 
 #endif

@@ -7,7 +7,8 @@
  *
  * Build (release flags, from the repo root):
  *   gcc -std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -iquote . tests/bench_model.c \
- *       engine/model.c engine/backend_cpu.c engine/status.c -lopenblas -lm -o build/bench_model
+ *       engine/model.c engine/mamba.c engine/backend_cpu.c engine/gemm_bf16.c engine/status.c -lopenblas -lm \
+ *       -o build/bench_model
  *   ./build/bench_model [steps] [a|b|ab]
  * Prints figures, never pass/fail. `make bench` (the trainer's) times full train steps.
  * Not here: optimizer cost, data loading.

@@ -854,6 +854,139 @@ static void test_moe_combine(void) {
     fd_check("moe_combine dh", c.h, dh, 0.0f, nh, moe_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
     fd_check("moe_combine dgate", c.gate, dg, 0.0f, S, moe_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
     release(c.h), release(c.gate), release(c.out), release(c.R), release(c.pos), release(dh), release(dg);
+/* ---- causal_conv1d ---------------------------------------------------------------------- */
+
+typedef struct {
+    int B, T, E, K, ldx;
+    float *x, *w, *bias, *out, *R;
+} conv_ctx;
+
+static double conv_loss(void *p) {
+    conv_ctx *c = p;
+    be->causal_conv1d_forward(be, c->out, c->x, c->ldx, c->w, c->bias, c->B, c->T, c->E, c->K);
+    return weighted_sum(c->out, c->R, (size_t)c->B * c->T * c->E);
+}
+
+/* silu(bias + causal taps) per channel against a double loop, no leak across the two sequences
+ * (x is a strided column slice, like Mamba's half of in_proj's output); finite differences for
+ * dx (=, into a strided slice whose other columns must stay untouched), dw and dbias (+=). */
+static void test_causal_conv1d(void) {
+    conv_ctx c = {.B = 2, .T = 7, .E = 5, .K = 4, .ldx = 11};
+    size_t N = (size_t)c.B * c.T, nx = N * c.ldx, ny = N * c.E, nw = (size_t)c.E * c.K;
+    c.x = randn(nx, 1.0f), c.w = randn(nw, 0.5f), c.bias = randn(c.E, 0.5f), c.out = tensor(ny), c.R = randn(ny, 1.0f);
+    conv_loss(&c);
+    double worst = 0.0;
+    for (size_t n = 0; n < N; n++)
+        for (int e = 0; e < c.E; e++) {
+            int t = (int)(n % c.T);
+            double pre = c.bias[e];
+            for (int k = 0; k < c.K; k++) {
+                int src = t - (c.K - 1) + k;
+                if (src >= 0) pre += (double)c.w[e * c.K + k] * c.x[(n - (size_t)(t - src)) * c.ldx + e];
+            }
+            worst = fmax(worst, fabs(pre / (1.0 + exp(-pre)) - c.out[n * c.E + e]));
+        }
+    CHECK_MSG(worst < 1e-5, "forward differs from the double reference by %g", worst);
+    int lddx = 9;
+    float *gx = tensor(N * lddx), *gw = tensor(nw), *gb = tensor(c.E);
+    fill(gx, N * lddx, 7.0f);
+    for (size_t n = 0; n < N; n++) fill(gx + n * lddx, c.E, NAN); /* (=): every element written */
+    fill(gw, nw, 0.5f), fill(gb, c.E, -0.25f);
+    be->causal_conv1d_backward(be, gx, lddx, gw, gb, c.R, c.x, c.ldx, c.w, c.bias, c.B, c.T, c.E, c.K);
+    int gap_ok = 1;
+    for (size_t n = 0; n < N; n++)
+        for (int j = c.E; j < lddx; j++) gap_ok &= gx[n * lddx + j] == 7.0f;
+    CHECK_MSG(gap_ok, "dx wrote outside its E columns");
+    /* dx as a dense [N, ldx] gradient of x (the other columns of x have gradient 0) */
+    float *gx_dense = tensor(nx);
+    for (size_t n = 0; n < N; n++)
+        for (int j = 0; j < c.ldx; j++) gx_dense[n * c.ldx + j] = j < c.E ? gx[n * lddx + j] : 0.0f;
+    fd_check("conv dx", c.x, gx_dense, 0.0f, nx, conv_loss, &c, 1e-2f, 2e-3, 1e-2, 120, NULL);
+    fd_check("conv dw", c.w, gw, 0.5f, nw, conv_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    fd_check("conv dbias", c.bias, gb, -0.25f, (size_t)c.E, conv_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    release(c.x), release(c.w), release(c.bias), release(c.out), release(c.R);
+    release(gx), release(gw), release(gb), release(gx_dense);
+}
+
+/* ---- selective_scan --------------------------------------------------------------------- */
+
+typedef struct {
+    int B, T, E, S, R, ldz;
+    float *u, *dt, *A_log, *xdbl, *D, *xz, *dt_bias, *y, *hs, *Rw;
+} scan_ctx;
+
+static double scan_loss(void *p) {
+    scan_ctx *c = p;
+    int ld = c->R + 2 * c->S;
+    be->selective_scan_forward(be, c->y, c->hs, c->u, c->dt, c->A_log, c->xdbl + c->R, c->xdbl + c->R + c->S, ld, c->D,
+                               c->xz + c->E, c->ldz, c->dt_bias, c->B, c->T, c->E, c->S);
+    return weighted_sum(c->y, c->Rw, (size_t)c->B * c->T * c->E);
+}
+
+/* The scan against a plain double recurrence over T = 70 (three chunks: the saved states and the
+ * backward's carry cross chunk boundaries), B and C as column slices of x_proj's output, z the
+ * second half of in_proj's; finite differences for every input. */
+static void test_selective_scan(void) {
+    scan_ctx c = {.B = 2, .T = 70, .E = 3, .S = 4, .R = 2};
+    c.ldz = 2 * c.E;
+    size_t N = (size_t)c.B * c.T, NE = N * c.E, ld = (size_t)c.R + 2 * c.S, ES = (size_t)c.E * c.S;
+    int nc = (c.T + CAD_SCAN_CHUNK - 1) / CAD_SCAN_CHUNK;
+    c.u = randn(NE, 1.0f), c.dt = randn(NE, 0.5f), c.xdbl = randn(N * ld, 1.0f), c.xz = randn(N * c.ldz, 1.0f);
+    c.A_log = tensor(ES), c.D = randn(c.E, 1.0f), c.dt_bias = tensor(c.E), c.y = tensor(NE), c.Rw = randn(NE, 1.0f);
+    c.hs = tensor((size_t)c.B * nc * ES);
+    for (int e = 0; e < c.E; e++) {
+        for (int s = 0; s < c.S; s++) c.A_log[e * c.S + s] = logf((float)(s + 1)) + 0.1f * nrand();
+        c.dt_bias[e] = -2.0f - (float)e; /* softplus: delta ~ 0.13, 0.05, 0.02 */
+    }
+    scan_loss(&c);
+    double worst = 0.0, worst_hs = 0.0;
+    for (int b = 0; b < c.B; b++)
+        for (int e = 0; e < c.E; e++) {
+            double h[4] = {0};
+            for (int t = 0; t < c.T; t++) {
+                size_t n = (size_t)b * c.T + t;
+                if (t % CAD_SCAN_CHUNK == 0)
+                    for (int s = 0; s < c.S; s++)
+                        worst_hs = fmax(worst_hs, fabs(h[s] - c.hs[(((size_t)b * nc + t / CAD_SCAN_CHUNK) * c.E + e) * c.S + s]));
+                double x = (double)c.dt[n * c.E + e] + c.dt_bias[e], delta = x > 20 ? x : log1p(exp(x)), acc = 0.0;
+                for (int s = 0; s < c.S; s++) {
+                    double A = -exp((double)c.A_log[e * c.S + s]);
+                    h[s] = exp(delta * A) * h[s] + delta * c.xdbl[n * ld + c.R + s] * c.u[n * c.E + e];
+                    acc += c.xdbl[n * ld + c.R + c.S + s] * h[s];
+                }
+                double zz = c.xz[n * c.ldz + c.E + e];
+                double want = (acc + (double)c.D[e] * c.u[n * c.E + e]) * zz / (1.0 + exp(-zz));
+                worst = fmax(worst, fabs(want - c.y[n * c.E + e]));
+            }
+        }
+    CHECK_MSG(worst < 1e-5, "forward differs from the double recurrence by %g", worst);
+    CHECK_MSG(worst_hs < 1e-5, "saved chunk states differ from the recurrence by %g", worst_hs);
+
+    size_t scratch_bytes = be->selective_scan_scratch_bytes(be, c.B, c.T, c.E, c.S);
+    void *scratch = be->alloc(be, scratch_bytes);
+    float *gu = tensor(NE), *gdt = tensor(NE), *gxdbl = tensor(N * ld), *gxz = tensor(N * c.ldz);
+    float *gA = tensor(ES), *gD = tensor(c.E), *gb = tensor(c.E);
+    fill(gu, NE, NAN), fill(gdt, NE, NAN), fill(gxdbl, N * ld, NAN), fill(gxz, N * c.ldz, NAN);
+    for (size_t n = 0; n < N; n++) fill(gxdbl + n * ld, (size_t)c.R, 3.0f), fill(gxz + n * c.ldz, (size_t)c.E, 0.0f);
+    fill(gA, ES, 0.5f), fill(gD, c.E, 0.5f), fill(gb, c.E, 0.5f);
+    be->selective_scan_backward(be, gu, gdt, gxdbl + c.R, gxdbl + c.R + c.S, (int)ld, gxz + c.E, c.ldz, gA, gD, gb,
+                                c.Rw, c.u, c.dt, c.A_log, c.xdbl + c.R, c.xdbl + c.R + c.S, (int)ld, c.D, c.xz + c.E,
+                                c.ldz, c.dt_bias, c.hs, c.B, c.T, c.E, c.S, scratch, scratch_bytes);
+    int gap_ok = 1;
+    for (size_t n = 0; n < N; n++)
+        for (int j = 0; j < c.R; j++) gap_ok &= gxdbl[n * ld + j] == 3.0f;
+    CHECK_MSG(gap_ok, "dBm/dCm wrote into the dt columns of their rows");
+    for (size_t n = 0; n < N; n++) fill(gxdbl + n * ld, (size_t)c.R, 0.0f); /* x's dt columns: gradient 0 here */
+    fd_check("scan du", c.u, gu, 0.0f, NE, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 100, NULL);
+    fd_check("scan ddt", c.dt, gdt, 0.0f, NE, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 100, NULL);
+    fd_check("scan dB|dC", c.xdbl, gxdbl, 0.0f, N * ld, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 150, NULL);
+    fd_check("scan dz", c.xz, gxz, 0.0f, N * c.ldz, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 100, NULL);
+    fd_check("scan dA_log", c.A_log, gA, 0.5f, ES, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    fd_check("scan dD", c.D, gD, 0.5f, (size_t)c.E, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    fd_check("scan ddt_bias", c.dt_bias, gb, 0.5f, (size_t)c.E, scan_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    release(c.u), release(c.dt), release(c.xdbl), release(c.xz), release(c.A_log), release(c.D), release(c.dt_bias);
+    release(c.y), release(c.Rw), release(c.hs), release(scratch);
+    release(gu), release(gdt), release(gxdbl), release(gxz), release(gA), release(gD), release(gb);
 }
 
 int main(void) {
@@ -877,5 +1010,7 @@ int main(void) {
     RUN(test_fake_quant_rows);
     RUN(test_normalize_batched);
     RUN(test_moe_combine);
+    RUN(test_causal_conv1d);
+    RUN(test_selective_scan);
     return check_report();
 }

@@ -720,6 +720,32 @@ static void job_result(const import_job *j, cad_import_result *out) {
     job_note(j, out);
 }
 
+/* Foreign keys back on after a new run's transaction (import_one). A failure here leaves this
+ * connection without them, and the connection ends with the command: nothing to report. */
+static void foreign_keys_on(cad_db *db) {
+    cad_err ignored;
+    cad_db_exec(db, "PRAGMA foreign_keys = ON", &ignored);
+}
+
+/* What the foreign keys would have checked for a new run's rows, inserted with them off: every
+ * row of the import names j->run_id, so the runs row must exist, and its sweep when it has
+ * one. */
+static int new_run_rows_consistent(import_job *j, cad_err *e) {
+    static const char sql[] =
+        "SELECT count(*) FROM runs r WHERE r.run_id = ?1 "
+        "AND (r.sweep_id IS NULL OR EXISTS (SELECT 1 FROM sweeps s WHERE s.id = r.sweep_id))";
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(cad_db_sqlite(j->db), sql, -1, &st, NULL) != SQLITE_OK)
+        return cad_db_fail(j->db, e, "checking an imported run's rows");
+    sqlite3_bind_text(st, 1, j->run_id, -1, SQLITE_STATIC);
+    int ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+    sqlite3_finalize(st);
+    if (!ok)
+        return cad_fail(e, CAD_EDB, "%s: importing %s: run %s has no runs row (or its sweep is "
+                        "gone) at the commit; nothing was stored", cad_db_file(j->db), j->log_path, j->run_id);
+    return CAD_OK;
+}
+
 /* Import one log (j's inputs set). A file with no training output at all is not a log:
  * out->skipped, its run dir removed. A failure removes the run dir of a new run. */
 static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
@@ -729,15 +755,25 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     if (!rc) rc = job_paths(j, e);
     if (rc) return rc;
     /* One transaction for the whole log; the curves go in while it is parsed, before the
-     * runs row they reference (foreign keys are checked at the commit). */
+     * runs row they reference. A re-import deletes the old run first, which needs the foreign
+     * keys' cascade: they stay on, deferred to the commit. A new run's rows all carry this
+     * run id, so the keys are off for its transaction (their lookup of the runs row was a fifth
+     * of each metric insert) and new_run_rows_consistent checks the one thing they would have,
+     * that the runs row (and its sweep) is there, before the commit. */
+    int fk_off = !j->exists;
+    if (fk_off && (rc = cad_db_exec(j->db, "PRAGMA foreign_keys = OFF", e))) return rc;
     rc = cad_db_begin(j->db, e);
-    if (rc) return rc;
-    rc = cad_db_exec(j->db, "PRAGMA defer_foreign_keys = ON", e);
+    if (rc) {
+        if (fk_off) foreign_keys_on(j->db);
+        return rc;
+    }
+    if (!fk_off) rc = cad_db_exec(j->db, "PRAGMA defer_foreign_keys = ON", e);
     if (!rc && j->exists) rc = cad_db_delete_run(j->db, j->run_id, e);
     /* parse first: a file with no training output is not imported */
     if (!rc) rc = job_parse(j, e);
     if (!rc && j->n_metrics == 0 && !j->s.has_score) {
         cad_db_rollback(j->db);
+        if (fk_off) foreign_keys_on(j->db);
         out->skipped = 1;
         job_note(j, out);
         remove_run_dir(j->run_dir);
@@ -747,8 +783,10 @@ static int import_one(import_job *j, cad_import_result *out, cad_err *e) {
     if (!rc) rc = job_files(j, e);
     if (!rc) rc = job_identity(j, e);
     if (!rc) rc = job_insert(j, e);
+    if (!rc && fk_off) rc = new_run_rows_consistent(j, e);
     if (!rc) rc = cad_db_commit(j->db, e);
     else cad_db_rollback(j->db);
+    if (fk_off) foreign_keys_on(j->db);
     if (!rc) rc = cad_db_write_run_json(j->db, j->run_id, e);
     if (rc) {
         if (!j->exists) remove_run_dir(j->run_dir);

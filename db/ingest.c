@@ -794,16 +794,57 @@ int cad_ingest_rebuild(cad_db *db, const char *runs_dir, int *n_runs, int *n_ski
 
 /* ---- writers for command-engine runs ----------------------------------------------------------- */
 
-/* A JSON number into buf (>= 32 bytes): an integral value below 2^53 in plain digits (most
- * steps and wall times, and cheap), else %.17g (reads back exactly); "null" when not finite.
- * Returns the length. */
+/* Decimal digits of u into buf; returns the length. (snprintf's "%lld" and "%.17g" were a
+ * sixth of an import's instructions.) */
+static int put_u64(char *buf, uint64_t u) {
+    char tmp[24];
+    int n = 0;
+    do tmp[n++] = (char)('0' + u % 10), u /= 10;
+    while (u);
+    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* A JSON number into buf (>= 32 bytes) that reads back as exactly v; "null" when not finite.
+ * Returns the length. An integral value below 2^53 is its digits. A value with at most 9
+ * decimals that a log printed (4.0123, 51.37) is m / 10^k with m < 2^53 integral: when the
+ * division m / 10^k (both exact doubles, the quotient correctly rounded) gives back v, the
+ * text "m with k decimals" reads back as v too, since strtod also returns the double nearest
+ * to that decimal. Everything else is %.17g, which always reads back exactly. */
 static int metric_number(char *buf, double v) {
+    static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
     if (!isfinite(v)) {
         memcpy(buf, "null", 4);
         return 4;
     }
-    if (v == floor(v) && fabs(v) < 9007199254740992.0 && !(v == 0 && signbit(v)))
-        return snprintf(buf, 32, "%lld", (long long)v);
+    if (v == 0) { /* -0.0 keeps its sign through %.17g */
+        if (signbit(v)) return snprintf(buf, 32, "%.17g", v);
+        buf[0] = '0';
+        return 1;
+    }
+    int neg = v < 0, o = neg;
+    double a = neg ? -v : v;
+    if (neg) buf[0] = '-';
+    for (int k = 0; k < 10; k++) {
+        double m = nearbyint(a * p10[k]);
+        if (m >= 9007199254740992.0) break;
+        if (m / p10[k] != a) continue;
+        uint64_t u = (uint64_t)m;
+        if (k == 0) return o + put_u64(buf + o, u);
+        char digits[24];
+        int nd = put_u64(digits, u);
+        if (nd <= k) { /* 0.000ddd: leading zeros after the point */
+            buf[o++] = '0', buf[o++] = '.';
+            for (int z = 0; z < k - nd; z++) buf[o++] = '0';
+            memcpy(buf + o, digits, (size_t)nd);
+            return o + nd;
+        }
+        memcpy(buf + o, digits, (size_t)(nd - k));
+        o += nd - k;
+        buf[o++] = '.';
+        memcpy(buf + o, digits + nd - k, (size_t)k);
+        return o + k;
+    }
     return snprintf(buf, 32, "%.17g", v);
 }
 
@@ -811,7 +852,12 @@ int cad_ingest_write_metric(FILE *f, const cad_metric *m) {
     /* the line is built in memory and written with one call: fprintf and a fputc per name
      * byte, each taking the stream's lock, were most of an import's time */
     char line[64 + 6 * sizeof m->name + 3 * 32];
-    int n = snprintf(line, sizeof line, "{\"step\":%ld,\"name\":\"", m->step);
+    memcpy(line, "{\"step\":", 8);
+    int n = 8;
+    if (m->step < 0) line[n++] = '-';
+    n += put_u64(line + n, m->step < 0 ? 0 - (uint64_t)m->step : (uint64_t)m->step);
+    memcpy(line + n, ",\"name\":\"", 9);
+    n += 9;
     for (size_t i = 0; i < sizeof m->name && m->name[i]; i++) {
         unsigned char c = (unsigned char)m->name[i];
         if (c == '"' || c == '\\') {

@@ -1,10 +1,17 @@
 /*
- * sha256.c — SHA-256 as FIPS 180-4 describes it, byte-oriented, no platform code.
- * Speed is adequate for hashing configs and 16 MB artifacts (~200 MB/s); not a crypto lib.
+ * sha256.c — SHA-256 as FIPS 180-4 describes it: a portable byte-oriented block function
+ * (~200 MB/s), and on x86-64 CPUs with the SHA extensions (checked once with cpuid) the same
+ * blocks through the SHA-NI instructions (several times faster: hashing an imported log and its
+ * metrics.jsonl was a fifth of `caddie import-log`'s time). Not a crypto library.
  */
 #include "engine/sha256.h"
 
 #include <errno.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CAD_SHA_NI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +49,69 @@ static void sha256_block(cad_sha256 *s, const uint8_t *p) {
     s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
 }
 
+#ifdef CAD_SHA_NI
+/* n blocks through the SHA-NI rounds. The state is kept as the instructions want it (ABEF and
+ * CDGH); the message schedule rolls through four vectors, w[g % 4] holding W[4g .. 4g+3]:
+ * W[i..i+3] = msg2(msg1(W[i-16..], W[i-12..]) + W[i-7..i-4], W[i-4..i-1]). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_ni(uint32_t h[8], const uint8_t *p,
+                                                                        size_t n) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i t = _mm_loadu_si128((const __m128i *)&h[0]);
+    __m128i s1 = _mm_loadu_si128((const __m128i *)&h[4]);
+    t = _mm_shuffle_epi32(t, 0xB1);         /* CDAB */
+    s1 = _mm_shuffle_epi32(s1, 0x1B);       /* EFGH */
+    __m128i s0 = _mm_alignr_epi8(t, s1, 8); /* ABEF */
+    s1 = _mm_blend_epi16(s1, t, 0xF0);      /* CDGH */
+    for (; n; n--, p += 64) {
+        __m128i abef = s0, cdgh = s1, w[4];
+        for (int g = 0; g < 16; g++) {
+            if (g < 4) {
+                w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
+            } else {
+                __m128i prev = w[(g - 1) & 3];
+                __m128i x = _mm_sha256msg1_epu32(w[g & 3], w[(g - 3) & 3]);
+                x = _mm_add_epi32(x, _mm_alignr_epi8(prev, w[(g - 2) & 3], 4));
+                w[g & 3] = _mm_sha256msg2_epu32(x, prev);
+            }
+            __m128i m = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0E));
+        }
+        s0 = _mm_add_epi32(s0, abef);
+        s1 = _mm_add_epi32(s1, cdgh);
+    }
+    t = _mm_shuffle_epi32(s0, 0x1B);        /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xB1);       /* DCHG */
+    s0 = _mm_blend_epi16(t, s1, 0xF0);      /* DCBA */
+    s1 = _mm_alignr_epi8(s1, t, 8);         /* ABEF */
+    _mm_storeu_si128((__m128i *)&h[0], s0);
+    _mm_storeu_si128((__m128i *)&h[4], s1);
+}
+
+/* cpuid: SHA (leaf 7 EBX bit 29), SSSE3 and SSE4.1 (leaf 1 ECX bits 9 and 19). */
+static int have_sha_ni(void) {
+    static int known = -1;
+    if (known < 0) {
+        unsigned a, b, c, d;
+        int ok = __get_cpuid(1, &a, &b, &c, &d) && (c >> 9 & 1) && (c >> 19 & 1);
+        ok = ok && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29 & 1);
+        known = ok;
+    }
+    return known;
+}
+#endif
+
+/* n whole blocks at p. */
+static void sha256_blocks(cad_sha256 *s, const uint8_t *p, size_t n) {
+#ifdef CAD_SHA_NI
+    if (have_sha_ni()) {
+        sha256_blocks_ni(s->h, p, n);
+        return;
+    }
+#endif
+    for (; n; n--, p += 64) sha256_block(s, p);
+}
+
 void cad_sha256_init(cad_sha256 *s) {
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -58,10 +128,11 @@ void cad_sha256_update(cad_sha256 *s, const void *data, size_t n) {
         memcpy(s->buf + s->nbuf, p, take);
         s->nbuf += take; p += take; n -= take;
         if (s->nbuf < 64) return;
-        sha256_block(s, s->buf);
+        sha256_blocks(s, s->buf, 1);
         s->nbuf = 0;
     }
-    for (; n >= 64; p += 64, n -= 64) sha256_block(s, p);
+    sha256_blocks(s, p, n / 64);
+    p += n / 64 * 64, n %= 64;
     memcpy(s->buf, p, n);
     s->nbuf = n;
 }

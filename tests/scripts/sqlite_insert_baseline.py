@@ -1,6 +1,6 @@
 """sqlite_insert_baseline.py N DB: Python's sqlite3 inserting the N metric rows that
 gen_train_log.py's log holds into a table shaped like caddie's metrics (one transaction,
-executemany, WAL like caddie's DB); prints "N SECONDS" for the insert alone. The baseline of
+executemany, WAL like caddie's DB); prints "N WALL_SECONDS CPU_SECONDS" for the insert alone. The baseline of
 the import-log section of `make bench`."""
 import os
 import sqlite3
@@ -19,7 +19,7 @@ rows = []
 for s in range(1, n // 2 + 1):
     rows.append(("bench", "train_loss", s, 4.0 - s * 1e-6, s * 50.0))
     rows.append(("bench", "step_ms", s, 50.0, s * 50.0))
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 with c:
     c.executemany("INSERT INTO metrics VALUES(?,?,?,?,?)", rows)
-print("%d %.3f" % (len(rows), time.perf_counter() - t))
+print("%d %.3f %.3f" % (len(rows), time.perf_counter() - t, time.process_time() - cpu))

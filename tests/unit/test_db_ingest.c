@@ -10,7 +10,9 @@
 #include "db/queue.h"
 #include "sweep/plan.h"
 
+#include <math.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -258,6 +260,78 @@ static void test_write_metric_roundtrip(void) {
     cad_db_close(db);
 }
 
+/* cad_ingest_write_metric's number text reads back as exactly the double written, for the
+ * shapes its fast paths take (integers, few decimals, leading zeros, negatives) and those they
+ * leave to %.17g (tiny, huge, many digits, -0). */
+static void test_write_metric_numbers_exact(void) {
+    const char *dir = make_dir("wmnum");
+    char p[4400];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+    static const double fixed[] = {0.0, -0.0, 1.0, -1.0, 4.0123, 0.05, 0.000123, -0.0009, 51.37,
+                                   3.9999990000000001, 1e-12, 1e20, 9007199254740993.0, 0.1,
+                                   123456789.123456789, 2.2250738585072014e-308, -7.5e-5, 4.999999999};
+    enum { NF = sizeof fixed / sizeof fixed[0], NR = 20000 };
+    double want[NF + NR];
+    FILE *f = fopen(p, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < NF + NR; i++) {
+        double v;
+        if (i < NF) v = fixed[i];
+        else { /* xorshift: random decimals of 0-12 places, and random bit patterns */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            if (i % 2) v = (double)(x % 100000000) / pow(10, (double)((x >> 40) % 13));
+            else {
+                memcpy(&v, &x, sizeof v);
+                if (!isfinite(v)) v = 1.5;
+            }
+        }
+        want[i] = v;
+        cad_metric m = {"v", i, v, -1};
+        CHECK_EQ_INT(cad_ingest_write_metric(f, &m), 0);
+    }
+    fclose(f);
+    size_t len = 0;
+    char *text = check_slurp(p, &len);
+    CHECK(text != NULL);
+    int line = 0, bad = 0;
+    for (char *q = text; q && *q && line < NF + NR; line++) {
+        char *val = strstr(q, "\"value\":");
+        if (!val) break;
+        double got = strtod(val + 8, NULL);
+        if (memcmp(&got, &want[line], sizeof got) != 0 && bad++ < 5)
+            fprintf(stderr, "line %d: %.17g read back as %.17g\n", line + 1, want[line], got);
+        q = strchr(val, '\n');
+        if (q) q++;
+    }
+    CHECK_EQ_INT(line, NF + NR);
+    CHECK_EQ_INT(bad, 0);
+    free(text);
+}
+
+/* A run whose metrics repeat a (name, step): the last row wins, in one batch and across two. */
+static void test_insert_metrics_last_wins(void) {
+    cad_db *db = open_db("dup.db");
+    if (!db) return;
+    cad_err e;
+    cad_run_new r = {.run_id = "dup", .sweep_id = -1, .config = "{}", .git_dirty = -1, .run_dir = "x"};
+    CHECK_EQ_INT(cad_db_insert_run(db, &r, &e), CAD_OK);
+    cad_metric rows[3] = {{"a", 1, 1.0, 1}, {"a", 2, 2.0, 2}, {"a", 1, 3.0, 3}};
+    CHECK_EQ_INT(cad_db_insert_metrics(db, "dup", rows, 3, &e), CAD_OK);
+    cad_metric again = {"a", 2, 4.0, NAN};
+    CHECK_EQ_INT(cad_db_insert_metrics(db, "dup", &again, 1, &e), CAD_OK);
+    CHECK(check_sql_double(db, "SELECT count(*) FROM metrics WHERE run_id='dup'") == 2);
+    CHECK(check_sql_double(db, "SELECT value FROM metrics WHERE run_id='dup' AND step=1") == 3.0);
+    CHECK(check_sql_double(db, "SELECT value FROM metrics WHERE run_id='dup' AND step=2") == 4.0);
+    CHECK(check_sql_double(db, "SELECT wall_ms IS NULL FROM metrics WHERE run_id='dup' AND step=2") == 1);
+    /* a row for a run that does not exist still fails (the foreign key), naming the metric */
+    cad_metric orphan = {"a", 9, 1.0, 1};
+    CHECK_EQ_INT(cad_db_insert_metrics(db, "nope", &orphan, 1, &e), CAD_EDB);
+    CHECK(strstr(e.msg, "inserting metric a step 9") != NULL);
+    cad_db_close(db);
+}
+
 static void test_import_standalone_train_dir(void) {
     const char *dir = make_dir("standalone");
     cad_config c;
@@ -465,6 +539,8 @@ int main(void) {
     RUN(test_huge_metrics_line);
     RUN(test_metric_lines_read_as_json1_does);
     RUN(test_write_metric_roundtrip);
+    RUN(test_write_metric_numbers_exact);
+    RUN(test_insert_metrics_last_wins);
     RUN(test_import_standalone_train_dir);
     RUN(test_rebuild_equals_original);
     return check_report();

@@ -315,6 +315,8 @@ static void kb_moe_combine_forward(const cad_backend *be, float *out, const floa
 static void kb_moe_combine_backward(const cad_backend *be, float *dh, float *dgate, const float *dout,
                                     const float *h, const float *gate, const int32_t *pos, int N, int K, int C) {
     k_moe_combine_backward_launch(kb_of(be)->stream, dh, dgate, dout, h, gate, pos, N, K, C);
+}
+
 static void kb_causal_conv1d_forward(const cad_backend *be, float *out, const float *x, int ldx, const float *w,
                                      const float *bias, int B, int T, int E, int K) {
     k_causal_conv1d_forward_launch(kb_of(be)->stream, out, x, ldx, w, bias, B, T, E, K);

@@ -854,6 +854,8 @@ static void test_moe_combine(void) {
     fd_check("moe_combine dh", c.h, dh, 0.0f, nh, moe_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
     fd_check("moe_combine dgate", c.gate, dg, 0.0f, S, moe_loss, &c, 1e-2f, 2e-3, 1e-2, 60, NULL);
     release(c.h), release(c.gate), release(c.out), release(c.R), release(c.pos), release(dh), release(dg);
+}
+
 /* ---- causal_conv1d ---------------------------------------------------------------------- */
 
 typedef struct {

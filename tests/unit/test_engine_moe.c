@@ -8,10 +8,10 @@
  * Not here: the moe_combine op (test_engine_ops.c), PyTorch parity (test_engine_model.c).
  */
 #include "check.h"
-#include "test_util.h"
 #include "engine/early_exit.h"
 #include "engine/export.h"
 #include "engine/model.h"
+#include "test_util.h" /* after model.h, export.h: check_int8_roundtrip */
 
 #include <math.h>
 #include <stdint.h>
@@ -215,18 +215,9 @@ static void test_moe_artifact_roundtrip(void) {
     float l32 = 0, l8 = 0;
     CHECK(cad_model_forward(&m, x, y, 2, 16, &l32, &e) == CAD_OK);
     size_t nf = m.n_param_floats;
-    float *dec = calloc(nf, sizeof(float));
-    cad_named_tensor *ts = calloc((size_t)m.n_params, sizeof *ts);
-    for (int i = 0; i < m.n_params; i++) {
-        cad_param *p = &m.params[i];
-        ts[i] = (cad_named_tensor){p->name, p->ndim, {p->shape[0], p->shape[1]}, (size_t)p->numel, p->data};
-    }
-    cad_quant_opts qo = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+    cad_named_tensor *ts;
     cad_int8_stats st;
-    const char *art = check_tmp_path("moe.ptz");
-    CHECK_MSG(cad_int8_export(art, ts, m.n_params, &qo, &st, &e) == CAD_OK, "%s", e.msg);
-    for (int i = 0; i < m.n_params; i++) ts[i].data = dec + (m.params[i].data - m.param_mem);
-    CHECK_MSG(cad_int8_import(art, ts, m.n_params, &e) == CAD_OK, "%s", e.msg);
+    float *dec = check_int8_roundtrip(&m, "moe.ptz", &ts, &st);
     int n_router = 0;
     for (int i = 0; i < m.n_params; i++) {
         cad_param *p = &m.params[i];

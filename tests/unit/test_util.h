@@ -4,7 +4,8 @@
  * writing and reading whole files, sending stdout or stderr to a file around a call, and
  * (only when the test includes db.h and <sqlite3.h> before this header) opening a scratch
  * results DB and reading one number out of it with SQL; (only after safetensors.h) a named
- * tensor of a loaded fixture.
+ * tensor of a loaded fixture; (only after model.h and export.h) a model's int8 artifact round
+ * trip.
  *
  * Header-only like check.h (each test is its own executable). A helper that cannot do its
  * job (cannot create a file the test needs) exits 2, which tests/run.sh reports as a broken
@@ -146,6 +147,39 @@ static inline const cad_named_tensor *check_tensor_get(const cad_safetensors_fil
         if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
     fprintf(stdout, "fixture tensor '%s' missing\n", name);
     exit(1);
+}
+#endif
+
+#if defined(CADDIE_MODEL_H) && defined(CADDIE_EXPORT_H)
+/* Write every parameter of m as train_gpt.py's artifact (8-bit rows, zlib) to
+ * check_tmp_path(name) and decode it again. Returns the decoded floats laid out as
+ * m->param_mem (n_param_floats; the caller frees), with *ts_out (the caller frees) naming the
+ * decoded tensors so a test can check each one's scheme and error, and *st the export's
+ * figures. A failed export or import ends the test executable (exit 1): every later check
+ * would compare against nothing. */
+static inline float *check_int8_roundtrip(const cad_model *m, const char *name,
+                                          cad_named_tensor **ts_out, cad_int8_stats *st) {
+    float *dec = calloc(m->n_param_floats, sizeof(float));
+    cad_named_tensor *ts = calloc((size_t)m->n_params, sizeof *ts);
+    if (!dec || !ts) exit(2);
+    for (int i = 0; i < m->n_params; i++) {
+        const cad_param *p = &m->params[i];
+        ts[i] = (cad_named_tensor){p->name, p->ndim, {p->shape[0], p->shape[1]}, (size_t)p->numel, p->data};
+    }
+    cad_quant_opts qo = {CAD_COMPRESS_ZLIB, 8, 8, 0, 0.0, 0.0, NULL, {0, 0, 0}};
+    cad_err e = {0};
+    const char *art = check_tmp_path(name);
+    if (cad_int8_export(art, ts, m->n_params, &qo, st, &e) != CAD_OK) {
+        fprintf(stdout, "int8 export of %s failed: %s\n", art, e.msg);
+        exit(1);
+    }
+    for (int i = 0; i < m->n_params; i++) ts[i].data = dec + (m->params[i].data - m->param_mem);
+    if (cad_int8_import(art, ts, m->n_params, &e) != CAD_OK) {
+        fprintf(stdout, "int8 import of %s failed: %s\n", art, e.msg);
+        exit(1);
+    }
+    *ts_out = ts;
+    return dec;
 }
 #endif
 

@@ -64,3 +64,31 @@ fake_sweep() {
         if [ -n "${6:-}" ]; then printf '%s\n' "$6"; fi
     } >"$1.yaml"
 }
+
+# micro_config FILE [KEY=VALUE...] — write FILE: the CLI tests' micro model for the real engine
+# (2 blocks of width 32, 32-token windows, 12 steps, one thread) on the bundled sample's
+# shards and tokenizer. Each KEY=VALUE replaces that key's value or adds the key; KEY= (empty)
+# leaves the key out (e.g. data_path= for a sweep whose prepare: supplies the data).
+micro_config() {
+    local out=$1 s="$CADDIE_SRC/data/sample" kv k
+    shift
+    local -a keys=(data_path tokenizer_path vocab_size num_layers model_dim num_heads num_kv_heads
+                   mlp_mult train_seq_len train_batch_tokens grad_accum_steps iterations
+                   warmdown_iters warmup_steps max_wallclock_seconds val_loss_every
+                   train_log_every val_batch_size val_max_tokens threads)
+    local -A v=([data_path]=$s/fineweb10B_sp1024 [tokenizer_path]=$s/fineweb_1024_bpe.model
+                [vocab_size]=1024 [num_layers]=2 [model_dim]=32 [num_heads]=2 [num_kv_heads]=1
+                [mlp_mult]=2 [train_seq_len]=32 [train_batch_tokens]=256 [grad_accum_steps]=1
+                [iterations]=12 [warmdown_iters]=4 [warmup_steps]=0 [max_wallclock_seconds]=0
+                [val_loss_every]=6 [train_log_every]=1 [val_batch_size]=512 [val_max_tokens]=512
+                [threads]=1)
+    for kv in "$@"; do
+        k=${kv%%=*}
+        [ -n "${v[$k]+set}" ] || keys+=("$k")
+        v[$k]=${kv#*=}
+    done
+    : >"$out"
+    for k in "${keys[@]}"; do
+        [ -z "${v[$k]}" ] || printf '%s: %s\n' "$k" "${v[$k]}" >>"$out"
+    done
+}

@@ -13,28 +13,8 @@ if ! [ -f "$S/fineweb10B_sp1024/fineweb_val_000000.bin" ]; then
     test_done
     exit
 fi
-cat >micro.yaml <<EOF2
-data_path: $S/fineweb10B_sp1024
-tokenizer_path: $S/fineweb_1024_bpe.model
-vocab_size: 1024
-num_layers: 2
-model_dim: 32
-num_heads: 2
-num_kv_heads: 1
-mlp_mult: 2
-train_seq_len: 64
-train_batch_tokens: 512
-grad_accum_steps: 0
-iterations: 6
-warmdown_iters: 2
-warmup_steps: 0
-max_wallclock_seconds: 0
-val_loss_every: 3
-train_log_every: 1
-val_batch_size: 2048
-val_max_tokens: 1024
-threads: 1
-EOF2
+micro_config micro.yaml train_seq_len=64 train_batch_tokens=512 grad_accum_steps=0 iterations=6 \
+    warmdown_iters=2 val_loss_every=3 val_batch_size=2048 val_max_tokens=1024
 
 test_expect_success 'launch --nproc 2: one run, rank 0 prints and writes it, world_size:2 x accum 4' '
     timeout 300 "$CADDIE" launch --nproc 2 train micro.yaml --set run_dir=dp --set run_id=dp >out 2>err &&

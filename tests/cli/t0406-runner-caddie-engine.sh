@@ -14,28 +14,7 @@ if ! [ -f "$sample/fineweb10B_sp1024/fineweb_val_000000.bin" ]; then
     exit
 fi
 
-cat >micro.yaml <<EOF
-data_path: $sample/fineweb10B_sp1024
-tokenizer_path: $sample/fineweb_1024_bpe.model
-vocab_size: 1024
-num_layers: 2
-model_dim: 32
-num_heads: 2
-num_kv_heads: 1
-mlp_mult: 2
-train_seq_len: 32
-train_batch_tokens: 256
-grad_accum_steps: 1
-iterations: 12
-warmdown_iters: 4
-warmup_steps: 0
-max_wallclock_seconds: 0
-val_loss_every: 6
-train_log_every: 1
-val_batch_size: 512
-val_max_tokens: 512
-threads: 1
-EOF
+micro_config micro.yaml
 cat >cad.yaml <<EOF
 name: cad
 engine: caddie

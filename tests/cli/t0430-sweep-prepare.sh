@@ -10,25 +10,7 @@
 
 cp "$CADDIE_SRC/data/sample/fineweb_sample.jsonl" corpus.jsonl
 # a micro model (t0406's): the tokenizer, shards and vocab_size come from prepare and the grid
-cat >micro.yaml <<EOF
-num_layers: 2
-model_dim: 32
-num_heads: 2
-num_kv_heads: 1
-mlp_mult: 2
-train_seq_len: 32
-train_batch_tokens: 256
-grad_accum_steps: 1
-iterations: 4
-warmdown_iters: 2
-warmup_steps: 0
-max_wallclock_seconds: 0
-val_loss_every: 0
-train_log_every: 1
-val_batch_size: 512
-val_max_tokens: 512
-threads: 1
-EOF
+micro_config micro.yaml data_path= tokenizer_path= vocab_size= iterations=4 warmdown_iters=2 val_loss_every=0
 cat >vp.yaml <<EOF
 name: vp
 base: micro.yaml

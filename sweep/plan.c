@@ -614,14 +614,9 @@ static int assign_prepared(const cad_sweep_spec *s, run_priv *pv, cad_plan_run *
                     s->path, pr->node->line, pr->node->col, r->name, pv->cfg.vocab_size, have, pv->cfg.vocab_size);
 }
 
-static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
-                       int has_seed, cad_plan_run *r, cad_err *e) {
-    const cad_sweep_spec *s = pc->s;
-    run_priv *pv = calloc(1, sizeof *pv);
-    if (!pv) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    r->priv_ = pv;
-    r->prep = -1;
-    /* the readable name: varied values only */
+/* The readable name of a run: the varied values only ("qk_gain_init=2,seed=1337"); the sweep's
+ * name when nothing varies. */
+static void name_run(const cad_sweep_spec *s, const int *idx, long seed, int has_seed, cad_plan_run *r) {
     for (int a = 0; a < s->n_axes; a++) {
         const cad_sweep_axis *ax = &s->axes[a];
         const cad_sweep_point *pt = &ax->points[idx[a]];
@@ -659,87 +654,112 @@ static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, lo
         append_name(&r->name, part);
     }
     if (!r->name) r->name = strdup(s->name);
+}
 
-    /* all assignments in order: set, axes, seed */
-    int rc = CAD_OK;
-    char *group_json = NULL;
-    if (s->engine == CAD_ENGINE_CADDIE) {
-        if ((rc = cad_config_init(&pv->cfg, e))) return rc;
-        pv->has_cfg = 1;
-        if (s->base && (rc = cad_config_load_yaml(&pv->cfg, s->base, e))) return rc;
-        assign_ctx ac = {s->path, pv};
-        rc = for_each_assign(s, idx, assign_config, &ac, e);
-        if (!rc && has_seed) {
-            char t[32];
-            snprintf(t, sizeof t, "%ld", seed);
-            rc = cad_config_set(&pv->cfg, "seed", t, "seeds", e);
-        }
-        if (!rc && s->prepare.n_tok) rc = assign_prepared(s, pv, r, e);
-        if (!rc && (rc = cad_config_validate(&pv->cfg, e)))
-            cad_wrap(e, "%s: run '%s'", s->path, r->name);
-        if (rc) return rc;
-        r->has_seed = 1;
-        r->seed = pv->cfg.seed;
-        r->config_json = cad_plan_config_json(&pv->cfg, 0);
-        char *id_json = cad_plan_config_identity_json(&pv->cfg, 0);
-        group_json = cad_plan_config_identity_json(&pv->cfg, 1);
-        if (!r->config_json || !id_json || !group_json) {
-            free(id_json);
-            free(group_json);
-            return cad_fail(e, CAD_ENOMEM, "out of memory");
-        }
-        char extra[32];
-        snprintf(extra, sizeof extra, "devices=%d", s->devices);
-        cad_plan_hash(p->engine_version, id_json, extra, r->config_hash);
-        cad_plan_hash(p->engine_version, group_json, extra, r->group_hash);
-        free(id_json);
-    } else {
-        const yt_node *br = s->base_doc ? s->base_doc->root : NULL;
-        for (size_t i = 0; br && i < br->n && !rc; i++) {
-            char *t = cad_sweep_value_text(br->vals[i]);
-            rc = t ? set_kv(&pv->params, &pv->n_params, br->keys[i]->value, t, br->vals[i]) : CAD_ENOMEM;
-            free(t);
-        }
-        assign_ctx ac = {s->path, pv};
-        if (!rc) rc = for_each_assign(s, idx, assign_param, &ac, e);
-        if (!rc && has_seed) {
-            char t[32];
-            snprintf(t, sizeof t, "%ld", seed);
-            rc = set_kv(&pv->params, &pv->n_params, "seed", t, NULL);
-            /* a seed is a number: json_of_value(NULL, ..) quoted it; store it as one */
-            for (int i = 0; !rc && i < pv->n_params; i++)
-                if (strcmp(pv->params[i].key, "seed") == 0) {
-                    free(pv->params[i].json);
-                    pv->params[i].json = strdup(t);
-                }
-        }
-        if (rc) return cad_fail(e, CAD_ENOMEM, "out of memory");
-        /* a sweep with nothing varied has no params (NULL): qsort(NULL, 0) is undefined */
-        if (pv->n_params > 1) qsort(pv->params, (size_t)pv->n_params, sizeof *pv->params, kv_cmp);
-        for (int i = 0; i < pv->n_params; i++)
-            if (strcmp(pv->params[i].key, "seed") == 0) {
-                char *end;
-                long sd = strtol(pv->params[i].text, &end, 10);
-                if (!*end && *pv->params[i].text) r->has_seed = 1, r->seed = sd;
-            }
-        r->config_json = kv_json(pv->params, pv->n_params, NULL);
-        group_json = kv_json(pv->params, pv->n_params, "seed");
-        if (!r->config_json || !group_json) {
-            free(group_json);
-            return cad_fail(e, CAD_ENOMEM, "out of memory");
-        }
-        size_t elen = strlen(pc->templates) + 32;
-        char *extra = malloc(elen);
-        if (!extra) {
-            free(group_json);
-            return cad_fail(e, CAD_ENOMEM, "out of memory");
-        }
-        snprintf(extra, elen, "%s\ndevices=%d", pc->templates, s->devices);
-        cad_plan_hash(p->engine_version, r->config_json, extra, r->config_hash);
-        cad_plan_hash(p->engine_version, group_json, extra, r->group_hash);
-        free(extra);
+/* A caddie-engine run: the full config (base file, then set, axes and seed in order, then
+ * what prepare: supplies), validated; its JSON, and the identity and group hashes over the
+ * keys that take effect. *group_json is the caller's to free, on failure too. */
+static int resolve_caddie_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
+                              int has_seed, cad_plan_run *r, run_priv *pv, char **group_json, cad_err *e) {
+    const cad_sweep_spec *s = pc->s;
+    int rc;
+    if ((rc = cad_config_init(&pv->cfg, e))) return rc;
+    pv->has_cfg = 1;
+    if (s->base && (rc = cad_config_load_yaml(&pv->cfg, s->base, e))) return rc;
+    assign_ctx ac = {s->path, pv};
+    rc = for_each_assign(s, idx, assign_config, &ac, e);
+    if (!rc && has_seed) {
+        char t[32];
+        snprintf(t, sizeof t, "%ld", seed);
+        rc = cad_config_set(&pv->cfg, "seed", t, "seeds", e);
     }
+    if (!rc && s->prepare.n_tok) rc = assign_prepared(s, pv, r, e);
+    if (!rc && (rc = cad_config_validate(&pv->cfg, e)))
+        cad_wrap(e, "%s: run '%s'", s->path, r->name);
+    if (rc) return rc;
+    r->has_seed = 1;
+    r->seed = pv->cfg.seed;
+    r->config_json = cad_plan_config_json(&pv->cfg, 0);
+    char *id_json = cad_plan_config_identity_json(&pv->cfg, 0);
+    *group_json = cad_plan_config_identity_json(&pv->cfg, 1);
+    if (!r->config_json || !id_json || !*group_json) {
+        free(id_json);
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    char extra[32];
+    snprintf(extra, sizeof extra, "devices=%d", s->devices);
+    cad_plan_hash(p->engine_version, id_json, extra, r->config_hash);
+    cad_plan_hash(p->engine_version, *group_json, extra, r->group_hash);
+    free(id_json);
+    return CAD_OK;
+}
+
+/* A command-engine run: the parameters (base file, then set, axes and seed in order) sorted by
+ * key, their JSON, and the hashes over them plus the command templates. *group_json is the
+ * caller's to free, on failure too. */
+static int resolve_command_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
+                               int has_seed, cad_plan_run *r, run_priv *pv, char **group_json, cad_err *e) {
+    const cad_sweep_spec *s = pc->s;
+    int rc = CAD_OK;
+    const yt_node *br = s->base_doc ? s->base_doc->root : NULL;
+    for (size_t i = 0; br && i < br->n && !rc; i++) {
+        char *t = cad_sweep_value_text(br->vals[i]);
+        rc = t ? set_kv(&pv->params, &pv->n_params, br->keys[i]->value, t, br->vals[i]) : CAD_ENOMEM;
+        free(t);
+    }
+    assign_ctx ac = {s->path, pv};
+    if (!rc) rc = for_each_assign(s, idx, assign_param, &ac, e);
+    if (!rc && has_seed) {
+        char t[32];
+        snprintf(t, sizeof t, "%ld", seed);
+        rc = set_kv(&pv->params, &pv->n_params, "seed", t, NULL);
+        /* a seed is a number: json_of_value(NULL, ..) quoted it; store it as one */
+        for (int i = 0; !rc && i < pv->n_params; i++)
+            if (strcmp(pv->params[i].key, "seed") == 0) {
+                free(pv->params[i].json);
+                pv->params[i].json = strdup(t);
+            }
+    }
+    if (rc) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    /* a sweep with nothing varied has no params (NULL): qsort(NULL, 0) is undefined */
+    if (pv->n_params > 1) qsort(pv->params, (size_t)pv->n_params, sizeof *pv->params, kv_cmp);
+    for (int i = 0; i < pv->n_params; i++)
+        if (strcmp(pv->params[i].key, "seed") == 0) {
+            char *end;
+            long sd = strtol(pv->params[i].text, &end, 10);
+            if (!*end && *pv->params[i].text) r->has_seed = 1, r->seed = sd;
+        }
+    r->config_json = kv_json(pv->params, pv->n_params, NULL);
+    *group_json = kv_json(pv->params, pv->n_params, "seed");
+    if (!r->config_json || !*group_json) {
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    size_t elen = strlen(pc->templates) + 32;
+    char *extra = malloc(elen);
+    if (!extra) {
+        return cad_fail(e, CAD_ENOMEM, "out of memory");
+    }
+    snprintf(extra, elen, "%s\ndevices=%d", pc->templates, s->devices);
+    cad_plan_hash(p->engine_version, r->config_json, extra, r->config_hash);
+    cad_plan_hash(p->engine_version, *group_json, extra, r->group_hash);
+    free(extra);
+    return CAD_OK;
+}
+
+static int resolve_run(const plan_ctx *pc, const cad_plan *p, const int *idx, long seed,
+                       int has_seed, cad_plan_run *r, cad_err *e) {
+    const cad_sweep_spec *s = pc->s;
+    run_priv *pv = calloc(1, sizeof *pv);
+    if (!pv) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    r->priv_ = pv;
+    r->prep = -1;
+    name_run(s, idx, seed, has_seed, r);
+    char *group_json = NULL;
+    int rc = s->engine == CAD_ENGINE_CADDIE
+                 ? resolve_caddie_run(pc, p, idx, seed, has_seed, r, pv, &group_json, e)
+                 : resolve_command_run(pc, p, idx, seed, has_seed, r, pv, &group_json, e);
     free(group_json);
+    if (rc) return rc;
     snprintf(r->run_id, sizeof r->run_id, "%s-%.8s", s->name, r->config_hash);
     return finalize_run(pc, r, e);
 }

@@ -1,7 +1,10 @@
 /*
  * collective.c — the rank-to-rank seam (see collective.h): a POSIX shared-memory segment with a
- * generation-counter barrier and per-rank staging slots, plus NCCL for CUDA backend memory.
- * Not here: what the trainer reduces, starting the ranks (launch.c).
+ * generation-counter barrier and per-rank staging slots, plus NCCL for CUDA backend memory, and
+ * the queue of overlapped all-reduces (a communication thread on the CPU, a second stream on
+ * CUDA).
+ * Not here: what the trainer reduces and when (train.c, dp_buckets.c), starting the ranks
+ * (launch.c).
  */
 #include "engine/collective.h"
 
@@ -25,6 +28,8 @@
 int cad_cuda_dp_unique_id(char hex[CAD_NCCL_ID_HEX_CHARS + 1], cad_err *e);
 int cad_cuda_dp_init(const cad_backend *be, int rank, int world, const char *hex, cad_err *e);
 void cad_cuda_dp_allreduce_mean(const cad_backend *be, float *buf, size_t n);
+void cad_cuda_dp_allreduce_mean_async(const cad_backend *be, float *buf, size_t n);
+void cad_cuda_dp_wait(const cad_backend *be);
 void cad_cuda_dp_broadcast(const cad_backend *be, float *buf, size_t n, int root);
 void cad_cuda_dp_abort(void);
 void cad_cuda_dp_free(void);
@@ -63,6 +68,18 @@ struct cad_coll {
     pthread_t watchdog;
     int have_watchdog;
     atomic_int stop_watchdog;
+    /* The overlapped all-reduces on the CPU backend: a FIFO the communication thread drains.
+     * Only that thread uses the segment while entries are pending (the caller promised). */
+    int have_comm;
+    pthread_t comm;
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_grew;      /* an entry was queued, or q_stop */
+    pthread_cond_t q_drained;   /* an entry finished */
+    struct q_entry { float *buf; size_t n; } *q;
+    size_t q_len, q_done, q_cap;
+    int q_stop;
+    int q_rc;                   /* the first failure (sticky: later entries are skipped) */
+    cad_err q_err;
 };
 
 static double now_ms(void) {
@@ -271,6 +288,17 @@ static void *watchdog_main(void *arg) {
 
 void cad_coll_free(cad_coll *c) {
     if (!c) return;
+    if (c->have_comm) { /* pending entries are skipped: the caller is failing */
+        pthread_mutex_lock(&c->q_mu);
+        c->q_stop = 1;
+        pthread_cond_signal(&c->q_grew);
+        pthread_mutex_unlock(&c->q_mu);
+        pthread_join(c->comm, NULL);
+        pthread_cond_destroy(&c->q_grew);
+        pthread_cond_destroy(&c->q_drained);
+        pthread_mutex_destroy(&c->q_mu);
+        free(c->q);
+    }
     if (c->have_watchdog) {
         atomic_store(&c->stop_watchdog, 1);
         pthread_join(c->watchdog, NULL);
@@ -361,6 +389,15 @@ int cad_coll_allreduce_sum_f64(cad_coll *c, double *buf, size_t n, cad_err *e) {
     return !c || c->world == 1 ? CAD_OK : allreduce_f64(c, buf, n, e);
 }
 
+/* The segment's mean: the rank-ordered sum times 1/world, the same on every rank. */
+static int allreduce_mean_shm(cad_coll *c, float *buf, size_t n, cad_err *e) {
+    int rc = allreduce_f32(c, buf, n, e);
+    if (rc) return rc;
+    float inv = 1.0f / (float)c->world;
+    for (size_t i = 0; i < n; i++) buf[i] *= inv;
+    return CAD_OK;
+}
+
 int cad_coll_allreduce_mean(cad_coll *c, float *buf, size_t n, cad_err *e) {
     if (!c || c->world == 1) return CAD_OK;
 #ifdef CADDIE_CUDA
@@ -369,11 +406,94 @@ int cad_coll_allreduce_mean(cad_coll *c, float *buf, size_t n, cad_err *e) {
         return peers_check(c, NULL, 0, e);
     }
 #endif
-    int rc = allreduce_f32(c, buf, n, e);
-    if (rc) return rc;
-    float inv = 1.0f / (float)c->world;
-    for (size_t i = 0; i < n; i++) buf[i] *= inv;
-    return CAD_OK;
+    return allreduce_mean_shm(c, buf, n, e);
+}
+
+/* The communication thread: entries in queue order, each the same segment all-reduce the
+ * caller would have run itself, so the bits do not depend on which thread ran it. After a
+ * failure (a dead peer) or a stop the rest are skipped: their peers fail on their own checks. */
+static void *comm_main(void *arg) {
+    cad_coll *c = arg;
+    pthread_mutex_lock(&c->q_mu);
+    for (;;) {
+        while (!c->q_stop && c->q_done == c->q_len) pthread_cond_wait(&c->q_grew, &c->q_mu);
+        if (c->q_done == c->q_len) break; /* stopped, nothing pending */
+        struct q_entry q = c->q[c->q_done];
+        int skip = c->q_rc || c->q_stop;
+        pthread_mutex_unlock(&c->q_mu);
+        cad_err e = {0};
+        int rc = skip ? CAD_OK : allreduce_mean_shm(c, q.buf, q.n, &e);
+        pthread_mutex_lock(&c->q_mu);
+        if (rc && !c->q_rc) {
+            c->q_rc = rc;
+            c->q_err = e;
+        }
+        c->q_done++;
+        pthread_cond_broadcast(&c->q_drained);
+    }
+    pthread_mutex_unlock(&c->q_mu);
+    return NULL;
+}
+
+static int queue_failed(cad_coll *c, cad_err *e) {
+    if (!c->q_rc) return CAD_OK;
+    if (e) *e = c->q_err;
+    return c->q_rc;
+}
+
+int cad_coll_allreduce_mean_async(cad_coll *c, float *buf, size_t n, cad_err *e) {
+    if (!c || c->world == 1 || n == 0) return CAD_OK;
+#ifdef CADDIE_CUDA
+    if (c->nccl) {
+        cad_cuda_dp_allreduce_mean_async(c->be, buf, n); /* ncclAvg on the communication stream */
+        return peers_check(c, NULL, 0, e);
+    }
+#endif
+    if (!c->have_comm) {
+        if (pthread_mutex_init(&c->q_mu, NULL)) return cad_fail(e, CAD_ERR, "data parallel: pthread_mutex_init failed");
+        if (pthread_cond_init(&c->q_grew, NULL) || pthread_cond_init(&c->q_drained, NULL)) {
+            pthread_mutex_destroy(&c->q_mu);
+            return cad_fail(e, CAD_ERR, "data parallel: pthread_cond_init failed");
+        }
+        if (pthread_create(&c->comm, NULL, comm_main, c)) {
+            pthread_cond_destroy(&c->q_grew);
+            pthread_cond_destroy(&c->q_drained);
+            pthread_mutex_destroy(&c->q_mu);
+            return cad_fail(e, CAD_ERR, "data parallel: cannot start the communication thread");
+        }
+        c->have_comm = 1;
+    }
+    pthread_mutex_lock(&c->q_mu);
+    int rc = queue_failed(c, e);
+    if (!rc && c->q_len == c->q_cap) {
+        size_t cap = c->q_cap ? 2 * c->q_cap : 64;
+        struct q_entry *q = realloc(c->q, cap * sizeof *q);
+        if (!q) rc = cad_fail(e, CAD_ENOMEM, "data parallel: out of memory queueing an all-reduce");
+        else c->q = q, c->q_cap = cap;
+    }
+    if (!rc) {
+        c->q[c->q_len++] = (struct q_entry){buf, n};
+        pthread_cond_signal(&c->q_grew);
+    }
+    pthread_mutex_unlock(&c->q_mu);
+    return rc;
+}
+
+int cad_coll_wait(cad_coll *c, cad_err *e) {
+    if (!c || c->world == 1) return CAD_OK;
+#ifdef CADDIE_CUDA
+    if (c->nccl) {
+        cad_cuda_dp_wait(c->be); /* the compute stream waits on the communication stream's event */
+        return peers_check(c, NULL, 0, e);
+    }
+#endif
+    if (!c->have_comm) return CAD_OK;
+    pthread_mutex_lock(&c->q_mu);
+    while (c->q_done < c->q_len) pthread_cond_wait(&c->q_drained, &c->q_mu);
+    c->q_len = c->q_done = 0;
+    int rc = queue_failed(c, e);
+    pthread_mutex_unlock(&c->q_mu);
+    return rc;
 }
 
 int cad_coll_allgather(cad_coll *c, float *buf, const size_t *off, const size_t *len, cad_err *e) {

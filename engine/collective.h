@@ -23,9 +23,16 @@
  * the same check while NCCL work is queued and aborts the communicator (ncclCommAbort), so an
  * all-reduce waiting for a dead peer ends instead of hanging.
  *
+ * Overlap: cad_coll_allreduce_mean_async queues an all-reduce that runs while the caller goes
+ * on (the gradient buckets of engine/dp_buckets.c, launched during the backward). On CUDA it
+ * runs on a second (communication) stream that waits on an event recorded on the compute stream;
+ * on the CPU backend a communication thread of this rank runs it through the segment. Queued
+ * all-reduces run in the order queued, which is the same on every rank, so the segment's
+ * rank-ordered sums — and so the bits — are those of one flat all-reduce of the same memory.
+ *
  * World 1 (no WORLD_SIZE, or 1) needs no segment: every op is the identity.
- * Not here: what is reduced when (engine/train.c, engine/optim.c), starting ranks
- * (engine/launch.c).
+ * Not here: what is reduced when (engine/train.c, engine/dp_buckets.c, engine/optim.c), starting
+ * ranks (engine/launch.c).
  */
 #ifndef CADDIE_COLLECTIVE_H
 #define CADDIE_COLLECTIVE_H
@@ -75,5 +82,18 @@ void cad_coll_abort(cad_coll *c, const char *msg);
 int cad_coll_allreduce_mean(cad_coll *c, float *buf, size_t n, cad_err *e);
 /* Rank r owns buf[off[r], off[r] + len[r]); afterwards every rank holds every segment. */
 int cad_coll_allgather(cad_coll *c, float *buf, const size_t *off, const size_t *len, cad_err *e);
+
+/* ---- backend memory, overlapped ---- */
+/* Queue buf[i] = (sum over ranks in rank order) / world and return at once. The caller must not
+ * touch buf, nor call any other op of this handle, until cad_coll_wait; every rank must queue
+ * the same buffers' lengths in the same order. On CUDA: an event recorded on the backend's
+ * stream, the communication stream waits on it, ncclAllReduce (ncclAvg) there. On the CPU: the
+ * communication thread (started on first use) reduces it through the segment. A failure of an
+ * earlier queued all-reduce is returned here or by cad_coll_wait. */
+int cad_coll_allreduce_mean_async(cad_coll *c, float *buf, size_t n, cad_err *e);
+/* Every queued all-reduce done before what follows: on CUDA the backend's stream waits on the
+ * communication stream (an event; the host does not block); on the CPU the caller blocks until
+ * the thread drained the queue. Returns the first failure of the queued ones (its message). */
+int cad_coll_wait(cad_coll *c, cad_err *e);
 
 #endif

@@ -425,6 +425,8 @@ static int validate_optimizer(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->beta2 >= 0 && c->beta2 < 1, "beta2=%g: expected in [0, 1)", c->beta2);
     CFG_REQUIRE(c->adam_eps > 0, "adam_eps=%g: expected > 0", c->adam_eps);
     CFG_REQUIRE(c->grad_clip_norm >= 0, "grad_clip_norm=%g: expected >= 0", c->grad_clip_norm);
+    CFG_REQUIRE(c->dp_bucket_mb >= 0 && isfinite(c->dp_bucket_mb), "dp_bucket_mb=%g: expected 0 (one all-reduce after the backward) or a size in MiB > 0",
+                c->dp_bucket_mb);
     CFG_REQUIRE(c->muon_wd >= 0 && c->embed_wd >= 0 && c->scalar_wd >= 0,
                 "muon_wd=%g embed_wd=%g scalar_wd=%g: weight decay must be >= 0", c->muon_wd, c->embed_wd,
                 c->scalar_wd);

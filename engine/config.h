@@ -84,6 +84,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, ema_decay, "0.0", "EMA of the weights (e.g. 0.997), evaluated and exported at the end; 0 = off") \
     /* ---- caddie keys (not in train_gpt.py) ---------------------------------------------- */ \
     X(INT, grad_accum_steps, "0", "micro-steps per step; 0 = 8 // world_size as train_gpt.py")    \
+    X(FLOAT, dp_bucket_mb, "0.0", "data parallel: all-reduce gradients in buckets of N MiB during the backward; 0 = one after it") \
     X(INT, val_max_tokens, "0", "evaluate only this many val targets (prefix); result partial")   \
     X(INT, eval_stride, "0", "sliding-window final eval, windows every N tokens (records: 64); 0 = off") \
     X(FLOAT, ttt_lr, "0.0", "score-first SGD test-time training on val after the round trip (records: 0.002-0.005); 0 = off") \

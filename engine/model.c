@@ -983,6 +983,10 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
 
 /* ---- backward ---------------------------------------------------------------------------- */
 
+static int grad_ready(cad_model *m, int stage, cad_err *e) {
+    return m->grad_ready ? m->grad_ready(m->grad_ready_ctx, stage, e) : CAD_OK;
+}
+
 int cad_model_backward(cad_model *m, cad_err *e) {
     const cad_model_config *c = &m->cfg;
     const cad_backend *be = m->be;
@@ -1011,8 +1015,9 @@ int cad_model_backward(cad_model *m, cad_err *e) {
     be->memset_zero(be, m->d_res, NC * sizeof(float));
     be->memset_zero(be, m->d_x0, NC * sizeof(float));
     be->rmsnorm_backward(be, m->d_res, m->d_xn, m->xf, m->rstdf, N, C);
+    int rc = grad_ready(m, 0, e);
 
-    for (int l = m->n_virtual - 1; l >= 0; l--) {
+    for (int l = m->n_virtual - 1; l >= 0 && !rc; l--) {
         cad_model_layer *L = &m->layers[l];
         /* d_res holds d(out[l]); an encoder's output also fed a decoder's skip */
         if (l < m->n_enc) be->axpby(be, NC, 1.0f, m->d_skip[l], 1.0f, m->d_res);
@@ -1077,11 +1082,26 @@ int cad_model_backward(cad_model *m, cad_err *e) {
                                        m->d_res, m->layers[skip_source(m, l)].out,
                                        PD(m->p_skip_weights) + (size_t)dec * C, N, C);
         }
+        rc = grad_ready(m, m->n_virtual - l, e);
     }
+    if (rc) return rc;
     embed_backward(m);
+    rc = grad_ready(m, m->n_virtual + 1, e);
     be->sync(be);
-    (void)e;
-    return CAD_OK;
+    return rc;
+}
+
+int cad_model_grad_stages(const cad_model *m) { return m->n_virtual + 2; }
+
+/* Mirrors the writes in cad_model_backward above (test_engine_dp.c checks it against them by
+ * snapshots of the gradients at every stage, over the techniques that write gradients). */
+int cad_model_grad_stage(const cad_model *m, int param) {
+    int last = m->n_virtual + 1, l;
+    if (param == m->p_lm_head && !m->ee) return 0;
+    if (sscanf(m->params[param].name, "blocks.%d.", &l) != 1) return last;
+    for (int v = 0; v < m->n_virtual; v++) /* the lowest virtual block running physical block l */
+        if ((m->recur_on ? virtual_to_physical(&m->cfg, v) : v) == l) return m->n_virtual - v;
+    return last;
 }
 
 /* ---- flops ------------------------------------------------------------------------------- */

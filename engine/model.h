@@ -179,6 +179,11 @@ typedef struct cad_model {
      * proj input C x C, fc input C x C, mlp proj input H x H; fp32 sums like the records'). */
     int calib_on;
     float *calib_mem;
+    /* Gradient readiness (data-parallel buckets, engine/dp_buckets.c): when set, the backward
+     * calls grad_ready(grad_ready_ctx, stage) as soon as every gradient of that stage is final
+     * (cad_model_grad_stage); a non-zero return ends the backward with that status. NULL: none. */
+    int (*grad_ready)(void *ctx, int stage, cad_err *e);
+    void *grad_ready_ctx;
 
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
@@ -285,6 +290,16 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
 /* Backward of the last forward (which must have had targets). ACCUMULATES (+=) into every
  * param's grad, scaled as gradients of mean_loss (the trainer scales for accumulation). */
 int cad_model_backward(cad_model *m, cad_err *e);
+
+/* The backward's readiness stages, in the order it reaches them: 0 after the head, k (1 ..
+ * n_virtual) after virtual block n_virtual - k, n_virtual + 1 after the embeddings (the last).
+ * cad_model_grad_stage(m, i) is the first stage after which param i's gradient is no longer
+ * written: a block's parameters after the lowest virtual block that runs them (recurrence
+ * shares them), the untied head after the head when no early exit reads it, everything else
+ * (embeddings, skip weights, a head the exits share) at the last stage. Both follow the current
+ * recurrence schedule (cad_model_set_recurrence). */
+int cad_model_grad_stages(const cad_model *m);
+int cad_model_grad_stage(const cad_model *m, int param);
 
 void cad_model_zero_grad(cad_model *m);
 

@@ -13,6 +13,7 @@
 #include "engine/buildinfo.h"
 #include "engine/checkpoint.h"
 #include "engine/collective.h"
+#include "engine/dp_buckets.h"
 #include "engine/early_exit.h"
 #include "engine/eval.h"
 #include "engine/ttt.h"
@@ -237,6 +238,7 @@ typedef struct session {
     long local_tokens;
     int qat_live; /* QAT switched on (qat_bits set and qat_start_frac reached) */
     cad_coll *coll;   /* the other ranks (NULL: world 1) */
+    cad_dp_buckets dpb; /* dp_bucket_mb: the gradient buckets of the last micro-step */
     int rank, world;  /* only rank 0 writes the run dir and the sink */
     double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
 } session;
@@ -322,6 +324,7 @@ static int make_uuid4(char *out, size_t cap) {
 static void session_free(session *s) {
     if (s->have_loader) cad_train_loader_close(&s->L);
     if (s->have_optim) cad_optim_free(&s->o);
+    cad_dp_buckets_free(&s->dpb);
     if (s->have_model) cad_model_free(&s->m);
     if (s->have_luts) cad_bpb_luts_free(&s->luts);
     if (s->tok) cad_tokenizer_free(s->tok);
@@ -586,6 +589,11 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
     /* QAT only in training forwards: validation and the final evals read the fp32 weights */
     int rc0 = cad_model_set_qat(&s->m, s->qat_live ? cad_config_qat_bits(c) : 0, e);
     if (rc0) return rc0;
+    /* dp_bucket_mb: the last micro-step's backward launches each gradient bucket's all-reduce
+     * as soon as the bucket is complete (dp_buckets.h), overlapping communication with the rest
+     * of the backward; the earlier micro-steps only accumulate */
+    int bucketed = s->world > 1 && c->dp_bucket_mb > 0;
+    float grad_scale = s->accum > 1 ? 1.0f / (float)s->accum : 1.0f;
     for (int micro = 0; micro < s->accum; micro++) {
         int rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (rc) return rc;
@@ -593,17 +601,30 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
         rc = cad_model_forward(&s->m, s->x, s->y, B, T, &loss, e);
         if (rc) return rc;
         acc += loss;
-        rc = cad_model_backward(&s->m, e);
+        if (bucketed && micro == s->accum - 1) {
+            int n_before = s->dpb.n;
+            if ((rc = cad_dp_buckets_plan(&s->dpb, &s->m, c->dp_bucket_mb, e))) return rc;
+            if (s->dpb.n != n_before) /* the first plan, and again when the number of buckets changes */
+                log0(s, "dp_buckets:%d bucket_mb:%g", s->dpb.n, c->dp_bucket_mb);
+            cad_dp_buckets_arm(&s->dpb, &s->m, s->coll, grad_scale);
+            rc = cad_model_backward(&s->m, e);
+            cad_err we;
+            int rc_wait = cad_dp_buckets_finish(&s->dpb, &we); /* the queue drains even on failure */
+            if (!rc && rc_wait) *e = we, rc = rc_wait;
+        } else {
+            rc = cad_model_backward(&s->m, e);
+        }
         if (rc) return rc;
     }
     cad_model_set_qat(&s->m, 0, e); /* switching off cannot fail */
     /* backward accumulates gradients of each micro-batch's mean loss; grad_scale = 1/accum */
-    if (s->accum > 1) s->be->scale(s->be, s->m.n_param_floats, 1.0f / (float)s->accum, s->m.grad_mem);
+    if (s->accum > 1 && !bucketed) s->be->scale(s->be, s->m.n_param_floats, grad_scale, s->m.grad_mem);
     *train_loss = acc / (float)s->accum;
     if (s->world > 1) {
-        /* DDP's average: one flat all-reduce of the whole gradient arena, then the loss the log
-         * shows is the mean over ranks too (train_gpt.py logs rank 0's own) */
-        int rc = cad_coll_allreduce_mean(s->coll, s->m.grad_mem, s->m.n_param_floats, e);
+        /* DDP's average: one flat all-reduce of the whole gradient arena (or, bucketed, the
+         * buckets already reduced above), then the loss the log shows is the mean over ranks
+         * too (train_gpt.py logs rank 0's own) */
+        int rc = bucketed ? CAD_OK : cad_coll_allreduce_mean(s->coll, s->m.grad_mem, s->m.n_param_floats, e);
         double l = *train_loss;
         if (!rc) rc = cad_coll_allreduce_sum_f64(s->coll, &l, 1, e);
         if (rc) return rc;

@@ -61,6 +61,12 @@ extern "C" const char *cad_cuda_device_name(void) { return cuda_device_name; }
 
 static ncclComm_t dp_comm;
 static int dp_ready;
+/* The overlapped all-reduces: their own stream, so the compute stream goes on with the backward
+ * while a bucket is reduced; `ready` orders a bucket after the compute work that wrote it,
+ * `done` orders the optimizer after every bucket. Made on first use, kept for the process. */
+static cudaStream_t dp_comm_stream;
+static cudaEvent_t dp_ready_ev, dp_done_ev;
+static int dp_have_comm_stream;
 
 extern "C" int cad_cuda_dp_unique_id(char hex[CAD_NCCL_ID_HEX_CHARS + 1], cad_err *e) {
     ncclUniqueId id;
@@ -103,6 +109,29 @@ extern "C" void cad_cuda_dp_allreduce_mean(const cad_backend *be, float *buf, si
     NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat32, ncclAvg, dp_comm, kb_of(be)->stream));
 }
 
+/* Record `ready` on the compute stream, the communication stream waits on it (on the GPU: the
+ * host does not block), then ncclAvg there. Re-recording one event is enough: a wait takes the
+ * event's most recent record at the time it is issued. */
+extern "C" void cad_cuda_dp_allreduce_mean_async(const cad_backend *be, float *buf, size_t n) {
+    if (!dp_ready || n == 0) return;
+    if (!dp_have_comm_stream) {
+        CUDA_CHECK(cudaStreamCreateWithFlags(&dp_comm_stream, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaEventCreateWithFlags(&dp_ready_ev, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&dp_done_ev, cudaEventDisableTiming));
+        dp_have_comm_stream = 1;
+    }
+    CUDA_CHECK(cudaEventRecord(dp_ready_ev, kb_of(be)->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(dp_comm_stream, dp_ready_ev, 0));
+    NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat32, ncclAvg, dp_comm, dp_comm_stream));
+}
+
+/* The compute stream waits for everything queued on the communication stream so far. */
+extern "C" void cad_cuda_dp_wait(const cad_backend *be) {
+    if (!dp_have_comm_stream) return;
+    CUDA_CHECK(cudaEventRecord(dp_done_ev, dp_comm_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(kb_of(be)->stream, dp_done_ev, 0));
+}
+
 extern "C" void cad_cuda_dp_broadcast(const cad_backend *be, float *buf, size_t n, int root) {
     if (!dp_ready || n == 0) return;
     NCCL_CHECK(ncclBroadcast(buf, buf, n, ncclFloat32, root, dp_comm, kb_of(be)->stream));
@@ -117,6 +146,13 @@ extern "C" void cad_cuda_dp_abort(void) {
 }
 
 extern "C" void cad_cuda_dp_free(void) {
+    if (dp_have_comm_stream) { /* after an abort too: the stream and events are plain CUDA objects */
+        CUDA_CHECK(cudaStreamSynchronize(dp_comm_stream));
+        CUDA_CHECK(cudaEventDestroy(dp_ready_ev));
+        CUDA_CHECK(cudaEventDestroy(dp_done_ev));
+        CUDA_CHECK(cudaStreamDestroy(dp_comm_stream));
+        dp_have_comm_stream = 0;
+    }
     if (!dp_ready) return;
     NCCL_CHECK(ncclCommDestroy(dp_comm));
     dp_ready = 0;

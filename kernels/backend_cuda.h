@@ -27,13 +27,19 @@ extern "C" {
  * The launcher (rank 0's parent, or rank 0 itself before it forks/execs the others) calls
  * cad_cuda_dp_unique_id once and hands the hex string to every rank (env CADDIE_NCCL_ID); each
  * rank then calls cad_cuda_dp_init with its rank and the world size, and after every backward
- * cad_cuda_dp_allreduce_mean on the flat gradient arena. The process that created the id must
+ * cad_cuda_dp_allreduce_mean on the flat gradient arena (or, with dp_bucket_mb, during the
+ * backward cad_cuda_dp_allreduce_mean_async per gradient bucket, then cad_cuda_dp_wait). The process that created the id must
  * stay alive until every rank finished cad_cuda_dp_init (it hosts NCCL's bootstrap root). */
 #define CAD_NCCL_ID_HEX_CHARS 256 /* 2 * NCCL_UNIQUE_ID_BYTES */
 int cad_cuda_dp_unique_id(char hex[CAD_NCCL_ID_HEX_CHARS + 1], cad_err *e);
 int cad_cuda_dp_init(const cad_backend *be, int rank, int world, const char *hex, cad_err *e);
 /* In place on backend memory, queued on the backend's stream: buf = mean over ranks of buf. */
 void cad_cuda_dp_allreduce_mean(const cad_backend *be, float *buf, size_t n);
+/* The same on a second (communication) stream, ordered after the work queued on the backend's
+ * stream so far by an event; the host does not block. cad_cuda_dp_wait makes the backend's
+ * stream wait for everything queued there (an event again), e.g. before the optimizer step. */
+void cad_cuda_dp_allreduce_mean_async(const cad_backend *be, float *buf, size_t n);
+void cad_cuda_dp_wait(const cad_backend *be);
 /* In place on backend memory, queued on the stream: buf = root's buf (the sharded Muon's
  * all-gather, one owner at a time). */
 void cad_cuda_dp_broadcast(const cad_backend *be, float *buf, size_t n, int root);

@@ -84,9 +84,36 @@ bench_import() {
     rm -rf "$d"
 }
 
+# ---- data parallel on the CPU: flat gradient all-reduce vs dp_bucket_mb buckets ----------------
+# World 2 through `caddie launch` (the shared-memory collective, 1 thread a rank), the sample_cpu
+# model with one micro-batch a step (the record's 8 x accum 1 shape, where the whole backward can
+# overlap). Runs alternate flat / bucketed BENCH_DP_REPEATS times; each prints its step_avg (the
+# trainer's training time per step, evals excluded) and the CPU seconds of the launch.
+bench_dp_buckets() {
+    section "data parallel: world 2 CPU step time, flat all-reduce vs gradient buckets"
+    [ -f data/sample/fineweb10B_sp1024/fineweb_val_000000.bin ] || { echo "skipped: no sample shards (make sample)"; return 0; }
+    local d steps=${BENCH_DP_STEPS:-40} mb=${BENCH_DP_BUCKET_MB:-0.5} r mode t
+    d=$(mktemp -d)
+    for r in $(seq "${BENCH_DP_REPEATS:-2}"); do
+        for mode in 0 "$mb"; do
+            /usr/bin/time -o "$d/time" -f "%U %S" ./build/caddie launch --nproc 2 train experiments/configs/sample_cpu.yaml \
+                --set run_dir="$d/run" --set grad_accum_steps=1 --set iterations="$steps" --set warmup_steps=0 \
+                --set val_loss_every=0 --set val_max_tokens=2048 --set train_log_every="$steps" --set threads=1 \
+                --set dp_bucket_mb="$mode" >"$d/out" 2>/dev/null || { rm -rf "$d"; return 1; }
+            t=$(tail -n 1 "$d/time")
+            awk -v mode="$mode" -v cpu="$t" '/^step:.*step_avg:/ { sub(/.*step_avg:/, ""); avg = $0 }
+                END { split(cpu, c, " "); printf "%-22s step_avg %7.2f ms   launch CPU %.1f s\n",
+                      mode == 0 ? "flat (dp_bucket_mb 0)" : "buckets " mode " MiB", avg + 0, c[1] + c[2] }' "$d/out"
+            grep -h "^dp_buckets:" "$d/out" || true
+            rm -rf "$d/run"
+        done
+    done
+    rm -rf "$d"
+}
+
 status=0
 # BENCH_SECTIONS="bench_engine_train" runs only the named sections
-for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db bench_import}; do
+for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db bench_import bench_dp_buckets}; do
     "$s" || { echo "bench section $s failed" >&2; status=1; }
 done
 exit $status

@@ -3,7 +3,9 @@
 # the shared-memory collective): two ranks train one run (rank 0 alone prints and writes the
 # run dir), a rank killed with SIGKILL takes the whole launch down within seconds (no hang),
 # WORLD_SIZE without launch is refused, and the runner starts a `devices: 2` caddie run with
-# `--cpu-slots 2` through launch.
+# `--cpu-slots 2` through launch. Gradient buckets (dp_bucket_mb): the bucketed run is
+# bit-identical to the flat one (every loss line, the artifact), a negative size is refused, and
+# the kill test holds for a bucketed launch too.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
@@ -14,7 +16,7 @@ if ! [ -f "$S/fineweb10B_sp1024/fineweb_val_000000.bin" ]; then
     exit
 fi
 micro_config micro.yaml train_seq_len=64 train_batch_tokens=512 grad_accum_steps=0 iterations=6 \
-    warmdown_iters=2 val_loss_every=3 val_batch_size=2048 val_max_tokens=1024
+    warmdown_iters=2 val_loss_every=3 val_batch_size=2048 val_max_tokens=1024 grad_clip_norm=1.0
 
 test_expect_success 'launch --nproc 2: one run, rank 0 prints and writes it, world_size:2 x accum 4' '
     timeout 300 "$CADDIE" launch --nproc 2 train micro.yaml --set run_dir=dp --set run_id=dp >out 2>err &&
@@ -33,17 +35,42 @@ test_expect_success 'launch needs --nproc and a train command' '
     test_must_fail 2 caddie launch train micro.yaml 2>err && test_grep "nproc" err &&
     test_must_fail 2 caddie launch --nproc 2 eval micro.yaml 2>err && test_grep "only .train." err
 '
-test_expect_success 'kill -9 of rank 1: launch and every rank exit non-zero within seconds' '
-    (timeout 300 "$CADDIE" launch --nproc 2 --grace 2 train micro.yaml --set run_dir=killed \
-        --set iterations=100000 --set val_loss_every=0 >kout 2>kerr; echo $? >krc) &
-    for i in $(seq 600); do grep -q "^step:2/" killed/log.txt 2>/dev/null && break; sleep 0.1; done &&
-    test_grep "^step:2/" killed/log.txt &&
-    r0=$(sed -n "s/^launch: rank 0 pid //p" kerr) && r1=$(sed -n "s/^launch: rank 1 pid //p" kerr) &&
+# kill -9 of rank 1 once rank 0 logged step 2: the launch exits 1 within seconds, naming it, and
+# rank 0 is gone without a result. $1: the run dir; more args: --set options.
+kill_rank1() {
+    local dir=$1
+    shift
+    (timeout 300 "$CADDIE" launch --nproc 2 --grace 2 train micro.yaml --set run_dir="$dir" \
+        --set iterations=100000 --set val_loss_every=0 "$@" >"$dir.out" 2>"$dir.err"; echo $? >"$dir.rc") &
+    for i in $(seq 600); do grep -q "^step:2/" "$dir/log.txt" 2>/dev/null && break; sleep 0.1; done &&
+    test_grep "^step:2/" "$dir/log.txt" &&
+    r0=$(sed -n "s/^launch: rank 0 pid //p" "$dir.err") && r1=$(sed -n "s/^launch: rank 1 pid //p" "$dir.err") &&
     kill -9 "$r1" &&
-    for i in $(seq 150); do test -f krc && break; sleep 0.1; done &&
-    test -f krc && test "$(cat krc)" = 1 &&
-    test_grep "rank 1 \(pid $r1\) killed by signal 9" kerr &&
-    ! kill -0 "$r0" 2>/dev/null && ! test -f killed/result.json
+    for i in $(seq 150); do test -f "$dir.rc" && break; sleep 0.1; done &&
+    test -f "$dir.rc" && test "$(cat "$dir.rc")" = 1 &&
+    test_grep "rank 1 \(pid $r1\) killed by signal 9" "$dir.err" &&
+    ! kill -0 "$r0" 2>/dev/null && ! test -f "$dir/result.json"
+}
+test_expect_success 'kill -9 of rank 1: launch and every rank exit non-zero within seconds' '
+    kill_rank1 killed
+'
+test_expect_success 'the same with gradient buckets (dp_bucket_mb) being reduced' '
+    kill_rank1 killed_b --set dp_bucket_mb=0.001 && test_grep "^dp_buckets:" killed_b/log.txt
+'
+# the log without its clock readings, so two runs compare line by line
+losses() { sed -E 's/ (train_time|step_avg|eval_time):[0-9.]+ms//g' "$1" | grep -E "^(step:|final_)"; }
+test_expect_success 'dp_bucket_mb: the bucketed world-2 run is bit-identical to the flat one' '
+    timeout 300 "$CADDIE" launch --nproc 2 train micro.yaml --set run_dir=bucketed --set run_id=b \
+        --set dp_bucket_mb=0.01 >/dev/null 2>&1 &&
+    test_grep "^dp_buckets:[0-9]+ bucket_mb:0.01$" bucketed/log.txt && ! grep -q "^dp_buckets:" dp/log.txt &&
+    losses dp/log.txt >flat.losses && losses bucketed/log.txt >bucketed.losses &&
+    test "$(grep -c "^step:6/6 val_loss:" bucketed.losses)" = 1 &&
+    test_cmp flat.losses bucketed.losses &&
+    cmp dp/final_model.int8.ptz bucketed/final_model.int8.ptz
+'
+test_expect_success 'a negative dp_bucket_mb is refused before any work' '
+    test_must_fail caddie train micro.yaml --set dp_bucket_mb=-1 --set run_dir=neg 2>err &&
+    test_grep "dp_bucket_mb=-1" err && ! test -d neg
 '
 cat >dp2.yaml <<EOF2
 name: dp2

@@ -4,6 +4,9 @@
  * survivor instead of hanging), the sharded Muon step against the unsharded one, and whole
  * training runs: world 2 x accum 4 against world 1 x accum 8 (weights within the measured
  * reduction-order bound, val_bpb, artifact), and resume from a checkpoint at world 2.
+ * Gradient buckets (dp_bucket_mb): the model's readiness stages against the gradients the
+ * backward really writes, the bucket plan's boundaries, the overlapped all-reduce failing on a
+ * dead peer, and bucketed training bit-identical to the flat all-reduce (and resumed).
  *
  * Every rank — and the world-1 reference — runs in a forked child, so the parent never starts
  * an OpenMP pool that a fork would inherit half-alive; children report through files and their
@@ -13,6 +16,8 @@
 #include "engine/backend.h"
 #include "engine/collective.h"
 #include "engine/config.h"
+#include "engine/dp_buckets.h"
+#include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/safetensors.h"
 #include "engine/shard.h"
@@ -108,14 +113,13 @@ static void test_collective_ops(void) {
     alarm(0);
 }
 
-/* The parent joins as rank 0; the child, rank 1, joins and kills itself with SIGKILL. The
- * parent's barrier must fail (naming the dead rank) instead of waiting for it. The child stays
- * an unreaped zombie meanwhile: the collective must count that as dead too. */
-static void test_dead_peer_fails_the_barrier(void) {
-    alarm(60);
-    char shm[64];
-    snprintf(shm, sizeof shm, "/caddie-test-dead-%d", (int)getpid());
+/* A world of 2 whose rank 1 (a child) joins and kills itself with SIGKILL; the parent is rank 0
+ * (*out NULL when it could not join). The child stays an unreaped zombie until dead_peer_end:
+ * the collective must count that as dead too. */
+static pid_t dead_peer_begin(char *shm, size_t cap, const char *tag, cad_coll **out) {
+    snprintf(shm, cap, "/caddie-test-%s-%d", tag, (int)getpid());
     cad_err e = {0};
+    *out = NULL;
     CHECK(cad_coll_shm_create(shm, 2, &e) == CAD_OK);
     fflush(stdout);
     pid_t pid = fork();
@@ -124,23 +128,42 @@ static void test_dead_peer_fails_the_barrier(void) {
         if (cad_coll_open(1, 2, shm, &c, &e) == CAD_OK) raise(SIGKILL);
         _exit(1);
     }
-    cad_coll *c = NULL;
-    CHECK_MSG(cad_coll_open(0, 2, shm, &c, &e) == CAD_OK, "%s", e.msg);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = c ? cad_coll_barrier(c, &e) : CAD_OK;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    CHECK_EQ_INT(rc, CAD_ECHILD);
-    CHECK_MSG(strstr(e.msg, "rank 1") && strstr(e.msg, "died"), "message: %s", e.msg);
-    /* and the next operation fails at once with the same cause */
-    float x = 1;
-    CHECK(c && cad_coll_allreduce_mean(c, &x, 1, &e) == CAD_ECHILD);
-    printf("# dead peer noticed after %.2f s\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    CHECK_MSG(cad_coll_open(0, 2, shm, out, &e) == CAD_OK, "%s", e.msg);
+    return pid;
+}
+
+static void dead_peer_end(const char *shm, pid_t pid, cad_coll *c) {
     cad_coll_free(c);
     int st;
     waitpid(pid, &st, 0);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     cad_coll_shm_unlink(shm);
+}
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The parent's barrier must fail (naming the dead rank) instead of waiting for it. */
+static void test_dead_peer_fails_the_barrier(void) {
+    alarm(60);
+    char shm[64];
+    cad_coll *c;
+    pid_t pid = dead_peer_begin(shm, sizeof shm, "dead", &c);
+    cad_err e = {0};
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = c ? cad_coll_barrier(c, &e) : CAD_OK;
+    double dt = seconds_since(&t0);
+    CHECK_EQ_INT(rc, CAD_ECHILD);
+    CHECK_MSG(strstr(e.msg, "rank 1") && strstr(e.msg, "died"), "message: %s", e.msg);
+    /* and the next operation fails at once with the same cause */
+    float x = 1;
+    CHECK(c && cad_coll_allreduce_mean(c, &x, 1, &e) == CAD_ECHILD);
+    printf("# dead peer noticed after %.2f s\n", dt);
+    dead_peer_end(shm, pid, c);
     alarm(0);
 }
 
@@ -370,6 +393,269 @@ static void test_world2_resume(void) {
     alarm(0);
 }
 
+/* ---- gradient buckets ---- */
+
+/* A small model of each kind that writes gradients somewhere else in the backward. */
+static cad_model_config tiny_model(const char *kind) {
+    cad_model_config c = {.vocab_size = 64, .num_layers = 4, .model_dim = 16, .num_heads = 2, .num_kv_heads = 1,
+                          .mlp_mult = 2, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
+                          .qk_gain_init = 1.5f, .tied_embed_init_std = 0.05f, .max_batch_seqs = 2, .max_seq_len = 8,
+                          .recur_loops = 1};
+    if (!strcmp(kind, "untied") || !strcmp(kind, "untied+exit")) c.tie_embeddings = 0;
+    if (!strcmp(kind, "untied+exit")) c.n_exits = 1, c.exit_depths[0] = 2, c.early_exit_weight = 0.5f;
+    if (!strcmp(kind, "recurrence")) c.recur_first = 1, c.recur_last = 2, c.recur_loops = 2, c.recur_loop_scales = 1;
+    if (!strcmp(kind, "bigram+smear+embed_dim")) c.bigram_buckets = 16, c.bigram_dim = 8, c.smear_gate = 1, c.embed_dim = 8;
+    if (!strcmp(kind, "moe")) c.mlp_experts = 2, c.mlp_top_k = 1;
+    if (!strcmp(kind, "mamba")) c.mamba_mask = 2, c.mamba_d_state = 4, c.mamba_d_conv = 4, c.mamba_expand = 2;
+    return c;
+}
+
+typedef struct snapper {
+    cad_model *m;
+    float *snaps; /* stage s's arena at [s * n_param_floats] */
+    int calls, order_ok;
+} snapper;
+
+static int snap(void *ctx, int stage, cad_err *e) {
+    (void)e;
+    snapper *sp = ctx;
+    size_t n = sp->m->n_param_floats;
+    sp->order_ok &= stage == sp->calls++; /* every stage, in order */
+    sp->m->be->copy_to_host(sp->m->be, sp->snaps + (size_t)stage * n, sp->m->grad_mem, n * sizeof(float));
+    return CAD_OK;
+}
+
+/* Each parameter's gradient at its readiness stage is its final gradient, bit for bit: nothing
+ * the backward does later writes it (else a bucket would be reduced too early). */
+static int readiness_matches_backward(cad_coll *coll, void *arg) {
+    (void)coll, (void)arg;
+    static const char *const kinds[] = {"tied", "untied", "untied+exit", "recurrence", "bigram+smear+embed_dim",
+                                        "moe", "mamba"};
+    const cad_backend *be = cad_backend_cpu();
+    be->set_threads(be, 1);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        cad_model_config mc = tiny_model(kinds[k]);
+        cad_model m;
+        cad_err e = {0};
+        if (cad_model_config_check(&mc, &e) || cad_model_init(&m, &mc, be, 3, &e)) {
+            printf("%s: %s\n", kinds[k], e.msg);
+            return 1;
+        }
+        if (mc.recur_loops > 1) cad_model_set_recurrence(&m, 1);
+        size_t n = m.n_param_floats;
+        float *final = malloc(n * sizeof(float)), loss;
+        /* zero-initialised projections would zero most gradients upstream of them: perturb every
+         * weight so that every write the backward makes shows */
+        be->copy_to_host(be, final, m.param_mem, n * sizeof(float));
+        for (size_t i = 0; i < n; i++) final[i] += 0.05f * sinf(0.7f * (float)i);
+        be->copy_to_device(be, m.param_mem, final, n * sizeof(float));
+        int32_t x[16], y[16];
+        for (int i = 0; i < 16; i++) x[i] = (i * 7 + 3) % 64, y[i] = (i * 13 + 5) % 64;
+        int stages = cad_model_grad_stages(&m);
+        snapper sp = {&m, malloc((size_t)stages * n * sizeof(float)), 0, 1};
+        m.grad_ready = snap;
+        m.grad_ready_ctx = &sp;
+        cad_model_zero_grad(&m);
+        int rc = cad_model_forward(&m, x, y, 2, 8, &loss, &e);
+        if (!rc) rc = cad_model_backward(&m, &e);
+        be->copy_to_host(be, final, m.grad_mem, n * sizeof(float));
+        if (rc || !sp.order_ok || sp.calls != stages) {
+            printf("%s: backward rc %d, %d of %d stages, in order: %d\n", kinds[k], rc, sp.calls, stages, sp.order_ok);
+            bad = 1;
+        }
+        int early = 0; /* parameters ready before the last stage: what overlap can use */
+        for (int i = 0; i < m.n_params && sp.calls == stages; i++) {
+            int st = cad_model_grad_stage(&m, i);
+            size_t off = (size_t)(m.params[i].grad - m.grad_mem), len = (size_t)m.params[i].numel;
+            early += st < stages - 1;
+            if (st < 0 || st >= stages ||
+                memcmp(sp.snaps + (size_t)st * n + off, final + off, len * sizeof(float)) != 0) {
+                printf("%s: %s is still written after its stage %d\n", kinds[k], m.params[i].name, st);
+                bad = 1;
+            }
+        }
+        /* the blocks are ready before the embeddings' backward (what makes overlap possible) */
+        if (early < mc.num_layers * 4) {
+            printf("%s: only %d parameters ready before the last stage\n", kinds[k], early);
+            bad = 1;
+        }
+        free(sp.snaps);
+        free(final);
+        cad_model_free(&m);
+    }
+    return bad;
+}
+
+static void test_grad_readiness_stages(void) {
+    alarm(120);
+    CHECK(run_world(1, readiness_matches_backward, NULL) == 0);
+    alarm(0);
+}
+
+/* The plan's invariants for any cap: buckets tile the arena back to front without a gap, each
+ * holds whole tensors, none exceeds the cap unless it is one tensor, none could have taken the
+ * next tensor (greedy), and its stage is the latest of its tensors'. Returns the bucket count. */
+static int plan_check(const cad_model *m, double mb, cad_dp_buckets *d) {
+    cad_err e = {0};
+    if (cad_dp_buckets_plan(d, m, mb, &e)) {
+        printf("plan %g MiB: %s\n", mb, e.msg);
+        return -1;
+    }
+    double cap = mb * 1048576.0 / sizeof(float);
+    size_t end = m->n_param_floats;
+    int next = m->n_params - 1;
+    for (int k = 0; k < d->n; k++) {
+        const cad_dp_bucket *b = &d->b[k];
+        int stage = -1;
+        for (int i = b->first; i <= b->last; i++)
+            if (cad_model_grad_stage(m, i) > stage) stage = cad_model_grad_stage(m, i);
+        size_t first_off = (size_t)(m->params[b->first].grad - m->grad_mem);
+        if (b->last != next || b->off + b->n != end || b->off != first_off || b->stage != stage ||
+            ((double)b->n > cap && b->first != b->last) ||
+            (k + 1 < d->n && (double)(b->n + (size_t)m->params[b->first - 1].numel) <= cap)) {
+            printf("plan %g MiB: bucket %d [%zu, +%zu) params %d..%d stage %d is wrong\n", mb, k, b->off, b->n,
+                   b->first, b->last, b->stage);
+            return -1;
+        }
+        end = b->off;
+        next = b->first - 1;
+    }
+    if (end != 0 || next != -1) {
+        printf("plan %g MiB: the buckets stop at float %zu, param %d\n", mb, end, next);
+        return -1;
+    }
+    return d->n;
+}
+
+static int plan_edges(cad_coll *coll, void *arg) {
+    (void)coll, (void)arg;
+    const cad_backend *be = cad_backend_cpu();
+    cad_model_config mc = tiny_model("untied");
+    cad_model m;
+    cad_err e = {0};
+    if (cad_model_init(&m, &mc, be, 3, &e)) return 1;
+    cad_dp_buckets d = {0};
+    int bad = 0, last = cad_model_grad_stages(&m) - 1;
+    /* one bucket: the cap holds the whole arena; it is ready only at the end */
+    bad |= plan_check(&m, 1024.0, &d) != 1 || d.b[0].n != m.n_param_floats || d.b[0].stage != last;
+    /* a bucket per tensor: a cap below the smallest tensor (a float) */
+    bad |= plan_check(&m, 1e-9, &d) != m.n_params;
+    /* lm_head (64 x 16 floats, 4 KiB) is bigger than a 1 KiB bucket: alone, and first (stage 0, the
+     * head is the backward's first step); the small gains and scales share buckets */
+    int nb = plan_check(&m, 1.0 / 1024, &d);
+    bad |= nb <= 0 || nb >= m.n_params || d.b[0].first != m.p_lm_head || d.b[0].last != m.p_lm_head ||
+           d.b[0].stage != 0;
+    /* a cap that is not a positive size is refused */
+    bad |= cad_dp_buckets_plan(&d, &m, 0.0, &e) != CAD_ECONFIG;
+    if (bad) printf("plan edge cases failed (%d buckets at 1 KiB)\n", nb);
+    cad_dp_buckets_free(&d);
+    cad_model_free(&m);
+    return bad;
+}
+
+static void test_bucket_plan_edges(void) {
+    alarm(60);
+    CHECK(run_world(1, plan_edges, NULL) == 0);
+    alarm(0);
+}
+
+/* Overlapped all-reduces through the communication thread: several buffers queued, then one
+ * wait, each equal to the flat all-reduce (rank-ordered, bit for bit), on three ranks. */
+static int async_ops(cad_coll *c, void *arg) {
+    (void)arg;
+    int r = cad_coll_rank(c), w = cad_coll_world(c), bad = 0;
+    cad_err e = {0};
+    enum { NB = 5 };
+    size_t len[NB] = {1, 1000, BIG, 7, 3}; /* one crosses slot boundaries */
+    float *x[NB];
+    for (int b = 0; b < NB; b++) {
+        x[b] = malloc(len[b] * sizeof(float));
+        for (size_t i = 0; i < len[b]; i++) x[b][i] = val(r, i + (size_t)b);
+        if (cad_coll_allreduce_mean_async(c, x[b], len[b], &e)) { printf("async: %s\n", e.msg); return 1; }
+    }
+    if (cad_coll_wait(c, &e)) { printf("wait: %s\n", e.msg); return 1; }
+    for (int b = 0; b < NB; b++) {
+        for (size_t i = 0; i < len[b] && !bad; i++) {
+            float s = val(0, i + (size_t)b);
+            for (int q = 1; q < w; q++) s += val(q, i + (size_t)b);
+            if (x[b][i] != s * (1.0f / (float)w)) { printf("rank %d: bucket %d [%zu] = %.9g\n", r, b, i, x[b][i]); bad = 1; }
+        }
+        free(x[b]);
+    }
+    /* the handle works for ordinary ops afterwards, and a second round reuses the thread */
+    double d = r;
+    bad |= cad_coll_allreduce_sum_f64(c, &d, 1, &e) != CAD_OK;
+    float one = (float)r;
+    bad |= cad_coll_allreduce_mean_async(c, &one, 1, &e) || cad_coll_wait(c, &e) ||
+           one != (w == 1 ? (float)r : (float)(w * (w - 1) / 2) * (1.0f / (float)w));
+    return bad;
+}
+
+static void test_async_allreduce(void) {
+    alarm(120);
+    CHECK(run_world(3, async_ops, NULL) == 0);
+    CHECK(run_world(1, async_ops, NULL) == 0);
+    alarm(0);
+}
+
+/* Rank 1 queues nothing and dies; rank 0's queued all-reduce must fail at cad_coll_wait, naming
+ * it, within seconds — the communication thread notices a dead peer like the barrier does. */
+static void test_dead_peer_fails_async(void) {
+    alarm(60);
+    char shm[64];
+    cad_coll *c;
+    pid_t pid = dead_peer_begin(shm, sizeof shm, "deadq", &c);
+    cad_err e = {0};
+    float x[3] = {1, 2, 3};
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(c && cad_coll_allreduce_mean_async(c, x, 3, &e) == CAD_OK);
+    int rc = c ? cad_coll_wait(c, &e) : CAD_OK;
+    double dt = seconds_since(&t0);
+    CHECK_EQ_INT(rc, CAD_ECHILD);
+    CHECK_MSG(strstr(e.msg, "rank 1") && strstr(e.msg, "died"), "message: %s", e.msg);
+    CHECK_MSG(dt < 5.0, "noticed after %.2f s", dt);
+    printf("# dead peer noticed by the communication thread after %.2f s\n", dt);
+    /* later buckets fail at once with the same cause */
+    CHECK(c && cad_coll_allreduce_mean_async(c, x, 3, &e) == CAD_ECHILD);
+    dead_peer_end(shm, pid, c);
+    alarm(0);
+}
+
+/* Bucketed world-2 runs against the flat world-2 runs of the tests above ("w2": 10 steps;
+ * "r_straight": the same, straight through for the resume test): bit-identical weights and
+ * artifact, for one bucket, a bucket per tensor, and 8 KiB buckets that tok_emb (1024 x 32
+ * floats, 128 KiB) outgrows. Then a bucketed run resumed at world 2 from its checkpoint. */
+static void test_world2_bucketed_is_flat(void) {
+    alarm(1500);
+    static const char *const caps[][2] = {{"b_one", "dp_bucket_mb=64"},
+                                          {"b_tensor", "dp_bucket_mb=0.000001"},
+                                          {"b_8k", "dp_bucket_mb=0.0078125"}};
+    for (size_t k = 0; k < sizeof caps / sizeof *caps; k++) {
+        train_arg a = {caps[k][0], 1, {(char *)caps[k][1]}};
+        CHECK(run_world(2, train_rank, &a) == 0);
+        int identical;
+        double d = weights_diff("w2", caps[k][0], &identical);
+        CHECK_MSG(identical, "%s: weights differ from the flat all-reduce (max |dw| = %g)", caps[k][1], d);
+        CHECK_MSG(same_file("w2", caps[k][0], "final_model.int8.ptz"), "%s: artifact differs", caps[k][1]);
+        char p[4300];
+        snprintf(p, sizeof p, "%s/%s/log.txt", check_tmpdir(), caps[k][0]);
+        char *log = check_slurp(p, NULL);
+        CHECK_MSG(log && strstr(log, "dp_buckets:"), "%s: no dp_buckets line in the log", caps[k][1]);
+        free(log);
+    }
+    train_arg split = {"b_split", 2, {"checkpoint_every=5", "dp_bucket_mb=0.0078125"}};
+    CHECK(run_world(2, train_rank, &split) == 0);
+    train_arg resumed = {"b_split", 3, {"checkpoint_every=5", "dp_bucket_mb=0.0078125", "resume=1"}};
+    CHECK(run_world(2, train_rank, &resumed) == 0);
+    int identical;
+    double d = weights_diff("r_straight", "b_split", &identical);
+    CHECK_MSG(identical, "resumed bucketed world-2 weights differ from the straight flat run (max |dw| = %g)", d);
+    CHECK(same_file("r_straight", "b_split", "final_model.int8.ptz"));
+    alarm(0);
+}
+
 int main(void) {
     make_shards();
     RUN(test_collective_ops);
@@ -377,5 +663,10 @@ int main(void) {
     RUN(test_sharded_muon_equals_unsharded);
     RUN(test_world2_matches_world1);
     RUN(test_world2_resume);
+    RUN(test_grad_readiness_stages);
+    RUN(test_bucket_plan_edges);
+    RUN(test_async_allreduce);
+    RUN(test_dead_peer_fails_async);
+    RUN(test_world2_bucketed_is_flat); /* after the two above: it compares with their runs */
     return check_report();
 }

@@ -406,6 +406,7 @@ static cad_model_config tiny_model(const char *kind) {
     if (!strcmp(kind, "recurrence")) c.recur_first = 1, c.recur_last = 2, c.recur_loops = 2, c.recur_loop_scales = 1;
     if (!strcmp(kind, "bigram+smear+embed_dim")) c.bigram_buckets = 16, c.bigram_dim = 8, c.smear_gate = 1, c.embed_dim = 8;
     if (!strcmp(kind, "moe")) c.mlp_experts = 2, c.mlp_top_k = 1;
+    if (!strcmp(kind, "xsa+parallel+ln_scale")) c.xsa_last = 2, c.parallel_last = 2, c.ln_scale = 1;
     if (!strcmp(kind, "mamba")) c.mamba_mask = 2, c.mamba_d_state = 4, c.mamba_d_conv = 4, c.mamba_expand = 2;
     return c;
 }
@@ -430,7 +431,7 @@ static int snap(void *ctx, int stage, cad_err *e) {
 static int readiness_matches_backward(cad_coll *coll, void *arg) {
     (void)coll, (void)arg;
     static const char *const kinds[] = {"tied", "untied", "untied+exit", "recurrence", "bigram+smear+embed_dim",
-                                        "moe", "mamba"};
+                                        "moe", "mamba", "xsa+parallel+ln_scale"};
     const cad_backend *be = cad_backend_cpu();
     be->set_threads(be, 1);
     int bad = 0;

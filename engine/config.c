@@ -473,15 +473,16 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(!strcmp(c->ttt_mode, "sgd") || !strcmp(c->ttt_mode, "lora"), "ttt_mode='%s': expected sgd or lora",
                 c->ttt_mode);
     CFG_REQUIRE(c->ttt_lora_rank >= 1 && c->ttt_lora_rank <= 4096, "ttt_lora_rank=%ld: expected 1..4096", c->ttt_lora_rank);
-    CFG_REQUIRE(c->ttt_lora_chunk >= 1 && c->ttt_lora_chunk <= cad_config_eval_seq_len(c),
+    int lora = !strcmp(c->ttt_mode, "lora") && c->ttt_lr > 0; /* its chunk bound depends on the window */
+    CFG_REQUIRE(!lora || (c->ttt_lora_chunk >= 1 && c->ttt_lora_chunk <= cad_config_eval_seq_len(c)),
                 "ttt_lora_chunk=%ld: expected 1..the eval sequence length (%ld)", c->ttt_lora_chunk,
                 cad_config_eval_seq_len(c));
     unsigned lora_targets;
     int rc = cad_lora_targets_parse(c->ttt_lora_targets, "ttt_lora_targets", &lora_targets, e);
     if (rc) return rc;
-    CFG_REQUIRE(!(lora_targets & 1u << CAD_LORA_FC) || c->mlp_experts == 0 || strcmp(c->ttt_mode, "lora"),
+    CFG_REQUIRE(!(lora_targets & 1u << CAD_LORA_FC) || c->mlp_experts == 0 || !lora,
                 "ttt_lora_targets='%s': mlp needs a dense MLP (mlp_experts=%ld)", c->ttt_lora_targets, c->mlp_experts);
-    CFG_REQUIRE(!c->early_exit_layers[0] || strcmp(c->ttt_mode, "lora") || c->ttt_lr <= 0,
+    CFG_REQUIRE(!c->early_exit_layers[0] || !lora,
                 "ttt_mode=lora with early_exit_layers='%s': not supported (the exits' losses are not windowed)",
                 c->early_exit_layers);
     CFG_REQUIRE(c->parallel_residual_layers >= 0 && c->parallel_residual_layers <= c->num_layers,

@@ -21,11 +21,16 @@ test_expect_success 'train with ttt_mode lora: the LoRA pass is the score in res
     awk -v a="$got" -v b="$json" "BEGIN { exit !(a - b < 1e-8 && b - a < 1e-8) }" &&
     test_grep "^\{\"step\":60,\"name\":\"final_ttt_val_bpb\"" r1/metrics.jsonl
 '
-test_expect_success 'eval: LoRA TTT improves on the same per-document schedule without training' '
+test_expect_success 'eval: LoRA TTT improves on the same schedule without training; its keys act' '
     caddie eval cfg.yaml --weights w.safetensors $lora --set ttt_epochs=0 >none &&
     caddie eval cfg.yaml --weights w.safetensors $lora >one &&
     a=$(bpb none) && b=$(bpb one) && echo "no TTT $a, LoRA TTT $b" &&
-    awk -v a="$a" -v b="$b" "BEGIN { exit !(b < a - 0.01) }"
+    awk -v a="$a" -v b="$b" "BEGIN { exit !(b < a - 0.01) }" &&
+    caddie eval cfg.yaml --weights w.safetensors $lora --set ttt_lora_targets=q,k,v,o,mlp,head >all &&
+    caddie eval cfg.yaml --weights w.safetensors $lora --set ttt_lora_rank=2 >r2 &&
+    caddie eval cfg.yaml --weights w.safetensors $lora --set ttt_lora_chunk=8 >c8 &&
+    echo "all targets $(bpb all), rank 2 $(bpb r2), chunk 8 $(bpb c8)" &&
+    test "$(bpb all)" != "$b" && test "$(bpb r2)" != "$b" && test "$(bpb c8)" != "$b"
 '
 test_expect_success 'bad LoRA settings name their key' '
     test_must_fail 1 caddie eval cfg.yaml --weights w.safetensors $lora --set ttt_lora_targets=q,x 2>e1 &&

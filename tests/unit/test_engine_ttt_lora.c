@@ -42,6 +42,9 @@ static void test_adapter_gradients(void) {
     CHECK_MSG(cad_lora_create(&lo, &m, &ls, &e) == CAD_OK, "%s", e.msg);
     size_t n;
     float *p = cad_lora_params(lo, &n), *g = cad_lora_grads(lo);
+    /* rank x (in + out) per adapter: per block q, o (32+32), k, v (32+16), fc, mlp proj (32+64);
+     * the head 32+1024 */
+    CHECK_EQ_INT((long)n, 3L * (2 * (2 * 64 + 2 * 48 + 2 * 96) + 1056));
     uint64_t st = 7;
     float *noise = malloc(n * sizeof(float));
     cad_model_fill_uniform(&st, noise, n, 0.3);

@@ -9,6 +9,7 @@
 #include "engine/mamba.h"
 #include "engine/optim.h"
 #include "engine/quant_ext.h"
+#include "engine/ttt_lora.h"
 
 #include "engine/yamltree.h"
 
@@ -471,6 +472,21 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->ttt_epochs >= 0 && c->ttt_batch_seqs >= 1 && c->ttt_chunk_tokens >= cad_config_eval_seq_len(c),
                 "ttt_epochs=%ld ttt_batch_seqs=%ld ttt_chunk_tokens=%ld: expected >= 0, >= 1, >= the eval sequence length (%ld)",
                 c->ttt_epochs, c->ttt_batch_seqs, c->ttt_chunk_tokens, cad_config_eval_seq_len(c));
+    CFG_REQUIRE(!strcmp(c->ttt_mode, "sgd") || !strcmp(c->ttt_mode, "lora"), "ttt_mode='%s': expected sgd or lora",
+                c->ttt_mode);
+    CFG_REQUIRE(c->ttt_lora_rank >= 1 && c->ttt_lora_rank <= 4096, "ttt_lora_rank=%ld: expected 1..4096", c->ttt_lora_rank);
+    int lora = !strcmp(c->ttt_mode, "lora") && c->ttt_lr > 0; /* its chunk bound depends on the window */
+    CFG_REQUIRE(!lora || (c->ttt_lora_chunk >= 1 && c->ttt_lora_chunk <= cad_config_eval_seq_len(c)),
+                "ttt_lora_chunk=%ld: expected 1..the eval sequence length (%ld)", c->ttt_lora_chunk,
+                cad_config_eval_seq_len(c));
+    unsigned lora_targets;
+    int rc = cad_lora_targets_parse(c->ttt_lora_targets, "ttt_lora_targets", &lora_targets, e);
+    if (rc) return rc;
+    CFG_REQUIRE(!(lora_targets & 1u << CAD_LORA_FC) || c->mlp_experts == 0 || !lora,
+                "ttt_lora_targets='%s': mlp needs a dense MLP (mlp_experts=%ld)", c->ttt_lora_targets, c->mlp_experts);
+    CFG_REQUIRE(!c->early_exit_layers[0] || !lora,
+                "ttt_mode=lora with early_exit_layers='%s': not supported (the exits' losses are not windowed)",
+                c->early_exit_layers);
     CFG_REQUIRE(c->parallel_residual_layers >= 0 && c->parallel_residual_layers <= c->num_layers,
                 "parallel_residual_layers=%ld: expected 0..num_layers (%ld)", c->parallel_residual_layers, c->num_layers);
     CFG_REQUIRE(c->xsa_last_layers >= 0 && c->xsa_last_layers <= c->num_layers,
@@ -706,6 +722,11 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
         (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales")))
         return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
+    int lora = !strcmp(c->ttt_mode, "lora"); /* each TTT kind reads its own settings */
+    if (!lora && !strncmp(key, "ttt_lora_", 9)) return 1;
+    if (lora && (!strcmp(key, "ttt_chunk_tokens") || !strcmp(key, "ttt_momentum") || !strcmp(key, "ttt_batch_seqs") ||
+                 !strcmp(key, "ttt_grad_clip")))
+        return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;

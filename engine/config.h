@@ -93,6 +93,10 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, ttt_momentum, "0.9", "TTT SGD momentum")                                              \
     X(INT, ttt_batch_seqs, "32", "TTT sequences (of train_seq_len) per SGD step")                  \
     X(FLOAT, ttt_grad_clip, "1.0", "TTT global grad-norm clip (0 = off)")                          \
+    X(STR, ttt_mode, "sgd", "TTT kind: sgd (all weights, chunks of ttt_chunk_tokens) or lora (per-document adapters, Adam)") \
+    X(INT, ttt_lora_rank, "8", "LoRA TTT adapter rank")                                           \
+    X(LIST, ttt_lora_targets, "q,v,head", "LoRA TTT adapted projections: q, k, v, o, mlp, head")   \
+    X(INT, ttt_lora_chunk, "256", "LoRA TTT tokens scored, then trained on, per step (<= eval seq len)") \
     X(INT, threads, "0", "CPU threads (0 = OMP_NUM_THREADS if set, else all cores)")              \
     X(STR, backend, "cpu", "compute backend: cpu, or cuda (binaries built with nvcc; one GPU)")   \
     X(STR, matmul_precision, "fp32", "dense products: fp32, or bf16 operands with fp32 sums (autocast)") \

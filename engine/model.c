@@ -20,6 +20,7 @@
 #include "engine/quant_ext.h"
 #include "engine/moe.h"
 #include "engine/mamba.h"
+#include "engine/ttt_lora.h"
 
 #include <float.h>
 #include <math.h>
@@ -294,6 +295,7 @@ void cad_model_set_recurrence(cad_model *m, int on) {
         L->mb = P->mb;
         int b = on ? virtual_to_physical(c, v) : v; /* LN scale follows the physical block */
         L->ln_s = c->ln_scale ? (float)(1.0 / sqrt((double)(b + 1))) : 1.0f;
+        L->block = b;
         /* pass over the physical block: 0 up to recur_last, then 1.. for each extra loop */
         int span = c->recur_last - c->recur_first + 1;
         L->pass = on && v > c->recur_last && v <= c->recur_last + (c->recur_loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
@@ -429,6 +431,12 @@ static double rng_uniform_ctx(void *r) { return rng_uniform((model_rng *)r); }
 
 static void fill_uniform(model_rng *r, float *h, size_t n, double bound) {
     for (size_t i = 0; i < n; i++) h[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
+}
+
+void cad_model_fill_uniform(uint64_t *state, float *h, size_t n, double bound) {
+    model_rng r = {*state};
+    fill_uniform(&r, h, n, bound);
+    *state = r.s;
 }
 
 static void weights_init(cad_model *m, float *host, uint64_t seed) {
@@ -749,6 +757,17 @@ static int uses_xsa(const cad_model *m, int l) {
 /* Decoder layer l's skip source: decoder i pops encoder n_enc-1-i (LIFO). */
 static int skip_source(const cad_model *m, int l) { return m->n_enc - 1 - (l - m->n_enc); }
 
+/* LoRA TTT adapters of a projection (ttt_lora.h): its output y (+=) the adapter's, and in
+ * backward the adapter's grads and dx (+=) its input share. L NULL = the head. */
+static void lora_fwd(cad_model *m, const cad_model_layer *L, int site, const float *x, int ldx, float a, float *y,
+                     int ldy, int N) {
+    if (m->lora) cad_lora_apply(m->lora, m->be, L ? L->block : -1, site, x, ldx, a, y, ldy, N);
+}
+static void lora_bwd(cad_model *m, const cad_model_layer *L, int site, const float *dy, int lddy, const float *x,
+                     int ldx, float a, float *dx, int lddx, int N) {
+    if (m->lora) cad_lora_grad(m->lora, m->be, L ? L->block : -1, site, dy, lddy, x, ldx, a, dx, lddx, N);
+}
+
 
 /* ---- input: embedding, factorized projection, BigramHash, SmearGate ------------------------ */
 
@@ -923,6 +942,9 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         }
         if (m->calib_on) calib_add(m, L, 0, L->xn1, N, C, L->ln_s);
         be->matmul(be, 0, 1, N, QKV, C, L->ln_s, L->xn1, C, WD(L->p_c_q), C, 0.0f, L->qkv, QKV);
+        lora_fwd(m, L, CAD_LORA_Q, L->xn1, C, L->ln_s, L->qkv, QKV, N);
+        lora_fwd(m, L, CAD_LORA_K, L->xn1, C, L->ln_s, L->qkv + C, QKV, N);
+        lora_fwd(m, L, CAD_LORA_V, L->xn1, C, L->ln_s, L->qkv + C + KVD, QKV, N);
         be->qk_norm_rope_forward(be, m->q_r, m->k_r, m->rstd_q, m->rstd_k, L->qkv, PD(L->p_q_gain), m->rope_cos,
                                  m->rope_sin, B, T, NH, KV, HD, RMS_EPS);
         be->attention_forward(be, L->att_y, C, L->att_lse, m->q_r, C, m->k_r, KVD, L->qkv + C + KVD, QKV, B, T, NH,
@@ -934,6 +956,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         }
         if (m->calib_on) calib_add(m, L, 1, proj_in, N, C, 1.0f);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
+        lora_fwd(m, L, CAD_LORA_O, proj_in, C, 1.0f, L->attn_out, C, N);
         be->scale_add_forward(be, L->out, L->out, attn_s(m, L, 0), L->attn_out, N, C);
     mlp:;
         /* mlp: of the block's output so far, or (parallel residual) of the same norm the
@@ -948,9 +971,11 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         } else {
             if (m->calib_on) calib_add(m, L, 2, mlp_in, N, C, L->ln_s);
             be->matmul(be, 0, 1, N, H, C, L->ln_s, mlp_in, C, WD(L->p_fc), C, 0.0f, L->hpre, H);
+            lora_fwd(m, L, CAD_LORA_FC, mlp_in, C, L->ln_s, L->hpre, H, N);
             be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
             if (m->calib_on) calib_add(m, L, 3, m->act, N, H, 1.0f);
             be->matmul(be, 0, 1, N, C, H, 1.0f, m->act, H, WD(L->p_mlp_proj), H, 0.0f, L->mlp_out, C);
+            lora_fwd(m, L, CAD_LORA_MLP_PROJ, m->act, H, 1.0f, L->mlp_out, C, N);
         }
         be->scale_add_forward(be, L->out, L->out, mlp_s(m, L, 0), L->mlp_out, N, C);
         if (y && m->ee) cad_ee_after_block(m, l, N);
@@ -964,6 +989,7 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
         const float *w_head = PD(c->tie_embeddings ? m->p_tok_emb : m->p_lm_head);
         be->matmul(be, 0, 1, N, V, C, 1.0f, m->xf, C, w_head, C, 0.0f, m->logits, V);
     }
+    lora_fwd(m, NULL, CAD_LORA_HEAD, m->xf, C, 1.0f, m->logits, V, N);
     be->softcap_xent_forward(be, m->logits, m->logit_lse, m->loss_dev, y ? m->targets : NULL, N, V,
                              c->logit_softcap);
     if (!y) {
@@ -1000,7 +1026,16 @@ int cad_model_backward(cad_model *m, cad_err *e) {
     size_t NC = (size_t)N * C;
 
     /* head: logits -> d raw logits (in place), then dW_head and d xf */
-    be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap, 1.0f / (float)N);
+    int t0 = m->loss_t0, t1 = m->loss_t1;
+    if (t1 > 0 && (t0 < 0 || t0 >= t1 || t1 > T))
+        return cad_fail(e, CAD_ECONFIG, "backward: loss window [%d, %d) outside the %d positions", t0, t1, T);
+    if (t1 <= 0) t0 = 0, t1 = T;
+    be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap,
+                              1.0f / (float)(B * (t1 - t0)));
+    for (int b = 0; t1 - t0 < T && b < B; b++) { /* positions outside the window carry no loss */
+        be->memset_zero(be, m->logits + (size_t)b * T * V, (size_t)t0 * V * sizeof(float));
+        be->memset_zero(be, m->logits + ((size_t)b * T + t1) * V, (size_t)(T - t1) * V * sizeof(float));
+    }
     if (c->embed_dim && c->tie_embeddings) { /* through head_e = xf W, then W */
         int E = c->embed_dim;
         be->matmul(be, 1, 0, V, E, N, 1.0f, m->logits, V, m->head_e, E, 1.0f, PG(m->p_tok_emb), E);
@@ -1012,6 +1047,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         be->matmul(be, 1, 0, V, C, N, 1.0f, m->logits, V, m->xf, C, 1.0f, PG(p_head), C);
         be->matmul(be, 0, 0, N, C, V, 1.0f, m->logits, V, PD(p_head), C, 0.0f, m->d_xn, C);
     }
+    lora_bwd(m, NULL, CAD_LORA_HEAD, m->logits, V, m->xf, C, 1.0f, m->d_xn, C, N);
     be->memset_zero(be, m->d_res, NC * sizeof(float));
     be->memset_zero(be, m->d_x0, NC * sizeof(float));
     be->rmsnorm_backward(be, m->d_res, m->d_xn, m->xf, m->rstdf, N, C);
@@ -1031,11 +1067,13 @@ int cad_model_backward(cad_model *m, cad_err *e) {
             be->relu2_forward(be, m->act, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
             be->matmul(be, 1, 0, C, H, N, 1.0f, m->d_proj, C, m->act, H, 1.0f, PG(L->p_mlp_proj), H);
             be->matmul(be, 0, 0, N, H, C, 1.0f, m->d_proj, C, WD(L->p_mlp_proj), H, 0.0f, m->d_h, H);
+            lora_bwd(m, L, CAD_LORA_MLP_PROJ, m->d_proj, C, m->act, H, 1.0f, m->d_h, H, N);
             be->relu2_backward(be, m->d_h, m->d_h, L->hpre, (size_t)N * H, c->mlp_leaky_slope);
             /* LN scale s: the fc read s*xn, so dW takes s and d xn = s * dh W (rmsnorm_backward
              * then reads the unscaled norm output, as its contract wants) */
             be->matmul(be, 1, 0, H, C, N, L->ln_s, m->d_h, H, par ? L->xn1 : L->xn2, C, 1.0f, PG(L->p_fc), C);
             be->matmul(be, 0, 0, N, C, H, L->ln_s, m->d_h, H, WD(L->p_fc), C, 0.0f, m->d_xn, C);
+            lora_bwd(m, L, CAD_LORA_FC, m->d_h, H, par ? L->xn1 : L->xn2, C, L->ln_s, m->d_xn, C, N);
         }
         /* sequential: the MLP read the output after attention, so its norm path joins d_res
          * before the attention branch; parallel: both branches take d(out) itself, and the
@@ -1051,6 +1089,7 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         int xsa = uses_xsa(m, l);
         be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
         be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, WD(L->p_proj), C, 0.0f, m->d_atty, C);
+        lora_bwd(m, L, CAD_LORA_O, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, m->d_atty, C, N);
         float *d_att = m->d_atty; /* gradient of the attention output (before XSA) */
         if (xsa) { /* d_proj is free again: it takes d(att_y); d_atty keeps d(xsa_y) for dv below */
             be->xsa_backward(be, m->d_proj, C, NULL, 0, m->d_atty, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
@@ -1068,6 +1107,9 @@ int cad_model_backward(cad_model *m, cad_err *e) {
                                   PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
         be->matmul(be, 1, 0, QKV, C, N, L->ln_s, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
         be->matmul(be, 0, 0, N, C, QKV, L->ln_s, m->d_qkv, QKV, WD(L->p_c_q), C, 0.0f, m->d_xn, C);
+        lora_bwd(m, L, CAD_LORA_Q, m->d_qkv, QKV, L->xn1, C, L->ln_s, m->d_xn, C, N);
+        lora_bwd(m, L, CAD_LORA_K, m->d_qkv + C, QKV, L->xn1, C, L->ln_s, m->d_xn, C, N);
+        lora_bwd(m, L, CAD_LORA_V, m->d_qkv + C + KVD, QKV, L->xn1, C, L->ln_s, m->d_xn, C, N);
     attn_norm:
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         /* resid_mix: d_res becomes d(xin), x0 collects its share */

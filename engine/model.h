@@ -30,6 +30,7 @@
 
 struct cad_moe;        /* engine/moe.h: routing state and buffers */
 struct cad_early_exit; /* engine/early_exit.h: exit-head buffers and the eval policy */
+struct cad_lora;       /* engine/ttt_lora.h: LoRA test-time-training adapters */
 
 typedef struct cad_model_config {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings;
@@ -139,6 +140,7 @@ typedef struct cad_model_layer {
                                       * (fc, proj) pairs; -1 for a dense MLP (p_fc, p_mlp_proj are then -1) */
     float ln_s;                      /* norm output scale: 1/sqrt(physical index + 1) with ln_scale, else 1 */
     int pass;                        /* which pass over its physical block this virtual block is (0 = first) */
+    int block;                       /* its physical block (LoRA adapters are per physical block) */
     /* Mamba block (engine/mamba.h): its parameter indices (is_mamba 0: an attention block) and
      * activations, planned for a virtual block that is a Mamba block in either schedule. */
     struct {
@@ -184,6 +186,15 @@ typedef struct cad_model {
      * (cad_model_grad_stage); a non-zero return ends the backward with that status. NULL: none. */
     int (*grad_ready)(void *ctx, int stage, cad_err *e);
     void *grad_ready_ctx;
+    /* LoRA test-time training (engine/ttt_lora.h): while set, forward adds each targeted
+     * projection's adapter output x A^T B^T and backward accumulates the adapters' gradients
+     * (the base weights' grads are still written, and ignored). NULL = none: the default path
+     * pays one pointer test per projection. */
+    struct cad_lora *lora;
+    /* Backward's loss window (loss_t1 > 0): it differentiates the mean NLL over positions
+     * [loss_t0, loss_t1) of every row instead of all B*T targets (per-token TTT losses that
+     * train on a chunk inside its context window). forward's mean_loss is unchanged. */
+    int loss_t0, loss_t1;
 
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
@@ -234,6 +245,10 @@ void cad_model_rope_perm(int head_dim, int rope_dims, int *perm);
 
 /* Blocks a forward runs: num_layers plus (recur_loops - 1) extra passes over the recurrent span. */
 int cad_model_virtual_layers(const cad_model_config *c);
+
+/* The model's seeded RNG (splitmix64, as weight init): h[n] uniform in (-bound, bound),
+ * advancing *state. For parameters created outside the model (LoRA adapters). */
+void cad_model_fill_uniform(uint64_t *state, float *h, size_t n, double bound);
 
 /* Validate a config; the message names the offending key(s) and values. */
 int cad_model_config_check(const cad_model_config *c, cad_err *e);

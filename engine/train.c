@@ -17,6 +17,7 @@
 #include "engine/early_exit.h"
 #include "engine/eval.h"
 #include "engine/ttt.h"
+#include "engine/ttt_lora.h"
 #include "engine/export.h"
 #include "engine/gptq.h"
 #include "engine/quant_ext.h"
@@ -507,6 +508,31 @@ static void ttt_progress(void *ud, long chunk, long n_chunks, const double sums[
     if (chunk % 10 != 0 && chunk != n_chunks - 1) return;
     double bpb = sums[2] > 0 ? sums[0] / sums[1] / log(2.0) * (sums[1] / sums[2]) : 0.0;
     log0(s, "ttt_chunk:%ld/%ld bpb:%.6f time:%.1fs", chunk + 1, n_chunks, bpb, elapsed_ms / 1000.0);
+}
+
+/* LoRA TTT: one line per tenth of the documents (the records' per-batch progress lines) */
+static void ttt_lora_progress(void *ud, long doc, long n_docs, const double sums[3], double elapsed_ms) {
+    session *s = ud;
+    long every = n_docs / 10 > 0 ? n_docs / 10 : 1;
+    if ((doc + 1) % every != 0 && doc != n_docs - 1) return;
+    double bpb = sums[2] > 0 ? sums[0] / sums[1] / log(2.0) * (sums[1] / sums[2]) : 0.0;
+    log0(s, "ttt_lora_doc:%ld/%ld bpb:%.6f time:%.1fs", doc + 1, n_docs, bpb, elapsed_ms / 1000.0);
+}
+
+/* Test-time training of ttt_mode on the session's weights (sgd changes them, lora does not). */
+static int eval_ttt_mode(session *s, const cad_eval_spec *es, cad_eval_result *er, int log_progress, cad_err *e) {
+    const cad_config *c = s->c;
+    if (!strcmp(c->ttt_mode, "lora")) {
+        cad_lora_spec ls = {(int)c->ttt_lora_rank, 0, (int)c->ttt_lora_chunk, (int)c->ttt_epochs, c->ttt_lr,
+                            (uint64_t)c->seed};
+        int rc = cad_lora_targets_parse(c->ttt_lora_targets, "ttt_lora_targets", &ls.targets, e);
+        if (rc) return rc;
+        return cad_eval_ttt_lora(&s->m, s->val, s->n_val, &s->luts, es, &ls, s->x, s->y, NULL, er,
+                                 log_progress ? ttt_lora_progress : NULL, s, e);
+    }
+    cad_ttt_spec ts = ttt_spec(c);
+    return cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, es, &ts, s->x, s->y, er, log_progress ? ttt_progress : NULL,
+                        s, e);
 }
 
 static cad_eval_spec eval_spec(const session *s) {
@@ -1164,11 +1190,14 @@ static int train_score_sliding(train_run *r, cad_err *e) {
 static int train_score_ttt(train_run *r, cad_err *e) {
     session *s = &r->s;
     const cad_config *c = s->c;
-    cad_ttt_spec ts = ttt_spec(c);
     cad_eval_result tr;
-    log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ts.stride,
-         c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
-    int rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &r->es, &ts, s->x, s->y, &tr, ttt_progress, s, e);
+    if (!strcmp(c->ttt_mode, "lora"))
+        log0(s, "ttt:start mode:lora rank:%ld targets:%s chunk:%ld ttt_lr:%g ttt_epochs:%ld", c->ttt_lora_rank,
+             c->ttt_lora_targets, c->ttt_lora_chunk, c->ttt_lr, c->ttt_epochs);
+    else
+        log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ttt_spec(c).stride,
+             c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
+    int rc = eval_ttt_mode(s, &r->es, &tr, 1, e);
     if (rc) return rc;
     log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
     journal(s, r->step, "final_ttt_val_loss", tr.val_loss);
@@ -1381,8 +1410,7 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
                     c->eval_stride, er.val_loss, er.val_bpb, er.eval_ms);
     }
     if (!rc && c->ttt_lr > 0) { /* last: it changes the weights */
-        cad_ttt_spec ts = ttt_spec(c);
-        rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &es, &ts, s->x, s->y, &er, NULL, NULL, e);
+        rc = eval_ttt_mode(s, &es, &er, 0, e);
         if (!rc)
             fprintf(out, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms\n", er.val_loss, er.val_bpb,
                     er.eval_ms);

@@ -6,7 +6,7 @@
  * chunking, which is what lets the runner feed a live pipe and import-log feed a whole file.
  * Agreement covers every metric (name, step, value and wall bits, in order), the summary and the
  * printed hyperparameters.
- * Not here: record import (db/ingest, cli/cmd_import.c; its code is moving), file reading.
+ * Not here: record import (fuzz_record.c), file reading.
  */
 #include "db/logparse.h"
 #include "tests/fuzz/fuzz_common.h"

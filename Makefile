@@ -41,8 +41,10 @@ LDLIBS   := -lsentencepiece_train -lsentencepiece -lsqlite3 -lyaml -lopenblas -l
 DEB_PKGS := libsqlite3-dev sqlite3 libyaml-dev libsentencepiece-dev libopenblas-dev \
             zlib1g-dev libzstd-dev liblzma-dev libbrotli-dev pkg-config
 # The page test renders the HTML report in headless Chromium; the Slurm executor's tests
-# (t042x) start a single-node cluster: munged, slurmctld and slurmd (tests/cli/slurm_lib.sh).
-TEST_PKGS := chromium fonts-dejavu-core slurm-wlm munge
+# (t042x) start a single-node cluster: munged, slurmctld and slurmd (tests/cli/slurm_lib.sh);
+# t0803 runs the libFuzzer harnesses briefly (clang, FUZZ_PKGS below); peak RSS is read with
+# GNU time (t0511).
+TEST_PKGS := chromium fonts-dejavu-core slurm-wlm munge time
 
 LIB_C   := $(filter-out cli/main.c,$(wildcard engine/*.c sweep/*.c db/*.c runner/*.c reports/*.c cli/*.c))
 LIB_CXX := $(wildcard engine/*.cc)
@@ -98,7 +100,7 @@ deps:
 	fi
 
 test-deps:
-	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(TEST_PKGS)"
+	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(TEST_PKGS) $(FUZZ_PKGS)"
 
 # ---- generated build info (commit, dirty flag, compiler, backends) -------------------
 build/gen/buildinfo.c: FORCE
@@ -187,6 +189,7 @@ FUZZ_MAXLEN_safetensors := 16384
 FUZZ_MAXLEN_checkpoint := 2048
 FUZZ_MAXLEN_logparse := 65536
 FUZZ_MAXLEN_int8 := 8192
+FUZZ_MAXLEN_record := 32768
 # Seeds besides tests/fuzz/seeds/<target>/: the repo's own fixtures of that format.
 FUZZ_FIXTURES_config := experiments/configs/*.yaml
 FUZZ_FIXTURES_spec := experiments/*.yaml
@@ -208,8 +211,10 @@ build/fuzz/gen/%.o: build/gen/%.c | fuzz-deps
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 build/fuzz/libcaddie.a: $(FUZZ_OBJ)
 	@rm -f $@; ar rcs $@ $^
+# -fsanitize-link-c++-runtime: a harness that reaches the C++ tokenizer shim (fuzz_record, via
+# db/) needs UBSan's C++ part (vptr checks), which the C driver does not link by itself.
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build/fuzz/libcaddie.a
-	$(FUZZ_CC) $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $< build/fuzz/libcaddie.a $(LDLIBS) -o $@
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -fsanitize-link-c++-runtime $< build/fuzz/libcaddie.a $(LDLIBS) -o $@
 build/asan/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c tests/fuzz/fuzz_common.h build/asan/libcaddie.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_OPT) $< tests/fuzz/replay_main.c build/asan/libcaddie.a $(LDLIBS) -o $@
@@ -249,7 +254,10 @@ build/asan/tests/test_kernels_emu build/asan/tests/test_kernels_emu_train: $(wil
 check-layers:
 	@bash tests/layers.sh
 
-test: test-deps build/asan/caddie $(TEST_BIN) $(FUZZ_REPLAY_BIN) sample
+# The libFuzzer harnesses for t0803 when clang is there (test-deps installs it; without it
+# t0803 skips, saying so).
+FUZZ_CI_BIN := $(if $(shell command -v $(FUZZ_CC) 2>/dev/null),$(FUZZ_BIN))
+test: test-deps build/asan/caddie $(TEST_BIN) $(FUZZ_REPLAY_BIN) $(FUZZ_CI_BIN) sample
 	@bash tests/run.sh build/asan/tests build/asan/caddie
 
 # ---- bundled sample, demo, bench -----------------------------------------------------

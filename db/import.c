@@ -684,8 +684,9 @@ static int job_insert(import_job *j, cad_err *e) {
     return rc;
 }
 
-/* out->note: the first line that looks like a score but was not understood, and a claim of
- * this log's own that differs from its parsed score. */
+/* out->note: the first line that looks like a score but was not understood, the first line
+ * too long to parse (skipped, so a log that is one endless line is refused visibly, not
+ * swallowed), and a claim of this log's own that differs from its parsed score. */
 static void job_note(const import_job *j, cad_import_result *out) {
     size_t o = 0;
     out->note[0] = 0;
@@ -696,6 +697,14 @@ static void job_note(const import_job *j, cad_import_result *out) {
             o += (size_t)snprintf(out->note + o, sizeof out->note - o, " (and %ld more such line%s)",
                                   j->s.n_unread_score_lines - 1,
                                   j->s.n_unread_score_lines == 2 ? "" : "s");
+    }
+    if (j->s.n_long_lines > 0 && o < sizeof out->note) {
+        o += (size_t)snprintf(out->note + o, sizeof out->note - o,
+                              "%sline %ld: longer than %zu MiB: not parsed (kept in log.txt)",
+                              o ? "; " : "", j->s.first_long_line, CAD_LOG_MAX_LINE >> 20);
+        if (j->s.n_long_lines > 1 && o < sizeof out->note)
+            o += (size_t)snprintf(out->note + o, sizeof out->note - o, " (and %ld more such line%s)",
+                                  j->s.n_long_lines - 1, j->s.n_long_lines == 2 ? "" : "s");
     }
     const char *claim = kv_get(&j->params, "claimed_val_bpb");
     const char *src = kv_get(&j->params, "claim_source");

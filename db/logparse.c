@@ -939,7 +939,7 @@ static void lp_note_unread(cad_logparse *p, const cad_log_summary *b) {
 #undef LP_SAME
     if (strcmp(a->score_line_kind, b->score_line_kind) != 0) return;
     if (p->s.n_unread_score_lines++ == 0) {
-        p->s.first_unread_score_line = p->s.n_lines;
+        p->s.first_unread_score_line = p->s.n_lines + p->s.n_long_lines;
         size_t o = 0;
         for (const unsigned char *c = (const unsigned char *)p->line;
              *c && o + 1 < sizeof p->s.first_unread_score_text; c++)
@@ -1003,7 +1003,7 @@ static void lp_bound_pending(cad_logparse *p) {
     if (p->pend_len <= CAD_LOG_MAX_LINE) return;
     p->pend_len = 0;
     p->skip_line = 1;
-    p->s.n_long_lines++;
+    if (p->s.n_long_lines++ == 0) p->s.first_long_line = p->s.n_lines + 1;
 }
 
 int cad_logparse_feed(cad_logparse *p, const char *buf, size_t len, cad_log_metric_fn fn,
@@ -1014,7 +1014,10 @@ int cad_logparse_feed(cad_logparse *p, const char *buf, size_t len, cad_log_metr
         size_t chunk = nl ? (size_t)(nl - (buf + i)) : len - i;
         if (p->skip_line) { /* the rest of an over-long line */
             if (nl) p->skip_line = 0;
-        } else if (!nl || p->pend_len) {
+        } else if (!nl || p->pend_len || chunk > CAD_LOG_MAX_LINE) {
+            /* a line over the limit fed whole goes through the pending buffer too, so
+             * lp_bound_pending skips it as it would one fed in pieces (same result for any
+             * chunking) */
             if (p->pend_len + chunk + 1 > p->pend_cap) {
                 size_t nc = p->pend_cap ? p->pend_cap : 256;
                 while (nc < p->pend_len + chunk + 1) nc *= 2;

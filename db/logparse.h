@@ -83,7 +83,8 @@ typedef struct cad_log_summary {
     long n_nan;                  /* loss values printed as nan/inf (runner fails the run) */
     long n_out_of_range;         /* negative loss/bpb values: neither curve points nor scores */
     long n_long_lines;           /* lines over CAD_LOG_MAX_LINE bytes fed in pieces: skipped */
-    long n_lines;                /* lines fed */
+    long first_long_line;        /* the first one's 1-based line number, 0 when none */
+    long n_lines;                /* lines fed (not counting the skipped long ones) */
     long n_code_lines;           /* lines skipped as printed source code */
     long n_metric_lines;         /* lines that produced metrics */
     int seed;                    /* seed printed in the log, -1 when none */

@@ -22,7 +22,7 @@ run_one() {  # name, command...
     local log="$CADDIE_TMP/$name.log" rc
     "$@" >"$log" 2>&1; rc=$?
     local summary; summary=$(grep -E '^# passed [0-9]+ failed [0-9]+ skipped [0-9]+$' "$log" | tail -n 1)
-    grep -E '^(FAIL|skip) ' "$log"
+    grep -E '^(FAIL|skip|info) ' "$log"
     grep -E '^    \| ' "$log"
     if [ -z "$summary" ]; then
         echo "FAIL $name: exited $rc without a summary line (crash?); last lines:"

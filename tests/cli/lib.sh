@@ -31,6 +31,10 @@ test_expect_success() {
 # test_skip 'description' 'reason'
 test_skip() { _n_skip=$((_n_skip+1)); echo "skip $1: $2"; }
 
+# test_info 'line' — a figure the run should show (tests/run.sh prints "info" lines, like
+# "skip" ones, even when everything passed): one line each, never a verdict.
+test_info() { echo "info $TEST_FILE: $*"; }
+
 # test_must_fail [CODE] cmd...  — succeeds when cmd fails (with exit CODE if given)
 test_must_fail() {
     local want=""

@@ -1,6 +1,7 @@
 /*
- * fuzz_common.h — what every harness in tests/fuzz/ shares: the one temp file per process that
- * the input is written to (most caddie loaders take a path, not a buffer), the check that a
+ * fuzz_common.h — what every harness in tests/fuzz/ shares: the private temp directory per
+ * process and the one file in it the input is written to (most caddie loaders take a path,
+ * not a buffer), the check that a
  * failed call left the error message the status convention promises, and the small models
  * (tensor lists, checkpoint meta) that both the harnesses and gen_seeds.c use, so generated
  * seeds match what the harnesses expect.
@@ -16,11 +17,14 @@
 #include "engine/safetensors.h"
 #include "engine/status.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,29 +41,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char fuzz_dir_[PATH_MAX], fuzz_file_[PATH_MAX];
 
-static inline void fuzz_cleanup_(void) {
-    if (fuzz_file_[0]) unlink(fuzz_file_);
-    if (fuzz_dir_[0]) rmdir(fuzz_dir_);
+/* Remove path and everything under it (no symbolic link is followed: nftw FTW_PHYS). */
+static inline int fuzz_rm_entry_(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st; (void)flag; (void)ftw;
+    return remove(p) != 0 && errno != ENOENT;
+}
+static inline void fuzz_rm_tree(const char *path) {
+    nftw(path, fuzz_rm_entry_, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Write the input to <private dir>/name and return that path. The directory is made once per
- * process (mkdtemp, so parallel fuzzer jobs never share a file) and holds nothing else, so a
- * loader that resolves relative paths (a sweep's `base:`) finds only the input itself.
- * Failing to write is the machine's problem, not a finding, but fuzzing on without the file
- * would test nothing: abort. */
-static inline const char *fuzz_write_input(const char *name, const uint8_t *data, size_t size) {
+static inline void fuzz_cleanup_(void) {
+    if (fuzz_dir_[0]) fuzz_rm_tree(fuzz_dir_);
+}
+
+/* This process's private directory (mkdtemp under $TMPDIR, so parallel fuzzer jobs never
+ * share a file), made on first use and removed with all it holds at exit. Failing to make it
+ * is the machine's problem, not a finding, but fuzzing on without it would test nothing:
+ * abort. */
+static inline const char *fuzz_dir(void) {
     if (!fuzz_dir_[0]) {
         const char *tmp = getenv("TMPDIR");
         snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/caddie-fuzz.XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(fuzz_dir_)) FUZZ_FAIL("mkdtemp %s failed", fuzz_dir_);
-        if ((size_t)snprintf(fuzz_file_, sizeof fuzz_file_, "%s/%s", fuzz_dir_, name) >= sizeof fuzz_file_)
-            FUZZ_FAIL("temp path too long under %s", fuzz_dir_);
         atexit(fuzz_cleanup_);
     }
-    FILE *f = fopen(fuzz_file_, "wb");
-    if (!f) FUZZ_FAIL("cannot write %s", fuzz_file_);
-    if (size && fwrite(data, 1, size, f) != size) FUZZ_FAIL("short write to %s", fuzz_file_);
-    if (fclose(f) != 0) FUZZ_FAIL("cannot close %s", fuzz_file_);
+    return fuzz_dir_;
+}
+
+/* Write size bytes to path (replacing it). */
+static inline void fuzz_write_file(const char *path, const uint8_t *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) FUZZ_FAIL("cannot write %s", path);
+    if (size && fwrite(data, 1, size, f) != size) FUZZ_FAIL("short write to %s", path);
+    if (fclose(f) != 0) FUZZ_FAIL("cannot close %s", path);
+}
+
+/* Write the input to <fuzz_dir()>/name and return that path. The directory holds nothing
+ * else, so a loader that resolves relative paths (a sweep's `base:`) finds only the input
+ * itself. */
+static inline const char *fuzz_write_input(const char *name, const uint8_t *data, size_t size) {
+    if (!fuzz_file_[0] &&
+        (size_t)snprintf(fuzz_file_, sizeof fuzz_file_, "%s/%s", fuzz_dir(), name) >= sizeof fuzz_file_)
+        FUZZ_FAIL("temp path too long under %s", fuzz_dir_);
+    fuzz_write_file(fuzz_file_, data, size);
     return fuzz_file_;
 }
 
@@ -119,6 +143,22 @@ static inline void fuzz_tensors(cad_named_tensor ts[FUZZ_N_TENSORS]) {
         }
         ts[i].data = fuzz_tdata_[i];
     }
+}
+
+/* ---- the record harness's input: a record folder packed into one file ------------------ */
+
+/* fuzz_record.c's input is the files of a record folder, in this order, each ended by the
+ * separator line (the last one may be unterminated); a missing or empty part is a file the
+ * record does not have. gen_seeds.c packs the repo's record fixtures the same way. The seed
+ * suffixes of the log names let a submission's seed_results.<seed> claims pair with them. */
+#define FUZZ_RECORD_SEP "\n#### fuzz-record-next-file ####\n"
+#define FUZZ_RECORD_NFILES 5
+#define FUZZ_RECORD_FIRST_LOG 2
+static inline const char *fuzz_record_file(int i) {
+    static const char *const names[FUZZ_RECORD_NFILES] = {
+        "submission.json", "README.md", "train_seed1337.log", "train_seed42.log", "logs/train.txt",
+    };
+    return names[i];
 }
 
 #endif

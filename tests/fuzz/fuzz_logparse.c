@@ -6,7 +6,7 @@
  * chunking, which is what lets the runner feed a live pipe and import-log feed a whole file.
  * Agreement covers every metric (name, step, value and wall bits, in order), the summary and the
  * printed hyperparameters.
- * Not here: record import (db/ingest, cli/cmd_import.c; its code is moving), file reading.
+ * Not here: record import (fuzz_record.c), file reading.
  */
 #include "db/logparse.h"
 #include "tests/fuzz/fuzz_common.h"
@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     SAME_NUM(prequant_val_loss); SAME_NUM(prequant_val_bpb); SAME_NUM(artifact_bytes);
     SAME_NUM(model_bytes); SAME_NUM(code_bytes); SAME_STR(compressor); SAME_NUM(train_ms);
     SAME_NUM(eval_ms); SAME_NUM(steps); SAME_NUM(total_steps); SAME_NUM(last_train_loss);
-    SAME_NUM(n_nan); SAME_NUM(n_out_of_range); SAME_NUM(n_long_lines); SAME_NUM(n_lines);
+    SAME_NUM(n_nan); SAME_NUM(n_out_of_range); SAME_NUM(n_long_lines); SAME_NUM(first_long_line); SAME_NUM(n_lines);
     SAME_NUM(n_code_lines); SAME_NUM(n_metric_lines); SAME_NUM(seed);
     int np = cad_logparse_param_count(whole);
     if (np != cad_logparse_param_count(chunk)) FUZZ_FAIL("chunked parse differs in param count");

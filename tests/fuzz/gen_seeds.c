@@ -5,6 +5,10 @@
  * where a writer never produces that variant (F16/BF16 safetensors, per-row and per-tensor
  * int8 containers, which the exporter only uses for tensors too big to be a seed).
  * The toy models are fuzz_common.h's, the same ones the harnesses load into.
+ * The record seeds are the repo's record fixtures (tests/fixtures/logs/<track>/<record>/, run
+ * from the repo root) packed as fuzz_record.c reads them: the submission JSON, the README's
+ * start and the start and end of two logs (hyperparameters and final scores), cut at lines
+ * so a seed stays a few kB.
  * Not here: the text seeds (YAML, logs), which are plain files in tests/fuzz/seeds/.
  */
 #include "engine/checkpoint.h"
@@ -13,7 +17,9 @@
 #include "engine/shard.h"
 #include "tests/fuzz/fuzz_common.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <glob.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -161,6 +167,79 @@ static void gen_shard(void) {
     if (cad_shard_write(seed_path("shard", "gen-id-over-vocab.bin"), toks, 8, &e) != CAD_OK) die("cad_shard_write", &e);
 }
 
+/* ---- record folders, packed (fuzz_common.h, FUZZ_RECORD_SEP) --------------------------- */
+#define RECORD_FIXTURES "tests/fixtures/logs"
+#define README_KEEP 3000 /* bytes of the README's start */
+#define LOG_HEAD 2000    /* bytes of a log's start (hyperparameters, first steps) */
+#define LOG_TAIL 1500    /* bytes of its end (final evaluation lines) */
+
+/* Append up to head bytes of the file's start (cut after its last whole line) and, when
+ * tail > 0, up to tail bytes of its end (from the first whole line). */
+static void put_file_cut(FILE *out, const char *path, size_t head, size_t tail) {
+    size_t len;
+    unsigned char *b = read_bytes(path, &len);
+    if (len <= head + tail) {
+        fwrite(b, 1, len, out);
+        return;
+    }
+    size_t h = head;
+    while (h > 0 && b[h - 1] != '\n') h--;
+    fwrite(b, 1, h, out);
+    if (!tail) return;
+    size_t t = len - tail;
+    while (t < len && b[t - 1] != '\n') t++;
+    fwrite(b + t, 1, len - t, out);
+}
+
+static void gen_record(const char *track, const char *name) {
+    char dir[PATH_MAX * 2], pat[PATH_MAX * 2 + 32], out_name[96];
+    snprintf(dir, sizeof dir, "%s/%s/%s", RECORD_FIXTURES, track, name);
+    snprintf(out_name, sizeof out_name, "rec-%.80s", name);
+    const char *out_path = seed_path("record", out_name);
+    FILE *out = fopen(out_path, "wb");
+    if (!out) die(out_path, NULL);
+    /* submission.json, else the first submission*.json (as the import prefers) */
+    glob_t g;
+    snprintf(pat, sizeof pat, "%s/submission.json", dir);
+    if (glob(pat, 0, NULL, &g) != 0) {
+        snprintf(pat, sizeof pat, "%s/submission*.json", dir);
+        glob(pat, 0, NULL, &g);
+    }
+    if (g.gl_pathc) put_file_cut(out, g.gl_pathv[0], (size_t)1 << 19, 0);
+    globfree(&g);
+    fputs(FUZZ_RECORD_SEP, out);
+    snprintf(pat, sizeof pat, "%s/README.md", dir);
+    if (access(pat, R_OK) == 0) put_file_cut(out, pat, README_KEEP, 0);
+    /* two logs: *.log and *.txt in the folder or one level down, in glob order */
+    int n_logs = 0;
+    static const char *const pats[] = {"%s/*.log", "%s/*.txt", "%s/*/*.log", "%s/*/*.txt"};
+    for (size_t k = 0; k < sizeof pats / sizeof *pats && n_logs < 2; k++) {
+        snprintf(pat, sizeof pat, pats[k], dir);
+        if (glob(pat, 0, NULL, &g) != 0) continue;
+        for (size_t i = 0; i < g.gl_pathc && n_logs < 2; i++) {
+            fputs(FUZZ_RECORD_SEP, out);
+            put_file_cut(out, g.gl_pathv[i], LOG_HEAD, LOG_TAIL);
+            n_logs++;
+        }
+        globfree(&g);
+    }
+    if (fclose(out) != 0) die(out_path, NULL);
+}
+
+static void gen_records(void) {
+    static const char *const tracks[] = {"track_10min_16mb", "track_non_record_16mb"};
+    for (size_t t = 0; t < sizeof tracks / sizeof *tracks; t++) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", RECORD_FIXTURES, tracks[t]);
+        DIR *d = opendir(p);
+        if (!d) die(p, NULL);
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (de->d_name[0] != '.') gen_record(tracks[t], de->d_name);
+        closedir(d);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s SEED_DIR  (writes SEED_DIR/<target>/gen-*)\n", argv[0]);
@@ -171,6 +250,7 @@ int main(int argc, char **argv) {
     gen_safetensors();
     gen_checkpoint();
     gen_int8();
-    printf("gen_seeds: wrote the binary seeds under %s\n", root);
+    gen_records();
+    printf("gen_seeds: wrote the binary and record seeds under %s\n", root);
     return 0;
 }

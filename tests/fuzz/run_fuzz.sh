@@ -5,25 +5,31 @@
 # then a totals line; exits 1 when any target crashed (or could not run).
 #
 # Usage: run_fuzz.sh SECONDS 'target:max_len:fixture globs...' ...
-# The corpus of a target is build/fuzz/corpus/<target>/ (kept between runs, so coverage grows),
-# seeded each time from tests/fuzz/seeds/<target>/ and the fixture globs (bash globstar);
-# crashing inputs go to build/fuzz/crashes/<target>/, libFuzzer's output to
-# build/fuzz/logs/<target>.log. Extra libFuzzer flags: FUZZ_FLAGS (e.g. -jobs, -dict).
-# Not here: building the harnesses (the Makefile), replaying crashes (t0801).
+# Run from the repo root. The corpus of a target is $FUZZ_OUT/corpus/<target>/ (FUZZ_OUT
+# defaults to build/fuzz; kept between runs, so coverage grows), seeded each time from
+# tests/fuzz/seeds/<target>/ and the fixture globs (bash globstar); crashing inputs (crash-,
+# leak-, oom-, timeout-) go to $FUZZ_OUT/crashes/<target>/, libFuzzer's output to
+# $FUZZ_OUT/logs/<target>.log. Extra libFuzzer flags: FUZZ_FLAGS (e.g. -jobs, -dict).
+# Not here: building the harnesses (the Makefile), replaying crashes (t0802), the short CI
+# run (t0803, which points FUZZ_OUT at its scratch folder).
 set -u
 shopt -s globstar nullglob
 secs=$1; shift
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The harnesses write each input to a file (and record import a folder, a DB's run dirs) under
+# $TMPDIR: in memory where there is one, as fsyncs to a disk would be most of an exec's time.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
+out=${FUZZ_OUT:-build/fuzz}
 total_execs=0 total_secs=0 total_crashes=0 failed=0
 for spec in "$@"; do
     target=${spec%%:*}; rest=${spec#*:}
     maxlen=${rest%%:*}; globs=${rest#*:}
     bin=build/fuzz/fuzz_$target
-    corpus=build/fuzz/corpus/$target seeds=build/fuzz/seeds/$target crashes=build/fuzz/crashes/$target
-    log=build/fuzz/logs/$target.log
-    mkdir -p "$corpus" "$crashes" build/fuzz/logs
+    corpus=$out/corpus/$target seeds=$out/seeds/$target crashes=$out/crashes/$target
+    log=$out/logs/$target.log
+    mkdir -p "$corpus" "$crashes" "$out/logs"
     rm -rf "$seeds" && mkdir -p "$seeds"
     n=0
     # Fixture names are unique only within their folder: copy under a running number.

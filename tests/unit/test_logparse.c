@@ -698,6 +698,25 @@ static void test_feed_bounded_lines(void) {
     CHECK(m7 && m7->value == 3.25);
     CHECK(m8 && m8->value == 3.5);
     CHECK_EQ_INT(s.n_long_lines, 1);
+    CHECK_EQ_INT(s.first_long_line, 2); /* the '\r'-redrawn line 1 was kept, the 'y' line not */
+    CHECK_EQ_INT(s.n_lines, 2);
+    cad_logparse_free(p);
+    free(buf);
+    /* the same over-long line fed whole, newline and all, in one call: skipped the same way */
+    p = cad_logparse_new();
+    size_t big = CAD_LOG_MAX_LINE + 100;
+    buf = malloc(big + 1);
+    CHECK(buf != NULL);
+    if (!buf) return;
+    memset(buf, 'y', big);
+    memcpy(buf, "step:9/9 train_loss:1.5 ", 24); /* would parse if the line were not skipped */
+    buf[big] = '\n';
+    CHECK_EQ_INT(cad_logparse_feed(p, buf, big + 1, collect, &l), 0);
+    CHECK_EQ_INT(cad_logparse_feed(p, after, strlen(after), collect, &l), 0);
+    cad_logparse_summary(p, &s);
+    CHECK(find_metric(&l, "train_loss", 9) == NULL);
+    CHECK_EQ_INT(s.n_long_lines, 1);
+    CHECK_EQ_INT(s.first_long_line, 1);
     cad_logparse_free(p);
     free(buf);
     free(l.m);

@@ -526,6 +526,17 @@ static int validate_quant_ext(const cad_config *c, cad_err *e) {
     return CAD_OK;
 }
 
+/* knowledge distillation: the teacher's files are checked when the run opens them (distill.c) */
+static int validate_distill(const cad_config *c, cad_err *e) {
+    if (!c->distill_from[0]) return CAD_OK;
+    CFG_REQUIRE(c->distill_teacher_config[0], "distill_from='%s' without distill_teacher_config: expected the "
+                "teacher's caddie config YAML (its model shape)", c->distill_from);
+    CFG_REQUIRE(c->distill_alpha >= 0 && c->distill_alpha <= 1, "distill_alpha=%g: expected 0..1", c->distill_alpha);
+    CFG_REQUIRE(c->distill_temp > 0 && c->distill_temp <= 100, "distill_temp=%g: expected 0 < T <= 100",
+                c->distill_temp);
+    return CAD_OK;
+}
+
 /* model techniques: embeddings, gates, norms (sizes the model's own check repeats) */
 static int validate_model_techniques(const cad_config *c, cad_err *e) {
     long hd = c->num_heads > 0 ? c->model_dim / c->num_heads : 0;
@@ -619,6 +630,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_techniques(c, e);
     if (!rc) rc = validate_model_techniques(c, e);
     if (!rc) rc = validate_quant_ext(c, e);
+    if (!rc) rc = validate_distill(c, e);
     if (!rc) rc = validate_moe_exit(c, e);
     if (!rc) rc = validate_mamba(c, e);
     if (!rc) rc = validate_run(c, e);
@@ -705,6 +717,7 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
         return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
+    if (!c->distill_from[0] && !strncmp(key, "distill_", 8) && strcmp(key, "distill_from") != 0) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;
     if (c->mlp_experts == 0 && (!strcmp(key, "mlp_top_k") || !strcmp(key, "moe_aux_weight"))) return 1;

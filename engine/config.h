@@ -127,6 +127,11 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
     X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
     X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)") \
+    /* knowledge distillation (engine/distill.h) */                                             \
+    X(STR, distill_from, "", "distillation: the teacher's fp32 weights (.safetensors from a caddie run's save_weights); '' = off") \
+    X(STR, distill_teacher_config, "", "distillation: the teacher's caddie config YAML (any model shape; vocab_size must match)") \
+    X(FLOAT, distill_alpha, "0.5", "distillation: loss = (1-a)*CE + a*T^2*KL(teacher_T || student_T)") \
+    X(FLOAT, distill_temp, "1.0", "distillation: temperature T of both softmaxes in the KL term") \
     /* model techniques (embeddings, gates, norms) */                                           \
     X(INT, embed_dim, "0", "factorized embeddings: tok_emb vocab x E + embed_proj E->model_dim, the tied head reads both transposed; 0 = off") \
     X(BOOL, ln_scale, "0", "LN scale: each block's norm outputs times 1/sqrt(layer+1), physical block index (records)") \

@@ -15,6 +15,7 @@
  */
 #include "engine/model.h"
 
+#include "engine/distill.h"
 #include "engine/early_exit.h"
 #include "engine/export.h"
 #include "engine/quant_ext.h"
@@ -977,6 +978,12 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
     if (!isfinite(mean)) return cad_fail(e, CAD_ENUMERIC, "forward: loss is %g (non-finite)", (double)mean);
     m->objective = (double)mean + (double)c->moe_aux_weight * aux;
     if (m->ee) m->objective += cad_ee_finish_forward(m, N, &mean); /* with a threshold: the exits' scores */
+    if (m->kd) { /* (1 - alpha) CE + the KL term; mean_loss stays the CE, comparable with other runs */
+        double kl;
+        int rc = cad_distill_after_forward(m, N, &kl, e);
+        if (rc) return rc;
+        m->objective += kl - (double)m->kd->alpha * mean;
+    }
     if (mean_loss) *mean_loss = mean;
     return CAD_OK;
 }
@@ -996,7 +1003,9 @@ int cad_model_backward(cad_model *m, cad_err *e) {
     size_t NC = (size_t)N * C;
 
     /* head: logits -> d raw logits (in place), then dW_head and d xf */
-    be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap, 1.0f / (float)N);
+    float ce_w = m->kd ? 1.0f - m->kd->alpha : 1.0f; /* distillation: (1 - alpha) CE; 1 - 0 is exactly 1 */
+    be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap, ce_w / (float)N);
+    if (m->kd) cad_distill_add_grad(m, N);
     if (c->embed_dim && c->tie_embeddings) { /* through head_e = xf W, then W */
         int E = c->embed_dim;
         be->matmul(be, 1, 0, V, E, N, 1.0f, m->logits, V, m->head_e, E, 1.0f, PG(m->p_tok_emb), E);

@@ -17,6 +17,7 @@
 #include "engine/eval.h"
 #include "engine/ttt.h"
 #include "engine/export.h"
+#include "engine/distill.h"
 #include "engine/gptq.h"
 #include "engine/quant_ext.h"
 #include "engine/jsonw.h"
@@ -239,6 +240,8 @@ typedef struct session {
     cad_coll *coll;   /* the other ranks (NULL: world 1) */
     int rank, world;  /* only rank 0 writes the run dir and the sink */
     double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
+    cad_distill kd;    /* distill_from: the teacher (have_kd) */
+    int have_kd;
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -323,6 +326,7 @@ static void session_free(session *s) {
     if (s->have_loader) cad_train_loader_close(&s->L);
     if (s->have_optim) cad_optim_free(&s->o);
     if (s->have_model) cad_model_free(&s->m);
+    if (s->have_kd) cad_distill_close(&s->kd);
     if (s->have_luts) cad_bpb_luts_free(&s->luts);
     if (s->tok) cad_tokenizer_free(s->tok);
     free(s->val);
@@ -362,6 +366,39 @@ static int quant_names_setup(session *s, cad_err *e) {
     free(names);
     if (!rc) rc = cad_model_set_qat_overrides(&s->m, s->c->quant_bits_overrides, e);
     return rc;
+}
+
+int cad_train_model_config(const cad_config *c, int max_batch_seqs, int max_seq_len, cad_model_config *mc, cad_err *e) {
+    *mc = (cad_model_config){
+        .vocab_size = (int)c->vocab_size, .num_layers = (int)c->num_layers, .model_dim = (int)c->model_dim,
+        .num_heads = (int)c->num_heads, .num_kv_heads = (int)c->num_kv_heads, .mlp_mult = (int)c->mlp_mult,
+        .tie_embeddings = c->tie_embeddings, .rope_base = (float)c->rope_base,
+        .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
+        .tied_embed_init_std = (float)c->tied_embed_init_std,
+        .max_batch_seqs = max_batch_seqs, .max_seq_len = max_seq_len,
+        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
+        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
+        .recur_loop_scales = c->recur_loop_scales,
+        .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
+        .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
+        .early_exit_weight = (float)c->early_exit_weight};
+    mc->n_exits = cad_config_early_exits(c, mc->exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
+    cad_config_recur_span(c, &mc->recur_first, &mc->recur_last); /* validated with the config */
+    return cad_mamba_model_config(c, mc, e); /* block_type, mamba_* */
+}
+
+int cad_train_named_tensors(const cad_model *m, float *host, cad_named_tensor *named) {
+    for (int i = 0; i < m->n_params; i++) {
+        const cad_param *p = &m->params[i];
+        cad_named_tensor *t = &named[i];
+        t->name = p->name;
+        t->ndim = p->ndim;
+        for (int d = 0; d < p->ndim && d < CAD_TENSOR_MAX_DIMS; d++) t->shape[d] = p->shape[d];
+        t->numel = (size_t)p->numel;
+        t->data = host + (p->data - m->param_mem);
+    }
+    return m->n_params;
 }
 
 static int session_setup(session *s, cad_config *c, cad_err *e) {
@@ -409,24 +446,9 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     rc = cad_val_tokens_load(s->val_pattern, (int)eval_T, (int)c->vocab_size, &s->val, &s->n_val, e);
     if (rc) return rc;
 
-    cad_model_config mc = {
-        .vocab_size = (int)c->vocab_size, .num_layers = (int)c->num_layers, .model_dim = (int)c->model_dim,
-        .num_heads = (int)c->num_heads, .num_kv_heads = (int)c->num_kv_heads, .mlp_mult = (int)c->mlp_mult,
-        .tie_embeddings = c->tie_embeddings, .rope_base = (float)c->rope_base,
-        .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
-        .tied_embed_init_std = (float)c->tied_embed_init_std,
-        .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len,
-        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
-        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
-        .recur_loop_scales = c->recur_loop_scales,
-        .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
-        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
-        .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
-        .early_exit_weight = (float)c->early_exit_weight};
-    mc.n_exits = cad_config_early_exits(c, mc.exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
-    cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
-    int rc_mamba = cad_mamba_model_config(c, &mc, e); /* block_type, mamba_* */
-    if (rc_mamba) return rc_mamba;
+    cad_model_config mc;
+    rc = cad_train_model_config(c, (int)(s->local_tokens / c->train_seq_len), (int)c->train_seq_len, &mc, e);
+    if (rc) return rc;
     if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
         mc.max_seq_len = (int)eval_T;
         mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);
@@ -442,16 +464,7 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     s->host_params = malloc((s->m.n_param_floats ? s->m.n_param_floats : 1) * sizeof(float));
     s->named = calloc((size_t)s->m.n_params, sizeof *s->named);
     if (!s->x || !s->y || !s->host_params || !s->named) return cad_fail(e, CAD_ENOMEM, "out of memory for host buffers");
-    for (int i = 0; i < s->m.n_params; i++) {
-        const cad_param *p = &s->m.params[i];
-        cad_named_tensor *t = &s->named[s->n_named];
-        t->name = p->name;
-        t->ndim = p->ndim;
-        for (int d = 0; d < p->ndim && d < CAD_TENSOR_MAX_DIMS; d++) t->shape[d] = p->shape[d];
-        t->numel = (size_t)p->numel;
-        t->data = s->host_params + (p->data - s->m.param_mem);
-        s->n_named++;
-    }
+    s->n_named = cad_train_named_tensors(&s->m, s->host_params, s->named);
     return quant_names_setup(s, e);
 }
 
@@ -468,6 +481,17 @@ static int load_weights(session *s, const char *path, cad_err *e) {
     int rc = cad_safetensors_read_into(path, s->named, s->n_named, 1, e);
     if (rc) return rc;
     params_from_host(s);
+    return CAD_OK;
+}
+
+/* distill_from: the teacher, planned for the training micro-batches (distill.h). */
+static int distill_setup(session *s, cad_err *e) {
+    const cad_config *c = s->c;
+    int T = (int)c->train_seq_len, rc = cad_distill_open(&s->kd, c, s->be, (int)(s->local_tokens / T), T, e);
+    if (rc) return rc;
+    s->have_kd = 1;
+    log0(s, "distill: teacher:%s config:%s params:%zu alpha:%g temp:%g", c->distill_from, c->distill_teacher_config,
+         s->kd.teacher.n_param_floats, c->distill_alpha, c->distill_temp);
     return CAD_OK;
 }
 
@@ -590,11 +614,13 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
         int rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (rc) return rc;
         float loss = 0;
+        if (s->have_kd && (rc = cad_distill_teacher_forward(&s->kd, s->x, B, T, e))) return rc;
+        s->m.kd = s->have_kd ? &s->kd : NULL; /* the teacher takes part in this forward and backward only */
         rc = cad_model_forward(&s->m, s->x, s->y, B, T, &loss, e);
+        if (!rc) rc = cad_model_backward(&s->m, e);
+        s->m.kd = NULL;
         if (rc) return rc;
         acc += loss;
-        rc = cad_model_backward(&s->m, e);
-        if (rc) return rc;
     }
     cad_model_set_qat(&s->m, 0, e); /* switching off cannot fail */
     /* backward accumulates gradients of each micro-batch's mean loss; grad_scale = 1/accum */
@@ -883,6 +909,7 @@ static void train_log_step(train_run *r, float train_loss, double scale, double 
         fflush(s->progress);
     }
     journal(s, step, "train_loss", (double)train_loss);
+    if (s->have_kd) journal(s, step, "distill_kl", s->kd.last_kl);
     journal(s, step, "lr_mul", scale);
     journal(s, step, "step_ms", step_ms);
     journal(s, step, "tokens_per_s", tps);
@@ -1274,6 +1301,7 @@ int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, 
         rc = session_setup(s, c, e);
     }
     if (!rc && c->init_from[0]) rc = load_weights(s, c->init_from, e);
+    if (!rc && c->distill_from[0]) rc = distill_setup(s, e);
     if (!rc) rc = optim_setup(s, e);
     if (!rc) {
         train_print_header(r);

@@ -495,6 +495,8 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->gptq_calib_batches >= 1 && c->gptq_calib_batches <= 4096,
                 "gptq_calib_batches=%ld: expected 1..4096", c->gptq_calib_batches);
     CFG_REQUIRE(c->gptq_damp > 0 && c->gptq_damp <= 1, "gptq_damp=%g: expected 0 < damp <= 1", c->gptq_damp);
+    CFG_REQUIRE(!strcmp(c->gptq_calib, "train") || !strcmp(c->gptq_calib, "self_generated"),
+                "gptq_calib='%s': expected train or self_generated", c->gptq_calib);
     /* QAT trained for round-to-nearest codes; GPTQ would choose others than the forward saw */
     CFG_REQUIRE(!gptq || cad_config_qat_bits(c) == 0, "quant_method=gptq with qat_bits=%s: expected one of the two",
                 c->qat_bits);
@@ -709,7 +711,7 @@ long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ?
 int cad_config_key_inert(const cad_config *c, const char *key) {
     if (!strcmp(c->qat_bits, "0") && !strcmp(key, "qat_start_frac")) return 1;
     if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5) &&
-        !(c->awq_salient_frac > 0 && !strcmp(key, "gptq_calib_batches"))) /* AWQ-lite calibrates too */
+        !(c->awq_salient_frac > 0 && (!strcmp(key, "gptq_calib_batches") || !strcmp(key, "gptq_calib")))) /* AWQ-lite calibrates too */
         return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
     if (c->recur_loops <= 1 &&

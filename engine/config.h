@@ -114,6 +114,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, gptq_calib_batches, "16", "GPTQ: calibration batches (train_batch_tokens/grad_accum each) from the train stream after training") \
     X(FLOAT, gptq_damp, "0.01", "GPTQ: damping added to diag(H), as a fraction of its mean")            \
     X(BOOL, gptq_act_order, "0", "GPTQ: quantise columns in descending diag(H) order (the records' act-order)") \
+    X(STR, gptq_calib, "train", "GPTQ/AWQ calibration sequences: train (the next train batches) or self_generated (sampled from the trained model, seeded, temperature 0.8)") \
     X(LIST, quant_bits_overrides, "", "per-tensor artifact bits 2..8, group:bits (groups tok_emb, lm_head, attn, mlp, or a full tensor name; YAML map or list), also in QAT") \
     X(FLOAT, awq_salient_frac, "0.0", "AWQ-lite: this fraction of each block matrix's input columns (largest calibration x^2) kept at 8 bits; 0 = off") \
     X(INT, lqer_rank, "0", "LQER: rank of the fp16 low-rank correction of each selected matrix's quantisation residual, stored in the artifact; 0 = off") \

@@ -1064,20 +1064,84 @@ static void log_quant_ext(session *s, const cad_config *c) {
          c->lqer_tensors[0] ? c->lqer_tensors : "all");
 }
 
+/* gptq_calib: self_generated (the records' "AR self-generated" calibration: 64 x 2048 tokens at
+ * temperature 0.8): sequences sampled from the trained model itself, so the calibration touches
+ * no data at all. Each of n_seq sequences of T tokens starts with BOS (every document does) and
+ * grows one token per forward over the prefix (no KV cache: T forwards of rows B x t, the
+ * micro-batch's B sequences at a time), the next token drawn from softmax(z / SELF_GEN_TEMP) of the
+ * last position's softcapped logits with a splitmix64 stream seeded by `seed`: deterministic for a
+ * config and its weights. */
+#define SELF_GEN_TEMP 0.8
+static uint64_t splitmix64(uint64_t *st) {
+    uint64_t z = (*st += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int calib_self_generate(session *s, int32_t *out, int n_seq, int T, cad_err *e) {
+    const cad_config *c = s->c;
+    int V = (int)c->vocab_size, Bmax = (int)(s->local_tokens / T), rc = CAD_OK;
+    float *row = malloc((size_t)V * sizeof *row);
+    double *w = malloc((size_t)V * sizeof *w);
+    if (!row || !w) rc = cad_fail(e, CAD_ENOMEM, "gptq: out of memory for sampling");
+    uint64_t rng = (uint64_t)c->seed ^ 0x5E1F6E4ull; /* its own stream, not the weight init's */
+    for (int s0 = 0; !rc && s0 < n_seq; s0 += Bmax) {
+        int B = n_seq - s0 < Bmax ? n_seq - s0 : Bmax;
+        int32_t *seq = out + (size_t)s0 * T;
+        for (int b = 0; b < B; b++) seq[(size_t)b * T] = CAD_BOS_ID;
+        for (int t = 1; !rc && t < T; t++) {
+            for (int b = 0; b < B; b++) memcpy(s->x + (size_t)b * t, seq + (size_t)b * T, (size_t)t * sizeof *s->x);
+            rc = cad_model_forward(&s->m, s->x, NULL, B, t, NULL, e);
+            for (int b = 0; !rc && b < B; b++) {
+                s->be->copy_to_host(s->be, row, s->m.logits + ((size_t)b * t + (size_t)(t - 1)) * V, (size_t)V * sizeof *row);
+                float mx = row[0];
+                for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+                double sum = 0.0;
+                for (int v = 0; v < V; v++) sum += w[v] = exp(((double)row[v] - mx) / SELF_GEN_TEMP);
+                double u = (double)(splitmix64(&rng) >> 11) * (1.0 / 9007199254740992.0) * sum, acc = 0.0;
+                int pick = V - 1;
+                for (int v = 0; v < V; v++)
+                    if ((acc += w[v]) > u) { pick = v; break; }
+                seq[(size_t)b * T + t] = pick;
+            }
+        }
+    }
+    free(row);
+    free(w);
+    return rc;
+}
+
 /* quant_method: gptq. The Hessians of every per-row block matrix's input from
  * gptq_calib_batches forwards over the next batches of the train stream (the records calibrate
- * on train batches inside the time budget; validation data would be illegal), copied to the host:
+ * on train batches inside the time budget; validation data would be illegal) or, with gptq_calib:
+ * self_generated, over sequences the model samples itself (calib_self_generate), copied to the host:
  * hess[i] for named[i] (NULL elsewhere), all in *store. */
 static int gptq_calibrate(train_run *r, const float ***hess_out, float **store_out, cad_err *e) {
     session *s = &r->s;
     const cad_config *c = s->c;
     double t0 = now_ms();
-    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = cad_model_calib_begin(&s->m, e);
+    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = CAD_OK;
+    int self_gen = !strcmp(c->gptq_calib, "self_generated");
+    int32_t *gen = NULL;
+    size_t bt = (size_t)B * T;
+    if (self_gen) {
+        gen = malloc((size_t)c->gptq_calib_batches * bt * sizeof *gen);
+        if (!gen) return cad_fail(e, CAD_ENOMEM, "gptq: out of memory for %ld self-generated batches", c->gptq_calib_batches);
+        double tg = now_ms();
+        rc = calib_self_generate(s, gen, (int)c->gptq_calib_batches * B, T, e);
+        if (!rc)
+            log0(s, "gptq: calib:self_generated seqs:%ld tokens:%ld temperature:%g seed:%ld gen_time:%.0fms",
+                 c->gptq_calib_batches * B, c->gptq_calib_batches * (long)bt, SELF_GEN_TEMP, c->seed, now_ms() - tg);
+    }
+    if (!rc) rc = cad_model_calib_begin(&s->m, e);
     for (long k = 0; !rc && k < c->gptq_calib_batches; k++) {
-        rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
+        if (self_gen) memcpy(s->x, gen + (size_t)k * bt, bt * sizeof *gen);
+        else rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (!rc) rc = cad_model_forward(&s->m, s->x, NULL, B, T, NULL, e);
     }
     cad_model_calib_end(&s->m);
+    free(gen);
     if (rc) return rc;
     size_t total = 0;
     int n = 0, dim;

@@ -215,7 +215,8 @@ typedef struct cad_model {
     struct cad_early_exit *ee; /* early-exit state (NULL without exits) */
     /* What backward differentiates, from the last forward with targets: the main mean NLL plus
      * early_exit_weight * the exits' mean NLL plus moe_aux_weight * the blocks' load-balance
-     * losses (mean_loss stays the main head's NLL, comparable with dense runs). */
+     * losses (mean_loss stays the main head's NLL, comparable with dense runs); with a
+     * distillation teacher attached (kd) the main NLL weighs 1 - alpha and the KL term is added. */
     double objective;
     /* Knowledge distillation (engine/distill.h): the teacher, attached by the trainer only around a
      * training micro-step's forward and backward (NULL otherwise). While set, a forward with targets

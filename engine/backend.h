@@ -219,6 +219,17 @@ struct cad_backend {
     void (*softcap_xent_backward)(const cad_backend *be, float *logits, const float *lse,
                                   const int32_t *targets, int N, int V, float cap, float dloss);
 
+    /* ---- distill_kl: knowledge distillation's KL term (fused loss + gradient) ---------------- */
+    /* Per row n of the student's softcapped logits zs[N,V] (softcap_xent_forward's output) and the
+     * teacher's tlogits[N,V] (its own softcapped logits), at temperature temp:
+     *   p = softmax(tlogits/temp), q = softmax(zs/temp),
+     *   loss[n] (=) alpha * temp^2 * sum_v p (log p - log q)     (KL(p || q) in nats, fp32 sums)
+     *   tlogits (=, in place) dloss * alpha * temp * (q - p) * (1 - (zs/cap)^2),
+     * the gradient of dloss * sum_n loss[n] w.r.t. the student's RAW (pre-cap) logits, which the
+     * caller adds to the cross-entropy's. The teacher's row is read before it is overwritten. */
+    void (*distill_kl)(const cad_backend *be, float *tlogits, float *loss, const float *zs, int N, int V,
+                       float temp, float alpha, float cap, float dloss);
+
     /* ---- axpby, scale, sumsq, adam_update: vectors (optimizers, grad clipping) -------------- */
     /* y[n] = a*x + b*y (b == 0: y is not read). x may alias y. */
     void (*axpby)(const cad_backend *be, size_t n, float a, const float *x, float b, float *y);

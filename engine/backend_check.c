@@ -550,6 +550,22 @@ static void check_softcap_xent(ck *c, int N, int V, int with_targets) {
     ck_done(c, "softcap_xent");
 }
 
+/* The student's logits from the reference softcap (the op's realistic range), the teacher's
+ * random in [-cap, cap]; the gradient overwrites the teacher's copy. */
+static void check_distill_kl(ck *c, int N, int V, float temp) {
+    const float cap = 30.0f, alpha = 0.6f;
+    snprintf(c->shape, sizeof c->shape, "N=%d V=%d T=%g alpha=%g", N, V, temp, alpha);
+    tpair zs = ck_rand(c, (size_t)N * V, -30, 30), zt = ck_rand(c, (size_t)N * V, -30, 30);
+    tpair loss = ck_tensor(c, (size_t)N, NULL);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++)
+            BE(s)->distill_kl(BE(s), P(zt), P(loss), P(zs), N, V, temp, alpha, cap, 1.0f / N);
+        ck_compare(c, "distill_kl", "loss", loss);
+        ck_compare(c, "distill_kl", "dlogits", zt);
+    }
+    ck_done(c, "distill_kl");
+}
+
 static void check_axpby(ck *c, size_t n) {
     snprintf(c->shape, sizeof c->shape, "n=%zu%s", n, c->off ? " off=1" : "");
     tpair x = ck_rand(c, n + c->off, -2, 2), y0 = ck_tensor(c, n + c->off, NULL), y1 = ck_rand(c, n + c->off, -2, 2);
@@ -834,6 +850,9 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     check_scale_add(c, 600, 33);
     check_softcap_xent(c, 9, 300, 1);
     check_softcap_xent(c, 3, 50, 0);
+    check_distill_kl(c, 9, 300, 2.0f);
+    check_distill_kl(c, 3, 50, 1.0f);
+    check_distill_kl(c, 2, 1000, 0.5f); /* more columns than one block of threads */
     check_vector_slots(c, 1000);
     check_vector_slots(c, 5000); /* sumsq over several blocks */
     /* CUDA's elementwise kernels take 128-bit loads when every pointer is 16-byte aligned (and,
@@ -930,6 +949,7 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
         check_resid_mix(c, 4096, 512, 0);
         check_scale_add(c, 4096, 512);
         check_softcap_xent(c, 4096, 1024, 1);
+        check_distill_kl(c, 4096, 1024, 2.0f);
         check_vector_slots(c, (size_t)1 << 22);
         check_normalize_batched(c, (size_t)1024 * 512, 9, 0); /* a baseline shape group */
         check_moe_combine(c, 4096, 2, 512);

@@ -987,6 +987,37 @@ static void cpu_softcap_xent_backward(const cad_backend *be, float *logits, cons
     }
 }
 
+/* ---- distill_kl ------------------------------------------------------------------------- */
+
+/* max_j z[j]*inv and log sum_j exp(z[j]*inv - max) + max: the row's log-normaliser at temperature
+ * 1/inv, summed in double (a plain reference: libm expf/logf, no vector paths). */
+static float row_lse_at(const float *z, int V, float inv) {
+    float mx = -INFINITY;
+    for (int j = 0; j < V; j++) mx = fmaxf(mx, z[j] * inv);
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += expf(z[j] * inv - mx);
+    return mx + (float)log(sum);
+}
+
+static void cpu_distill_kl(const cad_backend *be, float *tlogits, float *loss, const float *zs, int N, int V,
+                           float temp, float alpha, float cap, float dloss) {
+    (void)be;
+    float inv = 1.0f / temp, inv_cap = 1.0f / cap, gscale = dloss * alpha * temp, lscale = alpha * temp * temp;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *zt = tlogits + (size_t)n * V;
+        const float *z = zs + (size_t)n * V;
+        float ls = row_lse_at(z, V, inv), lt = row_lse_at(zt, V, inv);
+        double kl = 0.0;
+        for (int j = 0; j < V; j++) {
+            float lp = zt[j] * inv - lt, lq = z[j] * inv - ls, p = expf(lp), th = z[j] * inv_cap;
+            kl += (double)(p * (lp - lq));
+            zt[j] = gscale * (expf(lq) - p) * (1.0f - th * th);
+        }
+        loss[n] = lscale * (float)kl;
+    }
+}
+
 /* ---- axpby ------------------------------------------------------------------------------ */
 
 static void cpu_axpby(const cad_backend *be, size_t n, float a, const float *x, float b, float *y) {
@@ -1367,6 +1398,7 @@ static const cad_backend cpu_backend = {
     .scale_add_backward = cpu_scale_add_backward,
     .softcap_xent_forward = cpu_softcap_xent_forward,
     .softcap_xent_backward = cpu_softcap_xent_backward,
+    .distill_kl = cpu_distill_kl,
     .axpby = cpu_axpby,
     .scale = cpu_scale,
     .sumsq = cpu_sumsq,

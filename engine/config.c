@@ -513,6 +513,8 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->gptq_calib_batches >= 1 && c->gptq_calib_batches <= 4096,
                 "gptq_calib_batches=%ld: expected 1..4096", c->gptq_calib_batches);
     CFG_REQUIRE(c->gptq_damp > 0 && c->gptq_damp <= 1, "gptq_damp=%g: expected 0 < damp <= 1", c->gptq_damp);
+    CFG_REQUIRE(!strcmp(c->gptq_calib, "train") || !strcmp(c->gptq_calib, "self_generated"),
+                "gptq_calib='%s': expected train or self_generated", c->gptq_calib);
     /* QAT trained for round-to-nearest codes; GPTQ would choose others than the forward saw */
     CFG_REQUIRE(!gptq || cad_config_qat_bits(c) == 0, "quant_method=gptq with qat_bits=%s: expected one of the two",
                 c->qat_bits);
@@ -541,6 +543,17 @@ static int validate_quant_ext(const cad_config *c, cad_err *e) {
     /* the correction would make the artifact differ from the weights QAT trained with */
     CFG_REQUIRE(c->lqer_rank == 0 || !qat, "lqer_rank=%ld with qat_bits=%s: expected one of the two", c->lqer_rank,
                 c->qat_bits);
+    return CAD_OK;
+}
+
+/* knowledge distillation: the teacher's files are checked when the run opens them (distill.c) */
+static int validate_distill(const cad_config *c, cad_err *e) {
+    if (!c->distill_from[0]) return CAD_OK;
+    CFG_REQUIRE(c->distill_teacher_config[0], "distill_from='%s' without distill_teacher_config: expected the "
+                "teacher's caddie config YAML (its model shape)", c->distill_from);
+    CFG_REQUIRE(c->distill_alpha >= 0 && c->distill_alpha <= 1, "distill_alpha=%g: expected 0..1", c->distill_alpha);
+    CFG_REQUIRE(c->distill_temp > 0 && c->distill_temp <= 100, "distill_temp=%g: expected 0 < T <= 100",
+                c->distill_temp);
     return CAD_OK;
 }
 
@@ -637,6 +650,7 @@ int cad_config_validate(const cad_config *c, cad_err *e) {
     if (!rc) rc = validate_techniques(c, e);
     if (!rc) rc = validate_model_techniques(c, e);
     if (!rc) rc = validate_quant_ext(c, e);
+    if (!rc) rc = validate_distill(c, e);
     if (!rc) rc = validate_moe_exit(c, e);
     if (!rc) rc = validate_mamba(c, e);
     if (!rc) rc = validate_run(c, e);
@@ -715,7 +729,7 @@ long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ?
 int cad_config_key_inert(const cad_config *c, const char *key) {
     if (!strcmp(c->qat_bits, "0") && !strcmp(key, "qat_start_frac")) return 1;
     if (strcmp(c->quant_method, "gptq") && !strncmp(key, "gptq_", 5) &&
-        !(c->awq_salient_frac > 0 && !strcmp(key, "gptq_calib_batches"))) /* AWQ-lite calibrates too */
+        !(c->awq_salient_frac > 0 && (!strcmp(key, "gptq_calib_batches") || !strcmp(key, "gptq_calib")))) /* AWQ-lite calibrates too */
         return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
     if (c->recur_loops <= 1 &&
@@ -728,6 +742,7 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
                  !strcmp(key, "ttt_grad_clip")))
         return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
+    if (!c->distill_from[0] && !strncmp(key, "distill_", 8) && strcmp(key, "distill_from") != 0) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;
     if (c->mlp_experts == 0 && (!strcmp(key, "mlp_top_k") || !strcmp(key, "moe_aux_weight"))) return 1;

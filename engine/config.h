@@ -119,6 +119,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, gptq_calib_batches, "16", "GPTQ: calibration batches (train_batch_tokens/grad_accum each) from the train stream after training") \
     X(FLOAT, gptq_damp, "0.01", "GPTQ: damping added to diag(H), as a fraction of its mean")            \
     X(BOOL, gptq_act_order, "0", "GPTQ: quantise columns in descending diag(H) order (the records' act-order)") \
+    X(STR, gptq_calib, "train", "GPTQ/AWQ calibration sequences: train (the next train batches) or self_generated (sampled from the trained model, seeded, temperature 0.8)") \
     X(LIST, quant_bits_overrides, "", "per-tensor artifact bits 2..8, group:bits (groups tok_emb, lm_head, attn, mlp, or a full tensor name; YAML map or list), also in QAT") \
     X(FLOAT, awq_salient_frac, "0.0", "AWQ-lite: this fraction of each block matrix's input columns (largest calibration x^2) kept at 8 bits; 0 = off") \
     X(INT, lqer_rank, "0", "LQER: rank of the fp16 low-rank correction of each selected matrix's quantisation residual, stored in the artifact; 0 = off") \
@@ -132,6 +133,11 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
     X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
     X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)") \
+    /* knowledge distillation (engine/distill.h) */                                             \
+    X(STR, distill_from, "", "distillation: the teacher's fp32 weights (.safetensors from a caddie run's save_weights); '' = off") \
+    X(STR, distill_teacher_config, "", "distillation: the teacher's caddie config YAML (any model shape; vocab_size must match)") \
+    X(FLOAT, distill_alpha, "0.5", "distillation: loss = (1-a)*CE + a*T^2*KL(teacher_T || student_T)") \
+    X(FLOAT, distill_temp, "1.0", "distillation: temperature T of both softmaxes in the KL term") \
     /* model techniques (embeddings, gates, norms) */                                           \
     X(INT, embed_dim, "0", "factorized embeddings: tok_emb vocab x E + embed_proj E->model_dim, the tied head reads both transposed; 0 = off") \
     X(BOOL, ln_scale, "0", "LN scale: each block's norm outputs times 1/sqrt(layer+1), physical block index (records)") \

@@ -15,6 +15,7 @@
  */
 #include "engine/model.h"
 
+#include "engine/distill.h"
 #include "engine/early_exit.h"
 #include "engine/export.h"
 #include "engine/quant_ext.h"
@@ -1003,6 +1004,12 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
     if (!isfinite(mean)) return cad_fail(e, CAD_ENUMERIC, "forward: loss is %g (non-finite)", (double)mean);
     m->objective = (double)mean + (double)c->moe_aux_weight * aux;
     if (m->ee) m->objective += cad_ee_finish_forward(m, N, &mean); /* with a threshold: the exits' scores */
+    if (m->kd) { /* (1 - alpha) CE + the KL term; mean_loss stays the CE, comparable with other runs */
+        double kl;
+        int rc = cad_distill_after_forward(m, N, &kl, e);
+        if (rc) return rc;
+        m->objective += kl - (double)m->kd->alpha * mean;
+    }
     if (mean_loss) *mean_loss = mean;
     return CAD_OK;
 }
@@ -1030,8 +1037,10 @@ int cad_model_backward(cad_model *m, cad_err *e) {
     if (t1 > 0 && (t0 < 0 || t0 >= t1 || t1 > T))
         return cad_fail(e, CAD_ECONFIG, "backward: loss window [%d, %d) outside the %d positions", t0, t1, T);
     if (t1 <= 0) t0 = 0, t1 = T;
+    float ce_w = m->kd ? 1.0f - m->kd->alpha : 1.0f; /* distillation: (1 - alpha) CE; 1 - 0 is exactly 1 */
     be->softcap_xent_backward(be, m->logits, m->logit_lse, m->targets, N, V, c->logit_softcap,
-                              1.0f / (float)(B * (t1 - t0)));
+                              ce_w / (float)(B * (t1 - t0)));
+    if (m->kd) cad_distill_add_grad(m, N);
     for (int b = 0; t1 - t0 < T && b < B; b++) { /* positions outside the window carry no loss */
         be->memset_zero(be, m->logits + (size_t)b * T * V, (size_t)t0 * V * sizeof(float));
         be->memset_zero(be, m->logits + ((size_t)b * T + t1) * V, (size_t)(T - t1) * V * sizeof(float));

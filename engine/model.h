@@ -31,6 +31,7 @@
 struct cad_moe;        /* engine/moe.h: routing state and buffers */
 struct cad_early_exit; /* engine/early_exit.h: exit-head buffers and the eval policy */
 struct cad_lora;       /* engine/ttt_lora.h: LoRA test-time-training adapters */
+struct cad_distill;    /* engine/distill.h: the distillation teacher */
 
 typedef struct cad_model_config {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings;
@@ -230,8 +231,13 @@ typedef struct cad_model {
     struct cad_early_exit *ee; /* early-exit state (NULL without exits) */
     /* What backward differentiates, from the last forward with targets: the main mean NLL plus
      * early_exit_weight * the exits' mean NLL plus moe_aux_weight * the blocks' load-balance
-     * losses (mean_loss stays the main head's NLL, comparable with dense runs). */
+     * losses (mean_loss stays the main head's NLL, comparable with dense runs); with a
+     * distillation teacher attached (kd) the main NLL weighs 1 - alpha and the KL term is added. */
     double objective;
+    /* Knowledge distillation (engine/distill.h): the teacher, attached by the trainer only around a
+     * training micro-step's forward and backward (NULL otherwise). While set, a forward with targets
+     * adds the distill_kl term to the objective and backward weights the cross-entropy 1 - alpha. */
+    struct cad_distill *kd;
     /* Mamba (when any block is one): shared gradient buffers and the scan's backward scratch */
     float *mb_dxz, *mb_du, *mb_dxdbl, *mb_ddt, *mb_dy; /* (N,2E), (N,E), (N,R+2S), (N,E), (N,E) */
     void *scan_scratch;

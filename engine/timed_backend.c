@@ -17,7 +17,7 @@
     X(rmsnorm_forward) X(rmsnorm_backward) X(qk_norm_rope_forward) X(qk_norm_rope_backward)                          \
     X(attention_scratch_bytes) X(attention_forward) X(attention_backward) X(xsa_forward) X(xsa_backward)             \
     X(relu2_forward) X(relu2_backward) X(resid_mix_forward) X(resid_mix_backward) X(scale_add_forward)               \
-    X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(axpby) X(scale) X(sumsq) X(adam_update)  \
+    X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(distill_kl) X(axpby) X(scale) X(sumsq) X(adam_update)  \
     X(fake_quant_rows) X(normalize_batched) X(moe_combine_forward) X(moe_combine_backward)                           \
     X(causal_conv1d_forward) X(causal_conv1d_backward) X(selective_scan_scratch_bytes) X(selective_scan_forward)     \
     X(selective_scan_backward)
@@ -233,6 +233,10 @@ FWD(softcap_xent_backward,
     (const cad_backend *be, float *logits, const float *lse, const int32_t *targets, int N, int V, float cap,
      float dloss),
     (IN, logits, lse, targets, N, V, cap, dloss))
+FWD(distill_kl,
+    (const cad_backend *be, float *tlogits, float *loss, const float *zs, int N, int V, float temp, float alpha,
+     float cap, float dloss),
+    (IN, tlogits, loss, zs, N, V, temp, alpha, cap, dloss))
 FWD(axpby, (const cad_backend *be, size_t n, float a, const float *x, float b, float *y), (IN, n, a, x, b, y))
 FWD(scale, (const cad_backend *be, size_t n, float a, float *x), (IN, n, a, x))
 FWDR(double, sumsq, (const cad_backend *be, const float *x, size_t n), (IN, x, n))

@@ -19,6 +19,7 @@
 #include "engine/ttt.h"
 #include "engine/ttt_lora.h"
 #include "engine/export.h"
+#include "engine/distill.h"
 #include "engine/gptq.h"
 #include "engine/quant_ext.h"
 #include "engine/jsonw.h"
@@ -242,6 +243,8 @@ typedef struct session {
     cad_dp_buckets dpb; /* dp_bucket_mb: the gradient buckets of the last micro-step */
     int rank, world;  /* only rank 0 writes the run dir and the sink */
     double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
+    cad_distill kd;    /* distill_from: the teacher (have_kd) */
+    int have_kd;
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -327,6 +330,7 @@ static void session_free(session *s) {
     if (s->have_optim) cad_optim_free(&s->o);
     cad_dp_buckets_free(&s->dpb);
     if (s->have_model) cad_model_free(&s->m);
+    if (s->have_kd) cad_distill_close(&s->kd);
     if (s->have_luts) cad_bpb_luts_free(&s->luts);
     if (s->tok) cad_tokenizer_free(s->tok);
     free(s->val);
@@ -366,6 +370,39 @@ static int quant_names_setup(session *s, cad_err *e) {
     free(names);
     if (!rc) rc = cad_model_set_qat_overrides(&s->m, s->c->quant_bits_overrides, e);
     return rc;
+}
+
+int cad_train_model_config(const cad_config *c, int max_batch_seqs, int max_seq_len, cad_model_config *mc, cad_err *e) {
+    *mc = (cad_model_config){
+        .vocab_size = (int)c->vocab_size, .num_layers = (int)c->num_layers, .model_dim = (int)c->model_dim,
+        .num_heads = (int)c->num_heads, .num_kv_heads = (int)c->num_kv_heads, .mlp_mult = (int)c->mlp_mult,
+        .tie_embeddings = c->tie_embeddings, .rope_base = (float)c->rope_base,
+        .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
+        .tied_embed_init_std = (float)c->tied_embed_init_std,
+        .max_batch_seqs = max_batch_seqs, .max_seq_len = max_seq_len,
+        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
+        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
+        .recur_loop_scales = c->recur_loop_scales,
+        .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
+        .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
+        .early_exit_weight = (float)c->early_exit_weight};
+    mc->n_exits = cad_config_early_exits(c, mc->exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
+    cad_config_recur_span(c, &mc->recur_first, &mc->recur_last); /* validated with the config */
+    return cad_mamba_model_config(c, mc, e); /* block_type, mamba_* */
+}
+
+int cad_train_named_tensors(const cad_model *m, float *host, cad_named_tensor *named) {
+    for (int i = 0; i < m->n_params; i++) {
+        const cad_param *p = &m->params[i];
+        cad_named_tensor *t = &named[i];
+        t->name = p->name;
+        t->ndim = p->ndim;
+        for (int d = 0; d < p->ndim && d < CAD_TENSOR_MAX_DIMS; d++) t->shape[d] = p->shape[d];
+        t->numel = (size_t)p->numel;
+        t->data = host + (p->data - m->param_mem);
+    }
+    return m->n_params;
 }
 
 static int session_setup(session *s, cad_config *c, cad_err *e) {
@@ -413,24 +450,9 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     rc = cad_val_tokens_load(s->val_pattern, (int)eval_T, (int)c->vocab_size, &s->val, &s->n_val, e);
     if (rc) return rc;
 
-    cad_model_config mc = {
-        .vocab_size = (int)c->vocab_size, .num_layers = (int)c->num_layers, .model_dim = (int)c->model_dim,
-        .num_heads = (int)c->num_heads, .num_kv_heads = (int)c->num_kv_heads, .mlp_mult = (int)c->mlp_mult,
-        .tie_embeddings = c->tie_embeddings, .rope_base = (float)c->rope_base,
-        .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
-        .tied_embed_init_std = (float)c->tied_embed_init_std,
-        .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len,
-        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
-        .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
-        .recur_loop_scales = c->recur_loop_scales,
-        .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
-        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
-        .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
-        .early_exit_weight = (float)c->early_exit_weight};
-    mc.n_exits = cad_config_early_exits(c, mc.exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
-    cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
-    int rc_mamba = cad_mamba_model_config(c, &mc, e); /* block_type, mamba_* */
-    if (rc_mamba) return rc_mamba;
+    cad_model_config mc;
+    rc = cad_train_model_config(c, (int)(s->local_tokens / c->train_seq_len), (int)c->train_seq_len, &mc, e);
+    if (rc) return rc;
     if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
         mc.max_seq_len = (int)eval_T;
         mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);
@@ -446,16 +468,7 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     s->host_params = malloc((s->m.n_param_floats ? s->m.n_param_floats : 1) * sizeof(float));
     s->named = calloc((size_t)s->m.n_params, sizeof *s->named);
     if (!s->x || !s->y || !s->host_params || !s->named) return cad_fail(e, CAD_ENOMEM, "out of memory for host buffers");
-    for (int i = 0; i < s->m.n_params; i++) {
-        const cad_param *p = &s->m.params[i];
-        cad_named_tensor *t = &s->named[s->n_named];
-        t->name = p->name;
-        t->ndim = p->ndim;
-        for (int d = 0; d < p->ndim && d < CAD_TENSOR_MAX_DIMS; d++) t->shape[d] = p->shape[d];
-        t->numel = (size_t)p->numel;
-        t->data = s->host_params + (p->data - s->m.param_mem);
-        s->n_named++;
-    }
+    s->n_named = cad_train_named_tensors(&s->m, s->host_params, s->named);
     return quant_names_setup(s, e);
 }
 
@@ -472,6 +485,17 @@ static int load_weights(session *s, const char *path, cad_err *e) {
     int rc = cad_safetensors_read_into(path, s->named, s->n_named, 1, e);
     if (rc) return rc;
     params_from_host(s);
+    return CAD_OK;
+}
+
+/* distill_from: the teacher, planned for the training micro-batches (distill.h). */
+static int distill_setup(session *s, cad_err *e) {
+    const cad_config *c = s->c;
+    int T = (int)c->train_seq_len, rc = cad_distill_open(&s->kd, c, s->be, (int)(s->local_tokens / T), T, e);
+    if (rc) return rc;
+    s->have_kd = 1;
+    log0(s, "distill: teacher:%s config:%s params:%zu alpha:%g temp:%g", c->distill_from, c->distill_teacher_config,
+         s->kd.teacher.n_param_floats, c->distill_alpha, c->distill_temp);
     return CAD_OK;
 }
 
@@ -624,23 +648,27 @@ static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
         int rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (rc) return rc;
         float loss = 0;
+        if (s->have_kd && (rc = cad_distill_teacher_forward(&s->kd, s->x, B, T, e))) return rc;
+        s->m.kd = s->have_kd ? &s->kd : NULL; /* the teacher takes part in this forward and backward only */
         rc = cad_model_forward(&s->m, s->x, s->y, B, T, &loss, e);
-        if (rc) return rc;
-        acc += loss;
-        if (bucketed && micro == s->accum - 1) {
+        if (!rc && bucketed && micro == s->accum - 1) {
             int n_before = s->dpb.n;
-            if ((rc = cad_dp_buckets_plan(&s->dpb, &s->m, c->dp_bucket_mb, e))) return rc;
-            if (s->dpb.n != n_before) /* the first plan, and again when the number of buckets changes */
+            rc = cad_dp_buckets_plan(&s->dpb, &s->m, c->dp_bucket_mb, e);
+            if (!rc && s->dpb.n != n_before) /* the first plan, and again when the number of buckets changes */
                 log0(s, "dp_buckets:%d bucket_mb:%g", s->dpb.n, c->dp_bucket_mb);
-            cad_dp_buckets_arm(&s->dpb, &s->m, s->coll, grad_scale);
-            rc = cad_model_backward(&s->m, e);
-            cad_err we;
-            int rc_wait = cad_dp_buckets_finish(&s->dpb, &we); /* the queue drains even on failure */
-            if (!rc && rc_wait) *e = we, rc = rc_wait;
-        } else {
+            if (!rc) {
+                cad_dp_buckets_arm(&s->dpb, &s->m, s->coll, grad_scale);
+                rc = cad_model_backward(&s->m, e);
+                cad_err we;
+                int rc_wait = cad_dp_buckets_finish(&s->dpb, &we); /* the queue drains even on failure */
+                if (!rc && rc_wait) *e = we, rc = rc_wait;
+            }
+        } else if (!rc) {
             rc = cad_model_backward(&s->m, e);
         }
+        s->m.kd = NULL;
         if (rc) return rc;
+        acc += loss;
     }
     cad_model_set_qat(&s->m, 0, e); /* switching off cannot fail */
     /* backward accumulates gradients of each micro-batch's mean loss; grad_scale = 1/accum */
@@ -930,6 +958,7 @@ static void train_log_step(train_run *r, float train_loss, double scale, double 
         fflush(s->progress);
     }
     journal(s, step, "train_loss", (double)train_loss);
+    if (s->have_kd) journal(s, step, "distill_kl", s->kd.last_kl);
     journal(s, step, "lr_mul", scale);
     journal(s, step, "step_ms", step_ms);
     journal(s, step, "tokens_per_s", tps);
@@ -1084,20 +1113,84 @@ static void log_quant_ext(session *s, const cad_config *c) {
          c->lqer_tensors[0] ? c->lqer_tensors : "all");
 }
 
+/* gptq_calib: self_generated (the records' "AR self-generated" calibration: 64 x 2048 tokens at
+ * temperature 0.8): sequences sampled from the trained model itself, so the calibration touches
+ * no data at all. Each of n_seq sequences of T tokens starts with BOS (every document does) and
+ * grows one token per forward over the prefix (no KV cache: T forwards of rows B x t, the
+ * micro-batch's B sequences at a time), the next token drawn from softmax(z / SELF_GEN_TEMP) of the
+ * last position's softcapped logits with a splitmix64 stream seeded by `seed`: deterministic for a
+ * config and its weights. */
+#define SELF_GEN_TEMP 0.8
+static uint64_t splitmix64(uint64_t *st) {
+    uint64_t z = (*st += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int calib_self_generate(session *s, int32_t *out, int n_seq, int T, cad_err *e) {
+    const cad_config *c = s->c;
+    int V = (int)c->vocab_size, Bmax = (int)(s->local_tokens / T), rc = CAD_OK;
+    float *row = malloc((size_t)V * sizeof *row);
+    double *w = malloc((size_t)V * sizeof *w);
+    if (!row || !w) rc = cad_fail(e, CAD_ENOMEM, "gptq: out of memory for sampling");
+    uint64_t rng = (uint64_t)c->seed ^ 0x5E1F6E4ull; /* its own stream, not the weight init's */
+    for (int s0 = 0; !rc && s0 < n_seq; s0 += Bmax) {
+        int B = n_seq - s0 < Bmax ? n_seq - s0 : Bmax;
+        int32_t *seq = out + (size_t)s0 * T;
+        for (int b = 0; b < B; b++) seq[(size_t)b * T] = CAD_BOS_ID;
+        for (int t = 1; !rc && t < T; t++) {
+            for (int b = 0; b < B; b++) memcpy(s->x + (size_t)b * t, seq + (size_t)b * T, (size_t)t * sizeof *s->x);
+            rc = cad_model_forward(&s->m, s->x, NULL, B, t, NULL, e);
+            for (int b = 0; !rc && b < B; b++) {
+                s->be->copy_to_host(s->be, row, s->m.logits + ((size_t)b * t + (size_t)(t - 1)) * V, (size_t)V * sizeof *row);
+                float mx = row[0];
+                for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+                double sum = 0.0;
+                for (int v = 0; v < V; v++) sum += w[v] = exp(((double)row[v] - mx) / SELF_GEN_TEMP);
+                double u = (double)(splitmix64(&rng) >> 11) * (1.0 / 9007199254740992.0) * sum, acc = 0.0;
+                int pick = V - 1;
+                for (int v = 0; v < V; v++)
+                    if ((acc += w[v]) > u) { pick = v; break; }
+                seq[(size_t)b * T + t] = pick;
+            }
+        }
+    }
+    free(row);
+    free(w);
+    return rc;
+}
+
 /* quant_method: gptq. The Hessians of every per-row block matrix's input from
  * gptq_calib_batches forwards over the next batches of the train stream (the records calibrate
- * on train batches inside the time budget; validation data would be illegal), copied to the host:
+ * on train batches inside the time budget; validation data would be illegal) or, with gptq_calib:
+ * self_generated, over sequences the model samples itself (calib_self_generate), copied to the host:
  * hess[i] for named[i] (NULL elsewhere), all in *store. */
 static int gptq_calibrate(train_run *r, const float ***hess_out, float **store_out, cad_err *e) {
     session *s = &r->s;
     const cad_config *c = s->c;
     double t0 = now_ms();
-    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = cad_model_calib_begin(&s->m, e);
+    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = CAD_OK;
+    int self_gen = !strcmp(c->gptq_calib, "self_generated");
+    int32_t *gen = NULL;
+    size_t bt = (size_t)B * T;
+    if (self_gen) {
+        gen = malloc((size_t)c->gptq_calib_batches * bt * sizeof *gen);
+        if (!gen) return cad_fail(e, CAD_ENOMEM, "gptq: out of memory for %ld self-generated batches", c->gptq_calib_batches);
+        double tg = now_ms();
+        rc = calib_self_generate(s, gen, (int)c->gptq_calib_batches * B, T, e);
+        if (!rc)
+            log0(s, "gptq: calib:self_generated seqs:%ld tokens:%ld temperature:%g seed:%ld gen_time:%.0fms",
+                 c->gptq_calib_batches * B, c->gptq_calib_batches * (long)bt, SELF_GEN_TEMP, c->seed, now_ms() - tg);
+    }
+    if (!rc) rc = cad_model_calib_begin(&s->m, e);
     for (long k = 0; !rc && k < c->gptq_calib_batches; k++) {
-        rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
+        if (self_gen) memcpy(s->x, gen + (size_t)k * bt, bt * sizeof *gen);
+        else rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (!rc) rc = cad_model_forward(&s->m, s->x, NULL, B, T, NULL, e);
     }
     cad_model_calib_end(&s->m);
+    free(gen);
     if (rc) return rc;
     size_t total = 0;
     int n = 0, dim;
@@ -1324,6 +1417,7 @@ int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, 
         rc = session_setup(s, c, e);
     }
     if (!rc && c->init_from[0]) rc = load_weights(s, c->init_from, e);
+    if (!rc && c->distill_from[0]) rc = distill_setup(s, e);
     if (!rc) rc = optim_setup(s, e);
     if (!rc) {
         train_print_header(r);

@@ -18,6 +18,8 @@
 
 #include "engine/collective.h"
 #include "engine/config.h"
+#include "engine/model.h"
+#include "engine/safetensors.h"
 #include "engine/status.h"
 
 #include <stdio.h>
@@ -28,6 +30,15 @@ typedef struct cad_train_sink {
     FILE *progress; /* "progress step:... tokens_per_s:... eta:..." lines (caddie train: stderr);
                        NULL: none */
 } cad_train_sink;
+
+/* The model a config describes (every shape and technique key), planned for forwards of up to
+ * max_batch_seqs x max_seq_len tokens; CAD_ECONFIG from block_type. Shared by the trainer and the
+ * distillation teacher (distill.c), which is built from its own config. */
+int cad_train_model_config(const cad_config *c, int max_batch_seqs, int max_seq_len, cad_model_config *mc,
+                           cad_err *e);
+/* named[i] (m->n_params entries) = params[i]'s name and shape over host, a host copy laid out like
+ * m->param_mem: the view safetensors reads and writes. Returns m->n_params. */
+int cad_train_named_tensors(const cad_model *m, float *host, cad_named_tensor *named);
 
 /* Train as configured (c must be validated). Writes only c->run_dir (created if needed) and
  * the sink's streams (sink may be NULL). */

@@ -32,6 +32,7 @@
 #include "kernels/k_resid_mix.cuh"
 #include "kernels/k_scale_add.cuh"
 #include "kernels/k_softcap_xent.cuh"
+#include "kernels/k_distill_kl.cuh"
 #include "kernels/k_axpby.cuh"
 #include "kernels/k_scale.cuh"
 #include "kernels/k_sumsq.cuh"
@@ -270,6 +271,11 @@ static void kb_softcap_xent_backward(const cad_backend *be, float *logits, const
     k_softcap_xent_backward_launch(kb_of(be)->stream, logits, lse, targets, N, V, cap, dloss);
 }
 
+static void kb_distill_kl(const cad_backend *be, float *tlogits, float *loss, const float *zs, int N, int V,
+                          float temp, float alpha, float cap, float dloss) {
+    k_distill_kl_launch(kb_of(be)->stream, tlogits, loss, zs, N, V, temp, alpha, cap, dloss);
+}
+
 static void kb_axpby(const cad_backend *be, size_t n, float a, const float *x, float b, float *y) {
     k_axpby_launch(kb_of(be)->stream, n, a, x, b, y);
 }
@@ -387,6 +393,7 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->scale_add_backward = kb_scale_add_backward;
     be->softcap_xent_forward = kb_softcap_xent_forward;
     be->softcap_xent_backward = kb_softcap_xent_backward;
+    be->distill_kl = kb_distill_kl;
     be->axpby = kb_axpby;
     be->scale = kb_scale;
     be->sumsq = kb_sumsq;

@@ -23,6 +23,7 @@
 #include "engine/backend.h"
 #include "engine/export.h"
 #include "check.h"
+#include "parity_fixture.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -640,6 +641,91 @@ static void test_softcap_xent(void) {
     release(lse2);
 }
 
+/* ---- distill_kl ------------------------------------------------------------------------- */
+
+typedef struct {
+    int N, V;
+    float cap, temp, alpha;
+    float *raw, *zs, *lse, *zt, *tw, *loss;
+} kd_ctx;
+
+static double kd_loss(void *p) { /* L = sum_n loss[n] over raw student logits (the op's dloss then is 1) */
+    kd_ctx *c = p;
+    memcpy(c->zs, c->raw, sizeof(float) * c->N * c->V);
+    be->softcap_xent_forward(be, c->zs, c->lse, NULL, NULL, c->N, c->V, c->cap);
+    memcpy(c->tw, c->zt, sizeof(float) * c->N * c->V);
+    be->distill_kl(be, c->tw, c->loss, c->zs, c->N, c->V, c->temp, c->alpha, c->cap, 1.0f);
+    double s = 0.0;
+    for (int n = 0; n < c->N; n++) s += c->loss[n];
+    return s;
+}
+
+/* alpha * T^2 * KL(softmax(zt/T) || softmax(zs/T)) per row in double: the op's forward, and its
+ * gradient by finite differences through the softcap, at T = 1 and T = 2.5. */
+static void test_distill_kl(void) {
+    float temps[2] = {1.0f, 2.5f};
+    for (int k = 0; k < 2; k++) {
+        kd_ctx c = {.N = 11, .V = 83, .cap = 30.0f, .temp = temps[k], .alpha = 0.7f};
+        size_t n = (size_t)c.N * c.V;
+        c.raw = randn(n, 15.0f), c.zs = tensor(n), c.lse = tensor(c.N), c.zt = randn(n, 8.0f), c.tw = tensor(n);
+        c.loss = tensor(c.N);
+        kd_loss(&c);
+        double worst = 0.0;
+        for (int r = 0; r < c.N; r++) {
+            const float *zs = c.zs + (size_t)r * c.V, *zt = c.zt + (size_t)r * c.V;
+            double ms = -1e300, mt = -1e300, ss = 0.0, st = 0.0, kl = 0.0;
+            for (int j = 0; j < c.V; j++) ms = fmax(ms, zs[j] / c.temp), mt = fmax(mt, zt[j] / c.temp);
+            for (int j = 0; j < c.V; j++) ss += exp(zs[j] / c.temp - ms), st += exp(zt[j] / c.temp - mt);
+            for (int j = 0; j < c.V; j++) {
+                double lp = zt[j] / c.temp - mt - log(st), lq = zs[j] / c.temp - ms - log(ss);
+                kl += exp(lp) * (lp - lq);
+            }
+            double want = c.alpha * c.temp * c.temp * kl;
+            worst = fmax(worst, fabs(c.loss[r] - want) / (1e-3 + fabs(want)));
+        }
+        CHECK_MSG(worst < 1e-4, "distill_kl forward T=%g: worst relative error %g", c.temp, worst);
+        float *g = tensor(n);
+        memcpy(g, c.tw, n * sizeof(float));
+        fd_check(k ? "distill_kl dlogits T=2.5" : "distill_kl dlogits T=1", c.raw, g, 0.0f, n, kd_loss, &c, 1e-2f,
+                 2e-3, 1e-2, 80, NULL);
+        /* identical teacher and student: zero loss and gradient */
+        memcpy(c.tw, c.zs, n * sizeof(float));
+        be->distill_kl(be, c.tw, c.loss, c.zs, c.N, c.V, c.temp, c.alpha, c.cap, 1.0f);
+        for (int r = 0; r < c.N; r++) CHECK_NEAR(c.loss[r], 0.0, 1e-5, 0.0);
+        for (size_t i = 0; i < n; i++) CHECK_NEAR(c.tw[i], 0.0, 1e-6, 0.0);
+        release(c.raw), release(c.zs), release(c.lse), release(c.zt), release(c.tw), release(c.loss), release(g);
+    }
+}
+
+/* PyTorch's F.kl_div over log_softmax at T = 2 (float64), through the softcap by autograd:
+ * tests/scripts/gen_distill_fixture.py. */
+static void test_distill_kl_torch(void) {
+    pf_file f;
+    if (pf_load("tests/fixtures/engine/distill_kl_v1.bin", &f)) {
+        CHECK_MSG(0, "distill_kl fixture missing");
+        return;
+    }
+    const pf_record *raw = pf_get(&f, "raw"), *zt = pf_get(&f, "zt"), *loss = pf_get(&f, "loss"),
+                    *grad = pf_get(&f, "grad");
+    if (!raw || !zt || !loss || !grad) return;
+    int N = raw->shape[0], V = raw->shape[1];
+    float temp = (float)pf_scalar(&f, "config.temp"), alpha = (float)pf_scalar(&f, "config.alpha"),
+          cap = (float)pf_scalar(&f, "config.cap");
+    size_t n = (size_t)N * V;
+    float *z = tensor(n), *lse = tensor(N), *t = tensor(n), *l = tensor(N);
+    memcpy(z, raw->data, n * sizeof(float));
+    memcpy(t, zt->data, n * sizeof(float));
+    be->softcap_xent_forward(be, z, lse, NULL, NULL, N, V, cap);
+    be->distill_kl(be, t, l, z, N, V, temp, alpha, cap, 1.0f);
+    const float *wl = loss->data, *wg = grad->data;
+    double gmax = 0.0;
+    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(wg[i]));
+    for (int r = 0; r < N; r++) CHECK_NEAR(l[r], wl[r], 1e-4, 1e-4);
+    for (size_t i = 0; i < n; i++) CHECK_NEAR(t[i], wg[i], 1e-5 * gmax, 1e-4);
+    release(z), release(lse), release(t), release(l);
+    pf_free(&f);
+}
+
 /* NaN, +-Inf and huge logits (see attention_nonfinite_case for why). V = 21: 16 lanes on the
  * vector path, 5 on the scalar tail, with special values on both. Row 0 holds a NaN: its lse,
  * loss and gradient are NaN. Row 1 holds +-Inf and +-1e30: they saturate to +-cap (tanh(+-inf)
@@ -1005,6 +1091,8 @@ int main(void) {
     RUN(test_scale_add);
     RUN(test_softcap_xent);
     RUN(test_softcap_xent_nonfinite);
+    RUN(test_distill_kl);
+    RUN(test_distill_kl_torch);
     RUN(test_axpby);
     RUN(test_scale);
     RUN(test_sumsq);

@@ -463,6 +463,11 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
                 "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
                 c->num_layers - 1, c->recur_layers);
+    CFG_REQUIRE(c->eval_recur_loops >= 0 && c->eval_recur_loops <= 16,
+                "eval_recur_loops=%ld: expected 0 (= recur_loops) or 1..16", c->eval_recur_loops);
+    CFG_REQUIRE(c->eval_recur_loops <= 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
+                "eval_recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->eval_recur_loops,
+                c->num_layers - 1, c->recur_layers);
     CFG_REQUIRE(c->ttt_lr >= 0 && c->ttt_momentum >= 0 && c->ttt_momentum < 1 && c->ttt_grad_clip >= 0,
                 "ttt_lr=%g ttt_momentum=%g ttt_grad_clip=%g: expected lr >= 0, 0 <= momentum < 1, clip >= 0", c->ttt_lr,
                 c->ttt_momentum, c->ttt_grad_clip);
@@ -700,9 +705,8 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
         !(c->awq_salient_frac > 0 && !strcmp(key, "gptq_calib_batches"))) /* AWQ-lite calibrates too */
         return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
-    if (c->recur_loops <= 1 &&
-        (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales")))
-        return 1;
+    if (c->recur_loops <= 1 && (!strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales"))) return 1;
+    if (c->recur_loops <= 1 && c->eval_recur_loops <= 1 && !strcmp(key, "recur_layers")) return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;

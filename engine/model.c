@@ -63,16 +63,24 @@ static double rng_normal(model_rng *r) {
 
 /* ---- config ------------------------------------------------------------------------------ */
 
-int cad_model_virtual_layers(const cad_model_config *c) {
-    return c->recur_loops > 1 ? c->num_layers + (c->recur_loops - 1) * (c->recur_last - c->recur_first + 1)
-                              : c->num_layers;
+/* The most passes any forward runs: the training schedule's, or recur_loops_max (eval). */
+static int loops_max(const cad_model_config *c) {
+    int k = c->recur_loops_max > c->recur_loops ? c->recur_loops_max : c->recur_loops;
+    return k > 1 ? k : 1; /* recur_loops 0 in a hand-made config means no recurrence */
 }
 
-/* Physical block of virtual block v: 0..last, then (loops-1) more passes over first..last,
- * then last+1..num_layers-1. */
-static int virtual_to_physical(const cad_model_config *c, int v) {
-    if (c->recur_loops <= 1 || v <= c->recur_last) return v;
-    int span = c->recur_last - c->recur_first + 1, extra = (c->recur_loops - 1) * span;
+/* Blocks a forward with `loops` passes over the recurrent span runs. */
+static int virtual_count(const cad_model_config *c, int loops) {
+    return loops > 1 ? c->num_layers + (loops - 1) * (c->recur_last - c->recur_first + 1) : c->num_layers;
+}
+
+int cad_model_virtual_layers(const cad_model_config *c) { return virtual_count(c, c->recur_loops); }
+
+/* Physical block of virtual block v with `loops` passes: 0..last, then (loops-1) more passes
+ * over first..last, then last+1..num_layers-1. */
+static int virtual_to_physical(const cad_model_config *c, int loops, int v) {
+    if (loops <= 1 || v <= c->recur_last) return v;
+    int span = c->recur_last - c->recur_first + 1, extra = (loops - 1) * span;
     if (v <= c->recur_last + extra) return c->recur_first + (v - c->recur_last - 1) % span;
     return v - extra;
 }
@@ -103,10 +111,13 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "tied_embed_init_std must be >= 0, got %g", (double)c->tied_embed_init_std);
     if (!isfinite(c->qk_gain_init))
         return cad_fail(e, CAD_ECONFIG, "qk_gain_init must be finite, got %g", (double)c->qk_gain_init);
-    if (c->recur_loops > 1 && (c->recur_first < 0 || c->recur_last < c->recur_first || c->recur_last >= c->num_layers))
+    if (loops_max(c) > 1 && (c->recur_first < 0 || c->recur_last < c->recur_first || c->recur_last >= c->num_layers))
         return cad_fail(e, CAD_ECONFIG, "recur_layers %d-%d: expected a span of blocks within 0..%d", c->recur_first,
                         c->recur_last, c->num_layers - 1);
     if (c->recur_loops > 16) return cad_fail(e, CAD_ECONFIG, "recur_loops must be at most 16, got %d", c->recur_loops);
+    if (c->recur_loops_max < 0 || c->recur_loops_max > 16)
+        return cad_fail(e, CAD_ECONFIG, "recur_loops_max (eval_recur_loops) must be 0 (= recur_loops) or 1..16, got %d",
+                        c->recur_loops_max);
     if (c->parallel_last < 0 || c->parallel_last > c->num_layers)
         return cad_fail(e, CAD_ECONFIG, "parallel_residual_layers must be in 0..num_layers (%d), got %d", c->num_layers,
                         c->parallel_last);
@@ -245,9 +256,9 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             /* the per-pass scales follow resid_mix: the Block's own parameters come first in torch */
             if (s == 2 && c->recur_loop_scales && c->recur_loops > 1 && l >= c->recur_first && l <= c->recur_last) {
                 snprintf(name, sizeof(name), "blocks.%d.attn_scales", l);
-                p_as = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
+                p_as = param_add(&pb, name, 2, loops_max(c) - 1, C, CAD_PG_SCALAR);
                 snprintf(name, sizeof(name), "blocks.%d.mlp_scales", l);
-                p_ms = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
+                p_ms = param_add(&pb, name, 2, loops_max(c) - 1, C, CAD_PG_SCALAR);
             }
         }
         if (c->mlp_experts) { /* MoE module order: router, then experts.0.fc, experts.0.proj, ... (moe.h) */
@@ -274,17 +285,21 @@ static void params_build(cad_model *m, size_t *name_bytes) {
     if (name_bytes) *name_bytes = pb.name_off;
 }
 
-void cad_model_set_recurrence(cad_model *m, int on) {
+void cad_model_set_recurrence(cad_model *m, int on) { cad_model_set_loops(m, on ? m->cfg.recur_loops : 1); }
+
+void cad_model_set_loops(cad_model *m, int loops) {
     const cad_model_config *c = &m->cfg;
-    on = on && c->recur_loops > 1;
-    if (on == m->recur_on) return;
-    m->recur_on = on;
-    m->n_virtual = on ? m->n_virtual_max : c->num_layers;
+    if (loops < 1) loops = 1;
+    if (loops > loops_max(c)) loops = loops_max(c);
+    if (loops == m->loops) return;
+    m->loops = loops;
+    int on = m->recur_on = loops > 1;
+    m->n_virtual = virtual_count(c, loops);
     m->n_enc = m->n_virtual / 2;
     m->n_dec = m->n_virtual - m->n_enc;
     m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
     for (int v = 0; v < m->n_virtual; v++) { /* parameters of the physical block, own activations */
-        const cad_model_layer *P = &m->phys[on ? virtual_to_physical(c, v) : v];
+        const cad_model_layer *P = &m->phys[on ? virtual_to_physical(c, loops, v) : v];
         cad_model_layer *L = &m->layers[v];
         L->p_attn_scale = P->p_attn_scale, L->p_mlp_scale = P->p_mlp_scale, L->p_resid_mix = P->p_resid_mix;
         L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
@@ -292,11 +307,11 @@ void cad_model_set_recurrence(cad_model *m, int on) {
         L->p_router = P->p_router;
         L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
         L->mb = P->mb;
-        int b = on ? virtual_to_physical(c, v) : v; /* LN scale follows the physical block */
+        int b = on ? virtual_to_physical(c, loops, v) : v; /* LN scale follows the physical block */
         L->ln_s = c->ln_scale ? (float)(1.0 / sqrt((double)(b + 1))) : 1.0f;
         /* pass over the physical block: 0 up to recur_last, then 1.. for each extra loop */
         int span = c->recur_last - c->recur_first + 1;
-        L->pass = on && v > c->recur_last && v <= c->recur_last + (c->recur_loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
+        L->pass = on && v > c->recur_last && v <= c->recur_last + (loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
         int dec = v - m->n_enc;
         if (v == 0) L->xin = m->x0;
         else if (dec >= 0 && dec < m->n_skip) L->xin = L->skip_sum;
@@ -329,17 +344,25 @@ static void *act_take(act_planner *ap, size_t bytes) {
 
 #define TAKE_F(ap, n) ((float *)act_take((ap), sizeof(float) * (size_t)(n)))
 
-/* Whether virtual block l is an attention block (*att) or a Mamba block (*mamba) in the plain
- * schedule or the looped one: its activations are planned for both kinds it can be. */
+/* Whether virtual block l is an attention block (*att) or a Mamba block (*mamba) in any schedule
+ * (1..loops_max passes): its activations are planned for both kinds it can be. */
 static void layer_kinds(const cad_model *m, int l, int *att, int *mamba) {
     const cad_model_config *c = &m->cfg;
     *att = *mamba = 0;
-    int phys[2] = {l < c->num_layers ? l : -1, virtual_to_physical(c, l)};
-    for (int i = 0; i < 2; i++) {
-        if (phys[i] < 0) continue;
-        if ((c->mamba_mask >> phys[i]) & 1) *mamba = 1;
+    for (int k = 1; k <= loops_max(c); k++) {
+        if (l >= virtual_count(c, k)) continue;
+        if ((c->mamba_mask >> virtual_to_physical(c, k, l)) & 1) *mamba = 1;
         else *att = 1;
     }
+}
+
+/* Whether virtual block l pops a skip (x + skip_weights[i] * skip) in any schedule. */
+static int layer_pops_skip(const cad_model *m, int l) {
+    for (int k = 1; k <= loops_max(&m->cfg); k++) {
+        int n = virtual_count(&m->cfg, k), enc = n / 2;
+        if (l > 0 && l < n && l >= enc && l - enc < enc) return 1;
+    }
+    return 0;
 }
 
 static void act_plan(cad_model *m, act_planner *ap) {
@@ -375,11 +398,8 @@ static void act_plan(cad_model *m, act_planner *ap) {
             L->mb_dt = TAKE_F(ap, N * Em), L->mb_y = TAKE_F(ap, N * Em), L->mb_hs = TAKE_F(ap, n_hs);
         }
         L->out = TAKE_F(ap, N * C);
-        /* a skip-sum buffer where a decoder pops a skip in either schedule (plain or looped) */
-        int plain_enc = c->num_layers / 2, loop_enc = m->n_virtual_max / 2;
-        int pops = (l >= plain_enc && l - plain_enc < plain_enc && l < c->num_layers) ||
-                   (l >= loop_enc && l - loop_enc < loop_enc);
-        L->skip_sum = l > 0 && pops ? TAKE_F(ap, N * C) : NULL;
+        /* a skip-sum buffer where a decoder pops a skip in any schedule (plain, looped, eval) */
+        L->skip_sum = layer_pops_skip(m, l) ? TAKE_F(ap, N * C) : NULL;
         /* the last xsa_last blocks of either schedule (plain num_layers <= looped) */
         L->xsa_y = c->xsa_last > 0 && l >= c->num_layers - c->xsa_last ? TAKE_F(ap, N * C) : NULL;
         L->xn1 = TAKE_F(ap, N * C);
@@ -507,7 +527,7 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     m->kv_dim = c->num_kv_heads * m->head_dim;
     m->qkv_dim = c->model_dim + 2 * m->kv_dim;
     m->hidden = c->mlp_mult * c->model_dim;
-    m->n_virtual_max = cad_model_virtual_layers(c);
+    m->n_virtual_max = virtual_count(c, loops_max(c));
     m->n_virtual = m->n_virtual_max; /* sizes skip_weights: one row per skip of the longest schedule */
     m->n_enc = m->n_virtual / 2;
     m->n_dec = m->n_virtual - m->n_enc;
@@ -570,7 +590,7 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     ap.base = m->act_mem;
     ap.off = 0;
     act_plan(m, &ap); /* point */
-    m->recur_on = -1;
+    m->loops = 0; /* none yet: the call below lays out the training schedule */
     cad_model_set_recurrence(m, 1);
     if ((c->mlp_experts && (rc = cad_moe_init(m, e))) || (c->n_exits && (rc = cad_ee_init(m, e)))) {
         cad_model_free(m);
@@ -1096,7 +1116,7 @@ double cad_model_bench_flops(const cad_model_config *c, int B, int T) {
     double fwd = 2.0 * N * C * V;
     for (int v = 0; v < cad_model_virtual_layers(c); v++) { /* a Mamba block: its projections instead */
         double mlp = 2.0 * N * 2.0 * C * H;
-        fwd += (c->mamba_mask >> virtual_to_physical(c, v)) & 1 ? cad_mamba_forward_flops(c, N) + mlp : linear + attn;
+        fwd += (c->mamba_mask >> virtual_to_physical(c, c->recur_loops, v)) & 1 ? cad_mamba_forward_flops(c, N) + mlp : linear + attn;
     }
     return 3.0 * fwd;
 }

@@ -40,6 +40,11 @@ typedef struct cad_model_config {
      * 3..5 x3: 0 1 2 3 4 5 3 4 5 3 4 5 6 7 8 9 10) is what the U-Net split applies to: its first
      * half are encoders, skip_weights has one row per virtual skip. */
     int recur_first, recur_last, recur_loops;
+    /* Evaluation with another number of passes (eval_recur_loops; 0 = recur_loops): activations,
+     * skip_weights rows and recur_loop_scales rows are planned for max(recur_loops,
+     * recur_loops_max) passes, so cad_model_set_loops can run any count up to it. Rows that only
+     * a longer schedule reads keep their init (skip weight 1, scale 1): training never reads them. */
+    int recur_loops_max;
     /* MLP activation: relu(x)^2 at 0 (train_gpt.py), leaky_relu(x, slope)^2 otherwise (records: 0.5) */
     float mlp_leaky_slope;
     /* XSA (exclusive self-attention) in the last xsa_last blocks of the schedule: each head
@@ -183,7 +188,8 @@ typedef struct cad_model {
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
     int n_virtual;                            /* blocks run per forward now (num_layers when recurrence is off) */
-    int n_virtual_max, recur_on;              /* the looped schedule's length; whether it is in use */
+    int n_virtual_max, recur_on;              /* the longest schedule's length; whether loops > 1 now */
+    int loops;                                /* passes over the recurrent span now (1 = plain) */
     cad_model_layer *phys;                    /* num_layers: each physical block's parameter indices */
     int p_tok_emb, p_skip_weights, p_lm_head; /* indices into params (-1: absent) */
     int p_embed_proj, p_bigram_embed, p_bigram_proj, p_bigram_scale, p_smear; /* techniques (-1: absent) */
@@ -247,6 +253,10 @@ void cad_model_free(cad_model *m);
  * recur_start_frac switches it on at that fraction of training, as the records do. No-op
  * without recurrence. Between steps only (activations of the last forward are discarded). */
 void cad_model_set_recurrence(cad_model *m, int on);
+/* Run `loops` passes over the recurrent span (1 = plain), clamped to 1..max(recur_loops,
+ * recur_loops_max): the skips pair over that schedule's virtual blocks (its first rows of
+ * skip_weights), pass p >= 1 reads row p-1 of the per-pass scales. Between steps only. */
+void cad_model_set_loops(cad_model *m, int loops);
 
 /* QAT on (bits as qat_bits above) or off (0), between steps. The first switch-on allocates
  * qat_mem (CAD_ENOMEM naming its size on failure); bits outside 0, 1 (ternary), 2..8 is

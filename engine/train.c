@@ -239,6 +239,7 @@ typedef struct session {
     cad_coll *coll;   /* the other ranks (NULL: world 1) */
     int rank, world;  /* only rank 0 writes the run dir and the sink */
     double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
+    int train_loops;   /* the training schedule's passes, kept while an evaluation runs eval_recur_loops */
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -416,7 +417,8 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
         .tied_embed_init_std = (float)c->tied_embed_init_std,
         .max_batch_seqs = (int)(s->local_tokens / c->train_seq_len), .max_seq_len = (int)c->train_seq_len,
-        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
+        .recur_loops = (int)c->recur_loops, .recur_loops_max = (int)c->eval_recur_loops,
+        .mlp_leaky_slope = (float)c->mlp_leaky_slope,
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
         .recur_loop_scales = c->recur_loop_scales,
         .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
@@ -521,14 +523,19 @@ static int eval_reduce(session *s, cad_eval_result *r, cad_err *e) {
     return rc;
 }
 
-/* Early exit at evaluation: the threshold goes on for one evaluator's pass (training forwards
- * never exit) and the mean depth it used, over all ranks, is logged and kept in s->exit_depth. */
-static void exit_eval_begin(session *s) {
+/* Every evaluation's model state, switched on by eval_begin and back by eval_end: the early-exit
+ * threshold (training forwards never exit) and eval_recur_loops passes over the recurrent span
+ * (training keeps its own schedule, recur_start_frac included). eval_end logs the mean exit
+ * depth over all ranks and keeps it in s->exit_depth. */
+static void eval_begin(session *s) {
     s->exit_depth = NAN;
+    s->train_loops = s->m.loops;
+    if (s->c->eval_recur_loops > 0) cad_model_set_loops(&s->m, (int)s->c->eval_recur_loops);
     if (s->m.ee && s->c->early_exit_threshold < 1.0) cad_model_set_exit_threshold(&s->m, (float)s->c->early_exit_threshold);
 }
 
-static int exit_eval_end(session *s, const char *what, cad_err *e) {
+static int eval_end(session *s, const char *what, cad_err *e) {
+    cad_model_set_loops(&s->m, s->train_loops);
     if (!s->m.ee || s->c->early_exit_threshold >= 1.0) return CAD_OK;
     double st[2];
     cad_model_exit_stats(&s->m, &st[0], &st[1]);
@@ -546,10 +553,10 @@ static int exit_eval_end(session *s, const char *what, cad_err *e) {
 /* eval_val over all ranks: each its share of the windows (eval.h), the sums all-reduced. */
 static int eval_val_dp(session *s, const cad_eval_spec *es, cad_eval_result *r, cad_err *e) {
     double t0 = now_ms();
-    exit_eval_begin(s);
+    eval_begin(s);
     int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, es, s->x, s->y, r, e);
     if (!rc) rc = eval_reduce(s, r, e);
-    if (!rc) rc = exit_eval_end(s, "val", e);
+    if (!rc) rc = eval_end(s, "val", e);
     r->eval_ms = now_ms() - t0;
     return rc;
 }
@@ -557,11 +564,11 @@ static int eval_val_dp(session *s, const cad_eval_spec *es, cad_eval_result *r, 
 /* The sliding-window schedule over all ranks: rank r scores windows [n*r/world, n*(r+1)/world). */
 static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_eval_result *r, cad_err *e) {
     if (s->world == 1) {
-        exit_eval_begin(s);
+        eval_begin(s);
         int rc = cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, es, stride, s->x, s->y, r, e);
-        return rc ? rc : exit_eval_end(s, "sliding", e);
+        return rc ? rc : eval_end(s, "sliding", e);
     }
-    exit_eval_begin(s);
+    eval_begin(s);
     double t0 = now_ms();
     memset(r, 0, sizeof *r);
     long N, n_win;
@@ -571,7 +578,7 @@ static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_
     if (!rc) rc = cad_eval_windows(&s->m, s->val, N, es->seq_len, stride, k0, k1, &s->luts, s->x, s->y, sums, e);
     if (!rc) rc = cad_coll_allreduce_sum_f64(s->coll, sums, 3, e);
     if (!rc) rc = cad_eval_result_finish(r, sums, e);
-    if (!rc) rc = exit_eval_end(s, "sliding", e);
+    if (!rc) rc = eval_end(s, "sliding", e);
     r->n_seqs = n_win;
     r->eval_ms = now_ms() - t0;
     return rc;
@@ -766,6 +773,10 @@ static void train_print_header(train_run *r) {
         log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
              c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
              100.0 * c->recur_start_frac);
+    if (c->eval_recur_loops > 0)
+        log0(s, "eval_recur_loops:%ld (training: %ld) virtual_layers_at_eval:%d", c->eval_recur_loops, c->recur_loops,
+             cad_model_virtual_layers(&(cad_model_config){.num_layers = (int)c->num_layers, .recur_first = s->m.cfg.recur_first,
+                                                          .recur_last = s->m.cfg.recur_last, .recur_loops = (int)c->eval_recur_loops}));
     char a[PY_FLOAT_MAX], b[PY_FLOAT_MAX], cc[PY_FLOAT_MAX], d[PY_FLOAT_MAX];
     py_float(a, sizeof a, c->tie_embeddings ? c->tied_embed_lr : c->embed_lr);
     py_float(b, sizeof b, c->tie_embeddings ? 0.0 : c->head_lr);
@@ -1147,7 +1158,10 @@ static int train_score_ttt(train_run *r, cad_err *e) {
     cad_eval_result tr;
     log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ts.stride,
          c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
+    int loops = s->m.loops; /* TTT scores (and adapts) with eval_recur_loops passes too */
+    if (c->eval_recur_loops > 0) cad_model_set_loops(&s->m, (int)c->eval_recur_loops);
     int rc = cad_eval_ttt(&s->m, s->val, s->n_val, &s->luts, &r->es, &ts, s->x, s->y, &tr, ttt_progress, s, e);
+    cad_model_set_loops(&s->m, loops);
     if (rc) return rc;
     log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
     journal(s, r->step, "final_ttt_val_loss", tr.val_loss);
@@ -1309,9 +1323,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
     if (!rc) rc = load_weights(s, weights, e);
     cad_eval_spec es = eval_spec(s);
     cad_eval_result er;
-    if (!rc) exit_eval_begin(s); /* early_exit_threshold applies to the plain score and the round trip */
+    if (!rc) eval_begin(s); /* early_exit_threshold applies to the plain score and the round trip */
     if (!rc) rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
-    if (!rc) rc = exit_eval_end(s, "val", e);
+    if (!rc) rc = eval_end(s, "val", e);
     if (!rc) {
         fprintf(out, "eval val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f partial:%d eval_time:%.0fms\n", er.val_loss,
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
@@ -1343,9 +1357,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         }
         if (!rc) {
             params_from_host(s);
-            exit_eval_begin(s);
+            eval_begin(s);
             rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
-            if (!rc) rc = exit_eval_end(s, "roundtrip", e);
+            if (!rc) rc = eval_end(s, "roundtrip", e);
         }
         if (!rc) {
             const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));

@@ -547,6 +547,61 @@ static void test_recurrence_switch(void) {
     cad_model_free(&plain);
 }
 
+/* Fill every tensor of m with fixed nonzero values (zero-init projections would hide the blocks). */
+static void fill_weights(cad_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        cad_param *p = &m->params[i];
+        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
+    }
+}
+
+/* eval_recur_loops: a model trained with 2 passes (recur_loops_max 3, per-pass scales on) set
+ * to 3 passes is the 3-pass model on the same weights, loss and gradients bit for bit; set back
+ * to 2 it is the 2-pass model again (whose tensors are the 3-pass ones' first rows). */
+static void test_eval_recur_loops(void) {
+    cad_model_config c = tiny_config();
+    c.num_layers = 4, c.recur_first = 1, c.recur_last = 2, c.recur_loop_scales = 1;
+    cad_model_config c2 = c, c3 = c;
+    c2.recur_loops = 2, c2.recur_loops_max = 3;
+    c3.recur_loops = 3;
+    cad_model m2, m3;
+    cad_err e;
+    CHECK(cad_model_init(&m2, &c2, cad_backend_cpu(), 5, &e) == CAD_OK);
+    CHECK(cad_model_init(&m3, &c3, cad_backend_cpu(), 6, &e) == CAD_OK);
+    CHECK_EQ_INT(m2.n_params, m3.n_params);
+    CHECK_EQ_INT(m2.n_virtual, 6); /* trains with 2 passes */
+    fill_weights(&m2);
+    for (int i = 0; i < m2.n_params; i++) { /* same shapes: skip_weights and the scales sized for 3 passes */
+        cad_param *p = &m2.params[i], *q = cad_model_param(&m3, p->name);
+        CHECK(q && q->numel == p->numel);
+        if (q) memcpy(q->data, p->data, sizeof(float) * (size_t)p->numel);
+    }
+    int32_t x[32], y[32];
+    for (int i = 0; i < 32; i++) x[i] = (i * 5) % 64, y[i] = (i * 7 + 1) % 64;
+    float l2, l3, l_ref, l2b;
+    CHECK(cad_model_forward(&m2, x, y, 2, 16, &l2, &e) == CAD_OK);
+    cad_model_set_loops(&m2, 3);
+    CHECK_EQ_INT(m2.n_virtual, 8);
+    cad_model_zero_grad(&m2);
+    cad_model_zero_grad(&m3);
+    CHECK(cad_model_forward(&m2, x, y, 2, 16, &l3, &e) == CAD_OK && cad_model_backward(&m2, &e) == CAD_OK);
+    CHECK(cad_model_forward(&m3, x, y, 2, 16, &l_ref, &e) == CAD_OK && cad_model_backward(&m3, &e) == CAD_OK);
+    CHECK_MSG(l3 == l_ref, "3 passes %.9g vs the 3-pass model %.9g", (double)l3, (double)l_ref);
+    CHECK(l3 != l2);
+    for (int i = 0; i < m3.n_params; i++) {
+        cad_param *q = &m3.params[i], *p = cad_model_param(&m2, q->name);
+        CHECK_MSG(p && memcmp(p->grad, q->grad, sizeof(float) * (size_t)q->numel) == 0, "grad %s differs", q->name);
+    }
+    cad_model_set_loops(&m2, 9); /* clamped to the planned maximum */
+    CHECK_EQ_INT(m2.loops, 3);
+    cad_model_set_recurrence(&m2, 1);
+    CHECK_EQ_INT(m2.loops, 2);
+    CHECK(cad_model_forward(&m2, x, y, 2, 16, &l2b, &e) == CAD_OK);
+    CHECK(l2b == l2);
+    cad_model_free(&m2);
+    cad_model_free(&m3);
+}
+
 /* QAT: the artifact decodes bit-exactly to the fake-quantised weights the last forward read.
  * A model whose fused c_q|c_k|c_v mixes a quantised c_q (>65,536 elements) with c_k/c_v that the
  * artifact keeps fp16 (so QAT copies them), random weights with outliers; for int6, int3 and ternary: forward under QAT,
@@ -696,6 +751,7 @@ int main(void) {
     RUN(test_parity_recur_loop_scales);
     RUN(test_recur_loop_scales_copies_are_plain_recurrence);
     RUN(test_recurrence_switch);
+    RUN(test_eval_recur_loops);
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);
     RUN(test_parity_parallel_residual);

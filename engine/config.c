@@ -463,6 +463,7 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
                 "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
                 c->num_layers - 1, c->recur_layers);
+    CFG_REQUIRE(cad_config_attn_gate(c) >= 0, "attn_gate='%s': expected none, sparse or full", c->attn_gate);
     CFG_REQUIRE(c->eval_recur_loops >= 0 && c->eval_recur_loops <= 16,
                 "eval_recur_loops=%ld: expected 0 (= recur_loops) or 1..16", c->eval_recur_loops);
     CFG_REQUIRE(c->eval_recur_loops <= 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
@@ -695,6 +696,13 @@ int cad_config_qat_bits(const cad_config *c) {
     if (!strcmp(v, "ternary")) return CAD_QUANT_TERNARY;
     if (v[0] >= '2' && v[0] <= '8' && v[1] == 0 && v[0] != '7') return v[0] - '0';
     return !strcmp(v, "0") ? 0 : -1;
+}
+
+int cad_config_attn_gate(const cad_config *c) {
+    static const char *const modes[] = {"none", "sparse", "full"}; /* CAD_ATTN_GATE_* order */
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(c->attn_gate, modes[i])) return i;
+    return -1;
 }
 
 long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ? c->eval_seq_len : c->train_seq_len; }

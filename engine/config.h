@@ -135,6 +135,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, bigram_dim, "128", "BigramHash table width, projected to model_dim when different")  \
     X(BOOL, smear_gate, "0", "SmearGate: x_t <- (1-g) x_t + g x_{t-1} after the embedding norm, g = sigmoid(per-channel gate); no mixing across BOS") \
     X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all") \
+    X(STR, attn_gate, "none", "attention output gate per head, sigmoid(W x) before the out-projection: none, sparse (12 input dims, zero init: SparseAttnGate) or full (all dims: gated attention)") \
     /* micro-MoE and early exit */                                                              \
     X(INT, mlp_experts, "0", "micro-MoE: every block's MLP becomes E relu^2 experts of hidden mlp_mult*model_dim/E behind a learned top-k router; 0 = dense MLP") \
     X(INT, mlp_top_k, "1", "micro-MoE: experts per token (gates renormalised over them when k >= 2; no token is dropped)") \
@@ -209,6 +210,8 @@ long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
 /* qat_bits as a bit width: 0 (off), 1 (CAD_QUANT_TERNARY, "ternary") or 2..8; -1 when malformed. */
 int cad_config_qat_bits(const cad_config *c);
 long cad_config_eval_seq_len(const cad_config *c); /* eval_seq_len, or train_seq_len when 0 */
+/* attn_gate as CAD_ATTN_GATE_* of model.h: 0 none, 1 sparse, 2 full; -1 when malformed. */
+int cad_config_attn_gate(const cad_config *c);
 /* early_exit_layers as depths (blocks run before the exit, 1..num_layers-1, increasing): the
  * count (0 when off) with up to max of them in depths; -1 when malformed. */
 int cad_config_early_exits(const cad_config *c, int *depths, int max);

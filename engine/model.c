@@ -32,7 +32,7 @@
 
 static const char *const control_patterns[] = {
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-    "resid_mixes", "q_gain", "skip_weight", "skip_weights",
+    "resid_mixes", "q_gain", "skip_weight", "skip_weights", "attn_gate_w",
 };
 
 static int name_is_control(const char *name) {
@@ -62,6 +62,13 @@ static double rng_normal(model_rng *r) {
 }
 
 /* ---- config ------------------------------------------------------------------------------ */
+
+/* Input dims the attention output gate reads (0 without it). */
+static int attn_gate_width(const cad_model_config *c) {
+    if (c->attn_gate == CAD_ATTN_GATE_FULL) return c->model_dim;
+    if (c->attn_gate == CAD_ATTN_GATE_SPARSE) return c->model_dim < CAD_ATTN_GATE_WINDOW ? c->model_dim : CAD_ATTN_GATE_WINDOW;
+    return 0;
+}
 
 /* The most passes any forward runs: the training schedule's, or recur_loops_max (eval). */
 static int loops_max(const cad_model_config *c) {
@@ -144,6 +151,8 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         if (c->exit_depths[k] < 1 || c->exit_depths[k] >= c->num_layers || (k && c->exit_depths[k] <= c->exit_depths[k - 1]))
             return cad_fail(e, CAD_ECONFIG, "early_exit_layers: depth %d (entry %d) must increase within 1..num_layers-1 (%d)",
                             c->exit_depths[k], k, c->num_layers - 1);
+    if (c->attn_gate < CAD_ATTN_GATE_OFF || c->attn_gate > CAD_ATTN_GATE_FULL)
+        return cad_fail(e, CAD_ECONFIG, "attn_gate must be 0 (off), 1 (sparse) or 2 (full), got %d", c->attn_gate);
     if (c->n_exits && c->embed_dim)
         return cad_fail(e, CAD_ECONFIG, "early_exit_layers with embed_dim %d: exit heads read the plain head; expected embed_dim 0",
                         c->embed_dim);
@@ -241,7 +250,7 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             /* ndim, d0, d1 */
             {1, C, 0}, {1, C, 0}, {2, 2, C}, {1, c->num_heads, 0}, {2, C, C},
             {2, m->kv_dim, C}, {2, m->kv_dim, C}, {2, C, C}, {2, m->hidden, C}, {2, C, m->hidden}};
-        int p_as = -1, p_ms = -1, p_router = -1, mamba = (int)((c->mamba_mask >> l) & 1);
+        int p_as = -1, p_ms = -1, p_router = -1, p_gate = -1, mamba = (int)((c->mamba_mask >> l) & 1);
         idx[8] = idx[9] = -1;
         for (int s = 0; s < (c->mlp_experts ? 8 : 10); s++) { /* micro-MoE: router + experts below */
             if (mamba && s >= 3 && s <= 7) { /* the Mamba block in place of attention */
@@ -253,6 +262,10 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             int matrix = shp[s][0] == 2 && !name_is_control(name);
             idx[s] = param_add(&pb, name, (int)shp[s][0], shp[s][1], shp[s][2],
                                matrix ? CAD_PG_MATRIX : CAD_PG_SCALAR);
+            if (s == 3 && c->attn_gate) { /* attn's own parameters: q_gain, attn_gate_w, then c_q... */
+                snprintf(name, sizeof(name), "blocks.%d.attn.attn_gate_w", l);
+                p_gate = param_add(&pb, name, 2, c->num_heads, attn_gate_width(c), CAD_PG_SCALAR);
+            }
             /* the per-pass scales follow resid_mix: the Block's own parameters come first in torch */
             if (s == 2 && c->recur_loop_scales && c->recur_loops > 1 && l >= c->recur_first && l <= c->recur_last) {
                 snprintf(name, sizeof(name), "blocks.%d.attn_scales", l);
@@ -274,6 +287,7 @@ static void params_build(cad_model *m, size_t *name_bytes) {
         }
         if (L) {
             L->p_router = p_router;
+            L->p_attn_gate = p_gate;
             L->p_attn_scales = p_as, L->p_mlp_scales = p_ms, L->pass = 0;
             L->p_attn_scale = idx[0], L->p_mlp_scale = idx[1], L->p_resid_mix = idx[2];
             L->p_q_gain = idx[3], L->p_c_q = idx[4], L->p_proj = idx[7];
@@ -305,6 +319,7 @@ void cad_model_set_loops(cad_model *m, int loops) {
         L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
         L->p_mlp_proj = P->p_mlp_proj;
         L->p_router = P->p_router;
+        L->p_attn_gate = P->p_attn_gate;
         L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
         L->mb = P->mb;
         int b = on ? virtual_to_physical(c, loops, v) : v; /* LN scale follows the physical block */
@@ -408,6 +423,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
             L->qkv = TAKE_F(ap, N * m->qkv_dim);
             L->att_y = TAKE_F(ap, N * C);
             L->att_lse = TAKE_F(ap, N * NH);
+            if (c->attn_gate) L->gate_pre = TAKE_F(ap, N * NH), L->gated_y = TAKE_F(ap, N * C);
         }
         L->attn_out = TAKE_F(ap, N * C);
         L->xn2 = TAKE_F(ap, N * C);
@@ -434,6 +450,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->d_q = TAKE_F(ap, N * C);
     m->d_k = TAKE_F(ap, N * m->kv_dim);
     m->d_h = TAKE_F(ap, N * m->hidden);
+    if (c->attn_gate) m->d_gate = TAKE_F(ap, N * NH);
     for (int s = 0; s < m->n_virtual_max / 2; s++) m->d_skip[s] = TAKE_F(ap, N * C);
     m->att_scratch = act_take(ap, m->att_scratch_bytes);
     if (c->mamba_mask) {
@@ -472,6 +489,9 @@ static void weights_init(cad_model *m, float *host, uint64_t seed) {
             fill_uniform(&r, h, n, 1.0 / sqrt((double)p->shape[1]));
         } else if (i == m->p_bigram_scale) {
             h[0] = 0.05f;
+        } else if (strstr(nm, ".attn_gate_w")) { /* sparse: zero (gates 0.5); full: N(0, 0.005) */
+            for (size_t k = 0; k < n; k++)
+                h[k] = c->attn_gate == CAD_ATTN_GATE_FULL ? (float)(0.005 * rng_normal(&r)) : 0.0f;
         } else if (i == m->p_smear) {
             memset(h, 0, n * sizeof(float)); /* gate 0: sigmoid 0.5 */
         } else if (i == m->p_tok_emb) {
@@ -952,6 +972,12 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->xsa_forward(be, L->xsa_y, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
             proj_in = L->xsa_y;
         }
+        if (L->p_attn_gate >= 0) { /* y_h *= sigmoid(W_g (s x)[:W]) */
+            int W = attn_gate_width(c);
+            be->matmul(be, 0, 1, N, NH, W, L->ln_s, L->xn1, C, PD(L->p_attn_gate), W, 0.0f, L->gate_pre, NH);
+            be->head_gate_forward(be, L->gated_y, C, proj_in, C, L->gate_pre, N, NH, HD);
+            proj_in = L->gated_y;
+        }
         if (m->calib_on) calib_add(m, L, 1, proj_in, N, C, 1.0f);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
         be->scale_add_forward(be, L->out, L->out, attn_s(m, L, 0), L->attn_out, N, C);
@@ -1063,9 +1089,14 @@ int cad_model_backward(cad_model *m, cad_err *e) {
             cad_mamba_backward(m, L);
             goto attn_norm;
         }
-        int xsa = uses_xsa(m, l);
-        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
+        int xsa = uses_xsa(m, l), gate = L->p_attn_gate >= 0, W = attn_gate_width(c);
+        const float *pre_gate = xsa ? L->xsa_y : L->att_y; /* the head outputs the gate scaled */
+        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, gate ? L->gated_y : pre_gate, C, 1.0f, PG(L->p_proj), C);
         be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, WD(L->p_proj), C, 0.0f, m->d_atty, C);
+        if (gate) { /* d_atty becomes d(pre_gate) in place; dW_g += s dgate^T x[:W] */
+            be->head_gate_backward(be, m->d_atty, C, m->d_gate, m->d_atty, C, pre_gate, C, L->gate_pre, N, NH, HD);
+            be->matmul(be, 1, 0, NH, W, N, L->ln_s, m->d_gate, NH, L->xn1, C, 1.0f, PG(L->p_attn_gate), W);
+        }
         float *d_att = m->d_atty; /* gradient of the attention output (before XSA) */
         if (xsa) { /* d_proj is free again: it takes d(att_y); d_atty keeps d(xsa_y) for dv below */
             be->xsa_backward(be, m->d_proj, C, NULL, 0, m->d_atty, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
@@ -1083,6 +1114,8 @@ int cad_model_backward(cad_model *m, cad_err *e) {
                                   PD(L->p_q_gain), m->rope_cos, m->rope_sin, B, T, NH, KV, HD);
         be->matmul(be, 1, 0, QKV, C, N, L->ln_s, m->d_qkv, QKV, L->xn1, C, 1.0f, PG(L->p_c_q), C);
         be->matmul(be, 0, 0, N, C, QKV, L->ln_s, m->d_qkv, QKV, WD(L->p_c_q), C, 0.0f, m->d_xn, C);
+        if (gate) /* the gate read x[:W] too: d xn[:, :W] += s dgate W_g */
+            be->matmul(be, 0, 0, N, W, NH, L->ln_s, m->d_gate, NH, PD(L->p_attn_gate), W, 1.0f, m->d_xn, C);
     attn_norm:
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         /* resid_mix: d_res becomes d(xin), x0 collects its share */

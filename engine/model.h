@@ -87,6 +87,14 @@ typedef struct cad_model_config {
      * mlp_top_k), with the Switch load-balance loss weighted by moe_aux_weight. */
     int mlp_experts, mlp_top_k;
     float moe_aux_weight;
+    /* Attention output gate (attn_gate; CAD_ATTN_GATE_*, 0 = off): every attention block's head
+     * h output is multiplied by sigmoid(blocks.N.attn.attn_gate_w[h] . x[:W]) before the output
+     * projection (after XSA), x the attention's input (the attn_norm output times the LN scale),
+     * W = CAD_ATTN_GATE_WINDOW dims (sparse, the records' SparseAttnGate of PR #1787: zero init,
+     * so every gate starts at 0.5) or all model_dim (full, PR #1736's gated attention: init
+     * N(0, 0.005)). attn_gate_w is [NH, W], a control tensor (Adam at scalar_lr, fp32 in the
+     * artifact) listed after attn.q_gain, as torch registers it. */
+    int attn_gate;
     /* Early exit (engine/early_exit.h; n_exits 0 = off): exit heads after exit_depths[i] blocks
      * (increasing, 1..num_layers-1), each the final norm + the main head + softcap, trained with
      * loss = main + early_exit_weight * mean of the exits' losses. */
@@ -99,6 +107,9 @@ typedef struct cad_model_config {
     unsigned long long mamba_mask;
     int mamba_d_state, mamba_d_conv, mamba_expand, mamba_dt_rank;
 } cad_model_config;
+
+enum { CAD_ATTN_GATE_OFF = 0, CAD_ATTN_GATE_SPARSE = 1, CAD_ATTN_GATE_FULL = 2 };
+#define CAD_ATTN_GATE_WINDOW 12 /* the records' gate_window: input dims the sparse gate reads */
 
 /* The id of BOS, which starts every document (data prepare: BOS + sp.encode(text)). */
 #define CAD_BOS_ID 1
@@ -138,6 +149,9 @@ typedef struct cad_model_layer {
     float *mlp_out;  /* (N,C) mlp proj output (before mlp_scale) */
     float *skip_sum; /* (N,C) x + skip_weights * skip when a decoder pops a skip; NULL if never */
     float *xsa_y;    /* (N,C) att_y after XSA (the proj input) when this block can use XSA, else NULL */
+    float *gate_pre; /* (N,NH) attn_gate pre-activations, NULL without the gate */
+    float *gated_y;  /* (N,C) head outputs times their gates (the proj input), NULL without the gate */
+    int p_attn_gate; /* blocks.N.attn.attn_gate_w, -1 without the gate (or in a Mamba block) */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
     int p_attn_scales, p_mlp_scales; /* recur_loop_scales: per-pass scales of a recurrent block, else -1 */
     int p_router;                    /* micro-MoE: blocks.N.mlp.router.weight, experts follow it as
@@ -212,6 +226,7 @@ typedef struct cad_model {
     float *q_r, *k_r, *rstd_q, *rstd_k;       /* (N,C), (N,KVD), (N,NH), (N,KV) shared */
     float *act;                               /* (N,H) relu^2 output, shared */
     float *d_res, *d_x0, *d_xn, *d_proj, *d_atty, *d_qkv, *d_q, *d_k, *d_h; /* grads, shared */
+    float *d_gate;                            /* (N,NH) attn_gate pre-activation grads, shared */
     float **d_skip;                           /* n_skip x (N,C) */
     void *att_scratch;
     size_t att_scratch_bytes;

@@ -206,6 +206,10 @@ static void test_parity_moe(void) { parity_case("tests/fixtures/engine/model_par
 static void test_parity_moe_early_exit(void) { parity_case("tests/fixtures/engine/model_parity_moe_exit_v1.bin"); }
 
 static void test_parity_partial_rope(void) { parity_case("tests/fixtures/engine/model_parity_rope_v1.bin"); }
+/* attn_gate: sparse (12 input dims) after XSA with LN scale; full over recurrence (the shared
+ * blocks' gates used twice), untied (gate weights spread so the gates are not all 0.5) */
+static void test_parity_attn_gate(void) { parity_case("tests/fixtures/engine/model_parity_gate_v1.bin"); }
+static void test_parity_attn_gate_full(void) { parity_case("tests/fixtures/engine/model_parity_gate_full_v1.bin"); }
 
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
@@ -325,6 +329,11 @@ static void test_model_finite_differences(void) {
     fd_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin", bgs, sizeof(bgs) / sizeof(bgs[0]));
     static const char *const rope[] = {"blocks.1.attn.c_q.weight", "blocks.2.attn.c_k.weight"};
     fd_case("tests/fixtures/engine/model_parity_rope_v1.bin", rope, sizeof(rope) / sizeof(rope[0]));
+    /* attn_gate: the gate weights, and c_q whose input the gate reads too */
+    static const char *const gate[] = {"blocks.1.attn.attn_gate_w", "blocks.2.attn.attn_gate_w", "blocks.0.attn.c_q.weight"};
+    fd_case("tests/fixtures/engine/model_parity_gate_v1.bin", gate, sizeof(gate) / sizeof(gate[0]));
+    static const char *const gfull[] = {"blocks.1.attn.attn_gate_w", "blocks.3.attn.attn_gate_w", "blocks.2.attn.proj.weight"};
+    fd_case("tests/fixtures/engine/model_parity_gate_full_v1.bin", gfull, sizeof(gfull) / sizeof(gfull[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */
@@ -547,6 +556,36 @@ static void test_recurrence_switch(void) {
     cad_model_free(&plain);
 }
 
+/* attn_gate: blocks.N.attn.attn_gate_w right after q_gain, [NH, 12] (sparse; [NH, C] full), a
+ * control tensor in the Adam scalar group; sparse starts at zero (gates 0.5), full near it. */
+static void test_attn_gate_params(void) {
+    for (int mode = CAD_ATTN_GATE_SPARSE; mode <= CAD_ATTN_GATE_FULL; mode++) {
+        cad_model_config c = tiny_config();
+        c.attn_gate = mode;
+        cad_model m;
+        cad_err e;
+        CHECK(cad_model_init(&m, &c, cad_backend_cpu(), 5, &e) == CAD_OK);
+        for (int l = 0; l < c.num_layers; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "blocks.%d.attn.attn_gate_w", l);
+            cad_param *p = cad_model_param(&m, name);
+            CHECK_MSG(p != NULL, "no %s", name);
+            if (!p) continue;
+            CHECK(strstr(p[-1].name, "attn.q_gain") != NULL && strstr(p[1].name, "attn.c_q.weight") != NULL);
+            CHECK_EQ_INT(p->shape[0], c.num_heads);
+            CHECK_EQ_INT(p->shape[1], mode == CAD_ATTN_GATE_FULL ? c.model_dim : CAD_ATTN_GATE_WINDOW);
+            CHECK_EQ_INT(p->group, CAD_PG_SCALAR);
+            CHECK_EQ_INT(p->is_control, 1);
+            double amax = 0;
+            for (long k = 0; k < p->numel; k++) amax = fmax(amax, fabs(p->data[k]));
+            CHECK(mode == CAD_ATTN_GATE_SPARSE ? amax == 0.0 : amax > 0.0 && amax < 0.05);
+        }
+        c.attn_gate = 3;
+        CHECK(cad_model_config_check(&c, &e) == CAD_ECONFIG && strstr(e.msg, "attn_gate"));
+        cad_model_free(&m);
+    }
+}
+
 /* Fill every tensor of m with fixed nonzero values (zero-init projections would hide the blocks). */
 static void fill_weights(cad_model *m) {
     for (int i = 0; i < m->n_params; i++) {
@@ -697,7 +736,8 @@ static void test_artifact_roundtrip_model_techniques(void) {
     cad_model_config c = {.vocab_size = 512, .num_layers = 1, .model_dim = 192, .num_heads = 2, .num_kv_heads = 1,
                           .mlp_mult = 1, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.005f, .max_batch_seqs = 2, .max_seq_len = 8,
-                          .embed_dim = 160, .bigram_buckets = 1024, .bigram_dim = 80, .smear_gate = 1, .ln_scale = 1};
+                          .embed_dim = 160, .bigram_buckets = 1024, .bigram_dim = 80, .smear_gate = 1, .ln_scale = 1,
+                          .attn_gate = CAD_ATTN_GATE_SPARSE};
     cad_model m;
     cad_err e = {0};
     if (cad_model_init(&m, &c, cad_backend_cpu(), 9, &e)) { CHECK_MSG(0, "%s", e.msg); return; }
@@ -707,7 +747,7 @@ static void test_artifact_roundtrip_model_techniques(void) {
         m.param_mem[k] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.3f;
     }
     const char *want[] = {"tok_emb.weight", "embed_proj.weight", "bigram.embed.weight", "bigram.proj.weight",
-                          "bigram.scale", "smear.gate"};
+                          "bigram.scale", "smear.gate", "blocks.0.attn.attn_gate_w"};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) CHECK_MSG(cad_model_param(&m, want[k]), "no %s", want[k]);
     CHECK_EQ_INT(cad_model_param(&m, "bigram.scale")->ndim, 0);
     CHECK_EQ_INT(cad_model_param(&m, "tok_emb.weight")->shape[1], 160);
@@ -733,6 +773,9 @@ static void test_artifact_roundtrip_model_techniques(void) {
     }
     CHECK_EQ_INT(cad_int8_scheme(&ts[cad_model_param(&m, "tok_emb.weight") - m.params]), CAD_Q_PER_ROW);
     CHECK_EQ_INT(cad_int8_scheme(&ts[cad_model_param(&m, "bigram.embed.weight") - m.params]), CAD_Q_PER_ROW);
+    cad_param *gw = cad_model_param(&m, "blocks.0.attn.attn_gate_w"); /* a control tensor: fp32, exact */
+    CHECK_EQ_INT(cad_int8_scheme(&ts[gw - m.params]), CAD_Q_FP32);
+    CHECK(memcmp(dec + (gw->data - m.param_mem), gw->data, sizeof(float) * (size_t)gw->numel) == 0);
     memcpy(m.param_mem, dec, nf * sizeof(float));
     CHECK(cad_model_forward(&m, x, y, 2, 8, &l8, &e) == CAD_OK);
     printf("    loss fp32 %.6f int8 round trip %.6f\n", l32, l8);
@@ -752,6 +795,7 @@ int main(void) {
     RUN(test_recur_loop_scales_copies_are_plain_recurrence);
     RUN(test_recurrence_switch);
     RUN(test_eval_recur_loops);
+    RUN(test_attn_gate_params);
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);
     RUN(test_parity_parallel_residual);
@@ -759,6 +803,8 @@ int main(void) {
     RUN(test_parity_bigram_smear);
     RUN(test_parity_bigram_same_width);
     RUN(test_parity_partial_rope);
+    RUN(test_parity_attn_gate);
+    RUN(test_parity_attn_gate_full);
     RUN(test_parity_moe);
     RUN(test_parity_moe_early_exit);
     RUN(test_parity_bf16_matmuls);

@@ -463,6 +463,16 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
                 "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
                 c->num_layers - 1, c->recur_layers);
+    long sl[CAD_SEQ_SCHEDULE_MAX];
+    double sf[CAD_SEQ_SCHEDULE_MAX];
+    int ns = cad_config_seq_schedule(c, sl, sf, CAD_SEQ_SCHEDULE_MAX);
+    CFG_REQUIRE(ns >= 0,
+                "seq_len_schedule='%s': expected up to %d entries T@frac (T > 0, fractions rising from 0 and below 1), "
+                "e.g. '128@0,256@0.5'", c->seq_len_schedule, CAD_SEQ_SCHEDULE_MAX);
+    for (int i = 0; i < ns; i++)
+        CFG_REQUIRE(cad_config_local_tokens(c) % sl[i] == 0,
+                    "seq_len_schedule entry %ld@%g: expected a length dividing the %ld tokens of a micro-step "
+                    "(train_batch_tokens / grad_accum_steps)", sl[i], sf[i], cad_config_local_tokens(c));
     CFG_REQUIRE(cad_config_attn_gate(c) >= 0, "attn_gate='%s': expected none, sparse or full", c->attn_gate);
     CFG_REQUIRE(c->eval_recur_loops >= 0 && c->eval_recur_loops <= 16,
                 "eval_recur_loops=%ld: expected 0 (= recur_loops) or 1..16", c->eval_recur_loops);
@@ -696,6 +706,43 @@ int cad_config_qat_bits(const cad_config *c) {
     if (!strcmp(v, "ternary")) return CAD_QUANT_TERNARY;
     if (v[0] >= '2' && v[0] <= '8' && v[1] == 0 && v[0] != '7') return v[0] - '0';
     return !strcmp(v, "0") ? 0 : -1;
+}
+
+int cad_config_seq_schedule(const cad_config *c, long *lens, double *fracs, int max) {
+    int n = 0;
+    for (const char *p = c->seq_len_schedule; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        long T = strtol(p, &end, 10);
+        if (end == p || *end != '@' || T <= 0 || n >= max) return -1;
+        p = end + 1;
+        double f = strtod(p, &end);
+        if (end == p || !(f >= 0 && f < 1) || (n == 0 && f != 0) || (n > 0 && f <= fracs[n - 1])) return -1;
+        while (*end == ' ') end++;
+        if (*end && *end != ',') return -1;
+        lens[n] = T, fracs[n] = f, n++;
+        p = end;
+    }
+    return n;
+}
+
+long cad_config_train_seq_len_at(const cad_config *c, double frac) {
+    long lens[CAD_SEQ_SCHEDULE_MAX];
+    double fracs[CAD_SEQ_SCHEDULE_MAX];
+    int n = cad_config_seq_schedule(c, lens, fracs, CAD_SEQ_SCHEDULE_MAX);
+    long T = c->train_seq_len;
+    for (int i = 0; i < n && fracs[i] <= frac; i++) T = lens[i];
+    return T;
+}
+
+long cad_config_train_seq_len_max(const cad_config *c) {
+    long lens[CAD_SEQ_SCHEDULE_MAX];
+    double fracs[CAD_SEQ_SCHEDULE_MAX];
+    int n = cad_config_seq_schedule(c, lens, fracs, CAD_SEQ_SCHEDULE_MAX);
+    long T = n > 0 ? lens[0] : c->train_seq_len;
+    for (int i = 1; i < n; i++) T = lens[i] > T ? lens[i] : T;
+    return T;
 }
 
 int cad_config_attn_gate(const cad_config *c) {

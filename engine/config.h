@@ -126,6 +126,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights") \
     X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
     X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
+    X(LIST, seq_len_schedule, "", "progressive context: training sequence lengths T@frac, e.g. [128@0, 256@0.5] (fractions rising from 0; tokens per step stay train_batch_tokens); empty = train_seq_len") \
     X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)") \
     X(INT, eval_recur_loops, "0", "passes over recur_layers in every evaluation (val, EMA, final, sliding, TTT); 0 = recur_loops") \
     /* model techniques (embeddings, gates, norms) */                                           \
@@ -210,6 +211,15 @@ long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
 /* qat_bits as a bit width: 0 (off), 1 (CAD_QUANT_TERNARY, "ternary") or 2..8; -1 when malformed. */
 int cad_config_qat_bits(const cad_config *c);
 long cad_config_eval_seq_len(const cad_config *c); /* eval_seq_len, or train_seq_len when 0 */
+/* seq_len_schedule as up to max (length, start fraction) entries: the count (0 when empty), -1
+ * when malformed (cad_config_validate names what was expected). */
+#define CAD_SEQ_SCHEDULE_MAX 16
+int cad_config_seq_schedule(const cad_config *c, long *lens, double *fracs, int max);
+/* The training sequence length at this fraction of training: the last schedule entry whose
+ * fraction is <= frac, or train_seq_len without a schedule. */
+long cad_config_train_seq_len_at(const cad_config *c, double frac);
+/* The longest training sequence length (the schedule's, or train_seq_len). */
+long cad_config_train_seq_len_max(const cad_config *c);
 /* attn_gate as CAD_ATTN_GATE_* of model.h: 0 none, 1 sparse, 2 full; -1 when malformed. */
 int cad_config_attn_gate(const cad_config *c);
 /* early_exit_layers as depths (blocks run before the exit, 1..num_layers-1, increasing): the

@@ -240,6 +240,7 @@ typedef struct session {
     int rank, world;  /* only rank 0 writes the run dir and the sink */
     double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
     int train_loops;   /* the training schedule's passes, kept while an evaluation runs eval_recur_loops */
+    int seq_T;         /* training sequence length now (seq_len_schedule, else train_seq_len) */
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -388,6 +389,15 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "train_batch_tokens=%ld over world_size %d x grad_accum_steps %d is not a "
                         "positive multiple of train_seq_len=%ld per micro-step", c->train_batch_tokens, s->world,
                         s->accum, c->train_seq_len);
+    long sched_T[CAD_SEQ_SCHEDULE_MAX];
+    double sched_f[CAD_SEQ_SCHEDULE_MAX];
+    int n_sched = cad_config_seq_schedule(c, sched_T, sched_f, CAD_SEQ_SCHEDULE_MAX); /* validated with the config */
+    for (int i = 0; i < n_sched; i++) /* every rank reads the same spans: only the rows' shape changes */
+        if (s->local_tokens % sched_T[i])
+            return cad_fail(e, CAD_ECONFIG, "seq_len_schedule entry %ld@%g: expected a length dividing the %ld tokens "
+                            "of a rank's micro-step (world_size %d, grad_accum_steps %d)", sched_T[i], sched_f[i],
+                            s->local_tokens, s->world, s->accum);
+    s->seq_T = (int)cad_config_train_seq_len_at(c, 0.0);
     if (s->coll && (rc0 = cad_coll_attach_backend(s->coll, s->be, e))) return rc0;
     if (c->threads > 0) omp_set_num_threads((int)c->threads);
     s->be->set_threads(s->be, (int)c->threads);
@@ -429,9 +439,12 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last); /* validated with the config */
     int rc_mamba = cad_mamba_model_config(c, &mc, e); /* block_type, mamba_* */
     if (rc_mamba) return rc_mamba;
-    if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
-        mc.max_seq_len = (int)eval_T;
-        mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);
+    /* the longest window of training (seq_len_schedule) or evaluation sizes RoPE and the plan:
+     * the same token budget, fewer rows; shorter windows run more rows of the same tokens */
+    long plan_T = cad_config_train_seq_len_max(c) > eval_T ? cad_config_train_seq_len_max(c) : eval_T;
+    if (plan_T != c->train_seq_len) {
+        mc.max_seq_len = (int)plan_T;
+        mc.max_batch_seqs = (int)((s->local_tokens + plan_T - 1) / plan_T);
     }
     rc = cad_model_config_check(&mc, e);
     if (rc) return rc;
@@ -587,7 +600,7 @@ static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_
 /* One optimizer step's gradients: accum micro-batches, grads scaled like (loss*grad_scale).backward(). */
 static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
     cad_config *c = s->c;
-    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T);
+    int T = s->seq_T, B = (int)(s->local_tokens / T);
     float acc = 0.0f;
     cad_model_zero_grad(&s->m);
     /* QAT only in training forwards: validation and the final evals read the fp32 weights */
@@ -773,6 +786,7 @@ static void train_print_header(train_run *r) {
         log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
              c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
              100.0 * c->recur_start_frac);
+    if (c->seq_len_schedule[0]) log0(s, "seq_len_schedule:%s (tokens per step stay %ld)", c->seq_len_schedule, c->train_batch_tokens);
     if (c->eval_recur_loops > 0)
         log0(s, "eval_recur_loops:%ld (training: %ld) virtual_layers_at_eval:%d", c->eval_recur_loops, c->recur_loops,
              cad_model_virtual_layers(&(cad_model_config){.num_layers = (int)c->num_layers, .recur_first = s->m.cfg.recur_first,
@@ -829,6 +843,15 @@ static int train_resume(train_run *r, cad_err *e) {
     return CAD_OK;
 }
 
+/* The train loader from the stream's start. */
+static int train_loader_open(session *s, cad_err *e) {
+    const cad_config *c = s->c;
+    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
+    if (rc) return rc;
+    s->have_loader = 1;
+    return rc;
+}
+
 /* train_gpt.py's warmup: warmup_steps real steps prime the kernels, then weights, optimizer
  * and loader are restored, so the curve equals a run without warmup. */
 static int train_warmup(train_run *r, cad_err *e) {
@@ -850,10 +873,7 @@ static int train_warmup(train_run *r, cad_err *e) {
     cad_model_zero_grad(&s->m);
     cad_train_loader_close(&s->L);
     s->have_loader = 0;
-    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
-    if (rc) return rc;
-    s->have_loader = 1;
-    return CAD_OK;
+    return train_loader_open(s, e);
 }
 
 /* A validation pass inside the loop; its time is not train time. */
@@ -916,6 +936,11 @@ static int train_step(train_run *r, cad_err *e) {
         int active = frac >= c->ema_start_frac;
         if (active && s->o.ema_inactive) log0(s, "ema:start step:%ld frac:%.3f", r->step, frac);
         cad_optim_set_ema_active(&s->o, active);
+    }
+    int T = (int)cad_config_train_seq_len_at(c, frac); /* progressive context: the rows reshape, the stream does not */
+    if (T != s->seq_T) {
+        s->seq_T = T;
+        log0(s, "seq_len:%d step:%ld frac:%.3f batch_seqs:%ld", T, r->step, frac, s->local_tokens / T);
     }
     if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
         if (frac >= c->recur_start_frac) {
@@ -1056,7 +1081,7 @@ static int gptq_calibrate(train_run *r, const float ***hess_out, float **store_o
     session *s = &r->s;
     const cad_config *c = s->c;
     double t0 = now_ms();
-    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = cad_model_calib_begin(&s->m, e);
+    int T = s->seq_T, B = (int)(s->local_tokens / T), rc = cad_model_calib_begin(&s->m, e);
     for (long k = 0; !rc && k < c->gptq_calib_batches; k++) {
         rc = cad_train_loader_next(&s->L, c->train_batch_tokens, T, s->accum, s->x, s->y, e);
         if (!rc) rc = cad_model_forward(&s->m, s->x, NULL, B, T, NULL, e);
@@ -1291,8 +1316,7 @@ int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, 
     if (!rc) rc = optim_setup(s, e);
     if (!rc) {
         train_print_header(r);
-        rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
-        s->have_loader = rc == CAD_OK;
+        rc = train_loader_open(s, e);
     }
     if (!rc && c->recur_start_frac > 0) cad_model_set_recurrence(&s->m, 0); /* plain until the start fraction */
     if (!rc && r->resuming) rc = train_resume(r, e);

@@ -330,6 +330,31 @@ static void test_eval_recur_loops_run(void) {
     for (int i = 0; i < 3; i++) free(v[i].log);
 }
 
+/* seq_len_schedule: one entry at train_seq_len is today's run (every train loss and val line the
+ * same); 16 then 32 tokens per row trains differently from step 2 and switches at step 4 of 8,
+ * reading the same tokens per step (the val lines after the run differ, the step count not). */
+static void test_seq_len_schedule_run(void) {
+    char *x0[] = {"grad_accum_steps=1"};
+    char *x1[] = {"grad_accum_steps=1", "seq_len_schedule=32@0"};
+    char *x2[] = {"grad_accum_steps=1", "seq_len_schedule=16@0,32@0.5"};
+    const char *names[3] = {"sls0", "sls1", "sls2"};
+    char **extra[3] = {x0, x1, x2};
+    const int n[3] = {1, 2, 2};
+    static run_view v[3];
+    if (run_three(names, extra, n, v) == 0) {
+        CHECK_MSG(strcmp(v[0].val, v[1].val) == 0, "a one-entry schedule at train_seq_len changed the scores");
+        CHECK_EQ_INT(v[0].n_train, v[1].n_train);
+        CHECK_EQ_INT(v[0].n_train, v[2].n_train);
+        for (int i = 0; i < v[0].n_train && i < v[1].n_train; i++) CHECK(v[0].train[i] == v[1].train[i]);
+        /* step 1 reads the zero-init projections (no context effect yet); step 2 does not */
+        CHECK_MSG(v[0].n_train > 1 && v[0].train[1] != v[2].train[1], "16-token rows trained like 32-token rows");
+        CHECK(strstr(v[2].log, "seq_len:32 step:4 frac:0.500 batch_seqs:8") != NULL);
+        CHECK(strstr(v[0].log, "\nseq_len:") == NULL);
+        CHECK(strstr(v[2].log, "seq_len_schedule:16@0,32@0.5 (tokens per step stay 256)") != NULL);
+    }
+    for (int i = 0; i < 3; i++) free(v[i].log);
+}
+
 static void test_errors_before_work(void) {
     cad_config c;
     cad_err e = {0};
@@ -499,6 +524,7 @@ int main(void) {
     RUN(test_save_weights_and_init_from);
     RUN(test_eval_seq_len);
     RUN(test_eval_recur_loops_run);
+    RUN(test_seq_len_schedule_run);
     RUN(test_errors_before_work);
     RUN(test_wallclock_cap_stops_early);
     RUN(test_code_compress);

@@ -473,6 +473,9 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
         CFG_REQUIRE(cad_config_local_tokens(c) % sl[i] == 0,
                     "seq_len_schedule entry %ld@%g: expected a length dividing the %ld tokens of a micro-step "
                     "(train_batch_tokens / grad_accum_steps)", sl[i], sf[i], cad_config_local_tokens(c));
+    CFG_REQUIRE(!strcmp(c->curriculum, "none") || !strcmp(c->curriculum, "length"),
+                "curriculum='%s': expected none or length", c->curriculum);
+    CFG_REQUIRE(c->curriculum_window >= 1, "curriculum_window=%ld: expected >= 1 token", c->curriculum_window);
     CFG_REQUIRE(cad_config_attn_gate(c) >= 0, "attn_gate='%s': expected none, sparse or full", c->attn_gate);
     CFG_REQUIRE(c->eval_recur_loops >= 0 && c->eval_recur_loops <= 16,
                 "eval_recur_loops=%ld: expected 0 (= recur_loops) or 1..16", c->eval_recur_loops);
@@ -764,6 +767,7 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
     if (c->recur_loops <= 1 && c->eval_recur_loops <= 1 && !strcmp(key, "recur_layers")) return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
+    if (!strcmp(c->curriculum, "none") && !strcmp(key, "curriculum_window")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;
     if (c->mlp_experts == 0 && (!strcmp(key, "mlp_top_k") || !strcmp(key, "moe_aux_weight"))) return 1;

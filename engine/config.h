@@ -127,6 +127,8 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
     X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
     X(LIST, seq_len_schedule, "", "progressive context: training sequence lengths T@frac, e.g. [128@0, 256@0.5] (fractions rising from 0; tokens per step stay train_batch_tokens); empty = train_seq_len") \
+    X(STR, curriculum, "none", "train stream order: none (train_gpt.py) or length (each curriculum_window tokens of a shard hand out their documents shortest first)") \
+    X(INT, curriculum_window, "1048576", "curriculum: window of the length ordering, in tokens of a shard") \
     X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)") \
     X(INT, eval_recur_loops, "0", "passes over recur_layers in every evaluation (val, EMA, final, sliding, TTT); 0 = recur_loops") \
     /* model techniques (embeddings, gates, norms) */                                           \

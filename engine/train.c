@@ -843,12 +843,15 @@ static int train_resume(train_run *r, cad_err *e) {
     return CAD_OK;
 }
 
-/* The train loader from the stream's start. */
+/* The train loader from the stream's start, with the length curriculum when one is set (every
+ * rank reads the same shared chunk, so the order is the same on every rank). */
 static int train_loader_open(session *s, cad_err *e) {
     const cad_config *c = s->c;
     int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
     if (rc) return rc;
     s->have_loader = 1;
+    if (!strcmp(c->curriculum, "length"))
+        rc = cad_token_stream_set_curriculum(&s->L.stream, c->curriculum_window, CAD_BOS_ID, e);
     return rc;
 }
 

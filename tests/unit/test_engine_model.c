@@ -513,6 +513,14 @@ static void test_bench_flops(void) {
     CHECK_NEAR(cad_model_bench_flops(&c, 8, 1024), dense + attn, 0.0, 1e-12);
 }
 
+/* Fill every tensor of m with fixed nonzero values (zero-init projections would hide the blocks). */
+static void fill_weights(cad_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        cad_param *p = &m->params[i];
+        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
+    }
+}
+
 /* recur_start_frac: a looped model switched off is the plain model (each block once, the
  * first skip_weights rows): same loss and gradients, bit for bit; switched on again it is the
  * looped model again. */
@@ -526,9 +534,9 @@ static void test_recurrence_switch(void) {
     CHECK(cad_model_init(&loop, &cl, cad_backend_cpu(), 5, &e) == CAD_OK);
     CHECK(cad_model_init(&plain, &c, cad_backend_cpu(), 6, &e) == CAD_OK);
     /* give every tensor values (zero-init projections would hide the blocks) and copy by name */
+    fill_weights(&loop);
     for (int i = 0; i < loop.n_params; i++) {
         cad_param *p = &loop.params[i], *q = cad_model_param(&plain, p->name);
-        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
         CHECK(q != NULL);
         if (q) memcpy(q->data, p->data, sizeof(float) * (size_t)q->numel); /* skip_weights: the first rows */
     }
@@ -586,13 +594,6 @@ static void test_attn_gate_params(void) {
     }
 }
 
-/* Fill every tensor of m with fixed nonzero values (zero-init projections would hide the blocks). */
-static void fill_weights(cad_model *m) {
-    for (int i = 0; i < m->n_params; i++) {
-        cad_param *p = &m->params[i];
-        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
-    }
-}
 
 /* eval_recur_loops: a model trained with 2 passes (recur_loops_max 3, per-pass scales on) set
  * to 3 passes is the 3-pass model on the same weights, loss and gradients bit for bit; set back

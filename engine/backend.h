@@ -182,6 +182,17 @@ struct cad_backend {
     void (*xsa_backward)(const cad_backend *be, float *dy, int lddy, float *dv, int lddv, const float *dout,
                          int lddo, const float *y, int ldy, const float *v, int ldv, int N, int NH, int KV, int HD);
 
+    /* ---- head_gate: per-head output gate of attention (attn_gate) ------------------------- */
+    /* out[n, h*HD + d] = y[n, h*HD + d] * sigmoid(gate[n*NH + h]): each head's output scaled by
+     * its own gate (the records' SparseAttnGate / gated attention). y and out are [N, NH*HD] rows
+     * with strides ldy/ldo, gate [N, NH] dense pre-activations. out may not alias y. */
+    void (*head_gate_forward)(const cad_backend *be, float *out, int ldo, const float *y, int ldy,
+                              const float *gate, int N, int NH, int HD);
+    /* dy (=) dout * sigmoid(gate) (rows of stride lddy; dy may alias dout); dgate[N, NH] (=)
+     * sigmoid'(gate) * sum_d dout[n,h,d] * y[n,h,d], the dot summed in double in d order. */
+    void (*head_gate_backward)(const cad_backend *be, float *dy, int lddy, float *dgate, const float *dout,
+                               int lddo, const float *y, int ldy, const float *gate, int N, int NH, int HD);
+
     /* ---- relu2: MLP activation -------------------------------------------------------------- */
     /* out[n] = act(in)^2 over n elements, act(x) = x for x > 0 and slope*x otherwise: relu^2
      * at slope 0 (train_gpt.py), the records' leaky_relu(x, 0.5)^2 at 0.5. out may alias in. */

@@ -456,6 +456,25 @@ static void check_xsa(ck *c, int N, int NH, int KV, int HD, int alias) {
     ck_done(c, "xsa");
 }
 
+/* gate pre-activations spread over [-6, 6] (sigmoid near 0 and 1), padded head rows; dy = dout in place too */
+static void check_head_gate(ck *c, int N, int NH, int HD, int alias) {
+    snprintf(c->shape, sizeof c->shape, "N=%d NH=%d HD=%d%s", N, NH, HD, alias ? " dy=dout" : "");
+    int ldy = NH * HD + 3;
+    tpair y = ck_rand(c, (size_t)N * ldy, -1, 1), gate = ck_rand(c, (size_t)N * NH, -6, 6);
+    tpair out = ck_tensor(c, (size_t)N * ldy, NULL), g = ck_rand(c, (size_t)N * ldy, -1, 1);
+    tpair dy = alias ? g : ck_tensor(c, (size_t)N * ldy, NULL), dgate = ck_tensor(c, (size_t)N * NH, NULL);
+    if (!c->alloc_failed) {
+        for (int s = 0; s < 2; s++) {
+            BE(s)->head_gate_forward(BE(s), P(out), ldy, P(y), ldy, P(gate), N, NH, HD);
+            BE(s)->head_gate_backward(BE(s), P(dy), ldy, P(dgate), P(g), ldy, P(y), ldy, P(gate), N, NH, HD);
+        }
+        ck_compare(c, "head_gate_forward", "out", out);
+        ck_compare(c, "head_gate_backward", "dy", dy);
+        ck_compare(c, "head_gate_backward", "dgate", dgate);
+    }
+    ck_done(c, "head_gate");
+}
+
 /* Elementwise ops get a few non-finite inputs: NaN/Inf must propagate identically. */
 static void ck_poison(ck *c, tpair t, size_t n) {
     const float bad[3] = {NAN, INFINITY, -INFINITY};
@@ -838,6 +857,8 @@ int cad_backend_opcheck(const cad_backend *ref, const cad_backend *dut, const ca
     c->max_nmse = ck_nmse;
     check_xsa(c, 37, 4, 2, 8, 0); /* GQA: two heads add into each dv row */
     check_xsa(c, 5, 3, 3, 16, 1);
+    check_head_gate(c, 37, 4, 8, 0);
+    check_head_gate(c, 300, 3, 16, 1); /* several blocks of the grid stride */
     check_relu2(c, 1000, 0, 0.0f);
     check_relu2(c, 333, 1, 0.0f);
     check_relu2(c, 777, 0, 0.5f); /* the records' leaky_relu(x, 0.5)^2 */

@@ -778,6 +778,37 @@ static void cpu_xsa_backward(const cad_backend *be, float *dy, int lddy, float *
         }
 }
 
+/* ---- head_gate -------------------------------------------------------------------------- */
+
+static void cpu_head_gate_forward(const cad_backend *be, float *out, int ldo, const float *y, int ldy,
+                                  const float *gate, int N, int NH, int HD) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NH; h++) {
+            float g = 1.0f / (1.0f + expf(-gate[(size_t)n * NH + h]));
+            const float *yr = y + (size_t)n * ldy + (size_t)h * HD;
+            float *o = out + (size_t)n * ldo + (size_t)h * HD;
+            for (int d = 0; d < HD; d++) o[d] = yr[d] * g;
+        }
+}
+
+static void cpu_head_gate_backward(const cad_backend *be, float *dy, int lddy, float *dgate, const float *dout,
+                                   int lddo, const float *y, int ldy, const float *gate, int N, int NH, int HD) {
+    (void)be;
+#pragma omp parallel for num_threads(cpu_nthreads()) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NH; h++) {
+            float g = 1.0f / (1.0f + expf(-gate[(size_t)n * NH + h]));
+            const float *gr = dout + (size_t)n * lddo + (size_t)h * HD, *yr = y + (size_t)n * ldy + (size_t)h * HD;
+            float *dyr = dy + (size_t)n * lddy + (size_t)h * HD;
+            double s = 0; /* before dy overwrites dout (they may alias) */
+            for (int d = 0; d < HD; d++) s += (double)gr[d] * yr[d];
+            dgate[(size_t)n * NH + h] = (float)(s * g * (1.0 - g));
+            for (int d = 0; d < HD; d++) dyr[d] = gr[d] * g;
+        }
+}
+
 /* ---- relu2 ------------------------------------------------------------------------------ */
 
 static void cpu_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
@@ -1390,6 +1421,8 @@ static const cad_backend cpu_backend = {
     .attention_backward = cpu_attention_backward,
     .xsa_forward = cpu_xsa_forward,
     .xsa_backward = cpu_xsa_backward,
+    .head_gate_forward = cpu_head_gate_forward,
+    .head_gate_backward = cpu_head_gate_backward,
     .relu2_forward = cpu_relu2_forward,
     .relu2_backward = cpu_relu2_backward,
     .resid_mix_forward = cpu_resid_mix_forward,

@@ -60,7 +60,7 @@ int cad_bench_session_open(cad_bench_session *s, cad_config *c, const cad_backen
         .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
         .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
-        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .attn_gate = cad_config_attn_gate(c), .rope_dims = (int)c->rope_dims,
         .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
         .early_exit_weight = (float)c->early_exit_weight};
     mc.n_exits = cad_config_early_exits(c, mc.exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */

@@ -72,10 +72,11 @@ static int plan_model(const cad_config *c, cad_model *m, cad_err *e) {
         .tie_embeddings = c->tie_embeddings, .rope_base = (float)c->rope_base,
         .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
         .tied_embed_init_std = (float)c->tied_embed_init_std, .max_batch_seqs = 1, .max_seq_len = (int)c->train_seq_len,
-        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
+        .recur_loops = (int)c->recur_loops, .recur_loops_max = (int)c->eval_recur_loops,
+        .mlp_leaky_slope = (float)c->mlp_leaky_slope,
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
         .recur_loop_scales = c->recur_loop_scales, .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale,
-        .bigram_buckets = (int)c->bigram_buckets, .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate,
+        .bigram_buckets = (int)c->bigram_buckets, .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .attn_gate = cad_config_attn_gate(c),
         .rope_dims = (int)c->rope_dims};
     cad_config_recur_span(c, &mc.recur_first, &mc.recur_last);
     int rc = cad_model_config_check(&mc, e);

@@ -466,6 +466,25 @@ static int validate_techniques(const cad_config *c, cad_err *e) {
     CFG_REQUIRE(c->recur_loops == 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
                 "recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->recur_loops,
                 c->num_layers - 1, c->recur_layers);
+    long sl[CAD_SEQ_SCHEDULE_MAX];
+    double sf[CAD_SEQ_SCHEDULE_MAX];
+    int ns = cad_config_seq_schedule(c, sl, sf, CAD_SEQ_SCHEDULE_MAX);
+    CFG_REQUIRE(ns >= 0,
+                "seq_len_schedule='%s': expected up to %d entries T@frac (T > 0, fractions rising from 0 and below 1), "
+                "e.g. '128@0,256@0.5'", c->seq_len_schedule, CAD_SEQ_SCHEDULE_MAX);
+    for (int i = 0; i < ns; i++)
+        CFG_REQUIRE(cad_config_local_tokens(c) % sl[i] == 0,
+                    "seq_len_schedule entry %ld@%g: expected a length dividing the %ld tokens of a micro-step "
+                    "(train_batch_tokens / grad_accum_steps)", sl[i], sf[i], cad_config_local_tokens(c));
+    CFG_REQUIRE(!strcmp(c->curriculum, "none") || !strcmp(c->curriculum, "length"),
+                "curriculum='%s': expected none or length", c->curriculum);
+    CFG_REQUIRE(c->curriculum_window >= 1, "curriculum_window=%ld: expected >= 1 token", c->curriculum_window);
+    CFG_REQUIRE(cad_config_attn_gate(c) >= 0, "attn_gate='%s': expected none, sparse or full", c->attn_gate);
+    CFG_REQUIRE(c->eval_recur_loops >= 0 && c->eval_recur_loops <= 16,
+                "eval_recur_loops=%ld: expected 0 (= recur_loops) or 1..16", c->eval_recur_loops);
+    CFG_REQUIRE(c->eval_recur_loops <= 1 || (rl >= rf && rf >= 0 && rl < c->num_layers),
+                "eval_recur_loops=%ld needs recur_layers within blocks 0..%ld, got '%s'", c->eval_recur_loops,
+                c->num_layers - 1, c->recur_layers);
     CFG_REQUIRE(c->ttt_lr >= 0 && c->ttt_momentum >= 0 && c->ttt_momentum < 1 && c->ttt_grad_clip >= 0,
                 "ttt_lr=%g ttt_momentum=%g ttt_grad_clip=%g: expected lr >= 0, 0 <= momentum < 1, clip >= 0", c->ttt_lr,
                 c->ttt_momentum, c->ttt_grad_clip);
@@ -724,6 +743,50 @@ int cad_config_qat_bits(const cad_config *c) {
     return !strcmp(v, "0") ? 0 : -1;
 }
 
+int cad_config_seq_schedule(const cad_config *c, long *lens, double *fracs, int max) {
+    int n = 0;
+    for (const char *p = c->seq_len_schedule; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        long T = strtol(p, &end, 10);
+        if (end == p || *end != '@' || T <= 0 || n >= max) return -1;
+        p = end + 1;
+        double f = strtod(p, &end);
+        if (end == p || !(f >= 0 && f < 1) || (n == 0 && f != 0) || (n > 0 && f <= fracs[n - 1])) return -1;
+        while (*end == ' ') end++;
+        if (*end && *end != ',') return -1;
+        lens[n] = T, fracs[n] = f, n++;
+        p = end;
+    }
+    return n;
+}
+
+long cad_config_train_seq_len_at(const cad_config *c, double frac) {
+    long lens[CAD_SEQ_SCHEDULE_MAX];
+    double fracs[CAD_SEQ_SCHEDULE_MAX];
+    int n = cad_config_seq_schedule(c, lens, fracs, CAD_SEQ_SCHEDULE_MAX);
+    long T = c->train_seq_len;
+    for (int i = 0; i < n && fracs[i] <= frac; i++) T = lens[i];
+    return T;
+}
+
+long cad_config_train_seq_len_max(const cad_config *c) {
+    long lens[CAD_SEQ_SCHEDULE_MAX];
+    double fracs[CAD_SEQ_SCHEDULE_MAX];
+    int n = cad_config_seq_schedule(c, lens, fracs, CAD_SEQ_SCHEDULE_MAX);
+    long T = n > 0 ? lens[0] : c->train_seq_len;
+    for (int i = 1; i < n; i++) T = lens[i] > T ? lens[i] : T;
+    return T;
+}
+
+int cad_config_attn_gate(const cad_config *c) {
+    static const char *const modes[] = {"none", "sparse", "full"}; /* CAD_ATTN_GATE_* order */
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(c->attn_gate, modes[i])) return i;
+    return -1;
+}
+
 long cad_config_eval_seq_len(const cad_config *c) { return c->eval_seq_len > 0 ? c->eval_seq_len : c->train_seq_len; }
 
 int cad_config_key_inert(const cad_config *c, const char *key) {
@@ -732,9 +795,8 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
         !(c->awq_salient_frac > 0 && (!strcmp(key, "gptq_calib_batches") || !strcmp(key, "gptq_calib")))) /* AWQ-lite calibrates too */
         return 1;
     if (strcmp(c->qat_bits, "0") && !strcmp(key, "quant_matrix_bits")) return 1; /* QAT exports at qat_bits */
-    if (c->recur_loops <= 1 &&
-        (!strcmp(key, "recur_layers") || !strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales")))
-        return 1;
+    if (c->recur_loops <= 1 && (!strcmp(key, "recur_start_frac") || !strcmp(key, "recur_loop_scales"))) return 1;
+    if (c->recur_loops <= 1 && c->eval_recur_loops <= 1 && !strcmp(key, "recur_layers")) return 1;
     if (c->ttt_lr <= 0 && !strncmp(key, "ttt_", 4) && strcmp(key, "ttt_lr") != 0) return 1;
     int lora = !strcmp(c->ttt_mode, "lora"); /* each TTT kind reads its own settings */
     if (!lora && !strncmp(key, "ttt_lora_", 9)) return 1;
@@ -743,6 +805,7 @@ int cad_config_key_inert(const cad_config *c, const char *key) {
         return 1;
     if (c->ema_decay <= 0 && !strcmp(key, "ema_start_frac")) return 1;
     if (!c->distill_from[0] && !strncmp(key, "distill_", 8) && strcmp(key, "distill_from") != 0) return 1;
+    if (!strcmp(c->curriculum, "none") && !strcmp(key, "curriculum_window")) return 1;
     if (c->bigram_buckets == 0 && !strcmp(key, "bigram_dim")) return 1;
     if (c->lqer_rank == 0 && !strcmp(key, "lqer_tensors")) return 1;
     if (c->mlp_experts == 0 && (!strcmp(key, "mlp_top_k") || !strcmp(key, "moe_aux_weight"))) return 1;

@@ -132,12 +132,16 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(FLOAT, ema_start_frac, "0.0", "EMA averages from this fraction of training; before, it tracks the weights") \
     X(STR, muon_ns, "quintic", "Newton-Schulz coefficients: quintic (train_gpt.py) or polar_express (records, <= 5 steps)") \
     X(INT, eval_seq_len, "0", "sequence length of every evaluation (RoPE tables sized for it); 0 = train_seq_len") \
+    X(LIST, seq_len_schedule, "", "progressive context: training sequence lengths T@frac, e.g. [128@0, 256@0.5] (fractions rising from 0; tokens per step stay train_batch_tokens); empty = train_seq_len") \
+    X(STR, curriculum, "none", "train stream order: none (train_gpt.py) or length (each curriculum_window tokens of a shard hand out their documents shortest first)") \
+    X(INT, curriculum_window, "1048576", "curriculum: window of the length ordering, in tokens of a shard") \
     X(BOOL, recur_loop_scales, "0", "recurrence: own learnable attn/mlp output scales for every extra pass (exported)") \
     /* knowledge distillation (engine/distill.h) */                                             \
     X(STR, distill_from, "", "distillation: the teacher's fp32 weights (.safetensors from a caddie run's save_weights); '' = off") \
     X(STR, distill_teacher_config, "", "distillation: the teacher's caddie config YAML (any model shape; vocab_size must match)") \
     X(FLOAT, distill_alpha, "0.5", "distillation: loss = (1-a)*CE + a*T^2*KL(teacher_T || student_T)") \
     X(FLOAT, distill_temp, "1.0", "distillation: temperature T of both softmaxes in the KL term") \
+    X(INT, eval_recur_loops, "0", "passes over recur_layers in every evaluation (val, EMA, final, sliding, TTT); 0 = recur_loops") \
     /* model techniques (embeddings, gates, norms) */                                           \
     X(INT, embed_dim, "0", "factorized embeddings: tok_emb vocab x E + embed_proj E->model_dim, the tied head reads both transposed; 0 = off") \
     X(BOOL, ln_scale, "0", "LN scale: each block's norm outputs times 1/sqrt(layer+1), physical block index (records)") \
@@ -145,6 +149,7 @@ typedef enum { CAD_KEY_INT, CAD_KEY_FLOAT, CAD_KEY_BOOL, CAD_KEY_STR, CAD_KEY_LI
     X(INT, bigram_dim, "128", "BigramHash table width, projected to model_dim when different")  \
     X(BOOL, smear_gate, "0", "SmearGate: x_t <- (1-g) x_t + g x_{t-1} after the embedding norm, g = sigmoid(per-channel gate); no mixing across BOS") \
     X(INT, rope_dims, "0", "partial RoPE: rotate only this many dims of each head (records: 16 of 64); 0 = all") \
+    X(STR, attn_gate, "none", "attention output gate per head, sigmoid(W x) before the out-projection: none, sparse (12 input dims, zero init: SparseAttnGate) or full (all dims: gated attention)") \
     /* micro-MoE and early exit */                                                              \
     X(INT, mlp_experts, "0", "micro-MoE: every block's MLP becomes E relu^2 experts of hidden mlp_mult*model_dim/E behind a learned top-k router; 0 = dense MLP") \
     X(INT, mlp_top_k, "1", "micro-MoE: experts per token (gates renormalised over them when k >= 2; no token is dropped)") \
@@ -219,6 +224,17 @@ long cad_config_local_tokens(const cad_config *c); /* tokens per micro-step */
 /* qat_bits as a bit width: 0 (off), 1 (CAD_QUANT_TERNARY, "ternary") or 2..8; -1 when malformed. */
 int cad_config_qat_bits(const cad_config *c);
 long cad_config_eval_seq_len(const cad_config *c); /* eval_seq_len, or train_seq_len when 0 */
+/* seq_len_schedule as up to max (length, start fraction) entries: the count (0 when empty), -1
+ * when malformed (cad_config_validate names what was expected). */
+#define CAD_SEQ_SCHEDULE_MAX 16
+int cad_config_seq_schedule(const cad_config *c, long *lens, double *fracs, int max);
+/* The training sequence length at this fraction of training: the last schedule entry whose
+ * fraction is <= frac, or train_seq_len without a schedule. */
+long cad_config_train_seq_len_at(const cad_config *c, double frac);
+/* The longest training sequence length (the schedule's, or train_seq_len). */
+long cad_config_train_seq_len_max(const cad_config *c);
+/* attn_gate as CAD_ATTN_GATE_* of model.h: 0 none, 1 sparse, 2 full; -1 when malformed. */
+int cad_config_attn_gate(const cad_config *c);
 /* early_exit_layers as depths (blocks run before the exit, 1..num_layers-1, increasing): the
  * count (0 when off) with up to max of them in depths; -1 when malformed. */
 int cad_config_early_exits(const cad_config *c, int *depths, int max);

@@ -23,7 +23,8 @@
 /* train_gpt.py CONTROL_TENSOR_NAME_PATTERNS (= INT8_KEEP_FLOAT_FP32_NAME_PATTERNS). */
 static const char *const control_patterns[] = {"attn_scale", "attn_scales", "mlp_scale",
                                                "mlp_scales", "resid_mix", "resid_mixes",
-                                               "q_gain", "skip_weight", "skip_weights"};
+                                               "q_gain", "skip_weight", "skip_weights",
+                                               "attn_gate_w"}; /* + caddie's attn_gate, as the records */
 
 int cad_int8_is_control_name(const char *name) {
     for (size_t i = 0; i < sizeof control_patterns / sizeof control_patterns[0]; i++)

@@ -34,7 +34,7 @@
 
 static const char *const control_patterns[] = {
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-    "resid_mixes", "q_gain", "skip_weight", "skip_weights",
+    "resid_mixes", "q_gain", "skip_weight", "skip_weights", "attn_gate_w",
 };
 
 static int name_is_control(const char *name) {
@@ -65,16 +65,31 @@ static double rng_normal(model_rng *r) {
 
 /* ---- config ------------------------------------------------------------------------------ */
 
-int cad_model_virtual_layers(const cad_model_config *c) {
-    return c->recur_loops > 1 ? c->num_layers + (c->recur_loops - 1) * (c->recur_last - c->recur_first + 1)
-                              : c->num_layers;
+/* Input dims the attention output gate reads (0 without it). */
+static int attn_gate_width(const cad_model_config *c) {
+    if (c->attn_gate == CAD_ATTN_GATE_FULL) return c->model_dim;
+    if (c->attn_gate == CAD_ATTN_GATE_SPARSE) return c->model_dim < CAD_ATTN_GATE_WINDOW ? c->model_dim : CAD_ATTN_GATE_WINDOW;
+    return 0;
 }
 
-/* Physical block of virtual block v: 0..last, then (loops-1) more passes over first..last,
- * then last+1..num_layers-1. */
-static int virtual_to_physical(const cad_model_config *c, int v) {
-    if (c->recur_loops <= 1 || v <= c->recur_last) return v;
-    int span = c->recur_last - c->recur_first + 1, extra = (c->recur_loops - 1) * span;
+/* The most passes any forward runs: the training schedule's, or recur_loops_max (eval). */
+static int loops_max(const cad_model_config *c) {
+    int k = c->recur_loops_max > c->recur_loops ? c->recur_loops_max : c->recur_loops;
+    return k > 1 ? k : 1; /* recur_loops 0 in a hand-made config means no recurrence */
+}
+
+/* Blocks a forward with `loops` passes over the recurrent span runs. */
+static int virtual_count(const cad_model_config *c, int loops) {
+    return loops > 1 ? c->num_layers + (loops - 1) * (c->recur_last - c->recur_first + 1) : c->num_layers;
+}
+
+int cad_model_virtual_layers(const cad_model_config *c) { return virtual_count(c, c->recur_loops); }
+
+/* Physical block of virtual block v with `loops` passes: 0..last, then (loops-1) more passes
+ * over first..last, then last+1..num_layers-1. */
+static int virtual_to_physical(const cad_model_config *c, int loops, int v) {
+    if (loops <= 1 || v <= c->recur_last) return v;
+    int span = c->recur_last - c->recur_first + 1, extra = (loops - 1) * span;
     if (v <= c->recur_last + extra) return c->recur_first + (v - c->recur_last - 1) % span;
     return v - extra;
 }
@@ -105,10 +120,13 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "tied_embed_init_std must be >= 0, got %g", (double)c->tied_embed_init_std);
     if (!isfinite(c->qk_gain_init))
         return cad_fail(e, CAD_ECONFIG, "qk_gain_init must be finite, got %g", (double)c->qk_gain_init);
-    if (c->recur_loops > 1 && (c->recur_first < 0 || c->recur_last < c->recur_first || c->recur_last >= c->num_layers))
+    if (loops_max(c) > 1 && (c->recur_first < 0 || c->recur_last < c->recur_first || c->recur_last >= c->num_layers))
         return cad_fail(e, CAD_ECONFIG, "recur_layers %d-%d: expected a span of blocks within 0..%d", c->recur_first,
                         c->recur_last, c->num_layers - 1);
     if (c->recur_loops > 16) return cad_fail(e, CAD_ECONFIG, "recur_loops must be at most 16, got %d", c->recur_loops);
+    if (c->recur_loops_max < 0 || c->recur_loops_max > 16)
+        return cad_fail(e, CAD_ECONFIG, "recur_loops_max (eval_recur_loops) must be 0 (= recur_loops) or 1..16, got %d",
+                        c->recur_loops_max);
     if (c->parallel_last < 0 || c->parallel_last > c->num_layers)
         return cad_fail(e, CAD_ECONFIG, "parallel_residual_layers must be in 0..num_layers (%d), got %d", c->num_layers,
                         c->parallel_last);
@@ -135,6 +153,8 @@ int cad_model_config_check(const cad_model_config *c, cad_err *e) {
         if (c->exit_depths[k] < 1 || c->exit_depths[k] >= c->num_layers || (k && c->exit_depths[k] <= c->exit_depths[k - 1]))
             return cad_fail(e, CAD_ECONFIG, "early_exit_layers: depth %d (entry %d) must increase within 1..num_layers-1 (%d)",
                             c->exit_depths[k], k, c->num_layers - 1);
+    if (c->attn_gate < CAD_ATTN_GATE_OFF || c->attn_gate > CAD_ATTN_GATE_FULL)
+        return cad_fail(e, CAD_ECONFIG, "attn_gate must be 0 (off), 1 (sparse) or 2 (full), got %d", c->attn_gate);
     if (c->n_exits && c->embed_dim)
         return cad_fail(e, CAD_ECONFIG, "early_exit_layers with embed_dim %d: exit heads read the plain head; expected embed_dim 0",
                         c->embed_dim);
@@ -232,7 +252,7 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             /* ndim, d0, d1 */
             {1, C, 0}, {1, C, 0}, {2, 2, C}, {1, c->num_heads, 0}, {2, C, C},
             {2, m->kv_dim, C}, {2, m->kv_dim, C}, {2, C, C}, {2, m->hidden, C}, {2, C, m->hidden}};
-        int p_as = -1, p_ms = -1, p_router = -1, mamba = (int)((c->mamba_mask >> l) & 1);
+        int p_as = -1, p_ms = -1, p_router = -1, p_gate = -1, mamba = (int)((c->mamba_mask >> l) & 1);
         idx[8] = idx[9] = -1;
         for (int s = 0; s < (c->mlp_experts ? 8 : 10); s++) { /* micro-MoE: router + experts below */
             if (mamba && s >= 3 && s <= 7) { /* the Mamba block in place of attention */
@@ -244,12 +264,16 @@ static void params_build(cad_model *m, size_t *name_bytes) {
             int matrix = shp[s][0] == 2 && !name_is_control(name);
             idx[s] = param_add(&pb, name, (int)shp[s][0], shp[s][1], shp[s][2],
                                matrix ? CAD_PG_MATRIX : CAD_PG_SCALAR);
+            if (s == 3 && c->attn_gate) { /* attn's own parameters: q_gain, attn_gate_w, then c_q... */
+                snprintf(name, sizeof(name), "blocks.%d.attn.attn_gate_w", l);
+                p_gate = param_add(&pb, name, 2, c->num_heads, attn_gate_width(c), CAD_PG_SCALAR);
+            }
             /* the per-pass scales follow resid_mix: the Block's own parameters come first in torch */
             if (s == 2 && c->recur_loop_scales && c->recur_loops > 1 && l >= c->recur_first && l <= c->recur_last) {
                 snprintf(name, sizeof(name), "blocks.%d.attn_scales", l);
-                p_as = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
+                p_as = param_add(&pb, name, 2, loops_max(c) - 1, C, CAD_PG_SCALAR);
                 snprintf(name, sizeof(name), "blocks.%d.mlp_scales", l);
-                p_ms = param_add(&pb, name, 2, c->recur_loops - 1, C, CAD_PG_SCALAR);
+                p_ms = param_add(&pb, name, 2, loops_max(c) - 1, C, CAD_PG_SCALAR);
             }
         }
         if (c->mlp_experts) { /* MoE module order: router, then experts.0.fc, experts.0.proj, ... (moe.h) */
@@ -265,6 +289,7 @@ static void params_build(cad_model *m, size_t *name_bytes) {
         }
         if (L) {
             L->p_router = p_router;
+            L->p_attn_gate = p_gate;
             L->p_attn_scales = p_as, L->p_mlp_scales = p_ms, L->pass = 0;
             L->p_attn_scale = idx[0], L->p_mlp_scale = idx[1], L->p_resid_mix = idx[2];
             L->p_q_gain = idx[3], L->p_c_q = idx[4], L->p_proj = idx[7];
@@ -276,30 +301,35 @@ static void params_build(cad_model *m, size_t *name_bytes) {
     if (name_bytes) *name_bytes = pb.name_off;
 }
 
-void cad_model_set_recurrence(cad_model *m, int on) {
+void cad_model_set_recurrence(cad_model *m, int on) { cad_model_set_loops(m, on ? m->cfg.recur_loops : 1); }
+
+void cad_model_set_loops(cad_model *m, int loops) {
     const cad_model_config *c = &m->cfg;
-    on = on && c->recur_loops > 1;
-    if (on == m->recur_on) return;
-    m->recur_on = on;
-    m->n_virtual = on ? m->n_virtual_max : c->num_layers;
+    if (loops < 1) loops = 1;
+    if (loops > loops_max(c)) loops = loops_max(c);
+    if (loops == m->loops) return;
+    m->loops = loops;
+    int on = m->recur_on = loops > 1;
+    m->n_virtual = virtual_count(c, loops);
     m->n_enc = m->n_virtual / 2;
     m->n_dec = m->n_virtual - m->n_enc;
     m->n_skip = m->n_enc < m->n_dec ? m->n_enc : m->n_dec;
     for (int v = 0; v < m->n_virtual; v++) { /* parameters of the physical block, own activations */
-        const cad_model_layer *P = &m->phys[on ? virtual_to_physical(c, v) : v];
+        const cad_model_layer *P = &m->phys[on ? virtual_to_physical(c, loops, v) : v];
         cad_model_layer *L = &m->layers[v];
         L->p_attn_scale = P->p_attn_scale, L->p_mlp_scale = P->p_mlp_scale, L->p_resid_mix = P->p_resid_mix;
         L->p_q_gain = P->p_q_gain, L->p_c_q = P->p_c_q, L->p_proj = P->p_proj, L->p_fc = P->p_fc;
         L->p_mlp_proj = P->p_mlp_proj;
         L->p_router = P->p_router;
+        L->p_attn_gate = P->p_attn_gate;
         L->p_attn_scales = P->p_attn_scales, L->p_mlp_scales = P->p_mlp_scales;
         L->mb = P->mb;
-        int b = on ? virtual_to_physical(c, v) : v; /* LN scale follows the physical block */
+        int b = on ? virtual_to_physical(c, loops, v) : v; /* LN scale follows the physical block */
         L->ln_s = c->ln_scale ? (float)(1.0 / sqrt((double)(b + 1))) : 1.0f;
         L->block = b;
         /* pass over the physical block: 0 up to recur_last, then 1.. for each extra loop */
         int span = c->recur_last - c->recur_first + 1;
-        L->pass = on && v > c->recur_last && v <= c->recur_last + (c->recur_loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
+        L->pass = on && v > c->recur_last && v <= c->recur_last + (loops - 1) * span ? 1 + (v - c->recur_last - 1) / span : 0;
         int dec = v - m->n_enc;
         if (v == 0) L->xin = m->x0;
         else if (dec >= 0 && dec < m->n_skip) L->xin = L->skip_sum;
@@ -332,17 +362,25 @@ static void *act_take(act_planner *ap, size_t bytes) {
 
 #define TAKE_F(ap, n) ((float *)act_take((ap), sizeof(float) * (size_t)(n)))
 
-/* Whether virtual block l is an attention block (*att) or a Mamba block (*mamba) in the plain
- * schedule or the looped one: its activations are planned for both kinds it can be. */
+/* Whether virtual block l is an attention block (*att) or a Mamba block (*mamba) in any schedule
+ * (1..loops_max passes): its activations are planned for both kinds it can be. */
 static void layer_kinds(const cad_model *m, int l, int *att, int *mamba) {
     const cad_model_config *c = &m->cfg;
     *att = *mamba = 0;
-    int phys[2] = {l < c->num_layers ? l : -1, virtual_to_physical(c, l)};
-    for (int i = 0; i < 2; i++) {
-        if (phys[i] < 0) continue;
-        if ((c->mamba_mask >> phys[i]) & 1) *mamba = 1;
+    for (int k = 1; k <= loops_max(c); k++) {
+        if (l >= virtual_count(c, k)) continue;
+        if ((c->mamba_mask >> virtual_to_physical(c, k, l)) & 1) *mamba = 1;
         else *att = 1;
     }
+}
+
+/* Whether virtual block l pops a skip (x + skip_weights[i] * skip) in any schedule. */
+static int layer_pops_skip(const cad_model *m, int l) {
+    for (int k = 1; k <= loops_max(&m->cfg); k++) {
+        int n = virtual_count(&m->cfg, k), enc = n / 2;
+        if (l > 0 && l < n && l >= enc && l - enc < enc) return 1;
+    }
+    return 0;
 }
 
 static void act_plan(cad_model *m, act_planner *ap) {
@@ -378,11 +416,8 @@ static void act_plan(cad_model *m, act_planner *ap) {
             L->mb_dt = TAKE_F(ap, N * Em), L->mb_y = TAKE_F(ap, N * Em), L->mb_hs = TAKE_F(ap, n_hs);
         }
         L->out = TAKE_F(ap, N * C);
-        /* a skip-sum buffer where a decoder pops a skip in either schedule (plain or looped) */
-        int plain_enc = c->num_layers / 2, loop_enc = m->n_virtual_max / 2;
-        int pops = (l >= plain_enc && l - plain_enc < plain_enc && l < c->num_layers) ||
-                   (l >= loop_enc && l - loop_enc < loop_enc);
-        L->skip_sum = l > 0 && pops ? TAKE_F(ap, N * C) : NULL;
+        /* a skip-sum buffer where a decoder pops a skip in any schedule (plain, looped, eval) */
+        L->skip_sum = layer_pops_skip(m, l) ? TAKE_F(ap, N * C) : NULL;
         /* the last xsa_last blocks of either schedule (plain num_layers <= looped) */
         L->xsa_y = c->xsa_last > 0 && l >= c->num_layers - c->xsa_last ? TAKE_F(ap, N * C) : NULL;
         L->xn1 = TAKE_F(ap, N * C);
@@ -391,6 +426,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
             L->qkv = TAKE_F(ap, N * m->qkv_dim);
             L->att_y = TAKE_F(ap, N * C);
             L->att_lse = TAKE_F(ap, N * NH);
+            if (c->attn_gate) L->gate_pre = TAKE_F(ap, N * NH), L->gated_y = TAKE_F(ap, N * C);
         }
         L->attn_out = TAKE_F(ap, N * C);
         L->xn2 = TAKE_F(ap, N * C);
@@ -417,6 +453,7 @@ static void act_plan(cad_model *m, act_planner *ap) {
     m->d_q = TAKE_F(ap, N * C);
     m->d_k = TAKE_F(ap, N * m->kv_dim);
     m->d_h = TAKE_F(ap, N * m->hidden);
+    if (c->attn_gate) m->d_gate = TAKE_F(ap, N * NH);
     for (int s = 0; s < m->n_virtual_max / 2; s++) m->d_skip[s] = TAKE_F(ap, N * C);
     m->att_scratch = act_take(ap, m->att_scratch_bytes);
     if (c->mamba_mask) {
@@ -461,6 +498,9 @@ static void weights_init(cad_model *m, float *host, uint64_t seed) {
             fill_uniform(&r, h, n, 1.0 / sqrt((double)p->shape[1]));
         } else if (i == m->p_bigram_scale) {
             h[0] = 0.05f;
+        } else if (strstr(nm, ".attn_gate_w")) { /* sparse: zero (gates 0.5); full: N(0, 0.005) */
+            for (size_t k = 0; k < n; k++)
+                h[k] = c->attn_gate == CAD_ATTN_GATE_FULL ? (float)(0.005 * rng_normal(&r)) : 0.0f;
         } else if (i == m->p_smear) {
             memset(h, 0, n * sizeof(float)); /* gate 0: sigmoid 0.5 */
         } else if (i == m->p_tok_emb) {
@@ -516,7 +556,7 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     m->kv_dim = c->num_kv_heads * m->head_dim;
     m->qkv_dim = c->model_dim + 2 * m->kv_dim;
     m->hidden = c->mlp_mult * c->model_dim;
-    m->n_virtual_max = cad_model_virtual_layers(c);
+    m->n_virtual_max = virtual_count(c, loops_max(c));
     m->n_virtual = m->n_virtual_max; /* sizes skip_weights: one row per skip of the longest schedule */
     m->n_enc = m->n_virtual / 2;
     m->n_dec = m->n_virtual - m->n_enc;
@@ -579,7 +619,7 @@ int cad_model_init(cad_model *m, const cad_model_config *c, const cad_backend *b
     ap.base = m->act_mem;
     ap.off = 0;
     act_plan(m, &ap); /* point */
-    m->recur_on = -1;
+    m->loops = 0; /* none yet: the call below lays out the training schedule */
     cad_model_set_recurrence(m, 1);
     if ((c->mlp_experts && (rc = cad_moe_init(m, e))) || (c->n_exits && (rc = cad_ee_init(m, e)))) {
         cad_model_free(m);
@@ -955,6 +995,12 @@ int cad_model_forward(cad_model *m, const int32_t *x, const int32_t *y, int B, i
             be->xsa_forward(be, L->xsa_y, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
             proj_in = L->xsa_y;
         }
+        if (L->p_attn_gate >= 0) { /* y_h *= sigmoid(W_g (s x)[:W]) */
+            int W = attn_gate_width(c);
+            be->matmul(be, 0, 1, N, NH, W, L->ln_s, L->xn1, C, PD(L->p_attn_gate), W, 0.0f, L->gate_pre, NH);
+            be->head_gate_forward(be, L->gated_y, C, proj_in, C, L->gate_pre, N, NH, HD);
+            proj_in = L->gated_y;
+        }
         if (m->calib_on) calib_add(m, L, 1, proj_in, N, C, 1.0f);
         be->matmul(be, 0, 1, N, C, C, 1.0f, proj_in, C, WD(L->p_proj), C, 0.0f, L->attn_out, C);
         lora_fwd(m, L, CAD_LORA_O, proj_in, C, 1.0f, L->attn_out, C, N);
@@ -1095,10 +1141,15 @@ int cad_model_backward(cad_model *m, cad_err *e) {
             cad_mamba_backward(m, L);
             goto attn_norm;
         }
-        int xsa = uses_xsa(m, l);
-        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, PG(L->p_proj), C);
+        int xsa = uses_xsa(m, l), gate = L->p_attn_gate >= 0, W = attn_gate_width(c);
+        const float *pre_gate = xsa ? L->xsa_y : L->att_y; /* the head outputs the gate scaled */
+        be->matmul(be, 1, 0, C, C, N, 1.0f, m->d_proj, C, gate ? L->gated_y : pre_gate, C, 1.0f, PG(L->p_proj), C);
         be->matmul(be, 0, 0, N, C, C, 1.0f, m->d_proj, C, WD(L->p_proj), C, 0.0f, m->d_atty, C);
-        lora_bwd(m, L, CAD_LORA_O, m->d_proj, C, xsa ? L->xsa_y : L->att_y, C, 1.0f, m->d_atty, C, N);
+        lora_bwd(m, L, CAD_LORA_O, m->d_proj, C, gate ? L->gated_y : pre_gate, C, 1.0f, m->d_atty, C, N);
+        if (gate) { /* d_atty becomes d(pre_gate) in place; dW_g += s dgate^T x[:W] */
+            be->head_gate_backward(be, m->d_atty, C, m->d_gate, m->d_atty, C, pre_gate, C, L->gate_pre, N, NH, HD);
+            be->matmul(be, 1, 0, NH, W, N, L->ln_s, m->d_gate, NH, L->xn1, C, 1.0f, PG(L->p_attn_gate), W);
+        }
         float *d_att = m->d_atty; /* gradient of the attention output (before XSA) */
         if (xsa) { /* d_proj is free again: it takes d(att_y); d_atty keeps d(xsa_y) for dv below */
             be->xsa_backward(be, m->d_proj, C, NULL, 0, m->d_atty, C, L->att_y, C, L->qkv + C + KVD, QKV, N, NH, KV, HD);
@@ -1119,6 +1170,8 @@ int cad_model_backward(cad_model *m, cad_err *e) {
         lora_bwd(m, L, CAD_LORA_Q, m->d_qkv, QKV, L->xn1, C, L->ln_s, m->d_xn, C, N);
         lora_bwd(m, L, CAD_LORA_K, m->d_qkv + C, QKV, L->xn1, C, L->ln_s, m->d_xn, C, N);
         lora_bwd(m, L, CAD_LORA_V, m->d_qkv + C + KVD, QKV, L->xn1, C, L->ln_s, m->d_xn, C, N);
+        if (gate) /* the gate read x[:W] too: d xn[:, :W] += s dgate W_g */
+            be->matmul(be, 0, 0, N, W, NH, L->ln_s, m->d_gate, NH, PD(L->p_attn_gate), W, 1.0f, m->d_xn, C);
     attn_norm:
         be->rmsnorm_backward(be, m->d_res, m->d_xn, L->xn1, L->rstd1, N, C);
         /* resid_mix: d_res becomes d(xin), x0 collects its share */
@@ -1151,7 +1204,7 @@ int cad_model_grad_stage(const cad_model *m, int param) {
     if (param == m->p_lm_head && !m->ee) return 0;
     if (sscanf(m->params[param].name, "blocks.%d.", &l) != 1) return last;
     for (int v = 0; v < m->n_virtual; v++) /* the lowest virtual block running physical block l */
-        if ((m->recur_on ? virtual_to_physical(&m->cfg, v) : v) == l) return m->n_virtual - v;
+        if ((m->recur_on ? virtual_to_physical(&m->cfg, m->loops, v) : v) == l) return m->n_virtual - v;
     return last;
 }
 
@@ -1167,7 +1220,7 @@ double cad_model_bench_flops(const cad_model_config *c, int B, int T) {
     double fwd = 2.0 * N * C * V;
     for (int v = 0; v < cad_model_virtual_layers(c); v++) { /* a Mamba block: its projections instead */
         double mlp = 2.0 * N * 2.0 * C * H;
-        fwd += (c->mamba_mask >> virtual_to_physical(c, v)) & 1 ? cad_mamba_forward_flops(c, N) + mlp : linear + attn;
+        fwd += (c->mamba_mask >> virtual_to_physical(c, c->recur_loops, v)) & 1 ? cad_mamba_forward_flops(c, N) + mlp : linear + attn;
     }
     return 3.0 * fwd;
 }

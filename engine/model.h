@@ -42,6 +42,11 @@ typedef struct cad_model_config {
      * 3..5 x3: 0 1 2 3 4 5 3 4 5 3 4 5 6 7 8 9 10) is what the U-Net split applies to: its first
      * half are encoders, skip_weights has one row per virtual skip. */
     int recur_first, recur_last, recur_loops;
+    /* Evaluation with another number of passes (eval_recur_loops; 0 = recur_loops): activations,
+     * skip_weights rows and recur_loop_scales rows are planned for max(recur_loops,
+     * recur_loops_max) passes, so cad_model_set_loops can run any count up to it. Rows that only
+     * a longer schedule reads keep their init (skip weight 1, scale 1): training never reads them. */
+    int recur_loops_max;
     /* MLP activation: relu(x)^2 at 0 (train_gpt.py), leaky_relu(x, slope)^2 otherwise (records: 0.5) */
     float mlp_leaky_slope;
     /* XSA (exclusive self-attention) in the last xsa_last blocks of the schedule: each head
@@ -84,6 +89,14 @@ typedef struct cad_model_config {
      * mlp_top_k), with the Switch load-balance loss weighted by moe_aux_weight. */
     int mlp_experts, mlp_top_k;
     float moe_aux_weight;
+    /* Attention output gate (attn_gate; CAD_ATTN_GATE_*, 0 = off): every attention block's head
+     * h output is multiplied by sigmoid(blocks.N.attn.attn_gate_w[h] . x[:W]) before the output
+     * projection (after XSA), x the attention's input (the attn_norm output times the LN scale),
+     * W = CAD_ATTN_GATE_WINDOW dims (sparse, the records' SparseAttnGate of PR #1787: zero init,
+     * so every gate starts at 0.5) or all model_dim (full, PR #1736's gated attention: init
+     * N(0, 0.005)). attn_gate_w is [NH, W], a control tensor (Adam at scalar_lr, fp32 in the
+     * artifact) listed after attn.q_gain, as torch registers it. */
+    int attn_gate;
     /* Early exit (engine/early_exit.h; n_exits 0 = off): exit heads after exit_depths[i] blocks
      * (increasing, 1..num_layers-1), each the final norm + the main head + softcap, trained with
      * loss = main + early_exit_weight * mean of the exits' losses. */
@@ -96,6 +109,9 @@ typedef struct cad_model_config {
     unsigned long long mamba_mask;
     int mamba_d_state, mamba_d_conv, mamba_expand, mamba_dt_rank;
 } cad_model_config;
+
+enum { CAD_ATTN_GATE_OFF = 0, CAD_ATTN_GATE_SPARSE = 1, CAD_ATTN_GATE_FULL = 2 };
+#define CAD_ATTN_GATE_WINDOW 12 /* the records' gate_window: input dims the sparse gate reads */
 
 /* The id of BOS, which starts every document (data prepare: BOS + sp.encode(text)). */
 #define CAD_BOS_ID 1
@@ -135,6 +151,9 @@ typedef struct cad_model_layer {
     float *mlp_out;  /* (N,C) mlp proj output (before mlp_scale) */
     float *skip_sum; /* (N,C) x + skip_weights * skip when a decoder pops a skip; NULL if never */
     float *xsa_y;    /* (N,C) att_y after XSA (the proj input) when this block can use XSA, else NULL */
+    float *gate_pre; /* (N,NH) attn_gate pre-activations, NULL without the gate */
+    float *gated_y;  /* (N,C) head outputs times their gates (the proj input), NULL without the gate */
+    int p_attn_gate; /* blocks.N.attn.attn_gate_w, -1 without the gate (or in a Mamba block) */
     int p_attn_scale, p_mlp_scale, p_resid_mix, p_q_gain, p_c_q, p_proj, p_fc, p_mlp_proj;
     int p_attn_scales, p_mlp_scales; /* recur_loop_scales: per-pass scales of a recurrent block, else -1 */
     int p_router;                    /* micro-MoE: blocks.N.mlp.router.weight, experts follow it as
@@ -200,7 +219,8 @@ typedef struct cad_model {
     /* ---- private: set by cad_model_init, used only by model.c ---- */
     int head_dim, kv_dim, qkv_dim, hidden, n_enc, n_dec, n_skip;
     int n_virtual;                            /* blocks run per forward now (num_layers when recurrence is off) */
-    int n_virtual_max, recur_on;              /* the looped schedule's length; whether it is in use */
+    int n_virtual_max, recur_on;              /* the longest schedule's length; whether loops > 1 now */
+    int loops;                                /* passes over the recurrent span now (1 = plain) */
     cad_model_layer *phys;                    /* num_layers: each physical block's parameter indices */
     int p_tok_emb, p_skip_weights, p_lm_head; /* indices into params (-1: absent) */
     int p_embed_proj, p_bigram_embed, p_bigram_proj, p_bigram_scale, p_smear; /* techniques (-1: absent) */
@@ -223,6 +243,7 @@ typedef struct cad_model {
     float *q_r, *k_r, *rstd_q, *rstd_k;       /* (N,C), (N,KVD), (N,NH), (N,KV) shared */
     float *act;                               /* (N,H) relu^2 output, shared */
     float *d_res, *d_x0, *d_xn, *d_proj, *d_atty, *d_qkv, *d_q, *d_k, *d_h; /* grads, shared */
+    float *d_gate;                            /* (N,NH) attn_gate pre-activation grads, shared */
     float **d_skip;                           /* n_skip x (N,C) */
     void *att_scratch;
     size_t att_scratch_bytes;
@@ -273,6 +294,10 @@ void cad_model_free(cad_model *m);
  * recur_start_frac switches it on at that fraction of training, as the records do. No-op
  * without recurrence. Between steps only (activations of the last forward are discarded). */
 void cad_model_set_recurrence(cad_model *m, int on);
+/* Run `loops` passes over the recurrent span (1 = plain), clamped to 1..max(recur_loops,
+ * recur_loops_max): the skips pair over that schedule's virtual blocks (its first rows of
+ * skip_weights), pass p >= 1 reads row p-1 of the per-pass scales. Between steps only. */
+void cad_model_set_loops(cad_model *m, int loops);
 
 /* QAT on (bits as qat_bits above) or off (0), between steps. The first switch-on allocates
  * qat_mem (CAD_ENOMEM naming its size on failure); bits outside 0, 1 (ternary), 2..8 is

@@ -31,6 +31,55 @@ static int stream_load(cad_token_stream *s, int idx, cad_err *e) {
     s->cur = next;
     s->file_idx = idx;
     s->pos = 0;
+    s->win_len = 0;
+    return CAD_OK;
+}
+
+/* One document segment of a curriculum window: [start, start + len) of the raw window. */
+typedef struct {
+    long start, len;
+} curr_seg;
+
+static int curr_seg_cmp(const void *a, const void *b) {
+    const curr_seg *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start; /* stable: stream order among equals */
+}
+
+/* Load the window holding shard position pos, its documents shortest first. */
+static int curr_fill(cad_token_stream *s, cad_err *e) {
+    long start = s->pos / s->window * s->window, len = s->cur.n_tokens - start;
+    if (len > s->window) len = s->window;
+    const uint16_t *raw = s->cur.tokens + start;
+    long n = 0;
+    for (long i = 0; i < len; i++) n += i == 0 || raw[i] == s->bos_id;
+    curr_seg *seg = malloc((size_t)n * sizeof *seg);
+    if (!seg) return cad_fail(e, CAD_ENOMEM, "curriculum: out of memory for %ld documents", n);
+    n = 0;
+    for (long i = 0; i < len; i++)
+        if (i == 0 || raw[i] == s->bos_id) {
+            if (n) seg[n - 1].len = i - seg[n - 1].start;
+            seg[n].start = i, seg[n].len = 0, n++;
+        }
+    seg[n - 1].len = len - seg[n - 1].start;
+    qsort(seg, (size_t)n, sizeof *seg, curr_seg_cmp);
+    long o = 0;
+    for (long k = 0; k < n; k++) {
+        memcpy(s->win + o, raw + seg[k].start, (size_t)seg[k].len * sizeof *s->win);
+        o += seg[k].len;
+    }
+    free(seg);
+    s->win_start = start, s->win_len = len;
+    return CAD_OK;
+}
+
+int cad_token_stream_set_curriculum(cad_token_stream *s, long window, int bos_id, cad_err *e) {
+    if (window < 0) return cad_fail(e, CAD_ECONFIG, "curriculum_window=%ld: expected > 0 tokens", window);
+    free(s->win);
+    s->win = NULL;
+    s->window = window, s->bos_id = bos_id, s->win_len = 0;
+    if (window && !(s->win = malloc((size_t)window * sizeof *s->win)))
+        return cad_fail(e, CAD_ENOMEM, "curriculum: out of memory for a window of %ld tokens", window);
     return CAD_OK;
 }
 
@@ -51,7 +100,17 @@ int cad_token_stream_take(cad_token_stream *s, long n, uint16_t *out, cad_err *e
         }
         empty_run = 0;
         long k = remaining < avail ? remaining : avail;
-        memcpy(out, s->cur.tokens + s->pos, (size_t)k * sizeof *out);
+        const uint16_t *src = s->cur.tokens + s->pos;
+        if (s->window) { /* from the reordered window holding pos */
+            if (!s->win_len || s->pos < s->win_start || s->pos >= s->win_start + s->win_len) {
+                int rc = curr_fill(s, e);
+                if (rc != CAD_OK) return rc;
+            }
+            long in_win = s->win_start + s->win_len - s->pos;
+            k = k < in_win ? k : in_win;
+            src = s->win + (s->pos - s->win_start);
+        }
+        memcpy(out, src, (size_t)k * sizeof *out);
         out += k;
         s->pos += k;
         remaining -= k;
@@ -83,6 +142,7 @@ int cad_token_stream_seek(cad_token_stream *s, cad_stream_pos p, cad_err *e) {
 
 void cad_token_stream_close(cad_token_stream *s) {
     if (!s) return;
+    free(s->win);
     cad_shard_close(&s->cur);
     cad_shard_glob_free(s->paths, s->n_files);
     memset(s, 0, sizeof *s);

@@ -7,6 +7,8 @@
  *                     global_tokens/(world*accum) + 1 tokens out of one shared chunk.
  * cad_val_tokens_load = load_validation_tokens: all val shards concatenated and trimmed to
  *                     ((N-1)/seq_len)*seq_len + 1 tokens.
+ * A length curriculum (cad_token_stream_set_curriculum) reorders documents inside fixed windows
+ * of each shard; with it off the stream is train_gpt.py's, token for token.
  * Not here: shard file format (shard.h), what the model does with the tokens.
  */
 #ifndef CADDIE_STREAM_H
@@ -31,6 +33,14 @@ typedef struct cad_token_stream {
     int file_idx;      /* shard currently mapped */
     long pos;          /* next token to hand out within it */
     cad_shard cur;     /* the mapped shard paths[file_idx] */
+    /* Length curriculum (0 = off): shard positions [k*window, (k+1)*window) form window k; its
+     * documents (segments starting at the window start or at a bos token) are handed out
+     * shortest first, ties in stream order. pos still counts tokens taken from the shard, so
+     * tell/seek (and checkpoints) address the reordered stream. */
+    long window;
+    int bos_id;
+    uint16_t *win;     /* the current window, reordered (window tokens) */
+    long win_start, win_len; /* its shard position and length; win_len 0 = none loaded */
 } cad_token_stream;
 
 int cad_token_stream_open(cad_token_stream *s, const char *pattern, int vocab_size, cad_err *e);
@@ -40,6 +50,9 @@ cad_stream_pos cad_token_stream_tell(const cad_token_stream *s);
 /* Jump to a position from tell(); an out-of-range position is an error. */
 int cad_token_stream_seek(cad_token_stream *s, cad_stream_pos p, cad_err *e);
 void cad_token_stream_close(cad_token_stream *s);
+/* Switch the length curriculum on (window > 0 tokens, documents start at bos_id) or off (0);
+ * applies from the current position on. CAD_ECONFIG for a negative window, CAD_ENOMEM. */
+int cad_token_stream_set_curriculum(cad_token_stream *s, long window, int bos_id, cad_err *e);
 
 typedef struct cad_train_loader {
     cad_token_stream stream;

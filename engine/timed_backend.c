@@ -16,6 +16,7 @@
     X(set_matmul_precision) X(matmul) X(matmul_batched) X(gram_batched) X(embedding_forward) X(embedding_backward)   \
     X(rmsnorm_forward) X(rmsnorm_backward) X(qk_norm_rope_forward) X(qk_norm_rope_backward)                          \
     X(attention_scratch_bytes) X(attention_forward) X(attention_backward) X(xsa_forward) X(xsa_backward)             \
+    X(head_gate_forward) X(head_gate_backward)                                                                       \
     X(relu2_forward) X(relu2_backward) X(resid_mix_forward) X(resid_mix_backward) X(scale_add_forward)               \
     X(scale_add_backward) X(softcap_xent_forward) X(softcap_xent_backward) X(distill_kl) X(axpby) X(scale) X(sumsq) X(adam_update)  \
     X(fake_quant_rows) X(normalize_batched) X(moe_combine_forward) X(moe_combine_backward)                           \
@@ -209,6 +210,13 @@ FWD(xsa_backward,
     (const cad_backend *be, float *dy, int lddy, float *dv, int lddv, const float *dout, int lddo, const float *y,
      int ldy, const float *v, int ldv, int N, int NH, int KV, int HD),
     (IN, dy, lddy, dv, lddv, dout, lddo, y, ldy, v, ldv, N, NH, KV, HD))
+FWD(head_gate_forward,
+    (const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *gate, int N, int NH, int HD),
+    (IN, out, ldo, y, ldy, gate, N, NH, HD))
+FWD(head_gate_backward,
+    (const cad_backend *be, float *dy, int lddy, float *dgate, const float *dout, int lddo, const float *y, int ldy,
+     const float *gate, int N, int NH, int HD),
+    (IN, dy, lddy, dgate, dout, lddo, y, ldy, gate, N, NH, HD))
 FWD(relu2_forward, (const cad_backend *be, float *out, const float *in, size_t n, float slope),
     (IN, out, in, n, slope))
 FWD(relu2_backward, (const cad_backend *be, float *din, const float *dout, const float *in, size_t n, float slope),

@@ -48,7 +48,7 @@ int cad_cuda_event_timer_create(const cad_backend *cuda, cad_slot_timer **out, i
 void cad_slot_timer_free(cad_slot_timer *t); /* NULL is fine */
 
 /* Number of slots of engine/backend.h (memory slots included). */
-#define CAD_TIMED_NSLOTS 45
+#define CAD_TIMED_NSLOTS 47
 
 typedef struct cad_slot_stat {
     const char *slot; /* backend.h slot name */

@@ -245,6 +245,8 @@ typedef struct session {
     double exit_depth; /* early exit: mean depth of the last evaluation (NaN: no exits at eval) */
     cad_distill kd;    /* distill_from: the teacher (have_kd) */
     int have_kd;
+    int train_loops;   /* the training schedule's passes, kept while an evaluation runs eval_recur_loops */
+    int seq_T;         /* training sequence length now (seq_len_schedule, else train_seq_len) */
 } session;
 
 /* One line of train_gpt.py's log: to the caller's sink and to log.txt, each flushed so a tail
@@ -380,11 +382,13 @@ int cad_train_model_config(const cad_config *c, int max_batch_seqs, int max_seq_
         .logit_softcap = (float)c->logit_softcap, .qk_gain_init = (float)c->qk_gain_init,
         .tied_embed_init_std = (float)c->tied_embed_init_std,
         .max_batch_seqs = max_batch_seqs, .max_seq_len = max_seq_len,
-        .recur_loops = (int)c->recur_loops, .mlp_leaky_slope = (float)c->mlp_leaky_slope,
+        .recur_loops = (int)c->recur_loops, .recur_loops_max = (int)c->eval_recur_loops,
+        .mlp_leaky_slope = (float)c->mlp_leaky_slope,
         .xsa_last = (int)c->xsa_last_layers, .parallel_last = (int)c->parallel_residual_layers,
         .recur_loop_scales = c->recur_loop_scales,
         .embed_dim = (int)c->embed_dim, .ln_scale = c->ln_scale, .bigram_buckets = (int)c->bigram_buckets,
-        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .rope_dims = (int)c->rope_dims,
+        .bigram_dim = (int)c->bigram_dim, .smear_gate = c->smear_gate, .attn_gate = cad_config_attn_gate(c),
+        .rope_dims = (int)c->rope_dims,
         .mlp_experts = (int)c->mlp_experts, .mlp_top_k = (int)c->mlp_top_k, .moe_aux_weight = (float)c->moe_aux_weight,
         .early_exit_weight = (float)c->early_exit_weight};
     mc->n_exits = cad_config_early_exits(c, mc->exit_depths, CAD_MAX_EARLY_EXITS); /* validated with the config */
@@ -428,6 +432,15 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
         return cad_fail(e, CAD_ECONFIG, "train_batch_tokens=%ld over world_size %d x grad_accum_steps %d is not a "
                         "positive multiple of train_seq_len=%ld per micro-step", c->train_batch_tokens, s->world,
                         s->accum, c->train_seq_len);
+    long sched_T[CAD_SEQ_SCHEDULE_MAX];
+    double sched_f[CAD_SEQ_SCHEDULE_MAX];
+    int n_sched = cad_config_seq_schedule(c, sched_T, sched_f, CAD_SEQ_SCHEDULE_MAX); /* validated with the config */
+    for (int i = 0; i < n_sched; i++) /* every rank reads the same spans: only the rows' shape changes */
+        if (s->local_tokens % sched_T[i])
+            return cad_fail(e, CAD_ECONFIG, "seq_len_schedule entry %ld@%g: expected a length dividing the %ld tokens "
+                            "of a rank's micro-step (world_size %d, grad_accum_steps %d)", sched_T[i], sched_f[i],
+                            s->local_tokens, s->world, s->accum);
+    s->seq_T = (int)cad_config_train_seq_len_at(c, 0.0);
     if (s->coll && (rc0 = cad_coll_attach_backend(s->coll, s->be, e))) return rc0;
     if (c->threads > 0) omp_set_num_threads((int)c->threads);
     s->be->set_threads(s->be, (int)c->threads);
@@ -453,9 +466,12 @@ static int session_setup(session *s, cad_config *c, cad_err *e) {
     cad_model_config mc;
     rc = cad_train_model_config(c, (int)(s->local_tokens / c->train_seq_len), (int)c->train_seq_len, &mc, e);
     if (rc) return rc;
-    if (eval_T > c->train_seq_len) { /* longer eval windows: the same token budget, fewer rows */
-        mc.max_seq_len = (int)eval_T;
-        mc.max_batch_seqs = (int)((s->local_tokens + eval_T - 1) / eval_T);
+    /* the longest window of training (seq_len_schedule) or evaluation sizes RoPE and the plan:
+     * the same token budget, fewer rows; shorter windows run more rows of the same tokens */
+    long plan_T = cad_config_train_seq_len_max(c) > eval_T ? cad_config_train_seq_len_max(c) : eval_T;
+    if (plan_T != c->train_seq_len) {
+        mc.max_seq_len = (int)plan_T;
+        mc.max_batch_seqs = (int)((s->local_tokens + plan_T - 1) / plan_T);
     }
     rc = cad_model_config_check(&mc, e);
     if (rc) return rc;
@@ -574,14 +590,19 @@ static int eval_reduce(session *s, cad_eval_result *r, cad_err *e) {
     return rc;
 }
 
-/* Early exit at evaluation: the threshold goes on for one evaluator's pass (training forwards
- * never exit) and the mean depth it used, over all ranks, is logged and kept in s->exit_depth. */
-static void exit_eval_begin(session *s) {
+/* Every evaluation's model state, switched on by eval_begin and back by eval_end: the early-exit
+ * threshold (training forwards never exit) and eval_recur_loops passes over the recurrent span
+ * (training keeps its own schedule, recur_start_frac included). eval_end logs the mean exit
+ * depth over all ranks and keeps it in s->exit_depth. */
+static void eval_begin(session *s) {
     s->exit_depth = NAN;
+    s->train_loops = s->m.loops;
+    if (s->c->eval_recur_loops > 0) cad_model_set_loops(&s->m, (int)s->c->eval_recur_loops);
     if (s->m.ee && s->c->early_exit_threshold < 1.0) cad_model_set_exit_threshold(&s->m, (float)s->c->early_exit_threshold);
 }
 
-static int exit_eval_end(session *s, const char *what, cad_err *e) {
+static int eval_end(session *s, const char *what, cad_err *e) {
+    cad_model_set_loops(&s->m, s->train_loops);
     if (!s->m.ee || s->c->early_exit_threshold >= 1.0) return CAD_OK;
     double st[2];
     cad_model_exit_stats(&s->m, &st[0], &st[1]);
@@ -599,10 +620,10 @@ static int exit_eval_end(session *s, const char *what, cad_err *e) {
 /* eval_val over all ranks: each its share of the windows (eval.h), the sums all-reduced. */
 static int eval_val_dp(session *s, const cad_eval_spec *es, cad_eval_result *r, cad_err *e) {
     double t0 = now_ms();
-    exit_eval_begin(s);
+    eval_begin(s);
     int rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, es, s->x, s->y, r, e);
     if (!rc) rc = eval_reduce(s, r, e);
-    if (!rc) rc = exit_eval_end(s, "val", e);
+    if (!rc) rc = eval_end(s, "val", e);
     r->eval_ms = now_ms() - t0;
     return rc;
 }
@@ -610,11 +631,11 @@ static int eval_val_dp(session *s, const cad_eval_spec *es, cad_eval_result *r, 
 /* The sliding-window schedule over all ranks: rank r scores windows [n*r/world, n*(r+1)/world). */
 static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_eval_result *r, cad_err *e) {
     if (s->world == 1) {
-        exit_eval_begin(s);
+        eval_begin(s);
         int rc = cad_eval_sliding(&s->m, s->val, s->n_val, &s->luts, es, stride, s->x, s->y, r, e);
-        return rc ? rc : exit_eval_end(s, "sliding", e);
+        return rc ? rc : eval_end(s, "sliding", e);
     }
-    exit_eval_begin(s);
+    eval_begin(s);
     double t0 = now_ms();
     memset(r, 0, sizeof *r);
     long N, n_win;
@@ -624,7 +645,7 @@ static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_
     if (!rc) rc = cad_eval_windows(&s->m, s->val, N, es->seq_len, stride, k0, k1, &s->luts, s->x, s->y, sums, e);
     if (!rc) rc = cad_coll_allreduce_sum_f64(s->coll, sums, 3, e);
     if (!rc) rc = cad_eval_result_finish(r, sums, e);
-    if (!rc) rc = exit_eval_end(s, "sliding", e);
+    if (!rc) rc = eval_end(s, "sliding", e);
     r->n_seqs = n_win;
     r->eval_ms = now_ms() - t0;
     return rc;
@@ -633,7 +654,7 @@ static int eval_sliding_dp(session *s, const cad_eval_spec *es, int stride, cad_
 /* One optimizer step's gradients: accum micro-batches, grads scaled like (loss*grad_scale).backward(). */
 static int train_micro_steps(session *s, float *train_loss, cad_err *e) {
     cad_config *c = s->c;
-    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T);
+    int T = s->seq_T, B = (int)(s->local_tokens / T);
     float acc = 0.0f;
     cad_model_zero_grad(&s->m);
     /* QAT only in training forwards: validation and the final evals read the fp32 weights */
@@ -841,6 +862,11 @@ static void train_print_header(train_run *r) {
         log0(s, "recurrence: blocks %s x%ld shared, %d virtual layers (%d encoder, %d skips), from %.0f%% of training",
              c->recur_layers, c->recur_loops, s->m.n_virtual_max, s->m.n_virtual_max / 2, s->m.n_virtual_max / 2,
              100.0 * c->recur_start_frac);
+    if (c->seq_len_schedule[0]) log0(s, "seq_len_schedule:%s (tokens per step stay %ld)", c->seq_len_schedule, c->train_batch_tokens);
+    if (c->eval_recur_loops > 0)
+        log0(s, "eval_recur_loops:%ld (training: %ld) virtual_layers_at_eval:%d", c->eval_recur_loops, c->recur_loops,
+             cad_model_virtual_layers(&(cad_model_config){.num_layers = (int)c->num_layers, .recur_first = s->m.cfg.recur_first,
+                                                          .recur_last = s->m.cfg.recur_last, .recur_loops = (int)c->eval_recur_loops}));
     char a[PY_FLOAT_MAX], b[PY_FLOAT_MAX], cc[PY_FLOAT_MAX], d[PY_FLOAT_MAX];
     py_float(a, sizeof a, c->tie_embeddings ? c->tied_embed_lr : c->embed_lr);
     py_float(b, sizeof b, c->tie_embeddings ? 0.0 : c->head_lr);
@@ -893,6 +919,18 @@ static int train_resume(train_run *r, cad_err *e) {
     return CAD_OK;
 }
 
+/* The train loader from the stream's start, with the length curriculum when one is set (every
+ * rank reads the same shared chunk, so the order is the same on every rank). */
+static int train_loader_open(session *s, cad_err *e) {
+    const cad_config *c = s->c;
+    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
+    if (rc) return rc;
+    s->have_loader = 1;
+    if (!strcmp(c->curriculum, "length"))
+        rc = cad_token_stream_set_curriculum(&s->L.stream, c->curriculum_window, CAD_BOS_ID, e);
+    return rc;
+}
+
 /* train_gpt.py's warmup: warmup_steps real steps prime the kernels, then weights, optimizer
  * and loader are restored, so the curve equals a run without warmup. */
 static int train_warmup(train_run *r, cad_err *e) {
@@ -914,10 +952,7 @@ static int train_warmup(train_run *r, cad_err *e) {
     cad_model_zero_grad(&s->m);
     cad_train_loader_close(&s->L);
     s->have_loader = 0;
-    int rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
-    if (rc) return rc;
-    s->have_loader = 1;
-    return CAD_OK;
+    return train_loader_open(s, e);
 }
 
 /* A validation pass inside the loop; its time is not train time. */
@@ -981,6 +1016,11 @@ static int train_step(train_run *r, cad_err *e) {
         int active = frac >= c->ema_start_frac;
         if (active && s->o.ema_inactive) log0(s, "ema:start step:%ld frac:%.3f", r->step, frac);
         cad_optim_set_ema_active(&s->o, active);
+    }
+    int T = (int)cad_config_train_seq_len_at(c, frac); /* progressive context: the rows reshape, the stream does not */
+    if (T != s->seq_T) {
+        s->seq_T = T;
+        log0(s, "seq_len:%d step:%ld frac:%.3f batch_seqs:%ld", T, r->step, frac, s->local_tokens / T);
     }
     if (c->recur_loops > 1 && !s->m.recur_on) { /* the records' delayed start of the loops */
         if (frac >= c->recur_start_frac) {
@@ -1170,7 +1210,7 @@ static int gptq_calibrate(train_run *r, const float ***hess_out, float **store_o
     session *s = &r->s;
     const cad_config *c = s->c;
     double t0 = now_ms();
-    int T = (int)c->train_seq_len, B = (int)(s->local_tokens / T), rc = CAD_OK;
+    int T = s->seq_T, B = (int)(s->local_tokens / T), rc = CAD_OK;
     int self_gen = !strcmp(c->gptq_calib, "self_generated");
     int32_t *gen = NULL;
     size_t bt = (size_t)B * T;
@@ -1290,7 +1330,10 @@ static int train_score_ttt(train_run *r, cad_err *e) {
     else
         log0(s, "ttt:start stride:%d chunk_tokens:%ld ttt_lr:%g ttt_epochs:%ld ttt_batch_seqs:%ld", ttt_spec(c).stride,
              c->ttt_chunk_tokens, c->ttt_lr, c->ttt_epochs, c->ttt_batch_seqs);
+    int loops = s->m.loops; /* TTT scores (and adapts) with eval_recur_loops passes too */
+    if (c->eval_recur_loops > 0) cad_model_set_loops(&s->m, (int)c->eval_recur_loops);
     int rc = eval_ttt_mode(s, &r->es, &tr, 1, e);
+    cad_model_set_loops(&s->m, loops);
     if (rc) return rc;
     log0(s, "quantized_ttt val_loss:%.8f val_bpb:%.8f eval_time:%.0fms", tr.val_loss, tr.val_bpb, tr.eval_ms);
     journal(s, r->step, "final_ttt_val_loss", tr.val_loss);
@@ -1421,8 +1464,7 @@ int cad_train_run_dp(cad_config *c, const cad_train_sink *sink, cad_coll *coll, 
     if (!rc) rc = optim_setup(s, e);
     if (!rc) {
         train_print_header(r);
-        rc = cad_train_loader_open(&s->L, s->train_pattern, (int)c->vocab_size, s->rank, s->world, e);
-        s->have_loader = rc == CAD_OK;
+        rc = train_loader_open(s, e);
     }
     if (!rc && c->recur_start_frac > 0) cad_model_set_recurrence(&s->m, 0); /* plain until the start fraction */
     if (!rc && r->resuming) rc = train_resume(r, e);
@@ -1453,9 +1495,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
     if (!rc) rc = load_weights(s, weights, e);
     cad_eval_spec es = eval_spec(s);
     cad_eval_result er;
-    if (!rc) exit_eval_begin(s); /* early_exit_threshold applies to the plain score and the round trip */
+    if (!rc) eval_begin(s); /* early_exit_threshold applies to the plain score and the round trip */
     if (!rc) rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
-    if (!rc) rc = exit_eval_end(s, "val", e);
+    if (!rc) rc = eval_end(s, "val", e);
     if (!rc) {
         fprintf(out, "eval val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f partial:%d eval_time:%.0fms\n", er.val_loss,
                 er.val_bpb, er.token_count, er.byte_count, er.partial, er.eval_ms);
@@ -1487,9 +1529,9 @@ int cad_eval_weights(cad_config *c, const char *weights, int roundtrip, FILE *ou
         }
         if (!rc) {
             params_from_host(s);
-            exit_eval_begin(s);
+            eval_begin(s);
             rc = cad_eval_val(&s->m, s->val, s->n_val, &s->luts, &es, s->x, s->y, &er, e);
-            if (!rc) rc = exit_eval_end(s, "roundtrip", e);
+            if (!rc) rc = eval_end(s, "roundtrip", e);
         }
         if (!rc) {
             const char *zname = cad_compressor_name(cad_compressor_parse(c->artifact_compressor));

@@ -28,6 +28,7 @@
 #include "kernels/k_qk_norm_rope.cuh"
 #include "kernels/k_attention.cuh"
 #include "kernels/k_xsa.cuh"
+#include "kernels/k_head_gate.cuh"
 #include "kernels/k_relu2.cuh"
 #include "kernels/k_resid_mix.cuh"
 #include "kernels/k_scale_add.cuh"
@@ -229,6 +230,16 @@ static void kb_xsa_backward(const cad_backend *be, float *dy, int lddy, float *d
     k_xsa_backward_launch(kb_of(be)->stream, dy, lddy, dv, lddv, dout, lddo, y, ldy, v, ldv, N, NH, KV, HD);
 }
 
+static void kb_head_gate_forward(const cad_backend *be, float *out, int ldo, const float *y, int ldy, const float *gate,
+                                 int N, int NH, int HD) {
+    k_head_gate_forward_launch(kb_of(be)->stream, out, ldo, y, ldy, gate, N, NH, HD);
+}
+
+static void kb_head_gate_backward(const cad_backend *be, float *dy, int lddy, float *dgate, const float *dout, int lddo,
+                                  const float *y, int ldy, const float *gate, int N, int NH, int HD) {
+    k_head_gate_backward_launch(kb_of(be)->stream, dy, lddy, dgate, dout, lddo, y, ldy, gate, N, NH, HD);
+}
+
 static void kb_relu2_forward(const cad_backend *be, float *out, const float *in, size_t n, float slope) {
     k_relu2_forward_launch(kb_of(be)->stream, out, in, n, slope);
 }
@@ -385,6 +396,8 @@ static void kb_backend_fill(cad_backend *be, kb_ctx *ctx, const char *name) {
     be->attention_backward = kb_attention_backward;
     be->xsa_forward = kb_xsa_forward;
     be->xsa_backward = kb_xsa_backward;
+    be->head_gate_forward = kb_head_gate_forward;
+    be->head_gate_backward = kb_head_gate_backward;
     be->relu2_forward = kb_relu2_forward;
     be->relu2_backward = kb_relu2_backward;
     be->resid_mix_forward = kb_resid_mix_forward;

@@ -17,6 +17,8 @@ tests/unit/test_engine_model.c loads:
     tests/fixtures/engine/model_parity_bigram_v1.bin  BigramHash (projected 8 -> 32) + SmearGate with BOS rows
     tests/fixtures/engine/model_parity_bigram_same_v1.bin  BigramHash at bigram_dim = model_dim (no proj), untied
     tests/fixtures/engine/model_parity_rope_v1.bin    partial RoPE (4 of 8 head dims) in caddie's pairing
+    tests/fixtures/engine/model_parity_gate_v1.bin    sparse attention output gate (12 dims) + XSA + LN scale
+    tests/fixtures/engine/model_parity_gate_full_v1.bin  full attention output gate over recurrence, untied
 
 torch 1.13 has neither F.rms_norm nor scaled_dot_product_attention(enable_gqa=...), so both are
 written out here exactly as torch 2.x computes them (rms_norm: x * rsqrt(mean(x^2) + eps) with
@@ -50,7 +52,8 @@ MAGIC = 0x43414450
 VERSION = 1
 
 CONTROL_TENSOR_NAME_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-                                "resid_mixes", "q_gain", "skip_weight", "skip_weights")
+                                "resid_mixes", "q_gain", "skip_weight", "skip_weights",
+                                "attn_gate_w")  # + the records' attention output gate
 
 
 def rms_norm(x):
@@ -150,7 +153,7 @@ def sdpa_causal_gqa(q, k, v):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim, num_heads, num_kv_heads, rope_base, qk_gain_init, rope_dims=0):
+    def __init__(self, dim, num_heads, num_kv_heads, rope_base, qk_gain_init, rope_dims=0, attn_gate=0):
         super().__init__()
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.head_dim = dim // num_heads
@@ -161,6 +164,11 @@ class CausalSelfAttention(nn.Module):
         self.proj = CastedLinear(dim, dim, bias=False)
         self.proj._zero_init = True
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
+        # attention output gate (PR #1787's SparseAttnGate: the first 12 input dims, zero init;
+        # attn_gate 2: PR #1736's gated attention over all dims): y_h *= sigmoid(W x[:w])
+        self.gate_window = (min(12, dim) if attn_gate == 1 else dim) if attn_gate else 0
+        if attn_gate:
+            self.attn_gate_w = nn.Parameter(torch.zeros(num_heads, self.gate_window, dtype=torch.float32))
         self.rotary = Rotary(self.head_dim, base=rope_base, rope_dims=rope_dims)
         self.xsa = False  # exclusive self-attention (set by GPT for its last xsa_last blocks)
 
@@ -180,6 +188,9 @@ class CausalSelfAttention(nn.Module):
             u = v.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
             u = u / u.norm(dim=-1, keepdim=True)
             y = y - (y * u).sum(dim=-1, keepdim=True) * u
+        if self.gate_window:
+            g = torch.sigmoid(F.linear(x[..., :self.gate_window], self.attn_gate_w))  # [B, T, NH]
+            y = y * g.transpose(1, 2)[..., None]
         y = y.transpose(1, 2).contiguous().reshape(bsz, seqlen, dim)
         return self.proj(y)
 
@@ -200,12 +211,12 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init, leaky_slope=0.0,
-                 ln_scale_factor=1.0, rope_dims=0):
+                 ln_scale_factor=1.0, rope_dims=0, attn_gate=0):
         super().__init__()
         self.attn_norm = RMSNorm()
         self.mlp_norm = RMSNorm()
         self.ln_scale_factor = ln_scale_factor  # the records' LN scale: 1/sqrt(layer + 1)
-        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init, rope_dims)
+        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init, rope_dims, attn_gate)
         self.mlp = MLP(dim, mlp_mult, leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
@@ -281,7 +292,7 @@ class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_mult, tie_embeddings,
                  tied_embed_init_std, logit_softcap, rope_base, qk_gain_init, recur=None, mlp_leaky_slope=0.0,
                  xsa_last=0, parallel_last=0, recur_loop_scales=0, embed_dim=0, ln_scale=0, bigram_buckets=0,
-                 bigram_dim=0, smear_gate=0, rope_dims=0):
+                 bigram_dim=0, smear_gate=0, rope_dims=0, attn_gate=0):
         super().__init__()
         self.tie_embeddings = tie_embeddings
         self.tied_embed_init_std = tied_embed_init_std
@@ -304,7 +315,8 @@ class GPT(nn.Module):
         self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
         self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, model_dim, dtype=torch.float32))
         self.blocks = nn.ModuleList([Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init,
-                                           mlp_leaky_slope, 1.0 / math.sqrt(i + 1) if ln_scale else 1.0, rope_dims)
+                                           mlp_leaky_slope, 1.0 / math.sqrt(i + 1) if ln_scale else 1.0, rope_dims,
+                                           attn_gate)
                                      for i in range(num_layers)])
         for i in range(num_layers - xsa_last, num_layers) if xsa_last else ():
             self.blocks[i].attn.xsa = True
@@ -365,7 +377,8 @@ MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_head
 
 # technique keys, recorded only by the fixtures that set them
 RECUR_KEYS = ("recur_first", "recur_last", "recur_loops", "mlp_leaky_slope", "xsa_last", "parallel_last",
-              "recur_loop_scales", "embed_dim", "ln_scale", "bigram_buckets", "bigram_dim", "smear_gate", "rope_dims")
+              "recur_loop_scales", "embed_dim", "ln_scale", "bigram_buckets", "bigram_dim", "smear_gate", "rope_dims",
+              "attn_gate")
 
 
 def build_model(cfg):
@@ -381,7 +394,7 @@ def build_model(cfg):
                recur_loop_scales=cfg.get("recur_loop_scales", 0), embed_dim=cfg.get("embed_dim", 0),
                ln_scale=cfg.get("ln_scale", 0), bigram_buckets=cfg.get("bigram_buckets", 0),
                bigram_dim=cfg.get("bigram_dim", 0), smear_gate=cfg.get("smear_gate", 0),
-               rope_dims=cfg.get("rope_dims", 0)).float()
+               rope_dims=cfg.get("rope_dims", 0), attn_gate=cfg.get("attn_gate", 0)).float()
 
 
 def deterministic_weights(model, seed):
@@ -393,6 +406,8 @@ def deterministic_weights(model, seed):
             noise = torch.randn(p.shape, generator=g)
             if name == "tok_emb.weight":
                 p.copy_(0.5 * noise)
+            elif "attn_gate_w" in name:  # gates spread over (0, 1), not the init's constant 0.5
+                p.copy_(2.0 * noise / math.sqrt(p.shape[1]))
             elif p.ndim == 2 and not any(k in name for k in CONTROL_TENSOR_NAME_PATTERNS):
                 p.copy_(noise / math.sqrt(p.shape[1]))
             elif "resid_mix" in name:
@@ -503,6 +518,16 @@ FIXTURES = {
                                              logit_softcap=15.0, qk_gain_init=1.5, tied_embed_init_std=0.005,
                                              bigram_buckets=29, bigram_dim=16, recur_first=1, recur_last=2,
                                              recur_loops=2, ln_scale=1), 3, 9, 8642),
+    # sparse attention output gate (12 of 32 input dims) on every block, after XSA, with LN scale
+    "model_parity_gate_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
+                                      mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,
+                                      qk_gain_init=1.5, tied_embed_init_std=0.005, attn_gate=1, xsa_last=2,
+                                      ln_scale=1), 2, 10, 3141),
+    # full gate (all 16 dims) over recurrence (blocks 1-2 of 4 x2: shared gates), untied, GQA 2/1
+    "model_parity_gate_full_v1.bin": (dict(vocab_size=48, num_layers=4, model_dim=16, num_heads=2, num_kv_heads=1,
+                                           mlp_mult=2, tie_embeddings=0, rope_base=500.0, logit_softcap=15.0,
+                                           qk_gain_init=1.5, tied_embed_init_std=0.005, attn_gate=2, recur_first=1,
+                                           recur_last=2, recur_loops=2), 3, 9, 2718),
     # partial RoPE: 4 of 8 head dims rotate (caddie's pairing; check_rope_perm ties it to the records')
     "model_parity_rope_v1.bin": (dict(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2,
                                       mlp_mult=2, tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0,

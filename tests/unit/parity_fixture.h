@@ -121,7 +121,8 @@ static inline cad_model_config pf_model_config(const pf_file *f, int max_batch_s
             {"config.bigram_buckets", offsetof(cad_model_config, bigram_buckets)},
             {"config.bigram_dim", offsetof(cad_model_config, bigram_dim)},
             {"config.smear_gate", offsetof(cad_model_config, smear_gate)},
-            {"config.rope_dims", offsetof(cad_model_config, rope_dims)}};
+            {"config.rope_dims", offsetof(cad_model_config, rope_dims)},
+            {"config.attn_gate", offsetof(cad_model_config, attn_gate)}};
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
             if (strcmp(f->r[i].name, ints[k].rec) == 0) *(int *)((char *)&c + ints[k].off) = (int)pf_scalar(f, ints[k].rec);
         /* micro-MoE and early exit (tests/scripts/gen_moe_fixture.py) */

@@ -8,6 +8,8 @@
 #include "engine/stream.h"
 
 #include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
 
 static uint64_t fnv1a64(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
@@ -142,6 +144,47 @@ static void test_tell_seek(void) {
     cad_token_stream_close(&s);
 }
 
+/* curriculum: length: a crafted shard in windows of 10 tokens; each window hands out its
+ * documents (from a BOS, or the window start) shortest first, ties in stream order, then the
+ * next window; the stream wraps to window 0. tell/seek mid-window resumes the same order, and
+ * window 0 (off) is the raw stream. */
+static void test_length_curriculum(void) {
+    static const uint16_t raw[22] = {1, 5, 5, 5, 1, 6, 1, 7, 7, 9, /* window 0: docs of 4, 2, 4 */
+                                     1, 8, 8, 1, 4, 1, 3, 3, 3, 3, /* window 1: 3, 2, 5 */
+                                     2, 2};                        /* window 2: a tail of 2 */
+    static const uint16_t want[25] = {1, 6, 1, 5, 5, 5, 1, 7, 7, 9, 1, 4, 1, 8, 8, 1, 3, 3, 3, 3, 2, 2, 1, 6, 1};
+    char dir[4200], p[4300];
+    snprintf(dir, sizeof dir, "%s/curr", check_tmpdir());
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/fineweb_train_000000.bin", dir);
+    cad_err e;
+    CHECK_EQ_INT(cad_shard_write(p, raw, 22, &e), CAD_OK);
+    snprintf(p, sizeof p, "%s/fineweb_train_*.bin", dir);
+    cad_token_stream s, t;
+    CHECK_EQ_INT(cad_token_stream_open(&s, p, 16, &e), CAD_OK);
+    CHECK_EQ_INT(cad_token_stream_set_curriculum(&s, 10, 1, &e), CAD_OK);
+    uint16_t got[25], rest[12], again[12];
+    for (int i = 0; i < 25; i += 7) /* chunks that cross the window ends */
+        CHECK_EQ_INT(cad_token_stream_take(&s, i + 7 <= 25 ? 7 : 25 - i, got + i, &e), CAD_OK);
+    CHECK(memcmp(got, want, sizeof want) == 0);
+    CHECK_EQ_INT(cad_token_stream_seek(&s, (cad_stream_pos){0, 13}, &e), CAD_OK); /* mid-window 1 */
+    CHECK_EQ_INT(cad_token_stream_take(&s, 12, rest, &e), CAD_OK);
+    CHECK(memcmp(rest, want + 13, sizeof rest) == 0);
+    CHECK_EQ_INT(cad_token_stream_open(&t, p, 16, &e), CAD_OK); /* a fresh reader resumed there */
+    CHECK_EQ_INT(cad_token_stream_set_curriculum(&t, 10, 1, &e), CAD_OK);
+    CHECK_EQ_INT(cad_token_stream_seek(&t, (cad_stream_pos){0, 13}, &e), CAD_OK);
+    CHECK_EQ_INT(cad_token_stream_take(&t, 12, again, &e), CAD_OK);
+    CHECK(memcmp(again, rest, sizeof rest) == 0);
+    CHECK_EQ_INT(cad_token_stream_set_curriculum(&t, 0, 1, &e), CAD_OK); /* off: the raw stream */
+    CHECK_EQ_INT(cad_token_stream_seek(&t, (cad_stream_pos){0, 0}, &e), CAD_OK);
+    CHECK_EQ_INT(cad_token_stream_take(&t, 22, got, &e), CAD_OK);
+    CHECK(memcmp(got, raw, sizeof raw) == 0);
+    CHECK_EQ_INT(cad_token_stream_set_curriculum(&t, -1, 1, &e), CAD_ECONFIG);
+    CHECK(strstr(e.msg, "curriculum_window=-1") != NULL);
+    cad_token_stream_close(&s);
+    cad_token_stream_close(&t);
+}
+
 static void test_loader_errors(void) {
     cad_train_loader L;
     cad_err e;
@@ -182,6 +225,7 @@ int main(void) {
     RUN(test_val_trim_matches);
     RUN(test_take_wraps_contiguously);
     RUN(test_tell_seek);
+    RUN(test_length_curriculum);
     RUN(test_loader_errors);
     RUN(test_all_empty_shards);
     return check_report();

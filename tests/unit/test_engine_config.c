@@ -161,6 +161,15 @@ static void test_invalid_combinations(void) {
     expect_invalid("eval_stride=2048", "eval_stride=2048");
     expect_invalid("recur_layers=3to5", "recur_layers='3to5': expected 'a-b'");
     expect_invalid("recur_loops=0", "recur_loops=0");
+    expect_invalid("eval_recur_loops=17", "eval_recur_loops=17: expected 0 (= recur_loops) or 1..16");
+    expect_invalid("curriculum=shortest", "curriculum='shortest': expected none or length");
+    expect_invalid("curriculum_window=0", "curriculum_window=0: expected >= 1 token");
+    expect_invalid("attn_gate=dense", "attn_gate='dense': expected none, sparse or full");
+    expect_invalid("seq_len_schedule=512@0.1", "seq_len_schedule='512@0.1': expected"); /* must start at 0 */
+    expect_invalid("seq_len_schedule=512@0,1024@0.5,768@0.5", "fractions rising from 0");
+    expect_invalid("seq_len_schedule=512", "T@frac");
+    expect_invalid("seq_len_schedule=512@0,1024@1", "below 1");
+    expect_invalid("seq_len_schedule=512@0,1000@0.5", "seq_len_schedule entry 1000@0.5: expected a length dividing");
     expect_invalid("artifact_compressor=xz", "expected zlib, zstd, lzma or brotli");
     expect_invalid("code_compress=brotli", "code_compress='brotli': expected none, lzma or zlib");
     expect_invalid("qat_bits=7", "qat_bits='7': expected 0 (off), 8, 6, 5, 4, 3, 2 or ternary");

@@ -206,6 +206,10 @@ static void test_parity_moe(void) { parity_case("tests/fixtures/engine/model_par
 static void test_parity_moe_early_exit(void) { parity_case("tests/fixtures/engine/model_parity_moe_exit_v1.bin"); }
 
 static void test_parity_partial_rope(void) { parity_case("tests/fixtures/engine/model_parity_rope_v1.bin"); }
+/* attn_gate: sparse (12 input dims) after XSA with LN scale; full over recurrence (the shared
+ * blocks' gates used twice), untied (gate weights spread so the gates are not all 0.5) */
+static void test_parity_attn_gate(void) { parity_case("tests/fixtures/engine/model_parity_gate_v1.bin"); }
+static void test_parity_attn_gate_full(void) { parity_case("tests/fixtures/engine/model_parity_gate_full_v1.bin"); }
 
 /* matmul_precision: bf16 against the same fp32 torch fixture: every dense product now reads
  * operands rounded to bf16 (relative error up to 2^-9 each), so the loss and gradients move by
@@ -325,6 +329,11 @@ static void test_model_finite_differences(void) {
     fd_case("tests/fixtures/engine/model_parity_bigram_same_v1.bin", bgs, sizeof(bgs) / sizeof(bgs[0]));
     static const char *const rope[] = {"blocks.1.attn.c_q.weight", "blocks.2.attn.c_k.weight"};
     fd_case("tests/fixtures/engine/model_parity_rope_v1.bin", rope, sizeof(rope) / sizeof(rope[0]));
+    /* attn_gate: the gate weights, and c_q whose input the gate reads too */
+    static const char *const gate[] = {"blocks.1.attn.attn_gate_w", "blocks.2.attn.attn_gate_w", "blocks.0.attn.c_q.weight"};
+    fd_case("tests/fixtures/engine/model_parity_gate_v1.bin", gate, sizeof(gate) / sizeof(gate[0]));
+    static const char *const gfull[] = {"blocks.1.attn.attn_gate_w", "blocks.3.attn.attn_gate_w", "blocks.2.attn.proj.weight"};
+    fd_case("tests/fixtures/engine/model_parity_gate_full_v1.bin", gfull, sizeof(gfull) / sizeof(gfull[0]));
 }
 
 /* ---- table, init, semantics -------------------------------------------------------------- */
@@ -504,6 +513,14 @@ static void test_bench_flops(void) {
     CHECK_NEAR(cad_model_bench_flops(&c, 8, 1024), dense + attn, 0.0, 1e-12);
 }
 
+/* Fill every tensor of m with fixed nonzero values (zero-init projections would hide the blocks). */
+static void fill_weights(cad_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        cad_param *p = &m->params[i];
+        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
+    }
+}
+
 /* recur_start_frac: a looped model switched off is the plain model (each block once, the
  * first skip_weights rows): same loss and gradients, bit for bit; switched on again it is the
  * looped model again. */
@@ -517,9 +534,9 @@ static void test_recurrence_switch(void) {
     CHECK(cad_model_init(&loop, &cl, cad_backend_cpu(), 5, &e) == CAD_OK);
     CHECK(cad_model_init(&plain, &c, cad_backend_cpu(), 6, &e) == CAD_OK);
     /* give every tensor values (zero-init projections would hide the blocks) and copy by name */
+    fill_weights(&loop);
     for (int i = 0; i < loop.n_params; i++) {
         cad_param *p = &loop.params[i], *q = cad_model_param(&plain, p->name);
-        for (long k = 0; k < p->numel; k++) p->data[k] = 0.3f * sinf(0.37f * (float)(k + 13 * i)) + (k % 5 == 0);
         CHECK(q != NULL);
         if (q) memcpy(q->data, p->data, sizeof(float) * (size_t)q->numel); /* skip_weights: the first rows */
     }
@@ -545,6 +562,84 @@ static void test_recurrence_switch(void) {
     CHECK(l_on2 == l_on);
     cad_model_free(&loop);
     cad_model_free(&plain);
+}
+
+/* attn_gate: blocks.N.attn.attn_gate_w right after q_gain, [NH, 12] (sparse; [NH, C] full), a
+ * control tensor in the Adam scalar group; sparse starts at zero (gates 0.5), full near it. */
+static void test_attn_gate_params(void) {
+    for (int mode = CAD_ATTN_GATE_SPARSE; mode <= CAD_ATTN_GATE_FULL; mode++) {
+        cad_model_config c = tiny_config();
+        c.attn_gate = mode;
+        cad_model m;
+        cad_err e;
+        CHECK(cad_model_init(&m, &c, cad_backend_cpu(), 5, &e) == CAD_OK);
+        for (int l = 0; l < c.num_layers; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "blocks.%d.attn.attn_gate_w", l);
+            cad_param *p = cad_model_param(&m, name);
+            CHECK_MSG(p != NULL, "no %s", name);
+            if (!p) continue;
+            CHECK(strstr(p[-1].name, "attn.q_gain") != NULL && strstr(p[1].name, "attn.c_q.weight") != NULL);
+            CHECK_EQ_INT(p->shape[0], c.num_heads);
+            CHECK_EQ_INT(p->shape[1], mode == CAD_ATTN_GATE_FULL ? c.model_dim : CAD_ATTN_GATE_WINDOW);
+            CHECK_EQ_INT(p->group, CAD_PG_SCALAR);
+            CHECK_EQ_INT(p->is_control, 1);
+            double amax = 0;
+            for (long k = 0; k < p->numel; k++) amax = fmax(amax, fabs(p->data[k]));
+            CHECK(mode == CAD_ATTN_GATE_SPARSE ? amax == 0.0 : amax > 0.0 && amax < 0.05);
+        }
+        c.attn_gate = 3;
+        CHECK(cad_model_config_check(&c, &e) == CAD_ECONFIG && strstr(e.msg, "attn_gate"));
+        cad_model_free(&m);
+    }
+}
+
+
+/* eval_recur_loops: a model trained with 2 passes (recur_loops_max 3, per-pass scales on) set
+ * to 3 passes is the 3-pass model on the same weights, loss and gradients bit for bit; set back
+ * to 2 it is the 2-pass model again (whose tensors are the 3-pass ones' first rows). */
+static void test_eval_recur_loops(void) {
+    cad_model_config c = tiny_config();
+    c.num_layers = 4, c.recur_first = 1, c.recur_last = 2, c.recur_loop_scales = 1;
+    cad_model_config c2 = c, c3 = c;
+    c2.recur_loops = 2, c2.recur_loops_max = 3;
+    c3.recur_loops = 3;
+    cad_model m2, m3;
+    cad_err e;
+    CHECK(cad_model_init(&m2, &c2, cad_backend_cpu(), 5, &e) == CAD_OK);
+    CHECK(cad_model_init(&m3, &c3, cad_backend_cpu(), 6, &e) == CAD_OK);
+    CHECK_EQ_INT(m2.n_params, m3.n_params);
+    CHECK_EQ_INT(m2.n_virtual, 6); /* trains with 2 passes */
+    fill_weights(&m2);
+    for (int i = 0; i < m2.n_params; i++) { /* same shapes: skip_weights and the scales sized for 3 passes */
+        cad_param *p = &m2.params[i], *q = cad_model_param(&m3, p->name);
+        CHECK(q && q->numel == p->numel);
+        if (q) memcpy(q->data, p->data, sizeof(float) * (size_t)p->numel);
+    }
+    int32_t x[32], y[32];
+    for (int i = 0; i < 32; i++) x[i] = (i * 5) % 64, y[i] = (i * 7 + 1) % 64;
+    float l2, l3, l_ref, l2b;
+    CHECK(cad_model_forward(&m2, x, y, 2, 16, &l2, &e) == CAD_OK);
+    cad_model_set_loops(&m2, 3);
+    CHECK_EQ_INT(m2.n_virtual, 8);
+    cad_model_zero_grad(&m2);
+    cad_model_zero_grad(&m3);
+    CHECK(cad_model_forward(&m2, x, y, 2, 16, &l3, &e) == CAD_OK && cad_model_backward(&m2, &e) == CAD_OK);
+    CHECK(cad_model_forward(&m3, x, y, 2, 16, &l_ref, &e) == CAD_OK && cad_model_backward(&m3, &e) == CAD_OK);
+    CHECK_MSG(l3 == l_ref, "3 passes %.9g vs the 3-pass model %.9g", (double)l3, (double)l_ref);
+    CHECK(l3 != l2);
+    for (int i = 0; i < m3.n_params; i++) {
+        cad_param *q = &m3.params[i], *p = cad_model_param(&m2, q->name);
+        CHECK_MSG(p && memcmp(p->grad, q->grad, sizeof(float) * (size_t)q->numel) == 0, "grad %s differs", q->name);
+    }
+    cad_model_set_loops(&m2, 9); /* clamped to the planned maximum */
+    CHECK_EQ_INT(m2.loops, 3);
+    cad_model_set_recurrence(&m2, 1);
+    CHECK_EQ_INT(m2.loops, 2);
+    CHECK(cad_model_forward(&m2, x, y, 2, 16, &l2b, &e) == CAD_OK);
+    CHECK(l2b == l2);
+    cad_model_free(&m2);
+    cad_model_free(&m3);
 }
 
 /* QAT: the artifact decodes bit-exactly to the fake-quantised weights the last forward read.
@@ -642,7 +737,8 @@ static void test_artifact_roundtrip_model_techniques(void) {
     cad_model_config c = {.vocab_size = 512, .num_layers = 1, .model_dim = 192, .num_heads = 2, .num_kv_heads = 1,
                           .mlp_mult = 1, .tie_embeddings = 1, .rope_base = 10000.0f, .logit_softcap = 30.0f,
                           .qk_gain_init = 1.5f, .tied_embed_init_std = 0.005f, .max_batch_seqs = 2, .max_seq_len = 8,
-                          .embed_dim = 160, .bigram_buckets = 1024, .bigram_dim = 80, .smear_gate = 1, .ln_scale = 1};
+                          .embed_dim = 160, .bigram_buckets = 1024, .bigram_dim = 80, .smear_gate = 1, .ln_scale = 1,
+                          .attn_gate = CAD_ATTN_GATE_SPARSE};
     cad_model m;
     cad_err e = {0};
     if (cad_model_init(&m, &c, cad_backend_cpu(), 9, &e)) { CHECK_MSG(0, "%s", e.msg); return; }
@@ -652,7 +748,7 @@ static void test_artifact_roundtrip_model_techniques(void) {
         m.param_mem[k] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.3f;
     }
     const char *want[] = {"tok_emb.weight", "embed_proj.weight", "bigram.embed.weight", "bigram.proj.weight",
-                          "bigram.scale", "smear.gate"};
+                          "bigram.scale", "smear.gate", "blocks.0.attn.attn_gate_w"};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) CHECK_MSG(cad_model_param(&m, want[k]), "no %s", want[k]);
     CHECK_EQ_INT(cad_model_param(&m, "bigram.scale")->ndim, 0);
     CHECK_EQ_INT(cad_model_param(&m, "tok_emb.weight")->shape[1], 160);
@@ -678,6 +774,9 @@ static void test_artifact_roundtrip_model_techniques(void) {
     }
     CHECK_EQ_INT(cad_int8_scheme(&ts[cad_model_param(&m, "tok_emb.weight") - m.params]), CAD_Q_PER_ROW);
     CHECK_EQ_INT(cad_int8_scheme(&ts[cad_model_param(&m, "bigram.embed.weight") - m.params]), CAD_Q_PER_ROW);
+    cad_param *gw = cad_model_param(&m, "blocks.0.attn.attn_gate_w"); /* a control tensor: fp32, exact */
+    CHECK_EQ_INT(cad_int8_scheme(&ts[gw - m.params]), CAD_Q_FP32);
+    CHECK(memcmp(dec + (gw->data - m.param_mem), gw->data, sizeof(float) * (size_t)gw->numel) == 0);
     memcpy(m.param_mem, dec, nf * sizeof(float));
     CHECK(cad_model_forward(&m, x, y, 2, 8, &l8, &e) == CAD_OK);
     printf("    loss fp32 %.6f int8 round trip %.6f\n", l32, l8);
@@ -696,6 +795,8 @@ int main(void) {
     RUN(test_parity_recur_loop_scales);
     RUN(test_recur_loop_scales_copies_are_plain_recurrence);
     RUN(test_recurrence_switch);
+    RUN(test_eval_recur_loops);
+    RUN(test_attn_gate_params);
     RUN(test_parity_leaky_relu2);
     RUN(test_parity_xsa);
     RUN(test_parity_parallel_residual);
@@ -703,6 +804,8 @@ int main(void) {
     RUN(test_parity_bigram_smear);
     RUN(test_parity_bigram_same_width);
     RUN(test_parity_partial_rope);
+    RUN(test_parity_attn_gate);
+    RUN(test_parity_attn_gate_full);
     RUN(test_parity_moe);
     RUN(test_parity_moe_early_exit);
     RUN(test_parity_bf16_matmuls);

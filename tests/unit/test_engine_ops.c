@@ -478,6 +478,42 @@ static void test_xsa(void) {
     release(c.y), release(c.v), release(c.out), release(c.R), release(gy), release(gv);
 }
 
+/* ---- head_gate -------------------------------------------------------------------------- */
+
+typedef struct {
+    int N, NH, HD;
+    float *y, *gate, *out, *R;
+} gate_ctx;
+
+static double gate_loss(void *p) {
+    gate_ctx *c = p;
+    be->head_gate_forward(be, c->out, c->NH * c->HD, c->y, c->NH * c->HD, c->gate, c->N, c->NH, c->HD);
+    return weighted_sum(c->out, c->R, (size_t)c->N * c->NH * c->HD);
+}
+
+/* each head row times sigmoid(its gate), against a double reference; finite differences for dy
+ * and dgate (both =), and dy computed in place over dout gives the same bits */
+static void test_head_gate(void) {
+    gate_ctx c = {.N = 7, .NH = 3, .HD = 8};
+    size_t ny = (size_t)c.N * c.NH * c.HD, ng = (size_t)c.N * c.NH;
+    c.y = randn(ny, 1.0f), c.gate = randn(ng, 2.0f), c.out = tensor(ny), c.R = randn(ny, 1.0f);
+    gate_loss(&c);
+    for (size_t i = 0; i < ny; i++) {
+        double g = 1.0 / (1.0 + exp(-(double)c.gate[i / c.HD]));
+        CHECK_NEAR(c.out[i], c.y[i] * g, 1e-6, 1e-6);
+    }
+    float *gy = tensor(ny), *gg = tensor(ng), *gy2 = tensor(ny), *gg2 = tensor(ng);
+    fill(gy, ny, NAN);
+    fill(gg, ng, NAN);
+    be->head_gate_backward(be, gy, c.NH * c.HD, gg, c.R, c.NH * c.HD, c.y, c.NH * c.HD, c.gate, c.N, c.NH, c.HD);
+    fd_check("head_gate dy", c.y, gy, 0.0f, ny, gate_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    fd_check("head_gate dgate", c.gate, gg, 0.0f, ng, gate_loss, &c, 1e-2f, 2e-3, 1e-2, 80, NULL);
+    memcpy(gy2, c.R, ny * sizeof(float));
+    be->head_gate_backward(be, gy2, c.NH * c.HD, gg2, gy2, c.NH * c.HD, c.y, c.NH * c.HD, c.gate, c.N, c.NH, c.HD);
+    CHECK(memcmp(gy2, gy, ny * sizeof(float)) == 0 && memcmp(gg2, gg, ng * sizeof(float)) == 0);
+    release(c.y), release(c.gate), release(c.out), release(c.R), release(gy), release(gg), release(gy2), release(gg2);
+}
+
 /* ---- relu2 ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -1086,6 +1122,7 @@ int main(void) {
     RUN(test_attention);
     RUN(test_attention_nonfinite);
     RUN(test_xsa);
+    RUN(test_head_gate);
     RUN(test_relu2);
     RUN(test_resid_mix);
     RUN(test_scale_add);

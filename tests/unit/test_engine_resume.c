@@ -152,6 +152,13 @@ static void test_resume_with_delayed_recurrence(void) {
     resume_case("rec_", 3, x);
 }
 
+/* seq_len_schedule switches 16 -> 32 tokens per row at step 4 of 8 (right after the checkpoint):
+ * the resumed run takes the same rows from the same stream position */
+static void test_resume_with_seq_len_schedule(void) {
+    char *x[] = {"seq_len_schedule=16@0,32@0.5"};
+    resume_case("sls_", 1, x);
+}
+
 static void test_checkpoint_errors(void) {
     const cad_backend *be = cad_backend_cpu();
     float p[6] = {1, 2, 3, 4, 5, 6}, s[4] = {7, 8, 9, 10}, p2[6], s2[4];
@@ -237,6 +244,7 @@ int main(void) {
     RUN(test_resume_is_bit_identical);
     RUN(test_resume_with_ema_and_wd);
     RUN(test_resume_with_delayed_recurrence);
+    RUN(test_resume_with_seq_len_schedule);
     RUN(test_checkpoint_errors);
     return check_report();
 }

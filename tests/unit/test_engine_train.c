@@ -280,6 +280,101 @@ static void test_eval_seq_len(void) {
     cad_config_free(&a), cad_config_free(&b), cad_config_free(&d);
 }
 
+/* Three runs of one config with different extra keys; the val lines (timings cut) and the
+ * train losses of each, for tests that compare what a key changes. */
+typedef struct {
+    char val[8192];
+    double train[16];
+    int n_train;
+    char *log;
+} run_view;
+
+static int run_three(const char *names[3], char **extra[3], const int n_extra[3], run_view v[3]) {
+    for (int i = 0; i < 3; i++) {
+        cad_config c;
+        v[i].log = NULL;
+        if (tiny_config(&c, names[i], n_extra[i], extra[i])) return -1;
+        cad_err e = {0};
+        int rc = run_captured(&c, names[i], &e);
+        cad_config_free(&c);
+        CHECK_MSG(rc == CAD_OK, "%s: %s", names[i], e.msg);
+        if (rc) return -1;
+        v[i].log = check_slurp(run_file(names[i], "log.txt"), NULL);
+        if (!v[i].log) return -1;
+        val_lines(v[i].log, v[i].val, sizeof v[i].val);
+        v[i].n_train = train_losses(v[i].log, v[i].train, 16);
+    }
+    return 0;
+}
+
+/* eval_recur_loops: equal to recur_loops it is today's run (every val line the same); 3 passes
+ * trains the same 2-pass model (same train losses) and scores it differently. */
+static void test_eval_recur_loops_run(void) {
+    char *x0[] = {"recur_layers=0-0", "recur_loops=2"};
+    char *x1[] = {"recur_layers=0-0", "recur_loops=2", "eval_recur_loops=2"};
+    char *x2[] = {"recur_layers=0-0", "recur_loops=2", "eval_recur_loops=3"};
+    const char *names[3] = {"erl0", "erl2", "erl3"};
+    char **extra[3] = {x0, x1, x2};
+    const int n[3] = {2, 3, 3};
+    static run_view v[3];
+    if (run_three(names, extra, n, v) == 0) {
+        CHECK(strlen(v[0].val) > 0);
+        CHECK_MSG(strcmp(v[0].val, v[1].val) == 0, "eval_recur_loops=recur_loops changed the scores:\n%s---\n%s",
+                  v[0].val, v[1].val);
+        CHECK_MSG(strcmp(v[0].val, v[2].val) != 0, "eval_recur_loops=3 scored exactly like 2:\n%s", v[2].val);
+        CHECK_EQ_INT(v[0].n_train, v[2].n_train);
+        for (int i = 0; i < v[0].n_train && i < v[2].n_train; i++)
+            CHECK_MSG(v[0].train[i] == v[2].train[i], "train_loss %d differs", i);
+        CHECK(strstr(v[2].log, "eval_recur_loops:3 (training: 2) virtual_layers_at_eval:4") != NULL);
+    }
+    for (int i = 0; i < 3; i++) free(v[i].log);
+}
+
+/* seq_len_schedule: one entry at train_seq_len is today's run (every train loss and val line the
+ * same); 16 then 32 tokens per row trains differently from step 2 and switches at step 4 of 8,
+ * reading the same tokens per step (the val lines after the run differ, the step count not). */
+static void test_seq_len_schedule_run(void) {
+    char *x0[] = {"grad_accum_steps=1"};
+    char *x1[] = {"grad_accum_steps=1", "seq_len_schedule=32@0"};
+    char *x2[] = {"grad_accum_steps=1", "seq_len_schedule=16@0,32@0.5"};
+    const char *names[3] = {"sls0", "sls1", "sls2"};
+    char **extra[3] = {x0, x1, x2};
+    const int n[3] = {1, 2, 2};
+    static run_view v[3];
+    if (run_three(names, extra, n, v) == 0) {
+        CHECK_MSG(strcmp(v[0].val, v[1].val) == 0, "a one-entry schedule at train_seq_len changed the scores");
+        CHECK_EQ_INT(v[0].n_train, v[1].n_train);
+        CHECK_EQ_INT(v[0].n_train, v[2].n_train);
+        for (int i = 0; i < v[0].n_train && i < v[1].n_train; i++) CHECK(v[0].train[i] == v[1].train[i]);
+        /* step 1 reads the zero-init projections (no context effect yet); step 2 does not */
+        CHECK_MSG(v[0].n_train > 1 && v[0].train[1] != v[2].train[1], "16-token rows trained like 32-token rows");
+        CHECK(strstr(v[2].log, "seq_len:32 step:4 frac:0.500 batch_seqs:8") != NULL);
+        CHECK(strstr(v[0].log, "\nseq_len:") == NULL);
+        CHECK(strstr(v[2].log, "seq_len_schedule:16@0,32@0.5 (tokens per step stay 256)") != NULL);
+    }
+    for (int i = 0; i < 3; i++) free(v[i].log);
+}
+
+/* curriculum: length through the trainer: windows of one token cannot reorder anything (the run
+ * is the plain one, bit for bit); windows of 4096 tokens (~80 documents of the test shard, BOS
+ * every 50) hand the short ones out first and train on other rows. */
+static void test_curriculum_run(void) {
+    char *x0[] = {"curriculum=none"};
+    char *x1[] = {"curriculum=length", "curriculum_window=1"};
+    char *x2[] = {"curriculum=length", "curriculum_window=4096"};
+    const char *names[3] = {"cur0", "cur1", "cur2"};
+    char **extra[3] = {x0, x1, x2};
+    const int n[3] = {1, 2, 2};
+    static run_view v[3];
+    if (run_three(names, extra, n, v) == 0) {
+        CHECK_MSG(strcmp(v[0].val, v[1].val) == 0, "one-token windows changed the scores");
+        CHECK_EQ_INT(v[0].n_train, v[1].n_train);
+        for (int i = 0; i < v[0].n_train && i < v[1].n_train; i++) CHECK(v[0].train[i] == v[1].train[i]);
+        CHECK_MSG(v[0].train[0] != v[2].train[0], "the length curriculum read the plain stream");
+    }
+    for (int i = 0; i < 3; i++) free(v[i].log);
+}
+
 static void test_errors_before_work(void) {
     cad_config c;
     cad_err e = {0};
@@ -448,6 +543,9 @@ int main(void) {
     RUN(test_warmup_restores_everything);
     RUN(test_save_weights_and_init_from);
     RUN(test_eval_seq_len);
+    RUN(test_eval_recur_loops_run);
+    RUN(test_seq_len_schedule_run);
+    RUN(test_curriculum_run);
     RUN(test_errors_before_work);
     RUN(test_wallclock_cap_stops_early);
     RUN(test_code_compress);

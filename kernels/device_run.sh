@@ -4,8 +4,9 @@
 #   bash kernels/device_run.sh bundle [SRC_TREE]   here (no GPU): build a portable caddie binary
 #                                                  into .gpu/ with the non-CUDA libraries it needs
 #                                                  and train_gpt.py beside it
-#   bash kernels/device_run.sh measure             there (GPU): selftest, bench, train_gpt.py side
-#                                                  by side; logs under $OUT, a summary table last
+#   bash kernels/device_run.sh measure             there (GPU): selftest, bench (the attention
+#                                                  kernels v2 and v1 side by side), train_gpt.py;
+#                                                  logs under $OUT, a summary table last
 #                                                  (SKIP_TORCH=1: no train_gpt.py run, ~2 min less;
 #                                                  NCU_KERNELS=regex: ncu counters of those kernels)
 #
@@ -80,8 +81,13 @@ measure() {
     } >"$OUT/env.log" 2>&1
     cat "$OUT/env.log"
     local B=.gpu/caddie
+    # the tensor-core attention in both generations (CADDIE_ATTN_KERNEL, kernels/k_attention.cuh):
+    # v2 is the default; v1 runs on the same warm machine right after it, so the two compare
     step bench_bf16 120 $B bench --backend cuda --set matmul_precision=bf16 --steps 10 --warmup 3 --profile-steps 1
+    step bench_bf16_attn_v1 120 env CADDIE_ATTN_KERNEL=v1 $B bench --backend cuda --set matmul_precision=bf16 \
+        --steps 10 --warmup 3 --profile-steps 1
     TAIL_LINES=15 step selftest 200 $B gpu selftest --large --quiet
+    TAIL_LINES=5 step selftest_attn_v1 60 env CADDIE_ATTN_KERNEL=v1 $B gpu selftest --quiet
     [ -f .gpu/train_gpt.py ] && [ -z "${SKIP_TORCH:-}" ] &&
         TAIL_LINES=12 step bench_torch 240 $B bench --backend cuda --set matmul_precision=bf16 --steps 10 --warmup 3 \
             --profile-steps 0 --torch-script .gpu/train_gpt.py
@@ -98,8 +104,10 @@ measure() {
     cp /tmp/caddie-bench-torch-*.log "$OUT/" 2>/dev/null
     echo; echo "== summary"
     printf '%s\n' "${RESULTS[@]}"
-    grep -h -E '^(ms/step|tokens/s|MFU|torch ms/step)' "$OUT"/bench_*.log
-    grep -h -iE 'passed|failed' "$OUT/selftest.log" | tail -n 3
+    grep -H -E '^(ms/step|tokens/s|MFU|torch ms/step)' "$OUT"/bench_*.log
+    echo "attention per slot, v2 (bench_bf16) and v1 (bench_bf16_attn_v1):"
+    grep -H -E 'attention_(forward|backward)' "$OUT"/bench_bf16.log "$OUT"/bench_bf16_attn_v1.log 2>/dev/null
+    grep -H -iE 'passed|failed' "$OUT"/selftest*.log | tail -n 6
 }
 
 case ${1:-} in

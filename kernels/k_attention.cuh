@@ -21,8 +21,10 @@
  *     HD <= K_ATT_MAX_HD): the `matmul_precision: fp32` path, and with bf16 = 1
  *     the bf16 fallback for HD != 64 (product operands rounded to bf16 as they are loaded, P and
  *     dS rounded before their products, exactly where the CPU reference's bf16 GEMMs round).
- *   tensor cores (k_attention_mma.cuh), bf16 mma.sync m16n8k16 with fp32 accumulation, HD = 64:
- *     the `matmul_precision: bf16` path.
+ *   tensor cores, bf16 mma.sync m16n8k16 with fp32 accumulation, HD = 64: the
+ *     `matmul_precision: bf16` path, in two generations picked by CADDIE_ATTN_KERNEL
+ *     (k_att_kernel_from_env): v1 (k_attention_mma.cuh) and v2, the default
+ *     (k_attention_mma2.cuh: ldmatrix, cp.async double buffering, exp2, 128-row forward tiles).
  * FLOP / byte estimates per kernel: kernels/README.md "Attention".
  *
  * Not here: q/k norm, RoPE and q_gain (k_qk_norm_rope.cuh), XSA (k_xsa.cuh), the projections.
@@ -455,7 +457,7 @@ __global__ void k_attention_backward_dkv_simt(k_attention_params p) {
 }
 EMU_KERNEL(k_attention_backward_dkv_simt, k_attention_params)
 
-#include "kernels/k_attention_mma.cuh"
+#include "kernels/k_attention_mma2.cuh"
 
 /* ---- launchers ---------------------------------------------------------------------------- */
 
@@ -491,11 +493,25 @@ static size_t k_att_simt_tiles(int kind, k_attention_params *p) {
 /* The tensor-core kernels serve bf16 precision at HD = 64; everything else runs SIMT. */
 static int k_att_use_mma(int bf16, int HD) { return bf16 && HD == K_ATT_MMA_HD; }
 
+/* Which tensor-core generation runs (the SIMT path has one): CADDIE_ATTN_KERNEL=v1 (64-row
+ * tiles, scalar fragment loads, synchronous tiles: k_attention_mma.cuh) or v2 (ldmatrix,
+ * cp.async double buffering, exp2, 128-row forward tiles: k_attention_mma2.cuh), unset = v2.
+ * Read once per backend context (kb_ctx_init), so one binary can A/B both on a GPU
+ * (kernels/device_run.sh measure does). Anything else is a caller error: abort, as K_ASSERT. */
+static int k_att_kernel_from_env(void) {
+    const char *v = getenv("CADDIE_ATTN_KERNEL");
+    if (!v || !*v || strcmp(v, "v2") == 0) return 2;
+    if (strcmp(v, "v1") == 0) return 1;
+    fprintf(stderr, "[KERNEL ASSERT] CADDIE_ATTN_KERNEL=%s: expected v1 or v2\n", v);
+    abort();
+}
+
 /* Scratch: D = rowsum(dy * y), [B,NH,T] floats, and on the tensor-core path the packed bf16
  * operands (k_att_pack): q and dy as rows and transposed ([B*NH][Tp][64] each), k as rows and
  * transposed, v as rows (the backward) or transposed (the forward) ([B*KV][Tp][64] each), every
  * array 256-byte aligned. The baseline micro-batch (B=64, T=1024, 8/4 heads): 2 MiB of D plus
- * 4 x 64 + 3 x 32 MiB of packs. */
+ * 4 x 64 + 3 x 32 MiB of packs. v2 uses only the row arrays (pq, pdy, pk, pv) of the same
+ * layout, so the size does not depend on the generation. */
 typedef struct k_att_scratch {
     float *D;
     unsigned *pq, *tq, *pdy, *tdy, *pk, *tk, *pv, *tv;
@@ -545,7 +561,7 @@ static void k_att_check_shapes(int B, int T, int NH, int KV, int HD) {
     K_ASSERT((long long)B * NH <= 65535 && T <= 65535 * 8);
 }
 
-static void k_attention_forward_launch(cudaStream_t s, int bf16, float *y, int ldy, float *lse,
+static void k_attention_forward_launch(cudaStream_t s, int bf16, int variant, float *y, int ldy, float *lse,
                                        const float *q, int ldq, const float *k, int ldk,
                                        const float *v, int ldv, int B, int T, int NH, int KV,
                                        int HD, float scale, void *scratch, size_t scratch_bytes) {
@@ -562,11 +578,19 @@ static void k_attention_forward_launch(cudaStream_t s, int bf16, float *y, int l
         k_att_scratch sc = k_att_scratch_layout(scratch, B, T, NH, KV, 1);
         k_att_pack_launch(s, q, ldq, B, NH, T, sc.pq, NULL);
         k_att_pack_launch(s, k, ldk, B, KV, T, sc.pk, NULL);
-        k_att_pack_launch(s, v, ldv, B, KV, T, NULL, sc.tv);
-        p.pq = sc.pq, p.pk = sc.pk, p.tv = sc.tv;
         p.Tp = K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
-        KLAUNCH(k_attention_forward_mma, KDIM3(K_CEIL_DIV(T, K_ATT_MMA_TILE), B * NH, 1),
-                K_ATT_MMA_THREADS, 0, s, p);
+        p.pq = sc.pq, p.pk = sc.pk;
+        if (variant == 2) { /* v rows (ldmatrix.trans reads them as columns) */
+            k_att_pack_launch(s, v, ldv, B, KV, T, sc.pv, NULL);
+            p.pv = sc.pv;
+            KLAUNCH(k_attention_forward_mma2, KDIM3(K_CEIL_DIV(T, K_ATT2_FWD_ROWS), B * NH, 1),
+                    K_ATT2_FWD_THREADS, 0, s, p);
+        } else {
+            k_att_pack_launch(s, v, ldv, B, KV, T, NULL, sc.tv);
+            p.tv = sc.tv;
+            KLAUNCH(k_attention_forward_mma, KDIM3(K_CEIL_DIV(T, K_ATT_MMA_TILE), B * NH, 1),
+                    K_ATT_MMA_THREADS, 0, s, p);
+        }
     } else {
         size_t shm = k_att_simt_tiles(K_ATT_FWD, &p);
         KLAUNCH(k_attention_forward_simt, KDIM3(K_CEIL_DIV(T, p.bq), B * NH, 1), K_ATT_SIMT_THREADS, shm, s,
@@ -575,7 +599,7 @@ static void k_attention_forward_launch(cudaStream_t s, int bf16, float *y, int l
     K_CHECK_LAUNCH();
 }
 
-static void k_attention_backward_launch(cudaStream_t s, int bf16, float *dq, int lddq, float *dk,
+static void k_attention_backward_launch(cudaStream_t s, int bf16, int variant, float *dq, int lddq, float *dk,
                                         int lddk, float *dv, int lddv, const float *dy, int lddy,
                                         const float *y, int ldy, const float *lse, const float *q,
                                         int ldq, const float *k, int ldk, const float *v, int ldv,
@@ -598,13 +622,25 @@ static void k_attention_backward_launch(cudaStream_t s, int bf16, float *dq, int
     K_CHECK_LAUNCH();
     if (mma) {
         k_att_scratch sc = k_att_scratch_layout(scratch, B, T, NH, KV, 1);
+        p.Tp = K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
+        int tiles = K_CEIL_DIV(T, K_ATT_MMA_TILE);
+        if (variant == 2) { /* rows only: the kernels transpose with ldmatrix.trans */
+            k_att_pack_launch(s, q, ldq, B, NH, T, sc.pq, NULL);
+            k_att_pack_launch(s, dy, lddy, B, NH, T, sc.pdy, NULL);
+            k_att_pack_launch(s, k, ldk, B, KV, T, sc.pk, NULL);
+            k_att_pack_launch(s, v, ldv, B, KV, T, sc.pv, NULL);
+            p.pq = sc.pq, p.pdy = sc.pdy, p.pk = sc.pk, p.pv = sc.pv;
+            KLAUNCH(k_attention_backward_dkv_mma2, KDIM3(tiles, B * KV, 1), K_ATT2_BWD_THREADS, 0, s, p);
+            K_CHECK_LAUNCH();
+            KLAUNCH(k_attention_backward_dq_mma2, KDIM3(tiles, B * NH, 1), K_ATT2_BWD_THREADS, 0, s, p);
+            K_CHECK_LAUNCH();
+            return;
+        }
         k_att_pack_launch(s, q, ldq, B, NH, T, sc.pq, sc.tq);
         k_att_pack_launch(s, dy, lddy, B, NH, T, sc.pdy, sc.tdy);
         k_att_pack_launch(s, k, ldk, B, KV, T, sc.pk, sc.tk);
         k_att_pack_launch(s, v, ldv, B, KV, T, sc.pv, NULL);
         p.pq = sc.pq, p.tq = sc.tq, p.pdy = sc.pdy, p.tdy = sc.tdy, p.pk = sc.pk, p.tk = sc.tk, p.pv = sc.pv;
-        p.Tp = K_CEIL_DIV(T, K_ATT_MMA_TILE) * K_ATT_MMA_TILE;
-        int tiles = K_CEIL_DIV(T, K_ATT_MMA_TILE);
         KLAUNCH(k_attention_backward_dkv_mma, KDIM3(tiles, B * KV, 1), K_ATT_MMA_THREADS, 0, s, p);
         K_CHECK_LAUNCH();
         KLAUNCH(k_attention_backward_dq_mma, KDIM3(tiles, B * NH, 1), K_ATT_MMA_THREADS, 0, s, p);

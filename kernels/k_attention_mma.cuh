@@ -16,6 +16,10 @@
  * Rounding points match the CPU bf16 reference: q, k, v, dy, P and dS are rounded; scores,
  * the softmax statistics, D and every accumulator stay fp32.
  *
+ * The packing kernel, the tile addressing, the A-fragment / C-to-A helpers and the epilogue
+ * (k_att_mma_store) serve the v2 kernels too (k_attention_mma2.cuh, the default; these v1
+ * kernels stay selectable with CADDIE_ATTN_KERNEL=v1 for A/B runs).
+ *
  * Not here: the SIMT kernels and launchers (k_attention.cuh), the mma wrapper (k_common.cuh).
  */
 #ifndef CADDIE_K_ATTENTION_MMA_CUH
@@ -129,6 +133,34 @@ static __device__ __forceinline__ void k_att_mma_zero(float acc[8][4]) {
         for (int c = 0; c < 4; c++) acc[nt][c] = 0.0f;
 }
 
+/* Max / sum over the 4 lanes of a quad (the lanes that share a C-fragment row). */
+static __device__ __forceinline__ float k_att_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(K_FULL_MASK, v, 1));
+    return fmaxf(v, __shfl_xor_sync(K_FULL_MASK, v, 2));
+}
+static __device__ __forceinline__ float k_att_quad_sum(float v) {
+    v += __shfl_xor_sync(K_FULL_MASK, v, 1);
+    return v + __shfl_xor_sync(K_FULL_MASK, v, 2);
+}
+
+/* A warp's 16 x 64 C fragments (lane rows t0 and t0 + 8), row r times mul[r], into the fp32
+ * rows b*T + t (t < T only) of a matrix with row stride ld, columns col..col+63. */
+static __device__ __forceinline__ void k_att_mma_store(float *out, int ld, size_t rowb, int col, int t0, int T,
+                                                       float acc[8][4], const float mul[2]) {
+    int tig = threadIdx.x % 4;
+    K_UNROLL
+    for (int r = 0; r < 2; r++) {
+        int t = t0 + 8 * r;
+        if (t >= T) continue;
+        float *o = out + (rowb + t) * ld + col;
+        K_UNROLL
+        for (int nt = 0; nt < 8; nt++) {
+            o[nt * 8 + 2 * tig] = acc[nt][2 * r] * mul[r];
+            o[nt * 8 + 2 * tig + 1] = acc[nt][2 * r + 1] * mul[r];
+        }
+    }
+}
+
 /* ---- forward ------------------------------------------------------------------------------ */
 
 /* grid (query tiles, B*NH), 128 threads. Warp w: query rows q0 + 16w + {g, g+8}. Shared: K
@@ -166,8 +198,7 @@ __global__ void k_attention_forward_mma(k_attention_params p) {
         float alpha[2], sum[2];
         K_UNROLL
         for (int r = 0; r < 2; r++) { /* the 4 lanes of a group share the row */
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(K_FULL_MASK, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(K_FULL_MASK, mx[r], 2));
+            mx[r] = k_att_quad_max(mx[r]);
             float mn = fmaxf(m[r], mx[r]); /* finite: key 0 is in every row's first tile */
             alpha[r] = expf(m[r] - mn);
             m[r] = mn;
@@ -182,26 +213,15 @@ __global__ void k_attention_forward_mma(k_attention_params p) {
                 o[nt][c] *= alpha[c >> 1];
             }
         K_UNROLL
-        for (int r = 0; r < 2; r++) {
-            sum[r] += __shfl_xor_sync(K_FULL_MASK, sum[r], 1);
-            sum[r] += __shfl_xor_sync(K_FULL_MASK, sum[r], 2);
-            l[r] = l[r] * alpha[r] + sum[r];
-        }
+        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + k_att_quad_sum(sum[r]);
         k_att_mma_c2a(pa, s);
         k_att_mma_abt(o, pa, Vt); /* Vt rows are head columns: O[:, nt*8..] += P V */
     }
+    float inv[2] = {1.0f / l[0], 1.0f / l[1]};
+    k_att_mma_store(p.y, p.ldy, rowb, h * K_ATT_MMA_HD, t0, p.T, o, inv);
     K_UNROLL
-    for (int r = 0; r < 2; r++) {
-        int t = t0 + 8 * r;
-        if (t >= p.T) continue;
-        float inv = 1.0f / l[r], *yr = p.y + (rowb + t) * p.ldy + (size_t)h * K_ATT_MMA_HD;
-        K_UNROLL
-        for (int nt = 0; nt < 8; nt++) {
-            yr[nt * 8 + 2 * tig] = o[nt][2 * r] * inv;
-            yr[nt * 8 + 2 * tig + 1] = o[nt][2 * r + 1] * inv;
-        }
-        if (tig == 0) p.lse[((size_t)b * p.NH + h) * p.T + t] = m[r] + logf(l[r]);
-    }
+    for (int r = 0; r < 2; r++)
+        if (tig == 0 && t0 + 8 * r < p.T) p.lse[((size_t)b * p.NH + h) * p.T + t0 + 8 * r] = m[r] + logf(l[r]);
 }
 EMU_KERNEL(k_attention_forward_mma, k_attention_params)
 
@@ -252,17 +272,8 @@ __global__ void k_attention_backward_dq_mma(k_attention_params p) {
         k_att_mma_c2a(sa, s);
         k_att_mma_abt(dq, sa, Kt);
     }
-    K_UNROLL
-    for (int r = 0; r < 2; r++) {
-        int t = t0 + 8 * r;
-        if (t >= p.T) continue;
-        float *dqr = p.dq + (rowb + t) * p.lddq + (size_t)h * K_ATT_MMA_HD;
-        K_UNROLL
-        for (int nt = 0; nt < 8; nt++) {
-            dqr[nt * 8 + 2 * tig] = dq[nt][2 * r];
-            dqr[nt * 8 + 2 * tig + 1] = dq[nt][2 * r + 1];
-        }
-    }
+    const float one[2] = {1.0f, 1.0f};
+    k_att_mma_store(p.dq, p.lddq, rowb, h * K_ATT_MMA_HD, t0, p.T, dq, one);
 }
 EMU_KERNEL(k_attention_backward_dq_mma, k_attention_params)
 
@@ -324,20 +335,9 @@ __global__ void k_attention_backward_dkv_mma(k_attention_params p) {
             k_att_mma_abt(dk, xa, Qt);
         }
     }
-    K_UNROLL
-    for (int r = 0; r < 2; r++) {
-        int key = kr0 + 8 * r;
-        if (key >= p.T) continue;
-        float *dkr = p.dk + (rowb + key) * p.lddk + (size_t)g * K_ATT_MMA_HD;
-        float *dvr = p.dv + (rowb + key) * p.lddv + (size_t)g * K_ATT_MMA_HD;
-        K_UNROLL
-        for (int nt = 0; nt < 8; nt++) {
-            dkr[nt * 8 + 2 * tig] = dk[nt][2 * r];
-            dkr[nt * 8 + 2 * tig + 1] = dk[nt][2 * r + 1];
-            dvr[nt * 8 + 2 * tig] = dv[nt][2 * r];
-            dvr[nt * 8 + 2 * tig + 1] = dv[nt][2 * r + 1];
-        }
-    }
+    const float one[2] = {1.0f, 1.0f};
+    k_att_mma_store(p.dk, p.lddk, rowb, g * K_ATT_MMA_HD, kr0, p.T, dk, one);
+    k_att_mma_store(p.dv, p.lddv, rowb, g * K_ATT_MMA_HD, kr0, p.T, dv, one);
 }
 EMU_KERNEL(k_attention_backward_dkv_mma, k_attention_params)
 

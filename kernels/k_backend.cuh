@@ -51,6 +51,7 @@ typedef struct kb_ctx {
     double *partials_host; /* pinned host copy */
     float *colpart;        /* device [K_COLPART_FLOATS]: column-sum partials (k_colsum.cuh), q_gain
                             * partials (k_qk_norm_rope.cuh); stream order keeps users apart */
+    int attn_kernel;       /* tensor-core attention generation, 1 or 2 (k_att_kernel_from_env) */
 } kb_ctx;
 
 static kb_ctx *kb_of(const cad_backend *be) { return (kb_ctx *)be->ctx; }
@@ -62,6 +63,7 @@ static void kb_ctx_init(kb_ctx *c) {
     CUDA_CHECK(cudaMalloc((void **)&c->partials, K_SUMSQ_MAX_BLOCKS * sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&c->partials_host, K_SUMSQ_MAX_BLOCKS * sizeof(double)));
     CUDA_CHECK(cudaMalloc((void **)&c->colpart, K_COLPART_FLOATS * sizeof(float)));
+    c->attn_kernel = k_att_kernel_from_env();
 }
 
 static inline void kb_ctx_free(kb_ctx *c) {
@@ -204,7 +206,7 @@ static void kb_attention_forward(const cad_backend *be, float *y, int ldy, float
                                  const float *q, int ldq, const float *k, int ldk, const float *v,
                                  int ldv, int B, int T, int NH, int KV, int HD, float scale,
                                  void *scratch, size_t scratch_bytes) {
-    k_attention_forward_launch(kb_of(be)->stream, k_gemm_bf16, y, ldy, lse, q, ldq, k, ldk, v,
+    k_attention_forward_launch(kb_of(be)->stream, k_gemm_bf16, kb_of(be)->attn_kernel, y, ldy, lse, q, ldq, k, ldk, v,
                                ldv, B, T, NH, KV, HD, scale, scratch, scratch_bytes);
 }
 
@@ -214,7 +216,7 @@ static void kb_attention_backward(const cad_backend *be, float *dq, int lddq, fl
                                   const float *k, int ldk, const float *v, int ldv, int B, int T,
                                   int NH, int KV, int HD, float scale, void *scratch,
                                   size_t scratch_bytes) {
-    k_attention_backward_launch(kb_of(be)->stream, k_gemm_bf16, dq, lddq, dk, lddk, dv, lddv, dy,
+    k_attention_backward_launch(kb_of(be)->stream, k_gemm_bf16, kb_of(be)->attn_kernel, dq, lddq, dk, lddk, dv, lddv, dy,
                                 lddy, y, ldy, lse, q, ldq, k, ldk, v, ldv, B, T, NH, KV, HD,
                                 scale, scratch, scratch_bytes);
 }

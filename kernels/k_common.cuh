@@ -228,4 +228,52 @@ static __device__ __forceinline__ void k_mma_bf16_16816(float *d, const unsigned
 #endif
 }
 
+/* ---- ldmatrix and cp.async (the FA2-style attention, k_attention_mma2.cuh) ------------------
+ * k_ldmatrix_x4{,_trans}(r, row): ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16 for the whole
+ * warp (all 32 lanes together). Lane l passes the shared address of row l%8 of matrix l/8 (16
+ * bytes, 16-byte aligned); r[i] receives two b16 of matrix i: row l/4, columns 2(l%4), 2(l%4)+1
+ * (lower half first), or with .trans column l/4, rows 2(l%4), 2(l%4)+1. That is exactly the
+ * B fragment of k_mma_bf16_16816 for an 8x8 block stored n-major (no .trans) or k-major (.trans),
+ * and x4 over (rows 0-7, k lo) (rows 8-15, k lo) (rows 0-7, k hi) (rows 8-15, k hi) is its A
+ * fragment. The emulator implements the PTX table (cuda_emu.h), pinned by test_emu_ldmatrix.
+ * k_cp_async16(dst, src): cp.async.cg.shared.global, 16 bytes, L2 only (each tile is read once
+ * per block); k_cp_async_commit() closes the thread's group; K_CP_ASYNC_WAIT(n) (n a constant)
+ * waits until at most the n newest groups are pending. A __syncthreads() after the wait makes
+ * the copies of every thread visible to the block. */
+#ifdef __CUDACC__
+#define K_ALIGN16 __align__(16) /* shared arrays that cp.async / ldmatrix address */
+#define K_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
+static __device__ __forceinline__ unsigned k_smem_addr(const void *p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+static __device__ __forceinline__ void k_ldmatrix_x4(unsigned *r, const void *row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(k_smem_addr(row)));
+}
+static __device__ __forceinline__ void k_ldmatrix_x4_trans(unsigned *r, const void *row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(k_smem_addr(row)));
+}
+static __device__ __forceinline__ void k_cp_async16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(k_smem_addr(dst)), "l"(src)
+                 : "memory");
+}
+static __device__ __forceinline__ void k_cp_async_commit(void) {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+#define K_CP_ASYNC_WAIT(n) asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory")
+#else
+#define K_ALIGN16 _Alignas(16)
+#define K_LAUNCH_BOUNDS(threads, blocks)
+static inline void k_ldmatrix_x4(unsigned *r, const void *row) { emu_ldmatrix(r, 4, 0, row, __FILE__, __LINE__); }
+static inline void k_ldmatrix_x4_trans(unsigned *r, const void *row) {
+    emu_ldmatrix(r, 4, 1, row, __FILE__, __LINE__);
+}
+static inline void k_cp_async16(void *dst, const void *src) { emu_cp_async16(dst, src, __FILE__, __LINE__); }
+static inline void k_cp_async_commit(void) { emu_cp_async_commit(); }
+#define K_CP_ASYNC_WAIT(n) emu_cp_async_wait((n), __FILE__, __LINE__)
+#endif
+
 #endif

@@ -36,7 +36,7 @@
 _Thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 enum emu_fibre_state { EMU_RUNNABLE, EMU_AT_BLOCK_BARRIER, EMU_AT_WARP_OP, EMU_DONE };
-enum emu_warp_op { EMU_OP_SYNCWARP = 100, EMU_OP_BALLOT = 101, EMU_OP_MMA = 102 }; /* shuffles: emu_shfl_kind */
+enum emu_warp_op { EMU_OP_SYNCWARP = 100, EMU_OP_BALLOT = 101, EMU_OP_MMA = 102, EMU_OP_LDMATRIX = 103 }; /* shuffles: emu_shfl_kind */
 enum emu_vtype { EMU_VF, EMU_VD, EMU_VI, EMU_VU };
 
 typedef union emu_value {
@@ -45,6 +45,8 @@ typedef union emu_value {
     int i;
     unsigned u;
 } emu_value;
+
+#define EMU_CP_MAX 32 /* pending cp.async copies per thread */
 
 typedef struct emu_fibre {
     ucontext_t ctx;
@@ -63,6 +65,16 @@ typedef struct emu_fibre {
     const unsigned *mma_a, *mma_b;
     const float *mma_c;
     float *mma_d;
+    /* EMU_OP_LDMATRIX: the lane's row address and destination registers (arg: 2*num + trans) */
+    const void *ldm_row;
+    unsigned *ldm_out;
+    /* cp.async copies not yet performed, each tagged with the group its next commit closes */
+    struct emu_cp_pending {
+        void *dst;
+        const void *src;
+        int group;
+    } cp[EMU_CP_MAX];
+    int ncp, cp_committed;
     void *asan_fake_stack;
 } emu_fibre;
 
@@ -153,6 +165,7 @@ static const char *emu_state_name(const emu_fibre *f) {
         return f->op == EMU_OP_SYNCWARP ? "__syncwarp"
                : f->op == EMU_OP_BALLOT ? "__ballot_sync"
                : f->op == EMU_OP_MMA    ? "mma.sync"
+               : f->op == EMU_OP_LDMATRIX ? "ldmatrix"
                                         : "__shfl_*_sync";
     default: return "exited";
     }
@@ -308,6 +321,76 @@ void emu_mma_bf16_16816(float *d, const unsigned *a, const unsigned *b, const fl
     (void)emu_warp_op(EMU_OP_MMA, 0xffffffffu, v, EMU_VU, 0, file, line);
 }
 
+void emu_ldmatrix(unsigned *r, int num, int trans, const void *row, const char *file, int line) {
+    if (num != 1 && num != 2 && num != 4) emu_die("%s:%d: ldmatrix .x%d (x1, x2 or x4)", file, line, num);
+    emu_fibre *f = emu_self();
+    f->ldm_row = row;
+    f->ldm_out = r;
+    emu_value v;
+    v.u = 0;
+    (void)emu_warp_op(EMU_OP_LDMATRIX, 0xffffffffu, v, EMU_VU, 2 * num + (trans != 0), file, line);
+}
+
+/* The whole warp's ldmatrix, once every lane deposited its row address (layout: cuda_emu.h). */
+static void emu_ldmatrix_release(emu_fibre *lanes) {
+    int arg = lanes[0].arg, num = arg / 2, trans = arg & 1;
+    for (int l = 1; l < 32; l++)
+        if (lanes[l].arg != arg)
+            emu_die("%s:%d: ldmatrix lanes disagree: lane 0 .x%d%s, lane %d .x%d%s", lanes[0].wait_file,
+                    lanes[0].wait_line, num, trans ? ".trans" : "", l, lanes[l].arg / 2,
+                    lanes[l].arg & 1 ? ".trans" : "");
+    for (int i = 0; i < num; i++) {
+        uint16_t M[8][8]; /* matrix i as stored: row r from lane 8i + r */
+        for (int r = 0; r < 8; r++) {
+            const emu_fibre *src = &lanes[8 * i + r];
+            if ((uintptr_t)src->ldm_row & 15u)
+                emu_die("%s:%d: ldmatrix row address %p of lane %d is not 16-byte aligned",
+                        src->wait_file, src->wait_line, src->ldm_row, 8 * i + r);
+            memcpy(M[r], src->ldm_row, sizeof M[r]);
+        }
+        for (int t = 0; t < 32; t++) {
+            int a = t / 4, c = 2 * (t % 4);
+            unsigned lo = trans ? M[c][a] : M[a][c], hi = trans ? M[c + 1][a] : M[a][c + 1];
+            lanes[t].ldm_out[i] = lo | hi << 16;
+        }
+    }
+}
+
+static void emu_cp_check(const void *p, const char *what, const char *file, int line) {
+    if ((uintptr_t)p & 15u) emu_die("%s:%d: cp.async %s address %p is not 16-byte aligned", file, line, what, p);
+}
+
+void emu_cp_async16(void *dst, const void *src, const char *file, int line) {
+    emu_fibre *f = emu_self();
+    emu_cp_check(dst, "shared", file, line);
+    emu_cp_check(src, "global", file, line);
+    if (emu_rand() & 1) { /* completes at once */
+        memcpy(dst, src, 16);
+        return;
+    }
+    if (f->ncp == EMU_CP_MAX)
+        emu_die("%s:%d: thread %d has %d cp.async copies pending (emulator limit)", file, line, f->linear,
+                EMU_CP_MAX);
+    f->cp[f->ncp].dst = dst;
+    f->cp[f->ncp].src = src;
+    f->cp[f->ncp].group = f->cp_committed;
+    f->ncp++;
+}
+
+void emu_cp_async_commit(void) { emu_self()->cp_committed++; }
+
+void emu_cp_async_wait(int n, const char *file, int line) {
+    emu_fibre *f = emu_self();
+    if (n < 0) emu_die("%s:%d: cp.async.wait_group %d", file, line, n);
+    int keep = 0;
+    for (int i = 0; i < f->ncp; i++) {
+        struct emu_cp_pending c = f->cp[i];
+        if (c.group < f->cp_committed - n) memcpy(c.dst, c.src, 16); /* its group must be complete */
+        else f->cp[keep++] = c;
+    }
+    f->ncp = keep;
+}
+
 __nv_bfloat16 __float2bfloat16_rn(float f) {
     __nv_bfloat16 h;
     h.x = cad_bf16_from_float(f);
@@ -405,6 +488,12 @@ static int emu_try_release_warp(emu_fibre *first, int final) {
                     first->wait_file, first->wait_line, w, n, mask);
         emu_mma_release(&fs[base]);
     }
+    if (first->op == EMU_OP_LDMATRIX) {
+        if (n != 32 || mask != 0xffffffffu)
+            emu_die("%s:%d: ldmatrix in warp %d of %d threads: it needs all 32 lanes",
+                    first->wait_file, first->wait_line, w, n);
+        emu_ldmatrix_release(&fs[base]);
+    }
     unsigned ballot = 0;
     for (int l = 0; l < n; l++)
         if ((mask & (1u << l)) && fs[base + l].val.i) ballot |= 1u << l;
@@ -419,7 +508,7 @@ static int emu_try_release_warp(emu_fibre *first, int final) {
         case EMU_SHFL_UP: src = l - f->arg >= 0 ? l - f->arg : l; break;
         default: break; /* __syncwarp */
         }
-        if (f->op == EMU_OP_MMA) continue;
+        if (f->op == EMU_OP_MMA || f->op == EMU_OP_LDMATRIX) continue;
         if (f->op == EMU_OP_BALLOT) {
             f->result.u = ballot;
             continue;

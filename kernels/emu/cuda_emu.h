@@ -102,6 +102,31 @@ static inline int __ffs(int x) { return __builtin_ffs(x); }
 void emu_mma_bf16_16816(float *d, const unsigned *a, const unsigned *b, const float *c,
                         const char *file, int line);
 
+/* Warp-level shared-memory matrix load ldmatrix.sync.aligned.m8n8.{x1,x2,x4}{.trans}.shared.b16
+ * (what k_ldmatrix_x4{,_trans} in k_common.cuh issue under nvcc): a barrier over all 32 lanes
+ * like mma.sync. Each lane deposits one row address (`row`, 16-byte aligned: a row is 8 b16
+ * elements); matrix i (i < num) takes its rows 0..7 from lanes 8i..8i+7 (the PTX ISA's address
+ * table; with num < 4 the other lanes' addresses are ignored). When the last lane arrives every
+ * lane t gets r[i] = two b16 of matrix i, the lower half the element of smaller column index:
+ * without .trans row t/4, columns 2(t%4) and 2(t%4)+1 (the PTX fragment figure: a group of four
+ * consecutive threads holds one row); with .trans (trans != 0) the same positions of the
+ * transposed matrix, i.e. column t/4, rows 2(t%4) and 2(t%4)+1 of the matrix as stored.
+ * Aborts on a misaligned row or lanes that disagree on num/trans. */
+void emu_ldmatrix(unsigned *r, int num, int trans, const void *row, const char *file, int line);
+
+/* Asynchronous global -> shared copies, cp.async.cg.shared.global (16 bytes) with
+ * cp.async.commit_group / cp.async.wait_group N, per thread as in the PTX ISA: a copy belongs
+ * to the group the thread's next commit closes; wait_group N returns once at most the N most
+ * recently committed groups are still pending (copies not yet committed are not waited for).
+ * The emulator performs each copy either at issue or at the wait that completes it (a coin
+ * flip from the schedule seed), the two extremes the GPU allows: reading a tile before its wait
+ * (and the barrier after it) sees stale data under some seeds, and overwriting a buffer other
+ * threads still read shows up under others. Both addresses must be 16-byte aligned; a copy
+ * still pending when its thread ends is dropped (its block's shared memory dies with it). */
+void emu_cp_async16(void *dst, const void *src, const char *file, int line);
+void emu_cp_async_commit(void);
+void emu_cp_async_wait(int n, const char *file, int line);
+
 /* cuda_bf16.h subset: bfloat16 as its bit pattern. __float2bfloat16_rn rounds to nearest even
  * (NaN stays NaN), the rule of the CPU backend's engine/gemm_bf16.h. */
 typedef struct __nv_bfloat16 {

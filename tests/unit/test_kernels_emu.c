@@ -76,6 +76,23 @@ static void test_kernels_match_cpu_seed1(void) { opcheck_with_seed(1); }
 static void test_kernels_match_cpu_seed2(void) { opcheck_with_seed(2); }
 static void test_kernels_match_cpu_seed3(void) { opcheck_with_seed(3); }
 
+/* The v1 tensor-core attention (CADDIE_ATTN_KERNEL=v1) stays selectable for GPU A/B runs, so it
+ * is held to the same checks as the default v2 (one seed: every op, v1 where attention runs
+ * on tensor cores). The variable is read once per context: a fresh read must map v1/v2/unset. */
+static void test_kernels_match_cpu_attention_v1(void) {
+    CHECK_EQ_INT(emu_backend() != NULL, 1);
+    setenv("CADDIE_ATTN_KERNEL", "v1", 1);
+    CHECK_EQ_INT(k_att_kernel_from_env(), 1);
+    setenv("CADDIE_ATTN_KERNEL", "v2", 1);
+    CHECK_EQ_INT(k_att_kernel_from_env(), 2);
+    unsetenv("CADDIE_ATTN_KERNEL");
+    CHECK_EQ_INT(k_att_kernel_from_env(), 2);
+    CHECK_EQ_INT(emu_ctx.attn_kernel, 2);
+    emu_ctx.attn_kernel = 1;
+    opcheck_with_seed(5);
+    emu_ctx.attn_kernel = 2;
+}
+
 /* The emulated backend against itself: every call of the pair runs under a different schedule,
  * so any output that depends on scheduling differs. Every kernel must be bit-reproducible (the
  * embedding scatter-add too: its owner blocks sort their tokens before adding). */
@@ -322,6 +339,164 @@ static void test_emu_mma(void) {
     }
 }
 
+/* ldmatrix, pinned to the PTX ISA ("Warp-level matrix load instruction: ldmatrix"), not to the
+ * emulator's decoding. The ISA: "Each address corresponds to the start of a matrix row";
+ * addresses addr0-addr7 (matrix 0) come from threads 0-7, addr8-addr15 (matrix 1) from threads
+ * 8-15, ... ("For .x4 ... threads 0-31"); "Each thread in a warp loads fragments of a row, with
+ * thread 0 receiving the first fragment in its register r, and so on. A group of four threads
+ * loads an entire row of the matrix" (the fragment figure: row 0 = T0 T0 T1 T1 T2 T2 T3 T3,
+ * row 7 = T28 .. T31, two b16 per thread); "Each component of the vector expression holds a
+ * fragment from the corresponding matrix"; ".trans indicates that the matrix is loaded in
+ * column-major format". Written here as the inverse map, element -> (lane, half): element
+ * (row a, column c) of matrix i is register i of lane 4a + c/2, half c%2; with .trans the
+ * fragment figure applies to the transposed matrix, so stored element (a, c) is at lane
+ * 4c + a/2, half a%2. The rows sit at scattered shared addresses (row j of the 32 at slot
+ * (13j + 5) % 32) so a wrong address-to-lane mapping shows. */
+typedef struct ldsm_params {
+    const unsigned short *m; /* 4 matrices x 8 rows x 8 b16 */
+    unsigned *plain, *trans; /* [lane][4] */
+} ldsm_params;
+
+__global__ void k_ldsm_probe(ldsm_params p) {
+    __shared__ K_ALIGN16 unsigned short rows[32][16]; /* 32-byte slots: every row 16-byte aligned */
+    int l = threadIdx.x, slot = (13 * l + 5) % 32;
+    for (int c = 0; c < 8; c++) rows[slot][c] = p.m[l * 8 + c]; /* row l%8 of matrix l/8 */
+    __syncthreads();
+    unsigned r[4];
+    k_ldmatrix_x4(r, rows[slot]);
+    for (int i = 0; i < 4; i++) p.plain[l * 4 + i] = r[i];
+    k_ldmatrix_x4_trans(r, rows[slot]);
+    for (int i = 0; i < 4; i++) p.trans[l * 4 + i] = r[i];
+}
+EMU_KERNEL(k_ldsm_probe, ldsm_params)
+
+/* ldmatrix feeding mma: A (16x16, rows in shared) and B (16 k x 16 n) stored either k-major
+ * (rows of B, read with .trans) or n-major (rows of B^T, plain), the two ways the attention
+ * kernels read their tiles; the product is checked against a plain matrix product. */
+typedef struct ldsm_mma_params {
+    const float *a, *b; /* A[16][16], B[16][16] row-major */
+    float *d, *dt;      /* D = A B, [16][16]: from k-major B, from n-major B */
+} ldsm_mma_params;
+
+__global__ void k_ldsm_mma_probe(ldsm_mma_params p) {
+    __shared__ K_ALIGN16 unsigned As[16][8], Bk[16][8], Bn[16][8]; /* rows of 16 bf16: 32 bytes */
+    int l = threadIdx.x, g = l >> 2, tig = l & 3;
+    for (int i = l; i < 16 * 8; i += 32) {
+        int r = i / 8, w = i % 8;
+        As[r][w] = k_bf16_pack(p.a[r * 16 + 2 * w], p.a[r * 16 + 2 * w + 1]);
+        Bk[r][w] = k_bf16_pack(p.b[r * 16 + 2 * w], p.b[r * 16 + 2 * w + 1]);             /* row k */
+        Bn[r][w] = k_bf16_pack(p.b[(2 * w) * 16 + r], p.b[(2 * w + 1) * 16 + r]); /* row n */
+    }
+    __syncthreads();
+    /* matrices (rows 0-7, k 0-7) (rows 8-15, k 0-7) (rows 0-7, k 8-15) (rows 8-15, k 8-15) */
+    int ra = (l & 7) + 8 * ((l >> 3) & 1), ca = 4 * (l >> 4);
+    unsigned a[4], bk[4], bn[4];
+    k_ldmatrix_x4(a, &As[ra][ca]);
+    k_ldmatrix_x4_trans(bk, &Bk[ra][ca]); /* [k][n]: bk[0..1] n-tile 0, bk[2..3] n-tile 1 */
+    /* (n 0-7, k 0-7) (n 0-7, k 8-15) (n 8-15, k 0-7) (n 8-15, k 8-15) */
+    k_ldmatrix_x4(bn, &Bn[(l & 7) + 8 * (l >> 4)][4 * ((l >> 3) & 1)]);
+    for (int nt = 0; nt < 2; nt++) {
+        float c[4] = {0, 0, 0, 0}, d[4], dt[4];
+        k_mma_bf16_16816(d, a, bk + 2 * nt, c);
+        k_mma_bf16_16816(dt, a, bn + 2 * nt, c);
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 2; j++) {
+                p.d[(g + 8 * h) * 16 + nt * 8 + 2 * tig + j] = d[2 * h + j];
+                p.dt[(g + 8 * h) * 16 + nt * 8 + 2 * tig + j] = dt[2 * h + j];
+            }
+    }
+}
+EMU_KERNEL(k_ldsm_mma_probe, ldsm_mma_params)
+
+static void test_emu_ldmatrix(void) {
+    unsigned short m[4 * 8 * 8];
+    for (int e = 0; e < 4 * 64; e++) m[e] = (unsigned short)(0x1000 + e * 7);
+    unsigned plain[32 * 4], trans[32 * 4];
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        ldsm_params p = {m, plain, trans};
+        emu_set_seed(seed);
+        KLAUNCH(k_ldsm_probe, 1, 32, 0, NULL, p);
+        for (int i = 0; i < 4; i++)
+            for (int a = 0; a < 8; a++)
+                for (int c = 0; c < 8; c++) {
+                    unsigned want = m[i * 64 + a * 8 + c];
+                    unsigned got = plain[(4 * a + c / 2) * 4 + i] >> (16 * (c % 2)) & 0xffffu;
+                    unsigned got_t = trans[(4 * c + a / 2) * 4 + i] >> (16 * (a % 2)) & 0xffffu;
+                    CHECK_MSG(got == want, "ldmatrix matrix %d (%d,%d): %04x, want %04x", i, a, c, got, want);
+                    CHECK_MSG(got_t == want, "ldmatrix.trans matrix %d (%d,%d): %04x, want %04x", i, a, c, got_t, want);
+                }
+    }
+    float A[256], B[256], D[256], Dt[256];
+    uint64_t st = 777;
+    for (int e = 0; e < 256; e++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        A[e] = (float)((st >> 33) % 2001) / 500.0f - 2.0f;
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        B[e] = (float)((st >> 33) % 2001) / 500.0f - 2.0f;
+    }
+    ldsm_mma_params q = {A, B, D, Dt};
+    emu_set_seed(4);
+    KLAUNCH(k_ldsm_mma_probe, 1, 32, 0, NULL, q);
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            double ref = 0;
+            for (int k = 0; k < 16; k++) ref += (double)bf16_round(A[i * 16 + k]) * bf16_round(B[k * 16 + j]);
+            CHECK_NEAR(D[i * 16 + j], ref, 1e-4, 1e-5);
+            CHECK_NEAR(Dt[i * 16 + j], ref, 1e-4, 1e-5);
+        }
+}
+
+/* cp.async groups, per the PTX ISA: "cp.async.wait_group instruction will cause executing
+ * thread to wait till only N or fewer of the most recent cp.async-groups are pending and all
+ * the prior cp.async-groups committed by the executing threads are complete". Each thread
+ * copies A (group 0) and B (group 1) over its own sentinels: after wait_group 1, A must have
+ * landed and B may or may not have; after wait_group 0 both. Across threads and seeds the
+ * emulator must show both outcomes for B (a copy may complete at issue or only at its wait),
+ * or a kernel that reads before waiting could pass here and fail on the GPU. */
+typedef struct cpa_params {
+    const unsigned *src; /* [64 threads][8]: A = words 0..3, B = 4..7 */
+    int *a_after1, *b_after1, *ab_after0;
+} cpa_params;
+
+__global__ void k_cp_async_probe(cpa_params p) {
+    __shared__ K_ALIGN16 unsigned buf[64][8];
+    int t = threadIdx.x;
+    for (int w = 0; w < 8; w++) buf[t][w] = 0xdeadu;
+    k_cp_async16(buf[t], p.src + t * 8);
+    k_cp_async_commit();
+    k_cp_async16(buf[t] + 4, p.src + t * 8 + 4);
+    k_cp_async_commit();
+    K_CP_ASYNC_WAIT(1);
+    int a = 1, b = 1;
+    for (int w = 0; w < 4; w++) a &= buf[t][w] == p.src[t * 8 + w];
+    for (int w = 4; w < 8; w++) b &= buf[t][w] == p.src[t * 8 + w];
+    p.a_after1[t] = a, p.b_after1[t] = b;
+    K_CP_ASYNC_WAIT(0);
+    __syncthreads();
+    int ab = 1; /* a neighbour's copies, visible after its wait and the barrier */
+    for (int w = 0; w < 8; w++) ab &= buf[(t + 1) % 64][w] == p.src[((t + 1) % 64) * 8 + w];
+    p.ab_after0[t] = ab;
+}
+EMU_KERNEL(k_cp_async_probe, cpa_params)
+
+static void test_emu_cp_async(void) {
+    static _Alignas(16) unsigned src[64 * 8];
+    for (int i = 0; i < 64 * 8; i++) src[i] = 0x10000u + (unsigned)i;
+    int a1[64], b1[64], ab0[64], b_done = 0, b_pending = 0;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        cpa_params p = {src, a1, b1, ab0};
+        emu_set_seed(seed);
+        KLAUNCH(k_cp_async_probe, 1, 64, 0, NULL, p);
+        for (int t = 0; t < 64; t++) {
+            CHECK_EQ_INT(a1[t], 1);
+            CHECK_EQ_INT(ab0[t], 1);
+            b_done += b1[t], b_pending += !b1[t];
+        }
+    }
+    CHECK(b_done > 0);
+    CHECK(b_pending > 0);
+}
+
 /* Run fn in a child; expect it to abort with `needle` in its stderr. */
 static void expect_abort(void (*fn)(void), const char *needle) {
     char path[4200];
@@ -393,12 +568,15 @@ int main(void) {
     RUN(test_emu_race_is_seed_dependent);
     RUN(test_emu_dynamic_shared);
     RUN(test_emu_mma);
+    RUN(test_emu_ldmatrix);
+    RUN(test_emu_cp_async);
     RUN(test_emu_barrier_not_reached_aborts);
     RUN(test_emu_divergent_shuffle_aborts);
     RUN(test_emu_invalid_launch_aborts);
     RUN(test_kernels_match_cpu_seed1);
     RUN(test_kernels_match_cpu_seed2);
     RUN(test_kernels_match_cpu_seed3);
+    RUN(test_kernels_match_cpu_attention_v1);
     RUN(test_kernels_schedule_independent);
     RUN(test_checker_catches_mutants);
     for (int i = 0; i < nworst; i++)

@@ -23,7 +23,7 @@
  *     dS rounded before their products, exactly where the CPU reference's bf16 GEMMs round).
  *   tensor cores, bf16 mma.sync m16n8k16 with fp32 accumulation, HD = 64: the
  *     `matmul_precision: bf16` path, in two generations picked by CADDIE_ATTN_KERNEL
- *     (k_att_kernel_from_env): v1 (k_attention_mma.cuh) and v2, the default
+ *     (k_att_kernel_from_env): v1 (k_attention_mma.cuh), the default, and v2
  *     (k_attention_mma2.cuh: ldmatrix, cp.async double buffering, exp2, 128-row forward tiles).
  * FLOP / byte estimates per kernel: kernels/README.md "Attention".
  *
@@ -495,13 +495,15 @@ static int k_att_use_mma(int bf16, int HD) { return bf16 && HD == K_ATT_MMA_HD; 
 
 /* Which tensor-core generation runs (the SIMT path has one): CADDIE_ATTN_KERNEL=v1 (64-row
  * tiles, scalar fragment loads, synchronous tiles: k_attention_mma.cuh) or v2 (ldmatrix,
- * cp.async double buffering, exp2, 128-row forward tiles: k_attention_mma2.cuh), unset = v2.
- * Read once per backend context (kb_ctx_init), so one binary can A/B both on a GPU
- * (kernels/device_run.sh measure does). Anything else is a caller error: abort, as K_ASSERT. */
+ * cp.async double buffering, exp2, 128-row forward tiles: k_attention_mma2.cuh), unset = v1:
+ * v1 is the generation a GPU has verified (selftest --large, docs/gpu-measurements.md); v2
+ * becomes the default once a GPU session has run its selftest and timed it. Read once per
+ * backend context (kb_ctx_init), so one binary can A/B both on a GPU (kernels/device_run.sh
+ * measure does). Anything else is a caller error: abort, as K_ASSERT. */
 static int k_att_kernel_from_env(void) {
     const char *v = getenv("CADDIE_ATTN_KERNEL");
-    if (!v || !*v || strcmp(v, "v2") == 0) return 2;
-    if (strcmp(v, "v1") == 0) return 1;
+    if (!v || !*v || strcmp(v, "v1") == 0) return 1;
+    if (strcmp(v, "v2") == 0) return 2;
     fprintf(stderr, "[KERNEL ASSERT] CADDIE_ATTN_KERNEL=%s: expected v1 or v2\n", v);
     abort();
 }

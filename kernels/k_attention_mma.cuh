@@ -17,8 +17,8 @@
  * the softmax statistics, D and every accumulator stay fp32.
  *
  * The packing kernel, the tile addressing, the A-fragment / C-to-A helpers and the epilogue
- * (k_att_mma_store) serve the v2 kernels too (k_attention_mma2.cuh, the default; these v1
- * kernels stay selectable with CADDIE_ATTN_KERNEL=v1 for A/B runs).
+ * (k_att_mma_store) serve the v2 kernels too (k_attention_mma2.cuh, opt-in with CADDIE_ATTN_KERNEL=v2; these v1
+ * kernels are the default, the generation a GPU has verified).
  *
  * Not here: the SIMT kernels and launchers (k_attention.cuh), the mma wrapper (k_common.cuh).
  */

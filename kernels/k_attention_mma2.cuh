@@ -23,7 +23,8 @@
  * Shared tiles are [64][K_ATT_MMA_LDW] words: the 144-byte row stride puts the 8 rows an
  * ldmatrix phase reads on 8 distinct 16-byte bank groups (no conflicts) and keeps rows 16-byte
  * aligned for cp.async.
- * Selected by CADDIE_ATTN_KERNEL (k_attention.cuh, k_att_kernel_from_env); v1 stays for A/B.
+ * Selected by CADDIE_ATTN_KERNEL=v2 (k_attention.cuh, k_att_kernel_from_env); v1 stays the default
+ * until a GPU session has run this generation's selftest and timed it.
  *
  * Not here: the packing kernel, the v1 kernels and the fragment helpers shared with them
  * (k_attention_mma.cuh), the launchers (k_attention.cuh), the PTX wrappers (k_common.cuh).

@@ -1,12 +1,14 @@
 /*
  * collective.c — the rank-to-rank seam (see collective.h): a POSIX shared-memory segment with a
- * generation-counter barrier and per-rank staging slots, plus NCCL for CUDA backend memory, and
- * the queue of overlapped all-reduces (a communication thread on the CPU, a second stream on
- * CUDA).
+ * generation-counter barrier and per-rank staging slots (one machine), or the TCP star of
+ * coll_tcp.c (several machines), plus NCCL for CUDA backend memory, and the queue of overlapped
+ * all-reduces (a communication thread on the CPU, a second stream on CUDA).
  * Not here: what the trainer reduces and when (train.c, dp_buckets.c), starting the ranks
- * (launch.c).
+ * (launch.c), the TCP protocol (coll_tcp.c).
  */
 #include "engine/collective.h"
+
+#include "engine/coll_tcp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,10 +57,12 @@ typedef struct coll_hdr {
 } coll_hdr;
 
 #define COLL_HDR_BYTES ((size_t)16384)
+_Static_assert(CAD_COLL_TCP_MAX_PEERS >= CAD_COLL_MAX_WORLD, "the TCP star must hold every rank");
 _Static_assert(sizeof(coll_hdr) <= COLL_HDR_BYTES, "collective header outgrew its page");
 
 struct cad_coll {
     int rank, world;
+    cad_coll_tcp *tcp;          /* between machines: every host op goes through it (h is NULL) */
     coll_hdr *h;
     unsigned char *slots;
     size_t map_bytes;
@@ -132,6 +136,7 @@ static int pid_alive(int pid) {
  * its death counts only when the wait it would have ended is still pending — checked after
  * seeing it dead, when everything it wrote before exiting is visible. */
 static int peers_check(cad_coll *c, int (*done)(cad_coll *, unsigned), unsigned arg, cad_err *e) {
+    if (c->tcp) return cad_coll_tcp_check(c->tcp, 1, e); /* only between NCCL ops: the ops wait themselves */
     coll_hdr *h = c->h;
     if (atomic_load(&h->aborted))
         return cad_fail(e, CAD_ECHILD, "data parallel: rank %d failed: %s", h->abort_rank, h->abort_msg);
@@ -169,6 +174,7 @@ static int all_joined(cad_coll *c, unsigned world) { return (unsigned)atomic_loa
 
 int cad_coll_barrier(cad_coll *c, cad_err *e) {
     if (!c || c->world == 1) return CAD_OK;
+    if (c->tcp) return cad_coll_tcp_barrier(c->tcp, e);
     coll_hdr *h = c->h;
     unsigned g = atomic_load(&h->gen);
     if (atomic_fetch_add(&h->arrive, 1) == (unsigned)c->world - 1) {
@@ -245,6 +251,24 @@ int cad_coll_open(int rank, int world, const char *shm_name, cad_coll **out, cad
     return CAD_OK;
 }
 
+int cad_coll_open_tcp(int rank, int world, const char *addr, double join_timeout_s, cad_coll **out, cad_err *e) {
+    *out = NULL;
+    if (world < 1 || world > CAD_COLL_MAX_WORLD || rank < 0 || rank >= world)
+        return cad_fail(e, CAD_ECONFIG, "RANK=%d WORLD_SIZE=%d: expected 0 <= RANK < WORLD_SIZE <= %d", rank, world,
+                        CAD_COLL_MAX_WORLD);
+    cad_coll *c = calloc(1, sizeof *c);
+    if (!c) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    c->rank = rank;
+    c->world = world;
+    int rc = world > 1 ? cad_coll_tcp_open(rank, world, addr, join_timeout_s, &c->tcp, e) : CAD_OK;
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return CAD_OK;
+}
+
 static int env_int(const char *name, int def, int *out, cad_err *e) {
     const char *v = getenv(name);
     if (!v || !*v) {
@@ -263,10 +287,16 @@ int cad_coll_open_env(cad_coll **out, cad_err *e) {
     int rc = env_int("RANK", 0, &rank, e);
     if (!rc) rc = env_int("WORLD_SIZE", 1, &world, e);
     if (rc) return rc;
-    const char *shm = getenv("CADDIE_COLL_SHM");
+    const char *shm = getenv("CADDIE_COLL_SHM"), *tcp = getenv("CADDIE_COLL_TCP");
+    if (tcp && *tcp) {
+        int timeout_s;
+        if ((rc = env_int("CADDIE_COLL_JOIN_TIMEOUT_S", CAD_COLL_JOIN_TIMEOUT_S, &timeout_s, e))) return rc;
+        return cad_coll_open_tcp(rank, world, tcp, timeout_s, out, e);
+    }
     if (world > 1 && (!shm || !*shm))
         return cad_fail(e, CAD_ECONFIG, "WORLD_SIZE=%d: start the ranks with `caddie launch --nproc %d train ...` "
-                                        "(it creates the ranks' shared memory, CADDIE_COLL_SHM)", world, world);
+                                        "(it creates the ranks' shared memory, CADDIE_COLL_SHM; between machines "
+                                        "--nnodes and --master set CADDIE_COLL_TCP)", world, world);
     return cad_coll_open(rank, world, shm, out, e);
 }
 
@@ -277,8 +307,12 @@ static void *watchdog_main(void *arg) {
     while (!atomic_load(&c->stop_watchdog)) {
         struct timespec ts = {0, (long)(PEER_CHECK_MS * 1e6)};
         nanosleep(&ts, NULL);
-        if (peers_check(c, NULL, 0, &e) != CAD_OK) {
+        /* TCP: look without reading (the rank's own thread may be reading the connection) */
+        if ((c->tcp ? cad_coll_tcp_check(c->tcp, 0, &e) : peers_check(c, NULL, 0, &e)) != CAD_OK) {
             cad_cuda_dp_abort(); /* queued NCCL work for a dead peer errors out instead of hanging */
+            /* the hub passes it on (its F_ABORT and closed connections wake the other ranks'
+             * watchdogs); for another rank the hub is what is gone */
+            if (c->tcp && c->rank == 0) cad_coll_tcp_abort(c->tcp, e.msg);
             break;
         }
     }
@@ -307,6 +341,7 @@ void cad_coll_free(cad_coll *c) {
     if (c->nccl) cad_cuda_dp_free();
 #endif
     if (c->h) munmap(c->h, c->map_bytes);
+    cad_coll_tcp_free(c->tcp);
     free(c);
 }
 
@@ -315,6 +350,10 @@ int cad_coll_world(const cad_coll *c) { return c ? c->world : 1; }
 
 void cad_coll_abort(cad_coll *c, const char *msg) {
     if (!c || c->world == 1) return;
+    if (c->tcp) {
+        cad_coll_tcp_abort(c->tcp, msg);
+        return;
+    }
     coll_hdr *h = c->h;
     int expected = 0;
     /* the first failure is the cause; later ones are its consequences and keep its message */
@@ -351,6 +390,7 @@ static unsigned char *slot(cad_coll *c, int r) { return c->slots + (size_t)r * C
 
 int cad_coll_broadcast(cad_coll *c, void *buf, size_t bytes, int root, cad_err *e) {
     if (!c || c->world == 1) return CAD_OK;
+    if (c->tcp) return cad_coll_tcp_broadcast(c->tcp, buf, bytes, root, e);
     unsigned char *b = buf;
     for (size_t o = 0; o < bytes; o += CAD_COLL_SLOT_BYTES) {
         size_t k = bytes - o < CAD_COLL_SLOT_BYTES ? bytes - o : CAD_COLL_SLOT_BYTES;
@@ -386,12 +426,14 @@ DEFINE_ALLREDUCE(allreduce_f32, float)
 DEFINE_ALLREDUCE(allreduce_f64, double)
 
 int cad_coll_allreduce_sum_f64(cad_coll *c, double *buf, size_t n, cad_err *e) {
-    return !c || c->world == 1 ? CAD_OK : allreduce_f64(c, buf, n, e);
+    if (!c || c->world == 1) return CAD_OK;
+    return c->tcp ? cad_coll_tcp_sum_f64(c->tcp, buf, n, e) : allreduce_f64(c, buf, n, e);
 }
 
-/* The segment's mean: the rank-ordered sum times 1/world, the same on every rank. */
-static int allreduce_mean_shm(cad_coll *c, float *buf, size_t n, cad_err *e) {
-    int rc = allreduce_f32(c, buf, n, e);
+/* The host transport's mean: the rank-ordered sum times 1/world, the same on every rank and
+ * the same bits over the segment or TCP. */
+static int allreduce_mean_host(cad_coll *c, float *buf, size_t n, cad_err *e) {
+    int rc = c->tcp ? cad_coll_tcp_sum_f32(c->tcp, buf, n, e) : allreduce_f32(c, buf, n, e);
     if (rc) return rc;
     float inv = 1.0f / (float)c->world;
     for (size_t i = 0; i < n; i++) buf[i] *= inv;
@@ -406,10 +448,10 @@ int cad_coll_allreduce_mean(cad_coll *c, float *buf, size_t n, cad_err *e) {
         return peers_check(c, NULL, 0, e);
     }
 #endif
-    return allreduce_mean_shm(c, buf, n, e);
+    return allreduce_mean_host(c, buf, n, e);
 }
 
-/* The communication thread: entries in queue order, each the same segment all-reduce the
+/* The communication thread: entries in queue order, each the same host all-reduce the
  * caller would have run itself, so the bits do not depend on which thread ran it. After a
  * failure (a dead peer) or a stop the rest are skipped: their peers fail on their own checks. */
 static void *comm_main(void *arg) {
@@ -422,7 +464,7 @@ static void *comm_main(void *arg) {
         int skip = c->q_rc || c->q_stop;
         pthread_mutex_unlock(&c->q_mu);
         cad_err e = {0};
-        int rc = skip ? CAD_OK : allreduce_mean_shm(c, q.buf, q.n, &e);
+        int rc = skip ? CAD_OK : allreduce_mean_host(c, q.buf, q.n, &e);
         pthread_mutex_lock(&c->q_mu);
         if (rc && !c->q_rc) {
             c->q_rc = rc;

@@ -4,8 +4,10 @@
  * torchrun).
  *
  * Two layers, one handle:
- *   host ops    (barrier, broadcast of bytes, all-reduce of doubles, abort) always go through a
- *               POSIX shared-memory segment that `caddie launch` creates (CADDIE_COLL_SHM);
+ *   host ops    (barrier, broadcast of bytes, all-reduce of doubles, abort) go through a POSIX
+ *               shared-memory segment that `caddie launch` creates (CADDIE_COLL_SHM) when every
+ *               rank is on one machine, or through a TCP star to rank 0 (CADDIE_COLL_TCP=
+ *               HOST:PORT, engine/coll_tcp.h) when they span machines (`launch --nnodes`);
  *               they carry the run id, the eval sums, the NCCL id and the failure of a rank.
  *   backend ops (all-reduce mean of a float buffer, all-gather of per-rank segments) act on
  *               backend memory: on the CPU backend through the same segment, on the CUDA
@@ -14,14 +16,17 @@
  *
  * Determinism: the shared-memory reduction adds the ranks' values in rank order
  * (((r0 + r1) + r2) + ...), every rank computing the same sum, so the result depends neither
- * on timing nor on which rank asks; mean = that sum times 1/world.
+ * on timing nor on which rank asks; mean = that sum times 1/world. The TCP star adds in the
+ * same order at rank 0, so a run has the same bits over either transport.
  *
  * Failure: a waiting rank notices within ~0.1 s a peer process that is gone (no /proc entry,
  * or a zombie) or a peer that called cad_coll_abort, and fails with a message naming it, so a
  * dead rank never leaves the others hanging. A slow peer is not a failure (no timeout on
  * work); only joining has a timeout (CAD_COLL_JOIN_TIMEOUT_S). On CUDA a watchdog thread does
  * the same check while NCCL work is queued and aborts the communicator (ncclCommAbort), so an
- * all-reduce waiting for a dead peer ends instead of hanging.
+ * all-reduce waiting for a dead peer ends instead of hanging. Over TCP a dead rank is a closed
+ * connection (or a keepalive timeout when its machine vanished): rank 0 sees it and tells the
+ * others, and every rank sees rank 0 go.
  *
  * Overlap: cad_coll_allreduce_mean_async queues an all-reduce that runs while the caller goes
  * on (the gradient buckets of engine/dp_buckets.c, launched during the backward). On CUDA it
@@ -57,8 +62,11 @@ void cad_coll_shm_unlink(const char *name);
 /* Join as `rank` of `world`: world 1 needs no name (shm_name may be NULL). Waits until every
  * rank joined. *out is freed with cad_coll_free. */
 int cad_coll_open(int rank, int world, const char *shm_name, cad_coll **out, cad_err *e);
-/* From the environment: RANK, WORLD_SIZE (default 0 and 1), CADDIE_COLL_SHM. A WORLD_SIZE > 1
- * without CADDIE_COLL_SHM is a CAD_ECONFIG saying to start ranks with `caddie launch`. */
+/* Join as `rank` of `world` over TCP at addr "HOST:PORT" (rank 0 listens there). */
+int cad_coll_open_tcp(int rank, int world, const char *addr, double join_timeout_s, cad_coll **out, cad_err *e);
+/* From the environment: RANK, WORLD_SIZE (default 0 and 1), then CADDIE_COLL_TCP (with
+ * CADDIE_COLL_JOIN_TIMEOUT_S, default CAD_COLL_JOIN_TIMEOUT_S) or else CADDIE_COLL_SHM. A
+ * WORLD_SIZE > 1 with neither is a CAD_ECONFIG saying to start ranks with `caddie launch`. */
 int cad_coll_open_env(cad_coll **out, cad_err *e);
 void cad_coll_free(cad_coll *c);
 

@@ -4,6 +4,7 @@
  */
 #include "engine/launch.h"
 
+#include "engine/coll_tcp.h"
 #include "engine/collective.h"
 
 #include <errno.h>
@@ -50,18 +51,32 @@ static double now_s(void) {
 
 /* Exec one rank (in the child: only async-signal-safe work would be ideal, but the launcher is
  * single-threaded, so setenv is safe here). Never returns. */
-static void exec_rank(const cad_launch_opts *o, int rank, const char *shm, const char *devs, pid_t parent) {
+static void exec_rank(const cad_launch_opts *o, int local, const char *shm, const char *devs, pid_t parent) {
     /* die with the launcher, even if it went before this line ran */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(126);
-    char num[16];
-    snprintf(num, sizeof num, "%d", rank);
+    char num[32];
+    snprintf(num, sizeof num, "%d", o->node_rank * o->nproc + local);
     setenv("RANK", num, 1);
+    snprintf(num, sizeof num, "%d", local);
     setenv("LOCAL_RANK", num, 1);
-    snprintf(num, sizeof num, "%d", o->nproc);
+    snprintf(num, sizeof num, "%d", o->nnodes * o->nproc);
     setenv("WORLD_SIZE", num, 1);
+    snprintf(num, sizeof num, "%d", o->nproc);
     setenv("LOCAL_WORLD_SIZE", num, 1);
-    setenv("CADDIE_COLL_SHM", shm, 1);
+    snprintf(num, sizeof num, "%d", o->node_rank);
+    setenv("GROUP_RANK", num, 1); /* torchrun's name for the machine's index */
+    if (o->master) {
+        setenv("CADDIE_COLL_TCP", o->master, 1);
+        unsetenv("CADDIE_COLL_SHM");
+    } else {
+        setenv("CADDIE_COLL_SHM", shm, 1);
+        unsetenv("CADDIE_COLL_TCP");
+    }
+    if (o->join_timeout_s > 0) {
+        snprintf(num, sizeof num, "%.0f", o->join_timeout_s);
+        setenv("CADDIE_COLL_JOIN_TIMEOUT_S", num, 1);
+    }
     setenv("CUDA_VISIBLE_DEVICES", devs, 1);
     execv(o->argv[0], o->argv);
     _exit(127);
@@ -77,6 +92,17 @@ static void describe(char *buf, size_t cap, int rank, int pid, int status) {
 int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
     if (o->nproc < 1 || o->nproc > CAD_COLL_MAX_WORLD)
         return cad_fail(e, CAD_EUSAGE, "--nproc %d: expected 1..%d", o->nproc, CAD_COLL_MAX_WORLD);
+    if (o->nnodes < 1 || (long)o->nnodes * o->nproc > CAD_COLL_MAX_WORLD)
+        return cad_fail(e, CAD_EUSAGE, "--nnodes %d x --nproc %d: expected a world of 1..%d ranks", o->nnodes, o->nproc,
+                        CAD_COLL_MAX_WORLD);
+    if (o->node_rank < 0 || o->node_rank >= o->nnodes)
+        return cad_fail(e, CAD_EUSAGE, "--node-rank %d: expected 0..%d", o->node_rank, o->nnodes - 1);
+    if (o->nnodes > 1 && !o->master)
+        return cad_fail(e, CAD_EUSAGE, "--nnodes %d: the machines meet at rank 0's address: give --master HOST:PORT "
+                                       "(node 0's host name or address, a free port)", o->nnodes);
+    char host[256], port[16];
+    if (o->master && cad_coll_tcp_parse_addr(o->master, host, sizeof host, port, sizeof port, e))
+        return cad_fail(e, CAD_EUSAGE, "--master %s: expected HOST:PORT (port 1..65535)", o->master);
     if (!o->argv || !o->argv[0]) return cad_fail(e, CAD_EUSAGE, "no command to launch");
     const char *parent_devs = getenv("CUDA_VISIBLE_DEVICES");
     char devs[CAD_COLL_MAX_WORLD][64];
@@ -84,12 +110,14 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         int rc = cad_launch_rank_devices(parent_devs, r, o->nproc, devs[r], sizeof devs[r], e);
         if (rc) return rc;
     }
-    char shm[96];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(shm, sizeof shm, "/caddie-coll-%d-%lx", (int)getpid(), (unsigned long)ts.tv_nsec);
-    int rc = cad_coll_shm_create(shm, o->nproc, e);
-    if (rc) return rc;
+    char shm[96] = "";
+    int rc = CAD_OK;
+    if (!o->master) { /* one machine: the ranks meet in shared memory */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(shm, sizeof shm, "/caddie-coll-%d-%lx", (int)getpid(), (unsigned long)ts.tv_nsec);
+        if ((rc = cad_coll_shm_create(shm, o->nproc, e))) return rc;
+    }
     pid_t pids[CAD_COLL_MAX_WORLD];
     int done[CAD_COLL_MAX_WORLD] = {0};
     pid_t self = getpid();
@@ -103,7 +131,7 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         }
         if (pid == 0) exec_rank(o, started, shm, devs[started], self);
         pids[started] = pid;
-        if (o->on_start) o->on_start(o->ud, started, (int)pid);
+        if (o->on_start) o->on_start(o->ud, o->node_rank * o->nproc + started, (int)pid);
     }
     /* wait; the first failure stops the rest */
     int left = started, stopping = rc != CAD_OK, cause_by_signal = 0;
@@ -137,7 +165,7 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         int outside = WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM && !cause_by_signal;
         if (!stopping || outside) {
             char what[128];
-            describe(what, sizeof what, r, (int)pid, status);
+            describe(what, sizeof what, o->node_rank * o->nproc + r, (int)pid, status);
             rc = cad_fail(e, CAD_ECHILD, "%s; stopping the other ranks", what);
             cause_by_signal |= outside;
         }
@@ -148,6 +176,6 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
             kill_at = now_s() + o->grace_s;
         }
     }
-    cad_coll_shm_unlink(shm); /* rank 0 unlinks it after the join; this covers a run that never joined */
+    if (shm[0]) cad_coll_shm_unlink(shm); /* rank 0 unlinks it after the join; this covers a run that never joined */
     return rc;
 }

@@ -5,6 +5,12 @@
  * and when one fails stop the others (SIGTERM, then SIGKILL after a grace period) so a run
  * never half-lives.
  *
+ * Several machines: one launch per machine with the same nnodes and master, each its own
+ * node_rank; its ranks are node_rank*N .. node_rank*N + N-1 of a world of nnodes*N, and the
+ * collective runs over TCP to rank 0 at master (CADDIE_COLL_TCP, engine/coll_tcp.h), which is
+ * on node 0. Every launch stops its own ranks when one fails; the ranks on the other machines
+ * fail through the collective (a closed connection) and their launches stop theirs.
+ *
  * GPUs: with CUDA_VISIBLE_DEVICES unset rank r sees GPU r; set to a list (the runner's
  * assignment) rank r sees its r-th entry, and a list shorter than N is an error; set empty (a
  * CPU slot) every rank sees none.
@@ -20,7 +26,10 @@
 #include <stddef.h>
 
 typedef struct cad_launch_opts {
-    int nproc;                 /* ranks, 1..CAD_COLL_MAX_WORLD */
+    int nproc;                 /* ranks on this machine; nproc * nnodes <= CAD_COLL_MAX_WORLD */
+    int nnodes, node_rank;     /* machines, and which one this is (0 for one machine) */
+    const char *master;        /* "HOST:PORT" of rank 0: TCP collective (NULL: shared memory) */
+    double join_timeout_s;     /* ranks wait this long for each other to start (0: default) */
     char *const *argv;         /* what every rank runs (argv[0] a path), NULL-terminated */
     double grace_s;            /* after a failure: SIGTERM, this long, then SIGKILL */
     /* called once per started rank (the CLI prints the pids); may be NULL */

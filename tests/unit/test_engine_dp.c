@@ -7,6 +7,10 @@
  * Gradient buckets (dp_bucket_mb): the model's readiness stages against the gradients the
  * backward really writes, the bucket plan's boundaries, the overlapped all-reduce failing on a
  * dead peer, and bucketed training bit-identical to the flat all-reduce (and resumed).
+ * The TCP transport (several machines, here over loopback): the same ops with the same bits as
+ * the segment, training bit-identical to the shared-memory run, a dead rank 1, 2 or 0 failing
+ * every other rank within seconds naming it, an abort's message reaching every rank, and what
+ * joining refuses.
  *
  * Every rank — and the world-1 reference — runs in a forked child, so the parent never starts
  * an OpenMP pool that a fork would inherit half-alive; children report through files and their
@@ -14,6 +18,7 @@
  */
 #include "test_util.h"
 #include "engine/backend.h"
+#include "engine/coll_tcp.h"
 #include "engine/collective.h"
 #include "engine/config.h"
 #include "engine/dp_buckets.h"
@@ -23,7 +28,9 @@
 #include "engine/shard.h"
 #include "engine/train.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,12 +38,30 @@
 
 typedef int (*rank_fn)(cad_coll *c, void *arg);
 
+/* A loopback port nobody listens on now (the kernel's pick; the ranks bind it a moment later). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) && !getsockname(fd, (struct sockaddr *)&a, &len)
+                   ? ntohs(a.sin_port)
+                   : -1;
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+/* The transport run_world's ranks use: 0 the shared-memory segment, else TCP on this port. */
+static int world_tcp_port;
+
 /* Run fn as every rank of a world-`world` job (each in its own process); 0 when all exited 0. */
 static int run_world(int world, rank_fn fn, void *arg) {
-    char shm[64];
+    char shm[64], addr[64];
     snprintf(shm, sizeof shm, "/caddie-test-%d-%ld", (int)getpid(), (long)time(NULL));
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", world_tcp_port);
     cad_err e = {0};
-    if (world > 1 && cad_coll_shm_create(shm, world, &e)) {
+    if (world > 1 && !world_tcp_port && cad_coll_shm_create(shm, world, &e)) {
         printf("shm: %s\n", e.msg);
         return -1;
     }
@@ -47,7 +72,7 @@ static int run_world(int world, rank_fn fn, void *arg) {
         if (pids[r] == 0) {
             cad_coll *c;
             cad_err ce = {0};
-            int rc = cad_coll_open(r, world, shm, &c, &ce);
+            int rc = world_tcp_port ? cad_coll_open_tcp(r, world, addr, 30, &c, &ce) : cad_coll_open(r, world, shm, &c, &ce);
             if (rc) printf("rank %d: open: %s\n", r, ce.msg);
             if (!rc) rc = fn(c, arg);
             if (!rc) cad_coll_free(c);
@@ -61,7 +86,7 @@ static int run_world(int world, rank_fn fn, void *arg) {
         waitpid(pids[r], &st, 0);
         bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
     }
-    cad_coll_shm_unlink(shm);
+    if (!world_tcp_port) cad_coll_shm_unlink(shm);
     return bad;
 }
 
@@ -675,6 +700,173 @@ static void test_world2_bucketed_is_flat(void) {
     alarm(0);
 }
 
+/* ---- the TCP transport ---- */
+
+/* The collective's ops over TCP: coll_ops and async_ops check the exact rank-ordered sums, so
+ * passing here means the same bits as the segment; BIG crosses two chunks. */
+static void test_tcp_collective_ops(void) {
+    alarm(120);
+    world_tcp_port = free_port();
+    CHECK(world_tcp_port > 0);
+    CHECK(run_world(3, coll_ops, NULL) == 0);
+    world_tcp_port = free_port();
+    CHECK(run_world(3, async_ops, NULL) == 0);
+    world_tcp_port = 0;
+    alarm(0);
+}
+
+/* Training at world 2 over TCP is bit-identical to the same run over shared memory ("w2"). */
+static void test_tcp_world2_is_shm(void) {
+    alarm(900);
+    world_tcp_port = free_port();
+    train_arg a = {"w2_tcp", 0, {0}};
+    CHECK(run_world(2, train_rank, &a) == 0);
+    world_tcp_port = 0;
+    int identical;
+    double d = weights_diff("w2", "w2_tcp", &identical);
+    CHECK_MSG(identical, "TCP world-2 weights differ from shared memory (max |dw| = %g)", d);
+    CHECK(same_file("w2", "w2_tcp", "final_model.int8.ptz"));
+    alarm(0);
+}
+
+/* A world of 3 over TCP in which rank `victim` joins and then dies (SIGKILL), or aborts with a
+ * message and exits 1 (abort_msg set). The other ranks each run a barrier, which must fail
+ * within 5 s with a message naming the victim and `want` — checked in every survivor, rank 0
+ * (the hub) and a plain rank alike. The parent only watches. */
+static void tcp_victim(int victim, const char *abort_msg, const char *want) {
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    pid_t pids[3];
+    for (int r = 0; r < 3; r++) {
+        fflush(stdout);
+        pids[r] = fork();
+        if (pids[r] != 0) continue;
+        cad_coll *c;
+        cad_err e = {0};
+        if (cad_coll_open_tcp(r, 3, addr, 30, &c, &e)) {
+            printf("rank %d: open: %s\n", r, e.msg);
+            _exit(2);
+        }
+        if (r == victim) {
+            if (!abort_msg) raise(SIGKILL);
+            cad_coll_abort(c, abort_msg);
+            cad_coll_free(c);
+            _exit(1);
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = cad_coll_barrier(c, &e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        char who[32];
+        snprintf(who, sizeof who, "rank %d", victim);
+        int ok = rc == CAD_ECHILD && strstr(e.msg, who) && strstr(e.msg, want) && dt < 5.0;
+        printf("# victim %d%s: rank %d failed after %.2f s: %s\n", victim, abort_msg ? " (abort)" : "", r, dt, e.msg);
+        cad_coll_free(c);
+        fflush(stdout);
+        _exit(ok ? 0 : 3);
+    }
+    for (int r = 0; r < 3; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        if (r == victim) continue;
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "victim %d: rank %d did not fail as expected (status %d)",
+                  victim, r, st);
+    }
+}
+
+static void test_tcp_dead_or_aborting_rank(void) {
+    alarm(120);
+    tcp_victim(2, NULL, "died");       /* rank 0 sees it; rank 1 hears it from rank 0 */
+    tcp_victim(1, NULL, "died");
+    tcp_victim(0, NULL, "lost rank 0"); /* the hub itself */
+    tcp_victim(2, "disk full writing the checkpoint", "failed: disk full writing the checkpoint");
+    alarm(0);
+}
+
+/* What a CUDA run's watchdog threads rely on while NCCL work is in flight and nobody is in a host
+ * op: rank 2 dies, rank 0's check (reading nothing) sees its connection close, rank 0 aborts as
+ * collective.c's watchdog does, and rank 1's check then sees rank 0's connection end — every
+ * survivor within seconds, without any rank entering an op. */
+static void test_tcp_watchdog_chain(void) {
+    alarm(60);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    pid_t pids[3];
+    for (int r = 0; r < 3; r++) {
+        fflush(stdout);
+        pids[r] = fork();
+        if (pids[r] != 0) continue;
+        cad_coll_tcp *t;
+        cad_err e = {0};
+        if (cad_coll_tcp_open(r, 3, addr, 30, &t, &e)) _exit(2);
+        if (r == 2) raise(SIGKILL);
+        int rc = CAD_OK;
+        for (int i = 0; i < 100 && !rc; i++) { /* 5 s */
+            struct timespec nap = {0, 50 * 1000000L};
+            nanosleep(&nap, NULL);
+            rc = cad_coll_tcp_check(t, 0, &e);
+        }
+        if (rc && r == 0) cad_coll_tcp_abort(t, e.msg);
+        printf("# watchdog chain: rank %d: %s\n", r, rc ? e.msg : "saw nothing in 5 s");
+        cad_coll_tcp_free(t);
+        fflush(stdout);
+        _exit(rc == CAD_ECHILD ? 0 : 3);
+    }
+    for (int r = 0; r < 2; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rank %d's check did not see the death (status %d)", r, st);
+    }
+    waitpid(pids[2], NULL, 0);
+    alarm(0);
+}
+
+/* Joining refuses a rank started for another world size, and a port already taken by someone
+ * else is named. */
+static void test_tcp_join_refusals(void) {
+    alarm(120);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) { /* rank 1 believes in a world of 3 */
+        cad_coll *c;
+        cad_err e = {0};
+        int rc = cad_coll_open_tcp(1, 3, addr, 10, &c, &e);
+        printf("# wrong world, rank 1: %s\n", e.msg);
+        fflush(stdout);
+        _exit(rc && strstr(e.msg, "world of 3") ? 0 : 1);
+    }
+    cad_coll *c = NULL;
+    cad_err e = {0};
+    CHECK_EQ_INT(cad_coll_open_tcp(0, 2, addr, 10, &c, &e), CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "world of 3") && strstr(e.msg, "rank 0 for 2"), "message: %s", e.msg);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* a port in use */
+    int fd = socket(AF_INET6, SOCK_STREAM, 0), zero = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    struct sockaddr_in6 a = {0};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_any;
+    socklen_t len = sizeof a;
+    CHECK(fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) && !listen(fd, 1) &&
+          !getsockname(fd, (struct sockaddr *)&a, &len));
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin6_port));
+    CHECK_EQ_INT(cad_coll_open_tcp(0, 2, addr, 2, &c, &e), CAD_EIO);
+    CHECK_MSG(strstr(e.msg, "cannot listen on port") && strstr(e.msg, "in use"), "message: %s", e.msg);
+    close(fd);
+    /* nobody comes: the join times out naming the missing rank */
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    CHECK_EQ_INT(cad_coll_open_tcp(0, 3, addr, 1, &c, &e), CAD_ECHILD);
+    CHECK_MSG(strstr(e.msg, "only 1 of 3") && strstr(e.msg, "missing: 1, 2"), "message: %s", e.msg);
+    CHECK_EQ_INT(cad_coll_open_tcp(1, 2, "127.0.0.1", 1, &c, &e), CAD_ECONFIG);
+    CHECK_MSG(strstr(e.msg, "expected HOST:PORT"), "message: %s", e.msg);
+    alarm(0);
+}
+
 int main(void) {
     make_shards();
     RUN(test_collective_ops);
@@ -688,5 +880,10 @@ int main(void) {
     RUN(test_async_allreduce);
     RUN(test_dead_peer_fails_async);
     RUN(test_world2_bucketed_is_flat); /* after the two above: it compares with their runs */
+    RUN(test_tcp_collective_ops);
+    RUN(test_tcp_world2_is_shm); /* compares with test_world2_matches_world1's "w2" */
+    RUN(test_tcp_dead_or_aborting_rank);
+    RUN(test_tcp_watchdog_chain);
+    RUN(test_tcp_join_refusals);
     return check_report();
 }

@@ -111,9 +111,21 @@ bench_dp_buckets() {
     rm -rf "$d"
 }
 
+# ---- collective: the host transports of data parallel (shared memory, TCP star) ---------------
+bench_coll() {
+    section "data parallel: collective host transports, barrier and all-reduce (${BENCH_COLL_MIB:-16} MiB)"
+    mkdir -p build/bench
+    # the collective reaches NCCL when the library was built with CUDA
+    local cuda=""
+    case $LIBCADDIE in *rel-cuda*) cuda="build/cuda/libcaddie_cuda.a -L${CUDA_HOME:-/usr/local/cuda}/lib64
+        -Wl,-rpath,${CUDA_HOME:-/usr/local/cuda}/lib64 -lcublas -lcudart -lnccl" ;; esac
+    $CC $REL tests/bench_coll.c "$LIBCADDIE" $cuda "$LIBCADDIE" $LIBS -o build/bench/bench_coll || return 1
+    ./build/bench/bench_coll "${BENCH_COLL_MIB:-16}" "${BENCH_COLL_REPEATS:-10}"
+}
+
 status=0
 # BENCH_SECTIONS="bench_engine_train" runs only the named sections
-for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db bench_import bench_dp_buckets}; do
+for s in ${BENCH_SECTIONS:-bench_engine_train bench_torch_train bench_db bench_import bench_dp_buckets bench_coll}; do
     "$s" || { echo "bench section $s failed" >&2; status=1; }
 done
 exit $status

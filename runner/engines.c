@@ -128,7 +128,9 @@ int cad_engine_exec_build(const char *engine, const cad_launch *l, const cad_eng
             snprintf(num, sizeof num, "%d", s->cpu_threads);
             env_putf(&env, "OMP_NUM_THREADS", num);
         }
-        ndev = 1;
+        /* a `devices: N` run holds N CPU slots (launch starts a rank on each): it is told N,
+         * as it would be on N GPUs */
+        ndev = s->cpu_devices > 0 ? s->cpu_devices : 1;
     }
     snprintf(num, sizeof num, "%d", ndev);
     env_putf(&env, "CADDIE_DEVICES", num);

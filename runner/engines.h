@@ -44,6 +44,9 @@ typedef struct cad_engine_slot {
                               * scheduler whose jobs get the submitter's environment) */
     int executor_devices;    /* > 0: the executor hands out this many devices itself (Slurm
                               * GRES sets CUDA_VISIBLE_DEVICES): it is left alone */
+    int cpu_devices;         /* CPU mode (devices NULL, no executor_devices): the CPU slots the
+                              * run holds, one per device it asked for (a `devices: 2` run holds
+                              * two), so its CADDIE_DEVICES says 2 as on GPUs; 0 counts as 1 */
 } cad_engine_slot;
 
 /* An exec-ready process description (everything malloc'd; cad_engine_exec_free). */
@@ -59,7 +62,8 @@ typedef struct cad_engine_exec {
 /* Build the process for a run. Environment = the runner's environment, then the recipe's
  * env (NAME=value, overriding), then the runner's own variables, which win:
  * CUDA_VISIBLE_DEVICES (the assigned GPUs; "" in CPU-slot mode so a CPU run never grabs a
- * GPU), CADDIE_RUN_ID, CADDIE_RUN_DIR, CADDIE_ATTEMPT, CADDIE_DEVICES (count); in CPU-slot
+ * GPU), CADDIE_RUN_ID, CADDIE_RUN_DIR, CADDIE_ATTEMPT, CADDIE_DEVICES (the count of GPUs, or
+ * of CPU slots, the run holds); in CPU-slot
  * mode OMP_NUM_THREADS too, unless the recipe sets it. With env_additions_only the runner's
  * environment is left out; with executor_devices CUDA_VISIBLE_DEVICES is not set. self_exe is this binary's path
  * (readlink /proc/self/exe), substituted for argv[0] == "caddie". */

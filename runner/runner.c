@@ -960,7 +960,7 @@ static int build_exec(runner *r, const cad_run *run, const char *devtext, int at
         int cpu = remote ? !r->o->gres : r->o->cpu_slots > 0;
         cad_engine_slot es = {cpu || remote ? NULL : devtext, cpu ? r->o->cpu_threads : 0,
                               run->run_id, run->run_dir, attempt, remote,
-                              remote && !cpu ? ndev : 0};
+                              remote && !cpu ? ndev : 0, cpu ? ndev : 0};
         rc = cad_engine_exec_build(run->engine, &l, &es, r->self_exe, x, e);
     }
     cad_launch_free(&l);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # t0401 — the runner end to end with the fake command engine: runs end done with curves,
-# results and run-dir files; CPU slots get OMP_NUM_THREADS and no GPU; ls/show/logs/status;
+# results and run-dir files; CPU slots get OMP_NUM_THREADS and no GPU, a devices: 2 run on them
+# is told it holds two (CADDIE_DEVICES); ls/show/logs/status;
 # grid values reach the engine literally (no shell); one runner per DB.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
@@ -73,6 +74,16 @@ test_expect_success 'logs prints what the run printed' '
 test_expect_success 'status says no runner and counts runs' '
     caddie status >st.out && test_grep "^runner: +not running" st.out &&
     test_grep " 2 done" st.out
+'
+
+# a devices: 2 run on the CPU holds two slots (one rank each under launch): it is told so
+fake_sweep two 1 0 1 '  FAKE_ECHO_ENV: "CADDIE_DEVICES,CUDA_VISIBLE_DEVICES"' 'devices: 2'
+test_expect_success 'a devices: 2 run on CPU slots holds two of them: CADDIE_DEVICES=2' '
+    caddie sweep add two.yaml >/dev/null && run_fast --cpu-slots 2 >run3.out 2>&1 &&
+    test "$(n_sweep two done)" = 1 && test_grep " on cpu slot 0,1, pid " run3.out &&
+    dir=$(sweep_col two run_dir) &&
+    test_grep "^env:CADDIE_DEVICES=2$" "$dir/log.txt" &&
+    test_grep "^env:CUDA_VISIBLE_DEVICES=$" "$dir/log.txt"
 '
 
 cat >inject.yaml <<EOF

@@ -1,7 +1,8 @@
 /*
  * test_runner_engines.c — launch recipe -> exec description (runner/engines.h): "caddie"
  * becomes this binary, recipe env overrides the runner's environment, the runner's device
- * variables override both, CPU slots get OMP_NUM_THREADS unless the recipe sets it, each
+ * variables override both, CPU slots get OMP_NUM_THREADS unless the recipe sets it (and a
+ * run holding N of them CADDIE_DEVICES=N), each
  * engine captures into its own file, values stay separate argv entries. A remote job (Slurm)
  * gets only what the run adds, and its devices from the scheduler; its job script quotes every
  * value so that the shell interprets none of it.
@@ -30,7 +31,7 @@ static void test_command_engine_gpu(void) {
     char *argv[] = {"python3", "train_gpt.py", "; rm -rf ~", NULL};
     char *env[] = {"QK_GAIN_INIT=5.25", "CADDIE_TEST_KEEP=recipe", "CUDA_VISIBLE_DEVICES=9", NULL};
     cad_launch l = {3, argv, 3, env, "/tmp"};
-    cad_engine_slot s = {"2,3", 0, "sw-1234", "/runs/sw-1234", 2, 0, 0};
+    cad_engine_slot s = {"2,3", 0, "sw-1234", "/runs/sw-1234", 2, 0, 0, 0};
     cad_engine_exec x;
     cad_err e = {0};
     CHECK_EQ_INT(cad_engine_exec_build("command", &l, &s, "/bin/caddie", &x, &e), CAD_OK);
@@ -57,7 +58,7 @@ static void test_caddie_engine_cpu_slot(void) {
     unsetenv("OMP_NUM_THREADS");
     char *argv[] = {"caddie", "train", "/runs/r/config.yaml", NULL};
     cad_launch l = {3, argv, 0, NULL, NULL};
-    cad_engine_slot s = {NULL, 3, "r", "/runs/r", 1, 0, 0};
+    cad_engine_slot s = {NULL, 3, "r", "/runs/r", 1, 0, 0, 0};
     cad_engine_exec x;
     cad_err e = {0};
     CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &s, "/opt/caddie/bin/caddie", &x, &e), CAD_OK);
@@ -77,10 +78,37 @@ static void test_caddie_engine_cpu_slot(void) {
     cad_engine_exec_free(&x);
 }
 
+/* A `devices: 2` run on the CPU holds two slots (launch starts a rank on each): CADDIE_DEVICES
+ * counts them, as it counts GPUs; OMP_NUM_THREADS stays the threads of one slot (per rank). */
+static void test_cpu_slots_counted(void) {
+    unsetenv("OMP_NUM_THREADS");
+    char *argv[] = {"caddie", "launch", "--nproc", "2", "train", "/runs/r/config.yaml", NULL};
+    cad_launch l = {6, argv, 0, NULL, NULL};
+    cad_engine_slot s = {NULL, 3, "r", "/runs/r", 1, 0, 0, 2};
+    cad_engine_exec x;
+    cad_err e = {0};
+    CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &s, "/c", &x, &e), CAD_OK);
+    CHECK_STR(env_get(x.envp, "CADDIE_DEVICES"), "2");
+    CHECK_STR(env_get(x.envp, "CUDA_VISIBLE_DEVICES"), "");
+    CHECK_STR(env_get(x.envp, "OMP_NUM_THREADS"), "3");
+    cad_engine_exec_free(&x);
+    /* a Slurm CPU job (no GRES): the same count, only what the run adds */
+    cad_engine_slot r = {NULL, 1, "r", "/runs/r", 1, 1, 0, 2};
+    CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &r, "/c", &x, &e), CAD_OK);
+    CHECK_STR(env_get(x.envp, "CADDIE_DEVICES"), "2");
+    CHECK_STR(env_get(x.envp, "OMP_NUM_THREADS"), "1");
+    cad_engine_exec_free(&x);
+    /* a slot that does not say (0) is one slot */
+    cad_engine_slot one = {NULL, 3, "r", "/runs/r", 1, 0, 0, 0};
+    CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &one, "/c", &x, &e), CAD_OK);
+    CHECK_STR(env_get(x.envp, "CADDIE_DEVICES"), "1");
+    cad_engine_exec_free(&x);
+}
+
 static void test_bad_recipes(void) {
     char *argv[] = {"x", NULL};
     cad_launch l = {1, argv, 0, NULL, NULL};
-    cad_engine_slot s = {"0", 0, "r", "/runs/r", 1, 0, 0};
+    cad_engine_slot s = {"0", 0, "r", "/runs/r", 1, 0, 0, 0};
     cad_engine_exec x;
     cad_err e = {0};
     CHECK_EQ_INT(cad_engine_exec_build("torch", &l, &s, "/c", &x, &e), CAD_ECONFIG);
@@ -106,7 +134,7 @@ static void test_remote_job_environment(void) {
     char *argv[] = {"caddie", "launch", "--nproc", "4", "train", "c.yaml", NULL};
     char *env[] = {"QK=1", NULL};
     cad_launch l = {6, argv, 1, env, NULL};
-    cad_engine_slot s = {NULL, 0, "r", "/runs/r", 3, 1, 4};
+    cad_engine_slot s = {NULL, 0, "r", "/runs/r", 3, 1, 4, 0};
     cad_engine_exec x;
     cad_err e = {0};
     CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &s, "/shared/caddie", &x, &e), CAD_OK);
@@ -121,7 +149,7 @@ static void test_remote_job_environment(void) {
     CHECK_EQ_INT(n, 5); /* QK and the four CADDIE_ variables, nothing of the runner's */
     cad_engine_exec_free(&x);
     /* without GRES: a CPU job, CUDA_VISIBLE_DEVICES empty and the threads per device */
-    cad_engine_slot c = {NULL, 2, "r", "/runs/r", 1, 1, 0};
+    cad_engine_slot c = {NULL, 2, "r", "/runs/r", 1, 1, 0, 0};
     CHECK_EQ_INT(cad_engine_exec_build("caddie", &l, &c, "/shared/caddie", &x, &e), CAD_OK);
     CHECK_STR(env_get(x.envp, "CUDA_VISIBLE_DEVICES"), "");
     CHECK_STR(env_get(x.envp, "OMP_NUM_THREADS"), "2");
@@ -145,6 +173,7 @@ int main(void) {
     RUN(test_remote_job_environment);
     RUN(test_shell_quote);
     RUN(test_caddie_engine_cpu_slot);
+    RUN(test_cpu_slots_counted);
     RUN(test_bad_recipes);
     RUN(test_self_exe);
     return check_report();

@@ -82,6 +82,12 @@ static void exec_rank(const cad_launch_opts *o, int local, const char *shm, cons
     _exit(127);
 }
 
+/* SIGTERM/SIGINT/SIGHUP to the launcher (a runner's timeout, Ctrl-C, scancel): remembered here and
+ * handled by the wait loop, which stops the ranks as for a failed rank and removes the shared
+ * memory's name — which otherwise outlives a launch killed before its ranks joined. */
+static volatile sig_atomic_t launch_signal;
+static void on_launch_signal(int sig) { launch_signal = sig; }
+
 static void describe(char *buf, size_t cap, int rank, int pid, int status) {
     if (WIFSIGNALED(status))
         snprintf(buf, cap, "rank %d (pid %d) killed by signal %d", rank, pid, WTERMSIG(status));
@@ -118,6 +124,13 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         snprintf(shm, sizeof shm, "/caddie-coll-%d-%lx", (int)getpid(), (unsigned long)ts.tv_nsec);
         if ((rc = cad_coll_shm_create(shm, o->nproc, e))) return rc;
     }
+    static const int caught[] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction sa, old[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_launch_signal;
+    sigemptyset(&sa.sa_mask);
+    launch_signal = 0;
+    for (int i = 0; i < 3; i++) sigaction(caught[i], &sa, &old[i]); /* exec resets them in the ranks */
     pid_t pids[CAD_COLL_MAX_WORLD];
     int done[CAD_COLL_MAX_WORLD] = {0};
     pid_t self = getpid();
@@ -141,12 +154,21 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
         kill_at = now_s() + o->grace_s;
     }
     while (left > 0) {
+        if (launch_signal && !stopping) {
+            rc = cad_fail(e, CAD_ECHILD, "got signal %d; stopping the ranks", (int)launch_signal);
+            stopping = 1;
+            for (int r = 0; r < started; r++)
+                if (!done[r]) kill(pids[r], SIGTERM);
+            kill_at = now_s() + o->grace_s;
+        }
         int status;
-        pid_t pid = waitpid(-1, &status, stopping ? WNOHANG : 0);
+        /* polled, not blocking: a signal between the check above and a blocking wait would
+         * otherwise go unnoticed until a rank exits */
+        pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid < 0 && errno == EINTR) continue;
         if (pid < 0) break; /* no children left to wait for */
-        if (pid == 0) { /* stopping, nobody exited yet: wait a little, then insist */
-            if (now_s() >= kill_at)
+        if (pid == 0) { /* nobody exited yet: wait a little; when stopping, then insist */
+            if (stopping && now_s() >= kill_at)
                 for (int r = 0; r < started; r++)
                     if (!done[r]) kill(pids[r], SIGKILL);
             struct timespec nap = {0, 20 * 1000000L};
@@ -176,6 +198,7 @@ int cad_launch_ranks(const cad_launch_opts *o, cad_err *e) {
             kill_at = now_s() + o->grace_s;
         }
     }
+    for (int i = 0; i < 3; i++) sigaction(caught[i], &old[i], NULL);
     if (shm[0]) cad_coll_shm_unlink(shm); /* rank 0 unlinks it after the join; this covers a run that never joined */
     return rc;
 }

@@ -15,7 +15,9 @@
  * assignment) rank r sees its r-th entry, and a list shorter than N is an error; set empty (a
  * CPU slot) every rank sees none.
  * Each rank dies with the launcher (PR_SET_PDEATHSIG), so killing the launcher alone stops
- * the run too.
+ * the run too. SIGTERM, SIGINT or SIGHUP to the launcher stop the ranks the same way as a failed
+ * rank (grace, then SIGKILL) and the launch fails naming the signal; cad_launch_ranks installs
+ * its handlers for its own duration only.
  * Not here: the ranks' collective itself, option parsing (cli/cmd_launch.c).
  */
 #ifndef CADDIE_LAUNCH_H

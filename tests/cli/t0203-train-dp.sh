@@ -57,6 +57,18 @@ test_expect_success 'kill -9 of rank 1: launch and every rank exit non-zero with
 test_expect_success 'the same with gradient buckets (dp_bucket_mb) being reduced' '
     kill_rank1 killed_b --set dp_bucket_mb=0.001 && test_grep "^dp_buckets:" killed_b/log.txt
 '
+# (after its first "launch: rank" line: the handlers are in place before the first fork)
+test_expect_success 'SIGTERM to launch: the ranks stop within seconds, launch fails naming it, no shared memory left' '
+    (timeout 300 "$CADDIE" launch --nproc 2 --grace 2 train micro.yaml --set run_dir=termed \
+        --set iterations=100000 --set val_loss_every=0 >termed.out 2>termed.err; echo $? >termed.rc) &
+    for i in $(seq 300); do grep -q "^launch: rank 0 pid" termed.err 2>/dev/null && break; sleep 0.05; done &&
+    r0=$(sed -n "s/^launch: rank 0 pid //p" termed.err) && launcher=$(ps -o ppid= -p "$r0" | tr -d " ") &&
+    test -n "$launcher" && kill -TERM "$launcher" &&
+    for i in $(seq 150); do test -f termed.rc && break; sleep 0.1; done &&
+    test "$(cat termed.rc)" = 1 && test_grep "got signal 15; stopping the ranks" termed.err &&
+    ! kill -0 "$r0" 2>/dev/null && ! pgrep -f "run_dir=termed" >/dev/null &&
+    ! ls /dev/shm | grep -q "^caddie-coll-$launcher-"
+'
 # the log without its clock readings, so two runs compare line by line
 losses() { sed -E 's/ (train_time|step_avg|eval_time):[0-9.]+ms//g' "$1" | grep -E "^(step:|final_)"; }
 test_expect_success 'dp_bucket_mb: the bucketed world-2 run is bit-identical to the flat one' '

@@ -190,15 +190,27 @@ int cad_coll_barrier(cad_coll *c, cad_err *e) {
     return CAD_OK;
 }
 
-int cad_coll_open(int rank, int world, const char *shm_name, cad_coll **out, cad_err *e) {
-    *out = NULL;
-    if (world < 1 || world > CAD_COLL_MAX_WORLD || rank < 0 || rank >= world)
-        return cad_fail(e, CAD_ECONFIG, "RANK=%d WORLD_SIZE=%d: expected 0 <= RANK < WORLD_SIZE <= %d", rank, world,
-                        CAD_COLL_MAX_WORLD);
+/* A handle for rank of world, transport not yet attached; NULL with e set when out of range. */
+static cad_coll *coll_new(int rank, int world, cad_err *e) {
+    if (world < 1 || world > CAD_COLL_MAX_WORLD || rank < 0 || rank >= world) {
+        cad_fail(e, CAD_ECONFIG, "RANK=%d WORLD_SIZE=%d: expected 0 <= RANK < WORLD_SIZE <= %d", rank, world,
+                 CAD_COLL_MAX_WORLD);
+        return NULL;
+    }
     cad_coll *c = calloc(1, sizeof *c);
-    if (!c) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    if (!c) {
+        cad_fail(e, CAD_ENOMEM, "out of memory");
+        return NULL;
+    }
     c->rank = rank;
     c->world = world;
+    return c;
+}
+
+int cad_coll_open(int rank, int world, const char *shm_name, cad_coll **out, cad_err *e) {
+    *out = NULL;
+    cad_coll *c = coll_new(rank, world, e);
+    if (!c) return e->code;
     if (world == 1) {
         *out = c;
         return CAD_OK;
@@ -253,13 +265,8 @@ int cad_coll_open(int rank, int world, const char *shm_name, cad_coll **out, cad
 
 int cad_coll_open_tcp(int rank, int world, const char *addr, double join_timeout_s, cad_coll **out, cad_err *e) {
     *out = NULL;
-    if (world < 1 || world > CAD_COLL_MAX_WORLD || rank < 0 || rank >= world)
-        return cad_fail(e, CAD_ECONFIG, "RANK=%d WORLD_SIZE=%d: expected 0 <= RANK < WORLD_SIZE <= %d", rank, world,
-                        CAD_COLL_MAX_WORLD);
-    cad_coll *c = calloc(1, sizeof *c);
-    if (!c) return cad_fail(e, CAD_ENOMEM, "out of memory");
-    c->rank = rank;
-    c->world = world;
+    cad_coll *c = coll_new(rank, world, e);
+    if (!c) return e->code;
     int rc = world > 1 ? cad_coll_tcp_open(rank, world, addr, join_timeout_s, &c->tcp, e) : CAD_OK;
     if (rc) {
         free(c);

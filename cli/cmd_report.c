@@ -13,6 +13,7 @@
  */
 #include "cli/cli.h"
 #include "db/db.h"
+#include "engine/config.h"
 #include "engine/jsonw.h"
 #include "reports/matched.h"
 #include "reports/report.h"
@@ -54,8 +55,27 @@ static int open_for_reading(const char *cmd, const char *opt_db, cad_db **db) {
     return 0;
 }
 
+/* The reports' key_default: a caddie key's default as the params table shows it (numbers and
+ * booleans through their number, "%.10g"; strings and lists as written). */
+static int engine_key_default(const char *key, char *text, size_t cap, double *num) {
+    const cad_config_key *k = cad_config_key_find(key);
+    if (!k) return 0;
+    *num = NAN;
+    if (k->type == CAD_KEY_INT || k->type == CAD_KEY_FLOAT || k->type == CAD_KEY_BOOL) {
+        char *end;
+        double v = strtod(k->def, &end);
+        if (end != k->def && !*end) {
+            *num = v;
+            snprintf(text, cap, "%.10g", v);
+            return 1;
+        }
+    }
+    snprintf(text, cap, "%s", k->def);
+    return 1;
+}
+
 static int load_data(const char *cmd, cad_db *db, const report_args *a, cad_report_data *d) {
-    cad_report_query q = {a->sweeps, a->n_sweeps, a->where, a->ref};
+    cad_report_query q = {a->sweeps, a->n_sweeps, a->where, a->ref, engine_key_default};
     cad_err e = {0};
     int rc = cad_report_data_load(db, &q, d, &e);
     if (rc == CAD_EUSAGE) return cli_usage_error(cmd, "%s", e.msg);

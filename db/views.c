@@ -112,6 +112,7 @@ static void run_row(sqlite3_stmt *st, cad_view_run *r) {
     r->started_at = col_text(st, 22);
     r->ended_at = col_text(st, 23);
     r->run_dir = col_text(st, 24);
+    r->engine = col_text(st, 25);
 }
 
 int cad_view_runs(cad_db *db, const cad_view_filter *f, cad_view_run_fn fn, void *ud, cad_err *e) {
@@ -120,7 +121,7 @@ int cad_view_runs(cad_db *db, const cad_view_filter *f, cad_view_run_fn fn, void
     int rc = prepare_filtered(h,
         "SELECT run_id, sweep, name, status, seed, val_loss, val_bpb, prequant_val_bpb,"
         " artifact_bytes, model_bytes, code_bytes, train_ms, eval_ms, steps, tokens, valid, partial,"
-        " config, config_hash, group_hash, error, attempts, started_at, ended_at, run_dir"
+        " config, config_hash, group_hash, error, attempts, started_at, ended_at, run_dir, engine"
         " FROM run_summary",
         " ORDER BY sweep, group_hash, seed, run_id", f, &st, e);
     if (rc) return rc;

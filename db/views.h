@@ -31,6 +31,7 @@ typedef struct cad_view_filter {
 typedef struct cad_view_run {
     const char *run_id, *sweep, *name, *status, *config, *config_hash, *group_hash, *error;
     const char *started_at, *ended_at, *run_dir;
+    const char *engine; /* caddie, command, prepare; NULL for imported runs without one */
     int has_seed;
     long long seed;
     double val_loss, val_bpb, prequant_val_bpb;

@@ -40,7 +40,7 @@ void cad_report_data_free(cad_report_data *d) {
         cad_report_run *r = &d->runs[i];
         free(r->run_id); free(r->sweep); free(r->name); free(r->status); free(r->error);
         free(r->run_dir); free(r->group_hash); free(r->config_hash); free(r->config);
-        free(r->started_at); free(r->ended_at);
+        free(r->started_at); free(r->ended_at); free(r->engine);
         for (int k = 0; k < r->n_params; k++) {
             free(r->param_keys[k]);
             free(r->param_texts[k]);
@@ -114,6 +114,7 @@ static int add_run(const cad_view_run *v, void *ud, cad_err *e) {
     r->started_at = dup_or_null(v->started_at);
     r->ended_at = dup_or_null(v->ended_at);
     r->run_dir = dup_or_null(v->run_dir);
+    r->engine = dup_or_null(v->engine);
     r->group = -1;
     if (!r->run_id || !r->status) return cad_fail(e, CAD_EDB, "run_summary row %d has no run_id or status", d->n_runs);
     if (!r->group_hash) r->group_hash = strdup(r->config_hash ? r->config_hash : r->run_id);
@@ -185,6 +186,98 @@ static int load_params(cad_db *db, const cad_view_filter *f, cad_report_data *d,
     free(c.by_id);
     free(c.caps);
     return rc;
+}
+
+/* A caddie-engine run records every key of its resolved config, so a key it lacks was added to
+ * caddie after it ran, and a new key's default is the old behaviour: the run had the default.
+ * Without filling it in, an upgrade mid-sweep makes every new key look swept ("(unset)" against
+ * its default) and labels groups with it. Only keys that another caddie run of the same sweep
+ * records are filled (the comparison is within a sweep), from q->key_default. Command-engine
+ * runs record only what their sweep set, so there absence means "not set" and is left alone. */
+static const char *run_param(const cad_report_run *r, const char *key, double *num);
+static const char *sweep_key(const cad_report_run *r);
+
+static int is_caddie_run(const cad_report_run *r) { return r->engine && !strcmp(r->engine, "caddie"); }
+
+/* Insert (key, text, num) into r's params, keeping them sorted by key for run_param. */
+static int insert_param(cad_report_run *r, const char *key, const char *text, double num) {
+    int at = 0;
+    while (at < r->n_params && strcmp(r->param_keys[at], key) < 0) at++;
+    char **k2 = realloc(r->param_keys, (size_t)(r->n_params + 1) * sizeof *k2);
+    if (k2) r->param_keys = k2;
+    char **t2 = realloc(r->param_texts, (size_t)(r->n_params + 1) * sizeof *t2);
+    if (t2) r->param_texts = t2;
+    double *n2 = realloc(r->param_nums, (size_t)(r->n_params + 1) * sizeof *n2);
+    if (n2) r->param_nums = n2;
+    char *kd = strdup(key), *td = strdup(text);
+    if (!k2 || !t2 || !n2 || !kd || !td) {
+        free(kd), free(td);
+        return CAD_ENOMEM;
+    }
+    size_t tail = (size_t)(r->n_params - at);
+    memmove(r->param_keys + at + 1, r->param_keys + at, tail * sizeof *k2);
+    memmove(r->param_texts + at + 1, r->param_texts + at, tail * sizeof *t2);
+    memmove(r->param_nums + at + 1, r->param_nums + at, tail * sizeof *n2);
+    r->param_keys[at] = kd;
+    r->param_texts[at] = td;
+    r->param_nums[at] = num;
+    r->n_params++;
+    return CAD_OK;
+}
+
+static int cmp_str_at(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Runs [lo, hi) are one sweep: every key a caddie run of it records (their union, sorted and
+ * made unique), filled into the caddie runs that lack it. R x K log K, not R^2. */
+static int fill_sweep(cad_report_data *d, int lo, int hi, const cad_report_query *q) {
+    size_t n = 0;
+    for (int i = lo; i < hi; i++)
+        if (is_caddie_run(&d->runs[i])) n += (size_t)d->runs[i].n_params;
+    if (n == 0) return CAD_OK;
+    char **keys = malloc(n * sizeof *keys);
+    if (!keys) return CAD_ENOMEM;
+    size_t m = 0, u = 0;
+    for (int i = lo; i < hi; i++)
+        if (is_caddie_run(&d->runs[i]))
+            for (int k = 0; k < d->runs[i].n_params; k++) keys[m++] = strdup(d->runs[i].param_keys[k]);
+    int rc = CAD_OK;
+    for (size_t k = 0; k < m; k++) rc |= keys[k] ? CAD_OK : CAD_ENOMEM;
+    if (!rc) {
+        qsort(keys, m, sizeof *keys, cmp_str_at);
+        for (size_t k = 0; k < m; k++) {
+            if (u && !strcmp(keys[k], keys[u - 1])) {
+                free(keys[k]);
+                continue;
+            }
+            keys[u++] = keys[k];
+        }
+        m = u;
+    }
+    for (size_t k = 0; k < m && !rc; k++) {
+        char text[512];
+        double num;
+        int known = -1;
+        for (int i = lo; i < hi && !rc; i++) {
+            cad_report_run *r = &d->runs[i];
+            if (!is_caddie_run(r) || run_param(r, keys[k], NULL)) continue;
+            if (known < 0) known = q->key_default(keys[k], text, sizeof text, &num);
+            if (!known) break;
+            rc = insert_param(r, keys[k], text, num);
+        }
+    }
+    for (size_t k = 0; k < m; k++) free(keys[k]);
+    free(keys);
+    return rc;
+}
+
+static int fill_keys_of_older_runs(cad_report_data *d, const cad_report_query *q, cad_err *e) {
+    if (!q->key_default) return CAD_OK;
+    /* runs arrive ordered by sweep */
+    for (int lo = 0, hi; lo < d->n_runs; lo = hi) {
+        for (hi = lo + 1; hi < d->n_runs && !strcmp(sweep_key(&d->runs[hi]), sweep_key(&d->runs[lo])); hi++) {}
+        if (fill_sweep(d, lo, hi, q)) return cad_fail(e, CAD_ENOMEM, "reading params: out of memory");
+    }
+    return CAD_OK;
 }
 
 /* ---- grouping ----------------------------------------------------------------------------- */
@@ -423,6 +516,11 @@ typedef struct swept_ctx {
     int nk;
     const char **mode;     /* per swept key: its most common value (ablations), or NULL */
     int ablation;
+    /* keys bundled into a swept key (their values determine each other): the key (borrowed
+     * from the runs) and the index of the swept key it goes with; an ablation's labels name
+     * them beside it (one technique setting several keys), grids show the swept key alone */
+    const char **bundled;
+    int *bundled_with, n_bundled;
 } swept_ctx;
 
 /* The keys any run of the sweep's groups sets, except the per-run ones (seed, run id...). */
@@ -469,7 +567,9 @@ static int key_varies(const swept_ctx *c, const char *key) {
 static int pick_swept_keys(swept_ctx *c, cad_err *e) {
     cad_report_sweep *sw = c->sw;
     sw->swept_keys = malloc((size_t)(c->nk + 1) * sizeof *sw->swept_keys);
-    if (!sw->swept_keys) return cad_fail(e, CAD_ENOMEM, "out of memory");
+    c->bundled = malloc((size_t)(c->nk + 1) * sizeof *c->bundled);
+    c->bundled_with = malloc((size_t)(c->nk + 1) * sizeof *c->bundled_with);
+    if (!sw->swept_keys || !c->bundled || !c->bundled_with) return cad_fail(e, CAD_ENOMEM, "out of memory");
     for (int k = 0; k < c->nk; k++) {
         if (!key_varies(c, c->keys[k])) continue;
         int bundled = 0;
@@ -478,13 +578,18 @@ static int pick_swept_keys(swept_ctx *c, cad_err *e) {
             if (bij < 0) return cad_fail(e, CAD_ENOMEM, "out of memory");
             if (!bij) continue;
             bundled = 1;
+            const char *partner = c->keys[k];
             if (!key_is_numeric(c->d, c->gs, c->ng, sw->swept_keys[j]) &&
                 key_is_numeric(c->d, c->gs, c->ng, c->keys[k])) {
                 char *nk = strdup(c->keys[k]);
                 if (!nk) return cad_fail(e, CAD_ENOMEM, "out of memory");
+                for (int q = 0; q < c->nk; q++) /* the displaced key becomes the partner */
+                    if (!strcmp(c->keys[q], sw->swept_keys[j])) partner = c->keys[q];
                 free(sw->swept_keys[j]);
                 sw->swept_keys[j] = nk;
             }
+            c->bundled[c->n_bundled] = partner;
+            c->bundled_with[c->n_bundled++] = j;
         }
         if (bundled) continue;
         if (!(sw->swept_keys[sw->n_swept] = strdup(c->keys[k])))
@@ -598,6 +703,10 @@ static int make_labels(swept_ctx *c, cad_err *e) {
             if (c->ablation && c->mode[k] && !strcmp(v, c->mode[k])) continue;
             o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s=%s", o ? " " : "", sw->swept_keys[k],
                                   shown[(size_t)k * (size_t)c->ng + (size_t)i]);
+            for (int b = 0; c->ablation && b < c->n_bundled && o < sizeof buf - 1; b++) {
+                const char *pv = c->bundled_with[b] == k ? group_param(c->d, g, c->bundled[b]) : NULL;
+                if (pv) o += (size_t)snprintf(buf + o, sizeof buf - o, " %s=%s", c->bundled[b], pv);
+            }
         }
         if (o >= sizeof buf) o = sizeof buf - 1;
         g->label = strdup(o ? buf : c->ablation ? "baseline" : g->name);
@@ -610,7 +719,7 @@ static int make_labels(swept_ctx *c, cad_err *e) {
 
 /* A sweep's swept keys and its groups' labels, in named steps. */
 static int find_swept(cad_report_data *d, cad_report_sweep *sw, cad_err *e) {
-    swept_ctx c = {d, sw, NULL, 0, NULL, 0, NULL, 0};
+    swept_ctx c = {d, sw, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, 0};
     c.gs = malloc((size_t)(d->n_groups + 1) * sizeof *c.gs);
     if (!c.gs) return cad_fail(e, CAD_ENOMEM, "out of memory");
     for (int g = 0; g < d->n_groups; g++)
@@ -620,6 +729,8 @@ static int find_swept(cad_report_data *d, cad_report_sweep *sw, cad_err *e) {
     free(c.keys);
     if (!rc) rc = ablation_modes(&c, e);
     if (!rc) rc = make_labels(&c, e);
+    free(c.bundled);
+    free(c.bundled_with);
     free(c.mode);
     free(c.gs);
     return rc;
@@ -791,6 +902,7 @@ int cad_report_data_load(cad_db *db, const cad_report_query *q, cad_report_data 
     run_ctx rc_ctx = {out, 0};
     int rc = cad_view_runs(db, &f, add_run, &rc_ctx, e);
     if (!rc) rc = load_params(db, &f, out, e);
+    if (!rc) rc = fill_keys_of_older_runs(out, q, e);
     if (!rc) rc = build_groups(out, e);
     if (!rc) rc = sort_groups(out, e);
     for (int s = 0; !rc && s < out->n_sweeps; s++) rc = find_swept(out, &out->sweeps[s], e);

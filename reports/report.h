@@ -31,6 +31,7 @@
 typedef struct cad_report_run {
     char *run_id, *sweep, *name, *status, *error, *run_dir, *group_hash, *config_hash, *config;
     char *started_at, *ended_at;
+    char *engine; /* NULL when the DB has none (an imported run) */
     long long seed;
     int has_seed;
     double val_loss, val_bpb, prequant_val_bpb;
@@ -90,6 +91,11 @@ typedef struct cad_report_query {
     int n_sweeps;
     const char *where;         /* --runs SQL-WHERE over run_summary columns, or NULL */
     const char *ref;           /* --ref: group hash (prefix), run id or run name, or NULL */
+    /* The value of a config key in a caddie-engine run that does not record it (a key added to
+     * caddie after the run; its default is what the run did): 1 with the text as params are
+     * shown (numbers "%.10g") and num (NaN for text values), 0 for a key it does not know.
+     * NULL: such keys stay "(unset)". The CLI passes the engine's key table. */
+    int (*key_default)(const char *key, char *text, size_t cap, double *num);
 } cad_report_query;
 
 typedef struct cad_report_data {

@@ -104,7 +104,8 @@ const cli_command cmd_launch_def = {
     .fn = cmd_launch,
     .summary = "run `caddie train` data parallel: N ranks on this machine, or on several (torchrun's role)",
     .synopsis = (const char *const[]){"--nproc N [--grace S] train CONFIG.yaml [TRAIN-ARGS]...",
-                                      "--nproc N --nnodes K --node-rank R --master HOST:PORT train CONFIG.yaml [TRAIN-ARGS]...",
+                                      "--nproc N --nnodes K --node-rank R --master HOST:PORT [--join-timeout S] [--grace S]\n"
+                                      "    train CONFIG.yaml [TRAIN-ARGS]...",
                                       NULL},
     .description =
         "Starts N copies of `caddie train ...` with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE\n"

@@ -6,7 +6,9 @@ export CADDIE_DB="$TRASH/caddie.db"
 export HOME="$TRASH/home"
 mkdir -p "$HOME" && echo canary >"$HOME/canary"
 
-q() { sqlite3 -batch -noheader "$CADDIE_DB" "$@"; }
+# with a busy timeout: a runner writing at that moment holds the lock for milliseconds, and a
+# bare sqlite3 shell would fail at once with "database is locked" (seen under load in t0415)
+q() { sqlite3 -batch -noheader -cmd ".timeout 10000" "$CADDIE_DB" "$@"; }
 
 # wait_until SECONDS 'shell condition' — poll every 0.05 s; fails when time runs out
 wait_until() {

@@ -17,7 +17,8 @@ enum launch_opt { LAUNCH_NPROC, LAUNCH_NNODES, LAUNCH_NODE_RANK, LAUNCH_MASTER, 
 static const cli_opt launch_opts[] = {
     {LAUNCH_NPROC, "nproc", 'n', "N", "ranks to start on this machine (one per GPU; on the CPU, N processes)"},
     {LAUNCH_NNODES, "nnodes", 0, "K", "machines in the run, each running this launch (default 1)"},
-    {LAUNCH_NODE_RANK, "node-rank", 0, "R", "this machine's index, 0..K-1 (default 0); machine 0 holds rank 0"},
+    {LAUNCH_NODE_RANK, "node-rank", 0, "R", "this machine's index, 0..K-1; machine 0 holds rank 0 (default:\n"
+                                              "$SLURM_NODEID inside a Slurm step, else 0)"},
     {LAUNCH_MASTER, "master", 0, "HOST:PORT", "rank 0's machine and a free port: the ranks meet there over TCP\n"
                                              "(required with --nnodes > 1; on one machine it replaces shared memory)"},
     {LAUNCH_JOIN_TIMEOUT, "join-timeout", 0, "S", "seconds the ranks wait for each other to start (default 60)"},
@@ -43,7 +44,7 @@ static int cmd_launch(int argc, char **argv) {
         end += takes_value ? 2 : 1;
     }
     if (end > argc) end = argc;
-    int nproc = 0, nnodes = 1, node_rank = 0, id;
+    int nproc = 0, nnodes = 1, node_rank = -1, id;
     const char *master = NULL;
     double grace = 5, join_timeout = 0;
     cli_parser p;
@@ -79,6 +80,13 @@ static int cmd_launch(int argc, char **argv) {
     int first = p.ind < end ? p.ind : end;
     if (first < argc && !strcmp(argv[first], "--")) first++;
     if (!nproc) return cli_usage_error("launch", "--nproc N is required");
+    if (node_rank < 0) { /* under srun each node's step knows its index: one command for all */
+        const char *sid = nnodes > 1 ? getenv("SLURM_NODEID") : NULL;
+        char *tail;
+        node_rank = sid && *sid ? (int)strtol(sid, &tail, 10) : 0;
+        if (sid && *sid && (*tail || node_rank < 0))
+            return cli_usage_error("launch", "SLURM_NODEID=%s: expected an integer >= 0 (or give --node-rank)", sid);
+    }
     if (first >= argc) return cli_usage_error("launch", "expected a command to launch (train CONFIG.yaml)");
     if (strcmp(argv[first], "train") != 0)
         return cli_usage_error("launch", "'%s': only `train` runs data parallel", argv[first]);
@@ -118,10 +126,10 @@ const cli_command cmd_launch_def = {
         "address and a free port) and its own --node-rank; machine R runs ranks R*N..R*N+N-1 of\n"
         "K*N, and the collective goes over TCP to rank 0 (NCCL carries the gradients on CUDA). The\n"
         "run dir and the data must be at the same paths on every machine (a shared filesystem):\n"
-        "rank 0 writes the run, every rank reads the checkpoint on resume. Under Slurm (one launch\n"
-        "per node; \\$SLURM_NODEID escaped so that each node reads its own):\n"
+        "rank 0 writes the run, every rank reads the checkpoint on resume. Under Slurm, one launch\n"
+        "per node (--node-rank defaults to the step's SLURM_NODEID):\n"
         "  head=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
-        "  srun --ntasks-per-node=1 bash -c \"caddie launch --nproc 8 --nnodes \\$SLURM_NNODES \\\n"
-        "      --node-rank \\$SLURM_NODEID --master $head:29500 train CONFIG.yaml\"\n",
+        "  srun --ntasks-per-node=1 caddie launch --nproc 8 --nnodes \"$SLURM_NNODES\" \\\n"
+        "      --master \"$head:29500\" train CONFIG.yaml\n",
     .opts = launch_opts,
 };

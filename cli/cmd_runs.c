@@ -97,7 +97,7 @@ static cad_sched_devset detect_gpus(void) {
 
 enum run_opt {
     RUN_DEVICES, RUN_CPU_SLOTS, RUN_THREADS, RUN_UNTIL_EMPTY, RUN_GRACE, RUN_POLL, RUN_EXECUTOR,
-    RUN_PARTITION, RUN_GRES, RUN_MAX_JOBS, RUN_DB
+    RUN_PARTITION, RUN_GRES, RUN_GPUS_PER_NODE, RUN_MAX_JOBS, RUN_DB
 };
 static const cli_opt run_opts[] = {
     {RUN_DEVICES, "devices", 0, "LIST",
@@ -115,6 +115,9 @@ static const cli_opt run_opts[] = {
     {RUN_GRES, "gres", 0, "NAME", "slurm: a run's devices as this GRES, e.g. gpu or gpu:h100\n"
      "(a 4-device run asks --gres=gpu:4; default: CPU runs with\n"
      "--threads CPUs per device)"},
+    {RUN_GPUS_PER_NODE, "gpus-per-node", 0, "G", "slurm, with --gres: a data-parallel caddie run of N devices\n"
+     "spans N/G nodes, one `caddie launch` per node through srun\n"
+     "(default: every run on one node)"},
     {RUN_MAX_JOBS, "max-jobs", 0, "N", "slurm: runs handed to Slurm at once (default 100)"},
     CLI_OPT_DB(RUN_DB),
     CLI_OPT_END,
@@ -145,6 +148,11 @@ static int cmd_run(int argc, char **argv) {
         case RUN_EXECUTOR: o.executor = p.arg; break;
         case RUN_PARTITION: o.partition = p.arg; slurm_only = 1; break;
         case RUN_GRES: o.gres = p.arg; slurm_only = 1; break;
+        case RUN_GPUS_PER_NODE:
+            if (cli_parse_int(p.arg, 1, 1024, &o.gpus_per_node) != 0)
+                return cli_usage_error("run", "--gpus-per-node '%s': expected a positive integer", p.arg);
+            slurm_only = 1;
+            break;
         case RUN_MAX_JOBS:
             if (cli_parse_int(p.arg, 1, 1000000, &o.max_jobs) != 0)
                 return cli_usage_error("run", "--max-jobs '%s': expected a positive integer", p.arg);
@@ -169,6 +177,8 @@ static int cmd_run(int argc, char **argv) {
     if (o.gres && (!o.gres[0] || strchr(o.gres, ',') || strspn(o.gres, "0123456789") == strlen(o.gres)))
         return cli_usage_error("run", "--gres '%s': expected a GRES name such as gpu or gpu:h100 "
                                       "(the count is each run's devices)", o.gres);
+    if (o.gpus_per_node && !o.gres)
+        return cli_usage_error("run", "--gpus-per-node needs --gres (the devices a node gives a run)");
     if (strcmp(o.executor, "slurm") == 0) {
         if (devices || cpu_slots)
             return cli_usage_error("run", "--executor slurm: Slurm hands out the devices; use "
@@ -183,7 +193,7 @@ static int cmd_run(int argc, char **argv) {
         return sig ? 128 + sig : 0;
     }
     if (slurm_only)
-        return cli_usage_error("run", "--partition, --gres and --max-jobs need --executor slurm");
+        return cli_usage_error("run", "--partition, --gres, --gpus-per-node and --max-jobs need --executor slurm");
     if (devices) {
         if (cad_sched_devset_parse(devices, &o.devices) != 0)
             return cli_usage_error("run", "--devices '%s': expected a list like 0-7 or 0,2,4-5 "
@@ -218,7 +228,7 @@ const cli_command cmd_run_def = {
     .summary = "the runner: start queued runs on GPUs or CPU slots, record everything in the DB",
     .synopsis = (const char *const[]){"[--devices LIST | --cpu-slots N [--threads N]] [--until-empty]\n"
                                       "[--grace SECONDS] [--poll SECONDS] [--db FILE]",
-                                      "--executor slurm [--partition P] [--gres NAME] [--threads N]\n"
+                                      "--executor slurm [--partition P] [--gres NAME [--gpus-per-node G]] [--threads N]\n"
                                       "[--max-jobs N] [--until-empty] [--grace SECONDS] [--db FILE]",
                                       NULL},
     .description =
@@ -234,7 +244,10 @@ const cli_command cmd_run_def = {
         "--executor slurm: each run is one Slurm job (sbatch; runs of one shape as one job\n"
         "array), watched with squeue; states and retries as above. The DB stays on this host;\n"
         "the run dirs must be on a filesystem the nodes share. Jobs outlive the runner: a\n"
-        "signal or a crash leaves them running and the next runner re-attaches by job id.\n",
+        "signal or a crash leaves them running and the next runner re-attaches by job id.\n"
+        "With --gpus-per-node G a data-parallel caddie run of N devices is one job on N/G nodes\n"
+        "(--gres=NAME:G each): srun starts one `caddie launch --nproc G` per node, the ranks\n"
+        "meeting over TCP at the first node.\n",
     .opts = run_opts,
 };
 

@@ -238,9 +238,24 @@ static int shell_name_ok(const char *s, size_t n) {
     return 1;
 }
 
-/* <run_dir>/job.sh for one run: why gets the reason when it cannot be written. */
-static int write_job_script(const cad_job_spec *sp, const char *job_name, int index, char *why,
-                            size_t cap) {
+/* With --gpus-per-node G: the nodes a data-parallel caddie run (`caddie launch --nproc N
+ * train ...`, sweep/plan.c's recipe) spans, ceil(N / G); 0 for any other run (one node, as
+ * before); -1 when N is not a multiple of G (the ranks would not fill the nodes evenly). */
+static int run_nodes(const slurm_impl *S, const cad_job_spec *sp) {
+    char *const *a = sp->x->argv;
+    int g = S->o.gpus_per_node;
+    if (g <= 0 || !S->gres || !a[0] || !a[1] || strcmp(a[1], "launch") || !a[2] || strcmp(a[2], "--nproc") ||
+        !a[3] || !a[4])
+        return 0;
+    int n = atoi(a[3]);
+    if (n < 1) return 0;
+    return n % g ? -1 : n / g;
+}
+
+/* <run_dir>/job.sh for one run: why gets the reason when it cannot be written. nodes > 0: the
+ * run's launch goes through srun, one per node (run_nodes), --nproc per_node each. */
+static int write_job_script(const cad_job_spec *sp, const char *job_name, int index, int nodes, int per_node,
+                            char *why, size_t cap) {
     for (char **p = sp->x->envp; p && *p; p++) {
         const char *eq = strchr(*p, '=');
         if (!eq || !shell_name_ok(*p, (size_t)(eq - *p))) {
@@ -279,7 +294,16 @@ static int write_job_script(const cad_job_spec *sp, const char *job_name, int in
         fputs(" || { echo \"caddie: cannot enter the working directory\" >&2; rc=127; }\n", f);
     }
     fputs("if [ -z \"${rc:-}\" ]; then\n   ", f);
-    for (int i = 0; sp->x->argv[i]; i++) {
+    if (nodes > 0) {
+        /* one launch per node (srun), each with its node's index from SLURM_NODEID, meeting at
+         * the first node on a port derived from the job id (array tasks differ) */
+        fprintf(f, " head=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+                   "    srun --nodes=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", nodes);
+        bad |= put_quoted(f, sp->x->argv[0]);
+        fprintf(f, " launch --nproc %d --nnodes %d --master \"$head:$((29500 + ${SLURM_JOB_ID:-0} %% 20000))\"",
+                per_node, nodes);
+    }
+    for (int i = nodes > 0 ? 4 : 0; sp->x->argv[i]; i++) {
         fputc(' ', f);
         bad |= put_quoted(f, sp->x->argv[i]);
     }
@@ -326,7 +350,7 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
     int oom = buf_add(&script, head, strlen(head));
     /* the tasks are numbered 0..ok-1 over the runs whose job.sh could be written; the names
      * and indices are committed before sbatch runs (crash safety, see the top) */
-    int ok = 0;
+    int ok = 0, nodes = run_nodes(S, first); /* the same for the whole array (slurm_submit) */
     int *task = calloc((size_t)n + 1, sizeof *task);
     int began = !cad_db_in_transaction(S->o.db);
     int rc = !task ? cad_fail(e, CAD_ENOMEM, "out of memory") : CAD_OK;
@@ -340,7 +364,13 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
         const cad_job_spec *sp = &specs[idx[k]];
         cad_job *j = &jobs[idx[k]];
         task[k] = -1;
-        if (write_job_script(sp, name, ok, j->detail, sizeof j->detail) != 0) {
+        if (nodes < 0) {
+            snprintf(j->detail, sizeof j->detail, "devices %d is not a multiple of --gpus-per-node %d: the "
+                     "ranks would not fill the nodes evenly", sp->ndev, S->o.gpus_per_node);
+            j->start_failed = 1;
+            continue;
+        }
+        if (write_job_script(sp, name, ok, nodes, S->o.gpus_per_node, j->detail, sizeof j->detail) != 0) {
             j->start_failed = 1;
             continue;
         }
@@ -374,7 +404,7 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
         free(script.p);
         return oom ? cad_fail(e, CAD_ENOMEM, "out of memory writing a job script") : CAD_OK;
     }
-    char a_name[96], a_array[48], a_part[300], a_gres[300], a_cpus[48], a_time[48];
+    char a_name[96], a_array[48], a_part[300], a_gres[300], a_cpus[48], a_time[48], a_nodes[48];
     char *argv[16];
     int ac = 0;
     argv[ac++] = "sbatch";
@@ -390,6 +420,12 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
         argv[ac++] = a_part;
     }
     int ndev = first->ndev < 1 ? 1 : first->ndev;
+    if (nodes > 0) { /* each node: its share of the devices, one task (the node's launch) */
+        snprintf(a_nodes, sizeof a_nodes, "--nodes=%d", nodes);
+        argv[ac++] = a_nodes;
+        argv[ac++] = "--ntasks-per-node=1";
+        ndev = S->o.gpus_per_node;
+    }
     if (S->gres) {
         snprintf(a_gres, sizeof a_gres, "--gres=%s:%d", S->gres, ndev);
         argv[ac++] = a_gres;
@@ -458,7 +494,7 @@ static int submit_array(cad_executor *x, const cad_job_spec *specs, const int *i
     return rc;
 }
 
-/* Runs of one shape (device count, timeout) go into one array, at most ARRAY_MAX each. */
+/* Runs of one shape (device count, timeout, nodes) go into one array, at most ARRAY_MAX each. */
 static int slurm_submit(cad_executor *x, const cad_job_spec *specs, int n, cad_job *jobs,
                         cad_err *e) {
     int *idx = calloc((size_t)n + 1, sizeof *idx);
@@ -474,7 +510,8 @@ static int slurm_submit(cad_executor *x, const cad_job_spec *specs, int n, cad_j
         int m = 0;
         for (int k = i; k < n && m < ARRAY_MAX; k++)
             if (!taken[k] && specs[k].ndev == specs[i].ndev &&
-                specs[k].timeout_s == specs[i].timeout_s) {
+                specs[k].timeout_s == specs[i].timeout_s &&
+                run_nodes(x->impl, &specs[k]) == run_nodes(x->impl, &specs[i])) {
                 taken[k] = 1;
                 idx[m++] = k;
             }

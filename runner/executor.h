@@ -122,6 +122,10 @@ typedef struct cad_slurm_opts {
     int threads;             /* CPUs per device: --cpus-per-task = devices x threads */
     double grace_s;          /* added to a run's timeout for Slurm's --time backstop */
     cad_db *db;              /* where job names and ids are recorded (table slurm_jobs) */
+    int gpus_per_node;       /* > 0 (with gres): a run started as `caddie launch --nproc N ...`
+                              * (data parallel) asks ceil(N / this) nodes with --gres=G:this
+                              * each, and job.sh starts one launch per node through srun, the
+                              * ranks meeting over TCP at the first node; N must be a multiple */
 } cad_slurm_opts;
 
 /* The Slurm executor. Asks `scontrol show config` once, so a cluster that cannot be reached

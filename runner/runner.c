@@ -1522,7 +1522,8 @@ static int runner_open(runner *r, cad_err *e) {
     r->local.warn_ctx = r;
     r->ex = &r->local;
     if (!rc && r->o->executor && strcmp(r->o->executor, "slurm") == 0) {
-        cad_slurm_opts so = {r->o->partition, r->o->gres, r->o->cpu_threads, r->o->grace_s, r->db};
+        cad_slurm_opts so = {r->o->partition, r->o->gres, r->o->cpu_threads, r->o->grace_s, r->db,
+                             r->o->gpus_per_node};
         rc = cad_executor_slurm(&so, &r->slurm, e);
         r->slurm.warn = executor_said;
         r->slurm.warn_ctx = r;

@@ -66,6 +66,8 @@ typedef struct cad_runner_opts {
     const char *partition;  /* slurm: sbatch --partition (NULL: the cluster's default) */
     const char *gres;       /* slurm: GRES name a run's devices are asked as ("gpu"), NULL:
                              * CPU runs with cpu_threads CPUs per device */
+    int gpus_per_node;      /* slurm: > 0: a data-parallel caddie run spans ceil(devices / this)
+                             * nodes, one `caddie launch` per node through srun (0: one node) */
     int max_jobs;           /* slurm: runs handed to Slurm at once (waiting or running there) */
     int tty;                /* 1: live status line (\r), 0: plain lines */
     FILE *out;              /* progress output */

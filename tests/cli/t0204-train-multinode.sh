@@ -5,7 +5,7 @@
 # machine with 2 and 4 ranks over shared memory (every loss line, the artifact); a rank killed
 # with SIGKILL on machine 1, or machine 0's launch killed, takes every launch down within seconds
 # naming the cause; launches that disagree on the world size, a missing --master and a node rank
-# out of range are refused.
+# out of range are refused. Under srun the node rank comes from SLURM_NODEID.
 . "$CADDIE_SRC/tests/cli/lib.sh"
 . "$CADDIE_SRC/tests/cli/runner_lib.sh"
 
@@ -53,6 +53,22 @@ test_expect_success '2 machines x 1 rank: the same bits as 2 ranks on one machin
     losses shm2/log.txt >shm2.l && losses tcp2/log.txt >tcp2.l &&
     test "$(grep -c "^step:6/6 val_loss:" tcp2.l)" = 1 && test_cmp shm2.l tcp2.l &&
     cmp shm2/final_model.int8.ptz tcp2/final_model.int8.ptz
+'
+# as srun starts them: no --node-rank, each launch reads SLURM_NODEID
+nodes_slurm() {
+    local r
+    next_port
+    for r in 0 1; do
+        (SLURM_NODEID=$r timeout 300 "$CADDIE" launch --nproc 1 --nnodes 2 --master "127.0.0.1:$PORT" \
+            train micro.yaml --set run_dir=$1 --set run_id=$1 >"$1.$r.out" 2>"$1.$r.err"; echo $? >"$1.$r.rc") &
+    done
+    wait
+}
+test_expect_success 'the node rank from SLURM_NODEID (as under srun): the same bits again' '
+    nodes_slurm env2 && test "$(cat env2.0.rc env2.1.rc)" = "0
+0" &&
+    test_grep "^launch: rank 1 pid" env2.1.err &&
+    losses env2/log.txt >env2.l && test_cmp shm2.l env2.l && cmp shm2/final_model.int8.ptz env2/final_model.int8.ptz
 '
 test_expect_success '2 machines x 2 ranks: the same bits as 4 ranks on one machine' '
     timeout 300 "$CADDIE" launch --nproc 4 train micro.yaml --set run_dir=shm4 --set run_id=shm4 >/dev/null 2>&1 &&

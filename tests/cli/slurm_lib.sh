@@ -125,3 +125,14 @@ slurm_stop() {
 slurm_state() { squeue -h --states=all -r -o '%i|%T' 2>/dev/null | sed -n "s/^$1|//p"; }
 # slurm_jobs_in STATE — how many jobs the jobcomp file records with that final state
 slurm_jobs_in() { grep -c "JobState=$1 " "$SL/jobcomp.txt" 2>/dev/null || true; }
+# slurm_record_sbatch — an sbatch ahead of Slurm's on PATH that appends its arguments to
+# $TRASH/sbatch.args, then runs Slurm's: the test sees what Slurm was asked for (a jobcomp file
+# without GRES accounting does not say), not only what it granted
+slurm_record_sbatch() {
+    mkdir -p "$TRASH/bin" && cat >"$TRASH/bin/sbatch" <<EOF
+#!/bin/sh
+printf '%s\n' "\$*" >>'$TRASH/sbatch.args'
+exec '$(command -v sbatch)' "\$@"
+EOF
+    chmod +x "$TRASH/bin/sbatch" && export PATH="$TRASH/bin:$PATH"
+}

@@ -23,16 +23,7 @@ if ! slurm_start; then
     exit
 fi
 
-# an sbatch ahead of Slurm's on PATH that records its arguments, then runs Slurm's: the runner's
-# submissions go through it, so the test sees what Slurm was asked for (a jobcomp file without
-# GRES accounting does not say), not only what it granted
-mkdir -p bin && cat >bin/sbatch <<EOF
-#!/bin/sh
-printf '%s\n' "\$*" >>'$TRASH/sbatch.args'
-exec '$(command -v sbatch)' "\$@"
-EOF
-chmod +x bin/sbatch
-export PATH="$TRASH/bin:$PATH"
+slurm_record_sbatch # the runner's sbatch calls recorded in sbatch.args (slurm_lib.sh)
 
 # t0203's micro model: 512 tokens a step over 2 ranks of 64-token windows = 4 accumulation steps
 MICRO="train_seq_len=64 train_batch_tokens=512 grad_accum_steps=0 warmdown_iters=2 val_loss_every=0

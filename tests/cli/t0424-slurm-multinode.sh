@@ -25,14 +25,7 @@ if ! slurm_start; then
     test_done
     exit
 fi
-# sbatch's arguments recorded on the way to Slurm's (as in t0423)
-mkdir -p bin && cat >bin/sbatch <<EOF
-#!/bin/sh
-printf '%s\n' "\$*" >>'$TRASH/sbatch.args'
-exec '$(command -v sbatch)' "\$@"
-EOF
-chmod +x bin/sbatch
-export PATH="$TRASH/bin:$PATH"
+slurm_record_sbatch # the runner's sbatch calls recorded in sbatch.args (slurm_lib.sh)
 
 micro_config micro.yaml train_seq_len=64 train_batch_tokens=512 grad_accum_steps=0 warmdown_iters=2 \
     val_loss_every=0 val_batch_size=2048 val_max_tokens=1024 grad_clip_norm=1.0 iterations=4

@@ -234,25 +234,18 @@ static int fill_sweep(cad_report_data *d, int lo, int hi, const cad_report_query
     for (int i = lo; i < hi; i++)
         if (is_caddie_run(&d->runs[i])) n += (size_t)d->runs[i].n_params;
     if (n == 0) return CAD_OK;
-    char **keys = malloc(n * sizeof *keys);
+    /* borrowed: insert_param grows a run's arrays but never frees the key strings in them */
+    const char **keys = malloc(n * sizeof *keys);
     if (!keys) return CAD_ENOMEM;
     size_t m = 0, u = 0;
     for (int i = lo; i < hi; i++)
         if (is_caddie_run(&d->runs[i]))
-            for (int k = 0; k < d->runs[i].n_params; k++) keys[m++] = strdup(d->runs[i].param_keys[k]);
+            for (int k = 0; k < d->runs[i].n_params; k++) keys[m++] = d->runs[i].param_keys[k];
+    qsort(keys, m, sizeof *keys, cmp_str_at);
+    for (size_t k = 0; k < m; k++)
+        if (!u || strcmp(keys[k], keys[u - 1])) keys[u++] = keys[k];
+    m = u;
     int rc = CAD_OK;
-    for (size_t k = 0; k < m; k++) rc |= keys[k] ? CAD_OK : CAD_ENOMEM;
-    if (!rc) {
-        qsort(keys, m, sizeof *keys, cmp_str_at);
-        for (size_t k = 0; k < m; k++) {
-            if (u && !strcmp(keys[k], keys[u - 1])) {
-                free(keys[k]);
-                continue;
-            }
-            keys[u++] = keys[k];
-        }
-        m = u;
-    }
     for (size_t k = 0; k < m && !rc; k++) {
         char text[512];
         double num;
@@ -265,8 +258,7 @@ static int fill_sweep(cad_report_data *d, int lo, int hi, const cad_report_query
             rc = insert_param(r, keys[k], text, num);
         }
     }
-    for (size_t k = 0; k < m; k++) free(keys[k]);
-    free(keys);
+    free((void *)keys);
     return rc;
 }
 
